@@ -1,0 +1,56 @@
+/**
+ * The GHCI contract carried by TDG.VP.VMCALL: sub-functions (R11 on input) and statuses (R10 on output).
+ * The module never interprets these; they are a contract between guest and VMM.
+ *
+ * Source: Linux arch/x86/include/asm/shared/tdx.h; qemu target/i386/kvm/tdx.h; td-shim tdx-tdcall/src/lib.rs
+ * (reference guest-and-vmm.md §1).
+ */
+
+/** R10 on input: 0 selects a standard GHCI call (TDX_HYPERCALL_STANDARD); non-zero is vendor-specific. */
+export const TDX_HYPERCALL_STANDARD = 0n;
+
+export const TdvmcallSubfunction = {
+  GET_TD_VM_CALL_INFO: 0x10000n,
+  MAP_GPA: 0x10001n,
+  GET_QUOTE: 0x10002n,
+  REPORT_FATAL_ERROR: 0x10003n,
+  SETUP_EVENT_NOTIFY_INTERRUPT: 0x10004n,
+  /** Instruction emulation uses the VMX exit reason as the sub-function. */
+  CPUID: 10n,
+  HLT: 12n,
+  IO: 30n,
+  RDMSR: 31n,
+  WRMSR: 32n,
+  MMIO: 48n,
+} as const;
+export type TdvmcallSubfunctionName = keyof typeof TdvmcallSubfunction;
+
+/** R10 on output. GPA_INUSE is not defined by Linux; its meaning is unverified (reference §1.2). */
+export const TdvmcallStatus = {
+  SUCCESS: 0x0000000000000000n,
+  RETRY: 0x0000000000000001n,
+  INVALID_OPERAND: 0x8000000000000000n,
+  GPA_INUSE: 0x8000000000000001n,
+  ALIGN_ERROR: 0x8000000000000002n,
+  SUBFUNC_UNSUPPORTED: 0x8000000000000003n,
+} as const;
+export type TdvmcallStatusName = keyof typeof TdvmcallStatus;
+
+const statusNames = new Map<bigint, TdvmcallStatusName>(
+  Object.entries(TdvmcallStatus).map(([name, value]) => [value, name as TdvmcallStatusName]),
+);
+
+/** The GHCI name of an R10 value, or undefined when the value is outside the GHCI set. */
+export function tdvmcallStatusName(status: bigint): TdvmcallStatusName | undefined {
+  return statusNames.get(BigInt.asUintN(64, status));
+}
+
+/**
+ * Register-exposure bitmaps (RCX of TDG.VP.VMCALL) seen in practice: current Linux exposes RDX, RBX, RSI,
+ * RDI and R8-R15; early Linux R10-R15; OpenVMM R10-R13 (reference guest-and-vmm.md §1.1).
+ */
+export const VmcallExposure = {
+  LINUX: 0xffccn,
+  EARLY_LINUX: 0xfc00n,
+  OPENVMM: 0x3c00n,
+} as const;

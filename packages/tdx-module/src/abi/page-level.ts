@@ -1,0 +1,28 @@
+/** SEPT levels: 0 = 4K, 1 = 2M, 2 = 1G, 3 = 512G (PML4), 4 = PML5. Source: reference tdx-module.md §0, §4.1. */
+export const PageLevel = {
+  L4K: 0,
+  L2M: 1,
+  L1G: 2,
+  L512G: 3,
+  L256T: 4,
+} as const;
+export type PageLevel = (typeof PageLevel)[keyof typeof PageLevel];
+
+export const PAGE_SIZE_4K = 4096;
+export const PAGE_SIZE_2M = 2 * 1024 * 1024;
+export const PAGE_SIZE_1G = 1024 * 1024 * 1024;
+
+/** Bytes mapped by one entry at `level`: 4 KiB << (9 × level). */
+export function pageSizeOf(level: number): number {
+  return PAGE_SIZE_4K * 2 ** (9 * level);
+}
+
+/** Number of 4K pages one entry at `level` covers. */
+export function pagesAtLevel(level: number): number {
+  return 2 ** (9 * level);
+}
+
+/** Human label for a level, e.g. `2M`. */
+export function levelLabel(level: number): string {
+  return ['4K', '2M', '1G', '512G', '256T'][level] ?? `level ${level}`;
+}

@@ -1,0 +1,134 @@
+import {
+  ALLOWED_SEPT_STATES,
+  OP_STATE_GATES,
+  PAGE_INFO_LEVELS,
+  TLB_TRACKING_OP_STATES,
+} from '../abi/leaf-rules.js';
+import { OperandId } from '../abi/operand-id.js';
+import { checkPageInfo } from '../abi/page-info.js';
+import { PamtPageType } from '../abi/page-type.js';
+import { SeptStateGroup } from '../abi/sept-state.js';
+import { TdxStatus, withDetail } from '../abi/status-codes.js';
+import { LifecycleState } from '../abi/td-state.js';
+import { hpReleaseShared, hpTryShared } from '../locks/host-priority-lock.js';
+import { LockResult } from '../locks/lock-result.js';
+import { septEntryTryLock, septEntryUnlock } from '../locks/sept-entry-lock.js';
+import { type Gprs, Reg } from '../registers.js';
+import { architecturalEntry, entryDetails, type WalkResult } from '../sept/sept-tree.js';
+import type { YieldPoint } from '../services/scheduler.js';
+import type { TdControl } from '../td/td-control.js';
+import type { HeldLocks } from './held-locks.js';
+import type { ModuleState } from './module-state.js';
+
+/**
+ * The common prologue of TD-scoped host leaves, P2-P10 of reference tdx-module.md §5.1: TDR address checks, TDR
+ * PAMT lock, TDR page type, fatal, life cycle, TDCS, OP_STATE lock and gate. Returns the TD or the status.
+ */
+export function enterTd(
+  m: ModuleState,
+  leaf: number,
+  regs: Gprs,
+  tdrOperand: number,
+  tdrLock: 'shared' | 'exclusive',
+  takeOpStateLock: boolean,
+  held: HeldLocks,
+): TdControl | bigint {
+  const tdrValue = regs[tdrOperand] as bigint;
+  const tdrStatus = m.checkHpaPage(tdrValue, 0, PamtPageType.TDR, tdrLock, tdrOperand, held);
+  if (tdrStatus !== 0n) return tdrStatus;
+  const td = m.tds.get(Number(tdrValue));
+  if (td === undefined) return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, tdrOperand);
+  if (td.fatal) return TdxStatus.TD_FATAL;
+  if (td.lifecycle !== LifecycleState.KEYS_CONFIGURED) return TdxStatus.TD_KEYS_NOT_CONFIGURED;
+  if (td.tdcx.length < m.config.tdcsPages && leaf !== 1) return TdxStatus.TDCS_NOT_ALLOCATED;
+  if (takeOpStateLock) {
+    const attempt = hpTryShared(td.opStateLock, 'host');
+    td.opStateLock = attempt.word;
+    if (attempt.result !== LockResult.ACQUIRED) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.OP_STATE);
+    held.add(() => {
+      td.opStateLock = hpReleaseShared(td.opStateLock);
+    });
+  }
+  const allowed = OP_STATE_GATES.get(leaf);
+  if (allowed !== undefined && !allowed.has(td.opState)) return TdxStatus.OP_STATE_INCORRECT;
+  return td;
+}
+
+/** A successful locked walk: the entry at the requested level, locked by the host. */
+export interface LockedEntry extends WalkResult {
+  readonly gpa: number;
+}
+
+/**
+ * G1-G5 of reference §5.1: page-info (levels of the leaf, alignment, private GPA within GPAW), SEPT tree lock in
+ * `treeMode`, walk to the level, host entry lock. On a walk or entry-lock failure RCX/RDX carry the entry details.
+ */
+export function lockedWalk(
+  _m: ModuleState,
+  td: TdControl,
+  leaf: number,
+  regs: Gprs,
+  out: Gprs,
+  treeMode: 'shared' | 'exclusive' | 'none',
+  held: HeldLocks,
+): LockedEntry | bigint {
+  const levels = PAGE_INFO_LEVELS.get(leaf) ?? [0, 0];
+  const maxLevel = levels[1] === 'pwl' ? td.pwl : levels[1];
+  const info = checkPageInfo(regs[Reg.RCX] as bigint, levels[0], maxLevel, td.gpaw);
+  if (info === undefined) return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RCX);
+  if (treeMode !== 'none') {
+    const lock = td.septTreeLock;
+    if (treeMode === 'shared' ? !lock.tryShared() : !lock.tryExclusive()) {
+      return withDetail(TdxStatus.OPERAND_BUSY, OperandId.SEPT_TREE);
+    }
+    held.add(treeMode === 'shared' ? () => lock.releaseShared() : () => lock.releaseExclusive());
+  }
+  const walk = td.tree.walk(info.gpa, info.level);
+  if (walk.level !== info.level) {
+    reportEntry(out, walk);
+    return withDetail(TdxStatus.EPT_WALK_FAILED, OperandId.RCX);
+  }
+  // Details come from the entry as read before the lock attempt (reference §10.4).
+  const before = walk.table.lock[walk.index] as number;
+  const attempt = septEntryTryLock(before, 'host');
+  walk.table.lock[walk.index] = attempt.word;
+  if (attempt.result !== LockResult.ACQUIRED) {
+    reportEntry(out, walk);
+    return withDetail(TdxStatus.OPERAND_BUSY, OperandId.RCX);
+  }
+  held.add(() => {
+    walk.table.lock[walk.index] = septEntryUnlock(walk.table.lock[walk.index] as number);
+  });
+  return { ...walk, gpa: info.gpa };
+}
+
+/** Writes the §4.3 details of an entry into RCX and RDX. */
+export function reportEntry(out: Gprs, walk: WalkResult): void {
+  out[Reg.RCX] = architecturalEntry(walk.table, walk.index);
+  out[Reg.RDX] = entryDetails(walk.level, walk.state);
+}
+
+/** G6: the entry's state is one the leaf accepts; otherwise EPT_ENTRY_STATE_INCORRECT + RCX with details. */
+export function checkEntryState(leaf: number, entry: LockedEntry, out: Gprs): bigint {
+  const allowed = ALLOWED_SEPT_STATES.get(leaf);
+  if (allowed === undefined || allowed.has(entry.state)) return 0n;
+  reportEntry(out, entry);
+  return withDetail(TdxStatus.EPT_ENTRY_STATE_INCORRECT, OperandId.RCX);
+}
+
+/** True if REMOVE/UNBLOCK/DEMOTE/SEPT.REMOVE must see a blocked and tracked entry (reference §5.8 step 8). */
+export function trackingRequired(td: TdControl, state: number): boolean {
+  return TLB_TRACKING_OP_STATES.has(td.opState) && SeptStateGroup.tlbTrackingRequired.has(state);
+}
+
+/** The "tracked" test on a recorded block epoch (reference §8). */
+export function isTracked(td: TdControl, bepoch: number): boolean {
+  if (bepoch < td.epoch - 1) return true;
+  return bepoch === td.epoch - 1 && td.epochRefcount[bepoch & 1] === 0;
+}
+
+/** Suspends the flow at a yield point when the scheduler asks to. */
+export async function yieldAt(m: ModuleState, point: YieldPoint): Promise<void> {
+  const pause = m.scheduler.yieldAt(point);
+  if (pause !== undefined) await pause;
+}

@@ -1,0 +1,150 @@
+import { OperandId } from '../abi/operand-id.js';
+import { PamtPageType } from '../abi/page-type.js';
+import { TdxStatus, withDetail } from '../abi/status-codes.js';
+import {
+  hpReleaseExclusive,
+  hpReleaseShared,
+  hpTryExclusive,
+  hpTryPromote,
+  hpTryShared,
+} from '../locks/host-priority-lock.js';
+import { type LockCaller, LockResult } from '../locks/lock-result.js';
+import { Pamt, type PamtLevel } from '../memory/pamt.js';
+import { PhysicalMemory, type TdmrOptions } from '../memory/physical-memory.js';
+import type { Clock } from '../services/clock.js';
+import type { Scheduler } from '../services/scheduler.js';
+import type { TraceSink } from '../services/trace.js';
+import { SharedEpt } from '../td/shared-ept.js';
+import type { TdControl } from '../td/td-control.js';
+import type { VcpuState } from '../td/vcpu.js';
+import type { HeldLocks } from './held-locks.js';
+
+/** Numbers the module is configured with (what TDH.SYS.RD would enumerate on real hardware). */
+export interface ModuleConfig {
+  readonly tdmr: TdmrOptions;
+  /** TDCS pages TDH.MNG.ADDCX must add before TDH.MNG.INIT; the last one holds the SEPT root. */
+  readonly tdcsPages: number;
+  /** TDCX pages TDH.VP.ADDCX must add per vCPU before TDH.VP.INIT. */
+  readonly tdvpxPages: number;
+  /** Private HKIDs are 1..maxHkid. */
+  readonly maxHkid: number;
+  /** Guest accesses that exit without progress before the simulator stops a stuck guest. */
+  readonly guestStuckLimit: number;
+}
+
+/** The state of the whole TDX module and the platform it runs on, shared by all flows. */
+export class ModuleState {
+  readonly config: ModuleConfig;
+  readonly pamt = new Pamt();
+  readonly memory = new PhysicalMemory();
+  readonly tds = new Map<number, TdControl>();
+  readonly sharedEpts = new Map<number, SharedEpt>();
+  readonly vcpusByTdvpr = new Map<number, { td: TdControl; vcpu: VcpuState }>();
+  readonly hkidsInUse = new Set<number>();
+  readonly clock: Clock;
+  readonly scheduler: Scheduler;
+  readonly trace: TraceSink;
+
+  constructor(config: ModuleConfig, clock: Clock, scheduler: Scheduler, trace: TraceSink) {
+    this.config = config;
+    this.clock = clock;
+    this.scheduler = scheduler;
+    this.trace = trace;
+  }
+
+  inTdmr(hpa: number, size = 4096): boolean {
+    const { base, size: tdmrSize } = this.config.tdmr;
+    return hpa >= base && hpa + size <= base + tdmrSize;
+  }
+
+  sharedEptOf(tdr: number): SharedEpt {
+    let ept = this.sharedEpts.get(tdr);
+    if (ept === undefined) {
+      ept = new SharedEpt();
+      this.sharedEpts.set(tdr, ept);
+    }
+    return ept;
+  }
+
+  /**
+   * Takes the PAMT lock of the page at `hpa` the way the module walks PAMT: shared on the larger entries above the
+   * level, then the entry itself in `mode`. Returns 0n, or the status to report (BUSY + operand).
+   */
+  lockPamt(
+    hpa: number,
+    level: PamtLevel,
+    mode: 'shared' | 'exclusive',
+    caller: LockCaller,
+    operand: number,
+    held: HeldLocks,
+  ): bigint {
+    const taken: (() => void)[] = [];
+    const undo = (): void => {
+      for (let release = taken.pop(); release !== undefined; release = taken.pop()) release();
+    };
+    for (let l = 2; l >= level; l--) {
+      const at = hpa - (hpa % (4096 * 2 ** (9 * l)));
+      const lvl = l as PamtLevel;
+      const exclusive = l === level && mode === 'exclusive';
+      const attempt = exclusive
+        ? hpTryExclusive(this.pamt.getLock(at, lvl), caller)
+        : hpTryShared(this.pamt.getLock(at, lvl), caller);
+      this.pamt.setLock(at, lvl, attempt.word);
+      if (attempt.result !== LockResult.ACQUIRED) {
+        undo();
+        const base =
+          attempt.result === LockResult.BUSY ? TdxStatus.OPERAND_BUSY : TdxStatus.OPERAND_BUSY_HOST_PRIORITY;
+        return withDetail(base, operand);
+      }
+      taken.push(
+        exclusive
+          ? () => this.pamt.setLock(at, lvl, hpReleaseExclusive(this.pamt.getLock(at, lvl)))
+          : () => this.pamt.setLock(at, lvl, hpReleaseShared(this.pamt.getLock(at, lvl))),
+      );
+    }
+    for (const release of taken) held.add(release);
+    return 0n;
+  }
+
+  /** Promotes a shared PAMT hold (taken through `lockPamt`) to exclusive; the held release is swapped. */
+  promotePamt(hpa: number, level: PamtLevel, operand: number): { status: bigint; release?: () => void } {
+    const attempt = hpTryPromote(this.pamt.getLock(hpa, level));
+    this.pamt.setLock(hpa, level, attempt.word);
+    if (attempt.result !== LockResult.ACQUIRED)
+      return { status: withDetail(TdxStatus.OPERAND_BUSY, operand) };
+    return {
+      status: 0n,
+      release: () => this.pamt.setLock(hpa, level, hpReleaseExclusive(this.pamt.getLock(hpa, level))),
+    };
+  }
+
+  /**
+   * The checks on a page given by HPA (reference §5.1, §9): aligned to its size and below 2^52 → OPERAND_INVALID;
+   * in the TDMR → OPERAND_ADDR_RANGE_ERROR; PAMT lock → OPERAND_BUSY; page type at that size → PAGE_METADATA_INCORRECT.
+   * All + `operand`. Returns 0n when the page passed and is locked in `mode`.
+   */
+  checkHpaPage(
+    hpa: bigint,
+    level: PamtLevel,
+    expectedType: number,
+    mode: 'shared' | 'exclusive',
+    operand: number,
+    held: HeldLocks,
+  ): bigint {
+    const size = 4096 * 2 ** (9 * level);
+    const address = Number(hpa);
+    if (hpa >= 1n << 52n || address % size !== 0) return withDetail(TdxStatus.OPERAND_INVALID, operand);
+    if (!this.inTdmr(address, size)) return withDetail(TdxStatus.OPERAND_ADDR_RANGE_ERROR, operand);
+    const busy = this.lockPamt(address, level, mode, 'host', operand, held);
+    if (busy !== 0n) return busy;
+    const leaf = this.pamt.leafOf(address);
+    if (leaf.level !== level && !(expectedType === PamtPageType.NDA && leaf.level < level)) {
+      return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, operand);
+    }
+    if (this.pamt.getType(address, level) !== expectedType)
+      return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, operand);
+    return 0n;
+  }
+}
+
+export const RDX_OPERAND = OperandId.RDX;

@@ -1,0 +1,107 @@
+import { TdxSimError } from '../errors.js';
+import { formatGprs, type Gprs } from '../registers.js';
+import type { TdControl } from '../td/td-control.js';
+import type { VcpuState } from '../td/vcpu.js';
+import type { ModuleState } from './module-state.js';
+import { countPrivateEptViolation, resetOnProgress } from './zero-step.js';
+
+/**
+ * The enter/exit hand-over between a vCPU's guest code and the host thread that runs it. The guest runs only
+ * between a successful TDH.VP.ENTER and the next TD exit; a TD exit hands its registers to the pending
+ * TDH.VP.ENTER and parks the guest until the host enters the vCPU again.
+ */
+export class VcpuRuntime {
+  readonly #m: ModuleState;
+  /** Macrotask turns a parked guest waits for a re-entry before the VMM is said to have abandoned it (0: never). */
+  readonly #abandonTurns: number;
+
+  constructor(m: ModuleState, abandonTurns: number) {
+    this.#m = m;
+    this.#abandonTurns = abandonTurns;
+  }
+
+  /**
+   * A TD exit: the vCPU leaves guest mode (its epoch reference is dropped), zero-step bookkeeping runs, the exit
+   * goes to the host's TDH.VP.ENTER, and the guest waits for the next entry, whose registers it gets.
+   */
+  exit(
+    td: TdControl,
+    vcpu: VcpuState,
+    regs: Gprs,
+    reason: string,
+    privateViolationGpa?: number,
+  ): Promise<Gprs> {
+    this.leaveGuest(td, vcpu, regs, reason, privateViolationGpa);
+    return this.waitForEntry(vcpu);
+  }
+
+  /** The exit itself, without waiting (used for kicks, where no guest code is waiting). */
+  leaveGuest(td: TdControl, vcpu: VcpuState, regs: Gprs, reason: string, privateViolationGpa?: number): void {
+    if (vcpu.run !== 'in-guest') throw new Error('model bug: exit of a vCPU that is not in guest mode');
+    vcpu.run = 'stopped';
+    td.adjustEpochRef(vcpu.epoch, -1);
+    resetOnProgress(vcpu);
+    if (privateViolationGpa !== undefined) countPrivateEptViolation(vcpu, privateViolationGpa);
+    const m = this.#m;
+    m.clock.advance(2_000);
+    if (m.trace.enabled) {
+      m.trace.record({
+        kind: 'td-exit',
+        time: m.clock.now(),
+        vcpu: vcpu.index,
+        reason,
+        regs: formatGprs(regs, ['RAX', 'RCX', 'RDX', 'R8', 'R10', 'R11', 'R12', 'R13']),
+      });
+    }
+    const deliver = vcpu.deliverExit;
+    vcpu.deliverExit = undefined;
+    if (deliver === undefined) throw new Error('model bug: TD exit with no TDH.VP.ENTER to return to');
+    deliver(regs);
+  }
+
+  /** Parks guest code until the vCPU is entered again; resolves with the entry's registers. */
+  waitForEntry(vcpu: VcpuState): Promise<Gprs> {
+    return new Promise<Gprs>((resolve, reject) => {
+      vcpu.resumeGuest = resolve;
+      if (this.#abandonTurns === 0) return;
+      let turns = 0;
+      const check = (): void => {
+        if (vcpu.resumeGuest !== resolve) return;
+        if (++turns < this.#abandonTurns) {
+          setImmediate(check);
+          return;
+        }
+        vcpu.resumeGuest = undefined;
+        reject(
+          new TdxSimError(
+            'VCPU_NOT_RESUMED',
+            `vCPU ${vcpu.index} exited and the VMM never entered it again (no TDH.VP.ENTER); the guest would hang`,
+          ),
+        );
+      };
+      setImmediate(check);
+    });
+  }
+
+  /** Guest code calls this before it runs: a vCPU that was kicked out waits for its next entry. */
+  async whenRunning(vcpu: VcpuState): Promise<void> {
+    if (vcpu.run === 'in-guest') return;
+    if (!vcpu.initialized) {
+      throw new TdxSimError('VCPU_NOT_RUNNING', `vCPU ${vcpu.index} was never initialized with TDH.VP.INIT`);
+    }
+    await this.waitForEntry(vcpu);
+  }
+
+  /** After a successful TDH.VP.ENTER: guest mode; the parked guest (if any) continues with `regs`. */
+  enter(vcpu: VcpuState, regs: Gprs): Promise<Gprs> {
+    vcpu.run = 'in-guest';
+    vcpu.ripAtEntry = vcpu.rip;
+    const exitPromise = new Promise<Gprs>((resolve) => {
+      vcpu.deliverExit = resolve;
+    });
+    const resume = vcpu.resumeGuest;
+    vcpu.resumeGuest = undefined;
+    resume?.(regs);
+    return exitPromise;
+  }
+}

@@ -1,0 +1,81 @@
+import { SeamcallLeaf } from '../abi/leaves.js';
+import { OperandId } from '../abi/operand-id.js';
+import { PamtPageType } from '../abi/page-type.js';
+import { SeptState, SeptStateGroup } from '../abi/sept-state.js';
+import { TdxStatus, withDetail } from '../abi/status-codes.js';
+import {
+  checkEntryState,
+  enterTd,
+  isTracked,
+  lockedWalk,
+  reportEntry,
+  trackingRequired,
+  yieldAt,
+} from '../core/gates.js';
+import type { HeldLocks } from '../core/held-locks.js';
+import type { ModuleState } from '../core/module-state.js';
+import type { PamtLevel } from '../memory/pamt.js';
+import { type Gprs, Reg } from '../registers.js';
+
+/**
+ * TDH.MEM.PAGE.DEMOTE: splits a 2M (or 1G) leaf into 512 children in the leaf's unblocked state, using the new
+ * table page in R8. The accept counter of a half-accepted 2M page is lost: its children are all PENDING.
+ * Modelled without TDX_INTERRUPTED_RESTARTABLE (the split always completes).
+ * Source: intel/tdx-module 1.5.01 tdh_mem_page_demote.c (reference tdx-module.md §5.10).
+ */
+const UNBLOCKED = new Map<number, number>([
+  [SeptState.MAPPED, SeptState.MAPPED],
+  [SeptState.BLOCKED, SeptState.MAPPED],
+  [SeptState.PENDING, SeptState.PENDING],
+  [SeptState.PENDING_BLOCKED, SeptState.PENDING],
+]);
+
+export async function pageDemote(m: ModuleState, regs: Gprs, out: Gprs, held: HeldLocks): Promise<bigint> {
+  const leaf = SeamcallLeaf.MEM_PAGE_DEMOTE;
+  const td = enterTd(m, leaf, regs, OperandId.RDX, 'shared', true, held);
+  if (typeof td === 'bigint') return td;
+  const entry = lockedWalk(m, td, leaf, regs, out, 'shared', held);
+  if (typeof entry === 'bigint') return entry;
+  const stateStatus = checkEntryState(leaf, entry, out);
+  if (stateStatus !== 0n) return stateStatus;
+  const hpa = entry.table.hpa[entry.index] as number;
+  const level = entry.level as PamtLevel;
+  if (trackingRequired(td, entry.state)) {
+    if (!SeptStateGroup.anyBlocked.has(entry.state)) {
+      reportEntry(out, entry);
+      return withDetail(TdxStatus.GPA_RANGE_NOT_BLOCKED, OperandId.RCX);
+    }
+    if (!isTracked(td, m.pamt.get(hpa, level).bepoch)) {
+      reportEntry(out, entry);
+      return withDetail(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
+    }
+  }
+  const busy = m.lockPamt(hpa, level, 'exclusive', 'host', OperandId.RCX, held);
+  if (busy !== 0n) return busy;
+  const pageStatus = m.checkHpaPage(
+    regs[Reg.R8] as bigint,
+    0,
+    PamtPageType.NDA,
+    'exclusive',
+    OperandId.R8,
+    held,
+  );
+  if (pageStatus !== 0n) return pageStatus;
+  await yieldAt(m, { flow: 'TDH.MEM.PAGE.DEMOTE', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
+  const childState = UNBLOCKED.get(entry.state) as number;
+  const tablePage = Number(regs[Reg.R8]);
+  const childLevel = (level - 1) as PamtLevel;
+  const childSize = 4096 * 512 ** childLevel;
+  entry.table.acceptCounter[entry.index] = 0;
+  const child = td.tree.attachChild(entry.table, entry.index, tablePage);
+  entry.table.lock[entry.index] = 0;
+  for (let i = 0; i < 512; i++) {
+    child.setState(i, childState);
+    child.hpa[i] = hpa + i * childSize;
+    m.pamt.set(hpa + i * childSize, childLevel, PamtPageType.REG, td.tdr, 0);
+  }
+  m.pamt.set(hpa, level, PamtPageType.NDA, 0, 0);
+  m.pamt.set(tablePage, 0, PamtPageType.EPT, td.tdr, 0);
+  td.childCount += 1;
+  return TdxStatus.SUCCESS;
+}

@@ -1,0 +1,61 @@
+import { SeamcallLeaf } from '../abi/leaves.js';
+import { OperandId } from '../abi/operand-id.js';
+import { PamtPageType } from '../abi/page-type.js';
+import { SeptState, SeptStateGroup, septStateInfo } from '../abi/sept-state.js';
+import { TdxStatus, withDetail } from '../abi/status-codes.js';
+import {
+  checkEntryState,
+  enterTd,
+  isTracked,
+  lockedWalk,
+  reportEntry,
+  trackingRequired,
+  yieldAt,
+} from '../core/gates.js';
+import type { HeldLocks } from '../core/held-locks.js';
+import type { ModuleState } from '../core/module-state.js';
+import type { PamtLevel } from '../memory/pamt.js';
+import { type Gprs, Reg } from '../registers.js';
+
+/**
+ * TDH.MEM.PAGE.REMOVE: RCX = level (0..2) | GPA, RDX = TDR. While the TD runs the entry must be blocked and its
+ * block epoch tracked; during build a MAPPED page may be removed directly. Answers RCX = HPA of the removed page.
+ * Source: intel/tdx-module 1.5.01 tdh_mem_page_remove.c (reference tdx-module.md §5.8).
+ */
+export async function pageRemove(m: ModuleState, regs: Gprs, out: Gprs, held: HeldLocks): Promise<bigint> {
+  const leaf = SeamcallLeaf.MEM_PAGE_REMOVE;
+  const td = enterTd(m, leaf, regs, OperandId.RDX, 'shared', true, held);
+  if (typeof td === 'bigint') return td;
+  const entry = lockedWalk(m, td, leaf, regs, out, 'shared', held);
+  if (typeof entry === 'bigint') return entry;
+  if (!septStateInfo(entry.state).leaf) {
+    reportEntry(out, entry);
+    return withDetail(TdxStatus.EPT_ENTRY_STATE_INCORRECT, OperandId.RCX);
+  }
+  const stateStatus = checkEntryState(leaf, entry, out);
+  if (stateStatus !== 0n) return stateStatus;
+  const hpa = entry.table.hpa[entry.index] as number;
+  const level = entry.level as PamtLevel;
+  const busy = m.lockPamt(hpa, level, 'exclusive', 'host', OperandId.RCX, held);
+  if (busy !== 0n) return busy;
+  if (trackingRequired(td, entry.state)) {
+    if (!SeptStateGroup.anyBlocked.has(entry.state)) {
+      reportEntry(out, entry);
+      return withDetail(TdxStatus.GPA_RANGE_NOT_BLOCKED, OperandId.RCX);
+    }
+    if (!isTracked(td, m.pamt.get(hpa, level).bepoch)) {
+      reportEntry(out, entry);
+      return withDetail(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
+    }
+  }
+  await yieldAt(m, { flow: 'TDH.MEM.PAGE.REMOVE', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
+  entry.table.acceptCounter[entry.index] = 0;
+  entry.table.setState(entry.index, SeptState.FREE);
+  entry.table.hpa[entry.index] = 0;
+  entry.table.lock[entry.index] = 0;
+  td.childCount -= 512 ** level;
+  m.pamt.set(hpa, level, PamtPageType.NDA, 0, 0);
+  out[Reg.RCX] = BigInt(hpa);
+  out[Reg.RDX] = 0n;
+  return TdxStatus.SUCCESS;
+}

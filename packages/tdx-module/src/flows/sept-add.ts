@@ -1,0 +1,44 @@
+import { SeamcallLeaf } from '../abi/leaves.js';
+import { OperandId } from '../abi/operand-id.js';
+import { PamtPageType } from '../abi/page-type.js';
+import { SeptState } from '../abi/sept-state.js';
+import { TdxStatus } from '../abi/status-codes.js';
+import { checkEntryState, enterTd, lockedWalk, yieldAt } from '../core/gates.js';
+import type { HeldLocks } from '../core/held-locks.js';
+import type { ModuleState } from '../core/module-state.js';
+import { type Gprs, Reg } from '../registers.js';
+
+/**
+ * TDH.MEM.SEPT.ADD: RCX = level | GPA of the parent entry, RDX = TDR (bit 0 allow_existing), R8 = new table page.
+ * Source: intel/tdx-module 1.5.01 tdh_mem_sept_add.c (reference tdx-module.md §5.2).
+ */
+export async function septAdd(m: ModuleState, regs: Gprs, out: Gprs, held: HeldLocks): Promise<bigint> {
+  const leaf = SeamcallLeaf.MEM_SEPT_ADD;
+  const rdx = regs[Reg.RDX] as bigint;
+  const allowExisting = (rdx & 1n) === 1n;
+  const tdrRegs = regs.slice();
+  tdrRegs[Reg.RDX] = rdx & ~1n;
+  const td = enterTd(m, leaf, tdrRegs, OperandId.RDX, 'shared', true, held);
+  if (typeof td === 'bigint') return td;
+  const entry = lockedWalk(m, td, leaf, regs, out, 'shared', held);
+  if (typeof entry === 'bigint') return entry;
+  if (entry.state === SeptState.NL_MAPPED && allowExisting) return TdxStatus.SUCCESS;
+  const stateStatus = checkEntryState(leaf, entry, out);
+  if (stateStatus !== 0n) return stateStatus;
+  const pageStatus = m.checkHpaPage(
+    regs[Reg.R8] as bigint,
+    0,
+    PamtPageType.NDA,
+    'exclusive',
+    OperandId.R8,
+    held,
+  );
+  if (pageStatus !== 0n) return pageStatus;
+  await yieldAt(m, { flow: 'TDH.MEM.SEPT.ADD', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
+  const pageHpa = Number(regs[Reg.R8]);
+  td.tree.attachChild(entry.table, entry.index, pageHpa);
+  m.pamt.set(pageHpa, 0, PamtPageType.EPT, td.tdr, 0);
+  m.memory.zero(pageHpa, 4096);
+  td.childCount += 1;
+  return TdxStatus.SUCCESS;
+}

@@ -1,0 +1,92 @@
+import { ACCEPT_ALLOWED_SEPT_STATES } from '../abi/leaf-rules.js';
+import { OperandId } from '../abi/operand-id.js';
+import { checkPageInfo } from '../abi/page-info.js';
+import { SeptState, SeptStateGroup, septStateInfo } from '../abi/sept-state.js';
+import { TdxStatus, withDetail } from '../abi/status-codes.js';
+import { acceptExit } from '../core/exit-registers.js';
+import { yieldAt } from '../core/gates.js';
+import type { ModuleState } from '../core/module-state.js';
+import type { VcpuRuntime } from '../core/vcpu-runtime.js';
+import { LockResult } from '../locks/lock-result.js';
+import { septEntryTryLock, septEntryUnlock } from '../locks/sept-entry-lock.js';
+import { type Gprs, Reg } from '../registers.js';
+import type { TdControl } from '../td/td-control.js';
+import type { VcpuState } from '../td/vcpu.js';
+
+/**
+ * TDG.MEM.PAGE.ACCEPT: RCX = level (0 or 1) | GPA. No TDR, PAMT, OP_STATE or tree lock: only the guest entry lock.
+ * Where there is nothing to accept yet the module exits to the VMM (EPT violation, EEQ type ACCEPT) without
+ * advancing RIP, so the TDCALL runs again after the VMM has resolved it. A 2M accept interrupted by a pending
+ * interrupt keeps its progress in the entry's accept counter and resumes from there.
+ * Source: intel/tdx-module 1.5.01 tdg_mem_page_accept.c (reference tdx-module.md §5.11, §6).
+ */
+export async function tdgAccept(
+  m: ModuleState,
+  runtime: VcpuRuntime,
+  td: TdControl,
+  vcpu: VcpuState,
+  regs: Gprs,
+): Promise<bigint> {
+  const info = checkPageInfo(regs[Reg.RCX] as bigint, 0, 1, td.gpaw);
+  if (info === undefined) return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RCX);
+  const { gpa, level } = info;
+  for (;;) {
+    const walk = td.tree.walk(gpa, level);
+    if (walk.level !== level) {
+      if (septStateInfo(walk.state).leaf && SeptStateGroup.guestAccessibleLeaf.has(walk.state)) {
+        return withDetail(TdxStatus.PAGE_ALREADY_ACCEPTED, walk.level);
+      }
+      await runtime.exit(td, vcpu, acceptExit(gpa, level, walk), 'EPT violation (ACCEPT)');
+      continue;
+    }
+    const attempt = septEntryTryLock(walk.table.lock[walk.index] as number, 'guest');
+    walk.table.lock[walk.index] = attempt.word;
+    if (attempt.result === LockResult.BUSY) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.RCX);
+    if (attempt.result === LockResult.BUSY_HOST_PRIORITY) {
+      return withDetail(TdxStatus.OPERAND_BUSY_HOST_PRIORITY, OperandId.RCX);
+    }
+    const unlock = (): void => {
+      walk.table.lock[walk.index] = septEntryUnlock(walk.table.lock[walk.index] as number);
+    };
+    await yieldAt(m, { flow: 'TDG.MEM.PAGE.ACCEPT', step: 'locked', tdr: td.tdr, gpa });
+    const state = walk.table.state[walk.index] as number;
+    const stateInfo = septStateInfo(state);
+    if (!stateInfo.leaf && state !== SeptState.FREE && state !== SeptState.REMOVED) {
+      unlock();
+      return withDetail(TdxStatus.PAGE_SIZE_MISMATCH, level);
+    }
+    if (SeptStateGroup.guestAccessibleLeaf.has(state)) {
+      unlock();
+      return withDetail(TdxStatus.PAGE_ALREADY_ACCEPTED, level);
+    }
+    if (!ACCEPT_ALLOWED_SEPT_STATES.has(state)) {
+      unlock();
+      await runtime.exit(td, vcpu, acceptExit(gpa, level, { ...walk, state }), 'EPT violation (ACCEPT)');
+      continue;
+    }
+    const hpa = walk.table.hpa[walk.index] as number;
+    if (level === 0) {
+      m.memory.zero(hpa, 4096);
+    } else {
+      const done = walk.table.acceptCounter[walk.index] as number;
+      if (vcpu.interruptPending && done < 511) {
+        // One chunk, then stop for the interrupt: entry still PENDING with its progress saved, RIP not advanced.
+        m.memory.zero(hpa + done * 4096, 4096);
+        walk.table.acceptCounter[walk.index] = done + 1;
+        unlock();
+        vcpu.interruptPending = false;
+        vcpu.interruptsTaken++;
+        continue;
+      }
+      m.memory.zero(hpa + done * 4096, (512 - done) * 4096);
+    }
+    walk.table.acceptCounter[walk.index] = 0;
+    walk.table.setState(
+      walk.index,
+      state === SeptState.PENDING ? SeptState.MAPPED : SeptState.EXPORTED_DIRTY,
+    );
+    // The whole entry is written back: TDEL and any HP bit a host set meanwhile are cleared (reference §10.4).
+    walk.table.lock[walk.index] = 0;
+    return TdxStatus.SUCCESS;
+  }
+}

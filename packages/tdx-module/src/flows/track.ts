@@ -1,0 +1,23 @@
+import { SeamcallLeaf } from '../abi/leaves.js';
+import { OperandId } from '../abi/operand-id.js';
+import { TdxStatus, withDetail } from '../abi/status-codes.js';
+import { enterTd, yieldAt } from '../core/gates.js';
+import type { HeldLocks } from '../core/held-locks.js';
+import type { ModuleState } from '../core/module-state.js';
+import type { Gprs } from '../registers.js';
+
+/**
+ * TDH.MEM.TRACK: RCX = TDR. Takes the epoch lock exclusive and advances the TD epoch, which needs every vCPU that
+ * entered in the previous epoch to have exited.
+ * Source: intel/tdx-module 1.5.01 tdh_mem_track.c (reference tdx-module.md §5.6, §8).
+ */
+export async function memTrack(m: ModuleState, regs: Gprs, _out: Gprs, held: HeldLocks): Promise<bigint> {
+  const td = enterTd(m, SeamcallLeaf.MEM_TRACK, regs, OperandId.RCX, 'shared', true, held);
+  if (typeof td === 'bigint') return td;
+  if (!td.epochLock.tryExclusive()) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.TD_EPOCH);
+  held.add(() => td.epochLock.releaseExclusive());
+  if (td.epochRefcount[1 - (td.epoch & 1)] !== 0) return TdxStatus.PREVIOUS_TLB_EPOCH_BUSY;
+  await yieldAt(m, { flow: 'TDH.MEM.TRACK', step: 'locked', tdr: td.tdr });
+  td.epoch += 1;
+  return TdxStatus.SUCCESS;
+}

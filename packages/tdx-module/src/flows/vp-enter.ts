@@ -1,0 +1,62 @@
+import { EXIT_QUALIFICATION_WRITE } from '../abi/exit-reason.js';
+import { SeamcallLeaf } from '../abi/leaves.js';
+import { OperandId } from '../abi/operand-id.js';
+import { PamtPageType } from '../abi/page-type.js';
+import { TdxStatus, withDetail } from '../abi/status-codes.js';
+import { eptViolationExit } from '../core/exit-registers.js';
+import { enterTd } from '../core/gates.js';
+import type { HeldLocks } from '../core/held-locks.js';
+import type { ModuleState } from '../core/module-state.js';
+import { translates } from '../core/zero-step.js';
+import { type Gprs, makeGprs, Reg } from '../registers.js';
+import type { TdControl } from '../td/td-control.js';
+import type { VcpuState } from '../td/vcpu.js';
+
+/** What the checks of TDH.VP.ENTER decided. */
+export type EnterDecision =
+  | { readonly kind: 'status'; readonly status: bigint }
+  | { readonly kind: 'synthesized-exit'; readonly regs: Gprs }
+  | { readonly kind: 'enter'; readonly td: TdControl; readonly vcpu: VcpuState };
+
+/**
+ * TDH.VP.ENTER up to the VM entry: TDVPR and implicit TDR checks, OP_STATE gate, the epoch reference, and the
+ * zero-step filter, which takes the SEPT tree lock exclusive (BUSY + SEPT_TREE on failure) and synthesises an
+ * EPT-violation exit for a listed GPA that still would not translate.
+ * Source: intel/tdx-module 1.5.01 src/td_transitions/tdh_vp_enter.c (reference tdx-module.md §8, §10.6, §11).
+ */
+export function vpEnterChecks(m: ModuleState, regs: Gprs, held: HeldLocks): EnterDecision {
+  const tdvpr = regs[Reg.RCX] as bigint;
+  const pageStatus = m.checkHpaPage(tdvpr, 0, PamtPageType.TDVPR, 'shared', OperandId.RCX, held);
+  if (pageStatus !== 0n) return { kind: 'status', status: pageStatus };
+  const owner = m.vcpusByTdvpr.get(Number(tdvpr));
+  if (owner === undefined)
+    return { kind: 'status', status: withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.RCX) };
+  const tdRegs = makeGprs({ rcx: owner.td.tdr });
+  const busyTdr = m.lockPamt(owner.td.tdr, 0, 'shared', 'host', OperandId.TDR, held);
+  if (busyTdr !== 0n) return { kind: 'status', status: busyTdr };
+  const td = enterTd(m, SeamcallLeaf.VP_ENTER, tdRegs, OperandId.RCX, 'shared', true, held);
+  if (typeof td === 'bigint') return { kind: 'status', status: td };
+  const { vcpu } = owner;
+  if (!vcpu.initialized)
+    return { kind: 'status', status: withDetail(TdxStatus.OPERAND_INVALID, OperandId.RCX) };
+  if (vcpu.run === 'in-guest')
+    return { kind: 'status', status: withDetail(TdxStatus.OPERAND_BUSY, OperandId.RCX) };
+  if (!td.epochLock.tryShared())
+    return { kind: 'status', status: withDetail(TdxStatus.OPERAND_BUSY, OperandId.TD_EPOCH) };
+  held.add(() => td.epochLock.releaseShared());
+  td.adjustEpochRef(td.epoch, 1);
+  if (vcpu.zeroStepGpas.length > 0) {
+    if (!td.septTreeLock.tryExclusive()) {
+      td.adjustEpochRef(td.epoch, -1);
+      return { kind: 'status', status: withDetail(TdxStatus.OPERAND_BUSY, OperandId.SEPT_TREE) };
+    }
+    held.add(() => td.septTreeLock.releaseExclusive());
+    const stuck = vcpu.zeroStepGpas.find((gpa) => !translates(td, gpa));
+    if (stuck !== undefined) {
+      td.adjustEpochRef(td.epoch, -1);
+      return { kind: 'synthesized-exit', regs: eptViolationExit(stuck, EXIT_QUALIFICATION_WRITE, 0n) };
+    }
+  }
+  vcpu.epoch = td.epoch;
+  return { kind: 'enter', td, vcpu };
+}

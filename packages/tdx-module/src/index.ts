@@ -1,0 +1,136 @@
+/**
+ * @tdxsim/tdx-module: a model of the Intel TDX module (1.5) for testing guest memory conversion: the ABI, the
+ * Secure-EPT, PAMT, locks with host priority, the TD life cycle, SEAMCALL and TDCALL flows.
+ */
+
+export { EeqType, EXIT_QUALIFICATION_WRITE, VmExitReason } from './abi/exit-reason.js';
+export {
+  TDX_HYPERCALL_STANDARD,
+  TdvmcallStatus,
+  type TdvmcallStatusName,
+  TdvmcallSubfunction,
+  type TdvmcallSubfunctionName,
+  tdvmcallStatusName,
+  VmcallExposure,
+} from './abi/ghci.js';
+export {
+  assertGpaw,
+  type Gpaw,
+  isSharedGpa,
+  isValidPrivateGpa,
+  isWithinGpaw,
+  MAX_PA,
+  sharedBit,
+  toPrivateGpa,
+  toSharedGpa,
+} from './abi/gpa.js';
+export {
+  ACCEPT_ALLOWED_SEPT_STATES,
+  ACCEPT_LEVELS,
+  ALLOWED_SEPT_STATES,
+  OP_STATE_GATES,
+  PAGE_INFO_LEVELS,
+  TLB_TRACKING_OP_STATES,
+} from './abi/leaf-rules.js';
+export {
+  decodeLeaf,
+  encodeLeaf,
+  SeamcallLeaf,
+  type SeamcallLeafName,
+  seamcallLeafName,
+  TdcallLeaf,
+  type TdcallLeafName,
+  tdcallLeafName,
+} from './abi/leaves.js';
+export { OperandId, type OperandIdName, operandIdName } from './abi/operand-id.js';
+export { checkPageInfo, type DecodedPageInfo, decodePageInfo, encodePageInfo } from './abi/page-info.js';
+export {
+  levelLabel,
+  PAGE_SIZE_1G,
+  PAGE_SIZE_2M,
+  PAGE_SIZE_4K,
+  PageLevel,
+  pageSizeOf,
+  pagesAtLevel,
+} from './abi/page-level.js';
+export { PamtPageType, pamtPageTypeName } from './abi/page-type.js';
+export {
+  ALL_SEPT_STATES,
+  SeptState,
+  SeptStateGroup,
+  type SeptStateInfo,
+  type SeptStateName,
+  septStateInfo,
+} from './abi/sept-state.js';
+// ABI (usable on its own)
+export {
+  isStatus,
+  LinuxSoftwareStatus,
+  STATUS_CODE_MASK,
+  statusBase,
+  statusDetail,
+  TdxStatus,
+  type TdxStatusName,
+  withDetail,
+} from './abi/status-codes.js';
+export { type DecodedStatus, decodeStatus, formatStatus } from './abi/status-decoder.js';
+export {
+  HP_LOCK_TIMEOUT_DEFAULT_US,
+  HP_LOCK_TIMEOUT_FIELD_ID,
+  HP_LOCK_TIMEOUT_MAX_US,
+  HP_LOCK_TIMEOUT_MIN_US,
+  LifecycleState,
+  OpState,
+  opStateName,
+  TD_PARAMS_SIZE,
+  TdAttribute,
+  TdConfigFlag,
+  TdParamsOffset,
+  ZERO_STEP_GPA_LIST_SIZE,
+  ZERO_STEP_THRESHOLD,
+} from './abi/td-state.js';
+// Wiring
+export { TdxIds, type TdxModuleContainerOptions, tdxModule } from './container.js';
+
+// Errors
+export { ADDRESS_LIMIT, TdxSimError, type TdxSimErrorCode } from './errors.js';
+export type { GuestAccessResult } from './flows/guest-access.js';
+// Host helpers
+export { encodeTdParams, HostSeamcalls, type SeamcallResult, type TdParams } from './host/host-seamcalls.js';
+export { ensureSeptTables } from './host/sept-tables.js';
+export { type BuildTdOptions, type BuiltTd, buildTd } from './host/td-builder.js';
+// Inspection
+export { assertInvariants, checkInvariants, type InvariantViolation } from './inspect/invariants.js';
+export { snapshotState } from './inspect/snapshot.js';
+export {
+  HP_EXCL,
+  HP_FLAG,
+  HP_READER,
+  hpReleaseExclusive,
+  hpReleaseShared,
+  hpTryExclusive,
+  hpTryPromote,
+  hpTryShared,
+} from './locks/host-priority-lock.js';
+// Locks (pure rules, for documentation and tests of the lock tables)
+export { type LockAttempt, type LockCaller, LockResult } from './locks/lock-result.js';
+export { PlainSharexLock } from './locks/plain-lock.js';
+export { SEPT_HP, septEntryTryLock, septEntryUnlock, TDEL } from './locks/sept-entry-lock.js';
+export { HostPageAllocator } from './memory/host-page-allocator.js';
+export type { TdmrOptions } from './memory/physical-memory.js';
+export { formatGprs, type Gprs, type GprValues, makeGprs, Reg, type RegName } from './registers.js';
+
+// Services
+export { type Clock, type CostModel, DEFAULT_COSTS, VirtualClock } from './services/clock.js';
+export { type Rng, SeededRng } from './services/rng.js';
+export {
+  RunToCompletionScheduler,
+  type Scheduler,
+  SteppingScheduler,
+  type YieldPoint,
+} from './services/scheduler.js';
+export { MemoryTraceSink, NullTraceSink, type TraceEvent, type TraceSink } from './services/trace.js';
+export { SharedEpt } from './td/shared-ept.js';
+// The model
+export { GuestCpu, TdxModule, type TdxModuleOptions, type TdxModuleServices } from './tdx-module.js';
+export { runVcpu, type SeamcallPort, type TdExitEvent, type Vmm } from './vmm-port.js';

@@ -1,0 +1,178 @@
+import { PamtPageType, pamtPageTypeName } from '../abi/page-type.js';
+import { SeptState, septStateInfo } from '../abi/sept-state.js';
+import { hpHeld } from '../locks/host-priority-lock.js';
+import { TDEL } from '../locks/sept-entry-lock.js';
+import type { TdxModule } from '../tdx-module.js';
+
+/** One broken invariant: a stable `rule` name and what was found. */
+export interface InvariantViolation {
+  readonly rule:
+    | 'tree-shape'
+    | 'child-count'
+    | 'pamt-sept-agreement'
+    | 'hpa-owned-twice'
+    | 'private-and-shared'
+    | 'lock-held'
+    | 'epoch-refcount';
+  readonly message: string;
+}
+
+/**
+ * Checks the module's state for the invariants a correct model keeps after every step: the SEPT tree's shape,
+ * PAMT and SEPT agreeing page by page, no host page owned or mapped twice, no guest frame mapped both private and
+ * shared, TD child counts, epoch reference counts, and no lock left held (an HP flag alone is not a hold).
+ * Pass `{ locks: false }` while flows are deliberately parked mid-way.
+ */
+export function checkInvariants(module: TdxModule, options: { locks?: boolean } = {}): InvariantViolation[] {
+  const m = module.state;
+  const out: InvariantViolation[] = [];
+  const fail = (rule: InvariantViolation['rule'], message: string): void => {
+    out.push({ rule, message });
+  };
+  const hex = (n: number): string => `0x${n.toString(16)}`;
+  // HPA → who references it, from the TD side.
+  const referenced = new Map<string, string>();
+  const reference = (hpa: number, level: number, type: number, owner: number, by: string): void => {
+    const key = `${hpa}/${level}`;
+    const previous = referenced.get(key);
+    if (previous !== undefined)
+      fail('hpa-owned-twice', `${hex(hpa)} (level ${level}) used by ${previous} and ${by}`);
+    referenced.set(key, by);
+    const entry = m.pamt.get(hpa, level as 0 | 1 | 2);
+    if (entry.type !== type || entry.owner !== owner) {
+      fail(
+        'pamt-sept-agreement',
+        `${by}: PAMT of ${hex(hpa)} at level ${level} is ${pamtPageTypeName(entry.type)} owner ${hex(entry.owner)}, expected ${pamtPageTypeName(type)} owner ${hex(owner)}`,
+      );
+    }
+  };
+
+  for (const td of m.tds.values()) {
+    const tdName = `TD ${hex(td.tdr)}`;
+    reference(td.tdr, 0, PamtPageType.TDR, 0, `${tdName} TDR`);
+    let units = td.tdcx.length;
+    for (const page of td.tdcx) reference(page, 0, PamtPageType.TDCX, td.tdr, `${tdName} TDCS`);
+    for (const vcpu of td.vcpus.values()) {
+      units += 1 + vcpu.tdcx.length;
+      reference(vcpu.tdvpr, 0, PamtPageType.TDVPR, td.tdr, `${tdName} vCPU ${vcpu.index}`);
+      for (const page of vcpu.tdcx)
+        reference(page, 0, PamtPageType.TDCX, td.tdr, `${tdName} vCPU ${vcpu.index} TDCX`);
+    }
+    const inGuest = [0, 0];
+    for (const vcpu of td.vcpus.values()) {
+      if (vcpu.run === 'in-guest') inGuest[vcpu.epoch & 1] = (inGuest[vcpu.epoch & 1] ?? 0) + 1;
+    }
+    if (inGuest[0] !== td.epochRefcount[0] || inGuest[1] !== td.epochRefcount[1]) {
+      fail(
+        'epoch-refcount',
+        `${tdName}: refcounts ${td.epochRefcount.join('/')} but vCPUs in guest ${inGuest.join('/')}`,
+      );
+    }
+    if (options.locks !== false) {
+      if (!td.septTreeLock.free) fail('lock-held', `${tdName}: SEPT tree lock word ${td.septTreeLock.word}`);
+      if (!td.epochLock.free) fail('lock-held', `${tdName}: epoch lock word ${td.epochLock.word}`);
+      if (hpHeld(td.opStateLock)) fail('lock-held', `${tdName}: OP_STATE lock word ${td.opStateLock}`);
+    }
+    const sept = td.sept;
+    const privateFrames = new Set<number>();
+    if (sept !== undefined) {
+      let tables = 0;
+      for (const { table, baseGpa } of sept.tables()) {
+        tables++;
+        if (table !== sept.root) units += 1;
+        let nonFree = 0;
+        const span = 2 ** (12 + 9 * table.level);
+        for (let i = 0; i < 512; i++) {
+          const state = table.state[i] as number;
+          const gpa = baseGpa + i * span;
+          if (state !== SeptState.FREE) nonFree++;
+          if (options.locks !== false && ((table.lock[i] as number) & TDEL) !== 0) {
+            fail('lock-held', `${tdName}: SEPT entry ${hex(gpa)} level ${table.level} locked`);
+          }
+          const info = septStateInfo(state);
+          const child = table.child[i];
+          if (state === SeptState.NL_MAPPED || state === SeptState.NL_BLOCKED) {
+            if (child === undefined || child.level !== table.level - 1 || child.pageHpa !== table.hpa[i]) {
+              fail(
+                'tree-shape',
+                `${tdName}: non-leaf ${hex(gpa)} level ${table.level} has no matching child table`,
+              );
+            } else {
+              reference(
+                child.pageHpa,
+                0,
+                PamtPageType.EPT,
+                td.tdr,
+                `${tdName} SEPT table ${hex(gpa)}/${table.level - 1}`,
+              );
+            }
+          } else if (child !== undefined) {
+            fail(
+              'tree-shape',
+              `${tdName}: ${info.name} entry ${hex(gpa)} level ${table.level} has a child table`,
+            );
+          }
+          if (info.leaf) {
+            if (table.level > 2) fail('tree-shape', `${tdName}: leaf at level ${table.level}`);
+            const hpa = table.hpa[i] as number;
+            units += 512 ** table.level;
+            reference(hpa, table.level, PamtPageType.REG, td.tdr, `${tdName} GPA ${hex(gpa)}`);
+            for (let f = 0; f < 512 ** table.level; f++) privateFrames.add(gpa / 4096 + f);
+          }
+          if (table.level !== 1 && (table.acceptCounter[i] as number) !== 0) {
+            fail('tree-shape', `${tdName}: accept counter on a level-${table.level} entry`);
+          }
+        }
+        if (nonFree !== table.nonFree)
+          fail('tree-shape', `${tdName}: table non-free count ${table.nonFree} != ${nonFree}`);
+      }
+      if (tables !== sept.tableCount)
+        fail('tree-shape', `${tdName}: table count ${sept.tableCount} != ${tables}`);
+    }
+    if (units !== td.childCount)
+      fail('child-count', `${tdName}: child count ${td.childCount}, pages found ${units}`);
+    const shared = m.sharedEpts.get(td.tdr);
+    if (shared !== undefined) {
+      const hosts = new Map<number, number>();
+      for (const [frame, hpa] of shared.entries()) {
+        if (privateFrames.has(frame / 4096))
+          fail('private-and-shared', `${tdName}: frame ${hex(frame)} mapped private and shared`);
+        const other = hosts.get(hpa);
+        if (other !== undefined)
+          fail(
+            'hpa-owned-twice',
+            `${tdName}: host page ${hex(hpa)} shared at ${hex(other)} and ${hex(frame)}`,
+          );
+        hosts.set(hpa, frame);
+        const { level, base } = m.pamt.leafOf(hpa);
+        if (m.pamt.getType(base, level) !== PamtPageType.NDA) {
+          fail(
+            'hpa-owned-twice',
+            `${tdName}: shared frame ${hex(frame)} maps TD-owned host page ${hex(hpa)}`,
+          );
+        }
+      }
+    }
+  }
+  for (const entry of m.pamt.usedEntries()) {
+    if (options.locks !== false && hpHeld(entry.lock))
+      fail('lock-held', `PAMT ${hex(entry.hpa)} level ${entry.level} lock ${entry.lock}`);
+    if (entry.type !== PamtPageType.NDA && !referenced.has(`${entry.hpa}/${entry.level}`)) {
+      fail(
+        'pamt-sept-agreement',
+        `PAMT ${hex(entry.hpa)} level ${entry.level} is ${pamtPageTypeName(entry.type)} but nothing uses it`,
+      );
+    }
+  }
+  return out;
+}
+
+/** Throws an Error listing every violation; for tests that check after every step. */
+export function assertInvariants(module: TdxModule, options: { locks?: boolean } = {}): void {
+  const violations = checkInvariants(module, options);
+  if (violations.length > 0) {
+    throw new Error(
+      `model invariants broken:\n${violations.map((v) => `  [${v.rule}] ${v.message}`).join('\n')}`,
+    );
+  }
+}

@@ -1,0 +1,107 @@
+import { TdxSimError } from '../errors.js';
+
+const PAGE = 4096;
+
+/**
+ * The contents of host physical memory, stored sparsely: a 4K page that was never written (or was zeroed) holds
+ * no bytes at all. Access rules (who may read a private page) live in the module, not here.
+ */
+export class PhysicalMemory {
+  readonly #pages = new Map<number, Uint8Array>();
+
+  /** Copies `length` bytes at `hpa`. */
+  read(hpa: number, length: number): Uint8Array {
+    const out = new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const at = hpa + done;
+      const offset = at % PAGE;
+      const n = Math.min(PAGE - offset, length - done);
+      const page = this.#pages.get(at - offset);
+      if (page !== undefined) out.set(page.subarray(offset, offset + n), done);
+      done += n;
+    }
+    return out;
+  }
+
+  /** Writes `data` at `hpa`. */
+  write(hpa: number, data: Uint8Array): void {
+    let done = 0;
+    while (done < data.length) {
+      const at = hpa + done;
+      const offset = at % PAGE;
+      const n = Math.min(PAGE - offset, data.length - done);
+      const base = at - offset;
+      let page = this.#pages.get(base);
+      if (page === undefined) {
+        if (data.subarray(done, done + n).every((byte) => byte === 0)) {
+          done += n;
+          continue;
+        }
+        page = new Uint8Array(PAGE);
+        this.#pages.set(base, page);
+      }
+      page.set(data.subarray(done, done + n), offset);
+      done += n;
+    }
+  }
+
+  /** Zeroes `size` bytes from the page-aligned `hpa` (drops the stored pages). */
+  zero(hpa: number, size: number): void {
+    if (size >= PAGE * 64 && this.#pages.size < size / PAGE) {
+      for (const base of [...this.#pages.keys()])
+        if (base >= hpa && base < hpa + size) this.#pages.delete(base);
+      return;
+    }
+    for (let at = hpa; at < hpa + size; at += PAGE) this.#pages.delete(at);
+  }
+
+  /** Copies one 4K page. */
+  copyPage(fromHpa: number, toHpa: number): void {
+    const page = this.#pages.get(fromHpa);
+    if (page === undefined) this.#pages.delete(toHpa);
+    else this.#pages.set(toHpa, page.slice());
+  }
+
+  /** True if any byte of the 4K page at `hpa` is non-zero. */
+  hasData(hpa: number): boolean {
+    const page = this.#pages.get(hpa - (hpa % PAGE));
+    return page?.some((byte) => byte !== 0) === true;
+  }
+
+  /** Number of 4K pages that hold bytes. */
+  get storedPages(): number {
+    return this.#pages.size;
+  }
+}
+
+/** A TDMR: the range of host memory the module manages (it has PAMT for it). */
+export interface TdmrOptions {
+  /** First HPA, 1 GiB-aligned. */
+  readonly base: number;
+  /** Size in bytes, a multiple of 1 GiB. */
+  readonly size: number;
+}
+
+export function validateTdmr(tdmr: TdmrOptions): void {
+  const GIB = 2 ** 30;
+  if (!Number.isSafeInteger(tdmr.base) || tdmr.base < 0 || tdmr.base % GIB !== 0 || tdmr.base >= 2 ** 52) {
+    throw new TdxSimError(
+      'INVALID_OPTION',
+      `tdmr.base must be 1 GiB-aligned and below 2^52, got ${tdmr.base}`,
+      'tdmr.base',
+    );
+  }
+  if (
+    !Number.isSafeInteger(tdmr.size) ||
+    tdmr.size <= 0 ||
+    tdmr.size % GIB !== 0 ||
+    tdmr.base + tdmr.size > 2 ** 52
+  ) {
+    throw new TdxSimError(
+      'INVALID_OPTION',
+      `tdmr.size must be a positive multiple of 1 GiB ending below 2^52, got ${tdmr.size}`,
+      'tdmr.size',
+    );
+  }
+}

@@ -1,0 +1,37 @@
+import { SeptState } from '../abi/sept-state.js';
+
+/**
+ * One Secure-EPT table page: 512 entries in struct-of-arrays form. `level` is the level of its entries (0: the
+ * table holds 4K leaves). Non-leaf entries point to the child table by `child`; the child's host page is in `hpa`.
+ */
+export class SeptTable {
+  readonly level: number;
+  /** HPA of the host page holding this table (a PT_EPT page, or the root TDCS page). */
+  readonly pageHpa: number;
+  readonly state = new Uint8Array(512).fill(SeptState.FREE);
+  /** HPA mapped by a leaf, or of the child table page for a non-leaf. */
+  readonly hpa = new Float64Array(512);
+  /** Entry-lock bits: TDEL (bit 0), HP (bit 1). */
+  readonly lock = new Uint8Array(512);
+  /** 2M leaves: 4K chunks already zeroed by an interrupted ACCEPT (entry bits 20:12). */
+  readonly acceptCounter = new Uint16Array(512);
+  readonly child: (SeptTable | undefined)[] = new Array(512);
+  /** Entries not FREE; SEPT.REMOVE needs 0. */
+  nonFree = 0;
+
+  constructor(level: number, pageHpa: number) {
+    this.level = level;
+    this.pageHpa = pageHpa;
+  }
+
+  setState(index: number, state: number): void {
+    const before = this.state[index];
+    this.nonFree += Number(state !== SeptState.FREE) - Number(before !== SeptState.FREE);
+    this.state[index] = state;
+  }
+}
+
+/** Index of the entry for `gpa` in a table of entries at `level`. */
+export function septIndex(gpa: number, level: number): number {
+  return Math.floor(gpa / 2 ** (12 + 9 * level)) % 512;
+}

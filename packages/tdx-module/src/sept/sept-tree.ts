@@ -1,0 +1,102 @@
+import { SeptState, SeptStateGroup, septStateInfo } from '../abi/sept-state.js';
+import { SeptTable, septIndex } from './sept-table.js';
+
+/** Where a walk stopped: the entry's table and index, and its level. */
+export interface WalkResult {
+  readonly table: SeptTable;
+  readonly index: number;
+  /** Level of the entry where the walk stopped. */
+  readonly level: number;
+  readonly state: number;
+}
+
+/**
+ * A TD's Secure-EPT: a radix tree from the root table (entries at the page-walk level) down to 4K leaves.
+ * Source: intel/tdx-module 1.5.01 src/common/memory_handlers/sept_manager.c (walk), reference tdx-module.md §4.2.
+ */
+export class SeptTree {
+  readonly root: SeptTable;
+  /** Page-walk level: 3 for 4-level EPT, 4 for 5-level. */
+  readonly pwl: number;
+  /** Number of tables, root included. */
+  tableCount = 1;
+
+  constructor(pwl: number, rootHpa: number) {
+    this.pwl = pwl;
+    this.root = new SeptTable(pwl, rootHpa);
+  }
+
+  /**
+   * Walks toward `targetLevel`: stops there, or earlier at an entry with RWX = 0 (FREE, blocked, pending,
+   * removed) or at any leaf. Takes no lock.
+   */
+  walk(gpa: number, targetLevel: number): WalkResult {
+    let table = this.root;
+    let level = this.pwl;
+    for (;;) {
+      const index = septIndex(gpa, level);
+      const state = table.state[index] as number;
+      if (level === targetLevel || SeptStateGroup.walkStops.has(state) || septStateInfo(state).leaf) {
+        return { table, index, level, state };
+      }
+      const child = table.child[index];
+      if (child === undefined) throw new Error('model bug: NL_MAPPED entry without a child table');
+      table = child;
+      level--;
+    }
+  }
+
+  /** Installs `child` under a FREE entry and makes the entry NL_MAPPED. */
+  attachChild(table: SeptTable, index: number, childPageHpa: number): SeptTable {
+    const child = new SeptTable(table.level - 1, childPageHpa);
+    table.child[index] = child;
+    table.hpa[index] = childPageHpa;
+    table.setState(index, SeptState.NL_MAPPED);
+    this.tableCount++;
+    return child;
+  }
+
+  /** Removes the (all-FREE) child table of a non-leaf entry and frees the entry. */
+  detachChild(table: SeptTable, index: number): void {
+    table.child[index] = undefined;
+    table.hpa[index] = 0;
+    table.setState(index, SeptState.FREE);
+    this.tableCount--;
+  }
+
+  /** Every table, depth first, with the GPA its first entry maps. */
+  *tables(): Generator<{ table: SeptTable; baseGpa: number }> {
+    const stack: { table: SeptTable; baseGpa: number }[] = [{ table: this.root, baseGpa: 0 }];
+    for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
+      yield item;
+      const span = 2 ** (12 + 9 * item.table.level);
+      for (let i = 511; i >= 0; i--) {
+        const child = item.table.child[i];
+        if (child !== undefined) stack.push({ table: child, baseGpa: item.baseGpa + i * span });
+      }
+    }
+  }
+}
+
+/** Entry bits the module exposes (reference §3.1): SVE bit 63, PS bit 7, IPAT bit 6, MT bits 5:3, RWX 2:0. */
+const SVE = 1n << 63n;
+const HPA_MASK = 0x000f_ffff_ffff_f000n;
+
+/**
+ * The architectural view of an entry as RCX reports it after a failed walk or state check (reference §4.3): FREE
+ * reads as SVE only; a leaf is masked to RWX, MT (WB), IPAT, PS, HPA and SVE; a non-leaf to RWX and PS.
+ */
+export function architecturalEntry(table: SeptTable, index: number): bigint {
+  const state = table.state[index] as number;
+  if (state === SeptState.FREE) return SVE;
+  const info = septStateInfo(state);
+  if (!info.leaf) return BigInt(info.rwx);
+  let value = SVE | BigInt(info.rwx) | (6n << 3n) | (1n << 6n) | (1n << 7n);
+  value |= BigInt(table.hpa[index] ?? 0) & HPA_MASK;
+  return value;
+}
+
+/** RDX after a failed walk or state check: level in bits 2:0, public state in bits 15:8, vm (0) in 17:16. */
+export function entryDetails(level: number, state: number): bigint {
+  return BigInt(level) | (BigInt(septStateInfo(state).publicNumber) << 8n);
+}

@@ -1,0 +1,30 @@
+/** The virtual clock: simulated time in nanoseconds. Nothing in tdxsim reads the wall clock. */
+export interface Clock {
+  /** Simulated nanoseconds since the simulation started. */
+  now(): number;
+  /** Moves time forward by `ns` (≥ 0). */
+  advance(ns: number): void;
+}
+
+/** A clock that moves only when told to. */
+export class VirtualClock implements Clock {
+  #now = 0;
+
+  now(): number {
+    return this.#now;
+  }
+
+  advance(ns: number): void {
+    if (!(Number.isFinite(ns) && ns >= 0)) throw new RangeError(`cannot advance the clock by ${ns}`);
+    this.#now += ns;
+  }
+}
+
+/** Simulated cost of operations, in virtual nanoseconds (what a SEAMCALL or an exit "takes"). */
+export interface CostModel {
+  readonly seamcallNs: number;
+  readonly tdcallNs: number;
+  readonly tdExitNs: number;
+}
+
+export const DEFAULT_COSTS: CostModel = { seamcallNs: 1_000, tdcallNs: 500, tdExitNs: 2_000 };

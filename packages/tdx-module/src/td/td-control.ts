@@ -1,0 +1,64 @@
+import { createHash, type Hash } from 'node:crypto';
+import type { Gpaw } from '../abi/gpa.js';
+import { LifecycleState, OpState } from '../abi/td-state.js';
+import { PlainSharexLock } from '../locks/plain-lock.js';
+import type { SeptTree } from '../sept/sept-tree.js';
+import type { VcpuState } from './vcpu.js';
+
+/** TDR + TDCS of one TD: everything the module keeps per TD. */
+export class TdControl {
+  readonly tdr: number;
+  readonly hkid: number;
+  lifecycle: number = LifecycleState.HKID_ASSIGNED;
+  opState: number = OpState.UNINITIALIZED;
+  /** OP_STATE host-priority lock word. */
+  opStateLock = 0;
+  fatal = false;
+  readonly tdcx: number[] = [];
+  /** 4K units of pages the TD owns (SEPT pages, private pages, control pages): TDR "chldcnt". */
+  childCount = 0;
+  gpaw: Gpaw = 48;
+  pwl = 3;
+  attributes = 0n;
+  configFlags = 0n;
+  maxVcpus = 0;
+  /** TD epoch and the two vCPU reference counts indexed by epoch parity (reference §8). */
+  epoch = 1;
+  readonly epochRefcount: [number, number] = [0, 0];
+
+  /** Adds `delta` to the vCPU reference count of the epoch with parity `epoch & 1`. */
+  adjustEpochRef(epoch: number, delta: number): void {
+    const slot = epoch & 1;
+    this.epochRefcount[slot] = (this.epochRefcount[slot] ?? 0) + delta;
+  }
+  readonly epochLock = new PlainSharexLock();
+  readonly septTreeLock = new PlainSharexLock();
+  sept: SeptTree | undefined;
+
+  /** The Secure-EPT; exists from TDH.MNG.INIT on (every leaf that reaches it is gated on OP_STATE). */
+  get tree(): SeptTree {
+    if (this.sept === undefined) throw new Error('model bug: SEPT used before TDH.MNG.INIT');
+    return this.sept;
+  }
+  readonly vcpus = new Map<number, VcpuState>();
+  /** Host-priority lock timeout in virtual nanoseconds (default 1 s, reference §10.5). */
+  hpLockTimeoutNs = 1_000_000_000;
+  /** PENDING_VE_DISABLE, from ATTRIBUTES.SEPT_VE_DISABLE at init. */
+  pendingVeDisable = false;
+  readonly #mrtd: Hash = createHash('sha384');
+  mrtd: Buffer | undefined;
+
+  constructor(tdr: number, hkid: number) {
+    this.tdr = tdr;
+    this.hkid = hkid;
+  }
+
+  /** MRTD accumulates PAGE.ADD records and MR.EXTEND chunks until MR.FINALIZE. */
+  extendMeasurement(data: Uint8Array): void {
+    this.#mrtd.update(data);
+  }
+
+  finalizeMeasurement(): void {
+    this.mrtd = this.#mrtd.digest();
+  }
+}

@@ -1,0 +1,57 @@
+import type { Gprs } from '../registers.js';
+
+/** Where a vCPU is in the enter/exit cycle. */
+export type VcpuRunState = 'stopped' | 'in-guest';
+
+/** A TD exit waiting to be handed to whoever called TDH.VP.ENTER. */
+export interface PendingExit {
+  readonly regs: Gprs;
+  readonly reason: string;
+}
+
+/** TDVPS of one vCPU: what the module keeps per vCPU. */
+export class VcpuState {
+  readonly tdvpr: number;
+  readonly index: number;
+  readonly tdcx: number[] = [];
+  initialized = false;
+  flushed = false;
+  run: VcpuRunState = 'stopped';
+  /** TD epoch recorded at the last entry (TLB tracking). */
+  epoch = 0;
+  /** Guest RIP stand-in: counts completed guest instructions (TDCALLs that advanced RIP, completed accesses). */
+  rip = 0;
+  /** RIP captured at the last TDH.VP.ENTER (zero-step reset rule). */
+  ripAtEntry = 0;
+  /** Zero-step: EPT-violation exits at the same RIP (possibly_epf_stepping). */
+  zeroStepCount = 0;
+  /** Zero-step: GPAs (4K-aligned) that must translate before the next entry. */
+  readonly zeroStepGpas: number[] = [];
+  /** Host-priority busy tracking: virtual time of the first BUSY_HOST_PRIORITY seen, or undefined. */
+  hpBusySince: number | undefined;
+  /** Registers of the last TDG.VP.VMCALL exit, and its gpr_select, awaiting the VMM's values. */
+  vmcallSelect: bigint | undefined;
+  /** An interrupt is pending for the guest (posted by the host); a 2M ACCEPT stops for it after one chunk. */
+  interruptPending = false;
+  /** Interrupts the guest took (each interrupted a 2M ACCEPT once). */
+  interruptsTaken = 0;
+  /** A TDCALL is executing (a kick waits for it to finish). */
+  inTdcall = false;
+  /** A kick arrived while the guest was inside an instruction; it exits once that completes. */
+  kickPending = false;
+  /** Exits in a row for the same guest access without progress (simulator fuse). */
+  stuckExits = 0;
+  /** #VE information area: valid until the guest reads it with TDG.VP.VEINFO.GET. */
+  veInfo: { exitReason: number; gpa: number } | undefined;
+  /** Resolves the guest's wait for the next entry. */
+  resumeGuest: ((regs: Gprs) => void) | undefined;
+  /** Resolves the host's TDH.VP.ENTER with the exit that ended the entry. */
+  deliverExit: ((regs: Gprs) => void) | undefined;
+  /** Values the VMM passed to TDH.VP.ENTER for the guest (the selected GPRs of a VMCALL). */
+  entryGprs: Gprs | undefined;
+
+  constructor(tdvpr: number, index: number) {
+    this.tdvpr = tdvpr;
+    this.index = index;
+  }
+}

@@ -1,0 +1,458 @@
+import { decodeLeaf, SeamcallLeaf, seamcallLeafName, TdcallLeaf, tdcallLeafName } from './abi/leaves.js';
+import { OperandId } from './abi/operand-id.js';
+import { PamtPageType } from './abi/page-type.js';
+import { STATUS_CODE_MASK, TdxStatus, withDetail } from './abi/status-codes.js';
+import { formatStatus } from './abi/status-decoder.js';
+import { interruptExit } from './core/exit-registers.js';
+import { HeldLocks } from './core/held-locks.js';
+import { type ModuleConfig, ModuleState } from './core/module-state.js';
+import { VcpuRuntime } from './core/vcpu-runtime.js';
+import { assertAddress, assertIntegerInRange, assertKnownOptions, TdxSimError } from './errors.js';
+import { type GuestAccessResult, guestAccessPage } from './flows/guest-access.js';
+import { pageAdd } from './flows/page-add.js';
+import { pageAug } from './flows/page-aug.js';
+import { pageDemote } from './flows/page-demote.js';
+import { pageRemove } from './flows/page-remove.js';
+import { rangeBlock } from './flows/range-block.js';
+import { rangeUnblock } from './flows/range-unblock.js';
+import { septAdd } from './flows/sept-add.js';
+import { septRead } from './flows/sept-read.js';
+import { septRemove } from './flows/sept-remove.js';
+import {
+  mngAddcx,
+  mngCreate,
+  mngInit,
+  mngKeyConfig,
+  mngRead,
+  mngWrite,
+  mrExtend,
+  mrFinalize,
+  vpAddcx,
+  vpCreate,
+  vpInit,
+} from './flows/td-build.js';
+import { tdgAccept } from './flows/tdg-accept.js';
+import { tdgVeInfoGet, tdgVpInfo } from './flows/tdg-info.js';
+import { tdgVmcall } from './flows/tdg-vmcall.js';
+import {
+  cacheWb,
+  mngKeyFreeId,
+  mngVpFlushDone,
+  pageRdmd,
+  pageReclaim,
+  pageWbinvd,
+  vpFlush,
+} from './flows/teardown.js';
+import { memTrack } from './flows/track.js';
+import { vpEnterChecks } from './flows/vp-enter.js';
+import type { TdmrOptions } from './memory/physical-memory.js';
+import { validateTdmr } from './memory/physical-memory.js';
+import { formatGprs, type Gprs, makeGprs, Reg } from './registers.js';
+import { type Clock, type CostModel, DEFAULT_COSTS, VirtualClock } from './services/clock.js';
+import { moduleLogger } from './services/logger.js';
+import { RunToCompletionScheduler, type Scheduler } from './services/scheduler.js';
+import { NullTraceSink, type TraceSink } from './services/trace.js';
+import type { SharedEpt } from './td/shared-ept.js';
+import type { TdControl } from './td/td-control.js';
+import type { VcpuState } from './td/vcpu.js';
+import type { SeamcallPort } from './vmm-port.js';
+
+type HostFlow = (m: ModuleState, regs: Gprs, out: Gprs, held: HeldLocks) => Promise<bigint>;
+
+const HOST_FLOWS = new Map<number, HostFlow>([
+  [SeamcallLeaf.MNG_CREATE, mngCreate],
+  [SeamcallLeaf.MNG_KEY_CONFIG, mngKeyConfig],
+  [SeamcallLeaf.MNG_ADDCX, mngAddcx],
+  [SeamcallLeaf.MNG_INIT, mngInit],
+  [SeamcallLeaf.MNG_RD, mngRead],
+  [SeamcallLeaf.MNG_WR, mngWrite],
+  [SeamcallLeaf.VP_CREATE, vpCreate],
+  [SeamcallLeaf.VP_ADDCX, vpAddcx],
+  [SeamcallLeaf.VP_INIT, vpInit],
+  [SeamcallLeaf.MEM_PAGE_ADD, pageAdd],
+  [SeamcallLeaf.MEM_SEPT_ADD, septAdd],
+  [SeamcallLeaf.MR_EXTEND, mrExtend],
+  [SeamcallLeaf.MR_FINALIZE, mrFinalize],
+  [SeamcallLeaf.MEM_PAGE_AUG, pageAug],
+  [SeamcallLeaf.MEM_RANGE_BLOCK, rangeBlock],
+  [SeamcallLeaf.MEM_RANGE_UNBLOCK, rangeUnblock],
+  [SeamcallLeaf.MEM_TRACK, memTrack],
+  [SeamcallLeaf.MEM_PAGE_REMOVE, pageRemove],
+  [SeamcallLeaf.MEM_SEPT_REMOVE, septRemove],
+  [SeamcallLeaf.MEM_PAGE_DEMOTE, pageDemote],
+  [SeamcallLeaf.MEM_SEPT_RD, septRead],
+  [SeamcallLeaf.VP_FLUSH, vpFlush],
+  [SeamcallLeaf.MNG_VPFLUSHDONE, mngVpFlushDone],
+  [SeamcallLeaf.PHYMEM_CACHE_WB, cacheWb],
+  [SeamcallLeaf.MNG_KEY_FREEID, mngKeyFreeId],
+  [SeamcallLeaf.PHYMEM_PAGE_RECLAIM, pageReclaim],
+  [SeamcallLeaf.PHYMEM_PAGE_WBINVD, pageWbinvd],
+  [SeamcallLeaf.PHYMEM_PAGE_RDMD, pageRdmd],
+]);
+
+/** Options of a {@link TdxModule}. */
+export interface TdxModuleOptions {
+  /** The host memory the module manages (one TDMR). Default: 4 GiB at 4 GiB. */
+  readonly tdmr?: TdmrOptions;
+  /** TDCS pages per TD (TDH.MNG.ADDCX calls before TDH.MNG.INIT). Default 4. */
+  readonly tdcsPages?: number;
+  /** TDCX pages per vCPU (TDH.VP.ADDCX calls before TDH.VP.INIT). Default 1. */
+  readonly tdvpxPages?: number;
+  /** Private HKIDs 1..maxHkid. Default 63. */
+  readonly maxHkid?: number;
+  /** Exits in a row for one guest access before the simulator reports a stuck guest. Default 64. */
+  readonly guestStuckLimit?: number;
+  /** Macrotask turns a parked guest waits for a re-entry before VCPU_NOT_RESUMED (0 = wait forever). Default 3. */
+  readonly abandonedVcpuTurns?: number;
+  /** Virtual cost of operations. */
+  readonly costs?: CostModel;
+}
+
+const OPTION_NAMES = [
+  'tdmr',
+  'tdcsPages',
+  'tdvpxPages',
+  'maxHkid',
+  'guestStuckLimit',
+  'abandonedVcpuTurns',
+  'costs',
+];
+
+/** Services a module uses; each defaults to the deterministic built-in. */
+export interface TdxModuleServices {
+  readonly clock?: Clock;
+  readonly scheduler?: Scheduler;
+  readonly trace?: TraceSink;
+}
+
+const log = moduleLogger('seamcall');
+const guestLog = moduleLogger('tdcall');
+
+/**
+ * The TDX module: the only way into TD state. The host (VMM) talks to it with {@link TdxModule.seamcall}, the guest
+ * with the TDCALLs of a {@link GuestCpu}. Everything it answers through the ABI is a status code in RAX.
+ */
+export class TdxModule implements SeamcallPort {
+  readonly #m: ModuleState;
+  readonly #runtime: VcpuRuntime;
+  readonly #costs: CostModel;
+
+  constructor(options: TdxModuleOptions = {}, services: TdxModuleServices = {}) {
+    assertKnownOptions('TdxModule', options, OPTION_NAMES);
+    const tdmr = options.tdmr ?? { base: 2 ** 32, size: 2 ** 32 };
+    validateTdmr(tdmr);
+    const config: ModuleConfig = {
+      tdmr,
+      tdcsPages: options.tdcsPages ?? 4,
+      tdvpxPages: options.tdvpxPages ?? 1,
+      maxHkid: options.maxHkid ?? 63,
+      guestStuckLimit: options.guestStuckLimit ?? 64,
+    };
+    assertIntegerInRange('tdcsPages', config.tdcsPages, 1, 64);
+    assertIntegerInRange('tdvpxPages', config.tdvpxPages, 0, 64);
+    assertIntegerInRange('maxHkid', config.maxHkid, 1, 65535);
+    assertIntegerInRange('guestStuckLimit', config.guestStuckLimit, 1, 1_000_000);
+    const abandonTurns = options.abandonedVcpuTurns ?? 3;
+    assertIntegerInRange('abandonedVcpuTurns', abandonTurns, 0, 1_000_000);
+    this.#costs = options.costs ?? DEFAULT_COSTS;
+    this.#m = new ModuleState(
+      config,
+      services.clock ?? new VirtualClock(),
+      services.scheduler ?? new RunToCompletionScheduler(),
+      services.trace ?? new NullTraceSink(),
+    );
+    this.#runtime = new VcpuRuntime(this.#m, abandonTurns);
+  }
+
+  /** The configured TDMR. */
+  get tdmr(): TdmrOptions {
+    return this.#m.config.tdmr;
+  }
+
+  get clock(): Clock {
+    return this.#m.clock;
+  }
+
+  /**
+   * A SEAMCALL: RAX selects leaf and version, the other registers are the leaf's inputs. Resolves with the output
+   * registers, RAX holding the status. TDH.VP.ENTER resolves when the vCPU next exits (RAX = exit status).
+   */
+  async seamcall(rax: bigint, regs: Gprs): Promise<Gprs> {
+    const m = this.#m;
+    m.clock.advance(this.#costs.seamcallNs);
+    const { leaf, version, valid } = decodeLeaf(rax);
+    const flow = HOST_FLOWS.get(leaf);
+    const maxVersion = leaf === SeamcallLeaf.MEM_SEPT_REMOVE ? 1 : 0;
+    let out = makeGprs();
+    let status: bigint;
+    if (!valid || version > maxVersion || (flow === undefined && leaf !== SeamcallLeaf.VP_ENTER)) {
+      status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
+    } else if (leaf === SeamcallLeaf.VP_ENTER) {
+      out = await this.#vpEnter(regs);
+      status = out[Reg.RAX] as bigint;
+    } else {
+      const held = new HeldLocks();
+      try {
+        status = await (flow as HostFlow)(m, regs, out, held);
+      } finally {
+        held.releaseAll();
+      }
+    }
+    out[Reg.RAX] = status;
+    if (m.trace.enabled) {
+      m.trace.record({
+        kind: 'seamcall',
+        time: m.clock.now(),
+        leaf: seamcallLeafName(leaf) ?? `SEAMCALL ${leaf}`,
+        args: formatGprs(regs, ['RCX', 'RDX', 'R8', 'R9']),
+        status,
+        statusText: formatStatus(status),
+      });
+    }
+    if (log.enabled)
+      log(
+        '%s rcx=%s rdx=%s r8=%s -> %s',
+        seamcallLeafName(leaf),
+        regs[1],
+        regs[2],
+        regs[8],
+        formatStatus(status),
+      );
+    return out;
+  }
+
+  async #vpEnter(regs: Gprs): Promise<Gprs> {
+    const held = new HeldLocks();
+    let decision: ReturnType<typeof vpEnterChecks>;
+    try {
+      decision = vpEnterChecks(this.#m, regs, held);
+    } finally {
+      held.releaseAll();
+    }
+    if (decision.kind === 'status') return makeGprs({ rax: decision.status });
+    if (decision.kind === 'synthesized-exit') return decision.regs;
+    return this.#runtime.enter(decision.vcpu, regs.slice());
+  }
+
+  /** The guest's view of the vCPU whose TDVPR is `tdvpr`: where TDCALLs and memory accesses come from. */
+  guestCpu(tdvpr: number): GuestCpu {
+    assertAddress('tdvpr', tdvpr);
+    const owner = this.#m.vcpusByTdvpr.get(tdvpr);
+    if (owner === undefined)
+      throw new TdxSimError('INVALID_ARGUMENT', `no vCPU has TDVPR 0x${tdvpr.toString(16)}`, 'tdvpr');
+    return new GuestCpu(this, owner.td, owner.vcpu);
+  }
+
+  /** @internal TDCALL dispatch for {@link GuestCpu}. */
+  async tdcallFrom(td: TdControl, vcpu: VcpuState, rax: bigint, regs: Gprs): Promise<Gprs> {
+    const m = this.#m;
+    await this.#runtime.whenRunning(vcpu);
+    m.clock.advance(this.#costs.tdcallNs);
+    const out = regs.slice();
+    const { leaf, valid } = decodeLeaf(rax);
+    let status: bigint;
+    vcpu.inTdcall = true;
+    try {
+      if (!valid || (rax >> 16n) & 0xffn) status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
+      else if (leaf === TdcallLeaf.VP_VMCALL) status = await tdgVmcall(this.#runtime, td, vcpu, regs, out);
+      else if (leaf === TdcallLeaf.VP_INFO) status = tdgVpInfo(td, vcpu, out);
+      else if (leaf === TdcallLeaf.VP_VEINFO_GET) status = tdgVeInfoGet(vcpu, out);
+      else if (leaf === TdcallLeaf.MEM_PAGE_ACCEPT)
+        status = await tdgAccept(m, this.#runtime, td, vcpu, regs);
+      else status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
+    } finally {
+      vcpu.inTdcall = false;
+    }
+    if (leaf !== TdcallLeaf.VP_VMCALL || status !== TdxStatus.SUCCESS) vcpu.rip++;
+    status = await this.#hostPriorityView(td, vcpu, status);
+    out[Reg.RAX] = status;
+    if (m.trace.enabled) {
+      m.trace.record({
+        kind: 'tdcall',
+        time: m.clock.now(),
+        vcpu: vcpu.index,
+        leaf: tdcallLeafName(leaf) ?? `TDCALL ${leaf}`,
+        args: formatGprs(regs, ['RCX', 'RDX', 'R10', 'R11', 'R12', 'R13']),
+        status,
+        statusText: formatStatus(status),
+      });
+    }
+    if (guestLog.enabled)
+      guestLog('vcpu %d %s rcx=%s -> %s', vcpu.index, tdcallLeafName(leaf), regs[1], formatStatus(status));
+    await this.#deliverPendingKick(td, vcpu);
+    return out;
+  }
+
+  /**
+   * The guest never sees BUSY_HOST_PRIORITY: it gets BUSY with the same operand. Past the TD's HP lock timeout
+   * the module forces a trap-like TD exit with HOST_PRIORITY_BUSY_TIMEOUT first (reference §10.5).
+   */
+  async #hostPriorityView(td: TdControl, vcpu: VcpuState, status: bigint): Promise<bigint> {
+    if ((status & STATUS_CODE_MASK) !== TdxStatus.OPERAND_BUSY_HOST_PRIORITY) {
+      vcpu.hpBusySince = undefined;
+      return status;
+    }
+    const busy = TdxStatus.OPERAND_BUSY | (status & 0xffff_ffffn);
+    const now = this.#m.clock.now();
+    if (vcpu.hpBusySince === undefined) {
+      vcpu.hpBusySince = now;
+    } else if (now - vcpu.hpBusySince >= td.hpLockTimeoutNs) {
+      vcpu.hpBusySince = undefined;
+      await this.#runtime.exit(
+        td,
+        vcpu,
+        makeGprs({ rax: TdxStatus.HOST_PRIORITY_BUSY_TIMEOUT }),
+        'HOST_PRIORITY_BUSY_TIMEOUT',
+      );
+    }
+    return busy;
+  }
+
+  /** @internal Guest memory access for {@link GuestCpu}. */
+  async accessFrom(
+    td: TdControl,
+    vcpu: VcpuState,
+    gpa: number,
+    length: number,
+    data: Uint8Array | undefined,
+  ) {
+    await this.#runtime.whenRunning(vcpu);
+    const results: Uint8Array = new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const at = gpa + done;
+      const n = Math.min(4096 - (at % 4096), length - done);
+      const piece = data?.subarray(done, done + n);
+      const result = await guestAccessPage(this.#m, this.#runtime, td, vcpu, at, n, piece);
+      if (result.kind !== 'ok') return result;
+      results.set(result.data, done);
+      done += n;
+      await this.#deliverPendingKick(td, vcpu);
+    }
+    return { kind: 'ok', data: results } as const;
+  }
+
+  async #deliverPendingKick(td: TdControl, vcpu: VcpuState): Promise<void> {
+    if (!vcpu.kickPending || vcpu.run !== 'in-guest') return;
+    vcpu.kickPending = false;
+    await this.#runtime.exit(td, vcpu, interruptExit(), 'external interrupt (kick)');
+  }
+
+  /**
+   * The host sends an IPI to a vCPU (KVM's kick): a vCPU in guest mode exits with an external-interrupt exit as
+   * soon as its current instruction completes. It is not a SEAMCALL.
+   */
+  kickVcpu(tdvpr: number): void {
+    const owner = this.#vcpu(tdvpr);
+    if (owner.vcpu.run !== 'in-guest') return;
+    if (owner.vcpu.inTdcall || owner.vcpu.resumeGuest !== undefined) {
+      owner.vcpu.kickPending = true;
+      return;
+    }
+    this.#runtime.leaveGuest(owner.td, owner.vcpu, interruptExit(), 'external interrupt (kick)');
+  }
+
+  /** The host posts an interrupt to a vCPU without an exit; a 2M ACCEPT in progress stops after one chunk for it. */
+  postInterrupt(tdvpr: number): void {
+    this.#vcpu(tdvpr).vcpu.interruptPending = true;
+  }
+
+  #vcpu(tdvpr: number): { td: TdControl; vcpu: VcpuState } {
+    assertAddress('tdvpr', tdvpr);
+    const owner = this.#m.vcpusByTdvpr.get(tdvpr);
+    if (owner === undefined)
+      throw new TdxSimError('INVALID_ARGUMENT', `no vCPU has TDVPR 0x${tdvpr.toString(16)}`, 'tdvpr');
+    return owner;
+  }
+
+  /** The shared EPT of a TD: the VMM's own table for shared GPAs, written directly as on real hardware. */
+  sharedEpt(tdr: number): SharedEpt {
+    assertAddress('tdr', tdr);
+    if (!this.#m.tds.has(tdr))
+      throw new TdxSimError('INVALID_ARGUMENT', `no TD has TDR 0x${tdr.toString(16)}`, 'tdr');
+    return this.#m.sharedEptOf(tdr);
+  }
+
+  /**
+   * A host (non-TD) read of physical memory. A page owned by a TD (any PAMT type other than NDA) reads as zeros:
+   * the host never sees a TD's plaintext.
+   */
+  hostRead(hpa: number, length: number): Uint8Array {
+    assertAddress('hpa', hpa);
+    assertIntegerInRange('length', length, 0, 2 ** 30);
+    const out = new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const at = hpa + done;
+      const n = Math.min(4096 - (at % 4096), length - done);
+      if (this.#hostVisible(at)) out.set(this.#m.memory.read(at, n), done);
+      done += n;
+    }
+    return out;
+  }
+
+  /** A host write to physical memory. Writes to pages a TD owns are dropped (counted in `droppedHostWrites`). */
+  hostWrite(hpa: number, data: Uint8Array): void {
+    assertAddress('hpa', hpa);
+    let done = 0;
+    while (done < data.length) {
+      const at = hpa + done;
+      const n = Math.min(4096 - (at % 4096), data.length - done);
+      if (this.#hostVisible(at)) this.#m.memory.write(at, data.subarray(done, done + n));
+      else this.droppedHostWrites++;
+      done += n;
+    }
+  }
+
+  /** Host writes to TD-owned pages that were dropped. */
+  droppedHostWrites = 0;
+
+  #hostVisible(hpa: number): boolean {
+    const { level, base } = this.#m.pamt.leafOf(hpa);
+    return this.#m.pamt.getType(base, level) === PamtPageType.NDA;
+  }
+
+  /** @internal The state, for the invariant checker, snapshots and tests in this package. */
+  get state(): ModuleState {
+    return this.#m;
+  }
+}
+
+/**
+ * The guest's side of one vCPU: TDCALLs and memory accesses. Every call waits while the vCPU is out of guest mode
+ * (after a kick, until the VMM enters it again).
+ */
+export class GuestCpu {
+  readonly #module: TdxModule;
+  readonly #td: TdControl;
+  readonly #vcpu: VcpuState;
+
+  constructor(module: TdxModule, td: TdControl, vcpu: VcpuState) {
+    this.#module = module;
+    this.#td = td;
+    this.#vcpu = vcpu;
+  }
+
+  get index(): number {
+    return this.#vcpu.index;
+  }
+
+  /** A TDCALL: RAX = leaf, other registers as the leaf wants. Resolves with the registers after it, RAX = status. */
+  tdcall(rax: bigint, regs: Gprs): Promise<Gprs> {
+    return this.#module.tdcallFrom(this.#td, this.#vcpu, rax, regs);
+  }
+
+  /** Loads `length` bytes at `gpa` (private or shared alias). */
+  read(gpa: number, length: number): Promise<GuestAccessResult> {
+    assertAddress('gpa', gpa);
+    assertIntegerInRange('length', length, 1, 2 ** 30);
+    return this.#module.accessFrom(this.#td, this.#vcpu, gpa, length, undefined);
+  }
+
+  /** Stores `data` at `gpa`. */
+  write(gpa: number, data: Uint8Array): Promise<GuestAccessResult> {
+    assertAddress('gpa', gpa);
+    if (data.length === 0) throw new TdxSimError('INVALID_ARGUMENT', 'data must not be empty', 'data');
+    return this.#module.accessFrom(this.#td, this.#vcpu, gpa, data.length, data);
+  }
+}

@@ -1,0 +1,44 @@
+import { encodeLeaf, SeamcallLeaf } from './abi/leaves.js';
+import { type Gprs, Reg } from './registers.js';
+
+/** What TDH.VP.ENTER returned: a TD exit (RAX = status with the exit reason) or a failed entry (RAX = error). */
+export interface TdExitEvent {
+  readonly tdr: number;
+  readonly tdvpr: number;
+  readonly vcpuIndex: number;
+  /** The output registers of TDH.VP.ENTER. */
+  readonly regs: Gprs;
+}
+
+/**
+ * The port a VMM backend implements: it receives every TD exit of the vCPUs it runs and answers with the GPRs for
+ * the next TDH.VP.ENTER (for a TDG.VP.VMCALL, the GHCI output registers such as R10 and R11), or `undefined` to
+ * stop running the vCPU. A backend needs no decorators: bind an instance with `toConstantValue`.
+ */
+export interface Vmm {
+  onTdExit(exit: TdExitEvent): Promise<Gprs | undefined>;
+}
+
+/** The SEAMCALL entry point a host thread needs. */
+export interface SeamcallPort {
+  seamcall(rax: bigint, regs: Gprs): Promise<Gprs>;
+}
+
+/**
+ * A host thread that runs one vCPU, as KVM's vCPU loop does: TDH.VP.ENTER, hand the exit to the VMM, enter again
+ * with the VMM's registers. Resolves when the VMM answers `undefined`.
+ */
+export async function runVcpu(
+  module: SeamcallPort,
+  vmm: Vmm,
+  target: { tdr: number; tdvpr: number; vcpuIndex: number },
+): Promise<void> {
+  let next: Gprs = new BigUint64Array(16);
+  for (;;) {
+    next[Reg.RCX] = BigInt(target.tdvpr);
+    const regs = await module.seamcall(encodeLeaf(SeamcallLeaf.VP_ENTER), next);
+    const reply = await vmm.onTdExit({ ...target, regs });
+    if (reply === undefined) return;
+    next = reply.slice();
+  }
+}
