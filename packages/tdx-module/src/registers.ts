@@ -1,8 +1,10 @@
 /**
- * General-purpose registers as the ABI sees them: a 16-entry array of 64-bit values indexed like the operand ids
- * (RAX 0, RCX 1, RDX 2, RBX 3, RSP 4, RBP 5, RSI 6, RDI 7, R8 8 … R15 15).
+ * General-purpose registers as the ABI sees them: 16 64-bit values indexed like the operand ids (RAX 0, RCX 1,
+ * RDX 2, RBX 3, RSP 4, RBP 5, RSI 6, RDI 7, R8 8 … R15 15). A plain array (a typed array costs a microsecond to
+ * allocate, more than a whole SEAMCALL); the module reduces every value it is given to 64 bits with
+ * {@link normalizeGprs}, as hardware would.
  */
-export type Gprs = BigUint64Array;
+export type Gprs = bigint[];
 
 export const Reg = {
   RAX: 0,
@@ -28,7 +30,7 @@ export type GprValues = Partial<Record<Lowercase<RegName>, bigint | number>>;
 
 /** A zeroed register file with the given values set; numbers are converted, negative values wrap to 64 bits. */
 export function makeGprs(values: GprValues = {}): Gprs {
-  const gprs = new BigUint64Array(16);
+  const gprs = new Array<bigint>(16).fill(0n);
   for (const [name, value] of Object.entries(values) as [Lowercase<RegName>, bigint | number][]) {
     gprs[Reg[name.toUpperCase() as RegName]] = BigInt.asUintN(64, BigInt(value));
   }
@@ -39,5 +41,15 @@ export function makeGprs(values: GprValues = {}): Gprs {
 export function formatGprs(gprs: Gprs, which: readonly RegName[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (const name of which) out[name.toLowerCase()] = `0x${(gprs[Reg[name]] ?? 0n).toString(16)}`;
+  return out;
+}
+
+/** A copy of `regs` with exactly 16 entries, each reduced to 64 bits (missing or non-bigint entries read as 0). */
+export function normalizeGprs(regs: readonly bigint[]): Gprs {
+  const out = new Array<bigint>(16);
+  for (let i = 0; i < 16; i++) {
+    const value = regs[i];
+    out[i] = typeof value === 'bigint' ? BigInt.asUintN(64, value) : 0n;
+  }
   return out;
 }

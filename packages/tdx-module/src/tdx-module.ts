@@ -47,7 +47,7 @@ import { memTrack } from './flows/track.js';
 import { vpEnterChecks } from './flows/vp-enter.js';
 import type { TdmrOptions } from './memory/physical-memory.js';
 import { validateTdmr } from './memory/physical-memory.js';
-import { formatGprs, type Gprs, makeGprs, Reg } from './registers.js';
+import { formatGprs, type Gprs, makeGprs, normalizeGprs, Reg } from './registers.js';
 import { type Clock, type CostModel, DEFAULT_COSTS, VirtualClock } from './services/clock.js';
 import { moduleLogger } from './services/logger.js';
 import { RunToCompletionScheduler, type Scheduler } from './services/scheduler.js';
@@ -177,13 +177,14 @@ export class TdxModule implements SeamcallPort {
    * A SEAMCALL: RAX selects leaf and version, the other registers are the leaf's inputs. Resolves with the output
    * registers, RAX holding the status. TDH.VP.ENTER resolves when the vCPU next exits (RAX = exit status).
    */
-  async seamcall(rax: bigint, regs: Gprs): Promise<Gprs> {
+  async seamcall(rax: bigint, input: readonly bigint[]): Promise<Gprs> {
     const m = this.#m;
+    const regs = normalizeGprs(input);
     m.clock.advance(this.#costs.seamcallNs);
     const { leaf, version, valid } = decodeLeaf(rax);
     const flow = HOST_FLOWS.get(leaf);
     const maxVersion = leaf === SeamcallLeaf.MEM_SEPT_REMOVE ? 1 : 0;
-    let out = makeGprs();
+    let out: Gprs = makeGprs();
     let status: bigint;
     if (!valid || version > maxVersion || (flow === undefined && leaf !== SeamcallLeaf.VP_ENTER)) {
       status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
@@ -244,8 +245,9 @@ export class TdxModule implements SeamcallPort {
   }
 
   /** @internal TDCALL dispatch for {@link GuestCpu}. */
-  async tdcallFrom(td: TdControl, vcpu: VcpuState, rax: bigint, regs: Gprs): Promise<Gprs> {
+  async tdcallFrom(td: TdControl, vcpu: VcpuState, rax: bigint, input: readonly bigint[]): Promise<Gprs> {
     const m = this.#m;
+    const regs = normalizeGprs(input);
     await this.#runtime.whenRunning(vcpu);
     m.clock.advance(this.#costs.tdcallNs);
     const out = regs.slice();
@@ -438,7 +440,7 @@ export class GuestCpu {
   }
 
   /** A TDCALL: RAX = leaf, other registers as the leaf wants. Resolves with the registers after it, RAX = status. */
-  tdcall(rax: bigint, regs: Gprs): Promise<Gprs> {
+  tdcall(rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
     return this.#module.tdcallFrom(this.#td, this.#vcpu, rax, regs);
   }
 

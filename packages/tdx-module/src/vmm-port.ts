@@ -1,5 +1,5 @@
 import { encodeLeaf, SeamcallLeaf } from './abi/leaves.js';
-import { type Gprs, Reg } from './registers.js';
+import { type Gprs, makeGprs, Reg } from './registers.js';
 
 /** What TDH.VP.ENTER returned: a TD exit (RAX = status with the exit reason) or a failed entry (RAX = error). */
 export interface TdExitEvent {
@@ -21,7 +21,7 @@ export interface Vmm {
 
 /** The SEAMCALL entry point a host thread needs. */
 export interface SeamcallPort {
-  seamcall(rax: bigint, regs: Gprs): Promise<Gprs>;
+  seamcall(rax: bigint, regs: readonly bigint[]): Promise<Gprs>;
 }
 
 /**
@@ -33,7 +33,7 @@ export async function runVcpu(
   vmm: Vmm,
   target: { tdr: number; tdvpr: number; vcpuIndex: number },
 ): Promise<void> {
-  let next: Gprs = new BigUint64Array(16);
+  let next: Gprs = makeGprs();
   for (;;) {
     next[Reg.RCX] = BigInt(target.tdvpr);
     const regs = await module.seamcall(encodeLeaf(SeamcallLeaf.VP_ENTER), next);

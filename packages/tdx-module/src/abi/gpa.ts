@@ -19,7 +19,7 @@ export function assertGpaw(gpaw: number, argument = 'gpaw'): asserts gpaw is Gpa
 
 /** The shared bit as a number: 2^47 or 2^51. */
 export function sharedBit(gpaw: Gpaw): number {
-  return 2 ** (gpaw - 1);
+  return gpaw === 52 ? 2 ** 51 : 2 ** 47;
 }
 
 /** True if the shared bit of `gpaw` is set in `gpa`. */

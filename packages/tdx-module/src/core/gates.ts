@@ -55,16 +55,13 @@ export function enterTd(
 }
 
 /** A successful locked walk: the entry at the requested level, locked by the host. */
-export interface LockedEntry extends WalkResult {
-  readonly gpa: number;
-}
+export type LockedEntry = WalkResult;
 
 /**
  * G1-G5 of reference §5.1: page-info (levels of the leaf, alignment, private GPA within GPAW), SEPT tree lock in
  * `treeMode`, walk to the level, host entry lock. On a walk or entry-lock failure RCX/RDX carry the entry details.
  */
 export function lockedWalk(
-  _m: ModuleState,
   td: TdControl,
   leaf: number,
   regs: Gprs,
@@ -99,7 +96,7 @@ export function lockedWalk(
   held.add(() => {
     walk.table.lock[walk.index] = septEntryUnlock(walk.table.lock[walk.index] as number);
   });
-  return { ...walk, gpa: info.gpa };
+  return walk;
 }
 
 /** Writes the §4.3 details of an entry into RCX and RDX. */
@@ -127,8 +124,7 @@ export function isTracked(td: TdControl, bepoch: number): boolean {
   return bepoch === td.epoch - 1 && td.epochRefcount[bepoch & 1] === 0;
 }
 
-/** Suspends the flow at a yield point when the scheduler asks to. */
-export async function yieldAt(m: ModuleState, point: YieldPoint): Promise<void> {
-  const pause = m.scheduler.yieldAt(point);
-  if (pause !== undefined) await pause;
+/** The scheduler's answer at a yield point: undefined to go on at once (not async, to keep the hot path cheap). */
+export function yieldAt(m: ModuleState, point: YieldPoint): Promise<void> | undefined {
+  return m.scheduler.yieldAt(point);
 }

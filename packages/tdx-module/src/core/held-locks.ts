@@ -6,7 +6,17 @@ export class HeldLocks {
     this.#releases.push(release);
   }
 
+  /** How many locks are held now; pass it to {@link releaseFrom} to undo what was taken after. */
+  get size(): number {
+    return this.#releases.length;
+  }
+
+  /** Releases the locks taken since `mark`, newest first. */
+  releaseFrom(mark: number): void {
+    while (this.#releases.length > mark) (this.#releases.pop() as () => void)();
+  }
+
   releaseAll(): void {
-    for (let release = this.#releases.pop(); release !== undefined; release = this.#releases.pop()) release();
+    this.releaseFrom(0);
   }
 }

@@ -11,6 +11,7 @@ import {
 import { type LockCaller, LockResult } from '../locks/lock-result.js';
 import { Pamt, type PamtLevel } from '../memory/pamt.js';
 import { PhysicalMemory, type TdmrOptions } from '../memory/physical-memory.js';
+import { ENTRY_SPAN } from '../sept/sept-table.js';
 import type { Clock } from '../services/clock.js';
 import type { Scheduler } from '../services/scheduler.js';
 import type { TraceSink } from '../services/trace.js';
@@ -78,31 +79,27 @@ export class ModuleState {
     operand: number,
     held: HeldLocks,
   ): bigint {
-    const taken: (() => void)[] = [];
-    const undo = (): void => {
-      for (let release = taken.pop(); release !== undefined; release = taken.pop()) release();
-    };
+    const mark = held.size;
+    const pamt = this.pamt;
     for (let l = 2; l >= level; l--) {
-      const at = hpa - (hpa % (4096 * 2 ** (9 * l)));
+      const at = hpa - (hpa % (ENTRY_SPAN[l] as number));
       const lvl = l as PamtLevel;
       const exclusive = l === level && mode === 'exclusive';
-      const attempt = exclusive
-        ? hpTryExclusive(this.pamt.getLock(at, lvl), caller)
-        : hpTryShared(this.pamt.getLock(at, lvl), caller);
-      this.pamt.setLock(at, lvl, attempt.word);
+      const word = pamt.getLock(at, lvl);
+      const attempt = exclusive ? hpTryExclusive(word, caller) : hpTryShared(word, caller);
+      if (attempt.word !== word) pamt.setLock(at, lvl, attempt.word);
       if (attempt.result !== LockResult.ACQUIRED) {
-        undo();
+        held.releaseFrom(mark);
         const base =
           attempt.result === LockResult.BUSY ? TdxStatus.OPERAND_BUSY : TdxStatus.OPERAND_BUSY_HOST_PRIORITY;
         return withDetail(base, operand);
       }
-      taken.push(
+      held.add(
         exclusive
-          ? () => this.pamt.setLock(at, lvl, hpReleaseExclusive(this.pamt.getLock(at, lvl)))
-          : () => this.pamt.setLock(at, lvl, hpReleaseShared(this.pamt.getLock(at, lvl))),
+          ? () => pamt.setLock(at, lvl, hpReleaseExclusive(pamt.getLock(at, lvl)))
+          : () => pamt.setLock(at, lvl, hpReleaseShared(pamt.getLock(at, lvl))),
       );
     }
-    for (const release of taken) held.add(release);
     return 0n;
   }
 
@@ -131,7 +128,7 @@ export class ModuleState {
     operand: number,
     held: HeldLocks,
   ): bigint {
-    const size = 4096 * 2 ** (9 * level);
+    const size = ENTRY_SPAN[level] as number;
     const address = Number(hpa);
     if (hpa >= 1n << 52n || address % size !== 0) return withDetail(TdxStatus.OPERAND_INVALID, operand);
     if (!this.inTdmr(address, size)) return withDetail(TdxStatus.OPERAND_ADDR_RANGE_ERROR, operand);

@@ -5,6 +5,7 @@ import { accessExit } from '../core/exit-registers.js';
 import type { ModuleState } from '../core/module-state.js';
 import type { VcpuRuntime } from '../core/vcpu-runtime.js';
 import { TdxSimError } from '../errors.js';
+import type { Gprs } from '../registers.js';
 import type { TdControl } from '../td/td-control.js';
 import type { VcpuState } from '../td/vcpu.js';
 
@@ -82,7 +83,7 @@ async function exitFor(
   runtime: VcpuRuntime,
   td: TdControl,
   vcpu: VcpuState,
-  regs: BigUint64Array,
+  regs: Gprs,
   privateGpa: number | undefined,
 ): Promise<void> {
   if (++vcpu.stuckExits > m.config.guestStuckLimit) {

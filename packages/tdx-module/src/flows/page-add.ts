@@ -17,7 +17,7 @@ export async function pageAdd(m: ModuleState, regs: Gprs, out: Gprs, held: HeldL
   const leaf = SeamcallLeaf.MEM_PAGE_ADD;
   const td = enterTd(m, leaf, regs, OperandId.RDX, 'exclusive', false, held);
   if (typeof td === 'bigint') return td;
-  const entry = lockedWalk(m, td, leaf, regs, out, 'none', held);
+  const entry = lockedWalk(td, leaf, regs, out, 'none', held);
   if (typeof entry === 'bigint') return entry;
   const stateStatus = checkEntryState(leaf, entry, out);
   if (stateStatus !== 0n) return stateStatus;

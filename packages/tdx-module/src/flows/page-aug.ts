@@ -18,7 +18,7 @@ export async function pageAug(m: ModuleState, regs: Gprs, out: Gprs, held: HeldL
   const leaf = SeamcallLeaf.MEM_PAGE_AUG;
   const td = enterTd(m, leaf, regs, OperandId.RDX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
-  const entry = lockedWalk(m, td, leaf, regs, out, 'shared', held);
+  const entry = lockedWalk(td, leaf, regs, out, 'shared', held);
   if (typeof entry === 'bigint') return entry;
   const stateStatus = checkEntryState(leaf, entry, out);
   if (stateStatus !== 0n) return stateStatus;

@@ -34,7 +34,7 @@ export async function pageDemote(m: ModuleState, regs: Gprs, out: Gprs, held: He
   const leaf = SeamcallLeaf.MEM_PAGE_DEMOTE;
   const td = enterTd(m, leaf, regs, OperandId.RDX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
-  const entry = lockedWalk(m, td, leaf, regs, out, 'shared', held);
+  const entry = lockedWalk(td, leaf, regs, out, 'shared', held);
   if (typeof entry === 'bigint') return entry;
   const stateStatus = checkEntryState(leaf, entry, out);
   if (stateStatus !== 0n) return stateStatus;
@@ -45,7 +45,7 @@ export async function pageDemote(m: ModuleState, regs: Gprs, out: Gprs, held: He
       reportEntry(out, entry);
       return withDetail(TdxStatus.GPA_RANGE_NOT_BLOCKED, OperandId.RCX);
     }
-    if (!isTracked(td, m.pamt.get(hpa, level).bepoch)) {
+    if (!isTracked(td, m.pamt.getBepoch(hpa, level))) {
       reportEntry(out, entry);
       return withDetail(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
     }

@@ -26,7 +26,7 @@ export async function pageRemove(m: ModuleState, regs: Gprs, out: Gprs, held: He
   const leaf = SeamcallLeaf.MEM_PAGE_REMOVE;
   const td = enterTd(m, leaf, regs, OperandId.RDX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
-  const entry = lockedWalk(m, td, leaf, regs, out, 'shared', held);
+  const entry = lockedWalk(td, leaf, regs, out, 'shared', held);
   if (typeof entry === 'bigint') return entry;
   if (!septStateInfo(entry.state).leaf) {
     reportEntry(out, entry);
@@ -43,7 +43,7 @@ export async function pageRemove(m: ModuleState, regs: Gprs, out: Gprs, held: He
       reportEntry(out, entry);
       return withDetail(TdxStatus.GPA_RANGE_NOT_BLOCKED, OperandId.RCX);
     }
-    if (!isTracked(td, m.pamt.get(hpa, level).bepoch)) {
+    if (!isTracked(td, m.pamt.getBepoch(hpa, level))) {
       reportEntry(out, entry);
       return withDetail(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
     }

@@ -26,7 +26,7 @@ export async function rangeBlock(m: ModuleState, regs: Gprs, out: Gprs, held: He
   const leaf = SeamcallLeaf.MEM_RANGE_BLOCK;
   const td = enterTd(m, leaf, regs, OperandId.RDX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
-  const entry = lockedWalk(m, td, leaf, regs, out, 'exclusive', held);
+  const entry = lockedWalk(td, leaf, regs, out, 'exclusive', held);
   if (typeof entry === 'bigint') return entry;
   if (SeptStateGroup.anyBlocked.has(entry.state)) {
     reportEntry(out, entry);

@@ -23,13 +23,13 @@ export async function rangeUnblock(m: ModuleState, regs: Gprs, out: Gprs, held: 
   const leaf = SeamcallLeaf.MEM_RANGE_UNBLOCK;
   const td = enterTd(m, leaf, regs, OperandId.RDX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
-  const entry = lockedWalk(m, td, leaf, regs, out, 'exclusive', held);
+  const entry = lockedWalk(td, leaf, regs, out, 'exclusive', held);
   if (typeof entry === 'bigint') return entry;
   const stateStatus = checkEntryState(leaf, entry, out);
   if (stateStatus !== 0n) return stateStatus;
   const hpa = entry.table.hpa[entry.index] as number;
   const pamtLevel = (entry.state === SeptState.NL_BLOCKED ? 0 : entry.level) as PamtLevel;
-  if (trackingRequired(td, entry.state) && !isTracked(td, m.pamt.get(hpa, pamtLevel).bepoch)) {
+  if (trackingRequired(td, entry.state) && !isTracked(td, m.pamt.getBepoch(hpa, pamtLevel))) {
     return withDetail(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.SEPT_TREE);
   }
   await yieldAt(m, { flow: 'TDH.MEM.RANGE.UNBLOCK', step: 'locked', tdr: td.tdr, gpa: entry.gpa });

@@ -20,7 +20,7 @@ export async function septAdd(m: ModuleState, regs: Gprs, out: Gprs, held: HeldL
   tdrRegs[Reg.RDX] = rdx & ~1n;
   const td = enterTd(m, leaf, tdrRegs, OperandId.RDX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
-  const entry = lockedWalk(m, td, leaf, regs, out, 'shared', held);
+  const entry = lockedWalk(td, leaf, regs, out, 'shared', held);
   if (typeof entry === 'bigint') return entry;
   if (entry.state === SeptState.NL_MAPPED && allowExisting) return TdxStatus.SUCCESS;
   const stateStatus = checkEntryState(leaf, entry, out);

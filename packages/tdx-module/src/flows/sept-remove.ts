@@ -24,7 +24,7 @@ export async function septRemove(m: ModuleState, regs: Gprs, out: Gprs, held: He
   const leaf = SeamcallLeaf.MEM_SEPT_REMOVE;
   const td = enterTd(m, leaf, regs, OperandId.RDX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
-  const entry = lockedWalk(m, td, leaf, regs, out, 'exclusive', held);
+  const entry = lockedWalk(td, leaf, regs, out, 'exclusive', held);
   if (typeof entry === 'bigint') return entry;
   const stateStatus = checkEntryState(leaf, entry, out);
   if (stateStatus !== 0n) return stateStatus;
@@ -36,7 +36,7 @@ export async function septRemove(m: ModuleState, regs: Gprs, out: Gprs, held: He
       reportEntry(out, entry);
       return withDetail(TdxStatus.GPA_RANGE_NOT_BLOCKED, OperandId.RCX);
     }
-    if (!isTracked(td, m.pamt.get(pageHpa, 0).bepoch)) {
+    if (!isTracked(td, m.pamt.getBepoch(pageHpa, 0))) {
       reportEntry(out, entry);
       return withDetail(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
     }

@@ -44,9 +44,17 @@ export type PamtLevel = 0 | 1 | 2;
 export class Pamt {
   readonly #regions = new Map<number, PamtRegion>();
 
+  #lastKey = -1;
+  #lastRegion: PamtRegion | undefined;
+
   #region(hpa: number, create: boolean): PamtRegion | undefined {
     const key = Math.floor(hpa / GIB);
+    if (key === this.#lastKey) return this.#lastRegion;
     let region = this.#regions.get(key);
+    if (region !== undefined) {
+      this.#lastKey = key;
+      this.#lastRegion = region;
+    }
     if (region === undefined && create) {
       region = new PamtRegion();
       this.#regions.set(key, region);
@@ -115,12 +123,28 @@ export class Pamt {
   }
 
   setBepoch(hpa: number, level: PamtLevel, bepoch: number): void {
-    const entry = this.get(hpa, level);
-    this.set(hpa, level, entry.type, entry.owner, bepoch);
+    const region = this.#region(hpa, true) as PamtRegion;
+    if (level === 2) region.bepoch1g = bepoch;
+    else if (level === 1) region.entries2m.bepoch[Math.floor((hpa % GIB) / MIB2)] = bepoch;
+    else (this.#block4k(region, hpa, true) as PamtBlock).bepoch[Math.floor((hpa % MIB2) / KIB4)] = bepoch;
   }
 
   getLock(hpa: number, level: PamtLevel): number {
-    return this.get(hpa, level).lock;
+    const region = this.#region(hpa, false);
+    if (region === undefined) return 0;
+    if (level === 2) return region.lock1g;
+    if (level === 1) return region.entries2m.lock[Math.floor((hpa % GIB) / MIB2)] ?? 0;
+    const block = this.#block4k(region, hpa, false);
+    return block === undefined ? 0 : (block.lock[Math.floor((hpa % MIB2) / KIB4)] ?? 0);
+  }
+
+  getBepoch(hpa: number, level: PamtLevel): number {
+    const region = this.#region(hpa, false);
+    if (region === undefined) return 0;
+    if (level === 2) return region.bepoch1g;
+    if (level === 1) return region.entries2m.bepoch[Math.floor((hpa % GIB) / MIB2)] ?? 0;
+    const block = this.#block4k(region, hpa, false);
+    return block === undefined ? 0 : (block.bepoch[Math.floor((hpa % MIB2) / KIB4)] ?? 0);
   }
 
   setLock(hpa: number, level: PamtLevel, word: number): void {

@@ -33,5 +33,8 @@ export class SeptTable {
 
 /** Index of the entry for `gpa` in a table of entries at `level`. */
 export function septIndex(gpa: number, level: number): number {
-  return Math.floor(gpa / 2 ** (12 + 9 * level)) % 512;
+  return Math.floor(gpa / (ENTRY_SPAN[level] as number)) % 512;
 }
+
+/** Bytes one entry maps at each level (4K, 2M, 1G, 512G, 256T). */
+export const ENTRY_SPAN: readonly number[] = [2 ** 12, 2 ** 21, 2 ** 30, 2 ** 39, 2 ** 48];

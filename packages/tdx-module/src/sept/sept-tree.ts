@@ -3,6 +3,8 @@ import { SeptTable, septIndex } from './sept-table.js';
 
 /** Where a walk stopped: the entry's table and index, and its level. */
 export interface WalkResult {
+  /** The GPA walked for. */
+  readonly gpa: number;
   readonly table: SeptTable;
   readonly index: number;
   /** Level of the entry where the walk stopped. */
@@ -37,7 +39,7 @@ export class SeptTree {
       const index = septIndex(gpa, level);
       const state = table.state[index] as number;
       if (level === targetLevel || SeptStateGroup.walkStops.has(state) || septStateInfo(state).leaf) {
-        return { table, index, level, state };
+        return { gpa, table, index, level, state };
       }
       const child = table.child[index];
       if (child === undefined) throw new Error('model bug: NL_MAPPED entry without a child table');
