@@ -28,7 +28,9 @@ const reenterVmm: Vmm = { onTdExit: async () => makeGprs() };
 
 function heapMiB(): number {
   globalThis.gc?.();
-  return process.memoryUsage().heapUsed / 2 ** 20;
+  const usage = process.memoryUsage();
+  // Typed arrays (SEPT tables, PAMT blocks) live outside the JS heap: count them too.
+  return (usage.heapUsed + usage.arrayBuffers) / 2 ** 20;
 }
 
 async function freshTd(tdmrSize: number): Promise<{ module: TdxModule; td: BuiltTd }> {

@@ -192,7 +192,7 @@ export class TdxModule implements SeamcallPort {
       out = await this.#vpEnter(regs);
       status = out[Reg.RAX] as bigint;
     } else {
-      const held = new HeldLocks();
+      const held = new HeldLocks(this.#m.pamt);
       try {
         status = await (flow as HostFlow)(m, regs, out, held);
       } finally {
@@ -223,7 +223,7 @@ export class TdxModule implements SeamcallPort {
   }
 
   async #vpEnter(regs: Gprs): Promise<Gprs> {
-    const held = new HeldLocks();
+    const held = new HeldLocks(this.#m.pamt);
     let decision: ReturnType<typeof vpEnterChecks>;
     try {
       decision = vpEnterChecks(this.#m, regs, held);

@@ -1,13 +1,6 @@
-import { OperandId } from '../abi/operand-id.js';
 import { PamtPageType } from '../abi/page-type.js';
 import { TdxStatus, withDetail } from '../abi/status-codes.js';
-import {
-  hpReleaseExclusive,
-  hpReleaseShared,
-  hpTryExclusive,
-  hpTryPromote,
-  hpTryShared,
-} from '../locks/host-priority-lock.js';
+import { hpTryExclusive, hpTryShared } from '../locks/host-priority-lock.js';
 import { type LockCaller, LockResult } from '../locks/lock-result.js';
 import { Pamt, type PamtLevel } from '../memory/pamt.js';
 import { PhysicalMemory, type TdmrOptions } from '../memory/physical-memory.js';
@@ -79,7 +72,7 @@ export class ModuleState {
     operand: number,
     held: HeldLocks,
   ): bigint {
-    const mark = held.size;
+    const mark = held.pamtMark;
     const pamt = this.pamt;
     for (let l = 2; l >= level; l--) {
       const at = hpa - (hpa % (ENTRY_SPAN[l] as number));
@@ -89,30 +82,14 @@ export class ModuleState {
       const attempt = exclusive ? hpTryExclusive(word, caller) : hpTryShared(word, caller);
       if (attempt.word !== word) pamt.setLock(at, lvl, attempt.word);
       if (attempt.result !== LockResult.ACQUIRED) {
-        held.releaseFrom(mark);
+        held.releasePamtFrom(mark);
         const base =
           attempt.result === LockResult.BUSY ? TdxStatus.OPERAND_BUSY : TdxStatus.OPERAND_BUSY_HOST_PRIORITY;
         return withDetail(base, operand);
       }
-      held.add(
-        exclusive
-          ? () => pamt.setLock(at, lvl, hpReleaseExclusive(pamt.getLock(at, lvl)))
-          : () => pamt.setLock(at, lvl, hpReleaseShared(pamt.getLock(at, lvl))),
-      );
+      held.addPamt(at, lvl, exclusive);
     }
     return 0n;
-  }
-
-  /** Promotes a shared PAMT hold (taken through `lockPamt`) to exclusive; the held release is swapped. */
-  promotePamt(hpa: number, level: PamtLevel, operand: number): { status: bigint; release?: () => void } {
-    const attempt = hpTryPromote(this.pamt.getLock(hpa, level));
-    this.pamt.setLock(hpa, level, attempt.word);
-    if (attempt.result !== LockResult.ACQUIRED)
-      return { status: withDetail(TdxStatus.OPERAND_BUSY, operand) };
-    return {
-      status: 0n,
-      release: () => this.pamt.setLock(hpa, level, hpReleaseExclusive(this.pamt.getLock(hpa, level))),
-    };
   }
 
   /**
@@ -130,7 +107,8 @@ export class ModuleState {
   ): bigint {
     const size = ENTRY_SPAN[level] as number;
     const address = Number(hpa);
-    if (hpa >= 1n << 52n || address % size !== 0) return withDetail(TdxStatus.OPERAND_INVALID, operand);
+    if (hpa >= ADDRESS_LIMIT_BIG || address % size !== 0)
+      return withDetail(TdxStatus.OPERAND_INVALID, operand);
     if (!this.inTdmr(address, size)) return withDetail(TdxStatus.OPERAND_ADDR_RANGE_ERROR, operand);
     const busy = this.lockPamt(address, level, mode, 'host', operand, held);
     if (busy !== 0n) return busy;
@@ -144,4 +122,4 @@ export class ModuleState {
   }
 }
 
-export const RDX_OPERAND = OperandId.RDX;
+const ADDRESS_LIMIT_BIG = 1n << 52n;
