@@ -73,7 +73,8 @@ export function decodeStatus(status: bigint): DecodedStatus {
     nonRecoverable: (high & 0x40000000) !== 0,
     fatal: (high & 0x20000000) !== 0,
     hostRecoverabilityHint: (high & 0x10000000) !== 0,
-    warning: !error && clazz !== 0,
+    // Leading hex digit 0 with a non-zero class (reference §1.1); 0x4/0x6 values are non-recoverable, not warnings.
+    warning: (high & 0xf0000000) === 0 && clazz !== 0,
     clazz,
     detailsL1: high & 0xff,
     detailsL2,
