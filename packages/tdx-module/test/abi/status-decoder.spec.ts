@@ -266,14 +266,11 @@ describe('decodeStatus: properties', () => {
   });
 
   // §1.1: "0x0 with a non-zero class = warning"; 0x4 / 0x6 are non-recoverable conditions, not warnings.
-  test.prop([u64])(
-    'warning iff bits 63:60 are 0 and the class is non-zero',
-    (value) => {
-      const topNibble = value >> 60n;
-      const clazz = (value >> 40n) & 0xffn;
-      expect(decodeStatus(value).warning).toBe(topNibble === 0n && clazz !== 0n);
-    },
-  );
+  test.prop([u64])('warning iff bits 63:60 are 0 and the class is non-zero', (value) => {
+    const topNibble = value >> 60n;
+    const clazz = (value >> 40n) & 0xffn;
+    expect(decodeStatus(value).warning).toBe(topNibble === 0n && clazz !== 0n);
+  });
 
   it('a value with any of bits 62:60 set is not a warning, whatever its class (§1.1)', () => {
     expect(decodeStatus(0x40000b0000000000n).warning).toBe(false);
