@@ -81,6 +81,10 @@ export function encodeLeaf(leaf: number, version = 0): bigint {
 
 /** Splits an input RAX; `valid` is false when any bit outside 23:0 is set. */
 export function decodeLeaf(rax: bigint): { leaf: number; version: number; valid: boolean } {
+  if (rax >= 0n && rax < 0x1000000n) {
+    const small = Number(rax);
+    return { leaf: small & 0xffff, version: small >>> 16, valid: true };
+  }
   const value = BigInt.asUintN(64, rax);
   return {
     leaf: Number(value & 0xffffn),

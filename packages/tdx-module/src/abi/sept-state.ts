@@ -63,9 +63,14 @@ const infoByEncoding = new Map<number, SeptStateInfo>(
   ]),
 );
 
+// Indexed by encoding (7 bits): the walk looks states up on every level of every call.
+const infoTable: (SeptStateInfo | undefined)[] = Array.from({ length: 128 }, (_, encoding) =>
+  infoByEncoding.get(encoding),
+);
+
 /** Properties of a state; throws on an encoding that is not a state (a model bug, never input). */
 export function septStateInfo(state: number): SeptStateInfo {
-  const info = infoByEncoding.get(state);
+  const info = infoTable[state];
   if (info === undefined) throw new Error(`not a SEPT state encoding: 0x${state.toString(16)}`);
   return info;
 }

@@ -15,7 +15,12 @@ export type GuestAccessResult =
   /** A #VE was injected (PENDING page without SEPT_VE_DISABLE): the access did not happen. */
   | { readonly kind: 've'; readonly gpa: number; readonly exitReason: number }
   /** The #VE area was still valid, so the module injected #DF instead: the guest is dead. */
-  | { readonly kind: 'double-fault'; readonly gpa: number };
+  | { readonly kind: 'double-fault'; readonly gpa: number }
+  /**
+   * GPAW 48 and a GPA with bits between the shared bit and MAX_PA set: the module turns the violation into a #PF
+   * with the reserved-bit flag; nothing is accessed and there is no TD exit (reference §7.1 step 1).
+   */
+  | { readonly kind: 'page-fault'; readonly gpa: number; readonly reservedBit: true };
 
 /**
  * One guest load or store within a 4K page. Private MAPPED pages are read and written; a PENDING page raises #VE
@@ -33,6 +38,7 @@ export async function guestAccessPage(
   write: Uint8Array | undefined,
 ): Promise<GuestAccessResult> {
   vcpu.stuckExits = 0;
+  if (gpa >= 2 ** td.gpaw) return { kind: 'page-fault', gpa, reservedBit: true };
   for (;;) {
     const frame = toPrivateGpa(gpa, td.gpaw);
     const page = frame - (frame % 4096);

@@ -73,7 +73,8 @@ export async function tdgAccept(
         // One chunk, then stop for the interrupt: entry still PENDING with its progress saved, RIP not advanced.
         m.memory.zero(hpa + done * 4096, 4096);
         walk.table.acceptCounter[walk.index] = done + 1;
-        unlock();
+        // The whole entry read at lock time is written back: TDEL and any HP bit set meanwhile are cleared.
+        walk.table.lock[walk.index] = 0;
         vcpu.interruptPending = false;
         vcpu.interruptsTaken++;
         continue;
