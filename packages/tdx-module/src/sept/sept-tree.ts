@@ -95,6 +95,8 @@ export function architecturalEntry(table: SeptTable, index: number): bigint {
   if (!info.leaf) return BigInt(info.rwx);
   let value = SVE | BigInt(info.rwx) | (6n << 3n) | (1n << 6n) | (1n << 7n);
   value |= BigInt(table.hpa[index] ?? 0) & HPA_MASK;
+  // A 2M leaf keeps the progress of an interrupted ACCEPT in HPA bits 20:12 (reference §3.1).
+  if (table.level === 1) value |= BigInt(table.acceptCounter[index] ?? 0) << 12n;
   return value;
 }
 
