@@ -104,9 +104,13 @@ import {
 /** The TDMR the SEAMCALL tests use: 16 GiB at 2^34 (as {@link setup}). */
 export const TEST_TDMR = { base: 2 ** 34, size: 2 ** 34 } as const;
 
-/** Throws unless the SEAMCALL answered TDX_SUCCESS; for set-up steps whose own behaviour is tested elsewhere. */
-export function must(what: string, result: SeamcallResult): SeamcallResult {
+/**
+ * Throws unless the SEAMCALL answered TDX_SUCCESS; for set-up steps whose own behaviour is tested elsewhere. With
+ * `module`, also checks the module's invariants after the step.
+ */
+export function must(what: string, result: SeamcallResult, module?: TdxModule): SeamcallResult {
   if (result.status !== TdxStatus.SUCCESS) throw new Error(`${what} failed: ${formatStatus(result.status)}`);
+  if (module !== undefined) assertInvariants(module);
   return result;
 }
 
