@@ -183,7 +183,8 @@ export class TdxModule implements SeamcallPort {
     m.clock.advance(this.#costs.seamcallNs);
     const { leaf, version, valid } = decodeLeaf(rax);
     const flow = HOST_FLOWS.get(leaf);
-    const maxVersion = leaf === SeamcallLeaf.MEM_SEPT_REMOVE ? 1 : 0;
+    // SEPT.REMOVE and SEPT.ADD have a version 1 (for L2 tables, not modelled: L2 inputs are ignored).
+    const maxVersion = leaf === SeamcallLeaf.MEM_SEPT_REMOVE || leaf === SeamcallLeaf.MEM_SEPT_ADD ? 1 : 0;
     let out: Gprs = makeGprs();
     let status: bigint;
     if (!valid || version > maxVersion || (flow === undefined && leaf !== SeamcallLeaf.VP_ENTER)) {

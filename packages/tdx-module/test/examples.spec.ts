@@ -8,7 +8,11 @@ describe('README quick start', () => {
     expect(lines[0]).toMatch(/: SUCCESS$/);
     expect(lines[1]).toMatch(/PAGE_ALREADY_ACCEPTED\(level 0\)$/);
     expect(lines[2]).toBe('TDG.VP.VMCALL<MapGPA>: RAX SUCCESS, R10 = 0');
-    expect(trace.events.some((e) => e.kind === 'td-exit' && e.reason === 'EPT violation (ACCEPT)')).toBe(true);
-    expect(trace.events.filter((e) => e.kind === 'seamcall' && e.leaf === 'TDH.MEM.PAGE.AUG')).toHaveLength(1);
+    expect(trace.events.some((e) => e.kind === 'td-exit' && e.reason === 'EPT violation (ACCEPT)')).toBe(
+      true,
+    );
+    expect(trace.events.filter((e) => e.kind === 'seamcall' && e.leaf === 'TDH.MEM.PAGE.AUG')).toHaveLength(
+      1,
+    );
   });
 });

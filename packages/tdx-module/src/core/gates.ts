@@ -32,12 +32,14 @@ export function enterTd(
   tdrLock: 'shared' | 'exclusive',
   takeOpStateLock: boolean,
   held: HeldLocks,
+  /** The operand id failures report; a TDR reached implicitly (through a TDVPR) reports TDR (reference §1.3). */
+  reportAs: number = tdrOperand,
 ): TdControl | bigint {
   const tdrValue = regs[tdrOperand] as bigint;
-  const tdrStatus = m.checkHpaPage(tdrValue, 0, PamtPageType.TDR, tdrLock, tdrOperand, held);
+  const tdrStatus = m.checkHpaPage(tdrValue, 0, PamtPageType.TDR, tdrLock, reportAs, held);
   if (tdrStatus !== 0n) return tdrStatus;
   const td = m.tds.get(Number(tdrValue));
-  if (td === undefined) return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, tdrOperand);
+  if (td === undefined) return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, reportAs);
   if (td.fatal) return TdxStatus.TD_FATAL;
   if (td.lifecycle !== LifecycleState.KEYS_CONFIGURED) return TdxStatus.TD_KEYS_NOT_CONFIGURED;
   if (td.tdcx.length < m.config.tdcsPages && leaf !== 1) return TdxStatus.TDCS_NOT_ALLOCATED;

@@ -171,7 +171,7 @@ export async function vpAddcx(m: ModuleState, regs: Gprs, _out: Gprs, held: Held
   if (typeof owner === 'bigint') return owner;
   const tdRegs = regs.slice();
   tdRegs[Reg.RCX] = BigInt(owner.td.tdr);
-  const td = enterTd(m, SeamcallLeaf.VP_ADDCX, tdRegs, OperandId.RCX, 'shared', true, held);
+  const td = enterTd(m, SeamcallLeaf.VP_ADDCX, tdRegs, OperandId.RCX, 'shared', true, held, OperandId.TDR);
   if (typeof td === 'bigint') return td;
   const status = m.checkHpaPage(
     regs[Reg.RCX] as bigint,
@@ -196,7 +196,7 @@ export async function vpInit(m: ModuleState, regs: Gprs, _out: Gprs, held: HeldL
   if (typeof owner === 'bigint') return owner;
   const tdRegs = regs.slice();
   tdRegs[Reg.RDX] = BigInt(owner.td.tdr);
-  const td = enterTd(m, SeamcallLeaf.VP_INIT, tdRegs, OperandId.RDX, 'shared', true, held);
+  const td = enterTd(m, SeamcallLeaf.VP_INIT, tdRegs, OperandId.RDX, 'shared', true, held, OperandId.TDR);
   if (typeof td === 'bigint') return td;
   if (owner.vcpu.tdcx.length < m.config.tdvpxPages) return TdxStatus.TDVPX_NUM_INCORRECT;
   if (owner.vcpu.initialized) return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RCX);

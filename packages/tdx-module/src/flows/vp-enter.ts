@@ -32,9 +32,7 @@ export function vpEnterChecks(m: ModuleState, regs: Gprs, held: HeldLocks): Ente
   if (owner === undefined)
     return { kind: 'status', status: withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.RCX) };
   const tdRegs = makeGprs({ rcx: owner.td.tdr });
-  const busyTdr = m.lockPamt(owner.td.tdr, 0, 'shared', 'host', OperandId.TDR, held);
-  if (busyTdr !== 0n) return { kind: 'status', status: busyTdr };
-  const td = enterTd(m, SeamcallLeaf.VP_ENTER, tdRegs, OperandId.RCX, 'shared', true, held);
+  const td = enterTd(m, SeamcallLeaf.VP_ENTER, tdRegs, OperandId.RCX, 'shared', true, held, OperandId.TDR);
   if (typeof td === 'bigint') return { kind: 'status', status: td };
   const { vcpu } = owner;
   if (!vcpu.initialized)

@@ -1,5 +1,6 @@
 import { PamtPageType, pamtPageTypeName } from '../abi/page-type.js';
 import { SeptState, septStateInfo } from '../abi/sept-state.js';
+import { LifecycleState } from '../abi/td-state.js';
 import { hpHeld } from '../locks/host-priority-lock.js';
 import { TDEL } from '../locks/sept-entry-lock.js';
 import type { TdxModule } from '../tdx-module.js';
@@ -50,6 +51,20 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
   for (const td of m.tds.values()) {
     const tdName = `TD ${hex(td.tdr)}`;
     reference(td.tdr, 0, PamtPageType.TDR, 0, `${tdName} TDR`);
+    if (td.lifecycle === LifecycleState.TEARDOWN) {
+      // A torn-down TD's SEPT and vCPUs are dead: what must still agree is the child count with the pages PAMT
+      // says it owns, which RECLAIM gives back one by one.
+      let owned = 0;
+      for (const entry of m.pamt.usedEntries()) {
+        if (entry.owner !== td.tdr || entry.type === PamtPageType.NDA || entry.type === PamtPageType.TDR)
+          continue;
+        owned += 512 ** entry.level;
+        referenced.set(`${entry.hpa}/${entry.level}`, `${tdName} (teardown)`);
+      }
+      if (owned !== td.childCount)
+        fail('child-count', `${tdName} (teardown): child count ${td.childCount}, PAMT pages ${owned}`);
+      continue;
+    }
     let units = td.tdcx.length;
     for (const page of td.tdcx) reference(page, 0, PamtPageType.TDCX, td.tdr, `${tdName} TDCS`);
     for (const vcpu of td.vcpus.values()) {
