@@ -1,12 +1,15 @@
 import { defineConfig } from 'vitest/config';
 
 // Tests read each package's TypeScript source through the "@tdxsim/source" export condition, so no build is
-// needed before `pnpm test`.
+// needed before `pnpm test`. Test files share one module graph per worker (isolate: false): every test builds its
+// own TdxModule, and importing the sources once per file dominated the run time.
 export default defineConfig({
   resolve: { conditions: ['@tdxsim/source'] },
   ssr: { resolve: { conditions: ['@tdxsim/source'] } },
   test: {
     include: ['packages/*/src/**/*.spec.ts', 'packages/*/test/**/*.spec.ts'],
+    pool: 'threads',
+    isolate: false,
     testTimeout: 120_000,
   },
 });
