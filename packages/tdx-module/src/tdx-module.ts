@@ -249,7 +249,7 @@ export class TdxModule implements SeamcallPort {
   async tdcallFrom(td: TdControl, vcpu: VcpuState, rax: bigint, input: readonly bigint[]): Promise<Gprs> {
     const m = this.#m;
     const regs = normalizeGprs(input);
-    await this.#runtime.whenRunning(vcpu);
+    if (vcpu.run !== 'in-guest') await this.#runtime.whenRunning(vcpu);
     m.clock.advance(this.#costs.tdcallNs);
     const out = regs.slice();
     const { leaf, valid } = decodeLeaf(rax);
@@ -267,7 +267,9 @@ export class TdxModule implements SeamcallPort {
       vcpu.inTdcall = false;
     }
     if (leaf !== TdcallLeaf.VP_VMCALL || status !== TdxStatus.SUCCESS) vcpu.rip++;
-    status = await this.#hostPriorityView(td, vcpu, status);
+    if (vcpu.hpBusySince !== undefined || (status & STATUS_CODE_MASK) === TdxStatus.OPERAND_BUSY_HOST_PRIORITY) {
+      status = await this.#hostPriorityView(td, vcpu, status);
+    }
     out[Reg.RAX] = status;
     if (m.trace.enabled) {
       m.trace.record({

@@ -10,9 +10,9 @@ import { PamtPageType } from '../abi/page-type.js';
 import { SeptStateGroup } from '../abi/sept-state.js';
 import { TdxStatus, withDetail } from '../abi/status-codes.js';
 import { LifecycleState } from '../abi/td-state.js';
-import { hpReleaseShared, hpTryShared } from '../locks/host-priority-lock.js';
+import { hpTryShared } from '../locks/host-priority-lock.js';
 import { LockResult } from '../locks/lock-result.js';
-import { septEntryTryLock, septEntryUnlock } from '../locks/sept-entry-lock.js';
+import { septEntryTryLock } from '../locks/sept-entry-lock.js';
 import { type Gprs, Reg } from '../registers.js';
 import { architecturalEntry, entryDetails, type WalkResult } from '../sept/sept-tree.js';
 import type { YieldPoint } from '../services/scheduler.js';
@@ -47,9 +47,7 @@ export function enterTd(
     const attempt = hpTryShared(td.opStateLock, 'host');
     td.opStateLock = attempt.word;
     if (attempt.result !== LockResult.ACQUIRED) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.OP_STATE);
-    held.add(() => {
-      td.opStateLock = hpReleaseShared(td.opStateLock);
-    });
+    held.addOpState(td);
   }
   const allowed = OP_STATE_GATES.get(leaf);
   if (allowed !== undefined && !allowed.has(td.opState)) return TdxStatus.OP_STATE_INCORRECT;
@@ -80,7 +78,7 @@ export function lockedWalk(
     if (treeMode === 'shared' ? !lock.tryShared() : !lock.tryExclusive()) {
       return withDetail(TdxStatus.OPERAND_BUSY, OperandId.SEPT_TREE);
     }
-    held.add(treeMode === 'shared' ? () => lock.releaseShared() : () => lock.releaseExclusive());
+    held.addPlain(lock, treeMode === 'exclusive');
   }
   const walk = td.tree.walk(info.gpa, info.level);
   if (walk.level !== info.level) {
@@ -95,9 +93,7 @@ export function lockedWalk(
     reportEntry(out, walk);
     return withDetail(TdxStatus.OPERAND_BUSY, OperandId.RCX);
   }
-  held.add(() => {
-    walk.table.lock[walk.index] = septEntryUnlock(walk.table.lock[walk.index] as number);
-  });
+  held.addSeptEntry(walk.table, walk.index);
   return walk;
 }
 

@@ -1,48 +1,94 @@
 import { hpReleaseExclusive, hpReleaseShared } from '../locks/host-priority-lock.js';
+import type { PlainSharexLock } from '../locks/plain-lock.js';
+import { septEntryUnlock } from '../locks/sept-entry-lock.js';
 import type { Pamt, PamtLevel } from '../memory/pamt.js';
+import type { SeptTable } from '../sept/sept-table.js';
+import type { TdControl } from '../td/td-control.js';
+
+const PAMT_SHARED = 0;
+const PAMT_EXCLUSIVE = 1;
+const PLAIN_SHARED = 2;
+const PLAIN_EXCLUSIVE = 3;
+const SEPT_ENTRY = 4;
+const OP_STATE_SHARED = 5;
 
 /**
- * Locks a flow has taken, released together when it ends (success or failure). PAMT entry locks, taken several per
- * call, are kept as plain numbers (no closure per lock: this is the hot path); other locks as release callbacks.
+ * Locks a flow has taken, released together when it ends (success or failure), newest first. Kept as plain
+ * records rather than release callbacks: a SEAMCALL takes up to eight locks and this is the hot path.
  */
 export class HeldLocks {
   readonly #pamt: Pamt;
-  /** Triples: HPA, level, 1 if exclusive. */
-  readonly #pamtHeld: number[] = [];
-  readonly #releases: (() => void)[] = [];
+  readonly #kinds: number[] = [];
+  readonly #objects: unknown[] = [];
+  readonly #numbers: number[] = [];
 
   constructor(pamt: Pamt) {
     this.#pamt = pamt;
   }
 
-  add(release: () => void): void {
-    this.#releases.push(release);
+  #push(kind: number, object: unknown, a: number, b: number): void {
+    this.#kinds.push(kind);
+    this.#objects.push(object);
+    this.#numbers.push(a, b);
   }
 
   addPamt(hpa: number, level: PamtLevel, exclusive: boolean): void {
-    this.#pamtHeld.push(hpa, level, exclusive ? 1 : 0);
+    this.#push(exclusive ? PAMT_EXCLUSIVE : PAMT_SHARED, undefined, hpa, level);
   }
 
-  /** How many PAMT locks are held now; pass it to {@link releasePamtFrom} to undo what was taken after. */
-  get pamtMark(): number {
-    return this.#pamtHeld.length;
+  addPlain(lock: PlainSharexLock, exclusive: boolean): void {
+    this.#push(exclusive ? PLAIN_EXCLUSIVE : PLAIN_SHARED, lock, 0, 0);
   }
 
-  /** Releases the PAMT locks taken since `mark`, newest first. */
-  releasePamtFrom(mark: number): void {
-    const held = this.#pamtHeld;
+  addSeptEntry(table: SeptTable, index: number): void {
+    this.#push(SEPT_ENTRY, table, index, 0);
+  }
+
+  addOpState(td: TdControl): void {
+    this.#push(OP_STATE_SHARED, td, 0, 0);
+  }
+
+  /** How many locks are held now; pass it to {@link releaseFrom} to undo what was taken after. */
+  get mark(): number {
+    return this.#kinds.length;
+  }
+
+  /** Releases the locks taken since `mark`, newest first. */
+  releaseFrom(mark: number): void {
+    const kinds = this.#kinds;
     const pamt = this.#pamt;
-    while (held.length > mark) {
-      const exclusive = held.pop() === 1;
-      const level = held.pop() as PamtLevel;
-      const hpa = held.pop() as number;
-      const word = pamt.getLock(hpa, level);
-      pamt.setLock(hpa, level, exclusive ? hpReleaseExclusive(word) : hpReleaseShared(word));
+    while (kinds.length > mark) {
+      const kind = kinds.pop() as number;
+      const object = this.#objects.pop();
+      const b = this.#numbers.pop() as number;
+      const a = this.#numbers.pop() as number;
+      switch (kind) {
+        case PAMT_SHARED:
+        case PAMT_EXCLUSIVE: {
+          const word = pamt.getLock(a, b as PamtLevel);
+          pamt.setLock(a, b as PamtLevel, kind === PAMT_EXCLUSIVE ? hpReleaseExclusive(word) : hpReleaseShared(word));
+          break;
+        }
+        case PLAIN_SHARED:
+          (object as PlainSharexLock).releaseShared();
+          break;
+        case PLAIN_EXCLUSIVE:
+          (object as PlainSharexLock).releaseExclusive();
+          break;
+        case SEPT_ENTRY: {
+          const table = object as SeptTable;
+          table.lock[a] = septEntryUnlock(table.lock[a] as number);
+          break;
+        }
+        default: {
+          const td = object as TdControl;
+          td.opStateLock = hpReleaseShared(td.opStateLock);
+        }
+      }
     }
   }
 
   releaseAll(): void {
-    for (let release = this.#releases.pop(); release !== undefined; release = this.#releases.pop()) release();
-    this.releasePamtFrom(0);
+    this.releaseFrom(0);
   }
 }

@@ -72,7 +72,7 @@ export class ModuleState {
     operand: number,
     held: HeldLocks,
   ): bigint {
-    const mark = held.pamtMark;
+    const mark = held.mark;
     const pamt = this.pamt;
     for (let l = 2; l >= level; l--) {
       const at = hpa - (hpa % (ENTRY_SPAN[l] as number));
@@ -82,7 +82,7 @@ export class ModuleState {
       const attempt = exclusive ? hpTryExclusive(word, caller) : hpTryShared(word, caller);
       if (attempt.word !== word) pamt.setLock(at, lvl, attempt.word);
       if (attempt.result !== LockResult.ACQUIRED) {
-        held.releasePamtFrom(mark);
+        held.releaseFrom(mark);
         const base =
           attempt.result === LockResult.BUSY ? TdxStatus.OPERAND_BUSY : TdxStatus.OPERAND_BUSY_HOST_PRIORITY;
         return withDetail(base, operand);

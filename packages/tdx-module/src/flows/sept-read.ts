@@ -17,7 +17,7 @@ export async function septRead(m: ModuleState, regs: Gprs, out: Gprs, held: Held
   const info = checkPageInfo(regs[Reg.RCX] as bigint, 0, td.pwl, td.gpaw);
   if (info === undefined) return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RCX);
   if (!td.septTreeLock.tryShared()) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.SEPT_TREE);
-  held.add(() => td.septTreeLock.releaseShared());
+  held.addPlain(td.septTreeLock, false);
   const walk = td.tree.walk(info.gpa, info.level);
   reportEntry(out, walk);
   return walk.level === info.level ? TdxStatus.SUCCESS : withDetail(TdxStatus.EPT_WALK_FAILED, OperandId.RCX);

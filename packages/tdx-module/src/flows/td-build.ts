@@ -213,7 +213,7 @@ export async function mrExtend(m: ModuleState, regs: Gprs, _out: Gprs, held: Hel
   if (gpaValue >= BigInt(2 ** (td.gpaw - 1)) || gpa % 256 !== 0)
     return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RCX);
   if (!td.septTreeLock.tryShared()) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.SEPT_TREE);
-  held.add(() => td.septTreeLock.releaseShared());
+  held.addPlain(td.septTreeLock, false);
   const walk = td.tree.walk(gpa - (gpa % 4096), 0);
   if (walk.level !== 0) return withDetail(TdxStatus.EPT_WALK_FAILED, OperandId.RCX);
   if (walk.state !== SeptState.MAPPED) return withDetail(TdxStatus.EPT_ENTRY_NOT_PRESENT, OperandId.RCX);

@@ -45,22 +45,20 @@ export async function tdgAccept(
     if (attempt.result === LockResult.BUSY_HOST_PRIORITY) {
       return withDetail(TdxStatus.OPERAND_BUSY_HOST_PRIORITY, OperandId.RCX);
     }
-    const unlock = (): void => {
-      walk.table.lock[walk.index] = septEntryUnlock(walk.table.lock[walk.index] as number);
-    };
-    await yieldAt(m, { flow: 'TDG.MEM.PAGE.ACCEPT', step: 'locked', tdr: td.tdr, gpa });
+    const pause = yieldAt(m, { flow: 'TDG.MEM.PAGE.ACCEPT', step: 'locked', tdr: td.tdr, gpa });
+    if (pause !== undefined) await pause;
     const state = walk.table.state[walk.index] as number;
     const stateInfo = septStateInfo(state);
     if (!stateInfo.leaf && state !== SeptState.FREE && state !== SeptState.REMOVED) {
-      unlock();
+      walk.table.lock[walk.index] = septEntryUnlock(walk.table.lock[walk.index] as number);
       return withDetail(TdxStatus.PAGE_SIZE_MISMATCH, level);
     }
     if (SeptStateGroup.guestAccessibleLeaf.has(state)) {
-      unlock();
+      walk.table.lock[walk.index] = septEntryUnlock(walk.table.lock[walk.index] as number);
       return withDetail(TdxStatus.PAGE_ALREADY_ACCEPTED, level);
     }
     if (!ACCEPT_ALLOWED_SEPT_STATES.has(state)) {
-      unlock();
+      walk.table.lock[walk.index] = septEntryUnlock(walk.table.lock[walk.index] as number);
       await runtime.exit(td, vcpu, acceptExit(gpa, level, { ...walk, state }), 'EPT violation (ACCEPT)');
       continue;
     }

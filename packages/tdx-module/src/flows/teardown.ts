@@ -4,7 +4,7 @@ import { TdxStatus, withDetail } from '../abi/status-codes.js';
 import { LifecycleState } from '../abi/td-state.js';
 import type { HeldLocks } from '../core/held-locks.js';
 import type { ModuleState } from '../core/module-state.js';
-import { hpReleaseShared, hpTryShared } from '../locks/host-priority-lock.js';
+import { hpTryShared } from '../locks/host-priority-lock.js';
 import { LockResult } from '../locks/lock-result.js';
 import type { PamtLevel } from '../memory/pamt.js';
 import { type Gprs, Reg } from '../registers.js';
@@ -103,7 +103,7 @@ export async function pageReclaim(m: ModuleState, regs: Gprs, out: Gprs, held: H
     const attempt = hpTryShared(m.pamt.getLock(td.tdr, 0), 'host');
     m.pamt.setLock(td.tdr, 0, attempt.word);
     if (attempt.result !== LockResult.ACQUIRED) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.TDR);
-    held.add(() => m.pamt.setLock(td.tdr, 0, hpReleaseShared(m.pamt.getLock(td.tdr, 0))));
+    held.addPamt(td.tdr, 0, false);
     if (td.lifecycle !== LifecycleState.TEARDOWN) return TdxStatus.LIFECYCLE_STATE_INCORRECT;
     td.childCount -= 512 ** level;
     if (entry.type === PamtPageType.TDVPR) m.vcpusByTdvpr.delete(hpa);

@@ -15,7 +15,7 @@ export async function memTrack(m: ModuleState, regs: Gprs, _out: Gprs, held: Hel
   const td = enterTd(m, SeamcallLeaf.MEM_TRACK, regs, OperandId.RCX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
   if (!td.epochLock.tryExclusive()) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.TD_EPOCH);
-  held.add(() => td.epochLock.releaseExclusive());
+  held.addPlain(td.epochLock, true);
   if (td.epochRefcount[1 - (td.epoch & 1)] !== 0) return TdxStatus.PREVIOUS_TLB_EPOCH_BUSY;
   await yieldAt(m, { flow: 'TDH.MEM.TRACK', step: 'locked', tdr: td.tdr });
   td.epoch += 1;

@@ -41,14 +41,14 @@ export function vpEnterChecks(m: ModuleState, regs: Gprs, held: HeldLocks): Ente
     return { kind: 'status', status: withDetail(TdxStatus.OPERAND_BUSY, OperandId.RCX) };
   if (!td.epochLock.tryShared())
     return { kind: 'status', status: withDetail(TdxStatus.OPERAND_BUSY, OperandId.TD_EPOCH) };
-  held.add(() => td.epochLock.releaseShared());
+  held.addPlain(td.epochLock, false);
   td.adjustEpochRef(td.epoch, 1);
   if (vcpu.zeroStepGpas.length > 0) {
     if (!td.septTreeLock.tryExclusive()) {
       td.adjustEpochRef(td.epoch, -1);
       return { kind: 'status', status: withDetail(TdxStatus.OPERAND_BUSY, OperandId.SEPT_TREE) };
     }
-    held.add(() => td.septTreeLock.releaseExclusive());
+    held.addPlain(td.septTreeLock, true);
     const stuck = vcpu.zeroStepGpas.find((gpa) => !translates(td, gpa));
     if (stuck !== undefined) {
       td.adjustEpochRef(td.epoch, -1);
