@@ -28,9 +28,12 @@ export type RegName = keyof typeof Reg;
 
 export type GprValues = Partial<Record<Lowercase<RegName>, bigint | number>>;
 
+const EMPTY: GprValues = Object.freeze({});
+
 /** A zeroed register file with the given values set; numbers are converted, negative values wrap to 64 bits. */
-export function makeGprs(values: GprValues = {}): Gprs {
+export function makeGprs(values: GprValues = EMPTY): Gprs {
   const gprs = new Array<bigint>(16).fill(0n);
+  if (values === EMPTY) return gprs;
   for (const [name, value] of Object.entries(values) as [Lowercase<RegName>, bigint | number][]) {
     gprs[Reg[name.toUpperCase() as RegName]] = BigInt.asUintN(64, BigInt(value));
   }

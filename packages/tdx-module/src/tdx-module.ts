@@ -193,7 +193,7 @@ export class TdxModule implements SeamcallPort {
       out = await this.#vpEnter(regs);
       status = out[Reg.RAX] as bigint;
     } else {
-      const held = new HeldLocks(this.#m.pamt);
+      const held = new HeldLocks();
       try {
         status = await (flow as HostFlow)(m, regs, out, held);
       } finally {
@@ -224,7 +224,7 @@ export class TdxModule implements SeamcallPort {
   }
 
   async #vpEnter(regs: Gprs): Promise<Gprs> {
-    const held = new HeldLocks(this.#m.pamt);
+    const held = new HeldLocks();
     let decision: ReturnType<typeof vpEnterChecks>;
     try {
       decision = vpEnterChecks(this.#m, regs, held);
@@ -267,7 +267,10 @@ export class TdxModule implements SeamcallPort {
       vcpu.inTdcall = false;
     }
     if (leaf !== TdcallLeaf.VP_VMCALL || status !== TdxStatus.SUCCESS) vcpu.rip++;
-    if (vcpu.hpBusySince !== undefined || (status & STATUS_CODE_MASK) === TdxStatus.OPERAND_BUSY_HOST_PRIORITY) {
+    if (
+      vcpu.hpBusySince !== undefined ||
+      (status & STATUS_CODE_MASK) === TdxStatus.OPERAND_BUSY_HOST_PRIORITY
+    ) {
       status = await this.#hostPriorityView(td, vcpu, status);
     }
     out[Reg.RAX] = status;

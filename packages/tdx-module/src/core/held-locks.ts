@@ -1,7 +1,6 @@
 import { hpReleaseExclusive, hpReleaseShared } from '../locks/host-priority-lock.js';
 import type { PlainSharexLock } from '../locks/plain-lock.js';
 import { septEntryUnlock } from '../locks/sept-entry-lock.js';
-import type { Pamt, PamtLevel } from '../memory/pamt.js';
 import type { SeptTable } from '../sept/sept-table.js';
 import type { TdControl } from '../td/td-control.js';
 
@@ -17,14 +16,9 @@ const OP_STATE_SHARED = 5;
  * records rather than release callbacks: a SEAMCALL takes up to eight locks and this is the hot path.
  */
 export class HeldLocks {
-  readonly #pamt: Pamt;
   readonly #kinds: number[] = [];
   readonly #objects: unknown[] = [];
   readonly #numbers: number[] = [];
-
-  constructor(pamt: Pamt) {
-    this.#pamt = pamt;
-  }
 
   #push(kind: number, object: unknown, a: number, b: number): void {
     this.#kinds.push(kind);
@@ -32,8 +26,9 @@ export class HeldLocks {
     this.#numbers.push(a, b);
   }
 
-  addPamt(hpa: number, level: PamtLevel, exclusive: boolean): void {
-    this.#push(exclusive ? PAMT_EXCLUSIVE : PAMT_SHARED, undefined, hpa, level);
+  /** A PAMT entry lock: its word is `words[index]` (the entry's block in the PAMT). */
+  addPamt(words: Uint16Array, index: number, exclusive: boolean): void {
+    this.#push(exclusive ? PAMT_EXCLUSIVE : PAMT_SHARED, words, index, 0);
   }
 
   addPlain(lock: PlainSharexLock, exclusive: boolean): void {
@@ -56,17 +51,17 @@ export class HeldLocks {
   /** Releases the locks taken since `mark`, newest first. */
   releaseFrom(mark: number): void {
     const kinds = this.#kinds;
-    const pamt = this.#pamt;
     while (kinds.length > mark) {
       const kind = kinds.pop() as number;
       const object = this.#objects.pop();
-      const b = this.#numbers.pop() as number;
+      this.#numbers.pop();
       const a = this.#numbers.pop() as number;
       switch (kind) {
         case PAMT_SHARED:
         case PAMT_EXCLUSIVE: {
-          const word = pamt.getLock(a, b as PamtLevel);
-          pamt.setLock(a, b as PamtLevel, kind === PAMT_EXCLUSIVE ? hpReleaseExclusive(word) : hpReleaseShared(word));
+          const words = object as Uint16Array;
+          const word = words[a] as number;
+          words[a] = kind === PAMT_EXCLUSIVE ? hpReleaseExclusive(word) : hpReleaseShared(word);
           break;
         }
         case PLAIN_SHARED:

@@ -73,21 +73,21 @@ export class ModuleState {
     held: HeldLocks,
   ): bigint {
     const mark = held.mark;
-    const pamt = this.pamt;
     for (let l = 2; l >= level; l--) {
-      const at = hpa - (hpa % (ENTRY_SPAN[l] as number));
-      const lvl = l as PamtLevel;
+      const slot = this.pamt.slot(hpa, l as PamtLevel, true);
+      const words = (slot.block as { lock: Uint16Array }).lock;
+      const index = slot.index;
       const exclusive = l === level && mode === 'exclusive';
-      const word = pamt.getLock(at, lvl);
+      const word = words[index] as number;
       const attempt = exclusive ? hpTryExclusive(word, caller) : hpTryShared(word, caller);
-      if (attempt.word !== word) pamt.setLock(at, lvl, attempt.word);
+      words[index] = attempt.word;
       if (attempt.result !== LockResult.ACQUIRED) {
         held.releaseFrom(mark);
         const base =
           attempt.result === LockResult.BUSY ? TdxStatus.OPERAND_BUSY : TdxStatus.OPERAND_BUSY_HOST_PRIORITY;
         return withDetail(base, operand);
       }
-      held.addPamt(at, lvl, exclusive);
+      held.addPamt(words, index, exclusive);
     }
     return 0n;
   }
@@ -112,8 +112,8 @@ export class ModuleState {
     if (!this.inTdmr(address, size)) return withDetail(TdxStatus.OPERAND_ADDR_RANGE_ERROR, operand);
     const busy = this.lockPamt(address, level, mode, 'host', operand, held);
     if (busy !== 0n) return busy;
-    const leaf = this.pamt.leafOf(address);
-    if (leaf.level !== level && !(expectedType === PamtPageType.NDA && leaf.level < level)) {
+    const leafLevel = this.pamt.leafLevelOf(address);
+    if (leafLevel !== level && !(expectedType === PamtPageType.NDA && leafLevel < level)) {
       return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, operand);
     }
     if (this.pamt.getType(address, level) !== expectedType)

@@ -4,8 +4,6 @@ import { TdxStatus, withDetail } from '../abi/status-codes.js';
 import { LifecycleState } from '../abi/td-state.js';
 import type { HeldLocks } from '../core/held-locks.js';
 import type { ModuleState } from '../core/module-state.js';
-import { hpTryShared } from '../locks/host-priority-lock.js';
-import { LockResult } from '../locks/lock-result.js';
 import type { PamtLevel } from '../memory/pamt.js';
 import { type Gprs, Reg } from '../registers.js';
 import { vcpuOf } from './td-build.js';
@@ -100,10 +98,8 @@ export async function pageReclaim(m: ModuleState, regs: Gprs, out: Gprs, held: H
   } else {
     const td = m.tds.get(entry.owner);
     if (td === undefined) return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.RCX);
-    const attempt = hpTryShared(m.pamt.getLock(td.tdr, 0), 'host');
-    m.pamt.setLock(td.tdr, 0, attempt.word);
-    if (attempt.result !== LockResult.ACQUIRED) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.TDR);
-    held.addPamt(td.tdr, 0, false);
+    const busy = m.lockPamt(td.tdr, 0, 'shared', 'host', OperandId.TDR, held);
+    if (busy !== 0n) return busy;
     if (td.lifecycle !== LifecycleState.TEARDOWN) return TdxStatus.LIFECYCLE_STATE_INCORRECT;
     td.childCount -= 512 ** level;
     if (entry.type === PamtPageType.TDVPR) m.vcpusByTdvpr.delete(hpa);
