@@ -118,7 +118,15 @@ export { PlainSharexLock } from './locks/plain-lock.js';
 export { SEPT_HP, septEntryTryLock, septEntryUnlock, TDEL } from './locks/sept-entry-lock.js';
 export { HostPageAllocator } from './memory/host-page-allocator.js';
 export type { TdmrOptions } from './memory/physical-memory.js';
-export { formatGprs, type Gprs, type GprValues, makeGprs, Reg, type RegName } from './registers.js';
+export {
+  formatGprs,
+  type Gprs,
+  type GprValues,
+  makeGprs,
+  normalizeGprs,
+  Reg,
+  type RegName,
+} from './registers.js';
 
 // Services
 export { type Clock, type CostModel, DEFAULT_COSTS, VirtualClock } from './services/clock.js';

@@ -32,7 +32,7 @@ const EMPTY: GprValues = Object.freeze({});
 
 /** A zeroed register file with the given values set; numbers are converted, negative values wrap to 64 bits. */
 export function makeGprs(values: GprValues = EMPTY): Gprs {
-  const gprs = new Array<bigint>(16).fill(0n);
+  const gprs = zeroGprs();
   if (values === EMPTY) return gprs;
   for (const [name, value] of Object.entries(values) as [Lowercase<RegName>, bigint | number][]) {
     gprs[Reg[name.toUpperCase() as RegName]] = BigInt.asUintN(64, BigInt(value));
@@ -47,9 +47,27 @@ export function formatGprs(gprs: Gprs, which: readonly RegName[]): Record<string
   return out;
 }
 
+const MAX_U64 = (1n << 64n) - 1n;
+
+/** A fresh register file of zeros (an array literal: the fastest 16-element array V8 makes). */
+function zeroGprs(): Gprs {
+  return [0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n];
+}
+
 /** A copy of `regs` with exactly 16 entries, each reduced to 64 bits (missing or non-bigint entries read as 0). */
 export function normalizeGprs(regs: readonly bigint[]): Gprs {
-  const out = new Array<bigint>(16);
+  if (regs.length === 16) {
+    let valid = true;
+    for (let i = 0; i < 16; i++) {
+      const value = regs[i];
+      if (typeof value !== 'bigint' || value < 0n || value > MAX_U64) {
+        valid = false;
+        break;
+      }
+    }
+    if (valid) return regs.slice();
+  }
+  const out = zeroGprs();
   for (let i = 0; i < 16; i++) {
     const value = regs[i];
     out[i] = typeof value === 'bigint' ? BigInt.asUintN(64, value) : 0n;

@@ -1,7 +1,7 @@
 import { PamtPageType } from '../abi/page-type.js';
 import { TdxStatus, withDetail } from '../abi/status-codes.js';
-import { hpTryExclusive, hpTryShared } from '../locks/host-priority-lock.js';
-import { type LockCaller, LockResult } from '../locks/lock-result.js';
+import { hpTryExclusivePacked, hpTrySharedPacked } from '../locks/host-priority-lock.js';
+import type { LockCaller } from '../locks/lock-result.js';
 import { Pamt, type PamtLevel } from '../memory/pamt.js';
 import { PhysicalMemory, type TdmrOptions } from '../memory/physical-memory.js';
 import { ENTRY_SPAN } from '../sept/sept-table.js';
@@ -73,19 +73,18 @@ export class ModuleState {
     held: HeldLocks,
   ): bigint {
     const mark = held.mark;
+    const path = this.pamt.lockPath(hpa, level);
     for (let l = 2; l >= level; l--) {
-      const slot = this.pamt.slot(hpa, l as PamtLevel, true);
-      const words = (slot.block as { lock: Uint16Array }).lock;
-      const index = slot.index;
+      const words = path.words[l] as Uint16Array;
+      const index = path.indexes[l] as number;
       const exclusive = l === level && mode === 'exclusive';
       const word = words[index] as number;
-      const attempt = exclusive ? hpTryExclusive(word, caller) : hpTryShared(word, caller);
-      words[index] = attempt.word;
-      if (attempt.result !== LockResult.ACQUIRED) {
+      const packed = exclusive ? hpTryExclusivePacked(word, caller) : hpTrySharedPacked(word, caller);
+      words[index] = packed % 65536;
+      if (packed >= 65536) {
         held.releaseFrom(mark);
-        const base =
-          attempt.result === LockResult.BUSY ? TdxStatus.OPERAND_BUSY : TdxStatus.OPERAND_BUSY_HOST_PRIORITY;
-        return withDetail(base, operand);
+        const busy = packed < 2 * 65536 ? TdxStatus.OPERAND_BUSY : TdxStatus.OPERAND_BUSY_HOST_PRIORITY;
+        return withDetail(busy, operand);
       }
       held.addPamt(words, index, exclusive);
     }

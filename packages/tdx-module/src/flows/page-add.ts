@@ -35,7 +35,8 @@ export async function pageAdd(m: ModuleState, regs: Gprs, out: Gprs, held: HeldL
     held,
   );
   if (pageStatus !== 0n) return pageStatus;
-  await yieldAt(m, { flow: 'TDH.MEM.PAGE.ADD', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
+  const pause = yieldAt(m, { flow: 'TDH.MEM.PAGE.ADD', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
+  if (pause !== undefined) await pause;
   const target = Number(regs[Reg.R8]);
   m.memory.copyPage(sourceHpa, target);
   entry.table.setState(entry.index, SeptState.MAPPED);

@@ -29,7 +29,8 @@ export async function pageAug(m: ModuleState, regs: Gprs, out: Gprs, held: HeldL
   const hpa = Number(target);
   if (level === 1 && !m.pamt.all4kChildrenNda(hpa))
     return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.R8);
-  await yieldAt(m, { flow: 'TDH.MEM.PAGE.AUG', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
+  const pause = yieldAt(m, { flow: 'TDH.MEM.PAGE.AUG', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
+  if (pause !== undefined) await pause;
   entry.table.setState(entry.index, SeptState.PENDING);
   entry.table.hpa[entry.index] = hpa;
   entry.table.acceptCounter[entry.index] = 0;

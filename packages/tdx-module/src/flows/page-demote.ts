@@ -61,7 +61,8 @@ export async function pageDemote(m: ModuleState, regs: Gprs, out: Gprs, held: He
     held,
   );
   if (pageStatus !== 0n) return pageStatus;
-  await yieldAt(m, { flow: 'TDH.MEM.PAGE.DEMOTE', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
+  const pause = yieldAt(m, { flow: 'TDH.MEM.PAGE.DEMOTE', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
+  if (pause !== undefined) await pause;
   const childState = UNBLOCKED.get(entry.state) as number;
   const tablePage = Number(regs[Reg.R8]);
   const childLevel = (level - 1) as PamtLevel;

@@ -48,7 +48,8 @@ export async function pageRemove(m: ModuleState, regs: Gprs, out: Gprs, held: He
       return withDetail(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
     }
   }
-  await yieldAt(m, { flow: 'TDH.MEM.PAGE.REMOVE', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
+  const pause = yieldAt(m, { flow: 'TDH.MEM.PAGE.REMOVE', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
+  if (pause !== undefined) await pause;
   entry.table.acceptCounter[entry.index] = 0;
   entry.table.setState(entry.index, SeptState.FREE);
   entry.table.hpa[entry.index] = 0;

@@ -34,7 +34,8 @@ export async function rangeBlock(m: ModuleState, regs: Gprs, out: Gprs, held: He
   }
   const stateStatus = checkEntryState(leaf, entry, out);
   if (stateStatus !== 0n) return stateStatus;
-  await yieldAt(m, { flow: 'TDH.MEM.RANGE.BLOCK', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
+  const pause = yieldAt(m, { flow: 'TDH.MEM.RANGE.BLOCK', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
+  if (pause !== undefined) await pause;
   const next = BLOCKED_STATE.get(entry.state) as number;
   // A half-done 2M ACCEPT restarts from chunk 0 after a block.
   entry.table.acceptCounter[entry.index] = 0;

@@ -32,7 +32,8 @@ export async function rangeUnblock(m: ModuleState, regs: Gprs, out: Gprs, held: 
   if (trackingRequired(td, entry.state) && !isTracked(td, m.pamt.getBepoch(hpa, pamtLevel))) {
     return withDetail(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.SEPT_TREE);
   }
-  await yieldAt(m, { flow: 'TDH.MEM.RANGE.UNBLOCK', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
+  const pause = yieldAt(m, { flow: 'TDH.MEM.RANGE.UNBLOCK', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
+  if (pause !== undefined) await pause;
   entry.table.setState(entry.index, UNBLOCKED_STATE.get(entry.state) as number);
   entry.table.lock[entry.index] = 0;
   return TdxStatus.SUCCESS;

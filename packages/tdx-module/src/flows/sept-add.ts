@@ -34,7 +34,8 @@ export async function septAdd(m: ModuleState, regs: Gprs, out: Gprs, held: HeldL
     held,
   );
   if (pageStatus !== 0n) return pageStatus;
-  await yieldAt(m, { flow: 'TDH.MEM.SEPT.ADD', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
+  const pause = yieldAt(m, { flow: 'TDH.MEM.SEPT.ADD', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
+  if (pause !== undefined) await pause;
   const pageHpa = Number(regs[Reg.R8]);
   td.tree.attachChild(entry.table, entry.index, pageHpa);
   m.pamt.set(pageHpa, 0, PamtPageType.EPT, td.tdr, 0);

@@ -46,7 +46,8 @@ export async function septRemove(m: ModuleState, regs: Gprs, out: Gprs, held: He
     reportEntry(out, entry);
     return withDetail(TdxStatus.EPT_PAGE_NOT_FREE, OperandId.RCX);
   }
-  await yieldAt(m, { flow: 'TDH.MEM.SEPT.REMOVE', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
+  const pause = yieldAt(m, { flow: 'TDH.MEM.SEPT.REMOVE', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
+  if (pause !== undefined) await pause;
   td.tree.detachChild(entry.table, entry.index);
   entry.table.lock[entry.index] = 0;
   td.childCount -= 1;

@@ -45,7 +45,8 @@ export async function mngCreate(m: ModuleState, regs: Gprs, _out: Gprs, held: He
     return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RDX);
   }
   const tdr = Number(regs[Reg.RCX]);
-  await yieldAt(m, { flow: 'TDH.MNG.CREATE', step: 'locked', tdr });
+  const pause = yieldAt(m, { flow: 'TDH.MNG.CREATE', step: 'locked', tdr });
+  if (pause !== undefined) await pause;
   m.pamt.set(tdr, 0, PamtPageType.TDR, 0, 0);
   m.memory.zero(tdr, 4096);
   m.tds.set(tdr, new TdControl(tdr, Number(hkid)));
@@ -122,7 +123,8 @@ export async function mngInit(m: ModuleState, regs: Gprs, _out: Gprs, held: Held
   if ((attributes & ~KNOWN_ATTRIBUTES) !== 0n || maxVcpus < 1 || !validPwl || (eptp & 7n) !== 6n) {
     return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RDX);
   }
-  await yieldAt(m, { flow: 'TDH.MNG.INIT', step: 'locked', tdr: td.tdr });
+  const pause = yieldAt(m, { flow: 'TDH.MNG.INIT', step: 'locked', tdr: td.tdr });
+  if (pause !== undefined) await pause;
   td.attributes = attributes;
   td.configFlags = configFlags;
   td.maxVcpus = maxVcpus;

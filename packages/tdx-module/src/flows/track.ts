@@ -17,7 +17,8 @@ export async function memTrack(m: ModuleState, regs: Gprs, _out: Gprs, held: Hel
   if (!td.epochLock.tryExclusive()) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.TD_EPOCH);
   held.addPlain(td.epochLock, true);
   if (td.epochRefcount[1 - (td.epoch & 1)] !== 0) return TdxStatus.PREVIOUS_TLB_EPOCH_BUSY;
-  await yieldAt(m, { flow: 'TDH.MEM.TRACK', step: 'locked', tdr: td.tdr });
+  const pause = yieldAt(m, { flow: 'TDH.MEM.TRACK', step: 'locked', tdr: td.tdr });
+  if (pause !== undefined) await pause;
   td.epoch += 1;
   return TdxStatus.SUCCESS;
 }

@@ -5,36 +5,54 @@ import { type LockAttempt, type LockCaller, LockResult } from './lock-result.js'
  * bit 0 EXCL, bit 1 HP, bits 15:2 reader count. A failed host attempt sets HP; while HP is set every guest attempt
  * fails; only a successful host acquire clears HP; releases keep it.
  * Source: intel/tdx-module 1.5.01 src/common/helpers/tdx_locks.h (reference tdx-module.md §10.3).
+ *
+ * The `...Packed` forms return `result * 65536 + word` (no allocation: PAMT locks are taken several times per
+ * SEAMCALL); the plain forms return a {@link LockAttempt}.
  */
 export const HP_EXCL = 1;
 export const HP_FLAG = 2;
 export const HP_READER = 4;
 
-const acquired = (word: number): LockAttempt => ({ result: LockResult.ACQUIRED, word });
-const busy = (word: number): LockAttempt => ({ result: LockResult.BUSY, word });
+const BUSY = LockResult.BUSY * 65536;
+const BUSY_HP = LockResult.BUSY_HOST_PRIORITY * 65536;
 
-export function hpTryShared(word: number, caller: LockCaller): LockAttempt {
+export function hpTrySharedPacked(word: number, caller: LockCaller): number {
   if (caller === 'guest') {
-    if (word & HP_FLAG) return { result: LockResult.BUSY_HOST_PRIORITY, word };
-    if (word & HP_EXCL) return busy(word);
-    return acquired(word + HP_READER);
+    if (word & HP_FLAG) return BUSY_HP + word;
+    if (word & HP_EXCL) return BUSY + word;
+    return word + HP_READER;
   }
-  if (word & HP_EXCL) return busy(word | HP_FLAG);
-  return acquired((word & ~HP_FLAG) + HP_READER);
+  if (word & HP_EXCL) return BUSY + (word | HP_FLAG);
+  return (word & ~HP_FLAG) + HP_READER;
 }
 
-export function hpTryExclusive(word: number, caller: LockCaller): LockAttempt {
-  if (word === 0) return acquired(HP_EXCL);
-  if (word === HP_FLAG) {
-    return caller === 'host' ? acquired(HP_EXCL) : { result: LockResult.BUSY_HOST_PRIORITY, word };
-  }
-  return caller === 'host' ? busy(word | HP_FLAG) : busy(word);
+export function hpTryExclusivePacked(word: number, caller: LockCaller): number {
+  if (word === 0) return HP_EXCL;
+  if (word === HP_FLAG) return caller === 'host' ? HP_EXCL : BUSY_HP + word;
+  return caller === 'host' ? BUSY + (word | HP_FLAG) : BUSY + word;
 }
 
 /** Promote a shared hold to exclusive (host only in practice). */
+export function hpTryPromotePacked(word: number): number {
+  if (word === HP_READER || word === (HP_READER | HP_FLAG)) return HP_EXCL;
+  return BUSY + (word | HP_FLAG);
+}
+
+/** Splits a packed attempt. */
+export function unpackAttempt(packed: number): LockAttempt {
+  return { result: Math.floor(packed / 65536) as LockResult, word: packed % 65536 };
+}
+
+export function hpTryShared(word: number, caller: LockCaller): LockAttempt {
+  return unpackAttempt(hpTrySharedPacked(word, caller));
+}
+
+export function hpTryExclusive(word: number, caller: LockCaller): LockAttempt {
+  return unpackAttempt(hpTryExclusivePacked(word, caller));
+}
+
 export function hpTryPromote(word: number): LockAttempt {
-  if (word === HP_READER || word === (HP_READER | HP_FLAG)) return acquired(HP_EXCL);
-  return busy(word | HP_FLAG);
+  return unpackAttempt(hpTryPromotePacked(word));
 }
 
 export function hpReleaseShared(word: number): number {

@@ -51,6 +51,12 @@ export interface PamtSlot {
   index: number;
 }
 
+/** Lock words along a PAMT walk, indexed by level. */
+export interface PamtPath {
+  readonly words: (Uint16Array | undefined)[];
+  readonly indexes: number[];
+}
+
 export class Pamt {
   readonly #regions = new Map<number, PamtRegion>();
   #lastKey = -1;
@@ -99,6 +105,34 @@ export class Pamt {
       slot.index = Math.floor((hpa % MIB2) / KIB4);
     }
     return slot;
+  }
+
+  readonly #path: PamtPath = { words: [undefined, undefined, undefined], indexes: [0, 0, 0] };
+
+  /**
+   * The lock words of the entries the module walks for the page at `hpa` and `level`: the 1G entry, then the 2M
+   * entry, then the 4K entry, down to `level` (created on first touch). The returned object is reused by the next
+   * call.
+   */
+  lockPath(hpa: number, level: PamtLevel): PamtPath {
+    const path = this.#path;
+    const region = this.#region(hpa, true) as PamtRegion;
+    path.words[2] = region.entry1g.lock;
+    if (level <= 1) {
+      const index2m = Math.floor((hpa % GIB) / MIB2);
+      path.words[1] = region.entries2m.lock;
+      path.indexes[1] = index2m;
+      if (level === 0) {
+        let block = region.blocks4k[index2m];
+        if (block === undefined) {
+          block = new PamtBlock(512);
+          region.blocks4k[index2m] = block;
+        }
+        path.words[0] = block.lock;
+        path.indexes[0] = Math.floor((hpa % MIB2) / KIB4);
+      }
+    }
+    return path;
   }
 
   /** The entry for the page at `hpa` (aligned to the level) at `level`. */
