@@ -10,9 +10,8 @@ import { PamtPageType } from '../abi/page-type.js';
 import { SeptStateGroup } from '../abi/sept-state.js';
 import { TdxStatus, withDetail } from '../abi/status-codes.js';
 import { LifecycleState } from '../abi/td-state.js';
-import { hpTryShared } from '../locks/host-priority-lock.js';
-import { LockResult } from '../locks/lock-result.js';
-import { septEntryTryLock } from '../locks/sept-entry-lock.js';
+import { hpTrySharedPacked } from '../locks/host-priority-lock.js';
+import { septEntryTryLockPacked } from '../locks/sept-entry-lock.js';
 import { type Gprs, Reg } from '../registers.js';
 import { architecturalEntry, entryDetails, type WalkResult } from '../sept/sept-tree.js';
 import type { YieldPoint } from '../services/scheduler.js';
@@ -44,9 +43,9 @@ export function enterTd(
   if (td.lifecycle !== LifecycleState.KEYS_CONFIGURED) return TdxStatus.TD_KEYS_NOT_CONFIGURED;
   if (td.tdcx.length < m.config.tdcsPages && leaf !== 1) return TdxStatus.TDCS_NOT_ALLOCATED;
   if (takeOpStateLock) {
-    const attempt = hpTryShared(td.opStateLock, 'host');
-    td.opStateLock = attempt.word;
-    if (attempt.result !== LockResult.ACQUIRED) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.OP_STATE);
+    const packed = hpTrySharedPacked(td.opStateLock, 'host');
+    td.opStateLock = packed % 65536;
+    if (packed >= 65536) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.OP_STATE);
     held.addOpState(td);
   }
   const allowed = OP_STATE_GATES.get(leaf);
@@ -87,9 +86,9 @@ export function lockedWalk(
   }
   // Details come from the entry as read before the lock attempt (reference §10.4).
   const before = walk.table.lock[walk.index] as number;
-  const attempt = septEntryTryLock(before, 'host');
-  walk.table.lock[walk.index] = attempt.word;
-  if (attempt.result !== LockResult.ACQUIRED) {
+  const packed = septEntryTryLockPacked(before, 'host');
+  walk.table.lock[walk.index] = packed % 65536;
+  if (packed >= 65536) {
     reportEntry(out, walk);
     return withDetail(TdxStatus.OPERAND_BUSY, OperandId.RCX);
   }

@@ -1,21 +1,27 @@
+import { unpackAttempt } from './host-priority-lock.js';
 import { type LockAttempt, type LockCaller, LockResult } from './lock-result.js';
 
 /**
  * SEPT entry lock: TDEL (entry bit 11) plus the HP flag (entry bit 52), kept here as bits 0 and 1 of a byte.
  * Source: intel/tdx-module 1.5.01 src/common/helpers/tdx_locks.h (reference tdx-module.md §10.4).
+ * `septEntryTryLockPacked` returns `result * 65536 + bits` (no allocation on the hot path).
  */
 export const TDEL = 1;
 export const SEPT_HP = 2;
 
-export function septEntryTryLock(bits: number, caller: LockCaller): LockAttempt {
-  if (caller === 'host') {
-    if (bits & TDEL) return { result: LockResult.BUSY, word: bits | SEPT_HP };
-    return { result: LockResult.ACQUIRED, word: TDEL };
-  }
-  if (bits & TDEL) return { result: LockResult.BUSY, word: bits };
+const BUSY = LockResult.BUSY * 65536;
+const BUSY_HP = LockResult.BUSY_HOST_PRIORITY * 65536;
+
+export function septEntryTryLockPacked(bits: number, caller: LockCaller): number {
+  if (caller === 'host') return bits & TDEL ? BUSY + (bits | SEPT_HP) : TDEL;
+  if (bits & TDEL) return BUSY + bits;
   // The guest's attempt sets TDEL, sees HP and releases it again: nothing changes.
-  if (bits & SEPT_HP) return { result: LockResult.BUSY_HOST_PRIORITY, word: bits };
-  return { result: LockResult.ACQUIRED, word: TDEL };
+  if (bits & SEPT_HP) return BUSY_HP + bits;
+  return TDEL;
+}
+
+export function septEntryTryLock(bits: number, caller: LockCaller): LockAttempt {
+  return unpackAttempt(septEntryTryLockPacked(bits, caller));
 }
 
 /** Clears TDEL, keeps HP. */
