@@ -41,7 +41,7 @@ export function makeGprs(values: GprValues = EMPTY): Gprs {
 }
 
 /** Register values as a plain object of hex strings, for traces and messages. */
-export function formatGprs(gprs: Gprs, which: readonly RegName[]): Record<string, string> {
+export function formatGprs(gprs: readonly bigint[], which: readonly RegName[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (const name of which) out[name.toLowerCase()] = `0x${(gprs[Reg[name]] ?? 0n).toString(16)}`;
   return out;
@@ -54,8 +54,11 @@ function zeroGprs(): Gprs {
   return [0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n];
 }
 
-/** A copy of `regs` with exactly 16 entries, each reduced to 64 bits (missing or non-bigint entries read as 0). */
-export function normalizeGprs(regs: readonly bigint[]): Gprs {
+/**
+ * `regs` itself when it already holds exactly 16 64-bit values, else a copy with 16 entries, each reduced to
+ * 64 bits (missing or non-bigint entries read as 0). The module reads its input registers once, at entry.
+ */
+export function normalizeGprs(regs: readonly bigint[]): readonly bigint[] {
   if (regs.length === 16) {
     let valid = true;
     for (let i = 0; i < 16; i++) {
@@ -65,7 +68,7 @@ export function normalizeGprs(regs: readonly bigint[]): Gprs {
         break;
       }
     }
-    if (valid) return regs.slice();
+    if (valid) return regs;
   }
   const out = zeroGprs();
   for (let i = 0; i < 16; i++) {

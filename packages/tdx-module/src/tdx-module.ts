@@ -57,7 +57,7 @@ import type { TdControl } from './td/td-control.js';
 import type { VcpuState } from './td/vcpu.js';
 import type { SeamcallPort } from './vmm-port.js';
 
-type HostFlow = (m: ModuleState, regs: Gprs, out: Gprs, held: HeldLocks) => Promise<bigint>;
+type HostFlow = (m: ModuleState, regs: readonly bigint[], out: Gprs, held: HeldLocks) => Promise<bigint>;
 
 const HOST_FLOWS = new Map<number, HostFlow>([
   [SeamcallLeaf.MNG_CREATE, mngCreate],
@@ -223,7 +223,7 @@ export class TdxModule implements SeamcallPort {
     return out;
   }
 
-  async #vpEnter(regs: Gprs): Promise<Gprs> {
+  async #vpEnter(regs: readonly bigint[]): Promise<Gprs> {
     const held = new HeldLocks();
     let decision: ReturnType<typeof vpEnterChecks>;
     try {

@@ -34,7 +34,7 @@ export function accessExit(gpa: number, write: boolean, eeqType: number): Gprs {
 }
 
 /** The exit of TDG.VP.VMCALL: reason 77, RCX = the guest's select value, the selected GPRs, others 0. */
-export function vmcallExit(guest: Gprs, select: bigint): Gprs {
+export function vmcallExit(guest: readonly bigint[], select: bigint): Gprs {
   const regs = makeGprs();
   regs[Reg.RAX] = BigInt(VmExitReason.TDCALL);
   regs[Reg.RCX] = select;

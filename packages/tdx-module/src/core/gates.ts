@@ -26,7 +26,7 @@ import type { ModuleState } from './module-state.js';
 export function enterTd(
   m: ModuleState,
   leaf: number,
-  regs: Gprs,
+  regs: readonly bigint[],
   tdrOperand: number,
   tdrLock: 'shared' | 'exclusive',
   takeOpStateLock: boolean,
@@ -63,7 +63,7 @@ export type LockedEntry = WalkResult;
 export function lockedWalk(
   td: TdControl,
   leaf: number,
-  regs: Gprs,
+  regs: readonly bigint[],
   out: Gprs,
   treeMode: 'shared' | 'exclusive' | 'none',
   held: HeldLocks,
@@ -122,6 +122,14 @@ export function isTracked(td: TdControl, bepoch: number): boolean {
 }
 
 /** The scheduler's answer at a yield point: undefined to go on at once (not async, to keep the hot path cheap). */
-export function yieldAt(m: ModuleState, point: YieldPoint): Promise<void> | undefined {
+export function yieldAt(
+  m: ModuleState,
+  flow: string,
+  step: string,
+  tdr: number,
+  gpa?: number,
+): Promise<void> | undefined {
+  if (!m.interleaves) return undefined;
+  const point: YieldPoint = gpa === undefined ? { flow, step, tdr } : { flow, step, tdr, gpa };
   return m.scheduler.yieldAt(point);
 }

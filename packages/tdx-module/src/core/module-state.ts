@@ -6,7 +6,7 @@ import { Pamt, type PamtLevel } from '../memory/pamt.js';
 import { PhysicalMemory, type TdmrOptions } from '../memory/physical-memory.js';
 import { ENTRY_SPAN } from '../sept/sept-table.js';
 import type { Clock } from '../services/clock.js';
-import type { Scheduler } from '../services/scheduler.js';
+import { RunToCompletionScheduler, type Scheduler } from '../services/scheduler.js';
 import type { TraceSink } from '../services/trace.js';
 import { SharedEpt } from '../td/shared-ept.js';
 import type { TdControl } from '../td/td-control.js';
@@ -37,12 +37,15 @@ export class ModuleState {
   readonly hkidsInUse = new Set<number>();
   readonly clock: Clock;
   readonly scheduler: Scheduler;
+  /** False for the run-to-completion scheduler, which never suspends a flow: yield points are then skipped. */
+  readonly interleaves: boolean;
   readonly trace: TraceSink;
 
   constructor(config: ModuleConfig, clock: Clock, scheduler: Scheduler, trace: TraceSink) {
     this.config = config;
     this.clock = clock;
     this.scheduler = scheduler;
+    this.interleaves = !(scheduler instanceof RunToCompletionScheduler);
     this.trace = trace;
   }
 

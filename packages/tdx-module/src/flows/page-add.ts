@@ -13,7 +13,12 @@ import { type Gprs, Reg } from '../registers.js';
  * R8 = target page, R9 = source page (host memory). The copied page is MAPPED and needs no ACCEPT.
  * Source: intel/tdx-module 1.5.01 tdh_mem_page_add.c (reference tdx-module.md §5.3).
  */
-export async function pageAdd(m: ModuleState, regs: Gprs, out: Gprs, held: HeldLocks): Promise<bigint> {
+export async function pageAdd(
+  m: ModuleState,
+  regs: readonly bigint[],
+  out: Gprs,
+  held: HeldLocks,
+): Promise<bigint> {
   const leaf = SeamcallLeaf.MEM_PAGE_ADD;
   const td = enterTd(m, leaf, regs, OperandId.RDX, 'exclusive', false, held);
   if (typeof td === 'bigint') return td;
@@ -35,9 +40,10 @@ export async function pageAdd(m: ModuleState, regs: Gprs, out: Gprs, held: HeldL
     held,
   );
   if (pageStatus !== 0n) return pageStatus;
-  const pause = yieldAt(m, { flow: 'TDH.MEM.PAGE.ADD', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
-  if (pause !== undefined) await pause;
+  // Registers are read before the flow may be suspended: the caller's array is not copied.
   const target = Number(regs[Reg.R8]);
+  const pause = yieldAt(m, 'TDH.MEM.PAGE.ADD', 'locked', td.tdr, entry.gpa);
+  if (pause !== undefined) await pause;
   m.memory.copyPage(sourceHpa, target);
   entry.table.setState(entry.index, SeptState.MAPPED);
   entry.table.hpa[entry.index] = target;

@@ -14,7 +14,12 @@ import { type Gprs, Reg } from '../registers.js';
  * not zeroed until the guest accepts it. A 2M AUG needs the 2M PAMT entry and all 512 4K entries below it NDA.
  * Source: intel/tdx-module 1.5.01 tdh_mem_page_aug.c (reference tdx-module.md §5.4).
  */
-export async function pageAug(m: ModuleState, regs: Gprs, out: Gprs, held: HeldLocks): Promise<bigint> {
+export async function pageAug(
+  m: ModuleState,
+  regs: readonly bigint[],
+  out: Gprs,
+  held: HeldLocks,
+): Promise<bigint> {
   const leaf = SeamcallLeaf.MEM_PAGE_AUG;
   const td = enterTd(m, leaf, regs, OperandId.RDX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
@@ -29,7 +34,7 @@ export async function pageAug(m: ModuleState, regs: Gprs, out: Gprs, held: HeldL
   const hpa = Number(target);
   if (level === 1 && !m.pamt.all4kChildrenNda(hpa))
     return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.R8);
-  const pause = yieldAt(m, { flow: 'TDH.MEM.PAGE.AUG', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
+  const pause = yieldAt(m, 'TDH.MEM.PAGE.AUG', 'locked', td.tdr, entry.gpa);
   if (pause !== undefined) await pause;
   entry.table.setState(entry.index, SeptState.PENDING);
   entry.table.hpa[entry.index] = hpa;

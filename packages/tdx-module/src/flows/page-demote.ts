@@ -30,7 +30,12 @@ const UNBLOCKED = new Map<number, number>([
   [SeptState.PENDING_BLOCKED, SeptState.PENDING],
 ]);
 
-export async function pageDemote(m: ModuleState, regs: Gprs, out: Gprs, held: HeldLocks): Promise<bigint> {
+export async function pageDemote(
+  m: ModuleState,
+  regs: readonly bigint[],
+  out: Gprs,
+  held: HeldLocks,
+): Promise<bigint> {
   const leaf = SeamcallLeaf.MEM_PAGE_DEMOTE;
   const td = enterTd(m, leaf, regs, OperandId.RDX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
@@ -61,10 +66,11 @@ export async function pageDemote(m: ModuleState, regs: Gprs, out: Gprs, held: He
     held,
   );
   if (pageStatus !== 0n) return pageStatus;
-  const pause = yieldAt(m, { flow: 'TDH.MEM.PAGE.DEMOTE', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
+  // Registers are read before the flow may be suspended: the caller's array is not copied.
+  const tablePage = Number(regs[Reg.R8]);
+  const pause = yieldAt(m, 'TDH.MEM.PAGE.DEMOTE', 'locked', td.tdr, entry.gpa);
   if (pause !== undefined) await pause;
   const childState = UNBLOCKED.get(entry.state) as number;
-  const tablePage = Number(regs[Reg.R8]);
   const childLevel = (level - 1) as PamtLevel;
   const childSize = 4096 * 512 ** childLevel;
   entry.table.acceptCounter[entry.index] = 0;

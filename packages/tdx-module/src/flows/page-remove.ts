@@ -22,7 +22,12 @@ import { type Gprs, Reg } from '../registers.js';
  * block epoch tracked; during build a MAPPED page may be removed directly. Answers RCX = HPA of the removed page.
  * Source: intel/tdx-module 1.5.01 tdh_mem_page_remove.c (reference tdx-module.md §5.8).
  */
-export async function pageRemove(m: ModuleState, regs: Gprs, out: Gprs, held: HeldLocks): Promise<bigint> {
+export async function pageRemove(
+  m: ModuleState,
+  regs: readonly bigint[],
+  out: Gprs,
+  held: HeldLocks,
+): Promise<bigint> {
   const leaf = SeamcallLeaf.MEM_PAGE_REMOVE;
   const td = enterTd(m, leaf, regs, OperandId.RDX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
@@ -48,7 +53,7 @@ export async function pageRemove(m: ModuleState, regs: Gprs, out: Gprs, held: He
       return withDetail(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
     }
   }
-  const pause = yieldAt(m, { flow: 'TDH.MEM.PAGE.REMOVE', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
+  const pause = yieldAt(m, 'TDH.MEM.PAGE.REMOVE', 'locked', td.tdr, entry.gpa);
   if (pause !== undefined) await pause;
   entry.table.acceptCounter[entry.index] = 0;
   entry.table.setState(entry.index, SeptState.FREE);

@@ -22,7 +22,12 @@ const BLOCKED_STATE = new Map<number, number>([
  * the current TD epoch in the PAMT bepoch of the blocked page (the SEPT page for a non-leaf).
  * Source: intel/tdx-module 1.5.01 tdh_mem_range_block.c (reference tdx-module.md §5.5).
  */
-export async function rangeBlock(m: ModuleState, regs: Gprs, out: Gprs, held: HeldLocks): Promise<bigint> {
+export async function rangeBlock(
+  m: ModuleState,
+  regs: readonly bigint[],
+  out: Gprs,
+  held: HeldLocks,
+): Promise<bigint> {
   const leaf = SeamcallLeaf.MEM_RANGE_BLOCK;
   const td = enterTd(m, leaf, regs, OperandId.RDX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
@@ -34,7 +39,7 @@ export async function rangeBlock(m: ModuleState, regs: Gprs, out: Gprs, held: He
   }
   const stateStatus = checkEntryState(leaf, entry, out);
   if (stateStatus !== 0n) return stateStatus;
-  const pause = yieldAt(m, { flow: 'TDH.MEM.RANGE.BLOCK', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
+  const pause = yieldAt(m, 'TDH.MEM.RANGE.BLOCK', 'locked', td.tdr, entry.gpa);
   if (pause !== undefined) await pause;
   const next = BLOCKED_STATE.get(entry.state) as number;
   // A half-done 2M ACCEPT restarts from chunk 0 after a block.

@@ -19,7 +19,12 @@ const UNBLOCKED_STATE = new Map<number, number>([
  * SEPT_TREE as the operand, as in 1.5.01 (1.5.05 reports RCX).
  * Source: intel/tdx-module 1.5.01 tdh_mem_range_unblock.c (reference tdx-module.md §5.7).
  */
-export async function rangeUnblock(m: ModuleState, regs: Gprs, out: Gprs, held: HeldLocks): Promise<bigint> {
+export async function rangeUnblock(
+  m: ModuleState,
+  regs: readonly bigint[],
+  out: Gprs,
+  held: HeldLocks,
+): Promise<bigint> {
   const leaf = SeamcallLeaf.MEM_RANGE_UNBLOCK;
   const td = enterTd(m, leaf, regs, OperandId.RDX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
@@ -32,7 +37,7 @@ export async function rangeUnblock(m: ModuleState, regs: Gprs, out: Gprs, held: 
   if (trackingRequired(td, entry.state) && !isTracked(td, m.pamt.getBepoch(hpa, pamtLevel))) {
     return withDetail(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.SEPT_TREE);
   }
-  const pause = yieldAt(m, { flow: 'TDH.MEM.RANGE.UNBLOCK', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
+  const pause = yieldAt(m, 'TDH.MEM.RANGE.UNBLOCK', 'locked', td.tdr, entry.gpa);
   if (pause !== undefined) await pause;
   entry.table.setState(entry.index, UNBLOCKED_STATE.get(entry.state) as number);
   entry.table.lock[entry.index] = 0;

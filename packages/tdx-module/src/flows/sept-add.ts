@@ -12,7 +12,12 @@ import { type Gprs, Reg } from '../registers.js';
  * TDH.MEM.SEPT.ADD: RCX = level | GPA of the parent entry, RDX = TDR (bit 0 allow_existing), R8 = new table page.
  * Source: intel/tdx-module 1.5.01 tdh_mem_sept_add.c (reference tdx-module.md §5.2).
  */
-export async function septAdd(m: ModuleState, regs: Gprs, out: Gprs, held: HeldLocks): Promise<bigint> {
+export async function septAdd(
+  m: ModuleState,
+  regs: readonly bigint[],
+  out: Gprs,
+  held: HeldLocks,
+): Promise<bigint> {
   const leaf = SeamcallLeaf.MEM_SEPT_ADD;
   const rdx = regs[Reg.RDX] as bigint;
   const allowExisting = (rdx & 1n) === 1n;
@@ -34,9 +39,10 @@ export async function septAdd(m: ModuleState, regs: Gprs, out: Gprs, held: HeldL
     held,
   );
   if (pageStatus !== 0n) return pageStatus;
-  const pause = yieldAt(m, { flow: 'TDH.MEM.SEPT.ADD', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
-  if (pause !== undefined) await pause;
+  // Registers are read before the flow may be suspended: the caller's array is not copied.
   const pageHpa = Number(regs[Reg.R8]);
+  const pause = yieldAt(m, 'TDH.MEM.SEPT.ADD', 'locked', td.tdr, entry.gpa);
+  if (pause !== undefined) await pause;
   td.tree.attachChild(entry.table, entry.index, pageHpa);
   m.pamt.set(pageHpa, 0, PamtPageType.EPT, td.tdr, 0);
   m.memory.zero(pageHpa, 4096);

@@ -20,7 +20,12 @@ import { type Gprs, Reg } from '../registers.js';
  * TDH.MEM.SEPT.REMOVE: frees a table page whose 512 entries are all FREE; the parent entry becomes FREE.
  * Source: intel/tdx-module 1.5.01 tdh_mem_sept_remove.c (reference tdx-module.md §5.9).
  */
-export async function septRemove(m: ModuleState, regs: Gprs, out: Gprs, held: HeldLocks): Promise<bigint> {
+export async function septRemove(
+  m: ModuleState,
+  regs: readonly bigint[],
+  out: Gprs,
+  held: HeldLocks,
+): Promise<bigint> {
   const leaf = SeamcallLeaf.MEM_SEPT_REMOVE;
   const td = enterTd(m, leaf, regs, OperandId.RDX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
@@ -46,7 +51,7 @@ export async function septRemove(m: ModuleState, regs: Gprs, out: Gprs, held: He
     reportEntry(out, entry);
     return withDetail(TdxStatus.EPT_PAGE_NOT_FREE, OperandId.RCX);
   }
-  const pause = yieldAt(m, { flow: 'TDH.MEM.SEPT.REMOVE', step: 'locked', tdr: td.tdr, gpa: entry.gpa });
+  const pause = yieldAt(m, 'TDH.MEM.SEPT.REMOVE', 'locked', td.tdr, entry.gpa);
   if (pause !== undefined) await pause;
   td.tree.detachChild(entry.table, entry.index);
   entry.table.lock[entry.index] = 0;

@@ -30,7 +30,12 @@ import { VcpuState } from '../td/vcpu.js';
  */
 
 /** TDH.MNG.CREATE: RCX = TDR page (NDA), RDX = HKID. */
-export async function mngCreate(m: ModuleState, regs: Gprs, _out: Gprs, held: HeldLocks): Promise<bigint> {
+export async function mngCreate(
+  m: ModuleState,
+  regs: readonly bigint[],
+  _out: Gprs,
+  held: HeldLocks,
+): Promise<bigint> {
   const status = m.checkHpaPage(
     regs[Reg.RCX] as bigint,
     0,
@@ -45,7 +50,7 @@ export async function mngCreate(m: ModuleState, regs: Gprs, _out: Gprs, held: He
     return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RDX);
   }
   const tdr = Number(regs[Reg.RCX]);
-  const pause = yieldAt(m, { flow: 'TDH.MNG.CREATE', step: 'locked', tdr });
+  const pause = yieldAt(m, 'TDH.MNG.CREATE', 'locked', tdr);
   if (pause !== undefined) await pause;
   m.pamt.set(tdr, 0, PamtPageType.TDR, 0, 0);
   m.memory.zero(tdr, 4096);
@@ -55,14 +60,25 @@ export async function mngCreate(m: ModuleState, regs: Gprs, _out: Gprs, held: He
 }
 
 /** Checks RCX (or `operand`) names a TDR page and returns its TD, for the leaves gated by life cycle only. */
-function tdrOnly(m: ModuleState, regs: Gprs, operand: number, mode: 'shared' | 'exclusive', held: HeldLocks) {
+function tdrOnly(
+  m: ModuleState,
+  regs: readonly bigint[],
+  operand: number,
+  mode: 'shared' | 'exclusive',
+  held: HeldLocks,
+) {
   const status = m.checkHpaPage(regs[operand] as bigint, 0, PamtPageType.TDR, mode, operand, held);
   if (status !== 0n) return status;
   return m.tds.get(Number(regs[operand])) ?? withDetail(TdxStatus.PAGE_METADATA_INCORRECT, operand);
 }
 
 /** TDH.MNG.KEY.CONFIG: RCX = TDR. One package is modelled, so one call configures the key. */
-export async function mngKeyConfig(m: ModuleState, regs: Gprs, _out: Gprs, held: HeldLocks): Promise<bigint> {
+export async function mngKeyConfig(
+  m: ModuleState,
+  regs: readonly bigint[],
+  _out: Gprs,
+  held: HeldLocks,
+): Promise<bigint> {
   const td = tdrOnly(m, regs, OperandId.RCX, 'exclusive', held);
   if (typeof td === 'bigint') return td;
   if (td.lifecycle === LifecycleState.KEYS_CONFIGURED) return TdxStatus.KEY_CONFIGURED;
@@ -72,7 +88,12 @@ export async function mngKeyConfig(m: ModuleState, regs: Gprs, _out: Gprs, held:
 }
 
 /** TDH.MNG.ADDCX: RCX = TDCS page (NDA), RDX = TDR. */
-export async function mngAddcx(m: ModuleState, regs: Gprs, _out: Gprs, held: HeldLocks): Promise<bigint> {
+export async function mngAddcx(
+  m: ModuleState,
+  regs: readonly bigint[],
+  _out: Gprs,
+  held: HeldLocks,
+): Promise<bigint> {
   const td = enterTd(m, SeamcallLeaf.MNG_ADDCX, regs, OperandId.RDX, 'exclusive', true, held);
   if (typeof td === 'bigint') return td;
   const status = m.checkHpaPage(
@@ -105,7 +126,12 @@ const KNOWN_ATTRIBUTES =
  * TDH.MNG.INIT: RCX = TDR, RDX = HPA of TD_PARAMS (1024-aligned, in host memory). Reads ATTRIBUTES, MAX_VCPUS,
  * EPTP_CONTROLS (page-walk length in bits 5:3) and CONFIG_FLAGS (MAX_GPAW). GPAW 52 needs a 5-level walk.
  */
-export async function mngInit(m: ModuleState, regs: Gprs, _out: Gprs, held: HeldLocks): Promise<bigint> {
+export async function mngInit(
+  m: ModuleState,
+  regs: readonly bigint[],
+  _out: Gprs,
+  held: HeldLocks,
+): Promise<bigint> {
   const td = enterTd(m, SeamcallLeaf.MNG_INIT, regs, OperandId.RCX, 'exclusive', true, held);
   if (typeof td === 'bigint') return td;
   const paramsHpa = regs[Reg.RDX] as bigint;
@@ -123,7 +149,7 @@ export async function mngInit(m: ModuleState, regs: Gprs, _out: Gprs, held: Held
   if ((attributes & ~KNOWN_ATTRIBUTES) !== 0n || maxVcpus < 1 || !validPwl || (eptp & 7n) !== 6n) {
     return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RDX);
   }
-  const pause = yieldAt(m, { flow: 'TDH.MNG.INIT', step: 'locked', tdr: td.tdr });
+  const pause = yieldAt(m, 'TDH.MNG.INIT', 'locked', td.tdr);
   if (pause !== undefined) await pause;
   td.attributes = attributes;
   td.configFlags = configFlags;
@@ -138,7 +164,12 @@ export async function mngInit(m: ModuleState, regs: Gprs, _out: Gprs, held: Held
 }
 
 /** TDH.VP.CREATE: RCX = TDVPR page (NDA), RDX = TDR. */
-export async function vpCreate(m: ModuleState, regs: Gprs, _out: Gprs, held: HeldLocks): Promise<bigint> {
+export async function vpCreate(
+  m: ModuleState,
+  regs: readonly bigint[],
+  _out: Gprs,
+  held: HeldLocks,
+): Promise<bigint> {
   const td = enterTd(m, SeamcallLeaf.VP_CREATE, regs, OperandId.RDX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
   const status = m.checkHpaPage(
@@ -161,14 +192,19 @@ export async function vpCreate(m: ModuleState, regs: Gprs, _out: Gprs, held: Hel
 }
 
 /** Finds the vCPU of a TDVPR given in `operand`, checking the page like any HPA operand. */
-export function vcpuOf(m: ModuleState, regs: Gprs, operand: number, held: HeldLocks) {
+export function vcpuOf(m: ModuleState, regs: readonly bigint[], operand: number, held: HeldLocks) {
   const status = m.checkHpaPage(regs[operand] as bigint, 0, PamtPageType.TDVPR, 'shared', operand, held);
   if (status !== 0n) return status;
   return m.vcpusByTdvpr.get(Number(regs[operand])) ?? withDetail(TdxStatus.PAGE_METADATA_INCORRECT, operand);
 }
 
 /** TDH.VP.ADDCX: RCX = TDCX page (NDA), RDX = TDVPR. */
-export async function vpAddcx(m: ModuleState, regs: Gprs, _out: Gprs, held: HeldLocks): Promise<bigint> {
+export async function vpAddcx(
+  m: ModuleState,
+  regs: readonly bigint[],
+  _out: Gprs,
+  held: HeldLocks,
+): Promise<bigint> {
   const owner = vcpuOf(m, regs, OperandId.RDX, held);
   if (typeof owner === 'bigint') return owner;
   const tdRegs = regs.slice();
@@ -193,7 +229,12 @@ export async function vpAddcx(m: ModuleState, regs: Gprs, _out: Gprs, held: Held
 }
 
 /** TDH.VP.INIT: RCX = TDVPR, RDX = the guest's initial RCX. Needs all TDCX pages; once per vCPU. */
-export async function vpInit(m: ModuleState, regs: Gprs, _out: Gprs, held: HeldLocks): Promise<bigint> {
+export async function vpInit(
+  m: ModuleState,
+  regs: readonly bigint[],
+  _out: Gprs,
+  held: HeldLocks,
+): Promise<bigint> {
   const owner = vcpuOf(m, regs, OperandId.RCX, held);
   if (typeof owner === 'bigint') return owner;
   const tdRegs = regs.slice();
@@ -207,7 +248,12 @@ export async function vpInit(m: ModuleState, regs: Gprs, _out: Gprs, held: HeldL
 }
 
 /** TDH.MR.EXTEND: RCX = GPA (256-byte aligned) of a MAPPED 4K page, RDX = TDR. Extends MRTD by that chunk. */
-export async function mrExtend(m: ModuleState, regs: Gprs, _out: Gprs, held: HeldLocks): Promise<bigint> {
+export async function mrExtend(
+  m: ModuleState,
+  regs: readonly bigint[],
+  _out: Gprs,
+  held: HeldLocks,
+): Promise<bigint> {
   const td = enterTd(m, SeamcallLeaf.MR_EXTEND, regs, OperandId.RDX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
   const gpaValue = regs[Reg.RCX] as bigint;
@@ -225,7 +271,12 @@ export async function mrExtend(m: ModuleState, regs: Gprs, _out: Gprs, held: Hel
 }
 
 /** TDH.MR.FINALIZE: RCX = TDR. Seals MRTD; OP_STATE becomes RUNNABLE. */
-export async function mrFinalize(m: ModuleState, regs: Gprs, _out: Gprs, held: HeldLocks): Promise<bigint> {
+export async function mrFinalize(
+  m: ModuleState,
+  regs: readonly bigint[],
+  _out: Gprs,
+  held: HeldLocks,
+): Promise<bigint> {
   const td = enterTd(m, SeamcallLeaf.MR_FINALIZE, regs, OperandId.RCX, 'exclusive', true, held);
   if (typeof td === 'bigint') return td;
   td.finalizeMeasurement();
@@ -238,7 +289,12 @@ export async function mrFinalize(m: ModuleState, regs: Gprs, _out: Gprs, held: H
  * 64-bit writes) is modelled; other fields answer METADATA_FIELD_ID_INCORRECT. Answers R8 = the previous value.
  * Source: intel/tdx-module 1.5.01 metadata_td.c (reference tdx-module.md §10.5).
  */
-export async function mngWrite(m: ModuleState, regs: Gprs, out: Gprs, held: HeldLocks): Promise<bigint> {
+export async function mngWrite(
+  m: ModuleState,
+  regs: readonly bigint[],
+  out: Gprs,
+  held: HeldLocks,
+): Promise<bigint> {
   const td = enterTd(m, SeamcallLeaf.MNG_WR, regs, OperandId.RCX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
   if (regs[Reg.RDX] !== HP_LOCK_TIMEOUT_FIELD_ID) return TdxStatus.METADATA_FIELD_ID_INCORRECT;
@@ -253,7 +309,12 @@ export async function mngWrite(m: ModuleState, regs: Gprs, out: Gprs, held: Held
 }
 
 /** TDH.MNG.RD: RCX = TDR, RDX = field id. Only HP_LOCK_TIMEOUT; answers R8 = value in µs. */
-export async function mngRead(m: ModuleState, regs: Gprs, out: Gprs, held: HeldLocks): Promise<bigint> {
+export async function mngRead(
+  m: ModuleState,
+  regs: readonly bigint[],
+  out: Gprs,
+  held: HeldLocks,
+): Promise<bigint> {
   const td = enterTd(m, SeamcallLeaf.MNG_RD, regs, OperandId.RCX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
   if (regs[Reg.RDX] !== HP_LOCK_TIMEOUT_FIELD_ID) return TdxStatus.METADATA_FIELD_ID_INCORRECT;

@@ -9,7 +9,7 @@ import type { ModuleState } from '../core/module-state.js';
 import type { VcpuRuntime } from '../core/vcpu-runtime.js';
 import { LockResult } from '../locks/lock-result.js';
 import { septEntryTryLock, septEntryUnlock } from '../locks/sept-entry-lock.js';
-import { type Gprs, Reg } from '../registers.js';
+import { Reg } from '../registers.js';
 import type { TdControl } from '../td/td-control.js';
 import type { VcpuState } from '../td/vcpu.js';
 
@@ -25,7 +25,7 @@ export async function tdgAccept(
   runtime: VcpuRuntime,
   td: TdControl,
   vcpu: VcpuState,
-  regs: Gprs,
+  regs: readonly bigint[],
 ): Promise<bigint> {
   const info = checkPageInfo(regs[Reg.RCX] as bigint, 0, 1, td.gpaw);
   if (info === undefined) return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RCX);
@@ -45,7 +45,7 @@ export async function tdgAccept(
     if (attempt.result === LockResult.BUSY_HOST_PRIORITY) {
       return withDetail(TdxStatus.OPERAND_BUSY_HOST_PRIORITY, OperandId.RCX);
     }
-    const pause = yieldAt(m, { flow: 'TDG.MEM.PAGE.ACCEPT', step: 'locked', tdr: td.tdr, gpa });
+    const pause = yieldAt(m, 'TDG.MEM.PAGE.ACCEPT', 'locked', td.tdr, gpa);
     if (pause !== undefined) await pause;
     const state = walk.table.state[walk.index] as number;
     const stateInfo = septStateInfo(state);

@@ -17,7 +17,7 @@ export async function tdgVmcall(
   runtime: VcpuRuntime,
   td: TdControl,
   vcpu: VcpuState,
-  regs: Gprs,
+  regs: readonly bigint[],
   out: Gprs,
 ): Promise<bigint> {
   const select = regs[Reg.RCX] as bigint;

@@ -16,7 +16,12 @@ import { vcpuOf } from './td-build.js';
  */
 
 /** TDH.VP.FLUSH: RCX = TDVPR. The vCPU must not be in guest mode. */
-export async function vpFlush(m: ModuleState, regs: Gprs, _out: Gprs, held: HeldLocks): Promise<bigint> {
+export async function vpFlush(
+  m: ModuleState,
+  regs: readonly bigint[],
+  _out: Gprs,
+  held: HeldLocks,
+): Promise<bigint> {
   const owner = vcpuOf(m, regs, OperandId.RCX, held);
   if (typeof owner === 'bigint') return owner;
   if (owner.vcpu.run === 'in-guest') return withDetail(TdxStatus.OPERAND_BUSY, OperandId.RCX);
@@ -24,7 +29,13 @@ export async function vpFlush(m: ModuleState, regs: Gprs, _out: Gprs, held: Held
   return TdxStatus.SUCCESS;
 }
 
-function tdOf(m: ModuleState, regs: Gprs, operand: number, mode: 'shared' | 'exclusive', held: HeldLocks) {
+function tdOf(
+  m: ModuleState,
+  regs: readonly bigint[],
+  operand: number,
+  mode: 'shared' | 'exclusive',
+  held: HeldLocks,
+) {
   const status = m.checkHpaPage(regs[operand] as bigint, 0, PamtPageType.TDR, mode, operand, held);
   if (status !== 0n) return status;
   return m.tds.get(Number(regs[operand])) ?? withDetail(TdxStatus.PAGE_METADATA_INCORRECT, operand);
@@ -33,7 +44,7 @@ function tdOf(m: ModuleState, regs: Gprs, operand: number, mode: 'shared' | 'exc
 /** TDH.MNG.VPFLUSHDONE: RCX = TDR. Every vCPU flushed → life cycle BLOCKED. */
 export async function mngVpFlushDone(
   m: ModuleState,
-  regs: Gprs,
+  regs: readonly bigint[],
   _out: Gprs,
   held: HeldLocks,
 ): Promise<bigint> {
@@ -53,7 +64,12 @@ export async function cacheWb(): Promise<bigint> {
 }
 
 /** TDH.MNG.KEY.FREEID: RCX = TDR. BLOCKED → TEARDOWN; the HKID is free again. */
-export async function mngKeyFreeId(m: ModuleState, regs: Gprs, _out: Gprs, held: HeldLocks): Promise<bigint> {
+export async function mngKeyFreeId(
+  m: ModuleState,
+  regs: readonly bigint[],
+  _out: Gprs,
+  held: HeldLocks,
+): Promise<bigint> {
   const td = tdOf(m, regs, OperandId.RCX, 'exclusive', held);
   if (typeof td === 'bigint') return td;
   if (td.lifecycle !== LifecycleState.BLOCKED) return TdxStatus.LIFECYCLE_STATE_INCORRECT;
@@ -63,7 +79,7 @@ export async function mngKeyFreeId(m: ModuleState, regs: Gprs, _out: Gprs, held:
 }
 
 /** Common HPA checks for the PHYMEM leaves: aligned, below 2^52 and inside the TDMR. */
-function phymemAddress(m: ModuleState, regs: Gprs): number | bigint {
+function phymemAddress(m: ModuleState, regs: readonly bigint[]): number | bigint {
   const value = regs[Reg.RCX] as bigint;
   if (value >= 1n << 52n || value % 4096n !== 0n) return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RCX);
   if (!m.inTdmr(Number(value))) return withDetail(TdxStatus.OPERAND_ADDR_RANGE_ERROR, OperandId.RCX);
@@ -74,7 +90,12 @@ function phymemAddress(m: ModuleState, regs: Gprs): number | bigint {
  * TDH.PHYMEM.PAGE.RECLAIM: RCX = page. Answers RCX = type, RDX = owner, R8 = size. A TD page needs its TD in
  * TEARDOWN; the TDR itself needs its child count at 0.
  */
-export async function pageReclaim(m: ModuleState, regs: Gprs, out: Gprs, held: HeldLocks): Promise<bigint> {
+export async function pageReclaim(
+  m: ModuleState,
+  regs: readonly bigint[],
+  out: Gprs,
+  held: HeldLocks,
+): Promise<bigint> {
   const hpa = phymemAddress(m, regs);
   if (typeof hpa === 'bigint') return hpa;
   const { level, base } = m.pamt.leafOf(hpa);
@@ -110,13 +131,18 @@ export async function pageReclaim(m: ModuleState, regs: Gprs, out: Gprs, held: H
 }
 
 /** TDH.PHYMEM.PAGE.WBINVD: RCX = page. Caches are not modelled; the address checks are. */
-export async function pageWbinvd(m: ModuleState, regs: Gprs): Promise<bigint> {
+export async function pageWbinvd(m: ModuleState, regs: readonly bigint[]): Promise<bigint> {
   const hpa = phymemAddress(m, regs);
   return typeof hpa === 'bigint' ? hpa : TdxStatus.SUCCESS;
 }
 
 /** TDH.PHYMEM.PAGE.RDMD: RCX = page. Answers RCX = type, RDX = owner, R8 = size, R9 = bepoch. */
-export async function pageRdmd(m: ModuleState, regs: Gprs, out: Gprs, held: HeldLocks): Promise<bigint> {
+export async function pageRdmd(
+  m: ModuleState,
+  regs: readonly bigint[],
+  out: Gprs,
+  held: HeldLocks,
+): Promise<bigint> {
   const hpa = phymemAddress(m, regs);
   if (typeof hpa === 'bigint') return hpa;
   const { level, base } = m.pamt.leafOf(hpa);

@@ -11,13 +11,18 @@ import type { Gprs } from '../registers.js';
  * entered in the previous epoch to have exited.
  * Source: intel/tdx-module 1.5.01 tdh_mem_track.c (reference tdx-module.md §5.6, §8).
  */
-export async function memTrack(m: ModuleState, regs: Gprs, _out: Gprs, held: HeldLocks): Promise<bigint> {
+export async function memTrack(
+  m: ModuleState,
+  regs: readonly bigint[],
+  _out: Gprs,
+  held: HeldLocks,
+): Promise<bigint> {
   const td = enterTd(m, SeamcallLeaf.MEM_TRACK, regs, OperandId.RCX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
   if (!td.epochLock.tryExclusive()) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.TD_EPOCH);
   held.addPlain(td.epochLock, true);
   if (td.epochRefcount[1 - (td.epoch & 1)] !== 0) return TdxStatus.PREVIOUS_TLB_EPOCH_BUSY;
-  const pause = yieldAt(m, { flow: 'TDH.MEM.TRACK', step: 'locked', tdr: td.tdr });
+  const pause = yieldAt(m, 'TDH.MEM.TRACK', 'locked', td.tdr);
   if (pause !== undefined) await pause;
   td.epoch += 1;
   return TdxStatus.SUCCESS;

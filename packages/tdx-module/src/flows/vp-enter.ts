@@ -24,7 +24,7 @@ export type EnterDecision =
  * EPT-violation exit for a listed GPA that still would not translate.
  * Source: intel/tdx-module 1.5.01 src/td_transitions/tdh_vp_enter.c (reference tdx-module.md §8, §10.6, §11).
  */
-export function vpEnterChecks(m: ModuleState, regs: Gprs, held: HeldLocks): EnterDecision {
+export function vpEnterChecks(m: ModuleState, regs: readonly bigint[], held: HeldLocks): EnterDecision {
   const tdvpr = regs[Reg.RCX] as bigint;
   const pageStatus = m.checkHpaPage(tdvpr, 0, PamtPageType.TDVPR, 'shared', OperandId.RCX, held);
   if (pageStatus !== 0n) return { kind: 'status', status: pageStatus };
