@@ -57,7 +57,12 @@ import type { TdControl } from './td/td-control.js';
 import type { VcpuState } from './td/vcpu.js';
 import type { SeamcallPort } from './vmm-port.js';
 
-type HostFlow = (m: ModuleState, regs: readonly bigint[], out: Gprs, held: HeldLocks) => Promise<bigint>;
+type HostFlow = (
+  m: ModuleState,
+  regs: readonly bigint[],
+  out: Gprs,
+  held: HeldLocks,
+) => bigint | Promise<bigint>;
 
 const HOST_FLOWS = new Map<number, HostFlow>([
   [SeamcallLeaf.MNG_CREATE, mngCreate],
@@ -195,7 +200,9 @@ export class TdxModule implements SeamcallPort {
     } else {
       const held = new HeldLocks();
       try {
-        status = await (flow as HostFlow)(m, regs, out, held);
+        // Flows are synchronous unless the scheduler suspends them at a yield point.
+        const result = (flow as HostFlow)(m, regs, out, held);
+        status = typeof result === 'bigint' ? result : await result;
       } finally {
         held.releaseAll();
       }

@@ -121,6 +121,21 @@ export function isTracked(td: TdControl, bepoch: number): boolean {
   return bepoch === td.epoch - 1 && td.epochRefcount[bepoch & 1] === 0;
 }
 
+/**
+ * Runs `commit` after the flow's yield point: at once (synchronously) when the scheduler does not suspend it, else
+ * once the scheduler lets it go on. Flows stay synchronous on the run-to-completion path.
+ */
+export function afterYield(
+  m: ModuleState,
+  flow: string,
+  tdr: number,
+  gpa: number | undefined,
+  commit: () => bigint,
+): bigint | Promise<bigint> {
+  const pause = yieldAt(m, flow, 'locked', tdr, gpa);
+  return pause === undefined ? commit() : pause.then(commit);
+}
+
 /** The scheduler's answer at a yield point: undefined to go on at once (not async, to keep the hot path cheap). */
 export function yieldAt(
   m: ModuleState,

@@ -3,7 +3,7 @@ import { OperandId } from '../abi/operand-id.js';
 import { PamtPageType } from '../abi/page-type.js';
 import { SeptState } from '../abi/sept-state.js';
 import { TdxStatus, withDetail } from '../abi/status-codes.js';
-import { checkEntryState, enterTd, lockedWalk, yieldAt } from '../core/gates.js';
+import { afterYield, checkEntryState, enterTd, lockedWalk } from '../core/gates.js';
 import type { HeldLocks } from '../core/held-locks.js';
 import type { ModuleState } from '../core/module-state.js';
 import { type Gprs, Reg } from '../registers.js';
@@ -13,12 +13,12 @@ import { type Gprs, Reg } from '../registers.js';
  * R8 = target page, R9 = source page (host memory). The copied page is MAPPED and needs no ACCEPT.
  * Source: intel/tdx-module 1.5.01 tdh_mem_page_add.c (reference tdx-module.md §5.3).
  */
-export async function pageAdd(
+export function pageAdd(
   m: ModuleState,
   regs: readonly bigint[],
   out: Gprs,
   held: HeldLocks,
-): Promise<bigint> {
+): bigint | Promise<bigint> {
   const leaf = SeamcallLeaf.MEM_PAGE_ADD;
   const td = enterTd(m, leaf, regs, OperandId.RDX, 'exclusive', false, held);
   if (typeof td === 'bigint') return td;
@@ -42,14 +42,14 @@ export async function pageAdd(
   if (pageStatus !== 0n) return pageStatus;
   // Registers are read before the flow may be suspended: the caller's array is not copied.
   const target = Number(regs[Reg.R8]);
-  const pause = yieldAt(m, 'TDH.MEM.PAGE.ADD', 'locked', td.tdr, entry.gpa);
-  if (pause !== undefined) await pause;
-  m.memory.copyPage(sourceHpa, target);
-  entry.table.setState(entry.index, SeptState.MAPPED);
-  entry.table.hpa[entry.index] = target;
-  entry.table.lock[entry.index] = 0;
-  td.extendMeasurement(Buffer.from(`PAGE.ADD ${entry.gpa.toString(16)}`));
-  td.childCount += 1;
-  m.pamt.set(target, 0, PamtPageType.REG, td.tdr, 0);
-  return TdxStatus.SUCCESS;
+  return afterYield(m, 'TDH.MEM.PAGE.ADD', td.tdr, entry.gpa, () => {
+    m.memory.copyPage(sourceHpa, target);
+    entry.table.setState(entry.index, SeptState.MAPPED);
+    entry.table.hpa[entry.index] = target;
+    entry.table.lock[entry.index] = 0;
+    td.extendMeasurement(Buffer.from(`PAGE.ADD ${entry.gpa.toString(16)}`));
+    td.childCount += 1;
+    m.pamt.set(target, 0, PamtPageType.REG, td.tdr, 0);
+    return TdxStatus.SUCCESS;
+  });
 }

@@ -3,7 +3,7 @@ import { OperandId } from '../abi/operand-id.js';
 import { PamtPageType } from '../abi/page-type.js';
 import { SeptState } from '../abi/sept-state.js';
 import { TdxStatus, withDetail } from '../abi/status-codes.js';
-import { checkEntryState, enterTd, lockedWalk, yieldAt } from '../core/gates.js';
+import { afterYield, checkEntryState, enterTd, lockedWalk } from '../core/gates.js';
 import type { HeldLocks } from '../core/held-locks.js';
 import type { ModuleState } from '../core/module-state.js';
 import type { PamtLevel } from '../memory/pamt.js';
@@ -14,12 +14,12 @@ import { type Gprs, Reg } from '../registers.js';
  * not zeroed until the guest accepts it. A 2M AUG needs the 2M PAMT entry and all 512 4K entries below it NDA.
  * Source: intel/tdx-module 1.5.01 tdh_mem_page_aug.c (reference tdx-module.md §5.4).
  */
-export async function pageAug(
+export function pageAug(
   m: ModuleState,
   regs: readonly bigint[],
   out: Gprs,
   held: HeldLocks,
-): Promise<bigint> {
+): bigint | Promise<bigint> {
   const leaf = SeamcallLeaf.MEM_PAGE_AUG;
   const td = enterTd(m, leaf, regs, OperandId.RDX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
@@ -34,13 +34,13 @@ export async function pageAug(
   const hpa = Number(target);
   if (level === 1 && !m.pamt.all4kChildrenNda(hpa))
     return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.R8);
-  const pause = yieldAt(m, 'TDH.MEM.PAGE.AUG', 'locked', td.tdr, entry.gpa);
-  if (pause !== undefined) await pause;
-  entry.table.setState(entry.index, SeptState.PENDING);
-  entry.table.hpa[entry.index] = hpa;
-  entry.table.acceptCounter[entry.index] = 0;
-  entry.table.lock[entry.index] = 0;
-  td.childCount += 512 ** level;
-  m.pamt.set(hpa, level, PamtPageType.REG, td.tdr, 0);
-  return TdxStatus.SUCCESS;
+  return afterYield(m, 'TDH.MEM.PAGE.AUG', td.tdr, entry.gpa, () => {
+    entry.table.setState(entry.index, SeptState.PENDING);
+    entry.table.hpa[entry.index] = hpa;
+    entry.table.acceptCounter[entry.index] = 0;
+    entry.table.lock[entry.index] = 0;
+    td.childCount += 512 ** level;
+    m.pamt.set(hpa, level, PamtPageType.REG, td.tdr, 0);
+    return TdxStatus.SUCCESS;
+  });
 }

@@ -4,13 +4,13 @@ import { PamtPageType } from '../abi/page-type.js';
 import { SeptState, SeptStateGroup } from '../abi/sept-state.js';
 import { TdxStatus, withDetail } from '../abi/status-codes.js';
 import {
+  afterYield,
   checkEntryState,
   enterTd,
   isTracked,
   lockedWalk,
   reportEntry,
   trackingRequired,
-  yieldAt,
 } from '../core/gates.js';
 import type { HeldLocks } from '../core/held-locks.js';
 import type { ModuleState } from '../core/module-state.js';
@@ -30,12 +30,12 @@ const UNBLOCKED = new Map<number, number>([
   [SeptState.PENDING_BLOCKED, SeptState.PENDING],
 ]);
 
-export async function pageDemote(
+export function pageDemote(
   m: ModuleState,
   regs: readonly bigint[],
   out: Gprs,
   held: HeldLocks,
-): Promise<bigint> {
+): bigint | Promise<bigint> {
   const leaf = SeamcallLeaf.MEM_PAGE_DEMOTE;
   const td = enterTd(m, leaf, regs, OperandId.RDX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
@@ -68,21 +68,21 @@ export async function pageDemote(
   if (pageStatus !== 0n) return pageStatus;
   // Registers are read before the flow may be suspended: the caller's array is not copied.
   const tablePage = Number(regs[Reg.R8]);
-  const pause = yieldAt(m, 'TDH.MEM.PAGE.DEMOTE', 'locked', td.tdr, entry.gpa);
-  if (pause !== undefined) await pause;
-  const childState = UNBLOCKED.get(entry.state) as number;
-  const childLevel = (level - 1) as PamtLevel;
-  const childSize = 4096 * 512 ** childLevel;
-  entry.table.acceptCounter[entry.index] = 0;
-  const child = td.tree.attachChild(entry.table, entry.index, tablePage);
-  entry.table.lock[entry.index] = 0;
-  for (let i = 0; i < 512; i++) {
-    child.setState(i, childState);
-    child.hpa[i] = hpa + i * childSize;
-    m.pamt.set(hpa + i * childSize, childLevel, PamtPageType.REG, td.tdr, 0);
-  }
-  m.pamt.set(hpa, level, PamtPageType.NDA, 0, 0);
-  m.pamt.set(tablePage, 0, PamtPageType.EPT, td.tdr, 0);
-  td.childCount += 1;
-  return TdxStatus.SUCCESS;
+  return afterYield(m, 'TDH.MEM.PAGE.DEMOTE', td.tdr, entry.gpa, () => {
+    const childState = UNBLOCKED.get(entry.state) as number;
+    const childLevel = (level - 1) as PamtLevel;
+    const childSize = 4096 * 512 ** childLevel;
+    entry.table.acceptCounter[entry.index] = 0;
+    const child = td.tree.attachChild(entry.table, entry.index, tablePage);
+    entry.table.lock[entry.index] = 0;
+    for (let i = 0; i < 512; i++) {
+      child.setState(i, childState);
+      child.hpa[i] = hpa + i * childSize;
+      m.pamt.set(hpa + i * childSize, childLevel, PamtPageType.REG, td.tdr, 0);
+    }
+    m.pamt.set(hpa, level, PamtPageType.NDA, 0, 0);
+    m.pamt.set(tablePage, 0, PamtPageType.EPT, td.tdr, 0);
+    td.childCount += 1;
+    return TdxStatus.SUCCESS;
+  });
 }

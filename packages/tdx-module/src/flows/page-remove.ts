@@ -4,13 +4,13 @@ import { PamtPageType } from '../abi/page-type.js';
 import { SeptState, SeptStateGroup, septStateInfo } from '../abi/sept-state.js';
 import { TdxStatus, withDetail } from '../abi/status-codes.js';
 import {
+  afterYield,
   checkEntryState,
   enterTd,
   isTracked,
   lockedWalk,
   reportEntry,
   trackingRequired,
-  yieldAt,
 } from '../core/gates.js';
 import type { HeldLocks } from '../core/held-locks.js';
 import type { ModuleState } from '../core/module-state.js';
@@ -22,12 +22,12 @@ import { type Gprs, Reg } from '../registers.js';
  * block epoch tracked; during build a MAPPED page may be removed directly. Answers RCX = HPA of the removed page.
  * Source: intel/tdx-module 1.5.01 tdh_mem_page_remove.c (reference tdx-module.md §5.8).
  */
-export async function pageRemove(
+export function pageRemove(
   m: ModuleState,
   regs: readonly bigint[],
   out: Gprs,
   held: HeldLocks,
-): Promise<bigint> {
+): bigint | Promise<bigint> {
   const leaf = SeamcallLeaf.MEM_PAGE_REMOVE;
   const td = enterTd(m, leaf, regs, OperandId.RDX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
@@ -53,15 +53,15 @@ export async function pageRemove(
       return withDetail(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
     }
   }
-  const pause = yieldAt(m, 'TDH.MEM.PAGE.REMOVE', 'locked', td.tdr, entry.gpa);
-  if (pause !== undefined) await pause;
-  entry.table.acceptCounter[entry.index] = 0;
-  entry.table.setState(entry.index, SeptState.FREE);
-  entry.table.hpa[entry.index] = 0;
-  entry.table.lock[entry.index] = 0;
-  td.childCount -= 512 ** level;
-  m.pamt.set(hpa, level, PamtPageType.NDA, 0, 0);
-  out[Reg.RCX] = BigInt(hpa);
-  out[Reg.RDX] = 0n;
-  return TdxStatus.SUCCESS;
+  return afterYield(m, 'TDH.MEM.PAGE.REMOVE', td.tdr, entry.gpa, () => {
+    entry.table.acceptCounter[entry.index] = 0;
+    entry.table.setState(entry.index, SeptState.FREE);
+    entry.table.hpa[entry.index] = 0;
+    entry.table.lock[entry.index] = 0;
+    td.childCount -= 512 ** level;
+    m.pamt.set(hpa, level, PamtPageType.NDA, 0, 0);
+    out[Reg.RCX] = BigInt(hpa);
+    out[Reg.RDX] = 0n;
+    return TdxStatus.SUCCESS;
+  });
 }

@@ -2,7 +2,7 @@ import { SeamcallLeaf } from '../abi/leaves.js';
 import { OperandId } from '../abi/operand-id.js';
 import { SeptState, SeptStateGroup } from '../abi/sept-state.js';
 import { TdxStatus, withDetail } from '../abi/status-codes.js';
-import { checkEntryState, enterTd, lockedWalk, reportEntry, yieldAt } from '../core/gates.js';
+import { afterYield, checkEntryState, enterTd, lockedWalk, reportEntry } from '../core/gates.js';
 import type { HeldLocks } from '../core/held-locks.js';
 import type { ModuleState } from '../core/module-state.js';
 import type { PamtLevel } from '../memory/pamt.js';
@@ -22,12 +22,12 @@ const BLOCKED_STATE = new Map<number, number>([
  * the current TD epoch in the PAMT bepoch of the blocked page (the SEPT page for a non-leaf).
  * Source: intel/tdx-module 1.5.01 tdh_mem_range_block.c (reference tdx-module.md §5.5).
  */
-export async function rangeBlock(
+export function rangeBlock(
   m: ModuleState,
   regs: readonly bigint[],
   out: Gprs,
   held: HeldLocks,
-): Promise<bigint> {
+): bigint | Promise<bigint> {
   const leaf = SeamcallLeaf.MEM_RANGE_BLOCK;
   const td = enterTd(m, leaf, regs, OperandId.RDX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
@@ -39,14 +39,14 @@ export async function rangeBlock(
   }
   const stateStatus = checkEntryState(leaf, entry, out);
   if (stateStatus !== 0n) return stateStatus;
-  const pause = yieldAt(m, 'TDH.MEM.RANGE.BLOCK', 'locked', td.tdr, entry.gpa);
-  if (pause !== undefined) await pause;
-  const next = BLOCKED_STATE.get(entry.state) as number;
-  // A half-done 2M ACCEPT restarts from chunk 0 after a block.
-  entry.table.acceptCounter[entry.index] = 0;
-  entry.table.setState(entry.index, next);
-  const hpa = entry.table.hpa[entry.index] as number;
-  const pamtLevel = (next === SeptState.NL_BLOCKED ? 0 : entry.level) as PamtLevel;
-  m.pamt.setBepoch(hpa, pamtLevel, td.epoch);
-  return TdxStatus.SUCCESS;
+  return afterYield(m, 'TDH.MEM.RANGE.BLOCK', td.tdr, entry.gpa, () => {
+    const next = BLOCKED_STATE.get(entry.state) as number;
+    // A half-done 2M ACCEPT restarts from chunk 0 after a block.
+    entry.table.acceptCounter[entry.index] = 0;
+    entry.table.setState(entry.index, next);
+    const hpa = entry.table.hpa[entry.index] as number;
+    const pamtLevel = (next === SeptState.NL_BLOCKED ? 0 : entry.level) as PamtLevel;
+    m.pamt.setBepoch(hpa, pamtLevel, td.epoch);
+    return TdxStatus.SUCCESS;
+  });
 }

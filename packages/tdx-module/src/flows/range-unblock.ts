@@ -2,7 +2,14 @@ import { SeamcallLeaf } from '../abi/leaves.js';
 import { OperandId } from '../abi/operand-id.js';
 import { SeptState } from '../abi/sept-state.js';
 import { TdxStatus, withDetail } from '../abi/status-codes.js';
-import { checkEntryState, enterTd, isTracked, lockedWalk, trackingRequired, yieldAt } from '../core/gates.js';
+import {
+  afterYield,
+  checkEntryState,
+  enterTd,
+  isTracked,
+  lockedWalk,
+  trackingRequired,
+} from '../core/gates.js';
 import type { HeldLocks } from '../core/held-locks.js';
 import type { ModuleState } from '../core/module-state.js';
 import type { PamtLevel } from '../memory/pamt.js';
@@ -19,12 +26,12 @@ const UNBLOCKED_STATE = new Map<number, number>([
  * SEPT_TREE as the operand, as in 1.5.01 (1.5.05 reports RCX).
  * Source: intel/tdx-module 1.5.01 tdh_mem_range_unblock.c (reference tdx-module.md §5.7).
  */
-export async function rangeUnblock(
+export function rangeUnblock(
   m: ModuleState,
   regs: readonly bigint[],
   out: Gprs,
   held: HeldLocks,
-): Promise<bigint> {
+): bigint | Promise<bigint> {
   const leaf = SeamcallLeaf.MEM_RANGE_UNBLOCK;
   const td = enterTd(m, leaf, regs, OperandId.RDX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
@@ -37,9 +44,9 @@ export async function rangeUnblock(
   if (trackingRequired(td, entry.state) && !isTracked(td, m.pamt.getBepoch(hpa, pamtLevel))) {
     return withDetail(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.SEPT_TREE);
   }
-  const pause = yieldAt(m, 'TDH.MEM.RANGE.UNBLOCK', 'locked', td.tdr, entry.gpa);
-  if (pause !== undefined) await pause;
-  entry.table.setState(entry.index, UNBLOCKED_STATE.get(entry.state) as number);
-  entry.table.lock[entry.index] = 0;
-  return TdxStatus.SUCCESS;
+  return afterYield(m, 'TDH.MEM.RANGE.UNBLOCK', td.tdr, entry.gpa, () => {
+    entry.table.setState(entry.index, UNBLOCKED_STATE.get(entry.state) as number);
+    entry.table.lock[entry.index] = 0;
+    return TdxStatus.SUCCESS;
+  });
 }

@@ -3,7 +3,7 @@ import { OperandId } from '../abi/operand-id.js';
 import { PamtPageType } from '../abi/page-type.js';
 import { SeptState } from '../abi/sept-state.js';
 import { TdxStatus } from '../abi/status-codes.js';
-import { checkEntryState, enterTd, lockedWalk, yieldAt } from '../core/gates.js';
+import { afterYield, checkEntryState, enterTd, lockedWalk } from '../core/gates.js';
 import type { HeldLocks } from '../core/held-locks.js';
 import type { ModuleState } from '../core/module-state.js';
 import { type Gprs, Reg } from '../registers.js';
@@ -12,12 +12,12 @@ import { type Gprs, Reg } from '../registers.js';
  * TDH.MEM.SEPT.ADD: RCX = level | GPA of the parent entry, RDX = TDR (bit 0 allow_existing), R8 = new table page.
  * Source: intel/tdx-module 1.5.01 tdh_mem_sept_add.c (reference tdx-module.md §5.2).
  */
-export async function septAdd(
+export function septAdd(
   m: ModuleState,
   regs: readonly bigint[],
   out: Gprs,
   held: HeldLocks,
-): Promise<bigint> {
+): bigint | Promise<bigint> {
   const leaf = SeamcallLeaf.MEM_SEPT_ADD;
   const rdx = regs[Reg.RDX] as bigint;
   const allowExisting = (rdx & 1n) === 1n;
@@ -41,11 +41,11 @@ export async function septAdd(
   if (pageStatus !== 0n) return pageStatus;
   // Registers are read before the flow may be suspended: the caller's array is not copied.
   const pageHpa = Number(regs[Reg.R8]);
-  const pause = yieldAt(m, 'TDH.MEM.SEPT.ADD', 'locked', td.tdr, entry.gpa);
-  if (pause !== undefined) await pause;
-  td.tree.attachChild(entry.table, entry.index, pageHpa);
-  m.pamt.set(pageHpa, 0, PamtPageType.EPT, td.tdr, 0);
-  m.memory.zero(pageHpa, 4096);
-  td.childCount += 1;
-  return TdxStatus.SUCCESS;
+  return afterYield(m, 'TDH.MEM.SEPT.ADD', td.tdr, entry.gpa, () => {
+    td.tree.attachChild(entry.table, entry.index, pageHpa);
+    m.pamt.set(pageHpa, 0, PamtPageType.EPT, td.tdr, 0);
+    m.memory.zero(pageHpa, 4096);
+    td.childCount += 1;
+    return TdxStatus.SUCCESS;
+  });
 }

@@ -11,12 +11,7 @@ import { type Gprs, Reg } from '../registers.js';
  * TDH.MEM.SEPT.RD: reads the entry at RCX = level | GPA (walk under the shared tree lock). Answers RCX = entry,
  * RDX = level and state details; a walk that stops early is EPT_WALK_FAILED with the same details.
  */
-export async function septRead(
-  m: ModuleState,
-  regs: readonly bigint[],
-  out: Gprs,
-  held: HeldLocks,
-): Promise<bigint> {
+export function septRead(m: ModuleState, regs: readonly bigint[], out: Gprs, held: HeldLocks): bigint {
   const td = enterTd(m, SeamcallLeaf.MEM_SEPT_RD, regs, OperandId.RDX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
   const info = checkPageInfo(regs[Reg.RCX] as bigint, 0, td.pwl, td.gpaw);

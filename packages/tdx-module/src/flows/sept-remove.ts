@@ -4,13 +4,13 @@ import { PamtPageType } from '../abi/page-type.js';
 import { SeptStateGroup } from '../abi/sept-state.js';
 import { TdxStatus, withDetail } from '../abi/status-codes.js';
 import {
+  afterYield,
   checkEntryState,
   enterTd,
   isTracked,
   lockedWalk,
   reportEntry,
   trackingRequired,
-  yieldAt,
 } from '../core/gates.js';
 import type { HeldLocks } from '../core/held-locks.js';
 import type { ModuleState } from '../core/module-state.js';
@@ -20,12 +20,12 @@ import { type Gprs, Reg } from '../registers.js';
  * TDH.MEM.SEPT.REMOVE: frees a table page whose 512 entries are all FREE; the parent entry becomes FREE.
  * Source: intel/tdx-module 1.5.01 tdh_mem_sept_remove.c (reference tdx-module.md §5.9).
  */
-export async function septRemove(
+export function septRemove(
   m: ModuleState,
   regs: readonly bigint[],
   out: Gprs,
   held: HeldLocks,
-): Promise<bigint> {
+): bigint | Promise<bigint> {
   const leaf = SeamcallLeaf.MEM_SEPT_REMOVE;
   const td = enterTd(m, leaf, regs, OperandId.RDX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
@@ -51,13 +51,13 @@ export async function septRemove(
     reportEntry(out, entry);
     return withDetail(TdxStatus.EPT_PAGE_NOT_FREE, OperandId.RCX);
   }
-  const pause = yieldAt(m, 'TDH.MEM.SEPT.REMOVE', 'locked', td.tdr, entry.gpa);
-  if (pause !== undefined) await pause;
-  td.tree.detachChild(entry.table, entry.index);
-  entry.table.lock[entry.index] = 0;
-  td.childCount -= 1;
-  m.pamt.set(pageHpa, 0, PamtPageType.NDA, 0, 0);
-  out[Reg.RCX] = BigInt(pageHpa);
-  out[Reg.RDX] = 0n;
-  return TdxStatus.SUCCESS;
+  return afterYield(m, 'TDH.MEM.SEPT.REMOVE', td.tdr, entry.gpa, () => {
+    td.tree.detachChild(entry.table, entry.index);
+    entry.table.lock[entry.index] = 0;
+    td.childCount -= 1;
+    m.pamt.set(pageHpa, 0, PamtPageType.NDA, 0, 0);
+    out[Reg.RCX] = BigInt(pageHpa);
+    out[Reg.RDX] = 0n;
+    return TdxStatus.SUCCESS;
+  });
 }

@@ -14,7 +14,7 @@ import {
   TdConfigFlag,
   TdParamsOffset,
 } from '../abi/td-state.js';
-import { enterTd, yieldAt } from '../core/gates.js';
+import { afterYield, enterTd } from '../core/gates.js';
 import type { HeldLocks } from '../core/held-locks.js';
 import type { ModuleState } from '../core/module-state.js';
 import { type Gprs, Reg } from '../registers.js';
@@ -30,12 +30,12 @@ import { VcpuState } from '../td/vcpu.js';
  */
 
 /** TDH.MNG.CREATE: RCX = TDR page (NDA), RDX = HKID. */
-export async function mngCreate(
+export function mngCreate(
   m: ModuleState,
   regs: readonly bigint[],
   _out: Gprs,
   held: HeldLocks,
-): Promise<bigint> {
+): bigint | Promise<bigint> {
   const status = m.checkHpaPage(
     regs[Reg.RCX] as bigint,
     0,
@@ -50,13 +50,13 @@ export async function mngCreate(
     return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RDX);
   }
   const tdr = Number(regs[Reg.RCX]);
-  const pause = yieldAt(m, 'TDH.MNG.CREATE', 'locked', tdr);
-  if (pause !== undefined) await pause;
-  m.pamt.set(tdr, 0, PamtPageType.TDR, 0, 0);
-  m.memory.zero(tdr, 4096);
-  m.tds.set(tdr, new TdControl(tdr, Number(hkid)));
-  m.hkidsInUse.add(Number(hkid));
-  return TdxStatus.SUCCESS;
+  return afterYield(m, 'TDH.MNG.CREATE', tdr, undefined, () => {
+    m.pamt.set(tdr, 0, PamtPageType.TDR, 0, 0);
+    m.memory.zero(tdr, 4096);
+    m.tds.set(tdr, new TdControl(tdr, Number(hkid)));
+    m.hkidsInUse.add(Number(hkid));
+    return TdxStatus.SUCCESS;
+  });
 }
 
 /** Checks RCX (or `operand`) names a TDR page and returns its TD, for the leaves gated by life cycle only. */
@@ -73,12 +73,7 @@ function tdrOnly(
 }
 
 /** TDH.MNG.KEY.CONFIG: RCX = TDR. One package is modelled, so one call configures the key. */
-export async function mngKeyConfig(
-  m: ModuleState,
-  regs: readonly bigint[],
-  _out: Gprs,
-  held: HeldLocks,
-): Promise<bigint> {
+export function mngKeyConfig(m: ModuleState, regs: readonly bigint[], _out: Gprs, held: HeldLocks): bigint {
   const td = tdrOnly(m, regs, OperandId.RCX, 'exclusive', held);
   if (typeof td === 'bigint') return td;
   if (td.lifecycle === LifecycleState.KEYS_CONFIGURED) return TdxStatus.KEY_CONFIGURED;
@@ -88,12 +83,7 @@ export async function mngKeyConfig(
 }
 
 /** TDH.MNG.ADDCX: RCX = TDCS page (NDA), RDX = TDR. */
-export async function mngAddcx(
-  m: ModuleState,
-  regs: readonly bigint[],
-  _out: Gprs,
-  held: HeldLocks,
-): Promise<bigint> {
+export function mngAddcx(m: ModuleState, regs: readonly bigint[], _out: Gprs, held: HeldLocks): bigint {
   const td = enterTd(m, SeamcallLeaf.MNG_ADDCX, regs, OperandId.RDX, 'exclusive', true, held);
   if (typeof td === 'bigint') return td;
   const status = m.checkHpaPage(
@@ -126,12 +116,12 @@ const KNOWN_ATTRIBUTES =
  * TDH.MNG.INIT: RCX = TDR, RDX = HPA of TD_PARAMS (1024-aligned, in host memory). Reads ATTRIBUTES, MAX_VCPUS,
  * EPTP_CONTROLS (page-walk length in bits 5:3) and CONFIG_FLAGS (MAX_GPAW). GPAW 52 needs a 5-level walk.
  */
-export async function mngInit(
+export function mngInit(
   m: ModuleState,
   regs: readonly bigint[],
   _out: Gprs,
   held: HeldLocks,
-): Promise<bigint> {
+): bigint | Promise<bigint> {
   const td = enterTd(m, SeamcallLeaf.MNG_INIT, regs, OperandId.RCX, 'exclusive', true, held);
   if (typeof td === 'bigint') return td;
   const paramsHpa = regs[Reg.RDX] as bigint;
@@ -149,27 +139,22 @@ export async function mngInit(
   if ((attributes & ~KNOWN_ATTRIBUTES) !== 0n || maxVcpus < 1 || !validPwl || (eptp & 7n) !== 6n) {
     return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RDX);
   }
-  const pause = yieldAt(m, 'TDH.MNG.INIT', 'locked', td.tdr);
-  if (pause !== undefined) await pause;
-  td.attributes = attributes;
-  td.configFlags = configFlags;
-  td.maxVcpus = maxVcpus;
-  td.gpaw = gpaw;
-  td.pwl = pwl;
-  td.pendingVeDisable = (attributes & TdAttribute.SEPT_VE_DISABLE) !== 0n;
-  // The root of the Secure-EPT lives in the last TDCS page.
-  td.sept = new SeptTree(pwl, td.tdcx[td.tdcx.length - 1] as number);
-  td.opState = OpState.INITIALIZED;
-  return TdxStatus.SUCCESS;
+  return afterYield(m, 'TDH.MNG.INIT', td.tdr, undefined, () => {
+    td.attributes = attributes;
+    td.configFlags = configFlags;
+    td.maxVcpus = maxVcpus;
+    td.gpaw = gpaw;
+    td.pwl = pwl;
+    td.pendingVeDisable = (attributes & TdAttribute.SEPT_VE_DISABLE) !== 0n;
+    // The root of the Secure-EPT lives in the last TDCS page.
+    td.sept = new SeptTree(pwl, td.tdcx[td.tdcx.length - 1] as number);
+    td.opState = OpState.INITIALIZED;
+    return TdxStatus.SUCCESS;
+  });
 }
 
 /** TDH.VP.CREATE: RCX = TDVPR page (NDA), RDX = TDR. */
-export async function vpCreate(
-  m: ModuleState,
-  regs: readonly bigint[],
-  _out: Gprs,
-  held: HeldLocks,
-): Promise<bigint> {
+export function vpCreate(m: ModuleState, regs: readonly bigint[], _out: Gprs, held: HeldLocks): bigint {
   const td = enterTd(m, SeamcallLeaf.VP_CREATE, regs, OperandId.RDX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
   const status = m.checkHpaPage(
@@ -199,12 +184,7 @@ export function vcpuOf(m: ModuleState, regs: readonly bigint[], operand: number,
 }
 
 /** TDH.VP.ADDCX: RCX = TDCX page (NDA), RDX = TDVPR. */
-export async function vpAddcx(
-  m: ModuleState,
-  regs: readonly bigint[],
-  _out: Gprs,
-  held: HeldLocks,
-): Promise<bigint> {
+export function vpAddcx(m: ModuleState, regs: readonly bigint[], _out: Gprs, held: HeldLocks): bigint {
   const owner = vcpuOf(m, regs, OperandId.RDX, held);
   if (typeof owner === 'bigint') return owner;
   const tdRegs = regs.slice();
@@ -229,12 +209,7 @@ export async function vpAddcx(
 }
 
 /** TDH.VP.INIT: RCX = TDVPR, RDX = the guest's initial RCX. Needs all TDCX pages; once per vCPU. */
-export async function vpInit(
-  m: ModuleState,
-  regs: readonly bigint[],
-  _out: Gprs,
-  held: HeldLocks,
-): Promise<bigint> {
+export function vpInit(m: ModuleState, regs: readonly bigint[], _out: Gprs, held: HeldLocks): bigint {
   const owner = vcpuOf(m, regs, OperandId.RCX, held);
   if (typeof owner === 'bigint') return owner;
   const tdRegs = regs.slice();
@@ -248,12 +223,7 @@ export async function vpInit(
 }
 
 /** TDH.MR.EXTEND: RCX = GPA (256-byte aligned) of a MAPPED 4K page, RDX = TDR. Extends MRTD by that chunk. */
-export async function mrExtend(
-  m: ModuleState,
-  regs: readonly bigint[],
-  _out: Gprs,
-  held: HeldLocks,
-): Promise<bigint> {
+export function mrExtend(m: ModuleState, regs: readonly bigint[], _out: Gprs, held: HeldLocks): bigint {
   const td = enterTd(m, SeamcallLeaf.MR_EXTEND, regs, OperandId.RDX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
   const gpaValue = regs[Reg.RCX] as bigint;
@@ -271,12 +241,7 @@ export async function mrExtend(
 }
 
 /** TDH.MR.FINALIZE: RCX = TDR. Seals MRTD; OP_STATE becomes RUNNABLE. */
-export async function mrFinalize(
-  m: ModuleState,
-  regs: readonly bigint[],
-  _out: Gprs,
-  held: HeldLocks,
-): Promise<bigint> {
+export function mrFinalize(m: ModuleState, regs: readonly bigint[], _out: Gprs, held: HeldLocks): bigint {
   const td = enterTd(m, SeamcallLeaf.MR_FINALIZE, regs, OperandId.RCX, 'exclusive', true, held);
   if (typeof td === 'bigint') return td;
   td.finalizeMeasurement();
@@ -289,12 +254,7 @@ export async function mrFinalize(
  * 64-bit writes) is modelled; other fields answer METADATA_FIELD_ID_INCORRECT. Answers R8 = the previous value.
  * Source: intel/tdx-module 1.5.01 metadata_td.c (reference tdx-module.md §10.5).
  */
-export async function mngWrite(
-  m: ModuleState,
-  regs: readonly bigint[],
-  out: Gprs,
-  held: HeldLocks,
-): Promise<bigint> {
+export function mngWrite(m: ModuleState, regs: readonly bigint[], out: Gprs, held: HeldLocks): bigint {
   const td = enterTd(m, SeamcallLeaf.MNG_WR, regs, OperandId.RCX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
   if (regs[Reg.RDX] !== HP_LOCK_TIMEOUT_FIELD_ID) return TdxStatus.METADATA_FIELD_ID_INCORRECT;
@@ -309,12 +269,7 @@ export async function mngWrite(
 }
 
 /** TDH.MNG.RD: RCX = TDR, RDX = field id. Only HP_LOCK_TIMEOUT; answers R8 = value in µs. */
-export async function mngRead(
-  m: ModuleState,
-  regs: readonly bigint[],
-  out: Gprs,
-  held: HeldLocks,
-): Promise<bigint> {
+export function mngRead(m: ModuleState, regs: readonly bigint[], out: Gprs, held: HeldLocks): bigint {
   const td = enterTd(m, SeamcallLeaf.MNG_RD, regs, OperandId.RCX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
   if (regs[Reg.RDX] !== HP_LOCK_TIMEOUT_FIELD_ID) return TdxStatus.METADATA_FIELD_ID_INCORRECT;

@@ -16,12 +16,7 @@ import { vcpuOf } from './td-build.js';
  */
 
 /** TDH.VP.FLUSH: RCX = TDVPR. The vCPU must not be in guest mode. */
-export async function vpFlush(
-  m: ModuleState,
-  regs: readonly bigint[],
-  _out: Gprs,
-  held: HeldLocks,
-): Promise<bigint> {
+export function vpFlush(m: ModuleState, regs: readonly bigint[], _out: Gprs, held: HeldLocks): bigint {
   const owner = vcpuOf(m, regs, OperandId.RCX, held);
   if (typeof owner === 'bigint') return owner;
   if (owner.vcpu.run === 'in-guest') return withDetail(TdxStatus.OPERAND_BUSY, OperandId.RCX);
@@ -42,12 +37,7 @@ function tdOf(
 }
 
 /** TDH.MNG.VPFLUSHDONE: RCX = TDR. Every vCPU flushed → life cycle BLOCKED. */
-export async function mngVpFlushDone(
-  m: ModuleState,
-  regs: readonly bigint[],
-  _out: Gprs,
-  held: HeldLocks,
-): Promise<bigint> {
+export function mngVpFlushDone(m: ModuleState, regs: readonly bigint[], _out: Gprs, held: HeldLocks): bigint {
   const td = tdOf(m, regs, OperandId.RCX, 'exclusive', held);
   if (typeof td === 'bigint') return td;
   if (td.lifecycle !== LifecycleState.HKID_ASSIGNED && td.lifecycle !== LifecycleState.KEYS_CONFIGURED) {
@@ -59,17 +49,12 @@ export async function mngVpFlushDone(
 }
 
 /** TDH.PHYMEM.CACHE.WB: caches are not modelled; always completes in one call. */
-export async function cacheWb(): Promise<bigint> {
+export function cacheWb(): bigint {
   return TdxStatus.SUCCESS;
 }
 
 /** TDH.MNG.KEY.FREEID: RCX = TDR. BLOCKED → TEARDOWN; the HKID is free again. */
-export async function mngKeyFreeId(
-  m: ModuleState,
-  regs: readonly bigint[],
-  _out: Gprs,
-  held: HeldLocks,
-): Promise<bigint> {
+export function mngKeyFreeId(m: ModuleState, regs: readonly bigint[], _out: Gprs, held: HeldLocks): bigint {
   const td = tdOf(m, regs, OperandId.RCX, 'exclusive', held);
   if (typeof td === 'bigint') return td;
   if (td.lifecycle !== LifecycleState.BLOCKED) return TdxStatus.LIFECYCLE_STATE_INCORRECT;
@@ -90,12 +75,7 @@ function phymemAddress(m: ModuleState, regs: readonly bigint[]): number | bigint
  * TDH.PHYMEM.PAGE.RECLAIM: RCX = page. Answers RCX = type, RDX = owner, R8 = size. A TD page needs its TD in
  * TEARDOWN; the TDR itself needs its child count at 0.
  */
-export async function pageReclaim(
-  m: ModuleState,
-  regs: readonly bigint[],
-  out: Gprs,
-  held: HeldLocks,
-): Promise<bigint> {
+export function pageReclaim(m: ModuleState, regs: readonly bigint[], out: Gprs, held: HeldLocks): bigint {
   const hpa = phymemAddress(m, regs);
   if (typeof hpa === 'bigint') return hpa;
   const { level, base } = m.pamt.leafOf(hpa);
@@ -131,18 +111,13 @@ export async function pageReclaim(
 }
 
 /** TDH.PHYMEM.PAGE.WBINVD: RCX = page. Caches are not modelled; the address checks are. */
-export async function pageWbinvd(m: ModuleState, regs: readonly bigint[]): Promise<bigint> {
+export function pageWbinvd(m: ModuleState, regs: readonly bigint[]): bigint {
   const hpa = phymemAddress(m, regs);
   return typeof hpa === 'bigint' ? hpa : TdxStatus.SUCCESS;
 }
 
 /** TDH.PHYMEM.PAGE.RDMD: RCX = page. Answers RCX = type, RDX = owner, R8 = size, R9 = bepoch. */
-export async function pageRdmd(
-  m: ModuleState,
-  regs: readonly bigint[],
-  out: Gprs,
-  held: HeldLocks,
-): Promise<bigint> {
+export function pageRdmd(m: ModuleState, regs: readonly bigint[], out: Gprs, held: HeldLocks): bigint {
   const hpa = phymemAddress(m, regs);
   if (typeof hpa === 'bigint') return hpa;
   const { level, base } = m.pamt.leafOf(hpa);
