@@ -141,6 +141,7 @@ export class TdxModule implements SeamcallPort {
   readonly #m: ModuleState;
   readonly #runtime: VcpuRuntime;
   readonly #costs: CostModel;
+  readonly #heldPool: HeldLocks[] = [];
 
   constructor(options: TdxModuleOptions = {}, services: TdxModuleServices = {}) {
     assertKnownOptions('TdxModule', options, OPTION_NAMES);
@@ -198,13 +199,15 @@ export class TdxModule implements SeamcallPort {
       out = await this.#vpEnter(regs);
       status = out[Reg.RAX] as bigint;
     } else {
-      const held = new HeldLocks();
+      // Lock records are reused: each flow in flight has its own, returned empty.
+      const held = this.#heldPool.pop() ?? new HeldLocks();
       try {
         // Flows are synchronous unless the scheduler suspends them at a yield point.
         const result = (flow as HostFlow)(m, regs, out, held);
         status = typeof result === 'bigint' ? result : await result;
       } finally {
         held.releaseAll();
+        this.#heldPool.push(held);
       }
     }
     out[Reg.RAX] = status;
