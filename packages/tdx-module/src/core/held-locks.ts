@@ -16,46 +16,45 @@ const OP_STATE_SHARED = 5;
  * records rather than release callbacks: a SEAMCALL takes up to eight locks and this is the hot path.
  */
 export class HeldLocks {
-  readonly #kinds: number[] = [];
+  /** Per lock: kind * 1024 + index (entry index within its block or table, < 512). */
+  readonly #codes: number[] = [];
   readonly #objects: unknown[] = [];
-  readonly #numbers: number[] = [];
 
-  #push(kind: number, object: unknown, a: number, b: number): void {
-    this.#kinds.push(kind);
+  #push(kind: number, object: unknown, index: number): void {
+    this.#codes.push(kind * 1024 + index);
     this.#objects.push(object);
-    this.#numbers.push(a, b);
   }
 
   /** A PAMT entry lock: its word is `words[index]` (the entry's block in the PAMT). */
   addPamt(words: Uint16Array, index: number, exclusive: boolean): void {
-    this.#push(exclusive ? PAMT_EXCLUSIVE : PAMT_SHARED, words, index, 0);
+    this.#push(exclusive ? PAMT_EXCLUSIVE : PAMT_SHARED, words, index);
   }
 
   addPlain(lock: PlainSharexLock, exclusive: boolean): void {
-    this.#push(exclusive ? PLAIN_EXCLUSIVE : PLAIN_SHARED, lock, 0, 0);
+    this.#push(exclusive ? PLAIN_EXCLUSIVE : PLAIN_SHARED, lock, 0);
   }
 
   addSeptEntry(table: SeptTable, index: number): void {
-    this.#push(SEPT_ENTRY, table, index, 0);
+    this.#push(SEPT_ENTRY, table, index);
   }
 
   addOpState(td: TdControl): void {
-    this.#push(OP_STATE_SHARED, td, 0, 0);
+    this.#push(OP_STATE_SHARED, td, 0);
   }
 
   /** How many locks are held now; pass it to {@link releaseFrom} to undo what was taken after. */
   get mark(): number {
-    return this.#kinds.length;
+    return this.#codes.length;
   }
 
   /** Releases the locks taken since `mark`, newest first. */
   releaseFrom(mark: number): void {
-    const kinds = this.#kinds;
-    while (kinds.length > mark) {
-      const kind = kinds.pop() as number;
+    const codes = this.#codes;
+    while (codes.length > mark) {
+      const code = codes.pop() as number;
+      const kind = code >>> 10;
+      const a = code & 1023;
       const object = this.#objects.pop();
-      this.#numbers.pop();
-      const a = this.#numbers.pop() as number;
       switch (kind) {
         case PAMT_SHARED:
         case PAMT_EXCLUSIVE: {

@@ -114,12 +114,21 @@ export class ModuleState {
     if (!this.inTdmr(address, size)) return withDetail(TdxStatus.OPERAND_ADDR_RANGE_ERROR, operand);
     const busy = this.lockPamt(address, level, mode, 'host', operand, held);
     if (busy !== 0n) return busy;
-    const leafLevel = this.pamt.leafLevelOf(address);
+    // The entries lockPamt just walked tell the page's size and type (no second PAMT lookup).
+    const path = this.pamt.lastPath;
+    const type1g = (path.types[2] as Uint8Array)[0] as number;
+    const type2m = level <= 1 ? ((path.types[1] as Uint8Array)[path.indexes[1] as number] as number) : 0;
+    const leafLevel = type1g !== PamtPageType.NDA ? 2 : type2m !== PamtPageType.NDA ? 1 : 0;
     if (leafLevel !== level && !(expectedType === PamtPageType.NDA && leafLevel < level)) {
       return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, operand);
     }
-    if (this.pamt.getType(address, level) !== expectedType)
-      return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, operand);
+    const type =
+      level === 2
+        ? type1g
+        : level === 1
+          ? type2m
+          : ((path.types[0] as Uint8Array)[path.indexes[0] as number] as number);
+    if (type !== expectedType) return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, operand);
     return 0n;
   }
 }

@@ -54,6 +54,8 @@ export interface PamtSlot {
 /** Lock words along a PAMT walk, indexed by level. */
 export interface PamtPath {
   readonly words: (Uint16Array | undefined)[];
+  /** Page types of the same entries. */
+  readonly types: (Uint8Array | undefined)[];
   readonly indexes: number[];
 }
 
@@ -107,7 +109,11 @@ export class Pamt {
     return slot;
   }
 
-  readonly #path: PamtPath = { words: [undefined, undefined, undefined], indexes: [0, 0, 0] };
+  readonly #path: PamtPath = {
+    words: [undefined, undefined, undefined],
+    types: [undefined, undefined, undefined],
+    indexes: [0, 0, 0],
+  };
 
   /**
    * The lock words of the entries the module walks for the page at `hpa` and `level`: the 1G entry, then the 2M
@@ -118,9 +124,11 @@ export class Pamt {
     const path = this.#path;
     const region = this.#region(hpa, true) as PamtRegion;
     path.words[2] = region.entry1g.lock;
+    path.types[2] = region.entry1g.type;
     if (level <= 1) {
       const index2m = Math.floor((hpa % GIB) / MIB2);
       path.words[1] = region.entries2m.lock;
+      path.types[1] = region.entries2m.type;
       path.indexes[1] = index2m;
       if (level === 0) {
         let block = region.blocks4k[index2m];
@@ -129,10 +137,16 @@ export class Pamt {
           region.blocks4k[index2m] = block;
         }
         path.words[0] = block.lock;
+        path.types[0] = block.type;
         path.indexes[0] = Math.floor((hpa % MIB2) / KIB4);
       }
     }
     return path;
+  }
+
+  /** The path of the last {@link lockPath} call. */
+  get lastPath(): PamtPath {
+    return this.#path;
   }
 
   /** The entry for the page at `hpa` (aligned to the level) at `level`. */
