@@ -19,6 +19,14 @@ import type { TdControl } from '../td/td-control.js';
 import type { HeldLocks } from './held-locks.js';
 import type { ModuleState } from './module-state.js';
 
+/** OP_STATE_GATES as flags indexed by leaf, then by OP_STATE (read on every SEAMCALL). */
+const OP_STATE_GATE_BY_LEAF: (Uint8Array | undefined)[] = [];
+for (const [leaf, states] of OP_STATE_GATES) {
+  const flags = new Uint8Array(16);
+  for (const state of states) flags[state] = 1;
+  OP_STATE_GATE_BY_LEAF[leaf] = flags;
+}
+
 /**
  * The common prologue of TD-scoped host leaves, P2-P10 of reference tdx-module.md §5.1: TDR address checks, TDR
  * PAMT lock, TDR page type, fatal, life cycle, TDCS, OP_STATE lock and gate. Returns the TD or the status.
@@ -48,8 +56,8 @@ export function enterTd(
     if (packed >= 65536) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.OP_STATE);
     held.addOpState(td);
   }
-  const allowed = OP_STATE_GATES.get(leaf);
-  if (allowed !== undefined && !allowed.has(td.opState)) return TdxStatus.OP_STATE_INCORRECT;
+  const allowed = OP_STATE_GATE_BY_LEAF[leaf];
+  if (allowed !== undefined && allowed[td.opState] !== 1) return TdxStatus.OP_STATE_INCORRECT;
   return td;
 }
 
