@@ -11,5 +11,7 @@ export default defineConfig({
     pool: 'threads',
     isolate: false,
     testTimeout: 120_000,
+    // The JSON report lets .ci/run print a plain "N passed, N failed" line.
+    reporters: ['default', ['json', { outputFile: '.vitest-results.json' }]],
   },
 });
