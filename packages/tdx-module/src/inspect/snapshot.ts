@@ -56,6 +56,11 @@ export function snapshotState(module: TdxModule): string {
     const shared = m.sharedEpts.get(td.tdr);
     if (shared !== undefined) for (const [frame, hpa] of shared.entries()) put('s', frame, hpa);
   }
-  put('mem', m.memory.storedPages);
+  for (const [hpa, bytes] of m.memory.pages()) {
+    if (bytes.some((byte) => byte !== 0)) {
+      put('mem', hpa);
+      hash.update(bytes);
+    }
+  }
   return hash.digest('hex');
 }

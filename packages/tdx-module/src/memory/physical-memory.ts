@@ -69,6 +69,12 @@ export class PhysicalMemory {
     return page?.some((byte) => byte !== 0) === true;
   }
 
+  /** The stored pages (HPA and bytes) in address order, for snapshots. */
+  *pages(): Generator<[number, Uint8Array]> {
+    for (const hpa of [...this.#pages.keys()].sort((a, b) => a - b))
+      yield [hpa, this.#pages.get(hpa) as Uint8Array];
+  }
+
   /** Number of 4K pages that hold bytes. */
   get storedPages(): number {
     return this.#pages.size;

@@ -3,12 +3,6 @@ import type { Gprs } from '../registers.js';
 /** Where a vCPU is in the enter/exit cycle. */
 export type VcpuRunState = 'stopped' | 'in-guest';
 
-/** A TD exit waiting to be handed to whoever called TDH.VP.ENTER. */
-export interface PendingExit {
-  readonly regs: Gprs;
-  readonly reason: string;
-}
-
 /** TDVPS of one vCPU: what the module keeps per vCPU. */
 export class VcpuState {
   readonly tdvpr: number;
