@@ -1,6 +1,7 @@
 import { decodeLeaf, SeamcallLeaf, seamcallLeafName, TdcallLeaf, tdcallLeafName } from './abi/leaves.js';
 import { OperandId } from './abi/operand-id.js';
 import { PamtPageType } from './abi/page-type.js';
+import { type SeptStateName, septStateInfo } from './abi/sept-state.js';
 import { STATUS_CODE_MASK, TdxStatus, withDetail } from './abi/status-codes.js';
 import { formatStatus } from './abi/status-decoder.js';
 import { interruptExit } from './core/exit-registers.js';
@@ -428,6 +429,26 @@ export class TdxModule implements SeamcallPort {
   #hostVisible(hpa: number): boolean {
     const { level, base } = this.#m.pamt.leafOf(hpa);
     return this.#m.pamt.getType(base, level) === PamtPageType.NDA;
+  }
+
+  /**
+   * What the Secure-EPT of TD `tdr` holds for the 4K page at private GPA `gpa`: the state and level of the entry
+   * the walk stops at, and the host page when it is a leaf. Introspection for tests and ledger checks (like
+   * TDH.MEM.SEPT.RD, but without locks and without a SEAMCALL).
+   */
+  privatePage(tdr: number, gpa: number): { state: SeptStateName; level: number; hpa: number | undefined } {
+    assertAddress('tdr', tdr);
+    assertAddress('gpa', gpa);
+    const td = this.#m.tds.get(tdr);
+    if (td?.sept === undefined)
+      throw new TdxSimError('INVALID_ARGUMENT', `no initialised TD has TDR 0x${tdr.toString(16)}`, 'tdr');
+    const walk = td.sept.walk(gpa - (gpa % 4096), 0);
+    const info = septStateInfo(walk.state);
+    return {
+      state: info.name,
+      level: walk.level,
+      hpa: info.leaf ? (walk.table.hpa[walk.index] as number) : undefined,
+    };
   }
 
   /** @internal The state, for the invariant checker, snapshots and tests in this package. */

@@ -242,6 +242,7 @@ function* entriesOf(
   size: number,
   level: PamtLevel,
 ): Generator<{ hpa: number; level: PamtLevel } & PamtEntry> {
+  if (block.used === 0 && block.lock.every((word) => word === 0)) return;
   for (let i = 0; i < block.type.length; i++) {
     const type = block.type[i] as number;
     const lock = block.lock[i] as number;

@@ -1,0 +1,124 @@
+import { decodeStatus, type GuestCpu, isStatus, pageSizeOf, TdxStatus } from '@tdxsim/tdx-module';
+import createDebug from 'debug';
+import type { GpaRange } from '../range.js';
+import { tdgAccept } from '../tdcalls.js';
+import type { AcceptPolicy } from './accept-policy.js';
+
+const log = createDebug('tdxsim:guest:accept');
+
+/** How accepting a range ended. Pages below `acceptedEnd` are accepted (there is no rollback, as in Linux). */
+export type AcceptOutcome =
+  | { readonly kind: 'ok'; readonly tdcalls: number }
+  | {
+      readonly kind: 'failed';
+      readonly tdcalls: number;
+      /** [start, acceptedEnd) is accepted; the failure is at acceptedEnd. */
+      readonly acceptedEnd: number;
+      readonly level: number;
+      readonly status: bigint;
+      readonly statusText: string;
+      /** `'status'`: the module's answer is a failure for this policy; `'fuse'`: BUSY without end (no bound). */
+      readonly reason: 'status' | 'fuse';
+    };
+
+/** State an accept loop keeps across calls (what it learnt about the module). */
+export interface AcceptMemory {
+  no1G: boolean;
+}
+
+/**
+ * TDG.MEM.PAGE.ACCEPT over `range` following `policy`: largest level first where aligned and fitting, falling back
+ * per block, ALREADY_ACCEPTED and BUSY as the policy says. A page that is not AUGed yet makes the module exit to the
+ * VMM, and the TDCALL completes once the VMM has AUGed it: that is not a status the guest sees.
+ * Source: Linux arch/x86/coco/tdx/tdx-shared.c (ladder), reference guest-and-vmm.md §2.2 and §6.
+ */
+export async function acceptRange(
+  cpu: GuestCpu,
+  range: GpaRange,
+  policy: AcceptPolicy,
+  memory: AcceptMemory = { no1G: false },
+  fuse = 1_000_000,
+): Promise<AcceptOutcome> {
+  let pos = range.start;
+  let tdcalls = 0;
+  while (pos < range.end) {
+    let done = false;
+    let lastStatus = 0n;
+    let lastLevel = 0;
+    for (const level of policy.levels) {
+      if (level === 2 && memory.no1G) continue;
+      const size = pageSizeOf(level);
+      if (pos % size !== 0 || pos + size > range.end) continue;
+      let busy = 0;
+      let status: bigint;
+      for (;;) {
+        status = await tdgAccept(cpu, pos, level);
+        tdcalls++;
+        if (!isStatus(status, TdxStatus.OPERAND_BUSY) || busy >= policy.busyRetries) break;
+        busy++;
+        if (tdcalls >= fuse) {
+          return {
+            kind: 'failed',
+            tdcalls,
+            acceptedEnd: pos,
+            level,
+            status,
+            statusText: decodeStatus(status).display,
+            reason: 'fuse',
+          };
+        }
+      }
+      lastStatus = status;
+      lastLevel = level;
+      if (status === TdxStatus.SUCCESS) {
+        pos += size;
+        done = true;
+        break;
+      }
+      const verdict = judge(policy, status, level);
+      if (verdict === 'success') {
+        pos += size;
+        done = true;
+        break;
+      }
+      if (verdict === 'fail') break;
+      if (level === 2 && policy.rememberNo1G && isStatus(status, TdxStatus.OPERAND_INVALID))
+        memory.no1G = true;
+    }
+    if (!done) {
+      log(
+        '%s: accept failed at 0x%s level %d: %s',
+        policy.name,
+        pos.toString(16),
+        lastLevel,
+        decodeStatus(lastStatus).display,
+      );
+      return {
+        kind: 'failed',
+        tdcalls,
+        acceptedEnd: pos,
+        level: lastLevel,
+        status: lastStatus,
+        statusText: decodeStatus(lastStatus).display,
+        reason: 'status',
+      };
+    }
+  }
+  return { kind: 'ok', tdcalls };
+}
+
+/** What a non-SUCCESS status means for the block at `level`: done, try the next smaller level, or fail. */
+function judge(policy: AcceptPolicy, status: bigint, level: number): 'success' | 'smaller' | 'fail' {
+  if (isStatus(status, TdxStatus.PAGE_ALREADY_ACCEPTED)) {
+    if (policy.alreadyAccepted === 'success') return 'success';
+    if (policy.alreadyAccepted === 'success-exact-4k' && status === TdxStatus.PAGE_ALREADY_ACCEPTED)
+      return 'success';
+    if (policy.alreadyAccepted === 'success-at-4k') return level === 0 ? 'success' : 'smaller';
+  }
+  if (level === 0) return 'fail';
+  if (policy.fallback === 'any-error') return 'smaller';
+  if (isStatus(status, TdxStatus.PAGE_SIZE_MISMATCH)) return 'smaller';
+  if (policy.fallback === 'size-mismatch-or-invalid' && isStatus(status, TdxStatus.OPERAND_INVALID))
+    return 'smaller';
+  return 'fail';
+}

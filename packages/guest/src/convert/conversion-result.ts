@@ -1,0 +1,37 @@
+import type { AcceptOutcome } from '../accept/accept-range.js';
+import type { MapGpaFailure } from '../map-gpa/map-gpa.js';
+
+/**
+ * What a failed conversion left each page of the request in:
+ * - `converted`: in the target state (shared, or private and accepted);
+ * - `unchanged`: still in its original state (no hypercall reached it);
+ * - `unknown`: the guest cannot vouch for it; it is quarantined and never used again.
+ */
+export type PageOutcome = 'converted' | 'unchanged' | 'unknown';
+
+export interface PageOutcomeRun {
+  readonly start: number;
+  readonly end: number;
+  readonly outcome: PageOutcome;
+}
+
+/** Why a conversion failed: MapGPA stopped short, or accept did. */
+export type ConversionFailure =
+  | { readonly step: 'map-gpa'; readonly failure: MapGpaFailure }
+  | { readonly step: 'accept'; readonly failure: Extract<AcceptOutcome, { kind: 'failed' }> };
+
+export type ConversionResult =
+  | {
+      readonly kind: 'ok';
+      /** MapGPA hypercalls and ACCEPT TDCALLs issued (0 when every page was already in the target state). */
+      readonly mapGpaCalls: number;
+      readonly acceptCalls: number;
+    }
+  | {
+      readonly kind: 'failed';
+      readonly mapGpaCalls: number;
+      readonly acceptCalls: number;
+      /** Every page of the request, as runs in address order. */
+      readonly pages: readonly PageOutcomeRun[];
+      readonly failure: ConversionFailure;
+    };

@@ -1,0 +1,66 @@
+import type { SeptStateName, TdxModule } from '@tdxsim/tdx-module';
+import type { PageLedger, PageState } from './page-ledger.js';
+
+/** A run of pages where the guest's belief and the module's truth disagree. */
+export interface LedgerMismatch {
+  readonly start: number;
+  readonly end: number;
+  readonly ledger: PageState;
+  /** The Secure-EPT state found (at `level`). */
+  readonly module: SeptStateName;
+  readonly level: number;
+}
+
+const ACCESSIBLE: ReadonlySet<SeptStateName> = new Set([
+  'MAPPED',
+  'BLOCKEDW',
+  'EXPORTED_BLOCKEDW',
+  'EXPORTED_DIRTY',
+  'EXPORTED_DIRTY_BLOCKEDW',
+]);
+
+/** Whether a private page in SEPT `state` agrees with a ledger `state`. Quarantined pages claim nothing. */
+function agrees(ledger: PageState, state: SeptStateName): boolean {
+  if (ledger === 'quarantined') return true;
+  if (ledger === 'private-accepted') return ACCESSIBLE.has(state);
+  // Unaccepted or shared: the private side must not be usable (FREE, PENDING, blocked, ...).
+  return !ACCESSIBLE.has(state);
+}
+
+/**
+ * Holds the guest's ledger against the module's truth for TD `tdr`: an accepted page must be a guest-accessible
+ * private leaf (MAPPED); an unaccepted or shared page must not be one. Walks by the size of what the Secure-EPT holds,
+ * so a 2M or absent region costs one look-up.
+ */
+export function checkLedger(ledger: PageLedger, module: TdxModule, tdr: number): LedgerMismatch[] {
+  const mismatches: LedgerMismatch[] = [];
+  for (const run of ledger.entries()) {
+    let at = run.start;
+    while (at < run.end) {
+      const truth = module.privatePage(tdr, at);
+      const span = 4096 * 512 ** truth.level;
+      const next = Math.min(run.end, at - (at % span) + span);
+      if (!agrees(run.state, truth.state)) {
+        const last = mismatches[mismatches.length - 1];
+        if (
+          last !== undefined &&
+          last.end === at &&
+          last.ledger === run.state &&
+          last.module === truth.state
+        ) {
+          mismatches[mismatches.length - 1] = { ...last, end: next };
+        } else {
+          mismatches.push({
+            start: at,
+            end: next,
+            ledger: run.state,
+            module: truth.state,
+            level: truth.level,
+          });
+        }
+      }
+      at = next;
+    }
+  }
+  return mismatches;
+}

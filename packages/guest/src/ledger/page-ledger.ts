@@ -1,0 +1,63 @@
+import { type GpaRange, PAGE } from '../range.js';
+import { RangeMap } from './range-map.js';
+
+/**
+ * What the guest believes about each of its pages:
+ * - `private-accepted`: private and accepted, usable;
+ * - `private-unaccepted`: private, not accepted yet (first touch accepts it);
+ * - `shared`: converted to shared;
+ * - `quarantined`: its state is unknown after a failed conversion; never offered as usable memory again.
+ */
+export type PageState = 'private-accepted' | 'private-unaccepted' | 'shared' | 'quarantined';
+
+/** The guest's page ledger, by runs of equal state (a 1 TiB TD of one state is one entry). */
+export class PageLedger {
+  readonly #map = new RangeMap<PageState>();
+  /** Top of guest RAM (exclusive); the ledger covers [0, memoryBytes). */
+  readonly memoryBytes: number;
+
+  /**
+   * A ledger for a TD with `memoryBytes` of RAM: the pages of `initialImage` (added with TDH.MEM.PAGE.ADD at build,
+   * already accepted) private-accepted, the rest private-unaccepted.
+   */
+  constructor(memoryBytes: number, initialImage: readonly GpaRange[] = []) {
+    this.memoryBytes = memoryBytes;
+    this.#map.set(0, memoryBytes, 'private-unaccepted');
+    for (const range of initialImage) this.#map.set(range.start, range.end, 'private-accepted');
+  }
+
+  /** The state of the page containing `gpa` (private GPA), or undefined outside RAM. */
+  stateOf(gpa: number): PageState | undefined {
+    return this.#map.get(gpa - (gpa % PAGE));
+  }
+
+  set(range: GpaRange, state: PageState): void {
+    this.#map.set(range.start, range.end, state);
+  }
+
+  /** The runs of equal state inside `range` (a part outside RAM has state undefined). */
+  runs(range: GpaRange): { start: number; end: number; state: PageState | undefined }[] {
+    return [...this.#map.runs(range.start, range.end)].map(({ start, end, value }) => ({
+      start,
+      end,
+      state: value,
+    }));
+  }
+
+  /** Every run of the ledger, in order. */
+  *entries(): Generator<{ start: number; end: number; state: PageState }> {
+    for (const { start, end, value } of this.#map.entries()) yield { start, end, state: value };
+  }
+
+  /** Bytes in each state. */
+  totals(): Record<PageState, number> {
+    const totals: Record<PageState, number> = {
+      'private-accepted': 0,
+      'private-unaccepted': 0,
+      shared: 0,
+      quarantined: 0,
+    };
+    for (const { start, end, state } of this.entries()) totals[state] += end - start;
+    return totals;
+  }
+}

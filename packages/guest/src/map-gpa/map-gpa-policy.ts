@@ -1,0 +1,39 @@
+/**
+ * How a guest runs TDG.VP.VMCALL<MapGPA> over a range: how much each call asks for, what it does with RETRY, and
+ * what it demands of R11, the resume address the untrusted VMM returns. Policies are data: the presets reproduce
+ * real guests (reference guest-and-vmm.md §2.1 and §6); users write their own.
+ */
+export interface MapGpaPolicy {
+  readonly name: string;
+  /** Bytes asked for in each call: `'whole'` (the rest of the range, as Linux does) or a fixed chunk (a 4K multiple). */
+  readonly request: 'whole' | number;
+  /** `'loop'`: go on from R11; `'fail'`: the guest has no retry support, a RETRY ends the operation. */
+  readonly onRetry: 'loop' | 'fail';
+  /** The Nth consecutive RETRY without progress fails the operation (Linux: 3); `Infinity` for none. */
+  readonly noProgressLimit: number;
+  /**
+   * The most calls allowed for a range of `pages` 4K pages, or undefined when the real guest has no bound (the
+   * simulator's fuse then stops it and reports "would not terminate").
+   */
+  readonly callBound: ((pages: number) => number) | undefined;
+  readonly r11: R11Rules;
+}
+
+/** What a RETRY's R11 must satisfy. */
+export interface R11Rules {
+  /**
+   * `'with-shared-bit'`: current ≤ R11 < end, both carrying the shared bit of the request (Linux, edk2, td-shim);
+   * `'without-shared-bit'`: the same bounds with the shared bit removed from them but not from R11 (Asterinas);
+   * `'none'`: R11 is taken as it is (OpenVMM, COCONUT-SVSM).
+   */
+  readonly bounds: 'with-shared-bit' | 'without-shared-bit' | 'none';
+  /** R11 must be 4K-aligned. */
+  readonly aligned: boolean;
+  /** R11 must not claim more than the call asked for (R11 ≤ R12 + R13). */
+  readonly withinRequest: boolean;
+  /**
+   * Only with `bounds: 'none'`, when R11 is at or past the end: `'done'` ends the loop as a success (OpenVMM),
+   * `'continue'` calls again from R11 with size end − R11 taken modulo 2^64 (COCONUT-SVSM).
+   */
+  readonly pastEnd: 'done' | 'continue';
+}

@@ -1,0 +1,84 @@
+import type { MapGpaPolicy } from './map-gpa-policy.js';
+
+/**
+ * MapGPA behaviour of real guests, as read from their source (reference guest-and-vmm.md §2.1, §6 "Peer guest
+ * policies"), plus `strict`, ours.
+ */
+const linuxLike = (name: string): MapGpaPolicy => ({
+  name,
+  request: 'whole',
+  onRetry: 'loop',
+  // The loop runs while the no-progress counter is below 3: the 3rd consecutive RETRY at R11 = start fails.
+  noProgressLimit: 3,
+  // Unbounded while every RETRY moves forward.
+  callBound: undefined,
+  r11: { bounds: 'with-shared-bit', aligned: false, withinRequest: false, pastEnd: 'done' },
+});
+
+export const mapGpaPresets = {
+  /** Linux tdx_map_gpa (6.7+): whole range per call, start ≤ R11 < end with the shared bit, 3 no-progress RETRYs. */
+  linux: linuxLike('linux'),
+  /** edk2 (OVMF/TDVF) since Nov 2023: as Linux. */
+  edk2: linuxLike('edk2'),
+  /** td-shim: as Linux (its end is computed with an overflow check, which validateRange does for every preset). */
+  tdShim: linuxLike('tdShim'),
+  /** Intel's tdx-guest crate: a single call; the caller gets (R11, error), so a RETRY is a failure here. */
+  tdxGuestCrate: {
+    name: 'tdxGuestCrate',
+    request: 'whole',
+    onRetry: 'fail',
+    noProgressLimit: 1,
+    callBound: () => 1,
+    r11: { bounds: 'none', aligned: false, withinRequest: false, pastEnd: 'done' },
+  },
+  /** Asterinas: bounds compared without the shared bit (so a KVM-style R11 on a to-shared request fails), R11 aligned. */
+  asterinas: {
+    name: 'asterinas',
+    request: 'whole',
+    onRetry: 'loop',
+    noProgressLimit: 3,
+    callBound: undefined,
+    r11: { bounds: 'without-shared-bit', aligned: true, withinRequest: false, pastEnd: 'done' },
+  },
+  /** OpenVMM: no R11 validation, no bound; R11 at or past the end ends the loop as a success. */
+  openvmm: {
+    name: 'openvmm',
+    request: 'whole',
+    onRetry: 'loop',
+    noProgressLimit: Number.POSITIVE_INFINITY,
+    callBound: undefined,
+    r11: { bounds: 'none', aligned: false, withinRequest: false, pastEnd: 'done' },
+  },
+  /** COCONUT-SVSM: no R11 validation, no bound; the next size is end − R11, which wraps when R11 passes the end. */
+  coconutSvsm: {
+    name: 'coconutSvsm',
+    request: 'whole',
+    onRetry: 'loop',
+    noProgressLimit: Number.POSITIVE_INFINITY,
+    callBound: undefined,
+    r11: { bounds: 'none', aligned: false, withinRequest: false, pastEnd: 'continue' },
+  },
+  /** Project Oak stage0: RETRY is not handled (an assertion fails): any RETRY ends the operation. */
+  oak: {
+    name: 'oak',
+    request: 'whole',
+    onRetry: 'fail',
+    noProgressLimit: 1,
+    callBound: () => 1,
+    r11: { bounds: 'none', aligned: false, withinRequest: false, pastEnd: 'done' },
+  },
+  /**
+   * Ours: Linux's bounds and budget, plus R11 page-aligned and within what the call asked for, and a call bound
+   * that follows from them (each progress is at least a page, with at most two no-progress calls between).
+   */
+  strict: {
+    name: 'strict',
+    request: 'whole',
+    onRetry: 'loop',
+    noProgressLimit: 3,
+    callBound: (pages: number) => 3 * pages + 1,
+    r11: { bounds: 'with-shared-bit', aligned: true, withinRequest: true, pastEnd: 'done' },
+  },
+} as const satisfies Record<string, MapGpaPolicy>;
+
+export type MapGpaPresetName = keyof typeof mapGpaPresets;

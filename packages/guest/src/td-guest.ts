@@ -1,0 +1,368 @@
+import {
+  encodeLeaf,
+  type Gpaw,
+  type GuestCpu,
+  makeGprs,
+  NullTraceSink,
+  TdcallLeaf,
+  type TdxModule,
+  TdxStatus,
+  type TraceSink,
+  tdvmcallStatusName,
+} from '@tdxsim/tdx-module';
+import createDebug from 'debug';
+import { type AcceptMemory, type AcceptOutcome, acceptRange } from './accept/accept-range.js';
+import type { ConversionResult, PageOutcomeRun } from './convert/conversion-result.js';
+import { Serializer } from './convert/serializer.js';
+import { assertKnownOptions, GuestError } from './errors.js';
+import { type GuestPolicy, guestPresets } from './guest-policy.js';
+import { checkLedger, type LedgerMismatch } from './ledger/ledger-check.js';
+import { PageLedger } from './ledger/page-ledger.js';
+import { type MapGpaOutcome, mapGpa } from './map-gpa/map-gpa.js';
+import { type GpaRange, PAGE, validateRange } from './range.js';
+import { tdgVpInfo } from './tdcalls.js';
+
+const log = createDebug('tdxsim:guest:convert');
+
+export interface TdGuestOptions {
+  /** Bytes of guest RAM, from GPA 0 (a multiple of 4 KiB). */
+  readonly memoryBytes: number;
+  /** Ranges the VMM added with TDH.MEM.PAGE.ADD at build: accepted from the start. */
+  readonly initialImage?: readonly { readonly start: number; readonly size: number }[];
+  /** A preset name or a policy of your own. Default `strict`. */
+  readonly policy?: GuestPolicy | keyof typeof guestPresets;
+  /** Simulator fuse for guests without a bound of their own: the most hypercalls one operation may make. */
+  readonly fuse?: number;
+  readonly trace?: TraceSink;
+}
+
+const OPTION_NAMES = ['memoryBytes', 'initialImage', 'policy', 'fuse', 'trace'];
+
+/** How a guest load or store ended. */
+export type GuestAccess =
+  | { readonly kind: 'ok'; readonly data: Uint8Array }
+  | {
+      readonly kind: 'fault';
+      /**
+       * `not-private`: the page is shared or outside RAM; `quarantined`: the guest does not use it; `tampered`: a page
+       * the guest had accepted came back PENDING (the VMM removed and re-added it), now quarantined;
+       * `accept-failed`: the lazy accept failed, page quarantined; `double-fault` / `page-fault`: as the module says.
+       */
+      readonly reason:
+        | 'not-private'
+        | 'quarantined'
+        | 'tampered'
+        | 'accept-failed'
+        | 'double-fault'
+        | 'page-fault';
+      readonly gpa: number;
+    };
+
+/**
+ * The TD guest: what a TD kernel does to make its memory shared or private, with its policies injectable and the
+ * VMM never trusted. Talks to the module through TDCALLs only (one vCPU's {@link GuestCpu}).
+ */
+export class TdGuest {
+  readonly cpu: GuestCpu;
+  readonly gpaw: Gpaw;
+  readonly policy: GuestPolicy;
+  readonly ledger: PageLedger;
+  readonly #fuse: number | undefined;
+  readonly #trace: TraceSink;
+  readonly #serializer = new Serializer();
+  readonly #acceptMemory: AcceptMemory = { no1G: false };
+
+  private constructor(
+    cpu: GuestCpu,
+    gpaw: Gpaw,
+    policy: GuestPolicy,
+    ledger: PageLedger,
+    fuse: number | undefined,
+    trace: TraceSink,
+  ) {
+    this.cpu = cpu;
+    this.gpaw = gpaw;
+    this.policy = policy;
+    this.ledger = ledger;
+    this.#fuse = fuse;
+    this.#trace = trace;
+  }
+
+  /** Boots the guest on `cpu`: learns GPAW with TDG.VP.INFO and builds the ledger from how the TD was built. */
+  static async boot(cpu: GuestCpu, options: TdGuestOptions): Promise<TdGuest> {
+    assertKnownOptions('TdGuest', options, OPTION_NAMES);
+    const policy =
+      typeof options.policy === 'string'
+        ? guestPresets[options.policy]
+        : (options.policy ?? guestPresets.strict);
+    if (policy === undefined)
+      throw new GuestError('INVALID_OPTION', `unknown policy preset "${String(options.policy)}"`, 'policy');
+    if (options.fuse !== undefined && !(Number.isSafeInteger(options.fuse) && options.fuse > 0)) {
+      throw new GuestError(
+        'INVALID_OPTION',
+        `fuse must be a positive integer, got ${String(options.fuse)}`,
+        'fuse',
+      );
+    }
+    const info = await tdgVpInfo(cpu);
+    if (info.rax !== TdxStatus.SUCCESS || (info.gpaw !== 48 && info.gpaw !== 52)) {
+      throw new GuestError('INVALID_OPTION', `TDG.VP.INFO failed or reported GPAW ${info.gpaw}`, 'cpu');
+    }
+    const gpaw = info.gpaw;
+    const memory = validateRange(0, options.memoryBytes, gpaw, { start: 'memoryBytes', size: 'memoryBytes' });
+    const image = (options.initialImage ?? []).map((range, i) => {
+      const checked = validateRange(range.start, range.size, gpaw, {
+        start: `initialImage[${i}].start`,
+        size: `initialImage[${i}].size`,
+      });
+      if (checked.end > memory.end) {
+        throw new GuestError(
+          'INVALID_RANGE',
+          `initialImage[${i}] lies beyond memoryBytes`,
+          `initialImage[${i}].size`,
+        );
+      }
+      return checked;
+    });
+    return new TdGuest(
+      cpu,
+      gpaw,
+      policy,
+      new PageLedger(memory.end, image),
+      options.fuse,
+      options.trace ?? new NullTraceSink(),
+    );
+  }
+
+  #range(start: number, size: number): GpaRange {
+    const range = validateRange(start, size, this.gpaw);
+    if (range.end > this.ledger.memoryBytes) {
+      throw new GuestError(
+        'OUT_OF_MEMORY_MAP',
+        `range ends at 0x${range.end.toString(16)}, beyond guest RAM (0x${this.ledger.memoryBytes.toString(16)})`,
+        'size',
+      );
+    }
+    for (const run of this.ledger.runs(range)) {
+      if (run.state === 'quarantined') {
+        throw new GuestError(
+          'QUARANTINED',
+          `0x${run.start.toString(16)}..0x${run.end.toString(16)} is quarantined and cannot be converted`,
+          'start',
+        );
+      }
+    }
+    return range;
+  }
+
+  #note(text: string): void {
+    if (this.#trace.enabled) this.#trace.record({ kind: 'note', time: 0, source: 'guest', text });
+  }
+
+  /** MapGPA over [start, start + size) with this guest's policy; no ledger change (the converter's building block). */
+  mapGpa(start: number, size: number, toShared: boolean): Promise<MapGpaOutcome> {
+    const range = validateRange(start, size, this.gpaw);
+    return this.#mapGpa(range, toShared);
+  }
+
+  #mapGpa(range: GpaRange, toShared: boolean): Promise<MapGpaOutcome> {
+    return mapGpa(this.cpu, this.gpaw, range, toShared, this.policy.mapGpa, {
+      ...(this.#fuse === undefined ? {} : { fuse: this.#fuse }),
+      onCall: (call) =>
+        this.#note(
+          `MapGPA r12=0x${call.r12.toString(16)} r13=0x${call.r13.toString(16)} -> ${tdvmcallStatusName(call.r10) ?? `status 0x${call.r10.toString(16)}`} r11=0x${call.r11.toString(16)}`,
+        ),
+    });
+  }
+
+  /** Private → shared, like Linux's set_memory_decrypted: MapGPA(shared) after the guest stops using the pages. */
+  setShared(start: number, size: number): Promise<ConversionResult> {
+    const range = this.#range(start, size);
+    return this.#serializer.run(() => this.#convert(range, true));
+  }
+
+  /** Shared → private, like set_memory_encrypted: MapGPA(private), then accept, before the pages are used. */
+  setPrivate(start: number, size: number): Promise<ConversionResult> {
+    const range = this.#range(start, size);
+    return this.#serializer.run(() => this.#convert(range, false));
+  }
+
+  /** Linux-style name: `numPages` 4K pages at `address` to shared. */
+  setMemoryDecrypted(address: number, numPages: number): Promise<ConversionResult> {
+    return this.setShared(address, numPages * PAGE);
+  }
+
+  /** Linux-style name: `numPages` 4K pages at `address` to private. */
+  setMemoryEncrypted(address: number, numPages: number): Promise<ConversionResult> {
+    return this.setPrivate(address, numPages * PAGE);
+  }
+
+  async #convert(range: GpaRange, toShared: boolean): Promise<ConversionResult> {
+    let mapGpaCalls = 0;
+    let acceptCalls = 0;
+    // Segments that need MapGPA (pages not yet on the target side); unaccepted private pages need only accept.
+    const runs = this.ledger.runs(range);
+    const needsMap = (state: string | undefined): boolean =>
+      toShared ? state !== 'shared' : state === 'shared';
+    const outcome: PageOutcomeRun[] = [];
+    const record = (start: number, end: number, what: PageOutcomeRun['outcome']): void => {
+      if (end > start) outcome.push({ start, end, outcome: what });
+    };
+    for (let i = 0; i < runs.length; i++) {
+      const run = runs[i] as (typeof runs)[number];
+      if (!needsMap(run.state)) {
+        if (!toShared && run.state === 'private-unaccepted') {
+          const accepted = await this.#accept(run);
+          acceptCalls += accepted.tdcalls;
+          if (accepted.kind === 'failed') {
+            record(run.start, accepted.acceptedEnd, 'converted');
+            record(accepted.acceptedEnd, run.end, 'unknown');
+            return this.#failed(range, outcome, run.end, mapGpaCalls, acceptCalls, {
+              step: 'accept',
+              failure: accepted,
+            });
+          }
+        }
+        record(run.start, run.end, 'converted');
+        continue;
+      }
+      // Coalesce consecutive runs that all need MapGPA into one request.
+      let end = run.end;
+      while (i + 1 < runs.length && needsMap((runs[i + 1] as (typeof runs)[number]).state))
+        end = (runs[++i] as (typeof runs)[number]).end;
+      const segment = { start: run.start, end };
+      const mapped = await this.#mapGpa(segment, toShared);
+      mapGpaCalls += mapped.calls;
+      if (mapped.kind === 'failed') {
+        log('%s: MapGPA failed: %o', this.policy.name, mapped.failure);
+        let convertedEnd = mapped.convertedEnd;
+        if (toShared) {
+          this.ledger.set({ start: segment.start, end: convertedEnd }, 'shared');
+        } else if (convertedEnd > segment.start) {
+          // Accept what the VMM says it converted, so those pages are known-good private memory.
+          const accepted = await this.#accept({ start: segment.start, end: convertedEnd });
+          acceptCalls += accepted.tdcalls;
+          if (accepted.kind === 'failed') convertedEnd = accepted.acceptedEnd;
+        }
+        record(segment.start, convertedEnd, 'converted');
+        record(convertedEnd, Math.max(convertedEnd, mapped.requestedEnd), 'unknown');
+        return this.#failed(
+          range,
+          outcome,
+          Math.max(convertedEnd, mapped.requestedEnd),
+          mapGpaCalls,
+          acceptCalls,
+          {
+            step: 'map-gpa',
+            failure: mapped.failure,
+          },
+        );
+      }
+      if (toShared) {
+        this.ledger.set(segment, 'shared');
+      } else {
+        this.ledger.set(segment, 'private-unaccepted');
+        const accepted = await this.#accept(segment);
+        acceptCalls += accepted.tdcalls;
+        if (accepted.kind === 'failed') {
+          record(segment.start, accepted.acceptedEnd, 'converted');
+          record(accepted.acceptedEnd, segment.end, 'unknown');
+          return this.#failed(range, outcome, segment.end, mapGpaCalls, acceptCalls, {
+            step: 'accept',
+            failure: accepted,
+          });
+        }
+      }
+      record(segment.start, segment.end, 'converted');
+    }
+    return { kind: 'ok', mapGpaCalls, acceptCalls };
+  }
+
+  /**
+   * Ends a failed conversion: `outcome` covers [range.start, doneEnd); the rest of the request is unchanged. Every
+   * `unknown` page is quarantined.
+   */
+  #failed(
+    range: GpaRange,
+    outcome: PageOutcomeRun[],
+    doneEnd: number,
+    mapGpaCalls: number,
+    acceptCalls: number,
+    failure: Extract<ConversionResult, { kind: 'failed' }>['failure'],
+  ): ConversionResult {
+    if (doneEnd < range.end) outcome.push({ start: doneEnd, end: range.end, outcome: 'unchanged' });
+    for (const run of outcome) if (run.outcome === 'unknown') this.ledger.set(run, 'quarantined');
+    return { kind: 'failed', mapGpaCalls, acceptCalls, pages: outcome, failure };
+  }
+
+  /** Accepts [start, end) and records what got accepted; pages the accept failed on are left to the caller. */
+  async #accept(range: GpaRange): Promise<AcceptOutcome> {
+    const outcome = await acceptRange(this.cpu, range, this.policy.accept, this.#acceptMemory, this.#fuse);
+    const acceptedEnd = outcome.kind === 'ok' ? range.end : outcome.acceptedEnd;
+    this.ledger.set({ start: range.start, end: acceptedEnd }, 'private-accepted');
+    return outcome;
+  }
+
+  /** Accepts every unaccepted private page (what a kernel does with unaccepted memory at boot). */
+  acceptAll(): Promise<AcceptOutcome> {
+    return this.#serializer.run(async () => {
+      let tdcalls = 0;
+      for (const run of [...this.ledger.entries()]) {
+        if (run.state !== 'private-unaccepted') continue;
+        const outcome = await this.#accept(run);
+        tdcalls += outcome.tdcalls;
+        if (outcome.kind === 'failed') {
+          this.ledger.set(
+            { start: outcome.acceptedEnd, end: Math.min(run.end, outcome.acceptedEnd + PAGE) },
+            'quarantined',
+          );
+          return { ...outcome, tdcalls };
+        }
+      }
+      return { kind: 'ok', tdcalls };
+    });
+  }
+
+  /** Loads `length` bytes at private GPA `gpa`, accepting an unaccepted page on first touch (the #VE path). */
+  read(gpa: number, length: number): Promise<GuestAccess> {
+    return this.#access(gpa, length, undefined);
+  }
+
+  /** Stores `data` at private GPA `gpa`, accepting an unaccepted page on first touch. */
+  write(gpa: number, data: Uint8Array): Promise<GuestAccess> {
+    return this.#access(gpa, data.length, data);
+  }
+
+  async #access(gpa: number, length: number, data: Uint8Array | undefined): Promise<GuestAccess> {
+    const state = this.ledger.stateOf(gpa);
+    if (state === 'quarantined') return { kind: 'fault', reason: 'quarantined', gpa };
+    if (state === undefined || state === 'shared') return { kind: 'fault', reason: 'not-private', gpa };
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const result = data === undefined ? await this.cpu.read(gpa, length) : await this.cpu.write(gpa, data);
+      if (result.kind === 'ok') return result;
+      if (result.kind === 'double-fault' || result.kind === 'page-fault')
+        return { kind: 'fault', reason: result.kind, gpa };
+      // #VE: read and clear the #VE information, then handle it as a kernel would.
+      await this.cpu.tdcall(encodeLeaf(TdcallLeaf.VP_VEINFO_GET), makeGprs());
+      const page = result.gpa - (result.gpa % PAGE);
+      const now = this.ledger.stateOf(page);
+      if (now === 'private-accepted') {
+        // Accepted before, PENDING now: the VMM removed and re-added the page behind the guest's back.
+        this.ledger.set({ start: page, end: page + PAGE }, 'quarantined');
+        return { kind: 'fault', reason: 'tampered', gpa: page };
+      }
+      if (now !== 'private-unaccepted') return { kind: 'fault', reason: 'not-private', gpa: page };
+      const accepted = await this.#serializer.run(() => this.#accept({ start: page, end: page + PAGE }));
+      if (accepted.kind === 'failed') {
+        this.ledger.set({ start: page, end: page + PAGE }, 'quarantined');
+        return { kind: 'fault', reason: 'accept-failed', gpa: page };
+      }
+    }
+    return { kind: 'fault', reason: 'accept-failed', gpa };
+  }
+
+  /** Holds the ledger against the module's truth for this guest's TD (empty when they agree). */
+  check(module: TdxModule, tdr: number): LedgerMismatch[] {
+    return checkLedger(this.ledger, module, tdr);
+  }
+}
