@@ -19,7 +19,7 @@ export { checkLedger, type LedgerMismatch } from './ledger/ledger-check.js';
 export { PageLedger, type PageState } from './ledger/page-ledger.js';
 export { RangeMap } from './ledger/range-map.js';
 export { type MapGpaFailure, type MapGpaOptions, type MapGpaOutcome, mapGpa } from './map-gpa/map-gpa.js';
-export type { MapGpaPolicy, R11Rules } from './map-gpa/map-gpa-policy.js';
+export type { MapGpaPolicy, MapGpaRequestSize, R11Rules } from './map-gpa/map-gpa-policy.js';
 export { type MapGpaPresetName, mapGpaPresets } from './map-gpa/map-gpa-presets.js';
 export { type GpaRange, PAGE, pageCount, validateRange } from './range.js';
 export { type GuestAccess, TdGuest, type TdGuestOptions } from './td-guest.js';

@@ -5,8 +5,12 @@
  */
 export interface MapGpaPolicy {
   readonly name: string;
-  /** Bytes asked for in each call: `'whole'` (the rest of the range, as Linux does) or a fixed chunk (a 4K multiple). */
-  readonly request: 'whole' | number;
+  /**
+   * Bytes asked for in each call: `'whole'` (the rest of the range, as Linux does), a fixed chunk (a 4K multiple),
+   * or a function of the bytes remaining and of what the previous call achieved (an adaptive chunk: only the caller
+   * that knows its hypervisor should pick one). Answers are clamped to [4 KiB, remaining] and rounded down to 4K.
+   */
+  readonly request: MapGpaRequestSize;
   /** `'loop'`: go on from R11; `'fail'`: the guest has no retry support, a RETRY ends the operation. */
   readonly onRetry: 'loop' | 'fail';
   /** The Nth consecutive RETRY without progress fails the operation (Linux: 3); `Infinity` for none. */
@@ -37,3 +41,9 @@ export interface R11Rules {
    */
   readonly pastEnd: 'done' | 'continue';
 }
+
+/** How much one MapGPA call asks for. */
+export type MapGpaRequestSize =
+  | 'whole'
+  | number
+  | ((state: { remaining: number; lastProgress: number | undefined }) => number);

@@ -92,11 +92,19 @@ export async function mapGpa(
       failure,
     };
   };
-  // COCONUT-style size: end − current modulo 2^64 once R11 has passed the end.
-  let size =
-    policy.request === 'whole'
-      ? (end - current) & U64
-      : BigInt(Math.min(policy.request, range.end - range.start));
+  let lastProgress: number | undefined;
+  /** The size of the next request from `current` (COCONUT-style: end − current modulo 2^64 once past the end). */
+  const nextSize = (): bigint => {
+    if (policy.request === 'whole' || current >= end || current < start || policy.r11.bounds === 'none') {
+      return (end - current) & U64;
+    }
+    const remaining = Number(end - current);
+    const wanted =
+      typeof policy.request === 'number' ? policy.request : policy.request({ remaining, lastProgress });
+    const clamped = Math.min(remaining, Math.max(PAGE, Number.isFinite(wanted) ? wanted : remaining));
+    return BigInt(clamped - (clamped % PAGE));
+  };
+  let size = nextSize();
   for (;;) {
     if (bound !== undefined && calls >= bound) return fail({ kind: 'call-bound', calls });
     if (calls >= fuse) return fail({ kind: 'would-not-terminate', calls });
@@ -116,9 +124,9 @@ export async function mapGpa(
     if (asked > requestedEnd && current >= start && current < end) requestedEnd = asked > end ? end : asked;
     if (reply.r10 === TdvmcallStatus.SUCCESS) {
       if (asked >= end || size === 0n) return { kind: 'ok', calls, retries };
+      lastProgress = Number(size);
       current = asked;
-      size =
-        policy.request === 'whole' ? end - current : BigInt(Math.min(policy.request, Number(end - current)));
+      size = nextSize();
       noProgress = 0;
       continue;
     }
@@ -141,15 +149,14 @@ export async function mapGpa(
     // For the bounds-checked policies the new start keeps the request's direction; without bounds it is R11 as is.
     const next = rules.bounds === 'without-shared-bit' ? r11 | direction : r11;
     if (next === current) {
+      lastProgress = 0;
       noProgress++;
       if (noProgress >= policy.noProgressLimit) return fail({ kind: 'no-progress', retries: noProgress });
     } else {
+      lastProgress = Number(next - current);
       noProgress = 0;
       current = next;
     }
-    size =
-      policy.request === 'whole' || rules.bounds === 'none'
-        ? (end - current) & U64
-        : BigInt(Math.min(policy.request, Number(end - current)));
+    size = nextSize();
   }
 }
