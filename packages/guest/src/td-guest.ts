@@ -17,7 +17,7 @@ import { Serializer } from './convert/serializer.js';
 import { assertKnownOptions, GuestError } from './errors.js';
 import { type GuestPolicy, guestPresets } from './guest-policy.js';
 import { checkLedger, type LedgerMismatch } from './ledger/ledger-check.js';
-import { PageLedger } from './ledger/page-ledger.js';
+import { PageLedger, type PageState } from './ledger/page-ledger.js';
 import { type MapGpaOutcome, mapGpa } from './map-gpa/map-gpa.js';
 import { type GpaRange, PAGE, validateRange } from './range.js';
 import { tdgVpInfo } from './tdcalls.js';
@@ -91,12 +91,12 @@ export class TdGuest {
   /** Boots the guest on `cpu`: learns GPAW with TDG.VP.INFO and builds the ledger from how the TD was built. */
   static async boot(cpu: GuestCpu, options: TdGuestOptions): Promise<TdGuest> {
     assertKnownOptions('TdGuest', options, OPTION_NAMES);
+    const name = options.policy;
+    if (typeof name === 'string' && !Object.hasOwn(guestPresets, name)) {
+      throw new GuestError('INVALID_OPTION', `unknown policy preset "${name}"`, 'policy');
+    }
     const policy =
-      typeof options.policy === 'string'
-        ? guestPresets[options.policy]
-        : (options.policy ?? guestPresets.strict);
-    if (policy === undefined)
-      throw new GuestError('INVALID_OPTION', `unknown policy preset "${String(options.policy)}"`, 'policy');
+      typeof name === 'string' ? (guestPresets[name] as GuestPolicy) : (name ?? guestPresets.strict);
     if (options.fuse !== undefined && !(Number.isSafeInteger(options.fuse) && options.fuse > 0)) {
       throw new GuestError(
         'INVALID_OPTION',
@@ -134,13 +134,14 @@ export class TdGuest {
     );
   }
 
-  #range(start: number, size: number): GpaRange {
-    const range = validateRange(start, size, this.gpaw);
+  #range(start: number, size: number, names = { start: 'start', size: 'size' }): GpaRange {
+    const range = validateRange(start, size, this.gpaw, names);
     if (range.end > this.ledger.memoryBytes) {
+      const argument = range.start >= this.ledger.memoryBytes ? names.start : names.size;
       throw new GuestError(
         'OUT_OF_MEMORY_MAP',
-        `range ends at 0x${range.end.toString(16)}, beyond guest RAM (0x${this.ledger.memoryBytes.toString(16)})`,
-        'size',
+        `range 0x${range.start.toString(16)}..0x${range.end.toString(16)} reaches beyond guest RAM (0x${this.ledger.memoryBytes.toString(16)})`,
+        argument,
       );
     }
     for (const run of this.ledger.runs(range)) {
@@ -148,7 +149,7 @@ export class TdGuest {
         throw new GuestError(
           'QUARANTINED',
           `0x${run.start.toString(16)}..0x${run.end.toString(16)} is quarantined and cannot be converted`,
-          'start',
+          names.start,
         );
       }
     }
@@ -160,7 +161,7 @@ export class TdGuest {
   }
 
   /** MapGPA over [start, start + size) with this guest's policy; no ledger change (the converter's building block). */
-  mapGpa(start: number, size: number, toShared: boolean): Promise<MapGpaOutcome> {
+  async mapGpa(start: number, size: number, toShared: boolean): Promise<MapGpaOutcome> {
     const range = validateRange(start, size, this.gpaw);
     return this.#mapGpa(range, toShared);
   }
@@ -176,28 +177,31 @@ export class TdGuest {
   }
 
   /** Private → shared, like Linux's set_memory_decrypted: MapGPA(shared) after the guest stops using the pages. */
-  setShared(start: number, size: number): Promise<ConversionResult> {
+  async setShared(start: number, size: number): Promise<ConversionResult> {
     const range = this.#range(start, size);
     return this.#serializer.run(() => this.#convert(range, true));
   }
 
   /** Shared → private, like set_memory_encrypted: MapGPA(private), then accept, before the pages are used. */
-  setPrivate(start: number, size: number): Promise<ConversionResult> {
+  async setPrivate(start: number, size: number): Promise<ConversionResult> {
     const range = this.#range(start, size);
     return this.#serializer.run(() => this.#convert(range, false));
   }
 
   /** Linux-style name: `numPages` 4K pages at `address` to shared. */
-  setMemoryDecrypted(address: number, numPages: number): Promise<ConversionResult> {
-    return this.setShared(address, numPages * PAGE);
+  async setMemoryDecrypted(address: number, numPages: number): Promise<ConversionResult> {
+    const range = this.#range(address, pagesToBytes(numPages), LINUX_NAMES);
+    return this.#serializer.run(() => this.#convert(range, true));
   }
 
   /** Linux-style name: `numPages` 4K pages at `address` to private. */
-  setMemoryEncrypted(address: number, numPages: number): Promise<ConversionResult> {
-    return this.setPrivate(address, numPages * PAGE);
+  async setMemoryEncrypted(address: number, numPages: number): Promise<ConversionResult> {
+    const range = this.#range(address, pagesToBytes(numPages), LINUX_NAMES);
+    return this.#serializer.run(() => this.#convert(range, false));
   }
 
   async #convert(range: GpaRange, toShared: boolean): Promise<ConversionResult> {
+    const target: PageState = toShared ? 'shared' : 'private-accepted';
     let mapGpaCalls = 0;
     let acceptCalls = 0;
     // Segments that need MapGPA (pages not yet on the target side); unaccepted private pages need only accept.
@@ -217,10 +221,18 @@ export class TdGuest {
           if (accepted.kind === 'failed') {
             record(run.start, accepted.acceptedEnd, 'converted');
             record(accepted.acceptedEnd, run.end, 'unknown');
-            return this.#failed(range, outcome, run.end, mapGpaCalls, acceptCalls, {
-              step: 'accept',
-              failure: accepted,
-            });
+            return this.#failed(
+              range,
+              outcome,
+              run.end,
+              mapGpaCalls,
+              acceptCalls,
+              {
+                step: 'accept',
+                failure: accepted,
+              },
+              target,
+            );
           }
         }
         record(run.start, run.end, 'converted');
@@ -256,6 +268,7 @@ export class TdGuest {
             step: 'map-gpa',
             failure: mapped.failure,
           },
+          target,
         );
       }
       if (toShared) {
@@ -267,10 +280,18 @@ export class TdGuest {
         if (accepted.kind === 'failed') {
           record(segment.start, accepted.acceptedEnd, 'converted');
           record(accepted.acceptedEnd, segment.end, 'unknown');
-          return this.#failed(range, outcome, segment.end, mapGpaCalls, acceptCalls, {
-            step: 'accept',
-            failure: accepted,
-          });
+          return this.#failed(
+            range,
+            outcome,
+            segment.end,
+            mapGpaCalls,
+            acceptCalls,
+            {
+              step: 'accept',
+              failure: accepted,
+            },
+            target,
+          );
         }
       }
       record(segment.start, segment.end, 'converted');
@@ -289,10 +310,20 @@ export class TdGuest {
     mapGpaCalls: number,
     acceptCalls: number,
     failure: Extract<ConversionResult, { kind: 'failed' }>['failure'],
+    target: PageState,
   ): ConversionResult {
-    if (doneEnd < range.end) outcome.push({ start: doneEnd, end: range.end, outcome: 'unchanged' });
     for (const run of outcome) if (run.outcome === 'unknown') this.ledger.set(run, 'quarantined');
-    return { kind: 'failed', mapGpaCalls, acceptCalls, pages: outcome, failure };
+    // What no hypercall reached keeps its state: in the target state already (converted) or not (unchanged).
+    if (doneEnd < range.end) {
+      for (const run of this.ledger.runs({ start: doneEnd, end: range.end })) {
+        outcome.push({
+          start: run.start,
+          end: run.end,
+          outcome: run.state === target ? 'converted' : 'unchanged',
+        });
+      }
+    }
+    return { kind: 'failed', mapGpaCalls, acceptCalls, pages: mergeRuns(outcome), failure };
   }
 
   /** Accepts [start, end) and records what got accepted; pages the accept failed on are left to the caller. */
@@ -334,17 +365,33 @@ export class TdGuest {
   }
 
   async #access(gpa: number, length: number, data: Uint8Array | undefined): Promise<GuestAccess> {
+    const out = new Uint8Array(length);
+    // Page by page: each page is checked against the ledger and accepted on first touch on its own.
+    for (let done = 0; done < length; ) {
+      const at = gpa + done;
+      const n = Math.min(PAGE - (at % PAGE), length - done);
+      const piece = await this.#accessPage(at, n, data?.subarray(done, done + n));
+      if (piece.kind === 'fault') return piece;
+      out.set(piece.data, done);
+      done += n;
+    }
+    return { kind: 'ok', data: data ?? out };
+  }
+
+  async #accessPage(gpa: number, length: number, data: Uint8Array | undefined): Promise<GuestAccess> {
     const state = this.ledger.stateOf(gpa);
     if (state === 'quarantined') return { kind: 'fault', reason: 'quarantined', gpa };
     if (state === undefined || state === 'shared') return { kind: 'fault', reason: 'not-private', gpa };
+    const page = gpa - (gpa % PAGE);
+    // At most one lazy accept per page: a second #VE after a successful accept is a fault.
     for (let attempt = 0; attempt < 2; attempt++) {
       const result = data === undefined ? await this.cpu.read(gpa, length) : await this.cpu.write(gpa, data);
       if (result.kind === 'ok') return result;
-      if (result.kind === 'double-fault' || result.kind === 'page-fault')
+      if (result.kind === 'double-fault' || result.kind === 'page-fault') {
         return { kind: 'fault', reason: result.kind, gpa };
+      }
       // #VE: read and clear the #VE information, then handle it as a kernel would.
       await this.cpu.tdcall(encodeLeaf(TdcallLeaf.VP_VEINFO_GET), makeGprs());
-      const page = result.gpa - (result.gpa % PAGE);
       const now = this.ledger.stateOf(page);
       if (now === 'private-accepted') {
         // Accepted before, PENDING now: the VMM removed and re-added the page behind the guest's back.
@@ -358,11 +405,39 @@ export class TdGuest {
         return { kind: 'fault', reason: 'accept-failed', gpa: page };
       }
     }
-    return { kind: 'fault', reason: 'accept-failed', gpa };
+    return { kind: 'fault', reason: 'accept-failed', gpa: page };
   }
 
   /** Holds the ledger against the module's truth for this guest's TD (empty when they agree). */
   check(module: TdxModule, tdr: number): LedgerMismatch[] {
     return checkLedger(this.ledger, module, tdr);
   }
+}
+
+/** Joins touching runs with the same outcome. */
+function mergeRuns(runs: readonly PageOutcomeRun[]): PageOutcomeRun[] {
+  const merged: PageOutcomeRun[] = [];
+  for (const run of runs) {
+    const last = merged[merged.length - 1];
+    if (last !== undefined && last.end === run.start && last.outcome === run.outcome) {
+      merged[merged.length - 1] = { start: last.start, end: run.end, outcome: run.outcome };
+    } else {
+      merged.push(run);
+    }
+  }
+  return merged;
+}
+
+const LINUX_NAMES = { start: 'address', size: 'numPages' };
+
+/** `numPages` as bytes, refusing what is not a positive whole number of pages. */
+function pagesToBytes(numPages: number): number {
+  if (!Number.isSafeInteger(numPages) || numPages <= 0) {
+    throw new GuestError(
+      'INVALID_RANGE',
+      `numPages must be a positive integer, got ${String(numPages)}`,
+      'numPages',
+    );
+  }
+  return numPages * PAGE;
 }

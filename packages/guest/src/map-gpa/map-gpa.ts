@@ -83,12 +83,16 @@ export async function mapGpa(
   };
   const fail = (failure: MapGpaFailure): MapGpaOutcome => {
     log('%s: failed after %d calls at 0x%s: %o', policy.name, calls, current.toString(16), failure);
+    // MapGPA converts whole pages: a prefix ending inside a page does not vouch for that page (rounded down),
+    // while a request ending inside one may have touched it (rounded up).
+    const convertedEnd = privateOf(current) - (privateOf(current) % PAGE);
+    const asked = Math.max(privateOf(current), privateOf(requestedEnd));
     return {
       kind: 'failed',
       calls,
       retries,
-      convertedEnd: privateOf(current),
-      requestedEnd: Math.max(privateOf(current), privateOf(requestedEnd)),
+      convertedEnd,
+      requestedEnd: Math.min(range.end, asked + ((PAGE - (asked % PAGE)) % PAGE)),
       failure,
     };
   };
