@@ -9,7 +9,7 @@ export function snapshotState(module: TdxModule): string {
   const m = module.state;
   const hash = createHash('sha256');
   const put = (...values: unknown[]): void => {
-    hash.update(values.map(String).join(',') + ';');
+    hash.update(`${values.map(String).join(',')};`);
   };
   for (const e of m.pamt.usedEntries()) put('pamt', e.hpa, e.level, e.type, e.owner, e.bepoch, e.lock);
   for (const td of [...m.tds.values()].sort((a, b) => a.tdr - b.tdr)) {
