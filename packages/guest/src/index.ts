@@ -17,7 +17,7 @@ export { GuestError, type GuestErrorCode } from './errors.js';
 export { type GuestPolicy, type GuestPresetName, guestPresets } from './guest-policy.js';
 export { checkLedger, type LedgerMismatch } from './ledger/ledger-check.js';
 export { PageLedger, type PageState } from './ledger/page-ledger.js';
-export { RangeMap } from './ledger/range-map.js';
+
 export { type MapGpaFailure, type MapGpaOptions, type MapGpaOutcome, mapGpa } from './map-gpa/map-gpa.js';
 export type { MapGpaPolicy, MapGpaRequestSize, R11Rules } from './map-gpa/map-gpa-policy.js';
 export { type MapGpaPresetName, mapGpaPresets } from './map-gpa/map-gpa-presets.js';

@@ -97,6 +97,8 @@ export { ADDRESS_LIMIT, TdxSimError, type TdxSimErrorCode } from './errors.js';
 export type { GuestAccessResult } from './flows/guest-access.js';
 // Host helpers
 export { encodeTdParams, HostSeamcalls, type SeamcallResult, type TdParams } from './host/host-seamcalls.js';
+// Utilities shared by the guest and host packages
+export { RangeMap } from './host/range-map.js';
 export { ensureSeptTables } from './host/sept-tables.js';
 export { type BuildTdOptions, type BuiltTd, buildTd } from './host/td-builder.js';
 // Inspection
@@ -127,7 +129,6 @@ export {
   Reg,
   type RegName,
 } from './registers.js';
-
 // Services
 export { type Clock, type CostModel, DEFAULT_COSTS, VirtualClock } from './services/clock.js';
 export { type Rng, SeededRng } from './services/rng.js';

@@ -1,5 +1,5 @@
+import { RangeMap } from '@tdxsim/tdx-module';
 import { type GpaRange, PAGE } from '../range.js';
-import { RangeMap } from './range-map.js';
 
 /**
  * What the guest believes about each of its pages:

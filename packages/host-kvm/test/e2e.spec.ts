@@ -1,0 +1,56 @@
+import { TdGuest } from '@tdxsim/guest';
+import { assertInvariants, TdxModule } from '@tdxsim/tdx-module';
+import { describe, expect, it } from 'vitest';
+import { KvmVmm } from '../src/index.js';
+
+const GIB = 2 ** 30;
+
+async function setup(options: ConstructorParameters<typeof Object>[0] = {}) {
+  const module = new TdxModule({ tdmr: { base: 2 ** 36, size: 8 * GIB } });
+  const kvm = await KvmVmm.create(module, options as never, { gpaw: 48, vcpus: 2 });
+  kvm.run();
+  return { module, kvm };
+}
+
+describe('guest × KVM', () => {
+  it('swiotlb: 1 GiB to shared and back in one MapGPA call each way when no event is pending', async () => {
+    const { module, kvm } = await setup();
+    const guest = await TdGuest.boot(kvm.td.guest(0), { memoryBytes: 2 * GIB, policy: 'linux' });
+    expect(await guest.setShared(GIB, GIB)).toMatchObject({ kind: 'ok', mapGpaCalls: 1 });
+    expect(await guest.setPrivate(GIB, GIB)).toMatchObject({ kind: 'ok', mapGpaCalls: 1 });
+    expect(guest.check(module, kvm.td.tdr)).toEqual([]);
+    expect(kvm.counters.pendingEventRetries).toBe(0);
+  });
+
+  it('swiotlb with an event pending after every 2 MiB chunk: RETRY each time, 512 MapGPA calls each way', async () => {
+    const { module, kvm } = await setup({ pendingEventRate: 1 });
+    const guest = await TdGuest.boot(kvm.td.guest(0), { memoryBytes: 2 * GIB, policy: 'linux' });
+    const toShared = await guest.setShared(GIB, GIB);
+    expect(toShared).toMatchObject({ kind: 'ok', mapGpaCalls: 512 });
+    expect(guest.check(module, kvm.td.tdr)).toEqual([]);
+    assertInvariants(module);
+    const back = await guest.setPrivate(GIB, GIB);
+    expect(back).toMatchObject({ kind: 'ok', mapGpaCalls: 512 });
+    expect(guest.check(module, kvm.td.tdr)).toEqual([]);
+    assertInvariants(module);
+    expect(kvm.counters.mapGpaCalls).toBe(1024);
+    expect(kvm.counters.pendingEventRetries).toBe(1022);
+    expect(kvm.dead).toBeUndefined();
+  });
+
+  it('accepted memory converted to shared is zapped: BLOCK, TRACK, REMOVE per page, ledger = truth', async () => {
+    const { module, kvm } = await setup();
+    const guest = await TdGuest.boot(kvm.td.guest(0), { memoryBytes: 64 * 2 ** 20, policy: 'strict' });
+    expect(await guest.acceptAll()).toMatchObject({ kind: 'ok' });
+    expect(guest.check(module, kvm.td.tdr)).toEqual([]);
+    const result = await guest.setShared(0x10_0000, 0x30_0000);
+    expect(result).toMatchObject({ kind: 'ok', mapGpaCalls: 1 });
+    expect(guest.check(module, kvm.td.tdr)).toEqual([]);
+    assertInvariants(module);
+    expect(kvm.counters.seamcalls['TDH.MEM.PAGE.REMOVE']).toBeGreaterThan(0);
+    expect(await guest.write(0x20_0000, new Uint8Array([1]))).toMatchObject({
+      kind: 'fault',
+      reason: 'not-private',
+    });
+  });
+});
