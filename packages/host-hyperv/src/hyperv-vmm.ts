@@ -1,0 +1,314 @@
+import {
+  type BuildTdOptions,
+  type BuiltTd,
+  buildTd,
+  ensureSeptTables,
+  formatStatus,
+  type Gprs,
+  isStatus,
+  makeGprs,
+  RangeMap,
+  Reg,
+  type SeamcallResult,
+  SeededRng,
+  sharedBit,
+  type TdExitEvent,
+  TdvmcallStatus,
+  TdvmcallSubfunction,
+  type TdxModule,
+  TdxStatus,
+  VmExitReason,
+  type Vmm,
+} from '@tdxsim/tdx-module';
+import createDebug from 'debug';
+
+const log = createDebug('tdxsim:hyperv');
+const PAGE = 4096;
+const MIB2 = 2 ** 21;
+
+/** Stable codes of {@link HypervError}. */
+export type HypervErrorCode = 'UNKNOWN_OPTION' | 'INVALID_OPTION';
+
+const brand = Symbol.for('@tdxsim/host-hyperv/HypervError');
+
+/** Misuse of the Hyper-V backend's TypeScript API. */
+export class HypervError extends Error {
+  readonly code: HypervErrorCode;
+  readonly argument: string | undefined;
+  readonly [brand] = true;
+
+  constructor(code: HypervErrorCode, message: string, argument?: string) {
+    super(message);
+    this.name = 'HypervError';
+    this.code = code;
+    this.argument = argument;
+  }
+
+  static is(value: unknown): value is HypervError {
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[brand] === true;
+  }
+}
+
+export interface HypervVmmOptions {
+  /** Pages converted per MapGPA call at most (default 512); the rest is left for the RETRY. */
+  readonly chunkPages?: number;
+  /** Chance (0..1, seeded) that a RETRY carries no progress (seen on Hyper-V, reference guest-and-vmm.md §4.1). */
+  readonly noProgressRate?: number;
+  readonly seed?: number;
+}
+
+export interface HypervCounters {
+  exits: number;
+  mapGpaCalls: number;
+  seamcalls: Record<string, number>;
+  busySeen: number;
+  noProgressRetries: number;
+}
+
+/**
+ * A Hyper-V-like VMM (fully enlightened TDX guest, no paravisor): MapGPA converts at most `chunkPages` pages per call
+ * and answers RETRY with R11 = the first unprocessed GPA; conversion is eager — pages made private are AUGed at once
+ * so the guest's accept finds them PENDING, and pages made shared are zapped in one batch per call (BLOCK each, one
+ * TRACK, kick, REMOVE each). Hyper-V's real per-call limit is not public; 512 is this model's default.
+ * Source: reference guest-and-vmm.md §4.1, §7.
+ */
+export class HypervVmm implements Vmm {
+  readonly module: TdxModule;
+  readonly td: BuiltTd;
+  readonly chunkPages: number;
+  readonly noProgressRate: number;
+  readonly counters: HypervCounters = {
+    exits: 0,
+    mapGpaCalls: 0,
+    seamcalls: {},
+    busySeen: 0,
+    noProgressRetries: 0,
+  };
+  readonly attributes = new RangeMap<'private' | 'shared'>();
+  readonly #rng: SeededRng;
+
+  private constructor(
+    module: TdxModule,
+    td: BuiltTd,
+    chunkPages: number,
+    noProgressRate: number,
+    seed: number,
+  ) {
+    this.module = module;
+    this.td = td;
+    this.chunkPages = chunkPages;
+    this.noProgressRate = noProgressRate;
+    this.#rng = new SeededRng(seed);
+  }
+
+  /** Builds the TD through SEAMCALLs and returns the backend that will run it. */
+  static async create(
+    module: TdxModule,
+    options: HypervVmmOptions = {},
+    build: BuildTdOptions = {},
+  ): Promise<HypervVmm> {
+    for (const key of Object.keys(options)) {
+      if (!['chunkPages', 'noProgressRate', 'seed'].includes(key)) {
+        throw new HypervError('UNKNOWN_OPTION', `hypervVmm: unknown option "${key}"`, key);
+      }
+    }
+    const chunkPages = options.chunkPages ?? 512;
+    if (!Number.isSafeInteger(chunkPages) || chunkPages < 1) {
+      throw new HypervError(
+        'INVALID_OPTION',
+        `chunkPages must be a positive integer, got ${String(chunkPages)}`,
+        'chunkPages',
+      );
+    }
+    const rate = options.noProgressRate ?? 0;
+    if (!(typeof rate === 'number' && rate >= 0 && rate < 1)) {
+      throw new HypervError(
+        'INVALID_OPTION',
+        `noProgressRate must be in [0, 1), got ${String(rate)}`,
+        'noProgressRate',
+      );
+    }
+    const seed = options.seed ?? 1;
+    if (!Number.isSafeInteger(seed))
+      throw new HypervError('INVALID_OPTION', `seed must be an integer, got ${String(seed)}`, 'seed');
+    const td = await buildTd(module, build);
+    return new HypervVmm(module, td, chunkPages, rate, seed);
+  }
+
+  run(): Promise<void>[] {
+    return this.td.run(this);
+  }
+
+  async #seamcall(name: string, call: () => Promise<SeamcallResult>): Promise<SeamcallResult> {
+    const result = await call();
+    this.counters.seamcalls[name] = (this.counters.seamcalls[name] ?? 0) + 1;
+    if (isStatus(result.status, TdxStatus.OPERAND_BUSY)) this.counters.busySeen++;
+    if (result.status !== TdxStatus.SUCCESS) log('%s: %s', name, formatStatus(result.status));
+    return result;
+  }
+
+  async onTdExit(exit: TdExitEvent): Promise<Gprs> {
+    this.counters.exits++;
+    const rax = exit.regs[Reg.RAX] as bigint;
+    if (rax >> 63n === 1n) {
+      // A failed TDH.VP.ENTER (BUSY): enter again on a later turn.
+      await new Promise((resolve) => setImmediate(resolve));
+      return makeGprs();
+    }
+    const reason = Number(rax & 0xffffn);
+    if (reason === VmExitReason.EPT_VIOLATION) await this.#eptViolation(exit.regs);
+    if (reason === VmExitReason.TDCALL) {
+      if (exit.regs[Reg.R10] !== 0n || exit.regs[Reg.R11] !== TdvmcallSubfunction.MAP_GPA) {
+        return makeGprs({ r10: TdvmcallStatus.SUBFUNC_UNSUPPORTED });
+      }
+      this.counters.mapGpaCalls++;
+      return this.#mapGpa(exit.regs[Reg.R12] as bigint, exit.regs[Reg.R13] as bigint);
+    }
+    return makeGprs();
+  }
+
+  /** At most `chunkPages` pages per call; RETRY with R11 = the first unprocessed GPA (shared bit kept). */
+  async #mapGpa(start: bigint, size: bigint): Promise<Gprs> {
+    const gpaw = this.td.gpaw;
+    const shared = BigInt(sharedBit(gpaw));
+    const end = start + size;
+    const limit = 1n << BigInt(gpaw);
+    // Hyper-V's checks are not public; the model rejects what KVM and QEMU reject, with R11 = start.
+    if (size === 0n || start >= limit || end - 1n >= limit || (start & shared) !== ((end - 1n) & shared)) {
+      return makeGprs({ r10: TdvmcallStatus.INVALID_OPERAND, r11: start });
+    }
+    if (start % BigInt(PAGE) !== 0n || size % BigInt(PAGE) !== 0n) {
+      return makeGprs({ r10: TdvmcallStatus.ALIGN_ERROR, r11: start });
+    }
+    if (this.noProgressRate > 0 && this.#rng.chance(this.noProgressRate)) {
+      this.counters.noProgressRetries++;
+      return makeGprs({ r10: TdvmcallStatus.RETRY, r11: start });
+    }
+    const pages = Math.min(this.chunkPages, Number(size / BigInt(PAGE)));
+    const gpa = Number(start & ~shared);
+    const toShared = (start & shared) !== 0n;
+    this.attributes.set(gpa, gpa + pages * PAGE, toShared ? 'shared' : 'private');
+    if (toShared) await this.#makeShared(gpa, pages);
+    else await this.#makePrivate(gpa, pages);
+    const next = start + BigInt(pages * PAGE);
+    return next === end
+      ? makeGprs({ r10: TdvmcallStatus.SUCCESS })
+      : makeGprs({ r10: TdvmcallStatus.RETRY, r11: next });
+  }
+
+  /**
+   * Eager: unmap the shared side and AUG every page, so the guest's accept finds it PENDING — a whole 2M block of
+   * the chunk with no 4K table yet as one 2M page, the rest at 4K.
+   */
+  async #makePrivate(gpa: number, pages: number): Promise<void> {
+    const td = this.td;
+    const ept = this.module.sharedEpt(td.tdr);
+    const end = gpa + pages * PAGE;
+    for (let at = gpa; at < end; ) {
+      const hpa = ept.lookup(at);
+      if (hpa !== undefined) {
+        ept.unmap(at);
+        td.allocator.free4k(hpa);
+      }
+      if (at % MIB2 === 0 && at + MIB2 <= end && (await this.#aug2m(at))) {
+        for (let page = at + PAGE; page < at + MIB2; page += PAGE) {
+          const sharedHpa = ept.lookup(page);
+          if (sharedHpa !== undefined) {
+            ept.unmap(page);
+            td.allocator.free4k(sharedHpa);
+          }
+        }
+        at += MIB2;
+        continue;
+      }
+      await this.#aug(at);
+      at += PAGE;
+    }
+  }
+
+  /** AUGs a 2M page at `gpa` when nothing is mapped there at 4K; false when it cannot. */
+  async #aug2m(gpa: number): Promise<boolean> {
+    const td = this.td;
+    const truth = this.module.privatePage(td.tdr, gpa);
+    if (truth.state !== 'FREE' || truth.level < 1) return false;
+    await ensureSeptTables(this.module, td.host, td.allocator, td.tdr, gpa, 1, td.pwl);
+    const hpa = td.allocator.alloc2m();
+    const result = await this.#seamcall('TDH.MEM.PAGE.AUG', () => td.host.pageAug(td.tdr, gpa, 1, hpa));
+    if (result.status === TdxStatus.SUCCESS) return true;
+    td.allocator.free2m(hpa);
+    return false;
+  }
+
+  /** One batch per call: BLOCK every private leaf of the chunk, one TRACK, kick, REMOVE each, then map shared. */
+  async #makeShared(gpa: number, pages: number): Promise<void> {
+    const td = this.td;
+    const end = gpa + pages * PAGE;
+    await this.#splitPartial2m(gpa, end);
+    const blocked: { gpa: number; level: 0 | 1 }[] = [];
+    for (let at = gpa; at < end; ) {
+      const truth = this.module.privatePage(td.tdr, at);
+      const span = PAGE * 512 ** truth.level;
+      if (truth.hpa !== undefined && truth.level <= 1) {
+        const level = truth.level as 0 | 1;
+        const result = await this.#seamcall('TDH.MEM.RANGE.BLOCK', () =>
+          td.host.rangeBlock(td.tdr, at, level),
+        );
+        if (result.status === TdxStatus.SUCCESS) blocked.push({ gpa: at, level });
+      }
+      at = at - (at % span) + span;
+    }
+    if (blocked.length > 0) {
+      await this.#seamcall('TDH.MEM.TRACK', () => td.host.track(td.tdr));
+      for (const tdvpr of td.tdvprs) this.module.kickVcpu(tdvpr);
+      for (const page of blocked) {
+        const removed = await this.#seamcall('TDH.MEM.PAGE.REMOVE', () =>
+          td.host.pageRemove(td.tdr, page.gpa, page.level),
+        );
+        if (removed.status !== TdxStatus.SUCCESS) continue;
+        if (page.level === 1) td.allocator.free2m(Number(removed.rcx));
+        else td.allocator.free4k(Number(removed.rcx));
+      }
+    }
+    const ept = this.module.sharedEpt(td.tdr);
+    for (let i = 0; i < pages; i++) {
+      const at = gpa + i * PAGE;
+      if (ept.lookup(at) === undefined) ept.map(at, td.allocator.alloc4k());
+    }
+  }
+
+  /** A 2M leaf that the range [start, end) covers only in part is split first: BLOCK, TRACK, kick, DEMOTE. */
+  async #splitPartial2m(start: number, end: number): Promise<void> {
+    const td = this.td;
+    for (const edge of [start, end - PAGE]) {
+      const base = edge - (edge % MIB2);
+      if (base >= start && base + MIB2 <= end) continue;
+      const truth = this.module.privatePage(td.tdr, edge);
+      if (truth.hpa === undefined || truth.level !== 1) continue;
+      await this.#seamcall('TDH.MEM.RANGE.BLOCK', () => td.host.rangeBlock(td.tdr, base, 1));
+      await this.#seamcall('TDH.MEM.TRACK', () => td.host.track(td.tdr));
+      for (const tdvpr of td.tdvprs) this.module.kickVcpu(tdvpr);
+      const table = td.allocator.alloc4k();
+      const demoted = await this.#seamcall('TDH.MEM.PAGE.DEMOTE', () =>
+        td.host.pageDemote(td.tdr, base, 1, table),
+      );
+      if (demoted.status !== TdxStatus.SUCCESS) td.allocator.free4k(table);
+    }
+  }
+
+  async #aug(gpa: number): Promise<void> {
+    const td = this.td;
+    if (this.module.privatePage(td.tdr, gpa).state !== 'FREE') return;
+    await ensureSeptTables(this.module, td.host, td.allocator, td.tdr, gpa, 0, td.pwl);
+    const hpa = td.allocator.alloc4k();
+    const result = await this.#seamcall('TDH.MEM.PAGE.AUG', () => td.host.pageAug(td.tdr, gpa, 0, hpa));
+    if (result.status !== TdxStatus.SUCCESS) td.allocator.free4k(hpa);
+  }
+
+  /** Memory never converted (unaccepted at boot) is AUGed when the guest first accepts it. */
+  async #eptViolation(regs: Gprs): Promise<void> {
+    const shared = sharedBit(this.td.gpaw);
+    const gpa = Number(regs[Reg.R8]);
+    if (gpa >= shared) return;
+    if (this.attributes.get(gpa) !== 'shared') await this.#aug(gpa);
+  }
+}
