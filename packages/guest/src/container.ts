@@ -7,8 +7,8 @@ import { TdGuest, type TdGuestOptions } from './td-guest.js';
 export const GuestIds = {
   /** The booted guest (resolve with `container.getAsync`: booting runs TDG.VP.INFO). */
   Guest: Symbol.for('@tdxsim/guest/TdGuest') as ServiceIdentifier<TdGuest>,
-  /** The vCPU the guest runs its conversions on; bound by whoever builds the TD (composition or the user). */
-  Cpu: Symbol.for('@tdxsim/guest/GuestCpu') as ServiceIdentifier<GuestCpu>,
+  /** The vCPU the guest runs its conversions on: the module's identifier, bound by composeTd or the user. */
+  Cpu: TdxIds.GuestCpu,
 } as const;
 
 /**

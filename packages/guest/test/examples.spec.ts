@@ -30,3 +30,16 @@ describe('README: a policy of your own', () => {
     expect(guest.check(module, td.tdr)).toEqual([]);
   });
 });
+
+describe('README: a backend of your own', () => {
+  it('the user-written backend drives the guest conversions to completion through composeTd', async () => {
+    const { customBackend, MyVmm } = await import('../examples/custom-backend.js');
+    const { assertInvariants } = await import('@tdxsim/tdx-module');
+    const lines: string[] = [];
+    const handle = await customBackend((line) => lines.push(line));
+    expect(lines).toEqual(['to shared: ok', 'to private: ok', 'ledger matches the module: true']);
+    expect(handle.hosted.vmm).toBeInstanceOf(MyVmm);
+    expect(handle.guest.ledger.stateOf(0x10_0000)).toBe('private-accepted');
+    assertInvariants(handle.module);
+  });
+});

@@ -65,6 +65,35 @@ export interface HypervCounters {
   noProgressRetries: number;
 }
 
+/** Checks the options (typed error naming the bad one) and fills the defaults. */
+export function resolveHypervOptions(options: HypervVmmOptions): Required<HypervVmmOptions> {
+  for (const key of Object.keys(options)) {
+    if (!['chunkPages', 'noProgressRate', 'seed'].includes(key)) {
+      throw new HypervError('UNKNOWN_OPTION', `hypervVmm: unknown option "${key}"`, key);
+    }
+  }
+  const chunkPages = options.chunkPages ?? 512;
+  if (!Number.isSafeInteger(chunkPages) || chunkPages < 1) {
+    throw new HypervError(
+      'INVALID_OPTION',
+      `chunkPages must be a positive integer, got ${String(chunkPages)}`,
+      'chunkPages',
+    );
+  }
+  const rate = options.noProgressRate ?? 0;
+  if (!(typeof rate === 'number' && rate >= 0 && rate < 1)) {
+    throw new HypervError(
+      'INVALID_OPTION',
+      `noProgressRate must be in [0, 1), got ${String(rate)}`,
+      'noProgressRate',
+    );
+  }
+  const seed = options.seed ?? 1;
+  if (!Number.isSafeInteger(seed))
+    throw new HypervError('INVALID_OPTION', `seed must be an integer, got ${String(seed)}`, 'seed');
+  return { chunkPages, noProgressRate: rate, seed };
+}
+
 /**
  * A Hyper-V-like VMM (fully enlightened TDX guest, no paravisor): MapGPA converts at most `chunkPages` pages per call
  * and answers RETRY with R11 = the first unprocessed GPA; conversion is eager — pages made private are AUGed at once
@@ -107,32 +136,9 @@ export class HypervVmm implements Vmm {
     options: HypervVmmOptions = {},
     build: BuildTdOptions = {},
   ): Promise<HypervVmm> {
-    for (const key of Object.keys(options)) {
-      if (!['chunkPages', 'noProgressRate', 'seed'].includes(key)) {
-        throw new HypervError('UNKNOWN_OPTION', `hypervVmm: unknown option "${key}"`, key);
-      }
-    }
-    const chunkPages = options.chunkPages ?? 512;
-    if (!Number.isSafeInteger(chunkPages) || chunkPages < 1) {
-      throw new HypervError(
-        'INVALID_OPTION',
-        `chunkPages must be a positive integer, got ${String(chunkPages)}`,
-        'chunkPages',
-      );
-    }
-    const rate = options.noProgressRate ?? 0;
-    if (!(typeof rate === 'number' && rate >= 0 && rate < 1)) {
-      throw new HypervError(
-        'INVALID_OPTION',
-        `noProgressRate must be in [0, 1), got ${String(rate)}`,
-        'noProgressRate',
-      );
-    }
-    const seed = options.seed ?? 1;
-    if (!Number.isSafeInteger(seed))
-      throw new HypervError('INVALID_OPTION', `seed must be an integer, got ${String(seed)}`, 'seed');
+    const { chunkPages, noProgressRate, seed } = resolveHypervOptions(options);
     const td = await buildTd(module, build);
-    return new HypervVmm(module, td, chunkPages, rate, seed);
+    return new HypervVmm(module, td, chunkPages, noProgressRate, seed);
   }
 
   run(): Promise<void>[] {

@@ -90,3 +90,20 @@ describe('guest × Hyper-V', () => {
     }
   });
 });
+
+describe('composition', () => {
+  it('composeTd with hypervVmm({ chunkPages: 64 }) and the strict guest', async () => {
+    const { composeTd } = await import('@tdxsim/tdx-module');
+    const { GuestIds, guestModule } = await import('@tdxsim/guest');
+    const { hypervVmm } = await import('../src/index.js');
+    const handle = await composeTd({
+      vmm: hypervVmm({ chunkPages: 64 }),
+      guest: { module: guestModule({ memoryBytes: 16 * 2 ** 20, policy: 'strict' }), id: GuestIds.Guest },
+      build: { gpaw: 48 },
+    });
+    expect(await handle.guest.setShared(0, 4 * 2 ** 20)).toMatchObject({ kind: 'ok', mapGpaCalls: 16 });
+    expect(await handle.guest.setPrivate(0, 4 * 2 ** 20)).toMatchObject({ kind: 'ok', mapGpaCalls: 16 });
+    expect(handle.guest.check(handle.module, handle.td.tdr)).toEqual([]);
+    expect(() => hypervVmm({ chunkPages: -1 })).toThrow(/chunkPages/);
+  });
+});

@@ -54,3 +54,23 @@ describe('guest × KVM', () => {
     });
   });
 });
+
+describe('composition', () => {
+  it('composeTd builds a ready TD from kvmVmm() and guestModule(), with a typed handle', async () => {
+    const { composeTd, MemoryTraceSink } = await import('@tdxsim/tdx-module');
+    const { GuestIds, guestModule } = await import('@tdxsim/guest');
+    const { kvmVmm, KvmVmm } = await import('../src/index.js');
+    const trace = new MemoryTraceSink();
+    const handle = await composeTd({
+      vmm: kvmVmm({ pendingEventRate: 1 }),
+      guest: { module: guestModule({ memoryBytes: 32 * 2 ** 20, policy: 'linux' }), id: GuestIds.Guest },
+      build: { gpaw: 52, vcpus: 2 },
+      sim: { seed: 3, trace, module: { tdmr: { base: 2 ** 36, size: 2 ** 32 } } },
+    });
+    expect(handle.hosted.vmm).toBeInstanceOf(KvmVmm);
+    expect(handle.guest.gpaw).toBe(52);
+    expect(await handle.guest.setShared(0, 8 * 2 ** 20)).toMatchObject({ kind: 'ok', mapGpaCalls: 4 });
+    expect(handle.guest.check(handle.module, handle.td.tdr)).toEqual([]);
+    expect(trace.events.filter((e) => e.kind === 'note' && e.text.startsWith('MapGPA'))).toHaveLength(4);
+  });
+});

@@ -1,9 +1,11 @@
 import { ContainerModule, type ServiceIdentifier } from 'inversify';
+import type { VmmFactory } from './compose.js';
 import { assertKnownOptions } from './errors.js';
 import { type Clock, VirtualClock } from './services/clock.js';
 import { type Rng, SeededRng } from './services/rng.js';
 import { RunToCompletionScheduler, type Scheduler } from './services/scheduler.js';
 import { NullTraceSink, type TraceSink } from './services/trace.js';
+import type { GuestCpu } from './tdx-module.js';
 import { TdxModule, type TdxModuleOptions } from './tdx-module.js';
 import type { Vmm } from './vmm-port.js';
 
@@ -16,6 +18,10 @@ export const TdxIds = {
   Trace: Symbol.for('@tdxsim/tdx-module/TraceSink') as ServiceIdentifier<TraceSink>,
   /** The VMM backend bound for the simulation; host packages (or users) bind it. */
   Vmm: Symbol.for('@tdxsim/tdx-module/Vmm') as ServiceIdentifier<Vmm>,
+  /** Builds a TD the backend's way (bound by a backend's ContainerModule, used by composeTd). */
+  VmmFactory: Symbol.for('@tdxsim/tdx-module/VmmFactory') as ServiceIdentifier<VmmFactory>,
+  /** The vCPU the guest runs on (bound once the TD exists). */
+  GuestCpu: Symbol.for('@tdxsim/tdx-module/GuestCpu') as ServiceIdentifier<GuestCpu>,
 } as const;
 
 export interface TdxModuleContainerOptions {

@@ -89,6 +89,13 @@ export {
   ZERO_STEP_GPA_LIST_SIZE,
   ZERO_STEP_THRESHOLD,
 } from './abi/td-state.js';
+export {
+  type ComposedTd,
+  type ComposeOptions,
+  composeTd,
+  type HostedTd,
+  type VmmFactory,
+} from './compose.js';
 // Wiring
 export { TdxIds, type TdxModuleContainerOptions, tdxModule } from './container.js';
 

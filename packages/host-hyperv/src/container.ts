@@ -1,0 +1,14 @@
+import { TdxIds } from '@tdxsim/tdx-module';
+import { ContainerModule } from 'inversify';
+import { HypervVmm, type HypervVmmOptions, resolveHypervOptions } from './hyperv-vmm.js';
+
+/** The inversify module of the Hyper-V backend: binds {@link TdxIds.VmmFactory}. */
+export function hypervVmm(options: HypervVmmOptions = {}): ContainerModule {
+  resolveHypervOptions(options);
+  return new ContainerModule(({ bind }) => {
+    bind(TdxIds.VmmFactory).toConstantValue(async (module, build) => {
+      const vmm = await HypervVmm.create(module, options, build);
+      return { vmm, td: vmm.td, run: () => vmm.run() };
+    });
+  });
+}

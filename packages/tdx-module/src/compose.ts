@@ -1,0 +1,64 @@
+import { Container, type ContainerModule, type ServiceIdentifier } from 'inversify';
+import { TdxIds, type TdxModuleContainerOptions, tdxModule } from './container.js';
+import { TdxSimError } from './errors.js';
+import type { BuildTdOptions, BuiltTd } from './host/td-builder.js';
+import type { TraceSink } from './services/trace.js';
+import type { TdxModule } from './tdx-module.js';
+import type { Vmm } from './vmm-port.js';
+
+/** A backend with the TD it built and runs. */
+export interface HostedTd<V extends Vmm = Vmm> {
+  readonly vmm: V;
+  readonly td: BuiltTd;
+  /** Starts the vCPUs' host threads. */
+  run(): Promise<void>[];
+}
+
+/** Builds a TD on `module` the backend's way and returns the backend; bound to {@link TdxIds.VmmFactory}. */
+export type VmmFactory = (module: TdxModule, build: BuildTdOptions) => Promise<HostedTd>;
+
+export interface ComposeOptions<G> {
+  /** The backend's ContainerModule (binds TdxIds.VmmFactory), e.g. `kvmVmm({...})`. */
+  readonly vmm: ContainerModule;
+  /** The guest's ContainerModule and the identifier to resolve it by, e.g. `{ module: guestModule({...}), id: GuestIds.Guest }`. */
+  readonly guest?: { readonly module: ContainerModule; readonly id: ServiceIdentifier<G> };
+  /** How the TD is built (GPAW, vCPUs, initial image). */
+  readonly build?: BuildTdOptions;
+  /** Seed, module options, scheduler, trace sink of the simulation. */
+  readonly sim?: TdxModuleContainerOptions;
+}
+
+/** A ready TD: the container and everything in it, typed. */
+export interface ComposedTd<G> {
+  readonly container: Container;
+  readonly module: TdxModule;
+  readonly hosted: HostedTd;
+  readonly td: BuiltTd;
+  readonly trace: TraceSink;
+  /** The booted guest, when a guest module was given. */
+  readonly guest: G;
+}
+
+/**
+ * One call to a ready TD: loads the module, the backend and the guest into an inversify container, has the backend
+ * build the TD through SEAMCALLs, binds vCPU 0 to {@link TdxIds.GuestCpu}, starts the vCPUs and boots the guest.
+ * Users who wire things themselves do the same with a plain `Container` (see the package README).
+ */
+export async function composeTd<G = undefined>(options: ComposeOptions<G>): Promise<ComposedTd<G>> {
+  const container = new Container();
+  container.load(tdxModule(options.sim ?? {}), options.vmm);
+  if (!container.isBound(TdxIds.VmmFactory)) {
+    throw new TdxSimError('INVALID_ARGUMENT', 'the vmm module binds no TdxIds.VmmFactory', 'vmm');
+  }
+  const module = container.get(TdxIds.Module);
+  const hosted = await container.get(TdxIds.VmmFactory)(module, options.build ?? {});
+  container.bind(TdxIds.Vmm).toConstantValue(hosted.vmm);
+  container.bind(TdxIds.GuestCpu).toConstantValue(hosted.td.guest(0));
+  hosted.run();
+  let guest: G = undefined as G;
+  if (options.guest !== undefined) {
+    container.load(options.guest.module);
+    guest = await container.getAsync(options.guest.id);
+  }
+  return { container, module, hosted, td: hosted.td, trace: container.get(TdxIds.Trace), guest };
+}
