@@ -82,6 +82,52 @@ export class KvmVmm implements Vmm {
     return new KvmVmm(module, td, resolved);
   }
 
+  /**
+   * KVM_TDX_INIT_MEM_REGION: copies `data` into the TD at `gpa` with TDH.MEM.PAGE.ADD (SEPT.ADD for missing tables,
+   * TDH.MR.EXTEND per 256 bytes), page by page. PAGE.ADD contention answers -EBUSY with the region advanced to the
+   * page that failed, so the caller can resume; any other error is -EIO (reference guest-and-vmm.md §3.5, 6.16).
+   * Only before finalisation (create with `build.skipFinalize`).
+   */
+  async initMemRegion(
+    gpa: number,
+    data: Uint8Array,
+  ): Promise<{ kind: 'ok' } | { kind: 'error'; errno: 'EBUSY' | 'EIO'; next: number }> {
+    const td = this.td;
+    for (let offset = 0; offset < data.length; offset += PAGE) {
+      const at = gpa + offset;
+      const tables = await ensureSeptTables(this.module, td.host, td.allocator, td.tdr, at, 0, td.pwl);
+      if (tables !== TdxStatus.SUCCESS) {
+        return { kind: 'error', errno: isStatus(tables, TdxStatus.OPERAND_BUSY) ? 'EBUSY' : 'EIO', next: at };
+      }
+      const source = td.allocator.alloc4k();
+      this.module.hostWrite(source, data.subarray(offset, offset + PAGE));
+      const target = td.allocator.alloc4k();
+      const added = await this.#seamcall('TDH.MEM.PAGE.ADD', () =>
+        td.host.pageAdd(td.tdr, at, target, source),
+      );
+      td.allocator.free4k(source);
+      if (added.status !== TdxStatus.SUCCESS) {
+        td.allocator.free4k(target);
+        return {
+          kind: 'error',
+          errno: isStatus(added.status, TdxStatus.OPERAND_BUSY) ? 'EBUSY' : 'EIO',
+          next: at,
+        };
+      }
+      for (let chunk = 0; chunk < PAGE; chunk += 256) {
+        await this.#seamcall('TDH.MR.EXTEND', () => td.host.mrExtend(td.tdr, at + chunk));
+      }
+    }
+    return { kind: 'ok' };
+  }
+
+  /** KVM_TDX_FINALIZE_VM: TDH.MR.FINALIZE; BUSY → -EBUSY, other errors -EIO. */
+  async finalize(): Promise<'ok' | 'EBUSY' | 'EIO'> {
+    const result = await this.#seamcall('TDH.MR.FINALIZE', () => this.td.host.mrFinalize(this.td.tdr));
+    if (result.status === TdxStatus.SUCCESS) return 'ok';
+    return isStatus(result.status, TdxStatus.OPERAND_BUSY) ? 'EBUSY' : 'EIO';
+  }
+
   /** Starts a host thread per vCPU (KVM_RUN loops). */
   run(): Promise<void>[] {
     return this.td.run(this);
