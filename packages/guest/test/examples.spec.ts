@@ -43,3 +43,15 @@ describe('README: a backend of your own', () => {
     assertInvariants(handle.module);
   });
 });
+
+describe('the root README', () => {
+  it('shows the custom backend exactly as the example file that the test above runs', async () => {
+    const { readFileSync } = await import('node:fs');
+    const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+    const example = readFileSync(new URL('../examples/custom-backend.ts', import.meta.url), 'utf8');
+    const start = readme.indexOf('// --- the backend (what a user writes)');
+    const block = readme.slice(start, readme.indexOf('```', start)).trim();
+    expect(start).toBeGreaterThan(0);
+    expect(example).toContain(block);
+  });
+});
