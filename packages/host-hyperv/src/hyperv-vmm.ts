@@ -314,7 +314,12 @@ export class HypervVmm implements Vmm {
   async #eptViolation(regs: Gprs): Promise<void> {
     const shared = sharedBit(this.td.gpaw);
     const gpa = Number(regs[Reg.R8]);
-    if (gpa >= shared) return;
-    if (this.attributes.get(gpa) !== 'shared') await this.#aug(gpa);
+    if (gpa >= shared || this.attributes.get(gpa) === 'shared') return;
+    // An ACCEPT exit (EEQ type 1) names the level asked for: a whole private 2M block gets a 2M page.
+    const eeq = regs[Reg.RDX] as bigint;
+    const base = gpa - (gpa % MIB2);
+    const whole = [...this.attributes.runs(base, base + MIB2)].every((run) => run.value !== 'shared');
+    if ((eeq & 0xfn) === 1n && ((eeq >> 32n) & 7n) === 1n && whole && (await this.#aug2m(base))) return;
+    await this.#aug(gpa);
   }
 }

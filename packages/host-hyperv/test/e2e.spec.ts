@@ -34,7 +34,10 @@ describe('guest × Hyper-V', () => {
     expect(await guest.acceptAll()).toMatchObject({ kind: 'ok' });
     const result = await guest.setShared(0x20_0000, 64 * 4096);
     expect(result).toMatchObject({ kind: 'ok', mapGpaCalls: 4 });
-    expect(hyperv.counters.seamcalls['TDH.MEM.TRACK']).toBe(4);
+    // acceptAll got 2M pages: the first call splits the 2M leaf it covers in part (BLOCK, TRACK, DEMOTE), then
+    // each of the 4 calls zaps its 16 pages with one TRACK.
+    expect(hyperv.counters.seamcalls['TDH.MEM.PAGE.DEMOTE']).toBe(1);
+    expect(hyperv.counters.seamcalls['TDH.MEM.TRACK']).toBe(5);
     expect(hyperv.counters.seamcalls['TDH.MEM.PAGE.REMOVE']).toBe(64);
     expect(guest.check(module, hyperv.td.tdr)).toEqual([]);
     assertInvariants(module);
@@ -105,5 +108,18 @@ describe('composition', () => {
     expect(await handle.guest.setPrivate(0, 4 * 2 ** 20)).toMatchObject({ kind: 'ok', mapGpaCalls: 16 });
     expect(handle.guest.check(handle.module, handle.td.tdr)).toEqual([]);
     expect(() => hypervVmm({ chunkPages: -1 })).toThrow(/chunkPages/);
+  });
+});
+
+describe('unaccepted memory', () => {
+  it('a strict guest accepts 4 GiB: one failing 1G probe, then 2048 accepts at 2M, each page AUGed on its exit', async () => {
+    const module = new TdxModule({ tdmr: { base: 2 ** 36, size: 8 * GIB } });
+    const hyperv = await HypervVmm.create(module, {}, { gpaw: 48 });
+    hyperv.run();
+    const guest = await TdGuest.boot(hyperv.td.guest(0), { memoryBytes: 4 * GIB, policy: 'strict' });
+    expect(await guest.acceptAll()).toEqual({ kind: 'ok', tdcalls: 2049 });
+    expect(hyperv.counters.seamcalls['TDH.MEM.PAGE.AUG']).toBe(2048);
+    expect(guest.check(module, hyperv.td.tdr)).toEqual([]);
+    assertInvariants(module);
   });
 });
