@@ -132,7 +132,7 @@ export class TestVmm implements Vmm {
         if (truth.hpa !== undefined && truth.level === 0) {
           await td.host.rangeBlock(td.tdr, gpa, 0);
           await td.host.track(td.tdr);
-          for (const tdvpr of td.tdvprs) this.#module.kickVcpu(tdvpr);
+          await Promise.all(td.tdvprs.map((tdvpr) => this.#module.kickVcpu(tdvpr)));
           const removed = await td.host.pageRemove(td.tdr, gpa, 0);
           if (removed.status === 0n) td.allocator.free4k(Number(removed.rcx));
         }

@@ -22,7 +22,7 @@ import {
 } from '@tdxsim/tdx-module';
 import createDebug from 'debug';
 
-const log = createDebug('tdxsim:hyperv');
+const log = createDebug('tdxsim:hyperv:vmm');
 const PAGE = 4096;
 const MIB2 = 2 ** 21;
 
@@ -265,7 +265,7 @@ export class HypervVmm implements Vmm {
     }
     if (blocked.length > 0) {
       await this.#seamcall('TDH.MEM.TRACK', () => td.host.track(td.tdr));
-      for (const tdvpr of td.tdvprs) this.module.kickVcpu(tdvpr);
+      await Promise.all(td.tdvprs.map((tdvpr) => this.module.kickVcpu(tdvpr)));
       for (const page of blocked) {
         const removed = await this.#seamcall('TDH.MEM.PAGE.REMOVE', () =>
           td.host.pageRemove(td.tdr, page.gpa, page.level),
@@ -292,7 +292,7 @@ export class HypervVmm implements Vmm {
       if (truth.hpa === undefined || truth.level !== 1) continue;
       await this.#seamcall('TDH.MEM.RANGE.BLOCK', () => td.host.rangeBlock(td.tdr, base, 1));
       await this.#seamcall('TDH.MEM.TRACK', () => td.host.track(td.tdr));
-      for (const tdvpr of td.tdvprs) this.module.kickVcpu(tdvpr);
+      await Promise.all(td.tdvprs.map((tdvpr) => this.module.kickVcpu(tdvpr)));
       const table = td.allocator.alloc4k();
       const demoted = await this.#seamcall('TDH.MEM.PAGE.DEMOTE', () =>
         td.host.pageDemote(td.tdr, base, 1, table),

@@ -24,7 +24,7 @@ import createDebug from 'debug';
 import { KvmError } from './errors.js';
 import { type KvmVmmOptions, type ResolvedKvmOptions, resolveKvmOptions } from './options.js';
 
-const log = createDebug('tdxsim:kvm');
+const log = createDebug('tdxsim:kvm:vmm');
 const PAGE = 4096;
 const MIB2 = 2 ** 21;
 
@@ -269,14 +269,14 @@ export class KvmVmm implements Vmm {
       if (truth.level === 1 && (base < start || base + MIB2 > end)) {
         await this.#zapStep('TDH.MEM.RANGE.BLOCK', () => td.host.rangeBlock(td.tdr, base, 1));
         await this.#zapStep('TDH.MEM.TRACK', () => td.host.track(td.tdr));
-        this.#kickAll();
+        await this.#kickAll();
         const page = td.allocator.alloc4k();
         await this.#zapStep('TDH.MEM.PAGE.DEMOTE', () => td.host.pageDemote(td.tdr, base, 1, page));
         continue;
       }
       await this.#zapStep('TDH.MEM.RANGE.BLOCK', () => td.host.rangeBlock(td.tdr, base, truth.level));
       await this.#zapStep('TDH.MEM.TRACK', () => td.host.track(td.tdr));
-      this.#kickAll();
+      await this.#kickAll();
       const removed = await this.#zapStep('TDH.MEM.PAGE.REMOVE', () =>
         td.host.pageRemove(td.tdr, base, truth.level),
       );
@@ -288,8 +288,9 @@ export class KvmVmm implements Vmm {
     }
   }
 
-  #kickAll(): void {
-    for (const tdvpr of this.td.tdvprs) this.module.kickVcpu(tdvpr);
+  /** Kicks every vCPU out of guest mode and waits until each has left it (KVM waits for the acknowledgement). */
+  async #kickAll(): Promise<void> {
+    await Promise.all(this.td.tdvprs.map((tdvpr) => this.module.kickVcpu(tdvpr)));
   }
 
   /**
@@ -304,7 +305,7 @@ export class KvmVmm implements Vmm {
       this.#zapGate = new Promise<void>((resolve) => {
         open = resolve;
       });
-      this.#kickAll();
+      await this.#kickAll();
       try {
         result = await this.#seamcall(name, call);
       } finally {
@@ -321,14 +322,17 @@ export class KvmVmm implements Vmm {
 
   /**
    * A private EPT violation: AUG the page (SEPT.ADD for missing tables first), at 2M when the guest accepts a whole
-   * private 2M block at 2M and huge pages are on. BUSY → "retry the fault": resume the guest, which faults again.
-   * A shared GPA is mapped in the shared EPT when its attribute is shared.
+   * private 2M block at 2M and huge pages are on. AUG or SEPT.ADD BUSY → the fault is retried in place, yielding
+   * between tries (KVM's private fault loop), then by resuming the guest. A private access to a GPA whose attribute
+   * is shared is converted to private first (userspace's answer to KVM_EXIT_MEMORY_FAULT); a guest access to a
+   * PENDING page with #VE disabled kills the VM. A shared GPA is mapped in the shared EPT when it is shared.
    */
   async #eptViolation(regs: Gprs): Promise<void> {
     const td = this.td;
     const shared = sharedBit(td.gpaw);
     const raw = Number(regs[Reg.R8]);
     const gpa = raw >= shared ? raw - shared : raw;
+    const eeq = regs[Reg.RDX] as bigint;
     if (raw >= shared) {
       if (this.attributes.get(gpa) === 'shared') {
         const ept = this.module.sharedEpt(td.tdr);
@@ -336,8 +340,12 @@ export class KvmVmm implements Vmm {
       }
       return;
     }
-    if (this.attributes.get(gpa) === 'shared') return;
-    const eeq = regs[Reg.RDX] as bigint;
+    if ((eeq & 0xfn) === 6n) {
+      this.#kill(`guest access to PENDING GPA 0x${gpa.toString(16)} with #VE disabled`);
+      return;
+    }
+    if (this.attributes.get(gpa) === 'shared')
+      await this.#setAttributes(gpa - (gpa % PAGE), gpa - (gpa % PAGE) + PAGE, 'private');
     const wantsLevel = (eeq & 0xfn) === 1n ? Number((eeq >> 32n) & 7n) : 0;
     const base2m = gpa - (gpa % MIB2);
     const level =
@@ -347,25 +355,48 @@ export class KvmVmm implements Vmm {
       this.module.privatePage(td.tdr, base2m).level >= 1
         ? 1
         : 0;
-    const target = level === 1 ? base2m : gpa;
-    const tables = await ensureSeptTables(this.module, td.host, td.allocator, td.tdr, target, level, td.pwl);
-    if (tables !== TdxStatus.SUCCESS) {
-      if (!isStatus(tables, TdxStatus.OPERAND_BUSY))
+    const target = level === 1 ? base2m : gpa - (gpa % PAGE);
+    for (let attempt = 0; attempt < FAULT_RETRIES; attempt++) {
+      if (attempt > 0) {
+        this.counters.retries++;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      const truth = this.module.privatePage(td.tdr, target);
+      // Already mapped (another vCPU won the race, or a larger leaf covers it): nothing to do.
+      if (truth.state !== 'FREE') return;
+      const tables = await ensureSeptTables(
+        this.module,
+        td.host,
+        td.allocator,
+        td.tdr,
+        target,
+        level,
+        td.pwl,
+        (status) => {
+          this.counters.seamcalls['TDH.MEM.SEPT.ADD'] =
+            (this.counters.seamcalls['TDH.MEM.SEPT.ADD'] ?? 0) + 1;
+          if (isStatus(status, TdxStatus.OPERAND_BUSY)) this.counters.busySeen++;
+        },
+      );
+      if (isStatus(tables, TdxStatus.OPERAND_BUSY)) continue;
+      if (tables !== TdxStatus.SUCCESS) {
         this.#kill(`TDH.MEM.SEPT.ADD failed: ${formatStatus(tables)}`);
-      return;
+        return;
+      }
+      const hpa = level === 1 ? td.allocator.alloc2m() : td.allocator.alloc4k();
+      const result = await this.#seamcall('TDH.MEM.PAGE.AUG', () =>
+        td.host.pageAug(td.tdr, target, level, hpa),
+      );
+      if (result.status === TdxStatus.SUCCESS) return;
+      if (level === 1) td.allocator.free2m(hpa);
+      else td.allocator.free4k(hpa);
+      if (!isStatus(result.status, TdxStatus.OPERAND_BUSY)) {
+        this.#kill(`TDH.MEM.PAGE.AUG failed: ${formatStatus(result.status)}`);
+        return;
+      }
     }
-    if (this.module.privatePage(td.tdr, target).state !== 'FREE') return;
-    const hpa = level === 1 ? td.allocator.alloc2m() : td.allocator.alloc4k();
-    const result = await this.#seamcall('TDH.MEM.PAGE.AUG', () =>
-      td.host.pageAug(td.tdr, target, level, hpa),
-    );
-    if (result.status === TdxStatus.SUCCESS) return;
-    if (level === 1) td.allocator.free2m(hpa);
-    else td.allocator.free4k(hpa);
-    if (isStatus(result.status, TdxStatus.OPERAND_BUSY)) {
-      this.counters.retries++;
-      return;
-    }
-    this.#kill(`TDH.MEM.PAGE.AUG failed: ${formatStatus(result.status)}`);
   }
 }
+
+/** Tries of KVM's private fault loop before the fault is left to the guest's re-entry. */
+const FAULT_RETRIES = 64;

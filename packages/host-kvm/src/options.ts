@@ -62,6 +62,13 @@ export function resolveKvmOptions(options: KvmVmmOptions): ResolvedKvmOptions {
   const seed = options.seed ?? 1;
   if (!Number.isSafeInteger(seed))
     throw new KvmError('INVALID_OPTION', `seed must be an integer, got ${String(seed)}`, 'seed');
+  if (options.hugePages !== undefined && typeof options.hugePages !== 'boolean') {
+    throw new KvmError(
+      'INVALID_OPTION',
+      `hugePages must be a boolean, got ${String(options.hugePages)}`,
+      'hugePages',
+    );
+  }
   if (options.onMapGpaRange !== undefined && typeof options.onMapGpaRange !== 'function') {
     throw new KvmError('INVALID_OPTION', 'onMapGpaRange must be a function', 'onMapGpaRange');
   }

@@ -359,16 +359,18 @@ export class TdxModule implements SeamcallPort {
 
   /**
    * The host sends an IPI to a vCPU (KVM's kick): a vCPU in guest mode exits with an external-interrupt exit as
-   * soon as its current instruction completes. It is not a SEAMCALL.
+   * soon as its current instruction completes. It is not a SEAMCALL. Resolves once the vCPU is out of guest mode
+   * (at once when it is not in guest mode), which is what KVM waits for before it goes on.
    */
-  kickVcpu(tdvpr: number): void {
+  kickVcpu(tdvpr: number): Promise<void> {
     const owner = this.#vcpu(tdvpr);
-    if (owner.vcpu.run !== 'in-guest') return;
+    if (owner.vcpu.run !== 'in-guest') return Promise.resolve();
     if (owner.vcpu.inTdcall || owner.vcpu.resumeGuest !== undefined) {
       owner.vcpu.kickPending = true;
-      return;
+      return new Promise((resolve) => owner.vcpu.exitWaiters.push(resolve));
     }
     this.#runtime.leaveGuest(owner.td, owner.vcpu, interruptExit(), 'external interrupt (kick)');
+    return Promise.resolve();
   }
 
   /** The host posts an interrupt to a vCPU without an exit; a 2M ACCEPT in progress stops after one chunk for it. */

@@ -40,6 +40,7 @@ export class VcpuRuntime {
     if (vcpu.run !== 'in-guest') throw new Error('model bug: exit of a vCPU that is not in guest mode');
     vcpu.run = 'stopped';
     td.adjustEpochRef(vcpu.epoch, -1);
+    for (let wake = vcpu.exitWaiters.pop(); wake !== undefined; wake = vcpu.exitWaiters.pop()) wake();
     resetOnProgress(vcpu);
     if (privateViolationGpa !== undefined) countPrivateEptViolation(vcpu, privateViolationGpa);
     const m = this.#m;

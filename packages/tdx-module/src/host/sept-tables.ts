@@ -5,8 +5,10 @@ import type { TdxModule } from '../tdx-module.js';
 import type { HostSeamcalls } from './host-seamcalls.js';
 
 /**
- * Host helper: makes sure the SEPT has the tables down to `level` for `gpa`, adding missing ones with
- * TDH.MEM.SEPT.ADD (allow_existing) from the top. Returns the first status that is not SUCCESS, or SUCCESS.
+ * Host helper: makes sure the SEPT has the tables down to `level` for `gpa`, adding only the missing ones with
+ * TDH.MEM.SEPT.ADD, from the highest missing level down (what KVM's fault path does). A leaf already covering the GPA
+ * above `level` cannot get tables: that is reported as EPT_WALK_FAILED without a SEAMCALL. `onCall` sees each
+ * SEPT.ADD's status (for counters). Returns the first status that is not SUCCESS, or SUCCESS.
  */
 export async function ensureSeptTables(
   module: TdxModule,
@@ -16,11 +18,16 @@ export async function ensureSeptTables(
   gpa: number,
   level: number,
   pwl: number,
+  onCall?: (status: bigint) => void,
 ): Promise<bigint> {
-  for (let parent = pwl; parent > level; parent--) {
+  const reached = module.privatePage(tdr, gpa);
+  if (reached.level <= level) return TdxStatus.SUCCESS;
+  if (reached.state !== 'FREE') return TdxStatus.EPT_WALK_FAILED;
+  for (let parent = Math.min(pwl, reached.level); parent > level; parent--) {
     const span = 2 ** (12 + 9 * parent);
     const page = allocator.alloc4k();
     const result = await host.septAdd(tdr, gpa - (gpa % span), parent, page, { allowExisting: true });
+    onCall?.(result.status);
     if (module.state.pamt.getType(page, 0) !== PamtPageType.EPT) allocator.free4k(page);
     if (result.status !== TdxStatus.SUCCESS) return result.status;
   }

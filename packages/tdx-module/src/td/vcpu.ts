@@ -33,6 +33,8 @@ export class VcpuState {
   inTdcall = false;
   /** A kick arrived while the guest was inside an instruction; it exits once that completes. */
   kickPending = false;
+  /** Resolved at the vCPU's next exit from guest mode (hosts waiting for their kick to be acknowledged). */
+  readonly exitWaiters: (() => void)[] = [];
   /** Exits in a row for the same guest access without progress (simulator fuse). */
   stuckExits = 0;
   /** #VE information area: valid until the guest reads it with TDG.VP.VEINFO.GET. */
