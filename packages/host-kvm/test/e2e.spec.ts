@@ -101,3 +101,22 @@ describe('TD build', () => {
     assertInvariants(module);
   });
 });
+
+describe('wiring by hand', () => {
+  it('the README steps on a plain inversify Container give a working guest', async () => {
+    const { Container } = await import('inversify');
+    const { TdxIds, tdxModule } = await import('@tdxsim/tdx-module');
+    const { GuestIds, guestModule } = await import('@tdxsim/guest');
+    const { kvmVmm } = await import('../src/index.js');
+    const container = new Container();
+    container.load(tdxModule({ seed: 7 }), kvmVmm({ pendingEventRate: 0.2 }));
+    const module = container.get(TdxIds.Module);
+    const hosted = await container.get(TdxIds.VmmFactory)(module, { gpaw: 48, vcpus: 2 });
+    container.bind(TdxIds.GuestCpu).toConstantValue(hosted.td.guest(0));
+    hosted.run();
+    container.load(guestModule({ memoryBytes: 2 ** 31, policy: 'linux' }));
+    const guest = await container.getAsync(GuestIds.Guest);
+    expect(await guest.setShared(2 ** 30, 2 ** 24)).toMatchObject({ kind: 'ok' });
+    expect(guest.check(module, hosted.td.tdr)).toEqual([]);
+  });
+});
