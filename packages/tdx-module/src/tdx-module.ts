@@ -108,7 +108,11 @@ export interface TdxModuleOptions {
   readonly maxHkid?: number;
   /** Exits in a row for one guest access before the simulator reports a stuck guest. Default 64. */
   readonly guestStuckLimit?: number;
-  /** Macrotask turns a parked guest waits for a re-entry before VCPU_NOT_RESUMED (0 = wait forever). Default 3. */
+  /**
+   * Macrotask turns a parked guest waits for a re-entry before VCPU_NOT_RESUMED (0 = no such fuse, the default: a
+   * VMM may yield for many turns, e.g. KVM's fault retries). A host thread that stops (`runVcpu` after the VMM
+   * answered `undefined`, or `stopVcpu`) fails the waiting guest at once either way.
+   */
   readonly abandonedVcpuTurns?: number;
   /** Virtual cost of operations. */
   readonly costs?: CostModel;
@@ -159,7 +163,7 @@ export class TdxModule implements SeamcallPort {
     assertIntegerInRange('tdvpxPages', config.tdvpxPages, 0, 64);
     assertIntegerInRange('maxHkid', config.maxHkid, 1, 65535);
     assertIntegerInRange('guestStuckLimit', config.guestStuckLimit, 1, 1_000_000);
-    const abandonTurns = options.abandonedVcpuTurns ?? 3;
+    const abandonTurns = options.abandonedVcpuTurns ?? 0;
     assertIntegerInRange('abandonedVcpuTurns', abandonTurns, 0, 1_000_000);
     this.#costs = options.costs ?? DEFAULT_COSTS;
     this.#m = new ModuleState(
@@ -371,6 +375,12 @@ export class TdxModule implements SeamcallPort {
     }
     this.#runtime.leaveGuest(owner.td, owner.vcpu, interruptExit(), 'external interrupt (kick)');
     return Promise.resolve();
+  }
+
+  /** The host will not enter this vCPU again (its host thread ended): a guest waiting on it gets VCPU_NOT_RESUMED. */
+  stopVcpu(tdvpr: number): void {
+    const owner = this.#vcpu(tdvpr);
+    if (owner.vcpu.run !== 'in-guest') this.#runtime.hostStopped(owner.vcpu);
   }
 
   /** The host posts an interrupt to a vCPU without an exit; a 2M ACCEPT in progress stops after one chunk for it. */

@@ -22,6 +22,8 @@ export interface Vmm {
 /** The SEAMCALL entry point a host thread needs. */
 export interface SeamcallPort {
   seamcall(rax: bigint, regs: readonly bigint[]): Promise<Gprs>;
+  /** Told when a host thread ends, so guest code waiting on that vCPU fails instead of hanging. */
+  stopVcpu?(tdvpr: number): void;
 }
 
 /**
@@ -38,7 +40,10 @@ export async function runVcpu(
     next[Reg.RCX] = BigInt(target.tdvpr);
     const regs = await module.seamcall(encodeLeaf(SeamcallLeaf.VP_ENTER), next);
     const reply = await vmm.onTdExit({ ...target, regs });
-    if (reply === undefined) return;
+    if (reply === undefined) {
+      module.stopVcpu?.(target.tdvpr);
+      return;
+    }
     next = reply.slice();
   }
 }

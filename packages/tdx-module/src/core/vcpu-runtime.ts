@@ -63,7 +63,12 @@ export class VcpuRuntime {
   /** Parks guest code until the vCPU is entered again; resolves with the entry's registers. */
   waitForEntry(vcpu: VcpuState): Promise<Gprs> {
     return new Promise<Gprs>((resolve, reject) => {
+      if (vcpu.hostGone) {
+        reject(notResumed(vcpu));
+        return;
+      }
       vcpu.resumeGuest = resolve;
+      vcpu.rejectGuest = reject;
       if (this.#abandonTurns === 0) return;
       let turns = 0;
       const check = (): void => {
@@ -73,15 +78,20 @@ export class VcpuRuntime {
           return;
         }
         vcpu.resumeGuest = undefined;
-        reject(
-          new TdxSimError(
-            'VCPU_NOT_RESUMED',
-            `vCPU ${vcpu.index} exited and the VMM never entered it again (no TDH.VP.ENTER); the guest would hang`,
-          ),
-        );
+        vcpu.rejectGuest = undefined;
+        reject(notResumed(vcpu));
       };
       setImmediate(check);
     });
+  }
+
+  /** The host will not enter `vcpu` again: guest code waiting for it (now or later) gets VCPU_NOT_RESUMED. */
+  hostStopped(vcpu: VcpuState): void {
+    vcpu.hostGone = true;
+    const reject = vcpu.rejectGuest;
+    vcpu.resumeGuest = undefined;
+    vcpu.rejectGuest = undefined;
+    reject?.(notResumed(vcpu));
   }
 
   /** Guest code calls this before it runs: a vCPU that was kicked out waits for its next entry. */
@@ -96,13 +106,22 @@ export class VcpuRuntime {
   /** After a successful TDH.VP.ENTER: guest mode; the parked guest (if any) continues with `regs`. */
   enter(vcpu: VcpuState, regs: Gprs): Promise<Gprs> {
     vcpu.run = 'in-guest';
+    vcpu.hostGone = false;
     vcpu.ripAtEntry = vcpu.rip;
     const exitPromise = new Promise<Gprs>((resolve) => {
       vcpu.deliverExit = resolve;
     });
     const resume = vcpu.resumeGuest;
     vcpu.resumeGuest = undefined;
+    vcpu.rejectGuest = undefined;
     resume?.(regs);
     return exitPromise;
   }
+}
+
+function notResumed(vcpu: VcpuState): TdxSimError {
+  return new TdxSimError(
+    'VCPU_NOT_RESUMED',
+    `vCPU ${vcpu.index} exited and the VMM never entered it again (no TDH.VP.ENTER); the guest would hang`,
+  );
 }

@@ -41,6 +41,10 @@ export class VcpuState {
   veInfo: { exitReason: number; gpa: number } | undefined;
   /** Resolves the guest's wait for the next entry. */
   resumeGuest: ((regs: Gprs) => void) | undefined;
+  /** Rejects the guest's wait: the host said it will not enter the vCPU again. */
+  rejectGuest: ((error: Error) => void) | undefined;
+  /** The host thread of this vCPU has ended (its VMM answered "stop"). */
+  hostGone = false;
   /** Resolves the host's TDH.VP.ENTER with the exit that ended the entry. */
   deliverExit: ((regs: Gprs) => void) | undefined;
   /** Values the VMM passed to TDH.VP.ENTER for the guest (the selected GPRs of a VMCALL). */
