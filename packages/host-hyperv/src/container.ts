@@ -1,6 +1,7 @@
 import { TdxIds } from '@tdxsim/tdx-module';
 import { ContainerModule } from 'inversify';
-import { HypervVmm, type HypervVmmOptions, resolveHypervOptions } from './hyperv-vmm.js';
+import { HypervVmm } from './hyperv-vmm.js';
+import { type HypervVmmOptions, resolveHypervOptions } from './options.js';
 
 /** The inversify module of the Hyper-V backend: binds {@link TdxIds.VmmFactory}. */
 export function hypervVmm(options: HypervVmmOptions = {}): ContainerModule {

@@ -4,10 +4,6 @@
  */
 
 export { hypervVmm } from './container.js';
-export {
-  type HypervCounters,
-  HypervError,
-  type HypervErrorCode,
-  HypervVmm,
-  type HypervVmmOptions,
-} from './hyperv-vmm.js';
+export { HypervError, type HypervErrorCode } from './errors.js';
+export { type HypervCounters, HypervVmm } from './hyperv-vmm.js';
+export { type HypervVmmOptions, resolveHypervOptions } from './options.js';

@@ -1,0 +1,22 @@
+/** Stable codes of {@link HypervError}. */
+export type HypervErrorCode = 'UNKNOWN_OPTION' | 'INVALID_OPTION';
+
+const brand = Symbol.for('@tdxsim/host-hyperv/HypervError');
+
+/** Misuse of the Hyper-V backend's TypeScript API. */
+export class HypervError extends Error {
+  readonly code: HypervErrorCode;
+  readonly argument: string | undefined;
+  readonly [brand] = true;
+
+  constructor(code: HypervErrorCode, message: string, argument?: string) {
+    super(message);
+    this.name = 'HypervError';
+    this.code = code;
+    this.argument = argument;
+  }
+
+  static is(value: unknown): value is HypervError {
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[brand] === true;
+  }
+}
