@@ -2,10 +2,10 @@ import { fc, test } from '@fast-check/vitest';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { assertInvariants, encodePageInfo, SeamcallLeaf, snapshotState, TdxStatus } from '../../src/index.js';
 import { type ManualTd, manualTd, must } from '../harness.js';
+import { ALL_ONES } from './reference-values.js';
 
 /** What every malformed page-info answers: TDX_OPERAND_INVALID + RCX (reference §1.4, §4.1). */
 const OPERAND_INVALID_RCX = 0xc000010000000001n;
-const ALL_ONES = 0xffff_ffff_ffff_ffffn;
 /** Page-info bits 11:3 and 63:52 (reference §4.1). */
 const RESERVED = 0xfff0_0000_0000_0ff8n;
 

@@ -35,19 +35,8 @@ import {
   withoutChange,
   writeTdParams,
 } from '../harness.js';
+import { ALL_ONES, PT_NDA, PT_TDCX, PT_TDR, PT_TDVPR, RCX, RDX, TDR } from './reference-values.js';
 
-// Operand ids (reference §1.3).
-const RCX = 1n;
-const RDX = 2n;
-const TDR = 0x80n;
-
-// PAMT page types (reference §9).
-const PT_NDA = 0n;
-const PT_TDR = 4n;
-const PT_TDCX = 5n;
-const PT_TDVPR = 6n;
-
-const ALL_ONES = 0xffff_ffff_ffff_ffffn;
 /** A 4K GPA the tests use for PAGE.ADD and MR.EXTEND. */
 const GPA = 0x1000;
 

@@ -18,13 +18,13 @@ import {
   withoutChange,
   writeTdParams,
 } from '../harness.js';
+import { ALL_ONES } from './reference-values.js';
 
 /** HP_LOCK_TIMEOUT, in microseconds (reference §10.5). */
 const FIELD = 0x9110000300000011n;
 const DEFAULT_US = 1_000_000n;
 const MIN_US = 10_000n;
 const MAX_US = 100_000_000n;
-const ALL_ONES = 0xffff_ffff_ffff_ffffn;
 const VALUE_NOT_VALID = 0xc0000c0300000000n;
 const FIELD_ID_INCORRECT = 0xc0000c0000000000n;
 

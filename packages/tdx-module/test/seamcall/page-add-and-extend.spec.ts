@@ -23,9 +23,8 @@ import {
   TEST_TDMR,
   withoutChange,
 } from '../harness.js';
+import { PT_NDA, PT_REG } from './reference-values.js';
 
-const PT_NDA = 0n;
-const PT_REG = 3n;
 /** The GPA the tests add pages at; its SEPT tables exist in every fixture below. */
 const GPA = 0x4_0000;
 /** A GPA in the same 2M range whose 4K table exists. */

@@ -16,9 +16,8 @@ import {
   TEST_TDMR,
   withoutChange,
 } from '../harness.js';
+import { PT_EPT, PT_NDA } from './reference-values.js';
 
-const PT_NDA = 0n;
-const PT_EPT = 8n;
 /** A FREE entry as RCX reports it: SVE only (reference §4.3). */
 const FREE_ENTRY = 0x8000000000000000n;
 /** Public state number of NL_MAPPED in RDX bits 15:8 (reference §3.2). */

@@ -20,13 +20,7 @@ import {
   TEST_TDMR,
   withoutChange,
 } from '../harness.js';
-
-const PT_NDA = 0n;
-const PT_REG = 3n;
-const PT_TDR = 4n;
-const PT_TDCX = 5n;
-const PT_TDVPR = 6n;
-const PT_EPT = 8n;
+import { PT_EPT, PT_NDA, PT_REG, PT_TDCX, PT_TDR, PT_TDVPR } from './reference-values.js';
 
 const LIFECYCLE_STATE_INCORRECT = 0xc000060700000000n;
 
