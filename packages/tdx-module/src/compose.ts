@@ -35,6 +35,11 @@ export interface ComposedTd<G> {
   readonly hosted: HostedTd;
   readonly td: BuiltTd;
   readonly trace: TraceSink;
+  /**
+   * The vCPUs' host threads. Each settles when its thread ends; a thread that fails (a backend that throws) rejects
+   * here and nowhere else: the guest waiting on that vCPU gets VCPU_NOT_RESUMED.
+   */
+  readonly threads: readonly Promise<void>[];
   /** The booted guest, when a guest module was given. */
   readonly guest: G;
 }
@@ -54,11 +59,13 @@ export async function composeTd<G = undefined>(options: ComposeOptions<G>): Prom
   const hosted = await container.get(TdxIds.VmmFactory)(module, options.build ?? {});
   container.bind(TdxIds.Vmm).toConstantValue(hosted.vmm);
   container.bind(TdxIds.GuestCpu).toConstantValue(hosted.td.guest(0));
-  hosted.run();
+  const threads = hosted.run();
+  // Handled here so that a backend that throws on its host thread fails the guest, not the process.
+  for (const thread of threads) thread.catch(() => {});
   let guest: G = undefined as G;
   if (options.guest !== undefined) {
     container.load(options.guest.module);
     guest = await container.getAsync(options.guest.id);
   }
-  return { container, module, hosted, td: hosted.td, trace: container.get(TdxIds.Trace), guest };
+  return { container, module, hosted, td: hosted.td, trace: container.get(TdxIds.Trace), threads, guest };
 }

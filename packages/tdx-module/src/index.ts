@@ -109,7 +109,12 @@ export { RangeMap } from './host/range-map.js';
 export { ensureSeptTables } from './host/sept-tables.js';
 export { type BuildTdOptions, type BuiltTd, buildTd } from './host/td-builder.js';
 // Inspection
-export { assertInvariants, checkInvariants, type InvariantViolation } from './inspect/invariants.js';
+export {
+  assertInvariants,
+  checkInvariants,
+  type InvariantViolation,
+  VMM_OWNED_INVARIANT_RULES,
+} from './inspect/invariants.js';
 export { snapshotState } from './inspect/snapshot.js';
 export {
   HP_EXCL,

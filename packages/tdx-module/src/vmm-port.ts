@@ -28,7 +28,7 @@ export interface SeamcallPort {
 
 /**
  * A host thread that runs one vCPU, as KVM's vCPU loop does: TDH.VP.ENTER, hand the exit to the VMM, enter again
- * with the VMM's registers. Resolves when the VMM answers `undefined`.
+ * with the VMM's registers. Resolves when the VMM answers `undefined`; rejects with what the VMM threw.
  */
 export async function runVcpu(
   module: SeamcallPort,
@@ -36,14 +36,16 @@ export async function runVcpu(
   target: { tdr: number; tdvpr: number; vcpuIndex: number },
 ): Promise<void> {
   let next: Gprs = makeGprs();
-  for (;;) {
-    next[Reg.RCX] = BigInt(target.tdvpr);
-    const regs = await module.seamcall(encodeLeaf(SeamcallLeaf.VP_ENTER), next);
-    const reply = await vmm.onTdExit({ ...target, regs });
-    if (reply === undefined) {
-      module.stopVcpu?.(target.tdvpr);
-      return;
+  try {
+    for (;;) {
+      next[Reg.RCX] = BigInt(target.tdvpr);
+      const regs = await module.seamcall(encodeLeaf(SeamcallLeaf.VP_ENTER), next);
+      const reply = await vmm.onTdExit({ ...target, regs });
+      if (reply === undefined) return;
+      next = reply.slice();
     }
-    next = reply.slice();
+  } finally {
+    // However the thread ends (the VMM stops it or throws), the guest waiting on this vCPU must not hang.
+    module.stopVcpu?.(target.tdvpr);
   }
 }

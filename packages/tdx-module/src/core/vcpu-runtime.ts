@@ -60,6 +60,19 @@ export class VcpuRuntime {
     deliver(regs);
   }
 
+  /** Records what the VMM answered a TDG.VP.VMCALL with (the GHCI output registers of the next entry). */
+  traceReply(vcpu: VcpuState, entry: Gprs): void {
+    const m = this.#m;
+    if (m.trace.enabled) {
+      m.trace.record({
+        kind: 'vmm-reply',
+        time: m.clock.now(),
+        vcpu: vcpu.index,
+        regs: formatGprs(entry, ['R10', 'R11', 'R12', 'R13']),
+      });
+    }
+  }
+
   /** Parks guest code until the vCPU is entered again; resolves with the entry's registers. */
   waitForEntry(vcpu: VcpuState): Promise<Gprs> {
     return new Promise<Gprs>((resolve, reject) => {

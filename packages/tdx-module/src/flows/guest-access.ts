@@ -1,3 +1,4 @@
+import { PamtPageType } from '../abi/page-type.js';
 import { EeqType, VmExitReason } from '../abi/exit-reason.js';
 import { isSharedGpa, toPrivateGpa } from '../abi/gpa.js';
 import { SeptStateGroup, septStateInfo } from '../abi/sept-state.js';
@@ -76,6 +77,13 @@ export async function guestAccessPage(
     }
     const at = hpa + (frame % 4096);
     vcpu.rip++;
+    if (isSharedGpa(gpa, td.gpaw) && !hostOwned(m, hpa)) {
+      // A shared (host-key) access to a page a TD owns never sees or changes the TD's plaintext: reads give zeros and
+      // writes are dropped, as for the host's own accesses (hardware reads zeros for a TD-owned line; a write would
+      // poison it, which the model does not carry further).
+      if (write !== undefined) return { kind: 'ok', data: write };
+      return { kind: 'ok', data: new Uint8Array(length) };
+    }
     if (write !== undefined) {
       m.memory.write(at, write);
       return { kind: 'ok', data: write };
@@ -99,4 +107,10 @@ async function exitFor(
     );
   }
   await runtime.exit(td, vcpu, regs, 'EPT violation', privateGpa);
+}
+
+/** Whether host page `hpa` belongs to the host (PAMT type NDA), not to a TD. */
+function hostOwned(m: ModuleState, hpa: number): boolean {
+  const { level, base } = m.pamt.leafOf(hpa);
+  return m.pamt.getType(base, level) === PamtPageType.NDA;
 }

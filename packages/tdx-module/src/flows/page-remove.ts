@@ -60,6 +60,8 @@ export function pageRemove(
     entry.table.lock[entry.index] = 0;
     td.childCount -= 512 ** level;
     m.pamt.set(hpa, level, PamtPageType.NDA, 0, 0);
+    // The page leaves holding only the TD's ciphertext, which the host cannot read: the model keeps no plaintext.
+    m.memory.zero(hpa, 4096 * 512 ** level);
     out[Reg.RCX] = BigInt(hpa);
     out[Reg.RDX] = 0n;
     return TdxStatus.SUCCESS;

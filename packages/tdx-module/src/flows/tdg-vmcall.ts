@@ -26,6 +26,7 @@ export async function tdgVmcall(
   if ((select & forbidden) !== 0n) return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RCX);
   vcpu.rip++;
   const entry = await runtime.exit(td, vcpu, vmcallExit(regs, select), 'TDCALL (TDG.VP.VMCALL)');
+  runtime.traceReply(vcpu, entry);
   for (let reg = 2; reg < 16; reg++) {
     if ((select >> BigInt(reg)) & 1n) out[reg] = entry[reg] as bigint;
   }

@@ -12,11 +12,24 @@ export interface InvariantViolation {
     | 'child-count'
     | 'pamt-sept-agreement'
     | 'hpa-owned-twice'
-    | 'private-and-shared'
+    | 'shared-ept-private-alias'
+    | 'shared-ept-aliasing'
+    | 'shared-ept-td-page'
     | 'lock-held'
     | 'epoch-refcount';
   readonly message: string;
 }
+
+/**
+ * The rules about the shared EPT. The VMM owns that table and writes it directly (as on hardware), so the module
+ * cannot enforce them: they say what a correct VMM keeps, and a hostile one may break them without the module's own
+ * state (SEPT, PAMT, locks) becoming inconsistent.
+ */
+export const VMM_OWNED_INVARIANT_RULES: ReadonlySet<InvariantViolation['rule']> = new Set([
+  'shared-ept-private-alias',
+  'shared-ept-aliasing',
+  'shared-ept-td-page',
+]);
 
 /**
  * Checks the module's state for the invariants a correct model keeps after every step: the SEPT tree's shape,
@@ -89,7 +102,6 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
       if (hpHeld(td.opStateLock)) fail('lock-held', `${tdName}: OP_STATE lock word ${td.opStateLock}`);
     }
     const sept = td.sept;
-    const privateFrames = new Set<number>();
     if (sept !== undefined) {
       let tables = 0;
       for (const { table, baseGpa } of sept.tables()) {
@@ -132,7 +144,6 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
             const hpa = table.hpa[i] as number;
             units += 512 ** table.level;
             reference(hpa, table.level, PamtPageType.REG, td.tdr, `${tdName} GPA ${hex(gpa)}`);
-            for (let f = 0; f < 512 ** table.level; f++) privateFrames.add(gpa / 4096 + f);
           }
           if (table.level !== 1 && (table.acceptCounter[i] as number) !== 0) {
             fail('tree-shape', `${tdName}: accept counter on a level-${table.level} entry`);
@@ -150,19 +161,20 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
     if (shared !== undefined) {
       const hosts = new Map<number, number>();
       for (const [frame, hpa] of shared.entries()) {
-        if (privateFrames.has(frame / 4096))
-          fail('private-and-shared', `${tdName}: frame ${hex(frame)} mapped private and shared`);
+        // A walk per shared frame: cheaper than listing every 4K frame of every private 2M/1G leaf.
+        if (sept !== undefined && septStateInfo(sept.walk(frame, 0).state).leaf)
+          fail('shared-ept-private-alias', `${tdName}: frame ${hex(frame)} mapped private and shared`);
         const other = hosts.get(hpa);
         if (other !== undefined)
           fail(
-            'hpa-owned-twice',
+            'shared-ept-aliasing',
             `${tdName}: host page ${hex(hpa)} shared at ${hex(other)} and ${hex(frame)}`,
           );
         hosts.set(hpa, frame);
         const { level, base } = m.pamt.leafOf(hpa);
         if (m.pamt.getType(base, level) !== PamtPageType.NDA) {
           fail(
-            'hpa-owned-twice',
+            'shared-ept-td-page',
             `${tdName}: shared frame ${hex(frame)} maps TD-owned host page ${hex(hpa)}`,
           );
         }

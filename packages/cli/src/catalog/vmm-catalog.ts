@@ -1,0 +1,44 @@
+import { hypervVmm } from '@tdxsim/host-hyperv';
+import { kvmVmm } from '@tdxsim/host-kvm';
+import type { ContainerModule } from 'inversify';
+
+/** One VMM the matrix can run a guest against. */
+export interface VmmEntry {
+  /** The name used by `--vmm` and in scenario ids. */
+  readonly name: string;
+  /** `honest`: a backend that keeps the GHCI contract; `hostile`: one that lies or cheats on purpose; `custom`: loaded by `--backend`. */
+  readonly kind: 'honest' | 'hostile' | 'custom';
+  readonly description: string;
+  /** The backend's ContainerModule for `composeTd`, seeded for the scenario. */
+  module(seed: number): ContainerModule;
+  /** Where a custom backend was loaded from (so that `replay` can load it again). */
+  readonly file?: string;
+}
+
+/** The honest backends this project ships: KVM with and without pending events, Hyper-V at three chunk sizes (multiples of 512 pages: smaller
+ * chunks make Hyper-V back a 1 GiB buffer with 262,144 4K pages, too slow for the default matrix). */
+export function honestVmms(): VmmEntry[] {
+  const hyperv = (chunkPages: number): VmmEntry => ({
+    name: `hyperv-${chunkPages}`,
+    kind: 'honest',
+    description: `Hyper-V-like: at most ${chunkPages} pages per MapGPA call, RETRY with R11 = the next GPA`,
+    module: (seed) => hypervVmm({ chunkPages, seed }),
+  });
+  return [
+    {
+      name: 'kvm',
+      kind: 'honest',
+      description: 'KVM-like: MapGPA in 2 MiB chunks, lazy AUG, BLOCK → TRACK → kick → REMOVE',
+      module: (seed) => kvmVmm({ seed }),
+    },
+    {
+      name: 'kvm-events',
+      kind: 'honest',
+      description: 'KVM-like with an event pending after half of the chunks: RETRY with R11 = the next GPA',
+      module: (seed) => kvmVmm({ seed, pendingEventRate: 0.5 }),
+    },
+    hyperv(512),
+    hyperv(2048),
+    hyperv(8192),
+  ];
+}

@@ -1,0 +1,100 @@
+import { type TraceEvent, tdvmcallStatusName } from '@tdxsim/tdx-module';
+import type { ParsedArgs } from '../args.js';
+import { buildCatalog, findVmm, findWorkload } from '../catalog/catalog.js';
+import { readRunReport } from '../report/json-report.js';
+import { makeStyle, wantsColour } from '../report/style.js';
+import { formatTable } from '../report/table.js';
+import { runScenario } from '../scenario/run-scenario.js';
+import type { ScenarioTotals } from '../scenario/scenario-result.js';
+import { UsageError } from '../usage-error.js';
+
+/**
+ * `tdxsim replay <report.json> <scenario>`: runs one scenario of a report again from its seed and compares every
+ * counter with the recorded ones. Exit code 0 when they are identical, 1 when not. `--trace` prints the decoded calls.
+ */
+export async function replayCommand(args: ParsedArgs): Promise<number> {
+  const [file, id] = args.positionals as [string, string];
+  const report = readRunReport(file);
+  const recorded = report.results.find((r) => r.id === id);
+  if (recorded === undefined) {
+    const ids = report.results.map((r) => r.id);
+    const shown = ids.slice(0, 8).join(', ');
+    throw new UsageError(
+      `unknown scenario "${id}" in ${file} (valid: ${shown}${ids.length > 8 ? `, … ${ids.length} in all` : ''})`,
+    );
+  }
+  // Users' backends are loaded from where the report says, unless --backend names them anew.
+  const files =
+    args.backend.length > 0
+      ? args.backend
+      : report.matrix.vmms.flatMap((v) => (v.file === undefined ? [] : [v.file]));
+  const catalog = await buildCatalog(files);
+  const run = await runScenario(
+    {
+      policy: recorded.policy,
+      vmm: recorded.vmm,
+      workload: recorded.workload,
+      seed: recorded.seed,
+      amount: recorded.amount,
+    },
+    findVmm(catalog, recorded.vmm),
+    findWorkload(catalog, recorded.workload),
+    {
+      keepTrace: args.trace,
+      fuse: report.fuse,
+      ...(args.checkEvery !== undefined
+        ? { checkEvery: args.checkEvery }
+        : report.checkEvery === null
+          ? {}
+          : { checkEvery: report.checkEvery }),
+    },
+  );
+  if (args.trace) for (const event of run.trace) process.stdout.write(`${formatTraceEvent(event)}\n`);
+  const style = makeStyle(wantsColour(process.stdout));
+  process.stdout.write(`${formatTable([run.result], style)}\n\n`);
+  const keys = Object.keys(recorded.counters) as (keyof ScenarioTotals)[];
+  const differences = keys.filter((k) => recorded.counters[k] !== run.result.counters[k]);
+  const sameOutcome = recorded.outcome === run.result.outcome && recorded.reason === run.result.reason;
+  const width = Math.max(...keys.map((k) => k.length));
+  process.stdout.write(
+    `${'counter'.padEnd(width)}  ${'recorded'.padStart(10)}  ${'replayed'.padStart(10)}\n`,
+  );
+  for (const k of keys) {
+    process.stdout.write(
+      `${k.padEnd(width)}  ${String(recorded.counters[k]).padStart(10)}  ${String(run.result.counters[k]).padStart(10)}${differences.includes(k) ? '  ← differs' : ''}\n`,
+    );
+  }
+  if (differences.length === 0 && sameOutcome) {
+    process.stdout.write(
+      `replay of ${id} (seed ${recorded.seed}): identical counters and outcome (${recorded.outcome})\n`,
+    );
+    return 0;
+  }
+  process.stdout.write(
+    `replay of ${id} (seed ${recorded.seed}) DIFFERS: ${[...differences, ...(sameOutcome ? [] : ['outcome'])].join(', ')}\n`,
+  );
+  return 1;
+}
+
+/** One trace event as a line: what crossed which boundary, with its decoded status. */
+export function formatTraceEvent(event: TraceEvent): string {
+  const regs = (r: Readonly<Record<string, string>>): string =>
+    Object.entries(r)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ');
+  const t = String(event.time).padStart(12);
+  switch (event.kind) {
+    case 'seamcall':
+      return `${t}  host   SEAMCALL ${event.leaf} ${regs(event.args)} → ${event.statusText}`;
+    case 'tdcall':
+      return `${t}  vcpu${event.vcpu}  TDCALL ${event.leaf} ${regs(event.args)} → ${event.statusText}`;
+    case 'td-exit':
+      return `${t}  vcpu${event.vcpu}  TD exit: ${event.reason} ${regs(event.regs)}`;
+    case 'vmm-reply': {
+      const status = event.regs.r10 === undefined ? undefined : tdvmcallStatusName(BigInt(event.regs.r10));
+      return `${t}  vcpu${event.vcpu}  VMM reply ${status ?? 'status'} ${regs(event.regs)}`;
+    }
+    case 'note':
+      return `${t}  ${event.source.padEnd(5)}  ${event.text}`;
+  }
+}

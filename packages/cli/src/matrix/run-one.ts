@@ -1,0 +1,18 @@
+import { type Catalog, findVmm, findWorkload } from '../catalog/catalog.js';
+import { runScenario } from '../scenario/run-scenario.js';
+import type { RunRequest, WorkerMessage } from './matrix-protocol.js';
+
+/** Runs one request of the matrix in this thread, reporting as a worker would. */
+export async function runRequest(
+  catalog: Catalog,
+  request: RunRequest,
+  post: (message: WorkerMessage) => void,
+): Promise<void> {
+  const { spec, index } = request;
+  const run = await runScenario(spec, findVmm(catalog, spec.vmm), findWorkload(catalog, spec.workload), {
+    ...(request.checkEvery === undefined ? {} : { checkEvery: request.checkEvery }),
+    ...(request.fuse === undefined ? {} : { fuse: request.fuse }),
+    onProgress: (done, total) => post({ type: 'progress', index, done, total }),
+  });
+  post({ type: 'done', index, result: run.result, detail: request.detail ? run.detail : undefined });
+}

@@ -1,0 +1,97 @@
+import { TdvmcallStatus, TdvmcallSubfunction, type TraceEvent, type TraceSink } from '@tdxsim/tdx-module';
+
+/** What crossed the guest / module / VMM boundaries during a scenario. */
+export interface ScenarioCounters {
+  /** TDG.VP.VMCALL<MapGPA> hypercalls answered by the VMM. */
+  mapGpaCalls: number;
+  /** MapGPA answers with status RETRY. */
+  retries: number;
+  tdExits: number;
+  /** Every SEAMCALL the VMM issued (TDH.VP.ENTER included). */
+  seamcalls: number;
+  tdcalls: number;
+}
+
+/** One call on the timeline: virtual time in ns, the lane it belongs to, what it was, and whether it failed. */
+export interface TimelineEvent {
+  readonly time: number;
+  readonly lane: 'guest' | 'exit' | 'vmm';
+  readonly label: string;
+  readonly failed: boolean;
+}
+
+const MAP_GPA = `0x${TdvmcallSubfunction.MAP_GPA.toString(16)}`;
+const RETRY = `0x${TdvmcallStatus.RETRY.toString(16)}`;
+
+/**
+ * A trace sink that counts what the scenario did and keeps the first `timelineCapacity` calls for the report. It
+ * reads only the trace, so it counts the same for every backend, built-in or the user's own.
+ */
+export class ScenarioProbe implements TraceSink {
+  readonly enabled = true;
+  readonly counters: ScenarioCounters = { mapGpaCalls: 0, retries: 0, tdExits: 0, seamcalls: 0, tdcalls: 0 };
+  readonly timeline: TimelineEvent[] = [];
+  /** Calls left off the timeline once it was full. */
+  timelineDropped = 0;
+  /** SEAMCALLs per leaf name. */
+  readonly seamcallsByLeaf = new Map<string, number>();
+  readonly #timelineCapacity: number;
+  /** vCPUs whose last TD exit was a MapGPA hypercall still waiting for its answer. */
+  readonly #mapGpaPending = new Set<number>();
+  readonly #keepTrace: TraceEvent[] | undefined;
+
+  constructor(options: { timelineCapacity?: number; keepTrace?: boolean } = {}) {
+    this.#timelineCapacity = options.timelineCapacity ?? 400;
+    this.#keepTrace = options.keepTrace ? [] : undefined;
+  }
+
+  /** Every event, when built with `keepTrace` (for `tdxsim replay --trace`). */
+  get trace(): readonly TraceEvent[] {
+    return this.#keepTrace ?? [];
+  }
+
+  record(event: TraceEvent): void {
+    this.#keepTrace?.push(event);
+    const c = this.counters;
+    switch (event.kind) {
+      case 'seamcall':
+        c.seamcalls++;
+        this.seamcallsByLeaf.set(event.leaf, (this.seamcallsByLeaf.get(event.leaf) ?? 0) + 1);
+        // VP.ENTER is the other half of every TD exit: keep the timeline for the calls that change memory.
+        if (event.leaf !== 'TDH.VP.ENTER') this.#keep(event.time, 'vmm', event.leaf, event.status !== 0n);
+        return;
+      case 'tdcall':
+        c.tdcalls++;
+        this.#keep(event.time, 'guest', event.leaf, event.status !== 0n);
+        return;
+      case 'td-exit':
+        c.tdExits++;
+        if (event.reason.startsWith('TDCALL') && event.regs.r11 === MAP_GPA)
+          this.#mapGpaPending.add(event.vcpu);
+        else this.#keep(event.time, 'exit', event.reason, false);
+        return;
+      case 'vmm-reply':
+        if (!this.#mapGpaPending.delete(event.vcpu)) return;
+        c.mapGpaCalls++;
+        if (event.regs.r10 === RETRY) c.retries++;
+        this.#keep(
+          event.time,
+          'exit',
+          event.regs.r10 === '0x0'
+            ? 'MapGPA → SUCCESS'
+            : event.regs.r10 === RETRY
+              ? 'MapGPA → RETRY'
+              : `MapGPA → ${event.regs.r10}`,
+          event.regs.r10 !== '0x0' && event.regs.r10 !== RETRY,
+        );
+        return;
+      default:
+        return;
+    }
+  }
+
+  #keep(time: number, lane: TimelineEvent['lane'], label: string, failed: boolean): void {
+    if (this.timeline.length < this.#timelineCapacity) this.timeline.push({ time, lane, label, failed });
+    else this.timelineDropped++;
+  }
+}

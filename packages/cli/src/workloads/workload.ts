@@ -1,0 +1,46 @@
+import type { ConversionResult, TdGuest } from '@tdxsim/guest';
+import type { Rng } from '@tdxsim/tdx-module';
+
+/** What a workload drives: the guest, the scenario's seeded RNG, and conversions that the scenario watches. */
+export interface WorkloadContext {
+  readonly guest: TdGuest;
+  readonly rng: Rng;
+  /**
+   * Converts [start, start + size) and has the scenario check it. Returns `undefined` when the guest refused before
+   * any hypercall because the range touches quarantined pages (a safe guest's answer, counted as refused).
+   */
+  convert(start: number, size: number, toShared: boolean): Promise<ConversionResult | undefined>;
+}
+
+/** A named job for the guest, sized by `amount` (bytes or conversions, as the workload says). */
+export interface Workload {
+  readonly name: string;
+  readonly description: string;
+  /** The amount the matrix runs. */
+  readonly defaultAmount: number;
+  /** `amount` in words, e.g. "1 GiB" or "200 conversions". */
+  describeAmount(amount: number): string;
+  /** Bytes of guest RAM the workload needs. */
+  memoryBytes(amount: number): number;
+  /** How many conversions the workload makes (for progress and sampling). */
+  conversions(amount: number): number;
+  run(context: WorkloadContext, amount: number): Promise<void>;
+}
+
+export const KIB = 2 ** 10;
+export const MIB = 2 ** 20;
+export const GIB = 2 ** 30;
+export const PAGE = 4096;
+
+/** "1 GiB", "64 MiB", "16 KiB", "1 TiB". */
+export function formatBytes(bytes: number): string {
+  for (const [unit, size] of [
+    ['TiB', 2 ** 40],
+    ['GiB', GIB],
+    ['MiB', MIB],
+    ['KiB', KIB],
+  ] as const) {
+    if (bytes >= size && bytes % size === 0) return `${bytes / size} ${unit}`;
+  }
+  return `${bytes} B`;
+}

@@ -1,0 +1,26 @@
+import fc from 'fast-check';
+import type { SafetyWorkload, WorkloadStep } from '../properties/safety-workload.js';
+
+/**
+ * Small safety workloads: `memoryPages` of RAM (default 32) and 1 to `maxSteps` (default 4) conversions of 1 to 8
+ * pages in either direction, sometimes an accept-all. Kept small so a fuzz case costs about a millisecond.
+ */
+export function safetyWorkload(
+  options: { readonly memoryPages?: number; readonly maxSteps?: number } = {},
+): fc.Arbitrary<SafetyWorkload> {
+  const memoryPages = options.memoryPages ?? 32;
+  const conversion: fc.Arbitrary<WorkloadStep> = fc
+    .record({
+      op: fc.constantFrom('to-shared' as const, 'to-private' as const),
+      startPage: fc.integer({ min: 0, max: memoryPages - 1 }),
+      pages: fc.integer({ min: 1, max: 8 }),
+    })
+    .map((step) => ({ ...step, pages: Math.min(step.pages, memoryPages - step.startPage) }));
+  const step = fc.oneof(
+    { arbitrary: conversion, weight: 6 },
+    { arbitrary: fc.constant({ op: 'accept-all' as const }), weight: 1 },
+  );
+  return fc
+    .array(step, { minLength: 1, maxLength: options.maxSteps ?? 4 })
+    .map((steps) => ({ memoryPages, steps }));
+}

@@ -1,0 +1,229 @@
+import {
+  type BuiltTd,
+  EeqType,
+  ensureSeptTables,
+  formatStatus,
+  type Gprs,
+  Reg,
+  type SeamcallResult,
+  sharedBit,
+  type TdxModule,
+  TdxStatus,
+} from '@tdxsim/tdx-module';
+import { testkitLogger } from '../log.js';
+
+const log = testkitLogger('core');
+const PAGE = 4096;
+const MIB2 = 2 ** 21;
+
+/**
+ * The honest half of every scripted backend: the host work a correct VMM does, through SEAMCALLs only.
+ * - EPT-violation exit on a private GPA: SEPT.ADD for missing tables, then AUG at the level an ACCEPT exit asks for
+ *   (2M when the whole 2M entry is free, else 4K), so a 1 GiB accept costs 512 AUGs, not 262,144; a 4K accept inside
+ *   a PENDING 2M page gets that page demoted first.
+ * - to shared: BLOCK every private leaf of the range (2M leaves the range covers only in part are demoted first),
+ *   one TRACK, kick the vCPUs, REMOVE each, then map every frame in the shared EPT (the order KVM and Hyper-V use,
+ *   reference guest-and-vmm.md §3.4, §4.1);
+ * - to private: unmap the frames from the shared EPT (private pages are AUGed lazily when the guest accepts).
+ * It also carries out the hostile side effects a script asks for, so each of them is done the way a real host
+ * would do it.
+ */
+export class HonestCore {
+  readonly module: TdxModule;
+  readonly td: BuiltTd;
+  /** Private leaves this core AUGed and has not removed: private GPA → level. */
+  readonly #augs = new Map<number, 0 | 1>();
+  /** Host pages mapped in the shared EPT by a hostile side effect. */
+  readonly #hostileHpas = new Set<number>();
+
+  constructor(module: TdxModule, td: BuiltTd) {
+    this.module = module;
+    this.td = td;
+  }
+
+  async #call(name: string, call: () => Promise<SeamcallResult>): Promise<SeamcallResult> {
+    const result = await call();
+    if (result.status !== TdxStatus.SUCCESS) log('%s: %s', name, formatStatus(result.status));
+    return result;
+  }
+
+  async #kickAll(): Promise<void> {
+    await Promise.all(this.td.tdvprs.map((tdvpr) => this.module.kickVcpu(tdvpr)));
+  }
+
+  /** An EPT-violation exit: AUG the private page the guest needs; shared GPAs were mapped at conversion. */
+  async onEptViolation(regs: Gprs): Promise<void> {
+    const gpa = Number(regs[Reg.R8]);
+    if (gpa >= sharedBit(this.td.gpaw)) return;
+    const eeq = regs[Reg.RDX] as bigint;
+    // An ACCEPT exit carries the level the guest asked for in EEQ info bits 2:0 (reference tdx-module.md §7.3).
+    const wanted = (eeq & 0xfn) === BigInt(EeqType.ACCEPT) ? Number((eeq >> 32n) & 7n) : 0;
+    const base2m = gpa - (gpa % MIB2);
+    const at2m = this.module.privatePage(this.td.tdr, base2m);
+    if (wanted >= 1 && at2m.level >= 1 && at2m.state === 'FREE' && (await this.#aug(base2m, 1))) return;
+    if (at2m.level === 1 && at2m.state === 'PENDING') {
+      // A 4K accept inside a PENDING 2M page: split it so the 4K entry exists (the children stay PENDING).
+      await this.#demote(base2m);
+      return;
+    }
+    const page = gpa - (gpa % PAGE);
+    if (this.module.privatePage(this.td.tdr, page).state === 'FREE') await this.#aug(page, 0);
+  }
+
+  async #aug(gpa: number, level: 0 | 1): Promise<boolean> {
+    const { td, module } = this;
+    const tables = await ensureSeptTables(module, td.host, td.allocator, td.tdr, gpa, level, td.pwl);
+    if (tables !== TdxStatus.SUCCESS) return false;
+    const hpa = level === 1 ? td.allocator.alloc2m() : td.allocator.alloc4k();
+    const result = await this.#call('TDH.MEM.PAGE.AUG', () => td.host.pageAug(td.tdr, gpa, level, hpa));
+    if (result.status === TdxStatus.SUCCESS) {
+      this.#augs.set(gpa, level);
+      return true;
+    }
+    if (level === 1) td.allocator.free2m(hpa);
+    else td.allocator.free4k(hpa);
+    return false;
+  }
+
+  /** Splits the 2M leaf at `base`: BLOCK, TRACK, kick, DEMOTE (reference tdx-module.md §5.10). */
+  async #demote(base: number): Promise<void> {
+    const { td } = this;
+    await this.#call('TDH.MEM.RANGE.BLOCK', () => td.host.rangeBlock(td.tdr, base, 1));
+    await this.#call('TDH.MEM.TRACK', () => td.host.track(td.tdr));
+    await this.#kickAll();
+    const table = td.allocator.alloc4k();
+    const demoted = await this.#call('TDH.MEM.PAGE.DEMOTE', () => td.host.pageDemote(td.tdr, base, 1, table));
+    if (demoted.status !== TdxStatus.SUCCESS) {
+      td.allocator.free4k(table);
+      return;
+    }
+    if (this.#augs.delete(base)) for (let i = 0; i < 512; i++) this.#augs.set(base + i * PAGE, 0);
+  }
+
+  /**
+   * Private → shared for `pages` frames from private GPA `gpa`. With `keepPrivate` (hostile) the private pages are
+   * left in place and only the shared side is mapped.
+   */
+  async toShared(gpa: number, pages: number, keepPrivate = false): Promise<void> {
+    if (pages <= 0) return;
+    const end = gpa + pages * PAGE;
+    if (!keepPrivate) await this.#removePrivate(gpa, end);
+    const ept = this.module.sharedEpt(this.td.tdr);
+    for (let at = gpa; at < end; at += PAGE)
+      if (ept.lookup(at) === undefined) ept.map(at, this.td.allocator.alloc4k());
+  }
+
+  async #removePrivate(start: number, end: number): Promise<void> {
+    const { td, module } = this;
+    for (const edge of [start, end - PAGE]) {
+      const base = edge - (edge % MIB2);
+      const truth = module.privatePage(td.tdr, edge);
+      if (truth.hpa !== undefined && truth.level === 1 && (base < start || base + MIB2 > end))
+        await this.#demote(base);
+    }
+    const blocked: { gpa: number; level: 0 | 1 }[] = [];
+    for (let at = start; at < end; ) {
+      const truth = module.privatePage(td.tdr, at);
+      const span = PAGE * 512 ** truth.level;
+      const base = at - (at % span);
+      if (truth.hpa !== undefined && truth.level <= 1) {
+        const level = truth.level as 0 | 1;
+        const result = await this.#call('TDH.MEM.RANGE.BLOCK', () => td.host.rangeBlock(td.tdr, base, level));
+        if (result.status === TdxStatus.SUCCESS) blocked.push({ gpa: base, level });
+      }
+      at = base + span;
+    }
+    if (blocked.length === 0) return;
+    await this.#call('TDH.MEM.TRACK', () => td.host.track(td.tdr));
+    await this.#kickAll();
+    for (const page of blocked) {
+      const removed = await this.#call('TDH.MEM.PAGE.REMOVE', () =>
+        td.host.pageRemove(td.tdr, page.gpa, page.level),
+      );
+      if (removed.status !== TdxStatus.SUCCESS) continue;
+      this.#augs.delete(page.gpa);
+      if (page.level === 1) td.allocator.free2m(Number(removed.rcx));
+      else td.allocator.free4k(Number(removed.rcx));
+    }
+  }
+
+  /** Shared → private for `pages` frames from private GPA `gpa`: the shared mappings go. */
+  toPrivate(gpa: number, pages: number): void {
+    if (pages <= 0) return;
+    const ept = this.module.sharedEpt(this.td.tdr);
+    const end = gpa + pages * PAGE;
+    const unmap = (frame: number): void => {
+      const hpa = ept.lookup(frame);
+      if (hpa === undefined) return;
+      ept.unmap(frame);
+      // A host page a hostile side effect mapped (twice, or a TD's own) is never handed back to the allocator.
+      if (!this.#hostileHpas.has(hpa)) this.td.allocator.free4k(hpa);
+    };
+    if (pages > ept.size) {
+      for (const [frame] of [...ept.entries()]) if (frame >= gpa && frame < end) unmap(frame);
+    } else {
+      for (let at = gpa; at < end; at += PAGE) unmap(at);
+    }
+  }
+
+  /**
+   * Hostile: removes a private page the guest accepted (the lowest one this core AUGed, outside [avoidStart,
+   * avoidEnd)) with BLOCK → TRACK → kick → REMOVE and AUGs it again at the same level: it comes back PENDING.
+   * Returns the frames touched, or none when no accepted page was found.
+   */
+  async tamperAccepted(avoidStart: number, avoidEnd: number): Promise<number[]> {
+    const { td, module } = this;
+    let target: { gpa: number; level: 0 | 1 } | undefined;
+    for (const [gpa, level] of this.#augs) {
+      const span = PAGE * 512 ** level;
+      if (gpa < avoidEnd && gpa + span > avoidStart) continue;
+      if (target !== undefined && target.gpa < gpa) continue;
+      const truth = module.privatePage(td.tdr, gpa);
+      if (truth.state === 'MAPPED' && truth.level === level) target = { gpa, level };
+    }
+    if (target === undefined) return [];
+    const { gpa, level } = target;
+    await this.#call('TDH.MEM.RANGE.BLOCK', () => td.host.rangeBlock(td.tdr, gpa, level));
+    await this.#call('TDH.MEM.TRACK', () => td.host.track(td.tdr));
+    await this.#kickAll();
+    const removed = await this.#call('TDH.MEM.PAGE.REMOVE', () => td.host.pageRemove(td.tdr, gpa, level));
+    if (removed.status !== TdxStatus.SUCCESS) return [];
+    this.#augs.delete(gpa);
+    if (level === 1) td.allocator.free2m(Number(removed.rcx));
+    else td.allocator.free4k(Number(removed.rcx));
+    await this.#aug(gpa, level);
+    log('tampered with the accepted page 0x%s (level %d)', gpa.toString(16), level);
+    return Array.from({ length: 512 ** level }, (_, i) => gpa / PAGE + i);
+  }
+
+  /** Hostile: maps shared frame `second` to the host page of shared frame `first` (one host page mapped twice). */
+  aliasSharedPair(first: number, second: number): boolean {
+    const ept = this.module.sharedEpt(this.td.tdr);
+    const hpa = ept.lookup(first);
+    if (hpa === undefined || first === second) return false;
+    const own = ept.lookup(second);
+    ept.map(second, hpa);
+    this.#hostileHpas.add(hpa);
+    if (own !== undefined && own !== hpa && !this.#hostileHpas.has(own)) this.td.allocator.free4k(own);
+    return true;
+  }
+
+  /** Hostile: maps shared frame `frame` to a host page the TD owns (an accepted page's, else the TDR). */
+  mapTdPage(frame: number): number {
+    const { module, td } = this;
+    let hpa: number = td.tdr;
+    for (const gpa of this.#augs.keys()) {
+      const truth = module.privatePage(td.tdr, gpa);
+      if (truth.state === 'MAPPED' && truth.hpa !== undefined) {
+        hpa = truth.hpa;
+        break;
+      }
+    }
+    const ept = module.sharedEpt(td.tdr);
+    const own = ept.lookup(frame);
+    ept.map(frame, hpa);
+    this.#hostileHpas.add(hpa);
+    if (own !== undefined && own !== hpa && !this.#hostileHpas.has(own)) td.allocator.free4k(own);
+    return hpa;
+  }
+}

@@ -1,0 +1,166 @@
+import {
+  type BuildTdOptions,
+  type BuiltTd,
+  buildTd,
+  type Gprs,
+  makeGprs,
+  Reg,
+  SeededRng,
+  sharedBit,
+  type TdExitEvent,
+  TdvmcallStatus,
+  TdvmcallSubfunction,
+  type TdxModule,
+  VmExitReason,
+  type Vmm,
+} from '@tdxsim/tdx-module';
+import { acknowledgedPages } from '../behaviour/acknowledged-pages.js';
+import { parseBehaviour } from '../behaviour/parse-behaviour.js';
+import { resolveStep } from '../behaviour/resolve-step.js';
+import type { MapGpaStep, VmmBehaviour } from '../behaviour/vmm-behaviour.js';
+import { testkitLogger } from '../log.js';
+import { HonestCore } from './honest-core.js';
+
+const log = testkitLogger('scripted');
+const PAGE = 4096;
+
+export interface ScriptedVmmOptions {
+  /** The most pages one MapGPA call converts, whatever the script says (default 2^18, 1 GiB): keeps scripts cheap. */
+  readonly maxPagesPerCall?: number;
+}
+
+/** What a scripted backend did that the guest cannot see: what a property must not hold against the guest. */
+export interface ScriptedVmmRecord {
+  /** MapGPA calls answered. */
+  mapGpaCalls: number;
+  /** Frames (private GPA / 4096) a reply acknowledged as converted that the VMM did not convert. */
+  readonly unbackedAcks: Set<number>;
+  /** Frames changed behind the guest's back: converted outside the request, or removed and re-added. */
+  readonly behindTheGuestsBack: Set<number>;
+}
+
+/**
+ * A VMM backend driven by a {@link VmmBehaviour} script: an honest core ({@link HonestCore}: lazy AUG at the level
+ * asked, BLOCK → TRACK → REMOVE then a shared mapping for to-shared, unmapping for to-private) whose MapGPA replies
+ * and conversions follow the script step by step. Requests a real VMM must refuse are refused as KVM does
+ * (INVALID_OPERAND, then ALIGN_ERROR, R11 = R12; reference guest-and-vmm.md §3.1). Other TDVMCALLs get
+ * SUBFUNC_UNSUPPORTED.
+ */
+export class ScriptedVmm implements Vmm {
+  readonly module: TdxModule;
+  readonly td: BuiltTd;
+  readonly behaviour: VmmBehaviour;
+  readonly core: HonestCore;
+  readonly record: ScriptedVmmRecord = {
+    mapGpaCalls: 0,
+    unbackedAcks: new Set(),
+    behindTheGuestsBack: new Set(),
+  };
+  readonly #maxPages: number;
+  readonly #rng: SeededRng;
+  #stepsTaken = 0;
+
+  /** Wraps a TD already built (e.g. with `buildTd`); `behaviour` is checked first. */
+  constructor(module: TdxModule, td: BuiltTd, behaviour: VmmBehaviour, options: ScriptedVmmOptions = {}) {
+    this.module = module;
+    this.td = td;
+    this.behaviour = parseBehaviour(behaviour);
+    this.core = new HonestCore(module, td);
+    this.#maxPages = options.maxPagesPerCall ?? 2 ** 18;
+    this.#rng = new SeededRng(this.behaviour.seed ?? 1);
+  }
+
+  /** Builds a TD through SEAMCALLs and returns the backend for it. */
+  static async create(
+    module: TdxModule,
+    behaviour: VmmBehaviour,
+    build: BuildTdOptions = {},
+    options: ScriptedVmmOptions = {},
+  ): Promise<ScriptedVmm> {
+    return new ScriptedVmm(module, await buildTd(module, build), behaviour, options);
+  }
+
+  /** Starts the vCPUs' host threads. */
+  run(): Promise<void>[] {
+    return this.td.run(this);
+  }
+
+  async onTdExit(exit: TdExitEvent): Promise<Gprs> {
+    const rax = exit.regs[Reg.RAX] as bigint;
+    if (rax >> 63n === 1n) {
+      // A failed TDH.VP.ENTER (BUSY): enter again on a later turn, as KVM and Hyper-V do.
+      await new Promise((resolve) => setImmediate(resolve));
+      return makeGprs();
+    }
+    const reason = Number(rax & 0xffffn);
+    if (reason === VmExitReason.EPT_VIOLATION) await this.core.onEptViolation(exit.regs);
+    if (reason !== VmExitReason.TDCALL) return makeGprs();
+    const regs = exit.regs;
+    if (regs[Reg.R10] !== 0n || regs[Reg.R11] !== TdvmcallSubfunction.MAP_GPA)
+      return makeGprs({ r10: TdvmcallStatus.SUBFUNC_UNSUPPORTED });
+    return this.#mapGpa(regs[Reg.R12] as bigint, regs[Reg.R13] as bigint);
+  }
+
+  #step(): MapGpaStep {
+    const { steps, order } = this.behaviour;
+    this.record.mapGpaCalls++;
+    const index = this.#stepsTaken++;
+    const at =
+      order === 'seeded'
+        ? this.#rng.int(0, steps.length - 1)
+        : order === 'cycle'
+          ? index % steps.length
+          : Math.min(index, steps.length - 1);
+    return steps[at] as MapGpaStep;
+  }
+
+  async #mapGpa(r12: bigint, r13: bigint): Promise<Gprs> {
+    const gpaw = this.td.gpaw;
+    const shared = BigInt(sharedBit(gpaw));
+    const end = r12 + r13;
+    const top = 1n << BigInt(gpaw);
+    // KVM's order: operand checks, then alignment; R11 = R12 on every error (reference guest-and-vmm.md §3.1).
+    if (r13 === 0n || r12 >= top || end - 1n >= top || (r12 & shared) !== ((end - 1n) & shared)) {
+      this.record.mapGpaCalls++;
+      return makeGprs({ r10: TdvmcallStatus.INVALID_OPERAND, r11: r12 });
+    }
+    if (r12 % BigInt(PAGE) !== 0n || r13 % BigInt(PAGE) !== 0n) {
+      this.record.mapGpaCalls++;
+      return makeGprs({ r10: TdvmcallStatus.ALIGN_ERROR, r11: r12 });
+    }
+    const toShared = (r12 & shared) !== 0n;
+    const gpa = Number(r12 & ~shared);
+    const step = resolveStep(this.#step(), { r12, r13, sharedBit: shared }, this.#maxPages);
+    // Never past the private GPA space: a frame there has no private alias.
+    const pages = Math.min(step.convertPages, (Number(shared) - gpa) / PAGE);
+    const effects = new Set(step.effects);
+    const keepPrivate = toShared && effects.has('keep-private');
+    if (toShared) await this.core.toShared(gpa, pages, keepPrivate);
+    else this.core.toPrivate(gpa, pages);
+    const frame = gpa / PAGE;
+    const asked = Number(r13) / PAGE;
+    for (let i = 0; i < pages; i++) {
+      if (!keepPrivate) this.record.unbackedAcks.delete(frame + i);
+      if (i >= asked) this.record.behindTheGuestsBack.add(frame + i);
+    }
+    if (effects.has('tamper-accepted')) {
+      for (const touched of await this.core.tamperAccepted(gpa, gpa + asked * PAGE))
+        this.record.behindTheGuestsBack.add(touched);
+    }
+    if (toShared && effects.has('alias-shared-pair') && pages >= 2)
+      this.core.aliasSharedPair(gpa, gpa + PAGE);
+    if (toShared && effects.has('map-td-page') && pages >= 1) this.core.mapTdPage(gpa);
+    const acknowledged = acknowledgedPages(r12, r13, step.r10, step.r11, shared);
+    const done = keepPrivate ? 0 : Math.min(pages, asked);
+    for (let i = done; i < acknowledged; i++) this.record.unbackedAcks.add(frame + i);
+    log(
+      'MapGPA r12=0x%s r13=0x%s: converted %d, r10=0x%s r11=0x%s',
+      r12.toString(16),
+      r13.toString(16),
+      pages,
+      step.r10.toString(16),
+      step.r11.toString(16),
+    );
+    return makeGprs({ r10: step.r10, r11: step.r11 });
+  }
+}

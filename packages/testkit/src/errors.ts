@@ -1,0 +1,16 @@
+/** Stable codes of {@link TestkitError}. */
+export type TestkitErrorCode = 'INVALID_BEHAVIOUR' | 'INVALID_BACKEND' | 'INVALID_OPTION';
+
+/** Misuse of the testkit's API (a malformed behaviour script, a backend of an unknown shape, a bad option). */
+export class TestkitError extends Error {
+  readonly code: TestkitErrorCode;
+  /** The argument or field at fault. */
+  readonly argument: string | undefined;
+
+  constructor(code: TestkitErrorCode, message: string, argument?: string) {
+    super(message);
+    this.name = 'TestkitError';
+    this.code = code;
+    this.argument = argument;
+  }
+}

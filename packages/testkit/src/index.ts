@@ -1,0 +1,80 @@
+/**
+ * @tdxsim/testkit: hostile VMM backends, fast-check arbitraries of VMM behaviour, guest safety properties, a
+ * conformance kit for VMM backends and a fuzz campaign. This entry never imports vitest (the CLI runs it in plain
+ * Node); vitest helpers are in `@tdxsim/testkit/vitest`.
+ */
+
+export { safetyWorkload } from './arbitraries/safety-workload-arbitrary.js';
+export {
+  type BehaviourArbitraryOptions,
+  convertChoice,
+  honestBehaviour,
+  hostileBehaviour,
+  mapGpaStep,
+  r11Choice,
+  sideEffects,
+  statusChoice,
+  vmmBehaviour,
+} from './arbitraries/vmm-behaviour-arbitraries.js';
+export { HonestCore } from './backends/honest-core.js';
+export { type HostileVmm, hostileVmm, hostileVmms } from './backends/hostile-vmms.js';
+export { ScriptedVmm, type ScriptedVmmOptions, type ScriptedVmmRecord } from './backends/scripted-vmm.js';
+export { scriptedVmm, scriptedVmmFactory } from './backends/scripted-vmm-module.js';
+export { acknowledgedPages } from './behaviour/acknowledged-pages.js';
+export { parseBehaviour } from './behaviour/parse-behaviour.js';
+export { type MapGpaRequest, type ResolvedStep, resolveStep } from './behaviour/resolve-step.js';
+export {
+  type ConvertChoice,
+  chunkStep,
+  formatBehaviour,
+  type GhciStatusName,
+  type Hex64,
+  HONEST_BEHAVIOUR,
+  HONEST_STEP,
+  type MapGpaStep,
+  NO_PROGRESS_STEP,
+  type R11Choice,
+  SIDE_EFFECTS,
+  type SideEffect,
+  type StatusChoice,
+  type VmmBehaviour,
+} from './behaviour/vmm-behaviour.js';
+export { avoidableSeamcallError } from './conformance/avoidable-seamcall-error.js';
+export { type BackendSource, backendName, toVmmModule, type VmmClass } from './conformance/backend-source.js';
+export {
+  CONFORMANCE_RULES,
+  type ConformanceCheck,
+  type ConformanceRuleId,
+} from './conformance/conformance-rules.js';
+export { MapGpaObserver, type ObservedTd } from './conformance/map-gpa-observer.js';
+export { type ConformanceOptions, runConformance } from './conformance/run-conformance.js';
+export { TestkitError, type TestkitErrorCode } from './errors.js';
+export {
+  FUZZED_PRESETS,
+  type FuzzCase,
+  type FuzzOptions,
+  type FuzzResult,
+  fuzzCase,
+  runFuzzCampaign,
+  runFuzzCase,
+} from './fuzz/fuzz-campaign.js';
+export {
+  checkGuestSafety,
+  GUEST_PRESET_NAMES,
+  type GuestSafetyCase,
+  type GuestSafetyReport,
+  type GuestSafetyRule,
+  type GuestSafetyViolation,
+} from './properties/guest-safety.js';
+export {
+  DEFAULT_SAFETY_WORKLOAD,
+  type SafetyWorkload,
+  type WorkloadStep,
+} from './properties/safety-workload.js';
+export {
+  SafetyMonitor,
+  type SafetyMonitorOptions,
+  type SafetyNote,
+  type SafetyRule,
+  type SafetyViolation,
+} from './safety/safety-monitor.js';

@@ -1,0 +1,291 @@
+import {
+  type ConversionResult,
+  GuestError,
+  type GuestPolicy,
+  type GuestPresetName,
+  guestPresets,
+  TdGuest,
+} from '@tdxsim/guest';
+import { composeTd, type Gpaw, TdxModule } from '@tdxsim/tdx-module';
+import type { ContainerModule } from 'inversify';
+import { ScriptedVmm, type ScriptedVmmRecord } from '../backends/scripted-vmm.js';
+import type { VmmBehaviour } from '../behaviour/vmm-behaviour.js';
+import { testkitLogger } from '../log.js';
+import { SafetyMonitor, type SafetyNote, type SafetyRule } from '../safety/safety-monitor.js';
+import { DEFAULT_SAFETY_WORKLOAD, type SafetyWorkload, type WorkloadStep } from './safety-workload.js';
+
+const log = testkitLogger('safety');
+const PAGE = 4096;
+
+/**
+ * A broken guest-safety property: the {@link SafetyMonitor}'s rules, plus
+ * - `overclaim-shared`: reported converted to shared, not converted, and the VMM did not acknowledge it (the only
+ *   to-shared claim a guest can be held to: a VMM that lies in its acknowledgement fools every guest);
+ * - `exceeded-bound`: more MapGPA calls than the guest's own bound (or the simulator's fuse) allows;
+ * - `unknown-not-quarantined`: a page the result calls unknown is not quarantined in the ledger;
+ * - `quarantine-not-enforced`: converting a quarantined page did not throw QUARANTINED before any hypercall;
+ * - `ledger-overclaim`: the ledger says private-accepted for a page the module does not hold MAPPED;
+ * - `guest-threw`: the guest threw something other than QUARANTINED for a quarantined range.
+ */
+export type GuestSafetyRule =
+  | SafetyRule
+  | 'overclaim-shared'
+  | 'exceeded-bound'
+  | 'unknown-not-quarantined'
+  | 'quarantine-not-enforced'
+  | 'ledger-overclaim'
+  | 'guest-threw';
+
+export interface GuestSafetyViolation {
+  readonly rule: GuestSafetyRule;
+  readonly message: string;
+}
+
+export interface GuestSafetyCase {
+  /** The VMM: a behaviour script (run by the scripted backend, fast) or any backend's ContainerModule. */
+  readonly vmm: VmmBehaviour | ContainerModule;
+  /** The guest: a preset name or a policy. */
+  readonly guest: GuestPresetName | GuestPolicy;
+  readonly workload?: SafetyWorkload;
+  readonly gpaw?: Gpaw;
+}
+
+export interface GuestSafetyReport {
+  readonly safe: boolean;
+  readonly violations: readonly GuestSafetyViolation[];
+  /** VMM misbehaviour seen that did not make the guest unsafe. */
+  readonly notes: readonly SafetyNote[];
+  /** One line per workload step: what the guest reported. */
+  readonly outcomes: readonly string[];
+}
+
+const hex = (n: number): string => `0x${n.toString(16)}`;
+const isContainerModule = (vmm: VmmBehaviour | ContainerModule): vmm is ContainerModule => !('steps' in vmm);
+
+/** Builds the TD and boots the guest: directly for a script (no container: a fuzz case costs about a millisecond). */
+async function boot(safetyCase: GuestSafetyCase, memoryBytes: number) {
+  const policy = safetyCase.guest;
+  const build = { gpaw: safetyCase.gpaw ?? 48 };
+  const tdmr = { base: 2 ** 32, size: 2 ** 30 };
+  if (isContainerModule(safetyCase.vmm)) {
+    const composed = await composeTd({ vmm: safetyCase.vmm, build, sim: { module: { tdmr } } });
+    const guest = await TdGuest.boot(composed.td.guest(0), { memoryBytes, policy });
+    return { module: composed.module, td: composed.td, guest, record: recordOf(composed.hosted.vmm) };
+  }
+  const module = new TdxModule({ tdmr });
+  const vmm = await ScriptedVmm.create(module, safetyCase.vmm, build);
+  // A backend that throws ends its host thread; the guest then fails its next TDCALL, which the report shows.
+  for (const thread of vmm.run()) thread.catch((error: unknown) => log('the VMM threw: %o', error));
+  const guest = await TdGuest.boot(vmm.td.guest(0), { memoryBytes, policy });
+  return { module, td: vmm.td, guest, record: vmm.record };
+}
+
+function recordOf(vmm: unknown): ScriptedVmmRecord | undefined {
+  return vmm instanceof ScriptedVmm ? vmm.record : undefined;
+}
+
+/**
+ * Runs a guest through a workload against a VMM and checks, after every step, the safety properties a guest must
+ * keep against any VMM: it stops within its bound, it never reports a page converted that is not (to private: the
+ * page must be MAPPED; to shared: only where the VMM acknowledged it without doing it is it excused), the pages it
+ * cannot vouch for are quarantined and stay so, no secret it keeps in private memory is readable by the host, it
+ * never reads back altered data unnoticed, and the module's own invariants hold (the VMM-owned shared-EPT rules
+ * are notes: a hostile VMM may break them). Never throws for what the VMM does.
+ */
+export async function checkGuestSafety(safetyCase: GuestSafetyCase): Promise<GuestSafetyReport> {
+  const workload = safetyCase.workload ?? DEFAULT_SAFETY_WORKLOAD;
+  const { module, td, guest, record } = await boot(safetyCase, workload.memoryPages * PAGE);
+  const policy = guest.policy;
+  const monitor = new SafetyMonitor({ module, tdr: td.tdr, guest });
+  const violations: GuestSafetyViolation[] = [];
+  const outcomes: string[] = [];
+  const fail = (rule: GuestSafetyRule, message: string): void => {
+    log('%s: %s', rule, message);
+    violations.push({ rule, message });
+  };
+  /** Frames a property may not hold against the guest: the VMM changed them behind its back. */
+  const excused = (frame: number): boolean => record?.behindTheGuestsBack.has(frame) === true;
+
+  for (const [n, step] of workload.steps.entries()) {
+    if (step.op === 'accept-all') {
+      const accepted = await guest.acceptAll();
+      outcomes.push(`accept-all: ${accepted.kind}`);
+    } else {
+      const where = `step ${n} (${step.op} pages ${step.startPage}..${step.startPage + step.pages})`;
+      const outcome = await convert(guest, step, record, where, fail);
+      if (outcome !== undefined) {
+        outcomes.push(`${where}: ${describe(outcome.result)}`);
+        const range = { start: step.startPage * PAGE, end: (step.startPage + step.pages) * PAGE };
+        const before = monitor.violations.length;
+        await monitor.afterConversion(range, step.op === 'to-shared', outcome.result);
+        if (record !== undefined) {
+          // The monitor cannot know which pages the VMM re-added after the guest accepted them: re-judge its
+          // to-private claims with that knowledge (the scripted VMM's record).
+          const added = monitor.violations.splice(before);
+          monitor.violations.push(...added.filter((v) => v.rule !== 'overclaim-private'));
+        }
+        checkClaims(module, td.tdr, range, step.op === 'to-shared', outcome.result, record, fail, where);
+        await probeQuarantine(guest, outcome.result, record, fail, where);
+      } else {
+        outcomes.push(`${where}: QUARANTINED`);
+      }
+    }
+    await monitor.check();
+    for (const mismatch of guest.check(module, td.tdr)) {
+      if (mismatch.ledger !== 'private-accepted') continue;
+      const first = Math.floor(mismatch.start / PAGE);
+      const last = Math.ceil(mismatch.end / PAGE);
+      for (let frame = first; frame < last; frame++) {
+        if (excused(frame)) continue;
+        fail(
+          'ledger-overclaim',
+          `after step ${n}: ledger private-accepted at ${hex(frame * PAGE)}, module ${mismatch.module}`,
+        );
+        break;
+      }
+    }
+  }
+  const all = [...monitor.violations.map((v) => ({ rule: v.rule, message: v.message })), ...violations];
+  return { safe: all.length === 0, violations: all, notes: monitor.notes, outcomes };
+
+  async function convert(
+    g: TdGuest,
+    step: Extract<WorkloadStep, { startPage: number }>,
+    rec: ScriptedVmmRecord | undefined,
+    where: string,
+    failWith: typeof fail,
+  ): Promise<{ result: ConversionResult } | undefined> {
+    const start = step.startPage * PAGE;
+    const size = step.pages * PAGE;
+    const touchesQuarantine = g.ledger
+      .runs({ start, end: start + size })
+      .some((r) => r.state === 'quarantined');
+    const callsBefore = rec?.mapGpaCalls ?? 0;
+    const bound = segmentPages(g, start, start + size, step.op === 'to-shared').reduce(
+      (sum, pages) => sum + (policy.mapGpa.callBound?.(pages) ?? pages * 16 + 64),
+      0,
+    );
+    try {
+      const result =
+        step.op === 'to-shared' ? await g.setShared(start, size) : await g.setPrivate(start, size);
+      if (touchesQuarantine)
+        failWith('quarantine-not-enforced', `${where}: touches a quarantined page, did not throw`);
+      const seen = rec === undefined ? result.mapGpaCalls : rec.mapGpaCalls - callsBefore;
+      if (seen !== result.mapGpaCalls)
+        failWith(
+          'exceeded-bound',
+          `${where}: the VMM saw ${seen} MapGPA calls, the guest reported ${result.mapGpaCalls}`,
+        );
+      if (seen > bound) failWith('exceeded-bound', `${where}: ${seen} MapGPA calls, bound ${bound}`);
+      return { result };
+    } catch (error) {
+      if (GuestError.is(error) && error.code === 'QUARANTINED' && touchesQuarantine) {
+        if ((rec?.mapGpaCalls ?? 0) !== callsBefore)
+          failWith('quarantine-not-enforced', `${where}: MapGPA issued before QUARANTINED`);
+        return undefined;
+      }
+      failWith('guest-threw', `${where}: threw ${String(error)}`);
+      return undefined;
+    }
+  }
+}
+
+/**
+ * The sizes (in pages) of the MapGPA requests the guest makes for a conversion: maximal runs of pages not yet on
+ * the target side (the guest coalesces them; its call bound applies to each, guest README "What it does").
+ */
+function segmentPages(guest: TdGuest, start: number, end: number, toShared: boolean): number[] {
+  const sizes: number[] = [];
+  let open = false;
+  for (const run of guest.ledger.runs({ start, end })) {
+    const needs = toShared ? run.state !== 'shared' : run.state === 'shared';
+    const pages = (run.end - run.start) / PAGE;
+    if (needs && open) sizes[sizes.length - 1] = (sizes[sizes.length - 1] ?? 0) + pages;
+    else if (needs) sizes.push(pages);
+    open = needs;
+  }
+  return sizes;
+}
+
+function describe(result: ConversionResult): string {
+  if (result.kind === 'ok') return `ok in ${result.mapGpaCalls} MapGPA calls`;
+  const failure = result.failure;
+  const why = failure.step === 'map-gpa' ? failure.failure.kind : `accept ${failure.failure.reason}`;
+  const unknown = result.pages.filter((run) => run.outcome === 'unknown').length;
+  return `failed (${failure.step}: ${why}) after ${result.mapGpaCalls} MapGPA calls, ${unknown} unknown run(s)`;
+}
+
+/** Every page the result calls converted really is, unless the VMM is to blame in a way no guest can see. */
+function checkClaims(
+  module: TdxModule,
+  tdr: number,
+  range: { start: number; end: number },
+  toShared: boolean,
+  result: ConversionResult,
+  record: ScriptedVmmRecord | undefined,
+  fail: (rule: GuestSafetyRule, message: string) => void,
+  where: string,
+): void {
+  const claimed = result.kind === 'ok' ? [range] : result.pages.filter((run) => run.outcome === 'converted');
+  const ept = module.sharedEpt(tdr);
+  for (const run of claimed) {
+    for (let gpa = run.start - (run.start % PAGE); gpa < run.end; gpa += PAGE) {
+      const frame = gpa / PAGE;
+      if (record?.behindTheGuestsBack.has(frame) === true) continue;
+      const truth = module.privatePage(tdr, gpa);
+      if (!toShared) {
+        // Without the VMM's record the monitor's own check stands.
+        if (record !== undefined && truth.state !== 'MAPPED')
+          fail(
+            'overclaim-private',
+            `${where}: ${hex(gpa)} reported converted to private, module holds ${truth.state}`,
+          );
+        continue;
+      }
+      const really = truth.hpa === undefined && ept.lookup(gpa) !== undefined;
+      // Lazy backends (KVM) map the shared side on first touch: without the VMM's record only the private side counts.
+      if (record === undefined ? truth.hpa === undefined : really) continue;
+      if (record?.unbackedAcks.has(frame) === true) continue;
+      fail(
+        'overclaim-shared',
+        `${where}: ${hex(gpa)} reported converted to shared, not acknowledged by the VMM, private ${truth.state}, shared ${ept.lookup(gpa) === undefined ? 'unmapped' : 'mapped'}`,
+      );
+    }
+  }
+}
+
+/** Unknown pages are quarantined, and converting one again throws QUARANTINED before any hypercall. */
+async function probeQuarantine(
+  guest: TdGuest,
+  result: ConversionResult,
+  record: ScriptedVmmRecord | undefined,
+  fail: (rule: GuestSafetyRule, message: string) => void,
+  where: string,
+): Promise<void> {
+  if (result.kind === 'ok') return;
+  let probe: number | undefined;
+  for (const run of result.pages) {
+    if (run.outcome !== 'unknown') continue;
+    for (const part of guest.ledger.runs(run)) {
+      if (part.state !== 'quarantined')
+        fail(
+          'unknown-not-quarantined',
+          `${where}: unknown ${hex(part.start)}..${hex(part.end)} is ${part.state}`,
+        );
+    }
+    probe = run.start - (run.start % PAGE);
+  }
+  if (probe === undefined || guest.ledger.stateOf(probe) !== 'quarantined') return;
+  for (const toShared of [true, false]) {
+    const before = record?.mapGpaCalls ?? 0;
+    const code = await (toShared ? guest.setShared(probe, PAGE) : guest.setPrivate(probe, PAGE)).then(
+      () => 'no error',
+      (error: unknown) => (GuestError.is(error) ? error.code : String(error)),
+    );
+    if (code !== 'QUARANTINED' || (record?.mapGpaCalls ?? 0) !== before)
+      fail('quarantine-not-enforced', `${where}: converting quarantined ${hex(probe)} again gave ${code}`);
+  }
+}
+
+/** The guest presets, for matrices and campaigns. */
+export const GUEST_PRESET_NAMES = Object.keys(guestPresets) as GuestPresetName[];

@@ -1,0 +1,243 @@
+import type { ConversionResult, GpaRange, TdGuest } from '@tdxsim/guest';
+import { checkInvariants, type TdxModule, VMM_OWNED_INVARIANT_RULES } from '@tdxsim/tdx-module';
+import createDebug from 'debug';
+
+const log = createDebug('tdxsim:testkit:safety');
+
+/**
+ * A broken guest-safety property:
+ * - `module-invariant`: the module's own state (SEPT, PAMT, locks) is inconsistent;
+ * - `overclaim-private`: the guest reported a page converted to private that is not a usable private page;
+ * - `quarantine-left`: a page the guest quarantined came back into use;
+ * - `plaintext-exposed`: the host read a secret the guest kept in private memory;
+ * - `integrity`: the guest read back different data from a private page without noticing;
+ * - `did-not-terminate`: the guest would loop forever (it hit the simulator's fuse).
+ */
+export type SafetyRule =
+  | 'module-invariant'
+  | 'overclaim-private'
+  | 'quarantine-left'
+  | 'plaintext-exposed'
+  | 'integrity'
+  | 'did-not-terminate';
+
+export interface SafetyViolation {
+  readonly rule: SafetyRule;
+  readonly message: string;
+}
+
+/**
+ * VMM misbehaviour the monitor saw that does not make the guest unsafe:
+ * - `vmm-shared-ept`: the VMM broke a rule of its own shared EPT (a VMM-owned invariant);
+ * - `unverifiable-shared`: the VMM acknowledged a private → shared conversion it did not perform (no guest can see
+ *   the shared EPT, and nothing is exposed: the page stays private);
+ * - `tamper-detected`: the guest found a private page replaced behind its back and quarantined it.
+ */
+export interface SafetyNote {
+  readonly rule: 'vmm-shared-ept' | 'unverifiable-shared' | 'tamper-detected';
+  readonly message: string;
+}
+
+export interface SafetyMonitorOptions {
+  readonly module: TdxModule;
+  readonly tdr: number;
+  readonly guest: TdGuest;
+  /** Most secrets kept planted in private pages at once (each costs a guest write and, per check, a read). Default 64. */
+  readonly maxSecrets?: number;
+}
+
+interface Secret {
+  readonly gpa: number;
+  readonly bytes: Uint8Array;
+}
+
+const SECRET_LENGTH = 32;
+const PAGE = 4096;
+
+const hex = (n: number): string => `0x${n.toString(16)}`;
+
+/**
+ * Watches one guest for the safety properties a guest must keep against any VMM, honest or hostile. Call
+ * {@link afterConversion} after every conversion and {@link check} after every step; violations and notes accumulate.
+ * It plants secrets in pages the guest converted to private, and later checks that the host cannot read them and that
+ * the guest either reads them back intact or notices that the page was replaced.
+ */
+export class SafetyMonitor {
+  readonly violations: SafetyViolation[] = [];
+  readonly notes: SafetyNote[] = [];
+  readonly #module: TdxModule;
+  readonly #tdr: number;
+  readonly #guest: TdGuest;
+  readonly #maxSecrets: number;
+  readonly #secrets: Secret[] = [];
+  /** Quarantined runs seen so far: quarantine is for ever. */
+  #quarantined: GpaRange[] = [];
+  #secretCounter = 0;
+
+  constructor(options: SafetyMonitorOptions) {
+    this.#module = options.module;
+    this.#tdr = options.tdr;
+    this.#guest = options.guest;
+    this.#maxSecrets = options.maxSecrets ?? 64;
+  }
+
+  /** True while no violation has been seen. */
+  get safe(): boolean {
+    return this.violations.length === 0;
+  }
+
+  #violate(rule: SafetyRule, message: string): void {
+    log('violation %s: %s', rule, message);
+    this.violations.push({ rule, message });
+  }
+
+  #note(rule: SafetyNote['rule'], message: string): void {
+    if (this.notes.some((n) => n.rule === rule && n.message === message)) return;
+    this.notes.push({ rule, message });
+  }
+
+  /**
+   * Holds what a conversion of `range` reported against the module's truth, and plants a secret in the first page it
+   * converted to private.
+   */
+  async afterConversion(range: GpaRange, toShared: boolean, result: ConversionResult): Promise<void> {
+    if (toShared) {
+      // The guest gave these pages up (or tried to): what it kept in them is no longer its secret.
+      for (let i = this.#secrets.length - 1; i >= 0; i--) {
+        const gpa = (this.#secrets[i] as Secret).gpa;
+        if (gpa >= range.start && gpa < range.end) this.#secrets.splice(i, 1);
+      }
+    }
+    if (result.kind === 'failed') {
+      const failure = result.failure;
+      if (failure.step === 'map-gpa' && failure.failure.kind === 'would-not-terminate') {
+        this.#violate(
+          'did-not-terminate',
+          `MapGPA over ${hex(range.start)}..${hex(range.end)} made ${failure.failure.calls} calls without ending`,
+        );
+      }
+      if (failure.step === 'accept' && failure.failure.reason === 'fuse') {
+        this.#violate(
+          'did-not-terminate',
+          `accept at ${hex(failure.failure.acceptedEnd)} retried without end`,
+        );
+      }
+    }
+    const converted =
+      result.kind === 'ok'
+        ? [range]
+        : result.pages.filter((run) => run.outcome === 'converted').map(({ start, end }) => ({ start, end }));
+    for (const run of converted) {
+      const wrong = this.#firstPrivateMismatch(run, toShared);
+      if (wrong === undefined) continue;
+      if (toShared) {
+        this.#note(
+          'unverifiable-shared',
+          `the VMM acknowledged ${hex(wrong.gpa)} as shared but the page is still private (${wrong.state})`,
+        );
+      } else {
+        this.#violate(
+          'overclaim-private',
+          `the guest reported ${hex(wrong.gpa)} converted to private but the module holds it ${wrong.state}`,
+        );
+      }
+    }
+    if (!toShared) {
+      const first = converted[0];
+      if (first !== undefined && first.end > first.start) await this.#plant(first.start);
+    }
+  }
+
+  /** The first page of `run` whose private side disagrees with the conversion's direction. */
+  #firstPrivateMismatch(run: GpaRange, toShared: boolean): { gpa: number; state: string } | undefined {
+    for (let gpa = run.start; gpa < run.end; ) {
+      const truth = this.#module.privatePage(this.#tdr, gpa);
+      const usable = truth.state === 'MAPPED';
+      if (usable === toShared) return { gpa, state: truth.state };
+      const span = PAGE * 512 ** truth.level;
+      gpa = gpa - (gpa % span) + span;
+    }
+    return undefined;
+  }
+
+  async #plant(gpa: number): Promise<void> {
+    if (this.#guest.ledger.stateOf(gpa) !== 'private-accepted') return;
+    const bytes = new Uint8Array(SECRET_LENGTH);
+    const label = new TextEncoder().encode(`tdxsim secret #${++this.#secretCounter}`);
+    bytes.set(label.subarray(0, SECRET_LENGTH));
+    const written = await this.#guest.write(gpa, bytes);
+    if (written.kind !== 'ok') return;
+    const existing = this.#secrets.findIndex((s) => s.gpa === gpa);
+    if (existing >= 0) this.#secrets.splice(existing, 1);
+    this.#secrets.push({ gpa, bytes });
+    if (this.#secrets.length > this.#maxSecrets) this.#secrets.shift();
+  }
+
+  /** Runs every check now: invariants, quarantine, secrets. Returns the violations found by this call. */
+  async check(): Promise<SafetyViolation[]> {
+    const before = this.violations.length;
+    for (const violation of checkInvariants(this.#module)) {
+      if (VMM_OWNED_INVARIANT_RULES.has(violation.rule)) this.#note('vmm-shared-ept', violation.message);
+      else this.#violate('module-invariant', `${violation.rule}: ${violation.message}`);
+    }
+    this.#checkQuarantine();
+    await this.#checkSecrets();
+    return this.violations.slice(before);
+  }
+
+  #checkQuarantine(): void {
+    const ledger = this.#guest.ledger;
+    for (const run of this.#quarantined) {
+      for (const now of ledger.runs(run)) {
+        if (now.state !== 'quarantined') {
+          this.#violate(
+            'quarantine-left',
+            `${hex(now.start)}..${hex(now.end)} was quarantined and is now ${now.state ?? 'outside RAM'}`,
+          );
+        }
+      }
+    }
+    this.#quarantined = [...ledger.entries()]
+      .filter((run) => run.state === 'quarantined')
+      .map(({ start, end }) => ({ start, end }));
+  }
+
+  async #checkSecrets(): Promise<void> {
+    for (let i = this.#secrets.length - 1; i >= 0; i--) {
+      const secret = this.#secrets[i] as Secret;
+      const state = this.#guest.ledger.stateOf(secret.gpa);
+      if (state !== 'private-accepted') {
+        // The guest gave the page up (to shared) or quarantined it: the secret is no longer its to keep.
+        this.#secrets.splice(i, 1);
+        continue;
+      }
+      const truth = this.#module.privatePage(this.#tdr, secret.gpa);
+      if (truth.hpa !== undefined) {
+        const page = truth.hpa + (secret.gpa % (PAGE * 512 ** truth.level));
+        if (sameBytes(this.#module.hostRead(page, SECRET_LENGTH), secret.bytes)) {
+          this.#violate('plaintext-exposed', `the host read the guest's secret at ${hex(secret.gpa)}`);
+        }
+      }
+      const read = await this.#guest.read(secret.gpa, SECRET_LENGTH);
+      if (read.kind === 'ok') {
+        if (!sameBytes(read.data, secret.bytes)) {
+          this.#violate(
+            'integrity',
+            `the guest read different data at ${hex(secret.gpa)} and did not notice`,
+          );
+          this.#secrets.splice(i, 1);
+        }
+      } else {
+        if (read.reason === 'tampered')
+          this.#note('tamper-detected', `the guest found ${hex(secret.gpa)} replaced and quarantined it`);
+        this.#secrets.splice(i, 1);
+      }
+    }
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

@@ -1,0 +1,123 @@
+/**
+ * The conformance kit: the real backends pass every rule, a backend written here (like MyVmm in the README) passes,
+ * and each hostile backend fails with a message naming the rule it breaks.
+ */
+import { hypervVmm } from '@tdxsim/host-hyperv';
+import { kvmVmm } from '@tdxsim/host-kvm';
+import {
+  type BuiltTd,
+  buildTd,
+  ensureSeptTables,
+  type Gprs,
+  makeGprs,
+  Reg,
+  sharedBit,
+  type TdExitEvent,
+  TdvmcallStatus,
+  type TdxModule,
+  VmExitReason,
+  type Vmm,
+  type VmmFactory,
+} from '@tdxsim/tdx-module';
+import { describe, expect, it } from 'vitest';
+import { type ConformanceRuleId, hostileVmms, runConformance, toVmmModule } from '../src/index.js';
+import { vmmConformance } from '../src/vitest.js';
+
+/** A user-written backend: AUG on demand (4K), whole MapGPA ranges converted in one go, SUCCESS. */
+class UserVmm implements Vmm {
+  constructor(
+    readonly module: TdxModule,
+    readonly td: BuiltTd,
+  ) {}
+
+  async onTdExit({ regs }: TdExitEvent): Promise<Gprs> {
+    const { module, td } = this;
+    const reason = Number((regs[Reg.RAX] as bigint) & 0xffffn);
+    const shared = BigInt(sharedBit(td.gpaw));
+    if (reason === VmExitReason.EPT_VIOLATION && (regs[Reg.R8] as bigint) < shared) {
+      const gpa = Number(regs[Reg.R8]);
+      if (module.privatePage(td.tdr, gpa).state !== 'FREE') return makeGprs();
+      await ensureSeptTables(module, td.host, td.allocator, td.tdr, gpa, 0, td.pwl);
+      await td.host.pageAug(td.tdr, gpa, 0, td.allocator.alloc4k());
+    }
+    if (reason !== VmExitReason.TDCALL) return makeGprs();
+    const start = Number((regs[Reg.R12] as bigint) & ~shared);
+    const toShared = ((regs[Reg.R12] as bigint) & shared) !== 0n;
+    const ept = module.sharedEpt(td.tdr);
+    for (let gpa = start; gpa < start + Number(regs[Reg.R13]); gpa += 4096) {
+      const truth = module.privatePage(td.tdr, gpa);
+      if (toShared && truth.hpa !== undefined) {
+        const base = gpa - (gpa % (4096 * 512 ** truth.level));
+        await td.host.rangeBlock(td.tdr, base, truth.level);
+        await td.host.track(td.tdr);
+        await td.host.pageRemove(td.tdr, base, truth.level);
+      }
+      if (toShared && ept.lookup(gpa) === undefined) ept.map(gpa, td.allocator.alloc4k());
+      if (!toShared) ept.unmap(gpa);
+    }
+    return makeGprs({ r10: TdvmcallStatus.SUCCESS });
+  }
+}
+
+vmmConformance(kvmVmm(), { name: 'KvmVmm' });
+vmmConformance(kvmVmm({ pendingEventRate: 0.5, seed: 3 }), { name: 'KvmVmm, pendingEventRate 0.5' });
+vmmConformance(hypervVmm({ chunkPages: 512 }), { name: 'HypervVmm, 512 pages a call' });
+vmmConformance(hypervVmm({ chunkPages: 64 }), { name: 'HypervVmm, 64 pages a call' });
+vmmConformance(UserVmm);
+
+/** The rule each hostile backend is known to break (from its script; the test checks the kit sees it). */
+const BROKEN: Readonly<Record<string, ConformanceRuleId>> = {
+  'never-progresses': 'retry-progress',
+  'progress-then-stall': 'retry-progress',
+  'r11-below-start': 'retry-r11-in-range',
+  'r11-at-end': 'retry-r11-in-range',
+  'r11-past-end': 'retry-r11-in-range',
+  'r11-huge': 'retry-r11-in-range',
+  'r11-unaligned': 'retry-r11-aligned',
+  'r11-shared-bit-flipped': 'retry-r11-direction',
+  'status-outside-ghci': 'ghci-status',
+  'success-without-converting': 'conversion-backed',
+  'converts-less': 'conversion-backed',
+  'converts-more': 'conversion-within-request',
+  'retry-then-error': 'guest-conversions-complete',
+  're-aug-accepted': 'conversion-within-request',
+  'shared-page-aliased': 'module-invariants',
+  'shared-maps-td-page': 'module-invariants',
+  'shared-keeps-private': 'conversion-backed',
+  'inconsistent-replies': 'retry-r11-in-range',
+};
+
+describe('hostile backends fail conformance, naming the broken rule', () => {
+  it('covers the whole catalog', () => {
+    expect(Object.keys(BROKEN).sort()).toEqual(hostileVmms.map((h) => h.name).sort());
+  });
+
+  it.each(hostileVmms.map((h) => [h.name, h] as const))('%s', async (name, hostile) => {
+    const checks = await runConformance(hostile.module({ seed: 1 }), { guests: ['strict'] });
+    const rule = BROKEN[name];
+    const check = checks.find((c) => c.rule === rule);
+    expect(check?.passed).toBe(false);
+    expect(check?.message).toMatch(new RegExp(`^${rule} broken \\(`));
+    expect(check?.message).toMatch(/MapGPA R12=0x|\[shared-ept-|MapGPA failed|accept failed/);
+  });
+});
+
+describe('toVmmModule: the three backend shapes', () => {
+  it('takes a class, a factory and a ContainerModule alike', async () => {
+    const module = kvmVmm();
+    expect(toVmmModule(module)).toBe(module);
+    const factory: VmmFactory = async (tdxModule, build) => {
+      const td = await buildTd(tdxModule, build);
+      const vmm = new UserVmm(tdxModule, td);
+      return { vmm, td, run: () => td.run(vmm) };
+    };
+    for (const source of [UserVmm, factory]) {
+      const checks = await runConformance(source, { guests: ['strict'] });
+      expect(checks.filter((c) => !c.passed)).toEqual([]);
+    }
+  });
+
+  it('refuses anything else', () => {
+    expect(() => toVmmModule(42 as never)).toThrow(/expected a ContainerModule, a VmmFactory or a Vmm class/);
+  });
+});

@@ -1,0 +1,119 @@
+import { GuestIds, guestModule, type TdGuest } from '@tdxsim/guest';
+import { checkInvariants, composeTd, VMM_OWNED_INVARIANT_RULES } from '@tdxsim/tdx-module';
+import { describe, expect, it } from 'vitest';
+import { hostileVmm, hostileVmms, type ScriptedVmm, scriptedVmm } from '../src/index.js';
+
+const GIB = 2 ** 30;
+const PAGE = 4096;
+
+async function boot(vmm: ReturnType<typeof scriptedVmm>, memoryBytes = 2 * GIB) {
+  const composed = await composeTd<TdGuest>({
+    vmm,
+    guest: { module: guestModule({ memoryBytes, policy: 'strict' }), id: GuestIds.Guest },
+    sim: { module: { tdmr: { base: 2 ** 36, size: 4 * GIB } } },
+  });
+  return { ...composed, scripted: composed.hosted.vmm as ScriptedVmm };
+}
+
+describe('the hostile catalog', () => {
+  it('has unique, short kebab-case names and says what a safe guest must do', () => {
+    const names = hostileVmms.map((h) => h.name);
+    expect(new Set(names).size).toBe(names.length);
+    for (const hostile of hostileVmms) {
+      expect(hostile.name).toMatch(/^[a-z0-9]+(-[a-z0-9]+)*$/);
+      expect(hostile.name.length).toBeLessThanOrEqual(28);
+      expect(hostile.description.length).toBeGreaterThan(10);
+      expect(hostile.safeGuestMust.length).toBeGreaterThan(10);
+    }
+  });
+
+  // Cheap by design: a sane guest ends a 1 GiB conversion against any of them quickly (AUG at 2M on 2M accepts).
+  it.each(hostileVmms.map((h) => [h.name, h] as const))(
+    '%s: the strict guest converts 1 GiB to shared and back in well under a second',
+    async (_name, hostile) => {
+      const { guest } = await boot(hostile.module({ seed: 3 }));
+      const started = performance.now();
+      const toShared = await guest.setShared(GIB, GIB).catch((error: unknown) => error);
+      const back = await guest.setPrivate(GIB, GIB).catch((error: unknown) => error);
+      const elapsed = performance.now() - started;
+      expect([toShared, back].every((r) => typeof r === 'object' && r !== null)).toBe(true);
+      expect(elapsed).toBeLessThan(1000);
+    },
+  );
+});
+
+describe('the honest core under the scripted backend', () => {
+  it('converts 1 GiB to shared and back honestly: ledger = module, invariants hold, 2M AUGs only', async () => {
+    const { guest, module, td } = await boot(
+      scriptedVmm({ steps: [{ convert: 'all', status: 'auto', r11: 'next' }], order: 'cycle' }),
+    );
+    expect(await guest.setShared(GIB, GIB)).toMatchObject({ kind: 'ok', mapGpaCalls: 1 });
+    expect(await guest.setPrivate(GIB, GIB)).toMatchObject({ kind: 'ok', mapGpaCalls: 1 });
+    expect(guest.check(module, td.tdr)).toEqual([]);
+    expect(checkInvariants(module)).toEqual([]);
+    expect(module.privatePage(td.tdr, GIB + 5 * PAGE)).toMatchObject({ state: 'MAPPED', level: 1 });
+  });
+
+  it('honest chunks answer RETRY with the next GPA: a 64-page request in 8 calls of 8 pages', async () => {
+    const { guest, module, td } = await boot(
+      scriptedVmm({ steps: [{ convert: { upTo: 8 }, status: 'auto', r11: 'next' }], order: 'cycle' }),
+    );
+    expect(await guest.setShared(0, 64 * PAGE)).toMatchObject({ kind: 'ok', mapGpaCalls: 8 });
+    expect(module.sharedEpt(td.tdr).size).toBe(64);
+  });
+});
+
+describe('what each hostile side effect does', () => {
+  it('re-aug-accepted: an accepted page comes back PENDING and the guest reads it as tampered', async () => {
+    const { guest, module, td, scripted } = await boot(hostileVmm('re-aug-accepted')?.module() ?? fail());
+    expect(await guest.write(0, new Uint8Array([1, 2, 3]))).toMatchObject({ kind: 'ok' });
+    expect(await guest.setShared(8 * PAGE, PAGE)).toMatchObject({ kind: 'ok' });
+    expect(module.privatePage(td.tdr, 0).state).toBe('PENDING');
+    expect(scripted.record.behindTheGuestsBack.has(0)).toBe(true);
+    expect(await guest.read(0, 3)).toEqual({ kind: 'fault', reason: 'tampered', gpa: 0 });
+    expect(guest.ledger.stateOf(0)).toBe('quarantined');
+  });
+
+  it.each([
+    ['shared-page-aliased', 'shared-ept-aliasing'],
+    ['shared-maps-td-page', 'shared-ept-td-page'],
+    ['shared-keeps-private', 'shared-ept-private-alias'],
+  ] as const)('%s breaks the VMM-owned rule %s and nothing the module owns', async (name, rule) => {
+    const { guest, module } = await boot(hostileVmm(name)?.module() ?? fail());
+    await guest.write(0, new Uint8Array([7]));
+    expect(await guest.setPrivate(8 * PAGE, 2 * PAGE)).toMatchObject({ kind: 'ok' }); // accepted: private leaves
+    expect(await guest.setShared(8 * PAGE, 2 * PAGE)).toMatchObject({ kind: 'ok' });
+    const broken = checkInvariants(module).map((v) => v.rule);
+    expect(broken).toContain(rule);
+    expect(broken.filter((r) => !VMM_OWNED_INVARIANT_RULES.has(r))).toEqual([]);
+  });
+
+  it('converts-more: the pages past the request are converted behind the guest`s back', async () => {
+    const { guest, module, td, scripted } = await boot(hostileVmm('converts-more')?.module() ?? fail());
+    expect(await guest.setShared(8 * PAGE, 2 * PAGE)).toMatchObject({ kind: 'ok' });
+    expect(module.sharedEpt(td.tdr).lookup(10 * PAGE)).toBeDefined();
+    expect([...scripted.record.behindTheGuestsBack].sort((a, b) => a - b)).toEqual([10, 11]);
+  });
+
+  it('success-without-converting: the to-shared acknowledgement is recorded as unbacked', async () => {
+    const { guest, scripted } = await boot(hostileVmm('success-without-converting')?.module() ?? fail());
+    expect(await guest.setShared(8 * PAGE, 2 * PAGE)).toMatchObject({ kind: 'ok' });
+    expect([...scripted.record.unbackedAcks].sort((a, b) => a - b)).toEqual([8, 9]);
+  });
+
+  it('inconsistent-replies: the same seed replays the same answers, another seed differs', async () => {
+    const calls = async (seed: number) => {
+      const { guest } = await boot(hostileVmm('inconsistent-replies')?.module({ seed }) ?? fail());
+      const results = [];
+      for (let i = 0; i < 6; i++) results.push(await guest.setShared((100 + 16 * i) * PAGE, 8 * PAGE));
+      return JSON.stringify(results.map((r) => [r.kind, r.mapGpaCalls]));
+    };
+    expect(await calls(5)).toBe(await calls(5));
+    const others = await Promise.all([6, 7, 8].map(calls));
+    expect(others.some((other) => other !== others[0]) || others[0] !== (await calls(5))).toBe(true);
+  });
+});
+
+function fail(): never {
+  throw new Error('no such hostile backend');
+}
