@@ -25,7 +25,19 @@ export const COMMANDS = ['run', 'replay', 'bench', 'check', 'help'] as const;
 export type Command = (typeof COMMANDS)[number];
 
 const ALLOWED: Record<Command, readonly OptionName[]> = {
-  run: ['policy', 'vmm', 'workload', 'seed', 'backend', 'json', 'html', 'jobs', 'check-every', 'fuse', 'help'],
+  run: [
+    'policy',
+    'vmm',
+    'workload',
+    'seed',
+    'backend',
+    'json',
+    'html',
+    'jobs',
+    'check-every',
+    'fuse',
+    'help',
+  ],
   replay: ['backend', 'trace', 'check-every', 'help'],
   bench: ['vmm', 'quick', 'json', 'help'],
   check: ['backend', 'vmm', 'seed', 'help'],

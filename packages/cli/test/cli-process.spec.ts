@@ -23,7 +23,18 @@ interface JsonResult {
   reason: string | null;
   violations: { rule: string; message: string }[];
   notes: { rule: string; message: string }[];
-  counters: Record<string, number>;
+  counters: {
+    mapGpaCalls: number;
+    retries: number;
+    tdExits: number;
+    seamcalls: number;
+    tdcalls: number;
+    conversions: number;
+    failedConversions: number;
+    refusedConversions: number;
+    pagesConverted: number;
+    pagesQuarantined: number;
+  };
   wallMs: number;
 }
 
@@ -47,32 +58,55 @@ describe('tdxsim run: the default matrix, as a process', () => {
     report = JSON.parse(readFileSync(json, 'utf8'));
   }, 600_000);
 
-  it('exits 0 and prints the table, the policy × VMM grid and the summary', () => {
+  it('prints the table, the policy × VMM grid and the summary; exits 1 since some presets are UNSAFE', () => {
     expect(run.stderr).not.toMatch(/Error/);
-    expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/^scenario\s+outcome\s+MapGPA\s+RETRY\s+TD exits\s+SEAMCALLs\s+converted\s+quarantined\s+wall\s+reason$/m);
+    // openvmm and coconutSvsm do not validate R11 (reference guest-and-vmm.md §6): hostile backends fool them.
+    const unsafe = report.results.filter((r) => r.outcome === 'UNSAFE');
+    expect(new Set(unsafe.map((r) => r.policy))).toEqual(new Set(['openvmm', 'coconutSvsm']));
+    expect(run.code).toBe(1);
+    expect(run.stdout).toMatch(
+      /^scenario\s+outcome\s+MapGPA\s+RETRY\s+TD exits\s+SEAMCALLs\s+converted\s+quarantined\s+wall\s+reason$/m,
+    );
     expect(run.stdout).toMatch(/^vmm \\ policy\s+linux\s+edk2/m);
-    expect(run.stdout).toMatch(/^\d+ scenarios in [\d.]+ (s|ms): \d+ ok \d+ failed-safely 0 UNSAFE 0 error \(seed 1\)$/m);
+    const summary = run.stdout.split('\n').find((line) => line.includes(' scenarios in '));
+    expect(summary).toMatch(
+      /^\d+ scenarios in [\d.]+ m?s: \d+ ok \d+ failed-safely \d+ UNSAFE 0 error \(seed 1\)$/,
+    );
   });
 
   it('runs every policy × every shipped VMM (hostile ones included) × every workload', () => {
     const vmms = [...HONEST, ...hostileVmms.map((h) => h.name)];
-    const ids = tableRows(run.stdout).map((row) => row[0]);
-    expect(ids).toHaveLength(POLICIES.length * vmms.length * WORKLOADS.length);
-    for (const vmm of vmms) for (const policy of POLICIES) for (const w of WORKLOADS) expect(ids).toContain(`${policy}/${vmm}/${w}`);
+    const expected: string[] = [];
+    for (const vmm of vmms)
+      for (const policy of POLICIES)
+        for (const w of WORKLOADS) {
+          // On the MapGPA variants (everything but kvm and hyperv-512) the default matrix leaves out accept-4g, which
+          // makes no MapGPA call, and the GiB-sized workloads of the guest that accepts 4K pages only.
+          const variant = vmm !== 'kvm' && vmm !== 'hyperv-512';
+          if (variant && (w === 'accept-4g' || (w === 'swiotlb-1g' && policy === 'asterinas'))) continue;
+          expected.push(`${policy}/${vmm}/${w}`);
+        }
+    expect(tableRows(run.stdout).map((row) => row[0])).toEqual(expected);
   });
 
-  it('the honest backends let every policy complete every workload', () => {
+  it('the honest backends never make a guest unsafe; linux, edk2 and strict complete every workload on them', () => {
     for (const r of report.results.filter((r) => HONEST.includes(r.vmm))) {
-      expect([r.id, r.outcome, r.reason]).toEqual([r.id, 'ok', null]);
-      expect(r.counters.pagesConverted).toBeGreaterThan(0);
+      expect([r.id, r.outcome === 'UNSAFE' || r.outcome === 'error']).toEqual([r.id, false]);
+      if (['linux', 'edk2', 'strict'].includes(r.policy))
+        expect([r.id, r.outcome, r.reason]).toEqual([r.id, 'ok', null]);
     }
+    // tdxGuestCrate and oak do not retry at all (reference guest-and-vmm.md §6): Hyper-V's first RETRY ends them.
+    const crate = report.results.find((r) => r.id === 'tdxGuestCrate/hyperv-512/swiotlb-1g');
+    expect(crate?.outcome).toBe('failed-safely');
+    expect(crate?.reason).toMatch(/^MapGPA: RETRY \(R11 0x[0-9a-f]+\) and the policy does not retry$/);
   });
 
   it('prints plain progress lines on stderr when it is not a terminal', () => {
     const lines = run.stderr.split('\n').filter((l) => l.startsWith('['));
     expect(lines).toHaveLength(report.results.length);
-    expect(lines[0]).toMatch(/^\[\s*1\/\d+\] (ok|failed-safely|UNSAFE|error)\s+\S+\/\S+\/\S+ \([\d.]+ m?s\)$/);
+    expect(lines[0]).toMatch(
+      /^\[\s*1\/\d+\] (ok|failed-safely|UNSAFE|error)\s+\S+\/\S+\/\S+ \([\d.]+ m?s\)$/,
+    );
     expect(run.stderr).not.toContain('\u001b[');
   });
 
@@ -81,24 +115,61 @@ describe('tdxsim run: the default matrix, as a process', () => {
     expect(report.tool).toEqual({ name: 'tdxsim', version: expect.stringMatching(/^\d+\.\d+\.\d+/) });
     expect(report.seed).toBe(1);
     expect(report.fuse).toBe(8192);
-    const matrix = report.matrix as { policies: string[]; vmms: { name: string; kind: string }[]; workloads: string[] };
+    const matrix = report.matrix as {
+      policies: string[];
+      vmms: { name: string; kind: string }[];
+      workloads: string[];
+    };
     expect(matrix.policies).toEqual(POLICIES);
     expect(matrix.workloads).toEqual(WORKLOADS);
     expect(matrix.vmms.filter((v) => v.kind === 'honest').map((v) => v.name)).toEqual(HONEST);
-    expect(matrix.vmms.filter((v) => v.kind === 'hostile').map((v) => v.name)).toEqual(hostileVmms.map((h) => h.name));
-    const summary = report.summary as Record<string, number>;
+    expect(matrix.vmms.filter((v) => v.kind === 'hostile').map((v) => v.name)).toEqual(
+      hostileVmms.map((h) => h.name),
+    );
+    const summary = report.summary as {
+      ok: number;
+      failedSafely: number;
+      unsafe: number;
+      error: number;
+      total: number;
+    };
     expect(summary.total).toBe(report.results.length);
     expect(summary.ok + summary.failedSafely + summary.unsafe + summary.error).toBe(summary.total);
     for (const r of report.results) {
       expect(Object.keys(r).sort()).toEqual(
-        ['amount', 'counters', 'id', 'notes', 'outcome', 'policy', 'reason', 'seed', 'violations', 'vmm', 'wallMs', 'workload'].sort(),
+        [
+          'amount',
+          'counters',
+          'id',
+          'notes',
+          'outcome',
+          'policy',
+          'reason',
+          'seed',
+          'violations',
+          'vmm',
+          'wallMs',
+          'workload',
+        ].sort(),
       );
       expect(r.id).toBe(`${r.policy}/${r.vmm}/${r.workload}`);
       expect(r.seed).toBe(1);
       expect(Object.keys(r.counters).sort()).toEqual(
-        ['conversions', 'failedConversions', 'mapGpaCalls', 'pagesConverted', 'pagesQuarantined', 'refusedConversions', 'retries', 'seamcalls', 'tdExits', 'tdcalls'].sort(),
+        [
+          'conversions',
+          'failedConversions',
+          'mapGpaCalls',
+          'pagesConverted',
+          'pagesQuarantined',
+          'refusedConversions',
+          'retries',
+          'seamcalls',
+          'tdExits',
+          'tdcalls',
+        ].sort(),
       );
-      for (const value of Object.values(r.counters)) expect(Number.isSafeInteger(value) && value >= 0).toBe(true);
+      for (const value of Object.values(r.counters))
+        expect(Number.isSafeInteger(value) && value >= 0).toBe(true);
       expect(['ok', 'failed-safely', 'UNSAFE', 'error']).toContain(r.outcome);
       expect(r.outcome === 'ok').toBe(r.reason === null);
     }
@@ -121,9 +192,11 @@ describe('tdxsim run: the default matrix, as a process', () => {
     }
   });
 
-  it('replay reproduces a scenario\'s counters exactly, honest and hostile', async () => {
+  it("replay reproduces a scenario's counters exactly, honest and hostile", async () => {
     const picks = [
-      report.results.find((r) => r.vmm === 'hyperv-512' && r.workload === 'swiotlb-1g' && r.policy === 'linux'),
+      report.results.find(
+        (r) => r.vmm === 'hyperv-512' && r.workload === 'swiotlb-1g' && r.policy === 'linux',
+      ),
       report.results.find((r) => r.vmm === 'kvm-events' && r.workload === 'churn' && r.policy === 'edk2'),
       report.results.find((r) => r.outcome === 'failed-safely' && r.counters.pagesQuarantined > 0),
     ];
@@ -131,7 +204,9 @@ describe('tdxsim run: the default matrix, as a process', () => {
       expect(recorded).toBeDefined();
       const replay = await runCli(['replay', json, (recorded as JsonResult).id]);
       expect(replay.code).toBe(0);
-      expect(replay.stdout).toContain(`replay of ${(recorded as JsonResult).id} (seed 1): identical counters and outcome`);
+      expect(replay.stdout).toContain(
+        `replay of ${(recorded as JsonResult).id} (seed 1): identical counters and outcome`,
+      );
       for (const [name, value] of Object.entries((recorded as JsonResult).counters)) {
         expect(replay.stdout).toMatch(new RegExp(`^${name}\\s+${value}\\s+${value}$`, 'm'));
       }
@@ -150,23 +225,56 @@ describe('tdxsim run: the default matrix, as a process', () => {
 
 describe('tdxsim run: filters and exit codes', () => {
   it('--policy, --vmm and --workload select exactly those scenarios', async () => {
-    const run = await runCli(['run', '--policy', 'linux,strict', '--vmm', 'kvm', '--workload', 'dma-small', '--workload', 'swiotlb-1g']);
+    const run = await runCli([
+      'run',
+      '--policy',
+      'linux,strict',
+      '--vmm',
+      'kvm',
+      '--workload',
+      'dma-small',
+      '--workload',
+      'swiotlb-1g',
+    ]);
     expect(run.code).toBe(0);
+    // In the order asked for: VMM, then policy, then workload.
     expect(tableRows(run.stdout).map((r) => r[0])).toEqual([
-      'linux/kvm/swiotlb-1g',
       'linux/kvm/dma-small',
-      'strict/kvm/swiotlb-1g',
+      'linux/kvm/swiotlb-1g',
       'strict/kvm/dma-small',
+      'strict/kvm/swiotlb-1g',
     ]);
     expect(run.stdout).toMatch(/^4 scenarios in .* 4 ok 0 failed-safely 0 UNSAFE 0 error \(seed 1\)$/m);
   }, 60_000);
 
   it('--seed changes the seeded workloads and is recorded', async () => {
     const json = join(dir, 'seed.json');
-    const a = await runCli(['--policy', 'linux', '--vmm', 'kvm-events', '--workload', 'churn', '--seed', '7', '--json', json]);
+    const a = await runCli([
+      '--policy',
+      'linux',
+      '--vmm',
+      'kvm-events',
+      '--workload',
+      'churn',
+      '--seed',
+      '7',
+      '--json',
+      json,
+    ]);
     expect(a.code).toBe(0);
     const seven = JSON.parse(readFileSync(json, 'utf8')).results[0] as JsonResult;
-    const b = await runCli(['--policy', 'linux', '--vmm', 'kvm-events', '--workload', 'churn', '--seed', '0x8', '--json', json]);
+    const b = await runCli([
+      '--policy',
+      'linux',
+      '--vmm',
+      'kvm-events',
+      '--workload',
+      'churn',
+      '--seed',
+      '0x8',
+      '--json',
+      json,
+    ]);
     const eight = JSON.parse(readFileSync(json, 'utf8')).results[0] as JsonResult;
     expect(b.code).toBe(0);
     expect([seven.seed, eight.seed]).toEqual([7, 8]);
@@ -181,7 +289,7 @@ describe('tdxsim run: filters and exit codes', () => {
     expect(run.code).toBe(1);
   }, 60_000);
 
-  it('--backend runs a user\'s backend file through the matrix', async () => {
+  it("--backend runs a user's backend file through the matrix", async () => {
     const run = await runCli(['--backend', join(FIXTURES, 'my-vmm.ts'), '--policy', 'strict,linux']);
     expect(run.code).toBe(0);
     expect(tableRows(run.stdout).map((r) => [r[0], r[1]])).toEqual(
@@ -192,17 +300,49 @@ describe('tdxsim run: filters and exit codes', () => {
 
 describe('tdxsim: argument errors exit 2 with one line naming the bad value and the valid ones', () => {
   const cases: [string, string[], RegExp][] = [
-    ['unknown policy', ['--policy', 'windows'], /^tdxsim: unknown policy "windows" \(valid: linux, edk2, tdShim, tdxGuestCrate, asterinas, openvmm, coconutSvsm, oak, strict\)$/],
-    ['unknown vmm', ['--vmm', 'xen'], /^tdxsim: unknown vmm "xen" \(valid: kvm, kvm-events, hyperv-512, hyperv-2048, hyperv-8192, never-progresses, .*\)$/],
-    ['unknown workload', ['--workload', 'boot'], /^tdxsim: unknown workload "boot" \(valid: swiotlb-1g, accept-4g, churn, dma-small\)$/],
-    ['bad seed', ['--seed', 'abc'], /^tdxsim: bad seed "abc": expected an integer from 0 to 4294967295 \(decimal or 0x-hex\)$/],
+    [
+      'unknown policy',
+      ['--policy', 'windows'],
+      /^tdxsim: unknown policy "windows" \(valid: linux, edk2, tdShim, tdxGuestCrate, asterinas, openvmm, coconutSvsm, oak, strict\)$/,
+    ],
+    [
+      'unknown vmm',
+      ['--vmm', 'xen'],
+      /^tdxsim: unknown vmm "xen" \(valid: kvm, kvm-events, hyperv-512, hyperv-2048, hyperv-8192, never-progresses, .*\)$/,
+    ],
+    [
+      'unknown workload',
+      ['--workload', 'boot'],
+      /^tdxsim: unknown workload "boot" \(valid: swiotlb-1g, accept-4g, churn, dma-small\)$/,
+    ],
+    [
+      'bad seed',
+      ['--seed', 'abc'],
+      /^tdxsim: bad seed "abc": expected an integer from 0 to 4294967295 \(decimal or 0x-hex\)$/,
+    ],
     ['negative seed', ['--seed', '-1'], /^tdxsim: /],
     ['seed too large', ['--seed', '4294967296'], /^tdxsim: bad seed "4294967296"/],
-    ['backend file without a Vmm', ['--backend', `${FIXTURES}not-a-backend.ts`], /^tdxsim: backend file ".*not-a-backend\.ts" exports no Vmm: expected a Vmm class .* \(found: answer, greet\)$/],
-    ['missing backend file', ['--backend', '/nonexistent/vmm.ts'], /^tdxsim: backend file "\/nonexistent\/vmm\.ts" does not exist$/],
-    ['unknown command', ['fly'], /^tdxsim: unknown command "fly" \(valid: run, replay, bench, check, help\)$/],
+    [
+      'backend file without a Vmm',
+      ['--backend', `${FIXTURES}not-a-backend.ts`],
+      /^tdxsim: backend file ".*not-a-backend\.ts" exports no Vmm: expected a Vmm class .* \(found: answer, greet\)$/,
+    ],
+    [
+      'missing backend file',
+      ['--backend', '/nonexistent/vmm.ts'],
+      /^tdxsim: backend file "\/nonexistent\/vmm\.ts" does not exist$/,
+    ],
+    [
+      'unknown command',
+      ['fly'],
+      /^tdxsim: unknown command "fly" \(valid: run, replay, bench, check, help\)$/,
+    ],
     ['unknown option', ['--colour'], /^tdxsim: bad option --colour for "run" \(valid: --policy, .*\)$/],
-    ['option of another command', ['run', '--trace'], /^tdxsim: option --trace does not apply to "run" \(valid: .*\)$/],
+    [
+      'option of another command',
+      ['run', '--trace'],
+      /^tdxsim: option --trace does not apply to "run" \(valid: .*\)$/,
+    ],
     ['replay without its arguments', ['replay'], /^tdxsim: replay takes a report file and a scenario id/],
   ];
   for (const [title, args, message] of cases) {
@@ -220,6 +360,8 @@ describe('tdxsim: argument errors exit 2 with one line naming the bad value and 
     await runCli(['--policy', 'linux', '--vmm', 'kvm', '--workload', 'dma-small', '--json', json]);
     const run = await runCli(['replay', json, 'linux/kvm/churn']);
     expect(run.code).toBe(2);
-    expect(run.stderr.trimEnd()).toMatch(/^tdxsim: unknown scenario "linux\/kvm\/churn" in .* \(valid: linux\/kvm\/dma-small\)$/);
+    expect(run.stderr.trimEnd()).toMatch(
+      /^tdxsim: unknown scenario "linux\/kvm\/churn" in .* \(valid: linux\/kvm\/dma-small\)$/,
+    );
   }, 60_000);
 });

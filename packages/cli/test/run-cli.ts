@@ -12,7 +12,10 @@ export interface CliRun {
 }
 
 /** Runs `tdxsim <args>` as a process from source (what `pnpm start` does), stdout and stderr not a TTY. */
-export function runCli(args: readonly string[], options: { env?: Record<string, string> } = {}): Promise<CliRun> {
+export function runCli(
+  args: readonly string[],
+  options: { env?: Record<string, string> } = {},
+): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--conditions=@tdxsim/source', '--import', 'tsx', MAIN, ...args], {
       cwd: REPO_ROOT,

@@ -72,6 +72,7 @@ export {
   type WorkloadStep,
 } from './properties/safety-workload.js';
 export {
+  type ConversionEvidence,
   SafetyMonitor,
   type SafetyMonitorOptions,
   type SafetyNote,

@@ -18,6 +18,8 @@ export async function buildCatalog(backendFiles: readonly string[] = []): Promis
   const hostile: VmmEntry[] = hostileVmms.map((h) => ({
     name: h.name,
     kind: 'hostile',
+    // Every hostile backend is the testkit's honest core with lying MapGPA replies.
+    mapGpaVariantOf: 'the testkit honest core',
     description: h.description,
     module: (seed: number) => h.module({ seed }),
   }));

@@ -2,6 +2,7 @@ import { writeFileSync } from 'node:fs';
 import type { ParsedArgs } from '../args.js';
 import { buildCatalog, pick } from '../catalog/catalog.js';
 import { runMatrix } from '../matrix/run-matrix.js';
+import { costHint } from '../matrix/scenario-cost.js';
 import { writeHtmlReport } from '../report/html-report.js';
 import { buildRunReport } from '../report/json-report.js';
 import { ProgressDisplay } from '../report/progress.js';
@@ -27,8 +28,16 @@ export async function runCommand(args: ParsedArgs): Promise<number> {
   const specs: ScenarioSpec[] = [];
   for (const vmm of vmms)
     for (const policy of policies)
-      for (const workload of workloads)
-        specs.push({ policy, vmm: vmm.name, workload: workload.name, seed: args.seed });
+      for (const workload of workloads) {
+        // Unless --vmm names the backend, two kinds of pairs run on the original backend only, not on its MapGPA
+        // variants (the hostile ones, kvm-events, hyperv-2048, ...): a workload without MapGPA calls, which runs the
+        // same on all of them; and a GiB-sized workload with a guest that accepts 4K pages only (Asterinas), which
+        // takes seconds each while churn and dma-small test the same MapGPA handling of that guest.
+        const variant = vmm.mapGpaVariantOf !== undefined && args.vmm.length === 0;
+        const spec = { policy, vmm: vmm.name, workload: workload.name, seed: args.seed };
+        if (variant && (!workload.usesMapGpa || costHint(spec) >= 100)) continue;
+        specs.push(spec);
+      }
 
   const colour = wantsColour(process.stdout);
   const progress = new ProgressDisplay(process.stderr, specs.length, wantsColour(process.stderr));

@@ -5,6 +5,7 @@ import type { Catalog } from '../catalog/catalog.js';
 import type { ScenarioDetail, ScenarioResult, ScenarioSpec } from '../scenario/scenario-result.js';
 import type { RunRequest, WorkerMessage, WorkerSetup } from './matrix-protocol.js';
 import { runRequest } from './run-one.js';
+import { costHint } from './scenario-cost.js';
 
 const log = createDebug('tdxsim:cli:matrix');
 
@@ -62,6 +63,10 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
     }
     return { results, details };
   }
+  // The longest scenarios first, so that no worker is left with one of them at the end while the others idle.
+  const order = specs
+    .map((_, i) => i)
+    .sort((a, b) => costHint(specs[b] as ScenarioSpec) - costHint(specs[a] as ScenarioSpec));
   let next = 0;
   const setup: WorkerSetup = { backendFiles: options.backendFiles };
   await Promise.all(
@@ -69,7 +74,7 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
       const worker = startWorker(setup);
       try {
         while (next < specs.length) {
-          const index = next++;
+          const index = order[next++] as number;
           options.onStart?.(specs[index] as ScenarioSpec, index);
           await new Promise<void>((resolve, reject) => {
             const onMessage = (message: WorkerMessage): void => {

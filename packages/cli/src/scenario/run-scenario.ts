@@ -30,7 +30,8 @@ export interface RunScenarioOptions {
   readonly keepTrace?: boolean;
   /**
    * Full safety checks (module invariants, quarantine, planted secrets) every `checkEvery` conversions and always at
-   * the end; each conversion's own claims are checked every time. Default: about 8 full checks per scenario.
+   * the end; each conversion's own claims are checked every time. Default: about 4 full checks per scenario, never
+   * more than one every 2 conversions (a full check walks every private page: ~1 s per GiB of 4K pages).
    */
   readonly checkEvery?: number;
   /**
@@ -68,7 +69,7 @@ export async function runScenario(
   const amount = spec.amount ?? workload.defaultAmount;
   const memoryBytes = workload.memoryBytes(amount);
   const id = scenarioId(spec);
-  const probe = new ScenarioProbe({ keepTrace: options.keepTrace ?? false });
+  const probe = new ScenarioProbe({ gpaw: 48, keepTrace: options.keepTrace ?? false });
   const totals: ScenarioTotals = {
     ...probe.counters,
     conversions: 0,
@@ -80,16 +81,24 @@ export async function runScenario(
   const frames: GpaFrame[] = [];
   const total = workload.conversions(amount);
   const frameEvery = Math.max(1, Math.ceil(total / MAX_FRAMES));
-  const checkEvery = options.checkEvery ?? Math.max(1, Math.ceil(total / 8));
+  const checkEvery = options.checkEvery ?? Math.max(2, Math.ceil(total / 4));
   let firstFailure: string | null = null;
   let errorText: string | null = null;
   const started = performance.now();
   let monitor: SafetyMonitor | undefined;
+  let booted: TdGuest | undefined;
   log('%s: seed %d, %s', id, spec.seed, workload.describeAmount(amount));
   try {
     const handle = await composeTd<TdGuest>({
       vmm: vmm.module(spec.seed),
-      guest: { module: guestModule({ memoryBytes, policy: spec.policy as 'strict', fuse: options.fuse ?? DEFAULT_FUSE }), id: GuestIds.Guest },
+      guest: {
+        module: guestModule({
+          memoryBytes,
+          policy: spec.policy as 'strict',
+          fuse: options.fuse ?? DEFAULT_FUSE,
+        }),
+        id: GuestIds.Guest,
+      },
       build: { gpaw: 48, vcpus: 2 },
       sim: {
         seed: spec.seed,
@@ -98,6 +107,7 @@ export async function runScenario(
       },
     });
     const { guest, module, td } = handle;
+    booted = guest;
     const safety = new SafetyMonitor({ module, tdr: td.tdr, guest });
     monitor = safety;
     const frame = (label: string): void => {
@@ -115,7 +125,12 @@ export async function runScenario(
     ): Promise<ConversionResult | undefined> => {
       const range = { start, end: start + size };
       const target: PageState = toShared ? 'shared' : 'private-accepted';
+      const alreadyInTarget = guest.ledger
+        .runs(range)
+        .filter((run) => run.state === target)
+        .map(({ start, end }) => ({ start, end }));
       const before = pagesIn(guest, range, target);
+      probe.takeEvidence();
       let result: ConversionResult;
       try {
         result = toShared ? await guest.setShared(start, size) : await guest.setPrivate(start, size);
@@ -132,8 +147,11 @@ export async function runScenario(
         totals.failedConversions++;
         firstFailure ??= describeFailure(result.failure);
       }
-      await safety.afterConversion(range, toShared, result);
+      await safety.afterConversion(range, toShared, result, { ...probe.takeEvidence(), alreadyInTarget });
       if (totals.conversions % checkEvery === 0) await safety.check();
+      // The first broken property is the verdict: going on would only repeat it (a guest that does not terminate
+      // would do so at every conversion).
+      if (!safety.safe) throw new StopScenario();
       if (totals.conversions % frameEvery === 0)
         frame(`${toShared ? 'to shared' : 'to private'} 0x${start.toString(16)}+0x${size.toString(16)}`);
       options.onProgress?.(totals.conversions, total);
@@ -141,10 +159,12 @@ export async function runScenario(
     };
     await workload.run({ guest, rng: new SeededRng(spec.seed), convert }, amount);
     if (totals.conversions % frameEvery !== 0) frame('end');
-    await safety.check();
-    totals.pagesQuarantined = guest.ledger.totals().quarantined / 4096;
+    // The closing check, unless the last conversion just had one.
+    if (totals.conversions === 0 || totals.conversions % checkEvery !== 0) await safety.check();
   } catch (error) {
-    if (error instanceof TdxSimError && error.code === 'VCPU_NOT_RESUMED') {
+    if (error instanceof StopScenario) {
+      log('%s: stopped at the first violation', id);
+    } else if (error instanceof TdxSimError && error.code === 'VCPU_NOT_RESUMED') {
       firstFailure ??= 'the VMM stopped running the guest vCPU';
     } else {
       errorText = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
@@ -152,6 +172,7 @@ export async function runScenario(
     }
   }
   Object.assign(totals, probe.counters);
+  if (booted !== undefined) totals.pagesQuarantined = booted.ledger.totals().quarantined / 4096;
   const violations = monitor?.violations ?? [];
   const notes = monitor?.notes ?? [];
   let outcome: Outcome;
@@ -190,6 +211,9 @@ export async function runScenario(
     trace: probe.trace,
   };
 }
+
+/** Ends a workload early once the scenario is known to be UNSAFE. */
+class StopScenario extends Error {}
 
 /** Pages of `range` the guest's ledger holds in `state`. */
 function pagesIn(guest: TdGuest, range: { start: number; end: number }, state: PageState): number {

@@ -1,4 +1,12 @@
-import { TdvmcallStatus, TdvmcallSubfunction, type TraceEvent, type TraceSink } from '@tdxsim/tdx-module';
+import {
+  type Gpaw,
+  TdvmcallStatus,
+  TdvmcallSubfunction,
+  type TraceEvent,
+  type TraceSink,
+  toPrivateGpa,
+} from '@tdxsim/tdx-module';
+import type { ConversionEvidence } from '@tdxsim/testkit';
 
 /** What crossed the guest / module / VMM boundaries during a scenario. */
 export interface ScenarioCounters {
@@ -36,11 +44,15 @@ export class ScenarioProbe implements TraceSink {
   /** SEAMCALLs per leaf name. */
   readonly seamcallsByLeaf = new Map<string, number>();
   readonly #timelineCapacity: number;
-  /** vCPUs whose last TD exit was a MapGPA hypercall still waiting for its answer. */
-  readonly #mapGpaPending = new Set<number>();
+  /** MapGPA requests (private GPAs) waiting for the VMM's answer, by vCPU. */
+  readonly #mapGpaPending = new Map<number, { start: number; end: number }>();
+  readonly #gpaw: Gpaw;
+  #acknowledged: { start: number; end: number }[] = [];
+  #removed: { start: number; end: number }[] = [];
   readonly #keepTrace: TraceEvent[] | undefined;
 
-  constructor(options: { timelineCapacity?: number; keepTrace?: boolean } = {}) {
+  constructor(options: { gpaw?: Gpaw; timelineCapacity?: number; keepTrace?: boolean } = {}) {
+    this.#gpaw = options.gpaw ?? 48;
     this.#timelineCapacity = options.timelineCapacity ?? 400;
     this.#keepTrace = options.keepTrace ? [] : undefined;
   }
@@ -59,6 +71,12 @@ export class ScenarioProbe implements TraceSink {
         this.seamcallsByLeaf.set(event.leaf, (this.seamcallsByLeaf.get(event.leaf) ?? 0) + 1);
         // VP.ENTER is the other half of every TD exit: keep the timeline for the calls that change memory.
         if (event.leaf !== 'TDH.VP.ENTER') this.#keep(event.time, 'vmm', event.leaf, event.status !== 0n);
+        if (event.leaf === 'TDH.MEM.PAGE.REMOVE' && event.status === 0n) {
+          // RCX = GPA | level (reference tdx-module.md, page-info operand).
+          const rcx = Number(BigInt(event.args.rcx ?? '0'));
+          const gpa = rcx - (rcx % 4096);
+          this.#removed.push({ start: gpa, end: gpa + 4096 * 512 ** (rcx % 8) });
+        }
         return;
       case 'tdcall':
         c.tdcalls++;
@@ -66,14 +84,25 @@ export class ScenarioProbe implements TraceSink {
         return;
       case 'td-exit':
         c.tdExits++;
-        if (event.reason.startsWith('TDCALL') && event.regs.r11 === MAP_GPA)
-          this.#mapGpaPending.add(event.vcpu);
-        else this.#keep(event.time, 'exit', event.reason, false);
+        if (event.reason.startsWith('TDCALL') && event.regs.r11 === MAP_GPA) {
+          const start = toPrivateGpa(Number(BigInt(event.regs.r12 ?? '0')), this.#gpaw);
+          this.#mapGpaPending.set(event.vcpu, { start, end: start + Number(BigInt(event.regs.r13 ?? '0')) });
+        } else this.#keep(event.time, 'exit', event.reason, false);
         return;
-      case 'vmm-reply':
-        if (!this.#mapGpaPending.delete(event.vcpu)) return;
+      case 'vmm-reply': {
+        const request = this.#mapGpaPending.get(event.vcpu);
+        if (request === undefined) return;
+        this.#mapGpaPending.delete(event.vcpu);
         c.mapGpaCalls++;
-        if (event.regs.r10 === RETRY) c.retries++;
+        if (event.regs.r10 === '0x0') this.#acknowledged.push(request);
+        if (event.regs.r10 === RETRY) {
+          c.retries++;
+          const r11 = BigInt(event.regs.r11 ?? '0');
+          const next = r11 < 2n ** 52n ? toPrivateGpa(Number(r11), this.#gpaw) : Number.POSITIVE_INFINITY;
+          // A RETRY says work remains: R11 must lie in [R12, R12 + R13) to acknowledge [R12, R11) (GHCI 1.5 MapGPA).
+          if (next >= request.start && next < request.end)
+            this.#acknowledged.push({ start: request.start, end: next });
+        }
         this.#keep(
           event.time,
           'exit',
@@ -85,9 +114,18 @@ export class ScenarioProbe implements TraceSink {
           event.regs.r10 !== '0x0' && event.regs.r10 !== RETRY,
         );
         return;
+      }
       default:
         return;
     }
+  }
+
+  /** What the VMM acknowledged and removed since the last call: the evidence of one conversion. */
+  takeEvidence(): ConversionEvidence {
+    const evidence = { acknowledged: this.#acknowledged, removed: this.#removed };
+    this.#acknowledged = [];
+    this.#removed = [];
+    return evidence;
   }
 
   #keep(time: number, lane: TimelineEvent['lane'], label: string, failed: boolean): void {

@@ -5,6 +5,7 @@ export const accept4g: Workload = {
   name: 'accept-4g',
   description: 'accept 4 GiB of unaccepted private memory, 1 GiB at a time',
   defaultAmount: 4 * GIB,
+  usesMapGpa: false,
   describeAmount: (amount) => formatBytes(amount),
   memoryBytes: (amount) => amount,
   conversions: (amount) => Math.ceil(amount / GIB),

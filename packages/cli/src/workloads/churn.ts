@@ -8,6 +8,7 @@ export function churnWorkload(name: string, maxPages: number, defaultAmount: num
     name,
     description: `seeded random conversions of 4 KiB..${(maxPages * PAGE) / 1024} KiB in 64 MiB, either direction`,
     defaultAmount,
+    usesMapGpa: true,
     describeAmount: (amount) => `${amount.toLocaleString('en-US')} conversions`,
     memoryBytes: () => MEMORY,
     conversions: (amount) => amount,

@@ -9,6 +9,7 @@ export const dmaSmall: Workload = {
   name: 'dma-small',
   description: 'many 4–64 KiB buffers to shared and back (driver DMA without swiotlb)',
   defaultAmount: 100,
+  usesMapGpa: true,
   describeAmount: (amount) => `${amount} buffers`,
   memoryBytes: () => 64 * MIB,
   conversions: (amount) => 2 * amount,

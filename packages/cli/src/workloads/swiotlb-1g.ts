@@ -5,6 +5,7 @@ export const swiotlb1g: Workload = {
   name: 'swiotlb-1g',
   description: '1 GiB at GPA 1 GiB to shared and back to private (a swiotlb bounce buffer)',
   defaultAmount: GIB,
+  usesMapGpa: true,
   describeAmount: (amount) => formatBytes(amount),
   memoryBytes: (amount) => GIB + amount,
   conversions: () => 2,

@@ -22,6 +22,8 @@ export interface Workload {
   describeAmount(amount: number): string;
   /** Bytes of guest RAM the workload needs. */
   memoryBytes(amount: number): number;
+  /** Whether the workload makes MapGPA calls (false: it only accepts private memory). */
+  readonly usesMapGpa: boolean;
   /** How many conversions the workload makes (for progress and sampling). */
   conversions(amount: number): number;
   run(context: WorkloadContext, amount: number): Promise<void>;

@@ -8,6 +8,8 @@ const log = createDebug('tdxsim:testkit:safety');
  * A broken guest-safety property:
  * - `module-invariant`: the module's own state (SEPT, PAMT, locks) is inconsistent;
  * - `overclaim-private`: the guest reported a page converted to private that is not a usable private page;
+ * - `overclaim-shared`: the guest reported a page converted to shared that no VMM reply acknowledged (checked when
+ *   the caller passes the acknowledgements);
  * - `quarantine-left`: a page the guest quarantined came back into use;
  * - `plaintext-exposed`: the host read a secret the guest kept in private memory;
  * - `integrity`: the guest read back different data from a private page without noticing;
@@ -16,6 +18,7 @@ const log = createDebug('tdxsim:testkit:safety');
 export type SafetyRule =
   | 'module-invariant'
   | 'overclaim-private'
+  | 'overclaim-shared'
   | 'quarantine-left'
   | 'plaintext-exposed'
   | 'integrity'
@@ -36,6 +39,14 @@ export interface SafetyViolation {
 export interface SafetyNote {
   readonly rule: 'vmm-shared-ept' | 'unverifiable-shared' | 'tamper-detected';
   readonly message: string;
+}
+
+/** What the caller saw of a conversion's calls (see {@link SafetyMonitor.afterConversion}). */
+export interface ConversionEvidence {
+  readonly acknowledged: readonly GpaRange[];
+  readonly removed: readonly GpaRange[];
+  /** Pages already in the target state before the conversion: the result reports them converted, but claims nothing. */
+  readonly alreadyInTarget?: readonly GpaRange[];
 }
 
 export interface SafetyMonitorOptions {
@@ -98,9 +109,21 @@ export class SafetyMonitor {
 
   /**
    * Holds what a conversion of `range` reported against the module's truth, and plants a secret in the first page it
-   * converted to private.
+   * converted to private. `evidence`, when the caller watched the conversion's calls (e.g. through the trace):
+   * - `acknowledged`: the ranges the VMM's MapGPA replies acknowledged (SUCCESS: the request; RETRY: up to R11 when
+   *   R11 lies in it). A page the guest reports converted to shared that no reply acknowledged is then a violation,
+   *   whatever its state: only a guest that ignores the VMM's answer makes that claim. Without evidence, to-shared
+   *   claims are held against the private side only, and a page still private is a note.
+   * - `removed`: private pages the VMM removed during the conversion. A to-private conversion never needs that, so a
+   *   page removed then is the VMM's tampering, which the guest must catch on its next access (the `integrity` and
+   *   `tamper-detected` checks), not an over-claim of the conversion.
    */
-  async afterConversion(range: GpaRange, toShared: boolean, result: ConversionResult): Promise<void> {
+  async afterConversion(
+    range: GpaRange,
+    toShared: boolean,
+    result: ConversionResult,
+    evidence?: ConversionEvidence,
+  ): Promise<void> {
     if (toShared) {
       // The guest gave these pages up (or tried to): what it kept in them is no longer its secret.
       for (let i = this.#secrets.length - 1; i >= 0; i--) {
@@ -123,22 +146,36 @@ export class SafetyMonitor {
         );
       }
     }
-    const converted =
+    const reported =
       result.kind === 'ok'
         ? [range]
         : result.pages.filter((run) => run.outcome === 'converted').map(({ start, end }) => ({ start, end }));
+    const converted = subtract(reported, evidence?.alreadyInTarget ?? []);
+    if (toShared && evidence !== undefined) {
+      for (const run of converted) {
+        const unacknowledged = firstUncovered(run.start, run.end, evidence.acknowledged);
+        if (unacknowledged === undefined) continue;
+        this.#violate(
+          'overclaim-shared',
+          `the guest reported ${hex(unacknowledged)} converted to shared but no VMM reply acknowledged it`,
+        );
+        break;
+      }
+    }
     for (const run of converted) {
-      const wrong = this.#firstPrivateMismatch(run, toShared);
-      if (wrong === undefined) continue;
-      if (toShared) {
+      for (const wrong of this.#privateMismatches(run, toShared)) {
+        if (!toShared) {
+          const excused = firstUncovered(wrong.start, wrong.end, evidence?.removed ?? []);
+          if (excused === undefined) continue;
+          this.#violate(
+            'overclaim-private',
+            `the guest reported ${hex(excused)} converted to private but the module holds it ${wrong.state}`,
+          );
+          break;
+        }
         this.#note(
           'unverifiable-shared',
-          `the VMM acknowledged ${hex(wrong.gpa)} as shared but the page is still private (${wrong.state})`,
-        );
-      } else {
-        this.#violate(
-          'overclaim-private',
-          `the guest reported ${hex(wrong.gpa)} converted to private but the module holds it ${wrong.state}`,
+          `the VMM acknowledged ${hex(wrong.start)} as shared but the page is still private (${wrong.state})`,
         );
       }
     }
@@ -148,16 +185,18 @@ export class SafetyMonitor {
     }
   }
 
-  /** The first page of `run` whose private side disagrees with the conversion's direction. */
-  #firstPrivateMismatch(run: GpaRange, toShared: boolean): { gpa: number; state: string } | undefined {
+  /** The spans of `run` whose private side disagrees with the conversion's direction. */
+  *#privateMismatches(
+    run: GpaRange,
+    toShared: boolean,
+  ): Generator<{ start: number; end: number; state: string }> {
     for (let gpa = run.start; gpa < run.end; ) {
       const truth = this.#module.privatePage(this.#tdr, gpa);
-      const usable = truth.state === 'MAPPED';
-      if (usable === toShared) return { gpa, state: truth.state };
       const span = PAGE * 512 ** truth.level;
-      gpa = gpa - (gpa % span) + span;
+      const next = Math.min(run.end, gpa - (gpa % span) + span);
+      if ((truth.state === 'MAPPED') === toShared) yield { start: gpa, end: next, state: truth.state };
+      gpa = next;
     }
-    return undefined;
   }
 
   async #plant(gpa: number): Promise<void> {
@@ -234,6 +273,37 @@ export class SafetyMonitor {
       }
     }
   }
+}
+
+/** `runs` without the parts that `holes` cover. */
+function subtract(runs: readonly GpaRange[], holes: readonly GpaRange[]): GpaRange[] {
+  let out = [...runs];
+  for (const hole of holes) {
+    out = out.flatMap((r) =>
+      hole.end <= r.start || hole.start >= r.end
+        ? [r]
+        : [
+            ...(r.start < hole.start ? [{ start: r.start, end: hole.start }] : []),
+            ...(hole.end < r.end ? [{ start: hole.end, end: r.end }] : []),
+          ],
+    );
+  }
+  return out;
+}
+
+/** The first point of [start, end) that no range of `ranges` covers, or undefined when they cover it all. */
+function firstUncovered(start: number, end: number, ranges: readonly GpaRange[]): number | undefined {
+  let at = start;
+  for (let moved = true; moved && at < end; ) {
+    moved = false;
+    for (const r of ranges) {
+      if (r.start <= at && at < r.end) {
+        at = r.end;
+        moved = true;
+      }
+    }
+  }
+  return at < end ? at : undefined;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
