@@ -1,6 +1,6 @@
-import { PamtPageType } from '../abi/page-type.js';
 import { EeqType, VmExitReason } from '../abi/exit-reason.js';
 import { isSharedGpa, toPrivateGpa } from '../abi/gpa.js';
+import { PamtPageType } from '../abi/page-type.js';
 import { SeptStateGroup, septStateInfo } from '../abi/sept-state.js';
 import { accessExit } from '../core/exit-registers.js';
 import type { ModuleState } from '../core/module-state.js';
