@@ -365,3 +365,57 @@ describe('tdxsim: argument errors exit 2 with one line naming the bad value and 
     );
   }, 60_000);
 });
+
+describe('tdxsim check: the conformance kit on a backend', () => {
+  it('a user-written backend file passes every rule: exit 0', async () => {
+    const run = await runCli(['check', '--backend', join(FIXTURES, 'my-vmm.ts')]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^conformance of my-vmm /m);
+    const verdicts = run.stdout.split('\n').filter((l) => /^ {2}(pass|FAIL) /.test(l));
+    expect(verdicts.length).toBeGreaterThanOrEqual(10);
+    expect(verdicts.every((l) => l.startsWith('  pass '))).toBe(true);
+    expect(run.stdout).toMatch(/^ {2}(\d+)\/\1 rules pass$/m);
+  }, 60_000);
+
+  it('a hostile backend fails, each failure naming the broken rule: exit 1', async () => {
+    const run = await runCli(['check', '--vmm', 'never-progresses']);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toMatch(
+      /^ {2}FAIL {2}retry-progress +retry-progress broken \(RETRYs without progress are bounded\): 3 RETRYs in a row without progress/m,
+    );
+    expect(run.stdout).toMatch(/^ {2}pass {2}ghci-status /m);
+  }, 60_000);
+
+  it('check without a backend is a usage error', async () => {
+    const run = await runCli(['check']);
+    expect(run.code).toBe(2);
+    expect(run.stderr.trim()).toBe(
+      'tdxsim: check needs --backend <file> (or --vmm <name> for a built-in backend)',
+    );
+  }, 30_000);
+});
+
+describe('tdxsim bench --quick', () => {
+  it('prints a row per scale workload with calls/s, wall time, peak heap and the doubling ratio', async () => {
+    const json = join(dir, 'bench.json');
+    const run = await runCli(['bench', '--quick', '--vmm', 'kvm,hyperv-512', '--json', json]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^benchmark\s+calls\s+calls\/s\s+wall\s+peak heap\s+x2 work$/m);
+    for (const title of [
+      'swiotlb 16 MiB \\(kvm\\)',
+      'swiotlb 16 MiB \\(hyperv-512\\)',
+      'accept at 2M 16 GiB \\(kvm\\)',
+      'churn 1,563 conversions \\(kvm\\)',
+    ]) {
+      expect(run.stdout).toMatch(
+        new RegExp(`^(${title})\\s+[\\d,]+\\s+[\\d,]+\\s+[\\d.]+ m?s\\s+[\\d.]+ MiB\\s+x[\\d.]+$`, 'm'),
+      );
+    }
+    const rows = JSON.parse(readFileSync(json, 'utf8')).rows as { calls: number; outcome: string }[];
+    expect(rows).toHaveLength(4);
+    for (const row of rows) {
+      expect(row.outcome).toBe('ok');
+      expect(row.calls).toBeGreaterThan(0);
+    }
+  }, 120_000);
+});

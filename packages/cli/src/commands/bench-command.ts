@@ -37,18 +37,18 @@ export interface BenchRow {
  * `tdxsim bench`: the scale workloads — 1 GiB of swiotlb through each honest backend, a 1 TiB TD accepted at 2M, 100k
  * small conversions of churn — each run once at its size and once at twice it. Prints calls/s (TDCALLs + SEAMCALLs +
  * TD exits), wall time, peak heap above the start, and the doubling ratio (about 2 means linear). `--quick` runs
- * 1/16 of each, for a smoke test.
+ * 1/64 of each, for a smoke test.
  */
 export async function benchCommand(args: ParsedArgs): Promise<number> {
   const catalog = await buildCatalog();
   const honest = catalog.vmms.filter((v) => v.kind === 'honest');
   const vmms = pick('vmm', honest, (v) => v.name, args.vmm);
   const kvm = vmms.find((v) => v.name === 'kvm') ?? (vmms[0] as VmmEntry);
-  const scale = args.quick ? 1 / 16 : 1;
+  const scale = args.quick ? 1 / 64 : 1;
   const cases: BenchCase[] = [
     ...vmms.map((vmm) => ({ title: 'swiotlb', vmm, workload: swiotlb1g, amount: GIB * scale })),
     { title: 'accept at 2M', vmm: kvm, workload: accept4g, amount: 2 ** 40 * scale },
-    { title: 'churn', vmm: kvm, workload: benchChurn, amount: benchChurn.defaultAmount * scale },
+    { title: 'churn', vmm: kvm, workload: benchChurn, amount: Math.round(benchChurn.defaultAmount * scale) },
   ];
   const rows: BenchRow[] = [];
   process.stdout.write(
