@@ -166,3 +166,22 @@ describe('reports', () => {
     expect(svg).not.toContain('<script');
   });
 });
+
+describe("the README's library example", () => {
+  it('runs a small matrix in this thread', async () => {
+    const { buildCatalog: build, runMatrix } = await import('../src/index.js');
+    const catalog = await build();
+    const specs = ['kvm', 'never-progresses'].map((vmm) => ({
+      policy: 'linux',
+      vmm,
+      workload: 'dma-small',
+      seed: 1,
+    }));
+    const { results } = await runMatrix({ specs, catalog, backendFiles: [], jobs: 1 });
+    expect(results.map((r) => [r.id, r.outcome])).toEqual([
+      ['linux/kvm/dma-small', 'ok'],
+      ['linux/never-progresses/dma-small', 'failed-safely'],
+    ]);
+    expect(results[1]?.reason).toBe('MapGPA: 3 RETRYs without progress');
+  }, 30_000);
+});

@@ -119,7 +119,7 @@ export function renderHtmlReport(
     const detail = details[i];
     const open = RANK[r.outcome] >= RANK.error ? ' open' : '';
     parts.push(
-      `<details class="scenario outcome-border-${r.outcome}" id="${anchor(r)}"${open}><summary><span class="outcome-${r.outcome}">${r.outcome}</span> ${escapeText(r.id)} — seed ${r.seed}${r.reason === null ? '' : `: ${escapeText(r.reason)}`}</summary>`,
+      `<details class="scenario" id="${anchor(r)}"${open}><summary><span class="outcome-${r.outcome}">${r.outcome}</span> ${escapeText(r.id)} — seed ${r.seed}${r.reason === null ? '' : `: ${escapeText(r.reason)}`}</summary>`,
     );
     if (r.violations.length > 0) {
       parts.push(`<ul class="violations">`);
