@@ -7,6 +7,7 @@ import {
   type Gprs,
   isStatus,
   makeGprs,
+  mapGpaRequestError,
   RangeMap,
   Reg,
   type SeamcallResult,
@@ -119,14 +120,9 @@ export class HypervVmm implements Vmm {
     const gpaw = this.td.gpaw;
     const shared = BigInt(sharedBit(gpaw));
     const end = start + size;
-    const limit = 1n << BigInt(gpaw);
     // Hyper-V's checks are not public; the model rejects what KVM and QEMU reject, with R11 = start.
-    if (size === 0n || start >= limit || end - 1n >= limit || (start & shared) !== ((end - 1n) & shared)) {
-      return makeGprs({ r10: TdvmcallStatus.INVALID_OPERAND, r11: start });
-    }
-    if (start % BigInt(PAGE) !== 0n || size % BigInt(PAGE) !== 0n) {
-      return makeGprs({ r10: TdvmcallStatus.ALIGN_ERROR, r11: start });
-    }
+    const error = mapGpaRequestError(start, size, gpaw);
+    if (error !== undefined) return makeGprs({ r10: error, r11: start });
     if (this.noProgressRate > 0 && this.#rng.chance(this.noProgressRate)) {
       this.counters.noProgressRetries++;
       return makeGprs({ r10: TdvmcallStatus.RETRY, r11: start });

@@ -7,6 +7,7 @@ import {
   type Gprs,
   isStatus,
   makeGprs,
+  mapGpaRequestError,
   RangeMap,
   Reg,
   type SeamcallResult,
@@ -202,18 +203,8 @@ export class KvmVmm implements Vmm {
     const gpaw = this.td.gpaw;
     const shared = BigInt(sharedBit(gpaw));
     const end = start + size;
-    const last = end - 1n;
-    const limit = 1n << BigInt(gpaw);
-    const invalid =
-      size === 0n ||
-      end > (1n << 64n) - 1n ||
-      start >= limit ||
-      last >= limit ||
-      (start & shared) !== (last & shared);
-    if (invalid) return makeGprs({ r10: TdvmcallStatus.INVALID_OPERAND, r11: start });
-    if (start % BigInt(PAGE) !== 0n || size % BigInt(PAGE) !== 0n) {
-      return makeGprs({ r10: TdvmcallStatus.ALIGN_ERROR, r11: start });
-    }
+    const error = mapGpaRequestError(start, size, gpaw);
+    if (error !== undefined) return makeGprs({ r10: error, r11: start });
     const toShared = (start & shared) !== 0n;
     const chunk = BigInt(this.options.mapGpaChunk);
     let next = start;

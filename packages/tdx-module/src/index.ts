@@ -42,6 +42,7 @@ export {
   type TdcallLeafName,
   tdcallLeafName,
 } from './abi/leaves.js';
+export { mapGpaRequestError } from './abi/map-gpa-request.js';
 export { OperandId, type OperandIdName, operandIdName } from './abi/operand-id.js';
 export { checkPageInfo, type DecodedPageInfo, decodePageInfo, encodePageInfo } from './abi/page-info.js';
 export {

@@ -4,6 +4,7 @@ import {
   buildTd,
   type Gprs,
   makeGprs,
+  mapGpaRequestError,
   Reg,
   SeededRng,
   sharedBit,
@@ -117,16 +118,11 @@ export class ScriptedVmm implements Vmm {
   async #mapGpa(r12: bigint, r13: bigint): Promise<Gprs> {
     const gpaw = this.td.gpaw;
     const shared = BigInt(sharedBit(gpaw));
-    const end = r12 + r13;
-    const top = 1n << BigInt(gpaw);
-    // KVM's order: operand checks, then alignment; R11 = R12 on every error (reference guest-and-vmm.md §3.1).
-    if (r13 === 0n || r12 >= top || end - 1n >= top || (r12 & shared) !== ((end - 1n) & shared)) {
+    // KVM's checks; R11 = R12 on every error.
+    const error = mapGpaRequestError(r12, r13, gpaw);
+    if (error !== undefined) {
       this.record.mapGpaCalls++;
-      return makeGprs({ r10: TdvmcallStatus.INVALID_OPERAND, r11: r12 });
-    }
-    if (r12 % BigInt(PAGE) !== 0n || r13 % BigInt(PAGE) !== 0n) {
-      this.record.mapGpaCalls++;
-      return makeGprs({ r10: TdvmcallStatus.ALIGN_ERROR, r11: r12 });
+      return makeGprs({ r10: error, r11: r12 });
     }
     const toShared = (r12 & shared) !== 0n;
     const gpa = Number(r12 & ~shared);
