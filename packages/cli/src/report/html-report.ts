@@ -2,8 +2,9 @@ import { writeFileSync } from 'node:fs';
 import type { Outcome, ScenarioDetail, ScenarioResult } from '../scenario/scenario-result.js';
 import { gpaMapSvg, STATE_COLOURS, STATE_LABELS } from './gpa-map-svg.js';
 import type { RunReport } from './json-report.js';
-import { formatWall } from './table.js';
+import { formatWall, TABLE_COLUMNS } from './table.js';
 import { escapeText, timelineSvg } from './timeline-svg.js';
+import { OUTCOME_SEVERITY, worstByPolicyAndVmm } from './worst-outcome.js';
 
 const OUTCOME_COLOURS: Record<Outcome, string> = {
   ok: '#c8e6c9',
@@ -11,7 +12,6 @@ const OUTCOME_COLOURS: Record<Outcome, string> = {
   UNSAFE: '#ffcdd2',
   error: '#e1bee7',
 };
-const RANK: Record<Outcome, number> = { ok: 0, 'failed-safely': 1, error: 2, UNSAFE: 3 };
 
 const STYLE = `
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}
@@ -58,6 +58,7 @@ export function renderHtmlReport(
   // The matrix: VMMs × policies, each cell the worst outcome over the workloads, linking to the first such scenario.
   const policies = report.matrix.policies;
   const vmms = [...new Set(results.map((r) => r.vmm))];
+  const worstCells = worstByPolicyAndVmm(results);
   parts.push(
     `<h2>Which guest policies survive which hypervisors</h2><table id="matrix"><thead><tr><th>vmm \\ policy</th>`,
   );
@@ -66,11 +67,7 @@ export function renderHtmlReport(
   for (const vmm of vmms) {
     parts.push(`<tr><th>${escapeText(vmm)}</th>`);
     for (const policy of policies) {
-      const cell = results.filter((r) => r.vmm === vmm && r.policy === policy);
-      const worst = cell.reduce<ScenarioResult | undefined>(
-        (w, r) => (w === undefined || RANK[r.outcome] > RANK[w.outcome] ? r : w),
-        undefined,
-      );
+      const worst = worstCells.get(`${policy}/${vmm}`);
       if (worst === undefined) parts.push(`<td>-</td>`);
       else
         parts.push(
@@ -83,19 +80,7 @@ export function renderHtmlReport(
 
   // Every scenario: the numbers, then (expandable) its GPA map and call timeline.
   parts.push(`<h2>Scenarios</h2><table id="results"><thead><tr>`);
-  for (const title of [
-    'scenario',
-    'outcome',
-    'MapGPA',
-    'RETRY',
-    'TD exits',
-    'SEAMCALLs',
-    'converted',
-    'quarantined',
-    'wall',
-    'reason',
-  ])
-    parts.push(`<th>${title}</th>`);
+  for (const title of TABLE_COLUMNS) parts.push(`<th>${title}</th>`);
   parts.push(`</tr></thead><tbody>`);
   for (const r of results) {
     const c = r.counters;
@@ -117,7 +102,7 @@ export function renderHtmlReport(
   );
   results.forEach((r, i) => {
     const detail = details[i];
-    const open = RANK[r.outcome] >= RANK.error ? ' open' : '';
+    const open = OUTCOME_SEVERITY[r.outcome] >= OUTCOME_SEVERITY.error ? ' open' : '';
     parts.push(
       `<details class="scenario" id="${anchor(r)}"${open}><summary><span class="outcome-${r.outcome}">${r.outcome}</span> ${escapeText(r.id)} — seed ${r.seed}${r.reason === null ? '' : `: ${escapeText(r.reason)}`}</summary>`,
     );

@@ -1,7 +1,9 @@
 import type { Outcome, ScenarioResult } from '../scenario/scenario-result.js';
 import type { Style } from './style.js';
+import { worstByPolicyAndVmm } from './worst-outcome.js';
 
-const COLUMNS = [
+/** The table's columns, in the terminal and in the HTML report. */
+export const TABLE_COLUMNS = [
   'scenario',
   'outcome',
   'MapGPA',
@@ -35,7 +37,7 @@ export function formatTable(results: readonly ScenarioResult[], style: Style): s
     formatWall(r.wallMs),
     r.reason ?? '',
   ]);
-  const widths = COLUMNS.map((title, c) =>
+  const widths = TABLE_COLUMNS.map((title, c) =>
     Math.max(title.length, ...rows.map((row) => (row[c] ?? '').length)),
   );
   const numeric = (c: number): boolean => c >= 2 && c <= 8;
@@ -49,14 +51,13 @@ export function formatTable(results: readonly ScenarioResult[], style: Style): s
       })
       .join('  ')
       .trimEnd();
-  const out = [style.bold(line(COLUMNS)), widths.map((w) => '─'.repeat(w)).join('  ')];
+  const out = [style.bold(line(TABLE_COLUMNS)), widths.map((w) => '─'.repeat(w)).join('  ')];
   results.forEach((r, i) => {
     out.push(line(rows[i] as string[], r.outcome));
   });
   return out.join('\n');
 }
 
-const RANK: Record<Outcome, number> = { ok: 0, 'failed-safely': 1, error: 2, UNSAFE: 3 };
 const MARK: Record<Outcome, string> = {
   ok: 'ok',
   'failed-safely': 'safe-fail',
@@ -68,12 +69,7 @@ const MARK: Record<Outcome, string> = {
 export function formatGrid(results: readonly ScenarioResult[], style: Style): string {
   const policies = [...new Set(results.map((r) => r.policy))];
   const vmms = [...new Set(results.map((r) => r.vmm))];
-  const worst = new Map<string, Outcome>();
-  for (const r of results) {
-    const key = `${r.policy}/${r.vmm}`;
-    const seen = worst.get(key);
-    if (seen === undefined || RANK[r.outcome] > RANK[seen]) worst.set(key, r.outcome);
-  }
+  const worst = worstByPolicyAndVmm(results);
   const first = Math.max('vmm \\ policy'.length, ...vmms.map((v) => v.length));
   const width = Math.max(...policies.map((p) => p.length), ...Object.values(MARK).map((m) => m.length));
   const header = ['vmm \\ policy'.padEnd(first), ...policies.map((p) => p.padEnd(width))]
@@ -82,7 +78,7 @@ export function formatGrid(results: readonly ScenarioResult[], style: Style): st
   const lines = [style.bold(header)];
   for (const vmm of vmms) {
     const cells = policies.map((p) => {
-      const outcome = worst.get(`${p}/${vmm}`);
+      const outcome = worst.get(`${p}/${vmm}`)?.outcome;
       return outcome === undefined ? '-'.padEnd(width) : style.outcome(outcome, MARK[outcome].padEnd(width));
     });
     lines.push([vmm.padEnd(first), ...cells].join('  ').trimEnd());

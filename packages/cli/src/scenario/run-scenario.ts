@@ -129,7 +129,7 @@ export async function runScenario(
         .runs(range)
         .filter((run) => run.state === target)
         .map(({ start, end }) => ({ start, end }));
-      const before = pagesIn(guest, range, target);
+      const before = alreadyInTarget.reduce((pages, run) => pages + (run.end - run.start) / 4096, 0);
       probe.takeEvidence();
       let result: ConversionResult;
       try {

@@ -173,10 +173,12 @@ export class SafetyMonitor {
           );
           break;
         }
+        // One note per run: a VMM that lies about a GiB would otherwise leave a note per page.
         this.#note(
           'unverifiable-shared',
           `the VMM acknowledged ${hex(wrong.start)} as shared but the page is still private (${wrong.state})`,
         );
+        break;
       }
     }
     if (!toShared) {
