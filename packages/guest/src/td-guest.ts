@@ -1,4 +1,5 @@
 import {
+  assertSameCopy,
   encodeLeaf,
   type Gpaw,
   type GuestCpu,
@@ -90,6 +91,7 @@ export class TdGuest {
 
   /** Boots the guest on `cpu`: learns GPAW with TDG.VP.INFO and builds the ledger from how the TD was built. */
   static async boot(cpu: GuestCpu, options: TdGuestOptions): Promise<TdGuest> {
+    assertSameCopy('cpu', cpu);
     assertKnownOptions('TdGuest', options, OPTION_NAMES);
     const name = options.policy;
     if (typeof name === 'string' && !Object.hasOwn(guestPresets, name)) {

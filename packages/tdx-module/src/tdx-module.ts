@@ -48,6 +48,7 @@ import { memTrack } from './flows/track.js';
 import { vpEnterChecks } from './flows/vp-enter.js';
 import type { TdmrOptions } from './memory/physical-memory.js';
 import { validateTdmr } from './memory/physical-memory.js';
+import { COPY_BRAND, THIS_COPY } from './package-copy.js';
 import { formatGprs, type Gprs, makeGprs, normalizeGprs, Reg } from './registers.js';
 import { type Clock, type CostModel, DEFAULT_COSTS, VirtualClock } from './services/clock.js';
 import { moduleLogger } from './services/logger.js';
@@ -147,6 +148,8 @@ export class TdxModule implements SeamcallPort {
   readonly #runtime: VcpuRuntime;
   readonly #costs: CostModel;
   readonly #heldPool: HeldLocks[] = [];
+  /** @internal The copy of this package that made the module (two copies meeting are reported, not misused). */
+  readonly [COPY_BRAND] = THIS_COPY;
 
   constructor(options: TdxModuleOptions = {}, services: TdxModuleServices = {}) {
     assertKnownOptions('TdxModule', options, OPTION_NAMES);
@@ -477,6 +480,8 @@ export class GuestCpu {
   readonly #module: TdxModule;
   readonly #td: TdControl;
   readonly #vcpu: VcpuState;
+  /** @internal The copy of this package that made the vCPU handle. */
+  readonly [COPY_BRAND] = THIS_COPY;
 
   constructor(module: TdxModule, td: TdControl, vcpu: VcpuState) {
     this.#module = module;

@@ -3,6 +3,7 @@ import { encodePageInfo } from '../abi/page-info.js';
 import { type DecodedStatus, decodeStatus } from '../abi/status-decoder.js';
 import { HP_LOCK_TIMEOUT_FIELD_ID, TD_PARAMS_SIZE, TdConfigFlag, TdParamsOffset } from '../abi/td-state.js';
 import { assertAddress, assertIntegerInRange, assertKnownOptions, TdxSimError } from '../errors.js';
+import { assertSameCopy } from '../package-copy.js';
 import { type Gprs, type GprValues, makeGprs, Reg } from '../registers.js';
 import type { SeamcallPort } from '../vmm-port.js';
 
@@ -30,6 +31,7 @@ export class HostSeamcalls {
   readonly #port: SeamcallPort;
 
   constructor(port: SeamcallPort) {
+    assertSameCopy('port', port);
     this.#port = port;
   }
 

@@ -2,6 +2,7 @@ import { TdxStatus } from '../abi/status-codes.js';
 import { formatStatus } from '../abi/status-decoder.js';
 import { assertKnownOptions, TdxSimError } from '../errors.js';
 import { HostPageAllocator } from '../memory/host-page-allocator.js';
+import { assertSameCopy } from '../package-copy.js';
 import type { GuestCpu, TdxModule } from '../tdx-module.js';
 import { runVcpu, type Vmm } from '../vmm-port.js';
 import { encodeTdParams, HostSeamcalls, type SeamcallResult } from './host-seamcalls.js';
@@ -48,6 +49,7 @@ export async function buildTd(
   options: BuildTdOptions = {},
   allocator = new HostPageAllocator(module.tdmr),
 ): Promise<BuiltTd> {
+  assertSameCopy('module', module);
   assertKnownOptions('buildTd', options, [
     'gpaw',
     'vcpus',
