@@ -183,6 +183,7 @@ export class TdxModule implements SeamcallPort {
     return this.#m.config.tdmr;
   }
 
+  /** The virtual clock the module advances (SEAMCALLs, TDCALLs and TD exits cost time on it). */
   get clock(): Clock {
     return this.#m.clock;
   }
@@ -483,12 +484,14 @@ export class GuestCpu {
   /** @internal The copy of this package that made the vCPU handle. */
   readonly [COPY_BRAND] = THIS_COPY;
 
+  /** @internal Made by {@link TdxModule.guestCpu} and {@link BuiltTd.guest}. */
   constructor(module: TdxModule, td: TdControl, vcpu: VcpuState) {
     this.#module = module;
     this.#td = td;
     this.#vcpu = vcpu;
   }
 
+  /** Index of the vCPU in its TD (0 for the first). */
   get index(): number {
     return this.#vcpu.index;
   }

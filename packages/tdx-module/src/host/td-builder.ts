@@ -8,10 +8,18 @@ import { runVcpu, type Vmm } from '../vmm-port.js';
 import { encodeTdParams, HostSeamcalls, type SeamcallResult } from './host-seamcalls.js';
 import { ensureSeptTables } from './sept-tables.js';
 
+/**
+ * How {@link buildTd} (and a backend's factory) builds a TD: GPA width, vCPUs, attributes, HKID, the initial
+ * image and whether to finalise.
+ */
 export interface BuildTdOptions {
+  /** Guest physical address width: the shared bit is GPA bit 47 (48) or 51 (52). Default 48. */
   readonly gpaw?: 48 | 52;
+  /** Number of vCPUs (TDH.VP.CREATE + INIT each). Default 1. */
   readonly vcpus?: number;
+  /** TD ATTRIBUTES (see {@link TdAttribute}). Default 0. */
   readonly attributes?: bigint;
+  /** The private HKID. Default: the lowest one not in use. */
   readonly hkid?: number;
   /** Pages copied in with TDH.MEM.PAGE.ADD (4K-aligned GPAs) before finalisation. */
   readonly initialImage?: readonly { readonly gpa: number; readonly bytes: Uint8Array }[];
