@@ -25,6 +25,10 @@ import { tdgVpInfo } from './tdcalls.js';
 
 const log = createDebug('tdxsim:guest:convert');
 
+/**
+ * How {@link TdGuest.boot} sets the guest up: its RAM, what was added at build, the policy, the fuse and the
+ * trace sink.
+ */
 export interface TdGuestOptions {
   /** Bytes of guest RAM, from GPA 0 (a multiple of 4 KiB). */
   readonly memoryBytes: number;
@@ -34,6 +38,7 @@ export interface TdGuestOptions {
   readonly policy?: GuestPolicy | keyof typeof guestPresets;
   /** Simulator fuse for guests without a bound of their own: the most hypercalls one operation may make. */
   readonly fuse?: number;
+  /** Where each MapGPA call and its decoded reply is recorded as a note. Default: nowhere. */
   readonly trace?: TraceSink;
 }
 
