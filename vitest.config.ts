@@ -7,7 +7,7 @@ export default defineConfig({
   resolve: { conditions: ['@tdxsim/source'] },
   ssr: { resolve: { conditions: ['@tdxsim/source'] } },
   test: {
-    include: ['packages/*/src/**/*.spec.ts', 'packages/*/test/**/*.spec.ts'],
+    include: ['packages/*/src/**/*.spec.ts', 'packages/*/test/**/*.spec.ts', 'test/**/*.spec.ts'],
     pool: 'threads',
     isolate: false,
     testTimeout: 120_000,

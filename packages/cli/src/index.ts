@@ -10,6 +10,7 @@ export { main, USAGE } from './main.js';
 export { type MatrixOptions, type MatrixRun, runMatrix } from './matrix/run-matrix.js';
 export { renderHtmlReport } from './report/html-report.js';
 export { buildRunReport, RUN_REPORT_SCHEMA, type RunReport, readRunReport } from './report/json-report.js';
+export type { OutcomeCounts } from './report/table.js';
 export {
   DEFAULT_FUSE,
   type RunScenarioOptions,

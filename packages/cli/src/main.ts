@@ -9,6 +9,7 @@ import { UsageError } from './usage-error.js';
 
 const log = createDebug('tdxsim:cli');
 
+/** The text `tdxsim --help` prints. */
 export const USAGE = `tdxsim — test TDX guest memory conversion against many hypervisors
 
 usage:

@@ -10,6 +10,7 @@ export interface GuestPolicy {
   readonly accept: AcceptPolicy;
 }
 
+/** The name of a preset of {@link guestPresets}, e.g. `"linux"` or `"strict"`. */
 export type GuestPresetName = keyof typeof mapGpaPresets;
 
 const preset = (name: GuestPresetName): GuestPolicy => ({

@@ -1,6 +1,7 @@
 import { type Gpaw, sharedBit } from '@tdxsim/tdx-module';
 import { GuestError } from './errors.js';
 
+/** Bytes in a 4 KiB page: the unit of conversions and of the ledger. */
 export const PAGE = 4096;
 
 /** A validated range of private guest-physical addresses [start, end), 4K-aligned, below the shared bit. */

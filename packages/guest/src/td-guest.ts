@@ -1,4 +1,5 @@
 import {
+  assertSameCopy,
   encodeLeaf,
   type Gpaw,
   type GuestCpu,
@@ -24,6 +25,10 @@ import { tdgVpInfo } from './tdcalls.js';
 
 const log = createDebug('tdxsim:guest:convert');
 
+/**
+ * How {@link TdGuest.boot} sets the guest up: its RAM, what was added at build, the policy, the fuse and the
+ * trace sink.
+ */
 export interface TdGuestOptions {
   /** Bytes of guest RAM, from GPA 0 (a multiple of 4 KiB). */
   readonly memoryBytes: number;
@@ -33,6 +38,7 @@ export interface TdGuestOptions {
   readonly policy?: GuestPolicy | keyof typeof guestPresets;
   /** Simulator fuse for guests without a bound of their own: the most hypercalls one operation may make. */
   readonly fuse?: number;
+  /** Where each MapGPA call and its decoded reply is recorded as a note. Default: nowhere. */
   readonly trace?: TraceSink;
 }
 
@@ -90,6 +96,7 @@ export class TdGuest {
 
   /** Boots the guest on `cpu`: learns GPAW with TDG.VP.INFO and builds the ledger from how the TD was built. */
   static async boot(cpu: GuestCpu, options: TdGuestOptions): Promise<TdGuest> {
+    assertSameCopy('cpu', cpu);
     assertKnownOptions('TdGuest', options, OPTION_NAMES);
     const name = options.policy;
     if (typeof name === 'string' && !Object.hasOwn(guestPresets, name)) {

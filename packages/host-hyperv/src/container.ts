@@ -3,7 +3,7 @@ import { ContainerModule } from 'inversify';
 import { HypervVmm } from './hyperv-vmm.js';
 import { type HypervVmmOptions, resolveHypervOptions } from './options.js';
 
-/** The inversify module of the Hyper-V backend: binds {@link TdxIds.VmmFactory}. */
+/** The inversify module of the Hyper-V backend: binds {@link TdxIds | TdxIds.VmmFactory}. */
 export function hypervVmm(options: HypervVmmOptions = {}): ContainerModule {
   resolveHypervOptions(options);
   return new ContainerModule(({ bind }) => {

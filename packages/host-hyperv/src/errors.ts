@@ -16,6 +16,7 @@ export class HypervError extends Error {
     this.argument = argument;
   }
 
+  /** True for any HypervError, even one from a second copy of this package. */
   static is(value: unknown): value is HypervError {
     return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[brand] === true;
   }

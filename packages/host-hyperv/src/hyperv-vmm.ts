@@ -28,6 +28,10 @@ const log = createDebug('tdxsim:hyperv:vmm');
 const PAGE = 4096;
 const MIB2 = 2 ** 21;
 
+/**
+ * What the Hyper-V backend did, counted: TD exits, MapGPA calls, SEAMCALLs by leaf, OPERAND_BUSY statuses
+ * seen and RETRYs answered without progress.
+ */
 export interface HypervCounters {
   exits: number;
   mapGpaCalls: number;
@@ -83,6 +87,7 @@ export class HypervVmm implements Vmm {
     return new HypervVmm(module, td, chunkPages, noProgressRate, seed);
   }
 
+  /** Starts a host thread per vCPU (TDH.VP.ENTER loops running this backend). */
   run(): Promise<void>[] {
     return this.td.run(this);
   }
@@ -95,6 +100,10 @@ export class HypervVmm implements Vmm {
     return result;
   }
 
+  /**
+   * Handles a TD exit: MapGPA in chunks of at most `chunkPages` (eager AUG or zap, RETRY with the next GPA), EPT
+   * violations, SUBFUNC_UNSUPPORTED for other TDVMCALLs; re-enters after anything else.
+   */
   async onTdExit(exit: TdExitEvent): Promise<Gprs> {
     this.counters.exits++;
     const rax = exit.regs[Reg.RAX] as bigint;

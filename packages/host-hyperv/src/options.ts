@@ -1,10 +1,15 @@
 import { HypervError } from './errors.js';
 
+/**
+ * Options of {@link hypervVmm} and {@link HypervVmm.create}: pages per MapGPA call, the rate of no-progress
+ * RETRYs and the seed. Each is checked at once.
+ */
 export interface HypervVmmOptions {
   /** Pages converted per MapGPA call at most (default 512); the rest is left for the RETRY. */
   readonly chunkPages?: number;
   /** Chance (0..1, seeded) that a RETRY carries no progress (seen on Hyper-V, reference guest-and-vmm.md §4.1). */
   readonly noProgressRate?: number;
+  /** Seed of the backend's random choices (default 1). */
   readonly seed?: number;
 }
 

@@ -3,7 +3,7 @@ import { ContainerModule } from 'inversify';
 import { KvmVmm } from './kvm-vmm.js';
 import { type KvmVmmOptions, resolveKvmOptions } from './options.js';
 
-/** The inversify module of the KVM backend: binds {@link TdxIds.VmmFactory} (options checked here, at once). */
+/** The inversify module of the KVM backend: binds {@link TdxIds | TdxIds.VmmFactory} (options checked here, at once). */
 export function kvmVmm(options: KvmVmmOptions = {}): ContainerModule {
   resolveKvmOptions(options);
   return new ContainerModule(({ bind }) => {

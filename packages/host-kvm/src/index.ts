@@ -10,5 +10,6 @@ export {
   type KvmVmmOptions,
   type MapGpaRangeAnswer,
   type MapGpaRangeRequest,
+  type ResolvedKvmOptions,
   resolveKvmOptions,
 } from './options.js';

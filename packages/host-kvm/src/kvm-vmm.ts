@@ -157,6 +157,10 @@ export class KvmVmm implements Vmm {
     log('VM dead: %s', why);
   }
 
+  /**
+   * Handles a TD exit as KVM does: MapGPA and the other TDVMCALLs, EPT violations (lazy AUG), kicks;
+   * `undefined` once the VM is dead.
+   */
   async onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
     this.counters.exits++;
     if (this.#dead !== undefined) return undefined;

@@ -3,6 +3,7 @@ import { KvmError } from './errors.js';
 /** What userspace (the VMM process) answers for one MapGPA chunk: KVM_HC_MAP_GPA_RANGE. */
 export type MapGpaRangeAnswer = 'ok' | 'error' | 'again';
 
+/** One MapGPA chunk as KVM hands it to userspace in a KVM_HC_MAP_GPA_RANGE exit. */
 export interface MapGpaRangeRequest {
   /** Start of the chunk, shared bit removed. */
   readonly gpa: number;
@@ -12,6 +13,10 @@ export interface MapGpaRangeRequest {
   readonly toShared: boolean;
 }
 
+/**
+ * Options of {@link kvmVmm} and {@link KvmVmm.create}: MapGPA chunking and pending events, the userspace
+ * answer per chunk, huge pages and the seed. Each is checked at once.
+ */
 export interface KvmVmmOptions {
   /** Bytes per MapGPA chunk (TDX_MAP_GPA_MAX_LEN, 2 MiB); a 4 KiB multiple. */
   readonly mapGpaChunk?: number;
@@ -28,9 +33,11 @@ export interface KvmVmmOptions {
   readonly seed?: number;
 }
 
+/** {@link KvmVmmOptions} with every default filled in, as {@link resolveKvmOptions} returns them. */
 export interface ResolvedKvmOptions {
   readonly mapGpaChunk: number;
   readonly pendingEventRate: number;
+  /** Userspace's answer per chunk, or undefined for `'ok'` always. */
   readonly onMapGpaRange: ((request: MapGpaRangeRequest) => MapGpaRangeAnswer) | undefined;
   readonly hugePages: boolean;
   readonly seed: number;

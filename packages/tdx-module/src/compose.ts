@@ -17,6 +17,10 @@ export interface HostedTd<V extends Vmm = Vmm> {
 /** Builds a TD on `module` the backend's way and returns the backend; bound to {@link TdxIds.VmmFactory}. */
 export type VmmFactory = (module: TdxModule, build: BuildTdOptions) => Promise<HostedTd>;
 
+/**
+ * What {@link composeTd} wires together: the backend, optionally the guest, the TD's shape and the
+ * simulation's options.
+ */
 export interface ComposeOptions<G> {
   /** The backend's ContainerModule (binds TdxIds.VmmFactory), e.g. `kvmVmm({...})`. */
   readonly vmm: ContainerModule;

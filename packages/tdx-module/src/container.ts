@@ -24,9 +24,14 @@ export const TdxIds = {
   GuestCpu: Symbol.for('@tdxsim/tdx-module/GuestCpu') as ServiceIdentifier<GuestCpu>,
 } as const;
 
+/**
+ * Options of {@link tdxModule}: the seed, the module's options and replacements for the scheduler and trace
+ * sink.
+ */
 export interface TdxModuleContainerOptions {
   /** Seed of the one RNG of the simulation. Default 1. */
   readonly seed?: number;
+  /** Options of the {@link TdxModule} the container makes. */
   readonly module?: TdxModuleOptions;
   /** Replace the default (run-to-completion) scheduler. */
   readonly scheduler?: Scheduler;

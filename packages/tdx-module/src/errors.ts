@@ -11,7 +11,8 @@ export type TdxSimErrorCode =
   | 'VCPU_NOT_RESUMED'
   | 'GUEST_STUCK'
   | 'NO_VMM_BOUND'
-  | 'OUT_OF_HOST_MEMORY';
+  | 'OUT_OF_HOST_MEMORY'
+  | 'DUPLICATE_PACKAGE';
 
 const brand = Symbol.for('@tdxsim/tdx-module/TdxSimError');
 

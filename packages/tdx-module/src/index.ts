@@ -133,6 +133,7 @@ export { PlainSharexLock } from './locks/plain-lock.js';
 export { SEPT_HP, septEntryTryLock, septEntryUnlock, TDEL } from './locks/sept-entry-lock.js';
 export { HostPageAllocator } from './memory/host-page-allocator.js';
 export type { TdmrOptions } from './memory/physical-memory.js';
+export { assertSameCopy, loadedCopies, type PackageCopy } from './package-copy.js';
 export {
   formatGprs,
   type Gprs,

@@ -6,6 +6,9 @@
  */
 export type Gprs = bigint[];
 
+/**
+ * Indexes of the general-purpose registers in a {@link Gprs} array (RAX 0 … R15 15, the hardware's order).
+ */
 export const Reg = {
   RAX: 0,
   RCX: 1,
@@ -24,8 +27,13 @@ export const Reg = {
   R14: 14,
   R15: 15,
 } as const;
+/** The name of a general-purpose register, e.g. `"R11"`. */
 export type RegName = keyof typeof Reg;
 
+/**
+ * Register values by lower-case name, e.g. `{ rcx: 0x1000n, r11: 1 }`, for {@link makeGprs}; absent registers
+ * are 0.
+ */
 export type GprValues = Partial<Record<Lowercase<RegName>, bigint | number>>;
 
 const EMPTY: GprValues = Object.freeze({});

@@ -48,6 +48,7 @@ import { memTrack } from './flows/track.js';
 import { vpEnterChecks } from './flows/vp-enter.js';
 import type { TdmrOptions } from './memory/physical-memory.js';
 import { validateTdmr } from './memory/physical-memory.js';
+import { COPY_BRAND, THIS_COPY } from './package-copy.js';
 import { formatGprs, type Gprs, makeGprs, normalizeGprs, Reg } from './registers.js';
 import { type Clock, type CostModel, DEFAULT_COSTS, VirtualClock } from './services/clock.js';
 import { moduleLogger } from './services/logger.js';
@@ -147,6 +148,8 @@ export class TdxModule implements SeamcallPort {
   readonly #runtime: VcpuRuntime;
   readonly #costs: CostModel;
   readonly #heldPool: HeldLocks[] = [];
+  /** @internal The copy of this package that made the module (two copies meeting are reported, not misused). */
+  readonly [COPY_BRAND] = THIS_COPY;
 
   constructor(options: TdxModuleOptions = {}, services: TdxModuleServices = {}) {
     assertKnownOptions('TdxModule', options, OPTION_NAMES);
@@ -180,6 +183,7 @@ export class TdxModule implements SeamcallPort {
     return this.#m.config.tdmr;
   }
 
+  /** The virtual clock the module advances (SEAMCALLs, TDCALLs and TD exits cost time on it). */
   get clock(): Clock {
     return this.#m.clock;
   }
@@ -477,13 +481,17 @@ export class GuestCpu {
   readonly #module: TdxModule;
   readonly #td: TdControl;
   readonly #vcpu: VcpuState;
+  /** @internal The copy of this package that made the vCPU handle. */
+  readonly [COPY_BRAND] = THIS_COPY;
 
+  /** @internal Made by {@link TdxModule.guestCpu} and {@link BuiltTd.guest}. */
   constructor(module: TdxModule, td: TdControl, vcpu: VcpuState) {
     this.#module = module;
     this.#td = td;
     this.#vcpu = vcpu;
   }
 
+  /** Index of the vCPU in its TD (0 for the first). */
   get index(): number {
     return this.#vcpu.index;
   }

@@ -3,8 +3,11 @@ import { type Gprs, makeGprs, Reg } from './registers.js';
 
 /** What TDH.VP.ENTER returned: a TD exit (RAX = status with the exit reason) or a failed entry (RAX = error). */
 export interface TdExitEvent {
+  /** HPA of the TD's TDR page: which TD exited. */
   readonly tdr: number;
+  /** HPA of the vCPU's TDVPR page: which vCPU exited. */
   readonly tdvpr: number;
+  /** Index of that vCPU in its TD. */
   readonly vcpuIndex: number;
   /** The output registers of TDH.VP.ENTER. */
   readonly regs: Gprs;
@@ -16,11 +19,19 @@ export interface TdExitEvent {
  * stop running the vCPU. A backend needs no decorators: bind an instance with `toConstantValue`.
  */
 export interface Vmm {
+  /**
+   * Handles one TD exit of a vCPU this VMM runs; resolves with the registers for the next TDH.VP.ENTER, or
+   * `undefined` to stop running the vCPU (its host thread ends).
+   */
   onTdExit(exit: TdExitEvent): Promise<Gprs | undefined>;
 }
 
 /** The SEAMCALL entry point a host thread needs. */
 export interface SeamcallPort {
+  /**
+   * Issues SEAMCALL `rax` (leaf and version) with the input registers; resolves with the output registers,
+   * RAX holding the status.
+   */
   seamcall(rax: bigint, regs: readonly bigint[]): Promise<Gprs>;
   /** Told when a host thread ends, so guest code waiting on that vCPU fails instead of hanging. */
   stopVcpu?(tdvpr: number): void;

@@ -7,6 +7,9 @@ import { type BackendSource, backendName } from './conformance/backend-source.js
 import { CONFORMANCE_RULES, type ConformanceCheck } from './conformance/conformance-rules.js';
 import { type ConformanceOptions, runConformance } from './conformance/run-conformance.js';
 
+/**
+ * Options of {@link vmmConformance}: those of {@link runConformance} and the name of the `describe` block.
+ */
 export interface VmmConformanceOptions extends ConformanceOptions {
   /** The describe block's name (default: the backend's class or function name). */
   readonly name?: string;

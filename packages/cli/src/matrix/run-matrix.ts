@@ -9,6 +9,10 @@ import { costHint } from './scenario-cost.js';
 
 const log = createDebug('tdxsim:cli:matrix');
 
+/**
+ * Options of {@link runMatrix}: the scenarios, the catalog they name, backend files, worker threads, check
+ * and fuse settings, and progress callbacks.
+ */
 export interface MatrixOptions {
   readonly specs: readonly ScenarioSpec[];
   readonly catalog: Catalog;
@@ -20,11 +24,17 @@ export interface MatrixOptions {
   readonly fuse?: number;
   /** Keep each scenario's GPA frames and timeline (for the HTML report). */
   readonly detail?: boolean;
+  /** Called when a scenario starts. */
   readonly onStart?: (spec: ScenarioSpec, index: number) => void;
+  /** Called as scenario `index` makes progress (`done` of `total` conversions). */
   readonly onProgress?: (index: number, done: number, total: number) => void;
+  /** Called with each scenario's result as it ends (in completion order). */
   readonly onResult?: (result: ScenarioResult, index: number) => void;
 }
 
+/**
+ * What {@link runMatrix} returns: results (and, with `detail`, GPA frames and timelines) in `specs` order.
+ */
 export interface MatrixRun {
   readonly results: ScenarioResult[];
   readonly details: (ScenarioDetail | undefined)[];

@@ -36,6 +36,10 @@ export function writeHtmlReport(
   writeFileSync(file, renderHtmlReport(report, details));
 }
 
+/**
+ * The self-contained HTML page of a run: the summary, then each scenario with its GPA map and call timeline
+ * when `details` holds them.
+ */
 export function renderHtmlReport(
   report: RunReport,
   details: readonly (ScenarioDetail | undefined)[],

@@ -36,6 +36,10 @@ export function toolVersion(): string {
   return pkg.version;
 }
 
+/**
+ * The JSON report of a run ({@link RUN_REPORT_SCHEMA}): the matrix it ran, the summary and every scenario's
+ * result.
+ */
 export function buildRunReport(input: {
   seed: number;
   checkEvery: number | undefined;

@@ -86,6 +86,7 @@ export function formatGrid(results: readonly ScenarioResult[], style: Style): st
   return lines.join('\n');
 }
 
+/** Scenarios per outcome, and the total. */
 export interface OutcomeCounts {
   readonly ok: number;
   readonly failedSafely: number;

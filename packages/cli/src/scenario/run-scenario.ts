@@ -25,6 +25,7 @@ import {
 
 const log = createDebug('tdxsim:cli:scenario');
 
+/** Options of {@link runScenario}: trace keeping, full-check frequency, the guest's fuse and progress. */
 export interface RunScenarioOptions {
   /** Keep every trace event (for `replay --trace`). */
   readonly keepTrace?: boolean;
@@ -43,6 +44,9 @@ export interface RunScenarioOptions {
   readonly onProgress?: (done: number, total: number) => void;
 }
 
+/**
+ * What {@link runScenario} returns: the result, the GPA frames and timeline, and the trace when asked for.
+ */
 export interface ScenarioRun {
   readonly result: ScenarioResult;
   readonly detail: ScenarioDetail;

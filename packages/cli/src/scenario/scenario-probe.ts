@@ -62,6 +62,7 @@ export class ScenarioProbe implements TraceSink {
     return this.#keepTrace ?? [];
   }
 
+  /** Receives one trace record: counts it and adds it to the timeline (and to the kept trace, when asked). */
   record(event: TraceEvent): void {
     this.#keepTrace?.push(event);
     const c = this.counters;

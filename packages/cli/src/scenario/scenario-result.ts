@@ -31,6 +31,10 @@ export interface ScenarioTotals extends ScenarioCounters {
   pagesQuarantined: number;
 }
 
+/**
+ * The result of one scenario (a guest policy × a VMM × a workload, from a seed): its outcome and why, the
+ * violations and notes of the safety monitor, counters and wall time.
+ */
 export interface ScenarioResult {
   /** `policy/vmm/workload`. */
   readonly id: string;

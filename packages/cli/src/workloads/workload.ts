@@ -26,6 +26,7 @@ export interface Workload {
   readonly usesMapGpa: boolean;
   /** How many conversions the workload makes (for progress and sampling). */
   conversions(amount: number): number;
+  /** Runs the workload on the booted guest, converting through `context.convert`. */
   run(context: WorkloadContext, amount: number): Promise<void>;
 }
 

@@ -9,6 +9,7 @@ import type { MapGpaFailure } from '../map-gpa/map-gpa.js';
  */
 export type PageOutcome = 'converted' | 'unchanged' | 'unknown';
 
+/** A run of pages [start, end) of a failed conversion that ended the same way. */
 export interface PageOutcomeRun {
   readonly start: number;
   readonly end: number;
@@ -20,6 +21,10 @@ export type ConversionFailure =
   | { readonly step: 'map-gpa'; readonly failure: MapGpaFailure }
   | { readonly step: 'accept'; readonly failure: Extract<AcceptOutcome, { kind: 'failed' }> };
 
+/**
+ * What `setShared` / `setPrivate` answer: `ok`, or `failed` with the outcome of every page of the request
+ * (converted, unchanged, or unknown and quarantined) and why it failed. A value, never an exception.
+ */
 export type ConversionResult =
   | {
       readonly kind: 'ok';

@@ -1,4 +1,4 @@
-import type { SeptStateName, TdxModule } from '@tdxsim/tdx-module';
+import { assertSameCopy, type SeptStateName, type TdxModule } from '@tdxsim/tdx-module';
 import type { PageLedger, PageState } from './page-ledger.js';
 
 /** A run of pages where the guest's belief and the module's truth disagree. */
@@ -33,6 +33,7 @@ function agrees(ledger: PageState, state: SeptStateName): boolean {
  * so a 2M or absent region costs one look-up.
  */
 export function checkLedger(ledger: PageLedger, module: TdxModule, tdr: number): LedgerMismatch[] {
+  assertSameCopy('module', module);
   const mismatches: LedgerMismatch[] = [];
   for (const run of ledger.entries()) {
     let at = run.start;

@@ -31,6 +31,7 @@ export class PageLedger {
     return this.#map.get(gpa - (gpa % PAGE));
   }
 
+  /** Records that every page of `range` is now in `state`. */
   set(range: GpaRange, state: PageState): void {
     this.#map.set(range.start, range.end, state);
   }

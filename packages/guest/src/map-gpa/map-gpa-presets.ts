@@ -15,6 +15,10 @@ const linuxLike = (name: string): MapGpaPolicy => ({
   r11: { bounds: 'with-shared-bit', aligned: false, withinRequest: false, pastEnd: 'done' },
 });
 
+/**
+ * The MapGPA behaviour of known guests, one {@link MapGpaPolicy} each (reference guest-and-vmm.md §2.1);
+ * `strict` is the default.
+ */
 export const mapGpaPresets = {
   /** Linux tdx_map_gpa (6.7+): whole range per call, start ≤ R11 < end with the shared bit, 3 no-progress RETRYs. */
   linux: linuxLike('linux'),
@@ -28,6 +32,7 @@ export const mapGpaPresets = {
     request: 'whole',
     onRetry: 'fail',
     noProgressLimit: 1,
+    /** A single call. */
     callBound: () => 1,
     r11: { bounds: 'none', aligned: false, withinRequest: false, pastEnd: 'done' },
   },
@@ -64,6 +69,7 @@ export const mapGpaPresets = {
     request: 'whole',
     onRetry: 'fail',
     noProgressLimit: 1,
+    /** A single call. */
     callBound: () => 1,
     r11: { bounds: 'none', aligned: false, withinRequest: false, pastEnd: 'done' },
   },
@@ -76,9 +82,11 @@ export const mapGpaPresets = {
     request: 'whole',
     onRetry: 'loop',
     noProgressLimit: 3,
+    /** At most three calls per page plus one. */
     callBound: (pages: number) => 3 * pages + 1,
     r11: { bounds: 'with-shared-bit', aligned: true, withinRequest: true, pastEnd: 'done' },
   },
 } as const satisfies Record<string, MapGpaPolicy>;
 
+/** The name of a preset of {@link mapGpaPresets}. */
 export type MapGpaPresetName = keyof typeof mapGpaPresets;

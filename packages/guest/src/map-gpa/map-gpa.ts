@@ -37,6 +37,7 @@ export type MapGpaOutcome =
       readonly failure: MapGpaFailure;
     };
 
+/** Options of {@link mapGpa}. */
 export interface MapGpaOptions {
   /** The simulator's fuse for guests without a call bound (default: 16 calls per page + 64). */
   readonly fuse?: number;

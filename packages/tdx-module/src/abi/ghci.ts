@@ -9,6 +9,10 @@
 /** R10 on input: 0 selects a standard GHCI call (TDX_HYPERCALL_STANDARD); non-zero is vendor-specific. */
 export const TDX_HYPERCALL_STANDARD = 0n;
 
+/**
+ * GHCI sub-functions of TDG.VP.VMCALL (R11 on input when R10 is 0): the TDX-specific calls, and the VMX exit
+ * reasons standing for instruction emulation.
+ */
 export const TdvmcallSubfunction = {
   GET_TD_VM_CALL_INFO: 0x10000n,
   MAP_GPA: 0x10001n,
@@ -23,6 +27,7 @@ export const TdvmcallSubfunction = {
   WRMSR: 32n,
   MMIO: 48n,
 } as const;
+/** The name of a {@link TdvmcallSubfunction}, e.g. `"MAP_GPA"`. */
 export type TdvmcallSubfunctionName = keyof typeof TdvmcallSubfunction;
 
 /** R10 on output. GPA_INUSE is not defined by Linux; its meaning is unverified (reference §1.2). */
@@ -34,6 +39,7 @@ export const TdvmcallStatus = {
   ALIGN_ERROR: 0x8000000000000002n,
   SUBFUNC_UNSUPPORTED: 0x8000000000000003n,
 } as const;
+/** The name of a {@link TdvmcallStatus}, e.g. `"RETRY"`. */
 export type TdvmcallStatusName = keyof typeof TdvmcallStatus;
 
 const statusNames = new Map<bigint, TdvmcallStatusName>(

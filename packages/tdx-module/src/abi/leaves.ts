@@ -43,9 +43,15 @@ export const SeamcallLeaf = {
   PHYMEM_PAGE_WBINVD: 41,
   VP_WR: 43,
 } as const;
+/** The name of a {@link SeamcallLeaf}, e.g. `"MEM_PAGE_AUG"` for TDH.MEM.PAGE.AUG. */
 export type SeamcallLeafName = keyof typeof SeamcallLeaf;
+/** A SEAMCALL leaf number (bits 15:0 of RAX). */
 export type SeamcallLeafNumber = (typeof SeamcallLeaf)[SeamcallLeafName];
 
+/**
+ * TDCALL leaf numbers the guest uses (RAX bits 15:0 on input), e.g. `MEM_PAGE_ACCEPT` for TDG.MEM.PAGE.ACCEPT
+ * and `VP_VMCALL` for TDG.VP.VMCALL.
+ */
 export const TdcallLeaf = {
   VP_VMCALL: 0,
   VP_INFO: 1,
@@ -54,7 +60,9 @@ export const TdcallLeaf = {
   VM_RD: 7,
   VM_WR: 8,
 } as const;
+/** The name of a {@link TdcallLeaf}, e.g. `"MEM_PAGE_ACCEPT"`. */
 export type TdcallLeafName = keyof typeof TdcallLeaf;
+/** A TDCALL leaf number (bits 15:0 of RAX). */
 export type TdcallLeafNumber = (typeof TdcallLeaf)[TdcallLeafName];
 
 const seamcallNames = new Map<number, string>(

@@ -33,6 +33,7 @@ export const OperandId = {
   SYS: 0xb8,
 } as const;
 
+/** The name of an {@link OperandId}, e.g. `"RCX"` or `"TDR"`. */
 export type OperandIdName = keyof typeof OperandId;
 
 const operandNames = new Map<number, OperandIdName>(

@@ -14,6 +14,7 @@ export function encodePageInfo(gpa: number, level: number): bigint {
   return (BigInt(gpa) & GPA_MASK) | BigInt(level & 7);
 }
 
+/** The fields of a page-info input (RCX), as {@link decodePageInfo} splits them; nothing is validated. */
 export interface DecodedPageInfo {
   readonly gpa: number;
   readonly level: number;

@@ -8,8 +8,11 @@ export const PageLevel = {
 } as const;
 export type PageLevel = (typeof PageLevel)[keyof typeof PageLevel];
 
+/** Bytes in a 4 KiB page (level 0). */
 export const PAGE_SIZE_4K = 4096;
+/** Bytes in a 2 MiB page (level 1). */
 export const PAGE_SIZE_2M = 2 * 1024 * 1024;
+/** Bytes in a 1 GiB page (level 2). */
 export const PAGE_SIZE_1G = 1024 * 1024 * 1024;
 
 /** Bytes mapped by one entry at `level`: 4 KiB << (9 × level). */

@@ -25,9 +25,15 @@ export const SeptState = {
   PENDING_EXPORTED_DIRTY: 0x73,
   PENDING_EXPORTED_DIRTY_BLOCKEDW: 0x77,
 } as const;
+/** The name of a Secure-EPT entry state, e.g. `"PENDING"` or `"MAPPED"`. */
 export type SeptStateName = keyof typeof SeptState;
+/** The encoding of a Secure-EPT entry state (see {@link SeptState}). */
 export type SeptState = (typeof SeptState)[SeptStateName];
 
+/**
+ * One row of the Secure-EPT state table: a state's name, its internal encoding, the number TDH.MEM.SEPT.RD
+ * reports, whether it is a leaf state and the access bits it carries.
+ */
 export interface SeptStateInfo {
   readonly name: SeptStateName;
   readonly encoding: SeptState;

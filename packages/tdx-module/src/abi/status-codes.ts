@@ -70,6 +70,7 @@ export const TdxStatus = {
   UNINITIALIZE_ERROR: 0xffffffffffffffffn,
 } as const;
 
+/** The name of a {@link TdxStatus}, e.g. `"OPERAND_BUSY"`. */
 export type TdxStatusName = keyof typeof TdxStatus;
 
 /**

@@ -12,6 +12,10 @@ export const LifecycleState = {
 } as const;
 export type LifecycleState = (typeof LifecycleState)[keyof typeof LifecycleState];
 
+/**
+ * TD operation states (OP_STATE in the TDCS): which SEAMCALLs a TD accepts in each (reference tdx-module.md
+ * §13).
+ */
 export const OpState = {
   UNINITIALIZED: 0,
   INITIALIZED: 1,
@@ -25,8 +29,10 @@ export const OpState = {
   LIVE_IMPORT: 9,
   FAILED_IMPORT: 10,
 } as const;
+/** A value of {@link OpState}. */
 export type OpState = (typeof OpState)[keyof typeof OpState];
 
+/** The name of an OP_STATE value, or `OP_STATE_<n>` for a value outside the table. */
 export function opStateName(state: number): string {
   return Object.entries(OpState).find(([, value]) => value === state)?.[0] ?? `OP_STATE_${state}`;
 }
@@ -58,14 +64,19 @@ export const TdParamsOffset = {
   CONFIG_FLAGS: 32,
   TSC_FREQUENCY: 40,
 } as const;
+/** Size in bytes of the TD_PARAMS structure TDH.MNG.INIT reads (1024, and it must be 1024-aligned). */
 export const TD_PARAMS_SIZE = 1024;
 
 /** TDH.MNG.WR field id of the host-priority lock timeout, in microseconds (reference §10.5). */
 export const HP_LOCK_TIMEOUT_FIELD_ID = 0x9110000300000011n;
+/** Smallest host-priority lock timeout TDH.MNG.WR accepts, in microseconds. */
 export const HP_LOCK_TIMEOUT_MIN_US = 10_000;
+/** Largest host-priority lock timeout TDH.MNG.WR accepts, in microseconds. */
 export const HP_LOCK_TIMEOUT_MAX_US = 100_000_000;
+/** Host-priority lock timeout of a new TD, in microseconds. */
 export const HP_LOCK_TIMEOUT_DEFAULT_US = 1_000_000;
 
 /** Zero-step mitigation constants (reference §11). */
 export const ZERO_STEP_THRESHOLD = 6;
+/** GPAs the zero-step mitigation remembers per vCPU that must translate before the next entry. */
 export const ZERO_STEP_GPA_LIST_SIZE = 32;

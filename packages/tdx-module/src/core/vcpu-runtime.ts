@@ -14,6 +14,8 @@ export class VcpuRuntime {
   readonly #m: ModuleState;
   /** Macrotask turns a parked guest waits for a re-entry before the VMM is said to have abandoned it (0: never). */
   readonly #abandonTurns: number;
+  /** vCPUs some host thread has entered at least once (only for the message of a guest left waiting). */
+  readonly #entered = new WeakSet<VcpuState>();
 
   constructor(m: ModuleState, abandonTurns: number) {
     this.#m = m;
@@ -80,19 +82,29 @@ export class VcpuRuntime {
         reject(notResumed(vcpu));
         return;
       }
-      vcpu.resumeGuest = resolve;
-      vcpu.rejectGuest = reject;
+      const resume = (regs: Gprs): void => {
+        parkedGuests.delete(vcpu);
+        resolve(regs);
+      };
+      const fail = (error: Error): void => {
+        parkedGuests.delete(vcpu);
+        vcpu.resumeGuest = undefined;
+        vcpu.rejectGuest = undefined;
+        reject(error);
+      };
+      vcpu.resumeGuest = resume;
+      vcpu.rejectGuest = fail;
+      const entered = this.#entered.has(vcpu);
+      parkGuest(vcpu, () => fail(entered ? notResumed(vcpu) : neverEntered(vcpu)));
       if (this.#abandonTurns === 0) return;
       let turns = 0;
       const check = (): void => {
-        if (vcpu.resumeGuest !== resolve) return;
+        if (vcpu.resumeGuest !== resume) return;
         if (++turns < this.#abandonTurns) {
           setImmediate(check);
           return;
         }
-        vcpu.resumeGuest = undefined;
-        vcpu.rejectGuest = undefined;
-        reject(notResumed(vcpu));
+        fail(notResumed(vcpu));
       };
       setImmediate(check);
     });
@@ -118,6 +130,7 @@ export class VcpuRuntime {
 
   /** After a successful TDH.VP.ENTER: guest mode; the parked guest (if any) continues with `regs`. */
   enter(vcpu: VcpuState, regs: Gprs): Promise<Gprs> {
+    this.#entered.add(vcpu);
     vcpu.run = 'in-guest';
     vcpu.hostGone = false;
     vcpu.ripAtEntry = vcpu.rip;
@@ -130,6 +143,31 @@ export class VcpuRuntime {
     resume?.(regs);
     return exitPromise;
   }
+}
+
+/**
+ * Guest code parked for an entry, across every module of this process. When Node's event loop empties, no host
+ * thread is left to enter these vCPUs: each waiting guest fails with VCPU_NOT_RESUMED naming its vCPU, where it would
+ * otherwise end the process silently (an unsettled top-level await exits with code 13, a plain promise with 0).
+ */
+const parkedGuests = new Map<VcpuState, () => void>();
+let exitHookInstalled = false;
+
+function parkGuest(vcpu: VcpuState, failWhenIdle: () => void): void {
+  parkedGuests.set(vcpu, failWhenIdle);
+  if (exitHookInstalled || typeof process !== 'object' || typeof process.on !== 'function') return;
+  exitHookInstalled = true;
+  process.on('beforeExit', () => {
+    for (const failWhenIdle of [...parkedGuests.values()]) failWhenIdle();
+  });
+}
+
+function neverEntered(vcpu: VcpuState): TdxSimError {
+  return new TdxSimError(
+    'VCPU_NOT_RESUMED',
+    `guest code waits on vCPU ${vcpu.index} (TDVPR 0x${vcpu.tdvpr.toString(16)}), which no host thread runs: ` +
+      'nothing ever entered it with TDH.VP.ENTER and nothing else is left to run (start its host thread, e.g. td.run(vmm))',
+  );
 }
 
 function notResumed(vcpu: VcpuState): TdxSimError {

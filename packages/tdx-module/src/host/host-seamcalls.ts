@@ -3,6 +3,7 @@ import { encodePageInfo } from '../abi/page-info.js';
 import { type DecodedStatus, decodeStatus } from '../abi/status-decoder.js';
 import { HP_LOCK_TIMEOUT_FIELD_ID, TD_PARAMS_SIZE, TdConfigFlag, TdParamsOffset } from '../abi/td-state.js';
 import { assertAddress, assertIntegerInRange, assertKnownOptions, TdxSimError } from '../errors.js';
+import { assertSameCopy } from '../package-copy.js';
 import { type Gprs, type GprValues, makeGprs, Reg } from '../registers.js';
 import type { SeamcallPort } from '../vmm-port.js';
 
@@ -30,6 +31,7 @@ export class HostSeamcalls {
   readonly #port: SeamcallPort;
 
   constructor(port: SeamcallPort) {
+    assertSameCopy('port', port);
     this.#port = port;
   }
 
@@ -48,34 +50,43 @@ export class HostSeamcalls {
     };
   }
 
+  /** TDH.MNG.CREATE: makes `tdr` the TDR page of a new TD with private key `hkid`. */
   mngCreate(tdr: number, hkid: number): Promise<SeamcallResult> {
     assertAddress('tdr', tdr);
     assertIntegerInRange('hkid', hkid, 0, 65535);
     return this.raw(SeamcallLeaf.MNG_CREATE, { rcx: tdr, rdx: hkid });
   }
 
+  /** TDH.MNG.KEY.CONFIG: programs the TD's private key on the package. */
   mngKeyConfig(tdr: number): Promise<SeamcallResult> {
     assertAddress('tdr', tdr);
     return this.raw(SeamcallLeaf.MNG_KEY_CONFIG, { rcx: tdr });
   }
 
+  /** TDH.MNG.ADDCX: adds `page` as a TDCS control page of the TD. */
   mngAddcx(tdr: number, page: number): Promise<SeamcallResult> {
     assertAddress('tdr', tdr);
     assertAddress('page', page);
     return this.raw(SeamcallLeaf.MNG_ADDCX, { rcx: page, rdx: tdr });
   }
 
+  /**
+   * TDH.MNG.INIT: initialises the TD from the TD_PARAMS at host address `tdParams` (see {@link
+   * encodeTdParams}).
+   */
   mngInit(tdr: number, tdParams: number): Promise<SeamcallResult> {
     assertAddress('tdr', tdr);
     assertAddress('tdParams', tdParams);
     return this.raw(SeamcallLeaf.MNG_INIT, { rcx: tdr, rdx: tdParams });
   }
 
+  /** TDH.MNG.RD: reads TD-scope metadata field `fieldId` (default: the host-priority lock timeout). */
   mngRead(tdr: number, fieldId: bigint = HP_LOCK_TIMEOUT_FIELD_ID): Promise<SeamcallResult> {
     assertAddress('tdr', tdr);
     return this.raw(SeamcallLeaf.MNG_RD, { rcx: tdr, rdx: fieldId });
   }
 
+  /** TDH.MNG.WR: writes the bits of `value` selected by `mask` into TD-scope metadata field `fieldId`. */
   mngWrite(
     tdr: number,
     fieldId: bigint,
@@ -86,23 +97,30 @@ export class HostSeamcalls {
     return this.raw(SeamcallLeaf.MNG_WR, { rcx: tdr, rdx: fieldId, r8: value, r9: mask });
   }
 
+  /** TDH.VP.CREATE: makes `tdvpr` the TDVPR page of a new vCPU of the TD. */
   vpCreate(tdr: number, tdvpr: number): Promise<SeamcallResult> {
     assertAddress('tdr', tdr);
     assertAddress('tdvpr', tdvpr);
     return this.raw(SeamcallLeaf.VP_CREATE, { rcx: tdvpr, rdx: tdr });
   }
 
+  /** TDH.VP.ADDCX: adds `page` as a TDCX control page of the vCPU. */
   vpAddcx(tdvpr: number, page: number): Promise<SeamcallResult> {
     assertAddress('tdvpr', tdvpr);
     assertAddress('page', page);
     return this.raw(SeamcallLeaf.VP_ADDCX, { rcx: page, rdx: tdvpr });
   }
 
+  /** TDH.VP.INIT: initialises the vCPU; `initialRcx` is the guest's RCX at its first entry. */
   vpInit(tdvpr: number, initialRcx = 0n): Promise<SeamcallResult> {
     assertAddress('tdvpr', tdvpr);
     return this.raw(SeamcallLeaf.VP_INIT, { rcx: tdvpr, rdx: initialRcx });
   }
 
+  /**
+   * TDH.MEM.PAGE.ADD: copies the host page `source` into the new private page `hpa` at `gpa` (build time
+   * only).
+   */
   pageAdd(tdr: number, gpa: number, hpa: number, source: number): Promise<SeamcallResult> {
     assertAddress('tdr', tdr);
     assertAddress('gpa', gpa);
@@ -116,6 +134,10 @@ export class HostSeamcalls {
     });
   }
 
+  /**
+   * TDH.MEM.SEPT.ADD: adds `hpa` as the Secure-EPT table at `level` for `gpa`; `allowExisting` makes an
+   * existing table a success.
+   */
   septAdd(tdr: number, gpa: number, level: number, hpa: number, options: { allowExisting?: boolean } = {}) {
     assertKnownOptions('septAdd', options, ['allowExisting']);
     assertAddress('tdr', tdr);
@@ -126,77 +148,98 @@ export class HostSeamcalls {
     return this.raw(SeamcallLeaf.MEM_SEPT_ADD, { rcx: encodePageInfo(gpa, level), rdx, r8: hpa });
   }
 
+  /** TDH.MR.EXTEND: extends the TD's measurement with a 256-byte chunk of the page at `gpa`. */
   mrExtend(tdr: number, gpa: number): Promise<SeamcallResult> {
     assertAddress('tdr', tdr);
     assertAddress('gpa', gpa);
     return this.raw(SeamcallLeaf.MR_EXTEND, { rcx: gpa, rdx: tdr });
   }
 
+  /** TDH.MR.FINALIZE: ends the build; the TD becomes runnable. */
   mrFinalize(tdr: number): Promise<SeamcallResult> {
     assertAddress('tdr', tdr);
     return this.raw(SeamcallLeaf.MR_FINALIZE, { rcx: tdr });
   }
 
+  /** TDH.MEM.PAGE.AUG: adds `hpa` as a PENDING private page at `gpa` and `level`, for the guest to accept. */
   pageAug(tdr: number, gpa: number, level: number, hpa: number): Promise<SeamcallResult> {
     return this.#gpaLeaf(SeamcallLeaf.MEM_PAGE_AUG, tdr, gpa, level, { r8: this.#hpa(hpa) });
   }
 
+  /** TDH.MEM.RANGE.BLOCK: blocks the Secure-EPT entry at `gpa` and `level` (no new TLB entries for it). */
   rangeBlock(tdr: number, gpa: number, level: number): Promise<SeamcallResult> {
     return this.#gpaLeaf(SeamcallLeaf.MEM_RANGE_BLOCK, tdr, gpa, level);
   }
 
+  /**
+   * TDH.MEM.RANGE.UNBLOCK: unblocks the entry at `gpa` and `level` (after a TRACK, as the module requires).
+   */
   rangeUnblock(tdr: number, gpa: number, level: number): Promise<SeamcallResult> {
     return this.#gpaLeaf(SeamcallLeaf.MEM_RANGE_UNBLOCK, tdr, gpa, level);
   }
 
+  /** TDH.MEM.TRACK: starts a new TLB epoch of the TD; vCPUs still in the old one must exit before REMOVE. */
   track(tdr: number): Promise<SeamcallResult> {
     assertAddress('tdr', tdr);
     return this.raw(SeamcallLeaf.MEM_TRACK, { rcx: tdr });
   }
 
+  /**
+   * TDH.MEM.PAGE.REMOVE: removes the blocked private page at `gpa` and `level`, once TLB tracking allows it.
+   */
   pageRemove(tdr: number, gpa: number, level: number): Promise<SeamcallResult> {
     return this.#gpaLeaf(SeamcallLeaf.MEM_PAGE_REMOVE, tdr, gpa, level);
   }
 
+  /** TDH.MEM.SEPT.REMOVE: removes the empty, blocked Secure-EPT table at `gpa` and `level`. */
   septRemove(tdr: number, gpa: number, level: number): Promise<SeamcallResult> {
     return this.#gpaLeaf(SeamcallLeaf.MEM_SEPT_REMOVE, tdr, gpa, level);
   }
 
+  /** TDH.MEM.PAGE.DEMOTE: splits the large page at `gpa` and `level` into 512, `hpa` becoming their table. */
   pageDemote(tdr: number, gpa: number, level: number, hpa: number): Promise<SeamcallResult> {
     return this.#gpaLeaf(SeamcallLeaf.MEM_PAGE_DEMOTE, tdr, gpa, level, { r8: this.#hpa(hpa) });
   }
 
+  /** TDH.MEM.SEPT.RD: reads the Secure-EPT entry at `gpa` and `level` (state and level in the outputs). */
   septRead(tdr: number, gpa: number, level: number): Promise<SeamcallResult> {
     return this.#gpaLeaf(SeamcallLeaf.MEM_SEPT_RD, tdr, gpa, level);
   }
 
+  /** TDH.VP.FLUSH: flushes the vCPU's cached state (teardown). */
   vpFlush(tdvpr: number): Promise<SeamcallResult> {
     assertAddress('tdvpr', tdvpr);
     return this.raw(SeamcallLeaf.VP_FLUSH, { rcx: tdvpr });
   }
 
+  /** TDH.MNG.VPFLUSHDONE: checks that every vCPU of the TD was flushed (teardown). */
   mngVpFlushDone(tdr: number): Promise<SeamcallResult> {
     assertAddress('tdr', tdr);
     return this.raw(SeamcallLeaf.MNG_VPFLUSHDONE, { rcx: tdr });
   }
 
+  /** TDH.PHYMEM.CACHE.WB: writes back the caches of the package (teardown). */
   cacheWb(): Promise<SeamcallResult> {
     return this.raw(SeamcallLeaf.PHYMEM_CACHE_WB, {});
   }
 
+  /** TDH.MNG.KEY.FREEID: frees the TD's HKID (teardown). */
   mngKeyFreeId(tdr: number): Promise<SeamcallResult> {
     assertAddress('tdr', tdr);
     return this.raw(SeamcallLeaf.MNG_KEY_FREEID, { rcx: tdr });
   }
 
+  /** TDH.PHYMEM.PAGE.RECLAIM: gives the page at `hpa` back to the host once its TD is torn down. */
   pageReclaim(hpa: number): Promise<SeamcallResult> {
     return this.raw(SeamcallLeaf.PHYMEM_PAGE_RECLAIM, { rcx: this.#hpa(hpa) });
   }
 
+  /** TDH.PHYMEM.PAGE.WBINVD: writes back and invalidates the cache lines of the page at `hpa`. */
   pageWbinvd(hpa: number): Promise<SeamcallResult> {
     return this.raw(SeamcallLeaf.PHYMEM_PAGE_WBINVD, { rcx: this.#hpa(hpa) });
   }
 
+  /** TDH.PHYMEM.PAGE.RDMD: reads the PAMT metadata of the page at `hpa`. */
   pageRdmd(hpa: number): Promise<SeamcallResult> {
     return this.raw(SeamcallLeaf.PHYMEM_PAGE_RDMD, { rcx: this.#hpa(hpa) });
   }

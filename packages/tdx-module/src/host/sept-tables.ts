@@ -1,6 +1,7 @@
 import { PamtPageType } from '../abi/page-type.js';
 import { TdxStatus } from '../abi/status-codes.js';
 import type { HostPageAllocator } from '../memory/host-page-allocator.js';
+import { assertSameCopy } from '../package-copy.js';
 import type { TdxModule } from '../tdx-module.js';
 import type { HostSeamcalls } from './host-seamcalls.js';
 
@@ -20,6 +21,7 @@ export async function ensureSeptTables(
   pwl: number,
   onCall?: (status: bigint) => void,
 ): Promise<bigint> {
+  assertSameCopy('module', module);
   const reached = module.privatePage(tdr, gpa);
   if (reached.level <= level) return TdxStatus.SUCCESS;
   if (reached.state !== 'FREE') return TdxStatus.EPT_WALK_FAILED;

@@ -2,15 +2,24 @@ import { TdxStatus } from '../abi/status-codes.js';
 import { formatStatus } from '../abi/status-decoder.js';
 import { assertKnownOptions, TdxSimError } from '../errors.js';
 import { HostPageAllocator } from '../memory/host-page-allocator.js';
+import { assertSameCopy } from '../package-copy.js';
 import type { GuestCpu, TdxModule } from '../tdx-module.js';
 import { runVcpu, type Vmm } from '../vmm-port.js';
 import { encodeTdParams, HostSeamcalls, type SeamcallResult } from './host-seamcalls.js';
 import { ensureSeptTables } from './sept-tables.js';
 
+/**
+ * How {@link buildTd} (and a backend's factory) builds a TD: GPA width, vCPUs, attributes, HKID, the initial
+ * image and whether to finalise.
+ */
 export interface BuildTdOptions {
+  /** Guest physical address width: the shared bit is GPA bit 47 (48) or 51 (52). Default 48. */
   readonly gpaw?: 48 | 52;
+  /** Number of vCPUs (TDH.VP.CREATE + INIT each). Default 1. */
   readonly vcpus?: number;
+  /** TD ATTRIBUTES (see {@link TdAttribute}). Default 0. */
   readonly attributes?: bigint;
+  /** The private HKID. Default: the lowest one not in use. */
   readonly hkid?: number;
   /** Pages copied in with TDH.MEM.PAGE.ADD (4K-aligned GPAs) before finalisation. */
   readonly initialImage?: readonly { readonly gpa: number; readonly bytes: Uint8Array }[];
@@ -48,6 +57,7 @@ export async function buildTd(
   options: BuildTdOptions = {},
   allocator = new HostPageAllocator(module.tdmr),
 ): Promise<BuiltTd> {
+  assertSameCopy('module', module);
   assertKnownOptions('buildTd', options, [
     'gpaw',
     'vcpus',

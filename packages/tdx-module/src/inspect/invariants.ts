@@ -3,6 +3,7 @@ import { SeptState, septStateInfo } from '../abi/sept-state.js';
 import { LifecycleState } from '../abi/td-state.js';
 import { hpHeld } from '../locks/host-priority-lock.js';
 import { TDEL } from '../locks/sept-entry-lock.js';
+import { assertSameCopy } from '../package-copy.js';
 import type { TdxModule } from '../tdx-module.js';
 
 /** One broken invariant: a stable `rule` name and what was found. */
@@ -38,6 +39,7 @@ export const VMM_OWNED_INVARIANT_RULES: ReadonlySet<InvariantViolation['rule']> 
  * Pass `{ locks: false }` while flows are deliberately parked mid-way.
  */
 export function checkInvariants(module: TdxModule, options: { locks?: boolean } = {}): InvariantViolation[] {
+  assertSameCopy('module', module);
   const m = module.state;
   const out: InvariantViolation[] = [];
   const fail = (rule: InvariantViolation['rule'], message: string): void => {

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { assertSameCopy } from '../package-copy.js';
 import type { TdxModule } from '../tdx-module.js';
 
 /**
@@ -6,6 +7,7 @@ import type { TdxModule } from '../tdx-module.js';
  * memory contents). Two equal snapshots mean nothing observable changed.
  */
 export function snapshotState(module: TdxModule): string {
+  assertSameCopy('module', module);
   const m = module.state;
   const hash = createHash('sha256');
   const put = (...values: unknown[]): void => {

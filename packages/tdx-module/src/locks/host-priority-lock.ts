@@ -10,12 +10,18 @@ import { type LockAttempt, type LockCaller, LockResult } from './lock-result.js'
  * SEAMCALL); the plain forms return a {@link LockAttempt}.
  */
 export const HP_EXCL = 1;
+/**
+ * Bit 1 of a host-priority lock word: a host attempt failed, guest attempts fail until the host gets the
+ * lock.
+ */
 export const HP_FLAG = 2;
+/** One reader in a host-priority lock word (the reader count is bits 15:2). */
 export const HP_READER = 4;
 
 const BUSY = LockResult.BUSY * 65536;
 const BUSY_HP = LockResult.BUSY_HOST_PRIORITY * 65536;
 
+/** {@link hpTryShared} without allocation: returns `result * 65536 + word`. */
 export function hpTrySharedPacked(word: number, caller: LockCaller): number {
   if (caller === 'guest') {
     if (word & HP_FLAG) return BUSY_HP + word;
@@ -26,6 +32,7 @@ export function hpTrySharedPacked(word: number, caller: LockCaller): number {
   return (word & ~HP_FLAG) + HP_READER;
 }
 
+/** {@link hpTryExclusive} without allocation: returns `result * 65536 + word`. */
 export function hpTryExclusivePacked(word: number, caller: LockCaller): number {
   if (word === 0) return HP_EXCL;
   if (word === HP_FLAG) return caller === 'host' ? HP_EXCL : BUSY_HP + word;
@@ -43,18 +50,28 @@ export function unpackAttempt(packed: number): LockAttempt {
   return { result: Math.floor(packed / 65536) as LockResult, word: packed % 65536 };
 }
 
+/**
+ * A shared acquire of a host-priority lock by `caller`: the outcome and the new word (a failed host attempt
+ * sets HP; a guest attempt fails while HP is set).
+ */
 export function hpTryShared(word: number, caller: LockCaller): LockAttempt {
   return unpackAttempt(hpTrySharedPacked(word, caller));
 }
 
+/**
+ * An exclusive acquire of a host-priority lock by `caller`: the outcome and the new word (a successful host
+ * acquire clears HP).
+ */
 export function hpTryExclusive(word: number, caller: LockCaller): LockAttempt {
   return unpackAttempt(hpTryExclusivePacked(word, caller));
 }
 
+/** Promotes the only shared hold of a host-priority lock to exclusive: the outcome and the new word. */
 export function hpTryPromote(word: number): LockAttempt {
   return unpackAttempt(hpTryPromotePacked(word));
 }
 
+/** Drops one reader of a host-priority lock and returns the new word (HP is kept). */
 export function hpReleaseShared(word: number): number {
   if (word < HP_READER || word & HP_EXCL)
     throw new Error('model bug: shared release of an HP lock not held shared');

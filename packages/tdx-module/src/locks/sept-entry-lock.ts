@@ -7,11 +7,16 @@ import { type LockAttempt, type LockCaller, LockResult } from './lock-result.js'
  * `septEntryTryLockPacked` returns `result * 65536 + bits` (no allocation on the hot path).
  */
 export const TDEL = 1;
+/**
+ * The host-priority bit of a Secure-EPT entry lock: a host attempt failed, guest attempts fail until the host
+ * gets it.
+ */
 export const SEPT_HP = 2;
 
 const BUSY = LockResult.BUSY * 65536;
 const BUSY_HP = LockResult.BUSY_HOST_PRIORITY * 65536;
 
+/** {@link septEntryTryLock} without allocation: returns `result * 65536 + bits`. */
 export function septEntryTryLockPacked(bits: number, caller: LockCaller): number {
   if (caller === 'host') return bits & TDEL ? BUSY + (bits | SEPT_HP) : TDEL;
   if (bits & TDEL) return BUSY + bits;
@@ -20,6 +25,7 @@ export function septEntryTryLockPacked(bits: number, caller: LockCaller): number
   return TDEL;
 }
 
+/** Tries to lock a Secure-EPT entry for `caller`: the outcome and the entry's new lock bits. */
 export function septEntryTryLock(bits: number, caller: LockCaller): LockAttempt {
   return unpackAttempt(septEntryTryLockPacked(bits, caller));
 }

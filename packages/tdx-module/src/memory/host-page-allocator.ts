@@ -53,11 +53,13 @@ export class HostPageAllocator {
     return hpa;
   }
 
+  /** Returns a 4K page for reuse. */
   free4k(hpa: number): void {
     this.#free4k.push(hpa);
     this.#allocated -= KIB4;
   }
 
+  /** Returns a 2M page for reuse. */
   free2m(hpa: number): void {
     this.#free2m.push(hpa);
     this.#allocated -= MIB2;

@@ -27,4 +27,5 @@ export interface CostModel {
   readonly tdExitNs: number;
 }
 
+/** The default {@link CostModel}: 1 µs per SEAMCALL, 0.5 µs per TDCALL, 2 µs per TD exit (virtual time). */
 export const DEFAULT_COSTS: CostModel = { seamcallNs: 1_000, tdcallNs: 500, tdExitNs: 2_000 };

@@ -42,6 +42,7 @@ export type TraceEvent =
 export interface TraceSink {
   /** False lets callers skip building records nobody reads (the hot path checks it). */
   readonly enabled: boolean;
+  /** Receives one record; must not throw. */
   record(event: TraceEvent): void;
 }
 
@@ -80,6 +81,7 @@ export class MemoryTraceSink implements TraceSink {
     return this.#dropped;
   }
 
+  /** Forgets the records kept so far. */
   clear(): void {
     this.#events = [];
     this.#dropped = 0;

@@ -11,18 +11,22 @@ export class SharedEpt {
     this.#map.set(gfn4k, hpa);
   }
 
+  /** Removes the mapping of 4K guest frame `gfn4k`; true if there was one. */
   unmap(gfn4k: number): boolean {
     return this.#map.delete(gfn4k);
   }
 
+  /** The host page mapped at 4K guest frame `gfn4k`, or undefined. */
   lookup(gfn4k: number): number | undefined {
     return this.#map.get(gfn4k);
   }
 
+  /** Number of 4K frames mapped. */
   get size(): number {
     return this.#map.size;
   }
 
+  /** Every mapping as [guest frame, host page]. */
   entries(): IterableIterator<[number, number]> {
     return this.#map.entries();
   }

@@ -66,6 +66,7 @@ export const mapGpaStep: fc.Arbitrary<MapGpaStep> = fc
   .record({ convert: convertChoice, status: statusChoice, r11: r11Choice, effects: sideEffects })
   .map(({ effects, ...step }) => (effects.length === 0 ? step : { ...step, effects }));
 
+/** Options of the behaviour arbitraries: how long a generated script may be. */
 export interface BehaviourArbitraryOptions {
   /** Most steps in a script (default 4). */
   readonly maxSteps?: number;

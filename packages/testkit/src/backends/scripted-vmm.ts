@@ -25,6 +25,7 @@ import { HonestCore } from './honest-core.js';
 const log = testkitLogger('scripted');
 const PAGE = 4096;
 
+/** Options of {@link ScriptedVmm}: a cap on the pages one MapGPA call converts. */
 export interface ScriptedVmmOptions {
   /** The most pages one MapGPA call converts, whatever the script says (default 2^18, 1 GiB): keeps scripts cheap. */
   readonly maxPagesPerCall?: number;
@@ -86,6 +87,10 @@ export class ScriptedVmm implements Vmm {
     return this.td.run(this);
   }
 
+  /**
+   * Answers a TD exit: each MapGPA with the next step of the behaviour script (and its side effects), EPT violations
+   * honestly (lazy AUG), other TDVMCALLs with SUBFUNC_UNSUPPORTED.
+   */
   async onTdExit(exit: TdExitEvent): Promise<Gprs> {
     const rax = exit.regs[Reg.RAX] as bigint;
     if (rax >> 63n === 1n) {

@@ -65,6 +65,7 @@ export type ConvertChoice =
  */
 export type SideEffect = 'tamper-accepted' | 'alias-shared-pair' | 'map-td-page' | 'keep-private';
 
+/** Every {@link SideEffect}, for arbitraries and tables. */
 export const SIDE_EFFECTS: readonly SideEffect[] = [
   'tamper-accepted',
   'alias-shared-pair',

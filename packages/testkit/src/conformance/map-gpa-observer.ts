@@ -70,6 +70,10 @@ export class MapGpaObserver implements TraceSink {
     this.evidence.set(rule, list);
   }
 
+  /**
+   * Receives one trace record: counts SEAMCALLs, keeps the evidence of each avoidable SEAMCALL error and holds each
+   * MapGPA exchange against the conformance rules.
+   */
   record(event: TraceEvent): void {
     if (event.kind === 'seamcall') {
       this.seamcalls++;

@@ -10,6 +10,10 @@ const log = testkitLogger('conformance');
 const PAGE = 4096;
 const MIB = 2 ** 20;
 
+/**
+ * Options of {@link runConformance}: the guests, the no-progress RETRYs tolerated, the TD's shape and the
+ * seed.
+ */
 export interface ConformanceOptions {
   /** The guests that run the workloads (default `['strict', 'linux']`). */
   readonly guests?: readonly GuestPresetName[];

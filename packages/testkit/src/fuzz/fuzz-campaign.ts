@@ -30,6 +30,10 @@ export interface FuzzCase {
   readonly gpaw: 48 | 52;
 }
 
+/**
+ * Options of {@link runFuzzCampaign}: how many cases or how long, the seed and replay path, the presets
+ * fuzzed and where progress goes.
+ */
 export interface FuzzOptions {
   /** Cases to run (default 1000); ignored when `minutes` is given. */
   readonly runs?: number;
@@ -46,6 +50,10 @@ export interface FuzzOptions {
   readonly progressEveryMs?: number;
 }
 
+/**
+ * What a fuzz campaign found: its seed (to replay), the cases run, and the shrunk counterexample with its
+ * report if a guest was unsafe.
+ */
 export interface FuzzResult {
   readonly seed: number;
   /** Cases run, shrinking included. */

@@ -36,11 +36,16 @@ export type GuestSafetyRule =
   | 'ledger-overclaim'
   | 'guest-threw';
 
+/** One broken guest safety property: the rule and what was seen. */
 export interface GuestSafetyViolation {
   readonly rule: GuestSafetyRule;
   readonly message: string;
 }
 
+/**
+ * One case for {@link checkGuestSafety}: a VMM (a behaviour script or a backend), a guest, a workload and the
+ * GPA width.
+ */
 export interface GuestSafetyCase {
   /** The VMM: a behaviour script (run by the scripted backend, fast) or any backend's ContainerModule. */
   readonly vmm: VmmBehaviour | ContainerModule;
@@ -50,6 +55,10 @@ export interface GuestSafetyCase {
   readonly gpaw?: Gpaw;
 }
 
+/**
+ * What {@link checkGuestSafety} found: whether the guest stayed safe, the violations, the VMM misbehaviour it
+ * survived and what the guest reported per step.
+ */
 export interface GuestSafetyReport {
   readonly safe: boolean;
   readonly violations: readonly GuestSafetyViolation[];

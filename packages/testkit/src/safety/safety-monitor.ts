@@ -24,6 +24,7 @@ export type SafetyRule =
   | 'integrity'
   | 'did-not-terminate';
 
+/** One broken safety property of the guest: the rule and what was seen. */
 export interface SafetyViolation {
   readonly rule: SafetyRule;
   readonly message: string;
@@ -49,6 +50,7 @@ export interface ConversionEvidence {
   readonly alreadyInTarget?: readonly GpaRange[];
 }
 
+/** What a {@link SafetyMonitor} watches: the module (its truth), the TD and the guest. */
 export interface SafetyMonitorOptions {
   readonly module: TdxModule;
   readonly tdr: number;

@@ -1,0 +1,112 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, posix, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+/**
+ * What `npm pack` would publish for each package: exactly its compiled code with types and both kinds of source
+ * maps, the sources those maps point at (spec files excluded), README, LICENSE and package.json. No build info, no
+ * tests. Files a package ships besides these are listed here on purpose.
+ */
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const EXTRA_FILES: Readonly<Record<string, readonly string[]>> = {
+  cli: ['bin/tdxsim.js'],
+};
+const PACKAGES = readdirSync(join(ROOT, 'packages')).filter((name) =>
+  existsSync(join(ROOT, 'packages', name, 'package.json')),
+);
+
+function sourceFiles(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (at: string): void => {
+    for (const entry of readdirSync(at)) {
+      const path = join(at, entry);
+      if (statSync(path).isDirectory()) walk(path);
+      else out.push(relative(dir, path).split('\\').join('/'));
+    }
+  };
+  walk(join(dir, 'src'));
+  return out.filter((file) => !file.endsWith('.spec.ts'));
+}
+
+/** The files a package is meant to ship, from its sources. */
+function intendedFiles(name: string): string[] {
+  const dir = join(ROOT, 'packages', name);
+  const files = ['package.json', 'README.md', 'LICENSE', ...(EXTRA_FILES[name] ?? [])];
+  for (const source of sourceFiles(dir)) {
+    files.push(source);
+    if (!source.endsWith('.ts')) continue;
+    const base = `dist/${source.slice('src/'.length, -'.ts'.length)}`;
+    files.push(`${base}.js`, `${base}.js.map`, `${base}.d.ts`, `${base}.d.ts.map`);
+  }
+  return files.sort();
+}
+
+function packedFiles(name: string): string[] {
+  const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], {
+    cwd: join(ROOT, 'packages', name),
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const [report] = JSON.parse(out) as { files: { path: string }[] }[];
+  return (report?.files ?? []).map((file) => file.path).sort();
+}
+
+beforeAll(() => {
+  // The tarballs hold the compiled code: bring dist up to date (a no-op after `pnpm typecheck`).
+  execFileSync(join(ROOT, 'node_modules', '.bin', 'tsc'), ['-b'], { cwd: ROOT, stdio: 'inherit' });
+}, 300_000);
+
+describe.each(PACKAGES)('the npm tarball of packages/%s', (name) => {
+  let packed: string[];
+  beforeAll(() => {
+    packed = packedFiles(name);
+  });
+
+  it('lists exactly the intended files (a stale dist file shows here: `pnpm clean && pnpm build`)', () => {
+    const intended = intendedFiles(name);
+    expect({
+      missing: intended.filter((file) => !packed.includes(file)),
+      unexpected: packed.filter((file) => !intended.includes(file)),
+    }).toEqual({ missing: [], unexpected: [] });
+    expect(packed.some((file) => file.endsWith('.tsbuildinfo') || file.includes('.spec.'))).toBe(false);
+  });
+
+  it('its source maps and declaration maps point at files in the tarball', () => {
+    const maps = packed.filter((file) => file.endsWith('.map'));
+    expect(maps.length).toBeGreaterThan(0);
+    for (const map of maps) {
+      const content = JSON.parse(readFileSync(join(ROOT, 'packages', name, map), 'utf8')) as {
+        file: string;
+        sources: string[];
+        sourceRoot?: string;
+      };
+      expect(content.file, map).toBe(posix.basename(map, '.map'));
+      for (const source of content.sources) {
+        const resolved = posix.normalize(posix.join(posix.dirname(map), content.sourceRoot ?? '', source));
+        expect(packed, `${map} -> ${source}`).toContain(resolved);
+      }
+    }
+  });
+
+  it('ships the Apache-2.0 text and the fields a registry page and a resolver need', () => {
+    expect(readFileSync(join(ROOT, 'packages', name, 'LICENSE'), 'utf8')).toBe(
+      readFileSync(join(ROOT, 'LICENSE'), 'utf8'),
+    );
+    const manifest = JSON.parse(readFileSync(join(ROOT, 'packages', name, 'package.json'), 'utf8'));
+    expect(manifest.license).toBe('Apache-2.0');
+    expect(manifest.repository).toMatchObject({ type: 'git', directory: `packages/${name}` });
+    for (const field of ['homepage', 'bugs', 'keywords', 'engines', 'publishConfig', 'sideEffects'])
+      expect(manifest, field).toHaveProperty(field);
+    expect(manifest.exports['./package.json']).toBe('./package.json');
+    expect(manifest.publishConfig.access).toBe('public');
+  });
+});
+
+it('the root LICENSE is the full Apache License 2.0', () => {
+  const text = readFileSync(join(ROOT, 'LICENSE'), 'utf8');
+  expect(text).toContain('Apache License\n                           Version 2.0, January 2004');
+  expect(text).toContain('END OF TERMS AND CONDITIONS');
+  expect(text.length).toBeGreaterThan(11_000);
+});

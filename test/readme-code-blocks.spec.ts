@@ -1,0 +1,149 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { type CodeBlock, isCheckedLanguage, isExemptLanguage, readmeCodeBlocks } from './readme-blocks.js';
+
+/**
+ * Every code block of every README (and of CONTRIBUTING.md, which states the rule) is checked:
+ * - a TypeScript/JavaScript block runs as it stands: it is written to `.readme-blocks/`, type-checked with the
+ *   repository's compiler options as a user's file importing the installed packages, and run with Node;
+ * - or, marked `<!-- readme-block: mirrors PATH -->`, it must be a verbatim part of PATH, a file a test runs;
+ * - blocks in other languages (sh, text, json, ...) are exempt; a block without a language is an error.
+ */
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const OUT = join(ROOT, '.readme-blocks');
+
+function markdownFiles(): string[] {
+  const files = ['README.md', 'CONTRIBUTING.md'].filter((file) => existsSync(join(ROOT, file)));
+  for (const name of readdirSync(join(ROOT, 'packages'))) {
+    if (existsSync(join(ROOT, 'packages', name, 'README.md'))) files.push(`packages/${name}/README.md`);
+  }
+  return files;
+}
+
+const blocks: CodeBlock[] = markdownFiles().flatMap((file) =>
+  readmeCodeBlocks(file, readFileSync(join(ROOT, file), 'utf8')),
+);
+const checked = blocks.filter((block) => isCheckedLanguage(block.language));
+const runnable = checked.filter((block) => block.marker?.kind !== 'mirrors');
+const mirrored = checked.filter((block) => block.marker?.kind === 'mirrors');
+
+/** Where a runnable block is written: one folder per markdown file, so blocks of one README can import each other. */
+function outputPath(block: CodeBlock): string {
+  const folder = block.file === 'README.md' ? 'root' : dirname(block.file).replace(/[\\/]/g, '-');
+  const name =
+    block.marker?.kind === 'file'
+      ? block.marker.path
+      : `line-${block.line}.${block.language === 'ts' ? 'ts' : 'mts'}`;
+  return join(OUT, folder, name);
+}
+
+/** Test and spec files, whose imports and strings say which example files a test runs. */
+function specSources(): string[] {
+  const out: string[] = [];
+  const walk = (dir: string): void => {
+    for (const entry of readdirSync(dir)) {
+      if (entry === 'node_modules' || entry === 'dist' || entry.startsWith('.')) continue;
+      const path = join(dir, entry);
+      if (statSync(path).isDirectory()) walk(path);
+      else if (/\.spec\.ts$/.test(entry)) out.push(readFileSync(path, 'utf8'));
+    }
+  };
+  walk(join(ROOT, 'packages'));
+  walk(join(ROOT, 'test'));
+  return out;
+}
+
+const normalize = (text: string): string =>
+  text
+    .split('\n')
+    .map((line) => line.trimEnd())
+    .join('\n')
+    .trim();
+
+let diagnostics = '';
+
+beforeAll(() => {
+  rmSync(OUT, { recursive: true, force: true });
+  for (const block of runnable) {
+    mkdirSync(dirname(outputPath(block)), { recursive: true });
+    writeFileSync(outputPath(block), block.code);
+  }
+  // The blocks as a user's project sees the packages: the repository's strict options (an example may leave a
+  // variable it shows unused), imports resolved by name.
+  writeFileSync(
+    join(OUT, 'tsconfig.json'),
+    JSON.stringify({
+      extends: '../tsconfig.base.json',
+      compilerOptions: {
+        noEmit: true,
+        composite: false,
+        declaration: false,
+        declarationMap: false,
+        rootDir: '..',
+        noUnusedLocals: false,
+        noUnusedParameters: false,
+      },
+      include: ['**/*.ts', '**/*.mts'],
+    }),
+  );
+  if (runnable.length === 0) return;
+  try {
+    execFileSync(join(ROOT, 'node_modules', '.bin', 'tsc'), ['-p', join(OUT, 'tsconfig.json')], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  } catch (error) {
+    diagnostics = String((error as { stdout?: string }).stdout ?? error);
+  }
+}, 300_000);
+
+describe('code blocks of the READMEs', () => {
+  it('were found, and each says its language', () => {
+    expect(checked.length).toBeGreaterThan(5);
+    const unlabelled = blocks
+      .filter((block) => !isCheckedLanguage(block.language) && !isExemptLanguage(block.language))
+      .map((block) => `${block.file}:${block.line} ('${block.language}')`);
+    expect(unlabelled, 'give every block a language: ts to run it, text/sh/json/... to exempt it').toEqual(
+      [],
+    );
+  });
+
+  it.each(runnable.map((block) => [`${block.file}:${block.line}`, block] as const))(
+    '%s type-checks and runs',
+    (_where, block) => {
+      const file = outputPath(block);
+      const own = diagnostics
+        .split('\n')
+        .filter((line) => line.startsWith(relative(ROOT, file)) || line.startsWith(relative(OUT, file)));
+      expect(own, `type errors in the block (written to ${relative(ROOT, file)})`).toEqual([]);
+      const run = spawnSync(process.execPath, ['--conditions=@tdxsim/source', '--import', 'tsx', file], {
+        cwd: ROOT,
+        encoding: 'utf8',
+        timeout: 180_000,
+        env: { ...process.env, NO_COLOR: '1' },
+      });
+      expect(run.status, `${relative(ROOT, file)} failed:\n${run.stderr}`).toBe(0);
+    },
+  );
+
+  it.each(mirrored.map((block) => [`${block.file}:${block.line}`, block] as const))(
+    '%s is a verbatim part of a file a test runs',
+    (_where, block) => {
+      const target = resolve(ROOT, dirname(block.file), block.marker?.path ?? '');
+      expect(existsSync(target), `${target} does not exist`).toBe(true);
+      expect(normalize(readFileSync(target, 'utf8'))).toContain(normalize(block.code));
+      const stem = relative(ROOT, target)
+        .replace(/\.[mc]?[jt]s$/, '')
+        .split('/')
+        .pop() as string;
+      const tested =
+        /\.spec\.[mc]?ts$/.test(target) ||
+        specSources().some((source) => new RegExp(`['"/]${stem}(\\.[jt]s)?['"]`).test(source));
+      expect(tested, `no spec file imports or names ${relative(ROOT, target)}`).toBe(true);
+    },
+  );
+});
