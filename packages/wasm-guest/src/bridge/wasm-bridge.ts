@@ -1,0 +1,350 @@
+import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
+import createDebug from 'debug';
+import { BLOCK_REGISTERS, Entry, IMPORT_MODULE, PageOutcomeCode } from '../abi/abi.js';
+import { type WasmModule, waitAsync } from '../abi/wasm-api.js';
+import { assertKnownOptions, assertPositiveInteger, type WasmGuestFault } from '../errors.js';
+import { Command, Control, INITIAL_OUTCOME_BYTES, Layout, Message, type WorkerSetup } from './protocol.js';
+
+const log = createDebug('tdxsim:wasm-guest:bridge');
+
+/** An argument of an exported function, typed as the wasm signature wants it. */
+export type ExportArgument = { readonly i32: number } | { readonly i64: bigint };
+
+/**
+ * Serves one TDCALL: `block` holds the guest's registers in block order (RAX, RCX, RDX, R8–R15). Resolves with the
+ * registers after the call in the same order, or with `'stop'` to end the guest there (a fuse).
+ */
+export type TdcallServer = (block: readonly bigint[]) => Promise<readonly bigint[] | 'stop'>;
+
+/** How a call into the guest ended. */
+export type BridgeCallResult =
+  | {
+      readonly kind: 'returned';
+      /** The export's return value (i32 and i64 alike), undefined for none. */
+      readonly value: bigint | undefined;
+      /** The page outcomes the guest wrote, when a page buffer was asked for and the guest gave one. */
+      readonly pages: Uint8Array | undefined;
+      readonly tdcalls: number;
+    }
+  /** The TDCALL server said stop: the guest is ended (the bridge is closed). */
+  | { readonly kind: 'stopped'; readonly tdcalls: number }
+  /** The guest broke down; the bridge is closed. */
+  | { readonly kind: 'fault'; readonly fault: WasmGuestFault };
+
+export interface WasmBridgeOptions {
+  /** The guest's name in faults and logs. */
+  readonly name: string;
+  /**
+   * Milliseconds the guest may run between two TDCALLs (or before returning) before it is said to hang. Default
+   * 5,000: guest code between TDCALLs takes microseconds, and the host's time serving a TDCALL does not count.
+   */
+  readonly callTimeoutMs?: number;
+  /** Milliseconds the worker may take to start and instantiate the guest. Default 60,000 (a busy machine). */
+  readonly startTimeoutMs?: number;
+  /** Told every line the guest logs. */
+  readonly onLog?: (line: string) => void;
+}
+
+const OPTION_NAMES = ['name', 'callTimeoutMs', 'startTimeoutMs', 'onLog'];
+const KEPT_LOG_LINES = 20;
+
+/**
+ * Runs a wasm module in a worker thread and calls its exports synchronously from the guest's point of view: each
+ * `tdxsim.tdcall` suspends the guest while the host serves it (the {@link TdcallServer}: the module's TDCALL flows,
+ * TD exits, the VMM, other vCPUs), then resumes it with the output registers. A trap, a hang, an unreadable
+ * pointer or a dead worker ends the guest with a {@link WasmGuestFault}; the worker is always terminated then and
+ * on {@link close}.
+ */
+export class WasmBridge {
+  readonly name: string;
+  readonly #worker: Worker;
+  readonly #port: MessagePort;
+  readonly #shared: SharedArrayBuffer;
+  readonly #ctl: Int32Array;
+  readonly #words: BigUint64Array;
+  readonly #signedWords: BigInt64Array;
+  readonly #text: Uint8Array;
+  #outcomes: SharedArrayBuffer;
+  readonly #callTimeoutMs: number;
+  readonly #onLog: ((line: string) => void) | undefined;
+  readonly #exited: Promise<string>;
+  #seen = 0;
+  #closed = false;
+  #busy = false;
+  /** The guest's last log lines. */
+  readonly recentLog: string[] = [];
+
+  private constructor(
+    name: string,
+    worker: Worker,
+    port: MessagePort,
+    shared: SharedArrayBuffer,
+    outcomes: SharedArrayBuffer,
+    options: WasmBridgeOptions,
+  ) {
+    this.name = name;
+    this.#worker = worker;
+    this.#port = port;
+    this.#shared = shared;
+    this.#ctl = new Int32Array(shared, 0, Layout.CONTROL_WORDS);
+    this.#words = new BigUint64Array(shared, Layout.DATA_OFFSET, Layout.DATA_WORDS);
+    this.#signedWords = new BigInt64Array(shared, Layout.DATA_OFFSET, Layout.DATA_WORDS);
+    this.#text = new Uint8Array(shared, Layout.TEXT_OFFSET, Layout.TEXT_BYTES);
+    this.#outcomes = outcomes;
+    this.#callTimeoutMs = options.callTimeoutMs ?? 5000;
+    this.#onLog = options.onLog;
+    this.#exited = new Promise((resolve) => {
+      worker.once('error', (error) => resolve(`the worker failed: ${error.message}`));
+      worker.once('exit', (code) => resolve(`the worker exited (code ${code})`));
+    });
+  }
+
+  /**
+   * Starts a worker with `module` instantiated in it. Resolves once the guest is ready; a module whose
+   * instantiation fails (a trapping start function, a missing import) resolves with its fault instead.
+   */
+  static async start(
+    module: WasmModule,
+    options: WasmBridgeOptions,
+  ): Promise<WasmBridge | { readonly fault: WasmGuestFault }> {
+    assertKnownOptions('WasmBridge', options, OPTION_NAMES);
+    assertPositiveInteger('callTimeoutMs', options.callTimeoutMs);
+    assertPositiveInteger('startTimeoutMs', options.startTimeoutMs);
+    const shared = new SharedArrayBuffer(Layout.BYTES);
+    const outcomes = new SharedArrayBuffer(INITIAL_OUTCOME_BYTES);
+    const channel = new MessageChannel();
+    const setup: WorkerSetup = {
+      shared,
+      outcomes,
+      module,
+      port: channel.port2,
+      protocol: {
+        control: Control,
+        message: Message,
+        command: Command,
+        layout: Layout,
+        importModule: IMPORT_MODULE,
+        blockWords: BLOCK_REGISTERS.length,
+        pageBufferExport: Entry.PAGE_BUFFER,
+        unwritten: PageOutcomeCode.UNWRITTEN,
+      },
+    };
+    const worker = new Worker(new URL('./guest-worker.js', import.meta.url), {
+      workerData: setup,
+      transferList: [channel.port2],
+      // The guest is not a reason to keep the process alive, and needs no stdin.
+      stdin: false,
+    });
+    const bridge = new WasmBridge(options.name, worker, channel.port1, shared, outcomes, options);
+    log('%s: worker %d started', options.name, worker.threadId);
+    const first = await bridge.#next(options.startTimeoutMs ?? 60_000, '(instantiation)', 0);
+    if (first.kind === 'fault') return { fault: first.fault };
+    if (first.message !== Message.READY) {
+      const fault = bridge.#fault('trap', '(instantiation)', 'the worker sent no ready message', 0);
+      await bridge.close();
+      return { fault };
+    }
+    // Idle, the guest is no reason to keep the process alive.
+    worker.unref();
+    return bridge;
+  }
+
+  /** False once the guest faulted, was stopped or closed. */
+  get alive(): boolean {
+    return !this.#closed;
+  }
+
+  /**
+   * Calls the export `name` with `args`; with `pages` > 0 the guest's `tdxsim_page_buffer(pages)` is called first,
+   * the buffer it gives is prefilled with `TDXSIM_PAGE_UNWRITTEN` and passed as one more i32 argument, and what the
+   * guest wrote in it comes back in the result. TDCALLs are served by `serve`, one at a time. An error thrown by
+   * `serve` (the simulation failed, not the guest) ends the guest and is rethrown.
+   */
+  async call(
+    name: string,
+    args: readonly ExportArgument[],
+    serve: TdcallServer,
+    pages = 0,
+  ): Promise<BridgeCallResult> {
+    if (this.#closed) throw new Error(`the guest ${this.name} is not running`);
+    if (this.#busy) throw new Error(`the guest ${this.name} is already running a call`);
+    if (args.length > Layout.DATA_WORDS - 1) throw new Error(`at most ${Layout.DATA_WORDS - 1} arguments`);
+    this.#busy = true;
+    // Referenced while a call runs, so that a script awaiting the guest is not ended under it; idle, it is not.
+    this.#worker.ref();
+    try {
+      return await this.#call(name, args, serve, pages);
+    } finally {
+      this.#busy = false;
+      if (!this.#closed) this.#worker.unref();
+    }
+  }
+
+  async #call(
+    name: string,
+    args: readonly ExportArgument[],
+    serve: TdcallServer,
+    pages: number,
+  ): Promise<BridgeCallResult> {
+    const ctl = this.#ctl;
+    let mask = 0;
+    args.forEach((arg, i) => {
+      if ('i64' in arg) {
+        this.#signedWords[i] = BigInt.asIntN(64, arg.i64);
+        mask |= 1 << i;
+      } else {
+        this.#signedWords[i] = BigInt(arg.i32 | 0);
+      }
+    });
+    const { written } = new TextEncoder().encodeInto(name, this.#text);
+    ctl[Control.TEXT_LENGTH] = written;
+    ctl[Control.ARG_COUNT] = args.length;
+    ctl[Control.ARG_I64_MASK] = mask;
+    ctl[Control.PAGES] = pages;
+    ctl[Control.NEW_OUTCOME_BUFFER] = 0;
+    if (pages > this.#outcomes.byteLength) {
+      this.#outcomes = new SharedArrayBuffer(Math.max(pages, 2 * this.#outcomes.byteLength));
+      this.#port.postMessage(this.#outcomes);
+      ctl[Control.NEW_OUTCOME_BUFFER] = 1;
+    }
+    this.#command(Command.CALL);
+    let tdcalls = 0;
+    for (;;) {
+      const next = await this.#next(this.#callTimeoutMs, name, tdcalls);
+      if (next.kind === 'fault') return next;
+      switch (next.message) {
+        case Message.TDCALL: {
+          tdcalls++;
+          const block = Array.from(this.#words.subarray(0, BLOCK_REGISTERS.length));
+          let output: readonly bigint[] | 'stop';
+          try {
+            output = await serve(block);
+          } catch (error) {
+            await this.close();
+            throw error;
+          }
+          if (output === 'stop') {
+            log('%s: stopped in %s after %d TDCALLs', this.name, name, tdcalls);
+            await this.close();
+            return { kind: 'stopped', tdcalls };
+          }
+          for (let i = 0; i < BLOCK_REGISTERS.length; i++)
+            this.#words[i] = BigInt.asUintN(64, output[i] ?? 0n);
+          this.#command(Command.RESUME);
+          break;
+        }
+        case Message.LOG: {
+          this.#log(this.#readText());
+          this.#command(Command.RESUME);
+          break;
+        }
+        case Message.RETURNED: {
+          const kind = ctl[Control.RESULT_KIND];
+          const value = kind === 0 ? undefined : (this.#signedWords[0] as bigint);
+          const copied =
+            ctl[Control.PAGES_COPIED] === 1 ? new Uint8Array(this.#outcomes, 0, pages).slice() : undefined;
+          return { kind: 'returned', value, pages: copied, tdcalls };
+        }
+        default: {
+          const fault = this.#fault(
+            'trap',
+            name,
+            `unexpected message ${next.message} from the worker`,
+            tdcalls,
+          );
+          await this.close();
+          return { kind: 'fault', fault };
+        }
+      }
+    }
+  }
+
+  #command(command: number): void {
+    this.#ctl[Control.COMMAND] = command;
+    Atomics.add(this.#ctl, Control.TO_GUEST, 1);
+    Atomics.notify(this.#ctl, Control.TO_GUEST);
+  }
+
+  /** Waits for the worker's next message, a fault, the worker's death or the timeout. */
+  async #next(
+    timeoutMs: number,
+    entry: string,
+    tdcalls: number,
+  ): Promise<{ kind: 'message'; message: number } | { kind: 'fault'; fault: WasmGuestFault }> {
+    const ctl = this.#ctl;
+    let state: 'ok' | 'timed-out' | 'not-equal' | 'exited' = 'not-equal';
+    let exitText = '';
+    if (Atomics.load(ctl, Control.TO_HOST) === this.#seen) {
+      const wait = waitAsync(ctl, Control.TO_HOST, this.#seen, timeoutMs);
+      if (wait.async) {
+        state = await Promise.race([
+          wait.value,
+          this.#exited.then((text) => {
+            exitText = text;
+            return 'exited' as const;
+          }),
+        ]);
+      } else {
+        state = wait.value;
+      }
+    }
+    // A message that arrived just as the worker ended still counts.
+    if (Atomics.load(ctl, Control.TO_HOST) !== this.#seen) {
+      this.#seen = Atomics.load(ctl, Control.TO_HOST);
+      const message = ctl[Control.MESSAGE] as number;
+      if (message !== Message.FAULT) return { kind: 'message', message };
+      const [kind, ...rest] = this.#readText().split('\n');
+      const fault = this.#fault(
+        (kind as WasmGuestFault['kind'] | undefined) ?? 'trap',
+        entry,
+        rest.join('\n'),
+        tdcalls,
+      );
+      await this.close();
+      return { kind: 'fault', fault };
+    }
+    const fault =
+      state === 'exited'
+        ? this.#fault('worker-exit', entry, exitText, tdcalls)
+        : this.#fault(
+            'timeout',
+            entry,
+            `no TDCALL and no return within ${timeoutMs} ms (an endless loop?)`,
+            tdcalls,
+          );
+    await this.close();
+    return { kind: 'fault', fault };
+  }
+
+  #readText(): string {
+    const length = Math.min(this.#ctl[Control.TEXT_LENGTH] as number, Layout.TEXT_BYTES);
+    return new TextDecoder().decode(this.#text.slice(0, length));
+  }
+
+  #log(line: string): void {
+    this.recentLog.push(line);
+    if (this.recentLog.length > KEPT_LOG_LINES) this.recentLog.shift();
+    this.#onLog?.(line);
+  }
+
+  #fault(kind: WasmGuestFault['kind'], entry: string, message: string, tdcalls: number): WasmGuestFault {
+    log('%s: %s in %s: %s', this.name, kind, entry, message);
+    return { kind, guest: this.name, entry, message, tdcalls, log: [...this.recentLog] };
+  }
+
+  /** Ends the guest: terminates its worker (idempotent; always safe to call). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    // Wake any wait still pending on the control block, so that nothing is left waiting for its timeout.
+    Atomics.notify(this.#ctl, Control.TO_HOST);
+    this.#port.close();
+    await this.#worker.terminate();
+    log('%s: worker %d ended', this.name, this.#worker.threadId);
+  }
+
+  /** Bytes of shared memory the bridge holds (for the benchmarks' accounting). */
+  get sharedBytes(): number {
+    return this.#shared.byteLength + this.#outcomes.byteLength;
+  }
+}
