@@ -26,12 +26,14 @@ export type WasmGuestErrorCode =
  * - `fuse`: it made more TDCALLs in one entry call than the TDCALL fuse allows, none of them a conversion call (a
  *   loop through MapGPA or accept is judged by the safety monitor as `did-not-terminate` instead);
  * - `bad-pointer`: the register block, the log text or the page buffer lies outside its memory or is misaligned;
+ * - `bad-registers`: RAX of a TDCALL names no leaf the ABI covers (TDG.VP.VMCALL, TDG.VP.INFO, TDG.VP.VEINFO.GET,
+ *   TDG.MEM.PAGE.ACCEPT, version 0): garbage in the register block, or a leaf the simulator does not model;
  * - `bad-result`: it returned a status that is not a `TDXSIM_RESULT_*` code, or a page outcome that is not a
  *   `TDXSIM_PAGE_*` value;
  * - `worker-exit`: the worker thread running it died (e.g. out of memory).
  */
 export interface WasmGuestFault {
-  readonly kind: 'trap' | 'timeout' | 'fuse' | 'bad-pointer' | 'bad-result' | 'worker-exit';
+  readonly kind: 'trap' | 'timeout' | 'fuse' | 'bad-pointer' | 'bad-registers' | 'bad-result' | 'worker-exit';
   /** The guest's name (its file name, or the name it was loaded with). */
   readonly guest: string;
   /** The export that was running, e.g. `tdxsim_set_shared`. */

@@ -141,23 +141,19 @@ function call(/** @type {WasmInstance['exports']} */ exports) {
   }
   const pages = /** @type {number} */ (ctl[C.PAGES]);
   try {
-    /** @type {Uint8Array | undefined} */
-    let buffer;
+    let pointer = 0;
     if (pages > 0) {
-      const pointer = /** @type {number} */ (
+      pointer = /** @type {number} */ (
         /** @type {Function} */ (exports[setup.protocol.pageBufferExport])(BigInt(pages))
       );
-      if (pointer !== 0) {
-        buffer = guestBytes(pointer, pages, 1, 'the page buffer');
-        buffer.fill(setup.protocol.unwritten);
-      }
+      if (pointer !== 0) guestBytes(pointer, pages, 1, 'the page buffer').fill(setup.protocol.unwritten);
       args.push(pointer);
     }
     const result = /** @type {Function} */ (exports[name])(...args);
     ctl[C.PAGES_COPIED] = 0;
-    if (buffer !== undefined) {
-      // Read again: the guest may have grown its memory during the call, which detaches the old view.
-      outcomes.set(guestBytes(buffer.byteOffset, pages, 1, 'the page buffer'));
+    if (pointer !== 0) {
+      // A fresh view: the guest may have grown its memory during the call, which detaches the old one.
+      outcomes.set(guestBytes(pointer, pages, 1, 'the page buffer'));
       ctl[C.PAGES_COPIED] = 1;
     }
     if (typeof result === 'bigint') {

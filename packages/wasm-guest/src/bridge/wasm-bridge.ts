@@ -12,9 +12,12 @@ export type ExportArgument = { readonly i32: number } | { readonly i64: bigint }
 
 /**
  * Serves one TDCALL: `block` holds the guest's registers in block order (RAX, RCX, RDX, R8–R15). Resolves with the
- * registers after the call in the same order, or with `'stop'` to end the guest there (a fuse).
+ * registers after the call in the same order; with `'stop'` to end the guest there (a fuse); or with a fault of the
+ * guest's (registers that name no TDCALL the server serves) to end it with that fault.
  */
-export type TdcallServer = (block: readonly bigint[]) => Promise<readonly bigint[] | 'stop'>;
+export type TdcallServer = (
+  block: readonly bigint[],
+) => Promise<readonly bigint[] | 'stop' | { readonly fault: 'bad-registers'; readonly message: string }>;
 
 /** How a call into the guest ended. */
 export type BridgeCallResult =
@@ -216,7 +219,7 @@ export class WasmBridge {
         case Message.TDCALL: {
           tdcalls++;
           const block = Array.from(this.#words.subarray(0, BLOCK_REGISTERS.length));
-          let output: readonly bigint[] | 'stop';
+          let output: Awaited<ReturnType<TdcallServer>>;
           try {
             output = await serve(block);
           } catch (error) {
@@ -227,6 +230,11 @@ export class WasmBridge {
             log('%s: stopped in %s after %d TDCALLs', this.name, name, tdcalls);
             await this.close();
             return { kind: 'stopped', tdcalls };
+          }
+          if ('fault' in output) {
+            const fault = this.#fault(output.fault, name, output.message, tdcalls);
+            await this.close();
+            return { kind: 'fault', fault };
           }
           for (let i = 0; i < BLOCK_REGISTERS.length; i++)
             this.#words[i] = BigInt.asUintN(64, output[i] ?? 0n);

@@ -19,6 +19,18 @@ const R11 = 6;
 const R12 = 7;
 const R13 = 8;
 
+/**
+ * The leaves the ABI covers. Other leaf numbers are refused as the guest's fault rather than answered: the real
+ * module defines more (TDG.VM.RD, TDG.MR.REPORT, ...) that the simulator does not model, and a made-up answer would
+ * mislead the guest.
+ */
+const SERVED_LEAVES: ReadonlySet<number> = new Set([
+  TdcallLeaf.VP_VMCALL,
+  TdcallLeaf.VP_INFO,
+  TdcallLeaf.VP_VEINFO_GET,
+  TdcallLeaf.MEM_PAGE_ACCEPT,
+]);
+
 /** What the harness saw of one entry-point call: counts and the last answers, to explain a failure from the trace. */
 export interface EntryRecord {
   tdcalls: number;
@@ -67,10 +79,16 @@ export function tdcallServer(
 ): TdcallServer {
   return async (block) => {
     const rax = block[RAX] as bigint;
-    const { leaf, valid } = decodeLeaf(rax);
-    const vmcall = valid && leaf === TdcallLeaf.VP_VMCALL && rax >> 16n === 0n;
-    const mapGpa = vmcall && block[R10] === 0n && block[R11] === TdvmcallSubfunction.MAP_GPA;
-    const accept = valid && leaf === TdcallLeaf.MEM_PAGE_ACCEPT;
+    const { leaf } = decodeLeaf(rax);
+    if (rax >= 0x10000n || !SERVED_LEAVES.has(leaf)) {
+      return {
+        fault: 'bad-registers',
+        message: `TDCALL with RAX 0x${rax.toString(16)}, which names no leaf the ABI covers (TDG.VP.VMCALL 0, TDG.VP.INFO 1, TDG.VP.VEINFO.GET 3, TDG.MEM.PAGE.ACCEPT 6)`,
+      };
+    }
+    const mapGpa =
+      leaf === TdcallLeaf.VP_VMCALL && block[R10] === 0n && block[R11] === TdvmcallSubfunction.MAP_GPA;
+    const accept = leaf === TdcallLeaf.MEM_PAGE_ACCEPT;
     if (mapGpa && record.mapGpaCalls >= fuses.mapGpa) {
       record.fuse = 'map-gpa';
       return 'stop';

@@ -496,6 +496,7 @@ function faultError(fault: WasmGuestFault): WasmGuestError {
     timeout: 'hung',
     fuse: 'looped',
     'bad-pointer': 'passed a bad pointer',
+    'bad-registers': 'made a TDCALL with garbage registers',
     'bad-result': 'answered garbage',
     'worker-exit': 'lost its worker',
   };
