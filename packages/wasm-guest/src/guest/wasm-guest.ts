@@ -192,13 +192,13 @@ export class WasmGuest implements GuestUnderTest {
   }
 
   /** Private → shared over [start, start + size), through the guest's `tdxsim_set_shared`. */
-  setShared(start: number, size: number): Promise<ConversionResult> {
+  async setShared(start: number, size: number): Promise<ConversionResult> {
     const range = this.#range(start, size);
     return this.#serialized(() => this.#convert(range, true));
   }
 
   /** Shared → private over [start, start + size), through `tdxsim_set_private` (and `tdxsim_accept` for unaccepted runs). */
-  setPrivate(start: number, size: number): Promise<ConversionResult> {
+  async setPrivate(start: number, size: number): Promise<ConversionResult> {
     const range = this.#range(start, size);
     return this.#serialized(() => this.#convert(range, false));
   }
