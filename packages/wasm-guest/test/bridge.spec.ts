@@ -97,6 +97,29 @@ describe.skipIf(!hasClang)('WasmBridge', () => {
     expect(result.value).toBe(BigInt((1000 * 1001) / 2));
   });
 
+  it('never hands the guest a stale reply: four guests at once, 20,000 TDCALLs each, every reply consumed once', async () => {
+    // A late wake-up (the other side's notify for the previous message) once let the worker read the previous
+    // reply again; each reply here is distinct, so the guest's sum shows any reply read twice or missed.
+    const bridges = await Promise.all([0, 1, 2, 3].map(() => start(probe)));
+    const count = 20_000;
+    const results = await Promise.all(
+      bridges.map((bridge, b) => {
+        let n = 0;
+        return bridge.call(
+          'vp_info_loop',
+          [{ i32: count }],
+          serving((block) => [block[0] as bigint, BigInt(++n + b), ...block.slice(2)]),
+        );
+      }),
+    );
+    results.forEach((result, b) => {
+      expect(returned(result)).toMatchObject({
+        tdcalls: count,
+        value: BigInt((count * (count + 1)) / 2 + b * count),
+      });
+    });
+  });
+
   it('delivers log lines in order, as UTF-8', async () => {
     const lines: string[] = [];
     const bridge = await start(probe, { onLog: (line) => lines.push(line) });

@@ -56,7 +56,8 @@ function tellHost(/** @type {number} */ message) {
   ctl[C.MESSAGE] = message;
   Atomics.add(ctl, C.TO_HOST, 1);
   Atomics.notify(ctl, C.TO_HOST);
-  Atomics.wait(ctl, C.TO_GUEST, seen);
+  // Only a changed counter is an answer: a wake-up can be the host's notify for the previous one, arriving late.
+  while (Atomics.load(ctl, C.TO_GUEST) === seen) Atomics.wait(ctl, C.TO_GUEST, seen);
   return ctl[C.COMMAND];
 }
 

@@ -280,20 +280,17 @@ export class WasmBridge {
     tdcalls: number,
   ): Promise<{ kind: 'message'; message: number } | { kind: 'fault'; fault: WasmGuestFault }> {
     const ctl = this.#ctl;
-    let state: 'ok' | 'timed-out' | 'not-equal' | 'exited' = 'not-equal';
-    let exitText = '';
-    if (Atomics.load(ctl, Control.TO_HOST) === this.#seen) {
-      const wait = waitAsync(ctl, Control.TO_HOST, this.#seen, timeoutMs);
+    let exited: string | undefined;
+    const deadline = performance.now() + timeoutMs;
+    // A wake-up proves nothing: the worker's notify for its previous message can land after the host has already
+    // read that message and started waiting for the next one. Only a changed counter is a message.
+    while (Atomics.load(ctl, Control.TO_HOST) === this.#seen && exited === undefined) {
+      const left = deadline - performance.now();
+      if (left <= 0) break;
+      const wait = waitAsync(ctl, Control.TO_HOST, this.#seen, left);
       if (wait.async) {
-        state = await Promise.race([
-          wait.value,
-          this.#exited.then((text) => {
-            exitText = text;
-            return 'exited' as const;
-          }),
-        ]);
-      } else {
-        state = wait.value;
+        const woken = await Promise.race([wait.value, this.#exited]);
+        if (woken !== 'ok' && woken !== 'timed-out') exited = woken;
       }
     }
     // A message that arrived just as the worker ended still counts.
@@ -312,8 +309,8 @@ export class WasmBridge {
       return { kind: 'fault', fault };
     }
     const fault =
-      state === 'exited'
-        ? this.#fault('worker-exit', entry, exitText, tdcalls)
+      exited !== undefined
+        ? this.#fault('worker-exit', entry, exited, tdcalls)
         : this.#fault(
             'timeout',
             entry,
