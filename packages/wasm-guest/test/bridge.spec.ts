@@ -144,6 +144,27 @@ describe.skipIf(!hasClang)('WasmBridge', () => {
     }
   });
 
+  it('gives the thread of a cleanly closed guest to the next guest, with nothing of the last guest left in it', async () => {
+    const first = await start(probe);
+    await first.call(
+      'tdcall_pattern',
+      [{ i64: 100n }],
+      serving((block) => block),
+    );
+    expect(returned(await first.call('last_register', [{ i32: 0 }], never)).value).toBe(100n);
+    const thread = first.threadId;
+    await first.close();
+    const second = await start(probe);
+    expect(second.threadId).toBe(thread);
+    // A fresh instance: its memory starts zeroed.
+    expect(returned(await second.call('last_register', [{ i32: 0 }], never)).value).toBe(0n);
+    // A guest that faults takes its thread down: the next guest gets another one.
+    await second.call('vp_info_loop', [{ i32: 5 }], async () => 'stop');
+    const third = await start(probe);
+    expect(third.threadId).not.toBe(thread);
+    expect(returned(await third.call('negative', [], never)).value).toBe(-5n);
+  });
+
   it('rethrows an error of the server (the simulation failed) and ends the guest', async () => {
     const bridge = await start(probe);
     const failure = new Error('the VMM died');

@@ -50,15 +50,23 @@ function writeText(value) {
   ctl[C.TEXT_LENGTH] = written;
 }
 
+/** The host's commands this thread has taken (the TO_GUEST counter it last saw). */
+let commandsSeen = 0;
+
+/** Sleeps until the host's next command and returns it. */
+function nextCommand() {
+  // Only a changed counter is a command: a wake-up can be the host's notify for the previous one, arriving late.
+  while (Atomics.load(ctl, C.TO_GUEST) === commandsSeen) Atomics.wait(ctl, C.TO_GUEST, commandsSeen);
+  commandsSeen = Atomics.load(ctl, C.TO_GUEST);
+  return ctl[C.COMMAND];
+}
+
 /** Tells the host `message` and sleeps until it answers; returns the host's command. */
 function tellHost(/** @type {number} */ message) {
-  const seen = Atomics.load(ctl, C.TO_GUEST);
   ctl[C.MESSAGE] = message;
   Atomics.add(ctl, C.TO_HOST, 1);
   Atomics.notify(ctl, C.TO_HOST);
-  // Only a changed counter is an answer: a wake-up can be the host's notify for the previous one, arriving late.
-  while (Atomics.load(ctl, C.TO_GUEST) === seen) Atomics.wait(ctl, C.TO_GUEST, seen);
-  return ctl[C.COMMAND];
+  return nextCommand();
 }
 
 /**
@@ -173,20 +181,39 @@ function call(/** @type {WasmInstance['exports']} */ exports) {
   }
 }
 
-function main() {
+/** Instantiates `module` and runs its calls; returns the command that ended it, or undefined after a fault. */
+function runGuest(/** @type {import('../abi/wasm-api.js').WasmModule} */ module) {
   /** @type {WasmInstance} */
   let instance;
   try {
-    instance = new wasm.Instance(setup.module, imports);
+    instance = new wasm.Instance(module, imports);
     memory = /** @type {WasmMemory} */ (instance.exports['memory']);
   } catch (error) {
     fault(error);
-    return;
+    return undefined;
   }
   let command = tellHost(M.READY);
   while (command === K.CALL) {
-    if (!call(instance.exports)) return;
+    if (!call(instance.exports)) return undefined;
     command = tellHost(M.RETURNED);
+  }
+  memory = undefined;
+  return command;
+}
+
+/**
+ * Runs guests one after the other: each LOAD brings a module (the first in the setup, the next ones on the port);
+ * between two guests a pooled worker waits here, idle, holding nothing of the last one.
+ */
+function main() {
+  let module = setup.module;
+  for (;;) {
+    let command = runGuest(module);
+    while (command === K.RELEASE) command = nextCommand();
+    if (command !== K.LOAD) return;
+    const received = receiveMessageOnPort(setup.port);
+    if (received === undefined) return;
+    module = received.message;
   }
 }
 

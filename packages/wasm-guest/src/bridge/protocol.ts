@@ -49,8 +49,10 @@ export const Command = {
   RESUME: 1,
   /** Call the export named in the text area. */
   CALL: 2,
-  /** Leave. */
-  EXIT: 3,
+  /** Drop the guest and wait, idle, for the next LOAD. */
+  RELEASE: 3,
+  /** Drop the guest and instantiate the module waiting on the port. */
+  LOAD: 4,
 } as const;
 
 export const Layout = {

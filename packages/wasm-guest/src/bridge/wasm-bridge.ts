@@ -1,9 +1,9 @@
-import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import createDebug from 'debug';
-import { BLOCK_REGISTERS, Entry, IMPORT_MODULE, PageOutcomeCode } from '../abi/abi.js';
+import { BLOCK_REGISTERS } from '../abi/abi.js';
 import { type WasmModule, waitAsync } from '../abi/wasm-api.js';
 import { assertKnownOptions, assertPositiveInteger, type WasmGuestFault } from '../errors.js';
-import { Command, Control, INITIAL_OUTCOME_BYTES, Layout, Message, type WorkerSetup } from './protocol.js';
+import { GuestThread } from './guest-thread.js';
+import { Command, Control, Layout, Message } from './protocol.js';
 
 const log = createDebug('tdxsim:wasm-guest:bridge');
 
@@ -60,51 +60,24 @@ const KEPT_LOG_LINES = 20;
  */
 export class WasmBridge {
   readonly name: string;
-  readonly #worker: Worker;
-  readonly #port: MessagePort;
-  readonly #shared: SharedArrayBuffer;
-  readonly #ctl: Int32Array;
-  readonly #words: BigUint64Array;
-  readonly #signedWords: BigInt64Array;
-  readonly #text: Uint8Array;
-  #outcomes: SharedArrayBuffer;
+  readonly #thread: GuestThread;
   readonly #callTimeoutMs: number;
   readonly #onLog: ((line: string) => void) | undefined;
-  readonly #exited: Promise<string>;
-  #seen = 0;
   #closed = false;
   #busy = false;
   /** The guest's last log lines. */
   readonly recentLog: string[] = [];
 
-  private constructor(
-    name: string,
-    worker: Worker,
-    port: MessagePort,
-    shared: SharedArrayBuffer,
-    outcomes: SharedArrayBuffer,
-    options: WasmBridgeOptions,
-  ) {
-    this.name = name;
-    this.#worker = worker;
-    this.#port = port;
-    this.#shared = shared;
-    this.#ctl = new Int32Array(shared, 0, Layout.CONTROL_WORDS);
-    this.#words = new BigUint64Array(shared, Layout.DATA_OFFSET, Layout.DATA_WORDS);
-    this.#signedWords = new BigInt64Array(shared, Layout.DATA_OFFSET, Layout.DATA_WORDS);
-    this.#text = new Uint8Array(shared, Layout.TEXT_OFFSET, Layout.TEXT_BYTES);
-    this.#outcomes = outcomes;
+  private constructor(thread: GuestThread, options: WasmBridgeOptions) {
+    this.name = options.name;
+    this.#thread = thread;
     this.#callTimeoutMs = options.callTimeoutMs ?? 5000;
     this.#onLog = options.onLog;
-    this.#exited = new Promise((resolve) => {
-      worker.once('error', (error) => resolve(`the worker failed: ${error.message}`));
-      worker.once('exit', (code) => resolve(`the worker exited (code ${code})`));
-    });
   }
 
   /**
-   * Starts a worker with `module` instantiated in it. Resolves once the guest is ready; a module whose
-   * instantiation fails (a trapping start function, a missing import) resolves with its fault instead.
+   * Instantiates `module` in a worker thread (an idle one, or a new one). Resolves once the guest is ready; a module
+   * whose instantiation fails (a trapping start function, a missing import) resolves with its fault instead.
    */
   static async start(
     module: WasmModule,
@@ -113,43 +86,23 @@ export class WasmBridge {
     assertKnownOptions('WasmBridge', options, OPTION_NAMES);
     assertPositiveInteger('callTimeoutMs', options.callTimeoutMs);
     assertPositiveInteger('startTimeoutMs', options.startTimeoutMs);
-    const shared = new SharedArrayBuffer(Layout.BYTES);
-    const outcomes = new SharedArrayBuffer(INITIAL_OUTCOME_BYTES);
-    const channel = new MessageChannel();
-    const setup: WorkerSetup = {
-      shared,
-      outcomes,
-      module,
-      port: channel.port2,
-      protocol: {
-        control: Control,
-        message: Message,
-        command: Command,
-        layout: Layout,
-        importModule: IMPORT_MODULE,
-        blockWords: BLOCK_REGISTERS.length,
-        pageBufferExport: Entry.PAGE_BUFFER,
-        unwritten: PageOutcomeCode.UNWRITTEN,
-      },
-    };
-    const worker = new Worker(new URL('./guest-worker.js', import.meta.url), {
-      workerData: setup,
-      transferList: [channel.port2],
-      // The guest is not a reason to keep the process alive, and needs no stdin.
-      stdin: false,
-    });
-    const bridge = new WasmBridge(options.name, worker, channel.port1, shared, outcomes, options);
-    log('%s: worker %d started', options.name, worker.threadId);
+    const thread = GuestThread.acquire(module);
+    const bridge = new WasmBridge(thread, options);
     const first = await bridge.#next(options.startTimeoutMs ?? 60_000, '(instantiation)', 0);
     if (first.kind === 'fault') return { fault: first.fault };
     if (first.message !== Message.READY) {
       const fault = bridge.#fault('trap', '(instantiation)', 'the worker sent no ready message', 0);
-      await bridge.close();
+      await bridge.#end();
       return { fault };
     }
     // Idle, the guest is no reason to keep the process alive.
-    worker.unref();
+    thread.worker.unref();
     return bridge;
+  }
+
+  /** The worker thread running the guest (threads are reused by one guest after another). */
+  get threadId(): number {
+    return this.#thread.worker.threadId;
   }
 
   /** False once the guest faulted, was stopped or closed. */
@@ -174,12 +127,12 @@ export class WasmBridge {
     if (args.length > Layout.DATA_WORDS - 1) throw new Error(`at most ${Layout.DATA_WORDS - 1} arguments`);
     this.#busy = true;
     // Referenced while a call runs, so that a script awaiting the guest is not ended under it; idle, it is not.
-    this.#worker.ref();
+    this.#thread.worker.ref();
     try {
       return await this.#call(name, args, serve, pages);
     } finally {
       this.#busy = false;
-      if (!this.#closed) this.#worker.unref();
+      if (!this.#closed) this.#thread.worker.unref();
     }
   }
 
@@ -189,28 +142,29 @@ export class WasmBridge {
     serve: TdcallServer,
     pages: number,
   ): Promise<BridgeCallResult> {
-    const ctl = this.#ctl;
+    const thread = this.#thread;
+    const ctl = thread.ctl;
     let mask = 0;
     args.forEach((arg, i) => {
       if ('i64' in arg) {
-        this.#signedWords[i] = BigInt.asIntN(64, arg.i64);
+        thread.signedWords[i] = BigInt.asIntN(64, arg.i64);
         mask |= 1 << i;
       } else {
-        this.#signedWords[i] = BigInt(arg.i32 | 0);
+        thread.signedWords[i] = BigInt(arg.i32 | 0);
       }
     });
-    const { written } = new TextEncoder().encodeInto(name, this.#text);
+    const { written } = new TextEncoder().encodeInto(name, thread.text);
     ctl[Control.TEXT_LENGTH] = written;
     ctl[Control.ARG_COUNT] = args.length;
     ctl[Control.ARG_I64_MASK] = mask;
     ctl[Control.PAGES] = pages;
     ctl[Control.NEW_OUTCOME_BUFFER] = 0;
-    if (pages > this.#outcomes.byteLength) {
-      this.#outcomes = new SharedArrayBuffer(Math.max(pages, 2 * this.#outcomes.byteLength));
-      this.#port.postMessage(this.#outcomes);
+    if (pages > thread.outcomes.byteLength) {
+      thread.outcomes = new SharedArrayBuffer(Math.max(pages, 2 * thread.outcomes.byteLength));
+      thread.port.postMessage(thread.outcomes);
       ctl[Control.NEW_OUTCOME_BUFFER] = 1;
     }
-    this.#command(Command.CALL);
+    thread.command(Command.CALL);
     let tdcalls = 0;
     for (;;) {
       const next = await this.#next(this.#callTimeoutMs, name, tdcalls);
@@ -218,39 +172,39 @@ export class WasmBridge {
       switch (next.message) {
         case Message.TDCALL: {
           tdcalls++;
-          const block = Array.from(this.#words.subarray(0, BLOCK_REGISTERS.length));
+          const block = Array.from(thread.words.subarray(0, BLOCK_REGISTERS.length));
           let output: Awaited<ReturnType<TdcallServer>>;
           try {
             output = await serve(block);
           } catch (error) {
-            await this.close();
+            await this.#end();
             throw error;
           }
           if (output === 'stop') {
             log('%s: stopped in %s after %d TDCALLs', this.name, name, tdcalls);
-            await this.close();
+            await this.#end();
             return { kind: 'stopped', tdcalls };
           }
           if ('fault' in output) {
             const fault = this.#fault(output.fault, name, output.message, tdcalls);
-            await this.close();
+            await this.#end();
             return { kind: 'fault', fault };
           }
           for (let i = 0; i < BLOCK_REGISTERS.length; i++)
-            this.#words[i] = BigInt.asUintN(64, output[i] ?? 0n);
-          this.#command(Command.RESUME);
+            thread.words[i] = BigInt.asUintN(64, output[i] ?? 0n);
+          thread.command(Command.RESUME);
           break;
         }
         case Message.LOG: {
           this.#log(this.#readText());
-          this.#command(Command.RESUME);
+          thread.command(Command.RESUME);
           break;
         }
         case Message.RETURNED: {
           const kind = ctl[Control.RESULT_KIND];
-          const value = kind === 0 ? undefined : (this.#signedWords[0] as bigint);
+          const value = kind === 0 ? undefined : (thread.signedWords[0] as bigint);
           const copied =
-            ctl[Control.PAGES_COPIED] === 1 ? new Uint8Array(this.#outcomes, 0, pages).slice() : undefined;
+            ctl[Control.PAGES_COPIED] === 1 ? new Uint8Array(thread.outcomes, 0, pages).slice() : undefined;
           return { kind: 'returned', value, pages: copied, tdcalls };
         }
         default: {
@@ -260,17 +214,11 @@ export class WasmBridge {
             `unexpected message ${next.message} from the worker`,
             tdcalls,
           );
-          await this.close();
+          await this.#end();
           return { kind: 'fault', fault };
         }
       }
     }
-  }
-
-  #command(command: number): void {
-    this.#ctl[Control.COMMAND] = command;
-    Atomics.add(this.#ctl, Control.TO_GUEST, 1);
-    Atomics.notify(this.#ctl, Control.TO_GUEST);
   }
 
   /** Waits for the worker's next message, a fault, the worker's death or the timeout. */
@@ -279,23 +227,24 @@ export class WasmBridge {
     entry: string,
     tdcalls: number,
   ): Promise<{ kind: 'message'; message: number } | { kind: 'fault'; fault: WasmGuestFault }> {
-    const ctl = this.#ctl;
+    const thread = this.#thread;
+    const ctl = thread.ctl;
     let exited: string | undefined;
     const deadline = performance.now() + timeoutMs;
     // A wake-up proves nothing: the worker's notify for its previous message can land after the host has already
     // read that message and started waiting for the next one. Only a changed counter is a message.
-    while (Atomics.load(ctl, Control.TO_HOST) === this.#seen && exited === undefined) {
+    while (Atomics.load(ctl, Control.TO_HOST) === thread.seen && exited === undefined) {
       const left = deadline - performance.now();
       if (left <= 0) break;
-      const wait = waitAsync(ctl, Control.TO_HOST, this.#seen, left);
+      const wait = waitAsync(ctl, Control.TO_HOST, thread.seen, left);
       if (wait.async) {
-        const woken = await Promise.race([wait.value, this.#exited]);
+        const woken = await Promise.race([wait.value, thread.exited]);
         if (woken !== 'ok' && woken !== 'timed-out') exited = woken;
       }
     }
     // A message that arrived just as the worker ended still counts.
-    if (Atomics.load(ctl, Control.TO_HOST) !== this.#seen) {
-      this.#seen = Atomics.load(ctl, Control.TO_HOST);
+    if (Atomics.load(ctl, Control.TO_HOST) !== thread.seen) {
+      thread.seen = Atomics.load(ctl, Control.TO_HOST);
       const message = ctl[Control.MESSAGE] as number;
       if (message !== Message.FAULT) return { kind: 'message', message };
       const [kind, ...rest] = this.#readText().split('\n');
@@ -305,7 +254,7 @@ export class WasmBridge {
         rest.join('\n'),
         tdcalls,
       );
-      await this.close();
+      await this.#end();
       return { kind: 'fault', fault };
     }
     const fault =
@@ -317,13 +266,13 @@ export class WasmBridge {
             `no TDCALL and no return within ${timeoutMs} ms (an endless loop?)`,
             tdcalls,
           );
-    await this.close();
+    await this.#end();
     return { kind: 'fault', fault };
   }
 
   #readText(): string {
-    const length = Math.min(this.#ctl[Control.TEXT_LENGTH] as number, Layout.TEXT_BYTES);
-    return new TextDecoder().decode(this.#text.slice(0, length));
+    const length = Math.min(this.#thread.ctl[Control.TEXT_LENGTH] as number, Layout.TEXT_BYTES);
+    return new TextDecoder().decode(this.#thread.text.slice(0, length));
   }
 
   #log(line: string): void {
@@ -337,19 +286,20 @@ export class WasmBridge {
     return { kind, guest: this.name, entry, message, tdcalls, log: [...this.recentLog] };
   }
 
-  /** Ends the guest: terminates its worker (idempotent; always safe to call). */
+  /**
+   * Ends the guest (idempotent; always safe to call). Between calls its thread goes back to the pool for the next
+   * guest; during a call (the guest is running) the thread is terminated.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    // Wake any wait still pending on the control block, so that nothing is left waiting for its timeout.
-    Atomics.notify(this.#ctl, Control.TO_HOST);
-    this.#port.close();
-    await this.#worker.terminate();
-    log('%s: worker %d ended', this.name, this.#worker.threadId);
+    await (this.#busy ? this.#thread.terminate() : this.#thread.release());
   }
 
-  /** Bytes of shared memory the bridge holds (for the benchmarks' accounting). */
-  get sharedBytes(): number {
-    return this.#shared.byteLength + this.#outcomes.byteLength;
+  /** Ends the guest and its thread: after a fault, a stop, or an error of the server. */
+  async #end(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#thread.terminate();
   }
 }
