@@ -87,8 +87,14 @@ describe.skipIf(!hasClang)('the C example guest against the TypeScript guest, sc
   });
 
   it('kernel-guest-no-r11-check.c: as linux without the R11 check, UNSAFE against the R11-lying backends for the reasons openvmm and coconutSvsm get', async () => {
-    const defective = await matrix(wasmRow(await loadWasmGuest((await exampleGuests()).cNoR11Check)), pairs);
-    const model = await matrix(tsRow('linux-no-r11-check', linuxWithoutR11Check), pairs);
+    // Every hostile backend, and the honest ones on the small workloads (R11 is only followed after a RETRY; the GiB
+    // workloads on honest backends run as for the intact guest, compared above).
+    const sample = pairs.filter(
+      ({ vmm, workload }) =>
+        vmm.kind === 'hostile' || workload.name === 'churn' || workload.name === 'dma-small',
+    );
+    const defective = await matrix(wasmRow(await loadWasmGuest((await exampleGuests()).cNoR11Check)), sample);
+    const model = await matrix(tsRow('linux-no-r11-check', linuxWithoutR11Check), sample);
     expect(defective.map(comparable)).toEqual(model.map(comparable));
 
     const lying = pairs.filter(({ vmm }) => R11_LYING.includes(vmm.name));
