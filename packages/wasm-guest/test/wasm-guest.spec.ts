@@ -1,5 +1,5 @@
 import { ScenarioProbe } from '@tdxsim/cli';
-import { GuestError } from '@tdxsim/guest';
+import { GuestError, type TdGuest } from '@tdxsim/guest';
 import { hypervVmm } from '@tdxsim/host-hyperv';
 import { kvmVmm } from '@tdxsim/host-kvm';
 import {
@@ -13,6 +13,7 @@ import {
 import { hostileVmm, SafetyMonitor } from '@tdxsim/testkit';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
+  type GuestUnderTest,
   loadWasmGuest,
   type WasmGuest,
   WasmGuestIds,
@@ -162,6 +163,17 @@ describe.skipIf(!hasClang)('WasmGuest', () => {
       return guest.check(module, td.tdr);
     };
     expect(await Promise.all([run(1), run(2)])).toEqual([[], []]);
+  });
+
+  it('is, like TdGuest, a GuestUnderTest: one runner drives either through the same interface', async () => {
+    const drive = async (guest: GuestUnderTest) => {
+      await guest.setShared(2 * M2, 3 * K4);
+      await guest.setPrivate(2 * M2 + K4, K4);
+      return [...guest.ledger.entries()];
+    };
+    const ts: TdGuest = (await tsTd(kvmVmm({}), 'linux', { memoryBytes: MEMORY })).guest;
+    const wasm = track(await wasmTd(kvmVmm({}), image, { memoryBytes: MEMORY })).guest;
+    expect(await drive(wasm)).toEqual(await drive(ts));
   });
 
   it('composes like guestModule and refuses bad options with typed errors', async () => {

@@ -49,6 +49,11 @@ export interface WasmBridgeOptions {
 }
 
 const OPTION_NAMES = ['name', 'callTimeoutMs', 'startTimeoutMs', 'onLog'];
+
+/** A bridge dropped without close() still ends its worker thread, once it is garbage-collected. */
+const unclosed = new FinalizationRegistry<GuestThread>((thread) => {
+  void thread.terminate();
+});
 const KEPT_LOG_LINES = 20;
 
 /**
@@ -73,6 +78,7 @@ export class WasmBridge {
     this.#thread = thread;
     this.#callTimeoutMs = options.callTimeoutMs ?? 5000;
     this.#onLog = options.onLog;
+    unclosed.register(this, thread, this);
   }
 
   /**
@@ -293,6 +299,7 @@ export class WasmBridge {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    unclosed.unregister(this);
     await (this.#busy ? this.#thread.terminate() : this.#thread.release());
   }
 
@@ -300,6 +307,7 @@ export class WasmBridge {
   async #end(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    unclosed.unregister(this);
     await this.#thread.terminate();
   }
 }
