@@ -42,7 +42,8 @@ _Static_assert(sizeof(struct tdxsim_regs) == TDXSIM_REGS_COUNT * 8, "register bl
 #define TDXSIM_IMPORT(name) __attribute__((import_module("tdxsim"), import_name(name)))
 #define TDXSIM_EXPORT(name) __attribute__((export_name(name)))
 
-/* The TDCALL instruction. A block outside the guest's memory or not 8-byte aligned is a guest fault. */
+/* The TDCALL instruction. A block outside the guest's memory or not 8-byte aligned, or a RAX that names none of the
+ * leaves below (version 0), is a guest fault: the harness ends the guest and reports it. */
 TDXSIM_IMPORT("tdcall") void tdxsim_tdcall(struct tdxsim_regs *regs);
 /* One log line (at most 4096 bytes are kept; UTF-8). */
 TDXSIM_IMPORT("log") void tdxsim_log(const char *text, uint32_t length);
