@@ -12,6 +12,21 @@ import { beforeAll, describe, expect, it } from 'vitest';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const EXTRA_FILES: Readonly<Record<string, readonly string[]>> = {
   cli: ['bin/tdxsim.js'],
+  // The C header and memory routines a guest compiles against, the example guests, and the worker compiled from
+  // JavaScript (allowJs: its maps and declarations too).
+  'wasm-guest': [
+    'c/include/tdxsim.h',
+    'c/tdxsim_mem.c',
+    'examples/build-examples.ts',
+    'examples/c/kernel-guest-no-r11-check.c',
+    'examples/c/kernel-guest.c',
+    'examples/rust/kernel_guest.rs',
+    'examples/worked-example.ts',
+    'dist/bridge/guest-worker.js',
+    'dist/bridge/guest-worker.js.map',
+    'dist/bridge/guest-worker.d.ts',
+    'dist/bridge/guest-worker.d.ts.map',
+  ],
 };
 const PACKAGES = readdirSync(join(ROOT, 'packages')).filter((name) =>
   existsSync(join(ROOT, 'packages', name, 'package.json')),

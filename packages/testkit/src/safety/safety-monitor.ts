@@ -54,7 +54,8 @@ export interface ConversionEvidence {
 export interface SafetyMonitorOptions {
   readonly module: TdxModule;
   readonly tdr: number;
-  readonly guest: TdGuest;
+  /** The guest watched: a `TdGuest`, or any guest with a ledger and guest memory access (e.g. a wasm guest). */
+  readonly guest: Pick<TdGuest, 'ledger' | 'read' | 'write'>;
   /** Most secrets kept planted in private pages at once (each costs a guest write and, per check, a read). Default 64. */
   readonly maxSecrets?: number;
 }
@@ -80,7 +81,7 @@ export class SafetyMonitor {
   readonly notes: SafetyNote[] = [];
   readonly #module: TdxModule;
   readonly #tdr: number;
-  readonly #guest: TdGuest;
+  readonly #guest: Pick<TdGuest, 'ledger' | 'read' | 'write'>;
   readonly #maxSecrets: number;
   readonly #secrets: Secret[] = [];
   /** Quarantined runs seen so far: quarantine is for ever. */

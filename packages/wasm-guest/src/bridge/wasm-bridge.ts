@@ -1,0 +1,314 @@
+import createDebug from 'debug';
+import { BLOCK_REGISTERS } from '../abi/abi.js';
+import { type WasmModule, waitAsync } from '../abi/wasm-api.js';
+import { assertKnownOptions, assertPositiveInteger, type WasmGuestFault } from '../errors.js';
+import { GuestThread } from './guest-thread.js';
+import { Command, Control, Layout, Message } from './protocol.js';
+
+const log = createDebug('tdxsim:wasm-guest:bridge');
+
+/** An argument of an exported function, typed as the wasm signature wants it. */
+export type ExportArgument = { readonly i32: number } | { readonly i64: bigint };
+
+/**
+ * Serves one TDCALL: `block` holds the guest's registers in block order (RAX, RCX, RDX, R8–R15). Resolves with the
+ * registers after the call in the same order; with `'stop'` to end the guest there (a fuse); or with a fault of the
+ * guest's (registers that name no TDCALL the server serves) to end it with that fault.
+ */
+export type TdcallServer = (
+  block: readonly bigint[],
+) => Promise<readonly bigint[] | 'stop' | { readonly fault: 'bad-registers'; readonly message: string }>;
+
+/** How a call into the guest ended. */
+export type BridgeCallResult =
+  | {
+      readonly kind: 'returned';
+      /** The export's return value (i32 and i64 alike), undefined for none. */
+      readonly value: bigint | undefined;
+      /** The page outcomes the guest wrote, when a page buffer was asked for and the guest gave one. */
+      readonly pages: Uint8Array | undefined;
+      readonly tdcalls: number;
+    }
+  /** The TDCALL server said stop: the guest is ended (the bridge is closed). */
+  | { readonly kind: 'stopped'; readonly tdcalls: number }
+  /** The guest broke down; the bridge is closed. */
+  | { readonly kind: 'fault'; readonly fault: WasmGuestFault };
+
+/** Options of {@link WasmBridge.start}: the guest's name and the budgets that turn a hang into a fault. */
+export interface WasmBridgeOptions {
+  /** The guest's name in faults and logs. */
+  readonly name: string;
+  /**
+   * Milliseconds the guest may run between two TDCALLs (or before returning) before it is said to hang. Default
+   * 5,000: guest code between TDCALLs takes microseconds, and the host's time serving a TDCALL does not count.
+   */
+  readonly callTimeoutMs?: number;
+  /** Milliseconds the worker may take to start and instantiate the guest. Default 60,000 (a busy machine). */
+  readonly startTimeoutMs?: number;
+  /** Told every line the guest logs. */
+  readonly onLog?: (line: string) => void;
+}
+
+const OPTION_NAMES = ['name', 'callTimeoutMs', 'startTimeoutMs', 'onLog'];
+
+/** A bridge dropped without close() still ends its worker thread, once it is garbage-collected. */
+const unclosed = new FinalizationRegistry<GuestThread>((thread) => {
+  void thread.terminate();
+});
+const KEPT_LOG_LINES = 20;
+
+/**
+ * Runs a wasm module in a worker thread and calls its exports synchronously from the guest's point of view: each
+ * `tdxsim.tdcall` suspends the guest while the host serves it (the {@link TdcallServer}: the module's TDCALL flows,
+ * TD exits, the VMM, other vCPUs), then resumes it with the output registers. A trap, a hang, an unreadable
+ * pointer or a dead worker ends the guest with a {@link WasmGuestFault}; the worker is always terminated then and
+ * on {@link close}.
+ */
+export class WasmBridge {
+  readonly name: string;
+  readonly #thread: GuestThread;
+  readonly #callTimeoutMs: number;
+  readonly #onLog: ((line: string) => void) | undefined;
+  #closed = false;
+  #busy = false;
+  /** The guest's last log lines. */
+  readonly recentLog: string[] = [];
+
+  private constructor(thread: GuestThread, options: WasmBridgeOptions) {
+    this.name = options.name;
+    this.#thread = thread;
+    this.#callTimeoutMs = options.callTimeoutMs ?? 5000;
+    this.#onLog = options.onLog;
+    unclosed.register(this, thread, this);
+  }
+
+  /**
+   * Instantiates `module` in a worker thread (an idle one, or a new one). Resolves once the guest is ready; a module
+   * whose instantiation fails (a trapping start function, a missing import) resolves with its fault instead.
+   */
+  static async start(
+    module: WasmModule,
+    options: WasmBridgeOptions,
+  ): Promise<WasmBridge | { readonly fault: WasmGuestFault }> {
+    assertKnownOptions('WasmBridge', options, OPTION_NAMES);
+    assertPositiveInteger('callTimeoutMs', options.callTimeoutMs);
+    assertPositiveInteger('startTimeoutMs', options.startTimeoutMs);
+    const thread = GuestThread.acquire(module);
+    const bridge = new WasmBridge(thread, options);
+    const first = await bridge.#next(options.startTimeoutMs ?? 60_000, '(instantiation)', 0);
+    if (first.kind === 'fault') return { fault: first.fault };
+    if (first.message !== Message.READY) {
+      const fault = bridge.#fault('trap', '(instantiation)', 'the worker sent no ready message', 0);
+      await bridge.#end();
+      return { fault };
+    }
+    // Idle, the guest is no reason to keep the process alive.
+    thread.worker.unref();
+    return bridge;
+  }
+
+  /** The worker thread running the guest (threads are reused by one guest after another). */
+  get threadId(): number {
+    return this.#thread.worker.threadId;
+  }
+
+  /** False once the guest faulted, was stopped or closed. */
+  get alive(): boolean {
+    return !this.#closed;
+  }
+
+  /**
+   * Calls the export `name` with `args`; with `pages` > 0 the guest's `tdxsim_page_buffer(pages)` is called first,
+   * the buffer it gives is prefilled with `TDXSIM_PAGE_UNWRITTEN` and passed as one more i32 argument, and what the
+   * guest wrote in it comes back in the result. TDCALLs are served by `serve`, one at a time. An error thrown by
+   * `serve` (the simulation failed, not the guest) ends the guest and is rethrown.
+   */
+  async call(
+    name: string,
+    args: readonly ExportArgument[],
+    serve: TdcallServer,
+    pages = 0,
+  ): Promise<BridgeCallResult> {
+    if (this.#closed) throw new Error(`the guest ${this.name} is not running`);
+    if (this.#busy) throw new Error(`the guest ${this.name} is already running a call`);
+    if (args.length > Layout.DATA_WORDS - 1) throw new Error(`at most ${Layout.DATA_WORDS - 1} arguments`);
+    this.#busy = true;
+    // Referenced while a call runs, so that a script awaiting the guest is not ended under it; idle, it is not.
+    this.#thread.worker.ref();
+    try {
+      return await this.#call(name, args, serve, pages);
+    } finally {
+      this.#busy = false;
+      if (!this.#closed) this.#thread.worker.unref();
+    }
+  }
+
+  async #call(
+    name: string,
+    args: readonly ExportArgument[],
+    serve: TdcallServer,
+    pages: number,
+  ): Promise<BridgeCallResult> {
+    const thread = this.#thread;
+    const ctl = thread.ctl;
+    let mask = 0;
+    args.forEach((arg, i) => {
+      if ('i64' in arg) {
+        thread.signedWords[i] = BigInt.asIntN(64, arg.i64);
+        mask |= 1 << i;
+      } else {
+        thread.signedWords[i] = BigInt(arg.i32 | 0);
+      }
+    });
+    const { written } = new TextEncoder().encodeInto(name, thread.text);
+    ctl[Control.TEXT_LENGTH] = written;
+    ctl[Control.ARG_COUNT] = args.length;
+    ctl[Control.ARG_I64_MASK] = mask;
+    ctl[Control.PAGES] = pages;
+    ctl[Control.NEW_OUTCOME_BUFFER] = 0;
+    if (pages > thread.outcomes.byteLength) {
+      thread.outcomes = new SharedArrayBuffer(Math.max(pages, 2 * thread.outcomes.byteLength));
+      thread.port.postMessage(thread.outcomes);
+      ctl[Control.NEW_OUTCOME_BUFFER] = 1;
+    }
+    thread.command(Command.CALL);
+    let tdcalls = 0;
+    for (;;) {
+      const next = await this.#next(this.#callTimeoutMs, name, tdcalls);
+      if (next.kind === 'fault') return next;
+      switch (next.message) {
+        case Message.TDCALL: {
+          tdcalls++;
+          const block = Array.from(thread.words.subarray(0, BLOCK_REGISTERS.length));
+          let output: Awaited<ReturnType<TdcallServer>>;
+          try {
+            output = await serve(block);
+          } catch (error) {
+            await this.#end();
+            throw error;
+          }
+          if (output === 'stop') {
+            log('%s: stopped in %s after %d TDCALLs', this.name, name, tdcalls);
+            await this.#end();
+            return { kind: 'stopped', tdcalls };
+          }
+          if ('fault' in output) {
+            const fault = this.#fault(output.fault, name, output.message, tdcalls);
+            await this.#end();
+            return { kind: 'fault', fault };
+          }
+          for (let i = 0; i < BLOCK_REGISTERS.length; i++)
+            thread.words[i] = BigInt.asUintN(64, output[i] ?? 0n);
+          thread.command(Command.RESUME);
+          break;
+        }
+        case Message.LOG: {
+          this.#log(this.#readText());
+          thread.command(Command.RESUME);
+          break;
+        }
+        case Message.RETURNED: {
+          const kind = ctl[Control.RESULT_KIND];
+          const value = kind === 0 ? undefined : (thread.signedWords[0] as bigint);
+          const copied =
+            ctl[Control.PAGES_COPIED] === 1 ? new Uint8Array(thread.outcomes, 0, pages).slice() : undefined;
+          return { kind: 'returned', value, pages: copied, tdcalls };
+        }
+        default: {
+          const fault = this.#fault(
+            'trap',
+            name,
+            `unexpected message ${next.message} from the worker`,
+            tdcalls,
+          );
+          await this.#end();
+          return { kind: 'fault', fault };
+        }
+      }
+    }
+  }
+
+  /** Waits for the worker's next message, a fault, the worker's death or the timeout. */
+  async #next(
+    timeoutMs: number,
+    entry: string,
+    tdcalls: number,
+  ): Promise<{ kind: 'message'; message: number } | { kind: 'fault'; fault: WasmGuestFault }> {
+    const thread = this.#thread;
+    const ctl = thread.ctl;
+    let exited: string | undefined;
+    const deadline = performance.now() + timeoutMs;
+    // A wake-up proves nothing: the worker's notify for its previous message can land after the host has already
+    // read that message and started waiting for the next one. Only a changed counter is a message.
+    while (Atomics.load(ctl, Control.TO_HOST) === thread.seen && exited === undefined) {
+      const left = deadline - performance.now();
+      if (left <= 0) break;
+      const wait = waitAsync(ctl, Control.TO_HOST, thread.seen, left);
+      if (wait.async) {
+        const woken = await Promise.race([wait.value, thread.exited]);
+        if (woken !== 'ok' && woken !== 'timed-out') exited = woken;
+      }
+    }
+    // A message that arrived just as the worker ended still counts.
+    if (Atomics.load(ctl, Control.TO_HOST) !== thread.seen) {
+      thread.seen = Atomics.load(ctl, Control.TO_HOST);
+      const message = ctl[Control.MESSAGE] as number;
+      if (message !== Message.FAULT) return { kind: 'message', message };
+      const [kind, ...rest] = this.#readText().split('\n');
+      const fault = this.#fault(
+        (kind as WasmGuestFault['kind'] | undefined) ?? 'trap',
+        entry,
+        rest.join('\n'),
+        tdcalls,
+      );
+      await this.#end();
+      return { kind: 'fault', fault };
+    }
+    const fault =
+      exited !== undefined
+        ? this.#fault('worker-exit', entry, exited, tdcalls)
+        : this.#fault(
+            'timeout',
+            entry,
+            `no TDCALL and no return within ${timeoutMs} ms (an endless loop?)`,
+            tdcalls,
+          );
+    await this.#end();
+    return { kind: 'fault', fault };
+  }
+
+  #readText(): string {
+    const length = Math.min(this.#thread.ctl[Control.TEXT_LENGTH] as number, Layout.TEXT_BYTES);
+    return new TextDecoder().decode(this.#thread.text.slice(0, length));
+  }
+
+  #log(line: string): void {
+    this.recentLog.push(line);
+    if (this.recentLog.length > KEPT_LOG_LINES) this.recentLog.shift();
+    this.#onLog?.(line);
+  }
+
+  #fault(kind: WasmGuestFault['kind'], entry: string, message: string, tdcalls: number): WasmGuestFault {
+    log('%s: %s in %s: %s', this.name, kind, entry, message);
+    return { kind, guest: this.name, entry, message, tdcalls, log: [...this.recentLog] };
+  }
+
+  /**
+   * Ends the guest (idempotent; always safe to call). Between calls its thread goes back to the pool for the next
+   * guest; during a call (the guest is running) the thread is terminated.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    unclosed.unregister(this);
+    await (this.#busy ? this.#thread.terminate() : this.#thread.release());
+  }
+
+  /** Ends the guest and its thread: after a fault, a stop, or an error of the server. */
+  async #end(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    unclosed.unregister(this);
+    await this.#thread.terminate();
+  }
+}

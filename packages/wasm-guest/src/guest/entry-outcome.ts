@@ -1,0 +1,90 @@
+import type { AcceptOutcome, ConversionFailure, GpaRange, PageOutcome, PageOutcomeRun } from '@tdxsim/guest';
+import { decodeStatus, tdvmcallStatusName } from '@tdxsim/tdx-module';
+import { PageOutcomeCode, ResultCode, resultCodeName } from '../abi/abi.js';
+import type { EntryRecord } from './tdcall-server.js';
+
+const PAGE = 4096;
+
+/** The page outcomes a guest wrote, as runs over `range`; a byte that is no `TDXSIM_PAGE_*` value is an Error. */
+export function pageRuns(range: GpaRange, pages: Uint8Array): PageOutcomeRun[] {
+  const runs: PageOutcomeRun[] = [];
+  for (let i = 0; i < pages.length; i++) {
+    const byte = pages[i] as number;
+    let outcome: PageOutcome;
+    if (byte === PageOutcomeCode.CONVERTED) outcome = 'converted';
+    else if (byte === PageOutcomeCode.UNCHANGED) outcome = 'unchanged';
+    else if (byte === PageOutcomeCode.UNKNOWN || byte === PageOutcomeCode.UNWRITTEN) outcome = 'unknown';
+    else {
+      throw new Error(
+        `page 0x${(range.start + i * PAGE).toString(16)} has outcome ${byte}, not a TDXSIM_PAGE_* value`,
+      );
+    }
+    const start = range.start + i * PAGE;
+    const last = runs[runs.length - 1];
+    if (last !== undefined && last.outcome === outcome)
+      runs[runs.length - 1] = { ...last, end: start + PAGE };
+    else runs.push({ start, end: start + PAGE, outcome });
+  }
+  return runs;
+}
+
+/** The end of the converted prefix of `runs` (their start when the first page is not converted). */
+export function convertedPrefixEnd(range: GpaRange, runs: readonly PageOutcomeRun[]): number {
+  const first = runs[0];
+  return first !== undefined && first.outcome === 'converted' ? first.end : range.start;
+}
+
+/**
+ * Why the guest says a conversion failed, in `@tdxsim/guest`'s terms: its result code names the kind, and the
+ * values (the VMM's status, R11, the accept status) are the ones the harness saw in the TDCALLs, not the guest's
+ * word. `acceptedEnd` is where the guest's accept stopped.
+ */
+export function conversionFailure(code: number, record: EntryRecord, acceptedEnd: number): ConversionFailure {
+  const reply = record.lastMapGpa;
+  const r11 = reply?.r11 ?? 0n;
+  switch (code) {
+    case ResultCode.MAP_GPA_STATUS: {
+      const status = reply?.r10 ?? 0n;
+      return { step: 'map-gpa', failure: { kind: 'status', status, statusName: tdvmcallStatusName(status) } };
+    }
+    case ResultCode.MAP_GPA_RETRY:
+      return { step: 'map-gpa', failure: { kind: 'retry-unsupported', r11 } };
+    case ResultCode.MAP_GPA_R11_RANGE:
+      return { step: 'map-gpa', failure: { kind: 'r11-out-of-range', r11 } };
+    case ResultCode.MAP_GPA_R11_UNALIGNED:
+      return { step: 'map-gpa', failure: { kind: 'r11-unaligned', r11 } };
+    case ResultCode.MAP_GPA_R11_BEYOND:
+      return { step: 'map-gpa', failure: { kind: 'r11-beyond-request', r11 } };
+    case ResultCode.MAP_GPA_NO_PROGRESS:
+      return { step: 'map-gpa', failure: { kind: 'no-progress', retries: record.stalls } };
+    case ResultCode.MAP_GPA_CALL_BOUND:
+      return { step: 'map-gpa', failure: { kind: 'call-bound', calls: record.mapGpaCalls } };
+    case ResultCode.TDCALL_FAILED:
+      return { step: 'map-gpa', failure: { kind: 'tdcall-failed', rax: reply?.rax ?? 0n } };
+    default:
+      return { step: 'accept', failure: acceptFailure(record, acceptedEnd, 'status') };
+  }
+}
+
+/** An accept that stopped at `acceptedEnd`, with the last accept status the harness saw. */
+export function acceptFailure(
+  record: EntryRecord,
+  acceptedEnd: number,
+  reason: 'status' | 'fuse',
+): Extract<AcceptOutcome, { kind: 'failed' }> {
+  const status = record.lastAccept?.status ?? 0n;
+  return {
+    kind: 'failed',
+    tdcalls: record.acceptCalls,
+    acceptedEnd,
+    level: record.lastAccept?.level ?? 0,
+    status,
+    statusText: decodeStatus(status).display,
+    reason,
+  };
+}
+
+/** Whether `code` is one of the `TDXSIM_RESULT_*` values. */
+export function isResultCode(code: bigint | undefined): code is bigint {
+  return code !== undefined && code >= 0n && code <= 0xffn && resultCodeName(Number(code)) !== undefined;
+}
