@@ -114,9 +114,10 @@ describe('code blocks of the READMEs', () => {
           block.marker?.kind !== 'mirrors',
       )
       .map((block) => `${block.file}:${block.line} ('${block.language}')`);
-    expect(unlabelled, 'give every block a language: ts to run it, text/sh/json/... to exempt it, or a mirrors marker').toEqual(
-      [],
-    );
+    expect(
+      unlabelled,
+      'give every block a language: ts to run it, text/sh/json/... to exempt it, or a mirrors marker',
+    ).toEqual([]);
   });
 
   it.each(runnable.map((block) => [`${block.file}:${block.line}`, block] as const))(
