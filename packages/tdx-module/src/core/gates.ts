@@ -147,15 +147,29 @@ export function afterYield(
   return pause === undefined ? commit() : pause.then(commit);
 }
 
-/** The scheduler's answer at a yield point: undefined to go on at once (not async, to keep the hot path cheap). */
+/**
+ * The scheduler's answer at a yield point: undefined to go on at once (not async, to keep the hot path cheap: with
+ * the run-to-completion scheduler no point object is even built). `actor` names the thread when the flow knows it
+ * (guest code, a vCPU's host thread); otherwise the scheduler's current thread, if it tracks threads, is used.
+ */
 export function yieldAt(
   m: ModuleState,
   flow: string,
   step: string,
   tdr: number,
   gpa?: number,
+  actor?: string,
 ): Promise<void> | undefined {
   if (!m.interleaves) return undefined;
-  const point: YieldPoint = gpa === undefined ? { flow, step, tdr } : { flow, step, tdr, gpa };
-  return m.scheduler.yieldAt(point);
+  const scheduler = m.scheduler;
+  const who = actor ?? scheduler.currentActor?.();
+  const point: YieldPoint =
+    who === undefined
+      ? gpa === undefined
+        ? { flow, step, tdr }
+        : { flow, step, tdr, gpa }
+      : gpa === undefined
+        ? { flow, step, tdr, actor: who }
+        : { flow, step, tdr, gpa, actor: who };
+  return scheduler.yieldAt(point);
 }
