@@ -5,9 +5,9 @@ import { type SeptStateName, septStateInfo } from './abi/sept-state.js';
 import { STATUS_CODE_MASK, TdxStatus, withDetail } from './abi/status-codes.js';
 import { formatStatus } from './abi/status-decoder.js';
 import { interruptExit } from './core/exit-registers.js';
+import { yieldAt } from './core/gates.js';
 import { HeldLocks } from './core/held-locks.js';
 import { type ModuleConfig, ModuleState } from './core/module-state.js';
-import { yieldAt } from './core/gates.js';
 import { VcpuRuntime } from './core/vcpu-runtime.js';
 import {
   assertAddress,

@@ -1,5 +1,6 @@
 import { encodeLeaf, SeamcallLeaf } from './abi/leaves.js';
 import { type Gprs, makeGprs, Reg } from './registers.js';
+import type { VmmView } from './vmm-view.js';
 
 /** What TDH.VP.ENTER returned: a TD exit (RAX = status with the exit reason) or a failed entry (RAX = error). */
 export interface TdExitEvent {
@@ -17,6 +18,11 @@ export interface TdExitEvent {
  */
 export interface Vmm {
   onTdExit(exit: TdExitEvent): Promise<Gprs | undefined>;
+  /**
+   * Optional: the backend's own view of what it has mapped (private and shared, per GPA and level), which checkers
+   * compare with the module's Secure-EPT and shared EPT at quiescence (`checkVmmView`).
+   */
+  view?(): VmmView;
 }
 
 /** The SEAMCALL entry point a host thread needs. */
