@@ -16,6 +16,8 @@ export {
   statusChoice,
   vmmBehaviour,
 } from './arbitraries/vmm-behaviour-arbitraries.js';
+export { type BuggyVmm, buggyVmm, buggyVmms } from './backends/buggy/buggy-vmms.js';
+export { MirrorVmm, type MirrorVmmOptions } from './backends/buggy/mirror-vmm.js';
 export { HonestCore } from './backends/honest-core.js';
 export { type HostileVmm, hostileVmm, hostileVmms } from './backends/hostile-vmms.js';
 export { ScriptedVmm, type ScriptedVmmOptions, type ScriptedVmmRecord } from './backends/scripted-vmm.js';
@@ -74,6 +76,7 @@ export {
   formatTraceEvent,
   traceText,
 } from './explore/format-report.js';
+export { faultRacingZap, type RaceOutcome } from './explore/race-scenarios.js';
 export {
   FUZZED_PRESETS,
   type FuzzCase,
