@@ -123,6 +123,8 @@ export async function exploreSchedules<T extends ExploredTd>(
   const run = runOptionsOf(options);
   const signatures = new Set<string>();
   let steps = 0;
+  // PCT's k: the median step count of the runs so far (a run that spins until PCT's fair phase would inflate a max).
+  const stepCounts: number[] = [];
   let expectedSteps = 200;
   let lastProgress = started;
   const progress = (schedulesRun: number): void => {
@@ -150,7 +152,8 @@ export async function exploreSchedules<T extends ExploredTd>(
     const record = await runSchedule(run, make, index);
     signatures.add(record.signature);
     steps += record.steps.length;
-    expectedSteps = Math.max(expectedSteps, record.steps.length);
+    stepCounts.push(record.steps.length);
+    expectedSteps = Math.max(10, median(stepCounts));
     if (performance.now() - lastProgress >= progressEvery) {
       lastProgress = performance.now();
       progress(index + 1);
@@ -264,4 +267,9 @@ export async function replaySchedule<T extends ExploredTd>(options: ReplayOption
     steps: record.steps,
     choices: describeChoices(record.steps),
   };
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] as number;
 }
