@@ -1,5 +1,6 @@
-import { TdGuest, tdgAccept } from '@tdxsim/guest';
-import { TdxModule, TdxStatus, type VmmFactory } from '@tdxsim/tdx-module';
+import { GuestIds, guestModule, TdGuest, tdgAccept } from '@tdxsim/guest';
+import { composeTd, TdxIds, TdxModule, TdxStatus, type VmmFactory } from '@tdxsim/tdx-module';
+import { ContainerModule } from 'inversify';
 import { describe, expect, it } from 'vitest';
 import {
   buggyVmm,
@@ -7,6 +8,7 @@ import {
   type ExploreProgress,
   exploreSchedules,
   faultRacingZap,
+  hostileVmm,
   MirrorVmm,
   replaySchedule,
   SafetyMonitor,
@@ -250,6 +252,53 @@ describe('the view check through the safety monitor and the explorer', () => {
     expect(violations.map((v) => v.rule)).toEqual(['backend-view']);
     expect(violations[0]?.message).toMatch(
       /the Secure-EPT maps 0x8000 \(4K, PENDING, host page 0x[0-9a-f]+\) but the backend's view has no mapping there/,
+    );
+  });
+});
+
+describe('scenarios wired with composeTd, guests checked against the truth', () => {
+  const MIB = 2 ** 20;
+  /** composeTd with the run's scheduler and trace: a guest on vCPU 0 converting while vCPU 1 accepts elsewhere. */
+  const converting = (vmm: Parameters<typeof composeTd>[0]['vmm']) => async (ctx: ExploreContext) => {
+    const { module, td, hosted, guest } = await composeTd({
+      vmm,
+      build: { gpaw: 48, vcpus: 2 },
+      guest: { module: guestModule({ memoryBytes: 4 * MIB, policy: 'strict' }), id: GuestIds.Guest },
+      sim: { ...ctx.sim, module: { tdmr: TDMR } },
+    });
+    const explored = ctx.watch({ module, tdr: td.tdr, vmm: hosted.vmm, guests: [guest] });
+    await guest.setPrivate(0, 8 * PAGE);
+    await Promise.all([
+      guest.setShared(2 * PAGE, 2 * PAGE).then(() => guest.setPrivate(2 * PAGE, 2 * PAGE)),
+      tdgAccept(td.guest(1), 8 * MIB, 0), // beyond the guest's RAM: its ledger does not cover it
+    ]);
+    return explored;
+  };
+
+  it('a correct backend (MirrorVmm) and a strict guest: every schedule leaves the ledger equal to the module', async () => {
+    const mirror = new ContainerModule(({ bind }) => {
+      bind(TdxIds.VmmFactory).toConstantValue(fixedFactory);
+    });
+    const result = await exploreSchedules({
+      scenario: converting(mirror),
+      scheduler: 'random',
+      schedules: 40,
+    });
+    expect(result.failure).toBeUndefined();
+    expect(result.distinctInterleavings).toBeGreaterThan(20);
+  });
+
+  it('a backend that re-AUGs accepted pages behind the guest: the ledger check reports the page', async () => {
+    const hostile = hostileVmm('re-aug-accepted');
+    if (hostile === undefined) throw new Error('missing catalogue entry');
+    const result = await exploreSchedules({
+      scenario: converting(hostile.module()),
+      schedules: 5,
+      shrink: false,
+    });
+    expect(result.failure?.kind).toBe('ledger');
+    expect(result.failure?.message).toMatch(
+      /^guest 0: 0x[0-9a-f]+\.\.0x[0-9a-f]+ is private-accepted in the ledger, PENDING \(level 0\) in the module/,
     );
   });
 });
