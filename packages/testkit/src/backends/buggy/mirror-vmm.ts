@@ -122,7 +122,7 @@ export class MirrorVmm implements Vmm {
     const shared = BigInt(sharedBit(this.td.gpaw));
     const first = Number(start & ~shared);
     const end = first + Number(size);
-    await this.#underWriteLock(() =>
+    await this.#locked('write', () =>
       (start & shared) !== 0n ? this.#toShared(first, end) : this.#toPrivate(first, end),
     );
     return makeGprs({
@@ -190,7 +190,7 @@ export class MirrorVmm implements Vmm {
     const shared = sharedBit(td.gpaw);
     if (raw >= shared) {
       const gpa = raw - shared - ((raw - shared) % PAGE);
-      await this.#underWriteLock(async () => {
+      await this.#locked('write', async () => {
         if (this.#attributes.get(gpa) !== 'shared' || this.#shared.has(gpa)) return;
         const hpa = td.allocator.alloc4k();
         this.module.sharedEpt(td.tdr).map(gpa, hpa);
@@ -201,8 +201,8 @@ export class MirrorVmm implements Vmm {
     const gpa = raw - (raw % PAGE);
     // A private access to a page userspace made shared: userspace converts it back (KVM_EXIT_MEMORY_FAULT).
     if (this.#attributes.get(gpa) === 'shared')
-      await this.#underWriteLock(() => this.#toPrivate(gpa, gpa + PAGE));
-    await this.#underReadLock(() => this.#fault(gpa));
+      await this.#locked('write', () => this.#toPrivate(gpa, gpa + PAGE));
+    await this.#locked('read', () => this.#fault(gpa));
   }
 
   /** A private fault at 4K: SEPT.ADD what is missing, AUG, record it in the mirror. BUSY: the guest faults again. */
@@ -232,23 +232,15 @@ export class MirrorVmm implements Vmm {
     this.#kill(`TDH.MEM.PAGE.AUG failed: ${formatStatus(result.status)}`);
   }
 
-  async #underWriteLock<T>(work: () => Promise<T>): Promise<T> {
+  /** Runs `work` holding the MMU lock (exclusive for zaps and attribute changes, shared for faults), if it is on. */
+  async #locked<T>(mode: 'read' | 'write', work: () => Promise<T>): Promise<T> {
     if (!this.mmuLock) return work();
-    await this.#lock.write();
+    await (mode === 'write' ? this.#lock.write() : this.#lock.read());
     try {
       return await work();
     } finally {
-      this.#lock.releaseWrite();
-    }
-  }
-
-  async #underReadLock<T>(work: () => Promise<T>): Promise<T> {
-    if (!this.mmuLock) return work();
-    await this.#lock.read();
-    try {
-      return await work();
-    } finally {
-      this.#lock.releaseRead();
+      if (mode === 'write') this.#lock.releaseWrite();
+      else this.#lock.releaseRead();
     }
   }
 
