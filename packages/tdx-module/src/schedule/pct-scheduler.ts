@@ -52,7 +52,8 @@ export class PctScheduler extends ControlledScheduler {
     this.depth = depth;
     this.fairAfter = fairAfter;
     this.#rng = new SeededRng(options.seed);
-    for (let i = 0; i < depth - 1; i++) {
+    // d − 1 distinct change points, as many as fit in [0, k).
+    for (let i = 0; i < Math.min(depth - 1, expected); i++) {
       let at = this.#rng.int(0, expected - 1);
       while (this.#changePoints.has(at)) at = (at + 1) % expected;
       this.#changePoints.set(at, i);

@@ -164,6 +164,8 @@ describe('controlled schedulers', () => {
   });
 
   it('PCT with depth d draws d − 1 change points within the expected steps, and demotes the thread there', async () => {
+    // No more change points than steps to put them at.
+    expect(new PctScheduler({ seed: 1, depth: 5, expectedSteps: 2 }).changePoints).toEqual([0, 1]);
     const scheduler = new PctScheduler({ seed: 5, depth: 4, expectedSteps: 60 });
     expect(scheduler.changePoints).toHaveLength(3);
     for (const point of scheduler.changePoints) expect(point).toBeGreaterThanOrEqual(0);
