@@ -76,7 +76,16 @@ export {
   formatTraceEvent,
   traceText,
 } from './explore/format-report.js';
-export { faultRacingZap, type RaceOutcome } from './explore/race-scenarios.js';
+export {
+  acceptRacingZap,
+  concurrentLazyAccepts,
+  faultRacingZap,
+  type RaceOutcome,
+  type RaceScenario,
+  raceScenarios,
+  twoConversionsIn2m,
+  twoZapsAtOnce,
+} from './explore/race-scenarios.js';
 export {
   FUZZED_PRESETS,
   type FuzzCase,

@@ -143,14 +143,17 @@ export async function runSchedule<T extends ExploredTd>(
       stall.promise,
     ]);
     stall.cancel();
-    if (outcome.kind === 'done') await drain(scheduler);
+    if (outcome.kind !== 'stalled') await drain(scheduler);
     if (stepFailure !== undefined) findings.push(stepFailure);
     else if (scheduler.exhausted)
       findings.push({ kind: 'never-quiescent', message: messageOf(scheduler.stopped) });
     else if (outcome.kind === 'stalled')
       findings.push({ kind: 'deadlock', message: deadlockMessage(scheduler) });
-    else if (outcome.kind === 'threw') findings.push({ kind: 'threw', message: messageOf(outcome.error) });
-    else {
+    else if (outcome.kind === 'threw') {
+      // What broke in the state (a diverged view, a broken invariant) is reported before what the scenario saw of it.
+      if (watched !== undefined) findings.push(...(await checkAtQuiescence(watched)));
+      findings.push({ kind: 'threw', message: messageOf(outcome.error) });
+    } else {
       const td = (outcome.td as T | undefined) ?? (watched as T | undefined);
       if (td === undefined)
         findings.push({
