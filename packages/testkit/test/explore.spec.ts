@@ -233,6 +233,16 @@ describe('what the explorer reports', () => {
     await expect(replaySchedule({ scenario, schedule: 'v2:1' })).rejects.toMatchObject({
       code: 'INVALID_ARGUMENT',
     });
+    // A scenario whose module does not use the run's scheduler explores nothing: that is misuse, said at once.
+    const unscheduled = async () => {
+      const module = new TdxModule({ tdmr: TDMR });
+      const vmm = await MirrorVmm.create(module, {}, { vcpus: 1 });
+      return { module, tdr: vmm.td.tdr, vmm };
+    };
+    await expect(exploreSchedules({ scenario: unscheduled, schedules: 3 })).rejects.toSatisfy(
+      (e: unknown) =>
+        e instanceof TestkitError && e.argument === 'scenario' && /ctx\.services/.test(e.message),
+    );
   });
 });
 

@@ -107,7 +107,8 @@ function replayRun<T extends ExploredTd>(
  * invariants, the backend's view, the guests' ledgers and safety rules, then the user's property; invariants after
  * every step with `checkEvery: 'step'`), counts the distinct interleavings seen, and stops at the first failure: it
  * shrinks that schedule with fast-check, replays the minimal one to check it reproduces exactly, and returns it with
- * a one-line replay. Never throws for what the scenario does; bad options throw `TestkitError('INVALID_OPTION')`.
+ * a one-line replay. Never throws for what the scenario does; bad options, and a scenario whose module does not use
+ * the run's scheduler (it would explore nothing), throw `TestkitError('INVALID_OPTION')`.
  */
 export async function exploreSchedules<T extends ExploredTd>(
   options: ExploreOptions<T>,
@@ -150,6 +151,11 @@ export async function exploreSchedules<T extends ExploredTd>(
         ? new RandomScheduler({ ...o, seed: scheduleSeedValue })
         : new PctScheduler({ ...o, seed: scheduleSeedValue, depth, expectedSteps });
     const record = await runSchedule(run, make, index);
+    if (record.steps.length === 0)
+      throw invalid(
+        'scenario',
+        "never reached a yield point of the run's scheduler: build the module with ctx.services (or composeTd with ctx.sim)",
+      );
     signatures.add(record.signature);
     steps += record.steps.length;
     stepCounts.push(record.steps.length);
