@@ -92,6 +92,11 @@ export class HypervVmm implements Vmm {
     return this.td.run(this);
   }
 
+  /** A yield point of the module's scheduler between two steps of one of this backend's batches. */
+  #yield(flow: string, step: string, gpa: number): Promise<void> | undefined {
+    return this.module.yieldAt({ flow, step, tdr: this.td.tdr, gpa });
+  }
+
   async #seamcall(name: string, call: () => Promise<SeamcallResult>): Promise<SeamcallResult> {
     const result = await call();
     this.counters.seamcalls[name] = (this.counters.seamcalls[name] ?? 0) + 1;
@@ -175,6 +180,7 @@ export class HypervVmm implements Vmm {
       }
       await this.#aug(at);
       at += PAGE;
+      if (at < end) await this.#yield('hyperv.batch', 'augmented', at);
     }
   }
 
@@ -210,8 +216,11 @@ export class HypervVmm implements Vmm {
       at = at - (at % span) + span;
     }
     if (blocked.length > 0) {
+      await this.#yield('hyperv.batch', 'blocked', gpa);
       await this.#seamcall('TDH.MEM.TRACK', () => td.host.track(td.tdr));
+      await this.#yield('hyperv.batch', 'tracked', gpa);
       await Promise.all(td.tdvprs.map((tdvpr) => this.module.kickVcpu(tdvpr)));
+      await this.#yield('hyperv.batch', 'kicked', gpa);
       for (const page of blocked) {
         const removed = await this.#seamcall('TDH.MEM.PAGE.REMOVE', () =>
           td.host.pageRemove(td.tdr, page.gpa, page.level),
@@ -237,8 +246,11 @@ export class HypervVmm implements Vmm {
       const truth = this.module.privatePage(td.tdr, edge);
       if (truth.hpa === undefined || truth.level !== 1) continue;
       await this.#seamcall('TDH.MEM.RANGE.BLOCK', () => td.host.rangeBlock(td.tdr, base, 1));
+      await this.#yield('hyperv.split', 'blocked', base);
       await this.#seamcall('TDH.MEM.TRACK', () => td.host.track(td.tdr));
+      await this.#yield('hyperv.split', 'tracked', base);
       await Promise.all(td.tdvprs.map((tdvpr) => this.module.kickVcpu(tdvpr)));
+      await this.#yield('hyperv.split', 'kicked', base);
       const table = td.allocator.alloc4k();
       const demoted = await this.#seamcall('TDH.MEM.PAGE.DEMOTE', () =>
         td.host.pageDemote(td.tdr, base, 1, table),

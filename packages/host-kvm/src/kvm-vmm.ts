@@ -152,6 +152,12 @@ export class KvmVmm implements Vmm {
     return result;
   }
 
+  /** A yield point of the module's scheduler between two steps of a multi-SEAMCALL operation of this backend. */
+  #yield(flow: string, step: string, gpa?: number): Promise<void> | undefined {
+    const tdr = this.td.tdr;
+    return this.module.yieldAt(gpa === undefined ? { flow, step, tdr } : { flow, step, tdr, gpa });
+  }
+
   #kill(why: string): void {
     this.#dead ??= why;
     log('VM dead: %s', why);
@@ -230,6 +236,7 @@ export class KvmVmm implements Vmm {
         this.counters.pendingEventRetries++;
         return makeGprs({ r10: TdvmcallStatus.RETRY, r11: next });
       }
+      await this.#yield('kvm.map-gpa', 'chunk', Number(next & ~shared));
     }
   }
 
@@ -263,15 +270,21 @@ export class KvmVmm implements Vmm {
       }
       if (truth.level === 1 && (base < start || base + MIB2 > end)) {
         await this.#zapStep('TDH.MEM.RANGE.BLOCK', () => td.host.rangeBlock(td.tdr, base, 1));
+        await this.#yield('kvm.zap', 'blocked', base);
         await this.#zapStep('TDH.MEM.TRACK', () => td.host.track(td.tdr));
+        await this.#yield('kvm.zap', 'tracked', base);
         await this.#kickAll();
+        await this.#yield('kvm.zap', 'kicked', base);
         const page = td.allocator.alloc4k();
         await this.#zapStep('TDH.MEM.PAGE.DEMOTE', () => td.host.pageDemote(td.tdr, base, 1, page));
         continue;
       }
       await this.#zapStep('TDH.MEM.RANGE.BLOCK', () => td.host.rangeBlock(td.tdr, base, truth.level));
+      await this.#yield('kvm.zap', 'blocked', base);
       await this.#zapStep('TDH.MEM.TRACK', () => td.host.track(td.tdr));
+      await this.#yield('kvm.zap', 'tracked', base);
       await this.#kickAll();
+      await this.#yield('kvm.zap', 'kicked', base);
       const removed = await this.#zapStep('TDH.MEM.PAGE.REMOVE', () =>
         td.host.pageRemove(td.tdr, base, truth.level),
       );
@@ -300,8 +313,10 @@ export class KvmVmm implements Vmm {
       this.#zapGate = new Promise<void>((resolve) => {
         open = resolve;
       });
-      await this.#kickAll();
       try {
+        await this.#yield('kvm.zap', 'busy');
+        await this.#kickAll();
+        await this.#yield('kvm.zap', 'kicked-for-retry');
         result = await this.#seamcall(name, call);
       } finally {
         this.#zapGate = undefined;
@@ -378,6 +393,7 @@ export class KvmVmm implements Vmm {
         this.#kill(`TDH.MEM.SEPT.ADD failed: ${formatStatus(tables)}`);
         return;
       }
+      await this.#yield('kvm.fault', 'tables-added', target);
       const hpa = level === 1 ? td.allocator.alloc2m() : td.allocator.alloc4k();
       const result = await this.#seamcall('TDH.MEM.PAGE.AUG', () =>
         td.host.pageAug(td.tdr, target, level, hpa),

@@ -12,7 +12,8 @@ export type TdxSimErrorCode =
   | 'GUEST_STUCK'
   | 'NO_VMM_BOUND'
   | 'OUT_OF_HOST_MEMORY'
-  | 'DUPLICATE_PACKAGE';
+  | 'DUPLICATE_PACKAGE'
+  | 'SCHEDULE_STOPPED';
 
 const brand = Symbol.for('@tdxsim/tdx-module/TdxSimError');
 
@@ -72,4 +73,25 @@ export function assertKnownOptions(where: string, options: object, known: readon
       );
     }
   }
+}
+
+/** Throws unless `point` is a well-formed yield point (flow and step names, TDR and GPA addresses, actor). */
+export function assertYieldPoint(point: {
+  readonly flow: unknown;
+  readonly step: unknown;
+  readonly tdr: unknown;
+  readonly gpa?: unknown;
+  readonly actor?: unknown;
+}): void {
+  if (typeof point !== 'object' || point === null)
+    throw new TdxSimError('INVALID_ARGUMENT', 'a yield point must be an object', 'point');
+  for (const name of ['flow', 'step'] as const) {
+    const value = point[name];
+    if (typeof value !== 'string' || value.length === 0)
+      throw new TdxSimError('INVALID_ARGUMENT', `point.${name} must be a non-empty string`, `point.${name}`);
+  }
+  assertAddress('point.tdr', point.tdr as number);
+  if (point.gpa !== undefined) assertAddress('point.gpa', point.gpa as number);
+  if (point.actor !== undefined && (typeof point.actor !== 'string' || point.actor.length === 0))
+    throw new TdxSimError('INVALID_ARGUMENT', 'point.actor must be a non-empty string', 'point.actor');
 }

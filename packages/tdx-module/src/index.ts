@@ -117,6 +117,7 @@ export {
   VMM_OWNED_INVARIANT_RULES,
 } from './inspect/invariants.js';
 export { snapshotState } from './inspect/snapshot.js';
+export { checkVmmView, type ViewMismatch } from './inspect/view-check.js';
 export {
   HP_EXCL,
   HP_FLAG,
@@ -143,6 +144,22 @@ export {
   Reg,
   type RegName,
 } from './registers.js';
+// Schedulers that explore interleavings
+export {
+  ControlledScheduler,
+  type ControlledSchedulerOptions,
+  type WaitingFlow,
+} from './schedule/controlled-scheduler.js';
+export { PctScheduler, type PctSchedulerOptions } from './schedule/pct-scheduler.js';
+export { RandomScheduler, type RandomSchedulerOptions } from './schedule/random-scheduler.js';
+export { ReplayScheduler } from './schedule/replay-scheduler.js';
+export {
+  describePoint,
+  formatSchedule,
+  parseSchedule,
+  type Schedule,
+  type ScheduleStep,
+} from './schedule/schedule.js';
 // Services
 export { type Clock, type CostModel, DEFAULT_COSTS, VirtualClock } from './services/clock.js';
 export { type Rng, SeededRng } from './services/rng.js';
@@ -157,3 +174,4 @@ export { SharedEpt } from './td/shared-ept.js';
 // The model
 export { GuestCpu, TdxModule, type TdxModuleOptions, type TdxModuleServices } from './tdx-module.js';
 export { runVcpu, type SeamcallPort, type TdExitEvent, type Vmm } from './vmm-port.js';
+export type { ViewedMapping, VmmView } from './vmm-view.js';

@@ -5,10 +5,17 @@ import { type SeptStateName, septStateInfo } from './abi/sept-state.js';
 import { STATUS_CODE_MASK, TdxStatus, withDetail } from './abi/status-codes.js';
 import { formatStatus } from './abi/status-decoder.js';
 import { interruptExit } from './core/exit-registers.js';
+import { yieldAt } from './core/gates.js';
 import { HeldLocks } from './core/held-locks.js';
 import { type ModuleConfig, ModuleState } from './core/module-state.js';
 import { VcpuRuntime } from './core/vcpu-runtime.js';
-import { assertAddress, assertIntegerInRange, assertKnownOptions, TdxSimError } from './errors.js';
+import {
+  assertAddress,
+  assertIntegerInRange,
+  assertKnownOptions,
+  assertYieldPoint,
+  TdxSimError,
+} from './errors.js';
 import { type GuestAccessResult, guestAccessPage } from './flows/guest-access.js';
 import { pageAdd } from './flows/page-add.js';
 import { pageAug } from './flows/page-aug.js';
@@ -52,7 +59,7 @@ import { COPY_BRAND, THIS_COPY } from './package-copy.js';
 import { formatGprs, type Gprs, makeGprs, normalizeGprs, Reg } from './registers.js';
 import { type Clock, type CostModel, DEFAULT_COSTS, VirtualClock } from './services/clock.js';
 import { moduleLogger } from './services/logger.js';
-import { RunToCompletionScheduler, type Scheduler } from './services/scheduler.js';
+import { RunToCompletionScheduler, type Scheduler, type YieldPoint } from './services/scheduler.js';
 import { NullTraceSink, type TraceSink } from './services/trace.js';
 import type { SharedEpt } from './td/shared-ept.js';
 import type { TdControl } from './td/td-control.js';
@@ -243,16 +250,52 @@ export class TdxModule implements SeamcallPort {
   }
 
   async #vpEnter(regs: readonly bigint[]): Promise<Gprs> {
+    const m = this.#m;
+    // Before entering: the host thread of the vCPU yields (it takes no lock before this point).
+    const owner = m.interleaves ? m.vcpusByTdvpr.get(Number(regs[Reg.RCX])) : undefined;
+    if (m.interleaves) {
+      const pause = yieldAt(m, 'TDH.VP.ENTER', 'enter', owner?.td.tdr ?? 0, undefined, owner?.vcpu.hostActor);
+      if (pause !== undefined) await pause;
+    }
     const held = new HeldLocks();
     let decision: ReturnType<typeof vpEnterChecks>;
     try {
-      decision = vpEnterChecks(this.#m, regs, held);
+      decision = vpEnterChecks(m, regs, held);
     } finally {
       held.releaseAll();
     }
     if (decision.kind === 'status') return makeGprs({ rax: decision.status });
     if (decision.kind === 'synthesized-exit') return decision.regs;
-    return this.#runtime.enter(decision.vcpu, regs.slice());
+    const exit = await this.#runtime.enter(decision.vcpu, regs.slice());
+    if (m.interleaves) {
+      // The vCPU has left guest mode; its host thread yields before the exit reaches the VMM.
+      const pause = yieldAt(m, 'TDH.VP.ENTER', 'exit', decision.td.tdr, undefined, decision.vcpu.hostActor);
+      if (pause !== undefined) await pause;
+    }
+    return exit;
+  }
+
+  /**
+   * A yield point of guest code on `vcpu` (TDCALL entry, a load or store): the guest holds no lock here. Undefined
+   * when the scheduler lets it go on at once (no extra await on that path); a vCPU kicked out of guest mode while its
+   * guest was suspended waits for its next entry and yields again.
+   */
+  #guestYield(
+    td: TdControl,
+    vcpu: VcpuState,
+    flow: string,
+    step: string,
+    gpa: number | undefined,
+  ): Promise<void> | undefined {
+    const pause = yieldAt(this.#m, flow, step, td.tdr, gpa, vcpu.guestActor);
+    if (pause === undefined) return undefined;
+    return pause.then(async () => {
+      while (vcpu.run !== 'in-guest') {
+        await this.#runtime.whenRunning(vcpu);
+        const again = yieldAt(this.#m, flow, step, td.tdr, gpa, vcpu.guestActor);
+        if (again !== undefined) await again;
+      }
+    });
   }
 
   /** The guest's view of the vCPU whose TDVPR is `tdvpr`: where TDCALLs and memory accesses come from. */
@@ -269,9 +312,15 @@ export class TdxModule implements SeamcallPort {
     const m = this.#m;
     const regs = normalizeGprs(input);
     if (vcpu.run !== 'in-guest') await this.#runtime.whenRunning(vcpu);
+    const { leaf, valid } = decodeLeaf(rax);
+    if (m.interleaves) {
+      const gpa = leaf === TdcallLeaf.MEM_PAGE_ACCEPT ? acceptGpa(regs) : undefined;
+      // Flow 'TDCALL' (the leaf is the step), so that `flow === leaf` still names only a flow's locked point.
+      const pending = this.#guestYield(td, vcpu, 'TDCALL', tdcallLeafName(leaf) ?? `leaf ${leaf}`, gpa);
+      if (pending !== undefined) await pending;
+    }
     m.clock.advance(this.#costs.tdcallNs);
     const out = regs.slice();
-    const { leaf, valid } = decodeLeaf(rax);
     let status: bigint;
     vcpu.inTdcall = true;
     try {
@@ -350,6 +399,10 @@ export class TdxModule implements SeamcallPort {
       const at = gpa + done;
       const n = Math.min(4096 - (at % 4096), length - done);
       const piece = data?.subarray(done, done + n);
+      if (this.#m.interleaves) {
+        const pending = this.#guestYield(td, vcpu, 'GUEST', data === undefined ? 'read' : 'write', at);
+        if (pending !== undefined) await pending;
+      }
       const result = await guestAccessPage(this.#m, this.#runtime, td, vcpu, at, n, piece);
       if (result.kind !== 'ok') return result;
       results.set(result.data, done);
@@ -379,6 +432,33 @@ export class TdxModule implements SeamcallPort {
     }
     this.#runtime.leaveGuest(owner.td, owner.vcpu, interruptExit(), 'external interrupt (kick)');
     return Promise.resolve();
+  }
+
+  /**
+   * A yield point of the host: backends call it between the steps of their own multi-SEAMCALL operations (a zap
+   * between BLOCK, TRACK, kick and REMOVE; a fault between SEPT.ADD and AUG; a MapGPA between chunks), so that a
+   * scheduler may run other vCPUs and host threads there. Resolves at once (undefined) with the default
+   * run-to-completion scheduler; `await module.yieldAt(...)` works either way. A rejection means the scheduler ended
+   * this thread: let it propagate (after releasing the backend's own locks).
+   */
+  yieldAt(point: YieldPoint): Promise<void> | undefined {
+    assertYieldPoint(point);
+    if (!this.#m.interleaves) return undefined;
+    const actor = point.actor ?? this.#m.scheduler.currentActor?.();
+    return this.#m.scheduler.yieldAt(
+      actor === undefined || point.actor !== undefined ? point : { ...point, actor },
+    );
+  }
+
+  /**
+   * Runs `run` as host thread `actor` (e.g. a backend's worker, a userspace ioctl): a scheduler that tracks threads
+   * attributes the yield points reached from it to that name. Just calls `run` with the default scheduler.
+   */
+  runAs<T>(actor: string, run: () => T): T {
+    if (typeof actor !== 'string' || actor.length === 0)
+      throw new TdxSimError('INVALID_ARGUMENT', 'actor must be a non-empty string', 'actor');
+    const scheduler = this.#m.scheduler;
+    return scheduler.runAs === undefined ? run() : scheduler.runAs(actor, run);
   }
 
   /** The host will not enter this vCPU again (its host thread ended): a guest waiting on it gets VCPU_NOT_RESUMED. */
@@ -514,4 +594,9 @@ export class GuestCpu {
     if (data.length === 0) throw new TdxSimError('INVALID_ARGUMENT', 'data must not be empty', 'data');
     return this.#module.accessFrom(this.#td, this.#vcpu, gpa, data.length, data);
   }
+}
+
+/** The GPA of a TDG.MEM.PAGE.ACCEPT's page-info operand (RCX bits 51:12), for its yield point. */
+function acceptGpa(regs: readonly bigint[]): number {
+  return Number((regs[Reg.RCX] as bigint) & 0x000f_ffff_ffff_f000n);
 }

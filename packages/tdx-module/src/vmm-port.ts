@@ -1,5 +1,6 @@
 import { encodeLeaf, SeamcallLeaf } from './abi/leaves.js';
 import { type Gprs, makeGprs, Reg } from './registers.js';
+import type { VmmView } from './vmm-view.js';
 
 /** What TDH.VP.ENTER returned: a TD exit (RAX = status with the exit reason) or a failed entry (RAX = error). */
 export interface TdExitEvent {
@@ -24,6 +25,11 @@ export interface Vmm {
    * `undefined` to stop running the vCPU (its host thread ends).
    */
   onTdExit(exit: TdExitEvent): Promise<Gprs | undefined>;
+  /**
+   * Optional: the backend's own view of what it has mapped (private and shared, per GPA and level), which checkers
+   * compare with the module's Secure-EPT and shared EPT at quiescence (`checkVmmView`).
+   */
+  view?(): VmmView;
 }
 
 /** The SEAMCALL entry point a host thread needs. */
@@ -35,13 +41,25 @@ export interface SeamcallPort {
   seamcall(rax: bigint, regs: readonly bigint[]): Promise<Gprs>;
   /** Told when a host thread ends, so guest code waiting on that vCPU fails instead of hanging. */
   stopVcpu?(tdvpr: number): void;
+  /** Runs `run` as the host thread `actor`, so a scheduler that tracks threads attributes its yield points to it. */
+  runAs?<T>(actor: string, run: () => T): T;
 }
 
 /**
  * A host thread that runs one vCPU, as KVM's vCPU loop does: TDH.VP.ENTER, hand the exit to the VMM, enter again
  * with the VMM's registers. Resolves when the VMM answers `undefined`; rejects with what the VMM threw.
  */
-export async function runVcpu(
+export function runVcpu(
+  module: SeamcallPort,
+  vmm: Vmm,
+  target: { tdr: number; tdvpr: number; vcpuIndex: number },
+): Promise<void> {
+  const loop = () => vcpuLoop(module, vmm, target);
+  // The thread is named for schedulers that tell host threads apart (PCT priorities, readable schedules).
+  return module.runAs === undefined ? loop() : module.runAs(`vcpu${target.vcpuIndex}:host`, loop);
+}
+
+async function vcpuLoop(
   module: SeamcallPort,
   vmm: Vmm,
   target: { tdr: number; tdvpr: number; vcpuIndex: number },

@@ -28,10 +28,11 @@ export const TdxStatus = {
   TDCS_NOT_ALLOCATED: 0xc000060600000000n,
   LIFECYCLE_STATE_INCORRECT: 0xc000060700000000n,
   OP_STATE_INCORRECT: 0xc000060800000000n,
+  // TDH.MNG.ADDCX, TDH.VP.ADDCX and TDH.VP.INIT report a wrong TDCS/TDCX page count with this one code
+  // (intel/tdx-module 1.5.01 include/auto_gen/tdx_error_codes_defs.h; 0xC000070300000000 is not a 1.5.01 code).
+  TDCX_NUM_INCORRECT: 0xc000061000000000n,
   VCPU_ASSOCIATED: 0x8000070100000000n,
   VCPU_NOT_ASSOCIATED: 0x8000070200000000n,
-  // Checked against intel/tdx-module 1.5.01 include/auto_gen/tdx_error_codes_defs.h while writing this model.
-  TDVPX_NUM_INCORRECT: 0xc000070300000000n,
   NO_VALID_VE_INFO: 0xc000070400000000n,
   MAX_VCPUS_EXCEEDED: 0xc000070500000000n,
   KEY_GENERATION_FAILED: 0x8000080000000000n,

@@ -66,7 +66,8 @@ export type LockedEntry = WalkResult;
 
 /**
  * G1-G5 of reference §5.1: page-info (levels of the leaf, alignment, private GPA within GPAW), SEPT tree lock in
- * `treeMode`, walk to the level, host entry lock. On a walk or entry-lock failure RCX/RDX carry the entry details.
+ * `treeMode`, walk to the level, host entry lock (unless `entryLock` is 'none': TDH.MEM.PAGE.ADD only walks, its
+ * exclusive TDR lock covering the tree). On a walk or entry-lock failure RCX/RDX carry the entry details.
  */
 export function lockedWalk(
   td: TdControl,
@@ -75,6 +76,7 @@ export function lockedWalk(
   out: Gprs,
   treeMode: 'shared' | 'exclusive' | 'none',
   held: HeldLocks,
+  entryLock: 'host' | 'none' = 'host',
 ): LockedEntry | bigint {
   const levels = PAGE_INFO_LEVELS.get(leaf) ?? [0, 0];
   const maxLevel = levels[1] === 'pwl' ? td.pwl : levels[1];
@@ -92,6 +94,7 @@ export function lockedWalk(
     reportEntry(out, walk);
     return withDetail(TdxStatus.EPT_WALK_FAILED, OperandId.RCX);
   }
+  if (entryLock === 'none') return walk;
   // Details come from the entry as read before the lock attempt (reference §10.4).
   const before = walk.table.lock[walk.index] as number;
   const packed = septEntryTryLockPacked(before, 'host');
@@ -144,15 +147,29 @@ export function afterYield(
   return pause === undefined ? commit() : pause.then(commit);
 }
 
-/** The scheduler's answer at a yield point: undefined to go on at once (not async, to keep the hot path cheap). */
+/**
+ * The scheduler's answer at a yield point: undefined to go on at once (not async, to keep the hot path cheap: with
+ * the run-to-completion scheduler no point object is even built). `actor` names the thread when the flow knows it
+ * (guest code, a vCPU's host thread); otherwise the scheduler's current thread, if it tracks threads, is used.
+ */
 export function yieldAt(
   m: ModuleState,
   flow: string,
   step: string,
   tdr: number,
   gpa?: number,
+  actor?: string,
 ): Promise<void> | undefined {
   if (!m.interleaves) return undefined;
-  const point: YieldPoint = gpa === undefined ? { flow, step, tdr } : { flow, step, tdr, gpa };
-  return m.scheduler.yieldAt(point);
+  const scheduler = m.scheduler;
+  const who = actor ?? scheduler.currentActor?.();
+  const point: YieldPoint =
+    who === undefined
+      ? gpa === undefined
+        ? { flow, step, tdr }
+        : { flow, step, tdr, gpa }
+      : gpa === undefined
+        ? { flow, step, tdr, actor: who }
+        : { flow, step, tdr, gpa, actor: who };
+  return scheduler.yieldAt(point);
 }

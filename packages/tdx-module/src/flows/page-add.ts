@@ -9,9 +9,11 @@ import type { ModuleState } from '../core/module-state.js';
 import { type Gprs, Reg } from '../registers.js';
 
 /**
- * TDH.MEM.PAGE.ADD (build time): RCX = level 0 | GPA, RDX = TDR (locked exclusive, which covers the SEPT),
- * R8 = target page, R9 = source page (host memory). The copied page is MAPPED and needs no ACCEPT.
- * Source: intel/tdx-module 1.5.01 tdh_mem_page_add.c (reference tdx-module.md §5.3).
+ * TDH.MEM.PAGE.ADD (build time): RCX = level 0 | GPA, RDX = TDR (locked exclusive, which covers the SEPT tree and
+ * its entries: the flow walks to the entry without taking its lock, so it neither sets TDEL nor clears a
+ * HOST_PRIORITY bit), R8 = target page, R9 = source page (host memory). The copied page is MAPPED (written as a new,
+ * unlocked entry) and needs no ACCEPT.
+ * Source: intel/tdx-module 1.5.01 src/vmm_dispatcher/api_calls/tdh_mem_page_add.c (reference tdx-module.md §5.3).
  */
 export function pageAdd(
   m: ModuleState,
@@ -22,7 +24,7 @@ export function pageAdd(
   const leaf = SeamcallLeaf.MEM_PAGE_ADD;
   const td = enterTd(m, leaf, regs, OperandId.RDX, 'exclusive', false, held);
   if (typeof td === 'bigint') return td;
-  const entry = lockedWalk(td, leaf, regs, out, 'none', held);
+  const entry = lockedWalk(td, leaf, regs, out, 'none', held, 'none');
   if (typeof entry === 'bigint') return entry;
   const stateStatus = checkEntryState(leaf, entry, out);
   if (stateStatus !== 0n) return stateStatus;

@@ -50,10 +50,9 @@ export function pageDemote(
       reportEntry(out, entry);
       return withDetail(TdxStatus.GPA_RANGE_NOT_BLOCKED, OperandId.RCX);
     }
-    if (!isTracked(td, m.pamt.getBepoch(hpa, level))) {
-      reportEntry(out, entry);
+    // No entry details for this failure: RCX and RDX stay 0 (tdh_mem_page_demote.c).
+    if (!isTracked(td, m.pamt.getBepoch(hpa, level)))
       return withDetail(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
-    }
   }
   const busy = m.lockPamt(hpa, level, 'exclusive', 'host', OperandId.RCX, held);
   if (busy !== 0n) return busy;

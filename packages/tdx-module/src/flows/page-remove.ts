@@ -48,10 +48,9 @@ export function pageRemove(
       reportEntry(out, entry);
       return withDetail(TdxStatus.GPA_RANGE_NOT_BLOCKED, OperandId.RCX);
     }
-    if (!isTracked(td, m.pamt.getBepoch(hpa, level))) {
-      reportEntry(out, entry);
+    // The module writes no entry details for this failure: RCX and RDX stay 0 (tdh_mem_page_remove.c).
+    if (!isTracked(td, m.pamt.getBepoch(hpa, level)))
       return withDetail(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
-    }
   }
   return afterYield(m, 'TDH.MEM.PAGE.REMOVE', td.tdr, entry.gpa, () => {
     entry.table.acceptCounter[entry.index] = 0;

@@ -41,10 +41,9 @@ export function septRemove(
       reportEntry(out, entry);
       return withDetail(TdxStatus.GPA_RANGE_NOT_BLOCKED, OperandId.RCX);
     }
-    if (!isTracked(td, m.pamt.getBepoch(pageHpa, 0))) {
-      reportEntry(out, entry);
+    // No entry details for this failure: RCX and RDX stay 0 (tdh_mem_sept_remove.c).
+    if (!isTracked(td, m.pamt.getBepoch(pageHpa, 0)))
       return withDetail(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
-    }
   }
   const child = entry.table.child[entry.index];
   if (child === undefined || child.nonFree !== 0) {

@@ -1,7 +1,7 @@
 import { SeamcallLeaf } from '../abi/leaves.js';
 import { OperandId } from '../abi/operand-id.js';
 import { PamtPageType } from '../abi/page-type.js';
-import { SeptState } from '../abi/sept-state.js';
+import { SeptState, septStateInfo } from '../abi/sept-state.js';
 import { TdxStatus, withDetail } from '../abi/status-codes.js';
 import {
   HP_LOCK_TIMEOUT_FIELD_ID,
@@ -14,7 +14,7 @@ import {
   TdConfigFlag,
   TdParamsOffset,
 } from '../abi/td-state.js';
-import { afterYield, enterTd } from '../core/gates.js';
+import { afterYield, enterTd, reportEntry } from '../core/gates.js';
 import type { HeldLocks } from '../core/held-locks.js';
 import type { ModuleState } from '../core/module-state.js';
 import { type Gprs, Reg } from '../registers.js';
@@ -86,6 +86,9 @@ export function mngKeyConfig(m: ModuleState, regs: readonly bigint[], _out: Gprs
 export function mngAddcx(m: ModuleState, regs: readonly bigint[], _out: Gprs, held: HeldLocks): bigint {
   const td = enterTd(m, SeamcallLeaf.MNG_ADDCX, regs, OperandId.RDX, 'exclusive', true, held);
   if (typeof td === 'bigint') return td;
+  // One TDCS page too many: TDCX_NUM_INCORRECT, checked before the new page (intel/tdx-module 1.5.01
+  // tdh_mng_add_cx.c).
+  if (td.tdcx.length >= m.config.tdcsPages) return TdxStatus.TDCX_NUM_INCORRECT;
   const status = m.checkHpaPage(
     regs[Reg.RCX] as bigint,
     0,
@@ -95,7 +98,6 @@ export function mngAddcx(m: ModuleState, regs: readonly bigint[], _out: Gprs, he
     held,
   );
   if (status !== 0n) return status;
-  if (td.tdcx.length >= m.config.tdcsPages) return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RCX);
   const page = Number(regs[Reg.RCX]);
   m.pamt.set(page, 0, PamtPageType.TDCX, td.tdr, 0);
   m.memory.zero(page, 4096);
@@ -191,6 +193,8 @@ export function vpAddcx(m: ModuleState, regs: readonly bigint[], _out: Gprs, hel
   tdRegs[Reg.RCX] = BigInt(owner.td.tdr);
   const td = enterTd(m, SeamcallLeaf.VP_ADDCX, tdRegs, OperandId.RCX, 'shared', true, held, OperandId.TDR);
   if (typeof td === 'bigint') return td;
+  // The count is checked before the new page (intel/tdx-module 1.5.01 tdh_vp_addcx.c).
+  if (owner.vcpu.tdcx.length >= m.config.tdvpxPages) return TdxStatus.TDCX_NUM_INCORRECT;
   const status = m.checkHpaPage(
     regs[Reg.RCX] as bigint,
     0,
@@ -200,7 +204,6 @@ export function vpAddcx(m: ModuleState, regs: readonly bigint[], _out: Gprs, hel
     held,
   );
   if (status !== 0n) return status;
-  if (owner.vcpu.tdcx.length >= m.config.tdvpxPages) return TdxStatus.TDVPX_NUM_INCORRECT;
   const page = Number(regs[Reg.RCX]);
   m.pamt.set(page, 0, PamtPageType.TDCX, td.tdr, 0);
   owner.vcpu.tdcx.push(page);
@@ -208,7 +211,10 @@ export function vpAddcx(m: ModuleState, regs: readonly bigint[], _out: Gprs, hel
   return TdxStatus.SUCCESS;
 }
 
-/** TDH.VP.INIT: RCX = TDVPR, RDX = the guest's initial RCX. Needs all TDCX pages; once per vCPU. */
+/**
+ * TDH.VP.INIT: RCX = TDVPR, RDX = the guest's initial RCX. Needs all TDCX pages (else TDCX_NUM_INCORRECT, as the
+ * module answers when it cannot map the TDVPS: intel/tdx-module 1.5.01 tdh_vp_init.c); once per vCPU.
+ */
 export function vpInit(m: ModuleState, regs: readonly bigint[], _out: Gprs, held: HeldLocks): bigint {
   const owner = vcpuOf(m, regs, OperandId.RCX, held);
   if (typeof owner === 'bigint') return owner;
@@ -216,26 +222,35 @@ export function vpInit(m: ModuleState, regs: readonly bigint[], _out: Gprs, held
   tdRegs[Reg.RDX] = BigInt(owner.td.tdr);
   const td = enterTd(m, SeamcallLeaf.VP_INIT, tdRegs, OperandId.RDX, 'shared', true, held, OperandId.TDR);
   if (typeof td === 'bigint') return td;
-  if (owner.vcpu.tdcx.length < m.config.tdvpxPages) return TdxStatus.TDVPX_NUM_INCORRECT;
+  if (owner.vcpu.tdcx.length < m.config.tdvpxPages) return TdxStatus.TDCX_NUM_INCORRECT;
   if (owner.vcpu.initialized) return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RCX);
   owner.vcpu.initialized = true;
   return TdxStatus.SUCCESS;
 }
 
-/** TDH.MR.EXTEND: RCX = GPA (256-byte aligned) of a MAPPED 4K page, RDX = TDR. Extends MRTD by that chunk. */
-export function mrExtend(m: ModuleState, regs: readonly bigint[], _out: Gprs, held: HeldLocks): bigint {
-  const td = enterTd(m, SeamcallLeaf.MR_EXTEND, regs, OperandId.RDX, 'shared', true, held);
+/**
+ * TDH.MR.EXTEND: RCX = GPA (256-byte aligned) of a MAPPED page, RDX = TDR. Extends MRTD by that chunk. Takes the TDR
+ * exclusive and nothing else (no OP_STATE lock, no SEPT tree lock: the exclusive TDR covers both). The walk goes to
+ * any leaf: one that is missing or not present (RWX 0) answers EPT_ENTRY_NOT_PRESENT + RCX with the entry's details,
+ * a present leaf in a state other than MAPPED EPT_ENTRY_NOT_PRESENT with no operand.
+ * Source: intel/tdx-module 1.5.01 src/vmm_dispatcher/api_calls/tdh_mr_extend.c.
+ */
+export function mrExtend(m: ModuleState, regs: readonly bigint[], out: Gprs, held: HeldLocks): bigint {
+  const td = enterTd(m, SeamcallLeaf.MR_EXTEND, regs, OperandId.RDX, 'exclusive', false, held);
   if (typeof td === 'bigint') return td;
   const gpaValue = regs[Reg.RCX] as bigint;
   const gpa = Number(gpaValue);
   if (gpaValue >= BigInt(2 ** (td.gpaw - 1)) || gpa % 256 !== 0)
     return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RCX);
-  if (!td.septTreeLock.tryShared()) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.SEPT_TREE);
-  held.addPlain(td.septTreeLock, false);
   const walk = td.tree.walk(gpa - (gpa % 4096), 0);
-  if (walk.level !== 0) return withDetail(TdxStatus.EPT_WALK_FAILED, OperandId.RCX);
-  if (walk.state !== SeptState.MAPPED) return withDetail(TdxStatus.EPT_ENTRY_NOT_PRESENT, OperandId.RCX);
-  const hpa = (walk.table.hpa[walk.index] as number) + (gpa % 4096);
+  const info = septStateInfo(walk.state);
+  if (!info.leaf || info.rwx === 0) {
+    reportEntry(out, walk);
+    return withDetail(TdxStatus.EPT_ENTRY_NOT_PRESENT, OperandId.RCX);
+  }
+  if (walk.state !== SeptState.MAPPED) return TdxStatus.EPT_ENTRY_NOT_PRESENT;
+  const span = 4096 * 512 ** walk.level;
+  const hpa = (walk.table.hpa[walk.index] as number) + (gpa % span);
   td.extendMeasurement(m.memory.read(hpa, 256));
   return TdxStatus.SUCCESS;
 }

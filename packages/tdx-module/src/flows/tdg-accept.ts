@@ -45,8 +45,17 @@ export async function tdgAccept(
     if (attempt.result === LockResult.BUSY_HOST_PRIORITY) {
       return withDetail(TdxStatus.OPERAND_BUSY_HOST_PRIORITY, OperandId.RCX);
     }
-    const pause = yieldAt(m, 'TDG.MEM.PAGE.ACCEPT', 'locked', td.tdr, gpa);
-    if (pause !== undefined) await pause;
+    const pause = yieldAt(m, 'TDG.MEM.PAGE.ACCEPT', 'locked', td.tdr, gpa, vcpu.guestActor);
+    if (pause !== undefined) {
+      try {
+        await pause;
+      } catch (error) {
+        // The flow fails while suspended (its thread ended): it gives the entry lock back, keeping any HP bit a host
+        // set meanwhile, exactly as its own early returns do.
+        walk.table.lock[walk.index] = septEntryUnlock(walk.table.lock[walk.index] as number);
+        throw error;
+      }
+    }
     const state = walk.table.state[walk.index] as number;
     const stateInfo = septStateInfo(state);
     if (!stateInfo.leaf && state !== SeptState.FREE && state !== SeptState.REMOVED) {

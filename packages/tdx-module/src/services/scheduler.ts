@@ -11,15 +11,32 @@ export interface YieldPoint {
   readonly tdr: number;
   /** The GPA the flow works on, when it has one. */
   readonly gpa?: number;
+  /**
+   * The thread the flow runs on, when the caller knows it: `vcpu<i>` for guest code of vCPU i (TDCALLs, loads and
+   * stores), `vcpu<i>:host` for the host thread that enters vCPU i. Host SEAMCALL flows leave it out; a scheduler
+   * that tracks threads (see {@link Scheduler.runAs}) names them.
+   */
+  readonly actor?: string;
 }
 
-/** The port at which module flows that hold locks yield. */
+/**
+ * The port at which module flows yield: in each flow that holds locks across steps, at TDH.VP.ENTER (before entering
+ * and before delivering the exit), at every TDCALL entry, at guest loads and stores, and wherever a backend calls
+ * `TdxModule.yieldAt` between the steps of its own multi-SEAMCALL operations.
+ */
 export interface Scheduler {
   /**
    * Called at each yield point. Return undefined to continue at once, or a promise to suspend the flow (with its
-   * locks held) until it settles.
+   * locks held) until it settles. A rejected promise fails the flow, which then releases every lock it holds.
    */
   yieldAt(point: YieldPoint): Promise<void> | undefined;
+  /**
+   * Optional: runs `run` as thread `actor`, so that yield points reached from it (across awaits) without an actor of
+   * their own are attributed to it. Host threads are started through it (`runVcpu` names each vCPU's host thread).
+   */
+  runAs?<T>(actor: string, run: () => T): T;
+  /** Optional: the thread the caller runs on, as named by {@link runAs}. */
+  currentActor?(): string | undefined;
 }
 
 /** The default: never suspends, so every flow runs to completion. */
@@ -34,7 +51,7 @@ export class RunToCompletionScheduler implements Scheduler {
  * hold one flow in the middle (its locks taken) and run another against it.
  */
 export class SteppingScheduler implements Scheduler {
-  readonly #parked: { point: YieldPoint; release: () => void }[] = [];
+  readonly #parked: { point: YieldPoint; release: () => void; fail: (error: Error) => void }[] = [];
   #match: (point: YieldPoint) => boolean;
 
   constructor(match: (point: YieldPoint) => boolean = () => false) {
@@ -48,8 +65,8 @@ export class SteppingScheduler implements Scheduler {
 
   yieldAt(point: YieldPoint): Promise<void> | undefined {
     if (!this.#match(point)) return undefined;
-    return new Promise<void>((release) => {
-      this.#parked.push({ point, release });
+    return new Promise<void>((release, fail) => {
+      this.#parked.push({ point, release, fail });
     });
   }
 
@@ -62,6 +79,15 @@ export class SteppingScheduler implements Scheduler {
   releaseAll(): void {
     this.#match = () => false;
     for (const entry of this.#parked.splice(0)) entry.release();
+  }
+
+  /**
+   * Fails every parked flow with `error` (its yield rejects, as when its thread ends) and stops parking new ones.
+   * Each flow releases the locks it holds and its call rejects with `error`.
+   */
+  failAll(error: Error = new Error('parked flow failed by the test')): void {
+    this.#match = () => false;
+    for (const entry of this.#parked.splice(0)) entry.fail(error);
   }
 
   /** Waits until at least `count` flows are parked (checks after each macrotask-free microtask turn). */

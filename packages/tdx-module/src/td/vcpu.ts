@@ -50,8 +50,15 @@ export class VcpuState {
   /** Values the VMM passed to TDH.VP.ENTER for the guest (the selected GPRs of a VMCALL). */
   entryGprs: Gprs | undefined;
 
+  /** The scheduler's name of this vCPU's guest code (yield points of its TDCALLs, loads and stores). */
+  readonly guestActor: string;
+  /** The scheduler's name of the host thread that enters this vCPU (TDH.VP.ENTER's yield points). */
+  readonly hostActor: string;
+
   constructor(tdvpr: number, index: number) {
     this.tdvpr = tdvpr;
     this.index = index;
+    this.guestActor = `vcpu${index}`;
+    this.hostActor = `vcpu${index}:host`;
   }
 }

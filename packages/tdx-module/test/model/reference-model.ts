@@ -263,8 +263,9 @@ export class ReferenceModel {
     if (!ANY_BLOCKED.has(entry.state)) {
       return { expected: { status: S.GPA_RANGE_NOT_BLOCKED + BigInt(Operand.RCX), details } };
     }
+    // The module reports no entry details here: RCX (and RDX) stay 0 (tdh_mem_page_remove.c and siblings).
     if (!this.tracked(entry.bepoch)) {
-      return { expected: { status: S.TLB_TRACKING_NOT_DONE + BigInt(Operand.RCX), details } };
+      return { expected: { status: S.TLB_TRACKING_NOT_DONE + BigInt(Operand.RCX), rcx: 0n } };
     }
     return undefined;
   }

@@ -287,7 +287,9 @@ describe('TDH.MNG.KEY.CONFIG', () => {
 });
 
 describe('TDH.MNG.ADDCX', () => {
-  it('adds TDCS pages (PT_TDCX owned by the TD); one more than configured is OPERAND_INVALID + RCX (model choice)', async () => {
+  // intel/tdx-module 1.5.01 tdh_mng_add_cx.c: a page beyond the TD's TDCS count is TDX_TDCX_NUM_INCORRECT, checked before
+  // the page in RCX (the model's count is the `tdcsPages` option).
+  it('adds TDCS pages (PT_TDCX owned by the TD); one more than configured is TDCX_NUM_INCORRECT', async () => {
     const td = await manualTd('keyed', { moduleOptions: { tdcsPages: 2 } });
     const pages = [td.allocator.alloc4k(), td.allocator.alloc4k()];
     for (const page of pages) {
@@ -302,8 +304,13 @@ describe('TDH.MNG.ADDCX', () => {
     }
     const extra = td.allocator.alloc4k();
     const r = await withoutChange(td.module, () => td.host.mngAddcx(td.tdr, extra));
-    expect(r.status).toBe(0xc000010000000001n);
+    expect(r.status).toBe(0xc000061000000000n);
     expect((await pageMetadata(td.host, extra)).type).toBe(PT_NDA);
+    // Checked before the page: even a page that is no page at all gets the count error.
+    const bad = await withoutChange(td.module, () =>
+      td.host.raw(SeamcallLeaf.MNG_ADDCX, { rcx: 0x8n, rdx: td.tdr }),
+    );
+    expect(bad.status).toBe(0xc000061000000000n);
   });
 
   it('is exempt from P8: it runs with no TDCS page at all', async () => {
@@ -542,7 +549,9 @@ describe('TDH.VP.CREATE', () => {
 });
 
 describe('TDH.VP.ADDCX', () => {
-  it('adds TDCX pages (PT_TDCX owned by the TD) up to the configured count, then TDVPX_NUM_INCORRECT', async () => {
+  // intel/tdx-module 1.5.01 tdh_vp_addcx.c: one TDCX page too many is TDX_TDCX_NUM_INCORRECT (0xC000061000000000),
+  // checked before the page in RCX; 0xC000070300000000 is not a 1.5.01 code.
+  it('adds TDCX pages (PT_TDCX owned by the TD) up to the configured count, then TDCX_NUM_INCORRECT', async () => {
     const td = await manualTd('initialized', { moduleOptions: { tdvpxPages: 2 } });
     const tdvpr = td.allocator.alloc4k();
     must('VP.CREATE', await td.host.vpCreate(td.tdr, tdvpr), td.module);
@@ -558,7 +567,11 @@ describe('TDH.VP.ADDCX', () => {
       });
     }
     const r = await withoutChange(td.module, () => td.host.vpAddcx(tdvpr, td.allocator.alloc4k()));
-    expect(r.status).toBe(0xc000070300000000n);
+    expect(r.status).toBe(0xc000061000000000n);
+    const bad = await withoutChange(td.module, () =>
+      td.host.raw(SeamcallLeaf.VP_ADDCX, { rcx: 0x8n, rdx: tdvpr }),
+    );
+    expect(bad.status).toBe(0xc000061000000000n);
     expect((await td.host.vpInit(tdvpr)).status).toBe(TdxStatus.SUCCESS);
   });
 
@@ -607,12 +620,13 @@ describe('TDH.VP.ADDCX', () => {
 });
 
 describe('TDH.VP.INIT', () => {
-  it('needs every TDCX page first (TDVPX_NUM_INCORRECT), then initialises the vCPU once', async () => {
+  // intel/tdx-module 1.5.01 tdh_vp_init.c: without all its TDCX pages the TDVPS cannot be mapped: TDCX_NUM_INCORRECT.
+  it('needs every TDCX page first (TDCX_NUM_INCORRECT), then initialises the vCPU once', async () => {
     const td = await manualTd('initialized');
     const tdvpr = td.allocator.alloc4k();
     must('VP.CREATE', await td.host.vpCreate(td.tdr, tdvpr), td.module);
     let r = await withoutChange(td.module, () => td.host.vpInit(tdvpr));
-    expect(r.status).toBe(0xc000070300000000n);
+    expect(r.status).toBe(0xc000061000000000n);
     must('VP.ADDCX', await td.host.vpAddcx(tdvpr, td.allocator.alloc4k()), td.module);
     expect((await td.host.vpInit(tdvpr)).status).toBe(TdxStatus.SUCCESS);
     assertInvariants(td.module);

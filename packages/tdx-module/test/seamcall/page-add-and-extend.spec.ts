@@ -4,9 +4,11 @@ import {
   encodeLeaf,
   encodePageInfo,
   ensureSeptTables,
+  HP_EXCL,
   makeGprs,
   Reg,
   runVcpu,
+  SEPT_HP,
   SeamcallLeaf,
   SteppingScheduler,
   TdxStatus,
@@ -218,6 +220,24 @@ describe('TDH.MEM.PAGE.ADD', () => {
     expect(r.status).toBe(0xc000060800000000n);
     expect((await pageMetadata(td.host, target)).type).toBe(PT_NDA);
   });
+  // intel/tdx-module 1.5.01 tdh_mem_page_add.c only walks to the entry (its exclusive TDR lock covers the tree): no
+  // entry lock is taken, so TDEL is never set and an HP bit is not cleared by a lock attempt; the commit writes a new,
+  // unlocked entry.
+  it('walks to the entry without locking it: parked mid-way, TDEL is clear and an HP bit stays until the commit', async () => {
+    const scheduler = new SteppingScheduler();
+    const td = await buildingTd({ scheduler });
+    const control = td.module.state.tds.get(td.tdr);
+    if (control === undefined) throw new Error('no TD');
+    const walk = control.tree.walk(GPA, 0);
+    walk.table.lock[walk.index] = SEPT_HP;
+    const parked = await parkFlow(scheduler, 'TDH.MEM.PAGE.ADD', () =>
+      td.host.pageAdd(td.tdr, GPA, td.allocator.alloc4k(), sourcePage(td, new Uint8Array([7]))),
+    );
+    expect(walk.table.lock[walk.index]).toBe(SEPT_HP);
+    expect((await parked.finish()).status).toBe(TdxStatus.SUCCESS);
+    expect(walk.table.lock[walk.index]).toBe(0);
+    assertInvariants(td.module);
+  });
 });
 
 describe('TDH.MR.EXTEND', () => {
@@ -273,18 +293,26 @@ describe('TDH.MR.EXTEND', () => {
     expect(r.status).toBe(0xc000010000000001n);
   });
 
-  it('a FREE or PENDING 4K entry → EPT_ENTRY_NOT_PRESENT + RCX; no table → EPT_WALK_FAILED + RCX (model choice)', async () => {
+  // intel/tdx-module 1.5.01 tdh_mr_extend.c walks to any leaf without locking the tree: a walk that ends at an entry
+  // that is no present leaf (FREE, PENDING, a missing table) answers EPT_ENTRY_NOT_PRESENT + RCX with the entry's
+  // details in RCX/RDX.
+  it('a FREE or PENDING 4K entry, or no table at all → EPT_ENTRY_NOT_PRESENT + RCX with the entry details', async () => {
     const td = await buildingTd();
     let r = await withoutChange(td.module, () => td.host.mrExtend(td.tdr, GPA));
     expect(r.status).toBe(0xc0000b0300000001n);
+    expect([r.rcx, r.rdx]).toEqual([1n << 63n, 0n]); // a FREE 4K entry
     must('PAGE.AUG', await td.host.pageAug(td.tdr, GPA2, 0, td.allocator.alloc4k()), td.module);
     r = await withoutChange(td.module, () => td.host.mrExtend(td.tdr, GPA2));
     expect(r.status).toBe(0xc0000b0300000001n);
+    expect(r.rdx).toBe(0n | (2n << 8n)); // level 0, PENDING (public state 2)
     r = await withoutChange(td.module, () => td.host.mrExtend(td.tdr, NO_TABLE_GPA));
-    expect(r.status).toBe(0xc0000b0000000001n);
+    expect(r.status).toBe(0xc0000b0300000001n);
+    expect([r.rcx, r.rdx]).toEqual([1n << 63n, 3n]); // the FREE entry at level 3 where the walk stopped
   });
 
-  it('while RANGE.BLOCK holds the SEPT tree exclusive → OPERAND_BUSY + SEPT_TREE (model choice)', async () => {
+  // intel/tdx-module 1.5.01 tdh_mr_extend.c takes the TDR exclusive (which covers the TDCS and the SEPT tree) and no
+  // OP_STATE or tree lock: a host flow holding the TDR shared makes it BUSY on RDX, not on the SEPT tree.
+  it('takes the TDR exclusive: while a parked RANGE.BLOCK holds it shared → OPERAND_BUSY + RDX', async () => {
     const scheduler = new SteppingScheduler();
     const td = await buildingTd({ scheduler });
     must(
@@ -300,12 +328,31 @@ describe('TDH.MR.EXTEND', () => {
     const parked = await parkFlow(scheduler, 'TDH.MEM.RANGE.BLOCK', () =>
       td.host.rangeBlock(td.tdr, GPA2, 0),
     );
-    expect((await td.host.mrExtend(td.tdr, GPA)).status).toBe(0x8000020000000092n);
+    expect((await td.host.mrExtend(td.tdr, GPA)).status).toBe(0x8000020000000002n);
+    assertInvariants(td.module, { locks: false });
     expect((await parked.finish()).status).toBe(TdxStatus.SUCCESS);
     assertInvariants(td.module);
     expect((await td.host.mrExtend(td.tdr, GPA)).status).toBe(TdxStatus.SUCCESS);
-    // The blocked page is no longer present for MR.EXTEND.
+    // The blocked page is no longer a present leaf for MR.EXTEND.
     expect((await td.host.mrExtend(td.tdr, GPA2)).status).toBe(0xc0000b0300000001n);
+  });
+
+  it('takes no OP_STATE lock: with OP_STATE held exclusive elsewhere, SEPT.RD is BUSY + OP_STATE, MR.EXTEND succeeds', async () => {
+    const td = await buildingTd();
+    must(
+      'PAGE.ADD',
+      await td.host.pageAdd(td.tdr, GPA, td.allocator.alloc4k(), sourcePage(td, new Uint8Array(1))),
+      td.module,
+    );
+    // With OP_STATE held exclusive by someone else, a leaf that takes OP_STATE is BUSY; MR.EXTEND is not.
+    const control = td.module.state.tds.get(td.tdr);
+    if (control === undefined) throw new Error('no TD');
+    const saved = control.opStateLock;
+    control.opStateLock = HP_EXCL;
+    expect((await td.host.septRead(td.tdr, GPA, 0)).status).toBe(0x80000200000000acn);
+    expect((await td.host.mrExtend(td.tdr, GPA)).status).toBe(TdxStatus.SUCCESS);
+    control.opStateLock = saved;
+    assertInvariants(td.module);
   });
 
   it('after MR.FINALIZE answers OP_STATE_INCORRECT', async () => {

@@ -1,0 +1,233 @@
+import { createHash } from 'node:crypto';
+import { assertIntegerInRange, TdxSimError } from '../errors.js';
+import { moduleLogger } from '../services/logger.js';
+import type { Scheduler, YieldPoint } from '../services/scheduler.js';
+import { ActorContext } from './actor-context.js';
+import { describePoint, type Schedule, type ScheduleStep } from './schedule.js';
+
+const log = moduleLogger('schedule');
+
+/** A flow suspended at a yield point, waiting for the scheduler. */
+export interface WaitingFlow {
+  /** The thread it belongs to (the point's actor, else the thread named by `runAs`, else `main`). */
+  readonly actor: string;
+  readonly point: YieldPoint;
+}
+
+/** Options of every {@link ControlledScheduler}. */
+export interface ControlledSchedulerOptions {
+  /** Scheduling steps before the run is stopped as never quiescent (a livelock, a retry loop without end). Default 50,000. */
+  readonly maxSteps?: number;
+  /**
+   * Called at every step before the chosen flow resumes, with every flow stopped at a yield point (e.g. to check
+   * invariants, locks held by suspended flows aside). Throwing stops the run with that error.
+   */
+  readonly onStep?: (step: ScheduleStep) => void;
+}
+
+interface Entry extends WaitingFlow {
+  readonly resolve: () => void;
+  readonly reject: (error: Error) => void;
+}
+
+/**
+ * The base of the schedulers that explore: every yield point suspends its flow, and the scheduler alone decides
+ * which suspended flow resumes, one at a time.
+ *
+ * When does it decide? Flows run on one event loop: a resumed flow runs (through its microtasks) until it reaches
+ * its next yield point or blocks (waiting for a TD exit, a kick, an entry, a backend's own lock). The scheduler
+ * decides in a macrotask (setImmediate) turn, and only in a turn that saw no new arrival since the previous one, so
+ * that every flow the last resumption woke up (directly or through one macrotask hop, such as a backend's
+ * setImmediate retry) has reached its next yield point or blocked. The choice is then among every flow waiting, and
+ * is the subclass's ({@link choose}), not the event loop's.
+ *
+ * What is recorded: at each real choice (two or more flows waiting) the position of the chosen flow among the
+ * waiting ones, oldest first: the {@link schedule}. The run is otherwise deterministic (virtual clock, seeded RNGs,
+ * no timers), so replaying those positions ({@link ReplayScheduler}) reproduces the interleaving and the trace byte
+ * for byte.
+ *
+ * Threads: a yield point names its actor when the module knows it (guest code `vcpu<i>`, the host thread entering
+ * it `vcpu<i>:host`); host SEAMCALL flows and backend yield points take the thread named by {@link runAs} (an
+ * AsyncLocalStorage context, created at the first `runAs` and switched off by {@link dispose}), else `main`.
+ */
+export abstract class ControlledScheduler implements Scheduler {
+  readonly #maxSteps: number;
+  readonly #onStep: ((step: ScheduleStep) => void) | undefined;
+  readonly #actors = new ActorContext();
+  readonly #waiting: Entry[] = [];
+  readonly #decisions: number[] = [];
+  readonly #steps: ScheduleStep[] = [];
+  readonly #lastPoint = new Map<string, YieldPoint>();
+  #armed = false;
+  #arrivals = 0;
+  #activity = 0;
+  #stopped: Error | undefined;
+  #exhausted = false;
+
+  constructor(options: ControlledSchedulerOptions = {}) {
+    this.#maxSteps = options.maxSteps ?? 50_000;
+    assertIntegerInRange('maxSteps', this.#maxSteps, 1, 100_000_000);
+    this.#onStep = options.onStep;
+  }
+
+  /**
+   * Picks the flow to resume among `waiting` (oldest first, at least two). Returns its position; a value out of
+   * range wraps.
+   */
+  protected abstract choose(waiting: readonly WaitingFlow[], step: number): number;
+
+  /** Called at every step (one flow waiting or more) before the choice; PCT changes priorities here. */
+  protected beforeStep(_waiting: readonly WaitingFlow[], _step: number): void {}
+
+  yieldAt(point: YieldPoint): Promise<void> {
+    if (this.#stopped !== undefined) return Promise.reject(this.#stopped);
+    const actor = point.actor ?? this.#actors.current() ?? 'main';
+    return new Promise<void>((resolve, reject) => {
+      this.#waiting.push({ actor, point, resolve, reject });
+      this.#lastPoint.set(actor, point);
+      this.#arrivals++;
+      this.#activity++;
+      this.#arm();
+    });
+  }
+
+  runAs<T>(actor: string, run: () => T): T {
+    return this.#actors.run(actor, run);
+  }
+
+  currentActor(): string | undefined {
+    return this.#actors.current();
+  }
+
+  #arm(): void {
+    if (this.#armed) return;
+    this.#armed = true;
+    setImmediate(this.#turn);
+  }
+
+  readonly #turn = (): void => {
+    this.#armed = false;
+    if (this.#stopped !== undefined || this.#waiting.length === 0) return;
+    if (this.#arrivals > 0) {
+      // Something arrived since the last turn: give what it woke up one more turn to settle.
+      this.#arrivals = 0;
+      this.#arm();
+      return;
+    }
+    const index = this.#steps.length;
+    if (index >= this.#maxSteps) {
+      this.#exhausted = true;
+      this.stop(
+        new TdxSimError(
+          'SCHEDULE_STOPPED',
+          `no quiescence after ${this.#maxSteps} scheduling steps (a livelock, or a retry loop without end); waiting: ${this.#describeWaiting()}`,
+        ),
+      );
+      return;
+    }
+    const waiting = this.#waiting;
+    this.beforeStep(waiting, index);
+    let choice = 0;
+    if (waiting.length > 1) {
+      const raw = this.choose(waiting, index);
+      choice = ((Math.trunc(raw) % waiting.length) + waiting.length) % waiting.length;
+      this.#decisions.push(choice);
+    }
+    const entry = waiting[choice] as Entry;
+    const step: ScheduleStep =
+      waiting.length > 1
+        ? {
+            index,
+            actor: entry.actor,
+            point: entry.point,
+            waiting: waiting.length,
+            choice,
+            passedOver: waiting
+              .filter((other) => other !== entry)
+              .map(({ actor, point }) => ({ actor, point })),
+          }
+        : { index, actor: entry.actor, point: entry.point, waiting: 1, choice: 0 };
+    this.#steps.push(step);
+    if (this.#onStep !== undefined) {
+      try {
+        this.#onStep(step);
+      } catch (error) {
+        this.stop(error instanceof Error ? error : new Error(String(error)));
+        return;
+      }
+    }
+    waiting.splice(choice, 1);
+    if (log.enabled && step.waiting > 1)
+      log('step %d: %s (%d waiting)', index, describePoint(entry.actor, entry.point), step.waiting);
+    this.#activity++;
+    // The resumed flow runs in this turn's microtasks; it counts as an arrival so the next decision waits a turn.
+    this.#arrivals = 1;
+    entry.resolve();
+    this.#arm();
+  };
+
+  /**
+   * Ends the run: every waiting flow's yield rejects with `reason`, as does every later yield. Each such flow
+   * releases the locks it holds as it fails.
+   */
+  stop(reason: Error): void {
+    this.#stopped ??= reason;
+    for (const entry of this.#waiting.splice(0)) entry.reject(this.#stopped);
+  }
+
+  /** Stops the run (if not yet stopped) and switches the thread tracking off. Call it once the run is over. */
+  dispose(): void {
+    this.stop(new TdxSimError('SCHEDULE_STOPPED', 'the scheduler was disposed'));
+    this.#actors.dispose();
+  }
+
+  /** The real choices made so far (see {@link Schedule}). */
+  get schedule(): Schedule {
+    return { decisions: this.#decisions.slice() };
+  }
+
+  /** Every scheduling step so far. */
+  get steps(): readonly ScheduleStep[] {
+    return this.#steps;
+  }
+
+  /** The flows waiting now, oldest first. */
+  get waiting(): readonly WaitingFlow[] {
+    return this.#waiting.map(({ actor, point }) => ({ actor, point }));
+  }
+
+  /** Grows with every arrival and resumption: a watchdog that sees it unchanged for many turns sees a stall. */
+  get activity(): number {
+    return this.#activity;
+  }
+
+  /** Why the run was stopped, once it was. */
+  get stopped(): Error | undefined {
+    return this.#stopped;
+  }
+
+  /** True once the run was stopped for exceeding `maxSteps`. */
+  get exhausted(): boolean {
+    return this.#exhausted;
+  }
+
+  /** The last yield point each thread reached, for diagnostics (e.g. who was where at a deadlock). */
+  get lastPoints(): ReadonlyMap<string, YieldPoint> {
+    return this.#lastPoint;
+  }
+
+  /**
+   * A digest of the interleaving: the sequence of (thread, flow, step, GPA) resumed. Two runs with the same
+   * signature interleaved the same way; an explorer counts distinct interleavings by it.
+   */
+  signature(): string {
+    const hash = createHash('sha1');
+    for (const step of this.#steps) hash.update(`${describePoint(step.actor, step.point)}\n`);
+    return hash.digest('hex');
+  }
+
+  #describeWaiting(): string {
+    if (this.#waiting.length === 0) return 'none';
+    return this.#waiting.map((e) => describePoint(e.actor, e.point)).join('; ');
+  }
+}
