@@ -58,10 +58,11 @@ function specSources(): string[] {
   return out;
 }
 
+// Indentation aside: the formatter dedents a README block excerpted from inside a function.
 const normalize = (text: string): string =>
   text
     .split('\n')
-    .map((line) => line.trimEnd())
+    .map((line) => line.trim())
     .join('\n')
     .trim();
 
