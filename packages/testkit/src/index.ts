@@ -4,6 +4,8 @@
  * Node); vitest helpers are in `@tdxsim/testkit/vitest`.
  */
 
+// The backend shapes moved to @tdxsim/tdx-module (composeTd takes them); re-exported for the testkit's users.
+export { type BackendSource, backendName, toVmmModule, type VmmClass } from '@tdxsim/tdx-module';
 export { safetyWorkload } from './arbitraries/safety-workload-arbitrary.js';
 export {
   type BehaviourArbitraryOptions,
@@ -40,7 +42,6 @@ export {
   type VmmBehaviour,
 } from './behaviour/vmm-behaviour.js';
 export { avoidableSeamcallError } from './conformance/avoidable-seamcall-error.js';
-export { type BackendSource, backendName, toVmmModule, type VmmClass } from './conformance/backend-source.js';
 export {
   CONFORMANCE_RULES,
   type ConformanceCheck,

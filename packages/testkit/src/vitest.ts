@@ -2,8 +2,8 @@
  * @tdxsim/testkit/vitest: the testkit's helpers that register vitest tests. Import from here in a vitest suite; the
  * main entry (`@tdxsim/testkit`) never imports vitest.
  */
+import { type BackendSource, backendName } from '@tdxsim/tdx-module';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type BackendSource, backendName } from './conformance/backend-source.js';
 import { CONFORMANCE_RULES, type ConformanceCheck } from './conformance/conformance-rules.js';
 import { type ConformanceOptions, runConformance } from './conformance/run-conformance.js';
 

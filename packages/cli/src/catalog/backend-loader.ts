@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { basename, extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { type BackendSource, toVmmModule } from '@tdxsim/testkit';
+import { type BackendSource, toVmmModule } from '@tdxsim/tdx-module';
 import { ContainerModule } from 'inversify';
 import { UsageError } from '../usage-error.js';
 import type { VmmEntry } from './vmm-catalog.js';

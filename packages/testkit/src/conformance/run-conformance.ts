@@ -1,8 +1,7 @@
 import { type ConversionResult, type GuestPresetName, TdGuest } from '@tdxsim/guest';
-import { type BuildTdOptions, composeTd } from '@tdxsim/tdx-module';
+import { type BackendSource, type BuildTdOptions, composeTd, toVmmModule } from '@tdxsim/tdx-module';
 import { TestkitError } from '../errors.js';
 import { testkitLogger } from '../log.js';
-import { type BackendSource, toVmmModule } from './backend-source.js';
 import { CONFORMANCE_RULES, type ConformanceCheck } from './conformance-rules.js';
 import { MapGpaObserver } from './map-gpa-observer.js';
 
