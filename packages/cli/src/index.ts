@@ -3,6 +3,7 @@
  * matrix, and render the reports the command line writes.
  */
 
+export { WORKLOADS, type Workload, type WorkloadContext } from '@tdxsim/testkit';
 export { loadBackend } from './catalog/backend-loader.js';
 export { buildCatalog, type Catalog } from './catalog/catalog.js';
 export { honestVmms, type VmmEntry } from './catalog/vmm-catalog.js';
@@ -26,5 +27,3 @@ export type {
   ScenarioTotals,
 } from './scenario/scenario-result.js';
 export { UsageError } from './usage-error.js';
-export type { Workload, WorkloadContext } from './workloads/workload.js';
-export { WORKLOADS } from './workloads/workloads.js';

@@ -1,3 +1,4 @@
+import { dmaSmall, swiotlb1g } from '@tdxsim/testkit';
 import { describe, expect, it } from 'vitest';
 import { parseCommandLine, parseSeed } from '../src/args.js';
 import { buildCatalog } from '../src/catalog/catalog.js';
@@ -8,9 +9,8 @@ import { countOutcomes, formatGrid, formatTable } from '../src/report/table.js';
 import { runScenario } from '../src/scenario/run-scenario.js';
 import type { ScenarioResult } from '../src/scenario/scenario-result.js';
 import { UsageError } from '../src/usage-error.js';
-import { dmaSmall } from '../src/workloads/dma-small.js';
-import { swiotlb1g } from '../src/workloads/swiotlb-1g.js';
-import { MIB } from '../src/workloads/workload.js';
+
+const MIB = 2 ** 20;
 
 const plain = makeStyle(false);
 

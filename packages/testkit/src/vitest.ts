@@ -26,9 +26,10 @@ export function vmmConformance(backend: BackendSource, options: VmmConformanceOp
   const { name, ...conformance } = options;
   describe(`VMM conformance: ${name ?? backendName(backend)}`, () => {
     let checks: ConformanceCheck[] = [];
+    // Every workload of `tdxsim run` on two TD shapes with two guests: seconds, not the default hook timeout.
     beforeAll(async () => {
       checks = await runConformance(backend, conformance);
-    });
+    }, 300_000);
     for (const rule of CONFORMANCE_RULES) {
       it(`${rule.id}: ${rule.title}`, () => {
         const check = checks.find((c) => c.rule === rule.id);

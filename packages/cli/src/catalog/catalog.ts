@@ -1,8 +1,6 @@
 import { guestPresets } from '@tdxsim/guest';
-import { hostileVmms } from '@tdxsim/testkit';
+import { hostileVmms, WORKLOADS, type Workload } from '@tdxsim/testkit';
 import { unknownValue } from '../usage-error.js';
-import type { Workload } from '../workloads/workload.js';
-import { WORKLOADS } from '../workloads/workloads.js';
 import { loadBackend } from './backend-loader.js';
 import { honestVmms, type VmmEntry } from './vmm-catalog.js';
 

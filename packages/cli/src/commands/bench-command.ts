@@ -1,13 +1,12 @@
 import { writeFileSync } from 'node:fs';
+import { accept4g, churnWorkload, swiotlb1g, type Workload } from '@tdxsim/testkit';
 import type { ParsedArgs } from '../args.js';
 import { buildCatalog, pick } from '../catalog/catalog.js';
 import type { VmmEntry } from '../catalog/vmm-catalog.js';
 import { formatWall } from '../report/table.js';
 import { runScenario } from '../scenario/run-scenario.js';
-import { accept4g } from '../workloads/accept-4g.js';
-import { churnWorkload } from '../workloads/churn.js';
-import { swiotlb1g } from '../workloads/swiotlb-1g.js';
-import { GIB, type Workload } from '../workloads/workload.js';
+
+const GIB = 2 ** 30;
 
 /** The churn of the benchmark: small conversions (1–16 pages), so that 100k of them take seconds, not minutes. */
 const benchChurn = churnWorkload('churn-small', 16, 100_000);

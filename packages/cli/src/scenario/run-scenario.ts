@@ -7,10 +7,9 @@ import {
   type TdGuest,
 } from '@tdxsim/guest';
 import { composeTd, SeededRng, TdxSimError, type TraceEvent } from '@tdxsim/tdx-module';
-import { SafetyMonitor } from '@tdxsim/testkit';
+import { SafetyMonitor, type Workload } from '@tdxsim/testkit';
 import createDebug from 'debug';
 import type { VmmEntry } from '../catalog/vmm-catalog.js';
-import type { Workload } from '../workloads/workload.js';
 import { describeFailure } from './failure-reason.js';
 import { ScenarioProbe } from './scenario-probe.js';
 import {
