@@ -12,7 +12,9 @@ export async function runRequest(
   const run = await runScenario(spec, findVmm(catalog, spec.vmm), findWorkload(catalog, spec.workload), {
     ...(request.checkEvery === undefined ? {} : { checkEvery: request.checkEvery }),
     ...(request.fuse === undefined ? {} : { fuse: request.fuse }),
+    ...(request.timeoutMs === undefined ? {} : { timeoutMs: request.timeoutMs }),
+    ...(request.traceDir === undefined ? {} : { traceDir: request.traceDir }),
     onProgress: (done, total) => post({ type: 'progress', index, done, total }),
   });
-  post({ type: 'done', index, result: run.result, detail: request.detail ? run.detail : undefined });
+  post({ type: 'done', index, result: run.result, detail: run.detail });
 }
