@@ -14,6 +14,7 @@ interface MergeOptions {
   readonly junit?: string;
   readonly table: TableRows;
   readonly allowMissing: boolean;
+  readonly writeExpect?: string;
 }
 
 /** `tdxsim merge-reports a.json b.json …`: the shards of one matrix back into one report. */
@@ -29,6 +30,10 @@ export const mergeReportsCommand: CliCommand = {
       .option('--junit <file>', 'write the merged JUnit XML')
       .option('--table <which>', 'rows of the table: non-ok, all or none', oneOf(TABLE_ROWS), 'non-ok')
       .option('--allow-missing', 'merge even when shards are missing (their scenarios are left out)', false)
+      .option(
+        '--write-expect <file>',
+        'write the merged outcomes as an expectations file (to review and commit)',
+      )
       .addHelpText(
         'after',
         '\nPrints and exits as tdxsim run would have for the whole matrix: 0 when every outcome is as expected, 1 when not.',
@@ -120,6 +125,7 @@ function mergeReports(files: readonly string[], options: MergeOptions): number {
   checkOutputFile('--json', options.json);
   checkOutputFile('--html', options.html);
   checkOutputFile('--junit', options.junit);
+  checkOutputFile('--write-expect', options.writeExpect);
   const report = mergeRunReports(files, { allowMissing: options.allowMissing });
   return finishRun(report, {
     colour: wantsColour(process.stdout),
@@ -127,5 +133,6 @@ function mergeReports(files: readonly string[], options: MergeOptions): number {
     json: options.json,
     html: options.html,
     junit: options.junit,
+    writeExpect: options.writeExpect,
   });
 }

@@ -120,9 +120,15 @@ export function isChange(outcome: Outcome, expected: Outcome | null | undefined)
   return outcome !== expected;
 }
 
-/** The note a generated rule carries: the distinct rules or reasons of its scenarios, shortened. */
+/** The note a generated rule carries: the distinct reasons of its scenarios, addresses left out, shortened. */
 function noteOf(results: readonly ScenarioResult[]): string | undefined {
-  const reasons = [...new Set(results.map((r) => r.reason?.split(':')[0]).filter((r) => r !== undefined))];
+  const reasons = [
+    ...new Set(
+      results
+        .map((r) => r.reason?.replace(/0x[0-9a-f]+(\.\.0x[0-9a-f]+)?/g, '…'))
+        .filter((r): r is string => r !== undefined),
+    ),
+  ];
   if (reasons.length === 0) return undefined;
   return reasons.slice(0, 3).join('; ') + (reasons.length > 3 ? `; and ${reasons.length - 3} more` : '');
 }
@@ -139,8 +145,10 @@ function majority(results: readonly ScenarioResult[]): Outcome {
 
 /**
  * Expectations that this run's results meet exactly, as few rules as the first-match order allows: per VMM, the
- * scenarios that differ from the VMM's usual outcome (a whole policy when its workloads agree), then the VMM's usual
- * outcome for the rest. Reviewed and committed, it makes the same run exit 0 and any change exit 1.
+ * workloads whose scenarios all end alike but unlike the VMM's usual outcome (`*\/vmm/workload`), then per policy
+ * the scenarios that differ from the policy's usual outcome and the policy's outcome where it differs from the VMM's
+ * (`policy/vmm/*`), then the VMM's usual outcome (`*\/vmm/*`). Reviewed and committed, it makes the same run exit 0
+ * and any change exit 1.
  */
 export function expectationsOf(
   results: readonly ScenarioResult[],
@@ -155,8 +163,18 @@ export function expectationsOf(
   for (const vmm of [...new Set(results.map((r) => r.vmm))]) {
     const ofVmm = results.filter((r) => r.vmm === vmm);
     const usual = majority(ofVmm);
+    const covered = new Set<string>();
+    for (const workload of [...new Set(ofVmm.map((r) => r.workload))]) {
+      const ofWorkload = ofVmm.filter((r) => r.workload === workload);
+      const outcome = ofWorkload[0]?.outcome ?? usual;
+      if (ofWorkload.length < 2 || outcome === usual || ofWorkload.some((r) => r.outcome !== outcome))
+        continue;
+      rule(`*/${vmm}/${workload}`, ofWorkload, outcome);
+      for (const r of ofWorkload) covered.add(r.id);
+    }
     for (const policy of [...new Set(ofVmm.map((r) => r.policy))]) {
-      const ofPolicy = ofVmm.filter((r) => r.policy === policy);
+      const ofPolicy = ofVmm.filter((r) => r.policy === policy && !covered.has(r.id));
+      if (ofPolicy.length === 0) continue;
       const mostly = majority(ofPolicy);
       for (const r of ofPolicy) if (r.outcome !== mostly) rule(r.id, [r], r.outcome);
       if (mostly !== usual) rule(`${policy}/${vmm}/*`, ofPolicy, mostly);

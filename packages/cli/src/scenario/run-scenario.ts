@@ -111,13 +111,14 @@ export async function runScenario(
   let monitor: SafetyMonitor | undefined;
   let booted: TdGuest | undefined;
   const frame = (label: string): void => {
-    if (booted === undefined || frames.at(-1)?.label === label) return;
-    frames.push({
-      step: totals.conversions,
-      label,
-      bands: encodeBands(booted.ledger.entries(), memoryBytes, BANDS),
-    });
+    if (booted === undefined) return;
+    const bands = encodeBands(booted.ledger.entries(), memoryBytes, BANDS);
+    const last = frames.at(-1);
+    // A step already drawn as it is: nothing new to show.
+    if (last !== undefined && last.step === totals.conversions && last.bands === bands) return;
+    frames.push({ step: totals.conversions, label, bands });
   };
+
   log('%s: seed %d, %s', id, spec.seed, workload.describeAmount(amount));
   try {
     await guard.run(async () => {

@@ -24,6 +24,8 @@ export class TraceJsonWriter implements TraceSink {
   #buffer: string[] = [];
   #first = true;
   readonly #named = new Set<number>();
+  /** The virtual time (µs) of the last event. */
+  #last = 0;
 
   constructor(path: string, scenario: string) {
     this.#fd = openSync(path, 'w');
@@ -33,7 +35,9 @@ export class TraceJsonWriter implements TraceSink {
   }
 
   record(event: TraceEvent): void {
-    const ts = event.time / 1000;
+    // Notes from code without the module's clock (the guest's) carry time 0: they belong where the trace is now.
+    const ts = event.kind === 'note' && event.time === 0 ? this.#last : event.time / 1000;
+    this.#last = ts;
     switch (event.kind) {
       case 'seamcall':
         this.#instant(VMM_TID, event.leaf, ts, 'seamcall', { ...event.args, status: event.statusText });
