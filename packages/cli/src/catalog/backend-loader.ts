@@ -2,7 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import { basename, extname, resolve } from 'node:path';
 import { type BackendSource, toVmmModule } from '@tdxsim/tdx-module';
 import { UsageError } from '../usage-error.js';
-import { importUserModule, JS_EXTENSIONS, packageTypeOf, TS_EXTENSIONS } from './module-loader.js';
+import { importUserModule, JS_EXTENSIONS, TS_EXTENSIONS } from './module-loader.js';
 import type { VmmEntry } from './vmm-catalog.js';
 
 const SHAPES =
@@ -19,19 +19,9 @@ function isBackend(value: unknown): value is BackendSource {
 }
 
 /** Why a backend file could not be imported, with what to do about it. */
-function loadProblem(path: string, error: unknown): string {
+function loadProblem(error: unknown): string {
   const message = (error as Error).message.split('\n')[0] ?? String(error);
-  const code = (error as { code?: string }).code;
-  if (
-    extname(path) === '.ts' &&
-    packageTypeOf(path) !== 'module' &&
-    (code === 'ERR_REQUIRE_CYCLE_MODULE' ||
-      code === 'ERR_REQUIRE_ESM' ||
-      /require\(\)|exports is not defined/.test(message))
-  ) {
-    return `${message}. A .ts file is CommonJS unless its package.json says "type": "module": add that, or name the file .mts`;
-  }
-  if (code === 'ERR_MODULE_NOT_FOUND') {
+  if ((error as { code?: string }).code === 'ERR_MODULE_NOT_FOUND') {
     return `${message}. Install the packages it imports next to it (npm install @tdxsim/tdx-module …) or import them relatively`;
   }
   return message;
@@ -56,7 +46,7 @@ export async function loadBackend(file: string): Promise<VmmEntry> {
   try {
     exports = await importUserModule(path);
   } catch (error) {
-    throw new UsageError(`backend file "${file}" could not be loaded: ${loadProblem(path, error)}`);
+    throw new UsageError(`backend file "${file}" could not be loaded: ${loadProblem(error)}`);
   }
   const candidates = Object.entries(exports).filter(([, value]) => isBackend(value));
   const chosen =

@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { register } from 'node:module';
-import { dirname, extname, join } from 'node:path';
+import { extname } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import createDebug from 'debug';
 
@@ -19,12 +18,19 @@ const FALLBACK_HOOKS = `
 let fallback;
 export function initialize(data) { fallback = data.parentURL; }
 export async function resolve(specifier, context, nextResolve) {
+  let resolved;
   try {
-    return await nextResolve(specifier, context);
+    resolved = await nextResolve(specifier, context);
   } catch (error) {
     if (error?.code !== 'ERR_MODULE_NOT_FOUND' || !specifier.startsWith('@tdxsim/')) throw error;
-    return nextResolve(specifier, { ...context, parentURL: fallback });
+    resolved = await nextResolve(specifier, { ...context, parentURL: fallback });
   }
+  // A user's TypeScript file is an ES module, wherever it lives (tsx would read a .ts file outside a "type": "module"
+  // package as CommonJS, whose require() of the ESM-only packages never reaches this hook).
+  if (/\\.m?ts$/.test(resolved.url) && resolved.url.startsWith('file:') && !resolved.url.includes('/node_modules/')) {
+    return { ...resolved, format: 'module' };
+  }
+  return resolved;
 }`;
 
 let fallbackRegistered = false;
@@ -41,30 +47,18 @@ function typescriptLoads(): boolean {
  * none. Throws what the import throws.
  */
 export async function importUserModule(path: string): Promise<Record<string, unknown>> {
-  if (!fallbackRegistered) {
-    register(`data:text/javascript,${encodeURIComponent(FALLBACK_HOOKS)}`, {
-      data: { parentURL: import.meta.url },
-    });
-    fallbackRegistered = true;
-  }
   if ((TS_EXTENSIONS as readonly string[]).includes(extname(path)) && !typescriptLoads()) {
     const tsx = await import('tsx/esm/api');
     tsx.register();
     typescriptRegistered = true;
     log('TypeScript loader registered for %s', path);
   }
-  return (await import(pathToFileURL(path).href)) as Record<string, unknown>;
-}
-
-/** The `type` of the package.json nearest to `path` ("commonjs" when there is none, as Node reads it). */
-export function packageTypeOf(path: string): string {
-  for (let dir = dirname(path); ; dir = dirname(dir)) {
-    try {
-      const type = (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { type?: string }).type;
-      return type ?? 'commonjs';
-    } catch {
-      // No package.json here (or not JSON): look further up.
-    }
-    if (dirname(dir) === dir) return 'commonjs';
+  // Registered after tsx, so that it runs first and sees what tsx resolves.
+  if (!fallbackRegistered) {
+    register(`data:text/javascript,${encodeURIComponent(FALLBACK_HOOKS)}`, {
+      data: { parentURL: import.meta.url },
+    });
+    fallbackRegistered = true;
   }
+  return (await import(pathToFileURL(path).href)) as Record<string, unknown>;
 }
