@@ -132,8 +132,17 @@ export class ScenarioProbe implements TraceSink {
       case 'td-exit':
         c.tdExits++;
         if (event.reason.startsWith('TDCALL') && event.regs.r11 === MAP_GPA) {
-          const start = toPrivateGpa(Number(BigInt(event.regs.r12 ?? '0')), this.#gpaw);
-          this.#mapGpaPending.set(event.vcpu, { start, end: start + Number(BigInt(event.regs.r13 ?? '0')) });
+          const r12 = BigInt(event.regs.r12 ?? '0');
+          const start = toPrivateGpa(Number(r12), this.#gpaw);
+          const end = start + Number(BigInt(event.regs.r13 ?? '0'));
+          this.#mapGpaPending.set(event.vcpu, { start, end });
+          const toShared = r12 !== BigInt(start);
+          this.#keep([
+            event.time,
+            'e',
+            `MapGPA 0x${start.toString(16)}..0x${end.toString(16)} to ${toShared ? 'shared' : 'private'}`,
+            0,
+          ]);
         } else this.#keep([event.time, 'e', event.reason, 0]);
         return;
       case 'vmm-reply': {
