@@ -13,8 +13,8 @@ step() { printf '\npack-smoke: %s\n' "$*"; }
 tdxsim() {
   local code=0
   npx tdxsim "$@" >"$work/out" 2>"$work/err" || code=$?
-  head -n 1 "$work/out"
-  [ "$(wc -l <"$work/out")" -gt 1 ] && tail -n 1 "$work/out"
+  grep -v '^$' "$work/out" | sed -n '1p;$p'
+  [ "$code" = 0 ] || cat "$work/err" >&2
   return "$code"
 }
 
