@@ -5,8 +5,9 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { DEFAULT_EXPECTATIONS_FILE } from '../src/expectations/expectations.js';
+import { main } from '../src/main.js';
 import type { RunReport } from '../src/report/json-report.js';
 import { FIXTURES, runCli } from './run-cli.js';
 
@@ -207,6 +208,26 @@ describe('reports and output', () => {
   });
 });
 
+/** `main(args)` in this process, its output captured: for command lines that end before any scenario runs. */
+async function runMain(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    stdout += String(chunk);
+    return true;
+  });
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    stderr += String(chunk);
+    return true;
+  });
+  try {
+    return { code: await main(args), stdout, stderr };
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+  }
+}
+
 describe('the command line: exit 2 with one line naming what is wrong, before anything runs', () => {
   const cases: [string, string[], RegExp][] = [
     [
@@ -287,7 +308,8 @@ describe('the command line: exit 2 with one line naming what is wrong, before an
   ];
   for (const [title, args, message] of cases) {
     it(title, async () => {
-      const run = await runCli(args);
+      // Backend files are imported, which is the process's business; the rest end before anything is loaded.
+      const run = args.includes('--backend') ? await runCli(args) : await runMain(args);
       expect(run.code).toBe(2);
       expect(run.stdout).toBe('');
       expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
@@ -306,7 +328,7 @@ describe('the command line: exit 2 with one line naming what is wrong, before an
   });
 
   it('help: per command, listing the valid policies, VMMs and workloads; `tdxsim help <command>` exits 0', async () => {
-    const help = await runCli(['help', 'run']);
+    const help = await runMain(['help', 'run']);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/^Usage: tdxsim run \[options\]$/m);
     expect(help.stdout).toMatch(
@@ -314,13 +336,17 @@ describe('the command line: exit 2 with one line naming what is wrong, before an
     );
     expect(help.stdout).toMatch(/^ {2}never-progresses, progress-then-stall, /m);
     expect(help.stdout).toMatch(/^ {2}churn {7}seeded random conversions /m);
-    const check = await runCli(['check', '--help']);
+    const check = await runMain(['check', '--help']);
     expect(check.code).toBe(0);
     expect(check.stdout).toMatch(/^Usage: tdxsim check \[options\]$/m);
     expect(check.stdout).not.toBe(help.stdout);
-    const top = await runCli(['--help']);
+    const top = await runMain(['--help']);
     for (const command of ['run', 'replay', 'check', 'fuzz', 'merge-reports', 'bench', 'help'])
       expect(top.stdout).toMatch(new RegExp(`^ {2}${command} `, 'm'));
-    expect((await runCli(['--version'])).stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+    expect((await runMain(['--version'])).stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+    // The same as a process: the exit code reaches the shell.
+    const asProcess = await runCli(['help', 'fuzz']);
+    expect(asProcess.code).toBe(0);
+    expect(asProcess.stdout).toMatch(/^Usage: tdxsim fuzz \[options\]$/m);
   });
 });

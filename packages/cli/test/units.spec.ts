@@ -259,7 +259,7 @@ describe('expectations', () => {
     expect(file.expect.find((rule) => rule.scenarios === 'openvmm/never-progresses/*')).toEqual({
       scenarios: 'openvmm/never-progresses/*',
       outcome: 'UNSAFE',
-      note: 'rule',
+      note: 'rule: why',
     });
   });
 });

@@ -20,6 +20,8 @@ export type WorkerMessage =
       readonly index: number;
       readonly result: ScenarioResult;
       readonly detail: ScenarioDetail;
+      /** The backend left timers running in this thread: the worker is replaced before the next scenario. */
+      readonly tainted: boolean;
     };
 
 /** What a worker is started with. */

@@ -139,10 +139,13 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
           const spec = specs[index] as ScenarioSpec;
           options.onStart?.(spec, index);
           const started = performance.now();
-          const lost = await runOnWorker(worker, request(index), handle, options.timeoutMs);
-          if (lost !== undefined) {
-            log('%s: %s', scenarioId(spec), lost);
-            finish(index, lostScenario(spec, lost, performance.now() - started), EMPTY_DETAIL);
+          const outcome = await runOnWorker(worker, request(index), handle, options.timeoutMs);
+          if (outcome.lost !== undefined) {
+            log('%s: %s', scenarioId(spec), outcome.lost);
+            finish(index, lostScenario(spec, outcome.lost, performance.now() - started), EMPTY_DETAIL);
+          }
+          if (outcome.lost !== undefined || outcome.tainted) {
+            // Nothing a backend left behind runs on into the next scenario.
             await worker.terminate();
             worker = undefined;
           }
@@ -155,25 +158,28 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
   return { results, details };
 }
 
-/** Sends one scenario to `worker`; resolves undefined when it is done, or why it was lost (timeout, crash). */
+/**
+ * Sends one scenario to `worker`; resolves when it is done (`tainted` when the backend left work running in the
+ * worker), or with why it was lost (a timeout, a crash).
+ */
 function runOnWorker(
   worker: Worker,
   request: RunRequest,
   handle: (message: WorkerMessage) => void,
   timeoutMs: number | undefined,
-): Promise<string | undefined> {
+): Promise<{ lost?: string; tainted: boolean }> {
   return new Promise((resolve) => {
     let timer: NodeJS.Timeout | undefined;
-    const settle = (lost: string | undefined): void => {
+    const settle = (lost: string | undefined, tainted = false): void => {
       if (timer !== undefined) clearTimeout(timer);
       worker.off('message', onMessage);
       worker.off('error', onError);
       worker.off('exit', onExit);
-      resolve(lost);
+      resolve(lost === undefined ? { tainted } : { lost, tainted });
     };
     const onMessage = (message: WorkerMessage): void => {
       handle(message);
-      if (message.type === 'done') settle(undefined);
+      if (message.type === 'done') settle(undefined, message.tainted);
     };
     const onError = (error: Error): void =>
       settle(`the worker thread running it crashed: ${error.name}: ${error.message.split('\n')[0]}`);

@@ -16,5 +16,5 @@ export async function runRequest(
     ...(request.traceDir === undefined ? {} : { traceDir: request.traceDir }),
     onProgress: (done, total) => post({ type: 'progress', index, done, total }),
   });
-  post({ type: 'done', index, result: run.result, detail: run.detail });
+  post({ type: 'done', index, result: run.result, detail: run.detail, tainted: run.strayWork });
 }

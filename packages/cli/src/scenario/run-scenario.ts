@@ -53,6 +53,8 @@ export interface ScenarioRun {
   readonly result: ScenarioResult;
   readonly detail: ScenarioDetail;
   readonly trace: readonly TraceEvent[];
+  /** The backend left timers or host threads running in this thread after the scenario. */
+  readonly strayWork: boolean;
 }
 
 /**
@@ -265,6 +267,7 @@ export async function runScenario(
       markedGpa: violations[0]?.gpa ?? null,
     },
     trace: probe.trace,
+    strayWork: stray !== undefined,
   };
 }
 
