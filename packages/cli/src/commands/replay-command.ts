@@ -76,6 +76,7 @@ async function replay(file: string, id: string, options: ReplayOptions): Promise
     findWorkload(catalog, recorded.workload),
     {
       keepTrace: options.trace,
+      thread: 'dedicated',
       fuse: report.fuse,
       ...(report.timeoutMs === null ? {} : { timeoutMs: report.timeoutMs }),
       ...(options.checkEvery !== undefined

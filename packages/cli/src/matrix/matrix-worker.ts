@@ -11,7 +11,8 @@ const post = (message: WorkerMessage): void => port.postMessage(message);
 try {
   const catalog = await buildCatalog((workerData as WorkerSetup).backendFiles);
   port.on('message', (request: RunRequest) => {
-    runRequest(catalog, request, post).catch((error: unknown) => {
+    // A worker runs one scenario at a time and nothing else: the backend guard's idle check is exact here.
+    runRequest(catalog, request, post, 'dedicated').catch((error: unknown) => {
       // runScenario reports failures as outcomes; anything here is a bug: let the main thread see it.
       setImmediate(() => {
         throw error;

@@ -7,6 +7,7 @@ export async function runRequest(
   catalog: Catalog,
   request: RunRequest,
   post: (message: WorkerMessage) => void,
+  thread: 'dedicated' | 'shared' = 'shared',
 ): Promise<void> {
   const { spec, index } = request;
   const run = await runScenario(spec, findVmm(catalog, spec.vmm), findWorkload(catalog, spec.workload), {
@@ -15,6 +16,7 @@ export async function runRequest(
     ...(request.timeoutMs === undefined ? {} : { timeoutMs: request.timeoutMs }),
     ...(request.traceDir === undefined ? {} : { traceDir: request.traceDir }),
     onProgress: (done, total) => post({ type: 'progress', index, done, total }),
+    thread,
   });
   post({ type: 'done', index, result: run.result, detail: run.detail, tainted: run.strayWork });
 }

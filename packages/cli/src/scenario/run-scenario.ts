@@ -45,6 +45,8 @@ export interface RunScenarioOptions {
   readonly fuse?: number;
   /** Wall-clock budget of the scenario in ms (the fallback when the step budget and the idle check do not stop it). */
   readonly timeoutMs?: number;
+  /** Whether the scenario has its thread to itself (a matrix worker, `replay`): see `BackendGuardOptions.thread`. */
+  readonly thread?: 'dedicated' | 'shared';
   /** Told after every conversion. */
   readonly onProgress?: (done: number, total: number) => void;
 }
@@ -92,6 +94,7 @@ export async function runScenario(
     ...(writer === undefined ? {} : { forward: writer }),
   });
   const guard = new BackendGuard({
+    thread: options.thread ?? 'shared',
     stepBudget: scenarioStepBudget(workload.pagesTouched(amount)),
     ...(options.timeoutMs === undefined ? {} : { wallClockMs: options.timeoutMs }),
   });

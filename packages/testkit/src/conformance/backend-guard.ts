@@ -61,6 +61,14 @@ export interface BackendGuardOptions {
   readonly stepBudget?: number;
   /** Wall-clock milliseconds {@link BackendGuard.run} may take. Default: no bound. */
   readonly wallClockMs?: number;
+  /**
+   * Whether the scenario has its thread to itself (`dedicated`, as in a matrix worker or a command-line process) or
+   * shares it with other work (`shared`, the default: a test runner). A dedicated thread is judged idle as soon as it
+   * holds nothing the scenario started; a shared one only while it holds exactly what it held before the scenario
+   * (other work's timers come and go, and counts carry no identity), so there an unanswered exit may be left to the
+   * wall clock.
+   */
+  readonly thread?: 'dedicated' | 'shared';
 }
 
 /** Thrown by {@link BackendGuard.run} when the backend faulted; `fault` says how. */
@@ -140,8 +148,9 @@ export class BackendGuard {
   readonly #maxIdentical: number;
   readonly #stepBudget: number;
   readonly #wallClockMs: number;
-  /** This thread's resources before the scenario: what is not the scenario's. */
-  readonly #baseline = activeResources();
+  readonly #dedicated: boolean;
+  /** This thread's resources before the scenario: what is not the scenario's (taken again when {@link run} starts). */
+  #baseline = activeResources();
   readonly #failures = new Map<string, number>();
   readonly #pendingExits = new Map<number, string>();
   /** Per vCPU, the last EPT-violation exit, how often it came in a row, and the successes count when it last came. */
@@ -161,6 +170,7 @@ export class BackendGuard {
     this.#maxIdentical = options.maxIdenticalFailures ?? 64;
     this.#stepBudget = options.stepBudget ?? Number.POSITIVE_INFINITY;
     this.#wallClockMs = options.wallClockMs ?? 0;
+    this.#dedicated = options.thread === 'dedicated';
     if (!Number.isSafeInteger(this.#maxIdentical) || this.#maxIdentical < 1)
       throw new TestkitError(
         'INVALID_OPTION',
@@ -212,7 +222,10 @@ export class BackendGuard {
    * at once, even while `work` still waits on the backend. Detects a TD exit that nothing in this thread can answer
    * any more, and a scenario past its wall-clock budget.
    */
-  run<T>(work: () => Promise<T>): Promise<T> {
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    // Let what the thread had queued (a previous scenario's last immediates) run, then note what is not ours.
+    await new Promise((resolve) => setImmediate(resolve));
+    this.#baseline = activeResources();
     return new Promise<T>((resolve, reject) => {
       let settled = false;
       let idleChecks = 0;
@@ -307,11 +320,18 @@ export class BackendGuard {
     return fault;
   }
 
-  /** Whether this thread has nothing pending but what it had before the scenario and `own` timers of ours. */
+  /**
+   * Whether this thread holds nothing that could resume the scenario: in a dedicated thread, nothing beyond what it
+   * held before the scenario and `own` timers of ours; in a shared one, exactly that (see
+   * {@link BackendGuardOptions.thread}).
+   */
   #nothingPending(own: number): boolean {
-    for (const [type, count] of activeResources()) {
-      const allowed = (this.#baseline.get(type) ?? 0) + (type === 'Timeout' ? own : 0);
-      if (count > allowed) return false;
+    const now = activeResources();
+    const types = this.#dedicated ? now.keys() : new Set([...now.keys(), ...this.#baseline.keys()]);
+    for (const type of types) {
+      const expected = (this.#baseline.get(type) ?? 0) + (type === 'Timeout' ? own : 0);
+      const count = now.get(type) ?? 0;
+      if (this.#dedicated ? count > expected : count !== expected) return false;
     }
     return true;
   }

@@ -20,8 +20,13 @@ export interface ConformanceOptions {
   readonly vcpus?: readonly number[];
   /** Seed of the simulation and of the workloads' conversions (default 1). */
   readonly seed?: number;
-  /** Wall-clock budget of one workload, in ms (default: none; the step budget and the idle check stop a stuck backend). */
+  /**
+   * Wall-clock budget of one workload, in ms. Default: none in a dedicated thread, 60 s in a shared one (where an exit
+   * handler that never answers may not be found idle).
+   */
   readonly wallClockMs?: number;
+  /** Whether the kit has its thread to itself (as `tdxsim check` does) or shares it (a test runner, the default). */
+  readonly thread?: 'dedicated' | 'shared';
   /** Told before each workload starts, e.g. `2 vCPUs, guest strict, workload churn`. */
   readonly onWorkload?: (label: string) => void;
 }
@@ -101,7 +106,8 @@ export async function runConformance(
           seed,
           label,
           observer,
-          wallClockMs: options.wallClockMs,
+          thread: options.thread ?? 'shared',
+          wallClockMs: options.wallClockMs ?? (options.thread === 'dedicated' ? undefined : 60_000),
         });
       }
     }
@@ -126,6 +132,7 @@ async function runOne(
     seed: number;
     label: string;
     observer: MapGpaObserver;
+    thread: 'dedicated' | 'shared';
     wallClockMs: number | undefined;
   },
 ): Promise<void> {
@@ -133,6 +140,7 @@ async function runOne(
   const amount = workload.conformanceAmount;
   const memoryBytes = workload.memoryBytes(amount);
   const guard = new BackendGuard({
+    thread: run.thread,
     stepBudget: scenarioStepBudget(workload.pagesTouched(amount)),
     ...(run.wallClockMs === undefined ? {} : { wallClockMs: run.wallClockMs }),
   });
