@@ -1,16 +1,16 @@
 import { GuestIds, guestModule, type TdGuest } from '@tdxsim/guest';
-import { checkInvariants, composeTd, VMM_OWNED_INVARIANT_RULES } from '@tdxsim/tdx-module';
+import { checkInvariants, composeTd, type TraceSink, VMM_OWNED_INVARIANT_RULES } from '@tdxsim/tdx-module';
 import { describe, expect, it } from 'vitest';
 import { hostileVmm, hostileVmms, type ScriptedVmm, scriptedVmm } from '../src/index.js';
 
 const GIB = 2 ** 30;
 const PAGE = 4096;
 
-async function boot(vmm: ReturnType<typeof scriptedVmm>, memoryBytes = 2 * GIB) {
+async function boot(vmm: ReturnType<typeof scriptedVmm>, memoryBytes = 2 * GIB, trace?: TraceSink) {
   const composed = await composeTd<TdGuest>({
     vmm,
     guest: { module: guestModule({ memoryBytes, policy: 'strict' }), id: GuestIds.Guest },
-    sim: { module: { tdmr: { base: 2 ** 36, size: 4 * GIB } } },
+    sim: { module: { tdmr: { base: 2 ** 36, size: 4 * GIB } }, ...(trace === undefined ? {} : { trace }) },
   });
   return { ...composed, scripted: composed.hosted.vmm as ScriptedVmm };
 }
@@ -27,17 +27,23 @@ describe('the hostile catalog', () => {
     }
   });
 
-  // Cheap by design: a sane guest ends a 1 GiB conversion against any of them quickly (AUG at 2M on 2M accepts).
+  // Cheap by design: a sane guest ends a 1 GiB conversion against any of them in a few thousand TD exits (AUG at 2M
+  // on 2M accepts), not the 262,144 of a 4K-only backend. Counted, not timed: no wall clock in the tests.
   it.each(hostileVmms.map((h) => [h.name, h] as const))(
-    '%s: the strict guest converts 1 GiB to shared and back in well under a second',
+    '%s: the strict guest converts 1 GiB to shared and back in a few thousand TD exits',
     async (_name, hostile) => {
-      const { guest } = await boot(hostile.module({ seed: 3 }));
-      const started = performance.now();
+      let exits = 0;
+      const counter: TraceSink = {
+        enabled: true,
+        record: (event) => {
+          if (event.kind === 'td-exit') exits++;
+        },
+      };
+      const { guest } = await boot(hostile.module({ seed: 3 }), 2 * GIB, counter);
       const toShared = await guest.setShared(GIB, GIB).catch((error: unknown) => error);
       const back = await guest.setPrivate(GIB, GIB).catch((error: unknown) => error);
-      const elapsed = performance.now() - started;
       expect([toShared, back].every((r) => typeof r === 'object' && r !== null)).toBe(true);
-      expect(elapsed).toBeLessThan(1000);
+      expect(exits).toBeLessThan(20_000);
     },
   );
 });
