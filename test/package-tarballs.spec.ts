@@ -11,7 +11,15 @@ import { beforeAll, describe, expect, it } from 'vitest';
  */
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const EXTRA_FILES: Readonly<Record<string, readonly string[]>> = {
-  cli: ['bin/tdxsim.js'],
+  // The bin; the JSON Schema of run reports (replay validates against it), the default matrix's expectations (pnpm
+  // start is judged against them) and the README's backend with its driver.
+  cli: [
+    'bin/tdxsim.js',
+    'schema/run-report.schema.json',
+    'expectations/default-matrix.json',
+    'examples/my-vmm.ts',
+    'examples/drive-my-vmm.ts',
+  ],
   // The C header and memory routines a guest compiles against, the example guests, and the worker compiled from
   // JavaScript (allowJs: its maps and declarations too).
   'wasm-guest': [

@@ -1,57 +1,41 @@
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { CommanderError } from 'commander';
 import createDebug from 'debug';
-import { type ParsedArgs, parseCommandLine } from './args.js';
-import { benchCommand } from './commands/bench-command.js';
-import { checkCommand } from './commands/check-command.js';
-import { replayCommand } from './commands/replay-command.js';
-import { runCommand } from './commands/run-command.js';
-import { toolVersion } from './report/json-report.js';
+import { COMMANDS, createProgram } from './program.js';
 import { UsageError } from './usage-error.js';
 
 const log = createDebug('tdxsim:cli');
 
-/** The text `tdxsim --help` prints. */
-export const USAGE = `tdxsim — test TDX guest memory conversion against many hypervisors
-
-usage:
-  tdxsim [run] [--policy P,...] [--vmm V,...] [--workload W,...] [--seed N] [--backend FILE]...
-               [--json FILE] [--html FILE] [--jobs N] [--check-every N] [--fuse N]
-  tdxsim replay REPORT.json POLICY/VMM/WORKLOAD [--trace] [--backend FILE]
-  tdxsim check (--backend FILE | --vmm V) [--seed N]
-  tdxsim bench [--vmm V,...] [--quick] [--json FILE]
-
-run        the matrix of guest policies × VMMs × workloads (the default command); exit 1 if any
-           scenario is UNSAFE or errored
-replay     run one scenario of a --json report again from its seed and compare the counters
-check      the conformance kit of @tdxsim/testkit on a backend
-bench      the scale workloads: calls/s, wall time, peak heap, doubling ratio
-
-Argument errors exit with code 2.`;
-
-/** Runs the command line and returns the exit code (2 for a usage error). */
+/**
+ * Runs the `tdxsim` command line (`argv` without the node and script paths) and returns the exit code: 0 when every
+ * outcome is as expected, 1 for a finding, a change or a failed check, 2 for a bad command line (one line on stderr
+ * naming what was wrong). The bin calls it and exits with its code.
+ */
 export async function main(argv: readonly string[]): Promise<number> {
-  let args: ParsedArgs;
+  let exitCode = 0;
+  const program = createProgram((code) => {
+    exitCode = code;
+  });
+  const first = argv[0];
+  if (
+    first !== undefined &&
+    !first.startsWith('-') &&
+    first !== 'help' &&
+    !COMMANDS.some((c) => c.name === first)
+  ) {
+    process.stderr.write(
+      `tdxsim: unknown command "${first}" (commands: ${COMMANDS.map((c) => c.name).join(', ')}, help)\n`,
+    );
+    return 2;
+  }
+  log('argv %o', argv);
   try {
-    args = parseCommandLine(argv);
-    if (args.version) {
-      process.stdout.write(`${toolVersion()}\n`);
-      return 0;
-    }
-    if (args.help || args.command === 'help') {
-      process.stdout.write(`${USAGE}\n`);
-      return 0;
-    }
-    log('command %s', args.command);
-    switch (args.command) {
-      case 'run':
-        return await runCommand(args);
-      case 'replay':
-        return await replayCommand(args);
-      case 'bench':
-        return await benchCommand(args);
-      case 'check':
-        return await checkCommand(args);
-    }
+    await program.parseAsync([...argv], { from: 'user' });
+    return exitCode;
   } catch (error) {
+    // Help and version end commander's parse with exit code 0; every other commander error is a usage error.
+    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
     if (error instanceof UsageError) {
       process.stderr.write(`tdxsim: ${error.message}\n`);
       return 2;
@@ -60,6 +44,19 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+/** Whether this module is the process's entry point (`node src/main.ts`, as `pnpm start` runs it). */
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
   process.exitCode = await main(process.argv.slice(2));
+  // Nothing a backend left running keeps the process alive once the reports are written.
+  process.exit();
 }

@@ -46,4 +46,19 @@ describe('progress display', () => {
     progress.end();
     expect(stream.text).toBe('[ 1/12] failed-safely linux/kvm/churn (12 ms)\n');
   });
+
+  it('not on a terminal, a long scenario still gets a line: the running scenarios, when nothing was printed a while', async () => {
+    const stream = fakeStream(false);
+    const progress = new ProgressDisplay(stream, 3, false, { heartbeatMs: 200 });
+    progress.start(spec, 0);
+    progress.progress(0, 5, 100);
+    await new Promise((resolve) => setTimeout(resolve, 450));
+    progress.end();
+    const lines = stream.text.split('\n').filter((l) => l !== '');
+    expect(lines.length).toBeGreaterThanOrEqual(1);
+    expect(lines[0]).toMatch(/^\[0\/3\] running for \d+ ms: linux\/kvm\/churn 5\/100$/);
+    const printed = stream.text;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(stream.text).toBe(printed);
+  });
 });

@@ -3,27 +3,44 @@ import { fileURLToPath } from 'node:url';
 
 /** The repository root: the CLI runs from there, as `pnpm start` runs it. */
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
+export const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
+export const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
+export const EXAMPLES = fileURLToPath(new URL('../examples/', import.meta.url));
 
 export interface CliRun {
   readonly code: number | null;
   readonly stdout: string;
   readonly stderr: string;
+  /** True when the process had to be killed because it did not end in time. */
+  readonly killed: boolean;
+  readonly wallMs: number;
 }
 
-/** Runs `tdxsim <args>` as a process from source (what `pnpm start` does), stdout and stderr not a TTY. */
+/**
+ * Runs `tdxsim <args>` as a process from source (what `pnpm start` does), stdout and stderr not a TTY and without
+ * colour unless `env` says otherwise. A process that has not ended after `timeoutMs` is killed and reported so.
+ */
 export function runCli(
   args: readonly string[],
-  options: { env?: Record<string, string> } = {},
+  options: { env?: Record<string, string | undefined>; cwd?: string; timeoutMs?: number } = {},
 ): Promise<CliRun> {
   return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: '1', FORCE_COLOR: undefined };
+    for (const [key, value] of Object.entries(options.env ?? {})) env[key] = value;
+    for (const key of Object.keys(env)) if (env[key] === undefined) delete env[key];
     const child = spawn(process.execPath, ['--conditions=@tdxsim/source', '--import', 'tsx', MAIN, ...args], {
-      cwd: REPO_ROOT,
-      env: { ...process.env, NO_COLOR: '1', ...options.env },
+      cwd: options.cwd ?? REPO_ROOT,
+      env: env as NodeJS.ProcessEnv,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
     let stderr = '';
+    let killed = false;
+    const timer = setTimeout(() => {
+      killed = true;
+      child.kill('SIGKILL');
+    }, options.timeoutMs ?? 300_000);
     child.stdout.on('data', (chunk: Buffer) => {
       stdout += chunk.toString();
     });
@@ -31,6 +48,9 @@ export function runCli(
       stderr += chunk.toString();
     });
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, killed, wallMs: performance.now() - started });
+    });
   });
 }

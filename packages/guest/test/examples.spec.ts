@@ -30,28 +30,3 @@ describe('README: a policy of your own', () => {
     expect(guest.check(module, td.tdr)).toEqual([]);
   });
 });
-
-describe('README: a backend of your own', () => {
-  it('the user-written backend drives the guest conversions to completion through composeTd', async () => {
-    const { customBackend, MyVmm } = await import('../examples/custom-backend.js');
-    const { assertInvariants } = await import('@tdxsim/tdx-module');
-    const lines: string[] = [];
-    const handle = await customBackend((line) => lines.push(line));
-    expect(lines).toEqual(['to shared: ok', 'to private: ok', 'ledger matches the module: true']);
-    expect(handle.hosted.vmm).toBeInstanceOf(MyVmm);
-    expect(handle.guest.ledger.stateOf(0x10_0000)).toBe('private-accepted');
-    assertInvariants(handle.module);
-  });
-});
-
-describe('the root README', () => {
-  it('shows the custom backend exactly as the example file that the test above runs', async () => {
-    const { readFileSync } = await import('node:fs');
-    const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
-    const example = readFileSync(new URL('../examples/custom-backend.ts', import.meta.url), 'utf8');
-    const start = readme.indexOf('// --- the backend (what a user writes)');
-    const block = readme.slice(start, readme.indexOf('```', start)).trim();
-    expect(start).toBeGreaterThan(0);
-    expect(example).toContain(block);
-  });
-});

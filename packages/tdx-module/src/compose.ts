@@ -1,4 +1,5 @@
-import { Container, type ContainerModule, type ServiceIdentifier } from 'inversify';
+import { Container } from 'inversify';
+import { type BackendSource, bootGuest, type GuestSource, toVmmModule } from './backend-source.js';
 import { TdxIds, type TdxModuleContainerOptions, tdxModule } from './container.js';
 import { TdxSimError } from './errors.js';
 import type { BuildTdOptions, BuiltTd } from './host/td-builder.js';
@@ -22,10 +23,16 @@ export type VmmFactory = (module: TdxModule, build: BuildTdOptions) => Promise<H
  * simulation's options.
  */
 export interface ComposeOptions<G> {
-  /** The backend's ContainerModule (binds TdxIds.VmmFactory), e.g. `kvmVmm({...})`. */
-  readonly vmm: ContainerModule;
-  /** The guest's ContainerModule and the identifier to resolve it by, e.g. `{ module: guestModule({...}), id: GuestIds.Guest }`. */
-  readonly guest?: { readonly module: ContainerModule; readonly id: ServiceIdentifier<G> };
+  /**
+   * The backend: a `Vmm` class (`new X(module, td)`), a {@link VmmFactory}, or a ContainerModule that binds
+   * `TdxIds.VmmFactory` such as `kvmVmm({...})`.
+   */
+  readonly vmm: BackendSource;
+  /**
+   * The guest: a factory such as `(cpu) => TdGuest.boot(cpu, {...})`, a class (`new X(cpu)`), or its ContainerModule
+   * and the identifier to resolve it by, e.g. `{ module: guestModule({...}), id: GuestIds.Guest }`.
+   */
+  readonly guest?: GuestSource<G>;
   /** How the TD is built (GPAW, vCPUs, initial image). */
   readonly build?: BuildTdOptions;
   /** Seed, module options, scheduler, trace sink of the simulation. */
@@ -49,13 +56,14 @@ export interface ComposedTd<G> {
 }
 
 /**
- * One call to a ready TD: loads the module, the backend and the guest into an inversify container, has the backend
+ * One call to a ready TD: loads the module, the backend and the guest into an inversify container (a backend or guest
+ * given as a class or a factory needs no inversify of its own), has the backend
  * build the TD through SEAMCALLs, binds vCPU 0 to {@link TdxIds.GuestCpu}, starts the vCPUs and boots the guest.
  * Users who wire things themselves do the same with a plain `Container` (see the package README).
  */
 export async function composeTd<G = undefined>(options: ComposeOptions<G>): Promise<ComposedTd<G>> {
   const container = new Container();
-  container.load(tdxModule(options.sim ?? {}), options.vmm);
+  container.load(tdxModule(options.sim ?? {}), toVmmModule(options.vmm));
   if (!container.isBound(TdxIds.VmmFactory)) {
     throw new TdxSimError('INVALID_ARGUMENT', 'the vmm module binds no TdxIds.VmmFactory', 'vmm');
   }
@@ -68,8 +76,10 @@ export async function composeTd<G = undefined>(options: ComposeOptions<G>): Prom
   for (const thread of threads) thread.catch(() => {});
   let guest: G = undefined as G;
   if (options.guest !== undefined) {
-    container.load(options.guest.module);
-    guest = await container.getAsync(options.guest.id);
+    guest = await bootGuest(options.guest, hosted.td.guest(0), container.get(TdxIds.Trace), (module, id) => {
+      container.load(module);
+      return container.getAsync(id);
+    });
   }
   return { container, module, hosted, td: hosted.td, trace: container.get(TdxIds.Trace), threads, guest };
 }

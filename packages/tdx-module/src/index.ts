@@ -91,6 +91,15 @@ export {
   ZERO_STEP_THRESHOLD,
 } from './abi/td-state.js';
 export {
+  type BackendSource,
+  backendName,
+  type GuestClass,
+  type GuestFactory,
+  type GuestSource,
+  toVmmModule,
+  type VmmClass,
+} from './backend-source.js';
+export {
   type ComposedTd,
   type ComposeOptions,
   composeTd,

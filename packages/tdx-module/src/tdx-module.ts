@@ -239,11 +239,11 @@ export class TdxModule implements SeamcallPort {
     }
     if (log.enabled)
       log(
-        '%s rcx=%s rdx=%s r8=%s -> %s',
-        seamcallLeafName(leaf),
-        regs[1],
-        regs[2],
-        regs[8],
+        '%s rcx=0x%s rdx=0x%s r8=0x%s -> %s',
+        seamcallLeafName(leaf) ?? `SEAMCALL ${leaf}`,
+        (regs[1] as bigint).toString(16),
+        (regs[2] as bigint).toString(16),
+        (regs[8] as bigint).toString(16),
         formatStatus(status),
       );
     return out;
@@ -354,7 +354,14 @@ export class TdxModule implements SeamcallPort {
       });
     }
     if (guestLog.enabled)
-      guestLog('vcpu %d %s rcx=%s -> %s', vcpu.index, tdcallLeafName(leaf), regs[1], formatStatus(status));
+      guestLog(
+        'vcpu %d %s rcx=0x%s rdx=0x%s -> %s',
+        vcpu.index,
+        tdcallLeafName(leaf) ?? `TDCALL ${leaf}`,
+        (regs[1] as bigint).toString(16),
+        (regs[2] as bigint).toString(16),
+        formatStatus(status),
+      );
     await this.#deliverPendingKick(td, vcpu);
     return out;
   }

@@ -1,5 +1,12 @@
 /** Stable codes of {@link TestkitError}. */
-export type TestkitErrorCode = 'INVALID_BEHAVIOUR' | 'INVALID_BACKEND' | 'INVALID_OPTION';
+export type TestkitErrorCode =
+  | 'INVALID_BEHAVIOUR'
+  | 'INVALID_BACKEND'
+  | 'INVALID_OPTION'
+  /** A backend's reply or SEAMCALL input that is not 16 64-bit bigints (`argument` names the register). */
+  | 'INVALID_VMM_REGISTERS'
+  /** A SEAMCALL of a backend that a scenario stopped after its fault. */
+  | 'BACKEND_STOPPED';
 
 /** Misuse of the testkit's API (a malformed behaviour script, a backend of an unknown shape, a bad option). */
 export class TestkitError extends Error {

@@ -4,6 +4,8 @@
  * Node); vitest helpers are in `@tdxsim/testkit/vitest`.
  */
 
+// The backend shapes moved to @tdxsim/tdx-module (composeTd takes them); re-exported for the testkit's users.
+export { type BackendSource, backendName, toVmmModule, type VmmClass } from '@tdxsim/tdx-module';
 export { safetyWorkload } from './arbitraries/safety-workload-arbitrary.js';
 export {
   type BehaviourArbitraryOptions,
@@ -41,15 +43,36 @@ export {
   type StatusChoice,
   type VmmBehaviour,
 } from './behaviour/vmm-behaviour.js';
-export { avoidableSeamcallError } from './conformance/avoidable-seamcall-error.js';
-export { type BackendSource, backendName, toVmmModule, type VmmClass } from './conformance/backend-source.js';
+export { avoidableSeamcallError, isTlbTrackingError } from './conformance/avoidable-seamcall-error.js';
+export {
+  type BackendFault,
+  BackendFaultError,
+  type BackendFaultKind,
+  BackendGuard,
+  type BackendGuardOptions,
+  badRegister,
+} from './conformance/backend-guard.js';
 export {
   CONFORMANCE_RULES,
   type ConformanceCheck,
   type ConformanceRuleId,
 } from './conformance/conformance-rules.js';
+export { describeExit, describeReply } from './conformance/describe-exit.js';
 export { MapGpaObserver, type ObservedTd } from './conformance/map-gpa-observer.js';
 export { type ConformanceOptions, runConformance } from './conformance/run-conformance.js';
+export {
+  SCENARIO_GPAW,
+  SCENARIO_VCPUS,
+  type ScenarioTdOptions,
+  scenarioStepBudget,
+  scenarioTd,
+} from './conformance/scenario-td.js';
+export { accept4g } from './conformance/workloads/accept-4g.js';
+export { churn, churnWorkload } from './conformance/workloads/churn.js';
+export { dmaSmall } from './conformance/workloads/dma-small.js';
+export { swiotlb1g } from './conformance/workloads/swiotlb-1g.js';
+export { formatBytes, type Workload, type WorkloadContext } from './conformance/workloads/workload.js';
+export { WORKLOADS } from './conformance/workloads/workloads.js';
 export { TestkitError, type TestkitErrorCode } from './errors.js';
 export {
   exploreSchedules,

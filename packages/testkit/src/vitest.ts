@@ -3,8 +3,8 @@
  * main entry (`@tdxsim/testkit`) never imports vitest.
  */
 import { relative } from 'node:path';
+import { type BackendSource, backendName } from '@tdxsim/tdx-module';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type BackendSource, backendName } from './conformance/backend-source.js';
 import { CONFORMANCE_RULES, type ConformanceCheck } from './conformance/conformance-rules.js';
 import { type ConformanceOptions, runConformance } from './conformance/run-conformance.js';
 import { exploreSchedules, replaySchedule } from './explore/explore-schedules.js';
@@ -33,9 +33,10 @@ export function vmmConformance(backend: BackendSource, options: VmmConformanceOp
   const { name, ...conformance } = options;
   describe(`VMM conformance: ${name ?? backendName(backend)}`, () => {
     let checks: ConformanceCheck[] = [];
+    // Every workload of `tdxsim run` on two TD shapes with two guests: seconds, not the default hook timeout.
     beforeAll(async () => {
       checks = await runConformance(backend, conformance);
-    });
+    }, 300_000);
     for (const rule of CONFORMANCE_RULES) {
       it(`${rule.id}: ${rule.title}`, () => {
         const check = checks.find((c) => c.rule === rule.id);

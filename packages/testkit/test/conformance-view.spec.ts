@@ -36,7 +36,7 @@ describe('conformance rule backend-view-matches', () => {
     const view = checks.find((c) => c.rule === 'backend-view-matches');
     expect(view?.passed).toBe(false);
     expect(view?.message).toMatch(
-      /^backend-view-matches broken \(the backend's own view of what it mapped matches the module \(if it has one\)\): the Secure-EPT maps 0x[0-9a-f]+ \(4K, (MAPPED|PENDING), host page 0x[0-9a-f]+\) but the backend's view has no mapping there \(after "/,
+      /^backend-view-matches broken \(the backend's own view of what it mapped matches the module \(if it has one\)\): the Secure-EPT maps 0x[0-9a-f]+ \(4K, (MAPPED|PENDING), host page 0x[0-9a-f]+\) but the backend's view has no mapping there \(after /,
     );
   });
 });

@@ -1,17 +1,15 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { basename, extname, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { type BackendSource, toVmmModule } from '@tdxsim/testkit';
-import { ContainerModule } from 'inversify';
+import { type BackendSource, toVmmModule } from '@tdxsim/tdx-module';
 import { UsageError } from '../usage-error.js';
+import { importUserModule, JS_EXTENSIONS, TS_EXTENSIONS } from './module-loader.js';
 import type { VmmEntry } from './vmm-catalog.js';
 
 const SHAPES =
-  'a Vmm class (constructed as new X(module, td)), a VmmFactory function or a ContainerModule binding TdxIds.VmmFactory';
+  'a Vmm class (constructed as new X(module, td)), a VmmFactory function (module, build) => HostedTd, or a ContainerModule binding TdxIds.VmmFactory';
 
 /** Whether `value` is one of the three backend shapes. */
 function isBackend(value: unknown): value is BackendSource {
-  if (value instanceof ContainerModule) return true;
   if (typeof value === 'object' && value !== null)
     return typeof (value as { load?: unknown }).load === 'function';
   if (typeof value !== 'function') return false;
@@ -20,20 +18,35 @@ function isBackend(value: unknown): value is BackendSource {
   return typeof prototype?.onTdExit === 'function' || value.length === 2;
 }
 
+/** Why a backend file could not be imported, with what to do about it. */
+function loadProblem(error: unknown): string {
+  const message = (error as Error).message.split('\n')[0] ?? String(error);
+  if ((error as { code?: string }).code === 'ERR_MODULE_NOT_FOUND') {
+    return `${message}. Install the packages it imports next to it (npm install @tdxsim/tdx-module …) or import them relatively`;
+  }
+  return message;
+}
+
 /**
- * Loads a user's backend from a module file (`.js`, `.mjs`, or `.ts` when run from source): its default export, else
- * its only export of a backend shape. The entry is named after the file (e.g. `my-vmm.ts` → `my-vmm`).
+ * Loads a user's backend from a module file: `.js` and `.mjs` as they are, `.ts` and `.mts` through tsx's loader.
+ * Its default export, else its only export of a backend shape, is the backend. The entry is named after the file
+ * (`my-vmm.ts` → `my-vmm`).
  */
 export async function loadBackend(file: string): Promise<VmmEntry> {
   const path = resolve(file);
   if (!existsSync(path)) throw new UsageError(`backend file "${file}" does not exist`);
+  if (statSync(path).isDirectory()) throw new UsageError(`backend file "${file}" is a directory, not a file`);
+  const extension = extname(path);
+  if (![...JS_EXTENSIONS, ...TS_EXTENSIONS].includes(extension as never)) {
+    throw new UsageError(
+      `backend file "${file}" has the extension "${extension}": --backend loads ${[...JS_EXTENSIONS, ...TS_EXTENSIONS].join(', ')} files (ES modules; a .cjs backend can be re-exported from a .mjs file)`,
+    );
+  }
   let exports: Record<string, unknown>;
   try {
-    exports = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
+    exports = await importUserModule(path);
   } catch (error) {
-    throw new UsageError(
-      `backend file "${file}" could not be loaded: ${(error as Error).message.split('\n')[0]}`,
-    );
+    throw new UsageError(`backend file "${file}" could not be loaded: ${loadProblem(error)}`);
   }
   const candidates = Object.entries(exports).filter(([, value]) => isBackend(value));
   const chosen =
@@ -47,13 +60,12 @@ export async function loadBackend(file: string): Promise<VmmEntry> {
     );
   }
   const source = chosen[1] as BackendSource;
-  const module = toVmmModule(source);
   return {
-    name: basename(path, extname(path)),
+    name: basename(path, extension),
     kind: 'custom',
     description: `loaded from ${file} (export ${chosen[0]})`,
     file: path,
-    // A user's backend has no seed parameter: the same module serves every scenario.
-    module: () => (source instanceof ContainerModule ? module : toVmmModule(source)),
+    // A user's backend has no seed parameter: the same backend serves every scenario.
+    module: () => toVmmModule(source),
   };
 }

@@ -1,8 +1,6 @@
 import { guestPresets } from '@tdxsim/guest';
-import { hostileVmms } from '@tdxsim/testkit';
-import { unknownValue } from '../usage-error.js';
-import type { Workload } from '../workloads/workload.js';
-import { WORKLOADS } from '../workloads/workloads.js';
+import { hostileVmms, WORKLOADS, type Workload } from '@tdxsim/testkit';
+import { duplicateBackend, unknownValue } from '../usage-error.js';
 import { loadBackend } from './backend-loader.js';
 import { honestVmms, type VmmEntry } from './vmm-catalog.js';
 
@@ -13,8 +11,8 @@ export interface Catalog {
   readonly workloads: readonly Workload[];
 }
 
-/** The built-in backends (honest, then hostile) and the users' backends loaded from `backendFiles`. */
-export async function buildCatalog(backendFiles: readonly string[] = []): Promise<Catalog> {
+/** The built-in backends (honest, then the testkit's hostile ones), the guest presets and the workloads. */
+export function builtinCatalog(): Catalog {
   const hostile: VmmEntry[] = hostileVmms.map((h) => ({
     name: h.name,
     kind: 'hostile',
@@ -23,13 +21,25 @@ export async function buildCatalog(backendFiles: readonly string[] = []): Promis
     description: h.description,
     module: (seed: number) => h.module({ seed }),
   }));
-  const custom: VmmEntry[] = [];
-  for (const file of backendFiles) custom.push(await loadBackend(file));
   return {
     policies: Object.keys(guestPresets),
-    vmms: [...honestVmms(), ...hostile, ...custom],
+    vmms: [...honestVmms(), ...hostile],
     workloads: WORKLOADS,
   };
+}
+
+/** The built-in catalog and the users' backends loaded from `backendFiles` (named after their files). */
+export async function buildCatalog(backendFiles: readonly string[] = []): Promise<Catalog> {
+  const builtin = builtinCatalog();
+  const custom: VmmEntry[] = [];
+  for (const file of backendFiles) {
+    const entry = await loadBackend(file);
+    if ([...builtin.vmms, ...custom].some((v) => v.name === entry.name)) {
+      throw duplicateBackend(entry.name, file);
+    }
+    custom.push(entry);
+  }
+  return { ...builtin, vmms: [...builtin.vmms, ...custom] };
 }
 
 /** The entries of `all` named in `wanted` (all of them when `wanted` is empty), or a usage error naming the bad one. */

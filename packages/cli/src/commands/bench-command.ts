@@ -1,13 +1,14 @@
 import { writeFileSync } from 'node:fs';
-import type { ParsedArgs } from '../args.js';
+import { accept4g, churnWorkload, swiotlb1g, type Workload } from '@tdxsim/testkit';
 import { buildCatalog, pick } from '../catalog/catalog.js';
 import type { VmmEntry } from '../catalog/vmm-catalog.js';
+import { collectList } from '../options/option-values.js';
+import { checkOutputFile } from '../options/output-paths.js';
 import { formatWall } from '../report/table.js';
 import { runScenario } from '../scenario/run-scenario.js';
-import { accept4g } from '../workloads/accept-4g.js';
-import { churnWorkload } from '../workloads/churn.js';
-import { swiotlb1g } from '../workloads/swiotlb-1g.js';
-import { GIB, type Workload } from '../workloads/workload.js';
+import type { CliCommand } from './cli-command.js';
+
+const GIB = 2 ** 30;
 
 /** The churn of the benchmark: small conversions (1–16 pages), so that 100k of them take seconds, not minutes. */
 const benchChurn = churnWorkload('churn-small', 16, 100_000);
@@ -33,16 +34,41 @@ export interface BenchRow {
   readonly outcome: string;
 }
 
+interface BenchOptions {
+  readonly vmm?: string[];
+  readonly quick: boolean;
+  readonly json?: string;
+}
+
+/** `tdxsim bench`: the scale workloads. */
+export const benchCommand: CliCommand = {
+  name: 'bench',
+  register(program, done) {
+    return program
+      .command('bench')
+      .description('the scale workloads: calls/s, wall time, peak heap, doubling ratio')
+      .option('--vmm <names>', 'honest backends to measure, comma-separated (default: all)', collectList)
+      .option('--quick', 'run 1/64 of each workload (a smoke test)', false)
+      .option('--json <file>', 'write the rows as JSON')
+      .addHelpText(
+        'after',
+        '\nPeak heap is exact with node --expose-gc (pnpm bench passes it). Exit code 1 when a workload is not ok.',
+      )
+      .action(async (options: BenchOptions) => done(await bench(options)));
+  },
+};
+
 /**
  * `tdxsim bench`: the scale workloads — 1 GiB of swiotlb through each honest backend, a 1 TiB TD accepted at 2M, 100k
  * small conversions of churn — each run once at its size and once at twice it. Prints calls/s (TDCALLs + SEAMCALLs +
  * TD exits), wall time, peak heap above the start, and the doubling ratio (about 2 means linear). `--quick` runs
  * 1/64 of each, for a smoke test.
  */
-export async function benchCommand(args: ParsedArgs): Promise<number> {
+async function bench(args: BenchOptions): Promise<number> {
+  checkOutputFile('--json', args.json);
   const catalog = await buildCatalog();
   const honest = catalog.vmms.filter((v) => v.kind === 'honest');
-  const vmms = pick('vmm', honest, (v) => v.name, args.vmm);
+  const vmms = pick('vmm', honest, (v) => v.name, args.vmm ?? []);
   const kvm = vmms.find((v) => v.name === 'kvm') ?? (vmms[0] as VmmEntry);
   const scale = args.quick ? 1 / 64 : 1;
   const cases: BenchCase[] = [

@@ -1,19 +1,54 @@
 import { type TraceEvent, tdvmcallStatusName } from '@tdxsim/tdx-module';
-import type { ParsedArgs } from '../args.js';
 import { buildCatalog, findVmm, findWorkload } from '../catalog/catalog.js';
+import { collect, positiveInteger } from '../options/option-values.js';
+import { checkInputFile } from '../options/output-paths.js';
 import { readRunReport } from '../report/json-report.js';
 import { makeStyle, wantsColour } from '../report/style.js';
 import { formatTable } from '../report/table.js';
 import { runScenario } from '../scenario/run-scenario.js';
 import type { ScenarioTotals } from '../scenario/scenario-result.js';
 import { UsageError } from '../usage-error.js';
+import type { CliCommand } from './cli-command.js';
 
-/**
- * `tdxsim replay <report.json> <scenario>`: runs one scenario of a report again from its seed and compares every
- * counter with the recorded ones. Exit code 0 when they are identical, 1 when not. `--trace` prints the decoded calls.
- */
-export async function replayCommand(args: ParsedArgs): Promise<number> {
-  const [file, id] = args.positionals as [string, string];
+interface ReplayOptions {
+  readonly trace: boolean;
+  readonly backend?: string[];
+  readonly checkEvery?: number;
+}
+
+/** `tdxsim replay REPORT.json SCENARIO`: one scenario of a report again, from its seed, counters compared. */
+export const replayCommand: CliCommand = {
+  name: 'replay',
+  register(program, done) {
+    return program
+      .command('replay')
+      .description('run one scenario of a --json report again from its seed and compare the counters')
+      .argument('<report>', 'a JSON report of tdxsim run (checked against schema/run-report.schema.json)')
+      .argument('<scenario>', 'the scenario id, policy/vmm/workload')
+      .option('--trace', 'print every call decoded: TDCALLs, SEAMCALLs, TD exits, VMM replies', false)
+      .option(
+        '--backend <file>',
+        "load the users' backends from here instead of where the report says (repeatable)",
+        collect,
+        [],
+      )
+      .option(
+        '--check-every <n>',
+        'full safety check every N conversions (default: as the report ran)',
+        positiveInteger(1e9),
+      )
+      .addHelpText(
+        'after',
+        '\nExit code 0 when the counters and the outcome are identical, 1 when not, 2 for a bad command line.',
+      )
+      .action(async (file: string, id: string, options: ReplayOptions) =>
+        done(await replay(file, id, options)),
+      );
+  },
+};
+
+async function replay(file: string, id: string, options: ReplayOptions): Promise<number> {
+  checkInputFile('report', file);
   const report = readRunReport(file);
   const recorded = report.results.find((r) => r.id === id);
   if (recorded === undefined) {
@@ -25,8 +60,8 @@ export async function replayCommand(args: ParsedArgs): Promise<number> {
   }
   // Users' backends are loaded from where the report says, unless --backend names them anew.
   const files =
-    args.backend.length > 0
-      ? args.backend
+    options.backend !== undefined && options.backend.length > 0
+      ? options.backend
       : report.matrix.vmms.flatMap((v) => (v.file === undefined ? [] : [v.file]));
   const catalog = await buildCatalog(files);
   const run = await runScenario(
@@ -40,16 +75,18 @@ export async function replayCommand(args: ParsedArgs): Promise<number> {
     findVmm(catalog, recorded.vmm),
     findWorkload(catalog, recorded.workload),
     {
-      keepTrace: args.trace,
+      keepTrace: options.trace,
+      thread: 'dedicated',
       fuse: report.fuse,
-      ...(args.checkEvery !== undefined
-        ? { checkEvery: args.checkEvery }
+      ...(report.timeoutMs === null ? {} : { timeoutMs: report.timeoutMs }),
+      ...(options.checkEvery !== undefined
+        ? { checkEvery: options.checkEvery }
         : report.checkEvery === null
           ? {}
           : { checkEvery: report.checkEvery }),
     },
   );
-  if (args.trace) for (const event of run.trace) process.stdout.write(`${formatTraceEvent(event)}\n`);
+  if (options.trace) for (const event of run.trace) process.stdout.write(`${formatTraceEvent(event)}\n`);
   const style = makeStyle(wantsColour(process.stdout));
   process.stdout.write(`${formatTable([run.result], style)}\n\n`);
   const keys = Object.keys(recorded.counters) as (keyof ScenarioTotals)[];

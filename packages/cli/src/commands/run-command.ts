@@ -1,55 +1,249 @@
 import { writeFileSync } from 'node:fs';
-import type { ParsedArgs } from '../args.js';
+import type { Command } from 'commander';
 import { buildCatalog, pick } from '../catalog/catalog.js';
-import { runMatrix } from '../matrix/run-matrix.js';
-import { isSlowScenario } from '../matrix/scenario-cost.js';
+import {
+  DEFAULT_EXPECTATIONS_FILE,
+  Expectations,
+  type ExpectationsFile,
+  expectationsOf,
+  readExpectations,
+} from '../expectations/expectations.js';
+import { defaultJobs, runMatrix } from '../matrix/run-matrix.js';
+import { selectSpecs, shardOf } from '../matrix/select-specs.js';
+import {
+  collect,
+  collectList,
+  oneOf,
+  parseSeed,
+  parseShard,
+  positiveInteger,
+  positiveNumber,
+  type Shard,
+} from '../options/option-values.js';
+import { checkInputFile, checkOutputFile, prepareOutputDirectory } from '../options/output-paths.js';
+import { githubAnnotations, writeStepSummary } from '../report/github-annotations.js';
 import { writeHtmlReport } from '../report/html-report.js';
-import { buildRunReport } from '../report/json-report.js';
+import {
+  buildRunReport,
+  type RunReport,
+  readRunReport,
+  serializeRunReport,
+  toolVersion,
+} from '../report/json-report.js';
+import { failsRun, writeJunit } from '../report/junit-report.js';
 import { ProgressDisplay } from '../report/progress.js';
 import { makeStyle, wantsColour } from '../report/style.js';
-import { countOutcomes, formatGrid, formatSummary, formatTable } from '../report/table.js';
+import {
+  formatChanges,
+  formatGrid,
+  formatSummary,
+  formatTable,
+  TABLE_ROWS,
+  type TableRows,
+} from '../report/table.js';
 import { DEFAULT_FUSE } from '../scenario/run-scenario.js';
-import type { ScenarioSpec } from '../scenario/scenario-result.js';
+import type { ScenarioResult } from '../scenario/scenario-result.js';
+import type { CliCommand } from './cli-command.js';
+import { catalogHelp } from './help-text.js';
+
+/** Seconds a scenario may take by the wall clock before it is stopped (the slowest default scenario takes ~40 s). */
+const DEFAULT_TIMEOUT_S = 600;
+
+export interface RunOptions {
+  readonly policy?: string[];
+  readonly vmm?: string[];
+  readonly workload?: string[];
+  readonly seed: number;
+  readonly backend?: string[];
+  /** The --expect files; `false` for --no-expect; undefined for neither. */
+  readonly expect?: string[] | false;
+  readonly baseline?: string;
+  readonly writeExpect?: string;
+  readonly shard?: Shard;
+  readonly json?: string;
+  readonly html?: string;
+  readonly htmlDetail: 'non-ok' | 'all';
+  readonly junit?: string;
+  readonly traceJson?: string;
+  readonly table: TableRows;
+  readonly jobs?: number;
+  readonly checkEvery?: number;
+  readonly fuse?: number;
+  readonly timeout: number;
+}
+
+/** `tdxsim run`: the matrix of guest policies × VMMs × workloads (the default command). */
+export const runCommand: CliCommand = {
+  name: 'run',
+  register(program, done) {
+    const command: Command = program
+      .command('run', { isDefault: true })
+      .description('run the matrix of guest policies × VMMs × workloads (the default command)')
+      .option('--policy <names>', 'guest policy presets, comma-separated (default: all)', collectList)
+      .option(
+        '--vmm <names>',
+        'VMM backends, comma-separated (default: all; with --backend: the loaded ones)',
+        collectList,
+        [],
+      )
+      .option('--workload <names>', 'workloads, comma-separated (default: all)', collectList)
+      .option('--seed <n>', 'seed of every scenario: 0 … 4294967295, decimal or 0x-hex', parseSeed, 1)
+      .option(
+        '--backend <file>',
+        'load your own backend from a .ts, .mts, .js or .mjs file (repeatable)',
+        collect,
+        [],
+      )
+      .option(
+        '--expect <file>',
+        'expected outcomes: { "schema": "tdxsim-expectations/1", "expect": [...] } (repeatable)',
+        collect,
+        [],
+      )
+      .option('--no-expect', 'judge without the expectations shipped for the default matrix')
+      .option('--baseline <report>', 'expect the outcomes of an earlier --json report')
+      .option(
+        '--write-expect <file>',
+        "write this run's outcomes as an expectations file (to review and commit)",
+      )
+      .option(
+        '--shard <k/n>',
+        'run shard K of N of the matrix (merge the reports with tdxsim merge-reports)',
+        parseShard,
+      )
+      .option('--json <file>', 'write the JSON report (schema/run-report.schema.json)')
+      .option('--html <file>', 'write the HTML report (one self-contained file)')
+      .option(
+        '--html-detail <which>',
+        'scenarios the reports draw: non-ok or all',
+        oneOf(['non-ok', 'all'] as const),
+        'non-ok',
+      )
+      .option('--junit <file>', 'write JUnit XML (a testcase per scenario)')
+      .option(
+        '--trace-json <dir>',
+        "write each scenario's calls as Chrome trace-event JSON (opens in Perfetto)",
+      )
+      .option('--table <which>', 'rows of the table: non-ok, all or none', oneOf(TABLE_ROWS), 'non-ok')
+      .option(
+        '--jobs <n>',
+        `worker threads (default: the CPUs, at most 4; here ${defaultJobs()})`,
+        positiveInteger(64),
+      )
+      .option(
+        '--check-every <n>',
+        'full safety check every N conversions (default: about 4 per scenario)',
+        positiveInteger(1e9),
+      )
+      .option(
+        '--fuse <n>',
+        `hypercalls one conversion may make (default ${DEFAULT_FUSE})`,
+        positiveInteger(1e9),
+      )
+      .option(
+        '--timeout <seconds>',
+        `wall-clock budget of one scenario (default ${DEFAULT_TIMEOUT_S})`,
+        positiveNumber,
+        DEFAULT_TIMEOUT_S,
+      )
+      .addHelpText(
+        'after',
+        `\nExit code 0 when every outcome is as expected (the default matrix ships its expectations), 1 when one is not
+(or, where nothing is expected, a scenario is UNSAFE or error) or a backend of yours errors, 2 for a bad command line.
+
+${catalogHelp()}`,
+      )
+      .action(async (options: RunOptions) => done(await runMatrixCommand(options)));
+    return command;
+  },
+};
+
+/** The expectations to judge by: the --expect files and the baseline, else (unless --no-expect) the shipped ones. */
+function loadExpectations(options: RunOptions): { expectations: Expectations; sources: string[] } {
+  const files = options.expect === false ? [] : (options.expect ?? []);
+  for (const file of files) checkInputFile('--expect', file);
+  const loaded = files.map((file) => ({ file, expectations: readExpectations(file) }));
+  let baseline: RunReport | undefined;
+  if (options.baseline !== undefined) {
+    checkInputFile('--baseline', options.baseline);
+    baseline = readRunReport(options.baseline, '--baseline');
+  }
+  if (loaded.length === 0 && baseline === undefined && options.expect !== false) {
+    loaded.push({
+      file: DEFAULT_EXPECTATIONS_FILE,
+      expectations: readExpectations(DEFAULT_EXPECTATIONS_FILE),
+    });
+  }
+  const sources = [
+    ...loaded.map(({ file }) => file),
+    ...(options.baseline === undefined ? [] : [`baseline ${options.baseline}`]),
+  ];
+  return {
+    expectations: new Expectations(
+      loaded,
+      baseline === undefined ? undefined : { file: options.baseline as string, results: baseline.results },
+    ),
+    sources,
+  };
+}
 
 /**
- * `tdxsim run`: every selected guest policy × VMM × workload, with live progress on stderr, then the table, the
- * policy × VMM grid and the summary on stdout. Returns the exit code: 1 when any scenario is UNSAFE or errored.
+ * Runs the matrix with live progress on stderr, then prints on stdout the outcomes not as expected (first), the
+ * summary, the policy × VMM grid and the table; writes the reports. Returns the exit code.
  */
-export async function runCommand(args: ParsedArgs): Promise<number> {
-  const catalog = await buildCatalog(args.backend);
-  const policies = pick('policy', catalog.policies, (p) => p, args.policy);
+export async function runMatrixCommand(given: RunOptions): Promise<number> {
+  const options = {
+    ...given,
+    policy: given.policy ?? [],
+    vmm: given.vmm ?? [],
+    workload: given.workload ?? [],
+    backend: given.backend ?? [],
+  };
+  // Every mistake a long run could end on is found before it starts.
+  checkOutputFile('--json', options.json);
+  checkOutputFile('--html', options.html);
+  checkOutputFile('--junit', options.junit);
+  checkOutputFile('--write-expect', options.writeExpect);
+  prepareOutputDirectory('--trace-json', options.traceJson);
+  const { expectations, sources } = loadExpectations(options);
+  const catalog = await buildCatalog(options.backend);
+  const policies = pick('policy', catalog.policies, (p) => p, options.policy);
   // With --backend and no --vmm, the user's own backends are what they came to test.
   const vmmNames =
-    args.vmm.length === 0 && args.backend.length > 0
+    options.vmm.length === 0 && options.backend.length > 0
       ? catalog.vmms.filter((v) => v.kind === 'custom').map((v) => v.name)
-      : args.vmm;
+      : options.vmm;
   const vmms = pick('vmm', catalog.vmms, (v) => v.name, vmmNames);
-  const workloads = pick('workload', catalog.workloads, (w) => w.name, args.workload);
-  const specs: ScenarioSpec[] = [];
-  for (const vmm of vmms)
-    for (const policy of policies)
-      for (const workload of workloads) {
-        // Unless --vmm names the backend, two kinds of pairs run on the original backend only, not on its MapGPA
-        // variants (the hostile ones, kvm-events, hyperv-2048, ...): a workload without MapGPA calls, which runs the
-        // same on all of them; and a GiB-sized workload with a guest that accepts 4K pages only (Asterinas), which
-        // takes seconds each while churn and dma-small test the same MapGPA handling of that guest.
-        const variant = vmm.mapGpaVariantOf !== undefined && args.vmm.length === 0;
-        const spec = { policy, vmm: vmm.name, workload: workload.name, seed: args.seed };
-        if (variant && (!workload.usesMapGpa || isSlowScenario(spec))) continue;
-        specs.push(spec);
-      }
+  const workloads = pick('workload', catalog.workloads, (w) => w.name, options.workload).map((w) => w.name);
+  const all = selectSpecs(catalog, {
+    policies,
+    vmms,
+    workloads,
+    seed: options.seed,
+    vmmNamed: options.vmm.length > 0,
+  });
+  const specs = shardOf(all, options.shard);
+  const jobs = Math.max(1, Math.min(options.jobs ?? defaultJobs(), specs.length));
 
   const colour = wantsColour(process.stdout);
-  const progress = new ProgressDisplay(process.stderr, specs.length, wantsColour(process.stderr));
+  const errColour = wantsColour(process.stderr);
+  process.stderr.write(
+    `tdxsim ${toolVersion()}: ${specs.length} scenarios${options.shard === undefined ? '' : ` (shard ${options.shard.index}/${options.shard.total} of ${all.length})`} — ` +
+      `${policies.length} polic${policies.length === 1 ? 'y' : 'ies'} × ${vmms.length} VMM${vmms.length === 1 ? '' : 's'} × ${workloads.length} workload${workloads.length === 1 ? '' : 's'}` +
+      ` on ${jobs} worker thread${jobs === 1 ? '' : 's'}, seed ${options.seed}\n`,
+  );
+  const progress = new ProgressDisplay(process.stderr, specs.length, errColour);
   const started = performance.now();
-  const { results, details } = await runMatrix({
+  const { results: raw, details } = await runMatrix({
     specs,
     catalog,
-    backendFiles: args.backend,
-    ...(args.jobs === undefined ? {} : { jobs: args.jobs }),
-    ...(args.checkEvery === undefined ? {} : { checkEvery: args.checkEvery }),
-    ...(args.fuse === undefined ? {} : { fuse: args.fuse }),
-    detail: args.html !== undefined,
+    backendFiles: options.backend,
+    jobs,
+    isolate: true,
+    timeoutMs: Math.round(options.timeout * 1000),
+    ...(options.checkEvery === undefined ? {} : { checkEvery: options.checkEvery }),
+    ...(options.fuse === undefined ? {} : { fuse: options.fuse }),
+    ...(options.traceJson === undefined ? {} : { traceDir: options.traceJson }),
     onStart: (spec, index) => progress.start(spec, index),
     onProgress: (index, done, total) => progress.progress(index, done, total),
     onResult: (result, index) => progress.finish(result, index),
@@ -57,29 +251,93 @@ export async function runCommand(args: ParsedArgs): Promise<number> {
   const wallMs = performance.now() - started;
   progress.end();
 
-  const style = makeStyle(colour);
-  const counts = countOutcomes(results);
-  process.stdout.write(`${formatTable(results, style)}\n\n${formatGrid(results, style)}\n\n`);
-  process.stdout.write(`${formatSummary(counts, wallMs, style)} (seed ${args.seed})\n`);
+  const results: ScenarioResult[] = raw.map((r, i) => {
+    const detail = details[i];
+    const drawn = options.htmlDetail === 'all' || r.outcome !== 'ok';
+    return {
+      ...r,
+      expected: expectations.expected(r.id)?.outcome ?? null,
+      ...(drawn && detail !== undefined && detail.frames.length > 0 ? { detail } : {}),
+    };
+  });
   const report = buildRunReport({
-    seed: args.seed,
-    checkEvery: args.checkEvery,
-    fuse: args.fuse ?? DEFAULT_FUSE,
+    seed: options.seed,
+    checkEvery: options.checkEvery,
+    fuse: options.fuse ?? DEFAULT_FUSE,
+    timeoutMs: Math.round(options.timeout * 1000),
+    shard: options.shard,
     policies,
     vmms,
-    workloads: workloads.map((w) => w.name),
+    workloads,
+    expectations: sources,
     results,
     wallMs,
   });
-  if (args.json !== undefined) {
-    writeFileSync(args.json, `${JSON.stringify(report, null, 2)}\n`);
+  return finishRun(report, {
+    colour,
+    table: options.table,
+    json: options.json,
+    html: options.html,
+    junit: options.junit,
+    writeExpect: options.writeExpect,
+    traceJson: options.traceJson,
+  });
+}
+
+/** What `run` and `merge-reports` print and write once they hold a report; returns the exit code. */
+export function finishRun(
+  report: RunReport,
+  output: {
+    colour: boolean;
+    table: TableRows;
+    json?: string | undefined;
+    html?: string | undefined;
+    junit?: string | undefined;
+    writeExpect?: string | undefined;
+    traceJson?: string | undefined;
+  },
+): number {
+  const style = makeStyle(output.colour);
+  const results = report.results;
+  const changes = formatChanges(results, style);
+  if (changes !== undefined) process.stdout.write(`${changes}\n\n`);
+  process.stdout.write(`${formatSummary(results, report.summary.wallMs, style)} (seed ${report.seed})\n\n`);
+  process.stdout.write(`${formatGrid(results, style)}\n`);
+  if (output.table !== 'none' && (output.table === 'all' || results.some((r) => r.outcome !== 'ok'))) {
+    const hidden = output.table === 'all' ? 0 : results.filter((r) => r.outcome === 'ok').length;
     process.stdout.write(
-      `JSON report: ${args.json} (replay a scenario: tdxsim replay ${args.json} <scenario>)\n`,
+      `\n${formatTable(results, style, output.table)}\n${hidden > 0 ? style.dim(`(${hidden} ok scenarios not shown: --table all shows them)\n`) : ''}`,
     );
   }
-  if (args.html !== undefined) {
-    writeHtmlReport(args.html, report, details);
-    process.stdout.write(`HTML report: ${args.html}\n`);
+  process.stdout.write('\n');
+  if (output.json !== undefined) {
+    writeFileSync(output.json, serializeRunReport(report));
+    process.stdout.write(
+      `JSON report: ${output.json} (replay a scenario: tdxsim replay ${output.json} <scenario>)\n`,
+    );
   }
-  return counts.unsafe > 0 || counts.error > 0 ? 1 : 0;
+  if (output.html !== undefined) {
+    writeHtmlReport(output.html, report, output.json);
+    process.stdout.write(`HTML report: ${output.html}\n`);
+  }
+  if (output.junit !== undefined) {
+    writeJunit(output.junit, report, output.json);
+    process.stdout.write(`JUnit report: ${output.junit}\n`);
+  }
+  if (output.traceJson !== undefined) process.stdout.write(`Trace JSON (Perfetto): ${output.traceJson}/\n`);
+  if (output.writeExpect !== undefined) {
+    const written: ExpectationsFile = expectationsOf(
+      results,
+      report.seed,
+      `Outcomes of tdxsim ${report.tool.version} at seed ${report.seed}, written by --write-expect on ${report.createdAt}: review before committing.`,
+    );
+    writeFileSync(output.writeExpect, `${JSON.stringify(written, null, 2)}\n`);
+    process.stdout.write(`Expectations: ${output.writeExpect} (${written.expect.length} rules)\n`);
+  }
+  if (process.env.GITHUB_ACTIONS === 'true') {
+    for (const line of githubAnnotations(report, output.json)) process.stdout.write(`${line}\n`);
+    writeStepSummary(report, process.env.GITHUB_STEP_SUMMARY);
+  }
+  const custom = new Set(report.matrix.vmms.filter((v) => v.kind === 'custom').map((v) => v.name));
+  return results.some((r) => failsRun(r, custom)) ? 1 : 0;
 }

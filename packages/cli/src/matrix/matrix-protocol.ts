@@ -6,17 +6,22 @@ export interface RunRequest {
   readonly spec: ScenarioSpec;
   readonly checkEvery: number | undefined;
   readonly fuse: number | undefined;
-  readonly detail: boolean;
+  readonly timeoutMs: number | undefined;
+  readonly traceDir: string | undefined;
 }
 
 /** Worker → main thread. */
 export type WorkerMessage =
+  | { readonly type: 'ready' }
+  | { readonly type: 'setup-failed'; readonly message: string }
   | { readonly type: 'progress'; readonly index: number; readonly done: number; readonly total: number }
   | {
       readonly type: 'done';
       readonly index: number;
       readonly result: ScenarioResult;
-      readonly detail: ScenarioDetail | undefined;
+      readonly detail: ScenarioDetail;
+      /** The backend left timers running in this thread: the worker is replaced before the next scenario. */
+      readonly tainted: boolean;
     };
 
 /** What a worker is started with. */

@@ -1,17 +1,25 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { buildCatalog } from '../catalog/catalog.js';
-import type { RunRequest, WorkerSetup } from './matrix-protocol.js';
+import type { RunRequest, WorkerMessage, WorkerSetup } from './matrix-protocol.js';
 import { runRequest } from './run-one.js';
 
-// A worker thread of the matrix: runs the scenarios the main thread sends, one at a time.
+// A worker thread of the matrix: loads the catalog (users' backends included), then runs the scenarios the main
+// thread sends, one at a time.
 const port = parentPort;
 if (port === null) throw new Error('matrix-worker must run in a worker thread');
-const catalog = await buildCatalog((workerData as WorkerSetup).backendFiles);
-port.on('message', (request: RunRequest) => {
-  runRequest(catalog, request, (message) => port.postMessage(message)).catch((error: unknown) => {
-    // runScenario reports failures as outcomes; anything here is a bug: let the main thread see it.
-    setImmediate(() => {
-      throw error;
+const post = (message: WorkerMessage): void => port.postMessage(message);
+try {
+  const catalog = await buildCatalog((workerData as WorkerSetup).backendFiles);
+  port.on('message', (request: RunRequest) => {
+    // A worker runs one scenario at a time and nothing else: the backend guard's idle check is exact here.
+    runRequest(catalog, request, post, 'dedicated').catch((error: unknown) => {
+      // runScenario reports failures as outcomes; anything here is a bug: let the main thread see it.
+      setImmediate(() => {
+        throw error;
+      });
     });
   });
-});
+  post({ type: 'ready' });
+} catch (error) {
+  post({ type: 'setup-failed', message: (error as Error).message });
+}

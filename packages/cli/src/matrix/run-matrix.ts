@@ -2,12 +2,19 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import createDebug from 'debug';
 import type { Catalog } from '../catalog/catalog.js';
-import type { ScenarioDetail, ScenarioResult, ScenarioSpec } from '../scenario/scenario-result.js';
+import {
+  type ScenarioDetail,
+  type ScenarioResult,
+  type ScenarioSpec,
+  scenarioId,
+} from '../scenario/scenario-result.js';
 import type { RunRequest, WorkerMessage, WorkerSetup } from './matrix-protocol.js';
 import { runRequest } from './run-one.js';
 import { costHint } from './scenario-cost.js';
 
 const log = createDebug('tdxsim:cli:matrix');
+/** How long past its own wall-clock budget a scenario's worker gets before the main thread stops it. */
+const KILL_GRACE_MS = 5_000;
 
 /**
  * Options of {@link runMatrix}: the scenarios, the catalog they name, backend files, worker threads, check
@@ -18,13 +25,20 @@ export interface MatrixOptions {
   readonly catalog: Catalog;
   /** Users' backend files, loaded again by each worker thread. */
   readonly backendFiles: readonly string[];
-  /** Worker threads; 1 runs every scenario in this thread. Default: the CPUs, at most 4. */
+  /** Worker threads (default: the CPUs, at most 4). With 1 and no `isolate`, scenarios run in this thread. */
   readonly jobs?: number;
+  /**
+   * Run every scenario in a worker thread, even with `jobs: 1`: a backend that blocks its thread for good is then
+   * stopped by the wall clock and its scenario reported as `error` (what `tdxsim run` does).
+   */
+  readonly isolate?: boolean;
   readonly checkEvery?: number;
   readonly fuse?: number;
-  /** Keep each scenario's GPA frames and timeline (for the HTML report). */
-  readonly detail?: boolean;
-  /** Called when a scenario starts. */
+  /** Wall-clock budget of one scenario in ms (default: none). */
+  readonly timeoutMs?: number;
+  /** Write each scenario's call timeline as Chrome trace-event JSON into this directory. */
+  readonly traceDir?: string;
+  /** Called when scenario `index` starts. */
   readonly onStart?: (spec: ScenarioSpec, index: number) => void;
   /** Called as scenario `index` makes progress (`done` of `total` conversions). */
   readonly onProgress?: (index: number, done: number, total: number) => void;
@@ -37,42 +51,88 @@ export interface MatrixOptions {
  */
 export interface MatrixRun {
   readonly results: ScenarioResult[];
-  readonly details: (ScenarioDetail | undefined)[];
+  readonly details: ScenarioDetail[];
 }
 
 export function defaultJobs(): number {
   return Math.max(1, Math.min(4, availableParallelism()));
 }
 
-/** Runs every scenario of the matrix, on worker threads when there are several CPUs; results in `specs` order. */
+/** The result of a scenario whose thread had to be stopped or died: an `error` with nothing counted. */
+function lostScenario(spec: ScenarioSpec, reason: string, wallMs: number): ScenarioResult {
+  return {
+    id: scenarioId(spec),
+    policy: spec.policy,
+    vmm: spec.vmm,
+    workload: spec.workload,
+    seed: spec.seed,
+    amount: spec.amount ?? 0,
+    outcome: 'error',
+    reason,
+    violations: [],
+    notes: [],
+    counters: {
+      mapGpaCalls: 0,
+      retries: 0,
+      tdExits: 0,
+      seamcalls: 0,
+      tdcalls: 0,
+      conversions: 0,
+      failedConversions: 0,
+      refusedConversions: 0,
+      pagesConverted: 0,
+      pagesQuarantined: 0,
+    },
+    wallMs: Math.round(wallMs),
+  };
+}
+
+const EMPTY_DETAIL: ScenarioDetail = {
+  memoryBytes: 0,
+  bandCount: 0,
+  frames: [],
+  timeline: [],
+  skipped: { before: 0, after: 0 },
+  markedCall: null,
+  markedGpa: null,
+};
+
+/**
+ * Runs every scenario of the matrix, on worker threads (the longest first) or in this thread; results in `specs`
+ * order. A worker whose scenario outlives its wall-clock budget, or that dies, is replaced and the scenario reported
+ * as `error`; the workers are terminated at the end, so nothing a backend left running outlives the run.
+ */
 export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
   const { specs } = options;
   const results: ScenarioResult[] = new Array(specs.length);
-  const details: (ScenarioDetail | undefined)[] = new Array(specs.length).fill(undefined);
+  const details: ScenarioDetail[] = new Array(specs.length).fill(EMPTY_DETAIL);
   const jobs = Math.max(1, Math.min(options.jobs ?? defaultJobs(), specs.length));
   const request = (index: number): RunRequest => ({
     index,
     spec: specs[index] as ScenarioSpec,
     checkEvery: options.checkEvery,
     fuse: options.fuse,
-    detail: options.detail ?? false,
+    timeoutMs: options.timeoutMs,
+    traceDir: options.traceDir,
   });
+  const finish = (index: number, result: ScenarioResult, detail: ScenarioDetail): void => {
+    results[index] = result;
+    details[index] = detail;
+    options.onResult?.(result, index);
+  };
   const handle = (message: WorkerMessage): void => {
     if (message.type === 'progress') options.onProgress?.(message.index, message.done, message.total);
-    else {
-      results[message.index] = message.result;
-      details[message.index] = message.detail;
-      options.onResult?.(message.result, message.index);
-    }
+    else if (message.type === 'done') finish(message.index, message.result, message.detail);
   };
-  log('%d scenarios on %d thread(s)', specs.length, jobs);
-  if (jobs === 1) {
+  if (jobs === 1 && options.isolate !== true) {
+    log('%d scenarios in this thread', specs.length);
     for (let index = 0; index < specs.length; index++) {
       options.onStart?.(specs[index] as ScenarioSpec, index);
       await runRequest(options.catalog, request(index), handle);
     }
     return { results, details };
   }
+  log('%d scenarios on %d worker thread(s)', specs.length, jobs);
   // The longest scenarios first, so that no worker is left with one of them at the end while the others idle.
   const order = specs
     .map((_, i) => i)
@@ -81,39 +141,108 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
   const setup: WorkerSetup = { backendFiles: options.backendFiles };
   await Promise.all(
     Array.from({ length: jobs }, async () => {
-      const worker = startWorker(setup);
+      let worker: Worker | undefined;
       try {
         while (next < specs.length) {
           const index = order[next++] as number;
-          options.onStart?.(specs[index] as ScenarioSpec, index);
-          await new Promise<void>((resolve, reject) => {
-            const onMessage = (message: WorkerMessage): void => {
-              handle(message);
-              if (message.type === 'done') {
-                worker.off('message', onMessage);
-                worker.off('error', reject);
-                resolve();
-              }
-            };
-            worker.on('message', onMessage);
-            worker.once('error', reject);
-            worker.postMessage(request(index));
-          });
+          worker ??= await startWorker(setup);
+          const spec = specs[index] as ScenarioSpec;
+          options.onStart?.(spec, index);
+          const started = performance.now();
+          const outcome = await runOnWorker(worker, request(index), handle, options.timeoutMs);
+          if (outcome.lost !== undefined) {
+            log('%s: %s', scenarioId(spec), outcome.lost);
+            finish(index, lostScenario(spec, outcome.lost, performance.now() - started), EMPTY_DETAIL);
+          }
+          if (outcome.lost !== undefined || outcome.tainted) {
+            // Nothing a backend left behind runs on into the next scenario.
+            await worker.terminate();
+            worker = undefined;
+          }
         }
       } finally {
-        await worker.terminate();
+        await worker?.terminate();
       }
     }),
   );
   return { results, details };
 }
 
-/** A matrix worker: the compiled file, or from source through tsx's loader (as `pnpm start` runs). */
-function startWorker(setup: WorkerSetup): Worker {
+/**
+ * Sends one scenario to `worker`; resolves when it is done (`tainted` when the backend left work running in the
+ * worker), or with why it was lost (a timeout, a crash).
+ */
+function runOnWorker(
+  worker: Worker,
+  request: RunRequest,
+  handle: (message: WorkerMessage) => void,
+  timeoutMs: number | undefined,
+): Promise<{ lost?: string; tainted: boolean }> {
+  return new Promise((resolve) => {
+    let timer: NodeJS.Timeout | undefined;
+    const settle = (lost: string | undefined, tainted = false): void => {
+      if (timer !== undefined) clearTimeout(timer);
+      worker.off('message', onMessage);
+      worker.off('error', onError);
+      worker.off('exit', onExit);
+      resolve(lost === undefined ? { tainted } : { lost, tainted });
+    };
+    const onMessage = (message: WorkerMessage): void => {
+      handle(message);
+      if (message.type === 'done') settle(undefined, message.tainted);
+    };
+    const onError = (error: Error): void =>
+      settle(`the worker thread running it crashed: ${error.name}: ${error.message.split('\n')[0]}`);
+    const onExit = (code: number): void => settle(`the worker thread running it exited with code ${code}`);
+    worker.on('message', onMessage);
+    worker.once('error', onError);
+    worker.once('exit', onExit);
+    if (timeoutMs !== undefined) {
+      // The scenario's own guard stops it at timeoutMs unless its thread is blocked: then only this can.
+      timer = setTimeout(
+        () =>
+          settle(
+            `the scenario did not end within ${Math.round(timeoutMs / 1000)} s (wall clock) and blocked its thread; the worker thread was stopped`,
+          ),
+        timeoutMs + KILL_GRACE_MS,
+      );
+    }
+    worker.postMessage(request);
+  });
+}
+
+/** A matrix worker with the catalog loaded: the compiled file, or from source through tsx (as `pnpm start` runs). */
+async function startWorker(setup: WorkerSetup): Promise<Worker> {
   const fromSource = import.meta.url.endsWith('.ts');
   const entry = new URL(fromSource ? './matrix-worker.ts' : './matrix-worker.js', import.meta.url);
-  if (!fromSource) return new Worker(entry, { workerData: setup });
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const code = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(entry.href)}); });`;
-  return new Worker(code, { eval: true, workerData: setup, execArgv: process.execArgv });
+  let worker: Worker;
+  if (fromSource) {
+    const tsx = import.meta.resolve('tsx/esm/api');
+    const code = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(entry.href)}); });`;
+    worker = new Worker(code, { eval: true, workerData: setup, execArgv: process.execArgv });
+  } else {
+    worker = new Worker(entry, { workerData: setup });
+  }
+  await new Promise<void>((resolve, reject) => {
+    const onMessage = (message: WorkerMessage): void => {
+      if (message.type === 'ready') {
+        cleanup();
+        resolve();
+      } else if (message.type === 'setup-failed') {
+        cleanup();
+        reject(new Error(`a matrix worker could not load the catalog: ${message.message}`));
+      }
+    };
+    const onError = (error: Error): void => {
+      cleanup();
+      reject(error);
+    };
+    const cleanup = (): void => {
+      worker.off('message', onMessage);
+      worker.off('error', onError);
+    };
+    worker.on('message', onMessage);
+    worker.once('error', onError);
+  });
+  return worker;
 }

@@ -7,12 +7,16 @@ export async function runRequest(
   catalog: Catalog,
   request: RunRequest,
   post: (message: WorkerMessage) => void,
+  thread: 'dedicated' | 'shared' = 'shared',
 ): Promise<void> {
   const { spec, index } = request;
   const run = await runScenario(spec, findVmm(catalog, spec.vmm), findWorkload(catalog, spec.workload), {
     ...(request.checkEvery === undefined ? {} : { checkEvery: request.checkEvery }),
     ...(request.fuse === undefined ? {} : { fuse: request.fuse }),
+    ...(request.timeoutMs === undefined ? {} : { timeoutMs: request.timeoutMs }),
+    ...(request.traceDir === undefined ? {} : { traceDir: request.traceDir }),
     onProgress: (done, total) => post({ type: 'progress', index, done, total }),
+    thread,
   });
-  post({ type: 'done', index, result: run.result, detail: request.detail ? run.detail : undefined });
+  post({ type: 'done', index, result: run.result, detail: run.detail, tainted: run.strayWork });
 }

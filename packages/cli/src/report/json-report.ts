@@ -1,13 +1,19 @@
 import { readFileSync } from 'node:fs';
+import { Ajv, type ValidateFunction } from 'ajv';
 import type { VmmEntry } from '../catalog/vmm-catalog.js';
+import { isChange } from '../expectations/expectations.js';
+import type { Shard } from '../options/option-values.js';
 import type { ScenarioResult } from '../scenario/scenario-result.js';
 import { UsageError } from '../usage-error.js';
 import { countOutcomes, type OutcomeCounts } from './table.js';
 
 /** The schema id of `--json` files; bumped when a field changes meaning. */
-export const RUN_REPORT_SCHEMA = 'tdxsim-run-report/1';
+export const RUN_REPORT_SCHEMA = 'tdxsim-run-report/2';
 
-/** What `tdxsim run --json <file>` writes (documented field by field in the package README). */
+/** The JSON Schema of run reports, shipped in the package (`schema/run-report.schema.json`). */
+export const RUN_REPORT_SCHEMA_FILE = new URL('../../schema/run-report.schema.json', import.meta.url);
+
+/** What `tdxsim run --json <file>` writes; `schema/run-report.schema.json` describes it field by field. */
 export interface RunReport {
   readonly schema: typeof RUN_REPORT_SCHEMA;
   readonly tool: { readonly name: 'tdxsim'; readonly version: string };
@@ -16,6 +22,10 @@ export interface RunReport {
   readonly checkEvery: number | null;
   /** The guest's fuse (hypercalls per conversion) the scenarios ran with. */
   readonly fuse: number;
+  /** The wall-clock budget of one scenario. */
+  readonly timeoutMs: number | null;
+  /** Which shard of the matrix the report holds; null for a whole (or merged) matrix. */
+  readonly shard: Shard | null;
   readonly matrix: {
     readonly policies: readonly string[];
     readonly vmms: readonly {
@@ -25,15 +35,29 @@ export interface RunReport {
     }[];
     readonly workloads: readonly string[];
   };
-  readonly summary: OutcomeCounts & { readonly wallMs: number };
+  /** The expectation sources the outcomes were judged against. */
+  readonly expectations: readonly string[];
+  readonly summary: ReportSummary;
   readonly results: readonly ScenarioResult[];
 }
+
+/** The summary of a run: outcome counts, how many outcomes differ from what was expected, wall time. */
+export type ReportSummary = OutcomeCounts & { readonly changes: number; readonly wallMs: number };
 
 export function toolVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
     version: string;
   };
   return pkg.version;
+}
+
+/** The summary of `results`: outcome counts and how many differ from what was expected. */
+export function summarize(results: readonly ScenarioResult[], wallMs: number): ReportSummary {
+  return {
+    ...countOutcomes(results),
+    changes: results.filter((r) => isChange(r.outcome, r.expected)).length,
+    wallMs: Math.round(wallMs),
+  };
 }
 
 /**
@@ -44,9 +68,12 @@ export function buildRunReport(input: {
   seed: number;
   checkEvery: number | undefined;
   fuse: number;
+  timeoutMs: number | undefined;
+  shard: Shard | undefined;
   policies: readonly string[];
-  vmms: readonly VmmEntry[];
+  vmms: readonly Pick<VmmEntry, 'name' | 'kind' | 'file'>[];
   workloads: readonly string[];
+  expectations: readonly string[];
   results: readonly ScenarioResult[];
   wallMs: number;
 }): RunReport {
@@ -57,6 +84,8 @@ export function buildRunReport(input: {
     seed: input.seed,
     checkEvery: input.checkEvery ?? null,
     fuse: input.fuse,
+    timeoutMs: input.timeoutMs ?? null,
+    shard: input.shard ?? null,
     matrix: {
       policies: input.policies,
       vmms: input.vmms.map((v) => ({
@@ -66,22 +95,53 @@ export function buildRunReport(input: {
       })),
       workloads: input.workloads,
     },
-    summary: { ...countOutcomes(input.results), wallMs: Math.round(input.wallMs) },
+    expectations: input.expectations,
+    summary: summarize(input.results, input.wallMs),
     results: input.results,
   };
 }
 
-/** Reads a run report back (for `replay`), with a usage error when the file is not one. */
-export function readRunReport(file: string): RunReport {
+let validator: ValidateFunction | undefined;
+
+/** The compiled JSON Schema of run reports. */
+export function runReportValidator(): ValidateFunction {
+  validator ??= new Ajv({ allErrors: false, strict: true }).compile(
+    JSON.parse(readFileSync(RUN_REPORT_SCHEMA_FILE, 'utf8')) as object,
+  );
+  return validator;
+}
+
+/** Reads a run report back (`replay`, `--baseline`, `merge-reports`), checked against its JSON Schema. */
+export function readRunReport(file: string, option = 'report'): RunReport {
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(file, 'utf8'));
   } catch (error) {
-    throw new UsageError(`cannot read report "${file}": ${(error as Error).message.split('\n')[0]}`);
+    throw new UsageError(`cannot read ${option} "${file}": ${(error as Error).message.split('\n')[0]}`);
   }
-  const report = parsed as Partial<RunReport>;
-  if (report.schema !== RUN_REPORT_SCHEMA || !Array.isArray(report.results)) {
-    throw new UsageError(`"${file}" is not a tdxsim run report (schema ${RUN_REPORT_SCHEMA})`);
+  const schema = (parsed as { schema?: unknown } | null)?.schema;
+  if (schema !== RUN_REPORT_SCHEMA) {
+    throw new UsageError(
+      `"${file}" is not a tdxsim run report of this version (schema ${JSON.stringify(schema ?? null)}, expected "${RUN_REPORT_SCHEMA}")`,
+    );
   }
-  return report as RunReport;
+  const validate = runReportValidator();
+  if (!validate(parsed)) {
+    const first = validate.errors?.[0];
+    throw new UsageError(
+      `"${file}" does not match the run report schema: ${first?.instancePath || '/'} ${first?.message ?? 'is invalid'}`,
+    );
+  }
+  return parsed as RunReport;
+}
+
+/**
+ * A report as JSON text: the run's fields indented, each result on one line (a diff of two reports then shows one
+ * line per scenario that changed, and a report of 600 scenarios with pictures stays a few MB).
+ */
+export function serializeRunReport(report: RunReport): string {
+  const { results, ...rest } = report;
+  const head = JSON.stringify(rest, null, 2);
+  const lines = results.map((r) => `    ${JSON.stringify(r)}`);
+  return `${head.slice(0, -2)},\n  "results": [\n${lines.join(',\n')}\n  ]\n}\n`;
 }

@@ -1,17 +1,17 @@
-import {
-  type ConversionResult,
-  GuestError,
-  GuestIds,
-  guestModule,
-  type PageState,
-  type TdGuest,
-} from '@tdxsim/guest';
+import { type ConversionResult, GuestError, type PageState, TdGuest } from '@tdxsim/guest';
 import { composeTd, SeededRng, TdxSimError, type TraceEvent } from '@tdxsim/tdx-module';
-import { SafetyMonitor } from '@tdxsim/testkit';
+import {
+  BackendFaultError,
+  BackendGuard,
+  SafetyMonitor,
+  scenarioStepBudget,
+  scenarioTd,
+  type Workload,
+} from '@tdxsim/testkit';
 import createDebug from 'debug';
 import type { VmmEntry } from '../catalog/vmm-catalog.js';
-import type { Workload } from '../workloads/workload.js';
 import { describeFailure } from './failure-reason.js';
+import { encodeBands } from './gpa-bands.js';
 import { ScenarioProbe } from './scenario-probe.js';
 import {
   type GpaFrame,
@@ -22,13 +22,17 @@ import {
   type ScenarioTotals,
   scenarioId,
 } from './scenario-result.js';
+import { TraceJsonWriter, traceJsonPath } from './trace-json-writer.js';
 
 const log = createDebug('tdxsim:cli:scenario');
+const errorLog = createDebug('tdxsim:error');
 
 /** Options of {@link runScenario}: trace keeping, full-check frequency, the guest's fuse and progress. */
 export interface RunScenarioOptions {
   /** Keep every trace event (for `replay --trace`). */
   readonly keepTrace?: boolean;
+  /** Write the full call timeline as Chrome trace-event JSON into this directory (`--trace-json`). */
+  readonly traceDir?: string;
   /**
    * Full safety checks (module invariants, quarantine, planted secrets) every `checkEvery` conversions and always at
    * the end; each conversion's own claims are checked every time. Default: about 4 full checks per scenario, never
@@ -40,6 +44,10 @@ export interface RunScenarioOptions {
    * not to terminate. Default {@link DEFAULT_FUSE}.
    */
   readonly fuse?: number;
+  /** Wall-clock budget of the scenario in ms (the fallback when the step budget and the idle check do not stop it). */
+  readonly timeoutMs?: number;
+  /** Whether the scenario has its thread to itself (a matrix worker, `replay`): see `BackendGuardOptions.thread`. */
+  readonly thread?: 'dedicated' | 'shared';
   /** Told after every conversion. */
   readonly onProgress?: (done: number, total: number) => void;
 }
@@ -51,6 +59,8 @@ export interface ScenarioRun {
   readonly result: ScenarioResult;
   readonly detail: ScenarioDetail;
   readonly trace: readonly TraceEvent[];
+  /** The backend left timers or host threads running in this thread after the scenario. */
+  readonly strayWork: boolean;
 }
 
 /**
@@ -59,11 +69,18 @@ export interface ScenarioRun {
  */
 export const DEFAULT_FUSE = 8192;
 
-/** Where the TDMR starts: above any GPA a workload uses, so host pages never look like guest addresses. */
-const TDMR_BASE = 2 ** 36;
-const MAX_FRAMES = 120;
+const MAX_FRAMES = 60;
+const BANDS = 128;
 
-/** Runs one scenario: composes a TD with the VMM, boots the guest with the policy, runs the workload, judges. */
+/** Ends a workload early once the scenario is known to be UNSAFE. */
+class StopScenario extends Error {}
+
+/**
+ * Runs one scenario: composes the TD of `tdxsim run` (the conformance kit's TD shapes) with the VMM under a
+ * {@link BackendGuard}, boots the guest with the policy, runs the workload, and judges it: UNSAFE when a safety
+ * property broke, `error` when the backend faulted (with its message and the first avoidable SEAMCALL error),
+ * `failed-safely` when the guest gave up safely, else `ok`. Never throws for what the backend or guest does.
+ */
 export async function runScenario(
   spec: ScenarioSpec,
   vmm: VmmEntry,
@@ -73,7 +90,18 @@ export async function runScenario(
   const amount = spec.amount ?? workload.defaultAmount;
   const memoryBytes = workload.memoryBytes(amount);
   const id = scenarioId(spec);
-  const probe = new ScenarioProbe({ gpaw: 48, keepTrace: options.keepTrace ?? false });
+  const writer =
+    options.traceDir === undefined ? undefined : new TraceJsonWriter(traceJsonPath(options.traceDir, id), id);
+  const probe = new ScenarioProbe({
+    gpaw: 48,
+    keepTrace: options.keepTrace ?? false,
+    ...(writer === undefined ? {} : { forward: writer }),
+  });
+  const guard = new BackendGuard({
+    thread: options.thread ?? 'shared',
+    stepBudget: scenarioStepBudget(workload.pagesTouched(amount)),
+    ...(options.timeoutMs === undefined ? {} : { wallClockMs: options.timeoutMs }),
+  });
   const totals: ScenarioTotals = {
     ...probe.counters,
     conversions: 0,
@@ -91,90 +119,113 @@ export async function runScenario(
   const started = performance.now();
   let monitor: SafetyMonitor | undefined;
   let booted: TdGuest | undefined;
+  const frame = (label: string): void => {
+    if (booted === undefined) return;
+    const bands = encodeBands(booted.ledger.entries(), memoryBytes, BANDS);
+    const last = frames.at(-1);
+    // A step already drawn as it is: nothing new to show.
+    if (last !== undefined && last.step === totals.conversions && last.bands === bands) return;
+    frames.push({ step: totals.conversions, label, bands });
+  };
+
   log('%s: seed %d, %s', id, spec.seed, workload.describeAmount(amount));
   try {
-    const handle = await composeTd<TdGuest>({
-      vmm: vmm.module(spec.seed),
-      guest: {
-        module: guestModule({
-          memoryBytes,
-          policy: spec.policy as 'strict',
-          fuse: options.fuse ?? DEFAULT_FUSE,
-        }),
-        id: GuestIds.Guest,
-      },
-      build: { gpaw: 48, vcpus: 2 },
-      sim: {
-        seed: spec.seed,
-        trace: probe,
-        module: { tdmr: { base: TDMR_BASE, size: tdmrSize(memoryBytes) } },
-      },
-    });
-    const { guest, module, td } = handle;
-    booted = guest;
-    const safety = new SafetyMonitor({ module, tdr: td.tdr, guest });
-    monitor = safety;
-    const frame = (label: string): void => {
-      frames.push({
-        step: totals.conversions,
-        label,
-        runs: [...guest.ledger.entries()].map((r) => [r.start, r.end, r.state] as const),
+    await guard.run(async () => {
+      const handle = await composeTd({
+        vmm: guard.module(vmm.module(spec.seed)),
+        guest: (cpu, trace) =>
+          TdGuest.boot(cpu, {
+            memoryBytes,
+            policy: spec.policy as 'strict',
+            fuse: options.fuse ?? DEFAULT_FUSE,
+            trace,
+          }),
+        ...scenarioTd({ memoryBytes, seed: spec.seed, trace: probe }),
       });
-    };
-    frame('boot');
-    const convert = async (
-      start: number,
-      size: number,
-      toShared: boolean,
-    ): Promise<ConversionResult | undefined> => {
-      const range = { start, end: start + size };
-      const target: PageState = toShared ? 'shared' : 'private-accepted';
-      const alreadyInTarget = guest.ledger
-        .runs(range)
-        .filter((run) => run.state === target)
-        .map(({ start, end }) => ({ start, end }));
-      const before = alreadyInTarget.reduce((pages, run) => pages + (run.end - run.start) / 4096, 0);
-      probe.takeEvidence();
-      let result: ConversionResult;
-      try {
-        result = toShared ? await guest.setShared(start, size) : await guest.setPrivate(start, size);
-      } catch (error) {
-        if (error instanceof GuestError && error.code === 'QUARANTINED') {
-          totals.refusedConversions++;
-          return undefined;
+      guard.watchThreads(handle.threads);
+      const { guest, module, td } = handle;
+      booted = guest;
+      const safety = new SafetyMonitor({ module, tdr: td.tdr, guest });
+      monitor = safety;
+      frame('boot');
+      const stopIfUnsafe = (): void => {
+        // The first broken property is the verdict: going on would only repeat it (a guest that does not
+        // terminate would do so at every conversion).
+        if (safety.safe) return;
+        probe.mark();
+        frame('at the violation');
+        throw new StopScenario();
+      };
+      const convert = async (
+        start: number,
+        size: number,
+        toShared: boolean,
+      ): Promise<ConversionResult | undefined> => {
+        const range = { start, end: start + size };
+        const target: PageState = toShared ? 'shared' : 'private-accepted';
+        const alreadyInTarget = guest.ledger
+          .runs(range)
+          .filter((run) => run.state === target)
+          .map(({ start, end }) => ({ start, end }));
+        const before = alreadyInTarget.reduce((pages, run) => pages + (run.end - run.start) / 4096, 0);
+        probe.takeEvidence();
+        let result: ConversionResult;
+        try {
+          result = toShared ? await guest.setShared(start, size) : await guest.setPrivate(start, size);
+        } catch (error) {
+          if (error instanceof GuestError && error.code === 'QUARANTINED') {
+            totals.refusedConversions++;
+            return undefined;
+          }
+          throw error;
         }
-        throw error;
-      }
-      totals.conversions++;
-      totals.pagesConverted += pagesIn(guest, range, target) - before;
-      if (result.kind === 'failed') {
-        totals.failedConversions++;
-        firstFailure ??= describeFailure(result.failure);
-      }
-      await safety.afterConversion(range, toShared, result, { ...probe.takeEvidence(), alreadyInTarget });
-      if (totals.conversions % checkEvery === 0) await safety.check();
-      // The first broken property is the verdict: going on would only repeat it (a guest that does not terminate
-      // would do so at every conversion).
-      if (!safety.safe) throw new StopScenario();
-      if (totals.conversions % frameEvery === 0)
-        frame(`${toShared ? 'to shared' : 'to private'} 0x${start.toString(16)}+0x${size.toString(16)}`);
-      options.onProgress?.(totals.conversions, total);
-      return result;
-    };
-    await workload.run({ guest, rng: new SeededRng(spec.seed), convert }, amount);
-    if (totals.conversions % frameEvery !== 0) frame('end');
-    // The closing check, unless the last conversion just had one.
-    if (totals.conversions === 0 || totals.conversions % checkEvery !== 0) await safety.check();
+        totals.conversions++;
+        totals.pagesConverted += pagesIn(guest, range, target) - before;
+        if (result.kind === 'failed') {
+          totals.failedConversions++;
+          if (firstFailure === null) {
+            firstFailure = describeFailure(result.failure);
+            probe.mark();
+            frame('at the first failure');
+          }
+        }
+        await safety.afterConversion(range, toShared, result, { ...probe.takeEvidence(), alreadyInTarget });
+        stopIfUnsafe();
+        if (totals.conversions % checkEvery === 0) await safety.check();
+        stopIfUnsafe();
+        if (totals.conversions % frameEvery === 0)
+          frame(`${toShared ? 'to shared' : 'to private'} 0x${start.toString(16)}+0x${size.toString(16)}`);
+        options.onProgress?.(totals.conversions, total);
+        return result;
+      };
+      await workload.run({ guest, rng: new SeededRng(spec.seed), convert }, amount);
+      frame('end');
+      // The closing check, unless the last conversion just had one.
+      if (totals.conversions === 0 || totals.conversions % checkEvery !== 0) await safety.check();
+      stopIfUnsafe();
+    });
   } catch (error) {
     if (error instanceof StopScenario) {
       log('%s: stopped at the first violation', id);
+    } else if (error instanceof BackendFaultError) {
+      probe.mark();
+      frame('at the fault');
+      errorText = withFirstAvoidable(error.message, guard.firstAvoidableError);
     } else if (error instanceof TdxSimError && error.code === 'VCPU_NOT_RESUMED') {
+      // The backend answered `undefined`: it stopped running the vCPU on purpose (a denial of service, not a fault).
       firstFailure ??= 'the VMM stopped running the guest vCPU';
+      probe.mark();
     } else {
-      errorText = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+      probe.mark();
+      const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+      errorText = withFirstAvoidable(text.split('\n')[0] ?? text, guard.firstAvoidableError);
       log('%s: error %O', id, error);
     }
   }
+  // Host threads or timers the backend left running would keep this thread alive: that is a fault too.
+  const stray = await guard.strayWork();
+  if (stray !== undefined && errorText === null) errorText = stray.message;
+  writer?.close();
   Object.assign(totals, probe.counters);
   if (booted !== undefined) totals.pagesQuarantined = booted.ledger.totals().quarantined / 4096;
   const violations = monitor?.violations ?? [];
@@ -187,6 +238,7 @@ export async function runScenario(
   } else if (errorText !== null) {
     outcome = 'error';
     reason = errorText;
+    errorLog('%s: %s', id, errorText);
   } else if (firstFailure !== null || notes.length > 0) {
     outcome = 'failed-safely';
     reason = firstFailure ?? `${notes[0]?.rule}: ${notes[0]?.message}`;
@@ -209,26 +261,32 @@ export async function runScenario(
     wallMs: Math.round((performance.now() - started) * 10) / 10,
   };
   log('%s: %s %s', id, outcome, reason ?? '');
+  const window = probe.window();
   return {
     result,
-    detail: { memoryBytes, frames, timeline: probe.timeline, timelineDropped: probe.timelineDropped },
+    detail: {
+      memoryBytes,
+      bandCount: BANDS,
+      frames,
+      timeline: window.calls,
+      skipped: window.skipped,
+      markedCall: window.marked,
+      markedGpa: violations[0]?.gpa ?? null,
+    },
     trace: probe.trace,
+    strayWork: stray !== undefined,
   };
 }
 
-/** Ends a workload early once the scenario is known to be UNSAFE. */
-class StopScenario extends Error {}
+/** An error's text with the first SEAMCALL error a correct VMM avoids, when there was one and it is not already said. */
+function withFirstAvoidable(text: string, firstAvoidable: string | undefined): string {
+  if (firstAvoidable === undefined || text.includes(firstAvoidable)) return text;
+  return `${text} (first avoidable SEAMCALL error: ${firstAvoidable})`;
+}
 
 /** Pages of `range` the guest's ledger holds in `state`. */
 function pagesIn(guest: TdGuest, range: { start: number; end: number }, state: PageState): number {
   let bytes = 0;
   for (const run of guest.ledger.runs(range)) if (run.state === state) bytes += run.end - run.start;
   return bytes / 4096;
-}
-
-/** A power-of-two TDMR that holds the guest's memory twice over (private and shared copies) plus the tables. */
-function tdmrSize(memoryBytes: number): number {
-  let size = 2 ** 30;
-  while (size < 2 * memoryBytes + 2 ** 30) size *= 2;
-  return size;
 }

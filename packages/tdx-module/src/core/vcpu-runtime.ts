@@ -1,9 +1,19 @@
 import { TdxSimError } from '../errors.js';
 import { formatGprs, type Gprs } from '../registers.js';
+import { moduleLogger } from '../services/logger.js';
 import type { TdControl } from '../td/td-control.js';
 import type { VcpuState } from '../td/vcpu.js';
 import type { ModuleState } from './module-state.js';
 import { countPrivateEptViolation, resetOnProgress } from './zero-step.js';
+
+const exitLog = moduleLogger('exit');
+
+/** `rax=0x… r8=0x…` for the debug log. */
+function hexRegs(regs: Gprs): string {
+  return Object.entries(formatGprs(regs, ['RAX', 'RCX', 'RDX', 'R8', 'R10', 'R11', 'R12', 'R13']))
+    .map(([name, value]) => `${name}=${value}`)
+    .join(' ');
+}
 
 /**
  * The enter/exit hand-over between a vCPU's guest code and the host thread that runs it. The guest runs only
@@ -56,6 +66,7 @@ export class VcpuRuntime {
         regs: formatGprs(regs, ['RAX', 'RCX', 'RDX', 'R8', 'R10', 'R11', 'R12', 'R13']),
       });
     }
+    if (exitLog.enabled) exitLog('vcpu %d TD exit: %s %s', vcpu.index, reason, hexRegs(regs));
     const deliver = vcpu.deliverExit;
     vcpu.deliverExit = undefined;
     if (deliver === undefined) throw new Error('model bug: TD exit with no TDH.VP.ENTER to return to');
@@ -65,6 +76,7 @@ export class VcpuRuntime {
   /** Records what the VMM answered a TDG.VP.VMCALL with (the GHCI output registers of the next entry). */
   traceReply(vcpu: VcpuState, entry: Gprs): void {
     const m = this.#m;
+    if (exitLog.enabled) exitLog('vcpu %d VMM reply: %s', vcpu.index, hexRegs(entry));
     if (m.trace.enabled) {
       m.trace.record({
         kind: 'vmm-reply',

@@ -25,3 +25,14 @@ export function avoidableSeamcallError(status: bigint): string | undefined {
   if (UNAVOIDABLE.some((base) => isStatus(status, base))) return undefined;
   return formatStatus(status);
 }
+
+/** Statuses of a REMOVE or DEMOTE before the TLB flush of a TRACK reached every vCPU, or a TRACK before the last one did. */
+const TLB_TRACKING = [TdxStatus.TLB_TRACKING_NOT_DONE, TdxStatus.PREVIOUS_TLB_EPOCH_BUSY];
+
+/**
+ * Whether `status` says the VMM skipped the TLB-tracking protocol: TDH.MEM.TRACK, then every vCPU out of guest mode
+ * once (KVM kicks them all), then REMOVE or DEMOTE (reference guest-and-vmm.md §3.4; tdx-module.md §5).
+ */
+export function isTlbTrackingError(status: bigint): boolean {
+  return TLB_TRACKING.some((base) => isStatus(status, base));
+}

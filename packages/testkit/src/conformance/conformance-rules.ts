@@ -8,6 +8,8 @@ export type ConformanceRuleId =
   | 'conversion-backed'
   | 'conversion-within-request'
   | 'seamcall-no-state-errors'
+  | 'tlb-tracking'
+  | 'backend-answers'
   | 'guest-conversions-complete'
   | 'module-invariants'
   | 'backend-view-matches';
@@ -22,7 +24,19 @@ export const CONFORMANCE_RULES: readonly { readonly id: ConformanceRuleId; reado
   { id: 'conversion-backed', title: 'what a reply acknowledges has left its old side' },
   { id: 'conversion-within-request', title: 'a MapGPA call changes no page outside its request' },
   { id: 'seamcall-no-state-errors', title: 'no SEAMCALL hits an error a correct VMM avoids (BUSY allowed)' },
-  { id: 'guest-conversions-complete', title: 'the strict and linux guests complete every workload' },
+  {
+    id: 'tlb-tracking',
+    title: 'TLB tracking: after TDH.MEM.TRACK every vCPU is kicked out of guest mode before REMOVE or DEMOTE',
+  },
+  {
+    id: 'backend-answers',
+    title:
+      'the backend answers every TD exit with 64-bit registers, never throws, never repeats a failing SEAMCALL',
+  },
+  {
+    id: 'guest-conversions-complete',
+    title: 'the strict and linux guests complete every workload of `tdxsim run`, on TDs of 2 and 1 vCPUs',
+  },
   { id: 'module-invariants', title: "the module's invariants hold, shared-EPT rules included" },
   {
     id: 'backend-view-matches',

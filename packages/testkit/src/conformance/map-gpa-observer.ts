@@ -9,22 +9,26 @@ import {
   VmExitReason,
 } from '@tdxsim/tdx-module';
 import { acknowledgedPages } from '../behaviour/acknowledged-pages.js';
-import { avoidableSeamcallError } from './avoidable-seamcall-error.js';
+import { avoidableSeamcallError, isTlbTrackingError } from './avoidable-seamcall-error.js';
 import type { ConformanceRuleId } from './conformance-rules.js';
 
 const PAGE = 4096;
 const hex = (n: number | bigint): string => `0x${n.toString(16)}`;
 
-/** Which side each frame of guest RAM is on: private leaf (state@hpa) and shared-EPT host page. */
-interface Snapshot {
-  readonly private: Map<number, string>;
-  readonly shared: Map<number, string>;
+/** A private-side SEAMCALL of the backend while a MapGPA call was pending: its leaf and the GPA range it names. */
+interface PrivateOp {
+  readonly leaf: string;
+  readonly start: number;
+  readonly end: number;
 }
 
 interface PendingCall {
   readonly r12: bigint;
   readonly r13: bigint;
-  readonly before: Snapshot;
+  /** The shared EPT before the call (frame → host page): the VMM's own table, which no SEAMCALL changes. */
+  readonly sharedBefore: Map<number, number>;
+  /** Successful SEAMCALLs on private GPAs during the call. */
+  readonly ops: PrivateOp[];
 }
 
 /** Where the observer is attached: the TD it watches and the label evidence carries. */
@@ -36,11 +40,22 @@ export interface ObservedTd {
   readonly label: string;
 }
 
+/** Leaves whose success changes a private page's backing (it appears, goes, or moves): never outside the request. */
+const BACKING_LEAVES = new Set([
+  'TDH.MEM.PAGE.AUG',
+  'TDH.MEM.PAGE.REMOVE',
+  'TDH.MEM.PAGE.ADD',
+  'TDH.MEM.PAGE.RELOCATE',
+]);
+/** Leaves that change a page's state but not its backing: outside the request, the page must end as it was. */
+const STATE_LEAVES = new Set(['TDH.MEM.RANGE.BLOCK', 'TDH.MEM.RANGE.UNBLOCK']);
+
 /**
  * A trace sink that judges a backend from what crosses the boundary, wrapping nothing the backend sees: every
- * MapGPA exit (td-exit) and the VMM's reply (vmm-reply) are checked against the GHCI rules, the TD's private and
- * shared sides are compared before and after each call, every SEAMCALL status is classified, and the module's
- * invariants are checked after each reply. Findings go to `evidence`, by rule.
+ * MapGPA exit (td-exit) and the VMM's reply (vmm-reply) are checked against the GHCI rules; the private-side
+ * SEAMCALLs the backend made during the call (AUG, REMOVE, BLOCK, … with their GPAs) and its shared EPT before and
+ * after are held against the request; every SEAMCALL status is classified. The caller checks the module's invariants
+ * after each step ({@link checkInvariants}). Findings go to `evidence`, by rule.
  */
 export class MapGpaObserver implements TraceSink {
   readonly enabled = true;
@@ -81,9 +96,10 @@ export class MapGpaObserver implements TraceSink {
       const where = this.#td === undefined ? 'while building the TD' : this.#td.label;
       if (why !== undefined)
         this.report(
-          'seamcall-no-state-errors',
+          isTlbTrackingError(event.status) ? 'tlb-tracking' : 'seamcall-no-state-errors',
           `${event.leaf} ${JSON.stringify(event.args)} → ${why} (${where})`,
         );
+      else if (event.status >> 63n === 0n) this.#notePrivateOp(event.leaf, event.args);
       return;
     }
     const td = this.#td;
@@ -99,7 +115,8 @@ export class MapGpaObserver implements TraceSink {
       this.#pending.set(event.vcpu, {
         r12: BigInt(event.regs['r12'] ?? '0'),
         r13: BigInt(event.regs['r13'] ?? '0'),
-        before: snapshot(td),
+        sharedBefore: new Map(td.module.sharedEpt(td.tdr).entries()),
+        ops: [],
       });
       return;
     }
@@ -109,6 +126,17 @@ export class MapGpaObserver implements TraceSink {
       this.#pending.delete(event.vcpu);
       this.#judge(td, call, BigInt(event.regs['r10'] ?? '0'), BigInt(event.regs['r11'] ?? '0'));
     }
+  }
+
+  /** Notes a successful private-side SEAMCALL against every MapGPA call in flight. */
+  #notePrivateOp(leaf: string, args: Readonly<Record<string, string>>): void {
+    if (this.#pending.size === 0 || (!BACKING_LEAVES.has(leaf) && !STATE_LEAVES.has(leaf))) return;
+    // RCX = GPA | level (reference tdx-module.md, page-info operand).
+    const rcx = Number(BigInt(args['rcx'] ?? '0'));
+    const level = rcx % 8;
+    const start = rcx - (rcx % PAGE);
+    const op = { leaf, start, end: start + PAGE * 512 ** level };
+    for (const call of this.#pending.values()) call.ops.push(op);
   }
 
   #judge(td: ObservedTd, call: PendingCall, r10: bigint, r11: bigint): void {
@@ -135,41 +163,52 @@ export class MapGpaObserver implements TraceSink {
     } else {
       this.#noProgressStreak = 0;
     }
-    const after = snapshot(td);
     const toShared = (r12 & shared) !== 0n;
     const first = Number(r12 & ~shared) / PAGE;
     const asked = Number(r13) / PAGE;
+    const ept = td.module.sharedEpt(td.tdr);
     // Well-formed requests only: a refused one (unaligned, wrapping) has nothing to back.
     if (r12 % BigInt(PAGE) === 0n && r13 % BigInt(PAGE) === 0n && r13 > 0n) {
       const acked = acknowledgedPages(r12, r13, r10, r11, shared);
       for (let frame = first; frame < first + acked; frame++) {
-        const left = toShared ? after.private.get(frame) : after.shared.get(frame);
-        if (left !== undefined) {
+        const gpa = frame * PAGE;
+        if (gpa >= td.ramBytes) break;
+        const privateLeft = toShared ? privateLeaf(td, gpa) : undefined;
+        const sharedLeft = toShared ? undefined : ept.lookup(gpa);
+        if (privateLeft !== undefined || sharedLeft !== undefined) {
           this.report(
             'conversion-backed',
-            `${hex(frame * PAGE)} acknowledged ${toShared ? 'shared but still private ' : 'private but still mapped shared at '}${left}: ${what}`,
+            `${hex(gpa)} acknowledged ${privateLeft !== undefined ? `shared but still private ${privateLeft}` : `private but still mapped shared at ${hex(sharedLeft ?? 0)}`}: ${what}`,
           );
           break;
         }
       }
     }
-    for (const [side, before, now] of [
-      ['private', call.before.private, after.private],
-      ['shared', call.before.shared, after.shared],
-    ] as const) {
-      for (const frame of new Set([...before.keys(), ...now.keys()])) {
-        if (frame >= first && frame < first + asked) continue;
-        const was = before.get(frame);
-        const is = now.get(frame);
-        if (was === is) continue;
-        this.report(
-          'conversion-within-request',
-          `${side} side of ${hex(frame * PAGE)} changed outside the request (${String(was ?? 'none')} → ${String(is ?? 'none')}): ${what}`,
-        );
-        break;
-      }
+    const inRequest = (start: number, end: number): boolean =>
+      start >= first * PAGE && end <= (first + asked) * PAGE;
+    const outside = call.ops.find(
+      (op) =>
+        !inRequest(op.start, op.end) &&
+        (BACKING_LEAVES.has(op.leaf) || privateLeaf(td, op.start)?.includes('BLOCKED') === true),
+    );
+    if (outside !== undefined) {
+      this.report(
+        'conversion-within-request',
+        `private side of ${hex(outside.start)}..${hex(outside.end)} changed outside the request (${outside.leaf}): ${what}`,
+      );
     }
-    this.checkInvariants(`after reply ${this.mapGpaReplies} (${td.label})`);
+    const sharedAfter = new Map(ept.entries());
+    for (const frame of new Set([...call.sharedBefore.keys(), ...sharedAfter.keys()])) {
+      if (frame >= first * PAGE && frame < (first + asked) * PAGE) continue;
+      const was = call.sharedBefore.get(frame);
+      const is = sharedAfter.get(frame);
+      if (was === is) continue;
+      this.report(
+        'conversion-within-request',
+        `shared side of ${hex(frame)} changed outside the request (${was === undefined ? 'none' : hex(was)} → ${is === undefined ? 'none' : hex(is)}): ${what}`,
+      );
+      break;
+    }
   }
 
   /** Checks every module invariant, the VMM-owned shared-EPT ones included. */
@@ -181,20 +220,10 @@ export class MapGpaObserver implements TraceSink {
   }
 }
 
-/** The sides of every frame of guest RAM, walking the Secure-EPT by leaf (a 2M leaf or empty 1G is one step). */
-function snapshot(td: ObservedTd): Snapshot {
-  const privateSide = new Map<number, string>();
-  for (let gpa = 0; gpa < td.ramBytes; ) {
-    const truth = td.module.privatePage(td.tdr, gpa);
-    const span = PAGE * 512 ** truth.level;
-    const base = gpa - (gpa % span);
-    if (truth.hpa !== undefined) {
-      for (let at = Math.max(base, gpa); at < Math.min(base + span, td.ramBytes); at += PAGE)
-        privateSide.set(at / PAGE, `${truth.state}@${hex(truth.hpa + (at - base))}`);
-    }
-    gpa = base + span;
-  }
-  const sharedSide = new Map<number, string>();
-  for (const [frame, hpa] of td.module.sharedEpt(td.tdr).entries()) sharedSide.set(frame / PAGE, hex(hpa));
-  return { private: privateSide, shared: sharedSide };
+/** The private leaf mapping `gpa` as `STATE@hpa`, or undefined when no page backs it. */
+function privateLeaf(td: ObservedTd, gpa: number): string | undefined {
+  const truth = td.module.privatePage(td.tdr, gpa);
+  if (truth.hpa === undefined) return undefined;
+  const span = PAGE * 512 ** truth.level;
+  return `${truth.state}@${hex(truth.hpa + (gpa % span))}`;
 }

@@ -1,79 +1,73 @@
-import { type ConversionResult, type GuestPresetName, TdGuest } from '@tdxsim/guest';
-import { type BuildTdOptions, composeTd } from '@tdxsim/tdx-module';
+import { type ConversionResult, GuestError, type GuestPresetName, TdGuest } from '@tdxsim/guest';
+import { type BackendSource, composeTd, SeededRng, toVmmModule } from '@tdxsim/tdx-module';
 import { TestkitError } from '../errors.js';
 import { testkitLogger } from '../log.js';
-import { type BackendSource, toVmmModule } from './backend-source.js';
+import { BackendFaultError, BackendGuard } from './backend-guard.js';
 import { backendViewEvidence } from './backend-view-rule.js';
 import { CONFORMANCE_RULES, type ConformanceCheck } from './conformance-rules.js';
 import { MapGpaObserver } from './map-gpa-observer.js';
+import { SCENARIO_GPAW, SCENARIO_VCPUS, scenarioStepBudget, scenarioTd } from './scenario-td.js';
+import { MIB, PAGE, type Workload } from './workloads/workload.js';
+import { WORKLOADS } from './workloads/workloads.js';
 
 const log = testkitLogger('conformance');
-const PAGE = 4096;
-const MIB = 2 ** 20;
 
-/**
- * Options of {@link runConformance}: the guests, the no-progress RETRYs tolerated, the TD's shape and the
- * seed.
- */
+/** Options of {@link runConformance}. */
 export interface ConformanceOptions {
   /** The guests that run the workloads (default `['strict', 'linux']`). */
   readonly guests?: readonly GuestPresetName[];
   /** RETRYs without progress allowed in a row (default 2: Linux fails on the 3rd, reference guest-and-vmm.md §2.1). */
   readonly maxNoProgressRetries?: number;
-  /** How the TD is built (default: GPAW 48, one vCPU). */
-  readonly build?: BuildTdOptions;
-  /** Seed of the simulation (default 1). */
+  /** vCPUs of the TDs, one round of workloads per entry (default `[2, 1]`: the TD of `tdxsim run`, then one vCPU). */
+  readonly vcpus?: readonly number[];
+  /** Seed of the simulation and of the workloads' conversions (default 1). */
   readonly seed?: number;
+  /**
+   * Wall-clock budget of one workload, in ms. Default: none in a dedicated thread, 60 s in a shared one (where an exit
+   * handler that never answers may not be found idle).
+   */
+  readonly wallClockMs?: number;
+  /** Whether the kit has its thread to itself (as `tdxsim check` does) or shares it (a test runner, the default). */
+  readonly thread?: 'dedicated' | 'shared';
+  /** Told before each workload starts, e.g. `2 vCPUs, guest strict, workload churn`. */
+  readonly onWorkload?: (label: string) => void;
 }
 
 const WORKLOAD_STOPPED = Symbol('workload stopped');
 
-/** Guest RAM of every workload TD: room for 2M pages and conversions that cross a 2M boundary. */
-const RAM_BYTES = 8 * MIB;
+/** A step of a conformance-only workload that failed (reported as it is, not as a throw). */
+class StepFailed extends Error {}
 
-interface Workload {
-  readonly name: string;
-  run(
-    guest: TdGuest,
-    step: (what: string, outcome: Promise<ConversionResult | AcceptResult>) => Promise<void>,
-  ): Promise<void>;
-}
-type AcceptResult = Awaited<ReturnType<TdGuest['acceptAll']>>;
+/**
+ * Beyond the workloads of `tdxsim run`: a TD accepted at 2M, then conversions of a few pages that split 2M pages
+ * (one across a 2M boundary), which a backend can only do with BLOCK → TRACK → kick → DEMOTE.
+ */
+const SPLIT_2M: Workload = {
+  name: 'split-2m',
+  description: 'accept 8 MiB at 2M, then convert 1–4 pages inside and across 2M pages, and back',
+  defaultAmount: 1,
+  conformanceAmount: 1,
+  usesMapGpa: true,
+  describeAmount: () => '8 MiB',
+  memoryBytes: () => 8 * MIB,
+  conversions: () => 7,
+  pagesTouched: () => 2048 + 14,
+  async run(context) {
+    const accepted = await context.guest.acceptAll();
+    if (accepted.kind !== 'ok') throw new StepFailed(`accept all 8 MiB: ${accepted.statusText}`);
+    for (const [start, size] of [
+      [2 * MIB - PAGE, 2 * PAGE],
+      [5 * MIB + 3 * PAGE, PAGE],
+      [6 * MIB, 4 * PAGE],
+    ] as const) {
+      await context.convert(start, size, true);
+      await context.convert(start, size, false);
+    }
+  },
+};
 
-/** The workloads every backend must carry the guests through. */
-const WORKLOADS: readonly Workload[] = [
-  {
-    name: 'to shared and back',
-    async run(guest, step) {
-      await step('4 MiB to shared', guest.setShared(2 * MIB, 4 * MIB));
-      await step('4 MiB back to private', guest.setPrivate(2 * MIB, 4 * MIB));
-    },
-  },
-  {
-    name: 'accept',
-    async run(guest, step) {
-      await step('accept all 8 MiB', guest.acceptAll());
-    },
-  },
-  {
-    name: 'small DMA-like conversions',
-    async run(guest, step) {
-      await step('accept all 8 MiB', guest.acceptAll());
-      await step('2 pages across a 2M boundary to shared', guest.setShared(2 * MIB - PAGE, 2 * PAGE));
-      await step('and back', guest.setPrivate(2 * MIB - PAGE, 2 * PAGE));
-      await step('1 page to shared', guest.setShared(5 * MIB + 3 * PAGE, PAGE));
-      await step('and back', guest.setPrivate(5 * MIB + 3 * PAGE, PAGE));
-      await step('4 pages to shared', guest.setShared(6 * MIB, 4 * PAGE));
-      await step('and back', guest.setPrivate(6 * MIB, 4 * PAGE));
-    },
-  },
-];
-
-function describeFailure(result: ConversionResult | AcceptResult): string | undefined {
-  if (result.kind === 'ok') return undefined;
-  if ('statusText' in result)
-    return `accept failed at 0x${result.acceptedEnd.toString(16)}: ${result.statusText}`;
-  if (!('failure' in result)) return 'failed';
+function describeFailure(result: ConversionResult): string {
+  if (result.kind !== 'failed') return result.kind;
   const failure = result.failure;
   return failure.step === 'map-gpa'
     ? `MapGPA failed (${failure.failure.kind}) after ${result.mapGpaCalls} calls`
@@ -81,10 +75,10 @@ function describeFailure(result: ConversionResult | AcceptResult): string | unde
 }
 
 /**
- * The conformance suite of a VMM backend: runs the workloads with each guest on a fresh TD, observing the backend
- * only through the trace sink (it sees nothing but its ordinary `Vmm` port), and returns one verdict per rule of
- * {@link CONFORMANCE_RULES}. Never throws for what the backend does; a backend that throws fails
- * `guest-conversions-complete` with the error.
+ * The conformance suite of a VMM backend: the workloads of `tdxsim run` (at their conformance sizes) and a 2M-split
+ * workload, with each guest, on the TDs `tdxsim run` builds (two vCPUs) and on one-vCPU TDs. It observes the backend
+ * through the trace sink and a {@link BackendGuard} (which sees only the backend's own SEAMCALLs and answers), and
+ * returns one verdict per rule of {@link CONFORMANCE_RULES}. Never throws for what the backend does.
  */
 export async function runConformance(
   backend: BackendSource,
@@ -98,38 +92,25 @@ export async function runConformance(
       `maxNoProgressRetries must be a non-negative integer`,
       'maxNoProgressRetries',
     );
+  const shapes = options.vcpus ?? [SCENARIO_VCPUS, 1];
+  if (shapes.length === 0 || shapes.some((n) => !Number.isSafeInteger(n) || n < 1 || n > 64))
+    throw new TestkitError('INVALID_OPTION', 'vcpus must list integers from 1 to 64', 'vcpus');
+  const seed = options.seed ?? 1;
   const observer = new MapGpaObserver(maxNoProgress);
-  const build: BuildTdOptions = { gpaw: 48, vcpus: 1, ...options.build };
-  for (const preset of options.guests ?? ['strict', 'linux']) {
-    for (const workload of WORKLOADS) {
-      const label = `guest ${preset}, workload "${workload.name}"`;
-      try {
-        const { module, td, hosted } = await composeTd({
-          vmm,
-          build,
-          sim: {
-            seed: options.seed ?? 1,
-            trace: observer,
-            // A backend that stops answering must not hang the suite: a parked guest then fails its TDCALL.
-            module: { tdmr: { base: 2 ** 34, size: 2 ** 30 }, abandonedVcpuTurns: 20_000 },
-          },
+  for (const vcpus of shapes) {
+    for (const preset of options.guests ?? ['strict', 'linux']) {
+      for (const workload of [...WORKLOADS, SPLIT_2M]) {
+        const label = `${vcpus} vCPU${vcpus > 1 ? 's' : ''}, guest ${preset}, workload ${workload.name}`;
+        options.onWorkload?.(label);
+        await runOne(vmm, workload, {
+          vcpus,
+          preset,
+          seed,
+          label,
+          observer,
+          thread: options.thread ?? 'shared',
+          wallClockMs: options.wallClockMs ?? (options.thread === 'dedicated' ? undefined : 60_000),
         });
-        observer.attach({ module, tdr: td.tdr, gpaw: td.gpaw, ramBytes: RAM_BYTES, label });
-        const guest = await TdGuest.boot(td.guest(0), { memoryBytes: RAM_BYTES, policy: preset });
-        await workload.run(guest, async (what, outcome) => {
-          const failure = describeFailure(await outcome);
-          observer.checkInvariants(`after "${what}" (${label})`);
-          for (const line of backendViewEvidence(hosted.vmm, module, td.tdr, `after "${what}" (${label})`))
-            observer.report('backend-view-matches', line);
-          if (failure === undefined) return;
-          observer.report('guest-conversions-complete', `${what}: ${failure} (${label})`);
-          // The rest of the workload would only meet the quarantine this failure left.
-          throw WORKLOAD_STOPPED;
-        });
-      } catch (error) {
-        if (error === WORKLOAD_STOPPED) continue;
-        log('%s: threw %o', label, error);
-        observer.report('guest-conversions-complete', `threw ${String(error)} (${label})`);
       }
     }
   }
@@ -141,4 +122,92 @@ export async function runConformance(
     const more = evidence.length > 3 ? `; and ${evidence.length - 3} more` : '';
     return { rule: id, title, passed: false, message: `${id} broken (${title}): ${shown}${more}` };
   });
+}
+
+/** One workload with one guest on a fresh TD, its findings reported to `observer`. */
+async function runOne(
+  vmm: ReturnType<typeof toVmmModule>,
+  workload: Workload,
+  run: {
+    vcpus: number;
+    preset: GuestPresetName;
+    seed: number;
+    label: string;
+    observer: MapGpaObserver;
+    thread: 'dedicated' | 'shared';
+    wallClockMs: number | undefined;
+  },
+): Promise<void> {
+  const { observer, label } = run;
+  const amount = workload.conformanceAmount;
+  const memoryBytes = workload.memoryBytes(amount);
+  const guard = new BackendGuard({
+    thread: run.thread,
+    stepBudget: scenarioStepBudget(workload.pagesTouched(amount)),
+    ...(run.wallClockMs === undefined ? {} : { wallClockMs: run.wallClockMs }),
+  });
+  let conversions = 0;
+  try {
+    await guard.run(async () => {
+      const { module, td, guest, threads, hosted } = await composeTd({
+        vmm: guard.module(vmm),
+        guest: (cpu, trace) => TdGuest.boot(cpu, { memoryBytes, policy: run.preset, trace }),
+        ...scenarioTd({ memoryBytes, seed: run.seed, vcpus: run.vcpus, trace: observer }),
+      });
+      guard.watchThreads(threads);
+      observer.attach({ module, tdr: td.tdr, gpaw: SCENARIO_GPAW, ramBytes: memoryBytes, label });
+      // A backend that exposes its own view of what it mapped is held against the module's truth at the same points.
+      const checkView = (where: string): void => {
+        for (const line of backendViewEvidence(hosted.vmm, module, td.tdr, where))
+          observer.report('backend-view-matches', line);
+      };
+      await workload.run(
+        {
+          guest,
+          rng: new SeededRng(run.seed),
+          async convert(start, size, toShared) {
+            const what = `${size / PAGE} page(s) at 0x${start.toString(16)} to ${toShared ? 'shared' : 'private'}`;
+            let result: ConversionResult;
+            try {
+              result = toShared ? await guest.setShared(start, size) : await guest.setPrivate(start, size);
+            } catch (error) {
+              // A range the guest quarantined earlier: it refuses before any hypercall, as a safe guest does.
+              if (error instanceof GuestError && error.code === 'QUARANTINED') return undefined;
+              throw error;
+            }
+            // A full invariant check walks every page: after the first few conversions, then every 8th and at the end.
+            if (++conversions <= 4 || conversions % 8 === 0) {
+              observer.checkInvariants(`after ${what} (${label})`);
+              checkView(`after ${what} (${label})`);
+            }
+            if (result.kind === 'failed') {
+              observer.report('guest-conversions-complete', `${what}: ${describeFailure(result)} (${label})`);
+              // The rest of the workload would only meet the quarantine this failure left.
+              throw WORKLOAD_STOPPED;
+            }
+            return result;
+          },
+        },
+        amount,
+      );
+      observer.checkInvariants(`at the end (${label})`);
+      checkView(`at the end (${label})`);
+    });
+  } catch (error) {
+    if (error === WORKLOAD_STOPPED) return;
+    log('%s: %o', label, error);
+    if (error instanceof StepFailed) {
+      observer.report('guest-conversions-complete', `${error.message} (${label})`);
+    } else if (error instanceof BackendFaultError) {
+      observer.report('backend-answers', `${error.message} (${label})`);
+      observer.report('guest-conversions-complete', `the backend failed: ${error.fault.kind} (${label})`);
+    } else {
+      const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+      observer.report('guest-conversions-complete', `threw ${text.split('\n')[0]} (${label})`);
+    }
+  } finally {
+    const stray = await guard.strayWork();
+    if (stray !== undefined && guard.fault === stray)
+      observer.report('backend-answers', `${stray.message} (${label})`);
+  }
 }

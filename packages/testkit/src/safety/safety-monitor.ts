@@ -37,6 +37,8 @@ export type SafetyRule =
 export interface SafetyViolation {
   readonly rule: SafetyRule;
   readonly message: string;
+  /** The first guest page the violation concerns, when it concerns one (reports mark it). */
+  readonly gpa?: number;
 }
 
 /**
@@ -113,9 +115,9 @@ export class SafetyMonitor {
     return this.violations.length === 0;
   }
 
-  #violate(rule: SafetyRule, message: string): void {
+  #violate(rule: SafetyRule, message: string, gpa?: number): void {
     log('violation %s: %s', rule, message);
-    this.violations.push({ rule, message });
+    this.violations.push(gpa === undefined ? { rule, message } : { rule, message, gpa });
   }
 
   #note(rule: SafetyNote['rule'], message: string): void {
@@ -153,12 +155,14 @@ export class SafetyMonitor {
         this.#violate(
           'did-not-terminate',
           `MapGPA over ${hex(range.start)}..${hex(range.end)} made ${failure.failure.calls} calls without ending`,
+          range.start,
         );
       }
       if (failure.step === 'accept' && failure.failure.reason === 'fuse') {
         this.#violate(
           'did-not-terminate',
           `accept at ${hex(failure.failure.acceptedEnd)} retried without end`,
+          failure.failure.acceptedEnd,
         );
       }
     }
@@ -174,6 +178,7 @@ export class SafetyMonitor {
         this.#violate(
           'overclaim-shared',
           `the guest reported ${hex(unacknowledged)} converted to shared but no VMM reply acknowledged it`,
+          unacknowledged,
         );
         break;
       }
@@ -186,6 +191,7 @@ export class SafetyMonitor {
           this.#violate(
             'overclaim-private',
             `the guest reported ${hex(excused)} converted to private but the module holds it ${wrong.state}`,
+            excused,
           );
           break;
         }
@@ -259,6 +265,7 @@ export class SafetyMonitor {
           this.#violate(
             'quarantine-left',
             `${hex(now.start)}..${hex(now.end)} was quarantined and is now ${now.state ?? 'outside RAM'}`,
+            now.start,
           );
         }
       }
@@ -281,7 +288,11 @@ export class SafetyMonitor {
       if (truth.hpa !== undefined) {
         const page = truth.hpa + (secret.gpa % (PAGE * 512 ** truth.level));
         if (sameBytes(this.#module.hostRead(page, SECRET_LENGTH), secret.bytes)) {
-          this.#violate('plaintext-exposed', `the host read the guest's secret at ${hex(secret.gpa)}`);
+          this.#violate(
+            'plaintext-exposed',
+            `the host read the guest's secret at ${hex(secret.gpa)}`,
+            secret.gpa,
+          );
         }
       }
       const read = await this.#guest.read(secret.gpa, SECRET_LENGTH);
@@ -290,6 +301,7 @@ export class SafetyMonitor {
           this.#violate(
             'integrity',
             `the guest read different data at ${hex(secret.gpa)} and did not notice`,
+            secret.gpa,
           );
           this.#secrets.splice(i, 1);
         }

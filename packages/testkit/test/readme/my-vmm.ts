@@ -1,2 +1,3 @@
-// The backend the testkit README's vitest example checks: the root README's MyVmm, a user-written class.
-export { MyVmm } from '../../../guest/examples/custom-backend.js';
+// The backend the testkit README's vitest example checks: the root README's MyVmm (packages/cli/examples/my-vmm.ts),
+// a user-written class that the CLI's tests also run through `tdxsim check` and `tdxsim run`.
+export { default as MyVmm } from '../../../cli/examples/my-vmm.js';

@@ -12,12 +12,17 @@ export interface WorkloadContext {
   convert(start: number, size: number, toShared: boolean): Promise<ConversionResult | undefined>;
 }
 
-/** A named job for the guest, sized by `amount` (bytes or conversions, as the workload says). */
+/**
+ * A named job for the guest, sized by `amount` (bytes or conversions, as the workload says). `tdxsim run` drives the
+ * workloads at `defaultAmount`; the conformance kit (`tdxsim check`) drives the same code at `conformanceAmount`.
+ */
 export interface Workload {
   readonly name: string;
   readonly description: string;
   /** The amount the matrix runs. */
   readonly defaultAmount: number;
+  /** The amount the conformance kit runs: the same shapes of conversion, at a size a check can repeat. */
+  readonly conformanceAmount: number;
   /** `amount` in words, e.g. "1 GiB" or "200 conversions". */
   describeAmount(amount: number): string;
   /** Bytes of guest RAM the workload needs. */
@@ -26,6 +31,8 @@ export interface Workload {
   readonly usesMapGpa: boolean;
   /** How many conversions the workload makes (for progress and sampling). */
   conversions(amount: number): number;
+  /** At most how many 4 KiB pages its conversions name in all (sizes the scenario's step budget). */
+  pagesTouched(amount: number): number;
   /** Runs the workload on the booted guest, converting through `context.convert`. */
   run(context: WorkloadContext, amount: number): Promise<void>;
 }

@@ -8,10 +8,12 @@ export function churnWorkload(name: string, maxPages: number, defaultAmount: num
     name,
     description: `seeded random conversions of 4 KiB..${(maxPages * PAGE) / 1024} KiB in 64 MiB, either direction`,
     defaultAmount,
+    conformanceAmount: Math.min(defaultAmount, 100),
     usesMapGpa: true,
     describeAmount: (amount) => `${amount.toLocaleString('en-US')} conversions`,
     memoryBytes: () => MEMORY,
     conversions: (amount) => amount,
+    pagesTouched: (amount) => amount * maxPages,
     async run(context, amount) {
       const { rng } = context;
       for (let i = 0; i < amount; i++) {

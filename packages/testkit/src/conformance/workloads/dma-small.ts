@@ -9,10 +9,12 @@ export const dmaSmall: Workload = {
   name: 'dma-small',
   description: 'many 4–64 KiB buffers to shared and back (driver DMA without swiotlb)',
   defaultAmount: 100,
+  conformanceAmount: 100,
   usesMapGpa: true,
   describeAmount: (amount) => `${amount} buffers`,
   memoryBytes: () => 64 * MIB,
   conversions: (amount) => 2 * amount,
+  pagesTouched: (amount) => (2 * amount * 64 * KIB) / PAGE,
   async run(context, amount) {
     const { rng } = context;
     for (let i = 0; i < amount; i++) {

@@ -1,0 +1,132 @@
+import type { GuestPresetName } from '@tdxsim/guest';
+import {
+  type FuzzCase,
+  GUEST_PRESET_NAMES,
+  parseBehaviour,
+  runFuzzCampaign,
+  runFuzzCase,
+} from '@tdxsim/testkit';
+import {
+  collectList,
+  parseSeed,
+  parseShard,
+  positiveInteger,
+  positiveNumber,
+  type Shard,
+} from '../options/option-values.js';
+import { UsageError, unknownValue } from '../usage-error.js';
+import type { CliCommand } from './cli-command.js';
+
+interface FuzzOptions {
+  readonly runs?: number;
+  readonly minutes?: number;
+  readonly seed?: number;
+  readonly path?: string;
+  readonly preset?: string[];
+  readonly replay?: string;
+  readonly shard?: Shard;
+}
+
+/** `tdxsim fuzz`: the testkit's fuzz campaign (also `pnpm fuzz`). */
+export const fuzzCommand: CliCommand = {
+  name: 'fuzz',
+  register(program, done) {
+    return program
+      .command('fuzz')
+      .description(
+        "the testkit's fuzz campaign: guest safety against generated VMM behaviours, seeded, shrinking",
+      )
+      .option('--runs <n>', 'cases to run (default 1000)', positiveInteger(1e9))
+      .option('--minutes <m>', 'run for this long instead of a number of cases', positiveNumber)
+      .option('--seed <n>', 'the campaign seed (default: from the clock; printed first)', parseSeed)
+      .option(
+        '--path <path>',
+        "fast-check's replay path of a counterexample (printed on failure), with --seed",
+      )
+      .option(
+        '--preset <names>',
+        `guest presets to fuzz (default: ${GUEST_PRESET_NAMES.filter((p) => p !== 'openvmm' && p !== 'coconutSvsm').join(', ')})`,
+        collectList,
+        [],
+      )
+      .option('--replay <json>', 'run one case again: the JSON a failure printed')
+      .option(
+        '--shard <k/n>',
+        'run shard K of N of the campaign: runs/N cases from seed + K − 1 (needs --seed)',
+        parseShard,
+      )
+      .addHelpText(
+        'after',
+        '\nExit code 0 when no case breaks a safety property, 1 when one does (its shrunk case is printed), 2 for a bad command line.',
+      )
+      .action(async (options: FuzzOptions) => done(await fuzz(options)));
+  },
+};
+
+async function fuzz(given: FuzzOptions): Promise<number> {
+  const options = { ...given, preset: given.preset ?? [] };
+  for (const preset of options.preset)
+    if (!(GUEST_PRESET_NAMES as readonly string[]).includes(preset))
+      throw unknownValue('preset', preset, GUEST_PRESET_NAMES);
+  if (options.runs !== undefined && options.minutes !== undefined)
+    throw new UsageError('give --runs or --minutes, not both');
+  if (options.path !== undefined && options.seed === undefined)
+    throw new UsageError('--path replays a counterexample of a --seed: give both');
+  const presets = options.preset.length === 0 ? undefined : (options.preset as GuestPresetName[]);
+  if (options.replay !== undefined) {
+    let fuzzCase: FuzzCase;
+    try {
+      fuzzCase = JSON.parse(options.replay) as FuzzCase;
+      parseBehaviour(fuzzCase.behaviour);
+    } catch (error) {
+      throw new UsageError(`--replay: not a fuzz case: ${(error as Error).message.split('\n')[0]}`);
+    }
+    const report = await runFuzzCase(fuzzCase);
+    process.stdout.write(`${report.outcomes.join('\n')}\n`);
+    process.stdout.write(
+      report.safe
+        ? 'safe\n'
+        : `UNSAFE:\n${report.violations.map((v) => `  [${v.rule}] ${v.message}`).join('\n')}\n`,
+    );
+    return report.safe ? 0 : 1;
+  }
+  const shard = options.shard;
+  if (shard !== undefined && options.seed === undefined)
+    throw new UsageError('--shard needs --seed, so that the machines share one campaign');
+  const campaignSeed = options.seed ?? Date.now() % 2 ** 31;
+  const seed = shard === undefined ? campaignSeed : (campaignSeed + shard.index - 1) % 2 ** 32;
+  const totalRuns = options.runs ?? 1000;
+  const runs = shard === undefined ? totalRuns : Math.ceil(totalRuns / shard.total);
+  const budget = options.minutes !== undefined ? `${options.minutes} minute(s)` : `${runs} cases`;
+  process.stdout.write(
+    `fuzz: seed ${seed}, ${budget}${shard === undefined ? '' : ` (shard ${shard.index}/${shard.total} of campaign seed ${campaignSeed})`}\n`,
+  );
+  const result = await runFuzzCampaign({
+    seed,
+    ...(options.minutes === undefined ? { runs } : { minutes: options.minutes }),
+    ...(options.path === undefined ? {} : { path: options.path }),
+    ...(presets === undefined ? {} : { presets }),
+    log: (line) => process.stdout.write(`${line}\n`),
+  });
+  const rate = Math.round(result.cases / (result.elapsedMs / 1000));
+  if (!result.failed) {
+    process.stdout.write(
+      `fuzz: ${result.cases} cases in ${(result.elapsedMs / 1000).toFixed(1)} s (${rate}/s), no violation\n`,
+    );
+    return 0;
+  }
+  const out: string[] = [
+    `fuzz: FAILED after ${result.cases} cases (seed ${seed}); shrunk counterexample:`,
+    JSON.stringify(result.counterexample),
+    ...(result.report?.violations ?? []).map((v) => `  [${v.rule}] ${v.message}`),
+    ...(result.report?.outcomes ?? []).map((line) => `  ${line}`),
+    'replay it with:',
+    `  tdxsim fuzz --replay '${JSON.stringify(result.counterexample)}'`,
+  ];
+  if (result.path !== undefined)
+    out.push(
+      `  tdxsim fuzz --seed ${seed} --path ${result.path}${presets ? ` --preset ${presets.join(',')}` : ''}`,
+    );
+  process.stdout.write(`${out.join('\n')}\n`);
+  return 1;
+}

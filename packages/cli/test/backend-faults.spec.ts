@@ -1,0 +1,185 @@
+/**
+ * A user's backend, as a process: the README's backend passes `check` and completes every honest workload in `run`;
+ * the same backend without the kick fails `check` on TLB tracking; each kind of backend fault ends as `error` with
+ * the right message, the report written, exit 1, and the process ending.
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CONFORMANCE_RULES } from '@tdxsim/testkit';
+import { describe, expect, it, vi } from 'vitest';
+import type { RunReport } from '../src/report/json-report.js';
+import { EXAMPLES, FIXTURES, REPO_ROOT, runCli } from './run-cli.js';
+
+/** Outside the repository: the backend file's `@tdxsim/*` imports resolve from the CLI. */
+const dir = mkdtempSync(join(tmpdir(), 'tdxsim-backend-'));
+
+/** The code block of the root README that follows `marker`. */
+function readmeBlock(marker: string): string {
+  const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
+  const at = readme.indexOf(marker);
+  expect(at).toBeGreaterThan(0);
+  const start = readme.indexOf('```ts\n', at) + '```ts\n'.length;
+  return readme.slice(start, readme.indexOf('\n```', start) + 1);
+}
+
+describe("the root README's backend", () => {
+  const block = readmeBlock('## Plug in a backend of your own');
+  const file = join(dir, 'my-vmm.ts');
+  writeFileSync(file, block);
+
+  it('is the example file the type checker sees, with its imports and no inversify', () => {
+    expect(block).toBe(readFileSync(join(EXAMPLES, 'my-vmm.ts'), 'utf8'));
+    expect(block).toMatch(/^import \{[^}]*\} from '@tdxsim\/tdx-module';/);
+    expect(block).not.toMatch(/inversify|ContainerModule/);
+  });
+
+  it('passes every rule of tdxsim check, on TDs of 2 and 1 vCPUs', async () => {
+    const run = await runCli(['check', '--backend', file]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^conformance of my-vmm \(loaded from .*my-vmm\.ts \(export default\)\)$/m);
+    const verdicts = run.stdout.split('\n').filter((l) => /^ {2}(pass|FAIL) /.test(l));
+    expect(verdicts).toHaveLength(CONFORMANCE_RULES.length);
+    expect(verdicts.every((l) => l.startsWith('  pass '))).toBe(true);
+    expect(run.stderr).toMatch(/^ {2}2 vCPUs, guest strict, workload churn$/m);
+    expect(run.stderr).toMatch(/^ {2}1 vCPU, guest linux, workload split-2m$/m);
+  });
+
+  it('completes every workload of tdxsim run with the guests that retry, on the two-vCPU TDs of run', async () => {
+    const json = join(dir, 'readme-run.json');
+    const run = await runCli(['run', '--backend', file, '--policy', 'linux,strict,edk2', '--json', json]);
+    expect(run.code).toBe(0);
+    const report = JSON.parse(readFileSync(json, 'utf8')) as RunReport;
+    expect(report.results.map((r) => `${r.id} ${r.outcome}`)).toEqual(
+      ['linux', 'strict', 'edk2'].flatMap((p) =>
+        ['swiotlb-1g', 'accept-4g', 'churn', 'dma-small'].map((w) => `${p}/my-vmm/${w} ok`),
+      ),
+    );
+    // AUGs at the level the accept asks for: 4 GiB accepted in 2,048 2M pages, not a million 4K ones.
+    const accept = report.results.find((r) => r.id === 'linux/my-vmm/accept-4g');
+    expect(accept?.counters.tdExits).toBeLessThan(3000);
+  });
+
+  it('without the kick after TRACK, fails check on the rule naming TLB tracking', async () => {
+    const kick = '    await Promise.all(this.td.tdvprs.map((tdvpr) => this.module.kickVcpu(tdvpr)));\n';
+    expect(block).toContain(kick);
+    const noKick = join(dir, 'no-kick-vmm.ts');
+    writeFileSync(noKick, block.replace(kick, ''));
+    const run = await runCli(['check', '--backend', noKick, '--guests', 'linux']);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toMatch(
+      /^ {2}FAIL {2}tlb-tracking +tlb-tracking broken \(TLB tracking: after TDH\.MEM\.TRACK every vCPU is kicked out of guest mode before REMOVE or DEMOTE\): TDH\.MEM\.(PAGE\.REMOVE|PAGE\.DEMOTE) .* → TLB_TRACKING_NOT_DONE/m,
+    );
+    // And run says error, quoting the SEAMCALL, where it used to say failed-safely.
+    const matrix = await runCli(['--backend', noKick, '--policy', 'linux', '--workload', 'dma-small']);
+    expect(matrix.code).toBe(1);
+    expect(matrix.stdout).toMatch(
+      /linux\/no-kick-vmm\/dma-small: nothing expected, got error — .*TLB_TRACKING_NOT_DONE/,
+    );
+  });
+
+  it('drives a guest through composeTd as the README shows, the class given as it is', async () => {
+    const usage = readmeBlock('or drive a guest with it yourself');
+    expect(usage).toBe(readFileSync(join(EXAMPLES, 'drive-my-vmm.ts'), 'utf8'));
+    const log = vi.spyOn(console, 'log').mockImplementation(() => {});
+    await import('../examples/drive-my-vmm.js');
+    expect(log).toHaveBeenCalledWith('ok');
+    log.mockRestore();
+  });
+});
+
+describe('backend faults: error with the message, report written, exit 1, the process ends', () => {
+  const cases: [string, string, RegExp][] = [
+    [
+      'a backend that throws',
+      'throwing-vmm',
+      /^onTdExit threw on the TD exit of vCPU 0 \(TDG\.VP\.VMCALL<MapGPA> R12=0x8000029a5000 R13=0x5000\): Error: ThrowingVmm: MapGPA is not implemented yet$/,
+    ],
+    [
+      'registers that are not 64-bit bigints',
+      'bad-registers-vmm',
+      /^onTdExit answered the TD exit of vCPU 0 \(TDG\.VP\.VMCALL<MapGPA> .*\) with R10 = 0 \(a number\), not a bigint /,
+    ],
+    [
+      'a backend stuck on a failing SEAMCALL',
+      'stuck-vmm',
+      /^the backend answered the same TD exit 64 times in a row without resolving it: vCPU 0 \(EPT violation \(ACCEPT, level 0\) at 0x29a5000\) \(first avoidable SEAMCALL error: TDH\.MEM\.PAGE\.AUG rcx=0x29a5000 .* → EPT_WALK_FAILED/,
+    ],
+    [
+      'an exit handler that never answers',
+      'silent-vmm',
+      /^the backend never answered \(waiting on the TD exit of vCPU 0: TDG\.VP\.VMCALL<MapGPA> R12=0x8000029a5000 R13=0x5000\); nothing was left that could$/,
+    ],
+    [
+      'stray host threads',
+      'stray-timer-vmm',
+      /^the backend left 1 timer running after the scenario ended \(a host thread or timer that never stops keeps the process alive\)$/,
+    ],
+  ];
+  for (const [title, name, reason] of cases) {
+    it(title, async () => {
+      const json = join(dir, `${name}.json`);
+      const run = await runCli(
+        [
+          '--backend',
+          join(FIXTURES, `${name}.ts`),
+          '--policy',
+          'linux',
+          '--workload',
+          'dma-small',
+          '--json',
+          json,
+        ],
+        { timeoutMs: 120_000 },
+      );
+      expect(run.killed).toBe(false);
+      expect(run.code).toBe(1);
+      const report = JSON.parse(readFileSync(json, 'utf8')) as RunReport;
+      expect(report.results).toHaveLength(1);
+      expect(report.results[0]?.outcome).toBe('error');
+      expect(report.results[0]?.reason).toMatch(reason);
+      expect(run.stdout.split('\n')[0]).toBe('1 outcome not as expected:');
+    });
+  }
+
+  it('the same faults fail check on the rule backend-answers', async () => {
+    const run = await runCli([
+      'check',
+      '--backend',
+      join(FIXTURES, 'silent-vmm.ts'),
+      '--guests',
+      'linux',
+      '--vcpus',
+      '2',
+    ]);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toMatch(
+      /^ {2}FAIL {2}backend-answers +backend-answers broken .*: the backend never answered /m,
+    );
+  });
+
+  it('DEBUG=tdxsim:error shows the fault and the calls just before it, not the whole run', async () => {
+    const run = await runCli(
+      [
+        '--backend',
+        join(FIXTURES, 'stuck-vmm.ts'),
+        '--policy',
+        'linux',
+        '--workload',
+        'dma-small',
+        '--jobs',
+        '1',
+      ],
+      {
+        env: { DEBUG: 'tdxsim:error' },
+      },
+    );
+    const lines = run.stderr.split('\n').filter((l) => l.includes('tdxsim:error'));
+    expect(lines.length).toBeGreaterThan(2);
+    expect(lines.length).toBeLessThan(20);
+    expect(lines.join('\n')).toMatch(
+      /backend fault \(stuck\): the backend answered the same TD exit 64 times/,
+    );
+    expect(lines.join('\n')).toMatch(/first avoidable SEAMCALL error: TDH\.MEM\.PAGE\.AUG rcx=0x29a5000/);
+  });
+});

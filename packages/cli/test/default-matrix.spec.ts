@@ -1,0 +1,98 @@
+/**
+ * The one test of the whole default matrix: `pnpm start` as a fresh clone runs it, with the reports written. It exits
+ * 0 because the matrix ships its expectations, and still shows the UNSAFE findings, marked as expected.
+ */
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { guestPresets } from '@tdxsim/guest';
+import { hostileVmms } from '@tdxsim/testkit';
+import { XMLParser } from 'fast-xml-parser';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { runReportValidator } from '../src/report/json-report.js';
+import type { ScenarioResult } from '../src/scenario/scenario-result.js';
+import { type CliRun, REPO_ROOT, runCli } from './run-cli.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'tdxsim-default-'));
+const POLICIES = Object.keys(guestPresets);
+const HONEST = ['kvm', 'kvm-events', 'hyperv-512', 'hyperv-2048', 'hyperv-8192'];
+const WORKLOADS = ['swiotlb-1g', 'accept-4g', 'churn', 'dma-small'];
+
+describe('pnpm start: the default matrix, as a process', () => {
+  let run: CliRun;
+  let report: { results: ScenarioResult[]; summary: Record<string, number> } & Record<string, unknown>;
+  const json = join(dir, 'default.json');
+  const html = join(dir, 'default.html');
+  const junit = join(dir, 'default.xml');
+
+  beforeAll(async () => {
+    // What the root package.json's start script runs (runCli spawns exactly that command), plus the reports.
+    const scripts = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')).scripts as Record<
+      string,
+      string
+    >;
+    expect(scripts.start).toBe('node --conditions=@tdxsim/source --import tsx packages/cli/src/main.ts');
+    run = await runCli(['--json', json, '--html', html, '--junit', junit], { timeoutMs: 1_500_000 });
+    report = JSON.parse(readFileSync(json, 'utf8'));
+  }, 1_600_000);
+
+  it('exits 0: every outcome as expected, the UNSAFE findings shown and marked expected', () => {
+    expect(run.killed).toBe(false);
+    expect(run.code).toBe(0);
+    const lines = run.stdout.split('\n');
+    // Summary first, then the grid.
+    expect(lines[0]).toMatch(
+      /^618 scenarios in .+: 224 ok · 348 failed-safely \(all expected\) · 46 UNSAFE \(all expected\) · 0 error — every outcome as expected \(seed 1\)$/,
+    );
+    expect(lines[2]).toMatch(
+      /^vmm \\ policy\s+linux\s+edk2\s+tdShim\s+tdxGuestCrate\s+asterinas\s+openvmm\s+coconutSvsm\s+oak\s+strict$/,
+    );
+    expect(lines.find((l) => l.startsWith('never-progresses '))).toMatch(/\sUNSAFE\*\s+UNSAFE\*\s/);
+    expect(run.stdout).toContain('(* as expected)');
+    // The table lists the scenarios that are not ok, with what was expected of them.
+    expect(run.stdout).toMatch(/^openvmm\/never-progresses\/swiotlb-1g\s+UNSAFE\s+as expected\s/m);
+    expect(run.stdout).toMatch(/^\(224 ok scenarios not shown: --table all shows them\)$/m);
+    expect(run.stdout).not.toMatch(/^linux\/kvm\/churn\s/m);
+    // openvmm and coconutSvsm do not validate R11 (reference guest-and-vmm.md §6): hostile backends fool them.
+    const unsafe = report.results.filter((r) => r.outcome === 'UNSAFE');
+    expect(new Set(unsafe.map((r) => r.policy))).toEqual(new Set(['openvmm', 'coconutSvsm']));
+    expect(report.results.every((r) => r.expected === r.outcome)).toBe(true);
+    expect(run.stderr).toMatch(
+      /^tdxsim [\d.]+: 618 scenarios — 9 policies × 23 VMMs × 4 workloads on \d+ worker threads?, seed 1$/m,
+    );
+    expect(run.stderr).not.toMatch(/Error/);
+  });
+
+  it('runs every policy × every shipped VMM (hostile ones included) × every workload, variants pruned', () => {
+    const vmms = [...HONEST, ...hostileVmms.map((h) => h.name)];
+    const expected: string[] = [];
+    for (const vmm of vmms)
+      for (const policy of POLICIES)
+        for (const workload of WORKLOADS) {
+          const variant = !['kvm', 'hyperv-512'].includes(vmm);
+          if (variant && workload === 'accept-4g') continue;
+          if (variant && policy === 'asterinas' && workload === 'swiotlb-1g') continue;
+          expected.push(`${policy}/${vmm}/${workload}`);
+        }
+    expect(report.results.map((r) => r.id)).toEqual(expected);
+  });
+
+  it('the JSON report matches its schema; the HTML report is at most 5 MB; JUnit has a testcase per scenario', () => {
+    const validate = runReportValidator();
+    expect(validate(report), JSON.stringify(validate.errors?.slice(0, 3))).toBe(true);
+    expect(report.summary.changes).toBe(0);
+    const size = statSync(html).size;
+    console.log(
+      `default matrix: HTML report ${(size / 2 ** 20).toFixed(2)} MiB, JSON ${(statSync(json).size / 2 ** 20).toFixed(2)} MiB`,
+    );
+    expect(size).toBeLessThanOrEqual(5 * 2 ** 20);
+    // Pictures for the scenarios that are not ok, not for the others.
+    expect(report.results.filter((r) => r.detail !== undefined).length).toBe(348 + 46);
+    const doc = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '' }).parse(
+      readFileSync(junit, 'utf8'),
+    );
+    expect(doc.testsuites.tests).toBe('618');
+    expect(doc.testsuites.failures).toBe('0');
+    expect(doc.testsuites.skipped).toBe('46');
+  });
+});

@@ -1,0 +1,58 @@
+/** `tdxsim fuzz` (and its shortcut `pnpm fuzz`): the testkit's campaign with the CLI's parser, as a process. */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { REPO_ROOT, runCli } from './run-cli.js';
+
+describe('tdxsim fuzz', () => {
+  it('pnpm fuzz is tdxsim fuzz', () => {
+    const scripts = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')).scripts as Record<
+      string,
+      string
+    >;
+    expect(scripts.fuzz).toBe('node --conditions=@tdxsim/source --import tsx packages/cli/src/main.ts fuzz');
+  });
+
+  // CI's short campaign: 10,000 generated cases (behaviour × preset × workload × GPAW), run as `pnpm fuzz` runs them.
+  it('10,000 cases: no safety violation for the presets that validate R11', async () => {
+    const run = await runCli(['fuzz', '--runs', '10000', '--seed', '20261121']);
+    expect(run.code).toBe(0);
+    const lines = run.stdout.trim().split('\n');
+    expect(lines[0]).toBe('fuzz: seed 20261121, 10000 cases');
+    expect(lines[lines.length - 1]).toMatch(/^fuzz: 10000 cases in [\d.]+ s \(\d+\/s\), no violation$/);
+    console.log(lines[lines.length - 1]);
+  });
+
+  it('prints the seed, the shrunk case and how to replay it, and exits 1; the replay exits 1 too', async () => {
+    const failure = await runCli(['fuzz', '--runs', '300', '--seed', '77', '--preset', 'coconutSvsm']);
+    expect(failure.code).toBe(1);
+    expect(failure.stdout).toMatch(/^fuzz: seed 77, 300 cases\n/);
+    expect(failure.stdout).toMatch(
+      /fuzz: FAILED after \d+ cases \(seed 77\); shrunk counterexample:\n\{"behaviour":/,
+    );
+    expect(failure.stdout).toMatch(/^ {2}tdxsim fuzz --seed 77 --path [\d:]+ --preset coconutSvsm$/m);
+    const replay = /tdxsim fuzz --replay '(.*)'/.exec(failure.stdout)?.[1];
+    expect(replay).toBeDefined();
+    const replayed = await runCli(['fuzz', '--replay', replay ?? '']);
+    expect(replayed.code).toBe(1);
+    expect(replayed.stdout).toMatch(/^UNSAFE:$/m);
+  });
+
+  it('--shard K/N runs its share of the campaign from seed + K − 1', async () => {
+    const run = await runCli(['fuzz', '--runs', '400', '--seed', '42', '--shard', '2/4']);
+    expect(run.code).toBe(0);
+    expect(run.stdout.split('\n')[0]).toBe('fuzz: seed 43, 100 cases (shard 2/4 of campaign seed 42)');
+    expect(run.stdout).toMatch(/^fuzz: 100 cases in /m);
+  });
+
+  it('argument errors exit 2', async () => {
+    const both = await runCli(['fuzz', '--runs', '10', '--minutes', '1']);
+    expect(both.code).toBe(2);
+    expect(both.stderr.trim()).toBe('tdxsim: give --runs or --minutes, not both');
+    const preset = await runCli(['fuzz', '--preset', 'windows']);
+    expect(preset.stderr.trim()).toMatch(/^tdxsim: unknown preset "windows" \(valid: linux, /);
+    const replay = await runCli(['fuzz', '--replay', '{not json']);
+    expect(replay.code).toBe(2);
+    expect(replay.stderr.trim()).toMatch(/^tdxsim: --replay: not a fuzz case: /);
+  });
+});

@@ -1,0 +1,352 @@
+/**
+ * `tdxsim run` as a process on sub-matrices: expectations and baselines, shards and merge-reports, reports, colours,
+ * CI annotations, and every argument error before a run starts.
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, vi } from 'vitest';
+import { DEFAULT_EXPECTATIONS_FILE } from '../src/expectations/expectations.js';
+import { main } from '../src/main.js';
+import type { RunReport } from '../src/report/json-report.js';
+import { FIXTURES, runCli } from './run-cli.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'tdxsim-run-'));
+const readReport = (file: string): RunReport => JSON.parse(readFileSync(file, 'utf8')) as RunReport;
+/** A small matrix with one expected UNSAFE finding: openvmm believes an R11 past the end of its request. */
+const SMALL = ['--policy', 'linux,openvmm', '--vmm', 'kvm,r11-past-end', '--workload', 'swiotlb-1g'];
+
+describe('expected outcomes', () => {
+  it('the shipped expectations make a known finding exit 0, shown as expected', async () => {
+    const run = await runCli(SMALL);
+    expect(run.code).toBe(0);
+    expect(run.stdout.split('\n')[0]).toMatch(
+      /^4 scenarios in .+: 2 ok · 1 failed-safely \(all expected\) · 1 UNSAFE \(all expected\) · 0 error — every outcome as expected \(seed 1\)$/,
+    );
+    expect(run.stdout).toMatch(/^r11-past-end\s+failed-safely\*\s+UNSAFE\*$/m);
+    expect(run.stdout).toMatch(
+      /^openvmm\/r11-past-end\/swiotlb-1g\s+UNSAFE\s+as expected\s.*overclaim-shared: /m,
+    );
+  });
+
+  it('an edited expectation is a change: exit 1, the change printed first', async () => {
+    const shipped = JSON.parse(readFileSync(DEFAULT_EXPECTATIONS_FILE, 'utf8')) as {
+      expect: { scenarios: string; outcome: string }[];
+    };
+    const rule = shipped.expect.find((r) => r.scenarios === 'openvmm/r11-past-end/*');
+    expect(rule?.outcome).toBe('UNSAFE');
+    if (rule !== undefined) rule.outcome = 'failed-safely';
+    const edited = join(dir, 'edited-expectations.json');
+    writeFileSync(edited, JSON.stringify(shipped));
+    const run = await runCli([...SMALL, '--expect', edited]);
+    expect(run.code).toBe(1);
+    const lines = run.stdout.split('\n');
+    expect(lines[0]).toBe('1 outcome not as expected:');
+    expect(lines[1]).toMatch(
+      /^ {2}openvmm\/r11-past-end\/swiotlb-1g: expected failed-safely, got UNSAFE — overclaim-shared: the guest reported 0x40000000 /,
+    );
+    expect(run.stdout).toMatch(/ — 1 change \(seed 1\)$/m);
+    expect(run.stdout).toMatch(/^r11-past-end\s+failed-safely\*\s+UNSAFE!$/m);
+  });
+
+  it('--no-expect judges by the default rule: an UNSAFE scenario is a change', async () => {
+    const run = await runCli([...SMALL, '--no-expect']);
+    expect(run.code).toBe(1);
+    expect(run.stdout.split('\n')[1]).toMatch(
+      /^ {2}openvmm\/r11-past-end\/swiotlb-1g: nothing expected, got UNSAFE — /,
+    );
+  });
+
+  it('--baseline: the same outcomes exit 0; a baseline that differs exits 1 naming the scenario', async () => {
+    const base = join(dir, 'base.json');
+    expect((await runCli([...SMALL, '--json', base])).code).toBe(0);
+    const same = await runCli([...SMALL, '--baseline', base]);
+    expect(same.code).toBe(0);
+    expect(readReport(base).results.map((r) => r.expected)).toEqual(['ok', 'ok', 'failed-safely', 'UNSAFE']);
+    const changed = readReport(base);
+    const edited = {
+      ...changed,
+      results: changed.results.map((r) =>
+        r.id === 'linux/kvm/swiotlb-1g' ? { ...r, outcome: 'failed-safely' } : r,
+      ),
+    };
+    const file = join(dir, 'edited-base.json');
+    writeFileSync(file, JSON.stringify(edited));
+    const run = await runCli([...SMALL, '--baseline', file]);
+    expect(run.code).toBe(1);
+    expect(run.stdout.split('\n')[1]).toBe('  linux/kvm/swiotlb-1g: expected failed-safely, got ok');
+  });
+
+  it('--write-expect writes rules that the same run then meets', async () => {
+    const file = join(dir, 'written.json');
+    expect((await runCli([...SMALL, '--write-expect', file])).code).toBe(0);
+    const written = JSON.parse(readFileSync(file, 'utf8'));
+    expect(written.schema).toBe('tdxsim-expectations/1');
+    const again = await runCli([...SMALL, '--expect', file]);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/ — every outcome as expected \(seed 1\)$/m);
+  });
+});
+
+describe('shards', () => {
+  /** Every VMM, two policies, two workloads: the matrix's skip rules and 92 scenarios. */
+  const MATRIX = ['--policy', 'linux,openvmm', '--workload', 'swiotlb-1g,dma-small'];
+  const strip = (report: RunReport) => report.results.map(({ wallMs: _wallMs, ...rest }) => rest);
+
+  it('shard K/N of a matrix, merged, equals the unsharded report scenario by scenario', async () => {
+    const whole = join(dir, 'whole.json');
+    const runs = await Promise.all([
+      runCli([...MATRIX, '--json', whole, '--jobs', '1']),
+      ...[1, 2, 3].map((k) =>
+        runCli([...MATRIX, '--shard', `${k}/3`, '--json', join(dir, `shard-${k}.json`), '--jobs', '1']),
+      ),
+    ]);
+    for (const run of runs) expect(run.code).toBe(0);
+    expect(runs[2]?.stderr).toMatch(/: 31 scenarios \(shard 2\/3 of 92\) — /);
+    const merged = join(dir, 'merged.json');
+    const merge = await runCli([
+      'merge-reports',
+      ...[3, 1, 2].map((k) => join(dir, `shard-${k}.json`)),
+      '--json',
+      merged,
+      '--junit',
+      join(dir, 'merged.xml'),
+    ]);
+    expect(merge.code).toBe(0);
+    expect(merge.stdout.split('\n')[0]).toMatch(
+      /^92 scenarios in .* — every outcome as expected \(seed 1\)$/,
+    );
+    const a = readReport(whole);
+    const b = readReport(merged);
+    expect(b.results).toHaveLength(92);
+    expect(strip(b)).toEqual(strip(a));
+    expect(b.shard).toBeNull();
+    expect(b.summary).toEqual({ ...a.summary, wallMs: b.summary.wallMs });
+  }, 600_000);
+
+  it('merge-reports refuses a missing shard, a shard given twice and reports of different runs', async () => {
+    const missing = await runCli(['merge-reports', join(dir, 'shard-1.json'), join(dir, 'shard-3.json')]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr.trim()).toBe('tdxsim: shard 2/3 missing (--allow-missing merges what there is)');
+    const twice = await runCli(['merge-reports', join(dir, 'shard-1.json'), join(dir, 'shard-1.json')]);
+    expect(twice.stderr.trim()).toMatch(/^tdxsim: .*shard-1\.json and .*shard-1\.json are both shard 1\/3$/);
+    const other = join(dir, 'other-seed.json');
+    await runCli([...MATRIX, '--vmm', 'kvm', '--seed', '2', '--shard', '1/3', '--json', other]);
+    const mixed = await runCli(['merge-reports', join(dir, 'shard-1.json'), other]);
+    expect(mixed.code).toBe(2);
+    expect(mixed.stderr.trim()).toMatch(/are not shards of one run: their seeds differ$/);
+  }, 300_000);
+});
+
+describe('reports and output', () => {
+  it('colours follow FORCE_COLOR and NO_COLOR; GitHub Actions gets annotations; the table can show every row', async () => {
+    const coloured = await runCli([...SMALL, '--no-expect', '--table', 'all'], {
+      env: {
+        NO_COLOR: undefined,
+        FORCE_COLOR: '1',
+        GITHUB_ACTIONS: 'true',
+        GITHUB_STEP_SUMMARY: join(dir, 'summary.md'),
+      },
+    });
+    expect(coloured.code).toBe(1);
+    expect(coloured.stdout).toContain('\u001b[1m\u001b[31mUNSAFE');
+    expect(coloured.stdout).toMatch(
+      /^::error title=tdxsim openvmm\/r11-past-end\/swiotlb-1g%3A UNSAFE::UNSAFE \(nothing expected\): overclaim-shared: .*%0Areplay: tdxsim run --policy openvmm --vmm r11-past-end --workload swiotlb-1g --seed 1$/m,
+    );
+    expect(coloured.stdout).toMatch(
+      /^::notice title=tdxsim::4 scenarios: 2 ok, 1 failed-safely, 1 UNSAFE, 0 error; 1 not as expected$/m,
+    );
+    expect(readFileSync(join(dir, 'summary.md'), 'utf8')).toMatch(/^### tdxsim\n\n4 scenarios in /);
+    // Every row with --table all, the ok ones included.
+    expect(coloured.stdout).toMatch(/linux\/kvm\/swiotlb-1g/);
+    const plain = await runCli(SMALL);
+    expect(plain.stdout).not.toContain('\u001b[');
+    expect(plain.stdout).not.toContain('::error');
+  });
+
+  it('--trace-json writes a Chrome trace per scenario; the non-TTY log has a start line and a line per scenario', async () => {
+    const traces = join(dir, 'traces');
+    const run = await runCli([
+      '--policy',
+      'linux',
+      '--vmm',
+      'kvm',
+      '--workload',
+      'dma-small',
+      '--trace-json',
+      traces,
+    ]);
+    expect(run.code).toBe(0);
+    const events = JSON.parse(readFileSync(join(traces, 'linux__kvm__dma-small.trace.json'), 'utf8')) as {
+      ph: string;
+    }[];
+    expect(events.filter((e) => e.ph === 'i').length).toBeGreaterThan(1000);
+    expect(run.stderr.split('\n')).toEqual([
+      expect.stringMatching(
+        /^tdxsim [\d.]+: 1 scenarios — 1 policy × 1 VMM × 1 workload on 1 worker thread, seed 1$/,
+      ),
+      expect.stringMatching(/^\[1\/1\] ok {12}linux\/kvm\/dma-small \([\d.]+ m?s\)$/),
+      '',
+    ]);
+  });
+
+  it('replay checks its input against the JSON Schema, then reruns a scenario with identical counters', async () => {
+    const json = join(dir, 'small.json');
+    await runCli([...SMALL, '--json', json]);
+    const replay = await runCli(['replay', json, 'openvmm/r11-past-end/swiotlb-1g']);
+    expect(replay.code).toBe(0);
+    expect(replay.stdout).toMatch(/identical counters and outcome \(UNSAFE\)$/m);
+    const broken = readReport(json) as unknown as { results: { counters: Record<string, unknown> }[] };
+    (broken.results[0] as { counters: Record<string, unknown> }).counters.seamcalls = 'many';
+    const file = join(dir, 'broken.json');
+    writeFileSync(file, JSON.stringify(broken));
+    const refused = await runCli(['replay', file, 'linux/kvm/swiotlb-1g']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr.trim()).toBe(
+      `tdxsim: "${file}" does not match the run report schema: /results/0/counters/seamcalls must be integer`,
+    );
+  });
+});
+
+/** `main(args)` in this process, its output captured: for command lines that end before any scenario runs. */
+async function runMain(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    stdout += String(chunk);
+    return true;
+  });
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    stderr += String(chunk);
+    return true;
+  });
+  try {
+    return { code: await main(args), stdout, stderr };
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+  }
+}
+
+describe('the command line: exit 2 with one line naming what is wrong, before anything runs', () => {
+  const cases: [string, string[], RegExp][] = [
+    [
+      'unknown policy',
+      ['--policy', 'windows'],
+      /^tdxsim: unknown policy "windows" \(valid: linux, edk2, tdShim, tdxGuestCrate, asterinas, openvmm, coconutSvsm, oak, strict\)$/,
+    ],
+    [
+      'unknown vmm',
+      ['--vmm', 'xen'],
+      /^tdxsim: unknown vmm "xen" \(valid: kvm, kvm-events, hyperv-512, hyperv-2048, hyperv-8192, never-progresses, .*\)$/,
+    ],
+    [
+      'unknown workload',
+      ['--workload', 'boot'],
+      /^tdxsim: unknown workload "boot" \(valid: swiotlb-1g, accept-4g, churn, dma-small\)$/,
+    ],
+    [
+      'bad seed',
+      ['--seed', 'abc'],
+      /^tdxsim: option '--seed <n>' argument 'abc' is invalid\. expected an integer from 0 to 4294967295 \(decimal or 0x-hex\)$/,
+    ],
+    [
+      'negative seed',
+      ['--seed', '-1'],
+      /^tdxsim: option '--seed <n>' argument '-1' is invalid\. expected an integer/,
+    ],
+    ['missing value', ['--policy', 'linux', '--html'], /^tdxsim: option '--html <file>' argument missing$/],
+    [
+      'bad shard',
+      ['--shard', '4/3'],
+      /^tdxsim: option '--shard <k\/n>' argument '4\/3' is invalid\. expected K\/N with 1 ≤ K ≤ N/,
+    ],
+    [
+      'bad table',
+      ['--table', 'some'],
+      /^tdxsim: option '--table <which>' argument 'some' is invalid\. expected one of: non-ok, all, none$/,
+    ],
+    [
+      'unwritable report path',
+      ['--json', '/nonexistent/dir/out.json'],
+      /^tdxsim: --json "\/nonexistent\/dir\/out\.json": directory "\/nonexistent\/dir" does not exist$/,
+    ],
+    ['report path is a directory', ['--html', '/tmp'], /^tdxsim: --html "\/tmp" is a directory, not a file$/],
+    [
+      'missing expectations file',
+      ['--expect', '/nonexistent.json'],
+      /^tdxsim: --expect "\/nonexistent\.json" does not exist$/,
+    ],
+    [
+      'backend file without a Vmm',
+      ['--backend', `${FIXTURES}not-a-backend.ts`],
+      /^tdxsim: backend file ".*not-a-backend\.ts" exports no Vmm: expected a Vmm class .* \(found: answer, greet\)$/,
+    ],
+    [
+      'missing backend file',
+      ['--backend', '/nonexistent/vmm.ts'],
+      /^tdxsim: backend file "\/nonexistent\/vmm\.ts" does not exist$/,
+    ],
+    [
+      'unknown command',
+      ['fly'],
+      /^tdxsim: unknown command "fly" \(commands: run, replay, check, fuzz, merge-reports, bench, help\)$/,
+    ],
+    ['unknown option', ['--colour'], /^tdxsim: unknown option '--colour'/],
+    ['option of another command', ['run', '--trace'], /^tdxsim: unknown option '--trace'/],
+    ['replay without its arguments', ['replay'], /^tdxsim: missing required argument 'report'$/],
+    [
+      'check without a backend',
+      ['check'],
+      /^tdxsim: check needs --backend <file> \(or --vmm <name> for a built-in backend\)$/,
+    ],
+    [
+      'fuzz shard without a seed',
+      ['fuzz', '--shard', '1/2'],
+      /^tdxsim: --shard needs --seed, so that the machines share one campaign$/,
+    ],
+  ];
+  for (const [title, args, message] of cases) {
+    it(title, async () => {
+      // Backend files are imported, which is the process's business; the rest end before anything is loaded.
+      const run = args.includes('--backend') ? await runCli(args) : await runMain(args);
+      expect(run.code).toBe(2);
+      expect(run.stdout).toBe('');
+      expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
+      expect(run.stderr.trimEnd()).toMatch(message);
+    });
+  }
+
+  it('a backend file of an extension --backend does not load names the ones it does', async () => {
+    const file = join(dir, 'vmm.cjs');
+    writeFileSync(file, 'module.exports = {};');
+    const run = await runCli(['--backend', file]);
+    expect(run.code).toBe(2);
+    expect(run.stderr.trim()).toBe(
+      `tdxsim: backend file "${file}" has the extension ".cjs": --backend loads .js, .mjs, .ts, .mts files (ES modules; a .cjs backend can be re-exported from a .mjs file)`,
+    );
+  });
+
+  it('help: per command, listing the valid policies, VMMs and workloads; `tdxsim help <command>` exits 0', async () => {
+    const help = await runMain(['help', 'run']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: tdxsim run \[options\]$/m);
+    expect(help.stdout).toMatch(
+      /^ {2}linux, edk2, tdShim, tdxGuestCrate, asterinas, openvmm, coconutSvsm, oak, strict$/m,
+    );
+    expect(help.stdout).toMatch(/^ {2}never-progresses, progress-then-stall, /m);
+    expect(help.stdout).toMatch(/^ {2}churn {7}seeded random conversions /m);
+    const check = await runMain(['check', '--help']);
+    expect(check.code).toBe(0);
+    expect(check.stdout).toMatch(/^Usage: tdxsim check \[options\]$/m);
+    expect(check.stdout).not.toBe(help.stdout);
+    const top = await runMain(['--help']);
+    for (const command of ['run', 'replay', 'check', 'fuzz', 'merge-reports', 'bench', 'help'])
+      expect(top.stdout).toMatch(new RegExp(`^ {2}${command} `, 'm'));
+    expect((await runMain(['--version'])).stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+    // The same as a process: the exit code reaches the shell.
+    const asProcess = await runCli(['help', 'fuzz']);
+    expect(asProcess.code).toBe(0);
+    expect(asProcess.stdout).toMatch(/^Usage: tdxsim fuzz \[options\]$/m);
+  });
+});

@@ -1,0 +1,509 @@
+import {
+  type BackendSource,
+  decodeLeaf,
+  formatGprs,
+  type Gprs,
+  Reg,
+  SeamcallLeaf,
+  seamcallLeafName,
+  type TdExitEvent,
+  TdxIds,
+  type TdxModule,
+  toVmmModule,
+  type Vmm,
+  type VmmFactory,
+} from '@tdxsim/tdx-module';
+import createDebug from 'debug';
+import { ContainerModule } from 'inversify';
+import { TestkitError } from '../errors.js';
+import { testkitLogger } from '../log.js';
+import { avoidableSeamcallError } from './avoidable-seamcall-error.js';
+import { describeExit } from './describe-exit.js';
+
+const log = testkitLogger('guard');
+/** `DEBUG=tdxsim:error` shows each backend fault with the calls just before it, and nothing else. */
+const errorLog = createDebug('tdxsim:error');
+
+/**
+ * How a backend failed a scenario (as opposed to the guest failing, safely or not):
+ * - `threw`: `onTdExit` or a host thread threw;
+ * - `bad-registers`: a reply or SEAMCALL input that is not 16 64-bit bigints;
+ * - `stuck`: the same avoidable SEAMCALL failure (leaf, operands and status) repeated `maxIdenticalFailures` times, or
+ *   the same EPT-violation exit answered that many times in a row with no successful SEAMCALL between (the guest
+ *   re-executes the faulting access, so a backend that resolves nothing loops it for ever);
+ * - `step-budget`: more SEAMCALLs than the scenario's budget;
+ * - `no-answer`: a TD exit was never answered and nothing was left in the thread that could answer it;
+ * - `timeout`: the scenario outlived its wall-clock budget;
+ * - `stray-work`: timers or host threads still running after the scenario ended.
+ */
+export type BackendFaultKind =
+  | 'threw'
+  | 'bad-registers'
+  | 'stuck'
+  | 'step-budget'
+  | 'no-answer'
+  | 'timeout'
+  | 'stray-work';
+
+/** A backend fault the guard caught: its kind and a one-line description. */
+export interface BackendFault {
+  readonly kind: BackendFaultKind;
+  /** One line: what the backend did, with the exit or call it concerned. */
+  readonly message: string;
+}
+
+/** The guard's budgets and the kind of thread it runs in. */
+export interface BackendGuardOptions {
+  /**
+   * Identical failures of one avoidable SEAMCALL, or identical EPT-violation exits answered in a row without a
+   * successful SEAMCALL, before the backend is said to be stuck. Default 64.
+   */
+  readonly maxIdenticalFailures?: number;
+  /** SEAMCALLs (TDH.VP.ENTER included) the backend may make. Default: no bound. */
+  readonly stepBudget?: number;
+  /** Wall-clock milliseconds {@link BackendGuard.run} may take. Default: no bound. */
+  readonly wallClockMs?: number;
+  /**
+   * Whether the scenario has its thread to itself (`dedicated`, as in a matrix worker or a command-line process) or
+   * shares it with other work (`shared`, the default: a test runner). A dedicated thread is judged idle as soon as it
+   * holds nothing the scenario started; a shared one only while it holds exactly what it held before the scenario
+   * (other work's timers come and go, and counts carry no identity), so there an unanswered exit may be left to the
+   * wall clock.
+   */
+  readonly thread?: 'dedicated' | 'shared';
+}
+
+/** Thrown by {@link BackendGuard.run} when the backend faulted; `fault` says how. */
+export class BackendFaultError extends Error {
+  override readonly name = 'BackendFaultError';
+  constructor(readonly fault: BackendFault) {
+    super(fault.message);
+  }
+}
+
+const REGISTER_NAMES = [
+  'RAX',
+  'RCX',
+  'RDX',
+  'RBX',
+  'RSP',
+  'RBP',
+  'RSI',
+  'RDI',
+  'R8',
+  'R9',
+  'R10',
+  'R11',
+  'R12',
+  'R13',
+  'R14',
+  'R15',
+] as const;
+const MAX_U64 = 2n ** 64n - 1n;
+const RECENT_CALLS = 8;
+
+/** The first register of `regs` that is not a 64-bit bigint, named, or undefined when all 16 are. */
+export function badRegister(regs: unknown): { register: string; text: string } | undefined {
+  if (!Array.isArray(regs)) {
+    return { register: 'regs', text: `${show(regs)} instead of an array of 16 64-bit bigints` };
+  }
+  if (regs.length !== 16) {
+    return { register: 'regs', text: `${regs.length} registers instead of 16 (makeGprs builds all 16)` };
+  }
+  for (let i = 0; i < 16; i++) {
+    const value: unknown = regs[i];
+    const name = REGISTER_NAMES[i] as string;
+    if (typeof value !== 'bigint') return { register: name, text: `${name} = ${show(value)}, not a bigint` };
+    if (value < 0n || value > MAX_U64)
+      return { register: name, text: `${name} = ${value}, outside 0 … 2^64 − 1` };
+  }
+  return undefined;
+}
+
+function show(value: unknown): string {
+  if (value === undefined) return 'undefined';
+  if (value === null) return 'null';
+  if (typeof value === 'string') return `${JSON.stringify(value)} (a string)`;
+  if (typeof value === 'number') return `${value} (a number)`;
+  return `a ${typeof value}`;
+}
+
+function errorText(error: unknown): string {
+  const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  return text.split('\n')[0] ?? text;
+}
+
+/** Counts of the active resources of this thread by type (timers, immediates, handles). */
+function activeResources(): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const type of process.getActiveResourcesInfo()) counts.set(type, (counts.get(type) ?? 0) + 1);
+  return counts;
+}
+
+/**
+ * Holds a backend to honest outcomes in one scenario, from outside: it hands the backend a module whose SEAMCALLs it
+ * watches, checks every register the backend passes or answers, and runs the scenario under budgets. A fault ends
+ * the scenario with {@link BackendFaultError} naming the backend's mistake, and stops the backend (its later
+ * SEAMCALLs reject and its vCPUs are stopped) so that nothing it left behind keeps running.
+ */
+export class BackendGuard {
+  readonly #maxIdentical: number;
+  readonly #stepBudget: number;
+  readonly #wallClockMs: number;
+  readonly #dedicated: boolean;
+  /** This thread's resources before the scenario: what is not the scenario's (taken again when {@link run} starts). */
+  #baseline = activeResources();
+  readonly #failures = new Map<string, number>();
+  readonly #pendingExits = new Map<number, string>();
+  /** Per vCPU, the last EPT-violation exit, how often it came in a row, and the successes count when it last came. */
+  readonly #repeats = new Map<number, { exit: string; count: number; successes: number }>();
+  /** Successful SEAMCALLs other than TDH.VP.ENTER: the backend's progress. */
+  #successes = 0;
+  readonly #recent: string[] = [];
+  #fault: BackendFault | undefined;
+  #firstAvoidable: string | undefined;
+  #steps = 0;
+  #stopped = false;
+  #module: TdxModule | undefined;
+  #tdvprs: readonly number[] = [];
+  #onFault: ((fault: BackendFault) => void) | undefined;
+
+  constructor(options: BackendGuardOptions = {}) {
+    this.#maxIdentical = options.maxIdenticalFailures ?? 64;
+    this.#stepBudget = options.stepBudget ?? Number.POSITIVE_INFINITY;
+    this.#wallClockMs = options.wallClockMs ?? 0;
+    this.#dedicated = options.thread === 'dedicated';
+    if (!Number.isSafeInteger(this.#maxIdentical) || this.#maxIdentical < 1)
+      throw new TestkitError(
+        'INVALID_OPTION',
+        'maxIdenticalFailures must be a positive integer',
+        'maxIdenticalFailures',
+      );
+    if (!(this.#stepBudget >= 1))
+      throw new TestkitError('INVALID_OPTION', 'stepBudget must be at least 1', 'stepBudget');
+    if (!Number.isFinite(this.#wallClockMs) || this.#wallClockMs < 0)
+      throw new TestkitError('INVALID_OPTION', 'wallClockMs must be a non-negative number', 'wallClockMs');
+  }
+
+  /** The first fault, once there is one. */
+  get fault(): BackendFault | undefined {
+    return this.#fault;
+  }
+
+  /** The first SEAMCALL that failed with an error a correct VMM avoids, as `LEAF rcx=… → STATUS`. */
+  get firstAvoidableError(): string | undefined {
+    return this.#firstAvoidable;
+  }
+
+  /** SEAMCALLs the backend made so far (TDH.VP.ENTER included). */
+  get steps(): number {
+    return this.#steps;
+  }
+
+  /** The backend as a ContainerModule whose factory builds it on a watched module; load it instead of the original. */
+  module(source: BackendSource): ContainerModule {
+    const inner = toVmmModule(source);
+    return new ContainerModule((options) => {
+      // A backend's module may bind anything; its factory is wrapped when the container resolves it.
+      void inner.load(options);
+      options.onActivation(TdxIds.VmmFactory, (_context, factory: VmmFactory) => this.#wrap(factory));
+    });
+  }
+
+  /** Watches the vCPUs' host threads (`composeTd`'s `threads`): one that rejects is the backend's fault. */
+  watchThreads(threads: readonly Promise<void>[]): void {
+    for (const thread of threads) {
+      thread.catch((error: unknown) =>
+        this.#raise('threw', `a host thread of the backend threw: ${errorText(error)}`),
+      );
+    }
+  }
+
+  /**
+   * Runs the scenario's `work` until it settles or the backend faults: a fault rejects with {@link BackendFaultError}
+   * at once, even while `work` still waits on the backend. Detects a TD exit that nothing in this thread can answer
+   * any more, and a scenario past its wall-clock budget.
+   */
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    // Let what the thread had queued (a previous scenario's last immediates) run, then note what is not ours.
+    await new Promise((resolve) => setImmediate(resolve));
+    this.#baseline = activeResources();
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      let idleChecks = 0;
+      let immediate: NodeJS.Immediate | undefined;
+      let timer: NodeJS.Timeout | undefined;
+      const finish = (settle: () => void): void => {
+        if (settled) return;
+        settled = true;
+        this.#onFault = undefined;
+        if (immediate !== undefined) clearImmediate(immediate);
+        if (timer !== undefined) clearTimeout(timer);
+        settle();
+      };
+      this.#onFault = (fault) => finish(() => reject(new BackendFaultError(fault)));
+      if (this.#fault !== undefined) {
+        this.#onFault(this.#fault);
+        return;
+      }
+      if (this.#wallClockMs > 0) {
+        timer = setTimeout(
+          () =>
+            this.#raise(
+              'timeout',
+              `the scenario did not end within ${this.#wallClockMs} ms (wall clock)${this.#waitingOn()}`,
+            ),
+          this.#wallClockMs,
+        );
+      }
+      // Run when the microtask queue is empty: if then nothing but our own timers is pending, nothing can ever answer.
+      const check = (): void => {
+        if (settled) return;
+        idleChecks = this.#nothingPending(timer === undefined ? 0 : 1) ? idleChecks + 1 : 0;
+        if (idleChecks >= 2) {
+          this.#raise(
+            'no-answer',
+            `the backend never answered${this.#waitingOn() || ' (no TD exit pending: its factory or host threads wait on nothing)'}; nothing was left that could`,
+          );
+          return;
+        }
+        immediate = setImmediate(check);
+      };
+      immediate = setImmediate(check);
+      work().then(
+        (value) => finish(() => resolve(value)),
+        // A host thread that threw fails the waiting guest first: let its rejection arrive before judging.
+        (error: unknown) =>
+          setImmediate(() =>
+            finish(() => reject(this.#fault === undefined ? error : new BackendFaultError(this.#fault))),
+          ),
+      );
+    });
+  }
+
+  /** Stops the backend: its later SEAMCALLs reject and its vCPUs are stopped, so a waiting guest gets VCPU_NOT_RESUMED. */
+  stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    const module = this.#module;
+    if (module === undefined) return;
+    for (const tdvpr of this.#tdvprs) {
+      try {
+        module.stopVcpu(tdvpr);
+      } catch {
+        // A TD torn down already has nothing left to stop.
+      }
+    }
+  }
+
+  /**
+   * After the scenario (and {@link stop}): timers or immediates the backend left running, which would keep the
+   * process alive, as a `stray-work` fault (also recorded as {@link fault} when there was none).
+   */
+  async strayWork(): Promise<BackendFault | undefined> {
+    this.stop();
+    // Let threads that end on the stop settle first.
+    for (let turn = 0; turn < 3; turn++) await new Promise((resolve) => setImmediate(resolve));
+    const extra: string[] = [];
+    for (const [type, count] of activeResources()) {
+      const more = count - (this.#baseline.get(type) ?? 0);
+      if (more > 0 && (type === 'Timeout' || type === 'Immediate'))
+        extra.push(`${more} ${type === 'Timeout' ? 'timer' : 'immediate'}${more > 1 ? 's' : ''}`);
+    }
+    if (extra.length === 0) return undefined;
+    const fault: BackendFault = {
+      kind: 'stray-work',
+      message: `the backend left ${extra.join(' and ')} running after the scenario ended (a host thread or timer that never stops keeps the process alive)`,
+    };
+    if (this.#fault === undefined) {
+      this.#fault = fault;
+      errorLog('%s', fault.message);
+    }
+    return fault;
+  }
+
+  /**
+   * Whether this thread holds nothing that could resume the scenario: in a dedicated thread, nothing beyond what it
+   * held before the scenario and `own` timers of ours; in a shared one, exactly that (see
+   * {@link BackendGuardOptions.thread}).
+   */
+  #nothingPending(own: number): boolean {
+    const now = activeResources();
+    const types = this.#dedicated ? now.keys() : new Set([...now.keys(), ...this.#baseline.keys()]);
+    for (const type of types) {
+      const expected = (this.#baseline.get(type) ?? 0) + (type === 'Timeout' ? own : 0);
+      const count = now.get(type) ?? 0;
+      if (this.#dedicated ? count > expected : count !== expected) return false;
+    }
+    return true;
+  }
+
+  #waitingOn(): string {
+    const pending = [...this.#pendingExits.entries()].map(([vcpu, exit]) => `vCPU ${vcpu}: ${exit}`);
+    return pending.length === 0 ? '' : ` (waiting on the TD exit of ${pending.join('; ')})`;
+  }
+
+  #raise(kind: BackendFaultKind, message: string): void {
+    if (this.#fault !== undefined) return;
+    const fault = { kind, message };
+    this.#fault = fault;
+    log('fault %s: %s', kind, message);
+    if (errorLog.enabled) {
+      errorLog('backend fault (%s): %s', kind, message);
+      if (this.#firstAvoidable !== undefined)
+        errorLog('  first avoidable SEAMCALL error: %s', this.#firstAvoidable);
+      for (const call of this.#recent) errorLog('  before it: %s', call);
+    }
+    this.stop();
+    this.#onFault?.(fault);
+  }
+
+  #stoppedError(what: string): TestkitError {
+    return new TestkitError(
+      'BACKEND_STOPPED',
+      `${what} refused: the scenario stopped this backend (${this.#fault?.message ?? 'it ended'})`,
+    );
+  }
+
+  #wrap(factory: VmmFactory): VmmFactory {
+    return async (module, build) => {
+      this.#module = module;
+      const hosted = await factory(this.#watched(module), build);
+      this.#tdvprs = hosted.td.tdvprs;
+      this.#watchVmm(hosted.vmm);
+      return hosted;
+    };
+  }
+
+  /** The module as the backend sees it: every member the same, SEAMCALLs through {@link #seamcall}. */
+  #watched(module: TdxModule): TdxModule {
+    const bound = new Map<PropertyKey, unknown>();
+    const seamcall = (rax: bigint, regs: readonly bigint[]): Promise<Gprs> =>
+      this.#seamcall(module, rax, regs);
+    return new Proxy(module, {
+      get(target, key) {
+        if (key === 'seamcall') return seamcall;
+        const value: unknown = Reflect.get(target, key, target);
+        if (typeof value !== 'function') return value;
+        let method = bound.get(key);
+        if (method === undefined) {
+          method = (value as (...args: unknown[]) => unknown).bind(target);
+          bound.set(key, method);
+        }
+        return method;
+      },
+    });
+  }
+
+  async #seamcall(module: TdxModule, rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
+    if (typeof rax !== 'bigint' || rax < 0n || rax > MAX_U64) {
+      const error = new TestkitError(
+        'INVALID_VMM_REGISTERS',
+        `SEAMCALL with RAX = ${show(rax)}: the leaf must be a 64-bit bigint`,
+        'rax',
+      );
+      this.#raise('bad-registers', error.message);
+      throw error;
+    }
+    const leaf = decodeLeaf(rax).leaf;
+    const name = seamcallLeafName(leaf) ?? `SEAMCALL ${leaf}`;
+    if (this.#stopped) throw this.#stoppedError(name);
+    const bad = badRegister(regs);
+    if (bad !== undefined) {
+      const error = new TestkitError(
+        'INVALID_VMM_REGISTERS',
+        `${name} with ${bad.text}`,
+        bad.register.toLowerCase(),
+      );
+      this.#raise('bad-registers', error.message);
+      throw error;
+    }
+    if (++this.#steps > this.#stepBudget) {
+      this.#raise(
+        'step-budget',
+        `the backend made more than ${this.#stepBudget.toLocaleString('en-US')} SEAMCALLs, the scenario's budget${this.#waitingOn()}`,
+      );
+      throw this.#stoppedError(name);
+    }
+    const out = await module.seamcall(rax, regs);
+    if (leaf === SeamcallLeaf.VP_ENTER) return out;
+    const status = out[Reg.RAX] as bigint;
+    if (status === 0n) this.#successes++;
+    const why = avoidableSeamcallError(status);
+    const call = `${name} ${Object.entries(formatGprs(regs, ['RCX', 'RDX', 'R8']))
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ')}`;
+    if (errorLog.enabled) {
+      this.#recent.push(why === undefined ? call : `${call} → ${why}`);
+      if (this.#recent.length > RECENT_CALLS) this.#recent.shift();
+    }
+    if (why === undefined) return out;
+    const text = `${call} → ${why}`;
+    this.#firstAvoidable ??= text;
+    const count = (this.#failures.get(text) ?? 0) + 1;
+    this.#failures.set(text, count);
+    if (count >= this.#maxIdentical) {
+      this.#raise('stuck', `the backend repeated the same failing SEAMCALL ${count} times: ${text}`);
+      throw this.#stoppedError(name);
+    }
+    return out;
+  }
+
+  /** An EPT-violation exit that comes back unchanged, with nothing done in between, `maxIdenticalFailures` times. */
+  #noteRepeat(vcpu: number, exit: string, what: string): void {
+    if (!exit.startsWith('EPT violation')) {
+      this.#repeats.delete(vcpu);
+      return;
+    }
+    const last = this.#repeats.get(vcpu);
+    if (last === undefined || last.exit !== exit || last.successes !== this.#successes) {
+      this.#repeats.set(vcpu, { exit, count: 1, successes: this.#successes });
+      return;
+    }
+    if (++last.count >= this.#maxIdentical) {
+      this.#raise(
+        'stuck',
+        `the backend answered the same TD exit ${last.count} times in a row without resolving it: ${what}`,
+      );
+      throw this.#stoppedError('onTdExit');
+    }
+  }
+
+  /** Checks each answer of `vmm.onTdExit` and notes which exits wait for one. */
+  #watchVmm(vmm: Vmm): void {
+    const original = vmm.onTdExit;
+    if (typeof original !== 'function') return;
+    const watched = async (exit: TdExitEvent): Promise<Gprs | undefined> => {
+      const described = describeExit(exit.regs);
+      const what = `vCPU ${exit.vcpuIndex} (${described})`;
+      this.#noteRepeat(exit.vcpuIndex, described, what);
+      this.#pendingExits.set(exit.vcpuIndex, described);
+      let reply: Gprs | undefined;
+      try {
+        reply = await original.call(vmm, exit);
+      } catch (error) {
+        this.#raise('threw', `onTdExit threw on the TD exit of ${what}: ${errorText(error)}`);
+        throw error;
+      } finally {
+        this.#pendingExits.delete(exit.vcpuIndex);
+      }
+      if (reply === undefined) return reply;
+      const bad = badRegister(reply);
+      if (bad !== undefined) {
+        const error = new TestkitError(
+          'INVALID_VMM_REGISTERS',
+          `onTdExit answered the TD exit of ${what} with ${bad.text} (registers are 16 64-bit bigints: makeGprs builds them)`,
+          bad.register.toLowerCase(),
+        );
+        this.#raise('bad-registers', error.message);
+        throw error;
+      }
+      return reply;
+    };
+    try {
+      Object.defineProperty(vmm, 'onTdExit', { value: watched, configurable: true, writable: true });
+    } catch {
+      // A frozen backend is watched through its host threads and SEAMCALLs only.
+    }
+  }
+}

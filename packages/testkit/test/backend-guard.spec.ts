@@ -1,0 +1,213 @@
+/**
+ * The BackendGuard: each kind of backend fault ends the scenario with a BackendFaultError naming it, and the backend is
+ * stopped; an honest backend runs under it unchanged.
+ */
+import { TdGuest } from '@tdxsim/guest';
+import { kvmVmm } from '@tdxsim/host-kvm';
+import {
+  type BuiltTd,
+  composeTd,
+  encodeLeaf,
+  type Gprs,
+  makeGprs,
+  Reg,
+  SeamcallLeaf,
+  type TdExitEvent,
+  TdvmcallStatus,
+  type TdxModule,
+  VmExitReason,
+  type Vmm,
+} from '@tdxsim/tdx-module';
+import { describe, expect, it } from 'vitest';
+import { BackendFaultError, BackendGuard, badRegister, scenarioTd, TestkitError } from '../src/index.js';
+
+const MIB = 2 ** 20;
+
+/**
+ * Converts 64 KiB to shared on a two-vCPU TD under `guard`, and back to private unless `back` is false (a backend that
+ * adds no private pages cannot complete that).
+ */
+async function convertUnder(
+  guard: BackendGuard,
+  vmm: Parameters<BackendGuard['module']>[0],
+  back = true,
+): Promise<string> {
+  return guard.run(async () => {
+    const { guest, threads } = await composeTd({
+      vmm: guard.module(vmm),
+      guest: (cpu, trace) => TdGuest.boot(cpu, { memoryBytes: 16 * MIB, policy: 'linux', trace }),
+      ...scenarioTd({ memoryBytes: 16 * MIB, seed: 1 }),
+    });
+    guard.watchThreads(threads);
+    const shared = await guest.setShared(MIB, 64 * 1024);
+    if (!back) return shared.kind;
+    const privateAgain = await guest.setPrivate(MIB, 64 * 1024);
+    return `${shared.kind} ${privateAgain.kind}`;
+  });
+}
+
+/** Answers MapGPA with SUCCESS and does nothing else (it adds no private page). */
+class BareVmm implements Vmm {
+  constructor(
+    readonly module: TdxModule,
+    readonly td: BuiltTd,
+  ) {}
+
+  async onTdExit(_exit: TdExitEvent): Promise<Gprs | undefined> {
+    return makeGprs({ r10: TdvmcallStatus.SUCCESS });
+  }
+}
+
+const isMapGpa = (exit: TdExitEvent): boolean =>
+  Number((exit.regs[Reg.RAX] ?? 0n) & 0xffffn) === VmExitReason.TDCALL;
+
+describe('BackendGuard', () => {
+  it('an honest backend runs under it as it would without it', async () => {
+    const guard = new BackendGuard({ stepBudget: 100_000 });
+    expect(await convertUnder(guard, kvmVmm())).toBe('ok ok');
+    expect(guard.fault).toBeUndefined();
+    expect(guard.steps).toBeGreaterThan(10);
+    expect(await guard.strayWork()).toBeUndefined();
+  });
+
+  it('a backend that loops on one failing SEAMCALL is stopped after 64 identical failures', async () => {
+    class LoopingVmm extends BareVmm {
+      override async onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
+        if (!isMapGpa(exit)) return makeGprs();
+        // REMOVE of a page never added, until it works: it never does.
+        for (;;) {
+          const result = await this.td.host.pageRemove(this.td.tdr, MIB, 0);
+          if (result.status === 0n) return makeGprs({ r10: TdvmcallStatus.SUCCESS });
+        }
+      }
+    }
+    const guard = new BackendGuard({ maxIdenticalFailures: 64 });
+    const error = await convertUnder(guard, LoopingVmm).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(BackendFaultError);
+    expect((error as BackendFaultError).fault.kind).toBe('stuck');
+    expect((error as BackendFaultError).message).toMatch(
+      /^the backend repeated the same failing SEAMCALL 64 times: TDH\.MEM\.PAGE\.REMOVE rcx=0x100000 rdx=0x[0-9a-f]+ r8=0x0 → /,
+    );
+    expect(guard.firstAvoidableError).toMatch(/^TDH\.MEM\.PAGE\.REMOVE /);
+    // Stopped: its next SEAMCALL is refused.
+    expect(guard.steps).toBeLessThan(200);
+  });
+
+  it('registers that are not 64-bit bigints, in a reply or a SEAMCALL, are a typed error naming the register', async () => {
+    class NumberReplyVmm extends BareVmm {
+      override async onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
+        const reply = makeGprs({ r10: TdvmcallStatus.SUCCESS });
+        if (isMapGpa(exit)) (reply as unknown[])[Reg.R11] = '0x0';
+        return reply;
+      }
+    }
+    const reply = await convertUnder(new BackendGuard(), NumberReplyVmm).catch((e: unknown) => e);
+    expect((reply as BackendFaultError).fault.kind).toBe('bad-registers');
+    expect((reply as BackendFaultError).message).toMatch(/with R11 = "0x0" \(a string\), not a bigint/);
+
+    class RawSeamcallVmm extends BareVmm {
+      override async onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
+        if (isMapGpa(exit)) {
+          const regs = makeGprs();
+          regs[Reg.RCX] = -1n;
+          await this.module.seamcall(encodeLeaf(SeamcallLeaf.MEM_TRACK), regs);
+        }
+        return makeGprs({ r10: TdvmcallStatus.SUCCESS });
+      }
+    }
+    const seamcall = await convertUnder(new BackendGuard(), RawSeamcallVmm).catch((e: unknown) => e);
+    expect((seamcall as BackendFaultError).message).toBe('TDH.MEM.TRACK with RCX = -1, outside 0 … 2^64 − 1');
+    expect(badRegister(makeGprs())).toBeUndefined();
+    expect(badRegister([1n])).toEqual({
+      register: 'regs',
+      text: '1 registers instead of 16 (makeGprs builds all 16)',
+    });
+    expect(badRegister({})).toEqual({
+      register: 'regs',
+      text: 'a object instead of an array of 16 64-bit bigints',
+    });
+  });
+
+  it('an exit handler that never answers is found as soon as nothing could answer it', async () => {
+    class SilentVmm extends BareVmm {
+      override onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
+        return isMapGpa(exit) ? new Promise(() => {}) : super.onTdExit(exit);
+      }
+    }
+    const started = performance.now();
+    // A dedicated thread, as a matrix worker: judged idle as soon as nothing of the scenario's is pending.
+    const error = await convertUnder(new BackendGuard({ thread: 'dedicated' }), SilentVmm).catch(
+      (e: unknown) => e,
+    );
+    expect((error as BackendFaultError).fault.kind).toBe('no-answer');
+    expect((error as BackendFaultError).message).toBe(
+      'the backend never answered (waiting on the TD exit of vCPU 0: TDG.VP.VMCALL<MapGPA> R12=0x800000100000 R13=0x10000); nothing was left that could',
+    );
+    // No wall clock involved: found in a few turns of the event loop (generous bound for a busy machine).
+    expect(performance.now() - started).toBeLessThan(30_000);
+  });
+
+  it('a handler waiting on a timer is waited for; the wall clock is the fallback', async () => {
+    class SlowVmm extends BareVmm {
+      override async onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
+        if (isMapGpa(exit)) await new Promise((resolve) => setTimeout(resolve, 20));
+        return super.onTdExit(exit);
+      }
+    }
+    expect(await convertUnder(new BackendGuard(), SlowVmm, false)).toBe('ok');
+    class ForeverVmm extends BareVmm {
+      override async onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
+        if (isMapGpa(exit)) await new Promise((resolve) => setTimeout(resolve, 60_000).unref());
+        return super.onTdExit(exit);
+      }
+    }
+    const guard = new BackendGuard({ wallClockMs: 200, thread: 'dedicated' });
+    // An unref'd timer keeps nothing alive: this one is found idle at once, before the wall clock.
+    const idle = await convertUnder(guard, ForeverVmm, false).catch((e: unknown) => e);
+    expect((idle as BackendFaultError).fault.kind).toBe('no-answer');
+    class RefTimerVmm extends BareVmm {
+      override async onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
+        if (isMapGpa(exit)) await new Promise((resolve) => setTimeout(resolve, 5_000));
+        return super.onTdExit(exit);
+      }
+    }
+    // In a thread shared with the test runner, whose own timers come and go, the wall clock decides.
+    const timed = await convertUnder(new BackendGuard({ wallClockMs: 200 }), RefTimerVmm, false).catch(
+      (e: unknown) => e,
+    );
+    expect((timed as BackendFaultError).fault.kind).toBe('timeout');
+    expect((timed as BackendFaultError).message).toMatch(
+      /^the scenario did not end within 200 ms \(wall clock\) \(waiting on the TD exit of vCPU 0: /,
+    );
+  });
+
+  it('a step budget stops a backend that keeps calling; timers left running are stray work', async () => {
+    const budget = await convertUnder(new BackendGuard({ stepBudget: 20 }), kvmVmm()).catch(
+      (e: unknown) => e,
+    );
+    expect((budget as BackendFaultError).message).toMatch(
+      /^the backend made more than 20 SEAMCALLs, the scenario's budget/,
+    );
+    let timer: NodeJS.Timeout | undefined;
+    class StrayVmm extends BareVmm {
+      constructor(module: TdxModule, td: BuiltTd) {
+        super(module, td);
+        timer = setInterval(() => {}, 1000);
+      }
+    }
+    const guard = new BackendGuard();
+    expect(await convertUnder(guard, StrayVmm, false)).toBe('ok');
+    const stray = await guard.strayWork();
+    clearInterval(timer);
+    expect(stray?.message).toBe(
+      'the backend left 1 timer running after the scenario ended (a host thread or timer that never stops keeps the process alive)',
+    );
+    expect(guard.fault).toBe(stray);
+  });
+
+  it('refuses options that make no sense', () => {
+    expect(() => new BackendGuard({ maxIdenticalFailures: 0 })).toThrow(TestkitError);
+    expect(() => new BackendGuard({ stepBudget: 0 })).toThrow(/stepBudget/);
+    expect(() => new BackendGuard({ wallClockMs: -1 })).toThrow(/wallClockMs/);
+  });
+});
