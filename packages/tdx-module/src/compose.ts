@@ -46,7 +46,8 @@ export interface ComposedTd<G> {
 
 /**
  * One call to a ready TD: loads the module, the backend and the guest into an inversify container, has the backend
- * build the TD through SEAMCALLs, binds vCPU 0 to {@link TdxIds.GuestCpu}, starts the vCPUs and boots the guest.
+ * build the TD through SEAMCALLs, binds vCPU 0 to {@link TdxIds.GuestCpu} and every vCPU to {@link TdxIds.GuestCpus},
+ * starts the vCPUs and boots the guest.
  * Users who wire things themselves do the same with a plain `Container` (see the package README).
  */
 export async function composeTd<G = undefined>(options: ComposeOptions<G>): Promise<ComposedTd<G>> {
@@ -59,6 +60,9 @@ export async function composeTd<G = undefined>(options: ComposeOptions<G>): Prom
   const hosted = await container.get(TdxIds.VmmFactory)(module, options.build ?? {});
   container.bind(TdxIds.Vmm).toConstantValue(hosted.vmm);
   container.bind(TdxIds.GuestCpu).toConstantValue(hosted.td.guest(0));
+  container
+    .bind(TdxIds.GuestCpus)
+    .toConstantValue(hosted.td.tdvprs.map((_tdvpr, index) => hosted.td.guest(index)));
   const threads = hosted.run();
   // Handled here so that a backend that throws on its host thread fails the guest, not the process.
   for (const thread of threads) thread.catch(() => {});

@@ -22,6 +22,8 @@ export const TdxIds = {
   VmmFactory: Symbol.for('@tdxsim/tdx-module/VmmFactory') as ServiceIdentifier<VmmFactory>,
   /** The vCPU the guest runs on (bound once the TD exists). */
   GuestCpu: Symbol.for('@tdxsim/tdx-module/GuestCpu') as ServiceIdentifier<GuestCpu>,
+  /** Every vCPU of the TD, in index order (bound by composeTd): a guest that serves them all boots on these. */
+  GuestCpus: Symbol.for('@tdxsim/tdx-module/GuestCpus') as ServiceIdentifier<readonly GuestCpu[]>,
 } as const;
 
 export interface TdxModuleContainerOptions {

@@ -19,9 +19,12 @@ const ACCESSIBLE: ReadonlySet<SeptStateName> = new Set([
   'EXPORTED_DIRTY_BLOCKEDW',
 ]);
 
-/** Whether a private page in SEPT `state` agrees with a ledger `state`. Quarantined pages claim nothing. */
+/**
+ * Whether a private page in SEPT `state` agrees with a ledger `state`. Quarantined pages claim nothing, and neither
+ * do pages whose conversion is in flight.
+ */
 function agrees(ledger: PageState, state: SeptStateName): boolean {
-  if (ledger === 'quarantined') return true;
+  if (ledger === 'quarantined' || ledger === 'converting') return true;
   if (ledger === 'private-accepted') return ACCESSIBLE.has(state);
   // Unaccepted or shared: the private side must not be usable (FREE, PENDING, blocked, ...).
   return !ACCESSIBLE.has(state);
