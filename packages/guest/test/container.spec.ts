@@ -52,7 +52,7 @@ describe('guestModule() with tdxModule() in one container', () => {
     expect(notes.map((e) => (e.kind === 'note' ? e.text : ''))).toEqual([
       `MapGPA r12=${hex(BigInt(MIB) | shared)} r13=${hex(8 * K4)} -> RETRY r11=${hex(BigInt(MIB + 4 * K4) | shared)}`,
       `MapGPA r12=${hex(BigInt(MIB + 4 * K4) | shared)} r13=${hex(4 * K4)} -> SUCCESS r11=0x0`,
-      `MapGPA ${hex(MIB)}..${hex(MIB + 8 * K4)} to shared: ok after 2 hypercalls (no storm guard)`,
+      `operation ${hex(MIB)}..${hex(MIB + 8 * K4)} to shared: MapGPA ok after 2 hypercalls (no storm guard)`,
     ]);
     // The module's own records of the same TDCALLs go to the same sink.
     expect(trace.events.some((e) => e.kind === 'tdcall')).toBe(true);

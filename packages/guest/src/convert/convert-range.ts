@@ -191,7 +191,7 @@ async function mapGpaSegment(
   });
   const budgetText = budget === undefined ? 'no storm guard' : `storm guard ${budget} per operation`;
   state.note(
-    `MapGPA ${hex(segment.start)}..${hex(segment.end)} to ${toShared ? 'shared' : 'private'}: ${mapped.kind} after ${mapped.calls} hypercalls (${budgetText})`,
+    `operation ${hex(segment.start)}..${hex(segment.end)} to ${toShared ? 'shared' : 'private'}: MapGPA ${mapped.kind} after ${mapped.calls} hypercalls (${budgetText})`,
   );
   if (mapped.kind === 'failed' && mapped.failure.kind === 'call-bound' && mapped.failure.guard === 'storm') {
     const calls = spent + mapped.calls;
