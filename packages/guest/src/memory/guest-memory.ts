@@ -120,6 +120,7 @@ async function accessPage(
 async function lazyAccept(state: GuestState, port: CpuPort, page: number): Promise<boolean> {
   const { ledger } = state;
   const earlier = [...(state.lazyAccepts.get(page) ?? [])];
+  // Resolves with this accept's own answer (true: its ACCEPT succeeded) as soon as it is known.
   let settle: (accepted: boolean) => void = () => undefined;
   const mine = new Promise<boolean>((resolve) => {
     settle = resolve;
@@ -139,16 +140,24 @@ async function lazyAccept(state: GuestState, port: CpuPort, page: number): Promi
       },
     );
     if (outcome.kind === 'ok') {
-      state.transition({ start: page, end: page + PAGE }, 'private-accepted');
-      settle(true);
-      return true;
+      // The module's SUCCESS vouches for the page, unless another handler gave it up meanwhile (quarantine sticks).
+      const accepted =
+        ledger.stateOf(page) === 'private-unaccepted' || ledger.stateOf(page) === 'private-accepted';
+      if (accepted) state.transition({ start: page, end: page + PAGE }, 'private-accepted');
+      settle(accepted);
+      return accepted;
     }
-    settle(false);
     if (outcome.kind === 'interrupted' && outcome.interruption.kind === 'vcpu-lost') {
+      settle(false);
       state.transition({ start: page, end: page + PAGE }, 'quarantined');
       throw outcome.interruption.error;
     }
-    return false;
+    // Lost to another accept of the same page still under way (BUSY past the policy's retries): its answer is this
+    // one's, as Linux waits for an accept of the same range in progress on another CPU. This accept's own answer is
+    // settled first, so two that failed never wait for each other.
+    settle(false);
+    const others = (state.lazyAccepts.get(page) ?? []).filter((other) => other !== mine);
+    return (await Promise.all(others)).some(Boolean);
   } finally {
     settle(false);
     const list = (state.lazyAccepts.get(page) ?? []).filter((p) => p !== mine);
