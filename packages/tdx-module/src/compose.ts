@@ -1,6 +1,6 @@
 import { Container, type ContainerModule, type ServiceIdentifier } from 'inversify';
 import { TdxIds, type TdxModuleContainerOptions, tdxModule } from './container.js';
-import { TdxSimError } from './errors.js';
+import { assertKnownOptions, assertObject, TdxSimError } from './errors.js';
 import type { BuildTdOptions, BuiltTd } from './host/td-builder.js';
 import type { TraceSink } from './services/trace.js';
 import type { TdxModule } from './tdx-module.js';
@@ -51,6 +51,20 @@ export interface ComposedTd<G> {
  * Users who wire things themselves do the same with a plain `Container` (see the package README).
  */
 export async function composeTd<G = undefined>(options: ComposeOptions<G>): Promise<ComposedTd<G>> {
+  assertKnownOptions('composeTd', options, ['vmm', 'guest', 'build', 'sim']);
+  if (!isContainerModule(options.vmm))
+    throw new TdxSimError('INVALID_ARGUMENT', 'vmm must be a ContainerModule (e.g. kvmVmm())', 'vmm');
+  if (options.guest !== undefined) {
+    assertObject('guest', options.guest);
+    assertKnownOptions('composeTd', options.guest, ['module', 'id']);
+    if (!isContainerModule(options.guest.module))
+      throw new TdxSimError('INVALID_ARGUMENT', 'guest.module must be a ContainerModule', 'guest.module');
+    if (options.guest.id === undefined)
+      throw new TdxSimError('INVALID_ARGUMENT', 'guest.id is missing', 'guest.id');
+  }
+  assertObject('build', options.build, true);
+  // The simulation's options (seed, scheduler, trace, module) are checked by tdxModule() below, before anything
+  // is built; the build's by buildTd through the backend.
   const container = new Container();
   container.load(tdxModule(options.sim ?? {}), options.vmm);
   if (!container.isBound(TdxIds.VmmFactory)) {
@@ -72,4 +86,15 @@ export async function composeTd<G = undefined>(options: ComposeOptions<G>): Prom
     guest = await container.getAsync(options.guest.id);
   }
   return { container, module, hosted, td: hosted.td, trace: container.get(TdxIds.Trace), threads, guest };
+}
+
+/** An inversify ContainerModule, also from another copy of inversify (it has a numeric id and a load method). */
+function isContainerModule(value: unknown): value is ContainerModule {
+  const candidate = value as Partial<ContainerModule> | null;
+  return (
+    typeof candidate === 'object' &&
+    candidate !== null &&
+    typeof candidate.id === 'number' &&
+    typeof candidate.load === 'function'
+  );
 }

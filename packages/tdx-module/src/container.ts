@@ -1,6 +1,12 @@
 import { ContainerModule, type ServiceIdentifier } from 'inversify';
 import type { VmmFactory } from './compose.js';
-import { assertKnownOptions } from './errors.js';
+import {
+  assertHasMethod,
+  assertIntegerInRange,
+  assertKnownOptions,
+  assertObject,
+  assertOneOf,
+} from './errors.js';
 import { type Clock, VirtualClock } from './services/clock.js';
 import { type Rng, SeededRng } from './services/rng.js';
 import { RunToCompletionScheduler, type Scheduler } from './services/scheduler.js';
@@ -42,7 +48,15 @@ export interface TdxModuleContainerOptions {
  */
 export function tdxModule(options: TdxModuleContainerOptions = {}): ContainerModule {
   assertKnownOptions('tdxModule', options, ['seed', 'module', 'scheduler', 'trace']);
+  assertObject('module', options.module, true);
+  if (options.scheduler !== undefined) assertHasMethod('scheduler', options.scheduler, 'yieldAt');
+  if (options.trace !== undefined) {
+    assertHasMethod('trace', options.trace, 'record');
+    assertOneOf('trace.enabled', options.trace.enabled, [true, false]);
+  }
   const seed = options.seed ?? 1;
+  // Checked here too (SeededRng would say the same), so that nothing is bound with a bad seed.
+  assertIntegerInRange('seed', seed, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
   const rng = new SeededRng(seed);
   return new ContainerModule(({ bind }) => {
     bind(TdxIds.Clock).toConstantValue(new VirtualClock());

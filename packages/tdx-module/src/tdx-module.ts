@@ -8,7 +8,13 @@ import { interruptExit } from './core/exit-registers.js';
 import { HeldLocks } from './core/held-locks.js';
 import { type ModuleConfig, ModuleState } from './core/module-state.js';
 import { VcpuRuntime } from './core/vcpu-runtime.js';
-import { assertAddress, assertIntegerInRange, assertKnownOptions, TdxSimError } from './errors.js';
+import {
+  assertAddress,
+  assertIntegerInRange,
+  assertKnownOptions,
+  assertUnsigned,
+  TdxSimError,
+} from './errors.js';
 import { type GuestAccessResult, guestAccessPage } from './flows/guest-access.js';
 import { pageAdd } from './flows/page-add.js';
 import { pageAug } from './flows/page-aug.js';
@@ -189,6 +195,7 @@ export class TdxModule implements SeamcallPort {
    * registers, RAX holding the status. TDH.VP.ENTER resolves when the vCPU next exits (RAX = exit status).
    */
   async seamcall(rax: bigint, input: readonly bigint[]): Promise<Gprs> {
+    assertUnsigned('rax', rax);
     const m = this.#m;
     const regs = normalizeGprs(input);
     m.clock.advance(this.#costs.seamcallNs);
@@ -425,6 +432,9 @@ export class TdxModule implements SeamcallPort {
   /** A host write to physical memory. Writes to pages a TD owns are dropped (counted in `droppedHostWrites`). */
   hostWrite(hpa: number, data: Uint8Array): void {
     assertAddress('hpa', hpa);
+    if (!(data instanceof Uint8Array))
+      throw new TdxSimError('INVALID_ARGUMENT', 'data must be a Uint8Array', 'data');
+    assertAddress('hpa', hpa + data.length);
     let done = 0;
     while (done < data.length) {
       const at = hpa + done;
@@ -489,7 +499,9 @@ export class GuestCpu {
   }
 
   /** A TDCALL: RAX = leaf, other registers as the leaf wants. Resolves with the registers after it, RAX = status. */
-  tdcall(rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
+  async tdcall(rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
+    assertUnsigned('rax', rax);
+    normalizeGprs(regs);
     return this.#module.tdcallFrom(this.#td, this.#vcpu, rax, regs);
   }
 
@@ -503,7 +515,8 @@ export class GuestCpu {
   /** Stores `data` at `gpa`. */
   write(gpa: number, data: Uint8Array): Promise<GuestAccessResult> {
     assertAddress('gpa', gpa);
-    if (data.length === 0) throw new TdxSimError('INVALID_ARGUMENT', 'data must not be empty', 'data');
+    if (!(data instanceof Uint8Array) || data.length === 0)
+      throw new TdxSimError('INVALID_ARGUMENT', 'data must be a non-empty Uint8Array', 'data');
     return this.#module.accessFrom(this.#td, this.#vcpu, gpa, data.length, data);
   }
 }

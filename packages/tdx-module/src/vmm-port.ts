@@ -1,4 +1,11 @@
 import { encodeLeaf, SeamcallLeaf } from './abi/leaves.js';
+import {
+  assertAddress,
+  assertHasMethod,
+  assertIntegerInRange,
+  assertKnownOptions,
+  assertObject,
+} from './errors.js';
 import { type Gprs, makeGprs, Reg } from './registers.js';
 
 /** What TDH.VP.ENTER returned: a TD exit (RAX = status with the exit reason) or a failed entry (RAX = error). */
@@ -35,6 +42,13 @@ export async function runVcpu(
   vmm: Vmm,
   target: { tdr: number; tdvpr: number; vcpuIndex: number },
 ): Promise<void> {
+  assertHasMethod('module', module, 'seamcall');
+  assertHasMethod('vmm', vmm, 'onTdExit');
+  assertObject('target', target);
+  assertKnownOptions('runVcpu', target, ['tdr', 'tdvpr', 'vcpuIndex']);
+  assertAddress('target.tdr', target.tdr);
+  assertAddress('target.tdvpr', target.tdvpr);
+  assertIntegerInRange('target.vcpuIndex', target.vcpuIndex, 0, 0xffff);
   let next: Gprs = makeGprs();
   try {
     for (;;) {

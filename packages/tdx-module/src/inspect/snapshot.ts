@@ -1,11 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { TdxModule } from '../tdx-module.js';
+import { assertModule } from './assert-module.js';
 
 /**
  * A canonical digest of the whole module state (PAMT, TDs, SEPT entries with their lock bits, vCPUs, shared EPTs,
  * memory contents). Two equal snapshots mean nothing observable changed.
  */
 export function snapshotState(module: TdxModule): string {
+  assertModule(module);
   const m = module.state;
   const hash = createHash('sha256');
   const put = (...values: unknown[]): void => {

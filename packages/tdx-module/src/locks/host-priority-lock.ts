@@ -1,3 +1,4 @@
+import { assertIntegerInRange, assertOneOf } from '../errors.js';
 import { type LockAttempt, type LockCaller, LockResult } from './lock-result.js';
 
 /**
@@ -43,15 +44,29 @@ export function unpackAttempt(packed: number): LockAttempt {
   return { result: Math.floor(packed / 65536) as LockResult, word: packed % 65536 };
 }
 
+/** A lock word, checked (the exported forms check; the module's own hot path uses the packed ones). */
+function checkedWord(word: number): void {
+  assertIntegerInRange('word', word, 0, 0xffff);
+}
+
+/** A lock word and who asks, checked. */
+function checked(word: number, caller: LockCaller): void {
+  checkedWord(word);
+  assertOneOf('caller', caller, ['host', 'guest']);
+}
+
 export function hpTryShared(word: number, caller: LockCaller): LockAttempt {
+  checked(word, caller);
   return unpackAttempt(hpTrySharedPacked(word, caller));
 }
 
 export function hpTryExclusive(word: number, caller: LockCaller): LockAttempt {
+  checked(word, caller);
   return unpackAttempt(hpTryExclusivePacked(word, caller));
 }
 
 export function hpTryPromote(word: number): LockAttempt {
+  checkedWord(word);
   return unpackAttempt(hpTryPromotePacked(word));
 }
 
