@@ -52,6 +52,8 @@ export interface OperationOptions {
 
 const OPTION_NAMES = ['memoryBytes', 'initialImage', 'policy', 'fuse', 'trace'];
 const OPERATION_OPTIONS = ['vcpu', 'signal'];
+/** Loads and stores are single instructions: they take no signal. */
+const CPU_OPTIONS = ['vcpu'];
 const LINUX_NAMES = { start: 'address', size: 'numPages' };
 /** The widest private space (GPAW 52): what can be checked before TDG.VP.INFO says which GPAW the TD has. */
 const WIDEST_PRIVATE = 2 ** 51;
@@ -294,7 +296,7 @@ export class TdGuest {
   async read(gpa: number, length: number, options: CpuOptions = {}): Promise<GuestAccess> {
     assertInteger('gpa', gpa, 0, 2 ** 52 - 1);
     assertInteger('length', length, 1, 2 ** 30);
-    const port = this.#options(options);
+    const port = this.#options(options, CPU_OPTIONS);
     return accessMemory(this.#state, port, gpa, length, undefined);
   }
 
@@ -309,7 +311,7 @@ export class TdGuest {
       );
     if (gpa + data.length > 2 ** 52)
       throw new GuestError('INVALID_ARGUMENT', 'data reaches beyond 2^52', 'data');
-    const port = this.#options(options);
+    const port = this.#options(options, CPU_OPTIONS);
     return accessMemory(this.#state, port, gpa, data.length, data);
   }
 
@@ -356,10 +358,10 @@ export class TdGuest {
     return checkLedger(this.ledger, module, tdr);
   }
 
-  /** Checks per-call options and returns the port of the vCPU they name. */
-  #options(options: OperationOptions | CpuOptions): CpuPort {
+  /** Checks per-call options (`known`: the names this operation takes) and returns the port of the vCPU they name. */
+  #options(options: OperationOptions | CpuOptions, known: readonly string[] = OPERATION_OPTIONS): CpuPort {
     assertObject('options', options);
-    assertKnownOptions('TdGuest', options, OPERATION_OPTIONS, 'options.');
+    assertKnownOptions('TdGuest', options, known, 'options.');
     assertSignal('options.signal', options.signal);
     if (options.vcpu !== undefined) {
       assertInteger('options.vcpu', options.vcpu, 0, 0xffff);

@@ -1,5 +1,6 @@
 import type { SeptStateName, TdxModule } from '@tdxsim/tdx-module';
-import type { PageLedger, PageState } from './page-ledger.js';
+import { GuestError } from '../errors.js';
+import { PageLedger, type PageState } from './page-ledger.js';
 
 /** A run of pages where the guest's belief and the module's truth disagree. */
 export interface LedgerMismatch {
@@ -36,6 +37,12 @@ function agrees(ledger: PageState, state: SeptStateName): boolean {
  * so a 2M or absent region costs one look-up.
  */
 export function checkLedger(ledger: PageLedger, module: TdxModule, tdr: number): LedgerMismatch[] {
+  if (!(ledger instanceof PageLedger))
+    throw new GuestError('INVALID_ARGUMENT', 'ledger must be a PageLedger', 'ledger');
+  if (typeof (module as Partial<TdxModule> | null)?.privatePage !== 'function')
+    throw new GuestError('INVALID_ARGUMENT', 'module must be a TdxModule', 'module');
+  if (typeof tdr !== 'number' || !Number.isSafeInteger(tdr) || tdr < 0)
+    throw new GuestError('INVALID_ARGUMENT', `tdr must be an address, got ${String(tdr)}`, 'tdr');
   const mismatches: LedgerMismatch[] = [];
   for (const run of ledger.entries()) {
     let at = run.start;

@@ -1,5 +1,7 @@
 import { RangeMap } from '@tdxsim/tdx-module';
-import { type GpaRange, PAGE } from '../range.js';
+import { GuestError } from '../errors.js';
+import { type GpaRange, PAGE, validateGpaRange } from '../range.js';
+import { assertOneOf } from '../validation.js';
 
 /**
  * What the guest believes about each of its pages:
@@ -34,6 +36,30 @@ export class PageLedger {
    * in `TdGuest.boot`).
    */
   constructor(memoryBytes: number, initialImage: readonly GpaRange[] = []) {
+    if (
+      typeof memoryBytes !== 'number' ||
+      !Number.isSafeInteger(memoryBytes) ||
+      memoryBytes <= 0 ||
+      memoryBytes % PAGE !== 0 ||
+      memoryBytes > 2 ** 51
+    ) {
+      throw new GuestError(
+        'INVALID_ARGUMENT',
+        `memoryBytes must be a positive multiple of 4 KiB up to 2^51, got ${String(memoryBytes)}`,
+        'memoryBytes',
+      );
+    }
+    if (!Array.isArray(initialImage))
+      throw new GuestError('INVALID_ARGUMENT', 'initialImage must be an array of ranges', 'initialImage');
+    initialImage.forEach((range, i) => {
+      const checked = validateGpaRange(range, 52, `initialImage[${i}]`);
+      if (checked.end > memoryBytes || (range as { start: number }).start % PAGE !== 0)
+        throw new GuestError(
+          'INVALID_RANGE',
+          `initialImage[${i}] lies beyond memoryBytes`,
+          `initialImage[${i}]`,
+        );
+    });
     this.memoryBytes = memoryBytes;
     this.#map.set(0, memoryBytes, 'private-unaccepted');
     for (const range of initialImage) this.#map.set(range.start, range.end, 'private-accepted');
@@ -46,6 +72,8 @@ export class PageLedger {
 
   /** Sets every page of `range` (inside RAM) to `state`. */
   set(range: GpaRange, state: PageState): void {
+    validateGpaRange(range, 52);
+    assertOneOf('state', state, PAGE_STATES);
     this.#map.set(range.start, Math.min(range.end, this.memoryBytes), state);
   }
 

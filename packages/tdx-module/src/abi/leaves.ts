@@ -87,7 +87,7 @@ export function encodeLeaf(leaf: number, version = 0): bigint {
 
 /** Splits an input RAX (a 64-bit value); `valid` is false when any bit outside 23:0 is set. */
 export function decodeLeaf(rax: bigint): { leaf: number; version: number; valid: boolean } {
-  if (rax >= 0n && rax < 0x1000000n) {
+  if (typeof rax === 'bigint' && rax >= 0n && rax < 0x1000000n) {
     const small = Number(rax);
     return { leaf: small & 0xffff, version: small >>> 16, valid: true };
   }
