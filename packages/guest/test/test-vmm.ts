@@ -125,7 +125,8 @@ export class TestVmm implements Vmm {
     const scripted = this.#options.script?.({ r12, r13 }, index);
     if (scripted !== undefined) {
       await this.#convert(r12, scripted.convertPages ?? 0);
-      return makeGprs({ r10: scripted.r10, r11: scripted.r11 ?? 0n });
+      // A register holds 64 bits: scripted values (an R11 below 0 or past 2^64) are what the VMM writes modulo 2^64.
+      return makeGprs({ r10: BigInt.asUintN(64, scripted.r10), r11: BigInt.asUintN(64, scripted.r11 ?? 0n) });
     }
     // KVM's checks: size, wrap, GPAW, shared bit on both ends, then alignment; R11 = start on every error.
     const end = r12 + r13;

@@ -254,7 +254,7 @@ const abi: MalformedRow<ModuleFixture>[] = [
   ...argumentRows<ModuleFixture>(
     'isSharedGpa',
     [
-      { name: 'gpa', valid: fixed(0), bad: BAD_NUMBERS.slice(0, 4) },
+      { name: 'gpa', valid: fixed(0), bad: plus(BAD_NUMBERS.slice(0, 3), ['1n', 1n]) },
       { name: 'gpaw', valid: fixed(48), bad: BAD_GPAW.slice(1, 2) },
     ],
     (_f, [gpa, gpaw]) => isSharedGpa(gpa as number, gpaw as 48),

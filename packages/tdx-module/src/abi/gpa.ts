@@ -1,4 +1,4 @@
-import { assertAddress, assertGpawValue, TdxSimError } from '../errors.js';
+import { assertGpawValue, showValue, TdxSimError } from '../errors.js';
 
 /**
  * Guest physical addresses. The shared bit is 1 << (GPAW − 1): bit 47 for GPAW 48, bit 51 for GPAW 52. A
@@ -26,7 +26,13 @@ export function sharedBit(gpaw: Gpaw): number {
 
 /** True if the shared bit of `gpaw` is set in `gpa`. */
 export function isSharedGpa(gpa: number, gpaw: Gpaw): boolean {
-  assertAddress('gpa', gpa);
+  // A bit test, defined for any non-negative integer (a hostile VMM's 64-bit R11 read as a number included).
+  if (typeof gpa !== 'number' || !Number.isInteger(gpa) || gpa < 0)
+    throw new TdxSimError(
+      'INVALID_ADDRESS',
+      `gpa must be a non-negative integer, got ${showValue(gpa)}`,
+      'gpa',
+    );
   return Math.floor(gpa / sharedBit(gpaw)) % 2 === 1;
 }
 
