@@ -22,6 +22,7 @@ import {
   TdGuest,
 } from '../src/index.js';
 import { setupGuestTd, type TestVmmOptions, type VmmStep } from './test-vmm.js';
+import { vmmGate } from './vmm-gate.js';
 
 const PAGE = 4096;
 const MIB = 2 ** 20;
@@ -216,18 +217,8 @@ describe('abort at each point', () => {
   });
 
   it('while waiting for an overlapping conversion: leaves the queue at once, nothing touched', async () => {
-    let release: () => void = () => undefined;
-    const parked = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let first = true;
-    const t = await setup({
-      hook: (s: VmmStep) => {
-        if (s.kind !== 'map-gpa' || !first) return;
-        first = false;
-        return parked;
-      },
-    });
+    const gate = vmmGate((s) => s.kind === 'map-gpa');
+    const t = await setup({ hook: gate.hook });
     const holder = t.guest.setShared(START, PAGES * PAGE);
     const controller = new AbortController();
     const waiter = t.guest.setPrivate(START, PAGE, { signal: controller.signal });
@@ -235,7 +226,7 @@ describe('abort at each point', () => {
     controller.abort();
     const aborted = await waiter;
     expect(aborted).toMatchObject({ kind: 'aborted', mapGpaCalls: 0, acceptCalls: 0 });
-    release();
+    gate.open();
     expect(await holder).toMatchObject({ kind: 'ok' });
     expect(t.vmm.calls).toHaveLength(1);
     vouched(t.guest, t.module, t.td.tdr);

@@ -7,34 +7,12 @@ import { assertInvariants, type GuestCpu } from '@tdxsim/tdx-module';
 import { describe, expect, it } from 'vitest';
 import { TdGuest } from '../src/index.js';
 import { setupGuestTd, type VmmStep } from './test-vmm.js';
+import { vmmGate } from './vmm-gate.js';
 
 const PAGE = 4096;
 const MIB = 2 ** 20;
 const RANGE = { start: 2 * MIB, end: 2 * MIB + 8 * PAGE };
 const OUTSIDE = 3 * MIB;
-
-/** A gate the VMM's hook waits at when a step matches, until the test opens it. */
-function gate(match: (step: VmmStep) => boolean) {
-  let open: () => void = () => undefined;
-  const opened = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  let reached: () => void = () => undefined;
-  const parked = new Promise<void>((resolve) => {
-    reached = resolve;
-  });
-  let armed = true;
-  return {
-    parked,
-    open,
-    hook: (step: VmmStep) => {
-      if (!armed || !match(step)) return undefined;
-      armed = false;
-      reached();
-      return opened;
-    },
-  };
-}
 
 /** Records every guest access that succeeded at the module, per vCPU: [gpa, length]. */
 function recordAccesses(cpu: GuestCpu, into: { gpa: number; length: number; vcpu: number }[]): void {
@@ -49,7 +27,7 @@ function recordAccesses(cpu: GuestCpu, into: { gpa: number; length: number; vcpu
 }
 
 async function setup(match: (step: VmmStep) => boolean) {
-  const g = gate(match);
+  const g = vmmGate(match);
   const { module, td } = await setupGuestTd({ vcpus: 2, vmm: { hook: g.hook } });
   const cpus = [td.guest(0), td.guest(1)];
   const accesses: { gpa: number; length: number; vcpu: number }[] = [];

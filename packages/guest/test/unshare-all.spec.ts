@@ -7,6 +7,7 @@ import { assertInvariants, TdvmcallStatus } from '@tdxsim/tdx-module';
 import { describe, expect, it } from 'vitest';
 import { GuestError, TdGuest } from '../src/index.js';
 import { setupGuestTd, type TestVmmOptions, type VmmStep } from './test-vmm.js';
+import { vmmGate } from './vmm-gate.js';
 
 const PAGE = 4096;
 const MIB = 2 ** 20;
@@ -65,29 +66,14 @@ describe('unshareAll', () => {
   });
 
   it('waits for a conversion in flight and converts what it shared back too', async () => {
-    let open: () => void = () => undefined;
-    const parked = new Promise<void>((resolve) => {
-      open = resolve;
-    });
-    let reached: () => void = () => undefined;
-    const atMapGpa = new Promise<void>((resolve) => {
-      reached = resolve;
-    });
-    let armed = false;
-    const t = await boot({
-      hook: (s: VmmStep) => {
-        if (!armed || s.kind !== 'map-gpa') return;
-        armed = false;
-        reached();
-        return parked;
-      },
-    });
+    const gate = vmmGate((s) => s.kind === 'map-gpa', { armed: false });
+    const t = await boot({ hook: gate.hook });
     await share(t.guest);
-    armed = true;
+    gate.arm();
     const inFlight = t.guest.setShared(10 * MIB, 2 * PAGE);
-    await atMapGpa;
+    await gate.parked;
     const shutdown = t.guest.unshareAll({ verify: t.verify });
-    setImmediate(open);
+    setImmediate(gate.open);
     expect(await inFlight).toMatchObject({ kind: 'ok' });
     expect(await shutdown).toMatchObject({
       kind: 'ok',
@@ -99,26 +85,13 @@ describe('unshareAll', () => {
   });
 
   it('goes on without a conversion that does not end within the bound (on another vCPU), and says so', async () => {
-    let reached: () => void = () => undefined;
-    const atMapGpa = new Promise<void>((resolve) => {
-      reached = resolve;
-    });
-    let armed = false;
-    const t = await boot(
-      {
-        hook: (s: VmmStep) => {
-          if (!armed || s.kind !== 'map-gpa') return;
-          armed = false;
-          reached();
-          return new Promise<void>(() => undefined); // parked for good: vCPU 0 never comes back
-        },
-      },
-      2,
-    );
+    // vCPU 0 is parked for good inside its MapGPA.
+    const gate = vmmGate((s) => s.kind === 'map-gpa', { armed: false, forever: true });
+    const t = await boot({ hook: gate.hook }, 2);
     await share(t.guest);
-    armed = true;
+    gate.arm();
     void t.guest.setShared(10 * MIB, 2 * PAGE, { vcpu: 0 });
-    await atMapGpa;
+    await gate.parked;
     const report = await t.guest.unshareAll({ waitTurns: 3, vcpu: 1, verify: t.verify });
     expect(report).toMatchObject({
       kind: 'incomplete',

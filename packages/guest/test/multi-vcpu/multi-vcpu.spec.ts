@@ -9,7 +9,8 @@ import { kvmVmm } from '@tdxsim/host-kvm';
 import { composeTd, SteppingScheduler, TdcallLeaf, TdxStatus, type YieldPoint } from '@tdxsim/tdx-module';
 import { describe, expect, it } from 'vitest';
 import { type GuestPresetName, TdGuest } from '../../src/index.js';
-import { setupGuestTd, type VmmStep } from '../test-vmm.js';
+import { setupGuestTd } from '../test-vmm.js';
+import { vmmGate } from '../vmm-gate.js';
 import { runMultiVcpuScenario } from './scenario.js';
 
 const PAGE = 4096;
@@ -138,31 +139,13 @@ describe('concurrent lazy accepts of the same page', () => {
 
 describe('per-range serialisation across vCPUs', () => {
   async function parkedAtFirstMapGpa(vcpus: number) {
-    let open: () => void = () => undefined;
-    const opened = new Promise<void>((resolve) => {
-      open = resolve;
-    });
-    let reached: () => void = () => undefined;
-    const parked = new Promise<void>((resolve) => {
-      reached = resolve;
-    });
-    let armed = true;
-    const t = await setupGuestTd({
-      vcpus,
-      vmm: {
-        hook: (s: VmmStep) => {
-          if (!armed || s.kind !== 'map-gpa' || s.vcpu !== 0) return;
-          armed = false;
-          reached();
-          return opened;
-        },
-      },
-    });
+    const gate = vmmGate((s) => s.kind === 'map-gpa' && s.vcpu === 0);
+    const t = await setupGuestTd({ vcpus, vmm: { hook: gate.hook } });
     const guest = await TdGuest.boot(
       Array.from({ length: vcpus }, (_, i) => t.td.guest(i)),
       { memoryBytes: 16 * MIB },
     );
-    return { ...t, guest, open, parked };
+    return { ...t, guest, open: gate.open, parked: gate.parked };
   }
 
   it('a disjoint conversion on another vCPU completes while the first one is parked inside its MapGPA', async () => {
