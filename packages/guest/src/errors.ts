@@ -1,10 +1,13 @@
 /** Stable codes of {@link GuestError}: misuse of the guest's TypeScript API, thrown before any hypercall. */
 export type GuestErrorCode =
   | 'INVALID_RANGE'
+  | 'INVALID_ARGUMENT'
   | 'INVALID_OPTION'
   | 'UNKNOWN_OPTION'
   | 'QUARANTINED'
-  | 'OUT_OF_MEMORY_MAP';
+  | 'OUT_OF_MEMORY_MAP'
+  /** A conversion asked for after `unshareAll()` began: the guest is shutting down (Linux stops conversions for kexec). */
+  | 'SHUT_DOWN';
 
 const brand = Symbol.for('@tdxsim/guest/GuestError');
 
@@ -28,14 +31,19 @@ export class GuestError extends Error {
   }
 }
 
-/** Throws UNKNOWN_OPTION for a key of `options` that is not in `known`. */
-export function assertKnownOptions(where: string, options: object, known: readonly string[]): void {
+/** Throws UNKNOWN_OPTION for a key of `options` that is not in `known` (the argument named `prefix` + key). */
+export function assertKnownOptions(
+  where: string,
+  options: object,
+  known: readonly string[],
+  prefix = '',
+): void {
   for (const key of Object.keys(options)) {
     if (!known.includes(key)) {
       throw new GuestError(
         'UNKNOWN_OPTION',
-        `${where}: unknown option "${key}" (known: ${known.join(', ')})`,
-        key,
+        `${where}: unknown option "${prefix}${key}" (known: ${known.join(', ')})`,
+        `${prefix}${key}`,
       );
     }
   }

@@ -1,5 +1,6 @@
 import { type Gpaw, sharedBit } from '@tdxsim/tdx-module';
 import { GuestError } from './errors.js';
+import { assertGpawArgument, assertObject, show } from './validation.js';
 
 /** Bytes in a 4 KiB page: the unit of conversions and of the ledger. */
 export const PAGE = 4096;
@@ -19,14 +20,16 @@ export function validateRange(
   start: number,
   size: number,
   gpaw: Gpaw,
-  names = { start: 'start', size: 'size' },
+  names: { readonly start: string; readonly size: string } = { start: 'start', size: 'size' },
 ): GpaRange {
+  assertGpawArgument('gpaw', gpaw);
   const fail = (argument: string, why: string): never => {
     throw new GuestError('INVALID_RANGE', `${argument} ${why}`, argument);
   };
-  if (!Number.isSafeInteger(start) || start < 0)
-    fail(names.start, `must be a non-negative integer, got ${String(start)}`);
-  if (!Number.isSafeInteger(size)) fail(names.size, `must be an integer, got ${String(size)}`);
+  if (typeof start !== 'number' || !Number.isSafeInteger(start) || start < 0)
+    fail(names.start, `must be a non-negative integer, got ${show(start)}`);
+  if (typeof size !== 'number' || !Number.isSafeInteger(size))
+    fail(names.size, `must be an integer, got ${show(size)}`);
   if (size <= 0) fail(names.size, `must be positive, got ${size}`);
   if (start % PAGE !== 0) fail(names.start, `must be 4 KiB-aligned, got 0x${start.toString(16)}`);
   if (size % PAGE !== 0) fail(names.size, `must be a multiple of 4 KiB, got 0x${size.toString(16)}`);
@@ -42,6 +45,35 @@ export function validateRange(
   if (end > top)
     fail(names.size, `makes the range cross the shared bit (bit ${gpaw - 1}): end 0x${end.toString(16)}`);
   return { start, end };
+}
+
+/**
+ * Checks a range given as an object { start, end } (the building blocks' form): both integers, 4K-aligned,
+ * start < end (an empty or inverted range is an error, not a no-op), below the shared bit of `gpaw`.
+ */
+export function validateGpaRange(range: unknown, gpaw: Gpaw, argument = 'range'): GpaRange {
+  assertObject(argument, range);
+  const { start, end } = range as Partial<GpaRange>;
+  const integer = (name: string, value: unknown): number => {
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+      throw new GuestError(
+        'INVALID_RANGE',
+        `${name} must be a non-negative integer, got ${show(value)}`,
+        name,
+      );
+    }
+    return value;
+  };
+  const from = integer(`${argument}.start`, start);
+  const to = integer(`${argument}.end`, end);
+  if (to <= from) {
+    throw new GuestError(
+      'INVALID_RANGE',
+      `${argument} is empty or inverted: end 0x${to.toString(16)} ≤ start 0x${from.toString(16)}`,
+      `${argument}.end`,
+    );
+  }
+  return validateRange(from, to - from, gpaw, { start: `${argument}.start`, size: `${argument}.end` });
 }
 
 /** Number of 4K pages in a range. */

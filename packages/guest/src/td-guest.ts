@@ -1,29 +1,30 @@
 import {
   assertSameCopy,
-  encodeLeaf,
   type Gpaw,
   type GuestCpu,
-  makeGprs,
   NullTraceSink,
-  TdcallLeaf,
   type TdxModule,
   TdxStatus,
   type TraceSink,
-  tdvmcallStatusName,
 } from '@tdxsim/tdx-module';
-import createDebug from 'debug';
-import { type AcceptMemory, type AcceptOutcome, acceptRange } from './accept/accept-range.js';
-import type { ConversionResult, PageOutcomeRun } from './convert/conversion-result.js';
-import { Serializer } from './convert/serializer.js';
+import { acceptAllMemory } from './accept/accept-all.js';
+import type { AcceptOutcome } from './accept/accept-range.js';
+import { CpuPort } from './concurrency/cpu-port.js';
+import { RangeLockAborted } from './concurrency/range-locks.js';
+import type { ConversionOutcome, ConversionResult } from './convert/conversion-result.js';
+import { convertRange } from './convert/convert-range.js';
 import { assertKnownOptions, GuestError } from './errors.js';
 import { type GuestPolicy, guestPresets } from './guest-policy.js';
+import { GuestState } from './guest-state.js';
 import { checkLedger, type LedgerMismatch } from './ledger/ledger-check.js';
-import { PageLedger, type PageState } from './ledger/page-ledger.js';
-import { type MapGpaOutcome, mapGpa } from './map-gpa/map-gpa.js';
+import { PageLedger } from './ledger/page-ledger.js';
+import { type MapGpaOutcome, runMapGpa } from './map-gpa/map-gpa.js';
+import { accessMemory, type GuestAccess } from './memory/guest-memory.js';
+import { validateGuestPolicy } from './policy-validation.js';
 import { type GpaRange, PAGE, validateRange } from './range.js';
+import { type UnshareAllOptions, type UnshareReport, unshareAllMemory } from './shutdown/unshare-all.js';
 import { tdgVpInfo } from './tdcalls.js';
-
-const log = createDebug('tdxsim:guest:convert');
+import { assertBoolean, assertCpu, assertInteger, assertObject, assertSignal, show } from './validation.js';
 
 /**
  * How {@link TdGuest.boot} sets the guest up: its RAM, what was added at build, the policy, the fuse and the
@@ -42,103 +43,350 @@ export interface TdGuestOptions {
   readonly trace?: TraceSink;
 }
 
-const OPTION_NAMES = ['memoryBytes', 'initialImage', 'policy', 'fuse', 'trace'];
+/** Per-call options of the guest's operations that take no AbortSignal. */
+export interface CpuOptions {
+  /** The TD vCPU (its index) whose TDCALLs carry the operation; default the first vCPU given to `boot`. */
+  readonly vcpu?: number;
+  readonly signal?: undefined;
+}
 
-/** How a guest load or store ended. */
-export type GuestAccess =
-  | { readonly kind: 'ok'; readonly data: Uint8Array }
-  | {
-      readonly kind: 'fault';
-      /**
-       * `not-private`: the page is shared or outside RAM; `quarantined`: the guest does not use it; `tampered`: a page
-       * the guest had accepted came back PENDING (the VMM removed and re-added it), now quarantined;
-       * `accept-failed`: the lazy accept failed, page quarantined; `double-fault` / `page-fault`: as the module says.
-       */
-      readonly reason:
-        | 'not-private'
-        | 'quarantined'
-        | 'tampered'
-        | 'accept-failed'
-        | 'double-fault'
-        | 'page-fault';
-      readonly gpa: number;
-    };
+/** Per-call options: on which vCPU, and a signal that stops the operation before its next TDCALL. */
+export interface OperationOptions {
+  readonly vcpu?: number;
+  readonly signal?: AbortSignal;
+}
+
+const OPTION_NAMES = ['memoryBytes', 'initialImage', 'policy', 'fuse', 'trace'];
+const OPERATION_OPTIONS = ['vcpu', 'signal'];
+/** Loads and stores are single instructions: they take no signal. */
+const CPU_OPTIONS = ['vcpu'];
+const LINUX_NAMES = { start: 'address', size: 'numPages' };
+/** The widest private space (GPAW 52): what can be checked before TDG.VP.INFO says which GPAW the TD has. */
+const WIDEST_PRIVATE = 2 ** 51;
 
 /**
  * The TD guest: what a TD kernel does to make its memory shared or private, with its policies injectable and the
- * VMM never trusted. Talks to the module through TDCALLs only (one vCPU's {@link GuestCpu}).
+ * VMM never trusted. It talks to the module through TDCALLs only, and serves every vCPU it was booted with from one
+ * ledger: conversions, accepts and memory accesses may come from any of them at once; overlapping requests are
+ * serialised per page range, in the order they were asked for, and disjoint ones run concurrently.
  */
 export class TdGuest {
+  /** The first vCPU given to `boot` (the default of every operation). */
   readonly cpu: GuestCpu;
+  /** Every vCPU the guest serves. */
+  readonly cpus: readonly GuestCpu[];
   readonly gpaw: Gpaw;
   readonly policy: GuestPolicy;
   readonly ledger: PageLedger;
-  readonly #fuse: number | undefined;
-  readonly #trace: TraceSink;
-  readonly #serializer = new Serializer();
-  readonly #acceptMemory: AcceptMemory = { no1G: false };
+  readonly #state: GuestState;
 
-  private constructor(
-    cpu: GuestCpu,
-    gpaw: Gpaw,
-    policy: GuestPolicy,
-    ledger: PageLedger,
-    fuse: number | undefined,
-    trace: TraceSink,
-  ) {
-    this.cpu = cpu;
-    this.gpaw = gpaw;
-    this.policy = policy;
-    this.ledger = ledger;
-    this.#fuse = fuse;
-    this.#trace = trace;
+  private constructor(cpus: readonly GuestCpu[], state: GuestState) {
+    this.cpus = cpus;
+    this.cpu = cpus[0] as GuestCpu;
+    this.gpaw = state.gpaw;
+    this.policy = state.policy;
+    this.ledger = state.ledger;
+    this.#state = state;
   }
 
-  /** Boots the guest on `cpu`: learns GPAW with TDG.VP.INFO and builds the ledger from how the TD was built. */
-  static async boot(cpu: GuestCpu, options: TdGuestOptions): Promise<TdGuest> {
-    assertSameCopy('cpu', cpu);
+  /**
+   * Boots the guest on `cpus` (one GuestCpu, or every vCPU of the TD): checks its options, learns GPAW with
+   * TDG.VP.INFO on the first vCPU, and builds the ledger from how the TD was built. Options are checked before the
+   * TDCALL; only what depends on GPAW (a range beyond the TD's private space) is checked after it.
+   */
+  static async boot(cpus: GuestCpu | readonly GuestCpu[], options: TdGuestOptions): Promise<TdGuest> {
+    const list: readonly GuestCpu[] = Array.isArray(cpus) ? cpus : [cpus as GuestCpu];
+    if (list.length === 0) throw new GuestError('INVALID_ARGUMENT', 'cpus must not be empty', 'cpus');
+    list.forEach((cpu, i) => {
+      assertSameCopy(Array.isArray(cpus) ? `cpus[${i}]` : 'cpus', cpu);
+      assertCpu(Array.isArray(cpus) ? `cpus[${i}]` : 'cpus', cpu);
+      if (typeof cpu.read !== 'function' || typeof cpu.write !== 'function' || typeof cpu.index !== 'number')
+        assertCpu(Array.isArray(cpus) ? `cpus[${i}]` : 'cpus', undefined);
+    });
+    const indices = new Set(list.map((cpu) => cpu.index));
+    if (indices.size !== list.length)
+      throw new GuestError('INVALID_ARGUMENT', 'cpus must be distinct vCPUs of the TD', 'cpus');
+    assertObject('options', options);
     assertKnownOptions('TdGuest', options, OPTION_NAMES);
-    const name = options.policy;
-    if (typeof name === 'string' && !Object.hasOwn(guestPresets, name)) {
-      throw new GuestError('INVALID_OPTION', `unknown policy preset "${name}"`, 'policy');
-    }
-    const policy =
-      typeof name === 'string' ? (guestPresets[name] as GuestPolicy) : (name ?? guestPresets.strict);
+    const policy = resolvePolicy(options.policy);
     if (options.fuse !== undefined && !(Number.isSafeInteger(options.fuse) && options.fuse > 0)) {
       throw new GuestError(
         'INVALID_OPTION',
-        `fuse must be a positive integer, got ${String(options.fuse)}`,
+        `fuse must be a positive integer, got ${show(options.fuse)}`,
         'fuse',
       );
     }
-    const info = await tdgVpInfo(cpu);
-    if (info.rax !== TdxStatus.SUCCESS || (info.gpaw !== 48 && info.gpaw !== 52)) {
-      throw new GuestError('INVALID_OPTION', `TDG.VP.INFO failed or reported GPAW ${info.gpaw}`, 'cpu');
-    }
-    const gpaw = info.gpaw;
-    const memory = validateRange(0, options.memoryBytes, gpaw, { start: 'memoryBytes', size: 'memoryBytes' });
-    const image = (options.initialImage ?? []).map((range, i) => {
-      const checked = validateRange(range.start, range.size, gpaw, {
-        start: `initialImage[${i}].start`,
-        size: `initialImage[${i}].size`,
-      });
-      if (checked.end > memory.end) {
+    const trace = options.trace ?? new NullTraceSink();
+    if (typeof trace !== 'object' || trace === null || typeof trace.record !== 'function')
+      throw new GuestError('INVALID_OPTION', `trace must be a TraceSink, got ${show(trace)}`, 'trace');
+    // Everything that does not depend on GPAW, against the widest private space, before the TDCALL.
+    validateRange(0, options.memoryBytes, 52, { start: 'memoryBytes', size: 'memoryBytes' });
+    const image = options.initialImage ?? [];
+    if (!Array.isArray(image))
+      throw new GuestError(
+        'INVALID_OPTION',
+        `initialImage must be an array, got ${show(image)}`,
+        'initialImage',
+      );
+    const imageNames = (i: number) => ({
+      start: `initialImage[${i}].start`,
+      size: `initialImage[${i}].size`,
+    });
+    image.forEach((range: unknown, i) => {
+      assertObject(`initialImage[${i}]`, range);
+      assertKnownOptions('TdGuest', range, ['start', 'size'], `initialImage[${i}].`);
+      const { start, size } = range as { start: number; size: number };
+      const checked = validateRange(start, size, 52, imageNames(i));
+      if (checked.end > options.memoryBytes || checked.end > WIDEST_PRIVATE) {
         throw new GuestError(
           'INVALID_RANGE',
           `initialImage[${i}] lies beyond memoryBytes`,
           `initialImage[${i}].size`,
         );
       }
-      return checked;
     });
-    return new TdGuest(
-      cpu,
+    const info = await tdgVpInfo(list[0] as GuestCpu);
+    if (info.rax !== TdxStatus.SUCCESS || (info.gpaw !== 48 && info.gpaw !== 52)) {
+      throw new GuestError('INVALID_ARGUMENT', `TDG.VP.INFO failed or reported GPAW ${info.gpaw}`, 'cpus');
+    }
+    const gpaw = info.gpaw;
+    const memory = validateRange(0, options.memoryBytes, gpaw, { start: 'memoryBytes', size: 'memoryBytes' });
+    const ranges = image.map((range, i) => validateRange(range.start, range.size, gpaw, imageNames(i)));
+    const state = new GuestState(
       gpaw,
       policy,
-      new PageLedger(memory.end, image),
+      new PageLedger(memory.end, ranges),
       options.fuse,
-      options.trace ?? new NullTraceSink(),
+      trace,
+      list.map((cpu) => new CpuPort(cpu)),
     );
+    return new TdGuest(list, state);
+  }
+
+  /** Pages the guest counts as shared now (its own tally, kept at every conversion). */
+  get sharedPages(): number {
+    return this.#state.sharedBytes / PAGE;
+  }
+
+  /**
+   * MapGPA over [start, start + size) with this guest's policy; no ledger change (the converter's building block).
+   * Holds the range against conversions while it runs.
+   */
+  async mapGpa(
+    start: number,
+    size: number,
+    toShared: boolean,
+    options: OperationOptions = {},
+  ): Promise<MapGpaOutcome> {
+    const range = validateRange(start, size, this.gpaw);
+    assertBoolean('toShared', toShared);
+    const port = this.#options(options);
+    this.#refuseWhenClosing();
+    const state = this.#state;
+    let release: () => void;
+    try {
+      release = await state.locks.acquire(range, 'exclusive', options.signal);
+    } catch (error) {
+      if (!(error instanceof RangeLockAborted)) throw error;
+      return {
+        kind: 'interrupted',
+        calls: 0,
+        retries: 0,
+        convertedEnd: range.start,
+        requestedEnd: range.start,
+        interruption: { kind: 'aborted', reason: error.reason },
+      };
+    }
+    try {
+      const budget = this.policy.mapGpa.hypercallBudget;
+      return await runMapGpa(port, this.gpaw, range, toShared, this.policy.mapGpa, {
+        ...(state.fuse === undefined ? {} : { fuse: state.fuse }),
+        ...(options.signal === undefined ? {} : { signal: options.signal }),
+        ...(budget === undefined ? {} : { budget }),
+      });
+    } finally {
+      release();
+    }
+  }
+
+  /** Private → shared, like Linux's set_memory_decrypted: MapGPA(shared) after the guest stops using the pages. */
+  setShared(start: number, size: number, options?: CpuOptions): Promise<ConversionResult>;
+  setShared(start: number, size: number, options: OperationOptions): Promise<ConversionOutcome>;
+  async setShared(
+    start: number,
+    size: number,
+    options: OperationOptions | CpuOptions = {},
+  ): Promise<ConversionOutcome> {
+    return this.#convert(this.#range(start, size), true, options);
+  }
+
+  /** Shared → private, like set_memory_encrypted: MapGPA(private), then accept, before the pages are used. */
+  setPrivate(start: number, size: number, options?: CpuOptions): Promise<ConversionResult>;
+  setPrivate(start: number, size: number, options: OperationOptions): Promise<ConversionOutcome>;
+  async setPrivate(
+    start: number,
+    size: number,
+    options: OperationOptions | CpuOptions = {},
+  ): Promise<ConversionOutcome> {
+    return this.#convert(this.#range(start, size), false, options);
+  }
+
+  /** Linux-style name: `numPages` 4K pages at `address` to shared. */
+  setMemoryDecrypted(address: number, numPages: number, options?: CpuOptions): Promise<ConversionResult>;
+  setMemoryDecrypted(
+    address: number,
+    numPages: number,
+    options: OperationOptions,
+  ): Promise<ConversionOutcome>;
+  async setMemoryDecrypted(
+    address: number,
+    numPages: number,
+    options: OperationOptions | CpuOptions = {},
+  ): Promise<ConversionOutcome> {
+    return this.#convert(this.#range(address, pagesToBytes(numPages), LINUX_NAMES), true, options);
+  }
+
+  /** Linux-style name: `numPages` 4K pages at `address` to private. */
+  setMemoryEncrypted(address: number, numPages: number, options?: CpuOptions): Promise<ConversionResult>;
+  setMemoryEncrypted(
+    address: number,
+    numPages: number,
+    options: OperationOptions,
+  ): Promise<ConversionOutcome>;
+  async setMemoryEncrypted(
+    address: number,
+    numPages: number,
+    options: OperationOptions | CpuOptions = {},
+  ): Promise<ConversionOutcome> {
+    return this.#convert(this.#range(address, pagesToBytes(numPages), LINUX_NAMES), false, options);
+  }
+
+  #convert(
+    range: GpaRange,
+    toShared: boolean,
+    options: OperationOptions | CpuOptions,
+  ): Promise<ConversionOutcome> {
+    const port = this.#options(options);
+    this.#refuseWhenClosing();
+    const state = this.#state;
+    const signal = options.signal;
+    const run = async (): Promise<ConversionOutcome> => {
+      let release: () => void;
+      try {
+        release = await state.locks.acquire(range, 'exclusive', signal);
+      } catch (error) {
+        if (!(error instanceof RangeLockAborted)) throw error;
+        return {
+          kind: 'aborted',
+          reason: error.reason,
+          mapGpaCalls: 0,
+          acceptCalls: 0,
+          pages: unchanged(this, range, toShared),
+        };
+      }
+      try {
+        return await convertRange(state, range, toShared, port, signal);
+      } finally {
+        release();
+      }
+    };
+    return state.track(range, run());
+  }
+
+  /** Accepts every unaccepted private page (what a kernel does with unaccepted memory at boot). */
+  async acceptAll(options: OperationOptions = {}): Promise<AcceptOutcome> {
+    const port = this.#options(options);
+    return acceptAllMemory(this.#state, port, options.signal);
+  }
+
+  /** Loads `length` bytes at private GPA `gpa`, accepting an unaccepted page on first touch (the #VE path). */
+  async read(gpa: number, length: number, options: CpuOptions = {}): Promise<GuestAccess> {
+    assertInteger('gpa', gpa, 0, 2 ** 52 - 1);
+    assertInteger('length', length, 1, 2 ** 30);
+    const port = this.#options(options, CPU_OPTIONS);
+    return accessMemory(this.#state, port, gpa, length, undefined);
+  }
+
+  /** Stores `data` at private GPA `gpa`, accepting an unaccepted page on first touch. */
+  async write(gpa: number, data: Uint8Array, options: CpuOptions = {}): Promise<GuestAccess> {
+    assertInteger('gpa', gpa, 0, 2 ** 52 - 1);
+    if (!(data instanceof Uint8Array) || data.length === 0)
+      throw new GuestError(
+        'INVALID_ARGUMENT',
+        `data must be a non-empty Uint8Array, got ${show(data)}`,
+        'data',
+      );
+    if (gpa + data.length > 2 ** 52)
+      throw new GuestError('INVALID_ARGUMENT', 'data reaches beyond 2^52', 'data');
+    const port = this.#options(options, CPU_OPTIONS);
+    return accessMemory(this.#state, port, gpa, data.length, data);
+  }
+
+  /**
+   * The kexec path (Linux's "convert shared memory back to private on kexec"): refuses new conversions from now on
+   * (SHUT_DOWN), waits for those in flight within `waitTurns`, converts every shared page back to private and
+   * accepts it, cross-checks the guest's own count of shared pages against the ledger (and, with `verify`, the
+   * ledger against the module), and reports what could not be converted back.
+   */
+  async unshareAll(options: UnshareAllOptions = {}): Promise<UnshareReport> {
+    assertObject('options', options);
+    assertKnownOptions('unshareAll', options, ['vcpu', 'signal', 'waitTurns', 'verify'], 'options.');
+    const port = this.#options({
+      ...(options.vcpu === undefined ? {} : { vcpu: options.vcpu }),
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
+    const waitTurns = options.waitTurns ?? 10_000;
+    assertInteger('options.waitTurns', waitTurns, 0, Number.MAX_SAFE_INTEGER);
+    if (options.verify !== undefined) {
+      assertObject('options.verify', options.verify);
+      assertKnownOptions('unshareAll', options.verify, ['module', 'tdr'], 'options.verify.');
+      if (typeof options.verify.module?.privatePage !== 'function')
+        throw new GuestError(
+          'INVALID_OPTION',
+          'options.verify.module must be a TdxModule',
+          'options.verify.module',
+        );
+      assertInteger('options.verify.tdr', options.verify.tdr, 0, 2 ** 52 - 1);
+    }
+    this.#refuseWhenClosing();
+    this.#state.closing = true;
+    return unshareAllMemory(this.#state, port, {
+      waitTurns,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+      ...(options.verify === undefined ? {} : { verify: options.verify }),
+    });
+  }
+
+  /** Holds the ledger against the module's truth for this guest's TD (empty when they agree). */
+  check(module: TdxModule, tdr: number): LedgerMismatch[] {
+    if (typeof (module as Partial<TdxModule> | null)?.privatePage !== 'function')
+      throw new GuestError('INVALID_ARGUMENT', `module must be a TdxModule, got ${show(module)}`, 'module');
+    assertInteger('tdr', tdr, 0, 2 ** 52 - 1);
+    return checkLedger(this.ledger, module, tdr);
+  }
+
+  /** Checks per-call options (`known`: the names this operation takes) and returns the port of the vCPU they name. */
+  #options(options: OperationOptions | CpuOptions, known: readonly string[] = OPERATION_OPTIONS): CpuPort {
+    assertObject('options', options);
+    assertKnownOptions('TdGuest', options, known, 'options.');
+    assertSignal('options.signal', options.signal);
+    if (options.vcpu !== undefined) {
+      assertInteger('options.vcpu', options.vcpu, 0, 0xffff);
+      if (!this.cpus.some((cpu) => cpu.index === options.vcpu)) {
+        throw new GuestError(
+          'INVALID_ARGUMENT',
+          `options.vcpu ${options.vcpu} is not one of the guest's vCPUs (${this.cpus.map((cpu) => cpu.index).join(', ')})`,
+          'options.vcpu',
+        );
+      }
+    }
+    return this.#state.port(options.vcpu);
+  }
+
+  #refuseWhenClosing(): void {
+    if (this.#state.closing) {
+      throw new GuestError('SHUT_DOWN', 'the guest is shutting down (unshareAll): no new conversions');
+    }
   }
 
   #range(start: number, size: number, names = { start: 'start', size: 'size' }): GpaRange {
@@ -162,289 +410,40 @@ export class TdGuest {
     }
     return range;
   }
-
-  #note(text: string): void {
-    if (this.#trace.enabled) this.#trace.record({ kind: 'note', time: 0, source: 'guest', text });
-  }
-
-  /** MapGPA over [start, start + size) with this guest's policy; no ledger change (the converter's building block). */
-  async mapGpa(start: number, size: number, toShared: boolean): Promise<MapGpaOutcome> {
-    const range = validateRange(start, size, this.gpaw);
-    return this.#mapGpa(range, toShared);
-  }
-
-  #mapGpa(range: GpaRange, toShared: boolean): Promise<MapGpaOutcome> {
-    return mapGpa(this.cpu, this.gpaw, range, toShared, this.policy.mapGpa, {
-      ...(this.#fuse === undefined ? {} : { fuse: this.#fuse }),
-      onCall: (call) =>
-        this.#note(
-          `MapGPA r12=0x${call.r12.toString(16)} r13=0x${call.r13.toString(16)} -> ${tdvmcallStatusName(call.r10) ?? `status 0x${call.r10.toString(16)}`} r11=0x${call.r11.toString(16)}`,
-        ),
-    });
-  }
-
-  /** Private → shared, like Linux's set_memory_decrypted: MapGPA(shared) after the guest stops using the pages. */
-  async setShared(start: number, size: number): Promise<ConversionResult> {
-    const range = this.#range(start, size);
-    return this.#serializer.run(() => this.#convert(range, true));
-  }
-
-  /** Shared → private, like set_memory_encrypted: MapGPA(private), then accept, before the pages are used. */
-  async setPrivate(start: number, size: number): Promise<ConversionResult> {
-    const range = this.#range(start, size);
-    return this.#serializer.run(() => this.#convert(range, false));
-  }
-
-  /** Linux-style name: `numPages` 4K pages at `address` to shared. */
-  async setMemoryDecrypted(address: number, numPages: number): Promise<ConversionResult> {
-    const range = this.#range(address, pagesToBytes(numPages), LINUX_NAMES);
-    return this.#serializer.run(() => this.#convert(range, true));
-  }
-
-  /** Linux-style name: `numPages` 4K pages at `address` to private. */
-  async setMemoryEncrypted(address: number, numPages: number): Promise<ConversionResult> {
-    const range = this.#range(address, pagesToBytes(numPages), LINUX_NAMES);
-    return this.#serializer.run(() => this.#convert(range, false));
-  }
-
-  async #convert(range: GpaRange, toShared: boolean): Promise<ConversionResult> {
-    const target: PageState = toShared ? 'shared' : 'private-accepted';
-    let mapGpaCalls = 0;
-    let acceptCalls = 0;
-    // Segments that need MapGPA (pages not yet on the target side); unaccepted private pages need only accept.
-    const runs = this.ledger.runs(range);
-    const needsMap = (state: string | undefined): boolean =>
-      toShared ? state !== 'shared' : state === 'shared';
-    const outcome: PageOutcomeRun[] = [];
-    const record = (start: number, end: number, what: PageOutcomeRun['outcome']): void => {
-      if (end > start) outcome.push({ start, end, outcome: what });
-    };
-    for (let i = 0; i < runs.length; i++) {
-      const run = runs[i] as (typeof runs)[number];
-      if (!needsMap(run.state)) {
-        if (!toShared && run.state === 'private-unaccepted') {
-          const accepted = await this.#accept(run);
-          acceptCalls += accepted.tdcalls;
-          if (accepted.kind === 'failed') {
-            record(run.start, accepted.acceptedEnd, 'converted');
-            record(accepted.acceptedEnd, run.end, 'unknown');
-            return this.#failed(
-              range,
-              outcome,
-              run.end,
-              mapGpaCalls,
-              acceptCalls,
-              {
-                step: 'accept',
-                failure: accepted,
-              },
-              target,
-            );
-          }
-        }
-        record(run.start, run.end, 'converted');
-        continue;
-      }
-      // Coalesce consecutive runs that all need MapGPA into one request.
-      let end = run.end;
-      while (i + 1 < runs.length && needsMap((runs[i + 1] as (typeof runs)[number]).state))
-        end = (runs[++i] as (typeof runs)[number]).end;
-      const segment = { start: run.start, end };
-      const mapped = await this.#mapGpa(segment, toShared);
-      mapGpaCalls += mapped.calls;
-      if (mapped.kind === 'failed') {
-        log('%s: MapGPA failed: %o', this.policy.name, mapped.failure);
-        let convertedEnd = mapped.convertedEnd;
-        if (toShared) {
-          this.ledger.set({ start: segment.start, end: convertedEnd }, 'shared');
-        } else if (convertedEnd > segment.start) {
-          // Accept what the VMM says it converted, so those pages are known-good private memory.
-          const accepted = await this.#accept({ start: segment.start, end: convertedEnd });
-          acceptCalls += accepted.tdcalls;
-          if (accepted.kind === 'failed') convertedEnd = accepted.acceptedEnd;
-        }
-        record(segment.start, convertedEnd, 'converted');
-        record(convertedEnd, Math.max(convertedEnd, mapped.requestedEnd), 'unknown');
-        return this.#failed(
-          range,
-          outcome,
-          Math.max(convertedEnd, mapped.requestedEnd),
-          mapGpaCalls,
-          acceptCalls,
-          {
-            step: 'map-gpa',
-            failure: mapped.failure,
-          },
-          target,
-        );
-      }
-      if (toShared) {
-        this.ledger.set(segment, 'shared');
-      } else {
-        this.ledger.set(segment, 'private-unaccepted');
-        const accepted = await this.#accept(segment);
-        acceptCalls += accepted.tdcalls;
-        if (accepted.kind === 'failed') {
-          record(segment.start, accepted.acceptedEnd, 'converted');
-          record(accepted.acceptedEnd, segment.end, 'unknown');
-          return this.#failed(
-            range,
-            outcome,
-            segment.end,
-            mapGpaCalls,
-            acceptCalls,
-            {
-              step: 'accept',
-              failure: accepted,
-            },
-            target,
-          );
-        }
-      }
-      record(segment.start, segment.end, 'converted');
-    }
-    return { kind: 'ok', mapGpaCalls, acceptCalls };
-  }
-
-  /**
-   * Ends a failed conversion: `outcome` covers [range.start, doneEnd); the rest of the request is unchanged. Every
-   * `unknown` page is quarantined.
-   */
-  #failed(
-    range: GpaRange,
-    outcome: PageOutcomeRun[],
-    doneEnd: number,
-    mapGpaCalls: number,
-    acceptCalls: number,
-    failure: Extract<ConversionResult, { kind: 'failed' }>['failure'],
-    target: PageState,
-  ): ConversionResult {
-    for (const run of outcome) if (run.outcome === 'unknown') this.ledger.set(run, 'quarantined');
-    // What no hypercall reached keeps its state: in the target state already (converted) or not (unchanged).
-    if (doneEnd < range.end) {
-      for (const run of this.ledger.runs({ start: doneEnd, end: range.end })) {
-        outcome.push({
-          start: run.start,
-          end: run.end,
-          outcome: run.state === target ? 'converted' : 'unchanged',
-        });
-      }
-    }
-    return { kind: 'failed', mapGpaCalls, acceptCalls, pages: mergeRuns(outcome), failure };
-  }
-
-  /** Accepts [start, end) and records what got accepted; pages the accept failed on are left to the caller. */
-  async #accept(range: GpaRange): Promise<AcceptOutcome> {
-    const outcome = await acceptRange(this.cpu, range, this.policy.accept, this.#acceptMemory, this.#fuse);
-    const acceptedEnd = outcome.kind === 'ok' ? range.end : outcome.acceptedEnd;
-    this.ledger.set({ start: range.start, end: acceptedEnd }, 'private-accepted');
-    return outcome;
-  }
-
-  /** Accepts every unaccepted private page (what a kernel does with unaccepted memory at boot). */
-  acceptAll(): Promise<AcceptOutcome> {
-    return this.#serializer.run(async () => {
-      let tdcalls = 0;
-      for (const run of [...this.ledger.entries()]) {
-        if (run.state !== 'private-unaccepted') continue;
-        const outcome = await this.#accept(run);
-        tdcalls += outcome.tdcalls;
-        if (outcome.kind === 'failed') {
-          this.ledger.set(
-            { start: outcome.acceptedEnd, end: Math.min(run.end, outcome.acceptedEnd + PAGE) },
-            'quarantined',
-          );
-          return { ...outcome, tdcalls };
-        }
-      }
-      return { kind: 'ok', tdcalls };
-    });
-  }
-
-  /** Loads `length` bytes at private GPA `gpa`, accepting an unaccepted page on first touch (the #VE path). */
-  read(gpa: number, length: number): Promise<GuestAccess> {
-    return this.#access(gpa, length, undefined);
-  }
-
-  /** Stores `data` at private GPA `gpa`, accepting an unaccepted page on first touch. */
-  write(gpa: number, data: Uint8Array): Promise<GuestAccess> {
-    return this.#access(gpa, data.length, data);
-  }
-
-  async #access(gpa: number, length: number, data: Uint8Array | undefined): Promise<GuestAccess> {
-    const out = new Uint8Array(length);
-    // Page by page: each page is checked against the ledger and accepted on first touch on its own.
-    for (let done = 0; done < length; ) {
-      const at = gpa + done;
-      const n = Math.min(PAGE - (at % PAGE), length - done);
-      const piece = await this.#accessPage(at, n, data?.subarray(done, done + n));
-      if (piece.kind === 'fault') return piece;
-      out.set(piece.data, done);
-      done += n;
-    }
-    return { kind: 'ok', data: data ?? out };
-  }
-
-  async #accessPage(gpa: number, length: number, data: Uint8Array | undefined): Promise<GuestAccess> {
-    const state = this.ledger.stateOf(gpa);
-    if (state === 'quarantined') return { kind: 'fault', reason: 'quarantined', gpa };
-    if (state === undefined || state === 'shared') return { kind: 'fault', reason: 'not-private', gpa };
-    const page = gpa - (gpa % PAGE);
-    // At most one lazy accept per page: a second #VE after a successful accept is a fault.
-    for (let attempt = 0; attempt < 2; attempt++) {
-      const result = data === undefined ? await this.cpu.read(gpa, length) : await this.cpu.write(gpa, data);
-      if (result.kind === 'ok') return result;
-      if (result.kind === 'double-fault' || result.kind === 'page-fault') {
-        return { kind: 'fault', reason: result.kind, gpa };
-      }
-      // #VE: read and clear the #VE information, then handle it as a kernel would.
-      await this.cpu.tdcall(encodeLeaf(TdcallLeaf.VP_VEINFO_GET), makeGprs());
-      const now = this.ledger.stateOf(page);
-      if (now === 'private-accepted') {
-        // Accepted before, PENDING now: the VMM removed and re-added the page behind the guest's back.
-        this.ledger.set({ start: page, end: page + PAGE }, 'quarantined');
-        return { kind: 'fault', reason: 'tampered', gpa: page };
-      }
-      if (now !== 'private-unaccepted') return { kind: 'fault', reason: 'not-private', gpa: page };
-      const accepted = await this.#serializer.run(() => this.#accept({ start: page, end: page + PAGE }));
-      if (accepted.kind === 'failed') {
-        this.ledger.set({ start: page, end: page + PAGE }, 'quarantined');
-        return { kind: 'fault', reason: 'accept-failed', gpa: page };
-      }
-    }
-    return { kind: 'fault', reason: 'accept-failed', gpa: page };
-  }
-
-  /** Holds the ledger against the module's truth for this guest's TD (empty when they agree). */
-  check(module: TdxModule, tdr: number): LedgerMismatch[] {
-    return checkLedger(this.ledger, module, tdr);
-  }
 }
 
-/** Joins touching runs with the same outcome. */
-function mergeRuns(runs: readonly PageOutcomeRun[]): PageOutcomeRun[] {
-  const merged: PageOutcomeRun[] = [];
-  for (const run of runs) {
-    const last = merged[merged.length - 1];
-    if (last !== undefined && last.end === run.start && last.outcome === run.outcome) {
-      merged[merged.length - 1] = { start: last.start, end: run.end, outcome: run.outcome };
-    } else {
-      merged.push(run);
-    }
+/** A preset name or a policy object, checked. */
+function resolvePolicy(policy: unknown): GuestPolicy {
+  if (policy === undefined) return guestPresets.strict;
+  if (typeof policy === 'string') {
+    if (!Object.hasOwn(guestPresets, policy))
+      throw new GuestError('INVALID_OPTION', `unknown policy preset "${policy}"`, 'policy');
+    return guestPresets[policy as keyof typeof guestPresets];
   }
-  return merged;
+  validateGuestPolicy(policy, 'policy');
+  return policy;
 }
 
-const LINUX_NAMES = { start: 'address', size: 'numPages' };
+/** The page outcomes of a request no hypercall reached: every page as it was. */
+function unchanged(guest: TdGuest, range: GpaRange, toShared: boolean) {
+  const target = toShared ? 'shared' : 'private-accepted';
+  return guest.ledger.runs(range).map((run) => ({
+    start: run.start,
+    end: run.end,
+    outcome: run.state === target ? ('converted' as const) : ('unchanged' as const),
+  }));
+}
 
 /** `numPages` as bytes, refusing what is not a positive whole number of pages. */
 function pagesToBytes(numPages: number): number {
-  if (!Number.isSafeInteger(numPages) || numPages <= 0) {
+  if (typeof numPages !== 'number' || !Number.isSafeInteger(numPages) || numPages <= 0) {
     throw new GuestError(
       'INVALID_RANGE',
-      `numPages must be a positive integer, got ${String(numPages)}`,
+      `numPages must be a positive integer, got ${show(numPages)}`,
       'numPages',
     );
   }
   return numPages * PAGE;
 }
+
+export type { GuestAccess };

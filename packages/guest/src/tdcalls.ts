@@ -1,7 +1,6 @@
 import {
   encodeLeaf,
   encodePageInfo,
-  type GuestCpu,
   makeGprs,
   Reg,
   TDX_HYPERCALL_STANDARD,
@@ -9,6 +8,9 @@ import {
   TdvmcallSubfunction,
   VmcallExposure,
 } from '@tdxsim/tdx-module';
+import type { TdcallCpu } from './concurrency/cpu-port.js';
+import { GuestError } from './errors.js';
+import { assertCpu, assertInteger, show } from './validation.js';
 
 /** What TDG.VP.VMCALL<MapGPA> came back with: RAX of the TDCALL, then the VMM's R10 (status) and R11. */
 export interface MapGpaReply {
@@ -17,12 +19,28 @@ export interface MapGpaReply {
   readonly r11: bigint;
 }
 
+const U64 = (1n << 64n) - 1n;
+
+function assertRegister(argument: string, value: unknown): asserts value is bigint {
+  if (typeof value !== 'bigint' || value < 0n || value > U64) {
+    throw new GuestError(
+      'INVALID_ARGUMENT',
+      `${argument} must be a 64-bit register value (a bigint in [0, 2^64)), got ${show(value)}`,
+      argument,
+    );
+  }
+}
+
 /**
  * TDG.VP.VMCALL<MapGPA>: R10 = 0 (standard GHCI call), R11 = 0x10001, R12 = start (shared bit set to convert to
- * shared), R13 = size in bytes; exposing the registers current Linux exposes.
+ * shared), R13 = size in bytes; exposing the registers current Linux exposes. R12 and R13 are raw register values
+ * (any 64-bit value: this is the instruction, not a range API).
  * Source: Linux arch/x86/coco/tdx/tdx.c and arch/x86/include/asm/shared/tdx.h (reference guest-and-vmm.md §1.1).
  */
-export async function vmcallMapGpa(cpu: GuestCpu, r12: bigint, r13: bigint): Promise<MapGpaReply> {
+export async function vmcallMapGpa(cpu: TdcallCpu, r12: bigint, r13: bigint): Promise<MapGpaReply> {
+  assertCpu('cpu', cpu);
+  assertRegister('r12', r12);
+  assertRegister('r13', r13);
   const out = await cpu.tdcall(
     encodeLeaf(TdcallLeaf.VP_VMCALL),
     makeGprs({
@@ -36,8 +54,13 @@ export async function vmcallMapGpa(cpu: GuestCpu, r12: bigint, r13: bigint): Pro
   return { rax: out[Reg.RAX] as bigint, r10: out[Reg.R10] as bigint, r11: out[Reg.R11] as bigint };
 }
 
-/** TDG.MEM.PAGE.ACCEPT of the page at `gpa` and `level`; resolves with RAX. */
-export async function tdgAccept(cpu: GuestCpu, gpa: number, level: number): Promise<bigint> {
+/** TDG.MEM.PAGE.ACCEPT of the page at `gpa` (4K-aligned, below 2^52) and `level` (0..7); resolves with RAX. */
+export async function tdgAccept(cpu: TdcallCpu, gpa: number, level: number): Promise<bigint> {
+  assertCpu('cpu', cpu);
+  assertInteger('gpa', gpa, 0, 2 ** 52 - 1);
+  if (gpa % 4096 !== 0)
+    throw new GuestError('INVALID_ARGUMENT', `gpa must be 4 KiB-aligned, got 0x${gpa.toString(16)}`, 'gpa');
+  assertInteger('level', level, 0, 7);
   const out = await cpu.tdcall(
     encodeLeaf(TdcallLeaf.MEM_PAGE_ACCEPT),
     makeGprs({ rcx: encodePageInfo(gpa, level) }),
@@ -46,7 +69,8 @@ export async function tdgAccept(cpu: GuestCpu, gpa: number, level: number): Prom
 }
 
 /** TDG.VP.INFO: the GPAW (RCX bits 5:0) and the TD attributes (RDX). */
-export async function tdgVpInfo(cpu: GuestCpu): Promise<{ rax: bigint; gpaw: number; attributes: bigint }> {
+export async function tdgVpInfo(cpu: TdcallCpu): Promise<{ rax: bigint; gpaw: number; attributes: bigint }> {
+  assertCpu('cpu', cpu);
   const out = await cpu.tdcall(encodeLeaf(TdcallLeaf.VP_INFO), makeGprs());
   return {
     rax: out[Reg.RAX] as bigint,

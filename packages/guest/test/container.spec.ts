@@ -39,7 +39,7 @@ describe('guestModule() with tdxModule() in one container', () => {
     assertInvariants(module);
   });
 
-  it("the trace sink bound in TdxIds.Trace receives the guest's MapGPA notes, one per hypercall", async () => {
+  it("the trace sink bound in TdxIds.Trace receives the guest's MapGPA notes, one per hypercall and the count", async () => {
     const trace = new MemoryTraceSink();
     const { container, module, td } = await wire('linux', trace);
     const guest = await container.getAsync(GuestIds.Guest);
@@ -47,11 +47,12 @@ describe('guestModule() with tdxModule() in one container', () => {
     expect(await guest.setShared(MIB, 8 * K4)).toEqual({ kind: 'ok', mapGpaCalls: 2, acceptCalls: 0 });
     const shared = BigInt(sharedBit(48));
     const notes = trace.events.filter((e) => e.kind === 'note' && e.source === 'guest');
-    expect(notes).toHaveLength(2);
+    expect(notes).toHaveLength(3);
     const hex = (value: bigint | number): string => `0x${value.toString(16)}`;
     expect(notes.map((e) => (e.kind === 'note' ? e.text : ''))).toEqual([
       `MapGPA r12=${hex(BigInt(MIB) | shared)} r13=${hex(8 * K4)} -> RETRY r11=${hex(BigInt(MIB + 4 * K4) | shared)}`,
       `MapGPA r12=${hex(BigInt(MIB + 4 * K4) | shared)} r13=${hex(4 * K4)} -> SUCCESS r11=0x0`,
+      `operation ${hex(MIB)}..${hex(MIB + 8 * K4)} to shared: MapGPA ok after 2 hypercalls (no storm guard)`,
     ]);
     // The module's own records of the same TDCALLs go to the same sink.
     expect(trace.events.some((e) => e.kind === 'tdcall')).toBe(true);

@@ -14,6 +14,35 @@ describe('README example', () => {
   });
 });
 
+describe('README: the storm guard and cancellation', () => {
+  it('stops one page per call at the budget; an abort stops before the next TDCALL', async () => {
+    const { stormGuard } = await import('../examples/storm-guard.js');
+    const lines: string[] = [];
+    await stormGuard((line) => lines.push(line));
+    expect(lines).toEqual([
+      "strict's budget: 4194304 MapGPA calls per operation",
+      '16 GiB at one page per call: failed after 10000 calls (call-bound, guard storm)',
+      'converted: 10000 pages; asked for and unacknowledged, quarantined: 4184304 pages',
+      'linux, cancelled: aborted after 100 calls (deadline)',
+      'ledger matches the module: true',
+    ]);
+  });
+});
+
+describe('README: unshareAll, the kexec path', () => {
+  it('converts every shared page back, the counts agree, later conversions are refused', async () => {
+    const { kexec } = await import('../examples/kexec.js');
+    const lines: string[] = [];
+    await kexec((line) => lines.push(line));
+    expect(lines).toEqual([
+      'shared before kexec: 16389 pages',
+      'unshareAll: ok; counted 16389, found 16389, converted back 16389 (3 MapGPA, 37 ACCEPT)',
+      'not converted: 0; ledger vs module: 0 mismatches',
+      'a conversion after it: SHUT_DOWN',
+    ]);
+  });
+});
+
 describe('README: a policy of your own', () => {
   it('asks for 2 MiB per MapGPA call', async () => {
     const { guestPresets, TdGuest } = await import('../src/index.js');

@@ -112,6 +112,7 @@ describe('lazy accept on first touch (#VE → TDG.VP.VEINFO.GET → accept → r
       'private-accepted': 2 * K4,
       'private-unaccepted': 16 * MIB - 2 * K4,
       shared: 0,
+      converting: 0,
       quarantined: 0,
     });
     consistent();

@@ -396,7 +396,7 @@ describe('mapGpa: call bound and simulator fuse', () => {
     const bounded: MapGpaPolicy = { ...strict, name: 'bounded', callBound: (pages) => pages / 4 };
     const t = await setup({ script: (c) => retry(c.r12 + P, 1) });
     expect(await t.run(true, bounded)).toEqual(
-      failed(4, 4, START + 4 * PAGE, END, { kind: 'call-bound', calls: 4 }),
+      failed(4, 4, START + 4 * PAGE, END, { kind: 'call-bound', calls: 4, limit: 4, guard: 'range' }),
     );
     expect(t.vmm.calls.length).toBe(4);
   });

@@ -257,7 +257,8 @@ async function runAdversarial(
   context.value = { shared: BigInt(sharedBit(td.gpaw)), ramEnd: memPages * PAGE };
   if (acceptFirst) {
     const accepted = await guest.acceptAll();
-    if (accepted.kind !== 'ok') fail('threw', `acceptAll failed: ${accepted.statusText}`);
+    if (accepted.kind !== 'ok')
+      fail('threw', `acceptAll failed: ${accepted.kind === 'failed' ? accepted.statusText : accepted.kind}`);
   }
   const mapGpaPolicy = guestPresets[policy].mapGpa;
   const quarantined = new Set<number>();
@@ -437,7 +438,8 @@ describe('property 3, informative: every preset against the same hostile VMMs (f
       tdShim: safe,
       tdxGuestCrate: safe,
       asterinas: safe,
-      openvmm: { ...safe, 'false-claim': 13, ledger: 1 },
+      // OpenVMM's unvalidated R11, plus its hard-coded shared bit 47 on the GPAW 52 scenarios (README "Edges").
+      openvmm: { ...safe, 'false-claim': 18, ledger: 1 },
       coconutSvsm: { ...safe, 'false-claim': 12, ledger: 2 },
       oak: safe,
       strict: safe,

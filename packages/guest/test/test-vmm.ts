@@ -12,6 +12,7 @@ import {
   TdvmcallStatus,
   TdvmcallSubfunction,
   TdxModule,
+  type TdxModuleServices,
   VmExitReason,
   type Vmm,
 } from '@tdxsim/tdx-module';
@@ -41,7 +42,23 @@ export interface TestVmmOptions {
   readonly script?: (call: MapGpaCall, index: number) => ScriptedReply | undefined;
   /** Check the model's invariants after every exit it handles (default false: slow on large TDs). */
   readonly checkInvariants?: boolean;
+  /**
+   * Called at each step of the VMM's work, before it does it: `map-gpa` when a MapGPA call arrives (before any
+   * conversion), the zap steps of a to-shared page (`block`, `track`, `kick`, `remove`), `aug` before an AUG. It may
+   * park the VMM (return a promise), throw (the backend fails: its host thread ends and the guest's vCPU is lost), or
+   * return `'stop'` to stop running the vCPU (the host thread ends without an error).
+   */
+  readonly hook?: (step: VmmStep) => unknown;
 }
+
+/** A step of the test VMM's work, as its hook sees it. */
+export type VmmStep =
+  | { readonly kind: 'map-gpa'; readonly call: MapGpaCall; readonly index: number; readonly vcpu: number }
+  | { readonly kind: 'block' | 'track' | 'kick' | 'remove'; readonly gpa: number }
+  | { readonly kind: 'aug'; readonly gpa: number };
+
+/** Thrown by the test VMM's hook when the step says `'stop'`, caught by `onTdExit` to stop the vCPU. */
+class StopVcpu extends Error {}
 
 /**
  * A small VMM for the guest's tests: AUGs private pages at 4K on EPT-violation exits (adding SEPT tables first),
@@ -60,27 +77,41 @@ export class TestVmm implements Vmm {
     this.#options = options;
   }
 
-  async onTdExit(exit: TdExitEvent): Promise<Gprs> {
+  async onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
     const rax = exit.regs[Reg.RAX] as bigint;
     const reason = Number(rax & 0xffffn);
     let reply = makeGprs();
-    if (rax >> 63n === 0n && reason === VmExitReason.EPT_VIOLATION)
-      await this.#aug(Number(exit.regs[Reg.R8]));
-    if (
-      rax >> 63n === 0n &&
-      reason === VmExitReason.TDCALL &&
-      exit.regs[Reg.R11] === TdvmcallSubfunction.MAP_GPA
-    ) {
-      reply = await this.#mapGpa(exit.regs[Reg.R12] as bigint, exit.regs[Reg.R13] as bigint);
+    try {
+      if (rax >> 63n === 0n && reason === VmExitReason.EPT_VIOLATION)
+        await this.#aug(Number(exit.regs[Reg.R8]));
+      if (
+        rax >> 63n === 0n &&
+        reason === VmExitReason.TDCALL &&
+        exit.regs[Reg.R11] === TdvmcallSubfunction.MAP_GPA
+      ) {
+        const call = { r12: exit.regs[Reg.R12] as bigint, r13: exit.regs[Reg.R13] as bigint };
+        await this.#step({ kind: 'map-gpa', call, index: this.calls.length, vcpu: exit.vcpuIndex });
+        reply = await this.#mapGpa(call.r12, call.r13);
+      }
+    } catch (error) {
+      if (error instanceof StopVcpu) return undefined;
+      throw error;
     }
     if (this.#options.checkInvariants === true) assertInvariants(this.#module);
     return reply;
+  }
+
+  async #step(step: VmmStep): Promise<void> {
+    const hook = this.#options.hook;
+    if (hook === undefined) return;
+    if ((await hook(step)) === 'stop') throw new StopVcpu();
   }
 
   async #aug(gpa: number): Promise<void> {
     const td = this.#td;
     const page = gpa - (gpa % PAGE);
     if (this.#module.privatePage(td.tdr, page).state !== 'FREE') return;
+    await this.#step({ kind: 'aug', gpa: page });
     await ensureSeptTables(this.#module, td.host, td.allocator, td.tdr, page, 0, td.pwl);
     const hpa = td.allocator.alloc4k();
     const result = await td.host.pageAug(td.tdr, page, 0, hpa);
@@ -94,7 +125,8 @@ export class TestVmm implements Vmm {
     const scripted = this.#options.script?.({ r12, r13 }, index);
     if (scripted !== undefined) {
       await this.#convert(r12, scripted.convertPages ?? 0);
-      return makeGprs({ r10: scripted.r10, r11: scripted.r11 ?? 0n });
+      // A register holds 64 bits: scripted values (an R11 below 0 or past 2^64) are what the VMM writes modulo 2^64.
+      return makeGprs({ r10: BigInt.asUintN(64, scripted.r10), r11: BigInt.asUintN(64, scripted.r11 ?? 0n) });
     }
     // KVM's checks: size, wrap, GPAW, shared bit on both ends, then alignment; R11 = start on every error.
     const end = r12 + r13;
@@ -130,9 +162,13 @@ export class TestVmm implements Vmm {
       if (toShared) {
         const truth = this.#module.privatePage(td.tdr, gpa);
         if (truth.hpa !== undefined && truth.level === 0) {
+          await this.#step({ kind: 'block', gpa });
           await td.host.rangeBlock(td.tdr, gpa, 0);
+          await this.#step({ kind: 'track', gpa });
           await td.host.track(td.tdr);
+          await this.#step({ kind: 'kick', gpa });
           await Promise.all(td.tdvprs.map((tdvpr) => this.#module.kickVcpu(tdvpr)));
+          await this.#step({ kind: 'remove', gpa });
           const removed = await td.host.pageRemove(td.tdr, gpa, 0);
           if (removed.status === 0n) td.allocator.free4k(Number(removed.rcx));
         }
@@ -150,12 +186,14 @@ export class TestVmm implements Vmm {
 
 /** A module with a TD built on it, running `vmmOptions`' TestVmm on every vCPU. */
 export async function setupGuestTd(
-  options: BuildTdOptions & { vmm?: TestVmmOptions } = {},
-): Promise<{ module: TdxModule; td: BuiltTd; vmm: TestVmm }> {
-  const { vmm: vmmOptions, ...tdOptions } = options;
-  const module = new TdxModule({ tdmr: { base: 2 ** 36, size: 2 ** 36 } });
+  options: BuildTdOptions & { vmm?: TestVmmOptions; services?: TdxModuleServices } = {},
+): Promise<{ module: TdxModule; td: BuiltTd; vmm: TestVmm; threads: readonly Promise<void>[] }> {
+  const { vmm: vmmOptions, services, ...tdOptions } = options;
+  const module = new TdxModule({ tdmr: { base: 2 ** 36, size: 2 ** 36 } }, services);
   const td = await buildTd(module, tdOptions);
   const vmm = new TestVmm(module, td, vmmOptions);
-  td.run(vmm);
-  return { module, td, vmm };
+  const threads = td.run(vmm);
+  // A hook that throws ends its host thread: the guest sees its vCPU lost; the test reads `threads` if it cares.
+  for (const thread of threads) thread.catch(() => undefined);
+  return { module, td, vmm, threads };
 }

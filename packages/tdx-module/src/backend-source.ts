@@ -16,8 +16,12 @@ export type VmmClass = new (module: TdxModule, td: BuiltTd) => Vmm;
  */
 export type BackendSource = ContainerModule | VmmFactory | VmmClass;
 
-/** Boots a guest on the vCPU the TD gives it, e.g. `(cpu) => TdGuest.boot(cpu, { memoryBytes, policy })`. */
-export type GuestFactory<G> = (cpu: GuestCpu, trace: TraceSink) => G | Promise<G>;
+/**
+ * Boots a guest on the vCPU the TD gives it, e.g. `(cpu) => TdGuest.boot(cpu, { memoryBytes, policy })`; `cpus` is
+ * every vCPU of the TD (vCPU 0 first), for a guest that serves them all (`(_cpu, trace, cpus) => TdGuest.boot(cpus,
+ * ...)`).
+ */
+export type GuestFactory<G> = (cpu: GuestCpu, trace: TraceSink, cpus: readonly GuestCpu[]) => G | Promise<G>;
 
 /** A guest class constructed as `new X(cpu)` on the vCPU the TD gives it. */
 export type GuestClass<G> = new (cpu: GuestCpu) => G;
@@ -80,10 +84,13 @@ export function backendName(source: BackendSource): string {
   return typeof source === 'function' && source.name !== '' ? source.name : 'backend';
 }
 
-/** Boots the guest of `source` on `cpu`: resolves it from its module, calls its factory or constructs its class. */
+/**
+ * Boots the guest of `source` on the TD's vCPUs (`cpus[0]` for a class): resolves it from its module, calls its
+ * factory or constructs its class.
+ */
 export async function bootGuest<G>(
   source: GuestSource<G>,
-  cpu: GuestCpu,
+  cpus: readonly GuestCpu[],
   trace: TraceSink,
   load: (module: ContainerModule, id: ServiceIdentifier<G>) => Promise<G>,
 ): Promise<G> {
@@ -97,6 +104,7 @@ export async function bootGuest<G>(
       'guest',
     );
   }
+  const cpu = cpus[0] as GuestCpu;
   if (isClass(source)) return new (source as GuestClass<G>)(cpu);
-  return (source as GuestFactory<G>)(cpu, trace);
+  return (source as GuestFactory<G>)(cpu, trace, cpus);
 }

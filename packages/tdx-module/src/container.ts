@@ -1,6 +1,12 @@
 import { ContainerModule, type ServiceIdentifier } from 'inversify';
 import type { VmmFactory } from './compose.js';
-import { assertKnownOptions } from './errors.js';
+import {
+  assertHasMethod,
+  assertIntegerInRange,
+  assertKnownOptions,
+  assertObject,
+  assertOneOf,
+} from './errors.js';
 import { type Clock, VirtualClock } from './services/clock.js';
 import { type Rng, SeededRng } from './services/rng.js';
 import { RunToCompletionScheduler, type Scheduler } from './services/scheduler.js';
@@ -22,6 +28,8 @@ export const TdxIds = {
   VmmFactory: Symbol.for('@tdxsim/tdx-module/VmmFactory') as ServiceIdentifier<VmmFactory>,
   /** The vCPU the guest runs on (bound once the TD exists). */
   GuestCpu: Symbol.for('@tdxsim/tdx-module/GuestCpu') as ServiceIdentifier<GuestCpu>,
+  /** Every vCPU of the TD, in index order (bound by composeTd): a guest that serves them all boots on these. */
+  GuestCpus: Symbol.for('@tdxsim/tdx-module/GuestCpus') as ServiceIdentifier<readonly GuestCpu[]>,
 } as const;
 
 /**
@@ -45,7 +53,15 @@ export interface TdxModuleContainerOptions {
  */
 export function tdxModule(options: TdxModuleContainerOptions = {}): ContainerModule {
   assertKnownOptions('tdxModule', options, ['seed', 'module', 'scheduler', 'trace']);
+  assertObject('module', options.module, true);
+  if (options.scheduler !== undefined) assertHasMethod('scheduler', options.scheduler, 'yieldAt');
+  if (options.trace !== undefined) {
+    assertHasMethod('trace', options.trace, 'record');
+    assertOneOf('trace.enabled', options.trace.enabled, [true, false]);
+  }
   const seed = options.seed ?? 1;
+  // Checked here too (SeededRng would say the same), so that nothing is bound with a bad seed.
+  assertIntegerInRange('seed', seed, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
   const rng = new SeededRng(seed);
   return new ContainerModule(({ bind }) => {
     bind(TdxIds.Clock).toConstantValue(new VirtualClock());

@@ -45,7 +45,7 @@ export function assertAddress(argument: string, value: number): void {
   if (!Number.isSafeInteger(value) || value < 0 || value >= ADDRESS_LIMIT) {
     throw new TdxSimError(
       'INVALID_ADDRESS',
-      `${argument} must be an integer in [0, 2^52), got ${String(value)}`,
+      `${argument} must be an integer in [0, 2^52), got ${typeof value === 'bigint' ? `${value}n` : String(value)}`,
       argument,
     );
   }
@@ -56,7 +56,7 @@ export function assertIntegerInRange(argument: string, value: number, min: numbe
   if (!Number.isSafeInteger(value) || value < min || value > max) {
     throw new TdxSimError(
       'INVALID_ARGUMENT',
-      `${argument} must be an integer in [${min}, ${max}], got ${String(value)}`,
+      `${argument} must be an integer in [${min}, ${max}], got ${typeof value === 'bigint' ? `${value}n` : String(value)}`,
       argument,
     );
   }
@@ -64,6 +64,13 @@ export function assertIntegerInRange(argument: string, value: number, min: numbe
 
 /** Throws if `options` has a key that is not in `known`: a misspelt option must not be ignored silently. */
 export function assertKnownOptions(where: string, options: object, known: readonly string[]): void {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new TdxSimError(
+      'INVALID_ARGUMENT',
+      `${where}: options must be an object, got ${String(options)}`,
+      'options',
+    );
+  }
   for (const key of Object.keys(options)) {
     if (!known.includes(key)) {
       throw new TdxSimError(
@@ -95,3 +102,74 @@ export function assertYieldPoint(point: {
   if (point.actor !== undefined && (typeof point.actor !== 'string' || point.actor.length === 0))
     throw new TdxSimError('INVALID_ARGUMENT', 'point.actor must be a non-empty string', 'point.actor');
 }
+
+const show = (value: unknown): string =>
+  typeof value === 'bigint' ? `${value}n` : typeof value === 'string' ? JSON.stringify(value) : String(value);
+
+const MAX_U64 = (1n << 64n) - 1n;
+
+/** Throws unless `value` is a bigint that fits `bits` unsigned bits (a register or a field of one). */
+export function assertUnsigned(argument: string, value: unknown, bits = 64): asserts value is bigint {
+  if (
+    typeof value !== 'bigint' ||
+    value < 0n ||
+    value > (bits === 64 ? MAX_U64 : (1n << BigInt(bits)) - 1n)
+  ) {
+    throw new TdxSimError(
+      'INVALID_ARGUMENT',
+      `${argument} must be a bigint in [0, 2^${bits}), got ${show(value)}`,
+      argument,
+    );
+  }
+}
+
+/** Throws unless `value` is 48 or 52. */
+export function assertGpawValue(argument: string, value: unknown): asserts value is 48 | 52 {
+  if (value !== 48 && value !== 52) {
+    throw new TdxSimError('INVALID_ARGUMENT', `${argument} must be 48 or 52, got ${show(value)}`, argument);
+  }
+}
+
+/** Throws unless `value` is one of `allowed`. */
+export function assertOneOf(argument: string, value: unknown, allowed: readonly unknown[]): void {
+  if (!allowed.includes(value)) {
+    throw new TdxSimError(
+      'INVALID_ARGUMENT',
+      `${argument} must be one of ${allowed.map(show).join(', ')}, got ${show(value)}`,
+      argument,
+    );
+  }
+}
+
+/** Throws unless `value` is a function (or undefined when `optional`). */
+export function assertFunction(argument: string, value: unknown, optional = false): void {
+  if (optional && value === undefined) return;
+  if (typeof value !== 'function') {
+    throw new TdxSimError('INVALID_ARGUMENT', `${argument} must be a function, got ${show(value)}`, argument);
+  }
+}
+
+/** Throws unless `value` is a non-null, non-array object (or undefined when `optional`). */
+export function assertObject(argument: string, value: unknown, optional = false): asserts value is object {
+  if (optional && value === undefined) return;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new TdxSimError('INVALID_ARGUMENT', `${argument} must be an object, got ${show(value)}`, argument);
+  }
+}
+
+/** Throws unless `value` has a method `method` (duck-typed ports: a user's backend needs no base class). */
+export function assertHasMethod(argument: string, value: unknown, method: string): void {
+  if (
+    typeof value !== 'object' ||
+    value === null ||
+    typeof (value as Record<string, unknown>)[method] !== 'function'
+  ) {
+    throw new TdxSimError(
+      'INVALID_ARGUMENT',
+      `${argument} must be an object with a ${method} method, got ${show(value)}`,
+      argument,
+    );
+  }
+}
+
+export { show as showValue };

@@ -1,3 +1,5 @@
+import { showValue, TdxSimError } from './errors.js';
+
 /**
  * General-purpose registers as the ABI sees them: 16 64-bit values indexed like the operand ids (RAX 0, RCX 1,
  * RDX 2, RBX 3, RSP 4, RBP 5, RSI 6, RDI 7, R8 8 … R15 15). A plain array (a typed array costs a microsecond to
@@ -38,20 +40,51 @@ export type GprValues = Partial<Record<Lowercase<RegName>, bigint | number>>;
 
 const EMPTY: GprValues = Object.freeze({});
 
-/** A zeroed register file with the given values set; numbers are converted, negative values wrap to 64 bits. */
+const MIN_I64 = -(1n << 63n);
+
+/**
+ * A zeroed register file with the given values set. A value is a bigint or a safe-integer number within 64 bits:
+ * unsigned up to 2^64 − 1, or a negative value down to −2^63 written as its two's complement. Anything wider, a
+ * fraction, another type or an unknown register name is refused (TdxSimError naming the register).
+ */
 export function makeGprs(values: GprValues = EMPTY): Gprs {
   const gprs = zeroGprs();
   if (values === EMPTY) return gprs;
+  if (typeof values !== 'object' || values === null || Array.isArray(values))
+    throw new TdxSimError(
+      'INVALID_ARGUMENT',
+      `values must be an object of registers, got ${showValue(values)}`,
+      'values',
+    );
   for (const [name, value] of Object.entries(values) as [Lowercase<RegName>, bigint | number][]) {
-    gprs[Reg[name.toUpperCase() as RegName]] = BigInt.asUintN(64, BigInt(value));
+    const upper = name.toUpperCase();
+    const index = Object.hasOwn(Reg, upper) ? Reg[upper as RegName] : undefined;
+    if (index === undefined || name !== name.toLowerCase())
+      throw new TdxSimError('UNKNOWN_OPTION', `makeGprs: unknown register "${name}"`, name);
+    const wide = typeof value === 'number' && Number.isSafeInteger(value) ? BigInt(value) : value;
+    if (typeof wide !== 'bigint' || wide < MIN_I64 || wide > MAX_U64)
+      throw new TdxSimError(
+        'INVALID_ARGUMENT',
+        `${name} must be a 64-bit value, got ${showValue(value)}`,
+        name,
+      );
+    gprs[index] = BigInt.asUintN(64, wide);
   }
   return gprs;
 }
 
 /** Register values as a plain object of hex strings, for traces and messages. */
 export function formatGprs(gprs: readonly bigint[], which: readonly RegName[]): Record<string, string> {
+  if (!Array.isArray(gprs)) throw new TdxSimError('INVALID_ARGUMENT', 'gprs must be an array', 'gprs');
+  if (!Array.isArray(which) || (which as readonly string[]).some((name) => !Object.hasOwn(Reg, name)))
+    throw new TdxSimError(
+      'INVALID_ARGUMENT',
+      `which must list register names, got ${showValue(which)}`,
+      'which',
+    );
   const out: Record<string, string> = {};
-  for (const name of which) out[name.toLowerCase()] = `0x${(gprs[Reg[name]] ?? 0n).toString(16)}`;
+  for (const name of which as readonly RegName[])
+    out[name.toLowerCase()] = `0x${(gprs[Reg[name]] ?? 0n).toString(16)}`;
   return out;
 }
 
@@ -67,6 +100,8 @@ function zeroGprs(): Gprs {
  * 64 bits (missing or non-bigint entries read as 0). The module reads its input registers once, at entry.
  */
 export function normalizeGprs(regs: readonly bigint[]): readonly bigint[] {
+  if (!Array.isArray(regs))
+    throw new TdxSimError('INVALID_ARGUMENT', `regs must be an array, got ${showValue(regs)}`, 'regs');
   if (regs.length === 16) {
     let valid = true;
     for (let i = 0; i < 16; i++) {

@@ -13,6 +13,7 @@ import {
   assertAddress,
   assertIntegerInRange,
   assertKnownOptions,
+  assertUnsigned,
   assertYieldPoint,
   TdxSimError,
 } from './errors.js';
@@ -200,6 +201,7 @@ export class TdxModule implements SeamcallPort {
    * registers, RAX holding the status. TDH.VP.ENTER resolves when the vCPU next exits (RAX = exit status).
    */
   async seamcall(rax: bigint, input: readonly bigint[]): Promise<Gprs> {
+    assertUnsigned('rax', rax);
     const m = this.#m;
     const regs = normalizeGprs(input);
     m.clock.advance(this.#costs.seamcallNs);
@@ -516,6 +518,9 @@ export class TdxModule implements SeamcallPort {
   /** A host write to physical memory. Writes to pages a TD owns are dropped (counted in `droppedHostWrites`). */
   hostWrite(hpa: number, data: Uint8Array): void {
     assertAddress('hpa', hpa);
+    if (!(data instanceof Uint8Array))
+      throw new TdxSimError('INVALID_ARGUMENT', 'data must be a Uint8Array', 'data');
+    assertAddress('hpa', hpa + data.length);
     let done = 0;
     while (done < data.length) {
       const at = hpa + done;
@@ -584,7 +589,9 @@ export class GuestCpu {
   }
 
   /** A TDCALL: RAX = leaf, other registers as the leaf wants. Resolves with the registers after it, RAX = status. */
-  tdcall(rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
+  async tdcall(rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
+    assertUnsigned('rax', rax);
+    normalizeGprs(regs);
     return this.#module.tdcallFrom(this.#td, this.#vcpu, rax, regs);
   }
 
@@ -598,7 +605,8 @@ export class GuestCpu {
   /** Stores `data` at `gpa`. */
   write(gpa: number, data: Uint8Array): Promise<GuestAccessResult> {
     assertAddress('gpa', gpa);
-    if (data.length === 0) throw new TdxSimError('INVALID_ARGUMENT', 'data must not be empty', 'data');
+    if (!(data instanceof Uint8Array) || data.length === 0)
+      throw new TdxSimError('INVALID_ARGUMENT', 'data must be a non-empty Uint8Array', 'data');
     return this.#module.accessFrom(this.#td, this.#vcpu, gpa, data.length, data);
   }
 }

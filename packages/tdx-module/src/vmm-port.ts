@@ -1,4 +1,11 @@
 import { encodeLeaf, SeamcallLeaf } from './abi/leaves.js';
+import {
+  assertAddress,
+  assertHasMethod,
+  assertIntegerInRange,
+  assertKnownOptions,
+  assertObject,
+} from './errors.js';
 import { type Gprs, makeGprs, Reg } from './registers.js';
 import type { VmmView } from './vmm-view.js';
 
@@ -64,6 +71,13 @@ async function vcpuLoop(
   vmm: Vmm,
   target: { tdr: number; tdvpr: number; vcpuIndex: number },
 ): Promise<void> {
+  assertHasMethod('module', module, 'seamcall');
+  assertHasMethod('vmm', vmm, 'onTdExit');
+  assertObject('target', target);
+  assertKnownOptions('runVcpu', target, ['tdr', 'tdvpr', 'vcpuIndex']);
+  assertAddress('target.tdr', target.tdr);
+  assertAddress('target.tdvpr', target.tdvpr);
+  assertIntegerInRange('target.vcpuIndex', target.vcpuIndex, 0, 0xffff);
   let next: Gprs = makeGprs();
   try {
     for (;;) {

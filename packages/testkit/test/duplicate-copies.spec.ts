@@ -71,8 +71,8 @@ describe('two copies of @tdxsim/tdx-module in one process', () => {
     const error = duplicateError(
       await TdGuest.boot(td.guest(0), { memoryBytes: 2 ** 30 }).catch((e: unknown) => e),
     );
-    expect(error.argument).toBe('cpu');
-    expect(error.message).toMatch(/^cpu is a GuestCpu from another copy/);
+    expect(error.argument).toBe('cpus');
+    expect(error.message).toMatch(/^cpus is a GuestCpu from another copy/);
   });
 
   it('errors stay recognisable across copies (a brand, not instanceof)', () => {

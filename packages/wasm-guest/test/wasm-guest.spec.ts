@@ -55,6 +55,7 @@ describe.skipIf(!hasClang)('WasmGuest', () => {
     expect(await guest.acceptAll()).toMatchObject({ kind: 'ok' });
     expect(guest.check(module, td.tdr)).toEqual([]);
     expect(guest.ledger.totals()).toEqual({
+      converting: 0,
       'private-accepted': 2 * G1 - 7 * K4,
       'private-unaccepted': 0,
       shared: 7 * K4,

@@ -6,6 +6,7 @@ export const BAND_STATES: readonly { letter: string; name: string; colour: strin
   { letter: 'p', name: 'private (accepted)', colour: '#2e7d32' },
   { letter: 'u', name: 'pending (unaccepted)', colour: '#b0bec5' },
   { letter: 's', name: 'shared', colour: '#ef8f00' },
+  { letter: 'c', name: 'in conversion', colour: '#7e57c2' },
   { letter: 'q', name: 'quarantined', colour: '#c62828' },
 ];
 

@@ -6,10 +6,14 @@ export const STATE_LETTERS: Readonly<Record<PageState, string>> = {
   'private-unaccepted': 'u',
   shared: 's',
   quarantined: 'q',
+  converting: 'c',
 };
 
-/** When a band holds several states, the one shown is the most telling: quarantined over shared over the rest. */
-const PRIORITY = ['q', 's', 'u', 'p'];
+/**
+ * When a band holds several states, the one shown is the most telling: quarantined over shared over in conversion over
+ * the rest.
+ */
+const PRIORITY = ['q', 's', 'c', 'u', 'p'];
 
 /**
  * The state of each of `count` equal bands of [0, memoryBytes), run-length encoded (`u64p64`): the ledger's runs

@@ -1,7 +1,19 @@
-import { decodeStatus, type GuestCpu, isStatus, pageSizeOf, TdxStatus } from '@tdxsim/tdx-module';
+import { decodeStatus, isStatus, pageSizeOf, TdxStatus } from '@tdxsim/tdx-module';
 import createDebug from 'debug';
-import type { GpaRange } from '../range.js';
+import type { TdcallCpu } from '../concurrency/cpu-port.js';
+import { assertKnownOptions } from '../errors.js';
+import { abortedBy, type Interruption } from '../interruption.js';
+import { validateAcceptPolicy } from '../policy-validation.js';
+import { type GpaRange, validateGpaRange } from '../range.js';
 import { tdgAccept } from '../tdcalls.js';
+import {
+  assertCpu,
+  assertFunction,
+  assertInteger,
+  assertObject,
+  assertOneOf,
+  assertSignal,
+} from '../validation.js';
 import type { AcceptPolicy } from './accept-policy.js';
 
 const log = createDebug('tdxsim:guest:accept');
@@ -19,6 +31,16 @@ export type AcceptOutcome =
       readonly statusText: string;
       /** `'status'`: the module's answer is a failure for this policy; `'fuse'`: BUSY without end (no bound). */
       readonly reason: 'status' | 'fuse';
+    }
+  | {
+      /** Stopped by the caller's signal before a TDCALL, or a TDCALL never came back (see {@link Interruption}). */
+      readonly kind: 'interrupted';
+      readonly tdcalls: number;
+      /** [start, acceptedEnd) is accepted. */
+      readonly acceptedEnd: number;
+      /** [acceptedEnd, inFlightEnd): the block whose ACCEPT never came back (its state is unknown); empty on abort. */
+      readonly inFlightEnd: number;
+      readonly interruption: Interruption;
     };
 
 /** State an accept loop keeps across calls (what it learnt about the module). */
@@ -26,18 +48,54 @@ export interface AcceptMemory {
   no1G: boolean;
 }
 
+/** Per-call options of {@link acceptRange}: cancellation and which pages this guest accepted before. */
+export interface AcceptOptions {
+  /** Stops the loop before its next TDCALL; the outcome is then `interrupted`. */
+  readonly signal?: AbortSignal;
+  /**
+   * Asked on PAGE_ALREADY_ACCEPTED: true when the caller knows it accepted this block itself (its ledger says so, or
+   * its own concurrent accept of it succeeded), which makes the answer a success whatever the policy says.
+   */
+  readonly acceptedByUs?: (gpa: number, level: number) => boolean | Promise<boolean>;
+}
+
 /**
  * TDG.MEM.PAGE.ACCEPT over `range` following `policy`: largest level first where aligned and fitting, falling back
  * per block, ALREADY_ACCEPTED and BUSY as the policy says. A page that is not AUGed yet makes the module exit to the
- * VMM, and the TDCALL completes once the VMM has AUGed it: that is not a status the guest sees.
+ * VMM, and the TDCALL completes once the VMM has AUGed it: that is not a status the guest sees. The arguments are
+ * checked first (a GuestError naming the bad one; `range` against the widest private space, GPAW 52, since the
+ * loop does not know the TD's width).
  * Source: Linux arch/x86/coco/tdx/tdx-shared.c (ladder), reference guest-and-vmm.md §2.2 and §6.
  */
 export async function acceptRange(
-  cpu: GuestCpu,
+  cpu: TdcallCpu,
   range: GpaRange,
   policy: AcceptPolicy,
   memory: AcceptMemory = { no1G: false },
   fuse = 1_000_000,
+  options: AcceptOptions = {},
+): Promise<AcceptOutcome> {
+  assertCpu('cpu', cpu);
+  const checked = validateGpaRange(range, 52);
+  validateAcceptPolicy(policy, 'policy');
+  assertObject('memory', memory);
+  assertOneOf('memory.no1G', memory.no1G, [true, false]);
+  assertInteger('fuse', fuse, 1, Number.MAX_SAFE_INTEGER);
+  assertObject('options', options);
+  assertKnownOptions('acceptRange', options, ['signal', 'acceptedByUs'], 'options.');
+  assertSignal('options.signal', options.signal);
+  assertFunction('options.acceptedByUs', options.acceptedByUs, true);
+  return runAcceptRange(cpu, checked, policy, memory, fuse, options);
+}
+
+/** The loop itself, on checked arguments. */
+export async function runAcceptRange(
+  cpu: TdcallCpu,
+  range: GpaRange,
+  policy: AcceptPolicy,
+  memory: AcceptMemory = { no1G: false },
+  fuse = 1_000_000,
+  options: AcceptOptions = {},
 ): Promise<AcceptOutcome> {
   let pos = range.start;
   let tdcalls = 0;
@@ -52,7 +110,22 @@ export async function acceptRange(
       let busy = 0;
       let status: bigint;
       for (;;) {
-        status = await tdgAccept(cpu, pos, level);
+        const aborted = abortedBy(options.signal);
+        if (aborted !== undefined)
+          return { kind: 'interrupted', tdcalls, acceptedEnd: pos, inFlightEnd: pos, interruption: aborted };
+        try {
+          status = await tdgAccept(cpu, pos, level);
+        } catch (error) {
+          tdcalls++;
+          log('%s: accept at 0x%s level %d never came back', policy.name, pos.toString(16), level);
+          return {
+            kind: 'interrupted',
+            tdcalls,
+            acceptedEnd: pos,
+            inFlightEnd: pos + size,
+            interruption: { kind: 'vcpu-lost', error },
+          };
+        }
         tdcalls++;
         if (!isStatus(status, TdxStatus.OPERAND_BUSY) || busy >= policy.busyRetries) break;
         busy++;
@@ -75,7 +148,11 @@ export async function acceptRange(
         done = true;
         break;
       }
-      const verdict = judge(policy, status, level);
+      const ours =
+        isStatus(status, TdxStatus.PAGE_ALREADY_ACCEPTED) &&
+        options.acceptedByUs !== undefined &&
+        (await options.acceptedByUs(pos, level));
+      const verdict = ours ? 'success' : judge(policy, status, level);
       if (verdict === 'success') {
         pos += size;
         done = true;

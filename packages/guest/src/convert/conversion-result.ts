@@ -22,6 +22,24 @@ export type ConversionFailure =
   | { readonly step: 'accept'; readonly failure: Extract<AcceptOutcome, { kind: 'failed' }> };
 
 /**
+ * How a conversion ended when it was given an AbortSignal: as {@link ConversionResult}, or `aborted` when the signal
+ * fired first. An abort takes effect before the next TDCALL (one in progress cannot be taken back): every page of the
+ * request is then `converted`, `unchanged` or `unknown` (quarantined), as for a failure.
+ */
+export type ConversionOutcome = ConversionResult | ConversionAborted;
+
+/** A conversion stopped by its AbortSignal. */
+export interface ConversionAborted {
+  readonly kind: 'aborted';
+  /** The signal's reason. */
+  readonly reason: unknown;
+  readonly mapGpaCalls: number;
+  readonly acceptCalls: number;
+  /** Every page of the request, as runs in address order. */
+  readonly pages: readonly PageOutcomeRun[];
+}
+
+/**
  * What `setShared` / `setPrivate` answer: `ok`, or `failed` with the outcome of every page of the request
  * (converted, unchanged, or unknown and quarantined) and why it failed. A value, never an exception.
  */

@@ -1,5 +1,6 @@
 import { assertSameCopy, type SeptStateName, type TdxModule } from '@tdxsim/tdx-module';
-import type { PageLedger, PageState } from './page-ledger.js';
+import { GuestError } from '../errors.js';
+import { PageLedger, type PageState } from './page-ledger.js';
 
 /** A run of pages where the guest's belief and the module's truth disagree. */
 export interface LedgerMismatch {
@@ -19,9 +20,12 @@ const ACCESSIBLE: ReadonlySet<SeptStateName> = new Set([
   'EXPORTED_DIRTY_BLOCKEDW',
 ]);
 
-/** Whether a private page in SEPT `state` agrees with a ledger `state`. Quarantined pages claim nothing. */
+/**
+ * Whether a private page in SEPT `state` agrees with a ledger `state`. Quarantined pages claim nothing, and neither
+ * do pages whose conversion is in flight.
+ */
 function agrees(ledger: PageState, state: SeptStateName): boolean {
-  if (ledger === 'quarantined') return true;
+  if (ledger === 'quarantined' || ledger === 'converting') return true;
   if (ledger === 'private-accepted') return ACCESSIBLE.has(state);
   // Unaccepted or shared: the private side must not be usable (FREE, PENDING, blocked, ...).
   return !ACCESSIBLE.has(state);
@@ -33,7 +37,13 @@ function agrees(ledger: PageState, state: SeptStateName): boolean {
  * so a 2M or absent region costs one look-up.
  */
 export function checkLedger(ledger: PageLedger, module: TdxModule, tdr: number): LedgerMismatch[] {
+  if (!(ledger instanceof PageLedger))
+    throw new GuestError('INVALID_ARGUMENT', 'ledger must be a PageLedger', 'ledger');
   assertSameCopy('module', module);
+  if (typeof (module as Partial<TdxModule> | null)?.privatePage !== 'function')
+    throw new GuestError('INVALID_ARGUMENT', 'module must be a TdxModule', 'module');
+  if (typeof tdr !== 'number' || !Number.isSafeInteger(tdr) || tdr < 0)
+    throw new GuestError('INVALID_ARGUMENT', `tdr must be an address, got ${String(tdr)}`, 'tdr');
   const mismatches: LedgerMismatch[] = [];
   for (const run of ledger.entries()) {
     let at = run.start;

@@ -21,7 +21,32 @@ export interface MapGpaPolicy {
    */
   readonly callBound: ((pages: number) => number) | undefined;
   readonly r11: R11Rules;
+  /**
+   * Storm guard: the most MapGPA hypercalls one operation may make, whatever its size (a conversion of `TdGuest`
+   * counts all its MapGPA requests together). A VMM that progresses one page per call over a 70 TiB MMIO hole stays
+   * within `callBound` for tens of millions of calls; the budget stops it with a `call-bound` failure whose `guard` is
+   * `'storm'`. Undefined: none (the real guests have none). `strict`: {@link STORM_GUARD_CALLS}.
+   */
+  readonly hypercallBudget?: number;
+  /**
+   * How the guest forms the end of a to-shared request, as its source does: `'add'` — the end is (start | S) + size
+   * (right everywhere); `'or'` — the end is end | S, as Linux's tdx_map_gpa does, which wraps at the top of the
+   * private space: there the end already equals S, and R13 = S − (start | S) modulo 2^64. Default `'add'`.
+   */
+  readonly sharedEnd?: 'add' | 'or';
+  /**
+   * A shared bit the guest hard-codes instead of taking bit GPAW − 1 from TDG.VP.INFO (OpenVMM: 47, which is a
+   * private address bit on a GPAW 52 TD). Default: from GPAW.
+   */
+  readonly sharedBit?: 47 | 51;
 }
+
+/**
+ * The storm guard of `strict`: MapGPA hypercalls per operation. Sized so that legal progress on the largest ranges
+ * real guests convert completes: a swiotlb of 4 GiB at one page per call with two no-progress RETRYs before every
+ * page (strict's worst legal case: 3 × 1,048,576 + 1 calls) fits, and 16 GiB at one page per call.
+ */
+export const STORM_GUARD_CALLS = 4 * 2 ** 20;
 
 /** What a RETRY's R11 must satisfy. */
 export interface R11Rules {

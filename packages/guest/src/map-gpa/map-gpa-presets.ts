@@ -1,4 +1,4 @@
-import type { MapGpaPolicy } from './map-gpa-policy.js';
+import { type MapGpaPolicy, STORM_GUARD_CALLS } from './map-gpa-policy.js';
 
 /**
  * MapGPA behaviour of real guests, as read from their source (reference guest-and-vmm.md §2.1, §6 "Peer guest
@@ -13,6 +13,7 @@ const linuxLike = (name: string): MapGpaPolicy => ({
   // Unbounded while every RETRY moves forward.
   callBound: undefined,
   r11: { bounds: 'with-shared-bit', aligned: false, withinRequest: false, pastEnd: 'done' },
+  sharedEnd: 'add',
 });
 
 /**
@@ -20,11 +21,14 @@ const linuxLike = (name: string): MapGpaPolicy => ({
  * `strict` is the default.
  */
 export const mapGpaPresets = {
-  /** Linux tdx_map_gpa (6.7+): whole range per call, start ≤ R11 < end with the shared bit, 3 no-progress RETRYs. */
-  linux: linuxLike('linux'),
-  /** edk2 (OVMF/TDVF) since Nov 2023: as Linux. */
+  /**
+   * Linux tdx_map_gpa (6.7+): whole range per call, start ≤ R11 < end with the shared bit, 3 no-progress RETRYs. It
+   * ORs the shared bit into the end, so a to-shared range ending at the top of the private space sends a wrapped R13.
+   */
+  linux: { ...linuxLike('linux'), sharedEnd: 'or' },
+  /** edk2 (OVMF/TDVF) since Nov 2023: as Linux, but the end is (start | S) + length, right at the top. */
   edk2: linuxLike('edk2'),
-  /** td-shim: as Linux (its end is computed with an overflow check, which validateRange does for every preset). */
+  /** td-shim: as Linux, with the end computed as (start | S) + length with an overflow check. */
   tdShim: linuxLike('tdShim'),
   /** Intel's tdx-guest crate: a single call; the caller gets (R11, error), so a RETRY is a failure here. */
   tdxGuestCrate: {
@@ -45,7 +49,10 @@ export const mapGpaPresets = {
     callBound: undefined,
     r11: { bounds: 'without-shared-bit', aligned: true, withinRequest: false, pastEnd: 'done' },
   },
-  /** OpenVMM: no R11 validation, no bound; R11 at or past the end ends the loop as a success. */
+  /**
+   * OpenVMM: no R11 validation, no bound; R11 at or past the end ends the loop as a success. The shared bit is
+   * hard-coded to bit 47, which on a GPAW 52 TD is a private address bit.
+   */
   openvmm: {
     name: 'openvmm',
     request: 'whole',
@@ -53,6 +60,7 @@ export const mapGpaPresets = {
     noProgressLimit: Number.POSITIVE_INFINITY,
     callBound: undefined,
     r11: { bounds: 'none', aligned: false, withinRequest: false, pastEnd: 'done' },
+    sharedBit: 47,
   },
   /** COCONUT-SVSM: no R11 validation, no bound; the next size is end − R11, which wraps when R11 passes the end. */
   coconutSvsm: {
@@ -74,8 +82,9 @@ export const mapGpaPresets = {
     r11: { bounds: 'none', aligned: false, withinRequest: false, pastEnd: 'done' },
   },
   /**
-   * Ours: Linux's bounds and budget, plus R11 page-aligned and within what the call asked for, and a call bound
-   * that follows from them (each progress is at least a page, with at most two no-progress calls between).
+   * Ours: Linux's bounds and budget, plus R11 page-aligned and within what the call asked for, a call bound that
+   * follows from them (each progress is at least a page, with at most two no-progress calls between), the storm
+   * guard, and the end formed as (start | S) + size, right at the top of the private space.
    */
   strict: {
     name: 'strict',
@@ -85,6 +94,8 @@ export const mapGpaPresets = {
     /** At most three calls per page plus one. */
     callBound: (pages: number) => 3 * pages + 1,
     r11: { bounds: 'with-shared-bit', aligned: true, withinRequest: true, pastEnd: 'done' },
+    hypercallBudget: STORM_GUARD_CALLS,
+    sharedEnd: 'add',
   },
 } as const satisfies Record<string, MapGpaPolicy>;
 

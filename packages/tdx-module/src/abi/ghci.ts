@@ -1,3 +1,5 @@
+import { assertUnsigned } from '../errors.js';
+
 /**
  * The GHCI contract carried by TDG.VP.VMCALL: sub-functions (R11 on input) and statuses (R10 on output).
  * The module never interprets these; they are a contract between guest and VMM.
@@ -48,7 +50,8 @@ const statusNames = new Map<bigint, TdvmcallStatusName>(
 
 /** The GHCI name of an R10 value, or undefined when the value is outside the GHCI set. */
 export function tdvmcallStatusName(status: bigint): TdvmcallStatusName | undefined {
-  return statusNames.get(BigInt.asUintN(64, status));
+  assertUnsigned('status', status);
+  return statusNames.get(status);
 }
 
 /**

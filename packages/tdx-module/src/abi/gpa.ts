@@ -1,4 +1,4 @@
-import { TdxSimError } from '../errors.js';
+import { assertGpawValue, showValue, TdxSimError } from '../errors.js';
 
 /**
  * Guest physical addresses. The shared bit is 1 << (GPAW − 1): bit 47 for GPAW 48, bit 51 for GPAW 52. A
@@ -19,11 +19,20 @@ export function assertGpaw(gpaw: number, argument = 'gpaw'): asserts gpaw is Gpa
 
 /** The shared bit as a number: 2^47 or 2^51. */
 export function sharedBit(gpaw: Gpaw): number {
-  return gpaw === 52 ? 2 ** 51 : 2 ** 47;
+  if (gpaw === 48) return 2 ** 47;
+  if (gpaw === 52) return 2 ** 51;
+  return assertGpawValue('gpaw', gpaw) as never;
 }
 
 /** True if the shared bit of `gpaw` is set in `gpa`. */
 export function isSharedGpa(gpa: number, gpaw: Gpaw): boolean {
+  // A bit test, defined for any non-negative integer (a hostile VMM's 64-bit R11 read as a number included).
+  if (typeof gpa !== 'number' || !Number.isInteger(gpa) || gpa < 0)
+    throw new TdxSimError(
+      'INVALID_ADDRESS',
+      `gpa must be a non-negative integer, got ${showValue(gpa)}`,
+      'gpa',
+    );
   return Math.floor(gpa / sharedBit(gpaw)) % 2 === 1;
 }
 
@@ -42,10 +51,13 @@ export function toPrivateGpa(gpa: number, gpaw: Gpaw): number {
  * and with GPAW 48 bits 51:48 clear too (reference tdx-module.md §4.1, check_gpa_validity).
  */
 export function isValidPrivateGpa(gpa: number, gpaw: Gpaw): boolean {
-  return Number.isSafeInteger(gpa) && gpa >= 0 && gpa < sharedBit(gpaw);
+  // A predicate on the address: anything that is not one is "not valid"; the width must be a real one.
+  const top = sharedBit(gpaw);
+  return Number.isSafeInteger(gpa) && gpa >= 0 && gpa < top;
 }
 
 /** True if `gpa` (either alias) lies inside the TD's guest-physical space of `gpaw` bits. */
 export function isWithinGpaw(gpa: number, gpaw: Gpaw): boolean {
+  assertGpawValue('gpaw', gpaw);
   return Number.isSafeInteger(gpa) && gpa >= 0 && gpa < 2 ** gpaw;
 }

@@ -1,3 +1,5 @@
+import { assertIntegerInRange, assertUnsigned } from '../errors.js';
+
 /**
  * SEAMCALL (host) and TDCALL (guest) leaf numbers. RAX on input: bits 15:0 leaf, bits 23:16 version, all
  * other bits 0.
@@ -74,26 +76,31 @@ const tdcallNames = new Map<number, string>(
 
 /** `TDH.MEM.PAGE.AUG` for 6, and so on; `undefined` for a leaf not listed. */
 export function seamcallLeafName(leaf: number): string | undefined {
+  assertIntegerInRange('leaf', leaf, 0, 0xffff);
   return seamcallNames.get(leaf);
 }
 
 /** `TDG.MEM.PAGE.ACCEPT` for 6, and so on. */
 export function tdcallLeafName(leaf: number): string | undefined {
+  assertIntegerInRange('leaf', leaf, 0, 0xffff);
   return tdcallNames.get(leaf);
 }
 
-/** RAX for a call: leaf in bits 15:0, version in bits 23:16. */
+/** RAX for a call: leaf in bits 15:0, version in bits 23:16. Values wider than their field are refused. */
 export function encodeLeaf(leaf: number, version = 0): bigint {
-  return BigInt(leaf & 0xffff) | (BigInt(version & 0xff) << 16n);
+  assertIntegerInRange('leaf', leaf, 0, 0xffff);
+  assertIntegerInRange('version', version, 0, 0xff);
+  return BigInt(leaf) | (BigInt(version) << 16n);
 }
 
-/** Splits an input RAX; `valid` is false when any bit outside 23:0 is set. */
+/** Splits an input RAX (a 64-bit value); `valid` is false when any bit outside 23:0 is set. */
 export function decodeLeaf(rax: bigint): { leaf: number; version: number; valid: boolean } {
-  if (rax >= 0n && rax < 0x1000000n) {
+  if (typeof rax === 'bigint' && rax >= 0n && rax < 0x1000000n) {
     const small = Number(rax);
     return { leaf: small & 0xffff, version: small >>> 16, valid: true };
   }
-  const value = BigInt.asUintN(64, rax);
+  assertUnsigned('rax', rax);
+  const value = rax;
   return {
     leaf: Number(value & 0xffffn),
     version: Number((value >> 16n) & 0xffn),

@@ -1,3 +1,4 @@
+import { assertUnsigned } from '../errors.js';
 import { TdvmcallStatus } from './ghci.js';
 import { type Gpaw, sharedBit } from './gpa.js';
 
@@ -8,6 +9,8 @@ import { type Gpaw, sharedBit } from './gpa.js';
  * to answer with (R11 = start), or undefined when the request is valid.
  */
 export function mapGpaRequestError(start: bigint, size: bigint, gpaw: Gpaw): bigint | undefined {
+  assertUnsigned('start', start);
+  assertUnsigned('size', size);
   const shared = BigInt(sharedBit(gpaw));
   const end = start + size;
   const last = end - 1n;

@@ -1,3 +1,5 @@
+import { assertIntegerInRange } from '../errors.js';
+
 /**
  * Operand ids that the module adds into bits 31:0 of a status. Register ids follow the GPR numbering
  * (RAX 0 … R15 15). There is no PAMT operand id: a PAMT failure reports the register that carried the address.
@@ -42,5 +44,6 @@ const operandNames = new Map<number, OperandIdName>(
 
 /** The name of an operand id, or undefined for a value the module does not define. */
 export function operandIdName(id: number): OperandIdName | undefined {
+  assertIntegerInRange('id', id, 0, 0xffff_ffff);
   return operandNames.get(id);
 }

@@ -1,5 +1,6 @@
+import { assertAddress, assertIntegerInRange, assertUnsigned, TdxSimError } from '../errors.js';
 import type { Gpaw } from './gpa.js';
-import { isValidPrivateGpa } from './gpa.js';
+import { isValidPrivateGpa, sharedBit } from './gpa.js';
 
 /**
  * Page-info input (RCX of the SEPT leaves and TDG.MEM.PAGE.ACCEPT): bits 2:0 level, 11:3 reserved, 51:12 GPA,
@@ -9,9 +10,17 @@ import { isValidPrivateGpa } from './gpa.js';
 const RESERVED_MASK = 0xfff0_0000_0000_0ff8n;
 const GPA_MASK = 0x000f_ffff_ffff_f000n;
 
-/** Encodes a level and a page-aligned GPA as RCX. */
+/**
+ * Encodes a level and a page-aligned GPA as RCX. A GPA with bits 11:0 set (they hold the level and reserved bits)
+ * or at or above 2^52, or a level wider than 3 bits, is refused instead of being cut to fit.
+ */
 export function encodePageInfo(gpa: number, level: number): bigint {
-  return (BigInt(gpa) & GPA_MASK) | BigInt(level & 7);
+  assertAddress('gpa', gpa);
+  if (gpa % 4096 !== 0) {
+    throw new TdxSimError('INVALID_ADDRESS', `gpa must be 4 KiB-aligned, got 0x${gpa.toString(16)}`, 'gpa');
+  }
+  assertIntegerInRange('level', level, 0, 7);
+  return BigInt(gpa) | BigInt(level);
 }
 
 /** The fields of a page-info input (RCX), as {@link decodePageInfo} splits them; nothing is validated. */
@@ -23,7 +32,8 @@ export interface DecodedPageInfo {
 
 /** Splits RCX into its fields without judging them. */
 export function decodePageInfo(rcx: bigint): DecodedPageInfo {
-  const value = BigInt.asUintN(64, rcx);
+  assertUnsigned('rcx', rcx);
+  const value = rcx;
   return {
     gpa: Number(value & GPA_MASK),
     level: Number(value & 7n),
@@ -42,7 +52,11 @@ export function checkPageInfo(
   maxLevel: number,
   gpaw: Gpaw,
 ): { gpa: number; level: number } | undefined {
-  const value = BigInt.asUintN(64, rcx);
+  assertUnsigned('rcx', rcx);
+  assertIntegerInRange('minLevel', minLevel, 0, 7);
+  assertIntegerInRange('maxLevel', maxLevel, 0, 7);
+  sharedBit(gpaw);
+  const value = rcx;
   if ((value & RESERVED_MASK) !== 0n) return undefined;
   const level = Number(value & 7n);
   if (level < minLevel || level > maxLevel) return undefined;

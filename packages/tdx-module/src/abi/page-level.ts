@@ -1,3 +1,5 @@
+import { assertIntegerInRange } from '../errors.js';
+
 /** SEPT levels: 0 = 4K, 1 = 2M, 2 = 1G, 3 = 512G (PML4), 4 = PML5. Source: reference tdx-module.md §0, §4.1. */
 export const PageLevel = {
   L4K: 0,
@@ -17,15 +19,20 @@ export const PAGE_SIZE_1G = 1024 * 1024 * 1024;
 
 /** Bytes mapped by one entry at `level`: 4 KiB << (9 × level). */
 export function pageSizeOf(level: number): number {
+  if (level === 0) return PAGE_SIZE_4K;
+  if (level === 1) return PAGE_SIZE_2M;
+  assertIntegerInRange('level', level, 0, 4);
   return PAGE_SIZE_4K * 2 ** (9 * level);
 }
 
 /** Number of 4K pages one entry at `level` covers. */
 export function pagesAtLevel(level: number): number {
+  assertIntegerInRange('level', level, 0, 4);
   return 2 ** (9 * level);
 }
 
 /** Human label for a level, e.g. `2M`. */
 export function levelLabel(level: number): string {
+  assertIntegerInRange('level', level, 0, 7);
   return ['4K', '2M', '1G', '512G', '256T'][level] ?? `level ${level}`;
 }

@@ -1,3 +1,5 @@
+import { assertIntegerInRange } from '../errors.js';
+
 /** PAMT page types and sizes. Source: intel/tdx-module 1.5.01 src/common/memory_handlers/pamt_manager.h (reference §9). */
 export const PamtPageType = {
   NDA: 0,
@@ -16,5 +18,6 @@ const names = new Map<number, string>(
 
 /** `PT_REG` for 3, and so on. */
 export function pamtPageTypeName(type: number): string {
+  assertIntegerInRange('type', type, 0, 0xff);
   return names.get(type) ?? `PT_${type}`;
 }

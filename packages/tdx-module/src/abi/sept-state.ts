@@ -1,3 +1,4 @@
+import { showValue, TdxSimError } from '../errors.js';
 /**
  * Secure-EPT entry states, keyed by the module's internal 7-bit encoding, with the public number the module
  * reports in RDX bits 15:8 after a failed walk or state check. The states of export/import are listed for
@@ -76,8 +77,14 @@ const infoTable: (SeptStateInfo | undefined)[] = Array.from({ length: 128 }, (_,
 
 /** Properties of a state; throws on an encoding that is not a state (a model bug, never input). */
 export function septStateInfo(state: number): SeptStateInfo {
-  const info = infoTable[state];
-  if (info === undefined) throw new Error(`not a SEPT state encoding: 0x${state.toString(16)}`);
+  const info = Number.isInteger(state) ? infoTable[state] : undefined;
+  if (info === undefined) {
+    throw new TdxSimError(
+      'INVALID_ARGUMENT',
+      `state is not a SEPT state encoding: ${showValue(state)}`,
+      'state',
+    );
+  }
   return info;
 }
 

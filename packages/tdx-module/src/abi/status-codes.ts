@@ -1,3 +1,5 @@
+import { assertIntegerInRange, assertUnsigned, TdxSimError } from '../errors.js';
+
 /**
  * TDX module status codes (RAX after a SEAMCALL or TDCALL) as exact 64-bit values. Each base code has zero low
  * 32 bits; the module adds an operand id, a SEPT level or an exit reason into bits 31:0.
@@ -90,20 +92,33 @@ export const STATUS_CODE_MASK = 0xffffffff00000000n;
 
 /** The base code of `status` (bits 31:0 cleared). */
 export function statusBase(status: bigint): bigint {
+  assertUnsigned('status', status);
   return status & STATUS_CODE_MASK;
 }
 
 /** Bits 31:0 of `status`: the operand id, SEPT level or exit reason the module added. */
 export function statusDetail(status: bigint): number {
+  assertUnsigned('status', status);
   return Number(status & 0xffffffffn);
 }
 
 /** True if `status` is `base` with any detail in bits 31:0 (the comparison Linux and KVM make). */
 export function isStatus(status: bigint, base: bigint): boolean {
+  assertUnsigned('status', status);
+  assertUnsigned('base', base);
   return (status & STATUS_CODE_MASK) === base;
 }
 
 /** Forms `base` + detail, as the module does for an operand id or a level. */
 export function withDetail(base: bigint, detail: number): bigint {
-  return base | BigInt(detail >>> 0);
+  assertUnsigned('base', base);
+  if ((base & 0xffffffffn) !== 0n) {
+    throw new TdxSimError(
+      'INVALID_ARGUMENT',
+      `base must have bits 31:0 clear, got 0x${base.toString(16)}`,
+      'base',
+    );
+  }
+  assertIntegerInRange('detail', detail, 0, 0xffff_ffff);
+  return base | BigInt(detail);
 }

@@ -1,3 +1,4 @@
+import { assertUnsigned } from '../errors.js';
 import { OperandId, operandIdName } from './operand-id.js';
 import { STATUS_CODE_MASK, TdxStatus, type TdxStatusName } from './status-codes.js';
 
@@ -49,7 +50,8 @@ const exitReasonCodes: ReadonlySet<TdxStatusName> = new Set([
 
 /** Splits a TDX status into its fields and names it. Works for any 64-bit value. */
 export function decodeStatus(status: bigint): DecodedStatus {
-  const value = BigInt.asUintN(64, status);
+  assertUnsigned('status', status);
+  const value = status;
   const high = Number(value >> 32n);
   const detailsL2 = Number(value & 0xffffffffn);
   const name = namesByBase.get(value & STATUS_CODE_MASK);

@@ -1,3 +1,5 @@
+import { assertIntegerInRange } from '../errors.js';
+
 /**
  * TD life-cycle states (in the TDR) and OP_STATE values (in the TDCS), with the attributes and config flags the
  * model reads from TD_PARAMS.
@@ -34,6 +36,7 @@ export type OpState = (typeof OpState)[keyof typeof OpState];
 
 /** The name of an OP_STATE value, or `OP_STATE_<n>` for a value outside the table. */
 export function opStateName(state: number): string {
+  assertIntegerInRange('state', state, 0, 0xff);
   return Object.entries(OpState).find(([, value]) => value === state)?.[0] ?? `OP_STATE_${state}`;
 }
 

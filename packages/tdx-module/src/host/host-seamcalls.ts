@@ -2,7 +2,15 @@ import { encodeLeaf, SeamcallLeaf } from '../abi/leaves.js';
 import { encodePageInfo } from '../abi/page-info.js';
 import { type DecodedStatus, decodeStatus } from '../abi/status-decoder.js';
 import { HP_LOCK_TIMEOUT_FIELD_ID, TD_PARAMS_SIZE, TdConfigFlag, TdParamsOffset } from '../abi/td-state.js';
-import { assertAddress, assertIntegerInRange, assertKnownOptions, TdxSimError } from '../errors.js';
+import {
+  assertAddress,
+  assertHasMethod,
+  assertIntegerInRange,
+  assertKnownOptions,
+  assertOneOf,
+  assertUnsigned,
+  TdxSimError,
+} from '../errors.js';
 import { assertSameCopy } from '../package-copy.js';
 import { type Gprs, type GprValues, makeGprs, Reg } from '../registers.js';
 import type { SeamcallPort } from '../vmm-port.js';
@@ -32,12 +40,14 @@ export class HostSeamcalls {
 
   constructor(port: SeamcallPort) {
     assertSameCopy('port', port);
+    assertHasMethod('port', port, 'seamcall');
     this.#port = port;
   }
 
-  /** Any leaf with raw register values. */
+  /** Any leaf with raw register values (each within 64 bits; see `makeGprs`). */
   async raw(leaf: number, values: GprValues, version = 0): Promise<SeamcallResult> {
-    const regs = await this.#port.seamcall(encodeLeaf(leaf, version), makeGprs(values));
+    const rax = encodeLeaf(leaf, version);
+    const regs = await this.#port.seamcall(rax, makeGprs(values));
     const status = regs[Reg.RAX] as bigint;
     return {
       status,
@@ -83,6 +93,7 @@ export class HostSeamcalls {
   /** TDH.MNG.RD: reads TD-scope metadata field `fieldId` (default: the host-priority lock timeout). */
   mngRead(tdr: number, fieldId: bigint = HP_LOCK_TIMEOUT_FIELD_ID): Promise<SeamcallResult> {
     assertAddress('tdr', tdr);
+    assertUnsigned('fieldId', fieldId);
     return this.raw(SeamcallLeaf.MNG_RD, { rcx: tdr, rdx: fieldId });
   }
 
@@ -94,6 +105,9 @@ export class HostSeamcalls {
     mask = 0xffff_ffff_ffff_ffffn,
   ): Promise<SeamcallResult> {
     assertAddress('tdr', tdr);
+    assertUnsigned('fieldId', fieldId);
+    assertUnsigned('value', value);
+    assertUnsigned('mask', mask);
     return this.raw(SeamcallLeaf.MNG_WR, { rcx: tdr, rdx: fieldId, r8: value, r9: mask });
   }
 
@@ -114,6 +128,7 @@ export class HostSeamcalls {
   /** TDH.VP.INIT: initialises the vCPU; `initialRcx` is the guest's RCX at its first entry. */
   vpInit(tdvpr: number, initialRcx = 0n): Promise<SeamcallResult> {
     assertAddress('tdvpr', tdvpr);
+    assertUnsigned('initialRcx', initialRcx);
     return this.raw(SeamcallLeaf.VP_INIT, { rcx: tdvpr, rdx: initialRcx });
   }
 
@@ -140,6 +155,8 @@ export class HostSeamcalls {
    */
   septAdd(tdr: number, gpa: number, level: number, hpa: number, options: { allowExisting?: boolean } = {}) {
     assertKnownOptions('septAdd', options, ['allowExisting']);
+    if (options.allowExisting !== undefined)
+      assertOneOf('allowExisting', options.allowExisting, [true, false]);
     assertAddress('tdr', tdr);
     assertAddress('gpa', gpa);
     assertLevel(level, 7);
@@ -274,6 +291,9 @@ export function encodeTdParams(params: TdParams): Uint8Array {
     throw new TdxSimError('INVALID_OPTION', `gpaw must be 48 or 52, got ${String(params.gpaw)}`, 'gpaw');
   }
   assertIntegerInRange('maxVcpus', params.maxVcpus, 0, 0xffff);
+  if (params.attributes !== undefined) assertUnsigned('attributes', params.attributes);
+  if (params.pwl !== undefined) assertOneOf('pwl', params.pwl, [3, 4]);
+  if (params.noRbpMod !== undefined) assertOneOf('noRbpMod', params.noRbpMod, [true, false]);
   const bytes = new Uint8Array(TD_PARAMS_SIZE);
   const view = new DataView(bytes.buffer);
   const pwl = params.pwl ?? (params.gpaw === 52 ? 4 : 3);

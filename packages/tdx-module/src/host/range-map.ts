@@ -1,3 +1,12 @@
+import { assertIntegerInRange, TdxSimError } from '../errors.js';
+
+/** [start, end): non-negative integers, start ≤ end. */
+function bounds(start: number, end: number): void {
+  assertIntegerInRange('start', start, 0, Number.MAX_SAFE_INTEGER);
+  assertIntegerInRange('end', end, 0, Number.MAX_SAFE_INTEGER);
+  if (end < start) throw new TdxSimError('INVALID_ARGUMENT', `end ${end} is below start ${start}`, 'end');
+}
+
 /**
  * A map from 4K-aligned addresses to values, stored as sorted runs [start, end) so that a 1 TiB range costs one
  * entry. Unset addresses have no value. Adjacent runs with the same value are merged.
@@ -20,9 +29,10 @@ export class RangeMap<T> {
     return low;
   }
 
-  /** Sets [start, end) to `value`. */
+  /** Sets [start, end) to `value` (an empty range sets nothing; an inverted one is an error). */
   set(start: number, end: number, value: T): void {
-    if (end <= start) return;
+    bounds(start, end);
+    if (end === start) return;
     const starts = this.#starts;
     const ends = this.#ends;
     const values = this.#values;
@@ -62,12 +72,18 @@ export class RangeMap<T> {
 
   /** The value at `at`, or undefined. */
   get(at: number): T | undefined {
+    assertIntegerInRange('at', at, 0, Number.MAX_SAFE_INTEGER);
     const i = this.#firstEndingAfter(at);
     return i < this.#starts.length && (this.#starts[i] as number) <= at ? this.#values[i] : undefined;
   }
 
   /** The runs that overlap [start, end), clipped to it, including gaps as `undefined` values. */
-  *runs(start: number, end: number): Generator<{ start: number; end: number; value: T | undefined }> {
+  runs(start: number, end: number): Generator<{ start: number; end: number; value: T | undefined }> {
+    bounds(start, end);
+    return this.#runs(start, end);
+  }
+
+  *#runs(start: number, end: number): Generator<{ start: number; end: number; value: T | undefined }> {
     let at = start;
     for (let i = this.#firstEndingAfter(start); i < this.#starts.length && at < end; i++) {
       const s = Math.max(this.#starts[i] as number, start);

@@ -1,5 +1,7 @@
 import { PamtPageType } from '../abi/page-type.js';
 import { TdxStatus } from '../abi/status-codes.js';
+import { assertAddress, assertFunction, assertHasMethod, assertIntegerInRange } from '../errors.js';
+import { assertModule } from '../inspect/assert-module.js';
 import type { HostPageAllocator } from '../memory/host-page-allocator.js';
 import { assertSameCopy } from '../package-copy.js';
 import type { TdxModule } from '../tdx-module.js';
@@ -22,6 +24,14 @@ export async function ensureSeptTables(
   onCall?: (status: bigint) => void,
 ): Promise<bigint> {
   assertSameCopy('module', module);
+  assertModule(module);
+  assertHasMethod('host', host, 'septAdd');
+  assertHasMethod('allocator', allocator, 'alloc4k');
+  assertAddress('tdr', tdr);
+  assertAddress('gpa', gpa);
+  assertIntegerInRange('level', level, 0, 4);
+  assertIntegerInRange('pwl', pwl, 3, 4);
+  assertFunction('onCall', onCall, true);
   const reached = module.privatePage(tdr, gpa);
   if (reached.level <= level) return TdxStatus.SUCCESS;
   if (reached.state !== 'FREE') return TdxStatus.EPT_WALK_FAILED;

@@ -1,6 +1,17 @@
 import { TdxStatus } from '../abi/status-codes.js';
 import { formatStatus } from '../abi/status-decoder.js';
-import { assertKnownOptions, TdxSimError } from '../errors.js';
+import {
+  assertAddress,
+  assertGpawValue,
+  assertHasMethod,
+  assertIntegerInRange,
+  assertKnownOptions,
+  assertObject,
+  assertOneOf,
+  assertUnsigned,
+  TdxSimError,
+} from '../errors.js';
+import { assertModule } from '../inspect/assert-module.js';
 import { HostPageAllocator } from '../memory/host-page-allocator.js';
 import { assertSameCopy } from '../package-copy.js';
 import type { GuestCpu, TdxModule } from '../tdx-module.js';
@@ -66,6 +77,35 @@ export async function buildTd(
     'initialImage',
     'skipFinalize',
   ]);
+  assertModule(module);
+  assertHasMethod('allocator', allocator, 'alloc4k');
+  if (options.gpaw !== undefined) assertGpawValue('gpaw', options.gpaw);
+  if (options.vcpus !== undefined) assertIntegerInRange('vcpus', options.vcpus, 1, 0xffff);
+  if (options.attributes !== undefined) assertUnsigned('attributes', options.attributes);
+  if (options.hkid !== undefined) assertIntegerInRange('hkid', options.hkid, 1, 65535);
+  if (options.skipFinalize !== undefined) assertOneOf('skipFinalize', options.skipFinalize, [true, false]);
+  if (options.initialImage !== undefined) {
+    if (!Array.isArray(options.initialImage))
+      throw new TdxSimError('INVALID_ARGUMENT', 'initialImage must be an array', 'initialImage');
+    options.initialImage.forEach((page: unknown, i) => {
+      assertObject(`initialImage[${i}]`, page);
+      assertKnownOptions('buildTd', page, ['gpa', 'bytes']);
+      const { gpa, bytes } = page as { gpa: number; bytes: unknown };
+      assertAddress(`initialImage[${i}].gpa`, gpa);
+      if (gpa % 4096 !== 0)
+        throw new TdxSimError(
+          'INVALID_ADDRESS',
+          `initialImage[${i}].gpa must be 4 KiB-aligned`,
+          `initialImage[${i}].gpa`,
+        );
+      if (!(bytes instanceof Uint8Array))
+        throw new TdxSimError(
+          'INVALID_ARGUMENT',
+          `initialImage[${i}].bytes must be a Uint8Array`,
+          `initialImage[${i}].bytes`,
+        );
+    });
+  }
   const host = new HostSeamcalls(module);
   const gpaw = options.gpaw ?? 48;
   const vcpus = options.vcpus ?? 1;

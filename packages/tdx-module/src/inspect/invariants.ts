@@ -1,10 +1,12 @@
 import { PamtPageType, pamtPageTypeName } from '../abi/page-type.js';
 import { SeptState, septStateInfo } from '../abi/sept-state.js';
 import { LifecycleState } from '../abi/td-state.js';
+import { assertKnownOptions, assertOneOf } from '../errors.js';
 import { hpHeld } from '../locks/host-priority-lock.js';
 import { TDEL } from '../locks/sept-entry-lock.js';
 import { assertSameCopy } from '../package-copy.js';
 import type { TdxModule } from '../tdx-module.js';
+import { assertModule } from './assert-module.js';
 
 /** One broken invariant: a stable `rule` name and what was found. */
 export interface InvariantViolation {
@@ -40,6 +42,9 @@ export const VMM_OWNED_INVARIANT_RULES: ReadonlySet<InvariantViolation['rule']> 
  */
 export function checkInvariants(module: TdxModule, options: { locks?: boolean } = {}): InvariantViolation[] {
   assertSameCopy('module', module);
+  assertModule(module);
+  assertKnownOptions('checkInvariants', options, ['locks']);
+  if (options.locks !== undefined) assertOneOf('options.locks', options.locks, [true, false]);
   const m = module.state;
   const out: InvariantViolation[] = [];
   const fail = (rule: InvariantViolation['rule'], message: string): void => {

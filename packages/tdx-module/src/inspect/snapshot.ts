@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { assertSameCopy } from '../package-copy.js';
 import type { TdxModule } from '../tdx-module.js';
+import { assertModule } from './assert-module.js';
 
 /**
  * A canonical digest of the whole module state (PAMT, TDs, SEPT entries with their lock bits, vCPUs, shared EPTs,
@@ -8,6 +9,7 @@ import type { TdxModule } from '../tdx-module.js';
  */
 export function snapshotState(module: TdxModule): string {
   assertSameCopy('module', module);
+  assertModule(module);
   const m = module.state;
   const hash = createHash('sha256');
   const put = (...values: unknown[]): void => {

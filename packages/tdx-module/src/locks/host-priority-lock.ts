@@ -1,3 +1,4 @@
+import { assertIntegerInRange, assertOneOf } from '../errors.js';
 import { type LockAttempt, type LockCaller, LockResult } from './lock-result.js';
 
 /**
@@ -50,11 +51,23 @@ export function unpackAttempt(packed: number): LockAttempt {
   return { result: Math.floor(packed / 65536) as LockResult, word: packed % 65536 };
 }
 
+/** A lock word, checked (the exported forms check; the module's own hot path uses the packed ones). */
+function checkedWord(word: number): void {
+  assertIntegerInRange('word', word, 0, 0xffff);
+}
+
+/** A lock word and who asks, checked. */
+function checked(word: number, caller: LockCaller): void {
+  checkedWord(word);
+  assertOneOf('caller', caller, ['host', 'guest']);
+}
+
 /**
  * A shared acquire of a host-priority lock by `caller`: the outcome and the new word (a failed host attempt
  * sets HP; a guest attempt fails while HP is set).
  */
 export function hpTryShared(word: number, caller: LockCaller): LockAttempt {
+  checked(word, caller);
   return unpackAttempt(hpTrySharedPacked(word, caller));
 }
 
@@ -63,11 +76,13 @@ export function hpTryShared(word: number, caller: LockCaller): LockAttempt {
  * acquire clears HP).
  */
 export function hpTryExclusive(word: number, caller: LockCaller): LockAttempt {
+  checked(word, caller);
   return unpackAttempt(hpTryExclusivePacked(word, caller));
 }
 
 /** Promotes the only shared hold of a host-priority lock to exclusive: the outcome and the new word. */
 export function hpTryPromote(word: number): LockAttempt {
+  checkedWord(word);
   return unpackAttempt(hpTryPromotePacked(word));
 }
 

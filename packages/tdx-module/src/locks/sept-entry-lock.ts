@@ -1,3 +1,4 @@
+import { assertIntegerInRange, assertOneOf } from '../errors.js';
 import { unpackAttempt } from './host-priority-lock.js';
 import { type LockAttempt, type LockCaller, LockResult } from './lock-result.js';
 
@@ -27,6 +28,8 @@ export function septEntryTryLockPacked(bits: number, caller: LockCaller): number
 
 /** Tries to lock a Secure-EPT entry for `caller`: the outcome and the entry's new lock bits. */
 export function septEntryTryLock(bits: number, caller: LockCaller): LockAttempt {
+  assertIntegerInRange('bits', bits, 0, TDEL | SEPT_HP);
+  assertOneOf('caller', caller, ['host', 'guest']);
   return unpackAttempt(septEntryTryLockPacked(bits, caller));
 }
 

@@ -1,5 +1,5 @@
-import { TdxSimError } from '../errors.js';
-import type { TdmrOptions } from './physical-memory.js';
+import { assertAddress, TdxSimError } from '../errors.js';
+import { type TdmrOptions, validateTdmr } from './physical-memory.js';
 
 const KIB4 = 4096;
 const MIB2 = 2 ** 21;
@@ -19,6 +19,7 @@ export class HostPageAllocator {
   #allocated = 0;
 
   constructor(tdmr: TdmrOptions) {
+    validateTdmr(tdmr);
     this.#low = tdmr.base;
     this.#high = tdmr.base + tdmr.size;
     this.#next4k = this.#low;
@@ -55,12 +56,14 @@ export class HostPageAllocator {
 
   /** Returns a 4K page for reuse. */
   free4k(hpa: number): void {
+    this.#checkFree('hpa', hpa, KIB4);
     this.#free4k.push(hpa);
     this.#allocated -= KIB4;
   }
 
   /** Returns a 2M page for reuse. */
   free2m(hpa: number): void {
+    this.#checkFree('hpa', hpa, MIB2);
     this.#free2m.push(hpa);
     this.#allocated -= MIB2;
   }
@@ -68,6 +71,18 @@ export class HostPageAllocator {
   /** Bytes handed out and not yet freed. */
   get allocatedBytes(): number {
     return this.#allocated;
+  }
+
+  /** A page to give back: aligned to its size and inside the TDMR this allocator hands out. */
+  #checkFree(argument: string, hpa: number, size: number): void {
+    assertAddress(argument, hpa);
+    if (hpa % size !== 0 || hpa < this.#low || hpa + size > this.#high) {
+      throw new TdxSimError(
+        'INVALID_ADDRESS',
+        `${argument} 0x${hpa.toString(16)} is not a ${size === KIB4 ? '4K' : '2M'} page of [0x${this.#low.toString(16)}, 0x${this.#high.toString(16)})`,
+        argument,
+      );
+    }
   }
 
   #exhausted(size: string): TdxSimError {

@@ -1,4 +1,4 @@
-import { TdxSimError } from '../errors.js';
+import { assertKnownOptions, assertObject, TdxSimError } from '../errors.js';
 
 const PAGE = 4096;
 
@@ -90,6 +90,8 @@ export interface TdmrOptions {
 }
 
 export function validateTdmr(tdmr: TdmrOptions): void {
+  assertObject('tdmr', tdmr);
+  assertKnownOptions('tdmr', tdmr, ['base', 'size']);
   const GIB = 2 ** 30;
   if (!Number.isSafeInteger(tdmr.base) || tdmr.base < 0 || tdmr.base % GIB !== 0 || tdmr.base >= 2 ** 52) {
     throw new TdxSimError(

@@ -1,3 +1,5 @@
+import { showValue, TdxSimError } from '../errors.js';
+
 /** The virtual clock: simulated time in nanoseconds. Nothing in tdxsim reads the wall clock. */
 export interface Clock {
   /** Simulated nanoseconds since the simulation started. */
@@ -15,7 +17,8 @@ export class VirtualClock implements Clock {
   }
 
   advance(ns: number): void {
-    if (!(Number.isFinite(ns) && ns >= 0)) throw new RangeError(`cannot advance the clock by ${ns}`);
+    if (typeof ns !== 'number' || !(Number.isFinite(ns) && ns >= 0))
+      throw new TdxSimError('INVALID_ARGUMENT', `ns must be a finite number ≥ 0, got ${showValue(ns)}`, 'ns');
     this.#now += ns;
   }
 }

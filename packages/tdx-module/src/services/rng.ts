@@ -1,3 +1,5 @@
+import { assertIntegerInRange, showValue, TdxSimError } from '../errors.js';
+
 /** The one seeded random source of a simulation. Every random choice comes from here, so a seed replays a run. */
 export interface Rng {
   readonly seed: number;
@@ -18,7 +20,8 @@ export class SeededRng implements Rng {
   #d: number;
 
   constructor(seed: number) {
-    if (!Number.isSafeInteger(seed)) throw new RangeError(`seed must be an integer, got ${seed}`);
+    if (typeof seed !== 'number' || !Number.isSafeInteger(seed))
+      throw new TdxSimError('INVALID_ARGUMENT', `seed must be an integer, got ${showValue(seed)}`, 'seed');
     this.seed = seed;
     let s = seed >>> 0;
     const split = (): number => {
@@ -46,10 +49,18 @@ export class SeededRng implements Rng {
   }
 
   int(min: number, max: number): number {
+    assertIntegerInRange('min', min, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+    assertIntegerInRange('max', max, min, Number.MAX_SAFE_INTEGER);
     return min + Math.floor(this.next() * (max - min + 1));
   }
 
   chance(p: number): boolean {
+    if (typeof p !== 'number' || !(p >= 0 && p <= 1))
+      throw new TdxSimError(
+        'INVALID_ARGUMENT',
+        `p must be a probability in [0, 1], got ${showValue(p)}`,
+        'p',
+      );
     return this.next() < p;
   }
 }

@@ -1,3 +1,5 @@
+import { assertFunction, assertIntegerInRange } from '../errors.js';
+
 /**
  * A place inside a module flow where it holds locks between two steps, e.g. after AUG has taken the SEPT entry
  * lock and before it commits. Schedulers use it to interleave vCPUs and host threads.
@@ -55,11 +57,13 @@ export class SteppingScheduler implements Scheduler {
   #match: (point: YieldPoint) => boolean;
 
   constructor(match: (point: YieldPoint) => boolean = () => false) {
+    assertFunction('match', match);
     this.#match = match;
   }
 
   /** Parks the flows whose yield point matches from now on. */
   pauseWhen(match: (point: YieldPoint) => boolean): void {
+    assertFunction('match', match);
     this.#match = match;
   }
 
@@ -92,6 +96,8 @@ export class SteppingScheduler implements Scheduler {
 
   /** Waits until at least `count` flows are parked (checks after each macrotask-free microtask turn). */
   async waitForParked(count = 1, maxTurns = 10_000): Promise<void> {
+    assertIntegerInRange('count', count, 1, Number.MAX_SAFE_INTEGER);
+    assertIntegerInRange('maxTurns', maxTurns, 1, Number.MAX_SAFE_INTEGER);
     for (let turn = 0; turn < maxTurns; turn++) {
       if (this.#parked.length >= count) return;
       await Promise.resolve();

@@ -1,3 +1,5 @@
+import { assertIntegerInRange } from '../errors.js';
+
 /** One record of what crossed a boundary: a SEAMCALL, a TDCALL, a TD exit or a VMM reply. */
 export type TraceEvent =
   | {
@@ -60,6 +62,7 @@ export class MemoryTraceSink implements TraceSink {
   #dropped = 0;
 
   constructor(capacity = 100_000) {
+    assertIntegerInRange('capacity', capacity, 1, 2 ** 32);
     this.#capacity = capacity;
   }
 

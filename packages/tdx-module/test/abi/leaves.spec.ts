@@ -81,7 +81,11 @@ describe('SEAMCALL leaf numbers (reference §2.1)', () => {
 
   it('names no leaf the model does not list', () => {
     expect(seamcallLeafName(0xffff)).toBeUndefined();
-    expect(seamcallLeafName(-1)).toBeUndefined();
+    // Not a leaf number at all (wider than RAX bits 15:0, negative): refused, not "unknown".
+    expect(() => seamcallLeafName(-1)).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT', argument: 'leaf' }),
+    );
+    expect(() => seamcallLeafName(0x10000)).toThrow(expect.objectContaining({ argument: 'leaf' }));
   });
 
   it('gives every constant a distinct number', () => {
@@ -123,7 +127,11 @@ describe('encodeLeaf / decodeLeaf (reference §2: bits 15:0 leaf, 23:16 version,
     expect(decodeLeaf(0x1000006n)).toEqual({ leaf: 6, version: 0, valid: false });
     expect(decodeLeaf(0x8000000000000006n).valid).toBe(false);
     expect(decodeLeaf(0x100000000n).valid).toBe(false);
-    expect(decodeLeaf(-1n).valid).toBe(false);
+    // A value that is not a 64-bit register is refused rather than read modulo 2^64.
+    expect(() => decodeLeaf(-1n)).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT', argument: 'rax' }),
+    );
+    expect(() => decodeLeaf(1n << 64n)).toThrow(expect.objectContaining({ argument: 'rax' }));
   });
 
   test.prop([fc.nat({ max: 0xffff }), fc.nat({ max: 0xff })])(

@@ -47,8 +47,14 @@ describe('operand ids (reference §1.3)', () => {
   });
 
   it('answers undefined for ids the module does not define', () => {
-    for (const id of [16, 94, 96, 127, 131, 143, 148, 168, 170, 171, 173, 183, 185, 255, -1]) {
+    for (const id of [16, 94, 96, 127, 131, 143, 148, 168, 170, 171, 173, 183, 185, 255, 0xffff_ffff]) {
       expect({ id, name: operandIdName(id) }).toEqual({ id, name: undefined });
+    }
+    // Bits 31:0 of a status hold the id: a value that does not fit is refused.
+    for (const bad of [-1, 2 ** 32, 1.5]) {
+      expect(() => operandIdName(bad)).toThrow(
+        expect.objectContaining({ code: 'INVALID_ARGUMENT', argument: 'id' }),
+      );
     }
   });
 

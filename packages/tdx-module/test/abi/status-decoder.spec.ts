@@ -260,10 +260,16 @@ describe('decodeStatus: properties', () => {
     expect(typeof d.display).toBe('string');
   });
 
-  test.prop([u64])('is total on negative inputs too (reads them as 64-bit two’s complement)', (value) => {
-    const negative = value - 0x10000000000000000n;
-    expect(decodeStatus(negative).value).toBe(value);
-  });
+  test.prop([u64])(
+    'refuses what is not a 64-bit value (negative or wider) instead of wrapping it',
+    (value) => {
+      for (const bad of [value - 0x10000000000000000n, value + 0x10000000000000000n]) {
+        expect(() => decodeStatus(bad)).toThrow(
+          expect.objectContaining({ code: 'INVALID_ARGUMENT', argument: 'status' }),
+        );
+      }
+    },
+  );
 
   // §1.1: "0x0 with a non-zero class = warning"; 0x4 / 0x6 are non-recoverable conditions, not warnings.
   test.prop([u64])('warning iff bits 63:60 are 0 and the class is non-zero', (value) => {
@@ -279,7 +285,10 @@ describe('decodeStatus: properties', () => {
     expect(decodeStatus(0x1000010000000000n).warning).toBe(false);
   });
 
-  const bases = Object.entries(TdxStatus) as [TdxStatusName, bigint][];
+  // Base codes have bits 31:0 clear (UNINITIALIZE_ERROR, all ones, is the module's sentinel, not a base).
+  const bases = (Object.entries(TdxStatus) as [TdxStatusName, bigint][]).filter(
+    ([, value]) => (value & 0xffffffffn) === 0n,
+  );
   const operandIds = Object.values(OperandId) as number[];
 
   test.prop([fc.constantFrom(...bases), fc.constantFrom(...operandIds)])(
@@ -366,10 +375,21 @@ describe('decodeStatus: whole decodings and exact displays', () => {
     expect(decodeStatus(value).display).toBe(display);
   });
 
-  it('takes a negative bigint as its 64-bit two’s-complement value', () => {
-    const d = decodeStatus(-1n);
-    expect(d.value).toBe(0xffffffffffffffffn);
-    expect(d.name).toBe('UNINITIALIZE_ERROR');
+  it('refuses a negative bigint, and reads the all-ones sentinel as UNINITIALIZE_ERROR', () => {
+    expect(() => decodeStatus(-1n)).toThrow(expect.objectContaining({ argument: 'status' }));
+    expect(decodeStatus(0xffffffffffffffffn).name).toBe('UNINITIALIZE_ERROR');
+  });
+
+  it('withDetail refuses a base with bits 31:0 set and a detail wider than 32 bits', () => {
+    expect(() => withDetail(TdxStatus.UNINITIALIZE_ERROR, 1)).toThrow(
+      expect.objectContaining({ argument: 'base' }),
+    );
+    expect(() => withDetail(TdxStatus.OPERAND_BUSY, 2 ** 32)).toThrow(
+      expect.objectContaining({ argument: 'detail' }),
+    );
+    expect(() => withDetail(TdxStatus.OPERAND_BUSY, -1)).toThrow(
+      expect.objectContaining({ argument: 'detail' }),
+    );
   });
 
   it('formats a level status with its level', () => {
@@ -382,14 +402,16 @@ describe('decodeStatus: whole decodings and exact displays', () => {
     0xac, 0xb8,
   ];
   test.prop([
-    fc.constantFrom(...(Object.keys(TdxStatus) as TdxStatusName[])),
+    fc.constantFrom(
+      ...(Object.keys(TdxStatus) as TdxStatusName[]).filter((name) => (TdxStatus[name] & 0xffffffffn) === 0n),
+    ),
     fc.constantFrom(...LITERAL_OPERAND_IDS),
   ])(
     'names base + any literal §1.3 operand id by the base name and keeps the id in details L2',
     (name, id) => {
       const d = decodeStatus(withDetail(TdxStatus[name], id));
       expect(d.name).toBe(name);
-      expect(d.detailsL2).toBe(TdxStatus[name] === 0xffffffffffffffffn ? 0xffffffff : id);
+      expect(d.detailsL2).toBe(id);
     },
   );
 });

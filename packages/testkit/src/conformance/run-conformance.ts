@@ -54,7 +54,10 @@ const SPLIT_2M: Workload = {
   pagesTouched: () => 2048 + 14,
   async run(context) {
     const accepted = await context.guest.acceptAll();
-    if (accepted.kind !== 'ok') throw new StepFailed(`accept all 8 MiB: ${accepted.statusText}`);
+    if (accepted.kind !== 'ok')
+      throw new StepFailed(
+        `accept all 8 MiB: ${accepted.kind === 'failed' ? accepted.statusText : 'interrupted'}`,
+      );
     for (const [start, size] of [
       [2 * MIB - PAGE, 2 * PAGE],
       [5 * MIB + 3 * PAGE, PAGE],

@@ -58,7 +58,11 @@ export function conversionFailure(code: number, record: EntryRecord, acceptedEnd
     case ResultCode.MAP_GPA_NO_PROGRESS:
       return { step: 'map-gpa', failure: { kind: 'no-progress', retries: record.stalls } };
     case ResultCode.MAP_GPA_CALL_BOUND:
-      return { step: 'map-gpa', failure: { kind: 'call-bound', calls: record.mapGpaCalls } };
+      // The guest stopped at a bound of its own, which the harness does not know: the calls it made are the limit seen.
+      return {
+        step: 'map-gpa',
+        failure: { kind: 'call-bound', calls: record.mapGpaCalls, limit: record.mapGpaCalls, guard: 'range' },
+      };
     case ResultCode.TDCALL_FAILED:
       return { step: 'map-gpa', failure: { kind: 'tdcall-failed', rax: reply?.rax ?? 0n } };
     default:

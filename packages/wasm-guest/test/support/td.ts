@@ -100,7 +100,9 @@ export async function wasmTd(
 export function guestCalls(trace: MemoryTraceSink): string[] {
   const calls: string[] = [];
   for (const event of trace.events) {
-    if (event.kind === 'note' && event.source === 'guest') calls.push(event.text);
+    // The calls themselves: the TypeScript guest's per-operation summary notes have no counterpart in a wasm guest.
+    if (event.kind === 'note' && event.source === 'guest' && !event.text.startsWith('operation '))
+      calls.push(event.text);
     if (event.kind === 'tdcall' && event.leaf === 'TDG.MEM.PAGE.ACCEPT')
       calls.push(`ACCEPT ${event.args.rcx} -> ${event.statusText}`);
   }

@@ -1,0 +1,54 @@
+import {
+  encodeLeaf,
+  type Gprs,
+  type GuestAccessResult,
+  type GuestCpu,
+  makeGprs,
+  TdcallLeaf,
+} from '@tdxsim/tdx-module';
+
+/** What the guest's building blocks need of a vCPU: the TDCALL instruction. */
+export type TdcallCpu = Pick<GuestCpu, 'tdcall'>;
+
+/**
+ * The guest's handle on one vCPU. A vCPU executes one instruction at a time: a TDCALL that exits to the VMM (a
+ * MapGPA, an ACCEPT of a page not yet AUGed) occupies it until the VMM enters it again. So the guest's tasks that
+ * run on the same vCPU take turns, instruction by instruction, in the order they asked; tasks on different vCPUs
+ * run at once. Calls go to the GuestCpu's methods at the time of the call (tests may wrap them).
+ */
+export class CpuPort implements TdcallCpu {
+  readonly cpu: GuestCpu;
+  #tail: Promise<unknown> = Promise.resolve();
+
+  constructor(cpu: GuestCpu) {
+    this.cpu = cpu;
+  }
+
+  /** The vCPU's index in its TD. */
+  get index(): number {
+    return this.cpu.index;
+  }
+
+  tdcall(rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
+    return this.#turn(() => this.cpu.tdcall(rax, regs));
+  }
+
+  /**
+   * A load (`data` undefined) or store at `gpa`. A #VE is taken on this vCPU at once: in the same turn the #VE
+   * information is read and cleared with TDG.VP.VEINFO.GET, as a kernel's #VE handler does before anything else runs
+   * on that CPU (a second #VE with the information still valid would be a double fault).
+   */
+  access(gpa: number, length: number, data: Uint8Array | undefined): Promise<GuestAccessResult> {
+    return this.#turn(async () => {
+      const result = data === undefined ? await this.cpu.read(gpa, length) : await this.cpu.write(gpa, data);
+      if (result.kind === 've') await this.cpu.tdcall(encodeLeaf(TdcallLeaf.VP_VEINFO_GET), makeGprs());
+      return result;
+    });
+  }
+
+  #turn<T>(instruction: () => Promise<T>): Promise<T> {
+    const result = this.#tail.then(instruction, instruction);
+    this.#tail = result.catch(() => undefined);
+    return result;
+  }
+}
