@@ -71,8 +71,8 @@ describe('lazy AUG on the EPT-violation exit of an ACCEPT (§3.3)', () => {
     assertInvariants(module);
   });
 
-  it('2M with hugePages (default) when the whole 2M block is private: one 2M AUG, a 2M leaf', async () => {
-    const { module, kvm, trace, seamcalls, cpu } = await setup();
+  it('2M with hugePages when the whole 2M block is private: one 2M AUG, a 2M leaf', async () => {
+    const { module, kvm, trace, seamcalls, cpu } = await setup({ kvm: { hugePages: true } });
     const B = 0x40_0000;
     const before = kvm.td.allocator.allocatedBytes;
     const from = trace.events.length;
@@ -84,8 +84,8 @@ describe('lazy AUG on the EPT-violation exit of an ACCEPT (§3.3)', () => {
     assertInvariants(module);
   });
 
-  it('2M when one page of the block is shared: KVM AUGs 4K only, the 2M ACCEPT gets PAGE_SIZE_MISMATCH', async () => {
-    const { module, kvm, cpu } = await setup();
+  it('2M with hugePages when one page of the block is shared: KVM AUGs 4K only, the 2M ACCEPT gets PAGE_SIZE_MISMATCH', async () => {
+    const { module, kvm, cpu } = await setup({ kvm: { hugePages: true } });
     const B = 0x40_0000;
     expect((await vmcallMapGpa(cpu, BigInt(S + B + 0x10_0000), BigInt(PAGE))).r10).toBe(
       TdvmcallStatus.SUCCESS,
@@ -113,8 +113,8 @@ describe('lazy AUG on the EPT-violation exit of an ACCEPT (§3.3)', () => {
     assertInvariants(module);
   });
 
-  it('hugePages false: every AUG is 4K; a strict guest falls back from 2M to 4K (exact counts)', async () => {
-    const { module, kvm } = await setup({ kvm: { hugePages: false } });
+  it('by default (merged KVM, 4K only) every AUG is 4K; a strict guest falls back from 2M to 4K (exact counts)', async () => {
+    const { module, kvm } = await setup();
     const guest = await TdGuest.boot(kvm.td.guest(0), { memoryBytes: 4 * MIB, policy: 'strict' });
     // Per 2M block: ACCEPT 2M exits, KVM AUGs the first 4K page, the 2M ACCEPT fails with PAGE_SIZE_MISMATCH, then
     // 512 4K ACCEPTs of which 511 exit for their AUG.
@@ -127,7 +127,7 @@ describe('lazy AUG on the EPT-violation exit of an ACCEPT (§3.3)', () => {
   });
 
   it('counters.seamcalls counts SEPT.ADD, and KVM adds only the tables that are missing', async () => {
-    const { module, kvm, trace, cpu } = await setup();
+    const { module, kvm, trace, cpu } = await setup({ kvm: { hugePages: true } });
     const septAdds = () =>
       trace.events.filter((e) => e.kind === 'seamcall' && e.leaf === 'TDH.MEM.SEPT.ADD').length;
     const steps: [number, number, number][] = [
@@ -201,8 +201,8 @@ describe('private → shared: the zap (§3.4)', () => {
     expect(guest.check(module, kvm.td.tdr)).toEqual([]);
   });
 
-  it('a 2M leaf partially converted is demoted first (one DEMOTE), then only the converted 4K pages are removed', async () => {
-    const { module, kvm, seamcalls, trace } = await setup();
+  it('hugePages: a 2M leaf partially converted is demoted first (one DEMOTE), then only the converted 4K pages are removed', async () => {
+    const { module, kvm, seamcalls, trace } = await setup({ kvm: { hugePages: true } });
     const guest = await TdGuest.boot(kvm.td.guest(0), { memoryBytes: 8 * MIB, policy: 'strict' });
     expect(await guest.acceptAll()).toEqual({ kind: 'ok', tdcalls: 4 });
     const B = MIB2;
@@ -241,8 +241,8 @@ describe('private → shared: the zap (§3.4)', () => {
     assertInvariants(module);
   });
 
-  it('a whole 2M leaf is removed at 2M (no DEMOTE); the 2M host page goes back to the allocator', async () => {
-    const { module, kvm, seamcalls, trace } = await setup();
+  it('hugePages: a whole 2M leaf is removed at 2M (no DEMOTE); the 2M host page goes back to the allocator', async () => {
+    const { module, kvm, seamcalls, trace } = await setup({ kvm: { hugePages: true } });
     const guest = await TdGuest.boot(kvm.td.guest(0), { memoryBytes: 8 * MIB, policy: 'strict' });
     expect(await guest.acceptAll()).toEqual({ kind: 'ok', tdcalls: 4 });
     const B = 2 * MIB2;
@@ -317,8 +317,8 @@ describe('shared GPAs: mapped in the shared EPT on a guest access to the shared 
 });
 
 describe('unaccepted memory', () => {
-  it('a strict guest accepts 4 GiB: one failing 1G probe, then 2048 × 2M, each AUGed at 2M on its exit', async () => {
-    const { module, kvm, seamcalls, trace } = await setup({ tdmr: 8 * GIB });
+  it('hugePages: a strict guest accepts 4 GiB: one failing 1G probe, then 2048 × 2M, each AUGed at 2M on its exit', async () => {
+    const { module, kvm, seamcalls, trace } = await setup({ tdmr: 8 * GIB, kvm: { hugePages: true } });
     const guest = await TdGuest.boot(kvm.td.guest(0), { memoryBytes: 4 * GIB, policy: 'strict' });
     const before = kvm.td.allocator.allocatedBytes;
     const from = trace.events.length;
