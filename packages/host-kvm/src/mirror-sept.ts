@@ -70,8 +70,9 @@ export class MirrorSept {
   /** The entry at `level` for the GPA (aligned down to the level's span). */
   get(level: number, gpa: number): MirrorEntryCode {
     if (level === 0) {
-      const block = this.#blocks.get(gpa - (gpa % spanOf(1)));
-      return (block === undefined ? 0 : block.entry[(gpa % spanOf(1)) / PAGE]) as MirrorEntryCode;
+      const offset = gpa % spanOf(1);
+      const block = this.#blocks.get(gpa - offset);
+      return (block === undefined ? 0 : block.entry[(offset - (offset % PAGE)) / PAGE]) as MirrorEntryCode;
     }
     return ((this.#upper[level] as Map<number, number>).get(gpa - (gpa % spanOf(level))) ??
       0) as MirrorEntryCode;
@@ -81,8 +82,9 @@ export class MirrorSept {
   hpaOf(level: number, gpa: number): number | undefined {
     if (!isLeaf(this.get(level, gpa))) return undefined;
     if (level === 0) {
-      const block = this.#blocks.get(gpa - (gpa % spanOf(1))) as LeafBlock;
-      return block.hpa[(gpa % spanOf(1)) / PAGE];
+      const offset = gpa % spanOf(1);
+      const block = this.#blocks.get(gpa - offset) as LeafBlock;
+      return block.hpa[(offset - (offset % PAGE)) / PAGE];
     }
     return this.#upperHpa.get(gpa - (gpa % spanOf(level)));
   }

@@ -2,6 +2,7 @@ import { TdGuest, tdgAccept, vmcallMapGpa } from '@tdxsim/guest';
 import {
   assertInvariants,
   type BuildTdOptions,
+  checkVmmView,
   MemoryTraceSink,
   TdAttribute,
   TdvmcallStatus,
@@ -317,6 +318,37 @@ describe('shared GPAs: mapped in the shared EPT on a guest access to the shared 
 });
 
 describe('unaccepted memory', () => {
+  // 4 GiB with TDXSIM_LONG=1 (`pnpm explore:long` in this package), 256 MiB in `pnpm test`: the counters follow the
+  // same formula.
+  const bytes = process.env['TDXSIM_LONG'] === '1' ? 4 * GIB : 256 * MIB;
+
+  it(`by default (4K only) a strict guest accepts ${bytes / MIB} MiB the real way: per 2M block a 2M ACCEPT that exits, one 4K AUG, PAGE_SIZE_MISMATCH, then 512 4K ACCEPTs of which 511 exit, each AUGed on its exit`, async () => {
+    const { module, kvm, seamcalls, trace } = await setup({ tdmr: 8 * GIB });
+    const guest = await TdGuest.boot(kvm.td.guest(0), { memoryBytes: bytes, policy: 'strict' });
+    const before = kvm.td.allocator.allocatedBytes;
+    const from = trace.events.length;
+    const blocks = bytes / MIB2;
+    // A strict guest first tries 1G where a whole aligned 1 GiB is unaccepted: the module refuses level 2.
+    const probes = bytes >= GIB ? 1 : 0;
+    expect(await guest.acceptAll()).toEqual({ kind: 'ok', tdcalls: probes + blocks * (1 + 512) });
+    const leaves = seamcalls(from);
+    const tables = (bytes > GIB ? 1 + bytes / GIB : 2) + blocks; // PDPT, PDs, a PT per block
+    expect(leaves.filter((l) => l === 'TDH.MEM.PAGE.AUG')).toHaveLength(blocks * 512);
+    expect(leaves.filter((l) => l === 'TDH.MEM.SEPT.ADD')).toHaveLength(tables);
+    expect(new Set(leaves)).toEqual(new Set(['TDH.MEM.SEPT.ADD', 'TDH.MEM.PAGE.AUG']));
+    expect(kvm.counters).toMatchObject({ exits: blocks * 512, faultRetries: 0, busySeen: 0 });
+    expect(kvm.td.allocator.allocatedBytes - before).toBe((blocks * 512 + tables) * PAGE);
+    for (const gpa of [0, MIB2 - PAGE, bytes / 2 + 0x12_3000, bytes - PAGE])
+      expect(module.privatePage(kvm.td.tdr, gpa)).toMatchObject({ state: 'MAPPED', level: 0 });
+    expect(guest.check(module, kvm.td.tdr)).toEqual([]);
+    expect(checkVmmView(module, kvm.td.tdr, kvm.view())).toEqual([]);
+    if (process.env['TDXSIM_LONG'] === '1')
+      console.log(
+        `[4K accept of ${bytes / MIB} MiB] ${JSON.stringify({ tdcalls: probes + blocks * 513, ...kvm.counters })}`,
+      );
+    assertInvariants(module);
+  });
+
   it('hugePages: a strict guest accepts 4 GiB: one failing 1G probe, then 2048 × 2M, each AUGed at 2M on its exit', async () => {
     const { module, kvm, seamcalls, trace } = await setup({ tdmr: 8 * GIB, kvm: { hugePages: true } });
     const guest = await TdGuest.boot(kvm.td.guest(0), { memoryBytes: 4 * GIB, policy: 'strict' });

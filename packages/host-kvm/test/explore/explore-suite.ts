@@ -4,10 +4,10 @@ import { explore } from './harness.js';
 import { scenarios } from './scenarios.js';
 
 /**
- * Schedules per scenario and scheduler: a few hundred in `pnpm test`; with TDXSIM_EXPLORE_LONG=1 (`pnpm explore:long`
+ * Schedules per scenario and scheduler: a few hundred in `pnpm test`; with TDXSIM_LONG=1 (`pnpm explore:long`
  * in this package) the issue's full count, 1,000 random and 1,000 PCT.
  */
-export const SCHEDULES = process.env['TDXSIM_EXPLORE_LONG'] === '1' ? 1000 : 150;
+export const SCHEDULES = process.env['TDXSIM_LONG'] === '1' ? 1000 : 150;
 
 /**
  * Every race scenario under `SCHEDULES` random and `SCHEDULES` PCT schedules on a KVM backend with `options`: no VM
@@ -20,7 +20,7 @@ export function exploreSuite(label: string, options: KvmVmmOptions): void {
       for (const kind of ['random', 'pct'] as const) {
         it(`${scenario.name} — ${kind}`, async () => {
           const summary = await explore(scenario, kind, SCHEDULES, options);
-          if (process.env['TDXSIM_EXPLORE_LONG'] === '1')
+          if (process.env['TDXSIM_LONG'] === '1')
             console.log(
               `[${label}] ${scenario.name} — ${kind}: ${summary.runs} schedules, ${summary.distinct} distinct interleavings, at most ${summary.maxSteps} steps, ${summary.failed.length} failed`,
             );
