@@ -18,6 +18,7 @@ export {
 } from './arbitraries/vmm-behaviour-arbitraries.js';
 export { HonestCore } from './backends/honest-core.js';
 export { type HostileVmm, hostileVmm, hostileVmms } from './backends/hostile-vmms.js';
+export { type BuggyHonestVmm, kvmWithoutMmuLock } from './backends/kvm-without-mmu-lock.js';
 export { ScriptedVmm, type ScriptedVmmOptions, type ScriptedVmmRecord } from './backends/scripted-vmm.js';
 export { scriptedVmm, scriptedVmmFactory } from './backends/scripted-vmm-module.js';
 export { acknowledgedPages } from './behaviour/acknowledged-pages.js';
