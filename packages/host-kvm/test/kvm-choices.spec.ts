@@ -152,7 +152,7 @@ describe('the mirror S-EPT: a fault freezes its entry around the SEAMCALL (set_e
     const X = 0x10_1000;
     expect(await tdgAccept(kvm.td.guest(0), X - PAGE, 0)).toBe(TdxStatus.SUCCESS);
     // vCPU 0's fault is parked between freezing X's mirror entry and its AUG (the module's entry lock not yet taken).
-    scheduler.pauseWhen((p) => p.flow === 'kvm:fault' && p.step === 'frozen' && p.gpa === X);
+    scheduler.pauseWhen((p) => p.flow === 'kvm.fault' && p.step === 'frozen' && p.gpa === X);
     const from = trace.events.length;
     const first = tdgAccept(kvm.td.guest(0), X, 0);
     await scheduler.waitForParked();
