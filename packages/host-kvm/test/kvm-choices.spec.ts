@@ -399,6 +399,16 @@ describe('KVM_TDX_INIT_MEM_REGION (tdx_vcpu_init_mem_region, tdx_gmem_post_popul
     expect(await kvm.finalize()).toBe('ok');
   });
 
+  it('KVM_RUN before KVM_TDX_FINALIZE_VM enters nothing until the TD is finalized (tdx_vcpu_pre_run)', async () => {
+    const { kvm, trace } = await setup({ build: { skipFinalize: true } });
+    kvm.run();
+    for (let turn = 0; turn < 10; turn++) await tick();
+    expect(trace.events.filter((e) => e.kind === 'seamcall' && e.leaf === 'TDH.VP.ENTER')).toEqual([]);
+    expect(await kvm.finalize()).toBe('ok');
+    expect(await tdgAccept(kvm.td.guest(0), 0x1000, 0)).toBe(TdxStatus.SUCCESS);
+    expect(kvm.dead).toBeUndefined();
+  });
+
   it('-EINVAL for what KVM refuses: after finalization, unaligned, empty, shared', async () => {
     const { kvm } = await setup();
     expect(await kvm.initMemRegion(0x1000, image)).toEqual({ kind: 'error', errno: 'EINVAL', next: 0x1000 });
