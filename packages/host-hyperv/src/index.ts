@@ -5,5 +5,6 @@
 
 export { hypervVmm } from './container.js';
 export { HypervError, type HypervErrorCode } from './errors.js';
+export { type HypervLeaf, HypervTables } from './hyperv-tables.js';
 export { type HypervCounters, HypervVmm } from './hyperv-vmm.js';
 export { type HypervVmmOptions, resolveHypervOptions } from './options.js';
