@@ -1,3 +1,4 @@
+import type { NmiArrival } from '../cpu/nmi-handler.js';
 import { TdxSimError } from '../errors.js';
 import { formatGprs, type Gprs } from '../registers.js';
 import type { TdControl } from '../td/td-control.js';
@@ -30,15 +31,27 @@ export class VcpuRuntime {
     regs: Gprs,
     reason: string,
     privateViolationGpa?: number,
+    nmi?: NmiArrival,
   ): Promise<Gprs> {
-    this.leaveGuest(td, vcpu, regs, reason, privateViolationGpa);
+    this.leaveGuest(td, vcpu, regs, reason, privateViolationGpa, nmi);
     return this.waitForEntry(vcpu);
   }
 
-  /** The exit itself, without waiting (used for kicks, where no guest code is waiting). */
-  leaveGuest(td: TdControl, vcpu: VcpuState, regs: Gprs, reason: string, privateViolationGpa?: number): void {
+  /**
+   * The exit itself, without waiting (used for kicks and NMIs, where no guest code is waiting). `nmi`: the NMI an
+   * NMI exit consumed.
+   */
+  leaveGuest(
+    td: TdControl,
+    vcpu: VcpuState,
+    regs: Gprs,
+    reason: string,
+    privateViolationGpa?: number,
+    nmi?: NmiArrival,
+  ): void {
     if (vcpu.run !== 'in-guest') throw new Error('model bug: exit of a vCPU that is not in guest mode');
     vcpu.run = 'stopped';
+    vcpu.cpu.vmExit(nmi);
     td.adjustEpochRef(vcpu.epoch, -1);
     for (let wake = vcpu.exitWaiters.pop(); wake !== undefined; wake = vcpu.exitWaiters.pop()) wake();
     resetOnProgress(vcpu);
