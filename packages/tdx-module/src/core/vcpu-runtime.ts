@@ -64,7 +64,7 @@ export class VcpuRuntime {
         time: m.clock.now(),
         vcpu: vcpu.index,
         reason,
-        regs: formatGprs(regs, ['RAX', 'RCX', 'RDX', 'R8', 'R10', 'R11', 'R12', 'R13']),
+        regs: formatGprs(regs, ['RAX', 'RCX', 'RDX', 'R8', 'R9', 'R10', 'R11', 'R12', 'R13']),
       });
     }
     const deliver = vcpu.deliverExit;

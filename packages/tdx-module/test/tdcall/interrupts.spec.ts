@@ -25,10 +25,7 @@ async function stateDetails(module: Awaited<ReturnType<typeof setup>>['module'],
 }
 
 /** TDG.VP.VMCALL<Instruction.HLT> as Linux issues it: R11 = 12, R12 = 1 when the guest keeps interrupts disabled. */
-function vmcallHlt(
-  td: Awaited<ReturnType<typeof setup>>['td'],
-  interruptsBlocked: boolean,
-): Promise<Gprs> {
+function vmcallHlt(td: Awaited<ReturnType<typeof setup>>['td'], interruptsBlocked: boolean): Promise<Gprs> {
   return td.guest(0).tdcall(
     encodeLeaf(TdcallLeaf.VP_VMCALL),
     makeGprs({
