@@ -14,7 +14,11 @@ export {
   type VmExitReasonName,
 } from './abi/exit-reason.js';
 export {
+  FATAL_ERROR_GPA_VALID,
+  FATAL_ERROR_MESSAGE_REGISTERS,
+  GetQuoteBuffer,
   TDX_HYPERCALL_STANDARD,
+  TdvmcallInfoLeaf1R11,
   TdvmcallStatus,
   type TdvmcallStatusName,
   TdvmcallSubfunction,
