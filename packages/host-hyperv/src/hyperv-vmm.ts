@@ -149,6 +149,11 @@ export class HypervVmm implements Vmm {
     this.td.allocator.free4k(hpa);
   }
 
+  /** A yield point of the module's scheduler between two steps of one of this backend's batches. */
+  #yield(flow: string, step: string, gpa: number): Promise<void> | undefined {
+    return this.module.yieldAt({ flow, step, tdr: this.td.tdr, gpa });
+  }
+
   async #seamcall(name: string, call: () => Promise<SeamcallResult>): Promise<SeamcallResult> {
     const result = await call();
     this.counters.seamcalls[name] = (this.counters.seamcalls[name] ?? 0) + 1;
@@ -216,6 +221,7 @@ export class HypervVmm implements Vmm {
       }
       await this.#aug(at);
       at += PAGE;
+      if (at < end) await this.#yield('hyperv.batch', 'augmented', at);
     }
   }
 
@@ -250,8 +256,11 @@ export class HypervVmm implements Vmm {
       blocked.push(leaf);
     }
     if (blocked.length > 0) {
+      await this.#yield('hyperv.batch', 'blocked', gpa);
       await this.#seamcall('TDH.MEM.TRACK', () => td.host.track(td.tdr));
+      await this.#yield('hyperv.batch', 'tracked', gpa);
       await Promise.all(td.tdvprs.map((tdvpr) => this.module.kickVcpu(tdvpr)));
+      await this.#yield('hyperv.batch', 'kicked', gpa);
       for (const page of blocked) {
         const removed = await this.#seamcall('TDH.MEM.PAGE.REMOVE', () =>
           td.host.pageRemove(td.tdr, page.gpa, page.level),
@@ -283,8 +292,11 @@ export class HypervVmm implements Vmm {
       const block = await this.#seamcall('TDH.MEM.RANGE.BLOCK', () => td.host.rangeBlock(td.tdr, base, 1));
       if (block.status !== TdxStatus.SUCCESS) continue;
       this.tables.mapped({ ...leaf, blocked: true });
+      await this.#yield('hyperv.split', 'blocked', base);
       await this.#seamcall('TDH.MEM.TRACK', () => td.host.track(td.tdr));
+      await this.#yield('hyperv.split', 'tracked', base);
       await Promise.all(td.tdvprs.map((tdvpr) => this.module.kickVcpu(tdvpr)));
+      await this.#yield('hyperv.split', 'kicked', base);
       const table = td.allocator.alloc4k();
       const demoted = await this.#seamcall('TDH.MEM.PAGE.DEMOTE', () =>
         td.host.pageDemote(td.tdr, base, 1, table),

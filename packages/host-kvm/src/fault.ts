@@ -122,7 +122,7 @@ export async function mapPrivate(
       return 'retry';
     }
     if (!mirror.tryFreeze(level, target)) return 'retry';
-    const frozen = first ? vm.yieldAt('kvm:fault', 'frozen', target) : undefined;
+    const frozen = first ? vm.yieldAt('kvm.fault', 'frozen', target) : undefined;
     if (frozen !== undefined) await restoreOnFailure(vm, level, target, frozen);
     if (!vm.runnable) {
       // tdx_mem_page_record_premap_cnt: no SEAMCALL before finalization; PAGE.ADD follows.
@@ -152,7 +152,7 @@ async function linkTable(vm: VmState, gpa: number, level: number, first: boolean
   const { mirror, td } = vm;
   const base = gpa - (gpa % spanOf(level));
   if (!mirror.tryFreeze(level, base)) return 'retry';
-  const frozen = first ? vm.yieldAt('kvm:fault', 'frozen', base) : undefined;
+  const frozen = first ? vm.yieldAt('kvm.fault', 'frozen', base) : undefined;
   if (frozen !== undefined) await restoreOnFailure(vm, level, base, frozen);
   const table = td.allocator.alloc4k();
   const result = await seamcallOrRestore(vm, level, base, 'TDH.MEM.SEPT.ADD', () =>

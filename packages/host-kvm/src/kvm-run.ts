@@ -121,6 +121,8 @@ export class KvmRun {
     const vm = this.#vm;
     let next: Gprs = makeGprs();
     try {
+      // KVM_RUN before KVM_TDX_FINALIZE_VM is refused (tdx_vcpu_pre_run): this thread waits for it instead.
+      if (!vm.runnable) await vm.whenRunnable();
       for (;;) {
         if (vm.dead !== undefined) return;
         const gate = this.#noEnter;

@@ -51,7 +51,7 @@ export async function mapGpa(
       vm.counters.pendingEventRetries++;
       return makeGprs({ r10: TdvmcallStatus.RETRY, r11: next });
     }
-    const wait = vm.yieldAt('kvm:map-gpa', 'chunk', Number(next & ~shared));
+    const wait = vm.yieldAt('kvm.map-gpa', 'chunk', Number(next & ~shared));
     if (wait !== undefined) await wait;
   }
 }

@@ -17,6 +17,7 @@ export const MirrorEntry = {
   BLOCKED: 4,
   PREMAPPED: 5,
 } as const;
+/** One of the {@link MirrorEntry} values. */
 export type MirrorEntryCode = (typeof MirrorEntry)[keyof typeof MirrorEntry];
 
 /** A leaf of the mirror. */

@@ -14,7 +14,7 @@ interface Waiter {
  * queue in arrival order and a waiting writer holds back later readers, as the kernel's queued rwlock does, so a
  * stream of faults cannot starve a zap.
  *
- * Taking it is a yield point of the scheduler (flow `kvm:mmu_lock`, step `read` or `write`), so that an explorer
+ * Taking it is a yield point of the scheduler (flow `kvm.mmu_lock`, step `read` or `write`), so that an explorer
  * decides who asks first; waiting for it is not (a blocked thread is not runnable). Uncontended under the default
  * run-to-completion scheduler, taking it returns `undefined`: no promise, no allocation.
  * Source: arch/x86/kvm/mmu/mmu.c (mmu_lock taken for read by the TDP MMU fault path, direct_page_fault) and
@@ -78,7 +78,7 @@ export class MmuLock {
   }
 
   #take(write: boolean, gpa: number): Promise<void> | undefined {
-    const point = { flow: 'kvm:mmu_lock', step: write ? 'write' : 'read', tdr: this.#tdr, gpa };
+    const point = { flow: 'kvm.mmu_lock', step: write ? 'write' : 'read', tdr: this.#tdr, gpa };
     const pause = this.#module.yieldAt(point);
     if (pause === undefined) return this.#acquire(write);
     return pause.then(() => this.#acquire(write));

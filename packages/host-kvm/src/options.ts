@@ -10,6 +10,7 @@ import type { MmuLockMode } from './mmu-lock.js';
 /** What userspace (the VMM process) answers for one MapGPA chunk: KVM_HC_MAP_GPA_RANGE. */
 export type MapGpaRangeAnswer = 'ok' | 'error' | 'again';
 
+/** One MapGPA chunk as KVM hands it to userspace (the KVM_HC_MAP_GPA_RANGE hypercall exit). */
 export interface MapGpaRangeRequest {
   /** Start of the chunk, shared bit removed. */
   readonly gpa: number;
@@ -79,6 +80,7 @@ export interface KvmVmmOptions {
   readonly userspace?: KvmUserspaceOptions;
 }
 
+/** {@link KvmVmmOptions} checked, with every default filled in. */
 export interface ResolvedKvmOptions {
   readonly mapGpaChunk: number;
   readonly pendingEventRate: number;

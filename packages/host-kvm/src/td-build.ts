@@ -140,6 +140,6 @@ export async function finalize(vm: VmState): Promise<'ok' | 'EINVAL' | 'EBUSY' |
     vm.kill('TDH.MR.FINALIZE failed');
     return 'EIO';
   }
-  vm.runnable = true;
+  vm.finalized();
   return 'ok';
 }

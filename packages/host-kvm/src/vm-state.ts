@@ -68,7 +68,8 @@ export class VmState {
   /** The enter/exit path: posted interrupts, halted vCPUs, emulated MSRs, GetQuote, a reported fatal error. */
   readonly enterExit: EnterExitState;
   /** TD_STATE_RUNNABLE: set by KVM_TDX_FINALIZE_VM. Before it, private leaves are premapped, not AUGed. */
-  runnable = false;
+  #runnable = false;
+  #whenRunnable: { promise: Promise<void>; resolve: () => void } | undefined;
   /** Mirror leaves mapped at build time whose TDH.MEM.PAGE.ADD has not succeeded (KVM's nr_premapped). */
   premapped = 0;
   #dead: string | undefined;
@@ -81,6 +82,30 @@ export class VmState {
     this.mmuLock = new MmuLock(module, td.tdr, options.mmuLock);
     this.rng = new SeededRng(options.seed);
     this.enterExit = new EnterExitState(td.tdvprs.length, options.enterExit);
+  }
+
+  /** TD_STATE_RUNNABLE: KVM_TDX_FINALIZE_VM succeeded. */
+  get runnable(): boolean {
+    return this.#runnable;
+  }
+
+  /** KVM_TDX_FINALIZE_VM succeeded: the TD is runnable from now on. */
+  finalized(): void {
+    this.#runnable = true;
+    this.#whenRunnable?.resolve();
+  }
+
+  /** Resolves once the TD is runnable (KVM_RUN before finalization is refused; its caller waits here instead). */
+  whenRunnable(): Promise<void> {
+    if (this.#runnable) return Promise.resolve();
+    if (this.#whenRunnable === undefined) {
+      let resolve: () => void = () => undefined;
+      const promise = new Promise<void>((done) => {
+        resolve = done;
+      });
+      this.#whenRunnable = { promise, resolve };
+    }
+    return this.#whenRunnable.promise;
   }
 
   /** Why KVM marked the VM dead (KVM_BUG_ON), or undefined while it lives. */

@@ -36,12 +36,12 @@ async function removeLeaf(vm: VmState, run: KvmRun, leaf: MirrorLeaf): Promise<v
   }
   if (leaf.entry !== MirrorEntry.PRESENT) return;
   const { gpa, level, hpa } = leaf;
-  await zapStep(vm, run, 'TDH.MEM.RANGE.BLOCK', () => td.host.rangeBlock(td.tdr, gpa, level));
+  await zapStep(vm, run, 'TDH.MEM.RANGE.BLOCK', gpa, () => td.host.rangeBlock(td.tdr, gpa, level));
   mirror.set(level, gpa, MirrorEntry.BLOCKED, hpa);
   await pause(vm, 'blocked', gpa);
-  await track(vm, run);
+  await track(vm, run, gpa);
   await pause(vm, 'tracked', gpa);
-  await zapStep(vm, run, 'TDH.MEM.PAGE.REMOVE', () => td.host.pageRemove(td.tdr, gpa, level));
+  await zapStep(vm, run, 'TDH.MEM.PAGE.REMOVE', gpa, () => td.host.pageRemove(td.tdr, gpa, level));
   mirror.set(level, gpa, MirrorEntry.FREE);
   const wbinvd = await vm.seamcall('TDH.PHYMEM.PAGE.WBINVD', () => td.host.pageWbinvd(hpa));
   if (wbinvd.status !== TdxStatus.SUCCESS) fail(vm, 'TDH.PHYMEM.PAGE.WBINVD', wbinvd);
@@ -59,6 +59,7 @@ async function dropPremapped(vm: VmState, run: KvmRun, leaf: MirrorLeaf): Promis
     vm,
     run,
     'TDH.MEM.RANGE.BLOCK',
+    leaf.gpa,
     () => td.host.rangeBlock(td.tdr, leaf.gpa, leaf.level),
     TdxStatus.EPT_ENTRY_STATE_INCORRECT,
   );
@@ -76,14 +77,14 @@ async function dropPremapped(vm: VmState, run: KvmRun, leaf: MirrorLeaf): Promis
 export async function demote(vm: VmState, run: KvmRun, base: number): Promise<void> {
   const { td, mirror } = vm;
   const hpa = mirror.hpaOf(1, base) as number;
-  await zapStep(vm, run, 'TDH.MEM.RANGE.BLOCK', () => td.host.rangeBlock(td.tdr, base, 1));
+  await zapStep(vm, run, 'TDH.MEM.RANGE.BLOCK', base, () => td.host.rangeBlock(td.tdr, base, 1));
   mirror.set(1, base, MirrorEntry.BLOCKED, hpa);
   await pause(vm, 'blocked', base);
-  await track(vm, run);
+  await track(vm, run, base);
   await pause(vm, 'tracked', base);
   const table = td.allocator.alloc4k();
   try {
-    await zapStep(vm, run, 'TDH.MEM.PAGE.DEMOTE', () => td.host.pageDemote(td.tdr, base, 1, table));
+    await zapStep(vm, run, 'TDH.MEM.PAGE.DEMOTE', base, () => td.host.pageDemote(td.tdr, base, 1, table));
   } catch (error) {
     td.allocator.free4k(table);
     throw error;
@@ -95,9 +96,9 @@ export async function demote(vm: VmState, run: KvmRun, base: number): Promise<vo
  * tdx_track: TDH.MEM.TRACK (with the one retry), then every vCPU is kicked out of guest mode and acknowledges, so
  * that none still runs with the epoch before the one TRACK just started.
  */
-async function track(vm: VmState, run: KvmRun): Promise<void> {
+async function track(vm: VmState, run: KvmRun, gpa: number): Promise<void> {
   const { td } = vm;
-  await zapStep(vm, run, 'TDH.MEM.TRACK', () => td.host.track(td.tdr));
+  await zapStep(vm, run, 'TDH.MEM.TRACK', gpa, () => td.host.track(td.tdr));
   await run.kickAll();
 }
 
@@ -105,7 +106,8 @@ async function track(vm: VmState, run: KvmRun): Promise<void> {
  * One zap SEAMCALL as KVM issues it: on OPERAND_BUSY (any operand), keep every vCPU out of the TD, kick them all and
  * retry exactly once — with mmu_lock held for write nothing else of KVM can hold the S-EPT, so that retry must
  * succeed. Anything but SUCCESS after it (a second BUSY included) is a KVM bug: the VM is dead.
- * `expected` is a failure status the caller handles itself (the premapped case).
+ * `expected` is a failure status the caller handles itself (the premapped case). A yield point (`kvm.zap
+ * kicked-for-retry`) lies between the kick and the retry.
  * Source: arch/x86/kvm/vmx/tdx.c (tdx_sept_zap_private_spte, tdx_track, tdx_sept_drop_private_spte: the retry
  * between tdx_no_vcpus_enter_start and tdx_no_vcpus_enter_stop, then KVM_BUG_ON on any error).
  */
@@ -113,6 +115,7 @@ async function zapStep(
   vm: VmState,
   run: KvmRun,
   name: string,
+  gpa: number,
   call: () => Promise<SeamcallResult>,
   expected?: bigint,
 ): Promise<SeamcallResult> {
@@ -121,6 +124,7 @@ async function zapStep(
     vm.counters.retries++;
     try {
       await run.startNoEnter();
+      await pause(vm, 'kicked-for-retry', gpa);
       result = await vm.seamcall(name, call);
     } finally {
       run.endNoEnter();
@@ -145,6 +149,6 @@ function fail(vm: VmState, name: string, result: SeamcallResult): never {
 
 /** A yield point between two steps of a zap. */
 async function pause(vm: VmState, step: string, gpa: number): Promise<void> {
-  const wait = vm.yieldAt('kvm:zap', step, gpa);
+  const wait = vm.yieldAt('kvm.zap', step, gpa);
   if (wait !== undefined) await wait;
 }

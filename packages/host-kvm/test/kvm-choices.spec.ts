@@ -152,7 +152,7 @@ describe('the mirror S-EPT: a fault freezes its entry around the SEAMCALL (set_e
     const X = 0x10_1000;
     expect(await tdgAccept(kvm.td.guest(0), X - PAGE, 0)).toBe(TdxStatus.SUCCESS);
     // vCPU 0's fault is parked between freezing X's mirror entry and its AUG (the module's entry lock not yet taken).
-    scheduler.pauseWhen((p) => p.flow === 'kvm:fault' && p.step === 'frozen' && p.gpa === X);
+    scheduler.pauseWhen((p) => p.flow === 'kvm.fault' && p.step === 'frozen' && p.gpa === X);
     const from = trace.events.length;
     const first = tdgAccept(kvm.td.guest(0), X, 0);
     await scheduler.waitForParked();
@@ -310,6 +310,24 @@ describe('the HOST_PRIORITY_BUSY_TIMEOUT exit goes to userspace (tdx_handle_exit
 describe('KVM_TDX_INIT_MEM_REGION (tdx_vcpu_init_mem_region, tdx_gmem_post_populate) and KVM_TDX_FINALIZE_VM (tdx_td_finalize)', () => {
   const image = new Uint8Array(2 * PAGE).fill(0x42);
 
+  /**
+   * After a first region at 0x1000 (tables linked), another host thread — userspace breaking the one-ioctl-at-a-time
+   * rule — adds page 0x3000 and is parked holding the TDR exclusive. Resolves with that PAGE.ADD.
+   */
+  async function heldPageAdd(kvm: KvmVmm, scheduler: SteppingScheduler) {
+    expect(await kvm.initMemRegion(0x1000, image.subarray(0, PAGE))).toEqual({ kind: 'ok' });
+    scheduler.pauseWhen((p) => p.flow === 'TDH.MEM.PAGE.ADD');
+    const other = kvm.td.host.pageAdd(
+      kvm.td.tdr,
+      0x3000,
+      kvm.td.allocator.alloc4k(),
+      kvm.td.allocator.alloc4k(),
+    );
+    await scheduler.waitForParked();
+    scheduler.pauseWhen(() => false);
+    return { other };
+  }
+
   it('measures only with the measure flag: TDH.MR.EXTEND per 256 bytes then, none otherwise', async () => {
     const { kvm, seamcalls } = await setup({ build: { skipFinalize: true } });
     expect(await kvm.initMemRegion(0x1000, image)).toEqual({ kind: 'ok' });
@@ -322,18 +340,7 @@ describe('KVM_TDX_INIT_MEM_REGION (tdx_vcpu_init_mem_region, tdx_gmem_post_popul
 
   it('PAGE.ADD contention: -EBUSY with the region advanced to the page that failed; resumed, it completes', async () => {
     const { module, kvm, scheduler } = await setup({ build: { skipFinalize: true } });
-    expect(await kvm.initMemRegion(0x1000, image.subarray(0, PAGE))).toEqual({ kind: 'ok' });
-    // Another host thread (userspace breaking the one-ioctl-at-a-time rule) adds a page and is parked holding the
-    // TDR exclusive.
-    scheduler.pauseWhen((p) => p.flow === 'TDH.MEM.PAGE.ADD');
-    const other = kvm.td.host.pageAdd(
-      kvm.td.tdr,
-      0x3000,
-      kvm.td.allocator.alloc4k(),
-      kvm.td.allocator.alloc4k(),
-    );
-    await scheduler.waitForParked();
-    scheduler.pauseWhen(() => false);
+    const { other } = await heldPageAdd(kvm, scheduler);
     expect(await kvm.initMemRegion(0x8000, image)).toEqual({ kind: 'error', errno: 'EBUSY', next: 0x8000 });
     // The page is mapped in the mirror but not added: finalization must wait.
     expect(kvm.mirror.get(0, 0x8000)).toBe(MirrorEntry.PREMAPPED);
@@ -351,16 +358,7 @@ describe('KVM_TDX_INIT_MEM_REGION (tdx_vcpu_init_mem_region, tdx_gmem_post_popul
 
   it("pageAddBusy 'retry' (Linux 6.19): PAGE.ADD contention is retried in the kernel until it succeeds", async () => {
     const { kvm, scheduler } = await setup({ kvm: { pageAddBusy: 'retry' }, build: { skipFinalize: true } });
-    expect(await kvm.initMemRegion(0x1000, image.subarray(0, PAGE))).toEqual({ kind: 'ok' });
-    scheduler.pauseWhen((p) => p.flow === 'TDH.MEM.PAGE.ADD');
-    const other = kvm.td.host.pageAdd(
-      kvm.td.tdr,
-      0x3000,
-      kvm.td.allocator.alloc4k(),
-      kvm.td.allocator.alloc4k(),
-    );
-    await scheduler.waitForParked();
-    scheduler.pauseWhen(() => false);
+    const { other } = await heldPageAdd(kvm, scheduler);
     let settled = false;
     const region = kvm.initMemRegion(0x8000, image).then((r) => {
       settled = true;
@@ -375,16 +373,7 @@ describe('KVM_TDX_INIT_MEM_REGION (tdx_vcpu_init_mem_region, tdx_gmem_post_popul
 
   it('SEPT.ADD contention is retried in the kernel until the table is linked (kvm_tdp_map_page)', async () => {
     const { kvm, scheduler, seamcalls } = await setup({ build: { skipFinalize: true } });
-    expect(await kvm.initMemRegion(0x1000, image.subarray(0, PAGE))).toEqual({ kind: 'ok' });
-    scheduler.pauseWhen((p) => p.flow === 'TDH.MEM.PAGE.ADD');
-    const other = kvm.td.host.pageAdd(
-      kvm.td.tdr,
-      0x3000,
-      kvm.td.allocator.alloc4k(),
-      kvm.td.allocator.alloc4k(),
-    );
-    await scheduler.waitForParked();
-    scheduler.pauseWhen(() => false);
+    const { other } = await heldPageAdd(kvm, scheduler);
     let settled = false;
     // A region in another 2M block: its page table is missing, and SEPT.ADD meets the TDR held exclusive.
     const region = kvm.initMemRegion(0x40_0000, image).then((r) => {
@@ -397,6 +386,16 @@ describe('KVM_TDX_INIT_MEM_REGION (tdx_vcpu_init_mem_region, tdx_gmem_post_popul
     await other;
     expect(await region).toEqual({ kind: 'ok' });
     expect(await kvm.finalize()).toBe('ok');
+  });
+
+  it('KVM_RUN before KVM_TDX_FINALIZE_VM enters nothing until the TD is finalized (tdx_vcpu_pre_run)', async () => {
+    const { kvm, trace } = await setup({ build: { skipFinalize: true } });
+    kvm.run();
+    for (let turn = 0; turn < 10; turn++) await tick();
+    expect(trace.events.filter((e) => e.kind === 'seamcall' && e.leaf === 'TDH.VP.ENTER')).toEqual([]);
+    expect(await kvm.finalize()).toBe('ok');
+    expect(await tdgAccept(kvm.td.guest(0), 0x1000, 0)).toBe(TdxStatus.SUCCESS);
+    expect(kvm.dead).toBeUndefined();
   });
 
   it('-EINVAL for what KVM refuses: after finalization, unaligned, empty, shared', async () => {

@@ -56,12 +56,12 @@ describe('MmuLock: KVM’s mmu_lock', () => {
     lock.releaseRead();
   });
 
-  it('taking it is a yield point (flow kvm:mmu_lock); a retry may skip it', async () => {
-    const scheduler = new SteppingScheduler((p) => p.flow === 'kvm:mmu_lock');
+  it('taking it is a yield point (flow kvm.mmu_lock); a retry may skip it', async () => {
+    const scheduler = new SteppingScheduler((p) => p.flow === 'kvm.mmu_lock');
     const m = new TdxModule({ tdmr: { base: 2 ** 36, size: 2 ** 30 } }, { scheduler });
     const lock = new MmuLock(m, TDR, 'rwlock');
     const taken = lock.write(0x5000);
-    expect(scheduler.parked).toEqual([{ flow: 'kvm:mmu_lock', step: 'write', tdr: TDR, gpa: 0x5000 }]);
+    expect(scheduler.parked).toEqual([{ flow: 'kvm.mmu_lock', step: 'write', tdr: TDR, gpa: 0x5000 }]);
     expect(lock.writer).toBe(false);
     expect(lock.read(0x6000, false)).toBeUndefined();
     lock.releaseRead();

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { quickstart } from '../examples/quickstart.js';
+import { schedules } from '../examples/schedules.js';
 
 describe('README quick start', () => {
   it('runs and reports what the module answered', async () => {
@@ -14,5 +15,20 @@ describe('README quick start', () => {
     expect(trace.events.filter((e) => e.kind === 'seamcall' && e.leaf === 'TDH.MEM.PAGE.AUG')).toHaveLength(
       1,
     );
+  });
+});
+
+describe('README: a schedule recorded and replayed', () => {
+  it('prints the schedule and replays it to the same trace and interleaving', async () => {
+    const lines: string[] = [];
+    const { schedule, same } = await schedules((line) => lines.push(line));
+    expect(same).toBe(true);
+    expect(schedule).toMatch(/^v1:[0-9.*]+$/);
+    expect(lines[0]).toMatch(
+      new RegExp(
+        `^schedule ${schedule.replaceAll('*', '\\*').replaceAll('.', '\\.')}: \\d+ steps, \\d+ real choices$`,
+      ),
+    );
+    expect(lines[1]).toBe('replayed: same trace true, same interleaving true');
   });
 });

@@ -1,6 +1,6 @@
 /**
  * @tdxsim/testkit: hostile VMM backends, fast-check arbitraries of VMM behaviour, guest safety properties, a
- * conformance kit for VMM backends and a fuzz campaign. This entry never imports vitest (the CLI runs it in plain
+ * conformance kit for VMM backends, a fuzz campaign and schedule exploration (`exploreSchedules`). This entry never imports vitest (the CLI runs it in plain
  * Node); vitest helpers are in `@tdxsim/testkit/vitest`.
  */
 
@@ -16,9 +16,11 @@ export {
   statusChoice,
   vmmBehaviour,
 } from './arbitraries/vmm-behaviour-arbitraries.js';
+export { type BuggyVmm, buggyVmm, buggyVmms } from './backends/buggy/buggy-vmms.js';
+export { type BuggyKvmVmm, kvmWithoutMmuLock } from './backends/buggy/kvm-without-mmu-lock.js';
+export { MirrorVmm, type MirrorVmmOptions } from './backends/buggy/mirror-vmm.js';
 export { HonestCore } from './backends/honest-core.js';
 export { type HostileVmm, hostileVmm, hostileVmms } from './backends/hostile-vmms.js';
-export { type BuggyHonestVmm, kvmWithoutMmuLock } from './backends/kvm-without-mmu-lock.js';
 export { ScriptedVmm, type ScriptedVmmOptions, type ScriptedVmmRecord } from './backends/scripted-vmm.js';
 export { scriptedVmm, scriptedVmmFactory } from './backends/scripted-vmm-module.js';
 export { acknowledgedPages } from './behaviour/acknowledged-pages.js';
@@ -50,6 +52,41 @@ export {
 export { MapGpaObserver, type ObservedTd } from './conformance/map-gpa-observer.js';
 export { type ConformanceOptions, runConformance } from './conformance/run-conformance.js';
 export { TestkitError, type TestkitErrorCode } from './errors.js';
+export {
+  exploreSchedules,
+  type ReplayOptions,
+  type ReplayResult,
+  replaySchedule,
+  scheduleSeed,
+} from './explore/explore-schedules.js';
+export type {
+  ExploreContext,
+  ExploredRun,
+  ExploredTd,
+  ExploreFailure,
+  ExploreFailureKind,
+  ExploreOptions,
+  ExploreProgress,
+  ExploreProperty,
+  ExploreResult,
+  ExploreScenario,
+} from './explore/explore-types.js';
+export {
+  describeChoices,
+  formatExploreFailure,
+  formatTraceEvent,
+  traceText,
+} from './explore/format-report.js';
+export {
+  acceptRacingZap,
+  concurrentLazyAccepts,
+  faultRacingZap,
+  type RaceOutcome,
+  type RaceScenario,
+  raceScenarios,
+  twoConversionsIn2m,
+  twoZapsAtOnce,
+} from './explore/race-scenarios.js';
 export {
   FUZZED_PRESETS,
   type FuzzCase,

@@ -2,10 +2,14 @@
  * @tdxsim/testkit/vitest: the testkit's helpers that register vitest tests. Import from here in a vitest suite; the
  * main entry (`@tdxsim/testkit`) never imports vitest.
  */
+import { relative } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type BackendSource, backendName } from './conformance/backend-source.js';
 import { CONFORMANCE_RULES, type ConformanceCheck } from './conformance/conformance-rules.js';
 import { type ConformanceOptions, runConformance } from './conformance/run-conformance.js';
+import { exploreSchedules, replaySchedule } from './explore/explore-schedules.js';
+import type { ExploredTd, ExploreFailureKind, ExploreOptions } from './explore/explore-types.js';
+import { formatExploreFailure } from './explore/format-report.js';
 
 export interface VmmConformanceOptions extends ConformanceOptions {
   /** The describe block's name (default: the backend's class or function name). */
@@ -37,4 +41,77 @@ export function vmmConformance(backend: BackendSource, options: VmmConformanceOp
       });
     }
   });
+}
+
+/** Options of {@link exploreTest}: an exploration's, and what the test expects of it. */
+export interface ExploreTestOptions<T extends ExploredTd = ExploredTd> extends ExploreOptions<T> {
+  /** The exploration must find a failure of this kind (a test that keeps a known-buggy backend caught). */
+  readonly expectFailure?: ExploreFailureKind;
+  /** The test's timeout in ms (default: `minutes` plus a minute, else vitest's). */
+  readonly timeout?: number;
+}
+
+/** Environment variable that makes every {@link exploreTest} it selects replay one schedule instead of exploring. */
+export const REPLAY_ENV = 'TDXSIM_SCHEDULE';
+
+function shellQuote(text: string): string {
+  return `'${text.replaceAll("'", "'\\''")}'`;
+}
+
+/**
+ * Registers an exploration as a vitest test: it runs {@link exploreSchedules} and fails with the shrunk schedule, the
+ * choices that made it, the end of its trace and a one-line replay command. With `TDXSIM_SCHEDULE=<schedule>` in the
+ * environment the test replays that schedule instead (printing its trace) and fails if it fails. Progress of long
+ * explorations is printed every 10 s.
+ *
+ * ```ts
+ * import { exploreTest } from '@tdxsim/testkit/vitest';
+ * exploreTest('my backend survives a fault racing a zap', { scenario: faultRacingZap(myFactory), schedules: 200 });
+ * ```
+ */
+export function exploreTest<T extends ExploredTd>(name: string, options: ExploreTestOptions<T>): void {
+  const { expectFailure, timeout, ...explore } = options;
+  const budget = timeout ?? (explore.minutes === undefined ? undefined : explore.minutes * 60_000 + 60_000);
+  it(
+    name,
+    async () => {
+      const testPath = expect.getState().testPath;
+      const file = testPath === undefined ? '<test file>' : relative(process.cwd(), testPath);
+      const pattern = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      const replayCommand = (schedule: string): string =>
+        `${REPLAY_ENV}=${shellQuote(schedule)} npx vitest run ${file} -t ${shellQuote(pattern)}`;
+      const forced = process.env[REPLAY_ENV];
+      if (forced !== undefined && forced !== '') {
+        const replay = await replaySchedule({ ...explore, schedule: forced });
+        console.log(`replay of ${replay.schedule} (${name}):\n${replay.traceText}`);
+        if (expectFailure !== undefined) expect(replay.failure?.kind).toBe(expectFailure);
+        else if (replay.failure !== undefined)
+          throw new Error(
+            `replay of ${replay.schedule} failed: ${replay.failure.kind}: ${replay.failure.message}`,
+          );
+        return;
+      }
+      let printed = performance.now();
+      const result = await exploreSchedules({
+        ...explore,
+        replayCommand,
+        onProgress: (progress) => {
+          explore.onProgress?.(progress);
+          if (performance.now() - printed < 10_000) return;
+          printed = performance.now();
+          console.log(
+            `${name}: ${progress.schedulesRun} schedules, ${progress.distinctInterleavings} distinct interleavings, ${Math.round(progress.elapsedMs / 1000)} s`,
+          );
+        },
+      });
+      const report =
+        result.failure === undefined ? 'no failure' : formatExploreFailure(result, result.failure);
+      if (expectFailure !== undefined) {
+        expect(result.failure?.kind, report).toBe(expectFailure);
+        return;
+      }
+      if (result.failure !== undefined) throw new Error(report);
+    },
+    budget,
+  );
 }

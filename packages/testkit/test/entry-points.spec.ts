@@ -33,5 +33,6 @@ describe('entry points', () => {
     expect(importGraph(resolve(src, 'vitest.ts')).packages).toContain('vitest');
     const entry = await import('@tdxsim/testkit/vitest');
     expect(typeof entry.vmmConformance).toBe('function');
+    expect(typeof entry.exploreTest).toBe('function');
   });
 });

@@ -1,18 +1,34 @@
 import { GuestIds, guestModule, type TdGuest } from '@tdxsim/guest';
-import { checkInvariants, composeTd, VMM_OWNED_INVARIANT_RULES } from '@tdxsim/tdx-module';
+import {
+  checkInvariants,
+  composeTd,
+  type TraceEvent,
+  type TraceSink,
+  VMM_OWNED_INVARIANT_RULES,
+} from '@tdxsim/tdx-module';
 import { describe, expect, it } from 'vitest';
 import { hostileVmm, hostileVmms, type ScriptedVmm, scriptedVmm } from '../src/index.js';
 
 const GIB = 2 ** 30;
 const PAGE = 4096;
 
+/** Counts what crosses the module's boundaries (SEAMCALLs, TDCALLs, TD exits, VMM replies): the cost of a run. */
+class CountingTrace implements TraceSink {
+  readonly enabled = true;
+  count = 0;
+  record(_event: TraceEvent): void {
+    this.count++;
+  }
+}
+
 async function boot(vmm: ReturnType<typeof scriptedVmm>, memoryBytes = 2 * GIB) {
+  const trace = new CountingTrace();
   const composed = await composeTd<TdGuest>({
     vmm,
     guest: { module: guestModule({ memoryBytes, policy: 'strict' }), id: GuestIds.Guest },
-    sim: { module: { tdmr: { base: 2 ** 36, size: 4 * GIB } } },
+    sim: { module: { tdmr: { base: 2 ** 36, size: 4 * GIB } }, trace },
   });
-  return { ...composed, scripted: composed.hosted.vmm as ScriptedVmm };
+  return { ...composed, scripted: composed.hosted.vmm as ScriptedVmm, crossings: trace };
 }
 
 describe('the hostile catalog', () => {
@@ -27,17 +43,18 @@ describe('the hostile catalog', () => {
     }
   });
 
-  // Cheap by design: a sane guest ends a 1 GiB conversion against any of them quickly (AUG at 2M on 2M accepts).
+  // Cheap by design: a sane guest ends a 1 GiB conversion against any of them in few boundary crossings (AUG at 2M
+  // on 2M accepts; about 2,000 measured). Counted, not timed: a wall-clock bound fails on a loaded machine.
   it.each(hostileVmms.map((h) => [h.name, h] as const))(
-    '%s: the strict guest converts 1 GiB to shared and back in well under a second',
+    '%s: the strict guest converts 1 GiB to shared and back in a few thousand boundary crossings',
     async (_name, hostile) => {
-      const { guest } = await boot(hostile.module({ seed: 3 }));
-      const started = performance.now();
+      const { guest, crossings } = await boot(hostile.module({ seed: 3 }));
+      const before = crossings.count;
       const toShared = await guest.setShared(GIB, GIB).catch((error: unknown) => error);
       const back = await guest.setPrivate(GIB, GIB).catch((error: unknown) => error);
-      const elapsed = performance.now() - started;
       expect([toShared, back].every((r) => typeof r === 'object' && r !== null)).toBe(true);
-      expect(elapsed).toBeLessThan(1000);
+      // At 4K the same conversion would take over a million.
+      expect(crossings.count - before).toBeLessThan(10_000);
     },
   );
 });

@@ -79,7 +79,7 @@ function beliefs(
  * Holds a backend's view of what it mapped against the module's truth for TD `tdr`: every Secure-EPT leaf must be
  * in the view at the same GPA and level (and host page, when the view gives it), and nothing else; the same for the
  * shared EPT per 4K frame. Meant for quiescence, when no zap or fault is half done. Returns the mismatches, at most
- * `limit` (default 64), private side first.
+ * `limit` (default 64), private side first, each side by GPA.
  */
 export function checkVmmView(
   module: TdxModule,
@@ -155,5 +155,7 @@ export function checkVmmView(
       message: `the backend believes ${hex(gpa)} is mapped shared but the shared EPT has no entry there`,
     });
   }
+  const side = (m: ViewMismatch): number => (m.side === 'private' ? 0 : 1);
+  out.sort((a, b) => side(a) - side(b) || a.gpa - b.gpa);
   return out.slice(0, limit);
 }

@@ -14,6 +14,12 @@ export interface PctSchedulerOptions extends ControlledSchedulerOptions {
   readonly depth?: number;
   /** The number of steps k a run is expected to take; change points are drawn uniformly in [0, k). Default 200. */
   readonly expectedSteps?: number;
+  /**
+   * From this step on, choices are uniformly random (fair) instead of by priority. PCT is unfair: a thread that spins
+   * at a high priority (a retry loop that yields each time) would starve a lower one for ever, a livelock of the
+   * scheduler's making; the fair phase lets such runs end (as Coyote's fair PCT does). Default max(1,000, 5k).
+   */
+  readonly fairAfter?: number;
 }
 
 /**
@@ -21,11 +27,13 @@ export interface PctSchedulerOptions extends ControlledSchedulerOptions {
  * first seen (all at or above d); at each step the waiting flow of the highest-priority thread runs (the oldest of
  * its flows); at d − 1 steps drawn at random in [0, k) the thread about to run is demoted below every initial
  * priority (the i-th change point to d − 1 − i) and the choice is made again. A run of n threads and k steps then
- * hits any given bug of depth d with probability at least 1 / (n · k^(d−1)).
+ * hits any given bug of depth d with probability at least 1 / (n · k^(d−1)). After `fairAfter` steps it turns to uniform
+ * random choices, so that a spinning high-priority thread cannot starve the others for ever.
  */
 export class PctScheduler extends ControlledScheduler {
   readonly seed: number;
   readonly depth: number;
+  readonly fairAfter: number;
   readonly #rng: SeededRng;
   readonly #priority = new Map<string, number>();
   /** Step index → change-point number. */
@@ -38,10 +46,14 @@ export class PctScheduler extends ControlledScheduler {
     assertIntegerInRange('depth', depth, 1, 64);
     const expected = options.expectedSteps ?? 200;
     assertIntegerInRange('expectedSteps', expected, 1, 100_000_000);
+    const fairAfter = options.fairAfter ?? Math.max(1_000, 5 * expected);
+    assertIntegerInRange('fairAfter', fairAfter, 0, 1_000_000_000);
     this.seed = options.seed;
     this.depth = depth;
+    this.fairAfter = fairAfter;
     this.#rng = new SeededRng(options.seed);
-    for (let i = 0; i < depth - 1; i++) {
+    // d − 1 distinct change points, as many as fit in [0, k).
+    for (let i = 0; i < Math.min(depth - 1, expected); i++) {
       let at = this.#rng.int(0, expected - 1);
       while (this.#changePoints.has(at)) at = (at + 1) % expected;
       this.#changePoints.set(at, i);
@@ -75,7 +87,8 @@ export class PctScheduler extends ControlledScheduler {
     return best;
   }
 
-  protected override choose(waiting: readonly WaitingFlow[]): number {
+  protected override choose(waiting: readonly WaitingFlow[], step: number): number {
+    if (step >= this.fairAfter) return this.#rng.int(0, waiting.length - 1);
     return this.#highest(waiting);
   }
 

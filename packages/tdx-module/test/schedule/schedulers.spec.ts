@@ -164,6 +164,8 @@ describe('controlled schedulers', () => {
   });
 
   it('PCT with depth d draws d − 1 change points within the expected steps, and demotes the thread there', async () => {
+    // No more change points than steps to put them at.
+    expect(new PctScheduler({ seed: 1, depth: 5, expectedSteps: 2 }).changePoints).toEqual([0, 1]);
     const scheduler = new PctScheduler({ seed: 5, depth: 4, expectedSteps: 60 });
     expect(scheduler.changePoints).toHaveLength(3);
     for (const point of scheduler.changePoints) expect(point).toBeGreaterThanOrEqual(0);
@@ -175,6 +177,34 @@ describe('controlled schedulers', () => {
     await raceOn(again, new MemoryTraceSink());
     expect(again.schedule).toEqual(scheduler.schedule);
     again.dispose();
+  });
+
+  it('PCT turns fair after fairAfter steps: a high-priority thread polling for ever cannot starve the one it waits for', async () => {
+    const longest: number[] = [];
+    for (let seed = 1; seed <= 8; seed++) {
+      const scheduler = new PctScheduler({ seed, depth: 1, fairAfter: 60 });
+      const module = new TdxModule({}, { scheduler });
+      let ready = false;
+      const poll = module.runAs('poller', async () => {
+        let polls = 0;
+        while (!ready) {
+          polls++;
+          await module.yieldAt({ flow: 'test', step: 'poll', tdr: 0 });
+        }
+        return polls;
+      });
+      const set = module.runAs('setter', async () => {
+        await module.yieldAt({ flow: 'test', step: 'set', tdr: 0 });
+        ready = true;
+      });
+      await Promise.all([poll, set]);
+      longest.push(scheduler.steps.length);
+      scheduler.dispose();
+    }
+    // When the poller drew the higher priority it ran alone until the fair phase; otherwise the setter ran first.
+    expect(longest.some((steps) => steps > 60)).toBe(true);
+    expect(longest.some((steps) => steps < 10)).toBe(true);
+    for (const steps of longest) expect(steps).toBeLessThan(1_000);
   });
 
   it('a run that never quiesces is stopped after maxSteps: its flows fail and release their locks', async () => {

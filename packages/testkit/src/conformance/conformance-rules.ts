@@ -9,7 +9,8 @@ export type ConformanceRuleId =
   | 'conversion-within-request'
   | 'seamcall-no-state-errors'
   | 'guest-conversions-complete'
-  | 'module-invariants';
+  | 'module-invariants'
+  | 'backend-view-matches';
 
 /** The rules a conforming VMM backend keeps, in the order they are reported. */
 export const CONFORMANCE_RULES: readonly { readonly id: ConformanceRuleId; readonly title: string }[] = [
@@ -23,6 +24,10 @@ export const CONFORMANCE_RULES: readonly { readonly id: ConformanceRuleId; reado
   { id: 'seamcall-no-state-errors', title: 'no SEAMCALL hits an error a correct VMM avoids (BUSY allowed)' },
   { id: 'guest-conversions-complete', title: 'the strict and linux guests complete every workload' },
   { id: 'module-invariants', title: "the module's invariants hold, shared-EPT rules included" },
+  {
+    id: 'backend-view-matches',
+    title: "the backend's own view of what it mapped matches the module (if it has one)",
+  },
 ];
 
 /** One rule's verdict: `message` names the rule and, when it failed, the evidence. */

@@ -3,6 +3,7 @@ import { type BuildTdOptions, composeTd } from '@tdxsim/tdx-module';
 import { TestkitError } from '../errors.js';
 import { testkitLogger } from '../log.js';
 import { type BackendSource, toVmmModule } from './backend-source.js';
+import { backendViewEvidence } from './backend-view-rule.js';
 import { CONFORMANCE_RULES, type ConformanceCheck } from './conformance-rules.js';
 import { MapGpaObserver } from './map-gpa-observer.js';
 
@@ -99,7 +100,7 @@ export async function runConformance(
     for (const workload of WORKLOADS) {
       const label = `guest ${preset}, workload "${workload.name}"`;
       try {
-        const { module, td } = await composeTd({
+        const { module, td, hosted } = await composeTd({
           vmm,
           build,
           sim: {
@@ -114,6 +115,8 @@ export async function runConformance(
         await workload.run(guest, async (what, outcome) => {
           const failure = describeFailure(await outcome);
           observer.checkInvariants(`after "${what}" (${label})`);
+          for (const line of backendViewEvidence(hosted.vmm, module, td.tdr, `after "${what}" (${label})`))
+            observer.report('backend-view-matches', line);
           if (failure === undefined) return;
           observer.report('guest-conversions-complete', `${what}: ${failure} (${label})`);
           // The rest of the workload would only meet the quarantine this failure left.

@@ -1,5 +1,11 @@
 import type { ConversionResult, GpaRange, TdGuest } from '@tdxsim/guest';
-import { checkInvariants, type TdxModule, VMM_OWNED_INVARIANT_RULES } from '@tdxsim/tdx-module';
+import {
+  checkInvariants,
+  checkVmmView,
+  type TdxModule,
+  VMM_OWNED_INVARIANT_RULES,
+  type Vmm,
+} from '@tdxsim/tdx-module';
 import createDebug from 'debug';
 
 const log = createDebug('tdxsim:testkit:safety');
@@ -13,7 +19,9 @@ const log = createDebug('tdxsim:testkit:safety');
  * - `quarantine-left`: a page the guest quarantined came back into use;
  * - `plaintext-exposed`: the host read a secret the guest kept in private memory;
  * - `integrity`: the guest read back different data from a private page without noticing;
- * - `did-not-terminate`: the guest would loop forever (it hit the simulator's fuse).
+ * - `did-not-terminate`: the guest would loop forever (it hit the simulator's fuse);
+ * - `backend-view`: the backend's own view of what it mapped (`Vmm.view`) diverges from the module's Secure-EPT or
+ *   shared EPT (checked when the monitor is given the backend; meant for quiescence).
  */
 export type SafetyRule =
   | 'module-invariant'
@@ -22,7 +30,8 @@ export type SafetyRule =
   | 'quarantine-left'
   | 'plaintext-exposed'
   | 'integrity'
-  | 'did-not-terminate';
+  | 'did-not-terminate'
+  | 'backend-view';
 
 export interface SafetyViolation {
   readonly rule: SafetyRule;
@@ -55,6 +64,8 @@ export interface SafetyMonitorOptions {
   readonly guest: TdGuest;
   /** Most secrets kept planted in private pages at once (each costs a guest write and, per check, a read). Default 64. */
   readonly maxSecrets?: number;
+  /** The backend: when it exposes a view of what it mapped, {@link SafetyMonitor.check} holds it against the truth. */
+  readonly vmm?: Vmm;
 }
 
 interface Secret {
@@ -80,6 +91,7 @@ export class SafetyMonitor {
   readonly #tdr: number;
   readonly #guest: TdGuest;
   readonly #maxSecrets: number;
+  readonly #vmm: Vmm | undefined;
   readonly #secrets: Secret[] = [];
   /** Quarantined runs seen so far: quarantine is for ever. */
   #quarantined: GpaRange[] = [];
@@ -90,6 +102,7 @@ export class SafetyMonitor {
     this.#tdr = options.tdr;
     this.#guest = options.guest;
     this.#maxSecrets = options.maxSecrets ?? 64;
+    this.#vmm = options.vmm;
   }
 
   /** True while no violation has been seen. */
@@ -214,16 +227,25 @@ export class SafetyMonitor {
     if (this.#secrets.length > this.#maxSecrets) this.#secrets.shift();
   }
 
-  /** Runs every check now: invariants, quarantine, secrets. Returns the violations found by this call. */
+  /** Runs every check now: invariants, the backend's view, quarantine, secrets. Returns the violations found by this call. */
   async check(): Promise<SafetyViolation[]> {
     const before = this.violations.length;
     for (const violation of checkInvariants(this.#module)) {
       if (VMM_OWNED_INVARIANT_RULES.has(violation.rule)) this.#note('vmm-shared-ept', violation.message);
       else this.#violate('module-invariant', `${violation.rule}: ${violation.message}`);
     }
+    this.#checkView();
     this.#checkQuarantine();
     await this.#checkSecrets();
     return this.violations.slice(before);
+  }
+
+  /** The backend's view against the module's truth: no real VMM can read the Secure-EPT, so a belief can drift. */
+  #checkView(): void {
+    const view = this.#vmm?.view?.();
+    if (view === undefined) return;
+    for (const mismatch of checkVmmView(this.#module, this.#tdr, view, { limit: 8 }))
+      this.#violate('backend-view', mismatch.message);
   }
 
   #checkQuarantine(): void {

@@ -1,0 +1,69 @@
+import { checkLedger } from '@tdxsim/guest';
+import { checkInvariants, checkVmmView } from '@tdxsim/tdx-module';
+import { SafetyMonitor } from '../safety/safety-monitor.js';
+import type { ExploredTd, ExploreFailureKind } from './explore-types.js';
+
+/** One check that failed at quiescence. */
+export interface Finding {
+  readonly kind: ExploreFailureKind;
+  readonly message: string;
+}
+
+const hex = (n: number): string => `0x${n.toString(16)}`;
+const MAX_LINES = 5;
+
+function summarise(lines: readonly string[]): string {
+  const shown = lines.slice(0, MAX_LINES).join('; ');
+  return lines.length > MAX_LINES ? `${shown}; and ${lines.length - MAX_LINES} more` : shown;
+}
+
+/**
+ * The built-in checks of a run that reached quiescence, in order: the module's invariants (the VMM-owned shared-EPT
+ * rules included: an honest backend keeps them), the backend's view against the module's truth, each guest's
+ * ledger against the truth, then the safety monitor's rules for each guest. Returns every finding, first one first.
+ */
+export async function checkAtQuiescence(td: ExploredTd): Promise<Finding[]> {
+  const findings: Finding[] = [];
+  const invariants = checkInvariants(td.module);
+  if (invariants.length > 0)
+    findings.push({
+      kind: 'invariant',
+      message: summarise(invariants.map((v) => `${v.rule}: ${v.message}`)),
+    });
+  const view = td.vmm?.view?.();
+  if (view !== undefined) {
+    const mismatches = checkVmmView(td.module, td.tdr, view);
+    if (mismatches.length > 0)
+      findings.push({ kind: 'view', message: summarise(mismatches.map((m) => m.message)) });
+  }
+  for (const [i, guest] of (td.guests ?? []).entries()) {
+    const mismatches = checkLedger(guest.ledger, td.module, td.tdr);
+    if (mismatches.length > 0) {
+      findings.push({
+        kind: 'ledger',
+        message: `guest ${i}: ${summarise(
+          mismatches.map(
+            (m) =>
+              `${hex(m.start)}..${hex(m.end)} is ${m.ledger} in the ledger, ${m.module} (level ${m.level}) in the module`,
+          ),
+        )}`,
+      });
+    }
+    const monitor = new SafetyMonitor({
+      module: td.module,
+      tdr: td.tdr,
+      guest,
+      ...(td.vmm ? { vmm: td.vmm } : {}),
+    });
+    // Invariants and the view were checked above; what the monitor adds is reported once.
+    const violations = (await monitor.check()).filter(
+      (v) => v.rule !== 'module-invariant' && v.rule !== 'backend-view',
+    );
+    if (violations.length > 0)
+      findings.push({
+        kind: 'safety',
+        message: `guest ${i}: ${summarise(violations.map((v) => `${v.rule}: ${v.message}`))}`,
+      });
+  }
+  return findings;
+}

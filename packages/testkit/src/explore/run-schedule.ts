@@ -1,0 +1,192 @@
+import {
+  type ControlledScheduler,
+  type ControlledSchedulerOptions,
+  checkInvariants,
+  describePoint,
+  MemoryTraceSink,
+  type ScheduleStep,
+  type TraceEvent,
+} from '@tdxsim/tdx-module';
+import type { ExploreContext, ExploredTd, ExploreOptions } from './explore-types.js';
+import { checkAtQuiescence, type Finding } from './quiescence-checks.js';
+
+/** What one run of a scenario under one scheduler gave. */
+export interface RunRecord {
+  /** The first finding (undefined: the run passed every check). */
+  readonly failure: Finding | undefined;
+  readonly findings: readonly Finding[];
+  /** The real choices made (normalised). */
+  readonly decisions: readonly number[];
+  readonly steps: readonly ScheduleStep[];
+  /** Digest of the interleaving. */
+  readonly signature: string;
+  readonly trace: readonly TraceEvent[];
+}
+
+/** The options a single run needs. */
+export type RunOptions<T extends ExploredTd> = Pick<
+  ExploreOptions<T>,
+  'scenario' | 'property' | 'checkEvery' | 'maxSteps' | 'stallTurns'
+> & { readonly seed: number };
+
+type Outcome<T> =
+  | { readonly kind: 'done'; readonly td: T }
+  | { readonly kind: 'threw'; readonly error: unknown }
+  | { readonly kind: 'stalled' };
+
+/**
+ * Resolves with 'stalled' once `turns` macrotask turns pass with no flow waiting and no thread reaching a yield point
+ * (every thread blocked: a deadlock, or a thread spinning without yielding). It only reads the scheduler, so it
+ * changes nothing in the run.
+ */
+function watchStall(scheduler: ControlledScheduler, turns: number) {
+  let cancelled = false;
+  let last = scheduler.activity;
+  let idle = 0;
+  const promise = new Promise<{ readonly kind: 'stalled' }>((resolve) => {
+    const tick = (): void => {
+      if (cancelled) return;
+      if (scheduler.activity !== last || scheduler.waiting.length > 0) {
+        last = scheduler.activity;
+        idle = 0;
+      } else if (++idle >= turns) {
+        resolve({ kind: 'stalled' });
+        return;
+      }
+      setImmediate(tick);
+    };
+    setImmediate(tick);
+  });
+  return {
+    promise,
+    cancel: () => {
+      cancelled = true;
+    },
+  };
+}
+
+/** Waits until no flow waits and nothing moved for two turns (or the scheduler stopped the run). */
+async function drain(scheduler: ControlledScheduler): Promise<void> {
+  let last = -1;
+  let quiet = 0;
+  while (scheduler.stopped === undefined && quiet < 2) {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (scheduler.waiting.length === 0 && scheduler.activity === last) quiet++;
+    else quiet = 0;
+    last = scheduler.activity;
+  }
+}
+
+function messageOf(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return typeof code === 'string' ? `${code}: ${error.message}` : error.message;
+  }
+  return String(error);
+}
+
+class StepCheckFailed extends Error {}
+
+/**
+ * Runs the scenario once under the scheduler `make` builds, then (if it finished) lets the run quiesce and checks
+ * it. Never throws for what the scenario or the system under test does: that is a finding.
+ */
+export async function runSchedule<T extends ExploredTd>(
+  options: RunOptions<T>,
+  make: (options: ControlledSchedulerOptions) => ControlledScheduler,
+  index: number,
+): Promise<RunRecord> {
+  let watched: ExploredTd | undefined;
+  let stepFailure: Finding | undefined;
+  const onStep =
+    options.checkEvery === 'step'
+      ? (step: ScheduleStep): void => {
+          if (watched === undefined) return;
+          const violations = checkInvariants(watched.module, { locks: false });
+          if (violations.length === 0) return;
+          stepFailure = {
+            kind: 'invariant',
+            message: `before step ${step.index} (${describePoint(step.actor, step.point)}): ${violations
+              .slice(0, 3)
+              .map((v) => `${v.rule}: ${v.message}`)
+              .join('; ')}`,
+          };
+          throw new StepCheckFailed(stepFailure.message);
+        }
+      : undefined;
+  const scheduler = make({
+    maxSteps: options.maxSteps ?? 20_000,
+    ...(onStep === undefined ? {} : { onStep }),
+  });
+  const trace = new MemoryTraceSink(1_000_000);
+  const ctx: ExploreContext = {
+    scheduler,
+    trace,
+    services: { scheduler, trace },
+    sim: { scheduler, trace, seed: options.seed },
+    seed: options.seed,
+    index,
+    watch: (td) => {
+      watched = td;
+      return td;
+    },
+    spawn: (actor, action) => scheduler.runAs(actor, action),
+  };
+  const findings: Finding[] = [];
+  try {
+    const stall = watchStall(scheduler, options.stallTurns ?? 2_000);
+    const outcome: Outcome<T> = await Promise.race([
+      options.scenario(ctx).then(
+        (td): Outcome<T> => ({ kind: 'done', td }),
+        (error: unknown): Outcome<T> => ({ kind: 'threw', error }),
+      ),
+      stall.promise,
+    ]);
+    stall.cancel();
+    if (outcome.kind !== 'stalled') await drain(scheduler);
+    if (stepFailure !== undefined) findings.push(stepFailure);
+    else if (scheduler.exhausted)
+      findings.push({ kind: 'never-quiescent', message: messageOf(scheduler.stopped) });
+    else if (outcome.kind === 'stalled')
+      findings.push({ kind: 'deadlock', message: deadlockMessage(scheduler) });
+    else if (outcome.kind === 'threw') {
+      // What broke in the state (a diverged view, a broken invariant) is reported before what the scenario saw of it.
+      if (watched !== undefined) findings.push(...(await checkAtQuiescence(watched)));
+      findings.push({ kind: 'threw', message: messageOf(outcome.error) });
+    } else {
+      const td = (outcome.td as T | undefined) ?? (watched as T | undefined);
+      if (td === undefined)
+        findings.push({
+          kind: 'threw',
+          message: 'the scenario returned no TD and registered none with ctx.watch',
+        });
+      else findings.push(...(await checkAtQuiescence(td)));
+      if (td !== undefined && findings.length === 0 && options.property !== undefined) {
+        try {
+          const verdict = await options.property({ td, trace: trace.events, steps: scheduler.steps });
+          if (verdict === false) findings.push({ kind: 'property', message: 'the property returned false' });
+          else if (typeof verdict === 'string') findings.push({ kind: 'property', message: verdict });
+        } catch (error) {
+          findings.push({ kind: 'property', message: messageOf(error) });
+        }
+      }
+    }
+  } finally {
+    scheduler.dispose();
+  }
+  return {
+    failure: findings[0],
+    findings,
+    decisions: scheduler.schedule.decisions,
+    steps: scheduler.steps,
+    signature: scheduler.signature(),
+    trace: trace.events.slice(),
+  };
+}
+
+function deadlockMessage(scheduler: ControlledScheduler): string {
+  const where = [...scheduler.lastPoints].map(([actor, point]) => describePoint(actor, point));
+  return `no thread can run and the scenario has not finished (every thread is blocked); last yield points: ${
+    where.length === 0 ? 'none' : where.join('; ')
+  }`;
+}
