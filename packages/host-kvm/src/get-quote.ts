@@ -59,13 +59,13 @@ export async function getQuote(vm: VmState, run: KvmRun, regs: Gprs): Promise<Gp
   if (!(await writeGuestShared(vm, buffer, header))) return reply(regs, TdvmcallStatus.INVALID_OPERAND);
   state.quotesInFlight++;
   const task = { buffer, payload: Number(size) - HEADER, header, request };
-  const done = vm.module.runAs('kvm:qgs', () => completeQuote(vm, run, service, task));
+  const done = vm.module.runAs('kvm.qgs', () => completeQuote(vm, run, service, task));
   done.catch(() => {});
   return reply(regs, TdvmcallStatus.SUCCESS);
 }
 
 /**
- * The quote service answers, later (a thread of its own, `kvm:qgs`, with a yield point before it completes, so an
+ * The quote service answers, later (a thread of its own, `kvm.qgs`, with a yield point before it completes, so an
  * explorer chooses when): userspace writes the quote after the header, sets out_len and the status — SUCCESS, or
  * ERROR when the service failed or the quote does not fit — and sends the event-notify interrupt, if the guest set one
  * up, to the vCPU that did (tdx_get_quote_completion, tdx_inject_interrupt).
@@ -78,7 +78,7 @@ async function completeQuote(
 ): Promise<void> {
   const state = vm.enterExit;
   await nextTurn();
-  const wait = vm.yieldAt('kvm:get-quote', 'complete', task.buffer);
+  const wait = vm.yieldAt('kvm.get-quote', 'complete', task.buffer);
   if (wait !== undefined) await wait;
   let status: bigint = GetQuoteBuffer.STATUS_SUCCESS;
   let quote: Uint8Array | undefined;
