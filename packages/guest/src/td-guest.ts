@@ -15,6 +15,7 @@ import { type AcceptMemory, type AcceptOutcome, acceptRange } from './accept/acc
 import type { ConversionResult, PageOutcomeRun } from './convert/conversion-result.js';
 import { Serializer } from './convert/serializer.js';
 import { assertKnownOptions, GuestError } from './errors.js';
+import { afterConversion } from './fatal/unrecoverable-policy.js';
 import { type GuestPolicy, guestPresets } from './guest-policy.js';
 import { checkLedger, type LedgerMismatch } from './ledger/ledger-check.js';
 import { PageLedger, type PageState } from './ledger/page-ledger.js';
@@ -179,25 +180,31 @@ export class TdGuest {
   /** Private → shared, like Linux's set_memory_decrypted: MapGPA(shared) after the guest stops using the pages. */
   async setShared(start: number, size: number): Promise<ConversionResult> {
     const range = this.#range(start, size);
-    return this.#serializer.run(() => this.#convert(range, true));
+    return this.#converted(range, true);
   }
 
   /** Shared → private, like set_memory_encrypted: MapGPA(private), then accept, before the pages are used. */
   async setPrivate(start: number, size: number): Promise<ConversionResult> {
     const range = this.#range(start, size);
-    return this.#serializer.run(() => this.#convert(range, false));
+    return this.#converted(range, false);
   }
 
   /** Linux-style name: `numPages` 4K pages at `address` to shared. */
   async setMemoryDecrypted(address: number, numPages: number): Promise<ConversionResult> {
     const range = this.#range(address, pagesToBytes(numPages), LINUX_NAMES);
-    return this.#serializer.run(() => this.#convert(range, true));
+    return this.#converted(range, true);
   }
 
   /** Linux-style name: `numPages` 4K pages at `address` to private. */
   async setMemoryEncrypted(address: number, numPages: number): Promise<ConversionResult> {
     const range = this.#range(address, pagesToBytes(numPages), LINUX_NAMES);
-    return this.#serializer.run(() => this.#convert(range, false));
+    return this.#converted(range, false);
+  }
+
+  /** One conversion, serialized; a failure that leaves pages unknown is then handled per `policy.onUnrecoverable`. */
+  async #converted(range: GpaRange, toShared: boolean): Promise<ConversionResult> {
+    const result = await this.#serializer.run(() => this.#convert(range, toShared));
+    return afterConversion(this.cpu, this.policy.onUnrecoverable, result, range, toShared);
   }
 
   async #convert(range: GpaRange, toShared: boolean): Promise<ConversionResult> {

@@ -1,4 +1,4 @@
-import { vmcallMapGpa } from '@tdxsim/guest';
+import { guestPresets, haltUntilInterrupt, TdGuest, vmcallMapGpa } from '@tdxsim/guest';
 import {
   encodeLeaf,
   type GuestCpu,
@@ -154,5 +154,31 @@ describe('options of the enter/exit path are checked', () => {
       makeGprs({ rcx: VmcallExposure.LINUX, r11: 31n, r12: 0x6e0n }),
     );
     expect([out[Reg.RAX], out[Reg.R10], out[Reg.R11]]).toEqual([TdxStatus.SUCCESS, 0n, 42n]);
+  });
+});
+
+describe('the guest package on KVM: idle HLT and a fatal conversion', () => {
+  it('haltUntilInterrupt: KVM holds the vCPU until userspace sends an interrupt; the guest takes it', async () => {
+    const { kvm, cpu, seen } = await setup();
+    const halted = haltUntilInterrupt(cpu);
+    await settle();
+    expect(kvm.enterExitCounters.haltsBlocked).toBe(1);
+    kvm.deliverInterrupt(0, 0xec);
+    expect(await halted).toEqual({ rax: TdxStatus.SUCCESS, r10: 0n, interrupts: 1 });
+    expect(seen).toEqual([0xec]);
+  });
+
+  it('a guest whose policy reports unrecoverable conversions stops the VM with its message when userspace fails MapGPA', async () => {
+    const { kvm, cpu } = await setup({ onMapGpaRange: () => 'error' });
+    const policy = { ...guestPresets.linux, onUnrecoverable: 'report-fatal-error' as const };
+    const guest = await TdGuest.boot(cpu, { memoryBytes: 2 ** 24, policy });
+    await expect(guest.setShared(0x20_0000, 0x10_0000)).rejects.toMatchObject({ code: 'VCPU_NOT_RESUMED' });
+    expect(kvm.fatalError).toMatchObject({
+      errorCode: 1n << 63n,
+      gpa: 0x20_0000n,
+      message: 'to shared 0x200000+0x100000: map-gpa failed',
+      validErrorCode: true,
+    });
+    expect(kvm.dead).toContain('"to shared 0x200000+0x100000: map-gpa failed"');
   });
 });
