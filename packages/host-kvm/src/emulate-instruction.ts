@@ -1,5 +1,6 @@
 import { type Gpaw, type Gprs, Reg, sharedBit, TdvmcallStatus } from '@tdxsim/tdx-module';
 import { Msr } from './enter-exit-options.js';
+import { withStatus } from './reply.js';
 import type { VmState } from './vm-state.js';
 
 /**
@@ -14,12 +15,6 @@ const U32 = 0xffff_ffffn;
 
 function mask(size: number): bigint {
   return size === 8 ? (1n << 64n) - 1n : (1n << BigInt(size * 8)) - 1n;
-}
-
-function withStatus(regs: Gprs, status: bigint): Gprs {
-  const reply = regs.slice();
-  reply[Reg.R10] = status;
-  return reply;
 }
 
 /**

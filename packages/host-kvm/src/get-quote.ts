@@ -2,18 +2,13 @@ import { GetQuoteBuffer, type Gprs, Reg, sharedBit, TdvmcallStatus } from '@tdxs
 import type { QuoteService } from './enter-exit-options.js';
 import type { KvmRun } from './kvm-run.js';
 import { deliverInterrupt } from './posted-interrupts.js';
+import { withStatus } from './reply.js';
 import { readGuestShared, writeGuestShared } from './userspace-memory.js';
 import { nextTurn, type VmState } from './vm-state.js';
 
 /** QEMU's bound on a GetQuote buffer (TDX_GET_QUOTE_MAX_BUF_LEN). */
 const MAX_BUFFER = 128 * 1024;
 const HEADER = GetQuoteBuffer.HEADER_SIZE;
-
-function reply(regs: Gprs, status: bigint): Gprs {
-  const out = regs.slice();
-  out[Reg.R10] = status;
-  return out;
-}
 
 /**
  * TDG.VP.VMCALL<GetQuote>: R12 = the buffer's GPA (shared), R13 = its size. KVM refuses a private GPA
@@ -29,39 +24,40 @@ export async function getQuote(vm: VmState, run: KvmRun, regs: Gprs): Promise<Gp
   const gpa = regs[Reg.R12] as bigint;
   const size = regs[Reg.R13] as bigint;
   const shared = BigInt(sharedBit(vm.td.gpaw));
-  if ((gpa & shared) === 0n) return reply(regs, TdvmcallStatus.INVALID_OPERAND);
+  if ((gpa & shared) === 0n) return withStatus(regs, TdvmcallStatus.INVALID_OPERAND);
   const state = vm.enterExit;
   state.count(state.counters.userspaceExits, 'KVM_EXIT_TDX');
   const service = state.options.getQuote;
-  if (service === 'unsupported') return reply(regs, TdvmcallStatus.SUBFUNC_UNSUPPORTED);
+  if (service === 'unsupported') return withStatus(regs, TdvmcallStatus.SUBFUNC_UNSUPPORTED);
   const address = gpa & ~shared;
-  if (size === 0n) return reply(regs, TdvmcallStatus.INVALID_OPERAND);
-  if (address % 4096n !== 0n || size % 4096n !== 0n) return reply(regs, TdvmcallStatus.ALIGN_ERROR);
-  if (address >= 1n << 52n) return reply(regs, TdvmcallStatus.INVALID_OPERAND);
+  if (size === 0n) return withStatus(regs, TdvmcallStatus.INVALID_OPERAND);
+  if (address % 4096n !== 0n || size % 4096n !== 0n) return withStatus(regs, TdvmcallStatus.ALIGN_ERROR);
+  if (address >= 1n << 52n) return withStatus(regs, TdvmcallStatus.INVALID_OPERAND);
   const buffer = Number(address);
   const header = readGuestShared(vm, buffer, HEADER);
-  if (header === undefined) return reply(regs, TdvmcallStatus.INVALID_OPERAND);
+  if (header === undefined) return withStatus(regs, TdvmcallStatus.INVALID_OPERAND);
   const view = new DataView(header.buffer);
   const inLength = view.getUint32(16, true);
   if (view.getBigUint64(0, true) !== GetQuoteBuffer.VERSION)
-    return reply(regs, TdvmcallStatus.INVALID_OPERAND);
+    return withStatus(regs, TdvmcallStatus.INVALID_OPERAND);
   if (size > BigInt(MAX_BUFFER) || BigInt(inLength) > size - BigInt(HEADER))
-    return reply(regs, TdvmcallStatus.INVALID_OPERAND);
+    return withStatus(regs, TdvmcallStatus.INVALID_OPERAND);
   if (service === 'no-qgs') {
     view.setBigUint64(8, GetQuoteBuffer.STATUS_SERVICE_UNAVAILABLE, true);
-    if (!(await writeGuestShared(vm, buffer, header))) return reply(regs, TdvmcallStatus.INVALID_OPERAND);
-    return reply(regs, TdvmcallStatus.SUCCESS);
+    if (!(await writeGuestShared(vm, buffer, header)))
+      return withStatus(regs, TdvmcallStatus.INVALID_OPERAND);
+    return withStatus(regs, TdvmcallStatus.SUCCESS);
   }
-  if (state.quotesInFlight >= state.options.maxQuotesInFlight) return reply(regs, TdvmcallStatus.RETRY);
+  if (state.quotesInFlight >= state.options.maxQuotesInFlight) return withStatus(regs, TdvmcallStatus.RETRY);
   const request = readGuestShared(vm, buffer + HEADER, inLength);
-  if (request === undefined) return reply(regs, TdvmcallStatus.INVALID_OPERAND);
+  if (request === undefined) return withStatus(regs, TdvmcallStatus.INVALID_OPERAND);
   view.setBigUint64(8, GetQuoteBuffer.STATUS_IN_FLIGHT, true);
-  if (!(await writeGuestShared(vm, buffer, header))) return reply(regs, TdvmcallStatus.INVALID_OPERAND);
+  if (!(await writeGuestShared(vm, buffer, header))) return withStatus(regs, TdvmcallStatus.INVALID_OPERAND);
   state.quotesInFlight++;
   const task = { buffer, payload: Number(size) - HEADER, header, request };
   const done = vm.module.runAs('kvm.qgs', () => completeQuote(vm, run, service, task));
   done.catch(() => {});
-  return reply(regs, TdvmcallStatus.SUCCESS);
+  return withStatus(regs, TdvmcallStatus.SUCCESS);
 }
 
 /**

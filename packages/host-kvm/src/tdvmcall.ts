@@ -5,6 +5,7 @@ import { getQuote } from './get-quote.js';
 import { emulateHalt } from './halt.js';
 import type { KvmRun } from './kvm-run.js';
 import { mapGpa } from './map-gpa.js';
+import { withStatus } from './reply.js';
 import { getTdVmCallInfo, setupEventNotify } from './tdx-userspace.js';
 import type { VmState } from './vm-state.js';
 
@@ -30,9 +31,7 @@ export async function handleTdvmcall(vm: VmState, run: KvmRun, exit: TdExitEvent
   const state = vm.enterExit;
   if ((regs[Reg.R10] as bigint) !== 0n) {
     state.count(state.counters.tdvmcalls, 'KVM_HYPERCALL');
-    const reply = regs.slice();
-    reply[Reg.R10] = KVM_ENOSYS_STATUS;
-    return reply;
+    return withStatus(regs, KVM_ENOSYS_STATUS);
   }
   const subfunction = regs[Reg.R11] as bigint;
   state.count(state.counters.tdvmcalls, NAMES.get(subfunction) ?? 'UNKNOWN');
@@ -60,10 +59,7 @@ export async function handleTdvmcall(vm: VmState, run: KvmRun, exit: TdExitEvent
       return getQuote(vm, run, regs);
     case TdvmcallSubfunction.SETUP_EVENT_NOTIFY_INTERRUPT:
       return setupEventNotify(vm, vcpu, regs);
-    default: {
-      const reply = regs.slice();
-      reply[Reg.R10] = TdvmcallStatus.SUBFUNC_UNSUPPORTED;
-      return reply;
-    }
+    default:
+      return withStatus(regs, TdvmcallStatus.SUBFUNC_UNSUPPORTED);
   }
 }

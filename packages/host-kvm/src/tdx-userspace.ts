@@ -1,11 +1,6 @@
 import { type Gprs, Reg, TdvmcallInfoLeaf1R11, TdvmcallStatus } from '@tdxsim/tdx-module';
+import { withStatus } from './reply.js';
 import type { VmState } from './vm-state.js';
-
-function reply(regs: Gprs, status: bigint): Gprs {
-  const out = regs.slice();
-  out[Reg.R10] = status;
-  return out;
-}
 
 /**
  * TDG.VP.VMCALL<GetTdVmCallInfo>: R12 = the leaf. Leaf 0: KVM answers itself, SUCCESS with R11-R14 = 0 (only the
@@ -16,8 +11,8 @@ function reply(regs: Gprs, status: bigint): Gprs {
  */
 export function getTdVmCallInfo(vm: VmState, regs: Gprs): Gprs {
   const leaf = regs[Reg.R12] as bigint;
-  if (leaf !== 0n && leaf !== 1n) return reply(regs, TdvmcallStatus.INVALID_OPERAND);
-  const out = reply(regs, TdvmcallStatus.SUCCESS);
+  if (leaf !== 0n && leaf !== 1n) return withStatus(regs, TdvmcallStatus.INVALID_OPERAND);
+  const out = withStatus(regs, TdvmcallStatus.SUCCESS);
   out[Reg.R11] = 0n;
   out[Reg.R12] = 0n;
   out[Reg.R13] = 0n;
@@ -39,11 +34,11 @@ export function getTdVmCallInfo(vm: VmState, regs: Gprs): Gprs {
  */
 export function setupEventNotify(vm: VmState, vcpu: number, regs: Gprs): Gprs {
   const vector = regs[Reg.R12] as bigint;
-  if (vector < 32n || vector > 255n) return reply(regs, TdvmcallStatus.INVALID_OPERAND);
+  if (vector < 32n || vector > 255n) return withStatus(regs, TdvmcallStatus.INVALID_OPERAND);
   const state = vm.enterExit;
   state.count(state.counters.userspaceExits, 'KVM_EXIT_TDX');
   if (state.options.setupEventNotify === 'unsupported')
-    return reply(regs, TdvmcallStatus.SUBFUNC_UNSUPPORTED);
+    return withStatus(regs, TdvmcallStatus.SUBFUNC_UNSUPPORTED);
   state.eventNotify = { vector: Number(vector), vcpu };
-  return reply(regs, TdvmcallStatus.SUCCESS);
+  return withStatus(regs, TdvmcallStatus.SUCCESS);
 }
