@@ -316,10 +316,14 @@ export class TdxModule implements SeamcallPort {
       }
       return exit;
     } finally {
+      // SEAMRET: nothing to do unless an NMI is latched (or was blocked) — the common path only flips the mode.
       if (cpu !== undefined) {
-        const runsBefore = cpu.handlings.length;
-        cpu.seamret(this.#nmiBlocking, m.clock.now());
-        if (m.trace.enabled) this.#traceHandlings(cpu, runsBefore);
+        if (cpu.latched === undefined) cpu.seamret(this.#nmiBlocking, 0);
+        else {
+          const runsBefore = cpu.handlings.length;
+          cpu.seamret(this.#nmiBlocking, m.clock.now());
+          if (m.trace.enabled) this.#traceHandlings(cpu, runsBefore);
+        }
       }
     }
   }
