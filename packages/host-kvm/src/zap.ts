@@ -106,8 +106,8 @@ async function track(vm: VmState, run: KvmRun, gpa: number): Promise<void> {
  * One zap SEAMCALL as KVM issues it: on OPERAND_BUSY (any operand), keep every vCPU out of the TD, kick them all and
  * retry exactly once — with mmu_lock held for write nothing else of KVM can hold the S-EPT, so that retry must
  * succeed. Anything but SUCCESS after it (a second BUSY included) is a KVM bug: the VM is dead.
- * `expected` is a failure status the caller handles itself (the premapped case). A yield point (`kvm.zap
- * kicked-for-retry`) lies between the kick and the retry.
+ * `expected` is a failure status the caller handles itself (the premapped case). Yield points (`kvm.zap busy`,
+ * `kicked-for-retry`) lie between the BUSY and the kick, and between the kick and the retry.
  * Source: arch/x86/kvm/vmx/tdx.c (tdx_sept_zap_private_spte, tdx_track, tdx_sept_drop_private_spte: the retry
  * between tdx_no_vcpus_enter_start and tdx_no_vcpus_enter_stop, then KVM_BUG_ON on any error).
  */
@@ -122,6 +122,8 @@ async function zapStep(
   let result = await vm.seamcall(name, call);
   if (isStatus(result.status, TdxStatus.OPERAND_BUSY)) {
     vm.counters.retries++;
+    // The kick is not instantaneous: other threads may run between the BUSY and it (a guest's next TDCALL, say).
+    await pause(vm, 'busy', gpa);
     try {
       await run.startNoEnter();
       await pause(vm, 'kicked-for-retry', gpa);
