@@ -23,6 +23,8 @@ import {
   type VmmView,
 } from '@tdxsim/tdx-module';
 import createDebug from 'debug';
+import { type HypervEnterExitCounters, HypervInterrupts } from './enter-exit.js';
+import { HypervError } from './errors.js';
 import { HypervTables } from './hyperv-tables.js';
 import { type HypervVmmOptions, resolveHypervOptions } from './options.js';
 
@@ -65,6 +67,7 @@ export class HypervVmm implements Vmm {
   /** Its own record of what it mapped: the only thing it decides from (it cannot read the S-EPT). */
   readonly tables: HypervTables;
   readonly #rng: SeededRng;
+  readonly #interrupts: HypervInterrupts;
 
   private constructor(
     module: TdxModule,
@@ -79,6 +82,25 @@ export class HypervVmm implements Vmm {
     this.noProgressRate = noProgressRate;
     this.#rng = new SeededRng(seed);
     this.tables = new HypervTables(td.pwl);
+    this.#interrupts = new HypervInterrupts(module, td.host, td.tdvprs);
+  }
+
+  /** What it counted on the enter/exit path: NMI, interrupt and HLT exits, hypercalls. */
+  get enterExitCounters(): HypervEnterExitCounters {
+    return this.#interrupts.counters;
+  }
+
+  /** An interrupt for vCPU `index`: posted into the TD's virtual APIC; a halted vCPU wakes up. */
+  deliverInterrupt(index: number, vector: number): void {
+    if (!Number.isSafeInteger(index) || index < 0 || index >= this.td.tdvprs.length)
+      throw new HypervError('INVALID_ARGUMENT', `no vCPU ${String(index)}`, 'index');
+    if (!Number.isSafeInteger(vector) || vector < 16 || vector > 255)
+      throw new HypervError(
+        'INVALID_ARGUMENT',
+        `vector must be an integer in [16, 255], got ${String(vector)}`,
+        'vector',
+      );
+    this.#interrupts.deliver(index, vector);
   }
 
   /** Builds the TD through SEAMCALLs and returns the backend that will run it. */
@@ -179,6 +201,8 @@ export class HypervVmm implements Vmm {
       await new Promise((resolve) => setImmediate(resolve));
       return makeGprs();
     }
+    const answered = await this.#interrupts.answer(exit, () => false);
+    if (answered !== undefined) return answered;
     const reason = Number(rax & 0xffffn);
     if (reason === VmExitReason.EPT_VIOLATION) await this.#eptViolation(exit.regs);
     if (reason === VmExitReason.TDCALL) {

@@ -6,6 +6,19 @@
  */
 
 export { kvmVmm } from './container.js';
+export { isEmulatedMsr } from './emulate-instruction.js';
+export {
+  type CpuidEntry,
+  DEFAULT_CPUID,
+  defaultQuoteService,
+  type KvmUserspaceOptions,
+  type MmioRequest,
+  Msr,
+  type PortIoRequest,
+  type QuoteService,
+  type ResolvedEnterExitOptions,
+} from './enter-exit-options.js';
+export type { EnterExitCounters, FatalErrorReport } from './enter-exit-state.js';
 export { KvmError, type KvmErrorCode } from './errors.js';
 export { KvmVmm } from './kvm-vmm.js';
 export { MirrorEntry, type MirrorEntryCode, type MirrorLeaf, MirrorSept } from './mirror-sept.js';
@@ -18,4 +31,5 @@ export {
   resolveKvmOptions,
 } from './options.js';
 export type { InitMemRegionOptions, InitMemRegionResult } from './td-build.js';
+export { KVM_ENOSYS_STATUS } from './tdvmcall.js';
 export type { KvmCounters } from './vm-state.js';

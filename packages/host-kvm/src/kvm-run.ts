@@ -8,6 +8,7 @@ import {
   TdxStatus,
   type Vmm,
 } from '@tdxsim/tdx-module';
+import { syncPostedInterrupts } from './posted-interrupts.js';
 import { nextTurn, type VmState } from './vm-state.js';
 
 const VP_ENTER = encodeLeaf(SeamcallLeaf.VP_ENTER);
@@ -60,6 +61,11 @@ export class KvmRun {
     return td.tdvprs.map((tdvpr, index) =>
       module.runAs(`vcpu${index}:host`, () => this.#loop(vmm, tdvpr, index)),
     );
+  }
+
+  /** Whether vCPU `index` is in guest mode (or entering it): KVM's vcpu->mode == IN_GUEST_MODE. */
+  inGuest(index: number): boolean {
+    return this.#mode[index] === IN_GUEST;
   }
 
   /** Whether a zap keeps every vCPU out now. */
@@ -126,6 +132,8 @@ export class KvmRun {
         }
         next[Reg.RCX] = BigInt(tdvpr);
         this.#mode[index] = IN_GUEST;
+        // Interrupts posted while the vCPU was out reach the TD's virtual APIC on entry (tdx_vcpu_run: pi_test_on).
+        if (vm.enterExit.hasPosted(index)) syncPostedInterrupts(vm, index);
         let regs: Gprs;
         try {
           regs = await module.seamcall(VP_ENTER, next);

@@ -13,6 +13,8 @@ import {
   type Vmm,
   type VmmView,
 } from '@tdxsim/tdx-module';
+import { handleExternalInterrupt, handleNmiExit } from './async-exits.js';
+import type { EnterExitCounters, FatalErrorReport } from './enter-exit-state.js';
 import { KvmError } from './errors.js';
 import { handleEptViolation } from './fault.js';
 import { KvmRun } from './kvm-run.js';
@@ -20,6 +22,7 @@ import { setMemoryAttributes } from './memory.js';
 import type { MirrorSept } from './mirror-sept.js';
 import type { MmuLock } from './mmu-lock.js';
 import { type KvmVmmOptions, type ResolvedKvmOptions, resolveKvmOptions } from './options.js';
+import { deliverInterrupt } from './posted-interrupts.js';
 import {
   buildTdForKvm,
   finalize,
@@ -114,6 +117,38 @@ export class KvmVmm implements Vmm {
     return this.#run.start(this);
   }
 
+  /** What the backend counted on the enter/exit path (NMI, interrupt and HLT exits, TDVMCALLs, userspace exits). */
+  get enterExitCounters(): EnterExitCounters {
+    return this.#vm.enterExit.counters;
+  }
+
+  /** The fatal error the TD reported with TDG.VP.VMCALL<ReportFatalError>, as userspace decoded it; the VM stopped. */
+  get fatalError(): FatalErrorReport | undefined {
+    return this.#vm.enterExit.fatalError;
+  }
+
+  /** The event-notify interrupt the guest set up (SetupEventNotifyInterrupt): its vector and the vCPU it goes to. */
+  get eventNotify(): { readonly vector: number; readonly vcpu: number } | undefined {
+    return this.#vm.enterExit.eventNotify;
+  }
+
+  /**
+   * An interrupt for vCPU `index` (what userspace's irqchip or a device raises): posted, as KVM delivers every
+   * interrupt to a TD — into the TD's virtual APIC at once if the vCPU is in guest mode, else at its next entry; a
+   * halted vCPU wakes up; a MapGPA in progress ends with RETRY.
+   */
+  deliverInterrupt(index: number, vector: number): void {
+    if (!Number.isSafeInteger(index) || index < 0 || index >= this.td.tdvprs.length)
+      throw new KvmError('INVALID_ARGUMENT', `no vCPU ${String(index)}`, 'index');
+    if (!Number.isSafeInteger(vector) || vector < 16 || vector > 255)
+      throw new KvmError(
+        'INVALID_ARGUMENT',
+        `vector must be an integer in [16, 255], got ${String(vector)}`,
+        'vector',
+      );
+    deliverInterrupt(this.#vm, this.#run, index, vector);
+  }
+
   /** Makes vCPU `index` have an event pending: its current MapGPA ends with RETRY, its private fault loop ends. */
   injectEvent(index: number): void {
     if (!Number.isSafeInteger(index) || index < 0 || index >= this.td.tdvprs.length)
@@ -178,13 +213,19 @@ export class KvmVmm implements Vmm {
     if (rax >> 63n === 1n) return this.#failedEntryOrErrorExit(rax);
     try {
       switch (Number(rax & 0xffffn)) {
+        case VmExitReason.EXCEPTION_NMI:
+          handleNmiExit(vm, exit);
+          break;
+        case VmExitReason.EXTERNAL_INTERRUPT:
+          handleExternalInterrupt(vm);
+          break;
         case VmExitReason.EPT_VIOLATION:
           await handleEptViolation(vm, this.#run, exit.vcpuIndex, exit.regs);
           break;
         case VmExitReason.TDCALL:
           return await handleTdvmcall(vm, this.#run, exit);
         default:
-          // An external interrupt (a kick) and the rest: nothing to do but enter again.
+          // The rest: nothing to do but enter again.
           break;
       }
     } catch (error) {

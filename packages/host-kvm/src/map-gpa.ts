@@ -42,7 +42,11 @@ export async function mapGpa(
     // KVM advances by a whole chunk even when the last chunk is shorter.
     next += chunk;
     if (next >= end) return makeGprs({ r10: TdvmcallStatus.SUCCESS });
-    const pending = vm.pendingEvents.delete(vcpu) || vm.rng.chance(vm.options.pendingEventRate);
+    // An interrupt posted to the vCPU and not yet in the TD's virtual APIC is an event too (pi_has_pending_interrupt).
+    const pending =
+      vm.pendingEvents.delete(vcpu) ||
+      vm.enterExit.hasPosted(vcpu) ||
+      vm.rng.chance(vm.options.pendingEventRate);
     if (pending) {
       vm.counters.pendingEventRetries++;
       return makeGprs({ r10: TdvmcallStatus.RETRY, r11: next });

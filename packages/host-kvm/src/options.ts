@@ -1,3 +1,9 @@
+import {
+  type CpuidEntry,
+  type KvmUserspaceOptions,
+  type ResolvedEnterExitOptions,
+  resolveEnterExitOptions,
+} from './enter-exit-options.js';
 import { KvmError } from './errors.js';
 import type { MmuLockMode } from './mmu-lock.js';
 
@@ -66,6 +72,12 @@ export interface KvmVmmOptions {
   readonly mmuLock?: MmuLockMode;
   /** Seed of the backend's random choices (default 1). */
   readonly seed?: number;
+  /** KVM's CPUID table (KVM_SET_CPUID2) for TDG.VP.VMCALL<Instruction.CPUID>; default: KVM's hypervisor leaves. */
+  readonly cpuid?: readonly CpuidEntry[];
+  /** Initial values of MSRs KVM emulates, by index (default: KVM's reset values). */
+  readonly msrs?: Readonly<Record<number, bigint>>;
+  /** What userspace (QEMU-like) answers for GetQuote, SetupEventNotifyInterrupt, GetTdVmCallInfo, port I/O, MMIO. */
+  readonly userspace?: KvmUserspaceOptions;
 }
 
 /** {@link KvmVmmOptions} checked, with every default filled in. */
@@ -81,6 +93,7 @@ export interface ResolvedKvmOptions {
   readonly pageAddBusy: 'ebusy' | 'retry';
   readonly mmuLock: MmuLockMode;
   readonly seed: number;
+  readonly enterExit: ResolvedEnterExitOptions;
 }
 
 /** The options that take one of a few names: the allowed names, default first. */
@@ -98,6 +111,9 @@ const KNOWN = [
   'onMapGpaRange',
   'hugePages',
   'seed',
+  'cpuid',
+  'msrs',
+  'userspace',
   ...Object.keys(CHOICES),
 ];
 
@@ -162,5 +178,6 @@ export function resolveKvmOptions(options: KvmVmmOptions): ResolvedKvmOptions {
     pageAddBusy: choice(options, 'pageAddBusy'),
     mmuLock: choice(options, 'mmuLock'),
     seed,
+    enterExit: resolveEnterExitOptions(options.cpuid, options.msrs, options.userspace),
   };
 }

@@ -10,6 +10,7 @@ import {
   type YieldPoint,
 } from '@tdxsim/tdx-module';
 import createDebug from 'debug';
+import { EnterExitState } from './enter-exit-state.js';
 import { KvmError } from './errors.js';
 import { MirrorSept } from './mirror-sept.js';
 import { MmuLock } from './mmu-lock.js';
@@ -64,6 +65,8 @@ export class VmState {
   readonly rng: SeededRng;
   /** vCPUs with an event pending (an interrupt to inject at the next entry). */
   readonly pendingEvents = new Set<number>();
+  /** The enter/exit path: posted interrupts, halted vCPUs, emulated MSRs, GetQuote, a reported fatal error. */
+  readonly enterExit: EnterExitState;
   /** TD_STATE_RUNNABLE: set by KVM_TDX_FINALIZE_VM. Before it, private leaves are premapped, not AUGed. */
   #runnable = false;
   #whenRunnable: { promise: Promise<void>; resolve: () => void } | undefined;
@@ -78,6 +81,7 @@ export class VmState {
     this.mirror = new MirrorSept(td.pwl);
     this.mmuLock = new MmuLock(module, td.tdr, options.mmuLock);
     this.rng = new SeededRng(options.seed);
+    this.enterExit = new EnterExitState(td.tdvprs.length, options.enterExit);
   }
 
   /** TD_STATE_RUNNABLE: KVM_TDX_FINALIZE_VM succeeded. */
@@ -114,6 +118,8 @@ export class VmState {
     if (this.#dead !== undefined) return;
     this.#dead = why;
     log('VM dead: %s', why);
+    // A halted vCPU wakes up to find the VM dead.
+    this.enterExit.wakeAll();
   }
 
   /** The error a flow throws when the VM died under it (or was dead already): its ioctl answers -EIO. */

@@ -9,7 +9,14 @@ import {
 } from '@tdxsim/tdx-module';
 import createDebug from 'debug';
 import { afterEach, describe, expect, it } from 'vitest';
-import { KvmError, KvmVmm, type KvmVmmOptions, resolveKvmOptions } from '../src/index.js';
+import {
+  DEFAULT_CPUID,
+  defaultQuoteService,
+  KvmError,
+  KvmVmm,
+  type KvmVmmOptions,
+  resolveKvmOptions,
+} from '../src/index.js';
 
 // Option validation of the KVM backend (issue #4 "Options validated (typed error on a bad option)"): every bad option
 // is a KvmError naming it, thrown before any SEAMCALL builds a TD.
@@ -115,6 +122,15 @@ describe('good options', () => {
       pageAddBusy: 'ebusy',
       mmuLock: 'rwlock',
       seed: 1,
+      enterExit: {
+        cpuid: DEFAULT_CPUID,
+        msrs: expect.any(Map),
+        getQuote: defaultQuoteService,
+        maxQuotesInFlight: 16,
+        setupEventNotify: 'supported',
+        portIo: undefined,
+        mmio: undefined,
+      },
     });
     // An option given as undefined takes its default.
     expect(resolveKvmOptions(untyped({ seed: undefined, mapGpaChunk: undefined }))).toMatchObject({

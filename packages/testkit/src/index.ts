@@ -101,6 +101,13 @@ export {
   traceText,
 } from './explore/format-report.js';
 export {
+  describeNmiHandlings,
+  type NmiRaceOptions,
+  type NmiRaceOutcome,
+  nmisAroundTdExits,
+  nmisHandledInOrder,
+} from './explore/nmi-race.js';
+export {
   acceptRacingZap,
   concurrentLazyAccepts,
   faultRacingZap,
