@@ -1,4 +1,3 @@
-import { HypervError } from './errors.js';
 import {
   type Gprs,
   type HostSeamcalls,
@@ -10,6 +9,7 @@ import {
   VCPU_STATE_DETAILS_VMXIP,
   VmExitReason,
 } from '@tdxsim/tdx-module';
+import { HypervError } from './errors.js';
 import { assertAddress, assertExit, assertFunction, assertInteger, assertMethods } from './validation.js';
 
 /** HV_STATUS_INVALID_HYPERCALL_CODE (Hyper-V TLFS): the answer to a hypercall code the hypervisor does not know. */
@@ -54,7 +54,9 @@ export class HypervInterrupts {
         'tdvprs must be a non-empty array of TDVPR addresses',
         'tdvprs',
       );
-    tdvprs.forEach((tdvpr, i) => assertAddress(`tdvprs[${i}]`, tdvpr));
+    tdvprs.forEach((tdvpr, i) => {
+      assertAddress(`tdvprs[${i}]`, tdvpr);
+    });
     this.#module = module;
     this.#host = host;
     this.#tdvprs = tdvprs;
