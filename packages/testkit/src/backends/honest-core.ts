@@ -26,6 +26,12 @@ const log = testkitLogger('core');
 const PAGE = 4096;
 const MIB2 = 2 ** 21;
 
+/** A private GPA and a count of pages that stay below 2^52. */
+function assertPages(gpa: unknown, pages: unknown): void {
+  assertPageAddress('gpa', gpa);
+  assertInteger('pages', pages, 0, (2 ** 52 - gpa) / PAGE);
+}
+
 /**
  * The honest half of every scripted backend: the host work a correct VMM does, through SEAMCALLs only.
  * - EPT-violation exit on a private GPA: SEPT.ADD for missing tables, then AUG at the level an ACCEPT exit asks for
@@ -38,12 +44,6 @@ const MIB2 = 2 ** 21;
  * It also carries out the hostile side effects a script asks for, so each of them is done the way a real host
  * would do it.
  */
-/** A private GPA and a count of pages that stay below 2^52. */
-function assertPages(gpa: unknown, pages: unknown): void {
-  assertPageAddress('gpa', gpa);
-  assertInteger('pages', pages, 0, (2 ** 52 - gpa) / PAGE);
-}
-
 export class HonestCore {
   readonly module: TdxModule;
   readonly td: BuiltTd;
