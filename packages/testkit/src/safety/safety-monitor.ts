@@ -120,7 +120,7 @@ export class SafetyMonitor {
     );
     assertMethods('module', options.module, 'a TdxModule', ['privatePage', 'hostRead']);
     assertPageAddress('tdr', options.tdr);
-    assertMethods('guest', options.guest, 'a guest (a TdGuest, or an object with ledger, read and write)', [
+    assertMethods('guest', options.guest, 'a TdGuest (or an object with ledger, read and write)', [
       'read',
       'write',
     ]);
