@@ -30,7 +30,7 @@ export function checkRunScenario(spec: unknown, vmm: unknown, workload: unknown,
   if (o.traceDir !== undefined) assertString('traceDir', o.traceDir, 'INVALID_OPTION');
   assertIntegerOption('checkEvery', o.checkEvery, 1);
   assertIntegerOption('fuse', o.fuse, 1);
-  assertIntegerOption('timeoutMs', o.timeoutMs, 1);
+  assertIntegerOption('timeoutMs', o.timeoutMs, 0);
   assertOneOf('thread', o.thread, ['dedicated', 'shared'], true);
   assertFunction('onProgress', o.onProgress, true);
 }
@@ -65,7 +65,7 @@ export function checkMatrixOptions(options: unknown): void {
   assertBoolean('isolate', o.isolate, true);
   assertIntegerOption('checkEvery', o.checkEvery, 1);
   assertIntegerOption('fuse', o.fuse, 1);
-  assertIntegerOption('timeoutMs', o.timeoutMs, 1);
+  assertIntegerOption('timeoutMs', o.timeoutMs, 0);
   if (o.traceDir !== undefined) assertString('traceDir', o.traceDir, 'INVALID_OPTION');
   for (const name of ['onStart', 'onProgress', 'onResult']) assertFunction(name, o[name], true);
 }

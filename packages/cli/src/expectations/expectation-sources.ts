@@ -1,5 +1,11 @@
 import { assertOutcome } from '../api-arguments.js';
-import { assertArray, assertOptions, assertString } from '../api-validation.js';
+import { assertArray, assertOptions, assertString, show } from '../api-validation.js';
+import { UsageError } from '../usage-error.js';
+
+function assertObject(argument: string, value: unknown): void {
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new UsageError(`${argument} must be an object, got ${show(value)}`, 'INVALID_ARGUMENT', argument);
+}
 
 /** `new Expectations(files, baseline)`'s arguments: parsed expectations files and an optional baseline's results. */
 export function checkExpectationSources(files: unknown, baseline: unknown): void {
@@ -18,7 +24,7 @@ export function checkExpectationSources(files: unknown, baseline: unknown): void
       `${argument}.expectations.expect`,
       (expectations as { expect?: unknown }).expect,
       (at, rule) => {
-        assertOptions('Expectations', at, rule, ['scenarios', 'outcome', 'note'], false);
+        assertObject(at, rule);
         assertString(`${at}.scenarios`, (rule as { scenarios?: unknown }).scenarios);
         assertOutcome(`${at}.outcome`, (rule as { outcome?: unknown }).outcome);
       },

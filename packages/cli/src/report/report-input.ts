@@ -22,7 +22,7 @@ export function checkReportInput(input: unknown): void {
   assertInteger('seed', o.seed, Number.MIN_SAFE_INTEGER);
   if (o.checkEvery !== undefined) assertInteger('checkEvery', o.checkEvery, 1);
   assertInteger('fuse', o.fuse, 1);
-  if (o.timeoutMs !== undefined) assertInteger('timeoutMs', o.timeoutMs, 1);
+  if (o.timeoutMs !== undefined) assertInteger('timeoutMs', o.timeoutMs, 0);
   if (o.shard !== undefined) {
     assertOptions('buildRunReport', 'shard', o.shard, ['index', 'total'], false);
     const { index, total } = o.shard as { index?: unknown; total?: unknown };

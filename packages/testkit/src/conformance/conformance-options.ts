@@ -39,7 +39,7 @@ export function checkConformanceArguments(
     });
   }
   assertIntegerOption('seed', o.seed, ANY_INTEGER);
-  assertIntegerOption('wallClockMs', o.wallClockMs, 1);
+  assertIntegerOption('wallClockMs', o.wallClockMs, 0);
   assertOneOf('thread', o.thread, ['dedicated', 'shared'], true);
   assertFunction('onWorkload', o.onWorkload, true);
 }
