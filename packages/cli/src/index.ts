@@ -56,4 +56,4 @@ export {
   type TimelineCall,
 } from './scenario/scenario-result.js';
 export { TraceJsonWriter } from './scenario/trace-json-writer.js';
-export { UsageError } from './usage-error.js';
+export { UsageError, type UsageErrorCode } from './usage-error.js';

@@ -24,9 +24,9 @@ import {
 } from '@tdxsim/tdx-module';
 import createDebug from 'debug';
 import { type HypervEnterExitCounters, HypervInterrupts } from './enter-exit.js';
-import { HypervError } from './errors.js';
 import { HypervTables } from './hyperv-tables.js';
 import { type HypervVmmOptions, resolveHypervOptions } from './options.js';
+import { assertBuildOptions, assertExit, assertMethods } from './validation.js';
 
 const log = createDebug('tdxsim:hyperv:vmm');
 const PAGE = 4096;
@@ -92,14 +92,6 @@ export class HypervVmm implements Vmm {
 
   /** An interrupt for vCPU `index`: posted into the TD's virtual APIC; a halted vCPU wakes up. */
   deliverInterrupt(index: number, vector: number): void {
-    if (!Number.isSafeInteger(index) || index < 0 || index >= this.td.tdvprs.length)
-      throw new HypervError('INVALID_ARGUMENT', `no vCPU ${String(index)}`, 'index');
-    if (!Number.isSafeInteger(vector) || vector < 16 || vector > 255)
-      throw new HypervError(
-        'INVALID_ARGUMENT',
-        `vector must be an integer in [16, 255], got ${String(vector)}`,
-        'vector',
-      );
     this.#interrupts.deliver(index, vector);
   }
 
@@ -109,7 +101,15 @@ export class HypervVmm implements Vmm {
     options: HypervVmmOptions = {},
     build: BuildTdOptions = {},
   ): Promise<HypervVmm> {
+    // Every argument before the first SEAMCALL: a bad initial page must not leave a half-built TD behind.
+    assertMethods('module', module, 'a TdxModule', [
+      'hostWrite',
+      'postInterrupt',
+      'handleNmiExit',
+      'guestCpu',
+    ]);
     const { chunkPages, noProgressRate, seed } = resolveHypervOptions(options);
+    assertBuildOptions('build', build);
     const { initialImage, skipFinalize, ...rest } = build;
     const td = await buildTd(module, { ...rest, skipFinalize: true });
     const vmm = new HypervVmm(module, td, chunkPages, noProgressRate, seed);
@@ -194,6 +194,7 @@ export class HypervVmm implements Vmm {
    * violations, SUBFUNC_UNSUPPORTED for other TDVMCALLs; re-enters after anything else.
    */
   async onTdExit(exit: TdExitEvent): Promise<Gprs> {
+    assertExit('exit', exit);
     this.counters.exits++;
     const rax = exit.regs[Reg.RAX] as bigint;
     if (rax >> 63n === 1n) {

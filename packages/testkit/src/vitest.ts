@@ -5,11 +5,13 @@
 import { relative } from 'node:path';
 import { type BackendSource, backendName } from '@tdxsim/tdx-module';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { checkConformanceArguments } from './conformance/conformance-options.js';
 import { CONFORMANCE_RULES, type ConformanceCheck } from './conformance/conformance-rules.js';
 import { type ConformanceOptions, runConformance } from './conformance/run-conformance.js';
 import { exploreSchedules, replaySchedule } from './explore/explore-schedules.js';
 import type { ExploredTd, ExploreFailureKind, ExploreOptions } from './explore/explore-types.js';
 import { formatExploreFailure } from './explore/format-report.js';
+import { assertString } from './validation.js';
 
 /**
  * Options of {@link vmmConformance}: those of {@link runConformance} and the name of the `describe` block.
@@ -30,6 +32,9 @@ export interface VmmConformanceOptions extends ConformanceOptions {
  * ```
  */
 export function vmmConformance(backend: BackendSource, options: VmmConformanceOptions = {}): void {
+  // Checked here, at registration, so that a bad argument fails the file at once rather than in a beforeAll hook.
+  checkConformanceArguments('vmmConformance', backend, options, ['name']);
+  if (options.name !== undefined) assertString('name', options.name, 'INVALID_OPTION');
   const { name, ...conformance } = options;
   describe(`VMM conformance: ${name ?? backendName(backend)}`, () => {
     let checks: ConformanceCheck[] = [];

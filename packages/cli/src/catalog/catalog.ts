@@ -1,5 +1,6 @@
 import { guestPresets } from '@tdxsim/guest';
 import { hostileVmms, WORKLOADS, type Workload } from '@tdxsim/testkit';
+import { assertArray, assertString } from '../api-validation.js';
 import { duplicateBackend, unknownValue } from '../usage-error.js';
 import { loadBackend } from './backend-loader.js';
 import { honestVmms, type VmmEntry } from './vmm-catalog.js';
@@ -30,6 +31,7 @@ export function builtinCatalog(): Catalog {
 
 /** The built-in catalog and the users' backends loaded from `backendFiles` (named after their files). */
 export async function buildCatalog(backendFiles: readonly string[] = []): Promise<Catalog> {
+  assertArray('backendFiles', backendFiles, assertString);
   const builtin = builtinCatalog();
   const custom: VmmEntry[] = [];
   for (const file of backendFiles) {

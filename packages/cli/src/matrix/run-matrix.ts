@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import createDebug from 'debug';
+import { checkMatrixOptions } from '../api-checks.js';
 import type { Catalog } from '../catalog/catalog.js';
 import {
   type ScenarioDetail,
@@ -103,6 +104,7 @@ const EMPTY_DETAIL: ScenarioDetail = {
  * as `error`; the workers are terminated at the end, so nothing a backend left running outlives the run.
  */
 export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
+  checkMatrixOptions(options);
   const { specs } = options;
   const results: ScenarioResult[] = new Array(specs.length);
   const details: ScenarioDetail[] = new Array(specs.length).fill(EMPTY_DETAIL);

@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import { assertOptionalPath, assertRunReport } from '../api-arguments.js';
 import { isChange } from '../expectations/expectations.js';
 import { OUTCOMES, type Outcome, type ScenarioResult } from '../scenario/scenario-result.js';
 import { escapeText } from './escape.js';
@@ -91,6 +92,8 @@ export function writeHtmlReport(file: string, report: RunReport, jsonFile?: stri
  * its turning point (legend, time axis centred on the marked call). One file, nothing fetched.
  */
 export function renderHtmlReport(report: RunReport, jsonFile?: string): string {
+  assertRunReport('report', report);
+  assertOptionalPath('jsonFile', jsonFile);
   const results = report.results;
   const s = report.summary;
   const files = new Map(report.matrix.vmms.map((v) => [v.name, v.file]));

@@ -1,10 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { Ajv, type ValidateFunction } from 'ajv';
+import { assertString } from '../api-validation.js';
 import type { VmmEntry } from '../catalog/vmm-catalog.js';
 import { isChange } from '../expectations/expectations.js';
 import type { Shard } from '../options/option-values.js';
 import type { ScenarioResult } from '../scenario/scenario-result.js';
 import { UsageError } from '../usage-error.js';
+import { checkReportInput } from './report-input.js';
 import { countOutcomes, type OutcomeCounts } from './table.js';
 
 /** The schema id of `--json` files; bumped when a field changes meaning. */
@@ -77,6 +79,7 @@ export function buildRunReport(input: {
   results: readonly ScenarioResult[];
   wallMs: number;
 }): RunReport {
+  checkReportInput(input);
   return {
     schema: RUN_REPORT_SCHEMA,
     tool: { name: 'tdxsim', version: toolVersion() },
@@ -113,6 +116,8 @@ export function runReportValidator(): ValidateFunction {
 
 /** Reads a run report back (`replay`, `--baseline`, `merge-reports`), checked against its JSON Schema. */
 export function readRunReport(file: string, option = 'report'): RunReport {
+  assertString('file', file);
+  assertString('option', option);
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(file, 'utf8'));

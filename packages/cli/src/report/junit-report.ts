@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import { assertOptionalPath, assertRunReport } from '../api-arguments.js';
 import { isChange } from '../expectations/expectations.js';
 import type { ScenarioResult } from '../scenario/scenario-result.js';
 import type { RunReport } from './json-report.js';
@@ -31,6 +32,8 @@ export function failsRun(result: ScenarioResult, customVmms: ReadonlySet<string>
  * text; the rest pass, with their reason (if any) in `<system-out>`.
  */
 export function renderJunit(report: RunReport, jsonFile?: string): string {
+  assertRunReport('report', report);
+  assertOptionalPath('jsonFile', jsonFile);
   const custom = new Set(report.matrix.vmms.filter((v) => v.kind === 'custom').map((v) => v.name));
   const files = new Map(report.matrix.vmms.map((v) => [v.name, v.file]));
   const vmms = [...new Set(report.results.map((r) => r.vmm))];

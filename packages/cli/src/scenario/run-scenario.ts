@@ -9,6 +9,7 @@ import {
   type Workload,
 } from '@tdxsim/testkit';
 import createDebug from 'debug';
+import { checkRunScenario } from '../api-checks.js';
 import type { VmmEntry } from '../catalog/vmm-catalog.js';
 import { describeFailure } from './failure-reason.js';
 import { encodeBands } from './gpa-bands.js';
@@ -87,6 +88,7 @@ export async function runScenario(
   workload: Workload,
   options: RunScenarioOptions = {},
 ): Promise<ScenarioRun> {
+  checkRunScenario(spec, vmm, workload, options);
   const amount = spec.amount ?? workload.defaultAmount;
   const memoryBytes = workload.memoryBytes(amount);
   const id = scenarioId(spec);

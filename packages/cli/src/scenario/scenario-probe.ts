@@ -7,6 +7,13 @@ import {
   toPrivateGpa,
 } from '@tdxsim/tdx-module';
 import type { ConversionEvidence } from '@tdxsim/testkit';
+import {
+  assertBoolean,
+  assertOneOf,
+  assertOptions,
+  assertShape,
+  assertTraceEvent,
+} from '../api-validation.js';
 import type { TimelineCall } from './scenario-result.js';
 
 /** What crossed the guest / module / VMM boundaries during a scenario. */
@@ -57,6 +64,11 @@ export class ScenarioProbe implements TraceSink {
   readonly #first: TimelineCall[] = [];
 
   constructor(options: { gpaw?: Gpaw; keepTrace?: boolean; forward?: TraceSink } = {}) {
+    assertOptions('ScenarioProbe', 'options', options, ['gpaw', 'keepTrace', 'forward']);
+    assertOneOf('gpaw', options.gpaw, [48, 52], true);
+    assertBoolean('keepTrace', options.keepTrace, true);
+    if (options.forward !== undefined)
+      assertShape('forward', options.forward, 'a TraceSink (an object with a record method)', ['record']);
     this.#gpaw = options.gpaw ?? 48;
     this.#keepTrace = options.keepTrace ? [] : undefined;
     this.#forward = options.forward;
@@ -110,6 +122,7 @@ export class ScenarioProbe implements TraceSink {
 
   /** Receives one trace record: counts it and adds it to the timeline (and to the kept trace, when asked). */
   record(event: TraceEvent): void {
+    assertTraceEvent('event', event);
     this.#keepTrace?.push(event);
     this.#forward?.record(event);
     const c = this.counters;

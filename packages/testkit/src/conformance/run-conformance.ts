@@ -1,9 +1,9 @@
 import { type ConversionResult, GuestError, type GuestPresetName, TdGuest } from '@tdxsim/guest';
 import { type BackendSource, composeTd, SeededRng, toVmmModule } from '@tdxsim/tdx-module';
-import { TestkitError } from '../errors.js';
 import { testkitLogger } from '../log.js';
 import { BackendFaultError, BackendGuard } from './backend-guard.js';
 import { backendViewEvidence } from './backend-view-rule.js';
+import { checkConformanceArguments } from './conformance-options.js';
 import { CONFORMANCE_RULES, type ConformanceCheck } from './conformance-rules.js';
 import { MapGpaObserver } from './map-gpa-observer.js';
 import { SCENARIO_GPAW, SCENARIO_VCPUS, scenarioStepBudget, scenarioTd } from './scenario-td.js';
@@ -87,17 +87,10 @@ export async function runConformance(
   backend: BackendSource,
   options: ConformanceOptions = {},
 ): Promise<ConformanceCheck[]> {
+  checkConformanceArguments('runConformance', backend, options);
   const vmm = toVmmModule(backend);
   const maxNoProgress = options.maxNoProgressRetries ?? 2;
-  if (!Number.isSafeInteger(maxNoProgress) || maxNoProgress < 0)
-    throw new TestkitError(
-      'INVALID_OPTION',
-      `maxNoProgressRetries must be a non-negative integer`,
-      'maxNoProgressRetries',
-    );
   const shapes = options.vcpus ?? [SCENARIO_VCPUS, 1];
-  if (shapes.length === 0 || shapes.some((n) => !Number.isSafeInteger(n) || n < 1 || n > 64))
-    throw new TestkitError('INVALID_OPTION', 'vcpus must list integers from 1 to 64', 'vcpus');
   const seed = options.seed ?? 1;
   const observer = new MapGpaObserver(maxNoProgress);
   for (const vcpus of shapes) {

@@ -4,8 +4,16 @@ import { safetyWorkload } from '../arbitraries/safety-workload-arbitrary.js';
 import { vmmBehaviour } from '../arbitraries/vmm-behaviour-arbitraries.js';
 import type { VmmBehaviour } from '../behaviour/vmm-behaviour.js';
 import { TestkitError } from '../errors.js';
-import { checkGuestSafety, type GuestSafetyReport } from '../properties/guest-safety.js';
+import { checkGuestSafety, GUEST_PRESET_NAMES, type GuestSafetyReport } from '../properties/guest-safety.js';
 import type { SafetyWorkload } from '../properties/safety-workload.js';
+import {
+  assertFunction,
+  assertIntegerOption,
+  assertNonEmptyArray,
+  assertOneOf,
+  assertOptions,
+  show,
+} from '../validation.js';
 
 /**
  * The presets a campaign holds to the safety properties by default: every real guest that validates R11 or does not
@@ -67,8 +75,17 @@ export interface FuzzResult {
   readonly path?: string;
 }
 
+/** A non-empty list of guest preset names. */
+function checkPresets(argument: string, presets: unknown, code: 'INVALID_OPTION' | 'INVALID_ARGUMENT'): void {
+  assertNonEmptyArray(argument, presets, false, code);
+  (presets as unknown[]).forEach((p, i) => {
+    assertOneOf(`${argument}[${i}]`, p, GUEST_PRESET_NAMES, false, code);
+  });
+}
+
 /** The arbitrary of fuzz cases: honest and hostile behaviours, small workloads, the given presets. */
 export function fuzzCase(presets: readonly GuestPresetName[] = FUZZED_PRESETS): fc.Arbitrary<FuzzCase> {
+  checkPresets('presets', presets, 'INVALID_ARGUMENT');
   return fc.record({
     behaviour: vmmBehaviour(),
     guest: fc.constantFrom(...presets),
@@ -79,6 +96,7 @@ export function fuzzCase(presets: readonly GuestPresetName[] = FUZZED_PRESETS): 
 
 /** Runs one case: the guest safety properties against its behaviour. */
 export function runFuzzCase(fuzz: FuzzCase): Promise<GuestSafetyReport> {
+  assertOptions('runFuzzCase', 'fuzz', fuzz, ['behaviour', 'guest', 'workload', 'gpaw'], false);
   return checkGuestSafety({
     vmm: fuzz.behaviour,
     guest: fuzz.guest,
@@ -93,10 +111,38 @@ export function runFuzzCase(fuzz: FuzzCase): Promise<GuestSafetyReport> {
  * result carries it with the seed and path that replay it.
  */
 export async function runFuzzCampaign(options: FuzzOptions = {}): Promise<FuzzResult> {
+  assertOptions('runFuzzCampaign', 'options', options, [
+    'runs',
+    'minutes',
+    'seed',
+    'path',
+    'presets',
+    'log',
+    'progressEveryMs',
+  ]);
+  assertIntegerOption('runs', options.runs, 1);
+  if (
+    options.minutes !== undefined &&
+    !(typeof options.minutes === 'number' && options.minutes > 0 && options.minutes <= 2 ** 20)
+  )
+    throw new TestkitError(
+      'INVALID_OPTION',
+      `minutes must be a positive number, got ${show(options.minutes)}`,
+      'minutes',
+    );
+  assertIntegerOption('seed', options.seed, -(2 ** 31), 2 ** 31 - 1);
+  if (options.path !== undefined && (typeof options.path !== 'string' || !/^\d+(:\d+)*$/.test(options.path)))
+    throw new TestkitError(
+      'INVALID_OPTION',
+      `path must be a fast-check replay path such as "3:1:0", got ${show(options.path)}`,
+      'path',
+    );
+  if (options.presets !== undefined) checkPresets('presets', options.presets, 'INVALID_OPTION');
+  assertFunction('log', options.log, true);
+  assertIntegerOption('progressEveryMs', options.progressEveryMs, 0);
   const seed = options.seed ?? Date.now() % 2 ** 31;
   const log = options.log ?? (() => undefined);
   const presets = options.presets ?? FUZZED_PRESETS;
-  if (presets.length === 0) throw new TestkitError('INVALID_OPTION', 'presets must not be empty', 'presets');
   const every = options.progressEveryMs ?? 5000;
   const started = performance.now();
   let cases = 0;

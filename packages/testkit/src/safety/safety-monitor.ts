@@ -7,6 +7,14 @@ import {
   type Vmm,
 } from '@tdxsim/tdx-module';
 import createDebug from 'debug';
+import {
+  assertIntegerOption,
+  assertMethods,
+  assertOptions,
+  assertPageAddress,
+  assertVmm,
+} from '../validation.js';
+import { checkConversionArguments } from './conversion-arguments.js';
 
 const log = createDebug('tdxsim:testkit:safety');
 
@@ -103,6 +111,22 @@ export class SafetyMonitor {
   #secretCounter = 0;
 
   constructor(options: SafetyMonitorOptions) {
+    assertOptions(
+      'SafetyMonitor',
+      'options',
+      options,
+      ['module', 'tdr', 'guest', 'maxSecrets', 'vmm'],
+      false,
+    );
+    assertMethods('module', options.module, 'a TdxModule', ['privatePage', 'hostRead']);
+    assertPageAddress('tdr', options.tdr);
+    assertMethods('guest', options.guest, 'a TdGuest (or an object with ledger, read and write)', [
+      'read',
+      'write',
+    ]);
+    assertMethods('guest.ledger', options.guest.ledger, 'a ledger', ['stateOf', 'runs', 'entries']);
+    assertIntegerOption('maxSecrets', options.maxSecrets, 0);
+    if (options.vmm !== undefined) assertVmm('vmm', options.vmm);
     this.#module = options.module;
     this.#tdr = options.tdr;
     this.#guest = options.guest;
@@ -142,6 +166,7 @@ export class SafetyMonitor {
     result: ConversionResult,
     evidence?: ConversionEvidence,
   ): Promise<void> {
+    checkConversionArguments(range, toShared, result, evidence);
     if (toShared) {
       // The guest gave these pages up (or tried to): what it kept in them is no longer its secret.
       for (let i = this.#secrets.length - 1; i >= 0; i--) {
