@@ -45,14 +45,18 @@ export const BACKINGS: readonly Backing[] = [
 export async function upmVm(
   options: KvmVmmOptions,
   vcpus = 1,
-  extra: { scheduler?: Scheduler; run?: boolean } = {},
+  extra: { scheduler?: Scheduler; run?: boolean; skipFinalize?: boolean } = {},
 ): Promise<{ module: TdxModule; kvm: KvmVmm; trace: MemoryTraceSink }> {
   const trace = new MemoryTraceSink(10_000);
   const module = new TdxModule(
     { tdmr: { base: 2 ** 36, size: 2 * GIB } },
     { trace, ...(extra.scheduler === undefined ? {} : { scheduler: extra.scheduler }) },
   );
-  const kvm = await KvmVmm.create(module, options, { gpaw: 48, vcpus });
+  const kvm = await KvmVmm.create(module, options, {
+    gpaw: 48,
+    vcpus,
+    ...(extra.skipFinalize === true ? { skipFinalize: true } : {}),
+  });
   if (extra.run !== false) for (const thread of kvm.run()) thread.catch(() => undefined);
   return { module, kvm, trace };
 }
