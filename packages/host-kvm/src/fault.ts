@@ -84,8 +84,8 @@ export async function handleEptViolation(vm: VmState, run: KvmRun, vcpu: number,
 
 /** A fault on the shared alias: mapped, a memory-fault exit (implicit conversion to shared), or a wait for a slot. */
 async function faultShared(vm: VmState, run: KvmRun, vcpu: number, gpa: number): Promise<void> {
-  for (;;) {
-    const result = await mapShared(vm, gpa);
+  for (let attempt = 0; ; attempt++) {
+    const result = await mapShared(vm, gpa, attempt === 0);
     if (result === 'fixed') return;
     if (result === 'memory-fault') {
       await memoryFault(vm, run, vcpu, gpa - (gpa % PAGE), false);
@@ -166,7 +166,8 @@ export async function mapPrivate(
       vm.options.hugePages &&
       vm.runnable &&
       mirror.get(1, base2m) === MirrorEntry.FREE &&
-      !hasShared(vm, base2m)
+      !hasShared(vm, base2m) &&
+      oneSlot(vm, base2m)
         ? 1
         : 0;
     const target = level === 1 ? base2m : page;
@@ -260,6 +261,12 @@ async function seamcallOrRestore(
     vm.mirror.set(level, gpa, MirrorEntry.FREE);
     throw error;
   }
+}
+
+/** A huge mapping never crosses memslots (KVM checks the slot's bounds: kvm_mmu_max_mapping_level). */
+function oneSlot(vm: VmState, base2m: number): boolean {
+  const slot = vm.memslots.find(base2m);
+  return slot !== undefined && slot.gpa + slot.size >= base2m + MIB2;
 }
 
 function hasShared(vm: VmState, base2m: number): boolean {

@@ -58,9 +58,10 @@ export type SharedMapResult = 'fixed' | 'memory-fault' | 'no-slot';
  * to userspace (KVM_EXIT_MEMORY_FAULT, `'memory-fault'`); a GPA no memslot holds maps nothing (`'no-slot'`).
  * Source: arch/x86/kvm/mmu/mmu.c (kvm_mmu_faultin_pfn: the fault's kind against kvm_mem_is_private).
  */
-export async function mapShared(vm: VmState, gpa: number): Promise<SharedMapResult> {
+export async function mapShared(vm: VmState, gpa: number, first = true): Promise<SharedMapResult> {
   const page = gpa - (gpa % PAGE);
-  const wait = vm.mmuLock.read(page);
+  // A retry passes no yield point: it is the same fault spinning (see mapPrivate).
+  const wait = vm.mmuLock.read(page, first);
   if (wait !== undefined) await wait;
   try {
     if (!vm.isShared(page)) return 'memory-fault';
