@@ -199,6 +199,8 @@ export function resolveEnterExitOptions(
  * request, so a test can tell the quote answers its own request.
  */
 export function defaultQuoteService(request: Uint8Array): Uint8Array {
+  if (!(request instanceof Uint8Array))
+    throw new KvmError('INVALID_ARGUMENT', 'request must be a Uint8Array', 'request');
   const prefix = new TextEncoder().encode('tdxsim quote v1\0');
   const digest = createHash('sha384').update(request).digest();
   const quote = new Uint8Array(prefix.length + digest.length);

@@ -14,11 +14,6 @@ import {
   type Vmm,
   type VmmView,
 } from '@tdxsim/tdx-module';
-import { handleExternalInterrupt, handleNmiExit } from './async-exits.js';
-import type { EnterExitCounters, FatalErrorReport } from './enter-exit-state.js';
-import { KvmError } from './errors.js';
-import { handleEptViolation } from './fault.js';
-import { KvmRun } from './kvm-run.js';
 import {
   assertBytes,
   assertGpa,
@@ -27,6 +22,11 @@ import {
   assertPageSize,
   assertVcpu,
 } from './arguments.js';
+import { handleExternalInterrupt, handleNmiExit } from './async-exits.js';
+import type { EnterExitCounters, FatalErrorReport } from './enter-exit-state.js';
+import { KvmError } from './errors.js';
+import { handleEptViolation } from './fault.js';
+import { KvmRun } from './kvm-run.js';
 import { punchHole, removeSlotMappings, setMemoryAttributes } from './memory.js';
 import type { Memslot } from './memslots.js';
 import type { MirrorSept } from './mirror-sept.js';
@@ -79,7 +79,11 @@ export class KvmVmm implements Vmm {
     options: KvmVmmOptions = {},
     build: BuildTdOptions = {},
   ): Promise<KvmVmm> {
+    if (typeof module !== 'object' || module === null || typeof module.sharedEpt !== 'function')
+      throw new KvmError('INVALID_ARGUMENT', 'module must be a TdxModule', 'module');
     const resolved = resolveKvmOptions(options);
+    if (typeof build !== 'object' || build === null)
+      throw new KvmError('INVALID_ARGUMENT', 'build must be an object (BuildTdOptions)', 'build');
     const td = await buildTdForKvm(module, build);
     const kvm = new KvmVmm(new VmState(module, td, resolved));
     for (const { gpa, bytes } of build.initialImage ?? []) {
@@ -219,7 +223,7 @@ export class KvmVmm implements Vmm {
    * those GPAs wait in KVM. Rejects with a KvmError `VM_DEAD` if a zap step failed.
    */
   removeMemslot(slot: number): Promise<void> {
-    const found = this.#vm.memslots.get(slot as number);
+    const found = typeof slot === 'number' ? this.#vm.memslots.get(slot) : undefined;
     if (found === undefined) throw new KvmError('INVALID_ARGUMENT', `no memslot ${String(slot)}`, 'slot');
     if (this.#vm.dead !== undefined) throw this.#vm.deadError();
     const vm = this.#vm;
@@ -257,14 +261,15 @@ export class KvmVmm implements Vmm {
   }
 
   /**
-   * The VMM process reading its own memory at `gpa` (the memslots' userspace memory; shared bit removed), whatever
+   * The VMM process reading `length` bytes (at most 1 GiB) of its own memory at `gpa` (the memslots' userspace
+   * memory; shared bit removed), whatever
    * the attribute: a shared page as the guest sees it, a private one as it was when last shared. Never-touched pages
    * read as zeros. Private memory is guest_memfd's and never readable here.
    */
   readMemory(gpa: number, length: number): Uint8Array {
     const limit = this.#gpaLimit;
     assertGpa('gpa', gpa, limit);
-    assertLength('length', length, limit - gpa);
+    assertLength('length', length, Math.min(limit - gpa, 2 ** 30));
     return readUserspace(this.#vm, gpa, length);
   }
 
@@ -276,7 +281,8 @@ export class KvmVmm implements Vmm {
     const limit = this.#gpaLimit;
     assertGpa('gpa', gpa, limit);
     assertBytes('bytes', bytes);
-    assertLength('bytes.length', bytes.length, limit - gpa);
+    if (gpa + bytes.length > limit)
+      throw new KvmError('INVALID_ARGUMENT', 'bytes reach past the shared bit', 'bytes');
     writeUserspace(this.#vm, gpa, bytes);
   }
 
@@ -302,6 +308,9 @@ export class KvmVmm implements Vmm {
    * dead, or userspace stopped it).
    */
   async onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
+    if (typeof exit !== 'object' || exit === null || !Array.isArray(exit.regs) || exit.regs.length < 16)
+      throw new KvmError('INVALID_ARGUMENT', 'exit must be a TdExitEvent with 16 registers', 'exit');
+    assertVcpu('exit.vcpuIndex', exit.vcpuIndex, this.td.tdvprs.length);
     const vm = this.#vm;
     vm.counters.exits++;
     if (vm.dead !== undefined) return undefined;

@@ -1,5 +1,5 @@
 import { tdgAccept } from '@tdxsim/guest';
-import { assertInvariants, checkVmmView, type GuestCpu, TdxStatus, type TdxModule } from '@tdxsim/tdx-module';
+import { assertInvariants, checkVmmView, type GuestCpu, type TdxModule, TdxStatus } from '@tdxsim/tdx-module';
 import { describe, expect, it } from 'vitest';
 import { type KvmVmm, MirrorEntry } from '../../src/index.js';
 import {

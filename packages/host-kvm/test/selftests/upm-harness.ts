@@ -3,12 +3,12 @@ import {
   encodeLeaf,
   type GuestAccessResult,
   type GuestCpu,
-  makeGprs,
   MemoryTraceSink,
+  makeGprs,
   type Scheduler,
+  TdcallLeaf,
   TdvmcallStatus,
   TdxModule,
-  TdcallLeaf,
   TdxStatus,
 } from '@tdxsim/tdx-module';
 import { expect } from 'vitest';
