@@ -69,7 +69,9 @@ export interface ResolvedEnterExitOptions {
   readonly getQuote: QuoteService | 'no-qgs' | 'unsupported';
   readonly maxQuotesInFlight: number;
   readonly setupEventNotify: 'supported' | 'unsupported';
+  /** The port I/O device (KVM_EXIT_IO), or undefined for none: reads all ones. */
   readonly portIo: ((request: PortIoRequest) => bigint | undefined) | undefined;
+  /** The MMIO device (KVM_EXIT_MMIO), or undefined for none: reads zero. */
   readonly mmio: ((request: MmioRequest) => bigint | undefined) | undefined;
 }
 
