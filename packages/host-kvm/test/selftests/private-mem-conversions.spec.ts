@@ -1,3 +1,4 @@
+import { tdgAccept } from '@tdxsim/guest';
 import type { GuestCpu } from '@tdxsim/tdx-module';
 import { assertInvariants, checkVmmView } from '@tdxsim/tdx-module';
 import { describe, expect, it } from 'vitest';
@@ -13,6 +14,7 @@ import {
   MIB2,
   PAGE,
   PER_CPU_DATA_SIZE,
+  S,
   toPrivate,
   toShared,
   upmVm,
@@ -131,7 +133,10 @@ async function guestCode(kvm: KvmVmm, cpu: GuestCpu, base: number): Promise<void
 }
 
 const BASE_DATA_GPA = 2 ** 32;
-/** `pnpm test` runs the two-vCPU pass at 2M backing only; TDXSIM_LONG=1 (`pnpm explore:long`) at every backing. */
+/**
+ * `pnpm test` runs the several-vCPU passes at 2M backing only, with host threads converting; TDXSIM_LONG=1
+ * (`pnpm explore:long`) runs both at every backing.
+ */
 const LONG = process.env['TDXSIM_LONG'] === '1';
 
 describe.each(BACKINGS)('private_mem_conversions_test at $name backing', (backing) => {
@@ -146,6 +151,42 @@ describe.each(BACKINGS)('private_mem_conversions_test at $name backing', (backin
   }, 60_000);
 
   it.runIf(LONG || backing.name === '2M')(
+    'two vCPUs run the selftest while a host thread converts and punches a third region that a third vCPU keeps touching',
+    async () => {
+      const { module, kvm } = await upmVm(backing.options, 3);
+      const third = BASE_DATA_GPA + 2 * perCpu;
+      let running = true;
+      const host = (async () => {
+        for (let round = 0; running; round++) {
+          await kvm.setMemoryAttributes(third, 16 * PAGE, round % 2 === 0 ? 'shared' : 'private');
+          await kvm.punchHole(third, 16 * PAGE);
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      })();
+      const toucher = (async () => {
+        const cpu = kvm.td.guest(2);
+        for (let i = 0; running; i++) {
+          const page = third + (i % 16) * PAGE;
+          // Private or shared alias, whatever the attribute: a memory-fault exit converts; a new page is a #VE.
+          const kind = await guestTouch(cpu, i % 3 === 0 ? S + page : page);
+          expect(['ok', 've']).toContain(kind);
+          if (kind === 've') await tdgAccept(cpu, page, 0);
+        }
+      })();
+      await Promise.all(
+        [0, 1].map((index) => guestCode(kvm, kvm.td.guest(index), BASE_DATA_GPA + index * perCpu)),
+      );
+      running = false;
+      await Promise.all([host, toucher]);
+      expect(kvm.counters.memoryFaultExits).toBeGreaterThan(0);
+      expect(kvm.dead).toBeUndefined();
+      expect(checkVmmView(module, kvm.td.tdr, kvm.view())).toEqual([]);
+      assertInvariants(module);
+    },
+    120_000,
+  );
+
+  it.runIf(LONG)(
     'two vCPUs (-n 2), each on its own region, at once',
     async () => {
       const { module, kvm } = await upmVm(backing.options, 2);
