@@ -163,6 +163,58 @@ export function twoConversionsIn2m(backend: VmmFactory): ExploreScenario<RaceOut
   };
 }
 
+/**
+ * What a backend offers for conversions the host starts on its own (the KVM backend has it: userspace's
+ * KVM_SET_MEMORY_ATTRIBUTES at any time, zapping under its MMU lock). A backend without it runs
+ * {@link hostConversionRacingAccesses} with the guest's accesses alone.
+ */
+export interface HostInitiatedConversions {
+  /** Makes [start, start + size) private or shared (shared bit removed), unmapping the other side first. */
+  setMemoryAttributes(start: number, size: number, to: 'private' | 'shared'): Promise<void>;
+}
+
+/** Whether `vmm` offers {@link HostInitiatedConversions}. */
+export function hasHostInitiatedConversions(vmm: unknown): vmm is HostInitiatedConversions {
+  return (
+    typeof vmm === 'object' &&
+    vmm !== null &&
+    typeof (vmm as Partial<HostInitiatedConversions>).setMemoryAttributes === 'function'
+  );
+}
+
+/**
+ * Host-initiated conversions racing guest accesses: vCPU 0 has accepted P and reads it; vCPU 1 reads the shared
+ * alias of P; meanwhile the host makes P shared and then private again on its own — or, on a backend without
+ * host-initiated conversions, vCPU 1 converts P to shared with MapGPA first. Whatever the order, the backend must stay
+ * consistent (the explorer's checks); each access ends done, with a #VE for a page faulted in anew, or stuck on a
+ * backend that never resolves it.
+ */
+export function hostConversionRacingAccesses(backend: VmmFactory): ExploreScenario<RaceOutcome> {
+  return async (ctx) => {
+    const { td, cpu, accept, toShared } = await raceTd(ctx, backend);
+    await accept(0, P);
+    const vmm = td.vmm;
+    const host = hasHostInitiatedConversions(vmm)
+      ? (async () => {
+          await vmm.setMemoryAttributes(P, PAGE, 'shared');
+          await vmm.setMemoryAttributes(P, PAGE, 'private');
+          return 'host converted P to shared and back';
+        })()
+      : undefined;
+    const outcomes = await race(
+      host ?? Promise.resolve('the backend has no host-initiated conversions'),
+      cpu(0)
+        .read(P, 8)
+        .then((result) => result.kind),
+      (async () => {
+        const mapped = host === undefined ? `MapGPA ${describeOutcome(await toShared(1, P))}, ` : '';
+        return `${mapped}${(await cpu(1).read(sharedBit(48) + P, 8)).kind}`;
+      })(),
+    );
+    return { ...td, outcomes };
+  };
+}
+
 /** The race scenarios, each for any backend: what `tdxsim explore` runs × backends. */
 export const raceScenarios: readonly RaceScenario[] = [
   {
@@ -189,6 +241,12 @@ export const raceScenarios: readonly RaceScenario[] = [
     name: 'two-conversions-in-one-2m',
     description: 'two pages of one 2M region are converted to shared at once, one from each vCPU',
     scenario: twoConversionsIn2m,
+  },
+  {
+    name: 'host-conversion-racing-accesses',
+    description:
+      'the host converts a private page to shared and back on its own while vCPU 0 reads it and vCPU 1 reads its shared alias',
+    scenario: hostConversionRacingAccesses,
   },
   {
     name: 'nmis-around-td-exits',
