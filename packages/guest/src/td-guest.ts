@@ -16,6 +16,7 @@ import { convertRange } from './convert/convert-range.js';
 import { assertKnownOptions, GuestError } from './errors.js';
 import { type GuestPolicy, guestPresets } from './guest-policy.js';
 import { GuestState } from './guest-state.js';
+import type { GuestUnderTest } from './guest-under-test.js';
 import { checkLedger, type LedgerMismatch } from './ledger/ledger-check.js';
 import { PageLedger } from './ledger/page-ledger.js';
 import { type MapGpaOutcome, runMapGpa } from './map-gpa/map-gpa.js';
@@ -70,7 +71,7 @@ const WIDEST_PRIVATE = 2 ** 51;
  * ledger: conversions, accepts and memory accesses may come from any of them at once; overlapping requests are
  * serialised per page range, in the order they were asked for, and disjoint ones run concurrently.
  */
-export class TdGuest {
+export class TdGuest implements GuestUnderTest {
   /** The first vCPU given to `boot` (the default of every operation). */
   readonly cpu: GuestCpu;
   /** Every vCPU the guest serves. */

@@ -46,11 +46,25 @@ export async function accessMemory(
   length: number,
   data: Uint8Array | undefined,
 ): Promise<GuestAccess> {
+  return accessByPage(gpa, length, data, (at, n, piece) => accessPage(state, port, at, n, piece));
+}
+
+/**
+ * A load (`data` undefined) or store of `length` bytes at `gpa`, cut at 4 KiB page boundaries: `accessOnePage` runs
+ * for each piece in address order (with its slice of `data` for a store) and the first fault ends the access. The
+ * loop every guest's memory access shares, whatever handles the page (`TdGuest`'s #VE path, a wasm guest's accept).
+ */
+export async function accessByPage(
+  gpa: number,
+  length: number,
+  data: Uint8Array | undefined,
+  accessOnePage: (gpa: number, length: number, data: Uint8Array | undefined) => Promise<GuestAccess>,
+): Promise<GuestAccess> {
   const out = new Uint8Array(length);
   for (let done = 0; done < length; ) {
     const at = gpa + done;
     const n = Math.min(PAGE - (at % PAGE), length - done);
-    const piece = await accessPage(state, port, at, n, data?.subarray(done, done + n));
+    const piece = await accessOnePage(at, n, data?.subarray(done, done + n));
     if (piece.kind === 'fault') return piece;
     out.set(piece.data, done);
     done += n;

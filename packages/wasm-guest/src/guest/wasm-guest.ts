@@ -1,11 +1,14 @@
 import {
   type AcceptOutcome,
+  accessByPage,
   type ConversionResult,
   checkLedger,
   type GpaRange,
   type GuestAccess,
   GuestError,
+  type GuestUnderTest,
   type LedgerMismatch,
+  mergeRuns,
   PageLedger,
   type PageOutcomeRun,
   type PageState,
@@ -27,7 +30,6 @@ import createDebug from 'debug';
 import { Entry, ResultCode } from '../abi/abi.js';
 import { WasmBridge } from '../bridge/wasm-bridge.js';
 import { assertKnownOptions, assertPositiveInteger, WasmGuestError, type WasmGuestFault } from '../errors.js';
-import type { GuestUnderTest } from '../guest-under-test.js';
 import {
   acceptFailure,
   conversionFailure,
@@ -447,17 +449,8 @@ export class WasmGuest implements GuestUnderTest {
     return faultError(fault);
   }
 
-  async #access(gpa: number, length: number, data: Uint8Array | undefined): Promise<GuestAccess> {
-    const out = new Uint8Array(length);
-    for (let done = 0; done < length; ) {
-      const at = gpa + done;
-      const n = Math.min(PAGE - (at % PAGE), length - done);
-      const piece = await this.#accessPage(at, n, data?.subarray(done, done + n));
-      if (piece.kind === 'fault') return piece;
-      out.set(piece.data, done);
-      done += n;
-    }
-    return { kind: 'ok', data: data ?? out };
+  #access(gpa: number, length: number, data: Uint8Array | undefined): Promise<GuestAccess> {
+    return accessByPage(gpa, length, data, (at, n, piece) => this.#accessPage(at, n, piece));
   }
 
   /**
@@ -508,18 +501,4 @@ function faultError(fault: WasmGuestFault): WasmGuestError {
     undefined,
     fault,
   );
-}
-
-/** Joins touching runs with the same outcome. */
-function mergeRuns(runs: readonly PageOutcomeRun[]): PageOutcomeRun[] {
-  const merged: PageOutcomeRun[] = [];
-  for (const run of runs) {
-    const last = merged[merged.length - 1];
-    if (last !== undefined && last.end === run.start && last.outcome === run.outcome) {
-      merged[merged.length - 1] = { start: last.start, end: run.end, outcome: run.outcome };
-    } else {
-      merged.push(run);
-    }
-  }
-  return merged;
 }
