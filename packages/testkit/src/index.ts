@@ -60,6 +60,7 @@ export {
 export { describeExit, describeReply } from './conformance/describe-exit.js';
 export { MapGpaObserver, type ObservedTd } from './conformance/map-gpa-observer.js';
 export { type ConformanceOptions, runConformance } from './conformance/run-conformance.js';
+export { policyGuest, type ScenarioGuest, type ScenarioGuestOptions } from './conformance/scenario-guest.js';
 export {
   SCENARIO_GPAW,
   SCENARIO_VCPUS,
