@@ -132,6 +132,7 @@ export {
   type SafetyWorkload,
   type WorkloadStep,
 } from './properties/safety-workload.js';
+export { ConversionEvidenceSink, type PendingMapGpa } from './safety/conversion-evidence-sink.js';
 export {
   type ConversionEvidence,
   SafetyMonitor,
