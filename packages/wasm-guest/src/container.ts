@@ -22,6 +22,7 @@ export function wasmGuestModule(options: Omit<WasmGuestOptions, 'trace'>): Conta
     'fuse',
     'tdcallFuse',
     'callTimeoutMs',
+    'logFuse',
   ]);
   return new ContainerModule(({ bind }) => {
     bind(WasmGuestIds.Guest)

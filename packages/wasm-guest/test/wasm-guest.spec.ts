@@ -1,4 +1,3 @@
-import { ScenarioProbe } from '@tdxsim/cli';
 import { GuestError, type TdGuest } from '@tdxsim/guest';
 import { hypervVmm } from '@tdxsim/host-hyperv';
 import { kvmVmm } from '@tdxsim/host-kvm';
@@ -10,7 +9,7 @@ import {
   SteppingScheduler,
   TdxStatus,
 } from '@tdxsim/tdx-module';
-import { hostileVmm, SafetyMonitor } from '@tdxsim/testkit';
+import { ConversionEvidenceSink, hostileVmm, SafetyMonitor } from '@tdxsim/testkit';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   type GuestUnderTest,
@@ -240,6 +239,17 @@ describe.skipIf(!hasClang)(
         'bad-result',
         /answered garbage in tdxsim_set_shared after 0 TDCALLs: page 0x200000 has outcome 7/,
       ],
+      // A failure whose values the harness never saw is made up: reporting it would report registers nobody read.
+      [
+        Fault.FAILED_UNSEEN,
+        'bad-result',
+        /answered garbage in tdxsim_set_shared after 1 TDCALLs: returned TDXSIM_RESULT_TDCALL_FAILED, but none of its 1 TDCALLs failed/,
+      ],
+      [
+        Fault.STATUS_UNSEEN,
+        'bad-result',
+        /answered garbage in tdxsim_set_shared after 0 TDCALLs: returned TDXSIM_RESULT_MAP_GPA_STATUS, but the VMM answered none of its MapGPA calls/,
+      ],
     ] as const)(
       'fixture %d: GUEST_FAULT %s naming the guest; the pages are quarantined; the guest is dead',
       async (mode, kind, message) => {
@@ -302,7 +312,7 @@ describe.skipIf(!hasClang)(
     });
 
     it('a guest that claims what it did not do is caught by the safety monitor against the module truth', async () => {
-      const probe = new ScenarioProbe();
+      const probe = new ConversionEvidenceSink();
       const { guest, module, td } = track(
         await wasmTd(kvmVmm({}), await load(Fault.OVERCLAIM), { memoryBytes: MEMORY, trace: probe }),
       );

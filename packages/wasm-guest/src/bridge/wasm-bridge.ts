@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 import { BLOCK_REGISTERS } from '../abi/abi.js';
 import { type WasmModule, waitAsync } from '../abi/wasm-api.js';
-import { assertKnownOptions, assertPositiveInteger, type WasmGuestFault } from '../errors.js';
+import { assertKnownOptions, assertPositiveInteger, WasmGuestError, type WasmGuestFault } from '../errors.js';
 import { GuestThread } from './guest-thread.js';
 import { Command, Control, Layout, Message } from './protocol.js';
 
@@ -45,11 +45,23 @@ export interface WasmBridgeOptions {
   readonly callTimeoutMs?: number;
   /** Milliseconds the worker may take to start and instantiate the guest. Default 60,000 (a busy machine). */
   readonly startTimeoutMs?: number;
+  /**
+   * Log lines one call may write before the guest is said to loop (a `fuse` fault). Default 10,000. Logging does not
+   * restart the per-call timeout either: only a TDCALL or the return does.
+   */
+  readonly logFuse?: number;
   /** Told every line the guest logs. */
   readonly onLog?: (line: string) => void;
+  /**
+   * Told of each wait on the worker: for the guest to start, for its next message after a call or a resume (a TDCALL,
+   * a log line, the return, a fault), for its thread to end. Give it to the scheduler (`cpu.holdWhile`), so that an
+   * explored run does not depend on how long guest code takes by the wall clock. Every wait settles (the timeouts see
+   * to it), and the next one begins in the same turn as a log line's ends.
+   */
+  readonly holdWhile?: (work: Promise<unknown>) => void;
 }
 
-const OPTION_NAMES = ['name', 'callTimeoutMs', 'startTimeoutMs', 'onLog'];
+const OPTION_NAMES = ['name', 'callTimeoutMs', 'startTimeoutMs', 'logFuse', 'onLog', 'holdWhile'];
 
 /** A bridge dropped without close() still ends its worker thread, once it is garbage-collected. */
 const unclosed = new FinalizationRegistry<GuestThread>((thread) => {
@@ -68,7 +80,9 @@ export class WasmBridge {
   readonly name: string;
   readonly #thread: GuestThread;
   readonly #callTimeoutMs: number;
+  readonly #logFuse: number;
   readonly #onLog: ((line: string) => void) | undefined;
+  readonly #holdWhile: ((work: Promise<unknown>) => void) | undefined;
   #closed = false;
   #busy = false;
   /** The guest's last log lines. */
@@ -78,7 +92,9 @@ export class WasmBridge {
     this.name = options.name;
     this.#thread = thread;
     this.#callTimeoutMs = options.callTimeoutMs ?? 5000;
+    this.#logFuse = options.logFuse ?? 10_000;
     this.#onLog = options.onLog;
+    this.#holdWhile = options.holdWhile;
     unclosed.register(this, thread, this);
   }
 
@@ -93,13 +109,19 @@ export class WasmBridge {
     assertKnownOptions('WasmBridge', options, OPTION_NAMES);
     assertPositiveInteger('callTimeoutMs', options.callTimeoutMs);
     assertPositiveInteger('startTimeoutMs', options.startTimeoutMs);
+    assertPositiveInteger('logFuse', options.logFuse);
+    if (options.holdWhile !== undefined && typeof options.holdWhile !== 'function')
+      throw new WasmGuestError('INVALID_OPTION', 'holdWhile must be a function', 'holdWhile');
     const thread = GuestThread.acquire(module);
     const bridge = new WasmBridge(thread, options);
-    const first = await bridge.#next(options.startTimeoutMs ?? 60_000, '(instantiation)', 0);
+    const startMs = options.startTimeoutMs ?? 60_000;
+    const first = await bridge.#held(
+      bridge.#next(performance.now() + startMs, startMs, '(instantiation)', 0),
+    );
     if (first.kind === 'fault') return { fault: first.fault };
     if (first.message !== Message.READY) {
       const fault = bridge.#fault('trap', '(instantiation)', 'the worker sent no ready message', 0);
-      await bridge.#end();
+      await bridge.#held(bridge.#end());
       return { fault };
     }
     // Idle, the guest is no reason to keep the process alive.
@@ -173,8 +195,11 @@ export class WasmBridge {
     }
     thread.command(Command.CALL);
     let tdcalls = 0;
+    let logLines = 0;
+    // The guest runs from here to its next TDCALL or return: log lines do not restart the clock.
+    let deadline = performance.now() + this.#callTimeoutMs;
     for (;;) {
-      const next = await this.#next(this.#callTimeoutMs, name, tdcalls);
+      const next = await this.#held(this.#next(deadline, this.#callTimeoutMs, name, tdcalls));
       if (next.kind === 'fault') return next;
       switch (next.message) {
         case Message.TDCALL: {
@@ -184,26 +209,37 @@ export class WasmBridge {
           try {
             output = await serve(block);
           } catch (error) {
-            await this.#end();
+            await this.#held(this.#end());
             throw error;
           }
           if (output === 'stop') {
             log('%s: stopped in %s after %d TDCALLs', this.name, name, tdcalls);
-            await this.#end();
+            await this.#held(this.#end());
             return { kind: 'stopped', tdcalls };
           }
           if ('fault' in output) {
             const fault = this.#fault(output.fault, name, output.message, tdcalls);
-            await this.#end();
+            await this.#held(this.#end());
             return { kind: 'fault', fault };
           }
           for (let i = 0; i < BLOCK_REGISTERS.length; i++)
             thread.words[i] = BigInt.asUintN(64, output[i] ?? 0n);
+          deadline = performance.now() + this.#callTimeoutMs;
           thread.command(Command.RESUME);
           break;
         }
         case Message.LOG: {
           this.#log(this.#readText());
+          if (++logLines > this.#logFuse) {
+            const fault = this.#fault(
+              'fuse',
+              name,
+              `more than ${this.#logFuse} log lines in one call (a loop?)`,
+              tdcalls,
+            );
+            await this.#held(this.#end());
+            return { kind: 'fault', fault };
+          }
           thread.command(Command.RESUME);
           break;
         }
@@ -221,23 +257,32 @@ export class WasmBridge {
             `unexpected message ${next.message} from the worker`,
             tdcalls,
           );
-          await this.#end();
+          await this.#held(this.#end());
           return { kind: 'fault', fault };
         }
       }
     }
   }
 
-  /** Waits for the worker's next message, a fault, the worker's death or the timeout. */
+  /** `work`, a wait on the worker, told to `holdWhile` (see {@link WasmBridgeOptions.holdWhile}). */
+  #held<T>(work: Promise<T>): Promise<T> {
+    this.#holdWhile?.(work);
+    return work;
+  }
+
+  /**
+   * Waits for the worker's next message, a fault, the worker's death or `deadline` (`performance.now()` time, the end
+   * of a budget of `budgetMs`).
+   */
   async #next(
-    timeoutMs: number,
+    deadline: number,
+    budgetMs: number,
     entry: string,
     tdcalls: number,
   ): Promise<{ kind: 'message'; message: number } | { kind: 'fault'; fault: WasmGuestFault }> {
     const thread = this.#thread;
     const ctl = thread.ctl;
     let exited: string | undefined;
-    const deadline = performance.now() + timeoutMs;
     // A wake-up proves nothing: the worker's notify for its previous message can land after the host has already
     // read that message and started waiting for the next one. Only a changed counter is a message.
     while (Atomics.load(ctl, Control.TO_HOST) === thread.seen && exited === undefined) {
@@ -270,7 +315,7 @@ export class WasmBridge {
         : this.#fault(
             'timeout',
             entry,
-            `no TDCALL and no return within ${timeoutMs} ms (an endless loop?)`,
+            `no TDCALL and no return within ${budgetMs} ms (an endless loop?)`,
             tdcalls,
           );
     await this.#end();

@@ -1,6 +1,7 @@
 import {
   type AcceptOutcome,
   accessByPage,
+  type ConversionFailure,
   type ConversionResult,
   checkLedger,
   type GpaRange,
@@ -36,6 +37,7 @@ import {
   convertedPrefixEnd,
   isResultCode,
   pageRuns,
+  type Unfounded,
 } from './entry-outcome.js';
 import { type EntryRecord, newEntryRecord, tdcallServer } from './tdcall-server.js';
 import type { WasmGuestImage } from './wasm-guest-image.js';
@@ -63,20 +65,34 @@ export interface WasmGuestOptions {
    * (an accept ladder tries at most three levels per 4K page).
    */
   readonly tdcallFuse?: number;
-  /** Milliseconds the guest may run between two TDCALLs before it is said to hang. Default 5,000. */
+  /**
+   * Milliseconds the guest may run between two TDCALLs (log lines do not count as a pause) before it is said to hang.
+   * Default 5,000.
+   */
   readonly callTimeoutMs?: number;
+  /** Log lines one entry-point call may write before the guest is said to loop. Default 10,000. */
+  readonly logFuse?: number;
   readonly trace?: TraceSink;
 }
 
-const OPTION_NAMES = ['image', 'memoryBytes', 'initialImage', 'fuse', 'tdcallFuse', 'callTimeoutMs', 'trace'];
+const OPTION_NAMES = [
+  'image',
+  'memoryBytes',
+  'initialImage',
+  'fuse',
+  'tdcallFuse',
+  'callTimeoutMs',
+  'logFuse',
+  'trace',
+];
 
 /** What one entry-point call over a segment came to. */
 interface EntryResult {
-  /** The guest's result code (OK unless it failed). */
-  readonly code: number;
   /** What the guest claims of each page of the segment. */
   readonly runs: readonly PageOutcomeRun[];
   readonly record: EntryRecord;
+  /** Why it failed, in the values the harness saw; undefined when it returned OK. */
+  readonly failure: ConversionFailure | undefined;
 }
 
 /**
@@ -132,6 +148,7 @@ export class WasmGuest implements GuestUnderTest {
     assertPositiveInteger('fuse', options.fuse);
     assertPositiveInteger('tdcallFuse', options.tdcallFuse);
     assertPositiveInteger('callTimeoutMs', options.callTimeoutMs);
+    assertPositiveInteger('logFuse', options.logFuse);
     const info = await cpu.tdcall(encodeLeaf(TdcallLeaf.VP_INFO), makeGprs());
     const gpaw = Number((info[Reg.RCX] as bigint) & 0x3fn);
     if (info[Reg.RAX] !== TdxStatus.SUCCESS || (gpaw !== 48 && gpaw !== 52)) {
@@ -151,6 +168,11 @@ export class WasmGuest implements GuestUnderTest {
     const started = await WasmBridge.start(options.image.module, {
       name,
       ...(options.callTimeoutMs === undefined ? {} : { callTimeoutMs: options.callTimeoutMs }),
+      ...(options.logFuse === undefined ? {} : { logFuse: options.logFuse }),
+      // An exploring scheduler waits while the guest runs in its worker: its interleavings stay the schedule's.
+      holdWhile: (work) => {
+        void cpu.holdWhile(work);
+      },
       onLog: (line) => {
         guestLog('[%s] %s', name, line);
         if (trace.enabled) trace.record({ kind: 'note', time: 0, source: `guest ${name}`, text: line });
@@ -214,11 +236,8 @@ export class WasmGuest implements GuestUnderTest {
         if (run.state !== 'private-unaccepted') continue;
         const entry = await this.#enter(Entry.ACCEPT, run, 'private-accepted');
         tdcalls += entry.record.acceptCalls;
-        if (entry.code !== ResultCode.OK) {
-          const acceptedEnd = convertedPrefixEnd(run, entry.runs);
-          const reason = entry.record.fuse === undefined ? 'status' : 'fuse';
-          return { ...acceptFailure(entry.record, acceptedEnd, reason), tdcalls };
-        }
+        // An accept entry's failure is always an accept's (see #claimedFailure).
+        if (entry.failure?.step === 'accept') return { ...entry.failure.failure, tdcalls };
       }
       return { kind: 'ok', tdcalls };
     });
@@ -290,15 +309,8 @@ export class WasmGuest implements GuestUnderTest {
           const entry = await this.#enter(Entry.ACCEPT, run, target);
           acceptCalls += entry.record.acceptCalls;
           outcome.push(...entry.runs);
-          if (entry.code !== ResultCode.OK) {
-            const acceptedEnd = convertedPrefixEnd(run, entry.runs);
-            const reason = entry.record.fuse === undefined ? 'status' : 'fuse';
-            const failure = {
-              step: 'accept' as const,
-              failure: acceptFailure(entry.record, acceptedEnd, reason),
-            };
-            return this.#failed(range, outcome, run.end, mapGpaCalls, acceptCalls, failure, target);
-          }
+          if (entry.failure !== undefined)
+            return this.#failed(range, outcome, run.end, mapGpaCalls, acceptCalls, entry.failure, target);
         } else {
           outcome.push({ start: run.start, end: run.end, outcome: 'converted' });
         }
@@ -312,18 +324,8 @@ export class WasmGuest implements GuestUnderTest {
       mapGpaCalls += entry.record.mapGpaCalls;
       acceptCalls += entry.record.acceptCalls;
       outcome.push(...entry.runs);
-      if (entry.code !== ResultCode.OK) {
-        const failure =
-          entry.record.fuse === 'map-gpa'
-            ? {
-                step: 'map-gpa' as const,
-                failure: { kind: 'would-not-terminate' as const, calls: entry.record.mapGpaCalls },
-              }
-            : entry.record.fuse === 'accept'
-              ? { step: 'accept' as const, failure: acceptFailure(entry.record, segment.start, 'fuse') }
-              : conversionFailure(entry.code, entry.record, convertedPrefixEnd(segment, entry.runs));
-        return this.#failed(range, outcome, segment.end, mapGpaCalls, acceptCalls, failure, target);
-      }
+      if (entry.failure !== undefined)
+        return this.#failed(range, outcome, segment.end, mapGpaCalls, acceptCalls, entry.failure, target);
     }
     return { kind: 'ok', mapGpaCalls, acceptCalls };
   }
@@ -377,9 +379,10 @@ export class WasmGuest implements GuestUnderTest {
       // A fuse: the guest looped. Through MapGPA or accept it is the safety monitor's did-not-terminate; any other
       // loop is the guest's fault.
       this.ledger.set(segment, 'quarantined');
-      if (record.fuse === 'other') throw this.#died(this.#fuseFault(entry, record));
+      const failure = this.#fuseFailure(entry, segment, record);
+      if (failure === undefined) throw this.#died(this.#fuseFault(entry, record));
       this.#fault = this.#fuseFault(entry, record);
-      return { code: -1, runs: [{ ...segment, outcome: 'unknown' }], record };
+      return { runs: [{ ...segment, outcome: 'unknown' }], record, failure };
     }
     const code = result.value;
     if (!isResultCode(code)) {
@@ -401,13 +404,50 @@ export class WasmGuest implements GuestUnderTest {
         throw this.#died(this.#badResult(entry, record, (error as Error).message));
       }
     }
+    let failure: ConversionFailure | undefined;
+    if (code !== BigInt(ResultCode.OK)) {
+      log('%s: %s over 0x%s returned %d', this.name, entry, segment.start.toString(16), code);
+      const claimed = this.#claimedFailure(entry, Number(code), record, convertedPrefixEnd(segment, runs));
+      if ('unfounded' in claimed) {
+        // Why it failed is made up: nothing it says of the segment can be believed.
+        this.ledger.set(segment, 'quarantined');
+        await this.#bridge.close();
+        throw this.#died(this.#badResult(entry, record, claimed.unfounded));
+      }
+      failure = claimed;
+    }
     for (const run of runs) {
       if (run.outcome === 'converted') this.ledger.set(run, target);
       else if (run.outcome === 'unknown') this.ledger.set(run, 'quarantined');
     }
-    if (code !== BigInt(ResultCode.OK))
-      log('%s: %s over 0x%s returned %d', this.name, entry, segment.start.toString(16), code);
-    return { code: Number(code), runs, record };
+    return { runs, record, failure };
+  }
+
+  /** Why entry `entry` failed with result `code`, in the values the harness saw (see `conversionFailure`). */
+  #claimedFailure(
+    entry: string,
+    code: number,
+    record: EntryRecord,
+    acceptedEnd: number,
+  ): ConversionFailure | Unfounded {
+    if (entry !== Entry.ACCEPT) return conversionFailure(code, record, acceptedEnd);
+    // Whatever code an accept entry returns, its failure is an accept's.
+    const failure = acceptFailure(record, acceptedEnd, 'status');
+    return 'unfounded' in failure ? failure : { step: 'accept', failure };
+  }
+
+  /**
+   * The failure of an entry the fuse stopped in a loop through MapGPA or accept (did-not-terminate for the safety
+   * monitor); undefined for any other loop, which is the guest's fault.
+   */
+  #fuseFailure(entry: string, segment: GpaRange, record: EntryRecord): ConversionFailure | undefined {
+    if (record.fuse === 'accept') {
+      const failure = acceptFailure(record, segment.start, 'fuse');
+      return 'unfounded' in failure ? undefined : { step: 'accept', failure };
+    }
+    if (record.fuse === 'map-gpa' && entry !== Entry.ACCEPT)
+      return { step: 'map-gpa', failure: { kind: 'would-not-terminate', calls: record.mapGpaCalls } };
+    return undefined;
   }
 
   #server(record: EntryRecord, pages: number) {
@@ -477,7 +517,7 @@ export class WasmGuest implements GuestUnderTest {
       }
       if (now !== 'private-unaccepted') return { kind: 'fault', reason: 'not-private', gpa: page.start };
       const accepted = await this.#serialized(() => this.#enter(Entry.ACCEPT, page, 'private-accepted'));
-      if (accepted.code !== ResultCode.OK) return { kind: 'fault', reason: 'accept-failed', gpa: page.start };
+      if (accepted.failure !== undefined) return { kind: 'fault', reason: 'accept-failed', gpa: page.start };
     }
     return { kind: 'fault', reason: 'accept-failed', gpa: page.start };
   }
