@@ -156,6 +156,8 @@ export class TdxModule implements SeamcallPort {
   readonly #runtime: VcpuRuntime;
   readonly #costs: CostModel;
   readonly #heldPool: HeldLocks[] = [];
+  /** Work registered with holdWhile that has not settled. */
+  #externalWork = 0;
   /** @internal The copy of this package that made the module (two copies meeting are reported, not misused). */
   readonly [COPY_BRAND] = THIS_COPY;
 
@@ -479,8 +481,22 @@ export class TdxModule implements SeamcallPort {
   holdWhile<T>(work: Promise<T>): Promise<T> {
     if (!(work instanceof Promise))
       throw new TdxSimError('INVALID_ARGUMENT', 'work must be a Promise', 'work');
+    this.#externalWork++;
+    const settled = (): void => {
+      this.#externalWork--;
+    };
+    work.then(settled, settled);
     if (this.#m.interleaves) this.#m.scheduler.holdWhile?.(work);
     return work;
+  }
+
+  /**
+   * Work registered with {@link holdWhile} that has not settled, whatever the scheduler: while there is any, a flow
+   * will come back without anything in this thread answering it (guest code is running elsewhere), so a watchdog
+   * that looks for a thread with nothing left to wake it must not judge it idle.
+   */
+  get externalWork(): number {
+    return this.#externalWork;
   }
 
   /** The host will not enter this vCPU again (its host thread ended): a guest waiting on it gets VCPU_NOT_RESUMED. */

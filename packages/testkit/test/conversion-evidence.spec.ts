@@ -2,19 +2,16 @@
  * ConversionEvidenceSink: what the VMM acknowledged and removed, read from the trace alone, so that the safety monitor
  * can tell a guest that followed the VMM from one that claimed more than any reply said.
  */
-import { guestPresets, TdGuest } from '@tdxsim/guest';
+import { type GuestPolicy, type GuestPresetName, guestPresets, TdGuest } from '@tdxsim/guest';
 import { kvmVmm } from '@tdxsim/host-kvm';
-import { composeTd } from '@tdxsim/tdx-module';
+import { type BackendSource, composeTd } from '@tdxsim/tdx-module';
 import { describe, expect, it } from 'vitest';
 import { ConversionEvidenceSink, hostileVmm, SafetyMonitor } from '../src/index.js';
 
 const MIB = 2 ** 20;
 const range = { start: 16 * MIB, end: 17 * MIB };
 
-async function td(
-  vmm: Parameters<typeof composeTd>[0]['vmm'],
-  policy: Parameters<typeof TdGuest.boot>[1]['policy'],
-) {
+async function td(vmm: BackendSource, policy: GuestPresetName | GuestPolicy) {
   const evidence = new ConversionEvidenceSink();
   const composed = await composeTd({
     vmm,

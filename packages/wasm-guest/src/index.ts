@@ -28,6 +28,7 @@ export {
 } from './abi/wasm-signatures.js';
 export {
   type BridgeCallResult,
+  endIdleGuestThreads,
   type ExportArgument,
   type TdcallServer,
   WasmBridge,

@@ -5,6 +5,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { wasmApi } from '../src/abi/wasm-api.js';
 import {
   type BridgeCallResult,
+  endIdleGuestThreads,
   type TdcallServer,
   WasmBridge,
   type WasmBridgeOptions,
@@ -168,6 +169,16 @@ describe.skipIf(!hasClang)('WasmBridge', () => {
     const third = await start(probe);
     expect(third.threadId).not.toBe(thread);
     expect(returned(await third.call('negative', [], never)).value).toBe(-5n);
+  });
+
+  it('endIdleGuestThreads ends the pooled threads: the next guest gets a new one', async () => {
+    const first = await start(probe);
+    const thread = first.threadId;
+    await first.close();
+    await endIdleGuestThreads();
+    const second = await start(probe);
+    expect(second.threadId).not.toBe(thread);
+    expect(returned(await second.call('negative', [], never)).value).toBe(-5n);
   });
 
   it('rethrows an error of the server (the simulation failed) and ends the guest', async () => {

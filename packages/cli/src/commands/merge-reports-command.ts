@@ -112,6 +112,7 @@ export function mergeRunReports(
     timeoutMs: timeoutMs ?? undefined,
     shard: undefined,
     policies: matrix.policies,
+    guests: matrix.guests,
     vmms: matrix.vmms,
     workloads: matrix.workloads,
     expectations,

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { isChange } from '../expectations/expectations.js';
 import type { ScenarioResult } from '../scenario/scenario-result.js';
 import type { RunReport } from './json-report.js';
-import { replayCommand } from './replay-hint.js';
+import { guestFiles, replayCommand } from './replay-hint.js';
 
 function xml(text: string): string {
   return (
@@ -33,6 +33,7 @@ export function failsRun(result: ScenarioResult, customVmms: ReadonlySet<string>
 export function renderJunit(report: RunReport, jsonFile?: string): string {
   const custom = new Set(report.matrix.vmms.filter((v) => v.kind === 'custom').map((v) => v.name));
   const files = new Map(report.matrix.vmms.map((v) => [v.name, v.file]));
+  const guests = guestFiles(report);
   const vmms = [...new Set(report.results.map((r) => r.vmm))];
   const seconds = (ms: number): string => (ms / 1000).toFixed(3);
   const suites: string[] = [];
@@ -46,7 +47,7 @@ export function renderJunit(report: RunReport, jsonFile?: string): string {
     let time = 0;
     for (const r of results) {
       time += r.wallMs;
-      const replay = replayCommand(r, jsonFile, files.get(r.vmm));
+      const replay = replayCommand(r, jsonFile, files.get(r.vmm), guests.get(r.policy));
       const reason = r.reason ?? '';
       const head = `    <testcase name="${xml(r.id)}" classname="tdxsim.${xml(vmm)}" time="${seconds(r.wallMs)}">`;
       if (failsRun(r, custom)) {

@@ -63,6 +63,15 @@ export interface WasmBridgeOptions {
 
 const OPTION_NAMES = ['name', 'callTimeoutMs', 'startTimeoutMs', 'logFuse', 'onLog', 'holdWhile'];
 
+/**
+ * Ends the worker threads this JavaScript thread keeps idle for the next guests (up to 4: a closed guest gives its
+ * thread back to the pool). They hold no guest and never keep the process alive; end them when no more guests will
+ * run here, e.g. when a matrix row of wasm guests is done. Guests still running keep their threads.
+ */
+export function endIdleGuestThreads(): Promise<void> {
+  return GuestThread.endIdle();
+}
+
 /** A bridge dropped without close() still ends its worker thread, once it is garbage-collected. */
 const unclosed = new FinalizationRegistry<GuestThread>((thread) => {
   void thread.terminate();
