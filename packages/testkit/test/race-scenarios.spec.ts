@@ -19,6 +19,7 @@ describe('race scenarios', () => {
       'two-zaps-at-once',
       'concurrent-lazy-accepts',
       'two-conversions-in-one-2m',
+      'nmis-around-td-exits',
     ]);
   });
 

@@ -8,7 +8,8 @@ import {
   TdxStatus,
   type VmmFactory,
 } from '@tdxsim/tdx-module';
-import type { ExploreContext, ExploredTd, ExploreScenario } from './explore-types.js';
+import type { ExploreContext, ExploredTd, ExploreProperty, ExploreScenario } from './explore-types.js';
+import { nmisAroundTdExits, nmisHandledInOrder } from './nmi-race.js';
 
 const PAGE = 4096;
 const MIB2 = 2 ** 21;
@@ -29,6 +30,11 @@ export interface RaceScenario {
   readonly description: string;
   /** The scenario for a backend (a {@link VmmFactory}: builds the TD and the VMM on the module it is given). */
   scenario(backend: VmmFactory): ExploreScenario<RaceOutcome>;
+  /**
+   * What a run must satisfy at quiescence beyond the explorer's built-in checks, for a scenario about more than the
+   * backend's consistency: pass it as `exploreSchedules`' `property`. Without it the scenario checks what the others do.
+   */
+  readonly property?: ExploreProperty<RaceOutcome>;
 }
 
 function describeOutcome(value: unknown): string {
@@ -183,5 +189,12 @@ export const raceScenarios: readonly RaceScenario[] = [
     name: 'two-conversions-in-one-2m',
     description: 'two pages of one 2M region are converted to shared at once, one from each vCPU',
     scenario: twoConversionsIn2m,
+  },
+  {
+    name: 'nmis-around-td-exits',
+    description:
+      "two NMIs reach a vCPU's host processor while it enters and exits the TD; with its property, module 1.5 behaviour shows NMI X + 1 handled before NMI X",
+    scenario: (backend) => nmisAroundTdExits(backend),
+    property: nmisHandledInOrder,
   },
 ];
