@@ -44,11 +44,13 @@ describe.skipIf(!hasClang)('WasmGuest', () => {
     image = await loadWasmGuest((await exampleGuests()).c);
   });
 
-  it('converts through the C guest against KVM on a 4-vCPU TD, and its ledger agrees with the module', async () => {
-    const { guest, module, td } = track(await wasmTd(kvmVmm({}), image, { memoryBytes: 2 * G1, vcpus: 4 }));
+  it('converts through the C guest against KVM (huge pages) on a 4-vCPU TD, and its ledger agrees with the module', async () => {
+    const { guest, module, td } = track(
+      await wasmTd(kvmVmm({ hugePages: true }), image, { memoryBytes: 2 * G1, vcpus: 4 }),
+    );
     expect(guest.recentLog).toEqual(['kernel-guest: GPAW 48']);
     expect(await guest.setShared(G1, G1)).toEqual({ kind: 'ok', mapGpaCalls: 1, acceptCalls: 0 });
-    // Back to private: one 1G accept fails (KVM maps 4K), then 512 accepts at 2M.
+    // Back to private: one 1G accept fails (KVM maps at most 2M), then 512 accepts at 2M.
     expect(await guest.setPrivate(G1, G1)).toEqual({ kind: 'ok', mapGpaCalls: 1, acceptCalls: 513 });
     expect(await guest.setShared(3 * M2 + 5 * K4, 7 * K4)).toMatchObject({ kind: 'ok' });
     expect(await guest.acceptAll()).toMatchObject({ kind: 'ok' });
@@ -61,6 +63,21 @@ describe.skipIf(!hasClang)('WasmGuest', () => {
       quarantined: 0,
     });
     assertInvariants(module);
+  });
+
+  it('falls back to 4K against merged KVM, which maps private memory at 4K only, as the TypeScript guest does', async () => {
+    // Each 2M block: a 2M accept that meets PAGE_SIZE_MISMATCH, then 512 accepts at 4K.
+    const steps = async (guest: { setShared: WasmGuest['setShared']; setPrivate: WasmGuest['setPrivate'] }) => [
+      await guest.setShared(4 * M2, 2 * M2),
+      await guest.setPrivate(4 * M2, 2 * M2),
+    ];
+    const ts = await tsTd(kvmVmm({}), 'linux', { memoryBytes: MEMORY });
+    const wasm = track(await wasmTd(kvmVmm({}), image, { memoryBytes: MEMORY, vcpus: 2 }));
+    const results = await steps(wasm.guest);
+    expect(results[1]).toEqual({ kind: 'ok', mapGpaCalls: 1, acceptCalls: 2 * (1 + 512) });
+    expect(results).toEqual(await steps(ts.guest));
+    expect(guestCalls(wasm.trace)).toEqual(guestCalls(ts.trace));
+    expect(wasm.guest.check(wasm.module, wasm.td.tdr)).toEqual([]);
   });
 
   it('makes the same calls as the TypeScript guest with the linux policy (Hyper-V RETRYs, then a mixed range)', async () => {
