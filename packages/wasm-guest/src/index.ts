@@ -28,8 +28,8 @@ export {
 } from './abi/wasm-signatures.js';
 export {
   type BridgeCallResult,
-  endIdleGuestThreads,
   type ExportArgument,
+  endIdleGuestThreads,
   type TdcallServer,
   WasmBridge,
   type WasmBridgeOptions,

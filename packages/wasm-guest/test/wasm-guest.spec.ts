@@ -67,10 +67,10 @@ describe.skipIf(!hasClang)('WasmGuest', () => {
 
   it('falls back to 4K against merged KVM, which maps private memory at 4K only, as the TypeScript guest does', async () => {
     // Each 2M block: a 2M accept that meets PAGE_SIZE_MISMATCH, then 512 accepts at 4K.
-    const steps = async (guest: { setShared: WasmGuest['setShared']; setPrivate: WasmGuest['setPrivate'] }) => [
-      await guest.setShared(4 * M2, 2 * M2),
-      await guest.setPrivate(4 * M2, 2 * M2),
-    ];
+    const steps = async (guest: {
+      setShared: WasmGuest['setShared'];
+      setPrivate: WasmGuest['setPrivate'];
+    }) => [await guest.setShared(4 * M2, 2 * M2), await guest.setPrivate(4 * M2, 2 * M2)];
     const ts = await tsTd(kvmVmm({}), 'linux', { memoryBytes: MEMORY });
     const wasm = track(await wasmTd(kvmVmm({}), image, { memoryBytes: MEMORY, vcpus: 2 }));
     const results = await steps(wasm.guest);
