@@ -44,7 +44,7 @@ export {
   STORM_GUARD_CALLS,
 } from './map-gpa/map-gpa-policy.js';
 export { type MapGpaPresetName, mapGpaPresets } from './map-gpa/map-gpa-presets.js';
-export { accessByPage, type GuestAccess } from './memory/guest-memory.js';
+export { type AccessRequest, accessByPage, type GuestAccess } from './memory/guest-memory.js';
 export { validateAcceptPolicy, validateGuestPolicy, validateMapGpaPolicy } from './policy-validation.js';
 export { type GpaRange, PAGE, pageCount, validateGpaRange, validateRange } from './range.js';
 export type { UnshareAllOptions, UnshareReport } from './shutdown/unshare-all.js';

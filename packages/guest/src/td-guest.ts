@@ -306,25 +306,14 @@ export class TdGuest implements GuestUnderTest {
 
   /** Loads `length` bytes at private GPA `gpa`, accepting an unaccepted page on first touch (the #VE path). */
   async read(gpa: number, length: number, options: CpuOptions = {}): Promise<GuestAccess> {
-    assertInteger('gpa', gpa, 0, 2 ** 52 - 1);
-    assertInteger('length', length, 1, 2 ** 30);
     const port = this.#options(options, CPU_OPTIONS);
-    return accessMemory(this.#state, port, gpa, length, undefined);
+    return accessMemory(this.#state, port, gpa, { length });
   }
 
   /** Stores `data` at private GPA `gpa`, accepting an unaccepted page on first touch. */
   async write(gpa: number, data: Uint8Array, options: CpuOptions = {}): Promise<GuestAccess> {
-    assertInteger('gpa', gpa, 0, 2 ** 52 - 1);
-    if (!(data instanceof Uint8Array) || data.length === 0)
-      throw new GuestError(
-        'INVALID_ARGUMENT',
-        `data must be a non-empty Uint8Array, got ${show(data)}`,
-        'data',
-      );
-    if (gpa + data.length > 2 ** 52)
-      throw new GuestError('INVALID_ARGUMENT', 'data reaches beyond 2^52', 'data');
     const port = this.#options(options, CPU_OPTIONS);
-    return accessMemory(this.#state, port, gpa, data.length, data);
+    return accessMemory(this.#state, port, gpa, { data });
   }
 
   /**

@@ -32,14 +32,18 @@ describe('readSignatures', () => {
     );
   });
 
-  test.prop([fc.uint8Array({ maxLength: 64 })])('never fails on any input but with an Error', (tail) => {
-    const bytes = new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, ...tail]);
-    try {
-      readSignatures(bytes);
-    } catch (error) {
-      expect(error).toBeInstanceOf(Error);
-    }
-  });
+  test.prop([fc.uint8Array({ maxLength: 64 })])(
+    'never fails on any input but with INVALID_GUEST naming the bytes',
+    (tail) => {
+      const bytes = new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, ...tail]);
+      try {
+        readSignatures(bytes);
+      } catch (error) {
+        expect(WasmGuestError.is(error)).toBe(true);
+        expect(error).toMatchObject({ code: 'INVALID_GUEST', argument: 'bytes' });
+      }
+    },
+  );
 });
 
 describe.skipIf(!hasClang)('loadWasmGuest', () => {

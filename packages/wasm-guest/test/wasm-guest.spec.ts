@@ -193,25 +193,36 @@ describe.skipIf(!hasClang)('WasmGuest', () => {
     expect(await drive(wasm)).toEqual(await drive(ts));
   });
 
-  it('composes like guestModule and refuses bad options with typed errors', async () => {
-    await expect(
-      composeTd({
-        vmm: kvmVmm({}),
-        guest: { module: wasmGuestModule({ image, memoryBytes: MEMORY, fuse: 0 }), id: WasmGuestIds.Guest },
-      }),
-    ).rejects.toMatchObject({ code: 'INVALID_OPTION', argument: 'fuse' });
+  it('composes like guestModule and refuses bad options with typed errors, before any TD is built', async () => {
+    expect(() => wasmGuestModule({ image, memoryBytes: MEMORY, fuse: 0 })).toThrow(
+      expect.objectContaining({ code: 'INVALID_OPTION', argument: 'fuse' }),
+    );
     expect(() => wasmGuestModule({ image, memoryBytes: MEMORY, policy: 'linux' } as never)).toThrow(
       expect.objectContaining({ code: 'UNKNOWN_OPTION', argument: 'policy' }),
     );
+    expect(() => wasmGuestModule({ image: {} as never, memoryBytes: MEMORY })).toThrow(
+      expect.objectContaining({ code: 'INVALID_OPTION', argument: 'image' }),
+    );
+    // What needs the guest's GPAW is checked at boot: a size that is no multiple of 4 KiB, an image beyond RAM.
+    await expect(
+      composeTd({
+        vmm: kvmVmm({}),
+        guest: { module: wasmGuestModule({ image, memoryBytes: MEMORY + 1 }), id: WasmGuestIds.Guest },
+      }),
+    ).rejects.toMatchObject({ name: 'WasmGuestError', code: 'INVALID_OPTION', argument: 'memoryBytes' });
     await expect(
       composeTd({
         vmm: kvmVmm({}),
         guest: {
-          module: wasmGuestModule({ image: {} as never, memoryBytes: MEMORY }),
+          module: wasmGuestModule({
+            image,
+            memoryBytes: MEMORY,
+            initialImage: [{ start: MEMORY, size: K4 }],
+          }),
           id: WasmGuestIds.Guest,
         },
       }),
-    ).rejects.toMatchObject({ code: 'INVALID_OPTION', argument: 'image' });
+    ).rejects.toMatchObject({ code: 'INVALID_OPTION', argument: 'initialImage[0].size' });
   });
 });
 

@@ -3,6 +3,8 @@
  * hold the header against these values and against `@tdxsim/tdx-module`'s tables).
  */
 
+import { invalidArgument } from '../errors.js';
+
 /** The module the guest imports from. */
 export const IMPORT_MODULE = 'tdxsim';
 
@@ -69,7 +71,8 @@ const resultNames = new Map<number, ResultCodeName>(
   Object.entries(ResultCode).map(([name, code]) => [code, name as ResultCodeName]),
 );
 
-/** The name of a result code, or undefined for a value that is not one. */
+/** The name of a result code, or undefined for an integer that is not one; INVALID_ARGUMENT for a non-integer. */
 export function resultCodeName(code: number): ResultCodeName | undefined {
+  if (!Number.isSafeInteger(code)) throw invalidArgument('code', 'an integer', code);
   return resultNames.get(code);
 }

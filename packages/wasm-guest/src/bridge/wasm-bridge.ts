@@ -1,7 +1,14 @@
 import createDebug from 'debug';
 import { BLOCK_REGISTERS } from '../abi/abi.js';
 import { type WasmModule, waitAsync } from '../abi/wasm-api.js';
-import { assertKnownOptions, assertPositiveInteger, WasmGuestError, type WasmGuestFault } from '../errors.js';
+import {
+  assertKnownOptions,
+  assertPositiveInteger,
+  invalidArgument,
+  show,
+  WasmGuestError,
+  type WasmGuestFault,
+} from '../errors.js';
 import { GuestThread } from './guest-thread.js';
 import { Command, Control, Layout, Message } from './protocol.js';
 
@@ -72,6 +79,34 @@ export function endIdleGuestThreads(): Promise<void> {
   return GuestThread.endIdle();
 }
 
+/** A call's arguments, checked before the guest is touched: INVALID_ARGUMENT naming the bad one. */
+function checkCall(name: unknown, args: unknown, serve: unknown, pages: unknown): void {
+  if (
+    typeof name !== 'string' ||
+    name.length === 0 ||
+    new TextEncoder().encode(name).length > Layout.TEXT_BYTES
+  )
+    throw invalidArgument('name', `an export's name (1 to ${Layout.TEXT_BYTES} bytes of UTF-8)`, name);
+  if (!Array.isArray(args) || args.length > Layout.DATA_WORDS - 1)
+    throw invalidArgument('args', `an array of at most ${Layout.DATA_WORDS - 1} arguments`, args);
+  args.forEach((arg: unknown, i) => {
+    const value = arg as { i64?: unknown; i32?: unknown } | null;
+    const ok =
+      typeof value === 'object' &&
+      value !== null &&
+      ('i64' in value
+        ? typeof value.i64 === 'bigint'
+        : typeof value.i32 === 'number' &&
+          Number.isInteger(value.i32) &&
+          value.i32 >= -(2 ** 31) &&
+          value.i32 < 2 ** 32);
+    if (!ok) throw invalidArgument(`args[${i}]`, '{ i64: bigint } or { i32: a 32-bit integer }', arg);
+  });
+  if (typeof serve !== 'function') throw invalidArgument('serve', 'a function', serve);
+  if (typeof pages !== 'number' || !Number.isSafeInteger(pages) || pages < 0)
+    throw invalidArgument('pages', 'a non-negative integer', pages);
+}
+
 /** A bridge dropped without close() still ends its worker thread, once it is garbage-collected. */
 const unclosed = new FinalizationRegistry<GuestThread>((thread) => {
   void thread.terminate();
@@ -115,12 +150,25 @@ export class WasmBridge {
     module: WasmModule,
     options: WasmBridgeOptions,
   ): Promise<WasmBridge | { readonly fault: WasmGuestFault }> {
+    if (Object.prototype.toString.call(module) !== '[object WebAssembly.Module]')
+      throw invalidArgument('module', 'a compiled WebAssembly.Module (loadWasmGuest(...).module)', module);
     assertKnownOptions('WasmBridge', options, OPTION_NAMES);
+    if (typeof options.name !== 'string' || options.name.length === 0)
+      throw new WasmGuestError(
+        'INVALID_OPTION',
+        `name must be a non-empty string, got ${show(options.name)}`,
+        'name',
+      );
     assertPositiveInteger('callTimeoutMs', options.callTimeoutMs);
     assertPositiveInteger('startTimeoutMs', options.startTimeoutMs);
     assertPositiveInteger('logFuse', options.logFuse);
-    if (options.holdWhile !== undefined && typeof options.holdWhile !== 'function')
-      throw new WasmGuestError('INVALID_OPTION', 'holdWhile must be a function', 'holdWhile');
+    for (const hook of ['holdWhile', 'onLog'] as const)
+      if (options[hook] !== undefined && typeof options[hook] !== 'function')
+        throw new WasmGuestError(
+          'INVALID_OPTION',
+          `${hook} must be a function, got ${show(options[hook])}`,
+          hook,
+        );
     const thread = GuestThread.acquire(module);
     const bridge = new WasmBridge(thread, options);
     const startMs = options.startTimeoutMs ?? 60_000;
@@ -160,9 +208,10 @@ export class WasmBridge {
     serve: TdcallServer,
     pages = 0,
   ): Promise<BridgeCallResult> {
-    if (this.#closed) throw new Error(`the guest ${this.name} is not running`);
-    if (this.#busy) throw new Error(`the guest ${this.name} is already running a call`);
-    if (args.length > Layout.DATA_WORDS - 1) throw new Error(`at most ${Layout.DATA_WORDS - 1} arguments`);
+    checkCall(name, args, serve, pages);
+    if (this.#closed) throw new WasmGuestError('GUEST_DEAD', `the guest ${this.name} is not running`);
+    if (this.#busy)
+      throw new WasmGuestError('GUEST_BUSY', `the guest ${this.name} is already running a call`);
     this.#busy = true;
     // Referenced while a call runs, so that a script awaiting the guest is not ended under it; idle, it is not.
     this.#thread.worker.ref();

@@ -30,7 +30,14 @@ import {
 import createDebug from 'debug';
 import { Entry, ResultCode } from '../abi/abi.js';
 import { WasmBridge } from '../bridge/wasm-bridge.js';
-import { assertKnownOptions, assertPositiveInteger, WasmGuestError, type WasmGuestFault } from '../errors.js';
+import {
+  assertKnownOptions,
+  assertPositiveInteger,
+  invalidArgument,
+  show,
+  WasmGuestError,
+  type WasmGuestFault,
+} from '../errors.js';
 import {
   acceptFailure,
   conversionFailure,
@@ -85,6 +92,64 @@ const OPTION_NAMES = [
   'logFuse',
   'trace',
 ];
+
+/**
+ * The options as far as they can be checked before the TD exists (GPAW, which bounds the ranges, comes from the
+ * guest's TDG.VP.INFO at boot): a typed error naming the bad one. {@link wasmGuestModule} checks them when called.
+ */
+export function checkWasmGuestOptions(where: string, options: unknown, known: readonly string[]): void {
+  assertKnownOptions(where, options, known);
+  const given = options as Partial<WasmGuestOptions>;
+  const image = given.image as Partial<WasmGuestImage> | undefined;
+  if (
+    typeof image !== 'object' ||
+    image === null ||
+    typeof image.module !== 'object' ||
+    typeof image.name !== 'string'
+  )
+    throw new WasmGuestError(
+      'INVALID_OPTION',
+      `image must come from loadWasmGuest, got ${show(image)}`,
+      'image',
+    );
+  if (!Number.isSafeInteger(given.memoryBytes) || (given.memoryBytes as number) <= 0)
+    throw new WasmGuestError(
+      'INVALID_OPTION',
+      `memoryBytes must be a positive integer, got ${show(given.memoryBytes)}`,
+      'memoryBytes',
+    );
+  if (given.initialImage !== undefined && !Array.isArray(given.initialImage))
+    throw new WasmGuestError(
+      'INVALID_OPTION',
+      `initialImage must be an array of { start, size }, got ${show(given.initialImage)}`,
+      'initialImage',
+    );
+  assertPositiveInteger('fuse', given.fuse);
+  assertPositiveInteger('tdcallFuse', given.tdcallFuse);
+  assertPositiveInteger('callTimeoutMs', given.callTimeoutMs);
+  assertPositiveInteger('logFuse', given.logFuse);
+  const trace = given.trace as Partial<TraceSink> | undefined;
+  if (
+    trace !== undefined &&
+    (typeof trace !== 'object' || trace === null || typeof trace.record !== 'function')
+  )
+    throw new WasmGuestError('INVALID_OPTION', `trace must be a TraceSink, got ${show(trace)}`, 'trace');
+}
+
+/** A range given in the options, checked as the guest checks ranges; a bad one is this package's INVALID_OPTION. */
+function optionRange(
+  start: unknown,
+  size: unknown,
+  gpaw: Gpaw,
+  names: { readonly start: string; readonly size: string },
+): GpaRange {
+  try {
+    return validateRange(start as number, size as number, gpaw, names);
+  } catch (error) {
+    if (!(error instanceof GuestError)) throw error;
+    throw new WasmGuestError('INVALID_OPTION', error.message, error.argument ?? names.size);
+  }
+}
 
 /** What one entry-point call over a segment came to. */
 interface EntryResult {
@@ -141,23 +206,19 @@ export class WasmGuest implements GuestUnderTest {
    * worker and calls the guest's `tdxsim_init` when it has one.
    */
   static async boot(cpu: GuestCpu, options: WasmGuestOptions): Promise<WasmGuest> {
-    assertKnownOptions('WasmGuest', options, OPTION_NAMES);
-    if (typeof options.image?.module !== 'object') {
-      throw new WasmGuestError('INVALID_OPTION', 'image must come from loadWasmGuest', 'image');
-    }
-    assertPositiveInteger('fuse', options.fuse);
-    assertPositiveInteger('tdcallFuse', options.tdcallFuse);
-    assertPositiveInteger('callTimeoutMs', options.callTimeoutMs);
-    assertPositiveInteger('logFuse', options.logFuse);
+    const candidate = cpu as Partial<GuestCpu> | null;
+    if (typeof candidate !== 'object' || candidate === null || typeof candidate.tdcall !== 'function')
+      throw invalidArgument('cpu', "a vCPU of the TD (td.guest(i), composeTd's guest vCPU)", cpu);
+    checkWasmGuestOptions('WasmGuest', options, OPTION_NAMES);
     const info = await cpu.tdcall(encodeLeaf(TdcallLeaf.VP_INFO), makeGprs());
     const gpaw = Number((info[Reg.RCX] as bigint) & 0x3fn);
     if (info[Reg.RAX] !== TdxStatus.SUCCESS || (gpaw !== 48 && gpaw !== 52)) {
       throw new WasmGuestError('INVALID_OPTION', `TDG.VP.INFO failed or reported GPAW ${gpaw}`, 'cpu');
     }
-    const memory = validateRange(0, options.memoryBytes, gpaw, { start: 'memoryBytes', size: 'memoryBytes' });
+    const memory = optionRange(0, options.memoryBytes, gpaw, { start: 'memoryBytes', size: 'memoryBytes' });
     const image = (options.initialImage ?? []).map((range, i) => {
       const names = { start: `initialImage[${i}].start`, size: `initialImage[${i}].size` };
-      const checked = validateRange(range.start, range.size, gpaw, names);
+      const checked = optionRange(range?.start, range?.size, gpaw, names);
       if (checked.end > memory.end) {
         throw new WasmGuestError('INVALID_OPTION', `initialImage[${i}] lies beyond memoryBytes`, names.size);
       }
@@ -245,12 +306,12 @@ export class WasmGuest implements GuestUnderTest {
 
   /** Loads `length` bytes at private GPA `gpa`, accepting an unaccepted page (through the guest) first. */
   read(gpa: number, length: number): Promise<GuestAccess> {
-    return this.#access(gpa, length, undefined);
+    return accessByPage(gpa, { length }, (at, n) => this.#accessPage(at, n, undefined));
   }
 
   /** Stores `data` at private GPA `gpa`, accepting an unaccepted page (through the guest) first. */
   write(gpa: number, data: Uint8Array): Promise<GuestAccess> {
-    return this.#access(gpa, data.length, data);
+    return accessByPage(gpa, { data }, (at, n, piece) => this.#accessPage(at, n, piece));
   }
 
   /** Holds the ledger (what the guest claimed) against the module's truth for TD `tdr`. */
@@ -487,10 +548,6 @@ export class WasmGuest implements GuestUnderTest {
     this.#fault = fault;
     void this.#bridge.close();
     return faultError(fault);
-  }
-
-  #access(gpa: number, length: number, data: Uint8Array | undefined): Promise<GuestAccess> {
-    return accessByPage(gpa, length, data, (at, n, piece) => this.#accessPage(at, n, piece));
   }
 
   /**
