@@ -82,7 +82,8 @@ export interface WasmGuestOptions {
   readonly trace?: TraceSink;
 }
 
-const OPTION_NAMES = [
+/** The option names of {@link WasmGuestOptions}. */
+export const WASM_GUEST_OPTIONS: readonly (keyof WasmGuestOptions)[] = [
   'image',
   'memoryBytes',
   'initialImage',
@@ -209,7 +210,7 @@ export class WasmGuest implements GuestUnderTest {
     const candidate = cpu as Partial<GuestCpu> | null;
     if (typeof candidate !== 'object' || candidate === null || typeof candidate.tdcall !== 'function')
       throw invalidArgument('cpu', "a vCPU of the TD (td.guest(i), composeTd's guest vCPU)", cpu);
-    checkWasmGuestOptions('WasmGuest', options, OPTION_NAMES);
+    checkWasmGuestOptions('WasmGuest', options, WASM_GUEST_OPTIONS);
     const info = await cpu.tdcall(encodeLeaf(TdcallLeaf.VP_INFO), makeGprs());
     const gpaw = Number((info[Reg.RCX] as bigint) & 0x3fn);
     if (info[Reg.RAX] !== TdxStatus.SUCCESS || (gpaw !== 48 && gpaw !== 52)) {
