@@ -53,6 +53,7 @@ export const ResultCode = {
   TDCALL_FAILED: 8,
   ACCEPT_FAILED: 9,
 } as const;
+/** The name of a `TDXSIM_RESULT_*` code without its prefix, e.g. `MAP_GPA_RETRY`. */
 export type ResultCodeName = keyof typeof ResultCode;
 
 /** What the guest says of each page of a request (`TDXSIM_PAGE_*`). */
