@@ -21,6 +21,7 @@ export {
   matchesPattern,
   readExpectations,
 } from './expectations/expectations.js';
+export { type GuestRow, loadGuestRow, loadGuestRows, presetRow } from './guests/guest-row.js';
 export { main } from './main.js';
 export { type MatrixOptions, type MatrixRun, runMatrix } from './matrix/run-matrix.js';
 export { selectSpecs, shardOf } from './matrix/select-specs.js';

@@ -61,6 +61,7 @@ export {
 export { describeExit, describeReply } from './conformance/describe-exit.js';
 export { MapGpaObserver, type ObservedTd } from './conformance/map-gpa-observer.js';
 export { type ConformanceOptions, runConformance } from './conformance/run-conformance.js';
+export { policyGuest, type ScenarioGuest, type ScenarioGuestOptions } from './conformance/scenario-guest.js';
 export {
   SCENARIO_GPAW,
   SCENARIO_VCPUS,
@@ -142,6 +143,7 @@ export {
   type SafetyWorkload,
   type WorkloadStep,
 } from './properties/safety-workload.js';
+export { ConversionEvidenceSink, type PendingMapGpa } from './safety/conversion-evidence-sink.js';
 export {
   type ConversionEvidence,
   SafetyMonitor,

@@ -116,6 +116,7 @@ export function mergeRunReports(
     timeoutMs: timeoutMs ?? undefined,
     shard: undefined,
     policies: matrix.policies,
+    guests: matrix.guests,
     vmms: matrix.vmms,
     workloads: matrix.workloads,
     expectations,

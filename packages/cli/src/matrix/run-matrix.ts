@@ -24,7 +24,7 @@ const KILL_GRACE_MS = 5_000;
 export interface MatrixOptions {
   readonly specs: readonly ScenarioSpec[];
   readonly catalog: Catalog;
-  /** Users' backend files, loaded again by each worker thread. */
+  /** Users' backend files, loaded again by each worker thread (as are the catalog's wasm guests). */
   readonly backendFiles: readonly string[];
   /** Worker threads (default: the CPUs, at most 4). With 1 and no `isolate`, scenarios run in this thread. */
   readonly jobs?: number;
@@ -140,7 +140,10 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
     .map((_, i) => i)
     .sort((a, b) => costHint(specs[b] as ScenarioSpec) - costHint(specs[a] as ScenarioSpec));
   let next = 0;
-  const setup: WorkerSetup = { backendFiles: options.backendFiles };
+  const setup: WorkerSetup = {
+    backendFiles: options.backendFiles,
+    guestFiles: options.catalog.guests.flatMap((g) => (g.file === undefined ? [] : [g.file])),
+  };
   await Promise.all(
     Array.from({ length: jobs }, async () => {
       let worker: Worker | undefined;

@@ -5,7 +5,7 @@ import { OUTCOMES, type Outcome, type ScenarioResult } from '../scenario/scenari
 import { escapeText } from './escape.js';
 import { gpaLegend, gpaMapSvg } from './gpa-map-svg.js';
 import type { RunReport } from './json-report.js';
-import { replayCommand } from './replay-hint.js';
+import { guestFiles, replayCommand } from './replay-hint.js';
 import { formatWall, TABLE_COLUMNS, versusExpected } from './table.js';
 import { timelineLegend, timelineSvg } from './timeline-svg.js';
 import { worstByPolicyAndVmm } from './worst-outcome.js';
@@ -97,6 +97,7 @@ export function renderHtmlReport(report: RunReport, jsonFile?: string): string {
   const results = report.results;
   const s = report.summary;
   const files = new Map(report.matrix.vmms.map((v) => [v.name, v.file]));
+  const guests = guestFiles(report);
   const parts: string[] = [];
   parts.push(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>tdxsim run report</title>`);
   parts.push(
@@ -212,7 +213,7 @@ export function renderHtmlReport(report: RunReport, jsonFile?: string): string {
         `<figure>${timelineSvg(detail)}<figcaption>${timelineLegend(detail)}</figcaption></figure></div>`,
     );
     parts.push(
-      `<p class="replay">Replay: <code>${escapeText(replayCommand(r, jsonFile, files.get(r.vmm)))}</code></p></details>`,
+      `<p class="replay">Replay: <code>${escapeText(replayCommand(r, jsonFile, files.get(r.vmm), guests.get(r.policy)))}</code></p></details>`,
     );
   }
   parts.push(`<script>${SCRIPT}</script></body></html>\n`);

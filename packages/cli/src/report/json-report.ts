@@ -29,7 +29,10 @@ export interface RunReport {
   /** Which shard of the matrix the report holds; null for a whole (or merged) matrix. */
   readonly shard: Shard | null;
   readonly matrix: {
+    /** The rows: guest presets, then the wasm guests' names. */
     readonly policies: readonly string[];
+    /** The rows that are wasm guests (`--guest`) and where each was loaded from; absent when there were none. */
+    readonly guests?: readonly { readonly name: string; readonly file: string }[];
     readonly vmms: readonly {
       readonly name: string;
       readonly kind: VmmEntry['kind'];
@@ -73,6 +76,7 @@ export function buildRunReport(input: {
   timeoutMs: number | undefined;
   shard: Shard | undefined;
   policies: readonly string[];
+  guests?: readonly { readonly name: string; readonly file: string }[] | undefined;
   vmms: readonly Pick<VmmEntry, 'name' | 'kind' | 'file'>[];
   workloads: readonly string[];
   expectations: readonly string[];
@@ -91,6 +95,9 @@ export function buildRunReport(input: {
     shard: input.shard ?? null,
     matrix: {
       policies: input.policies,
+      ...(input.guests === undefined || input.guests.length === 0
+        ? {}
+        : { guests: input.guests.map(({ name, file }) => ({ name, file })) }),
       vmms: input.vmms.map((v) => ({
         name: v.name,
         kind: v.kind,

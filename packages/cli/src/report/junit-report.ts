@@ -3,7 +3,7 @@ import { assertOptionalPath, assertRunReport } from '../api-arguments.js';
 import { isChange } from '../expectations/expectations.js';
 import type { ScenarioResult } from '../scenario/scenario-result.js';
 import type { RunReport } from './json-report.js';
-import { replayCommand } from './replay-hint.js';
+import { guestFiles, replayCommand } from './replay-hint.js';
 
 function xml(text: string): string {
   return (
@@ -36,6 +36,7 @@ export function renderJunit(report: RunReport, jsonFile?: string): string {
   assertOptionalPath('jsonFile', jsonFile);
   const custom = new Set(report.matrix.vmms.filter((v) => v.kind === 'custom').map((v) => v.name));
   const files = new Map(report.matrix.vmms.map((v) => [v.name, v.file]));
+  const guests = guestFiles(report);
   const vmms = [...new Set(report.results.map((r) => r.vmm))];
   const seconds = (ms: number): string => (ms / 1000).toFixed(3);
   const suites: string[] = [];
@@ -49,7 +50,7 @@ export function renderJunit(report: RunReport, jsonFile?: string): string {
     let time = 0;
     for (const r of results) {
       time += r.wallMs;
-      const replay = replayCommand(r, jsonFile, files.get(r.vmm));
+      const replay = replayCommand(r, jsonFile, files.get(r.vmm), guests.get(r.policy));
       const reason = r.reason ?? '';
       const head = `    <testcase name="${xml(r.id)}" classname="tdxsim.${xml(vmm)}" time="${seconds(r.wallMs)}">`;
       if (failsRun(r, custom)) {

@@ -35,13 +35,16 @@ describe('the multi-vCPU scenario (reusable under explored schedulers)', () => {
   // Found by this scenario: two vCPUs first touching one page made the KVM model AUG it twice and declare the VM
   // dead. Since the KVM concurrency rework (issue 13: mmu_lock, the mirror S-EPT's frozen entry, BUSY retried) the
   // loser of the race retries the fault and finds the page mapped. Seeds 3 and 4 are the ones that raced.
-  it.each([3, 4])('4 vCPUs on KVM, seed %i: two vCPUs first touching one page, no violation', async (seed) => {
-    const report = await runMultiVcpuScenario({ vcpus: 4, seed, backend: 'kvm' });
-    expect(report.violations).toEqual([]);
-    expect(
-      report.steps.filter((s) => !['ok', 'not-private', 'skipped (quarantined)'].includes(s.outcome)),
-    ).toEqual([]);
-  });
+  it.each([3, 4])(
+    '4 vCPUs on KVM, seed %i: two vCPUs first touching one page, no violation',
+    async (seed) => {
+      const report = await runMultiVcpuScenario({ vcpus: 4, seed, backend: 'kvm' });
+      expect(report.violations).toEqual([]);
+      expect(
+        report.steps.filter((s) => !['ok', 'not-private', 'skipped (quarantined)'].includes(s.outcome)),
+      ).toEqual([]);
+    },
+  );
 
   it('under a SteppingScheduler that parks every ACCEPT at its entry lock, released step by step: no violation', async () => {
     const scheduler = new SteppingScheduler((p) => p.flow === 'TDG.MEM.PAGE.ACCEPT');

@@ -46,6 +46,12 @@ interface Entry extends WaitingFlow {
  * no timers), so replaying those positions ({@link ReplayScheduler}) reproduces the interleaving and the trace byte
  * for byte.
  *
+ * External work: a flow that waits on a computation outside the event loop (a wasm guest's code, running in a worker
+ * thread until its next TDCALL) would come back at a wall-clock moment, after however many decisions the scheduler
+ * made meanwhile. Registered with {@link holdWhile}, such work holds off every decision (and, for a watchdog, counts
+ * as activity: see {@link holding}) until it settles; its end counts as an arrival, so the decision after it waits
+ * for what it woke to reach its next yield point.
+ *
  * Threads: a yield point names its actor when the module knows it (guest code `vcpu<i>`, the host thread entering
  * it `vcpu<i>:host`); host SEAMCALL flows and backend yield points take the thread named by {@link runAs} (an
  * AsyncLocalStorage context, created at the first `runAs` and switched off by {@link dispose}), else `main`.
@@ -60,6 +66,8 @@ export abstract class ControlledScheduler implements Scheduler {
   readonly #lastPoint = new Map<string, YieldPoint>();
   #armed = false;
   #arrivals = 0;
+  /** External computations registered with holdWhile and not yet settled. */
+  #holds = 0;
   #activity = 0;
   #stopped: Error | undefined;
   #exhausted = false;
@@ -91,6 +99,26 @@ export abstract class ControlledScheduler implements Scheduler {
     });
   }
 
+  /**
+   * Holds off the next decision until `work` settles: `work` is a computation outside the event loop that a flow
+   * waits on (see the class comment). Several may be pending at once. A hold that never settles stops the run from
+   * going on (and a stall watchdog from firing): give the work a timeout of its own.
+   */
+  holdWhile(work: PromiseLike<unknown>): void {
+    if (typeof (work as { then?: unknown } | null)?.then !== 'function')
+      throw new TdxSimError('INVALID_ARGUMENT', 'work must be a promise', 'work');
+    this.#holds++;
+    this.#activity++;
+    const settled = (): void => {
+      this.#holds--;
+      this.#activity++;
+      // What the work woke (its flow, on to its next yield point) gets the turns an arrival gets.
+      this.#arrivals++;
+      this.#arm();
+    };
+    work.then(settled, settled);
+  }
+
   runAs<T>(actor: string, run: () => T): T {
     return this.#actors.run(actor, run);
   }
@@ -108,6 +136,8 @@ export abstract class ControlledScheduler implements Scheduler {
   readonly #turn = (): void => {
     this.#armed = false;
     if (this.#stopped !== undefined || this.#waiting.length === 0) return;
+    // External work is running: the turn after it settles decides (settling re-arms).
+    if (this.#holds > 0) return;
     if (this.#arrivals > 0) {
       // Something arrived since the last turn: give what it woke up one more turn to settle.
       this.#arrivals = 0;
@@ -194,6 +224,14 @@ export abstract class ControlledScheduler implements Scheduler {
   /** The flows waiting now, oldest first. */
   get waiting(): readonly WaitingFlow[] {
     return this.#waiting.map(({ actor, point }) => ({ actor, point }));
+  }
+
+  /**
+   * External computations registered with {@link holdWhile} that have not settled: while there are any, the run is
+   * not stalled (a flow will come back when one settles), whatever a watchdog counts.
+   */
+  get holding(): number {
+    return this.#holds;
   }
 
   /** Grows with every arrival and resumption: a watchdog that sees it unchanged for many turns sees a stall. */

@@ -283,7 +283,9 @@ export class BackendGuard {
       // Run when the microtask queue is empty: if then nothing but our own timers is pending, nothing can ever answer.
       const check = (): void => {
         if (settled) return;
-        idleChecks = this.#nothingPending(timer === undefined ? 0 : 1) ? idleChecks + 1 : 0;
+        // Guest code running outside this thread (a wasm guest's worker) will come back: not idle.
+        const external = (this.#module?.externalWork ?? 0) > 0;
+        idleChecks = !external && this.#nothingPending(timer === undefined ? 0 : 1) ? idleChecks + 1 : 0;
         if (idleChecks >= 2) {
           this.#raise(
             'no-answer',

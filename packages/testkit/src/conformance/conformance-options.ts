@@ -7,6 +7,7 @@ import {
   assertNonEmptyArray,
   assertOneOf,
   assertOptions,
+  assertString,
 } from '../validation.js';
 import type { ConformanceOptions } from './run-conformance.js';
 
@@ -28,7 +29,13 @@ export function checkConformanceArguments(
   if (o.guests !== undefined) {
     assertNonEmptyArray('guests', o.guests);
     (o.guests as unknown[]).forEach((g, i) => {
-      assertOneOf(`guests[${i}]`, g, GUEST_PRESET_NAMES);
+      // A preset by name, or a ScenarioGuest of one's own ({ name, factory }: a policy, a wasm guest).
+      if (typeof g === 'object' && g !== null) {
+        assertString(`guests[${i}].name`, (g as { name?: unknown }).name, 'INVALID_OPTION');
+        assertFunction(`guests[${i}].factory`, (g as { factory?: unknown }).factory);
+      } else {
+        assertOneOf(`guests[${i}]`, g, GUEST_PRESET_NAMES);
+      }
     });
   }
   assertIntegerOption('maxNoProgressRetries', o.maxNoProgressRetries, 0);

@@ -1,4 +1,4 @@
-import type { TdGuest } from '@tdxsim/guest';
+import type { GuestUnderTest } from '@tdxsim/guest';
 import type {
   ControlledScheduler,
   MemoryTraceSink,
@@ -14,8 +14,11 @@ export interface ExploredTd {
   readonly tdr: number;
   /** The backend: its view of what it mapped (`Vmm.view`), when it has one, is held against the module's truth. */
   readonly vmm?: Vmm;
-  /** Guests whose ledgers are held against the module's truth, and whose safety rules are checked. */
-  readonly guests?: readonly TdGuest[];
+  /**
+   * Guests whose ledgers are held against the module's truth, and whose safety rules are checked: `TdGuest`s, wasm
+   * guests, any {@link GuestUnderTest}.
+   */
+  readonly guests?: readonly GuestUnderTest[];
 }
 
 /** What one run of a scenario gets from the explorer. */

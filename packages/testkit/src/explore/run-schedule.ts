@@ -35,9 +35,10 @@ type Outcome<T> =
   | { readonly kind: 'stalled' };
 
 /**
- * Resolves with 'stalled' once `turns` macrotask turns pass with no flow waiting and no thread reaching a yield point
- * (every thread blocked: a deadlock, or a thread spinning without yielding). It only reads the scheduler, so it
- * changes nothing in the run.
+ * Resolves with 'stalled' once `turns` macrotask turns pass with no flow waiting, no thread reaching a yield point
+ * and no external work held (every thread blocked: a deadlock, or a thread spinning without yielding). Guest code
+ * running outside the event loop (`holdWhile`, e.g. a wasm guest's worker) is not a stall, however long it takes. It
+ * only reads the scheduler, so it changes nothing in the run.
  */
 function watchStall(scheduler: ControlledScheduler, turns: number) {
   let cancelled = false;
@@ -46,7 +47,7 @@ function watchStall(scheduler: ControlledScheduler, turns: number) {
   const promise = new Promise<{ readonly kind: 'stalled' }>((resolve) => {
     const tick = (): void => {
       if (cancelled) return;
-      if (scheduler.activity !== last || scheduler.waiting.length > 0) {
+      if (scheduler.activity !== last || scheduler.waiting.length > 0 || scheduler.holding > 0) {
         last = scheduler.activity;
         idle = 0;
       } else if (++idle >= turns) {
@@ -65,13 +66,13 @@ function watchStall(scheduler: ControlledScheduler, turns: number) {
   };
 }
 
-/** Waits until no flow waits and nothing moved for two turns (or the scheduler stopped the run). */
+/** Waits until no flow waits, no external work is held and nothing moved for two turns (or the run was stopped). */
 async function drain(scheduler: ControlledScheduler): Promise<void> {
   let last = -1;
   let quiet = 0;
   while (scheduler.stopped === undefined && quiet < 2) {
     await new Promise<void>((resolve) => setImmediate(resolve));
-    if (scheduler.waiting.length === 0 && scheduler.activity === last) quiet++;
+    if (scheduler.waiting.length === 0 && scheduler.holding === 0 && scheduler.activity === last) quiet++;
     else quiet = 0;
     last = scheduler.activity;
   }

@@ -1,4 +1,4 @@
-import type { ConversionResult, GpaRange, TdGuest } from '@tdxsim/guest';
+import type { ConversionResult, GpaRange, GuestUnderTest } from '@tdxsim/guest';
 import {
   checkInvariants,
   checkVmmView,
@@ -74,7 +74,7 @@ export interface SafetyMonitorOptions {
   readonly module: TdxModule;
   readonly tdr: number;
   /** The guest watched: a `TdGuest`, or any guest with a ledger and guest memory access (e.g. a wasm guest). */
-  readonly guest: Pick<TdGuest, 'ledger' | 'read' | 'write'>;
+  readonly guest: Pick<GuestUnderTest, 'ledger' | 'read' | 'write'>;
   /** Most secrets kept planted in private pages at once (each costs a guest write and, per check, a read). Default 64. */
   readonly maxSecrets?: number;
   /** The backend: when it exposes a view of what it mapped, {@link SafetyMonitor.check} holds it against the truth. */
@@ -102,7 +102,7 @@ export class SafetyMonitor {
   readonly notes: SafetyNote[] = [];
   readonly #module: TdxModule;
   readonly #tdr: number;
-  readonly #guest: Pick<TdGuest, 'ledger' | 'read' | 'write'>;
+  readonly #guest: Pick<GuestUnderTest, 'ledger' | 'read' | 'write'>;
   readonly #maxSecrets: number;
   readonly #vmm: Vmm | undefined;
   readonly #secrets: Secret[] = [];

@@ -1,10 +1,13 @@
-import type { ConversionResult, TdGuest } from '@tdxsim/guest';
+import type { ConversionResult, GuestUnderTest } from '@tdxsim/guest';
 import type { Rng } from '@tdxsim/tdx-module';
 import { assertInteger } from '../../validation.js';
 
-/** What a workload drives: the guest, the scenario's seeded RNG, and conversions that the scenario watches. */
+/**
+ * What a workload drives: the guest (a `TdGuest` with a policy, a wasm guest, any {@link GuestUnderTest}), the
+ * scenario's seeded RNG, and conversions that the scenario watches.
+ */
 export interface WorkloadContext {
-  readonly guest: TdGuest;
+  readonly guest: GuestUnderTest;
   readonly rng: Rng;
   /**
    * Converts [start, start + size) and has the scenario check it. Returns `undefined` when the guest refused before
