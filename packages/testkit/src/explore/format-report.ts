@@ -43,16 +43,25 @@ export function describeChoices(steps: readonly ScheduleStep[]): string[] {
   return lines;
 }
 
+/** Choice lines a printed report shows before it says how many more there are (`failure.choices` has them all). */
+const MAX_CHOICE_LINES = 30;
+
 /** A failure as the lines a developer needs: what broke, the minimal schedule, the choices that made it, the replay. */
 export function formatExploreFailure(result: ExploreResult, failure: ExploreFailure): string {
   const tail = failure.trace.slice(-12).map((event) => `    ${formatTraceEvent(event)}`);
+  const shown = failure.choices.slice(0, MAX_CHOICE_LINES).map((line) => `    ${line}`);
+  if (failure.choices.length > MAX_CHOICE_LINES)
+    shown.push(`    … and ${failure.choices.length - MAX_CHOICE_LINES} more`);
+  const shrunk = failure.shrinkComplete
+    ? `minimal schedule ${failure.schedule} (shrunk in ${failure.shrinkRuns} replays from ${failure.found})`
+    : `shrunk schedule ${failure.schedule} (shrinking stopped after ${failure.shrinkRuns} replays, its budget spent: it may not be minimal; shrunk from ${failure.found})`;
   return [
     `exploreSchedules (${result.scheduler}, seed ${result.seed}): schedule #${failure.scheduleIndex} of ${result.schedulesRun} run failed (${result.distinctInterleavings} distinct interleavings seen)`,
     `  ${failure.kind}: ${failure.message}`,
-    `  minimal schedule ${failure.schedule} (shrunk in ${failure.shrinkRuns} replays from ${failure.found})`,
+    `  ${shrunk}`,
     failure.choices.length === 0
       ? '  it departs from first-come order nowhere: the oldest waiting flow ran at every step'
-      : `  where it departs from first-come order:\n${failure.choices.map((line) => `    ${line}`).join('\n')}`,
+      : `  where it departs from first-come order (${failure.choices.length} choices):\n${shown.join('\n')}`,
     `  last events of its trace (${failure.trace.length} in all):`,
     ...tail,
     `  replay: ${failure.replay}`,

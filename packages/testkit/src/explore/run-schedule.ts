@@ -20,6 +20,10 @@ export interface RunRecord {
   readonly steps: readonly ScheduleStep[];
   /** Digest of the interleaving. */
   readonly signature: string;
+  /** Its first 8 hex digits: the schedule's checksum. */
+  readonly checksum: string;
+  /** For a replay: why it did not interleave as recorded (see `ReplayScheduler.divergence`). */
+  readonly divergence?: string;
   readonly trace: readonly TraceEvent[];
 }
 
@@ -174,12 +178,16 @@ export async function runSchedule<T extends ExploredTd>(
   } finally {
     scheduler.dispose();
   }
+  const signature = scheduler.signature();
+  const divergence = (scheduler as { divergence?: () => string | undefined }).divergence?.();
   return {
     failure: findings[0],
     findings,
     decisions: scheduler.schedule.decisions,
     steps: scheduler.steps,
-    signature: scheduler.signature(),
+    signature,
+    checksum: signature.slice(0, 8),
+    ...(divergence === undefined ? {} : { divergence }),
     trace: trace.events.slice(),
   };
 }
