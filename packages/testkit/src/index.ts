@@ -103,11 +103,13 @@ export {
   acceptRacingZap,
   concurrentLazyAccepts,
   faultRacingZap,
+  pageAddContention,
   type RaceOutcome,
   type RaceScenario,
   raceScenarios,
   twoConversionsIn2m,
   twoZapsAtOnce,
+  zeroStepStorm,
 } from './explore/race-scenarios.js';
 export {
   FUZZED_PRESETS,

@@ -1,11 +1,15 @@
 import { tdgAccept, vmcallMapGpa } from '@tdxsim/guest';
 import {
+  encodeLeaf,
   type GuestCpu,
   type HostedTd,
+  makeGprs,
   sharedBit,
+  TdcallLeaf,
   TdxModule,
   TdxSimError,
   TdxStatus,
+  type Vmm,
   type VmmFactory,
 } from '@tdxsim/tdx-module';
 import type { ExploreContext, ExploredTd, ExploreScenario } from './explore-types.js';
@@ -29,6 +33,18 @@ export interface RaceScenario {
   readonly description: string;
   /** The scenario for a backend (a {@link VmmFactory}: builds the TD and the VMM on the module it is given). */
   scenario(backend: VmmFactory): ExploreScenario<RaceOutcome>;
+  /** Where the race comes from: `seed 000` and `seed 001` for the races of the project's seed threads. */
+  readonly source?: string;
+  /**
+   * What the backend must offer beyond the `Vmm` port, in words (e.g. KVM's memory-region initialisation); absent
+   * when any backend can run the race.
+   */
+  readonly requires?: string;
+  /**
+   * Whether `backend` offers what the race needs: builds a TD with it on a throwaway module and looks (default: any
+   * backend). A race that does not apply is not run on that backend.
+   */
+  appliesTo?(backend: VmmFactory): Promise<boolean>;
 }
 
 function describeOutcome(value: unknown): string {
@@ -61,11 +77,12 @@ async function race(...actions: Promise<unknown>[]): Promise<string[]> {
 
 /**
  * A 2-vCPU TD (GPAW 48) built by `backend` on a module with the run's scheduler, its host threads running and the
- * TD registered with `ctx.watch`. A guest access that faults more than six times in a row gives up (GUEST_STUCK,
- * before zero-step mitigation would list its GPA), so that a backend that never resolves a fault cannot hang a run.
+ * TD registered with `ctx.watch`. A guest access that faults more than `guestStuckLimit` (default six) times in a row
+ * gives up (GUEST_STUCK; at six, before zero-step mitigation would list its GPA), so that a backend that never
+ * resolves a fault cannot hang a run.
  */
-async function raceTd(ctx: ExploreContext, backend: VmmFactory) {
-  const module = new TdxModule({ tdmr: TDMR, guestStuckLimit: 6 }, ctx.services);
+async function raceTd(ctx: ExploreContext, backend: VmmFactory, guestStuckLimit = 6) {
+  const module = new TdxModule({ tdmr: TDMR, guestStuckLimit }, ctx.services);
   const hosted: HostedTd = await backend(module, { gpaw: 48, vcpus: 2 });
   // A host thread that ends (the VMM stopped a vCPU) is seen by the guest as VCPU_NOT_RESUMED.
   for (const thread of hosted.run()) thread.catch(() => {});
@@ -157,6 +174,113 @@ export function twoConversionsIn2m(backend: VmmFactory): ExploreScenario<RaceOut
   };
 }
 
+/**
+ * A guest read as a kernel does it: a #VE is taken at once (TDG.VP.VEINFO.GET clears its information, as the #VE
+ * handler does first) and the access is its outcome; returns what the access gave.
+ */
+async function kernelRead(cpu: GuestCpu, gpa: number): Promise<string> {
+  const result = await cpu.read(gpa, 8);
+  if (result.kind === 've') await cpu.tdcall(encodeLeaf(TdcallLeaf.VP_VEINFO_GET), makeGprs());
+  return result.kind;
+}
+
+/**
+ * Zero-step mitigation under a conversion (seed thread 000: "after a pre-determined number of EPT violations on the
+ * same instruction"): vCPU 0 reads its private page P over and over while vCPU 1 converts P to shared and back to
+ * private (and accepts it). vCPU 0's reads fault at one instruction while P is away; past six such faults the module
+ * lists P, and TDH.VP.ENTER takes the SEPT tree lock, which contends with the backend's own SEAMCALLs (BUSY on the
+ * SEPT tree) until P translates again. The backend must ride it out: retry the entry, resolve the fault, never
+ * declare the VM dead nor spin for ever. The guest gives up on an access after 24 faults (GUEST_STUCK, an allowed
+ * outcome: the page was shared for a while).
+ */
+export function zeroStepStorm(backend: VmmFactory): ExploreScenario<RaceOutcome> {
+  return async (ctx) => {
+    const { td, cpu, accept, toShared } = await raceTd(ctx, backend, 24);
+    await accept(0, P);
+    const outcomes = await race(
+      (async () => {
+        const reads = [];
+        for (let i = 0; i < 4; i++) reads.push(await kernelRead(cpu(0), P));
+        return reads.join(',');
+      })(),
+      (async () => {
+        const shared = await toShared(1, P);
+        const back = await vmcallMapGpa(cpu(1), BigInt(P), BigInt(PAGE));
+        const accepted = await tdgAccept(cpu(1), P, 0);
+        return `${describeOutcome(shared)} ${describeOutcome(back.r10)} ${describeOutcome(accepted)}`;
+      })(),
+    );
+    return { ...td, outcomes };
+  };
+}
+
+/** What the PAGE.ADD race needs of a backend: KVM's KVM_TDX_INIT_MEM_REGION and KVM_TDX_FINALIZE_VM. */
+interface MemRegionVmm extends Vmm {
+  initMemRegion(
+    gpa: number,
+    data: Uint8Array,
+  ): Promise<{ kind: 'ok' } | { kind: 'error'; errno: string; next: number }>;
+  finalize(): Promise<string>;
+}
+
+function hasMemRegions(vmm: Vmm): vmm is MemRegionVmm {
+  const candidate = vmm as Partial<MemRegionVmm>;
+  return typeof candidate.initMemRegion === 'function' && typeof candidate.finalize === 'function';
+}
+
+/**
+ * PAGE.ADD contending at build (seed thread 001: "if the userspace breaks ... simply return -EBUSY"): two userspace
+ * threads initialise two memory regions of a TD not yet finalised at once. PAGE.ADD takes the TDR exclusive, so one
+ * of them may get -EBUSY with the region advanced to the page that failed; it resumes from there. Both regions must
+ * end up added (MAPPED) and the TD must finalise. Only for backends with KVM's memory-region initialisation.
+ */
+export function pageAddContention(backend: VmmFactory): ExploreScenario<RaceOutcome> {
+  return async (ctx) => {
+    const module = new TdxModule({ tdmr: TDMR, guestStuckLimit: 6 }, ctx.services);
+    const hosted = await backend(module, { gpaw: 48, vcpus: 1, skipFinalize: true });
+    const td = ctx.watch({ module, tdr: hosted.td.tdr, vmm: hosted.vmm });
+    const vmm = hosted.vmm;
+    if (!hasMemRegions(vmm))
+      throw new Error(
+        'the backend has no initMemRegion/finalize (KVM_TDX_INIT_MEM_REGION): the race does not apply',
+      );
+    const regions = [
+      { actor: 'userspace-a', gpa: P, byte: 0xa },
+      { actor: 'userspace-b', gpa: 4 * P, byte: 0xb },
+    ];
+    const populate = (actor: string, gpa: number, byte: number) =>
+      ctx.spawn(actor, async () => {
+        const image = new Uint8Array(2 * PAGE).fill(byte);
+        const errors: string[] = [];
+        // A fair scheduler lets the holder finish within a few tries; PCT may starve it until its fair phase.
+        for (let at = gpa, tries = 0; tries < 10_000; tries++) {
+          const result = await vmm.initMemRegion(at, image.subarray(at - gpa));
+          if (result.kind === 'ok') return errors.length === 0 ? 'ok' : errors.join(',');
+          if (errors.length < 8) errors.push(`${result.errno}@0x${result.next.toString(16)}`);
+          if (result.errno !== 'EBUSY') throw new Error(`initMemRegion: ${errors.join(', ')}`);
+          at = result.next;
+          // -EBUSY: the other thread holds the TD; try again a little later.
+          await module.yieldAt({ flow: 'userspace', step: 'ebusy', tdr: hosted.td.tdr, gpa: at });
+        }
+        throw new Error(`initMemRegion still -EBUSY after 10,000 tries: ${errors.slice(-3).join(', ')}`);
+      });
+    const outcomes = await race(...regions.map((r) => populate(r.actor, r.gpa, r.byte)));
+    const finalized = await vmm.finalize();
+    if (finalized !== 'ok') throw new Error(`finalize: ${finalized}`);
+    for (const { gpa } of regions)
+      for (const at of [gpa, gpa + PAGE])
+        if (module.privatePage(hosted.td.tdr, at).state !== 'MAPPED')
+          throw new Error(`0x${at.toString(16)} was not added`);
+    return { ...td, outcomes: [...outcomes, `finalize ${finalized}`] };
+  };
+}
+
+/** Whether a backend has KVM's memory-region initialisation (built once, on a throwaway module). */
+async function offersMemRegions(backend: VmmFactory): Promise<boolean> {
+  const hosted = await backend(new TdxModule({ tdmr: TDMR }), { gpaw: 48, vcpus: 1, skipFinalize: true });
+  return hasMemRegions(hosted.vmm);
+}
+
 /** The race scenarios, each for any backend: what `tdxsim explore` runs × backends. */
 export const raceScenarios: readonly RaceScenario[] = [
   {
@@ -167,6 +291,7 @@ export const raceScenarios: readonly RaceScenario[] = [
   {
     name: 'accept-racing-zap',
     description: 'vCPU 0 re-accepts its page (holding its entry lock) while vCPU 1 converts it to shared',
+    source: 'seed 000',
     scenario: acceptRacingZap,
   },
   {
@@ -183,5 +308,21 @@ export const raceScenarios: readonly RaceScenario[] = [
     name: 'two-conversions-in-one-2m',
     description: 'two pages of one 2M region are converted to shared at once, one from each vCPU',
     scenario: twoConversionsIn2m,
+  },
+  {
+    name: 'zero-step-storm',
+    description:
+      'vCPU 0 keeps reading its page while vCPU 1 converts it to shared and back: faults at one instruction until zero-step mitigation',
+    source: 'seed 000',
+    scenario: zeroStepStorm,
+  },
+  {
+    name: 'page-add-contention',
+    description:
+      'two userspace threads initialise two memory regions at once at build: PAGE.ADD -EBUSY, resumed',
+    source: 'seed 001',
+    requires: "KVM's memory-region initialisation (initMemRegion, finalize)",
+    scenario: pageAddContention,
+    appliesTo: offersMemRegions,
   },
 ];
