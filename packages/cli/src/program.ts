@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { benchCommand } from './commands/bench-command.js';
 import { checkCommand } from './commands/check-command.js';
 import type { CliCommand } from './commands/cli-command.js';
+import { exploreCommand } from './commands/explore-command.js';
 import { fuzzCommand } from './commands/fuzz-command.js';
 import { mergeReportsCommand } from './commands/merge-reports-command.js';
 import { replayCommand } from './commands/replay-command.js';
@@ -13,6 +14,7 @@ export const COMMANDS: readonly CliCommand[] = [
   runCommand,
   replayCommand,
   checkCommand,
+  exploreCommand,
   fuzzCommand,
   mergeReportsCommand,
   benchCommand,
