@@ -101,7 +101,10 @@ describe('4 vCPUs converting and accepting overlapping ranges under PCT (one gue
           console.log(
             `${name}: ${result.schedulesRun} schedules, ${result.distinctInterleavings} distinct interleavings, ${result.steps} steps, ${(result.elapsedMs / 1000).toFixed(1)} s wall, ${(process.cpuUsage().user / 1e6).toFixed(1)} s CPU (process so far)`,
           );
-        expect(result.failure, result.failure && formatExploreFailure(result, result.failure)).toBeUndefined();
+        expect(
+          result.failure,
+          result.failure && formatExploreFailure(result, result.failure),
+        ).toBeUndefined();
         expect(result.schedulesRun).toBe(schedules);
         // PCT varies the interleaving: most schedules are distinct.
         expect(result.distinctInterleavings).toBeGreaterThan(schedules / 2);
