@@ -1,5 +1,6 @@
 import type { AcceptPolicy } from './accept/accept-policy.js';
 import { acceptPresets } from './accept/accept-presets.js';
+import type { UnrecoverablePolicy } from './fatal/unrecoverable-policy.js';
 import type { MapGpaPolicy } from './map-gpa/map-gpa-policy.js';
 import { mapGpaPresets } from './map-gpa/map-gpa-presets.js';
 
@@ -8,6 +9,8 @@ export interface GuestPolicy {
   readonly name: string;
   readonly mapGpa: MapGpaPolicy;
   readonly accept: AcceptPolicy;
+  /** When a conversion leaves pages it cannot vouch for: return the failure (default) or report a fatal error. */
+  readonly onUnrecoverable?: UnrecoverablePolicy;
 }
 
 /** The name of a preset of {@link guestPresets}, e.g. `"linux"` or `"strict"`. */

@@ -22,7 +22,10 @@ export type {
   PageOutcomeRun,
 } from './convert/conversion-result.js';
 export { GuestError, type GuestErrorCode } from './errors.js';
+export { type FatalErrorReport, vmcallReportFatalError } from './fatal/report-fatal-error.js';
+export { afterConversion, type UnrecoverablePolicy } from './fatal/unrecoverable-policy.js';
 export { type GuestPolicy, type GuestPresetName, guestPresets } from './guest-policy.js';
+export { type HaltOutcome, haltUntilInterrupt, idleUntil } from './idle/halt.js';
 export type { Interruption } from './interruption.js';
 export { checkLedger, type LedgerMismatch } from './ledger/ledger-check.js';
 export { PAGE_STATES, PageLedger, type PageState } from './ledger/page-ledger.js';

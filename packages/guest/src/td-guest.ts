@@ -14,6 +14,7 @@ import { RangeLockAborted } from './concurrency/range-locks.js';
 import type { ConversionOutcome, ConversionResult } from './convert/conversion-result.js';
 import { convertRange } from './convert/convert-range.js';
 import { assertKnownOptions, GuestError } from './errors.js';
+import { afterConversion } from './fatal/unrecoverable-policy.js';
 import { type GuestPolicy, guestPresets } from './guest-policy.js';
 import { GuestState } from './guest-state.js';
 import { checkLedger, type LedgerMismatch } from './ledger/ledger-check.js';
@@ -284,11 +285,14 @@ export class TdGuest {
           pages: unchanged(this, range, toShared),
         };
       }
+      let outcome: ConversionOutcome;
       try {
-        return await convertRange(state, range, toShared, port, signal);
+        outcome = await convertRange(state, range, toShared, port, signal);
       } finally {
         release();
       }
+      if (outcome.kind === 'aborted') return outcome;
+      return afterConversion(port, this.policy.onUnrecoverable, outcome, range, toShared);
     };
     return state.track(range, run());
   }

@@ -1,5 +1,5 @@
 /** Stable codes of {@link HypervError}. */
-export type HypervErrorCode = 'UNKNOWN_OPTION' | 'INVALID_OPTION';
+export type HypervErrorCode = 'UNKNOWN_OPTION' | 'INVALID_OPTION' | 'INVALID_ARGUMENT';
 
 const brand = Symbol.for('@tdxsim/host-hyperv/HypervError');
 

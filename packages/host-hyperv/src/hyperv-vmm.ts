@@ -2,7 +2,6 @@ import {
   type BuildTdOptions,
   type BuiltTd,
   buildTd,
-  ensureSeptTables,
   formatStatus,
   type Gprs,
   isStatus,
@@ -17,11 +16,16 @@ import {
   TdvmcallStatus,
   TdvmcallSubfunction,
   type TdxModule,
+  TdxSimError,
   TdxStatus,
   VmExitReason,
   type Vmm,
+  type VmmView,
 } from '@tdxsim/tdx-module';
 import createDebug from 'debug';
+import { type HypervEnterExitCounters, HypervInterrupts } from './enter-exit.js';
+import { HypervError } from './errors.js';
+import { HypervTables } from './hyperv-tables.js';
 import { type HypervVmmOptions, resolveHypervOptions } from './options.js';
 
 const log = createDebug('tdxsim:hyperv:vmm');
@@ -60,7 +64,10 @@ export class HypervVmm implements Vmm {
     noProgressRetries: 0,
   };
   readonly attributes = new RangeMap<'private' | 'shared'>();
+  /** Its own record of what it mapped: the only thing it decides from (it cannot read the S-EPT). */
+  readonly tables: HypervTables;
   readonly #rng: SeededRng;
+  readonly #interrupts: HypervInterrupts;
 
   private constructor(
     module: TdxModule,
@@ -74,6 +81,26 @@ export class HypervVmm implements Vmm {
     this.chunkPages = chunkPages;
     this.noProgressRate = noProgressRate;
     this.#rng = new SeededRng(seed);
+    this.tables = new HypervTables(td.pwl);
+    this.#interrupts = new HypervInterrupts(module, td.host, td.tdvprs);
+  }
+
+  /** What it counted on the enter/exit path: NMI, interrupt and HLT exits, hypercalls. */
+  get enterExitCounters(): HypervEnterExitCounters {
+    return this.#interrupts.counters;
+  }
+
+  /** An interrupt for vCPU `index`: posted into the TD's virtual APIC; a halted vCPU wakes up. */
+  deliverInterrupt(index: number, vector: number): void {
+    if (!Number.isSafeInteger(index) || index < 0 || index >= this.td.tdvprs.length)
+      throw new HypervError('INVALID_ARGUMENT', `no vCPU ${String(index)}`, 'index');
+    if (!Number.isSafeInteger(vector) || vector < 16 || vector > 255)
+      throw new HypervError(
+        'INVALID_ARGUMENT',
+        `vector must be an integer in [16, 255], got ${String(vector)}`,
+        'vector',
+      );
+    this.#interrupts.deliver(index, vector);
   }
 
   /** Builds the TD through SEAMCALLs and returns the backend that will run it. */
@@ -83,13 +110,70 @@ export class HypervVmm implements Vmm {
     build: BuildTdOptions = {},
   ): Promise<HypervVmm> {
     const { chunkPages, noProgressRate, seed } = resolveHypervOptions(options);
-    const td = await buildTd(module, build);
-    return new HypervVmm(module, td, chunkPages, noProgressRate, seed);
+    const { initialImage, skipFinalize, ...rest } = build;
+    const td = await buildTd(module, { ...rest, skipFinalize: true });
+    const vmm = new HypervVmm(module, td, chunkPages, noProgressRate, seed);
+    // The initial image goes in through the backend itself, so that its record has every page it added.
+    for (const { gpa, bytes } of initialImage ?? []) await vmm.#addPage(gpa, bytes);
+    if (skipFinalize !== true) await vmm.#built('TDH.MR.FINALIZE', () => td.host.mrFinalize(td.tdr));
+    return vmm;
+  }
+
+  /** TDH.MEM.PAGE.ADD of one initial page (tables linked first) and its measurement, recorded. */
+  async #addPage(gpa: number, bytes: Uint8Array): Promise<void> {
+    const td = this.td;
+    if (!(await this.#linkTables(gpa, 0)))
+      throw new TdxSimError('INVALID_ARGUMENT', `TDH.MEM.SEPT.ADD failed for 0x${gpa.toString(16)}`);
+    const source = td.allocator.alloc4k();
+    this.module.hostWrite(source, bytes.subarray(0, PAGE));
+    const hpa = td.allocator.alloc4k();
+    await this.#built('TDH.MEM.PAGE.ADD', () => td.host.pageAdd(td.tdr, gpa, hpa, source));
+    td.allocator.free4k(source);
+    this.tables.mapped({ gpa, level: 0, hpa, blocked: false });
+    for (let offset = 0; offset < PAGE; offset += 256)
+      await this.#built('TDH.MR.EXTEND', () => td.host.mrExtend(td.tdr, gpa + offset));
+  }
+
+  /** A build SEAMCALL that must succeed. */
+  async #built(name: string, call: () => Promise<SeamcallResult>): Promise<void> {
+    const result = await this.#seamcall(name, call);
+    if (result.status !== TdxStatus.SUCCESS)
+      throw new TdxSimError('INVALID_ARGUMENT', `${name} failed: ${formatStatus(result.status)}`);
   }
 
   /** Starts a host thread per vCPU (TDH.VP.ENTER loops running this backend). */
   run(): Promise<void>[] {
     return this.td.run(this);
+  }
+
+  /** Its view for checkers: its own record of the private leaves and shared mappings it made. */
+  view(): VmmView {
+    return this.tables;
+  }
+
+  /** Links the S-EPT tables its record lacks above `level` for `gpa`, highest first; false if one failed. */
+  async #linkTables(gpa: number, level: number): Promise<boolean> {
+    const td = this.td;
+    for (const at of this.tables.missingTables(gpa, level)) {
+      const page = td.allocator.alloc4k();
+      const base = gpa - (gpa % (PAGE * 512 ** at));
+      const result = await this.#seamcall('TDH.MEM.SEPT.ADD', () => td.host.septAdd(td.tdr, base, at, page));
+      if (result.status !== TdxStatus.SUCCESS) {
+        td.allocator.free4k(page);
+        return false;
+      }
+      this.tables.linked(at, base);
+    }
+    return true;
+  }
+
+  /** Removes its shared mapping of the 4K page at `gpa`, if it made one. */
+  #unmapShared(gpa: number): void {
+    const hpa = this.tables.shared.get(gpa);
+    if (hpa === undefined) return;
+    this.module.sharedEpt(this.td.tdr).unmap(gpa);
+    this.tables.shared.delete(gpa);
+    this.td.allocator.free4k(hpa);
   }
 
   /** A yield point of the module's scheduler between two steps of one of this backend's batches. */
@@ -117,6 +201,8 @@ export class HypervVmm implements Vmm {
       await new Promise((resolve) => setImmediate(resolve));
       return makeGprs();
     }
+    const answered = await this.#interrupts.answer(exit, () => false);
+    if (answered !== undefined) return answered;
     const reason = Number(rax & 0xffffn);
     if (reason === VmExitReason.EPT_VIOLATION) await this.#eptViolation(exit.regs);
     if (reason === VmExitReason.TDCALL) {
@@ -158,23 +244,11 @@ export class HypervVmm implements Vmm {
    * the chunk with no 4K table yet as one 2M page, the rest at 4K.
    */
   async #makePrivate(gpa: number, pages: number): Promise<void> {
-    const td = this.td;
-    const ept = this.module.sharedEpt(td.tdr);
     const end = gpa + pages * PAGE;
     for (let at = gpa; at < end; ) {
-      const hpa = ept.lookup(at);
-      if (hpa !== undefined) {
-        ept.unmap(at);
-        td.allocator.free4k(hpa);
-      }
+      this.#unmapShared(at);
       if (at % MIB2 === 0 && at + MIB2 <= end && (await this.#aug2m(at))) {
-        for (let page = at + PAGE; page < at + MIB2; page += PAGE) {
-          const sharedHpa = ept.lookup(page);
-          if (sharedHpa !== undefined) {
-            ept.unmap(page);
-            td.allocator.free4k(sharedHpa);
-          }
-        }
+        for (let page = at + PAGE; page < at + MIB2; page += PAGE) this.#unmapShared(page);
         at += MIB2;
         continue;
       }
@@ -184,15 +258,17 @@ export class HypervVmm implements Vmm {
     }
   }
 
-  /** AUGs a 2M page at `gpa` when nothing is mapped there at 4K; false when it cannot. */
+  /** AUGs a 2M page at `gpa` when its record has nothing there (no leaf, no page table); false when it cannot. */
   async #aug2m(gpa: number): Promise<boolean> {
     const td = this.td;
-    const truth = this.module.privatePage(td.tdr, gpa);
-    if (truth.state !== 'FREE' || truth.level < 1) return false;
-    await ensureSeptTables(this.module, td.host, td.allocator, td.tdr, gpa, 1, td.pwl);
+    if (this.tables.leafAt(gpa) !== undefined || this.tables.hasPageTable(gpa)) return false;
+    if (!(await this.#linkTables(gpa, 1))) return false;
     const hpa = td.allocator.alloc2m();
     const result = await this.#seamcall('TDH.MEM.PAGE.AUG', () => td.host.pageAug(td.tdr, gpa, 1, hpa));
-    if (result.status === TdxStatus.SUCCESS) return true;
+    if (result.status === TdxStatus.SUCCESS) {
+      this.tables.mapped({ gpa, level: 1, hpa, blocked: false });
+      return true;
+    }
     td.allocator.free2m(hpa);
     return false;
   }
@@ -202,18 +278,15 @@ export class HypervVmm implements Vmm {
     const td = this.td;
     const end = gpa + pages * PAGE;
     await this.#splitPartial2m(gpa, end);
-    const blocked: { gpa: number; level: 0 | 1 }[] = [];
-    for (let at = gpa; at < end; ) {
-      const truth = this.module.privatePage(td.tdr, at);
-      const span = PAGE * 512 ** truth.level;
-      if (truth.hpa !== undefined && truth.level <= 1) {
-        const level = truth.level as 0 | 1;
-        const result = await this.#seamcall('TDH.MEM.RANGE.BLOCK', () =>
-          td.host.rangeBlock(td.tdr, at, level),
-        );
-        if (result.status === TdxStatus.SUCCESS) blocked.push({ gpa: at, level });
-      }
-      at = at - (at % span) + span;
+    const blocked: { gpa: number; level: 0 | 1; hpa: number }[] = [];
+    for (const leaf of this.tables.leavesIn(gpa, end)) {
+      if (leaf.blocked) continue;
+      const result = await this.#seamcall('TDH.MEM.RANGE.BLOCK', () =>
+        td.host.rangeBlock(td.tdr, leaf.gpa, leaf.level),
+      );
+      if (result.status !== TdxStatus.SUCCESS) continue;
+      this.tables.mapped({ ...leaf, blocked: true });
+      blocked.push(leaf);
     }
     if (blocked.length > 0) {
       await this.#yield('hyperv.batch', 'blocked', gpa);
@@ -226,14 +299,18 @@ export class HypervVmm implements Vmm {
           td.host.pageRemove(td.tdr, page.gpa, page.level),
         );
         if (removed.status !== TdxStatus.SUCCESS) continue;
-        if (page.level === 1) td.allocator.free2m(Number(removed.rcx));
-        else td.allocator.free4k(Number(removed.rcx));
+        this.tables.removed(page.level, page.gpa);
+        if (page.level === 1) td.allocator.free2m(page.hpa);
+        else td.allocator.free4k(page.hpa);
       }
     }
     const ept = this.module.sharedEpt(td.tdr);
     for (let i = 0; i < pages; i++) {
       const at = gpa + i * PAGE;
-      if (ept.lookup(at) === undefined) ept.map(at, td.allocator.alloc4k());
+      if (this.tables.shared.has(at)) continue;
+      const hpa = td.allocator.alloc4k();
+      ept.map(at, hpa);
+      this.tables.shared.set(at, hpa);
     }
   }
 
@@ -243,9 +320,11 @@ export class HypervVmm implements Vmm {
     for (const edge of [start, end - PAGE]) {
       const base = edge - (edge % MIB2);
       if (base >= start && base + MIB2 <= end) continue;
-      const truth = this.module.privatePage(td.tdr, edge);
-      if (truth.hpa === undefined || truth.level !== 1) continue;
-      await this.#seamcall('TDH.MEM.RANGE.BLOCK', () => td.host.rangeBlock(td.tdr, base, 1));
+      const leaf = this.tables.leafAt(edge);
+      if (leaf === undefined || leaf.level !== 1 || leaf.blocked) continue;
+      const block = await this.#seamcall('TDH.MEM.RANGE.BLOCK', () => td.host.rangeBlock(td.tdr, base, 1));
+      if (block.status !== TdxStatus.SUCCESS) continue;
+      this.tables.mapped({ ...leaf, blocked: true });
       await this.#yield('hyperv.split', 'blocked', base);
       await this.#seamcall('TDH.MEM.TRACK', () => td.host.track(td.tdr));
       await this.#yield('hyperv.split', 'tracked', base);
@@ -255,17 +334,19 @@ export class HypervVmm implements Vmm {
       const demoted = await this.#seamcall('TDH.MEM.PAGE.DEMOTE', () =>
         td.host.pageDemote(td.tdr, base, 1, table),
       );
-      if (demoted.status !== TdxStatus.SUCCESS) td.allocator.free4k(table);
+      if (demoted.status === TdxStatus.SUCCESS) this.tables.demoted(base);
+      else td.allocator.free4k(table);
     }
   }
 
   async #aug(gpa: number): Promise<void> {
     const td = this.td;
-    if (this.module.privatePage(td.tdr, gpa).state !== 'FREE') return;
-    await ensureSeptTables(this.module, td.host, td.allocator, td.tdr, gpa, 0, td.pwl);
+    if (this.tables.leafAt(gpa) !== undefined) return;
+    if (!(await this.#linkTables(gpa, 0))) return;
     const hpa = td.allocator.alloc4k();
     const result = await this.#seamcall('TDH.MEM.PAGE.AUG', () => td.host.pageAug(td.tdr, gpa, 0, hpa));
-    if (result.status !== TdxStatus.SUCCESS) td.allocator.free4k(hpa);
+    if (result.status === TdxStatus.SUCCESS) this.tables.mapped({ gpa, level: 0, hpa, blocked: false });
+    else td.allocator.free4k(hpa);
   }
 
   /** Memory never converted (unaccepted at boot) is AUGed when the guest first accepts it. */

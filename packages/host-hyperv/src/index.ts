@@ -4,6 +4,12 @@
  */
 
 export { hypervVmm } from './container.js';
+export {
+  HV_STATUS_INVALID_HYPERCALL_CODE,
+  type HypervEnterExitCounters,
+  HypervInterrupts,
+} from './enter-exit.js';
 export { HypervError, type HypervErrorCode } from './errors.js';
+export { type HypervLeaf, HypervTables } from './hyperv-tables.js';
 export { type HypervCounters, HypervVmm } from './hyperv-vmm.js';
 export { type HypervVmmOptions, resolveHypervOptions } from './options.js';

@@ -1,5 +1,5 @@
 import { TdGuest } from '@tdxsim/guest';
-import { assertInvariants, SeededRng, TdxModule } from '@tdxsim/tdx-module';
+import { assertInvariants, checkVmmView, SeededRng, TdxModule } from '@tdxsim/tdx-module';
 import { describe, expect, it } from 'vitest';
 import { HypervVmm } from '../src/index.js';
 
@@ -24,6 +24,8 @@ describe('guest × HypervVmm: seeded churn of conversions', () => {
         if (result.kind === 'failed') failures++;
         assertInvariants(module);
         expect(guest.check(module, vmm.td.tdr)).toEqual([]);
+        // Its own record of what it mapped equals the S-EPT and the shared EPT.
+        expect(checkVmmView(module, vmm.td.tdr, vmm.view())).toEqual([]);
       }
       // An honest backend never makes the guest fail beyond its documented budget.
       expect(failures).toBe(0);

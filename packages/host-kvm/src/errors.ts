@@ -1,12 +1,12 @@
-/** Stable codes of {@link KvmError}: misuse of the KVM backend's TypeScript API. */
-export type KvmErrorCode = 'UNKNOWN_OPTION' | 'INVALID_OPTION' | 'VM_DEAD';
+/**
+ * Stable codes of {@link KvmError}: misuse of the KVM backend's TypeScript API (`UNKNOWN_OPTION`, `INVALID_OPTION`,
+ * `INVALID_ARGUMENT`), or a call on a VM that KVM has marked dead (`VM_DEAD`, what KVM's ioctls answer with -EIO).
+ */
+export type KvmErrorCode = 'UNKNOWN_OPTION' | 'INVALID_OPTION' | 'INVALID_ARGUMENT' | 'VM_DEAD';
 
 const brand = Symbol.for('@tdxsim/host-kvm/KvmError');
 
-/**
- * Misuse of the KVM backend's TypeScript API (an unknown or invalid option, a dead VM), with a stable `code`
- * and the argument at fault. Thrown before any state changes.
- */
+/** The one error class of the KVM backend, with a stable `code` and the name of the bad argument. */
 export class KvmError extends Error {
   /** What went wrong, stable across releases. */
   readonly code: KvmErrorCode;
@@ -21,7 +21,7 @@ export class KvmError extends Error {
     this.argument = argument;
   }
 
-  /** True for any KvmError, even one from a second copy of this package. */
+  /** True for a KvmError, even from another copy of this package. */
   static is(value: unknown): value is KvmError {
     return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[brand] === true;
   }

@@ -1,9 +1,16 @@
+import {
+  type CpuidEntry,
+  type KvmUserspaceOptions,
+  type ResolvedEnterExitOptions,
+  resolveEnterExitOptions,
+} from './enter-exit-options.js';
 import { KvmError } from './errors.js';
+import type { MmuLockMode } from './mmu-lock.js';
 
 /** What userspace (the VMM process) answers for one MapGPA chunk: KVM_HC_MAP_GPA_RANGE. */
 export type MapGpaRangeAnswer = 'ok' | 'error' | 'again';
 
-/** One MapGPA chunk as KVM hands it to userspace in a KVM_HC_MAP_GPA_RANGE exit. */
+/** One MapGPA chunk as KVM hands it to userspace (the KVM_HC_MAP_GPA_RANGE hypercall exit). */
 export interface MapGpaRangeRequest {
   /** Start of the chunk, shared bit removed. */
   readonly gpa: number;
@@ -14,8 +21,8 @@ export interface MapGpaRangeRequest {
 }
 
 /**
- * Options of {@link kvmVmm} and {@link KvmVmm.create}: MapGPA chunking and pending events, the userspace
- * answer per chunk, huge pages and the seed. Each is checked at once.
+ * The backend's options. Every default is what merged KVM (Linux 6.16) does; each alternative is a choice users
+ * asked for, named after what it changes.
  */
 export interface KvmVmmOptions {
   /** Bytes per MapGPA chunk (TDX_MAP_GPA_MAX_LEN, 2 MiB); a 4 KiB multiple. */
@@ -27,26 +34,107 @@ export interface KvmVmmOptions {
    * R11 = the chunk, i.e. no progress (the EAGAIN answer added to KVM in 2026).
    */
   readonly onMapGpaRange?: (request: MapGpaRangeRequest) => MapGpaRangeAnswer;
-  /** Back private memory with 2M pages when the guest accepts a whole private 2M block at 2M (default true). */
+  /**
+   * Map private memory with 2M pages where the guest accepts a whole private 2M block at 2M, and split (DEMOTE) them
+   * on a partial conversion: the TDX huge-page work in progress. Default false: merged KVM maps private memory at 4K
+   * only (tdx_gmem_private_max_mapping_level), so a guest's 2M accept meets PAGE_SIZE_MISMATCH and falls back.
+   */
   readonly hugePages?: boolean;
+  /**
+   * What a private fault does when its SEAMCALL meets contention (AUG or SEPT.ADD BUSY, a frozen mirror entry):
+   * `'local'` (default) retries in KVM until it succeeds, an event is pending for the vCPU or the VM is dead
+   * (tdx_handle_ept_violation); `'guest'` resumes the guest to fault again, as was proposed before the merge (it feeds
+   * the module's zero-step mitigation).
+   */
+  readonly privateFaultRetry?: 'local' | 'guest';
+  /**
+   * The HOST_PRIORITY_BUSY_TIMEOUT TD exit. Merged KVM hands it to userspace (tdx_handle_exit: an unexpected exit
+   * reason, KVM_EXIT_INTERNAL_ERROR) without marking the VM dead; the module describes the exit as recoverable (the
+   * guest's TDCALL has returned BUSY). `'reenter'` (default): userspace runs the vCPU again and the guest sees BUSY;
+   * `'stop'`: userspace stops the VM on the internal error, as QEMU does.
+   */
+  readonly hostPriorityTimeout?: 'reenter' | 'stop';
+  /**
+   * `'fatal'` (default): any error of TDH.MEM.RANGE.BLOCK after the one retry is a KVM bug and ends the VM
+   * (tdx_sept_zap_private_spte); `'already-blocked-ok'`: GPA_RANGE_ALREADY_BLOCKED counts as success.
+   */
+  readonly blockErrors?: 'fatal' | 'already-blocked-ok';
+  /**
+   * TDH.MEM.PAGE.ADD contention during KVM_TDX_INIT_MEM_REGION: `'ebusy'` (default, Linux 6.16) ends the ioctl with
+   * -EBUSY and the region advanced to the page that failed (tdx_gmem_post_populate); `'retry'` retries in the kernel
+   * as Linux 6.19 does.
+   */
+  readonly pageAddBusy?: 'ebusy' | 'retry';
+  /**
+   * `'rwlock'` (default): KVM's mmu_lock. `'none'`: no lock at all, a deliberately broken KVM whose zaps race its
+   * faults and each other, for showing what the lock buys (the testkit's buggy catalogue uses it).
+   */
+  readonly mmuLock?: MmuLockMode;
   /** Seed of the backend's random choices (default 1). */
   readonly seed?: number;
+  /** KVM's CPUID table (KVM_SET_CPUID2) for TDG.VP.VMCALL<Instruction.CPUID>; default: KVM's hypervisor leaves. */
+  readonly cpuid?: readonly CpuidEntry[];
+  /** Initial values of MSRs KVM emulates, by index (default: KVM's reset values). */
+  readonly msrs?: Readonly<Record<number, bigint>>;
+  /** What userspace (QEMU-like) answers for GetQuote, SetupEventNotifyInterrupt, GetTdVmCallInfo, port I/O, MMIO. */
+  readonly userspace?: KvmUserspaceOptions;
 }
 
-/** {@link KvmVmmOptions} with every default filled in, as {@link resolveKvmOptions} returns them. */
+/** {@link KvmVmmOptions} checked, with every default filled in. */
 export interface ResolvedKvmOptions {
   readonly mapGpaChunk: number;
   readonly pendingEventRate: number;
   /** Userspace's answer per chunk, or undefined for `'ok'` always. */
   readonly onMapGpaRange: ((request: MapGpaRangeRequest) => MapGpaRangeAnswer) | undefined;
   readonly hugePages: boolean;
+  readonly privateFaultRetry: 'local' | 'guest';
+  readonly hostPriorityTimeout: 'reenter' | 'stop';
+  readonly blockErrors: 'fatal' | 'already-blocked-ok';
+  readonly pageAddBusy: 'ebusy' | 'retry';
+  readonly mmuLock: MmuLockMode;
   readonly seed: number;
+  readonly enterExit: ResolvedEnterExitOptions;
 }
 
-const KNOWN = ['mapGpaChunk', 'pendingEventRate', 'onMapGpaRange', 'hugePages', 'seed'];
+/** The options that take one of a few names: the allowed names, default first. */
+const CHOICES = {
+  privateFaultRetry: ['local', 'guest'],
+  hostPriorityTimeout: ['reenter', 'stop'],
+  blockErrors: ['fatal', 'already-blocked-ok'],
+  pageAddBusy: ['ebusy', 'retry'],
+  mmuLock: ['rwlock', 'none'],
+} as const;
+
+const KNOWN = [
+  'mapGpaChunk',
+  'pendingEventRate',
+  'onMapGpaRange',
+  'hugePages',
+  'seed',
+  'cpuid',
+  'msrs',
+  'userspace',
+  ...Object.keys(CHOICES),
+];
+
+function choice<K extends keyof typeof CHOICES>(options: KvmVmmOptions, key: K): (typeof CHOICES)[K][number] {
+  const value = options[key];
+  const allowed = CHOICES[key] as readonly string[];
+  if (value === undefined) return allowed[0] as (typeof CHOICES)[K][number];
+  if (typeof value !== 'string' || !allowed.includes(value)) {
+    throw new KvmError(
+      'INVALID_OPTION',
+      `${key} must be one of ${allowed.map((name) => `'${name}'`).join(', ')}, got ${String(value)}`,
+      key,
+    );
+  }
+  return value as (typeof CHOICES)[K][number];
+}
 
 /** Checks the options (typed error naming the bad one) and fills the defaults. */
 export function resolveKvmOptions(options: KvmVmmOptions): ResolvedKvmOptions {
+  if (typeof options !== 'object' || options === null)
+    throw new KvmError('INVALID_OPTION', 'kvmVmm: options must be an object', 'options');
   for (const key of Object.keys(options)) {
     if (!KNOWN.includes(key)) throw new KvmError('UNKNOWN_OPTION', `kvmVmm: unknown option "${key}"`, key);
   }
@@ -83,7 +171,13 @@ export function resolveKvmOptions(options: KvmVmmOptions): ResolvedKvmOptions {
     mapGpaChunk: chunk,
     pendingEventRate: rate,
     onMapGpaRange: options.onMapGpaRange,
-    hugePages: options.hugePages ?? true,
+    hugePages: options.hugePages ?? false,
+    privateFaultRetry: choice(options, 'privateFaultRetry'),
+    hostPriorityTimeout: choice(options, 'hostPriorityTimeout'),
+    blockErrors: choice(options, 'blockErrors'),
+    pageAddBusy: choice(options, 'pageAddBusy'),
+    mmuLock: choice(options, 'mmuLock'),
     seed,
+    enterExit: resolveEnterExitOptions(options.cpuid, options.msrs, options.userspace),
   };
 }

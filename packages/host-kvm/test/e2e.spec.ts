@@ -75,33 +75,6 @@ describe('composition', () => {
   });
 });
 
-describe('TD build', () => {
-  it('KVM_TDX_INIT_MEM_REGION answers -EBUSY under PAGE.ADD contention, advanced to the page that failed', async () => {
-    const { SteppingScheduler, TdxModule: Module } = await import('@tdxsim/tdx-module');
-    const scheduler = new SteppingScheduler();
-    const module = new Module({ tdmr: { base: 2 ** 36, size: 2 ** 32 } }, { scheduler });
-    const kvm = await KvmVmm.create(module, {}, { skipFinalize: true });
-    const image = new Uint8Array(2 * 4096).fill(0x42);
-    scheduler.pauseWhen((point) => point.flow === 'TDH.MEM.PAGE.ADD');
-    const first = kvm.initMemRegion(0x1000, image.subarray(0, 4096));
-    await scheduler.waitForParked();
-    scheduler.pauseWhen(() => false);
-    // The parked PAGE.ADD holds the TDR exclusive: the second region's first SEAMCALL meets OPERAND_BUSY.
-    expect(await kvm.initMemRegion(0x8000, image)).toEqual({ kind: 'error', errno: 'EBUSY', next: 0x8000 });
-    scheduler.releaseAll();
-    expect(await first).toEqual({ kind: 'ok' });
-    expect(await kvm.initMemRegion(0x8000, image)).toEqual({ kind: 'ok' });
-    expect(await kvm.finalize()).toBe('ok');
-    kvm.run();
-    const read = await kvm.td.guest(0).read(0x9000, 2);
-    expect(read).toEqual({ kind: 'ok', data: new Uint8Array([0x42, 0x42]) });
-    expect(module.hostRead(Number(module.privatePage(kvm.td.tdr, 0x9000).hpa), 2)).toEqual(
-      new Uint8Array([0, 0]),
-    );
-    assertInvariants(module);
-  });
-});
-
 describe('wiring by hand', () => {
   it('the README steps on a plain inversify Container give a working guest', async () => {
     const { Container } = await import('inversify');

@@ -9,7 +9,14 @@ import {
 } from '@tdxsim/tdx-module';
 import createDebug from 'debug';
 import { afterEach, describe, expect, it } from 'vitest';
-import { KvmError, KvmVmm, type KvmVmmOptions, resolveKvmOptions } from '../src/index.js';
+import {
+  DEFAULT_CPUID,
+  defaultQuoteService,
+  KvmError,
+  KvmVmm,
+  type KvmVmmOptions,
+  resolveKvmOptions,
+} from '../src/index.js';
 
 // Option validation of the KVM backend (issue #4 "Options validated (typed error on a bad option)"): every bad option
 // is a KvmError naming it, thrown before any SEAMCALL builds a TD.
@@ -63,6 +70,11 @@ describe('bad options: KvmError before a TD is built', () => {
     ['seed a string', { seed: '1' }, 'INVALID_OPTION', 'seed'],
     ['onMapGpaRange not a function', { onMapGpaRange: 'ok' }, 'INVALID_OPTION', 'onMapGpaRange'],
     ['onMapGpaRange null', { onMapGpaRange: null }, 'INVALID_OPTION', 'onMapGpaRange'],
+    ['privateFaultRetry unknown', { privateFaultRetry: 'never' }, 'INVALID_OPTION', 'privateFaultRetry'],
+    ['hostPriorityTimeout a boolean', { hostPriorityTimeout: true }, 'INVALID_OPTION', 'hostPriorityTimeout'],
+    ['blockErrors misspelt', { blockErrors: 'Fatal' }, 'INVALID_OPTION', 'blockErrors'],
+    ['pageAddBusy null', { pageAddBusy: null }, 'INVALID_OPTION', 'pageAddBusy'],
+    ['mmuLock false', { mmuLock: false }, 'INVALID_OPTION', 'mmuLock'],
   ];
 
   it.each(cases)('%s', async (_name, options, code, argument) => {
@@ -98,13 +110,27 @@ describe('bad options: KvmError before a TD is built', () => {
 });
 
 describe('good options', () => {
-  it('the defaults: 2 MiB chunks, no pending events, no userspace hook, huge pages, seed 1', () => {
+  it("the defaults are merged KVM's: 2 MiB chunks, no pending events, no userspace hook, 4K private memory, local fault retry, host-priority timeout re-entered, any BLOCK error fatal, -EBUSY on PAGE.ADD contention, mmu_lock, seed 1", () => {
     expect(resolveKvmOptions({})).toEqual({
       mapGpaChunk: 2 * 2 ** 20,
       pendingEventRate: 0,
       onMapGpaRange: undefined,
-      hugePages: true,
+      hugePages: false,
+      privateFaultRetry: 'local',
+      hostPriorityTimeout: 'reenter',
+      blockErrors: 'fatal',
+      pageAddBusy: 'ebusy',
+      mmuLock: 'rwlock',
       seed: 1,
+      enterExit: {
+        cpuid: DEFAULT_CPUID,
+        msrs: expect.any(Map),
+        getQuote: defaultQuoteService,
+        maxQuotesInFlight: 16,
+        setupEventNotify: 'supported',
+        portIo: undefined,
+        mmio: undefined,
+      },
     });
     // An option given as undefined takes its default.
     expect(resolveKvmOptions(untyped({ seed: undefined, mapGpaChunk: undefined }))).toMatchObject({
@@ -120,7 +146,12 @@ describe('good options', () => {
     { pendingEventRate: 1 },
     { seed: 0 },
     { seed: -7 },
-    { hugePages: false },
+    { hugePages: true },
+    { privateFaultRetry: 'guest' as const },
+    { hostPriorityTimeout: 'stop' as const },
+    { blockErrors: 'already-blocked-ok' as const },
+    { pageAddBusy: 'retry' as const },
+    { mmuLock: 'none' as const },
     { onMapGpaRange: () => 'ok' as const },
   ])('%o is accepted', async (options) => {
     const { module } = fresh();

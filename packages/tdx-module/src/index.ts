@@ -3,9 +3,22 @@
  * Secure-EPT, PAMT, locks with host priority, the TD life cycle, SEAMCALL and TDCALL flows.
  */
 
-export { EeqType, EXIT_QUALIFICATION_WRITE, VmExitReason } from './abi/exit-reason.js';
 export {
+  EeqType,
+  EXIT_QUALIFICATION_WRITE,
+  INTERRUPTION_INFO_VALID,
+  InterruptionType,
+  interruptionInfo,
+  NMI_VECTOR,
+  VmExitReason,
+  type VmExitReasonName,
+} from './abi/exit-reason.js';
+export {
+  FATAL_ERROR_GPA_VALID,
+  FATAL_ERROR_MESSAGE_REGISTERS,
+  GetQuoteBuffer,
   TDX_HYPERCALL_STANDARD,
+  TdvmcallInfoLeaf1R11,
   TdvmcallStatus,
   type TdvmcallStatusName,
   TdvmcallSubfunction,
@@ -90,6 +103,7 @@ export {
   ZERO_STEP_GPA_LIST_SIZE,
   ZERO_STEP_THRESHOLD,
 } from './abi/td-state.js';
+export { VCPU_STATE_DETAILS_FIELD_ID, VCPU_STATE_DETAILS_VMXIP } from './abi/vcpu-fields.js';
 export {
   type BackendSource,
   backendName,
@@ -108,6 +122,21 @@ export {
 } from './compose.js';
 // Wiring
 export { TdxIds, type TdxModuleContainerOptions, tdxModule } from './container.js';
+// The host processor: NMIs around TD exits
+export {
+  HostCpu,
+  type HostCpuMode,
+  type NmiBlockingAtSeamret,
+  type NmiDisposition,
+} from './cpu/host-cpu.js';
+export {
+  type NmiArrival,
+  type NmiEntry,
+  NmiHandler,
+  type NmiHandling,
+  type NmiOutcome,
+} from './cpu/nmi-handler.js';
+export { injectNmis, type NmiScriptEntry, type RaisedNmi } from './cpu/nmi-injector.js';
 
 // Errors
 export { ADDRESS_LIMIT, TdxSimError, type TdxSimErrorCode } from './errors.js';
@@ -183,6 +212,13 @@ export {
 export { MemoryTraceSink, NullTraceSink, type TraceEvent, type TraceSink } from './services/trace.js';
 export { SharedEpt } from './td/shared-ept.js';
 // The model
-export { GuestCpu, TdxModule, type TdxModuleOptions, type TdxModuleServices } from './tdx-module.js';
+export {
+  GuestCpu,
+  LOCAL_TIMER_VECTOR,
+  RESCHEDULE_VECTOR,
+  TdxModule,
+  type TdxModuleOptions,
+  type TdxModuleServices,
+} from './tdx-module.js';
 export { runVcpu, type SeamcallPort, type TdExitEvent, type Vmm } from './vmm-port.js';
 export type { ViewedMapping, VmmView } from './vmm-view.js';

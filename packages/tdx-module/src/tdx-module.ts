@@ -4,11 +4,14 @@ import { PamtPageType } from './abi/page-type.js';
 import { type SeptStateName, septStateInfo } from './abi/sept-state.js';
 import { STATUS_CODE_MASK, TdxStatus, withDetail } from './abi/status-codes.js';
 import { formatStatus } from './abi/status-decoder.js';
-import { interruptExit } from './core/exit-registers.js';
+import { interruptExit, nmiExit } from './core/exit-registers.js';
 import { yieldAt } from './core/gates.js';
 import { HeldLocks } from './core/held-locks.js';
 import { type ModuleConfig, ModuleState } from './core/module-state.js';
 import { VcpuRuntime } from './core/vcpu-runtime.js';
+import { deliverVirtualInterrupts, postVirtualInterrupt } from './core/virtual-interrupts.js';
+import type { HostCpu, NmiBlockingAtSeamret, NmiDisposition } from './cpu/host-cpu.js';
+import type { NmiArrival, NmiHandling } from './cpu/nmi-handler.js';
 import {
   assertAddress,
   assertIntegerInRange,
@@ -54,6 +57,7 @@ import {
 } from './flows/teardown.js';
 import { memTrack } from './flows/track.js';
 import { vpEnterChecks } from './flows/vp-enter.js';
+import { vpRead } from './flows/vp-read.js';
 import type { TdmrOptions } from './memory/physical-memory.js';
 import { validateTdmr } from './memory/physical-memory.js';
 import { COPY_BRAND, THIS_COPY } from './package-copy.js';
@@ -103,6 +107,7 @@ const HOST_FLOWS = new Map<number, HostFlow>([
   [SeamcallLeaf.PHYMEM_PAGE_RECLAIM, pageReclaim],
   [SeamcallLeaf.PHYMEM_PAGE_WBINVD, pageWbinvd],
   [SeamcallLeaf.PHYMEM_PAGE_RDMD, pageRdmd],
+  [SeamcallLeaf.VP_RD, vpRead],
 ]);
 
 /** Options of a {@link TdxModule}. */
@@ -125,6 +130,12 @@ export interface TdxModuleOptions {
   readonly abandonedVcpuTurns?: number;
   /** Virtual cost of operations. */
   readonly costs?: CostModel;
+  /**
+   * NMI blocking in VMX root after SEAMRET: `'restore'` (default) as module 1.5 does — NMIs unblocked even after an NMI
+   * exit, so an NMI latched in SEAM root is handled before the one the exit consumed; `'keep-blocked-after-nmi-exit'`
+   * — the fix proposed in the TD enter/exit review (NMIs stay blocked until the VMM's NMI handler returns).
+   */
+  readonly nmiBlockingAtSeamret?: NmiBlockingAtSeamret;
 }
 
 const OPTION_NAMES = [
@@ -135,7 +146,15 @@ const OPTION_NAMES = [
   'guestStuckLimit',
   'abandonedVcpuTurns',
   'costs',
+  'nmiBlockingAtSeamret',
 ];
+
+const NMI_BLOCKING_CHOICES: readonly NmiBlockingAtSeamret[] = ['restore', 'keep-blocked-after-nmi-exit'];
+
+/** Linux's RESCHEDULE_VECTOR: the IPI of a kick (kvm_vcpu_kick → smp_send_reschedule). */
+export const RESCHEDULE_VECTOR = 0xfd;
+/** Linux's LOCAL_TIMER_VECTOR: the default vector of {@link TdxModule.postInterrupt}. */
+export const LOCAL_TIMER_VECTOR = 0xec;
 
 /** Services a module uses; each defaults to the deterministic built-in. */
 export interface TdxModuleServices {
@@ -156,6 +175,7 @@ export class TdxModule implements SeamcallPort {
   readonly #runtime: VcpuRuntime;
   readonly #costs: CostModel;
   readonly #heldPool: HeldLocks[] = [];
+  readonly #nmiBlocking: NmiBlockingAtSeamret;
   /** @internal The copy of this package that made the module (two copies meeting are reported, not misused). */
   readonly [COPY_BRAND] = THIS_COPY;
 
@@ -177,6 +197,15 @@ export class TdxModule implements SeamcallPort {
     const abandonTurns = options.abandonedVcpuTurns ?? 0;
     assertIntegerInRange('abandonedVcpuTurns', abandonTurns, 0, 1_000_000);
     this.#costs = options.costs ?? DEFAULT_COSTS;
+    const nmiBlocking = options.nmiBlockingAtSeamret ?? 'restore';
+    if (!NMI_BLOCKING_CHOICES.includes(nmiBlocking)) {
+      throw new TdxSimError(
+        'INVALID_OPTION',
+        `nmiBlockingAtSeamret must be one of ${NMI_BLOCKING_CHOICES.map((c) => `'${c}'`).join(', ')}, got ${String(nmiBlocking)}`,
+        'nmiBlockingAtSeamret',
+      );
+    }
+    this.#nmiBlocking = nmiBlocking;
     this.#m = new ModuleState(
       config,
       services.clock ?? new VirtualClock(),
@@ -253,28 +282,61 @@ export class TdxModule implements SeamcallPort {
 
   async #vpEnter(regs: readonly bigint[]): Promise<Gprs> {
     const m = this.#m;
-    // Before entering: the host thread of the vCPU yields (it takes no lock before this point).
-    const owner = m.interleaves ? m.vcpusByTdvpr.get(Number(regs[Reg.RCX])) : undefined;
-    if (m.interleaves) {
-      const pause = yieldAt(m, 'TDH.VP.ENTER', 'enter', owner?.td.tdr ?? 0, undefined, owner?.vcpu.hostActor);
-      if (pause !== undefined) await pause;
-    }
-    const held = new HeldLocks();
-    let decision: ReturnType<typeof vpEnterChecks>;
+    const owner = m.vcpusByTdvpr.get(Number(regs[Reg.RCX]));
+    // The host processor of this vCPU enters SEAM root (NMIs inhibited) and leaves it at SEAMRET, below. A concurrent
+    // TDH.VP.ENTER of a vCPU already in guest mode (answered BUSY) is not its own host thread: it changes nothing.
+    const cpu = owner !== undefined && owner.vcpu.run !== 'in-guest' ? owner.vcpu.cpu : undefined;
+    cpu?.seamcall();
     try {
-      decision = vpEnterChecks(m, regs, held);
+      // Before entering: the host thread of the vCPU yields (it takes no lock before this point).
+      if (m.interleaves) {
+        const pause = yieldAt(
+          m,
+          'TDH.VP.ENTER',
+          'enter',
+          owner?.td.tdr ?? 0,
+          undefined,
+          owner?.vcpu.hostActor,
+        );
+        if (pause !== undefined) await pause;
+      }
+      const held = new HeldLocks();
+      let decision: ReturnType<typeof vpEnterChecks>;
+      try {
+        decision = vpEnterChecks(m, regs, held);
+      } finally {
+        held.releaseAll();
+      }
+      if (decision.kind === 'status') return makeGprs({ rax: decision.status });
+      if (decision.kind === 'synthesized-exit') return decision.regs;
+      const { td, vcpu } = decision;
+      const exiting = this.#runtime.enter(vcpu, regs.slice());
+      // An NMI latched in SEAM root makes the TD exit again as soon as it is entered.
+      const latched = vcpu.cpu.vmEntry();
+      if (latched !== undefined) this.#nmiExit(td, vcpu, latched);
+      const exit = await exiting;
+      if (m.interleaves) {
+        // The vCPU has left guest mode; its host thread yields before the exit reaches the VMM (SEAM root).
+        const pause = yieldAt(m, 'TDH.VP.ENTER', 'exit', td.tdr, undefined, vcpu.hostActor);
+        if (pause !== undefined) await pause;
+      }
+      return exit;
     } finally {
-      held.releaseAll();
+      // SEAMRET: nothing to do unless an NMI is latched (or was blocked) — the common path only flips the mode.
+      if (cpu !== undefined) {
+        if (cpu.latched === undefined) cpu.seamret(this.#nmiBlocking, 0);
+        else {
+          const runsBefore = cpu.handlings.length;
+          cpu.seamret(this.#nmiBlocking, m.clock.now());
+          if (m.trace.enabled) this.#traceHandlings(cpu, runsBefore);
+        }
+      }
     }
-    if (decision.kind === 'status') return makeGprs({ rax: decision.status });
-    if (decision.kind === 'synthesized-exit') return decision.regs;
-    const exit = await this.#runtime.enter(decision.vcpu, regs.slice());
-    if (m.interleaves) {
-      // The vCPU has left guest mode; its host thread yields before the exit reaches the VMM.
-      const pause = yieldAt(m, 'TDH.VP.ENTER', 'exit', decision.td.tdr, undefined, decision.vcpu.hostActor);
-      if (pause !== undefined) await pause;
-    }
-    return exit;
+  }
+
+  /** An NMI exit of a vCPU in guest mode: the exit consumes `nmi`. */
+  #nmiExit(td: TdControl, vcpu: VcpuState, nmi: NmiArrival): void {
+    this.#runtime.leaveGuest(td, vcpu, nmiExit(), 'NMI', undefined, nmi);
   }
 
   /**
@@ -325,6 +387,8 @@ export class TdxModule implements SeamcallPort {
     const out = regs.slice();
     let status: bigint;
     vcpu.inTdcall = true;
+    // The TDCALL's work runs in SEAM root: an NMI arriving meanwhile is latched until it returns to the TD.
+    vcpu.cpu.tdcall(true);
     try {
       if (!valid || (rax >> 16n) & 0xffn) status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
       else if (leaf === TdcallLeaf.VP_VMCALL) status = await tdgVmcall(this.#runtime, td, vcpu, regs, out);
@@ -335,6 +399,7 @@ export class TdxModule implements SeamcallPort {
       else status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
     } finally {
       vcpu.inTdcall = false;
+      if (vcpu.run === 'in-guest') vcpu.cpu.tdcall(false);
     }
     if (leaf !== TdcallLeaf.VP_VMCALL || status !== TdxStatus.SUCCESS) vcpu.rip++;
     if (
@@ -364,7 +429,7 @@ export class TdxModule implements SeamcallPort {
         (regs[2] as bigint).toString(16),
         formatStatus(status),
       );
-    await this.#deliverPendingKick(td, vcpu);
+    await this.#afterInstruction(td, vcpu);
     return out;
   }
 
@@ -416,31 +481,109 @@ export class TdxModule implements SeamcallPort {
       if (result.kind !== 'ok') return result;
       results.set(result.data, done);
       done += n;
-      await this.#deliverPendingKick(td, vcpu);
+      await this.#afterInstruction(td, vcpu);
     }
     return { kind: 'ok', data: results } as const;
   }
 
-  async #deliverPendingKick(td: TdControl, vcpu: VcpuState): Promise<void> {
-    if (!vcpu.kickPending || vcpu.run !== 'in-guest') return;
-    vcpu.kickPending = false;
-    await this.#runtime.exit(td, vcpu, interruptExit(), 'external interrupt (kick)');
+  /**
+   * What happens at the instruction boundary after a TDCALL or a guest access: an NMI latched during the TDCALL makes
+   * an NMI exit, then a kick that waited for the instruction makes its external-interrupt exit, then pending virtual
+   * interrupts are delivered to the guest if it has interrupts enabled.
+   */
+  async #afterInstruction(td: TdControl, vcpu: VcpuState): Promise<void> {
+    if (vcpu.run !== 'in-guest') return;
+    const nmi = vcpu.cpu.takeLatched();
+    if (nmi !== undefined) await this.#runtime.exit(td, vcpu, nmiExit(), 'NMI', undefined, nmi);
+    if (vcpu.kickPending && vcpu.run === 'in-guest') {
+      vcpu.kickPending = false;
+      await this.#runtime.exit(td, vcpu, interruptExit(vcpu.kickVector), 'external interrupt (kick)');
+    }
+    if (vcpu.virrCount > 0) deliverVirtualInterrupts(this.#m, vcpu);
   }
 
   /**
-   * The host sends an IPI to a vCPU (KVM's kick): a vCPU in guest mode exits with an external-interrupt exit as
-   * soon as its current instruction completes. It is not a SEAMCALL. Resolves once the vCPU is out of guest mode
-   * (at once when it is not in guest mode), which is what KVM waits for before it goes on.
+   * The host sends an IPI to a vCPU (KVM's kick; default vector {@link RESCHEDULE_VECTOR}): a vCPU in guest mode exits
+   * with an external-interrupt exit (R9 = 0x80000000 | vector) as soon as its current instruction completes. It is not
+   * a SEAMCALL. Resolves once the vCPU is out of guest mode (at once when it is not in guest mode), which is what KVM
+   * waits for before it goes on.
    */
-  kickVcpu(tdvpr: number): Promise<void> {
+  kickVcpu(tdvpr: number, vector: number = RESCHEDULE_VECTOR): Promise<void> {
     const owner = this.#vcpu(tdvpr);
+    assertIntegerInRange('vector', vector, 16, 255);
     if (owner.vcpu.run !== 'in-guest') return Promise.resolve();
     if (owner.vcpu.inTdcall || owner.vcpu.resumeGuest !== undefined) {
       owner.vcpu.kickPending = true;
+      owner.vcpu.kickVector = vector;
       return new Promise((resolve) => owner.vcpu.exitWaiters.push(resolve));
     }
-    this.#runtime.leaveGuest(owner.td, owner.vcpu, interruptExit(), 'external interrupt (kick)');
+    this.#runtime.leaveGuest(owner.td, owner.vcpu, interruptExit(vector), 'external interrupt (kick)');
     return Promise.resolve();
+  }
+
+  /**
+   * An NMI from `source` reaches the host processor that runs vCPU `tdvpr`'s host thread. Where that processor is
+   * decides what happens (see {@link HostCpu}): in the TD, an NMI exit (RAX = 0, R9 = 0x80000202) that consumes it —
+   * at once, or when a TDCALL in progress returns; in SEAM root or with NMIs blocked, it is latched (or merges into the
+   * one latched); in VMX root, the VMM's NMI handler runs at once. Not a SEAMCALL.
+   */
+  raiseNmi(tdvpr: number, source: string): { readonly nmi: number; readonly disposition: NmiDisposition } {
+    const { td, vcpu } = this.#vcpu(tdvpr);
+    if (typeof source !== 'string' || source.length === 0)
+      throw new TdxSimError('INVALID_ARGUMENT', 'source must be a non-empty string', 'source');
+    const m = this.#m;
+    const cpu = vcpu.cpu;
+    const where = cpu.mode;
+    const runsBefore = cpu.handlings.length;
+    const { arrival, disposition } = cpu.arrive(source, m.clock.now());
+    if (disposition === 'nmi-exit') this.#nmiExit(td, vcpu, arrival);
+    if (m.trace.enabled) {
+      m.trace.record({
+        kind: 'note',
+        time: m.clock.now(),
+        source: 'cpu',
+        text: `cpu ${vcpu.index}: NMI ${arrival.nmi} (${source}) arrived in ${where}: ${disposition}`,
+      });
+      this.#traceHandlings(cpu, runsBefore);
+    }
+    return { nmi: arrival.nmi, disposition };
+  }
+
+  /**
+   * The VMM handles an NMI exit of vCPU `tdvpr`: its NMI handler runs for the NMI that the exit consumed (KVM does it
+   * right after TDH.VP.ENTER returns: tdx_vcpu_enter_exit → vmx_handle_nmi). Returns that run of the handler, or
+   * undefined when no NMI exit is waiting to be handled.
+   */
+  handleNmiExit(tdvpr: number): NmiHandling | undefined {
+    const { vcpu } = this.#vcpu(tdvpr);
+    const runsBefore = vcpu.cpu.handlings.length;
+    const handling = vcpu.cpu.handleNmiExit(this.#m.clock.now());
+    if (this.#m.trace.enabled) this.#traceHandlings(vcpu.cpu, runsBefore);
+    return handling;
+  }
+
+  #traceHandlings(cpu: HostCpu, from: number): void {
+    const m = this.#m;
+    const runs = cpu.handlings;
+    for (let i = from; i < runs.length; i++) {
+      const run = runs[i] as NmiHandling;
+      m.trace.record({
+        kind: 'note',
+        time: m.clock.now(),
+        source: 'cpu',
+        text: `cpu ${cpu.index}: NMI handler ran for NMI ${run.nmi} (entered by ${run.entry}): ${run.outcome}, serviced [${run.serviced.join(', ')}]`,
+      });
+    }
+  }
+
+  /** @internal Delivers the virtual interrupts `vcpu`'s guest can take now (for {@link GuestCpu}). */
+  deliverInterruptsTo(vcpu: VcpuState): void {
+    deliverVirtualInterrupts(this.#m, vcpu);
+  }
+
+  /** The host processor that runs vCPU `tdvpr`'s host thread: its mode, NMI state and the NMI handler's record. */
+  hostCpu(tdvpr: number): HostCpu {
+    return this.#vcpu(tdvpr).vcpu.cpu;
   }
 
   /**
@@ -476,9 +619,17 @@ export class TdxModule implements SeamcallPort {
     if (owner.vcpu.run !== 'in-guest') this.#runtime.hostStopped(owner.vcpu);
   }
 
-  /** The host posts an interrupt to a vCPU without an exit; a 2M ACCEPT in progress stops after one chunk for it. */
-  postInterrupt(tdvpr: number): void {
-    this.#vcpu(tdvpr).vcpu.interruptPending = true;
+  /**
+   * The host posts a virtual interrupt (`vector`, default {@link LOCAL_TIMER_VECTOR}) to a vCPU, as posted interrupts
+   * do: no TD exit. It goes into the vCPU's virtual APIC and is delivered to the guest at its next instruction
+   * boundary in guest mode with interrupts enabled — at once if the guest is between instructions now. A 2M ACCEPT in
+   * progress stops after one chunk for it. TDH.VP.RD of VCPU_STATE_DETAILS shows it pending until then.
+   */
+  postInterrupt(tdvpr: number, vector: number = LOCAL_TIMER_VECTOR): void {
+    const { vcpu } = this.#vcpu(tdvpr);
+    assertIntegerInRange('vector', vector, 16, 255);
+    postVirtualInterrupt(vcpu, vector);
+    deliverVirtualInterrupts(this.#m, vcpu);
   }
 
   #vcpu(tdvpr: number): { td: TdControl; vcpu: VcpuState } {
@@ -608,6 +759,38 @@ export class GuestCpu {
     if (!(data instanceof Uint8Array) || data.length === 0)
       throw new TdxSimError('INVALID_ARGUMENT', 'data must be a non-empty Uint8Array', 'data');
     return this.#module.accessFrom(this.#td, this.#vcpu, gpa, data.length, data);
+  }
+
+  /** The guest's RFLAGS.IF: virtual interrupts are delivered only while it is set (true at reset, in this model). */
+  get interruptsEnabled(): boolean {
+    return this.#vcpu.interruptsEnabled;
+  }
+
+  /**
+   * STI / CLI. Enabling delivers the virtual interrupts pending now (the guest is between instructions), each to the
+   * handler set with {@link onInterrupt}.
+   */
+  setInterruptsEnabled(enabled: boolean): void {
+    if (typeof enabled !== 'boolean')
+      throw new TdxSimError(
+        'INVALID_ARGUMENT',
+        `enabled must be a boolean, got ${String(enabled)}`,
+        'enabled',
+      );
+    this.#vcpu.interruptsEnabled = enabled;
+    if (enabled) this.#module.deliverInterruptsTo(this.#vcpu);
+  }
+
+  /** Sets the guest's interrupt handler, called with each virtual interrupt's vector as it is delivered. */
+  onInterrupt(handler: ((vector: number) => void) | undefined): void {
+    if (handler !== undefined && typeof handler !== 'function')
+      throw new TdxSimError('INVALID_ARGUMENT', 'handler must be a function', 'handler');
+    this.#vcpu.interruptHandler = handler;
+  }
+
+  /** Virtual interrupts delivered to this vCPU's guest so far. */
+  get interruptsTaken(): number {
+    return this.#vcpu.interruptsTaken;
   }
 }
 

@@ -19,6 +19,7 @@ export {
   vmmBehaviour,
 } from './arbitraries/vmm-behaviour-arbitraries.js';
 export { type BuggyVmm, buggyVmm, buggyVmms } from './backends/buggy/buggy-vmms.js';
+export { type BuggyKvmVmm, kvmWithoutMmuLock } from './backends/buggy/kvm-without-mmu-lock.js';
 export { MirrorVmm, type MirrorVmmOptions } from './backends/buggy/mirror-vmm.js';
 export { HonestCore } from './backends/honest-core.js';
 export { type HostileVmm, hostileVmm, hostileVmms } from './backends/hostile-vmms.js';
@@ -99,6 +100,13 @@ export {
   formatTraceEvent,
   traceText,
 } from './explore/format-report.js';
+export {
+  describeNmiHandlings,
+  type NmiRaceOptions,
+  type NmiRaceOutcome,
+  nmisAroundTdExits,
+  nmisHandledInOrder,
+} from './explore/nmi-race.js';
 export {
   acceptRacingZap,
   concurrentLazyAccepts,

@@ -26,10 +26,16 @@ describe('race scenarios', () => {
       'two-conversions-in-one-2m',
       'zero-step-storm',
       'page-add-contention',
+      'nmis-around-td-exits',
     ]);
     // The races of the seed threads say where they come from.
     expect(raceScenarios.filter((r) => r.source !== undefined).map((r) => `${r.name} (${r.source})`)).toEqual(
-      ['accept-racing-zap (seed 000)', 'zero-step-storm (seed 000)', 'page-add-contention (seed 001)'],
+      [
+        'accept-racing-zap (seed 000)',
+        'zero-step-storm (seed 000)',
+        'page-add-contention (seed 001)',
+        'nmis-around-td-exits (seed 003)',
+      ],
     );
   });
 

@@ -273,6 +273,7 @@ async function replay(
   }
   const result = await replaySchedule({
     scenario: race.scenario(vmmFactory(vmm, options.seed)),
+    ...(race.property === undefined ? {} : { property: race.property }),
     schedule,
     seed: options.seed,
   });

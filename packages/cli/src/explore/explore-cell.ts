@@ -88,6 +88,8 @@ export async function exploreCell(cell: RaceCell, options: ExploreCellOptions): 
   try {
     const result = await exploreSchedules({
       scenario: cell.race.scenario(factory),
+      // A race about more than the backend's consistency (NMIs handled in order) carries its own property.
+      ...(cell.race.property === undefined ? {} : { property: cell.race.property }),
       scheduler: options.scheduler,
       seed: options.seed,
       ...(options.schedules === undefined ? {} : { schedules: options.schedules }),

@@ -63,3 +63,36 @@ export const VmcallExposure = {
   EARLY_LINUX: 0xfc00n,
   OPENVMM: 0x3c00n,
 } as const;
+
+/**
+ * The shared buffer of TDG.VP.VMCALL<GetQuote>: a 24-byte header (version u64, status u64, in_len u32, out_len u32)
+ * followed by the request (in) and, once the VMM is done, the quote (out). The guest sets the status to
+ * IN_FLIGHT-free values; the VMM marks it IN_FLIGHT, then SUCCESS or an error when the quote is ready.
+ * Source: Linux drivers/virt/coco/tdx-guest/tdx-guest.c (struct tdx_quote_buf, GET_QUOTE_SUCCESS, GET_QUOTE_IN_FLIGHT);
+ * qemu target/i386/kvm/tdx-quote-generator.h (TDX_VP_GET_QUOTE_*, TDX_GET_QUOTE_STRUCTURE_VERSION).
+ */
+export const GetQuoteBuffer = {
+  HEADER_SIZE: 24,
+  VERSION: 1n,
+  STATUS_SUCCESS: 0n,
+  STATUS_IN_FLIGHT: 0xffff_ffff_ffff_ffffn,
+  STATUS_ERROR: 0x8000_0000_0000_0000n,
+  STATUS_SERVICE_UNAVAILABLE: 0x8000_0000_0000_0001n,
+} as const;
+
+/**
+ * TDG.VP.VMCALL<GetTdVmCallInfo> with R12 = 1: R11 lists the optional sub-functions the VMM supports, one bit each
+ * (bit 0 GetQuote was dropped from the list: it is a base sub-function).
+ * Source: Linux arch/x86/kvm/vmx/tdx.c (TDVMCALLINFO_SETUP_EVENT_NOTIFY_INTERRUPT); qemu target/i386/kvm/tdx.c.
+ */
+export const TdvmcallInfoLeaf1R11 = {
+  SETUP_EVENT_NOTIFY_INTERRUPT: 1n << 1n,
+} as const;
+
+/**
+ * TDG.VP.VMCALL<ReportFatalError>: R12 = the error code (bits 31:0; 0 is a panic; bit 63 says R13 holds a GPA), the
+ * message (up to 64 bytes, NUL-padded) in these registers in this order.
+ * Source: Linux arch/x86/coco/tdx/tdx.c (tdx_panic); qemu target/i386/kvm/tdx.c (tdx_handle_report_fatal_error).
+ */
+export const FATAL_ERROR_GPA_VALID = 1n << 63n;
+export const FATAL_ERROR_MESSAGE_REGISTERS = [14, 15, 3, 7, 6, 8, 9, 2] as const;

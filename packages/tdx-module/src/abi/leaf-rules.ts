@@ -51,6 +51,7 @@ export const OP_STATE_GATES: ReadonlyMap<number, ReadonlySet<number>> = new Map<
   [SeamcallLeaf.MEM_SEPT_REMOVE, new Set(ALL_OP_STATES.filter((s) => s !== O.UNINITIALIZED))],
   [SeamcallLeaf.MEM_SEPT_RD, new Set(ALL_OP_STATES.filter((s) => s !== O.UNINITIALIZED))],
   [SeamcallLeaf.MNG_RD, new Set(ALL_OP_STATES.filter((s) => s !== O.UNINITIALIZED))],
+  [SeamcallLeaf.VP_RD, new Set(ALL_OP_STATES.filter((s) => s !== O.UNINITIALIZED))],
   [
     SeamcallLeaf.MEM_TRACK,
     new Set([

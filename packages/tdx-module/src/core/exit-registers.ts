@@ -1,4 +1,11 @@
-import { EeqType, EXIT_QUALIFICATION_WRITE, VmExitReason } from '../abi/exit-reason.js';
+import {
+  EeqType,
+  EXIT_QUALIFICATION_WRITE,
+  InterruptionType,
+  interruptionInfo,
+  NMI_VECTOR,
+  VmExitReason,
+} from '../abi/exit-reason.js';
 import { septStateInfo } from '../abi/sept-state.js';
 import { type Gprs, makeGprs, Reg } from '../registers.js';
 import type { WalkResult } from '../sept/sept-tree.js';
@@ -44,9 +51,27 @@ export function vmcallExit(guest: readonly bigint[], select: bigint): Gprs {
   return regs;
 }
 
-/** An asynchronous exit for an external interrupt (a host kick). */
-export function interruptExit(): Gprs {
+/**
+ * The asynchronous exit of an external interrupt that arrived while the TD ran (a host IPI such as KVM's kick):
+ * RAX = 1, R9 = the interruption information with the vector (acknowledged on exit), every other GPR 0.
+ * Source: intel/tdx-module 1.5.01 tdx_td_dispatcher.c (VMEXIT_REASON_INTERRUPT → async_tdexit_to_vmm) and td_exit.c
+ * (async_tdexit_internal: RCX qualification, RDX extended qualification, R8 GPA, R9 interruption information).
+ */
+export function interruptExit(vector: number): Gprs {
   const regs = makeGprs();
   regs[Reg.RAX] = BigInt(VmExitReason.EXTERNAL_INTERRUPT);
+  regs[Reg.R9] = interruptionInfo(InterruptionType.EXTERNAL_INTERRUPT, vector);
+  return regs;
+}
+
+/**
+ * The asynchronous exit of an NMI that arrived while the TD ran: RAX = 0 (exception or NMI), R9 = 0x80000202 (valid,
+ * type NMI, vector 2), every other GPR 0. The exit consumed the NMI: the VMM must run its handler for it.
+ * Source: intel/tdx-module 1.5.01 td_other_exits.c (td_exception_or_nmi_exit), td_exit.c (async_tdexit_internal).
+ */
+export function nmiExit(): Gprs {
+  const regs = makeGprs();
+  regs[Reg.RAX] = BigInt(VmExitReason.EXCEPTION_NMI);
+  regs[Reg.R9] = interruptionInfo(InterruptionType.NMI, NMI_VECTOR);
   return regs;
 }

@@ -1,3 +1,4 @@
+import type { NmiArrival } from '../cpu/nmi-handler.js';
 import { TdxSimError } from '../errors.js';
 import { formatGprs, type Gprs } from '../registers.js';
 import { moduleLogger } from '../services/logger.js';
@@ -42,15 +43,27 @@ export class VcpuRuntime {
     regs: Gprs,
     reason: string,
     privateViolationGpa?: number,
+    nmi?: NmiArrival,
   ): Promise<Gprs> {
-    this.leaveGuest(td, vcpu, regs, reason, privateViolationGpa);
+    this.leaveGuest(td, vcpu, regs, reason, privateViolationGpa, nmi);
     return this.waitForEntry(vcpu);
   }
 
-  /** The exit itself, without waiting (used for kicks, where no guest code is waiting). */
-  leaveGuest(td: TdControl, vcpu: VcpuState, regs: Gprs, reason: string, privateViolationGpa?: number): void {
+  /**
+   * The exit itself, without waiting (used for kicks and NMIs, where no guest code is waiting). `nmi`: the NMI an
+   * NMI exit consumed.
+   */
+  leaveGuest(
+    td: TdControl,
+    vcpu: VcpuState,
+    regs: Gprs,
+    reason: string,
+    privateViolationGpa?: number,
+    nmi?: NmiArrival,
+  ): void {
     if (vcpu.run !== 'in-guest') throw new Error('model bug: exit of a vCPU that is not in guest mode');
     vcpu.run = 'stopped';
+    vcpu.cpu.vmExit(nmi);
     td.adjustEpochRef(vcpu.epoch, -1);
     for (let wake = vcpu.exitWaiters.pop(); wake !== undefined; wake = vcpu.exitWaiters.pop()) wake();
     resetOnProgress(vcpu);
@@ -63,7 +76,7 @@ export class VcpuRuntime {
         time: m.clock.now(),
         vcpu: vcpu.index,
         reason,
-        regs: formatGprs(regs, ['RAX', 'RCX', 'RDX', 'R8', 'R10', 'R11', 'R12', 'R13']),
+        regs: formatGprs(regs, ['RAX', 'RCX', 'RDX', 'R8', 'R9', 'R10', 'R11', 'R12', 'R13']),
       });
     }
     if (exitLog.enabled) exitLog('vcpu %d TD exit: %s %s', vcpu.index, reason, hexRegs(regs));

@@ -7,6 +7,7 @@ import { acceptExit } from '../core/exit-registers.js';
 import { yieldAt } from '../core/gates.js';
 import type { ModuleState } from '../core/module-state.js';
 import type { VcpuRuntime } from '../core/vcpu-runtime.js';
+import { deliverOneInterrupt } from '../core/virtual-interrupts.js';
 import { LockResult } from '../locks/lock-result.js';
 import { septEntryTryLock, septEntryUnlock } from '../locks/sept-entry-lock.js';
 import { Reg } from '../registers.js';
@@ -82,8 +83,10 @@ export async function tdgAccept(
         walk.table.acceptCounter[walk.index] = done + 1;
         // The whole entry read at lock time is written back: TDEL and any HP bit set meanwhile are cleared.
         walk.table.lock[walk.index] = 0;
+        // The TDCALL returns to the guest with RIP unchanged; the guest takes the interrupt (if it has interrupts
+        // enabled), then executes the ACCEPT again, which resumes from the saved progress.
         vcpu.interruptPending = false;
-        vcpu.interruptsTaken++;
+        if (vcpu.interruptsEnabled) deliverOneInterrupt(m, vcpu);
         continue;
       }
       m.memory.zero(hpa + done * 4096, (512 - done) * 4096);

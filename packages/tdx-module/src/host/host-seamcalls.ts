@@ -2,6 +2,7 @@ import { encodeLeaf, SeamcallLeaf } from '../abi/leaves.js';
 import { encodePageInfo } from '../abi/page-info.js';
 import { type DecodedStatus, decodeStatus } from '../abi/status-decoder.js';
 import { HP_LOCK_TIMEOUT_FIELD_ID, TD_PARAMS_SIZE, TdConfigFlag, TdParamsOffset } from '../abi/td-state.js';
+import { VCPU_STATE_DETAILS_FIELD_ID } from '../abi/vcpu-fields.js';
 import {
   assertAddress,
   assertHasMethod,
@@ -116,6 +117,13 @@ export class HostSeamcalls {
     assertAddress('tdr', tdr);
     assertAddress('tdvpr', tdvpr);
     return this.raw(SeamcallLeaf.VP_CREATE, { rcx: tdvpr, rdx: tdr });
+  }
+
+  /** TDH.VP.RD of a TDVPS field (the model answers VCPU_STATE_DETAILS); the value comes back in R8. */
+  vpRead(tdvpr: number, fieldId: bigint = VCPU_STATE_DETAILS_FIELD_ID): Promise<SeamcallResult> {
+    assertAddress('tdvpr', tdvpr);
+    assertUnsigned('fieldId', fieldId);
+    return this.raw(SeamcallLeaf.VP_RD, { rcx: tdvpr, rdx: fieldId });
   }
 
   /** TDH.VP.ADDCX: adds `page` as a TDCX control page of the vCPU. */

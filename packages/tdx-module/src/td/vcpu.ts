@@ -1,3 +1,4 @@
+import { HostCpu } from '../cpu/host-cpu.js';
 import type { Gprs } from '../registers.js';
 
 /** Where a vCPU is in the enter/exit cycle. */
@@ -25,14 +26,29 @@ export class VcpuState {
   hpBusySince: number | undefined;
   /** Registers of the last TDG.VP.VMCALL exit, and its gpr_select, awaiting the VMM's values. */
   vmcallSelect: bigint | undefined;
-  /** An interrupt is pending for the guest (posted by the host); a 2M ACCEPT stops for it after one chunk. */
+  /**
+   * The notification of a posted interrupt is pending at the host processor (the VMM posted an interrupt and the CPU
+   * has not yet moved it into the vIRR): a 2M ACCEPT stops for it after one chunk.
+   */
   interruptPending = false;
-  /** Interrupts the guest took (each interrupted a 2M ACCEPT once). */
+  /** Virtual interrupts the guest took (delivered to its handler). */
   interruptsTaken = 0;
+  /** The virtual APIC's IRR: 1 for each vector posted and not yet delivered. TD-private state. */
+  readonly virr = new Uint8Array(256);
+  /** How many vectors are set in {@link virr}. */
+  virrCount = 0;
+  /** The guest's RFLAGS.IF: virtual interrupts are delivered only while it is set. */
+  interruptsEnabled = true;
+  /** The guest's interrupt handler (its IDT, in short); called with each vector delivered. */
+  interruptHandler: ((vector: number) => void) | undefined;
   /** A TDCALL is executing (a kick waits for it to finish). */
   inTdcall = false;
   /** A kick arrived while the guest was inside an instruction; it exits once that completes. */
   kickPending = false;
+  /** The vector of that kick (the IPI the host sent). */
+  kickVector = 0;
+  /** The host logical processor that the host thread entering this vCPU runs on: NMIs, SEAMCALL and SEAMRET. */
+  readonly cpu: HostCpu;
   /** Resolved at the vCPU's next exit from guest mode (hosts waiting for their kick to be acknowledged). */
   readonly exitWaiters: (() => void)[] = [];
   /** Exits in a row for the same guest access without progress (simulator fuse). */
@@ -58,6 +74,7 @@ export class VcpuState {
   constructor(tdvpr: number, index: number) {
     this.tdvpr = tdvpr;
     this.index = index;
+    this.cpu = new HostCpu(index);
     this.guestActor = `vcpu${index}`;
     this.hostActor = `vcpu${index}:host`;
   }

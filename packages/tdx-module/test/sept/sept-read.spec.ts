@@ -125,10 +125,10 @@ describe('TDH.MEM.SEPT.RD: RCX = architectural entry, RDX = level | public state
     const { module, td } = await setup({ scheduler });
     td.run(new LazyAugVmm(module, td));
     const hpa = await aug(module, td, 0x20_0000, 1);
-    module.postInterrupt(td.tdvprs[0] as number);
     scheduler.pauseWhen((p) => p.flow === 'TDG.MEM.PAGE.ACCEPT');
     const pending = accept(td, 0x20_0000, 1);
     await scheduler.waitForParked();
+    module.postInterrupt(td.tdvprs[0] as number);
     // First attempt parked before any chunk; let it zero one chunk and stop, and park its re-execution.
     scheduler.releaseAll();
     scheduler.pauseWhen((p) => p.flow === 'TDG.MEM.PAGE.ACCEPT');

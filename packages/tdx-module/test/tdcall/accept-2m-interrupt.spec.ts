@@ -21,11 +21,12 @@ describe('2M TDG.MEM.PAGE.ACCEPT interrupted by a pending interrupt (reference Â
     const taken = vcpu.interruptsTaken;
     const isAccept = (point: { flow: string }) => point.flow === 'TDG.MEM.PAGE.ACCEPT';
 
-    module.postInterrupt(tdvpr);
     scheduler.pauseWhen(isAccept);
     const result = watch(accept(td, base, 1));
     await scheduler.waitForParked(1);
     expect(septEntry(module, td, base, 1).acceptCounter).toBe(0);
+    // Posted while the ACCEPT executes (SEAM root): its notification is pending when the ACCEPT checks.
+    module.postInterrupt(tdvpr);
 
     // Let the first attempt run: one chunk, then it stops for the interrupt and the TDCALL is re-executed.
     scheduler.releaseAll();
@@ -74,10 +75,16 @@ describe('2M TDG.MEM.PAGE.ACCEPT interrupted by a pending interrupt (reference Â
     const hpa = await augPage(module, td, base, 1, marks([0, 511]));
     const vcpu = vcpuState(module, tdvprOf(td));
     const taken = vcpu.interruptsTaken;
+    // With interrupts disabled the posted interrupt stays pending until the ACCEPT sees its notification.
+    td.guest(0).setInterruptsEnabled(false);
     module.postInterrupt(tdvprOf(td));
+    expect(vcpu.interruptPending).toBe(true);
     expect(await accept(td, base, 1)).toBe(TdxStatus.SUCCESS);
-    expect(vcpu.interruptsTaken).toBe(taken + 1);
+    // The ACCEPT stopped once for the notification; the guest (IF = 0) did not take the interrupt yet.
     expect(vcpu.interruptPending).toBe(false);
+    expect(vcpu.interruptsTaken).toBe(taken);
+    td.guest(0).setInterruptsEnabled(true);
+    expect(vcpu.interruptsTaken).toBe(taken + 1);
     expect(vmm.exits).toHaveLength(0);
     expect(module.state.memory.hasData(hpa)).toBe(false);
     expect(module.state.memory.hasData(hpa + 511 * CHUNK)).toBe(false);
@@ -134,10 +141,10 @@ describe('2M TDG.MEM.PAGE.ACCEPT interrupted by a pending interrupt (reference Â
     td.run(new LazyAugVmm(module, td));
     const base = 0x4000_0000;
     await augPage(module, td, base, 1);
-    module.postInterrupt(tdvprOf(td));
     scheduler.pauseWhen((point) => point.flow === 'TDG.MEM.PAGE.ACCEPT');
     const result = accept(td, base, 1);
     await scheduler.waitForParked(1);
+    module.postInterrupt(tdvprOf(td));
     const blocked = await td.host.rangeBlock(td.tdr, base, 1);
     expect(blocked.status).toBe(0x8000020000000001n);
     expect(septEntry(module, td, base, 1).lockBits).toBe(3); // TDEL (guest) + HP (host's failed attempt)

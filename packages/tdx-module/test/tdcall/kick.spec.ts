@@ -14,7 +14,9 @@ import { augPage, image, regsOf, septEntry, settle, tdvprOf, vpEnter, watch } fr
 
 const PREVIOUS_TLB_EPOCH_BUSY = 0x8000020100000000n;
 const TLB_TRACKING_NOT_DONE_RCX = 0xc0000b0800000001n;
-const KICK_EXIT = image({ rax: 1n });
+// RAX = exit reason 1 (external interrupt); R9 = interruption information: valid, type 0, vector 0xFD (Linux's
+// RESCHEDULE_VECTOR, the IPI of a kick). intel/tdx-module 1.5.01 async_tdexit_internal puts it in R9.
+const KICK_EXIT = image({ rax: 1n, r9: 0x8000_00fdn });
 
 async function manual(options: Parameters<typeof setup>[0] = {}) {
   const built = await setup({ module: { abandonedVcpuTurns: 0 }, ...options });

@@ -12,7 +12,8 @@ import {
   type Vmm,
   type VmmFactory,
 } from '@tdxsim/tdx-module';
-import type { ExploreContext, ExploredTd, ExploreScenario } from './explore-types.js';
+import type { ExploreContext, ExploredTd, ExploreProperty, ExploreScenario } from './explore-types.js';
+import { nmisAroundTdExits, nmisHandledInOrder } from './nmi-race.js';
 
 const PAGE = 4096;
 const MIB2 = 2 ** 21;
@@ -45,6 +46,11 @@ export interface RaceScenario {
    * backend). A race that does not apply is not run on that backend.
    */
   appliesTo?(backend: VmmFactory): Promise<boolean>;
+  /**
+   * What a run must satisfy at quiescence beyond the explorer's built-in checks, for a scenario about more than the
+   * backend's consistency: pass it as `exploreSchedules`' `property`. Without it the scenario checks what the others do.
+   */
+  readonly property?: ExploreProperty<RaceOutcome>;
 }
 
 function describeOutcome(value: unknown): string {
@@ -324,5 +330,13 @@ export const raceScenarios: readonly RaceScenario[] = [
     requires: "KVM's memory-region initialisation (initMemRegion, finalize)",
     scenario: pageAddContention,
     appliesTo: offersMemRegions,
+  },
+  {
+    name: 'nmis-around-td-exits',
+    description:
+      "two NMIs reach a vCPU's host processor while it enters and exits the TD; with its property, module 1.5 behaviour shows NMI X + 1 handled before NMI X",
+    source: 'seed 003',
+    scenario: (backend) => nmisAroundTdExits(backend),
+    property: nmisHandledInOrder,
   },
 ];

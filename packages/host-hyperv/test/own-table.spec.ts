@@ -1,0 +1,67 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { TdGuest } from '@tdxsim/guest';
+import { assertInvariants, checkVmmView, TdxModule } from '@tdxsim/tdx-module';
+import { describe, expect, it } from 'vitest';
+import { HypervVmm } from '../src/index.js';
+
+const MIB = 2 ** 20;
+const MIB2 = 2 * MIB;
+const PAGE = 4096;
+
+// The Hyper-V backend decides from its own record of what it mapped (HypervTables), never from the module's
+// S-EPT, and exposes that record as its view.
+
+describe('HypervVmm keeps its own table', () => {
+  it('its sources never look into the module’s truth (privatePage, ensureSeptTables, module.state, EPT read-back)', () => {
+    const src = join(import.meta.dirname, '..', 'src');
+    for (const name of readdirSync(src).filter((n) => n.endsWith('.ts'))) {
+      const code = readFileSync(join(src, name), 'utf8')
+        .replace(/\/\*[\s\S]*?\*\//g, '')
+        .replace(/(^|[^:'"`])\/\/.*$/gm, '$1');
+      for (const pattern of [
+        /\bprivatePage\s*\(/,
+        /\bensureSeptTables\b/,
+        /\.state\b/,
+        /\.lookup\s*\(/,
+        /\.entries\s*\(\s*\)/,
+      ])
+        expect({ name, found: pattern.test(code) }).toEqual({ name, found: false });
+    }
+  });
+
+  it('its view equals the S-EPT and shared EPT through 2M AUGs, a partial conversion (DEMOTE) and back', async () => {
+    const module = new TdxModule({ tdmr: { base: 2 ** 36, size: 2 ** 30 } });
+    const vmm = await HypervVmm.create(module, {}, { gpaw: 48, vcpus: 1 });
+    vmm.run();
+    const guest = await TdGuest.boot(vmm.td.guest(0), { memoryBytes: 8 * MIB, policy: 'strict' });
+    const view = () => checkVmmView(module, vmm.td.tdr, vmm.view());
+    expect(await guest.acceptAll()).toMatchObject({ kind: 'ok' });
+    expect([...vmm.view().privateMappings()].filter((m) => m.level === 1)).toHaveLength(4);
+    expect(view()).toEqual([]);
+    expect(await guest.setShared(MIB2 + 3 * PAGE, 5 * PAGE)).toMatchObject({ kind: 'ok' });
+    expect(vmm.counters.seamcalls['TDH.MEM.PAGE.DEMOTE']).toBe(1);
+    expect([...vmm.view().sharedMappings()]).toHaveLength(5);
+    expect(view()).toEqual([]);
+    expect(await guest.setPrivate(MIB2 + 3 * PAGE, 5 * PAGE)).toMatchObject({ kind: 'ok' });
+    expect([...vmm.view().sharedMappings()]).toHaveLength(0);
+    expect(view()).toEqual([]);
+    expect(guest.check(module, vmm.td.tdr)).toEqual([]);
+    assertInvariants(module);
+  });
+
+  it('the initial image goes in through the backend, so its record has it', async () => {
+    const module = new TdxModule({ tdmr: { base: 2 ** 36, size: 2 ** 30 } });
+    const bytes = new Uint8Array(PAGE).fill(7);
+    const vmm = await HypervVmm.create(module, {}, { gpaw: 48, initialImage: [{ gpa: 0x5000, bytes }] });
+    vmm.run();
+    expect([...vmm.view().privateMappings()].map((m) => [m.gpa, m.level])).toEqual([[0x5000, 0]]);
+    expect(checkVmmView(module, vmm.td.tdr, vmm.view())).toEqual([]);
+    expect(await vmm.td.guest(0).read(0x5000, 2)).toEqual({ kind: 'ok', data: new Uint8Array([7, 7]) });
+    expect(vmm.counters.seamcalls).toMatchObject({
+      'TDH.MEM.PAGE.ADD': 1,
+      'TDH.MR.EXTEND': 16,
+      'TDH.MR.FINALIZE': 1,
+    });
+  });
+});

@@ -1,0 +1,206 @@
+import {
+  EeqType,
+  formatStatus,
+  type Gprs,
+  isStatus,
+  Reg,
+  type SeamcallResult,
+  sharedBit,
+  TdxStatus,
+} from '@tdxsim/tdx-module';
+import type { KvmRun } from './kvm-run.js';
+import { mapShared, setMemoryAttributes } from './memory.js';
+import { MirrorEntry, spanOf } from './mirror-sept.js';
+import { nextTurn, type VmState } from './vm-state.js';
+
+const PAGE = 4096;
+const MIB2 = spanOf(1);
+/** Exit qualification bits 5:3: the permissions the guest had (none for an access to a PENDING page). */
+const EPT_VIOLATION_PROT_MASK = 0x38n;
+/** Exit qualification bit 6 (an executable-for-user-mode translation). */
+const EPT_VIOLATION_EXEC_FOR_RING3_LIN = 0x40n;
+
+/** How one attempt to map a private GPA ended (the TDP MMU's RET_PF_* values that matter here). */
+export type PrivateMapResult =
+  /** Mapped now, or found mapped (RET_PF_FIXED / RET_PF_SPURIOUS). */
+  | 'fixed'
+  /** Contention (a BUSY SEAMCALL, a frozen entry): try the fault again (RET_PF_RETRY). */
+  | 'retry'
+  /** The attribute says shared: KVM_EXIT_MEMORY_FAULT to userspace. */
+  | 'memory-fault'
+  /** A SEAMCALL failed otherwise: the VM is dead. */
+  | 'dead';
+
+/**
+ * An EPT-violation TD exit. For a private GPA: a guest access to a PENDING page with #VE disabled kills the VM; a GPA
+ * whose attribute is shared makes KVM exit to userspace, which converts the page (the default answer, as QEMU's) and
+ * runs the vCPU again; otherwise the fault is retried in KVM until it is fixed, an event is pending for the vCPU, or
+ * the VM is dead — re-entering the guest instead would feed the module's zero-step mitigation. A shared GPA is mapped
+ * in the shared EPT if its attribute is shared, and never retried here.
+ * Source: arch/x86/kvm/vmx/tdx.c (tdx_handle_ept_violation, tdx_is_sept_violation_unexpected_pending).
+ */
+export async function handleEptViolation(vm: VmState, run: KvmRun, vcpu: number, regs: Gprs): Promise<void> {
+  const shared = sharedBit(vm.td.gpaw);
+  const raw = Number(regs[Reg.R8]);
+  if (raw >= shared) {
+    await mapShared(vm, raw - shared);
+    return;
+  }
+  const eeq = regs[Reg.RDX] as bigint;
+  const qualification = regs[Reg.RCX] as bigint;
+  if (
+    Number(eeq & 0xfn) === EeqType.PENDING_EPT_VIOLATION &&
+    (qualification & EPT_VIOLATION_PROT_MASK) === 0n &&
+    (qualification & EPT_VIOLATION_EXEC_FOR_RING3_LIN) === 0n
+  ) {
+    vm.kill(`guest access to PENDING GPA 0x${raw.toString(16)} with #VE disabled`);
+    return;
+  }
+  // An ACCEPT exit names the level the guest asked for (EEQ bits 34:32); other faults want 4K.
+  const wants = Number(eeq & 0xfn) === EeqType.ACCEPT ? Number((eeq >> 32n) & 7n) : 0;
+  for (let attempt = 0; ; attempt++) {
+    const result = await mapPrivate(vm, raw, wants, attempt === 0);
+    if (result === 'memory-fault') {
+      // KVM_EXIT_MEMORY_FAULT; userspace makes the page private and runs the vCPU again, which faults again.
+      vm.counters.memoryFaultExits++;
+      const page = raw - (raw % PAGE);
+      await setMemoryAttributes(vm, run, page, page + PAGE, 'private');
+      return;
+    }
+    if (result !== 'retry' || vm.options.privateFaultRetry === 'guest') return;
+    // An event to inject ends the local retry (it is taken at the next entry); so does a dead VM.
+    if (vm.pendingEvents.delete(vcpu) || vm.dead !== undefined) return;
+    vm.counters.faultRetries++;
+    await nextTurn();
+  }
+}
+
+/**
+ * One try of the TDP MMU's fault path for private `gpa`, with mmu_lock held for read: from the root down, each
+ * missing table is linked (freeze the mirror entry, TDH.MEM.SEPT.ADD, then the table or the FREE entry back), then
+ * the leaf is mapped the same way with TDH.MEM.PAGE.AUG — or, before the TD is finalized, only recorded as premapped
+ * for KVM_TDX_INIT_MEM_REGION's PAGE.ADD. An entry frozen by a racing fault means retry; a leaf already there means
+ * the fault is fixed. OPERAND_BUSY means retry; any other failure kills the VM.
+ * The leaf is 4K unless huge pages are on, the guest accepts at 2M and the whole 2M block is private and unmapped.
+ * A retry (`first` false) passes no yield point of its own: it is the same fault spinning, not new work to order.
+ * Source: arch/x86/kvm/mmu/tdp_mmu.c (kvm_tdp_mmu_map, set_external_spte_present) and arch/x86/kvm/vmx/tdx.c
+ * (tdx_sept_link_private_spt, tdx_sept_set_private_spte, tdx_mem_page_aug: BUSY → -EBUSY, else KVM_BUG_ON).
+ */
+export async function mapPrivate(
+  vm: VmState,
+  gpa: number,
+  wants: number,
+  first = true,
+): Promise<PrivateMapResult> {
+  const page = gpa - (gpa % PAGE);
+  const wait = vm.mmuLock.read(page, first);
+  if (wait !== undefined) await wait;
+  try {
+    if (vm.isShared(page)) return 'memory-fault';
+    const { mirror, td } = vm;
+    const base2m = page - (page % MIB2);
+    const level =
+      wants === 1 &&
+      vm.options.hugePages &&
+      vm.runnable &&
+      mirror.get(1, base2m) === MirrorEntry.FREE &&
+      !hasShared(vm, base2m)
+        ? 1
+        : 0;
+    const target = level === 1 ? base2m : page;
+    for (;;) {
+      const at = mirror.walk(target, level);
+      if (at.entry === MirrorEntry.FREE && at.level > level) {
+        const linked = await linkTable(vm, target, at.level, first);
+        if (linked !== 'fixed') return linked;
+        continue;
+      }
+      if (at.entry === MirrorEntry.FREE) break;
+      // A leaf maps the GPA already (this fault lost a race, or a larger leaf covers it): spurious, fixed.
+      if (at.entry === MirrorEntry.PRESENT || at.entry === MirrorEntry.PREMAPPED) return 'fixed';
+      // Frozen by a racing fault, or blocked by a zap (only possible without mmu_lock): back off.
+      return 'retry';
+    }
+    if (!mirror.tryFreeze(level, target)) return 'retry';
+    const frozen = first ? vm.yieldAt('kvm.fault', 'frozen', target) : undefined;
+    if (frozen !== undefined) await restoreOnFailure(vm, level, target, frozen);
+    if (!vm.runnable) {
+      // tdx_mem_page_record_premap_cnt: no SEAMCALL before finalization; PAGE.ADD follows.
+      mirror.set(level, target, MirrorEntry.PREMAPPED, td.allocator.alloc4k());
+      vm.premapped++;
+      return 'fixed';
+    }
+    const hpa = level === 1 ? td.allocator.alloc2m() : td.allocator.alloc4k();
+    const result = await seamcallOrRestore(vm, level, target, 'TDH.MEM.PAGE.AUG', () =>
+      td.host.pageAug(td.tdr, target, level, hpa),
+    );
+    if (result.status === TdxStatus.SUCCESS) {
+      mirror.set(level, target, MirrorEntry.PRESENT, hpa);
+      return 'fixed';
+    }
+    mirror.set(level, target, MirrorEntry.FREE);
+    if (level === 1) td.allocator.free2m(hpa);
+    else td.allocator.free4k(hpa);
+    return failed(vm, 'TDH.MEM.PAGE.AUG', result);
+  } finally {
+    vm.mmuLock.releaseRead();
+  }
+}
+
+/** Links the S-EPT table of the entry at `level` for `gpa` (tdx_sept_link_private_spt). */
+async function linkTable(vm: VmState, gpa: number, level: number, first: boolean): Promise<PrivateMapResult> {
+  const { mirror, td } = vm;
+  const base = gpa - (gpa % spanOf(level));
+  if (!mirror.tryFreeze(level, base)) return 'retry';
+  const frozen = first ? vm.yieldAt('kvm.fault', 'frozen', base) : undefined;
+  if (frozen !== undefined) await restoreOnFailure(vm, level, base, frozen);
+  const table = td.allocator.alloc4k();
+  const result = await seamcallOrRestore(vm, level, base, 'TDH.MEM.SEPT.ADD', () =>
+    td.host.septAdd(td.tdr, base, level, table),
+  );
+  if (result.status === TdxStatus.SUCCESS) {
+    mirror.set(level, base, MirrorEntry.TABLE);
+    return 'fixed';
+  }
+  mirror.set(level, base, MirrorEntry.FREE);
+  td.allocator.free4k(table);
+  return failed(vm, 'TDH.MEM.SEPT.ADD', result);
+}
+
+/** BUSY → retry; anything else is a KVM bug. */
+function failed(vm: VmState, name: string, result: SeamcallResult): PrivateMapResult {
+  if (isStatus(result.status, TdxStatus.OPERAND_BUSY)) return 'retry';
+  vm.kill(`${name} failed: ${formatStatus(result.status)}`);
+  return 'dead';
+}
+
+/** Waits at a yield point while holding a frozen entry; if the thread is ended there, the entry goes back to FREE. */
+async function restoreOnFailure(vm: VmState, level: number, gpa: number, wait: Promise<void>): Promise<void> {
+  try {
+    await wait;
+  } catch (error) {
+    vm.mirror.set(level, gpa, MirrorEntry.FREE);
+    throw error;
+  }
+}
+
+/** A SEAMCALL for a frozen entry; if it throws (the VM died), the entry goes back to FREE. */
+async function seamcallOrRestore(
+  vm: VmState,
+  level: number,
+  gpa: number,
+  name: string,
+  call: () => Promise<SeamcallResult>,
+): Promise<SeamcallResult> {
+  try {
+    return await vm.seamcall(name, call);
+  } catch (error) {
+    vm.mirror.set(level, gpa, MirrorEntry.FREE);
+    throw error;
+  }
+}
+
+function hasShared(vm: VmState, base2m: number): boolean {
+  for (const run of vm.attributes.runs(base2m, base2m + MIB2)) if (run.value === 'shared') return true;
+  return false;
+}

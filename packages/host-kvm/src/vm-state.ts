@@ -1,0 +1,159 @@
+import {
+  type BuiltTd,
+  formatStatus,
+  isStatus,
+  RangeMap,
+  type SeamcallResult,
+  SeededRng,
+  type TdxModule,
+  TdxStatus,
+  type YieldPoint,
+} from '@tdxsim/tdx-module';
+import createDebug from 'debug';
+import { EnterExitState } from './enter-exit-state.js';
+import { KvmError } from './errors.js';
+import { MirrorSept } from './mirror-sept.js';
+import { MmuLock } from './mmu-lock.js';
+import type { ResolvedKvmOptions } from './options.js';
+
+const log = createDebug('tdxsim:kvm:vmm');
+
+/** What the backend counted. */
+export interface KvmCounters {
+  /** TD exits handed to the backend (a failed TDH.VP.ENTER is not an exit). */
+  exits: number;
+  mapGpaCalls: number;
+  /** SEAMCALLs by leaf name, whatever their status. */
+  seamcalls: Record<string, number>;
+  /** SEAMCALLs (TDH.VP.ENTER included) that answered OPERAND_BUSY. */
+  busySeen: number;
+  /** Zap SEAMCALLs retried once after kicking every vCPU out. */
+  retries: number;
+  /** Private faults retried inside KVM (contention on a SEAMCALL or on the mirror). */
+  faultRetries: number;
+  /** MapGPA calls ended with RETRY because an event was pending. */
+  pendingEventRetries: number;
+  /** MapGPA calls ended with RETRY (no progress) because userspace asked for the chunk again (EAGAIN). */
+  userspaceRetries: number;
+  /** KVM_EXIT_MEMORY_FAULT exits to userspace: a private access to a GPA whose attribute is shared. */
+  memoryFaultExits: number;
+}
+
+/** Everything of one VM that the backend's concerns share: its tables, its lock, its counters, whether it lives. */
+export class VmState {
+  readonly module: TdxModule;
+  readonly td: BuiltTd;
+  readonly options: ResolvedKvmOptions;
+  readonly counters: KvmCounters = {
+    exits: 0,
+    mapGpaCalls: 0,
+    seamcalls: {},
+    busySeen: 0,
+    retries: 0,
+    faultRetries: 0,
+    pendingEventRetries: 0,
+    userspaceRetries: 0,
+    memoryFaultExits: 0,
+  };
+  /** Memory attributes as userspace set them (KVM_SET_MEMORY_ATTRIBUTES): private unless made shared. */
+  readonly attributes = new RangeMap<'private' | 'shared'>();
+  /** KVM's mirror of the S-EPT: its only view of private memory. */
+  readonly mirror: MirrorSept;
+  readonly mmuLock: MmuLock;
+  /** KVM's shared EPT mappings: private-alias GPA → host page. */
+  readonly shared = new Map<number, number>();
+  readonly rng: SeededRng;
+  /** vCPUs with an event pending (an interrupt to inject at the next entry). */
+  readonly pendingEvents = new Set<number>();
+  /** The enter/exit path: posted interrupts, halted vCPUs, emulated MSRs, GetQuote, a reported fatal error. */
+  readonly enterExit: EnterExitState;
+  /** TD_STATE_RUNNABLE: set by KVM_TDX_FINALIZE_VM. Before it, private leaves are premapped, not AUGed. */
+  #runnable = false;
+  #whenRunnable: { promise: Promise<void>; resolve: () => void } | undefined;
+  /** Mirror leaves mapped at build time whose TDH.MEM.PAGE.ADD has not succeeded (KVM's nr_premapped). */
+  premapped = 0;
+  #dead: string | undefined;
+
+  constructor(module: TdxModule, td: BuiltTd, options: ResolvedKvmOptions) {
+    this.module = module;
+    this.td = td;
+    this.options = options;
+    this.mirror = new MirrorSept(td.pwl);
+    this.mmuLock = new MmuLock(module, td.tdr, options.mmuLock);
+    this.rng = new SeededRng(options.seed);
+    this.enterExit = new EnterExitState(td.tdvprs.length, options.enterExit);
+  }
+
+  /** TD_STATE_RUNNABLE: KVM_TDX_FINALIZE_VM succeeded. */
+  get runnable(): boolean {
+    return this.#runnable;
+  }
+
+  /** KVM_TDX_FINALIZE_VM succeeded: the TD is runnable from now on. */
+  finalized(): void {
+    this.#runnable = true;
+    this.#whenRunnable?.resolve();
+  }
+
+  /** Resolves once the TD is runnable (KVM_RUN before finalization is refused; its caller waits here instead). */
+  whenRunnable(): Promise<void> {
+    if (this.#runnable) return Promise.resolve();
+    if (this.#whenRunnable === undefined) {
+      let resolve: () => void = () => undefined;
+      const promise = new Promise<void>((done) => {
+        resolve = done;
+      });
+      this.#whenRunnable = { promise, resolve };
+    }
+    return this.#whenRunnable.promise;
+  }
+
+  /** Why KVM marked the VM dead (KVM_BUG_ON), or undefined while it lives. */
+  get dead(): string | undefined {
+    return this.#dead;
+  }
+
+  /** KVM_BUG_ON / kvm_vm_dead: the VM is dead, its vCPUs never enter again. The first reason is kept. */
+  kill(why: string): void {
+    if (this.#dead !== undefined) return;
+    this.#dead = why;
+    log('VM dead: %s', why);
+    // A halted vCPU wakes up to find the VM dead.
+    this.enterExit.wakeAll();
+  }
+
+  /** The error a flow throws when the VM died under it (or was dead already): its ioctl answers -EIO. */
+  deadError(): KvmError {
+    return new KvmError('VM_DEAD', `the VM is dead: ${this.#dead ?? 'unknown'}`);
+  }
+
+  /** One SEAMCALL, counted; refused once the VM is dead (KVM makes no SEAMCALL for a bugged VM). */
+  async seamcall(name: string, call: () => Promise<SeamcallResult>): Promise<SeamcallResult> {
+    if (this.#dead !== undefined) throw this.deadError();
+    const result = await call();
+    this.counters.seamcalls[name] = (this.counters.seamcalls[name] ?? 0) + 1;
+    if (isStatus(result.status, TdxStatus.OPERAND_BUSY)) this.counters.busySeen++;
+    if (result.status !== TdxStatus.SUCCESS && log.enabled) log('%s: %s', name, formatStatus(result.status));
+    return result;
+  }
+
+  /** A yield point of the backend between two steps of its own operations (undefined: go on at once). */
+  yieldAt(flow: string, step: string, gpa: number): Promise<void> | undefined {
+    const point: YieldPoint = { flow, step, tdr: this.td.tdr, gpa };
+    return this.module.yieldAt(point);
+  }
+
+  /** The attribute of the 4K page at `gpa`. */
+  isShared(gpa: number): boolean {
+    return this.attributes.get(gpa) === 'shared';
+  }
+}
+
+/**
+ * Lets other threads run for one macrotask turn (the kernel's cond_resched in a retry loop). Not a yield point of the
+ * scheduler on purpose: a thread spinning on contention is not runnable work to choose, so an explorer keeps choosing
+ * among the others — among them whoever holds what it waits for.
+ */
+export function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}

@@ -1,0 +1,85 @@
+import { describe, expect, it } from 'vitest';
+import { MirrorEntry, MirrorSept } from '../src/index.js';
+
+const PAGE = 4096;
+const MIB2 = 2 ** 21;
+const GIB = 2 ** 30;
+
+describe('MirrorSept: KVM’s own table of the S-EPT', () => {
+  it('walks from the root: the first entry that is not a linked table', () => {
+    const mirror = new MirrorSept(3);
+    expect(mirror.walk(MIB2 + PAGE, 0)).toEqual({ level: 3, entry: MirrorEntry.FREE });
+    mirror.set(3, 0, MirrorEntry.TABLE);
+    mirror.set(2, 0, MirrorEntry.TABLE);
+    expect(mirror.walk(MIB2 + PAGE, 0)).toEqual({ level: 1, entry: MirrorEntry.FREE });
+    mirror.set(1, MIB2, MirrorEntry.TABLE);
+    expect(mirror.walk(MIB2 + PAGE, 0)).toEqual({ level: 0, entry: MirrorEntry.FREE });
+    mirror.set(0, MIB2 + PAGE, MirrorEntry.PRESENT, 0x1234_5000);
+    expect(mirror.walk(MIB2 + PAGE, 0)).toEqual({ level: 0, entry: MirrorEntry.PRESENT });
+    expect(mirror.hpaOf(0, MIB2 + PAGE + 12)).toBe(0x1234_5000);
+    // A 2M leaf stops the walk for any GPA under it.
+    mirror.set(1, 2 * MIB2, MirrorEntry.PRESENT, 0x4000_0000);
+    expect(mirror.walk(2 * MIB2 + 5 * PAGE, 0)).toEqual({ level: 1, entry: MirrorEntry.PRESENT });
+  });
+
+  it('freezing is a compare-and-exchange from FREE: the second freezer loses', () => {
+    const mirror = new MirrorSept(3);
+    expect(mirror.tryFreeze(0, PAGE)).toBe(true);
+    expect(mirror.tryFreeze(0, PAGE)).toBe(false);
+    expect(mirror.frozen()).toEqual([{ gpa: PAGE, level: 0 }]);
+    mirror.set(0, PAGE, MirrorEntry.PRESENT, 0x9000);
+    expect(mirror.tryFreeze(0, PAGE)).toBe(false);
+    expect(mirror.frozen()).toEqual([]);
+    expect(mirror.tryFreeze(2, GIB)).toBe(true);
+    mirror.set(2, GIB, MirrorEntry.FREE);
+    expect(mirror.get(2, GIB)).toBe(MirrorEntry.FREE);
+  });
+
+  it('lists leaves in a range at their level; the view leaves out premapped pages', () => {
+    const mirror = new MirrorSept(3);
+    mirror.set(3, 0, MirrorEntry.TABLE);
+    mirror.set(2, 0, MirrorEntry.TABLE);
+    mirror.set(1, 0, MirrorEntry.TABLE);
+    mirror.set(0, 0, MirrorEntry.PRESENT, 0xa000);
+    mirror.set(0, PAGE, MirrorEntry.BLOCKED, 0xb000);
+    mirror.set(0, 2 * PAGE, MirrorEntry.PREMAPPED, 0xc000);
+    mirror.set(0, 3 * PAGE, MirrorEntry.FROZEN);
+    mirror.set(1, MIB2, MirrorEntry.PRESENT, 0x20_0000);
+    expect(mirror.leaves(PAGE, MIB2 + PAGE).map((l) => [l.gpa, l.level, l.entry])).toEqual([
+      [PAGE, 0, MirrorEntry.BLOCKED],
+      [2 * PAGE, 0, MirrorEntry.PREMAPPED],
+      [MIB2, 1, MirrorEntry.PRESENT],
+    ]);
+    expect(mirror.privateMappings()).toEqual([
+      { gpa: 0, level: 0, hpa: 0xa000 },
+      { gpa: PAGE, level: 0, hpa: 0xb000 },
+      { gpa: MIB2, level: 1, hpa: 0x20_0000 },
+    ]);
+  });
+
+  it('after a DEMOTE: a table and 512 present 4K leaves on the pieces of the 2M page', () => {
+    const mirror = new MirrorSept(3);
+    mirror.set(3, 0, MirrorEntry.TABLE);
+    mirror.set(2, 0, MirrorEntry.TABLE);
+    mirror.set(1, MIB2, MirrorEntry.BLOCKED, 0x40_0000);
+    mirror.demoted(MIB2);
+    expect(mirror.get(1, MIB2)).toBe(MirrorEntry.TABLE);
+    const leaves = mirror.leaves(MIB2, 2 * MIB2);
+    expect(leaves).toHaveLength(512);
+    expect(leaves[511]).toEqual({
+      gpa: 2 * MIB2 - PAGE,
+      level: 0,
+      entry: MirrorEntry.PRESENT,
+      hpa: 0x40_0000 + 511 * PAGE,
+    });
+  });
+
+  it('memory follows what is mapped: a 2M region’s block goes when its last 4K entry does', () => {
+    const mirror = new MirrorSept(3);
+    mirror.set(0, 5 * PAGE, MirrorEntry.PRESENT, 0x7000);
+    mirror.set(0, 5 * PAGE, MirrorEntry.FREE);
+    expect(mirror.leaves(0, MIB2)).toEqual([]);
+    // A 1 TiB range with nothing mapped costs a handful of look-ups, not one per page.
+    expect(mirror.leaves(0, 2 ** 40)).toEqual([]);
+  });
+});
