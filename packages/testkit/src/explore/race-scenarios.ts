@@ -105,6 +105,8 @@ async function raceTd(ctx: ExploreContext, backend: VmmFactory, guestStuckLimit 
 }
 
 const P = 0x10_0000;
+/** Where page-add-contention's outside SEAMCALL links a table: a 512G region no scenario maps. */
+const FAR = 2 ** 40;
 
 /**
  * A fault racing a zap on one page, from a guest's two vCPUs: vCPU 0 has accepted private page P and reads it twice,
@@ -235,10 +237,14 @@ function hasMemRegions(vmm: Vmm): vmm is MemRegionVmm {
 }
 
 /**
- * PAGE.ADD contending at build (seed thread 001: "if the userspace breaks ... simply return -EBUSY"): two userspace
- * threads initialise two memory regions of a TD not yet finalised at once. PAGE.ADD takes the TDR exclusive, so one
- * of them may get -EBUSY with the region advanced to the page that failed; it resumes from there. Both regions must
- * end up added (MAPPED) and the TD must finalise. Only for backends with KVM's memory-region initialisation.
+ * PAGE.ADD contending at build (seed thread 001: "if the userspace breaks ... simply return -EBUSY"): while userspace
+ * initialises a memory region of a TD not yet finalised, a SEAMCALL outside the backend's own serialisation holds the
+ * TD — merged KVM serialises its KVM_TDX_INIT_MEM_REGION ioctls with slots_lock (tdx_vcpu_init_mem_region), so the
+ * contender is the misbehaving userspace of the seed thread, whose ioctls on other vCPUs hold the TD. A direct
+ * TDH.MEM.SEPT.ADD of a table far from anything the backend maps stands in for it (it holds the TDR shared and the
+ * S-EPT tree, and adds no leaf, so the backend's view stays whole). PAGE.ADD takes the TDR exclusive, so the
+ * initialisation may get -EBUSY with the region advanced to the page that failed; it resumes from there. Every page
+ * must end up added (MAPPED) and the TD must finalise. Only for backends with KVM's memory-region initialisation.
  */
 export function pageAddContention(backend: VmmFactory): ExploreScenario<RaceOutcome> {
   return async (ctx) => {
@@ -250,33 +256,41 @@ export function pageAddContention(backend: VmmFactory): ExploreScenario<RaceOutc
       throw new Error(
         'the backend has no initMemRegion/finalize (KVM_TDX_INIT_MEM_REGION): the race does not apply',
       );
-    const regions = [
-      { actor: 'userspace-a', gpa: P, byte: 0xa },
-      { actor: 'userspace-b', gpa: 4 * P, byte: 0xb },
-    ];
-    const populate = (actor: string, gpa: number, byte: number) =>
-      ctx.spawn(actor, async () => {
-        const image = new Uint8Array(2 * PAGE).fill(byte);
-        const errors: string[] = [];
-        // A fair scheduler lets the holder finish within a few tries; PCT may starve it until its fair phase.
-        for (let at = gpa, tries = 0; tries < 10_000; tries++) {
-          const result = await vmm.initMemRegion(at, image.subarray(at - gpa));
-          if (result.kind === 'ok') return errors.length === 0 ? 'ok' : errors.join(',');
-          if (errors.length < 8) errors.push(`${result.errno}@0x${result.next.toString(16)}`);
-          if (result.errno !== 'EBUSY') throw new Error(`initMemRegion: ${errors.join(', ')}`);
-          at = result.next;
-          // -EBUSY: the other thread holds the TD; try again a little later.
-          await module.yieldAt({ flow: 'userspace', step: 'ebusy', tdr: hosted.td.tdr, gpa: at });
-        }
-        throw new Error(`initMemRegion still -EBUSY after 10,000 tries: ${errors.slice(-3).join(', ')}`);
-      });
-    const outcomes = await race(...regions.map((r) => populate(r.actor, r.gpa, r.byte)));
+    const image = (byte: number, pages: number) => new Uint8Array(pages * PAGE).fill(byte);
+    const first = await vmm.initMemRegion(P, image(0xa, 1));
+    if (first.kind !== 'ok') throw new Error(`set-up: the region's first page was not added: ${first.errno}`);
+    const region = ctx.spawn('userspace-a', async () => {
+      const start = P + PAGE;
+      const data = image(0xa, 2);
+      const errors: string[] = [];
+      // A fair scheduler lets the holder finish within a few tries; PCT may starve it until its fair phase.
+      for (let at = start, tries = 0; tries < 10_000; tries++) {
+        const result = await vmm.initMemRegion(at, data.subarray(at - start));
+        if (result.kind === 'ok') return errors.length === 0 ? 'ok' : errors.join(',');
+        if (errors.length < 8) errors.push(`${result.errno}@0x${result.next.toString(16)}`);
+        if (result.errno !== 'EBUSY') throw new Error(`initMemRegion: ${errors.join(', ')}`);
+        at = result.next;
+        // -EBUSY: the other thread holds the TD; try again a little later.
+        await module.yieldAt({ flow: 'userspace', step: 'ebusy', tdr: hosted.td.tdr, gpa: at });
+      }
+      throw new Error(`initMemRegion still -EBUSY after 10,000 tries: ${errors.slice(-3).join(', ')}`);
+    });
+    const other = ctx.spawn('userspace-b', async () => {
+      const built = hosted.td;
+      const table = built.allocator.alloc4k();
+      for (let tries = 0; tries < 10_000; tries++) {
+        const added = await built.host.septAdd(built.tdr, FAR, 3, table);
+        if (added.status === TdxStatus.SUCCESS) return tries === 0 ? 'SEPT.ADD ok' : 'SEPT.ADD ok after BUSY';
+        await module.yieldAt({ flow: 'userspace', step: 'busy', tdr: built.tdr, gpa: FAR });
+      }
+      throw new Error('the direct SEPT.ADD was still BUSY after 10,000 tries');
+    });
+    const outcomes = await race(region, other);
     const finalized = await vmm.finalize();
     if (finalized !== 'ok') throw new Error(`finalize: ${finalized}`);
-    for (const { gpa } of regions)
-      for (const at of [gpa, gpa + PAGE])
-        if (module.privatePage(hosted.td.tdr, at).state !== 'MAPPED')
-          throw new Error(`0x${at.toString(16)} was not added`);
+    for (const at of [P, P + PAGE, P + 2 * PAGE])
+      if (module.privatePage(hosted.td.tdr, at).state !== 'MAPPED')
+        throw new Error(`0x${at.toString(16)} was not added`);
     return { ...td, outcomes: [...outcomes, `finalize ${finalized}`] };
   };
 }
@@ -325,7 +339,7 @@ export const raceScenarios: readonly RaceScenario[] = [
   {
     name: 'page-add-contention',
     description:
-      'two userspace threads initialise two memory regions at once at build: PAGE.ADD -EBUSY, resumed',
+      'userspace initialises a memory region at build while a SEAMCALL outside the backend holds the TD: PAGE.ADD -EBUSY, resumed',
     source: 'seed 001',
     requires: "KVM's memory-region initialisation (initMemRegion, finalize)",
     scenario: pageAddContention,
