@@ -35,7 +35,11 @@ const BACKENDS: readonly {
 }[] = [
   { name: 'KVM', backend: 'kvm', schedules: SCHEDULES },
   { name: 'Hyper-V', backend: 'hyperv', schedules: LONG ? SCHEDULES : Math.min(SCHEDULES, 60) },
-  { name: 'MirrorVmm (correct KVM-like)', backend: mirror, schedules: LONG ? SCHEDULES : Math.min(SCHEDULES, 60) },
+  {
+    name: 'MirrorVmm (correct KVM-like)',
+    backend: mirror,
+    schedules: LONG ? SCHEDULES : Math.min(SCHEDULES, 60),
+  },
 ];
 
 /** The guest's scenario as an exploration scenario. */
@@ -62,39 +66,32 @@ const property = ({ td }: { td: { violations: readonly string[] } }) =>
 
 describe('4 vCPUs converting and accepting overlapping ranges under PCT (one guest, one ledger)', () => {
   for (const { name, backend, schedules } of BACKENDS) {
-    it(
-      `${name}: ${schedules} schedules, ledger = module truth, no page accepted twice`,
-      async () => {
-        const result = await exploreSchedules({
-          scenario: multiVcpu(backend),
-          scheduler: 'pct',
-          schedules,
-          seed: 1,
-          property,
-          // A run takes ~6,600 steps; one where PCT's priorities starve a thread until its fair phase (5 × the median
-          // run) takes several times that: a livelock of the scheduler's making, not of the system.
-          maxSteps: 200_000,
-          progressEveryMs: 30_000,
-          onProgress: (p) => {
-            if (LONG)
-              console.log(
-                `${name}: ${p.schedulesRun} schedules, ${p.distinctInterleavings} interleavings, ${Math.round(p.elapsedMs / 1000)} s`,
-              );
-          },
-        });
-        if (LONG)
-          console.log(
-            `${name}: ${result.schedulesRun} schedules, ${result.distinctInterleavings} distinct interleavings, ${result.steps} steps, ${(result.elapsedMs / 1000).toFixed(1)} s wall, ${(process.cpuUsage().user / 1e6).toFixed(1)} s CPU (process so far)`,
-          );
-        expect(
-          result.failure,
-          result.failure && formatExploreFailure(result, result.failure),
-        ).toBeUndefined();
-        expect(result.schedulesRun).toBe(schedules);
-        // PCT varies the interleaving: most schedules are distinct.
-        expect(result.distinctInterleavings).toBeGreaterThan(schedules / 2);
-      },
-      1_800_000,
-    );
+    it(`${name}: ${schedules} schedules, ledger = module truth, no page accepted twice`, async () => {
+      const result = await exploreSchedules({
+        scenario: multiVcpu(backend),
+        scheduler: 'pct',
+        schedules,
+        seed: 1,
+        property,
+        // A run takes ~6,600 steps; one where PCT's priorities starve a thread until its fair phase (5 × the median
+        // run) takes several times that: a livelock of the scheduler's making, not of the system.
+        maxSteps: 200_000,
+        progressEveryMs: 30_000,
+        onProgress: (p) => {
+          if (LONG)
+            console.log(
+              `${name}: ${p.schedulesRun} schedules, ${p.distinctInterleavings} interleavings, ${Math.round(p.elapsedMs / 1000)} s`,
+            );
+        },
+      });
+      if (LONG)
+        console.log(
+          `${name}: ${result.schedulesRun} schedules, ${result.distinctInterleavings} distinct interleavings, ${result.steps} steps, ${(result.elapsedMs / 1000).toFixed(1)} s wall, ${(process.cpuUsage().user / 1e6).toFixed(1)} s CPU (process so far)`,
+        );
+      expect(result.failure, result.failure && formatExploreFailure(result, result.failure)).toBeUndefined();
+      expect(result.schedulesRun).toBe(schedules);
+      // PCT varies the interleaving: most schedules are distinct.
+      expect(result.distinctInterleavings).toBeGreaterThan(schedules / 2);
+    }, 1_800_000);
   }
 });

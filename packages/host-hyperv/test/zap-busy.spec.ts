@@ -34,7 +34,9 @@ class HookedTrace extends MemoryTraceSink {
   seamcalls(from: number): string[] {
     return this.events
       .slice(from)
-      .flatMap((e) => (e.kind === 'seamcall' && e.leaf !== 'TDH.VP.ENTER' ? [`${e.leaf} ${e.statusText}`] : []));
+      .flatMap((e) =>
+        e.kind === 'seamcall' && e.leaf !== 'TDH.VP.ENTER' ? [`${e.leaf} ${e.statusText}`] : [],
+      );
   }
 }
 
@@ -63,7 +65,11 @@ describe('Hyper-V: a zap SEAMCALL that gets OPERAND_BUSY', () => {
     const accepted = tdgAccept(vmm.td.guest(1), X, 0);
     await scheduler.waitForParked();
     trace.onRecord = (e) => {
-      if (e.kind === 'seamcall' && e.leaf === 'TDH.MEM.RANGE.BLOCK' && isStatus(e.status, TdxStatus.OPERAND_BUSY))
+      if (
+        e.kind === 'seamcall' &&
+        e.leaf === 'TDH.MEM.RANGE.BLOCK' &&
+        isStatus(e.status, TdxStatus.OPERAND_BUSY)
+      )
         scheduler.releaseAll();
     };
     const from = trace.events.length;
