@@ -3,6 +3,8 @@ export type TestkitErrorCode =
   | 'INVALID_BEHAVIOUR'
   | 'INVALID_BACKEND'
   | 'INVALID_OPTION'
+  /** A function argument of the wrong shape (`argument` names it): a backend factory that is not one, a bad index. */
+  | 'INVALID_ARGUMENT'
   /** A backend's reply or SEAMCALL input that is not 16 64-bit bigints (`argument` names the register). */
   | 'INVALID_VMM_REGISTERS'
   /** A SEAMCALL of a backend that a scenario stopped after its fault. */

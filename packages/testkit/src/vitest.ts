@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { CONFORMANCE_RULES, type ConformanceCheck } from './conformance/conformance-rules.js';
 import { type ConformanceOptions, runConformance } from './conformance/run-conformance.js';
 import { TestkitError } from './errors.js';
-import { exploreSchedules, replaySchedule } from './explore/explore-schedules.js';
+import { exploreSchedules, replaySchedule, validate } from './explore/explore-schedules.js';
 import type { ExploredTd, ExploreFailureKind, ExploreOptions } from './explore/explore-types.js';
 import { formatExploreFailure } from './explore/format-report.js';
 
@@ -59,6 +59,18 @@ export interface ExploreTestOptions<T extends ExploredTd = ExploredTd> extends E
   readonly timeout?: number;
 }
 
+/** Every {@link ExploreFailureKind}, for checking `expectFailure`. */
+const EXPLORE_FAILURE_KINDS: readonly ExploreFailureKind[] = [
+  'invariant',
+  'view',
+  'ledger',
+  'safety',
+  'property',
+  'deadlock',
+  'never-quiescent',
+  'threw',
+];
+
 /** The timeout of an {@link exploreTest} given neither `timeout` nor `minutes`: 10 minutes. */
 export const EXPLORE_TEST_TIMEOUT_MS = 600_000;
 
@@ -81,7 +93,19 @@ function shellQuote(text: string): string {
  * ```
  */
 export function exploreTest<T extends ExploredTd>(name: string, options: ExploreTestOptions<T>): void {
+  if (typeof name !== 'string' || name.length === 0)
+    throw new TestkitError('INVALID_ARGUMENT', 'name must be a non-empty string', 'name');
+  if (typeof options !== 'object' || options === null)
+    throw new TestkitError('INVALID_OPTION', 'options must be an object', 'options');
   const { expectFailure, timeout, ...explore } = options;
+  // The exploration's options are checked now, when the test is registered, not when it runs.
+  validate(explore as never);
+  if (expectFailure !== undefined && !(EXPLORE_FAILURE_KINDS as readonly unknown[]).includes(expectFailure))
+    throw new TestkitError(
+      'INVALID_OPTION',
+      `expectFailure must be one of ${EXPLORE_FAILURE_KINDS.join(', ')}, got ${String(expectFailure)}`,
+      'expectFailure',
+    );
   if (timeout !== undefined && !(typeof timeout === 'number' && Number.isSafeInteger(timeout) && timeout > 0))
     throw new TestkitError(
       'INVALID_OPTION',

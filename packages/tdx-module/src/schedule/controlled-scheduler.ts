@@ -1,5 +1,11 @@
 import { createHash } from 'node:crypto';
-import { assertFunction, assertIntegerInRange, assertObject, TdxSimError } from '../errors.js';
+import {
+  assertFunction,
+  assertIntegerInRange,
+  assertObject,
+  assertYieldPoint,
+  TdxSimError,
+} from '../errors.js';
 import { moduleLogger } from '../services/logger.js';
 import type { Scheduler, YieldPoint } from '../services/scheduler.js';
 import { ActorContext } from './actor-context.js';
@@ -89,6 +95,7 @@ export abstract class ControlledScheduler implements Scheduler {
   protected beforeStep(_waiting: readonly WaitingFlow[], _step: number): void {}
 
   yieldAt(point: YieldPoint): Promise<void> {
+    assertYieldPoint(point);
     if (this.#stopped !== undefined) return Promise.reject(this.#stopped);
     const actor = point.actor ?? this.#actors.current() ?? 'main';
     return new Promise<void>((resolve, reject) => {
@@ -101,6 +108,9 @@ export abstract class ControlledScheduler implements Scheduler {
   }
 
   runAs<T>(actor: string, run: () => T): T {
+    if (typeof actor !== 'string' || actor.length === 0)
+      throw new TdxSimError('INVALID_ARGUMENT', 'actor must be a non-empty string', 'actor');
+    assertFunction('run', run);
     return this.#actors.run(actor, run);
   }
 
@@ -192,6 +202,8 @@ export abstract class ControlledScheduler implements Scheduler {
    * releases the locks it holds as it fails.
    */
   stop(reason: Error): void {
+    if (!(reason instanceof Error))
+      throw new TdxSimError('INVALID_ARGUMENT', 'reason must be an Error', 'reason');
     this.#stopped ??= reason;
     for (const entry of this.#waiting.splice(0)) entry.reject(this.#stopped);
   }

@@ -127,6 +127,9 @@ export function parseSchedule(text: string): Schedule {
 
 /** A yield point as one line: `actor flow step 0xgpa`. */
 export function describePoint(actor: string, point: YieldPoint): string {
+  if (typeof actor !== 'string') throw new TdxSimError('INVALID_ARGUMENT', 'actor must be a string', 'actor');
+  if (typeof point !== 'object' || point === null)
+    throw new TdxSimError('INVALID_ARGUMENT', 'point must be a yield point', 'point');
   const gpa = point.gpa === undefined ? '' : ` 0x${point.gpa.toString(16)}`;
   return `${actor} ${point.flow} ${point.step}${gpa}`;
 }

@@ -8,6 +8,7 @@ import {
   assertSchedule,
   buildTd,
   ControlledScheduler,
+  describePoint,
   formatSchedule,
   MAX_DECISION,
   MemoryTraceSink,
@@ -236,5 +237,31 @@ describe('seeds: every bit counts', () => {
     expect(first(0)).toBe(0.1276340070180595);
     expect(first(1)).toBe(0.263228221796453);
     expect(first(2 ** 32 - 1)).toBe(0.5230384916067123);
+  });
+});
+
+describe("a ControlledScheduler's own methods and describePoint check what they are given", () => {
+  const scheduler = () => new RandomScheduler({ seed: 1 });
+  it.each([
+    ['yieldAt(null)', () => scheduler().yieldAt(null as never), 'point'],
+    ['yieldAt without a step', () => scheduler().yieldAt({ flow: 'x', tdr: 0 } as never), 'point.step'],
+    [
+      'yieldAt with a negative TDR',
+      () => scheduler().yieldAt({ flow: 'x', step: 'y', tdr: -1 }),
+      'point.tdr',
+    ],
+    ["runAs('', …)", () => scheduler().runAs('', () => 1), 'actor'],
+    ["runAs('a', 5)", () => scheduler().runAs('a', 5 as never), 'run'],
+    ["stop('why')", () => scheduler().stop('why' as never), 'reason'],
+    ['describePoint(5, point)', () => describePoint(5 as never, { flow: 'x', step: 'y', tdr: 0 }), 'actor'],
+    ["describePoint('a', null)", () => describePoint('a', null as never), 'point'],
+  ])('%s: a TdxSimError naming %s', (_what, call, argument) => {
+    const error = thrown(call);
+    expect(TdxSimError.is(error)).toBe(true);
+    // An address has its own code; every other argument is INVALID_ARGUMENT.
+    expect(error).toMatchObject({
+      code: argument === 'point.tdr' ? 'INVALID_ADDRESS' : 'INVALID_ARGUMENT',
+      argument,
+    });
   });
 });

@@ -12,6 +12,7 @@ import {
 } from '@tdxsim/tdx-module';
 import { TestkitError } from '../errors.js';
 import { testkitLogger } from '../log.js';
+import { assertIntegerArgument } from './explore-arguments.js';
 import type {
   ExploredTd,
   ExploreFailure,
@@ -52,7 +53,8 @@ function positiveInteger(argument: string, value: unknown, optional = true): voi
     throw invalid(argument, `must be a positive integer, got ${String(value)}`);
 }
 
-function validate(options: Readonly<Record<string, unknown>> & Partial<ExploreOptions<never>>): void {
+/** Checks exploration options before anything runs: INVALID_OPTION naming the option at fault. */
+export function validate(options: Readonly<Record<string, unknown>> & Partial<ExploreOptions<never>>): void {
   if (typeof options !== 'object' || options === null) throw invalid('options', 'must be an object');
   for (const name of Object.keys(options))
     if (!OPTION_NAMES.has(name)) throw invalid(name, 'is not an option');
@@ -101,9 +103,22 @@ function validate(options: Readonly<Record<string, unknown>> & Partial<ExploreOp
  * per schedule, fixed by the pair, in [0, 2^32). Seeds in [0, 2^32) give the schedules they always gave.
  */
 export function scheduleSeed(seed: number, index: number): number {
+  assertIntegerArgument('seed', seed, Number.MIN_SAFE_INTEGER);
+  assertIntegerArgument('index', index, 0);
   const high = Math.floor(seed / 2 ** 32);
   const mixed = high === 0 ? 0 : Math.imul((high | 0) ^ Math.floor(high / 2 ** 32), 0x85ebca6b) ^ 0x5bd1e995;
   return ((seed >>> 0) ^ mixed ^ Math.imul(index + 1, 0x9e3779b1)) >>> 0;
+}
+
+/** The caller's schedule (text or decisions), checked: INVALID_ARGUMENT naming `schedule`, with the reason. */
+function readSchedule(given: unknown): Schedule {
+  try {
+    const schedule = typeof given === 'string' ? parseSchedule(given) : given;
+    assertSchedule(schedule);
+    return schedule;
+  } catch (error) {
+    throw new TestkitError('INVALID_ARGUMENT', `schedule: ${(error as Error).message}`, 'schedule');
+  }
 }
 
 function runOptionsOf<T extends ExploredTd>(options: ExploreOptions<T>): RunOptions<T> {
@@ -296,10 +311,10 @@ export interface ReplayResult {
  * anything runs; a stale one replays and says so in `divergence`.
  */
 export async function replaySchedule<T extends ExploredTd>(options: ReplayOptions<T>): Promise<ReplayResult> {
+  if (typeof options !== 'object' || options === null) throw invalid('options', 'must be an object');
   const { schedule: given, ...rest } = options;
   validate(rest as unknown as Parameters<typeof validate>[0]);
-  const schedule = typeof given === 'string' ? parseSchedule(given) : given;
-  assertSchedule(schedule);
+  const schedule = readSchedule(given);
   const record = await runSchedule(
     runOptionsOf(options),
     (o: ControlledSchedulerOptions) => new ReplayScheduler(schedule, o),

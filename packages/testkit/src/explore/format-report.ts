@@ -1,8 +1,16 @@
 import { describePoint, type ScheduleStep, type TraceEvent } from '@tdxsim/tdx-module';
+import { TestkitError } from '../errors.js';
+import { assertObjectArgument } from './explore-arguments.js';
 import type { ExploreFailure, ExploreResult } from './explore-types.js';
+
+function assertArrayArgument(argument: string, value: unknown): void {
+  if (!Array.isArray(value))
+    throw new TestkitError('INVALID_ARGUMENT', `${argument} must be an array`, argument);
+}
 
 /** One trace event as a line of text (64-bit values as hex), the form traces are compared and printed in. */
 export function formatTraceEvent(event: TraceEvent): string {
+  assertObjectArgument('event', event);
   const regs = (values: Readonly<Record<string, string>>): string =>
     Object.entries(values)
       .map(([name, value]) => `${name}=${value}`)
@@ -23,6 +31,7 @@ export function formatTraceEvent(event: TraceEvent): string {
 
 /** A whole trace as text, one event per line: two runs interleaved the same way give the same bytes. */
 export function traceText(trace: readonly TraceEvent[]): string {
+  assertArrayArgument('trace', trace);
   return trace.map(formatTraceEvent).join('\n');
 }
 
@@ -31,6 +40,7 @@ export function traceText(trace: readonly TraceEvent[]): string {
  * and what it ran ahead of.
  */
 export function describeChoices(steps: readonly ScheduleStep[]): string[] {
+  assertArrayArgument('steps', steps);
   const lines: string[] = [];
   for (const step of steps) {
     if (step.passedOver === undefined || step.choice === 0) continue;
@@ -48,6 +58,14 @@ const MAX_CHOICE_LINES = 30;
 
 /** A failure as the lines a developer needs: what broke, the minimal schedule, the choices that made it, the replay. */
 export function formatExploreFailure(result: ExploreResult, failure: ExploreFailure): string {
+  assertObjectArgument('result', result);
+  assertObjectArgument('failure', failure);
+  if (!Array.isArray(failure.trace) || !Array.isArray(failure.choices))
+    throw new TestkitError(
+      'INVALID_ARGUMENT',
+      'failure must be an ExploreFailure (with trace and choices)',
+      'failure',
+    );
   const tail = failure.trace.slice(-12).map((event) => `    ${formatTraceEvent(event)}`);
   const shown = failure.choices.slice(0, MAX_CHOICE_LINES).map((line) => `    ${line}`);
   if (failure.choices.length > MAX_CHOICE_LINES)

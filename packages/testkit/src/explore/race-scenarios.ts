@@ -12,6 +12,7 @@ import {
   type Vmm,
   type VmmFactory,
 } from '@tdxsim/tdx-module';
+import { assertFunctionArgument } from './explore-arguments.js';
 import type { ExploreContext, ExploredTd, ExploreProperty, ExploreScenario } from './explore-types.js';
 import { nmisAroundTdExits, nmisHandledInOrder } from './nmi-race.js';
 
@@ -105,6 +106,11 @@ async function raceTd(ctx: ExploreContext, backend: VmmFactory, guestStuckLimit 
 }
 
 const P = 0x10_0000;
+
+/** A race's backend must be a {@link VmmFactory}; checked when the scenario is made, before any run. */
+function assertBackend(backend: unknown): void {
+  assertFunctionArgument('backend', backend, '(module, build) => Promise<HostedTd> (a VmmFactory)');
+}
 /** Where page-add-contention's outside SEAMCALL links a table: a 512G region no scenario maps. */
 const FAR = 2 ** 40;
 
@@ -114,6 +120,7 @@ const FAR = 2 ** 40;
  * backend must stay consistent whatever the guest does.
  */
 export function faultRacingZap(backend: VmmFactory): ExploreScenario<RaceOutcome> {
+  assertBackend(backend);
   return async (ctx) => {
     const { td, cpu, accept, toShared } = await raceTd(ctx, backend);
     await accept(0, P);
@@ -134,6 +141,7 @@ export function faultRacingZap(backend: VmmFactory): ExploreScenario<RaceOutcome
  * vCPU 1 converts P to shared, so the backend's BLOCK may meet the guest's lock (BUSY, HOST_PRIORITY).
  */
 export function acceptRacingZap(backend: VmmFactory): ExploreScenario<RaceOutcome> {
+  assertBackend(backend);
   return async (ctx) => {
     const { td, cpu, accept, toShared } = await raceTd(ctx, backend);
     await accept(0, P);
@@ -151,6 +159,7 @@ export function acceptRacingZap(backend: VmmFactory): ExploreScenario<RaceOutcom
 
 /** Two zaps at once: both vCPUs convert the same accepted page P to shared. */
 export function twoZapsAtOnce(backend: VmmFactory): ExploreScenario<RaceOutcome> {
+  assertBackend(backend);
   return async (ctx) => {
     const { td, accept, toShared } = await raceTd(ctx, backend);
     await accept(0, P);
@@ -160,6 +169,7 @@ export function twoZapsAtOnce(backend: VmmFactory): ExploreScenario<RaceOutcome>
 
 /** Concurrent lazy accepts: both vCPUs accept the same page P, which nobody has AUGed yet. */
 export function concurrentLazyAccepts(backend: VmmFactory): ExploreScenario<RaceOutcome> {
+  assertBackend(backend);
   return async (ctx) => {
     const { td, cpu } = await raceTd(ctx, backend);
     return { ...td, outcomes: await race(tdgAccept(cpu(0), P, 0), tdgAccept(cpu(1), P, 0)) };
@@ -172,6 +182,7 @@ export function concurrentLazyAccepts(backend: VmmFactory): ExploreScenario<Race
  * second).
  */
 export function twoConversionsIn2m(backend: VmmFactory): ExploreScenario<RaceOutcome> {
+  assertBackend(backend);
   return async (ctx) => {
     const { td, accept, toShared } = await raceTd(ctx, backend);
     const A = 2 * MIB2 + PAGE;
@@ -202,6 +213,7 @@ async function kernelRead(cpu: GuestCpu, gpa: number): Promise<string> {
  * outcome: the page was shared for a while).
  */
 export function zeroStepStorm(backend: VmmFactory): ExploreScenario<RaceOutcome> {
+  assertBackend(backend);
   return async (ctx) => {
     const { td, cpu, accept, toShared } = await raceTd(ctx, backend, 24);
     await accept(0, P);
@@ -247,6 +259,7 @@ function hasMemRegions(vmm: Vmm): vmm is MemRegionVmm {
  * must end up added (MAPPED) and the TD must finalise. Only for backends with KVM's memory-region initialisation.
  */
 export function pageAddContention(backend: VmmFactory): ExploreScenario<RaceOutcome> {
+  assertBackend(backend);
   return async (ctx) => {
     const module = new TdxModule({ tdmr: TDMR, guestStuckLimit: 6 }, ctx.services);
     const hosted = await backend(module, { gpaw: 48, vcpus: 1, skipFinalize: true });

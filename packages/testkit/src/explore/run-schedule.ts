@@ -7,6 +7,8 @@ import {
   type ScheduleStep,
   type TraceEvent,
 } from '@tdxsim/tdx-module';
+import { TestkitError } from '../errors.js';
+import { assertFunctionArgument, assertObjectArgument } from './explore-arguments.js';
 import type { ExploreContext, ExploredTd, ExploreOptions } from './explore-types.js';
 import { checkAtQuiescence, type Finding } from './quiescence-checks.js';
 
@@ -131,10 +133,22 @@ export async function runSchedule<T extends ExploredTd>(
     seed: options.seed,
     index,
     watch: (td) => {
+      assertObjectArgument('td', td);
+      if (typeof td.module !== 'object' || td.module === null || typeof td.tdr !== 'number')
+        throw new TestkitError(
+          'INVALID_ARGUMENT',
+          'td must be { module: TdxModule, tdr: number, ... }',
+          'td',
+        );
       watched = td;
       return td;
     },
-    spawn: (actor, action) => scheduler.runAs(actor, action),
+    spawn: (actor, action) => {
+      if (typeof actor !== 'string' || actor.length === 0)
+        throw new TestkitError('INVALID_ARGUMENT', 'actor must be a non-empty string', 'actor');
+      assertFunctionArgument('action', action, '() => Promise<T>');
+      return scheduler.runAs(actor, action);
+    },
   };
   const findings: Finding[] = [];
   try {
