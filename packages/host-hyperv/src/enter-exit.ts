@@ -56,6 +56,7 @@ export class HypervInterrupts {
     this.wake(index);
   }
 
+  /** Wakes vCPU `index` if it is halted waiting for an interrupt (a no-op otherwise). */
   wake(index: number): void {
     const wake = this.#wake[index];
     this.#wake[index] = undefined;

@@ -69,7 +69,9 @@ export interface ResolvedEnterExitOptions {
   readonly getQuote: QuoteService | 'no-qgs' | 'unsupported';
   readonly maxQuotesInFlight: number;
   readonly setupEventNotify: 'supported' | 'unsupported';
+  /** The user's port I/O handler, if any. */
   readonly portIo: ((request: PortIoRequest) => bigint | undefined) | undefined;
+  /** The user's MMIO handler, if any. */
   readonly mmio: ((request: MmioRequest) => bigint | undefined) | undefined;
 }
 
