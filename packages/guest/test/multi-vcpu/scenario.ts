@@ -34,10 +34,9 @@ export interface MultiVcpuScenarioOptions {
   /** Where the run's trace goes (default: a sink of its own); an exploration gives its run's sink (`ctx.trace`). */
   readonly trace?: MemoryTraceSink;
   /**
-   * The backend (default Hyper-V). Note: two vCPUs that first touch the same page at once make today's KVM model
-   * AUG it twice (both faults saw it FREE before either AUGed); the second AUG fails and KVM declares the VM dead,
-   * where real KVM retries the fault — a race of the KVM model, left for its fix (issue 12's next issue). Any other
-   * backend (a class, factory or ContainerModule) may be given.
+   * The backend (default Hyper-V), or any other (a class, factory or ContainerModule). Before issue 13, two vCPUs
+   * first touching one page made the KVM model AUG it twice and declare its VM dead; it now retries the fault as
+   * merged KVM does, and this scenario runs clean on it.
    */
   readonly backend?: 'kvm' | 'hyperv' | BackendSource;
   /** Operations per vCPU (default 8). */
