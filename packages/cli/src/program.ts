@@ -3,6 +3,7 @@ import { assertFunction } from './api-validation.js';
 import { benchCommand } from './commands/bench-command.js';
 import { checkCommand } from './commands/check-command.js';
 import type { CliCommand } from './commands/cli-command.js';
+import { exploreCommand } from './commands/explore-command.js';
 import { fuzzCommand } from './commands/fuzz-command.js';
 import { mergeReportsCommand } from './commands/merge-reports-command.js';
 import { replayCommand } from './commands/replay-command.js';
@@ -14,6 +15,7 @@ export const COMMANDS: readonly CliCommand[] = [
   runCommand,
   replayCommand,
   checkCommand,
+  exploreCommand,
   fuzzCommand,
   mergeReportsCommand,
   benchCommand,

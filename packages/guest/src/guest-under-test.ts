@@ -6,7 +6,7 @@ import type { PageLedger } from './ledger/page-ledger.js';
 import type { GuestAccess } from './memory/guest-memory.js';
 
 /**
- * What a scenario runner, an explorer and the safety monitor need of a guest, whatever it is written in: {@link TdGuest}
+ * What a scenario runner, an explorer and the safety monitor need of a guest, whatever it is written in: `TdGuest`
  * (a policy in TypeScript) and `@tdxsim/wasm-guest`'s `WasmGuest` (real code compiled to wasm) both are one. The
  * ledger is the guest's belief about its pages; the runner holds it, and every conversion's result, against the
  * module's truth.

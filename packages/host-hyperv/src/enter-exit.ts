@@ -71,7 +71,7 @@ export class HypervInterrupts {
     this.wake(index);
   }
 
-  /** Wakes vCPU `index` if it is halted. */
+  /** Wakes vCPU `index` if it is halted waiting for an interrupt (a no-op otherwise). */
   wake(index: number): void {
     assertInteger('index', index, 0, this.#tdvprs.length - 1);
     const wake = this.#wake[index];

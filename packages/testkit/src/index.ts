@@ -115,18 +115,33 @@ export {
   type HostInitiatedConversions,
   hasHostInitiatedConversions,
   hostConversionRacingAccesses,
+  pageAddContention,
   type RaceOutcome,
   type RaceScenario,
   raceScenarios,
   twoConversionsIn2m,
   twoZapsAtOnce,
+  zeroStepStorm,
 } from './explore/race-scenarios.js';
 export {
+  CONCURRENT_FUZZ_BACKENDS,
+  type ConcurrentFuzzBackend,
+  type ConcurrentFuzzCase,
+  type ConcurrentFuzzReport,
+  type ConcurrentFuzzStep,
+  concurrentFuzzCase,
+  isConcurrentFuzzCase,
+  runConcurrentFuzzCase,
+} from './fuzz/concurrent-fuzz.js';
+export {
+  type ConcurrentFuzzOptions,
+  type ConcurrentFuzzResult,
   FUZZED_PRESETS,
   type FuzzCase,
   type FuzzOptions,
   type FuzzResult,
   fuzzCase,
+  runConcurrentFuzzCampaign,
   runFuzzCampaign,
   runFuzzCase,
 } from './fuzz/fuzz-campaign.js';

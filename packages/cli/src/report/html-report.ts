@@ -17,7 +17,8 @@ const OUTCOME_COLOURS: Record<Outcome, string> = {
   error: '#e1bee7',
 };
 
-const STYLE = `
+/** The reports' CSS (the run report's and the explore report's). */
+export const STYLE = `
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px}
 table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}

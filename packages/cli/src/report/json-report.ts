@@ -125,6 +125,22 @@ export function runReportValidator(): ValidateFunction {
 export function readRunReport(file: string, option = 'report'): RunReport {
   assertString('file', file);
   assertString('option', option);
+  return readReportFile(file, option, {
+    schema: RUN_REPORT_SCHEMA,
+    what: 'run report',
+    validator: runReportValidator,
+  }) as RunReport;
+}
+
+/**
+ * Reads a JSON report of schema `schema` and checks it against its JSON Schema; any mistake is a usage error naming
+ * the option and the file (`what` names the kind of report).
+ */
+export function readReportFile(
+  file: string,
+  option: string,
+  expected: { readonly schema: string; readonly what: string; readonly validator: () => ValidateFunction },
+): unknown {
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(file, 'utf8'));
@@ -132,19 +148,19 @@ export function readRunReport(file: string, option = 'report'): RunReport {
     throw new UsageError(`cannot read ${option} "${file}": ${(error as Error).message.split('\n')[0]}`);
   }
   const schema = (parsed as { schema?: unknown } | null)?.schema;
-  if (schema !== RUN_REPORT_SCHEMA) {
+  if (schema !== expected.schema) {
     throw new UsageError(
-      `"${file}" is not a tdxsim run report of this version (schema ${JSON.stringify(schema ?? null)}, expected "${RUN_REPORT_SCHEMA}")`,
+      `"${file}" is not a tdxsim ${expected.what} of this version (schema ${JSON.stringify(schema ?? null)}, expected "${expected.schema}")`,
     );
   }
-  const validate = runReportValidator();
+  const validate = expected.validator();
   if (!validate(parsed)) {
     const first = validate.errors?.[0];
     throw new UsageError(
-      `"${file}" does not match the run report schema: ${first?.instancePath || '/'} ${first?.message ?? 'is invalid'}`,
+      `"${file}" does not match the ${expected.what} schema: ${first?.instancePath || '/'} ${first?.message ?? 'is invalid'}`,
     );
   }
-  return parsed as RunReport;
+  return parsed;
 }
 
 /**
@@ -152,6 +168,11 @@ export function readRunReport(file: string, option = 'report'): RunReport {
  * line per scenario that changed, and a report of 600 scenarios with pictures stays a few MB).
  */
 export function serializeRunReport(report: RunReport): string {
+  return serializeReport(report);
+}
+
+/** Any report with `results` as {@link serializeRunReport} writes it: fields indented, one result a line. */
+export function serializeReport(report: { readonly results: readonly unknown[] }): string {
   const { results, ...rest } = report;
   const head = JSON.stringify(rest, null, 2);
   const lines = results.map((r) => `    ${JSON.stringify(r)}`);

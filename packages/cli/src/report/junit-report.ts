@@ -5,7 +5,8 @@ import type { ScenarioResult } from '../scenario/scenario-result.js';
 import type { RunReport } from './json-report.js';
 import { guestFiles, replayCommand } from './replay-hint.js';
 
-function xml(text: string): string {
+/** Text for XML attributes and content: the five special characters escaped, characters XML 1.0 forbids dropped. */
+export function xmlText(text: string): string {
   return (
     text
       .replace(/&/g, '&amp;')
@@ -52,23 +53,23 @@ export function renderJunit(report: RunReport, jsonFile?: string): string {
       time += r.wallMs;
       const replay = replayCommand(r, jsonFile, files.get(r.vmm), guests.get(r.policy));
       const reason = r.reason ?? '';
-      const head = `    <testcase name="${xml(r.id)}" classname="tdxsim.${xml(vmm)}" time="${seconds(r.wallMs)}">`;
+      const head = `    <testcase name="${xmlText(r.id)}" classname="tdxsim.${xmlText(vmm)}" time="${seconds(r.wallMs)}">`;
       if (failsRun(r, custom)) {
         suiteFailures++;
         const expected =
           r.expected === undefined || r.expected === null ? 'nothing expected' : `expected ${r.expected}`;
         const message = `${r.outcome} (${expected}): ${reason}`;
         cases.push(
-          `${head}\n      <failure message="${xml(message)}" type="${xml(r.outcome)}">${xml(`${message}\nseed ${r.seed}\nreplay: ${replay}`)}</failure>\n    </testcase>`,
+          `${head}\n      <failure message="${xmlText(message)}" type="${xmlText(r.outcome)}">${xmlText(`${message}\nseed ${r.seed}\nreplay: ${replay}`)}</failure>\n    </testcase>`,
         );
       } else if (r.outcome === 'UNSAFE' || r.outcome === 'error') {
         suiteSkipped++;
         cases.push(
-          `${head}\n      <skipped message="${xml(`${r.outcome} as expected: ${reason}`)}"/>\n    </testcase>`,
+          `${head}\n      <skipped message="${xmlText(`${r.outcome} as expected: ${reason}`)}"/>\n    </testcase>`,
         );
       } else if (reason !== '') {
         cases.push(
-          `${head}\n      <system-out>${xml(`${r.outcome}: ${reason}`)}</system-out>\n    </testcase>`,
+          `${head}\n      <system-out>${xmlText(`${r.outcome}: ${reason}`)}</system-out>\n    </testcase>`,
         );
       } else {
         cases.push(`${head.slice(0, -1)}/>`);
@@ -77,8 +78,8 @@ export function renderJunit(report: RunReport, jsonFile?: string): string {
     failures += suiteFailures;
     skipped += suiteSkipped;
     suites.push(
-      `  <testsuite name="tdxsim ${xml(vmm)}" tests="${results.length}" failures="${suiteFailures}" errors="0" skipped="${suiteSkipped}" time="${seconds(time)}" timestamp="${xml(report.createdAt.replace(/\.\d+Z$/, ''))}">\n` +
-        `    <properties>\n      <property name="seed" value="${report.seed}"/>\n      <property name="tdxsim" value="${xml(report.tool.version)}"/>\n    </properties>\n` +
+      `  <testsuite name="tdxsim ${xmlText(vmm)}" tests="${results.length}" failures="${suiteFailures}" errors="0" skipped="${suiteSkipped}" time="${seconds(time)}" timestamp="${xmlText(report.createdAt.replace(/\.\d+Z$/, ''))}">\n` +
+        `    <properties>\n      <property name="seed" value="${report.seed}"/>\n      <property name="tdxsim" value="${xmlText(report.tool.version)}"/>\n    </properties>\n` +
         `${cases.join('\n')}\n  </testsuite>`,
     );
   }

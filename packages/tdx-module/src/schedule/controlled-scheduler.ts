@@ -1,5 +1,11 @@
 import { createHash } from 'node:crypto';
-import { assertIntegerInRange, TdxSimError } from '../errors.js';
+import {
+  assertFunction,
+  assertIntegerInRange,
+  assertObject,
+  assertYieldPoint,
+  TdxSimError,
+} from '../errors.js';
 import { moduleLogger } from '../services/logger.js';
 import type { Scheduler, YieldPoint } from '../services/scheduler.js';
 import { ActorContext } from './actor-context.js';
@@ -41,6 +47,13 @@ interface Entry extends WaitingFlow {
  * setImmediate retry) has reached its next yield point or blocked. The choice is then among every flow waiting, and
  * is the subclass's ({@link choose}), not the event loop's.
  *
+ * What it cannot see: a thread that is runnable between two yield points for longer than that — one that awaits
+ * several macrotask hops (setImmediate twice, a timer) or real I/O before its next yield point — is missed by the
+ * decision in between, so where it resumes is the event loop's choice, not the schedule's (still deterministic, but
+ * not explored, and a schedule recorded on it may not replay after an unrelated change). Backends must therefore
+ * yield through `module.yieldAt` in every retry or polling loop (each iteration), never wait on setImmediate or
+ * timers between two of their steps.
+ *
  * What is recorded: at each real choice (two or more flows waiting) the position of the chosen flow among the
  * waiting ones, oldest first: the {@link schedule}. The run is otherwise deterministic (virtual clock, seeded RNGs,
  * no timers), so replaying those positions ({@link ReplayScheduler}) reproduces the interleaving and the trace byte
@@ -73,14 +86,16 @@ export abstract class ControlledScheduler implements Scheduler {
   #exhausted = false;
 
   constructor(options: ControlledSchedulerOptions = {}) {
+    assertObject('options', options);
     this.#maxSteps = options.maxSteps ?? 50_000;
     assertIntegerInRange('maxSteps', this.#maxSteps, 1, 100_000_000);
+    assertFunction('onStep', options.onStep, true);
     this.#onStep = options.onStep;
   }
 
   /**
-   * Picks the flow to resume among `waiting` (oldest first, at least two). Returns its position; a value out of
-   * range wraps.
+   * Picks the flow to resume among `waiting` (oldest first, at least two). Returns its position: an integer (a
+   * value out of range wraps; a fraction is truncated). Anything else, or a throw, stops the run with that error.
    */
   protected abstract choose(waiting: readonly WaitingFlow[], step: number): number;
 
@@ -88,6 +103,7 @@ export abstract class ControlledScheduler implements Scheduler {
   protected beforeStep(_waiting: readonly WaitingFlow[], _step: number): void {}
 
   yieldAt(point: YieldPoint): Promise<void> {
+    assertYieldPoint(point);
     if (this.#stopped !== undefined) return Promise.reject(this.#stopped);
     const actor = point.actor ?? this.#actors.current() ?? 'main';
     return new Promise<void>((resolve, reject) => {
@@ -120,6 +136,9 @@ export abstract class ControlledScheduler implements Scheduler {
   }
 
   runAs<T>(actor: string, run: () => T): T {
+    if (typeof actor !== 'string' || actor.length === 0)
+      throw new TdxSimError('INVALID_ARGUMENT', 'actor must be a non-empty string', 'actor');
+    assertFunction('run', run);
     return this.#actors.run(actor, run);
   }
 
@@ -156,12 +175,24 @@ export abstract class ControlledScheduler implements Scheduler {
       return;
     }
     const waiting = this.#waiting;
-    this.beforeStep(waiting, index);
     let choice = 0;
-    if (waiting.length > 1) {
-      const raw = this.choose(waiting, index);
-      choice = ((Math.trunc(raw) % waiting.length) + waiting.length) % waiting.length;
-      this.#decisions.push(choice);
+    try {
+      this.beforeStep(waiting, index);
+      if (waiting.length > 1) {
+        const raw = this.choose(waiting, index);
+        if (typeof raw !== 'number' || !Number.isFinite(raw))
+          throw new TdxSimError(
+            'INVALID_ARGUMENT',
+            `${this.constructor.name}.choose returned ${String(raw)} at step ${index}: a position must be a finite number`,
+            'choose',
+          );
+        choice = ((Math.trunc(raw) % waiting.length) + waiting.length) % waiting.length;
+        this.#decisions.push(choice);
+      }
+    } catch (error) {
+      // A subclass's bug ends this run with its error, as a throwing onStep does: never an uncaught exception.
+      this.stop(error instanceof Error ? error : new Error(String(error)));
+      return;
     }
     const entry = waiting[choice] as Entry;
     const step: ScheduleStep =
@@ -201,6 +232,8 @@ export abstract class ControlledScheduler implements Scheduler {
    * releases the locks it holds as it fails.
    */
   stop(reason: Error): void {
+    if (!(reason instanceof Error))
+      throw new TdxSimError('INVALID_ARGUMENT', 'reason must be an Error', 'reason');
     this.#stopped ??= reason;
     for (const entry of this.#waiting.splice(0)) entry.reject(this.#stopped);
   }
@@ -211,9 +244,9 @@ export abstract class ControlledScheduler implements Scheduler {
     this.#actors.dispose();
   }
 
-  /** The real choices made so far (see {@link Schedule}). */
+  /** The real choices made so far and the checksum of the interleaving they gave (see {@link Schedule}). */
   get schedule(): Schedule {
-    return { decisions: this.#decisions.slice() };
+    return { decisions: this.#decisions.slice(), checksum: this.signature().slice(0, 8) };
   }
 
   /** Every scheduling step so far. */

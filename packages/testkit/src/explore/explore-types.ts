@@ -118,7 +118,7 @@ export interface ExploreOptions<T extends ExploredTd = ExploredTd> {
   readonly maxSteps?: number;
   /** Macrotask turns without any thread reaching a yield point before a run counts as deadlocked (default 2,000). */
   readonly stallTurns?: number;
-  /** Shrink a failing schedule (default true), within `maxRuns` replays (default 300). */
+  /** Shrink a failing schedule (default true), within `maxRuns` replays (default 300; 0 does not shrink). */
   readonly shrink?: boolean | { readonly maxRuns?: number };
   /** Called with progress every `progressEveryMs` (default 2,000 ms) and once at the end. */
   readonly onProgress?: (progress: ExploreProgress) => void;
@@ -135,10 +135,14 @@ export interface ExploreFailure {
   /** Which schedule of the exploration failed (0-based), and the schedule as found. */
   readonly scheduleIndex: number;
   readonly found: string;
-  /** The minimal schedule: it replays the failure exactly (same kind, same trace every time). */
+  /**
+   * The minimal schedule (with its checksum): it replays the failure exactly (same kind, same trace every time).
+   */
   readonly schedule: string;
   /** Replays tried while shrinking. */
   readonly shrinkRuns: number;
+  /** False when the shrinker's budget (`shrink.maxRuns`) ran out first: `schedule` may not be minimal. */
+  readonly shrinkComplete: boolean;
   /** The real choices of the shrunk run, one line each: where each waiting flow stood and which one ran. */
   readonly choices: readonly string[];
   /** The trace of the shrunk run. */

@@ -7,6 +7,8 @@ import {
   type ScheduleStep,
   type TraceEvent,
 } from '@tdxsim/tdx-module';
+import { TestkitError } from '../errors.js';
+import { assertFunctionArgument, assertObjectArgument } from './explore-arguments.js';
 import type { ExploreContext, ExploredTd, ExploreOptions } from './explore-types.js';
 import { checkAtQuiescence, type Finding } from './quiescence-checks.js';
 
@@ -20,6 +22,10 @@ export interface RunRecord {
   readonly steps: readonly ScheduleStep[];
   /** Digest of the interleaving. */
   readonly signature: string;
+  /** Its first 8 hex digits: the schedule's checksum. */
+  readonly checksum: string;
+  /** For a replay: why it did not interleave as recorded (see `ReplayScheduler.divergence`). */
+  readonly divergence?: string;
   readonly trace: readonly TraceEvent[];
 }
 
@@ -128,10 +134,22 @@ export async function runSchedule<T extends ExploredTd>(
     seed: options.seed,
     index,
     watch: (td) => {
+      assertObjectArgument('td', td);
+      if (typeof td.module !== 'object' || td.module === null || typeof td.tdr !== 'number')
+        throw new TestkitError(
+          'INVALID_ARGUMENT',
+          'td must be { module: TdxModule, tdr: number, ... }',
+          'td',
+        );
       watched = td;
       return td;
     },
-    spawn: (actor, action) => scheduler.runAs(actor, action),
+    spawn: (actor, action) => {
+      if (typeof actor !== 'string' || actor.length === 0)
+        throw new TestkitError('INVALID_ARGUMENT', 'actor must be a non-empty string', 'actor');
+      assertFunctionArgument('action', action, '() => Promise<T>');
+      return scheduler.runAs(actor, action);
+    },
   };
   const findings: Finding[] = [];
   try {
@@ -175,12 +193,16 @@ export async function runSchedule<T extends ExploredTd>(
   } finally {
     scheduler.dispose();
   }
+  const signature = scheduler.signature();
+  const divergence = (scheduler as { divergence?: () => string | undefined }).divergence?.();
   return {
     failure: findings[0],
     findings,
     decisions: scheduler.schedule.decisions,
     steps: scheduler.steps,
-    signature: scheduler.signature(),
+    signature,
+    checksum: signature.slice(0, 8),
+    ...(divergence === undefined ? {} : { divergence }),
     trace: trace.events.slice(),
   };
 }

@@ -14,6 +14,14 @@ import {
   assertOptions,
   show,
 } from '../validation.js';
+import {
+  CONCURRENT_FUZZ_BACKENDS,
+  type ConcurrentFuzzBackend,
+  type ConcurrentFuzzCase,
+  type ConcurrentFuzzReport,
+  concurrentFuzzCase,
+  runConcurrentFuzzCase,
+} from './concurrent-fuzz.js';
 
 /**
  * The presets a campaign holds to the safety properties by default: every real guest that validates R11 or does not
@@ -111,7 +119,62 @@ export function runFuzzCase(fuzz: FuzzCase): Promise<GuestSafetyReport> {
  * result carries it with the seed and path that replay it.
  */
 export async function runFuzzCampaign(options: FuzzOptions = {}): Promise<FuzzResult> {
-  assertOptions('runFuzzCampaign', 'options', options, [
+  checkFuzzOptions('runFuzzCampaign', options);
+  const presets = options.presets ?? FUZZED_PRESETS;
+  if (presets.length === 0) throw new TestkitError('INVALID_OPTION', 'presets must not be empty', 'presets');
+  const found = await runCampaign(fuzzCase(presets), async (fuzz) => (await runFuzzCase(fuzz)).safe, options);
+  if (found.counterexample === undefined) return found;
+  return { ...found, counterexample: found.counterexample, report: await runFuzzCase(found.counterexample) };
+}
+
+/**
+ * Options of {@link runConcurrentFuzzCampaign}: those of {@link runFuzzCampaign} and the backends the cases run
+ * against (default `kvm` and `hyperv`).
+ */
+export interface ConcurrentFuzzOptions extends FuzzOptions {
+  readonly backends?: readonly ConcurrentFuzzBackend[];
+}
+
+/** What a concurrent campaign found: as {@link FuzzResult}, with a concurrent case and its report. */
+export interface ConcurrentFuzzResult extends Omit<FuzzResult, 'counterexample' | 'report'> {
+  readonly counterexample?: ConcurrentFuzzCase;
+  readonly report?: ConcurrentFuzzReport;
+}
+
+/**
+ * A fuzz campaign with concurrency: each case is a multi-vCPU workload (2 to 4 vCPUs, one guest, overlapping
+ * conversions and accesses) run against a real backend (KVM, Hyper-V) under a drawn schedule, checked as the explorer
+ * checks (invariants, the backend's view, the ledger, the safety rules). Seeded and reproducible; on failure
+ * fast-check shrinks the case (fewer vCPUs, fewer and smaller steps, a smaller schedule seed).
+ */
+export async function runConcurrentFuzzCampaign(
+  options: ConcurrentFuzzOptions = {},
+): Promise<ConcurrentFuzzResult> {
+  checkFuzzOptions('runConcurrentFuzzCampaign', options, ['backends']);
+  if (options.backends !== undefined) {
+    assertNonEmptyArray('backends', options.backends);
+    options.backends.forEach((b, i) => {
+      assertOneOf(`backends[${i}]`, b, CONCURRENT_FUZZ_BACKENDS);
+    });
+  }
+  const arbitrary = concurrentFuzzCase(options.presets ?? FUZZED_PRESETS, options.backends);
+  const found = await runCampaign(
+    arbitrary,
+    async (fuzz) => (await runConcurrentFuzzCase(fuzz)).safe,
+    options,
+  );
+  if (found.counterexample === undefined) return found;
+  return {
+    ...found,
+    counterexample: found.counterexample,
+    report: await runConcurrentFuzzCase(found.counterexample),
+  };
+}
+
+/** Checks a campaign's options (`extra`: the names a kind of campaign adds) before anything runs. */
+function checkFuzzOptions(where: string, options: FuzzOptions, extra: readonly string[] = []): void {
+  assertOptions(where, 'options', options, [
+    ...extra,
     'runs',
     'minutes',
     'seed',
@@ -140,14 +203,28 @@ export async function runFuzzCampaign(options: FuzzOptions = {}): Promise<FuzzRe
   if (options.presets !== undefined) checkPresets('presets', options.presets, 'INVALID_OPTION');
   assertFunction('log', options.log, true);
   assertIntegerOption('progressEveryMs', options.progressEveryMs, 0);
+}
+
+/** The campaign loop both kinds share: fast-check over `arbitrary`, progress lines, runs or minutes, seed and path. */
+async function runCampaign<C>(
+  arbitrary: fc.Arbitrary<C>,
+  safe: (fuzz: C) => Promise<boolean>,
+  options: FuzzOptions,
+): Promise<{
+  seed: number;
+  cases: number;
+  elapsedMs: number;
+  failed: boolean;
+  counterexample?: C;
+  path?: string;
+}> {
   const seed = options.seed ?? Date.now() % 2 ** 31;
   const log = options.log ?? (() => undefined);
-  const presets = options.presets ?? FUZZED_PRESETS;
   const every = options.progressEveryMs ?? 5000;
   const started = performance.now();
   let cases = 0;
   let lastProgress = started;
-  const property = fc.asyncProperty(fuzzCase(presets), async (fuzz) => {
+  const property = fc.asyncProperty(arbitrary, async (fuzz) => {
     cases++;
     const now = performance.now();
     if (now - lastProgress >= every) {
@@ -155,7 +232,7 @@ export async function runFuzzCampaign(options: FuzzOptions = {}): Promise<FuzzRe
       const seconds = (now - started) / 1000;
       log(`fuzz: ${cases} cases in ${seconds.toFixed(1)} s (${Math.round(cases / seconds)}/s)`);
     }
-    return (await runFuzzCase(fuzz)).safe;
+    return safe(fuzz);
   });
   const timed = options.minutes !== undefined;
   const result = await fc.check(property, {
@@ -173,7 +250,6 @@ export async function runFuzzCampaign(options: FuzzOptions = {}): Promise<FuzzRe
     elapsedMs,
     failed: true,
     counterexample,
-    report: await runFuzzCase(counterexample),
     ...(result.counterexamplePath === null ? {} : { path: result.counterexamplePath }),
   };
 }

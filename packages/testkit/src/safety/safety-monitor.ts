@@ -261,7 +261,14 @@ export class SafetyMonitor {
     if (this.#secrets.length > this.#maxSecrets) this.#secrets.shift();
   }
 
-  /** Runs every check now: invariants, the backend's view, quarantine, secrets. Returns the violations found by this call. */
+  /**
+   * Runs every check now: invariants, the backend's view, quarantine, secrets. Returns the violations found by this
+   * call. It does not hold the guest's ledger against the module's truth (a VMM may change pages behind a guest's
+   * back; the guest then learns of it at its next access, and `integrity` / `tamper-detected` judge that): a guest
+   * whose ledger is simply wrong is caught by {@link afterConversion} with evidence (`overclaim-*`), or by
+   * `checkLedger` from `@tdxsim/guest` (what `exploreSchedules` runs at quiescence). `check()` alone can say safe for
+   * a guest whose ledger contradicts the module.
+   */
   async check(): Promise<SafetyViolation[]> {
     const before = this.violations.length;
     for (const violation of checkInvariants(this.#module)) {
@@ -276,7 +283,17 @@ export class SafetyMonitor {
 
   /** The backend's view against the module's truth: no real VMM can read the Secure-EPT, so a belief can drift. */
   #checkView(): void {
-    const view = this.#vmm?.view?.();
+    if (typeof this.#vmm?.view !== 'function') return;
+    let view: ReturnType<NonNullable<Vmm['view']>>;
+    try {
+      view = this.#vmm.view();
+    } catch (error) {
+      this.#violate(
+        'backend-view',
+        `the backend's view could not be read: ${error instanceof Error ? error.message : String(error)}`,
+      );
+      return;
+    }
     if (view === undefined) return;
     for (const mismatch of checkVmmView(this.#module, this.#tdr, view, { limit: 8 }))
       this.#violate('backend-view', mismatch.message);
