@@ -51,13 +51,19 @@ export function assertWorkload(argument: string, value: unknown): void {
   );
 }
 
-/** A catalog: policy names, backend entries, workloads. */
+/** A catalog: policy names, backend entries, workloads and the wasm guests' rows (none when absent). */
 export function assertCatalog(argument: string, value: unknown): void {
-  assertOptions('catalog', argument, value, ['policies', 'vmms', 'workloads'], false);
+  assertOptions('catalog', argument, value, ['policies', 'vmms', 'workloads', 'guests'], false);
   const catalog = value as Record<string, unknown>;
   assertArray(`${argument}.policies`, catalog.policies, assertString);
   assertArray(`${argument}.vmms`, catalog.vmms, assertVmmEntry);
   assertArray(`${argument}.workloads`, catalog.workloads, assertWorkload);
+  if (catalog.guests !== undefined) assertArray(`${argument}.guests`, catalog.guests, assertGuestRow);
+}
+
+/** A guest row of a catalog (`{ name, kind, factory, close }`, as `loadGuestRow` and `presetRow` make). */
+function assertGuestRow(argument: string, value: unknown): void {
+  assertShape(argument, value, 'a guest row (loadGuestRow, presetRow)', ['factory', 'close'], ['name']);
 }
 
 /** Shard K of N: integers with 1 ≤ K ≤ N. */

@@ -6,6 +6,7 @@ import {
   assertIntegerOption,
   assertOneOf,
   assertOptions,
+  assertShape,
   assertString,
 } from './api-validation.js';
 
@@ -24,8 +25,17 @@ export function checkRunScenario(spec: unknown, vmm: unknown, workload: unknown,
     'timeoutMs',
     'thread',
     'onProgress',
+    'guest',
   ]);
   const o = (options ?? {}) as Record<string, unknown>;
+  if (o.guest !== undefined)
+    assertShape(
+      'guest',
+      o.guest,
+      'a ScenarioGuest ({ name, factory }, e.g. loadGuestRow)',
+      ['factory'],
+      ['name'],
+    );
   assertBoolean('keepTrace', o.keepTrace, true);
   if (o.traceDir !== undefined) assertString('traceDir', o.traceDir, 'INVALID_OPTION');
   assertIntegerOption('checkEvery', o.checkEvery, 1);
