@@ -13,6 +13,7 @@ const KNOWN = [
   'expectations',
   'results',
   'wallMs',
+  'guests',
 ];
 
 /** `buildRunReport`'s input: every field the report's schema needs, of its type. */
@@ -35,6 +36,12 @@ export function checkReportInput(input: unknown): void {
   );
   assertArray('workloads', o.workloads, assertString);
   assertArray('expectations', o.expectations, assertString);
+  // The wasm guests' rows (`--guest`): each a name and the file it was loaded from.
+  if (o.guests !== undefined)
+    assertArray('guests', o.guests, (at, g) => {
+      assertString(`${at}.name`, (g as { name?: unknown } | null)?.name);
+      assertString(`${at}.file`, (g as { file?: unknown } | null)?.file);
+    });
   assertArray('results', o.results, (at, r) => {
     if (typeof r !== 'object' || r === null)
       throw new UsageError(`${at} must be a ScenarioResult, got ${show(r)}`, 'INVALID_ARGUMENT', at);

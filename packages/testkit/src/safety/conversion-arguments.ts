@@ -1,17 +1,34 @@
 import { TestkitError } from '../errors.js';
 import { assertOptions, assertPageAddress, show } from '../validation.js';
 
-/** A GPA range: page-aligned `start` ≤ `end`, both below 2^52. */
-function assertRange(argument: string, value: unknown): void {
+/**
+ * A GPA range: `start` ≤ `end`, both below 2^52, page-aligned unless `aligned` is false — evidence ranges come from
+ * what the VMM answered (an R11 a hostile VMM chose), which need not be aligned and is judged, not refused.
+ */
+function assertRange(argument: string, value: unknown, aligned = true): void {
   assertOptions('SafetyMonitor.afterConversion', argument, value, ['start', 'end'], false);
   const { start, end } = value as { start?: unknown; end?: unknown };
-  assertPageAddress(`${argument}.start`, start);
-  assertPageAddress(`${argument}.end`, end);
+  if (aligned) {
+    assertPageAddress(`${argument}.start`, start);
+    assertPageAddress(`${argument}.end`, end);
+  }
+  assertGpa(`${argument}.start`, start);
+  assertGpa(`${argument}.end`, end);
   if (end < start)
     throw new TestkitError(
       'INVALID_ARGUMENT',
       `${argument} is inverted: end 0x${end.toString(16)} is below start 0x${start.toString(16)}`,
       `${argument}.end`,
+    );
+}
+
+/** A GPA as a number: an integer in [0, 2^52), aligned or not. */
+function assertGpa(argument: string, value: unknown): asserts value is number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value >= 2 ** 52)
+    throw new TestkitError(
+      'INVALID_ARGUMENT',
+      `${argument} must be a GPA below 2^52, got ${show(value)}`,
+      argument,
     );
 }
 
@@ -54,7 +71,7 @@ export function checkConversionArguments(
         `evidence.${field}`,
       );
     list.forEach((r, i) => {
-      assertRange(`evidence.${field}[${i}]`, r);
+      assertRange(`evidence.${field}[${i}]`, r, false);
     });
   }
 }
