@@ -21,8 +21,8 @@ export interface ScenarioCounters {
   tdcalls: number;
 }
 
-const MAP_GPA = `0x${TdvmcallSubfunction.MAP_GPA.toString(16)}`;
-const RETRY = `0x${TdvmcallStatus.RETRY.toString(16)}`;
+const MAP_GPA = TdvmcallSubfunction.MAP_GPA;
+const RETRY = TdvmcallStatus.RETRY;
 /** Calls kept before the mark and after it: the report's timeline window. */
 const WINDOW_BEFORE = 80;
 const WINDOW_AFTER = 40;
@@ -122,7 +122,7 @@ export class ScenarioProbe implements TraceSink {
           this.#keep([event.time, 'v', event.leaf, event.status >> 63n === 1n ? 1 : 0]);
         if (event.leaf === 'TDH.MEM.PAGE.REMOVE' && event.status === 0n) {
           // RCX = GPA | level (reference tdx-module.md, page-info operand).
-          const rcx = Number(BigInt(event.args.rcx ?? '0'));
+          const rcx = Number(event.args.rcx ?? 0n);
           const gpa = rcx - (rcx % 4096);
           this.#removed.push({ start: gpa, end: gpa + 4096 * 512 ** (rcx % 8) });
         }
@@ -134,9 +134,9 @@ export class ScenarioProbe implements TraceSink {
       case 'td-exit':
         c.tdExits++;
         if (event.reason.startsWith('TDCALL') && event.regs.r11 === MAP_GPA) {
-          const r12 = BigInt(event.regs.r12 ?? '0');
+          const r12 = event.regs.r12 ?? 0n;
           const start = toPrivateGpa(Number(r12), this.#gpaw);
-          const end = start + Number(BigInt(event.regs.r13 ?? '0'));
+          const end = start + Number(event.regs.r13 ?? 0n);
           this.#mapGpaPending.set(event.vcpu, { start, end });
           const toShared = r12 !== BigInt(start);
           this.#keep([
@@ -152,22 +152,29 @@ export class ScenarioProbe implements TraceSink {
         if (request === undefined) return;
         this.#mapGpaPending.delete(event.vcpu);
         c.mapGpaCalls++;
-        if (event.regs.r10 === '0x0') this.#acknowledged.push(request);
+        if (event.regs.r10 === 0n) this.#acknowledged.push(request);
         if (event.regs.r10 === RETRY) {
           c.retries++;
-          const r11 = BigInt(event.regs.r11 ?? '0');
+          const r11 = event.regs.r11 ?? 0n;
           const next = r11 < 2n ** 52n ? toPrivateGpa(Number(r11), this.#gpaw) : Number.POSITIVE_INFINITY;
           // A RETRY says work remains: R11 must lie in [R12, R12 + R13) to acknowledge [R12, R11) (GHCI 1.5 MapGPA).
           if (next >= request.start && next < request.end)
             this.#acknowledged.push({ start: request.start, end: next });
         }
+        const r10 = event.regs.r10;
         const status =
-          event.regs.r10 === '0x0' ? 'SUCCESS' : event.regs.r10 === RETRY ? 'RETRY' : event.regs.r10;
+          r10 === 0n
+            ? 'SUCCESS'
+            : r10 === RETRY
+              ? 'RETRY'
+              : r10 === undefined
+                ? 'undefined'
+                : `0x${r10.toString(16)}`;
         const where = `0x${request.start.toString(16)}..0x${request.end.toString(16)}`;
         this.#keep([
           event.time,
           'e',
-          `MapGPA ${where} → ${status}${status === 'RETRY' ? ` R11=${event.regs.r11}` : ''}`,
+          `MapGPA ${where} → ${status}${status === 'RETRY' ? ` R11=0x${(event.regs.r11 ?? 0n).toString(16)}` : ''}`,
           status === 'SUCCESS' || status === 'RETRY' ? 0 : 1,
         ]);
         return;
