@@ -118,6 +118,7 @@ export {
   twoZapsAtOnce,
 } from './explore/race-scenarios.js';
 export {
+  FUZZ_CHECK_EVERY,
   FUZZED_PRESETS,
   type FuzzCase,
   type FuzzOptions,

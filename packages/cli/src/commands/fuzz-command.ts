@@ -1,5 +1,6 @@
 import type { GuestPresetName } from '@tdxsim/guest';
 import {
+  FUZZ_CHECK_EVERY,
   type FuzzCase,
   GUEST_PRESET_NAMES,
   parseBehaviour,
@@ -25,6 +26,7 @@ interface FuzzOptions {
   readonly preset?: string[];
   readonly replay?: string;
   readonly shard?: Shard;
+  readonly checkEvery?: number;
 }
 
 /** `tdxsim fuzz`: the testkit's fuzz campaign (also `pnpm fuzz`). */
@@ -50,6 +52,11 @@ export const fuzzCommand: CliCommand = {
         [],
       )
       .option('--replay <json>', 'run one case again: the JSON a failure printed')
+      .option(
+        '--check-every <n>',
+        `the module's full invariant check after every N-th step of a case and after its last (default ${FUZZ_CHECK_EVERY}: once per case, at its end; 1: after every step, which also finds an invariant broken and repaired within a case)`,
+        positiveInteger(1e9),
+      )
       .option(
         '--shard <k/n>',
         'run shard K of N of the campaign: runs/N cases from seed + K − 1 (needs --seed)',
@@ -81,7 +88,7 @@ async function fuzz(given: FuzzOptions): Promise<number> {
     } catch (error) {
       throw new UsageError(`--replay: not a fuzz case: ${(error as Error).message.split('\n')[0]}`);
     }
-    const report = await runFuzzCase(fuzzCase);
+    const report = await runFuzzCase(fuzzCase, options.checkEvery);
     process.stdout.write(`${report.outcomes.join('\n')}\n`);
     process.stdout.write(
       report.safe
@@ -106,6 +113,7 @@ async function fuzz(given: FuzzOptions): Promise<number> {
     ...(options.minutes === undefined ? { runs } : { minutes: options.minutes }),
     ...(options.path === undefined ? {} : { path: options.path }),
     ...(presets === undefined ? {} : { presets }),
+    ...(options.checkEvery === undefined ? {} : { checkEvery: options.checkEvery }),
     log: (line) => process.stdout.write(`${line}\n`),
   });
   const rate = Math.round(result.cases / (result.elapsedMs / 1000));

@@ -4,7 +4,11 @@ import { safetyWorkload } from '../arbitraries/safety-workload-arbitrary.js';
 import { vmmBehaviour } from '../arbitraries/vmm-behaviour-arbitraries.js';
 import type { VmmBehaviour } from '../behaviour/vmm-behaviour.js';
 import { TestkitError } from '../errors.js';
-import { checkGuestSafety, type GuestSafetyReport } from '../properties/guest-safety.js';
+import {
+  checkGuestSafety,
+  type GuestSafetyCase,
+  type GuestSafetyReport,
+} from '../properties/guest-safety.js';
 import type { SafetyWorkload } from '../properties/safety-workload.js';
 
 /**
@@ -48,7 +52,19 @@ export interface FuzzOptions {
   readonly log?: (line: string) => void;
   /** Milliseconds between progress lines (default 5000). */
   readonly progressEveryMs?: number;
+  /**
+   * The module's full invariant check after every N-th step of a case and after its last (default
+   * {@link FUZZ_CHECK_EVERY}); 1 checks after every step. See {@link GuestSafetyCase.checkEvery} for what sampling
+   * can miss.
+   */
+  readonly checkEvery?: number;
 }
+
+/**
+ * Steps between the full invariant checks of a fuzz case by default: a case has at most 3 conversion steps, so the
+ * check runs once, at its end (the per-step guest properties still run after every step).
+ */
+export const FUZZ_CHECK_EVERY = 4;
 
 /**
  * What a fuzz campaign found: its seed (to replay), the cases run, and the shrunk counterexample with its
@@ -78,12 +94,13 @@ export function fuzzCase(presets: readonly GuestPresetName[] = FUZZED_PRESETS): 
 }
 
 /** Runs one case: the guest safety properties against its behaviour. */
-export function runFuzzCase(fuzz: FuzzCase): Promise<GuestSafetyReport> {
+export function runFuzzCase(fuzz: FuzzCase, checkEvery = FUZZ_CHECK_EVERY): Promise<GuestSafetyReport> {
   return checkGuestSafety({
     vmm: fuzz.behaviour,
     guest: fuzz.guest,
     workload: fuzz.workload,
     gpaw: fuzz.gpaw,
+    checkEvery,
   });
 }
 
@@ -98,6 +115,7 @@ export async function runFuzzCampaign(options: FuzzOptions = {}): Promise<FuzzRe
   const presets = options.presets ?? FUZZED_PRESETS;
   if (presets.length === 0) throw new TestkitError('INVALID_OPTION', 'presets must not be empty', 'presets');
   const every = options.progressEveryMs ?? 5000;
+  const checkEvery = options.checkEvery ?? FUZZ_CHECK_EVERY;
   const started = performance.now();
   let cases = 0;
   let lastProgress = started;
@@ -109,7 +127,7 @@ export async function runFuzzCampaign(options: FuzzOptions = {}): Promise<FuzzRe
       const seconds = (now - started) / 1000;
       log(`fuzz: ${cases} cases in ${seconds.toFixed(1)} s (${Math.round(cases / seconds)}/s)`);
     }
-    return (await runFuzzCase(fuzz)).safe;
+    return (await runFuzzCase(fuzz, checkEvery)).safe;
   });
   const timed = options.minutes !== undefined;
   const result = await fc.check(property, {
@@ -127,7 +145,7 @@ export async function runFuzzCampaign(options: FuzzOptions = {}): Promise<FuzzRe
     elapsedMs,
     failed: true,
     counterexample,
-    report: await runFuzzCase(counterexample),
+    report: await runFuzzCase(counterexample, checkEvery),
     ...(result.counterexamplePath === null ? {} : { path: result.counterexamplePath }),
   };
 }

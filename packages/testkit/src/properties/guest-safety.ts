@@ -10,6 +10,7 @@ import { composeTd, type Gpaw, TdxModule } from '@tdxsim/tdx-module';
 import type { ContainerModule } from 'inversify';
 import { ScriptedVmm, type ScriptedVmmRecord } from '../backends/scripted-vmm.js';
 import type { VmmBehaviour } from '../behaviour/vmm-behaviour.js';
+import { TestkitError } from '../errors.js';
 import { testkitLogger } from '../log.js';
 import { SafetyMonitor, type SafetyNote, type SafetyRule } from '../safety/safety-monitor.js';
 import { DEFAULT_SAFETY_WORKLOAD, type SafetyWorkload, type WorkloadStep } from './safety-workload.js';
@@ -53,6 +54,14 @@ export interface GuestSafetyCase {
   readonly guest: GuestPresetName | GuestPolicy;
   readonly workload?: SafetyWorkload;
   readonly gpaw?: Gpaw;
+  /**
+   * The module's full invariant check (every SEPT entry, PAMT entry and shared frame) after every N-th step and
+   * after the last (default 1: every step). The per-step properties (claims, quarantine, secrets, ledger) run after
+   * every step regardless. A larger N misses an invariant that one step breaks and a later step repairs before the
+   * next check (the end state alone cannot show it), and a violation found is attributed to the step of the check,
+   * not the step that caused it.
+   */
+  readonly checkEvery?: number;
 }
 
 /**
@@ -103,6 +112,13 @@ function recordOf(vmm: unknown): ScriptedVmmRecord | undefined {
  */
 export async function checkGuestSafety(safetyCase: GuestSafetyCase): Promise<GuestSafetyReport> {
   const workload = safetyCase.workload ?? DEFAULT_SAFETY_WORKLOAD;
+  const checkEvery = safetyCase.checkEvery ?? 1;
+  if (!Number.isSafeInteger(checkEvery) || checkEvery < 1)
+    throw new TestkitError(
+      'INVALID_OPTION',
+      `checkEvery must be a positive integer, got ${checkEvery}`,
+      'checkEvery',
+    );
   const { module, td, guest, record } = await boot(safetyCase, workload.memoryPages * PAGE);
   const policy = guest.policy;
   const monitor = new SafetyMonitor({ module, tdr: td.tdr, guest });
@@ -139,7 +155,7 @@ export async function checkGuestSafety(safetyCase: GuestSafetyCase): Promise<Gue
         outcomes.push(`${where}: QUARANTINED`);
       }
     }
-    await monitor.check();
+    if ((n + 1) % checkEvery === 0 || n === workload.steps.length - 1) await monitor.check();
     for (const mismatch of guest.check(module, td.tdr)) {
       if (mismatch.ledger !== 'private-accepted') continue;
       const first = Math.floor(mismatch.start / PAGE);
