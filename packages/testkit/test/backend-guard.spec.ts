@@ -134,17 +134,16 @@ describe('BackendGuard', () => {
         return isMapGpa(exit) ? new Promise(() => {}) : super.onTdExit(exit);
       }
     }
-    const started = performance.now();
-    // A dedicated thread, as a matrix worker: judged idle as soon as nothing of the scenario's is pending.
-    const error = await convertUnder(new BackendGuard({ thread: 'dedicated' }), SilentVmm).catch(
-      (e: unknown) => e,
-    );
+    // A dedicated thread, as a matrix worker: judged idle as soon as nothing of the scenario's is pending. The wall
+    // clock's fallback is out of reach (an hour), so only the idle judgement can end this (no timing asserted).
+    const error = await convertUnder(
+      new BackendGuard({ thread: 'dedicated', wallClockMs: 3_600_000 }),
+      SilentVmm,
+    ).catch((e: unknown) => e);
     expect((error as BackendFaultError).fault.kind).toBe('no-answer');
     expect((error as BackendFaultError).message).toBe(
       'the backend never answered (waiting on the TD exit of vCPU 0: TDG.VP.VMCALL<MapGPA> R12=0x800000100000 R13=0x10000); nothing was left that could',
     );
-    // No wall clock involved: found in a few turns of the event loop (generous bound for a busy machine).
-    expect(performance.now() - started).toBeLessThan(30_000);
   });
 
   it('a handler waiting on a timer is waited for; the wall clock is the fallback', async () => {
