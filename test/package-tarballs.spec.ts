@@ -11,12 +11,15 @@ import { beforeAll, describe, expect, it } from 'vitest';
  */
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const EXTRA_FILES: Readonly<Record<string, readonly string[]>> = {
-  // The bin; the JSON Schema of run reports (replay validates against it), the default matrix's expectations (pnpm
-  // start is judged against them) and the README's backend with its driver.
+  // The bin; the JSON Schemas of run and explore reports (replay validates against the first), the expectations of the
+  // default matrix and of the race catalogue (pnpm start and tdxsim explore are judged against them) and the
+  // README's backend with its driver.
   cli: [
     'bin/tdxsim.js',
     'schema/run-report.schema.json',
+    'schema/explore-report.schema.json',
     'expectations/default-matrix.json',
+    'expectations/explore-races.json',
     'examples/my-vmm.ts',
     'examples/drive-my-vmm.ts',
   ],

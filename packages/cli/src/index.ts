@@ -21,6 +21,7 @@ export {
   matchesPattern,
   readExpectations,
 } from './expectations/expectations.js';
+export { type GuestRow, loadGuestRow, loadGuestRows, presetRow } from './guests/guest-row.js';
 export { main } from './main.js';
 export { type MatrixOptions, type MatrixRun, runMatrix } from './matrix/run-matrix.js';
 export { selectSpecs, shardOf } from './matrix/select-specs.js';
@@ -56,4 +57,4 @@ export {
   type TimelineCall,
 } from './scenario/scenario-result.js';
 export { TraceJsonWriter } from './scenario/trace-json-writer.js';
-export { UsageError } from './usage-error.js';
+export { UsageError, type UsageErrorCode } from './usage-error.js';

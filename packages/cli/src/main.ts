@@ -2,6 +2,7 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CommanderError } from 'commander';
 import createDebug from 'debug';
+import { assertArray } from './api-validation.js';
 import { COMMANDS, createProgram } from './program.js';
 import { UsageError } from './usage-error.js';
 
@@ -13,6 +14,15 @@ const log = createDebug('tdxsim:cli');
  * naming what was wrong). The bin calls it and exits with its code.
  */
 export async function main(argv: readonly string[]): Promise<number> {
+  // A library caller's mistake, not a command line's: thrown, not an exit code.
+  assertArray('argv', argv, (argument, value) => {
+    if (typeof value !== 'string')
+      throw new UsageError(
+        `${argument} must be a string, got ${String(value)}`,
+        'INVALID_ARGUMENT',
+        argument,
+      );
+  });
   let exitCode = 0;
   const program = createProgram((code) => {
     exitCode = code;
@@ -36,7 +46,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   } catch (error) {
     // Help and version end commander's parse with exit code 0; every other commander error is a usage error.
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
-    if (error instanceof UsageError) {
+    if (UsageError.is(error)) {
       process.stderr.write(`tdxsim: ${error.message}\n`);
       return 2;
     }

@@ -1,7 +1,9 @@
 import { Command } from 'commander';
+import { assertFunction } from './api-validation.js';
 import { benchCommand } from './commands/bench-command.js';
 import { checkCommand } from './commands/check-command.js';
 import type { CliCommand } from './commands/cli-command.js';
+import { exploreCommand } from './commands/explore-command.js';
 import { fuzzCommand } from './commands/fuzz-command.js';
 import { mergeReportsCommand } from './commands/merge-reports-command.js';
 import { replayCommand } from './commands/replay-command.js';
@@ -13,6 +15,7 @@ export const COMMANDS: readonly CliCommand[] = [
   runCommand,
   replayCommand,
   checkCommand,
+  exploreCommand,
   fuzzCommand,
   mergeReportsCommand,
   benchCommand,
@@ -23,6 +26,7 @@ export const COMMANDS: readonly CliCommand[] = [
  * error reported (not exited): `main` turns them into exit codes. `done` receives the exit code of the command that ran.
  */
 export function createProgram(done: (exitCode: number) => void): Command {
+  assertFunction('done', done, false, 'INVALID_ARGUMENT');
   const program = new Command('tdxsim')
     .description('Test TDX guest memory conversion against many hypervisors — honest, buggy and hostile.')
     .version(toolVersion(), '-v, --version', 'print the version')

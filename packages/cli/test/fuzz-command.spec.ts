@@ -45,7 +45,41 @@ describe('tdxsim fuzz', () => {
     expect(run.stdout).toMatch(/^fuzz: 100 cases in /m);
   });
 
+  it('--concurrent: multi-vCPU cases under drawn schedules on KVM and Hyper-V; a concurrent case replays', async () => {
+    const run = await runCli(['fuzz', '--concurrent', '--runs', '20', '--seed', '3']);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^fuzz --concurrent: 20 cases in [\d.]+ s \(\d+\/s\), no violation$/m);
+    const fuzzCase = {
+      kind: 'concurrent',
+      backend: 'hyperv',
+      guest: 'linux',
+      memoryPages: 1536,
+      plans: [
+        [{ op: 'to-shared', page: 0, pages: 4 }],
+        [
+          { op: 'read', page: 2, pages: 1 },
+          { op: 'to-private', page: 1, pages: 2 },
+        ],
+      ],
+      scheduler: 'pct',
+      scheduleSeed: 5,
+    };
+    const replay = await runCli(['fuzz', '--replay', JSON.stringify(fuzzCase)]);
+    expect(replay.code).toBe(0);
+    expect(replay.stdout).toMatch(/^vcpu0 to-shared 0\+4: ok$/m);
+    expect(replay.stdout.trim().split('\n').at(-1)).toBe('safe');
+  });
+
   it('argument errors exit 2', async () => {
+    const vmm = await runCli(['fuzz', '--vmm', 'kvm']);
+    expect(vmm.code).toBe(2);
+    expect(vmm.stderr.trim()).toBe(
+      'tdxsim: --vmm chooses the backends of --concurrent: give --concurrent too',
+    );
+    const badVmm = await runCli(['fuzz', '--concurrent', '--vmm', 'xen']);
+    expect(badVmm.stderr.trim()).toMatch(
+      /^tdxsim: unknown vmm "xen" \(valid: kvm, hyperv, kvm-without-mmu-lock/,
+    );
     const both = await runCli(['fuzz', '--runs', '10', '--minutes', '1']);
     expect(both.code).toBe(2);
     expect(both.stderr.trim()).toBe('tdxsim: give --runs or --minutes, not both');

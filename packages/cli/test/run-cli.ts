@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { vi } from 'vitest';
+import { main } from '../src/main.js';
 
 /** The repository root: the CLI runs from there, as `pnpm start` runs it. */
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -53,4 +55,26 @@ export function runCli(
       resolve({ code, stdout, stderr, killed, wallMs: performance.now() - started });
     });
   });
+}
+
+/** `main(args)` in this process, its output captured: for command lines that end before any scenario runs. */
+export async function runMain(
+  args: readonly string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    stdout += String(chunk);
+    return true;
+  });
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    stderr += String(chunk);
+    return true;
+  });
+  try {
+    return { code: await main(args), stdout, stderr };
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+  }
 }

@@ -5,11 +5,10 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DEFAULT_EXPECTATIONS_FILE } from '../src/expectations/expectations.js';
-import { main } from '../src/main.js';
 import type { RunReport } from '../src/report/json-report.js';
-import { FIXTURES, runCli } from './run-cli.js';
+import { FIXTURES, runCli, runMain } from './run-cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tdxsim-run-'));
 const readReport = (file: string): RunReport => JSON.parse(readFileSync(file, 'utf8')) as RunReport;
@@ -208,26 +207,6 @@ describe('reports and output', () => {
   });
 });
 
-/** `main(args)` in this process, its output captured: for command lines that end before any scenario runs. */
-async function runMain(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stdout += String(chunk);
-    return true;
-  });
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stderr += String(chunk);
-    return true;
-  });
-  try {
-    return { code: await main(args), stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-}
-
 describe('the command line: exit 2 with one line naming what is wrong, before anything runs', () => {
   const cases: [string, string[], RegExp][] = [
     [
@@ -290,7 +269,7 @@ describe('the command line: exit 2 with one line naming what is wrong, before an
     [
       'unknown command',
       ['fly'],
-      /^tdxsim: unknown command "fly" \(commands: run, replay, check, fuzz, merge-reports, bench, help\)$/,
+      /^tdxsim: unknown command "fly" \(commands: run, replay, check, explore, fuzz, merge-reports, bench, help\)$/,
     ],
     ['unknown option', ['--colour'], /^tdxsim: unknown option '--colour'/],
     ['option of another command', ['run', '--trace'], /^tdxsim: unknown option '--trace'/],

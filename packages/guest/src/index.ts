@@ -21,10 +21,12 @@ export type {
   PageOutcome,
   PageOutcomeRun,
 } from './convert/conversion-result.js';
+export { mergeRuns } from './convert/convert-range.js';
 export { GuestError, type GuestErrorCode } from './errors.js';
 export { type FatalErrorReport, vmcallReportFatalError } from './fatal/report-fatal-error.js';
 export { afterConversion, type UnrecoverablePolicy } from './fatal/unrecoverable-policy.js';
 export { type GuestPolicy, type GuestPresetName, guestPresets } from './guest-policy.js';
+export type { GuestUnderTest } from './guest-under-test.js';
 export { type HaltOutcome, haltUntilInterrupt, idleUntil } from './idle/halt.js';
 export type { Interruption } from './interruption.js';
 export { checkLedger, type LedgerMismatch } from './ledger/ledger-check.js';
@@ -42,7 +44,7 @@ export {
   STORM_GUARD_CALLS,
 } from './map-gpa/map-gpa-policy.js';
 export { type MapGpaPresetName, mapGpaPresets } from './map-gpa/map-gpa-presets.js';
-export type { GuestAccess } from './memory/guest-memory.js';
+export { type AccessRequest, accessByPage, type GuestAccess } from './memory/guest-memory.js';
 export { validateAcceptPolicy, validateGuestPolicy, validateMapGpaPolicy } from './policy-validation.js';
 export { type GpaRange, PAGE, pageCount, validateGpaRange, validateRange } from './range.js';
 export type { UnshareAllOptions, UnshareReport } from './shutdown/unshare-all.js';

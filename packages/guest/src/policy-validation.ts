@@ -99,9 +99,11 @@ export function validateAcceptPolicy(policy: unknown, at: string): asserts polic
 /** Checks a whole guest policy. */
 export function validateGuestPolicy(policy: unknown, at: string): asserts policy is GuestPolicy {
   assertObject(at, policy);
-  assertKnownOptions(at, policy, ['name', 'mapGpa', 'accept'], `${at}.`);
+  assertKnownOptions(at, policy, ['name', 'mapGpa', 'accept', 'onUnrecoverable'], `${at}.`);
   const p = policy as Partial<GuestPolicy>;
   name(`${at}.name`, p.name);
   validateMapGpaPolicy(p.mapGpa, `${at}.mapGpa`);
   validateAcceptPolicy(p.accept, `${at}.accept`);
+  if (p.onUnrecoverable !== undefined)
+    assertOneOf(`${at}.onUnrecoverable`, p.onUnrecoverable, ['return', 'report-fatal-error']);
 }

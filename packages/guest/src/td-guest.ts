@@ -17,6 +17,7 @@ import { assertKnownOptions, GuestError } from './errors.js';
 import { afterConversion } from './fatal/unrecoverable-policy.js';
 import { type GuestPolicy, guestPresets } from './guest-policy.js';
 import { GuestState } from './guest-state.js';
+import type { GuestUnderTest } from './guest-under-test.js';
 import { checkLedger, type LedgerMismatch } from './ledger/ledger-check.js';
 import { PageLedger } from './ledger/page-ledger.js';
 import { type MapGpaOutcome, runMapGpa } from './map-gpa/map-gpa.js';
@@ -71,7 +72,7 @@ const WIDEST_PRIVATE = 2 ** 51;
  * ledger: conversions, accepts and memory accesses may come from any of them at once; overlapping requests are
  * serialised per page range, in the order they were asked for, and disjoint ones run concurrently.
  */
-export class TdGuest {
+export class TdGuest implements GuestUnderTest {
   /** The first vCPU given to `boot` (the default of every operation). */
   readonly cpu: GuestCpu;
   /** Every vCPU the guest serves. */
@@ -305,25 +306,14 @@ export class TdGuest {
 
   /** Loads `length` bytes at private GPA `gpa`, accepting an unaccepted page on first touch (the #VE path). */
   async read(gpa: number, length: number, options: CpuOptions = {}): Promise<GuestAccess> {
-    assertInteger('gpa', gpa, 0, 2 ** 52 - 1);
-    assertInteger('length', length, 1, 2 ** 30);
     const port = this.#options(options, CPU_OPTIONS);
-    return accessMemory(this.#state, port, gpa, length, undefined);
+    return accessMemory(this.#state, port, gpa, { length });
   }
 
   /** Stores `data` at private GPA `gpa`, accepting an unaccepted page on first touch. */
   async write(gpa: number, data: Uint8Array, options: CpuOptions = {}): Promise<GuestAccess> {
-    assertInteger('gpa', gpa, 0, 2 ** 52 - 1);
-    if (!(data instanceof Uint8Array) || data.length === 0)
-      throw new GuestError(
-        'INVALID_ARGUMENT',
-        `data must be a non-empty Uint8Array, got ${show(data)}`,
-        'data',
-      );
-    if (gpa + data.length > 2 ** 52)
-      throw new GuestError('INVALID_ARGUMENT', 'data reaches beyond 2^52', 'data');
     const port = this.#options(options, CPU_OPTIONS);
-    return accessMemory(this.#state, port, gpa, data.length, data);
+    return accessMemory(this.#state, port, gpa, { data });
   }
 
   /**

@@ -355,9 +355,11 @@ describe('the KVM backend throws at each step of its zap (BLOCK → TRACK → ki
         if (++seen === 2) throw new Error(`backend failure at ${step}`);
       };
       if (step === 'kick') {
+        // KVM kicks the vCPUs in guest mode (kvm_make_all_cpus_request): vCPU 1, idle in the TD, while vCPU 0 is
+        // out of it handling its own MapGPA.
         const kick = module.kickVcpu.bind(module);
         module.kickVcpu = (tdvpr) => {
-          if (tdvpr === td.tdvprs[0]) fail();
+          if (tdvpr === td.tdvprs[1]) fail();
           return kick(tdvpr);
         };
       } else {

@@ -9,6 +9,8 @@ import {
   VCPU_STATE_DETAILS_VMXIP,
   VmExitReason,
 } from '@tdxsim/tdx-module';
+import { HypervError } from './errors.js';
+import { assertAddress, assertExit, assertFunction, assertInteger, assertMethods } from './validation.js';
 
 /** HV_STATUS_INVALID_HYPERCALL_CODE (Hyper-V TLFS): the answer to a hypercall code the hypervisor does not know. */
 export const HV_STATUS_INVALID_HYPERCALL_CODE = 2n;
@@ -44,6 +46,17 @@ export class HypervInterrupts {
   readonly #wake: ((() => void) | undefined)[];
 
   constructor(module: TdxModule, host: HostSeamcalls, tdvprs: readonly number[]) {
+    assertMethods('module', module, 'a TdxModule', ['postInterrupt', 'handleNmiExit']);
+    assertMethods('host', host, 'a HostSeamcalls', ['vpRead']);
+    if (!Array.isArray(tdvprs) || tdvprs.length === 0)
+      throw new HypervError(
+        'INVALID_ARGUMENT',
+        'tdvprs must be a non-empty array of TDVPR addresses',
+        'tdvprs',
+      );
+    tdvprs.forEach((tdvpr, i) => {
+      assertAddress(`tdvprs[${i}]`, tdvpr);
+    });
     this.#module = module;
     this.#host = host;
     this.#tdvprs = tdvprs;
@@ -52,11 +65,15 @@ export class HypervInterrupts {
 
   /** An interrupt for vCPU `index`: into the TD's virtual APIC (posted), and a halted vCPU wakes up. */
   deliver(index: number, vector: number): void {
+    assertInteger('index', index, 0, this.#tdvprs.length - 1);
+    assertInteger('vector', vector, 16, 255);
     this.#module.postInterrupt(this.#tdvprs[index] as number, vector);
     this.wake(index);
   }
 
+  /** Wakes vCPU `index` if it is halted waiting for an interrupt (a no-op otherwise). */
   wake(index: number): void {
+    assertInteger('index', index, 0, this.#tdvprs.length - 1);
     const wake = this.#wake[index];
     this.#wake[index] = undefined;
     wake?.();
@@ -64,6 +81,8 @@ export class HypervInterrupts {
 
   /** Answers the exits of the enter/exit path; undefined for the others. */
   async answer(exit: TdExitEvent, stopped: () => boolean): Promise<Gprs | undefined> {
+    assertExit('exit', exit);
+    assertFunction('stopped', stopped);
     const regs = exit.regs;
     const reason = Number((regs[Reg.RAX] as bigint) & 0xffffn);
     if (reason === VmExitReason.EXCEPTION_NMI) {

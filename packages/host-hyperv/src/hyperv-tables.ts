@@ -1,4 +1,6 @@
 import type { ViewedMapping, VmmView } from '@tdxsim/tdx-module';
+import { HypervError } from './errors.js';
+import { assertAddress, assertInteger } from './validation.js';
 
 const PAGE = 4096;
 const spanOf = (level: number): number => PAGE * 512 ** level;
@@ -27,12 +29,20 @@ export class HypervTables implements VmmView {
   readonly shared = new Map<number, number>();
 
   constructor(pwl: number) {
+    if (pwl !== 3 && pwl !== 4)
+      throw new HypervError(
+        'INVALID_ARGUMENT',
+        `pwl must be 3 or 4 (GPAW 48 or 52), got ${String(pwl)}`,
+        'pwl',
+      );
     this.#pwl = pwl;
     for (let level = 0; level <= pwl; level++) this.#tables.push(new Set());
   }
 
   /** The levels (highest first) whose table must be linked before a leaf at `level` can be mapped at `gpa`. */
   missingTables(gpa: number, level: number): number[] {
+    assertAddress('gpa', gpa);
+    assertInteger('level', level, 0, this.#pwl);
     const missing: number[] = [];
     for (let at = this.#pwl; at > level; at--) {
       if (!(this.#tables[at] as Set<number>).has(gpa - (gpa % spanOf(at)))) missing.push(at);
@@ -42,31 +52,39 @@ export class HypervTables implements VmmView {
 
   /** Records a table linked by a successful TDH.MEM.SEPT.ADD at `level` for `gpa`. */
   linked(level: number, gpa: number): void {
+    assertInteger('level', level, 1, this.#pwl);
+    assertAddress('gpa', gpa);
     (this.#tables[level] as Set<number>).add(gpa - (gpa % spanOf(level)));
   }
 
   /** The leaf that maps `gpa` (a 2M leaf over it, or its 4K leaf), if any. */
   leafAt(gpa: number): HypervLeaf | undefined {
+    assertAddress('gpa', gpa, 1);
     return this.#leaves[1].get(gpa - (gpa % spanOf(1))) ?? this.#leaves[0].get(gpa - (gpa % PAGE));
   }
 
   /** Whether the 2M region at `base` has a page table (so it is mapped, if at all, at 4K). */
   hasPageTable(base: number): boolean {
+    assertAddress('base', base, spanOf(1));
     return (this.#tables[1] as Set<number>).has(base);
   }
 
   /** Records a leaf AUGed (or blocked: the same leaf with `blocked`). */
   mapped(leaf: HypervLeaf): void {
+    assertLeaf(leaf);
     this.#leaves[leaf.level].set(leaf.gpa, leaf);
   }
 
   /** Records a leaf removed by a successful TDH.MEM.PAGE.REMOVE. */
   removed(level: 0 | 1, gpa: number): void {
+    assertInteger('level', level, 0, 1);
+    assertAddress('gpa', gpa, spanOf(level));
     this.#leaves[level].delete(gpa);
   }
 
   /** Records a successful TDH.MEM.PAGE.DEMOTE of the 2M leaf at `base`: a page table and 512 4K leaves. */
   demoted(base: number): void {
+    assertAddress('base', base, spanOf(1));
     const leaf = this.#leaves[1].get(base);
     if (leaf === undefined) return;
     this.#leaves[1].delete(base);
@@ -77,6 +95,14 @@ export class HypervTables implements VmmView {
 
   /** The leaves in [start, end): 2M leaves that overlap it and 4K leaves inside it, in GPA order. */
   leavesIn(start: number, end: number): HypervLeaf[] {
+    assertAddress('start', start);
+    assertAddress('end', end);
+    if (end < start)
+      throw new HypervError(
+        'INVALID_ARGUMENT',
+        `end (0x${end.toString(16)}) is below start (0x${start.toString(16)})`,
+        'end',
+      );
     const out: HypervLeaf[] = [];
     const region = spanOf(1);
     for (let base = start - (start % region); base < end; base += region) {
@@ -105,4 +131,20 @@ export class HypervTables implements VmmView {
   sharedMappings(): Iterable<ViewedMapping> {
     return [...this.shared].map(([gpa, hpa]) => ({ gpa, level: 0, hpa }) as const);
   }
+}
+
+/** A leaf record: 4K or 2M, aligned GPA and HPA, a boolean `blocked`. */
+function assertLeaf(leaf: unknown): asserts leaf is HypervLeaf {
+  if (typeof leaf !== 'object' || leaf === null)
+    throw new HypervError('INVALID_ARGUMENT', `leaf must be an object, got ${String(leaf)}`, 'leaf');
+  const { gpa, level, hpa, blocked } = leaf as Record<string, unknown>;
+  assertInteger('leaf.level', level, 0, 1);
+  assertAddress('leaf.gpa', gpa, spanOf(level));
+  assertAddress('leaf.hpa', hpa, spanOf(level));
+  if (typeof blocked !== 'boolean')
+    throw new HypervError(
+      'INVALID_ARGUMENT',
+      `leaf.blocked must be a boolean, got ${String(blocked)}`,
+      'leaf.blocked',
+    );
 }

@@ -24,17 +24,21 @@ import {
 } from '@tdxsim/tdx-module';
 import createDebug from 'debug';
 import { type HypervEnterExitCounters, HypervInterrupts } from './enter-exit.js';
-import { HypervError } from './errors.js';
-import { HypervTables } from './hyperv-tables.js';
+import { GpaMapLock } from './gpa-map-lock.js';
+import { type HypervLeaf, HypervTables } from './hyperv-tables.js';
 import { type HypervVmmOptions, resolveHypervOptions } from './options.js';
+import { assertBuildOptions, assertExit, assertMethods } from './validation.js';
 
 const log = createDebug('tdxsim:hyperv:vmm');
 const PAGE = 4096;
 const MIB2 = 2 ** 21;
+/** Tries of one zap SEAMCALL that gets OPERAND_BUSY, each after a kick of every vCPU (the first included). */
+const ZAP_ATTEMPTS = 4;
 
 /**
  * What the Hyper-V backend did, counted: TD exits, MapGPA calls, SEAMCALLs by leaf, OPERAND_BUSY statuses
- * seen and RETRYs answered without progress.
+ * seen, RETRYs answered without progress (the `noProgressRate` option's) and MapGPA chunks to shared cut short at a
+ * private leaf it could not take out of the S-EPT (answered RETRY from that leaf).
  */
 export interface HypervCounters {
   exits: number;
@@ -42,6 +46,7 @@ export interface HypervCounters {
   seamcalls: Record<string, number>;
   busySeen: number;
   noProgressRetries: number;
+  shortChunks: number;
 }
 
 /**
@@ -62,12 +67,14 @@ export class HypervVmm implements Vmm {
     seamcalls: {},
     busySeen: 0,
     noProgressRetries: 0,
+    shortChunks: 0,
   };
   readonly attributes = new RangeMap<'private' | 'shared'>();
   /** Its own record of what it mapped: the only thing it decides from (it cannot read the S-EPT). */
   readonly tables: HypervTables;
   readonly #rng: SeededRng;
   readonly #interrupts: HypervInterrupts;
+  readonly #gpaMap = new GpaMapLock();
 
   private constructor(
     module: TdxModule,
@@ -92,14 +99,6 @@ export class HypervVmm implements Vmm {
 
   /** An interrupt for vCPU `index`: posted into the TD's virtual APIC; a halted vCPU wakes up. */
   deliverInterrupt(index: number, vector: number): void {
-    if (!Number.isSafeInteger(index) || index < 0 || index >= this.td.tdvprs.length)
-      throw new HypervError('INVALID_ARGUMENT', `no vCPU ${String(index)}`, 'index');
-    if (!Number.isSafeInteger(vector) || vector < 16 || vector > 255)
-      throw new HypervError(
-        'INVALID_ARGUMENT',
-        `vector must be an integer in [16, 255], got ${String(vector)}`,
-        'vector',
-      );
     this.#interrupts.deliver(index, vector);
   }
 
@@ -109,7 +108,15 @@ export class HypervVmm implements Vmm {
     options: HypervVmmOptions = {},
     build: BuildTdOptions = {},
   ): Promise<HypervVmm> {
+    // Every argument before the first SEAMCALL: a bad initial page must not leave a half-built TD behind.
+    assertMethods('module', module, 'a TdxModule', [
+      'hostWrite',
+      'postInterrupt',
+      'handleNmiExit',
+      'guestCpu',
+    ]);
     const { chunkPages, noProgressRate, seed } = resolveHypervOptions(options);
+    assertBuildOptions('build', build);
     const { initialImage, skipFinalize, ...rest } = build;
     const td = await buildTd(module, { ...rest, skipFinalize: true });
     const vmm = new HypervVmm(module, td, chunkPages, noProgressRate, seed);
@@ -194,6 +201,7 @@ export class HypervVmm implements Vmm {
    * violations, SUBFUNC_UNSUPPORTED for other TDVMCALLs; re-enters after anything else.
    */
   async onTdExit(exit: TdExitEvent): Promise<Gprs> {
+    assertExit('exit', exit);
     this.counters.exits++;
     const rax = exit.regs[Reg.RAX] as bigint;
     if (rax >> 63n === 1n) {
@@ -204,13 +212,15 @@ export class HypervVmm implements Vmm {
     const answered = await this.#interrupts.answer(exit, () => false);
     if (answered !== undefined) return answered;
     const reason = Number(rax & 0xffffn);
-    if (reason === VmExitReason.EPT_VIOLATION) await this.#eptViolation(exit.regs);
+    if (reason === VmExitReason.EPT_VIOLATION) await this.#gpaMap.with(() => this.#eptViolation(exit.regs));
     if (reason === VmExitReason.TDCALL) {
       if (exit.regs[Reg.R10] !== 0n || exit.regs[Reg.R11] !== TdvmcallSubfunction.MAP_GPA) {
         return makeGprs({ r10: TdvmcallStatus.SUBFUNC_UNSUPPORTED });
       }
       this.counters.mapGpaCalls++;
-      return this.#mapGpa(exit.regs[Reg.R12] as bigint, exit.regs[Reg.R13] as bigint);
+      const start = exit.regs[Reg.R12] as bigint;
+      const size = exit.regs[Reg.R13] as bigint;
+      return this.#gpaMap.with(() => this.#mapGpa(start, size));
     }
     return makeGprs();
   }
@@ -227,12 +237,17 @@ export class HypervVmm implements Vmm {
       this.counters.noProgressRetries++;
       return makeGprs({ r10: TdvmcallStatus.RETRY, r11: start });
     }
-    const pages = Math.min(this.chunkPages, Number(size / BigInt(PAGE)));
+    const chunk = Math.min(this.chunkPages, Number(size / BigInt(PAGE)));
     const gpa = Number(start & ~shared);
-    const toShared = (start & shared) !== 0n;
-    this.attributes.set(gpa, gpa + pages * PAGE, toShared ? 'shared' : 'private');
-    if (toShared) await this.#makeShared(gpa, pages);
-    else await this.#makePrivate(gpa, pages);
+    let pages = chunk;
+    if ((start & shared) !== 0n) {
+      pages = await this.#makeShared(gpa, chunk);
+      if (pages > 0) this.attributes.set(gpa, gpa + pages * PAGE, 'shared');
+      if (pages < chunk) this.counters.shortChunks++;
+    } else {
+      this.attributes.set(gpa, gpa + pages * PAGE, 'private');
+      await this.#makePrivate(gpa, pages);
+    }
     const next = start + BigInt(pages * PAGE);
     return next === end
       ? makeGprs({ r10: TdvmcallStatus.SUCCESS })
@@ -273,70 +288,134 @@ export class HypervVmm implements Vmm {
     return false;
   }
 
-  /** One batch per call: BLOCK every private leaf of the chunk, one TRACK, kick, REMOVE each, then map shared. */
-  async #makeShared(gpa: number, pages: number): Promise<void> {
+  /**
+   * One batch per call: BLOCK every private leaf of the chunk (a leaf an earlier batch left blocked needs no new
+   * BLOCK), one TRACK, kick, REMOVE each, then map shared. Returns how many pages from `gpa` it made shared: it stops
+   * at the first leaf it could not take out of the S-EPT, so that no frame is ever mapped shared while a private leaf
+   * still maps its GPA; the caller answers RETRY from there, and the guest's retry tries again.
+   */
+  async #makeShared(gpa: number, pages: number): Promise<number> {
     const td = this.td;
-    const end = gpa + pages * PAGE;
-    await this.#splitPartial2m(gpa, end);
-    const blocked: { gpa: number; level: 0 | 1; hpa: number }[] = [];
-    for (const leaf of this.tables.leavesIn(gpa, end)) {
-      if (leaf.blocked) continue;
-      const result = await this.#seamcall('TDH.MEM.RANGE.BLOCK', () =>
-        td.host.rangeBlock(td.tdr, leaf.gpa, leaf.level),
-      );
-      if (result.status !== TdxStatus.SUCCESS) continue;
-      this.tables.mapped({ ...leaf, blocked: true });
+    let limit = await this.#splitPartial2m(gpa, gpa + pages * PAGE);
+    const blocked: HypervLeaf[] = [];
+    for (const leaf of this.tables.leavesIn(gpa, limit)) {
+      if (!leaf.blocked) {
+        const result = await this.#zapStep('TDH.MEM.RANGE.BLOCK', 'hyperv.batch', leaf.gpa, () =>
+          td.host.rangeBlock(td.tdr, leaf.gpa, leaf.level),
+        );
+        if (result.status !== TdxStatus.SUCCESS) {
+          limit = Math.max(gpa, leaf.gpa);
+          break;
+        }
+        this.tables.mapped({ ...leaf, blocked: true });
+      }
       blocked.push(leaf);
     }
     if (blocked.length > 0) {
       await this.#yield('hyperv.batch', 'blocked', gpa);
-      await this.#seamcall('TDH.MEM.TRACK', () => td.host.track(td.tdr));
+      const tracked = await this.#zapStep('TDH.MEM.TRACK', 'hyperv.batch', gpa, () => td.host.track(td.tdr));
       await this.#yield('hyperv.batch', 'tracked', gpa);
-      await Promise.all(td.tdvprs.map((tdvpr) => this.module.kickVcpu(tdvpr)));
+      await this.#kickAll();
       await this.#yield('hyperv.batch', 'kicked', gpa);
       for (const page of blocked) {
-        const removed = await this.#seamcall('TDH.MEM.PAGE.REMOVE', () =>
-          td.host.pageRemove(td.tdr, page.gpa, page.level),
-        );
-        if (removed.status !== TdxStatus.SUCCESS) continue;
+        const removed =
+          tracked.status === TdxStatus.SUCCESS
+            ? await this.#zapStep('TDH.MEM.PAGE.REMOVE', 'hyperv.batch', page.gpa, () =>
+                td.host.pageRemove(td.tdr, page.gpa, page.level),
+              )
+            : tracked;
+        if (removed.status !== TdxStatus.SUCCESS) {
+          // Left blocked: the next batch over it goes straight to TRACK and REMOVE.
+          limit = Math.max(gpa, page.gpa);
+          break;
+        }
         this.tables.removed(page.level, page.gpa);
         if (page.level === 1) td.allocator.free2m(page.hpa);
         else td.allocator.free4k(page.hpa);
       }
     }
     const ept = this.module.sharedEpt(td.tdr);
-    for (let i = 0; i < pages; i++) {
-      const at = gpa + i * PAGE;
+    for (let at = gpa; at < limit; at += PAGE) {
       if (this.tables.shared.has(at)) continue;
       const hpa = td.allocator.alloc4k();
       ept.map(at, hpa);
       this.tables.shared.set(at, hpa);
     }
+    return (limit - gpa) / PAGE;
   }
 
-  /** A 2M leaf that the range [start, end) covers only in part is split first: BLOCK, TRACK, kick, DEMOTE. */
-  async #splitPartial2m(start: number, end: number): Promise<void> {
-    const td = this.td;
+  /**
+   * A 2M leaf that [start, end) covers only in part is split first. Returns the end of what can be made shared:
+   * `end`, or the 2M boundary before a leaf that could not be split (a huge leaf is never removed for part of it).
+   */
+  async #splitPartial2m(start: number, end: number): Promise<number> {
+    let limit = end;
     for (const edge of [start, end - PAGE]) {
       const base = edge - (edge % MIB2);
       if (base >= start && base + MIB2 <= end) continue;
       const leaf = this.tables.leafAt(edge);
-      if (leaf === undefined || leaf.level !== 1 || leaf.blocked) continue;
-      const block = await this.#seamcall('TDH.MEM.RANGE.BLOCK', () => td.host.rangeBlock(td.tdr, base, 1));
-      if (block.status !== TdxStatus.SUCCESS) continue;
-      this.tables.mapped({ ...leaf, blocked: true });
-      await this.#yield('hyperv.split', 'blocked', base);
-      await this.#seamcall('TDH.MEM.TRACK', () => td.host.track(td.tdr));
-      await this.#yield('hyperv.split', 'tracked', base);
-      await Promise.all(td.tdvprs.map((tdvpr) => this.module.kickVcpu(tdvpr)));
-      await this.#yield('hyperv.split', 'kicked', base);
-      const table = td.allocator.alloc4k();
-      const demoted = await this.#seamcall('TDH.MEM.PAGE.DEMOTE', () =>
-        td.host.pageDemote(td.tdr, base, 1, table),
-      );
-      if (demoted.status === TdxStatus.SUCCESS) this.tables.demoted(base);
-      else td.allocator.free4k(table);
+      if (leaf === undefined || leaf.level !== 1) continue;
+      if (!(await this.#split(leaf))) limit = Math.min(limit, Math.max(start, base));
     }
+    return limit;
+  }
+
+  /** BLOCK (unless an earlier try left it blocked), TRACK, kick, DEMOTE; true once it is 512 4K leaves. */
+  async #split(leaf: HypervLeaf): Promise<boolean> {
+    const td = this.td;
+    const base = leaf.gpa;
+    if (!leaf.blocked) {
+      const block = await this.#zapStep('TDH.MEM.RANGE.BLOCK', 'hyperv.split', base, () =>
+        td.host.rangeBlock(td.tdr, base, 1),
+      );
+      if (block.status !== TdxStatus.SUCCESS) return false;
+      this.tables.mapped({ ...leaf, blocked: true });
+    }
+    await this.#yield('hyperv.split', 'blocked', base);
+    const tracked = await this.#zapStep('TDH.MEM.TRACK', 'hyperv.split', base, () => td.host.track(td.tdr));
+    await this.#yield('hyperv.split', 'tracked', base);
+    await this.#kickAll();
+    await this.#yield('hyperv.split', 'kicked', base);
+    if (tracked.status !== TdxStatus.SUCCESS) return false;
+    const table = td.allocator.alloc4k();
+    const demoted = await this.#zapStep('TDH.MEM.PAGE.DEMOTE', 'hyperv.split', base, () =>
+      td.host.pageDemote(td.tdr, base, 1, table),
+    );
+    if (demoted.status === TdxStatus.SUCCESS) {
+      this.tables.demoted(base);
+      return true;
+    }
+    td.allocator.free4k(table);
+    return false;
+  }
+
+  /**
+   * A zap SEAMCALL (BLOCK, TRACK, REMOVE, DEMOTE). Its own SEAMCALLs serialised by the GPA-map lock, an OPERAND_BUSY
+   * comes from the guest side — a TDCALL holding the entry (ACCEPT) or the S-EPT tree — or from the module's
+   * zero-step mitigation: kick every vCPU (a kick waits for a TDCALL in progress to end) and try again, at most
+   * {@link ZAP_ATTEMPTS} times in all. A BUSY entry got its HOST_PRIORITY bit, so the guest's own retry cannot take it
+   * first. Hyper-V's real retry policy is not public; this is the same idea as KVM's single retry after a kick.
+   */
+  async #zapStep(
+    name: string,
+    flow: string,
+    gpa: number,
+    call: () => Promise<SeamcallResult>,
+  ): Promise<SeamcallResult> {
+    let result = await this.#seamcall(name, call);
+    for (let tries = 1; tries < ZAP_ATTEMPTS && isStatus(result.status, TdxStatus.OPERAND_BUSY); tries++) {
+      const wait = this.#yield(flow, 'busy', gpa);
+      // Without an explorer's scheduler, a turn of the event loop lets the holder run.
+      await (wait ?? new Promise((resolve) => setImmediate(resolve)));
+      await this.#kickAll();
+      result = await this.#seamcall(name, call);
+    }
+    return result;
+  }
+
+  /** Kicks every vCPU out of the TD; resolves when each is out (a TDCALL in progress ends first). */
+  async #kickAll(): Promise<void> {
+    await Promise.all(this.td.tdvprs.map((tdvpr) => this.module.kickVcpu(tdvpr)));
   }
 
   async #aug(gpa: number): Promise<void> {

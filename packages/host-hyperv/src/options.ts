@@ -1,4 +1,5 @@
 import { HypervError } from './errors.js';
+import { assertOptions } from './validation.js';
 
 /**
  * Options of {@link hypervVmm} and {@link HypervVmm.create}: pages per MapGPA call, the rate of no-progress
@@ -15,11 +16,7 @@ export interface HypervVmmOptions {
 
 /** Checks the options (typed error naming the bad one) and fills the defaults. */
 export function resolveHypervOptions(options: HypervVmmOptions): Required<HypervVmmOptions> {
-  for (const key of Object.keys(options)) {
-    if (!['chunkPages', 'noProgressRate', 'seed'].includes(key)) {
-      throw new HypervError('UNKNOWN_OPTION', `hypervVmm: unknown option "${key}"`, key);
-    }
-  }
+  assertOptions('hypervVmm', 'options', options, ['chunkPages', 'noProgressRate', 'seed']);
   const chunkPages = options.chunkPages ?? 512;
   if (!Number.isSafeInteger(chunkPages) || chunkPages < 1) {
     throw new HypervError(

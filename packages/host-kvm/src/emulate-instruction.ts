@@ -1,5 +1,6 @@
 import { type Gpaw, type Gprs, Reg, sharedBit, TdvmcallStatus } from '@tdxsim/tdx-module';
 import { Msr } from './enter-exit-options.js';
+import { KvmError } from './errors.js';
 import { withStatus } from './reply.js';
 import type { VmState } from './vm-state.js';
 
@@ -38,6 +39,12 @@ export function emulateCpuid(vm: VmState, regs: Gprs): Gprs {
 
 /** MSRs KVM emulates for a TD (tdx_has_emulated_msr); every other MSR fails. */
 export function isEmulatedMsr(index: number): boolean {
+  if (typeof index !== 'number' || !Number.isSafeInteger(index) || index < 0 || index > 0xffff_ffff)
+    throw new KvmError(
+      'INVALID_ARGUMENT',
+      `index must be an MSR index in [0, 2^32), got ${String(index)}`,
+      'index',
+    );
   if (index >= 0x800 && index <= 0x8ff) {
     // x2APIC registers the CPU virtualizes: TPR, PPR, EOI, and ISR, TMR, IRR as KVM's ranges compute them
     // (X2APIC_MSR(APIC_ISR) .. X2APIC_MSR(APIC_ISR + APIC_ISR_NR) is the one MSR 0x810; likewise 0x818, 0x820).

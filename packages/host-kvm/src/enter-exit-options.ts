@@ -69,7 +69,9 @@ export interface ResolvedEnterExitOptions {
   readonly getQuote: QuoteService | 'no-qgs' | 'unsupported';
   readonly maxQuotesInFlight: number;
   readonly setupEventNotify: 'supported' | 'unsupported';
+  /** The port I/O device (KVM_EXIT_IO), or undefined for none: reads all ones. */
   readonly portIo: ((request: PortIoRequest) => bigint | undefined) | undefined;
+  /** The MMIO device (KVM_EXIT_MMIO), or undefined for none: reads zero. */
   readonly mmio: ((request: MmioRequest) => bigint | undefined) | undefined;
 }
 
@@ -199,6 +201,8 @@ export function resolveEnterExitOptions(
  * request, so a test can tell the quote answers its own request.
  */
 export function defaultQuoteService(request: Uint8Array): Uint8Array {
+  if (!(request instanceof Uint8Array))
+    throw new KvmError('INVALID_ARGUMENT', 'request must be a Uint8Array', 'request');
   const prefix = new TextEncoder().encode('tdxsim quote v1\0');
   const digest = createHash('sha384').update(request).digest();
   const quote = new Uint8Array(prefix.length + digest.length);

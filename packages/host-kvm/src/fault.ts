@@ -12,6 +12,7 @@ import type { KvmRun } from './kvm-run.js';
 import { mapShared, setMemoryAttributes } from './memory.js';
 import { MirrorEntry, spanOf } from './mirror-sept.js';
 import { nextTurn, type VmState } from './vm-state.js';
+import { demote } from './zap.js';
 
 const PAGE = 4096;
 const MIB2 = spanOf(1);
@@ -28,22 +29,27 @@ export type PrivateMapResult =
   | 'retry'
   /** The attribute says shared: KVM_EXIT_MEMORY_FAULT to userspace. */
   | 'memory-fault'
+  /** No memslot holds the GPA (userspace removed it): nothing to map until it is back. */
+  | 'no-slot'
   /** A SEAMCALL failed otherwise: the VM is dead. */
   | 'dead';
 
 /**
  * An EPT-violation TD exit. For a private GPA: a guest access to a PENDING page with #VE disabled kills the VM; a GPA
- * whose attribute is shared makes KVM exit to userspace, which converts the page (the default answer, as QEMU's) and
- * runs the vCPU again; otherwise the fault is retried in KVM until it is fixed, an event is pending for the vCPU, or
- * the VM is dead — re-entering the guest instead would feed the module's zero-step mitigation. A shared GPA is mapped
- * in the shared EPT if its attribute is shared, and never retried here.
- * Source: arch/x86/kvm/vmx/tdx.c (tdx_handle_ept_violation, tdx_is_sept_violation_unexpected_pending).
+ * whose attribute is shared makes KVM exit to userspace (KVM_EXIT_MEMORY_FAULT), whose answer (by default, as QEMU:
+ * set the attribute, zapping under mmu_lock) lets the access complete when the vCPU runs again; a 4K ACCEPT inside a
+ * 2M PENDING leaf (huge pages) splits the leaf; otherwise the fault is retried in KVM until it is fixed, an event is
+ * pending for the vCPU, or the VM is dead — re-entering the guest instead would feed the module's zero-step
+ * mitigation. A shared GPA whose attribute is shared is mapped in the shared EPT; one whose attribute is private is
+ * a memory-fault exit too (the implicit conversion to shared). A GPA no memslot holds waits in KVM for its slot.
+ * Source: arch/x86/kvm/vmx/tdx.c (tdx_handle_ept_violation, tdx_is_sept_violation_unexpected_pending),
+ * arch/x86/kvm/mmu/mmu.c (kvm_mmu_faultin_pfn, kvm_mmu_prepare_memory_fault_exit).
  */
 export async function handleEptViolation(vm: VmState, run: KvmRun, vcpu: number, regs: Gprs): Promise<void> {
   const shared = sharedBit(vm.td.gpaw);
   const raw = Number(regs[Reg.R8]);
   if (raw >= shared) {
-    await mapShared(vm, raw - shared);
+    await faultShared(vm, run, vcpu, raw - shared);
     return;
   }
   const eeq = regs[Reg.RDX] as bigint;
@@ -56,23 +62,78 @@ export async function handleEptViolation(vm: VmState, run: KvmRun, vcpu: number,
     vm.kill(`guest access to PENDING GPA 0x${raw.toString(16)} with #VE disabled`);
     return;
   }
-  // An ACCEPT exit names the level the guest asked for (EEQ bits 34:32); other faults want 4K.
-  const wants = Number(eeq & 0xfn) === EeqType.ACCEPT ? Number((eeq >> 32n) & 7n) : 0;
+  // An ACCEPT exit names the level the guest asked for (EEQ bits 34:32). A plain fault maps at the backing size:
+  // 4K in merged KVM; 2M with huge pages (the huge-page work in progress: guest_memfd's folio, at most 2M for TDX).
+  const accept = Number(eeq & 0xfn) === EeqType.ACCEPT;
+  const wants = accept ? Number((eeq >> 32n) & 7n) : vm.options.hugePages ? 1 : 0;
+  if (accept && wants === 0 && vm.options.hugePages && (await splitForAccept(vm, run, raw))) return;
   for (let attempt = 0; ; attempt++) {
     const result = await mapPrivate(vm, raw, wants, attempt === 0);
     if (result === 'memory-fault') {
-      // KVM_EXIT_MEMORY_FAULT; userspace makes the page private and runs the vCPU again, which faults again.
-      vm.counters.memoryFaultExits++;
-      const page = raw - (raw % PAGE);
-      await setMemoryAttributes(vm, run, page, page + PAGE, 'private');
+      await memoryFault(vm, run, vcpu, raw - (raw % PAGE), true);
       return;
     }
-    if (result !== 'retry' || vm.options.privateFaultRetry === 'guest') return;
+    if (result === 'no-slot') vm.counters.noSlotFaults++;
+    else if (result !== 'retry' || vm.options.privateFaultRetry === 'guest') return;
     // An event to inject ends the local retry (it is taken at the next entry); so does a dead VM.
     if (vm.pendingEvents.delete(vcpu) || vm.dead !== undefined) return;
-    vm.counters.faultRetries++;
+    if (result === 'retry') vm.counters.faultRetries++;
     await nextTurn();
   }
+}
+
+/** A fault on the shared alias: mapped, a memory-fault exit (implicit conversion to shared), or a wait for a slot. */
+async function faultShared(vm: VmState, run: KvmRun, vcpu: number, gpa: number): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    const result = await mapShared(vm, gpa, attempt === 0);
+    if (result === 'fixed') return;
+    if (result === 'memory-fault') {
+      await memoryFault(vm, run, vcpu, gpa - (gpa % PAGE), false);
+      return;
+    }
+    vm.counters.noSlotFaults++;
+    if (vm.pendingEvents.delete(vcpu) || vm.dead !== undefined) return;
+    await nextTurn();
+  }
+}
+
+/**
+ * KVM_EXIT_MEMORY_FAULT: the guest's access (private or shared) disagrees with the page's attribute. Userspace
+ * answers (`onMemoryFault`, default `'convert'`): it sets the attribute to the kind the guest used — zapping the other
+ * side under mmu_lock — and runs the vCPU again, whose access then faults in the new kind; or it stops the VM.
+ */
+async function memoryFault(
+  vm: VmState,
+  run: KvmRun,
+  vcpu: number,
+  page: number,
+  isPrivate: boolean,
+): Promise<void> {
+  vm.counters.memoryFaultExits++;
+  const answer = vm.options.onMemoryFault?.({ gpa: page, size: PAGE, private: isPrivate, vcpu }) ?? 'convert';
+  if (answer === 'stop') {
+    vm.kill(`userspace stopped the VM on KVM_EXIT_MEMORY_FAULT at 0x${page.toString(16)}`);
+    return;
+  }
+  await setMemoryAttributes(vm, run, page, page + PAGE, isPrivate ? 'private' : 'shared');
+}
+
+/**
+ * A 4K ACCEPT that met a 2M PENDING leaf KVM mapped on a plain fault: KVM splits the leaf (BLOCK → TRACK → kick →
+ * DEMOTE, under mmu_lock held for write) so that the guest can accept at 4K; true when it did. The huge-page work in
+ * progress (merged KVM has no 2M private leaf).
+ */
+async function splitForAccept(vm: VmState, run: KvmRun, gpa: number): Promise<boolean> {
+  const base = gpa - (gpa % MIB2);
+  if (vm.mirror.get(1, base) !== MirrorEntry.PRESENT) return false;
+  const wait = vm.mmuLock.write(base);
+  if (wait !== undefined) await wait;
+  try {
+    if (vm.mirror.get(1, base) === MirrorEntry.PRESENT) await demote(vm, run, base);
+  } finally {
+    vm.mmuLock.releaseWrite();
+  }
+  return true;
 }
 
 /**
@@ -97,6 +158,7 @@ export async function mapPrivate(
   if (wait !== undefined) await wait;
   try {
     if (vm.isShared(page)) return 'memory-fault';
+    if (vm.memslots.find(page) === undefined) return 'no-slot';
     const { mirror, td } = vm;
     const base2m = page - (page % MIB2);
     const level =
@@ -104,7 +166,8 @@ export async function mapPrivate(
       vm.options.hugePages &&
       vm.runnable &&
       mirror.get(1, base2m) === MirrorEntry.FREE &&
-      !hasShared(vm, base2m)
+      !hasShared(vm, base2m) &&
+      oneSlot(vm, base2m)
         ? 1
         : 0;
     const target = level === 1 ? base2m : page;
@@ -198,6 +261,12 @@ async function seamcallOrRestore(
     vm.mirror.set(level, gpa, MirrorEntry.FREE);
     throw error;
   }
+}
+
+/** A huge mapping never crosses memslots (KVM checks the slot's bounds: kvm_mmu_max_mapping_level). */
+function oneSlot(vm: VmState, base2m: number): boolean {
+  const slot = vm.memslots.find(base2m);
+  return slot !== undefined && slot.gpa + slot.size >= base2m + MIB2;
 }
 
 function hasShared(vm: VmState, base2m: number): boolean {

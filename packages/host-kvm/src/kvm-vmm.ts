@@ -6,6 +6,7 @@ import {
   makeGprs,
   type RangeMap,
   Reg,
+  sharedBit,
   type TdExitEvent,
   type TdxModule,
   TdxStatus,
@@ -13,12 +14,21 @@ import {
   type Vmm,
   type VmmView,
 } from '@tdxsim/tdx-module';
+import {
+  assertBytes,
+  assertGpa,
+  assertLength,
+  assertPageGpa,
+  assertPageSize,
+  assertVcpu,
+} from './arguments.js';
 import { handleExternalInterrupt, handleNmiExit } from './async-exits.js';
 import type { EnterExitCounters, FatalErrorReport } from './enter-exit-state.js';
 import { KvmError } from './errors.js';
 import { handleEptViolation } from './fault.js';
 import { KvmRun } from './kvm-run.js';
-import { setMemoryAttributes } from './memory.js';
+import { punchHole, removeSlotMappings, setMemoryAttributes } from './memory.js';
+import type { Memslot } from './memslots.js';
 import type { MirrorSept } from './mirror-sept.js';
 import type { MmuLock } from './mmu-lock.js';
 import { type KvmVmmOptions, type ResolvedKvmOptions, resolveKvmOptions } from './options.js';
@@ -32,6 +42,7 @@ import {
   SlotsLock,
 } from './td-build.js';
 import { handleTdvmcall } from './tdvmcall.js';
+import { readUserspace, writeUserspace } from './userspace-memory.js';
 import { type KvmCounters, nextTurn, VmState } from './vm-state.js';
 
 const PAGE = 4096;
@@ -68,7 +79,11 @@ export class KvmVmm implements Vmm {
     options: KvmVmmOptions = {},
     build: BuildTdOptions = {},
   ): Promise<KvmVmm> {
+    if (typeof module !== 'object' || module === null || typeof module.sharedEpt !== 'function')
+      throw new KvmError('INVALID_ARGUMENT', 'module must be a TdxModule', 'module');
     const resolved = resolveKvmOptions(options);
+    if (typeof build !== 'object' || build === null)
+      throw new KvmError('INVALID_ARGUMENT', 'build must be an object (BuildTdOptions)', 'build');
     const td = await buildTdForKvm(module, build);
     const kvm = new KvmVmm(new VmState(module, td, resolved));
     for (const { gpa, bytes } of build.initialImage ?? []) {
@@ -138,9 +153,8 @@ export class KvmVmm implements Vmm {
    * halted vCPU wakes up; a MapGPA in progress ends with RETRY.
    */
   deliverInterrupt(index: number, vector: number): void {
-    if (!Number.isSafeInteger(index) || index < 0 || index >= this.td.tdvprs.length)
-      throw new KvmError('INVALID_ARGUMENT', `no vCPU ${String(index)}`, 'index');
-    if (!Number.isSafeInteger(vector) || vector < 16 || vector > 255)
+    assertVcpu('index', index, this.td.tdvprs.length);
+    if (typeof vector !== 'number' || !Number.isSafeInteger(vector) || vector < 16 || vector > 255)
       throw new KvmError(
         'INVALID_ARGUMENT',
         `vector must be an integer in [16, 255], got ${String(vector)}`,
@@ -151,8 +165,7 @@ export class KvmVmm implements Vmm {
 
   /** Makes vCPU `index` have an event pending: its current MapGPA ends with RETRY, its private fault loop ends. */
   injectEvent(index: number): void {
-    if (!Number.isSafeInteger(index) || index < 0 || index >= this.td.tdvprs.length)
-      throw new KvmError('INVALID_ARGUMENT', `no vCPU ${String(index)}`, 'index');
+    assertVcpu('index', index, this.td.tdvprs.length);
     this.#vm.pendingEvents.add(index);
   }
 
@@ -175,18 +188,107 @@ export class KvmVmm implements Vmm {
    * side under mmu_lock. Rejects with a KvmError `VM_DEAD` if a zap step failed (the VM is then dead).
    */
   async setMemoryAttributes(start: number, size: number, to: 'private' | 'shared'): Promise<void> {
-    if (!Number.isSafeInteger(start) || start < 0 || start % PAGE !== 0)
-      throw new KvmError('INVALID_ARGUMENT', `start must be 4K-aligned, got ${String(start)}`, 'start');
-    if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE !== 0)
-      throw new KvmError(
-        'INVALID_ARGUMENT',
-        `size must be a positive 4K multiple, got ${String(size)}`,
-        'size',
-      );
+    const limit = this.#gpaLimit;
+    assertPageGpa('start', start, limit);
+    assertPageSize('size', size, start, limit);
     if (to !== 'private' && to !== 'shared')
       throw new KvmError('INVALID_ARGUMENT', `to must be 'private' or 'shared', got ${String(to)}`, 'to');
     if (this.#vm.dead !== undefined) throw this.#vm.deadError();
     await setMemoryAttributes(this.#vm, this.#run, start, start + size, to);
+  }
+
+  /**
+   * fallocate(FALLOC_FL_PUNCH_HOLE) on the guest_memfd behind [start, start + size): KVM zaps the private leaves
+   * there under mmu_lock (BLOCK → TRACK → kick → REMOVE) and the pages go back to the host; the attributes stay. The
+   * guest's next private access faults in a new PENDING page that it must accept again (it reads zeros). Rejects
+   * with a KvmError `VM_DEAD` if a zap step failed.
+   */
+  async punchHole(start: number, size: number): Promise<void> {
+    const limit = this.#gpaLimit;
+    assertPageGpa('start', start, limit);
+    assertPageSize('size', size, start, limit);
+    if (this.#vm.dead !== undefined) throw this.#vm.deadError();
+    await punchHole(this.#vm, this.#run, start, start + size);
+  }
+
+  /** The memslots (KVM_SET_USER_MEMORY_REGION2), in slot order: by default one, slot 0, over every GPA. */
+  get memslots(): readonly Memslot[] {
+    return this.#vm.memslots.list();
+  }
+
+  /**
+   * Deletes memslot `slot` (KVM_SET_USER_MEMORY_REGION2 with size 0), under slots_lock: KVM zaps the slot's range on
+   * both sides under mmu_lock — private leaves removed and their pages back to the host, shared-EPT mappings dropped
+   * (the userspace memory and its contents stay the VMM's). Until a slot holds them again, the guest's accesses to
+   * those GPAs wait in KVM. Rejects with a KvmError `VM_DEAD` if a zap step failed.
+   */
+  removeMemslot(slot: number): Promise<void> {
+    const found = typeof slot === 'number' ? this.#vm.memslots.get(slot) : undefined;
+    if (found === undefined) throw new KvmError('INVALID_ARGUMENT', `no memslot ${String(slot)}`, 'slot');
+    if (this.#vm.dead !== undefined) throw this.#vm.deadError();
+    const vm = this.#vm;
+    return this.#slots.run(() =>
+      removeSlotMappings(vm, this.#run, found.gpa, found.gpa + found.size, () => vm.memslots.remove(slot)),
+    );
+  }
+
+  /**
+   * Adds memslot `slot` over [gpa, gpa + size) (KVM_SET_USER_MEMORY_REGION2 with KVM_MEM_GUEST_MEMFD), under
+   * slots_lock; the userspace memory behind it is the VMM's memory at those GPAs (what it held before, if anything).
+   * A new slot maps nothing: the guest's accesses fault its pages in. Throws a KvmError for a slot id in use or a range
+   * overlapping another slot.
+   */
+  addMemslot(slot: number, gpa: number, size: number): Promise<void> {
+    if (typeof slot !== 'number' || !Number.isSafeInteger(slot) || slot < 0 || slot > 0x7fff)
+      throw new KvmError(
+        'INVALID_ARGUMENT',
+        `slot must be an integer in [0, 32767], got ${String(slot)}`,
+        'slot',
+      );
+    const limit = this.#gpaLimit;
+    assertPageGpa('gpa', gpa, limit);
+    assertPageSize('size', size, gpa, limit);
+    const vm = this.#vm;
+    if (vm.memslots.get(slot) !== undefined)
+      throw new KvmError('INVALID_ARGUMENT', `memslot ${slot} exists`, 'slot');
+    const other = vm.memslots.overlapping(gpa, size);
+    if (other !== undefined)
+      throw new KvmError('INVALID_ARGUMENT', `the range overlaps memslot ${other.slot}`, 'gpa');
+    if (vm.dead !== undefined) throw vm.deadError();
+    return this.#slots.run(async () => {
+      vm.memslots.add({ slot, gpa, size });
+    });
+  }
+
+  /**
+   * The VMM process reading `length` bytes (at most 1 GiB) of its own memory at `gpa` (the memslots' userspace
+   * memory; shared bit removed), whatever
+   * the attribute: a shared page as the guest sees it, a private one as it was when last shared. Never-touched pages
+   * read as zeros. Private memory is guest_memfd's and never readable here.
+   */
+  readMemory(gpa: number, length: number): Uint8Array {
+    const limit = this.#gpaLimit;
+    assertGpa('gpa', gpa, limit);
+    assertLength('length', length, Math.min(limit - gpa, 2 ** 30));
+    return readUserspace(this.#vm, gpa, length);
+  }
+
+  /**
+   * The VMM process writing its own memory at `gpa` (shared bit removed), at any time — before the guest runs, or
+   * while the page is private (the guest sees the bytes once the page is shared again).
+   */
+  writeMemory(gpa: number, bytes: Uint8Array): void {
+    const limit = this.#gpaLimit;
+    assertGpa('gpa', gpa, limit);
+    assertBytes('bytes', bytes);
+    if (gpa + bytes.length > limit)
+      throw new KvmError('INVALID_ARGUMENT', 'bytes reach past the shared bit', 'bytes');
+    writeUserspace(this.#vm, gpa, bytes);
+  }
+
+  /** The first GPA past private memory: the shared bit. */
+  get #gpaLimit(): number {
+    return sharedBit(this.td.gpaw);
   }
 
   /**
@@ -206,6 +308,9 @@ export class KvmVmm implements Vmm {
    * dead, or userspace stopped it).
    */
   async onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
+    if (typeof exit !== 'object' || exit === null || !Array.isArray(exit.regs) || exit.regs.length < 16)
+      throw new KvmError('INVALID_ARGUMENT', 'exit must be a TdExitEvent with 16 registers', 'exit');
+    assertVcpu('exit.vcpuIndex', exit.vcpuIndex, this.td.tdvprs.length);
     const vm = this.#vm;
     vm.counters.exits++;
     if (vm.dead !== undefined) return undefined;

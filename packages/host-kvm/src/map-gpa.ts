@@ -6,7 +6,8 @@ import type { VmState } from './vm-state.js';
 const PAGE = 4096;
 
 /**
- * TDG.VP.VMCALL<MapGPA> as KVM handles it: INVALID_OPERAND for a zero size, a wrap, a GPA beyond the vCPU's width or
+ * TDG.VP.VMCALL<MapGPA> as KVM handles it: SUBFUNC_UNSUPPORTED unless userspace enabled the KVM_HC_MAP_GPA_RANGE exit
+ * (`mapGpaExit`); INVALID_OPERAND for a zero size, a wrap, a GPA beyond the vCPU's width or
  * a range mixing shared and private; then ALIGN_ERROR (R11 = start on every error). Then chunks of `mapGpaChunk`
  * counted from the start, each handed to userspace (`onMapGpaRange`), which sets the memory attributes (zapping the
  * old side under mmu_lock); between chunks, an event pending for the vCPU ends the call with RETRY and R11 = the next
@@ -24,6 +25,8 @@ export async function mapGpa(
   const gpaw = vm.td.gpaw;
   const shared = BigInt(sharedBit(gpaw));
   const end = start + size;
+  // Userspace never enabled the KVM_HC_MAP_GPA_RANGE exit: KVM has no one to hand the call to (tdx_map_gpa).
+  if (!vm.options.mapGpaExit) return makeGprs({ r10: TdvmcallStatus.SUBFUNC_UNSUPPORTED, r11: start });
   const error = mapGpaRequestError(start, size, gpaw);
   if (error !== undefined) return makeGprs({ r10: error, r11: start });
   const toShared = (start & shared) !== 0n;

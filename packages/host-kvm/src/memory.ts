@@ -30,40 +30,89 @@ export async function setMemoryAttributes(
   }
 }
 
-/** Removes KVM's shared-EPT mappings of [start, end) and gives their host pages back. */
-function unmapShared(vm: VmState, start: number, end: number): void {
+/**
+ * Removes KVM's shared-EPT mappings of [start, end). The host pages are the slot's userspace memory: they stay the
+ * VMM's, contents and all (kvm_unmap_gfn_range only unmaps).
+ */
+export function unmapShared(vm: VmState, start: number, end: number): void {
   const { shared } = vm;
   if (shared.size === 0) return;
   const ept = vm.module.sharedEpt(vm.td.tdr);
-  const drop = (gpa: number, hpa: number): void => {
+  const drop = (gpa: number): void => {
     ept.unmap(gpa);
     shared.delete(gpa);
-    vm.td.allocator.free4k(hpa);
   };
   if (shared.size < (end - start) / PAGE) {
-    for (const [gpa, hpa] of [...shared]) if (gpa >= start && gpa < end) drop(gpa, hpa);
+    for (const gpa of [...shared.keys()]) if (gpa >= start && gpa < end) drop(gpa);
     return;
   }
-  for (let gpa = start; gpa < end; gpa += PAGE) {
-    const hpa = shared.get(gpa);
-    if (hpa !== undefined) drop(gpa, hpa);
+  for (let gpa = start; gpa < end; gpa += PAGE) if (shared.has(gpa)) drop(gpa);
+}
+
+/** How a fault on the shared alias ended. */
+export type SharedMapResult = 'fixed' | 'memory-fault' | 'no-slot';
+
+/**
+ * A fault on the shared alias of `gpa`, with mmu_lock held for read: when the attribute is shared, the page of the
+ * slot's userspace memory is mapped in the shared EPT (KVM's own table, no SEAMCALL); when it is private, KVM exits
+ * to userspace (KVM_EXIT_MEMORY_FAULT, `'memory-fault'`); a GPA no memslot holds maps nothing (`'no-slot'`).
+ * Source: arch/x86/kvm/mmu/mmu.c (kvm_mmu_faultin_pfn: the fault's kind against kvm_mem_is_private).
+ */
+export async function mapShared(vm: VmState, gpa: number, first = true): Promise<SharedMapResult> {
+  const page = gpa - (gpa % PAGE);
+  // A retry passes no yield point: it is the same fault spinning (see mapPrivate).
+  const wait = vm.mmuLock.read(page, first);
+  if (wait !== undefined) await wait;
+  try {
+    if (!vm.isShared(page)) return 'memory-fault';
+    if (vm.memslots.find(page) === undefined) return 'no-slot';
+    if (vm.shared.has(page)) return 'fixed';
+    const hpa = vm.memslots.userspacePage(page);
+    vm.module.sharedEpt(vm.td.tdr).map(page, hpa);
+    vm.shared.set(page, hpa);
+    return 'fixed';
+  } finally {
+    vm.mmuLock.releaseRead();
   }
 }
 
 /**
- * A fault on the shared alias of `gpa`: mapped in the shared EPT (KVM's own table, no SEAMCALL) when the attribute
- * is shared, with mmu_lock held for read; otherwise left unmapped.
+ * fallocate(PUNCH_HOLE) on guest_memfd over [start, end): the private pages go back to the host and KVM zaps their
+ * S-EPT leaves first, under mmu_lock held for write; the attributes do not change. The guest's next private access
+ * faults, KVM AUGs a new (PENDING) page, and the guest must accept it again — it reads zeros.
+ * Throws the VM's dead error if a zap step fails.
+ * Source: virt/kvm/guest_memfd.c (kvm_gmem_punch_hole, kvm_gmem_invalidate_begin → kvm_mmu_unmap_gfn_range).
  */
-export async function mapShared(vm: VmState, gpa: number): Promise<void> {
-  const page = gpa - (gpa % PAGE);
-  const wait = vm.mmuLock.read(page);
+export async function punchHole(vm: VmState, run: KvmRun, start: number, end: number): Promise<void> {
+  const wait = vm.mmuLock.write(start);
   if (wait !== undefined) await wait;
   try {
-    if (!vm.isShared(page) || vm.shared.has(page)) return;
-    const hpa = vm.td.allocator.alloc4k();
-    vm.module.sharedEpt(vm.td.tdr).map(page, hpa);
-    vm.shared.set(page, hpa);
+    await zapPrivateRange(vm, run, start, end);
   } finally {
-    vm.mmuLock.releaseRead();
+    vm.mmuLock.releaseWrite();
+  }
+}
+
+/**
+ * Deleting a memslot: KVM zaps both sides of the slot's range under mmu_lock held for write — the private leaves
+ * (BLOCK → TRACK → kick → REMOVE, their pages back to the host) and the shared-EPT mappings (the userspace memory
+ * stays the VMM's) — then forgets the slot. For a TD KVM zaps only the slot's own range (KVM_X86_QUIRK_SLOT_ZAP_ALL
+ * off). Source: arch/x86/kvm/mmu/mmu.c (kvm_arch_flush_shadow_memslot, kvm_mmu_zap_memslot).
+ */
+export async function removeSlotMappings(
+  vm: VmState,
+  run: KvmRun,
+  start: number,
+  end: number,
+  forget: () => void,
+): Promise<void> {
+  const wait = vm.mmuLock.write(start);
+  if (wait !== undefined) await wait;
+  try {
+    forget();
+    unmapShared(vm, start, end);
+    await zapPrivateRange(vm, run, start, end);
+  } finally {
+    vm.mmuLock.releaseWrite();
   }
 }

@@ -1,4 +1,5 @@
 import type { ViewedMapping } from '@tdxsim/tdx-module';
+import { KvmError } from './errors.js';
 
 /**
  * What KVM's mirror holds in one entry (per GPA and level), as a small integer.
@@ -64,6 +65,12 @@ export class MirrorSept {
   readonly #blocks = new Map<number, LeafBlock>();
 
   constructor(pwl: number) {
+    if (typeof pwl !== 'number' || !Number.isInteger(pwl) || pwl < 1 || pwl > 5)
+      throw new KvmError(
+        'INVALID_ARGUMENT',
+        `pwl must be the root's level, 1 to 5, got ${String(pwl)}`,
+        'pwl',
+      );
     this.pwl = pwl;
     for (let level = 0; level <= pwl; level++) this.#upper.push(new Map());
   }

@@ -1,4 +1,5 @@
 import type { TdxModule } from '@tdxsim/tdx-module';
+import { KvmError } from './errors.js';
 
 /** Whether the backend has an mmu_lock: `'rwlock'` (KVM), or `'none'` (the deliberately broken variant). */
 export type MmuLockMode = 'rwlock' | 'none';
@@ -29,6 +30,12 @@ export class MmuLock {
   #writer = false;
 
   constructor(module: TdxModule, tdr: number, mode: MmuLockMode) {
+    if (typeof module !== 'object' || module === null || typeof module.yieldAt !== 'function')
+      throw new KvmError('INVALID_ARGUMENT', 'module must be a TdxModule', 'module');
+    if (typeof tdr !== 'number' || !Number.isSafeInteger(tdr) || tdr < 0 || tdr % 4096 !== 0)
+      throw new KvmError('INVALID_ARGUMENT', `tdr must be a 4K-aligned address, got ${String(tdr)}`, 'tdr');
+    if (mode !== 'rwlock' && mode !== 'none')
+      throw new KvmError('INVALID_ARGUMENT', `mode must be 'rwlock' or 'none', got ${String(mode)}`, 'mode');
     this.#module = module;
     this.#tdr = tdr;
     this.mode = mode;

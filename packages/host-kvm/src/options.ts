@@ -20,6 +20,24 @@ export interface MapGpaRangeRequest {
   readonly toShared: boolean;
 }
 
+/** A KVM_EXIT_MEMORY_FAULT as userspace receives it: the guest's access disagrees with the GPA's attribute. */
+export interface MemoryFaultExit {
+  /** The 4K page of the access, shared bit removed. */
+  readonly gpa: number;
+  /** Bytes the exit names (KVM reports one page). */
+  readonly size: number;
+  /** True when the guest accessed the private alias (KVM_MEMORY_EXIT_FLAG_PRIVATE), false for the shared alias. */
+  readonly private: boolean;
+  /** The vCPU that faulted. */
+  readonly vcpu: number;
+}
+
+/**
+ * What userspace does about a memory-fault exit: `'convert'` sets the page's attribute to the kind the guest used
+ * (KVM_SET_MEMORY_ATTRIBUTES, as QEMU's kvm_convert_memory does) and runs the vCPU again; `'stop'` stops the VM.
+ */
+export type MemoryFaultAnswer = 'convert' | 'stop';
+
 /**
  * The backend's options. Every default is what merged KVM (Linux 6.16) does; each alternative is a choice users
  * asked for, named after what it changes.
@@ -72,6 +90,16 @@ export interface KvmVmmOptions {
   readonly mmuLock?: MmuLockMode;
   /** Seed of the backend's random choices (default 1). */
   readonly seed?: number;
+  /**
+   * Whether userspace enabled KVM_CAP_EXIT_HYPERCALL with KVM_HC_MAP_GPA_RANGE (default true, as QEMU does). Without
+   * it merged KVM answers every MapGPA SUBFUNC_UNSUPPORTED with R11 = the start (tdx_map_gpa).
+   */
+  readonly mapGpaExit?: boolean;
+  /**
+   * Userspace's answer to a KVM_EXIT_MEMORY_FAULT (default: `'convert'` always, as QEMU). Called synchronously on the
+   * faulting vCPU's thread.
+   */
+  readonly onMemoryFault?: (fault: MemoryFaultExit) => MemoryFaultAnswer;
   /** KVM's CPUID table (KVM_SET_CPUID2) for TDG.VP.VMCALL<Instruction.CPUID>; default: KVM's hypervisor leaves. */
   readonly cpuid?: readonly CpuidEntry[];
   /** Initial values of MSRs KVM emulates, by index (default: KVM's reset values). */
@@ -93,6 +121,9 @@ export interface ResolvedKvmOptions {
   readonly pageAddBusy: 'ebusy' | 'retry';
   readonly mmuLock: MmuLockMode;
   readonly seed: number;
+  readonly mapGpaExit: boolean;
+  /** Userspace's answer to a memory-fault exit, or undefined for `'convert'` always. */
+  readonly onMemoryFault: ((fault: MemoryFaultExit) => MemoryFaultAnswer) | undefined;
   readonly enterExit: ResolvedEnterExitOptions;
 }
 
@@ -114,6 +145,8 @@ const KNOWN = [
   'cpuid',
   'msrs',
   'userspace',
+  'mapGpaExit',
+  'onMemoryFault',
   ...Object.keys(CHOICES),
 ];
 
@@ -167,6 +200,16 @@ export function resolveKvmOptions(options: KvmVmmOptions): ResolvedKvmOptions {
   if (options.onMapGpaRange !== undefined && typeof options.onMapGpaRange !== 'function') {
     throw new KvmError('INVALID_OPTION', 'onMapGpaRange must be a function', 'onMapGpaRange');
   }
+  if (options.mapGpaExit !== undefined && typeof options.mapGpaExit !== 'boolean') {
+    throw new KvmError(
+      'INVALID_OPTION',
+      `mapGpaExit must be a boolean, got ${String(options.mapGpaExit)}`,
+      'mapGpaExit',
+    );
+  }
+  if (options.onMemoryFault !== undefined && typeof options.onMemoryFault !== 'function') {
+    throw new KvmError('INVALID_OPTION', 'onMemoryFault must be a function', 'onMemoryFault');
+  }
   return {
     mapGpaChunk: chunk,
     pendingEventRate: rate,
@@ -178,6 +221,8 @@ export function resolveKvmOptions(options: KvmVmmOptions): ResolvedKvmOptions {
     pageAddBusy: choice(options, 'pageAddBusy'),
     mmuLock: choice(options, 'mmuLock'),
     seed,
+    mapGpaExit: options.mapGpaExit ?? true,
+    onMemoryFault: options.onMemoryFault,
     enterExit: resolveEnterExitOptions(options.cpuid, options.msrs, options.userspace),
   };
 }

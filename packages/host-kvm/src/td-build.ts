@@ -89,7 +89,8 @@ export async function initMemRegion(
       if (vm.dead !== undefined) return { kind: 'error', errno: 'EIO', next: at };
       const mapped = await mapPrivate(vm, at, 0, attempt === 0);
       if (mapped === 'fixed') break;
-      if (mapped === 'memory-fault') return { kind: 'error', errno: 'EINVAL', next: at };
+      if (mapped === 'memory-fault' || mapped === 'no-slot')
+        return { kind: 'error', errno: 'EINVAL', next: at };
       if (mapped === 'dead') return { kind: 'error', errno: 'EIO', next: at };
       await nextTurn();
     }

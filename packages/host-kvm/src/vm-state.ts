@@ -5,6 +5,7 @@ import {
   RangeMap,
   type SeamcallResult,
   SeededRng,
+  sharedBit,
   type TdxModule,
   TdxStatus,
   type YieldPoint,
@@ -12,6 +13,7 @@ import {
 import createDebug from 'debug';
 import { EnterExitState } from './enter-exit-state.js';
 import { KvmError } from './errors.js';
+import { Memslots } from './memslots.js';
 import { MirrorSept } from './mirror-sept.js';
 import { MmuLock } from './mmu-lock.js';
 import type { ResolvedKvmOptions } from './options.js';
@@ -35,8 +37,10 @@ export interface KvmCounters {
   pendingEventRetries: number;
   /** MapGPA calls ended with RETRY (no progress) because userspace asked for the chunk again (EAGAIN). */
   userspaceRetries: number;
-  /** KVM_EXIT_MEMORY_FAULT exits to userspace: a private access to a GPA whose attribute is shared. */
+  /** KVM_EXIT_MEMORY_FAULT exits to userspace: an access whose kind (private or shared) disagrees with the attribute. */
   memoryFaultExits: number;
+  /** Faults on a GPA that no memslot holds (userspace is re-adding it; the vCPU waits in KVM). */
+  noSlotFaults: number;
 }
 
 /** Everything of one VM that the backend's concerns share: its tables, its lock, its counters, whether it lives. */
@@ -54,14 +58,17 @@ export class VmState {
     pendingEventRetries: 0,
     userspaceRetries: 0,
     memoryFaultExits: 0,
+    noSlotFaults: 0,
   };
   /** Memory attributes as userspace set them (KVM_SET_MEMORY_ATTRIBUTES): private unless made shared. */
   readonly attributes = new RangeMap<'private' | 'shared'>();
   /** KVM's mirror of the S-EPT: its only view of private memory. */
   readonly mirror: MirrorSept;
   readonly mmuLock: MmuLock;
-  /** KVM's shared EPT mappings: private-alias GPA → host page. */
+  /** KVM's shared EPT mappings: private-alias GPA → host page (a page of the slot's userspace memory). */
   readonly shared = new Map<number, number>();
+  /** The memslots and the userspace memory behind them. */
+  readonly memslots: Memslots;
   readonly rng: SeededRng;
   /** vCPUs with an event pending (an interrupt to inject at the next entry). */
   readonly pendingEvents = new Set<number>();
@@ -82,6 +89,12 @@ export class VmState {
     this.mmuLock = new MmuLock(module, td.tdr, options.mmuLock);
     this.rng = new SeededRng(options.seed);
     this.enterExit = new EnterExitState(td.tdvprs.length, options.enterExit);
+    this.memslots = new Memslots(sharedBit(td.gpaw), () => {
+      const hpa = td.allocator.alloc4k();
+      // Fresh anonymous memory reads as zeros (the allocator may hand back a page someone used).
+      module.hostWrite(hpa, new Uint8Array(4096));
+      return hpa;
+    });
   }
 
   /** TD_STATE_RUNNABLE: KVM_TDX_FINALIZE_VM succeeded. */

@@ -291,10 +291,11 @@ describe('shared GPAs: mapped in the shared EPT on a guest access to the shared 
     expect([...module.hostRead((hpa ?? 0) + 0x10, 3)]).toEqual([1, 2, 3]);
     expect(await cpu.read(S + X + 0x11, 1)).toMatchObject({ kind: 'ok', data: new Uint8Array([2]) });
     expect(kvm.counters.exits).toBe(exits + 1);
-    // MapGPA to private: the shared mapping goes and its page returns to the allocator.
+    // MapGPA to private: the shared mapping goes; the page is the slot's userspace memory and keeps its bytes.
     expect((await vmcallMapGpa(cpu, BigInt(X), BigInt(PAGE))).r10).toBe(TdvmcallStatus.SUCCESS);
     expect(ept.lookup(X)).toBeUndefined();
-    expect(kvm.td.allocator.allocatedBytes).toBe(before);
+    expect(kvm.td.allocator.allocatedBytes).toBe(before + PAGE);
+    expect([...kvm.readMemory(X + 0x10, 3)]).toEqual([1, 2, 3]);
     expect(guest.check(module, kvm.td.tdr)).toEqual([]);
     // The guest's own conversion back (MapGPA again, then accept) ends with a private page.
     expect(await guest.setPrivate(X, PAGE)).toMatchObject({ kind: 'ok', mapGpaCalls: 1, acceptCalls: 1 });
@@ -304,16 +305,23 @@ describe('shared GPAs: mapped in the shared EPT on a guest access to the shared 
     assertInvariants(module);
   });
 
-  it('the shared alias of a GPA whose attribute is private is never mapped', async () => {
+  it('the shared alias of a GPA whose attribute is private: a memory-fault exit, userspace converts, the access completes', async () => {
     const { module, kvm, cpu } = await setup({ module: { guestStuckLimit: 8 } });
     const X = 0x10_0000;
-    await expect(cpu.read(S + X, 1)).rejects.toSatisfy(
-      (e: unknown) => TdxSimError.is(e) && e.code === 'GUEST_STUCK',
-    );
-    expect(module.sharedEpt(kvm.td.tdr).lookup(X)).toBeUndefined();
-    expect(kvm.counters.exits).toBe(8);
+    expect(await cpu.read(S + X, 1)).toMatchObject({ kind: 'ok', data: new Uint8Array([0]) });
+    expect(module.sharedEpt(kvm.td.tdr).lookup(X)).toBeDefined();
+    expect(kvm.attributes.get(X)).toBe('shared');
+    expect(kvm.counters).toMatchObject({ exits: 2, memoryFaultExits: 1 });
     expect(kvm.dead).toBeUndefined();
     assertInvariants(module);
+  });
+
+  it("with userspace answering 'stop', the memory-fault exit stops the VM", async () => {
+    const { kvm, cpu } = await setup({ kvm: { onMemoryFault: () => 'stop' } });
+    await expect(cpu.read(S + 0x10_0000, 1)).rejects.toSatisfy(
+      (e: unknown) => TdxSimError.is(e) && e.code === 'VCPU_NOT_RESUMED',
+    );
+    expect(kvm.dead).toMatch(/KVM_EXIT_MEMORY_FAULT at 0x100000/);
   });
 });
 

@@ -110,7 +110,7 @@ describe('bad options: KvmError before a TD is built', () => {
 });
 
 describe('good options', () => {
-  it("the defaults are merged KVM's: 2 MiB chunks, no pending events, no userspace hook, 4K private memory, local fault retry, host-priority timeout re-entered, any BLOCK error fatal, -EBUSY on PAGE.ADD contention, mmu_lock, seed 1", () => {
+  it("the defaults are merged KVM's: 2 MiB chunks, no pending events, no userspace hook, 4K private memory, local fault retry, host-priority timeout re-entered, any BLOCK error fatal, -EBUSY on PAGE.ADD contention, mmu_lock, seed 1, the MapGPA exit enabled, memory faults converted", () => {
     expect(resolveKvmOptions({})).toEqual({
       mapGpaChunk: 2 * 2 ** 20,
       pendingEventRate: 0,
@@ -122,6 +122,8 @@ describe('good options', () => {
       pageAddBusy: 'ebusy',
       mmuLock: 'rwlock',
       seed: 1,
+      mapGpaExit: true,
+      onMemoryFault: undefined,
       enterExit: {
         cpuid: DEFAULT_CPUID,
         msrs: expect.any(Map),

@@ -192,8 +192,10 @@ export { PctScheduler, type PctSchedulerOptions } from './schedule/pct-scheduler
 export { RandomScheduler, type RandomSchedulerOptions } from './schedule/random-scheduler.js';
 export { ReplayScheduler } from './schedule/replay-scheduler.js';
 export {
+  assertSchedule,
   describePoint,
   formatSchedule,
+  MAX_DECISION,
   parseSchedule,
   type Schedule,
   type ScheduleStep,

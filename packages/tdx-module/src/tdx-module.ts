@@ -175,6 +175,8 @@ export class TdxModule implements SeamcallPort {
   readonly #runtime: VcpuRuntime;
   readonly #costs: CostModel;
   readonly #heldPool: HeldLocks[] = [];
+  /** Work registered with holdWhile that has not settled. */
+  #externalWork = 0;
   readonly #nmiBlocking: NmiBlockingAtSeamret;
   /** @internal The copy of this package that made the module (two copies meeting are reported, not misused). */
   readonly [COPY_BRAND] = THIS_COPY;
@@ -623,6 +625,33 @@ export class TdxModule implements SeamcallPort {
     return scheduler.runAs === undefined ? run() : scheduler.runAs(actor, run);
   }
 
+  /**
+   * `work` is a computation outside the simulator's event loop that a flow waits on — guest code running in a worker
+   * thread until its next TDCALL, as a wasm guest's does. A scheduler that decides between flows (an exploring one)
+   * makes no decision until it settles, so the interleaving does not depend on how long it took by the wall clock;
+   * the default scheduler ignores it. Returns `work`. The caller must see that `work` settles (a timeout of its own).
+   */
+  holdWhile<T>(work: Promise<T>): Promise<T> {
+    if (!(work instanceof Promise))
+      throw new TdxSimError('INVALID_ARGUMENT', 'work must be a Promise', 'work');
+    this.#externalWork++;
+    const settled = (): void => {
+      this.#externalWork--;
+    };
+    work.then(settled, settled);
+    if (this.#m.interleaves) this.#m.scheduler.holdWhile?.(work);
+    return work;
+  }
+
+  /**
+   * Work registered with {@link holdWhile} that has not settled, whatever the scheduler: while there is any, a flow
+   * will come back without anything in this thread answering it (guest code is running elsewhere), so a watchdog
+   * that looks for a thread with nothing left to wake it must not judge it idle.
+   */
+  get externalWork(): number {
+    return this.#externalWork;
+  }
+
   /** The host will not enter this vCPU again (its host thread ended): a guest waiting on it gets VCPU_NOT_RESUMED. */
   stopVcpu(tdvpr: number): void {
     const owner = this.#vcpu(tdvpr);
@@ -754,6 +783,14 @@ export class GuestCpu {
     assertUnsigned('rax', rax);
     normalizeGprs(regs);
     return this.#module.tdcallFrom(this.#td, this.#vcpu, rax, regs);
+  }
+
+  /**
+   * This vCPU's guest code runs outside the simulator until `work` settles (in a worker thread, up to its next TDCALL
+   * or return): see {@link TdxModule.holdWhile}. Returns `work`.
+   */
+  holdWhile<T>(work: Promise<T>): Promise<T> {
+    return this.#module.holdWhile(work);
   }
 
   /** Loads `length` bytes at `gpa` (private or shared alias). */

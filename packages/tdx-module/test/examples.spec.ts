@@ -24,7 +24,7 @@ describe('README: a schedule recorded and replayed', () => {
     const lines: string[] = [];
     const { schedule, same } = await schedules((line) => lines.push(line));
     expect(same).toBe(true);
-    expect(schedule).toMatch(/^v1:[0-9.*]+$/);
+    expect(schedule).toMatch(/^v1:[0-9.*]*@[0-9a-f]{8}$/);
     expect(lines[0]).toMatch(
       new RegExp(
         `^schedule ${schedule.replaceAll('*', '\\*').replaceAll('.', '\\.')}: \\d+ steps, \\d+ real choices$`,

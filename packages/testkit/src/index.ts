@@ -61,6 +61,7 @@ export {
 export { describeExit, describeReply } from './conformance/describe-exit.js';
 export { MapGpaObserver, type ObservedTd } from './conformance/map-gpa-observer.js';
 export { type ConformanceOptions, runConformance } from './conformance/run-conformance.js';
+export { policyGuest, type ScenarioGuest, type ScenarioGuestOptions } from './conformance/scenario-guest.js';
 export {
   SCENARIO_GPAW,
   SCENARIO_VCPUS,
@@ -111,19 +112,37 @@ export {
   acceptRacingZap,
   concurrentLazyAccepts,
   faultRacingZap,
+  type HostInitiatedConversions,
+  hasHostInitiatedConversions,
+  hostConversionRacingAccesses,
+  pageAddContention,
   type RaceOutcome,
   type RaceScenario,
   raceScenarios,
   twoConversionsIn2m,
   twoZapsAtOnce,
+  zeroStepStorm,
 } from './explore/race-scenarios.js';
 export {
+  CONCURRENT_FUZZ_BACKENDS,
+  type ConcurrentFuzzBackend,
+  type ConcurrentFuzzCase,
+  type ConcurrentFuzzReport,
+  type ConcurrentFuzzStep,
+  concurrentFuzzCase,
+  isConcurrentFuzzCase,
+  runConcurrentFuzzCase,
+} from './fuzz/concurrent-fuzz.js';
+export {
+  type ConcurrentFuzzOptions,
+  type ConcurrentFuzzResult,
   FUZZ_CHECK_EVERY,
   FUZZED_PRESETS,
   type FuzzCase,
   type FuzzOptions,
   type FuzzResult,
   fuzzCase,
+  runConcurrentFuzzCampaign,
   runFuzzCampaign,
   runFuzzCase,
 } from './fuzz/fuzz-campaign.js';
@@ -140,6 +159,7 @@ export {
   type SafetyWorkload,
   type WorkloadStep,
 } from './properties/safety-workload.js';
+export { ConversionEvidenceSink, type PendingMapGpa } from './safety/conversion-evidence-sink.js';
 export {
   type ConversionEvidence,
   SafetyMonitor,

@@ -5,11 +5,14 @@
 import { relative } from 'node:path';
 import { type BackendSource, backendName } from '@tdxsim/tdx-module';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { checkConformanceArguments } from './conformance/conformance-options.js';
 import { CONFORMANCE_RULES, type ConformanceCheck } from './conformance/conformance-rules.js';
 import { type ConformanceOptions, runConformance } from './conformance/run-conformance.js';
-import { exploreSchedules, replaySchedule } from './explore/explore-schedules.js';
+import { TestkitError } from './errors.js';
+import { exploreSchedules, replaySchedule, validate } from './explore/explore-schedules.js';
 import type { ExploredTd, ExploreFailureKind, ExploreOptions } from './explore/explore-types.js';
 import { formatExploreFailure } from './explore/format-report.js';
+import { assertString } from './validation.js';
 
 /**
  * Options of {@link vmmConformance}: those of {@link runConformance} and the name of the `describe` block.
@@ -30,6 +33,9 @@ export interface VmmConformanceOptions extends ConformanceOptions {
  * ```
  */
 export function vmmConformance(backend: BackendSource, options: VmmConformanceOptions = {}): void {
+  // Checked here, at registration, so that a bad argument fails the file at once rather than in a beforeAll hook.
+  checkConformanceArguments('vmmConformance', backend, options, ['name']);
+  if (options.name !== undefined) assertString('name', options.name, 'INVALID_OPTION');
   const { name, ...conformance } = options;
   describe(`VMM conformance: ${name ?? backendName(backend)}`, () => {
     let checks: ConformanceCheck[] = [];
@@ -51,9 +57,27 @@ export function vmmConformance(backend: BackendSource, options: VmmConformanceOp
 export interface ExploreTestOptions<T extends ExploredTd = ExploredTd> extends ExploreOptions<T> {
   /** The exploration must find a failure of this kind (a test that keeps a known-buggy backend caught). */
   readonly expectFailure?: ExploreFailureKind;
-  /** The test's timeout in ms (default: `minutes` plus a minute, else vitest's). */
+  /**
+   * The test's timeout in ms. Default: `minutes` plus a minute; else {@link EXPLORE_TEST_TIMEOUT_MS} (10 minutes), not
+   * vitest's default, so that a race found late is reported with its schedule, not as a timeout.
+   */
   readonly timeout?: number;
 }
+
+/** Every {@link ExploreFailureKind}, for checking `expectFailure`. */
+const EXPLORE_FAILURE_KINDS: readonly ExploreFailureKind[] = [
+  'invariant',
+  'view',
+  'ledger',
+  'safety',
+  'property',
+  'deadlock',
+  'never-quiescent',
+  'threw',
+];
+
+/** The timeout of an {@link exploreTest} given neither `timeout` nor `minutes`: 10 minutes. */
+export const EXPLORE_TEST_TIMEOUT_MS = 600_000;
 
 /** Environment variable that makes every {@link exploreTest} it selects replay one schedule instead of exploring. */
 export const REPLAY_ENV = 'TDXSIM_SCHEDULE';
@@ -74,8 +98,27 @@ function shellQuote(text: string): string {
  * ```
  */
 export function exploreTest<T extends ExploredTd>(name: string, options: ExploreTestOptions<T>): void {
+  if (typeof name !== 'string' || name.length === 0)
+    throw new TestkitError('INVALID_ARGUMENT', 'name must be a non-empty string', 'name');
+  if (typeof options !== 'object' || options === null)
+    throw new TestkitError('INVALID_OPTION', 'options must be an object', 'options');
   const { expectFailure, timeout, ...explore } = options;
-  const budget = timeout ?? (explore.minutes === undefined ? undefined : explore.minutes * 60_000 + 60_000);
+  // The exploration's options are checked now, when the test is registered, not when it runs.
+  validate(explore as never);
+  if (expectFailure !== undefined && !(EXPLORE_FAILURE_KINDS as readonly unknown[]).includes(expectFailure))
+    throw new TestkitError(
+      'INVALID_OPTION',
+      `expectFailure must be one of ${EXPLORE_FAILURE_KINDS.join(', ')}, got ${String(expectFailure)}`,
+      'expectFailure',
+    );
+  if (timeout !== undefined && !(typeof timeout === 'number' && Number.isSafeInteger(timeout) && timeout > 0))
+    throw new TestkitError(
+      'INVALID_OPTION',
+      `timeout must be a positive integer (ms), got ${String(timeout)}`,
+      'timeout',
+    );
+  const budget =
+    timeout ?? (explore.minutes === undefined ? EXPLORE_TEST_TIMEOUT_MS : explore.minutes * 60_000 + 60_000);
   it(
     name,
     async () => {
@@ -88,6 +131,9 @@ export function exploreTest<T extends ExploredTd>(name: string, options: Explore
       if (forced !== undefined && forced !== '') {
         const replay = await replaySchedule({ ...explore, schedule: forced });
         console.log(`replay of ${replay.schedule} (${name}):\n${replay.traceText}`);
+        // A stale schedule replays something else than what was recorded: the test says so rather than pass on it.
+        if (replay.divergence !== undefined)
+          throw new Error(`${REPLAY_ENV}=${forced} is stale: ${replay.divergence}`);
         if (expectFailure !== undefined) expect(replay.failure?.kind).toBe(expectFailure);
         else if (replay.failure !== undefined)
           throw new Error(

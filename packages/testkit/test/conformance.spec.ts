@@ -2,6 +2,7 @@
  * The conformance kit: the real backends pass every rule, a backend written here (like MyVmm in the README) passes,
  * and each hostile backend fails with a message naming the rule it breaks.
  */
+import { type GuestPolicy, guestPresets } from '@tdxsim/guest';
 import { hypervVmm } from '@tdxsim/host-hyperv';
 import { kvmVmm } from '@tdxsim/host-kvm';
 import {
@@ -20,7 +21,15 @@ import {
   type VmmFactory,
 } from '@tdxsim/tdx-module';
 import { describe, expect, it } from 'vitest';
-import { type ConformanceRuleId, hostileVmms, runConformance, toVmmModule } from '../src/index.js';
+import {
+  type ConformanceRuleId,
+  hostileVmms,
+  policyGuest,
+  runConformance,
+  type ScenarioGuest,
+  TestkitError,
+  toVmmModule,
+} from '../src/index.js';
 import { vmmConformance } from '../src/vitest.js';
 
 /**
@@ -156,6 +165,49 @@ describe('TLB tracking', () => {
   it('the same backend passes on one vCPU: the exiting vCPU is the only one, so only a two-vCPU TD catches it', async () => {
     const checks = await runConformance(NoKickVmm, { guests: ['linux'], vcpus: [1] });
     expect(checks.filter((c) => !c.passed).map((c) => c.rule)).toEqual([]);
+  });
+});
+
+describe('the guests that drive the workloads', () => {
+  it('any ScenarioGuest drives them, is closed after each workload, and the rule names it and the TD shapes', async () => {
+    // A policy of one's own (Linux without the R11 range check: an honest backend never shows the difference).
+    const noR11Check = policyGuest({
+      ...guestPresets.linux,
+      name: 'linux-no-r11-check',
+      mapGpa: {
+        ...guestPresets.linux.mapGpa,
+        r11: { bounds: 'none', aligned: false, withinRequest: false, pastEnd: 'done' },
+      },
+    });
+    let booted = 0;
+    let closed = 0;
+    const counted: ScenarioGuest = {
+      name: 'counted-linux',
+      factory: (options) => async (cpu, trace, cpus) => {
+        const guest = await policyGuest('linux').factory(options)(cpu, trace, cpus);
+        booted++;
+        return Object.assign(guest, {
+          close: async () => {
+            closed++;
+          },
+        });
+      },
+    };
+    const checks = await runConformance(kvmVmm(), { guests: [counted, noR11Check, 'strict'], vcpus: [1] });
+    expect(checks.filter((c) => !c.passed)).toEqual([]);
+    expect(booted).toBeGreaterThan(0);
+    expect(closed).toBe(booted);
+    expect(checks.find((c) => c.rule === 'guest-conversions-complete')?.title).toBe(
+      'the counted-linux, linux-no-r11-check and strict guests complete every workload of `tdxsim run`, on TDs of 1 vCPU',
+    );
+  });
+
+  it('refuses an unknown preset, a malformed policy and a guest of no known shape', async () => {
+    expect(() => policyGuest('nope' as 'linux')).toThrow(/unknown guest preset "nope"/);
+    expect(() => policyGuest({ name: 'x' } as unknown as GuestPolicy)).toThrow(TestkitError);
+    await expect(
+      runConformance(kvmVmm(), { guests: [{ name: 'x' } as unknown as ScenarioGuest] }),
+    ).rejects.toThrow(/guests must list/);
   });
 });
 

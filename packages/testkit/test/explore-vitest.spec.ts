@@ -45,7 +45,7 @@ describe(`with ${REPLAY_ENV} set, an exploreTest replays that one schedule`, () 
   });
   it('printed the trace of the replay', () => {
     expect(logged.join('\n')).toMatch(
-      /^replay of v1:0\*3\.1\*2 \(replays the lockless zap\):\n\d+ host TDH\.MNG\.CREATE/,
+      /^replay of v1:0\*3\.1\*2@[0-9a-f]{8} \(replays the lockless zap\):\n\d+ host TDH\.MNG\.CREATE/,
     );
     expect(logged.join('\n')).toContain('TDH.MEM.PAGE.REMOVE');
   });

@@ -7,14 +7,27 @@
  * Run with: node --conditions=@tdxsim/source --import tsx bench/run.ts [--quick]
  */
 import { readFile } from 'node:fs/promises';
-import { buildCatalog } from '@tdxsim/cli';
-import { buildTd, encodeLeaf, makeGprs, TdcallLeaf, TdxModule, type Vmm } from '@tdxsim/tdx-module';
+import { type GuestUnderTest, TdGuest } from '@tdxsim/guest';
+import { hypervVmm } from '@tdxsim/host-hyperv';
+import { kvmVmm } from '@tdxsim/host-kvm';
+import {
+  buildTd,
+  composeTd,
+  encodeLeaf,
+  type GuestFactory,
+  makeGprs,
+  SeededRng,
+  TdcallLeaf,
+  TdxModule,
+  type Vmm,
+} from '@tdxsim/tdx-module';
+import { scenarioTd, swiotlb1g } from '@tdxsim/testkit';
+import type { ContainerModule } from 'inversify';
 import { buildCExamples } from '../examples/build-examples.js';
 import { wasmApi } from '../src/abi/wasm-api.js';
 import { newEntryRecord, tdcallServer } from '../src/guest/tdcall-server.js';
-import { loadWasmGuest, type TdcallServer, toolchain, WasmBridge } from '../src/index.js';
+import { loadWasmGuest, type TdcallServer, toolchain, WasmBridge, WasmGuest } from '../src/index.js';
 import { bridgeProbe } from '../test/support/guests.js';
-import { judgeScenario, tsRow, wasmRow } from '../test/support/judge-scenario.js';
 
 const quick = process.argv.includes('--quick');
 const TARGET_ROUND_TRIP_US = 20;
@@ -94,27 +107,64 @@ async function roundTrips(count: number, samples: number): Promise<void> {
   );
 }
 
+/** The honest backends of `tdxsim run`'s matrix (its catalog, without depending on the CLI). */
+const HONEST: readonly [string, (seed: number) => ContainerModule][] = [
+  ['kvm', (seed) => kvmVmm({ seed })],
+  ['kvm-events', (seed) => kvmVmm({ seed, pendingEventRate: 0.5 })],
+  ['hyperv-512', (seed) => hypervVmm({ seed, chunkPages: 512 })],
+  ['hyperv-2048', (seed) => hypervVmm({ seed, chunkPages: 2048 })],
+  ['hyperv-8192', (seed) => hypervVmm({ seed, chunkPages: 8192 })],
+];
+
+/**
+ * One swiotlb 1 GiB scenario on the TD `tdxsim run` builds (`scenarioTd`), the guest converting through the
+ * workload's own code; resolves with how it ended (`ok`, or the first failure's kind).
+ */
+async function swiotlbOnce(vmm: ContainerModule, guest: GuestFactory<GuestUnderTest>): Promise<string> {
+  const amount = swiotlb1g.defaultAmount;
+  const memoryBytes = swiotlb1g.memoryBytes(amount);
+  const composed = await composeTd({ vmm, guest, ...scenarioTd({ memoryBytes, seed: 1 }) });
+  let outcome = 'ok';
+  try {
+    await swiotlb1g.run(
+      {
+        guest: composed.guest,
+        rng: new SeededRng(1),
+        async convert(start, size, toShared) {
+          const g = composed.guest;
+          const result = toShared ? await g.setShared(start, size) : await g.setPrivate(start, size);
+          if (result.kind === 'failed' && outcome === 'ok') outcome = `failed: ${result.failure.step}`;
+          return result;
+        },
+      },
+      amount,
+    );
+  } finally {
+    await composed.guest.close?.();
+  }
+  return outcome;
+}
+
 /** swiotlb 1 GiB, C guest beside the TypeScript linux guest, on every honest backend. */
 async function swiotlb(samples: number): Promise<void> {
-  const catalog = await buildCatalog();
-  const workload = catalog.workloads.find((w) => w.name === 'swiotlb-1g');
-  if (workload === undefined) throw new Error('no swiotlb-1g workload');
-  const c = wasmRow(await loadWasmGuest((await buildCExamples()).c));
-  const ts = tsRow('linux', 'linux');
-  console.log(
-    `swiotlb 1 GiB (to shared and back), median of ${samples} runs, judged as tdxsim run judges it:`,
-  );
+  const image = await loadWasmGuest((await buildCExamples()).c);
+  const memoryBytes = swiotlb1g.memoryBytes(swiotlb1g.defaultAmount);
+  const guests: GuestFactory<GuestUnderTest>[] = [
+    (cpu, trace) => TdGuest.boot(cpu, { memoryBytes, policy: 'linux', trace }),
+    (cpu, trace) => WasmGuest.boot(cpu, { image, memoryBytes, trace }),
+  ];
+  console.log(`swiotlb 1 GiB (to shared and back), median of ${samples} runs, on the TD of tdxsim run:`);
   console.log(
     `  ${'backend'.padEnd(12)} ${'TypeScript linux'.padStart(26)} ${'C kernel-guest.wasm'.padStart(26)}`,
   );
-  for (const vmm of catalog.vmms.filter((v) => v.kind === 'honest')) {
+  for (const [name, vmm] of HONEST) {
     const row: string[] = [];
-    for (const guest of [ts, c]) {
+    for (const guest of guests) {
       const costs: (Cost & { outcome: string })[] = [];
       for (let i = 0; i < samples; i++) {
         let outcome = '';
         const measured = await cost(1, async () => {
-          outcome = (await judgeScenario(guest, vmm, workload)).outcome;
+          outcome = await swiotlbOnce(vmm(1), guest);
         });
         costs.push({ ...measured, outcome });
       }
@@ -125,7 +175,7 @@ async function swiotlb(samples: number): Promise<void> {
         ),
       );
     }
-    console.log(`  ${vmm.name.padEnd(12)} ${row.join(' ')}`);
+    console.log(`  ${name.padEnd(12)} ${row.join(' ')}`);
   }
 }
 

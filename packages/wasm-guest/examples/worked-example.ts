@@ -1,13 +1,13 @@
 /**
  * The README's worked example: the C guest and its copy without the R11 check, each against KVM and against a
  * hostile VMM that answers RETRY with R11 past the end of the request, judged by the testkit's safety monitor.
- * Run with: pnpm --filter @tdxsim/wasm-guest example
+ * Run with: pnpm --filter @tdxsim/wasm-guest example. Besides this package it needs @tdxsim/host-kvm (the backend) and
+ * @tdxsim/testkit (the hostile backend, the safety monitor): its optional peer dependencies.
  */
 import { fileURLToPath } from 'node:url';
-import { ScenarioProbe } from '@tdxsim/cli';
 import { kvmVmm } from '@tdxsim/host-kvm';
 import { composeTd } from '@tdxsim/tdx-module';
-import { hostileVmm, SafetyMonitor } from '@tdxsim/testkit';
+import { ConversionEvidenceSink, hostileVmm, SafetyMonitor } from '@tdxsim/testkit';
 import { loadWasmGuest, WasmGuestIds, wasmGuestModule } from '@tdxsim/wasm-guest';
 import { buildCExamples } from './build-examples.js';
 
@@ -22,7 +22,7 @@ export async function workedExample(print: (line: string) => void): Promise<void
   for (const file of [built.c, built.cNoR11Check]) {
     const image = await loadWasmGuest(file); // compiled once, checked against the ABI
     for (const [name, vmm] of backends) {
-      const probe = new ScenarioProbe(); // sees every MapGPA reply: what the VMM acknowledged
+      const probe = new ConversionEvidenceSink(); // sees every MapGPA reply: what the VMM acknowledged
       const { guest, module, td } = await composeTd({
         vmm: vmm(),
         guest: { module: wasmGuestModule({ image, memoryBytes: 64 * MIB }), id: WasmGuestIds.Guest },

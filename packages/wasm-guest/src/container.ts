@@ -1,7 +1,11 @@
 import { type GuestCpu, TdxIds, type TraceSink } from '@tdxsim/tdx-module';
 import { ContainerModule, type ServiceIdentifier } from 'inversify';
-import { assertKnownOptions } from './errors.js';
-import { WasmGuest, type WasmGuestOptions } from './guest/wasm-guest.js';
+import {
+  checkWasmGuestOptions,
+  WASM_GUEST_OPTIONS,
+  WasmGuest,
+  type WasmGuestOptions,
+} from './guest/wasm-guest.js';
 
 /** Service identifiers of `@tdxsim/wasm-guest`. */
 export const WasmGuestIds = {
@@ -15,14 +19,12 @@ export const WasmGuestIds = {
  * comes from `@tdxsim/tdx-module`'s module when bound.
  */
 export function wasmGuestModule(options: Omit<WasmGuestOptions, 'trace'>): ContainerModule {
-  assertKnownOptions('wasmGuestModule', options, [
-    'image',
-    'memoryBytes',
-    'initialImage',
-    'fuse',
-    'tdcallFuse',
-    'callTimeoutMs',
-  ]);
+  // Checked now, before any TD is built; the ranges again at boot, against the GPAW the guest learns.
+  checkWasmGuestOptions(
+    'wasmGuestModule',
+    options,
+    WASM_GUEST_OPTIONS.filter((name) => name !== 'trace'),
+  );
   return new ContainerModule(({ bind }) => {
     bind(WasmGuestIds.Guest)
       .toResolvedValue(

@@ -2,20 +2,24 @@
  * Stable codes of {@link WasmGuestError}:
  * - `INVALID_GUEST`: the module is not wasm, or breaks the ABI (a missing entry point, a wrong signature, an import
  *   the harness does not provide); thrown when it is loaded, before any TD exists;
+ * - `INVALID_ARGUMENT`: a bad argument of an exported function (the wrong type, out of range);
  * - `INVALID_OPTION`, `UNKNOWN_OPTION`: a bad option;
  * - `INIT_FAILED`: the guest's `tdxsim_init` returned an error;
  * - `GUEST_FAULT`: the guest trapped, hung, handed over an unreadable register block or answered garbage (see
  *   {@link WasmGuestError.fault}); the guest is dead afterwards;
  * - `GUEST_DEAD`: a call to a guest that faulted or was closed;
+ * - `GUEST_BUSY`: a second call to a `WasmBridge` while one runs (a guest runs one call at a time);
  * - `TOOLCHAIN_MISSING`, `COMPILE_FAILED`: clang, wasm-ld or rustc is not installed, or the build failed.
  */
 export type WasmGuestErrorCode =
   | 'INVALID_GUEST'
+  | 'INVALID_ARGUMENT'
   | 'INVALID_OPTION'
   | 'UNKNOWN_OPTION'
   | 'INIT_FAILED'
   | 'GUEST_FAULT'
   | 'GUEST_DEAD'
+  | 'GUEST_BUSY'
   | 'TOOLCHAIN_MISSING'
   | 'COMPILE_FAILED';
 
@@ -71,7 +75,8 @@ export class WasmGuestError extends Error {
 }
 
 /** Throws UNKNOWN_OPTION for a key of `options` that is not in `known`. */
-export function assertKnownOptions(where: string, options: object, known: readonly string[]): void {
+export function assertKnownOptions(where: string, options: unknown, known: readonly string[]): void {
+  assertOptionsObject(where, options);
   for (const key of Object.keys(options)) {
     if (!known.includes(key)) {
       throw new WasmGuestError(
@@ -92,4 +97,32 @@ export function assertPositiveInteger(name: string, value: number | undefined): 
       name,
     );
   }
+}
+
+/** `value` in an error message: strings quoted, bigints with their `n`, objects by their constructor. */
+export function show(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'object' && value !== null)
+    return Array.isArray(value) ? 'an array' : `a ${value.constructor?.name ?? 'null-prototype object'}`;
+  return String(value);
+}
+
+/** The INVALID_ARGUMENT error for `argument`, saying what it must be and what it was. */
+export function invalidArgument(argument: string, must: string, value: unknown): WasmGuestError {
+  return new WasmGuestError('INVALID_ARGUMENT', `${argument} must be ${must}, got ${show(value)}`, argument);
+}
+
+/** Throws INVALID_OPTION (or `code`) unless `value` is a plain object: an options bag. */
+export function assertOptionsObject(
+  where: string,
+  value: unknown,
+  argument = 'options',
+): asserts value is object {
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new WasmGuestError(
+      'INVALID_OPTION',
+      `${where}: ${argument} must be an object, got ${show(value)}`,
+      argument,
+    );
 }

@@ -4,6 +4,8 @@
  * simulator (module, VMM, other vCPUs); what it claims is judged against the module's truth like any guest's.
  */
 
+/** Moved to `@tdxsim/guest` (beside `TdGuest`); re-exported for the users of this package. */
+export type { GuestUnderTest } from '@tdxsim/guest';
 export {
   BLOCK_BYTES,
   BLOCK_GPR_INDEX,
@@ -27,6 +29,7 @@ export {
 export {
   type BridgeCallResult,
   type ExportArgument,
+  endIdleGuestThreads,
   type TdcallServer,
   WasmBridge,
   type WasmBridgeOptions,
@@ -35,7 +38,6 @@ export { WasmGuestIds, wasmGuestModule } from './container.js';
 export { WasmGuestError, type WasmGuestErrorCode, type WasmGuestFault } from './errors.js';
 export { WasmGuest, type WasmGuestOptions } from './guest/wasm-guest.js';
 export { loadWasmGuest, type WasmGuestImage } from './guest/wasm-guest-image.js';
-export type { GuestUnderTest } from './guest-under-test.js';
 export {
   type CompileCOptions,
   type CompileRustOptions,

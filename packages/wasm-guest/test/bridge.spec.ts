@@ -3,7 +3,13 @@ import { test } from '@fast-check/vitest';
 import fc from 'fast-check';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { wasmApi } from '../src/abi/wasm-api.js';
-import { type BridgeCallResult, type TdcallServer, WasmBridge } from '../src/index.js';
+import {
+  type BridgeCallResult,
+  endIdleGuestThreads,
+  type TdcallServer,
+  WasmBridge,
+  type WasmBridgeOptions,
+} from '../src/index.js';
 import { abiViolation, bridgeProbe, Fault, faultyGuest, hasClang, warnIfSkipped } from './support/guests.js';
 
 warnIfSkipped('clang', 'bridge.spec.ts');
@@ -11,7 +17,7 @@ warnIfSkipped('clang', 'bridge.spec.ts');
 const compile = async (path: string) => wasmApi.compile(await readFile(path));
 const open: WasmBridge[] = [];
 
-async function start(path: string, options: { callTimeoutMs?: number; onLog?: (line: string) => void } = {}) {
+async function start(path: string, options: Omit<WasmBridgeOptions, 'name'> = {}) {
   const started = await WasmBridge.start(await compile(path), { name: 'probe', ...options });
   if (!(started instanceof WasmBridge)) throw new Error(`did not start: ${started.fault.message}`);
   open.push(started);
@@ -165,6 +171,16 @@ describe.skipIf(!hasClang)('WasmBridge', () => {
     expect(returned(await third.call('negative', [], never)).value).toBe(-5n);
   });
 
+  it('endIdleGuestThreads ends the pooled threads: the next guest gets a new one', async () => {
+    const first = await start(probe);
+    const thread = first.threadId;
+    await first.close();
+    await endIdleGuestThreads();
+    const second = await start(probe);
+    expect(second.threadId).not.toBe(thread);
+    expect(returned(await second.call('negative', [], never)).value).toBe(-5n);
+  });
+
   it('rethrows an error of the server (the simulation failed) and ends the guest', async () => {
     const bridge = await start(probe);
     const failure = new Error('the VMM died');
@@ -208,6 +224,10 @@ describe.skipIf(!hasClang)('WasmBridge', () => {
     ['bad-pointer', Fault.BAD_BLOCK, /register block at 0xfffffff0 .* outside the guest's/],
     ['bad-pointer', Fault.MISALIGNED, /register block at 0x[0-9a-f]+ \(88 bytes\) is not 8-byte aligned/],
     ['bad-pointer', Fault.LOG_BAD, /log text at 0xfffffff0/],
+    // The whole line must lie in memory, not only the 4,096 bytes kept of it.
+    ['bad-pointer', Fault.LOG_LONG, /log text at 0x[0-9a-f]+ \(8192 bytes\) is outside the guest's/],
+    // Logging is no pause: a guest that logs now and then never restarts the per-call timeout.
+    ['timeout', Fault.LOG_SLOW, /no TDCALL and no return within 300 ms/],
   ] as const)(
     'reports a %s fault (fixture %d), terminates the worker and leaves the host able to go on',
     async (kind, mode, message) => {
@@ -244,8 +264,50 @@ describe.skipIf(!hasClang)('WasmBridge', () => {
     });
   });
 
+  it('stops a guest that logs in a loop at the log fuse, whatever the timeout', async () => {
+    const bridge = await start(await faultyGuest(Fault.LOG_LOOP), { callTimeoutMs: 600_000, logFuse: 500 });
+    const result = await bridge.call('tdxsim_set_shared', [{ i64: 0n }, { i64: 4096n }], never, 1);
+    expect(result.kind === 'fault' && result.fault).toMatchObject({
+      kind: 'fuse',
+      message: 'more than 500 log lines in one call (a loop?)',
+    });
+    expect(bridge.alive).toBe(false);
+  });
+
+  it('tells holdWhile of every wait on the worker, each settled by the time the call returns', async () => {
+    const stretches: Promise<unknown>[] = [];
+    let settled = 0;
+    const bridge = await start(probe, {
+      holdWhile: (work) => {
+        stretches.push(work);
+        void work.then(() => settled++);
+      },
+    });
+    // The start, then per call: from the call to its first message, from each resume to the next one (a TDCALL, a log
+    // line, the return). A wait on a log line ends and the next begins in one turn: no scheduler turn falls between.
+    expect(stretches.length).toBe(1);
+    const result = await bridge.call(
+      'vp_info_loop',
+      [{ i32: 3 }],
+      serving((block) => block),
+    );
+    expect(returned(result).tdcalls).toBe(3);
+    await Promise.all(stretches);
+    expect(stretches.length).toBe(1 + 4);
+    expect(settled).toBe(stretches.length);
+    await bridge.call('log_twice', [], never);
+    expect(stretches.length).toBe(1 + 4 + 3);
+  });
+
   it('refuses bad options with a typed error', async () => {
     const module = await compile(probe);
+    await expect(WasmBridge.start(module, { name: 'x', logFuse: 1.5 })).rejects.toMatchObject({
+      code: 'INVALID_OPTION',
+      argument: 'logFuse',
+    });
+    await expect(
+      WasmBridge.start(module, { name: 'x', holdWhile: 3 as unknown as () => void }),
+    ).rejects.toMatchObject({ code: 'INVALID_OPTION', argument: 'holdWhile' });
     await expect(WasmBridge.start(module, { name: 'x', callTimeoutMs: 0 })).rejects.toMatchObject({
       code: 'INVALID_OPTION',
       argument: 'callTimeoutMs',

@@ -2,7 +2,16 @@ import { readFile } from 'node:fs/promises';
 import { test } from '@fast-check/vitest';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { formatSignature, loadWasmGuest, readSignatures, WasmGuestError } from '../src/index.js';
+import {
+  type CompileCOptions,
+  type CompileRustOptions,
+  compileCGuest,
+  compileRustGuest,
+  formatSignature,
+  loadWasmGuest,
+  readSignatures,
+  WasmGuestError,
+} from '../src/index.js';
 import {
   abiViolation,
   exampleGuests,
@@ -23,14 +32,18 @@ describe('readSignatures', () => {
     );
   });
 
-  test.prop([fc.uint8Array({ maxLength: 64 })])('never fails on any input but with an Error', (tail) => {
-    const bytes = new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, ...tail]);
-    try {
-      readSignatures(bytes);
-    } catch (error) {
-      expect(error).toBeInstanceOf(Error);
-    }
-  });
+  test.prop([fc.uint8Array({ maxLength: 64 })])(
+    'never fails on any input but with INVALID_GUEST naming the bytes',
+    (tail) => {
+      const bytes = new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, ...tail]);
+      try {
+        readSignatures(bytes);
+      } catch (error) {
+        expect(WasmGuestError.is(error)).toBe(true);
+        expect(error).toMatchObject({ code: 'INVALID_GUEST', argument: 'bytes' });
+      }
+    },
+  );
 });
 
 describe.skipIf(!hasClang)('loadWasmGuest', () => {
@@ -77,5 +90,28 @@ describe.skipIf(!hasClang)('loadWasmGuest', () => {
       code: 'INVALID_GUEST',
       message: expect.stringMatching(/guest\.wasm is not a valid wasm module: not a wasm module/),
     });
+  });
+});
+
+describe('compileCGuest and compileRustGuest check their options before any compiler runs', () => {
+  it.each([
+    [{ sources: [], output: 'x.wasm' }, 'sources', /at least one C file/],
+    [{ sources: [''], output: 'x.wasm' }, 'sources[0]', /non-empty path/],
+    [{ sources: ['a.c'], output: '' }, 'output', /non-empty path/],
+    [{ sources: ['a.c'], output: 'x.wasm', defines: { 'A B': 1 } }, 'defines', /not a C identifier/],
+    [{ sources: ['a.c'], output: 'x.wasm', optimize: '-O9' }, 'optimize', /-O0, -O1, -O2 or -Os/],
+  ] as const)('%j: INVALID_OPTION naming %s', async (options, argument, message) => {
+    const error = await compileCGuest(options as unknown as CompileCOptions).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'INVALID_OPTION', argument });
+    expect((error as Error).message).toMatch(message);
+  });
+
+  it('refuses unknown options and a bad optLevel', async () => {
+    await expect(
+      compileCGuest({ sources: ['a.c'], output: 'x.wasm', flags: ['-g'] } as unknown as CompileCOptions),
+    ).rejects.toMatchObject({ code: 'UNKNOWN_OPTION', argument: 'flags' });
+    await expect(
+      compileRustGuest({ source: 'a.rs', output: 'x.wasm', optLevel: 7 } as unknown as CompileRustOptions),
+    ).rejects.toMatchObject({ code: 'INVALID_OPTION', argument: 'optLevel' });
   });
 });

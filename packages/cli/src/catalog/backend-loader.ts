@@ -1,6 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { basename, extname, resolve } from 'node:path';
 import { type BackendSource, toVmmModule } from '@tdxsim/tdx-module';
+import { assertString } from '../api-validation.js';
 import { UsageError } from '../usage-error.js';
 import { importUserModule, JS_EXTENSIONS, TS_EXTENSIONS } from './module-loader.js';
 import type { VmmEntry } from './vmm-catalog.js';
@@ -33,6 +34,7 @@ function loadProblem(error: unknown): string {
  * (`my-vmm.ts` → `my-vmm`).
  */
 export async function loadBackend(file: string): Promise<VmmEntry> {
+  assertString('file', file);
   const path = resolve(file);
   if (!existsSync(path)) throw new UsageError(`backend file "${file}" does not exist`);
   if (statSync(path).isDirectory()) throw new UsageError(`backend file "${file}" is a directory, not a file`);

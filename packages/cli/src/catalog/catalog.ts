@@ -1,14 +1,19 @@
 import { guestPresets } from '@tdxsim/guest';
 import { hostileVmms, WORKLOADS, type Workload } from '@tdxsim/testkit';
+import { assertArray, assertString } from '../api-validation.js';
+import { type GuestRow, loadGuestRows, presetRow } from '../guests/guest-row.js';
 import { duplicateBackend, unknownValue } from '../usage-error.js';
 import { loadBackend } from './backend-loader.js';
 import { honestVmms, type VmmEntry } from './vmm-catalog.js';
 
 /** Everything a matrix can be made of. */
 export interface Catalog {
+  /** The guest presets (`--policy`). */
   readonly policies: readonly string[];
   readonly vmms: readonly VmmEntry[];
   readonly workloads: readonly Workload[];
+  /** The wasm guests loaded with `--guest`: rows of the matrix beside the presets. */
+  readonly guests: readonly GuestRow[];
 }
 
 /** The built-in backends (honest, then the testkit's hostile ones), the guest presets and the workloads. */
@@ -25,11 +30,20 @@ export function builtinCatalog(): Catalog {
     policies: Object.keys(guestPresets),
     vmms: [...honestVmms(), ...hostile],
     workloads: WORKLOADS,
+    guests: [],
   };
 }
 
-/** The built-in catalog and the users' backends loaded from `backendFiles` (named after their files). */
-export async function buildCatalog(backendFiles: readonly string[] = []): Promise<Catalog> {
+/**
+ * The built-in catalog, the users' backends loaded from `backendFiles` (named after their files) and the wasm guests
+ * loaded from `guestFiles` (named after theirs).
+ */
+export async function buildCatalog(
+  backendFiles: readonly string[] = [],
+  guestFiles: readonly string[] = [],
+): Promise<Catalog> {
+  assertArray('backendFiles', backendFiles, assertString);
+  assertArray('guestFiles', guestFiles, assertString);
   const builtin = builtinCatalog();
   const custom: VmmEntry[] = [];
   for (const file of backendFiles) {
@@ -39,7 +53,7 @@ export async function buildCatalog(backendFiles: readonly string[] = []): Promis
     }
     custom.push(entry);
   }
-  return { ...builtin, vmms: [...builtin.vmms, ...custom] };
+  return { ...builtin, vmms: [...builtin.vmms, ...custom], guests: await loadGuestRows(guestFiles) };
 }
 
 /** The entries of `all` named in `wanted` (all of them when `wanted` is empty), or a usage error naming the bad one. */
@@ -59,6 +73,11 @@ export function pick<T>(
 
 export function findVmm(catalog: Catalog, name: string): VmmEntry {
   return pick('vmm', catalog.vmms, (v) => v.name, [name])[0] as VmmEntry;
+}
+
+/** The row named `name`: a wasm guest of the catalog, else the preset of that name (a usage error for neither). */
+export function findGuest(catalog: Catalog, name: string): GuestRow {
+  return catalog.guests.find((g) => g.name === name) ?? presetRow(name);
 }
 
 export function findWorkload(catalog: Catalog, name: string): Workload {

@@ -1,6 +1,6 @@
 import type { GuestPresetName } from '@tdxsim/guest';
 import { GUEST_PRESET_NAMES, runConformance } from '@tdxsim/testkit';
-import { buildCatalog, findVmm } from '../catalog/catalog.js';
+import { buildCatalog, type Catalog, findVmm } from '../catalog/catalog.js';
 import { collect, collectList, parseSeed, positiveNumber } from '../options/option-values.js';
 import { makeStyle, wantsColour } from '../report/style.js';
 import { formatWall } from '../report/table.js';
@@ -13,6 +13,7 @@ interface CheckOptions {
   readonly vmm?: string[];
   readonly seed: number;
   readonly guests?: string[];
+  readonly guest?: string[];
   readonly vcpus?: string[];
   readonly timeout: number;
 }
@@ -29,7 +30,17 @@ export const checkCommand: CliCommand = {
       .option('--backend <file>', 'your backend: a .ts, .mts, .js or .mjs file (repeatable)', collect)
       .option('--vmm <names>', 'built-in backends to check, comma-separated', collectList)
       .option('--seed <n>', 'seed of the simulation and of the workloads', parseSeed, 1)
-      .option('--guests <names>', 'the guests that run the workloads', collectList)
+      .option(
+        '--guests <names>',
+        'the guest presets that run the workloads (default: strict,linux; none with --guest alone)',
+        collectList,
+      )
+      .option(
+        '--guest <file.wasm>',
+        'run the workloads with a guest compiled to WebAssembly (@tdxsim/wasm-guest ABI) (repeatable)',
+        collect,
+        [],
+      )
       .option(
         '--vcpus <counts>',
         'vCPUs of the TDs, one round of workloads per count (default 2,1)',
@@ -51,6 +62,7 @@ async function check(given: CheckOptions): Promise<number> {
     backend: given.backend ?? [],
     vmm: given.vmm ?? [],
     guests: given.guests ?? [],
+    guest: given.guest ?? [],
     vcpus: given.vcpus ?? [],
   };
   if (options.backend.length === 0 && options.vmm.length === 0) {
@@ -65,7 +77,21 @@ async function check(given: CheckOptions): Promise<number> {
       throw new UsageError(`bad --vcpus "${text}": expected integers from 1 to 64`);
     return n;
   });
-  const catalog = await buildCatalog(options.backend);
+  const catalog = await buildCatalog(options.backend, options.guest);
+  try {
+    return await checkEach(options, vcpus, catalog);
+  } finally {
+    await Promise.all(catalog.guests.map((row) => row.close()));
+  }
+}
+
+async function checkEach(
+  options: Required<Pick<CheckOptions, 'backend' | 'vmm' | 'guests'>> & CheckOptions,
+  vcpus: readonly number[],
+  catalog: Catalog,
+): Promise<number> {
+  // The presets named, then the wasm guests; with neither, the kit's own (strict and linux).
+  const guests = [...(options.guests as GuestPresetName[]), ...catalog.guests];
   const names =
     options.vmm.length > 0 ? options.vmm : catalog.vmms.filter((v) => v.kind === 'custom').map((v) => v.name);
   const entries = names.map((name) => findVmm(catalog, name));
@@ -80,7 +106,7 @@ async function check(given: CheckOptions): Promise<number> {
       // The command's process runs nothing else: the guard's idle check is exact.
       thread: 'dedicated',
       wallClockMs: Math.round(options.timeout * 1000),
-      ...(options.guests.length === 0 ? {} : { guests: options.guests as GuestPresetName[] }),
+      ...(guests.length === 0 ? {} : { guests }),
       ...(vcpus.length === 0 ? {} : { vcpus }),
       onWorkload: (label) => process.stderr.write(live ? `\r\u001b[2K  ${label}` : `  ${label}\n`),
     });

@@ -1,9 +1,14 @@
 import type { GuestPresetName } from '@tdxsim/guest';
 import {
+  CONCURRENT_FUZZ_BACKENDS,
+  type ConcurrentFuzzBackend,
   FUZZ_CHECK_EVERY,
   type FuzzCase,
   GUEST_PRESET_NAMES,
+  isConcurrentFuzzCase,
   parseBehaviour,
+  runConcurrentFuzzCampaign,
+  runConcurrentFuzzCase,
   runFuzzCampaign,
   runFuzzCase,
 } from '@tdxsim/testkit';
@@ -27,6 +32,8 @@ interface FuzzOptions {
   readonly replay?: string;
   readonly shard?: Shard;
   readonly checkEvery?: number;
+  readonly concurrent?: boolean;
+  readonly vmm?: string[];
 }
 
 /** `tdxsim fuzz`: the testkit's fuzz campaign (also `pnpm fuzz`). */
@@ -51,6 +58,16 @@ export const fuzzCommand: CliCommand = {
         collectList,
         [],
       )
+      .option(
+        '--concurrent',
+        'fuzz with concurrency: multi-vCPU workloads under drawn schedules against the real backends (KVM, Hyper-V)',
+      )
+      .option(
+        '--vmm <names>',
+        `with --concurrent, the backends (default: kvm, hyperv; valid: ${CONCURRENT_FUZZ_BACKENDS.join(', ')})`,
+        collectList,
+        [],
+      )
       .option('--replay <json>', 'run one case again: the JSON a failure printed')
       .option(
         '--check-every <n>',
@@ -71,7 +88,16 @@ export const fuzzCommand: CliCommand = {
 };
 
 async function fuzz(given: FuzzOptions): Promise<number> {
-  const options = { ...given, preset: given.preset ?? [] };
+  const options = { ...given, preset: given.preset ?? [], vmm: given.vmm ?? [] };
+  for (const vmm of options.vmm)
+    if (!(CONCURRENT_FUZZ_BACKENDS as readonly string[]).includes(vmm))
+      throw unknownValue('vmm', vmm, CONCURRENT_FUZZ_BACKENDS);
+  if (options.vmm.length > 0 && options.concurrent !== true)
+    throw new UsageError('--vmm chooses the backends of --concurrent: give --concurrent too');
+  if (options.checkEvery !== undefined && options.concurrent === true)
+    throw new UsageError(
+      '--check-every samples the checks of a sequential case: a --concurrent case checks each step',
+    );
   for (const preset of options.preset)
     if (!(GUEST_PRESET_NAMES as readonly string[]).includes(preset))
       throw unknownValue('preset', preset, GUEST_PRESET_NAMES);
@@ -80,6 +106,14 @@ async function fuzz(given: FuzzOptions): Promise<number> {
   if (options.path !== undefined && options.seed === undefined)
     throw new UsageError('--path replays a counterexample of a --seed: give both');
   const presets = options.preset.length === 0 ? undefined : (options.preset as GuestPresetName[]);
+  if (options.replay !== undefined && isConcurrentFuzzCase(parseJson(options.replay))) {
+    const report = await runConcurrentFuzzCase(parseJson(options.replay) as never);
+    process.stdout.write(`${report.outcomes.join('\n')}\n`);
+    process.stdout.write(
+      report.failure === undefined ? 'safe\n' : `UNSAFE: ${report.failure.kind}: ${report.failure.message}\n`,
+    );
+    return report.safe ? 0 : 1;
+  }
   if (options.replay !== undefined) {
     let fuzzCase: FuzzCase;
     try {
@@ -108,6 +142,8 @@ async function fuzz(given: FuzzOptions): Promise<number> {
   process.stdout.write(
     `fuzz: seed ${seed}, ${budget}${shard === undefined ? '' : ` (shard ${shard.index}/${shard.total} of campaign seed ${campaignSeed})`}\n`,
   );
+  if (options.concurrent === true)
+    return concurrentCampaign(seed, options, runs, presets, options.vmm as ConcurrentFuzzBackend[]);
   const result = await runFuzzCampaign({
     seed,
     ...(options.minutes === undefined ? { runs } : { minutes: options.minutes }),
@@ -134,6 +170,53 @@ async function fuzz(given: FuzzOptions): Promise<number> {
   if (result.path !== undefined)
     out.push(
       `  tdxsim fuzz --seed ${seed} --path ${result.path}${presets ? ` --preset ${presets.join(',')}` : ''}`,
+    );
+  process.stdout.write(`${out.join('\n')}\n`);
+  return 1;
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** `--concurrent`: the campaign of multi-vCPU cases under drawn schedules; its failure printed with its replay. */
+async function concurrentCampaign(
+  seed: number,
+  options: { readonly minutes?: number; readonly path?: string },
+  runs: number,
+  presets: GuestPresetName[] | undefined,
+  vmms: ConcurrentFuzzBackend[],
+): Promise<number> {
+  const result = await runConcurrentFuzzCampaign({
+    seed,
+    ...(options.minutes === undefined ? { runs } : { minutes: options.minutes }),
+    ...(options.path === undefined ? {} : { path: options.path }),
+    ...(presets === undefined ? {} : { presets }),
+    ...(vmms.length === 0 ? {} : { backends: vmms }),
+    log: (line) => process.stdout.write(`${line}\n`),
+  });
+  const rate = Math.round(result.cases / (result.elapsedMs / 1000));
+  if (!result.failed) {
+    process.stdout.write(
+      `fuzz --concurrent: ${result.cases} cases in ${(result.elapsedMs / 1000).toFixed(1)} s (${rate}/s), no violation\n`,
+    );
+    return 0;
+  }
+  const out: string[] = [
+    `fuzz --concurrent: FAILED after ${result.cases} cases (seed ${seed}); shrunk counterexample:`,
+    JSON.stringify(result.counterexample),
+    `  ${result.report?.failure?.kind}: ${result.report?.failure?.message}`,
+    ...(result.report?.outcomes ?? []).map((line) => `  ${line}`),
+    'replay it with:',
+    `  tdxsim fuzz --replay '${JSON.stringify(result.counterexample)}'`,
+  ];
+  if (result.path !== undefined)
+    out.push(
+      `  tdxsim fuzz --concurrent --seed ${seed} --path ${result.path}${vmms.length > 0 ? ` --vmm ${vmms.join(',')}` : ''}${presets ? ` --preset ${presets.join(',')}` : ''}`,
     );
   process.stdout.write(`${out.join('\n')}\n`);
   return 1;

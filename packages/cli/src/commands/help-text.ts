@@ -23,6 +23,7 @@ export function catalogHelp(): string {
   return [
     'Guest policies (--policy):',
     wrap(catalog.policies, '  '),
+    'Wasm guests (--guest file.wasm): guest code built against tdxsim.h of @tdxsim/wasm-guest, a row named after its file',
     'VMMs (--vmm), honest:',
     wrap(honest, '  '),
     'VMMs (--vmm), hostile (@tdxsim/testkit):',

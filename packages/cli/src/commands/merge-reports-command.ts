@@ -1,3 +1,4 @@
+import { assertArray, assertBoolean, assertOptions, assertString } from '../api-validation.js';
 import { oneOf } from '../options/option-values.js';
 import { checkInputFile, checkOutputFile } from '../options/output-paths.js';
 import { buildRunReport, type RunReport, readRunReport } from '../report/json-report.js';
@@ -66,6 +67,9 @@ export function mergeRunReports(
   files: readonly string[],
   options: { allowMissing?: boolean } = {},
 ): RunReport {
+  assertArray('files', files, assertString);
+  assertOptions('mergeRunReports', 'options', options, ['allowMissing']);
+  assertBoolean('allowMissing', options.allowMissing, true);
   for (const file of files) checkInputFile('report', file);
   const reports = files.map((file) => ({ file, report: readRunReport(file) }));
   sameField(reports, 'tdxsim versions', (r) => r.tool.version);
@@ -112,6 +116,7 @@ export function mergeRunReports(
     timeoutMs: timeoutMs ?? undefined,
     shard: undefined,
     policies: matrix.policies,
+    guests: matrix.guests,
     vmms: matrix.vmms,
     workloads: matrix.workloads,
     expectations,

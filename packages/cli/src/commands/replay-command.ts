@@ -1,18 +1,19 @@
 import { formatTraceRegs, type TraceEvent, tdvmcallStatusName, traceStatusText } from '@tdxsim/tdx-module';
-import { buildCatalog, findVmm, findWorkload } from '../catalog/catalog.js';
+import { buildCatalog, type Catalog, findGuest, findVmm, findWorkload } from '../catalog/catalog.js';
 import { collect, positiveInteger } from '../options/option-values.js';
 import { checkInputFile } from '../options/output-paths.js';
-import { readRunReport } from '../report/json-report.js';
+import { type RunReport, readRunReport } from '../report/json-report.js';
 import { makeStyle, wantsColour } from '../report/style.js';
 import { formatTable } from '../report/table.js';
 import { runScenario } from '../scenario/run-scenario.js';
-import type { ScenarioTotals } from '../scenario/scenario-result.js';
+import type { ScenarioResult, ScenarioTotals } from '../scenario/scenario-result.js';
 import { UsageError } from '../usage-error.js';
 import type { CliCommand } from './cli-command.js';
 
 interface ReplayOptions {
   readonly trace: boolean;
   readonly backend?: string[];
+  readonly guest?: string[];
   readonly checkEvery?: number;
 }
 
@@ -29,6 +30,12 @@ export const replayCommand: CliCommand = {
       .option(
         '--backend <file>',
         "load the users' backends from here instead of where the report says (repeatable)",
+        collect,
+        [],
+      )
+      .option(
+        '--guest <file.wasm>',
+        'load the wasm guests from here instead of where the report says (repeatable)',
         collect,
         [],
       )
@@ -63,7 +70,26 @@ async function replay(file: string, id: string, options: ReplayOptions): Promise
     options.backend !== undefined && options.backend.length > 0
       ? options.backend
       : report.matrix.vmms.flatMap((v) => (v.file === undefined ? [] : [v.file]));
-  const catalog = await buildCatalog(files);
+  // Wasm guests likewise, unless --guest names them anew.
+  const guestFiles =
+    options.guest !== undefined && options.guest.length > 0
+      ? options.guest
+      : (report.matrix.guests ?? []).map((g) => g.file);
+  const catalog = await buildCatalog(files, guestFiles);
+  try {
+    return await replayIn(catalog, recorded, report, id, options);
+  } finally {
+    await Promise.all(catalog.guests.map((row) => row.close()));
+  }
+}
+
+async function replayIn(
+  catalog: Catalog,
+  recorded: ScenarioResult,
+  report: RunReport,
+  id: string,
+  options: ReplayOptions,
+): Promise<number> {
   const run = await runScenario(
     {
       policy: recorded.policy,
@@ -75,6 +101,7 @@ async function replay(file: string, id: string, options: ReplayOptions): Promise
     findVmm(catalog, recorded.vmm),
     findWorkload(catalog, recorded.workload),
     {
+      guest: findGuest(catalog, recorded.policy),
       keepTrace: options.trace,
       thread: 'dedicated',
       fuse: report.fuse,

@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { buildCatalog, pick } from '../catalog/catalog.js';
+import { buildCatalog, type Catalog, pick } from '../catalog/catalog.js';
 import {
   DEFAULT_EXPECTATIONS_FILE,
   Expectations,
@@ -43,6 +43,7 @@ import {
 } from '../report/table.js';
 import { DEFAULT_FUSE } from '../scenario/run-scenario.js';
 import type { ScenarioResult } from '../scenario/scenario-result.js';
+import { UsageError } from '../usage-error.js';
 import type { CliCommand } from './cli-command.js';
 import { catalogHelp } from './help-text.js';
 
@@ -51,6 +52,8 @@ const DEFAULT_TIMEOUT_S = 600;
 
 export interface RunOptions {
   readonly policy?: string[];
+  /** Wasm guests (`--guest`), each a row of the matrix. */
+  readonly guest?: string[];
   readonly vmm?: string[];
   readonly workload?: string[];
   readonly seed: number;
@@ -79,7 +82,17 @@ export const runCommand: CliCommand = {
     const command: Command = program
       .command('run', { isDefault: true })
       .description('run the matrix of guest policies × VMMs × workloads (the default command)')
-      .option('--policy <names>', 'guest policy presets, comma-separated (default: all)', collectList)
+      .option(
+        '--policy <names>',
+        'guest policy presets, comma-separated (default: all; none: only the --guest rows)',
+        collectList,
+      )
+      .option(
+        '--guest <file.wasm>',
+        'add a guest compiled to WebAssembly (@tdxsim/wasm-guest ABI) as a row of the matrix (repeatable)',
+        collect,
+        [],
+      )
       .option(
         '--vmm <names>',
         'VMM backends, comma-separated (default: all; with --backend: the loaded ones)',
@@ -195,6 +208,7 @@ export async function runMatrixCommand(given: RunOptions): Promise<number> {
   const options = {
     ...given,
     policy: given.policy ?? [],
+    guest: given.guest ?? [],
     vmm: given.vmm ?? [],
     workload: given.workload ?? [],
     backend: given.backend ?? [],
@@ -206,8 +220,38 @@ export async function runMatrixCommand(given: RunOptions): Promise<number> {
   checkOutputFile('--write-expect', options.writeExpect);
   prepareOutputDirectory('--trace-json', options.traceJson);
   const { expectations, sources } = loadExpectations(options);
-  const catalog = await buildCatalog(options.backend);
-  const policies = pick('policy', catalog.policies, (p) => p, options.policy);
+  const catalog = await buildCatalog(options.backend, options.guest);
+  try {
+    return await runWithCatalog(options, catalog, expectations, sources);
+  } finally {
+    await Promise.all(catalog.guests.map((row) => row.close()));
+  }
+}
+
+/** The rows of the matrix: the presets `--policy` names (all by default, none with `none`), then the wasm guests. */
+function guestRows(policy: readonly string[], catalog: Catalog): string[] {
+  if (policy.includes('none')) {
+    if (policy.length > 1) throw new UsageError('--policy none cannot be combined with preset names');
+    if (catalog.guests.length === 0)
+      throw new UsageError('--policy none leaves no guest to run: add --guest <file.wasm>');
+    return catalog.guests.map((g) => g.name);
+  }
+  return [...pick('policy', catalog.policies, (p) => p, policy), ...catalog.guests.map((g) => g.name)];
+}
+
+async function runWithCatalog(
+  options: RunOptions & {
+    policy: string[];
+    vmm: string[];
+    workload: string[];
+    backend: string[];
+  },
+  catalog: Catalog,
+  expectations: Expectations,
+  sources: string[],
+): Promise<number> {
+  const policies = guestRows(options.policy, catalog);
+  const wasmRows = catalog.guests.length;
   // With --backend and no --vmm, the user's own backends are what they came to test.
   const vmmNames =
     options.vmm.length === 0 && options.backend.length > 0
@@ -229,7 +273,7 @@ export async function runMatrixCommand(given: RunOptions): Promise<number> {
   const errColour = wantsColour(process.stderr);
   process.stderr.write(
     `tdxsim ${toolVersion()}: ${specs.length} scenarios${options.shard === undefined ? '' : ` (shard ${options.shard.index}/${options.shard.total} of ${all.length})`} — ` +
-      `${policies.length} polic${policies.length === 1 ? 'y' : 'ies'} × ${vmms.length} VMM${vmms.length === 1 ? '' : 's'} × ${workloads.length} workload${workloads.length === 1 ? '' : 's'}` +
+      `${describeRows(policies.length - wasmRows, wasmRows)} × ${vmms.length} VMM${vmms.length === 1 ? '' : 's'} × ${workloads.length} workload${workloads.length === 1 ? '' : 's'}` +
       ` on ${jobs} worker thread${jobs === 1 ? '' : 's'}, seed ${options.seed}\n`,
   );
   const progress = new ProgressDisplay(process.stderr, specs.length, errColour);
@@ -267,6 +311,7 @@ export async function runMatrixCommand(given: RunOptions): Promise<number> {
     timeoutMs: Math.round(options.timeout * 1000),
     shard: options.shard,
     policies,
+    guests: catalog.guests.map((g) => ({ name: g.name, file: g.file as string })),
     vmms,
     workloads,
     expectations: sources,
@@ -282,6 +327,15 @@ export async function runMatrixCommand(given: RunOptions): Promise<number> {
     writeExpect: options.writeExpect,
     traceJson: options.traceJson,
   });
+}
+
+/** "8 policies", "1 policy + 1 wasm guest", "2 wasm guests". */
+function describeRows(presets: number, wasm: number): string {
+  const parts = [
+    ...(presets > 0 || wasm === 0 ? [`${presets} polic${presets === 1 ? 'y' : 'ies'}`] : []),
+    ...(wasm > 0 ? [`${wasm} wasm guest${wasm === 1 ? '' : 's'}`] : []),
+  ];
+  return parts.join(' + ');
 }
 
 /** What `run` and `merge-reports` print and write once they hold a report; returns the exit code. */

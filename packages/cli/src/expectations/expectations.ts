@@ -1,7 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { assertOutcome } from '../api-arguments.js';
+import { assertArray, assertInteger, assertOptions, assertString, show } from '../api-validation.js';
 import { OUTCOMES, type Outcome, type ScenarioResult } from '../scenario/scenario-result.js';
 import { UsageError } from '../usage-error.js';
+import { checkExpectationSources } from './expectation-sources.js';
 
 /** The schema id of an expectations file. */
 export const EXPECTATIONS_SCHEMA = 'tdxsim-expectations/1';
@@ -30,6 +33,8 @@ export const DEFAULT_EXPECTATIONS_FILE = fileURLToPath(
 
 /** Whether `id` (`policy/vmm/workload`) matches `pattern`: segment by segment, `*` for any run within a segment. */
 export function matchesPattern(pattern: string, id: string): boolean {
+  assertString('pattern', pattern);
+  assertString('id', id);
   const parts = pattern.split('/');
   const segments = id.split('/');
   if (parts.length !== segments.length) return false;
@@ -45,6 +50,7 @@ function escapeRegExp(text: string): string {
 
 /** Reads and checks an expectations file; every mistake is a usage error naming the file and the entry. */
 export function readExpectations(file: string): ExpectationsFile {
+  assertString('file', file);
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(file, 'utf8'));
@@ -90,6 +96,7 @@ export class Expectations {
     files: readonly { file: string; expectations: ExpectationsFile }[],
     baseline?: { file: string; results: readonly { id: string; outcome: Outcome }[] },
   ) {
+    checkExpectationSources(files, baseline);
     this.#rules = files.flatMap(({ file, expectations }) =>
       expectations.expect.map((rule) => ({ rule, file })),
     );
@@ -104,6 +111,7 @@ export class Expectations {
 
   /** What is expected of scenario `id`: the first matching rule, else the baseline's outcome; undefined if nothing. */
   expected(id: string): Expected | undefined {
+    assertString('id', id);
     const hit = this.#rules.find(({ rule }) => matchesPattern(rule.scenarios, id));
     if (hit !== undefined) return { outcome: hit.rule.outcome, source: `${hit.file}: ${hit.rule.scenarios}` };
     const outcome = this.#baseline.get(id);
@@ -117,6 +125,8 @@ export class Expectations {
  * error (what a run with no expectations fails on).
  */
 export function isChange(outcome: Outcome, expected: Outcome | null | undefined): boolean {
+  assertOutcome('outcome', outcome);
+  assertOutcome('expected', expected, true);
   if (expected === null || expected === undefined) return outcome === 'UNSAFE' || outcome === 'error';
   return outcome !== expected;
 }
@@ -156,6 +166,19 @@ export function expectationsOf(
   seed: number,
   description: string,
 ): ExpectationsFile {
+  assertArray('results', results, (argument, r) => {
+    assertOptions('expectationsOf', argument, r, Object.keys(r ?? {}), false);
+    for (const field of ['id', 'policy', 'vmm', 'workload'])
+      assertString(`${argument}.${field}`, (r as Record<string, unknown>)[field]);
+    assertOutcome(`${argument}.outcome`, (r as { outcome?: unknown }).outcome);
+  });
+  assertInteger('seed', seed, Number.MIN_SAFE_INTEGER);
+  if (typeof description !== 'string')
+    throw new UsageError(
+      `description must be a string, got ${show(description)}`,
+      'INVALID_ARGUMENT',
+      'description',
+    );
   const rules: ExpectationRule[] = [];
   const rule = (scenarios: string, group: readonly ScenarioResult[], outcome: Outcome): void => {
     const note = outcome === 'ok' ? undefined : noteOf(group.filter((r) => r.outcome === outcome));

@@ -24,7 +24,9 @@ export type WorkerMessage =
       readonly tainted: boolean;
     };
 
-/** What a worker is started with. */
+/** What a worker is started with: the files it loads once, before its first scenario. */
 export interface WorkerSetup {
   readonly backendFiles: readonly string[];
+  /** The wasm guests of the matrix's rows (`--guest`), each compiled once per worker. */
+  readonly guestFiles: readonly string[];
 }

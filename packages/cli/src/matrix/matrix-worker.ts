@@ -9,7 +9,8 @@ const port = parentPort;
 if (port === null) throw new Error('matrix-worker must run in a worker thread');
 const post = (message: WorkerMessage): void => port.postMessage(message);
 try {
-  const catalog = await buildCatalog((workerData as WorkerSetup).backendFiles);
+  const setup = workerData as WorkerSetup;
+  const catalog = await buildCatalog(setup.backendFiles, setup.guestFiles);
   port.on('message', (request: RunRequest) => {
     // A worker runs one scenario at a time and nothing else: the backend guard's idle check is exact here.
     runRequest(catalog, request, post, 'dedicated').catch((error: unknown) => {

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import createDebug from 'debug';
+import { checkMatrixOptions } from '../api-checks.js';
 import type { Catalog } from '../catalog/catalog.js';
 import {
   type ScenarioDetail,
@@ -23,7 +24,7 @@ const KILL_GRACE_MS = 5_000;
 export interface MatrixOptions {
   readonly specs: readonly ScenarioSpec[];
   readonly catalog: Catalog;
-  /** Users' backend files, loaded again by each worker thread. */
+  /** Users' backend files, loaded again by each worker thread (as are the catalog's wasm guests). */
   readonly backendFiles: readonly string[];
   /** Worker threads (default: the CPUs, at most 4). With 1 and no `isolate`, scenarios run in this thread. */
   readonly jobs?: number;
@@ -103,6 +104,7 @@ const EMPTY_DETAIL: ScenarioDetail = {
  * as `error`; the workers are terminated at the end, so nothing a backend left running outlives the run.
  */
 export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
+  checkMatrixOptions(options);
   const { specs } = options;
   const results: ScenarioResult[] = new Array(specs.length);
   const details: ScenarioDetail[] = new Array(specs.length).fill(EMPTY_DETAIL);
@@ -138,7 +140,10 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
     .map((_, i) => i)
     .sort((a, b) => costHint(specs[b] as ScenarioSpec) - costHint(specs[a] as ScenarioSpec));
   let next = 0;
-  const setup: WorkerSetup = { backendFiles: options.backendFiles };
+  const setup: WorkerSetup = {
+    backendFiles: options.backendFiles,
+    guestFiles: options.catalog.guests.flatMap((g) => (g.file === undefined ? [] : [g.file])),
+  };
   await Promise.all(
     Array.from({ length: jobs }, async () => {
       let worker: Worker | undefined;

@@ -1,4 +1,4 @@
-import { type Catalog, findVmm, findWorkload } from '../catalog/catalog.js';
+import { type Catalog, findGuest, findVmm, findWorkload } from '../catalog/catalog.js';
 import { runScenario } from '../scenario/run-scenario.js';
 import type { RunRequest, WorkerMessage } from './matrix-protocol.js';
 
@@ -17,6 +17,7 @@ export async function runRequest(
     ...(request.traceDir === undefined ? {} : { traceDir: request.traceDir }),
     onProgress: (done, total) => post({ type: 'progress', index, done, total }),
     thread,
+    guest: findGuest(catalog, spec.policy),
   });
   post({ type: 'done', index, result: run.result, detail: run.detail, tainted: run.strayWork });
 }

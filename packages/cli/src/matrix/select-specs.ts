@@ -1,3 +1,6 @@
+import { assertShard } from '../api-arguments.js';
+import { checkSelection } from '../api-checks.js';
+import { assertArray } from '../api-validation.js';
 import type { Catalog } from '../catalog/catalog.js';
 import type { VmmEntry } from '../catalog/vmm-catalog.js';
 import type { Shard } from '../options/option-values.js';
@@ -21,6 +24,7 @@ export function selectSpecs(
     readonly vmmNamed: boolean;
   },
 ): ScenarioSpec[] {
+  checkSelection(catalog, selection);
   const specs: ScenarioSpec[] = [];
   for (const vmm of selection.vmms)
     for (const policy of selection.policies)
@@ -40,6 +44,8 @@ export function selectSpecs(
  * matrix, each scenario once; `tdxsim merge-reports` puts their reports back in order.
  */
 export function shardOf<T>(specs: readonly T[], shard: Shard | undefined): T[] {
+  assertArray('specs', specs, () => undefined);
+  assertShard('shard', shard);
   if (shard === undefined) return [...specs];
   return specs.filter((_, i) => i % shard.total === shard.index - 1);
 }

@@ -2,7 +2,7 @@ import { appendFileSync } from 'node:fs';
 import { isChange } from '../expectations/expectations.js';
 import type { RunReport } from './json-report.js';
 import { failsRun } from './junit-report.js';
-import { replayCommand } from './replay-hint.js';
+import { guestFiles, replayCommand } from './replay-hint.js';
 import { makeStyle } from './style.js';
 import { formatGrid, formatSummary } from './table.js';
 
@@ -21,6 +21,7 @@ function escapeProperty(text: string): string {
 export function githubAnnotations(report: RunReport, jsonFile?: string): string[] {
   const custom = new Set(report.matrix.vmms.filter((v) => v.kind === 'custom').map((v) => v.name));
   const files = new Map(report.matrix.vmms.map((v) => [v.name, v.file]));
+  const guests = guestFiles(report);
   const lines: string[] = [];
   for (const r of report.results) {
     if (!failsRun(r, custom)) continue;
@@ -30,7 +31,7 @@ export function githubAnnotations(report: RunReport, jsonFile?: string): string[
         : `expected ${r.expected}`
       : 'a backend of yours';
     lines.push(
-      `::error title=${escapeProperty(`tdxsim ${r.id}: ${r.outcome}`)}::${escapeData(`${r.outcome} (${expected}): ${r.reason ?? ''}\nreplay: ${replayCommand(r, jsonFile, files.get(r.vmm))}`)}`,
+      `::error title=${escapeProperty(`tdxsim ${r.id}: ${r.outcome}`)}::${escapeData(`${r.outcome} (${expected}): ${r.reason ?? ''}\nreplay: ${replayCommand(r, jsonFile, files.get(r.vmm), guests.get(r.policy))}`)}`,
     );
   }
   const s = report.summary;

@@ -1,10 +1,11 @@
 import { writeFileSync } from 'node:fs';
+import { assertOptionalPath, assertRunReport } from '../api-arguments.js';
 import { isChange } from '../expectations/expectations.js';
 import { OUTCOMES, type Outcome, type ScenarioResult } from '../scenario/scenario-result.js';
 import { escapeText } from './escape.js';
 import { gpaLegend, gpaMapSvg } from './gpa-map-svg.js';
 import type { RunReport } from './json-report.js';
-import { replayCommand } from './replay-hint.js';
+import { guestFiles, replayCommand } from './replay-hint.js';
 import { formatWall, TABLE_COLUMNS, versusExpected } from './table.js';
 import { timelineLegend, timelineSvg } from './timeline-svg.js';
 import { worstByPolicyAndVmm } from './worst-outcome.js';
@@ -16,7 +17,8 @@ const OUTCOME_COLOURS: Record<Outcome, string> = {
   error: '#e1bee7',
 };
 
-const STYLE = `
+/** The reports' CSS (the run report's and the explore report's). */
+export const STYLE = `
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px}
 table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}
@@ -91,9 +93,12 @@ export function writeHtmlReport(file: string, report: RunReport, jsonFile?: stri
  * its turning point (legend, time axis centred on the marked call). One file, nothing fetched.
  */
 export function renderHtmlReport(report: RunReport, jsonFile?: string): string {
+  assertRunReport('report', report);
+  assertOptionalPath('jsonFile', jsonFile);
   const results = report.results;
   const s = report.summary;
   const files = new Map(report.matrix.vmms.map((v) => [v.name, v.file]));
+  const guests = guestFiles(report);
   const parts: string[] = [];
   parts.push(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>tdxsim run report</title>`);
   parts.push(
@@ -209,7 +214,7 @@ export function renderHtmlReport(report: RunReport, jsonFile?: string): string {
         `<figure>${timelineSvg(detail)}<figcaption>${timelineLegend(detail)}</figcaption></figure></div>`,
     );
     parts.push(
-      `<p class="replay">Replay: <code>${escapeText(replayCommand(r, jsonFile, files.get(r.vmm)))}</code></p></details>`,
+      `<p class="replay">Replay: <code>${escapeText(replayCommand(r, jsonFile, files.get(r.vmm), guests.get(r.policy)))}</code></p></details>`,
     );
   }
   parts.push(`<script>${SCRIPT}</script></body></html>\n`);

@@ -1,10 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { Ajv, type ValidateFunction } from 'ajv';
+import { assertString } from '../api-validation.js';
 import type { VmmEntry } from '../catalog/vmm-catalog.js';
 import { isChange } from '../expectations/expectations.js';
 import type { Shard } from '../options/option-values.js';
 import type { ScenarioResult } from '../scenario/scenario-result.js';
 import { UsageError } from '../usage-error.js';
+import { checkReportInput } from './report-input.js';
 import { countOutcomes, type OutcomeCounts } from './table.js';
 
 /** The schema id of `--json` files; bumped when a field changes meaning. */
@@ -27,7 +29,10 @@ export interface RunReport {
   /** Which shard of the matrix the report holds; null for a whole (or merged) matrix. */
   readonly shard: Shard | null;
   readonly matrix: {
+    /** The rows: guest presets, then the wasm guests' names. */
     readonly policies: readonly string[];
+    /** The rows that are wasm guests (`--guest`) and where each was loaded from; absent when there were none. */
+    readonly guests?: readonly { readonly name: string; readonly file: string }[];
     readonly vmms: readonly {
       readonly name: string;
       readonly kind: VmmEntry['kind'];
@@ -71,12 +76,14 @@ export function buildRunReport(input: {
   timeoutMs: number | undefined;
   shard: Shard | undefined;
   policies: readonly string[];
+  guests?: readonly { readonly name: string; readonly file: string }[] | undefined;
   vmms: readonly Pick<VmmEntry, 'name' | 'kind' | 'file'>[];
   workloads: readonly string[];
   expectations: readonly string[];
   results: readonly ScenarioResult[];
   wallMs: number;
 }): RunReport {
+  checkReportInput(input);
   return {
     schema: RUN_REPORT_SCHEMA,
     tool: { name: 'tdxsim', version: toolVersion() },
@@ -88,6 +95,9 @@ export function buildRunReport(input: {
     shard: input.shard ?? null,
     matrix: {
       policies: input.policies,
+      ...(input.guests === undefined || input.guests.length === 0
+        ? {}
+        : { guests: input.guests.map(({ name, file }) => ({ name, file })) }),
       vmms: input.vmms.map((v) => ({
         name: v.name,
         kind: v.kind,
@@ -113,6 +123,24 @@ export function runReportValidator(): ValidateFunction {
 
 /** Reads a run report back (`replay`, `--baseline`, `merge-reports`), checked against its JSON Schema. */
 export function readRunReport(file: string, option = 'report'): RunReport {
+  assertString('file', file);
+  assertString('option', option);
+  return readReportFile(file, option, {
+    schema: RUN_REPORT_SCHEMA,
+    what: 'run report',
+    validator: runReportValidator,
+  }) as RunReport;
+}
+
+/**
+ * Reads a JSON report of schema `schema` and checks it against its JSON Schema; any mistake is a usage error naming
+ * the option and the file (`what` names the kind of report).
+ */
+export function readReportFile(
+  file: string,
+  option: string,
+  expected: { readonly schema: string; readonly what: string; readonly validator: () => ValidateFunction },
+): unknown {
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(file, 'utf8'));
@@ -120,19 +148,19 @@ export function readRunReport(file: string, option = 'report'): RunReport {
     throw new UsageError(`cannot read ${option} "${file}": ${(error as Error).message.split('\n')[0]}`);
   }
   const schema = (parsed as { schema?: unknown } | null)?.schema;
-  if (schema !== RUN_REPORT_SCHEMA) {
+  if (schema !== expected.schema) {
     throw new UsageError(
-      `"${file}" is not a tdxsim run report of this version (schema ${JSON.stringify(schema ?? null)}, expected "${RUN_REPORT_SCHEMA}")`,
+      `"${file}" is not a tdxsim ${expected.what} of this version (schema ${JSON.stringify(schema ?? null)}, expected "${expected.schema}")`,
     );
   }
-  const validate = runReportValidator();
+  const validate = expected.validator();
   if (!validate(parsed)) {
     const first = validate.errors?.[0];
     throw new UsageError(
-      `"${file}" does not match the run report schema: ${first?.instancePath || '/'} ${first?.message ?? 'is invalid'}`,
+      `"${file}" does not match the ${expected.what} schema: ${first?.instancePath || '/'} ${first?.message ?? 'is invalid'}`,
     );
   }
-  return parsed as RunReport;
+  return parsed;
 }
 
 /**
@@ -140,6 +168,11 @@ export function readRunReport(file: string, option = 'report'): RunReport {
  * line per scenario that changed, and a report of 600 scenarios with pictures stays a few MB).
  */
 export function serializeRunReport(report: RunReport): string {
+  return serializeReport(report);
+}
+
+/** Any report with `results` as {@link serializeRunReport} writes it: fields indented, one result a line. */
+export function serializeReport(report: { readonly results: readonly unknown[] }): string {
   const { results, ...rest } = report;
   const head = JSON.stringify(rest, null, 2);
   const lines = results.map((r) => `    ${JSON.stringify(r)}`);

@@ -1,10 +1,12 @@
 import { writeFileSync } from 'node:fs';
+import { assertOptionalPath, assertRunReport } from '../api-arguments.js';
 import { isChange } from '../expectations/expectations.js';
 import type { ScenarioResult } from '../scenario/scenario-result.js';
 import type { RunReport } from './json-report.js';
-import { replayCommand } from './replay-hint.js';
+import { guestFiles, replayCommand } from './replay-hint.js';
 
-function xml(text: string): string {
+/** Text for XML attributes and content: the five special characters escaped, characters XML 1.0 forbids dropped. */
+export function xmlText(text: string): string {
   return (
     text
       .replace(/&/g, '&amp;')
@@ -31,8 +33,11 @@ export function failsRun(result: ScenarioResult, customVmms: ReadonlySet<string>
  * text; the rest pass, with their reason (if any) in `<system-out>`.
  */
 export function renderJunit(report: RunReport, jsonFile?: string): string {
+  assertRunReport('report', report);
+  assertOptionalPath('jsonFile', jsonFile);
   const custom = new Set(report.matrix.vmms.filter((v) => v.kind === 'custom').map((v) => v.name));
   const files = new Map(report.matrix.vmms.map((v) => [v.name, v.file]));
+  const guests = guestFiles(report);
   const vmms = [...new Set(report.results.map((r) => r.vmm))];
   const seconds = (ms: number): string => (ms / 1000).toFixed(3);
   const suites: string[] = [];
@@ -46,25 +51,25 @@ export function renderJunit(report: RunReport, jsonFile?: string): string {
     let time = 0;
     for (const r of results) {
       time += r.wallMs;
-      const replay = replayCommand(r, jsonFile, files.get(r.vmm));
+      const replay = replayCommand(r, jsonFile, files.get(r.vmm), guests.get(r.policy));
       const reason = r.reason ?? '';
-      const head = `    <testcase name="${xml(r.id)}" classname="tdxsim.${xml(vmm)}" time="${seconds(r.wallMs)}">`;
+      const head = `    <testcase name="${xmlText(r.id)}" classname="tdxsim.${xmlText(vmm)}" time="${seconds(r.wallMs)}">`;
       if (failsRun(r, custom)) {
         suiteFailures++;
         const expected =
           r.expected === undefined || r.expected === null ? 'nothing expected' : `expected ${r.expected}`;
         const message = `${r.outcome} (${expected}): ${reason}`;
         cases.push(
-          `${head}\n      <failure message="${xml(message)}" type="${xml(r.outcome)}">${xml(`${message}\nseed ${r.seed}\nreplay: ${replay}`)}</failure>\n    </testcase>`,
+          `${head}\n      <failure message="${xmlText(message)}" type="${xmlText(r.outcome)}">${xmlText(`${message}\nseed ${r.seed}\nreplay: ${replay}`)}</failure>\n    </testcase>`,
         );
       } else if (r.outcome === 'UNSAFE' || r.outcome === 'error') {
         suiteSkipped++;
         cases.push(
-          `${head}\n      <skipped message="${xml(`${r.outcome} as expected: ${reason}`)}"/>\n    </testcase>`,
+          `${head}\n      <skipped message="${xmlText(`${r.outcome} as expected: ${reason}`)}"/>\n    </testcase>`,
         );
       } else if (reason !== '') {
         cases.push(
-          `${head}\n      <system-out>${xml(`${r.outcome}: ${reason}`)}</system-out>\n    </testcase>`,
+          `${head}\n      <system-out>${xmlText(`${r.outcome}: ${reason}`)}</system-out>\n    </testcase>`,
         );
       } else {
         cases.push(`${head.slice(0, -1)}/>`);
@@ -73,8 +78,8 @@ export function renderJunit(report: RunReport, jsonFile?: string): string {
     failures += suiteFailures;
     skipped += suiteSkipped;
     suites.push(
-      `  <testsuite name="tdxsim ${xml(vmm)}" tests="${results.length}" failures="${suiteFailures}" errors="0" skipped="${suiteSkipped}" time="${seconds(time)}" timestamp="${xml(report.createdAt.replace(/\.\d+Z$/, ''))}">\n` +
-        `    <properties>\n      <property name="seed" value="${report.seed}"/>\n      <property name="tdxsim" value="${xml(report.tool.version)}"/>\n    </properties>\n` +
+      `  <testsuite name="tdxsim ${xmlText(vmm)}" tests="${results.length}" failures="${suiteFailures}" errors="0" skipped="${suiteSkipped}" time="${seconds(time)}" timestamp="${xmlText(report.createdAt.replace(/\.\d+Z$/, ''))}">\n` +
+        `    <properties>\n      <property name="seed" value="${report.seed}"/>\n      <property name="tdxsim" value="${xmlText(report.tool.version)}"/>\n    </properties>\n` +
         `${cases.join('\n')}\n  </testsuite>`,
     );
   }

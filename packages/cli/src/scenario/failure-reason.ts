@@ -23,7 +23,7 @@ export function describeFailure(failure: ConversionFailure): string {
     case 'no-progress':
       return `MapGPA: ${f.retries} RETRYs without progress`;
     case 'call-bound':
-      return `MapGPA: gave up after ${f.calls} calls (the policy's bound)`;
+      return `MapGPA: gave up after ${f.calls} calls (the guest's own bound)`;
     case 'would-not-terminate':
       return `MapGPA: ${f.calls} calls and no end (the guest has no bound)`;
     case 'tdcall-failed':

@@ -1,14 +1,23 @@
-import { type ConversionResult, GuestError, type PageState, TdGuest } from '@tdxsim/guest';
+import {
+  type ConversionResult,
+  GuestError,
+  type GuestPresetName,
+  type GuestUnderTest,
+  type PageState,
+} from '@tdxsim/guest';
 import { composeTd, SeededRng, TdxSimError, type TraceEvent } from '@tdxsim/tdx-module';
 import {
   BackendFaultError,
   BackendGuard,
+  policyGuest,
   SafetyMonitor,
+  type ScenarioGuest,
   scenarioStepBudget,
   scenarioTd,
   type Workload,
 } from '@tdxsim/testkit';
 import createDebug from 'debug';
+import { checkRunScenario } from '../api-checks.js';
 import type { VmmEntry } from '../catalog/vmm-catalog.js';
 import { describeFailure } from './failure-reason.js';
 import { encodeBands } from './gpa-bands.js';
@@ -50,6 +59,11 @@ export interface RunScenarioOptions {
   readonly thread?: 'dedicated' | 'shared';
   /** Told after every conversion. */
   readonly onProgress?: (done: number, total: number) => void;
+  /**
+   * The guest of the scenario's row, e.g. a wasm guest (`loadGuestRow`): booted with the workload's RAM and the fuse,
+   * closed after the scenario. Default: `TdGuest` with the preset `spec.policy`.
+   */
+  readonly guest?: ScenarioGuest;
 }
 
 /**
@@ -87,6 +101,7 @@ export async function runScenario(
   workload: Workload,
   options: RunScenarioOptions = {},
 ): Promise<ScenarioRun> {
+  checkRunScenario(spec, vmm, workload, options);
   const amount = spec.amount ?? workload.defaultAmount;
   const memoryBytes = workload.memoryBytes(amount);
   const id = scenarioId(spec);
@@ -118,7 +133,8 @@ export async function runScenario(
   let errorText: string | null = null;
   const started = performance.now();
   let monitor: SafetyMonitor | undefined;
-  let booted: TdGuest | undefined;
+  let booted: GuestUnderTest | undefined;
+  const row = options.guest ?? policyGuest(spec.policy as GuestPresetName);
   const frame = (label: string): void => {
     if (booted === undefined) return;
     const bands = encodeBands(booted.ledger.entries(), memoryBytes, BANDS);
@@ -133,13 +149,7 @@ export async function runScenario(
     await guard.run(async () => {
       const handle = await composeTd({
         vmm: guard.module(vmm.module(spec.seed)),
-        guest: (cpu, trace) =>
-          TdGuest.boot(cpu, {
-            memoryBytes,
-            policy: spec.policy as 'strict',
-            fuse: options.fuse ?? DEFAULT_FUSE,
-            trace,
-          }),
+        guest: row.factory({ memoryBytes, fuse: options.fuse ?? DEFAULT_FUSE }),
         ...scenarioTd({ memoryBytes, seed: spec.seed, trace: probe }),
       });
       guard.watchThreads(handle.threads);
@@ -222,6 +232,9 @@ export async function runScenario(
       log('%s: error %O', id, error);
     }
   }
+  // The guest's own resources (a wasm guest's worker thread) go first: they are not the backend's stray work.
+  const closeError = await closeGuest(booted);
+  if (closeError !== undefined && errorText === null) errorText = closeError;
   // Host threads or timers the backend left running would keep this thread alive: that is a fault too.
   const stray = await guard.strayWork();
   if (stray !== undefined && errorText === null) errorText = stray.message;
@@ -284,8 +297,18 @@ function withFirstAvoidable(text: string, firstAvoidable: string | undefined): s
   return `${text} (first avoidable SEAMCALL error: ${firstAvoidable})`;
 }
 
+/** Closes the scenario's guest; a guest that cannot be closed is the scenario's error (its text), never a throw. */
+async function closeGuest(guest: GuestUnderTest | undefined): Promise<string | undefined> {
+  try {
+    await guest?.close?.();
+    return undefined;
+  } catch (error) {
+    return `closing the guest failed: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`;
+  }
+}
+
 /** Pages of `range` the guest's ledger holds in `state`. */
-function pagesIn(guest: TdGuest, range: { start: number; end: number }, state: PageState): number {
+function pagesIn(guest: GuestUnderTest, range: { start: number; end: number }, state: PageState): number {
   let bytes = 0;
   for (const run of guest.ledger.runs(range)) if (run.state === state) bytes += run.end - run.start;
   return bytes / 4096;

@@ -4,9 +4,15 @@ import {
   TdvmcallSubfunction,
   type TraceEvent,
   type TraceSink,
-  toPrivateGpa,
 } from '@tdxsim/tdx-module';
-import type { ConversionEvidence } from '@tdxsim/testkit';
+import { type ConversionEvidence, ConversionEvidenceSink } from '@tdxsim/testkit';
+import {
+  assertBoolean,
+  assertOneOf,
+  assertOptions,
+  assertShape,
+  assertTraceEvent,
+} from '../api-validation.js';
 import type { TimelineCall } from './scenario-result.js';
 
 /** What crossed the guest / module / VMM boundaries during a scenario. */
@@ -39,11 +45,8 @@ export class ScenarioProbe implements TraceSink {
   readonly counters: ScenarioCounters = { mapGpaCalls: 0, retries: 0, tdExits: 0, seamcalls: 0, tdcalls: 0 };
   /** SEAMCALLs per leaf name. */
   readonly seamcallsByLeaf = new Map<string, number>();
-  /** MapGPA requests (private GPAs) waiting for the VMM's answer, by vCPU. */
-  readonly #mapGpaPending = new Map<number, { start: number; end: number }>();
-  readonly #gpaw: Gpaw;
-  #acknowledged: { start: number; end: number }[] = [];
-  #removed: { start: number; end: number }[] = [];
+  /** The evidence of each conversion, and the MapGPA requests waiting for the VMM's answer. */
+  readonly #evidence: ConversionEvidenceSink;
   readonly #keepTrace: TraceEvent[] | undefined;
   readonly #forward: TraceSink | undefined;
   /** Calls seen in all. */
@@ -57,7 +60,12 @@ export class ScenarioProbe implements TraceSink {
   readonly #first: TimelineCall[] = [];
 
   constructor(options: { gpaw?: Gpaw; keepTrace?: boolean; forward?: TraceSink } = {}) {
-    this.#gpaw = options.gpaw ?? 48;
+    assertOptions('ScenarioProbe', 'options', options, ['gpaw', 'keepTrace', 'forward']);
+    assertOneOf('gpaw', options.gpaw, [48, 52], true);
+    assertBoolean('keepTrace', options.keepTrace, true);
+    if (options.forward !== undefined)
+      assertShape('forward', options.forward, 'a TraceSink (an object with a record method)', ['record']);
+    this.#evidence = new ConversionEvidenceSink({ gpaw: options.gpaw ?? 48 });
     this.#keepTrace = options.keepTrace ? [] : undefined;
     this.#forward = options.forward;
   }
@@ -110,8 +118,12 @@ export class ScenarioProbe implements TraceSink {
 
   /** Receives one trace record: counts it and adds it to the timeline (and to the kept trace, when asked). */
   record(event: TraceEvent): void {
+    assertTraceEvent('event', event);
     this.#keepTrace?.push(event);
     this.#forward?.record(event);
+    // The request a reply answers, before the evidence sink forgets it.
+    const request = event.kind === 'vmm-reply' ? this.#evidence.pendingMapGpa(event.vcpu) : undefined;
+    this.#evidence.record(event);
     const c = this.counters;
     switch (event.kind) {
       case 'seamcall':
@@ -120,61 +132,35 @@ export class ScenarioProbe implements TraceSink {
         // VP.ENTER is the other half of every TD exit: keep the timeline for the calls that change memory.
         if (event.leaf !== 'TDH.VP.ENTER')
           this.#keep([event.time, 'v', event.leaf, event.status >> 63n === 1n ? 1 : 0]);
-        if (event.leaf === 'TDH.MEM.PAGE.REMOVE' && event.status === 0n) {
-          // RCX = GPA | level (reference tdx-module.md, page-info operand).
-          const rcx = Number(event.args.rcx ?? 0n);
-          const gpa = rcx - (rcx % 4096);
-          this.#removed.push({ start: gpa, end: gpa + 4096 * 512 ** (rcx % 8) });
-        }
         return;
       case 'tdcall':
         c.tdcalls++;
         this.#keep([event.time, 'g', event.leaf, event.status >> 63n === 1n ? 1 : 0]);
         return;
-      case 'td-exit':
+      case 'td-exit': {
         c.tdExits++;
-        if (event.reason.startsWith('TDCALL') && event.regs.r11 === MAP_GPA) {
-          const r12 = event.regs.r12 ?? 0n;
-          const start = toPrivateGpa(Number(r12), this.#gpaw);
-          const end = start + Number(event.regs.r13 ?? 0n);
-          this.#mapGpaPending.set(event.vcpu, { start, end });
-          const toShared = r12 !== BigInt(start);
+        const mapGpa = this.#evidence.pendingMapGpa(event.vcpu);
+        if (event.reason.startsWith('TDCALL') && event.regs.r11 === MAP_GPA && mapGpa !== undefined) {
           this.#keep([
             event.time,
             'e',
-            `MapGPA 0x${start.toString(16)}..0x${end.toString(16)} to ${toShared ? 'shared' : 'private'}`,
+            `MapGPA 0x${mapGpa.start.toString(16)}..0x${mapGpa.end.toString(16)} to ${mapGpa.toShared ? 'shared' : 'private'}`,
             0,
           ]);
         } else this.#keep([event.time, 'e', event.reason, 0]);
         return;
+      }
       case 'vmm-reply': {
-        const request = this.#mapGpaPending.get(event.vcpu);
         if (request === undefined) return;
-        this.#mapGpaPending.delete(event.vcpu);
         c.mapGpaCalls++;
-        if (event.regs.r10 === 0n) this.#acknowledged.push(request);
-        if (event.regs.r10 === RETRY) {
-          c.retries++;
-          const r11 = event.regs.r11 ?? 0n;
-          const next = r11 < 2n ** 52n ? toPrivateGpa(Number(r11), this.#gpaw) : Number.POSITIVE_INFINITY;
-          // A RETRY says work remains: R11 must lie in [R12, R12 + R13) to acknowledge [R12, R11) (GHCI 1.5 MapGPA).
-          if (next >= request.start && next < request.end)
-            this.#acknowledged.push({ start: request.start, end: next });
-        }
+        if (event.regs.r10 === RETRY) c.retries++;
         const r10 = event.regs.r10;
-        const status =
-          r10 === 0n
-            ? 'SUCCESS'
-            : r10 === RETRY
-              ? 'RETRY'
-              : r10 === undefined
-                ? 'undefined'
-                : `0x${r10.toString(16)}`;
+        const status = r10 === 0n ? 'SUCCESS' : r10 === RETRY ? 'RETRY' : hexOrUndefined(r10);
         const where = `0x${request.start.toString(16)}..0x${request.end.toString(16)}`;
         this.#keep([
           event.time,
           'e',
-          `MapGPA ${where} → ${status}${status === 'RETRY' ? ` R11=0x${(event.regs.r11 ?? 0n).toString(16)}` : ''}`,
+          `MapGPA ${where} → ${status}${status === 'RETRY' ? ` R11=${hexOrUndefined(event.regs.r11)}` : ''}`,
           status === 'SUCCESS' || status === 'RETRY' ? 0 : 1,
         ]);
         return;
@@ -186,10 +172,7 @@ export class ScenarioProbe implements TraceSink {
 
   /** What the VMM acknowledged and removed since the last call: the evidence of one conversion. */
   takeEvidence(): ConversionEvidence {
-    const evidence = { acknowledged: this.#acknowledged, removed: this.#removed };
-    this.#acknowledged = [];
-    this.#removed = [];
-    return evidence;
+    return this.#evidence.takeEvidence();
   }
 
   #keep(call: TimelineCall): void {
@@ -200,4 +183,9 @@ export class ScenarioProbe implements TraceSink {
       if (this.#before.length > 2 * WINDOW_BEFORE) this.#before = this.#before.slice(-WINDOW_BEFORE);
     } else if (this.#after.length < WINDOW_AFTER) this.#after.push(call);
   }
+}
+
+/** A register as the timeline shows it: hex, as the trace prints it (`undefined` when the event lacks it). */
+function hexOrUndefined(value: bigint | undefined): string {
+  return value === undefined ? 'undefined' : `0x${value.toString(16)}`;
 }

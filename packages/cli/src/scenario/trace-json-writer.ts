@@ -1,6 +1,7 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { hexTraceRegs, type TraceEvent, type TraceSink, traceStatusText } from '@tdxsim/tdx-module';
+import { assertString, assertTraceEvent } from '../api-validation.js';
 
 /** Thread ids of the trace: the vCPUs' TDCALLs on 1…, their TD exits on 101…, the VMM's SEAMCALLs on 1000. */
 const VMM_TID = 1000;
@@ -28,6 +29,8 @@ export class TraceJsonWriter implements TraceSink {
   #last = 0;
 
   constructor(path: string, scenario: string) {
+    assertString('path', path);
+    assertString('scenario', scenario);
     this.#fd = openSync(path, 'w');
     writeSync(this.#fd, '[\n');
     this.#push({ name: 'process_name', ph: 'M', pid: 1, tid: 0, args: { name: `tdxsim ${scenario}` } });
@@ -35,6 +38,7 @@ export class TraceJsonWriter implements TraceSink {
   }
 
   record(event: TraceEvent): void {
+    assertTraceEvent('event', event);
     // Notes from code without the module's clock (the guest's) carry time 0: they belong where the trace is now.
     const ts = event.kind === 'note' && event.time === 0 ? this.#last : event.time / 1000;
     this.#last = ts;

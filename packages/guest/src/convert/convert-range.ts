@@ -204,7 +204,10 @@ async function mapGpaSegment(
   return mapped;
 }
 
-/** Joins touching runs with the same outcome. */
+/**
+ * The runs of a failed conversion's `pages`: `runs` in address order, touching runs with the same outcome joined. Any
+ * guest that builds a {@link ConversionResult} from pieces (`TdGuest`, a wasm guest) reports its pages through it.
+ */
 export function mergeRuns(runs: readonly PageOutcomeRun[]): PageOutcomeRun[] {
   const sorted = [...runs].sort((a, b) => a.start - b.start);
   const merged: PageOutcomeRun[] = [];

@@ -1,8 +1,14 @@
 import { runAcceptRange } from '../accept/accept-range.js';
 import type { CpuPort } from '../concurrency/cpu-port.js';
+import { GuestError } from '../errors.js';
 import type { GuestState } from '../guest-state.js';
 import type { PageState } from '../ledger/page-ledger.js';
 import { PAGE } from '../range.js';
+import { assertInteger, show } from '../validation.js';
+
+/** The GPA space's end (GPAW 52) and the most bytes one load or store may move. */
+const MAX_GPA = 2 ** 52;
+const MAX_ACCESS = 2 ** 30;
 
 /** How a guest load or store ended. */
 export type GuestAccess =
@@ -34,23 +40,67 @@ function unusable(state: PageState | undefined, gpa: number): GuestAccess | unde
   return undefined;
 }
 
+/** What one load or store moves: `length` bytes loaded, or `data` stored. */
+export type AccessRequest = { readonly length: number } | { readonly data: Uint8Array };
+
 /**
- * A load (`data` undefined) or store of private memory on `port`, page by page: each page is checked against the
- * ledger (a page in conversion fails at once), held shared against conversions for the access, and accepted on first
- * touch (the #VE path). A TDCALL that never comes back is thrown once the page is quarantined.
+ * A load or store of private memory on `port`, page by page: each page is checked against the ledger (a page in
+ * conversion fails at once), held shared against conversions for the access, and accepted on first touch (the #VE
+ * path). A TDCALL that never comes back is thrown once the page is quarantined.
  */
 export async function accessMemory(
   state: GuestState,
   port: CpuPort,
   gpa: number,
-  length: number,
-  data: Uint8Array | undefined,
+  request: AccessRequest,
 ): Promise<GuestAccess> {
+  return accessByPage(gpa, request, (at, n, piece) => accessPage(state, port, at, n, piece));
+}
+
+/** The access's arguments as a caller gave them: a GuestError naming the bad one, before any page is touched. */
+function checkAccess(gpa: unknown, request: AccessRequest): number {
+  assertInteger('gpa', gpa, 0, MAX_GPA - 1);
+  let length: number;
+  if (typeof request === 'object' && request !== null && 'data' in request) {
+    const { data } = request;
+    if (!(data instanceof Uint8Array) || data.length === 0 || data.length > MAX_ACCESS)
+      throw new GuestError(
+        'INVALID_ARGUMENT',
+        `data must be a Uint8Array of 1 to ${MAX_ACCESS} bytes, got ${show(data)}`,
+        'data',
+      );
+    length = data.length;
+  } else {
+    length = (request as { length?: unknown } | undefined)?.length as number;
+    assertInteger('length', length, 1, MAX_ACCESS);
+  }
+  if (gpa + length > MAX_GPA)
+    throw new GuestError(
+      'INVALID_ARGUMENT',
+      'the access reaches beyond 2^52',
+      'data' in request ? 'data' : 'length',
+    );
+  return length;
+}
+
+/**
+ * A load (`{ length }`) or store (`{ data }`) at `gpa`, cut at 4 KiB page boundaries: `accessOnePage` runs for each
+ * piece in address order (with its slice of `data` for a store) and the first fault ends the access. The loop every
+ * guest's memory access shares, whatever handles the page (`TdGuest`'s #VE path, a wasm guest's accept); it checks
+ * the caller's arguments first (GuestError `INVALID_ARGUMENT` naming `gpa`, `length` or `data`).
+ */
+export async function accessByPage(
+  gpa: number,
+  request: AccessRequest,
+  accessOnePage: (gpa: number, length: number, data: Uint8Array | undefined) => Promise<GuestAccess>,
+): Promise<GuestAccess> {
+  const length = checkAccess(gpa, request);
+  const data = 'data' in request ? request.data : undefined;
   const out = new Uint8Array(length);
   for (let done = 0; done < length; ) {
     const at = gpa + done;
     const n = Math.min(PAGE - (at % PAGE), length - done);
-    const piece = await accessPage(state, port, at, n, data?.subarray(done, done + n));
+    const piece = await accessOnePage(at, n, data?.subarray(done, done + n));
     if (piece.kind === 'fault') return piece;
     out.set(piece.data, done);
     done += n;

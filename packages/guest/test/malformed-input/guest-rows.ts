@@ -333,6 +333,16 @@ const boot: MalformedRow<GuestFixture>[] = [
   },
   {
     fn: 'TdGuest.boot',
+    argument: 'policy.onUnrecoverable',
+    value: "policy.onUnrecoverable = 'panic'",
+    call: (f) =>
+      TdGuest.boot(f.spareCpu, {
+        memoryBytes: MIB,
+        policy: { ...strict, onUnrecoverable: 'panic' as never },
+      }),
+  },
+  {
+    fn: 'TdGuest.boot',
     argument: 'policy.mapGpa.r11.bounds',
     value: "policy.mapGpa.r11.bounds = 'loose'",
     call: (f) =>

@@ -1,6 +1,7 @@
 import { hypervVmm } from '@tdxsim/host-hyperv';
 import { kvmVmm } from '@tdxsim/host-kvm';
 import {
+  type BackendSource,
   checkInvariants,
   composeTd,
   decodePageInfo,
@@ -8,7 +9,9 @@ import {
   RangeMap,
   type Scheduler,
   SeededRng,
+  type TdxModule,
   type TraceEvent,
+  type Vmm,
 } from '@tdxsim/tdx-module';
 import { type GuestPresetName, TdGuest } from '../../src/index.js';
 
@@ -28,12 +31,14 @@ export interface MultiVcpuScenarioOptions {
   readonly seed?: number;
   /** The module's scheduler (default: run to completion). Explored schedulers plug in here. */
   readonly scheduler?: Scheduler;
+  /** Where the run's trace goes (default: a sink of its own); an exploration gives its run's sink (`ctx.trace`). */
+  readonly trace?: MemoryTraceSink;
   /**
-   * The backend (default Hyper-V). Note: two vCPUs that first touch the same page at once make today's KVM model
-   * AUG it twice (both faults saw it FREE before either AUGed); the second AUG fails and KVM declares the VM dead,
-   * where real KVM retries the fault — a race of the KVM model, left for its fix (issue 12's next issue).
+   * The backend (default Hyper-V), or any other (a class, factory or ContainerModule). Before issue 13, two vCPUs
+   * first touching one page made the KVM model AUG it twice and declare its VM dead; it now retries the fault as
+   * merged KVM does, and this scenario runs clean on it.
    */
-  readonly backend?: 'kvm' | 'hyperv';
+  readonly backend?: 'kvm' | 'hyperv' | BackendSource;
   /** Operations per vCPU (default 8). */
   readonly opsPerVcpu?: number;
   readonly preset?: GuestPresetName;
@@ -52,6 +57,11 @@ export interface MultiVcpuReport {
   readonly steps: readonly ScenarioStep[];
   /** Every TDCALL, SEAMCALL, exit and note of the run. */
   readonly trace: readonly TraceEvent[];
+  /** The TD, for checkers that hold it against the truth (an exploration's quiescence checks). */
+  readonly module: TdxModule;
+  readonly tdr: number;
+  readonly vmm: Vmm;
+  readonly guest: TdGuest;
 }
 
 /**
@@ -66,12 +76,14 @@ export interface MultiVcpuReport {
 export async function runMultiVcpuScenario(options: MultiVcpuScenarioOptions = {}): Promise<MultiVcpuReport> {
   const vcpus = options.vcpus ?? 4;
   const seed = options.seed ?? 1;
-  const trace = new MemoryTraceSink(10_000_000);
+  const trace = options.trace ?? new MemoryTraceSink(10_000_000);
   const composed = await composeTd({
     vmm:
       options.backend === 'kvm'
         ? kvmVmm({ seed, pendingEventRate: 0.2 })
-        : hypervVmm({ seed, chunkPages: 64 }),
+        : options.backend === undefined || options.backend === 'hyperv'
+          ? hypervVmm({ seed, chunkPages: 64 })
+          : options.backend,
     build: { gpaw: 48, vcpus },
     sim: {
       seed,
@@ -118,7 +130,15 @@ export async function runMultiVcpuScenario(options: MultiVcpuScenarioOptions = {
     violations.push(`invariant ${broken.rule}: ${broken.message}`);
   if (trace.dropped > 0) violations.push(`trace dropped ${trace.dropped} events`);
   violations.push(...acceptedTwice(trace.events));
-  return { violations, steps, trace: trace.events };
+  return {
+    violations,
+    steps,
+    trace: trace.events,
+    module: composed.module,
+    tdr: composed.td.tdr,
+    vmm: composed.hosted.vmm,
+    guest,
+  };
 }
 
 interface PlannedOp {

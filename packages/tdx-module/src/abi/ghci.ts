@@ -95,4 +95,5 @@ export const TdvmcallInfoLeaf1R11 = {
  * Source: Linux arch/x86/coco/tdx/tdx.c (tdx_panic); qemu target/i386/kvm/tdx.c (tdx_handle_report_fatal_error).
  */
 export const FATAL_ERROR_GPA_VALID = 1n << 63n;
+/** The registers of ReportFatalError's message, in order (GPR indices: R14, R15, RBX, RDI, RSI, R8, R9, RDX). */
 export const FATAL_ERROR_MESSAGE_REGISTERS = [14, 15, 3, 7, 6, 8, 9, 2] as const;

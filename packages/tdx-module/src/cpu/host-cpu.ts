@@ -52,6 +52,7 @@ export class HostCpu {
     this.index = index;
   }
 
+  /** Where the processor is now: in the TD (SEAM non-root), in SEAM root (the module), or in VMX root (the VMM). */
   get mode(): HostCpuMode {
     return this.#mode;
   }

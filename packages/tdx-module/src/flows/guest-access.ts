@@ -106,6 +106,9 @@ async function exitFor(
       `vCPU ${vcpu.index}: ${m.config.guestStuckLimit} EPT-violation exits in a row for one access; the VMM never resolves it`,
     );
   }
+  // A kick can take the vCPU out of guest mode between its re-entry and this instruction's next try: the instruction
+  // runs again only once the vCPU is back in guest mode.
+  if (vcpu.run !== 'in-guest') await runtime.whenRunning(vcpu);
   await runtime.exit(td, vcpu, regs, 'EPT violation', privateGpa);
 }
 

@@ -1,5 +1,5 @@
 import { type SeptStateName, septStateInfo } from '../abi/sept-state.js';
-import { TdxSimError } from '../errors.js';
+import { ADDRESS_LIMIT, assertIntegerInRange, assertObject, TdxSimError } from '../errors.js';
 import { ENTRY_SPAN } from '../sept/sept-table.js';
 import type { TdxModule } from '../tdx-module.js';
 import type { ViewedMapping, VmmView } from '../vmm-view.js';
@@ -44,33 +44,84 @@ function privateLeaves(module: TdxModule, tdr: number): Map<number, Leaf> {
   return leaves;
 }
 
-/** The view's mappings by GPA; malformed entries (unaligned, bad level, twice) become mismatches. */
-function beliefs(
-  side: 'private' | 'shared',
-  mappings: Iterable<ViewedMapping>,
-  out: ViewMismatch[],
-): Map<number, ViewedMapping> {
+/** A value from the backend, shown in a message (bounded: it may be anything). */
+function shown(value: unknown): string {
+  try {
+    const text = JSON.stringify(value);
+    return text === undefined ? String(value) : text.slice(0, 200);
+  } catch {
+    return String(value);
+  }
+}
+
+/**
+ * The view's mappings by GPA; malformed entries (not an object, unaligned, bad level, twice) become mismatches, as
+ * does a side that cannot be read (its method throws, or returns something that is not iterable): the view comes
+ * from the backend, which is untrusted.
+ */
+function beliefs(side: 'private' | 'shared', view: unknown, out: ViewMismatch[]): Map<number, ViewedMapping> {
   const byGpa = new Map<number, ViewedMapping>();
-  for (const mapping of mappings) {
-    const span = ENTRY_SPAN[mapping.level];
-    const wellFormed =
-      span !== undefined &&
-      (side === 'private' ? mapping.level <= 2 : mapping.level === 0) &&
-      Number.isSafeInteger(mapping.gpa) &&
-      mapping.gpa >= 0 &&
-      mapping.gpa % span === 0 &&
-      !byGpa.has(mapping.gpa);
-    if (!wellFormed) {
-      out.push({
-        side,
-        gpa: mapping.gpa,
-        truth: undefined,
-        belief: mapping,
-        message: `the backend's ${side} view has a malformed or repeated entry: ${JSON.stringify(mapping)}`,
-      });
-      continue;
+  const unreadable = (why: string): void => {
+    out.push({
+      side,
+      gpa: 0,
+      truth: undefined,
+      belief: undefined,
+      message: `the backend's ${side} view cannot be read: ${why}`,
+    });
+  };
+  const name = side === 'private' ? 'privateMappings' : 'sharedMappings';
+  const method =
+    typeof view === 'object' && view !== null ? (view as Record<string, unknown>)[name] : undefined;
+  if (typeof method !== 'function') {
+    unreadable(`the view ${shown(view)} has no ${name} method`);
+    return byGpa;
+  }
+  let mappings: unknown;
+  try {
+    mappings = method.call(view);
+  } catch (error) {
+    unreadable(`${side}Mappings() threw ${error instanceof Error ? error.message : shown(error)}`);
+    return byGpa;
+  }
+  if (
+    typeof mappings !== 'object' ||
+    mappings === null ||
+    typeof (mappings as { [Symbol.iterator]?: unknown })[Symbol.iterator] !== 'function'
+  ) {
+    unreadable(`${side}Mappings() returned ${shown(mappings)}, not an iterable`);
+    return byGpa;
+  }
+  try {
+    for (const entry of mappings as Iterable<unknown>) {
+      const mapping = entry as ViewedMapping;
+      const span =
+        typeof entry === 'object' && entry !== null && typeof mapping.level === 'number'
+          ? ENTRY_SPAN[mapping.level]
+          : undefined;
+      const wellFormed =
+        span !== undefined &&
+        (side === 'private' ? mapping.level <= 2 : mapping.level === 0) &&
+        Number.isSafeInteger(mapping.gpa) &&
+        mapping.gpa >= 0 &&
+        mapping.gpa < ADDRESS_LIMIT &&
+        mapping.gpa % span === 0 &&
+        (mapping.hpa === undefined || Number.isSafeInteger(mapping.hpa)) &&
+        !byGpa.has(mapping.gpa);
+      if (!wellFormed) {
+        out.push({
+          side,
+          gpa: typeof mapping?.gpa === 'number' && Number.isFinite(mapping.gpa) ? mapping.gpa : 0,
+          truth: undefined,
+          belief: undefined,
+          message: `the backend's ${side} view has a malformed or repeated entry: ${shown(entry)}`,
+        });
+        continue;
+      }
+      byGpa.set(mapping.gpa, mapping);
     }
-    byGpa.set(mapping.gpa, mapping);
+  } catch (error) {
+    unreadable(`iterating it threw ${error instanceof Error ? error.message : shown(error)}`);
   }
   return byGpa;
 }
@@ -79,7 +130,9 @@ function beliefs(
  * Holds a backend's view of what it mapped against the module's truth for TD `tdr`: every Secure-EPT leaf must be
  * in the view at the same GPA and level (and host page, when the view gives it), and nothing else; the same for the
  * shared EPT per 4K frame. Meant for quiescence, when no zap or fault is half done. Returns the mismatches, at most
- * `limit` (default 64), private side first, each side by GPA.
+ * `limit` (default 64, at least 1), private side first, each side by GPA. The view is the backend's, so nothing in it
+ * throws: a view that is not one, a side that cannot be read and a malformed entry are mismatches. A bad `tdr` or
+ * `limit` (the caller's) throws `TdxSimError('INVALID_ARGUMENT')`.
  */
 export function checkVmmView(
   module: TdxModule,
@@ -87,10 +140,13 @@ export function checkVmmView(
   view: VmmView,
   options: { readonly limit?: number } = {},
 ): ViewMismatch[] {
+  assertObject('options', options);
   const limit = options.limit ?? 64;
+  assertIntegerInRange('limit', limit, 1, Number.MAX_SAFE_INTEGER);
   const out: ViewMismatch[] = [];
   const truth = privateLeaves(module, tdr);
-  const believed = beliefs('private', view.privateMappings(), out);
+  // The view is the backend's: one that is not a view at all is a mismatch, as a wrong entry is.
+  const believed = beliefs('private', view, out);
   for (const [gpa, leaf] of truth) {
     const belief = believed.get(gpa);
     const at = `${hex(gpa)}`;
@@ -124,7 +180,7 @@ export function checkVmmView(
     });
   }
   const shared = new Map(module.sharedEpt(tdr).entries());
-  const believedShared = beliefs('shared', view.sharedMappings(), out);
+  const believedShared = beliefs('shared', view, out);
   for (const [gpa, hpa] of shared) {
     const belief = believedShared.get(gpa);
     if (belief === undefined) {

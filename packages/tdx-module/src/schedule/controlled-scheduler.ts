@@ -1,5 +1,11 @@
 import { createHash } from 'node:crypto';
-import { assertIntegerInRange, TdxSimError } from '../errors.js';
+import {
+  assertFunction,
+  assertIntegerInRange,
+  assertObject,
+  assertYieldPoint,
+  TdxSimError,
+} from '../errors.js';
 import { moduleLogger } from '../services/logger.js';
 import type { Scheduler, YieldPoint } from '../services/scheduler.js';
 import { ActorContext } from './actor-context.js';
@@ -41,10 +47,23 @@ interface Entry extends WaitingFlow {
  * setImmediate retry) has reached its next yield point or blocked. The choice is then among every flow waiting, and
  * is the subclass's ({@link choose}), not the event loop's.
  *
+ * What it cannot see: a thread that is runnable between two yield points for longer than that — one that awaits
+ * several macrotask hops (setImmediate twice, a timer) or real I/O before its next yield point — is missed by the
+ * decision in between, so where it resumes is the event loop's choice, not the schedule's (still deterministic, but
+ * not explored, and a schedule recorded on it may not replay after an unrelated change). Backends must therefore
+ * yield through `module.yieldAt` in every retry or polling loop (each iteration), never wait on setImmediate or
+ * timers between two of their steps.
+ *
  * What is recorded: at each real choice (two or more flows waiting) the position of the chosen flow among the
  * waiting ones, oldest first: the {@link schedule}. The run is otherwise deterministic (virtual clock, seeded RNGs,
  * no timers), so replaying those positions ({@link ReplayScheduler}) reproduces the interleaving and the trace byte
  * for byte.
+ *
+ * External work: a flow that waits on a computation outside the event loop (a wasm guest's code, running in a worker
+ * thread until its next TDCALL) would come back at a wall-clock moment, after however many decisions the scheduler
+ * made meanwhile. Registered with {@link holdWhile}, such work holds off every decision (and, for a watchdog, counts
+ * as activity: see {@link holding}) until it settles; its end counts as an arrival, so the decision after it waits
+ * for what it woke to reach its next yield point.
  *
  * Threads: a yield point names its actor when the module knows it (guest code `vcpu<i>`, the host thread entering
  * it `vcpu<i>:host`); host SEAMCALL flows and backend yield points take the thread named by {@link runAs} (an
@@ -60,19 +79,23 @@ export abstract class ControlledScheduler implements Scheduler {
   readonly #lastPoint = new Map<string, YieldPoint>();
   #armed = false;
   #arrivals = 0;
+  /** External computations registered with holdWhile and not yet settled. */
+  #holds = 0;
   #activity = 0;
   #stopped: Error | undefined;
   #exhausted = false;
 
   constructor(options: ControlledSchedulerOptions = {}) {
+    assertObject('options', options);
     this.#maxSteps = options.maxSteps ?? 50_000;
     assertIntegerInRange('maxSteps', this.#maxSteps, 1, 100_000_000);
+    assertFunction('onStep', options.onStep, true);
     this.#onStep = options.onStep;
   }
 
   /**
-   * Picks the flow to resume among `waiting` (oldest first, at least two). Returns its position; a value out of
-   * range wraps.
+   * Picks the flow to resume among `waiting` (oldest first, at least two). Returns its position: an integer (a
+   * value out of range wraps; a fraction is truncated). Anything else, or a throw, stops the run with that error.
    */
   protected abstract choose(waiting: readonly WaitingFlow[], step: number): number;
 
@@ -80,6 +103,7 @@ export abstract class ControlledScheduler implements Scheduler {
   protected beforeStep(_waiting: readonly WaitingFlow[], _step: number): void {}
 
   yieldAt(point: YieldPoint): Promise<void> {
+    assertYieldPoint(point);
     if (this.#stopped !== undefined) return Promise.reject(this.#stopped);
     const actor = point.actor ?? this.#actors.current() ?? 'main';
     return new Promise<void>((resolve, reject) => {
@@ -91,7 +115,30 @@ export abstract class ControlledScheduler implements Scheduler {
     });
   }
 
+  /**
+   * Holds off the next decision until `work` settles: `work` is a computation outside the event loop that a flow
+   * waits on (see the class comment). Several may be pending at once. A hold that never settles stops the run from
+   * going on (and a stall watchdog from firing): give the work a timeout of its own.
+   */
+  holdWhile(work: PromiseLike<unknown>): void {
+    if (typeof (work as { then?: unknown } | null)?.then !== 'function')
+      throw new TdxSimError('INVALID_ARGUMENT', 'work must be a promise', 'work');
+    this.#holds++;
+    this.#activity++;
+    const settled = (): void => {
+      this.#holds--;
+      this.#activity++;
+      // What the work woke (its flow, on to its next yield point) gets the turns an arrival gets.
+      this.#arrivals++;
+      this.#arm();
+    };
+    work.then(settled, settled);
+  }
+
   runAs<T>(actor: string, run: () => T): T {
+    if (typeof actor !== 'string' || actor.length === 0)
+      throw new TdxSimError('INVALID_ARGUMENT', 'actor must be a non-empty string', 'actor');
+    assertFunction('run', run);
     return this.#actors.run(actor, run);
   }
 
@@ -108,6 +155,8 @@ export abstract class ControlledScheduler implements Scheduler {
   readonly #turn = (): void => {
     this.#armed = false;
     if (this.#stopped !== undefined || this.#waiting.length === 0) return;
+    // External work is running: the turn after it settles decides (settling re-arms).
+    if (this.#holds > 0) return;
     if (this.#arrivals > 0) {
       // Something arrived since the last turn: give what it woke up one more turn to settle.
       this.#arrivals = 0;
@@ -126,12 +175,24 @@ export abstract class ControlledScheduler implements Scheduler {
       return;
     }
     const waiting = this.#waiting;
-    this.beforeStep(waiting, index);
     let choice = 0;
-    if (waiting.length > 1) {
-      const raw = this.choose(waiting, index);
-      choice = ((Math.trunc(raw) % waiting.length) + waiting.length) % waiting.length;
-      this.#decisions.push(choice);
+    try {
+      this.beforeStep(waiting, index);
+      if (waiting.length > 1) {
+        const raw = this.choose(waiting, index);
+        if (typeof raw !== 'number' || !Number.isFinite(raw))
+          throw new TdxSimError(
+            'INVALID_ARGUMENT',
+            `${this.constructor.name}.choose returned ${String(raw)} at step ${index}: a position must be a finite number`,
+            'choose',
+          );
+        choice = ((Math.trunc(raw) % waiting.length) + waiting.length) % waiting.length;
+        this.#decisions.push(choice);
+      }
+    } catch (error) {
+      // A subclass's bug ends this run with its error, as a throwing onStep does: never an uncaught exception.
+      this.stop(error instanceof Error ? error : new Error(String(error)));
+      return;
     }
     const entry = waiting[choice] as Entry;
     const step: ScheduleStep =
@@ -171,6 +232,8 @@ export abstract class ControlledScheduler implements Scheduler {
    * releases the locks it holds as it fails.
    */
   stop(reason: Error): void {
+    if (!(reason instanceof Error))
+      throw new TdxSimError('INVALID_ARGUMENT', 'reason must be an Error', 'reason');
     this.#stopped ??= reason;
     for (const entry of this.#waiting.splice(0)) entry.reject(this.#stopped);
   }
@@ -181,9 +244,9 @@ export abstract class ControlledScheduler implements Scheduler {
     this.#actors.dispose();
   }
 
-  /** The real choices made so far (see {@link Schedule}). */
+  /** The real choices made so far and the checksum of the interleaving they gave (see {@link Schedule}). */
   get schedule(): Schedule {
-    return { decisions: this.#decisions.slice() };
+    return { decisions: this.#decisions.slice(), checksum: this.signature().slice(0, 8) };
   }
 
   /** Every scheduling step so far. */
@@ -194,6 +257,14 @@ export abstract class ControlledScheduler implements Scheduler {
   /** The flows waiting now, oldest first. */
   get waiting(): readonly WaitingFlow[] {
     return this.#waiting.map(({ actor, point }) => ({ actor, point }));
+  }
+
+  /**
+   * External computations registered with {@link holdWhile} that have not settled: while there are any, the run is
+   * not stalled (a flow will come back when one settles), whatever a watchdog counts.
+   */
+  get holding(): number {
+    return this.#holds;
   }
 
   /** Grows with every arrival and resumption: a watchdog that sees it unchanged for many turns sees a stall. */

@@ -1,4 +1,4 @@
-import { assertIntegerInRange } from '../errors.js';
+import { assertIntegerInRange, assertKnownOptions, assertObject } from '../errors.js';
 import { SeededRng } from '../services/rng.js';
 import {
   ControlledScheduler,
@@ -40,7 +40,7 @@ export class PctScheduler extends ControlledScheduler {
   readonly #changePoints = new Map<number, number>();
 
   constructor(options: PctSchedulerOptions) {
-    super(options);
+    super(knownOptions(options));
     assertIntegerInRange('seed', options.seed, -(2 ** 53 - 1), 2 ** 53 - 1);
     const depth = options.depth ?? 3;
     assertIntegerInRange('depth', depth, 1, 64);
@@ -100,4 +100,17 @@ export class PctScheduler extends ControlledScheduler {
     const demoted = (waiting[this.#highest(waiting)] as WaitingFlow).actor;
     this.#priority.set(demoted, this.depth - 1 - change);
   }
+}
+
+function knownOptions(options: PctSchedulerOptions): PctSchedulerOptions {
+  assertObject('options', options);
+  assertKnownOptions('PctScheduler', options, [
+    'seed',
+    'depth',
+    'expectedSteps',
+    'fairAfter',
+    'maxSteps',
+    'onStep',
+  ]);
+  return options;
 }

@@ -1,4 +1,4 @@
-import { assertIntegerInRange } from '../errors.js';
+import { assertIntegerInRange, assertKnownOptions, assertObject } from '../errors.js';
 import { SeededRng } from '../services/rng.js';
 import {
   ControlledScheduler,
@@ -18,7 +18,7 @@ export class RandomScheduler extends ControlledScheduler {
   readonly #rng: SeededRng;
 
   constructor(options: RandomSchedulerOptions) {
-    super(options);
+    super(knownOptions(options));
     assertIntegerInRange('seed', options.seed, -(2 ** 53 - 1), 2 ** 53 - 1);
     this.seed = options.seed;
     this.#rng = new SeededRng(options.seed);
@@ -27,4 +27,10 @@ export class RandomScheduler extends ControlledScheduler {
   protected choose(waiting: readonly WaitingFlow[]): number {
     return this.#rng.int(0, waiting.length - 1);
   }
+}
+
+function knownOptions(options: RandomSchedulerOptions): RandomSchedulerOptions {
+  assertObject('options', options);
+  assertKnownOptions('RandomScheduler', options, ['seed', 'maxSteps', 'onStep']);
+  return options;
 }

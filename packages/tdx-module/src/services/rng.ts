@@ -35,6 +35,13 @@ export class SeededRng implements Rng {
     this.#b = split();
     this.#c = split();
     this.#d = split();
+    // The bits above the low 32 (and the sign) count too: seeds 1 and 2^32 + 1 must not give the same stream. Seeds
+    // in [0, 2^32) are seeded as they always were.
+    const high = Math.floor(seed / 2 ** 32);
+    if (high !== 0) {
+      s ^= Math.imul(high | 0, 0x85ebca6b) ^ Math.imul(Math.floor(high / 2 ** 32) | 0, 0xc2b2ae35);
+      this.#d ^= split();
+    }
     for (let i = 0; i < 12; i++) this.next();
   }
 

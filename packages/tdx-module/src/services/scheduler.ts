@@ -39,6 +39,13 @@ export interface Scheduler {
   runAs?<T>(actor: string, run: () => T): T;
   /** Optional: the thread the caller runs on, as named by {@link runAs}. */
   currentActor?(): string | undefined;
+  /**
+   * Optional: `work` is a computation outside this event loop that a flow waits on — guest code running in a worker
+   * thread between two TDCALLs (a wasm guest), for instance. A scheduler that decides which flow goes on next makes
+   * no decision while such work is pending, so that where the waiting flow comes back in does not depend on how long
+   * the work took by the wall clock. The caller must see that `work` settles (with a timeout of its own).
+   */
+  holdWhile?(work: PromiseLike<unknown>): void;
 }
 
 /** The default: never suspends, so every flow runs to completion. */

@@ -5,12 +5,15 @@ import {
   buildTd,
   type ControlledScheduler,
   checkInvariants,
+  encodeLeaf,
   formatSchedule,
   MemoryTraceSink,
+  makeGprs,
   PctScheduler,
   parseSchedule,
   RandomScheduler,
   ReplayScheduler,
+  TdcallLeaf,
   TdxModule,
   TdxSimError,
 } from '../../src/index.js';
@@ -251,5 +254,80 @@ describe('controlled schedulers', () => {
     expect(() => module.yieldAt({ flow: 'f', step: 's', tdr: 0, gpa: 0.5 })).toThrow(/point.gpa/);
     expect(module.runAs('worker', () => 42)).toBe(42);
     expect(() => module.runAs('', () => 0)).toThrow(/actor/);
+  });
+});
+
+describe('external work (holdWhile)', () => {
+  const VP_INFO = encodeLeaf(TdcallLeaf.VP_INFO);
+  /**
+   * vCPU 0 runs "guest code" outside the event loop (a timer of `delays[i]` ms, as a worker thread would take) before
+   * each of its TDCALLs (0: none), registered with holdWhile when `hold`; vCPU 1 makes TDCALLs meanwhile. Returns the trace.
+   */
+  async function externalRace(scheduler: ControlledScheduler, delays: readonly number[], hold: boolean) {
+    const trace = new MemoryTraceSink();
+    const module = new TdxModule({ tdmr: { base: 2 ** 34, size: 2 ** 32 } }, { scheduler, trace });
+    const td = await buildTd(module, { vcpus: 2 });
+    for (const thread of td.run(new LazyAugVmm(module, td))) thread.catch(() => {});
+    const cpu0 = td.guest(0);
+    const cpu1 = td.guest(1);
+    const held: number[] = [];
+    const vcpu0 = (async () => {
+      for (const ms of delays) {
+        // 0: code that ends at once (no timer at all).
+        const work = ms === 0 ? Promise.resolve() : new Promise<void>((resolve) => setTimeout(resolve, ms));
+        if (hold) {
+          const stepsBefore = scheduler.steps.length;
+          await cpu0.holdWhile(work);
+          // No decision was made while the work ran.
+          held.push(scheduler.steps.length - stepsBefore);
+        } else await work;
+        await cpu0.tdcall(VP_INFO, makeGprs());
+      }
+    })();
+    const vcpu1 = (async () => {
+      for (let i = 0; i < 2 * delays.length; i++) await cpu1.tdcall(VP_INFO, makeGprs());
+    })();
+    await Promise.all([vcpu0, vcpu1]);
+    return { trace: traceBytes(trace), held };
+  }
+
+  it('no decision is made while external work runs: the same schedule gives the same trace whatever the work took', async () => {
+    const traces = new Set<string>();
+    for (const delays of [
+      [0, 0, 0, 0],
+      [15, 1, 8, 0],
+      [1, 12, 0, 20],
+    ]) {
+      const scheduler = new RandomScheduler({ seed: 5 });
+      const run = await externalRace(scheduler, delays, true);
+      expect(run.held).toEqual([0, 0, 0, 0]);
+      expect(scheduler.holding).toBe(0);
+      traces.add(run.trace);
+      scheduler.dispose();
+    }
+    expect(traces.size).toBe(1);
+  });
+
+  it('without holdWhile the interleaving follows the wall clock (what the hold is for)', async () => {
+    const traces = new Set<string>();
+    for (const delays of [
+      [0, 0, 0, 0],
+      [25, 25, 25, 25],
+    ]) {
+      const scheduler = new RandomScheduler({ seed: 5 });
+      traces.add((await externalRace(scheduler, delays, false)).trace);
+      scheduler.dispose();
+    }
+    expect(traces.size).toBe(2);
+  });
+
+  it('holdWhile checks its argument; the default scheduler ignores it and returns the work', async () => {
+    const scheduler = new RandomScheduler({ seed: 1 });
+    expect(() => scheduler.holdWhile(42 as unknown as Promise<void>)).toThrow(/work/);
+    scheduler.dispose();
+    const module = new TdxModule({ tdmr: { base: 2 ** 34, size: 2 ** 32 } });
+    const work = Promise.resolve(7);
+    expect(module.holdWhile(work)).toBe(work);
+    expect(() => module.holdWhile({} as unknown as Promise<void>)).toThrow(TdxSimError);
   });
 });

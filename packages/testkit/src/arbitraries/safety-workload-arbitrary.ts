@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import type { SafetyWorkload, WorkloadStep } from '../properties/safety-workload.js';
+import { assertIntegerOption, assertOptions } from '../validation.js';
 
 /**
  * Small safety workloads: `memoryPages` of RAM (default 32) and 1 to `maxSteps` (default 4) conversions of 1 to 8
@@ -8,6 +9,9 @@ import type { SafetyWorkload, WorkloadStep } from '../properties/safety-workload
 export function safetyWorkload(
   options: { readonly memoryPages?: number; readonly maxSteps?: number } = {},
 ): fc.Arbitrary<SafetyWorkload> {
+  assertOptions('safetyWorkload', 'options', options, ['memoryPages', 'maxSteps']);
+  assertIntegerOption('memoryPages', options.memoryPages, 1, 2 ** 20);
+  assertIntegerOption('maxSteps', options.maxSteps, 1, 64);
   const memoryPages = options.memoryPages ?? 32;
   const conversion: fc.Arbitrary<WorkloadStep> = fc
     .record({

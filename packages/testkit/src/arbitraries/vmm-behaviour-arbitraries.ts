@@ -13,6 +13,7 @@ import {
   type StatusChoice,
   type VmmBehaviour,
 } from '../behaviour/vmm-behaviour.js';
+import { assertIntegerOption, assertOneOf, assertOptions } from '../validation.js';
 
 const GHCI_NAMES: readonly GhciStatusName[] = [
   'SUCCESS',
@@ -72,12 +73,19 @@ export interface BehaviourArbitraryOptions {
   readonly maxSteps?: number;
 }
 
+/** Checks the arbitraries' options: `maxSteps` an integer in [1, 64], nothing else. */
+function checkArbitraryOptions(where: string, options: unknown, extra: readonly string[] = []): void {
+  assertOptions(where, 'options', options, ['maxSteps', ...extra]);
+  assertIntegerOption('maxSteps', (options as BehaviourArbitraryOptions | undefined)?.maxSteps, 1, 64);
+}
+
 /**
  * Honest behaviours: scripts of honest chunks (1 to 16 pages, or all) and RETRYs without progress, cycled, never
  * more than two no-progress RETRYs in a row (wrapping around the cycle included), so a Linux-like guest (which fails
  * on the 3rd, reference guest-and-vmm.md §2.1) always completes.
  */
 export function honestBehaviour(options: BehaviourArbitraryOptions = {}): fc.Arbitrary<VmmBehaviour> {
+  checkArbitraryOptions('honestBehaviour', options);
   const step = fc.oneof(
     { arbitrary: fc.constant(HONEST_STEP), weight: 2 },
     { arbitrary: fc.integer({ min: 1, max: 16 }).map(chunkStep), weight: 4 },
@@ -106,6 +114,7 @@ function boundNoProgress(steps: readonly MapGpaStep[]): MapGpaStep[] {
 
 /** Hostile behaviours: any steps (statuses, R11, conversions, side effects), in any order, seeded. */
 export function hostileBehaviour(options: BehaviourArbitraryOptions = {}): fc.Arbitrary<VmmBehaviour> {
+  checkArbitraryOptions('hostileBehaviour', options);
   return fc.record({
     steps: fc.array(mapGpaStep, { minLength: 1, maxLength: options.maxSteps ?? 4 }),
     order: fc.constantFrom('cycle' as const, 'repeat-last' as const, 'seeded' as const),
@@ -117,7 +126,11 @@ export function hostileBehaviour(options: BehaviourArbitraryOptions = {}): fc.Ar
 export function vmmBehaviour(
   options: BehaviourArbitraryOptions & { readonly hostile?: boolean } = {},
 ): fc.Arbitrary<VmmBehaviour> {
-  if (options.hostile === true) return hostileBehaviour(options);
-  if (options.hostile === false) return honestBehaviour(options);
+  checkArbitraryOptions('vmmBehaviour', options, ['hostile']);
+  assertOneOf('hostile', options.hostile, [true, false], true);
+  const { hostile: _, ...steps } = options;
+  options = steps;
+  if (_ === true) return hostileBehaviour(options);
+  if (_ === false) return honestBehaviour(options);
   return fc.oneof(honestBehaviour(options), hostileBehaviour(options));
 }

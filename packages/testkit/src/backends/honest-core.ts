@@ -10,11 +10,27 @@ import {
   type TdxModule,
   TdxStatus,
 } from '@tdxsim/tdx-module';
+import { TestkitError } from '../errors.js';
 import { testkitLogger } from '../log.js';
+import {
+  assertBuiltTd,
+  assertInteger,
+  assertMethods,
+  assertPageAddress,
+  assertRegisters,
+  MODULE_METHODS,
+  show,
+} from '../validation.js';
 
 const log = testkitLogger('core');
 const PAGE = 4096;
 const MIB2 = 2 ** 21;
+
+/** A private GPA and a count of pages that stay below 2^52. */
+function assertPages(gpa: unknown, pages: unknown): void {
+  assertPageAddress('gpa', gpa);
+  assertInteger('pages', pages, 0, (2 ** 52 - gpa) / PAGE);
+}
 
 /**
  * The honest half of every scripted backend: the host work a correct VMM does, through SEAMCALLs only.
@@ -37,6 +53,8 @@ export class HonestCore {
   readonly #hostileHpas = new Set<number>();
 
   constructor(module: TdxModule, td: BuiltTd) {
+    assertMethods('module', module, 'a TdxModule', MODULE_METHODS);
+    assertBuiltTd('td', td);
     this.module = module;
     this.td = td;
   }
@@ -53,6 +71,7 @@ export class HonestCore {
 
   /** An EPT-violation exit: AUG the private page the guest needs; shared GPAs were mapped at conversion. */
   async onEptViolation(regs: Gprs): Promise<void> {
+    assertRegisters('regs', regs);
     const gpa = Number(regs[Reg.R8]);
     if (gpa >= sharedBit(this.td.gpaw)) return;
     const eeq = regs[Reg.RDX] as bigint;
@@ -105,6 +124,13 @@ export class HonestCore {
    * left in place and only the shared side is mapped.
    */
   async toShared(gpa: number, pages: number, keepPrivate = false): Promise<void> {
+    assertPages(gpa, pages);
+    if (typeof keepPrivate !== 'boolean')
+      throw new TestkitError(
+        'INVALID_ARGUMENT',
+        `keepPrivate must be a boolean, got ${show(keepPrivate)}`,
+        'keepPrivate',
+      );
     if (pages <= 0) return;
     const end = gpa + pages * PAGE;
     if (!keepPrivate) await this.#removePrivate(gpa, end);
@@ -149,6 +175,7 @@ export class HonestCore {
 
   /** Shared → private for `pages` frames from private GPA `gpa`: the shared mappings go. */
   toPrivate(gpa: number, pages: number): void {
+    assertPages(gpa, pages);
     if (pages <= 0) return;
     const ept = this.module.sharedEpt(this.td.tdr);
     const end = gpa + pages * PAGE;
@@ -172,6 +199,8 @@ export class HonestCore {
    * Returns the frames touched, or none when no accepted page was found.
    */
   async tamperAccepted(avoidStart: number, avoidEnd: number): Promise<number[]> {
+    assertPageAddress('avoidStart', avoidStart);
+    assertPageAddress('avoidEnd', avoidEnd);
     const { td, module } = this;
     let target: { gpa: number; level: 0 | 1 } | undefined;
     for (const [gpa, level] of this.#augs) {
@@ -198,6 +227,8 @@ export class HonestCore {
 
   /** Hostile: maps shared frame `second` to the host page of shared frame `first` (one host page mapped twice). */
   aliasSharedPair(first: number, second: number): boolean {
+    assertPageAddress('first', first);
+    assertPageAddress('second', second);
     const ept = this.module.sharedEpt(this.td.tdr);
     const hpa = ept.lookup(first);
     if (hpa === undefined || first === second) return false;
@@ -210,6 +241,7 @@ export class HonestCore {
 
   /** Hostile: maps shared frame `frame` to a host page the TD owns (an accepted page's, else the TDR). */
   mapTdPage(frame: number): number {
+    assertPageAddress('frame', frame);
     const { module, td } = this;
     let hpa: number = td.tdr;
     for (const gpa of this.#augs.keys()) {

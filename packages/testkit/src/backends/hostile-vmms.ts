@@ -1,5 +1,6 @@
 import type { ContainerModule } from 'inversify';
 import { chunkStep, HONEST_STEP, NO_PROGRESS_STEP, type VmmBehaviour } from '../behaviour/vmm-behaviour.js';
+import { assertInteger, assertOptions, assertString } from '../validation.js';
 import { scriptedVmm } from './scripted-vmm-module.js';
 
 /** One named hostile backend. */
@@ -22,6 +23,14 @@ const ONE_PAGE = chunkStep(1);
 const REFUSE_R11 =
   'refuse the RETRY (R11 outside [current, end) with the shared bit of the request), report the conversion failed and quarantine the pages it cannot vouch for';
 
+/** The `seed` of a hostile entry's options, checked (default 1). */
+function seedOf(where: string, options: unknown): number {
+  assertOptions(where, 'options', options, ['seed'], false);
+  const seed = (options as { seed?: unknown }).seed ?? 1;
+  assertInteger('seed', seed, -(2 ** 31), 2 ** 32, 'INVALID_OPTION');
+  return seed;
+}
+
 function entry(
   name: string,
   description: string,
@@ -32,8 +41,8 @@ function entry(
     name,
     description,
     safeGuestMust,
-    behaviour: (options = {}) => behaviour(options.seed ?? 1),
-    module: (options = {}) => scriptedVmm(behaviour(options.seed ?? 1)),
+    behaviour: (options = {}) => behaviour(seedOf(`${name}.behaviour`, options)),
+    module: (options = {}) => scriptedVmm(behaviour(seedOf(`${name}.module`, options))),
   };
 }
 
@@ -168,5 +177,6 @@ export const hostileVmms: readonly HostileVmm[] = [
 
 /** The hostile backend called `name`, or undefined. */
 export function hostileVmm(name: string): HostileVmm | undefined {
+  assertString('name', name);
   return hostileVmms.find((vmm) => vmm.name === name);
 }

@@ -20,6 +20,13 @@ import { parseBehaviour } from '../behaviour/parse-behaviour.js';
 import { resolveStep } from '../behaviour/resolve-step.js';
 import type { MapGpaStep, VmmBehaviour } from '../behaviour/vmm-behaviour.js';
 import { testkitLogger } from '../log.js';
+import {
+  assertBuiltTd,
+  assertIntegerOption,
+  assertMethods,
+  assertOptions,
+  MODULE_METHODS,
+} from '../validation.js';
 import { HonestCore } from './honest-core.js';
 
 const log = testkitLogger('scripted');
@@ -29,6 +36,17 @@ const PAGE = 4096;
 export interface ScriptedVmmOptions {
   /** The most pages one MapGPA call converts, whatever the script says (default 2^18, 1 GiB): keeps scripts cheap. */
   readonly maxPagesPerCall?: number;
+}
+
+/** Checks {@link ScriptedVmmOptions}. */
+export function checkScriptedOptions(options: unknown): void {
+  assertOptions('ScriptedVmm', 'options', options, ['maxPagesPerCall']);
+  assertIntegerOption(
+    'maxPagesPerCall',
+    (options as ScriptedVmmOptions | undefined)?.maxPagesPerCall,
+    1,
+    2 ** 30,
+  );
 }
 
 /** What a scripted backend did that the guest cannot see: what a property must not hold against the guest. */
@@ -64,6 +82,9 @@ export class ScriptedVmm implements Vmm {
 
   /** Wraps a TD already built (e.g. with `buildTd`); `behaviour` is checked first. */
   constructor(module: TdxModule, td: BuiltTd, behaviour: VmmBehaviour, options: ScriptedVmmOptions = {}) {
+    assertMethods('module', module, 'a TdxModule', MODULE_METHODS);
+    assertBuiltTd('td', td);
+    checkScriptedOptions(options);
     this.module = module;
     this.td = td;
     this.behaviour = parseBehaviour(behaviour);
@@ -79,6 +100,10 @@ export class ScriptedVmm implements Vmm {
     build: BuildTdOptions = {},
     options: ScriptedVmmOptions = {},
   ): Promise<ScriptedVmm> {
+    // Everything the constructor checks, before buildTd's first SEAMCALL.
+    assertMethods('module', module, 'a TdxModule', MODULE_METHODS);
+    parseBehaviour(behaviour);
+    checkScriptedOptions(options);
     return new ScriptedVmm(module, await buildTd(module, build), behaviour, options);
   }
 

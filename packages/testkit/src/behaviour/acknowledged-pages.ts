@@ -1,4 +1,5 @@
 import { TdvmcallStatus } from '@tdxsim/tdx-module';
+import { assertU64 } from '../validation.js';
 
 const PAGE = 4096n;
 
@@ -16,6 +17,14 @@ export function acknowledgedPages(
   r11: bigint,
   sharedBit: bigint,
 ): number {
+  for (const [argument, value] of [
+    ['r12', r12],
+    ['r13', r13],
+    ['r10', r10],
+    ['r11', r11],
+    ['sharedBit', sharedBit],
+  ] as const)
+    assertU64(argument, value);
   if (r10 === TdvmcallStatus.SUCCESS) return Number(r13 / PAGE);
   if (r10 !== TdvmcallStatus.RETRY) return 0;
   const start = r12 & ~sharedBit;

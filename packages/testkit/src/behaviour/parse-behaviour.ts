@@ -72,7 +72,8 @@ function convert(value: unknown, field: string): ConvertChoice {
   return key === 'upTo' ? { upTo: pages } : key === 'missing' ? { missing: pages } : { extra: pages };
 }
 
-function step(value: unknown, field: string): MapGpaStep {
+/** Checks one step of a script (`field` names it in the error). */
+export function parseStep(value: unknown, field: string): MapGpaStep {
   if (!isRecord(value)) fail(field, 'expected an object { convert, status, r11, effects? }');
   for (const key of Object.keys(value))
     if (!['convert', 'status', 'r11', 'effects'].includes(key)) fail(`${field}.${key}`, 'unknown field');
@@ -110,7 +111,7 @@ export function parseBehaviour(input: string | unknown): VmmBehaviour {
   const order = value['order'];
   if (order !== 'cycle' && order !== 'repeat-last' && order !== 'seeded')
     fail('order', `expected 'cycle', 'repeat-last' or 'seeded', got ${JSON.stringify(order)}`);
-  const parsed: VmmBehaviour = { steps: steps.map((s, i) => step(s, `steps[${i}]`)), order };
+  const parsed: VmmBehaviour = { steps: steps.map((s, i) => parseStep(s, `steps[${i}]`)), order };
   if (value['seed'] === undefined) return parsed;
   return { ...parsed, seed: count(value['seed'], 'seed', -(2 ** 31), 2 ** 32) };
 }

@@ -1,4 +1,6 @@
 import { TdvmcallStatus } from '@tdxsim/tdx-module';
+import { assertInteger, assertOptions, assertU64 } from '../validation.js';
+import { parseStep } from './parse-behaviour.js';
 import type { MapGpaStep, SideEffect } from './vmm-behaviour.js';
 
 const PAGE = 4096n;
@@ -25,6 +27,12 @@ export interface ResolvedStep {
 
 /** Resolves `step` against `request`; `maxPages` caps what one call converts (it keeps a hostile script cheap). */
 export function resolveStep(step: MapGpaStep, request: MapGpaRequest, maxPages: number): ResolvedStep {
+  parseStep(step, 'step');
+  assertOptions('resolveStep', 'request', request, ['r12', 'r13', 'sharedBit'], false);
+  assertU64('request.r12', request.r12);
+  assertU64('request.r13', request.r13);
+  assertU64('request.sharedBit', request.sharedBit);
+  assertInteger('maxPages', maxPages, 1, 2 ** 40);
   const asked = Number(request.r13 / PAGE);
   const wanted =
     step.convert === 'all'

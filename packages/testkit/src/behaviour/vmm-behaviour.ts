@@ -1,3 +1,6 @@
+import { TestkitError } from '../errors.js';
+import { assertInteger, show } from '../validation.js';
+
 /**
  * A VMM's MapGPA behaviour as plain data: a short script of per-call steps. Every value is JSON (64-bit numbers are
  * hex strings), so a failing property prints a script that can be pasted back to replay it. The named hostile
@@ -102,6 +105,7 @@ export const HONEST_BEHAVIOUR: VmmBehaviour = { steps: [HONEST_STEP], order: 'cy
 
 /** An honest chunked step: at most `pages` pages per call, RETRY with R11 = the next GPA until done. */
 export function chunkStep(pages: number): MapGpaStep {
+  assertInteger('pages', pages, 1, 2 ** 20);
   return { convert: { upTo: pages }, status: 'auto', r11: 'next' };
 }
 
@@ -110,5 +114,20 @@ export const NO_PROGRESS_STEP: MapGpaStep = { convert: 'none', status: 'RETRY', 
 
 /** The behaviour as one line of JSON (what a failing property prints). */
 export function formatBehaviour(behaviour: VmmBehaviour): string {
-  return JSON.stringify(behaviour);
+  if (typeof behaviour !== 'object' || behaviour === null || !Array.isArray(behaviour.steps))
+    throw new TestkitError(
+      'INVALID_BEHAVIOUR',
+      `behaviour must be a VmmBehaviour ({ steps, order, seed? }), got ${show(behaviour)}`,
+      'behaviour',
+    );
+  try {
+    return JSON.stringify(behaviour);
+  } catch (error) {
+    // A bigint or a cycle: not a script that parseBehaviour could read back.
+    throw new TestkitError(
+      'INVALID_BEHAVIOUR',
+      `behaviour is not JSON: ${(error as Error).message}`,
+      'behaviour',
+    );
+  }
 }

@@ -1,4 +1,5 @@
 import { formatStatus, isStatus, TdxStatus } from '@tdxsim/tdx-module';
+import { assertU64 } from '../validation.js';
 
 /**
  * Statuses with the error bit set that a correct VMM may still meet: contention (OPERAND_BUSY on any operand, which
@@ -21,6 +22,7 @@ const UNAVOIDABLE = [
  * (bit 63 clear, e.g. GPA_RANGE_ALREADY_BLOCKED) and TD-exit statuses are fine.
  */
 export function avoidableSeamcallError(status: bigint): string | undefined {
+  assertU64('status', status);
   if (status >> 63n === 0n) return undefined;
   if (UNAVOIDABLE.some((base) => isStatus(status, base))) return undefined;
   return formatStatus(status);
@@ -34,5 +36,6 @@ const TLB_TRACKING = [TdxStatus.TLB_TRACKING_NOT_DONE, TdxStatus.PREVIOUS_TLB_EP
  * once (KVM kicks them all), then REMOVE or DEMOTE (reference guest-and-vmm.md §3.4; tdx-module.md §5).
  */
 export function isTlbTrackingError(status: bigint): boolean {
+  assertU64('status', status);
   return TLB_TRACKING.some((base) => isStatus(status, base));
 }

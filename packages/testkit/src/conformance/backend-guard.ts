@@ -17,6 +17,7 @@ import createDebug from 'debug';
 import { ContainerModule } from 'inversify';
 import { TestkitError } from '../errors.js';
 import { testkitLogger } from '../log.js';
+import { assertBackendSource, assertFunction, assertOneOf, assertOptions } from '../validation.js';
 import { avoidableSeamcallError } from './avoidable-seamcall-error.js';
 import { describeExit } from './describe-exit.js';
 
@@ -169,6 +170,18 @@ export class BackendGuard {
   #onFault: ((fault: BackendFault) => void) | undefined;
 
   constructor(options: BackendGuardOptions = {}) {
+    assertOptions('BackendGuard', 'options', options, [
+      'maxIdenticalFailures',
+      'stepBudget',
+      'wallClockMs',
+      'thread',
+    ]);
+    assertOneOf('thread', options.thread, ['dedicated', 'shared'], true);
+    for (const name of ['stepBudget', 'wallClockMs'] as const) {
+      const value: unknown = options[name];
+      if (value !== undefined && typeof value !== 'number')
+        throw new TestkitError('INVALID_OPTION', `${name} must be a number, got ${show(value)}`, name);
+    }
     this.#maxIdentical = options.maxIdenticalFailures ?? 64;
     this.#stepBudget = options.stepBudget ?? Number.POSITIVE_INFINITY;
     this.#wallClockMs = options.wallClockMs ?? 0;
@@ -202,6 +215,7 @@ export class BackendGuard {
 
   /** The backend as a ContainerModule whose factory builds it on a watched module; load it instead of the original. */
   module(source: BackendSource): ContainerModule {
+    assertBackendSource('source', source);
     const inner = toVmmModule(source);
     return new ContainerModule((options) => {
       // A backend's module may bind anything; its factory is wrapped when the container resolves it.
@@ -212,6 +226,15 @@ export class BackendGuard {
 
   /** Watches the vCPUs' host threads (`composeTd`'s `threads`): one that rejects is the backend's fault. */
   watchThreads(threads: readonly Promise<void>[]): void {
+    if (
+      !Array.isArray(threads) ||
+      threads.some((t) => typeof (t as { catch?: unknown } | null)?.catch !== 'function')
+    )
+      throw new TestkitError(
+        'INVALID_ARGUMENT',
+        `threads must be an array of promises, got ${show(threads)}`,
+        'threads',
+      );
     for (const thread of threads) {
       thread.catch((error: unknown) =>
         this.#raise('threw', `a host thread of the backend threw: ${errorText(error)}`),
@@ -225,6 +248,7 @@ export class BackendGuard {
    * any more, and a scenario past its wall-clock budget.
    */
   async run<T>(work: () => Promise<T>): Promise<T> {
+    assertFunction('work', work, false, 'INVALID_ARGUMENT');
     // Let what the thread had queued (a previous scenario's last immediates) run, then note what is not ours.
     await new Promise((resolve) => setImmediate(resolve));
     this.#baseline = activeResources();
@@ -259,7 +283,9 @@ export class BackendGuard {
       // Run when the microtask queue is empty: if then nothing but our own timers is pending, nothing can ever answer.
       const check = (): void => {
         if (settled) return;
-        idleChecks = this.#nothingPending(timer === undefined ? 0 : 1) ? idleChecks + 1 : 0;
+        // Guest code running outside this thread (a wasm guest's worker) will come back: not idle.
+        const external = (this.#module?.externalWork ?? 0) > 0;
+        idleChecks = !external && this.#nothingPending(timer === undefined ? 0 : 1) ? idleChecks + 1 : 0;
         if (idleChecks >= 2) {
           this.#raise(
             'no-answer',

@@ -6,6 +6,7 @@ import {
   tdvmcallStatusName,
   VmExitReason,
 } from '@tdxsim/tdx-module';
+import { assertRegisters } from '../validation.js';
 
 const hex = (n: bigint | number): string => `0x${n.toString(16)}`;
 
@@ -20,6 +21,7 @@ const REASON_NAMES = new Map<number, string>([
  * `external interrupt`. A failed entry (RAX with the error bit) is named by its status.
  */
 export function describeExit(regs: readonly bigint[]): string {
+  assertRegisters('regs', regs);
   const rax = regs[Reg.RAX] ?? 0n;
   if (rax >> 63n === 1n) return `failed TDH.VP.ENTER: ${formatStatus(rax)}`;
   const reason = Number(rax & 0xffffn);
@@ -39,6 +41,7 @@ export function describeExit(regs: readonly bigint[]): string {
 
 /** A VMM's reply to a TDG.VP.VMCALL in words: `SUCCESS`, `RETRY R11=0x…`, or the raw R10. */
 export function describeReply(regs: readonly bigint[]): string {
+  assertRegisters('regs', regs);
   const r10 = regs[Reg.R10] ?? 0n;
   const name = tdvmcallStatusName(r10) ?? hex(r10);
   return name === 'RETRY' ? `RETRY R11=${hex(regs[Reg.R11] ?? 0n)}` : name;

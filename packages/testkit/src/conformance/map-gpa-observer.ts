@@ -11,8 +11,19 @@ import {
   VmExitReason,
 } from '@tdxsim/tdx-module';
 import { acknowledgedPages } from '../behaviour/acknowledged-pages.js';
+import { TestkitError } from '../errors.js';
+import {
+  assertInteger,
+  assertMethods,
+  assertOneOf,
+  assertOptions,
+  assertPageAddress,
+  assertString,
+  MODULE_METHODS,
+  show,
+} from '../validation.js';
 import { avoidableSeamcallError, isTlbTrackingError } from './avoidable-seamcall-error.js';
-import type { ConformanceRuleId } from './conformance-rules.js';
+import { CONFORMANCE_RULES, type ConformanceRuleId } from './conformance-rules.js';
 
 const PAGE = 4096;
 const hex = (n: number | bigint): string => `0x${n.toString(16)}`;
@@ -42,6 +53,8 @@ export interface ObservedTd {
   readonly label: string;
 }
 
+const RULE_IDS = CONFORMANCE_RULES.map((rule) => rule.id);
+
 /** Leaves whose success changes a private page's backing (it appears, goes, or moves): never outside the request. */
 const BACKING_LEAVES = new Set([
   'TDH.MEM.PAGE.AUG',
@@ -70,11 +83,18 @@ export class MapGpaObserver implements TraceSink {
   #noProgressStreak = 0;
 
   constructor(maxNoProgressRetries: number) {
+    assertInteger('maxNoProgressRetries', maxNoProgressRetries, 0, 2 ** 20);
     this.#maxNoProgress = maxNoProgressRetries;
   }
 
   /** Starts judging MapGPA calls of this TD (SEAMCALLs are judged from the start). */
   attach(td: ObservedTd): void {
+    assertOptions('MapGpaObserver.attach', 'td', td, ['module', 'tdr', 'gpaw', 'ramBytes', 'label'], false);
+    assertMethods('td.module', td.module, 'a TdxModule', MODULE_METHODS);
+    assertPageAddress('td.tdr', td.tdr);
+    assertOneOf('td.gpaw', td.gpaw, [48, 52], false, 'INVALID_ARGUMENT');
+    assertPageAddress('td.ramBytes', td.ramBytes);
+    assertString('td.label', td.label);
     this.#td = td;
     this.#pending.clear();
     this.#noProgressStreak = 0;
@@ -82,6 +102,9 @@ export class MapGpaObserver implements TraceSink {
 
   /** Records a finding; only the first few per rule are kept as evidence, the count is kept in full. */
   report(rule: ConformanceRuleId, text: string): void {
+    assertOneOf('rule', rule, RULE_IDS, false, 'INVALID_ARGUMENT');
+    if (typeof text !== 'string')
+      throw new TestkitError('INVALID_ARGUMENT', `text must be a string, got ${show(text)}`, 'text');
     const list = this.evidence.get(rule) ?? [];
     list.push(text);
     this.evidence.set(rule, list);
@@ -92,6 +115,12 @@ export class MapGpaObserver implements TraceSink {
    * MapGPA exchange against the conformance rules.
    */
   record(event: TraceEvent): void {
+    if (typeof (event as { kind?: unknown } | null)?.kind !== 'string')
+      throw new TestkitError(
+        'INVALID_ARGUMENT',
+        `event must be a TraceEvent (with a kind), got ${show(event)}`,
+        'event',
+      );
     if (event.kind === 'seamcall') {
       this.seamcalls++;
       const why = avoidableSeamcallError(event.status);

@@ -1,11 +1,12 @@
-import { type ConversionResult, GuestError, type GuestPresetName, TdGuest } from '@tdxsim/guest';
+import { type ConversionResult, GuestError, type GuestPresetName, type GuestUnderTest } from '@tdxsim/guest';
 import { type BackendSource, composeTd, SeededRng, toVmmModule } from '@tdxsim/tdx-module';
-import { TestkitError } from '../errors.js';
 import { testkitLogger } from '../log.js';
 import { BackendFaultError, BackendGuard } from './backend-guard.js';
 import { backendViewEvidence } from './backend-view-rule.js';
+import { checkConformanceArguments } from './conformance-options.js';
 import { CONFORMANCE_RULES, type ConformanceCheck } from './conformance-rules.js';
 import { MapGpaObserver } from './map-gpa-observer.js';
+import { policyGuest, type ScenarioGuest } from './scenario-guest.js';
 import { SCENARIO_GPAW, SCENARIO_VCPUS, scenarioStepBudget, scenarioTd } from './scenario-td.js';
 import { MIB, PAGE, type Workload } from './workloads/workload.js';
 import { WORKLOADS } from './workloads/workloads.js';
@@ -14,8 +15,12 @@ const log = testkitLogger('conformance');
 
 /** Options of {@link runConformance}. */
 export interface ConformanceOptions {
-  /** The guests that run the workloads (default `['strict', 'linux']`). */
-  readonly guests?: readonly GuestPresetName[];
+  /**
+   * The guests that run the workloads (default `['strict', 'linux']`): presets by name, or any {@link ScenarioGuest}
+   * (a policy of one's own, a wasm guest). A guest that breaks down is reported under `guest-conversions-complete`,
+   * its error naming it.
+   */
+  readonly guests?: readonly (GuestPresetName | ScenarioGuest)[];
   /** RETRYs without progress allowed in a row (default 2: Linux fails on the 3rd, reference guest-and-vmm.md §2.1). */
   readonly maxNoProgressRetries?: number;
   /** vCPUs of the TDs, one round of workloads per entry (default `[2, 1]`: the TD of `tdxsim run`, then one vCPU). */
@@ -87,27 +92,23 @@ export async function runConformance(
   backend: BackendSource,
   options: ConformanceOptions = {},
 ): Promise<ConformanceCheck[]> {
+  checkConformanceArguments('runConformance', backend, options);
   const vmm = toVmmModule(backend);
   const maxNoProgress = options.maxNoProgressRetries ?? 2;
-  if (!Number.isSafeInteger(maxNoProgress) || maxNoProgress < 0)
-    throw new TestkitError(
-      'INVALID_OPTION',
-      `maxNoProgressRetries must be a non-negative integer`,
-      'maxNoProgressRetries',
-    );
   const shapes = options.vcpus ?? [SCENARIO_VCPUS, 1];
-  if (shapes.length === 0 || shapes.some((n) => !Number.isSafeInteger(n) || n < 1 || n > 64))
-    throw new TestkitError('INVALID_OPTION', 'vcpus must list integers from 1 to 64', 'vcpus');
   const seed = options.seed ?? 1;
+  const guests = (options.guests ?? ['strict', 'linux']).map((guest) =>
+    typeof guest === 'string' ? policyGuest(guest) : guest,
+  );
   const observer = new MapGpaObserver(maxNoProgress);
   for (const vcpus of shapes) {
-    for (const preset of options.guests ?? ['strict', 'linux']) {
+    for (const guest of guests) {
       for (const workload of [...WORKLOADS, SPLIT_2M]) {
-        const label = `${vcpus} vCPU${vcpus > 1 ? 's' : ''}, guest ${preset}, workload ${workload.name}`;
+        const label = `${vcpus} vCPU${vcpus > 1 ? 's' : ''}, guest ${guest.name}, workload ${workload.name}`;
         options.onWorkload?.(label);
         await runOne(vmm, workload, {
           vcpus,
-          preset,
+          guest,
           seed,
           label,
           observer,
@@ -118,7 +119,10 @@ export async function runConformance(
     }
   }
   const observed = `${observer.mapGpaReplies} MapGPA replies and ${observer.seamcalls} SEAMCALLs observed`;
-  return CONFORMANCE_RULES.map(({ id, title }) => {
+  const ran = `the ${inWords(guests.map((g) => g.name))} guest${guests.length > 1 ? 's' : ''} complete${guests.length > 1 ? '' : 's'} every workload of \`tdxsim run\`, on TDs of ${inWords(shapes.map(String))} vCPU${shapes.length === 1 && shapes[0] === 1 ? '' : 's'}`;
+  return CONFORMANCE_RULES.map(({ id, title: fixed }) => {
+    // The rule names the guests and TD shapes this check ran.
+    const title = id === 'guest-conversions-complete' ? ran : fixed;
     const evidence = observer.evidence.get(id) ?? [];
     if (evidence.length === 0) return { rule: id, title, passed: true, message: `${id}: ok (${observed})` };
     const shown = evidence.slice(0, 3).join('; ');
@@ -127,13 +131,18 @@ export async function runConformance(
   });
 }
 
-/** One workload with one guest on a fresh TD, its findings reported to `observer`. */
+/** `a`, `a and b`, `a, b and c`. */
+function inWords(items: readonly string[]): string {
+  return items.length <= 1 ? (items[0] ?? '') : `${items.slice(0, -1).join(', ')} and ${items.at(-1)}`;
+}
+
+/** One workload with one guest on a fresh TD, its findings reported to `observer`; the guest is closed after. */
 async function runOne(
   vmm: ReturnType<typeof toVmmModule>,
   workload: Workload,
   run: {
     vcpus: number;
-    preset: GuestPresetName;
+    guest: ScenarioGuest;
     seed: number;
     label: string;
     observer: MapGpaObserver;
@@ -150,13 +159,15 @@ async function runOne(
     ...(run.wallClockMs === undefined ? {} : { wallClockMs: run.wallClockMs }),
   });
   let conversions = 0;
+  let booted: GuestUnderTest | undefined;
   try {
     await guard.run(async () => {
       const { module, td, guest, threads, hosted } = await composeTd({
         vmm: guard.module(vmm),
-        guest: (cpu, trace) => TdGuest.boot(cpu, { memoryBytes, policy: run.preset, trace }),
+        guest: run.guest.factory({ memoryBytes }),
         ...scenarioTd({ memoryBytes, seed: run.seed, vcpus: run.vcpus, trace: observer }),
       });
+      booted = guest;
       guard.watchThreads(threads);
       observer.attach({ module, tdr: td.tdr, gpaw: SCENARIO_GPAW, ramBytes: memoryBytes, label });
       // A backend that exposes its own view of what it mapped is held against the module's truth at the same points.
@@ -209,8 +220,18 @@ async function runOne(
       observer.report('guest-conversions-complete', `threw ${text.split('\n')[0]} (${label})`);
     }
   } finally {
+    await closeQuietly(booted, label);
     const stray = await guard.strayWork();
     if (stray !== undefined && guard.fault === stray)
       observer.report('backend-answers', `${stray.message} (${label})`);
+  }
+}
+
+/** Closes a guest after its workload; a guest that fails to close is logged, never the backend's fault. */
+async function closeQuietly(guest: GuestUnderTest | undefined, label: string): Promise<void> {
+  try {
+    await guest?.close?.();
+  } catch (error) {
+    log('%s: closing the guest failed: %o', label, error);
   }
 }

@@ -1,4 +1,11 @@
 import type { BuildTdOptions, Scheduler, TdxModuleContainerOptions, TraceSink } from '@tdxsim/tdx-module';
+import {
+  ANY_INTEGER,
+  assertInteger,
+  assertIntegerOption,
+  assertMethods,
+  assertOptions,
+} from '../validation.js';
 
 /** GPA width of every scenario TD (`tdxsim run` and `tdxsim check` alike). */
 export const SCENARIO_GPAW = 48;
@@ -27,6 +34,20 @@ export function scenarioTd(options: ScenarioTdOptions): {
   build: BuildTdOptions;
   sim: TdxModuleContainerOptions;
 } {
+  assertOptions(
+    'scenarioTd',
+    'options',
+    options,
+    ['memoryBytes', 'seed', 'vcpus', 'trace', 'scheduler'],
+    false,
+  );
+  assertInteger('memoryBytes', options.memoryBytes, 4096, 2 ** 46, 'INVALID_OPTION');
+  assertInteger('seed', options.seed, ANY_INTEGER, Number.MAX_SAFE_INTEGER, 'INVALID_OPTION');
+  assertIntegerOption('vcpus', options.vcpus, 1, 64);
+  if (options.trace !== undefined)
+    assertMethods('trace', options.trace, 'a TraceSink', ['record'], 'INVALID_OPTION');
+  if (options.scheduler !== undefined)
+    assertMethods('scheduler', options.scheduler, 'a Scheduler', ['yieldAt'], 'INVALID_OPTION');
   let size = 2 ** 30;
   while (size < 2 * options.memoryBytes + 2 ** 30) size *= 2;
   return {
@@ -45,5 +66,6 @@ export function scenarioTd(options: ScenarioTdOptions): {
  * one makes about 4 per page: exit entry, SEPT.ADD, AUG, REMOVE), small enough to stop a loop in seconds.
  */
 export function scenarioStepBudget(pagesTouched: number): number {
+  assertInteger('pagesTouched', pagesTouched, 0, 2 ** 40);
   return 200_000 + 32 * pagesTouched;
 }

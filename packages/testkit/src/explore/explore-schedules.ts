@@ -1,4 +1,5 @@
 import {
+  assertSchedule,
   type ControlledSchedulerOptions,
   formatSchedule,
   PctScheduler,
@@ -11,6 +12,7 @@ import {
 } from '@tdxsim/tdx-module';
 import { TestkitError } from '../errors.js';
 import { testkitLogger } from '../log.js';
+import { assertIntegerArgument } from './explore-arguments.js';
 import type {
   ExploredTd,
   ExploreFailure,
@@ -51,7 +53,8 @@ function positiveInteger(argument: string, value: unknown, optional = true): voi
     throw invalid(argument, `must be a positive integer, got ${String(value)}`);
 }
 
-function validate(options: Readonly<Record<string, unknown>> & Partial<ExploreOptions<never>>): void {
+/** Checks exploration options before anything runs: INVALID_OPTION naming the option at fault. */
+export function validate(options: Readonly<Record<string, unknown>> & Partial<ExploreOptions<never>>): void {
   if (typeof options !== 'object' || options === null) throw invalid('options', 'must be an object');
   for (const name of Object.keys(options))
     if (!OPTION_NAMES.has(name)) throw invalid(name, 'is not an option');
@@ -76,11 +79,46 @@ function validate(options: Readonly<Record<string, unknown>> & Partial<ExploreOp
     throw invalid('checkEvery', `must be 'quiescence' or 'step', got ${String(options.checkEvery)}`);
   if (options.property !== undefined && typeof options.property !== 'function')
     throw invalid('property', 'must be a function');
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function')
+    throw invalid('onProgress', 'must be a function');
+  if (options.replayCommand !== undefined && typeof options.replayCommand !== 'function')
+    throw invalid('replayCommand', 'must be a function (schedule) => string');
+  const shrink = options.shrink;
+  if (shrink !== undefined && typeof shrink !== 'boolean') {
+    if (typeof shrink !== 'object' || shrink === null || Array.isArray(shrink))
+      throw invalid('shrink', `must be true, false or { maxRuns }, got ${String(shrink)}`);
+    for (const name of Object.keys(shrink))
+      if (name !== 'maxRuns') throw invalid(`shrink.${name}`, 'is not an option');
+    const maxRuns = (shrink as { maxRuns?: unknown }).maxRuns;
+    if (
+      maxRuns !== undefined &&
+      !(typeof maxRuns === 'number' && Number.isSafeInteger(maxRuns) && maxRuns >= 0)
+    )
+      throw invalid('shrink.maxRuns', `must be a non-negative integer, got ${String(maxRuns)}`);
+  }
 }
 
-/** The seed of schedule `index` of an exploration seeded `seed`: distinct per schedule, fixed by the pair. */
+/**
+ * The seed of schedule `index` of an exploration seeded `seed` (any safe integer, every bit of it counts): distinct
+ * per schedule, fixed by the pair, in [0, 2^32). Seeds in [0, 2^32) give the schedules they always gave.
+ */
 export function scheduleSeed(seed: number, index: number): number {
-  return ((seed >>> 0) ^ Math.imul(index + 1, 0x9e3779b1)) >>> 0;
+  assertIntegerArgument('seed', seed, Number.MIN_SAFE_INTEGER);
+  assertIntegerArgument('index', index, 0);
+  const high = Math.floor(seed / 2 ** 32);
+  const mixed = high === 0 ? 0 : Math.imul((high | 0) ^ Math.floor(high / 2 ** 32), 0x85ebca6b) ^ 0x5bd1e995;
+  return ((seed >>> 0) ^ mixed ^ Math.imul(index + 1, 0x9e3779b1)) >>> 0;
+}
+
+/** The caller's schedule (text or decisions), checked: INVALID_ARGUMENT naming `schedule`, with the reason. */
+function readSchedule(given: unknown): Schedule {
+  try {
+    const schedule = typeof given === 'string' ? parseSchedule(given) : given;
+    assertSchedule(schedule);
+    return schedule;
+  } catch (error) {
+    throw new TestkitError('INVALID_ARGUMENT', `schedule: ${(error as Error).message}`, 'schedule');
+  }
 }
 
 function runOptionsOf<T extends ExploredTd>(options: ExploreOptions<T>): RunOptions<T> {
@@ -151,7 +189,9 @@ export async function exploreSchedules<T extends ExploredTd>(
         ? new RandomScheduler({ ...o, seed: scheduleSeedValue })
         : new PctScheduler({ ...o, seed: scheduleSeedValue, depth, expectedSteps });
     const record = await runSchedule(run, make, index);
-    if (record.steps.length === 0)
+    // A scenario that failed before its first yield point failed: that is reported (its error first), not hidden
+    // behind the complaint that nothing was explored.
+    if (record.steps.length === 0 && record.failure === undefined)
       throw invalid(
         'scenario',
         "never reached a yield point of the run's scheduler: build the module with ctx.services (or composeTd with ctx.sim)",
@@ -200,7 +240,7 @@ async function minimise<T extends ExploredTd>(
   index: number,
 ): Promise<ExploreFailure> {
   const failure = record.failure as NonNullable<RunRecord['failure']>;
-  const found = formatSchedule({ decisions: record.decisions });
+  const found = formatSchedule({ decisions: record.decisions, checksum: record.checksum });
   const shrinkOption = options.shrink ?? true;
   const maxRuns = shrinkOption === false ? 0 : shrinkOption === true ? 300 : (shrinkOption.maxRuns ?? 300);
   const shrunk = await shrinkSchedule(
@@ -209,7 +249,7 @@ async function minimise<T extends ExploredTd>(
     (decisions) => replayRun(run, decisions),
     maxRuns,
   );
-  const schedule = formatSchedule({ decisions: shrunk.decisions });
+  const schedule = formatSchedule({ decisions: shrunk.decisions, checksum: shrunk.record.checksum });
   // The minimal schedule must replay the failure exactly: same kind, same trace, every time.
   const again = await replayRun(run, shrunk.decisions);
   const exact =
@@ -225,6 +265,7 @@ async function minimise<T extends ExploredTd>(
     found,
     schedule,
     shrinkRuns: shrunk.runs,
+    shrinkComplete: shrunk.complete,
     choices: describeChoices(shrunk.record.steps),
     trace: shrunk.record.trace,
     replay: (options.replayCommand ?? defaultReplay)(schedule),
@@ -256,18 +297,35 @@ export interface ReplayResult {
   readonly steps: readonly ScheduleStep[];
   /** The real choices that departed from first-come order. */
   readonly choices: readonly string[];
+  /**
+   * Why the replay did not interleave as the schedule was recorded (its checksum differs, or for a schedule without
+   * one, decisions wrapped or were left over): the schedule is stale, the code or the scenario changed since, and the
+   * replay shows something else than what was recorded. Undefined when it replayed as recorded.
+   */
+  readonly divergence?: string;
 }
 
-/** Replays one schedule of a scenario and checks the run as an exploration would. */
+/**
+ * Replays one schedule of a scenario and checks the run as an exploration would. A schedule that does not parse (or
+ * a `{ decisions }` that is not a list of non-negative integers) throws `TdxSimError('INVALID_ARGUMENT')` before
+ * anything runs; a stale one replays and says so in `divergence`.
+ */
 export async function replaySchedule<T extends ExploredTd>(options: ReplayOptions<T>): Promise<ReplayResult> {
+  if (typeof options !== 'object' || options === null) throw invalid('options', 'must be an object');
   const { schedule: given, ...rest } = options;
   validate(rest as unknown as Parameters<typeof validate>[0]);
-  const schedule = typeof given === 'string' ? parseSchedule(given) : given;
-  const record = await replayRun(runOptionsOf(options), schedule.decisions);
+  const schedule = readSchedule(given);
+  const record = await runSchedule(
+    runOptionsOf(options),
+    (o: ControlledSchedulerOptions) => new ReplayScheduler(schedule, o),
+    -1,
+  );
+  if (record.divergence !== undefined) log('replay diverged: %s', record.divergence);
   return {
     ok: record.failure === undefined,
     ...(record.failure === undefined ? {} : { failure: record.failure }),
-    schedule: formatSchedule({ decisions: record.decisions }),
+    ...(record.divergence === undefined ? {} : { divergence: record.divergence }),
+    schedule: formatSchedule({ decisions: record.decisions, checksum: record.checksum }),
     trace: record.trace,
     traceText: traceText(record.trace),
     steps: record.steps,

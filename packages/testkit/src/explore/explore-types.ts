@@ -1,4 +1,4 @@
-import type { TdGuest } from '@tdxsim/guest';
+import type { GuestUnderTest } from '@tdxsim/guest';
 import type {
   ControlledScheduler,
   MemoryTraceSink,
@@ -14,8 +14,11 @@ export interface ExploredTd {
   readonly tdr: number;
   /** The backend: its view of what it mapped (`Vmm.view`), when it has one, is held against the module's truth. */
   readonly vmm?: Vmm;
-  /** Guests whose ledgers are held against the module's truth, and whose safety rules are checked. */
-  readonly guests?: readonly TdGuest[];
+  /**
+   * Guests whose ledgers are held against the module's truth, and whose safety rules are checked: `TdGuest`s, wasm
+   * guests, any {@link GuestUnderTest}.
+   */
+  readonly guests?: readonly GuestUnderTest[];
 }
 
 /** What one run of a scenario gets from the explorer. */
@@ -115,7 +118,7 @@ export interface ExploreOptions<T extends ExploredTd = ExploredTd> {
   readonly maxSteps?: number;
   /** Macrotask turns without any thread reaching a yield point before a run counts as deadlocked (default 2,000). */
   readonly stallTurns?: number;
-  /** Shrink a failing schedule (default true), within `maxRuns` replays (default 300). */
+  /** Shrink a failing schedule (default true), within `maxRuns` replays (default 300; 0 does not shrink). */
   readonly shrink?: boolean | { readonly maxRuns?: number };
   /** Called with progress every `progressEveryMs` (default 2,000 ms) and once at the end. */
   readonly onProgress?: (progress: ExploreProgress) => void;
@@ -132,10 +135,14 @@ export interface ExploreFailure {
   /** Which schedule of the exploration failed (0-based), and the schedule as found. */
   readonly scheduleIndex: number;
   readonly found: string;
-  /** The minimal schedule: it replays the failure exactly (same kind, same trace every time). */
+  /**
+   * The minimal schedule (with its checksum): it replays the failure exactly (same kind, same trace every time).
+   */
   readonly schedule: string;
   /** Replays tried while shrinking. */
   readonly shrinkRuns: number;
+  /** False when the shrinker's budget (`shrink.maxRuns`) ran out first: `schedule` may not be minimal. */
+  readonly shrinkComplete: boolean;
   /** The real choices of the shrunk run, one line each: where each waiting flow stood and which one ran. */
   readonly choices: readonly string[];
   /** The trace of the shrunk run. */

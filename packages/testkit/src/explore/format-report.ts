@@ -5,10 +5,18 @@ import {
   type TraceEvent,
   traceStatusText,
 } from '@tdxsim/tdx-module';
+import { TestkitError } from '../errors.js';
+import { assertObjectArgument } from './explore-arguments.js';
 import type { ExploreFailure, ExploreResult } from './explore-types.js';
+
+function assertArrayArgument(argument: string, value: unknown): void {
+  if (!Array.isArray(value))
+    throw new TestkitError('INVALID_ARGUMENT', `${argument} must be an array`, argument);
+}
 
 /** One trace event as a line of text (64-bit values as hex), the form traces are compared and printed in. */
 export function formatTraceEvent(event: TraceEvent): string {
+  assertObjectArgument('event', event);
   const regs = formatTraceRegs;
   switch (event.kind) {
     case 'seamcall':
@@ -26,6 +34,7 @@ export function formatTraceEvent(event: TraceEvent): string {
 
 /** A whole trace as text, one event per line: two runs interleaved the same way give the same bytes. */
 export function traceText(trace: readonly TraceEvent[]): string {
+  assertArrayArgument('trace', trace);
   return trace.map(formatTraceEvent).join('\n');
 }
 
@@ -34,6 +43,7 @@ export function traceText(trace: readonly TraceEvent[]): string {
  * and what it ran ahead of.
  */
 export function describeChoices(steps: readonly ScheduleStep[]): string[] {
+  assertArrayArgument('steps', steps);
   const lines: string[] = [];
   for (const step of steps) {
     if (step.passedOver === undefined || step.choice === 0) continue;
@@ -46,16 +56,33 @@ export function describeChoices(steps: readonly ScheduleStep[]): string[] {
   return lines;
 }
 
+/** Choice lines a printed report shows before it says how many more there are (`failure.choices` has them all). */
+const MAX_CHOICE_LINES = 30;
+
 /** A failure as the lines a developer needs: what broke, the minimal schedule, the choices that made it, the replay. */
 export function formatExploreFailure(result: ExploreResult, failure: ExploreFailure): string {
+  assertObjectArgument('result', result);
+  assertObjectArgument('failure', failure);
+  if (!Array.isArray(failure.trace) || !Array.isArray(failure.choices))
+    throw new TestkitError(
+      'INVALID_ARGUMENT',
+      'failure must be an ExploreFailure (with trace and choices)',
+      'failure',
+    );
   const tail = failure.trace.slice(-12).map((event) => `    ${formatTraceEvent(event)}`);
+  const shown = failure.choices.slice(0, MAX_CHOICE_LINES).map((line) => `    ${line}`);
+  if (failure.choices.length > MAX_CHOICE_LINES)
+    shown.push(`    … and ${failure.choices.length - MAX_CHOICE_LINES} more`);
+  const shrunk = failure.shrinkComplete
+    ? `minimal schedule ${failure.schedule} (shrunk in ${failure.shrinkRuns} replays from ${failure.found})`
+    : `shrunk schedule ${failure.schedule} (shrinking stopped after ${failure.shrinkRuns} replays, its budget spent: it may not be minimal; shrunk from ${failure.found})`;
   return [
     `exploreSchedules (${result.scheduler}, seed ${result.seed}): schedule #${failure.scheduleIndex} of ${result.schedulesRun} run failed (${result.distinctInterleavings} distinct interleavings seen)`,
     `  ${failure.kind}: ${failure.message}`,
-    `  minimal schedule ${failure.schedule} (shrunk in ${failure.shrinkRuns} replays from ${failure.found})`,
+    `  ${shrunk}`,
     failure.choices.length === 0
       ? '  it departs from first-come order nowhere: the oldest waiting flow ran at every step'
-      : `  where it departs from first-come order:\n${failure.choices.map((line) => `    ${line}`).join('\n')}`,
+      : `  where it departs from first-come order (${failure.choices.length} choices):\n${shown.join('\n')}`,
     `  last events of its trace (${failure.trace.length} in all):`,
     ...tail,
     `  replay: ${failure.replay}`,

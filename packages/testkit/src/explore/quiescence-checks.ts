@@ -30,11 +30,19 @@ export async function checkAtQuiescence(td: ExploredTd): Promise<Finding[]> {
       kind: 'invariant',
       message: summarise(invariants.map((v) => `${v.rule}: ${v.message}`)),
     });
-  const view = td.vmm?.view?.();
-  if (view !== undefined) {
-    const mismatches = checkVmmView(td.module, td.tdr, view);
-    if (mismatches.length > 0)
-      findings.push({ kind: 'view', message: summarise(mismatches.map((m) => m.message)) });
+  // The view comes from the backend: one that throws is a finding of this run, never the end of the exploration.
+  try {
+    const view = typeof td.vmm?.view === 'function' ? td.vmm.view() : undefined;
+    if (view !== undefined) {
+      const mismatches = checkVmmView(td.module, td.tdr, view);
+      if (mismatches.length > 0)
+        findings.push({ kind: 'view', message: summarise(mismatches.map((m) => m.message)) });
+    }
+  } catch (error) {
+    findings.push({
+      kind: 'view',
+      message: `the backend's view could not be read: ${error instanceof Error ? error.message : String(error)}`,
+    });
   }
   for (const [i, guest] of (td.guests ?? []).entries()) {
     const mismatches = checkLedger(guest.ledger, td.module, td.tdr);

@@ -7,6 +7,8 @@ import {
   type ScheduleStep,
   type TraceEvent,
 } from '@tdxsim/tdx-module';
+import { TestkitError } from '../errors.js';
+import { assertFunctionArgument, assertObjectArgument } from './explore-arguments.js';
 import type { ExploreContext, ExploredTd, ExploreOptions } from './explore-types.js';
 import { checkAtQuiescence, type Finding } from './quiescence-checks.js';
 
@@ -20,6 +22,10 @@ export interface RunRecord {
   readonly steps: readonly ScheduleStep[];
   /** Digest of the interleaving. */
   readonly signature: string;
+  /** Its first 8 hex digits: the schedule's checksum. */
+  readonly checksum: string;
+  /** For a replay: why it did not interleave as recorded (see `ReplayScheduler.divergence`). */
+  readonly divergence?: string;
   readonly trace: readonly TraceEvent[];
 }
 
@@ -35,9 +41,10 @@ type Outcome<T> =
   | { readonly kind: 'stalled' };
 
 /**
- * Resolves with 'stalled' once `turns` macrotask turns pass with no flow waiting and no thread reaching a yield point
- * (every thread blocked: a deadlock, or a thread spinning without yielding). It only reads the scheduler, so it
- * changes nothing in the run.
+ * Resolves with 'stalled' once `turns` macrotask turns pass with no flow waiting, no thread reaching a yield point
+ * and no external work held (every thread blocked: a deadlock, or a thread spinning without yielding). Guest code
+ * running outside the event loop (`holdWhile`, e.g. a wasm guest's worker) is not a stall, however long it takes. It
+ * only reads the scheduler, so it changes nothing in the run.
  */
 function watchStall(scheduler: ControlledScheduler, turns: number) {
   let cancelled = false;
@@ -46,7 +53,7 @@ function watchStall(scheduler: ControlledScheduler, turns: number) {
   const promise = new Promise<{ readonly kind: 'stalled' }>((resolve) => {
     const tick = (): void => {
       if (cancelled) return;
-      if (scheduler.activity !== last || scheduler.waiting.length > 0) {
+      if (scheduler.activity !== last || scheduler.waiting.length > 0 || scheduler.holding > 0) {
         last = scheduler.activity;
         idle = 0;
       } else if (++idle >= turns) {
@@ -65,13 +72,13 @@ function watchStall(scheduler: ControlledScheduler, turns: number) {
   };
 }
 
-/** Waits until no flow waits and nothing moved for two turns (or the scheduler stopped the run). */
+/** Waits until no flow waits, no external work is held and nothing moved for two turns (or the run was stopped). */
 async function drain(scheduler: ControlledScheduler): Promise<void> {
   let last = -1;
   let quiet = 0;
   while (scheduler.stopped === undefined && quiet < 2) {
     await new Promise<void>((resolve) => setImmediate(resolve));
-    if (scheduler.waiting.length === 0 && scheduler.activity === last) quiet++;
+    if (scheduler.waiting.length === 0 && scheduler.holding === 0 && scheduler.activity === last) quiet++;
     else quiet = 0;
     last = scheduler.activity;
   }
@@ -127,10 +134,22 @@ export async function runSchedule<T extends ExploredTd>(
     seed: options.seed,
     index,
     watch: (td) => {
+      assertObjectArgument('td', td);
+      if (typeof td.module !== 'object' || td.module === null || typeof td.tdr !== 'number')
+        throw new TestkitError(
+          'INVALID_ARGUMENT',
+          'td must be { module: TdxModule, tdr: number, ... }',
+          'td',
+        );
       watched = td;
       return td;
     },
-    spawn: (actor, action) => scheduler.runAs(actor, action),
+    spawn: (actor, action) => {
+      if (typeof actor !== 'string' || actor.length === 0)
+        throw new TestkitError('INVALID_ARGUMENT', 'actor must be a non-empty string', 'actor');
+      assertFunctionArgument('action', action, '() => Promise<T>');
+      return scheduler.runAs(actor, action);
+    },
   };
   const findings: Finding[] = [];
   try {
@@ -174,12 +193,16 @@ export async function runSchedule<T extends ExploredTd>(
   } finally {
     scheduler.dispose();
   }
+  const signature = scheduler.signature();
+  const divergence = (scheduler as { divergence?: () => string | undefined }).divergence?.();
   return {
     failure: findings[0],
     findings,
     decisions: scheduler.schedule.decisions,
     steps: scheduler.steps,
-    signature: scheduler.signature(),
+    signature,
+    checksum: signature.slice(0, 8),
+    ...(divergence === undefined ? {} : { divergence }),
     trace: trace.events.slice(),
   };
 }

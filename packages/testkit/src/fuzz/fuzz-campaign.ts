@@ -6,10 +6,27 @@ import type { VmmBehaviour } from '../behaviour/vmm-behaviour.js';
 import { TestkitError } from '../errors.js';
 import {
   checkGuestSafety,
+  GUEST_PRESET_NAMES,
   type GuestSafetyCase,
   type GuestSafetyReport,
 } from '../properties/guest-safety.js';
 import type { SafetyWorkload } from '../properties/safety-workload.js';
+import {
+  assertFunction,
+  assertIntegerOption,
+  assertNonEmptyArray,
+  assertOneOf,
+  assertOptions,
+  show,
+} from '../validation.js';
+import {
+  CONCURRENT_FUZZ_BACKENDS,
+  type ConcurrentFuzzBackend,
+  type ConcurrentFuzzCase,
+  type ConcurrentFuzzReport,
+  concurrentFuzzCase,
+  runConcurrentFuzzCase,
+} from './concurrent-fuzz.js';
 
 /**
  * The presets a campaign holds to the safety properties by default: every real guest that validates R11 or does not
@@ -83,8 +100,17 @@ export interface FuzzResult {
   readonly path?: string;
 }
 
+/** A non-empty list of guest preset names. */
+function checkPresets(argument: string, presets: unknown, code: 'INVALID_OPTION' | 'INVALID_ARGUMENT'): void {
+  assertNonEmptyArray(argument, presets, false, code);
+  (presets as unknown[]).forEach((p, i) => {
+    assertOneOf(`${argument}[${i}]`, p, GUEST_PRESET_NAMES, false, code);
+  });
+}
+
 /** The arbitrary of fuzz cases: honest and hostile behaviours, small workloads, the given presets. */
 export function fuzzCase(presets: readonly GuestPresetName[] = FUZZED_PRESETS): fc.Arbitrary<FuzzCase> {
+  checkPresets('presets', presets, 'INVALID_ARGUMENT');
   return fc.record({
     behaviour: vmmBehaviour(),
     guest: fc.constantFrom(...presets),
@@ -95,6 +121,8 @@ export function fuzzCase(presets: readonly GuestPresetName[] = FUZZED_PRESETS): 
 
 /** Runs one case: the guest safety properties against its behaviour. */
 export function runFuzzCase(fuzz: FuzzCase, checkEvery = FUZZ_CHECK_EVERY): Promise<GuestSafetyReport> {
+  assertOptions('runFuzzCase', 'fuzz', fuzz, ['behaviour', 'guest', 'workload', 'gpaw'], false);
+  assertIntegerOption('checkEvery', checkEvery, 1);
   return checkGuestSafety({
     vmm: fuzz.behaviour,
     guest: fuzz.guest,
@@ -110,16 +138,122 @@ export function runFuzzCase(fuzz: FuzzCase, checkEvery = FUZZ_CHECK_EVERY): Prom
  * result carries it with the seed and path that replay it.
  */
 export async function runFuzzCampaign(options: FuzzOptions = {}): Promise<FuzzResult> {
-  const seed = options.seed ?? Date.now() % 2 ** 31;
-  const log = options.log ?? (() => undefined);
+  checkFuzzOptions('runFuzzCampaign', options, ['checkEvery']);
+  assertIntegerOption('checkEvery', options.checkEvery, 1);
   const presets = options.presets ?? FUZZED_PRESETS;
   if (presets.length === 0) throw new TestkitError('INVALID_OPTION', 'presets must not be empty', 'presets');
-  const every = options.progressEveryMs ?? 5000;
   const checkEvery = options.checkEvery ?? FUZZ_CHECK_EVERY;
+  const found = await runCampaign(
+    fuzzCase(presets),
+    async (fuzz) => (await runFuzzCase(fuzz, checkEvery)).safe,
+    options,
+  );
+  if (found.counterexample === undefined) return found;
+  return {
+    ...found,
+    counterexample: found.counterexample,
+    report: await runFuzzCase(found.counterexample, checkEvery),
+  };
+}
+
+/**
+ * Options of {@link runConcurrentFuzzCampaign}: those of {@link runFuzzCampaign} but `checkEvery` (a concurrent case
+ * is checked as the explorer checks it), and the backends the cases run against (default `kvm` and `hyperv`).
+ */
+export interface ConcurrentFuzzOptions extends Omit<FuzzOptions, 'checkEvery'> {
+  readonly backends?: readonly ConcurrentFuzzBackend[];
+}
+
+/** What a concurrent campaign found: as {@link FuzzResult}, with a concurrent case and its report. */
+export interface ConcurrentFuzzResult extends Omit<FuzzResult, 'counterexample' | 'report'> {
+  readonly counterexample?: ConcurrentFuzzCase;
+  readonly report?: ConcurrentFuzzReport;
+}
+
+/**
+ * A fuzz campaign with concurrency: each case is a multi-vCPU workload (2 to 4 vCPUs, one guest, overlapping
+ * conversions and accesses) run against a real backend (KVM, Hyper-V) under a drawn schedule, checked as the explorer
+ * checks (invariants, the backend's view, the ledger, the safety rules). Seeded and reproducible; on failure
+ * fast-check shrinks the case (fewer vCPUs, fewer and smaller steps, a smaller schedule seed).
+ */
+export async function runConcurrentFuzzCampaign(
+  options: ConcurrentFuzzOptions = {},
+): Promise<ConcurrentFuzzResult> {
+  checkFuzzOptions('runConcurrentFuzzCampaign', options, ['backends']);
+  if (options.backends !== undefined) {
+    assertNonEmptyArray('backends', options.backends);
+    options.backends.forEach((b, i) => {
+      assertOneOf(`backends[${i}]`, b, CONCURRENT_FUZZ_BACKENDS);
+    });
+  }
+  const arbitrary = concurrentFuzzCase(options.presets ?? FUZZED_PRESETS, options.backends);
+  const found = await runCampaign(
+    arbitrary,
+    async (fuzz) => (await runConcurrentFuzzCase(fuzz)).safe,
+    options,
+  );
+  if (found.counterexample === undefined) return found;
+  return {
+    ...found,
+    counterexample: found.counterexample,
+    report: await runConcurrentFuzzCase(found.counterexample),
+  };
+}
+
+/** Checks a campaign's options (`extra`: the names a kind of campaign adds) before anything runs. */
+function checkFuzzOptions(where: string, options: FuzzOptions, extra: readonly string[] = []): void {
+  assertOptions(where, 'options', options, [
+    ...extra,
+    'runs',
+    'minutes',
+    'seed',
+    'path',
+    'presets',
+    'log',
+    'progressEveryMs',
+  ]);
+  assertIntegerOption('runs', options.runs, 1);
+  if (
+    options.minutes !== undefined &&
+    !(typeof options.minutes === 'number' && options.minutes > 0 && options.minutes <= 2 ** 20)
+  )
+    throw new TestkitError(
+      'INVALID_OPTION',
+      `minutes must be a positive number, got ${show(options.minutes)}`,
+      'minutes',
+    );
+  assertIntegerOption('seed', options.seed, -(2 ** 31), 2 ** 31 - 1);
+  if (options.path !== undefined && (typeof options.path !== 'string' || !/^\d+(:\d+)*$/.test(options.path)))
+    throw new TestkitError(
+      'INVALID_OPTION',
+      `path must be a fast-check replay path such as "3:1:0", got ${show(options.path)}`,
+      'path',
+    );
+  if (options.presets !== undefined) checkPresets('presets', options.presets, 'INVALID_OPTION');
+  assertFunction('log', options.log, true);
+  assertIntegerOption('progressEveryMs', options.progressEveryMs, 0);
+}
+
+/** The campaign loop both kinds share: fast-check over `arbitrary`, progress lines, runs or minutes, seed and path. */
+async function runCampaign<C>(
+  arbitrary: fc.Arbitrary<C>,
+  safe: (fuzz: C) => Promise<boolean>,
+  options: FuzzOptions,
+): Promise<{
+  seed: number;
+  cases: number;
+  elapsedMs: number;
+  failed: boolean;
+  counterexample?: C;
+  path?: string;
+}> {
+  const seed = options.seed ?? Date.now() % 2 ** 31;
+  const log = options.log ?? (() => undefined);
+  const every = options.progressEveryMs ?? 5000;
   const started = performance.now();
   let cases = 0;
   let lastProgress = started;
-  const property = fc.asyncProperty(fuzzCase(presets), async (fuzz) => {
+  const property = fc.asyncProperty(arbitrary, async (fuzz) => {
     cases++;
     const now = performance.now();
     if (now - lastProgress >= every) {
@@ -127,7 +261,7 @@ export async function runFuzzCampaign(options: FuzzOptions = {}): Promise<FuzzRe
       const seconds = (now - started) / 1000;
       log(`fuzz: ${cases} cases in ${seconds.toFixed(1)} s (${Math.round(cases / seconds)}/s)`);
     }
-    return (await runFuzzCase(fuzz, checkEvery)).safe;
+    return safe(fuzz);
   });
   const timed = options.minutes !== undefined;
   const result = await fc.check(property, {
@@ -145,7 +279,6 @@ export async function runFuzzCampaign(options: FuzzOptions = {}): Promise<FuzzRe
     elapsedMs,
     failed: true,
     counterexample,
-    report: await runFuzzCase(counterexample, checkEvery),
     ...(result.counterexamplePath === null ? {} : { path: result.counterexamplePath }),
   };
 }

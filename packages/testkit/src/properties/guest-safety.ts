@@ -9,10 +9,11 @@ import {
 import { composeTd, type Gpaw, TdxModule } from '@tdxsim/tdx-module';
 import type { ContainerModule } from 'inversify';
 import { ScriptedVmm, type ScriptedVmmRecord } from '../backends/scripted-vmm.js';
+import { parseBehaviour } from '../behaviour/parse-behaviour.js';
 import type { VmmBehaviour } from '../behaviour/vmm-behaviour.js';
-import { TestkitError } from '../errors.js';
 import { testkitLogger } from '../log.js';
 import { SafetyMonitor, type SafetyNote, type SafetyRule } from '../safety/safety-monitor.js';
+import { checkSafetyCase } from './safety-case-arguments.js';
 import { DEFAULT_SAFETY_WORKLOAD, type SafetyWorkload, type WorkloadStep } from './safety-workload.js';
 
 const log = testkitLogger('safety');
@@ -111,14 +112,10 @@ function recordOf(vmm: unknown): ScriptedVmmRecord | undefined {
  * are notes: a hostile VMM may break them). Never throws for what the VMM does.
  */
 export async function checkGuestSafety(safetyCase: GuestSafetyCase): Promise<GuestSafetyReport> {
+  checkSafetyCase(safetyCase, GUEST_PRESET_NAMES);
+  if (!isContainerModule(safetyCase.vmm)) parseBehaviour(safetyCase.vmm);
   const workload = safetyCase.workload ?? DEFAULT_SAFETY_WORKLOAD;
   const checkEvery = safetyCase.checkEvery ?? 1;
-  if (!Number.isSafeInteger(checkEvery) || checkEvery < 1)
-    throw new TestkitError(
-      'INVALID_OPTION',
-      `checkEvery must be a positive integer, got ${checkEvery}`,
-      'checkEvery',
-    );
   const { module, td, guest, record } = await boot(safetyCase, workload.memoryPages * PAGE);
   const policy = guest.policy;
   const monitor = new SafetyMonitor({ module, tdr: td.tdr, guest });

@@ -1,4 +1,4 @@
-import type { ConversionResult, GpaRange, TdGuest } from '@tdxsim/guest';
+import type { ConversionResult, GpaRange, GuestUnderTest } from '@tdxsim/guest';
 import {
   checkInvariants,
   checkVmmView,
@@ -7,6 +7,14 @@ import {
   type Vmm,
 } from '@tdxsim/tdx-module';
 import createDebug from 'debug';
+import {
+  assertIntegerOption,
+  assertMethods,
+  assertOptions,
+  assertPageAddress,
+  assertVmm,
+} from '../validation.js';
+import { checkConversionArguments } from './conversion-arguments.js';
 
 const log = createDebug('tdxsim:testkit:safety');
 
@@ -66,7 +74,7 @@ export interface SafetyMonitorOptions {
   readonly module: TdxModule;
   readonly tdr: number;
   /** The guest watched: a `TdGuest`, or any guest with a ledger and guest memory access (e.g. a wasm guest). */
-  readonly guest: Pick<TdGuest, 'ledger' | 'read' | 'write'>;
+  readonly guest: Pick<GuestUnderTest, 'ledger' | 'read' | 'write'>;
   /** Most secrets kept planted in private pages at once (each costs a guest write and, per check, a read). Default 64. */
   readonly maxSecrets?: number;
   /** The backend: when it exposes a view of what it mapped, {@link SafetyMonitor.check} holds it against the truth. */
@@ -94,7 +102,7 @@ export class SafetyMonitor {
   readonly notes: SafetyNote[] = [];
   readonly #module: TdxModule;
   readonly #tdr: number;
-  readonly #guest: Pick<TdGuest, 'ledger' | 'read' | 'write'>;
+  readonly #guest: Pick<GuestUnderTest, 'ledger' | 'read' | 'write'>;
   readonly #maxSecrets: number;
   readonly #vmm: Vmm | undefined;
   readonly #secrets: Secret[] = [];
@@ -103,6 +111,22 @@ export class SafetyMonitor {
   #secretCounter = 0;
 
   constructor(options: SafetyMonitorOptions) {
+    assertOptions(
+      'SafetyMonitor',
+      'options',
+      options,
+      ['module', 'tdr', 'guest', 'maxSecrets', 'vmm'],
+      false,
+    );
+    assertMethods('module', options.module, 'a TdxModule', ['privatePage', 'hostRead']);
+    assertPageAddress('tdr', options.tdr);
+    assertMethods('guest', options.guest, 'a TdGuest (or an object with ledger, read and write)', [
+      'read',
+      'write',
+    ]);
+    assertMethods('guest.ledger', options.guest.ledger, 'a ledger', ['stateOf', 'runs', 'entries']);
+    assertIntegerOption('maxSecrets', options.maxSecrets, 0);
+    if (options.vmm !== undefined) assertVmm('vmm', options.vmm);
     this.#module = options.module;
     this.#tdr = options.tdr;
     this.#guest = options.guest;
@@ -142,6 +166,7 @@ export class SafetyMonitor {
     result: ConversionResult,
     evidence?: ConversionEvidence,
   ): Promise<void> {
+    checkConversionArguments(range, toShared, result, evidence);
     if (toShared) {
       // The guest gave these pages up (or tried to): what it kept in them is no longer its secret.
       for (let i = this.#secrets.length - 1; i >= 0; i--) {
@@ -236,7 +261,14 @@ export class SafetyMonitor {
     if (this.#secrets.length > this.#maxSecrets) this.#secrets.shift();
   }
 
-  /** Runs every check now: invariants, the backend's view, quarantine, secrets. Returns the violations found by this call. */
+  /**
+   * Runs every check now: invariants, the backend's view, quarantine, secrets. Returns the violations found by this
+   * call. It does not hold the guest's ledger against the module's truth (a VMM may change pages behind a guest's
+   * back; the guest then learns of it at its next access, and `integrity` / `tamper-detected` judge that): a guest
+   * whose ledger is simply wrong is caught by {@link afterConversion} with evidence (`overclaim-*`), or by
+   * `checkLedger` from `@tdxsim/guest` (what `exploreSchedules` runs at quiescence). `check()` alone can say safe for
+   * a guest whose ledger contradicts the module.
+   */
   async check(): Promise<SafetyViolation[]> {
     const before = this.violations.length;
     for (const violation of checkInvariants(this.#module)) {
@@ -251,7 +283,17 @@ export class SafetyMonitor {
 
   /** The backend's view against the module's truth: no real VMM can read the Secure-EPT, so a belief can drift. */
   #checkView(): void {
-    const view = this.#vmm?.view?.();
+    if (typeof this.#vmm?.view !== 'function') return;
+    let view: ReturnType<NonNullable<Vmm['view']>>;
+    try {
+      view = this.#vmm.view();
+    } catch (error) {
+      this.#violate(
+        'backend-view',
+        `the backend's view could not be read: ${error instanceof Error ? error.message : String(error)}`,
+      );
+      return;
+    }
     if (view === undefined) return;
     for (const mismatch of checkVmmView(this.#module, this.#tdr, view, { limit: 8 }))
       this.#violate('backend-view', mismatch.message);

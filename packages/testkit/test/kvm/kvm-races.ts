@@ -1,6 +1,6 @@
 import { TdGuest, tdgAccept } from '@tdxsim/guest';
 import { KvmVmm, type KvmVmmOptions, MirrorEntry } from '@tdxsim/host-kvm';
-import { TdxModule } from '@tdxsim/tdx-module';
+import { encodeLeaf, type GuestCpu, makeGprs, sharedBit, TdcallLeaf, TdxModule } from '@tdxsim/tdx-module';
 import type { ExploredTd, ExploreProperty, ExploreScenario } from '../../src/index.js';
 
 // The race scenarios of the KVM concurrency issue (host-kvm), run by the explorer: each builds a TD with two vCPUs
@@ -171,7 +171,125 @@ export const kvmRaces: readonly KvmRace[] = [
       };
     },
   },
+  // Host-initiated operations (issue 18): userspace changes attributes, punches holes in guest_memfd and removes and
+  // re-adds a memslot while the guest's vCPUs use the pages. Each vCPU's access must end (done, or a #VE for a page
+  // faulted in anew); the pages the host changed behind a guest's back are left out of that guest's ledger check.
+  {
+    name: 'the host converts pages while both vCPUs access them',
+    setup: acceptR([R, R + 0x1_0000]),
+    async race({ kvm }) {
+      await Promise.all([
+        (async () => {
+          await kvm.setMemoryAttributes(R + 0x3000, 2 * PAGE, 'shared');
+          await kvm.setMemoryAttributes(R + 0x3000, PAGE, 'private');
+        })(),
+        touch(kvm.td.guest(0), R + 0x3000),
+        touch(kvm.td.guest(1), SHARED + R + 0x4000),
+      ]);
+      return {
+        ledger: [
+          [
+            [R, R + 0x3000],
+            [R + 0x5000, R + MIB2],
+          ],
+          [],
+        ],
+        extra: () => attributesHonoured(kvm, R + 0x3000, R + 0x5000),
+      };
+    },
+  },
+  {
+    name: 'a hole punched in guest_memfd while both vCPUs access it',
+    setup: acceptR([R, R + 0x1_0000]),
+    async race({ kvm }) {
+      await Promise.all([
+        kvm.punchHole(R + 0x2000, 4 * PAGE),
+        touch(kvm.td.guest(0), R + 0x3000, true),
+        touch(kvm.td.guest(1), R + 0x4000),
+      ]);
+      return {
+        ledger: [
+          [
+            [R, R + 0x2000],
+            [R + 0x6000, R + MIB2],
+          ],
+          [],
+        ],
+        extra: () => attributesHonoured(kvm, R + 0x2000, R + 0x6000),
+      };
+    },
+  },
+  {
+    name: 'a memslot removed and re-added while both vCPUs access it',
+    async setup(env) {
+      const { kvm } = env;
+      // Slot 1: the 16 pages of R the race uses (a small slot keeps each zap short); carved out first.
+      await kvm.removeMemslot(0);
+      await kvm.addMemslot(0, 0, R);
+      await kvm.addMemslot(1, R, SLOT_1);
+      await kvm.addMemslot(2, R + SLOT_1, SHARED - R - SLOT_1);
+      // At 4K even with huge pages: no 2M mapping crosses a memslot.
+      must('set-up: accept in slot 1', await env.guests[0].setPrivate(R, SLOT_1));
+      must('set-up: guest 1 shares a page of R', await env.guests[1].setShared(R + 0x8000, PAGE));
+      must(
+        'set-up: vCPU 1 writes it',
+        await kvm.td.guest(1).write(SHARED + R + 0x8000, new Uint8Array([0x5a])),
+      );
+    },
+    async race({ kvm }) {
+      let seen: number | undefined;
+      await Promise.all([
+        (async () => {
+          await kvm.removeMemslot(1);
+          await kvm.addMemslot(1, R, SLOT_1);
+        })(),
+        touch(kvm.td.guest(0), R + 0x3000),
+        (async () => {
+          const result = await kvm.td.guest(1).read(SHARED + R + 0x8000, 1);
+          if (result.kind === 'ok') seen = result.data[0];
+        })(),
+      ]);
+      return {
+        ledger: [[], [[R + 0x8000, R + 0x9000]]],
+        extra: () => [
+          ...attributesHonoured(kvm, R, R + SLOT_1),
+          ...(seen === 0x5a
+            ? []
+            : [`the shared page read ${String(seen)} after the slot came back, not 0x5a`]),
+        ],
+      };
+    },
+  },
 ];
+
+/** The memslot the memslot race removes and re-adds: the first 16 pages of R. */
+const SLOT_1 = 0x1_0000;
+/** The shared bit at GPAW 48. */
+const SHARED = sharedBit(48);
+
+/**
+ * One guest access by a raw vCPU, as a kernel makes it: a #VE (a page faulted in anew, PENDING) is taken and its
+ * information cleared with TDG.VP.VEINFO.GET. Throws if the access ends any other way than done or #VE.
+ */
+async function touch(cpu: GuestCpu, gpa: number, write = false): Promise<void> {
+  const result = write ? await cpu.write(gpa, new Uint8Array([1])) : await cpu.read(gpa, 1);
+  if (result.kind === 've') await cpu.tdcall(encodeLeaf(TdcallLeaf.VP_VEINFO_GET), makeGprs());
+  else if (result.kind !== 'ok') throw new Error(`access to 0x${gpa.toString(16)} ended ${result.kind}`);
+}
+
+/** KVM's mappings in [start, end) follow its attributes: no private leaf on a shared page, no shared mapping on a private one. */
+function attributesHonoured(kvm: KvmVmm, start: number, end: number): string[] {
+  const problems: string[] = [];
+  const sharedMapped = new Set([...kvm.view().sharedMappings()].map((m) => m.gpa));
+  for (let gpa = start; gpa < end; gpa += PAGE) {
+    const shared = kvm.attributes.get(gpa) === 'shared';
+    const leaf = kvm.mirror.walk(gpa, 0).entry;
+    const privateMapped = leaf === MirrorEntry.PRESENT || leaf === MirrorEntry.BLOCKED;
+    if (shared && privateMapped) problems.push(`0x${gpa.toString(16)} is shared but mapped private`);
+    if (!shared && sharedMapped.has(gpa)) problems.push(`0x${gpa.toString(16)} is private but mapped shared`);
+  }
+  return problems;
+}
 
 /** `race` on a KVM backend with `options`, as an explorer scenario. A VM death ends the run with its reason. */
 export function kvmScenario(race: KvmRace, options: KvmVmmOptions): ExploreScenario<KvmRaceTd> {

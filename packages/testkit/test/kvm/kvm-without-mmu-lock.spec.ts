@@ -49,8 +49,8 @@ describe('buggy-but-honest catalogue: kvm-without-mmu-lock', () => {
       for (const replay of replays) expect(replay.failure?.message).toBe(failure.message);
       // The minimal schedules the host-kvm README shows.
       const shown: Record<string, string> = {
-        'faults racing a zap': 'v1:0*2.1.0.1*2',
-        'two zaps at once': 'v1:0*8.1*2',
+        'faults racing a zap': 'v1:1*3@839526d3',
+        'two zaps at once': 'v1:0*8.1*2@5da865ac',
       };
       if (scheduler === 'random') expect(failure.schedule).toBe(shown[name]);
       expect(replays[0]?.traceText).toBe(replays[1]?.traceText);

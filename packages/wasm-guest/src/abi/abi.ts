@@ -3,6 +3,8 @@
  * hold the header against these values and against `@tdxsim/tdx-module`'s tables).
  */
 
+import { invalidArgument } from '../errors.js';
+
 /** The module the guest imports from. */
 export const IMPORT_MODULE = 'tdxsim';
 
@@ -51,6 +53,7 @@ export const ResultCode = {
   TDCALL_FAILED: 8,
   ACCEPT_FAILED: 9,
 } as const;
+/** The name of a `TDXSIM_RESULT_*` code without its prefix, e.g. `MAP_GPA_RETRY`. */
 export type ResultCodeName = keyof typeof ResultCode;
 
 /** What the guest says of each page of a request (`TDXSIM_PAGE_*`). */
@@ -69,7 +72,8 @@ const resultNames = new Map<number, ResultCodeName>(
   Object.entries(ResultCode).map(([name, code]) => [code, name as ResultCodeName]),
 );
 
-/** The name of a result code, or undefined for a value that is not one. */
+/** The name of a result code, or undefined for an integer that is not one; INVALID_ARGUMENT for a non-integer. */
 export function resultCodeName(code: number): ResultCodeName | undefined {
+  if (!Number.isSafeInteger(code)) throw invalidArgument('code', 'an integer', code);
   return resultNames.get(code);
 }

@@ -5,6 +5,8 @@
  * of misbehaving at its first TDCALL.
  */
 
+import { invalidArgument, WasmGuestError } from '../errors.js';
+
 /** A wasm value type as written in signatures: `i32`, `i64`, `f32`, `f64`, `v128`, `funcref`, `externref`. */
 export type ValueType = 'i32' | 'i64' | 'f32' | 'f64' | 'v128' | 'funcref' | 'externref';
 
@@ -41,14 +43,33 @@ const VALUE_TYPES: Readonly<Record<number, ValueType>> = {
 };
 const KINDS = ['function', 'table', 'memory', 'global'] as const;
 
-/** `(i64, i64, i32) -> i32` */
+/** `(i64, i64, i32) -> i32`; INVALID_ARGUMENT unless `signature` lists value types in `params` and `results`. */
 export function formatSignature(signature: FunctionSignature): string {
+  const types = Object.values(VALUE_TYPES);
+  for (const part of ['params', 'results'] as const) {
+    const list = (signature as Partial<FunctionSignature> | null | undefined)?.[part];
+    if (!Array.isArray(list) || !list.every((type) => types.includes(type)))
+      throw invalidArgument(`signature.${part}`, `an array of ${types.join(', ')}`, list);
+  }
   const results = signature.results.length === 0 ? '()' : signature.results.join(', ');
   return `(${signature.params.join(', ')}) -> ${results}`;
 }
 
-/** Reads the signatures of `bytes`; throws an Error saying where the binary is malformed. */
+/**
+ * Reads the signatures of `bytes`: INVALID_ARGUMENT when `bytes` is not a Uint8Array, INVALID_GUEST saying where a
+ * binary is malformed.
+ */
 export function readSignatures(bytes: Uint8Array): ModuleSignatures {
+  if (!(bytes instanceof Uint8Array)) throw invalidArgument('bytes', 'a Uint8Array', bytes);
+  try {
+    return parseSignatures(bytes);
+  } catch (error) {
+    if (WasmGuestError.is(error)) throw error;
+    throw new WasmGuestError('INVALID_GUEST', (error as Error).message, 'bytes');
+  }
+}
+
+function parseSignatures(bytes: Uint8Array): ModuleSignatures {
   const reader = new Reader(bytes);
   if (reader.u32le() !== 0x6d736100) throw new Error('not a wasm module (bad magic)');
   if (reader.u32le() !== 1) throw new Error('unsupported wasm binary version');

@@ -102,6 +102,11 @@ export class GuestThread {
     return Promise.resolve();
   }
 
+  /** Ends every idle thread of the pool (threads running a guest are left alone). */
+  static async endIdle(): Promise<void> {
+    await Promise.all(idle.splice(0).map((thread) => thread.terminate()));
+  }
+
   /** Ends the thread (and whatever guest runs in it). */
   async terminate(): Promise<void> {
     this.#alive = false;

@@ -107,7 +107,8 @@ const imports = {
      * @param {number} length
      */
     log(pointer, length) {
-      const bytes = guestBytes(pointer, Math.min(length >>> 0, L.TEXT_BYTES), 1, 'the log text');
+      // The whole text must lie in the guest's memory; the first TEXT_BYTES of it are kept.
+      const bytes = guestBytes(pointer, length >>> 0, 1, 'the log text').subarray(0, L.TEXT_BYTES);
       text.set(bytes);
       ctl[C.TEXT_LENGTH] = bytes.length;
       if (tellHost(M.LOG) !== K.RESUME) throw new GuestFault('worker-exit', 'the host stopped the guest');

@@ -1,7 +1,14 @@
 import createDebug from 'debug';
 import { BLOCK_REGISTERS } from '../abi/abi.js';
 import { type WasmModule, waitAsync } from '../abi/wasm-api.js';
-import { assertKnownOptions, assertPositiveInteger, type WasmGuestFault } from '../errors.js';
+import {
+  assertKnownOptions,
+  assertPositiveInteger,
+  invalidArgument,
+  show,
+  WasmGuestError,
+  type WasmGuestFault,
+} from '../errors.js';
 import { GuestThread } from './guest-thread.js';
 import { Command, Control, Layout, Message } from './protocol.js';
 
@@ -45,11 +52,60 @@ export interface WasmBridgeOptions {
   readonly callTimeoutMs?: number;
   /** Milliseconds the worker may take to start and instantiate the guest. Default 60,000 (a busy machine). */
   readonly startTimeoutMs?: number;
+  /**
+   * Log lines one call may write before the guest is said to loop (a `fuse` fault). Default 10,000. Logging does not
+   * restart the per-call timeout either: only a TDCALL or the return does.
+   */
+  readonly logFuse?: number;
   /** Told every line the guest logs. */
   readonly onLog?: (line: string) => void;
+  /**
+   * Told of each wait on the worker: for the guest to start, for its next message after a call or a resume (a TDCALL,
+   * a log line, the return, a fault), for its thread to end. Give it to the scheduler (`cpu.holdWhile`), so that an
+   * explored run does not depend on how long guest code takes by the wall clock. Every wait settles (the timeouts see
+   * to it), and the next one begins in the same turn as a log line's ends.
+   */
+  readonly holdWhile?: (work: Promise<unknown>) => void;
 }
 
-const OPTION_NAMES = ['name', 'callTimeoutMs', 'startTimeoutMs', 'onLog'];
+const OPTION_NAMES = ['name', 'callTimeoutMs', 'startTimeoutMs', 'logFuse', 'onLog', 'holdWhile'];
+
+/**
+ * Ends the worker threads this JavaScript thread keeps idle for the next guests (up to 4: a closed guest gives its
+ * thread back to the pool). They hold no guest and never keep the process alive; end them when no more guests will
+ * run here, e.g. when a matrix row of wasm guests is done. Guests still running keep their threads.
+ */
+export function endIdleGuestThreads(): Promise<void> {
+  return GuestThread.endIdle();
+}
+
+/** A call's arguments, checked before the guest is touched: INVALID_ARGUMENT naming the bad one. */
+function checkCall(name: unknown, args: unknown, serve: unknown, pages: unknown): void {
+  if (
+    typeof name !== 'string' ||
+    name.length === 0 ||
+    new TextEncoder().encode(name).length > Layout.TEXT_BYTES
+  )
+    throw invalidArgument('name', `an export's name (1 to ${Layout.TEXT_BYTES} bytes of UTF-8)`, name);
+  if (!Array.isArray(args) || args.length > Layout.DATA_WORDS - 1)
+    throw invalidArgument('args', `an array of at most ${Layout.DATA_WORDS - 1} arguments`, args);
+  args.forEach((arg: unknown, i) => {
+    const value = arg as { i64?: unknown; i32?: unknown } | null;
+    const ok =
+      typeof value === 'object' &&
+      value !== null &&
+      ('i64' in value
+        ? typeof value.i64 === 'bigint'
+        : typeof value.i32 === 'number' &&
+          Number.isInteger(value.i32) &&
+          value.i32 >= -(2 ** 31) &&
+          value.i32 < 2 ** 32);
+    if (!ok) throw invalidArgument(`args[${i}]`, '{ i64: bigint } or { i32: a 32-bit integer }', arg);
+  });
+  if (typeof serve !== 'function') throw invalidArgument('serve', 'a function', serve);
+  if (typeof pages !== 'number' || !Number.isSafeInteger(pages) || pages < 0)
+    throw invalidArgument('pages', 'a non-negative integer', pages);
+}
 
 /** A bridge dropped without close() still ends its worker thread, once it is garbage-collected. */
 const unclosed = new FinalizationRegistry<GuestThread>((thread) => {
@@ -68,7 +124,9 @@ export class WasmBridge {
   readonly name: string;
   readonly #thread: GuestThread;
   readonly #callTimeoutMs: number;
+  readonly #logFuse: number;
   readonly #onLog: ((line: string) => void) | undefined;
+  readonly #holdWhile: ((work: Promise<unknown>) => void) | undefined;
   #closed = false;
   #busy = false;
   /** The guest's last log lines. */
@@ -78,7 +136,9 @@ export class WasmBridge {
     this.name = options.name;
     this.#thread = thread;
     this.#callTimeoutMs = options.callTimeoutMs ?? 5000;
+    this.#logFuse = options.logFuse ?? 10_000;
     this.#onLog = options.onLog;
+    this.#holdWhile = options.holdWhile;
     unclosed.register(this, thread, this);
   }
 
@@ -90,16 +150,35 @@ export class WasmBridge {
     module: WasmModule,
     options: WasmBridgeOptions,
   ): Promise<WasmBridge | { readonly fault: WasmGuestFault }> {
+    if (Object.prototype.toString.call(module) !== '[object WebAssembly.Module]')
+      throw invalidArgument('module', 'a compiled WebAssembly.Module (loadWasmGuest(...).module)', module);
     assertKnownOptions('WasmBridge', options, OPTION_NAMES);
+    if (typeof options.name !== 'string' || options.name.length === 0)
+      throw new WasmGuestError(
+        'INVALID_OPTION',
+        `name must be a non-empty string, got ${show(options.name)}`,
+        'name',
+      );
     assertPositiveInteger('callTimeoutMs', options.callTimeoutMs);
     assertPositiveInteger('startTimeoutMs', options.startTimeoutMs);
+    assertPositiveInteger('logFuse', options.logFuse);
+    for (const hook of ['holdWhile', 'onLog'] as const)
+      if (options[hook] !== undefined && typeof options[hook] !== 'function')
+        throw new WasmGuestError(
+          'INVALID_OPTION',
+          `${hook} must be a function, got ${show(options[hook])}`,
+          hook,
+        );
     const thread = GuestThread.acquire(module);
     const bridge = new WasmBridge(thread, options);
-    const first = await bridge.#next(options.startTimeoutMs ?? 60_000, '(instantiation)', 0);
+    const startMs = options.startTimeoutMs ?? 60_000;
+    const first = await bridge.#held(
+      bridge.#next(performance.now() + startMs, startMs, '(instantiation)', 0),
+    );
     if (first.kind === 'fault') return { fault: first.fault };
     if (first.message !== Message.READY) {
       const fault = bridge.#fault('trap', '(instantiation)', 'the worker sent no ready message', 0);
-      await bridge.#end();
+      await bridge.#held(bridge.#end());
       return { fault };
     }
     // Idle, the guest is no reason to keep the process alive.
@@ -129,9 +208,10 @@ export class WasmBridge {
     serve: TdcallServer,
     pages = 0,
   ): Promise<BridgeCallResult> {
-    if (this.#closed) throw new Error(`the guest ${this.name} is not running`);
-    if (this.#busy) throw new Error(`the guest ${this.name} is already running a call`);
-    if (args.length > Layout.DATA_WORDS - 1) throw new Error(`at most ${Layout.DATA_WORDS - 1} arguments`);
+    checkCall(name, args, serve, pages);
+    if (this.#closed) throw new WasmGuestError('GUEST_DEAD', `the guest ${this.name} is not running`);
+    if (this.#busy)
+      throw new WasmGuestError('GUEST_BUSY', `the guest ${this.name} is already running a call`);
     this.#busy = true;
     // Referenced while a call runs, so that a script awaiting the guest is not ended under it; idle, it is not.
     this.#thread.worker.ref();
@@ -173,8 +253,11 @@ export class WasmBridge {
     }
     thread.command(Command.CALL);
     let tdcalls = 0;
+    let logLines = 0;
+    // The guest runs from here to its next TDCALL or return: log lines do not restart the clock.
+    let deadline = performance.now() + this.#callTimeoutMs;
     for (;;) {
-      const next = await this.#next(this.#callTimeoutMs, name, tdcalls);
+      const next = await this.#held(this.#next(deadline, this.#callTimeoutMs, name, tdcalls));
       if (next.kind === 'fault') return next;
       switch (next.message) {
         case Message.TDCALL: {
@@ -184,26 +267,37 @@ export class WasmBridge {
           try {
             output = await serve(block);
           } catch (error) {
-            await this.#end();
+            await this.#held(this.#end());
             throw error;
           }
           if (output === 'stop') {
             log('%s: stopped in %s after %d TDCALLs', this.name, name, tdcalls);
-            await this.#end();
+            await this.#held(this.#end());
             return { kind: 'stopped', tdcalls };
           }
           if ('fault' in output) {
             const fault = this.#fault(output.fault, name, output.message, tdcalls);
-            await this.#end();
+            await this.#held(this.#end());
             return { kind: 'fault', fault };
           }
           for (let i = 0; i < BLOCK_REGISTERS.length; i++)
             thread.words[i] = BigInt.asUintN(64, output[i] ?? 0n);
+          deadline = performance.now() + this.#callTimeoutMs;
           thread.command(Command.RESUME);
           break;
         }
         case Message.LOG: {
           this.#log(this.#readText());
+          if (++logLines > this.#logFuse) {
+            const fault = this.#fault(
+              'fuse',
+              name,
+              `more than ${this.#logFuse} log lines in one call (a loop?)`,
+              tdcalls,
+            );
+            await this.#held(this.#end());
+            return { kind: 'fault', fault };
+          }
           thread.command(Command.RESUME);
           break;
         }
@@ -221,23 +315,32 @@ export class WasmBridge {
             `unexpected message ${next.message} from the worker`,
             tdcalls,
           );
-          await this.#end();
+          await this.#held(this.#end());
           return { kind: 'fault', fault };
         }
       }
     }
   }
 
-  /** Waits for the worker's next message, a fault, the worker's death or the timeout. */
+  /** `work`, a wait on the worker, told to `holdWhile` (see {@link WasmBridgeOptions.holdWhile}). */
+  #held<T>(work: Promise<T>): Promise<T> {
+    this.#holdWhile?.(work);
+    return work;
+  }
+
+  /**
+   * Waits for the worker's next message, a fault, the worker's death or `deadline` (`performance.now()` time, the end
+   * of a budget of `budgetMs`).
+   */
   async #next(
-    timeoutMs: number,
+    deadline: number,
+    budgetMs: number,
     entry: string,
     tdcalls: number,
   ): Promise<{ kind: 'message'; message: number } | { kind: 'fault'; fault: WasmGuestFault }> {
     const thread = this.#thread;
     const ctl = thread.ctl;
     let exited: string | undefined;
-    const deadline = performance.now() + timeoutMs;
     // A wake-up proves nothing: the worker's notify for its previous message can land after the host has already
     // read that message and started waiting for the next one. Only a changed counter is a message.
     while (Atomics.load(ctl, Control.TO_HOST) === thread.seen && exited === undefined) {
@@ -270,7 +373,7 @@ export class WasmBridge {
         : this.#fault(
             'timeout',
             entry,
-            `no TDCALL and no return within ${timeoutMs} ms (an endless loop?)`,
+            `no TDCALL and no return within ${budgetMs} ms (an endless loop?)`,
             tdcalls,
           );
     await this.#end();

@@ -34,27 +34,50 @@ export function convertedPrefixEnd(range: GpaRange, runs: readonly PageOutcomeRu
   return first !== undefined && first.outcome === 'converted' ? first.end : range.start;
 }
 
+/** A failure the guest claims with no call the harness saw to back it: the sentence that says so. */
+export interface Unfounded {
+  readonly unfounded: string;
+}
+
 /**
  * Why the guest says a conversion failed, in `@tdxsim/guest`'s terms: its result code names the kind, and the
- * values (the VMM's status, R11, the accept status) are the ones the harness saw in the TDCALLs, not the guest's
- * word. `acceptedEnd` is where the guest's accept stopped.
+ * values (the VMM's status, R11, the TDCALL's RAX, the accept status) are the ones the harness saw in the TDCALLs,
+ * never the guest's word. A code whose values the harness never saw (MAP_GPA_STATUS without a MapGPA reply,
+ * TDCALL_FAILED when no TDCALL failed, ...) is {@link Unfounded}: the guest answered garbage. `acceptedEnd` is where
+ * the guest's accept stopped.
  */
-export function conversionFailure(code: number, record: EntryRecord, acceptedEnd: number): ConversionFailure {
+export function conversionFailure(
+  code: number,
+  record: EntryRecord,
+  acceptedEnd: number,
+): ConversionFailure | Unfounded {
   const reply = record.lastMapGpa;
-  const r11 = reply?.r11 ?? 0n;
+  const name = `TDXSIM_RESULT_${resultCodeName(code) ?? code}`;
+  const noReply = { unfounded: `returned ${name}, but the VMM answered none of its MapGPA calls` };
   switch (code) {
     case ResultCode.MAP_GPA_STATUS: {
-      const status = reply?.r10 ?? 0n;
-      return { step: 'map-gpa', failure: { kind: 'status', status, statusName: tdvmcallStatusName(status) } };
+      if (reply === undefined) return noReply;
+      return {
+        step: 'map-gpa',
+        failure: { kind: 'status', status: reply.r10, statusName: tdvmcallStatusName(reply.r10) },
+      };
     }
     case ResultCode.MAP_GPA_RETRY:
-      return { step: 'map-gpa', failure: { kind: 'retry-unsupported', r11 } };
+      return reply === undefined
+        ? noReply
+        : { step: 'map-gpa', failure: { kind: 'retry-unsupported', r11: reply.r11 } };
     case ResultCode.MAP_GPA_R11_RANGE:
-      return { step: 'map-gpa', failure: { kind: 'r11-out-of-range', r11 } };
+      return reply === undefined
+        ? noReply
+        : { step: 'map-gpa', failure: { kind: 'r11-out-of-range', r11: reply.r11 } };
     case ResultCode.MAP_GPA_R11_UNALIGNED:
-      return { step: 'map-gpa', failure: { kind: 'r11-unaligned', r11 } };
+      return reply === undefined
+        ? noReply
+        : { step: 'map-gpa', failure: { kind: 'r11-unaligned', r11: reply.r11 } };
     case ResultCode.MAP_GPA_R11_BEYOND:
-      return { step: 'map-gpa', failure: { kind: 'r11-beyond-request', r11 } };
+      return reply === undefined
+        ? noReply
+        : { step: 'map-gpa', failure: { kind: 'r11-beyond-request', r11: reply.r11 } };
     case ResultCode.MAP_GPA_NO_PROGRESS:
       return { step: 'map-gpa', failure: { kind: 'no-progress', retries: record.stalls } };
     case ResultCode.MAP_GPA_CALL_BOUND:
@@ -63,27 +86,40 @@ export function conversionFailure(code: number, record: EntryRecord, acceptedEnd
         step: 'map-gpa',
         failure: { kind: 'call-bound', calls: record.mapGpaCalls, limit: record.mapGpaCalls, guard: 'range' },
       };
-    case ResultCode.TDCALL_FAILED:
-      return { step: 'map-gpa', failure: { kind: 'tdcall-failed', rax: reply?.rax ?? 0n } };
-    default:
-      return { step: 'accept', failure: acceptFailure(record, acceptedEnd, 'status') };
+    case ResultCode.TDCALL_FAILED: {
+      const failed = record.lastFailedTdcall;
+      if (failed === undefined)
+        return { unfounded: `returned ${name}, but none of its ${record.tdcalls} TDCALLs failed` };
+      return { step: 'map-gpa', failure: { kind: 'tdcall-failed', rax: failed.rax } };
+    }
+    default: {
+      const failure = acceptFailure(record, acceptedEnd, 'status');
+      return 'unfounded' in failure ? failure : { step: 'accept', failure };
+    }
   }
 }
 
-/** An accept that stopped at `acceptedEnd`, with the last accept status the harness saw. */
+/**
+ * An accept that stopped at `acceptedEnd`, with the last accept status and level the harness saw; {@link Unfounded}
+ * when the guest made no accept the module answered.
+ */
 export function acceptFailure(
   record: EntryRecord,
   acceptedEnd: number,
   reason: 'status' | 'fuse',
-): Extract<AcceptOutcome, { kind: 'failed' }> {
-  const status = record.lastAccept?.status ?? 0n;
+): Extract<AcceptOutcome, { kind: 'failed' }> | Unfounded {
+  const last = record.lastAccept;
+  if (last === undefined)
+    return {
+      unfounded: 'reported a failed accept, but the module answered none of its TDG.MEM.PAGE.ACCEPT calls',
+    };
   return {
     kind: 'failed',
     tdcalls: record.acceptCalls,
     acceptedEnd,
-    level: record.lastAccept?.level ?? 0,
-    status,
-    statusText: decodeStatus(status).display,
+    level: last.level,
+    status: last.status,
+    statusText: decodeStatus(last.status).display,
     reason,
   };
 }

@@ -44,6 +44,8 @@ export interface EntryRecord {
   stalls: number;
   /** The last TDG.MEM.PAGE.ACCEPT: its status and level. */
   lastAccept: { readonly status: bigint; readonly level: number } | undefined;
+  /** The last TDCALL of any leaf that failed (RAX ≠ 0 after it). */
+  lastFailedTdcall: { readonly leaf: number; readonly rax: bigint } | undefined;
   /** Which fuse stopped the guest: its MapGPA calls, its TDCALLs in an accept loop, or other TDCALLs. */
   fuse: 'map-gpa' | 'accept' | 'other' | undefined;
 }
@@ -63,6 +65,7 @@ export function newEntryRecord(): EntryRecord {
     lastMapGpa: undefined,
     stalls: 0,
     lastAccept: undefined,
+    lastFailedTdcall: undefined,
     fuse: undefined,
   };
 }
@@ -94,7 +97,14 @@ export function tdcallServer(
       return 'stop';
     }
     if (record.tdcalls >= fuses.tdcalls) {
-      record.fuse = mapGpa ? 'map-gpa' : accept ? 'accept' : 'other';
+      // A loop through MapGPA or accept is judged by what the module answered those calls; a loop the harness saw no
+      // answer of (a first accept stopped here) is only the guest's.
+      record.fuse =
+        mapGpa && record.mapGpaCalls > 0
+          ? 'map-gpa'
+          : accept && record.lastAccept !== undefined
+            ? 'accept'
+            : 'other';
       return 'stop';
     }
     const regs = makeGprs();
@@ -102,6 +112,7 @@ export function tdcallServer(
     const out = await cpu.tdcall(rax, regs);
     const output = BLOCK_GPR_INDEX.map((gpr) => out[gpr] as bigint);
     record.tdcalls++;
+    if (output[RAX] !== 0n) record.lastFailedTdcall = { leaf, rax: output[RAX] as bigint };
     if (mapGpa) {
       record.mapGpaCalls++;
       const reply = { r12: block[R12] as bigint, rax: output[RAX] as bigint, r10: output[R10] as bigint };

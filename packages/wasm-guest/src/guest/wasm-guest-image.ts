@@ -9,7 +9,7 @@ import {
   type ModuleSignatures,
   readSignatures,
 } from '../abi/wasm-signatures.js';
-import { WasmGuestError } from '../errors.js';
+import { assertKnownOptions, invalidArgument, show, WasmGuestError } from '../errors.js';
 
 /** A compiled guest that follows the ABI, ready to be booted any number of times (the compile happens once). */
 export interface WasmGuestImage {
@@ -47,6 +47,16 @@ export async function loadWasmGuest(
   source: string | URL | Uint8Array,
   options: { readonly name?: string } = {},
 ): Promise<WasmGuestImage> {
+  const fileUrl = source instanceof URL && source.protocol === 'file:';
+  if (!(source instanceof Uint8Array || fileUrl || (typeof source === 'string' && source !== '')))
+    throw invalidArgument('source', 'a path, a file: URL or the bytes of a .wasm file', source);
+  assertKnownOptions('loadWasmGuest', options, ['name']);
+  if (options.name !== undefined && (typeof options.name !== 'string' || options.name === ''))
+    throw new WasmGuestError(
+      'INVALID_OPTION',
+      `name must be a non-empty string, got ${show(options.name)}`,
+      'name',
+    );
   let bytes: Uint8Array;
   let name = options.name;
   if (source instanceof Uint8Array) {

@@ -1,11 +1,15 @@
 import {
   type AcceptOutcome,
+  accessByPage,
+  type ConversionFailure,
   type ConversionResult,
   checkLedger,
   type GpaRange,
   type GuestAccess,
   GuestError,
+  type GuestUnderTest,
   type LedgerMismatch,
+  mergeRuns,
   PageLedger,
   type PageOutcomeRun,
   type PageState,
@@ -26,14 +30,21 @@ import {
 import createDebug from 'debug';
 import { Entry, ResultCode } from '../abi/abi.js';
 import { WasmBridge } from '../bridge/wasm-bridge.js';
-import { assertKnownOptions, assertPositiveInteger, WasmGuestError, type WasmGuestFault } from '../errors.js';
-import type { GuestUnderTest } from '../guest-under-test.js';
+import {
+  assertKnownOptions,
+  assertPositiveInteger,
+  invalidArgument,
+  show,
+  WasmGuestError,
+  type WasmGuestFault,
+} from '../errors.js';
 import {
   acceptFailure,
   conversionFailure,
   convertedPrefixEnd,
   isResultCode,
   pageRuns,
+  type Unfounded,
 } from './entry-outcome.js';
 import { type EntryRecord, newEntryRecord, tdcallServer } from './tdcall-server.js';
 import type { WasmGuestImage } from './wasm-guest-image.js';
@@ -61,20 +72,93 @@ export interface WasmGuestOptions {
    * (an accept ladder tries at most three levels per 4K page).
    */
   readonly tdcallFuse?: number;
-  /** Milliseconds the guest may run between two TDCALLs before it is said to hang. Default 5,000. */
+  /**
+   * Milliseconds the guest may run between two TDCALLs (log lines do not count as a pause) before it is said to hang.
+   * Default 5,000.
+   */
   readonly callTimeoutMs?: number;
+  /** Log lines one entry-point call may write before the guest is said to loop. Default 10,000. */
+  readonly logFuse?: number;
   readonly trace?: TraceSink;
 }
 
-const OPTION_NAMES = ['image', 'memoryBytes', 'initialImage', 'fuse', 'tdcallFuse', 'callTimeoutMs', 'trace'];
+/** The option names of {@link WasmGuestOptions}. */
+export const WASM_GUEST_OPTIONS: readonly (keyof WasmGuestOptions)[] = [
+  'image',
+  'memoryBytes',
+  'initialImage',
+  'fuse',
+  'tdcallFuse',
+  'callTimeoutMs',
+  'logFuse',
+  'trace',
+];
+
+/**
+ * The options as far as they can be checked before the TD exists (GPAW, which bounds the ranges, comes from the
+ * guest's TDG.VP.INFO at boot): a typed error naming the bad one. {@link wasmGuestModule} checks them when called.
+ */
+export function checkWasmGuestOptions(where: string, options: unknown, known: readonly string[]): void {
+  assertKnownOptions(where, options, known);
+  const given = options as Partial<WasmGuestOptions>;
+  const image = given.image as Partial<WasmGuestImage> | undefined;
+  if (
+    typeof image !== 'object' ||
+    image === null ||
+    typeof image.module !== 'object' ||
+    typeof image.name !== 'string'
+  )
+    throw new WasmGuestError(
+      'INVALID_OPTION',
+      `image must come from loadWasmGuest, got ${show(image)}`,
+      'image',
+    );
+  if (!Number.isSafeInteger(given.memoryBytes) || (given.memoryBytes as number) <= 0)
+    throw new WasmGuestError(
+      'INVALID_OPTION',
+      `memoryBytes must be a positive integer, got ${show(given.memoryBytes)}`,
+      'memoryBytes',
+    );
+  if (given.initialImage !== undefined && !Array.isArray(given.initialImage))
+    throw new WasmGuestError(
+      'INVALID_OPTION',
+      `initialImage must be an array of { start, size }, got ${show(given.initialImage)}`,
+      'initialImage',
+    );
+  assertPositiveInteger('fuse', given.fuse);
+  assertPositiveInteger('tdcallFuse', given.tdcallFuse);
+  assertPositiveInteger('callTimeoutMs', given.callTimeoutMs);
+  assertPositiveInteger('logFuse', given.logFuse);
+  const trace = given.trace as Partial<TraceSink> | undefined;
+  if (
+    trace !== undefined &&
+    (typeof trace !== 'object' || trace === null || typeof trace.record !== 'function')
+  )
+    throw new WasmGuestError('INVALID_OPTION', `trace must be a TraceSink, got ${show(trace)}`, 'trace');
+}
+
+/** A range given in the options, checked as the guest checks ranges; a bad one is this package's INVALID_OPTION. */
+function optionRange(
+  start: unknown,
+  size: unknown,
+  gpaw: Gpaw,
+  names: { readonly start: string; readonly size: string },
+): GpaRange {
+  try {
+    return validateRange(start as number, size as number, gpaw, names);
+  } catch (error) {
+    if (!(error instanceof GuestError)) throw error;
+    throw new WasmGuestError('INVALID_OPTION', error.message, error.argument ?? names.size);
+  }
+}
 
 /** What one entry-point call over a segment came to. */
 interface EntryResult {
-  /** The guest's result code (OK unless it failed). */
-  readonly code: number;
   /** What the guest claims of each page of the segment. */
   readonly runs: readonly PageOutcomeRun[];
   readonly record: EntryRecord;
+  /** Why it failed, in the values the harness saw; undefined when it returned OK. */
+  readonly failure: ConversionFailure | undefined;
 }
 
 /**
@@ -123,22 +207,19 @@ export class WasmGuest implements GuestUnderTest {
    * worker and calls the guest's `tdxsim_init` when it has one.
    */
   static async boot(cpu: GuestCpu, options: WasmGuestOptions): Promise<WasmGuest> {
-    assertKnownOptions('WasmGuest', options, OPTION_NAMES);
-    if (typeof options.image?.module !== 'object') {
-      throw new WasmGuestError('INVALID_OPTION', 'image must come from loadWasmGuest', 'image');
-    }
-    assertPositiveInteger('fuse', options.fuse);
-    assertPositiveInteger('tdcallFuse', options.tdcallFuse);
-    assertPositiveInteger('callTimeoutMs', options.callTimeoutMs);
+    const candidate = cpu as Partial<GuestCpu> | null;
+    if (typeof candidate !== 'object' || candidate === null || typeof candidate.tdcall !== 'function')
+      throw invalidArgument('cpu', "a vCPU of the TD (td.guest(i), composeTd's guest vCPU)", cpu);
+    checkWasmGuestOptions('WasmGuest', options, WASM_GUEST_OPTIONS);
     const info = await cpu.tdcall(encodeLeaf(TdcallLeaf.VP_INFO), makeGprs());
     const gpaw = Number((info[Reg.RCX] as bigint) & 0x3fn);
     if (info[Reg.RAX] !== TdxStatus.SUCCESS || (gpaw !== 48 && gpaw !== 52)) {
       throw new WasmGuestError('INVALID_OPTION', `TDG.VP.INFO failed or reported GPAW ${gpaw}`, 'cpu');
     }
-    const memory = validateRange(0, options.memoryBytes, gpaw, { start: 'memoryBytes', size: 'memoryBytes' });
+    const memory = optionRange(0, options.memoryBytes, gpaw, { start: 'memoryBytes', size: 'memoryBytes' });
     const image = (options.initialImage ?? []).map((range, i) => {
       const names = { start: `initialImage[${i}].start`, size: `initialImage[${i}].size` };
-      const checked = validateRange(range.start, range.size, gpaw, names);
+      const checked = optionRange(range?.start, range?.size, gpaw, names);
       if (checked.end > memory.end) {
         throw new WasmGuestError('INVALID_OPTION', `initialImage[${i}] lies beyond memoryBytes`, names.size);
       }
@@ -149,6 +230,11 @@ export class WasmGuest implements GuestUnderTest {
     const started = await WasmBridge.start(options.image.module, {
       name,
       ...(options.callTimeoutMs === undefined ? {} : { callTimeoutMs: options.callTimeoutMs }),
+      ...(options.logFuse === undefined ? {} : { logFuse: options.logFuse }),
+      // An exploring scheduler waits while the guest runs in its worker: its interleavings stay the schedule's.
+      holdWhile: (work) => {
+        void cpu.holdWhile(work);
+      },
       onLog: (line) => {
         guestLog('[%s] %s', name, line);
         if (trace.enabled) trace.record({ kind: 'note', time: 0, source: `guest ${name}`, text: line });
@@ -212,11 +298,8 @@ export class WasmGuest implements GuestUnderTest {
         if (run.state !== 'private-unaccepted') continue;
         const entry = await this.#enter(Entry.ACCEPT, run, 'private-accepted');
         tdcalls += entry.record.acceptCalls;
-        if (entry.code !== ResultCode.OK) {
-          const acceptedEnd = convertedPrefixEnd(run, entry.runs);
-          const reason = entry.record.fuse === undefined ? 'status' : 'fuse';
-          return { ...acceptFailure(entry.record, acceptedEnd, reason), tdcalls };
-        }
+        // An accept entry's failure is always an accept's (see #claimedFailure).
+        if (entry.failure?.step === 'accept') return { ...entry.failure.failure, tdcalls };
       }
       return { kind: 'ok', tdcalls };
     });
@@ -224,12 +307,12 @@ export class WasmGuest implements GuestUnderTest {
 
   /** Loads `length` bytes at private GPA `gpa`, accepting an unaccepted page (through the guest) first. */
   read(gpa: number, length: number): Promise<GuestAccess> {
-    return this.#access(gpa, length, undefined);
+    return accessByPage(gpa, { length }, (at, n) => this.#accessPage(at, n, undefined));
   }
 
   /** Stores `data` at private GPA `gpa`, accepting an unaccepted page (through the guest) first. */
   write(gpa: number, data: Uint8Array): Promise<GuestAccess> {
-    return this.#access(gpa, data.length, data);
+    return accessByPage(gpa, { data }, (at, n, piece) => this.#accessPage(at, n, piece));
   }
 
   /** Holds the ledger (what the guest claimed) against the module's truth for TD `tdr`. */
@@ -288,15 +371,8 @@ export class WasmGuest implements GuestUnderTest {
           const entry = await this.#enter(Entry.ACCEPT, run, target);
           acceptCalls += entry.record.acceptCalls;
           outcome.push(...entry.runs);
-          if (entry.code !== ResultCode.OK) {
-            const acceptedEnd = convertedPrefixEnd(run, entry.runs);
-            const reason = entry.record.fuse === undefined ? 'status' : 'fuse';
-            const failure = {
-              step: 'accept' as const,
-              failure: acceptFailure(entry.record, acceptedEnd, reason),
-            };
-            return this.#failed(range, outcome, run.end, mapGpaCalls, acceptCalls, failure, target);
-          }
+          if (entry.failure !== undefined)
+            return this.#failed(range, outcome, run.end, mapGpaCalls, acceptCalls, entry.failure, target);
         } else {
           outcome.push({ start: run.start, end: run.end, outcome: 'converted' });
         }
@@ -310,18 +386,8 @@ export class WasmGuest implements GuestUnderTest {
       mapGpaCalls += entry.record.mapGpaCalls;
       acceptCalls += entry.record.acceptCalls;
       outcome.push(...entry.runs);
-      if (entry.code !== ResultCode.OK) {
-        const failure =
-          entry.record.fuse === 'map-gpa'
-            ? {
-                step: 'map-gpa' as const,
-                failure: { kind: 'would-not-terminate' as const, calls: entry.record.mapGpaCalls },
-              }
-            : entry.record.fuse === 'accept'
-              ? { step: 'accept' as const, failure: acceptFailure(entry.record, segment.start, 'fuse') }
-              : conversionFailure(entry.code, entry.record, convertedPrefixEnd(segment, entry.runs));
-        return this.#failed(range, outcome, segment.end, mapGpaCalls, acceptCalls, failure, target);
-      }
+      if (entry.failure !== undefined)
+        return this.#failed(range, outcome, segment.end, mapGpaCalls, acceptCalls, entry.failure, target);
     }
     return { kind: 'ok', mapGpaCalls, acceptCalls };
   }
@@ -375,9 +441,10 @@ export class WasmGuest implements GuestUnderTest {
       // A fuse: the guest looped. Through MapGPA or accept it is the safety monitor's did-not-terminate; any other
       // loop is the guest's fault.
       this.ledger.set(segment, 'quarantined');
-      if (record.fuse === 'other') throw this.#died(this.#fuseFault(entry, record));
+      const failure = this.#fuseFailure(entry, segment, record);
+      if (failure === undefined) throw this.#died(this.#fuseFault(entry, record));
       this.#fault = this.#fuseFault(entry, record);
-      return { code: -1, runs: [{ ...segment, outcome: 'unknown' }], record };
+      return { runs: [{ ...segment, outcome: 'unknown' }], record, failure };
     }
     const code = result.value;
     if (!isResultCode(code)) {
@@ -399,13 +466,50 @@ export class WasmGuest implements GuestUnderTest {
         throw this.#died(this.#badResult(entry, record, (error as Error).message));
       }
     }
+    let failure: ConversionFailure | undefined;
+    if (code !== BigInt(ResultCode.OK)) {
+      log('%s: %s over 0x%s returned %d', this.name, entry, segment.start.toString(16), code);
+      const claimed = this.#claimedFailure(entry, Number(code), record, convertedPrefixEnd(segment, runs));
+      if ('unfounded' in claimed) {
+        // Why it failed is made up: nothing it says of the segment can be believed.
+        this.ledger.set(segment, 'quarantined');
+        await this.#bridge.close();
+        throw this.#died(this.#badResult(entry, record, claimed.unfounded));
+      }
+      failure = claimed;
+    }
     for (const run of runs) {
       if (run.outcome === 'converted') this.ledger.set(run, target);
       else if (run.outcome === 'unknown') this.ledger.set(run, 'quarantined');
     }
-    if (code !== BigInt(ResultCode.OK))
-      log('%s: %s over 0x%s returned %d', this.name, entry, segment.start.toString(16), code);
-    return { code: Number(code), runs, record };
+    return { runs, record, failure };
+  }
+
+  /** Why entry `entry` failed with result `code`, in the values the harness saw (see `conversionFailure`). */
+  #claimedFailure(
+    entry: string,
+    code: number,
+    record: EntryRecord,
+    acceptedEnd: number,
+  ): ConversionFailure | Unfounded {
+    if (entry !== Entry.ACCEPT) return conversionFailure(code, record, acceptedEnd);
+    // Whatever code an accept entry returns, its failure is an accept's.
+    const failure = acceptFailure(record, acceptedEnd, 'status');
+    return 'unfounded' in failure ? failure : { step: 'accept', failure };
+  }
+
+  /**
+   * The failure of an entry the fuse stopped in a loop through MapGPA or accept (did-not-terminate for the safety
+   * monitor); undefined for any other loop, which is the guest's fault.
+   */
+  #fuseFailure(entry: string, segment: GpaRange, record: EntryRecord): ConversionFailure | undefined {
+    if (record.fuse === 'accept') {
+      const failure = acceptFailure(record, segment.start, 'fuse');
+      return 'unfounded' in failure ? undefined : { step: 'accept', failure };
+    }
+    if (record.fuse === 'map-gpa' && entry !== Entry.ACCEPT)
+      return { step: 'map-gpa', failure: { kind: 'would-not-terminate', calls: record.mapGpaCalls } };
+    return undefined;
   }
 
   #server(record: EntryRecord, pages: number) {
@@ -447,19 +551,6 @@ export class WasmGuest implements GuestUnderTest {
     return faultError(fault);
   }
 
-  async #access(gpa: number, length: number, data: Uint8Array | undefined): Promise<GuestAccess> {
-    const out = new Uint8Array(length);
-    for (let done = 0; done < length; ) {
-      const at = gpa + done;
-      const n = Math.min(PAGE - (at % PAGE), length - done);
-      const piece = await this.#accessPage(at, n, data?.subarray(done, done + n));
-      if (piece.kind === 'fault') return piece;
-      out.set(piece.data, done);
-      done += n;
-    }
-    return { kind: 'ok', data: data ?? out };
-  }
-
   /**
    * One page, as a kernel without a #VE handler of the guest's own: an unaccepted page is accepted through the
    * guest's `tdxsim_accept` on first touch; a #VE on a page the guest claimed accepted means the VMM replaced it
@@ -484,7 +575,7 @@ export class WasmGuest implements GuestUnderTest {
       }
       if (now !== 'private-unaccepted') return { kind: 'fault', reason: 'not-private', gpa: page.start };
       const accepted = await this.#serialized(() => this.#enter(Entry.ACCEPT, page, 'private-accepted'));
-      if (accepted.code !== ResultCode.OK) return { kind: 'fault', reason: 'accept-failed', gpa: page.start };
+      if (accepted.failure !== undefined) return { kind: 'fault', reason: 'accept-failed', gpa: page.start };
     }
     return { kind: 'fault', reason: 'accept-failed', gpa: page.start };
   }
@@ -508,18 +599,4 @@ function faultError(fault: WasmGuestFault): WasmGuestError {
     undefined,
     fault,
   );
-}
-
-/** Joins touching runs with the same outcome. */
-function mergeRuns(runs: readonly PageOutcomeRun[]): PageOutcomeRun[] {
-  const merged: PageOutcomeRun[] = [];
-  for (const run of runs) {
-    const last = merged[merged.length - 1];
-    if (last !== undefined && last.end === run.start && last.outcome === run.outcome) {
-      merged[merged.length - 1] = { start: last.start, end: run.end, outcome: run.outcome };
-    } else {
-      merged.push(run);
-    }
-  }
-  return merged;
 }

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { threadId } from 'node:worker_threads';
 import createDebug from 'debug';
-import { WasmGuestError } from '../errors.js';
+import { assertKnownOptions, WasmGuestError } from '../errors.js';
 
 const run = promisify(execFile);
 const log = createDebug('tdxsim:wasm-guest:toolchain');
@@ -101,6 +101,7 @@ export interface CompileCOptions {
  * messages) otherwise.
  */
 export async function compileCGuest(options: CompileCOptions): Promise<string> {
+  checkCOptions(options);
   const tools = await toolchain();
   if (tools.clang === undefined) {
     throw new WasmGuestError('TOOLCHAIN_MISSING', tools.missing.join('; '), 'clang');
@@ -142,6 +143,12 @@ export interface CompileRustOptions {
  * -C opt-level=2 -C panic=abort -C strip=debuginfo -o out.wasm guest.rs`.
  */
 export async function compileRustGuest(options: CompileRustOptions): Promise<string> {
+  assertObject('options', options);
+  assertKnownOptions('compileRustGuest', options, ['source', 'output', 'optLevel']);
+  assertPath('source', options.source);
+  assertPath('output', options.output);
+  if (options.optLevel !== undefined && ![0, 1, 2, 3, 's'].includes(options.optLevel))
+    throw invalid('optLevel', `must be 0, 1, 2, 3 or 's', got ${String(options.optLevel)}`);
   const tools = await toolchain();
   if (tools.rustc === undefined) {
     throw new WasmGuestError('TOOLCHAIN_MISSING', tools.missing.join('; '), 'rustc');
@@ -165,6 +172,41 @@ export async function compileRustGuest(options: CompileRustOptions): Promise<str
       options.source,
     ]),
   );
+}
+
+function invalid(argument: string, why: string): WasmGuestError {
+  return new WasmGuestError('INVALID_OPTION', `${argument} ${why}`, argument);
+}
+
+function assertObject(argument: string, value: unknown): void {
+  if (typeof value !== 'object' || value === null) throw invalid(argument, 'must be an object');
+}
+
+function assertPath(argument: string, value: unknown): void {
+  if (typeof value !== 'string' || value.length === 0) throw invalid(argument, 'must be a non-empty path');
+}
+
+/** A C build's options, checked before clang runs: a build of nothing would make a guest with no entry points. */
+function checkCOptions(options: CompileCOptions): void {
+  assertObject('options', options);
+  assertKnownOptions('compileCGuest', options, ['sources', 'output', 'defines', 'includeDirs', 'optimize']);
+  if (!Array.isArray(options.sources) || options.sources.length === 0)
+    throw invalid('sources', 'must list at least one C file of the guest');
+  options.sources.forEach((source, i) => {
+    assertPath(`sources[${i}]`, source);
+  });
+  assertPath('output', options.output);
+  for (const [name, value] of Object.entries(options.defines ?? {})) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
+      throw invalid('defines', `names "${name}", not a C identifier`);
+    if (value !== true && typeof value !== 'string' && !(typeof value === 'number' && Number.isFinite(value)))
+      throw invalid('defines', `gives ${name} ${String(value)} (expected true, a string or a number)`);
+  }
+  (options.includeDirs ?? []).forEach((dir, i) => {
+    assertPath(`includeDirs[${i}]`, dir);
+  });
+  if (options.optimize !== undefined && !['-O0', '-O1', '-O2', '-Os'].includes(options.optimize))
+    throw invalid('optimize', `must be -O0, -O1, -O2 or -Os, got ${String(options.optimize)}`);
 }
 
 async function writeAtomically(

@@ -41,6 +41,11 @@ export const Fault = {
   INIT: 11,
   NO_BUFFER: 12,
   LOG_BAD: 13,
+  LOG_LOOP: 14,
+  LOG_SLOW: 15,
+  LOG_LONG: 16,
+  FAILED_UNSEEN: 17,
+  STATUS_UNSEEN: 18,
 } as const;
 
 async function fixture(source: string, define?: string, value?: number): Promise<string> {

@@ -1,6 +1,7 @@
 import type { BuildTdOptions, TdxModule, VmmFactory } from '@tdxsim/tdx-module';
 import { TdxIds } from '@tdxsim/tdx-module';
 import { ContainerModule } from 'inversify';
+import { assertString } from '../../validation.js';
 import { MirrorVmm } from './mirror-vmm.js';
 
 /** One buggy-but-honest backend: it means well (never lies, never cheats) and has a concurrency bug. */
@@ -62,5 +63,6 @@ export const buggyVmms: readonly BuggyVmm[] = [
 
 /** The buggy backend called `name`, or undefined. */
 export function buggyVmm(name: string): BuggyVmm | undefined {
+  assertString('name', name);
   return buggyVmms.find((vmm) => vmm.name === name);
 }

@@ -23,6 +23,7 @@ import {
   type VmmView,
 } from '@tdxsim/tdx-module';
 import { testkitLogger } from '../../log.js';
+import { assertMethods, assertOneOf, assertOptions, MODULE_METHODS } from '../../validation.js';
 import { RwLock } from './rw-lock.js';
 
 const log = testkitLogger('mirror');
@@ -71,6 +72,9 @@ export class MirrorVmm implements Vmm {
     options: MirrorVmmOptions = {},
     build: BuildTdOptions = {},
   ): Promise<MirrorVmm> {
+    assertMethods('module', module, 'a TdxModule', MODULE_METHODS);
+    assertOptions('MirrorVmm.create', 'options', options, ['mmuLock'], false);
+    assertOneOf('mmuLock', options.mmuLock, [true, false], true);
     return new MirrorVmm(module, await buildTd(module, build), options);
   }
 

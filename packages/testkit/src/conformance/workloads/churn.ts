@@ -1,9 +1,13 @@
+import { assertInteger, assertString } from '../../validation.js';
 import { MIB, PAGE, type Workload } from './workload.js';
 
 const MEMORY = 64 * MIB;
 
 /** Seeded random conversions of 1..`maxPages` pages anywhere in 64 MiB, in either direction. */
 export function churnWorkload(name: string, maxPages: number, defaultAmount: number): Workload {
+  assertString('name', name);
+  assertInteger('maxPages', maxPages, 1, MEMORY / PAGE);
+  assertInteger('defaultAmount', defaultAmount, 1, 2 ** 30);
   return {
     name,
     description: `seeded random conversions of 4 KiB..${(maxPages * PAGE) / 1024} KiB in 64 MiB, either direction`,

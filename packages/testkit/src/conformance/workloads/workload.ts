@@ -1,9 +1,13 @@
-import type { ConversionResult, TdGuest } from '@tdxsim/guest';
+import type { ConversionResult, GuestUnderTest } from '@tdxsim/guest';
 import type { Rng } from '@tdxsim/tdx-module';
+import { assertInteger } from '../../validation.js';
 
-/** What a workload drives: the guest, the scenario's seeded RNG, and conversions that the scenario watches. */
+/**
+ * What a workload drives: the guest (a `TdGuest` with a policy, a wasm guest, any {@link GuestUnderTest}), the
+ * scenario's seeded RNG, and conversions that the scenario watches.
+ */
 export interface WorkloadContext {
-  readonly guest: TdGuest;
+  readonly guest: GuestUnderTest;
   readonly rng: Rng;
   /**
    * Converts [start, start + size) and has the scenario check it. Returns `undefined` when the guest refused before
@@ -44,6 +48,7 @@ export const PAGE = 4096;
 
 /** "1 GiB", "64 MiB", "16 KiB", "1 TiB". */
 export function formatBytes(bytes: number): string {
+  assertInteger('bytes', bytes, 0, Number.MAX_SAFE_INTEGER);
   for (const [unit, size] of [
     ['TiB', 2 ** 40],
     ['GiB', GIB],

@@ -1,13 +1,18 @@
-import type { AcceptOutcome, ConversionResult, GuestAccess, LedgerMismatch, PageLedger } from '@tdxsim/guest';
 import type { Gpaw, TdxModule } from '@tdxsim/tdx-module';
+import type { AcceptOutcome } from './accept/accept-range.js';
+import type { ConversionResult } from './convert/conversion-result.js';
+import type { LedgerMismatch } from './ledger/ledger-check.js';
+import type { PageLedger } from './ledger/page-ledger.js';
+import type { GuestAccess } from './memory/guest-memory.js';
 
 /**
- * What a scenario runner and the safety monitor need of a guest, whatever it is written in: `@tdxsim/guest`'s
- * `TdGuest` (a policy in TypeScript) and {@link WasmGuest} (real code compiled to wasm) both are one. The ledger is
- * the guest's belief about its pages; the runner holds it, and every conversion's result, against the module's
- * truth.
+ * What a scenario runner, an explorer and the safety monitor need of a guest, whatever it is written in: `TdGuest`
+ * (a policy in TypeScript) and `@tdxsim/wasm-guest`'s `WasmGuest` (real code compiled to wasm) both are one. The
+ * ledger is the guest's belief about its pages; the runner holds it, and every conversion's result, against the
+ * module's truth.
  */
 export interface GuestUnderTest {
+  /** The GPA width the guest learnt with TDG.VP.INFO (48 or 52). */
   readonly gpaw: Gpaw;
   /** What the guest believes of each of its pages. */
   readonly ledger: PageLedger;

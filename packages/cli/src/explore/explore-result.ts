@@ -1,0 +1,83 @@
+import type { ExploreFailureKind } from '@tdxsim/testkit';
+import type { TimelineCall } from '../scenario/scenario-result.js';
+
+/**
+ * How one race ended on one backend: `ok` (no failure in the schedules run), the kind of the first failure found
+ * (see `ExploreFailureKind`), `n/a` (the race needs what the backend does not offer) or `error` (the exploration
+ * could not run: a backend or race the explorer refuses).
+ */
+export type ExploreOutcome = 'ok' | ExploreFailureKind | 'n/a' | 'error';
+
+/** Every explore outcome, in the order reports list them. */
+export const EXPLORE_OUTCOMES: readonly ExploreOutcome[] = [
+  'ok',
+  'invariant',
+  'view',
+  'ledger',
+  'safety',
+  'property',
+  'deadlock',
+  'never-quiescent',
+  'threw',
+  'n/a',
+  'error',
+];
+
+/** A failure found, shrunk and replayable, as the reports carry it. */
+export interface ExploreCellFailure {
+  readonly kind: ExploreFailureKind;
+  readonly message: string;
+  /** Which schedule failed (0-based) and its schedule as found. */
+  readonly scheduleIndex: number;
+  readonly found: string;
+  /** The shrunk schedule (with its checksum). */
+  readonly schedule: string;
+  readonly shrinkRuns: number;
+  /** False when the shrinking budget ran out: the schedule may not be minimal. */
+  readonly shrinkComplete: boolean;
+  /** Where the shrunk schedule departs from first-come order, one line per choice. */
+  readonly choices: readonly string[];
+  /** The shrunk run's trace, one event per line (the last {@link TRACE_LINES_KEPT} when longer). */
+  readonly trace: readonly string[];
+  /** Events in the shrunk run's trace (more than `trace` holds when it was cut). */
+  readonly traceEvents: number;
+  /** The one-line command that replays it. */
+  readonly replay: string;
+  /** The calls before the failure on the virtual clock (the HTML report draws them), the last one marked. */
+  readonly timeline: {
+    readonly calls: readonly TimelineCall[];
+    readonly skipped: { readonly before: number; readonly after: number };
+    readonly markedCall: number | null;
+  };
+}
+
+/** Trace lines a report keeps per failure: the end of the trace, where the failure is. */
+export const TRACE_LINES_KEPT = 400;
+
+/** One cell of `tdxsim explore`: a race on a backend, explored. */
+export interface ExploreCellResult {
+  /** `race/vmm`. */
+  readonly id: string;
+  readonly race: string;
+  readonly vmm: string;
+  readonly seed: number;
+  readonly outcome: ExploreOutcome;
+  /** What the expectations said (null: nothing expected). */
+  readonly expected: ExploreOutcome | null;
+  /** The failure's message, why the race does not apply, or why the exploration could not run. */
+  readonly reason: string | null;
+  readonly schedulesRun: number;
+  readonly distinctInterleavings: number;
+  readonly steps: number;
+  readonly wallMs: number;
+  readonly failure: ExploreCellFailure | null;
+}
+
+/** Whether an outcome fails the command: it differs from the expected one, or nothing is expected and it failed. */
+export function isExploreChange(
+  outcome: ExploreOutcome,
+  expected: ExploreOutcome | null | undefined,
+): boolean {
+  if (expected === null || expected === undefined) return outcome !== 'ok' && outcome !== 'n/a';
+  return outcome !== expected;
+}

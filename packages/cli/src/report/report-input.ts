@@ -1,0 +1,48 @@
+import { assertArray, assertInteger, assertOptions, assertString, show } from '../api-validation.js';
+import { UsageError } from '../usage-error.js';
+
+const KNOWN = [
+  'seed',
+  'checkEvery',
+  'fuse',
+  'timeoutMs',
+  'shard',
+  'policies',
+  'vmms',
+  'workloads',
+  'expectations',
+  'results',
+  'wallMs',
+];
+
+/** `buildRunReport`'s input: every field the report's schema needs, of its type. */
+export function checkReportInput(input: unknown): void {
+  assertOptions('buildRunReport', 'input', input, KNOWN, false);
+  const o = input as Record<string, unknown>;
+  assertInteger('seed', o.seed, Number.MIN_SAFE_INTEGER);
+  if (o.checkEvery !== undefined) assertInteger('checkEvery', o.checkEvery, 1);
+  assertInteger('fuse', o.fuse, 1);
+  if (o.timeoutMs !== undefined) assertInteger('timeoutMs', o.timeoutMs, 0);
+  if (o.shard !== undefined) {
+    assertOptions('buildRunReport', 'shard', o.shard, ['index', 'total'], false);
+    const { index, total } = o.shard as { index?: unknown; total?: unknown };
+    assertInteger('shard.total', total, 1);
+    assertInteger('shard.index', index, 1, total);
+  }
+  assertArray('policies', o.policies, assertString);
+  assertArray('vmms', o.vmms, (at, vmm) =>
+    assertString(`${at}.name`, (vmm as { name?: unknown } | null)?.name),
+  );
+  assertArray('workloads', o.workloads, assertString);
+  assertArray('expectations', o.expectations, assertString);
+  assertArray('results', o.results, (at, r) => {
+    if (typeof r !== 'object' || r === null)
+      throw new UsageError(`${at} must be a ScenarioResult, got ${show(r)}`, 'INVALID_ARGUMENT', at);
+  });
+  if (typeof o.wallMs !== 'number' || !(o.wallMs >= 0) || !Number.isFinite(o.wallMs))
+    throw new UsageError(
+      `wallMs must be a non-negative number, got ${show(o.wallMs)}`,
+      'INVALID_ARGUMENT',
+      'wallMs',
+    );
+}

@@ -1,0 +1,64 @@
+/**
+ * The guest rows of the matrix as a library gives them (what `tdxsim explore --guest` and users' own runners call):
+ * a preset's row and a wasm guest's, each a factory for composeTd, a name and a cleanup.
+ */
+
+import { kvmVmm } from '@tdxsim/host-kvm';
+import { composeTd } from '@tdxsim/tdx-module';
+import { scenarioTd } from '@tdxsim/testkit';
+import { describe, expect, it } from 'vitest';
+import { loadGuestRow, loadGuestRows, presetRow, UsageError } from '../src/index.js';
+import { hasClang, kernelGuest, warnIfNoClang } from './support/wasm-guests.js';
+
+warnIfNoClang('guest-row.spec.ts');
+
+const MIB = 2 ** 20;
+
+describe('guest rows', () => {
+  it('a preset row boots TdGuest with the preset; an unknown preset is a usage error naming the valid ones', async () => {
+    const row = presetRow('linux');
+    expect({ name: row.name, kind: row.kind, file: row.file }).toEqual({
+      name: 'linux',
+      kind: 'preset',
+      file: undefined,
+    });
+    const { guest } = await composeTd({
+      vmm: kvmVmm(),
+      guest: row.factory({ memoryBytes: 16 * MIB }),
+      ...scenarioTd({ memoryBytes: 16 * MIB, seed: 1 }),
+    });
+    expect(await guest.setShared(MIB, 4096)).toMatchObject({ kind: 'ok', mapGpaCalls: 1 });
+    await row.close();
+    expect(() => presetRow('nope')).toThrow(UsageError);
+    expect(() => presetRow('nope')).toThrow(/unknown policy "nope" \(valid: linux, /);
+  });
+
+  it.skipIf(!hasClang)(
+    'a wasm row: named after its file, boots the guest in a worker for composeTd, closed per scenario; the row closes its idle threads',
+    async () => {
+      const file = await kernelGuest();
+      const row = await loadGuestRow(file);
+      expect({ name: row.name, kind: row.kind, file: row.file }).toEqual({
+        name: 'kernel-guest.wasm',
+        kind: 'wasm',
+        file,
+      });
+      for (let i = 0; i < 2; i++) {
+        const { guest, module, td } = await composeTd({
+          vmm: kvmVmm(),
+          guest: row.factory({ memoryBytes: 16 * MIB, fuse: 64 }),
+          ...scenarioTd({ memoryBytes: 16 * MIB, seed: 1 }),
+        });
+        expect(await guest.setShared(MIB, 4096)).toMatchObject({ kind: 'ok', mapGpaCalls: 1 });
+        expect(guest.check(module, td.tdr)).toEqual([]);
+        await guest.close?.();
+      }
+      await row.close();
+      await row.close();
+      await expect(loadGuestRows([file, file])).rejects.toThrow(
+        /would be named "kernel-guest\.wasm", which .*kernel-guest\.wasm has: rename the file$/,
+      );
+      await expect(loadGuestRow('/nonexistent/x.wasm')).rejects.toThrow(UsageError);
+    },
+  );
+});
