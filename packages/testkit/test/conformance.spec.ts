@@ -207,7 +207,7 @@ describe('the guests that drive the workloads', () => {
     expect(() => policyGuest({ name: 'x' } as unknown as GuestPolicy)).toThrow(TestkitError);
     await expect(
       runConformance(kvmVmm(), { guests: [{ name: 'x' } as unknown as ScenarioGuest] }),
-    ).rejects.toThrow(/guests must list/);
+    ).rejects.toThrow(/guests\[0\]\.factory must be a function/);
   });
 });
 
