@@ -68,9 +68,13 @@ export class ConversionEvidenceSink implements TraceSink {
         if (event.regs.r10 === RETRY) {
           const r11 = event.regs.r11 ?? 0n;
           const next = r11 < 2n ** 52n ? toPrivateGpa(Number(r11), this.#gpaw) : Number.POSITIVE_INFINITY;
-          // A RETRY says work remains: R11 must lie in [R12, R12 + R13) to acknowledge [R12, R11).
+          // A RETRY says work remains: R11 must lie in [R12, R12 + R13) to acknowledge [R12, R11). A hostile VMM's
+          // unaligned R11 acknowledges only the whole pages below it (the evidence is in pages).
           if (next >= request.start && next < request.end)
-            this.#acknowledged.push({ start: request.start, end: next });
+            this.#acknowledged.push({
+              start: request.start,
+              end: Math.max(request.start, next - (next % 4096)),
+            });
         }
         return;
       }
