@@ -336,6 +336,29 @@ describe('reports', () => {
     expect(validate.errors?.[0]?.instancePath).toBe('/results/0/outcome');
   });
 
+  it('a report with wasm guest rows (tdxsim run --guest; every run passes its guests) is built and valid', () => {
+    const input = {
+      seed: 1,
+      checkEvery: undefined,
+      fuse: 8192,
+      timeoutMs: 600_000,
+      shard: undefined,
+      policies: ['linux', 'openvmm'],
+      vmms: [{ name: 'kvm', kind: 'honest' as const }],
+      workloads: ['churn'],
+      expectations: [],
+      results,
+      wallMs: 5000,
+    };
+    const withGuests = buildRunReport({
+      ...input,
+      guests: [{ name: 'my-guest', file: '/tmp/my-guest.wasm' }],
+    });
+    expect(withGuests.matrix.guests).toEqual([{ name: 'my-guest', file: '/tmp/my-guest.wasm' }]);
+    expect(runReportValidator()(JSON.parse(serializeRunReport(withGuests)))).toBe(true);
+    expect(buildRunReport({ ...input, guests: [] }).matrix.guests).toBeUndefined();
+    expect(() => buildRunReport({ ...input, guests: [{ name: 'g' }] } as never)).toThrow(/guests\[0\]\.file/);
+  });
   it('JUnit: a testcase per scenario; a change is a failure with the replay command, an expected UNSAFE is skipped', () => {
     const doc = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '' }).parse(
       renderJunit(report, 'out.json'),

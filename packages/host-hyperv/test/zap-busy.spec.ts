@@ -9,6 +9,7 @@ import {
   TdxModule,
   TdxStatus,
   type TraceEvent,
+  traceStatusText,
 } from '@tdxsim/tdx-module';
 import { describe, expect, it } from 'vitest';
 import { HypervVmm } from '../src/index.js';
@@ -35,7 +36,7 @@ class HookedTrace extends MemoryTraceSink {
     return this.events
       .slice(from)
       .flatMap((e) =>
-        e.kind === 'seamcall' && e.leaf !== 'TDH.VP.ENTER' ? [`${e.leaf} ${e.statusText}`] : [],
+        e.kind === 'seamcall' && e.leaf !== 'TDH.VP.ENTER' ? [`${e.leaf} ${traceStatusText(e)}`] : [],
       );
   }
 }

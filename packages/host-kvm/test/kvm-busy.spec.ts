@@ -10,6 +10,7 @@ import {
   TdxSimError,
   TdxStatus,
   type TraceEvent,
+  traceStatusText,
   withDetail,
 } from '@tdxsim/tdx-module';
 import { describe, expect, it } from 'vitest';
@@ -42,7 +43,7 @@ class HookedTrace extends MemoryTraceSink {
       .slice(from)
       .flatMap((e) =>
         e.kind === 'seamcall' && (withEnter || e.leaf !== 'TDH.VP.ENTER')
-          ? [`${e.leaf} ${e.statusText}`]
+          ? [`${e.leaf} ${traceStatusText(e)}`]
           : [],
       );
   }
@@ -291,7 +292,7 @@ describe('zero-step mitigation (§3.6)', () => {
 
   /** The statuses of vCPU 0's TDH.VP.ENTERs since event `from`. */
   const vcpu0Enters = (kvm: KvmVmm, trace: HookedTrace, from: number): bigint[] => {
-    const rcx = `0x${(kvm.td.tdvprs[0] as number).toString(16)}`;
+    const rcx = BigInt(kvm.td.tdvprs[0] as number);
     return trace.events
       .slice(from)
       .flatMap((e) =>

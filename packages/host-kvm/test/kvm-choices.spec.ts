@@ -12,6 +12,7 @@ import {
   TdxSimError,
   TdxStatus,
   type TraceEvent,
+  traceStatusText,
   withDetail,
 } from '@tdxsim/tdx-module';
 import { describe, expect, it } from 'vitest';
@@ -40,7 +41,7 @@ async function setup(opts: { kvm?: KvmVmmOptions; build?: BuildTdOptions; vcpus?
     trace.events
       .slice(from)
       .flatMap((e) =>
-        e.kind === 'seamcall' && e.leaf !== 'TDH.VP.ENTER' ? [`${e.leaf} ${e.statusText}`] : [],
+        e.kind === 'seamcall' && e.leaf !== 'TDH.VP.ENTER' ? [`${e.leaf} ${traceStatusText(e)}`] : [],
       );
   return { module, kvm, scheduler, trace, seamcalls };
 }

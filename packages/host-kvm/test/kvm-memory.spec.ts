@@ -11,6 +11,7 @@ import {
   TdxSimError,
   TdxStatus,
   type TraceSink,
+  traceStatusText,
   withDetail,
 } from '@tdxsim/tdx-module';
 import { describe, expect, it } from 'vitest';
@@ -254,9 +255,7 @@ describe('private → shared: the zap (§3.4)', () => {
     expect(await guest.setShared(B, MIB2)).toMatchObject({ kind: 'ok', mapGpaCalls: 1 });
     expect(seamcalls(from)).toEqual(ZAP_4K);
     expect(
-      trace.events
-        .slice(from)
-        .some((e) => e.kind === 'seamcall' && e.args['rcx'] === `0x${(B + 1).toString(16)}`),
+      trace.events.slice(from).some((e) => e.kind === 'seamcall' && e.args['rcx'] === BigInt(B + 1)),
     ).toBe(true);
     expect(kvm.counters.seamcalls['TDH.MEM.PAGE.DEMOTE']).toBeUndefined();
     expect(kvm.td.allocator.allocatedBytes - before).toBe(-MIB2);
@@ -339,7 +338,7 @@ describe('unaccepted memory', () => {
       record(event) {
         const key =
           event.kind === 'tdcall' || event.kind === 'seamcall'
-            ? `${event.leaf} ${event.statusText.split(' ')[0]}`
+            ? `${event.leaf} ${traceStatusText(event).split(' ')[0]}`
             : event.kind;
         counts.set(key, (counts.get(key) ?? 0) + 1);
       },

@@ -209,7 +209,16 @@ export {
   SteppingScheduler,
   type YieldPoint,
 } from './services/scheduler.js';
-export { MemoryTraceSink, NullTraceSink, type TraceEvent, type TraceSink } from './services/trace.js';
+export {
+  formatTraceRegs,
+  hexTraceRegs,
+  MemoryTraceSink,
+  NullTraceSink,
+  type TraceEvent,
+  type TraceRegs,
+  type TraceSink,
+  traceStatusText,
+} from './services/trace.js';
 export { SharedEpt } from './td/shared-ept.js';
 // The model
 export {

@@ -42,6 +42,12 @@ const EMPTY: GprValues = Object.freeze({});
 
 const MIN_I64 = -(1n << 63n);
 
+/** Register index by lower-case name, without a prototype (so `toString` is not a register). */
+const INDEX_BY_NAME: Readonly<Record<string, number>> = Object.assign(
+  Object.create(null) as Record<string, number>,
+  Object.fromEntries(Object.entries(Reg).map(([name, index]) => [name.toLowerCase(), index])),
+);
+
 /**
  * A zeroed register file with the given values set. A value is a bigint or a safe-integer number within 64 bits:
  * unsigned up to 2^64 − 1, or a negative value down to −2^63 written as its two's complement. Anything wider, a
@@ -56,11 +62,13 @@ export function makeGprs(values: GprValues = EMPTY): Gprs {
       `values must be an object of registers, got ${showValue(values)}`,
       'values',
     );
-  for (const [name, value] of Object.entries(values) as [Lowercase<RegName>, bigint | number][]) {
-    const upper = name.toUpperCase();
-    const index = Object.hasOwn(Reg, upper) ? Reg[upper as RegName] : undefined;
-    if (index === undefined || name !== name.toLowerCase())
+  // A for-in over own keys (no entries array): makeGprs is on the path of every typed host SEAMCALL.
+  for (const name in values) {
+    if (!Object.hasOwn(values, name)) continue;
+    const index = INDEX_BY_NAME[name];
+    if (index === undefined)
       throw new TdxSimError('UNKNOWN_OPTION', `makeGprs: unknown register "${name}"`, name);
+    const value = (values as Record<string, unknown>)[name];
     const wide = typeof value === 'number' && Number.isSafeInteger(value) ? BigInt(value) : value;
     if (typeof wide !== 'bigint' || wide < MIN_I64 || wide > MAX_U64)
       throw new TdxSimError(

@@ -61,7 +61,7 @@ import { vpRead } from './flows/vp-read.js';
 import type { TdmrOptions } from './memory/physical-memory.js';
 import { validateTdmr } from './memory/physical-memory.js';
 import { COPY_BRAND, THIS_COPY } from './package-copy.js';
-import { formatGprs, type Gprs, makeGprs, normalizeGprs, Reg } from './registers.js';
+import { type Gprs, makeGprs, normalizeGprs, Reg } from './registers.js';
 import { type Clock, type CostModel, DEFAULT_COSTS, VirtualClock } from './services/clock.js';
 import { moduleLogger } from './services/logger.js';
 import { RunToCompletionScheduler, type Scheduler, type YieldPoint } from './services/scheduler.js';
@@ -265,9 +265,13 @@ export class TdxModule implements SeamcallPort {
         kind: 'seamcall',
         time: m.clock.now(),
         leaf: seamcallLeafName(leaf) ?? `SEAMCALL ${leaf}`,
-        args: formatGprs(regs, ['RCX', 'RDX', 'R8', 'R9']),
+        args: {
+          rcx: regs[1] as bigint,
+          rdx: regs[2] as bigint,
+          r8: regs[8] as bigint,
+          r9: regs[9] as bigint,
+        },
         status,
-        statusText: formatStatus(status),
       });
     }
     if (log.enabled)
@@ -417,9 +421,15 @@ export class TdxModule implements SeamcallPort {
         time: m.clock.now(),
         vcpu: vcpu.index,
         leaf: tdcallLeafName(leaf) ?? `TDCALL ${leaf}`,
-        args: formatGprs(regs, ['RCX', 'RDX', 'R10', 'R11', 'R12', 'R13']),
+        args: {
+          rcx: regs[1] as bigint,
+          rdx: regs[2] as bigint,
+          r10: regs[10] as bigint,
+          r11: regs[11] as bigint,
+          r12: regs[12] as bigint,
+          r13: regs[13] as bigint,
+        },
         status,
-        statusText: formatStatus(status),
       });
     }
     if (guestLog.enabled)

@@ -136,6 +136,7 @@ export {
 export {
   type ConcurrentFuzzOptions,
   type ConcurrentFuzzResult,
+  FUZZ_CHECK_EVERY,
   FUZZED_PRESETS,
   type FuzzCase,
   type FuzzOptions,

@@ -57,4 +57,20 @@ describe('ConversionEvidenceSink', () => {
     await monitor.afterConversion(range, true, result, seen);
     expect(monitor.violations.map((v) => v.rule)).toEqual(['overclaim-shared']);
   });
+
+  it('a RETRY with an unaligned R11 acknowledges the whole pages below it: evidence the monitor takes', async () => {
+    const lying = hostileVmm('r11-unaligned')?.module({ seed: 1 });
+    if (lying === undefined) throw new Error('no r11-unaligned backend');
+    const { guest, module, td: built, evidence } = await td(lying, 'openvmm');
+    const monitor = new SafetyMonitor({ module, tdr: built.tdr, guest });
+    evidence.takeEvidence();
+    const result = await guest.setShared(range.start, range.end - range.start);
+    const seen = evidence.takeEvidence();
+    expect(seen.acknowledged.length).toBeGreaterThan(0);
+    for (const r of seen.acknowledged) {
+      expect(r.start % 4096).toBe(0);
+      expect(r.end % 4096).toBe(0);
+    }
+    await expect(monitor.afterConversion(range, true, result, seen)).resolves.toBeUndefined();
+  });
 });

@@ -3,13 +3,15 @@
  * script), and every guest preset against every hostile backend.
  */
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   checkGuestSafety,
+  DEFAULT_SAFETY_WORKLOAD,
   GUEST_PRESET_NAMES,
   honestBehaviour,
   hostileVmm,
   hostileVmms,
+  SafetyMonitor,
   safetyWorkload,
   vmmBehaviour,
 } from '../src/index.js';
@@ -99,5 +101,40 @@ describe('every guest preset against every hostile backend', () => {
         unsafe.push(`${guest}:${[...new Set(report.violations.map((v) => v.rule))].sort().join(',')}`);
     }
     expect(unsafe).toEqual(EXPECTED_UNSAFE[name] ?? []);
+  });
+});
+
+describe('checkEvery: the full invariant check sampled over the steps', () => {
+  it('runs after every N-th step and after the last; the per-step properties still see every step', async () => {
+    const [honest] = fc.sample(honestBehaviour(), { seed: 1, numRuns: 1 });
+    if (honest === undefined) throw new Error('no honest behaviour sampled');
+    const checks = vi.spyOn(SafetyMonitor.prototype, 'check');
+    try {
+      const every = await checkGuestSafety({ vmm: honest, guest: 'strict' });
+      expect(checks).toHaveBeenCalledTimes(DEFAULT_SAFETY_WORKLOAD.steps.length);
+      checks.mockClear();
+      // 8 steps, every 3rd: after steps 3 and 6, and after the last.
+      const sampled = await checkGuestSafety({ vmm: honest, guest: 'strict', checkEvery: 3 });
+      expect(checks).toHaveBeenCalledTimes(3);
+      expect(sampled).toEqual(every);
+      checks.mockClear();
+      const hostile = hostileVmm('re-aug-accepted');
+      if (hostile === undefined) throw new Error('re-aug-accepted is missing from the catalog');
+      const endOnly = await checkGuestSafety({ vmm: hostile.behaviour(), guest: 'strict', checkEvery: 1000 });
+      expect(checks).toHaveBeenCalledTimes(1);
+      expect(endOnly.notes.map((n) => n.rule)).toContain('tamper-detected');
+    } finally {
+      checks.mockRestore();
+    }
+  });
+
+  it('refuses a checkEvery that is not a positive integer, naming it', async () => {
+    const [honest] = fc.sample(honestBehaviour(), { seed: 1, numRuns: 1 });
+    if (honest === undefined) throw new Error('no honest behaviour sampled');
+    for (const checkEvery of [0, -1, 1.5, Number.NaN])
+      await expect(checkGuestSafety({ vmm: honest, guest: 'strict', checkEvery })).rejects.toMatchObject({
+        code: 'INVALID_OPTION',
+        argument: 'checkEvery',
+      });
   });
 });

@@ -2,6 +2,7 @@ import type { GuestPresetName } from '@tdxsim/guest';
 import {
   CONCURRENT_FUZZ_BACKENDS,
   type ConcurrentFuzzBackend,
+  FUZZ_CHECK_EVERY,
   type FuzzCase,
   GUEST_PRESET_NAMES,
   isConcurrentFuzzCase,
@@ -30,6 +31,7 @@ interface FuzzOptions {
   readonly preset?: string[];
   readonly replay?: string;
   readonly shard?: Shard;
+  readonly checkEvery?: number;
   readonly concurrent?: boolean;
   readonly vmm?: string[];
 }
@@ -68,6 +70,11 @@ export const fuzzCommand: CliCommand = {
       )
       .option('--replay <json>', 'run one case again: the JSON a failure printed')
       .option(
+        '--check-every <n>',
+        `the module's full invariant check after every N-th step of a case and after its last (default ${FUZZ_CHECK_EVERY}: once per case, at its end; 1: after every step, which also finds an invariant broken and repaired within a case)`,
+        positiveInteger(1e9),
+      )
+      .option(
         '--shard <k/n>',
         'run shard K of N of the campaign: runs/N cases from seed + K − 1 (needs --seed)',
         parseShard,
@@ -87,6 +94,10 @@ async function fuzz(given: FuzzOptions): Promise<number> {
       throw unknownValue('vmm', vmm, CONCURRENT_FUZZ_BACKENDS);
   if (options.vmm.length > 0 && options.concurrent !== true)
     throw new UsageError('--vmm chooses the backends of --concurrent: give --concurrent too');
+  if (options.checkEvery !== undefined && options.concurrent === true)
+    throw new UsageError(
+      '--check-every samples the checks of a sequential case: a --concurrent case checks each step',
+    );
   for (const preset of options.preset)
     if (!(GUEST_PRESET_NAMES as readonly string[]).includes(preset))
       throw unknownValue('preset', preset, GUEST_PRESET_NAMES);
@@ -111,7 +122,7 @@ async function fuzz(given: FuzzOptions): Promise<number> {
     } catch (error) {
       throw new UsageError(`--replay: not a fuzz case: ${(error as Error).message.split('\n')[0]}`);
     }
-    const report = await runFuzzCase(fuzzCase);
+    const report = await runFuzzCase(fuzzCase, options.checkEvery);
     process.stdout.write(`${report.outcomes.join('\n')}\n`);
     process.stdout.write(
       report.safe
@@ -138,6 +149,7 @@ async function fuzz(given: FuzzOptions): Promise<number> {
     ...(options.minutes === undefined ? { runs } : { minutes: options.minutes }),
     ...(options.path === undefined ? {} : { path: options.path }),
     ...(presets === undefined ? {} : { presets }),
+    ...(options.checkEvery === undefined ? {} : { checkEvery: options.checkEvery }),
     log: (line) => process.stdout.write(`${line}\n`),
   });
   const rate = Math.round(result.cases / (result.elapsedMs / 1000));

@@ -1,4 +1,4 @@
-import { type TraceEvent, tdvmcallStatusName } from '@tdxsim/tdx-module';
+import { formatTraceRegs, type TraceEvent, tdvmcallStatusName, traceStatusText } from '@tdxsim/tdx-module';
 import { buildCatalog, type Catalog, findGuest, findVmm, findWorkload } from '../catalog/catalog.js';
 import { collect, positiveInteger } from '../options/option-values.js';
 import { checkInputFile } from '../options/output-paths.js';
@@ -142,20 +142,17 @@ async function replayIn(
 
 /** One trace event as a line: what crossed which boundary, with its decoded status. */
 export function formatTraceEvent(event: TraceEvent): string {
-  const regs = (r: Readonly<Record<string, string>>): string =>
-    Object.entries(r)
-      .map(([k, v]) => `${k}=${v}`)
-      .join(' ');
+  const regs = formatTraceRegs;
   const t = String(event.time).padStart(12);
   switch (event.kind) {
     case 'seamcall':
-      return `${t}  host   SEAMCALL ${event.leaf} ${regs(event.args)} → ${event.statusText}`;
+      return `${t}  host   SEAMCALL ${event.leaf} ${regs(event.args)} → ${traceStatusText(event)}`;
     case 'tdcall':
-      return `${t}  vcpu${event.vcpu}  TDCALL ${event.leaf} ${regs(event.args)} → ${event.statusText}`;
+      return `${t}  vcpu${event.vcpu}  TDCALL ${event.leaf} ${regs(event.args)} → ${traceStatusText(event)}`;
     case 'td-exit':
       return `${t}  vcpu${event.vcpu}  TD exit: ${event.reason} ${regs(event.regs)}`;
     case 'vmm-reply': {
-      const status = event.regs.r10 === undefined ? undefined : tdvmcallStatusName(BigInt(event.regs.r10));
+      const status = event.regs.r10 === undefined ? undefined : tdvmcallStatusName(event.regs.r10);
       return `${t}  vcpu${event.vcpu}  VMM reply ${status ?? 'status'} ${regs(event.regs)}`;
     }
     case 'note':

@@ -8,6 +8,7 @@ const KNOWN = [
   'timeoutMs',
   'shard',
   'policies',
+  'guests',
   'vmms',
   'workloads',
   'expectations',
@@ -31,6 +32,11 @@ export function checkReportInput(input: unknown): void {
     assertInteger('shard.index', index, 1, total);
   }
   assertArray('policies', o.policies, assertString);
+  if (o.guests !== undefined)
+    assertArray('guests', o.guests, (at, guest) => {
+      assertString(`${at}.name`, (guest as { name?: unknown } | null)?.name);
+      assertString(`${at}.file`, (guest as { file?: unknown } | null)?.file);
+    });
   assertArray('vmms', o.vmms, (at, vmm) =>
     assertString(`${at}.name`, (vmm as { name?: unknown } | null)?.name),
   );

@@ -27,8 +27,8 @@ export interface ScenarioCounters {
   tdcalls: number;
 }
 
-const MAP_GPA = `0x${TdvmcallSubfunction.MAP_GPA.toString(16)}`;
-const RETRY = `0x${TdvmcallStatus.RETRY.toString(16)}`;
+const MAP_GPA = TdvmcallSubfunction.MAP_GPA;
+const RETRY = TdvmcallStatus.RETRY;
 /** Calls kept before the mark and after it: the report's timeline window. */
 const WINDOW_BEFORE = 80;
 const WINDOW_AFTER = 40;
@@ -154,13 +154,13 @@ export class ScenarioProbe implements TraceSink {
         if (request === undefined) return;
         c.mapGpaCalls++;
         if (event.regs.r10 === RETRY) c.retries++;
-        const status =
-          event.regs.r10 === '0x0' ? 'SUCCESS' : event.regs.r10 === RETRY ? 'RETRY' : event.regs.r10;
+        const r10 = event.regs.r10;
+        const status = r10 === 0n ? 'SUCCESS' : r10 === RETRY ? 'RETRY' : hexOrUndefined(r10);
         const where = `0x${request.start.toString(16)}..0x${request.end.toString(16)}`;
         this.#keep([
           event.time,
           'e',
-          `MapGPA ${where} → ${status}${status === 'RETRY' ? ` R11=${event.regs.r11}` : ''}`,
+          `MapGPA ${where} → ${status}${status === 'RETRY' ? ` R11=${hexOrUndefined(event.regs.r11)}` : ''}`,
           status === 'SUCCESS' || status === 'RETRY' ? 0 : 1,
         ]);
         return;
@@ -183,4 +183,9 @@ export class ScenarioProbe implements TraceSink {
       if (this.#before.length > 2 * WINDOW_BEFORE) this.#before = this.#before.slice(-WINDOW_BEFORE);
     } else if (this.#after.length < WINDOW_AFTER) this.#after.push(call);
   }
+}
+
+/** A register as the timeline shows it: hex, as the trace prints it (`undefined` when the event lacks it). */
+function hexOrUndefined(value: bigint | undefined): string {
+  return value === undefined ? 'undefined' : `0x${value.toString(16)}`;
 }

@@ -1,6 +1,6 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import type { TraceEvent, TraceSink } from '@tdxsim/tdx-module';
+import { hexTraceRegs, type TraceEvent, type TraceSink, traceStatusText } from '@tdxsim/tdx-module';
 import { assertString, assertTraceEvent } from '../api-validation.js';
 
 /** Thread ids of the trace: the vCPUs' TDCALLs on 1…, their TD exits on 101…, the VMM's SEAMCALLs on 1000. */
@@ -44,19 +44,25 @@ export class TraceJsonWriter implements TraceSink {
     this.#last = ts;
     switch (event.kind) {
       case 'seamcall':
-        this.#instant(VMM_TID, event.leaf, ts, 'seamcall', { ...event.args, status: event.statusText });
+        this.#instant(VMM_TID, event.leaf, ts, 'seamcall', {
+          ...hexTraceRegs(event.args),
+          status: traceStatusText(event),
+        });
         return;
       case 'tdcall':
         this.#thread(1 + event.vcpu, `vCPU ${event.vcpu} TDCALLs`);
-        this.#instant(1 + event.vcpu, event.leaf, ts, 'tdcall', { ...event.args, status: event.statusText });
+        this.#instant(1 + event.vcpu, event.leaf, ts, 'tdcall', {
+          ...hexTraceRegs(event.args),
+          status: traceStatusText(event),
+        });
         return;
       case 'td-exit':
         this.#thread(exitTid(event.vcpu), `vCPU ${event.vcpu} TD exits`);
-        this.#instant(exitTid(event.vcpu), `exit: ${event.reason}`, ts, 'td-exit', event.regs);
+        this.#instant(exitTid(event.vcpu), `exit: ${event.reason}`, ts, 'td-exit', hexTraceRegs(event.regs));
         return;
       case 'vmm-reply':
         this.#thread(exitTid(event.vcpu), `vCPU ${event.vcpu} TD exits`);
-        this.#instant(exitTid(event.vcpu), 'VMM reply', ts, 'vmm-reply', event.regs);
+        this.#instant(exitTid(event.vcpu), 'VMM reply', ts, 'vmm-reply', hexTraceRegs(event.regs));
         return;
       case 'note':
         this.#instant(0, event.text, ts, `note:${event.source}`, {});

@@ -186,20 +186,20 @@ function plan(rng: SeededRng, _vcpu: number): PlannedOp {
 export function acceptedTwice(events: readonly TraceEvent[]): string[] {
   const accepted = new RangeMap<boolean>();
   const found: string[] = [];
-  const span = (rcx: string) => {
-    const { gpa, level } = decodePageInfo(BigInt(rcx));
+  const span = (rcx: bigint) => {
+    const { gpa, level } = decodePageInfo(rcx);
     return { start: gpa, end: gpa + PAGE * 512 ** level };
   };
   for (const event of events) {
     if (event.kind === 'tdcall' && event.leaf === 'TDG.MEM.PAGE.ACCEPT' && event.status === 0n) {
-      const { start, end } = span(event.args.rcx as string);
+      const { start, end } = span(event.args.rcx as bigint);
       for (const run of accepted.runs(start, end))
         if (run.value === true)
           found.push(`accepted twice: 0x${run.start.toString(16)}..0x${run.end.toString(16)}`);
       accepted.set(start, end, true);
     }
     if (event.kind === 'seamcall' && event.leaf === 'TDH.MEM.PAGE.REMOVE' && event.status === 0n) {
-      const { start, end } = span(event.args.rcx as string);
+      const { start, end } = span(event.args.rcx as bigint);
       accepted.set(start, end, false);
     }
   }

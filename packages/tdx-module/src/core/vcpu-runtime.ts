@@ -76,7 +76,17 @@ export class VcpuRuntime {
         time: m.clock.now(),
         vcpu: vcpu.index,
         reason,
-        regs: formatGprs(regs, ['RAX', 'RCX', 'RDX', 'R8', 'R9', 'R10', 'R11', 'R12', 'R13']),
+        regs: {
+          rax: regs[0] as bigint,
+          rcx: regs[1] as bigint,
+          rdx: regs[2] as bigint,
+          r8: regs[8] as bigint,
+          r9: regs[9] as bigint,
+          r10: regs[10] as bigint,
+          r11: regs[11] as bigint,
+          r12: regs[12] as bigint,
+          r13: regs[13] as bigint,
+        },
       });
     }
     if (exitLog.enabled) exitLog('vcpu %d TD exit: %s %s', vcpu.index, reason, hexRegs(regs));
@@ -95,7 +105,12 @@ export class VcpuRuntime {
         kind: 'vmm-reply',
         time: m.clock.now(),
         vcpu: vcpu.index,
-        regs: formatGprs(entry, ['R10', 'R11', 'R12', 'R13']),
+        regs: {
+          r10: entry[10] as bigint,
+          r11: entry[11] as bigint,
+          r12: entry[12] as bigint,
+          r13: entry[13] as bigint,
+        },
       });
     }
   }

@@ -31,7 +31,8 @@ export function vpEnterChecks(m: ModuleState, regs: readonly bigint[], held: Hel
   const owner = m.vcpusByTdvpr.get(Number(tdvpr));
   if (owner === undefined)
     return { kind: 'status', status: withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.RCX) };
-  const tdRegs = makeGprs({ rcx: owner.td.tdr });
+  const tdRegs = makeGprs();
+  tdRegs[Reg.RCX] = BigInt(owner.td.tdr);
   const td = enterTd(m, SeamcallLeaf.VP_ENTER, tdRegs, OperandId.RCX, 'shared', true, held, OperandId.TDR);
   if (typeof td === 'bigint') return { kind: 'status', status: td };
   const { vcpu } = owner;

@@ -51,47 +51,66 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
     out.push({ rule, message });
   };
   const hex = (n: number): string => `0x${n.toString(16)}`;
-  // HPA → who references it, from the TD side.
-  const referenced = new Map<string, string>();
-  const reference = (hpa: number, level: number, type: number, owner: number, by: string): void => {
-    const key = `${hpa}/${level}`;
+  // HPA + level (an HPA is 4K-aligned, a level below 3: the sum is unique) → who references it, from the TD side.
+  // Nothing is allocated per page: a guest page's user is its TD and GPA, kept as numbers and named only when a
+  // message needs it; the few control pages and tables carry their name.
+  const referenced = new Map<number, number>();
+  const userTd: string[] = [];
+  const userGpa: number[] = [];
+  const userName: (string | undefined)[] = [];
+  const describe = (user: number): string =>
+    userName[user] ?? `${userTd[user]} GPA ${hex(userGpa[user] as number)}`;
+  const addUser = (tdName: string, gpa: number, name: string | undefined): number => {
+    userTd.push(tdName);
+    userGpa.push(gpa);
+    userName.push(name);
+    return userTd.length - 1;
+  };
+  const reference = (hpa: number, level: number, type: number, owner: number, user: number): void => {
+    const key = hpa + level;
     const previous = referenced.get(key);
     if (previous !== undefined)
-      fail('hpa-owned-twice', `${hex(hpa)} (level ${level}) used by ${previous} and ${by}`);
-    referenced.set(key, by);
-    const entry = m.pamt.get(hpa, level as 0 | 1 | 2);
-    if (entry.type !== type || entry.owner !== owner) {
+      fail(
+        'hpa-owned-twice',
+        `${hex(hpa)} (level ${level}) used by ${describe(previous)} and ${describe(user)}`,
+      );
+    referenced.set(key, user);
+    const pamtType = m.pamt.getType(hpa, level as 0 | 1 | 2);
+    const pamtOwner = m.pamt.getOwner(hpa, level as 0 | 1 | 2);
+    if (pamtType !== type || pamtOwner !== owner) {
       fail(
         'pamt-sept-agreement',
-        `${by}: PAMT of ${hex(hpa)} at level ${level} is ${pamtPageTypeName(entry.type)} owner ${hex(entry.owner)}, expected ${pamtPageTypeName(type)} owner ${hex(owner)}`,
+        `${describe(user)}: PAMT of ${hex(hpa)} at level ${level} is ${pamtPageTypeName(pamtType)} owner ${hex(pamtOwner)}, expected ${pamtPageTypeName(type)} owner ${hex(owner)}`,
       );
     }
   };
+  const named = (hpa: number, level: number, type: number, owner: number, name: string): void =>
+    reference(hpa, level, type, owner, addUser('', 0, name));
 
   for (const td of m.tds.values()) {
     const tdName = `TD ${hex(td.tdr)}`;
-    reference(td.tdr, 0, PamtPageType.TDR, 0, `${tdName} TDR`);
+    named(td.tdr, 0, PamtPageType.TDR, 0, `${tdName} TDR`);
     if (td.lifecycle === LifecycleState.TEARDOWN) {
       // A torn-down TD's SEPT and vCPUs are dead: what must still agree is the child count with the pages PAMT
       // says it owns, which RECLAIM gives back one by one.
       let owned = 0;
-      for (const entry of m.pamt.usedEntries()) {
-        if (entry.owner !== td.tdr || entry.type === PamtPageType.NDA || entry.type === PamtPageType.TDR)
-          continue;
-        owned += 512 ** entry.level;
-        referenced.set(`${entry.hpa}/${entry.level}`, `${tdName} (teardown)`);
-      }
+      const teardownUser = addUser('', 0, `${tdName} (teardown)`);
+      m.pamt.forEachUsed((hpa, level, type, owner) => {
+        if (owner !== td.tdr || type === PamtPageType.NDA || type === PamtPageType.TDR) return;
+        owned += 512 ** level;
+        referenced.set(hpa + level, teardownUser);
+      });
       if (owned !== td.childCount)
         fail('child-count', `${tdName} (teardown): child count ${td.childCount}, PAMT pages ${owned}`);
       continue;
     }
     let units = td.tdcx.length;
-    for (const page of td.tdcx) reference(page, 0, PamtPageType.TDCX, td.tdr, `${tdName} TDCS`);
+    for (const page of td.tdcx) named(page, 0, PamtPageType.TDCX, td.tdr, `${tdName} TDCS`);
     for (const vcpu of td.vcpus.values()) {
       units += 1 + vcpu.tdcx.length;
-      reference(vcpu.tdvpr, 0, PamtPageType.TDVPR, td.tdr, `${tdName} vCPU ${vcpu.index}`);
+      named(vcpu.tdvpr, 0, PamtPageType.TDVPR, td.tdr, `${tdName} vCPU ${vcpu.index}`);
       for (const page of vcpu.tdcx)
-        reference(page, 0, PamtPageType.TDCX, td.tdr, `${tdName} vCPU ${vcpu.index} TDCX`);
+        named(page, 0, PamtPageType.TDCX, td.tdr, `${tdName} vCPU ${vcpu.index} TDCX`);
     }
     const inGuest = [0, 0];
     for (const vcpu of td.vcpus.values()) {
@@ -132,7 +151,7 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
                 `${tdName}: non-leaf ${hex(gpa)} level ${table.level} has no matching child table`,
               );
             } else {
-              reference(
+              named(
                 child.pageHpa,
                 0,
                 PamtPageType.EPT,
@@ -150,7 +169,7 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
             if (table.level > 2) fail('tree-shape', `${tdName}: leaf at level ${table.level}`);
             const hpa = table.hpa[i] as number;
             units += 512 ** table.level;
-            reference(hpa, table.level, PamtPageType.REG, td.tdr, `${tdName} GPA ${hex(gpa)}`);
+            reference(hpa, table.level, PamtPageType.REG, td.tdr, addUser(tdName, gpa, undefined));
           }
           if (table.level !== 1 && (table.acceptCounter[i] as number) !== 0) {
             fail('tree-shape', `${tdName}: accept counter on a level-${table.level} entry`);
@@ -188,16 +207,16 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
       }
     }
   }
-  for (const entry of m.pamt.usedEntries()) {
-    if (options.locks !== false && hpHeld(entry.lock))
-      fail('lock-held', `PAMT ${hex(entry.hpa)} level ${entry.level} lock ${entry.lock}`);
-    if (entry.type !== PamtPageType.NDA && !referenced.has(`${entry.hpa}/${entry.level}`)) {
+  m.pamt.forEachUsed((hpa, level, type, _owner, lock) => {
+    if (options.locks !== false && hpHeld(lock))
+      fail('lock-held', `PAMT ${hex(hpa)} level ${level} lock ${lock}`);
+    if (type !== PamtPageType.NDA && !referenced.has(hpa + level)) {
       fail(
         'pamt-sept-agreement',
-        `PAMT ${hex(entry.hpa)} level ${entry.level} is ${pamtPageTypeName(entry.type)} but nothing uses it`,
+        `PAMT ${hex(hpa)} level ${level} is ${pamtPageTypeName(type)} but nothing uses it`,
       );
     }
-  }
+  });
   return out;
 }
 

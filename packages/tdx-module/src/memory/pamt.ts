@@ -166,6 +166,12 @@ export class Pamt {
     return block === undefined ? PamtPageType.NDA : (block.type[index] as number);
   }
 
+  /** The owning TDR of one entry (0 for NDA pages and TDRs). */
+  getOwner(hpa: number, level: PamtLevel): number {
+    const { block, index } = this.slot(hpa, level, false);
+    return block === undefined ? 0 : (block.owner[index] as number);
+  }
+
   getBepoch(hpa: number, level: PamtLevel): number {
     const { block, index } = this.slot(hpa, level, false);
     return block === undefined ? 0 : (block.bepoch[index] as number);
@@ -220,6 +226,26 @@ export class Pamt {
     return 0;
   }
 
+  /**
+   * Calls `visit` for every entry that is not PT_NDA or holds a lock word, in address order and without allocating
+   * per entry (the invariant checks visit every page of a TD).
+   */
+  forEachUsed(
+    visit: (hpa: number, level: PamtLevel, type: number, owner: number, lock: number) => void,
+  ): void {
+    const keys = [...this.#regions.keys()].sort((a, b) => a - b);
+    for (const key of keys) {
+      const region = this.#regions.get(key) as PamtRegion;
+      const base = key * GIB;
+      visitBlock(region.entry1g, base, GIB, 2, visit);
+      visitBlock(region.entries2m, base, MIB2, 1, visit);
+      for (let i = 0; i < 512; i++) {
+        const block = region.blocks4k[i];
+        if (block !== undefined) visitBlock(block, base + i * MIB2, KIB4, 0, visit);
+      }
+    }
+  }
+
   /** Every entry that is not PT_NDA or holds a lock word, for invariant checks and snapshots. */
   *usedEntries(): Generator<{ hpa: number; level: PamtLevel } & PamtEntry> {
     const keys = [...this.#regions.keys()].sort((a, b) => a - b);
@@ -255,5 +281,21 @@ function* entriesOf(
       bepoch: block.bepoch[i] as number,
       lock,
     };
+  }
+}
+
+function visitBlock(
+  block: PamtBlock,
+  base: number,
+  size: number,
+  level: PamtLevel,
+  visit: (hpa: number, level: PamtLevel, type: number, owner: number, lock: number) => void,
+): void {
+  if (block.used === 0 && block.lock.every((word) => word === 0)) return;
+  for (let i = 0; i < block.type.length; i++) {
+    const type = block.type[i] as number;
+    const lock = block.lock[i] as number;
+    if (type === PamtPageType.NDA && lock === 0) continue;
+    visit(base + i * size, level, type, block.owner[i] as number, lock);
   }
 }

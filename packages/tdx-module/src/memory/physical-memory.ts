@@ -1,6 +1,7 @@
 import { assertKnownOptions, assertObject, TdxSimError } from '../errors.js';
 
 const PAGE = 4096;
+const CHUNK = 2 ** 21;
 
 /**
  * The contents of host physical memory, stored sparsely: a 4K page that was never written (or was zeroed) holds
@@ -8,6 +9,24 @@ const PAGE = 4096;
  */
 export class PhysicalMemory {
   readonly #pages = new Map<number, Uint8Array>();
+  /** Stored pages per 2 MiB chunk: zeroing a large range visits only the chunks that hold bytes. */
+  readonly #perChunk = new Map<number, number>();
+
+  #store(base: number, page: Uint8Array): void {
+    if (!this.#pages.has(base)) {
+      const chunk = base - (base % CHUNK);
+      this.#perChunk.set(chunk, (this.#perChunk.get(chunk) ?? 0) + 1);
+    }
+    this.#pages.set(base, page);
+  }
+
+  #drop(base: number): void {
+    if (!this.#pages.delete(base)) return;
+    const chunk = base - (base % CHUNK);
+    const left = (this.#perChunk.get(chunk) as number) - 1;
+    if (left === 0) this.#perChunk.delete(chunk);
+    else this.#perChunk.set(chunk, left);
+  }
 
   /** Copies `length` bytes at `hpa`. */
   read(hpa: number, length: number): Uint8Array {
@@ -39,7 +58,7 @@ export class PhysicalMemory {
           continue;
         }
         page = new Uint8Array(PAGE);
-        this.#pages.set(base, page);
+        this.#store(base, page);
       }
       page.set(data.subarray(done, done + n), offset);
       done += n;
@@ -48,19 +67,20 @@ export class PhysicalMemory {
 
   /** Zeroes `size` bytes from the page-aligned `hpa` (drops the stored pages). */
   zero(hpa: number, size: number): void {
-    if (size >= PAGE * 64 && this.#pages.size < size / PAGE) {
-      for (const base of [...this.#pages.keys()])
-        if (base >= hpa && base < hpa + size) this.#pages.delete(base);
-      return;
+    if (this.#pages.size === 0) return;
+    const end = hpa + size;
+    for (let chunk = hpa - (hpa % CHUNK); chunk < end; chunk += CHUNK) {
+      if (!this.#perChunk.has(chunk)) continue;
+      const to = Math.min(end, chunk + CHUNK);
+      for (let at = Math.max(hpa, chunk); at < to && this.#perChunk.has(chunk); at += PAGE) this.#drop(at);
     }
-    for (let at = hpa; at < hpa + size; at += PAGE) this.#pages.delete(at);
   }
 
   /** Copies one 4K page. */
   copyPage(fromHpa: number, toHpa: number): void {
     const page = this.#pages.get(fromHpa);
-    if (page === undefined) this.#pages.delete(toHpa);
-    else this.#pages.set(toHpa, page.slice());
+    if (page === undefined) this.#drop(toHpa);
+    else this.#store(toHpa, page.slice());
   }
 
   /** True if any byte of the 4K page at `hpa` is non-zero. */

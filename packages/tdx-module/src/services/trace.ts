@@ -1,4 +1,12 @@
+import { formatStatus } from '../abi/status-decoder.js';
 import { assertIntegerInRange } from '../errors.js';
+
+/**
+ * Register values a trace event carries, by lower-case name (`rcx`, `r10`, …), in the order they are printed. Values,
+ * not text: formatting costs more than the call it records, so it happens only when something prints the event
+ * ({@link formatTraceRegs}, {@link hexTraceRegs}).
+ */
+export type TraceRegs = Readonly<Record<string, bigint>>;
 
 /** One record of what crossed a boundary: a SEAMCALL, a TDCALL, a TD exit or a VMM reply. */
 export type TraceEvent =
@@ -6,32 +14,33 @@ export type TraceEvent =
       readonly kind: 'seamcall';
       readonly time: number;
       readonly leaf: string;
-      readonly args: Readonly<Record<string, string>>;
+      /** RCX, RDX, R8, R9 as the VMM passed them. */
+      readonly args: TraceRegs;
       readonly status: bigint;
-      readonly statusText: string;
     }
   | {
       readonly kind: 'tdcall';
       readonly time: number;
       readonly vcpu: number;
       readonly leaf: string;
-      readonly args: Readonly<Record<string, string>>;
-      /** Undefined while the call is still in progress (it ended in a TD exit). */
+      /** RCX, RDX, R10 … R13 as the guest passed them. */
+      readonly args: TraceRegs;
       readonly status: bigint;
-      readonly statusText: string;
     }
   | {
       readonly kind: 'td-exit';
       readonly time: number;
       readonly vcpu: number;
       readonly reason: string;
-      readonly regs: Readonly<Record<string, string>>;
+      /** RAX (the exit reason), RCX, RDX, R8 … R13. */
+      readonly regs: TraceRegs;
     }
   | {
       readonly kind: 'vmm-reply';
       readonly time: number;
       readonly vcpu: number;
-      readonly regs: Readonly<Record<string, string>>;
+      /** R10 … R13: the GHCI output registers of the next entry. */
+      readonly regs: TraceRegs;
     }
   | {
       readonly kind: 'note';
@@ -54,12 +63,35 @@ export class NullTraceSink implements TraceSink {
   record(): void {}
 }
 
-/** Keeps the last `capacity` events in memory. */
+/** `rcx=0x1000 rdx=0x0`: register values as printed in traces and logs. */
+export function formatTraceRegs(regs: TraceRegs): string {
+  let out = '';
+  for (const name in regs) out += `${out === '' ? '' : ' '}${name}=0x${(regs[name] as bigint).toString(16)}`;
+  return out;
+}
+
+/** `{ rcx: '0x1000', rdx: '0x0' }`: register values as hex strings, for JSON. */
+export function hexTraceRegs(regs: TraceRegs): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name in regs) out[name] = `0x${(regs[name] as bigint).toString(16)}`;
+  return out;
+}
+
+/** The status of a SEAMCALL or TDCALL event as printed: its name and the 64-bit value (`SUCCESS 0x0000…`). */
+export function traceStatusText(event: { readonly status: bigint }): string {
+  return formatStatus(event.status);
+}
+
+/** Keeps the last `capacity` events in memory (a ring: recording into a full buffer costs the same as any other). */
 export class MemoryTraceSink implements TraceSink {
   readonly enabled = true;
   readonly #capacity: number;
-  #events: TraceEvent[] = [];
+  #ring: TraceEvent[] = [];
+  /** Where the next event goes once the ring is full (the oldest event's slot). */
+  #head = 0;
   #dropped = 0;
+  /** The ordered view last handed out, until the next record. */
+  #ordered: TraceEvent[] | undefined;
 
   constructor(capacity = 100_000) {
     assertIntegerInRange('capacity', capacity, 1, 2 ** 32);
@@ -67,16 +99,21 @@ export class MemoryTraceSink implements TraceSink {
   }
 
   record(event: TraceEvent): void {
-    if (this.#events.length >= this.#capacity) {
-      this.#events.shift();
-      this.#dropped++;
+    this.#ordered = undefined;
+    if (this.#ring.length < this.#capacity) {
+      this.#ring.push(event);
+      return;
     }
-    this.#events.push(event);
+    this.#ring[this.#head] = event;
+    this.#head = this.#head + 1 === this.#capacity ? 0 : this.#head + 1;
+    this.#dropped++;
   }
 
   /** Events in order, oldest first. */
   get events(): readonly TraceEvent[] {
-    return this.#events;
+    if (this.#head === 0) return this.#ring;
+    this.#ordered ??= [...this.#ring.slice(this.#head), ...this.#ring.slice(0, this.#head)];
+    return this.#ordered;
   }
 
   /** How many events were dropped because the buffer was full. */
@@ -86,7 +123,9 @@ export class MemoryTraceSink implements TraceSink {
 
   /** Forgets the records kept so far. */
   clear(): void {
-    this.#events = [];
+    this.#ring = [];
+    this.#head = 0;
     this.#dropped = 0;
+    this.#ordered = undefined;
   }
 }

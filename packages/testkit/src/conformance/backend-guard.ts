@@ -456,6 +456,8 @@ export class BackendGuard {
     const status = out[Reg.RAX] as bigint;
     if (status === 0n) this.#successes++;
     const why = avoidableSeamcallError(status);
+    // The call's text only when something reads it (the debug log or an error): it costs more than the call.
+    if (why === undefined && !errorLog.enabled) return out;
     const call = `${name} ${Object.entries(formatGprs(regs, ['RCX', 'RDX', 'R8']))
       .map(([k, v]) => `${k}=${v}`)
       .join(' ')}`;

@@ -1,9 +1,11 @@
 import {
   checkInvariants,
+  hexTraceRegs,
   TdvmcallStatus,
   TdvmcallSubfunction,
   type TdxModule,
   type TraceEvent,
+  type TraceRegs,
   type TraceSink,
   tdvmcallStatusName,
   VmExitReason,
@@ -126,7 +128,7 @@ export class MapGpaObserver implements TraceSink {
       if (why !== undefined)
         this.report(
           isTlbTrackingError(event.status) ? 'tlb-tracking' : 'seamcall-no-state-errors',
-          `${event.leaf} ${JSON.stringify(event.args)} → ${why} (${where})`,
+          `${event.leaf} ${JSON.stringify(hexTraceRegs(event.args))} → ${why} (${where})`,
         );
       else if (event.status >> 63n === 0n) this.#notePrivateOp(event.leaf, event.args);
       return;
@@ -134,16 +136,13 @@ export class MapGpaObserver implements TraceSink {
     const td = this.#td;
     if (td === undefined) return;
     if (event.kind === 'td-exit') {
-      const rax = BigInt(event.regs['rax'] ?? '0');
+      const rax = event.regs['rax'] ?? 0n;
       if (Number(rax & 0xffffn) !== VmExitReason.TDCALL) return;
-      if (
-        BigInt(event.regs['r10'] ?? '1') !== 0n ||
-        BigInt(event.regs['r11'] ?? '0') !== TdvmcallSubfunction.MAP_GPA
-      )
+      if ((event.regs['r10'] ?? 1n) !== 0n || (event.regs['r11'] ?? 0n) !== TdvmcallSubfunction.MAP_GPA)
         return;
       this.#pending.set(event.vcpu, {
-        r12: BigInt(event.regs['r12'] ?? '0'),
-        r13: BigInt(event.regs['r13'] ?? '0'),
+        r12: event.regs['r12'] ?? 0n,
+        r13: event.regs['r13'] ?? 0n,
         sharedBefore: new Map(td.module.sharedEpt(td.tdr).entries()),
         ops: [],
       });
@@ -153,15 +152,15 @@ export class MapGpaObserver implements TraceSink {
       const call = this.#pending.get(event.vcpu);
       if (call === undefined) return;
       this.#pending.delete(event.vcpu);
-      this.#judge(td, call, BigInt(event.regs['r10'] ?? '0'), BigInt(event.regs['r11'] ?? '0'));
+      this.#judge(td, call, event.regs['r10'] ?? 0n, event.regs['r11'] ?? 0n);
     }
   }
 
   /** Notes a successful private-side SEAMCALL against every MapGPA call in flight. */
-  #notePrivateOp(leaf: string, args: Readonly<Record<string, string>>): void {
+  #notePrivateOp(leaf: string, args: TraceRegs): void {
     if (this.#pending.size === 0 || (!BACKING_LEAVES.has(leaf) && !STATE_LEAVES.has(leaf))) return;
     // RCX = GPA | level (reference tdx-module.md, page-info operand).
-    const rcx = Number(BigInt(args['rcx'] ?? '0'));
+    const rcx = Number(args['rcx'] ?? 0n);
     const level = rcx % 8;
     const start = rcx - (rcx % PAGE);
     const op = { leaf, start, end: start + PAGE * 512 ** level };

@@ -1,4 +1,10 @@
-import { describePoint, type ScheduleStep, type TraceEvent } from '@tdxsim/tdx-module';
+import {
+  describePoint,
+  formatTraceRegs,
+  type ScheduleStep,
+  type TraceEvent,
+  traceStatusText,
+} from '@tdxsim/tdx-module';
 import { TestkitError } from '../errors.js';
 import { assertObjectArgument } from './explore-arguments.js';
 import type { ExploreFailure, ExploreResult } from './explore-types.js';
@@ -11,15 +17,12 @@ function assertArrayArgument(argument: string, value: unknown): void {
 /** One trace event as a line of text (64-bit values as hex), the form traces are compared and printed in. */
 export function formatTraceEvent(event: TraceEvent): string {
   assertObjectArgument('event', event);
-  const regs = (values: Readonly<Record<string, string>>): string =>
-    Object.entries(values)
-      .map(([name, value]) => `${name}=${value}`)
-      .join(' ');
+  const regs = formatTraceRegs;
   switch (event.kind) {
     case 'seamcall':
-      return `${event.time} host ${event.leaf} ${regs(event.args)} -> ${event.statusText}`;
+      return `${event.time} host ${event.leaf} ${regs(event.args)} -> ${traceStatusText(event)}`;
     case 'tdcall':
-      return `${event.time} vcpu${event.vcpu} ${event.leaf} ${regs(event.args)} -> ${event.statusText}`;
+      return `${event.time} vcpu${event.vcpu} ${event.leaf} ${regs(event.args)} -> ${traceStatusText(event)}`;
     case 'td-exit':
       return `${event.time} vcpu${event.vcpu} exit: ${event.reason} ${regs(event.regs)}`;
     case 'vmm-reply':

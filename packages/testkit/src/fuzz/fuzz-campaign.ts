@@ -4,7 +4,12 @@ import { safetyWorkload } from '../arbitraries/safety-workload-arbitrary.js';
 import { vmmBehaviour } from '../arbitraries/vmm-behaviour-arbitraries.js';
 import type { VmmBehaviour } from '../behaviour/vmm-behaviour.js';
 import { TestkitError } from '../errors.js';
-import { checkGuestSafety, GUEST_PRESET_NAMES, type GuestSafetyReport } from '../properties/guest-safety.js';
+import {
+  checkGuestSafety,
+  GUEST_PRESET_NAMES,
+  type GuestSafetyCase,
+  type GuestSafetyReport,
+} from '../properties/guest-safety.js';
 import type { SafetyWorkload } from '../properties/safety-workload.js';
 import {
   assertFunction,
@@ -64,7 +69,19 @@ export interface FuzzOptions {
   readonly log?: (line: string) => void;
   /** Milliseconds between progress lines (default 5000). */
   readonly progressEveryMs?: number;
+  /**
+   * The module's full invariant check after every N-th step of a case and after its last (default
+   * {@link FUZZ_CHECK_EVERY}); 1 checks after every step. See {@link GuestSafetyCase.checkEvery} for what sampling
+   * can miss.
+   */
+  readonly checkEvery?: number;
 }
+
+/**
+ * Steps between the full invariant checks of a fuzz case by default: a case has at most 3 conversion steps, so the
+ * check runs once, at its end (the per-step guest properties still run after every step).
+ */
+export const FUZZ_CHECK_EVERY = 4;
 
 /**
  * What a fuzz campaign found: its seed (to replay), the cases run, and the shrunk counterexample with its
@@ -103,13 +120,15 @@ export function fuzzCase(presets: readonly GuestPresetName[] = FUZZED_PRESETS): 
 }
 
 /** Runs one case: the guest safety properties against its behaviour. */
-export function runFuzzCase(fuzz: FuzzCase): Promise<GuestSafetyReport> {
+export function runFuzzCase(fuzz: FuzzCase, checkEvery = FUZZ_CHECK_EVERY): Promise<GuestSafetyReport> {
   assertOptions('runFuzzCase', 'fuzz', fuzz, ['behaviour', 'guest', 'workload', 'gpaw'], false);
+  assertIntegerOption('checkEvery', checkEvery, 1);
   return checkGuestSafety({
     vmm: fuzz.behaviour,
     guest: fuzz.guest,
     workload: fuzz.workload,
     gpaw: fuzz.gpaw,
+    checkEvery,
   });
 }
 
@@ -119,19 +138,29 @@ export function runFuzzCase(fuzz: FuzzCase): Promise<GuestSafetyReport> {
  * result carries it with the seed and path that replay it.
  */
 export async function runFuzzCampaign(options: FuzzOptions = {}): Promise<FuzzResult> {
-  checkFuzzOptions('runFuzzCampaign', options);
+  checkFuzzOptions('runFuzzCampaign', options, ['checkEvery']);
+  assertIntegerOption('checkEvery', options.checkEvery, 1);
   const presets = options.presets ?? FUZZED_PRESETS;
   if (presets.length === 0) throw new TestkitError('INVALID_OPTION', 'presets must not be empty', 'presets');
-  const found = await runCampaign(fuzzCase(presets), async (fuzz) => (await runFuzzCase(fuzz)).safe, options);
+  const checkEvery = options.checkEvery ?? FUZZ_CHECK_EVERY;
+  const found = await runCampaign(
+    fuzzCase(presets),
+    async (fuzz) => (await runFuzzCase(fuzz, checkEvery)).safe,
+    options,
+  );
   if (found.counterexample === undefined) return found;
-  return { ...found, counterexample: found.counterexample, report: await runFuzzCase(found.counterexample) };
+  return {
+    ...found,
+    counterexample: found.counterexample,
+    report: await runFuzzCase(found.counterexample, checkEvery),
+  };
 }
 
 /**
- * Options of {@link runConcurrentFuzzCampaign}: those of {@link runFuzzCampaign} and the backends the cases run
- * against (default `kvm` and `hyperv`).
+ * Options of {@link runConcurrentFuzzCampaign}: those of {@link runFuzzCampaign} but `checkEvery` (a concurrent case
+ * is checked as the explorer checks it), and the backends the cases run against (default `kvm` and `hyperv`).
  */
-export interface ConcurrentFuzzOptions extends FuzzOptions {
+export interface ConcurrentFuzzOptions extends Omit<FuzzOptions, 'checkEvery'> {
   readonly backends?: readonly ConcurrentFuzzBackend[];
 }
 

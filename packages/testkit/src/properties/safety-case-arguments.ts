@@ -1,5 +1,12 @@
 import { TestkitError } from '../errors.js';
-import { assertInteger, assertNonEmptyArray, assertOneOf, assertOptions, show } from '../validation.js';
+import {
+  assertInteger,
+  assertIntegerOption,
+  assertNonEmptyArray,
+  assertOneOf,
+  assertOptions,
+  show,
+} from '../validation.js';
 
 /** `checkGuestSafety`'s workload: RAM in pages and steps that stay inside it. */
 export function checkSafetyWorkload(argument: string, value: unknown): void {
@@ -24,8 +31,14 @@ export function checkSafetyWorkload(argument: string, value: unknown): void {
 
 /** `checkGuestSafety`'s case, checked before any TD is built. */
 export function checkSafetyCase(value: unknown, presets: readonly string[]): void {
-  assertOptions('checkGuestSafety', 'safetyCase', value, ['vmm', 'guest', 'workload', 'gpaw'], false);
-  const { vmm, guest, workload, gpaw } = value as Record<string, unknown>;
+  assertOptions(
+    'checkGuestSafety',
+    'safetyCase',
+    value,
+    ['vmm', 'guest', 'workload', 'gpaw', 'checkEvery'],
+    false,
+  );
+  const { vmm, guest, workload, gpaw, checkEvery } = value as Record<string, unknown>;
   const isModule =
     typeof vmm === 'object' && vmm !== null && typeof (vmm as { load?: unknown }).load === 'function';
   if (!isModule && (typeof vmm !== 'object' || vmm === null || !('steps' in vmm)))
@@ -43,4 +56,5 @@ export function checkSafetyCase(value: unknown, presets: readonly string[]): voi
     );
   if (workload !== undefined) checkSafetyWorkload('workload', workload);
   assertOneOf('gpaw', gpaw, [48, 52], true, 'INVALID_ARGUMENT');
+  assertIntegerOption('checkEvery', checkEvery, 1);
 }

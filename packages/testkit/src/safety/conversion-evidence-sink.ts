@@ -9,9 +9,9 @@ import {
 } from '@tdxsim/tdx-module';
 import type { ConversionEvidence } from './safety-monitor.js';
 
-const MAP_GPA = `0x${TdvmcallSubfunction.MAP_GPA.toString(16)}`;
-const SUCCESS = '0x0';
-const RETRY = `0x${TdvmcallStatus.RETRY.toString(16)}`;
+const MAP_GPA = TdvmcallSubfunction.MAP_GPA;
+const SUCCESS = 0n;
+const RETRY = TdvmcallStatus.RETRY;
 
 /** A MapGPA call waiting for the VMM's reply: its request as private GPAs, and its direction. */
 export interface PendingMapGpa extends GpaRange {
@@ -47,16 +47,16 @@ export class ConversionEvidenceSink implements TraceSink {
       case 'seamcall':
         if (event.leaf === 'TDH.MEM.PAGE.REMOVE' && event.status === 0n) {
           // RCX = GPA | level (reference tdx-module.md, page-info operand).
-          const rcx = Number(BigInt(event.args.rcx ?? '0'));
+          const rcx = Number(event.args.rcx ?? 0n);
           const gpa = rcx - (rcx % 4096);
           this.#removed.push({ start: gpa, end: gpa + 4096 * 512 ** (rcx % 8) });
         }
         return;
       case 'td-exit':
         if (event.reason.startsWith('TDCALL') && event.regs.r11 === MAP_GPA) {
-          const r12 = BigInt(event.regs.r12 ?? '0');
+          const r12 = event.regs.r12 ?? 0n;
           const start = toPrivateGpa(Number(r12), this.#gpaw);
-          const end = start + Number(BigInt(event.regs.r13 ?? '0'));
+          const end = start + Number(event.regs.r13 ?? 0n);
           this.#pending.set(event.vcpu, { start, end, toShared: r12 !== BigInt(start) });
         }
         return;
@@ -66,11 +66,15 @@ export class ConversionEvidenceSink implements TraceSink {
         this.#pending.delete(event.vcpu);
         if (event.regs.r10 === SUCCESS) this.#acknowledged.push({ start: request.start, end: request.end });
         if (event.regs.r10 === RETRY) {
-          const r11 = BigInt(event.regs.r11 ?? '0');
+          const r11 = event.regs.r11 ?? 0n;
           const next = r11 < 2n ** 52n ? toPrivateGpa(Number(r11), this.#gpaw) : Number.POSITIVE_INFINITY;
-          // A RETRY says work remains: R11 must lie in [R12, R12 + R13) to acknowledge [R12, R11).
+          // A RETRY says work remains: R11 must lie in [R12, R12 + R13) to acknowledge [R12, R11). A hostile VMM's
+          // unaligned R11 acknowledges only the whole pages below it (the evidence is in pages).
           if (next >= request.start && next < request.end)
-            this.#acknowledged.push({ start: request.start, end: next });
+            this.#acknowledged.push({
+              start: request.start,
+              end: Math.max(request.start, next - (next % 4096)),
+            });
         }
         return;
       }

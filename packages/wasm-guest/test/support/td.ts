@@ -6,6 +6,7 @@ import {
   type Scheduler,
   type TdxModule,
   type TraceSink,
+  traceStatusText,
 } from '@tdxsim/tdx-module';
 import type { ContainerModule } from 'inversify';
 import {
@@ -104,7 +105,7 @@ export function guestCalls(trace: MemoryTraceSink): string[] {
     if (event.kind === 'note' && event.source === 'guest' && !event.text.startsWith('operation '))
       calls.push(event.text);
     if (event.kind === 'tdcall' && event.leaf === 'TDG.MEM.PAGE.ACCEPT')
-      calls.push(`ACCEPT ${event.args.rcx} -> ${event.statusText}`);
+      calls.push(`ACCEPT 0x${(event.args.rcx ?? 0n).toString(16)} -> ${traceStatusText(event)}`);
   }
   return calls;
 }

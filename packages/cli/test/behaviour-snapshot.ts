@@ -1,0 +1,87 @@
+/**
+ * The behaviour the performance work (issue 14) must not change: a fixed set of default-matrix scenarios run with
+ * their traces kept, reduced to what a user sees — outcome, reason, violations, notes, counters, the HTML report's
+ * detail and every trace event as `replay --trace` prints it (hashed; the first lines kept for a readable diff).
+ *
+ * Regenerate (only when a behaviour change is intended and reviewed):
+ *   UPDATE_BEHAVIOUR_SNAPSHOT=1 npx vitest run packages/cli/test/behaviour-snapshot.spec.ts
+ */
+import { createHash } from 'node:crypto';
+import { buildCatalog, findVmm, findWorkload } from '../src/catalog/catalog.js';
+import { formatTraceEvent } from '../src/commands/replay-command.js';
+import { runScenario } from '../src/scenario/run-scenario.js';
+import type { ScenarioSpec } from '../src/scenario/scenario-result.js';
+
+const MIB = 2 ** 20;
+
+/** Policies that validate everything, validate little, and a middle one. */
+const POLICIES = ['linux', 'openvmm', 'strict'];
+/** Every honest backend and hostile ones that reach different paths (stall, R11 lies, aliasing, re-AUG). */
+const VMMS = [
+  'kvm',
+  'kvm-events',
+  'hyperv-512',
+  'hyperv-8192',
+  'never-progresses',
+  'r11-past-end',
+  'converts-less',
+  'shared-page-aliased',
+  're-aug-accepted',
+  'inconsistent-replies',
+];
+/** The default workloads at sizes that keep every trace event in memory (same paths, fewer pages). */
+const WORKLOADS: readonly [name: string, amount: number | undefined][] = [
+  ['swiotlb-1g', 8 * MIB],
+  ['accept-4g', 64 * MIB],
+  ['churn', 60],
+  ['dma-small', undefined],
+];
+
+/** The specs of the snapshot, in a fixed order. */
+export function snapshotSpecs(): ScenarioSpec[] {
+  const specs: ScenarioSpec[] = [];
+  for (const policy of POLICIES)
+    for (const vmm of VMMS)
+      for (const [workload, amount] of WORKLOADS)
+        specs.push({ policy, vmm, workload, seed: 1, ...(amount === undefined ? {} : { amount }) });
+  return specs;
+}
+
+/** What one scenario did, wall time left out. */
+export interface BehaviourRecord {
+  readonly id: string;
+  readonly outcome: string;
+  readonly reason: string | null;
+  readonly violations: unknown;
+  readonly notes: unknown;
+  readonly counters: unknown;
+  readonly detailSha256: string;
+  readonly traceEvents: number;
+  readonly traceSha256: string;
+  /** The first trace lines, so that a difference shows where it starts. */
+  readonly traceHead: readonly string[];
+}
+
+/** Runs `spec` with its trace kept and reduces it to a {@link BehaviourRecord}. */
+export async function behaviourOf(spec: ScenarioSpec): Promise<BehaviourRecord> {
+  const catalog = await buildCatalog();
+  const run = await runScenario(spec, findVmm(catalog, spec.vmm), findWorkload(catalog, spec.workload), {
+    keepTrace: true,
+  });
+  const lines = run.trace.map(formatTraceEvent);
+  const hash = createHash('sha256');
+  for (const line of lines) hash.update(`${line}\n`);
+  const { wallMs: _wall, ...rest } = run.result;
+  return {
+    id: `${rest.id}@${rest.amount}`,
+    outcome: rest.outcome,
+    reason: rest.reason,
+    violations: rest.violations,
+    notes: rest.notes,
+    counters: rest.counters,
+    detailSha256: createHash('sha256').update(JSON.stringify(run.detail)).digest('hex'),
+    traceEvents: lines.length,
+    traceSha256: hash.digest('hex'),
+    traceHead: lines.slice(0, 12),
+  };
+}
