@@ -1,34 +1,18 @@
-import { HypervError } from './errors.js';
+import { type ArgumentChecks, argumentChecks } from '@tdxsim/tdx-module';
+import { HypervError, type HypervErrorCode } from './errors.js';
 
 /**
  * Argument checks at the Hyper-V backend's entry points (issue 10 item 7): each throws a {@link HypervError} naming
  * the argument, before the backend records anything or makes a SEAMCALL.
  */
 
-const show = (value: unknown): string =>
-  typeof value === 'bigint'
-    ? `${value}n`
-    : typeof value === 'string'
-      ? JSON.stringify(value)
-      : Array.isArray(value)
-        ? 'an array'
-        : String(value);
+type Checks = ArgumentChecks<HypervErrorCode>;
+const checks: Checks = argumentChecks<HypervErrorCode>(
+  (code, message, argument) => new HypervError(code, message, argument),
+);
+const show = checks.show;
 
-/** `value` must be an integer in [min, max]. */
-export function assertInteger(
-  argument: string,
-  value: unknown,
-  min: number,
-  max: number,
-): asserts value is number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw new HypervError(
-      'INVALID_ARGUMENT',
-      `${argument} must be an integer in [${min}, ${max}], got ${show(value)}`,
-      argument,
-    );
-  }
-}
+export const assertInteger: Checks['assertInteger'] = checks.assertInteger;
 
 /** A guest-physical or host-physical address: an integer in [0, 2^52) that is a multiple of `alignment`. */
 export function assertAddress(argument: string, value: unknown, alignment = 4096): asserts value is number {
@@ -42,51 +26,18 @@ export function assertAddress(argument: string, value: unknown, alignment = 4096
   }
 }
 
-/** An options bag: a plain object whose keys are all in `known`. */
+/** An options bag: a plain object (required) whose keys are all in `known`. */
 export function assertOptions(
   where: string,
   argument: string,
   value: unknown,
   known: readonly string[],
 ): asserts value is object {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new HypervError(
-      'INVALID_OPTION',
-      `${where}: ${argument} must be an object, got ${show(value)}`,
-      argument,
-    );
-  }
-  for (const key of Object.keys(value)) {
-    if (!known.includes(key)) {
-      throw new HypervError(
-        'UNKNOWN_OPTION',
-        `${where}: unknown option "${key}" (known: ${known.join(', ')})`,
-        key,
-      );
-    }
-  }
+  checks.assertOptions(where, argument, value, known, false);
 }
 
 /** An object with every method of `methods` (duck-typed: a TdxModule or HostSeamcalls of any copy). */
-export function assertMethods(
-  argument: string,
-  value: unknown,
-  what: string,
-  methods: readonly string[],
-): void {
-  if (typeof value !== 'object' || value === null) {
-    throw new HypervError('INVALID_ARGUMENT', `${argument} must be ${what}, got ${show(value)}`, argument);
-  }
-  for (const method of methods) {
-    if (typeof (value as Record<string, unknown>)[method] !== 'function') {
-      throw new HypervError(
-        'INVALID_ARGUMENT',
-        `${argument} must be ${what}: it has no ${method} method`,
-        argument,
-      );
-    }
-  }
-}
+export const assertMethods: Checks['assertMethods'] = checks.assertMethods;
 
 /** A TD exit as the module reports it: TDR, TDVPR, vCPU index and at least 16 bigint registers. */
 export function assertExit(argument: string, value: unknown): void {
@@ -112,11 +63,9 @@ export function assertExit(argument: string, value: unknown): void {
   }
 }
 
-/** A function (a callback). */
+/** A function (a callback): INVALID_ARGUMENT. */
 export function assertFunction(argument: string, value: unknown): void {
-  if (typeof value !== 'function') {
-    throw new HypervError('INVALID_ARGUMENT', `${argument} must be a function, got ${show(value)}`, argument);
-  }
+  checks.assertFunction(argument, value, false, 'INVALID_ARGUMENT');
 }
 
 /** `HypervVmm.create`'s `build`: buildTd's options, checked here because the initial image is added by the backend. */

@@ -1,3 +1,5 @@
+import { type ArgumentChecks, argumentChecks } from './argument-checks.js';
+
 /**
  * Stable codes of {@link TdxSimError}. A code names what the caller did wrong; it never stands for a TDX status
  * (statuses are values, returned through the ABI, never thrown).
@@ -37,6 +39,10 @@ export class TdxSimError extends Error {
   }
 }
 
+const checks: ArgumentChecks<TdxSimErrorCode> = argumentChecks<TdxSimErrorCode>(
+  (code, message, argument) => new TdxSimError(code, message, argument),
+);
+
 /** The largest address the model accepts, exclusive: physical and guest-physical addresses are below 2^52. */
 export const ADDRESS_LIMIT = 2 ** 52;
 
@@ -64,22 +70,9 @@ export function assertIntegerInRange(argument: string, value: number, min: numbe
 
 /** Throws if `options` has a key that is not in `known`: a misspelt option must not be ignored silently. */
 export function assertKnownOptions(where: string, options: object, known: readonly string[]): void {
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
-    throw new TdxSimError(
-      'INVALID_ARGUMENT',
-      `${where}: options must be an object, got ${String(options)}`,
-      'options',
-    );
-  }
-  for (const key of Object.keys(options)) {
-    if (!known.includes(key)) {
-      throw new TdxSimError(
-        'UNKNOWN_OPTION',
-        `${where}: unknown option "${key}" (known: ${known.join(', ')})`,
-        key,
-      );
-    }
-  }
+  if (typeof options !== 'object' || options === null || Array.isArray(options))
+    checks.assertObject('options', options, false, 'INVALID_ARGUMENT');
+  checks.assertOptions(where, 'options', options, known, false);
 }
 
 /** Throws unless `point` is a well-formed yield point (flow and step names, TDR and GPA addresses, actor). */
@@ -103,8 +96,7 @@ export function assertYieldPoint(point: {
     throw new TdxSimError('INVALID_ARGUMENT', 'point.actor must be a non-empty string', 'point.actor');
 }
 
-const show = (value: unknown): string =>
-  typeof value === 'bigint' ? `${value}n` : typeof value === 'string' ? JSON.stringify(value) : String(value);
+const show = checks.show;
 
 const MAX_U64 = (1n << 64n) - 1n;
 
@@ -132,30 +124,20 @@ export function assertGpawValue(argument: string, value: unknown): asserts value
 
 /** Throws unless `value` is one of `allowed`. */
 export function assertOneOf(argument: string, value: unknown, allowed: readonly unknown[]): void {
-  if (!allowed.includes(value)) {
-    throw new TdxSimError(
-      'INVALID_ARGUMENT',
-      `${argument} must be one of ${allowed.map(show).join(', ')}, got ${show(value)}`,
-      argument,
-    );
-  }
+  checks.assertOneOf(argument, value, allowed, false, 'INVALID_ARGUMENT');
 }
 
 /** Throws unless `value` is a function (or undefined when `optional`). */
 export function assertFunction(argument: string, value: unknown, optional = false): void {
-  if (optional && value === undefined) return;
-  if (typeof value !== 'function') {
-    throw new TdxSimError('INVALID_ARGUMENT', `${argument} must be a function, got ${show(value)}`, argument);
-  }
+  checks.assertFunction(argument, value, optional, 'INVALID_ARGUMENT');
 }
 
 /** Throws unless `value` is a non-null, non-array object (or undefined when `optional`). */
-export function assertObject(argument: string, value: unknown, optional = false): asserts value is object {
-  if (optional && value === undefined) return;
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new TdxSimError('INVALID_ARGUMENT', `${argument} must be an object, got ${show(value)}`, argument);
-  }
-}
+export const assertObject: ArgumentChecks<TdxSimErrorCode>['assertObject'] = (
+  argument,
+  value,
+  optional = false,
+) => checks.assertObject(argument, value, optional);
 
 /** Throws unless `value` has a method `method` (duck-typed ports: a user's backend needs no base class). */
 export function assertHasMethod(argument: string, value: unknown, method: string): void {

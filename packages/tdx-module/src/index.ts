@@ -104,6 +104,14 @@ export {
   ZERO_STEP_THRESHOLD,
 } from './abi/td-state.js';
 export { VCPU_STATE_DETAILS_FIELD_ID, VCPU_STATE_DETAILS_VMXIP } from './abi/vcpu-fields.js';
+// Errors
+export {
+  type ArgumentChecks,
+  type ArgumentErrorCode,
+  type ArgumentFailure,
+  argumentChecks,
+  showArgument,
+} from './argument-checks.js';
 export {
   type BackendSource,
   backendName,
@@ -137,8 +145,6 @@ export {
   type NmiOutcome,
 } from './cpu/nmi-handler.js';
 export { injectNmis, type NmiScriptEntry, type RaisedNmi } from './cpu/nmi-injector.js';
-
-// Errors
 export { ADDRESS_LIMIT, TdxSimError, type TdxSimErrorCode } from './errors.js';
 export type { GuestAccessResult } from './flows/guest-access.js';
 // Host helpers

@@ -1,3 +1,4 @@
+import { type ArgumentChecks, argumentChecks } from '@tdxsim/tdx-module';
 import { TestkitError, type TestkitErrorCode } from './errors.js';
 
 /**
@@ -5,128 +6,21 @@ import { TestkitError, type TestkitErrorCode } from './errors.js';
  * argument or option, before anything is built, recorded or run.
  */
 
+type Checks = ArgumentChecks<TestkitErrorCode>;
+const checks: Checks = argumentChecks<TestkitErrorCode>(
+  (code, message, argument) => new TestkitError(code, message, argument),
+);
+
 /** A value as a message shows it: strings quoted, bigints with `n`, arrays and objects by kind. */
-export const show = (value: unknown): string =>
-  typeof value === 'bigint'
-    ? `${value}n`
-    : typeof value === 'string'
-      ? JSON.stringify(value)
-      : Array.isArray(value)
-        ? 'an array'
-        : typeof value === 'function'
-          ? 'a function'
-          : typeof value === 'object' && value !== null
-            ? 'an object'
-            : String(value);
-
-/** `value` must be an integer in [min, max]. */
-export function assertInteger(
-  argument: string,
-  value: unknown,
-  min: number,
-  max: number,
-  code: TestkitErrorCode = 'INVALID_ARGUMENT',
-): asserts value is number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
-    const range =
-      max !== Number.MAX_SAFE_INTEGER
-        ? ` in [${min}, ${max}]`
-        : min !== Number.MIN_SAFE_INTEGER
-          ? ` ≥ ${min}`
-          : '';
-    throw new TestkitError(code, `${argument} must be an integer${range}, got ${show(value)}`, argument);
-  }
-}
-
-/** The same for an option left out when undefined. */
-export function assertIntegerOption(
-  argument: string,
-  value: unknown,
-  min: number,
-  max = Number.MAX_SAFE_INTEGER,
-): void {
-  if (value !== undefined) assertInteger(argument, value, min, max, 'INVALID_OPTION');
-}
-
-/**
- * An options bag: a plain object whose keys are all in `known` (`undefined` too when `optional`). `argument` names the
- * bag; an unknown key is UNKNOWN_OPTION naming the key (with `prefix`, e.g. `options.`).
- */
-export function assertOptions(
-  where: string,
-  argument: string,
-  value: unknown,
-  known: readonly string[],
-  optional = true,
-): void {
-  if (optional && value === undefined) return;
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new TestkitError(
-      'INVALID_OPTION',
-      `${where}: ${argument} must be an object, got ${show(value)}`,
-      argument,
-    );
-  }
-  for (const key of Object.keys(value)) {
-    if (!known.includes(key)) {
-      throw new TestkitError(
-        'UNKNOWN_OPTION',
-        `${where}: unknown option "${key}" (known: ${known.join(', ')})`,
-        key,
-      );
-    }
-  }
-}
-
-/** A function (undefined allowed when `optional`). */
-export function assertFunction(
-  argument: string,
-  value: unknown,
-  optional = false,
-  code: TestkitErrorCode = 'INVALID_OPTION',
-): void {
-  if (optional && value === undefined) return;
-  if (typeof value !== 'function')
-    throw new TestkitError(code, `${argument} must be a function, got ${show(value)}`, argument);
-}
-
-/** One of `allowed` (undefined allowed when `optional`). */
-export function assertOneOf(
-  argument: string,
-  value: unknown,
-  allowed: readonly unknown[],
-  optional = false,
-  code: TestkitErrorCode = 'INVALID_OPTION',
-): void {
-  if (optional && value === undefined) return;
-  if (!allowed.includes(value)) {
-    throw new TestkitError(
-      code,
-      `${argument} must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${show(value)}`,
-      argument,
-    );
-  }
-}
-
-/** A string (non-empty). */
-export function assertString(
-  argument: string,
-  value: unknown,
-  code: TestkitErrorCode = 'INVALID_ARGUMENT',
-): asserts value is string {
-  if (typeof value !== 'string' || value.length === 0)
-    throw new TestkitError(code, `${argument} must be a non-empty string, got ${show(value)}`, argument);
-}
-
-/** A bigint in [0, 2^64): a register or a status. */
-export function assertU64(argument: string, value: unknown): asserts value is bigint {
-  if (typeof value !== 'bigint' || value < 0n || value >= 1n << 64n)
-    throw new TestkitError(
-      'INVALID_ARGUMENT',
-      `${argument} must be a bigint in [0, 2^64), got ${show(value)}`,
-      argument,
-    );
-}
+export const show: Checks['show'] = checks.show;
+export const assertInteger: Checks['assertInteger'] = checks.assertInteger;
+export const assertIntegerOption: Checks['assertIntegerOption'] = checks.assertIntegerOption;
+export const assertOptions: Checks['assertOptions'] = checks.assertOptions;
+export const assertFunction: Checks['assertFunction'] = checks.assertFunction;
+export const assertOneOf: Checks['assertOneOf'] = checks.assertOneOf;
+export const assertString: Checks['assertString'] = checks.assertString;
+export const assertU64: Checks['assertU64'] = checks.assertU64;
+export const assertMethods: Checks['assertMethods'] = checks.assertMethods;
 
 /** A page-aligned address below 2^52. */
 export function assertPageAddress(
@@ -137,25 +31,6 @@ export function assertPageAddress(
   assertInteger(argument, value, 0, 2 ** 52 - 1, code);
   if (value % 4096 !== 0)
     throw new TestkitError(code, `${argument} must be 4 KiB-aligned, got 0x${value.toString(16)}`, argument);
-}
-
-/**
- * An object with every method in `methods` (duck-typed: a TdxModule, a guest, a backend of any copy); a missing
- * method is named in the message.
- */
-export function assertMethods(
-  argument: string,
-  value: unknown,
-  what: string,
-  methods: readonly string[],
-  code: TestkitErrorCode = 'INVALID_ARGUMENT',
-): void {
-  if (typeof value !== 'object' || value === null)
-    throw new TestkitError(code, `${argument} must be ${what}, got ${show(value)}`, argument);
-  for (const method of methods) {
-    if (typeof (value as Record<string, unknown>)[method] !== 'function')
-      throw new TestkitError(code, `${argument} must be ${what}: it has no ${method}() method`, argument);
-  }
 }
 
 /** The TdxModule methods the testkit's backends and monitors call. */
