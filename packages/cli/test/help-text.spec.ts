@@ -21,6 +21,8 @@ describe('the help of every command', () => {
     }
     const explore = (await runMain(['help', 'explore'])).stdout.replace(/\s+/g, ' ');
     expect(explore).toContain('--scheduler <kind> how schedules are drawn: random or pct (default: "pct")');
-    expect(explore).toContain('--backend <file> load your own backend from a .ts, .mts, .js or .mjs file (repeatable) --scheduler');
+    expect(explore).toContain(
+      '--backend <file> load your own backend from a .ts, .mts, .js or .mjs file (repeatable) --scheduler',
+    );
   });
 });
