@@ -18,6 +18,7 @@ import { hasClang, kernelGuest, kernelGuestNoR11Check, warnIfNoClang } from './s
 warnIfNoClang('explore-guest.spec.ts');
 
 const dir = mkdtempSync(join(tmpdir(), 'tdxsim-explore-guest-'));
+const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
 const readReport = (file: string): ExploreReport => JSON.parse(readFileSync(file, 'utf8')) as ExploreReport;
 
 /** Splits a printed command line (as explore prints replay commands: words, or '…'-quoted) into its arguments. */
@@ -89,17 +90,15 @@ describe.skipIf(!hasClang)('tdxsim explore --guest', () => {
   }, 300_000);
 
   it('finds the defective guest over-claiming against an R11-lying backend, and its schedules replay byte for byte, idle or busy', async () => {
+    // The command of the README's example, with the guest built here.
+    const example = readme.slice(readme.indexOf('### Your guest in the races'));
+    const command = example.match(/^tdxsim (explore .*)$/m)?.[1];
+    expect(command).toBe(
+      'explore --guest ./kernel-guest-no-r11-check.wasm --race guest-conversion-racing-fault --vmm r11-past-end',
+    );
     const json = join(dir, 'defective.json');
     const run = await runMain([
-      ...[
-        'explore',
-        '--guest',
-        defective,
-        '--race',
-        'guest-conversion-racing-fault',
-        '--vmm',
-        'r11-past-end',
-      ],
+      ...words(command as string).map((w) => (w.endsWith('.wasm') ? defective : w)),
       ...['--schedules', '10', '--json', json],
     ]);
     expect(run.code, run.stdout + run.stderr).toBe(1);
@@ -115,6 +114,13 @@ describe.skipIf(!hasClang)('tdxsim explore --guest', () => {
     );
     const failure = cell?.failure;
     if (failure == null) throw new Error('no failure');
+    // The README shows this run's outcome, message and schedules.
+    const shown = example.slice(example.indexOf('```text'));
+    expect(shown).toContain(`ledger   unexpected           1              1`);
+    expect(shown).toContain(`  ${cell?.reason}`);
+    expect(shown).toContain(
+      `minimal schedule ${failure.schedule} (shrunk in 1 replays from ${failure.found})`,
+    );
     expect(failure.replay).toBe(
       `tdxsim explore --race guest-conversion-racing-fault --vmm r11-past-end --guest ${defective} --seed 1 --replay ${failure.schedule}`,
     );
