@@ -13,7 +13,14 @@ import { XMLParser } from 'fast-xml-parser';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type ExploreReport, exploreReportValidator } from '../src/explore/explore-report.js';
 import { runCli, runMain } from './run-cli.js';
-import { hasClang, kernelGuest, kernelGuestNoR11Check, warnIfNoClang } from './support/wasm-guests.js';
+import {
+  Fault,
+  faultyGuest,
+  hasClang,
+  kernelGuest,
+  kernelGuestNoR11Check,
+  warnIfNoClang,
+} from './support/wasm-guests.js';
 
 warnIfNoClang('explore-guest.spec.ts');
 
@@ -150,6 +157,29 @@ describe.skipIf(!hasClang)('tdxsim explore --guest', () => {
     } finally {
       await burners.end();
     }
+  }, 300_000);
+
+  it('a guest that traps or writes garbage registers ends its cell `threw`, naming the guest; the other cells run on', async () => {
+    const trap = await faultyGuest(Fault.TRAP);
+    const garbage = await faultyGuest(Fault.GARBAGE_RAX);
+    const json = join(dir, 'faulty.json');
+    const run = await runMain([
+      ...['explore', '--guest', trap, '--guest', garbage, '--vmm', 'kvm', '--schedules', '5'],
+      ...['--race', 'guest-conversion-racing-fault,guest-lazy-accepts-racing-vcpu', '--json', json],
+    ]);
+    expect(run.code, run.stdout + run.stderr).toBe(1);
+    const results = readReport(json).results.map((r) => `${r.id} ${r.outcome} ${r.reason ?? ''}`);
+    expect(results).toEqual([
+      expect.stringMatching(
+        /^guest-conversion-racing-fault@faulty-guest-1\.wasm\/kvm threw a racing action failed: #0 threw guest faulty-guest-1\.wasm trapped in tdxsim_set_shared after 1 TDCALLs: unreachable/,
+      ),
+      // Its faulty entry point is tdxsim_set_shared: a race that never calls it passes.
+      'guest-lazy-accepts-racing-vcpu@faulty-guest-1.wasm/kvm ok ',
+      expect.stringMatching(
+        /^guest-conversion-racing-fault@faulty-guest-7\.wasm\/kvm threw a racing action failed: #0 threw guest faulty-guest-7\.wasm made a TDCALL with garbage registers in tdxsim_set_shared/,
+      ),
+      'guest-lazy-accepts-racing-vcpu@faulty-guest-7.wasm/kvm ok ',
+    ]);
   }, 300_000);
 
   it('bad --guest, --policy, --race and --replay lines are usage errors (exit 2) naming what is wrong', async () => {
