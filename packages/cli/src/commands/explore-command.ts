@@ -153,12 +153,12 @@ when the schedule replays as recorded and passes its checks, 1 when it fails or 
 
 Races (--race), of raw TDCALLs from the TD's two vCPUs:
 ${raceCatalogue()
-  .map((r) => `  ${r.name.padEnd(31)} ${r.description}${r.source === undefined ? '' : ` (${r.source})`}`)
+  .map((r) => `  ${r.name.padEnd(32)} ${r.description}${r.source === undefined ? '' : ` (${r.source})`}`)
   .join('\n')}
 Guest races (--race, with --guest or --policy): the guest under test runs on vCPU 0, with its own conversion code
 (a wasm guest's TDCALLs are yield points like any other: schedules replay exactly); cells race@guest/vmm:
 ${guestRaceCatalogue()
-  .map((r) => `  ${r.name.padEnd(31)} ${r.description}`)
+  .map((r) => `  ${r.name.padEnd(32)} ${r.description}`)
   .join('\n')}`,
       )
       .action(async (options: ExploreCommandOptions) => done(await explore(options)));
