@@ -1,4 +1,4 @@
-import { Command } from 'commander';
+import { Command, Help, type Option } from 'commander';
 import { assertFunction } from './api-validation.js';
 import { benchCommand } from './commands/bench-command.js';
 import { checkCommand } from './commands/check-command.js';
@@ -22,6 +22,20 @@ export const COMMANDS: readonly CliCommand[] = [
 ];
 
 /**
+ * How commander describes an option, but without the empty list a repeatable option (`--backend`, `--expect`, ...)
+ * starts from: "(default: [])" tells a user nothing, and the option's own text says what happens without it.
+ */
+function optionDescription(this: Help, option: Option): string {
+  const emptyList = Array.isArray(option.defaultValue) && option.defaultValue.length === 0;
+  const described = emptyList
+    ? Object.assign(Object.create(Object.getPrototypeOf(option) as object) as Option, option, {
+        defaultValue: undefined,
+      })
+    : option;
+  return Help.prototype.optionDescription.call(this, described);
+}
+
+/**
  * The command line: one commander program with a subcommand per {@link COMMANDS} entry, `help <command>`, and every
  * error reported (not exited): `main` turns them into exit codes. `done` receives the exit code of the command that ran.
  */
@@ -33,6 +47,8 @@ export function createProgram(done: (exitCode: number) => void): Command {
     .helpOption('-h, --help', 'print the help of tdxsim or of a command')
     .helpCommand('help [command]', 'print the help of a command')
     .showSuggestionAfterError(true)
+    // Before the subcommands are made: each copies the program's help configuration when created.
+    .configureHelp({ optionDescription })
     .exitOverride()
     .configureOutput({
       writeOut: (text) => process.stdout.write(text),

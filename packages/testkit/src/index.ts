@@ -102,6 +102,15 @@ export {
   traceText,
 } from './explore/format-report.js';
 export {
+  type GuestRaceScenario,
+  guestAcceptRacingZap,
+  guestConversionRacingFault,
+  guestLazyAcceptsRacingVcpu,
+  guestRaceScenarios,
+  guestRaces,
+  guestRoundTripRacingHost,
+} from './explore/guest-race-scenarios.js';
+export {
   describeNmiHandlings,
   type NmiRaceOptions,
   type NmiRaceOutcome,

@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { parseSchedule, type Schedule } from '@tdxsim/tdx-module';
-import { type RaceScenario, replaySchedule } from '@tdxsim/testkit';
+import { replaySchedule } from '@tdxsim/testkit';
 import type { Command } from 'commander';
 import { buildCatalog, pick } from '../catalog/catalog.js';
 import type { VmmEntry } from '../catalog/vmm-catalog.js';
@@ -20,7 +20,16 @@ import {
   formatExploreSummary,
   formatExploreTable,
 } from '../explore/explore-text.js';
-import { defaultExploreVmms, raceCatalogue, raceCells, vmmFactory } from '../explore/race-catalogue.js';
+import {
+  defaultExploreVmms,
+  guestRaceCatalogue,
+  pickRaces,
+  type RaceCell,
+  raceCatalogue,
+  raceCells,
+  vmmFactory,
+} from '../explore/race-catalogue.js';
+import { type GuestRow, presetRow } from '../guests/guest-row.js';
 import { shardOf } from '../matrix/select-specs.js';
 import {
   collect,
@@ -44,6 +53,10 @@ export const DEFAULT_EXPLORE_SCHEDULES = 100;
 
 interface ExploreCommandOptions {
   readonly race?: string[];
+  /** Wasm guests under test of the guest races (`--guest`). */
+  readonly guest?: string[];
+  /** Guest presets under test of the guest races (`--policy`). */
+  readonly policy?: string[];
   readonly vmm?: string[];
   readonly backend?: string[];
   readonly scheduler: 'random' | 'pct';
@@ -67,7 +80,21 @@ export const exploreCommand: CliCommand = {
     const command: Command = program
       .command('explore')
       .description('explore race scenarios × backends under many schedules; failures shrunk and replayable')
-      .option('--race <names>', 'race scenarios, comma-separated (default: all)', collectList)
+      .option(
+        '--race <names>',
+        'race scenarios, comma-separated (default: all the races of raw TDCALLs; with --guest or --policy: all the guest races)',
+        collectList,
+      )
+      .option(
+        '--guest <file.wasm>',
+        'a guest compiled to WebAssembly (@tdxsim/wasm-guest ABI) whose own conversion code races in the guest races (repeatable)',
+        collect,
+      )
+      .option(
+        '--policy <names>',
+        'guest presets (TdGuest) that race in the guest races, comma-separated, beside or instead of --guest',
+        collectList,
+      )
       .option(
         '--vmm <names>',
         'backends, comma-separated (default: kvm and hyperv-512, the honest ones but their MapGPA variants; with --backend: the loaded ones)',
@@ -124,9 +151,14 @@ expectations/explore-races.json), 1 when one is not (or, where nothing is expect
 command line; with --write-expect, 0 (the outcomes are what it writes; what changed is printed). With --replay: 0
 when the schedule replays as recorded and passes its checks, 1 when it fails or is stale.
 
-Races (--race):
+Races (--race), of raw TDCALLs from the TD's two vCPUs:
 ${raceCatalogue()
-  .map((r) => `  ${r.name.padEnd(26)} ${r.description}${r.source === undefined ? '' : ` (${r.source})`}`)
+  .map((r) => `  ${r.name.padEnd(32)} ${r.description}${r.source === undefined ? '' : ` (${r.source})`}`)
+  .join('\n')}
+Guest races (--race, with --guest or --policy): the guest under test runs on vCPU 0, with its own conversion code
+(a wasm guest's TDCALLs are yield points like any other: schedules replay exactly); cells race@guest/vmm:
+${guestRaceCatalogue()
+  .map((r) => `  ${r.name.padEnd(32)} ${r.description}`)
   .join('\n')}`,
       )
       .action(async (options: ExploreCommandOptions) => done(await explore(options)));
@@ -149,24 +181,50 @@ function loadExpectations(options: ExploreCommandOptions): {
   return { expectations: new ExploreExpectations(loaded), sources: loaded.map(({ file }) => file) };
 }
 
+/** The guests under test: the presets `--policy` names, then the wasm guests (each name once). */
+function guestsUnderTest(policies: readonly string[], wasm: readonly GuestRow[]): GuestRow[] {
+  const rows = [...new Set(policies)].map(presetRow);
+  for (const row of wasm)
+    if (rows.some((r) => r.name === row.name))
+      throw new UsageError(
+        `--guest ${row.file ?? row.name}: a guest named "${row.name}" is already under test`,
+      );
+  return [...rows, ...wasm];
+}
+
 async function explore(options: ExploreCommandOptions): Promise<number> {
   const backendFiles = options.backend ?? [];
-  const vmmNames = options.vmm ?? [];
   checkOutputFile('--json', options.json);
   checkOutputFile('--html', options.html);
   checkOutputFile('--junit', options.junit);
   checkOutputFile('--write-expect', options.writeExpect);
-  const catalog = await buildCatalog(backendFiles);
-  const races = pick('race', raceCatalogue(), (r) => r.name, options.race ?? []);
+  const policies = options.policy ?? [];
+  for (const name of policies) presetRow(name);
+  const catalog = await buildCatalog(backendFiles, options.guest ?? []);
+  try {
+    return await exploreWith(options, catalog, guestsUnderTest(policies, catalog.guests));
+  } finally {
+    await Promise.all(catalog.guests.map((row) => row.close()));
+  }
+}
+
+async function exploreWith(
+  options: ExploreCommandOptions,
+  catalog: Awaited<ReturnType<typeof buildCatalog>>,
+  guests: readonly GuestRow[],
+): Promise<number> {
+  const backendFiles = options.backend ?? [];
+  const vmmNames = options.vmm ?? [];
+  const picked = pickRaces(options.race ?? [], guests.length > 0);
   const vmms: VmmEntry[] =
     vmmNames.length > 0
       ? pick('vmm', catalog.vmms, (v) => v.name, vmmNames)
       : backendFiles.length > 0
         ? catalog.vmms.filter((v) => v.kind === 'custom')
         : defaultExploreVmms(catalog);
-  if (options.replay !== undefined) return replay(options, races, vmms);
+  const all = raceCells(picked.raw, vmms, picked.guest, guests);
+  if (options.replay !== undefined) return replay(options, all);
   const { expectations, sources } = loadExpectations(options);
-  const all = raceCells(races, vmms);
   const cells = shardOf(all, options.shard);
   const schedules =
     options.schedules ?? (options.minutes === undefined ? DEFAULT_EXPLORE_SCHEDULES : undefined);
@@ -174,7 +232,7 @@ async function explore(options: ExploreCommandOptions): Promise<number> {
     options.minutes === undefined || cells.length === 0 ? undefined : options.minutes / cells.length;
   process.stderr.write(
     `tdxsim ${toolVersion()} explore: ${cells.length} cells${options.shard === undefined ? '' : ` (shard ${options.shard.index}/${options.shard.total} of ${all.length})`} — ` +
-      `${races.length} race${races.length === 1 ? '' : 's'} × ${vmms.length} backend${vmms.length === 1 ? '' : 's'}, ${options.scheduler}, ` +
+      `${describeRaces(picked, guests)} × ${vmms.length} backend${vmms.length === 1 ? '' : 's'}, ${options.scheduler}, ` +
       `${schedules === undefined ? '' : `${schedules} schedules`}${schedules !== undefined && minutesPerCell !== undefined ? ' or ' : ''}${minutesPerCell === undefined ? '' : `${(minutesPerCell * 60).toFixed(1)} s`} per cell, seed ${options.seed}\n`,
   );
   const started = performance.now();
@@ -209,8 +267,9 @@ async function explore(options: ExploreCommandOptions): Promise<number> {
     minutes: options.minutes,
     depth: options.depth,
     shard: options.shard,
-    races,
+    races: [...picked.raw, ...guestRaceCatalogue().filter((r) => picked.guest.includes(r.name))],
     vmms,
+    guests,
     expectations: sources,
     results,
     wallMs: performance.now() - started,
@@ -253,18 +312,29 @@ async function explore(options: ExploreCommandOptions): Promise<number> {
   return report.summary.changes > 0 ? 1 : 0;
 }
 
-/** `--replay`: one schedule of one race on one backend, its trace and verdict. */
-async function replay(
-  options: ExploreCommandOptions,
-  races: readonly RaceScenario[],
-  vmms: readonly VmmEntry[],
-): Promise<number> {
-  const race = races[0];
-  const vmm = vmms[0];
-  if (races.length !== 1 || vmms.length !== 1 || race === undefined || vmm === undefined)
+/** "9 races", "4 guest races × 2 guests", "1 race + 4 guest races × 1 guest". */
+function describeRaces(
+  picked: { raw: readonly unknown[]; guest: readonly string[] },
+  guests: readonly GuestRow[],
+): string {
+  const plural = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`;
+  const parts = [
+    ...(picked.raw.length > 0 ? [plural(picked.raw.length, 'race')] : []),
+    ...(picked.guest.length > 0
+      ? [`${plural(picked.guest.length, 'guest race')} × ${plural(guests.length, 'guest')}`]
+      : []),
+  ];
+  return parts.length === 0 ? 'no race' : parts.join(' + ');
+}
+
+/** `--replay`: one schedule of one race on one backend (with one guest under test for a guest race), its trace and verdict. */
+async function replay(options: ExploreCommandOptions, cells: readonly RaceCell[]): Promise<number> {
+  const cell = cells[0];
+  if (cells.length !== 1 || cell === undefined)
     throw new UsageError(
-      '--replay needs exactly one --race and one --vmm (as the printed replay command gives them)',
+      '--replay needs exactly one --race and one --vmm, and for a guest race one --guest or --policy (as the printed replay command gives them)',
     );
+  const { race, vmm } = cell;
   let schedule: Schedule;
   try {
     schedule = parseSchedule(options.replay as string);
@@ -283,7 +353,7 @@ async function replay(
       `where it departs from first-come order:\n${result.choices.map((c) => `  ${c}`).join('\n')}\n`,
     );
   process.stdout.write(
-    `replay of ${race.name} on ${vmm.name} (seed ${options.seed}), schedule ${result.schedule}: ${
+    `replay of ${race.name}${cell.guest === undefined ? '' : ` with guest ${cell.guest.name}`} on ${vmm.name} (seed ${options.seed}), schedule ${result.schedule}: ${
       result.failure === undefined
         ? 'every check passed'
         : `${result.failure.kind}: ${result.failure.message}`

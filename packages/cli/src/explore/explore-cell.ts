@@ -33,10 +33,19 @@ function shellQuote(text: string): string {
   return /^[\w@%+=:,./*-]+$/.test(text) ? text : `'${text.replaceAll("'", "'\\''")}'`;
 }
 
-/** The command that replays one schedule of a cell: the race, the backend (its file for a user's), the seed. */
+/**
+ * The command that replays one schedule of a cell: the race, the backend (its file for a user's), the guest under
+ * test of a guest race (its file for a wasm guest, `--policy` for a preset), the seed.
+ */
 export function exploreReplayCommand(cell: RaceCell, seed: number, schedule: string): string {
   const backend = cell.vmm.file === undefined ? '' : ` --backend ${shellQuote(cell.vmm.file)}`;
-  return `tdxsim explore --race ${cell.race.name} --vmm ${cell.vmm.name}${backend} --seed ${seed} --replay ${shellQuote(schedule)}`;
+  const guest =
+    cell.guest === undefined
+      ? ''
+      : cell.guest.file === undefined
+        ? ` --policy ${cell.guest.name}`
+        : ` --guest ${shellQuote(cell.guest.file)}`;
+  return `tdxsim explore --race ${cell.race.name} --vmm ${cell.vmm.name}${backend}${guest} --seed ${seed} --replay ${shellQuote(schedule)}`;
 }
 
 /**
@@ -46,7 +55,14 @@ export function exploreReplayCommand(cell: RaceCell, seed: number, schedule: str
  */
 export async function exploreCell(cell: RaceCell, options: ExploreCellOptions): Promise<ExploreCellResult> {
   const started = performance.now();
-  const base = { id: cell.id, race: cell.race.name, vmm: cell.vmm.name, seed: options.seed, expected: null };
+  const base = {
+    id: cell.id,
+    race: cell.race.name,
+    vmm: cell.vmm.name,
+    guest: cell.guest?.name ?? null,
+    seed: options.seed,
+    expected: null,
+  };
   const factory = vmmFactory(cell.vmm, options.seed);
   const done = (
     outcome: ExploreOutcome,

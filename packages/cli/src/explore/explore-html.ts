@@ -5,7 +5,7 @@ import { formatWall } from '../report/table.js';
 import { timelineLegend, timelineSvg } from '../report/timeline-svg.js';
 import type { ScenarioDetail } from '../scenario/scenario-result.js';
 import type { ExploreReport } from './explore-report.js';
-import { type ExploreCellResult, isExploreChange } from './explore-result.js';
+import { type ExploreCellResult, isExploreChange, raceLabel } from './explore-result.js';
 
 /** The run report's outcome colours, by what an explore outcome means: ok, a failure, n/a, error. */
 function outcomeClass(r: ExploreCellResult): string {
@@ -54,6 +54,11 @@ export function renderExploreHtml(report: ExploreReport): string {
         : `<span class="change">${s.changes} not as expected</span>`) +
       `</p>`,
   );
+  const guests = report.catalogue.guests ?? [];
+  if (guests.length > 0)
+    parts.push(
+      `<p id="guests">Guests under test of the guest races: ${guests.map((g) => `<b>${escapeText(g.name)}</b> (${g.kind === 'wasm' ? `wasm, ${escapeText(g.file ?? '')}` : 'TdGuest preset'})`).join(', ')}</p>`,
+    );
   if (report.expectations.length > 0)
     parts.push(
       `<p>Judged against: ${report.expectations.map((e) => `<code>${escapeText(e)}</code>`).join(', ')}</p>`,
@@ -68,18 +73,19 @@ export function renderExploreHtml(report: ExploreReport): string {
     parts.push(`</ul>`);
   }
 
-  const races = [...new Set(results.map((r) => r.race))];
+  // A guest race is a row per guest under test (race@guest).
+  const races = [...new Set(results.map(raceLabel))];
   const vmms = [...new Set(results.map((r) => r.vmm))];
   parts.push(`<h2>Which races each backend survives</h2><table id="matrix"><thead><tr><th>race \\ vmm</th>`);
   for (const vmm of vmms) parts.push(`<th>${escapeText(vmm)}</th>`);
   parts.push(`</tr></thead><tbody>`);
   for (const race of races) {
-    const about = report.catalogue.races.find((r) => r.name === race);
+    const about = report.catalogue.races.find((r) => r.name === race.split('@')[0]);
     parts.push(
       `<tr><th title="${escapeText(about?.description ?? '')}">${escapeText(race)}${about?.source === undefined ? '' : ` <small>(${escapeText(about.source)})</small>`}</th>`,
     );
     for (const vmm of vmms) {
-      const r = results.find((x) => x.race === race && x.vmm === vmm);
+      const r = results.find((x) => raceLabel(x) === race && x.vmm === vmm);
       if (r === undefined) {
         parts.push(`<td>-</td>`);
         continue;

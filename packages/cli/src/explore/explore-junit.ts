@@ -1,12 +1,13 @@
 import { writeFileSync } from 'node:fs';
 import { xmlText } from '../report/junit-report.js';
 import type { ExploreReport } from './explore-report.js';
-import { isExploreChange } from './explore-result.js';
+import { isExploreChange, raceLabel } from './explore-result.js';
 
 /**
- * The JUnit XML of an explore run: one `<testsuite>` per backend, one `<testcase>` per race. An outcome not as
- * expected is a `<failure>` with the failure's message, the shrunk schedule and the replay command; an expected
- * failure is `<skipped>` with the same text; a race that does not apply is `<skipped>` with why.
+ * The JUnit XML of an explore run: one `<testsuite>` per backend, one `<testcase>` per race (`race@guest` for a guest
+ * race, one per guest under test). An outcome not as expected is a `<failure>` with the failure's message, the
+ * shrunk schedule and the replay command; an expected failure is `<skipped>` with the same text; a race that does
+ * not apply is `<skipped>` with why.
  */
 export function renderExploreJunit(report: ExploreReport): string {
   const seconds = (ms: number): string => (ms / 1000).toFixed(3);
@@ -19,7 +20,7 @@ export function renderExploreJunit(report: ExploreReport): string {
     let suiteFailures = 0;
     let suiteSkipped = 0;
     for (const r of results) {
-      const head = `    <testcase name="${xmlText(r.race)}" classname="tdxsim.explore.${xmlText(vmm)}" time="${seconds(r.wallMs)}">`;
+      const head = `    <testcase name="${xmlText(raceLabel(r))}" classname="tdxsim.explore.${xmlText(vmm)}" time="${seconds(r.wallMs)}">`;
       const detail =
         r.failure === null
           ? (r.reason ?? '')

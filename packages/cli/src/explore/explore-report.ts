@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { RaceScenario } from '@tdxsim/testkit';
 import { Ajv, type ValidateFunction } from 'ajv';
 import type { VmmEntry } from '../catalog/vmm-catalog.js';
+import type { GuestRow } from '../guests/guest-row.js';
 import type { Shard } from '../options/option-values.js';
 import { readReportFile, toolVersion } from '../report/json-report.js';
 import { type ExploreCellResult, isExploreChange } from './explore-result.js';
@@ -40,6 +41,8 @@ export interface ExploreReport {
   readonly catalogue: {
     readonly races: readonly Pick<RaceScenario, 'name' | 'description' | 'source' | 'requires'>[];
     readonly vmms: readonly Pick<VmmEntry, 'name' | 'kind' | 'file'>[];
+    /** The guests under test of the guest races (`--guest`, `--policy`). */
+    readonly guests: readonly Pick<GuestRow, 'name' | 'kind' | 'file'>[];
   };
   readonly expectations: readonly string[];
   readonly summary: ExploreSummary;
@@ -54,8 +57,9 @@ export function buildExploreReport(input: {
   minutes: number | undefined;
   depth: number | undefined;
   shard: Shard | undefined;
-  races: readonly RaceScenario[];
+  races: readonly Pick<RaceScenario, 'name' | 'description' | 'source' | 'requires'>[];
   vmms: readonly VmmEntry[];
+  guests?: readonly GuestRow[];
   expectations: readonly string[];
   results: readonly ExploreCellResult[];
   wallMs: number;
@@ -83,6 +87,11 @@ export function buildExploreReport(input: {
         name: v.name,
         kind: v.kind,
         ...(v.file === undefined ? {} : { file: v.file }),
+      })),
+      guests: (input.guests ?? []).map((g) => ({
+        name: g.name,
+        kind: g.kind,
+        ...(g.file === undefined ? {} : { file: g.file }),
       })),
     },
     expectations: input.expectations,

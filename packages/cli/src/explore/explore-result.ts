@@ -56,10 +56,12 @@ export const TRACE_LINES_KEPT = 400;
 
 /** One cell of `tdxsim explore`: a race on a backend, explored. */
 export interface ExploreCellResult {
-  /** `race/vmm`. */
+  /** `race/vmm`, or `race@guest/vmm` for a guest race. */
   readonly id: string;
   readonly race: string;
   readonly vmm: string;
+  /** The guest under test of a guest race (a wasm file's name or a preset's); null for a race of raw TDCALLs. */
+  readonly guest: string | null;
   readonly seed: number;
   readonly outcome: ExploreOutcome;
   /** What the expectations said (null: nothing expected). */
@@ -80,4 +82,9 @@ export function isExploreChange(
 ): boolean {
   if (expected === null || expected === undefined) return outcome !== 'ok' && outcome !== 'n/a';
   return outcome !== expected;
+}
+
+/** A cell's race as reports label it: the race, and the guest under test of a guest race (`race@guest`). */
+export function raceLabel(r: Pick<ExploreCellResult, 'race' | 'guest'>): string {
+  return (r.guest ?? null) === null ? r.race : `${r.race}@${r.guest}`;
 }

@@ -80,7 +80,11 @@ export function formatExploreCellFailure(r: ExploreCellResult): string {
 /** The closing line: cells, outcomes, changes, schedules, wall time. */
 export function formatExploreSummary(report: ExploreReport): string {
   const s = report.summary;
+  const guests = report.catalogue.guests ?? [];
   return (
+    (guests.length === 0
+      ? ''
+      : `guests under test: ${guests.map((g) => (g.file === undefined ? `${g.name} (preset)` : `${g.name} (${g.file})`)).join(', ')}\n`) +
     `${s.cells} cells (${report.scheduler}, seed ${report.seed}${report.schedules === null ? '' : `, ${report.schedules} schedules each`}${report.shard === null ? '' : `, shard ${report.shard.index}/${report.shard.total}`}): ` +
     `${s.ok} ok, ${s.failed} with a failure, ${s.notApplicable} n/a, ${s.error} error; ${s.schedulesRun.toLocaleString('en-US')} schedules in ${formatWall(s.wallMs)} — ` +
     (s.changes === 0 ? 'every outcome as expected' : `${s.changes} not as expected`)

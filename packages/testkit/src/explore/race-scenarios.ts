@@ -54,7 +54,8 @@ export interface RaceScenario {
   readonly property?: ExploreProperty<RaceOutcome>;
 }
 
-function describeOutcome(value: unknown): string {
+/** One racing action's outcome as a line (statuses in hex, TDX errors by code). */
+export function describeOutcome(value: unknown): string {
   if (typeof value === 'bigint') return `0x${value.toString(16)}`;
   if (TdxSimError.is(value)) return `threw ${value.code}`;
   if (value instanceof Error) return `threw ${value.message}`;
@@ -67,7 +68,7 @@ function describeOutcome(value: unknown): string {
  * nobody resolves is only an outcome: a VMM may leave a guest faulting on the private alias of a page the guest
  * itself made shared.
  */
-async function race(...actions: Promise<unknown>[]): Promise<string[]> {
+export async function race(...actions: Promise<unknown>[]): Promise<string[]> {
   let failed = false;
   const lines = await Promise.all(
     actions.map((action) =>
@@ -88,7 +89,7 @@ async function race(...actions: Promise<unknown>[]): Promise<string[]> {
  * gives up (GUEST_STUCK; at six, before zero-step mitigation would list its GPA), so that a backend that never
  * resolves a fault cannot hang a run.
  */
-async function raceTd(ctx: ExploreContext, backend: VmmFactory, guestStuckLimit = 6) {
+export async function raceTd(ctx: ExploreContext, backend: VmmFactory, guestStuckLimit = 6) {
   const module = new TdxModule({ tdmr: TDMR, guestStuckLimit }, ctx.services);
   const hosted: HostedTd = await backend(module, { gpaw: 48, vcpus: 2 });
   // A host thread that ends (the VMM stopped a vCPU) is seen by the guest as VCPU_NOT_RESUMED.
@@ -108,7 +109,7 @@ async function raceTd(ctx: ExploreContext, backend: VmmFactory, guestStuckLimit 
 const P = 0x10_0000;
 
 /** A race's backend must be a {@link VmmFactory}; checked when the scenario is made, before any run. */
-function assertBackend(backend: unknown): void {
+export function assertBackend(backend: unknown): void {
   assertFunctionArgument('backend', backend, '(module, build) => Promise<HostedTd> (a VmmFactory)');
 }
 /** Where page-add-contention's outside SEAMCALL links a table: a 512G region no scenario maps. */
