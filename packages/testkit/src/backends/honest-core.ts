@@ -4,6 +4,7 @@ import {
   ensureSeptTables,
   formatStatus,
   type Gprs,
+  isStatus,
   Reg,
   type SeamcallResult,
   sharedBit,
@@ -25,6 +26,8 @@ import {
 const log = testkitLogger('core');
 const PAGE = 4096;
 const MIB2 = 2 ** 21;
+/** RANGE.BLOCK tries on a BUSY entry, each after kicking every vCPU. */
+const BLOCK_ATTEMPTS = 4;
 
 /** A private GPA and a count of pages that stay below 2^52. */
 function assertPages(gpa: unknown, pages: unknown): void {
@@ -104,6 +107,22 @@ export class HonestCore {
     return false;
   }
 
+  /**
+   * BLOCK with KVM's answer to contention: a BUSY entry (a vCPU's TDCALL holds its lock, or HOST_PRIORITY was set)
+   * makes it kick every vCPU out of the TD and try again (tdx_sept_zap_private_spte; seed thread on the one retry).
+   * A few attempts, not one: our vCPUs are threads the scheduler may run again before the retry.
+   */
+  async #block(base: number, level: 0 | 1): Promise<boolean> {
+    const { td } = this;
+    for (let attempt = 0; attempt < BLOCK_ATTEMPTS; attempt++) {
+      const result = await this.#call('TDH.MEM.RANGE.BLOCK', () => td.host.rangeBlock(td.tdr, base, level));
+      if (result.status === TdxStatus.SUCCESS) return true;
+      if (!isStatus(result.status, TdxStatus.OPERAND_BUSY)) return false;
+      await this.#kickAll();
+    }
+    return false;
+  }
+
   /** Splits the 2M leaf at `base`: BLOCK, TRACK, kick, DEMOTE (reference tdx-module.md §5.10). */
   async #demote(base: number): Promise<void> {
     const { td } = this;
@@ -135,8 +154,11 @@ export class HonestCore {
     const end = gpa + pages * PAGE;
     if (!keepPrivate) await this.#removePrivate(gpa, end);
     const ept = this.module.sharedEpt(this.td.tdr);
-    for (let at = gpa; at < end; at += PAGE)
+    for (let at = gpa; at < end; at += PAGE) {
+      // A page whose private mapping could not be removed (its BLOCK stayed BUSY) is not mapped shared as well.
+      if (!keepPrivate && this.module.privatePage(this.td.tdr, at).hpa !== undefined) continue;
       if (ept.lookup(at) === undefined) ept.map(at, this.td.allocator.alloc4k());
+    }
   }
 
   async #removePrivate(start: number, end: number): Promise<void> {
@@ -154,8 +176,7 @@ export class HonestCore {
       const base = at - (at % span);
       if (truth.hpa !== undefined && truth.level <= 1) {
         const level = truth.level as 0 | 1;
-        const result = await this.#call('TDH.MEM.RANGE.BLOCK', () => td.host.rangeBlock(td.tdr, base, level));
-        if (result.status === TdxStatus.SUCCESS) blocked.push({ gpa: base, level });
+        if (await this.#block(base, level)) blocked.push({ gpa: base, level });
       }
       at = base + span;
     }
