@@ -140,8 +140,10 @@ export class MirrorSept {
     const index = MirrorSept.#index(level, gpa);
     const was = block.entry[index] as number;
     block.entry[index] = code;
-    if (isLeaf(code)) (block.hpa ??= new Float64Array(512))[index] = hpa;
-    else if (block.hpa !== undefined) block.hpa[index] = 0;
+    if (isLeaf(code)) {
+      block.hpa ??= new Float64Array(512);
+      block.hpa[index] = hpa;
+    } else if (block.hpa !== undefined) block.hpa[index] = 0;
     block.used += (code === MirrorEntry.FREE ? 0 : 1) - (was === MirrorEntry.FREE ? 0 : 1);
     if (block.used === 0) {
       const key = Math.floor(gpa / (SPAN[level + 1] as number));

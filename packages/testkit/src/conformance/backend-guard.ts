@@ -170,7 +170,10 @@ export class BackendGuard {
    * Per vCPU, the last EPT-violation exit (what {@link describeExit} tells of it: the GPA, and the level of an ACCEPT
    * or -1), how often it came in a row, and the successes count when it last came. Updated in place: one per vCPU.
    */
-  readonly #repeats = new Map<number, { gpa: bigint; acceptLevel: bigint; count: number; successes: number }>();
+  readonly #repeats = new Map<
+    number,
+    { gpa: bigint; acceptLevel: bigint; count: number; successes: number }
+  >();
   /** Successful SEAMCALLs other than TDH.VP.ENTER: the backend's progress. */
   #successes = 0;
   readonly #recent: string[] = [];
