@@ -1,6 +1,5 @@
 import {
   type BackendSource,
-  decodeLeaf,
   EeqType,
   formatGprs,
   type Gprs,
@@ -103,6 +102,8 @@ const REGISTER_NAMES = [
   'R15',
 ] as const;
 const MAX_U64 = 2n ** 64n - 1n;
+/** Bit 63 of a status: the call failed. */
+const ERROR_BIT = 1n << 63n;
 const RECENT_CALLS = 8;
 
 /** The first register of `regs` that is not a 64-bit bigint, named, or undefined when all 16 are. */
@@ -129,6 +130,11 @@ function show(value: unknown): string {
   if (typeof value === 'string') return `${JSON.stringify(value)} (a string)`;
   if (typeof value === 'number') return `${value} (a number)`;
   return `a ${typeof value}`;
+}
+
+/** The name of a SEAMCALL leaf, for a message or the debug log only (not on the path of every call). */
+function leafName(leaf: number): string {
+  return seamcallLeafName(leaf) ?? `SEAMCALL ${leaf}`;
 }
 
 /** `vCPU 0 (EPT violation at 0x…)`: a TD exit named in a fault's message. */
@@ -297,11 +303,17 @@ export class BackendGuard {
         );
       }
       // Run when the microtask queue is empty: if then nothing but our own timers is pending, nothing can ever answer.
+      let stepsSeen = -1;
       const check = (): void => {
         if (settled) return;
         // Guest code running outside this thread (a wasm guest's worker) will come back: not idle.
         const external = (this.#module?.externalWork ?? 0) > 0;
-        idleChecks = !external && this.#nothingPending(timer === undefined ? 0 : 1) ? idleChecks + 1 : 0;
+        // A SEAMCALL since the last check: the scenario is moving, no need to list this thread's resources (which
+        // costs more than the turn itself); idleness is judged once the calls stop.
+        const moving = this.#steps !== stepsSeen;
+        stepsSeen = this.#steps;
+        idleChecks =
+          !external && !moving && this.#nothingPending(timer === undefined ? 0 : 1) ? idleChecks + 1 : 0;
         if (idleChecks >= 2) {
           this.#raise(
             'no-answer',
@@ -466,14 +478,13 @@ export class BackendGuard {
       this.#raise('bad-registers', error.message);
       throw error;
     }
-    const leaf = decodeLeaf(rax).leaf;
-    const name = seamcallLeafName(leaf) ?? `SEAMCALL ${leaf}`;
-    if (this.#stopped) throw this.#stoppedError(name);
+    const leaf = Number(rax & 0xffffn);
+    if (this.#stopped) throw this.#stoppedError(leafName(leaf));
     const bad = badRegister(regs);
     if (bad !== undefined) {
       const error = new TestkitError(
         'INVALID_VMM_REGISTERS',
-        `${name} with ${bad.text}`,
+        `${leafName(leaf)} with ${bad.text}`,
         bad.register.toLowerCase(),
       );
       this.#raise('bad-registers', error.message);
@@ -484,16 +495,17 @@ export class BackendGuard {
         'step-budget',
         `the backend made more than ${this.#stepBudget.toLocaleString('en-US')} SEAMCALLs, the scenario's budget${this.#waitingOn()}`,
       );
-      throw this.#stoppedError(name);
+      throw this.#stoppedError(leafName(leaf));
     }
     const out = await module.seamcall(rax, regs);
     if (leaf === SeamcallLeaf.VP_ENTER) return out;
     const status = out[Reg.RAX] as bigint;
     if (status === 0n) this.#successes++;
-    const why = avoidableSeamcallError(status);
+    // Without the error bit nothing is avoidable (the common case: no call into the classifier).
+    const why = status < ERROR_BIT ? undefined : avoidableSeamcallError(status);
     // The call's text only when something reads it (the debug log or an error): it costs more than the call.
     if (why === undefined && !errorLog.enabled) return out;
-    const call = `${name} ${Object.entries(formatGprs(regs, ['RCX', 'RDX', 'R8']))
+    const call = `${leafName(leaf)} ${Object.entries(formatGprs(regs, ['RCX', 'RDX', 'R8']))
       .map(([k, v]) => `${k}=${v}`)
       .join(' ')}`;
     if (errorLog.enabled) {
@@ -507,7 +519,7 @@ export class BackendGuard {
     this.#failures.set(text, count);
     if (count >= this.#maxIdentical) {
       this.#raise('stuck', `the backend repeated the same failing SEAMCALL ${count} times: ${text}`);
-      throw this.#stoppedError(name);
+      throw this.#stoppedError(leafName(leaf));
     }
     return out;
   }
