@@ -54,6 +54,9 @@ export async function vmcallMapGpa(cpu: TdcallCpu, r12: bigint, r13: bigint): Pr
   return { rax: out[Reg.RAX] as bigint, r10: out[Reg.R10] as bigint, r11: out[Reg.R11] as bigint };
 }
 
+/** RAX of TDG.MEM.PAGE.ACCEPT (version 0), made once: every page accepted passes here. */
+const ACCEPT_RAX = encodeLeaf(TdcallLeaf.MEM_PAGE_ACCEPT);
+
 /** TDG.MEM.PAGE.ACCEPT of the page at `gpa` (4K-aligned, below 2^52) and `level` (0..7); resolves with RAX. */
 export async function tdgAccept(cpu: TdcallCpu, gpa: number, level: number): Promise<bigint> {
   assertCpu('cpu', cpu);
@@ -61,10 +64,10 @@ export async function tdgAccept(cpu: TdcallCpu, gpa: number, level: number): Pro
   if (gpa % 4096 !== 0)
     throw new GuestError('INVALID_ARGUMENT', `gpa must be 4 KiB-aligned, got 0x${gpa.toString(16)}`, 'gpa');
   assertInteger('level', level, 0, 7);
-  const out = await cpu.tdcall(
-    encodeLeaf(TdcallLeaf.MEM_PAGE_ACCEPT),
-    makeGprs({ rcx: encodePageInfo(gpa, level) }),
-  );
+  // Written straight into a zeroed register file: the page info of a checked GPA and level is a 64-bit value.
+  const regs = makeGprs();
+  regs[Reg.RCX] = encodePageInfo(gpa, level);
+  const out = await cpu.tdcall(ACCEPT_RAX, regs);
   return out[Reg.RAX] as bigint;
 }
 

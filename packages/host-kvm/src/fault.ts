@@ -172,15 +172,16 @@ export async function mapPrivate(
         : 0;
     const target = level === 1 ? base2m : page;
     for (;;) {
-      const at = mirror.walk(target, level);
-      if (at.entry === MirrorEntry.FREE && at.level > level) {
-        const linked = await linkTable(vm, target, at.level, first);
+      const atLevel = mirror.walkLevel(target, level);
+      const entry = mirror.get(atLevel, target);
+      if (entry === MirrorEntry.FREE && atLevel > level) {
+        const linked = await linkTable(vm, target, atLevel, first);
         if (linked !== 'fixed') return linked;
         continue;
       }
-      if (at.entry === MirrorEntry.FREE) break;
+      if (entry === MirrorEntry.FREE) break;
       // A leaf maps the GPA already (this fault lost a race, or a larger leaf covers it): spurious, fixed.
-      if (at.entry === MirrorEntry.PRESENT || at.entry === MirrorEntry.PREMAPPED) return 'fixed';
+      if (entry === MirrorEntry.PRESENT || entry === MirrorEntry.PREMAPPED) return 'fixed';
       // Frozen by a racing fault, or blocked by a zap (only possible without mmu_lock): back off.
       return 'retry';
     }

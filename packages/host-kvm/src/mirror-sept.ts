@@ -32,13 +32,20 @@ export interface MirrorLeaf {
 const PAGE = 4096;
 /** Bytes one entry at `level` maps (level 0 = 4K). */
 export const spanOf = (level: number): number => PAGE * 512 ** level;
+/** {@link spanOf} for every level the mirror can have (0 … 6: the root's table at level 5 spans 2^66 bytes). */
+const SPAN: readonly number[] = Array.from({ length: 7 }, (_, level) => spanOf(level));
 
-/** The 512 4K entries under one 2M entry. */
-class LeafBlock {
+/**
+ * The 512 entries of one table of the mirror: their codes, and the host pages of the leaves among them (made when
+ * the table first holds a leaf: tables of the upper levels never do).
+ */
+class TableBlock {
   readonly entry = new Uint8Array(512);
-  readonly hpa = new Float64Array(512);
+  hpa: Float64Array | undefined;
   used = 0;
 }
+
+const MIB2 = SPAN[1] as number;
 
 const isLeaf = (code: number): boolean =>
   code === MirrorEntry.PRESENT || code === MirrorEntry.BLOCKED || code === MirrorEntry.PREMAPPED;
@@ -50,19 +57,19 @@ const isLeaf = (code: number): boolean =>
  * read the S-EPT. A fault freezes the entry it will change before its SEAMCALL (a compare-and-exchange from FREE),
  * so a racing fault that finds it frozen backs off and retries, as the TDP MMU's atomic update does.
  *
- * Storage grows with what is mapped: a map per level for the entries above 4K, and a block of 512 entries per 2M
- * region that has 4K leaves. Levels are the S-EPT's (0 = 4K, 1 = 2M, ...), the root's entries are at level `pwl`.
+ * Storage grows with what is mapped, as the S-EPT itself: per level, a block of 512 entries (a byte each, and the
+ * leaves' host pages in a typed array) for each table that holds something, found by its number at that level
+ * (GPA ÷ the table's span) — a 1 TiB TD mapped at 2M is 1,024 blocks, not a million map entries. Levels are the S-EPT's (0 = 4K, 1 = 2M, ...), the root's entries are at level `pwl`.
  * Source: arch/x86/kvm/mmu/tdp_mmu.c (set_external_spte_present: freeze, SEAMCALL, then the new value or the old
  * one back; remove_external_spte).
  */
 export class MirrorSept {
   readonly pwl: number;
-  /** Entries at levels 1..pwl, by GPA aligned to the level's span. */
-  readonly #upper: Map<number, number>[] = [];
-  /** Host pages of the leaves at level 1 (2M), by GPA. */
-  readonly #upperHpa = new Map<number, number>();
-  /** 4K entries, by the GPA of their 2M region. */
-  readonly #blocks = new Map<number, LeafBlock>();
+  /** Per level, the tables that hold an entry, by table number (GPA ÷ the span of a table at that level). */
+  readonly #tables: Map<number, TableBlock>[] = [];
+  /** Per level, the last table looked up and its number (a fault walks the same tables again and again). */
+  readonly #lastKey: number[] = [];
+  readonly #lastBlock: (TableBlock | undefined)[] = [];
 
   constructor(pwl: number) {
     if (typeof pwl !== 'number' || !Number.isInteger(pwl) || pwl < 1 || pwl > 5)
@@ -72,29 +79,41 @@ export class MirrorSept {
         'pwl',
       );
     this.pwl = pwl;
-    for (let level = 0; level <= pwl; level++) this.#upper.push(new Map());
+    for (let level = 0; level <= pwl; level++) {
+      this.#tables.push(new Map());
+      this.#lastKey.push(-1);
+      this.#lastBlock.push(undefined);
+    }
+  }
+
+  /** The table holding the entry at `level` for the GPA, or undefined when it holds nothing. */
+  #block(level: number, gpa: number): TableBlock | undefined {
+    const key = Math.floor(gpa / (SPAN[level + 1] as number));
+    if (this.#lastKey[level] === key) return this.#lastBlock[level];
+    const block = (this.#tables[level] as Map<number, TableBlock>).get(key);
+    this.#lastKey[level] = key;
+    this.#lastBlock[level] = block;
+    return block;
+  }
+
+  /** The entry's index in its table. */
+  static #index(level: number, gpa: number): number {
+    return Math.floor((gpa % (SPAN[level + 1] as number)) / (SPAN[level] as number));
   }
 
   /** The entry at `level` for the GPA (aligned down to the level's span). */
   get(level: number, gpa: number): MirrorEntryCode {
-    if (level === 0) {
-      const offset = gpa % spanOf(1);
-      const block = this.#blocks.get(gpa - offset);
-      return (block === undefined ? 0 : block.entry[(offset - (offset % PAGE)) / PAGE]) as MirrorEntryCode;
-    }
-    return ((this.#upper[level] as Map<number, number>).get(gpa - (gpa % spanOf(level))) ??
-      0) as MirrorEntryCode;
+    const block = this.#block(level, gpa);
+    return (block === undefined ? 0 : block.entry[MirrorSept.#index(level, gpa)]) as MirrorEntryCode;
   }
 
   /** The host page of the leaf at `level` for the GPA, or undefined. */
   hpaOf(level: number, gpa: number): number | undefined {
-    if (!isLeaf(this.get(level, gpa))) return undefined;
-    if (level === 0) {
-      const offset = gpa % spanOf(1);
-      const block = this.#blocks.get(gpa - offset) as LeafBlock;
-      return block.hpa[(offset - (offset % PAGE)) / PAGE];
-    }
-    return this.#upperHpa.get(gpa - (gpa % spanOf(level)));
+    const block = this.#block(level, gpa);
+    if (block === undefined) return undefined;
+    const index = MirrorSept.#index(level, gpa);
+    if (!isLeaf(block.entry[index] as number)) return undefined;
+    return block.hpa?.[index] ?? 0;
   }
 
   /**
@@ -109,28 +128,28 @@ export class MirrorSept {
 
   /** Writes the entry at `level` for the GPA (a leaf with its host page). */
   set(level: number, gpa: number, code: MirrorEntryCode, hpa = 0): void {
-    const base = gpa - (gpa % spanOf(level));
-    if (level === 0) {
-      const region = base - (base % spanOf(1));
-      let block = this.#blocks.get(region);
-      if (block === undefined) {
-        if (code === MirrorEntry.FREE) return;
-        block = new LeafBlock();
-        this.#blocks.set(region, block);
-      }
-      const index = (base - region) / PAGE;
-      const was = block.entry[index] as number;
-      block.entry[index] = code;
-      block.hpa[index] = hpa;
-      block.used += (code === MirrorEntry.FREE ? 0 : 1) - (was === MirrorEntry.FREE ? 0 : 1);
-      if (block.used === 0) this.#blocks.delete(region);
-      return;
+    let block = this.#block(level, gpa);
+    if (block === undefined) {
+      if (code === MirrorEntry.FREE) return;
+      block = new TableBlock();
+      const key = Math.floor(gpa / (SPAN[level + 1] as number));
+      (this.#tables[level] as Map<number, TableBlock>).set(key, block);
+      this.#lastKey[level] = key;
+      this.#lastBlock[level] = block;
     }
-    const entries = this.#upper[level] as Map<number, number>;
-    if (code === MirrorEntry.FREE) entries.delete(base);
-    else entries.set(base, code);
-    if (isLeaf(code)) this.#upperHpa.set(base, hpa);
-    else this.#upperHpa.delete(base);
+    const index = MirrorSept.#index(level, gpa);
+    const was = block.entry[index] as number;
+    block.entry[index] = code;
+    if (isLeaf(code)) {
+      block.hpa ??= new Float64Array(512);
+      block.hpa[index] = hpa;
+    } else if (block.hpa !== undefined) block.hpa[index] = 0;
+    block.used += (code === MirrorEntry.FREE ? 0 : 1) - (was === MirrorEntry.FREE ? 0 : 1);
+    if (block.used === 0) {
+      const key = Math.floor(gpa / (SPAN[level + 1] as number));
+      (this.#tables[level] as Map<number, TableBlock>).delete(key);
+      if (this.#lastKey[level] === key) this.#lastBlock[level] = undefined;
+    }
   }
 
   /**
@@ -138,8 +157,8 @@ export class MirrorSept {
    * are present leaves on the pieces of the 2M host page.
    */
   demoted(gpa: number): void {
-    const base = gpa - (gpa % spanOf(1));
-    const hpa = this.#upperHpa.get(base) ?? 0;
+    const base = gpa - (gpa % MIB2);
+    const hpa = this.hpaOf(1, base) ?? 0;
     this.set(1, base, MirrorEntry.TABLE);
     for (let i = 0; i < 512; i++) this.set(0, base + i * PAGE, MirrorEntry.PRESENT, hpa + i * PAGE);
   }
@@ -149,11 +168,14 @@ export class MirrorSept {
    * the fault path must link a table (FREE), back off (FROZEN) or stop (a leaf that already maps the GPA).
    */
   walk(gpa: number, level: number): { readonly level: number; readonly entry: MirrorEntryCode } {
-    for (let at = this.pwl; at > level; at--) {
-      const entry = this.get(at, gpa);
-      if (entry !== MirrorEntry.TABLE) return { level: at, entry };
-    }
-    return { level, entry: this.get(level, gpa) };
+    const at = this.walkLevel(gpa, level);
+    return { level: at, entry: this.get(at, gpa) };
+  }
+
+  /** The level {@link walk} stops at, without building its answer (the fault path's walk). */
+  walkLevel(gpa: number, level: number): number {
+    for (let at = this.pwl; at > level; at--) if (this.get(at, gpa) !== MirrorEntry.TABLE) return at;
+    return level;
   }
 
   /** Every leaf (any state but FREE and FROZEN) that overlaps [start, end), in GPA order. */
@@ -166,15 +188,18 @@ export class MirrorSept {
   /** Every entry frozen now (a SEAMCALL in flight): none at quiescence. */
   frozen(): { gpa: number; level: number }[] {
     const out: { gpa: number; level: number }[] = [];
-    for (let level = 1; level <= this.pwl; level++) {
-      for (const [gpa, code] of this.#upper[level] as Map<number, number>)
-        if (code === MirrorEntry.FROZEN) out.push({ gpa, level });
-    }
-    for (const [region, block] of this.#blocks) {
-      for (let i = 0; i < 512; i++)
-        if (block.entry[i] === MirrorEntry.FROZEN) out.push({ gpa: region + i * PAGE, level: 0 });
-    }
+    for (let level = 1; level <= this.pwl; level++) this.#frozenAt(level, out);
+    this.#frozenAt(0, out);
     return out;
+  }
+
+  #frozenAt(level: number, out: { gpa: number; level: number }[]): void {
+    const tableSpan = SPAN[level + 1] as number;
+    const span = SPAN[level] as number;
+    for (const [key, block] of this.#tables[level] as Map<number, TableBlock>) {
+      for (let i = 0; i < 512; i++)
+        if (block.entry[i] === MirrorEntry.FROZEN) out.push({ gpa: key * tableSpan + i * span, level });
+    }
   }
 
   /** The view: every leaf KVM believes is in the S-EPT (present or blocked; not the ones still to be ADDed). */
@@ -187,28 +212,21 @@ export class MirrorSept {
   }
 
   #scan(level: number, start: number, end: number, out: MirrorLeaf[]): void {
-    const span = spanOf(level);
-    if (level === 0) {
-      const region = spanOf(1);
-      for (let base = start - (start % region); base < end; base += region) {
-        const block = this.#blocks.get(base);
-        if (block === undefined) continue;
-        const from = Math.max(0, Math.floor((start - base) / PAGE));
-        const to = Math.min(512, Math.ceil((end - base) / PAGE));
-        for (let i = from; i < to; i++) {
-          const entry = block.entry[i] as MirrorEntryCode;
-          if (isLeaf(entry)) out.push({ gpa: base + i * PAGE, level: 0, entry, hpa: block.hpa[i] as number });
-        }
+    const span = SPAN[level] as number;
+    const tableSpan = SPAN[level + 1] as number;
+    for (let table = start - (start % tableSpan); table < end; table += tableSpan) {
+      const block = (this.#tables[level] as Map<number, TableBlock>).get(Math.floor(table / tableSpan));
+      if (block === undefined) continue;
+      const from = Math.max(0, Math.floor((start - table) / span));
+      const to = Math.min(512, Math.ceil((end - table) / span));
+      for (let i = from; i < to; i++) {
+        const entry = block.entry[i] as MirrorEntryCode;
+        const base = table + i * span;
+        if (entry === MirrorEntry.TABLE && level > 0)
+          this.#scan(level - 1, Math.max(start, base), Math.min(end, base + span), out);
+        else if (isLeaf(entry) && level <= 1)
+          out.push({ gpa: base, level: level as 0 | 1, entry, hpa: block.hpa?.[i] ?? 0 });
       }
-      return;
-    }
-    const entries = this.#upper[level] as Map<number, number>;
-    for (let base = start - (start % span); base < end; base += span) {
-      const entry = (entries.get(base) ?? 0) as MirrorEntryCode;
-      if (entry === MirrorEntry.TABLE)
-        this.#scan(level - 1, Math.max(start, base), Math.min(end, base + span), out);
-      else if (isLeaf(entry) && level === 1)
-        out.push({ gpa: base, level: 1, entry, hpa: this.#upperHpa.get(base) ?? 0 });
     }
   }
 }

@@ -240,14 +240,17 @@ export class TdxModule implements SeamcallPort {
     const flow = HOST_FLOWS.get(leaf);
     // SEPT.REMOVE and SEPT.ADD have a version 1 (for L2 tables, not modelled: L2 inputs are ignored).
     const maxVersion = leaf === SeamcallLeaf.MEM_SEPT_REMOVE || leaf === SeamcallLeaf.MEM_SEPT_ADD ? 1 : 0;
-    let out: Gprs = makeGprs();
+    // TDH.VP.ENTER answers the exit's registers; every other leaf fills a fresh register file.
+    let out: Gprs;
     let status: bigint;
     if (!valid || version > maxVersion || (flow === undefined && leaf !== SeamcallLeaf.VP_ENTER)) {
+      out = makeGprs();
       status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
     } else if (leaf === SeamcallLeaf.VP_ENTER) {
       out = await this.#vpEnter(regs);
       status = out[Reg.RAX] as bigint;
     } else {
+      out = makeGprs();
       // Lock records are reused: each flow in flight has its own, returned empty.
       const held = this.#heldPool.pop() ?? new HeldLocks();
       try {

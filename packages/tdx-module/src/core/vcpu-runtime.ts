@@ -115,48 +115,42 @@ export class VcpuRuntime {
     }
   }
 
-  /** Parks guest code until the vCPU is entered again; resolves with the entry's registers. */
+  /**
+   * Parks guest code until the vCPU is entered again; resolves with the entry's registers. The promise's own resolve
+   * and reject are what the vCPU holds (no closure per exit: this is every TD exit's path); {@link enter} and
+   * {@link failParked} take the guest off the parked list.
+   */
   waitForEntry(vcpu: VcpuState): Promise<Gprs> {
     return new Promise<Gprs>((resolve, reject) => {
       if (vcpu.hostGone) {
         reject(notResumed(vcpu));
         return;
       }
-      const resume = (regs: Gprs): void => {
-        parkedGuests.delete(vcpu);
-        resolve(regs);
-      };
-      const fail = (error: Error): void => {
-        parkedGuests.delete(vcpu);
-        vcpu.resumeGuest = undefined;
-        vcpu.rejectGuest = undefined;
-        reject(error);
-      };
-      vcpu.resumeGuest = resume;
-      vcpu.rejectGuest = fail;
-      const entered = this.#entered.has(vcpu);
-      parkGuest(vcpu, () => fail(entered ? notResumed(vcpu) : neverEntered(vcpu)));
-      if (this.#abandonTurns === 0) return;
-      let turns = 0;
-      const check = (): void => {
-        if (vcpu.resumeGuest !== resume) return;
-        if (++turns < this.#abandonTurns) {
-          setImmediate(check);
-          return;
-        }
-        fail(notResumed(vcpu));
-      };
-      setImmediate(check);
+      vcpu.resumeGuest = resolve;
+      vcpu.rejectGuest = reject;
+      parkGuest(vcpu, this.#entered.has(vcpu));
+      if (this.#abandonTurns !== 0) this.#abandonAfter(vcpu, resolve);
     });
+  }
+
+  /** After {@link #abandonTurns} macrotask turns with the guest still parked on the same wait: VCPU_NOT_RESUMED. */
+  #abandonAfter(vcpu: VcpuState, resume: (regs: Gprs) => void): void {
+    let turns = 0;
+    const check = (): void => {
+      if (vcpu.resumeGuest !== resume) return;
+      if (++turns < this.#abandonTurns) {
+        setImmediate(check);
+        return;
+      }
+      failParked(vcpu, notResumed(vcpu));
+    };
+    setImmediate(check);
   }
 
   /** The host will not enter `vcpu` again: guest code waiting for it (now or later) gets VCPU_NOT_RESUMED. */
   hostStopped(vcpu: VcpuState): void {
     vcpu.hostGone = true;
-    const reject = vcpu.rejectGuest;
-    vcpu.resumeGuest = undefined;
-    vcpu.rejectGuest = undefined;
-    reject?.(notResumed(vcpu));
+    if (vcpu.rejectGuest !== undefined) failParked(vcpu, notResumed(vcpu));
   }
 
   /** Guest code calls this before it runs: a vCPU that was kicked out waits for its next entry. */
@@ -178,28 +172,42 @@ export class VcpuRuntime {
       vcpu.deliverExit = resolve;
     });
     const resume = vcpu.resumeGuest;
-    vcpu.resumeGuest = undefined;
-    vcpu.rejectGuest = undefined;
-    resume?.(regs);
+    if (resume !== undefined) {
+      parkedGuests.delete(vcpu);
+      vcpu.resumeGuest = undefined;
+      vcpu.rejectGuest = undefined;
+      resume(regs);
+    }
     return exitPromise;
   }
 }
 
 /**
- * Guest code parked for an entry, across every module of this process. When Node's event loop empties, no host
- * thread is left to enter these vCPUs: each waiting guest fails with VCPU_NOT_RESUMED naming its vCPU, where it would
- * otherwise end the process silently (an unsettled top-level await exits with code 13, a plain promise with 0).
+ * Guest code parked for an entry, across every module of this process, with whether its vCPU was ever entered. When
+ * Node's event loop empties, no host thread is left to enter these vCPUs: each waiting guest fails with
+ * VCPU_NOT_RESUMED naming its vCPU, where it would otherwise end the process silently (an unsettled top-level await
+ * exits with code 13, a plain promise with 0).
  */
-const parkedGuests = new Map<VcpuState, () => void>();
+const parkedGuests = new Map<VcpuState, boolean>();
 let exitHookInstalled = false;
 
-function parkGuest(vcpu: VcpuState, failWhenIdle: () => void): void {
-  parkedGuests.set(vcpu, failWhenIdle);
+function parkGuest(vcpu: VcpuState, entered: boolean): void {
+  parkedGuests.set(vcpu, entered);
   if (exitHookInstalled || typeof process !== 'object' || typeof process.on !== 'function') return;
   exitHookInstalled = true;
   process.on('beforeExit', () => {
-    for (const failWhenIdle of [...parkedGuests.values()]) failWhenIdle();
+    for (const [parked, wasEntered] of [...parkedGuests])
+      failParked(parked, wasEntered ? notResumed(parked) : neverEntered(parked));
   });
+}
+
+/** The parked guest of `vcpu` (if any) fails with `error`; the vCPU holds no wait any more. */
+function failParked(vcpu: VcpuState, error: Error): void {
+  parkedGuests.delete(vcpu);
+  const reject = vcpu.rejectGuest;
+  vcpu.resumeGuest = undefined;
+  vcpu.rejectGuest = undefined;
+  reject?.(error);
 }
 
 function neverEntered(vcpu: VcpuState): TdxSimError {

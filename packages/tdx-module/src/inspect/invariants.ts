@@ -7,6 +7,7 @@ import { TDEL } from '../locks/sept-entry-lock.js';
 import { assertSameCopy } from '../package-copy.js';
 import type { TdxModule } from '../tdx-module.js';
 import { assertModule } from './assert-module.js';
+import { HpaUsers } from './hpa-users.js';
 
 /** One broken invariant: a stable `rule` name and what was found. */
 export interface InvariantViolation {
@@ -51,10 +52,10 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
     out.push({ rule, message });
   };
   const hex = (n: number): string => `0x${n.toString(16)}`;
-  // HPA + level (an HPA is 4K-aligned, a level below 3: the sum is unique) → who references it, from the TD side.
-  // Nothing is allocated per page: a guest page's user is its TD and GPA, kept as numbers and named only when a
-  // message needs it; the few control pages and tables carry their name.
-  const referenced = new Map<number, number>();
+  // HPA and level → who references it, from the TD side. Nothing is allocated per page: a guest page's user is its
+  // TD and GPA, kept as numbers and named only when a message needs it; the few control pages and tables carry their
+  // name.
+  const referenced = new HpaUsers();
   const userTd: string[] = [];
   const userGpa: number[] = [];
   const userName: (string | undefined)[] = [];
@@ -67,14 +68,13 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
     return userTd.length - 1;
   };
   const reference = (hpa: number, level: number, type: number, owner: number, user: number): void => {
-    const key = hpa + level;
-    const previous = referenced.get(key);
+    const previous = referenced.get(hpa, level);
     if (previous !== undefined)
       fail(
         'hpa-owned-twice',
         `${hex(hpa)} (level ${level}) used by ${describe(previous)} and ${describe(user)}`,
       );
-    referenced.set(key, user);
+    referenced.set(hpa, level, user);
     const pamtType = m.pamt.getType(hpa, level as 0 | 1 | 2);
     const pamtOwner = m.pamt.getOwner(hpa, level as 0 | 1 | 2);
     if (pamtType !== type || pamtOwner !== owner) {
@@ -98,7 +98,7 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
       m.pamt.forEachUsed((hpa, level, type, owner) => {
         if (owner !== td.tdr || type === PamtPageType.NDA || type === PamtPageType.TDR) return;
         owned += 512 ** level;
-        referenced.set(hpa + level, teardownUser);
+        referenced.set(hpa, level, teardownUser);
       });
       if (owned !== td.childCount)
         fail('child-count', `${tdName} (teardown): child count ${td.childCount}, PAMT pages ${owned}`);
@@ -210,7 +210,7 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
   m.pamt.forEachUsed((hpa, level, type, _owner, lock) => {
     if (options.locks !== false && hpHeld(lock))
       fail('lock-held', `PAMT ${hex(hpa)} level ${level} lock ${lock}`);
-    if (type !== PamtPageType.NDA && !referenced.has(hpa + level)) {
+    if (type !== PamtPageType.NDA && referenced.get(hpa, level) === undefined) {
       fail(
         'pamt-sept-agreement',
         `PAMT ${hex(hpa)} level ${level} is ${pamtPageTypeName(type)} but nothing uses it`,

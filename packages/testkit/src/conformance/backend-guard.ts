@@ -1,6 +1,6 @@
 import {
   type BackendSource,
-  decodeLeaf,
+  EeqType,
   formatGprs,
   type Gprs,
   Reg,
@@ -10,6 +10,7 @@ import {
   TdxIds,
   type TdxModule,
   toVmmModule,
+  VmExitReason,
   type Vmm,
   type VmmFactory,
 } from '@tdxsim/tdx-module';
@@ -101,6 +102,8 @@ const REGISTER_NAMES = [
   'R15',
 ] as const;
 const MAX_U64 = 2n ** 64n - 1n;
+/** Bit 63 of a status: the call failed. */
+const ERROR_BIT = 1n << 63n;
 const RECENT_CALLS = 8;
 
 /** The first register of `regs` that is not a 64-bit bigint, named, or undefined when all 16 are. */
@@ -115,7 +118,8 @@ export function badRegister(regs: unknown): { register: string; text: string } |
     const value: unknown = regs[i];
     const name = REGISTER_NAMES[i] as string;
     if (typeof value !== 'bigint') return { register: name, text: `${name} = ${show(value)}, not a bigint` };
-    if (value < 0n || value > MAX_U64)
+    // In [0, 2^64) exactly when reducing to 64 bits changes nothing (one call: cheaper than two comparisons).
+    if (BigInt.asUintN(64, value) !== value)
       return { register: name, text: `${name} = ${value}, outside 0 … 2^64 − 1` };
   }
   return undefined;
@@ -128,6 +132,18 @@ function show(value: unknown): string {
   if (typeof value === 'number') return `${value} (a number)`;
   return `a ${typeof value}`;
 }
+
+/** The name of a SEAMCALL leaf, for a message or the debug log only (not on the path of every call). */
+function leafName(leaf: number): string {
+  return seamcallLeafName(leaf) ?? `SEAMCALL ${leaf}`;
+}
+
+/** `vCPU 0 (EPT violation at 0x…)`: a TD exit named in a fault's message. */
+function exitWords(vcpu: number, regs: readonly bigint[]): string {
+  return `vCPU ${vcpu} (${describeExit(regs)})`;
+}
+
+const ACCEPT_EEQ = BigInt(EeqType.ACCEPT);
 
 function errorText(error: unknown): string {
   const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
@@ -155,9 +171,16 @@ export class BackendGuard {
   /** This thread's resources before the scenario: what is not the scenario's (taken again when {@link run} starts). */
   #baseline = activeResources();
   readonly #failures = new Map<string, number>();
-  readonly #pendingExits = new Map<number, string>();
-  /** Per vCPU, the last EPT-violation exit, how often it came in a row, and the successes count when it last came. */
-  readonly #repeats = new Map<number, { exit: string; count: number; successes: number }>();
+  /** Per vCPU waiting for the backend's answer, the registers of its exit (described only in a fault's message). */
+  readonly #pendingExits = new Map<number, readonly bigint[]>();
+  /**
+   * Per vCPU, the last EPT-violation exit (what {@link describeExit} tells of it: the GPA, and the level of an ACCEPT
+   * or -1), how often it came in a row, and the successes count when it last came. Updated in place: one per vCPU.
+   */
+  readonly #repeats = new Map<
+    number,
+    { gpa: bigint; acceptLevel: bigint; count: number; successes: number }
+  >();
   /** Successful SEAMCALLs other than TDH.VP.ENTER: the backend's progress. */
   #successes = 0;
   readonly #recent: string[] = [];
@@ -281,11 +304,17 @@ export class BackendGuard {
         );
       }
       // Run when the microtask queue is empty: if then nothing but our own timers is pending, nothing can ever answer.
+      let stepsSeen = -1;
       const check = (): void => {
         if (settled) return;
         // Guest code running outside this thread (a wasm guest's worker) will come back: not idle.
         const external = (this.#module?.externalWork ?? 0) > 0;
-        idleChecks = !external && this.#nothingPending(timer === undefined ? 0 : 1) ? idleChecks + 1 : 0;
+        // A SEAMCALL since the last check: the scenario is moving, no need to list this thread's resources (which
+        // costs more than the turn itself); idleness is judged once the calls stop.
+        const moving = this.#steps !== stepsSeen;
+        stepsSeen = this.#steps;
+        idleChecks =
+          !external && !moving && this.#nothingPending(timer === undefined ? 0 : 1) ? idleChecks + 1 : 0;
         if (idleChecks >= 2) {
           this.#raise(
             'no-answer',
@@ -365,7 +394,9 @@ export class BackendGuard {
   }
 
   #waitingOn(): string {
-    const pending = [...this.#pendingExits.entries()].map(([vcpu, exit]) => `vCPU ${vcpu}: ${exit}`);
+    const pending = [...this.#pendingExits.entries()].map(
+      ([vcpu, regs]) => `vCPU ${vcpu}: ${describeExit(regs)}`,
+    );
     return pending.length === 0 ? '' : ` (waiting on the TD exit of ${pending.join('; ')})`;
   }
 
@@ -401,24 +432,41 @@ export class BackendGuard {
     };
   }
 
-  /** The module as the backend sees it: every member the same, SEAMCALLs through {@link #seamcall}. */
+  /**
+   * The module as the backend sees it: every member the same, SEAMCALLs through {@link #seamcall}. An object whose
+   * prototype is the module, with the module's methods bound to it and its accessors forwarded (they use private
+   * state), not a Proxy: a backend reads the module on every exit, and a Proxy's trap cost as much as the rest of the
+   * guard.
+   */
   #watched(module: TdxModule): TdxModule {
-    const bound = new Map<PropertyKey, unknown>();
+    const watched = Object.create(module) as TdxModule;
+    for (
+      let proto: object | null = Object.getPrototypeOf(module) as object | null;
+      proto !== null && proto !== Object.prototype;
+      proto = Object.getPrototypeOf(proto) as object | null
+    ) {
+      for (const key of Reflect.ownKeys(proto)) {
+        if (key === 'constructor' || Object.hasOwn(watched, key)) continue;
+        const described = Object.getOwnPropertyDescriptor(proto, key) as PropertyDescriptor;
+        const { value, get, set } = described;
+        if (typeof value === 'function')
+          Object.defineProperty(watched, key, {
+            value: (value as (...args: unknown[]) => unknown).bind(module),
+            configurable: true,
+            writable: true,
+          });
+        else if (get !== undefined || set !== undefined)
+          Object.defineProperty(watched, key, {
+            ...(get === undefined ? {} : { get: () => get.call(module) }),
+            ...(set === undefined ? {} : { set: (v: unknown) => set.call(module, v) }),
+            configurable: true,
+          });
+      }
+    }
     const seamcall = (rax: bigint, regs: readonly bigint[]): Promise<Gprs> =>
       this.#seamcall(module, rax, regs);
-    return new Proxy(module, {
-      get(target, key) {
-        if (key === 'seamcall') return seamcall;
-        const value: unknown = Reflect.get(target, key, target);
-        if (typeof value !== 'function') return value;
-        let method = bound.get(key);
-        if (method === undefined) {
-          method = (value as (...args: unknown[]) => unknown).bind(target);
-          bound.set(key, method);
-        }
-        return method;
-      },
-    });
+    Object.defineProperty(watched, 'seamcall', { value: seamcall, configurable: true, writable: true });
+    return watched;
   }
 
   async #seamcall(module: TdxModule, rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
@@ -431,14 +479,13 @@ export class BackendGuard {
       this.#raise('bad-registers', error.message);
       throw error;
     }
-    const leaf = decodeLeaf(rax).leaf;
-    const name = seamcallLeafName(leaf) ?? `SEAMCALL ${leaf}`;
-    if (this.#stopped) throw this.#stoppedError(name);
+    const leaf = Number(rax & 0xffffn);
+    if (this.#stopped) throw this.#stoppedError(leafName(leaf));
     const bad = badRegister(regs);
     if (bad !== undefined) {
       const error = new TestkitError(
         'INVALID_VMM_REGISTERS',
-        `${name} with ${bad.text}`,
+        `${leafName(leaf)} with ${bad.text}`,
         bad.register.toLowerCase(),
       );
       this.#raise('bad-registers', error.message);
@@ -449,16 +496,17 @@ export class BackendGuard {
         'step-budget',
         `the backend made more than ${this.#stepBudget.toLocaleString('en-US')} SEAMCALLs, the scenario's budget${this.#waitingOn()}`,
       );
-      throw this.#stoppedError(name);
+      throw this.#stoppedError(leafName(leaf));
     }
     const out = await module.seamcall(rax, regs);
     if (leaf === SeamcallLeaf.VP_ENTER) return out;
     const status = out[Reg.RAX] as bigint;
     if (status === 0n) this.#successes++;
-    const why = avoidableSeamcallError(status);
+    // Without the error bit nothing is avoidable (the common case: no call into the classifier).
+    const why = status < ERROR_BIT ? undefined : avoidableSeamcallError(status);
     // The call's text only when something reads it (the debug log or an error): it costs more than the call.
     if (why === undefined && !errorLog.enabled) return out;
-    const call = `${name} ${Object.entries(formatGprs(regs, ['RCX', 'RDX', 'R8']))
+    const call = `${leafName(leaf)} ${Object.entries(formatGprs(regs, ['RCX', 'RDX', 'R8']))
       .map(([k, v]) => `${k}=${v}`)
       .join(' ')}`;
     if (errorLog.enabled) {
@@ -472,26 +520,41 @@ export class BackendGuard {
     this.#failures.set(text, count);
     if (count >= this.#maxIdentical) {
       this.#raise('stuck', `the backend repeated the same failing SEAMCALL ${count} times: ${text}`);
-      throw this.#stoppedError(name);
+      throw this.#stoppedError(leafName(leaf));
     }
     return out;
   }
 
-  /** An EPT-violation exit that comes back unchanged, with nothing done in between, `maxIdenticalFailures` times. */
-  #noteRepeat(vcpu: number, exit: string, what: string): void {
-    if (!exit.startsWith('EPT violation')) {
+  /**
+   * An EPT-violation exit that comes back unchanged, with nothing done in between, `maxIdenticalFailures` times. Two
+   * exits are the same when {@link describeExit} tells the same of them: the GPA (R8) and, for an ACCEPT, its level;
+   * compared as numbers, the words are made only for the message.
+   */
+  #noteRepeat(vcpu: number, regs: readonly bigint[]): void {
+    const rax = regs[Reg.RAX] as bigint;
+    if (rax >> 63n === 1n || Number(rax & 0xffffn) !== VmExitReason.EPT_VIOLATION) {
       this.#repeats.delete(vcpu);
       return;
     }
+    const eeq = regs[Reg.RDX] as bigint;
+    const gpa = regs[Reg.R8] as bigint;
+    const acceptLevel = (eeq & 0xfn) === ACCEPT_EEQ ? (eeq >> 32n) & 7n : -1n;
     const last = this.#repeats.get(vcpu);
-    if (last === undefined || last.exit !== exit || last.successes !== this.#successes) {
-      this.#repeats.set(vcpu, { exit, count: 1, successes: this.#successes });
+    if (last === undefined) {
+      this.#repeats.set(vcpu, { gpa, acceptLevel, count: 1, successes: this.#successes });
+      return;
+    }
+    if (last.gpa !== gpa || last.acceptLevel !== acceptLevel || last.successes !== this.#successes) {
+      last.gpa = gpa;
+      last.acceptLevel = acceptLevel;
+      last.count = 1;
+      last.successes = this.#successes;
       return;
     }
     if (++last.count >= this.#maxIdentical) {
       this.#raise(
         'stuck',
-        `the backend answered the same TD exit ${last.count} times in a row without resolving it: ${what}`,
+        `the backend answered the same TD exit ${last.count} times in a row without resolving it: ${exitWords(vcpu, regs)}`,
       );
       throw this.#stoppedError('onTdExit');
     }
@@ -502,15 +565,18 @@ export class BackendGuard {
     const original = vmm.onTdExit;
     if (typeof original !== 'function') return;
     const watched = async (exit: TdExitEvent): Promise<Gprs | undefined> => {
-      const described = describeExit(exit.regs);
-      const what = `vCPU ${exit.vcpuIndex} (${described})`;
-      this.#noteRepeat(exit.vcpuIndex, described, what);
-      this.#pendingExits.set(exit.vcpuIndex, described);
+      // A copy: the backend may change the array it was handed, the message tells the exit as it came.
+      const regs = Array.isArray(exit.regs) ? exit.regs.slice() : exit.regs;
+      this.#noteRepeat(exit.vcpuIndex, regs);
+      this.#pendingExits.set(exit.vcpuIndex, regs);
       let reply: Gprs | undefined;
       try {
         reply = await original.call(vmm, exit);
       } catch (error) {
-        this.#raise('threw', `onTdExit threw on the TD exit of ${what}: ${errorText(error)}`);
+        this.#raise(
+          'threw',
+          `onTdExit threw on the TD exit of ${exitWords(exit.vcpuIndex, regs)}: ${errorText(error)}`,
+        );
         throw error;
       } finally {
         this.#pendingExits.delete(exit.vcpuIndex);
@@ -520,7 +586,7 @@ export class BackendGuard {
       if (bad !== undefined) {
         const error = new TestkitError(
           'INVALID_VMM_REGISTERS',
-          `onTdExit answered the TD exit of ${what} with ${bad.text} (registers are 16 64-bit bigints: makeGprs builds them)`,
+          `onTdExit answered the TD exit of ${exitWords(exit.vcpuIndex, regs)} with ${bad.text} (registers are 16 64-bit bigints: makeGprs builds them)`,
           bad.register.toLowerCase(),
         );
         this.#raise('bad-registers', error.message);
