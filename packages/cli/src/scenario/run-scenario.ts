@@ -10,10 +10,13 @@ import { composeTd, SeededRng, TdxSimError, type TraceEvent } from '@tdxsim/tdx-
 import {
   BackendFaultError,
   BackendGuard,
+  ConversionRounds,
   policyGuest,
+  type RoundItem,
   SafetyMonitor,
   SCENARIO_VCPUS,
   type ScenarioGuest,
+  scenarioScheduler,
   scenarioStepBudget,
   scenarioTd,
   type Workload,
@@ -24,12 +27,7 @@ import type { VmmEntry } from '../catalog/vmm-catalog.js';
 import { UsageError } from '../usage-error.js';
 import { describeFailure } from './failure-reason.js';
 import { encodeBands } from './gpa-bands.js';
-import {
-  ConversionRounds,
-  type RoundItem,
-  type ScenarioConcurrency,
-  scenarioScheduler,
-} from './scenario-concurrency.js';
+import type { ScenarioConcurrency } from './scenario-concurrency.js';
 import { ScenarioProbe } from './scenario-probe.js';
 import {
   type GpaFrame,
@@ -160,7 +158,11 @@ export async function runScenario(
   const row = options.guest ?? policyGuest(spec.policy as GuestPresetName);
   const concurrency = scenarioConcurrency(options);
   const vcpus = concurrency?.vcpus ?? 1;
-  const scheduler = scenarioScheduler(concurrency, spec.seed, workload.pagesTouched(amount));
+  const scheduler = scenarioScheduler(
+    concurrency?.scheduler,
+    concurrency?.scheduleSeed ?? spec.seed,
+    workload.pagesTouched(amount),
+  );
   const frame = (label: string): void => {
     if (booted === undefined) return;
     const bands = encodeBands(booted.ledger.entries(), memoryBytes, BANDS);

@@ -33,7 +33,9 @@ describe('host-conversion-racing-accesses on KVM', () => {
         // GUEST_STUCK: once the host is done, vCPU 0 (private alias) and vCPU 1 (shared alias) can take turns
         // converting P back through userspace's memory-fault handler, each undoing the other, as two vCPUs using both
         // aliases of one page do under KVM and QEMU; the module gives an access up after six faults in a row.
-        return td.outcomes.slice(1).every((line) => line === '"ok"' || line === '"ve"' || line === 'threw GUEST_STUCK')
+        return td.outcomes
+          .slice(1)
+          .every((line) => line === '"ok"' || line === '"ve"' || line === 'threw GUEST_STUCK')
           ? true
           : `accesses: ${td.outcomes.join(' | ')}`;
       },

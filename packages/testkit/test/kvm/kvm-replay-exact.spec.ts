@@ -63,7 +63,10 @@ describe('the retry loops are the scheduler’s to pace', () => {
         property: () => 'recorded',
       });
       if (explored.failure?.kind !== 'property') continue;
-      const again = await replaySchedule({ scenario: race.scenario(kvm), schedule: explored.failure.schedule });
+      const again = await replaySchedule({
+        scenario: race.scenario(kvm),
+        schedule: explored.failure.schedule,
+      });
       for (const step of again.steps) if (step.point.backoff === true) flows.add(step.point.flow);
     }
     // Faults retried in KVM, and kicks waiting for a vCPU to leave guest mode.
