@@ -157,6 +157,15 @@ export {
   runFuzzCase,
 } from './fuzz/fuzz-campaign.js';
 export {
+  type MixedFuzzCase,
+  type MixedFuzzOptions,
+  type MixedFuzzResult,
+  mixedFuzzCase,
+  runMixedFuzzCampaign,
+  runMixedFuzzCase,
+  SEQUENTIAL_PER_CONCURRENT,
+} from './fuzz/mixed-fuzz-campaign.js';
+export {
   checkGuestSafety,
   GUEST_PRESET_NAMES,
   type GuestSafetyCase,
