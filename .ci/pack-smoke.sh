@@ -41,6 +41,12 @@ tdxsim run --policy linux,openvmm --vmm kvm,r11-past-end --workload dma-small --
 node -e 'const r = JSON.parse(require("node:fs").readFileSync("run.json", "utf8"));
 if (r.summary.total !== 4 || r.summary.unsafe !== 1 || r.summary.changes !== 0) { console.error(r.summary); process.exit(1); }'
 
+step "the workloads from 4 vCPUs at once under PCT; the report records it and replays exactly"
+tdxsim run --vcpus 4 --scheduler pct --policy linux --vmm kvm,hyperv-512 --workload dma-small --json vcpus.json
+node -e 'const r = JSON.parse(require("node:fs").readFileSync("vcpus.json", "utf8"));
+if (r.concurrency?.vcpus !== 4 || r.summary.ok !== 2) { console.error(r.concurrency, r.summary); process.exit(1); }'
+tdxsim replay vcpus.json linux/kvm/dma-small
+
 step "a TypeScript backend of the user's own, importing the installed packages"
 cp "$repo/packages/cli/examples/my-vmm.ts" my-vmm.ts
 tdxsim check --backend my-vmm.ts --guests linux

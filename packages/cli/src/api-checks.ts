@@ -9,6 +9,7 @@ import {
   assertShape,
   assertString,
 } from './api-validation.js';
+import { SCENARIO_SCHEDULERS } from './scenario/scenario-concurrency.js';
 
 /** The options of the CLI's library functions that take many, checked in one place (issue 10 item 7). */
 
@@ -26,6 +27,9 @@ export function checkRunScenario(spec: unknown, vmm: unknown, workload: unknown,
     'thread',
     'onProgress',
     'guest',
+    'vcpus',
+    'scheduler',
+    'scheduleSeed',
   ]);
   const o = (options ?? {}) as Record<string, unknown>;
   if (o.guest !== undefined)
@@ -43,6 +47,14 @@ export function checkRunScenario(spec: unknown, vmm: unknown, workload: unknown,
   assertIntegerOption('timeoutMs', o.timeoutMs, 0);
   assertOneOf('thread', o.thread, ['dedicated', 'shared'], true);
   assertFunction('onProgress', o.onProgress, true);
+  checkConcurrencyOptions(o);
+}
+
+/** `vcpus`, `scheduler` and `scheduleSeed` of {@link runScenario} and {@link runMatrix}. */
+function checkConcurrencyOptions(o: Record<string, unknown>): void {
+  assertIntegerOption('vcpus', o.vcpus, 1, 64);
+  assertOneOf('scheduler', o.scheduler, SCENARIO_SCHEDULERS, true);
+  assertIntegerOption('scheduleSeed', o.scheduleSeed, 0, 0xffff_ffff);
 }
 
 /** {@link runMatrix}'s options. */
@@ -64,6 +76,9 @@ export function checkMatrixOptions(options: unknown): void {
       'onStart',
       'onProgress',
       'onResult',
+      'vcpus',
+      'scheduler',
+      'scheduleSeed',
     ],
     false,
   );
@@ -78,6 +93,7 @@ export function checkMatrixOptions(options: unknown): void {
   assertIntegerOption('timeoutMs', o.timeoutMs, 0);
   if (o.traceDir !== undefined) assertString('traceDir', o.traceDir, 'INVALID_OPTION');
   for (const name of ['onStart', 'onProgress', 'onResult']) assertFunction(name, o[name], true);
+  checkConcurrencyOptions(o);
 }
 
 /** {@link selectSpecs}'s arguments. */

@@ -45,6 +45,7 @@ export {
   runScenario,
   type ScenarioRun,
 } from './scenario/run-scenario.js';
+export type { ScenarioConcurrency } from './scenario/scenario-concurrency.js';
 export { type ScenarioCounters, ScenarioProbe } from './scenario/scenario-probe.js';
 export {
   type GpaFrame,

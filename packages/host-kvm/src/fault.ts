@@ -11,7 +11,7 @@ import {
 import type { KvmRun } from './kvm-run.js';
 import { mapShared, setMemoryAttributes } from './memory.js';
 import { MirrorEntry, spanOf } from './mirror-sept.js';
-import { nextTurn, type VmState } from './vm-state.js';
+import type { VmState } from './vm-state.js';
 import { demote } from './zap.js';
 
 const PAGE = 4096;
@@ -78,7 +78,7 @@ export async function handleEptViolation(vm: VmState, run: KvmRun, vcpu: number,
     // An event to inject ends the local retry (it is taken at the next entry); so does a dead VM.
     if (vm.pendingEvents.delete(vcpu) || vm.dead !== undefined) return;
     if (result === 'retry') vm.counters.faultRetries++;
-    await nextTurn();
+    await vm.backOff('kvm.fault', 'retry', raw);
   }
 }
 
@@ -93,7 +93,7 @@ async function faultShared(vm: VmState, run: KvmRun, vcpu: number, gpa: number):
     }
     vm.counters.noSlotFaults++;
     if (vm.pendingEvents.delete(vcpu) || vm.dead !== undefined) return;
-    await nextTurn();
+    await vm.backOff('kvm.fault', 'no-slot', gpa);
   }
 }
 

@@ -4,7 +4,7 @@ import type { KvmRun } from './kvm-run.js';
 import { deliverInterrupt } from './posted-interrupts.js';
 import { withStatus } from './reply.js';
 import { readGuestShared, writeGuestShared } from './userspace-memory.js';
-import { nextTurn, type VmState } from './vm-state.js';
+import type { VmState } from './vm-state.js';
 
 /** QEMU's bound on a GetQuote buffer (TDX_GET_QUOTE_MAX_BUF_LEN). */
 const MAX_BUFFER = 128 * 1024;
@@ -73,9 +73,7 @@ async function completeQuote(
   task: { buffer: number; payload: number; header: Uint8Array; request: Uint8Array },
 ): Promise<void> {
   const state = vm.enterExit;
-  await nextTurn();
-  const wait = vm.yieldAt('kvm.get-quote', 'complete', task.buffer);
-  if (wait !== undefined) await wait;
+  await vm.later('kvm.get-quote', 'complete', task.buffer);
   let status: bigint = GetQuoteBuffer.STATUS_SUCCESS;
   let quote: Uint8Array | undefined;
   try {

@@ -9,7 +9,7 @@ import {
   type Vmm,
 } from '@tdxsim/tdx-module';
 import { syncPostedInterrupts } from './posted-interrupts.js';
-import { nextTurn, type VmState } from './vm-state.js';
+import type { VmState } from './vm-state.js';
 
 const VP_ENTER = encodeLeaf(SeamcallLeaf.VP_ENTER);
 /** Macrotask turns a vCPU waits after a TDH.VP.ENTER that answered BUSY. */
@@ -17,12 +17,11 @@ const BACK_OFF_TURNS = 3;
 
 /**
  * The pause before entering again after a BUSY entry (KVM leaves its fast path: interrupts, requests, rescheduling).
- * Each entry attempt passes the module's yield point before TDH.VP.ENTER; pausing a few turns, during which this
- * thread is runnable work for nobody, lets an explorer resume the contending host flow (a priority scheduler would
- * otherwise pick the spinning thread again and again).
+ * Each entry attempt passes the module's yield point before TDH.VP.ENTER; backing off lets an explorer resume the
+ * contending host flow first (a priority scheduler would otherwise pick the spinning thread again and again).
  */
-async function backOff(): Promise<void> {
-  for (let turn = 0; turn < BACK_OFF_TURNS; turn++) await nextTurn();
+function backOff(vm: VmState, index: number): Promise<void> {
+  return vm.backOff('kvm.vcpu-run', `enter busy vcpu${index}`, undefined, BACK_OFF_TURNS);
 }
 /** A vCPU's host thread is in KVM, outside guest mode. */
 const OUTSIDE = 0;
@@ -108,7 +107,7 @@ export class KvmRun {
           // Kick until that entry has returned: a kick before the vCPU is really in guest mode finds nothing to stop.
           while (this.#returns[index] === seen) {
             await module.kickVcpu(tdvpr);
-            if (this.#returns[index] === seen) await nextTurn();
+            if (this.#returns[index] === seen) await this.#vm.backOff('kvm.kick', `vcpu${index}`, undefined);
           }
         })(),
       );
@@ -146,7 +145,7 @@ export class KvmRun {
           // BUSY from the zero-step filter (SEPT tree) or a TRACK (TD epoch): leave the fast path and enter again,
           // with the same registers, once the contending host operation had a chance to finish.
           vm.counters.busySeen++;
-          await backOff();
+          await backOff(vm, index);
           continue;
         }
         const reply = await vmm.onTdExit({ tdr: td.tdr, tdvpr, vcpuIndex: index, regs });

@@ -43,7 +43,7 @@ import {
 } from './td-build.js';
 import { handleTdvmcall } from './tdvmcall.js';
 import { readUserspace, writeUserspace } from './userspace-memory.js';
-import { type KvmCounters, nextTurn, VmState } from './vm-state.js';
+import { type KvmCounters, VmState } from './vm-state.js';
 
 const PAGE = 4096;
 
@@ -349,7 +349,7 @@ export class KvmVmm implements Vmm {
   async #failedEntryOrErrorExit(rax: bigint): Promise<Gprs | undefined> {
     const vm = this.#vm;
     if (isStatus(rax, TdxStatus.OPERAND_BUSY)) {
-      await nextTurn();
+      await vm.backOff('kvm.vcpu-run', 'enter busy', undefined);
       return makeGprs();
     }
     if (isStatus(rax, TdxStatus.HOST_PRIORITY_BUSY_TIMEOUT) && vm.options.hostPriorityTimeout === 'reenter')

@@ -10,7 +10,7 @@ import {
 import { KvmError } from './errors.js';
 import { mapPrivate } from './fault.js';
 import { MirrorEntry } from './mirror-sept.js';
-import { nextTurn, type VmState } from './vm-state.js';
+import type { VmState } from './vm-state.js';
 
 const PAGE = 4096;
 /** TDX_EXTENDMR_CHUNKSIZE: TDH.MR.EXTEND measures 256 bytes per call. */
@@ -92,7 +92,7 @@ export async function initMemRegion(
       if (mapped === 'memory-fault' || mapped === 'no-slot')
         return { kind: 'error', errno: 'EINVAL', next: at };
       if (mapped === 'dead') return { kind: 'error', errno: 'EIO', next: at };
-      await nextTurn();
+      await vm.backOff('kvm.init-mem-region', 'map retry', at);
     }
     const target = vm.mirror.hpaOf(0, at) as number;
     const source = td.allocator.alloc4k();
@@ -104,7 +104,7 @@ export async function initMemRegion(
       for (;;) {
         added = await vm.seamcall('TDH.MEM.PAGE.ADD', () => td.host.pageAdd(td.tdr, at, target, source));
         if (!isStatus(added.status, TdxStatus.OPERAND_BUSY) || vm.options.pageAddBusy === 'ebusy') break;
-        await nextTurn();
+        await vm.backOff('kvm.init-mem-region', 'page-add retry', at);
       }
     } catch {
       return { kind: 'error', errno: 'EIO', next: at };

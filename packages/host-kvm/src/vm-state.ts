@@ -156,6 +156,33 @@ export class VmState {
     return this.module.yieldAt(point);
   }
 
+  /**
+   * A retry loop's pause before its next attempt (the kernel's cond_resched, or a vCPU leaving its fast path): a
+   * backing-off yield point, so that a scheduler that decides resumes it once another thread has moved — which other
+   * thread moves first, and when the loop tries again, are decisions of the schedule and replay exactly. Under the
+   * run-to-completion scheduler (no decisions) the loop lets the event loop run other threads for `turns` macrotask
+   * turns instead.
+   */
+  async backOff(flow: string, step: string, gpa: number | undefined, turns = 1): Promise<void> {
+    const point: YieldPoint =
+      gpa === undefined
+        ? { flow, step, tdr: this.td.tdr, backoff: true }
+        : { flow, step, tdr: this.td.tdr, gpa, backoff: true };
+    const wait = this.module.yieldAt(point);
+    if (wait !== undefined) return wait;
+    for (let turn = 0; turn < turns; turn++) await nextTurn();
+  }
+
+  /**
+   * Defers a thread's first step past the current turn (a completion that a real system delivers later): a yield point
+   * under a scheduler that decides, one macrotask turn otherwise.
+   */
+  async later(flow: string, step: string, gpa: number): Promise<void> {
+    const wait = this.yieldAt(flow, step, gpa);
+    if (wait !== undefined) return wait;
+    await nextTurn();
+  }
+
   /** The attribute of the 4K page at `gpa`. */
   isShared(gpa: number): boolean {
     return this.attributes.get(gpa) === 'shared';
@@ -163,10 +190,10 @@ export class VmState {
 }
 
 /**
- * Lets other threads run for one macrotask turn (the kernel's cond_resched in a retry loop). Not a yield point of the
- * scheduler on purpose: a thread spinning on contention is not runnable work to choose, so an explorer keeps choosing
- * among the others — among them whoever holds what it waits for.
+ * Lets other threads run for one macrotask turn (the kernel's cond_resched in a retry loop), under the
+ * run-to-completion scheduler only: under a scheduler that decides, a retry loop waits at a backing-off yield point
+ * instead ({@link VmState.backOff}).
  */
-export function nextTurn(): Promise<void> {
+function nextTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }

@@ -82,6 +82,7 @@ export function assertYieldPoint(point: {
   readonly tdr: unknown;
   readonly gpa?: unknown;
   readonly actor?: unknown;
+  readonly backoff?: unknown;
 }): void {
   if (typeof point !== 'object' || point === null)
     throw new TdxSimError('INVALID_ARGUMENT', 'a yield point must be an object', 'point');
@@ -94,6 +95,8 @@ export function assertYieldPoint(point: {
   if (point.gpa !== undefined) assertAddress('point.gpa', point.gpa as number);
   if (point.actor !== undefined && (typeof point.actor !== 'string' || point.actor.length === 0))
     throw new TdxSimError('INVALID_ARGUMENT', 'point.actor must be a non-empty string', 'point.actor');
+  if (point.backoff !== undefined && typeof point.backoff !== 'boolean')
+    throw new TdxSimError('INVALID_ARGUMENT', 'point.backoff must be a boolean', 'point.backoff');
 }
 
 const show = checks.show;

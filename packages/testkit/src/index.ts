@@ -63,6 +63,11 @@ export { MapGpaObserver, type ObservedTd } from './conformance/map-gpa-observer.
 export { type ConformanceOptions, runConformance } from './conformance/run-conformance.js';
 export { policyGuest, type ScenarioGuest, type ScenarioGuestOptions } from './conformance/scenario-guest.js';
 export {
+  SCENARIO_SCHEDULERS,
+  type ScenarioSchedulerName,
+  scenarioScheduler,
+} from './conformance/scenario-scheduler.js';
+export {
   SCENARIO_GPAW,
   SCENARIO_VCPUS,
   type ScenarioTdOptions,
@@ -71,6 +76,11 @@ export {
 } from './conformance/scenario-td.js';
 export { accept4g } from './conformance/workloads/accept-4g.js';
 export { churn, churnWorkload } from './conformance/workloads/churn.js';
+export {
+  ConversionRounds,
+  type RoundItem,
+  splitAcrossVcpus,
+} from './conformance/workloads/conversion-rounds.js';
 export { dmaSmall } from './conformance/workloads/dma-small.js';
 export { swiotlb1g } from './conformance/workloads/swiotlb-1g.js';
 export { formatBytes, type Workload, type WorkloadContext } from './conformance/workloads/workload.js';
@@ -155,6 +165,15 @@ export {
   runFuzzCampaign,
   runFuzzCase,
 } from './fuzz/fuzz-campaign.js';
+export {
+  type MixedFuzzCase,
+  type MixedFuzzOptions,
+  type MixedFuzzResult,
+  mixedFuzzCase,
+  runMixedFuzzCampaign,
+  runMixedFuzzCase,
+  SEQUENTIAL_PER_CONCURRENT,
+} from './fuzz/mixed-fuzz-campaign.js';
 export {
   checkGuestSafety,
   GUEST_PRESET_NAMES,

@@ -1,7 +1,12 @@
 import type { GuestPresetName } from '@tdxsim/guest';
-import { GUEST_PRESET_NAMES, runConformance } from '@tdxsim/testkit';
+import {
+  GUEST_PRESET_NAMES,
+  runConformance,
+  SCENARIO_SCHEDULERS,
+  type ScenarioSchedulerName,
+} from '@tdxsim/testkit';
 import { buildCatalog, type Catalog, findVmm } from '../catalog/catalog.js';
-import { collect, collectList, parseSeed, positiveNumber } from '../options/option-values.js';
+import { collect, collectList, oneOf, parseSeed, positiveNumber } from '../options/option-values.js';
 import { makeStyle, wantsColour } from '../report/style.js';
 import { formatWall } from '../report/table.js';
 import { UsageError, unknownValue } from '../usage-error.js';
@@ -16,6 +21,8 @@ interface CheckOptions {
   readonly guest?: string[];
   readonly vcpus?: string[];
   readonly timeout: number;
+  readonly scheduler?: ScenarioSchedulerName;
+  readonly scheduleSeed?: number;
 }
 
 /** `tdxsim check`: the testkit's conformance kit on a backend, one line per rule. */
@@ -47,6 +54,12 @@ export const checkCommand: CliCommand = {
         collectList,
         [],
       )
+      .option(
+        '--scheduler <name>',
+        "interleave every yield point with this scheduler (random or pct) and issue the preset guests' conversions from every vCPU of the TD at once",
+        oneOf(SCENARIO_SCHEDULERS),
+      )
+      .option('--schedule-seed <n>', "seed of the scheduler's choices (default: --seed)", parseSeed)
       .option('--timeout <seconds>', 'wall-clock budget of one workload', positiveNumber, 300)
       .addHelpText(
         'after',
@@ -77,6 +90,8 @@ async function check(given: CheckOptions): Promise<number> {
       throw new UsageError(`bad --vcpus "${text}": expected integers from 1 to 64`);
     return n;
   });
+  if (options.scheduleSeed !== undefined && options.scheduler === undefined)
+    throw new UsageError('--schedule-seed needs --scheduler (without it every flow runs to completion)');
   const catalog = await buildCatalog(options.backend, options.guest);
   try {
     return await checkEach(options, vcpus, catalog);
@@ -108,6 +123,8 @@ async function checkEach(
       wallClockMs: Math.round(options.timeout * 1000),
       ...(guests.length === 0 ? {} : { guests }),
       ...(vcpus.length === 0 ? {} : { vcpus }),
+      ...(options.scheduler === undefined ? {} : { scheduler: options.scheduler }),
+      ...(options.scheduleSeed === undefined ? {} : { scheduleSeed: options.scheduleSeed }),
       onWorkload: (label) => process.stderr.write(live ? `\r\u001b[2K  ${label}` : `  ${label}\n`),
     });
     if (live) process.stderr.write('\r\u001b[2K');

@@ -11,9 +11,12 @@ import {
   runConcurrentFuzzCase,
   runFuzzCampaign,
   runFuzzCase,
+  runMixedFuzzCampaign,
+  SEQUENTIAL_PER_CONCURRENT,
 } from '@tdxsim/testkit';
 import {
   collectList,
+  oneOf,
   parseSeed,
   parseShard,
   positiveInteger,
@@ -33,8 +36,13 @@ interface FuzzOptions {
   readonly shard?: Shard;
   readonly checkEvery?: number;
   readonly concurrent?: boolean;
+  readonly kind?: FuzzKind;
   readonly vmm?: string[];
 }
+
+/** What a campaign draws: both kinds of case (the default), or one. */
+const FUZZ_KINDS = ['mixed', 'sequential', 'concurrent'] as const;
+type FuzzKind = (typeof FUZZ_KINDS)[number];
 
 /** `tdxsim fuzz`: the testkit's fuzz campaign (also `pnpm fuzz`). */
 export const fuzzCommand: CliCommand = {
@@ -59,12 +67,14 @@ export const fuzzCommand: CliCommand = {
         [],
       )
       .option(
-        '--concurrent',
-        'fuzz with concurrency: multi-vCPU workloads under drawn schedules against the real backends (KVM, Hyper-V)',
+        '--kind <kind>',
+        `the cases drawn: mixed (default: sequential cases against scripted MapGPA replies, and one in ${SEQUENTIAL_PER_CONCURRENT + 1} a multi-vCPU workload under a drawn schedule on a real backend), sequential or concurrent`,
+        oneOf(FUZZ_KINDS),
       )
+      .option('--concurrent', 'only concurrent cases (--kind concurrent)')
       .option(
         '--vmm <names>',
-        `with --concurrent, the backends (default: kvm, hyperv; valid: ${CONCURRENT_FUZZ_BACKENDS.join(', ')})`,
+        `the backends of the concurrent cases (default: kvm, hyperv; valid: ${CONCURRENT_FUZZ_BACKENDS.join(', ')})`,
         collectList,
         [],
       )
@@ -92,11 +102,12 @@ async function fuzz(given: FuzzOptions): Promise<number> {
   for (const vmm of options.vmm)
     if (!(CONCURRENT_FUZZ_BACKENDS as readonly string[]).includes(vmm))
       throw unknownValue('vmm', vmm, CONCURRENT_FUZZ_BACKENDS);
-  if (options.vmm.length > 0 && options.concurrent !== true)
-    throw new UsageError('--vmm chooses the backends of --concurrent: give --concurrent too');
-  if (options.checkEvery !== undefined && options.concurrent === true)
+  const kind = fuzzKind(options);
+  if (options.vmm.length > 0 && kind === 'sequential')
+    throw new UsageError('--vmm chooses the backends of concurrent cases: not with --kind sequential');
+  if (options.checkEvery !== undefined && kind === 'concurrent')
     throw new UsageError(
-      '--check-every samples the checks of a sequential case: a --concurrent case checks each step',
+      '--check-every samples the checks of a sequential case: a concurrent case checks each step',
     );
   for (const preset of options.preset)
     if (!(GUEST_PRESET_NAMES as readonly string[]).includes(preset))
@@ -142,8 +153,10 @@ async function fuzz(given: FuzzOptions): Promise<number> {
   process.stdout.write(
     `fuzz: seed ${seed}, ${budget}${shard === undefined ? '' : ` (shard ${shard.index}/${shard.total} of campaign seed ${campaignSeed})`}\n`,
   );
-  if (options.concurrent === true)
+  if (kind === 'concurrent')
     return concurrentCampaign(seed, options, runs, presets, options.vmm as ConcurrentFuzzBackend[]);
+  if (kind === 'mixed')
+    return mixedCampaign(seed, options, runs, presets, options.vmm as ConcurrentFuzzBackend[]);
   const result = await runFuzzCampaign({
     seed,
     ...(options.minutes === undefined ? { runs } : { minutes: options.minutes }),
@@ -169,7 +182,64 @@ async function fuzz(given: FuzzOptions): Promise<number> {
   ];
   if (result.path !== undefined)
     out.push(
-      `  tdxsim fuzz --seed ${seed} --path ${result.path}${presets ? ` --preset ${presets.join(',')}` : ''}`,
+      `  tdxsim fuzz --kind sequential --seed ${seed} --path ${result.path}${presets ? ` --preset ${presets.join(',')}` : ''}`,
+    );
+  process.stdout.write(`${out.join('\n')}\n`);
+  return 1;
+}
+
+/** `--kind`, with `--concurrent` its shorthand for `concurrent`; `mixed` by default. */
+function fuzzKind(options: { readonly kind?: FuzzKind; readonly concurrent?: boolean }): FuzzKind {
+  if (options.concurrent === true) {
+    if (options.kind !== undefined && options.kind !== 'concurrent')
+      throw new UsageError(`--concurrent is --kind concurrent: not with --kind ${options.kind}`);
+    return 'concurrent';
+  }
+  return options.kind ?? 'mixed';
+}
+
+/** The default campaign: sequential and concurrent cases drawn together; its failure printed with its replay. */
+async function mixedCampaign(
+  seed: number,
+  options: { readonly minutes?: number; readonly path?: string; readonly checkEvery?: number },
+  runs: number,
+  presets: GuestPresetName[] | undefined,
+  vmms: ConcurrentFuzzBackend[],
+): Promise<number> {
+  const result = await runMixedFuzzCampaign({
+    seed,
+    ...(options.minutes === undefined ? { runs } : { minutes: options.minutes }),
+    ...(options.path === undefined ? {} : { path: options.path }),
+    ...(presets === undefined ? {} : { presets }),
+    ...(vmms.length === 0 ? {} : { backends: vmms }),
+    ...(options.checkEvery === undefined ? {} : { checkEvery: options.checkEvery }),
+    log: (line) => process.stdout.write(`${line}\n`),
+  });
+  const rate = Math.round(result.cases / (result.elapsedMs / 1000));
+  if (!result.failed) {
+    process.stdout.write(
+      `fuzz: ${result.cases} cases (sequential and concurrent) in ${(result.elapsedMs / 1000).toFixed(1)} s (${rate}/s), no violation\n`,
+    );
+    return 0;
+  }
+  const report = result.report;
+  const found =
+    report === undefined
+      ? []
+      : 'violations' in report
+        ? report.violations.map((v) => `  [${v.rule}] ${v.message}`)
+        : [`  ${report.failure?.kind}: ${report.failure?.message}`];
+  const out: string[] = [
+    `fuzz: FAILED after ${result.cases} cases (seed ${seed}); shrunk counterexample:`,
+    JSON.stringify(result.counterexample),
+    ...found,
+    ...(report?.outcomes ?? []).map((line) => `  ${line}`),
+    'replay it with:',
+    `  tdxsim fuzz --replay '${JSON.stringify(result.counterexample)}'`,
+  ];
+  if (result.path !== undefined)
+    out.push(
+      `  tdxsim fuzz --seed ${seed} --path ${result.path}${vmms.length > 0 ? ` --vmm ${vmms.join(',')}` : ''}${presets ? ` --preset ${presets.join(',')}` : ''}`,
     );
   process.stdout.write(`${out.join('\n')}\n`);
   return 1;

@@ -78,6 +78,7 @@ export function mergeRunReports(
   const fuse = sameField(reports, 'fuses', (r) => r.fuse);
   const checkEvery = sameField(reports, 'check intervals', (r) => r.checkEvery);
   const timeoutMs = sameField(reports, 'timeouts', (r) => r.timeoutMs);
+  const concurrency = sameField(reports, 'vCPUs and schedulers', (r) => r.concurrency ?? null);
   const expectations = sameField(reports, 'expectations', (r) => r.expectations);
   const total = reports[0]?.report.shard?.total;
   const seen = new Map<number, string>();
@@ -115,6 +116,7 @@ export function mergeRunReports(
     fuse,
     timeoutMs: timeoutMs ?? undefined,
     shard: undefined,
+    ...(concurrency === null ? {} : { concurrency }),
     policies: matrix.policies,
     guests: matrix.guests,
     vmms: matrix.vmms,

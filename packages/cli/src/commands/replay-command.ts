@@ -5,7 +5,8 @@ import { checkInputFile } from '../options/output-paths.js';
 import { type RunReport, readRunReport } from '../report/json-report.js';
 import { makeStyle, wantsColour } from '../report/style.js';
 import { formatTable } from '../report/table.js';
-import { runScenario } from '../scenario/run-scenario.js';
+import { type RunScenarioOptions, runScenario } from '../scenario/run-scenario.js';
+import type { ScenarioConcurrency } from '../scenario/scenario-concurrency.js';
 import type { ScenarioResult, ScenarioTotals } from '../scenario/scenario-result.js';
 import { UsageError } from '../usage-error.js';
 import type { CliCommand } from './cli-command.js';
@@ -106,6 +107,7 @@ async function replayIn(
       thread: 'dedicated',
       fuse: report.fuse,
       ...(report.timeoutMs === null ? {} : { timeoutMs: report.timeoutMs }),
+      ...concurrencyOptions(report.concurrency),
       ...(options.checkEvery !== undefined
         ? { checkEvery: options.checkEvery }
         : report.checkEvery === null
@@ -138,6 +140,18 @@ async function replayIn(
     `replay of ${id} (seed ${recorded.seed}) DIFFERS: ${[...differences, ...(sameOutcome ? [] : ['outcome'])].join(', ')}\n`,
   );
   return 1;
+}
+
+/** `runScenario`'s options that run a scenario on the vCPUs and under the scheduler a report recorded. */
+export function concurrencyOptions(
+  concurrency: ScenarioConcurrency | undefined,
+): Pick<RunScenarioOptions, 'vcpus' | 'scheduler' | 'scheduleSeed'> {
+  if (concurrency === undefined) return {};
+  return {
+    vcpus: concurrency.vcpus,
+    ...(concurrency.scheduler === null ? {} : { scheduler: concurrency.scheduler }),
+    ...(concurrency.scheduleSeed === null ? {} : { scheduleSeed: concurrency.scheduleSeed }),
+  };
 }
 
 /** One trace event as a line: what crossed which boundary, with its decoded status. */

@@ -41,11 +41,17 @@ import {
   TABLE_ROWS,
   type TableRows,
 } from '../report/table.js';
-import { DEFAULT_FUSE } from '../scenario/run-scenario.js';
+import { DEFAULT_FUSE, scenarioConcurrency } from '../scenario/run-scenario.js';
+import {
+  SCENARIO_SCHEDULERS,
+  type ScenarioConcurrency,
+  type ScenarioSchedulerName,
+} from '../scenario/scenario-concurrency.js';
 import type { ScenarioResult } from '../scenario/scenario-result.js';
 import { UsageError } from '../usage-error.js';
 import type { CliCommand } from './cli-command.js';
 import { catalogHelp } from './help-text.js';
+import { concurrencyOptions } from './replay-command.js';
 
 /** Seconds a scenario may take by the wall clock before it is stopped (the slowest default scenario takes ~40 s). */
 const DEFAULT_TIMEOUT_S = 600;
@@ -73,6 +79,9 @@ export interface RunOptions {
   readonly checkEvery?: number;
   readonly fuse?: number;
   readonly timeout: number;
+  readonly vcpus?: number;
+  readonly scheduler?: ScenarioSchedulerName;
+  readonly scheduleSeed?: number;
 }
 
 /** `tdxsim run`: the matrix of guest policies × VMMs × workloads (the default command). */
@@ -154,6 +163,21 @@ export const runCommand: CliCommand = {
         positiveInteger(1e9),
       )
       .option(
+        '--vcpus <n>',
+        'vCPUs each workload issues its conversions from at once (default 1)',
+        positiveInteger(64),
+      )
+      .option(
+        '--scheduler <name>',
+        'who interleaves the vCPUs and host threads at every yield point: random or pct (default: pct with --vcpus > 1, else run to completion)',
+        oneOf(SCENARIO_SCHEDULERS),
+      )
+      .option(
+        '--schedule-seed <n>',
+        "seed of the scheduler's choices (default: each scenario's seed)",
+        parseSeed,
+      )
+      .option(
         '--timeout <seconds>',
         `wall-clock budget of one scenario (default ${DEFAULT_TIMEOUT_S})`,
         positiveNumber,
@@ -220,6 +244,11 @@ export async function runMatrixCommand(given: RunOptions): Promise<number> {
   checkOutputFile('--write-expect', options.writeExpect);
   prepareOutputDirectory('--trace-json', options.traceJson);
   const { expectations, sources } = loadExpectations(options);
+  const concurrency = runConcurrency(options);
+  if (concurrency !== undefined && concurrency.vcpus > 1 && options.guest.length > 0)
+    throw new UsageError(
+      `--vcpus ${concurrency.vcpus} runs TdGuest presets on several vCPUs; a --guest (wasm) row runs on one vCPU`,
+    );
   const catalog = await buildCatalog(options.backend, options.guest);
   try {
     return await runWithCatalog(options, catalog, expectations, sources);
@@ -274,7 +303,7 @@ async function runWithCatalog(
   process.stderr.write(
     `tdxsim ${toolVersion()}: ${specs.length} scenarios${options.shard === undefined ? '' : ` (shard ${options.shard.index}/${options.shard.total} of ${all.length})`} — ` +
       `${describeRows(policies.length - wasmRows, wasmRows)} × ${vmms.length} VMM${vmms.length === 1 ? '' : 's'} × ${workloads.length} workload${workloads.length === 1 ? '' : 's'}` +
-      ` on ${jobs} worker thread${jobs === 1 ? '' : 's'}, seed ${options.seed}\n`,
+      ` on ${jobs} worker thread${jobs === 1 ? '' : 's'}, seed ${options.seed}${describeConcurrency(runConcurrency(options))}\n`,
   );
   const progress = new ProgressDisplay(process.stderr, specs.length, errColour);
   const started = performance.now();
@@ -288,6 +317,7 @@ async function runWithCatalog(
     ...(options.checkEvery === undefined ? {} : { checkEvery: options.checkEvery }),
     ...(options.fuse === undefined ? {} : { fuse: options.fuse }),
     ...(options.traceJson === undefined ? {} : { traceDir: options.traceJson }),
+    ...concurrencyOptions(runConcurrency(options)),
     onStart: (spec, index) => progress.start(spec, index),
     onProgress: (index, done, total) => progress.progress(index, done, total),
     onResult: (result, index) => progress.finish(result, index),
@@ -310,6 +340,7 @@ async function runWithCatalog(
     fuse: options.fuse ?? DEFAULT_FUSE,
     timeoutMs: Math.round(options.timeout * 1000),
     shard: options.shard,
+    concurrency: runConcurrency(options),
     policies,
     guests: catalog.guests.map((g) => ({ name: g.name, file: g.file as string })),
     vmms,
@@ -327,6 +358,34 @@ async function runWithCatalog(
     writeExpect: options.writeExpect,
     traceJson: options.traceJson,
   });
+}
+
+/** What `--vcpus`, `--scheduler` and `--schedule-seed` ask for (undefined: one vCPU, run to completion). */
+export function runConcurrency(options: {
+  readonly vcpus?: number | undefined;
+  readonly scheduler?: ScenarioSchedulerName | undefined;
+  readonly scheduleSeed?: number | undefined;
+}): ScenarioConcurrency | undefined {
+  if (options.vcpus === undefined && options.scheduler === undefined) {
+    if (options.scheduleSeed !== undefined)
+      throw new UsageError(
+        '--schedule-seed needs --vcpus or --scheduler (without them every flow runs to completion)',
+      );
+    return undefined;
+  }
+  return scenarioConcurrency({
+    ...(options.vcpus === undefined ? {} : { vcpus: options.vcpus }),
+    ...(options.scheduler === undefined ? {} : { scheduler: options.scheduler }),
+    ...(options.scheduleSeed === undefined ? {} : { scheduleSeed: options.scheduleSeed }),
+  });
+}
+
+/** ", 4 vCPUs under pct (schedule seed 7)" for the run's first line; empty for the default. */
+function describeConcurrency(concurrency: ScenarioConcurrency | undefined): string {
+  if (concurrency === undefined) return '';
+  const vcpus = `${concurrency.vcpus} vCPU${concurrency.vcpus === 1 ? '' : 's'}`;
+  const seed = concurrency.scheduleSeed === null ? '' : ` (schedule seed ${concurrency.scheduleSeed})`;
+  return `, ${vcpus} under ${concurrency.scheduler ?? 'run to completion'}${seed}`;
 }
 
 /** "8 policies", "1 policy + 1 wasm guest", "2 wasm guests". */

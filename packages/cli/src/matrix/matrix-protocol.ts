@@ -8,6 +8,9 @@ export interface RunRequest {
   readonly fuse: number | undefined;
   readonly timeoutMs: number | undefined;
   readonly traceDir: string | undefined;
+  readonly vcpus: number | undefined;
+  readonly scheduler: 'random' | 'pct' | undefined;
+  readonly scheduleSeed: number | undefined;
 }
 
 /** Worker → main thread. */

@@ -39,6 +39,15 @@ export interface MatrixOptions {
   readonly timeoutMs?: number;
   /** Write each scenario's call timeline as Chrome trace-event JSON into this directory. */
   readonly traceDir?: string;
+  /**
+   * vCPUs each scenario's workload issues its conversions from at once (default 1; see `RunScenarioOptions.vcpus`).
+   * Several need guest rows that are presets (a wasm guest runs on one vCPU).
+   */
+  readonly vcpus?: number;
+  /** The scheduler of every scenario: `random` or `pct` (default: `pct` with several vCPUs, else run to completion). */
+  readonly scheduler?: 'random' | 'pct';
+  /** Seed of the schedulers' choices (default: each scenario's seed). */
+  readonly scheduleSeed?: number;
   /** Called when scenario `index` starts. */
   readonly onStart?: (spec: ScenarioSpec, index: number) => void;
   /** Called as scenario `index` makes progress (`done` of `total` conversions). */
@@ -116,6 +125,9 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
     fuse: options.fuse,
     timeoutMs: options.timeoutMs,
     traceDir: options.traceDir,
+    vcpus: options.vcpus,
+    scheduler: options.scheduler,
+    scheduleSeed: options.scheduleSeed,
   });
   const finish = (index: number, result: ScenarioResult, detail: ScenarioDetail): void => {
     results[index] = result;

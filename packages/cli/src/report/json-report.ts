@@ -4,6 +4,7 @@ import { assertString } from '../api-validation.js';
 import type { VmmEntry } from '../catalog/vmm-catalog.js';
 import { isChange } from '../expectations/expectations.js';
 import type { Shard } from '../options/option-values.js';
+import type { ScenarioConcurrency } from '../scenario/scenario-concurrency.js';
 import type { ScenarioResult } from '../scenario/scenario-result.js';
 import { UsageError } from '../usage-error.js';
 import { checkReportInput } from './report-input.js';
@@ -28,6 +29,11 @@ export interface RunReport {
   readonly timeoutMs: number | null;
   /** Which shard of the matrix the report holds; null for a whole (or merged) matrix. */
   readonly shard: Shard | null;
+  /**
+   * The vCPUs the workloads issued their conversions from and the scheduler that interleaved them (`--vcpus`,
+   * `--scheduler`, `--schedule-seed`); absent: one vCPU, every flow run to completion.
+   */
+  readonly concurrency?: ScenarioConcurrency;
   readonly matrix: {
     /** The rows: guest presets, then the wasm guests' names. */
     readonly policies: readonly string[];
@@ -75,6 +81,7 @@ export function buildRunReport(input: {
   fuse: number;
   timeoutMs: number | undefined;
   shard: Shard | undefined;
+  concurrency?: ScenarioConcurrency | undefined;
   policies: readonly string[];
   guests?: readonly { readonly name: string; readonly file: string }[] | undefined;
   vmms: readonly Pick<VmmEntry, 'name' | 'kind' | 'file'>[];
@@ -93,6 +100,7 @@ export function buildRunReport(input: {
     fuse: input.fuse,
     timeoutMs: input.timeoutMs ?? null,
     shard: input.shard ?? null,
+    ...(input.concurrency === undefined ? {} : { concurrency: { ...input.concurrency } }),
     matrix: {
       policies: input.policies,
       ...(input.guests === undefined || input.guests.length === 0

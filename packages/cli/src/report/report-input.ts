@@ -1,4 +1,12 @@
-import { assertArray, assertInteger, assertOptions, assertString, show } from '../api-validation.js';
+import {
+  assertArray,
+  assertInteger,
+  assertOneOf,
+  assertOptions,
+  assertString,
+  show,
+} from '../api-validation.js';
+import { SCENARIO_SCHEDULERS } from '../scenario/scenario-concurrency.js';
 import { UsageError } from '../usage-error.js';
 
 const KNOWN = [
@@ -7,6 +15,7 @@ const KNOWN = [
   'fuse',
   'timeoutMs',
   'shard',
+  'concurrency',
   'policies',
   'guests',
   'vmms',
@@ -30,6 +39,20 @@ export function checkReportInput(input: unknown): void {
     const { index, total } = o.shard as { index?: unknown; total?: unknown };
     assertInteger('shard.total', total, 1);
     assertInteger('shard.index', index, 1, total);
+  }
+  if (o.concurrency !== undefined) {
+    assertOptions(
+      'buildRunReport',
+      'concurrency',
+      o.concurrency,
+      ['vcpus', 'scheduler', 'scheduleSeed'],
+      false,
+    );
+    const { vcpus, scheduler, scheduleSeed } = o.concurrency as Record<string, unknown>;
+    assertInteger('concurrency.vcpus', vcpus, 1, 64);
+    if (scheduler !== null)
+      assertOneOf('concurrency.scheduler', scheduler, SCENARIO_SCHEDULERS, false, 'INVALID_ARGUMENT');
+    if (scheduleSeed !== null) assertInteger('concurrency.scheduleSeed', scheduleSeed, 0, 0xffff_ffff);
   }
   assertArray('policies', o.policies, assertString);
   if (o.guests !== undefined)

@@ -4,14 +4,19 @@ import {
   type GuestPresetName,
   type GuestUnderTest,
   type PageState,
+  TdGuest,
 } from '@tdxsim/guest';
 import { composeTd, SeededRng, TdxSimError, type TraceEvent } from '@tdxsim/tdx-module';
 import {
   BackendFaultError,
   BackendGuard,
+  ConversionRounds,
   policyGuest,
+  type RoundItem,
   SafetyMonitor,
+  SCENARIO_VCPUS,
   type ScenarioGuest,
+  scenarioScheduler,
   scenarioStepBudget,
   scenarioTd,
   type Workload,
@@ -19,8 +24,10 @@ import {
 import createDebug from 'debug';
 import { checkRunScenario } from '../api-checks.js';
 import type { VmmEntry } from '../catalog/vmm-catalog.js';
+import { UsageError } from '../usage-error.js';
 import { describeFailure } from './failure-reason.js';
 import { encodeBands } from './gpa-bands.js';
+import type { ScenarioConcurrency } from './scenario-concurrency.js';
 import { ScenarioProbe } from './scenario-probe.js';
 import {
   type GpaFrame,
@@ -64,6 +71,20 @@ export interface RunScenarioOptions {
    * closed after the scenario. Default: `TdGuest` with the preset `spec.policy`.
    */
   readonly guest?: ScenarioGuest;
+  /**
+   * vCPUs the workload issues its conversions from at once (default 1): the guest (a `TdGuest` with the preset
+   * `spec.policy`; not a `guest` of one's own) serves every vCPU of a TD of `max(2, vcpus)` vCPUs, and the workload's
+   * conversions run in rounds, one per vCPU at once (see `ConversionRounds`), each round judged once all of it ended,
+   * and the guest's ledger held against the module's truth after it when the VMM is honest.
+   */
+  readonly vcpus?: number;
+  /**
+   * Who decides the interleaving at every yield point: `random` or `pct`, seeded by {@link scheduleSeed}. Default:
+   * `pct` with several vCPUs, run to completion with one.
+   */
+  readonly scheduler?: 'random' | 'pct';
+  /** Seed of the scheduler's choices (default: the scenario's seed). The same seed gives the same interleaving. */
+  readonly scheduleSeed?: number;
 }
 
 /**
@@ -135,6 +156,13 @@ export async function runScenario(
   let monitor: SafetyMonitor | undefined;
   let booted: GuestUnderTest | undefined;
   const row = options.guest ?? policyGuest(spec.policy as GuestPresetName);
+  const concurrency = scenarioConcurrency(options);
+  const vcpus = concurrency?.vcpus ?? 1;
+  const scheduler = scenarioScheduler(
+    concurrency?.scheduler,
+    concurrency?.scheduleSeed ?? spec.seed,
+    workload.pagesTouched(amount),
+  );
   const frame = (label: string): void => {
     if (booted === undefined) return;
     const bands = encodeBands(booted.ledger.entries(), memoryBytes, BANDS);
@@ -147,10 +175,26 @@ export async function runScenario(
   log('%s: seed %d, %s', id, spec.seed, workload.describeAmount(amount));
   try {
     await guard.run(async () => {
+      const fuse = options.fuse ?? DEFAULT_FUSE;
       const handle = await composeTd({
         vmm: guard.module(vmm.module(spec.seed)),
-        guest: row.factory({ memoryBytes, fuse: options.fuse ?? DEFAULT_FUSE }),
-        ...scenarioTd({ memoryBytes, seed: spec.seed, trace: probe }),
+        guest:
+          vcpus > 1
+            ? (_cpu, trace, cpus) =>
+                TdGuest.boot(cpus.slice(0, vcpus), {
+                  memoryBytes,
+                  policy: spec.policy as GuestPresetName,
+                  trace,
+                  fuse,
+                })
+            : row.factory({ memoryBytes, fuse }),
+        ...scenarioTd({
+          memoryBytes,
+          seed: spec.seed,
+          trace: probe,
+          ...(vcpus > SCENARIO_VCPUS ? { vcpus } : {}),
+          ...(scheduler === undefined ? {} : { scheduler }),
+        }),
       });
       guard.watchThreads(handle.threads);
       const { guest, module, td } = handle;
@@ -166,22 +210,31 @@ export async function runScenario(
         frame('at the violation');
         throw new StopScenario();
       };
-      const convert = async (
-        start: number,
-        size: number,
-        toShared: boolean,
-      ): Promise<ConversionResult | undefined> => {
-        const range = { start, end: start + size };
-        const target: PageState = toShared ? 'shared' : 'private-accepted';
+      /** What a conversion started from: its range, direction and the pages already in the target state. */
+      const prepare = (item: RoundItem) => {
+        const range = { start: item.start, end: item.end };
+        const target: PageState = item.toShared ? 'shared' : 'private-accepted';
         const alreadyInTarget = guest.ledger
           .runs(range)
           .filter((run) => run.state === target)
           .map(({ start, end }) => ({ start, end }));
         const before = alreadyInTarget.reduce((pages, run) => pages + (run.end - run.start) / 4096, 0);
-        probe.takeEvidence();
-        let result: ConversionResult;
+        return { range, toShared: item.toShared, target, alreadyInTarget, before };
+      };
+      type Prepared = ReturnType<typeof prepare>;
+      /** Runs the conversion (on `vcpu` when given); undefined when the guest refused it (quarantined pages). */
+      const perform = async (p: Prepared, vcpu?: number): Promise<ConversionResult | undefined> => {
+        const { start, end } = p.range;
+        const on = vcpu === undefined ? undefined : { vcpu };
         try {
-          result = toShared ? await guest.setShared(start, size) : await guest.setPrivate(start, size);
+          if (on === undefined)
+            return p.toShared
+              ? await guest.setShared(start, end - start)
+              : await guest.setPrivate(start, end - start);
+          const multi = guest as TdGuest;
+          return p.toShared
+            ? await multi.setShared(start, end - start, on)
+            : await multi.setPrivate(start, end - start, on);
         } catch (error) {
           if (error instanceof GuestError && error.code === 'QUARANTINED') {
             totals.refusedConversions++;
@@ -189,8 +242,15 @@ export async function runScenario(
           }
           throw error;
         }
+      };
+      /** Counts a conversion that ended and holds its claims against the truth. */
+      const judge = async (
+        p: Prepared,
+        result: ConversionResult,
+        evidence: ReturnType<ScenarioProbe['takeEvidence']>,
+      ): Promise<void> => {
         totals.conversions++;
-        totals.pagesConverted += pagesIn(guest, range, target) - before;
+        totals.pagesConverted += pagesIn(guest, p.range, p.target) - p.before;
         if (result.kind === 'failed') {
           totals.failedConversions++;
           if (firstFailure === null) {
@@ -199,8 +259,22 @@ export async function runScenario(
             frame('at the first failure');
           }
         }
-        await safety.afterConversion(range, toShared, result, { ...probe.takeEvidence(), alreadyInTarget });
+        await safety.afterConversion(p.range, p.toShared, result, {
+          ...evidence,
+          alreadyInTarget: p.alreadyInTarget,
+        });
         stopIfUnsafe();
+      };
+      const convert = async (
+        start: number,
+        size: number,
+        toShared: boolean,
+      ): Promise<ConversionResult | undefined> => {
+        const p = prepare({ start, end: start + size, toShared });
+        probe.takeEvidence();
+        const result = await perform(p);
+        if (result === undefined) return undefined;
+        await judge(p, result, probe.takeEvidence());
         if (totals.conversions % checkEvery === 0) await safety.check();
         stopIfUnsafe();
         if (totals.conversions % frameEvery === 0)
@@ -208,7 +282,44 @@ export async function runScenario(
         options.onProgress?.(totals.conversions, total);
         return result;
       };
-      await workload.run({ guest, rng: new SeededRng(spec.seed), convert }, amount);
+      // Several vCPUs: the workload's conversions run in rounds, every conversion of a round at once on its own vCPU.
+      const rounds = new ConversionRounds(vcpus);
+      let asked = 0;
+      const runRound = async (round: readonly RoundItem[]): Promise<void> => {
+        if (round.length === 0) return;
+        const prepared = round.map(prepare);
+        probe.takeEvidence();
+        const settled = await Promise.allSettled(prepared.map((p, i) => perform(p, i % vcpus)));
+        const failed = settled.find((s) => s.status === 'rejected');
+        if (failed !== undefined) throw failed.reason;
+        // Every conversion of the round ended: the truth is what the round left, the evidence what it saw.
+        const evidence = probe.takeEvidence();
+        const checksBefore = Math.floor(totals.conversions / checkEvery);
+        const framesBefore = Math.floor(totals.conversions / frameEvery);
+        for (const [i, p] of prepared.entries()) {
+          const result = (settled[i] as PromiseFulfilledResult<ConversionResult | undefined>).value;
+          if (result !== undefined) await judge(p, result, evidence);
+        }
+        if (vmm.kind === 'honest') safety.checkLedger();
+        stopIfUnsafe();
+        if (Math.floor(totals.conversions / checkEvery) > checksBefore) await safety.check();
+        stopIfUnsafe();
+        const last = round.at(-1) as RoundItem;
+        if (Math.floor(totals.conversions / frameEvery) > framesBefore)
+          frame(
+            `${round.length} at once, last ${last.toShared ? 'to shared' : 'to private'} 0x${last.start.toString(16)}+0x${(last.end - last.start).toString(16)}`,
+          );
+      };
+      const convertOnVcpus = async (start: number, size: number, toShared: boolean): Promise<undefined> => {
+        for (const round of rounds.add({ start, end: start + size, toShared })) await runRound(round);
+        options.onProgress?.(++asked, total);
+        return undefined;
+      };
+      await workload.run(
+        { guest, rng: new SeededRng(spec.seed), convert: vcpus > 1 ? convertOnVcpus : convert },
+        amount,
+      );
+      await runRound(rounds.flush());
       frame('end');
       // The closing check, unless the last conversion just had one.
       if (totals.conversions === 0 || totals.conversions % checkEvery !== 0) await safety.check();
@@ -232,6 +343,8 @@ export async function runScenario(
       log('%s: error %O', id, error);
     }
   }
+  // The scheduler's waiting flows (a run stopped early) fail and release what they hold; its thread tracking ends.
+  scheduler?.dispose();
   // The guest's own resources (a wasm guest's worker thread) go first: they are not the backend's stray work.
   const closeError = await closeGuest(booted);
   if (closeError !== undefined && errorText === null) errorText = closeError;
@@ -289,6 +402,23 @@ export async function runScenario(
     trace: probe.trace,
     strayWork: stray !== undefined,
   };
+}
+
+/**
+ * The concurrency {@link runScenario}'s options ask for, or undefined for the default (one vCPU, run to completion).
+ * Several vCPUs need the guest to serve them all: a `TdGuest` of the spec's preset, not a `guest` row of one's own.
+ */
+export function scenarioConcurrency(options: RunScenarioOptions): ScenarioConcurrency | undefined {
+  const vcpus = options.vcpus ?? 1;
+  if (vcpus === 1 && options.scheduler === undefined) return undefined;
+  // A preset's row (the matrix's `presetRow`) is the TdGuest of spec.policy: it serves several vCPUs.
+  if (vcpus > 1 && options.guest !== undefined && (options.guest as { kind?: unknown }).kind !== 'preset')
+    throw new UsageError(
+      `vcpus ${vcpus}: the guest of a scenario on several vCPUs is a TdGuest of the spec's preset; a guest row of one's own (${options.guest.name}) runs on one vCPU`,
+      'INVALID_OPTION',
+      'vcpus',
+    );
+  return { vcpus, scheduler: options.scheduler ?? 'pct', scheduleSeed: options.scheduleSeed ?? null };
 }
 
 /** An error's text with the first SEAMCALL error a correct VMM avoids, when there was one and it is not already said. */

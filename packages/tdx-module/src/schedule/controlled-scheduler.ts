@@ -32,6 +32,8 @@ export interface ControlledSchedulerOptions {
 }
 
 interface Entry extends WaitingFlow {
+  /** Resumptions made before it arrived: a backing-off flow is eligible once there were more. */
+  readonly since: number;
   readonly resolve: () => void;
   readonly reject: (error: Error) => void;
 }
@@ -53,6 +55,10 @@ interface Entry extends WaitingFlow {
  * not explored, and a schedule recorded on it may not replay after an unrelated change). Backends must therefore
  * yield through `module.yieldAt` in every retry or polling loop (each iteration), never wait on setImmediate or
  * timers between two of their steps.
+ *
+ * Spinning: a flow that yields with `point.backoff` (a retry loop on contention) is eligible only once another flow
+ * has been resumed since it arrived, or when every waiting flow backs off: the others' progress, not the event loop,
+ * paces it, and choices are made among the eligible flows only.
  *
  * What is recorded: at each real choice (two or more flows waiting) the position of the chosen flow among the
  * waiting ones, oldest first: the {@link schedule}. The run is otherwise deterministic (virtual clock, seeded RNGs,
@@ -79,6 +85,10 @@ export abstract class ControlledScheduler implements Scheduler {
   readonly #lastPoint = new Map<string, YieldPoint>();
   #armed = false;
   #arrivals = 0;
+  /** Flows resumed so far. */
+  #resumed = 0;
+  /** Waiting flows that back off. */
+  #backingOff = 0;
   /** External computations registered with holdWhile and not yet settled. */
   #holds = 0;
   #activity = 0;
@@ -107,7 +117,8 @@ export abstract class ControlledScheduler implements Scheduler {
     if (this.#stopped !== undefined) return Promise.reject(this.#stopped);
     const actor = point.actor ?? this.#actors.current() ?? 'main';
     return new Promise<void>((resolve, reject) => {
-      this.#waiting.push({ actor, point, resolve, reject });
+      this.#waiting.push({ actor, point, since: this.#resumed, resolve, reject });
+      if (point.backoff === true) this.#backingOff++;
       this.#lastPoint.set(actor, point);
       this.#arrivals++;
       this.#activity++;
@@ -174,7 +185,7 @@ export abstract class ControlledScheduler implements Scheduler {
       );
       return;
     }
-    const waiting = this.#waiting;
+    const waiting = this.#backingOff === 0 ? this.#waiting : this.#eligible();
     let choice = 0;
     try {
       this.beforeStep(waiting, index);
@@ -217,7 +228,9 @@ export abstract class ControlledScheduler implements Scheduler {
         return;
       }
     }
-    waiting.splice(choice, 1);
+    this.#waiting.splice(this.#waiting.indexOf(entry), 1);
+    if (entry.point.backoff === true) this.#backingOff--;
+    this.#resumed++;
     if (log.enabled && step.waiting > 1)
       log('step %d: %s (%d waiting)', index, describePoint(entry.actor, entry.point), step.waiting);
     this.#activity++;
@@ -235,6 +248,7 @@ export abstract class ControlledScheduler implements Scheduler {
     if (!(reason instanceof Error))
       throw new TdxSimError('INVALID_ARGUMENT', 'reason must be an Error', 'reason');
     this.#stopped ??= reason;
+    this.#backingOff = 0;
     for (const entry of this.#waiting.splice(0)) entry.reject(this.#stopped);
   }
 
@@ -295,6 +309,15 @@ export abstract class ControlledScheduler implements Scheduler {
     const hash = createHash('sha1');
     for (const step of this.#steps) hash.update(`${describePoint(step.actor, step.point)}\n`);
     return hash.digest('hex');
+  }
+
+  /**
+   * The waiting flows that may run now: every flow that does not back off, and those that do once another flow was
+   * resumed since they arrived; all of them when every waiting flow backs off.
+   */
+  #eligible(): Entry[] {
+    if (this.#backingOff === this.#waiting.length) return this.#waiting;
+    return this.#waiting.filter((e) => e.point.backoff !== true || e.since < this.#resumed);
   }
 
   #describeWaiting(): string {

@@ -19,6 +19,13 @@ export interface YieldPoint {
    * that tracks threads (see {@link Scheduler.runAs}) names them.
    */
   readonly actor?: string;
+  /**
+   * The flow spins on contention (a retry loop waiting for a lock, a frozen entry or another thread's acknowledgement):
+   * it is runnable, but running it again before anyone else has moved only repeats what it just saw. A scheduler that
+   * decides which flow goes on resumes it only once another flow has been resumed since it arrived, or when every
+   * waiting flow spins; so a retry loop's pace is a recorded decision of the schedule, never the event loop's.
+   */
+  readonly backoff?: boolean;
 }
 
 /**

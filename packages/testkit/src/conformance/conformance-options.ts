@@ -10,8 +10,19 @@ import {
   assertString,
 } from '../validation.js';
 import type { ConformanceOptions } from './run-conformance.js';
+import { SCENARIO_SCHEDULERS } from './scenario-scheduler.js';
 
-const KNOWN = ['guests', 'maxNoProgressRetries', 'vcpus', 'seed', 'wallClockMs', 'thread', 'onWorkload'];
+const KNOWN = [
+  'guests',
+  'maxNoProgressRetries',
+  'vcpus',
+  'seed',
+  'wallClockMs',
+  'thread',
+  'onWorkload',
+  'scheduler',
+  'scheduleSeed',
+];
 
 /**
  * Checks `runConformance`'s arguments (and `vmmConformance`'s, which adds `name`) before any TD is built: the
@@ -49,4 +60,6 @@ export function checkConformanceArguments(
   assertIntegerOption('wallClockMs', o.wallClockMs, 0);
   assertOneOf('thread', o.thread, ['dedicated', 'shared'], true);
   assertFunction('onWorkload', o.onWorkload, true);
+  assertOneOf('scheduler', o.scheduler, SCENARIO_SCHEDULERS, true);
+  assertIntegerOption('scheduleSeed', o.scheduleSeed, ANY_INTEGER);
 }

@@ -51,6 +51,12 @@ export interface ObservedTd {
   readonly gpaw: 48 | 52;
   readonly ramBytes: number;
   readonly label: string;
+  /**
+   * Several vCPUs convert at once (`runConformance`'s `scheduler`): a change made while a MapGPA call is pending may
+   * belong to another vCPU's request or fault, and the observer cannot tell whose, so `conversion-within-request` is
+   * not judged (every other rule is). Default false.
+   */
+  readonly concurrent?: boolean;
 }
 
 const RULE_IDS = CONFORMANCE_RULES.map((rule) => rule.id);
@@ -89,12 +95,20 @@ export class MapGpaObserver implements TraceSink {
 
   /** Starts judging MapGPA calls of this TD (SEAMCALLs are judged from the start). */
   attach(td: ObservedTd): void {
-    assertOptions('MapGpaObserver.attach', 'td', td, ['module', 'tdr', 'gpaw', 'ramBytes', 'label'], false);
+    assertOptions(
+      'MapGpaObserver.attach',
+      'td',
+      td,
+      ['module', 'tdr', 'gpaw', 'ramBytes', 'label', 'concurrent'],
+      false,
+    );
     assertMethods('td.module', td.module, 'a TdxModule', MODULE_METHODS);
     assertPageAddress('td.tdr', td.tdr);
     assertOneOf('td.gpaw', td.gpaw, [48, 52], false, 'INVALID_ARGUMENT');
     assertPageAddress('td.ramBytes', td.ramBytes);
     assertString('td.label', td.label);
+    if (td.concurrent !== undefined && typeof td.concurrent !== 'boolean')
+      throw new TestkitError('INVALID_ARGUMENT', 'td.concurrent must be a boolean', 'td.concurrent');
     this.#td = td;
     this.#pending.clear();
     this.#noProgressStreak = 0;
@@ -212,6 +226,8 @@ export class MapGpaObserver implements TraceSink {
         }
       }
     }
+    // Several vCPUs converting at once: what changed outside this request may be another vCPU's doing.
+    if (td.concurrent === true) return;
     const inRequest = (start: number, end: number): boolean =>
       start >= first * PAGE && end <= (first + asked) * PAGE;
     const outside = call.ops.find(

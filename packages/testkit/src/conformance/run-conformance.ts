@@ -1,4 +1,10 @@
-import { type ConversionResult, GuestError, type GuestPresetName, type GuestUnderTest } from '@tdxsim/guest';
+import {
+  type ConversionResult,
+  GuestError,
+  type GuestPresetName,
+  type GuestUnderTest,
+  TdGuest,
+} from '@tdxsim/guest';
 import { type BackendSource, composeTd, SeededRng, toVmmModule } from '@tdxsim/tdx-module';
 import { testkitLogger } from '../log.js';
 import { BackendFaultError, BackendGuard } from './backend-guard.js';
@@ -7,7 +13,9 @@ import { checkConformanceArguments } from './conformance-options.js';
 import { CONFORMANCE_RULES, type ConformanceCheck } from './conformance-rules.js';
 import { MapGpaObserver } from './map-gpa-observer.js';
 import { policyGuest, type ScenarioGuest } from './scenario-guest.js';
+import { type ScenarioSchedulerName, scenarioScheduler } from './scenario-scheduler.js';
 import { SCENARIO_GPAW, SCENARIO_VCPUS, scenarioStepBudget, scenarioTd } from './scenario-td.js';
+import { ConversionRounds, type RoundItem } from './workloads/conversion-rounds.js';
 import { MIB, PAGE, type Workload } from './workloads/workload.js';
 import { WORKLOADS } from './workloads/workloads.js';
 
@@ -36,6 +44,14 @@ export interface ConformanceOptions {
   readonly thread?: 'dedicated' | 'shared';
   /** Told before each workload starts, e.g. `2 vCPUs, guest strict, workload churn`. */
   readonly onWorkload?: (label: string) => void;
+  /**
+   * Runs every TD under this scheduler (`random` or `pct`, seeded by {@link scheduleSeed}) instead of running each flow
+   * to completion, and has the preset guests issue each workload's conversions from every vCPU of the TD at once (in
+   * rounds, as `tdxsim run --vcpus` does); a guest of one's own converts on its first vCPU. Default: none.
+   */
+  readonly scheduler?: ScenarioSchedulerName;
+  /** Seed of the scheduler's choices (default: {@link seed}). */
+  readonly scheduleSeed?: number;
 }
 
 const WORKLOAD_STOPPED = Symbol('workload stopped');
@@ -97,9 +113,14 @@ export async function runConformance(
   const maxNoProgress = options.maxNoProgressRetries ?? 2;
   const shapes = options.vcpus ?? [SCENARIO_VCPUS, 1];
   const seed = options.seed ?? 1;
-  const guests = (options.guests ?? ['strict', 'linux']).map((guest) =>
-    typeof guest === 'string' ? policyGuest(guest) : guest,
-  );
+  // The presets' rows: a TdGuest of the preset, which can serve every vCPU of its TD.
+  const presets = new Set<ScenarioGuest>();
+  const guests = (options.guests ?? ['strict', 'linux']).map((guest) => {
+    if (typeof guest !== 'string') return guest;
+    const row = policyGuest(guest);
+    presets.add(row);
+    return row;
+  });
   const observer = new MapGpaObserver(maxNoProgress);
   for (const vcpus of shapes) {
     for (const guest of guests) {
@@ -113,6 +134,9 @@ export async function runConformance(
           label,
           observer,
           thread: options.thread ?? 'shared',
+          scheduler: options.scheduler,
+          preset: presets.has(guest),
+          scheduleSeed: options.scheduleSeed ?? seed,
           wallClockMs: options.wallClockMs ?? (options.thread === 'dedicated' ? undefined : 60_000),
         });
       }
@@ -148,6 +172,10 @@ async function runOne(
     observer: MapGpaObserver;
     thread: 'dedicated' | 'shared';
     wallClockMs: number | undefined;
+    scheduler: ScenarioSchedulerName | undefined;
+    scheduleSeed: number;
+    /** The guest is a TdGuest preset (its name): it can serve every vCPU. */
+    preset: boolean;
   },
 ): Promise<void> {
   const { observer, label } = run;
@@ -160,50 +188,114 @@ async function runOne(
   });
   let conversions = 0;
   let booted: GuestUnderTest | undefined;
+  const scheduler = scenarioScheduler(run.scheduler, run.scheduleSeed, workload.pagesTouched(amount));
+  // Under a scheduler a preset guest serves every vCPU and the workload converts from all of them at once.
+  const vcpus = scheduler !== undefined && run.preset ? run.vcpus : 1;
   try {
     await guard.run(async () => {
       const { module, td, guest, threads, hosted } = await composeTd({
         vmm: guard.module(vmm),
-        guest: run.guest.factory({ memoryBytes }),
-        ...scenarioTd({ memoryBytes, seed: run.seed, vcpus: run.vcpus, trace: observer }),
+        guest:
+          vcpus > 1
+            ? (_cpu, trace, cpus) =>
+                TdGuest.boot(cpus, { memoryBytes, policy: run.guest.name as GuestPresetName, trace })
+            : run.guest.factory({ memoryBytes }),
+        ...scenarioTd({
+          memoryBytes,
+          seed: run.seed,
+          vcpus: run.vcpus,
+          trace: observer,
+          ...(scheduler === undefined ? {} : { scheduler }),
+        }),
       });
       booted = guest;
       guard.watchThreads(threads);
-      observer.attach({ module, tdr: td.tdr, gpaw: SCENARIO_GPAW, ramBytes: memoryBytes, label });
+      observer.attach({
+        module,
+        tdr: td.tdr,
+        gpaw: SCENARIO_GPAW,
+        ramBytes: memoryBytes,
+        label,
+        concurrent: vcpus > 1,
+      });
       // A backend that exposes its own view of what it mapped is held against the module's truth at the same points.
       const checkView = (where: string): void => {
         for (const line of backendViewEvidence(hosted.vmm, module, td.tdr, where))
           observer.report('backend-view-matches', line);
+      };
+      const convertOne = async (
+        start: number,
+        size: number,
+        toShared: boolean,
+        vcpu?: number,
+      ): Promise<ConversionResult | undefined> => {
+        try {
+          if (vcpu === undefined)
+            return toShared ? await guest.setShared(start, size) : await guest.setPrivate(start, size);
+          const multi = guest as TdGuest;
+          return toShared
+            ? await multi.setShared(start, size, { vcpu })
+            : await multi.setPrivate(start, size, { vcpu });
+        } catch (error) {
+          // A range the guest quarantined earlier: it refuses before any hypercall, as a safe guest does.
+          if (error instanceof GuestError && error.code === 'QUARANTINED') return undefined;
+          throw error;
+        }
+      };
+      /** Checks what a conversion (or a round of them) left; a failed conversion stops the workload. */
+      const judge = (what: string, result: ConversionResult | undefined, check: boolean): void => {
+        // A full invariant check walks every page: after the first few conversions, then every 8th and at the end.
+        if (check) {
+          observer.checkInvariants(`after ${what} (${label})`);
+          checkView(`after ${what} (${label})`);
+        }
+        if (result?.kind === 'failed') {
+          observer.report('guest-conversions-complete', `${what}: ${describeFailure(result)} (${label})`);
+          // The rest of the workload would only meet the quarantine this failure left.
+          throw WORKLOAD_STOPPED;
+        }
+      };
+      const describe = (start: number, size: number, toShared: boolean): string =>
+        `${size / PAGE} page(s) at 0x${start.toString(16)} to ${toShared ? 'shared' : 'private'}`;
+      const rounds = new ConversionRounds(vcpus);
+      const runRound = async (round: readonly RoundItem[]): Promise<void> => {
+        if (round.length === 0) return;
+        const settled = await Promise.allSettled(
+          round.map((item, i) => convertOne(item.start, item.end - item.start, item.toShared, i % vcpus)),
+        );
+        const thrown = settled.find((s) => s.status === 'rejected');
+        if (thrown !== undefined) throw thrown.reason;
+        const before = conversions;
+        conversions += round.length;
+        const check = before < 4 || Math.floor(conversions / 8) > Math.floor(before / 8);
+        for (const [i, item] of round.entries()) {
+          const result = (settled[i] as PromiseFulfilledResult<ConversionResult | undefined>).value;
+          judge(
+            `${describe(item.start, item.end - item.start, item.toShared)} (round of ${round.length} on ${vcpus} vCPUs)`,
+            result,
+            check && i === round.length - 1,
+          );
+        }
       };
       await workload.run(
         {
           guest,
           rng: new SeededRng(run.seed),
           async convert(start, size, toShared) {
-            const what = `${size / PAGE} page(s) at 0x${start.toString(16)} to ${toShared ? 'shared' : 'private'}`;
-            let result: ConversionResult;
-            try {
-              result = toShared ? await guest.setShared(start, size) : await guest.setPrivate(start, size);
-            } catch (error) {
-              // A range the guest quarantined earlier: it refuses before any hypercall, as a safe guest does.
-              if (error instanceof GuestError && error.code === 'QUARANTINED') return undefined;
-              throw error;
+            if (vcpus > 1) {
+              for (const round of rounds.add({ start, end: start + size, toShared })) await runRound(round);
+              return undefined;
             }
-            // A full invariant check walks every page: after the first few conversions, then every 8th and at the end.
-            if (++conversions <= 4 || conversions % 8 === 0) {
-              observer.checkInvariants(`after ${what} (${label})`);
-              checkView(`after ${what} (${label})`);
-            }
-            if (result.kind === 'failed') {
-              observer.report('guest-conversions-complete', `${what}: ${describeFailure(result)} (${label})`);
-              // The rest of the workload would only meet the quarantine this failure left.
-              throw WORKLOAD_STOPPED;
-            }
+            const result = await convertOne(start, size, toShared);
+            if (result === undefined) return undefined;
+            ++conversions;
+            judge(describe(start, size, toShared), result, conversions <= 4 || conversions % 8 === 0);
             return result;
           },
         },
         amount,
       );
+      await runRound(rounds.flush());
       observer.checkInvariants(`at the end (${label})`);
       checkView(`at the end (${label})`);
     });
@@ -220,6 +312,8 @@ async function runOne(
       observer.report('guest-conversions-complete', `threw ${text.split('\n')[0]} (${label})`);
     }
   } finally {
+    // A run stopped early leaves flows waiting at the scheduler: they fail and release what they hold.
+    scheduler?.dispose();
     await closeQuietly(booted, label);
     const stray = await guard.strayWork();
     if (stray !== undefined && guard.fault === stray)

@@ -201,7 +201,7 @@ export async function runConcurrentFuzzCampaign(
 }
 
 /** Checks a campaign's options (`extra`: the names a kind of campaign adds) before anything runs. */
-function checkFuzzOptions(where: string, options: FuzzOptions, extra: readonly string[] = []): void {
+export function checkFuzzOptions(where: string, options: FuzzOptions, extra: readonly string[] = []): void {
   assertOptions(where, 'options', options, [
     ...extra,
     'runs',
@@ -235,7 +235,7 @@ function checkFuzzOptions(where: string, options: FuzzOptions, extra: readonly s
 }
 
 /** The campaign loop both kinds share: fast-check over `arbitrary`, progress lines, runs or minutes, seed and path. */
-async function runCampaign<C>(
+export async function runCampaign<C>(
   arbitrary: fc.Arbitrary<C>,
   safe: (fuzz: C) => Promise<boolean>,
   options: FuzzOptions,

@@ -1,4 +1,4 @@
-import type { ConversionResult, GpaRange, GuestUnderTest } from '@tdxsim/guest';
+import { type ConversionResult, checkLedger, type GpaRange, type GuestUnderTest } from '@tdxsim/guest';
 import {
   checkInvariants,
   checkVmmView,
@@ -29,7 +29,9 @@ const log = createDebug('tdxsim:testkit:safety');
  * - `integrity`: the guest read back different data from a private page without noticing;
  * - `did-not-terminate`: the guest would loop forever (it hit the simulator's fuse);
  * - `backend-view`: the backend's own view of what it mapped (`Vmm.view`) diverges from the module's Secure-EPT or
- *   shared EPT (checked when the monitor is given the backend; meant for quiescence).
+ *   shared EPT (checked when the monitor is given the backend; meant for quiescence);
+ * - `ledger`: the guest's ledger contradicts the module's truth (checked by {@link SafetyMonitor.checkLedger}, at
+ *   quiescence, against a VMM trusted not to change pages behind the guest's back).
  */
 export type SafetyRule =
   | 'module-invariant'
@@ -39,7 +41,8 @@ export type SafetyRule =
   | 'plaintext-exposed'
   | 'integrity'
   | 'did-not-terminate'
-  | 'backend-view';
+  | 'backend-view'
+  | 'ledger';
 
 /** One broken safety property of the guest: the rule and what was seen. */
 export interface SafetyViolation {
@@ -278,6 +281,24 @@ export class SafetyMonitor {
     this.#checkView();
     this.#checkQuarantine();
     await this.#checkSecrets();
+    return this.violations.slice(before);
+  }
+
+  /**
+   * Holds the guest's ledger against the module's truth (`checkLedger` of `@tdxsim/guest`), a `ledger` violation for
+   * the first few mismatches. Meant for quiescence (no conversion in flight) and for honest VMMs: a hostile one may
+   * change pages behind the guest's back, which the guest learns of only at its next access. Returns the violations
+   * found by this call.
+   */
+  checkLedger(): SafetyViolation[] {
+    const before = this.violations.length;
+    const ledger = this.#guest.ledger as GuestUnderTest['ledger'];
+    for (const m of checkLedger(ledger, this.#module, this.#tdr).slice(0, 4))
+      this.#violate(
+        'ledger',
+        `${hex(m.start)}..${hex(m.end)} is ${m.ledger} in the guest's ledger but ${m.module} (level ${m.level}) in the module`,
+        m.start,
+      );
     return this.violations.slice(before);
   }
 

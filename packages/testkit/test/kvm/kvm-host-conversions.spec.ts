@@ -18,7 +18,7 @@ describe('host-conversion-racing-accesses on KVM', () => {
     expect(hasHostInitiatedConversions(null)).toBe(false);
   });
 
-  it('in 60 random schedules the host converts and each access ends done or with a #VE', async () => {
+  it('in 60 random schedules the host converts and each access ends done, with a #VE, or stuck between the aliases', async () => {
     const race = raceScenarios.find((entry) => entry.name === 'host-conversion-racing-accesses');
     if (race === undefined) throw new Error('missing scenario');
     const seen = new Set<string>();
@@ -30,7 +30,12 @@ describe('host-conversion-racing-accesses on KVM', () => {
       property: ({ td }) => {
         seen.add(td.outcomes.join(' | '));
         if (td.outcomes[0] !== '"host converted P to shared and back"') return `host: ${td.outcomes[0]}`;
-        return td.outcomes.slice(1).every((line) => line === '"ok"' || line === '"ve"')
+        // GUEST_STUCK: once the host is done, vCPU 0 (private alias) and vCPU 1 (shared alias) can take turns
+        // converting P back through userspace's memory-fault handler, each undoing the other, as two vCPUs using both
+        // aliases of one page do under KVM and QEMU; the module gives an access up after six faults in a row.
+        return td.outcomes
+          .slice(1)
+          .every((line) => line === '"ok"' || line === '"ve"' || line === 'threw GUEST_STUCK')
           ? true
           : `accesses: ${td.outcomes.join(' | ')}`;
       },

@@ -1,0 +1,69 @@
+/**
+ * Backing-off yield points (issue 12): a flow spinning on contention is resumed only once another flow moved (or when
+ * every waiting flow spins), so the pace of a retry loop is the schedule's decision, never the event loop's.
+ */
+import { describe, expect, it } from 'vitest';
+import { type ControlledScheduler, RandomScheduler, ReplayScheduler, TdxSimError } from '../../src/index.js';
+
+const TDR = 0x1000;
+
+/**
+ * Thread `spinner` retries until `holder` has made 3 steps; each retry backs off. Returns the order of the steps.
+ */
+async function spinAgainstHolder(scheduler: ControlledScheduler): Promise<string[]> {
+  const order: string[] = [];
+  let held = 3;
+  const holder = (async () => {
+    while (held > 0) {
+      await scheduler.yieldAt({ flow: 'holder', step: 'work', tdr: TDR, actor: 'holder' });
+      order.push('holder');
+      held--;
+    }
+  })();
+  const spinner = (async () => {
+    await scheduler.yieldAt({ flow: 'spinner', step: 'try', tdr: TDR, actor: 'spinner' });
+    while (held > 0) {
+      order.push('spin');
+      await scheduler.yieldAt({ flow: 'spinner', step: 'retry', tdr: TDR, actor: 'spinner', backoff: true });
+    }
+    order.push('spinner done');
+  })();
+  await Promise.all([holder, spinner]);
+  return order;
+}
+
+describe('backing-off yield points', () => {
+  it.each([1, 2, 3, 4, 5, 6, 7, 8])(
+    'seed %i: a spinning flow never runs twice in a row while another waits',
+    async (seed) => {
+      const scheduler = new RandomScheduler({ seed });
+      const order = await spinAgainstHolder(scheduler);
+      scheduler.dispose();
+      for (let i = 1; i < order.length; i++)
+        if (order[i] === 'spin') expect(order[i - 1], order.join(' ')).not.toBe('spin');
+      expect(order.filter((o) => o === 'holder')).toHaveLength(3);
+      expect(order.at(-1)).toBe('spinner done');
+      // The steps of a backing-off flow are recorded like any other, and replay exactly.
+      const replay = new ReplayScheduler(scheduler.schedule);
+      expect(await spinAgainstHolder(replay)).toEqual(order);
+      expect(replay.divergence()).toBeUndefined();
+      replay.dispose();
+    },
+  );
+
+  it('a flow alone backing off still runs (every waiting flow spins)', async () => {
+    const scheduler = new RandomScheduler({ seed: 1 });
+    let tries = 0;
+    for (; tries < 3; tries++) await scheduler.yieldAt({ flow: 'f', step: 's', tdr: TDR, backoff: true });
+    expect(tries).toBe(3);
+    scheduler.dispose();
+  });
+
+  it('backoff must be a boolean', () => {
+    const scheduler = new RandomScheduler({ seed: 1 });
+    expect(() =>
+      scheduler.yieldAt({ flow: 'f', step: 's', tdr: TDR, backoff: 'yes' as unknown as boolean }),
+    ).toThrow(TdxSimError);
+    scheduler.dispose();
+  });
+});
