@@ -219,7 +219,7 @@ export {
   type TraceSink,
   traceStatusText,
 } from './services/trace.js';
-export { SharedEpt } from './td/shared-ept.js';
+export { SharedEpt, type SharedEptRun } from './td/shared-ept.js';
 // The model
 export {
   GuestCpu,

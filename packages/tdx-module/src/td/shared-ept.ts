@@ -1,9 +1,12 @@
-import { assertAddress, TdxSimError } from '../errors.js';
+import { ADDRESS_LIMIT, assertAddress, assertIntegerInRange, TdxSimError } from '../errors.js';
+import { RangeMap } from '../host/range-map.js';
+
+const PAGE = 4096;
 
 /** A 4K-aligned address below 2^52. */
 function page(argument: string, value: number): void {
   assertAddress(argument, value);
-  if (value % 4096 !== 0)
+  if (value % PAGE !== 0)
     throw new TdxSimError(
       'INVALID_ADDRESS',
       `${argument} must be 4 KiB-aligned, got 0x${value.toString(16)}`,
@@ -11,40 +14,200 @@ function page(argument: string, value: number): void {
     );
 }
 
+/** A 4K-aligned bound of a range of frames: up to 2^52 included. */
+function bound(argument: string, value: number): void {
+  assertIntegerInRange(argument, value, 0, ADDRESS_LIMIT);
+  if (value % PAGE !== 0)
+    throw new TdxSimError(
+      'INVALID_ADDRESS',
+      `${argument} must be 4 KiB-aligned, got 0x${value.toString(16)}`,
+      argument,
+    );
+}
+
+/** [start, end) of frames: 4K-aligned bounds, start ≤ end. */
+function frames(start: number, end: number): void {
+  bound('start', start);
+  bound('end', end);
+  if (end < start)
+    throw new TdxSimError(
+      'INVALID_ARGUMENT',
+      `end 0x${end.toString(16)} is below start 0x${start.toString(16)}`,
+      'end',
+    );
+}
+
+/**
+ * A run of the shared EPT: `pages` consecutive 4K frames from `gfn4k`, frame `i` on host page
+ * `hpa + i * step * 4096` (the host pages of a run go up, or down, page by page).
+ */
+export interface SharedEptRun {
+  readonly gfn4k: number;
+  readonly pages: number;
+  readonly hpa: number;
+  readonly step: 1 | -1;
+}
+
+/*
+ * The table is kept as runs of frames whose host pages lie on one line, ascending or descending: a run is one entry
+ * whatever its length. A line is one number, the same for every frame of the run, so that equal neighbours merge:
+ * ascending, hpa - gfn (4K-aligned, even); descending, hpa + gfn + 1 (odd). Host pages freed and reused by a LIFO
+ * allocator come back in descending order, hence both directions.
+ */
+const hostOf = (line: number, gfn4k: number): number => (line % 2 === 0 ? gfn4k + line : line - 1 - gfn4k);
+const ascending = (gfn4k: number, hpa: number): number => hpa - gfn4k;
+const descending = (gfn4k: number, hpa: number): number => hpa + gfn4k + 1;
+
 /**
  * The shared EPT: the VMM's own page table for shared GPAs (shared bit set). The VMM writes it directly, as on real
  * hardware; the module only reads it when the guest touches a shared GPA. Keyed by the guest page frame (the
- * GPA with the shared bit cleared, 4K-aligned).
+ * GPA with the shared bit cleared, 4K-aligned). Stored as runs (see {@link SharedEptRun}): 1 GiB mapped on
+ * consecutive host pages is one entry, and a lookup costs a binary search over the runs.
  */
 export class SharedEpt {
-  readonly #map = new Map<number, number>();
+  #lines = new RangeMap<number>();
+  #size = 0;
 
   /** Maps the 4K shared page of frame `gfn4k` (private alias GPA, 4K-aligned) to host page `hpa`. */
   map(gfn4k: number, hpa: number): void {
     page('gfn4k', gfn4k);
     page('hpa', hpa);
-    this.#map.set(gfn4k, hpa);
+    const lines = this.#lines;
+    if (lines.get(gfn4k) === undefined) this.#size++;
+    const up = ascending(gfn4k, hpa);
+    const down = descending(gfn4k, hpa);
+    const left = gfn4k >= PAGE ? lines.get(gfn4k - PAGE) : undefined;
+    if (left === up || left === down) return lines.set(gfn4k, gfn4k + PAGE, left);
+    const right = gfn4k + PAGE < ADDRESS_LIMIT ? lines.get(gfn4k + PAGE) : undefined;
+    if (right === up || right === down) return lines.set(gfn4k, gfn4k + PAGE, right);
+    // The page to the left continues onto this one on the other line: it joins this page's run.
+    const before = left === undefined ? undefined : hostOf(left, gfn4k - PAGE);
+    if (before === hpa - PAGE) return lines.set(gfn4k - PAGE, gfn4k + PAGE, up);
+    if (before === hpa + PAGE) return lines.set(gfn4k - PAGE, gfn4k + PAGE, down);
+    lines.set(gfn4k, gfn4k + PAGE, up);
+  }
+
+  /**
+   * Maps `pages` frames from `gfn4k` to the host pages from `hpa`, going up (`step` 1) or down (-1) one page per
+   * frame; what those frames mapped before is replaced. One entry whatever `pages` is.
+   */
+  mapRun(gfn4k: number, pages: number, hpa: number, step: 1 | -1 = 1): void {
+    page('gfn4k', gfn4k);
+    assertIntegerInRange('pages', pages, 0, (ADDRESS_LIMIT - gfn4k) / PAGE);
+    page('hpa', hpa);
+    if (step !== 1 && step !== -1)
+      throw new TdxSimError('INVALID_ARGUMENT', `step must be 1 or -1, got ${String(step)}`, 'step');
+    const lastHpa = hpa + step * (pages - 1) * PAGE;
+    if (pages > 0 && (lastHpa < 0 || lastHpa >= ADDRESS_LIMIT))
+      throw new TdxSimError(
+        'INVALID_ADDRESS',
+        `the host pages of ${pages} frames from hpa 0x${hpa.toString(16)} going ${step === 1 ? 'up' : 'down'} leave [0, 2^52)`,
+        'hpa',
+      );
+    if (pages === 0) return;
+    if (pages === 1) return this.map(gfn4k, hpa);
+    const end = gfn4k + pages * PAGE;
+    this.#size += pages - this.#mappedIn(gfn4k, end);
+    this.#lines.set(gfn4k, end, step === 1 ? ascending(gfn4k, hpa) : descending(gfn4k, hpa));
   }
 
   /** Removes the mapping of 4K guest frame `gfn4k`; true if there was one. */
   unmap(gfn4k: number): boolean {
     page('gfn4k', gfn4k);
-    return this.#map.delete(gfn4k);
+    if (this.#lines.get(gfn4k) === undefined) return false;
+    this.#lines.delete(gfn4k, gfn4k + PAGE);
+    this.#size--;
+    return true;
+  }
+
+  /** Removes the mappings of the frames in [start, end) (4K-aligned); returns how many there were. */
+  unmapRange(start: number, end: number): number {
+    frames(start, end);
+    const mapped = this.#mappedIn(start, end);
+    if (mapped > 0) this.#lines.delete(start, end);
+    this.#size -= mapped;
+    return mapped;
   }
 
   /** The host page mapped at 4K guest frame `gfn4k`, or undefined. */
   lookup(gfn4k: number): number | undefined {
     page('gfn4k', gfn4k);
-    return this.#map.get(gfn4k);
+    const line = this.#lines.get(gfn4k);
+    return line === undefined ? undefined : hostOf(line, gfn4k);
   }
 
   /** Number of 4K frames mapped. */
   get size(): number {
-    return this.#map.size;
+    return this.#size;
   }
 
-  /** Every mapping as [guest frame, host page]. */
-  entries(): IterableIterator<[number, number]> {
-    return this.#map.entries();
+  /** Number of runs the table is stored as (its size in memory). */
+  get runCount(): number {
+    return this.#lines.runCount;
+  }
+
+  /** Every mapping of a frame in [start, end) (default: all), as [guest frame, host page], by frame. */
+  entries(start = 0, end = ADDRESS_LIMIT): Generator<[number, number]> {
+    frames(start, end);
+    return this.#entries(start, end);
+  }
+
+  *#entries(start: number, end: number): Generator<[number, number]> {
+    for (const run of this.#runs(start, end))
+      for (let i = 0; i < run.pages; i++) yield [run.gfn4k + i * PAGE, run.hpa + run.step * i * PAGE];
+  }
+
+  /** The mapped runs of frames in [start, end) (default: all), clipped to it, by frame. */
+  runs(start = 0, end = ADDRESS_LIMIT): Generator<SharedEptRun> {
+    frames(start, end);
+    return this.#runs(start, end);
+  }
+
+  *#runs(start: number, end: number): Generator<SharedEptRun> {
+    for (const piece of this.#lines.runs(start, end)) {
+      const line = piece.value;
+      if (line === undefined) continue;
+      yield {
+        gfn4k: piece.start,
+        pages: (piece.end - piece.start) / PAGE,
+        hpa: hostOf(line, piece.start),
+        step: line % 2 === 0 ? 1 : -1,
+      };
+    }
+  }
+
+  /**
+   * The lowest frame in [start, end) that this table and `other` map differently (mapped in one only, or to
+   * different host pages), or undefined when they agree on all of it. Costs the runs of both in the range, not the
+   * frames: what a VMM's observer uses to hold a table against a copy taken earlier.
+   */
+  firstDifference(other: SharedEpt, start: number, end: number): number | undefined {
+    if (!(other instanceof SharedEpt))
+      throw new TdxSimError('INVALID_ARGUMENT', `other must be a SharedEpt, got ${String(other)}`, 'other');
+    frames(start, end);
+    for (let at = start; at < end; ) {
+      const differs = this.#lines.firstDifference(other.#lines, at, end);
+      if (differs === undefined) return undefined;
+      if (this.lookup(differs) !== other.lookup(differs)) return differs;
+      // The same host page on two different lines: they cross at this frame only.
+      at = differs + PAGE;
+    }
+    return undefined;
+  }
+
+  /** A copy of the table, independent of this one (costs its runs, not its frames). */
+  clone(): SharedEpt {
+    const copy = new SharedEpt();
+    copy.#lines = this.#lines.clone();
+    copy.#size = this.#size;
+    return copy;
+  }
+
+  /** Frames mapped in [start, end). */
+  #mappedIn(start: number, end: number): number {
+    let mapped = 0;
+    for (const piece of this.#lines.runs(start, end))
+      if (piece.value !== undefined) mapped += (piece.end - piece.start) / PAGE;
+    return mapped;
   }
 }
