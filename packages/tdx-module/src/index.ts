@@ -170,7 +170,7 @@ export {
 export { type LockAttempt, type LockCaller, LockResult } from './locks/lock-result.js';
 export { PlainSharexLock } from './locks/plain-lock.js';
 export { SEPT_HP, septEntryTryLock, septEntryUnlock, TDEL } from './locks/sept-entry-lock.js';
-export { HostPageAllocator } from './memory/host-page-allocator.js';
+export { HostPageAllocator, type HostPageRun } from './memory/host-page-allocator.js';
 export type { TdmrOptions } from './memory/physical-memory.js';
 export { assertSameCopy, loadedCopies, type PackageCopy } from './package-copy.js';
 export {
