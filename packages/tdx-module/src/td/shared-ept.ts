@@ -59,13 +59,34 @@ const ascending = (gfn4k: number, hpa: number): number => hpa - gfn4k;
 const descending = (gfn4k: number, hpa: number): number => hpa + gfn4k + 1;
 
 /**
+ * Frames mapped one after another, each next to the one before (going up, `dir` 1, or down, -1; 0 while there is
+ * one): the frames between `start` and `last` that still carry this batch's stamp were mapped in that order.
+ */
+interface Batch {
+  readonly start: number;
+  last: number;
+  dir: -1 | 0 | 1;
+  /** Frames that still carry its stamp. */
+  live: number;
+}
+
+/**
  * The shared EPT: the VMM's own page table for shared GPAs (shared bit set). The VMM writes it directly, as on real
  * hardware; the module only reads it when the guest touches a shared GPA. Keyed by the guest page frame (the
  * GPA with the shared bit cleared, 4K-aligned). Stored as runs (see {@link SharedEptRun}): 1 GiB mapped on
- * consecutive host pages is one entry, and a lookup costs a binary search over the runs.
+ * consecutive host pages is one entry, and a lookup costs a binary search over the runs. {@link entries} lists the
+ * frames in the order they were mapped, as a `Map` of frames would (the checkers' findings and what backends free
+ * first follow that order); {@link runs} lists them by frame.
  */
 export class SharedEpt {
+  /** Frame → the line of its host page. */
   #lines = new RangeMap<number>();
+  /** Frame → the stamp of the batch that mapped it (while it stays mapped). */
+  #stamps = new RangeMap<number>();
+  /** The batches by stamp, oldest first; one whose frames are all gone is dropped, unless it is the newest. */
+  #batches = new Map<number, Batch>();
+  #nextStamp = 0;
+  #newest = -1;
   #size = 0;
 
   /** Maps the 4K shared page of frame `gfn4k` (private alias GPA, 4K-aligned) to host page `hpa`. */
@@ -73,7 +94,7 @@ export class SharedEpt {
     page('gfn4k', gfn4k);
     page('hpa', hpa);
     const lines = this.#lines;
-    if (lines.get(gfn4k) === undefined) this.#size++;
+    if (lines.get(gfn4k) === undefined) this.#stamps.set(gfn4k, gfn4k + PAGE, this.#inserted(gfn4k, gfn4k, 1));
     const up = ascending(gfn4k, hpa);
     const down = descending(gfn4k, hpa);
     const left = gfn4k >= PAGE ? lines.get(gfn4k - PAGE) : undefined;
@@ -107,26 +128,68 @@ export class SharedEpt {
     if (pages === 0) return;
     if (pages === 1) return this.map(gfn4k, hpa);
     const end = gfn4k + pages * PAGE;
-    this.#size += pages - this.#mappedIn(gfn4k, end);
+    // The frames not mapped yet are mapped now, in frame order; the others keep their place in that order.
+    const fresh = [...this.#lines.runs(gfn4k, end)].filter((piece) => piece.value === undefined);
+    const first = fresh[0];
+    const last = fresh[fresh.length - 1];
+    if (first !== undefined && last !== undefined) {
+      const count = fresh.reduce((sum, piece) => sum + (piece.end - piece.start) / PAGE, 0);
+      const stamp = this.#inserted(first.start, last.end - PAGE, count);
+      for (const piece of fresh) this.#stamps.set(piece.start, piece.end, stamp);
+    }
     this.#lines.set(gfn4k, end, step === 1 ? ascending(gfn4k, hpa) : descending(gfn4k, hpa));
+  }
+
+  /**
+   * Records `count` frames from `from` up to `to` (one frame when equal) as mapped now, in that order: the newest
+   * batch grows when they continue it, else a new one starts. Returns the stamp the caller gives those frames.
+   */
+  #inserted(from: number, to: number, count: number): number {
+    this.#size += count;
+    let stamp = this.#newest;
+    const newest = this.#batches.get(stamp);
+    const step = from - (newest?.last ?? Number.NaN);
+    if (newest !== undefined && ((step === PAGE && newest.dir !== -1) || (step === -PAGE && newest.dir !== 1 && from === to))) {
+      newest.dir = step > 0 ? 1 : -1;
+      newest.last = to;
+      newest.live += count;
+    } else {
+      if (newest !== undefined && newest.live === 0) this.#batches.delete(stamp);
+      stamp = this.#nextStamp++;
+      this.#batches.set(stamp, { start: from, last: to, dir: from === to ? 0 : 1, live: count });
+      this.#newest = stamp;
+    }
+    return stamp;
+  }
+
+  /** Forgets the frames of [start, end) in the insertion order (they are being unmapped). */
+  #removed(start: number, end: number): void {
+    for (const piece of [...this.#stamps.runs(start, end)]) {
+      if (piece.value === undefined) continue;
+      const batch = this.#batches.get(piece.value) as Batch;
+      batch.live -= (piece.end - piece.start) / PAGE;
+      if (batch.live === 0 && piece.value !== this.#newest) this.#batches.delete(piece.value);
+      this.#size -= (piece.end - piece.start) / PAGE;
+    }
+    this.#stamps.delete(start, end);
   }
 
   /** Removes the mapping of 4K guest frame `gfn4k`; true if there was one. */
   unmap(gfn4k: number): boolean {
     page('gfn4k', gfn4k);
     if (this.#lines.get(gfn4k) === undefined) return false;
+    this.#removed(gfn4k, gfn4k + PAGE);
     this.#lines.delete(gfn4k, gfn4k + PAGE);
-    this.#size--;
     return true;
   }
 
   /** Removes the mappings of the frames in [start, end) (4K-aligned); returns how many there were. */
   unmapRange(start: number, end: number): number {
     frames(start, end);
-    const mapped = this.#mappedIn(start, end);
-    if (mapped > 0) this.#lines.delete(start, end);
-    this.#size -= mapped;
-    return mapped;
+    const before = this.#size;
+    this.#removed(start, end);
+    this.#lines.delete(start, end);
+    return before - this.#size;
   }
 
   /** The host page mapped at 4K guest frame `gfn4k`, or undefined. */
@@ -146,15 +209,22 @@ export class SharedEpt {
     return this.#lines.runCount;
   }
 
-  /** Every mapping of a frame in [start, end) (default: all), as [guest frame, host page], by frame. */
-  entries(start = 0, end = ADDRESS_LIMIT): Generator<[number, number]> {
-    frames(start, end);
-    return this.#entries(start, end);
-  }
-
-  *#entries(start: number, end: number): Generator<[number, number]> {
-    for (const run of this.#runs(start, end))
-      for (let i = 0; i < run.pages; i++) yield [run.gfn4k + i * PAGE, run.hpa + run.step * i * PAGE];
+  /** Every mapping as [guest frame, host page], in the order the frames were mapped (as a `Map` iterates). */
+  *entries(): Generator<[number, number]> {
+    for (const [stamp, batch] of [...this.#batches]) {
+      if (batch.live === 0) continue;
+      const low = Math.min(batch.start, batch.last);
+      const high = Math.max(batch.start, batch.last) + PAGE;
+      const pieces = [...this.#stamps.runs(low, high)].filter((piece) => piece.value === stamp);
+      if (batch.dir === -1) pieces.reverse();
+      for (const piece of pieces) {
+        const count = (piece.end - piece.start) / PAGE;
+        for (let i = 0; i < count; i++) {
+          const frame = batch.dir === -1 ? piece.end - (i + 1) * PAGE : piece.start + i * PAGE;
+          yield [frame, hostOf(this.#lines.get(frame) as number, frame)];
+        }
+      }
+    }
   }
 
   /** The mapped runs of frames in [start, end) (default: all), clipped to it, by frame. */
@@ -199,15 +269,11 @@ export class SharedEpt {
   clone(): SharedEpt {
     const copy = new SharedEpt();
     copy.#lines = this.#lines.clone();
+    copy.#stamps = this.#stamps.clone();
+    for (const [stamp, batch] of this.#batches) copy.#batches.set(stamp, { ...batch });
+    copy.#nextStamp = this.#nextStamp;
+    copy.#newest = this.#newest;
     copy.#size = this.#size;
     return copy;
-  }
-
-  /** Frames mapped in [start, end). */
-  #mappedIn(start: number, end: number): number {
-    let mapped = 0;
-    for (const piece of this.#lines.runs(start, end))
-      if (piece.value !== undefined) mapped += (piece.end - piece.start) / PAGE;
-    return mapped;
   }
 }
