@@ -134,6 +134,29 @@ describe('SharedEpt as runs, against one host page per frame', () => {
     expect(up.runCount).toBe(1);
   });
 
+  it('lists frames in mapping order through descending batches, holes, re-mapping and runs over mapped frames', () => {
+    const ept = new SharedEpt();
+    const model = new Map<number, number>();
+    const map = (frame: number, host: number): void => {
+      ept.map(frame * PAGE, host * PAGE);
+      model.set(frame * PAGE, host * PAGE);
+    };
+    const unmap = (frame: number): void => {
+      ept.unmap(frame * PAGE);
+      model.delete(frame * PAGE);
+    };
+    for (const frame of [20, 19, 18, 17, 16]) map(frame, 100 + frame);
+    unmap(18);
+    map(3, 7);
+    map(18, 50);
+    map(19, 51);
+    ept.mapRun(14 * PAGE, 8, 200 * PAGE, -1);
+    for (let i = 0; i < 8; i++) model.set((14 + i) * PAGE, (200 - i) * PAGE);
+    unmap(16);
+    map(4, 8);
+    expect([...ept.entries()]).toEqual([...model]);
+  });
+
   it('bad arguments are typed errors thrown before anything changes', () => {
     const ept = new SharedEpt();
     ept.mapRun(0, 4, 8 * PAGE, -1);
