@@ -503,7 +503,14 @@ const services: MalformedRow<ModuleFixture>[] = [
     'SharedEpt.mapRun',
     [
       { name: 'gfn4k', valid: fixed(0x10000), bad: [['0x1001', 0x1001]] },
-      { name: 'pages', valid: fixed(2), bad: [['-1', -1], ['0.5', 0.5]] },
+      {
+        name: 'pages',
+        valid: fixed(2),
+        bad: [
+          ['-1', -1],
+          ['0.5', 0.5],
+        ],
+      },
       { name: 'hpa', valid: fixed(2 ** 36), bad: [['0x1001', 0x1001]] },
       { name: 'step', valid: fixed(1), bad: [['0', 0]] },
     ],
@@ -519,7 +526,14 @@ const services: MalformedRow<ModuleFixture>[] = [
     'SharedEpt.unmapRange',
     [
       { name: 'start', valid: fixed(0x4000), bad: [['0x4001', 0x4001]] },
-      { name: 'end', valid: fixed(0x6000), bad: [['below start', 0], ['2^52 + 4096', 2 ** 52 + 4096]] },
+      {
+        name: 'end',
+        valid: fixed(0x6000),
+        bad: [
+          ['below start', 0],
+          ['2^52 + 4096', 2 ** 52 + 4096],
+        ],
+      },
     ],
     (f, [start, end]) => f.ept.unmapRange(start as number, end as number),
   ),
@@ -535,7 +549,16 @@ const services: MalformedRow<ModuleFixture>[] = [
   ),
   ...argumentRows<ModuleFixture>(
     'HostPageAllocator.alloc4kRun',
-    [{ name: 'maxPages', valid: fixed(1), bad: [['0', 0], ['NaN', Number.NaN]] }],
+    [
+      {
+        name: 'maxPages',
+        valid: fixed(1),
+        bad: [
+          ['0', 0],
+          ['NaN', Number.NaN],
+        ],
+      },
+    ],
     (f, [max]) => f.allocator.alloc4kRun(max as number),
   ),
   ...argumentRows<ModuleFixture>(

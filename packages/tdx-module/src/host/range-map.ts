@@ -161,20 +161,18 @@ export class RangeMap<T> {
     if (!(other instanceof RangeMap))
       throw new TdxSimError('INVALID_ARGUMENT', `other must be a RangeMap, got ${String(other)}`, 'other');
     bounds(start, end);
-    const a = this;
-    const b = other;
-    let i = a.#firstEndingAfter(start);
-    let j = b.#firstEndingAfter(start);
+    let i = this.#firstEndingAfter(start);
+    let j = other.#firstEndingAfter(start);
     for (let at = start; at < end; ) {
-      // Run i of a (run j of b) ends after `at`: `at` is in it, or in the gap before it.
-      const inA = i < a.#starts.length && (a.#starts[i] as number) <= at;
-      const inB = j < b.#starts.length && (b.#starts[j] as number) <= at;
-      if (inA !== inB || (inA && a.#values[i] !== b.#values[j])) return at;
-      const nextA = i < a.#starts.length ? ((inA ? a.#ends[i] : a.#starts[i]) as number) : end;
-      const nextB = j < b.#starts.length ? ((inB ? b.#ends[j] : b.#starts[j]) as number) : end;
+      // Run i of this map (run j of the other) ends after `at`: `at` is in it, or in the gap before it.
+      const inA = i < this.#starts.length && (this.#starts[i] as number) <= at;
+      const inB = j < other.#starts.length && (other.#starts[j] as number) <= at;
+      if (inA !== inB || (inA && this.#values[i] !== other.#values[j])) return at;
+      const nextA = i < this.#starts.length ? ((inA ? this.#ends[i] : this.#starts[i]) as number) : end;
+      const nextB = j < other.#starts.length ? ((inB ? other.#ends[j] : other.#starts[j]) as number) : end;
       at = Math.min(nextA, nextB, end);
-      if (inA && a.#ends[i] === at) i++;
-      if (inB && b.#ends[j] === at) j++;
+      if (inA && this.#ends[i] === at) i++;
+      if (inB && other.#ends[j] === at) j++;
     }
     return undefined;
   }

@@ -120,10 +120,13 @@ export class HostPageAllocator {
       const count = this.#freeCount[top] as number;
       const start = this.#freeStart[top] as number;
       // A lone page on the list takes the direction of what follows it.
-      const topStep =
-        count > 1 ? (this.#freeStep[top] as number) : pages > 1 ? step : Math.sign(hpa - start);
+      const topStep = count > 1 ? (this.#freeStep[top] as number) : pages > 1 ? step : Math.sign(hpa - start);
       const last = start + topStep * (count - 1) * KIB4;
-      if ((topStep === 1 || topStep === -1) && hpa === last + topStep * KIB4 && (pages === 1 || step === topStep)) {
+      if (
+        (topStep === 1 || topStep === -1) &&
+        hpa === last + topStep * KIB4 &&
+        (pages === 1 || step === topStep)
+      ) {
         this.#freeStep[top] = topStep;
         this.#freeCount[top] = count + pages;
         return;

@@ -94,18 +94,28 @@ export class SharedEpt {
     page('gfn4k', gfn4k);
     page('hpa', hpa);
     const lines = this.#lines;
-    if (lines.get(gfn4k) === undefined) this.#stamps.set(gfn4k, gfn4k + PAGE, this.#inserted(gfn4k, gfn4k, 1));
+    if (lines.get(gfn4k) === undefined)
+      this.#stamps.set(gfn4k, gfn4k + PAGE, this.#inserted(gfn4k, gfn4k, 1));
+    lines.set(...this.#placed(gfn4k, hpa));
+  }
+
+  /**
+   * Where one frame's mapping goes, as the arguments of a write of the lines: on the line of a neighbour it
+   * continues (so the runs merge), taking the page to its left along when that page continues onto it on the other
+   * line; else a run of its own.
+   */
+  #placed(gfn4k: number, hpa: number): [start: number, end: number, line: number] {
+    const lines = this.#lines;
     const up = ascending(gfn4k, hpa);
     const down = descending(gfn4k, hpa);
     const left = gfn4k >= PAGE ? lines.get(gfn4k - PAGE) : undefined;
-    if (left === up || left === down) return lines.set(gfn4k, gfn4k + PAGE, left);
+    if (left === up || left === down) return [gfn4k, gfn4k + PAGE, left];
     const right = gfn4k + PAGE < ADDRESS_LIMIT ? lines.get(gfn4k + PAGE) : undefined;
-    if (right === up || right === down) return lines.set(gfn4k, gfn4k + PAGE, right);
-    // The page to the left continues onto this one on the other line: it joins this page's run.
+    if (right === up || right === down) return [gfn4k, gfn4k + PAGE, right];
     const before = left === undefined ? undefined : hostOf(left, gfn4k - PAGE);
-    if (before === hpa - PAGE) return lines.set(gfn4k - PAGE, gfn4k + PAGE, up);
-    if (before === hpa + PAGE) return lines.set(gfn4k - PAGE, gfn4k + PAGE, down);
-    lines.set(gfn4k, gfn4k + PAGE, up);
+    if (before === hpa - PAGE) return [gfn4k - PAGE, gfn4k + PAGE, up];
+    if (before === hpa + PAGE) return [gfn4k - PAGE, gfn4k + PAGE, down];
+    return [gfn4k, gfn4k + PAGE, up];
   }
 
   /**
@@ -126,7 +136,10 @@ export class SharedEpt {
         'hpa',
       );
     if (pages === 0) return;
-    if (pages === 1) return this.map(gfn4k, hpa);
+    if (pages === 1) {
+      this.map(gfn4k, hpa);
+      return;
+    }
     const end = gfn4k + pages * PAGE;
     // The frames not mapped yet are mapped now, in frame order; the others keep their place in that order.
     const fresh = [...this.#lines.runs(gfn4k, end)].filter((piece) => piece.value === undefined);
@@ -149,7 +162,10 @@ export class SharedEpt {
     let stamp = this.#newest;
     const newest = this.#batches.get(stamp);
     const step = from - (newest?.last ?? Number.NaN);
-    if (newest !== undefined && ((step === PAGE && newest.dir !== -1) || (step === -PAGE && newest.dir !== 1 && from === to))) {
+    if (
+      newest !== undefined &&
+      ((step === PAGE && newest.dir !== -1) || (step === -PAGE && newest.dir !== 1 && from === to))
+    ) {
       newest.dir = step > 0 ? 1 : -1;
       newest.last = to;
       newest.live += count;

@@ -5,16 +5,20 @@ import { RangeMap, TdxSimError } from '../../src/index.js';
 /** Addresses 0..SPAN-1 of the model; the map is generic over its addresses, so unit steps exercise every edge. */
 const SPAN = 48;
 
-type Op = { kind: 'set'; start: number; end: number; value: string } | { kind: 'delete'; start: number; end: number };
+type Op =
+  | { kind: 'set'; start: number; end: number; value: string }
+  | { kind: 'delete'; start: number; end: number };
 
 const range = fc
   .tuple(fc.integer({ min: 0, max: SPAN }), fc.integer({ min: 0, max: SPAN }))
   .map(([a, b]) => (a <= b ? { start: a, end: b } : { start: b, end: a }));
 const op: fc.Arbitrary<Op> = fc.oneof(
-  fc.record({ kind: fc.constant('set' as const), r: range, value: fc.constantFrom('a', 'b', 'c') }).map(
-    ({ r, value }) => ({ kind: 'set' as const, ...r, value }),
-  ),
-  fc.record({ kind: fc.constant('delete' as const), r: range }).map(({ r }) => ({ kind: 'delete' as const, ...r })),
+  fc
+    .record({ kind: fc.constant('set' as const), r: range, value: fc.constantFrom('a', 'b', 'c') })
+    .map(({ r, value }) => ({ kind: 'set' as const, ...r, value })),
+  fc
+    .record({ kind: fc.constant('delete' as const), r: range })
+    .map(({ r }) => ({ kind: 'delete' as const, ...r })),
 );
 
 /** The same operations on one value per address. */
@@ -25,7 +29,9 @@ function apply(map: RangeMap<string>, model: (string | undefined)[], o: Op): voi
 }
 
 /** The maximal runs of equal values of the model: what the map must hold, run for run. */
-function canonicalRuns(model: readonly (string | undefined)[]): { start: number; end: number; value: string }[] {
+function canonicalRuns(
+  model: readonly (string | undefined)[],
+): { start: number; end: number; value: string }[] {
   const runs: { start: number; end: number; value: string }[] = [];
   for (let at = 0; at < SPAN; at++) {
     const value = model[at];
@@ -109,7 +115,9 @@ describe('RangeMap: split, merge and overlap against one value per address', () 
     const map = new RangeMap<string>();
     map.set(0, 8, 'a');
     expect(() => map.delete(8, 4)).toThrow(TdxSimError);
-    expect(() => map.delete(-1, 4)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', argument: 'start' }));
+    expect(() => map.delete(-1, 4)).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT', argument: 'start' }),
+    );
     expect(() => map.firstDifference(map, 4, 2)).toThrow(expect.objectContaining({ argument: 'end' }));
     expect(() => map.firstDifference({} as RangeMap<string>, 0, 2)).toThrow(
       expect.objectContaining({ argument: 'other' }),

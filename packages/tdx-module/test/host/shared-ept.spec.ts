@@ -96,7 +96,8 @@ describe('SharedEpt as runs, against one host page per frame', () => {
       const [start, end] = a <= b ? [a * PAGE, b * PAGE] : [b * PAGE, a * PAGE];
       const fromRuns: [number, number][] = [];
       for (const run of ept.runs(start, end))
-        for (let i = 0; i < run.pages; i++) fromRuns.push([run.gfn4k + i * PAGE, run.hpa + run.step * i * PAGE]);
+        for (let i = 0; i < run.pages; i++)
+          fromRuns.push([run.gfn4k + i * PAGE, run.hpa + run.step * i * PAGE]);
       expect(fromRuns).toEqual(sorted(model).filter(([g]) => g >= start && g < end));
     },
   );

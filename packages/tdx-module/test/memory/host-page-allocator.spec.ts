@@ -23,7 +23,11 @@ type Op =
   | { kind: 'freeRun'; pick: number; pages: number; down: boolean };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
-  fc.record({ kind: fc.constant('alloc' as const), pages: fc.integer({ min: 1, max: 12 }), byRun: fc.boolean() }),
+  fc.record({
+    kind: fc.constant('alloc' as const),
+    pages: fc.integer({ min: 1, max: 12 }),
+    byRun: fc.boolean(),
+  }),
   fc.record({ kind: fc.constant('free' as const), pick: fc.nat() }),
   fc.record({
     kind: fc.constant('freeRun' as const),
@@ -66,7 +70,8 @@ describe('HostPageAllocator: the 4K free list as runs', () => {
           } else {
             // The held pages consecutive from `first`, freed going up or down as one run.
             const run = [first];
-            while (run.length < o.pages && held.has(first + run.length * PAGE)) run.push(first + run.length * PAGE);
+            while (run.length < o.pages && held.has(first + run.length * PAGE))
+              run.push(first + run.length * PAGE);
             if (o.down) run.reverse();
             allocator.free4kRun(run[0] as number, run.length, o.down ? -1 : 1);
             for (const hpa of run) {
