@@ -176,10 +176,10 @@ export class HypervVmm implements Vmm {
   }
 
   /** Removes its shared mapping of the 4K page at `gpa`, if it made one, and frees the host page. */
-  #unmapShared(ept: SharedEpt, gpa: number): void {
+  #unmapShared(gpa: number): void {
     const hpa = this.tables.shared.lookup(gpa);
     if (hpa === undefined) return;
-    ept.unmap(gpa);
+    this.module.sharedEpt(this.td.tdr).unmap(gpa);
     this.tables.shared.unmap(gpa);
     this.td.allocator.free4k(hpa);
   }
@@ -188,8 +188,11 @@ export class HypervVmm implements Vmm {
    * Removes every shared mapping it made in [start, end), run by run, and frees their host pages in GPA order (the
    * order a page-by-page loop frees them in, so that the allocator hands out the same pages afterwards).
    */
-  #unmapSharedRange(ept: SharedEpt, start: number, end: number): void {
-    for (const run of [...this.tables.shared.runs(start, end)]) {
+  #unmapSharedRange(start: number, end: number): void {
+    const runs = [...this.tables.shared.runs(start, end)];
+    if (runs.length === 0) return;
+    const ept = this.module.sharedEpt(this.td.tdr);
+    for (const run of runs) {
       const runEnd = run.gfn4k + run.pages * PAGE;
       ept.unmapRange(run.gfn4k, runEnd);
       this.tables.shared.unmapRange(run.gfn4k, runEnd);
@@ -288,9 +291,9 @@ export class HypervVmm implements Vmm {
   async #makePrivate(gpa: number, pages: number): Promise<void> {
     const end = gpa + pages * PAGE;
     for (let at = gpa; at < end; ) {
-      this.#unmapShared(this.module.sharedEpt(this.td.tdr), at);
+      this.#unmapShared(at);
       if (at % MIB2 === 0 && at + MIB2 <= end && (await this.#aug2m(at))) {
-        this.#unmapSharedRange(this.module.sharedEpt(this.td.tdr), at + PAGE, at + MIB2);
+        this.#unmapSharedRange(at + PAGE, at + MIB2);
         at += MIB2;
         continue;
       }
