@@ -1,6 +1,7 @@
 import { fc, test } from '@fast-check/vitest';
 import { describe, expect, it } from 'vitest';
-import { SharedEpt, TdxSimError } from '../../src/index.js';
+import { SharedEpt } from '../../src/index.js';
+import { thrownArgument } from '../harness.js';
 
 const PAGE = 4096;
 /** Frames 0..FRAMES-1 and host pages 0..HOSTS-1 of the model: few, so that lines meet, cross and merge. */
@@ -162,24 +163,15 @@ describe('SharedEpt as runs, against one host page per frame', () => {
     const ept = new SharedEpt();
     ept.mapRun(0, 4, 8 * PAGE, -1);
     const entries = [...ept.entries()];
-    const argumentOf = (call: () => unknown): string | undefined => {
-      try {
-        call();
-      } catch (error) {
-        expect(error).toBeInstanceOf(TdxSimError);
-        return (error as TdxSimError).argument;
-      }
-      return 'no error';
-    };
-    expect(argumentOf(() => ept.mapRun(0x1001, 1, 0))).toBe('gfn4k');
-    expect(argumentOf(() => ept.mapRun(0, -1, 0))).toBe('pages');
-    expect(argumentOf(() => ept.mapRun(2 ** 52 - PAGE, 2, 0))).toBe('pages');
-    expect(argumentOf(() => ept.mapRun(0, 4, 2 * PAGE, -1))).toBe('hpa');
-    expect(argumentOf(() => ept.mapRun(0, 4, 0, 2 as never))).toBe('step');
-    expect(argumentOf(() => ept.unmapRange(PAGE, 0))).toBe('end');
-    expect(argumentOf(() => ept.unmapRange(0, 2 ** 52 + PAGE))).toBe('end');
-    expect(argumentOf(() => ept.runs(1))).toBe('start');
-    expect(argumentOf(() => ept.firstDifference({} as SharedEpt, 0, PAGE))).toBe('other');
+    expect(thrownArgument(() => ept.mapRun(0x1001, 1, 0))).toBe('gfn4k');
+    expect(thrownArgument(() => ept.mapRun(0, -1, 0))).toBe('pages');
+    expect(thrownArgument(() => ept.mapRun(2 ** 52 - PAGE, 2, 0))).toBe('pages');
+    expect(thrownArgument(() => ept.mapRun(0, 4, 2 * PAGE, -1))).toBe('hpa');
+    expect(thrownArgument(() => ept.mapRun(0, 4, 0, 2 as never))).toBe('step');
+    expect(thrownArgument(() => ept.unmapRange(PAGE, 0))).toBe('end');
+    expect(thrownArgument(() => ept.unmapRange(0, 2 ** 52 + PAGE))).toBe('end');
+    expect(thrownArgument(() => ept.runs(1))).toBe('start');
+    expect(thrownArgument(() => ept.firstDifference({} as SharedEpt, 0, PAGE))).toBe('other');
     expect([...ept.entries()]).toEqual(entries);
     expect(ept.size).toBe(4);
   });

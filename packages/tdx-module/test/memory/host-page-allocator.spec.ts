@@ -1,6 +1,7 @@
 import { fc, test } from '@fast-check/vitest';
 import { describe, expect, it } from 'vitest';
-import { HostPageAllocator, TdxSimError } from '../../src/index.js';
+import { HostPageAllocator } from '../../src/index.js';
+import { thrownArgument } from '../harness.js';
 
 const PAGE = 4096;
 const TDMR = { base: 2 ** 32, size: 2 ** 30 };
@@ -99,20 +100,11 @@ describe('HostPageAllocator: the 4K free list as runs', () => {
     const all = allocator.alloc4kRun(2 ** 30);
     expect(all.pages).toBe(TDMR.size / PAGE);
     expect(() => allocator.alloc4kRun(1)).toThrow(expect.objectContaining({ code: 'OUT_OF_HOST_MEMORY' }));
-    const argumentOf = (call: () => unknown): string | undefined => {
-      try {
-        call();
-      } catch (error) {
-        expect(error).toBeInstanceOf(TdxSimError);
-        return (error as TdxSimError).argument;
-      }
-      return 'no error';
-    };
-    expect(argumentOf(() => allocator.alloc4kRun(0))).toBe('maxPages');
-    expect(argumentOf(() => allocator.free4kRun(TDMR.base, -1))).toBe('pages');
-    expect(argumentOf(() => allocator.free4kRun(TDMR.base, 2, 0 as never))).toBe('step');
-    expect(argumentOf(() => allocator.free4kRun(TDMR.base + 1, 2))).toBe('hpa');
-    expect(argumentOf(() => allocator.free4kRun(TDMR.base, 2, -1))).toBe('hpa');
+    expect(thrownArgument(() => allocator.alloc4kRun(0))).toBe('maxPages');
+    expect(thrownArgument(() => allocator.free4kRun(TDMR.base, -1))).toBe('pages');
+    expect(thrownArgument(() => allocator.free4kRun(TDMR.base, 2, 0 as never))).toBe('step');
+    expect(thrownArgument(() => allocator.free4kRun(TDMR.base + 1, 2))).toBe('hpa');
+    expect(thrownArgument(() => allocator.free4kRun(TDMR.base, 2, -1))).toBe('hpa');
     expect(allocator.allocatedBytes).toBe(TDMR.size);
   });
 });
