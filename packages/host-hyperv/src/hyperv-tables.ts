@@ -1,4 +1,4 @@
-import type { ViewedMapping, VmmView } from '@tdxsim/tdx-module';
+import { SharedEpt, type ViewedMapping, type VmmView } from '@tdxsim/tdx-module';
 import { HypervError } from './errors.js';
 import { assertAddress, assertInteger } from './validation.js';
 
@@ -25,8 +25,11 @@ export class HypervTables implements VmmView {
   /** Linked tables, per level (the level of the entry that points to the table), by aligned GPA. */
   readonly #tables: Set<number>[] = [];
   readonly #leaves = [new Map<number, HypervLeaf>(), new Map<number, HypervLeaf>()] as const;
-  /** Shared-EPT mappings: private-alias GPA → host page. */
-  readonly shared = new Map<number, number>();
+  /**
+   * Shared-EPT mappings it made: private-alias GPA → host page, kept as runs like the shared EPT itself (a 1 GiB
+   * buffer on consecutive host pages is one entry).
+   */
+  readonly shared = new SharedEpt();
 
   constructor(pwl: number) {
     if (pwl !== 3 && pwl !== 4)
@@ -128,8 +131,8 @@ export class HypervTables implements VmmView {
     }));
   }
 
-  sharedMappings(): Iterable<ViewedMapping> {
-    return [...this.shared].map(([gpa, hpa]) => ({ gpa, level: 0, hpa }) as const);
+  *sharedMappings(): Iterable<ViewedMapping> {
+    for (const [gpa, hpa] of this.shared.entries()) yield { gpa, level: 0, hpa };
   }
 }
 

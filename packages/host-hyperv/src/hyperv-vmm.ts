@@ -11,6 +11,7 @@ import {
   Reg,
   type SeamcallResult,
   SeededRng,
+  type SharedEpt,
   sharedBit,
   type TdExitEvent,
   TdvmcallStatus,
@@ -174,13 +175,42 @@ export class HypervVmm implements Vmm {
     return true;
   }
 
-  /** Removes its shared mapping of the 4K page at `gpa`, if it made one. */
+  /** Removes its shared mapping of the 4K page at `gpa`, if it made one, and frees the host page. */
   #unmapShared(gpa: number): void {
-    const hpa = this.tables.shared.get(gpa);
+    const hpa = this.tables.shared.lookup(gpa);
     if (hpa === undefined) return;
     this.module.sharedEpt(this.td.tdr).unmap(gpa);
-    this.tables.shared.delete(gpa);
+    this.tables.shared.unmap(gpa);
     this.td.allocator.free4k(hpa);
+  }
+
+  /**
+   * Removes every shared mapping it made in [start, end), run by run, and frees their host pages in GPA order (the
+   * order a page-by-page loop frees them in, so that the allocator hands out the same pages afterwards).
+   */
+  #unmapSharedRange(start: number, end: number): void {
+    const runs = [...this.tables.shared.runs(start, end)];
+    if (runs.length === 0) return;
+    const ept = this.module.sharedEpt(this.td.tdr);
+    for (const run of runs) {
+      const runEnd = run.gfn4k + run.pages * PAGE;
+      ept.unmapRange(run.gfn4k, runEnd);
+      this.tables.shared.unmapRange(run.gfn4k, runEnd);
+      this.td.allocator.free4kRun(run.hpa, run.pages, run.step);
+    }
+  }
+
+  /**
+   * Maps every page of [start, end) shared on a fresh host page: the pages `alloc4k` would give page by page in GPA
+   * order, taken and written to both tables a run at a time.
+   */
+  #mapFreshShared(ept: SharedEpt, start: number, end: number): void {
+    for (let at = start; at < end; ) {
+      const run = this.td.allocator.alloc4kRun((end - at) / PAGE);
+      ept.mapRun(at, run.pages, run.hpa, run.step);
+      this.tables.shared.mapRun(at, run.pages, run.hpa, run.step);
+      at += run.pages * PAGE;
+    }
   }
 
   /** A yield point of the module's scheduler between two steps of one of this backend's batches. */
@@ -263,7 +293,7 @@ export class HypervVmm implements Vmm {
     for (let at = gpa; at < end; ) {
       this.#unmapShared(at);
       if (at % MIB2 === 0 && at + MIB2 <= end && (await this.#aug2m(at))) {
-        for (let page = at + PAGE; page < at + MIB2; page += PAGE) this.#unmapShared(page);
+        this.#unmapSharedRange(at + PAGE, at + MIB2);
         at += MIB2;
         continue;
       }
@@ -334,13 +364,14 @@ export class HypervVmm implements Vmm {
         else td.allocator.free4k(page.hpa);
       }
     }
+    // Pages it mapped shared already (an earlier call cut short) keep their host page; the gaps get fresh ones.
     const ept = this.module.sharedEpt(td.tdr);
-    for (let at = gpa; at < limit; at += PAGE) {
-      if (this.tables.shared.has(at)) continue;
-      const hpa = td.allocator.alloc4k();
-      ept.map(at, hpa);
-      this.tables.shared.set(at, hpa);
+    let at = gpa;
+    for (const run of [...this.tables.shared.runs(gpa, limit)]) {
+      if (run.gfn4k > at) this.#mapFreshShared(ept, at, run.gfn4k);
+      at = run.gfn4k + run.pages * PAGE;
     }
+    if (at < limit) this.#mapFreshShared(ept, at, limit);
     return (limit - gpa) / PAGE;
   }
 

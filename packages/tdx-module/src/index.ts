@@ -176,7 +176,7 @@ export {
 export { type LockAttempt, type LockCaller, LockResult } from './locks/lock-result.js';
 export { PlainSharexLock } from './locks/plain-lock.js';
 export { SEPT_HP, septEntryTryLock, septEntryUnlock, TDEL } from './locks/sept-entry-lock.js';
-export { HostPageAllocator } from './memory/host-page-allocator.js';
+export { HostPageAllocator, type HostPageRun } from './memory/host-page-allocator.js';
 export type { TdmrOptions } from './memory/physical-memory.js';
 export { assertSameCopy, loadedCopies, type PackageCopy } from './package-copy.js';
 export {
@@ -225,7 +225,7 @@ export {
   type TraceSink,
   traceStatusText,
 } from './services/trace.js';
-export { SharedEpt } from './td/shared-ept.js';
+export { SharedEpt, type SharedEptRun } from './td/shared-ept.js';
 // The model
 export {
   GuestCpu,

@@ -14,6 +14,7 @@ import {
   type TdExitEvent,
   TdxModule,
   type TdxModuleOptions,
+  TdxSimError,
   VmExitReason,
   type Vmm,
 } from '../src/index.js';
@@ -240,4 +241,15 @@ export class RecordingVmm implements Vmm {
     this.exits.push(exit);
     return this.reply(exit);
   }
+}
+
+/** The `argument` of the TdxSimError `call` throws ('no error' when it throws nothing; any other error fails). */
+export function thrownArgument(call: () => unknown): string | undefined {
+  try {
+    call();
+  } catch (error) {
+    if (!(error instanceof TdxSimError)) throw error;
+    return error.argument;
+  }
+  return 'no error';
 }

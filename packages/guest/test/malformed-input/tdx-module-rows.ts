@@ -35,7 +35,7 @@ import {
   RangeMap,
   runVcpu,
   SeededRng,
-  type SharedEpt,
+  SharedEpt,
   SteppingScheduler,
   seamcallLeafName,
   septEntryTryLock,
@@ -475,6 +475,100 @@ const services: MalformedRow<ModuleFixture>[] = [
     'SharedEpt.unmap',
     [{ name: 'gfn4k', valid: fixed(0x1000), bad: [['0.5', 0.5]] }],
     (f, [g]) => f.ept.unmap(g as number),
+  ),
+  ...argumentRows<ModuleFixture>(
+    'RangeMap.delete',
+    [
+      { name: 'start', valid: fixed(0x1000), bad: [['-1', -1]] },
+      { name: 'end', valid: fixed(0x2000), bad: [['below start', 0]] },
+    ],
+    (f, [start, end]) => f.map.delete(start as number, end as number),
+  ),
+  ...argumentRows<ModuleFixture>(
+    'RangeMap.firstDifference',
+    [
+      {
+        name: 'other',
+        valid: fixed(new RangeMap<string>()),
+        bad: [
+          ['null', null],
+          ['a plain object', {}],
+        ],
+      },
+      { name: 'end', valid: fixed(0x2000), bad: [['below start', 0]] },
+    ],
+    (f, [other, end]) => f.map.firstDifference(other as RangeMap<string>, 0x1000, end as number),
+  ),
+  ...argumentRows<ModuleFixture>(
+    'SharedEpt.mapRun',
+    [
+      { name: 'gfn4k', valid: fixed(0x10000), bad: [['0x1001', 0x1001]] },
+      {
+        name: 'pages',
+        valid: fixed(2),
+        bad: [
+          ['-1', -1],
+          ['0.5', 0.5],
+        ],
+      },
+      { name: 'hpa', valid: fixed(2 ** 36), bad: [['0x1001', 0x1001]] },
+      { name: 'step', valid: fixed(1), bad: [['0', 0]] },
+    ],
+    (f, [gfn, pages, hpa, step]) => f.ept.mapRun(gfn as number, pages as number, hpa as number, step as 1),
+  ),
+  {
+    fn: 'SharedEpt.mapRun',
+    argument: 'hpa',
+    value: 'host pages going down below 0',
+    call: (f) => f.ept.mapRun(0x10000, 2, 0, -1),
+  },
+  ...argumentRows<ModuleFixture>(
+    'SharedEpt.unmapRange',
+    [
+      { name: 'start', valid: fixed(0x4000), bad: [['0x4001', 0x4001]] },
+      {
+        name: 'end',
+        valid: fixed(0x6000),
+        bad: [
+          ['below start', 0],
+          ['2^52 + 4096', 2 ** 52 + 4096],
+        ],
+      },
+    ],
+    (f, [start, end]) => f.ept.unmapRange(start as number, end as number),
+  ),
+  ...argumentRows<ModuleFixture>(
+    'SharedEpt.runs',
+    [{ name: 'start', valid: fixed(0), bad: [['0x800', 0x800]] }],
+    (f, [start]) => f.ept.runs(start as number),
+  ),
+  ...argumentRows<ModuleFixture>(
+    'SharedEpt.firstDifference',
+    [{ name: 'other', valid: fixed(new SharedEpt()), bad: [['null', null]] }],
+    (f, [other]) => f.ept.firstDifference(other as SharedEpt, 0, 0x10000),
+  ),
+  ...argumentRows<ModuleFixture>(
+    'HostPageAllocator.alloc4kRun',
+    [
+      {
+        name: 'maxPages',
+        valid: fixed(1),
+        bad: [
+          ['0', 0],
+          ['NaN', Number.NaN],
+        ],
+      },
+    ],
+    (f, [max]) => f.allocator.alloc4kRun(max as number),
+  ),
+  ...argumentRows<ModuleFixture>(
+    'HostPageAllocator.free4kRun',
+    [
+      { name: 'hpa', valid: fixed(2 ** 36 + 2 ** 31), bad: [['0x1000 (outside the TDMR)', 0x1000]] },
+      { name: 'pages', valid: fixed(1), bad: [['-1', -1]] },
+      { name: 'step', valid: fixed(1), bad: [['2', 2]] },
+    ],
+    (f, [hpa, pages, step]) => f.allocator.free4kRun(hpa as number, pages as number, step as 1),
   ),
   ...argumentRows<ModuleFixture>(
     'new HostPageAllocator',

@@ -9,7 +9,8 @@ function bounds(start: number, end: number): void {
 
 /**
  * A map from 4K-aligned addresses to values, stored as sorted runs [start, end) so that a 1 TiB range costs one
- * entry. Unset addresses have no value. Adjacent runs with the same value are merged.
+ * entry. Unset addresses have no value. Adjacent runs with the same value (`===`) are merged, so two maps that hold
+ * the same values hold the same runs.
  */
 export class RangeMap<T> {
   // Parallel sorted arrays of non-overlapping runs.
@@ -32,41 +33,90 @@ export class RangeMap<T> {
   /** Sets [start, end) to `value` (an empty range sets nothing; an inverted one is an error). */
   set(start: number, end: number, value: T): void {
     bounds(start, end);
-    if (end === start) return;
+    if (end !== start) this.#write(start, end, true, value);
+  }
+
+  /** Unsets [start, end): those addresses have no value any more (an empty range unsets nothing). */
+  delete(start: number, end: number): void {
+    bounds(start, end);
+    if (end !== start) this.#write(start, end, false, undefined);
+  }
+
+  /**
+   * Replaces what overlaps [start, end) with one run of `value` (or nothing when `present` is false), keeping the
+   * parts of the overlapped runs outside it and merging with equal neighbours. Writes in place when the number of
+   * runs does not change (a run grown or shrunk at its edge), so that page-by-page writes allocate nothing.
+   */
+  #write(start: number, end: number, present: boolean, value: T | undefined): void {
     const starts = this.#starts;
     const ends = this.#ends;
     const values = this.#values;
-    const first = this.#firstEndingAfter(start);
+    let first = this.#firstEndingAfter(start);
     let last = first;
     while (last < starts.length && (starts[last] as number) < end) last++;
-    // Runs [first, last) overlap the new one; their parts outside [start, end) survive.
-    const newStarts: number[] = [];
-    const newEnds: number[] = [];
-    const newValues: T[] = [];
-    if (first < last && (starts[first] as number) < start) {
-      newStarts.push(starts[first] as number);
-      newEnds.push(start);
-      newValues.push(values[first] as T);
-    }
-    newStarts.push(start);
-    newEnds.push(end);
-    newValues.push(value);
-    if (first < last && (ends[last - 1] as number) > end) {
-      newStarts.push(end);
-      newEnds.push(ends[last - 1] as number);
-      newValues.push(values[last - 1] as T);
-    }
-    starts.splice(first, last - first, ...newStarts);
-    ends.splice(first, last - first, ...newEnds);
-    values.splice(first, last - first, ...newValues);
-    // Merge touching runs of equal value around what changed.
-    for (let k = Math.min(first + newStarts.length, starts.length - 1); k >= Math.max(first, 1); k--) {
-      if (ends[k - 1] === starts[k] && values[k - 1] === values[k]) {
-        ends[k - 1] = ends[k] as number;
-        starts.splice(k, 1);
-        ends.splice(k, 1);
-        values.splice(k, 1);
+    // Runs [first, last) overlap [start, end); the parts outside it survive as a left and a right piece.
+    const leftStart = starts[first] as number;
+    const leftValue = values[first] as T;
+    let hasLeft = first < last && leftStart < start;
+    const rightEnd = ends[last - 1] as number;
+    const rightValue = values[last - 1] as T;
+    let hasRight = first < last && rightEnd > end;
+    let runStart = start;
+    let runEnd = end;
+    if (present) {
+      if (hasLeft && leftValue === value) {
+        runStart = leftStart;
+        hasLeft = false;
+      } else if (!hasLeft && first > 0 && ends[first - 1] === start && values[first - 1] === value) {
+        first--;
+        runStart = starts[first] as number;
       }
+      if (hasRight && rightValue === value) {
+        runEnd = rightEnd;
+        hasRight = false;
+      } else if (!hasRight && last < starts.length && starts[last] === end && values[last] === value) {
+        runEnd = ends[last] as number;
+        last++;
+      }
+    }
+    const count = (hasLeft ? 1 : 0) + (present ? 1 : 0) + (hasRight ? 1 : 0);
+    this.#resize(first, last - first, count);
+    let at = first;
+    if (hasLeft) {
+      starts[at] = leftStart;
+      ends[at] = start;
+      values[at] = leftValue;
+      at++;
+    }
+    if (present) {
+      starts[at] = runStart;
+      ends[at] = runEnd;
+      values[at] = value as T;
+      at++;
+    }
+    if (hasRight) {
+      starts[at] = end;
+      ends[at] = rightEnd;
+      values[at] = rightValue;
+    }
+  }
+
+  /** Makes the `removed` runs at `at` into `count` slots (their contents to be written by the caller). */
+  #resize(at: number, removed: number, count: number): void {
+    if (count === removed) return;
+    const starts = this.#starts;
+    const ends = this.#ends;
+    const values = this.#values;
+    if (count < removed) {
+      starts.splice(at, removed - count);
+      ends.splice(at, removed - count);
+      values.splice(at, removed - count);
+      return;
+    }
+    for (let k = removed; k < count; k++) {
+      starts.splice(at, 0, 0);
+      ends.splice(at, 0, 0);
+      values.splice(at, 0, undefined as T);
     }
   }
 
@@ -101,6 +151,39 @@ export class RangeMap<T> {
     for (let i = 0; i < this.#starts.length; i++) {
       yield { start: this.#starts[i] as number, end: this.#ends[i] as number, value: this.#values[i] as T };
     }
+  }
+
+  /**
+   * The lowest address in [start, end) where this map and `other` differ (a value in one and not the other, or
+   * values that are not `===`), or undefined when they agree on all of it. Costs the runs of both in the range.
+   */
+  firstDifference(other: RangeMap<T>, start: number, end: number): number | undefined {
+    if (!(other instanceof RangeMap))
+      throw new TdxSimError('INVALID_ARGUMENT', `other must be a RangeMap, got ${String(other)}`, 'other');
+    bounds(start, end);
+    let i = this.#firstEndingAfter(start);
+    let j = other.#firstEndingAfter(start);
+    for (let at = start; at < end; ) {
+      // Run i of this map (run j of the other) ends after `at`: `at` is in it, or in the gap before it.
+      const inA = i < this.#starts.length && (this.#starts[i] as number) <= at;
+      const inB = j < other.#starts.length && (other.#starts[j] as number) <= at;
+      if (inA !== inB || (inA && this.#values[i] !== other.#values[j])) return at;
+      const nextA = i < this.#starts.length ? ((inA ? this.#ends[i] : this.#starts[i]) as number) : end;
+      const nextB = j < other.#starts.length ? ((inB ? other.#ends[j] : other.#starts[j]) as number) : end;
+      at = Math.min(nextA, nextB, end);
+      if (inA && this.#ends[i] === at) i++;
+      if (inB && other.#ends[j] === at) j++;
+    }
+    return undefined;
+  }
+
+  /** A copy with the same runs (the values themselves are shared, not copied). */
+  clone(): RangeMap<T> {
+    const copy = new RangeMap<T>();
+    copy.#starts = this.#starts.slice();
+    copy.#ends = this.#ends.slice();
+    copy.#values = this.#values.slice();
+    return copy;
   }
 
   /** Number of runs (the map's size in memory). */

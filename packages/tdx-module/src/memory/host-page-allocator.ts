@@ -1,20 +1,33 @@
-import { assertAddress, TdxSimError } from '../errors.js';
+import { ADDRESS_LIMIT, assertAddress, assertIntegerInRange, TdxSimError } from '../errors.js';
 import { type TdmrOptions, validateTdmr } from './physical-memory.js';
 
 const KIB4 = 4096;
 const MIB2 = 2 ** 21;
 
+/** Pages handed out one after another: `pages` host pages from `hpa`, going up (`step` 1) or down (-1). */
+export interface HostPageRun {
+  readonly hpa: number;
+  readonly pages: number;
+  readonly step: 1 | -1;
+}
+
 /**
  * The host kernel's allocator of physical pages inside the TDMR (what a VMM hands to PAGE.AUG, SEPT.ADD and the
  * control pages). It is host software, not the TDX module: the module checks PAMT, it never allocates. 2M pages
- * come from the top of the range and 4K pages from the bottom so the two rarely collide.
+ * come from the top of the range and 4K pages from the bottom so the two rarely collide. Freed 4K pages are reused
+ * last freed first; the free list is kept as runs of consecutive pages (a 1 GiB buffer freed in order is one entry),
+ * and {@link alloc4kRun} and {@link free4kRun} hand out and take back a run at once, in the same order as page by
+ * page.
  */
 export class HostPageAllocator {
   readonly #low: number;
   readonly #high: number;
   #next4k: number;
   #next2m: number;
-  readonly #free4k: number[] = [];
+  /** The 4K free list, a stack of runs: run i is `#freeCount[i]` pages from `#freeStart[i]`, `#freeStep[i]` apart. */
+  readonly #freeStart: number[] = [];
+  readonly #freeCount: number[] = [];
+  readonly #freeStep: number[] = [];
   readonly #free2m: number[] = [];
   #allocated = 0;
 
@@ -26,18 +39,44 @@ export class HostPageAllocator {
     this.#next2m = this.#high;
   }
 
-  /** A 4K page; throws OUT_OF_HOST_MEMORY when the range is exhausted. */
+  /** A 4K page (the last one freed, else a new one); throws OUT_OF_HOST_MEMORY when the range is exhausted. */
   alloc4k(): number {
-    const reused = this.#free4k.pop();
-    if (reused !== undefined) {
-      this.#allocated += KIB4;
-      return reused;
+    return this.#take4k(1).hpa;
+  }
+
+  /**
+   * Up to `maxPages` 4K pages at once: the pages that `maxPages` calls of {@link alloc4k} would return first, as far
+   * as they are one run (at least one page); call again for the rest. Throws OUT_OF_HOST_MEMORY when there is none.
+   */
+  alloc4kRun(maxPages: number): HostPageRun {
+    assertIntegerInRange('maxPages', maxPages, 1, Number.MAX_SAFE_INTEGER);
+    return this.#take4k(maxPages);
+  }
+
+  #take4k(maxPages: number): HostPageRun {
+    const top = this.#freeCount.length - 1;
+    if (top >= 0) {
+      const count = this.#freeCount[top] as number;
+      const step = this.#freeStep[top] as 1 | -1;
+      const pages = Math.min(maxPages, count);
+      // Last freed first: the run is handed out from its end, backwards.
+      const hpa = (this.#freeStart[top] as number) + step * (count - 1) * KIB4;
+      if (pages === count) {
+        this.#freeStart.pop();
+        this.#freeCount.pop();
+        this.#freeStep.pop();
+      } else {
+        this.#freeCount[top] = count - pages;
+      }
+      this.#allocated += pages * KIB4;
+      return { hpa, pages, step: step === 1 ? -1 : 1 };
     }
     if (this.#next4k + KIB4 > this.#next2m) throw this.#exhausted('4K');
+    const pages = Math.min(maxPages, (this.#next2m - this.#next4k) / KIB4);
     const hpa = this.#next4k;
-    this.#next4k += KIB4;
-    this.#allocated += KIB4;
-    return hpa;
+    this.#next4k += pages * KIB4;
+    this.#allocated += pages * KIB4;
+    return { hpa, pages, step: 1 };
   }
 
   /** A 2M-aligned 2M page. */
@@ -57,8 +96,45 @@ export class HostPageAllocator {
   /** Returns a 4K page for reuse. */
   free4k(hpa: number): void {
     this.#checkFree('hpa', hpa, KIB4);
-    this.#free4k.push(hpa);
-    this.#allocated -= KIB4;
+    this.#push4k(hpa, 1, 1);
+  }
+
+  /**
+   * Returns `pages` 4K pages for reuse: `hpa`, then each `step` (1 or -1) pages further — the same as that many calls
+   * of {@link free4k} in that order, at the cost of one.
+   */
+  free4kRun(hpa: number, pages: number, step: 1 | -1 = 1): void {
+    assertIntegerInRange('pages', pages, 0, ADDRESS_LIMIT / KIB4);
+    if (step !== 1 && step !== -1)
+      throw new TdxSimError('INVALID_ARGUMENT', `step must be 1 or -1, got ${String(step)}`, 'step');
+    this.#checkFree('hpa', hpa, KIB4);
+    if (pages > 1) this.#checkFree('hpa', hpa + step * (pages - 1) * KIB4, KIB4);
+    if (pages > 0) this.#push4k(hpa, pages, step);
+  }
+
+  /** Pushes a run on the free list, growing the top run when the new one continues it. */
+  #push4k(hpa: number, pages: number, step: 1 | -1): void {
+    const top = this.#freeCount.length - 1;
+    this.#allocated -= pages * KIB4;
+    if (top >= 0) {
+      const count = this.#freeCount[top] as number;
+      const start = this.#freeStart[top] as number;
+      // A lone page on the list takes the direction of what follows it.
+      const topStep = count > 1 ? (this.#freeStep[top] as number) : pages > 1 ? step : Math.sign(hpa - start);
+      const last = start + topStep * (count - 1) * KIB4;
+      if (
+        (topStep === 1 || topStep === -1) &&
+        hpa === last + topStep * KIB4 &&
+        (pages === 1 || step === topStep)
+      ) {
+        this.#freeStep[top] = topStep;
+        this.#freeCount[top] = count + pages;
+        return;
+      }
+    }
+    this.#freeStart.push(hpa);
+    this.#freeCount.push(pages);
+    this.#freeStep.push(step);
   }
 
   /** Returns a 2M page for reuse. */

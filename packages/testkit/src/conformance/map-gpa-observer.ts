@@ -1,6 +1,7 @@
 import {
   checkInvariants,
   hexTraceRegs,
+  type SharedEpt,
   TdvmcallStatus,
   TdvmcallSubfunction,
   type TdxModule,
@@ -26,6 +27,8 @@ import { avoidableSeamcallError, isTlbTrackingError } from './avoidable-seamcall
 import { CONFORMANCE_RULES, type ConformanceRuleId } from './conformance-rules.js';
 
 const PAGE = 4096;
+/** The end of the guest-physical frames a shared EPT can map. */
+const LIMIT = 2 ** 52;
 const hex = (n: number | bigint): string => `0x${n.toString(16)}`;
 
 /** A private-side SEAMCALL of the backend while a MapGPA call was pending: its leaf and the GPA range it names. */
@@ -38,8 +41,11 @@ interface PrivateOp {
 interface PendingCall {
   readonly r12: bigint;
   readonly r13: bigint;
-  /** The shared EPT before the call (frame → host page): the VMM's own table, which no SEAMCALL changes. */
-  readonly sharedBefore: Map<number, number>;
+  /**
+   * A copy of the shared EPT before the call (the VMM's own table, which no SEAMCALL changes): kept as runs, it costs
+   * the table's runs, not its pages.
+   */
+  readonly sharedBefore: SharedEpt;
   /** Successful SEAMCALLs on private GPAs during the call. */
   readonly ops: PrivateOp[];
 }
@@ -157,7 +163,7 @@ export class MapGpaObserver implements TraceSink {
       this.#pending.set(event.vcpu, {
         r12: event.regs['r12'] ?? 0n,
         r13: event.regs['r13'] ?? 0n,
-        sharedBefore: new Map(td.module.sharedEpt(td.tdr).entries()),
+        sharedBefore: td.module.sharedEpt(td.tdr).clone(),
         ops: [],
       });
       return;
@@ -241,17 +247,19 @@ export class MapGpaObserver implements TraceSink {
         `private side of ${hex(outside.start)}..${hex(outside.end)} changed outside the request (${outside.leaf}): ${what}`,
       );
     }
-    const sharedAfter = new Map(ept.entries());
-    for (const frame of new Set([...call.sharedBefore.keys(), ...sharedAfter.keys()])) {
-      if (frame >= first * PAGE && frame < (first + asked) * PAGE) continue;
-      const was = call.sharedBefore.get(frame);
-      const is = sharedAfter.get(frame);
-      if (was === is) continue;
+    // The first frame outside the request whose shared mapping changed during the call, below it or above it (the
+    // request as asked: it may be unaligned or reach past the frames a shared EPT has).
+    const frameAtOrAbove = (gpa: number): number => Math.min(Math.ceil(gpa / PAGE) * PAGE, LIMIT);
+    const frame =
+      ept.firstDifference(call.sharedBefore, 0, frameAtOrAbove(first * PAGE)) ??
+      ept.firstDifference(call.sharedBefore, frameAtOrAbove((first + asked) * PAGE), LIMIT);
+    if (frame !== undefined) {
+      const was = call.sharedBefore.lookup(frame);
+      const is = ept.lookup(frame);
       this.report(
         'conversion-within-request',
         `shared side of ${hex(frame)} changed outside the request (${was === undefined ? 'none' : hex(was)} → ${is === undefined ? 'none' : hex(is)}): ${what}`,
       );
-      break;
     }
   }
 
