@@ -113,6 +113,7 @@ export {
   toVmmModule,
   type VmmClass,
 } from './backend-source.js';
+export { ModuleCheckpoint } from './checkpoint/module-checkpoint.js';
 export {
   type ComposedTd,
   type ComposeOptions,
@@ -137,7 +138,6 @@ export {
   type NmiOutcome,
 } from './cpu/nmi-handler.js';
 export { injectNmis, type NmiScriptEntry, type RaisedNmi } from './cpu/nmi-injector.js';
-
 // Errors
 export { ADDRESS_LIMIT, TdxSimError, type TdxSimErrorCode } from './errors.js';
 export type { GuestAccessResult } from './flows/guest-access.js';
@@ -147,6 +147,7 @@ export { encodeTdParams, HostSeamcalls, type SeamcallResult, type TdParams } fro
 export { RangeMap } from './host/range-map.js';
 export { ensureSeptTables } from './host/sept-tables.js';
 export { type BuildTdOptions, type BuiltTd, buildTd } from './host/td-builder.js';
+export { checkpointTd, type TdCheckpoint } from './host/td-checkpoint.js';
 // Inspection
 export {
   assertInvariants,

@@ -26,6 +26,17 @@ export class HostPageAllocator {
     this.#next2m = this.#high;
   }
 
+  /** An independent copy: the same pages handed out and free (checkpoints). */
+  clone(): HostPageAllocator {
+    const copy = new HostPageAllocator({ base: this.#low, size: this.#high - this.#low });
+    copy.#next4k = this.#next4k;
+    copy.#next2m = this.#next2m;
+    copy.#free4k.push(...this.#free4k);
+    copy.#free2m.push(...this.#free2m);
+    copy.#allocated = this.#allocated;
+    return copy;
+  }
+
   /** A 4K page; throws OUT_OF_HOST_MEMORY when the range is exhausted. */
   alloc4k(): number {
     const reused = this.#free4k.pop();

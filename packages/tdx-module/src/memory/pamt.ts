@@ -31,12 +31,37 @@ class PamtBlock {
     this.bepoch = new Float64Array(size);
     this.lock = new Uint16Array(size);
   }
+
+  /** An independent copy (checkpoints). */
+  clone(): PamtBlock {
+    const copy = new PamtBlock(this.type.length);
+    copy.type.set(this.type);
+    copy.owner.set(this.owner);
+    copy.bepoch.set(this.bepoch);
+    copy.lock.set(this.lock);
+    copy.used = this.used;
+    return copy;
+  }
 }
 
 class PamtRegion {
-  readonly entry1g = new PamtBlock(1);
-  readonly entries2m = new PamtBlock(512);
+  readonly entry1g: PamtBlock;
+  readonly entries2m: PamtBlock;
   readonly blocks4k: (PamtBlock | undefined)[] = new Array(512);
+
+  constructor(entry1g = new PamtBlock(1), entries2m = new PamtBlock(512)) {
+    this.entry1g = entry1g;
+    this.entries2m = entries2m;
+  }
+
+  /** An independent copy (checkpoints). */
+  clone(): PamtRegion {
+    const copy = new PamtRegion(this.entry1g.clone(), this.entries2m.clone());
+    this.blocks4k.forEach((block, i) => {
+      if (block !== undefined) copy.blocks4k[i] = block.clone();
+    });
+    return copy;
+  }
 }
 
 const GIB = 2 ** 30;
@@ -64,6 +89,14 @@ export class Pamt {
   #lastKey = -1;
   #lastRegion: PamtRegion | undefined;
   readonly #slot: PamtSlot = { block: undefined, index: 0 };
+
+  /** Replaces every entry with an independent copy of `source`'s (checkpoints: this PAMT must be unused). */
+  copyFrom(source: Pamt): void {
+    this.#regions.clear();
+    for (const [key, region] of source.#regions) this.#regions.set(key, region.clone());
+    this.#lastKey = -1;
+    this.#lastRegion = undefined;
+  }
 
   #region(hpa: number, create: boolean): PamtRegion | undefined {
     const key = Math.floor(hpa / GIB);

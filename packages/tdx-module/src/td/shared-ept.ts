@@ -38,6 +38,13 @@ export class SharedEpt {
     return this.#map.get(gfn4k);
   }
 
+  /** An independent copy (checkpoints). */
+  clone(): SharedEpt {
+    const copy = new SharedEpt();
+    for (const [gfn, hpa] of this.#map) copy.#map.set(gfn, hpa);
+    return copy;
+  }
+
   /** Number of 4K frames mapped. */
   get size(): number {
     return this.#map.size;

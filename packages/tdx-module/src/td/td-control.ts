@@ -45,12 +45,42 @@ export class TdControl {
   hpLockTimeoutNs = 1_000_000_000;
   /** PENDING_VE_DISABLE, from ATTRIBUTES.SEPT_VE_DISABLE at init. */
   pendingVeDisable = false;
-  readonly #mrtd: Hash = createHash('sha384');
+  readonly #mrtd: Hash;
   mrtd: Buffer | undefined;
 
-  constructor(tdr: number, hkid: number) {
+  constructor(tdr: number, hkid: number, mrtd: Hash = createHash('sha384')) {
     this.tdr = tdr;
     this.hkid = hkid;
+    this.#mrtd = mrtd;
+  }
+
+  /**
+   * An independent copy of the TD's control structures (checkpoints): fields, S-EPT, vCPUs and the measurement in
+   * progress. Lock words are not copied: a checkpoint refuses a TD whose locks are held (see `checkpoint/`).
+   */
+  clone(): TdControl {
+    // A finalised measurement is never extended again (MR.FINALIZE ends the build): its digested hash cannot be copied.
+    const mrtd = this.mrtd === undefined ? this.#mrtd.copy() : createHash('sha384');
+    const copy = new TdControl(this.tdr, this.hkid, mrtd);
+    copy.lifecycle = this.lifecycle;
+    copy.opState = this.opState;
+    copy.fatal = this.fatal;
+    copy.tdcx.push(...this.tdcx);
+    copy.childCount = this.childCount;
+    copy.gpaw = this.gpaw;
+    copy.pwl = this.pwl;
+    copy.attributes = this.attributes;
+    copy.configFlags = this.configFlags;
+    copy.maxVcpus = this.maxVcpus;
+    copy.epoch = this.epoch;
+    copy.epochRefcount[0] = this.epochRefcount[0];
+    copy.epochRefcount[1] = this.epochRefcount[1];
+    copy.sept = this.sept?.clone();
+    for (const [tdvpr, vcpu] of this.vcpus) copy.vcpus.set(tdvpr, vcpu.clone());
+    copy.hpLockTimeoutNs = this.hpLockTimeoutNs;
+    copy.pendingVeDisable = this.pendingVeDisable;
+    copy.mrtd = this.mrtd === undefined ? undefined : Buffer.from(this.mrtd);
+    return copy;
   }
 
   /** MRTD accumulates PAGE.ADD records and MR.EXTEND chunks until MR.FINALIZE. */
