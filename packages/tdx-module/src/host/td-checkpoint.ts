@@ -1,5 +1,5 @@
 import type { ModuleCheckpoint } from '../checkpoint/module-checkpoint.js';
-import { assertHasMethod, assertObject } from '../errors.js';
+import { assertAddress, assertHasMethod, assertObject, TdxSimError } from '../errors.js';
 import { assertModule } from '../inspect/assert-module.js';
 import type { HostPageAllocator } from '../memory/host-page-allocator.js';
 import { assertSameCopy } from '../package-copy.js';
@@ -26,9 +26,29 @@ export function checkpointTd(module: TdxModule, td: BuiltTd): TdCheckpoint {
   assertSameCopy('module', module);
   assertModule(module);
   assertObject('td', td);
+  assertAddress('td.tdr', td.tdr);
+  const control = module.state.tds.get(td.tdr);
+  if (control === undefined)
+    throw new TdxSimError(
+      'INVALID_ARGUMENT',
+      `td.tdr 0x${td.tdr.toString(16)} is no TD of this module`,
+      'td.tdr',
+    );
+  if (!Array.isArray(td.tdvprs))
+    throw new TdxSimError('INVALID_ARGUMENT', 'td.tdvprs must be an array', 'td.tdvprs');
+  td.tdvprs.forEach((tdvpr, i) => {
+    assertAddress(`td.tdvprs[${i}]`, tdvpr);
+    if (!control.vcpus.has(tdvpr))
+      throw new TdxSimError(
+        'INVALID_ARGUMENT',
+        `td.tdvprs[${i}] 0x${tdvpr.toString(16)} is no vCPU of TD 0x${td.tdr.toString(16)}`,
+        `td.tdvprs[${i}]`,
+      );
+  });
   assertHasMethod('td.allocator', td.allocator, 'clone');
   const moduleCheckpoint = module.checkpoint();
-  const fields = { tdr: td.tdr, tdvprs: [...td.tdvprs], gpaw: td.gpaw, pwl: td.pwl };
+  // GPAW and page-walk level are the TD's own (TDH.MNG.INIT set them), not the handle's.
+  const fields = { tdr: td.tdr, tdvprs: [...td.tdvprs], gpaw: control.gpaw, pwl: control.pwl };
   const allocator: HostPageAllocator = td.allocator.clone();
   return {
     module: moduleCheckpoint,
