@@ -23,24 +23,19 @@ class PamtBlock {
   readonly bepoch: Float64Array;
   readonly lock: Uint16Array;
   /** Entries whose type is not PT_NDA; lets blocks of free pages be skipped. */
-  used = 0;
+  used: number;
 
-  constructor(size: number) {
-    this.type = new Uint8Array(size);
-    this.owner = new Float64Array(size);
-    this.bepoch = new Float64Array(size);
-    this.lock = new Uint16Array(size);
+  constructor(size: number, from?: PamtBlock) {
+    this.type = from === undefined ? new Uint8Array(size) : from.type.slice();
+    this.owner = from === undefined ? new Float64Array(size) : from.owner.slice();
+    this.bepoch = from === undefined ? new Float64Array(size) : from.bepoch.slice();
+    this.lock = from === undefined ? new Uint16Array(size) : from.lock.slice();
+    this.used = from?.used ?? 0;
   }
 
   /** An independent copy (checkpoints). */
   clone(): PamtBlock {
-    const copy = new PamtBlock(this.type.length);
-    copy.type.set(this.type);
-    copy.owner.set(this.owner);
-    copy.bepoch.set(this.bepoch);
-    copy.lock.set(this.lock);
-    copy.used = this.used;
-    return copy;
+    return new PamtBlock(this.type.length, this);
   }
 }
 
