@@ -45,10 +45,11 @@ export class TdControl {
   hpLockTimeoutNs = 1_000_000_000;
   /** PENDING_VE_DISABLE, from ATTRIBUTES.SEPT_VE_DISABLE at init. */
   pendingVeDisable = false;
-  readonly #mrtd: Hash;
+  /** The measurement in progress: made at the first extension, dropped once finalised (a digested hash is spent). */
+  #mrtd: Hash | undefined;
   mrtd: Buffer | undefined;
 
-  constructor(tdr: number, hkid: number, mrtd: Hash = createHash('sha384')) {
+  constructor(tdr: number, hkid: number, mrtd?: Hash) {
     this.tdr = tdr;
     this.hkid = hkid;
     this.#mrtd = mrtd;
@@ -59,9 +60,7 @@ export class TdControl {
    * progress. Lock words are not copied: a checkpoint refuses a TD whose locks are held (see `checkpoint/`).
    */
   clone(): TdControl {
-    // A finalised measurement is never extended again (MR.FINALIZE ends the build): its digested hash cannot be copied.
-    const mrtd = this.mrtd === undefined ? this.#mrtd.copy() : createHash('sha384');
-    const copy = new TdControl(this.tdr, this.hkid, mrtd);
+    const copy = new TdControl(this.tdr, this.hkid, this.#mrtd?.copy());
     copy.lifecycle = this.lifecycle;
     copy.opState = this.opState;
     copy.fatal = this.fatal;
@@ -85,10 +84,12 @@ export class TdControl {
 
   /** MRTD accumulates PAGE.ADD records and MR.EXTEND chunks until MR.FINALIZE. */
   extendMeasurement(data: Uint8Array): void {
+    this.#mrtd ??= createHash('sha384');
     this.#mrtd.update(data);
   }
 
   finalizeMeasurement(): void {
-    this.mrtd = this.#mrtd.digest();
+    this.mrtd = (this.#mrtd ?? createHash('sha384')).digest();
+    this.#mrtd = undefined;
   }
 }

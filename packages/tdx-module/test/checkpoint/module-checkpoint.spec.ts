@@ -159,7 +159,7 @@ describe('module checkpoints', () => {
     },
   );
 
-  test.prop([fc.array(action, { minLength: 1, maxLength: 10 })], { numRuns: 15 })(
+  test.prop([fc.array(action, { minLength: 1, maxLength: 10 })], { numRuns: 8 })(
     'a TD that ran and whose host threads stopped is copied field for field (S-EPT, vCPUs, PAMT, memory)',
     async (actions) => {
       const { module, td } = await freshTd();
