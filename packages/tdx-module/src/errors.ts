@@ -15,7 +15,8 @@ export type TdxSimErrorCode =
   | 'NO_VMM_BOUND'
   | 'OUT_OF_HOST_MEMORY'
   | 'DUPLICATE_PACKAGE'
-  | 'SCHEDULE_STOPPED';
+  | 'SCHEDULE_STOPPED'
+  | 'NOT_QUIESCENT';
 
 const brand = Symbol.for('@tdxsim/tdx-module/TdxSimError');
 

@@ -121,6 +121,7 @@ export {
   toVmmModule,
   type VmmClass,
 } from './backend-source.js';
+export { ModuleCheckpoint } from './checkpoint/module-checkpoint.js';
 export {
   type ComposedTd,
   type ComposeOptions,
@@ -153,6 +154,7 @@ export { encodeTdParams, HostSeamcalls, type SeamcallResult, type TdParams } fro
 export { RangeMap } from './host/range-map.js';
 export { ensureSeptTables } from './host/sept-tables.js';
 export { type BuildTdOptions, type BuiltTd, buildTd } from './host/td-builder.js';
+export { checkpointTd, type TdCheckpoint } from './host/td-checkpoint.js';
 // Inspection
 export {
   assertInvariants,

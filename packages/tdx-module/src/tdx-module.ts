@@ -4,6 +4,7 @@ import { PamtPageType } from './abi/page-type.js';
 import { type SeptStateName, septStateInfo } from './abi/sept-state.js';
 import { STATUS_CODE_MASK, TdxStatus, withDetail } from './abi/status-codes.js';
 import { formatStatus } from './abi/status-decoder.js';
+import { ModuleCheckpoint } from './checkpoint/module-checkpoint.js';
 import { interruptExit, nmiExit } from './core/exit-registers.js';
 import { yieldAt } from './core/gates.js';
 import { HeldLocks } from './core/held-locks.js';
@@ -178,11 +179,14 @@ export class TdxModule implements SeamcallPort {
   /** Work registered with holdWhile that has not settled. */
   #externalWork = 0;
   readonly #nmiBlocking: NmiBlockingAtSeamret;
+  /** The options the module was made with: a checkpoint restores a module made with the same. */
+  readonly #options: TdxModuleOptions;
   /** @internal The copy of this package that made the module (two copies meeting are reported, not misused). */
   readonly [COPY_BRAND] = THIS_COPY;
 
   constructor(options: TdxModuleOptions = {}, services: TdxModuleServices = {}) {
     assertKnownOptions('TdxModule', options, OPTION_NAMES);
+    this.#options = options;
     const tdmr = options.tdmr ?? { base: 2 ** 32, size: 2 ** 32 };
     validateTdmr(tdmr);
     const config: ModuleConfig = {
@@ -750,6 +754,22 @@ export class TdxModule implements SeamcallPort {
       level: walk.level,
       hpa: info.leaf ? (walk.table.hpa[walk.index] as number) : undefined,
     };
+  }
+
+  /**
+   * Copies the whole module state — PAMT, memory contents, TDs with their S-EPT and vCPUs, shared EPTs, HKIDs, the
+   * virtual time — into a {@link ModuleCheckpoint} that restores identical, independent modules (e.g. one built TD
+   * per fuzz case instead of a build per case). Throws NOT_QUIESCENT, and copies nothing, while anything is in
+   * flight: a vCPU in guest mode or inside a TDCALL, a host thread in TDH.VP.ENTER, work under {@link holdWhile}, any
+   * lock held, a guest interrupt handler or an NMI record on a vCPU. Take it after building, before the VMM runs.
+   */
+  checkpoint(): ModuleCheckpoint {
+    return new ModuleCheckpoint(
+      this.#options,
+      this.#m,
+      this.#externalWork,
+      (options, services) => new TdxModule(options, services),
+    );
   }
 
   /** @internal The state, for the invariant checker, snapshots and tests in this package. */

@@ -4,6 +4,7 @@ import {
   buildTd,
   checkInvariants,
   checkPageInfo,
+  checkpointTd,
   composeTd,
   decodeLeaf,
   decodePageInfo,
@@ -894,6 +895,30 @@ const host: MalformedRow<ModuleFixture>[] = [
     argument: 'module',
     value: 'module = {}',
     call: (f) => buildTd({} as never, {}, f.allocator),
+  },
+  {
+    fn: 'checkpointTd',
+    argument: 'module',
+    value: 'module = {}',
+    call: (f) => checkpointTd({} as never, f.td),
+  },
+  {
+    fn: 'checkpointTd',
+    argument: 'td.tdr',
+    value: 'td.tdr = a page that is no TD',
+    call: (f) => checkpointTd(f.module, { ...f.td, tdr: f.td.tdr + 0x100_0000 }),
+  },
+  {
+    fn: 'checkpointTd',
+    argument: 'td.tdvprs[1]',
+    value: 'td.tdvprs[1] = the TDR',
+    call: (f) => checkpointTd(f.module, { ...f.td, tdvprs: [f.td.tdvprs[0] as number, f.td.tdr] }),
+  },
+  {
+    fn: 'checkpointTd',
+    argument: 'td.tdvprs[0]',
+    value: 'td.tdvprs[0] = 1.5',
+    call: (f) => checkpointTd(f.module, { ...f.td, tdvprs: [1.5] }),
   },
   ...argumentRows<ModuleFixture>(
     'ensureSeptTables',

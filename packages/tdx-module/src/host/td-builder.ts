@@ -145,6 +145,16 @@ export async function buildTd(
     allocator.free4k(source);
   }
   if (options.skipFinalize !== true) check('TDH.MR.FINALIZE', await host.mrFinalize(tdr));
+  return builtTdHandle(module, { tdr, tdvprs, gpaw, pwl, allocator }, host);
+}
+
+/** The {@link BuiltTd} handle of a TD that exists in `module` (after a build, or restored from a checkpoint). */
+export function builtTdHandle(
+  module: TdxModule,
+  td: Pick<BuiltTd, 'tdr' | 'tdvprs' | 'gpaw' | 'pwl' | 'allocator'>,
+  host = new HostSeamcalls(module),
+): BuiltTd {
+  const { tdr, tdvprs, gpaw, pwl, allocator } = td;
   return {
     tdr,
     tdvprs,

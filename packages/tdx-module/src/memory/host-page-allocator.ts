@@ -39,6 +39,19 @@ export class HostPageAllocator {
     this.#next2m = this.#high;
   }
 
+  /** An independent copy: the same pages handed out and free, in the same order (checkpoints). */
+  clone(): HostPageAllocator {
+    const copy = new HostPageAllocator({ base: this.#low, size: this.#high - this.#low });
+    copy.#next4k = this.#next4k;
+    copy.#next2m = this.#next2m;
+    copy.#freeStart.push(...this.#freeStart);
+    copy.#freeCount.push(...this.#freeCount);
+    copy.#freeStep.push(...this.#freeStep);
+    copy.#free2m.push(...this.#free2m);
+    copy.#allocated = this.#allocated;
+    return copy;
+  }
+
   /** A 4K page (the last one freed, else a new one); throws OUT_OF_HOST_MEMORY when the range is exhausted. */
   alloc4k(): number {
     return this.#take4k(1).hpa;

@@ -23,20 +23,40 @@ class PamtBlock {
   readonly bepoch: Float64Array;
   readonly lock: Uint16Array;
   /** Entries whose type is not PT_NDA; lets blocks of free pages be skipped. */
-  used = 0;
+  used: number;
 
-  constructor(size: number) {
-    this.type = new Uint8Array(size);
-    this.owner = new Float64Array(size);
-    this.bepoch = new Float64Array(size);
-    this.lock = new Uint16Array(size);
+  constructor(size: number, from?: PamtBlock) {
+    this.type = from === undefined ? new Uint8Array(size) : from.type.slice();
+    this.owner = from === undefined ? new Float64Array(size) : from.owner.slice();
+    this.bepoch = from === undefined ? new Float64Array(size) : from.bepoch.slice();
+    this.lock = from === undefined ? new Uint16Array(size) : from.lock.slice();
+    this.used = from?.used ?? 0;
+  }
+
+  /** An independent copy (checkpoints). */
+  clone(): PamtBlock {
+    return new PamtBlock(this.type.length, this);
   }
 }
 
 class PamtRegion {
-  readonly entry1g = new PamtBlock(1);
-  readonly entries2m = new PamtBlock(512);
+  readonly entry1g: PamtBlock;
+  readonly entries2m: PamtBlock;
   readonly blocks4k: (PamtBlock | undefined)[] = new Array(512);
+
+  constructor(entry1g = new PamtBlock(1), entries2m = new PamtBlock(512)) {
+    this.entry1g = entry1g;
+    this.entries2m = entries2m;
+  }
+
+  /** An independent copy (checkpoints). */
+  clone(): PamtRegion {
+    const copy = new PamtRegion(this.entry1g.clone(), this.entries2m.clone());
+    this.blocks4k.forEach((block, i) => {
+      if (block !== undefined) copy.blocks4k[i] = block.clone();
+    });
+    return copy;
+  }
 }
 
 const GIB = 2 ** 30;
@@ -64,6 +84,14 @@ export class Pamt {
   #lastKey = -1;
   #lastRegion: PamtRegion | undefined;
   readonly #slot: PamtSlot = { block: undefined, index: 0 };
+
+  /** Replaces every entry with an independent copy of `source`'s (checkpoints: this PAMT must be unused). */
+  copyFrom(source: Pamt): void {
+    this.#regions.clear();
+    for (const [key, region] of source.#regions) this.#regions.set(key, region.clone());
+    this.#lastKey = -1;
+    this.#lastRegion = undefined;
+  }
 
   #region(hpa: number, create: boolean): PamtRegion | undefined {
     const key = Math.floor(hpa / GIB);

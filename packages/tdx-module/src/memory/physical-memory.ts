@@ -28,6 +28,14 @@ export class PhysicalMemory {
     else this.#perChunk.set(chunk, left);
   }
 
+  /** Replaces the contents with an independent copy of `source`'s (checkpoints). */
+  copyFrom(source: PhysicalMemory): void {
+    this.#pages.clear();
+    this.#perChunk.clear();
+    for (const [base, page] of source.#pages) this.#pages.set(base, page.slice());
+    for (const [chunk, count] of source.#perChunk) this.#perChunk.set(chunk, count);
+  }
+
   /** Copies `length` bytes at `hpa`. */
   read(hpa: number, length: number): Uint8Array {
     const out = new Uint8Array(length);

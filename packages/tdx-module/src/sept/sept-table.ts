@@ -24,6 +24,20 @@ export class SeptTable {
     this.pageHpa = pageHpa;
   }
 
+  /** An independent copy of this table and of every table below it (checkpoints). */
+  clone(): SeptTable {
+    const copy = new SeptTable(this.level, this.pageHpa);
+    copy.state.set(this.state);
+    copy.hpa.set(this.hpa);
+    copy.lock.set(this.lock);
+    copy.acceptCounter.set(this.acceptCounter);
+    this.child.forEach((child, i) => {
+      if (child !== undefined) copy.child[i] = child.clone();
+    });
+    copy.nonFree = this.nonFree;
+    return copy;
+  }
+
   setState(index: number, state: number): void {
     const before = this.state[index];
     this.nonFree += Number(state !== SeptState.FREE) - Number(before !== SeptState.FREE);

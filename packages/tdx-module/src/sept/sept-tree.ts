@@ -23,9 +23,16 @@ export class SeptTree {
   /** Number of tables, root included. */
   tableCount = 1;
 
-  constructor(pwl: number, rootHpa: number) {
+  constructor(pwl: number, rootHpa: number, root = new SeptTable(pwl, rootHpa)) {
     this.pwl = pwl;
-    this.root = new SeptTable(pwl, rootHpa);
+    this.root = root;
+  }
+
+  /** An independent copy of the whole tree (checkpoints). */
+  clone(): SeptTree {
+    const copy = new SeptTree(this.pwl, this.root.pageHpa, this.root.clone());
+    copy.tableCount = this.tableCount;
+    return copy;
   }
 
   /**

@@ -45,20 +45,51 @@ export class TdControl {
   hpLockTimeoutNs = 1_000_000_000;
   /** PENDING_VE_DISABLE, from ATTRIBUTES.SEPT_VE_DISABLE at init. */
   pendingVeDisable = false;
-  readonly #mrtd: Hash = createHash('sha384');
+  /** The measurement in progress: made at the first extension, dropped once finalised (a digested hash is spent). */
+  #mrtd: Hash | undefined;
   mrtd: Buffer | undefined;
 
-  constructor(tdr: number, hkid: number) {
+  constructor(tdr: number, hkid: number, mrtd?: Hash) {
     this.tdr = tdr;
     this.hkid = hkid;
+    this.#mrtd = mrtd;
+  }
+
+  /**
+   * An independent copy of the TD's control structures (checkpoints): fields, S-EPT, vCPUs and the measurement in
+   * progress. Lock words are not copied: a checkpoint refuses a TD whose locks are held (see `checkpoint/`).
+   */
+  clone(): TdControl {
+    const copy = new TdControl(this.tdr, this.hkid, this.#mrtd?.copy());
+    copy.lifecycle = this.lifecycle;
+    copy.opState = this.opState;
+    copy.fatal = this.fatal;
+    copy.tdcx.push(...this.tdcx);
+    copy.childCount = this.childCount;
+    copy.gpaw = this.gpaw;
+    copy.pwl = this.pwl;
+    copy.attributes = this.attributes;
+    copy.configFlags = this.configFlags;
+    copy.maxVcpus = this.maxVcpus;
+    copy.epoch = this.epoch;
+    copy.epochRefcount[0] = this.epochRefcount[0];
+    copy.epochRefcount[1] = this.epochRefcount[1];
+    copy.sept = this.sept?.clone();
+    for (const [tdvpr, vcpu] of this.vcpus) copy.vcpus.set(tdvpr, vcpu.clone());
+    copy.hpLockTimeoutNs = this.hpLockTimeoutNs;
+    copy.pendingVeDisable = this.pendingVeDisable;
+    copy.mrtd = this.mrtd === undefined ? undefined : Buffer.from(this.mrtd);
+    return copy;
   }
 
   /** MRTD accumulates PAGE.ADD records and MR.EXTEND chunks until MR.FINALIZE. */
   extendMeasurement(data: Uint8Array): void {
+    this.#mrtd ??= createHash('sha384');
     this.#mrtd.update(data);
   }
 
   finalizeMeasurement(): void {
-    this.mrtd = this.#mrtd.digest();
+    this.mrtd = (this.#mrtd ?? createHash('sha384')).digest();
+    this.#mrtd = undefined;
   }
 }

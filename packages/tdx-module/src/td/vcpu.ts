@@ -78,4 +78,33 @@ export class VcpuState {
     this.guestActor = `vcpu${index}`;
     this.hostActor = `vcpu${index}:host`;
   }
+
+  /**
+   * An independent copy of the TDVPS data of a stopped vCPU (checkpoints): the fields above, with a fresh host
+   * processor. What links it to running code — waiters, the guest's interrupt handler, a pending exit or kick, the
+   * host processor's NMI record — is not copied: a checkpoint refuses a vCPU that has any (see `checkpoint/`).
+   */
+  clone(): VcpuState {
+    const copy = new VcpuState(this.tdvpr, this.index);
+    copy.tdcx.push(...this.tdcx);
+    copy.initialized = this.initialized;
+    copy.flushed = this.flushed;
+    copy.epoch = this.epoch;
+    copy.rip = this.rip;
+    copy.ripAtEntry = this.ripAtEntry;
+    copy.zeroStepCount = this.zeroStepCount;
+    copy.zeroStepGpas.push(...this.zeroStepGpas);
+    copy.hpBusySince = this.hpBusySince;
+    copy.vmcallSelect = this.vmcallSelect;
+    copy.interruptPending = this.interruptPending;
+    copy.interruptsTaken = this.interruptsTaken;
+    copy.virr.set(this.virr);
+    copy.virrCount = this.virrCount;
+    copy.interruptsEnabled = this.interruptsEnabled;
+    copy.stuckExits = this.stuckExits;
+    copy.veInfo = this.veInfo === undefined ? undefined : { ...this.veInfo };
+    copy.hostGone = this.hostGone;
+    copy.entryGprs = this.entryGprs?.slice();
+    return copy;
+  }
 }

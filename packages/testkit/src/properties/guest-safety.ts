@@ -6,7 +6,14 @@ import {
   guestPresets,
   TdGuest,
 } from '@tdxsim/guest';
-import { composeTd, type Gpaw, TdxModule } from '@tdxsim/tdx-module';
+import {
+  buildTd,
+  checkpointTd,
+  composeTd,
+  type Gpaw,
+  type TdCheckpoint,
+  TdxModule,
+} from '@tdxsim/tdx-module';
 import type { ContainerModule } from 'inversify';
 import { ScriptedVmm, type ScriptedVmmRecord } from '../backends/scripted-vmm.js';
 import { parseBehaviour } from '../behaviour/parse-behaviour.js';
@@ -81,18 +88,42 @@ export interface GuestSafetyReport {
 const hex = (n: number): string => `0x${n.toString(16)}`;
 const isContainerModule = (vmm: VmmBehaviour | ContainerModule): vmm is ContainerModule => !('steps' in vmm);
 
-/** Builds the TD and boots the guest: directly for a script (no container: a fuzz case costs about a millisecond). */
+/** The TDMR of a safety case's module. */
+const SAFETY_TDMR = { base: 2 ** 32, size: 2 ** 30 };
+
+/** One checkpoint of a freshly built TD per GPA width, taken on first use (a build costs more than a restore). */
+const builtTds = new Map<Gpaw, Promise<TdCheckpoint>>();
+
+function builtTd(gpaw: Gpaw): Promise<TdCheckpoint> {
+  let checkpoint = builtTds.get(gpaw);
+  if (checkpoint === undefined) {
+    checkpoint = (async () => {
+      const module = new TdxModule({ tdmr: SAFETY_TDMR });
+      return checkpointTd(module, await buildTd(module, { gpaw }));
+    })();
+    // A build that failed is not remembered: the next case tries again (and reports its error).
+    checkpoint.catch(() => builtTds.delete(gpaw));
+    builtTds.set(gpaw, checkpoint);
+  }
+  return checkpoint;
+}
+
+/**
+ * Builds the TD and boots the guest. For a script: no container, and the TD is restored from a checkpoint of one built
+ * TD rather than built again (a restore costs a fraction of a build; the state is the same, see `checkpointTd`).
+ */
 async function boot(safetyCase: GuestSafetyCase, memoryBytes: number) {
   const policy = safetyCase.guest;
   const build = { gpaw: safetyCase.gpaw ?? 48 };
-  const tdmr = { base: 2 ** 32, size: 2 ** 30 };
+  const tdmr = SAFETY_TDMR;
   if (isContainerModule(safetyCase.vmm)) {
     const composed = await composeTd({ vmm: safetyCase.vmm, build, sim: { module: { tdmr } } });
     const guest = await TdGuest.boot(composed.td.guest(0), { memoryBytes, policy });
     return { module: composed.module, td: composed.td, guest, record: recordOf(composed.hosted.vmm) };
   }
-  const module = new TdxModule({ tdmr });
-  const vmm = await ScriptedVmm.create(module, safetyCase.vmm, build);
+  // Every scripted case starts from the same built TD: restored from a checkpoint taken once per GPA width.
+  const { module, td: built } = (await builtTd(build.gpaw)).restore();
+  const vmm = new ScriptedVmm(module, built, safetyCase.vmm);
   // A backend that throws ends its host thread; the guest then fails its next TDCALL, which the report shows.
   for (const thread of vmm.run()) thread.catch((error: unknown) => log('the VMM threw: %o', error));
   const guest = await TdGuest.boot(vmm.td.guest(0), { memoryBytes, policy });
