@@ -50,12 +50,17 @@ function writeText(value) {
   ctl[C.TEXT_LENGTH] = written;
 }
 
+/** Counter checks before this thread sleeps waiting for the host (about 10–20 µs of spinning). */
+const SPIN_CHECKS = 20_000;
+
 /** The host's commands this thread has taken (the TO_GUEST counter it last saw). */
 let commandsSeen = 0;
 
 /** Sleeps until the host's next command and returns it. */
 function nextCommand() {
   // Only a changed counter is a command: a wake-up can be the host's notify for the previous one, arriving late.
+  // The host's answer to a TDCALL usually comes within microseconds: watch for it a moment before sleeping.
+  for (let spin = 0; spin < SPIN_CHECKS && Atomics.load(ctl, C.TO_GUEST) === commandsSeen; spin++);
   while (Atomics.load(ctl, C.TO_GUEST) === commandsSeen) Atomics.wait(ctl, C.TO_GUEST, commandsSeen);
   commandsSeen = Atomics.load(ctl, C.TO_GUEST);
   return ctl[C.COMMAND];
