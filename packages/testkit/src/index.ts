@@ -105,6 +105,7 @@ export type {
   ExploreResult,
   ExploreScenario,
 } from './explore/explore-types.js';
+export { EXPLORE_FAILURE_KINDS } from './explore/explore-types.js';
 export {
   describeChoices,
   formatExploreFailure,

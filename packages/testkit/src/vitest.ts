@@ -10,7 +10,12 @@ import { CONFORMANCE_RULES, type ConformanceCheck } from './conformance/conforma
 import { type ConformanceOptions, runConformance } from './conformance/run-conformance.js';
 import { TestkitError } from './errors.js';
 import { exploreSchedules, replaySchedule, validate } from './explore/explore-schedules.js';
-import type { ExploredTd, ExploreFailureKind, ExploreOptions } from './explore/explore-types.js';
+import {
+  EXPLORE_FAILURE_KINDS,
+  type ExploredTd,
+  type ExploreFailureKind,
+  type ExploreOptions,
+} from './explore/explore-types.js';
 import { formatExploreFailure } from './explore/format-report.js';
 import { assertString } from './validation.js';
 
@@ -63,18 +68,6 @@ export interface ExploreTestOptions<T extends ExploredTd = ExploredTd> extends E
    */
   readonly timeout?: number;
 }
-
-/** Every {@link ExploreFailureKind}, for checking `expectFailure`. */
-const EXPLORE_FAILURE_KINDS: readonly ExploreFailureKind[] = [
-  'invariant',
-  'view',
-  'ledger',
-  'safety',
-  'property',
-  'deadlock',
-  'never-quiescent',
-  'threw',
-];
 
 /** The timeout of an {@link exploreTest} given neither `timeout` nor `minutes`: 10 minutes. */
 export const EXPLORE_TEST_TIMEOUT_MS = 600_000;

@@ -1,4 +1,4 @@
-import type { ExploreFailureKind } from '@tdxsim/testkit';
+import { EXPLORE_FAILURE_KINDS, type ExploreFailure, type ExploreFailureKind } from '@tdxsim/testkit';
 import type { TimelineCall } from '../scenario/scenario-result.js';
 
 /**
@@ -9,40 +9,14 @@ import type { TimelineCall } from '../scenario/scenario-result.js';
 export type ExploreOutcome = 'ok' | ExploreFailureKind | 'n/a' | 'error';
 
 /** Every explore outcome, in the order reports list them. */
-export const EXPLORE_OUTCOMES: readonly ExploreOutcome[] = [
-  'ok',
-  'invariant',
-  'view',
-  'ledger',
-  'safety',
-  'property',
-  'deadlock',
-  'never-quiescent',
-  'threw',
-  'n/a',
-  'error',
-];
+export const EXPLORE_OUTCOMES: readonly ExploreOutcome[] = ['ok', ...EXPLORE_FAILURE_KINDS, 'n/a', 'error'];
 
-/** A failure found, shrunk and replayable, as the reports carry it. */
-export interface ExploreCellFailure {
-  readonly kind: ExploreFailureKind;
-  readonly message: string;
-  /** Which schedule failed (0-based) and its schedule as found. */
-  readonly scheduleIndex: number;
-  readonly found: string;
-  /** The shrunk schedule (with its checksum). */
-  readonly schedule: string;
-  readonly shrinkRuns: number;
-  /** False when the shrinking budget ran out: the schedule may not be minimal. */
-  readonly shrinkComplete: boolean;
-  /** Where the shrunk schedule departs from first-come order, one line per choice. */
-  readonly choices: readonly string[];
+/** A failure found, shrunk and replayable, as the reports carry it: testkit's failure with its trace as text. */
+export interface ExploreCellFailure extends Omit<ExploreFailure, 'trace'> {
   /** The shrunk run's trace, one event per line (the last {@link TRACE_LINES_KEPT} when longer). */
   readonly trace: readonly string[];
   /** Events in the shrunk run's trace (more than `trace` holds when it was cut). */
   readonly traceEvents: number;
-  /** The one-line command that replays it. */
-  readonly replay: string;
   /** The calls before the failure on the virtual clock (the HTML report draws them), the last one marked. */
   readonly timeline: {
     readonly calls: readonly TimelineCall[];

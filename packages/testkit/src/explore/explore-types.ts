@@ -88,6 +88,18 @@ export type ExploreFailureKind =
   | 'never-quiescent'
   | 'threw';
 
+/** Every {@link ExploreFailureKind}, in the order reports list them. */
+export const EXPLORE_FAILURE_KINDS: readonly ExploreFailureKind[] = [
+  'invariant',
+  'view',
+  'ledger',
+  'safety',
+  'property',
+  'deadlock',
+  'never-quiescent',
+  'threw',
+];
+
 /** Progress of a long exploration, reported every `progressEveryMs`. */
 export interface ExploreProgress {
   readonly schedulesRun: number;

@@ -144,6 +144,12 @@ export function guestAcceptRacingZap(
   });
 }
 
+/** Set-up of the races that start from accepted guest pages: the guest accepts them (a failure ends the run). */
+async function acceptGuestPages(g: GuestUnderTest): Promise<void> {
+  const accepted = await g.setPrivate(GUEST_PAGES.start, GUEST_PAGES.size);
+  if (accepted.kind !== 'ok') throw new Error(`set-up: ${conversionLine("the guest's accept", accepted)}`);
+}
+
 /**
  * The guest converts its accepted pages of a 2M region to shared (its MapGPA path, R11 and all) while vCPU 1 faults
  * in and accepts page X of the same region and reads it.
@@ -153,8 +159,7 @@ export function guestConversionRacingFault(
   guest: ScenarioGuest,
 ): ExploreScenario<RaceOutcome> {
   return withGuest(backend, guest, async (td, g) => {
-    const accepted = await g.setPrivate(GUEST_PAGES.start, GUEST_PAGES.size);
-    if (accepted.kind !== 'ok') throw new Error(`set-up: ${conversionLine("the guest's accept", accepted)}`);
+    await acceptGuestPages(g);
     return race(
       g.setShared(GUEST_PAGES.start, GUEST_PAGES.size).then((r) => conversionLine('guest to shared', r)),
       (async () => {
@@ -197,8 +202,7 @@ export function guestRoundTripRacingHost(
   guest: ScenarioGuest,
 ): ExploreScenario<RaceOutcome> {
   return withGuest(backend, guest, async (td, g) => {
-    const accepted = await g.setPrivate(GUEST_PAGES.start, GUEST_PAGES.size);
-    if (accepted.kind !== 'ok') throw new Error(`set-up: ${conversionLine("the guest's accept", accepted)}`);
+    await acceptGuestPages(g);
     return race(
       (async () => {
         const shared = await g.setShared(GUEST_PAGES.start, GUEST_PAGES.size);
