@@ -41,6 +41,8 @@ export class LazyAugVmm implements Vmm {
   readonly exits: TdExitEvent[] = [];
   augLevel: 0 | 1 = 0;
   vmcall: (exit: TdExitEvent) => Gprs = () => makeGprs({ r10: 0 });
+  /** Per vCPU: the GPA of its last EPT violation and how many came in a row there. */
+  readonly #repeats = new Map<number, { gpa: number; count: number }>();
 
   constructor(
     private readonly module: TdxModule,
@@ -54,6 +56,7 @@ export class LazyAugVmm implements Vmm {
     if (reason === VmExitReason.TDCALL) return this.vmcall(exit);
     if (reason === VmExitReason.EPT_VIOLATION) {
       const gpa = Number(exit.regs[Reg.R8]);
+      this.#stopLivelock(exit.vcpuIndex, gpa);
       const eeq = Number((exit.regs[Reg.RDX] as bigint) & 0xfn);
       const level = eeq === 1 ? Number(((exit.regs[Reg.RDX] as bigint) >> 32n) & 7n) : this.augLevel;
       const span = 4096 * 512 ** level;
@@ -76,7 +79,29 @@ export class LazyAugVmm implements Vmm {
     }
     return makeGprs();
   }
+
+  /**
+   * Throws (ending the vCPU's host thread, so the guest gets VCPU_NOT_RESUMED) once a vCPU faults on the same GPA
+   * {@link LIVELOCK_EXITS} times in a row, e.g. on a page a test left BLOCKED, which this VMM never unblocks. Exits and
+   * entries are promise continuations only, so such a loop starves every timer: without this a test would neither
+   * time out nor fail, it would fill the heap until the test worker dies.
+   */
+  #stopLivelock(vcpuIndex: number, gpa: number): void {
+    const last = this.#repeats.get(vcpuIndex);
+    if (last === undefined || last.gpa !== gpa) {
+      this.#repeats.set(vcpuIndex, { gpa, count: 1 });
+      return;
+    }
+    if (++last.count >= LIVELOCK_EXITS) {
+      throw new Error(
+        `LazyAugVmm: vCPU ${vcpuIndex} faulted on GPA 0x${gpa.toString(16)} ${last.count} times in a row; the test livelocks its guest`,
+      );
+    }
+  }
 }
+
+/** EPT violations in a row on one GPA after which {@link LazyAugVmm} gives up (far more than any legal retry). */
+const LIVELOCK_EXITS = 1000;
 
 /** TDG.MEM.PAGE.ACCEPT from `vcpu`; resolves with RAX. */
 export async function accept(td: BuiltTd, gpa: number, level: number, vcpu = 0): Promise<bigint> {

@@ -21,6 +21,7 @@ import {
   VirtualClock,
   VmExitReason,
 } from '../../src/index.js';
+import { deepDifference } from '../deep-difference.js';
 import { accept, LazyAugVmm, manualTd, must, parkFlow, TEST_TDMR } from '../harness.js';
 
 const MIB2 = 2 ** 21;
@@ -47,9 +48,15 @@ async function drive(
 ): Promise<string[]> {
   if (run) for (const thread of td.run(new LazyAugVmm(module, td))) thread.catch(() => undefined);
   const answers: string[] = [];
+  // Pages a zap left BLOCKED (REMOVE refused: the vCPUs were not kicked out since TRACK). This VMM never unblocks
+  // them, so a guest touching one would fault on it forever: such an action is skipped, the same way on every TD.
+  const blocked = new Set<number>();
   for (const action of actions) {
     const gpa = pageGpa(action.page);
-    if (action.kind === 'accept') {
+    const touches4k = action.kind === 'write' || (action.kind === 'accept' && action.level === 0);
+    if (touches4k && blocked.has(gpa)) {
+      answers.push(`${action.kind} skipped: blocked`);
+    } else if (action.kind === 'accept') {
       const base = action.level === 1 ? gpa - (gpa % MIB2) : gpa;
       answers.push(`accept ${(await accept(td, base, action.level, action.vcpu)).toString(16)}`);
     } else if (action.kind === 'write') {
@@ -59,6 +66,7 @@ async function drive(
       const block = await td.host.rangeBlock(td.tdr, gpa, 0);
       const track = block.status === TdxStatus.SUCCESS ? await td.host.track(td.tdr) : block;
       const remove = track.status === TdxStatus.SUCCESS ? await td.host.pageRemove(td.tdr, gpa, 0) : track;
+      if (block.status === TdxStatus.SUCCESS && remove.status !== TdxStatus.SUCCESS) blocked.add(gpa);
       answers.push(`zap ${block.status.toString(16)} ${remove.status.toString(16)}`);
     }
   }
@@ -132,7 +140,7 @@ describe('module checkpoints', () => {
       const freshAnswers = await drive(fresh.module, fresh.td, actions);
       const restoredAnswers = await drive(restored.module, restored.td, actions);
       expect(restoredAnswers).toEqual(freshAnswers);
-      expect(restored.events()).toEqual(fresh.events());
+      expect(deepDifference(restored.events(), fresh.events())).toBeUndefined();
       expect(snapshotState(restored.module)).toBe(snapshotState(fresh.module));
       assertInvariants(restored.module, { locks: false });
     },
@@ -178,11 +186,15 @@ describe('module checkpoints', () => {
       await Promise.all(threads);
       const copy = module.checkpoint().restore();
       expect(snapshotState(copy)).toBe(snapshotState(module));
-      expect(copy.state.tds).toEqual(module.state.tds);
-      expect(copy.state.vcpusByTdvpr).toEqual(module.state.vcpusByTdvpr);
-      expect([...copy.state.memory.pages()]).toEqual([...module.state.memory.pages()]);
-      expect([...copy.state.pamt.usedEntries()]).toEqual([...module.state.pamt.usedEntries()]);
-      expect(copy.state.hkidsInUse).toEqual(module.state.hkidsInUse);
+      expect(deepDifference(copy.state.tds, module.state.tds)).toBeUndefined();
+      expect(deepDifference(copy.state.vcpusByTdvpr, module.state.vcpusByTdvpr)).toBeUndefined();
+      expect(
+        deepDifference([...copy.state.memory.pages()], [...module.state.memory.pages()]),
+      ).toBeUndefined();
+      expect(
+        deepDifference([...copy.state.pamt.usedEntries()], [...module.state.pamt.usedEntries()]),
+      ).toBeUndefined();
+      expect(deepDifference(copy.state.hkidsInUse, module.state.hkidsInUse)).toBeUndefined();
       assertInvariants(copy);
     },
   );
