@@ -124,7 +124,8 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
   ): void => reference(hpa, level, type, owner, addUser(kind, tdr, at));
 
   for (const td of m.tds.values()) {
-    const tdName = `TD ${hex(td.tdr)}`;
+    // Named only for a message: a check that finds nothing builds no string.
+    const tdName = (): string => `TD ${hex(td.tdr)}`;
     named(td.tdr, 0, PamtPageType.TDR, 0, USER_TDR, td.tdr);
     if (td.lifecycle === LifecycleState.TEARDOWN) {
       // A torn-down TD's SEPT and vCPUs are dead: what must still agree is the child count with the pages PAMT
@@ -137,7 +138,7 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
         referenced.set(hpa, level, teardownUser);
       });
       if (owned !== td.childCount)
-        fail('child-count', `${tdName} (teardown): child count ${td.childCount}, PAMT pages ${owned}`);
+        fail('child-count', `${tdName()} (teardown): child count ${td.childCount}, PAMT pages ${owned}`);
       continue;
     }
     let units = td.tdcx.length;
@@ -155,13 +156,14 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
     if (inGuest[0] !== td.epochRefcount[0] || inGuest[1] !== td.epochRefcount[1]) {
       fail(
         'epoch-refcount',
-        `${tdName}: refcounts ${td.epochRefcount.join('/')} but vCPUs in guest ${inGuest.join('/')}`,
+        `${tdName()}: refcounts ${td.epochRefcount.join('/')} but vCPUs in guest ${inGuest.join('/')}`,
       );
     }
     if (options.locks !== false) {
-      if (!td.septTreeLock.free) fail('lock-held', `${tdName}: SEPT tree lock word ${td.septTreeLock.word}`);
-      if (!td.epochLock.free) fail('lock-held', `${tdName}: epoch lock word ${td.epochLock.word}`);
-      if (hpHeld(td.opStateLock)) fail('lock-held', `${tdName}: OP_STATE lock word ${td.opStateLock}`);
+      if (!td.septTreeLock.free)
+        fail('lock-held', `${tdName()}: SEPT tree lock word ${td.septTreeLock.word}`);
+      if (!td.epochLock.free) fail('lock-held', `${tdName()}: epoch lock word ${td.epochLock.word}`);
+      if (hpHeld(td.opStateLock)) fail('lock-held', `${tdName()}: OP_STATE lock word ${td.opStateLock}`);
     }
     const sept = td.sept;
     if (sept !== undefined) {
@@ -183,7 +185,7 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
           const gpa = baseGpa + i * span;
           if (state !== SeptState.FREE) nonFree++;
           if (options.locks !== false && ((table.lock[i] as number) & TDEL) !== 0) {
-            fail('lock-held', `${tdName}: SEPT entry ${hex(gpa)} level ${table.level} locked`);
+            fail('lock-held', `${tdName()}: SEPT entry ${hex(gpa)} level ${table.level} locked`);
           }
           const info = septStateInfo(state);
           const child = table.child[i];
@@ -191,7 +193,7 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
             if (child === undefined || child.level !== table.level - 1 || child.pageHpa !== table.hpa[i]) {
               fail(
                 'tree-shape',
-                `${tdName}: non-leaf ${hex(gpa)} level ${table.level} has no matching child table`,
+                `${tdName()}: non-leaf ${hex(gpa)} level ${table.level} has no matching child table`,
               );
             } else {
               const user = addUser(USER_SEPT_TABLE, td.tdr, gpa, table.level - 1);
@@ -200,46 +202,46 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
           } else if (child !== undefined) {
             fail(
               'tree-shape',
-              `${tdName}: ${info.name} entry ${hex(gpa)} level ${table.level} has a child table`,
+              `${tdName()}: ${info.name} entry ${hex(gpa)} level ${table.level} has a child table`,
             );
           }
           if (info.leaf) {
-            if (table.level > 2) fail('tree-shape', `${tdName}: leaf at level ${table.level}`);
+            if (table.level > 2) fail('tree-shape', `${tdName()}: leaf at level ${table.level}`);
             const hpa = table.hpa[i] as number;
             units += 512 ** table.level;
             reference(hpa, table.level, PamtPageType.REG, td.tdr, addUser(USER_GUEST_PAGE, td.tdr, gpa));
           }
           if (table.level !== 1 && (table.acceptCounter[i] as number) !== 0) {
-            fail('tree-shape', `${tdName}: accept counter on a level-${table.level} entry`);
+            fail('tree-shape', `${tdName()}: accept counter on a level-${table.level} entry`);
           }
         }
         if (nonFree !== table.nonFree)
-          fail('tree-shape', `${tdName}: table non-free count ${table.nonFree} != ${nonFree}`);
+          fail('tree-shape', `${tdName()}: table non-free count ${table.nonFree} != ${nonFree}`);
       }
       if (tables !== sept.tableCount)
-        fail('tree-shape', `${tdName}: table count ${sept.tableCount} != ${tables}`);
+        fail('tree-shape', `${tdName()}: table count ${sept.tableCount} != ${tables}`);
     }
     if (units !== td.childCount)
-      fail('child-count', `${tdName}: child count ${td.childCount}, pages found ${units}`);
+      fail('child-count', `${tdName()}: child count ${td.childCount}, pages found ${units}`);
     const shared = m.sharedEpts.get(td.tdr);
     if (shared !== undefined) {
       const hosts = new Map<number, number>();
       for (const [frame, hpa] of shared.entries()) {
         // A walk per shared frame: cheaper than listing every 4K frame of every private 2M/1G leaf.
         if (sept !== undefined && septStateInfo(sept.walk(frame, 0).state).leaf)
-          fail('shared-ept-private-alias', `${tdName}: frame ${hex(frame)} mapped private and shared`);
+          fail('shared-ept-private-alias', `${tdName()}: frame ${hex(frame)} mapped private and shared`);
         const other = hosts.get(hpa);
         if (other !== undefined)
           fail(
             'shared-ept-aliasing',
-            `${tdName}: host page ${hex(hpa)} shared at ${hex(other)} and ${hex(frame)}`,
+            `${tdName()}: host page ${hex(hpa)} shared at ${hex(other)} and ${hex(frame)}`,
           );
         hosts.set(hpa, frame);
         const { level, base } = m.pamt.leafOf(hpa);
         if (m.pamt.getType(base, level) !== PamtPageType.NDA) {
           fail(
             'shared-ept-td-page',
-            `${tdName}: shared frame ${hex(frame)} maps TD-owned host page ${hex(hpa)}`,
+            `${tdName()}: shared frame ${hex(frame)} maps TD-owned host page ${hex(hpa)}`,
           );
         }
       }

@@ -63,11 +63,13 @@ export interface GuestSafetyCase {
   readonly workload?: SafetyWorkload;
   readonly gpaw?: Gpaw;
   /**
-   * The module's full invariant check (every SEPT entry, PAMT entry and shared frame) after every N-th step and
-   * after the last (default 1: every step). The per-step properties (claims, quarantine, secrets, ledger) run after
-   * every step regardless. A larger N misses an invariant that one step breaks and a later step repairs before the
-   * next check (the end state alone cannot show it), and a violation found is attributed to the step of the check,
-   * not the step that caused it.
+   * The sampled checks — the module's full invariant check (every SEPT entry, PAMT entry and shared frame) and the
+   * planted secrets (the host must not read them, the guest must read them back intact or notice) — after every N-th
+   * step and after the last (default 1: every step). The per-step properties (claims, bounds, unknown pages
+   * quarantined and refused, quarantine kept, the ledger's private claims) run after every step regardless. A larger
+   * N misses an invariant that one step breaks and a later step repairs before the next check (the end state alone
+   * cannot show it) and a secret readable by the host only in between (the guest gave the page up before the check),
+   * and a violation found is attributed to the step of the check, not the step that caused it.
    */
   readonly checkEvery?: number;
 }
@@ -192,7 +194,10 @@ export async function runGuestSafety(safetyCase: GuestSafetyCase): Promise<Guest
         outcomes.push(`${where}: QUARANTINED`);
       }
     }
+    // The module's invariants, the planted secrets (read through the guest) and the backend's view are sampled; the
+    // quarantine rule reads only the ledger and holds after every step.
     if ((n + 1) % checkEvery === 0 || n === workload.steps.length - 1) await monitor.check();
+    else monitor.checkQuarantine();
     for (const mismatch of guest.check(module, td.tdr)) {
       if (mismatch.ledger !== 'private-accepted') continue;
       const first = Math.floor(mismatch.start / PAGE);

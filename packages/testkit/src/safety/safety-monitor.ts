@@ -288,6 +288,18 @@ export class SafetyMonitor {
   }
 
   /**
+   * The quarantine rule alone: no page quarantined at an earlier check (of either kind) has left quarantine. It reads
+   * only the guest's ledger, so a caller that samples {@link check} (a fuzz case checks the module once, at its end)
+   * can still run this after every step: what quarantine must keep is then judged step by step. Returns the
+   * violations found by this call.
+   */
+  checkQuarantine(): SafetyViolation[] {
+    const before = this.violations.length;
+    this.#checkQuarantine();
+    return this.violations.slice(before);
+  }
+
+  /**
    * Holds the guest's ledger against the module's truth (`checkLedger` of `@tdxsim/guest`), a `ledger` violation for
    * the first few mismatches. Meant for quiescence (no conversion in flight) and for honest VMMs: a hostile one may
    * change pages behind the guest's back, which the guest learns of only at its next access. Returns the violations
