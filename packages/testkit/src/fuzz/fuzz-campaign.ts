@@ -71,16 +71,16 @@ export interface FuzzOptions {
   /** Milliseconds between progress lines (default 5000). */
   readonly progressEveryMs?: number;
   /**
-   * The module's full invariant check after every N-th step of a case and after its last (default
-   * {@link FUZZ_CHECK_EVERY}); 1 checks after every step. See {@link GuestSafetyCase.checkEvery} for what sampling
-   * can miss.
+   * The sampled checks (the module's full invariants, the planted secrets) after every N-th step of a case and after
+   * its last (default {@link FUZZ_CHECK_EVERY}); 1 checks after every step. See {@link GuestSafetyCase.checkEvery}
+   * for what sampling can miss.
    */
   readonly checkEvery?: number;
 }
 
 /**
- * Steps between the full invariant checks of a fuzz case by default: a case has at most 3 conversion steps, so the
- * check runs once, at its end (the per-step guest properties still run after every step).
+ * Steps between the sampled checks of a fuzz case by default: a case has at most 3 steps, so they run once, at its
+ * end (the per-step guest properties — claims, bounds, quarantine, the ledger — still run after every step).
  */
 export const FUZZ_CHECK_EVERY = 4;
 
