@@ -128,6 +128,47 @@ describe('checkEvery: the full invariant check sampled over the steps', () => {
     }
   });
 
+  it('between sampled checks the quarantine rule still holds after every step', async () => {
+    const [honest] = fc.sample(honestBehaviour(), { seed: 1, numRuns: 1 });
+    if (honest === undefined) throw new Error('no honest behaviour sampled');
+    const checks = vi.spyOn(SafetyMonitor.prototype, 'check');
+    const quarantine = vi.spyOn(SafetyMonitor.prototype, 'checkQuarantine');
+    try {
+      // 8 steps, every 3rd: the full check after steps 3, 6 and 8, the quarantine rule alone after the 5 others.
+      await checkGuestSafety({ vmm: honest, guest: 'strict', checkEvery: 3 });
+      expect(checks).toHaveBeenCalledTimes(3);
+      expect(quarantine).toHaveBeenCalledTimes(5);
+    } finally {
+      checks.mockRestore();
+      quarantine.mockRestore();
+    }
+  });
+
+  it('checkQuarantine: a page quarantined at one check and out of quarantine at the next is a violation', async () => {
+    let state = 'quarantined';
+    const ledger = {
+      stateOf: () => state,
+      runs: (range: { start: number; end: number }) => [{ ...range, state }],
+      entries: () => [{ start: 0, end: 4096, state }],
+    };
+    const monitor = new SafetyMonitor({
+      module: { privatePage: () => ({}), hostRead: () => new Uint8Array() } as never,
+      tdr: 0x1000,
+      guest: { ledger, read: async () => ({}), write: async () => ({}) } as never,
+    });
+    expect(monitor.checkQuarantine()).toEqual([]);
+    expect(monitor.checkQuarantine()).toEqual([]);
+    state = 'private-accepted';
+    expect(monitor.checkQuarantine()).toEqual([
+      {
+        rule: 'quarantine-left',
+        message: '0x0..0x1000 was quarantined and is now private-accepted',
+        gpa: 0,
+      },
+    ]);
+    expect(monitor.safe).toBe(false);
+  });
+
   it('refuses a checkEvery that is not a positive integer, naming it', async () => {
     const [honest] = fc.sample(honestBehaviour(), { seed: 1, numRuns: 1 });
     if (honest === undefined) throw new Error('no honest behaviour sampled');

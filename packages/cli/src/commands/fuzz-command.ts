@@ -81,7 +81,7 @@ export const fuzzCommand: CliCommand = {
       .option('--replay <json>', 'run one case again: the JSON a failure printed')
       .option(
         '--check-every <n>',
-        `the module's full invariant check after every N-th step of a case and after its last (default ${FUZZ_CHECK_EVERY}: once per case, at its end; 1: after every step, which also finds an invariant broken and repaired within a case)`,
+        `the sampled checks of a sequential case (the module's full invariants, the planted secrets) after every N-th step and after its last (default ${FUZZ_CHECK_EVERY}: once per case, at its end; 1: after every step, which also finds an invariant broken and repaired within a case, or a secret exposed before the guest gave its page up); claims, bounds and quarantine are checked after every step either way`,
         positiveInteger(1e9),
       )
       .option(

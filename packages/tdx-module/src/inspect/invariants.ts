@@ -24,6 +24,15 @@ export interface InvariantViolation {
   readonly message: string;
 }
 
+/** What a host page's user is (the kinds of {@link checkInvariants}' users, named only in messages). */
+const USER_GUEST_PAGE = 0;
+const USER_TDR = 1;
+const USER_TDCS = 2;
+const USER_VCPU = 3;
+const USER_VCPU_TDCX = 4;
+const USER_SEPT_TABLE = 5;
+const USER_TEARDOWN = 6;
+
 /**
  * The rules about the shared EPT. The VMM owns that table and writes it directly (as on hardware), so the module
  * cannot enforce them: they say what a correct VMM keeps, and a hostile one may break them without the module's own
@@ -52,20 +61,40 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
     out.push({ rule, message });
   };
   const hex = (n: number): string => `0x${n.toString(16)}`;
-  // HPA and level → who references it, from the TD side. Nothing is allocated per page: a guest page's user is its
-  // TD and GPA, kept as numbers and named only when a message needs it; the few control pages and tables carry their
-  // name.
+  // HPA and level → who references it, from the TD side. Nothing is allocated per page or per check: a user is a
+  // kind, its TD and a GPA or index, kept as numbers and named only when a message needs it.
   const referenced = new HpaUsers();
-  const userTd: string[] = [];
-  const userGpa: number[] = [];
-  const userName: (string | undefined)[] = [];
-  const describe = (user: number): string =>
-    userName[user] ?? `${userTd[user]} GPA ${hex(userGpa[user] as number)}`;
-  const addUser = (tdName: string, gpa: number, name: string | undefined): number => {
-    userTd.push(tdName);
-    userGpa.push(gpa);
-    userName.push(name);
-    return userTd.length - 1;
+  const userKind: number[] = [];
+  const userTdr: number[] = [];
+  const userAt: number[] = [];
+  /** The level of a SEPT table user (0 for the others). */
+  const userLevel: number[] = [];
+  const describe = (user: number): string => {
+    const td = `TD ${hex(userTdr[user] as number)}`;
+    const at = userAt[user] as number;
+    switch (userKind[user]) {
+      case USER_TDR:
+        return `${td} TDR`;
+      case USER_TDCS:
+        return `${td} TDCS`;
+      case USER_VCPU:
+        return `${td} vCPU ${at}`;
+      case USER_VCPU_TDCX:
+        return `${td} vCPU ${at} TDCX`;
+      case USER_SEPT_TABLE:
+        return `${td} SEPT table ${hex(at)}/${userLevel[user]}`;
+      case USER_TEARDOWN:
+        return `${td} (teardown)`;
+      default:
+        return `${td} GPA ${hex(at)}`;
+    }
+  };
+  const addUser = (kind: number, tdr: number, at: number, level = 0): number => {
+    userKind.push(kind);
+    userTdr.push(tdr);
+    userAt.push(at);
+    userLevel.push(level);
+    return userKind.length - 1;
   };
   const reference = (hpa: number, level: number, type: number, owner: number, user: number): void => {
     const previous = referenced.get(hpa, level);
@@ -84,33 +113,41 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
       );
     }
   };
-  const named = (hpa: number, level: number, type: number, owner: number, name: string): void =>
-    reference(hpa, level, type, owner, addUser('', 0, name));
+  const named = (
+    hpa: number,
+    level: number,
+    type: number,
+    owner: number,
+    kind: number,
+    tdr: number,
+    at = 0,
+  ): void => reference(hpa, level, type, owner, addUser(kind, tdr, at));
 
   for (const td of m.tds.values()) {
-    const tdName = `TD ${hex(td.tdr)}`;
-    named(td.tdr, 0, PamtPageType.TDR, 0, `${tdName} TDR`);
+    // Named only for a message: a check that finds nothing builds no string.
+    const tdName = (): string => `TD ${hex(td.tdr)}`;
+    named(td.tdr, 0, PamtPageType.TDR, 0, USER_TDR, td.tdr);
     if (td.lifecycle === LifecycleState.TEARDOWN) {
       // A torn-down TD's SEPT and vCPUs are dead: what must still agree is the child count with the pages PAMT
       // says it owns, which RECLAIM gives back one by one.
       let owned = 0;
-      const teardownUser = addUser('', 0, `${tdName} (teardown)`);
+      const teardownUser = addUser(USER_TEARDOWN, td.tdr, 0);
       m.pamt.forEachUsed((hpa, level, type, owner) => {
         if (owner !== td.tdr || type === PamtPageType.NDA || type === PamtPageType.TDR) return;
         owned += 512 ** level;
         referenced.set(hpa, level, teardownUser);
       });
       if (owned !== td.childCount)
-        fail('child-count', `${tdName} (teardown): child count ${td.childCount}, PAMT pages ${owned}`);
+        fail('child-count', `${tdName()} (teardown): child count ${td.childCount}, PAMT pages ${owned}`);
       continue;
     }
     let units = td.tdcx.length;
-    for (const page of td.tdcx) named(page, 0, PamtPageType.TDCX, td.tdr, `${tdName} TDCS`);
+    for (const page of td.tdcx) named(page, 0, PamtPageType.TDCX, td.tdr, USER_TDCS, td.tdr);
     for (const vcpu of td.vcpus.values()) {
       units += 1 + vcpu.tdcx.length;
-      named(vcpu.tdvpr, 0, PamtPageType.TDVPR, td.tdr, `${tdName} vCPU ${vcpu.index}`);
+      named(vcpu.tdvpr, 0, PamtPageType.TDVPR, td.tdr, USER_VCPU, td.tdr, vcpu.index);
       for (const page of vcpu.tdcx)
-        named(page, 0, PamtPageType.TDCX, td.tdr, `${tdName} vCPU ${vcpu.index} TDCX`);
+        named(page, 0, PamtPageType.TDCX, td.tdr, USER_VCPU_TDCX, td.tdr, vcpu.index);
     }
     const inGuest = [0, 0];
     for (const vcpu of td.vcpus.values()) {
@@ -119,13 +156,14 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
     if (inGuest[0] !== td.epochRefcount[0] || inGuest[1] !== td.epochRefcount[1]) {
       fail(
         'epoch-refcount',
-        `${tdName}: refcounts ${td.epochRefcount.join('/')} but vCPUs in guest ${inGuest.join('/')}`,
+        `${tdName()}: refcounts ${td.epochRefcount.join('/')} but vCPUs in guest ${inGuest.join('/')}`,
       );
     }
     if (options.locks !== false) {
-      if (!td.septTreeLock.free) fail('lock-held', `${tdName}: SEPT tree lock word ${td.septTreeLock.word}`);
-      if (!td.epochLock.free) fail('lock-held', `${tdName}: epoch lock word ${td.epochLock.word}`);
-      if (hpHeld(td.opStateLock)) fail('lock-held', `${tdName}: OP_STATE lock word ${td.opStateLock}`);
+      if (!td.septTreeLock.free)
+        fail('lock-held', `${tdName()}: SEPT tree lock word ${td.septTreeLock.word}`);
+      if (!td.epochLock.free) fail('lock-held', `${tdName()}: epoch lock word ${td.epochLock.word}`);
+      if (hpHeld(td.opStateLock)) fail('lock-held', `${tdName()}: OP_STATE lock word ${td.opStateLock}`);
     }
     const sept = td.sept;
     if (sept !== undefined) {
@@ -137,10 +175,17 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
         const span = 2 ** (12 + 9 * table.level);
         for (let i = 0; i < 512; i++) {
           const state = table.state[i] as number;
+          if (
+            state === SeptState.FREE &&
+            table.child[i] === undefined &&
+            (table.lock[i] as number) === 0 &&
+            (table.acceptCounter[i] as number) === 0
+          )
+            continue; // most entries: a free one with nothing attached breaks no rule below
           const gpa = baseGpa + i * span;
           if (state !== SeptState.FREE) nonFree++;
           if (options.locks !== false && ((table.lock[i] as number) & TDEL) !== 0) {
-            fail('lock-held', `${tdName}: SEPT entry ${hex(gpa)} level ${table.level} locked`);
+            fail('lock-held', `${tdName()}: SEPT entry ${hex(gpa)} level ${table.level} locked`);
           }
           const info = septStateInfo(state);
           const child = table.child[i];
@@ -148,60 +193,55 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
             if (child === undefined || child.level !== table.level - 1 || child.pageHpa !== table.hpa[i]) {
               fail(
                 'tree-shape',
-                `${tdName}: non-leaf ${hex(gpa)} level ${table.level} has no matching child table`,
+                `${tdName()}: non-leaf ${hex(gpa)} level ${table.level} has no matching child table`,
               );
             } else {
-              named(
-                child.pageHpa,
-                0,
-                PamtPageType.EPT,
-                td.tdr,
-                `${tdName} SEPT table ${hex(gpa)}/${table.level - 1}`,
-              );
+              const user = addUser(USER_SEPT_TABLE, td.tdr, gpa, table.level - 1);
+              reference(child.pageHpa, 0, PamtPageType.EPT, td.tdr, user);
             }
           } else if (child !== undefined) {
             fail(
               'tree-shape',
-              `${tdName}: ${info.name} entry ${hex(gpa)} level ${table.level} has a child table`,
+              `${tdName()}: ${info.name} entry ${hex(gpa)} level ${table.level} has a child table`,
             );
           }
           if (info.leaf) {
-            if (table.level > 2) fail('tree-shape', `${tdName}: leaf at level ${table.level}`);
+            if (table.level > 2) fail('tree-shape', `${tdName()}: leaf at level ${table.level}`);
             const hpa = table.hpa[i] as number;
             units += 512 ** table.level;
-            reference(hpa, table.level, PamtPageType.REG, td.tdr, addUser(tdName, gpa, undefined));
+            reference(hpa, table.level, PamtPageType.REG, td.tdr, addUser(USER_GUEST_PAGE, td.tdr, gpa));
           }
           if (table.level !== 1 && (table.acceptCounter[i] as number) !== 0) {
-            fail('tree-shape', `${tdName}: accept counter on a level-${table.level} entry`);
+            fail('tree-shape', `${tdName()}: accept counter on a level-${table.level} entry`);
           }
         }
         if (nonFree !== table.nonFree)
-          fail('tree-shape', `${tdName}: table non-free count ${table.nonFree} != ${nonFree}`);
+          fail('tree-shape', `${tdName()}: table non-free count ${table.nonFree} != ${nonFree}`);
       }
       if (tables !== sept.tableCount)
-        fail('tree-shape', `${tdName}: table count ${sept.tableCount} != ${tables}`);
+        fail('tree-shape', `${tdName()}: table count ${sept.tableCount} != ${tables}`);
     }
     if (units !== td.childCount)
-      fail('child-count', `${tdName}: child count ${td.childCount}, pages found ${units}`);
+      fail('child-count', `${tdName()}: child count ${td.childCount}, pages found ${units}`);
     const shared = m.sharedEpts.get(td.tdr);
     if (shared !== undefined) {
       const hosts = new Map<number, number>();
       for (const [frame, hpa] of shared.entries()) {
         // A walk per shared frame: cheaper than listing every 4K frame of every private 2M/1G leaf.
         if (sept !== undefined && septStateInfo(sept.walk(frame, 0).state).leaf)
-          fail('shared-ept-private-alias', `${tdName}: frame ${hex(frame)} mapped private and shared`);
+          fail('shared-ept-private-alias', `${tdName()}: frame ${hex(frame)} mapped private and shared`);
         const other = hosts.get(hpa);
         if (other !== undefined)
           fail(
             'shared-ept-aliasing',
-            `${tdName}: host page ${hex(hpa)} shared at ${hex(other)} and ${hex(frame)}`,
+            `${tdName()}: host page ${hex(hpa)} shared at ${hex(other)} and ${hex(frame)}`,
           );
         hosts.set(hpa, frame);
         const { level, base } = m.pamt.leafOf(hpa);
         if (m.pamt.getType(base, level) !== PamtPageType.NDA) {
           fail(
             'shared-ept-td-page',
-            `${tdName}: shared frame ${hex(frame)} maps TD-owned host page ${hex(hpa)}`,
+            `${tdName()}: shared frame ${hex(frame)} maps TD-owned host page ${hex(hpa)}`,
           );
         }
       }

@@ -19,7 +19,12 @@ export function safetyWorkload(
       startPage: fc.integer({ min: 0, max: memoryPages - 1 }),
       pages: fc.integer({ min: 1, max: 8 }),
     })
-    .map((step) => ({ ...step, pages: Math.min(step.pages, memoryPages - step.startPage) }));
+    // Built field by field (no spread): a campaign maps every step it draws.
+    .map((step) => ({
+      op: step.op,
+      startPage: step.startPage,
+      pages: Math.min(step.pages, memoryPages - step.startPage),
+    }));
   const step = fc.oneof(
     { arbitrary: conversion, weight: 6 },
     { arbitrary: fc.constant({ op: 'accept-all' as const }), weight: 1 },

@@ -65,7 +65,10 @@ export const sideEffects: fc.Arbitrary<SideEffect[]> = fc.oneof(
 /** Any step, honest or not. */
 export const mapGpaStep: fc.Arbitrary<MapGpaStep> = fc
   .record({ convert: convertChoice, status: statusChoice, r11: r11Choice, effects: sideEffects })
-  .map(({ effects, ...step }) => (effects.length === 0 ? step : { ...step, effects }));
+  .map(({ convert, status, r11, effects }) =>
+    // Built field by field (no rest or spread): a campaign maps every step it draws.
+    effects.length === 0 ? { convert, status, r11 } : { convert, status, r11, effects },
+  );
 
 /** Options of the behaviour arbitraries: how long a generated script may be. */
 export interface BehaviourArbitraryOptions {

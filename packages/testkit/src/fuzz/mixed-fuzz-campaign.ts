@@ -21,6 +21,7 @@ import {
   fuzzCase,
   runCampaign,
   runFuzzCase,
+  runGeneratedFuzzCase,
 } from './fuzz-campaign.js';
 
 /**
@@ -94,7 +95,11 @@ export async function runMixedFuzzCampaign(options: MixedFuzzOptions = {}): Prom
   );
   const found = await runCampaign(
     arbitrary,
-    async (fuzz) => (await runMixedFuzzCase(fuzz, checkEvery)).safe,
+    async (fuzz) =>
+      (isConcurrentFuzzCase(fuzz)
+        ? await runConcurrentFuzzCase(fuzz)
+        : await runGeneratedFuzzCase(fuzz, checkEvery)
+      ).safe,
     options,
   );
   if (found.counterexample === undefined) return found;
