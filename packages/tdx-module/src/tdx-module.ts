@@ -4,6 +4,7 @@ import { PamtPageType } from './abi/page-type.js';
 import { type SeptStateName, septStateInfo } from './abi/sept-state.js';
 import { STATUS_CODE_MASK, TdxStatus, withDetail } from './abi/status-codes.js';
 import { formatStatus } from './abi/status-decoder.js';
+import { u64ToNumber } from './abi/u64.js';
 import { ModuleCheckpoint } from './checkpoint/module-checkpoint.js';
 import { interruptExit, nmiExit } from './core/exit-registers.js';
 import { yieldAt } from './core/gates.js';
@@ -110,6 +111,11 @@ const HOST_FLOWS = new Map<number, HostFlow>([
   [SeamcallLeaf.PHYMEM_PAGE_RDMD, pageRdmd],
   [SeamcallLeaf.VP_RD, vpRead],
 ]);
+
+/** HOST_FLOWS indexed by leaf number (an array read on every SEAMCALL instead of a Map lookup). */
+const HOST_FLOW_BY_LEAF: (HostFlow | undefined)[] = Array.from({ length: 64 }, (_, leaf) =>
+  HOST_FLOWS.get(leaf),
+);
 
 /** Options of a {@link TdxModule}. */
 export interface TdxModuleOptions {
@@ -236,12 +242,23 @@ export class TdxModule implements SeamcallPort {
    * registers, RAX holding the status. TDH.VP.ENTER resolves when the vCPU next exits (RAX = exit status).
    */
   async seamcall(rax: bigint, input: readonly bigint[]): Promise<Gprs> {
-    assertUnsigned('rax', rax);
+    // RAX of a known leaf and version 0 or 1 (all other bits clear) is checked with one comparison; anything else
+    // goes through the full check and decode.
+    let leaf: number;
+    let version: number;
+    let valid = true;
+    if (typeof rax === 'bigint' && rax >= 0n && rax < 0x20000n) {
+      const small = u64ToNumber(rax);
+      leaf = small & 0xffff;
+      version = small >>> 16;
+    } else {
+      assertUnsigned('rax', rax);
+      ({ leaf, version, valid } = decodeLeaf(rax));
+    }
     const m = this.#m;
     const regs = normalizeGprs(input);
     m.clock.advance(this.#costs.seamcallNs);
-    const { leaf, version, valid } = decodeLeaf(rax);
-    const flow = HOST_FLOWS.get(leaf);
+    const flow = leaf < HOST_FLOW_BY_LEAF.length ? HOST_FLOW_BY_LEAF[leaf] : undefined;
     // SEPT.REMOVE and SEPT.ADD have a version 1 (for L2 tables, not modelled: L2 inputs are ignored).
     const maxVersion = leaf === SeamcallLeaf.MEM_SEPT_REMOVE || leaf === SeamcallLeaf.MEM_SEPT_ADD ? 1 : 0;
     // TDH.VP.ENTER answers the exit's registers; every other leaf fills a fresh register file.

@@ -9,12 +9,15 @@ const CHUNK = 2 ** 21;
  */
 export class PhysicalMemory {
   readonly #pages = new Map<number, Uint8Array>();
-  /** Stored pages per 2 MiB chunk: zeroing a large range visits only the chunks that hold bytes. */
+  /**
+   * Stored pages per 2 MiB chunk, keyed by chunk number (small integers: cheaper keys than addresses): zeroing a range
+   * visits only the chunks that hold bytes.
+   */
   readonly #perChunk = new Map<number, number>();
 
   #store(base: number, page: Uint8Array): void {
     if (!this.#pages.has(base)) {
-      const chunk = base - (base % CHUNK);
+      const chunk = Math.floor(base / CHUNK);
       this.#perChunk.set(chunk, (this.#perChunk.get(chunk) ?? 0) + 1);
     }
     this.#pages.set(base, page);
@@ -22,7 +25,7 @@ export class PhysicalMemory {
 
   #drop(base: number): void {
     if (!this.#pages.delete(base)) return;
-    const chunk = base - (base % CHUNK);
+    const chunk = Math.floor(base / CHUNK);
     const left = (this.#perChunk.get(chunk) as number) - 1;
     if (left === 0) this.#perChunk.delete(chunk);
     else this.#perChunk.set(chunk, left);
@@ -77,10 +80,11 @@ export class PhysicalMemory {
   zero(hpa: number, size: number): void {
     if (this.#pages.size === 0) return;
     const end = hpa + size;
-    for (let chunk = hpa - (hpa % CHUNK); chunk < end; chunk += CHUNK) {
+    for (let chunk = Math.floor(hpa / CHUNK); chunk * CHUNK < end; chunk++) {
       if (!this.#perChunk.has(chunk)) continue;
-      const to = Math.min(end, chunk + CHUNK);
-      for (let at = Math.max(hpa, chunk); at < to && this.#perChunk.has(chunk); at += PAGE) this.#drop(at);
+      const from = chunk * CHUNK;
+      const to = Math.min(end, from + CHUNK);
+      for (let at = Math.max(hpa, from); at < to && this.#perChunk.has(chunk); at += PAGE) this.#drop(at);
     }
   }
 

@@ -47,7 +47,8 @@ export class SeptTable {
 
 /** Index of the entry for `gpa` in a table of entries at `level`. */
 export function septIndex(gpa: number, level: number): number {
-  return Math.floor(gpa / (ENTRY_SPAN[level] as number)) % 512;
+  // The bitwise AND truncates the quotient and keeps its low 9 bits exactly (GPAs are below 2^53).
+  return (gpa / (ENTRY_SPAN[level] as number)) & 511;
 }
 
 /** Bytes one entry maps at each level (4K, 2M, 1G, 512G, 256T). */

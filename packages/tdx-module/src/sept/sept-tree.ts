@@ -1,4 +1,4 @@
-import { SeptState, SeptStateGroup, septStateInfo } from '../abi/sept-state.js';
+import { SEPT_WALK_STOPS, SeptState, septStateInfo } from '../abi/sept-state.js';
 import { SeptTable, septIndex } from './sept-table.js';
 
 /** Where a walk stopped: the entry's table and index, and its level. */
@@ -45,7 +45,7 @@ export class SeptTree {
     for (;;) {
       const index = septIndex(gpa, level);
       const state = table.state[index] as number;
-      if (level === targetLevel || SeptStateGroup.walkStops.has(state) || septStateInfo(state).leaf) {
+      if (level === targetLevel || SEPT_WALK_STOPS[state] === 1) {
         return { gpa, table, index, level, state };
       }
       const child = table.child[index];
