@@ -65,7 +65,7 @@ import { validateTdmr } from './memory/physical-memory.js';
 import { COPY_BRAND, THIS_COPY } from './package-copy.js';
 import { type Gprs, makeGprs, normalizeGprs, Reg } from './registers.js';
 import { type Clock, type CostModel, DEFAULT_COSTS, VirtualClock } from './services/clock.js';
-import { moduleLogger } from './services/logger.js';
+import { HotLogger } from './services/logger.js';
 import { RunToCompletionScheduler, type Scheduler, type YieldPoint } from './services/scheduler.js';
 import { NullTraceSink, type TraceSink } from './services/trace.js';
 import type { SharedEpt } from './td/shared-ept.js';
@@ -111,6 +111,29 @@ const HOST_FLOWS = new Map<number, HostFlow>([
   [SeamcallLeaf.PHYMEM_PAGE_RDMD, pageRdmd],
   [SeamcallLeaf.VP_RD, vpRead],
 ]);
+
+/**
+ * The input registers of a host leaf other than TDH.VP.ENTER: every operand of the modelled leaves is in RCX, RDX, R8
+ * or R9, so only those must be 64-bit values for the caller's array to be used as it is (no copy); anything else
+ * gets the full {@link normalizeGprs}. What the flows see is the same either way.
+ */
+function hostInputs(input: readonly bigint[]): readonly bigint[] {
+  if (
+    Array.isArray(input) &&
+    input.length === 16 &&
+    isU64(input[Reg.RCX]) &&
+    isU64(input[Reg.RDX]) &&
+    isU64(input[Reg.R8]) &&
+    isU64(input[Reg.R9])
+  )
+    return input;
+  return normalizeGprs(input);
+}
+
+/** A bigint in [0, 2^64) (reducing it to 64 bits changes nothing). */
+function isU64(value: bigint | undefined): boolean {
+  return typeof value === 'bigint' && BigInt.asUintN(64, value) === value;
+}
 
 /** HOST_FLOWS indexed by leaf number (an array read on every SEAMCALL instead of a Map lookup). */
 const HOST_FLOW_BY_LEAF: (HostFlow | undefined)[] = Array.from({ length: 64 }, (_, leaf) =>
@@ -170,8 +193,8 @@ export interface TdxModuleServices {
   readonly trace?: TraceSink;
 }
 
-const log = moduleLogger('seamcall');
-const guestLog = moduleLogger('tdcall');
+const log = new HotLogger('seamcall');
+const guestLog = new HotLogger('tdcall');
 
 /**
  * The TDX module: the only way into TD state. The host (VMM) talks to it with {@link TdxModule.seamcall}, the guest
@@ -256,7 +279,8 @@ export class TdxModule implements SeamcallPort {
       ({ leaf, version, valid } = decodeLeaf(rax));
     }
     const m = this.#m;
-    const regs = normalizeGprs(input);
+    // TDH.VP.ENTER hands every register to the guest; the other leaves read only their operands.
+    const regs = leaf === SeamcallLeaf.VP_ENTER ? normalizeGprs(input) : hostInputs(input);
     m.clock.advance(this.#costs.seamcallNs);
     const flow = leaf < HOST_FLOW_BY_LEAF.length ? HOST_FLOW_BY_LEAF[leaf] : undefined;
     // SEPT.REMOVE and SEPT.ADD have a version 1 (for L2 tables, not modelled: L2 inputs are ignored).
@@ -298,15 +322,7 @@ export class TdxModule implements SeamcallPort {
         status,
       });
     }
-    if (log.enabled)
-      log(
-        '%s rcx=0x%s rdx=0x%s r8=0x%s -> %s',
-        seamcallLeafName(leaf) ?? `SEAMCALL ${leaf}`,
-        (regs[1] as bigint).toString(16),
-        (regs[2] as bigint).toString(16),
-        (regs[8] as bigint).toString(16),
-        formatStatus(status),
-      );
+    if (log.enabled) logSeamcall(leaf, regs, status);
     return out;
   }
 
@@ -457,7 +473,7 @@ export class TdxModule implements SeamcallPort {
       });
     }
     if (guestLog.enabled)
-      guestLog(
+      guestLog.log(
         'vcpu %d %s rcx=0x%s rdx=0x%s -> %s',
         vcpu.index,
         tdcallLeafName(leaf) ?? `TDCALL ${leaf}`,
@@ -821,7 +837,7 @@ export class GuestCpu {
   /** A TDCALL: RAX = leaf, other registers as the leaf wants. Resolves with the registers after it, RAX = status. */
   async tdcall(rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
     assertUnsigned('rax', rax);
-    normalizeGprs(regs);
+    // tdcallFrom reduces (and checks) the registers.
     return this.#module.tdcallFrom(this.#td, this.#vcpu, rax, regs);
   }
 
@@ -884,4 +900,16 @@ export class GuestCpu {
 /** The GPA of a TDG.MEM.PAGE.ACCEPT's page-info operand (RCX bits 51:12), for its yield point. */
 function acceptGpa(regs: readonly bigint[]): number {
   return Number((regs[Reg.RCX] as bigint) & 0x000f_ffff_ffff_f000n);
+}
+
+/** The debug line of one SEAMCALL (DEBUG=tdxsim:module:seamcall). */
+function logSeamcall(leaf: number, regs: readonly bigint[], status: bigint): void {
+  log.log(
+    '%s rcx=0x%s rdx=0x%s r8=0x%s -> %s',
+    seamcallLeafName(leaf) ?? `SEAMCALL ${leaf}`,
+    (regs[1] as bigint).toString(16),
+    (regs[2] as bigint).toString(16),
+    (regs[8] as bigint).toString(16),
+    formatStatus(status),
+  );
 }
