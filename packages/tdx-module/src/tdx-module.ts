@@ -422,7 +422,17 @@ export class TdxModule implements SeamcallPort {
     const m = this.#m;
     const regs = normalizeGprs(input);
     if (vcpu.run !== 'in-guest') await this.#runtime.whenRunning(vcpu);
-    const { leaf, valid } = decodeLeaf(rax);
+    // Every TDCALL leaf is version 0: RAX below 2^16 is a leaf number as it is (one comparison, no decode).
+    let leaf: number;
+    let valid: boolean;
+    if (typeof rax === 'bigint' && rax >= 0n && rax < 0x10000n) {
+      leaf = u64ToNumber(rax);
+      valid = true;
+    } else {
+      const decoded = decodeLeaf(rax);
+      leaf = decoded.leaf;
+      valid = decoded.valid && decoded.version === 0;
+    }
     if (m.interleaves) {
       const gpa = leaf === TdcallLeaf.MEM_PAGE_ACCEPT ? acceptGpa(regs) : undefined;
       // Flow 'TDCALL' (the leaf is the step), so that `flow === leaf` still names only a flow's locked point.
@@ -436,7 +446,7 @@ export class TdxModule implements SeamcallPort {
     // The TDCALL's work runs in SEAM root: an NMI arriving meanwhile is latched until it returns to the TD.
     vcpu.cpu.tdcall(true);
     try {
-      if (!valid || (rax >> 16n) & 0xffn) status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
+      if (!valid) status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
       else if (leaf === TdcallLeaf.VP_VMCALL) status = await tdgVmcall(this.#runtime, td, vcpu, regs, out);
       else if (leaf === TdcallLeaf.VP_INFO) status = tdgVpInfo(td, vcpu, out);
       else if (leaf === TdcallLeaf.VP_VEINFO_GET) status = tdgVeInfoGet(vcpu, out);
@@ -448,10 +458,7 @@ export class TdxModule implements SeamcallPort {
       if (vcpu.run === 'in-guest') vcpu.cpu.tdcall(false);
     }
     if (leaf !== TdcallLeaf.VP_VMCALL || status !== TdxStatus.SUCCESS) vcpu.rip++;
-    if (
-      vcpu.hpBusySince !== undefined ||
-      (status & STATUS_CODE_MASK) === TdxStatus.OPERAND_BUSY_HOST_PRIORITY
-    ) {
+    if (vcpu.hpBusySince !== undefined || isBusyHostPriority(status)) {
       status = await this.#hostPriorityView(td, vcpu, status);
     }
     out[Reg.RAX] = status;
@@ -896,6 +903,12 @@ export class GuestCpu {
     return this.#vcpu.interruptsTaken;
   }
 }
+
+/** The status is OPERAND_BUSY_HOST_PRIORITY with any detail (two comparisons: a BigInt mask allocates). */
+function isBusyHostPriority(status: bigint): boolean {
+  return status >= TdxStatus.OPERAND_BUSY_HOST_PRIORITY && status <= BUSY_HOST_PRIORITY_LAST;
+}
+const BUSY_HOST_PRIORITY_LAST = TdxStatus.OPERAND_BUSY_HOST_PRIORITY | 0xffff_ffffn;
 
 /** The GPA of a TDG.MEM.PAGE.ACCEPT's page-info operand (RCX bits 51:12), for its yield point. */
 function acceptGpa(regs: readonly bigint[]): number {

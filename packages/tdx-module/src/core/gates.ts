@@ -153,7 +153,18 @@ export function checkEntryState(leaf: number, entry: LockedEntry, out: Gprs): bi
 
 /** True if REMOVE/UNBLOCK/DEMOTE/SEPT.REMOVE must see a blocked and tracked entry (reference §5.8 step 8). */
 export function trackingRequired(td: TdControl, state: number): boolean {
-  return TLB_TRACKING_OP_STATES.has(td.opState) && SeptStateGroup.tlbTrackingRequired.has(state);
+  return TRACKING_OP_STATE[td.opState] === 1 && TRACKING_SEPT_STATE[state] === 1;
+}
+
+/** TLB_TRACKING_OP_STATES and SeptStateGroup.tlbTrackingRequired as flags (read by every REMOVE). */
+const TRACKING_OP_STATE = flagsOf(TLB_TRACKING_OP_STATES, 256);
+const TRACKING_SEPT_STATE = flagsOf(SeptStateGroup.tlbTrackingRequired, 128);
+
+/** 1 at each member of `values` (small non-negative integers below `size`). */
+function flagsOf(values: ReadonlySet<number>, size: number): Uint8Array {
+  const flags = new Uint8Array(size);
+  for (const value of values) flags[value] = 1;
+  return flags;
 }
 
 /** The "tracked" test on a recorded block epoch (reference §8). */

@@ -15,7 +15,16 @@ export class PhysicalMemory {
    */
   readonly #perChunk = new Map<number, number>();
 
+  /**
+   * Every stored page lies in [#low, #high) (kept wide: a drop does not narrow it), so zeroing a page outside it, as
+   * most REMOVEs and ACCEPTs do, looks nothing up.
+   */
+  #low = Number.POSITIVE_INFINITY;
+  #high = 0;
+
   #store(base: number, page: Uint8Array): void {
+    if (base < this.#low) this.#low = base;
+    if (base + PAGE > this.#high) this.#high = base + PAGE;
     if (!this.#pages.has(base)) {
       const chunk = Math.floor(base / CHUNK);
       this.#perChunk.set(chunk, (this.#perChunk.get(chunk) ?? 0) + 1);
@@ -37,6 +46,8 @@ export class PhysicalMemory {
     this.#perChunk.clear();
     for (const [base, page] of source.#pages) this.#pages.set(base, page.slice());
     for (const [chunk, count] of source.#perChunk) this.#perChunk.set(chunk, count);
+    this.#low = source.#low;
+    this.#high = source.#high;
   }
 
   /** Copies `length` bytes at `hpa`. */
@@ -78,7 +89,7 @@ export class PhysicalMemory {
 
   /** Zeroes `size` bytes from the page-aligned `hpa` (drops the stored pages). */
   zero(hpa: number, size: number): void {
-    if (this.#pages.size === 0) return;
+    if (this.#pages.size === 0 || hpa >= this.#high || hpa + size <= this.#low) return;
     const end = hpa + size;
     for (let chunk = Math.floor(hpa / CHUNK); chunk * CHUNK < end; chunk++) {
       if (!this.#perChunk.has(chunk)) continue;
