@@ -488,7 +488,9 @@ export class TdxModule implements SeamcallPort {
         (regs[2] as bigint).toString(16),
         formatStatus(status),
       );
-    await this.#afterInstruction(td, vcpu);
+    // Nothing happens at the boundary in the common case: no NMI latched, no kick waiting, no interrupt pending.
+    if (vcpu.run === 'in-guest' && (vcpu.cpu.latched !== undefined || vcpu.kickPending || vcpu.virrCount > 0))
+      await this.#afterInstruction(td, vcpu);
     return out;
   }
 

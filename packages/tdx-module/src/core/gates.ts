@@ -119,7 +119,7 @@ export function lockedWalk(
     held.addPlain(lock, treeMode === 'exclusive');
   }
   const level = info & 7;
-  const walk = td.tree.walk(info - level, level);
+  const walk = td.tree.walkInto(held.entry, info - level, level);
   if (walk.level !== level) {
     reportEntry(out, walk);
     return withDetail(TdxStatus.EPT_WALK_FAILED, OperandId.RCX);

@@ -2,7 +2,8 @@ import { hpReleaseExclusive, hpReleaseShared } from '../locks/host-priority-lock
 import type { PlainSharexLock } from '../locks/plain-lock.js';
 import { septEntryUnlock } from '../locks/sept-entry-lock.js';
 import type { PamtBlock, PamtRegion } from '../memory/pamt.js';
-import type { SeptTable } from '../sept/sept-table.js';
+import { SeptTable } from '../sept/sept-table.js';
+import { SeptCursor } from '../sept/sept-tree.js';
 import type { TdControl } from '../td/td-control.js';
 
 const PAMT_WALK = 0;
@@ -11,11 +12,17 @@ const PLAIN_EXCLUSIVE = 3;
 const SEPT_ENTRY = 4;
 const OP_STATE_SHARED = 5;
 
+/** What a fresh record's cursor points at until its first walk (never read). */
+const EMPTY_TABLE = new SeptTable(0, 0);
+
 /**
  * Locks a flow has taken, released together when it ends (success or failure), newest first. Kept as plain
  * records rather than release callbacks: a SEAMCALL takes up to eight locks and this is the hot path.
  */
 export class HeldLocks {
+  /** Where the flow's locked walk stopped (lockedWalk fills it: one walk per flow, no result allocated per call). */
+  readonly entry = new SeptCursor(EMPTY_TABLE);
+
   /**
    * Per record: kind in bits 2:0, then what the kind needs (an entry index < 512 from bit 3; a PAMT walk's level,
    * exclusivity, 2M and 4K indexes); the first `#count` are held.
