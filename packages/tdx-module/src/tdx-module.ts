@@ -4,6 +4,7 @@ import { PamtPageType } from './abi/page-type.js';
 import { type SeptStateName, septStateInfo } from './abi/sept-state.js';
 import { STATUS_CODE_MASK, TdxStatus, withDetail } from './abi/status-codes.js';
 import { formatStatus } from './abi/status-decoder.js';
+import { u64ToNumber } from './abi/u64.js';
 import { ModuleCheckpoint } from './checkpoint/module-checkpoint.js';
 import { interruptExit, nmiExit } from './core/exit-registers.js';
 import { yieldAt } from './core/gates.js';
@@ -64,7 +65,7 @@ import { validateTdmr } from './memory/physical-memory.js';
 import { COPY_BRAND, THIS_COPY } from './package-copy.js';
 import { type Gprs, makeGprs, normalizeGprs, Reg } from './registers.js';
 import { type Clock, type CostModel, DEFAULT_COSTS, VirtualClock } from './services/clock.js';
-import { moduleLogger } from './services/logger.js';
+import { HotLogger } from './services/logger.js';
 import { RunToCompletionScheduler, type Scheduler, type YieldPoint } from './services/scheduler.js';
 import { NullTraceSink, type TraceSink } from './services/trace.js';
 import type { SharedEpt } from './td/shared-ept.js';
@@ -110,6 +111,34 @@ const HOST_FLOWS = new Map<number, HostFlow>([
   [SeamcallLeaf.PHYMEM_PAGE_RDMD, pageRdmd],
   [SeamcallLeaf.VP_RD, vpRead],
 ]);
+
+/**
+ * The input registers of a host leaf other than TDH.VP.ENTER: every operand of the modelled leaves is in RCX, RDX, R8
+ * or R9, so only those must be 64-bit values for the caller's array to be used as it is (no copy); anything else
+ * gets the full {@link normalizeGprs}. What the flows see is the same either way.
+ */
+function hostInputs(input: readonly bigint[]): readonly bigint[] {
+  if (
+    Array.isArray(input) &&
+    input.length === 16 &&
+    isU64(input[Reg.RCX]) &&
+    isU64(input[Reg.RDX]) &&
+    isU64(input[Reg.R8]) &&
+    isU64(input[Reg.R9])
+  )
+    return input;
+  return normalizeGprs(input);
+}
+
+/** A bigint in [0, 2^64) (reducing it to 64 bits changes nothing). */
+function isU64(value: bigint | undefined): boolean {
+  return typeof value === 'bigint' && BigInt.asUintN(64, value) === value;
+}
+
+/** HOST_FLOWS indexed by leaf number (an array read on every SEAMCALL instead of a Map lookup). */
+const HOST_FLOW_BY_LEAF: (HostFlow | undefined)[] = Array.from({ length: 64 }, (_, leaf) =>
+  HOST_FLOWS.get(leaf),
+);
 
 /** Options of a {@link TdxModule}. */
 export interface TdxModuleOptions {
@@ -164,8 +193,8 @@ export interface TdxModuleServices {
   readonly trace?: TraceSink;
 }
 
-const log = moduleLogger('seamcall');
-const guestLog = moduleLogger('tdcall');
+const log = new HotLogger('seamcall');
+const guestLog = new HotLogger('tdcall');
 
 /**
  * The TDX module: the only way into TD state. The host (VMM) talks to it with {@link TdxModule.seamcall}, the guest
@@ -236,12 +265,24 @@ export class TdxModule implements SeamcallPort {
    * registers, RAX holding the status. TDH.VP.ENTER resolves when the vCPU next exits (RAX = exit status).
    */
   async seamcall(rax: bigint, input: readonly bigint[]): Promise<Gprs> {
-    assertUnsigned('rax', rax);
+    // RAX of a known leaf and version 0 or 1 (all other bits clear) is checked with one comparison; anything else
+    // goes through the full check and decode.
+    let leaf: number;
+    let version: number;
+    let valid = true;
+    if (typeof rax === 'bigint' && rax >= 0n && rax < 0x20000n) {
+      const small = u64ToNumber(rax);
+      leaf = small & 0xffff;
+      version = small >>> 16;
+    } else {
+      assertUnsigned('rax', rax);
+      ({ leaf, version, valid } = decodeLeaf(rax));
+    }
     const m = this.#m;
-    const regs = normalizeGprs(input);
+    // TDH.VP.ENTER hands every register to the guest; the other leaves read only their operands.
+    const regs = leaf === SeamcallLeaf.VP_ENTER ? normalizeGprs(input) : hostInputs(input);
     m.clock.advance(this.#costs.seamcallNs);
-    const { leaf, version, valid } = decodeLeaf(rax);
-    const flow = HOST_FLOWS.get(leaf);
+    const flow = leaf < HOST_FLOW_BY_LEAF.length ? HOST_FLOW_BY_LEAF[leaf] : undefined;
     // SEPT.REMOVE and SEPT.ADD have a version 1 (for L2 tables, not modelled: L2 inputs are ignored).
     const maxVersion = leaf === SeamcallLeaf.MEM_SEPT_REMOVE || leaf === SeamcallLeaf.MEM_SEPT_ADD ? 1 : 0;
     // TDH.VP.ENTER answers the exit's registers; every other leaf fills a fresh register file.
@@ -281,15 +322,7 @@ export class TdxModule implements SeamcallPort {
         status,
       });
     }
-    if (log.enabled)
-      log(
-        '%s rcx=0x%s rdx=0x%s r8=0x%s -> %s',
-        seamcallLeafName(leaf) ?? `SEAMCALL ${leaf}`,
-        (regs[1] as bigint).toString(16),
-        (regs[2] as bigint).toString(16),
-        (regs[8] as bigint).toString(16),
-        formatStatus(status),
-      );
+    if (log.enabled) logSeamcall(leaf, regs, status);
     return out;
   }
 
@@ -389,7 +422,17 @@ export class TdxModule implements SeamcallPort {
     const m = this.#m;
     const regs = normalizeGprs(input);
     if (vcpu.run !== 'in-guest') await this.#runtime.whenRunning(vcpu);
-    const { leaf, valid } = decodeLeaf(rax);
+    // Every TDCALL leaf is version 0: RAX below 2^16 is a leaf number as it is (one comparison, no decode).
+    let leaf: number;
+    let valid: boolean;
+    if (typeof rax === 'bigint' && rax >= 0n && rax < 0x10000n) {
+      leaf = u64ToNumber(rax);
+      valid = true;
+    } else {
+      const decoded = decodeLeaf(rax);
+      leaf = decoded.leaf;
+      valid = decoded.valid && decoded.version === 0;
+    }
     if (m.interleaves) {
       const gpa = leaf === TdcallLeaf.MEM_PAGE_ACCEPT ? acceptGpa(regs) : undefined;
       // Flow 'TDCALL' (the leaf is the step), so that `flow === leaf` still names only a flow's locked point.
@@ -403,7 +446,7 @@ export class TdxModule implements SeamcallPort {
     // The TDCALL's work runs in SEAM root: an NMI arriving meanwhile is latched until it returns to the TD.
     vcpu.cpu.tdcall(true);
     try {
-      if (!valid || (rax >> 16n) & 0xffn) status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
+      if (!valid) status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
       else if (leaf === TdcallLeaf.VP_VMCALL) status = await tdgVmcall(this.#runtime, td, vcpu, regs, out);
       else if (leaf === TdcallLeaf.VP_INFO) status = tdgVpInfo(td, vcpu, out);
       else if (leaf === TdcallLeaf.VP_VEINFO_GET) status = tdgVeInfoGet(vcpu, out);
@@ -415,10 +458,7 @@ export class TdxModule implements SeamcallPort {
       if (vcpu.run === 'in-guest') vcpu.cpu.tdcall(false);
     }
     if (leaf !== TdcallLeaf.VP_VMCALL || status !== TdxStatus.SUCCESS) vcpu.rip++;
-    if (
-      vcpu.hpBusySince !== undefined ||
-      (status & STATUS_CODE_MASK) === TdxStatus.OPERAND_BUSY_HOST_PRIORITY
-    ) {
+    if (vcpu.hpBusySince !== undefined || isBusyHostPriority(status)) {
       status = await this.#hostPriorityView(td, vcpu, status);
     }
     out[Reg.RAX] = status;
@@ -440,7 +480,7 @@ export class TdxModule implements SeamcallPort {
       });
     }
     if (guestLog.enabled)
-      guestLog(
+      guestLog.log(
         'vcpu %d %s rcx=0x%s rdx=0x%s -> %s',
         vcpu.index,
         tdcallLeafName(leaf) ?? `TDCALL ${leaf}`,
@@ -448,7 +488,9 @@ export class TdxModule implements SeamcallPort {
         (regs[2] as bigint).toString(16),
         formatStatus(status),
       );
-    await this.#afterInstruction(td, vcpu);
+    // Nothing happens at the boundary in the common case: no NMI latched, no kick waiting, no interrupt pending.
+    if (vcpu.run === 'in-guest' && (vcpu.cpu.latched !== undefined || vcpu.kickPending || vcpu.virrCount > 0))
+      await this.#afterInstruction(td, vcpu);
     return out;
   }
 
@@ -804,7 +846,7 @@ export class GuestCpu {
   /** A TDCALL: RAX = leaf, other registers as the leaf wants. Resolves with the registers after it, RAX = status. */
   async tdcall(rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
     assertUnsigned('rax', rax);
-    normalizeGprs(regs);
+    // tdcallFrom reduces (and checks) the registers.
     return this.#module.tdcallFrom(this.#td, this.#vcpu, rax, regs);
   }
 
@@ -864,7 +906,25 @@ export class GuestCpu {
   }
 }
 
+/** The status is OPERAND_BUSY_HOST_PRIORITY with any detail (two comparisons: a BigInt mask allocates). */
+function isBusyHostPriority(status: bigint): boolean {
+  return status >= TdxStatus.OPERAND_BUSY_HOST_PRIORITY && status <= BUSY_HOST_PRIORITY_LAST;
+}
+const BUSY_HOST_PRIORITY_LAST = TdxStatus.OPERAND_BUSY_HOST_PRIORITY | 0xffff_ffffn;
+
 /** The GPA of a TDG.MEM.PAGE.ACCEPT's page-info operand (RCX bits 51:12), for its yield point. */
 function acceptGpa(regs: readonly bigint[]): number {
   return Number((regs[Reg.RCX] as bigint) & 0x000f_ffff_ffff_f000n);
+}
+
+/** The debug line of one SEAMCALL (DEBUG=tdxsim:module:seamcall). */
+function logSeamcall(leaf: number, regs: readonly bigint[], status: bigint): void {
+  log.log(
+    '%s rcx=0x%s rdx=0x%s r8=0x%s -> %s',
+    seamcallLeafName(leaf) ?? `SEAMCALL ${leaf}`,
+    (regs[1] as bigint).toString(16),
+    (regs[2] as bigint).toString(16),
+    (regs[8] as bigint).toString(16),
+    formatStatus(status),
+  );
 }

@@ -1,6 +1,7 @@
 import { assertAddress, assertIntegerInRange, assertUnsigned, TdxSimError } from '../errors.js';
 import type { Gpaw } from './gpa.js';
-import { isValidPrivateGpa, sharedBit } from './gpa.js';
+import { sharedBit } from './gpa.js';
+import { numberToU64, u64ToNumber } from './u64.js';
 
 /**
  * Page-info input (RCX of the SEPT leaves and TDG.MEM.PAGE.ACCEPT): bits 2:0 level, 11:3 reserved, 51:12 GPA,
@@ -20,7 +21,8 @@ export function encodePageInfo(gpa: number, level: number): bigint {
     throw new TdxSimError('INVALID_ADDRESS', `gpa must be 4 KiB-aligned, got 0x${gpa.toString(16)}`, 'gpa');
   }
   assertIntegerInRange('level', level, 0, 7);
-  return BigInt(gpa) | BigInt(level);
+  // The GPA is 4K-aligned, so adding the level sets bits 2:0.
+  return numberToU64(gpa + level);
 }
 
 /** The fields of a page-info input (RCX), as {@link decodePageInfo} splits them; nothing is validated. */
@@ -55,13 +57,34 @@ export function checkPageInfo(
   assertUnsigned('rcx', rcx);
   assertIntegerInRange('minLevel', minLevel, 0, 7);
   assertIntegerInRange('maxLevel', maxLevel, 0, 7);
-  sharedBit(gpaw);
-  const value = rcx;
-  if ((value & RESERVED_MASK) !== 0n) return undefined;
-  const level = Number(value & 7n);
-  if (level < minLevel || level > maxLevel) return undefined;
-  const gpa = Number(value & GPA_MASK);
-  if (gpa % (4096 * 2 ** (9 * level)) !== 0) return undefined;
-  if (!isValidPrivateGpa(gpa, gpaw)) return undefined;
-  return { gpa, level };
+  const packed = packedPageInfo(rcx, minLevel, maxLevel, sharedBit(gpaw));
+  if (packed < 0) return undefined;
+  const level = packed % 8;
+  return { gpa: packed - level, level };
+}
+
+/** RCX values at or above this have a reserved bit in 63:52 set; below it, `Number(rcx)` is exact. */
+const RESERVED_HIGH = 1n << 52n;
+/** Page size of each level 0..7 (4K, 2M, 1G, …). */
+const LEVEL_SIZE: readonly number[] = Array.from({ length: 8 }, (_, level) => 4096 * 2 ** (9 * level));
+
+/**
+ * {@link checkPageInfo} without its argument checks and without allocating, for the module's own flows (which
+ * pass a 64-bit RCX and their own level bounds): returns GPA + level (the GPA is 4K-aligned, so the level is the
+ * value modulo 8), or −1 where the module answers TDX_OPERAND_INVALID + RCX. `sharedGpa` is the TD's shared bit
+ * ({@link sharedBit}): a private GPA lies below it.
+ */
+export function packedPageInfo(rcx: bigint, minLevel: number, maxLevel: number, sharedGpa: number): number {
+  // A BigInt comparison allocates nothing; the bit tests below run on the exact double.
+  if (rcx >= RESERVED_HIGH) return -1;
+  const value = u64ToNumber(rcx);
+  // Bitwise operators see the value modulo 2^32, which keeps bits 11:0 exact.
+  const low = value & 0xfff;
+  if ((low & 0xff8) !== 0) return -1;
+  const level = low & 7;
+  if (level < minLevel || level > maxLevel) return -1;
+  const gpa = value - low;
+  if (gpa % (LEVEL_SIZE[level] as number) !== 0) return -1;
+  if (gpa >= sharedGpa) return -1;
+  return gpa + level;
 }

@@ -121,3 +121,13 @@ export const SeptStateGroup = {
     ALL_SEPT_STATES.filter((info) => info.rwx === 0).map((info) => info.encoding),
   ) as ReadonlySet<number>,
 } as const;
+
+/**
+ * Per state encoding (7 bits), 1 where a Secure-EPT walk stops: RWX = 0 ({@link SeptStateGroup.walkStops}) or a
+ * leaf. The walk reads it on every level of every call (a typed-array read, not a Set lookup).
+ */
+export const SEPT_WALK_STOPS: Readonly<Uint8Array> = (() => {
+  const flags = new Uint8Array(128);
+  for (const info of ALL_SEPT_STATES) if (info.rwx === 0 || info.leaf) flags[info.encoding] = 1;
+  return flags;
+})();

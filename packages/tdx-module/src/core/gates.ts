@@ -1,3 +1,4 @@
+import { sharedBit } from '../abi/gpa.js';
 import {
   ALLOWED_SEPT_STATES,
   OP_STATE_GATES,
@@ -5,7 +6,7 @@ import {
   TLB_TRACKING_OP_STATES,
 } from '../abi/leaf-rules.js';
 import { OperandId } from '../abi/operand-id.js';
-import { checkPageInfo } from '../abi/page-info.js';
+import { packedPageInfo } from '../abi/page-info.js';
 import { PamtPageType } from '../abi/page-type.js';
 import { SeptStateGroup } from '../abi/sept-state.js';
 import { TdxStatus, withDetail } from '../abi/status-codes.js';
@@ -27,6 +28,22 @@ for (const [leaf, states] of OP_STATE_GATES) {
   OP_STATE_GATE_BY_LEAF[leaf] = flags;
 }
 
+/** ALLOWED_SEPT_STATES as flags indexed by leaf, then by state encoding (7 bits). */
+const SEPT_STATES_BY_LEAF: (Uint8Array | undefined)[] = [];
+for (const [leaf, states] of ALLOWED_SEPT_STATES) {
+  const flags = new Uint8Array(128);
+  for (const state of states) flags[state] = 1;
+  SEPT_STATES_BY_LEAF[leaf] = flags;
+}
+
+/** PAGE_INFO_LEVELS by leaf: the lowest level, and the highest (−1 for the TD's page-walk level). */
+const MIN_LEVEL_BY_LEAF: number[] = [];
+const MAX_LEVEL_BY_LEAF: number[] = [];
+for (const [leaf, [min, max]] of PAGE_INFO_LEVELS) {
+  MIN_LEVEL_BY_LEAF[leaf] = min;
+  MAX_LEVEL_BY_LEAF[leaf] = max === 'pwl' ? -1 : max;
+}
+
 /**
  * The common prologue of TD-scoped host leaves, P2-P10 of reference tdx-module.md §5.1: TDR address checks, TDR
  * PAMT lock, TDR page type, fatal, life cycle, TDCS, OP_STATE lock and gate. Returns the TD or the status.
@@ -43,9 +60,17 @@ export function enterTd(
   reportAs: number = tdrOperand,
 ): TdControl | bigint {
   const tdrValue = regs[tdrOperand] as bigint;
-  const tdrStatus = m.checkHpaPage(tdrValue, 0, PamtPageType.TDR, tdrLock, reportAs, held);
+  const tdrStatus = m.checkHpaPageAt(
+    tdrValue,
+    m.tdrAddress(tdrValue),
+    0,
+    PamtPageType.TDR,
+    tdrLock,
+    reportAs,
+    held,
+  );
   if (tdrStatus !== 0n) return tdrStatus;
-  const td = m.tds.get(Number(tdrValue));
+  const td = m.tdByTdr(tdrValue);
   if (td === undefined) return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, reportAs);
   if (td.fatal) return TdxStatus.TD_FATAL;
   if (td.lifecycle !== LifecycleState.KEYS_CONFIGURED) return TdxStatus.TD_KEYS_NOT_CONFIGURED;
@@ -78,10 +103,14 @@ export function lockedWalk(
   held: HeldLocks,
   entryLock: 'host' | 'none' = 'host',
 ): LockedEntry | bigint {
-  const levels = PAGE_INFO_LEVELS.get(leaf) ?? [0, 0];
-  const maxLevel = levels[1] === 'pwl' ? td.pwl : levels[1];
-  const info = checkPageInfo(regs[Reg.RCX] as bigint, levels[0], maxLevel, td.gpaw);
-  if (info === undefined) return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RCX);
+  const max = MAX_LEVEL_BY_LEAF[leaf] ?? 0;
+  const info = packedPageInfo(
+    regs[Reg.RCX] as bigint,
+    MIN_LEVEL_BY_LEAF[leaf] ?? 0,
+    max < 0 ? td.pwl : max,
+    sharedBit(td.gpaw),
+  );
+  if (info < 0) return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RCX);
   if (treeMode !== 'none') {
     const lock = td.septTreeLock;
     if (treeMode === 'shared' ? !lock.tryShared() : !lock.tryExclusive()) {
@@ -89,8 +118,9 @@ export function lockedWalk(
     }
     held.addPlain(lock, treeMode === 'exclusive');
   }
-  const walk = td.tree.walk(info.gpa, info.level);
-  if (walk.level !== info.level) {
+  const level = info & 7;
+  const walk = td.tree.walkInto(held.entry, info - level, level);
+  if (walk.level !== level) {
     reportEntry(out, walk);
     return withDetail(TdxStatus.EPT_WALK_FAILED, OperandId.RCX);
   }
@@ -115,15 +145,26 @@ export function reportEntry(out: Gprs, walk: WalkResult): void {
 
 /** G6: the entry's state is one the leaf accepts; otherwise EPT_ENTRY_STATE_INCORRECT + RCX with details. */
 export function checkEntryState(leaf: number, entry: LockedEntry, out: Gprs): bigint {
-  const allowed = ALLOWED_SEPT_STATES.get(leaf);
-  if (allowed === undefined || allowed.has(entry.state)) return 0n;
+  const allowed = SEPT_STATES_BY_LEAF[leaf];
+  if (allowed === undefined || allowed[entry.state] === 1) return 0n;
   reportEntry(out, entry);
   return withDetail(TdxStatus.EPT_ENTRY_STATE_INCORRECT, OperandId.RCX);
 }
 
 /** True if REMOVE/UNBLOCK/DEMOTE/SEPT.REMOVE must see a blocked and tracked entry (reference §5.8 step 8). */
 export function trackingRequired(td: TdControl, state: number): boolean {
-  return TLB_TRACKING_OP_STATES.has(td.opState) && SeptStateGroup.tlbTrackingRequired.has(state);
+  return TRACKING_OP_STATE[td.opState] === 1 && TRACKING_SEPT_STATE[state] === 1;
+}
+
+/** TLB_TRACKING_OP_STATES and SeptStateGroup.tlbTrackingRequired as flags (read by every REMOVE). */
+const TRACKING_OP_STATE = flagsOf(TLB_TRACKING_OP_STATES, 256);
+const TRACKING_SEPT_STATE = flagsOf(SeptStateGroup.tlbTrackingRequired, 128);
+
+/** 1 at each member of `values` (small non-negative integers below `size`). */
+function flagsOf(values: ReadonlySet<number>, size: number): Uint8Array {
+  const flags = new Uint8Array(size);
+  for (const value of values) flags[value] = 1;
+  return flags;
 }
 
 /** The "tracked" test on a recorded block epoch (reference §8). */

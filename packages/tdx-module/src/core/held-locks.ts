@@ -1,33 +1,59 @@
 import { hpReleaseExclusive, hpReleaseShared } from '../locks/host-priority-lock.js';
 import type { PlainSharexLock } from '../locks/plain-lock.js';
 import { septEntryUnlock } from '../locks/sept-entry-lock.js';
-import type { SeptTable } from '../sept/sept-table.js';
+import type { PamtBlock, PamtRegion } from '../memory/pamt.js';
+import { SeptTable } from '../sept/sept-table.js';
+import { SeptCursor } from '../sept/sept-tree.js';
 import type { TdControl } from '../td/td-control.js';
 
-const PAMT_SHARED = 0;
-const PAMT_EXCLUSIVE = 1;
+const PAMT_WALK = 0;
 const PLAIN_SHARED = 2;
 const PLAIN_EXCLUSIVE = 3;
 const SEPT_ENTRY = 4;
 const OP_STATE_SHARED = 5;
+
+/** What a fresh record's cursor points at until its first walk (never read). */
+const EMPTY_TABLE = new SeptTable(0, 0);
 
 /**
  * Locks a flow has taken, released together when it ends (success or failure), newest first. Kept as plain
  * records rather than release callbacks: a SEAMCALL takes up to eight locks and this is the hot path.
  */
 export class HeldLocks {
-  /** Per lock: kind * 1024 + index (entry index within its block or table, < 512). */
-  readonly #codes: number[] = [];
-  readonly #objects: unknown[] = [];
+  /** Where the flow's locked walk stopped (lockedWalk fills it: one walk per flow, no result allocated per call). */
+  readonly entry = new SeptCursor(EMPTY_TABLE);
+
+  /**
+   * Per record: kind in bits 2:0, then what the kind needs (an entry index < 512 from bit 3; a PAMT walk's level,
+   * exclusivity, 2M and 4K indexes); the first `#count` are held.
+   */
+  #codes = new Int32Array(16);
+  #objects: unknown[] = new Array<unknown>(16).fill(undefined);
+  #count = 0;
 
   #push(kind: number, object: unknown, index: number): void {
-    this.#codes.push(kind * 1024 + index);
-    this.#objects.push(object);
+    const at = this.#count;
+    if (at === this.#codes.length) this.#grow();
+    this.#codes[at] = kind | (index << 3);
+    this.#objects[at] = object;
+    this.#count = at + 1;
   }
 
-  /** A PAMT entry lock: its word is `words[index]` (the entry's block in the PAMT). */
-  addPamt(words: Uint16Array, index: number, exclusive: boolean): void {
-    this.#push(exclusive ? PAMT_EXCLUSIVE : PAMT_SHARED, words, index);
+  /** Doubles the room (a flow rarely holds more than ten locks). */
+  #grow(): void {
+    const codes = new Int32Array(this.#codes.length * 2);
+    codes.set(this.#codes);
+    this.#codes = codes;
+    for (let i = this.#objects.length; i < codes.length; i++) this.#objects.push(undefined);
+  }
+
+  /**
+   * The PAMT locks of one walk in `region`: the 1G entry, then (level ≤ 1) the 2M entry `index2m`, then (level 0) the
+   * 4K entry `index4k` below it; shared above `level`, the entry at `level` exclusive if `exclusive`. One record for
+   * the whole walk (a SEAMCALL takes two or three walks).
+   */
+  addPamtWalk(region: PamtRegion, level: number, exclusive: boolean, index2m: number, index4k: number): void {
+    this.#push(PAMT_WALK, region, level | (exclusive ? 4 : 0) | (index2m << 3) | (index4k << 12));
   }
 
   addPlain(lock: PlainSharexLock, exclusive: boolean): void {
@@ -44,25 +70,25 @@ export class HeldLocks {
 
   /** How many locks are held now; pass it to {@link releaseFrom} to undo what was taken after. */
   get mark(): number {
-    return this.#codes.length;
+    return this.#count;
   }
 
   /** Releases the locks taken since `mark`, newest first. */
   releaseFrom(mark: number): void {
     const codes = this.#codes;
-    while (codes.length > mark) {
-      const code = codes.pop() as number;
-      const kind = code >>> 10;
-      const a = code & 1023;
-      const object = this.#objects.pop();
+    const objects = this.#objects;
+    while (this.#count > mark) {
+      const at = --this.#count;
+      const code = codes[at] as number;
+      const kind = code & 7;
+      const a = code >>> 3;
+      const object = objects[at];
+      // The record lets go of the object (a pooled record must not keep a TD's tables alive).
+      objects[at] = undefined;
       switch (kind) {
-        case PAMT_SHARED:
-        case PAMT_EXCLUSIVE: {
-          const words = object as Uint16Array;
-          const word = words[a] as number;
-          words[a] = kind === PAMT_EXCLUSIVE ? hpReleaseExclusive(word) : hpReleaseShared(word);
+        case PAMT_WALK:
+          releasePamtWalk(object as PamtRegion, a);
           break;
-        }
         case PLAIN_SHARED:
           (object as PlainSharexLock).releaseShared();
           break;
@@ -85,4 +111,25 @@ export class HeldLocks {
   releaseAll(): void {
     this.releaseFrom(0);
   }
+}
+
+/** Releases one PAMT walk's locks, the smallest entry first (the reverse of the walk). */
+function releasePamtWalk(region: PamtRegion, walk: number): void {
+  const level = walk & 3;
+  const exclusive = (walk & 4) !== 0;
+  const index2m = (walk >>> 3) & 511;
+  if (level === 0) {
+    const words = (region.blocks4k[index2m] as PamtBlock).lock;
+    const index4k = (walk >>> 12) & 511;
+    const word = words[index4k] as number;
+    words[index4k] = exclusive ? hpReleaseExclusive(word) : hpReleaseShared(word);
+  }
+  if (level <= 1) {
+    const words = region.entries2m.lock;
+    const word = words[index2m] as number;
+    words[index2m] = level === 1 && exclusive ? hpReleaseExclusive(word) : hpReleaseShared(word);
+  }
+  const words = region.entry1g.lock;
+  words[0] =
+    level === 2 && exclusive ? hpReleaseExclusive(words[0] as number) : hpReleaseShared(words[0] as number);
 }

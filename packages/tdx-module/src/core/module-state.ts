@@ -1,8 +1,9 @@
 import { PamtPageType } from '../abi/page-type.js';
 import { TdxStatus, withDetail } from '../abi/status-codes.js';
-import { hpTryExclusivePacked, hpTrySharedPacked } from '../locks/host-priority-lock.js';
+import { u64ToNumber } from '../abi/u64.js';
+import { hpReleaseShared, hpTryExclusivePacked, hpTrySharedPacked } from '../locks/host-priority-lock.js';
 import type { LockCaller } from '../locks/lock-result.js';
-import { Pamt, type PamtLevel } from '../memory/pamt.js';
+import { index2mOf, index4kOf, Pamt, type PamtLevel, type PamtRegion } from '../memory/pamt.js';
 import { PhysicalMemory, type TdmrOptions } from '../memory/physical-memory.js';
 import { ENTRY_SPAN } from '../sept/sept-table.js';
 import type { Clock } from '../services/clock.js';
@@ -10,6 +11,7 @@ import { RunToCompletionScheduler, type Scheduler } from '../services/scheduler.
 import type { TraceSink } from '../services/trace.js';
 import { SharedEpt } from '../td/shared-ept.js';
 import type { TdControl } from '../td/td-control.js';
+import { TdTable } from '../td/td-table.js';
 import type { VcpuState } from '../td/vcpu.js';
 import type { HeldLocks } from './held-locks.js';
 
@@ -31,7 +33,7 @@ export class ModuleState {
   readonly config: ModuleConfig;
   readonly pamt = new Pamt();
   readonly memory = new PhysicalMemory();
-  readonly tds = new Map<number, TdControl>();
+  readonly tds = new TdTable();
   readonly sharedEpts = new Map<number, SharedEpt>();
   readonly vcpusByTdvpr = new Map<number, { td: TdControl; vcpu: VcpuState }>();
   readonly hkidsInUse = new Set<number>();
@@ -47,6 +49,36 @@ export class ModuleState {
     this.scheduler = scheduler;
     this.interleaves = !(scheduler instanceof RunToCompletionScheduler);
     this.trace = trace;
+  }
+
+  /** The last TDR register value {@link tdrAddress} converted, its address, and the TD found there. */
+  #tdrValue = -1n;
+  #tdrAddress = 0;
+  #tdrTd: TdControl | undefined;
+  /** `tds.version` when `#tdrTd` was looked up (−1: not looked up for this value). */
+  #tdrVersion = -1;
+
+  /**
+   * `Number(value)` for a TDR operand, remembered for the next call: converting a bigint costs more than a lock, and
+   * host threads pass the same TDR over and over.
+   */
+  tdrAddress(value: bigint): number {
+    if (value !== this.#tdrValue) {
+      this.#tdrValue = value;
+      this.#tdrAddress = u64ToNumber(value);
+      this.#tdrVersion = -1;
+    }
+    return this.#tdrAddress;
+  }
+
+  /** `tds.get(Number(value))` for a TDR operand, remembered until the value or the TD table changes. */
+  tdByTdr(value: bigint): TdControl | undefined {
+    const address = this.tdrAddress(value);
+    if (this.#tdrVersion !== this.tds.version) {
+      this.#tdrTd = this.tds.get(address);
+      this.#tdrVersion = this.tds.version;
+    }
+    return this.#tdrTd;
   }
 
   inTdmr(hpa: number, size = 4096): boolean {
@@ -75,22 +107,50 @@ export class ModuleState {
     operand: number,
     held: HeldLocks,
   ): bigint {
-    const mark = held.mark;
-    const path = this.pamt.lockPath(hpa, level);
-    for (let l = 2; l >= level; l--) {
-      const words = path.words[l] as Uint16Array;
-      const index = path.indexes[l] as number;
-      const exclusive = l === level && mode === 'exclusive';
-      const word = words[index] as number;
-      const packed = exclusive ? hpTryExclusivePacked(word, caller) : hpTrySharedPacked(word, caller);
-      words[index] = packed % 65536;
+    return this.#lockPamtIn(this.pamt.regionAt(hpa), hpa, level, mode === 'exclusive', caller, operand, held);
+  }
+
+  /**
+   * {@link lockPamt} in the PAMT region of `hpa`: the 1G, 2M and 4K entries in that order, down to `level`; a failed
+   * attempt gives back what this walk took. The walk is one record in `held` (released in reverse order).
+   */
+  #lockPamtIn(
+    region: PamtRegion,
+    hpa: number,
+    level: PamtLevel,
+    exclusive: boolean,
+    caller: LockCaller,
+    operand: number,
+    held: HeldLocks,
+  ): bigint {
+    const words1g = region.entry1g.lock;
+    let packed = tryPamtWord(words1g[0] as number, level === 2 && exclusive, caller);
+    words1g[0] = packed & 0xffff;
+    if (packed >= 65536) return pamtBusy(packed, operand);
+    let index2m = 0;
+    let index4k = 0;
+    if (level <= 1) {
+      index2m = index2mOf(hpa);
+      const words2m = region.entries2m.lock;
+      packed = tryPamtWord(words2m[index2m] as number, level === 1 && exclusive, caller);
+      words2m[index2m] = packed & 0xffff;
       if (packed >= 65536) {
-        held.releaseFrom(mark);
-        const busy = packed < 2 * 65536 ? TdxStatus.OPERAND_BUSY : TdxStatus.OPERAND_BUSY_HOST_PRIORITY;
-        return withDetail(busy, operand);
+        words1g[0] = hpReleaseShared(words1g[0] as number);
+        return pamtBusy(packed, operand);
       }
-      held.addPamt(words, index, exclusive);
+      if (level === 0) {
+        index4k = index4kOf(hpa);
+        const words4k = this.pamt.block4kAt(region, index2m).lock;
+        packed = tryPamtWord(words4k[index4k] as number, exclusive, caller);
+        words4k[index4k] = packed & 0xffff;
+        if (packed >= 65536) {
+          words2m[index2m] = hpReleaseShared(words2m[index2m] as number);
+          words1g[0] = hpReleaseShared(words1g[0] as number);
+          return pamtBusy(packed, operand);
+        }
+      }
     }
+    held.addPamtWalk(region, level, exclusive, index2m, index4k);
     return 0n;
   }
 
@@ -107,17 +167,33 @@ export class ModuleState {
     operand: number,
     held: HeldLocks,
   ): bigint {
+    return this.checkHpaPageAt(hpa, u64ToNumber(hpa), level, expectedType, mode, operand, held);
+  }
+
+  /**
+   * {@link checkHpaPage} for a caller that has converted the operand already: `address` is `Number(hpa)`. `hpa` is a
+   * register value (in [0, 2^64)).
+   */
+  checkHpaPageAt(
+    hpa: bigint,
+    address: number,
+    level: PamtLevel,
+    expectedType: number,
+    mode: 'shared' | 'exclusive',
+    operand: number,
+    held: HeldLocks,
+  ): bigint {
     const size = ENTRY_SPAN[level] as number;
-    const address = Number(hpa);
-    if (hpa >= ADDRESS_LIMIT_BIG || address % size !== 0)
+    // Below 2^52 the bitwise test sees the low 32 bits exactly (a floating-point `%` is a library call).
+    if (hpa >= ADDRESS_LIMIT_BIG || (address & (size - 1)) !== 0)
       return withDetail(TdxStatus.OPERAND_INVALID, operand);
     if (!this.inTdmr(address, size)) return withDetail(TdxStatus.OPERAND_ADDR_RANGE_ERROR, operand);
-    const busy = this.lockPamt(address, level, mode, 'host', operand, held);
+    const region = this.pamt.regionAt(address);
+    const busy = this.#lockPamtIn(region, address, level, mode === 'exclusive', 'host', operand, held);
     if (busy !== 0n) return busy;
-    // The entries lockPamt just walked tell the page's size and type (no second PAMT lookup).
-    const path = this.pamt.lastPath;
-    const type1g = (path.types[2] as Uint8Array)[0] as number;
-    const type2m = level <= 1 ? ((path.types[1] as Uint8Array)[path.indexes[1] as number] as number) : 0;
+    // The entries the lock walk just took tell the page's size and type (the same region, no second lookup).
+    const type1g = region.entry1g.type[0] as number;
+    const type2m = level <= 1 ? (region.entries2m.type[index2mOf(address)] as number) : 0;
     const leafLevel = type1g !== PamtPageType.NDA ? 2 : type2m !== PamtPageType.NDA ? 1 : 0;
     if (leafLevel !== level && !(expectedType === PamtPageType.NDA && leafLevel < level)) {
       return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, operand);
@@ -127,10 +203,21 @@ export class ModuleState {
         ? type1g
         : level === 1
           ? type2m
-          : ((path.types[0] as Uint8Array)[path.indexes[0] as number] as number);
+          : (this.pamt.block4kAt(region, index2mOf(address)).type[index4kOf(address)] as number);
     if (type !== expectedType) return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, operand);
     return 0n;
   }
 }
 
 const ADDRESS_LIMIT_BIG = 1n << 52n;
+
+/** One attempt on a PAMT entry's host-priority lock word: `result * 65536 + word` (see host-priority-lock.ts). */
+function tryPamtWord(word: number, exclusive: boolean, caller: LockCaller): number {
+  return exclusive ? hpTryExclusivePacked(word, caller) : hpTrySharedPacked(word, caller);
+}
+
+/** The status of a failed PAMT lock attempt: BUSY, or BUSY_HOST_PRIORITY for a guest held off by the host. */
+function pamtBusy(packed: number, operand: number): bigint {
+  const busy = packed < 2 * 65536 ? TdxStatus.OPERAND_BUSY : TdxStatus.OPERAND_BUSY_HOST_PRIORITY;
+  return withDetail(busy, operand);
+}

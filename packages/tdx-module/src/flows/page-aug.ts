@@ -3,11 +3,13 @@ import { OperandId } from '../abi/operand-id.js';
 import { PamtPageType } from '../abi/page-type.js';
 import { SeptState } from '../abi/sept-state.js';
 import { TdxStatus, withDetail } from '../abi/status-codes.js';
-import { afterYield, checkEntryState, enterTd, lockedWalk } from '../core/gates.js';
+import { u64ToNumber } from '../abi/u64.js';
+import { checkEntryState, enterTd, type LockedEntry, lockedWalk, yieldAt } from '../core/gates.js';
 import type { HeldLocks } from '../core/held-locks.js';
 import type { ModuleState } from '../core/module-state.js';
 import type { PamtLevel } from '../memory/pamt.js';
 import { type Gprs, Reg } from '../registers.js';
+import type { TdControl } from '../td/td-control.js';
 
 /**
  * TDH.MEM.PAGE.AUG: RCX = level (0 or 1) | GPA, RDX = TDR, R8 = target HPA. The entry becomes PENDING; the page is
@@ -29,18 +31,24 @@ export function pageAug(
   if (stateStatus !== 0n) return stateStatus;
   const level = entry.level as PamtLevel;
   const target = regs[Reg.R8] as bigint;
-  const pageStatus = m.checkHpaPage(target, level, PamtPageType.NDA, 'exclusive', OperandId.R8, held);
+  const hpa = u64ToNumber(target);
+  const pageStatus = m.checkHpaPageAt(target, hpa, level, PamtPageType.NDA, 'exclusive', OperandId.R8, held);
   if (pageStatus !== 0n) return pageStatus;
-  const hpa = Number(target);
   if (level === 1 && !m.pamt.all4kChildrenNda(hpa))
     return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.R8);
-  return afterYield(m, 'TDH.MEM.PAGE.AUG', td.tdr, entry.gpa, () => {
-    entry.table.setState(entry.index, SeptState.PENDING);
-    entry.table.hpa[entry.index] = hpa;
-    entry.table.acceptCounter[entry.index] = 0;
-    entry.table.lock[entry.index] = 0;
-    td.childCount += 512 ** level;
-    m.pamt.set(hpa, level, PamtPageType.REG, td.tdr, 0);
-    return TdxStatus.SUCCESS;
-  });
+  // The commit is a plain function, not a closure: nothing is allocated when the scheduler lets the flow go on.
+  const pause = yieldAt(m, 'TDH.MEM.PAGE.AUG', 'locked', td.tdr, entry.gpa);
+  if (pause !== undefined) return pause.then(() => commitAug(m, td, entry, hpa, level));
+  return commitAug(m, td, entry, hpa, level);
+}
+
+/** The entry becomes PENDING on `hpa`, which the PAMT gives to the TD as a regular page. */
+function commitAug(m: ModuleState, td: TdControl, entry: LockedEntry, hpa: number, level: PamtLevel): bigint {
+  entry.table.setState(entry.index, SeptState.PENDING);
+  entry.table.hpa[entry.index] = hpa;
+  entry.table.acceptCounter[entry.index] = 0;
+  entry.table.lock[entry.index] = 0;
+  td.childCount += 512 ** level;
+  m.pamt.set(hpa, level, PamtPageType.REG, td.tdr, 0);
+  return TdxStatus.SUCCESS;
 }

@@ -3,19 +3,22 @@ import { OperandId } from '../abi/operand-id.js';
 import { PamtPageType } from '../abi/page-type.js';
 import { SeptState, SeptStateGroup, septStateInfo } from '../abi/sept-state.js';
 import { TdxStatus, withDetail } from '../abi/status-codes.js';
+import { numberToU64 } from '../abi/u64.js';
 import {
-  afterYield,
   checkEntryState,
   enterTd,
   isTracked,
+  type LockedEntry,
   lockedWalk,
   reportEntry,
   trackingRequired,
+  yieldAt,
 } from '../core/gates.js';
 import type { HeldLocks } from '../core/held-locks.js';
 import type { ModuleState } from '../core/module-state.js';
 import type { PamtLevel } from '../memory/pamt.js';
 import { type Gprs, Reg } from '../registers.js';
+import type { TdControl } from '../td/td-control.js';
 
 /**
  * TDH.MEM.PAGE.REMOVE: RCX = level (0..2) | GPA, RDX = TDR. While the TD runs the entry must be blocked and its
@@ -52,17 +55,30 @@ export function pageRemove(
     if (!isTracked(td, m.pamt.getBepoch(hpa, level)))
       return withDetail(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
   }
-  return afterYield(m, 'TDH.MEM.PAGE.REMOVE', td.tdr, entry.gpa, () => {
-    entry.table.acceptCounter[entry.index] = 0;
-    entry.table.setState(entry.index, SeptState.FREE);
-    entry.table.hpa[entry.index] = 0;
-    entry.table.lock[entry.index] = 0;
-    td.childCount -= 512 ** level;
-    m.pamt.set(hpa, level, PamtPageType.NDA, 0, 0);
-    // The page leaves holding only the TD's ciphertext, which the host cannot read: the model keeps no plaintext.
-    m.memory.zero(hpa, 4096 * 512 ** level);
-    out[Reg.RCX] = BigInt(hpa);
-    out[Reg.RDX] = 0n;
-    return TdxStatus.SUCCESS;
-  });
+  // The commit is a plain function, not a closure: nothing is allocated when the scheduler lets the flow go on.
+  const pause = yieldAt(m, 'TDH.MEM.PAGE.REMOVE', 'locked', td.tdr, entry.gpa);
+  if (pause !== undefined) return pause.then(() => commitRemove(m, td, entry, out, hpa, level));
+  return commitRemove(m, td, entry, out, hpa, level);
+}
+
+/** The entry becomes FREE and the page NDA again; RCX answers its HPA. */
+function commitRemove(
+  m: ModuleState,
+  td: TdControl,
+  entry: LockedEntry,
+  out: Gprs,
+  hpa: number,
+  level: PamtLevel,
+): bigint {
+  entry.table.acceptCounter[entry.index] = 0;
+  entry.table.setState(entry.index, SeptState.FREE);
+  entry.table.hpa[entry.index] = 0;
+  entry.table.lock[entry.index] = 0;
+  td.childCount -= 512 ** level;
+  m.pamt.set(hpa, level, PamtPageType.NDA, 0, 0);
+  // The page leaves holding only the TD's ciphertext, which the host cannot read: the model keeps no plaintext.
+  m.memory.zero(hpa, 4096 * 512 ** level);
+  out[Reg.RCX] = numberToU64(hpa);
+  out[Reg.RDX] = 0n;
+  return TdxStatus.SUCCESS;
 }

@@ -17,7 +17,7 @@ export interface PamtEntry {
 }
 
 /** PAMT entries of one size in struct-of-arrays form (512 entries, or 1 for the 1G entry of a region). */
-class PamtBlock {
+export class PamtBlock {
   readonly type: Uint8Array;
   readonly owner: Float64Array;
   readonly bepoch: Float64Array;
@@ -39,7 +39,8 @@ class PamtBlock {
   }
 }
 
-class PamtRegion {
+/** The PAMT of one 1 GiB region: its 1G entry, its 512 2M entries and, on first touch, 512 4K entries per 2M. */
+export class PamtRegion {
   readonly entry1g: PamtBlock;
   readonly entries2m: PamtBlock;
   readonly blocks4k: (PamtBlock | undefined)[] = new Array(512);
@@ -65,18 +66,21 @@ const KIB4 = 2 ** 12;
 
 export type PamtLevel = 0 | 1 | 2;
 
+// Indexes within a region and a 2M block: bitwise operators see an address modulo 2^32, which keeps the low bits of
+// the quotient exact (no floating-point `%`, a library call).
+/** The 2M entry's index in its 1 GiB region. */
+export function index2mOf(hpa: number): number {
+  return (hpa / MIB2) & 511;
+}
+/** The 4K entry's index in its 2 MiB block. */
+export function index4kOf(hpa: number): number {
+  return (hpa / KIB4) & 511;
+}
+
 /** Where one entry lives: its block and index (reused, never allocated per call). */
 export interface PamtSlot {
   block: PamtBlock | undefined;
   index: number;
-}
-
-/** Lock words along a PAMT walk, indexed by level. */
-export interface PamtPath {
-  readonly words: (Uint16Array | undefined)[];
-  /** Page types of the same entries. */
-  readonly types: (Uint8Array | undefined)[];
-  readonly indexes: number[];
 }
 
 export class Pamt {
@@ -123,58 +127,33 @@ export class Pamt {
       slot.index = 0;
     } else if (level === 1) {
       slot.block = region.entries2m;
-      slot.index = Math.floor((hpa % GIB) / MIB2);
+      slot.index = index2mOf(hpa);
     } else {
-      const index2m = Math.floor((hpa % GIB) / MIB2);
+      const index2m = index2mOf(hpa);
       let block = region.blocks4k[index2m];
       if (block === undefined && create) {
         block = new PamtBlock(512);
         region.blocks4k[index2m] = block;
       }
       slot.block = block;
-      slot.index = Math.floor((hpa % MIB2) / KIB4);
+      slot.index = index4kOf(hpa);
     }
     return slot;
   }
 
-  readonly #path: PamtPath = {
-    words: [undefined, undefined, undefined],
-    types: [undefined, undefined, undefined],
-    indexes: [0, 0, 0],
-  };
-
-  /**
-   * The lock words of the entries the module walks for the page at `hpa` and `level`: the 1G entry, then the 2M
-   * entry, then the 4K entry, down to `level` (created on first touch). The returned object is reused by the next
-   * call.
-   */
-  lockPath(hpa: number, level: PamtLevel): PamtPath {
-    const path = this.#path;
-    const region = this.#region(hpa, true) as PamtRegion;
-    path.words[2] = region.entry1g.lock;
-    path.types[2] = region.entry1g.type;
-    if (level <= 1) {
-      const index2m = Math.floor((hpa % GIB) / MIB2);
-      path.words[1] = region.entries2m.lock;
-      path.types[1] = region.entries2m.type;
-      path.indexes[1] = index2m;
-      if (level === 0) {
-        let block = region.blocks4k[index2m];
-        if (block === undefined) {
-          block = new PamtBlock(512);
-          region.blocks4k[index2m] = block;
-        }
-        path.words[0] = block.lock;
-        path.types[0] = block.type;
-        path.indexes[0] = Math.floor((hpa % MIB2) / KIB4);
-      }
-    }
-    return path;
+  /** The region of `hpa`, created on first touch (the lock walk's first step). */
+  regionAt(hpa: number): PamtRegion {
+    return this.#region(hpa, true) as PamtRegion;
   }
 
-  /** The path of the last {@link lockPath} call. */
-  get lastPath(): PamtPath {
-    return this.#path;
+  /** The 4K entries under the 2M entry `index2m` of `region`, created on first touch. */
+  block4kAt(region: PamtRegion, index2m: number): PamtBlock {
+    let block = region.blocks4k[index2m];
+    if (block === undefined) {
+      block = new PamtBlock(512);
+      region.blocks4k[index2m] = block;
+    }
+    return block;
   }
 
   /** The entry for the page at `hpa` (aligned to the level) at `level`. */
@@ -250,7 +229,7 @@ export class Pamt {
     const region = this.#region(hpa, false);
     if (region === undefined) return 0;
     if (region.entry1g.type[0] !== PamtPageType.NDA) return 2;
-    if (region.entries2m.type[Math.floor((hpa % GIB) / MIB2)] !== PamtPageType.NDA) return 1;
+    if (region.entries2m.type[index2mOf(hpa)] !== PamtPageType.NDA) return 1;
     return 0;
   }
 

@@ -9,12 +9,24 @@ const CHUNK = 2 ** 21;
  */
 export class PhysicalMemory {
   readonly #pages = new Map<number, Uint8Array>();
-  /** Stored pages per 2 MiB chunk: zeroing a large range visits only the chunks that hold bytes. */
+  /**
+   * Stored pages per 2 MiB chunk, keyed by chunk number (small integers: cheaper keys than addresses): zeroing a range
+   * visits only the chunks that hold bytes.
+   */
   readonly #perChunk = new Map<number, number>();
 
+  /**
+   * Every stored page lies in [#low, #high) (kept wide: a drop does not narrow it), so zeroing a page outside it, as
+   * most REMOVEs and ACCEPTs do, looks nothing up.
+   */
+  #low = Number.POSITIVE_INFINITY;
+  #high = 0;
+
   #store(base: number, page: Uint8Array): void {
+    if (base < this.#low) this.#low = base;
+    if (base + PAGE > this.#high) this.#high = base + PAGE;
     if (!this.#pages.has(base)) {
-      const chunk = base - (base % CHUNK);
+      const chunk = Math.floor(base / CHUNK);
       this.#perChunk.set(chunk, (this.#perChunk.get(chunk) ?? 0) + 1);
     }
     this.#pages.set(base, page);
@@ -22,7 +34,7 @@ export class PhysicalMemory {
 
   #drop(base: number): void {
     if (!this.#pages.delete(base)) return;
-    const chunk = base - (base % CHUNK);
+    const chunk = Math.floor(base / CHUNK);
     const left = (this.#perChunk.get(chunk) as number) - 1;
     if (left === 0) this.#perChunk.delete(chunk);
     else this.#perChunk.set(chunk, left);
@@ -34,6 +46,8 @@ export class PhysicalMemory {
     this.#perChunk.clear();
     for (const [base, page] of source.#pages) this.#pages.set(base, page.slice());
     for (const [chunk, count] of source.#perChunk) this.#perChunk.set(chunk, count);
+    this.#low = source.#low;
+    this.#high = source.#high;
   }
 
   /** Copies `length` bytes at `hpa`. */
@@ -75,12 +89,13 @@ export class PhysicalMemory {
 
   /** Zeroes `size` bytes from the page-aligned `hpa` (drops the stored pages). */
   zero(hpa: number, size: number): void {
-    if (this.#pages.size === 0) return;
+    if (this.#pages.size === 0 || hpa >= this.#high || hpa + size <= this.#low) return;
     const end = hpa + size;
-    for (let chunk = hpa - (hpa % CHUNK); chunk < end; chunk += CHUNK) {
+    for (let chunk = Math.floor(hpa / CHUNK); chunk * CHUNK < end; chunk++) {
       if (!this.#perChunk.has(chunk)) continue;
-      const to = Math.min(end, chunk + CHUNK);
-      for (let at = Math.max(hpa, chunk); at < to && this.#perChunk.has(chunk); at += PAGE) this.#drop(at);
+      const from = chunk * CHUNK;
+      const to = Math.min(end, from + CHUNK);
+      for (let at = Math.max(hpa, from); at < to && this.#perChunk.has(chunk); at += PAGE) this.#drop(at);
     }
   }
 

@@ -47,8 +47,13 @@ export class SeptTable {
 
 /** Index of the entry for `gpa` in a table of entries at `level`. */
 export function septIndex(gpa: number, level: number): number {
-  return Math.floor(gpa / (ENTRY_SPAN[level] as number)) % 512;
+  // Multiplying by a power of two is exact (and cheaper than dividing); the bitwise AND truncates the quotient and
+  // keeps its low 9 bits exactly (GPAs are below 2^53).
+  return (gpa * (ENTRY_SCALE[level] as number)) & 511;
 }
+
+/** 1 / ENTRY_SPAN per level, exact powers of two. */
+const ENTRY_SCALE: readonly number[] = [2 ** -12, 2 ** -21, 2 ** -30, 2 ** -39, 2 ** -48];
 
 /** Bytes one entry maps at each level (4K, 2M, 1G, 512G, 256T). */
 export const ENTRY_SPAN: readonly number[] = [2 ** 12, 2 ** 21, 2 ** 30, 2 ** 39, 2 ** 48];

@@ -1,4 +1,4 @@
-import { SeptState, SeptStateGroup, septStateInfo } from '../abi/sept-state.js';
+import { SEPT_WALK_STOPS, SeptState, septStateInfo } from '../abi/sept-state.js';
 import { SeptTable, septIndex } from './sept-table.js';
 
 /** Where a walk stopped: the entry's table and index, and its level. */
@@ -10,6 +10,22 @@ export interface WalkResult {
   /** Level of the entry where the walk stopped. */
   readonly level: number;
   readonly state: number;
+}
+
+/**
+ * A {@link WalkResult} that {@link SeptTree.walkInto} fills in place: a SEAMCALL flow walks once, into a cursor its
+ * lock record owns, instead of allocating a result per call. Every walk result is one, so their readers see one shape.
+ */
+export class SeptCursor implements WalkResult {
+  gpa = 0;
+  table: SeptTable;
+  index = 0;
+  level = 0;
+  state = 0;
+
+  constructor(table: SeptTable) {
+    this.table = table;
+  }
 }
 
 /**
@@ -40,13 +56,23 @@ export class SeptTree {
    * removed) or at any leaf. Takes no lock.
    */
   walk(gpa: number, targetLevel: number): WalkResult {
+    return this.walkInto(new SeptCursor(this.root), gpa, targetLevel);
+  }
+
+  /** {@link walk} into `cursor` (overwritten), which it returns. */
+  walkInto(cursor: SeptCursor, gpa: number, targetLevel: number): SeptCursor {
     let table = this.root;
     let level = this.pwl;
     for (;;) {
       const index = septIndex(gpa, level);
       const state = table.state[index] as number;
-      if (level === targetLevel || SeptStateGroup.walkStops.has(state) || septStateInfo(state).leaf) {
-        return { gpa, table, index, level, state };
+      if (level === targetLevel || SEPT_WALK_STOPS[state] === 1) {
+        cursor.gpa = gpa;
+        cursor.table = table;
+        cursor.index = index;
+        cursor.level = level;
+        cursor.state = state;
+        return cursor;
       }
       const child = table.child[index];
       if (child === undefined) throw new Error('model bug: NL_MAPPED entry without a child table');

@@ -4,3 +4,38 @@ import createDebug from 'debug';
 export function moduleLogger(component: string): createDebug.Debugger {
   return createDebug(`tdxsim:module:${component}`);
 }
+
+/** The namespaces string `debug` keeps on its factory (replaced by every `enable` and `disable`). */
+const factory = createDebug as unknown as { readonly namespaces?: string };
+
+/**
+ * A {@link moduleLogger} for paths taken millions of times (every SEAMCALL, every TDCALL): its `enabled` is a class
+ * getter that compares one string with the one it saw last, where a `debug` logger's own `enabled` is an accessor on
+ * a function object (slow to reach from a hot path). `debug.enable` at run time is honoured at the next check.
+ */
+export class HotLogger {
+  readonly #debug: createDebug.Debugger;
+  #namespaces: string | undefined;
+  #enabled: boolean;
+
+  constructor(component: string) {
+    this.#debug = moduleLogger(component);
+    this.#namespaces = factory.namespaces;
+    this.#enabled = this.#debug.enabled;
+  }
+
+  /** True while DEBUG (or `debug.enable`) selects this logger's namespace. */
+  get enabled(): boolean {
+    const namespaces = factory.namespaces;
+    if (namespaces !== this.#namespaces) {
+      this.#namespaces = namespaces;
+      this.#enabled = this.#debug.enabled;
+    }
+    return this.#enabled;
+  }
+
+  /** Writes one line, formatted as `debug` formats it (printf-style). */
+  log(formatter: string, ...args: unknown[]): void {
+    this.#debug(formatter, ...args);
+  }
+}
