@@ -154,9 +154,12 @@ describe('BackendGuard', () => {
       }
     }
     expect(await convertUnder(new BackendGuard(), SlowVmm, false)).toBe('ok');
+    // The timers the backends below leave pending are cleared at the end: one firing during a later test would change
+    // the thread's timer count that test's guard compares against.
+    const pending: NodeJS.Timeout[] = [];
     class ForeverVmm extends BareVmm {
       override async onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
-        if (isMapGpa(exit)) await new Promise((resolve) => setTimeout(resolve, 60_000).unref());
+        if (isMapGpa(exit)) await new Promise((resolve) => pending.push(setTimeout(resolve, 60_000).unref()));
         return super.onTdExit(exit);
       }
     }
@@ -166,7 +169,7 @@ describe('BackendGuard', () => {
     expect((idle as BackendFaultError).fault.kind).toBe('no-answer');
     class RefTimerVmm extends BareVmm {
       override async onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
-        if (isMapGpa(exit)) await new Promise((resolve) => setTimeout(resolve, 5_000));
+        if (isMapGpa(exit)) await new Promise((resolve) => pending.push(setTimeout(resolve, 5_000)));
         return super.onTdExit(exit);
       }
     }
@@ -178,6 +181,7 @@ describe('BackendGuard', () => {
     expect((timed as BackendFaultError).message).toMatch(
       /^the scenario did not end within 200 ms \(wall clock\) \(waiting on the TD exit of vCPU 0: /,
     );
+    for (const timer of pending) clearTimeout(timer);
   });
 
   it('a step budget stops a backend that keeps calling; timers left running are stray work', async () => {
