@@ -1,10 +1,11 @@
 import {
   EeqType,
+  encodeLeaf,
   formatStatus,
   type Gprs,
   isStatus,
   Reg,
-  type SeamcallResult,
+  SeamcallLeaf,
   sharedBit,
   TdxStatus,
 } from '@tdxsim/tdx-module';
@@ -15,6 +16,8 @@ import type { VmState } from './vm-state.js';
 import { demote } from './zap.js';
 
 const PAGE = 4096;
+const PAGE_AUG = encodeLeaf(SeamcallLeaf.MEM_PAGE_AUG);
+const SEPT_ADD = encodeLeaf(SeamcallLeaf.MEM_SEPT_ADD);
 const MIB2 = spanOf(1);
 /** Exit qualification bits 5:3: the permissions the guest had (none for an access to a PENDING page). */
 const EPT_VIOLATION_PROT_MASK = 0x38n;
@@ -195,17 +198,15 @@ export async function mapPrivate(
       return 'fixed';
     }
     const hpa = level === 1 ? td.allocator.alloc2m() : td.allocator.alloc4k();
-    const result = await seamcallOrRestore(vm, level, target, 'TDH.MEM.PAGE.AUG', () =>
-      td.host.pageAug(td.tdr, target, level, hpa),
-    );
-    if (result.status === TdxStatus.SUCCESS) {
+    const status = await seamcallOrRestore(vm, level, target, 'TDH.MEM.PAGE.AUG', PAGE_AUG, hpa);
+    if (status === TdxStatus.SUCCESS) {
       mirror.set(level, target, MirrorEntry.PRESENT, hpa);
       return 'fixed';
     }
     mirror.set(level, target, MirrorEntry.FREE);
     if (level === 1) td.allocator.free2m(hpa);
     else td.allocator.free4k(hpa);
-    return failed(vm, 'TDH.MEM.PAGE.AUG', result);
+    return failed(vm, 'TDH.MEM.PAGE.AUG', status);
   } finally {
     vm.mmuLock.releaseRead();
   }
@@ -219,22 +220,20 @@ async function linkTable(vm: VmState, gpa: number, level: number, first: boolean
   const frozen = first ? vm.yieldAt('kvm.fault', 'frozen', base) : undefined;
   if (frozen !== undefined) await restoreOnFailure(vm, level, base, frozen);
   const table = td.allocator.alloc4k();
-  const result = await seamcallOrRestore(vm, level, base, 'TDH.MEM.SEPT.ADD', () =>
-    td.host.septAdd(td.tdr, base, level, table),
-  );
-  if (result.status === TdxStatus.SUCCESS) {
+  const status = await seamcallOrRestore(vm, level, base, 'TDH.MEM.SEPT.ADD', SEPT_ADD, table);
+  if (status === TdxStatus.SUCCESS) {
     mirror.set(level, base, MirrorEntry.TABLE);
     return 'fixed';
   }
   mirror.set(level, base, MirrorEntry.FREE);
   td.allocator.free4k(table);
-  return failed(vm, 'TDH.MEM.SEPT.ADD', result);
+  return failed(vm, 'TDH.MEM.SEPT.ADD', status);
 }
 
 /** BUSY → retry; anything else is a KVM bug. */
-function failed(vm: VmState, name: string, result: SeamcallResult): PrivateMapResult {
-  if (isStatus(result.status, TdxStatus.OPERAND_BUSY)) return 'retry';
-  vm.kill(`${name} failed: ${formatStatus(result.status)}`);
+function failed(vm: VmState, name: string, status: bigint): PrivateMapResult {
+  if (isStatus(status, TdxStatus.OPERAND_BUSY)) return 'retry';
+  vm.kill(`${name} failed: ${formatStatus(status)}`);
   return 'dead';
 }
 
@@ -248,16 +247,20 @@ async function restoreOnFailure(vm: VmState, level: number, gpa: number, wait: P
   }
 }
 
-/** A SEAMCALL for a frozen entry; if it throws (the VM died), the entry goes back to FREE. */
+/**
+ * The page SEAMCALL `rax` (AUG or SEPT.ADD of `hpa`) for the frozen entry at `level` and `gpa`, resolving with its
+ * status; if it throws (the VM died), the entry goes back to FREE.
+ */
 async function seamcallOrRestore(
   vm: VmState,
   level: number,
   gpa: number,
   name: string,
-  call: () => Promise<SeamcallResult>,
-): Promise<SeamcallResult> {
+  rax: bigint,
+  hpa: number,
+): Promise<bigint> {
   try {
-    return await vm.seamcall(name, call);
+    return await vm.pageSeamcall(name, rax, gpa, level, hpa);
   } catch (error) {
     vm.mirror.set(level, gpa, MirrorEntry.FREE);
     throw error;

@@ -407,8 +407,11 @@ export class TdxModule implements SeamcallPort {
       else if (leaf === TdcallLeaf.VP_VMCALL) status = await tdgVmcall(this.#runtime, td, vcpu, regs, out);
       else if (leaf === TdcallLeaf.VP_INFO) status = tdgVpInfo(td, vcpu, out);
       else if (leaf === TdcallLeaf.VP_VEINFO_GET) status = tdgVeInfoGet(vcpu, out);
-      else if (leaf === TdcallLeaf.MEM_PAGE_ACCEPT)
-        status = await tdgAccept(m, this.#runtime, td, vcpu, regs);
+      else if (leaf === TdcallLeaf.MEM_PAGE_ACCEPT) {
+        // Synchronous unless it exits or yields: no await on an ACCEPT that completes at once.
+        const accepted = tdgAccept(m, this.#runtime, td, vcpu, regs);
+        status = typeof accepted === 'bigint' ? accepted : await accepted;
+      }
       else status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
     } finally {
       vcpu.inTdcall = false;
@@ -448,7 +451,8 @@ export class TdxModule implements SeamcallPort {
         (regs[2] as bigint).toString(16),
         formatStatus(status),
       );
-    await this.#afterInstruction(td, vcpu);
+    const after = this.#afterInstruction(td, vcpu);
+    if (after !== undefined) await after;
     return out;
   }
 
@@ -500,7 +504,8 @@ export class TdxModule implements SeamcallPort {
       if (result.kind !== 'ok') return result;
       results.set(result.data, done);
       done += n;
-      await this.#afterInstruction(td, vcpu);
+      const after = this.#afterInstruction(td, vcpu);
+      if (after !== undefined) await after;
     }
     return { kind: 'ok', data: results } as const;
   }
@@ -508,10 +513,20 @@ export class TdxModule implements SeamcallPort {
   /**
    * What happens at the instruction boundary after a TDCALL or a guest access: an NMI latched during the TDCALL makes
    * an NMI exit, then a kick that waited for the instruction makes its external-interrupt exit, then pending virtual
-   * interrupts are delivered to the guest if it has interrupts enabled.
+   * interrupts are delivered to the guest if it has interrupts enabled. Undefined (no promise) when no exit is due,
+   * the path of almost every instruction.
    */
-  async #afterInstruction(td: TdControl, vcpu: VcpuState): Promise<void> {
-    if (vcpu.run !== 'in-guest') return;
+  #afterInstruction(td: TdControl, vcpu: VcpuState): Promise<void> | undefined {
+    if (vcpu.run !== 'in-guest') return undefined;
+    if (vcpu.cpu.latched === undefined && !vcpu.kickPending) {
+      if (vcpu.virrCount > 0) deliverVirtualInterrupts(this.#m, vcpu);
+      return undefined;
+    }
+    return this.#exitsAfterInstruction(td, vcpu);
+  }
+
+  /** {@link #afterInstruction} when an NMI is latched or a kick waits: the exits, then the interrupts. */
+  async #exitsAfterInstruction(td: TdControl, vcpu: VcpuState): Promise<void> {
     const nmi = vcpu.cpu.takeLatched();
     if (nmi !== undefined) await this.#runtime.exit(td, vcpu, nmiExit(), 'NMI', undefined, nmi);
     if (vcpu.kickPending && vcpu.run === 'in-guest') {
@@ -802,9 +817,13 @@ export class GuestCpu {
   }
 
   /** A TDCALL: RAX = leaf, other registers as the leaf wants. Resolves with the registers after it, RAX = status. */
-  async tdcall(rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
-    assertUnsigned('rax', rax);
-    normalizeGprs(regs);
+  tdcall(rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
+    try {
+      assertUnsigned('rax', rax);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    // tdcallFrom checks the registers (a rejection, as here): one promise per TDCALL, not two.
     return this.#module.tdcallFrom(this.#td, this.#vcpu, rax, regs);
   }
 
