@@ -313,12 +313,13 @@ export class TdxModule implements SeamcallPort {
         );
         if (pause !== undefined) await pause;
       }
-      const held = new HeldLocks();
+      const held = this.#heldPool.pop() ?? new HeldLocks();
       let decision: ReturnType<typeof vpEnterChecks>;
       try {
         decision = vpEnterChecks(m, regs, held);
       } finally {
         held.releaseAll();
+        this.#heldPool.push(held);
       }
       if (decision.kind === 'status') return makeGprs({ rax: decision.status });
       if (decision.kind === 'synthesized-exit') return decision.regs;

@@ -99,13 +99,17 @@ export async function runAcceptRange(
 ): Promise<AcceptOutcome> {
   let pos = range.start;
   let tdcalls = 0;
+  // The block size of each level, once per range (not once per block tried).
+  const levels = policy.levels;
+  const sizes = levels.map(pageSizeOf);
   while (pos < range.end) {
     let done = false;
     let lastStatus = 0n;
     let lastLevel = 0;
-    for (const level of policy.levels) {
+    for (let i = 0; i < levels.length; i++) {
+      const level = levels[i] as number;
       if (level === 2 && memory.no1G) continue;
-      const size = pageSizeOf(level);
+      const size = sizes[i] as number;
       if (pos % size !== 0 || pos + size > range.end) continue;
       let busy = 0;
       let status: bigint;
