@@ -412,8 +412,7 @@ export class TdxModule implements SeamcallPort {
         // Synchronous unless it exits or yields: no await on an ACCEPT that completes at once.
         const accepted = tdgAccept(m, this.#runtime, td, vcpu, regs);
         status = typeof accepted === 'bigint' ? accepted : await accepted;
-      }
-      else status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
+      } else status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
     } finally {
       vcpu.inTdcall = false;
       if (vcpu.run === 'in-guest') vcpu.cpu.tdcall(false);
