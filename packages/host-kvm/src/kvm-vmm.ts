@@ -324,9 +324,11 @@ export class KvmVmm implements Vmm {
         case VmExitReason.EXTERNAL_INTERRUPT:
           handleExternalInterrupt(vm);
           break;
-        case VmExitReason.EPT_VIOLATION:
-          await handleEptViolation(vm, this.#run, exit.vcpuIndex, exit.regs);
+        case VmExitReason.EPT_VIOLATION: {
+          const fault = handleEptViolation(vm, this.#run, exit.vcpuIndex, exit.regs);
+          if (fault !== undefined) await fault;
           break;
+        }
         case VmExitReason.TDCALL:
           return await handleTdvmcall(vm, this.#run, exit);
         default:

@@ -1,6 +1,7 @@
 import {
   type BuiltTd,
   formatStatus,
+  type Gprs,
   isStatus,
   makeGprs,
   RangeMap,
@@ -156,21 +157,17 @@ export class VmState {
 
   /**
    * A page SEAMCALL of the fault path (TDH.MEM.PAGE.AUG, TDH.MEM.SEPT.ADD) with its registers built here — RCX = the
-   * page info of `gpa` and `level`, RDX = the TDR, R8 = `hpa` — and counted like {@link seamcall}; resolves with the
-   * status. No typed wrapper, result object or decoded status: every page faulted in passes here, with arguments
-   * KVM made itself. Refused (rejects) once the VM is dead.
+   * page info of `gpa` and `level`, RDX = the TDR, R8 = `hpa` — resolving with the output registers; the caller counts
+   * it with {@link countSeamcall}. No typed wrapper, result object, decoded status or promise of its own: every page
+   * faulted in passes here, with arguments KVM made itself. Refused (rejects) once the VM is dead.
    */
-  pageSeamcall(name: string, rax: bigint, gpa: number, level: number, hpa: number): Promise<bigint> {
+  pageSeamcall(rax: bigint, gpa: number, level: number, hpa: number): Promise<Gprs> {
     if (this.#dead !== undefined) return Promise.reject(this.deadError());
     const regs = makeGprs();
     regs[Reg.RCX] = BigInt(gpa) | BigInt(level);
     regs[Reg.RDX] = this.#tdrRegister;
     regs[Reg.R8] = BigInt(hpa);
-    return this.module.seamcall(rax, regs).then((out) => {
-      const status = out[Reg.RAX] as bigint;
-      this.countSeamcall(name, status);
-      return status;
-    });
+    return this.module.seamcall(rax, regs);
   }
 
   /** Counts a SEAMCALL that answered `status`. */

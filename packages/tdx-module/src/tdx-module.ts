@@ -366,8 +366,26 @@ export class TdxModule implements SeamcallPort {
     return this.#inGuest(td, vcpu, cpu, exiting);
   }
 
-  /** The vCPU runs its guest until its next exit, which TDH.VP.ENTER answers (SEAMRET after it). */
-  async #inGuest(
+  /**
+   * The vCPU runs its guest until its next exit, which TDH.VP.ENTER answers (SEAMRET after it). Without a deciding
+   * scheduler (no yield point after the exit) a promise chain, not an async function: one per TD exit.
+   */
+  #inGuest(td: TdControl, vcpu: VcpuState, cpu: HostCpu | undefined, exiting: Promise<Gprs>): Promise<Gprs> {
+    if (this.#m.interleaves) return this.#inGuestYielding(td, vcpu, cpu, exiting);
+    return exiting.then(
+      (exit) => {
+        this.#seamret(cpu);
+        return exit;
+      },
+      (error: unknown) => {
+        this.#seamret(cpu);
+        throw error;
+      },
+    );
+  }
+
+  /** {@link #inGuest} under a deciding scheduler: the host thread yields once the vCPU has left guest mode. */
+  async #inGuestYielding(
     td: TdControl,
     vcpu: VcpuState,
     cpu: HostCpu | undefined,
@@ -496,8 +514,11 @@ export class TdxModule implements SeamcallPort {
     return this.#completeTdcall(td, vcpu, leaf, regs, out, status);
   }
 
-  /** The TDCALL's flow waits (an exit to the VMM, a yield): SEAM root is left once it has answered. */
-  async #tdcallAfterFlow(
+  /**
+   * The TDCALL's flow waits (an exit to the VMM, a yield): SEAM root is left once it has answered. A promise chain,
+   * not an async function (whose frame every call would allocate): each 4K page accepted through an exit passes here.
+   */
+  #tdcallAfterFlow(
     td: TdControl,
     vcpu: VcpuState,
     leaf: number,
@@ -505,13 +526,16 @@ export class TdxModule implements SeamcallPort {
     out: Gprs,
     pending: Promise<bigint>,
   ): Promise<Gprs> {
-    let status: bigint;
-    try {
-      status = await pending;
-    } finally {
-      this.#leaveTdcall(vcpu);
-    }
-    return this.#completeTdcall(td, vcpu, leaf, regs, out, status);
+    return pending.then(
+      (status) => {
+        this.#leaveTdcall(vcpu);
+        return this.#completeTdcall(td, vcpu, leaf, regs, out, status);
+      },
+      (error: unknown) => {
+        this.#leaveTdcall(vcpu);
+        throw error;
+      },
+    );
   }
 
   /** Back from SEAM root to the TD (a latched NMI waits for the instruction boundary). */

@@ -73,8 +73,11 @@ function acceptFrom(
   }
 }
 
-/** Takes the EPT-violation exit, then (once the VMM has entered the vCPU again) runs the ACCEPT again. */
-async function exitThenAccept(
+/**
+ * Takes the EPT-violation exit, then (once the VMM has entered the vCPU again) runs the ACCEPT again. A promise
+ * chain, not an async function: this is every 4K page's path, and an async call allocates its whole frame.
+ */
+function exitThenAccept(
   m: ModuleState,
   runtime: VcpuRuntime,
   td: TdControl,
@@ -83,8 +86,9 @@ async function exitThenAccept(
   level: number,
   exit: Gprs,
 ): Promise<bigint> {
-  await runtime.exit(td, vcpu, exit, 'EPT violation (ACCEPT)');
-  return acceptFrom(m, runtime, td, vcpu, gpa, level);
+  return runtime
+    .exit(td, vcpu, exit, 'EPT violation (ACCEPT)')
+    .then(() => acceptFrom(m, runtime, td, vcpu, gpa, level));
 }
 
 /** The ACCEPT suspended at its yield point with the entry locked: it goes on once the scheduler lets it. */
