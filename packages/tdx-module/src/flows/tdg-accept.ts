@@ -41,7 +41,10 @@ type LockedOutcome = bigint | Gprs | typeof AGAIN;
 /** The ACCEPT stopped for an interrupt after one chunk: it runs again from the walk. */
 const AGAIN = Symbol('again');
 
-/** The ACCEPT from the walk on: synchronous up to an exit or a suspended yield point. */
+/**
+ * The ACCEPT from the walk on: synchronous up to an exit or a suspended yield point (a 2M ACCEPT stopped for an
+ * interrupt runs it again, at most once per 4K chunk).
+ */
 function acceptFrom(
   m: ModuleState,
   runtime: VcpuRuntime,
@@ -50,27 +53,37 @@ function acceptFrom(
   gpa: number,
   level: number,
 ): bigint | Promise<bigint> {
-  for (;;) {
-    const walk = td.tree.walk(gpa, level);
-    if (walk.level !== level) {
-      if (septStateInfo(walk.state).leaf && SeptStateGroup.guestAccessibleLeaf.has(walk.state)) {
-        return withDetail(TdxStatus.PAGE_ALREADY_ACCEPTED, walk.level);
-      }
-      return exitThenAccept(m, runtime, td, vcpu, gpa, level, acceptExit(gpa, level, walk));
+  const walk = td.tree.walk(gpa, level);
+  if (walk.level !== level) {
+    if (septStateInfo(walk.state).leaf && SeptStateGroup.guestAccessibleLeaf.has(walk.state)) {
+      return withDetail(TdxStatus.PAGE_ALREADY_ACCEPTED, walk.level);
     }
-    const attempt = septEntryTryLock(walk.table.lock[walk.index] as number, 'guest');
-    walk.table.lock[walk.index] = attempt.word;
-    if (attempt.result === LockResult.BUSY) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.RCX);
-    if (attempt.result === LockResult.BUSY_HOST_PRIORITY) {
-      return withDetail(TdxStatus.OPERAND_BUSY_HOST_PRIORITY, OperandId.RCX);
-    }
-    const pause = yieldAt(m, 'TDG.MEM.PAGE.ACCEPT', 'locked', td.tdr, gpa, vcpu.guestActor);
-    if (pause !== undefined) return acceptAfterPause(m, runtime, td, vcpu, gpa, level, walk, pause);
-    const outcome = acceptLocked(m, vcpu, gpa, level, walk);
-    if (outcome === AGAIN) continue;
-    if (typeof outcome === 'bigint') return outcome;
-    return exitThenAccept(m, runtime, td, vcpu, gpa, level, outcome);
+    return exitThenAccept(m, runtime, td, vcpu, gpa, level, acceptExit(gpa, level, walk));
   }
+  const attempt = septEntryTryLock(walk.table.lock[walk.index] as number, 'guest');
+  walk.table.lock[walk.index] = attempt.word;
+  if (attempt.result === LockResult.BUSY) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.RCX);
+  if (attempt.result === LockResult.BUSY_HOST_PRIORITY) {
+    return withDetail(TdxStatus.OPERAND_BUSY_HOST_PRIORITY, OperandId.RCX);
+  }
+  const pause = yieldAt(m, 'TDG.MEM.PAGE.ACCEPT', 'locked', td.tdr, gpa, vcpu.guestActor);
+  if (pause !== undefined) return acceptAfterPause(m, runtime, td, vcpu, gpa, level, walk, pause);
+  return settle(m, runtime, td, vcpu, gpa, level, acceptLocked(m, vcpu, gpa, level, walk));
+}
+
+/** Where the locked part left the ACCEPT: its status, another round (from the walk), or an exit and then one. */
+function settle(
+  m: ModuleState,
+  runtime: VcpuRuntime,
+  td: TdControl,
+  vcpu: VcpuState,
+  gpa: number,
+  level: number,
+  outcome: LockedOutcome,
+): bigint | Promise<bigint> {
+  if (outcome === AGAIN) return acceptFrom(m, runtime, td, vcpu, gpa, level);
+  if (typeof outcome === 'bigint') return outcome;
+  return exitThenAccept(m, runtime, td, vcpu, gpa, level, outcome);
 }
 
 /**
@@ -110,10 +123,7 @@ async function acceptAfterPause(
     walk.table.lock[walk.index] = septEntryUnlock(walk.table.lock[walk.index] as number);
     throw error;
   }
-  const outcome = acceptLocked(m, vcpu, gpa, level, walk);
-  if (outcome === AGAIN) return acceptFrom(m, runtime, td, vcpu, gpa, level);
-  if (typeof outcome === 'bigint') return outcome;
-  return exitThenAccept(m, runtime, td, vcpu, gpa, level, outcome);
+  return settle(m, runtime, td, vcpu, gpa, level, acceptLocked(m, vcpu, gpa, level, walk));
 }
 
 /** The ACCEPT with the guest's entry lock held: checks the state and accepts, or says which exit to take. */
