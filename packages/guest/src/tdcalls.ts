@@ -1,6 +1,6 @@
 import {
   encodeLeaf,
-  encodePageInfo,
+  type Gprs,
   makeGprs,
   Reg,
   TDX_HYPERCALL_STANDARD,
@@ -64,11 +64,19 @@ export async function tdgAccept(cpu: TdcallCpu, gpa: number, level: number): Pro
   if (gpa % 4096 !== 0)
     throw new GuestError('INVALID_ARGUMENT', `gpa must be 4 KiB-aligned, got 0x${gpa.toString(16)}`, 'gpa');
   assertInteger('level', level, 0, 7);
-  // Written straight into a zeroed register file: the page info of a checked GPA and level is a 64-bit value.
-  const regs = makeGprs();
-  regs[Reg.RCX] = encodePageInfo(gpa, level);
-  const out = await cpu.tdcall(ACCEPT_RAX, regs);
+  const out = await acceptTdcall(cpu, gpa, level);
   return out[Reg.RAX] as bigint;
+}
+
+/**
+ * TDG.MEM.PAGE.ACCEPT of a GPA and level the caller checked (4K-aligned, below 2^52; level 0..7): the TDCALL's own
+ * promise, no layer of its own — every page an accept loop accepts passes here. The page info is written straight
+ * into a zeroed register file (a fresh one: a wrapped vCPU may keep what it is handed).
+ */
+export function acceptTdcall(cpu: TdcallCpu, gpa: number, level: number): Promise<Gprs> {
+  const regs = makeGprs();
+  regs[Reg.RCX] = BigInt(gpa) | BigInt(level);
+  return cpu.tdcall(ACCEPT_RAX, regs);
 }
 
 /** TDG.VP.INFO: the GPAW (RCX bits 5:0) and the TD attributes (RDX). */

@@ -1,10 +1,11 @@
 import {
   EeqType,
+  encodeLeaf,
   formatStatus,
   type Gprs,
   isStatus,
   Reg,
-  type SeamcallResult,
+  SeamcallLeaf,
   sharedBit,
   TdxStatus,
 } from '@tdxsim/tdx-module';
@@ -15,6 +16,8 @@ import type { VmState } from './vm-state.js';
 import { demote } from './zap.js';
 
 const PAGE = 4096;
+const PAGE_AUG = encodeLeaf(SeamcallLeaf.MEM_PAGE_AUG);
+const SEPT_ADD = encodeLeaf(SeamcallLeaf.MEM_SEPT_ADD);
 const MIB2 = spanOf(1);
 /** Exit qualification bits 5:3: the permissions the guest had (none for an access to a PENDING page). */
 const EPT_VIOLATION_PROT_MASK = 0x38n;
@@ -45,30 +48,54 @@ export type PrivateMapResult =
  * Source: arch/x86/kvm/vmx/tdx.c (tdx_handle_ept_violation, tdx_is_sept_violation_unexpected_pending),
  * arch/x86/kvm/mmu/mmu.c (kvm_mmu_faultin_pfn, kvm_mmu_prepare_memory_fault_exit).
  */
-export async function handleEptViolation(vm: VmState, run: KvmRun, vcpu: number, regs: Gprs): Promise<void> {
+export function handleEptViolation(
+  vm: VmState,
+  run: KvmRun,
+  vcpu: number,
+  regs: Gprs,
+): Promise<void> | undefined {
   const shared = sharedBit(vm.td.gpaw);
   const raw = Number(regs[Reg.R8]);
-  if (raw >= shared) {
-    await faultShared(vm, run, vcpu, raw - shared);
-    return;
-  }
+  if (raw >= shared) return faultShared(vm, run, vcpu, raw - shared);
   const eeq = regs[Reg.RDX] as bigint;
   const qualification = regs[Reg.RCX] as bigint;
+  const eeqType = Number(eeq & 0xfn);
   if (
-    Number(eeq & 0xfn) === EeqType.PENDING_EPT_VIOLATION &&
+    eeqType === EeqType.PENDING_EPT_VIOLATION &&
     (qualification & EPT_VIOLATION_PROT_MASK) === 0n &&
     (qualification & EPT_VIOLATION_EXEC_FOR_RING3_LIN) === 0n
   ) {
     vm.kill(`guest access to PENDING GPA 0x${raw.toString(16)} with #VE disabled`);
-    return;
+    return undefined;
   }
   // An ACCEPT exit names the level the guest asked for (EEQ bits 34:32). A plain fault maps at the backing size:
   // 4K in merged KVM; 2M with huge pages (the huge-page work in progress: guest_memfd's folio, at most 2M for TDX).
-  const accept = Number(eeq & 0xfn) === EeqType.ACCEPT;
+  const accept = eeqType === EeqType.ACCEPT;
   const wants = accept ? Number((eeq >> 32n) & 7n) : vm.options.hugePages ? 1 : 0;
-  if (accept && wants === 0 && vm.options.hugePages && (await splitForAccept(vm, run, raw))) return;
-  for (let attempt = 0; ; attempt++) {
-    const result = await mapPrivate(vm, raw, wants, attempt === 0);
+  if (accept && wants === 0 && vm.options.hugePages && splitNeeded(vm, raw))
+    return splitForAccept(vm, run, raw);
+  // The first attempt, then (rarely) the rest of the loop: no async frame of its own on the path of every fault.
+  return mapPrivate(vm, raw, wants, true).then((result) =>
+    result === 'fixed' || result === 'dead'
+      ? undefined
+      : privateFaultAgain(vm, run, vcpu, raw, wants, result),
+  );
+}
+
+/**
+ * The private fault after an attempt that did not fix it: userspace's memory-fault exit, or KVM's own retry until the
+ * fault is fixed, an event is pending for the vCPU, or the VM is dead.
+ */
+async function privateFaultAgain(
+  vm: VmState,
+  run: KvmRun,
+  vcpu: number,
+  raw: number,
+  wants: number,
+  first: PrivateMapResult,
+): Promise<void> {
+  let result = first;
+  for (;;) {
     if (result === 'memory-fault') {
       await memoryFault(vm, run, vcpu, raw - (raw % PAGE), true);
       return;
@@ -79,6 +106,7 @@ export async function handleEptViolation(vm: VmState, run: KvmRun, vcpu: number,
     if (vm.pendingEvents.delete(vcpu) || vm.dead !== undefined) return;
     if (result === 'retry') vm.counters.faultRetries++;
     await vm.backOff('kvm.fault', 'retry', raw);
+    result = await mapPrivate(vm, raw, wants, false);
   }
 }
 
@@ -120,12 +148,11 @@ async function memoryFault(
 
 /**
  * A 4K ACCEPT that met a 2M PENDING leaf KVM mapped on a plain fault: KVM splits the leaf (BLOCK → TRACK → kick →
- * DEMOTE, under mmu_lock held for write) so that the guest can accept at 4K; true when it did. The huge-page work in
- * progress (merged KVM has no 2M private leaf).
+ * DEMOTE, under mmu_lock held for write) so that the guest can accept at 4K (see {@link splitNeeded}). The huge-page
+ * work in progress (merged KVM has no 2M private leaf).
  */
-async function splitForAccept(vm: VmState, run: KvmRun, gpa: number): Promise<boolean> {
+async function splitForAccept(vm: VmState, run: KvmRun, gpa: number): Promise<void> {
   const base = gpa - (gpa % MIB2);
-  if (vm.mirror.get(1, base) !== MirrorEntry.PRESENT) return false;
   const wait = vm.mmuLock.write(base);
   if (wait !== undefined) await wait;
   try {
@@ -133,7 +160,11 @@ async function splitForAccept(vm: VmState, run: KvmRun, gpa: number): Promise<bo
   } finally {
     vm.mmuLock.releaseWrite();
   }
-  return true;
+}
+
+/** Whether a 4K ACCEPT at `gpa` met a 2M leaf KVM mapped (present in its mirror): then {@link splitForAccept}. */
+function splitNeeded(vm: VmState, gpa: number): boolean {
+  return vm.mirror.get(1, gpa - (gpa % MIB2)) === MirrorEntry.PRESENT;
 }
 
 /**
@@ -195,17 +226,23 @@ export async function mapPrivate(
       return 'fixed';
     }
     const hpa = level === 1 ? td.allocator.alloc2m() : td.allocator.alloc4k();
-    const result = await seamcallOrRestore(vm, level, target, 'TDH.MEM.PAGE.AUG', () =>
-      td.host.pageAug(td.tdr, target, level, hpa),
-    );
-    if (result.status === TdxStatus.SUCCESS) {
+    // The SEAMCALL awaited here, not in a helper: each async layer is a frame and a promise on every fault.
+    let status: bigint;
+    try {
+      status = (await vm.pageSeamcall(PAGE_AUG, target, level, hpa))[Reg.RAX] as bigint;
+    } catch (error) {
+      restoreFrozen(vm, level, target);
+      throw error;
+    }
+    vm.countSeamcall('TDH.MEM.PAGE.AUG', status);
+    if (status === TdxStatus.SUCCESS) {
       mirror.set(level, target, MirrorEntry.PRESENT, hpa);
       return 'fixed';
     }
     mirror.set(level, target, MirrorEntry.FREE);
     if (level === 1) td.allocator.free2m(hpa);
     else td.allocator.free4k(hpa);
-    return failed(vm, 'TDH.MEM.PAGE.AUG', result);
+    return failed(vm, 'TDH.MEM.PAGE.AUG', status);
   } finally {
     vm.mmuLock.releaseRead();
   }
@@ -219,22 +256,27 @@ async function linkTable(vm: VmState, gpa: number, level: number, first: boolean
   const frozen = first ? vm.yieldAt('kvm.fault', 'frozen', base) : undefined;
   if (frozen !== undefined) await restoreOnFailure(vm, level, base, frozen);
   const table = td.allocator.alloc4k();
-  const result = await seamcallOrRestore(vm, level, base, 'TDH.MEM.SEPT.ADD', () =>
-    td.host.septAdd(td.tdr, base, level, table),
-  );
-  if (result.status === TdxStatus.SUCCESS) {
+  let status: bigint;
+  try {
+    status = (await vm.pageSeamcall(SEPT_ADD, base, level, table))[Reg.RAX] as bigint;
+  } catch (error) {
+    restoreFrozen(vm, level, base);
+    throw error;
+  }
+  vm.countSeamcall('TDH.MEM.SEPT.ADD', status);
+  if (status === TdxStatus.SUCCESS) {
     mirror.set(level, base, MirrorEntry.TABLE);
     return 'fixed';
   }
   mirror.set(level, base, MirrorEntry.FREE);
   td.allocator.free4k(table);
-  return failed(vm, 'TDH.MEM.SEPT.ADD', result);
+  return failed(vm, 'TDH.MEM.SEPT.ADD', status);
 }
 
 /** BUSY → retry; anything else is a KVM bug. */
-function failed(vm: VmState, name: string, result: SeamcallResult): PrivateMapResult {
-  if (isStatus(result.status, TdxStatus.OPERAND_BUSY)) return 'retry';
-  vm.kill(`${name} failed: ${formatStatus(result.status)}`);
+function failed(vm: VmState, name: string, status: bigint): PrivateMapResult {
+  if (isStatus(status, TdxStatus.OPERAND_BUSY)) return 'retry';
+  vm.kill(`${name} failed: ${formatStatus(status)}`);
   return 'dead';
 }
 
@@ -243,25 +285,14 @@ async function restoreOnFailure(vm: VmState, level: number, gpa: number, wait: P
   try {
     await wait;
   } catch (error) {
-    vm.mirror.set(level, gpa, MirrorEntry.FREE);
+    restoreFrozen(vm, level, gpa);
     throw error;
   }
 }
 
-/** A SEAMCALL for a frozen entry; if it throws (the VM died), the entry goes back to FREE. */
-async function seamcallOrRestore(
-  vm: VmState,
-  level: number,
-  gpa: number,
-  name: string,
-  call: () => Promise<SeamcallResult>,
-): Promise<SeamcallResult> {
-  try {
-    return await vm.seamcall(name, call);
-  } catch (error) {
-    vm.mirror.set(level, gpa, MirrorEntry.FREE);
-    throw error;
-  }
+/** A SEAMCALL for the frozen entry at `level` and `gpa` threw (the VM died): the entry goes back to FREE. */
+function restoreFrozen(vm: VmState, level: number, gpa: number): void {
+  vm.mirror.set(level, gpa, MirrorEntry.FREE);
 }
 
 /** A huge mapping never crosses memslots (KVM checks the slot's bounds: kvm_mmu_max_mapping_level). */

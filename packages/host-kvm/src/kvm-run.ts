@@ -119,6 +119,7 @@ export class KvmRun {
     const { module, td } = this.#vm;
     const vm = this.#vm;
     let next: Gprs = makeGprs();
+    const tdvprRegister = BigInt(tdvpr);
     try {
       // KVM_RUN before KVM_TDX_FINALIZE_VM is refused (tdx_vcpu_pre_run): this thread waits for it instead.
       if (!vm.runnable) await vm.whenRunnable();
@@ -129,7 +130,7 @@ export class KvmRun {
           await gate.open;
           continue;
         }
-        next[Reg.RCX] = BigInt(tdvpr);
+        next[Reg.RCX] = tdvprRegister;
         this.#mode[index] = IN_GUEST;
         // Interrupts posted while the vCPU was out reach the TD's virtual APIC on entry (tdx_vcpu_run: pi_test_on).
         if (vm.enterExit.hasPosted(index)) syncPostedInterrupts(vm, index);

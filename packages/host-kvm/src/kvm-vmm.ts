@@ -307,7 +307,34 @@ export class KvmVmm implements Vmm {
    * A TD exit of one of its vCPUs. Answers the registers of the next entry, or undefined to stop the vCPU (the VM is
    * dead, or userspace stopped it).
    */
-  async onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
+  onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
+    // The exit of every page faulted in takes a path with no async frame of its own; anything else, or anything
+    // the checks below would refuse, the general one.
+    if (this.#vm.dead === undefined && isPlainEptViolation(exit, this.td.tdvprs.length))
+      return this.#eptViolation(exit);
+    return this.#onTdExit(exit);
+  }
+
+  /** An EPT-violation exit (checked): the fault handled, then the registers of the next entry (none if the VM died). */
+  #eptViolation(exit: TdExitEvent): Promise<Gprs | undefined> {
+    const vm = this.#vm;
+    vm.counters.exits++;
+    let fault: Promise<void> | undefined;
+    try {
+      fault = handleEptViolation(vm, this.#run, exit.vcpuIndex, exit.regs);
+    } catch (error) {
+      return Promise.reject(error).catch(stopIfVmDead);
+    }
+    if (fault === undefined) return Promise.resolve(this.#reentry());
+    return fault.then(() => this.#reentry(), stopIfVmDead);
+  }
+
+  /** After an exit handled: an empty register file to enter again with, or undefined once the VM is dead. */
+  #reentry(): Gprs | undefined {
+    return this.#vm.dead === undefined ? makeGprs() : undefined;
+  }
+
+  async #onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
     if (typeof exit !== 'object' || exit === null || !Array.isArray(exit.regs) || exit.regs.length < 16)
       throw new KvmError('INVALID_ARGUMENT', 'exit must be a TdExitEvent with 16 registers', 'exit');
     assertVcpu('exit.vcpuIndex', exit.vcpuIndex, this.td.tdvprs.length);
@@ -324,9 +351,11 @@ export class KvmVmm implements Vmm {
         case VmExitReason.EXTERNAL_INTERRUPT:
           handleExternalInterrupt(vm);
           break;
-        case VmExitReason.EPT_VIOLATION:
-          await handleEptViolation(vm, this.#run, exit.vcpuIndex, exit.regs);
+        case VmExitReason.EPT_VIOLATION: {
+          const fault = handleEptViolation(vm, this.#run, exit.vcpuIndex, exit.regs);
+          if (fault !== undefined) await fault;
           break;
+        }
         case VmExitReason.TDCALL:
           return await handleTdvmcall(vm, this.#run, exit);
         default:
@@ -334,10 +363,9 @@ export class KvmVmm implements Vmm {
           break;
       }
     } catch (error) {
-      if (KvmError.is(error) && error.code === 'VM_DEAD') return undefined;
-      throw error;
+      return stopIfVmDead(error);
     }
-    return vm.dead === undefined ? makeGprs() : undefined;
+    return this.#reentry();
   }
 
   /**
@@ -357,4 +385,27 @@ export class KvmVmm implements Vmm {
     vm.kill(`KVM_EXIT_INTERNAL_ERROR on TD exit status 0x${rax.toString(16)}: userspace stopped the VM`);
     return undefined;
   }
+}
+
+/** RAX of an EPT-violation exit: the exit reason, nothing else set. */
+const EPT_VIOLATION_RAX = BigInt(VmExitReason.EPT_VIOLATION);
+
+/** Whether `exit` is an EPT-violation exit that {@link KvmVmm.onTdExit}'s checks let through (of `vcpus` vCPUs). */
+function isPlainEptViolation(exit: TdExitEvent, vcpus: number): boolean {
+  if (typeof exit !== 'object' || exit === null) return false;
+  const { regs, vcpuIndex } = exit;
+  return (
+    Array.isArray(regs) &&
+    regs.length >= 16 &&
+    regs[Reg.RAX] === EPT_VIOLATION_RAX &&
+    Number.isSafeInteger(vcpuIndex) &&
+    vcpuIndex >= 0 &&
+    vcpuIndex < vcpus
+  );
+}
+
+/** A handler failed: a dead VM (KvmError VM_DEAD) stops the vCPU (undefined); anything else is thrown on. */
+function stopIfVmDead(error: unknown): undefined {
+  if (KvmError.is(error) && error.code === 'VM_DEAD') return undefined;
+  throw error;
 }

@@ -1,8 +1,11 @@
 import {
   type BuiltTd,
   formatStatus,
+  type Gprs,
   isStatus,
+  makeGprs,
   RangeMap,
+  Reg,
   type SeamcallResult,
   SeededRng,
   sharedBit,
@@ -81,9 +84,13 @@ export class VmState {
   premapped = 0;
   #dead: string | undefined;
 
+  /** The TDR as a register value (RDX of the page SEAMCALLs), made once. */
+  readonly #tdrRegister: bigint;
+
   constructor(module: TdxModule, td: BuiltTd, options: ResolvedKvmOptions) {
     this.module = module;
     this.td = td;
+    this.#tdrRegister = BigInt(td.tdr);
     this.options = options;
     this.mirror = new MirrorSept(td.pwl);
     this.mmuLock = new MmuLock(module, td.tdr, options.mmuLock);
@@ -144,10 +151,30 @@ export class VmState {
   async seamcall(name: string, call: () => Promise<SeamcallResult>): Promise<SeamcallResult> {
     if (this.#dead !== undefined) throw this.deadError();
     const result = await call();
-    this.counters.seamcalls[name] = (this.counters.seamcalls[name] ?? 0) + 1;
-    if (isStatus(result.status, TdxStatus.OPERAND_BUSY)) this.counters.busySeen++;
-    if (result.status !== TdxStatus.SUCCESS && log.enabled) log('%s: %s', name, formatStatus(result.status));
+    this.countSeamcall(name, result.status);
     return result;
+  }
+
+  /**
+   * A page SEAMCALL of the fault path (TDH.MEM.PAGE.AUG, TDH.MEM.SEPT.ADD) with its registers built here — RCX = the
+   * page info of `gpa` and `level`, RDX = the TDR, R8 = `hpa` — resolving with the output registers; the caller counts
+   * it with {@link countSeamcall}. No typed wrapper, result object, decoded status or promise of its own: every page
+   * faulted in passes here, with arguments KVM made itself. Refused (rejects) once the VM is dead.
+   */
+  pageSeamcall(rax: bigint, gpa: number, level: number, hpa: number): Promise<Gprs> {
+    if (this.#dead !== undefined) return Promise.reject(this.deadError());
+    const regs = makeGprs();
+    regs[Reg.RCX] = BigInt(gpa) | BigInt(level);
+    regs[Reg.RDX] = this.#tdrRegister;
+    regs[Reg.R8] = BigInt(hpa);
+    return this.module.seamcall(rax, regs);
+  }
+
+  /** Counts a SEAMCALL that answered `status`. */
+  countSeamcall(name: string, status: bigint): void {
+    this.counters.seamcalls[name] = (this.counters.seamcalls[name] ?? 0) + 1;
+    if (isStatus(status, TdxStatus.OPERAND_BUSY)) this.counters.busySeen++;
+    if (status !== TdxStatus.SUCCESS && log.enabled) log('%s: %s', name, formatStatus(status));
   }
 
   /** A yield point of the backend between two steps of its own operations (undefined: go on at once). */

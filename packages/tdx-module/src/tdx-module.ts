@@ -326,57 +326,125 @@ export class TdxModule implements SeamcallPort {
     return out;
   }
 
-  async #vpEnter(regs: readonly bigint[]): Promise<Gprs> {
+  /**
+   * TDH.VP.ENTER: a status or a synthesized exit at once, else the vCPU's next exit. Not async itself: the checks
+   * and the entry run synchronously, only the wait in guest mode is a (small) async continuation.
+   */
+  #vpEnter(regs: readonly bigint[]): Gprs | Promise<Gprs> {
     const m = this.#m;
     const owner = m.vcpusByTdvpr.get(Number(regs[Reg.RCX]));
-    // The host processor of this vCPU enters SEAM root (NMIs inhibited) and leaves it at SEAMRET, below. A concurrent
-    // TDH.VP.ENTER of a vCPU already in guest mode (answered BUSY) is not its own host thread: it changes nothing.
+    // The host processor of this vCPU enters SEAM root (NMIs inhibited) and leaves it at SEAMRET (#seamret). A
+    // concurrent TDH.VP.ENTER of a vCPU already in guest mode (answered BUSY) is not its own host thread: it changes
+    // nothing.
     const cpu = owner !== undefined && owner.vcpu.run !== 'in-guest' ? owner.vcpu.cpu : undefined;
     cpu?.seamcall();
+    // Before entering: the host thread of the vCPU yields (it takes no lock before this point).
+    let pause: Promise<void> | undefined;
     try {
-      // Before entering: the host thread of the vCPU yields (it takes no lock before this point).
-      if (m.interleaves) {
-        const pause = yieldAt(
-          m,
-          'TDH.VP.ENTER',
-          'enter',
-          owner?.td.tdr ?? 0,
-          undefined,
-          owner?.vcpu.hostActor,
-        );
-        if (pause !== undefined) await pause;
-      }
-      const held = new HeldLocks();
+      pause = m.interleaves
+        ? yieldAt(m, 'TDH.VP.ENTER', 'enter', owner?.td.tdr ?? 0, undefined, owner?.vcpu.hostActor)
+        : undefined;
+    } catch (error) {
+      this.#seamret(cpu);
+      throw error;
+    }
+    if (pause !== undefined) return this.#vpEnterAfterYield(regs, cpu, pause);
+    return this.#vpEnterNow(regs, cpu);
+  }
+
+  /** TDH.VP.ENTER suspended at its first yield point. */
+  async #vpEnterAfterYield(
+    regs: readonly bigint[],
+    cpu: HostCpu | undefined,
+    pause: Promise<void>,
+  ): Promise<Gprs> {
+    try {
+      await pause;
+    } catch (error) {
+      this.#seamret(cpu);
+      throw error;
+    }
+    return this.#vpEnterNow(regs, cpu);
+  }
+
+  /** TDH.VP.ENTER's checks and the VM entry; SEAMRET at once unless the vCPU entered guest mode. */
+  #vpEnterNow(regs: readonly bigint[], cpu: HostCpu | undefined): Gprs | Promise<Gprs> {
+    const m = this.#m;
+    let td: TdControl;
+    let vcpu: VcpuState;
+    let exiting: Promise<Gprs>;
+    try {
+      const held = this.#heldPool.pop() ?? new HeldLocks();
       let decision: ReturnType<typeof vpEnterChecks>;
       try {
         decision = vpEnterChecks(m, regs, held);
       } finally {
         held.releaseAll();
+        this.#heldPool.push(held);
       }
-      if (decision.kind === 'status') return makeGprs({ rax: decision.status });
-      if (decision.kind === 'synthesized-exit') return decision.regs;
-      const { td, vcpu } = decision;
-      const exiting = this.#runtime.enter(vcpu, regs.slice());
+      if (decision.kind !== 'enter') {
+        this.#seamret(cpu);
+        return decision.kind === 'status' ? makeGprs({ rax: decision.status }) : decision.regs;
+      }
+      td = decision.td;
+      vcpu = decision.vcpu;
+      exiting = this.#runtime.enter(vcpu, regs.slice());
       // An NMI latched in SEAM root makes the TD exit again as soon as it is entered.
       const latched = vcpu.cpu.vmEntry();
       if (latched !== undefined) this.#nmiExit(td, vcpu, latched);
+    } catch (error) {
+      this.#seamret(cpu);
+      throw error;
+    }
+    return this.#inGuest(td, vcpu, cpu, exiting);
+  }
+
+  /**
+   * The vCPU runs its guest until its next exit, which TDH.VP.ENTER answers (SEAMRET after it). Without a deciding
+   * scheduler (no yield point after the exit) a promise chain, not an async function: one per TD exit.
+   */
+  #inGuest(td: TdControl, vcpu: VcpuState, cpu: HostCpu | undefined, exiting: Promise<Gprs>): Promise<Gprs> {
+    if (this.#m.interleaves) return this.#inGuestYielding(td, vcpu, cpu, exiting);
+    return exiting.then(
+      (exit) => {
+        this.#seamret(cpu);
+        return exit;
+      },
+      (error: unknown) => {
+        this.#seamret(cpu);
+        throw error;
+      },
+    );
+  }
+
+  /** {@link #inGuest} under a deciding scheduler: the host thread yields once the vCPU has left guest mode. */
+  async #inGuestYielding(
+    td: TdControl,
+    vcpu: VcpuState,
+    cpu: HostCpu | undefined,
+    exiting: Promise<Gprs>,
+  ): Promise<Gprs> {
+    try {
       const exit = await exiting;
-      if (m.interleaves) {
+      if (this.#m.interleaves) {
         // The vCPU has left guest mode; its host thread yields before the exit reaches the VMM (SEAM root).
-        const pause = yieldAt(m, 'TDH.VP.ENTER', 'exit', td.tdr, undefined, vcpu.hostActor);
+        const pause = yieldAt(this.#m, 'TDH.VP.ENTER', 'exit', td.tdr, undefined, vcpu.hostActor);
         if (pause !== undefined) await pause;
       }
       return exit;
     } finally {
-      // SEAMRET: nothing to do unless an NMI is latched (or was blocked) — the common path only flips the mode.
-      if (cpu !== undefined) {
-        if (cpu.latched === undefined) cpu.seamret(this.#nmiBlocking, 0);
-        else {
-          const runsBefore = cpu.handlings.length;
-          cpu.seamret(this.#nmiBlocking, m.clock.now());
-          if (m.trace.enabled) this.#traceHandlings(cpu, runsBefore);
-        }
-      }
+      this.#seamret(cpu);
+    }
+  }
+
+  /** SEAMRET: nothing to do unless an NMI is latched (or was blocked) — the common path only flips the mode. */
+  #seamret(cpu: HostCpu | undefined): void {
+    if (cpu === undefined) return;
+    if (cpu.latched === undefined) cpu.seamret(this.#nmiBlocking, 0);
+    else {
+      const runsBefore = cpu.handlings.length;
+      cpu.seamret(this.#nmiBlocking, this.#m.clock.now());
+      if (this.#m.trace.enabled) this.#traceHandlings(cpu, runsBefore);
     }
   }
 
@@ -417,15 +485,48 @@ export class TdxModule implements SeamcallPort {
     return new GuestCpu(this, owner.td, owner.vcpu);
   }
 
-  /** @internal TDCALL dispatch for {@link GuestCpu}. */
-  async tdcallFrom(td: TdControl, vcpu: VcpuState, rax: bigint, input: readonly bigint[]): Promise<Gprs> {
-    const m = this.#m;
-    const regs = normalizeGprs(input);
+  /**
+   * @internal TDCALL dispatch for {@link GuestCpu}. Not async itself: a TDCALL whose flow completes at once (no exit,
+   * no yield, no NMI or kick due) runs synchronously and costs one settled promise; only what waits gets an async
+   * continuation, each small (a suspended async function keeps its whole frame).
+   */
+  tdcallFrom(td: TdControl, vcpu: VcpuState, rax: bigint, input: readonly bigint[]): Promise<Gprs> {
+    try {
+      const regs = normalizeGprs(input);
+      // A vCPU out of guest mode waits for its entry first; a deciding scheduler sees the TDCALL's yield point.
+      if (vcpu.run !== 'in-guest' || this.#m.interleaves) return this.#tdcallAfterYield(td, vcpu, rax, regs);
+      const done = this.#tdcallNow(td, vcpu, rax, regs);
+      return done instanceof Promise ? done : Promise.resolve(done);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** The TDCALL once its vCPU runs and its yield point let it go on. */
+  async #tdcallAfterYield(
+    td: TdControl,
+    vcpu: VcpuState,
+    rax: bigint,
+    regs: readonly bigint[],
+  ): Promise<Gprs> {
     if (vcpu.run !== 'in-guest') await this.#runtime.whenRunning(vcpu);
+    if (this.#m.interleaves) {
+      const leaf = decodeLeaf(rax).leaf;
+      const gpa = leaf === TdcallLeaf.MEM_PAGE_ACCEPT ? acceptGpa(regs) : undefined;
+      // Flow 'TDCALL' (the leaf is the step), so that `flow === leaf` still names only a flow's locked point.
+      const pending = this.#guestYield(td, vcpu, 'TDCALL', tdcallLeafName(leaf) ?? `leaf ${leaf}`, gpa);
+      if (pending !== undefined) await pending;
+    }
+    return this.#tdcallNow(td, vcpu, rax, regs);
+  }
+
+  /** The TDCALL's work in SEAM root, synchronously up to the first thing that waits (an exit, a yield). */
+  #tdcallNow(td: TdControl, vcpu: VcpuState, rax: bigint, regs: readonly bigint[]): Gprs | Promise<Gprs> {
+    const m = this.#m;
     // Every TDCALL leaf is version 0: RAX below 2^16 is a leaf number as it is (one comparison, no decode).
     let leaf: number;
     let valid: boolean;
-    if (typeof rax === 'bigint' && rax >= 0n && rax < 0x10000n) {
+    if (rax >= 0n && rax < 0x10000n) {
       leaf = u64ToNumber(rax);
       valid = true;
     } else {
@@ -433,34 +534,87 @@ export class TdxModule implements SeamcallPort {
       leaf = decoded.leaf;
       valid = decoded.valid && decoded.version === 0;
     }
-    if (m.interleaves) {
-      const gpa = leaf === TdcallLeaf.MEM_PAGE_ACCEPT ? acceptGpa(regs) : undefined;
-      // Flow 'TDCALL' (the leaf is the step), so that `flow === leaf` still names only a flow's locked point.
-      const pending = this.#guestYield(td, vcpu, 'TDCALL', tdcallLeafName(leaf) ?? `leaf ${leaf}`, gpa);
-      if (pending !== undefined) await pending;
-    }
     m.clock.advance(this.#costs.tdcallNs);
     const out = regs.slice();
-    let status: bigint;
     vcpu.inTdcall = true;
     // The TDCALL's work runs in SEAM root: an NMI arriving meanwhile is latched until it returns to the TD.
     vcpu.cpu.tdcall(true);
+    let status: bigint | Promise<bigint>;
     try {
       if (!valid) status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
-      else if (leaf === TdcallLeaf.VP_VMCALL) status = await tdgVmcall(this.#runtime, td, vcpu, regs, out);
+      else if (leaf === TdcallLeaf.VP_VMCALL) status = tdgVmcall(this.#runtime, td, vcpu, regs, out);
       else if (leaf === TdcallLeaf.VP_INFO) status = tdgVpInfo(td, vcpu, out);
       else if (leaf === TdcallLeaf.VP_VEINFO_GET) status = tdgVeInfoGet(vcpu, out);
-      else if (leaf === TdcallLeaf.MEM_PAGE_ACCEPT)
-        status = await tdgAccept(m, this.#runtime, td, vcpu, regs);
+      // Synchronous unless it exits or yields.
+      else if (leaf === TdcallLeaf.MEM_PAGE_ACCEPT) status = tdgAccept(m, this.#runtime, td, vcpu, regs);
       else status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
-    } finally {
-      vcpu.inTdcall = false;
-      if (vcpu.run === 'in-guest') vcpu.cpu.tdcall(false);
+    } catch (error) {
+      this.#leaveTdcall(vcpu);
+      throw error;
     }
+    if (typeof status !== 'bigint') return this.#tdcallAfterFlow(td, vcpu, leaf, regs, out, status);
+    this.#leaveTdcall(vcpu);
+    return this.#completeTdcall(td, vcpu, leaf, regs, out, status);
+  }
+
+  /**
+   * The TDCALL's flow waits (an exit to the VMM, a yield): SEAM root is left once it has answered. A promise chain,
+   * not an async function (whose frame every call would allocate): each 4K page accepted through an exit passes here.
+   */
+  #tdcallAfterFlow(
+    td: TdControl,
+    vcpu: VcpuState,
+    leaf: number,
+    regs: readonly bigint[],
+    out: Gprs,
+    pending: Promise<bigint>,
+  ): Promise<Gprs> {
+    return pending.then(
+      (status) => {
+        this.#leaveTdcall(vcpu);
+        return this.#completeTdcall(td, vcpu, leaf, regs, out, status);
+      },
+      (error: unknown) => {
+        this.#leaveTdcall(vcpu);
+        throw error;
+      },
+    );
+  }
+
+  /** Back from SEAM root to the TD (a latched NMI waits for the instruction boundary). */
+  #leaveTdcall(vcpu: VcpuState): void {
+    vcpu.inTdcall = false;
+    if (vcpu.run === 'in-guest') vcpu.cpu.tdcall(false);
+  }
+
+  /** RIP, the guest's view of HOST_PRIORITY, RAX, trace and log, then the instruction boundary. */
+  #completeTdcall(
+    td: TdControl,
+    vcpu: VcpuState,
+    leaf: number,
+    regs: readonly bigint[],
+    out: Gprs,
+    status: bigint,
+  ): Gprs | Promise<Gprs> {
     if (leaf !== TdcallLeaf.VP_VMCALL || status !== TdxStatus.SUCCESS) vcpu.rip++;
     if (vcpu.hpBusySince !== undefined || isBusyHostPriority(status)) {
-      status = await this.#hostPriorityView(td, vcpu, status);
+      return this.#hostPriorityView(td, vcpu, status).then((seen) =>
+        this.#answerTdcall(td, vcpu, leaf, regs, out, seen),
+      );
     }
+    return this.#answerTdcall(td, vcpu, leaf, regs, out, status);
+  }
+
+  /** RAX, trace and log of a TDCALL, then what happens at the instruction boundary after it. */
+  #answerTdcall(
+    td: TdControl,
+    vcpu: VcpuState,
+    leaf: number,
+    regs: readonly bigint[],
+    out: Gprs,
+    status: bigint,
+  ): Gprs | Promise<Gprs> {
+    const m = this.#m;
     out[Reg.RAX] = status;
     if (m.trace.enabled) {
       m.trace.record({
@@ -488,10 +642,8 @@ export class TdxModule implements SeamcallPort {
         (regs[2] as bigint).toString(16),
         formatStatus(status),
       );
-    // Nothing happens at the boundary in the common case: no NMI latched, no kick waiting, no interrupt pending.
-    if (vcpu.run === 'in-guest' && (vcpu.cpu.latched !== undefined || vcpu.kickPending || vcpu.virrCount > 0))
-      await this.#afterInstruction(td, vcpu);
-    return out;
+    const after = this.#afterInstruction(td, vcpu);
+    return after === undefined ? out : after.then(() => out);
   }
 
   /**
@@ -542,7 +694,8 @@ export class TdxModule implements SeamcallPort {
       if (result.kind !== 'ok') return result;
       results.set(result.data, done);
       done += n;
-      await this.#afterInstruction(td, vcpu);
+      const after = this.#afterInstruction(td, vcpu);
+      if (after !== undefined) await after;
     }
     return { kind: 'ok', data: results } as const;
   }
@@ -550,10 +703,20 @@ export class TdxModule implements SeamcallPort {
   /**
    * What happens at the instruction boundary after a TDCALL or a guest access: an NMI latched during the TDCALL makes
    * an NMI exit, then a kick that waited for the instruction makes its external-interrupt exit, then pending virtual
-   * interrupts are delivered to the guest if it has interrupts enabled.
+   * interrupts are delivered to the guest if it has interrupts enabled. Undefined (no promise) when no exit is due,
+   * the path of almost every instruction.
    */
-  async #afterInstruction(td: TdControl, vcpu: VcpuState): Promise<void> {
-    if (vcpu.run !== 'in-guest') return;
+  #afterInstruction(td: TdControl, vcpu: VcpuState): Promise<void> | undefined {
+    if (vcpu.run !== 'in-guest') return undefined;
+    if (vcpu.cpu.latched === undefined && !vcpu.kickPending) {
+      if (vcpu.virrCount > 0) deliverVirtualInterrupts(this.#m, vcpu);
+      return undefined;
+    }
+    return this.#exitsAfterInstruction(td, vcpu);
+  }
+
+  /** {@link #afterInstruction} when an NMI is latched or a kick waits: the exits, then the interrupts. */
+  async #exitsAfterInstruction(td: TdControl, vcpu: VcpuState): Promise<void> {
     const nmi = vcpu.cpu.takeLatched();
     if (nmi !== undefined) await this.#runtime.exit(td, vcpu, nmiExit(), 'NMI', undefined, nmi);
     if (vcpu.kickPending && vcpu.run === 'in-guest') {
@@ -844,9 +1007,13 @@ export class GuestCpu {
   }
 
   /** A TDCALL: RAX = leaf, other registers as the leaf wants. Resolves with the registers after it, RAX = status. */
-  async tdcall(rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
-    assertUnsigned('rax', rax);
-    // tdcallFrom reduces (and checks) the registers.
+  tdcall(rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
+    try {
+      assertUnsigned('rax', rax);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    // tdcallFrom checks the registers (a rejection, as here): one promise per TDCALL, not two.
     return this.#module.tdcallFrom(this.#td, this.#vcpu, rax, regs);
   }
 

@@ -1,11 +1,11 @@
-import { decodeStatus, isStatus, pageSizeOf, TdxStatus } from '@tdxsim/tdx-module';
+import { decodeStatus, isStatus, pageSizeOf, Reg, TdxStatus } from '@tdxsim/tdx-module';
 import createDebug from 'debug';
 import type { TdcallCpu } from '../concurrency/cpu-port.js';
 import { assertKnownOptions } from '../errors.js';
 import { abortedBy, type Interruption } from '../interruption.js';
 import { validateAcceptPolicy } from '../policy-validation.js';
 import { type GpaRange, validateGpaRange } from '../range.js';
-import { tdgAccept } from '../tdcalls.js';
+import { acceptTdcall } from '../tdcalls.js';
 import {
   assertCpu,
   assertFunction,
@@ -99,13 +99,17 @@ export async function runAcceptRange(
 ): Promise<AcceptOutcome> {
   let pos = range.start;
   let tdcalls = 0;
+  // The block size of each level, once per range (not once per block tried).
+  const levels = policy.levels;
+  const sizes = levels.map(pageSizeOf);
   while (pos < range.end) {
     let done = false;
     let lastStatus = 0n;
     let lastLevel = 0;
-    for (const level of policy.levels) {
+    for (let i = 0; i < levels.length; i++) {
+      const level = levels[i] as number;
       if (level === 2 && memory.no1G) continue;
-      const size = pageSizeOf(level);
+      const size = sizes[i] as number;
       if (pos % size !== 0 || pos + size > range.end) continue;
       let busy = 0;
       let status: bigint;
@@ -114,7 +118,8 @@ export async function runAcceptRange(
         if (aborted !== undefined)
           return { kind: 'interrupted', tdcalls, acceptedEnd: pos, inFlightEnd: pos, interruption: aborted };
         try {
-          status = await tdgAccept(cpu, pos, level);
+          // The range and levels are checked: the TDCALL itself, without the public wrapper's checks.
+          status = (await acceptTdcall(cpu, pos, level))[Reg.RAX] as bigint;
         } catch (error) {
           tdcalls++;
           log('%s: accept at 0x%s level %d never came back', policy.name, pos.toString(16), level);

@@ -46,9 +46,29 @@ export class CpuPort implements TdcallCpu {
     });
   }
 
+  /**
+   * Runs `instruction` once every instruction asked before it on this vCPU has completed: at once when none is in
+   * flight (the common case: no turn of the event loop, one promise to count it done), else after the last one.
+   */
   #turn<T>(instruction: () => Promise<T>): Promise<T> {
-    const result = this.#tail.then(instruction, instruction);
-    this.#tail = result.catch(() => undefined);
+    let result: Promise<T>;
+    if (this.#inFlight === 0) {
+      try {
+        result = instruction();
+      } catch (error) {
+        result = Promise.reject(error);
+      }
+    } else {
+      result = this.#tail.then(instruction, instruction);
+    }
+    this.#inFlight++;
+    this.#tail = result.then(this.#done, this.#done);
     return result;
   }
+
+  /** Instructions asked on this vCPU that have not completed. */
+  #inFlight = 0;
+  readonly #done = (): void => {
+    this.#inFlight--;
+  };
 }

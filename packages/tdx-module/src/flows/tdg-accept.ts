@@ -10,7 +10,8 @@ import type { VcpuRuntime } from '../core/vcpu-runtime.js';
 import { deliverOneInterrupt } from '../core/virtual-interrupts.js';
 import { LockResult } from '../locks/lock-result.js';
 import { septEntryTryLock, septEntryUnlock } from '../locks/sept-entry-lock.js';
-import { Reg } from '../registers.js';
+import { type Gprs, Reg } from '../registers.js';
+import type { WalkResult } from '../sept/sept-tree.js';
 import type { TdControl } from '../td/td-control.js';
 import type { VcpuState } from '../td/vcpu.js';
 
@@ -19,85 +20,156 @@ import type { VcpuState } from '../td/vcpu.js';
  * Where there is nothing to accept yet the module exits to the VMM (EPT violation, EEQ type ACCEPT) without
  * advancing RIP, so the TDCALL runs again after the VMM has resolved it. A 2M accept interrupted by a pending
  * interrupt keeps its progress in the entry's accept counter and resumes from there.
+ * Synchronous (a status) unless it exits to the VMM or the scheduler suspends it at its yield point: every TDCALL
+ * that completes at once costs no promise.
  * Source: intel/tdx-module 1.5.01 tdg_mem_page_accept.c (reference tdx-module.md §5.11, §6).
  */
-export async function tdgAccept(
+export function tdgAccept(
   m: ModuleState,
   runtime: VcpuRuntime,
   td: TdControl,
   vcpu: VcpuState,
   regs: readonly bigint[],
-): Promise<bigint> {
+): bigint | Promise<bigint> {
   const info = checkPageInfo(regs[Reg.RCX] as bigint, 0, 1, td.gpaw);
   if (info === undefined) return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RCX);
-  const { gpa, level } = info;
-  for (;;) {
-    const walk = td.tree.walk(gpa, level);
-    if (walk.level !== level) {
-      if (septStateInfo(walk.state).leaf && SeptStateGroup.guestAccessibleLeaf.has(walk.state)) {
-        return withDetail(TdxStatus.PAGE_ALREADY_ACCEPTED, walk.level);
-      }
-      await runtime.exit(td, vcpu, acceptExit(gpa, level, walk), 'EPT violation (ACCEPT)');
-      continue;
+  return acceptFrom(m, runtime, td, vcpu, info.gpa, info.level);
+}
+
+/** What the locked part of an ACCEPT came to: a status, an exit to take (its registers), or another round. */
+type LockedOutcome = bigint | Gprs | typeof AGAIN;
+/** The ACCEPT stopped for an interrupt after one chunk: it runs again from the walk. */
+const AGAIN = Symbol('again');
+
+/**
+ * The ACCEPT from the walk on: synchronous up to an exit or a suspended yield point (a 2M ACCEPT stopped for an
+ * interrupt runs it again, at most once per 4K chunk).
+ */
+function acceptFrom(
+  m: ModuleState,
+  runtime: VcpuRuntime,
+  td: TdControl,
+  vcpu: VcpuState,
+  gpa: number,
+  level: number,
+): bigint | Promise<bigint> {
+  const walk = td.tree.walk(gpa, level);
+  if (walk.level !== level) {
+    if (septStateInfo(walk.state).leaf && SeptStateGroup.guestAccessibleLeaf.has(walk.state)) {
+      return withDetail(TdxStatus.PAGE_ALREADY_ACCEPTED, walk.level);
     }
-    const attempt = septEntryTryLock(walk.table.lock[walk.index] as number, 'guest');
-    walk.table.lock[walk.index] = attempt.word;
-    if (attempt.result === LockResult.BUSY) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.RCX);
-    if (attempt.result === LockResult.BUSY_HOST_PRIORITY) {
-      return withDetail(TdxStatus.OPERAND_BUSY_HOST_PRIORITY, OperandId.RCX);
-    }
-    const pause = yieldAt(m, 'TDG.MEM.PAGE.ACCEPT', 'locked', td.tdr, gpa, vcpu.guestActor);
-    if (pause !== undefined) {
-      try {
-        await pause;
-      } catch (error) {
-        // The flow fails while suspended (its thread ended): it gives the entry lock back, keeping any HP bit a host
-        // set meanwhile, exactly as its own early returns do.
-        walk.table.lock[walk.index] = septEntryUnlock(walk.table.lock[walk.index] as number);
-        throw error;
-      }
-    }
-    const state = walk.table.state[walk.index] as number;
-    const stateInfo = septStateInfo(state);
-    if (!stateInfo.leaf && state !== SeptState.FREE && state !== SeptState.REMOVED) {
-      walk.table.lock[walk.index] = septEntryUnlock(walk.table.lock[walk.index] as number);
-      return withDetail(TdxStatus.PAGE_SIZE_MISMATCH, level);
-    }
-    if (SeptStateGroup.guestAccessibleLeaf.has(state)) {
-      walk.table.lock[walk.index] = septEntryUnlock(walk.table.lock[walk.index] as number);
-      return withDetail(TdxStatus.PAGE_ALREADY_ACCEPTED, level);
-    }
-    if (!ACCEPT_ALLOWED_SEPT_STATES.has(state)) {
-      walk.table.lock[walk.index] = septEntryUnlock(walk.table.lock[walk.index] as number);
-      await runtime.exit(td, vcpu, acceptExit(gpa, level, { ...walk, state }), 'EPT violation (ACCEPT)');
-      continue;
-    }
-    const hpa = walk.table.hpa[walk.index] as number;
-    if (level === 0) {
-      m.memory.zero(hpa, 4096);
-    } else {
-      const done = walk.table.acceptCounter[walk.index] as number;
-      if (vcpu.interruptPending && done < 511) {
-        // One chunk, then stop for the interrupt: entry still PENDING with its progress saved, RIP not advanced.
-        m.memory.zero(hpa + done * 4096, 4096);
-        walk.table.acceptCounter[walk.index] = done + 1;
-        // The whole entry read at lock time is written back: TDEL and any HP bit set meanwhile are cleared.
-        walk.table.lock[walk.index] = 0;
-        // The TDCALL returns to the guest with RIP unchanged; the guest takes the interrupt (if it has interrupts
-        // enabled), then executes the ACCEPT again, which resumes from the saved progress.
-        vcpu.interruptPending = false;
-        if (vcpu.interruptsEnabled) deliverOneInterrupt(m, vcpu);
-        continue;
-      }
-      m.memory.zero(hpa + done * 4096, (512 - done) * 4096);
-    }
-    walk.table.acceptCounter[walk.index] = 0;
-    walk.table.setState(
-      walk.index,
-      state === SeptState.PENDING ? SeptState.MAPPED : SeptState.EXPORTED_DIRTY,
-    );
-    // The whole entry is written back: TDEL and any HP bit a host set meanwhile are cleared (reference §10.4).
-    walk.table.lock[walk.index] = 0;
-    return TdxStatus.SUCCESS;
+    return exitThenAccept(m, runtime, td, vcpu, gpa, level, acceptExit(gpa, level, walk));
   }
+  const attempt = septEntryTryLock(walk.table.lock[walk.index] as number, 'guest');
+  walk.table.lock[walk.index] = attempt.word;
+  if (attempt.result === LockResult.BUSY) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.RCX);
+  if (attempt.result === LockResult.BUSY_HOST_PRIORITY) {
+    return withDetail(TdxStatus.OPERAND_BUSY_HOST_PRIORITY, OperandId.RCX);
+  }
+  const pause = yieldAt(m, 'TDG.MEM.PAGE.ACCEPT', 'locked', td.tdr, gpa, vcpu.guestActor);
+  if (pause !== undefined) return acceptAfterPause(m, runtime, td, vcpu, gpa, level, walk, pause);
+  return settle(m, runtime, td, vcpu, gpa, level, acceptLocked(m, vcpu, gpa, level, walk));
+}
+
+/** Where the locked part left the ACCEPT: its status, another round (from the walk), or an exit and then one. */
+function settle(
+  m: ModuleState,
+  runtime: VcpuRuntime,
+  td: TdControl,
+  vcpu: VcpuState,
+  gpa: number,
+  level: number,
+  outcome: LockedOutcome,
+): bigint | Promise<bigint> {
+  if (outcome === AGAIN) return acceptFrom(m, runtime, td, vcpu, gpa, level);
+  if (typeof outcome === 'bigint') return outcome;
+  return exitThenAccept(m, runtime, td, vcpu, gpa, level, outcome);
+}
+
+/**
+ * Takes the EPT-violation exit, then (once the VMM has entered the vCPU again) runs the ACCEPT again. A promise
+ * chain, not an async function: this is every 4K page's path, and an async call allocates its whole frame.
+ */
+function exitThenAccept(
+  m: ModuleState,
+  runtime: VcpuRuntime,
+  td: TdControl,
+  vcpu: VcpuState,
+  gpa: number,
+  level: number,
+  exit: Gprs,
+): Promise<bigint> {
+  return runtime
+    .exit(td, vcpu, exit, 'EPT violation (ACCEPT)')
+    .then(() => acceptFrom(m, runtime, td, vcpu, gpa, level));
+}
+
+/** The ACCEPT suspended at its yield point with the entry locked: it goes on once the scheduler lets it. */
+async function acceptAfterPause(
+  m: ModuleState,
+  runtime: VcpuRuntime,
+  td: TdControl,
+  vcpu: VcpuState,
+  gpa: number,
+  level: number,
+  walk: WalkResult,
+  pause: Promise<void>,
+): Promise<bigint> {
+  try {
+    await pause;
+  } catch (error) {
+    // The flow fails while suspended (its thread ended): it gives the entry lock back, keeping any HP bit a host
+    // set meanwhile, exactly as its own early returns do.
+    walk.table.lock[walk.index] = septEntryUnlock(walk.table.lock[walk.index] as number);
+    throw error;
+  }
+  return settle(m, runtime, td, vcpu, gpa, level, acceptLocked(m, vcpu, gpa, level, walk));
+}
+
+/** The ACCEPT with the guest's entry lock held: checks the state and accepts, or says which exit to take. */
+function acceptLocked(
+  m: ModuleState,
+  vcpu: VcpuState,
+  gpa: number,
+  level: number,
+  walk: WalkResult,
+): LockedOutcome {
+  const state = walk.table.state[walk.index] as number;
+  const stateInfo = septStateInfo(state);
+  if (!stateInfo.leaf && state !== SeptState.FREE && state !== SeptState.REMOVED) {
+    walk.table.lock[walk.index] = septEntryUnlock(walk.table.lock[walk.index] as number);
+    return withDetail(TdxStatus.PAGE_SIZE_MISMATCH, level);
+  }
+  if (SeptStateGroup.guestAccessibleLeaf.has(state)) {
+    walk.table.lock[walk.index] = septEntryUnlock(walk.table.lock[walk.index] as number);
+    return withDetail(TdxStatus.PAGE_ALREADY_ACCEPTED, level);
+  }
+  if (!ACCEPT_ALLOWED_SEPT_STATES.has(state)) {
+    walk.table.lock[walk.index] = septEntryUnlock(walk.table.lock[walk.index] as number);
+    return acceptExit(gpa, level, { ...walk, state });
+  }
+  const hpa = walk.table.hpa[walk.index] as number;
+  if (level === 0) {
+    m.memory.zero(hpa, 4096);
+  } else {
+    const done = walk.table.acceptCounter[walk.index] as number;
+    if (vcpu.interruptPending && done < 511) {
+      // One chunk, then stop for the interrupt: entry still PENDING with its progress saved, RIP not advanced.
+      m.memory.zero(hpa + done * 4096, 4096);
+      walk.table.acceptCounter[walk.index] = done + 1;
+      // The whole entry read at lock time is written back: TDEL and any HP bit set meanwhile are cleared.
+      walk.table.lock[walk.index] = 0;
+      // The TDCALL returns to the guest with RIP unchanged; the guest takes the interrupt (if it has interrupts
+      // enabled), then executes the ACCEPT again, which resumes from the saved progress.
+      vcpu.interruptPending = false;
+      if (vcpu.interruptsEnabled) deliverOneInterrupt(m, vcpu);
+      return AGAIN;
+    }
+    m.memory.zero(hpa + done * 4096, (512 - done) * 4096);
+  }
+  walk.table.acceptCounter[walk.index] = 0;
+  walk.table.setState(walk.index, state === SeptState.PENDING ? SeptState.MAPPED : SeptState.EXPORTED_DIRTY);
+  // The whole entry is written back: TDEL and any HP bit a host set meanwhile are cleared (reference §10.4).
+  walk.table.lock[walk.index] = 0;
+  return TdxStatus.SUCCESS;
 }

@@ -18,6 +18,9 @@ export type EnterDecision =
   | { readonly kind: 'synthesized-exit'; readonly regs: Gprs }
   | { readonly kind: 'enter'; readonly td: TdControl; readonly vcpu: VcpuState };
 
+/** The implicit TDR operand of TDH.VP.ENTER, for enterTd (written before each use, read only during it). */
+const TD_REGS: Gprs = makeGprs();
+
 /**
  * TDH.VP.ENTER up to the VM entry: TDVPR and implicit TDR checks, OP_STATE gate, the epoch reference, and the
  * zero-step filter, which takes the SEPT tree lock exclusive (BUSY + SEPT_TREE on failure) and synthesises an
@@ -31,9 +34,9 @@ export function vpEnterChecks(m: ModuleState, regs: readonly bigint[], held: Hel
   const owner = m.vcpusByTdvpr.get(Number(tdvpr));
   if (owner === undefined)
     return { kind: 'status', status: withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.RCX) };
-  const tdRegs = makeGprs();
-  tdRegs[Reg.RCX] = BigInt(owner.td.tdr);
-  const td = enterTd(m, SeamcallLeaf.VP_ENTER, tdRegs, OperandId.RCX, 'shared', true, held, OperandId.TDR);
+  // enterTd reads the TDR operand at once: one register file serves every entry.
+  TD_REGS[Reg.RCX] = BigInt(owner.td.tdr);
+  const td = enterTd(m, SeamcallLeaf.VP_ENTER, TD_REGS, OperandId.RCX, 'shared', true, held, OperandId.TDR);
   if (typeof td === 'bigint') return { kind: 'status', status: td };
   const { vcpu } = owner;
   if (!vcpu.initialized)

@@ -469,7 +469,25 @@ export class BackendGuard {
     return watched;
   }
 
-  async #seamcall(module: TdxModule, rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
+  /**
+   * A SEAMCALL of the backend, checked. Not an async function (a frame per call, on every SEAMCALL of every
+   * scenario): a refused call rejects, TDH.VP.ENTER is the module's own promise, other leaves' statuses are looked at
+   * in one `then`.
+   */
+  #seamcall(module: TdxModule, rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
+    let leaf: number;
+    try {
+      leaf = this.#admit(rax, regs);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const pending = module.seamcall(rax, regs);
+    if (leaf === SeamcallLeaf.VP_ENTER) return pending;
+    return pending.then((out) => this.#answered(leaf, regs, out));
+  }
+
+  /** The checks before a SEAMCALL goes to the module: its leaf, or a throw (the fault raised). */
+  #admit(rax: bigint, regs: readonly bigint[]): number {
     if (typeof rax !== 'bigint' || rax < 0n || rax > MAX_U64) {
       const error = new TestkitError(
         'INVALID_VMM_REGISTERS',
@@ -498,8 +516,11 @@ export class BackendGuard {
       );
       throw this.#stoppedError(leafName(leaf));
     }
-    const out = await module.seamcall(rax, regs);
-    if (leaf === SeamcallLeaf.VP_ENTER) return out;
+    return leaf;
+  }
+
+  /** What the module answered a SEAMCALL other than TDH.VP.ENTER: avoidable errors noted, a stuck backend stopped. */
+  #answered(leaf: number, regs: readonly bigint[], out: Gprs): Gprs {
     const status = out[Reg.RAX] as bigint;
     if (status === 0n) this.#successes++;
     // Without the error bit nothing is avoidable (the common case: no call into the classifier).
@@ -560,39 +581,59 @@ export class BackendGuard {
     }
   }
 
+  /** `onTdExit` threw (or rejected) on `exit`: the fault is raised; returns the error to pass on. */
+  #exitThrew(exit: TdExitEvent, regs: readonly bigint[], error: unknown): unknown {
+    this.#raise(
+      'threw',
+      `onTdExit threw on the TD exit of ${exitWords(exit.vcpuIndex, regs)}: ${errorText(error)}`,
+    );
+    this.#pendingExits.delete(exit.vcpuIndex);
+    return error;
+  }
+
+  /** `onTdExit` answered `exit` with `reply`: checked (16 64-bit registers, or undefined to stop). */
+  #exitAnswered(exit: TdExitEvent, regs: readonly bigint[], reply: Gprs | undefined): Gprs | undefined {
+    this.#pendingExits.delete(exit.vcpuIndex);
+    if (reply === undefined) return reply;
+    const bad = badRegister(reply);
+    if (bad !== undefined) {
+      const error = new TestkitError(
+        'INVALID_VMM_REGISTERS',
+        `onTdExit answered the TD exit of ${exitWords(exit.vcpuIndex, regs)} with ${bad.text} (registers are 16 64-bit bigints: makeGprs builds them)`,
+        bad.register.toLowerCase(),
+      );
+      this.#raise('bad-registers', error.message);
+      throw error;
+    }
+    return reply;
+  }
+
   /** Checks each answer of `vmm.onTdExit` and notes which exits wait for one. */
   #watchVmm(vmm: Vmm): void {
     const original = vmm.onTdExit;
     if (typeof original !== 'function') return;
-    const watched = async (exit: TdExitEvent): Promise<Gprs | undefined> => {
+    // A promise chain, not an async function: every TD exit of every scenario passes here.
+    const watched = (exit: TdExitEvent): Promise<Gprs | undefined> => {
       // A copy: the backend may change the array it was handed, the message tells the exit as it came.
       const regs = Array.isArray(exit.regs) ? exit.regs.slice() : exit.regs;
-      this.#noteRepeat(exit.vcpuIndex, regs);
-      this.#pendingExits.set(exit.vcpuIndex, regs);
-      let reply: Gprs | undefined;
+      let answer: Promise<Gprs | undefined>;
       try {
-        reply = await original.call(vmm, exit);
+        this.#noteRepeat(exit.vcpuIndex, regs);
       } catch (error) {
-        this.#raise(
-          'threw',
-          `onTdExit threw on the TD exit of ${exitWords(exit.vcpuIndex, regs)}: ${errorText(error)}`,
-        );
-        throw error;
-      } finally {
-        this.#pendingExits.delete(exit.vcpuIndex);
+        return Promise.reject(error);
       }
-      if (reply === undefined) return reply;
-      const bad = badRegister(reply);
-      if (bad !== undefined) {
-        const error = new TestkitError(
-          'INVALID_VMM_REGISTERS',
-          `onTdExit answered the TD exit of ${exitWords(exit.vcpuIndex, regs)} with ${bad.text} (registers are 16 64-bit bigints: makeGprs builds them)`,
-          bad.register.toLowerCase(),
-        );
-        this.#raise('bad-registers', error.message);
-        throw error;
+      this.#pendingExits.set(exit.vcpuIndex, regs);
+      try {
+        answer = Promise.resolve(original.call(vmm, exit));
+      } catch (error) {
+        return Promise.reject(this.#exitThrew(exit, regs, error));
       }
-      return reply;
+      return answer.then(
+        (reply) => this.#exitAnswered(exit, regs, reply),
+        (error: unknown) => {
+          throw this.#exitThrew(exit, regs, error);
+        },
+      );
     };
     try {
       Object.defineProperty(vmm, 'onTdExit', { value: watched, configurable: true, writable: true });
