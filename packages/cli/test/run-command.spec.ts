@@ -1,6 +1,9 @@
 /**
- * `tdxsim run` as a process on sub-matrices: expectations and baselines, shards and merge-reports, reports, colours,
- * CI annotations, and every argument error before a run starts.
+ * `tdxsim run` on sub-matrices: expectations and baselines, shards and merge-reports, reports, colours, CI
+ * annotations, and every argument error before a run starts. Most runs call the CLI's `main` in this process (what
+ * they check is the same, without a process start from source each); the ones about the process itself run it: the
+ * shards side by side, colours and annotations from its environment, a backend file it imports, exit codes reaching
+ * the shell.
  */
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,7 +34,7 @@ const SMALL = [
 
 describe('expected outcomes', () => {
   it('the shipped expectations make a known finding exit 0, shown as expected', async () => {
-    const run = await runCli(SMALL);
+    const run = await runMain(SMALL);
     expect(run.code).toBe(0);
     expect(run.stdout.split('\n')[0]).toMatch(
       /^4 scenarios in .+: 2 ok · 1 failed-safely \(all expected\) · 1 UNSAFE \(all expected\) · 0 error — every outcome as expected \(seed 1\)$/,
@@ -51,7 +54,7 @@ describe('expected outcomes', () => {
     if (rule !== undefined) rule.outcome = 'failed-safely';
     const edited = join(dir, 'edited-expectations.json');
     writeFileSync(edited, JSON.stringify(shipped));
-    const run = await runCli([...SMALL, '--expect', edited]);
+    const run = await runMain([...SMALL, '--expect', edited]);
     expect(run.code).toBe(1);
     const lines = run.stdout.split('\n');
     expect(lines[0]).toBe('1 outcome not as expected:');
@@ -63,7 +66,7 @@ describe('expected outcomes', () => {
   });
 
   it('--no-expect judges by the default rule: an UNSAFE scenario is a change', async () => {
-    const run = await runCli([...SMALL, '--no-expect']);
+    const run = await runMain([...SMALL, '--no-expect']);
     expect(run.code).toBe(1);
     expect(run.stdout.split('\n')[1]).toMatch(
       /^ {2}openvmm\/r11-past-end\/swiotlb-1g: nothing expected, got UNSAFE — /,
@@ -72,8 +75,8 @@ describe('expected outcomes', () => {
 
   it('--baseline: the same outcomes exit 0; a baseline that differs exits 1 naming the scenario', async () => {
     const base = join(dir, 'base.json');
-    expect((await runCli([...SMALL, '--json', base])).code).toBe(0);
-    const same = await runCli([...SMALL, '--baseline', base]);
+    expect((await runMain([...SMALL, '--json', base])).code).toBe(0);
+    const same = await runMain([...SMALL, '--baseline', base]);
     expect(same.code).toBe(0);
     expect(readReport(base).results.map((r) => r.expected)).toEqual(['ok', 'ok', 'failed-safely', 'UNSAFE']);
     const changed = readReport(base);
@@ -85,17 +88,17 @@ describe('expected outcomes', () => {
     };
     const file = join(dir, 'edited-base.json');
     writeFileSync(file, JSON.stringify(edited));
-    const run = await runCli([...SMALL, '--baseline', file]);
+    const run = await runMain([...SMALL, '--baseline', file]);
     expect(run.code).toBe(1);
     expect(run.stdout.split('\n')[1]).toBe('  linux/hyperv-512/swiotlb-1g: expected failed-safely, got ok');
   });
 
   it('--write-expect writes rules that the same run then meets', async () => {
     const file = join(dir, 'written.json');
-    expect((await runCli([...SMALL, '--write-expect', file])).code).toBe(0);
+    expect((await runMain([...SMALL, '--write-expect', file])).code).toBe(0);
     const written = JSON.parse(readFileSync(file, 'utf8'));
     expect(written.schema).toBe('tdxsim-expectations/1');
-    const again = await runCli([...SMALL, '--expect', file]);
+    const again = await runMain([...SMALL, '--expect', file]);
     expect(again.code).toBe(0);
     expect(again.stdout).toMatch(/ — every outcome as expected \(seed 1\)$/m);
   });
@@ -147,7 +150,7 @@ describe('shards', () => {
     const twice = await runMain(['merge-reports', join(dir, 'shard-1.json'), join(dir, 'shard-1.json')]);
     expect(twice.stderr.trim()).toMatch(/^tdxsim: .*shard-1\.json and .*shard-1\.json are both shard 1\/3$/);
     const other = join(dir, 'other-seed.json');
-    await runCli([...MATRIX, '--vmm', 'hyperv-512', '--seed', '2', '--shard', '1/3', '--json', other]);
+    await runMain([...MATRIX, '--vmm', 'hyperv-512', '--seed', '2', '--shard', '1/3', '--json', other]);
     const mixed = await runMain(['merge-reports', join(dir, 'shard-1.json'), other]);
     expect(mixed.code).toBe(2);
     expect(mixed.stderr.trim()).toMatch(/are not shards of one run: their seeds differ$/);
@@ -175,7 +178,7 @@ describe('reports and output', () => {
     expect(readFileSync(join(dir, 'summary.md'), 'utf8')).toMatch(/^### tdxsim\n\n4 scenarios in /);
     // Every row with --table all, the ok ones included.
     expect(coloured.stdout).toMatch(/linux\/hyperv-512\/swiotlb-1g/);
-    const plain = await runCli(SMALL);
+    const plain = await runMain(SMALL);
     expect(plain.stdout).not.toContain('\u001b[');
     expect(plain.stdout).not.toContain('::error');
   });
@@ -213,8 +216,8 @@ describe('reports and output', () => {
 
   it('replay checks its input against the JSON Schema, then reruns a scenario with identical counters', async () => {
     const json = join(dir, 'small.json');
-    await runCli([...SMALL, '--json', json]);
-    const replay = await runCli(['replay', json, 'openvmm/r11-past-end/swiotlb-1g']);
+    await runMain([...SMALL, '--json', json]);
+    const replay = await runMain(['replay', json, 'openvmm/r11-past-end/swiotlb-1g']);
     expect(replay.code).toBe(0);
     expect(replay.stdout).toMatch(/identical counters and outcome \(UNSAFE\)$/m);
     const broken = readReport(json) as unknown as { results: { counters: Record<string, unknown> }[] };
