@@ -10,10 +10,14 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
  */
 const LONGEST_FIRST = [
   'packages/cli/test/default-matrix.spec.ts',
+  'packages/cli/test/wasm-guest-compare.spec.ts',
+  'test/multi-vcpu-explored.spec.ts',
   'packages/cli/test/run-command.spec.ts',
+  'packages/cli/test/backend-faults.spec.ts',
   'packages/cli/test/wasm-guest-cli.spec.ts',
   'packages/guest/test/properties.spec.ts',
   'packages/host-kvm/test/selftests/private-mem-conversions.spec.ts',
+  'test/readme-code-blocks.spec.ts',
   'packages/testkit/test/conformance.spec.ts',
   'packages/cli/test/fuzz-command.spec.ts',
   'packages/cli/test/explore-command.spec.ts',
