@@ -1,4 +1,47 @@
+import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
+import { BaseSequencer, type TestSpecification } from 'vitest/node';
+
+/**
+ * The files that take longest (whole matrices, 1,000-run properties, CLI processes; measured in a full run, longest
+ * first), started first so that the short files fill the other worker at the end instead of one long file running alone. Vitest
+ * orders by the durations it cached from the last run when it has them; a clean clone (CI) has none and would order
+ * by file size, which puts most of these last.
+ */
+const LONGEST_FIRST = [
+  'packages/cli/test/default-matrix.spec.ts',
+  'packages/cli/test/wasm-guest-compare.spec.ts',
+  'test/multi-vcpu-explored.spec.ts',
+  'packages/cli/test/run-command.spec.ts',
+  'packages/cli/test/backend-faults.spec.ts',
+  'packages/cli/test/wasm-guest-cli.spec.ts',
+  'packages/guest/test/properties.spec.ts',
+  'packages/host-kvm/test/selftests/private-mem-conversions.spec.ts',
+  'test/readme-code-blocks.spec.ts',
+  'packages/testkit/test/conformance.spec.ts',
+  'packages/cli/test/fuzz-command.spec.ts',
+  'packages/cli/test/explore-command.spec.ts',
+  'packages/cli/test/behaviour-snapshot.spec.ts',
+  'packages/cli/test/explore-guest.spec.ts',
+  'packages/cli/test/html-report.spec.ts',
+  'packages/tdx-module/test/model/sept-model.spec.ts',
+  'packages/cli/test/behaviour-snapshot-linux.spec.ts',
+  'packages/cli/test/behaviour-snapshot-openvmm.spec.ts',
+  'packages/cli/test/behaviour-snapshot-strict.spec.ts',
+  'packages/wasm-guest/test/bridge.spec.ts',
+];
+
+class LongestFirstSequencer extends BaseSequencer {
+  override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
+    const sorted = await super.sort(files);
+    const rank = (file: TestSpecification): number => {
+      const index = LONGEST_FIRST.findIndex((path) => file.moduleId.endsWith(`/${path}`));
+      return index === -1 ? LONGEST_FIRST.length : index;
+    };
+    // Array.prototype.sort is stable: the rest keep vitest's order.
+    return sorted.sort((a, b) => rank(a) - rank(b));
+  }
+}
 
 // Tests read each package's TypeScript source through the "@tdxsim/source" export condition, so no build is
 // needed before `pnpm test`. Test files share one module graph per worker (isolate: false): every test builds its
@@ -10,6 +53,11 @@ export default defineConfig({
     include: ['packages/*/src/**/*.spec.ts', 'packages/*/test/**/*.spec.ts', 'test/**/*.spec.ts'],
     pool: 'threads',
     isolate: false,
+    // Vitest's default in `run` is one worker fewer than the CPUs: a single worker on a 2-core CI machine, every
+    // file one after the other. The tests are CPU-bound and the main thread only collects results, so one worker
+    // per CPU.
+    maxWorkers: availableParallelism(),
+    sequence: { sequencer: LongestFirstSequencer },
     testTimeout: 120_000,
     // The JSON report lets .ci/run print a plain "N passed, N failed" line.
     reporters: ['default', ['json', { outputFile: '.vitest-results.json' }]],

@@ -2,20 +2,28 @@
  * The behaviour the performance work (issue 14) must not change: a fixed set of default-matrix scenarios run with
  * their traces kept, reduced to what a user sees — outcome, reason, violations, notes, counters, the HTML report's
  * detail and every trace event as `replay --trace` prints it (hashed; the first lines kept for a readable diff).
+ * One spec file per policy (behaviour-snapshot-<policy>.spec.ts), so that test workers share the work.
  *
  * Regenerate (only when a behaviour change is intended and reviewed):
  *   UPDATE_BEHAVIOUR_SNAPSHOT=1 npx vitest run packages/cli/test/behaviour-snapshot.spec.ts
  */
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { expect } from 'vitest';
 import { buildCatalog, findVmm, findWorkload } from '../src/catalog/catalog.js';
 import { formatTraceEvent } from '../src/commands/replay-command.js';
 import { runScenario } from '../src/scenario/run-scenario.js';
 import type { ScenarioSpec } from '../src/scenario/scenario-result.js';
+import { FIXTURES } from './run-cli.js';
 
 const MIB = 2 ** 20;
 
+/** The saved records, one per spec of {@link snapshotSpecs}, in its order. */
+export const SNAPSHOT = join(FIXTURES, 'behaviour', 'scenarios.json');
+
 /** Policies that validate everything, validate little, and a middle one. */
-const POLICIES = ['linux', 'openvmm', 'strict'];
+export const POLICIES = ['linux', 'openvmm', 'strict'] as const;
 /** Every honest backend and hostile ones that reach different paths (stall, R11 lies, aliasing, re-AUG). */
 const VMMS = [
   'kvm',
@@ -84,4 +92,21 @@ export async function behaviourOf(spec: ScenarioSpec): Promise<BehaviourRecord> 
     traceSha256: hash.digest('hex'),
     traceHead: lines.slice(0, 12),
   };
+}
+
+/** The saved records of the snapshot. */
+export function savedRecords(): BehaviourRecord[] {
+  return JSON.parse(readFileSync(SNAPSHOT, 'utf8')) as BehaviourRecord[];
+}
+
+/**
+ * Runs every scenario of the snapshot with `policy` and expects each record equal to the saved one at the same
+ * place; the saved records of that policy are exactly these, in the same order.
+ */
+export async function expectSameBehaviour(policy: (typeof POLICIES)[number]): Promise<void> {
+  const saved = savedRecords().filter((r) => r.id.startsWith(`${policy}/`));
+  const records: BehaviourRecord[] = [];
+  for (const spec of snapshotSpecs()) if (spec.policy === policy) records.push(await behaviourOf(spec));
+  expect(records.map((r) => r.id)).toEqual(saved.map((r) => r.id));
+  for (let i = 0; i < records.length; i++) expect(records[i], saved[i]?.id).toEqual(saved[i]);
 }

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { REPO_ROOT, runCli } from './run-cli.js';
+import { REPO_ROOT, runCli, runMain } from './run-cli.js';
 
 describe('tdxsim fuzz', () => {
   it('pnpm fuzz is tdxsim fuzz', () => {
@@ -93,24 +93,24 @@ describe('tdxsim fuzz', () => {
   });
 
   it('argument errors exit 2', async () => {
-    const vmm = await runCli(['fuzz', '--kind', 'sequential', '--vmm', 'kvm']);
+    const vmm = await runMain(['fuzz', '--kind', 'sequential', '--vmm', 'kvm']);
     expect(vmm.code).toBe(2);
     expect(vmm.stderr.trim()).toBe(
       'tdxsim: --vmm chooses the backends of concurrent cases: not with --kind sequential',
     );
-    const kinds = await runCli(['fuzz', '--concurrent', '--kind', 'mixed']);
+    const kinds = await runMain(['fuzz', '--concurrent', '--kind', 'mixed']);
     expect(kinds.code).toBe(2);
     expect(kinds.stderr.trim()).toBe('tdxsim: --concurrent is --kind concurrent: not with --kind mixed');
-    const badVmm = await runCli(['fuzz', '--concurrent', '--vmm', 'xen']);
+    const badVmm = await runMain(['fuzz', '--concurrent', '--vmm', 'xen']);
     expect(badVmm.stderr.trim()).toMatch(
       /^tdxsim: unknown vmm "xen" \(valid: kvm, hyperv, kvm-without-mmu-lock/,
     );
-    const both = await runCli(['fuzz', '--runs', '10', '--minutes', '1']);
+    const both = await runMain(['fuzz', '--runs', '10', '--minutes', '1']);
     expect(both.code).toBe(2);
     expect(both.stderr.trim()).toBe('tdxsim: give --runs or --minutes, not both');
-    const preset = await runCli(['fuzz', '--preset', 'windows']);
+    const preset = await runMain(['fuzz', '--preset', 'windows']);
     expect(preset.stderr.trim()).toMatch(/^tdxsim: unknown preset "windows" \(valid: linux, /);
-    const replay = await runCli(['fuzz', '--replay', '{not json']);
+    const replay = await runMain(['fuzz', '--replay', '{not json']);
     expect(replay.code).toBe(2);
     expect(replay.stderr.trim()).toMatch(/^tdxsim: --replay: not a fuzz case: /);
   });

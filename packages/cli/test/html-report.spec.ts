@@ -31,13 +31,13 @@ describe.skipIf(!hasChromium)('the HTML report in headless Chromium', () => {
   const file = join(dir, 'report.html');
 
   beforeAll(async () => {
-    // Every outcome: ok (kvm), failed-safely (never-progresses), UNSAFE (openvmm on r11-past-end), error (a backend
-    // that throws); every scenario drawn.
+    // Every outcome: ok (hyperv-512: its 1 GiB swiotlb is cheap, KVM's 4K one is not), failed-safely
+    // (never-progresses), UNSAFE (openvmm on r11-past-end), error (a backend that throws); every scenario drawn.
     const run = await runCli([
       '--backend',
       join(FIXTURES, 'throwing-vmm.ts'),
       '--vmm',
-      'kvm,never-progresses,r11-past-end,throwing-vmm',
+      'hyperv-512,never-progresses,r11-past-end,throwing-vmm',
       '--policy',
       'linux,openvmm',
       '--workload',
@@ -144,7 +144,7 @@ describe.skipIf(!hasChromium)('the HTML report in headless Chromium', () => {
     expect(await page.locator('#controls input[value="ok"]').isChecked()).toBe(false);
     const initial = await visibleRows();
     expect(initial).toHaveLength(12);
-    expect(initial).not.toContain('linux/kvm/swiotlb-1g');
+    expect(initial).not.toContain('linux/hyperv-512/swiotlb-1g');
     await page.locator('#controls input[value="ok"]').check();
     expect(await visibleRows()).toHaveLength(16);
     await page.locator('#controls input[value="changes"]').check();

@@ -57,12 +57,25 @@ export function runCli(
   });
 }
 
-/** `main(args)` in this process, its output captured: for command lines that end before any scenario runs. */
+/**
+ * `main(args)` in this process, its output captured, with the environment a {@link runCli} process gets (no colour
+ * unless `env` says otherwise; `undefined` removes a variable) for the time of the call. For what does not need a
+ * process of its own: the exit code is main's return value, and scenarios run in worker threads of this one. Calls
+ * must not overlap (the capture is of this thread's stdout and stderr). Test workers are threads: the environment
+ * changed here is this thread's copy.
+ */
 export async function runMain(
   args: readonly string[],
+  options: { env?: Record<string, string | undefined> } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';
   let stderr = '';
+  const saved = { ...process.env };
+  const env: Record<string, string | undefined> = { NO_COLOR: '1', FORCE_COLOR: undefined, ...options.env };
+  for (const [key, value] of Object.entries(env)) {
+    if (value === undefined) delete process.env[key];
+    else process.env[key] = value;
+  }
   const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
     stdout += String(chunk);
     return true;
@@ -76,5 +89,7 @@ export async function runMain(
   } finally {
     out.mockRestore();
     err.mockRestore();
+    for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key];
+    Object.assign(process.env, saved);
   }
 }

@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { builtinCatalog } from '../src/catalog/catalog.js';
 import { runMatrix } from '../src/matrix/run-matrix.js';
 import { runScenario } from '../src/scenario/run-scenario.js';
-import { runCli } from './run-cli.js';
+import { runCli, runMain } from './run-cli.js';
 
 const catalog = builtinCatalog();
 const vmm = (name: string) => {
@@ -125,14 +125,14 @@ describe('tdxsim run --vcpus', () => {
   }, 600_000);
 
   it('usage errors exit 2', async () => {
-    const seedAlone = await runCli(['run', '--schedule-seed', '3', '--vmm', 'kvm']);
+    const seedAlone = await runMain(['run', '--schedule-seed', '3', '--vmm', 'kvm']);
     expect(seedAlone.code).toBe(2);
     expect(seedAlone.stderr.trim()).toBe(
       'tdxsim: --schedule-seed needs --vcpus or --scheduler (without them every flow runs to completion)',
     );
-    const bad = await runCli(['run', '--vcpus', '2', '--scheduler', 'fifo']);
+    const bad = await runMain(['run', '--vcpus', '2', '--scheduler', 'fifo']);
     expect(bad.code).toBe(2);
-    const zero = await runCli(['run', '--vcpus', '0']);
+    const zero = await runMain(['run', '--vcpus', '0']);
     expect(zero.code).toBe(2);
   }, 120_000);
 });

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type RunReport, runReportValidator } from '../src/report/json-report.js';
-import { runCli } from './run-cli.js';
+import { runCli, runMain } from './run-cli.js';
 import {
   Fault,
   faultyGuest,
@@ -155,7 +155,7 @@ describe.skipIf(!hasClang)('tdxsim run --guest', () => {
         /^tdxsim: guest file ".*kernel-guest\.wasm" would be named "kernel-guest\.wasm", which .*kernel-guest\.wasm has: rename the file$/,
       ],
     ] as const) {
-      const run = await runCli([...args, '--vmm', 'kvm', '--workload', 'dma-small']);
+      const run = await runMain([...args, '--vmm', 'kvm', '--workload', 'dma-small']);
       expect(run.code, run.stderr).toBe(2);
       expect(run.stdout).toBe('');
       expect(run.stderr.trimEnd()).toMatch(message);
