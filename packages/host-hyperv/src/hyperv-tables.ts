@@ -65,7 +65,9 @@ export class HypervTables implements VmmView {
     assertInteger('level', level, 0, this.#pwl);
     let missing: number[] | undefined;
     for (let at = this.#pwl; at > level; at--) {
-      if (!(this.#tables[at] as Set<number>).has(gpa - (gpa % spanOf(at)))) (missing ??= []).push(at);
+      if ((this.#tables[at] as Set<number>).has(gpa - (gpa % spanOf(at)))) continue;
+      missing ??= [];
+      missing.push(at);
     }
     // Nearly always nothing: no array then (this runs before every AUG).
     return missing ?? NONE_MISSING;
