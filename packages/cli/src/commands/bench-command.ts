@@ -56,7 +56,7 @@ export interface BenchRow {
   readonly calls: number;
   readonly cpuMs: { readonly min: number; readonly median: number };
   /**
-   * CPU time of the warm-up run before the measured ones (undefined with `--quick`, which has none). In a process
+   * CPU time of the first warm-up run before the measured ones (undefined with `--quick`, which has none). In a process
    * that ran nothing before (`--only` one measure, one `--vmm`), it is the cold cost: V8 compiles the hot path with
    * its optimising compiler on background threads during it, and that CPU time is the process's too.
    */
@@ -77,6 +77,7 @@ interface BenchOptions {
   readonly only?: string[];
   readonly quick: boolean;
   readonly runs?: number;
+  readonly warmUp?: number;
   readonly json?: string;
 }
 
@@ -113,10 +114,15 @@ export const benchCommand: CliCommand = {
       )
       .option('--quick', 'run 1/64 of each workload, once (a smoke test; targets not judged)', false)
       .option('--runs <n>', 'runs of each measurement (default 3; 1 with --quick)', positiveInteger(100))
+      .option(
+        '--warm-up <n>',
+        "unmeasured runs of each workload before its measured ones (default 1; none with --quick); the first one's CPU is the '1st run' column",
+        positiveInteger(100),
+      )
       .option('--json <file>', 'write the rows and figures as JSON')
       .addHelpText(
         'after',
-        "\nCPU time is the process's (user + system) during the run: on a shared machine wall time is noise. Each workload runs once unmeasured first (its CPU time is the '1st run' column: in a fresh process with one --only measure and one --vmm, the cold cost, V8's compilation of the hot path included), then --runs times at its size and --runs times at twice it. Targets are issue 14's. Exit code 1 when a workload is not ok (a missed target is reported, not an error).",
+        "\nCPU time is the process's (user + system) during the run: on a shared machine wall time is noise. Each workload runs --warm-up times unmeasured first (the first one's CPU time is the '1st run' column: in a fresh process with one --only measure and one --vmm, the cold cost, V8's compilation of the hot path included), then --runs times at its size and --runs times at twice it. Targets are issue 14's. Exit code 1 when a workload is not ok (a missed target is reported, not an error).",
       )
       .action(async (options: BenchOptions) => done(await bench(options)));
   },
@@ -211,7 +217,7 @@ async function bench(args: BenchOptions): Promise<number> {
   ];
   const cases = allCases.filter((c) => wanted(c.measure));
   process.stdout.write(
-    `tdxsim bench (node ${process.version}, ${runs} run${runs === 1 ? '' : 's'} each${args.quick ? ', quick: 1/64 of each, targets not judged' : ''}; CPU = process user + system)\n`,
+    `tdxsim bench (node ${process.version}, ${runs} run${runs === 1 ? '' : 's'} each${args.quick ? '' : ` after ${args.warmUp ?? 1} warm-up run${(args.warmUp ?? 1) === 1 ? '' : 's'}`}${args.quick ? ', quick: 1/64 of each, targets not judged' : ''}; CPU = process user + system)\n`,
   );
   process.stdout.write(
     `${'benchmark'.padEnd(34)} ${'calls'.padStart(11)} ${'CPU min'.padStart(9)} ${'CPU med'.padStart(9)} ${'wall med'.padStart(9)} ${'peak heap'.padStart(10)} ${'1st run'.padStart(9)} ${'x2 CPU'.padStart(7)} ${'x2 heap'.padStart(7)}  targets\n`,
@@ -220,6 +226,7 @@ async function bench(args: BenchOptions): Promise<number> {
   for (const c of cases) {
     // Unmeasured: what it costs is shown apart, so that the runs compared (and doubled) are all warm.
     const first = args.quick ? undefined : await measure(c, c.amount);
+    for (let i = 1; i < (args.quick ? 0 : (args.warmUp ?? 1)); i++) await measure(c, c.amount);
     const once = await measureRuns(c, c.amount, runs);
     const twice = await measureRuns(c, 2 * c.amount, runs);
     const row: BenchRow = {
