@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { builtinCatalog } from '../src/catalog/catalog.js';
 import { honestVmms } from '../src/catalog/vmm-catalog.js';
 import { Expectations, expectationsOf, isChange, matchesPattern } from '../src/expectations/expectations.js';
+import { costHint } from '../src/matrix/scenario-cost.js';
 import { selectSpecs, shardOf } from '../src/matrix/select-specs.js';
 import { collectList, parseSeed, parseShard, positiveInteger } from '../src/options/option-values.js';
 import { githubAnnotations } from '../src/report/github-annotations.js';
@@ -74,6 +75,23 @@ describe('catalog and matrix', () => {
     }
     // Deterministic: the same shard twice is the same list.
     expect(shardOf(specs, { index: 2, total: 3 })).toEqual(shardOf(specs, { index: 2, total: 3 }));
+  });
+
+  it('cost hints: GiB workloads 4K at a time (4K-only guest, or private memory at 4K) first, then GiB at 2M, MiB last', () => {
+    const vmms = new Map(honestVmms().map((v) => [v.name, v]));
+    const hint = (policy: string, vmm: string, workload: string): number =>
+      costHint({ policy, vmm, workload, seed: 1 }, vmms.get(vmm));
+    expect(vmms.get('kvm')?.privateAt4k).toBe(true);
+    expect(vmms.get('hyperv-512')?.privateAt4k).toBeUndefined();
+    // KVM backs private memory at 4K: its GiB workloads rank with a 4K-only guest's, above Hyper-V's 2M ones.
+    expect(hint('linux', 'kvm', 'accept-4g')).toBe(hint('asterinas', 'hyperv-512', 'accept-4g'));
+    expect(hint('linux', 'kvm-events', 'swiotlb-1g')).toBeGreaterThan(
+      hint('linux', 'hyperv-512', 'accept-4g'),
+    );
+    expect(hint('linux', 'kvm', 'accept-4g')).toBeGreaterThan(hint('linux', 'kvm', 'swiotlb-1g'));
+    expect(hint('linux', 'hyperv-512', 'swiotlb-1g')).toBeGreaterThan(hint('linux', 'kvm', 'churn'));
+    // Without the backend's entry, only the guest tells.
+    expect(costHint({ policy: 'linux', vmm: 'kvm', workload: 'accept-4g', seed: 1 })).toBe(4);
   });
 });
 

@@ -4,6 +4,20 @@ import { assertAddress, assertInteger } from './validation.js';
 
 const PAGE = 4096;
 const spanOf = (level: number): number => PAGE * 512 ** level;
+const NONE_MISSING: readonly number[] = Object.freeze([]);
+const MIB2 = spanOf(1);
+/** A 4K slot of a {@link SmallLeaves} with no leaf. */
+const NO_PAGE = -1;
+
+/**
+ * The 4K leaves of one 2M region, by slot: host page (or {@link NO_PAGE}) and whether it is blocked. A GiB of 4K
+ * leaves is 512 of these (2.3 MiB) rather than 262,144 objects and map entries keyed by non-small numbers.
+ */
+class SmallLeaves {
+  readonly hpa = new Float64Array(512).fill(NO_PAGE);
+  readonly blocked = new Uint8Array(512);
+  count = 0;
+}
 
 /** A private leaf the backend mapped. */
 export interface HypervLeaf {
@@ -24,7 +38,10 @@ export class HypervTables implements VmmView {
   readonly #pwl: number;
   /** Linked tables, per level (the level of the entry that points to the table), by aligned GPA. */
   readonly #tables: Set<number>[] = [];
-  readonly #leaves = [new Map<number, HypervLeaf>(), new Map<number, HypervLeaf>()] as const;
+  /** 2M leaves by GPA. */
+  readonly #huge = new Map<number, HypervLeaf>();
+  /** 4K leaves by 2M region (GPA / 2M: a small integer key), in the order their regions were first mapped. */
+  readonly #small = new Map<number, SmallLeaves>();
   /**
    * Shared-EPT mappings it made: private-alias GPA → host page, kept as runs like the shared EPT itself (a 1 GiB
    * buffer on consecutive host pages is one entry).
@@ -43,14 +60,17 @@ export class HypervTables implements VmmView {
   }
 
   /** The levels (highest first) whose table must be linked before a leaf at `level` can be mapped at `gpa`. */
-  missingTables(gpa: number, level: number): number[] {
+  missingTables(gpa: number, level: number): readonly number[] {
     assertAddress('gpa', gpa);
     assertInteger('level', level, 0, this.#pwl);
-    const missing: number[] = [];
+    let missing: number[] | undefined;
     for (let at = this.#pwl; at > level; at--) {
-      if (!(this.#tables[at] as Set<number>).has(gpa - (gpa % spanOf(at)))) missing.push(at);
+      if ((this.#tables[at] as Set<number>).has(gpa - (gpa % spanOf(at)))) continue;
+      missing ??= [];
+      missing.push(at);
     }
-    return missing;
+    // Nearly always nothing: no array then (this runs before every AUG).
+    return missing ?? NONE_MISSING;
   }
 
   /** Records a table linked by a successful TDH.MEM.SEPT.ADD at `level` for `gpa`. */
@@ -63,7 +83,27 @@ export class HypervTables implements VmmView {
   /** The leaf that maps `gpa` (a 2M leaf over it, or its 4K leaf), if any. */
   leafAt(gpa: number): HypervLeaf | undefined {
     assertAddress('gpa', gpa, 1);
-    return this.#leaves[1].get(gpa - (gpa % spanOf(1))) ?? this.#leaves[0].get(gpa - (gpa % PAGE));
+    const base = gpa - (gpa % MIB2);
+    return this.#huge.get(base) ?? this.#smallLeaf(base, gpa - (gpa % PAGE));
+  }
+
+  /** Whether a leaf (2M over it, or 4K) maps `gpa`: {@link leafAt} without building the record. */
+  hasLeaf(gpa: number): boolean {
+    assertAddress('gpa', gpa, 1);
+    const base = gpa - (gpa % MIB2);
+    if (this.#huge.has(base)) return true;
+    const region = this.#small.get(base / MIB2);
+    return region !== undefined && region.hpa[((gpa - base) / PAGE) | 0] !== NO_PAGE;
+  }
+
+  /** The 4K leaf at `gpa` (4K-aligned) of the 2M region at `base`, if any. */
+  #smallLeaf(base: number, gpa: number): HypervLeaf | undefined {
+    const region = this.#small.get(base / MIB2);
+    if (region === undefined) return undefined;
+    const slot = (gpa - base) / PAGE;
+    const hpa = region.hpa[slot] as number;
+    if (hpa === NO_PAGE) return undefined;
+    return { gpa, level: 0, hpa, blocked: region.blocked[slot] === 1 };
   }
 
   /** Whether the 2M region at `base` has a page table (so it is mapped, if at all, at 4K). */
@@ -75,22 +115,45 @@ export class HypervTables implements VmmView {
   /** Records a leaf AUGed (or blocked: the same leaf with `blocked`). */
   mapped(leaf: HypervLeaf): void {
     assertLeaf(leaf);
-    this.#leaves[leaf.level].set(leaf.gpa, leaf);
+    if (leaf.level === 1) {
+      this.#huge.set(leaf.gpa, leaf);
+      return;
+    }
+    const base = leaf.gpa - (leaf.gpa % MIB2);
+    let region = this.#small.get(base / MIB2);
+    if (region === undefined) {
+      region = new SmallLeaves();
+      this.#small.set(base / MIB2, region);
+    }
+    const slot = (leaf.gpa - base) / PAGE;
+    if (region.hpa[slot] === NO_PAGE) region.count++;
+    region.hpa[slot] = leaf.hpa;
+    region.blocked[slot] = leaf.blocked ? 1 : 0;
   }
 
   /** Records a leaf removed by a successful TDH.MEM.PAGE.REMOVE. */
   removed(level: 0 | 1, gpa: number): void {
     assertInteger('level', level, 0, 1);
     assertAddress('gpa', gpa, spanOf(level));
-    this.#leaves[level].delete(gpa);
+    if (level === 1) {
+      this.#huge.delete(gpa);
+      return;
+    }
+    const base = gpa - (gpa % MIB2);
+    const region = this.#small.get(base / MIB2);
+    const slot = (gpa - base) / PAGE;
+    if (region === undefined || region.hpa[slot] === NO_PAGE) return;
+    region.hpa[slot] = NO_PAGE;
+    region.blocked[slot] = 0;
+    if (--region.count === 0) this.#small.delete(base / MIB2);
   }
 
   /** Records a successful TDH.MEM.PAGE.DEMOTE of the 2M leaf at `base`: a page table and 512 4K leaves. */
   demoted(base: number): void {
     assertAddress('base', base, spanOf(1));
-    const leaf = this.#leaves[1].get(base);
+    const leaf = this.#huge.get(base);
     if (leaf === undefined) return;
-    this.#leaves[1].delete(base);
+    this.#huge.delete(base);
     this.linked(1, base);
     for (let i = 0; i < 512; i++)
       this.mapped({ gpa: base + i * PAGE, level: 0, hpa: leaf.hpa + i * PAGE, blocked: false });
@@ -107,28 +170,34 @@ export class HypervTables implements VmmView {
         'end',
       );
     const out: HypervLeaf[] = [];
-    const region = spanOf(1);
-    for (let base = start - (start % region); base < end; base += region) {
-      const huge = this.#leaves[1].get(base);
+    for (let base = start - (start % MIB2); base < end; base += MIB2) {
+      const huge = this.#huge.get(base);
       if (huge !== undefined) {
         out.push(huge);
         continue;
       }
       if (!this.hasPageTable(base)) continue;
-      for (let gpa = Math.max(start, base); gpa < Math.min(end, base + region); gpa += PAGE) {
-        const leaf = this.#leaves[0].get(gpa);
-        if (leaf !== undefined) out.push(leaf);
+      const region = this.#small.get(base / MIB2);
+      if (region === undefined) continue;
+      for (let gpa = Math.max(start, base); gpa < Math.min(end, base + MIB2); gpa += PAGE) {
+        const slot = (gpa - base) / PAGE;
+        const hpa = region.hpa[slot] as number;
+        if (hpa !== NO_PAGE) out.push({ gpa, level: 0, hpa, blocked: region.blocked[slot] === 1 });
       }
     }
     return out;
   }
 
   privateMappings(): Iterable<ViewedMapping> {
-    return [...this.#leaves[1].values(), ...this.#leaves[0].values()].map(({ gpa, level, hpa }) => ({
-      gpa,
-      level,
-      hpa,
-    }));
+    const out: ViewedMapping[] = [];
+    for (const { gpa, hpa } of this.#huge.values()) out.push({ gpa, level: 1, hpa });
+    for (const [index, region] of this.#small) {
+      for (let slot = 0; slot < 512; slot++) {
+        const hpa = region.hpa[slot] as number;
+        if (hpa !== NO_PAGE) out.push({ gpa: index * MIB2 + slot * PAGE, level: 0, hpa });
+      }
+    }
+    return out;
   }
 
   *sharedMappings(): Iterable<ViewedMapping> {

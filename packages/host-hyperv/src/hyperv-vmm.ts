@@ -33,6 +33,8 @@ import { assertBuildOptions, assertExit, assertMethods } from './validation.js';
 const log = createDebug('tdxsim:hyperv:vmm');
 const PAGE = 4096;
 const MIB2 = 2 ** 21;
+/** The backend's own exits never stop waiting for an interrupt (its vCPU loop ends with the TD). */
+const neverStopped = (): boolean => false;
 /** Tries of one zap SEAMCALL that gets OPERAND_BUSY, each after a kick of every vCPU (the first included). */
 const ZAP_ATTEMPTS = 4;
 
@@ -239,14 +241,22 @@ export class HypervVmm implements Vmm {
       await new Promise((resolve) => setImmediate(resolve));
       return makeGprs();
     }
-    const answered = await this.#interrupts.answer(exit, () => false);
-    if (answered !== undefined) return answered;
     const reason = Number(rax & 0xffffn);
-    if (reason === VmExitReason.EPT_VIOLATION) await this.#gpaMap.with(() => this.#eptViolation(exit.regs));
+    if (reason === VmExitReason.EPT_VIOLATION) {
+      await this.#gpaMap.with(() => this.#eptViolation(exit.regs));
+      return makeGprs();
+    }
+    // The enter/exit path's exits (NMI, interrupt, hypercall, HLT); an EPT violation or MapGPA is never one of them.
+    const mapGpa =
+      reason === VmExitReason.TDCALL &&
+      exit.regs[Reg.R10] === 0n &&
+      exit.regs[Reg.R11] === TdvmcallSubfunction.MAP_GPA;
+    if (!mapGpa) {
+      const answered = await this.#interrupts.answer(exit, neverStopped);
+      if (answered !== undefined) return answered;
+    }
     if (reason === VmExitReason.TDCALL) {
-      if (exit.regs[Reg.R10] !== 0n || exit.regs[Reg.R11] !== TdvmcallSubfunction.MAP_GPA) {
-        return makeGprs({ r10: TdvmcallStatus.SUBFUNC_UNSUPPORTED });
-      }
+      if (!mapGpa) return makeGprs({ r10: TdvmcallStatus.SUBFUNC_UNSUPPORTED });
       this.counters.mapGpaCalls++;
       const start = exit.regs[Reg.R12] as bigint;
       const size = exit.regs[Reg.R13] as bigint;
@@ -306,7 +316,7 @@ export class HypervVmm implements Vmm {
   /** AUGs a 2M page at `gpa` when its record has nothing there (no leaf, no page table); false when it cannot. */
   async #aug2m(gpa: number): Promise<boolean> {
     const td = this.td;
-    if (this.tables.leafAt(gpa) !== undefined || this.tables.hasPageTable(gpa)) return false;
+    if (this.tables.hasLeaf(gpa) || this.tables.hasPageTable(gpa)) return false;
     if (!(await this.#linkTables(gpa, 1))) return false;
     const hpa = td.allocator.alloc2m();
     const result = await this.#seamcall('TDH.MEM.PAGE.AUG', () => td.host.pageAug(td.tdr, gpa, 1, hpa));
@@ -451,12 +461,18 @@ export class HypervVmm implements Vmm {
 
   async #aug(gpa: number): Promise<void> {
     const td = this.td;
-    if (this.tables.leafAt(gpa) !== undefined) return;
+    if (this.tables.hasLeaf(gpa)) return;
     if (!(await this.#linkTables(gpa, 0))) return;
     const hpa = td.allocator.alloc4k();
     const result = await this.#seamcall('TDH.MEM.PAGE.AUG', () => td.host.pageAug(td.tdr, gpa, 0, hpa));
     if (result.status === TdxStatus.SUCCESS) this.tables.mapped({ gpa, level: 0, hpa, blocked: false });
     else td.allocator.free4k(hpa);
+  }
+
+  /** Whether no page of [start, end) is shared by its attributes. */
+  #noneShared(start: number, end: number): boolean {
+    for (const run of this.attributes.runs(start, end)) if (run.value === 'shared') return false;
+    return true;
   }
 
   /** Memory never converted (unaccepted at boot) is AUGed when the guest first accepts it. */
@@ -466,9 +482,10 @@ export class HypervVmm implements Vmm {
     if (gpa >= shared || this.attributes.get(gpa) === 'shared') return;
     // An ACCEPT exit (EEQ type 1) names the level asked for: a whole private 2M block gets a 2M page.
     const eeq = regs[Reg.RDX] as bigint;
-    const base = gpa - (gpa % MIB2);
-    const whole = [...this.attributes.runs(base, base + MIB2)].every((run) => run.value !== 'shared');
-    if ((eeq & 0xfn) === 1n && ((eeq >> 32n) & 7n) === 1n && whole && (await this.#aug2m(base))) return;
+    if ((eeq & 0xfn) === 1n && ((eeq >> 32n) & 7n) === 1n) {
+      const base = gpa - (gpa % MIB2);
+      if (this.#noneShared(base, base + MIB2) && (await this.#aug2m(base))) return;
+    }
     await this.#aug(gpa);
   }
 }

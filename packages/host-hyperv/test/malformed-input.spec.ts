@@ -196,6 +196,11 @@ const tables: MalformedRow<HypervFixture>[] = [
     (f, [gpa]) => f.tables.leafAt(gpa as number),
   ),
   ...argumentRows<HypervFixture>(
+    'HypervTables.hasLeaf',
+    [{ name: 'gpa', valid: fixed(0), bad: BAD_NUMBERS }],
+    (f, [gpa]) => f.tables.hasLeaf(gpa as number),
+  ),
+  ...argumentRows<HypervFixture>(
     'HypervTables.hasPageTable',
     [{ name: 'base', valid: fixed(0), bad: plus(BAD_NUMBERS, ['0x1000 (not 2M-aligned)', PAGE]) }],
     (f, [base]) => f.tables.hasPageTable(base as number),

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { TdGuest } from '@tdxsim/guest';
 import { assertInvariants, checkVmmView, TdxModule } from '@tdxsim/tdx-module';
 import { describe, expect, it } from 'vitest';
-import { HypervVmm } from '../src/index.js';
+import { HypervTables, HypervVmm } from '../src/index.js';
 
 const MIB = 2 ** 20;
 const MIB2 = 2 * MIB;
@@ -96,5 +96,53 @@ describe('HypervVmm keeps its own table', () => {
       'TDH.MR.EXTEND': 16,
       'TDH.MR.FINALIZE': 1,
     });
+  });
+
+  it('records 4K leaves per 2M region: AUG, BLOCK, REMOVE and DEMOTE read back the same through every accessor', () => {
+    const tables = new HypervTables(4);
+    const base = 3 * MIB2;
+    expect(tables.missingTables(base, 0)).toEqual([4, 3, 2, 1]);
+    for (const [level, gpa] of [
+      [4, base],
+      [3, base],
+      [2, base],
+      [1, base],
+    ] as const)
+      tables.linked(level, gpa);
+    expect(tables.missingTables(base + PAGE, 0)).toEqual([]);
+    tables.mapped({ gpa: base + 5 * PAGE, level: 0, hpa: 2 ** 40 + PAGE, blocked: false });
+    tables.mapped({ gpa: base + 511 * PAGE, level: 0, hpa: 2 ** 40, blocked: false });
+    tables.mapped({ gpa: base + 5 * PAGE, level: 0, hpa: 2 ** 40 + PAGE, blocked: true });
+    expect(tables.hasLeaf(base + 5 * PAGE + 8)).toBe(true);
+    expect(tables.hasLeaf(base + 6 * PAGE)).toBe(false);
+    expect(tables.leafAt(base + 5 * PAGE + 8)).toEqual({
+      gpa: base + 5 * PAGE,
+      level: 0,
+      hpa: 2 ** 40 + PAGE,
+      blocked: true,
+    });
+    expect(tables.leafAt(base + 6 * PAGE)).toBeUndefined();
+    expect(tables.leavesIn(base, base + MIB2).map((l) => [l.gpa, l.blocked])).toEqual([
+      [base + 5 * PAGE, true],
+      [base + 511 * PAGE, false],
+    ]);
+    tables.removed(0, base + 5 * PAGE);
+    tables.removed(0, base + 5 * PAGE);
+    expect(tables.hasLeaf(base + 5 * PAGE)).toBe(false);
+    expect([...tables.privateMappings()]).toEqual([{ gpa: base + 511 * PAGE, level: 0, hpa: 2 ** 40 }]);
+    tables.removed(0, base + 511 * PAGE);
+    expect([...tables.privateMappings()]).toEqual([]);
+    // A 2M leaf demoted becomes 512 4K leaves on the same host pages, in GPA order.
+    const huge = 5 * MIB2;
+    tables.mapped({ gpa: huge, level: 1, hpa: 2 ** 41, blocked: false });
+    expect(tables.leafAt(huge + 7 * PAGE)).toEqual({ gpa: huge, level: 1, hpa: 2 ** 41, blocked: false });
+    tables.demoted(huge);
+    expect(tables.hasPageTable(huge)).toBe(true);
+    const leaves = tables.leavesIn(huge, huge + MIB2);
+    expect(leaves).toHaveLength(512);
+    expect(
+      leaves.every((l, i) => l.gpa === huge + i * PAGE && l.hpa === 2 ** 41 + i * PAGE && !l.blocked),
+    ).toBe(true);
+    expect([...tables.privateMappings()]).toHaveLength(512);
   });
 });

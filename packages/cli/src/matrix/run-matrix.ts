@@ -148,9 +148,9 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
   }
   log('%d scenarios on %d worker thread(s)', specs.length, jobs);
   // The longest scenarios first, so that no worker is left with one of them at the end while the others idle.
-  const order = specs
-    .map((_, i) => i)
-    .sort((a, b) => costHint(specs[b] as ScenarioSpec) - costHint(specs[a] as ScenarioSpec));
+  const vmmsByName = new Map(options.catalog.vmms.map((vmm) => [vmm.name, vmm]));
+  const costs = specs.map((spec) => costHint(spec, vmmsByName.get(spec.vmm)));
+  const order = specs.map((_, i) => i).sort((a, b) => (costs[b] as number) - (costs[a] as number));
   let next = 0;
   const setup: WorkerSetup = {
     backendFiles: options.backendFiles,

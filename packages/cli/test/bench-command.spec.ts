@@ -1,0 +1,60 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runMain } from './run-cli.js';
+
+// `tdxsim bench` measures; the tests only check what it runs and reports (a time is never asserted).
+describe('tdxsim bench', () => {
+  it('--only swiotlb --vmm hyperv-512 --quick: one row, no figures, the JSON of what ran', async () => {
+    const json = join(mkdtempSync(join(tmpdir(), 'tdxsim-bench-')), 'bench.json');
+    const run = await runMain([
+      'bench',
+      '--quick',
+      '--vmm',
+      'hyperv-512',
+      '--only',
+      'swiotlb',
+      '--json',
+      json,
+    ]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^swiotlb 16 MiB \(hyperv-512\) /m);
+    expect(run.stdout).not.toMatch(/module alone|EPT-violation exit|fuzz cases/);
+    const report = JSON.parse(readFileSync(json, 'utf8')) as {
+      schema: string;
+      rows: { vmm: string; workload: string; outcome: string; firstRunCpuMs?: number; calls: number }[];
+      figures: unknown[];
+    };
+    expect(report.schema).toBe('tdxsim-bench/3');
+    expect(report.rows.map((r) => [r.vmm, r.workload, r.outcome])).toEqual([
+      ['hyperv-512', 'swiotlb-1g', 'ok'],
+    ]);
+    // --quick has no warm-up run; 16 MiB at 512 pages per MapGPA call is 8 calls each way, and more than that.
+    expect(report.rows[0]?.firstRunCpuMs).toBeUndefined();
+    expect(report.rows[0]?.calls).toBeGreaterThan(16);
+    expect(report.figures).toEqual([]);
+  });
+
+  it('--warm-up adds unmeasured runs, shown as the 1st run; an unknown measure is a usage error', async () => {
+    const run = await runMain([
+      'bench',
+      '--vmm',
+      'hyperv-8192',
+      '--only',
+      'swiotlb',
+      '--runs',
+      '1',
+      '--warm-up',
+      '2',
+    ]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/1 run each after 2 warm-up runs/);
+    expect(run.stdout).toMatch(
+      /^swiotlb 1 GiB \(hyperv-8192\) +[\d,]+ +\d+ ms +\d+ ms +\d+ ms +[\d.]+ MiB +\d+ ms /m,
+    );
+    const bad = await runMain(['bench', '--only', 'swiotlb,teleport']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/teleport/);
+  });
+});
