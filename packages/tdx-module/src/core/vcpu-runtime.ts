@@ -1,13 +1,14 @@
 import type { NmiArrival } from '../cpu/nmi-handler.js';
 import { TdxSimError } from '../errors.js';
 import { formatGprs, type Gprs } from '../registers.js';
-import { moduleLogger } from '../services/logger.js';
+import { HotLogger } from '../services/logger.js';
 import type { TdControl } from '../td/td-control.js';
 import type { VcpuState } from '../td/vcpu.js';
 import type { ModuleState } from './module-state.js';
 import { countPrivateEptViolation, resetOnProgress } from './zero-step.js';
 
-const exitLog = moduleLogger('exit');
+// Read twice per TD exit: `debug`'s own `enabled` accessor is slow to reach on this path.
+const exitLog = new HotLogger('exit');
 
 /** `rax=0x… r8=0x…` for the debug log. */
 function hexRegs(regs: Gprs): string {
@@ -89,7 +90,7 @@ export class VcpuRuntime {
         },
       });
     }
-    if (exitLog.enabled) exitLog('vcpu %d TD exit: %s %s', vcpu.index, reason, hexRegs(regs));
+    if (exitLog.enabled) exitLog.log('vcpu %d TD exit: %s %s', vcpu.index, reason, hexRegs(regs));
     const deliver = vcpu.deliverExit;
     vcpu.deliverExit = undefined;
     if (deliver === undefined) throw new Error('model bug: TD exit with no TDH.VP.ENTER to return to');
@@ -99,7 +100,7 @@ export class VcpuRuntime {
   /** Records what the VMM answered a TDG.VP.VMCALL with (the GHCI output registers of the next entry). */
   traceReply(vcpu: VcpuState, entry: Gprs): void {
     const m = this.#m;
-    if (exitLog.enabled) exitLog('vcpu %d VMM reply: %s', vcpu.index, hexRegs(entry));
+    if (exitLog.enabled) exitLog.log('vcpu %d VMM reply: %s', vcpu.index, hexRegs(entry));
     if (m.trace.enabled) {
       m.trace.record({
         kind: 'vmm-reply',
