@@ -51,23 +51,45 @@ export class CpuPort implements TdcallCpu {
    * flight (the common case: no turn of the event loop, one promise to count it done), else after the last one.
    */
   #turn<T>(instruction: () => Promise<T>): Promise<T> {
+    // Asked while an instruction is still starting synchronously (an interrupt handler of the guest's, called at that
+    // instruction's boundary, starting guest work on this vCPU): it waits until that one is counted, then queues.
+    if (this.#starting) return this.#afterStart(instruction);
     let result: Promise<T>;
     if (this.#inFlight === 0) {
+      this.#starting = true;
       try {
         result = instruction();
       } catch (error) {
         result = Promise.reject(error);
+      } finally {
+        this.#starting = false;
       }
     } else {
       result = this.#tail.then(instruction, instruction);
     }
     this.#inFlight++;
     this.#tail = result.then(this.#done, this.#done);
+    const asked = this.#askedWhileStarting;
+    if (asked !== undefined) {
+      this.#askedWhileStarting = undefined;
+      for (const ask of asked) ask();
+    }
     return result;
+  }
+
+  /** {@link #turn} for an instruction asked while another was starting: queued behind it, in the order asked. */
+  #afterStart<T>(instruction: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve) => {
+      (this.#askedWhileStarting ??= []).push(() => resolve(this.#turn(instruction)));
+    });
   }
 
   /** Instructions asked on this vCPU that have not completed. */
   #inFlight = 0;
+  /** True while an instruction started at once runs its synchronous part. */
+  #starting = false;
+  /** What was asked meanwhile, to queue once the starting instruction is counted. */
+  #askedWhileStarting: (() => void)[] | undefined;
   readonly #done = (): void => {
     this.#inFlight--;
   };
