@@ -80,7 +80,9 @@ export class CpuPort implements TdcallCpu {
   /** {@link #turn} for an instruction asked while another was starting: queued behind it, in the order asked. */
   #afterStart<T>(instruction: () => Promise<T>): Promise<T> {
     return new Promise<T>((resolve) => {
-      (this.#askedWhileStarting ??= []).push(() => resolve(this.#turn(instruction)));
+      const ask = (): void => resolve(this.#turn(instruction));
+      if (this.#askedWhileStarting === undefined) this.#askedWhileStarting = [ask];
+      else this.#askedWhileStarting.push(ask);
     });
   }
 
