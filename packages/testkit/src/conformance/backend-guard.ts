@@ -70,7 +70,8 @@ export interface BackendGuardOptions {
    * shares it with other work (`shared`, the default: a test runner). A dedicated thread is judged idle as soon as it
    * holds nothing the scenario started; a shared one only while it holds exactly what it held before the scenario
    * (other work's timers come and go, and counts carry no identity), so there an unanswered exit may be left to the
-   * wall clock.
+   * wall clock. Counts carry no identity either way: another timer of the thread ending while an exit handler waits
+   * on one of its own can hide that one (a false `no-answer`); a thread of its own avoids that.
    */
   readonly thread?: 'dedicated' | 'shared';
 }
