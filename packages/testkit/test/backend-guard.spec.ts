@@ -147,7 +147,7 @@ describe('BackendGuard', () => {
   });
 
   // Retried: in a thread shared with the test runner the guard judges idleness by the thread's count of timers, and
-  // a runner timer (an RPC's timeout, cleared when its answer arrives) that ends while the backend's timer is pending
+  // another timer of the thread (the runner's, or one a test left) that ends while the backend's timer is pending
   // hides that one from the count: a false "never answered", seen in full runs of the suite on 2 workers and under load.
   // A guard that tracks the timers its scenario created would not be fooled; until then this is the known limit.
   it('a handler waiting on a timer is waited for; the wall clock is the fallback', { retry: 2 }, async () => {
