@@ -72,7 +72,7 @@ export type ExploreProperty<T extends ExploredTd = ExploredTd> = (
  * - `invariant`: the module's invariants broke (at quiescence, or after a step with `checkEvery: 'step'`);
  * - `view`: the backend's view of what it mapped diverges from the module's Secure-EPT or shared EPT;
  * - `ledger`: a guest's ledger disagrees with the module's truth;
- * - `safety`: a rule of the testkit's safety monitor broke;
+ * - `safety`: a rule of the testkit's safety monitor broke (not one of the built-in checks at quiescence);
  * - `property`: the user's property failed;
  * - `deadlock`: the scenario had not finished and no thread could run;
  * - `never-quiescent`: the run went on past `maxSteps` scheduling steps (a livelock);

@@ -53,7 +53,7 @@ function accessLine(what: string, access: GuestAccess): string {
 
 /**
  * A race TD (as the other races: 2 vCPUs, GPAW 48, host threads running) with `guest` booted on vCPU 0 over
- * {@link GUEST_RAM}, and registered with the explorer so that its ledger and the safety monitor's rules are checked at
+ * {@link GUEST_RAM}, and registered with the explorer so that its ledger is checked against the module's truth at
  * quiescence. `body` races; the guest is closed whatever happens (a wasm guest's worker thread goes back to the pool).
  */
 function withGuest(
