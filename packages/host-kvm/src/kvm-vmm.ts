@@ -15,6 +15,7 @@ import {
   type Vmm,
   type VmmView,
 } from '@tdxsim/tdx-module';
+import { adoptCheckpoint, adoptTd, type KvmTdCheckpoint } from './adopt.js';
 import {
   assertBytes,
   assertGpa,
@@ -23,7 +24,6 @@ import {
   assertPageSize,
   assertVcpu,
 } from './arguments.js';
-import { adoptCheckpoint, adoptTd, type KvmTdCheckpoint } from './adopt.js';
 import { handleExternalInterrupt, handleNmiExit } from './async-exits.js';
 import type { EnterExitCounters, FatalErrorReport } from './enter-exit-state.js';
 import { KvmError } from './errors.js';

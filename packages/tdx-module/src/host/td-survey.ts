@@ -1,7 +1,7 @@
+import { sharedBit } from '../abi/gpa.js';
 import { isStatus, TdxStatus } from '../abi/status-codes.js';
 import { COPY_BRAND, THIS_COPY } from '../package-copy.js';
 import type { TdxModule } from '../tdx-module.js';
-import { sharedBit } from '../abi/gpa.js';
 import type { BuiltTd } from './td-builder.js';
 
 const PAGE = 4096;

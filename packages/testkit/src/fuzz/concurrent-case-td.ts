@@ -1,13 +1,13 @@
 import { HypervVmm, type HypervVmmOptions } from '@tdxsim/host-hyperv';
-import { type KvmVmmOptions, KvmVmm } from '@tdxsim/host-kvm';
+import { KvmVmm, type KvmVmmOptions } from '@tdxsim/host-kvm';
 import {
   type BuiltTd,
   buildTd,
   checkpointTd,
   MemoryTraceSink,
+  TdxModule as Module,
   type Scheduler,
   type TdxModule,
-  TdxModule as Module,
   type TraceEvent,
   type YieldPoint,
 } from '@tdxsim/tdx-module';
