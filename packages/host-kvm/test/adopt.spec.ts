@@ -99,6 +99,13 @@ describe('KvmVmm.adopt: KVM takes over a TD it did not build', () => {
     expect(await refusal(shared.module, shared.td)).toEqual(['TD_NOT_ADOPTABLE', 'td']);
   });
 
+  it('adopts a TD of a module whose SEAMCALLs cost no time (the other-module probe is then not made)', async () => {
+    const module = new TdxModule({ tdmr: TDMR, costs: { seamcallNs: 0, tdcallNs: 0, tdExitNs: 0 } });
+    const kvm = await KvmVmm.adopt(module, await buildTd(module, { vcpus: 1 }));
+    kvm.run();
+    expect((await kvm.td.guest(0).read(2 ** 47 + 0x10_0000, 4)).kind).toBe('ok');
+  });
+
   it('refuses what is not a module or a handle before any SEAMCALL, and checks its options', async () => {
     const { module, td } = await built({ vcpus: 1 });
     expect(await refusal({} as TdxModule, td)).toEqual(['TD_NOT_ADOPTABLE', 'module']);

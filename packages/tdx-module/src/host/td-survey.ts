@@ -2,6 +2,7 @@ import { sharedBit } from '../abi/gpa.js';
 import { isStatus, TdxStatus } from '../abi/status-codes.js';
 import { COPY_BRAND, THIS_COPY } from '../package-copy.js';
 import type { TdxModule } from '../tdx-module.js';
+import { HostSeamcalls } from './host-seamcalls.js';
 import type { BuiltTd } from './td-builder.js';
 
 const PAGE = 4096;
@@ -29,11 +30,12 @@ export interface TdSurvey {
  * with what a VMM can know: the handle, and SEAMCALL results on `module`. A backend's tables start empty when it
  * adopts a TD, so the survey refuses one whose S-EPT holds anything below its root (a page or table the backend's
  * tables would not know), and one whose handle disagrees with the module: another copy of this package, a handle of
- * another module (its SEAMCALLs do not reach `module`: told by the module's virtual clock, which a SEAMCALL advances),
- * a TDR or TDVPR that is no TD or vCPU there, or a GPA width other than the TD's (probed with TDH.MEM.SEPT.RD at the
- * handle's shared bit, which only a wider TD takes as a private GPA). Costs 3 + vCPUs + the root's private entries
- * (256 at GPAW 48, 8 at 52) SEAMCALLs, none of which changes the TD; the shared EPT (the VMM's own table, which
- * the model keeps in the module) must be empty too. A TD whose vCPUs already run must not be surveyed (a backend
+ * another module (its SEAMCALLs do not reach `module`: told by the module's clock, which a SEAMCALL advances — not
+ * told when two modules share one clock, nor when SEAMCALLs cost no time), a TDR or TDVPR that is no TD or vCPU there,
+ * or a GPA width other than the TD's (probed with TDH.MEM.SEPT.RD at the handle's shared bit, which only a wider TD
+ * takes as a private GPA). The shared EPT (the VMM's own table, which the model keeps in the module) must be empty
+ * too. Costs 3 + vCPUs + the root's private entries (256 at GPAW 48, 8 at 52) SEAMCALLs, none of which changes the TD
+ * (the module's clock advances, as with any SEAMCALL). A TD whose vCPUs already run must not be surveyed (a backend
  * adopts before it starts them).
  */
 export async function surveyTd(module: TdxModule, td: BuiltTd): Promise<TdSurvey> {
@@ -59,7 +61,7 @@ export async function surveyTd(module: TdxModule, td: BuiltTd): Promise<TdSurvey
   // TDH.MNG.RD through the handle: the module's clock moves only if the handle's SEAMCALLs reach this module.
   const before = module.clock.now();
   const read = await td.host.mngRead(tdr);
-  if (module.clock.now() === before)
+  if (module.clock.now() === before && (await costsTime(module)))
     return refuse('td', "td is a handle of another module: its SEAMCALLs do not reach 'module'");
   if (read.status !== TdxStatus.SUCCESS)
     return refuse('td.tdr', `TDH.MNG.RD of TDR 0x${tdr.toString(16)} answered 0x${read.status.toString(16)}`);
@@ -99,6 +101,13 @@ export async function surveyTd(module: TdxModule, td: BuiltTd): Promise<TdSurvey
   // TDH.MR.EXTEND is refused with OP_STATE_INCORRECT once finalized; before, at an unmapped GPA it fails its walk.
   const extend = await td.host.mrExtend(tdr, 0);
   return { finalized: isStatus(extend.status, TdxStatus.OP_STATE_INCORRECT) };
+}
+
+/** Whether a SEAMCALL made on `module` itself moves its clock (not with `costs.seamcallNs` 0: no probe then). */
+async function costsTime(module: TdxModule): Promise<boolean> {
+  const before = module.clock.now();
+  await new HostSeamcalls(module).mngRead(0);
+  return module.clock.now() !== before;
 }
 
 /** What is wrong with the shape of a {@link BuiltTd} handle, or undefined. */
