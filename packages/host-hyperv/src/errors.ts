@@ -1,5 +1,8 @@
-/** Stable codes of {@link HypervError}. */
-export type HypervErrorCode = 'UNKNOWN_OPTION' | 'INVALID_OPTION' | 'INVALID_ARGUMENT';
+/**
+ * Stable codes of {@link HypervError}: misuse of the API (`UNKNOWN_OPTION`, `INVALID_OPTION`, `INVALID_ARGUMENT`), or
+ * a TD the backend cannot take over (`TD_NOT_ADOPTABLE`, see `HypervVmm.adopt`).
+ */
+export type HypervErrorCode = 'UNKNOWN_OPTION' | 'INVALID_OPTION' | 'INVALID_ARGUMENT' | 'TD_NOT_ADOPTABLE';
 
 const brand = Symbol.for('@tdxsim/host-hyperv/HypervError');
 

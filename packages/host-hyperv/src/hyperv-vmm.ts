@@ -13,6 +13,7 @@ import {
   SeededRng,
   type SharedEpt,
   sharedBit,
+  type TdCheckpoint,
   type TdExitEvent,
   TdvmcallStatus,
   TdvmcallSubfunction,
@@ -24,6 +25,7 @@ import {
   type VmmView,
 } from '@tdxsim/tdx-module';
 import createDebug from 'debug';
+import { adoptCheckpoint, adoptTd, type HypervTdCheckpoint, type MakeHypervVmm } from './adopt.js';
 import { type HypervEnterExitCounters, HypervInterrupts } from './enter-exit.js';
 import { GpaMapLock } from './gpa-map-lock.js';
 import { type HypervLeaf, HypervTables } from './hyperv-tables.js';
@@ -128,6 +130,33 @@ export class HypervVmm implements Vmm {
     if (skipFinalize !== true) await vmm.#built('TDH.MR.FINALIZE', () => td.host.mrFinalize(td.tdr));
     return vmm;
   }
+
+  /**
+   * Takes over a finalized TD that exists in `module` without building it — one restored from a checkpoint
+   * (`checkpointTd`), or built by `buildTd` — with its record of what it mapped empty, as after its own build. It
+   * surveys the TD first through SEAMCALLs (see `surveyTd`) and throws a `TD_NOT_ADOPTABLE` HypervError naming the
+   * argument at fault for a TD it cannot take over: the handle of another module or package copy, a TDR or TDVPR that
+   * is not there, a `td.gpaw` that is not the TD's, private memory already mapped or a shared EPT not empty (pages its
+   * record would not know), or a TD not finalized. The build's SEAMCALLs are not in its counters. Call {@link run}.
+   */
+  static adopt(module: TdxModule, td: BuiltTd, options: HypervVmmOptions = {}): Promise<HypervVmm> {
+    return adoptTd(module, td, options, HypervVmm.#make);
+  }
+
+  /**
+   * {@link adopt} for every restore of a checkpoint: surveys it once (on a restore of its own), then each
+   * `restore(services, options)` gives a new module, the TD and a Hyper-V backend that took it over, with no SEAMCALL
+   * — what a fuzz case or an explored schedule needs instead of a build. Throws as {@link adopt} does.
+   */
+  static adoptCheckpoint(
+    checkpoint: TdCheckpoint,
+    options: HypervVmmOptions = {},
+  ): Promise<HypervTdCheckpoint> {
+    return adoptCheckpoint(checkpoint, options, HypervVmm.#make);
+  }
+
+  static readonly #make: MakeHypervVmm = (module, td, { chunkPages, noProgressRate, seed }) =>
+    new HypervVmm(module, td, chunkPages, noProgressRate, seed);
 
   /** TDH.MEM.PAGE.ADD of one initial page (tables linked first) and its measurement, recorded. */
   async #addPage(gpa: number, bytes: Uint8Array): Promise<void> {

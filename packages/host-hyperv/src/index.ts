@@ -3,6 +3,7 @@
  * answering RETRY with the next GPA (optionally without progress), with eager conversion of its own.
  */
 
+export type { HypervTdCheckpoint } from './adopt.js';
 export { hypervVmm } from './container.js';
 export {
   HV_STATUS_INVALID_HYPERCALL_CODE,

@@ -1,8 +1,14 @@
 /**
  * Stable codes of {@link KvmError}: misuse of the KVM backend's TypeScript API (`UNKNOWN_OPTION`, `INVALID_OPTION`,
- * `INVALID_ARGUMENT`), or a call on a VM that KVM has marked dead (`VM_DEAD`, what KVM's ioctls answer with -EIO).
+ * `INVALID_ARGUMENT`), a TD the backend cannot take over (`TD_NOT_ADOPTABLE`, see `KvmVmm.adopt`), or a call on a VM
+ * that KVM has marked dead (`VM_DEAD`, what KVM's ioctls answer with -EIO).
  */
-export type KvmErrorCode = 'UNKNOWN_OPTION' | 'INVALID_OPTION' | 'INVALID_ARGUMENT' | 'VM_DEAD';
+export type KvmErrorCode =
+  | 'UNKNOWN_OPTION'
+  | 'INVALID_OPTION'
+  | 'INVALID_ARGUMENT'
+  | 'TD_NOT_ADOPTABLE'
+  | 'VM_DEAD';
 
 const brand = Symbol.for('@tdxsim/host-kvm/KvmError');
 

@@ -7,6 +7,7 @@
  * and TD exits only.
  */
 
+export type { KvmTdCheckpoint } from './adopt.js';
 export { kvmVmm } from './container.js';
 export { isEmulatedMsr } from './emulate-instruction.js';
 export {

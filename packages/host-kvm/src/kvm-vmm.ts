@@ -7,6 +7,7 @@ import {
   type RangeMap,
   Reg,
   sharedBit,
+  type TdCheckpoint,
   type TdExitEvent,
   type TdxModule,
   TdxStatus,
@@ -14,6 +15,7 @@ import {
   type Vmm,
   type VmmView,
 } from '@tdxsim/tdx-module';
+import { adoptCheckpoint, adoptTd, type KvmTdCheckpoint } from './adopt.js';
 import {
   assertBytes,
   assertGpa,
@@ -100,6 +102,28 @@ export class KvmVmm implements Vmm {
       if (finalized !== 'ok') throw new KvmError('INVALID_ARGUMENT', `finalize: -${finalized}`, 'build');
     }
     return kvm;
+  }
+
+  /**
+   * Takes over a TD that exists in `module` without building it — one restored from a checkpoint (`checkpointTd`), or
+   * built by `buildTd` — with its tables (memslots, mirror S-EPT, shared EPT, attributes) as after its own build:
+   * empty, one memslot over every GPA. KVM surveys the TD first through SEAMCALLs (see `surveyTd`) and throws a
+   * `TD_NOT_ADOPTABLE` KvmError naming the argument at fault for a TD it cannot take over: the handle of another
+   * module or package copy, a TDR or TDVPR that is not there, a `td.gpaw` that is not the TD's, private memory already
+   * mapped or a shared EPT not empty (pages its tables would not know). The TD is runnable if it is finalized; else
+   * call {@link finalize}. The build's SEAMCALLs are not in {@link counters}. Call {@link run} to start it.
+   */
+  static adopt(module: TdxModule, td: BuiltTd, options: KvmVmmOptions = {}): Promise<KvmVmm> {
+    return adoptTd(module, td, options, (vm) => new KvmVmm(vm));
+  }
+
+  /**
+   * {@link adopt} for every restore of a checkpoint: surveys it once (on a restore of its own), then each
+   * `restore(services, options)` gives a new module, the TD and a KVM backend that took it over, with no SEAMCALL —
+   * what a fuzz case or an explored schedule needs instead of a build. Throws as {@link adopt} does.
+   */
+  static adoptCheckpoint(checkpoint: TdCheckpoint, options: KvmVmmOptions = {}): Promise<KvmTdCheckpoint> {
+    return adoptCheckpoint(checkpoint, options, (vm) => new KvmVmm(vm));
   }
 
   /** What the backend counted. */

@@ -155,6 +155,7 @@ export { RangeMap } from './host/range-map.js';
 export { ensureSeptTables } from './host/sept-tables.js';
 export { type BuildTdOptions, type BuiltTd, buildTd } from './host/td-builder.js';
 export { checkpointTd, type TdCheckpoint } from './host/td-checkpoint.js';
+export { surveyTd, type TdSurvey, type TdSurveyRefusal } from './host/td-survey.js';
 // Inspection
 export {
   assertInvariants,

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { TdGuest } from '@tdxsim/guest';
-import { kvmVmm } from '@tdxsim/host-kvm';
+import { KvmVmm, kvmVmm } from '@tdxsim/host-kvm';
 import * as ours from '@tdxsim/tdx-module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -73,6 +73,20 @@ describe('two copies of @tdxsim/tdx-module in one process', () => {
     );
     expect(error.argument).toBe('cpus');
     expect(error.message).toMatch(/^cpus is a GuestCpu from another copy/);
+  });
+
+  it('KvmVmm.adopt refuses a module, or a TD handle, of the other copy: TD_NOT_ADOPTABLE naming it', async () => {
+    const foreign = new theirs.TdxModule();
+    const foreignTd = await theirs.buildTd(foreign);
+    await expect(KvmVmm.adopt(foreign as never, foreignTd as never)).rejects.toMatchObject({
+      code: 'TD_NOT_ADOPTABLE',
+      argument: 'module',
+    });
+    const module = new ours.TdxModule();
+    await expect(KvmVmm.adopt(module, foreignTd as never)).rejects.toMatchObject({
+      code: 'TD_NOT_ADOPTABLE',
+      argument: 'td',
+    });
   });
 
   it('errors stay recognisable across copies (a brand, not instanceof)', () => {

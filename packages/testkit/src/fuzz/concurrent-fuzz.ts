@@ -1,12 +1,13 @@
 import { type GuestPresetName, TdGuest } from '@tdxsim/guest';
 import { hypervVmm } from '@tdxsim/host-hyperv';
 import { kvmVmm } from '@tdxsim/host-kvm';
-import { type BackendSource, composeTd } from '@tdxsim/tdx-module';
+import { type BackendSource, composeTd, type TdxModule, type Vmm } from '@tdxsim/tdx-module';
 import fc from 'fast-check';
 import { kvmWithoutMmuLock } from '../backends/buggy/kvm-without-mmu-lock.js';
 import { TestkitError } from '../errors.js';
 import { exploreSchedules } from '../explore/explore-schedules.js';
-import type { ExploreFailureKind } from '../explore/explore-types.js';
+import type { ExploreContext, ExploreFailureKind, ExploreResult } from '../explore/explore-types.js';
+import { concurrentCaseTd } from './concurrent-case-td.js';
 
 const PAGE = 4096;
 
@@ -146,6 +147,25 @@ export function isConcurrentFuzzCase(value: unknown): value is ConcurrentFuzzCas
 export async function runConcurrentFuzzCase(fuzz: ConcurrentFuzzCase): Promise<ConcurrentFuzzReport> {
   if (!isConcurrentFuzzCase(fuzz))
     throw new TestkitError('INVALID_ARGUMENT', 'not a concurrent fuzz case', 'fuzz');
+  return (await runConcurrentCase(fuzz, 'restore')).report;
+}
+
+/**
+ * How a concurrent case gets its TD: `restore` (campaigns, {@link runConcurrentFuzzCase}) restores a checkpoint of
+ * the built TD that the case's backend adopted (`KvmVmm.adoptCheckpoint`, `HypervVmm.adoptCheckpoint`); `build` has
+ * the backend build it (`composeTd`), as every case did before. Both give the same case the same schedule and report
+ * (tested): the restore passes the yield points and records the trace events that the build would have.
+ */
+export type ConcurrentCaseSetUp = 'restore' | 'build';
+
+/**
+ * {@link runConcurrentFuzzCase} with the TD set up as `setUp` says, with the exploration's result (steps, the failing
+ * schedule and its trace); the case is not checked again.
+ */
+export async function runConcurrentCase(
+  fuzz: ConcurrentFuzzCase,
+  setUp: ConcurrentCaseSetUp,
+): Promise<{ readonly report: ConcurrentFuzzReport; readonly explored: ExploreResult }> {
   const outcomes: string[] = [];
   const result = await exploreSchedules({
     scheduler: fuzz.scheduler,
@@ -155,19 +175,11 @@ export async function runConcurrentFuzzCase(fuzz: ConcurrentFuzzCase): Promise<C
     maxSteps: 200_000,
     scenario: async (ctx) => {
       outcomes.length = 0;
-      const composed = await composeTd({
-        vmm: backendOf(fuzz.backend, fuzz.scheduleSeed),
-        build: { gpaw: 48, vcpus: fuzz.plans.length },
-        sim: { ...ctx.sim, module: { tdmr: { base: 2 ** 36, size: 2 ** 30 } } },
-      });
-      const cpus = fuzz.plans.map((_, i) => composed.td.guest(i));
+      const { module, tdr, vmm, cpus } = await (setUp === 'build'
+        ? builtTd(fuzz, ctx)
+        : restoredTd(fuzz, ctx));
       const guest = await TdGuest.boot(cpus, { memoryBytes: fuzz.memoryPages * PAGE, policy: fuzz.guest });
-      const td = ctx.watch({
-        module: composed.module,
-        tdr: composed.td.tdr,
-        vmm: composed.hosted.vmm,
-        guests: [guest],
-      });
+      const td = ctx.watch({ module, tdr, vmm, guests: [guest] });
       const threw: string[] = [];
       await Promise.all(
         fuzz.plans.map(async (plan, vcpu) => {
@@ -188,8 +200,55 @@ export async function runConcurrentFuzzCase(fuzz: ConcurrentFuzzCase): Promise<C
     },
     property: ({ td }) => td.threw.length === 0 || `a step threw: ${td.threw.join('; ')}`,
   });
-  if (result.failure === undefined) return { safe: true, outcomes };
-  return { safe: false, failure: { kind: result.failure.kind, message: result.failure.message }, outcomes };
+  if (result.failure === undefined) return { report: { safe: true, outcomes }, explored: result };
+  const failure = { kind: result.failure.kind, message: result.failure.message };
+  return { report: { safe: false, failure, outcomes }, explored: result };
+}
+
+/** A case's TD, running: its module, TDR, backend and the guest's view of each vCPU. */
+interface CaseTd {
+  readonly module: TdxModule;
+  readonly tdr: number;
+  readonly vmm: Vmm;
+  readonly cpus: ReturnType<TdxModule['guestCpu']>[];
+}
+
+/** The TD built by the case's backend through the explorer's scheduler (composeTd). */
+async function builtTd(fuzz: ConcurrentFuzzCase, ctx: ExploreContext): Promise<CaseTd> {
+  const composed = await composeTd({
+    vmm: backendOf(fuzz.backend, fuzz.scheduleSeed),
+    build: { gpaw: 48, vcpus: fuzz.plans.length },
+    sim: { ...ctx.sim, module: { tdmr: CASE_TDMR } },
+  });
+  const cpus = fuzz.plans.map((_, i) => composed.td.guest(i));
+  return { module: composed.module, tdr: composed.td.tdr, vmm: composed.hosted.vmm, cpus };
+}
+
+/** The TD restored from the checkpoint of one built TD of as many vCPUs, taken over by the case's backend. */
+async function restoredTd(fuzz: ConcurrentFuzzCase, ctx: ExploreContext): Promise<CaseTd> {
+  const { module, td, vmm } = await concurrentCaseTd(
+    fuzz.plans.length,
+    CASE_TDMR,
+    ctx,
+    backendOptionsOf(fuzz),
+  );
+  const threads = vmm.run();
+  // As composeTd does: a backend that throws on its host thread fails the guest, not the process.
+  for (const thread of threads) thread.catch(() => {});
+  const cpus = fuzz.plans.map((_, i) => td.guest(i));
+  return { module, tdr: td.tdr, vmm, cpus };
+}
+
+/** The TDMR of a case's module. */
+const CASE_TDMR = { base: 2 ** 36, size: 2 ** 30 };
+
+/** The backend of a case and its options, as {@link backendOf} makes it. */
+function backendOptionsOf(fuzz: ConcurrentFuzzCase) {
+  if (fuzz.backend === 'kvm') return { backend: 'kvm', options: { seed: fuzz.scheduleSeed } } as const;
+  if (fuzz.backend === 'hyperv')
+    return { backend: 'hyperv', options: { seed: fuzz.scheduleSeed, chunkPages: 4 } } as const;
+  // kvmWithoutMmuLock's factory: KvmVmm.create(module, { mmuLock: 'none' }, build).
+  return { backend: 'kvm', options: { mmuLock: 'none' } } as const;
 }
 
 async function runStep(guest: TdGuest, vcpu: number, step: ConcurrentFuzzStep, at: number): Promise<string> {

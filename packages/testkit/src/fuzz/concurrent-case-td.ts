@@ -1,0 +1,92 @@
+import { HypervVmm, type HypervVmmOptions } from '@tdxsim/host-hyperv';
+import { KvmVmm, type KvmVmmOptions } from '@tdxsim/host-kvm';
+import {
+  type BuiltTd,
+  buildTd,
+  checkpointTd,
+  MemoryTraceSink,
+  TdxModule as Module,
+  type Scheduler,
+  type TdxModule,
+  type TraceEvent,
+  type YieldPoint,
+} from '@tdxsim/tdx-module';
+import type { ExploreContext } from '../explore/explore-types.js';
+
+/** The backend that takes a restored case TD over, and its options. */
+export type CaseBackend =
+  | { readonly backend: 'kvm'; readonly options: KvmVmmOptions }
+  | { readonly backend: 'hyperv'; readonly options: HypervVmmOptions };
+
+/**
+ * One built TD of a given shape, checkpointed, with what its build showed the explorer: the yield points its
+ * SEAMCALLs passed and the trace events they recorded. Each backend adopts the checkpoint once.
+ */
+interface CaseTemplate {
+  readonly kvm: Awaited<ReturnType<typeof KvmVmm.adoptCheckpoint>>;
+  readonly hyperv: Awaited<ReturnType<typeof HypervVmm.adoptCheckpoint>>;
+  readonly points: readonly YieldPoint[];
+  readonly events: readonly TraceEvent[];
+}
+
+/** By vCPU count and TDMR: a case TD has GPAW 48 and one vCPU per plan. */
+const templates = new Map<string, Promise<CaseTemplate>>();
+
+/** A scheduler that lets every flow go on at once and records where it could have switched threads. */
+class RecordingScheduler implements Scheduler {
+  readonly points: YieldPoint[] = [];
+  yieldAt(point: YieldPoint): undefined {
+    this.points.push(point);
+    return undefined;
+  }
+}
+
+async function makeTemplate(vcpus: number, tdmr: { base: number; size: number }): Promise<CaseTemplate> {
+  const scheduler = new RecordingScheduler();
+  const trace = new MemoryTraceSink(1_000_000);
+  const module = new Module({ tdmr }, { scheduler, trace });
+  // KvmVmm.create and HypervVmm.create build with buildTd(skipFinalize) then TDH.MR.FINALIZE: the same SEAMCALLs.
+  const td = await buildTd(module, { gpaw: 48, vcpus });
+  const checkpoint = checkpointTd(module, td);
+  return {
+    kvm: await KvmVmm.adoptCheckpoint(checkpoint),
+    hyperv: await HypervVmm.adoptCheckpoint(checkpoint),
+    points: scheduler.points,
+    events: trace.events,
+  };
+}
+
+/**
+ * The TD of a concurrent case without a build: a checkpoint of one built TD of `vcpus` vCPUs (taken once per shape)
+ * restored with the explorer's services and taken over by the case's backend. What the explorer saw of the build is
+ * given to it again — the trace events recorded into `ctx.trace`, the yield points passed through the restored
+ * module (each a step of the schedule: with one thread there is no choice, but PCT's change points, the step budget
+ * and the schedule's signature count them) — so a case has the schedule and the report a build gives it.
+ */
+export async function concurrentCaseTd(
+  vcpus: number,
+  tdmr: { base: number; size: number },
+  ctx: ExploreContext,
+  backend: CaseBackend,
+): Promise<{ readonly module: TdxModule; readonly td: BuiltTd; readonly vmm: KvmVmm | HypervVmm }> {
+  const key = `${vcpus}@${tdmr.base}+${tdmr.size}`;
+  let template = templates.get(key);
+  if (template === undefined) {
+    template = makeTemplate(vcpus, tdmr);
+    // A template that failed is not remembered: the next case tries again (and reports its error).
+    template.catch(() => templates.delete(key));
+    templates.set(key, template);
+  }
+  const { kvm, hyperv, points, events } = await template;
+  const services = { scheduler: ctx.scheduler, trace: ctx.trace };
+  const restored =
+    backend.backend === 'kvm'
+      ? kvm.restore(services, backend.options)
+      : hyperv.restore(services, backend.options);
+  if (ctx.trace.enabled) for (const event of events) ctx.trace.record(event);
+  for (const point of points) {
+    const wait = restored.module.yieldAt(point);
+    if (wait !== undefined) await wait;
+  }
+  return restored;
+}
