@@ -112,6 +112,8 @@ describe('4 vCPUs converting and accepting overlapping ranges under PCT (one gue
       maxSteps: 200_000,
       shrink: false,
     });
-    expect(result.failure?.message).toMatch(/^VCPU_NOT_RESUMED: vCPU \d exited and the VMM never entered it again/);
+    expect(result.failure?.message).toMatch(
+      /^VCPU_NOT_RESUMED: vCPU \d exited and the VMM never entered it again/,
+    );
   });
 });
