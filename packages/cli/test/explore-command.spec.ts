@@ -1,8 +1,9 @@
 /**
- * `tdxsim explore` as a process: races × backends judged against the shipped expectations (the current truth of the
+ * `tdxsim explore`: races × backends judged against the shipped expectations (the current truth of the
  * built-in backends, known races included), failures shrunk with a replay command that replays them exactly, stale
  * schedules told apart, a user's backend file, shards, reports (JSON against its schema, HTML, JUnit) and argument
- * errors.
+ * errors. The runs call the CLI's `main` in this process (what they check is the same, without a process start from
+ * source each); the printed replay commands and a user's backend file run as a process, as a user runs them.
  */
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -41,7 +42,7 @@ describe('tdxsim explore', () => {
 
   it('the shipped expectations hold the known races: exit 0, every report written', async () => {
     const files = { json: join(dir, 'e.json'), html: join(dir, 'e.html'), junit: join(dir, 'e.xml') };
-    const run = await runCli([
+    const run = await runMain([
       'explore',
       ...SMALL,
       '--json',
@@ -148,7 +149,7 @@ describe('tdxsim explore', () => {
 
   it('--shard splits the cells; --write-expect writes what the run saw and exits 0; a changed expectation exits 1', async () => {
     const written = join(dir, 'written.json');
-    const first = await runCli([
+    const first = await runMain([
       'explore',
       ...SMALL,
       '--shard',
@@ -171,7 +172,7 @@ describe('tdxsim explore', () => {
     };
     file.expect = file.expect.filter((r) => r.cells !== 'nmis-around-td-exits/kvm');
     writeFileSync(edited, JSON.stringify(file));
-    const second = await runCli(['explore', ...SMALL, '--shard', '1/2', '--expect', edited]);
+    const second = await runMain(['explore', ...SMALL, '--shard', '1/2', '--expect', edited]);
     expect(second.code).toBe(1);
     expect(second.stdout).toMatch(/^nmis-around-td-exits\/kvm\s+property\s+CHANGED from ok/m);
     expect(second.stdout).toMatch(

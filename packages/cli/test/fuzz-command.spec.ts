@@ -1,4 +1,8 @@
-/** `tdxsim fuzz` (and its shortcut `pnpm fuzz`): the testkit's campaign with the CLI's parser, as a process. */
+/**
+ * `tdxsim fuzz` (and its shortcut `pnpm fuzz`): the testkit's campaign with the CLI's parser. CI's campaign and the
+ * printed replay commands run as a process, as `pnpm fuzz` and a user run them; the other campaigns call the CLI's
+ * `main` in this process (the same output and exit code, without a process start from source each).
+ */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -28,13 +32,13 @@ describe('tdxsim fuzz', () => {
   });
 
   it('--kind sequential: only scripted MapGPA replies, as before', async () => {
-    const run = await runCli(['fuzz', '--kind', 'sequential', '--runs', '300', '--seed', '5']);
+    const run = await runMain(['fuzz', '--kind', 'sequential', '--runs', '300', '--seed', '5']);
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/^fuzz: 300 cases in [\d.]+ s \(\d+\/s\), no violation$/m);
   });
 
   it('prints the seed, the shrunk case and how to replay it, and exits 1; the replay exits 1 too', async () => {
-    const failure = await runCli([
+    const failure = await runMain([
       'fuzz',
       '--kind',
       'sequential',
@@ -61,14 +65,14 @@ describe('tdxsim fuzz', () => {
   });
 
   it('--shard K/N runs its share of the campaign from seed + K − 1', async () => {
-    const run = await runCli(['fuzz', '--runs', '400', '--seed', '42', '--shard', '2/4']);
+    const run = await runMain(['fuzz', '--runs', '400', '--seed', '42', '--shard', '2/4']);
     expect(run.code).toBe(0);
     expect(run.stdout.split('\n')[0]).toBe('fuzz: seed 43, 100 cases (shard 2/4 of campaign seed 42)');
     expect(run.stdout).toMatch(/^fuzz: 100 cases \(sequential and concurrent\) in /m);
   });
 
   it('--concurrent: multi-vCPU cases under drawn schedules on KVM and Hyper-V; a concurrent case replays', async () => {
-    const run = await runCli(['fuzz', '--concurrent', '--runs', '20', '--seed', '3']);
+    const run = await runMain(['fuzz', '--concurrent', '--runs', '20', '--seed', '3']);
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/^fuzz --concurrent: 20 cases in [\d.]+ s \(\d+\/s\), no violation$/m);
     const fuzzCase = {

@@ -91,26 +91,25 @@ describe('tdxsim run --vcpus', () => {
   it('runs the matrix on 4 vCPUs under PCT, records it in the report, and the report replays exactly', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tdxsim-vcpus-'));
     const json = join(dir, 'run.json');
-    const run = await runCli(
-      [
-        'run',
-        '--vcpus',
-        '4',
-        '--scheduler',
-        'pct',
-        '--vmm',
-        'kvm,hyperv-512',
-        '--policy',
-        'linux',
-        '--workload',
-        'dma-small',
-        '--json',
-        json,
-        '--jobs',
-        '1',
-      ],
-      { timeoutMs: 300_000 },
-    );
+    // The run in this process (its scenarios run on the matrix's worker thread either way); the replay as a process,
+    // as a user replays a report.
+    const run = await runMain([
+      'run',
+      '--vcpus',
+      '4',
+      '--scheduler',
+      'pct',
+      '--vmm',
+      'kvm,hyperv-512',
+      '--policy',
+      'linux',
+      '--workload',
+      'dma-small',
+      '--json',
+      json,
+      '--jobs',
+      '1',
+    ]);
     expect(run.stderr).toMatch(/, 4 vCPUs under pct\n/);
     expect(run.code).toBe(0);
     const report = JSON.parse(readFileSync(json, 'utf8')) as {

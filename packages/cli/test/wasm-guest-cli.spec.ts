@@ -1,7 +1,9 @@
 /**
- * `--guest file.wasm` as a user runs it: a process of `tdxsim run`, `replay` and `check` with real wasm guests —
- * the C example, its defective copy, and guests that trap, hang or write garbage registers, each an `error` naming
- * the guest while the rest of the matrix runs on.
+ * `--guest file.wasm` as a user runs it: `tdxsim run`, `replay` and `check` with real wasm guests — the C example,
+ * its defective copy, and guests that trap, hang or write garbage registers, each an `error` naming the guest while
+ * the rest of the matrix runs on. The runs call the CLI's `main` in this process (their scenarios and guests run on
+ * the matrix's worker threads, as in a process of their own); `replay` and `check`, which run their scenarios in
+ * their own thread, run as a process.
  */
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -36,7 +38,7 @@ describe.skipIf(!hasClang)('tdxsim run --guest', () => {
     const json = join(dir, 'row.json');
     const junit = join(dir, 'row.xml');
     const html = join(dir, 'row.html');
-    const run = await runCli([
+    const run = await runMain([
       ...['--guest', good, '--policy', 'linux', '--vmm', 'kvm,r11-past-end', '--workload', 'dma-small,churn'],
       ...['--json', json, '--junit', junit, '--html', html, '--table', 'all'],
     ]);
@@ -80,7 +82,7 @@ describe.skipIf(!hasClang)('tdxsim run --guest', () => {
 
   it('the defective copy is UNSAFE against the backends that lie about R11, where the intact guest is safe: exit 1', async () => {
     const json = join(dir, 'defective.json');
-    const run = await runCli([
+    const run = await runMain([
       ...['--policy', 'none', '--guest', defective, '--guest', good],
       ...['--vmm', 'kvm,r11-past-end,r11-huge', '--workload', 'dma-small', '--json', json],
     ]);
@@ -105,7 +107,7 @@ describe.skipIf(!hasClang)('tdxsim run --guest', () => {
       good,
       ...(await Promise.all([Fault.TRAP, Fault.SPIN, Fault.GARBAGE_RAX].map(faultyGuest))),
     ];
-    const run = await runCli([
+    const run = await runMain([
       ...['--policy', 'linux', ...guests.flatMap((g) => ['--guest', g])],
       ...['--vmm', 'kvm,hyperv-512', '--workload', 'dma-small', '--json', json],
     ]);
