@@ -7,6 +7,7 @@ import {
   SeamcallLeaf,
   TdxStatus,
   type Vmm,
+  withTdvpr,
 } from '@tdxsim/tdx-module';
 import { syncPostedInterrupts } from './posted-interrupts.js';
 import type { VmState } from './vm-state.js';
@@ -118,8 +119,9 @@ export class KvmRun {
   async #loop(vmm: Vmm, tdvpr: number, index: number): Promise<void> {
     const { module, td } = this.#vm;
     const vm = this.#vm;
-    let next: Gprs = makeGprs();
     const tdvprRegister = BigInt(tdvpr);
+    let next: Gprs = makeGprs();
+    next[Reg.RCX] = tdvprRegister;
     try {
       // KVM_RUN before KVM_TDX_FINALIZE_VM is refused (tdx_vcpu_pre_run): this thread waits for it instead.
       if (!vm.runnable) await vm.whenRunnable();
@@ -130,13 +132,14 @@ export class KvmRun {
           await gate.open;
           continue;
         }
-        next[Reg.RCX] = tdvprRegister;
         this.#mode[index] = IN_GUEST;
         // Interrupts posted while the vCPU was out reach the TD's virtual APIC on entry (tdx_vcpu_run: pi_test_on).
         if (vm.enterExit.hasPosted(index)) syncPostedInterrupts(vm, index);
         let regs: Gprs;
         try {
-          regs = await module.seamcall(VP_ENTER, next);
+          // A failed entry answers at once; an entry into guest mode answers at the vCPU's next exit.
+          const entered = module.seamcall(VP_ENTER, next);
+          regs = Array.isArray(entered) ? entered : await entered;
         } finally {
           this.#mode[index] = OUTSIDE;
           this.#returns[index] = (this.#returns[index] as number) + 1;
@@ -149,9 +152,11 @@ export class KvmRun {
           await backOff(vm, index);
           continue;
         }
-        const reply = await vmm.onTdExit({ tdr: td.tdr, tdvpr, vcpuIndex: index, regs });
+        // An exit handled without waiting (a fault whose SEAMCALLs answered at once) is answered at once: no await.
+        const answer = vmm.onTdExit({ tdr: td.tdr, tdvpr, vcpuIndex: index, regs });
+        const reply = answer === undefined || Array.isArray(answer) ? answer : await answer;
         if (reply === undefined) return;
-        next = reply.slice();
+        next = withTdvpr(reply, tdvprRegister);
       }
     } finally {
       module.stopVcpu(tdvpr);

@@ -261,10 +261,24 @@ export class TdxModule implements SeamcallPort {
   }
 
   /**
-   * A SEAMCALL: RAX selects leaf and version, the other registers are the leaf's inputs. Resolves with the output
-   * registers, RAX holding the status. TDH.VP.ENTER resolves when the vCPU next exits (RAX = exit status).
+   * A SEAMCALL: RAX selects leaf and version, the other registers are the leaf's inputs. Answers the output
+   * registers, RAX holding the status: at once (a register file, not a promise) when nothing in the call waits — no
+   * yield point where the scheduler suspends it, no lock wait, no vCPU in guest mode — else a promise of them.
+   * TDH.VP.ENTER answers a promise that resolves when the vCPU next exits (RAX = exit status), unless the entry
+   * failed at once. A malformed call (a RAX that is not a 64-bit bigint) or an internal failure is a rejected
+   * promise, never a throw. `await` works on both kinds of answer; code that chains with `.then` wraps the answer in
+   * `Promise.resolve` first. (Before issue 14's fourth pass the answer was always a promise.)
    */
-  async seamcall(rax: bigint, input: readonly bigint[]): Promise<Gprs> {
+  seamcall(rax: bigint, input: readonly bigint[]): Gprs | Promise<Gprs> {
+    try {
+      return this.#seamcall(rax, input);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** {@link seamcall} without the conversion of a throw into a rejection. */
+  #seamcall(rax: bigint, input: readonly bigint[]): Gprs | Promise<Gprs> {
     // RAX of a known leaf and version 0 or 1 (all other bits clear) is checked with one comparison; anything else
     // goes through the full check and decode.
     let leaf: number;
@@ -285,29 +299,61 @@ export class TdxModule implements SeamcallPort {
     const flow = leaf < HOST_FLOW_BY_LEAF.length ? HOST_FLOW_BY_LEAF[leaf] : undefined;
     // SEPT.REMOVE and SEPT.ADD have a version 1 (for L2 tables, not modelled: L2 inputs are ignored).
     const maxVersion = leaf === SeamcallLeaf.MEM_SEPT_REMOVE || leaf === SeamcallLeaf.MEM_SEPT_ADD ? 1 : 0;
-    // TDH.VP.ENTER answers the exit's registers; every other leaf fills a fresh register file.
-    let out: Gprs;
-    let status: bigint;
-    if (!valid || version > maxVersion || (flow === undefined && leaf !== SeamcallLeaf.VP_ENTER)) {
-      out = makeGprs();
-      status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
-    } else if (leaf === SeamcallLeaf.VP_ENTER) {
-      out = await this.#vpEnter(regs);
-      status = out[Reg.RAX] as bigint;
-    } else {
-      out = makeGprs();
-      // Lock records are reused: each flow in flight has its own, returned empty.
-      const held = this.#heldPool.pop() ?? new HeldLocks();
-      try {
-        // Flows are synchronous unless the scheduler suspends them at a yield point.
-        const result = (flow as HostFlow)(m, regs, out, held);
-        status = typeof result === 'bigint' ? result : await result;
-      } finally {
-        held.releaseAll();
-        this.#heldPool.push(held);
-      }
+    if (!valid || version > maxVersion || (flow === undefined && leaf !== SeamcallLeaf.VP_ENTER))
+      return this.#answer(leaf, regs, makeGprs(), withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX));
+    if (leaf === SeamcallLeaf.VP_ENTER) {
+      // TDH.VP.ENTER answers the exit's registers.
+      const entered = this.#vpEnter(regs);
+      if (entered instanceof Promise)
+        return entered.then((out) => this.#answer(leaf, regs, out, out[Reg.RAX] as bigint));
+      return this.#answer(leaf, regs, entered, entered[Reg.RAX] as bigint);
     }
+    // Every other leaf fills a fresh register file. Lock records are reused: each flow in flight has its own,
+    // returned empty.
+    const out = makeGprs();
+    const held = this.#heldPool.pop() ?? new HeldLocks();
+    let result: bigint | Promise<bigint>;
+    try {
+      // Flows are synchronous unless the scheduler suspends them at a yield point (or a lock wait).
+      result = (flow as HostFlow)(m, regs, out, held);
+    } catch (error) {
+      this.#releaseHeld(held);
+      throw error;
+    }
+    if (typeof result === 'bigint') {
+      this.#releaseHeld(held);
+      return this.#answer(leaf, regs, out, result);
+    }
+    return this.#flowSuspended(leaf, regs, out, held, result);
+  }
+
+  /** A host flow that suspended: its locks are held until it settles, then the answer as for a synchronous one. */
+  async #flowSuspended(
+    leaf: number,
+    regs: readonly bigint[],
+    out: Gprs,
+    held: HeldLocks,
+    pending: Promise<bigint>,
+  ): Promise<Gprs> {
+    let status: bigint;
+    try {
+      status = await pending;
+    } finally {
+      this.#releaseHeld(held);
+    }
+    return this.#answer(leaf, regs, out, status);
+  }
+
+  /** Releases a flow's lock record and returns it to the pool. */
+  #releaseHeld(held: HeldLocks): void {
+    held.releaseAll();
+    this.#heldPool.push(held);
+  }
+
+  /** A SEAMCALL's answer: RAX = `status` in `out`, traced and logged when something reads it. */
+  #answer(leaf: number, regs: readonly bigint[], out: Gprs, status: bigint): Gprs {
     out[Reg.RAX] = status;
+    const m = this.#m;
     if (m.trace.enabled) {
       m.trace.record({
         kind: 'seamcall',

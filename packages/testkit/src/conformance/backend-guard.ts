@@ -464,7 +464,7 @@ export class BackendGuard {
           });
       }
     }
-    const seamcall = (rax: bigint, regs: readonly bigint[]): Promise<Gprs> =>
+    const seamcall = (rax: bigint, regs: readonly bigint[]): Gprs | Promise<Gprs> =>
       this.#seamcall(module, rax, regs);
     Object.defineProperty(watched, 'seamcall', { value: seamcall, configurable: true, writable: true });
     return watched;
@@ -472,19 +472,25 @@ export class BackendGuard {
 
   /**
    * A SEAMCALL of the backend, checked. Not an async function (a frame per call, on every SEAMCALL of every
-   * scenario): a refused call rejects, TDH.VP.ENTER is the module's own promise, other leaves' statuses are looked at
-   * in one `then`.
+   * scenario): a refused call rejects, TDH.VP.ENTER is the module's own answer, other leaves' statuses are looked at
+   * at once when the module answered at once (as the module does, a failure is then a rejected promise), else in
+   * one `then`.
    */
-  #seamcall(module: TdxModule, rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
+  #seamcall(module: TdxModule, rax: bigint, regs: readonly bigint[]): Gprs | Promise<Gprs> {
     let leaf: number;
     try {
       leaf = this.#admit(rax, regs);
     } catch (error) {
       return Promise.reject(error);
     }
-    const pending = module.seamcall(rax, regs);
-    if (leaf === SeamcallLeaf.VP_ENTER) return pending;
-    return pending.then((out) => this.#answered(leaf, regs, out));
+    const answer = module.seamcall(rax, regs);
+    if (leaf === SeamcallLeaf.VP_ENTER) return answer;
+    if (!Array.isArray(answer)) return Promise.resolve(answer).then((out) => this.#answered(leaf, regs, out));
+    try {
+      return this.#answered(leaf, regs, answer);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** The checks before a SEAMCALL goes to the module: its leaf, or a throw (the fault raised). */
@@ -613,11 +619,12 @@ export class BackendGuard {
   #watchVmm(vmm: Vmm): void {
     const original = vmm.onTdExit;
     if (typeof original !== 'function') return;
-    // A promise chain, not an async function: every TD exit of every scenario passes here.
-    const watched = (exit: TdExitEvent): Promise<Gprs | undefined> => {
+    // A promise chain, not an async function: every TD exit of every scenario passes here. An answer the backend
+    // gave at once is checked and passed on at once (failures rejected, as for one given later).
+    const watched = (exit: TdExitEvent): Gprs | undefined | Promise<Gprs | undefined> => {
       // A copy: the backend may change the array it was handed, the message tells the exit as it came.
       const regs = Array.isArray(exit.regs) ? exit.regs.slice() : exit.regs;
-      let answer: Promise<Gprs | undefined>;
+      let answer: Gprs | undefined | Promise<Gprs | undefined>;
       try {
         this.#noteRepeat(exit.vcpuIndex, regs);
       } catch (error) {
@@ -625,11 +632,19 @@ export class BackendGuard {
       }
       this.#pendingExits.set(exit.vcpuIndex, regs);
       try {
-        answer = Promise.resolve(original.call(vmm, exit));
+        answer = original.call(vmm, exit);
       } catch (error) {
         return Promise.reject(this.#exitThrew(exit, regs, error));
       }
-      return answer.then(
+      // An array or undefined is an answer given at once; anything else (a promise, a thenable, a bad value) as before.
+      if (answer === undefined || Array.isArray(answer)) {
+        try {
+          return this.#exitAnswered(exit, regs, answer);
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      }
+      return Promise.resolve(answer).then(
         (reply) => this.#exitAnswered(exit, regs, reply),
         (error: unknown) => {
           throw this.#exitThrew(exit, regs, error);
