@@ -301,13 +301,8 @@ export class TdxModule implements SeamcallPort {
     const maxVersion = leaf === SeamcallLeaf.MEM_SEPT_REMOVE || leaf === SeamcallLeaf.MEM_SEPT_ADD ? 1 : 0;
     if (!valid || version > maxVersion || (flow === undefined && leaf !== SeamcallLeaf.VP_ENTER))
       return this.#answer(leaf, regs, makeGprs(), withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX));
-    if (leaf === SeamcallLeaf.VP_ENTER) {
-      // TDH.VP.ENTER answers the exit's registers.
-      const entered = this.#vpEnter(regs);
-      if (entered instanceof Promise)
-        return entered.then((out) => this.#answer(leaf, regs, out, out[Reg.RAX] as bigint));
-      return this.#answer(leaf, regs, entered, entered[Reg.RAX] as bigint);
-    }
+    // TDH.VP.ENTER answers the exit's registers (its own answer made where the exit arrives: no promise of its own).
+    if (leaf === SeamcallLeaf.VP_ENTER) return this.#vpEnter(regs);
     // Every other leaf fills a fresh register file. Lock records are reused: each flow in flight has its own,
     // returned empty.
     const out = makeGprs();
@@ -372,6 +367,11 @@ export class TdxModule implements SeamcallPort {
     return out;
   }
 
+  /** TDH.VP.ENTER's answer: the exit (or failed entry) registers with RAX traced and logged. */
+  #vpEnterAnswer(regs: readonly bigint[], out: Gprs): Gprs {
+    return this.#answer(SeamcallLeaf.VP_ENTER, regs, out, out[Reg.RAX] as bigint);
+  }
+
   /**
    * TDH.VP.ENTER: a status or a synthesized exit at once, else the vCPU's next exit. Not async itself: the checks
    * and the entry run synchronously, only the wait in guest mode is a (small) async continuation.
@@ -430,7 +430,10 @@ export class TdxModule implements SeamcallPort {
       }
       if (decision.kind !== 'enter') {
         this.#seamret(cpu);
-        return decision.kind === 'status' ? makeGprs({ rax: decision.status }) : decision.regs;
+        return this.#vpEnterAnswer(
+          regs,
+          decision.kind === 'status' ? makeGprs({ rax: decision.status }) : decision.regs,
+        );
       }
       td = decision.td;
       vcpu = decision.vcpu;
@@ -442,19 +445,25 @@ export class TdxModule implements SeamcallPort {
       this.#seamret(cpu);
       throw error;
     }
-    return this.#inGuest(td, vcpu, cpu, exiting);
+    return this.#inGuest(td, vcpu, cpu, exiting, regs);
   }
 
   /**
    * The vCPU runs its guest until its next exit, which TDH.VP.ENTER answers (SEAMRET after it). Without a deciding
    * scheduler (no yield point after the exit) a promise chain, not an async function: one per TD exit.
    */
-  #inGuest(td: TdControl, vcpu: VcpuState, cpu: HostCpu | undefined, exiting: Promise<Gprs>): Promise<Gprs> {
-    if (this.#m.interleaves) return this.#inGuestYielding(td, vcpu, cpu, exiting);
+  #inGuest(
+    td: TdControl,
+    vcpu: VcpuState,
+    cpu: HostCpu | undefined,
+    exiting: Promise<Gprs>,
+    regs: readonly bigint[],
+  ): Promise<Gprs> {
+    if (this.#m.interleaves) return this.#inGuestYielding(td, vcpu, cpu, exiting, regs);
     return exiting.then(
       (exit) => {
         this.#seamret(cpu);
-        return exit;
+        return this.#vpEnterAnswer(regs, exit);
       },
       (error: unknown) => {
         this.#seamret(cpu);
@@ -469,18 +478,20 @@ export class TdxModule implements SeamcallPort {
     vcpu: VcpuState,
     cpu: HostCpu | undefined,
     exiting: Promise<Gprs>,
+    regs: readonly bigint[],
   ): Promise<Gprs> {
+    let exit: Gprs;
     try {
-      const exit = await exiting;
+      exit = await exiting;
       if (this.#m.interleaves) {
         // The vCPU has left guest mode; its host thread yields before the exit reaches the VMM (SEAM root).
         const pause = yieldAt(this.#m, 'TDH.VP.ENTER', 'exit', td.tdr, undefined, vcpu.hostActor);
         if (pause !== undefined) await pause;
       }
-      return exit;
     } finally {
       this.#seamret(cpu);
     }
+    return this.#vpEnterAnswer(regs, exit);
   }
 
   /** SEAMRET: nothing to do unless an NMI is latched (or was blocked) — the common path only flips the mode. */

@@ -104,7 +104,12 @@ async function vcpuLoop(
       const entered = module.seamcall(VP_ENTER, next);
       // An answer given at once is a register file (or undefined); anything else is awaited.
       const regs = Array.isArray(entered) ? entered : await entered;
-      const answer = vmm.onTdExit({ tdr: target.tdr, tdvpr: target.tdvpr, vcpuIndex: target.vcpuIndex, regs });
+      const answer = vmm.onTdExit({
+        tdr: target.tdr,
+        tdvpr: target.tdvpr,
+        vcpuIndex: target.vcpuIndex,
+        regs,
+      });
       const reply = answer === undefined || Array.isArray(answer) ? answer : await answer;
       if (reply === undefined) return;
       next = withTdvpr(reply, tdvpr);
