@@ -315,7 +315,13 @@ function mapLeaf(vm: VmState, target: number, level: number): PrivateMapResult |
 }
 
 /** What TDH.MEM.PAGE.AUG of `hpa` answered for the frozen leaf: the leaf present, or FREE again and the page back. */
-function augmented(vm: VmState, target: number, level: number, hpa: number, status: bigint): PrivateMapResult {
+function augmented(
+  vm: VmState,
+  target: number,
+  level: number,
+  hpa: number,
+  status: bigint,
+): PrivateMapResult {
   const { mirror, td } = vm;
   vm.countSeamcall('TDH.MEM.PAGE.AUG', status);
   if (status === TdxStatus.SUCCESS) {
@@ -338,7 +344,8 @@ function linkTable(
   const base = gpa - (gpa % spanOf(level));
   if (!vm.mirror.tryFreeze(level, base)) return 'retry';
   const frozen = first ? vm.yieldAt('kvm.fault', 'frozen', base) : undefined;
-  if (frozen !== undefined) return restoreOnFailure(vm, level, base, frozen).then(() => addTable(vm, base, level));
+  if (frozen !== undefined)
+    return restoreOnFailure(vm, level, base, frozen).then(() => addTable(vm, base, level));
   return addTable(vm, base, level);
 }
 
@@ -364,7 +371,13 @@ function addTable(vm: VmState, base: number, level: number): PrivateMapResult | 
 }
 
 /** What TDH.MEM.SEPT.ADD of `table` answered: the entry a table, or FREE again and the page back. */
-function tableAdded(vm: VmState, base: number, level: number, table: number, status: bigint): PrivateMapResult {
+function tableAdded(
+  vm: VmState,
+  base: number,
+  level: number,
+  table: number,
+  status: bigint,
+): PrivateMapResult {
   const { mirror, td } = vm;
   vm.countSeamcall('TDH.MEM.SEPT.ADD', status);
   if (status === TdxStatus.SUCCESS) {
