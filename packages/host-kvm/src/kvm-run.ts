@@ -13,6 +13,8 @@ import { syncPostedInterrupts } from './posted-interrupts.js';
 import type { VmState } from './vm-state.js';
 
 const VP_ENTER = encodeLeaf(SeamcallLeaf.VP_ENTER);
+/** Bit 63 of RAX after TDH.VP.ENTER: an error status, not an exit. */
+const ERROR_BIT = 1n << 63n;
 /** Macrotask turns a vCPU waits after a TDH.VP.ENTER that answered BUSY. */
 const BACK_OFF_TURNS = 3;
 
@@ -145,7 +147,8 @@ export class KvmRun {
           this.#returns[index] = (this.#returns[index] as number) + 1;
         }
         const status = regs[Reg.RAX] as bigint;
-        if (isStatus(status, TdxStatus.OPERAND_BUSY)) {
+        // An exit (bit 63 clear, the common answer) is not BUSY: no decoding for it.
+        if (status >= ERROR_BIT && isStatus(status, TdxStatus.OPERAND_BUSY)) {
           // BUSY from the zero-step filter (SEPT tree) or a TRACK (TD epoch): leave the fast path and enter again,
           // with the same registers, once the contending host operation had a chance to finish.
           vm.counters.busySeen++;

@@ -168,7 +168,8 @@ export class VmState {
   pageSeamcall(rax: bigint, gpa: number, level: number, hpa: number): Gprs | Promise<Gprs> {
     if (this.#dead !== undefined) return Promise.reject(this.deadError());
     const regs = makeGprs();
-    regs[Reg.RCX] = BigInt(gpa) | BigInt(level);
+    // The page info: `gpa` is aligned to its level's page and `level` < 8, so the OR is a sum (one bigint made).
+    regs[Reg.RCX] = BigInt(gpa + level);
     regs[Reg.RDX] = this.#tdrRegister;
     regs[Reg.R8] = BigInt(hpa);
     return this.module.seamcall(rax, regs);
@@ -182,7 +183,8 @@ export class VmState {
   /** Counts a SEAMCALL that answered `status`. */
   countSeamcall(name: string, status: bigint): void {
     this.counters.seamcalls[name] = (this.counters.seamcalls[name] ?? 0) + 1;
-    if (isStatus(status, TdxStatus.OPERAND_BUSY)) this.counters.busySeen++;
+    // SUCCESS (the common answer) is not BUSY: no decoding for it.
+    if (status !== TdxStatus.SUCCESS && isStatus(status, TdxStatus.OPERAND_BUSY)) this.counters.busySeen++;
     if (status !== TdxStatus.SUCCESS && log.enabled) log('%s: %s', name, formatStatus(status));
   }
 
