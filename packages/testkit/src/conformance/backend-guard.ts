@@ -637,10 +637,9 @@ export class BackendGuard {
     if (regs.length !== 16 || !Number.isSafeInteger(exit.vcpuIndex)) return regs.slice();
     let copy = this.#exitCopies.get(exit.vcpuIndex);
     if (copy === undefined) {
-      copy = new Array<bigint>(16);
+      copy = regs.slice();
       this.#exitCopies.set(exit.vcpuIndex, copy);
-    }
-    for (let i = 0; i < 16; i++) copy[i] = regs[i] as bigint;
+    } else for (let i = 0; i < 16; i++) copy[i] = regs[i] as bigint;
     return copy;
   }
 
