@@ -86,6 +86,8 @@ export class VmState {
 
   /** The TDR as a register value (RDX of the page SEAMCALLs), made once. */
   readonly #tdrRegister: bigint;
+  /** Whether the module's scheduler decides at yield points (else they all answer undefined: none is built). */
+  readonly #decides: boolean;
   /** Each vCPU's TDVPR as a register value (RCX of TDH.VP.ENTER), made once. */
   readonly #tdvprRegisters: readonly bigint[];
 
@@ -93,6 +95,8 @@ export class VmState {
     this.module = module;
     this.td = td;
     this.#tdrRegister = BigInt(td.tdr);
+    // A module-like object without the flag is asked at every point, as before it existed.
+    this.#decides = module.schedulerDecides !== false;
     this.#tdvprRegisters = td.tdvprs.map((tdvpr) => BigInt(tdvpr));
     this.options = options;
     this.mirror = new MirrorSept(td.pwl);
@@ -190,6 +194,7 @@ export class VmState {
 
   /** A yield point of the backend between two steps of its own operations (undefined: go on at once). */
   yieldAt(flow: string, step: string, gpa: number): Promise<void> | undefined {
+    if (!this.#decides) return undefined;
     const point: YieldPoint = { flow, step, tdr: this.td.tdr, gpa };
     return this.module.yieldAt(point);
   }

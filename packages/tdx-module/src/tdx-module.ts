@@ -868,6 +868,15 @@ export class TdxModule implements SeamcallPort {
   }
 
   /**
+   * Whether the module's scheduler may suspend a flow at a yield point (any scheduler but the default
+   * run-to-completion one). Fixed for the module's life. When false, {@link yieldAt} answers undefined for every
+   * point, so a backend may skip building the points of its own yield points (it does on every fault).
+   */
+  get schedulerDecides(): boolean {
+    return this.#m.interleaves;
+  }
+
+  /**
    * A yield point of the host: backends call it between the steps of their own multi-SEAMCALL operations (a zap
    * between BLOCK, TRACK, kick and REMOVE; a fault between SEPT.ADD and AUG; a MapGPA between chunks), so that a
    * scheduler may run other vCPUs and host threads there. Resolves at once (undefined) with the default
