@@ -74,12 +74,17 @@ export function handleEptViolation(
   const wants = accept ? Number((eeq >> 32n) & 7n) : vm.options.hugePages ? 1 : 0;
   if (accept && wants === 0 && vm.options.hugePages && splitNeeded(vm, raw))
     return splitForAccept(vm, run, raw);
-  // The first attempt, then (rarely) the rest of the loop: no async frame of its own on the path of every fault.
-  return mapPrivate(vm, raw, wants, true).then((result) =>
-    result === 'fixed' || result === 'dead'
-      ? undefined
-      : privateFaultAgain(vm, run, vcpu, raw, wants, result),
-  );
+  // The first attempt, then (rarely) the rest of the loop: no async frame of its own on the path of every fault,
+  // and no promise at all when the attempt's SEAMCALLs answered at once.
+  const first = mapPrivate(vm, raw, wants, true);
+  if (first instanceof Promise)
+    return first.then((result) =>
+      result === 'fixed' || result === 'dead'
+        ? undefined
+        : privateFaultAgain(vm, run, vcpu, raw, wants, result),
+    );
+  if (first === 'fixed' || first === 'dead') return undefined;
+  return privateFaultAgain(vm, run, vcpu, raw, wants, first);
 }
 
 /**
@@ -175,94 +180,205 @@ function splitNeeded(vm: VmState, gpa: number): boolean {
  * the fault is fixed. OPERAND_BUSY means retry; any other failure kills the VM.
  * The leaf is 4K unless huge pages are on, the guest accepts at 2M and the whole 2M block is private and unmapped.
  * A retry (`first` false) passes no yield point of its own: it is the same fault spinning, not new work to order.
+ * Answers at once when nothing waited (the lock free, no yield point that suspended, SEAMCALLs answered at once),
+ * else a promise; a failure is thrown when it happens before anything waited, rejected after.
  * Source: arch/x86/kvm/mmu/tdp_mmu.c (kvm_tdp_mmu_map, set_external_spte_present) and arch/x86/kvm/vmx/tdx.c
  * (tdx_sept_link_private_spt, tdx_sept_set_private_spte, tdx_mem_page_aug: BUSY → -EBUSY, else KVM_BUG_ON).
  */
-export async function mapPrivate(
+export function mapPrivate(
   vm: VmState,
   gpa: number,
   wants: number,
   first = true,
-): Promise<PrivateMapResult> {
+): PrivateMapResult | Promise<PrivateMapResult> {
   const page = gpa - (gpa % PAGE);
   const wait = vm.mmuLock.read(page, first);
-  if (wait !== undefined) await wait;
+  if (wait !== undefined) return mapPrivateAfterWait(vm, page, wants, first, wait);
+  let result: PrivateMapResult | Promise<PrivateMapResult>;
   try {
-    if (vm.isShared(page)) return 'memory-fault';
-    if (vm.memslots.find(page) === undefined) return 'no-slot';
-    const { mirror, td } = vm;
-    const base2m = page - (page % MIB2);
-    const level =
-      wants === 1 &&
-      vm.options.hugePages &&
-      vm.runnable &&
-      mirror.get(1, base2m) === MirrorEntry.FREE &&
-      !hasShared(vm, base2m) &&
-      oneSlot(vm, base2m)
-        ? 1
-        : 0;
-    const target = level === 1 ? base2m : page;
-    for (;;) {
-      const atLevel = mirror.walkLevel(target, level);
-      const entry = mirror.get(atLevel, target);
-      if (entry === MirrorEntry.FREE && atLevel > level) {
-        const linked = await linkTable(vm, target, atLevel, first);
-        if (linked !== 'fixed') return linked;
-        continue;
-      }
-      if (entry === MirrorEntry.FREE) break;
-      // A leaf maps the GPA already (this fault lost a race, or a larger leaf covers it): spurious, fixed.
-      if (entry === MirrorEntry.PRESENT || entry === MirrorEntry.PREMAPPED) return 'fixed';
-      // Frozen by a racing fault, or blocked by a zap (only possible without mmu_lock): back off.
-      return 'retry';
-    }
-    if (!mirror.tryFreeze(level, target)) return 'retry';
-    const frozen = first ? vm.yieldAt('kvm.fault', 'frozen', target) : undefined;
-    if (frozen !== undefined) await restoreOnFailure(vm, level, target, frozen);
-    if (!vm.runnable) {
-      // tdx_mem_page_record_premap_cnt: no SEAMCALL before finalization; PAGE.ADD follows.
-      mirror.set(level, target, MirrorEntry.PREMAPPED, td.allocator.alloc4k());
-      vm.premapped++;
-      return 'fixed';
-    }
-    const hpa = level === 1 ? td.allocator.alloc2m() : td.allocator.alloc4k();
-    // The SEAMCALL awaited here, not in a helper: each async layer is a frame and a promise on every fault.
-    let status: bigint;
-    try {
-      status = (await vm.pageSeamcall(PAGE_AUG, target, level, hpa))[Reg.RAX] as bigint;
-    } catch (error) {
-      restoreFrozen(vm, level, target);
-      throw error;
-    }
-    vm.countSeamcall('TDH.MEM.PAGE.AUG', status);
-    if (status === TdxStatus.SUCCESS) {
-      mirror.set(level, target, MirrorEntry.PRESENT, hpa);
-      return 'fixed';
-    }
-    mirror.set(level, target, MirrorEntry.FREE);
-    if (level === 1) td.allocator.free2m(hpa);
-    else td.allocator.free4k(hpa);
-    return failed(vm, 'TDH.MEM.PAGE.AUG', status);
+    result = mapHeld(vm, page, wants, first);
+  } catch (error) {
+    vm.mmuLock.releaseRead();
+    throw error;
+  }
+  if (result instanceof Promise) return releaseReadAfter(vm, result);
+  vm.mmuLock.releaseRead();
+  return result;
+}
+
+/** {@link mapPrivate} once mmu_lock, which it had to wait for, is held for read. */
+async function mapPrivateAfterWait(
+  vm: VmState,
+  page: number,
+  wants: number,
+  first: boolean,
+  wait: Promise<void>,
+): Promise<PrivateMapResult> {
+  await wait;
+  try {
+    return await mapHeld(vm, page, wants, first);
   } finally {
     vm.mmuLock.releaseRead();
   }
 }
 
-/** Links the S-EPT table of the entry at `level` for `gpa` (tdx_sept_link_private_spt). */
-async function linkTable(vm: VmState, gpa: number, level: number, first: boolean): Promise<PrivateMapResult> {
-  const { mirror, td } = vm;
-  const base = gpa - (gpa % spanOf(level));
-  if (!mirror.tryFreeze(level, base)) return 'retry';
-  const frozen = first ? vm.yieldAt('kvm.fault', 'frozen', base) : undefined;
-  if (frozen !== undefined) await restoreOnFailure(vm, level, base, frozen);
-  const table = td.allocator.alloc4k();
-  let status: bigint;
+/** mmu_lock's read hold released once the fault attempt that waited settles. */
+async function releaseReadAfter(vm: VmState, attempt: Promise<PrivateMapResult>): Promise<PrivateMapResult> {
   try {
-    status = (await vm.pageSeamcall(SEPT_ADD, base, level, table))[Reg.RAX] as bigint;
+    return await attempt;
+  } finally {
+    vm.mmuLock.releaseRead();
+  }
+}
+
+/** The fault attempt for the 4K page `page` under mmu_lock: which leaf to map, then {@link mapAt}. */
+function mapHeld(
+  vm: VmState,
+  page: number,
+  wants: number,
+  first: boolean,
+): PrivateMapResult | Promise<PrivateMapResult> {
+  if (vm.isShared(page)) return 'memory-fault';
+  if (vm.memslots.find(page) === undefined) return 'no-slot';
+  const { mirror } = vm;
+  const base2m = page - (page % MIB2);
+  const level =
+    wants === 1 &&
+    vm.options.hugePages &&
+    vm.runnable &&
+    mirror.get(1, base2m) === MirrorEntry.FREE &&
+    !hasShared(vm, base2m) &&
+    oneSlot(vm, base2m)
+      ? 1
+      : 0;
+  return mapAt(vm, level === 1 ? base2m : page, level, first);
+}
+
+/** The walk from the root to the leaf at `level` for `target`, linking missing tables, then the leaf. */
+function mapAt(
+  vm: VmState,
+  target: number,
+  level: number,
+  first: boolean,
+): PrivateMapResult | Promise<PrivateMapResult> {
+  const { mirror } = vm;
+  for (;;) {
+    const atLevel = mirror.walkLevel(target, level);
+    const entry = mirror.get(atLevel, target);
+    if (entry === MirrorEntry.FREE && atLevel > level) {
+      const linked = linkTable(vm, target, atLevel, first);
+      // A table linked after a wait: the walk starts again from the root, as it does after one linked at once.
+      if (linked instanceof Promise)
+        return linked.then((result) => (result === 'fixed' ? mapAt(vm, target, level, first) : result));
+      if (linked !== 'fixed') return linked;
+      continue;
+    }
+    if (entry === MirrorEntry.FREE) break;
+    // A leaf maps the GPA already (this fault lost a race, or a larger leaf covers it): spurious, fixed.
+    if (entry === MirrorEntry.PRESENT || entry === MirrorEntry.PREMAPPED) return 'fixed';
+    // Frozen by a racing fault, or blocked by a zap (only possible without mmu_lock): back off.
+    return 'retry';
+  }
+  if (!mirror.tryFreeze(level, target)) return 'retry';
+  const frozen = first ? vm.yieldAt('kvm.fault', 'frozen', target) : undefined;
+  if (frozen !== undefined)
+    return restoreOnFailure(vm, level, target, frozen).then(() => mapLeaf(vm, target, level));
+  return mapLeaf(vm, target, level);
+}
+
+/** The frozen leaf entry at `level` for `target` mapped: premapped before finalization, else TDH.MEM.PAGE.AUG. */
+function mapLeaf(vm: VmState, target: number, level: number): PrivateMapResult | Promise<PrivateMapResult> {
+  const { mirror, td } = vm;
+  if (!vm.runnable) {
+    // tdx_mem_page_record_premap_cnt: no SEAMCALL before finalization; PAGE.ADD follows.
+    mirror.set(level, target, MirrorEntry.PREMAPPED, td.allocator.alloc4k());
+    vm.premapped++;
+    return 'fixed';
+  }
+  const hpa = level === 1 ? td.allocator.alloc2m() : td.allocator.alloc4k();
+  let answer: Gprs | Promise<Gprs>;
+  try {
+    answer = vm.pageSeamcall(PAGE_AUG, target, level, hpa);
+  } catch (error) {
+    restoreFrozen(vm, level, target);
+    throw error;
+  }
+  if (!Array.isArray(answer))
+    return Promise.resolve(answer).then(
+      (out) => augmented(vm, target, level, hpa, out[Reg.RAX] as bigint),
+      (error: unknown) => {
+        restoreFrozen(vm, level, target);
+        throw error;
+      },
+    );
+  return augmented(vm, target, level, hpa, answer[Reg.RAX] as bigint);
+}
+
+/** What TDH.MEM.PAGE.AUG of `hpa` answered for the frozen leaf: the leaf present, or FREE again and the page back. */
+function augmented(
+  vm: VmState,
+  target: number,
+  level: number,
+  hpa: number,
+  status: bigint,
+): PrivateMapResult {
+  const { mirror, td } = vm;
+  vm.countSeamcall('TDH.MEM.PAGE.AUG', status);
+  if (status === TdxStatus.SUCCESS) {
+    mirror.set(level, target, MirrorEntry.PRESENT, hpa);
+    return 'fixed';
+  }
+  mirror.set(level, target, MirrorEntry.FREE);
+  if (level === 1) td.allocator.free2m(hpa);
+  else td.allocator.free4k(hpa);
+  return failed(vm, 'TDH.MEM.PAGE.AUG', status);
+}
+
+/** Links the S-EPT table of the entry at `level` for `gpa` (tdx_sept_link_private_spt). */
+function linkTable(
+  vm: VmState,
+  gpa: number,
+  level: number,
+  first: boolean,
+): PrivateMapResult | Promise<PrivateMapResult> {
+  const base = gpa - (gpa % spanOf(level));
+  if (!vm.mirror.tryFreeze(level, base)) return 'retry';
+  const frozen = first ? vm.yieldAt('kvm.fault', 'frozen', base) : undefined;
+  if (frozen !== undefined)
+    return restoreOnFailure(vm, level, base, frozen).then(() => addTable(vm, base, level));
+  return addTable(vm, base, level);
+}
+
+/** TDH.MEM.SEPT.ADD for the frozen entry at `level` and `base`. */
+function addTable(vm: VmState, base: number, level: number): PrivateMapResult | Promise<PrivateMapResult> {
+  const table = vm.td.allocator.alloc4k();
+  let answer: Gprs | Promise<Gprs>;
+  try {
+    answer = vm.pageSeamcall(SEPT_ADD, base, level, table);
   } catch (error) {
     restoreFrozen(vm, level, base);
     throw error;
   }
+  if (!Array.isArray(answer))
+    return Promise.resolve(answer).then(
+      (out) => tableAdded(vm, base, level, table, out[Reg.RAX] as bigint),
+      (error: unknown) => {
+        restoreFrozen(vm, level, base);
+        throw error;
+      },
+    );
+  return tableAdded(vm, base, level, table, answer[Reg.RAX] as bigint);
+}
+
+/** What TDH.MEM.SEPT.ADD of `table` answered: the entry a table, or FREE again and the page back. */
+function tableAdded(
+  vm: VmState,
+  base: number,
+  level: number,
+  table: number,
+  status: bigint,
+): PrivateMapResult {
+  const { mirror, td } = vm;
   vm.countSeamcall('TDH.MEM.SEPT.ADD', status);
   if (status === TdxStatus.SUCCESS) {
     mirror.set(level, base, MirrorEntry.TABLE);

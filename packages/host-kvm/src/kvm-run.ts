@@ -7,11 +7,14 @@ import {
   SeamcallLeaf,
   TdxStatus,
   type Vmm,
+  withTdvpr,
 } from '@tdxsim/tdx-module';
 import { syncPostedInterrupts } from './posted-interrupts.js';
 import type { VmState } from './vm-state.js';
 
 const VP_ENTER = encodeLeaf(SeamcallLeaf.VP_ENTER);
+/** Bit 63 of RAX after TDH.VP.ENTER: an error status, not an exit. */
+const ERROR_BIT = 1n << 63n;
 /** Macrotask turns a vCPU waits after a TDH.VP.ENTER that answered BUSY. */
 const BACK_OFF_TURNS = 3;
 
@@ -118,8 +121,9 @@ export class KvmRun {
   async #loop(vmm: Vmm, tdvpr: number, index: number): Promise<void> {
     const { module, td } = this.#vm;
     const vm = this.#vm;
-    let next: Gprs = makeGprs();
     const tdvprRegister = BigInt(tdvpr);
+    let next: Gprs = makeGprs();
+    next[Reg.RCX] = tdvprRegister;
     try {
       // KVM_RUN before KVM_TDX_FINALIZE_VM is refused (tdx_vcpu_pre_run): this thread waits for it instead.
       if (!vm.runnable) await vm.whenRunnable();
@@ -130,28 +134,32 @@ export class KvmRun {
           await gate.open;
           continue;
         }
-        next[Reg.RCX] = tdvprRegister;
         this.#mode[index] = IN_GUEST;
         // Interrupts posted while the vCPU was out reach the TD's virtual APIC on entry (tdx_vcpu_run: pi_test_on).
         if (vm.enterExit.hasPosted(index)) syncPostedInterrupts(vm, index);
         let regs: Gprs;
         try {
-          regs = await module.seamcall(VP_ENTER, next);
+          // A failed entry answers at once; an entry into guest mode answers at the vCPU's next exit.
+          const entered = module.seamcall(VP_ENTER, next);
+          regs = Array.isArray(entered) ? entered : await entered;
         } finally {
           this.#mode[index] = OUTSIDE;
           this.#returns[index] = (this.#returns[index] as number) + 1;
         }
         const status = regs[Reg.RAX] as bigint;
-        if (isStatus(status, TdxStatus.OPERAND_BUSY)) {
+        // An exit (bit 63 clear, the common answer) is not BUSY: no decoding for it.
+        if (status >= ERROR_BIT && isStatus(status, TdxStatus.OPERAND_BUSY)) {
           // BUSY from the zero-step filter (SEPT tree) or a TRACK (TD epoch): leave the fast path and enter again,
           // with the same registers, once the contending host operation had a chance to finish.
           vm.counters.busySeen++;
           await backOff(vm, index);
           continue;
         }
-        const reply = await vmm.onTdExit({ tdr: td.tdr, tdvpr, vcpuIndex: index, regs });
+        // An exit handled without waiting (a fault whose SEAMCALLs answered at once) is answered at once: no await.
+        const answer = vmm.onTdExit({ tdr: td.tdr, tdvpr, vcpuIndex: index, regs });
+        const reply = answer === undefined || Array.isArray(answer) ? answer : await answer;
         if (reply === undefined) return;
-        next = reply.slice();
+        next = withTdvpr(reply, tdvprRegister);
       }
     } finally {
       module.stopVcpu(tdvpr);

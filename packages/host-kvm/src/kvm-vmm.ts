@@ -329,9 +329,10 @@ export class KvmVmm implements Vmm {
 
   /**
    * A TD exit of one of its vCPUs. Answers the registers of the next entry, or undefined to stop the vCPU (the VM is
-   * dead, or userspace stopped it).
+   * dead, or userspace stopped it): at once when the exit was handled without waiting (an EPT violation whose
+   * SEAMCALLs answered at once), else a promise. A failure of the handler is a rejected promise, never a throw.
    */
-  onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
+  onTdExit(exit: TdExitEvent): Gprs | undefined | Promise<Gprs | undefined> {
     // The exit of every page faulted in takes a path with no async frame of its own; anything else, or anything
     // the checks below would refuse, the general one.
     if (this.#vm.dead === undefined && isPlainEptViolation(exit, this.td.tdvprs.length))
@@ -340,7 +341,7 @@ export class KvmVmm implements Vmm {
   }
 
   /** An EPT-violation exit (checked): the fault handled, then the registers of the next entry (none if the VM died). */
-  #eptViolation(exit: TdExitEvent): Promise<Gprs | undefined> {
+  #eptViolation(exit: TdExitEvent): Gprs | undefined | Promise<Gprs | undefined> {
     const vm = this.#vm;
     vm.counters.exits++;
     let fault: Promise<void> | undefined;
@@ -349,13 +350,19 @@ export class KvmVmm implements Vmm {
     } catch (error) {
       return Promise.reject(error).catch(stopIfVmDead);
     }
-    if (fault === undefined) return Promise.resolve(this.#reentry());
-    return fault.then(() => this.#reentry(), stopIfVmDead);
+    if (fault === undefined) return this.#reentry(exit.vcpuIndex);
+    return fault.then(() => this.#reentry(exit.vcpuIndex), stopIfVmDead);
   }
 
-  /** After an exit handled: an empty register file to enter again with, or undefined once the VM is dead. */
-  #reentry(): Gprs | undefined {
-    return this.#vm.dead === undefined ? makeGprs() : undefined;
+  /**
+   * After an exit handled: the register file to enter vCPU `index` again with (empty but RCX = its TDVPR, which the
+   * vCPU loop would set in a copy otherwise), or undefined once the VM is dead.
+   */
+  #reentry(index: number): Gprs | undefined {
+    if (this.#vm.dead !== undefined) return undefined;
+    const regs = makeGprs();
+    regs[Reg.RCX] = this.#vm.tdvprRegister(index);
+    return regs;
   }
 
   async #onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
@@ -389,7 +396,7 @@ export class KvmVmm implements Vmm {
     } catch (error) {
       return stopIfVmDead(error);
     }
-    return this.#reentry();
+    return this.#reentry(exit.vcpuIndex);
   }
 
   /**

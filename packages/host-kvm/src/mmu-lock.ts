@@ -25,6 +25,8 @@ export class MmuLock {
   readonly mode: MmuLockMode;
   readonly #module: TdxModule;
   readonly #tdr: number;
+  /** Whether the module's scheduler decides at yield points. */
+  readonly #decides: boolean;
   readonly #queue: Waiter[] = [];
   #readers = 0;
   #writer = false;
@@ -38,6 +40,8 @@ export class MmuLock {
       throw new KvmError('INVALID_ARGUMENT', `mode must be 'rwlock' or 'none', got ${String(mode)}`, 'mode');
     this.#module = module;
     this.#tdr = tdr;
+    // A module-like object without the flag is asked at every point, as before it existed.
+    this.#decides = module.schedulerDecides !== false;
     this.mode = mode;
   }
 
@@ -87,6 +91,8 @@ export class MmuLock {
   }
 
   #take(write: boolean, gpa: number): Promise<void> | undefined {
+    // Under the run-to-completion scheduler the yield point answers undefined: no point built for it.
+    if (!this.#decides) return this.#acquire(write);
     const point = { flow: 'kvm.mmu_lock', step: write ? 'write' : 'read', tdr: this.#tdr, gpa };
     const pause = this.#module.yieldAt(point);
     if (pause === undefined) return this.#acquire(write);

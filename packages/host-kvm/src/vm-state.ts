@@ -86,11 +86,18 @@ export class VmState {
 
   /** The TDR as a register value (RDX of the page SEAMCALLs), made once. */
   readonly #tdrRegister: bigint;
+  /** Whether the module's scheduler decides at yield points (else they all answer undefined: none is built). */
+  readonly #decides: boolean;
+  /** Each vCPU's TDVPR as a register value (RCX of TDH.VP.ENTER), made once. */
+  readonly #tdvprRegisters: readonly bigint[];
 
   constructor(module: TdxModule, td: BuiltTd, options: ResolvedKvmOptions) {
     this.module = module;
     this.td = td;
     this.#tdrRegister = BigInt(td.tdr);
+    // A module-like object without the flag is asked at every point, as before it existed.
+    this.#decides = module.schedulerDecides !== false;
+    this.#tdvprRegisters = td.tdvprs.map((tdvpr) => BigInt(tdvpr));
     this.options = options;
     this.mirror = new MirrorSept(td.pwl);
     this.mmuLock = new MmuLock(module, td.tdr, options.mmuLock);
@@ -157,28 +164,37 @@ export class VmState {
 
   /**
    * A page SEAMCALL of the fault path (TDH.MEM.PAGE.AUG, TDH.MEM.SEPT.ADD) with its registers built here — RCX = the
-   * page info of `gpa` and `level`, RDX = the TDR, R8 = `hpa` — resolving with the output registers; the caller counts
-   * it with {@link countSeamcall}. No typed wrapper, result object, decoded status or promise of its own: every page
-   * faulted in passes here, with arguments KVM made itself. Refused (rejects) once the VM is dead.
+   * page info of `gpa` and `level`, RDX = the TDR, R8 = `hpa` — answering the output registers (at once when the
+   * module did, see `TdxModule.seamcall`); the caller counts it with {@link countSeamcall}. No typed wrapper, result
+   * object, decoded status or promise of its own: every page faulted in passes here, with arguments KVM made itself.
+   * Refused (rejects) once the VM is dead.
    */
-  pageSeamcall(rax: bigint, gpa: number, level: number, hpa: number): Promise<Gprs> {
+  pageSeamcall(rax: bigint, gpa: number, level: number, hpa: number): Gprs | Promise<Gprs> {
     if (this.#dead !== undefined) return Promise.reject(this.deadError());
     const regs = makeGprs();
-    regs[Reg.RCX] = BigInt(gpa) | BigInt(level);
+    // The page info: `gpa` is aligned to its level's page and `level` < 8, so the OR is a sum (one bigint made).
+    regs[Reg.RCX] = BigInt(gpa + level);
     regs[Reg.RDX] = this.#tdrRegister;
     regs[Reg.R8] = BigInt(hpa);
     return this.module.seamcall(rax, regs);
   }
 
+  /** vCPU `index`'s TDVPR as a register value (RCX of its TDH.VP.ENTER). */
+  tdvprRegister(index: number): bigint {
+    return this.#tdvprRegisters[index] as bigint;
+  }
+
   /** Counts a SEAMCALL that answered `status`. */
   countSeamcall(name: string, status: bigint): void {
     this.counters.seamcalls[name] = (this.counters.seamcalls[name] ?? 0) + 1;
-    if (isStatus(status, TdxStatus.OPERAND_BUSY)) this.counters.busySeen++;
+    // SUCCESS (the common answer) is not BUSY: no decoding for it.
+    if (status !== TdxStatus.SUCCESS && isStatus(status, TdxStatus.OPERAND_BUSY)) this.counters.busySeen++;
     if (status !== TdxStatus.SUCCESS && log.enabled) log('%s: %s', name, formatStatus(status));
   }
 
   /** A yield point of the backend between two steps of its own operations (undefined: go on at once). */
   yieldAt(flow: string, step: string, gpa: number): Promise<void> | undefined {
+    if (!this.#decides) return undefined;
     const point: YieldPoint = { flow, step, tdr: this.td.tdr, gpa };
     return this.module.yieldAt(point);
   }

@@ -238,5 +238,5 @@ export {
   type TdxModuleOptions,
   type TdxModuleServices,
 } from './tdx-module.js';
-export { runVcpu, type SeamcallPort, type TdExitEvent, type Vmm } from './vmm-port.js';
+export { runVcpu, type SeamcallPort, type TdExitEvent, type Vmm, withTdvpr } from './vmm-port.js';
 export type { ViewedMapping, VmmView } from './vmm-view.js';

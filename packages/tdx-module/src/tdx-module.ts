@@ -261,10 +261,24 @@ export class TdxModule implements SeamcallPort {
   }
 
   /**
-   * A SEAMCALL: RAX selects leaf and version, the other registers are the leaf's inputs. Resolves with the output
-   * registers, RAX holding the status. TDH.VP.ENTER resolves when the vCPU next exits (RAX = exit status).
+   * A SEAMCALL: RAX selects leaf and version, the other registers are the leaf's inputs. Answers the output
+   * registers, RAX holding the status: at once (a register file, not a promise) when nothing in the call waits — no
+   * yield point where the scheduler suspends it, no lock wait, no vCPU in guest mode — else a promise of them.
+   * TDH.VP.ENTER answers a promise that resolves when the vCPU next exits (RAX = exit status), unless the entry
+   * failed at once. A malformed call (a RAX that is not a 64-bit bigint) or an internal failure is a rejected
+   * promise, never a throw. `await` works on both kinds of answer; code that chains with `.then` wraps the answer in
+   * `Promise.resolve` first. (Before issue 14's fourth pass the answer was always a promise.)
    */
-  async seamcall(rax: bigint, input: readonly bigint[]): Promise<Gprs> {
+  seamcall(rax: bigint, input: readonly bigint[]): Gprs | Promise<Gprs> {
+    try {
+      return this.#seamcall(rax, input);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** {@link seamcall} without the conversion of a throw into a rejection. */
+  #seamcall(rax: bigint, input: readonly bigint[]): Gprs | Promise<Gprs> {
     // RAX of a known leaf and version 0 or 1 (all other bits clear) is checked with one comparison; anything else
     // goes through the full check and decode.
     let leaf: number;
@@ -285,29 +299,56 @@ export class TdxModule implements SeamcallPort {
     const flow = leaf < HOST_FLOW_BY_LEAF.length ? HOST_FLOW_BY_LEAF[leaf] : undefined;
     // SEPT.REMOVE and SEPT.ADD have a version 1 (for L2 tables, not modelled: L2 inputs are ignored).
     const maxVersion = leaf === SeamcallLeaf.MEM_SEPT_REMOVE || leaf === SeamcallLeaf.MEM_SEPT_ADD ? 1 : 0;
-    // TDH.VP.ENTER answers the exit's registers; every other leaf fills a fresh register file.
-    let out: Gprs;
-    let status: bigint;
-    if (!valid || version > maxVersion || (flow === undefined && leaf !== SeamcallLeaf.VP_ENTER)) {
-      out = makeGprs();
-      status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
-    } else if (leaf === SeamcallLeaf.VP_ENTER) {
-      out = await this.#vpEnter(regs);
-      status = out[Reg.RAX] as bigint;
-    } else {
-      out = makeGprs();
-      // Lock records are reused: each flow in flight has its own, returned empty.
-      const held = this.#heldPool.pop() ?? new HeldLocks();
-      try {
-        // Flows are synchronous unless the scheduler suspends them at a yield point.
-        const result = (flow as HostFlow)(m, regs, out, held);
-        status = typeof result === 'bigint' ? result : await result;
-      } finally {
-        held.releaseAll();
-        this.#heldPool.push(held);
-      }
+    if (!valid || version > maxVersion || (flow === undefined && leaf !== SeamcallLeaf.VP_ENTER))
+      return this.#answer(leaf, regs, makeGprs(), withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX));
+    // TDH.VP.ENTER answers the exit's registers (its own answer made where the exit arrives: no promise of its own).
+    if (leaf === SeamcallLeaf.VP_ENTER) return this.#vpEnter(regs);
+    // Every other leaf fills a fresh register file. Lock records are reused: each flow in flight has its own,
+    // returned empty.
+    const out = makeGprs();
+    const held = this.#heldPool.pop() ?? new HeldLocks();
+    let result: bigint | Promise<bigint>;
+    try {
+      // Flows are synchronous unless the scheduler suspends them at a yield point (or a lock wait).
+      result = (flow as HostFlow)(m, regs, out, held);
+    } catch (error) {
+      this.#releaseHeld(held);
+      throw error;
     }
+    if (typeof result === 'bigint') {
+      this.#releaseHeld(held);
+      return this.#answer(leaf, regs, out, result);
+    }
+    return this.#flowSuspended(leaf, regs, out, held, result);
+  }
+
+  /** A host flow that suspended: its locks are held until it settles, then the answer as for a synchronous one. */
+  async #flowSuspended(
+    leaf: number,
+    regs: readonly bigint[],
+    out: Gprs,
+    held: HeldLocks,
+    pending: Promise<bigint>,
+  ): Promise<Gprs> {
+    let status: bigint;
+    try {
+      status = await pending;
+    } finally {
+      this.#releaseHeld(held);
+    }
+    return this.#answer(leaf, regs, out, status);
+  }
+
+  /** Releases a flow's lock record and returns it to the pool. */
+  #releaseHeld(held: HeldLocks): void {
+    held.releaseAll();
+    this.#heldPool.push(held);
+  }
+
+  /** A SEAMCALL's answer: RAX = `status` in `out`, traced and logged when something reads it. */
+  #answer(leaf: number, regs: readonly bigint[], out: Gprs, status: bigint): Gprs {
     out[Reg.RAX] = status;
+    const m = this.#m;
     if (m.trace.enabled) {
       m.trace.record({
         kind: 'seamcall',
@@ -324,6 +365,11 @@ export class TdxModule implements SeamcallPort {
     }
     if (log.enabled) logSeamcall(leaf, regs, status);
     return out;
+  }
+
+  /** TDH.VP.ENTER's answer: the exit (or failed entry) registers with RAX traced and logged. */
+  #vpEnterAnswer(regs: readonly bigint[], out: Gprs): Gprs {
+    return this.#answer(SeamcallLeaf.VP_ENTER, regs, out, out[Reg.RAX] as bigint);
   }
 
   /**
@@ -384,7 +430,10 @@ export class TdxModule implements SeamcallPort {
       }
       if (decision.kind !== 'enter') {
         this.#seamret(cpu);
-        return decision.kind === 'status' ? makeGprs({ rax: decision.status }) : decision.regs;
+        return this.#vpEnterAnswer(
+          regs,
+          decision.kind === 'status' ? makeGprs({ rax: decision.status }) : decision.regs,
+        );
       }
       td = decision.td;
       vcpu = decision.vcpu;
@@ -396,19 +445,25 @@ export class TdxModule implements SeamcallPort {
       this.#seamret(cpu);
       throw error;
     }
-    return this.#inGuest(td, vcpu, cpu, exiting);
+    return this.#inGuest(td, vcpu, cpu, exiting, regs);
   }
 
   /**
    * The vCPU runs its guest until its next exit, which TDH.VP.ENTER answers (SEAMRET after it). Without a deciding
    * scheduler (no yield point after the exit) a promise chain, not an async function: one per TD exit.
    */
-  #inGuest(td: TdControl, vcpu: VcpuState, cpu: HostCpu | undefined, exiting: Promise<Gprs>): Promise<Gprs> {
-    if (this.#m.interleaves) return this.#inGuestYielding(td, vcpu, cpu, exiting);
+  #inGuest(
+    td: TdControl,
+    vcpu: VcpuState,
+    cpu: HostCpu | undefined,
+    exiting: Promise<Gprs>,
+    regs: readonly bigint[],
+  ): Promise<Gprs> {
+    if (this.#m.interleaves) return this.#inGuestYielding(td, vcpu, cpu, exiting, regs);
     return exiting.then(
       (exit) => {
         this.#seamret(cpu);
-        return exit;
+        return this.#vpEnterAnswer(regs, exit);
       },
       (error: unknown) => {
         this.#seamret(cpu);
@@ -423,18 +478,20 @@ export class TdxModule implements SeamcallPort {
     vcpu: VcpuState,
     cpu: HostCpu | undefined,
     exiting: Promise<Gprs>,
+    regs: readonly bigint[],
   ): Promise<Gprs> {
+    let exit: Gprs;
     try {
-      const exit = await exiting;
+      exit = await exiting;
       if (this.#m.interleaves) {
         // The vCPU has left guest mode; its host thread yields before the exit reaches the VMM (SEAM root).
         const pause = yieldAt(this.#m, 'TDH.VP.ENTER', 'exit', td.tdr, undefined, vcpu.hostActor);
         if (pause !== undefined) await pause;
       }
-      return exit;
     } finally {
       this.#seamret(cpu);
     }
+    return this.#vpEnterAnswer(regs, exit);
   }
 
   /** SEAMRET: nothing to do unless an NMI is latched (or was blocked) — the common path only flips the mode. */
@@ -808,6 +865,15 @@ export class TdxModule implements SeamcallPort {
   /** The host processor that runs vCPU `tdvpr`'s host thread: its mode, NMI state and the NMI handler's record. */
   hostCpu(tdvpr: number): HostCpu {
     return this.#vcpu(tdvpr).vcpu.cpu;
+  }
+
+  /**
+   * Whether the module's scheduler may suspend a flow at a yield point (any scheduler but the default
+   * run-to-completion one). Fixed for the module's life. When false, {@link yieldAt} answers undefined for every
+   * point, so a backend may skip building the points of its own yield points (it does on every fault).
+   */
+  get schedulerDecides(): boolean {
+    return this.#m.interleaves;
   }
 
   /**

@@ -28,10 +28,12 @@ export interface TdExitEvent {
  */
 export interface Vmm {
   /**
-   * Handles one TD exit of a vCPU this VMM runs; resolves with the registers for the next TDH.VP.ENTER, or
-   * `undefined` to stop running the vCPU (its host thread ends).
+   * Handles one TD exit of a vCPU this VMM runs; answers the registers for the next TDH.VP.ENTER, or `undefined` to
+   * stop running the vCPU (its host thread ends). The answer may be given at once (no promise) when the VMM had
+   * nothing to wait for: the vCPU loop then enters again without an `await`. A VMM that always answers with a
+   * promise (an `async` method) is as valid.
    */
-  onTdExit(exit: TdExitEvent): Promise<Gprs | undefined>;
+  onTdExit(exit: TdExitEvent): Gprs | undefined | Promise<Gprs | undefined>;
   /**
    * Optional: the backend's own view of what it has mapped (private and shared, per GPA and level), which checkers
    * compare with the module's Secure-EPT and shared EPT at quiescence (`checkVmmView`).
@@ -39,13 +41,29 @@ export interface Vmm {
   view?(): VmmView;
 }
 
+const VP_ENTER = encodeLeaf(SeamcallLeaf.VP_ENTER);
+
+/**
+ * The input registers of the next TDH.VP.ENTER from a VMM's reply: RCX = the vCPU's TDVPR. The reply itself when it
+ * says so already (a VMM that builds its replies for the vCPU, as KVM does, costs no copy); a copy otherwise, so
+ * that an array the VMM keeps is never changed under it.
+ */
+export function withTdvpr(reply: Gprs, tdvpr: bigint): Gprs {
+  if (reply[Reg.RCX] === tdvpr) return reply;
+  const next = reply.slice();
+  next[Reg.RCX] = tdvpr;
+  return next;
+}
+
 /** The SEAMCALL entry point a host thread needs. */
 export interface SeamcallPort {
   /**
-   * Issues SEAMCALL `rax` (leaf and version) with the input registers; resolves with the output registers,
-   * RAX holding the status.
+   * Issues SEAMCALL `rax` (leaf and version) with the input registers; answers the output registers, RAX holding the
+   * status — at once when nothing in the call had to wait (see {@link TdxModule.seamcall}), else a promise of them.
+   * A port that always answers with a promise is as valid; callers `await` the answer (or, to skip the await when
+   * it was given at once, test `Array.isArray`). Failures are rejected promises, not throws.
    */
-  seamcall(rax: bigint, regs: readonly bigint[]): Promise<Gprs>;
+  seamcall(rax: bigint, regs: readonly bigint[]): Gprs | Promise<Gprs>;
   /** Told when a host thread ends, so guest code waiting on that vCPU fails instead of hanging. */
   stopVcpu?(tdvpr: number): void;
   /** Runs `run` as the host thread `actor`, so a scheduler that tracks threads attributes its yield points to it. */
@@ -78,14 +96,23 @@ async function vcpuLoop(
   assertAddress('target.tdr', target.tdr);
   assertAddress('target.tdvpr', target.tdvpr);
   assertIntegerInRange('target.vcpuIndex', target.vcpuIndex, 0, 0xffff);
+  const tdvpr = BigInt(target.tdvpr);
   let next: Gprs = makeGprs();
+  next[Reg.RCX] = tdvpr;
   try {
     for (;;) {
-      next[Reg.RCX] = BigInt(target.tdvpr);
-      const regs = await module.seamcall(encodeLeaf(SeamcallLeaf.VP_ENTER), next);
-      const reply = await vmm.onTdExit({ ...target, regs });
+      const entered = module.seamcall(VP_ENTER, next);
+      // An answer given at once is a register file (or undefined); anything else is awaited.
+      const regs = Array.isArray(entered) ? entered : await entered;
+      const answer = vmm.onTdExit({
+        tdr: target.tdr,
+        tdvpr: target.tdvpr,
+        vcpuIndex: target.vcpuIndex,
+        regs,
+      });
+      const reply = answer === undefined || Array.isArray(answer) ? answer : await answer;
       if (reply === undefined) return;
-      next = reply.slice();
+      next = withTdvpr(reply, tdvpr);
     }
   } finally {
     // However the thread ends (the VMM stops it or throws), the guest waiting on this vCPU must not hang.

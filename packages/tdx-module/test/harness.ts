@@ -250,7 +250,7 @@ export async function parkFlow<T>(
 }
 
 /** Runs `call` and throws if the module's state snapshot changed; resolves with its result. */
-export async function withoutChange<T>(module: TdxModule, call: () => Promise<T>): Promise<T> {
+export async function withoutChange<T>(module: TdxModule, call: () => T | Promise<T>): Promise<T> {
   const before = snapshotState(module);
   const result = await call();
   if (snapshotState(module) !== before) throw new Error('the module state changed');

@@ -13,6 +13,7 @@ import {
   parseSchedule,
   RandomScheduler,
   ReplayScheduler,
+  SteppingScheduler,
   TdcallLeaf,
   TdxModule,
   TdxSimError,
@@ -254,6 +255,20 @@ describe('controlled schedulers', () => {
     expect(() => module.yieldAt({ flow: 'f', step: 's', tdr: 0, gpa: 0.5 })).toThrow(/point.gpa/);
     expect(module.runAs('worker', () => 42)).toBe(42);
     expect(() => module.runAs('', () => 0)).toThrow(/actor/);
+  });
+
+  it('schedulerDecides: false only with the run-to-completion scheduler (whose yield points all answer undefined)', () => {
+    const tdmr = { base: 2 ** 36, size: 2 ** 30 };
+    const point = { flow: 'test', step: 'x', tdr: 0 };
+    const plain = new TdxModule({ tdmr });
+    expect(plain.schedulerDecides).toBe(false);
+    expect(plain.yieldAt(point)).toBeUndefined();
+    const stepping = new TdxModule({ tdmr }, { scheduler: new SteppingScheduler(() => true) });
+    expect(stepping.schedulerDecides).toBe(true);
+    expect(stepping.yieldAt(point)).toBeInstanceOf(Promise);
+    const random = new RandomScheduler({ seed: 1 });
+    expect(new TdxModule({ tdmr }, { scheduler: random }).schedulerDecides).toBe(true);
+    random.dispose();
   });
 });
 

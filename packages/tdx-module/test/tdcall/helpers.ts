@@ -73,7 +73,9 @@ export async function augPage(
 
 /** TDH.VP.ENTER of `tdvpr` by hand: resolves with the exit registers (or the entry's error status in RAX). */
 export function vpEnter(module: TdxModule, tdvpr: number, values: GprValues = {}): Promise<Gprs> {
-  return module.seamcall(encodeLeaf(SeamcallLeaf.VP_ENTER), makeGprs({ ...values, rcx: tdvpr }));
+  return Promise.resolve(
+    module.seamcall(encodeLeaf(SeamcallLeaf.VP_ENTER), makeGprs({ ...values, rcx: tdvpr })),
+  );
 }
 
 /** The SEPT entry where a walk toward `level` stops (white-box view of the model's state). */

@@ -145,6 +145,8 @@ function exitWords(vcpu: number, regs: readonly bigint[]): string {
 }
 
 const ACCEPT_EEQ = BigInt(EeqType.ACCEPT);
+/** RAX of an EPT-violation exit with nothing but the exit reason set. */
+const EPT_VIOLATION_RAX = BigInt(VmExitReason.EPT_VIOLATION);
 
 function errorText(error: unknown): string {
   const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
@@ -172,8 +174,13 @@ export class BackendGuard {
   /** This thread's resources before the scenario: what is not the scenario's (taken again when {@link run} starts). */
   #baseline = activeResources();
   readonly #failures = new Map<string, number>();
-  /** Per vCPU waiting for the backend's answer, the registers of its exit (described only in a fault's message). */
-  readonly #pendingExits = new Map<number, readonly bigint[]>();
+  /**
+   * Per vCPU, the registers of the exit waiting for the backend's answer (described only in a fault's message), or
+   * undefined once answered: a vCPU's entry is updated in place, not deleted and added again on every exit.
+   */
+  readonly #pendingExits = new Map<number, readonly bigint[] | undefined>();
+  /** Per vCPU, the array its exits' registers are copied into (reused: a vCPU waits for one answer at a time). */
+  readonly #exitCopies = new Map<number, bigint[]>();
   /**
    * Per vCPU, the last EPT-violation exit (what {@link describeExit} tells of it: the GPA, and the level of an ACCEPT
    * or -1), how often it came in a row, and the successes count when it last came. Updated in place: one per vCPU.
@@ -395,9 +402,9 @@ export class BackendGuard {
   }
 
   #waitingOn(): string {
-    const pending = [...this.#pendingExits.entries()].map(
-      ([vcpu, regs]) => `vCPU ${vcpu}: ${describeExit(regs)}`,
-    );
+    const pending: string[] = [];
+    for (const [vcpu, regs] of this.#pendingExits)
+      if (regs !== undefined) pending.push(`vCPU ${vcpu}: ${describeExit(regs)}`);
     return pending.length === 0 ? '' : ` (waiting on the TD exit of ${pending.join('; ')})`;
   }
 
@@ -464,7 +471,7 @@ export class BackendGuard {
           });
       }
     }
-    const seamcall = (rax: bigint, regs: readonly bigint[]): Promise<Gprs> =>
+    const seamcall = (rax: bigint, regs: readonly bigint[]): Gprs | Promise<Gprs> =>
       this.#seamcall(module, rax, regs);
     Object.defineProperty(watched, 'seamcall', { value: seamcall, configurable: true, writable: true });
     return watched;
@@ -472,19 +479,25 @@ export class BackendGuard {
 
   /**
    * A SEAMCALL of the backend, checked. Not an async function (a frame per call, on every SEAMCALL of every
-   * scenario): a refused call rejects, TDH.VP.ENTER is the module's own promise, other leaves' statuses are looked at
-   * in one `then`.
+   * scenario): a refused call rejects, TDH.VP.ENTER is the module's own answer, other leaves' statuses are looked at
+   * at once when the module answered at once (as the module does, a failure is then a rejected promise), else in
+   * one `then`.
    */
-  #seamcall(module: TdxModule, rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
+  #seamcall(module: TdxModule, rax: bigint, regs: readonly bigint[]): Gprs | Promise<Gprs> {
     let leaf: number;
     try {
       leaf = this.#admit(rax, regs);
     } catch (error) {
       return Promise.reject(error);
     }
-    const pending = module.seamcall(rax, regs);
-    if (leaf === SeamcallLeaf.VP_ENTER) return pending;
-    return pending.then((out) => this.#answered(leaf, regs, out));
+    const answer = module.seamcall(rax, regs);
+    if (leaf === SeamcallLeaf.VP_ENTER) return answer;
+    if (!Array.isArray(answer)) return Promise.resolve(answer).then((out) => this.#answered(leaf, regs, out));
+    try {
+      return this.#answered(leaf, regs, answer);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** The checks before a SEAMCALL goes to the module: its leaf, or a throw (the fault raised). */
@@ -498,7 +511,8 @@ export class BackendGuard {
       this.#raise('bad-registers', error.message);
       throw error;
     }
-    const leaf = Number(rax & 0xffffn);
+    // A leaf with version 0 (most calls) is RAX itself: no bigint made to mask it.
+    const leaf = rax <= 0xffffn ? Number(rax) : Number(rax & 0xffffn);
     if (this.#stopped) throw this.#stoppedError(leafName(leaf));
     const bad = badRegister(regs);
     if (bad !== undefined) {
@@ -554,7 +568,11 @@ export class BackendGuard {
    */
   #noteRepeat(vcpu: number, regs: readonly bigint[]): void {
     const rax = regs[Reg.RAX] as bigint;
-    if (rax >> 63n === 1n || Number(rax & 0xffffn) !== VmExitReason.EPT_VIOLATION) {
+    // RAX exactly the exit reason (every exit the module makes) is compared without a bigint made.
+    if (
+      rax !== EPT_VIOLATION_RAX &&
+      (rax >> 63n === 1n || Number(rax & 0xffffn) !== VmExitReason.EPT_VIOLATION)
+    ) {
       this.#repeats.delete(vcpu);
       return;
     }
@@ -588,13 +606,13 @@ export class BackendGuard {
       'threw',
       `onTdExit threw on the TD exit of ${exitWords(exit.vcpuIndex, regs)}: ${errorText(error)}`,
     );
-    this.#pendingExits.delete(exit.vcpuIndex);
+    this.#pendingExits.set(exit.vcpuIndex, undefined);
     return error;
   }
 
   /** `onTdExit` answered `exit` with `reply`: checked (16 64-bit registers, or undefined to stop). */
   #exitAnswered(exit: TdExitEvent, regs: readonly bigint[], reply: Gprs | undefined): Gprs | undefined {
-    this.#pendingExits.delete(exit.vcpuIndex);
+    this.#pendingExits.set(exit.vcpuIndex, undefined);
     if (reply === undefined) return reply;
     const bad = badRegister(reply);
     if (bad !== undefined) {
@@ -609,15 +627,32 @@ export class BackendGuard {
     return reply;
   }
 
+  /**
+   * The registers of `exit` as they came, in the vCPU's reused copy when they are 16 (a host thread waits for the
+   * answer to one exit before its next); a fresh copy of anything else, or the value itself if not an array.
+   */
+  #copyOfExit(exit: TdExitEvent): readonly bigint[] {
+    const regs = exit.regs;
+    if (!Array.isArray(regs)) return regs;
+    if (regs.length !== 16 || !Number.isSafeInteger(exit.vcpuIndex)) return regs.slice();
+    let copy = this.#exitCopies.get(exit.vcpuIndex);
+    if (copy === undefined) {
+      copy = regs.slice();
+      this.#exitCopies.set(exit.vcpuIndex, copy);
+    } else for (let i = 0; i < 16; i++) copy[i] = regs[i] as bigint;
+    return copy;
+  }
+
   /** Checks each answer of `vmm.onTdExit` and notes which exits wait for one. */
   #watchVmm(vmm: Vmm): void {
     const original = vmm.onTdExit;
     if (typeof original !== 'function') return;
-    // A promise chain, not an async function: every TD exit of every scenario passes here.
-    const watched = (exit: TdExitEvent): Promise<Gprs | undefined> => {
+    // A promise chain, not an async function: every TD exit of every scenario passes here. An answer the backend
+    // gave at once is checked and passed on at once (failures rejected, as for one given later).
+    const watched = (exit: TdExitEvent): Gprs | undefined | Promise<Gprs | undefined> => {
       // A copy: the backend may change the array it was handed, the message tells the exit as it came.
-      const regs = Array.isArray(exit.regs) ? exit.regs.slice() : exit.regs;
-      let answer: Promise<Gprs | undefined>;
+      const regs = this.#copyOfExit(exit);
+      let answer: Gprs | undefined | Promise<Gprs | undefined>;
       try {
         this.#noteRepeat(exit.vcpuIndex, regs);
       } catch (error) {
@@ -625,11 +660,19 @@ export class BackendGuard {
       }
       this.#pendingExits.set(exit.vcpuIndex, regs);
       try {
-        answer = Promise.resolve(original.call(vmm, exit));
+        answer = original.call(vmm, exit);
       } catch (error) {
         return Promise.reject(this.#exitThrew(exit, regs, error));
       }
-      return answer.then(
+      // An array or undefined is an answer given at once; anything else (a promise, a thenable, a bad value) as before.
+      if (answer === undefined || Array.isArray(answer)) {
+        try {
+          return this.#exitAnswered(exit, regs, answer);
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      }
+      return Promise.resolve(answer).then(
         (reply) => this.#exitAnswered(exit, regs, reply),
         (error: unknown) => {
           throw this.#exitThrew(exit, regs, error);
