@@ -7,7 +7,6 @@ import {
 } from '../abi/leaf-rules.js';
 import { OperandId } from '../abi/operand-id.js';
 import { packedPageInfo } from '../abi/page-info.js';
-import { PamtPageType } from '../abi/page-type.js';
 import { SeptStateGroup } from '../abi/sept-state.js';
 import { TdxStatus, withDetail } from '../abi/status-codes.js';
 import { LifecycleState } from '../abi/td-state.js';
@@ -60,15 +59,7 @@ export function enterTd(
   reportAs: number = tdrOperand,
 ): TdControl | bigint {
   const tdrValue = regs[tdrOperand] as bigint;
-  const tdrStatus = m.checkHpaPageAt(
-    tdrValue,
-    m.tdrAddress(tdrValue),
-    0,
-    PamtPageType.TDR,
-    tdrLock,
-    reportAs,
-    held,
-  );
+  const tdrStatus = m.checkTdrPage(tdrValue, tdrLock, reportAs, held);
   if (tdrStatus !== 0n) return tdrStatus;
   const td = m.tdByTdr(tdrValue);
   if (td === undefined) return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, reportAs);
@@ -161,7 +152,7 @@ const TRACKING_OP_STATE = flagsOf(TLB_TRACKING_OP_STATES, 256);
 const TRACKING_SEPT_STATE = flagsOf(SeptStateGroup.tlbTrackingRequired, 128);
 
 /** 1 at each member of `values` (small non-negative integers below `size`). */
-function flagsOf(values: ReadonlySet<number>, size: number): Uint8Array {
+export function flagsOf(values: ReadonlySet<number>, size: number): Uint8Array {
   const flags = new Uint8Array(size);
   for (const value of values) flags[value] = 1;
   return flags;
