@@ -84,7 +84,9 @@ export function packedPageInfo(rcx: bigint, minLevel: number, maxLevel: number, 
   const level = low & 7;
   if (level < minLevel || level > maxLevel) return -1;
   const gpa = value - low;
-  if (gpa % (LEVEL_SIZE[level] as number) !== 0) return -1;
+  // Alignment to 4K, 2M or 1G is a test of the low 32 bits (exact, where a floating-point `%` is a library call).
+  const size = LEVEL_SIZE[level] as number;
+  if (level <= 2 ? (gpa & (size - 1)) !== 0 : gpa % size !== 0) return -1;
   if (gpa >= sharedGpa) return -1;
   return gpa + level;
 }

@@ -9,6 +9,7 @@ import type { HeldLocks } from '../core/held-locks.js';
 import type { ModuleState } from '../core/module-state.js';
 import type { PamtLevel } from '../memory/pamt.js';
 import { type Gprs, Reg } from '../registers.js';
+import { PAGES_4K_IN } from '../sept/sept-table.js';
 import type { TdControl } from '../td/td-control.js';
 
 /**
@@ -48,7 +49,7 @@ function commitAug(m: ModuleState, td: TdControl, entry: LockedEntry, hpa: numbe
   entry.table.hpa[entry.index] = hpa;
   entry.table.acceptCounter[entry.index] = 0;
   entry.table.lock[entry.index] = 0;
-  td.childCount += 512 ** level;
+  td.childCount += PAGES_4K_IN[level] as number;
   m.pamt.set(hpa, level, PamtPageType.REG, td.tdr, 0);
   return TdxStatus.SUCCESS;
 }

@@ -57,3 +57,6 @@ const ENTRY_SCALE: readonly number[] = [2 ** -12, 2 ** -21, 2 ** -30, 2 ** -39, 
 
 /** Bytes one entry maps at each level (4K, 2M, 1G, 512G, 256T). */
 export const ENTRY_SPAN: readonly number[] = [2 ** 12, 2 ** 21, 2 ** 30, 2 ** 39, 2 ** 48];
+
+/** 4K pages one entry maps at each level (1, 512, 512², …): a TD's child count moves by this (no `**` per call). */
+export const PAGES_4K_IN: readonly number[] = [1, 512, 512 ** 2, 512 ** 3, 512 ** 4];
