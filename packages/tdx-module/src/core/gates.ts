@@ -61,7 +61,8 @@ export function enterTd(
   const tdrValue = regs[tdrOperand] as bigint;
   const tdrStatus = m.checkTdrPage(tdrValue, tdrLock, reportAs, held);
   if (tdrStatus !== 0n) return tdrStatus;
-  const td = m.tdByTdr(tdrValue);
+  // checkTdrPage converted this value last: the TD is looked up by its address without another comparison.
+  const td = m.tdAtLastTdr();
   if (td === undefined) return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, reportAs);
   if (td.fatal) return TdxStatus.TD_FATAL;
   if (td.lifecycle !== LifecycleState.KEYS_CONFIGURED) return TdxStatus.TD_KEYS_NOT_CONFIGURED;

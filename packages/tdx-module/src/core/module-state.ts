@@ -61,6 +61,8 @@ export class ModuleState {
   /** The last TDR register value {@link tdrAddress} converted, its address, and the TD found there. */
   #tdrValue = -1n;
   #tdrAddress = 0;
+  /** Bumped whenever {@link tdrAddress} sees a value other than the last: what was remembered for it is stale. */
+  #tdrSerial = 0;
   #tdrTd: TdControl | undefined;
   /** `tds.version` when `#tdrTd` was looked up (−1: not looked up for this value). */
   #tdrVersion = -1;
@@ -74,15 +76,24 @@ export class ModuleState {
       this.#tdrValue = value;
       this.#tdrAddress = u64ToNumber(value);
       this.#tdrVersion = -1;
+      this.#tdrSerial++;
     }
     return this.#tdrAddress;
   }
 
   /** `tds.get(Number(value))` for a TDR operand, remembered until the value or the TD table changes. */
   tdByTdr(value: bigint): TdControl | undefined {
-    const address = this.tdrAddress(value);
+    this.tdrAddress(value);
+    return this.tdAtLastTdr();
+  }
+
+  /**
+   * The TD whose TDR is at the address {@link tdrAddress} (or {@link checkTdrPage}) converted last: {@link tdByTdr}
+   * of that value without comparing it again.
+   */
+  tdAtLastTdr(): TdControl | undefined {
     if (this.#tdrVersion !== this.tds.version) {
-      this.#tdrTd = this.tds.get(address);
+      this.#tdrTd = this.tds.get(this.#tdrAddress);
       this.#tdrVersion = this.tds.version;
     }
     return this.#tdrTd;
@@ -184,25 +195,27 @@ export class ModuleState {
     return pageTypeStatus(region, block4k, index2m, index4k, level, expectedType, operand);
   }
 
-  /** The last TDR value {@link checkTdrPage} passed: where its PAMT entries are (valid for `#tdrPamtGeneration`). */
-  #tdrPageValue = -1n;
+  /**
+   * Where the PAMT entries of the TDR value {@link checkTdrPage} last passed are: valid while `#tdrSerial` (the same
+   * value) and the PAMT's generation are those recorded.
+   */
+  #tdrPageSerial = -1;
+  #tdrPamtGeneration = -1;
   #tdrRegion: PamtRegion | undefined;
   #tdrBlock4k: PamtBlock | undefined;
   #tdrIndex2m = 0;
   #tdrIndex4k = 0;
-  #tdrPamtGeneration = -1;
 
   /**
    * {@link checkHpaPage} of a TDR operand (a 4K PT_TDR page, locked by the host in `mode`), the same checks in the
    * same order. A host thread passes the same TDR on every SEAMCALL: once a value has passed the checks that depend
    * on it alone (below 2^52, 4K-aligned), its PAMT region, 4K block and indexes are remembered and only the TDMR
-   * range, the lock walk and the page type are done again.
+   * range, the lock walk and the page type are done again. Converts the value as {@link tdrAddress} does.
    */
   checkTdrPage(value: bigint, mode: 'shared' | 'exclusive', operand: number, held: HeldLocks): bigint {
-    const pamt = this.pamt;
-    if (value !== this.#tdrPageValue || this.#tdrPamtGeneration !== pamt.generation)
-      return this.#checkTdrPageFirst(value, mode, operand, held);
     const address = this.tdrAddress(value);
+    if (this.#tdrPageSerial !== this.#tdrSerial || this.#tdrPamtGeneration !== this.pamt.generation)
+      return this.#checkTdrPageFirst(value, address, mode, operand, held);
     if (!this.inTdmr(address, 4096)) return withDetail(TdxStatus.OPERAND_ADDR_RANGE_ERROR, operand);
     const region = this.#tdrRegion as PamtRegion;
     const block4k = this.#tdrBlock4k;
@@ -224,18 +237,23 @@ export class ModuleState {
   }
 
   /** {@link checkTdrPage} of a value not seen last: the full checks, then what they found is remembered. */
-  #checkTdrPageFirst(value: bigint, mode: 'shared' | 'exclusive', operand: number, held: HeldLocks): bigint {
-    const address = this.tdrAddress(value);
+  #checkTdrPageFirst(
+    value: bigint,
+    address: number,
+    mode: 'shared' | 'exclusive',
+    operand: number,
+    held: HeldLocks,
+  ): bigint {
     const status = this.checkHpaPageAt(value, address, 0, PamtPageType.TDR, mode, operand, held);
     // A value that got as far as the lock walk is below 2^52, aligned and in the TDMR, with its 4K block made.
     if (value < ADDRESS_LIMIT_BIG && (address & 4095) === 0 && this.inTdmr(address, 4096)) {
       const region = this.pamt.regionAt(address);
-      this.#tdrPageValue = value;
+      this.#tdrPageSerial = this.#tdrSerial;
+      this.#tdrPamtGeneration = this.pamt.generation;
       this.#tdrRegion = region;
       this.#tdrIndex2m = index2mOf(address);
       this.#tdrIndex4k = index4kOf(address);
       this.#tdrBlock4k = this.pamt.block4kAt(region, this.#tdrIndex2m);
-      this.#tdrPamtGeneration = this.pamt.generation;
     }
     return status;
   }

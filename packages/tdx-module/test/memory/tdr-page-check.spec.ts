@@ -4,7 +4,8 @@
  * with values that pass and values that fail each check (2^52 and above, misaligned, outside the TDMR, wrong page
  * type at 4K, inside a 2M or 1G page, entries locked shared, exclusive or with HP set), interleaved with releases,
  * PAMT changes and a PAMT copied in whole (a checkpoint restore). Both must answer the same status and leave the
- * same PAMT entries and lock words after every step.
+ * same PAMT entries and lock words after every step; after a passed check, the TD looked up without comparing the
+ * value again is the one at that value's address, while TDs come and go.
  */
 import fc from 'fast-check';
 import { expect, test } from 'vitest';
@@ -16,6 +17,7 @@ import { Pamt, type PamtLevel } from '../../src/memory/pamt.js';
 import { VirtualClock } from '../../src/services/clock.js';
 import { RunToCompletionScheduler } from '../../src/services/scheduler.js';
 import { NullTraceSink } from '../../src/services/trace.js';
+import { TdControl } from '../../src/td/td-control.js';
 
 const GIB = 2 ** 30;
 const BASE = 4 * GIB;
@@ -39,6 +41,7 @@ type Step =
   | { readonly kind: 'release' }
   | { readonly kind: 'type'; readonly page: number; readonly level: PamtLevel; readonly type: number }
   | { readonly kind: 'lock'; readonly page: number; readonly level: PamtLevel; readonly word: number }
+  | { readonly kind: 'td'; readonly page: number }
   | { readonly kind: 'restore' };
 
 const TYPES = [PamtPageType.NDA, PamtPageType.TDR, PamtPageType.REG, PamtPageType.TDVPR];
@@ -73,6 +76,7 @@ const step: fc.Arbitrary<Step> = fc.oneof(
       word: fc.constantFrom(...WORDS),
     }),
   },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('td' as const), page: fc.nat(PAGES.length - 1) }) },
   { weight: 1, arbitrary: fc.constant({ kind: 'restore' as const }) },
 );
 
@@ -117,6 +121,14 @@ test('the TDR fast path answers and locks exactly as the general HPA checks', ()
             const a = fast.checkTdrPage(value, mode, s.operand, fastHeld);
             const b = slow.checkHpaPage(value, 0, PamtPageType.TDR, mode, s.operand, slowHeld);
             expect(a).toBe(b);
+            // The TD lookup that follows a passed check reads the address that check converted.
+            if (a === 0n) expect(fast.tdAtLastTdr()).toBe(fast.tds.get(Number(value)));
+            break;
+          }
+          case 'td': {
+            const tdr = PAGES[s.page] as number;
+            if (fast.tds.has(tdr)) fast.tds.delete(tdr);
+            else fast.tds.set(tdr, new TdControl(tdr, 1));
             break;
           }
           case 'release':
