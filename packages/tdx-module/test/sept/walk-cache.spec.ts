@@ -81,7 +81,7 @@ test('a walk that starts where the last one went answers as a walk from the root
       let nextPage = 0x1000_1000;
       const cursor = new SeptCursor(tree.root);
       for (const s of steps) {
-        const gpa = GPAS[s.gpa as number] as number;
+        const gpa = s.kind === 'clone' ? 0 : (GPAS[s.gpa] as number);
         if (s.kind === 'walk') {
           const level = Math.min(s.level, pwl);
           for (const t of other === undefined ? [tree] : [tree, other]) {
