@@ -154,15 +154,14 @@ export class ModuleState {
     operand: number,
     held: HeldLocks,
   ): bigint {
-    return this.checkHpaPageAt(hpa, u64ToNumber(hpa), level, expectedType, mode, operand, held);
+    return this.checkHpaPageAt(u64ToNumber(hpa), level, expectedType, mode, operand, held);
   }
 
   /**
-   * {@link checkHpaPage} for a caller that has converted the operand already: `address` is `Number(hpa)`. `hpa` is a
-   * register value (in [0, 2^64)).
+   * {@link checkHpaPage} for a caller that has converted the operand already: `address` is `u64ToNumber(hpa)` of a
+   * register value (in [0, 2^64)); every check reads the converted value.
    */
   checkHpaPageAt(
-    hpa: bigint,
     address: number,
     level: PamtLevel,
     expectedType: number,
@@ -171,8 +170,9 @@ export class ModuleState {
     held: HeldLocks,
   ): bigint {
     const size = ENTRY_SPAN[level] as number;
-    // Below 2^52 the bitwise test sees the low 32 bits exactly (a floating-point `%` is a library call).
-    if (hpa >= ADDRESS_LIMIT_BIG || (address & (size - 1)) !== 0)
+    // `address` is at or above 2^52 exactly when `hpa` is (the conversion rounds to nearest and 2^52 is exact); below
+    // it the bitwise test sees the low 32 bits exactly (a floating-point `%` is a library call).
+    if (address >= ADDRESS_LIMIT || (address & (size - 1)) !== 0)
       return withDetail(TdxStatus.OPERAND_INVALID, operand);
     if (!this.inTdmr(address, size)) return withDetail(TdxStatus.OPERAND_ADDR_RANGE_ERROR, operand);
     const region = this.pamt.regionAt(address);
@@ -215,7 +215,7 @@ export class ModuleState {
   checkTdrPage(value: bigint, mode: 'shared' | 'exclusive', operand: number, held: HeldLocks): bigint {
     const address = this.tdrAddress(value);
     if (this.#tdrPageSerial !== this.#tdrSerial || this.#tdrPamtGeneration !== this.pamt.generation)
-      return this.#checkTdrPageFirst(value, address, mode, operand, held);
+      return this.#checkTdrPageFirst(address, mode, operand, held);
     if (!this.inTdmr(address, 4096)) return withDetail(TdxStatus.OPERAND_ADDR_RANGE_ERROR, operand);
     const region = this.#tdrRegion as PamtRegion;
     const block4k = this.#tdrBlock4k;
@@ -238,15 +238,14 @@ export class ModuleState {
 
   /** {@link checkTdrPage} of a value not seen last: the full checks, then what they found is remembered. */
   #checkTdrPageFirst(
-    value: bigint,
     address: number,
     mode: 'shared' | 'exclusive',
     operand: number,
     held: HeldLocks,
   ): bigint {
-    const status = this.checkHpaPageAt(value, address, 0, PamtPageType.TDR, mode, operand, held);
+    const status = this.checkHpaPageAt(address, 0, PamtPageType.TDR, mode, operand, held);
     // A value that got as far as the lock walk is below 2^52, aligned and in the TDMR, with its 4K block made.
-    if (value < ADDRESS_LIMIT_BIG && (address & 4095) === 0 && this.inTdmr(address, 4096)) {
+    if (address < ADDRESS_LIMIT && (address & 4095) === 0 && this.inTdmr(address, 4096)) {
       const region = this.pamt.regionAt(address);
       this.#tdrPageSerial = this.#tdrSerial;
       this.#tdrPamtGeneration = this.pamt.generation;
@@ -328,7 +327,8 @@ function pageTypeStatus(
   return 0n;
 }
 
-const ADDRESS_LIMIT_BIG = 1n << 52n;
+/** Host addresses are below 2^52 (the converted operand compared: exact at this boundary). */
+const ADDRESS_LIMIT = 2 ** 52;
 
 /** One attempt on a PAMT entry's host-priority lock word: `result * 65536 + word` (see host-priority-lock.ts). */
 function tryPamtWord(word: number, exclusive: boolean, caller: LockCaller): number {

@@ -31,9 +31,8 @@ export function pageAug(
   const stateStatus = checkEntryState(leaf, entry, out);
   if (stateStatus !== 0n) return stateStatus;
   const level = entry.level as PamtLevel;
-  const target = regs[Reg.R8] as bigint;
-  const hpa = u64ToNumber(target);
-  const pageStatus = m.checkHpaPageAt(target, hpa, level, PamtPageType.NDA, 'exclusive', OperandId.R8, held);
+  const hpa = u64ToNumber(regs[Reg.R8] as bigint);
+  const pageStatus = m.checkHpaPageAt(hpa, level, PamtPageType.NDA, 'exclusive', OperandId.R8, held);
   if (pageStatus !== 0n) return pageStatus;
   if (level === 1 && !m.pamt.all4kChildrenNda(hpa))
     return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.R8);
