@@ -60,7 +60,7 @@ export function enterTd(
 ): TdControl | bigint {
   const tdrValue = regs[tdrOperand] as bigint;
   const tdrStatus = m.checkTdrPage(tdrValue, tdrLock, reportAs, held);
-  if (tdrStatus !== 0n) return tdrStatus;
+  if (tdrStatus !== undefined) return tdrStatus;
   // checkTdrPage converted this value last: the TD is looked up by its address without another comparison.
   const td = m.tdAtLastTdr();
   if (td === undefined) return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, reportAs);

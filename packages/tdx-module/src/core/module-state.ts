@@ -128,16 +128,18 @@ export class ModuleState {
     const region = this.pamt.regionAt(hpa);
     const index2m = index2mOf(hpa);
     const block4k = level === 0 ? this.pamt.block4kAt(region, index2m) : undefined;
-    return lockPamtWalk(
-      region,
-      block4k,
-      index2m,
-      index4kOf(hpa),
-      level,
-      mode === 'exclusive',
-      caller,
-      operand,
-      held,
+    return (
+      lockPamtWalk(
+        region,
+        block4k,
+        index2m,
+        index4kOf(hpa),
+        level,
+        mode === 'exclusive',
+        caller,
+        operand,
+        held,
+      ) ?? 0n
     );
   }
 
@@ -191,8 +193,8 @@ export class ModuleState {
       operand,
       held,
     );
-    if (busy !== 0n) return busy;
-    return pageTypeStatus(region, block4k, index2m, index4k, level, expectedType, operand);
+    if (busy !== undefined) return busy;
+    return pageTypeStatus(region, block4k, index2m, index4k, level, expectedType, operand) ?? 0n;
   }
 
   /**
@@ -210,9 +212,15 @@ export class ModuleState {
    * {@link checkHpaPage} of a TDR operand (a 4K PT_TDR page, locked by the host in `mode`), the same checks in the
    * same order. A host thread passes the same TDR on every SEAMCALL: once a value has passed the checks that depend
    * on it alone (below 2^52, 4K-aligned), its PAMT region, 4K block and indexes are remembered and only the TDMR
-   * range, the lock walk and the page type are done again. Converts the value as {@link tdrAddress} does.
+   * range, the lock walk and the page type are done again. Converts the value as {@link tdrAddress} does. Answers
+   * undefined where checkHpaPage answers 0n (the caller's test is then no BigInt comparison).
    */
-  checkTdrPage(value: bigint, mode: 'shared' | 'exclusive', operand: number, held: HeldLocks): bigint {
+  checkTdrPage(
+    value: bigint,
+    mode: 'shared' | 'exclusive',
+    operand: number,
+    held: HeldLocks,
+  ): bigint | undefined {
     const address = this.tdrAddress(value);
     if (this.#tdrPageSerial !== this.#tdrSerial || this.#tdrPamtGeneration !== this.pamt.generation)
       return this.#checkTdrPageFirst(address, mode, operand, held);
@@ -232,7 +240,7 @@ export class ModuleState {
       operand,
       held,
     );
-    if (busy !== 0n) return busy;
+    if (busy !== undefined) return busy;
     return pageTypeStatus(region, block4k, index2m, index4k, 0, PamtPageType.TDR, operand);
   }
 
@@ -242,7 +250,7 @@ export class ModuleState {
     mode: 'shared' | 'exclusive',
     operand: number,
     held: HeldLocks,
-  ): bigint {
+  ): bigint | undefined {
     const status = this.checkHpaPageAt(address, 0, PamtPageType.TDR, mode, operand, held);
     // A value that got as far as the lock walk is below 2^52, aligned and in the TDMR, with its 4K block made.
     if (address < ADDRESS_LIMIT && (address & 4095) === 0 && this.inTdmr(address, 4096)) {
@@ -254,7 +262,7 @@ export class ModuleState {
       this.#tdrIndex4k = index4kOf(address);
       this.#tdrBlock4k = this.pamt.block4kAt(region, this.#tdrIndex2m);
     }
-    return status;
+    return status === 0n ? undefined : status;
   }
 }
 
@@ -262,7 +270,7 @@ export class ModuleState {
  * The PAMT lock walk of one page (reference §9): the 1G entry of `region`, then (level ≤ 1) the 2M entry `index2m`,
  * then (level 0) the 4K entry `index4k` of `block4k`; shared above `level`, the entry at `level` in the caller's
  * mode. A failed attempt gives back what this walk took and answers BUSY + operand; a successful walk is one record
- * in `held` (released in reverse order).
+ * in `held` (released in reverse order) and answers undefined.
  */
 function lockPamtWalk(
   region: PamtRegion,
@@ -274,7 +282,7 @@ function lockPamtWalk(
   caller: LockCaller,
   operand: number,
   held: HeldLocks,
-): bigint {
+): bigint | undefined {
   const words1g = region.entry1g.lock;
   let packed = tryPamtWord(words1g[0] as number, level === 2 && exclusive, caller);
   words1g[0] = packed & 0xffff;
@@ -299,13 +307,13 @@ function lockPamtWalk(
     }
   }
   held.addPamtWalk(region, level, exclusive, level <= 1 ? index2m : 0, level === 0 ? index4k : 0);
-  return 0n;
+  return undefined;
 }
 
 /**
  * The page-type part of the HPA checks, read from the entries the lock walk has just taken (no second lookup): the
  * page must be a leaf of exactly `level` (or, for an expected NDA page, lie in no larger leaf), and of `expectedType`;
- * otherwise PAGE_METADATA_INCORRECT + operand.
+ * otherwise PAGE_METADATA_INCORRECT + operand; undefined when the page passes.
  */
 function pageTypeStatus(
   region: PamtRegion,
@@ -315,7 +323,7 @@ function pageTypeStatus(
   level: PamtLevel,
   expectedType: number,
   operand: number,
-): bigint {
+): bigint | undefined {
   const type1g = region.entry1g.type[0] as number;
   const type2m = level <= 1 ? (region.entries2m.type[index2m] as number) : 0;
   const leafLevel = type1g !== PamtPageType.NDA ? 2 : type2m !== PamtPageType.NDA ? 1 : 0;
@@ -324,7 +332,7 @@ function pageTypeStatus(
   }
   const type = level === 2 ? type1g : level === 1 ? type2m : ((block4k as PamtBlock).type[index4k] as number);
   if (type !== expectedType) return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, operand);
-  return 0n;
+  return undefined;
 }
 
 /** Host addresses are below 2^52 (the converted operand compared: exact at this boundary). */
