@@ -135,10 +135,13 @@ export function reportEntry(out: Gprs, walk: WalkResult): void {
   out[Reg.RDX] = entryDetails(walk.level, walk.state);
 }
 
-/** G6: the entry's state is one the leaf accepts; otherwise EPT_ENTRY_STATE_INCORRECT + RCX with details. */
-export function checkEntryState(leaf: number, entry: LockedEntry, out: Gprs): bigint {
+/**
+ * G6: the entry's state is one the leaf accepts (undefined: no BigInt comparison for the caller); otherwise
+ * EPT_ENTRY_STATE_INCORRECT + RCX with details.
+ */
+export function checkEntryState(leaf: number, entry: LockedEntry, out: Gprs): bigint | undefined {
   const allowed = SEPT_STATES_BY_LEAF[leaf];
-  if (allowed === undefined || allowed[entry.state] === 1) return 0n;
+  if (allowed === undefined || allowed[entry.state] === 1) return undefined;
   reportEntry(out, entry);
   return withDetail(TdxStatus.EPT_ENTRY_STATE_INCORRECT, OperandId.RCX);
 }

@@ -115,7 +115,7 @@ export class ModuleState {
 
   /**
    * Takes the PAMT lock of the page at `hpa` the way the module walks PAMT: shared on the larger entries above the
-   * level, then the entry itself in `mode`. Returns 0n, or the status to report (BUSY + operand).
+   * level, then the entry itself in `mode`. Returns undefined (taken), or the status to report (BUSY + operand).
    */
   lockPamt(
     hpa: number,
@@ -124,22 +124,20 @@ export class ModuleState {
     caller: LockCaller,
     operand: number,
     held: HeldLocks,
-  ): bigint {
+  ): bigint | undefined {
     const region = this.pamt.regionAt(hpa);
     const index2m = index2mOf(hpa);
     const block4k = level === 0 ? this.pamt.block4kAt(region, index2m) : undefined;
-    return (
-      lockPamtWalk(
-        region,
-        block4k,
-        index2m,
-        index4kOf(hpa),
-        level,
-        mode === 'exclusive',
-        caller,
-        operand,
-        held,
-      ) ?? 0n
+    return lockPamtWalk(
+      region,
+      block4k,
+      index2m,
+      index4kOf(hpa),
+      level,
+      mode === 'exclusive',
+      caller,
+      operand,
+      held,
     );
   }
 
@@ -156,12 +154,13 @@ export class ModuleState {
     operand: number,
     held: HeldLocks,
   ): bigint {
-    return this.checkHpaPageAt(u64ToNumber(hpa), level, expectedType, mode, operand, held);
+    return this.checkHpaPageAt(u64ToNumber(hpa), level, expectedType, mode, operand, held) ?? 0n;
   }
 
   /**
    * {@link checkHpaPage} for a caller that has converted the operand already: `address` is `u64ToNumber(hpa)` of a
-   * register value (in [0, 2^64)); every check reads the converted value.
+   * register value (in [0, 2^64)); every check reads the converted value. Answers undefined where checkHpaPage
+   * answers 0n.
    */
   checkHpaPageAt(
     address: number,
@@ -170,7 +169,7 @@ export class ModuleState {
     mode: 'shared' | 'exclusive',
     operand: number,
     held: HeldLocks,
-  ): bigint {
+  ): bigint | undefined {
     const size = ENTRY_SPAN[level] as number;
     // `address` is at or above 2^52 exactly when `hpa` is (the conversion rounds to nearest and 2^52 is exact); below
     // it the bitwise test sees the low 32 bits exactly (a floating-point `%` is a library call).
@@ -194,7 +193,7 @@ export class ModuleState {
       held,
     );
     if (busy !== undefined) return busy;
-    return pageTypeStatus(region, block4k, index2m, index4k, level, expectedType, operand) ?? 0n;
+    return pageTypeStatus(region, block4k, index2m, index4k, level, expectedType, operand);
   }
 
   /**
@@ -262,7 +261,7 @@ export class ModuleState {
       this.#tdrIndex4k = index4kOf(address);
       this.#tdrBlock4k = this.pamt.block4kAt(region, this.#tdrIndex2m);
     }
-    return status === 0n ? undefined : status;
+    return status;
   }
 }
 

@@ -29,11 +29,11 @@ export function pageAug(
   const entry = lockedWalk(td, leaf, regs, out, 'shared', held);
   if (typeof entry === 'bigint') return entry;
   const stateStatus = checkEntryState(leaf, entry, out);
-  if (stateStatus !== 0n) return stateStatus;
+  if (stateStatus !== undefined) return stateStatus;
   const level = entry.level as PamtLevel;
   const hpa = u64ToNumber(regs[Reg.R8] as bigint);
   const pageStatus = m.checkHpaPageAt(hpa, level, PamtPageType.NDA, 'exclusive', OperandId.R8, held);
-  if (pageStatus !== 0n) return pageStatus;
+  if (pageStatus !== undefined) return pageStatus;
   if (level === 1 && !m.pamt.all4kChildrenNda(hpa))
     return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.R8);
   // The commit is a plain function, not a closure: nothing is allocated when the scheduler lets the flow go on.

@@ -42,11 +42,11 @@ export function pageRemove(
     return withDetail(TdxStatus.EPT_ENTRY_STATE_INCORRECT, OperandId.RCX);
   }
   const stateStatus = checkEntryState(leaf, entry, out);
-  if (stateStatus !== 0n) return stateStatus;
+  if (stateStatus !== undefined) return stateStatus;
   const hpa = entry.table.hpa[entry.index] as number;
   const level = entry.level as PamtLevel;
   const busy = m.lockPamt(hpa, level, 'exclusive', 'host', OperandId.RCX, held);
-  if (busy !== 0n) return busy;
+  if (busy !== undefined) return busy;
   if (trackingRequired(td, entry.state)) {
     if (!SeptStateGroup.anyBlocked.has(entry.state)) {
       reportEntry(out, entry);
