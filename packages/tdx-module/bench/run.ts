@@ -30,6 +30,12 @@ const warmOnly = process.argv.includes('--warm-only');
 /** A VMM that only re-enters: every page is AUGed before the guest accepts it, so no exit is expected. */
 const reenterVmm: Vmm = { onTdExit: async () => makeGprs() };
 
+/** CPU time of this process (user + system), in seconds. */
+function cpuSeconds(): number {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1e6;
+}
+
 function heapMiB(): number {
   globalThis.gc?.();
   const usage = process.memoryUsage();
@@ -45,7 +51,10 @@ async function freshTd(tdmrSize: number): Promise<{ module: TdxModule; td: Built
 }
 
 interface Figures {
+  /** CPU seconds of the process over the timed loop (the machine is shared: this is the figure judged). */
   readonly seconds: number;
+  /** Wall-clock seconds of the same loop. */
+  readonly wallSeconds: number;
   readonly seamcalls: number;
   readonly tdcalls: number;
   readonly heapDeltaMiB: number;
@@ -65,6 +74,7 @@ async function augAccept(bytes: number, level: 0 | 1): Promise<Figures> {
   let seamcalls = 0;
   let tdcalls = 0;
   const started = performance.now();
+  const cpuStarted = cpuSeconds();
   const tableSpan = level === 0 ? MIB2 : GIB;
   for (let gpa = 0; gpa < bytes; gpa += pageSize) {
     if (gpa % tableSpan === 0) {
@@ -81,8 +91,9 @@ async function augAccept(bytes: number, level: 0 | 1): Promise<Figures> {
     seamcalls++;
     tdcalls++;
   }
-  const seconds = (performance.now() - started) / 1000;
-  return { seconds, seamcalls, tdcalls, heapDeltaMiB: heapMiB() - heapBefore };
+  const wallSeconds = (performance.now() - started) / 1000;
+  const seconds = cpuSeconds() - cpuStarted;
+  return { seconds, wallSeconds, seamcalls, tdcalls, heapDeltaMiB: heapMiB() - heapBefore };
 }
 
 /**
@@ -101,12 +112,8 @@ async function warmTreeRates(rounds: number, samples: number, formInLoop: boolea
   const aug = encodeLeaf(SeamcallLeaf.MEM_PAGE_AUG);
   const remove = encodeLeaf(SeamcallLeaf.MEM_PAGE_REMOVE);
   const regs = makeGprs({ rdx: td.tdr });
-  const cpu = (): number => {
-    const usage = process.cpuUsage();
-    return (usage.user + usage.system) / 1e6;
-  };
   const cycle = async (): Promise<number> => {
-    const started = cpu();
+    const started = cpuSeconds();
     for (let round = 0; round < rounds; round++) {
       for (let i = 0; i < 512; i++) {
         if (formInLoop) {
@@ -121,7 +128,7 @@ async function warmTreeRates(rounds: number, samples: number, formInLoop: boolea
         if (a[Reg.RAX] !== 0n || r[Reg.RAX] !== 0n) throw new Error('warm-tree cycle failed');
       }
     }
-    return (rounds * 1024) / (cpu() - started);
+    return (rounds * 1024) / (cpuSeconds() - started);
   };
   await cycle(); // warm-up
   const rates: number[] = [];
@@ -150,7 +157,7 @@ function augAcceptIsolated(bytes: number, level: 0 | 1): Figures {
   return JSON.parse(output) as Figures;
 }
 
-/** The run with the median time of `runs` isolated runs (the machine shares its CPUs: single runs are noisy). */
+/** The run with the median CPU time of `runs` isolated runs (the machine shares its CPUs: single runs are noisy). */
 function medianRun(bytes: number, level: 0 | 1, runs: number): Figures {
   const results = Array.from({ length: runs }, () => augAcceptIsolated(bytes, level)).sort(
     (a, b) => a.seconds - b.seconds,
@@ -178,7 +185,7 @@ async function main(): Promise<void> {
   const report = (name: string, f: Figures): void => {
     const ops = (f.seamcalls + f.tdcalls) / f.seconds;
     console.log(
-      `${name}: ${f.seamcalls} SEAMCALLs + ${f.tdcalls} TDCALLs in ${f.seconds.toFixed(2)} s = ${Math.round(ops)} ops/s, heap +${f.heapDeltaMiB.toFixed(1)} MiB`,
+      `${name}: ${f.seamcalls} SEAMCALLs + ${f.tdcalls} TDCALLs in ${f.seconds.toFixed(2)} s CPU (${f.wallSeconds.toFixed(2)} s wall) = ${Math.round(ops)} ops per CPU-second, heap +${f.heapDeltaMiB.toFixed(1)} MiB`,
     );
   };
   const half4k = medianRun(GIB / 2, 0, runs);
@@ -202,7 +209,7 @@ async function main(): Promise<void> {
   );
   if (!quick) {
     console.log(
-      `  1 TiB TD: ${fullBig.seconds.toFixed(2)} s [target <= 3 s: ${verdict(fullBig.seconds <= 3)}], heap +${fullBig.heapDeltaMiB.toFixed(1)} MiB [target <= 256 MiB: ${verdict(fullBig.heapDeltaMiB <= 256)}]`,
+      `  1 TiB TD: ${fullBig.seconds.toFixed(2)} s CPU [target <= 3 s: ${verdict(fullBig.seconds <= 3)}], heap +${fullBig.heapDeltaMiB.toFixed(1)} MiB [target <= 256 MiB: ${verdict(fullBig.heapDeltaMiB <= 256)}]`,
     );
   }
 }
