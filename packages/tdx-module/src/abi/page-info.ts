@@ -63,28 +63,33 @@ export function checkPageInfo(
   return { gpa: packed - level, level };
 }
 
-/** RCX values at or above this have a reserved bit in 63:52 set; below it, `Number(rcx)` is exact. */
-const RESERVED_HIGH = 1n << 52n;
+/**
+ * RCX values at or above this have a reserved bit in 63:52 set; below it, `Number(rcx)` is exact, and at or above it
+ * the converted value is too (rounding to nearest never takes a value below 2^52, which is exact).
+ */
+const RESERVED_HIGH = 2 ** 52;
 /** Page size of each level 0..7 (4K, 2M, 1G, …). */
 const LEVEL_SIZE: readonly number[] = Array.from({ length: 8 }, (_, level) => 4096 * 2 ** (9 * level));
 
 /**
  * {@link checkPageInfo} without its argument checks and without allocating, for the module's own flows (which
- * pass a 64-bit RCX and their own level bounds): returns GPA + level (the GPA is 4K-aligned, so the level is the
+ * pass a 64-bit RCX, in [0, 2^64), and their own level bounds): returns GPA + level (the GPA is 4K-aligned, so the level is the
  * value modulo 8), or −1 where the module answers TDX_OPERAND_INVALID + RCX. `sharedGpa` is the TD's shared bit
  * ({@link sharedBit}): a private GPA lies below it.
  */
 export function packedPageInfo(rcx: bigint, minLevel: number, maxLevel: number, sharedGpa: number): number {
-  // A BigInt comparison allocates nothing; the bit tests below run on the exact double.
-  if (rcx >= RESERVED_HIGH) return -1;
+  // The comparison and the bit tests below run on the converted value (a BigInt comparison is a builtin call).
   const value = u64ToNumber(rcx);
+  if (value >= RESERVED_HIGH) return -1;
   // Bitwise operators see the value modulo 2^32, which keeps bits 11:0 exact.
   const low = value & 0xfff;
   if ((low & 0xff8) !== 0) return -1;
   const level = low & 7;
   if (level < minLevel || level > maxLevel) return -1;
   const gpa = value - low;
-  if (gpa % (LEVEL_SIZE[level] as number) !== 0) return -1;
+  // Alignment to 4K, 2M or 1G is a test of the low 32 bits (exact, where a floating-point `%` is a library call).
+  const size = LEVEL_SIZE[level] as number;
+  if (level <= 2 ? (gpa & (size - 1)) !== 0 : gpa % size !== 0) return -1;
   if (gpa >= sharedGpa) return -1;
   return gpa + level;
 }

@@ -7,6 +7,7 @@ import {
   VmExitReason,
 } from '../abi/exit-reason.js';
 import { septStateInfo } from '../abi/sept-state.js';
+import { numberToU64 } from '../abi/u64.js';
 import { type Gprs, makeGprs, Reg } from '../registers.js';
 import type { WalkResult } from '../sept/sept-tree.js';
 
@@ -16,23 +17,28 @@ import type { WalkResult } from '../sept/sept-tree.js';
  */
 export function eptViolationExit(gpa: number, qualification: bigint, eeq: bigint): Gprs {
   const regs = makeGprs();
-  regs[Reg.RAX] = BigInt(VmExitReason.EPT_VIOLATION);
+  regs[Reg.RAX] = EPT_VIOLATION_RAX;
   regs[Reg.RCX] = qualification;
   regs[Reg.RDX] = eeq;
-  regs[Reg.R8] = BigInt(gpa - (gpa % 4096));
+  // GPAs here are non-negative safe integers: the low 12 bits are exact through a bitwise AND.
+  regs[Reg.R8] = numberToU64(gpa - (gpa & 4095));
   return regs;
 }
+
+const EPT_VIOLATION_RAX = BigInt(VmExitReason.EPT_VIOLATION);
+/** The ACCEPT exit's qualification by the entry's RWX bits: a write, with RWX in bits 5:3. */
+const ACCEPT_QUALIFICATION: readonly bigint[] = Array.from(
+  { length: 8 },
+  (_, rwx) => EXIT_QUALIFICATION_WRITE | (BigInt(rwx) << 3n),
+);
 
 /** The exit of a TDG.MEM.PAGE.ACCEPT that found nothing to accept: EEQ type ACCEPT with the walk's details. */
 export function acceptExit(gpa: number, requestedLevel: number, walk: WalkResult): Gprs {
   const info = septStateInfo(walk.state);
-  const eeqInfo =
-    BigInt(requestedLevel) |
-    (BigInt(walk.level) << 3n) |
-    (BigInt(info.publicNumber) << 6n) |
-    (BigInt(info.leaf ? 1 : 0) << 14n);
-  const qualification = EXIT_QUALIFICATION_WRITE | (BigInt(info.rwx) << 3n);
-  return eptViolationExit(gpa, qualification, BigInt(EeqType.ACCEPT) | (eeqInfo << 32n));
+  // Bits 14:0 of the EEQ info, formed on numbers (every field is a few bits), converted once.
+  const eeqInfo = requestedLevel | (walk.level << 3) | (info.publicNumber << 6) | ((info.leaf ? 1 : 0) << 14);
+  const qualification = ACCEPT_QUALIFICATION[info.rwx] as bigint;
+  return eptViolationExit(gpa, qualification, numberToU64(EeqType.ACCEPT + eeqInfo * 2 ** 32));
 }
 
 /** A guest access that the module turns into a TD exit: EEQ NONE, or PENDING_EPT_VIOLATION for a PENDING page. */

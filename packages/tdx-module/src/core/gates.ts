@@ -7,7 +7,6 @@ import {
 } from '../abi/leaf-rules.js';
 import { OperandId } from '../abi/operand-id.js';
 import { packedPageInfo } from '../abi/page-info.js';
-import { PamtPageType } from '../abi/page-type.js';
 import { SeptStateGroup } from '../abi/sept-state.js';
 import { TdxStatus, withDetail } from '../abi/status-codes.js';
 import { LifecycleState } from '../abi/td-state.js';
@@ -60,17 +59,10 @@ export function enterTd(
   reportAs: number = tdrOperand,
 ): TdControl | bigint {
   const tdrValue = regs[tdrOperand] as bigint;
-  const tdrStatus = m.checkHpaPageAt(
-    tdrValue,
-    m.tdrAddress(tdrValue),
-    0,
-    PamtPageType.TDR,
-    tdrLock,
-    reportAs,
-    held,
-  );
-  if (tdrStatus !== 0n) return tdrStatus;
-  const td = m.tdByTdr(tdrValue);
+  const tdrStatus = m.checkTdrPage(tdrValue, tdrLock, reportAs, held);
+  if (tdrStatus !== undefined) return tdrStatus;
+  // checkTdrPage converted this value last: the TD is looked up by its address without another comparison.
+  const td = m.tdAtLastTdr();
   if (td === undefined) return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, reportAs);
   if (td.fatal) return TdxStatus.TD_FATAL;
   if (td.lifecycle !== LifecycleState.KEYS_CONFIGURED) return TdxStatus.TD_KEYS_NOT_CONFIGURED;
@@ -143,10 +135,13 @@ export function reportEntry(out: Gprs, walk: WalkResult): void {
   out[Reg.RDX] = entryDetails(walk.level, walk.state);
 }
 
-/** G6: the entry's state is one the leaf accepts; otherwise EPT_ENTRY_STATE_INCORRECT + RCX with details. */
-export function checkEntryState(leaf: number, entry: LockedEntry, out: Gprs): bigint {
+/**
+ * G6: the entry's state is one the leaf accepts (undefined: no BigInt comparison for the caller); otherwise
+ * EPT_ENTRY_STATE_INCORRECT + RCX with details.
+ */
+export function checkEntryState(leaf: number, entry: LockedEntry, out: Gprs): bigint | undefined {
   const allowed = SEPT_STATES_BY_LEAF[leaf];
-  if (allowed === undefined || allowed[entry.state] === 1) return 0n;
+  if (allowed === undefined || allowed[entry.state] === 1) return undefined;
   reportEntry(out, entry);
   return withDetail(TdxStatus.EPT_ENTRY_STATE_INCORRECT, OperandId.RCX);
 }
@@ -161,7 +156,7 @@ const TRACKING_OP_STATE = flagsOf(TLB_TRACKING_OP_STATES, 256);
 const TRACKING_SEPT_STATE = flagsOf(SeptStateGroup.tlbTrackingRequired, 128);
 
 /** 1 at each member of `values` (small non-negative integers below `size`). */
-function flagsOf(values: ReadonlySet<number>, size: number): Uint8Array {
+export function flagsOf(values: ReadonlySet<number>, size: number): Uint8Array {
   const flags = new Uint8Array(size);
   for (const value of values) flags[value] = 1;
   return flags;

@@ -3,7 +3,14 @@ import { TdxStatus, withDetail } from '../abi/status-codes.js';
 import { u64ToNumber } from '../abi/u64.js';
 import { hpReleaseShared, hpTryExclusivePacked, hpTrySharedPacked } from '../locks/host-priority-lock.js';
 import type { LockCaller } from '../locks/lock-result.js';
-import { index2mOf, index4kOf, Pamt, type PamtLevel, type PamtRegion } from '../memory/pamt.js';
+import {
+  index2mOf,
+  index4kOf,
+  Pamt,
+  type PamtBlock,
+  type PamtLevel,
+  type PamtRegion,
+} from '../memory/pamt.js';
 import { PhysicalMemory, type TdmrOptions } from '../memory/physical-memory.js';
 import { ENTRY_SPAN } from '../sept/sept-table.js';
 import type { Clock } from '../services/clock.js';
@@ -54,6 +61,8 @@ export class ModuleState {
   /** The last TDR register value {@link tdrAddress} converted, its address, and the TD found there. */
   #tdrValue = -1n;
   #tdrAddress = 0;
+  /** Bumped whenever {@link tdrAddress} sees a value other than the last: what was remembered for it is stale. */
+  #tdrSerial = 0;
   #tdrTd: TdControl | undefined;
   /** `tds.version` when `#tdrTd` was looked up (−1: not looked up for this value). */
   #tdrVersion = -1;
@@ -67,15 +76,24 @@ export class ModuleState {
       this.#tdrValue = value;
       this.#tdrAddress = u64ToNumber(value);
       this.#tdrVersion = -1;
+      this.#tdrSerial++;
     }
     return this.#tdrAddress;
   }
 
   /** `tds.get(Number(value))` for a TDR operand, remembered until the value or the TD table changes. */
   tdByTdr(value: bigint): TdControl | undefined {
-    const address = this.tdrAddress(value);
+    this.tdrAddress(value);
+    return this.tdAtLastTdr();
+  }
+
+  /**
+   * The TD whose TDR is at the address {@link tdrAddress} (or {@link checkTdrPage}) converted last: {@link tdByTdr}
+   * of that value without comparing it again.
+   */
+  tdAtLastTdr(): TdControl | undefined {
     if (this.#tdrVersion !== this.tds.version) {
-      this.#tdrTd = this.tds.get(address);
+      this.#tdrTd = this.tds.get(this.#tdrAddress);
       this.#tdrVersion = this.tds.version;
     }
     return this.#tdrTd;
@@ -97,7 +115,7 @@ export class ModuleState {
 
   /**
    * Takes the PAMT lock of the page at `hpa` the way the module walks PAMT: shared on the larger entries above the
-   * level, then the entry itself in `mode`. Returns 0n, or the status to report (BUSY + operand).
+   * level, then the entry itself in `mode`. Returns undefined (taken), or the status to report (BUSY + operand).
    */
   lockPamt(
     hpa: number,
@@ -106,52 +124,21 @@ export class ModuleState {
     caller: LockCaller,
     operand: number,
     held: HeldLocks,
-  ): bigint {
-    return this.#lockPamtIn(this.pamt.regionAt(hpa), hpa, level, mode === 'exclusive', caller, operand, held);
-  }
-
-  /**
-   * {@link lockPamt} in the PAMT region of `hpa`: the 1G, 2M and 4K entries in that order, down to `level`; a failed
-   * attempt gives back what this walk took. The walk is one record in `held` (released in reverse order).
-   */
-  #lockPamtIn(
-    region: PamtRegion,
-    hpa: number,
-    level: PamtLevel,
-    exclusive: boolean,
-    caller: LockCaller,
-    operand: number,
-    held: HeldLocks,
-  ): bigint {
-    const words1g = region.entry1g.lock;
-    let packed = tryPamtWord(words1g[0] as number, level === 2 && exclusive, caller);
-    words1g[0] = packed & 0xffff;
-    if (packed >= 65536) return pamtBusy(packed, operand);
-    let index2m = 0;
-    let index4k = 0;
-    if (level <= 1) {
-      index2m = index2mOf(hpa);
-      const words2m = region.entries2m.lock;
-      packed = tryPamtWord(words2m[index2m] as number, level === 1 && exclusive, caller);
-      words2m[index2m] = packed & 0xffff;
-      if (packed >= 65536) {
-        words1g[0] = hpReleaseShared(words1g[0] as number);
-        return pamtBusy(packed, operand);
-      }
-      if (level === 0) {
-        index4k = index4kOf(hpa);
-        const words4k = this.pamt.block4kAt(region, index2m).lock;
-        packed = tryPamtWord(words4k[index4k] as number, exclusive, caller);
-        words4k[index4k] = packed & 0xffff;
-        if (packed >= 65536) {
-          words2m[index2m] = hpReleaseShared(words2m[index2m] as number);
-          words1g[0] = hpReleaseShared(words1g[0] as number);
-          return pamtBusy(packed, operand);
-        }
-      }
-    }
-    held.addPamtWalk(region, level, exclusive, index2m, index4k);
-    return 0n;
+  ): bigint | undefined {
+    const region = this.pamt.regionAt(hpa);
+    const index2m = index2mOf(hpa);
+    const block4k = level === 0 ? this.pamt.block4kAt(region, index2m) : undefined;
+    return lockPamtWalk(
+      region,
+      block4k,
+      index2m,
+      index4kOf(hpa),
+      level,
+      mode === 'exclusive',
+      caller,
+      operand,
+      held,
+    );
   }
 
   /**
@@ -167,49 +154,188 @@ export class ModuleState {
     operand: number,
     held: HeldLocks,
   ): bigint {
-    return this.checkHpaPageAt(hpa, u64ToNumber(hpa), level, expectedType, mode, operand, held);
+    return this.checkHpaPageAt(u64ToNumber(hpa), level, expectedType, mode, operand, held) ?? 0n;
   }
 
   /**
-   * {@link checkHpaPage} for a caller that has converted the operand already: `address` is `Number(hpa)`. `hpa` is a
-   * register value (in [0, 2^64)).
+   * {@link checkHpaPage} for a caller that has converted the operand already: `address` is `u64ToNumber(hpa)` of a
+   * register value (in [0, 2^64)); every check reads the converted value. Answers undefined where checkHpaPage
+   * answers 0n.
    */
   checkHpaPageAt(
-    hpa: bigint,
     address: number,
     level: PamtLevel,
     expectedType: number,
     mode: 'shared' | 'exclusive',
     operand: number,
     held: HeldLocks,
-  ): bigint {
+  ): bigint | undefined {
     const size = ENTRY_SPAN[level] as number;
-    // Below 2^52 the bitwise test sees the low 32 bits exactly (a floating-point `%` is a library call).
-    if (hpa >= ADDRESS_LIMIT_BIG || (address & (size - 1)) !== 0)
+    // `address` is at or above 2^52 exactly when `hpa` is (the conversion rounds to nearest and 2^52 is exact); below
+    // it the bitwise test sees the low 32 bits exactly (a floating-point `%` is a library call).
+    if (address >= ADDRESS_LIMIT || (address & (size - 1)) !== 0)
       return withDetail(TdxStatus.OPERAND_INVALID, operand);
     if (!this.inTdmr(address, size)) return withDetail(TdxStatus.OPERAND_ADDR_RANGE_ERROR, operand);
     const region = this.pamt.regionAt(address);
-    const busy = this.#lockPamtIn(region, address, level, mode === 'exclusive', 'host', operand, held);
-    if (busy !== 0n) return busy;
-    // The entries the lock walk just took tell the page's size and type (the same region, no second lookup).
-    const type1g = region.entry1g.type[0] as number;
-    const type2m = level <= 1 ? (region.entries2m.type[index2mOf(address)] as number) : 0;
-    const leafLevel = type1g !== PamtPageType.NDA ? 2 : type2m !== PamtPageType.NDA ? 1 : 0;
-    if (leafLevel !== level && !(expectedType === PamtPageType.NDA && leafLevel < level)) {
-      return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, operand);
+    const index2m = index2mOf(address);
+    // The 4K entries are made on first touch by the lock walk itself (the lock word lives there).
+    const block4k = level === 0 ? this.pamt.block4kAt(region, index2m) : undefined;
+    const index4k = index4kOf(address);
+    const busy = lockPamtWalk(
+      region,
+      block4k,
+      index2m,
+      index4k,
+      level,
+      mode === 'exclusive',
+      'host',
+      operand,
+      held,
+    );
+    if (busy !== undefined) return busy;
+    return pageTypeStatus(region, block4k, index2m, index4k, level, expectedType, operand);
+  }
+
+  /**
+   * Where the PAMT entries of the TDR value {@link checkTdrPage} last passed are: valid while `#tdrSerial` (the same
+   * value) and the PAMT's generation are those recorded.
+   */
+  #tdrPageSerial = -1;
+  #tdrPamtGeneration = -1;
+  #tdrRegion: PamtRegion | undefined;
+  #tdrBlock4k: PamtBlock | undefined;
+  #tdrIndex2m = 0;
+  #tdrIndex4k = 0;
+
+  /**
+   * {@link checkHpaPage} of a TDR operand (a 4K PT_TDR page, locked by the host in `mode`), the same checks in the
+   * same order. A host thread passes the same TDR on every SEAMCALL: once a value has passed the checks that depend
+   * on it alone (below 2^52, 4K-aligned), its PAMT region, 4K block and indexes are remembered and only the TDMR
+   * range, the lock walk and the page type are done again. Converts the value as {@link tdrAddress} does. Answers
+   * undefined where checkHpaPage answers 0n (the caller's test is then no BigInt comparison).
+   */
+  checkTdrPage(
+    value: bigint,
+    mode: 'shared' | 'exclusive',
+    operand: number,
+    held: HeldLocks,
+  ): bigint | undefined {
+    const address = this.tdrAddress(value);
+    if (this.#tdrPageSerial !== this.#tdrSerial || this.#tdrPamtGeneration !== this.pamt.generation)
+      return this.#checkTdrPageFirst(address, mode, operand, held);
+    if (!this.inTdmr(address, 4096)) return withDetail(TdxStatus.OPERAND_ADDR_RANGE_ERROR, operand);
+    const region = this.#tdrRegion as PamtRegion;
+    const block4k = this.#tdrBlock4k;
+    const index2m = this.#tdrIndex2m;
+    const index4k = this.#tdrIndex4k;
+    const busy = lockPamtWalk(
+      region,
+      block4k,
+      index2m,
+      index4k,
+      0,
+      mode === 'exclusive',
+      'host',
+      operand,
+      held,
+    );
+    if (busy !== undefined) return busy;
+    return pageTypeStatus(region, block4k, index2m, index4k, 0, PamtPageType.TDR, operand);
+  }
+
+  /** {@link checkTdrPage} of a value not seen last: the full checks, then what they found is remembered. */
+  #checkTdrPageFirst(
+    address: number,
+    mode: 'shared' | 'exclusive',
+    operand: number,
+    held: HeldLocks,
+  ): bigint | undefined {
+    const status = this.checkHpaPageAt(address, 0, PamtPageType.TDR, mode, operand, held);
+    // A value that got as far as the lock walk is below 2^52, aligned and in the TDMR, with its 4K block made.
+    if (address < ADDRESS_LIMIT && (address & 4095) === 0 && this.inTdmr(address, 4096)) {
+      const region = this.pamt.regionAt(address);
+      this.#tdrPageSerial = this.#tdrSerial;
+      this.#tdrPamtGeneration = this.pamt.generation;
+      this.#tdrRegion = region;
+      this.#tdrIndex2m = index2mOf(address);
+      this.#tdrIndex4k = index4kOf(address);
+      this.#tdrBlock4k = this.pamt.block4kAt(region, this.#tdrIndex2m);
     }
-    const type =
-      level === 2
-        ? type1g
-        : level === 1
-          ? type2m
-          : (this.pamt.block4kAt(region, index2mOf(address)).type[index4kOf(address)] as number);
-    if (type !== expectedType) return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, operand);
-    return 0n;
+    return status;
   }
 }
 
-const ADDRESS_LIMIT_BIG = 1n << 52n;
+/**
+ * The PAMT lock walk of one page (reference §9): the 1G entry of `region`, then (level ≤ 1) the 2M entry `index2m`,
+ * then (level 0) the 4K entry `index4k` of `block4k`; shared above `level`, the entry at `level` in the caller's
+ * mode. A failed attempt gives back what this walk took and answers BUSY + operand; a successful walk is one record
+ * in `held` (released in reverse order) and answers undefined.
+ */
+function lockPamtWalk(
+  region: PamtRegion,
+  block4k: PamtBlock | undefined,
+  index2m: number,
+  index4k: number,
+  level: PamtLevel,
+  exclusive: boolean,
+  caller: LockCaller,
+  operand: number,
+  held: HeldLocks,
+): bigint | undefined {
+  const words1g = region.entry1g.lock;
+  let packed = tryPamtWord(words1g[0] as number, level === 2 && exclusive, caller);
+  words1g[0] = packed & 0xffff;
+  if (packed >= 65536) return pamtBusy(packed, operand);
+  if (level <= 1) {
+    const words2m = region.entries2m.lock;
+    packed = tryPamtWord(words2m[index2m] as number, level === 1 && exclusive, caller);
+    words2m[index2m] = packed & 0xffff;
+    if (packed >= 65536) {
+      words1g[0] = hpReleaseShared(words1g[0] as number);
+      return pamtBusy(packed, operand);
+    }
+    if (level === 0) {
+      const words4k = (block4k as PamtBlock).lock;
+      packed = tryPamtWord(words4k[index4k] as number, exclusive, caller);
+      words4k[index4k] = packed & 0xffff;
+      if (packed >= 65536) {
+        words2m[index2m] = hpReleaseShared(words2m[index2m] as number);
+        words1g[0] = hpReleaseShared(words1g[0] as number);
+        return pamtBusy(packed, operand);
+      }
+    }
+  }
+  held.addPamtWalk(region, level, exclusive, level <= 1 ? index2m : 0, level === 0 ? index4k : 0);
+  return undefined;
+}
+
+/**
+ * The page-type part of the HPA checks, read from the entries the lock walk has just taken (no second lookup): the
+ * page must be a leaf of exactly `level` (or, for an expected NDA page, lie in no larger leaf), and of `expectedType`;
+ * otherwise PAGE_METADATA_INCORRECT + operand; undefined when the page passes.
+ */
+function pageTypeStatus(
+  region: PamtRegion,
+  block4k: PamtBlock | undefined,
+  index2m: number,
+  index4k: number,
+  level: PamtLevel,
+  expectedType: number,
+  operand: number,
+): bigint | undefined {
+  const type1g = region.entry1g.type[0] as number;
+  const type2m = level <= 1 ? (region.entries2m.type[index2m] as number) : 0;
+  const leafLevel = type1g !== PamtPageType.NDA ? 2 : type2m !== PamtPageType.NDA ? 1 : 0;
+  if (leafLevel !== level && !(expectedType === PamtPageType.NDA && leafLevel < level)) {
+    return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, operand);
+  }
+  const type = level === 2 ? type1g : level === 1 ? type2m : ((block4k as PamtBlock).type[index4k] as number);
+  if (type !== expectedType) return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, operand);
+  return undefined;
+}
+
+/** Host addresses are below 2^52 (the converted operand compared: exact at this boundary). */
+const ADDRESS_LIMIT = 2 ** 52;
 
 /** One attempt on a PAMT entry's host-priority lock word: `result * 65536 + word` (see host-priority-lock.ts). */
 function tryPamtWord(word: number, exclusive: boolean, caller: LockCaller): number {

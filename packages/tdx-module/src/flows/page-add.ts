@@ -27,7 +27,7 @@ export function pageAdd(
   const entry = lockedWalk(td, leaf, regs, out, 'none', held, 'none');
   if (typeof entry === 'bigint') return entry;
   const stateStatus = checkEntryState(leaf, entry, out);
-  if (stateStatus !== 0n) return stateStatus;
+  if (stateStatus !== undefined) return stateStatus;
   const source = regs[Reg.R9] as bigint;
   const sourceHpa = Number(source);
   if (source >= 1n << 52n || sourceHpa % 4096 !== 0 || m.pamt.getType(sourceHpa, 0) !== PamtPageType.NDA) {

@@ -9,6 +9,7 @@ import type { HeldLocks } from '../core/held-locks.js';
 import type { ModuleState } from '../core/module-state.js';
 import type { PamtLevel } from '../memory/pamt.js';
 import { type Gprs, Reg } from '../registers.js';
+import { PAGES_4K_IN } from '../sept/sept-table.js';
 import type { TdControl } from '../td/td-control.js';
 
 /**
@@ -28,12 +29,11 @@ export function pageAug(
   const entry = lockedWalk(td, leaf, regs, out, 'shared', held);
   if (typeof entry === 'bigint') return entry;
   const stateStatus = checkEntryState(leaf, entry, out);
-  if (stateStatus !== 0n) return stateStatus;
+  if (stateStatus !== undefined) return stateStatus;
   const level = entry.level as PamtLevel;
-  const target = regs[Reg.R8] as bigint;
-  const hpa = u64ToNumber(target);
-  const pageStatus = m.checkHpaPageAt(target, hpa, level, PamtPageType.NDA, 'exclusive', OperandId.R8, held);
-  if (pageStatus !== 0n) return pageStatus;
+  const hpa = u64ToNumber(regs[Reg.R8] as bigint);
+  const pageStatus = m.checkHpaPageAt(hpa, level, PamtPageType.NDA, 'exclusive', OperandId.R8, held);
+  if (pageStatus !== undefined) return pageStatus;
   if (level === 1 && !m.pamt.all4kChildrenNda(hpa))
     return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.R8);
   // The commit is a plain function, not a closure: nothing is allocated when the scheduler lets the flow go on.
@@ -48,7 +48,7 @@ function commitAug(m: ModuleState, td: TdControl, entry: LockedEntry, hpa: numbe
   entry.table.hpa[entry.index] = hpa;
   entry.table.acceptCounter[entry.index] = 0;
   entry.table.lock[entry.index] = 0;
-  td.childCount += 512 ** level;
+  td.childCount += PAGES_4K_IN[level] as number;
   m.pamt.set(hpa, level, PamtPageType.REG, td.tdr, 0);
   return TdxStatus.SUCCESS;
 }

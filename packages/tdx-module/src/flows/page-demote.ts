@@ -42,7 +42,7 @@ export function pageDemote(
   const entry = lockedWalk(td, leaf, regs, out, 'shared', held);
   if (typeof entry === 'bigint') return entry;
   const stateStatus = checkEntryState(leaf, entry, out);
-  if (stateStatus !== 0n) return stateStatus;
+  if (stateStatus !== undefined) return stateStatus;
   const hpa = entry.table.hpa[entry.index] as number;
   const level = entry.level as PamtLevel;
   if (trackingRequired(td, entry.state)) {
@@ -55,7 +55,7 @@ export function pageDemote(
       return withDetail(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
   }
   const busy = m.lockPamt(hpa, level, 'exclusive', 'host', OperandId.RCX, held);
-  if (busy !== 0n) return busy;
+  if (busy !== undefined) return busy;
   const pageStatus = m.checkHpaPage(
     regs[Reg.R8] as bigint,
     0,

@@ -18,6 +18,7 @@ import type { HeldLocks } from '../core/held-locks.js';
 import type { ModuleState } from '../core/module-state.js';
 import type { PamtLevel } from '../memory/pamt.js';
 import { type Gprs, Reg } from '../registers.js';
+import { ENTRY_SPAN, PAGES_4K_IN } from '../sept/sept-table.js';
 import type { TdControl } from '../td/td-control.js';
 
 /**
@@ -41,11 +42,11 @@ export function pageRemove(
     return withDetail(TdxStatus.EPT_ENTRY_STATE_INCORRECT, OperandId.RCX);
   }
   const stateStatus = checkEntryState(leaf, entry, out);
-  if (stateStatus !== 0n) return stateStatus;
+  if (stateStatus !== undefined) return stateStatus;
   const hpa = entry.table.hpa[entry.index] as number;
   const level = entry.level as PamtLevel;
   const busy = m.lockPamt(hpa, level, 'exclusive', 'host', OperandId.RCX, held);
-  if (busy !== 0n) return busy;
+  if (busy !== undefined) return busy;
   if (trackingRequired(td, entry.state)) {
     if (!SeptStateGroup.anyBlocked.has(entry.state)) {
       reportEntry(out, entry);
@@ -74,10 +75,10 @@ function commitRemove(
   entry.table.setState(entry.index, SeptState.FREE);
   entry.table.hpa[entry.index] = 0;
   entry.table.lock[entry.index] = 0;
-  td.childCount -= 512 ** level;
+  td.childCount -= PAGES_4K_IN[level] as number;
   m.pamt.set(hpa, level, PamtPageType.NDA, 0, 0);
   // The page leaves holding only the TD's ciphertext, which the host cannot read: the model keeps no plaintext.
-  m.memory.zero(hpa, 4096 * 512 ** level);
+  m.memory.zero(hpa, ENTRY_SPAN[level] as number);
   out[Reg.RCX] = numberToU64(hpa);
   out[Reg.RDX] = 0n;
   return TdxStatus.SUCCESS;

@@ -38,7 +38,7 @@ export function rangeBlock(
     return withDetail(TdxStatus.GPA_RANGE_ALREADY_BLOCKED, OperandId.RCX);
   }
   const stateStatus = checkEntryState(leaf, entry, out);
-  if (stateStatus !== 0n) return stateStatus;
+  if (stateStatus !== undefined) return stateStatus;
   return afterYield(m, 'TDH.MEM.RANGE.BLOCK', td.tdr, entry.gpa, () => {
     const next = BLOCKED_STATE.get(entry.state) as number;
     // A half-done 2M ACCEPT restarts from chunk 0 after a block.

@@ -38,7 +38,7 @@ export function rangeUnblock(
   const entry = lockedWalk(td, leaf, regs, out, 'exclusive', held);
   if (typeof entry === 'bigint') return entry;
   const stateStatus = checkEntryState(leaf, entry, out);
-  if (stateStatus !== 0n) return stateStatus;
+  if (stateStatus !== undefined) return stateStatus;
   const hpa = entry.table.hpa[entry.index] as number;
   const pamtLevel = (entry.state === SeptState.NL_BLOCKED ? 0 : entry.level) as PamtLevel;
   if (trackingRequired(td, entry.state) && !isTracked(td, m.pamt.getBepoch(hpa, pamtLevel))) {

@@ -29,7 +29,7 @@ export function septAdd(
   if (typeof entry === 'bigint') return entry;
   if (entry.state === SeptState.NL_MAPPED && allowExisting) return TdxStatus.SUCCESS;
   const stateStatus = checkEntryState(leaf, entry, out);
-  if (stateStatus !== 0n) return stateStatus;
+  if (stateStatus !== undefined) return stateStatus;
   const pageStatus = m.checkHpaPage(
     regs[Reg.R8] as bigint,
     0,

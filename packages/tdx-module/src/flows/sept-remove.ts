@@ -32,10 +32,10 @@ export function septRemove(
   const entry = lockedWalk(td, leaf, regs, out, 'exclusive', held);
   if (typeof entry === 'bigint') return entry;
   const stateStatus = checkEntryState(leaf, entry, out);
-  if (stateStatus !== 0n) return stateStatus;
+  if (stateStatus !== undefined) return stateStatus;
   const pageHpa = entry.table.hpa[entry.index] as number;
   const busy = m.lockPamt(pageHpa, 0, 'exclusive', 'host', OperandId.RCX, held);
-  if (busy !== 0n) return busy;
+  if (busy !== undefined) return busy;
   if (trackingRequired(td, entry.state)) {
     if (!SeptStateGroup.anyBlocked.has(entry.state)) {
       reportEntry(out, entry);

@@ -1,15 +1,16 @@
+import { sharedBit } from '../abi/gpa.js';
 import { ACCEPT_ALLOWED_SEPT_STATES } from '../abi/leaf-rules.js';
 import { OperandId } from '../abi/operand-id.js';
-import { checkPageInfo } from '../abi/page-info.js';
+import { packedPageInfo } from '../abi/page-info.js';
 import { SeptState, SeptStateGroup, septStateInfo } from '../abi/sept-state.js';
 import { TdxStatus, withDetail } from '../abi/status-codes.js';
 import { acceptExit } from '../core/exit-registers.js';
-import { yieldAt } from '../core/gates.js';
+import { flagsOf, yieldAt } from '../core/gates.js';
 import type { ModuleState } from '../core/module-state.js';
 import type { VcpuRuntime } from '../core/vcpu-runtime.js';
 import { deliverOneInterrupt } from '../core/virtual-interrupts.js';
 import { LockResult } from '../locks/lock-result.js';
-import { septEntryTryLock, septEntryUnlock } from '../locks/sept-entry-lock.js';
+import { septEntryTryLockPacked, septEntryUnlock } from '../locks/sept-entry-lock.js';
 import { type Gprs, Reg } from '../registers.js';
 import type { WalkResult } from '../sept/sept-tree.js';
 import type { TdControl } from '../td/td-control.js';
@@ -31,10 +32,16 @@ export function tdgAccept(
   vcpu: VcpuState,
   regs: readonly bigint[],
 ): bigint | Promise<bigint> {
-  const info = checkPageInfo(regs[Reg.RCX] as bigint, 0, 1, td.gpaw);
-  if (info === undefined) return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RCX);
-  return acceptFrom(m, runtime, td, vcpu, info.gpa, info.level);
+  // The registers are normalized at TDCALL entry: the unchecked form of checkPageInfo, nothing allocated.
+  const info = packedPageInfo(regs[Reg.RCX] as bigint, 0, 1, sharedBit(td.gpaw));
+  if (info < 0) return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RCX);
+  const level = info & 7;
+  return acceptFrom(m, runtime, td, vcpu, info - level, level);
 }
+
+/** SeptStateGroup.guestAccessibleLeaf and ACCEPT_ALLOWED_SEPT_STATES as flags by state encoding (every ACCEPT). */
+const GUEST_ACCESSIBLE_LEAF = flagsOf(SeptStateGroup.guestAccessibleLeaf, 128);
+const ACCEPT_ALLOWED = flagsOf(ACCEPT_ALLOWED_SEPT_STATES, 128);
 
 /** What the locked part of an ACCEPT came to: a status, an exit to take (its registers), or another round. */
 type LockedOutcome = bigint | Gprs | typeof AGAIN;
@@ -55,15 +62,16 @@ function acceptFrom(
 ): bigint | Promise<bigint> {
   const walk = td.tree.walk(gpa, level);
   if (walk.level !== level) {
-    if (septStateInfo(walk.state).leaf && SeptStateGroup.guestAccessibleLeaf.has(walk.state)) {
+    if (septStateInfo(walk.state).leaf && GUEST_ACCESSIBLE_LEAF[walk.state] === 1) {
       return withDetail(TdxStatus.PAGE_ALREADY_ACCEPTED, walk.level);
     }
     return exitThenAccept(m, runtime, td, vcpu, gpa, level, acceptExit(gpa, level, walk));
   }
-  const attempt = septEntryTryLock(walk.table.lock[walk.index] as number, 'guest');
-  walk.table.lock[walk.index] = attempt.word;
-  if (attempt.result === LockResult.BUSY) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.RCX);
-  if (attempt.result === LockResult.BUSY_HOST_PRIORITY) {
+  const packed = septEntryTryLockPacked(walk.table.lock[walk.index] as number, 'guest');
+  walk.table.lock[walk.index] = packed % 65536;
+  const result = Math.floor(packed / 65536);
+  if (result === LockResult.BUSY) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.RCX);
+  if (result === LockResult.BUSY_HOST_PRIORITY) {
     return withDetail(TdxStatus.OPERAND_BUSY_HOST_PRIORITY, OperandId.RCX);
   }
   const pause = yieldAt(m, 'TDG.MEM.PAGE.ACCEPT', 'locked', td.tdr, gpa, vcpu.guestActor);
@@ -140,11 +148,11 @@ function acceptLocked(
     walk.table.lock[walk.index] = septEntryUnlock(walk.table.lock[walk.index] as number);
     return withDetail(TdxStatus.PAGE_SIZE_MISMATCH, level);
   }
-  if (SeptStateGroup.guestAccessibleLeaf.has(state)) {
+  if (GUEST_ACCESSIBLE_LEAF[state] === 1) {
     walk.table.lock[walk.index] = septEntryUnlock(walk.table.lock[walk.index] as number);
     return withDetail(TdxStatus.PAGE_ALREADY_ACCEPTED, level);
   }
-  if (!ACCEPT_ALLOWED_SEPT_STATES.has(state)) {
+  if (ACCEPT_ALLOWED[state] !== 1) {
     walk.table.lock[walk.index] = septEntryUnlock(walk.table.lock[walk.index] as number);
     return acceptExit(gpa, level, { ...walk, state });
   }

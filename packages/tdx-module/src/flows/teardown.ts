@@ -80,7 +80,7 @@ export function pageReclaim(m: ModuleState, regs: readonly bigint[], out: Gprs, 
   if (typeof hpa === 'bigint') return hpa;
   const { level, base } = m.pamt.leafOf(hpa);
   const busy = m.lockPamt(base, level, 'exclusive', 'host', OperandId.RCX, held);
-  if (busy !== 0n) return busy;
+  if (busy !== undefined) return busy;
   const entry = m.pamt.get(base, level);
   if (entry.type === PamtPageType.NDA || entry.type === PamtPageType.RSVD) {
     return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.RCX);
@@ -100,7 +100,7 @@ export function pageReclaim(m: ModuleState, regs: readonly bigint[], out: Gprs, 
     const td = m.tds.get(entry.owner);
     if (td === undefined) return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.RCX);
     const busy = m.lockPamt(td.tdr, 0, 'shared', 'host', OperandId.TDR, held);
-    if (busy !== 0n) return busy;
+    if (busy !== undefined) return busy;
     if (td.lifecycle !== LifecycleState.TEARDOWN) return TdxStatus.LIFECYCLE_STATE_INCORRECT;
     td.childCount -= 512 ** level;
     if (entry.type === PamtPageType.TDVPR) m.vcpusByTdvpr.delete(hpa);
@@ -122,7 +122,7 @@ export function pageRdmd(m: ModuleState, regs: readonly bigint[], out: Gprs, hel
   if (typeof hpa === 'bigint') return hpa;
   const { level, base } = m.pamt.leafOf(hpa);
   const busy = m.lockPamt(base, level, 'shared', 'host', OperandId.RCX, held);
-  if (busy !== 0n) return busy;
+  if (busy !== undefined) return busy;
   const entry = m.pamt.get(base, level);
   out[Reg.RCX] = BigInt(entry.type);
   out[Reg.RDX] = BigInt(entry.owner);

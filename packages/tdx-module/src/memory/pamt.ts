@@ -88,9 +88,19 @@ export class Pamt {
   #lastKey = -1;
   #lastRegion: PamtRegion | undefined;
   readonly #slot: PamtSlot = { block: undefined, index: 0 };
+  #generation = 0;
+
+  /**
+   * Bumped whenever regions or blocks are replaced rather than updated in place ({@link copyFrom}): a caller that
+   * keeps a region or block across calls checks it first.
+   */
+  get generation(): number {
+    return this.#generation;
+  }
 
   /** Replaces every entry with an independent copy of `source`'s (checkpoints: this PAMT must be unused). */
   copyFrom(source: Pamt): void {
+    this.#generation++;
     this.#regions.clear();
     for (const [key, region] of source.#regions) this.#regions.set(key, region.clone());
     this.#lastKey = -1;

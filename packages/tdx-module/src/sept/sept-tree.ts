@@ -1,5 +1,5 @@
 import { SEPT_WALK_STOPS, SeptState, septStateInfo } from '../abi/sept-state.js';
-import { SeptTable, septIndex } from './sept-table.js';
+import { ENTRY_SCALE, type SeptPaths, SeptTable, septIndex } from './sept-table.js';
 
 /** Where a walk stopped: the entry's table and index, and its level. */
 export interface WalkResult {
@@ -42,6 +42,7 @@ export class SeptTree {
   constructor(pwl: number, rootHpa: number, root = new SeptTable(pwl, rootHpa)) {
     this.pwl = pwl;
     this.root = root;
+    this.#paths = root.paths;
   }
 
   /** An independent copy of the whole tree (checkpoints). */
@@ -59,14 +60,44 @@ export class SeptTree {
     return this.walkInto(new SeptCursor(this.root), gpa, targetLevel);
   }
 
+  readonly #paths: SeptPaths;
+  /**
+   * The table below the root that the last walk to `#lastLevel` reached through NL_MAPPED entries only, the number of
+   * the range it maps (GPA / the span of one entry a level up) and the tree's path changes then. A walk to the same
+   * level within that range starts there while no entry has become or stopped being NL_MAPPED since: every entry
+   * above is then as the full walk would read it.
+   */
+  #lastTable: SeptTable | undefined;
+  #lastLevel = -1;
+  #lastRange = -1;
+  #lastChanges = -1;
+
   /** {@link walk} into `cursor` (overwritten), which it returns. */
   walkInto(cursor: SeptCursor, gpa: number, targetLevel: number): SeptCursor {
     let table = this.root;
     let level = this.pwl;
+    let range = -1;
+    if (targetLevel < level) {
+      range = Math.floor(gpa * (ENTRY_SCALE[targetLevel + 1] as number));
+      if (
+        targetLevel === this.#lastLevel &&
+        range === this.#lastRange &&
+        this.#paths.changes === this.#lastChanges
+      ) {
+        table = this.#lastTable as SeptTable;
+        level = targetLevel;
+      }
+    }
     for (;;) {
       const index = septIndex(gpa, level);
       const state = table.state[index] as number;
       if (level === targetLevel || SEPT_WALK_STOPS[state] === 1) {
+        if (level === targetLevel && range >= 0) {
+          this.#lastTable = table;
+          this.#lastLevel = level;
+          this.#lastRange = range;
+          this.#lastChanges = this.#paths.changes;
+        }
         cursor.gpa = gpa;
         cursor.table = table;
         cursor.index = index;
@@ -83,7 +114,7 @@ export class SeptTree {
 
   /** Installs `child` under a FREE entry and makes the entry NL_MAPPED. */
   attachChild(table: SeptTable, index: number, childPageHpa: number): SeptTable {
-    const child = new SeptTable(table.level - 1, childPageHpa);
+    const child = new SeptTable(table.level - 1, childPageHpa, table.paths);
     table.child[index] = child;
     table.hpa[index] = childPageHpa;
     table.setState(index, SeptState.NL_MAPPED);

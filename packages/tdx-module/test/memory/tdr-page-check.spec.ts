@@ -1,0 +1,173 @@
+/**
+ * The TDR operand's fast path (ModuleState.checkTdrPage, which remembers where the last TDR value's PAMT entries are)
+ * against the general HPA checks (checkHpaPage at 4K for PT_TDR) on a twin state: random sequences of TDR checks
+ * with values that pass and values that fail each check (2^52 and above, misaligned, outside the TDMR, wrong page
+ * type at 4K, inside a 2M or 1G page, entries locked shared, exclusive or with HP set), interleaved with releases,
+ * PAMT changes and a PAMT copied in whole (a checkpoint restore). Both must answer the same status and leave the
+ * same PAMT entries and lock words after every step; after a passed check, the TD looked up without comparing the
+ * value again is the one at that value's address, while TDs come and go.
+ */
+import fc from 'fast-check';
+import { expect, test } from 'vitest';
+import { PamtPageType } from '../../src/abi/page-type.js';
+import { HeldLocks } from '../../src/core/held-locks.js';
+import { ModuleState } from '../../src/core/module-state.js';
+import { HP_EXCL, HP_FLAG, HP_READER } from '../../src/locks/host-priority-lock.js';
+import { Pamt, type PamtLevel } from '../../src/memory/pamt.js';
+import { VirtualClock } from '../../src/services/clock.js';
+import { RunToCompletionScheduler } from '../../src/services/scheduler.js';
+import { NullTraceSink } from '../../src/services/trace.js';
+import { TdControl } from '../../src/td/td-control.js';
+
+const GIB = 2 ** 30;
+const BASE = 4 * GIB;
+const TDMR = { base: BASE, size: 4 * GIB };
+
+/** Pages the sequences touch: two in one 2M range, one in another 1G region, one at the TDMR's last page. */
+const PAGES = [BASE + 0x20_0000, BASE + 0x20_1000, BASE + GIB + 0x40_0000, BASE + 4 * GIB - 4096];
+
+/** TDR operand values: every page, then values failing the address checks. */
+const VALUES: readonly bigint[] = [
+  ...PAGES.map((page) => BigInt(page)),
+  BigInt(PAGES[0] as number) + 8n,
+  BigInt(BASE - 4096),
+  BigInt(BASE + 4 * GIB),
+  1n << 52n,
+  (1n << 64n) - 4096n,
+];
+
+type Step =
+  | { readonly kind: 'check'; readonly value: number; readonly exclusive: boolean; readonly operand: number }
+  | { readonly kind: 'release' }
+  | { readonly kind: 'type'; readonly page: number; readonly level: PamtLevel; readonly type: number }
+  | { readonly kind: 'lock'; readonly page: number; readonly level: PamtLevel; readonly word: number }
+  | { readonly kind: 'td'; readonly page: number }
+  | { readonly kind: 'restore' };
+
+const TYPES = [PamtPageType.NDA, PamtPageType.TDR, PamtPageType.REG, PamtPageType.TDVPR];
+const WORDS = [0, HP_FLAG, HP_READER, HP_READER | HP_FLAG, HP_EXCL, HP_EXCL | HP_FLAG];
+
+const step: fc.Arbitrary<Step> = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      kind: fc.constant('check' as const),
+      value: fc.nat(VALUES.length - 1),
+      exclusive: fc.boolean(),
+      operand: fc.constantFrom(1, 2, 0x80),
+    }),
+  },
+  { weight: 2, arbitrary: fc.constant({ kind: 'release' as const }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('type' as const),
+      page: fc.nat(PAGES.length - 1),
+      level: fc.constantFrom<PamtLevel>(0, 0, 0, 1, 2),
+      type: fc.constantFrom(...TYPES),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('lock' as const),
+      page: fc.nat(PAGES.length - 1),
+      level: fc.constantFrom<PamtLevel>(0, 0, 1, 2),
+      word: fc.constantFrom(...WORDS),
+    }),
+  },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('td' as const), page: fc.nat(PAGES.length - 1) }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'restore' as const }) },
+);
+
+function freshState(): ModuleState {
+  const m = new ModuleState(
+    { tdmr: TDMR, tdcsPages: 4, tdvpxPages: 1, maxHkid: 63, guestStuckLimit: 64 },
+    new VirtualClock(),
+    new RunToCompletionScheduler(),
+    new NullTraceSink(),
+  );
+  for (const page of PAGES) m.pamt.set(page, 0, PamtPageType.TDR, 0);
+  return m;
+}
+
+/** Every PAMT entry that is not NDA or holds a lock word, with its lock word. */
+function pamtEntries(pamt: Pamt): string[] {
+  const entries: string[] = [];
+  pamt.forEachUsed((hpa, level, type, owner, lock) =>
+    entries.push(`${hpa}/${level}:${type}:${owner}:${lock}`),
+  );
+  return entries;
+}
+
+/** The base of the entry covering `page` at `level`. */
+function baseAt(page: number, level: PamtLevel): number {
+  const size = level === 2 ? GIB : level === 1 ? 2 ** 21 : 4096;
+  return page - (page % size);
+}
+
+test('the TDR fast path answers and locks exactly as the general HPA checks', () => {
+  fc.assert(
+    fc.property(fc.array(step, { minLength: 1, maxLength: 40 }), (steps) => {
+      const fast = freshState();
+      const slow = freshState();
+      const fastHeld = new HeldLocks();
+      const slowHeld = new HeldLocks();
+      for (const s of steps) {
+        switch (s.kind) {
+          case 'check': {
+            const value = VALUES[s.value] as bigint;
+            const mode = s.exclusive ? 'exclusive' : 'shared';
+            // The fast path answers undefined where the general checks answer 0n.
+            const a = fast.checkTdrPage(value, mode, s.operand, fastHeld) ?? 0n;
+            const b = slow.checkHpaPage(value, 0, PamtPageType.TDR, mode, s.operand, slowHeld);
+            expect(a).toBe(b);
+            // The TD lookup that follows a passed check reads the address that check converted.
+            if (a === 0n) expect(fast.tdAtLastTdr()).toBe(fast.tds.get(Number(value)));
+            break;
+          }
+          case 'td': {
+            const tdr = PAGES[s.page] as number;
+            if (fast.tds.has(tdr)) fast.tds.delete(tdr);
+            else fast.tds.set(tdr, new TdControl(tdr, 1));
+            break;
+          }
+          case 'release':
+            fastHeld.releaseAll();
+            slowHeld.releaseAll();
+            break;
+          case 'type':
+            // Only with no lock held: the flows change page types under their own locks.
+            if (fastHeld.mark === 0) {
+              const base = baseAt(PAGES[s.page] as number, s.level);
+              fast.pamt.set(base, s.level, s.type, 0);
+              slow.pamt.set(base, s.level, s.type, 0);
+            }
+            break;
+          case 'lock':
+            if (fastHeld.mark === 0) {
+              const base = baseAt(PAGES[s.page] as number, s.level);
+              fast.pamt.setLock(base, s.level, s.word);
+              slow.pamt.setLock(base, s.level, s.word);
+            }
+            break;
+          case 'restore':
+            // A checkpoint restore replaces the PAMT's regions and blocks: what the fast path kept must not be used.
+            if (fastHeld.mark === 0) {
+              const copy = new Pamt();
+              copy.copyFrom(fast.pamt);
+              fast.pamt.copyFrom(copy);
+              slow.pamt.copyFrom(copy);
+            }
+            break;
+        }
+        expect(fastHeld.mark).toBe(slowHeld.mark);
+        expect(pamtEntries(fast.pamt)).toEqual(pamtEntries(slow.pamt));
+      }
+      fastHeld.releaseAll();
+      slowHeld.releaseAll();
+      expect(pamtEntries(fast.pamt)).toEqual(pamtEntries(slow.pamt));
+    }),
+    { numRuns: 400 },
+  );
+});

@@ -1,0 +1,129 @@
+/**
+ * The S-EPT walk remembers the table its last walk reached and starts there for the next walk to the same level in
+ * the same range. Property: on random trees changed at random (tables attached and detached, entries at every level
+ * set to every state, a tree cloned and changed apart from its original), every walk answers exactly what a walk
+ * from the root, written here without any memory, answers.
+ */
+import fc from 'fast-check';
+import { expect, test } from 'vitest';
+import { SEPT_WALK_STOPS, SeptState } from '../../src/abi/sept-state.js';
+import { type SeptTable, septIndex } from '../../src/sept/sept-table.js';
+import { SeptCursor, SeptTree } from '../../src/sept/sept-tree.js';
+
+const STATES = Object.values(SeptState);
+/** States an entry with a child table may have (reference §3). */
+const WITH_CHILD = [SeptState.NL_MAPPED, SeptState.NL_BLOCKED];
+
+/** GPAs the sequences use: few enough that walks and changes meet on the same paths. */
+const GPAS = [0, 0x1000, 0x20_0000, 0x20_3000, 0x4000_0000, 0x4020_0000, 0x80_0000_0000];
+
+/** The walk of reference tdx-module.md §4.2 from the root, remembering nothing. */
+function referenceWalk(
+  tree: SeptTree,
+  gpa: number,
+  targetLevel: number,
+): [SeptTable, number, number, number] {
+  let table = tree.root;
+  let level = tree.pwl;
+  for (;;) {
+    const index = septIndex(gpa, level);
+    const state = table.state[index] as number;
+    if (level === targetLevel || SEPT_WALK_STOPS[state] === 1) return [table, index, level, state];
+    table = table.child[index] as SeptTable;
+    level--;
+  }
+}
+
+/** The tables of `tree` and of its subtrees, by depth-first order (how a step names one). */
+function tablesOf(tree: SeptTree): SeptTable[] {
+  return [...tree.tables()].map((item) => item.table);
+}
+
+type Step =
+  | { readonly kind: 'walk'; readonly gpa: number; readonly level: number }
+  | { readonly kind: 'attach'; readonly table: number; readonly gpa: number }
+  | { readonly kind: 'detach'; readonly table: number; readonly gpa: number }
+  | { readonly kind: 'state'; readonly table: number; readonly gpa: number; readonly state: number }
+  | { readonly kind: 'clone' };
+
+const gpaIndex = fc.nat(GPAS.length - 1);
+const tableIndex = fc.nat(40);
+const step: fc.Arbitrary<Step> = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc.record({ kind: fc.constant('walk' as const), gpa: gpaIndex, level: fc.nat(4) }),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({ kind: fc.constant('attach' as const), table: tableIndex, gpa: gpaIndex }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({ kind: fc.constant('detach' as const), table: tableIndex, gpa: gpaIndex }),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      kind: fc.constant('state' as const),
+      table: tableIndex,
+      gpa: gpaIndex,
+      state: fc.constantFrom(...STATES),
+    }),
+  },
+  { weight: 1, arbitrary: fc.constant({ kind: 'clone' as const }) },
+);
+
+test('a walk that starts where the last one went answers as a walk from the root', () => {
+  fc.assert(
+    fc.property(fc.constantFrom(3, 4), fc.array(step, { minLength: 1, maxLength: 80 }), (pwl, steps) => {
+      let tree = new SeptTree(pwl, 0x1000_0000);
+      let other: SeptTree | undefined;
+      let nextPage = 0x1000_1000;
+      const cursor = new SeptCursor(tree.root);
+      for (const s of steps) {
+        const gpa = s.kind === 'clone' ? 0 : (GPAS[s.gpa] as number);
+        if (s.kind === 'walk') {
+          const level = Math.min(s.level, pwl);
+          for (const t of other === undefined ? [tree] : [tree, other]) {
+            const walked = t.walkInto(cursor, gpa, level);
+            const [table, index, reached, state] = referenceWalk(t, gpa, level);
+            expect(walked.table).toBe(table);
+            expect([walked.index, walked.level, walked.state, walked.gpa]).toEqual([
+              index,
+              reached,
+              state,
+              gpa,
+            ]);
+          }
+          continue;
+        }
+        if (s.kind === 'clone') {
+          // The copy is changed from now on; the original is still walked and must not see those changes.
+          other = tree;
+          tree = tree.clone();
+          continue;
+        }
+        const tables = tablesOf(tree);
+        const table = tables[s.table % tables.length] as SeptTable;
+        const index = septIndex(gpa, table.level);
+        const child = table.child[index];
+        if (s.kind === 'attach') {
+          if (table.level > 0 && table.state[index] === SeptState.FREE && child === undefined) {
+            tree.attachChild(table, index, nextPage);
+            nextPage += 0x1000;
+          }
+        } else if (s.kind === 'detach') {
+          if (child !== undefined) tree.detachChild(table, index);
+        } else if (
+          child === undefined
+            ? s.state !== SeptState.NL_MAPPED && s.state !== SeptState.NL_BLOCKED
+            : WITH_CHILD.includes(s.state as never)
+        ) {
+          // Entries with a child table are NL_MAPPED or NL_BLOCKED; entries without one are anything else.
+          table.setState(index, s.state);
+        }
+      }
+    }),
+    { numRuns: 500 },
+  );
+});
