@@ -218,6 +218,8 @@ function parkGuest(vcpu: VcpuState, entered: boolean): void {
 function unparkGuest(vcpu: VcpuState): void {
   if (!vcpu.parkedListed) return;
   vcpu.parkedListed = false;
+  // Back to the fields of a vCPU never parked: a checkpoint's copy of a quiescent vCPU has them so.
+  vcpu.parkedEntered = false;
   const prev = vcpu.parkedPrev;
   const next = vcpu.parkedNext;
   if (prev === undefined) firstParked = next;
