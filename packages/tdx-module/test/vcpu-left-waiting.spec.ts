@@ -31,6 +31,16 @@ describe('guest code left waiting on a vCPU nothing will enter', () => {
     expect(stdout).toContain('unreachable unless caught');
   });
 
+  it('every guest left waiting fails, in the order they parked; a guest resumed before is not among them', () => {
+    const { status, stdout } = runFixture('two-left');
+    expect(status).toBe(0);
+    const lines = stdout.trim().split('\n');
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toMatch(/^guest code waits on vCPU 2 /);
+    expect(lines[1]).toMatch(/^guest code waits on vCPU 1 /);
+    expect(lines[2]).toBe('unreachable unless caught');
+  });
+
   it('a VMM whose exit handler never answers leaves the guest failed with VCPU_NOT_RESUMED when nothing is left', () => {
     const { status, stderr } = runFixture('host-hangs');
     expect(status).toBe(1);

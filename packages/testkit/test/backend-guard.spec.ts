@@ -146,6 +146,30 @@ describe('BackendGuard', () => {
     );
   });
 
+  it('exits left waiting are named in the order they came, whichever vCPU', async () => {
+    // The first MapGPA (vCPU 0) is answered, after the backend hands its own handler an exit of vCPU 1 that it never
+    // answers; the second MapGPA (vCPU 0 again) is never answered: vCPU 1 waits since before vCPU 0 does.
+    let mapGpas = 0;
+    class LateVmm extends BareVmm {
+      override onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
+        if (!isMapGpa(exit)) return super.onTdExit(exit);
+        if (++mapGpas === 1) {
+          void this.onTdExit({ ...exit, vcpuIndex: 1 });
+          return super.onTdExit(exit);
+        }
+        return new Promise(() => {});
+      }
+    }
+    const error = await convertUnder(
+      new BackendGuard({ thread: 'dedicated', wallClockMs: 3_600_000 }),
+      LateVmm,
+    ).catch((e: unknown) => e);
+    expect((error as BackendFaultError).fault.kind).toBe('no-answer');
+    expect((error as BackendFaultError).message).toMatch(
+      /^the backend never answered \(waiting on the TD exit of vCPU 1: TDG\.VP\.VMCALL<MapGPA> R12=0x800000100000 R13=0x10000; vCPU 0: TDG\.VP\.VMCALL<MapGPA> R12=0x100000 R13=0x10000\);/,
+    );
+  });
+
   // Retried: in a thread shared with the test runner the guard judges idleness by the thread's count of timers, and
   // another timer of the thread (the runner's, or one a test left) that ends while the backend's timer is pending
   // hides that one from the count: a false "never answered", seen in full runs of the suite on 2 workers and under load.

@@ -110,7 +110,8 @@ export async function runAcceptRange(
       const level = levels[i] as number;
       if (level === 2 && memory.no1G) continue;
       const size = sizes[i] as number;
-      if (pos % size !== 0 || pos + size > range.end) continue;
+      // Aligned: exact in doubles for a power-of-two size below 2^53, where `%` of a GPA above 2^31 calls fmod.
+      if (Math.floor(pos / size) * size !== pos || pos + size > range.end) continue;
       let busy = 0;
       let status: bigint;
       for (;;) {
@@ -132,7 +133,13 @@ export async function runAcceptRange(
           };
         }
         tdcalls++;
-        if (!isStatus(status, TdxStatus.OPERAND_BUSY) || busy >= policy.busyRetries) break;
+        // SUCCESS first: every page accepted passes here, and isStatus checks and masks (a BigInt) each time.
+        if (
+          status === TdxStatus.SUCCESS ||
+          !isStatus(status, TdxStatus.OPERAND_BUSY) ||
+          busy >= policy.busyRetries
+        )
+          break;
         busy++;
         if (tdcalls >= fuse) {
           return {

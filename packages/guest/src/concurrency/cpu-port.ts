@@ -30,7 +30,18 @@ export class CpuPort implements TdcallCpu {
   }
 
   tdcall(rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
-    return this.#turn(() => this.cpu.tdcall(rax, regs));
+    if (this.#starting || this.#inFlight !== 0) return this.#turn(() => this.cpu.tdcall(rax, regs));
+    // Nothing in flight (every page an accept loop accepts): #turn's immediate start, without a closure per call.
+    this.#starting = true;
+    let result: Promise<Gprs>;
+    try {
+      result = this.cpu.tdcall(rax, regs);
+    } catch (error) {
+      result = Promise.reject(error);
+    } finally {
+      this.#starting = false;
+    }
+    return this.#started(result);
   }
 
   /**
@@ -67,6 +78,11 @@ export class CpuPort implements TdcallCpu {
     } else {
       result = this.#tail.then(instruction, instruction);
     }
+    return this.#started(result);
+  }
+
+  /** Counts `result` in flight until it settles, then queues what was asked while it was starting. */
+  #started<T>(result: Promise<T>): Promise<T> {
     this.#inFlight++;
     this.#tail = result.then(this.#done, this.#done);
     const asked = this.#askedWhileStarting;

@@ -174,7 +174,7 @@ export class VcpuRuntime {
     });
     const resume = vcpu.resumeGuest;
     if (resume !== undefined) {
-      parkedGuests.delete(vcpu);
+      unparkGuest(vcpu);
       vcpu.resumeGuest = undefined;
       vcpu.rejectGuest = undefined;
       resume(regs);
@@ -184,27 +184,55 @@ export class VcpuRuntime {
 }
 
 /**
- * Guest code parked for an entry, across every module of this process, with whether its vCPU was ever entered. When
- * Node's event loop empties, no host thread is left to enter these vCPUs: each waiting guest fails with
+ * Guest code parked for an entry, across every module of this process, oldest first, with whether its vCPU was ever
+ * entered. When Node's event loop empties, no host thread is left to enter these vCPUs: each waiting guest fails with
  * VCPU_NOT_RESUMED naming its vCPU, where it would otherwise end the process silently (an unsettled top-level await
- * exits with code 13, a plain promise with 0).
+ * exits with code 13, a plain promise with 0). A list linked through the vCPUs (not a Map: a long-lived Map whose
+ * entries come and go at every TD exit reallocates its table in the old generation, which then grows by hundreds of
+ * bytes per exit until a full GC).
  */
-const parkedGuests = new Map<VcpuState, boolean>();
+let firstParked: VcpuState | undefined;
+let lastParked: VcpuState | undefined;
 let exitHookInstalled = false;
 
 function parkGuest(vcpu: VcpuState, entered: boolean): void {
-  parkedGuests.set(vcpu, entered);
+  vcpu.parkedEntered = entered;
+  if (!vcpu.parkedListed) {
+    vcpu.parkedListed = true;
+    vcpu.parkedPrev = lastParked;
+    vcpu.parkedNext = undefined;
+    if (lastParked === undefined) firstParked = vcpu;
+    else lastParked.parkedNext = vcpu;
+    lastParked = vcpu;
+  }
   if (exitHookInstalled || typeof process !== 'object' || typeof process.on !== 'function') return;
   exitHookInstalled = true;
   process.on('beforeExit', () => {
-    for (const [parked, wasEntered] of [...parkedGuests])
-      failParked(parked, wasEntered ? notResumed(parked) : neverEntered(parked));
+    const parked: VcpuState[] = [];
+    for (let vcpu = firstParked; vcpu !== undefined; vcpu = vcpu.parkedNext) parked.push(vcpu);
+    for (const vcpu of parked) failParked(vcpu, vcpu.parkedEntered ? notResumed(vcpu) : neverEntered(vcpu));
   });
+}
+
+/** Takes `vcpu` off the parked list (nothing when it is not on it). */
+function unparkGuest(vcpu: VcpuState): void {
+  if (!vcpu.parkedListed) return;
+  vcpu.parkedListed = false;
+  // Back to the fields of a vCPU never parked: a checkpoint's copy of a quiescent vCPU has them so.
+  vcpu.parkedEntered = false;
+  const prev = vcpu.parkedPrev;
+  const next = vcpu.parkedNext;
+  if (prev === undefined) firstParked = next;
+  else prev.parkedNext = next;
+  if (next === undefined) lastParked = prev;
+  else next.parkedPrev = prev;
+  vcpu.parkedPrev = undefined;
+  vcpu.parkedNext = undefined;
 }
 
 /** The parked guest of `vcpu` (if any) fails with `error`; the vCPU holds no wait any more. */
 function failParked(vcpu: VcpuState, error: Error): void {
-  parkedGuests.delete(vcpu);
+  unparkGuest(vcpu);
   const reject = vcpu.rejectGuest;
   vcpu.resumeGuest = undefined;
   vcpu.rejectGuest = undefined;

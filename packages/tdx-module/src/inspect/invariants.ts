@@ -8,6 +8,7 @@ import { assertSameCopy } from '../package-copy.js';
 import type { TdxModule } from '../tdx-module.js';
 import { assertModule } from './assert-module.js';
 import { HpaUsers } from './hpa-users.js';
+import { PageUsers } from './page-users.js';
 
 /** One broken invariant: a stable `rule` name and what was found. */
 export interface InvariantViolation {
@@ -64,15 +65,11 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
   // HPA and level → who references it, from the TD side. Nothing is allocated per page or per check: a user is a
   // kind, its TD and a GPA or index, kept as numbers and named only when a message needs it.
   const referenced = new HpaUsers();
-  const userKind: number[] = [];
-  const userTdr: number[] = [];
-  const userAt: number[] = [];
-  /** The level of a SEPT table user (0 for the others). */
-  const userLevel: number[] = [];
+  const users = new PageUsers();
   const describe = (user: number): string => {
-    const td = `TD ${hex(userTdr[user] as number)}`;
-    const at = userAt[user] as number;
-    switch (userKind[user]) {
+    const td = `TD ${hex(users.tdr(user))}`;
+    const at = users.at(user);
+    switch (users.kind(user)) {
       case USER_TDR:
         return `${td} TDR`;
       case USER_TDCS:
@@ -82,20 +79,15 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
       case USER_VCPU_TDCX:
         return `${td} vCPU ${at} TDCX`;
       case USER_SEPT_TABLE:
-        return `${td} SEPT table ${hex(at)}/${userLevel[user]}`;
+        return `${td} SEPT table ${hex(at)}/${users.level(user)}`;
       case USER_TEARDOWN:
         return `${td} (teardown)`;
       default:
         return `${td} GPA ${hex(at)}`;
     }
   };
-  const addUser = (kind: number, tdr: number, at: number, level = 0): number => {
-    userKind.push(kind);
-    userTdr.push(tdr);
-    userAt.push(at);
-    userLevel.push(level);
-    return userKind.length - 1;
-  };
+  const addUser = (kind: number, tdr: number, at: number, level = 0): number =>
+    users.add(kind, tdr, at, level);
   const reference = (hpa: number, level: number, type: number, owner: number, user: number): void => {
     const previous = referenced.get(hpa, level);
     if (previous !== undefined)

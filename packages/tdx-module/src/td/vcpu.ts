@@ -59,6 +59,15 @@ export class VcpuState {
   resumeGuest: ((regs: Gprs) => void) | undefined;
   /** Rejects the guest's wait: the host said it will not enter the vCPU again. */
   rejectGuest: ((error: Error) => void) | undefined;
+  /**
+   * The process-wide list of parked guests (see vcpu-runtime.ts), linked through the vCPUs themselves: parking and
+   * resuming, once per TD exit, allocate nothing (a long-lived Map's table churned on every exit, in old space).
+   */
+  parkedListed = false;
+  /** Whether the vCPU had been entered when its guest parked (only for the message of a guest left waiting). */
+  parkedEntered = false;
+  parkedPrev: VcpuState | undefined;
+  parkedNext: VcpuState | undefined;
   /** The host thread of this vCPU has ended (its VMM answered "stop"). */
   hostGone = false;
   /** Resolves the host's TDH.VP.ENTER with the exit that ended the entry. */

@@ -175,15 +175,20 @@ export class BackendGuard {
   #baseline = activeResources();
   readonly #failures = new Map<string, number>();
   /**
-   * Per vCPU, the registers of the exit waiting for the backend's answer (described only in a fault's message), or
-   * undefined once answered: a vCPU's entry is updated in place, not deleted and added again on every exit.
+   * Per vCPU, the registers of its exit waiting for the backend's answer (undefined once answered; described only in
+   * a fault's message) and the number of the exit, which orders the message. One record per vCPU updated in place:
+   * a long-lived Map whose entries came and went at every TD exit reallocated its table in the old generation each
+   * time, which grew by tens of MiB in a scenario of a million exits until a full GC.
    */
-  readonly #pendingExits = new Map<number, readonly bigint[] | undefined>();
+  readonly #pendingExits = new Map<number, { regs: readonly bigint[] | undefined; order: number }>();
+  /** TD exits seen: the order of {@link #pendingExits}. */
+  #exitsSeen = 0;
   /** Per vCPU, the array its exits' registers are copied into (reused: a vCPU waits for one answer at a time). */
   readonly #exitCopies = new Map<number, bigint[]>();
   /**
    * Per vCPU, the last EPT-violation exit (what {@link describeExit} tells of it: the GPA, and the level of an ACCEPT
-   * or -1), how often it came in a row, and the successes count when it last came. Updated in place: one per vCPU.
+   * or -1), how often it came in a row (0: the vCPU's last exit was another one), and the successes count when it
+   * last came. Updated in place: one per vCPU, never deleted (see {@link #pendingExits}).
    */
   readonly #repeats = new Map<
     number,
@@ -402,9 +407,10 @@ export class BackendGuard {
   }
 
   #waitingOn(): string {
-    const pending: string[] = [];
-    for (const [vcpu, regs] of this.#pendingExits)
-      if (regs !== undefined) pending.push(`vCPU ${vcpu}: ${describeExit(regs)}`);
+    const pending = [...this.#pendingExits.entries()]
+      .filter(([, exit]) => exit.regs !== undefined)
+      .sort(([, a], [, b]) => a.order - b.order)
+      .map(([vcpu, exit]) => `vCPU ${vcpu}: ${describeExit(exit.regs as readonly bigint[])}`);
     return pending.length === 0 ? '' : ` (waiting on the TD exit of ${pending.join('; ')})`;
   }
 
@@ -573,7 +579,8 @@ export class BackendGuard {
       rax !== EPT_VIOLATION_RAX &&
       (rax >> 63n === 1n || Number(rax & 0xffffn) !== VmExitReason.EPT_VIOLATION)
     ) {
-      this.#repeats.delete(vcpu);
+      const last = this.#repeats.get(vcpu);
+      if (last !== undefined) last.count = 0;
       return;
     }
     const eeq = regs[Reg.RDX] as bigint;
@@ -584,7 +591,12 @@ export class BackendGuard {
       this.#repeats.set(vcpu, { gpa, acceptLevel, count: 1, successes: this.#successes });
       return;
     }
-    if (last.gpa !== gpa || last.acceptLevel !== acceptLevel || last.successes !== this.#successes) {
+    if (
+      last.count === 0 ||
+      last.gpa !== gpa ||
+      last.acceptLevel !== acceptLevel ||
+      last.successes !== this.#successes
+    ) {
       last.gpa = gpa;
       last.acceptLevel = acceptLevel;
       last.count = 1;
@@ -600,19 +612,36 @@ export class BackendGuard {
     }
   }
 
+  /** The exit of `vcpu` with `regs` waits for the backend's answer. */
+  #pendingExit(vcpu: number, regs: readonly bigint[]): void {
+    const pending = this.#pendingExits.get(vcpu);
+    if (pending === undefined) this.#pendingExits.set(vcpu, { regs, order: ++this.#exitsSeen });
+    else {
+      // Still waiting (a backend calling onTdExit itself): it keeps its place, as a Map entry set again does.
+      if (pending.regs === undefined) pending.order = ++this.#exitsSeen;
+      pending.regs = regs;
+    }
+  }
+
+  /** The backend answered the exit of `vcpu` (or threw on it). */
+  #answeredExit(vcpu: number): void {
+    const pending = this.#pendingExits.get(vcpu);
+    if (pending !== undefined) pending.regs = undefined;
+  }
+
   /** `onTdExit` threw (or rejected) on `exit`: the fault is raised; returns the error to pass on. */
   #exitThrew(exit: TdExitEvent, regs: readonly bigint[], error: unknown): unknown {
     this.#raise(
       'threw',
       `onTdExit threw on the TD exit of ${exitWords(exit.vcpuIndex, regs)}: ${errorText(error)}`,
     );
-    this.#pendingExits.set(exit.vcpuIndex, undefined);
+    this.#answeredExit(exit.vcpuIndex);
     return error;
   }
 
   /** `onTdExit` answered `exit` with `reply`: checked (16 64-bit registers, or undefined to stop). */
   #exitAnswered(exit: TdExitEvent, regs: readonly bigint[], reply: Gprs | undefined): Gprs | undefined {
-    this.#pendingExits.set(exit.vcpuIndex, undefined);
+    this.#answeredExit(exit.vcpuIndex);
     if (reply === undefined) return reply;
     const bad = badRegister(reply);
     if (bad !== undefined) {
@@ -658,7 +687,7 @@ export class BackendGuard {
       } catch (error) {
         return Promise.reject(error);
       }
-      this.#pendingExits.set(exit.vcpuIndex, regs);
+      this.#pendingExit(exit.vcpuIndex, regs);
       try {
         answer = original.call(vmm, exit);
       } catch (error) {

@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { checkInvariants } from '../../src/index.js';
+import { setup } from '../harness.js';
+import { aug } from '../sept/helpers.js';
+
+const PAGE = 0x1000;
+
+/** A TD with 4K pages AUGed at 0x1000 and 0x2000; the Secure-EPT table holding them. */
+async function twoPages() {
+  const { module, td } = await setup({ skipFinalize: true });
+  const first = await aug(module, td, PAGE, 0);
+  const second = await aug(module, td, 2 * PAGE, 0);
+  const sept = module.state.tds.get(td.tdr)?.sept;
+  if (sept === undefined) throw new Error('the TD has no Secure-EPT');
+  const leaf = sept.walk(2 * PAGE, 0);
+  return { module, td, first, second, leaf };
+}
+
+describe('checkInvariants names the users of a host page it finds wrong', () => {
+  it('a sound TD has no violation', async () => {
+    const { module } = await twoPages();
+    expect(checkInvariants(module)).toEqual([]);
+  });
+
+  it('two guest pages on one host page: both named by TD and GPA', async () => {
+    const { module, td, first, leaf } = await twoPages();
+    leaf.table.hpa[leaf.index] = first;
+    const owned = checkInvariants(module).filter((v) => v.rule === 'hpa-owned-twice');
+    const tdName = `TD 0x${td.tdr.toString(16)}`;
+    expect(owned).toEqual([
+      {
+        rule: 'hpa-owned-twice',
+        message: `0x${first.toString(16)} (level 0) used by ${tdName} GPA 0x1000 and ${tdName} GPA 0x2000`,
+      },
+    ]);
+  });
+
+  it('a host page whose PAMT disagrees with the Secure-EPT: the user named with what PAMT holds', async () => {
+    const { module, td, second } = await twoPages();
+    const pamt = module.state.pamt;
+    pamt.set(second, 0, pamt.getType(second, 0), td.tdr + PAGE);
+    const disagreements = checkInvariants(module).filter((v) => v.rule === 'pamt-sept-agreement');
+    expect(disagreements.map((v) => v.message)).toEqual([
+      `TD 0x${td.tdr.toString(16)} GPA 0x2000: PAMT of 0x${second.toString(16)} at level 0 is PT_REG owner 0x${(td.tdr + PAGE).toString(16)}, expected PT_REG owner 0x${td.tdr.toString(16)}`,
+    ]);
+  });
+});
