@@ -1,5 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { buildCatalog } from '../catalog/catalog.js';
+import { flushStdio } from './flush-stdio.js';
 import type { RunRequest, WorkerMessage, WorkerSetup } from './matrix-protocol.js';
 import { runRequest } from './run-one.js';
 
@@ -7,7 +8,12 @@ import { runRequest } from './run-one.js';
 // thread sends, one at a time.
 const port = parentPort;
 if (port === null) throw new Error('matrix-worker must run in a worker thread');
-const post = (message: WorkerMessage): void => port.postMessage(message);
+// A scenario's result goes after what it printed (its debug log), which the main thread would drop if it ended this
+// worker first.
+const post = (message: WorkerMessage): void => {
+  if (message.type === 'done') void flushStdio().then(() => port.postMessage(message));
+  else port.postMessage(message);
+};
 try {
   const setup = workerData as WorkerSetup;
   const catalog = await buildCatalog(setup.backendFiles, setup.guestFiles);

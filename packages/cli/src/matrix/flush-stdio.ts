@@ -1,0 +1,16 @@
+/**
+ * Resolves once everything this thread has written to stdout and stderr has been taken by the main thread.
+ *
+ * A worker thread's stdio reaches the process through messages to the main thread, asynchronously; the main thread
+ * terminates a worker when its scenarios are done, and whatever was still on the way is dropped. That dropped the
+ * `DEBUG=tdxsim:error` lines a backend fault prints (all but the first, about one run in six on a busy machine). A
+ * write's callback in a worker runs only when the main thread has asked for more data, i.e. has taken what came
+ * before, so waiting for an empty write on each stream is enough.
+ */
+export function flushStdio(): Promise<void> {
+  const flushed = (stream: NodeJS.WritableStream): Promise<void> =>
+    new Promise((resolve) => {
+      stream.write('', () => resolve());
+    });
+  return Promise.all([flushed(process.stdout), flushed(process.stderr)]).then(() => undefined);
+}
