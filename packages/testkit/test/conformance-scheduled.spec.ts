@@ -12,11 +12,11 @@ const MIB = 2 ** 20;
 
 describe('runConformance with a scheduler', () => {
   it.each([
-    ['kvm', () => kvmVmm(), 'pct'],
-    ['hyperv', () => hypervVmm({ chunkPages: 512 }), 'random'],
+    { name: 'kvm', backend: () => kvmVmm(), scheduler: 'pct' },
+    { name: 'hyperv', backend: () => hypervVmm({ chunkPages: 512 }), scheduler: 'random' },
   ] as const)(
-    '%s on 3 vCPUs under %s: every rule passes',
-    async (_name, backend, scheduler) => {
+    '$name on 3 vCPUs under $scheduler: every rule passes',
+    async ({ backend, scheduler }) => {
       const workloads: string[] = [];
       const checks = await runConformance(backend(), {
         guests: ['strict'],
