@@ -98,6 +98,12 @@ export function formatGprs(gprs: readonly bigint[], which: readonly RegName[]): 
 
 const MAX_U64 = (1n << 64n) - 1n;
 
+/** {@link normalizeGprs}, but never the caller's array itself: a copy the caller cannot change afterwards. */
+export function ownedGprs(regs: readonly bigint[]): readonly bigint[] {
+  const normalized = normalizeGprs(regs);
+  return normalized === regs ? regs.slice() : normalized;
+}
+
 /** A fresh register file of zeros (an array literal: the fastest 16-element array V8 makes). */
 function zeroGprs(): Gprs {
   return [0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n];

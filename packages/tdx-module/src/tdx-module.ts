@@ -63,7 +63,7 @@ import { vpRead } from './flows/vp-read.js';
 import type { TdmrOptions } from './memory/physical-memory.js';
 import { validateTdmr } from './memory/physical-memory.js';
 import { COPY_BRAND, THIS_COPY } from './package-copy.js';
-import { type Gprs, makeGprs, normalizeGprs, Reg } from './registers.js';
+import { type Gprs, makeGprs, normalizeGprs, ownedGprs, Reg } from './registers.js';
 import { type Clock, type CostModel, DEFAULT_COSTS, VirtualClock } from './services/clock.js';
 import { HotLogger } from './services/logger.js';
 import { RunToCompletionScheduler, type Scheduler, type YieldPoint } from './services/scheduler.js';
@@ -293,8 +293,10 @@ export class TdxModule implements SeamcallPort {
       ({ leaf, version, valid } = decodeLeaf(rax));
     }
     const m = this.#m;
-    // TDH.VP.ENTER hands every register to the guest; the other leaves read only their operands.
-    const regs = leaf === SeamcallLeaf.VP_ENTER ? normalizeGprs(input) : hostInputs(input);
+    // TDH.VP.ENTER hands every register to the guest; the other leaves read only their operands. VP.ENTER reads its
+    // inputs again after it may have waited (its yield point, the exit's trace), so it keeps its own copy: a VMM may
+    // answer several vCPUs with one array it changes in between.
+    const regs = leaf === SeamcallLeaf.VP_ENTER ? ownedGprs(input) : hostInputs(input);
     m.clock.advance(this.#costs.seamcallNs);
     const flow = leaf < HOST_FLOW_BY_LEAF.length ? HOST_FLOW_BY_LEAF[leaf] : undefined;
     // SEPT.REMOVE and SEPT.ADD have a version 1 (for L2 tables, not modelled: L2 inputs are ignored).

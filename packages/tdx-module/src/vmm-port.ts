@@ -45,8 +45,9 @@ const VP_ENTER = encodeLeaf(SeamcallLeaf.VP_ENTER);
 
 /**
  * The input registers of the next TDH.VP.ENTER from a VMM's reply: RCX = the vCPU's TDVPR. The reply itself when it
- * says so already (a VMM that builds its replies for the vCPU, as KVM does, costs no copy); a copy otherwise, so
- * that an array the VMM keeps is never changed under it.
+ * says so already (a VMM that builds its replies for the vCPU, as KVM does, costs no copy here); a copy otherwise, so
+ * that an array the VMM keeps is never changed under it. The module copies TDH.VP.ENTER's inputs itself, so a VMM
+ * that changes the array after handing it over changes nothing of that entry.
  */
 export function withTdvpr(reply: Gprs, tdvpr: bigint): Gprs {
   if (reply[Reg.RCX] === tdvpr) return reply;

@@ -170,6 +170,29 @@ describe('BackendGuard', () => {
     );
   });
 
+  it('an exit a backend hands its own handler for the same vCPU leaves the waiting exit described as it came', async () => {
+    // The guard copies each exit into one array per vCPU; while the vCPU's exit still waits, the next one of that
+    // vCPU (here the backend's own call) must go elsewhere, or the fault would name the second exit's registers.
+    let mapGpas = 0;
+    class SelfCallingVmm extends BareVmm {
+      override async onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
+        if (!isMapGpa(exit)) return super.onTdExit(exit);
+        if (++mapGpas === 1) {
+          const other = exit.regs.slice();
+          other[Reg.R13] = 0x2000n;
+          await this.onTdExit({ ...exit, regs: other });
+          throw new Error('gave up');
+        }
+        return super.onTdExit(exit);
+      }
+    }
+    const error = await convertUnder(new BackendGuard(), SelfCallingVmm).catch((e: unknown) => e);
+    expect((error as BackendFaultError).fault.kind).toBe('threw');
+    expect((error as BackendFaultError).message).toBe(
+      'onTdExit threw on the TD exit of vCPU 0 (TDG.VP.VMCALL<MapGPA> R12=0x800000100000 R13=0x10000): Error: gave up',
+    );
+  });
+
   // Retried: in a thread shared with the test runner the guard judges idleness by the thread's count of timers, and
   // another timer of the thread (the runner's, or one a test left) that ends while the backend's timer is pending
   // hides that one from the count: a false "never answered", seen in full runs of the suite on 2 workers and under load.

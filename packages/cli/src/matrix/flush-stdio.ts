@@ -12,5 +12,15 @@ export function flushStdio(): Promise<void> {
     new Promise((resolve) => {
       stream.write('', () => resolve());
     });
-  return Promise.all([flushed(process.stdout), flushed(process.stderr)]).then(() => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  // Bounded: a stream a backend left corked would otherwise hold the scenario's result back for ever.
+  const cap = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, FLUSH_LIMIT_MS);
+  });
+  return Promise.race([Promise.all([flushed(process.stdout), flushed(process.stderr)]), cap]).then(() =>
+    clearTimeout(timer),
+  );
 }
+
+/** How long a result waits for its output at most. */
+const FLUSH_LIMIT_MS = 2_000;

@@ -658,12 +658,15 @@ export class BackendGuard {
 
   /**
    * The registers of `exit` as they came, in the vCPU's reused copy when they are 16 (a host thread waits for the
-   * answer to one exit before its next); a fresh copy of anything else, or the value itself if not an array.
+   * answer to one exit before its next); a fresh copy while the vCPU's last exit still waits for its answer (a
+   * backend calling onTdExit itself: the copy still describes that exit) or of anything else, or the value itself
+   * if not an array.
    */
   #copyOfExit(exit: TdExitEvent): readonly bigint[] {
     const regs = exit.regs;
     if (!Array.isArray(regs)) return regs;
     if (regs.length !== 16 || !Number.isSafeInteger(exit.vcpuIndex)) return regs.slice();
+    if (this.#pendingExits.get(exit.vcpuIndex)?.regs !== undefined) return regs.slice();
     let copy = this.#exitCopies.get(exit.vcpuIndex);
     if (copy === undefined) {
       copy = regs.slice();
