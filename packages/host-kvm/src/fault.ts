@@ -417,7 +417,7 @@ function oneSlot(vm: VmState, base2m: number): boolean {
   return slot !== undefined && slot.gpa + slot.size >= base2m + MIB2;
 }
 
+/** Whether userspace made any page of the 2M range shared (a query that allocates nothing: it runs per fault). */
 function hasShared(vm: VmState, base2m: number): boolean {
-  for (const run of vm.attributes.runs(base2m, base2m + MIB2)) if (run.value === 'shared') return true;
-  return false;
+  return vm.attributes.includes(base2m, base2m + MIB2, 'shared');
 }

@@ -32,6 +32,9 @@ const RETRY = TdvmcallStatus.RETRY;
 /** Calls kept before the mark and after it: the report's timeline window. */
 const WINDOW_BEFORE = 80;
 const WINDOW_AFTER = 40;
+/** A SEAMCALL or TDCALL status failed when bit 63 of its 64-bit value is set (compared: a shift would allocate). */
+const BIT_63 = 1n << 63n;
+const BIT_64 = 1n << 64n;
 
 /**
  * A trace sink that counts what the scenario did, collects the evidence of each conversion, and keeps the calls
@@ -43,16 +46,25 @@ const WINDOW_AFTER = 40;
 export class ScenarioProbe implements TraceSink {
   readonly enabled = true;
   readonly counters: ScenarioCounters = { mapGpaCalls: 0, retries: 0, tdExits: 0, seamcalls: 0, tdcalls: 0 };
-  /** SEAMCALLs per leaf name. */
-  readonly seamcallsByLeaf = new Map<string, number>();
+  /** SEAMCALLs per leaf name, counted in place (one lookup per SEAMCALL) and copied out by {@link seamcallsByLeaf}. */
+  readonly #leafCounts = new Map<string, { count: number }>();
+  readonly #byLeaf = new Map<string, number>();
   /** The evidence of each conversion, and the MapGPA requests waiting for the VMM's answer. */
   readonly #evidence: ConversionEvidenceSink;
   readonly #keepTrace: TraceEvent[] | undefined;
   readonly #forward: TraceSink | undefined;
   /** Calls seen in all. */
   #calls = 0;
-  /** The last calls, a ring of WINDOW_BEFORE until the mark; then frozen. */
-  #before: TimelineCall[] = [];
+  /**
+   * The last WINDOW_BEFORE calls before the mark, a ring of their fields (a call is a tuple only once it is drawn, so
+   * that the calls nobody draws allocate nothing); frozen at the mark. Slot `#ringNext` is the oldest once full.
+   */
+  readonly #ringTime = new Float64Array(WINDOW_BEFORE);
+  readonly #ringLane: TimelineCall[1][] = new Array(WINDOW_BEFORE).fill('v');
+  readonly #ringLabel: string[] = new Array(WINDOW_BEFORE).fill('');
+  readonly #ringFailed = new Uint8Array(WINDOW_BEFORE);
+  #ringNext = 0;
+  #ringSize = 0;
   readonly #after: TimelineCall[] = [];
   /** Calls seen when the mark was set; undefined until then. */
   #markedAt: number | undefined;
@@ -70,6 +82,12 @@ export class ScenarioProbe implements TraceSink {
     this.#forward = options.forward;
   }
 
+  /** SEAMCALLs per leaf name: the counts so far (the same map each time, brought up to date when read). */
+  get seamcallsByLeaf(): Map<string, number> {
+    for (const [leaf, counted] of this.#leafCounts) this.#byLeaf.set(leaf, counted.count);
+    return this.#byLeaf;
+  }
+
   /** Every event, when built with `keepTrace` (for `tdxsim replay --trace`). */
   get trace(): readonly TraceEvent[] {
     return this.#keepTrace ?? [];
@@ -79,7 +97,6 @@ export class ScenarioProbe implements TraceSink {
   mark(): void {
     if (this.#markedAt !== undefined) return;
     this.#markedAt = this.#calls;
-    this.#before = this.#before.slice(-WINDOW_BEFORE);
   }
 
   /** Whether the scenario's turning point has been marked. */
@@ -99,17 +116,17 @@ export class ScenarioProbe implements TraceSink {
         marked: null,
       };
     }
-    const calls = [...this.#before, ...this.#after];
+    const before = this.#beforeMark();
+    const calls = [...before, ...this.#after];
     let marked = -1;
-    for (let i = this.#before.length - 1; i >= 0 && marked < 0; i--)
-      if (this.#before[i]?.[3] === 1) marked = i;
-    for (let i = this.#before.length - 1; i >= 0 && marked < 0; i--)
-      if (this.#before[i]?.[2].startsWith('MapGPA')) marked = i;
-    if (marked < 0) marked = this.#before.length - 1;
+    for (let i = before.length - 1; i >= 0 && marked < 0; i--) if (before[i]?.[3] === 1) marked = i;
+    for (let i = before.length - 1; i >= 0 && marked < 0; i--)
+      if (before[i]?.[2].startsWith('MapGPA')) marked = i;
+    if (marked < 0) marked = before.length - 1;
     return {
       calls,
       skipped: {
-        before: this.#markedAt - this.#before.length,
+        before: this.#markedAt - before.length,
         after: this.#calls - this.#markedAt - this.#after.length,
       },
       marked: marked < 0 ? null : marked,
@@ -126,28 +143,33 @@ export class ScenarioProbe implements TraceSink {
     this.#evidence.record(event);
     const c = this.counters;
     switch (event.kind) {
-      case 'seamcall':
+      case 'seamcall': {
         c.seamcalls++;
-        this.seamcallsByLeaf.set(event.leaf, (this.seamcallsByLeaf.get(event.leaf) ?? 0) + 1);
+        const counted = this.#leafCounts.get(event.leaf);
+        if (counted === undefined) this.#leafCounts.set(event.leaf, { count: 1 });
+        else counted.count++;
         // VP.ENTER is the other half of every TD exit: keep the timeline for the calls that change memory.
-        if (event.leaf !== 'TDH.VP.ENTER')
-          this.#keep([event.time, 'v', event.leaf, event.status >> 63n === 1n ? 1 : 0]);
+        if (event.leaf !== 'TDH.VP.ENTER') this.#keep(event.time, 'v', event.leaf, failed(event.status));
         return;
+      }
       case 'tdcall':
         c.tdcalls++;
-        this.#keep([event.time, 'g', event.leaf, event.status >> 63n === 1n ? 1 : 0]);
+        this.#keep(event.time, 'g', event.leaf, failed(event.status));
         return;
       case 'td-exit': {
         c.tdExits++;
-        const mapGpa = this.#evidence.pendingMapGpa(event.vcpu);
-        if (event.reason.startsWith('TDCALL') && event.regs.r11 === MAP_GPA && mapGpa !== undefined) {
-          this.#keep([
+        const mapGpa =
+          event.reason.startsWith('TDCALL') && event.regs.r11 === MAP_GPA
+            ? this.#evidence.pendingMapGpa(event.vcpu)
+            : undefined;
+        if (mapGpa !== undefined) {
+          this.#keep(
             event.time,
             'e',
             `MapGPA 0x${mapGpa.start.toString(16)}..0x${mapGpa.end.toString(16)} to ${mapGpa.toShared ? 'shared' : 'private'}`,
             0,
-          ]);
-        } else this.#keep([event.time, 'e', event.reason, 0]);
+          );
+        } else this.#keep(event.time, 'e', event.reason, 0);
         return;
       }
       case 'vmm-reply': {
@@ -157,12 +179,12 @@ export class ScenarioProbe implements TraceSink {
         const r10 = event.regs.r10;
         const status = r10 === 0n ? 'SUCCESS' : r10 === RETRY ? 'RETRY' : hexOrUndefined(r10);
         const where = `0x${request.start.toString(16)}..0x${request.end.toString(16)}`;
-        this.#keep([
+        this.#keep(
           event.time,
           'e',
           `MapGPA ${where} → ${status}${status === 'RETRY' ? ` R11=${hexOrUndefined(event.regs.r11)}` : ''}`,
           status === 'SUCCESS' || status === 'RETRY' ? 0 : 1,
-        ]);
+        );
         return;
       }
       default:
@@ -175,14 +197,41 @@ export class ScenarioProbe implements TraceSink {
     return this.#evidence.takeEvidence();
   }
 
-  #keep(call: TimelineCall): void {
+  /** One call of the timeline: a tuple only where it is kept as one (the first calls, those after the mark). */
+  #keep(time: number, lane: TimelineCall[1], label: string, failure: 0 | 1): void {
     this.#calls++;
-    if (this.#first.length < WINDOW_BEFORE + WINDOW_AFTER) this.#first.push(call);
+    if (this.#first.length < WINDOW_BEFORE + WINDOW_AFTER) this.#first.push([time, lane, label, failure]);
     if (this.#markedAt === undefined) {
-      this.#before.push(call);
-      if (this.#before.length > 2 * WINDOW_BEFORE) this.#before = this.#before.slice(-WINDOW_BEFORE);
-    } else if (this.#after.length < WINDOW_AFTER) this.#after.push(call);
+      const at = this.#ringNext;
+      this.#ringTime[at] = time;
+      this.#ringLane[at] = lane;
+      this.#ringLabel[at] = label;
+      this.#ringFailed[at] = failure;
+      this.#ringNext = at + 1 === WINDOW_BEFORE ? 0 : at + 1;
+      if (this.#ringSize < WINDOW_BEFORE) this.#ringSize++;
+    } else if (this.#after.length < WINDOW_AFTER) this.#after.push([time, lane, label, failure]);
   }
+
+  /** The last calls before the mark (at most WINDOW_BEFORE), oldest first, as tuples. */
+  #beforeMark(): TimelineCall[] {
+    const calls: TimelineCall[] = [];
+    const oldest = this.#ringSize < WINDOW_BEFORE ? 0 : this.#ringNext;
+    for (let k = 0; k < this.#ringSize; k++) {
+      const at = (oldest + k) % WINDOW_BEFORE;
+      calls.push([
+        this.#ringTime[at] as number,
+        this.#ringLane[at] as TimelineCall[1],
+        this.#ringLabel[at] as string,
+        this.#ringFailed[at] === 1 ? 1 : 0,
+      ]);
+    }
+    return calls;
+  }
+}
+
+/** 1 when a 64-bit status has bit 63 set (a failure), as `status >> 63n === 1n` says without allocating. */
+function failed(status: bigint): 0 | 1 {
+  return status >= BIT_63 && status < BIT_64 ? 1 : 0;
 }
 
 /** A register as the timeline shows it: hex, as the trace prints it (`undefined` when the event lacks it). */

@@ -450,6 +450,14 @@ const services: MalformedRow<ModuleFixture>[] = [
     (f, [end]) => f.map.runs(0x1000, end as number),
   ),
   ...argumentRows<ModuleFixture>(
+    'RangeMap.includes',
+    [
+      { name: 'start', valid: fixed(0x1000), bad: BAD_NUMBERS.slice(0, 3) },
+      { name: 'end', valid: fixed(0x2000), bad: [['below start', 0]] },
+    ],
+    (f, [start, end]) => f.map.includes(start as number, end as number, 'x'),
+  ),
+  ...argumentRows<ModuleFixture>(
     'SharedEpt.map',
     [
       {

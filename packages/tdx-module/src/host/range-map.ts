@@ -146,6 +146,25 @@ export class RangeMap<T> {
     if (at < end) yield { start: at, end, value: undefined };
   }
 
+  /**
+   * Whether some address in [start, end) has `value` (`===`; `undefined` also matches unset addresses): the same
+   * answer as looking for a piece of {@link runs} with that value, without building the pieces. Allocates nothing,
+   * for callers on a per-fault path.
+   */
+  includes(start: number, end: number, value: T | undefined): boolean {
+    bounds(start, end);
+    let at = start;
+    for (let i = this.#firstEndingAfter(start); i < this.#starts.length && at < end; i++) {
+      const runStart = this.#starts[i] as number;
+      if (runStart >= end) break;
+      // Unset addresses before this run (the first run may begin below `start`).
+      if (runStart > at && value === undefined) return true;
+      if (this.#values[i] === value) return true;
+      at = this.#ends[i] as number;
+    }
+    return at < end && value === undefined;
+  }
+
   /** Every run, in order. */
   *entries(): Generator<{ start: number; end: number; value: T }> {
     for (let i = 0; i < this.#starts.length; i++) {

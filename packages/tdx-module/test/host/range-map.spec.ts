@@ -77,6 +77,16 @@ describe('RangeMap: split, merge and overlap against one value per address', () 
     },
   );
 
+  test.prop([fc.array(op, { maxLength: 30 }), range, fc.constantFrom('a', 'b', 'c', undefined)])(
+    'includes(start, end, value) is whether runs(start, end) yields a piece with that value, and the model agrees',
+    (ops, r, value) => {
+      const { map, model } = build(ops);
+      const fromRuns = [...map.runs(r.start, r.end)].some((piece) => piece.value === value);
+      expect(map.includes(r.start, r.end, value)).toBe(fromRuns);
+      expect(fromRuns).toBe(model.slice(r.start, r.end).includes(value));
+    },
+  );
+
   test.prop([fc.array(op, { maxLength: 25 }), fc.array(op, { maxLength: 8 }), range])(
     'firstDifference is the lowest address in the range where the values differ',
     (common, more, r) => {
@@ -119,6 +129,7 @@ describe('RangeMap: split, merge and overlap against one value per address', () 
       expect.objectContaining({ code: 'INVALID_ARGUMENT', argument: 'start' }),
     );
     expect(() => map.firstDifference(map, 4, 2)).toThrow(expect.objectContaining({ argument: 'end' }));
+    expect(() => map.includes(4, Number.NaN, 'a')).toThrow(expect.objectContaining({ argument: 'end' }));
     expect(() => map.firstDifference({} as RangeMap<string>, 0, 2)).toThrow(
       expect.objectContaining({ argument: 'other' }),
     );
