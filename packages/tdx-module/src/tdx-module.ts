@@ -267,7 +267,7 @@ export class TdxModule implements SeamcallPort {
    * TDH.VP.ENTER answers a promise that resolves when the vCPU next exits (RAX = exit status), unless the entry
    * failed at once. A malformed call (a RAX that is not a 64-bit bigint) or an internal failure is a rejected
    * promise, never a throw. `await` works on both kinds of answer; code that chains with `.then` wraps the answer in
-   * `Promise.resolve` first. (Before issue 14's fourth pass the answer was always a promise.)
+   * `Promise.resolve` first. (Before issue 14's fifth pass (tdx-module README) the answer was always a promise.)
    */
   seamcall(rax: bigint, input: readonly bigint[]): Gprs | Promise<Gprs> {
     try {
