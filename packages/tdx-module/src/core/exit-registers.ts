@@ -9,7 +9,6 @@ import {
 import { septStateInfo } from '../abi/sept-state.js';
 import { numberToU64 } from '../abi/u64.js';
 import { type Gprs, makeGprs, Reg } from '../registers.js';
-import type { WalkResult } from '../sept/sept-tree.js';
 
 /**
  * Register images of the TD exits the module produces (reference tdx-module.md §7.2, §7.3, §11, §12).
@@ -32,11 +31,14 @@ const ACCEPT_QUALIFICATION: readonly bigint[] = Array.from(
   (_, rwx) => EXIT_QUALIFICATION_WRITE | (BigInt(rwx) << 3n),
 );
 
-/** The exit of a TDG.MEM.PAGE.ACCEPT that found nothing to accept: EEQ type ACCEPT with the walk's details. */
-export function acceptExit(gpa: number, requestedLevel: number, walk: WalkResult): Gprs {
-  const info = septStateInfo(walk.state);
+/**
+ * The exit of a TDG.MEM.PAGE.ACCEPT that found nothing to accept: EEQ type ACCEPT with the details of the entry where
+ * the walk stopped (its level and state, as numbers: every 2M or 4K page's first ACCEPT passes here, no walk copied).
+ */
+export function acceptExit(gpa: number, requestedLevel: number, walkLevel: number, state: number): Gprs {
+  const info = septStateInfo(state);
   // Bits 14:0 of the EEQ info, formed on numbers (every field is a few bits), converted once.
-  const eeqInfo = requestedLevel | (walk.level << 3) | (info.publicNumber << 6) | ((info.leaf ? 1 : 0) << 14);
+  const eeqInfo = requestedLevel | (walkLevel << 3) | (info.publicNumber << 6) | ((info.leaf ? 1 : 0) << 14);
   const qualification = ACCEPT_QUALIFICATION[info.rwx] as bigint;
   return eptViolationExit(gpa, qualification, numberToU64(EeqType.ACCEPT + eeqInfo * 2 ** 32));
 }

@@ -12,7 +12,8 @@ import type { VcpuState } from '../td/vcpu.js';
 export function resetOnProgress(vcpu: VcpuState): void {
   if (vcpu.rip !== vcpu.ripAtEntry) {
     vcpu.zeroStepCount = 0;
-    vcpu.zeroStepGpas.length = 0;
+    // Setting the length of an array, even an empty one, is a runtime call: this is every TD exit's path.
+    if (vcpu.zeroStepGpas.length !== 0) vcpu.zeroStepGpas.length = 0;
   }
 }
 

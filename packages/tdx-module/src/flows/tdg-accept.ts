@@ -65,7 +65,7 @@ function acceptFrom(
     if (septStateInfo(walk.state).leaf && GUEST_ACCESSIBLE_LEAF[walk.state] === 1) {
       return withDetail(TdxStatus.PAGE_ALREADY_ACCEPTED, walk.level);
     }
-    return exitThenAccept(m, runtime, td, vcpu, gpa, level, acceptExit(gpa, level, walk));
+    return exitThenAccept(m, runtime, td, vcpu, gpa, level, acceptExit(gpa, level, walk.level, walk.state));
   }
   const packed = septEntryTryLockPacked(walk.table.lock[walk.index] as number, 'guest');
   walk.table.lock[walk.index] = packed % 65536;
@@ -154,7 +154,7 @@ function acceptLocked(
   }
   if (ACCEPT_ALLOWED[state] !== 1) {
     walk.table.lock[walk.index] = septEntryUnlock(walk.table.lock[walk.index] as number);
-    return acceptExit(gpa, level, { ...walk, state });
+    return acceptExit(gpa, level, walk.level, state);
   }
   const hpa = walk.table.hpa[walk.index] as number;
   if (level === 0) {

@@ -20,6 +20,8 @@ export type EnterDecision =
 
 /** The implicit TDR operand of TDH.VP.ENTER, for enterTd (written before each use, read only during it). */
 const TD_REGS: Gprs = makeGprs();
+/** The TDR address TD_REGS' RCX last held: an entry of the same TD (every entry, mostly) makes no BigInt. */
+let lastTdr = -1;
 
 /**
  * TDH.VP.ENTER up to the VM entry: TDVPR and implicit TDR checks, OP_STATE gate, the epoch reference, and the
@@ -35,7 +37,10 @@ export function vpEnterChecks(m: ModuleState, regs: readonly bigint[], held: Hel
   if (owner === undefined)
     return { kind: 'status', status: withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.RCX) };
   // enterTd reads the TDR operand at once: one register file serves every entry.
-  TD_REGS[Reg.RCX] = BigInt(owner.td.tdr);
+  if (owner.td.tdr !== lastTdr) {
+    TD_REGS[Reg.RCX] = BigInt(owner.td.tdr);
+    lastTdr = owner.td.tdr;
+  }
   const td = enterTd(m, SeamcallLeaf.VP_ENTER, TD_REGS, OperandId.RCX, 'shared', true, held, OperandId.TDR);
   if (typeof td === 'bigint') return { kind: 'status', status: td };
   const { vcpu } = owner;
