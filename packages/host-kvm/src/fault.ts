@@ -279,11 +279,24 @@ function mapAt(
     // Frozen by a racing fault, or blocked by a zap (only possible without mmu_lock): back off.
     return 'retry';
   }
-  if (!mirror.tryFreeze(level, target)) return 'retry';
-  const frozen = first ? vm.yieldAt('kvm.fault', 'frozen', target) : undefined;
-  if (frozen !== undefined)
-    return restoreOnFailure(vm, level, target, frozen).then(() => mapLeaf(vm, target, level));
-  return mapLeaf(vm, target, level);
+  return freezeThen(vm, level, target, first, mapLeaf);
+}
+
+/**
+ * Freezes the mirror entry at `level` for `gpa` (retry if another fault holds it), yields on a fault's first try,
+ * then `next` for the frozen entry; a failure while waiting puts the entry back.
+ */
+function freezeThen(
+  vm: VmState,
+  level: number,
+  gpa: number,
+  first: boolean,
+  next: (vm: VmState, gpa: number, level: number) => PrivateMapResult | Promise<PrivateMapResult>,
+): PrivateMapResult | Promise<PrivateMapResult> {
+  if (!vm.mirror.tryFreeze(level, gpa)) return 'retry';
+  const frozen = first ? vm.yieldAt('kvm.fault', 'frozen', gpa) : undefined;
+  if (frozen !== undefined) return restoreOnFailure(vm, level, gpa, frozen).then(() => next(vm, gpa, level));
+  return next(vm, gpa, level);
 }
 
 /** The frozen leaf entry at `level` for `target` mapped: premapped before finalization, else TDH.MEM.PAGE.AUG. */
@@ -296,22 +309,38 @@ function mapLeaf(vm: VmState, target: number, level: number): PrivateMapResult |
     return 'fixed';
   }
   const hpa = level === 1 ? td.allocator.alloc2m() : td.allocator.alloc4k();
+  return seamcallOnFrozen(vm, PAGE_AUG, target, level, hpa, augmented);
+}
+
+/**
+ * The SEAMCALL `rax` for the frozen entry at `level` and `gpa` with page `hpa`, then `done` with its status: at once
+ * when the SEAMCALL answered at once (a function, not a closure: this is every fault's path). A SEAMCALL that throws
+ * or rejects (the VM died) puts the entry back to FREE.
+ */
+function seamcallOnFrozen(
+  vm: VmState,
+  rax: bigint,
+  gpa: number,
+  level: number,
+  hpa: number,
+  done: (vm: VmState, gpa: number, level: number, hpa: number, status: bigint) => PrivateMapResult,
+): PrivateMapResult | Promise<PrivateMapResult> {
   let answer: Gprs | Promise<Gprs>;
   try {
-    answer = vm.pageSeamcall(PAGE_AUG, target, level, hpa);
+    answer = vm.pageSeamcall(rax, gpa, level, hpa);
   } catch (error) {
-    restoreFrozen(vm, level, target);
+    restoreFrozen(vm, level, gpa);
     throw error;
   }
   if (!Array.isArray(answer))
     return Promise.resolve(answer).then(
-      (out) => augmented(vm, target, level, hpa, out[Reg.RAX] as bigint),
+      (out) => done(vm, gpa, level, hpa, out[Reg.RAX] as bigint),
       (error: unknown) => {
-        restoreFrozen(vm, level, target);
+        restoreFrozen(vm, level, gpa);
         throw error;
       },
     );
-  return augmented(vm, target, level, hpa, answer[Reg.RAX] as bigint);
+  return done(vm, gpa, level, hpa, answer[Reg.RAX] as bigint);
 }
 
 /** What TDH.MEM.PAGE.AUG of `hpa` answered for the frozen leaf: the leaf present, or FREE again and the page back. */
@@ -341,33 +370,12 @@ function linkTable(
   level: number,
   first: boolean,
 ): PrivateMapResult | Promise<PrivateMapResult> {
-  const base = gpa - (gpa % spanOf(level));
-  if (!vm.mirror.tryFreeze(level, base)) return 'retry';
-  const frozen = first ? vm.yieldAt('kvm.fault', 'frozen', base) : undefined;
-  if (frozen !== undefined)
-    return restoreOnFailure(vm, level, base, frozen).then(() => addTable(vm, base, level));
-  return addTable(vm, base, level);
+  return freezeThen(vm, level, gpa - (gpa % spanOf(level)), first, addTable);
 }
 
 /** TDH.MEM.SEPT.ADD for the frozen entry at `level` and `base`. */
 function addTable(vm: VmState, base: number, level: number): PrivateMapResult | Promise<PrivateMapResult> {
-  const table = vm.td.allocator.alloc4k();
-  let answer: Gprs | Promise<Gprs>;
-  try {
-    answer = vm.pageSeamcall(SEPT_ADD, base, level, table);
-  } catch (error) {
-    restoreFrozen(vm, level, base);
-    throw error;
-  }
-  if (!Array.isArray(answer))
-    return Promise.resolve(answer).then(
-      (out) => tableAdded(vm, base, level, table, out[Reg.RAX] as bigint),
-      (error: unknown) => {
-        restoreFrozen(vm, level, base);
-        throw error;
-      },
-    );
-  return tableAdded(vm, base, level, table, answer[Reg.RAX] as bigint);
+  return seamcallOnFrozen(vm, SEPT_ADD, base, level, vm.td.allocator.alloc4k(), tableAdded);
 }
 
 /** What TDH.MEM.SEPT.ADD of `table` answered: the entry a table, or FREE again and the page back. */
