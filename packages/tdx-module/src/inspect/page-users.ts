@@ -41,17 +41,15 @@ export class PageUsers {
 
   #grow(): void {
     const size = this.#kinds.length * 2;
-    const kinds = new Uint8Array(size);
-    kinds.set(this.#kinds);
-    this.#kinds = kinds;
-    const levels = new Uint8Array(size);
-    levels.set(this.#levels);
-    this.#levels = levels;
-    const tdrs = new Float64Array(size);
-    tdrs.set(this.#tdrs);
-    this.#tdrs = tdrs;
-    const ats = new Float64Array(size);
-    ats.set(this.#ats);
-    this.#ats = ats;
+    this.#kinds = grown(this.#kinds, new Uint8Array(size));
+    this.#levels = grown(this.#levels, new Uint8Array(size));
+    this.#tdrs = grown(this.#tdrs, new Float64Array(size));
+    this.#ats = grown(this.#ats, new Float64Array(size));
   }
+}
+
+/** `larger` with the contents of `array` at its start. */
+function grown<T extends Uint8Array | Float64Array>(array: T, larger: T): T {
+  larger.set(array);
+  return larger;
 }
