@@ -89,6 +89,28 @@ describe('KvmVmm.adopt: KVM takes over a TD it did not build', () => {
     expect(await refusal(a.module, { ...a.td, tdvprs: [] })).toEqual(['TD_NOT_ADOPTABLE', 'td']);
   });
 
+  it('refuses vCPUs of another TD of the same module, a vCPU named twice, and a TD being torn down', async () => {
+    const module = new TdxModule({ tdmr: TDMR });
+    const first = await buildTd(module, { vcpus: 2 });
+    const second = await buildTd(module, { vcpus: 2 }, first.allocator);
+    // TDH.VP.RD takes either TD's TDVPR: only the PAMT owner tells the second TD's vCPU apart.
+    const mixed = { ...first, tdvprs: [first.tdvprs[0] as number, second.tdvprs[1] as number] };
+    const error = await KvmVmm.adopt(module, mixed).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'TD_NOT_ADOPTABLE', argument: 'td.tdvprs[1]' });
+    expect(String((error as Error).message)).toContain(
+      `belongs to the TD of TDR 0x${second.tdr.toString(16)}`,
+    );
+    const twice = { ...first, tdvprs: [first.tdvprs[0] as number, first.tdvprs[0] as number] };
+    expect(await refusal(module, twice)).toEqual(['TD_NOT_ADOPTABLE', 'td']);
+    // Both handles as built are adoptable: the refusals came from the mixing, not from two TDs sharing a module.
+    expect((await KvmVmm.adopt(module, second)).td.tdr).toBe(second.tdr);
+    for (const tdvpr of first.tdvprs) expect((await first.host.vpFlush(tdvpr)).status).toBe(0n);
+    expect((await first.host.mngVpFlushDone(first.tdr)).status).toBe(0n);
+    expect(await refusal(module, first)).toEqual(['TD_NOT_ADOPTABLE', 'td.tdr']);
+    expect((await first.host.mngKeyFreeId(first.tdr)).status).toBe(0n);
+    expect(await refusal(module, first)).toEqual(['TD_NOT_ADOPTABLE', 'td.tdr']);
+  });
+
   it('refuses a TD with private memory mapped, or shared-EPT mappings, that its tables would not know', async () => {
     const image = await built({ vcpus: 1, initialImage: [{ gpa: 0x10_0000, bytes: new Uint8Array(4096) }] });
     const error = await KvmVmm.adopt(image.module, image.td).catch((e: unknown) => e);

@@ -1,4 +1,5 @@
 import { sharedBit } from '../abi/gpa.js';
+import { PamtPageType } from '../abi/page-type.js';
 import { isStatus, TdxStatus } from '../abi/status-codes.js';
 import { COPY_BRAND, THIS_COPY } from '../package-copy.js';
 import type { TdxModule } from '../tdx-module.js';
@@ -31,10 +32,10 @@ export interface TdSurvey {
  * adopts a TD, so the survey refuses one whose S-EPT holds anything below its root (a page or table the backend's
  * tables would not know), and one whose handle disagrees with the module: another copy of this package, a handle of
  * another module (its SEAMCALLs do not reach `module`: told by the module's clock, which a SEAMCALL advances — not
- * told when two modules share one clock, nor when SEAMCALLs cost no time), a TDR or TDVPR that is no TD or vCPU there,
+ * told when two modules share one clock, nor when SEAMCALLs cost no time), a TDR or TDVPR that is no TD or vCPU there, a TDVPR of another TD there (its PAMT owner),
  * or a GPA width other than the TD's (probed with TDH.MEM.SEPT.RD at the handle's shared bit, which only a wider TD
  * takes as a private GPA). The shared EPT (the VMM's own table, which the model keeps in the module) must be empty
- * too. Costs 3 + vCPUs + the root's private entries (256 at GPAW 48, 8 at 52) SEAMCALLs, none of which changes the TD
+ * too. Costs 3 + 2 × vCPUs + the root's private entries (256 at GPAW 48, 8 at 52) SEAMCALLs, none of which changes the TD
  * (the module's clock advances, as with any SEAMCALL). A TD whose vCPUs already run must not be surveyed (a backend
  * adopts before it starts them).
  */
@@ -72,6 +73,14 @@ export async function surveyTd(module: TdxModule, td: BuiltTd): Promise<TdSurvey
         `td.tdvprs[${i}]`,
         `TDH.VP.RD of TDVPR 0x${tdvpr.toString(16)} answered 0x${vp.status.toString(16)}`,
       );
+    // TDH.VP.RD takes a TDVPR of any TD; its PAMT entry (TDH.PHYMEM.PAGE.RDMD, reference tdx-module.md) names the
+    // TD that owns it, so a handle mixing vCPUs of another TD in the same module is told apart.
+    const owner = await ownerOf(td, tdvpr);
+    if (owner !== tdr)
+      return refuse(
+        `td.tdvprs[${i}]`,
+        `TDVPR 0x${tdvpr.toString(16)} ${owner === undefined ? 'is no TDVPR page' : `belongs to the TD of TDR 0x${owner.toString(16)}`}, not to TDR 0x${tdr.toString(16)}`,
+      );
   }
   // At the handle's shared bit: OPERAND_INVALID for a TD of that width, a walk for a wider one (GPAW 52 with a
   // handle saying 48); at 2^47 for a handle saying 52: a walk, unless the TD is narrower.
@@ -103,6 +112,13 @@ export async function surveyTd(module: TdxModule, td: BuiltTd): Promise<TdSurvey
   return { finalized: isStatus(extend.status, TdxStatus.OP_STATE_INCORRECT) };
 }
 
+/** The TDR owning the TDVPR page `tdvpr` per its PAMT entry, or undefined when the page is no TDVPR. */
+async function ownerOf(td: BuiltTd, tdvpr: number): Promise<number | undefined> {
+  const metadata = await td.host.pageRdmd(tdvpr);
+  if (metadata.status !== TdxStatus.SUCCESS || metadata.rcx !== BigInt(PamtPageType.TDVPR)) return undefined;
+  return Number(metadata.rdx);
+}
+
 /** Whether a SEAMCALL made on `module` itself moves its clock (not with `costs.seamcallNs` 0: no probe then). */
 async function costsTime(module: TdxModule): Promise<boolean> {
   const before = module.clock.now();
@@ -118,6 +134,7 @@ function handleShape(td: BuiltTd): string | undefined {
   if (!Array.isArray(td.tdvprs) || td.tdvprs.length === 0) return 'td.tdvprs must be a non-empty array';
   if (td.tdvprs.some((tdvpr) => !Number.isSafeInteger(tdvpr) || tdvpr < 0 || tdvpr % PAGE !== 0))
     return 'td.tdvprs must hold 4 KiB-aligned host addresses';
+  if (new Set(td.tdvprs).size !== td.tdvprs.length) return 'td.tdvprs must not name a TDVPR twice';
   if (td.gpaw !== 48 && td.gpaw !== 52) return 'td.gpaw must be 48 or 52';
   if (td.pwl !== (td.gpaw === 48 ? 3 : 4)) return `td.pwl ${String(td.pwl)} does not match GPAW ${td.gpaw}`;
   if (typeof td.host?.septRead !== 'function' || typeof td.guest !== 'function')
