@@ -3,7 +3,9 @@ import { HypervError } from './errors.js';
 import { assertAddress, assertInteger } from './validation.js';
 
 const PAGE = 4096;
-const spanOf = (level: number): number => PAGE * 512 ** level;
+/** The bytes an entry at each level maps (4K, 2M, 1G, 512G, 256T), looked up rather than computed per call. */
+const SPANS: readonly number[] = [0, 1, 2, 3, 4].map((level) => PAGE * 512 ** level);
+const spanOf = (level: number): number => SPANS[level] ?? PAGE * 512 ** level;
 const NONE_MISSING: readonly number[] = Object.freeze([]);
 const MIB2 = spanOf(1);
 /** A 4K slot of a {@link SmallLeaves} with no leaf. */
@@ -65,7 +67,7 @@ export class HypervTables implements VmmView {
     assertInteger('level', level, 0, this.#pwl);
     let missing: number[] | undefined;
     for (let at = this.#pwl; at > level; at--) {
-      if ((this.#tables[at] as Set<number>).has(gpa - (gpa % spanOf(at)))) continue;
+      if ((this.#tables[at] as Set<number>).has(gpa - (gpa % (SPANS[at] as number)))) continue;
       missing ??= [];
       missing.push(at);
     }

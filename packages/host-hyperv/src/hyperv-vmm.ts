@@ -2,6 +2,7 @@ import {
   type BuildTdOptions,
   type BuiltTd,
   buildTd,
+  encodeLeaf,
   formatStatus,
   type Gprs,
   isStatus,
@@ -10,6 +11,7 @@ import {
   RangeMap,
   Reg,
   type SeamcallResult,
+  SeamcallLeaf,
   SeededRng,
   type SharedEpt,
   sharedBit,
@@ -30,7 +32,7 @@ import { type HypervEnterExitCounters, HypervInterrupts } from './enter-exit.js'
 import { GpaMapLock } from './gpa-map-lock.js';
 import { type HypervLeaf, HypervTables } from './hyperv-tables.js';
 import { type HypervVmmOptions, resolveHypervOptions } from './options.js';
-import { assertBuildOptions, assertExit, assertMethods } from './validation.js';
+import { assertBuildOptions, assertExit, assertMethods, isExit } from './validation.js';
 
 const log = createDebug('tdxsim:hyperv:vmm');
 const PAGE = 4096;
@@ -39,6 +41,13 @@ const MIB2 = 2 ** 21;
 const neverStopped = (): boolean => false;
 /** Tries of one zap SEAMCALL that gets OPERAND_BUSY, each after a kick of every vCPU (the first included). */
 const ZAP_ATTEMPTS = 4;
+const PAGE_AUG = encodeLeaf(SeamcallLeaf.MEM_PAGE_AUG);
+const SEPT_ADD = encodeLeaf(SeamcallLeaf.MEM_SEPT_ADD);
+/** RAX of an EPT-violation exit: the exit reason, nothing else set (every one the module makes). */
+const EPT_VIOLATION_RAX = BigInt(VmExitReason.EPT_VIOLATION);
+/** The largest EEQ converted to a number exactly (an ACCEPT's EEQ is far below it). */
+const MAX_EXACT_EEQ = BigInt(Number.MAX_SAFE_INTEGER);
+const EEQ_INFO = 2 ** 32;
 
 /**
  * What the Hyper-V backend did, counted: TD exits, MapGPA calls, SEAMCALLs by leaf, OPERAND_BUSY statuses
@@ -80,6 +89,18 @@ export class HypervVmm implements Vmm {
   readonly #rng: SeededRng;
   readonly #interrupts: HypervInterrupts;
   readonly #gpaMap = new GpaMapLock();
+  /** The TDR as a register value (RDX of its page SEAMCALLs), made once. */
+  readonly #tdrRegister: bigint;
+  /** Per vCPU, its TDVPR as a register value (RCX of the entry its reply asks for), made once. */
+  readonly #tdvprRegisters: readonly bigint[];
+  /** The shared bit of the TD's GPAs, as a number. */
+  readonly #sharedBit: number;
+  /**
+   * The input registers of its next page SEAMCALL, reused: RCX, RDX and R8 written per call, every other register
+   * 0. Lent to the module while a call it made is suspended (the module may read its inputs until it answers): the
+   * next call then takes a fresh one.
+   */
+  #spareRegs: Gprs | undefined = makeGprs();
 
   private constructor(
     module: TdxModule,
@@ -95,6 +116,9 @@ export class HypervVmm implements Vmm {
     this.#rng = new SeededRng(seed);
     this.tables = new HypervTables(td.pwl);
     this.#interrupts = new HypervInterrupts(module, td.host, td.tdvprs);
+    this.#tdrRegister = BigInt(td.tdr);
+    this.#tdvprRegisters = td.tdvprs.map((tdvpr) => BigInt(tdvpr));
+    this.#sharedBit = sharedBit(td.gpaw);
   }
 
   /** What it counted on the enter/exit path: NMI, interrupt and HLT exits, hypercalls. */
@@ -190,19 +214,40 @@ export class HypervVmm implements Vmm {
     return this.tables;
   }
 
-  /** Links the S-EPT tables its record lacks above `level` for `gpa`, highest first; false if one failed. */
-  async #linkTables(gpa: number, level: number): Promise<boolean> {
+  /**
+   * Links the S-EPT tables its record lacks above `level` for `gpa`, highest first; false if one failed. At once when
+   * nothing was missing or every TDH.MEM.SEPT.ADD answered at once, else a promise.
+   */
+  #linkTables(gpa: number, level: number): boolean | Promise<boolean> {
+    const missing = this.tables.missingTables(gpa, level);
+    return missing.length === 0 ? true : this.#linkFrom(gpa, missing, 0);
+  }
+
+  /** TDH.MEM.SEPT.ADD of the tables `missing[from…]` for `gpa`, in order, each recorded when it succeeded. */
+  #linkFrom(gpa: number, missing: readonly number[], from: number): boolean | Promise<boolean> {
     const td = this.td;
-    for (const at of this.tables.missingTables(gpa, level)) {
+    for (let i = from; i < missing.length; i++) {
+      const at = missing[i] as number;
       const page = td.allocator.alloc4k();
       const base = gpa - (gpa % (PAGE * 512 ** at));
-      const result = await this.#seamcall('TDH.MEM.SEPT.ADD', () => td.host.septAdd(td.tdr, base, at, page));
-      if (result.status !== TdxStatus.SUCCESS) {
-        td.allocator.free4k(page);
-        return false;
-      }
-      this.tables.linked(at, base);
+      const answer = this.#pageSeamcall(SEPT_ADD, base, at, page);
+      if (!Array.isArray(answer))
+        return answer.then((out) =>
+          this.#tableAdded(base, at, page, out[Reg.RAX] as bigint) ? this.#linkFrom(gpa, missing, i + 1) : false,
+        );
+      if (!this.#tableAdded(base, at, page, answer[Reg.RAX] as bigint)) return false;
     }
+    return true;
+  }
+
+  /** What TDH.MEM.SEPT.ADD of `page` at `level` for `base` answered, counted: recorded, or the page back. */
+  #tableAdded(base: number, level: number, page: number, status: bigint): boolean {
+    this.#count('TDH.MEM.SEPT.ADD', status);
+    if (status !== TdxStatus.SUCCESS) {
+      this.td.allocator.free4k(page);
+      return false;
+    }
+    this.tables.linked(level, base);
     return true;
   }
 
@@ -251,17 +296,98 @@ export class HypervVmm implements Vmm {
 
   async #seamcall(name: string, call: () => Promise<SeamcallResult>): Promise<SeamcallResult> {
     const result = await call();
-    this.counters.seamcalls[name] = (this.counters.seamcalls[name] ?? 0) + 1;
-    if (isStatus(result.status, TdxStatus.OPERAND_BUSY)) this.counters.busySeen++;
-    if (result.status !== TdxStatus.SUCCESS) log('%s: %s', name, formatStatus(result.status));
+    this.#count(name, result.status);
     return result;
+  }
+
+  /** Counts a SEAMCALL that answered `status` (a BUSY one also in `busySeen`). */
+  #count(name: string, status: bigint): void {
+    this.counters.seamcalls[name] = (this.counters.seamcalls[name] ?? 0) + 1;
+    // SUCCESS (the common answer) is neither BUSY nor logged: no decoding for it.
+    if (status === TdxStatus.SUCCESS) return;
+    if (isStatus(status, TdxStatus.OPERAND_BUSY)) this.counters.busySeen++;
+    if (log.enabled) log('%s: %s', name, formatStatus(status));
+  }
+
+  /**
+   * A page SEAMCALL of the accept path (TDH.MEM.PAGE.AUG, TDH.MEM.SEPT.ADD) with RCX = the page info of `gpa` and
+   * `level`, RDX = the TDR, R8 = `hpa`, through the module's port: the output registers, at once when the module
+   * answered at once (see `TdxModule.seamcall`), else a promise; the caller counts it with {@link count}. The same
+   * registers as the typed `td.host.pageAug`/`septAdd` with arguments it made itself, without their result object,
+   * decoded status or promise: every page an ACCEPT exit maps passes here. The register file is reused once the
+   * module answered.
+   */
+  #pageSeamcall(rax: bigint, gpa: number, level: number, hpa: number): Gprs | Promise<Gprs> {
+    const regs = this.#spareRegs ?? makeGprs();
+    this.#spareRegs = undefined;
+    // The page info: `gpa` is aligned to its level's page and `level` < 8, so the OR is a sum (one bigint made).
+    regs[Reg.RCX] = BigInt(gpa + level);
+    regs[Reg.RDX] = this.#tdrRegister;
+    regs[Reg.R8] = BigInt(hpa);
+    const answer = this.module.seamcall(rax, regs);
+    // Answered: the module no longer reads them. Suspended (or refused): they stay the call's.
+    if (Array.isArray(answer)) this.#spareRegs = regs;
+    return answer;
   }
 
   /**
    * Handles a TD exit: MapGPA in chunks of at most `chunkPages` (eager AUG or zap, RETRY with the next GPA), EPT
    * violations, SUBFUNC_UNSUPPORTED for other TDVMCALLs; re-enters after anything else.
    */
-  async onTdExit(exit: TdExitEvent): Promise<Gprs> {
+  onTdExit(exit: TdExitEvent): Gprs | Promise<Gprs> {
+    // The exit of every page an ACCEPT maps takes a path with no async frame of its own; anything else the general one.
+    if (isExit(exit) && exit.regs[Reg.RAX] === EPT_VIOLATION_RAX) {
+      this.counters.exits++;
+      return this.#eptViolationExit(exit);
+    }
+    return this.#onTdExit(exit);
+  }
+
+  /**
+   * An EPT-violation exit (checked, counted): the fix-up under the GPA-map lock, then the registers to enter again
+   * with. At once when the lock was free and the fix-up's SEAMCALLs answered at once; else a promise. A failure is a
+   * rejected promise, never a throw, and gives the lock back.
+   */
+  #eptViolationExit(exit: TdExitEvent): Gprs | Promise<Gprs> {
+    const wait = this.#gpaMap.take();
+    if (wait !== undefined) return this.#eptViolationAfter(wait, exit);
+    let fixed: Promise<void> | undefined;
+    try {
+      fixed = this.#eptViolation(exit.regs);
+    } catch (error) {
+      this.#gpaMap.release();
+      return Promise.reject(error);
+    }
+    if (fixed === undefined) {
+      this.#gpaMap.release();
+      return this.#reentry(exit);
+    }
+    return this.#eptViolationAfter(fixed, exit, false);
+  }
+
+  /** {@link eptViolationExit} after a wait: for the lock (then the fix-up), or for the fix-up under way. */
+  async #eptViolationAfter(wait: Promise<void>, exit: TdExitEvent, forLock = true): Promise<Gprs> {
+    try {
+      await wait;
+      if (forLock) await this.#eptViolation(exit.regs);
+    } finally {
+      this.#gpaMap.release();
+    }
+    return this.#reentry(exit);
+  }
+
+  /**
+   * The registers to enter the exited vCPU again with: empty but RCX = its TDVPR (which the vCPU loop would set in a
+   * copy otherwise), or empty when the exit names no vCPU of this TD.
+   */
+  #reentry(exit: TdExitEvent): Gprs {
+    const regs = makeGprs();
+    const tdvpr = this.#tdvprRegisters[exit.vcpuIndex];
+    if (tdvpr !== undefined && this.td.tdvprs[exit.vcpuIndex] === exit.tdvpr) regs[Reg.RCX] = tdvpr;
+    return regs;
+  }
+
+  async #onTdExit(exit: TdExitEvent): Promise<Gprs> {
     assertExit('exit', exit);
     this.counters.exits++;
     const rax = exit.regs[Reg.RAX] as bigint;
@@ -271,10 +397,7 @@ export class HypervVmm implements Vmm {
       return makeGprs();
     }
     const reason = Number(rax & 0xffffn);
-    if (reason === VmExitReason.EPT_VIOLATION) {
-      await this.#gpaMap.with(() => this.#eptViolation(exit.regs));
-      return makeGprs();
-    }
+    if (reason === VmExitReason.EPT_VIOLATION) return this.#eptViolationExit(exit);
     // The enter/exit path's exits (NMI, interrupt, hypercall, HLT); an EPT violation or MapGPA is never one of them.
     const mapGpa =
       reason === VmExitReason.TDCALL &&
@@ -342,18 +465,36 @@ export class HypervVmm implements Vmm {
     }
   }
 
-  /** AUGs a 2M page at `gpa` when its record has nothing there (no leaf, no page table); false when it cannot. */
-  async #aug2m(gpa: number): Promise<boolean> {
-    const td = this.td;
+  /**
+   * AUGs a 2M page at `gpa` when its record has nothing there (no leaf, no page table); false when it cannot. At once
+   * when its SEAMCALLs answered at once, else a promise.
+   */
+  #aug2m(gpa: number): boolean | Promise<boolean> {
     if (this.tables.hasLeaf(gpa) || this.tables.hasPageTable(gpa)) return false;
-    if (!(await this.#linkTables(gpa, 1))) return false;
-    const hpa = td.allocator.alloc2m();
-    const result = await this.#seamcall('TDH.MEM.PAGE.AUG', () => td.host.pageAug(td.tdr, gpa, 1, hpa));
-    if (result.status === TdxStatus.SUCCESS) {
-      this.tables.mapped({ gpa, level: 1, hpa, blocked: false });
+    const linked = this.#linkTables(gpa, 1);
+    if (linked instanceof Promise) return linked.then((ok) => ok && this.#augLinked(gpa, 1));
+    return linked && this.#augLinked(gpa, 1);
+  }
+
+  /** TDH.MEM.PAGE.AUG of a fresh page at `gpa` and `level` (its tables linked); whether it succeeded. */
+  #augLinked(gpa: number, level: 0 | 1): boolean | Promise<boolean> {
+    const allocator = this.td.allocator;
+    const hpa = level === 1 ? allocator.alloc2m() : allocator.alloc4k();
+    const answer = this.#pageSeamcall(PAGE_AUG, gpa, level, hpa);
+    if (!Array.isArray(answer))
+      return answer.then((out) => this.#augmented(gpa, level, hpa, out[Reg.RAX] as bigint));
+    return this.#augmented(gpa, level, hpa, answer[Reg.RAX] as bigint);
+  }
+
+  /** What TDH.MEM.PAGE.AUG of `hpa` at `gpa` and `level` answered, counted: the leaf recorded, or the page back. */
+  #augmented(gpa: number, level: 0 | 1, hpa: number, status: bigint): boolean {
+    this.#count('TDH.MEM.PAGE.AUG', status);
+    if (status === TdxStatus.SUCCESS) {
+      this.tables.mapped({ gpa, level, hpa, blocked: false });
       return true;
     }
-    td.allocator.free2m(hpa);
+    if (level === 1) this.td.allocator.free2m(hpa);
+    else this.td.allocator.free4k(hpa);
     return false;
   }
 
@@ -488,33 +629,55 @@ export class HypervVmm implements Vmm {
     await Promise.all(this.td.tdvprs.map((tdvpr) => this.module.kickVcpu(tdvpr)));
   }
 
-  async #aug(gpa: number): Promise<void> {
-    const td = this.td;
-    if (this.tables.hasLeaf(gpa)) return;
-    if (!(await this.#linkTables(gpa, 0))) return;
-    const hpa = td.allocator.alloc4k();
-    const result = await this.#seamcall('TDH.MEM.PAGE.AUG', () => td.host.pageAug(td.tdr, gpa, 0, hpa));
-    if (result.status === TdxStatus.SUCCESS) this.tables.mapped({ gpa, level: 0, hpa, blocked: false });
-    else td.allocator.free4k(hpa);
+  /**
+   * AUGs a 4K page at `gpa` unless its record has a leaf there (tables linked first). Undefined when done at once
+   * (every SEAMCALL answered at once), else a promise.
+   */
+  #aug(gpa: number): Promise<void> | undefined {
+    if (this.tables.hasLeaf(gpa)) return undefined;
+    const linked = this.#linkTables(gpa, 0);
+    if (linked instanceof Promise) return linked.then((ok) => this.#augIfLinked(gpa, ok));
+    if (!linked) return undefined;
+    const augmented = this.#augLinked(gpa, 0);
+    return augmented instanceof Promise ? augmented.then(nothing) : undefined;
   }
 
-  /** Whether no page of [start, end) is shared by its attributes. */
-  #noneShared(start: number, end: number): boolean {
-    for (const run of this.attributes.runs(start, end)) if (run.value === 'shared') return false;
-    return true;
+  /** {@link aug}'s AUG once the tables' SEAMCALLs, which had to wait, answered `linked`. */
+  async #augIfLinked(gpa: number, linked: boolean): Promise<void> {
+    if (linked) await this.#augLinked(gpa, 0);
   }
 
-  /** Memory never converted (unaccepted at boot) is AUGed when the guest first accepts it. */
-  async #eptViolation(regs: Gprs): Promise<void> {
-    const shared = sharedBit(this.td.gpaw);
+  /**
+   * Memory never converted (unaccepted at boot) is AUGed when the guest first accepts it. Undefined when done at once
+   * (every SEAMCALL answered at once), else a promise.
+   */
+  #eptViolation(regs: Gprs): Promise<void> | undefined {
     const gpa = Number(regs[Reg.R8]);
-    if (gpa >= shared || this.attributes.get(gpa) === 'shared') return;
+    if (gpa >= this.#sharedBit || this.attributes.get(gpa) === 'shared') return undefined;
     // An ACCEPT exit (EEQ type 1) names the level asked for: a whole private 2M block gets a 2M page.
-    const eeq = regs[Reg.RDX] as bigint;
-    if ((eeq & 0xfn) === 1n && ((eeq >> 32n) & 7n) === 1n) {
+    if (acceptsAt2m(regs[Reg.RDX] as bigint)) {
       const base = gpa - (gpa % MIB2);
-      if (this.#noneShared(base, base + MIB2) && (await this.#aug2m(base))) return;
+      if (!this.attributes.includes(base, base + MIB2, 'shared')) {
+        const huge = this.#aug2m(base);
+        if (huge instanceof Promise) return huge.then((done) => (done ? undefined : this.#aug(gpa)));
+        if (huge) return undefined;
+      }
     }
-    await this.#aug(gpa);
+    return this.#aug(gpa);
   }
+}
+
+/** Nothing (ends a promise chain whose value nobody reads). */
+function nothing(): void {}
+
+/**
+ * Whether the EEQ of an EPT-violation exit is an ACCEPT's (type 1) asking for 2M (info bits 2:0 at bit 32): on the
+ * number when the EEQ converts exactly (an ACCEPT's always does), no bigint made per exit.
+ */
+function acceptsAt2m(eeq: bigint): boolean {
+  if (eeq <= MAX_EXACT_EEQ) {
+    const value = Number(eeq);
+    return value % 16 === 1 && Math.floor(value / EEQ_INFO) % 8 === 1;
+  }
+  return (eeq & 0xfn) === 1n && ((eeq >> 32n) & 7n) === 1n;
 }
