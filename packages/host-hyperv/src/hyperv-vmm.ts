@@ -10,8 +10,8 @@ import {
   mapGpaRequestError,
   RangeMap,
   Reg,
-  type SeamcallResult,
   SeamcallLeaf,
+  type SeamcallResult,
   SeededRng,
   type SharedEpt,
   sharedBit,
@@ -233,7 +233,9 @@ export class HypervVmm implements Vmm {
       const answer = this.#pageSeamcall(SEPT_ADD, base, at, page);
       if (!Array.isArray(answer))
         return answer.then((out) =>
-          this.#tableAdded(base, at, page, out[Reg.RAX] as bigint) ? this.#linkFrom(gpa, missing, i + 1) : false,
+          this.#tableAdded(base, at, page, out[Reg.RAX] as bigint)
+            ? this.#linkFrom(gpa, missing, i + 1)
+            : false,
         );
       if (!this.#tableAdded(base, at, page, answer[Reg.RAX] as bigint)) return false;
     }
