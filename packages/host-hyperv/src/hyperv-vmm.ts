@@ -43,6 +43,10 @@ const neverStopped = (): boolean => false;
 const ZAP_ATTEMPTS = 4;
 const PAGE_AUG = encodeLeaf(SeamcallLeaf.MEM_PAGE_AUG);
 const SEPT_ADD = encodeLeaf(SeamcallLeaf.MEM_SEPT_ADD);
+const RANGE_BLOCK = encodeLeaf(SeamcallLeaf.MEM_RANGE_BLOCK);
+const TRACK = encodeLeaf(SeamcallLeaf.MEM_TRACK);
+const PAGE_REMOVE = encodeLeaf(SeamcallLeaf.MEM_PAGE_REMOVE);
+const PAGE_DEMOTE = encodeLeaf(SeamcallLeaf.MEM_PAGE_DEMOTE);
 /** RAX of an EPT-violation exit: the exit reason, nothing else set (every one the module makes). */
 const EPT_VIOLATION_RAX = BigInt(VmExitReason.EPT_VIOLATION);
 /** The largest EEQ converted to a number exactly (an ACCEPT's EEQ is far below it). */
@@ -320,12 +324,20 @@ export class HypervVmm implements Vmm {
    * module answered.
    */
   #pageSeamcall(rax: bigint, gpa: number, level: number, hpa: number): Gprs | Promise<Gprs> {
+    // The page info: `gpa` is aligned to its level's page and `level` < 8, so the OR is a sum (one bigint made).
+    return this.#seamcallWith(rax, BigInt(gpa + level), this.#tdrRegister, hpa === 0 ? 0n : BigInt(hpa));
+  }
+
+  /**
+   * SEAMCALL `rax` with RCX, RDX and R8 (every other input register 0) in its reused register file, through the
+   * module's port: the output registers, at once when the module answered at once, else a promise.
+   */
+  #seamcallWith(rax: bigint, rcx: bigint, rdx: bigint, r8: bigint): Gprs | Promise<Gprs> {
     const regs = this.#spareRegs ?? makeGprs();
     this.#spareRegs = undefined;
-    // The page info: `gpa` is aligned to its level's page and `level` < 8, so the OR is a sum (one bigint made).
-    regs[Reg.RCX] = BigInt(gpa + level);
-    regs[Reg.RDX] = this.#tdrRegister;
-    regs[Reg.R8] = BigInt(hpa);
+    regs[Reg.RCX] = rcx;
+    regs[Reg.RDX] = rdx;
+    regs[Reg.R8] = r8;
     const answer = this.module.seamcall(rax, regs);
     // Answered: the module no longer reads them. Suspended (or refused): they stay the call's.
     if (Array.isArray(answer)) this.#spareRegs = regs;
@@ -512,10 +524,15 @@ export class HypervVmm implements Vmm {
     const blocked: HypervLeaf[] = [];
     for (const leaf of this.tables.leavesIn(gpa, limit)) {
       if (!leaf.blocked) {
-        const result = await this.#zapStep('TDH.MEM.RANGE.BLOCK', 'hyperv.batch', leaf.gpa, () =>
-          td.host.rangeBlock(td.tdr, leaf.gpa, leaf.level),
+        const status = await this.#zapStep(
+          'TDH.MEM.RANGE.BLOCK',
+          'hyperv.batch',
+          leaf.gpa,
+          RANGE_BLOCK,
+          leaf.gpa,
+          leaf.level,
         );
-        if (result.status !== TdxStatus.SUCCESS) {
+        if (status !== TdxStatus.SUCCESS) {
           limit = Math.max(gpa, leaf.gpa);
           break;
         }
@@ -525,18 +542,23 @@ export class HypervVmm implements Vmm {
     }
     if (blocked.length > 0) {
       await this.#yield('hyperv.batch', 'blocked', gpa);
-      const tracked = await this.#zapStep('TDH.MEM.TRACK', 'hyperv.batch', gpa, () => td.host.track(td.tdr));
+      const tracked = await this.#zapStep('TDH.MEM.TRACK', 'hyperv.batch', gpa, TRACK);
       await this.#yield('hyperv.batch', 'tracked', gpa);
       await this.#kickAll();
       await this.#yield('hyperv.batch', 'kicked', gpa);
       for (const page of blocked) {
         const removed =
-          tracked.status === TdxStatus.SUCCESS
-            ? await this.#zapStep('TDH.MEM.PAGE.REMOVE', 'hyperv.batch', page.gpa, () =>
-                td.host.pageRemove(td.tdr, page.gpa, page.level),
+          tracked === TdxStatus.SUCCESS
+            ? await this.#zapStep(
+                'TDH.MEM.PAGE.REMOVE',
+                'hyperv.batch',
+                page.gpa,
+                PAGE_REMOVE,
+                page.gpa,
+                page.level,
               )
             : tracked;
-        if (removed.status !== TdxStatus.SUCCESS) {
+        if (removed !== TdxStatus.SUCCESS) {
           // Left blocked: the next batch over it goes straight to TRACK and REMOVE.
           limit = Math.max(gpa, page.gpa);
           break;
@@ -578,23 +600,27 @@ export class HypervVmm implements Vmm {
     const td = this.td;
     const base = leaf.gpa;
     if (!leaf.blocked) {
-      const block = await this.#zapStep('TDH.MEM.RANGE.BLOCK', 'hyperv.split', base, () =>
-        td.host.rangeBlock(td.tdr, base, 1),
-      );
-      if (block.status !== TdxStatus.SUCCESS) return false;
+      const block = await this.#zapStep('TDH.MEM.RANGE.BLOCK', 'hyperv.split', base, RANGE_BLOCK, base, 1);
+      if (block !== TdxStatus.SUCCESS) return false;
       this.tables.mapped({ ...leaf, blocked: true });
     }
     await this.#yield('hyperv.split', 'blocked', base);
-    const tracked = await this.#zapStep('TDH.MEM.TRACK', 'hyperv.split', base, () => td.host.track(td.tdr));
+    const tracked = await this.#zapStep('TDH.MEM.TRACK', 'hyperv.split', base, TRACK);
     await this.#yield('hyperv.split', 'tracked', base);
     await this.#kickAll();
     await this.#yield('hyperv.split', 'kicked', base);
-    if (tracked.status !== TdxStatus.SUCCESS) return false;
+    if (tracked !== TdxStatus.SUCCESS) return false;
     const table = td.allocator.alloc4k();
-    const demoted = await this.#zapStep('TDH.MEM.PAGE.DEMOTE', 'hyperv.split', base, () =>
-      td.host.pageDemote(td.tdr, base, 1, table),
+    const demoted = await this.#zapStep(
+      'TDH.MEM.PAGE.DEMOTE',
+      'hyperv.split',
+      base,
+      PAGE_DEMOTE,
+      base,
+      1,
+      table,
     );
-    if (demoted.status === TdxStatus.SUCCESS) {
+    if (demoted === TdxStatus.SUCCESS) {
       this.tables.demoted(base);
       return true;
     }
@@ -613,17 +639,47 @@ export class HypervVmm implements Vmm {
     name: string,
     flow: string,
     gpa: number,
-    call: () => Promise<SeamcallResult>,
-  ): Promise<SeamcallResult> {
-    let result = await this.#seamcall(name, call);
-    for (let tries = 1; tries < ZAP_ATTEMPTS && isStatus(result.status, TdxStatus.OPERAND_BUSY); tries++) {
+    rax: bigint,
+    target?: number,
+    level = 0,
+    hpa = 0,
+  ): Promise<bigint> {
+    let status = await this.#zapCall(name, rax, target, level, hpa);
+    for (let tries = 1; tries < ZAP_ATTEMPTS && isStatus(status, TdxStatus.OPERAND_BUSY); tries++) {
       const wait = this.#yield(flow, 'busy', gpa);
       // Without an explorer's scheduler, a turn of the event loop lets the holder run.
       await (wait ?? new Promise((resolve) => setImmediate(resolve)));
       await this.#kickAll();
-      result = await this.#seamcall(name, call);
+      status = await this.#zapCall(name, rax, target, level, hpa);
     }
-    return result;
+    return status;
+  }
+
+  /**
+   * One try of a zap SEAMCALL, counted: TDH.MEM.TRACK (`target` undefined: RCX = the TDR), or the leaf for the entry
+   * at `target` and `level` (RCX = its page info, RDX = the TDR, R8 = `hpa`, DEMOTE's new table, else 0). Its status,
+   * at once when the module answered at once.
+   */
+  #zapCall(
+    name: string,
+    rax: bigint,
+    target: number | undefined,
+    level: number,
+    hpa: number,
+  ): bigint | Promise<bigint> {
+    const answer =
+      target === undefined
+        ? this.#seamcallWith(rax, this.#tdrRegister, 0n, 0n)
+        : this.#pageSeamcall(rax, target, level, hpa);
+    if (!Array.isArray(answer)) return answer.then((out) => this.#counted(name, out));
+    return this.#counted(name, answer);
+  }
+
+  /** The status of a SEAMCALL's output registers, counted under `name`. */
+  #counted(name: string, out: Gprs): bigint {
+    const status = out[Reg.RAX] as bigint;
+    this.#count(name, status);
+    return status;
   }
 
   /** Kicks every vCPU out of the TD; resolves when each is out (a TDCALL in progress ends first). */
