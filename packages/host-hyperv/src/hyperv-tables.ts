@@ -3,7 +3,9 @@ import { HypervError } from './errors.js';
 import { assertAddress, assertInteger } from './validation.js';
 
 const PAGE = 4096;
-const spanOf = (level: number): number => PAGE * 512 ** level;
+/** The bytes an entry at each level maps (4K, 2M, 1G, 512G, 256T), looked up rather than computed per call. */
+const SPANS: readonly number[] = [0, 1, 2, 3, 4].map((level) => PAGE * 512 ** level);
+const spanOf = (level: number): number => SPANS[level] ?? PAGE * 512 ** level;
 const NONE_MISSING: readonly number[] = Object.freeze([]);
 const MIB2 = spanOf(1);
 /** A 4K slot of a {@link SmallLeaves} with no leaf. */
@@ -47,6 +49,14 @@ export class HypervTables implements VmmView {
    * buffer on consecutive host pages is one entry).
    */
   readonly shared = new SharedEpt();
+  /**
+   * A 2M region (its GPA) whose tables of every level above 4K are all linked, or -1: where the last 4K leaf was
+   * looked for, since the accepts of one region come one after another. Tables are never unlinked, so it stays true.
+   */
+  #linkedRegion = -1;
+  /** The 4K leaves of the region looked up last (by index, GPA / 2M), or -1 and undefined: one map lookup less. */
+  #lastIndex = -1;
+  #lastRegion: SmallLeaves | undefined;
 
   constructor(pwl: number) {
     if (pwl !== 3 && pwl !== 4)
@@ -63,12 +73,15 @@ export class HypervTables implements VmmView {
   missingTables(gpa: number, level: number): readonly number[] {
     assertAddress('gpa', gpa);
     assertInteger('level', level, 0, this.#pwl);
+    const region = gpa - (gpa % MIB2);
+    if (level === 0 && region === this.#linkedRegion) return NONE_MISSING;
     let missing: number[] | undefined;
     for (let at = this.#pwl; at > level; at--) {
-      if ((this.#tables[at] as Set<number>).has(gpa - (gpa % spanOf(at)))) continue;
+      if ((this.#tables[at] as Set<number>).has(gpa - (gpa % (SPANS[at] as number)))) continue;
       missing ??= [];
       missing.push(at);
     }
+    if (missing === undefined && level === 0) this.#linkedRegion = region;
     // Nearly always nothing: no array then (this runs before every AUG).
     return missing ?? NONE_MISSING;
   }
@@ -92,7 +105,7 @@ export class HypervTables implements VmmView {
     assertAddress('gpa', gpa, 1);
     const base = gpa - (gpa % MIB2);
     if (this.#huge.has(base)) return true;
-    const region = this.#small.get(base / MIB2);
+    const region = this.#region(base / MIB2);
     return region !== undefined && region.hpa[((gpa - base) / PAGE) | 0] !== NO_PAGE;
   }
 
@@ -120,10 +133,12 @@ export class HypervTables implements VmmView {
       return;
     }
     const base = leaf.gpa - (leaf.gpa % MIB2);
-    let region = this.#small.get(base / MIB2);
+    let region = this.#region(base / MIB2);
     if (region === undefined) {
       region = new SmallLeaves();
       this.#small.set(base / MIB2, region);
+      this.#lastIndex = base / MIB2;
+      this.#lastRegion = region;
     }
     const slot = (leaf.gpa - base) / PAGE;
     if (region.hpa[slot] === NO_PAGE) region.count++;
@@ -145,7 +160,24 @@ export class HypervTables implements VmmView {
     if (region === undefined || region.hpa[slot] === NO_PAGE) return;
     region.hpa[slot] = NO_PAGE;
     region.blocked[slot] = 0;
-    if (--region.count === 0) this.#small.delete(base / MIB2);
+    if (--region.count === 0) {
+      this.#small.delete(base / MIB2);
+      if (this.#lastRegion === region) {
+        this.#lastIndex = -1;
+        this.#lastRegion = undefined;
+      }
+    }
+  }
+
+  /** The 4K leaves of the 2M region `index` (GPA / 2M), if it has any: the last one looked up without a lookup. */
+  #region(index: number): SmallLeaves | undefined {
+    if (index === this.#lastIndex) return this.#lastRegion;
+    const region = this.#small.get(index);
+    if (region !== undefined) {
+      this.#lastIndex = index;
+      this.#lastRegion = region;
+    }
+    return region;
   }
 
   /** Records a successful TDH.MEM.PAGE.DEMOTE of the 2M leaf at `base`: a page table and 512 4K leaves. */

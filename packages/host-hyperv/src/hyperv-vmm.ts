@@ -2,6 +2,7 @@ import {
   type BuildTdOptions,
   type BuiltTd,
   buildTd,
+  encodeLeaf,
   formatStatus,
   type Gprs,
   isStatus,
@@ -9,6 +10,7 @@ import {
   mapGpaRequestError,
   RangeMap,
   Reg,
+  SeamcallLeaf,
   type SeamcallResult,
   SeededRng,
   type SharedEpt,
@@ -30,7 +32,7 @@ import { type HypervEnterExitCounters, HypervInterrupts } from './enter-exit.js'
 import { GpaMapLock } from './gpa-map-lock.js';
 import { type HypervLeaf, HypervTables } from './hyperv-tables.js';
 import { type HypervVmmOptions, resolveHypervOptions } from './options.js';
-import { assertBuildOptions, assertExit, assertMethods } from './validation.js';
+import { assertBuildOptions, assertExit, assertMethods, isExit } from './validation.js';
 
 const log = createDebug('tdxsim:hyperv:vmm');
 const PAGE = 4096;
@@ -39,6 +41,17 @@ const MIB2 = 2 ** 21;
 const neverStopped = (): boolean => false;
 /** Tries of one zap SEAMCALL that gets OPERAND_BUSY, each after a kick of every vCPU (the first included). */
 const ZAP_ATTEMPTS = 4;
+const PAGE_AUG = encodeLeaf(SeamcallLeaf.MEM_PAGE_AUG);
+const SEPT_ADD = encodeLeaf(SeamcallLeaf.MEM_SEPT_ADD);
+const RANGE_BLOCK = encodeLeaf(SeamcallLeaf.MEM_RANGE_BLOCK);
+const TRACK = encodeLeaf(SeamcallLeaf.MEM_TRACK);
+const PAGE_REMOVE = encodeLeaf(SeamcallLeaf.MEM_PAGE_REMOVE);
+const PAGE_DEMOTE = encodeLeaf(SeamcallLeaf.MEM_PAGE_DEMOTE);
+/** RAX of an EPT-violation exit: the exit reason, nothing else set (every one the module makes). */
+const EPT_VIOLATION_RAX = BigInt(VmExitReason.EPT_VIOLATION);
+/** The largest EEQ converted to a number exactly (an ACCEPT's EEQ is far below it). */
+const MAX_EXACT_EEQ = BigInt(Number.MAX_SAFE_INTEGER);
+const EEQ_INFO = 2 ** 32;
 
 /**
  * What the Hyper-V backend did, counted: TD exits, MapGPA calls, SEAMCALLs by leaf, OPERAND_BUSY statuses
@@ -80,6 +93,18 @@ export class HypervVmm implements Vmm {
   readonly #rng: SeededRng;
   readonly #interrupts: HypervInterrupts;
   readonly #gpaMap = new GpaMapLock();
+  /** The TDR as a register value (RDX of its page SEAMCALLs), made once. */
+  readonly #tdrRegister: bigint;
+  /** Per vCPU, its TDVPR as a register value (RCX of the entry its reply asks for), made once. */
+  readonly #tdvprRegisters: readonly bigint[];
+  /** The shared bit of the TD's GPAs, as a number. */
+  readonly #sharedBit: number;
+  /**
+   * The input registers of its next page SEAMCALL, reused: RCX, RDX and R8 written per call, every other register
+   * 0. Lent to the module while a call it made is suspended (the module may read its inputs until it answers): the
+   * next call then takes a fresh one.
+   */
+  #spareRegs: Gprs | undefined = makeGprs();
 
   private constructor(
     module: TdxModule,
@@ -95,6 +120,9 @@ export class HypervVmm implements Vmm {
     this.#rng = new SeededRng(seed);
     this.tables = new HypervTables(td.pwl);
     this.#interrupts = new HypervInterrupts(module, td.host, td.tdvprs);
+    this.#tdrRegister = BigInt(td.tdr);
+    this.#tdvprRegisters = td.tdvprs.map((tdvpr) => BigInt(tdvpr));
+    this.#sharedBit = sharedBit(td.gpaw);
   }
 
   /** What it counted on the enter/exit path: NMI, interrupt and HLT exits, hypercalls. */
@@ -190,19 +218,42 @@ export class HypervVmm implements Vmm {
     return this.tables;
   }
 
-  /** Links the S-EPT tables its record lacks above `level` for `gpa`, highest first; false if one failed. */
-  async #linkTables(gpa: number, level: number): Promise<boolean> {
+  /**
+   * Links the S-EPT tables its record lacks above `level` for `gpa`, highest first; false if one failed. At once when
+   * nothing was missing or every TDH.MEM.SEPT.ADD answered at once, else a promise.
+   */
+  #linkTables(gpa: number, level: number): boolean | Promise<boolean> {
+    const missing = this.tables.missingTables(gpa, level);
+    return missing.length === 0 ? true : this.#linkFrom(gpa, missing, 0);
+  }
+
+  /** TDH.MEM.SEPT.ADD of the tables `missing[from…]` for `gpa`, in order, each recorded when it succeeded. */
+  #linkFrom(gpa: number, missing: readonly number[], from: number): boolean | Promise<boolean> {
     const td = this.td;
-    for (const at of this.tables.missingTables(gpa, level)) {
+    for (let i = from; i < missing.length; i++) {
+      const at = missing[i] as number;
       const page = td.allocator.alloc4k();
       const base = gpa - (gpa % (PAGE * 512 ** at));
-      const result = await this.#seamcall('TDH.MEM.SEPT.ADD', () => td.host.septAdd(td.tdr, base, at, page));
-      if (result.status !== TdxStatus.SUCCESS) {
-        td.allocator.free4k(page);
-        return false;
-      }
-      this.tables.linked(at, base);
+      const answer = this.#pageSeamcall(SEPT_ADD, base, at, page);
+      if (!Array.isArray(answer))
+        return answer.then((out) =>
+          this.#tableAdded(base, at, page, out[Reg.RAX] as bigint)
+            ? this.#linkFrom(gpa, missing, i + 1)
+            : false,
+        );
+      if (!this.#tableAdded(base, at, page, answer[Reg.RAX] as bigint)) return false;
     }
+    return true;
+  }
+
+  /** What TDH.MEM.SEPT.ADD of `page` at `level` for `base` answered, counted: recorded, or the page back. */
+  #tableAdded(base: number, level: number, page: number, status: bigint): boolean {
+    this.#count('TDH.MEM.SEPT.ADD', status);
+    if (status !== TdxStatus.SUCCESS) {
+      this.td.allocator.free4k(page);
+      return false;
+    }
+    this.tables.linked(level, base);
     return true;
   }
 
@@ -251,17 +302,106 @@ export class HypervVmm implements Vmm {
 
   async #seamcall(name: string, call: () => Promise<SeamcallResult>): Promise<SeamcallResult> {
     const result = await call();
-    this.counters.seamcalls[name] = (this.counters.seamcalls[name] ?? 0) + 1;
-    if (isStatus(result.status, TdxStatus.OPERAND_BUSY)) this.counters.busySeen++;
-    if (result.status !== TdxStatus.SUCCESS) log('%s: %s', name, formatStatus(result.status));
+    this.#count(name, result.status);
     return result;
+  }
+
+  /** Counts a SEAMCALL that answered `status` (a BUSY one also in `busySeen`). */
+  #count(name: string, status: bigint): void {
+    this.counters.seamcalls[name] = (this.counters.seamcalls[name] ?? 0) + 1;
+    // SUCCESS (the common answer) is neither BUSY nor logged: no decoding for it.
+    if (status === TdxStatus.SUCCESS) return;
+    if (isStatus(status, TdxStatus.OPERAND_BUSY)) this.counters.busySeen++;
+    if (log.enabled) log('%s: %s', name, formatStatus(status));
+  }
+
+  /**
+   * A page SEAMCALL of the accept path (TDH.MEM.PAGE.AUG, TDH.MEM.SEPT.ADD) with RCX = the page info of `gpa` and
+   * `level`, RDX = the TDR, R8 = `hpa`, through the module's port: the output registers, at once when the module
+   * answered at once (see `TdxModule.seamcall`), else a promise; the caller counts it with {@link count}. The same
+   * registers as the typed `td.host.pageAug`/`septAdd` with arguments it made itself, without their result object,
+   * decoded status or promise: every page an ACCEPT exit maps passes here. The register file is reused once the
+   * module answered.
+   */
+  #pageSeamcall(rax: bigint, gpa: number, level: number, hpa: number): Gprs | Promise<Gprs> {
+    // The page info: `gpa` is aligned to its level's page and `level` < 8, so the OR is a sum (one bigint made).
+    return this.#seamcallWith(rax, BigInt(gpa + level), this.#tdrRegister, hpa === 0 ? 0n : BigInt(hpa));
+  }
+
+  /**
+   * SEAMCALL `rax` with RCX, RDX and R8 (every other input register 0) in its reused register file, through the
+   * module's port: the output registers, at once when the module answered at once, else a promise.
+   */
+  #seamcallWith(rax: bigint, rcx: bigint, rdx: bigint, r8: bigint): Gprs | Promise<Gprs> {
+    const regs = this.#spareRegs ?? makeGprs();
+    this.#spareRegs = undefined;
+    regs[Reg.RCX] = rcx;
+    regs[Reg.RDX] = rdx;
+    regs[Reg.R8] = r8;
+    const answer = this.module.seamcall(rax, regs);
+    // Answered: the module no longer reads them. Suspended (or refused): they stay the call's.
+    if (Array.isArray(answer)) this.#spareRegs = regs;
+    return answer;
   }
 
   /**
    * Handles a TD exit: MapGPA in chunks of at most `chunkPages` (eager AUG or zap, RETRY with the next GPA), EPT
    * violations, SUBFUNC_UNSUPPORTED for other TDVMCALLs; re-enters after anything else.
    */
-  async onTdExit(exit: TdExitEvent): Promise<Gprs> {
+  onTdExit(exit: TdExitEvent): Gprs | Promise<Gprs> {
+    // The exit of every page an ACCEPT maps takes a path with no async frame of its own; anything else the general one.
+    if (isExit(exit) && exit.regs[Reg.RAX] === EPT_VIOLATION_RAX) {
+      this.counters.exits++;
+      return this.#eptViolationExit(exit);
+    }
+    return this.#onTdExit(exit);
+  }
+
+  /**
+   * An EPT-violation exit (checked, counted): the fix-up under the GPA-map lock, then the registers to enter again
+   * with. At once when the lock was free and the fix-up's SEAMCALLs answered at once; else a promise. A failure is a
+   * rejected promise, never a throw, and gives the lock back.
+   */
+  #eptViolationExit(exit: TdExitEvent): Gprs | Promise<Gprs> {
+    const wait = this.#gpaMap.take();
+    if (wait !== undefined) return this.#eptViolationAfter(wait, exit);
+    let fixed: Promise<void> | undefined;
+    try {
+      fixed = this.#eptViolation(exit.regs);
+    } catch (error) {
+      this.#gpaMap.release();
+      return Promise.reject(error);
+    }
+    if (fixed === undefined) {
+      this.#gpaMap.release();
+      return this.#reentry(exit);
+    }
+    return this.#eptViolationAfter(fixed, exit, false);
+  }
+
+  /** {@link eptViolationExit} after a wait: for the lock (then the fix-up), or for the fix-up under way. */
+  async #eptViolationAfter(wait: Promise<void>, exit: TdExitEvent, forLock = true): Promise<Gprs> {
+    try {
+      await wait;
+      if (forLock) await this.#eptViolation(exit.regs);
+    } finally {
+      this.#gpaMap.release();
+    }
+    return this.#reentry(exit);
+  }
+
+  /**
+   * The registers to enter the exited vCPU again with: empty but RCX = its TDVPR (which the vCPU loop would set in a
+   * copy otherwise), or empty when the exit names no vCPU of this TD.
+   */
+  #reentry(exit: TdExitEvent): Gprs {
+    const regs = makeGprs();
+    const tdvpr = this.#tdvprRegisters[exit.vcpuIndex];
+    if (tdvpr !== undefined && this.td.tdvprs[exit.vcpuIndex] === exit.tdvpr) regs[Reg.RCX] = tdvpr;
+    return regs;
+  }
+
+  async #onTdExit(exit: TdExitEvent): Promise<Gprs> {
     assertExit('exit', exit);
     this.counters.exits++;
     const rax = exit.regs[Reg.RAX] as bigint;
@@ -271,10 +411,7 @@ export class HypervVmm implements Vmm {
       return makeGprs();
     }
     const reason = Number(rax & 0xffffn);
-    if (reason === VmExitReason.EPT_VIOLATION) {
-      await this.#gpaMap.with(() => this.#eptViolation(exit.regs));
-      return makeGprs();
-    }
+    if (reason === VmExitReason.EPT_VIOLATION) return this.#eptViolationExit(exit);
     // The enter/exit path's exits (NMI, interrupt, hypercall, HLT); an EPT violation or MapGPA is never one of them.
     const mapGpa =
       reason === VmExitReason.TDCALL &&
@@ -342,18 +479,36 @@ export class HypervVmm implements Vmm {
     }
   }
 
-  /** AUGs a 2M page at `gpa` when its record has nothing there (no leaf, no page table); false when it cannot. */
-  async #aug2m(gpa: number): Promise<boolean> {
-    const td = this.td;
+  /**
+   * AUGs a 2M page at `gpa` when its record has nothing there (no leaf, no page table); false when it cannot. At once
+   * when its SEAMCALLs answered at once, else a promise.
+   */
+  #aug2m(gpa: number): boolean | Promise<boolean> {
     if (this.tables.hasLeaf(gpa) || this.tables.hasPageTable(gpa)) return false;
-    if (!(await this.#linkTables(gpa, 1))) return false;
-    const hpa = td.allocator.alloc2m();
-    const result = await this.#seamcall('TDH.MEM.PAGE.AUG', () => td.host.pageAug(td.tdr, gpa, 1, hpa));
-    if (result.status === TdxStatus.SUCCESS) {
-      this.tables.mapped({ gpa, level: 1, hpa, blocked: false });
+    const linked = this.#linkTables(gpa, 1);
+    if (linked instanceof Promise) return linked.then((ok) => ok && this.#augLinked(gpa, 1));
+    return linked && this.#augLinked(gpa, 1);
+  }
+
+  /** TDH.MEM.PAGE.AUG of a fresh page at `gpa` and `level` (its tables linked); whether it succeeded. */
+  #augLinked(gpa: number, level: 0 | 1): boolean | Promise<boolean> {
+    const allocator = this.td.allocator;
+    const hpa = level === 1 ? allocator.alloc2m() : allocator.alloc4k();
+    const answer = this.#pageSeamcall(PAGE_AUG, gpa, level, hpa);
+    if (!Array.isArray(answer))
+      return answer.then((out) => this.#augmented(gpa, level, hpa, out[Reg.RAX] as bigint));
+    return this.#augmented(gpa, level, hpa, answer[Reg.RAX] as bigint);
+  }
+
+  /** What TDH.MEM.PAGE.AUG of `hpa` at `gpa` and `level` answered, counted: the leaf recorded, or the page back. */
+  #augmented(gpa: number, level: 0 | 1, hpa: number, status: bigint): boolean {
+    this.#count('TDH.MEM.PAGE.AUG', status);
+    if (status === TdxStatus.SUCCESS) {
+      this.tables.mapped({ gpa, level, hpa, blocked: false });
       return true;
     }
-    td.allocator.free2m(hpa);
+    if (level === 1) this.td.allocator.free2m(hpa);
+    else this.td.allocator.free4k(hpa);
     return false;
   }
 
@@ -369,10 +524,15 @@ export class HypervVmm implements Vmm {
     const blocked: HypervLeaf[] = [];
     for (const leaf of this.tables.leavesIn(gpa, limit)) {
       if (!leaf.blocked) {
-        const result = await this.#zapStep('TDH.MEM.RANGE.BLOCK', 'hyperv.batch', leaf.gpa, () =>
-          td.host.rangeBlock(td.tdr, leaf.gpa, leaf.level),
+        const status = await this.#zapStep(
+          'TDH.MEM.RANGE.BLOCK',
+          'hyperv.batch',
+          leaf.gpa,
+          RANGE_BLOCK,
+          leaf.gpa,
+          leaf.level,
         );
-        if (result.status !== TdxStatus.SUCCESS) {
+        if (status !== TdxStatus.SUCCESS) {
           limit = Math.max(gpa, leaf.gpa);
           break;
         }
@@ -382,18 +542,23 @@ export class HypervVmm implements Vmm {
     }
     if (blocked.length > 0) {
       await this.#yield('hyperv.batch', 'blocked', gpa);
-      const tracked = await this.#zapStep('TDH.MEM.TRACK', 'hyperv.batch', gpa, () => td.host.track(td.tdr));
+      const tracked = await this.#zapStep('TDH.MEM.TRACK', 'hyperv.batch', gpa, TRACK);
       await this.#yield('hyperv.batch', 'tracked', gpa);
       await this.#kickAll();
       await this.#yield('hyperv.batch', 'kicked', gpa);
       for (const page of blocked) {
         const removed =
-          tracked.status === TdxStatus.SUCCESS
-            ? await this.#zapStep('TDH.MEM.PAGE.REMOVE', 'hyperv.batch', page.gpa, () =>
-                td.host.pageRemove(td.tdr, page.gpa, page.level),
+          tracked === TdxStatus.SUCCESS
+            ? await this.#zapStep(
+                'TDH.MEM.PAGE.REMOVE',
+                'hyperv.batch',
+                page.gpa,
+                PAGE_REMOVE,
+                page.gpa,
+                page.level,
               )
             : tracked;
-        if (removed.status !== TdxStatus.SUCCESS) {
+        if (removed !== TdxStatus.SUCCESS) {
           // Left blocked: the next batch over it goes straight to TRACK and REMOVE.
           limit = Math.max(gpa, page.gpa);
           break;
@@ -435,23 +600,27 @@ export class HypervVmm implements Vmm {
     const td = this.td;
     const base = leaf.gpa;
     if (!leaf.blocked) {
-      const block = await this.#zapStep('TDH.MEM.RANGE.BLOCK', 'hyperv.split', base, () =>
-        td.host.rangeBlock(td.tdr, base, 1),
-      );
-      if (block.status !== TdxStatus.SUCCESS) return false;
+      const block = await this.#zapStep('TDH.MEM.RANGE.BLOCK', 'hyperv.split', base, RANGE_BLOCK, base, 1);
+      if (block !== TdxStatus.SUCCESS) return false;
       this.tables.mapped({ ...leaf, blocked: true });
     }
     await this.#yield('hyperv.split', 'blocked', base);
-    const tracked = await this.#zapStep('TDH.MEM.TRACK', 'hyperv.split', base, () => td.host.track(td.tdr));
+    const tracked = await this.#zapStep('TDH.MEM.TRACK', 'hyperv.split', base, TRACK);
     await this.#yield('hyperv.split', 'tracked', base);
     await this.#kickAll();
     await this.#yield('hyperv.split', 'kicked', base);
-    if (tracked.status !== TdxStatus.SUCCESS) return false;
+    if (tracked !== TdxStatus.SUCCESS) return false;
     const table = td.allocator.alloc4k();
-    const demoted = await this.#zapStep('TDH.MEM.PAGE.DEMOTE', 'hyperv.split', base, () =>
-      td.host.pageDemote(td.tdr, base, 1, table),
+    const demoted = await this.#zapStep(
+      'TDH.MEM.PAGE.DEMOTE',
+      'hyperv.split',
+      base,
+      PAGE_DEMOTE,
+      base,
+      1,
+      table,
     );
-    if (demoted.status === TdxStatus.SUCCESS) {
+    if (demoted === TdxStatus.SUCCESS) {
       this.tables.demoted(base);
       return true;
     }
@@ -470,17 +639,47 @@ export class HypervVmm implements Vmm {
     name: string,
     flow: string,
     gpa: number,
-    call: () => Promise<SeamcallResult>,
-  ): Promise<SeamcallResult> {
-    let result = await this.#seamcall(name, call);
-    for (let tries = 1; tries < ZAP_ATTEMPTS && isStatus(result.status, TdxStatus.OPERAND_BUSY); tries++) {
+    rax: bigint,
+    target?: number,
+    level = 0,
+    hpa = 0,
+  ): Promise<bigint> {
+    let status = await this.#zapCall(name, rax, target, level, hpa);
+    for (let tries = 1; tries < ZAP_ATTEMPTS && isStatus(status, TdxStatus.OPERAND_BUSY); tries++) {
       const wait = this.#yield(flow, 'busy', gpa);
       // Without an explorer's scheduler, a turn of the event loop lets the holder run.
       await (wait ?? new Promise((resolve) => setImmediate(resolve)));
       await this.#kickAll();
-      result = await this.#seamcall(name, call);
+      status = await this.#zapCall(name, rax, target, level, hpa);
     }
-    return result;
+    return status;
+  }
+
+  /**
+   * One try of a zap SEAMCALL, counted: TDH.MEM.TRACK (`target` undefined: RCX = the TDR), or the leaf for the entry
+   * at `target` and `level` (RCX = its page info, RDX = the TDR, R8 = `hpa`, DEMOTE's new table, else 0). Its status,
+   * at once when the module answered at once.
+   */
+  #zapCall(
+    name: string,
+    rax: bigint,
+    target: number | undefined,
+    level: number,
+    hpa: number,
+  ): bigint | Promise<bigint> {
+    const answer =
+      target === undefined
+        ? this.#seamcallWith(rax, this.#tdrRegister, 0n, 0n)
+        : this.#pageSeamcall(rax, target, level, hpa);
+    if (!Array.isArray(answer)) return answer.then((out) => this.#counted(name, out));
+    return this.#counted(name, answer);
+  }
+
+  /** The status of a SEAMCALL's output registers, counted under `name`. */
+  #counted(name: string, out: Gprs): bigint {
+    const status = out[Reg.RAX] as bigint;
+    this.#count(name, status);
+    return status;
   }
 
   /** Kicks every vCPU out of the TD; resolves when each is out (a TDCALL in progress ends first). */
@@ -488,33 +687,55 @@ export class HypervVmm implements Vmm {
     await Promise.all(this.td.tdvprs.map((tdvpr) => this.module.kickVcpu(tdvpr)));
   }
 
-  async #aug(gpa: number): Promise<void> {
-    const td = this.td;
-    if (this.tables.hasLeaf(gpa)) return;
-    if (!(await this.#linkTables(gpa, 0))) return;
-    const hpa = td.allocator.alloc4k();
-    const result = await this.#seamcall('TDH.MEM.PAGE.AUG', () => td.host.pageAug(td.tdr, gpa, 0, hpa));
-    if (result.status === TdxStatus.SUCCESS) this.tables.mapped({ gpa, level: 0, hpa, blocked: false });
-    else td.allocator.free4k(hpa);
+  /**
+   * AUGs a 4K page at `gpa` unless its record has a leaf there (tables linked first). Undefined when done at once
+   * (every SEAMCALL answered at once), else a promise.
+   */
+  #aug(gpa: number): Promise<void> | undefined {
+    if (this.tables.hasLeaf(gpa)) return undefined;
+    const linked = this.#linkTables(gpa, 0);
+    if (linked instanceof Promise) return linked.then((ok) => this.#augIfLinked(gpa, ok));
+    if (!linked) return undefined;
+    const augmented = this.#augLinked(gpa, 0);
+    return augmented instanceof Promise ? augmented.then(nothing) : undefined;
   }
 
-  /** Whether no page of [start, end) is shared by its attributes. */
-  #noneShared(start: number, end: number): boolean {
-    for (const run of this.attributes.runs(start, end)) if (run.value === 'shared') return false;
-    return true;
+  /** {@link aug}'s AUG once the tables' SEAMCALLs, which had to wait, answered `linked`. */
+  async #augIfLinked(gpa: number, linked: boolean): Promise<void> {
+    if (linked) await this.#augLinked(gpa, 0);
   }
 
-  /** Memory never converted (unaccepted at boot) is AUGed when the guest first accepts it. */
-  async #eptViolation(regs: Gprs): Promise<void> {
-    const shared = sharedBit(this.td.gpaw);
+  /**
+   * Memory never converted (unaccepted at boot) is AUGed when the guest first accepts it. Undefined when done at once
+   * (every SEAMCALL answered at once), else a promise.
+   */
+  #eptViolation(regs: Gprs): Promise<void> | undefined {
     const gpa = Number(regs[Reg.R8]);
-    if (gpa >= shared || this.attributes.get(gpa) === 'shared') return;
+    if (gpa >= this.#sharedBit || this.attributes.get(gpa) === 'shared') return undefined;
     // An ACCEPT exit (EEQ type 1) names the level asked for: a whole private 2M block gets a 2M page.
-    const eeq = regs[Reg.RDX] as bigint;
-    if ((eeq & 0xfn) === 1n && ((eeq >> 32n) & 7n) === 1n) {
+    if (acceptsAt2m(regs[Reg.RDX] as bigint)) {
       const base = gpa - (gpa % MIB2);
-      if (this.#noneShared(base, base + MIB2) && (await this.#aug2m(base))) return;
+      if (!this.attributes.includes(base, base + MIB2, 'shared')) {
+        const huge = this.#aug2m(base);
+        if (huge instanceof Promise) return huge.then((done) => (done ? undefined : this.#aug(gpa)));
+        if (huge) return undefined;
+      }
     }
-    await this.#aug(gpa);
+    return this.#aug(gpa);
   }
+}
+
+/** Nothing (ends a promise chain whose value nobody reads). */
+function nothing(): void {}
+
+/**
+ * Whether the EEQ of an EPT-violation exit is an ACCEPT's (type 1) asking for 2M (info bits 2:0 at bit 32): on the
+ * number when the EEQ converts exactly (an ACCEPT's always does), no bigint made per exit.
+ */
+function acceptsAt2m(eeq: bigint): boolean {
+  if (eeq <= MAX_EXACT_EEQ) {
+    const value = Number(eeq);
+    return value % 16 === 1 && Math.floor(value / EEQ_INFO) % 8 === 1;
+  }
+  return (eeq & 0xfn) === 1n && ((eeq >> 32n) & 7n) === 1n;
 }

@@ -145,4 +145,33 @@ describe('HypervVmm keeps its own table', () => {
     ).toBe(true);
     expect([...tables.privateMappings()]).toHaveLength(512);
   });
+
+  it('its shortcuts (the last region looked up, the last region fully linked) never answer for a stale record', () => {
+    const tables = new HypervTables(3);
+    const a = 3 * MIB2;
+    const b = 9 * MIB2;
+    expect(tables.missingTables(a + PAGE, 0)).toEqual([3, 2, 1]);
+    for (const level of [3, 2, 1]) tables.linked(level, a);
+    expect(tables.missingTables(a + PAGE, 0)).toEqual([]);
+    // The next region of the same 1G table still lacks its own 2M-level table.
+    expect(tables.missingTables(a + MIB2, 0)).toEqual([1]);
+    expect(tables.missingTables(a + 2 * PAGE, 0)).toEqual([]);
+    // A region emptied and mapped again, with another region looked up in between and not.
+    tables.mapped({ gpa: a, level: 0, hpa: 2 ** 40, blocked: false });
+    tables.removed(0, a);
+    expect(tables.hasLeaf(a)).toBe(false);
+    tables.mapped({ gpa: a + PAGE, level: 0, hpa: 2 ** 40 + PAGE, blocked: false });
+    expect(tables.hasLeaf(a)).toBe(false);
+    expect(tables.leafAt(a + PAGE)).toEqual({ gpa: a + PAGE, level: 0, hpa: 2 ** 40 + PAGE, blocked: false });
+    tables.mapped({ gpa: b, level: 0, hpa: 2 ** 41, blocked: false });
+    tables.removed(0, a + PAGE);
+    expect(tables.hasLeaf(a + PAGE)).toBe(false);
+    expect(tables.hasLeaf(b)).toBe(true);
+    tables.removed(0, b);
+    expect(tables.hasLeaf(b)).toBe(false);
+    tables.mapped({ gpa: b + PAGE, level: 0, hpa: 2 ** 41, blocked: true });
+    expect(tables.hasLeaf(b)).toBe(false);
+    expect(tables.leafAt(b + PAGE)?.blocked).toBe(true);
+    expect([...tables.privateMappings()]).toEqual([{ gpa: b + PAGE, level: 0, hpa: 2 ** 41 }]);
+  });
 });
