@@ -13,7 +13,10 @@ import {
   type ExploreOptions,
   exploreSchedules,
   faultRacingZap,
+  hypervVmmFactory,
+  kvmVmmFactory,
   MirrorVmm,
+  raceScenarios,
 } from '../src/index.js';
 
 const quick = process.argv.includes('--quick');
@@ -39,6 +42,49 @@ const acceptVersusZap: ExploreOptions['scenario'] = async (ctx) => {
   ]);
   return { module, tdr: kvm.td.tdr, vmm: kvm } satisfies ExploredTd;
 };
+
+/**
+ * The race catalogue on KVM and Hyper-V, each race's TD built once and restored per schedule (an adopting factory)
+ * and built per schedule (the same factory without adoption): schedules per CPU-second of each, min of `runs`.
+ */
+async function restoreVersusBuild(schedules: number, runs: number): Promise<void> {
+  const backends = [
+    ['kvm', () => kvmVmmFactory({ seed: 1 })],
+    ['hyperv-512', () => hypervVmmFactory({ seed: 1, chunkPages: 512 })],
+  ] as const;
+  const races = raceScenarios.filter((r) => r.appliesTo === undefined);
+  for (const [name, make] of backends) {
+    const cpuOf = async (restore: boolean): Promise<{ cpu: number; schedules: number }> => {
+      let best = Number.POSITIVE_INFINITY;
+      let total = 0;
+      for (let run = 0; run < runs; run++) {
+        const cpu = process.cpuUsage();
+        total = 0;
+        for (const race of races) {
+          const adopting = make();
+          const factory = restore
+            ? adopting
+            : (module: Parameters<typeof adopting>[0], build: Parameters<typeof adopting>[1]) =>
+                adopting(module, build);
+          const result = await exploreSchedules({
+            scenario: race.scenario(factory),
+            schedules,
+            shrink: false,
+          });
+          total += result.schedulesRun;
+        }
+        const used = process.cpuUsage(cpu);
+        best = Math.min(best, (used.user + used.system) / 1e6);
+      }
+      return { cpu: best, schedules: total };
+    };
+    const built = await cpuOf(false);
+    const restored = await cpuOf(true);
+    console.log(
+      `race catalogue on ${name} (${races.length} races x ${schedules} PCT schedules, ${built.schedules} run): built per schedule ${Math.round(built.schedules / built.cpu)} schedules/CPU-s (${built.cpu.toFixed(2)} s), restored per schedule ${Math.round(restored.schedules / restored.cpu)} schedules/CPU-s (${restored.cpu.toFixed(2)} s): x${(built.cpu / restored.cpu).toFixed(2)}  [min CPU of ${runs} runs]`,
+    );
+  }
+}
 
 async function measure(name: string, options: ExploreOptions): Promise<void> {
   const cpu = process.cpuUsage();
@@ -74,6 +120,7 @@ async function main(): Promise<void> {
     scheduler: 'random',
     schedules: n,
   });
+  await restoreVersusBuild(quick ? 20 : 100, quick ? 1 : 3);
   const bug = buggyVmm('lockless-zap');
   if (bug !== undefined) {
     const started = performance.now();
