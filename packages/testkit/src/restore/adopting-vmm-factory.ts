@@ -14,7 +14,10 @@ import { TestkitError } from '../errors.js';
 export interface AdoptedTd {
   readonly module: TdxModule;
   readonly td: BuiltTd;
-  readonly vmm: Vmm & { run(): Promise<void>[] };
+  readonly vmm: Vmm & {
+    /** Starts the vCPUs' host threads (as `HostedTd.run`). */
+    run(): Promise<void>[];
+  };
 }
 
 /**
@@ -23,6 +26,7 @@ export interface AdoptedTd {
  * start as after its own build. Makes no SEAMCALL.
  */
 export interface AdoptedCheckpoint {
+  /** A new module in the checkpointed state with `services`, the TD and a backend that took it over. */
   restore(services: TdxModuleServices): AdoptedTd;
 }
 
