@@ -5,21 +5,27 @@
  * trace, its replay), the same replays — and no schedule may see anything of the schedules before it (their pages,
  * the backend's tables, the scheduler's yield-point objects).
  */
+
+import { vmcallMapGpa } from '@tdxsim/guest';
 import { KvmVmm } from '@tdxsim/host-kvm';
 import {
   checkpointTd,
   MemoryTraceSink,
   RandomScheduler,
   type ScheduleStep,
+  sharedBit,
   type VmmFactory,
   type YieldPoint,
 } from '@tdxsim/tdx-module';
 import { describe, expect, it } from 'vitest';
 import {
+  type AdoptingVmmFactory,
   adoptingVmmFactory,
   canAdopt,
   type ExploreContext,
   type ExploreResult,
+  type ExploreScenario,
+  exploredHostedTd,
   exploreSchedules,
   formatTraceEvent,
   hypervVmmFactory,
@@ -185,6 +191,60 @@ describe('exploration on a restored TD gives what exploration on a built TD give
       expect(restored.seen.map((run) => run.trace)).toEqual(built.seen.map((run) => run.trace));
     }
   }, 600_000);
+});
+
+describe("the backend's seed on a restored TD", () => {
+  /** A guest that converts 16 MiB to shared with MapGPA, following RETRYs: the backend's seeded events show. */
+  const mapGpaScenario =
+    (factory: VmmFactory, lines: string[][]): ExploreScenario =>
+    async (ctx) => {
+      const { module, hosted } = await exploredHostedTd(
+        ctx,
+        factory,
+        { tdmr: { base: 2 ** 34, size: 2 ** 30 } },
+        { gpaw: 48, vcpus: 1 },
+      );
+      for (const thread of hosted.run()) thread.catch(() => {});
+      const td = ctx.watch({ module, tdr: hosted.td.tdr, vmm: hosted.vmm });
+      const seen: string[] = [];
+      lines.push(seen);
+      const end = 0x100_0000 + 16 * 2 ** 20;
+      for (let at = 0x100_0000, calls = 0; at < end && calls < 64; calls++) {
+        const reply = await vmcallMapGpa(hosted.td.guest(0), BigInt(sharedBit(48) + at), BigInt(end - at));
+        seen.push(`r10=0x${reply.r10.toString(16)} r11=0x${reply.r11.toString(16)}`);
+        if (reply.r10 !== 1n) break;
+        at = Number(reply.r11) - sharedBit(48);
+      }
+      return td;
+    };
+
+  async function mapGpaLines(make: () => AdoptingVmmFactory, restore: boolean): Promise<string[][]> {
+    const lines: string[][] = [];
+    const adopting = make();
+    const result = await exploreSchedules({
+      scenario: mapGpaScenario(restore ? adopting : building(adopting), lines),
+      schedules: 4,
+      seed: 3,
+    });
+    expect(result.failure?.message).toBeUndefined();
+    return lines;
+  }
+
+  it("every schedule's backend starts from its seed, restored as built (KVM's pending events, Hyper-V's no-progress RETRYs)", async () => {
+    const backends = [
+      (seed: number) => () => kvmVmmFactory({ seed, pendingEventRate: 0.5 }),
+      (seed: number) => () => hypervVmmFactory({ seed, chunkPages: 512, noProgressRate: 0.5 }),
+    ];
+    for (const backend of backends) {
+      const restored = await mapGpaLines(backend(7), true);
+      expect(restored).toEqual(await mapGpaLines(backend(7), false));
+      // RETRYs came (the seed is used), every schedule saw the same (no schedule continues another's random stream),
+      // and another seed sees other RETRYs.
+      expect(restored[0]?.length).toBeGreaterThan(2);
+      for (const run of restored) expect(run).toEqual(restored[0]);
+      expect(await mapGpaLines(backend(8), true)).not.toEqual(restored);
+    }
+  });
 });
 
 describe('replayBuild', () => {
