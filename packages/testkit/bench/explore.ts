@@ -13,7 +13,10 @@ import {
   type ExploreOptions,
   exploreSchedules,
   faultRacingZap,
+  hypervVmmFactory,
+  kvmVmmFactory,
   MirrorVmm,
+  raceScenarios,
 } from '../src/index.js';
 
 const quick = process.argv.includes('--quick');
@@ -39,6 +42,48 @@ const acceptVersusZap: ExploreOptions['scenario'] = async (ctx) => {
   ]);
   return { module, tdr: kvm.td.tdr, vmm: kvm } satisfies ExploredTd;
 };
+
+/**
+ * The race catalogue on KVM and Hyper-V, each race's TD built once and restored per schedule (an adopting factory)
+ * and built per schedule (the same factory without adoption): schedules per CPU-second of each, min of `runs`.
+ */
+async function restoreVersusBuild(schedules: number, runs: number): Promise<void> {
+  const backends = [
+    ['kvm', () => kvmVmmFactory({ seed: 1 })],
+    ['hyperv-512', () => hypervVmmFactory({ seed: 1, chunkPages: 512 })],
+  ] as const;
+  const races = raceScenarios.filter((r) => r.appliesTo === undefined);
+  for (const [name, make] of backends) {
+    /** One exploration of every race, the TD restored or built per schedule: its CPU seconds and schedules run. */
+    const once = async (restore: boolean): Promise<{ cpu: number; schedules: number }> => {
+      const cpu = process.cpuUsage();
+      let total = 0;
+      for (const race of races) {
+        const adopting = make();
+        const factory: VmmFactory = restore ? adopting : (module, build) => adopting(module, build);
+        const result = await exploreSchedules({ scenario: race.scenario(factory), schedules, shrink: false });
+        total += result.schedulesRun;
+      }
+      const used = process.cpuUsage(cpu);
+      return { cpu: (used.user + used.system) / 1e6, schedules: total };
+    };
+    // Alternated, so that neither mode runs on a warmer JIT or a quieter machine; the min of each.
+    const built = { cpu: Number.POSITIVE_INFINITY, schedules: 0 };
+    const restored = { cpu: Number.POSITIVE_INFINITY, schedules: 0 };
+    for (let run = 0; run < runs; run++)
+      for (const [restore, best] of [
+        [false, built],
+        [true, restored],
+      ] as const) {
+        const { cpu, schedules: count } = await once(restore);
+        best.cpu = Math.min(best.cpu, cpu);
+        best.schedules = count;
+      }
+    console.log(
+      `race catalogue on ${name} (${races.length} races x ${schedules} PCT schedules, ${built.schedules} run): built per schedule ${Math.round(built.schedules / built.cpu)} schedules/CPU-s (${built.cpu.toFixed(2)} s), restored per schedule ${Math.round(restored.schedules / restored.cpu)} schedules/CPU-s (${restored.cpu.toFixed(2)} s): x${(built.cpu / restored.cpu).toFixed(2)}  [min CPU of ${runs} runs each, alternated]`,
+    );
+  }
+}
 
 async function measure(name: string, options: ExploreOptions): Promise<void> {
   const cpu = process.cpuUsage();
@@ -74,6 +119,7 @@ async function main(): Promise<void> {
     scheduler: 'random',
     schedules: n,
   });
+  await restoreVersusBuild(quick ? 20 : 100, quick ? 1 : 5);
   const bug = buggyVmm('lockless-zap');
   if (bug !== undefined) {
     const started = performance.now();

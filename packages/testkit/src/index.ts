@@ -188,6 +188,16 @@ export {
   type SafetyWorkload,
   type WorkloadStep,
 } from './properties/safety-workload.js';
+export {
+  type AdoptedCheckpoint,
+  type AdoptedTd,
+  type AdoptingVmmFactory,
+  adoptingVmmFactory,
+  canAdopt,
+  hypervVmmFactory,
+  kvmVmmFactory,
+} from './restore/adopting-vmm-factory.js';
+export { exploredHostedTd } from './restore/hosted-td.js';
 export { ConversionEvidenceSink, type PendingMapGpa } from './safety/conversion-evidence-sink.js';
 export {
   type ConversionEvidence,

@@ -3,7 +3,6 @@
  * races vCPU 1 and the host in one 2M region. An honest guest on an honest backend survives them under explored
  * schedules; a guest that believes a lying R11 is caught by its ledger; bad arguments are typed errors.
  */
-import { KvmVmm } from '@tdxsim/host-kvm';
 import { TdxIds, tdxModule, type VmmFactory } from '@tdxsim/tdx-module';
 import { Container } from 'inversify';
 import { describe, expect, it } from 'vitest';
@@ -13,15 +12,14 @@ import {
   guestRaceScenarios,
   guestRaces,
   hostileVmms,
+  kvmVmmFactory,
   policyGuest,
   raceScenarios,
   TestkitError,
 } from '../src/index.js';
 
-const kvm: VmmFactory = async (module, build) => {
-  const vmm = await KvmVmm.create(module, {}, build);
-  return { vmm, td: vmm.td, run: () => vmm.run() };
-};
+/** KVM, its race TD built once and restored per schedule (the explorer's restore path, with the guest under test). */
+const kvm: VmmFactory = kvmVmmFactory();
 
 function hostile(name: string): VmmFactory {
   const entry = hostileVmms.find((h) => h.name === name);

@@ -1,5 +1,7 @@
-import { hypervVmm } from '@tdxsim/host-hyperv';
-import { kvmVmm } from '@tdxsim/host-kvm';
+import { HypervVmm, type HypervVmmOptions, hypervVmm } from '@tdxsim/host-hyperv';
+import { KvmVmm, type KvmVmmOptions, kvmVmm } from '@tdxsim/host-kvm';
+import type { TdCheckpoint } from '@tdxsim/tdx-module';
+import type { AdoptedCheckpoint } from '@tdxsim/testkit';
 import type { ContainerModule } from 'inversify';
 
 /** One VMM the matrix can run a guest against. */
@@ -11,6 +13,13 @@ export interface VmmEntry {
   readonly description: string;
   /** The backend's ContainerModule for `composeTd`, seeded for the scenario. */
   module(seed: number): ContainerModule;
+  /**
+   * How the backend that `module(seed)` builds takes over a checkpoint of a TD it built, as it would have after its
+   * own build (e.g. `KvmVmm.adoptCheckpoint(checkpoint, options)` with the options `module(seed)` gives `kvmVmm`).
+   * With it, `tdxsim explore` builds each race's TD once and restores it per schedule; without it (hostile and users'
+   * backends) it builds per schedule. Both give the same schedules and reports.
+   */
+  adopt?(seed: number): (checkpoint: TdCheckpoint) => Promise<AdoptedCheckpoint>;
   /**
    * The backend this one differs from only in how it answers MapGPA (e.g. `hyperv-2048` from `hyperv-512`). A workload
    * that makes no MapGPA call runs the same on both, so the default matrix runs it on the original only.
@@ -34,6 +43,7 @@ export function honestVmms(): VmmEntry[] {
     ...(chunkPages === 512 ? {} : { mapGpaVariantOf: 'hyperv-512' }),
     description: `Hyper-V-like: at most ${chunkPages} pages per MapGPA call, RETRY with R11 = the next GPA`,
     module: (seed) => hypervVmm({ chunkPages, seed }),
+    adopt: (seed) => adoptHyperv({ chunkPages, seed }),
   });
   return [
     {
@@ -42,6 +52,7 @@ export function honestVmms(): VmmEntry[] {
       description: 'KVM-like: MapGPA in 2 MiB chunks, lazy AUG, BLOCK → TRACK → kick → REMOVE',
       privateAt4k: true,
       module: (seed) => kvmVmm({ seed }),
+      adopt: (seed) => adoptKvm({ seed }),
     },
     {
       name: 'kvm-events',
@@ -50,9 +61,15 @@ export function honestVmms(): VmmEntry[] {
       description: 'KVM-like with an event pending after half of the chunks: RETRY with R11 = the next GPA',
       privateAt4k: true,
       module: (seed) => kvmVmm({ seed, pendingEventRate: 0.5 }),
+      adopt: (seed) => adoptKvm({ seed, pendingEventRate: 0.5 }),
     },
     hyperv(512),
     hyperv(2048),
     hyperv(8192),
   ];
 }
+
+const adoptKvm = (options: KvmVmmOptions) => (checkpoint: TdCheckpoint) =>
+  KvmVmm.adoptCheckpoint(checkpoint, options);
+const adoptHyperv = (options: HypervVmmOptions) => (checkpoint: TdCheckpoint) =>
+  HypervVmm.adoptCheckpoint(checkpoint, options);

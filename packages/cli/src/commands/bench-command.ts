@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { getHeapStatistics } from 'node:v8';
-import { kvmVmm } from '@tdxsim/host-kvm';
+import { KvmVmm, kvmVmm } from '@tdxsim/host-kvm';
 import {
   buildTd,
   encodeLeaf,
@@ -172,7 +172,12 @@ async function bench(args: BenchOptions): Promise<number> {
   const kvm = vmms.find((v) => v.name === 'kvm') ?? (vmms[0] as VmmEntry);
   const kvmHuge: VmmEntry =
     kvm.name === 'kvm'
-      ? { ...kvm, name: 'kvm-2m', module: (seed) => kvmVmm({ seed, hugePages: true }) }
+      ? {
+          ...kvm,
+          name: 'kvm-2m',
+          module: (seed) => kvmVmm({ seed, hugePages: true }),
+          adopt: (seed) => (checkpoint) => KvmVmm.adoptCheckpoint(checkpoint, { seed, hugePages: true }),
+        }
       : kvm;
   const judged = !args.quick;
   const runs = args.runs ?? (args.quick ? 1 : 3);

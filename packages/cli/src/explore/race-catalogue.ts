@@ -1,5 +1,11 @@
 import { TdxIds, tdxModule, type VmmFactory } from '@tdxsim/tdx-module';
-import { guestRaceScenarios, guestRaces, type RaceScenario, raceScenarios } from '@tdxsim/testkit';
+import {
+  adoptingVmmFactory,
+  guestRaceScenarios,
+  guestRaces,
+  type RaceScenario,
+  raceScenarios,
+} from '@tdxsim/testkit';
 import { Container } from 'inversify';
 import type { Catalog } from '../catalog/catalog.js';
 import type { VmmEntry } from '../catalog/vmm-catalog.js';
@@ -95,12 +101,15 @@ export function raceCells(
 /**
  * A backend entry as the `VmmFactory` race scenarios take. Each call loads the entry's ContainerModule afresh (seeded
  * with `seed`), so that no state of a backend's module outlives one schedule: every schedule and every replay starts
- * from the same backend.
+ * from the same backend. An entry that can adopt a checkpoint (`adopt`) gives an `AdoptingVmmFactory`: the races
+ * then build their TD once per factory (one per cell, one per replay) and restore it per schedule, each restore taken
+ * over by a new backend.
  */
 export function vmmFactory(entry: VmmEntry, seed: number): VmmFactory {
-  return (module, build) => {
+  const factory: VmmFactory = (module, build) => {
     const container = new Container();
     container.load(tdxModule({ seed }), entry.module(seed));
     return container.get<VmmFactory>(TdxIds.VmmFactory)(module, build);
   };
+  return entry.adopt === undefined ? factory : adoptingVmmFactory(factory, entry.adopt(seed));
 }

@@ -2,16 +2,15 @@ import { tdgVpInfo } from '@tdxsim/guest';
 import {
   encodeLeaf,
   type HostCpu,
-  type HostedTd,
   injectNmis,
   makeGprs,
   type NmiBlockingAtSeamret,
   TdcallLeaf,
   TdvmcallSubfunction,
-  TdxModule,
   VmcallExposure,
   type VmmFactory,
 } from '@tdxsim/tdx-module';
+import { exploredHostedTd } from '../restore/hosted-td.js';
 import type { ExploredRun, ExploredTd, ExploreProperty, ExploreScenario } from './explore-types.js';
 
 /** The TDMR the scenario's module manages: 1 GiB at 16 GiB, as every race scenario's. */
@@ -53,15 +52,12 @@ export function nmisAroundTdExits(
   const rounds = options.rounds ?? 3;
   const delay = options.delay ?? 2;
   return async (ctx) => {
-    const module = new TdxModule(
-      {
-        tdmr: TDMR,
-        guestStuckLimit: 6,
-        nmiBlockingAtSeamret: options.nmiBlockingAtSeamret ?? 'restore',
-      },
-      ctx.services,
+    const { module, hosted } = await exploredHostedTd(
+      ctx,
+      backend,
+      { tdmr: TDMR, guestStuckLimit: 6, nmiBlockingAtSeamret: options.nmiBlockingAtSeamret ?? 'restore' },
+      { gpaw: 48, vcpus: 1 },
     );
-    const hosted: HostedTd = await backend(module, { gpaw: 48, vcpus: 1 });
     for (const thread of hosted.run()) thread.catch(() => {});
     const td = ctx.watch({ module, tdr: hosted.td.tdr, vmm: hosted.vmm });
     const cpu = hosted.td.guest(0);

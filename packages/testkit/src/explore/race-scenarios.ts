@@ -2,7 +2,6 @@ import { tdgAccept, vmcallMapGpa } from '@tdxsim/guest';
 import {
   encodeLeaf,
   type GuestCpu,
-  type HostedTd,
   makeGprs,
   sharedBit,
   TdcallLeaf,
@@ -12,6 +11,8 @@ import {
   type Vmm,
   type VmmFactory,
 } from '@tdxsim/tdx-module';
+import type { AdoptingVmmFactory } from '../restore/adopting-vmm-factory.js';
+import { exploredHostedTd } from '../restore/hosted-td.js';
 import { assertFunctionArgument } from './explore-arguments.js';
 import type { ExploreContext, ExploredTd, ExploreProperty, ExploreScenario } from './explore-types.js';
 import { nmisAroundTdExits, nmisHandledInOrder } from './nmi-race.js';
@@ -85,13 +86,18 @@ export async function race(...actions: Promise<unknown>[]): Promise<string[]> {
 
 /**
  * A 2-vCPU TD (GPAW 48) built by `backend` on a module with the run's scheduler, its host threads running and the
- * TD registered with `ctx.watch`. A guest access that faults more than `guestStuckLimit` (default six) times in a row
+ * TD registered with `ctx.watch`; with an {@link AdoptingVmmFactory} built once and restored per run (see
+ * {@link exploredHostedTd}). A guest access that faults more than `guestStuckLimit` (default six) times in a row
  * gives up (GUEST_STUCK; at six, before zero-step mitigation would list its GPA), so that a backend that never
  * resolves a fault cannot hang a run.
  */
 export async function raceTd(ctx: ExploreContext, backend: VmmFactory, guestStuckLimit = 6) {
-  const module = new TdxModule({ tdmr: TDMR, guestStuckLimit }, ctx.services);
-  const hosted: HostedTd = await backend(module, { gpaw: 48, vcpus: 2 });
+  const { module, hosted } = await exploredHostedTd(
+    ctx,
+    backend,
+    { tdmr: TDMR, guestStuckLimit },
+    { gpaw: 48, vcpus: 2 },
+  );
   // A host thread that ends (the VMM stopped a vCPU) is seen by the guest as VCPU_NOT_RESUMED.
   for (const thread of hosted.run()) thread.catch(() => {});
   const td = ctx.watch({ module, tdr: hosted.td.tdr, vmm: hosted.vmm });
@@ -315,8 +321,12 @@ function hasMemRegions(vmm: Vmm): vmm is MemRegionVmm {
 export function pageAddContention(backend: VmmFactory): ExploreScenario<RaceOutcome> {
   assertBackend(backend);
   return async (ctx) => {
-    const module = new TdxModule({ tdmr: TDMR, guestStuckLimit: 6 }, ctx.services);
-    const hosted = await backend(module, { gpaw: 48, vcpus: 1, skipFinalize: true });
+    const { module, hosted } = await exploredHostedTd(
+      ctx,
+      backend,
+      { tdmr: TDMR, guestStuckLimit: 6 },
+      { gpaw: 48, vcpus: 1, skipFinalize: true },
+    );
     const td = ctx.watch({ module, tdr: hosted.td.tdr, vmm: hosted.vmm });
     const vmm = hosted.vmm;
     if (!hasMemRegions(vmm))

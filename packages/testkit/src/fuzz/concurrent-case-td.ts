@@ -1,17 +1,8 @@
 import { HypervVmm, type HypervVmmOptions } from '@tdxsim/host-hyperv';
 import { KvmVmm, type KvmVmmOptions } from '@tdxsim/host-kvm';
-import {
-  type BuiltTd,
-  buildTd,
-  checkpointTd,
-  MemoryTraceSink,
-  TdxModule as Module,
-  type Scheduler,
-  type TdxModule,
-  type TraceEvent,
-  type YieldPoint,
-} from '@tdxsim/tdx-module';
+import { type BuiltTd, buildTd, checkpointTd, type TdxModule } from '@tdxsim/tdx-module';
 import type { ExploreContext } from '../explore/explore-types.js';
+import { type RecordedBuild, recordBuild, replayBuild } from '../restore/recorded-build.js';
 
 /** The backend that takes a restored case TD over, and its options. */
 export type CaseBackend =
@@ -19,49 +10,34 @@ export type CaseBackend =
   | { readonly backend: 'hyperv'; readonly options: HypervVmmOptions };
 
 /**
- * One built TD of a given shape, checkpointed, with what its build showed the explorer: the yield points its
- * SEAMCALLs passed and the trace events they recorded. Each backend adopts the checkpoint once.
+ * One built TD of a given shape, checkpointed, with what its build showed the explorer (see {@link recordBuild}).
+ * Each backend adopts the checkpoint once.
  */
 interface CaseTemplate {
   readonly kvm: Awaited<ReturnType<typeof KvmVmm.adoptCheckpoint>>;
   readonly hyperv: Awaited<ReturnType<typeof HypervVmm.adoptCheckpoint>>;
-  readonly points: readonly YieldPoint[];
-  readonly events: readonly TraceEvent[];
+  readonly recorded: RecordedBuild;
 }
 
 /** By vCPU count and TDMR: a case TD has GPAW 48 and one vCPU per plan. */
 const templates = new Map<string, Promise<CaseTemplate>>();
 
-/** A scheduler that lets every flow go on at once and records where it could have switched threads. */
-class RecordingScheduler implements Scheduler {
-  readonly points: YieldPoint[] = [];
-  yieldAt(point: YieldPoint): undefined {
-    this.points.push(point);
-    return undefined;
-  }
-}
-
 async function makeTemplate(vcpus: number, tdmr: { base: number; size: number }): Promise<CaseTemplate> {
-  const scheduler = new RecordingScheduler();
-  const trace = new MemoryTraceSink(1_000_000);
-  const module = new Module({ tdmr }, { scheduler, trace });
   // KvmVmm.create and HypervVmm.create build with buildTd(skipFinalize) then TDH.MR.FINALIZE: the same SEAMCALLs.
-  const td = await buildTd(module, { gpaw: 48, vcpus });
+  const { module, built: td, recorded } = await recordBuild({ tdmr }, (m) => buildTd(m, { gpaw: 48, vcpus }));
   const checkpoint = checkpointTd(module, td);
   return {
     kvm: await KvmVmm.adoptCheckpoint(checkpoint),
     hyperv: await HypervVmm.adoptCheckpoint(checkpoint),
-    points: scheduler.points,
-    events: trace.events,
+    recorded,
   };
 }
 
 /**
  * The TD of a concurrent case without a build: a checkpoint of one built TD of `vcpus` vCPUs (taken once per shape)
  * restored with the explorer's services and taken over by the case's backend. What the explorer saw of the build is
- * given to it again — the trace events recorded into `ctx.trace`, the yield points passed through the restored
- * module (each a step of the schedule: with one thread there is no choice, but PCT's change points, the step budget
- * and the schedule's signature count them) — so a case has the schedule and the report a build gives it.
+ * given to it again ({@link replayBuild}: the trace events and the yield points, in the build's order, each point a
+ * copy of its own), so a case has the schedule and the report a build gives it.
  */
 export async function concurrentCaseTd(
   vcpus: number,
@@ -77,16 +53,12 @@ export async function concurrentCaseTd(
     template.catch(() => templates.delete(key));
     templates.set(key, template);
   }
-  const { kvm, hyperv, points, events } = await template;
+  const { kvm, hyperv, recorded } = await template;
   const services = { scheduler: ctx.scheduler, trace: ctx.trace };
   const restored =
     backend.backend === 'kvm'
       ? kvm.restore(services, backend.options)
       : hyperv.restore(services, backend.options);
-  if (ctx.trace.enabled) for (const event of events) ctx.trace.record(event);
-  for (const point of points) {
-    const wait = restored.module.yieldAt(point);
-    if (wait !== undefined) await wait;
-  }
+  await replayBuild(restored.module, ctx.trace, recorded);
   return restored;
 }

@@ -1,8 +1,6 @@
 import type { KvmVmmOptions } from '@tdxsim/host-kvm';
-import { KvmVmm } from '@tdxsim/host-kvm';
-import type { VmmFactory } from '@tdxsim/tdx-module';
 import { describe, expect, it } from 'vitest';
-import { exploreSchedules, raceScenarios } from '../../src/index.js';
+import { exploreSchedules, kvmVmmFactory, raceScenarios } from '../../src/index.js';
 import { kvmRaceProperty, kvmRaces, kvmScenario } from './kvm-races.js';
 
 /**
@@ -11,14 +9,6 @@ import { kvmRaceProperty, kvmRaces, kvmScenario } from './kvm-races.js';
  */
 export const LONG = process.env['TDXSIM_LONG'] === '1';
 export const SCHEDULES = LONG ? 1000 : 150;
-
-/** The KVM backend with `options`, as a factory for the testkit's race catalogue. */
-function kvmFactory(options: KvmVmmOptions): VmmFactory {
-  return async (module, build) => {
-    const vmm = await KvmVmm.create(module, options, build);
-    return { vmm, td: vmm.td, run: () => vmm.run() };
-  };
-}
 
 /**
  * The KVM issue's race scenarios and the testkit's race catalogue, explored on the KVM backend with `options`: every
@@ -52,7 +42,7 @@ export function exploreKvm(label: string, options: KvmVmmOptions): void {
   describe(`${label}: the testkit's race catalogue (60 random schedules each)`, () => {
     it.each(raceScenarios.map((race) => [race.name, race] as const))('%s', async (_name, race) => {
       const result = await exploreSchedules({
-        scenario: race.scenario(kvmFactory(options)),
+        scenario: race.scenario(kvmVmmFactory(options)),
         scheduler: 'random',
         schedules: 60,
         seed: 1,

@@ -1,7 +1,20 @@
 import { TdGuest, tdgAccept } from '@tdxsim/guest';
-import { KvmVmm, type KvmVmmOptions, MirrorEntry } from '@tdxsim/host-kvm';
-import { encodeLeaf, type GuestCpu, makeGprs, sharedBit, TdcallLeaf, TdxModule } from '@tdxsim/tdx-module';
-import type { ExploredTd, ExploreProperty, ExploreScenario } from '../../src/index.js';
+import { type KvmVmm, type KvmVmmOptions, MirrorEntry } from '@tdxsim/host-kvm';
+import {
+  encodeLeaf,
+  type GuestCpu,
+  makeGprs,
+  sharedBit,
+  TdcallLeaf,
+  type VmmFactory,
+} from '@tdxsim/tdx-module';
+import {
+  type ExploredTd,
+  type ExploreProperty,
+  type ExploreScenario,
+  exploredHostedTd,
+  kvmVmmFactory,
+} from '../../src/index.js';
 
 // The race scenarios of the KVM concurrency issue (host-kvm), run by the explorer: each builds a TD with two vCPUs
 // and one guest per vCPU on the KVM backend, runs a short set-up, then the racing operations. R is a 2M region whose
@@ -291,11 +304,21 @@ function attributesHonoured(kvm: KvmVmm, start: number, end: number): string[] {
   return problems;
 }
 
-/** `race` on a KVM backend with `options`, as an explorer scenario. A VM death ends the run with its reason. */
-export function kvmScenario(race: KvmRace, options: KvmVmmOptions): ExploreScenario<KvmRaceTd> {
+/**
+ * `race` on a KVM backend with `options`, as an explorer scenario. A VM death ends the run with its reason. The TD is
+ * built once and restored per run (`setUp: 'restore'`, the default: `kvmVmmFactory` adopts it), or built per run
+ * (`'build'`): both give every schedule the same run (explore-restore-equivalence.spec.ts).
+ */
+export function kvmScenario(
+  race: KvmRace,
+  options: KvmVmmOptions,
+  setUp: 'restore' | 'build' = 'restore',
+): ExploreScenario<KvmRaceTd> {
+  const adopting = kvmVmmFactory(options);
+  const factory: VmmFactory = setUp === 'restore' ? adopting : (module, build) => adopting(module, build);
   return async (ctx) => {
-    const module = new TdxModule({ tdmr: TDMR }, ctx.services);
-    const kvm = await KvmVmm.create(module, options, { gpaw: 48, vcpus: 2 });
+    const { module, hosted } = await exploredHostedTd(ctx, factory, { tdmr: TDMR }, { gpaw: 48, vcpus: 2 });
+    const kvm = hosted.vmm as KvmVmm;
     // A host thread the backend stops (a dead VM) is seen by the guest as VCPU_NOT_RESUMED.
     for (const thread of kvm.run()) thread.catch(() => undefined);
     const td = ctx.watch({ module, tdr: kvm.td.tdr, vmm: kvm });

@@ -1,6 +1,7 @@
 import { KvmVmm } from '@tdxsim/host-kvm';
 import { type BuildTdOptions, TdxIds, type TdxModule, type VmmFactory } from '@tdxsim/tdx-module';
 import { ContainerModule } from 'inversify';
+import { type AdoptingVmmFactory, kvmVmmFactory } from '../../restore/adopting-vmm-factory.js';
 
 /**
  * The host-kvm backend as a buggy-but-honest VMM: the same shape as the entries of `buggyVmms` (name, description,
@@ -17,16 +18,17 @@ export interface BuggyKvmVmm {
   create(module: TdxModule, build?: BuildTdOptions): Promise<KvmVmm>;
   /** The same backend with the bug fixed (the real KVM backend): the control. */
   createFixed(module: TdxModule, build?: BuildTdOptions): Promise<KvmVmm>;
-  /** Its {@link VmmFactory}, for composeTd and the explorer's scenarios. */
-  factory(): VmmFactory;
+  /**
+   * Its {@link VmmFactory}, for composeTd and the explorer's scenarios; it adopts checkpoints too (an
+   * {@link AdoptingVmmFactory}: the race scenarios build its TD once and restore it per schedule).
+   */
+  factory(): AdoptingVmmFactory;
   /** Its ContainerModule for `composeTd({ vmm })`. */
   module(): ContainerModule;
 }
 
-const factory = (): VmmFactory => async (module, build) => {
-  const vmm = await KvmVmm.create(module, { mmuLock: 'none' }, build);
-  return { vmm, td: vmm.td, run: () => vmm.run() };
-};
+/** `KvmVmm.create(module, { mmuLock: 'none' }, build)`, which can also adopt a checkpoint of a TD it built. */
+const factory = (): AdoptingVmmFactory => kvmVmmFactory({ mmuLock: 'none' });
 
 /**
  * The KVM backend with no mmu_lock at all (`kvmVmm({ mmuLock: 'none' })`): the variant the seed thread on KVM's
