@@ -194,6 +194,20 @@ export interface TdxModuleServices {
 }
 
 const log = new HotLogger('seamcall');
+
+/** The trace's name of each known leaf by number, looked up in an array: three trace events of every 4K exit name one. */
+const SEAMCALL_TRACE_NAMES = Array.from({ length: 64 }, (_, leaf) => seamcallLeafName(leaf));
+const TDCALL_TRACE_NAMES = Array.from({ length: 16 }, (_, leaf) => tdcallLeafName(leaf));
+
+/** A SEAMCALL leaf (0 … 0xffff) as the trace names it: `TDH.MEM.PAGE.AUG`, or `SEAMCALL n` for an unknown one. */
+function seamcallTraceName(leaf: number): string {
+  return (leaf < 64 ? SEAMCALL_TRACE_NAMES[leaf] : undefined) ?? `SEAMCALL ${leaf}`;
+}
+
+/** A TDCALL leaf (0 … 0xffff) as the trace names it: `TDG.MEM.PAGE.ACCEPT`, or `TDCALL n` for an unknown one. */
+function tdcallTraceName(leaf: number): string {
+  return (leaf < 16 ? TDCALL_TRACE_NAMES[leaf] : undefined) ?? `TDCALL ${leaf}`;
+}
 const guestLog = new HotLogger('tdcall');
 
 /**
@@ -355,7 +369,7 @@ export class TdxModule implements SeamcallPort {
       m.trace.record({
         kind: 'seamcall',
         time: m.clock.now(),
-        leaf: seamcallLeafName(leaf) ?? `SEAMCALL ${leaf}`,
+        leaf: seamcallTraceName(leaf),
         args: {
           rcx: regs[1] as bigint,
           rdx: regs[2] as bigint,
@@ -439,7 +453,9 @@ export class TdxModule implements SeamcallPort {
       }
       td = decision.td;
       vcpu = decision.vcpu;
-      exiting = this.#runtime.enter(vcpu, regs.slice());
+      // The guest's code in this module only reads the entry's registers, as the answer's trace reads `regs` (the
+      // module's own copy, made at SEAMCALL entry): no second copy.
+      exiting = this.#runtime.enter(vcpu, regs as Gprs);
       // An NMI latched in SEAM root makes the TD exit again as soon as it is entered.
       const latched = vcpu.cpu.vmEntry();
       if (latched !== undefined) this.#nmiExit(td, vcpu, latched);
@@ -680,7 +696,7 @@ export class TdxModule implements SeamcallPort {
         kind: 'tdcall',
         time: m.clock.now(),
         vcpu: vcpu.index,
-        leaf: tdcallLeafName(leaf) ?? `TDCALL ${leaf}`,
+        leaf: tdcallTraceName(leaf),
         args: {
           rcx: regs[1] as bigint,
           rdx: regs[2] as bigint,

@@ -7,6 +7,7 @@ import { kvmVmm } from '@tdxsim/host-kvm';
 import {
   type BuiltTd,
   composeTd,
+  EeqType,
   encodeLeaf,
   type Gprs,
   makeGprs,
@@ -257,6 +258,51 @@ describe('BackendGuard', () => {
       'the backend left 1 timer running after the scenario ended (a host thread or timer that never stops keeps the process alive)',
     );
     expect(guard.fault).toBe(stray);
+  });
+
+  it('an EPT-violation exit repeats when its GPA and ACCEPT level repeat, whatever else RDX holds', async () => {
+    // The guard compares RDX itself first and decodes the ACCEPT level only when RDX differs: the same verdicts as
+    // comparing the decoded levels every time.
+    const guard = new BackendGuard({ maxIdenticalFailures: 4 });
+    const { hosted, td } = await composeTd({
+      vmm: guard.module(BareVmm),
+      ...scenarioTd({ memoryBytes: 16 * MIB, seed: 1 }),
+    });
+    const eptExit = (gpa: number, rdx: bigint): TdExitEvent => ({
+      tdr: td.tdr,
+      tdvpr: td.tdvprs[0] as number,
+      vcpuIndex: 0,
+      regs: makeGprs({ rax: BigInt(VmExitReason.EPT_VIOLATION), rdx, r8: BigInt(gpa) }),
+    });
+    const accept = (level: number, other = 0n): bigint =>
+      BigInt(EeqType.ACCEPT) | (BigInt(level) << 32n) | (other << 8n);
+    const answers = async (exits: TdExitEvent[]): Promise<string> => {
+      for (const exit of exits) {
+        try {
+          await hosted.vmm.onTdExit(exit);
+        } catch (error) {
+          return (error as Error).message;
+        }
+      }
+      return 'answered';
+    };
+    // A new GPA each time, or the same GPA at another ACCEPT level each time: never the same exit.
+    expect(await answers([0, 1, 2, 3, 4, 5].map((page) => eptExit(page * 4096, accept(0))))).toBe('answered');
+    expect(await answers([0, 1, 0, 1, 0, 1].map((level) => eptExit(0x5000, accept(level))))).toBe('answered');
+    // An ACCEPT and a plain violation at one GPA differ (level -1 for the latter).
+    expect(
+      await answers(
+        [accept(0), BigInt(EeqType.NONE), accept(0), 0n, accept(0)].map((rdx) => eptExit(0x6000, rdx)),
+      ),
+    ).toBe('answered');
+    expect(guard.fault).toBeUndefined();
+    // The same GPA and level with other RDX bits changing: the same exit, stuck at the fourth.
+    const same = await answers([1n, 2n, 3n, 4n].map((other) => eptExit(0x7000, accept(1, other))));
+    expect(same).toMatch(/^onTdExit refused: the scenario stopped this backend/);
+    expect(guard.fault?.kind).toBe('stuck');
+    expect(guard.fault?.message).toBe(
+      'the backend answered the same TD exit 4 times in a row without resolving it: vCPU 0 (EPT violation (ACCEPT, level 1) at 0x7000)',
+    );
   });
 
   it('refuses options that make no sense', () => {

@@ -28,6 +28,8 @@ export class VcpuRuntime {
   readonly #abandonTurns: number;
   /** vCPUs some host thread has entered at least once (only for the message of a guest left waiting). */
   readonly #entered = new WeakSet<VcpuState>();
+  /** The vCPU entered last, already in {@link #entered}: an entry of the same vCPU again adds nothing. */
+  #lastEntered: VcpuState | undefined;
 
   constructor(m: ModuleState, abandonTurns: number) {
     this.#m = m;
@@ -165,7 +167,10 @@ export class VcpuRuntime {
 
   /** After a successful TDH.VP.ENTER: guest mode; the parked guest (if any) continues with `regs`. */
   enter(vcpu: VcpuState, regs: Gprs): Promise<Gprs> {
-    this.#entered.add(vcpu);
+    if (this.#lastEntered !== vcpu) {
+      this.#entered.add(vcpu);
+      this.#lastEntered = vcpu;
+    }
     vcpu.run = 'in-guest';
     vcpu.hostGone = false;
     vcpu.ripAtEntry = vcpu.rip;

@@ -153,6 +153,28 @@ const ACCEPT_EEQ = BigInt(EeqType.ACCEPT);
 /** RAX of an EPT-violation exit with nothing but the exit reason set. */
 const EPT_VIOLATION_RAX = BigInt(VmExitReason.EPT_VIOLATION);
 
+/** The level of an ACCEPT's EPT violation (EEQ type ACCEPT in RDX bits 3:0, level in bits 34:32), else -1. */
+function acceptLevelOf(eeq: bigint): bigint {
+  return (eeq & 0xfn) === ACCEPT_EEQ ? (eeq >> 32n) & 7n : -1n;
+}
+
+/**
+ * What the guard keeps of one vCPU's exits: the registers of its exit waiting for the backend's answer (undefined
+ * once answered; described only in a fault's message) and the number of that exit, which orders the message; the
+ * array its exits' registers are copied into (reused: a vCPU waits for one answer at a time); and its last
+ * EPT-violation exit (the GPA and RDX, whose ACCEPT level {@link describeExit} tells), how often it came in a row (0:
+ * the vCPU's last exit was another one) and the successes count when it last came.
+ */
+interface VcpuExits {
+  pending: readonly bigint[] | undefined;
+  order: number;
+  copy: bigint[] | undefined;
+  gpa: bigint;
+  eeq: bigint;
+  count: number;
+  successes: number;
+}
+
 function errorText(error: unknown): string {
   const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
   return text.split('\n')[0] ?? text;
@@ -180,25 +202,13 @@ export class BackendGuard {
   #baseline = activeResources();
   readonly #failures = new Map<string, number>();
   /**
-   * Per vCPU, the registers of its exit waiting for the backend's answer (undefined once answered; described only in
-   * a fault's message) and the number of the exit, which orders the message. One record per vCPU updated in place:
-   * a long-lived Map whose entries came and went at every TD exit reallocated its table in the old generation each
-   * time, which grew by tens of MiB in a scenario of a million exits until a full GC.
+   * What the guard keeps of each vCPU's exits, one record per vCPU (by `vcpuIndex`) updated in place: one lookup per
+   * TD exit. Never deleted: a long-lived Map whose entries came and went at every TD exit reallocated its table in
+   * the old generation each time, which grew by tens of MiB in a scenario of a million exits until a full GC.
    */
-  readonly #pendingExits = new Map<number, { regs: readonly bigint[] | undefined; order: number }>();
-  /** TD exits seen: the order of {@link #pendingExits}. */
+  readonly #vcpuExits = new Map<number, VcpuExits>();
+  /** TD exits seen: the order of {@link VcpuExits.order}. */
   #exitsSeen = 0;
-  /** Per vCPU, the array its exits' registers are copied into (reused: a vCPU waits for one answer at a time). */
-  readonly #exitCopies = new Map<number, bigint[]>();
-  /**
-   * Per vCPU, the last EPT-violation exit (what {@link describeExit} tells of it: the GPA, and the level of an ACCEPT
-   * or -1), how often it came in a row (0: the vCPU's last exit was another one), and the successes count when it
-   * last came. Updated in place: one per vCPU, never deleted (see {@link #pendingExits}).
-   */
-  readonly #repeats = new Map<
-    number,
-    { gpa: bigint; acceptLevel: bigint; count: number; successes: number }
-  >();
   /** Successful SEAMCALLs other than TDH.VP.ENTER: the backend's progress. */
   #successes = 0;
   readonly #recent: string[] = [];
@@ -412,10 +422,10 @@ export class BackendGuard {
   }
 
   #waitingOn(): string {
-    const pending = [...this.#pendingExits.entries()]
-      .filter(([, exit]) => exit.regs !== undefined)
+    const pending = [...this.#vcpuExits.entries()]
+      .filter(([, exits]) => exits.pending !== undefined)
       .sort(([, a], [, b]) => a.order - b.order)
-      .map(([vcpu, exit]) => `vCPU ${vcpu}: ${describeExit(exit.regs as readonly bigint[])}`);
+      .map(([vcpu, exits]) => `vCPU ${vcpu}: ${describeExit(exits.pending as readonly bigint[])}`);
     return pending.length === 0 ? '' : ` (waiting on the TD exit of ${pending.join('; ')})`;
   }
 
@@ -575,78 +585,76 @@ export class BackendGuard {
   /**
    * An EPT-violation exit that comes back unchanged, with nothing done in between, `maxIdenticalFailures` times. Two
    * exits are the same when {@link describeExit} tells the same of them: the GPA (R8) and, for an ACCEPT, its level;
-   * compared as numbers, the words are made only for the message.
+   * compared as numbers, the words are made only for the message. The level is decoded (bigints made) only when the
+   * GPA is the one of the last exit and RDX is not: a new page (every 4K exit) costs no bigint.
    */
-  #noteRepeat(vcpu: number, regs: readonly bigint[]): void {
+  #noteRepeat(exits: VcpuExits, vcpu: number, regs: readonly bigint[]): void {
     const rax = regs[Reg.RAX] as bigint;
     // RAX exactly the exit reason (every exit the module makes) is compared without a bigint made.
     if (
       rax !== EPT_VIOLATION_RAX &&
       (rax >> 63n === 1n || Number(rax & 0xffffn) !== VmExitReason.EPT_VIOLATION)
     ) {
-      const last = this.#repeats.get(vcpu);
-      if (last !== undefined) last.count = 0;
+      exits.count = 0;
       return;
     }
     const eeq = regs[Reg.RDX] as bigint;
     const gpa = regs[Reg.R8] as bigint;
-    const acceptLevel = (eeq & 0xfn) === ACCEPT_EEQ ? (eeq >> 32n) & 7n : -1n;
-    const last = this.#repeats.get(vcpu);
-    if (last === undefined) {
-      this.#repeats.set(vcpu, { gpa, acceptLevel, count: 1, successes: this.#successes });
-      return;
-    }
     if (
-      last.count === 0 ||
-      last.gpa !== gpa ||
-      last.acceptLevel !== acceptLevel ||
-      last.successes !== this.#successes
+      exits.count === 0 ||
+      exits.gpa !== gpa ||
+      exits.successes !== this.#successes ||
+      (exits.eeq !== eeq && acceptLevelOf(exits.eeq) !== acceptLevelOf(eeq))
     ) {
-      last.gpa = gpa;
-      last.acceptLevel = acceptLevel;
-      last.count = 1;
-      last.successes = this.#successes;
+      exits.gpa = gpa;
+      exits.eeq = eeq;
+      exits.count = 1;
+      exits.successes = this.#successes;
       return;
     }
-    if (++last.count >= this.#maxIdentical) {
+    if (++exits.count >= this.#maxIdentical) {
       this.#raise(
         'stuck',
-        `the backend answered the same TD exit ${last.count} times in a row without resolving it: ${exitWords(vcpu, regs)}`,
+        `the backend answered the same TD exit ${exits.count} times in a row without resolving it: ${exitWords(vcpu, regs)}`,
       );
       throw this.#stoppedError('onTdExit');
     }
   }
 
-  /** The exit of `vcpu` with `regs` waits for the backend's answer. */
-  #pendingExit(vcpu: number, regs: readonly bigint[]): void {
-    const pending = this.#pendingExits.get(vcpu);
-    if (pending === undefined) this.#pendingExits.set(vcpu, { regs, order: ++this.#exitsSeen });
-    else {
-      // Still waiting (a backend calling onTdExit itself): it keeps its place, as a Map entry set again does.
-      if (pending.regs === undefined) pending.order = ++this.#exitsSeen;
-      pending.regs = regs;
+  /** The exits record of vCPU `vcpu`, made at its first exit. */
+  #exitsOf(vcpu: number): VcpuExits {
+    let exits = this.#vcpuExits.get(vcpu);
+    if (exits === undefined) {
+      exits = { pending: undefined, order: 0, copy: undefined, gpa: 0n, eeq: 0n, count: 0, successes: 0 };
+      this.#vcpuExits.set(vcpu, exits);
     }
+    return exits;
   }
 
-  /** The backend answered the exit of `vcpu` (or threw on it). */
-  #answeredExit(vcpu: number): void {
-    const pending = this.#pendingExits.get(vcpu);
-    if (pending !== undefined) pending.regs = undefined;
+  /** The exit with `regs` waits for the backend's answer (a backend calling onTdExit itself: it keeps its place). */
+  #pendingExit(exits: VcpuExits, regs: readonly bigint[]): void {
+    if (exits.pending === undefined) exits.order = ++this.#exitsSeen;
+    exits.pending = regs;
   }
 
   /** `onTdExit` threw (or rejected) on `exit`: the fault is raised; returns the error to pass on. */
-  #exitThrew(exit: TdExitEvent, regs: readonly bigint[], error: unknown): unknown {
+  #exitThrew(exits: VcpuExits, exit: TdExitEvent, regs: readonly bigint[], error: unknown): unknown {
     this.#raise(
       'threw',
       `onTdExit threw on the TD exit of ${exitWords(exit.vcpuIndex, regs)}: ${errorText(error)}`,
     );
-    this.#answeredExit(exit.vcpuIndex);
+    exits.pending = undefined;
     return error;
   }
 
   /** `onTdExit` answered `exit` with `reply`: checked (16 64-bit registers, or undefined to stop). */
-  #exitAnswered(exit: TdExitEvent, regs: readonly bigint[], reply: Gprs | undefined): Gprs | undefined {
-    this.#answeredExit(exit.vcpuIndex);
+  #exitAnswered(
+    exits: VcpuExits,
+    exit: TdExitEvent,
+    regs: readonly bigint[],
+    reply: Gprs | undefined,
+  ): Gprs | undefined {
+    exits.pending = undefined;
     if (reply === undefined) return reply;
     const bad = badRegister(reply);
     if (bad !== undefined) {
@@ -667,15 +675,15 @@ export class BackendGuard {
    * backend calling onTdExit itself: the copy still describes that exit) or of anything else, or the value itself
    * if not an array.
    */
-  #copyOfExit(exit: TdExitEvent): readonly bigint[] {
+  #copyOfExit(exits: VcpuExits, exit: TdExitEvent): readonly bigint[] {
     const regs = exit.regs;
     if (!Array.isArray(regs)) return regs;
     if (regs.length !== 16 || !Number.isSafeInteger(exit.vcpuIndex)) return regs.slice();
-    if (this.#pendingExits.get(exit.vcpuIndex)?.regs !== undefined) return regs.slice();
-    let copy = this.#exitCopies.get(exit.vcpuIndex);
+    if (exits.pending !== undefined) return regs.slice();
+    let copy = exits.copy;
     if (copy === undefined) {
       copy = regs.slice();
-      this.#exitCopies.set(exit.vcpuIndex, copy);
+      exits.copy = copy;
     } else for (let i = 0; i < 16; i++) copy[i] = regs[i] as bigint;
     return copy;
   }
@@ -688,31 +696,32 @@ export class BackendGuard {
     // gave at once is checked and passed on at once (failures rejected, as for one given later).
     const watched = (exit: TdExitEvent): Gprs | undefined | Promise<Gprs | undefined> => {
       // A copy: the backend may change the array it was handed, the message tells the exit as it came.
-      const regs = this.#copyOfExit(exit);
+      const exits = this.#exitsOf(exit.vcpuIndex);
+      const regs = this.#copyOfExit(exits, exit);
       let answer: Gprs | undefined | Promise<Gprs | undefined>;
       try {
-        this.#noteRepeat(exit.vcpuIndex, regs);
+        this.#noteRepeat(exits, exit.vcpuIndex, regs);
       } catch (error) {
         return Promise.reject(error);
       }
-      this.#pendingExit(exit.vcpuIndex, regs);
+      this.#pendingExit(exits, regs);
       try {
         answer = original.call(vmm, exit);
       } catch (error) {
-        return Promise.reject(this.#exitThrew(exit, regs, error));
+        return Promise.reject(this.#exitThrew(exits, exit, regs, error));
       }
       // An array or undefined is an answer given at once; anything else (a promise, a thenable, a bad value) as before.
       if (answer === undefined || Array.isArray(answer)) {
         try {
-          return this.#exitAnswered(exit, regs, answer);
+          return this.#exitAnswered(exits, exit, regs, answer);
         } catch (error) {
           return Promise.reject(error);
         }
       }
       return Promise.resolve(answer).then(
-        (reply) => this.#exitAnswered(exit, regs, reply),
+        (reply) => this.#exitAnswered(exits, exit, regs, reply),
         (error: unknown) => {
-          throw this.#exitThrew(exit, regs, error);
+          throw this.#exitThrew(exits, exit, regs, error);
         },
       );
     };
