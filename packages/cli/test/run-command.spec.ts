@@ -340,6 +340,9 @@ describe('the command line: exit 2 with one line naming what is wrong, before an
     );
     expect(help.stdout).toMatch(/^ {2}never-progresses, progress-then-stall, /m);
     expect(help.stdout).toMatch(/^ {2}churn {7}seeded random conversions /m);
+    expect(help.stdout).toMatch(
+      /^ {2}--guest-timeout <ms> +milliseconds a --guest may run between two TDCALLs/m,
+    );
     const check = await runMain(['check', '--help']);
     expect(check.code).toBe(0);
     expect(check.stdout).toMatch(/^Usage: tdxsim check \[options\]$/m);

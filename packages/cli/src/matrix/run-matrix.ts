@@ -3,6 +3,7 @@ import { Worker } from 'node:worker_threads';
 import createDebug from 'debug';
 import { checkMatrixOptions } from '../api-checks.js';
 import type { Catalog } from '../catalog/catalog.js';
+import { guestRowOptions } from '../guests/guest-row.js';
 import {
   type ScenarioDetail,
   type ScenarioResult,
@@ -155,6 +156,7 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
   const setup: WorkerSetup = {
     backendFiles: options.backendFiles,
     guestFiles: options.catalog.guests.flatMap((g) => (g.file === undefined ? [] : [g.file])),
+    guestOptions: guestRowOptions(options.catalog),
   };
   await Promise.all(
     Array.from({ length: jobs }, async () => {
