@@ -55,12 +55,14 @@ class LongestFirstSequencer extends BaseSequencer {
 // Tests read each package's TypeScript source through the "@tdxsim/source" export condition. Test files share one
 // module graph per worker (isolate: false): every test builds its own TdxModule, and importing the sources once per
 // file dominated the run time. The global setup builds the packages (`tsc -b`, incremental) so that the tests that
-// run `tdxsim` as a process run the compiled CLI, as installed, instead of transforming the sources in each process.
+// run `tdxsim` as a process run the compiled CLI, as installed, and the matrices they run in-process start compiled
+// worker threads (test/setup-matrix-workers.ts), instead of transforming the sources in each process and thread.
 export default defineConfig({
   resolve: { conditions: ['@tdxsim/source'] },
   ssr: { resolve: { conditions: ['@tdxsim/source'] } },
   test: {
     globalSetup: ['test/global-setup.ts'],
+    setupFiles: ['test/setup-matrix-workers.ts'],
     include: ['packages/*/src/**/*.spec.ts', 'packages/*/test/**/*.spec.ts', 'test/**/*.spec.ts'],
     pool: 'threads',
     isolate: false,
