@@ -4,7 +4,8 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 /**
  * The files that take longest (whole matrices, explorations, 1,000-run properties, CLI processes; measured in a full
- * run, longest first), started first so that the short files fill the other worker at the end instead of one long
+ * run, longest first: the largest in the order of issue 14's clean-clone figures, the rest as a full run on a loaded
+ * machine measured them), started first so that the short files fill the other worker at the end instead of one long
  * file running alone. Vitest orders by the durations it cached from the last run when it has them; a clean clone (CI)
  * has none and would order by file size, which puts most of these last.
  */
@@ -13,31 +14,35 @@ const LONGEST_FIRST = [
   'packages/cli/test/wasm-guest-compare.spec.ts',
   'test/multi-vcpu-explored.spec.ts',
   'packages/cli/test/wasm-guest-cli.spec.ts',
-  'packages/cli/test/run-command.spec.ts',
-  'packages/testkit/test/kvm/kvm-explored-huge-pages.spec.ts',
-  'packages/testkit/test/kvm/kvm-explored.spec.ts',
-  'packages/cli/test/backend-faults.spec.ts',
   'packages/guest/test/properties.spec.ts',
+  'packages/cli/test/run-command.spec.ts',
   'test/readme-code-blocks.spec.ts',
+  'packages/cli/test/backend-faults.spec.ts',
+  'packages/testkit/test/kvm/kvm-explored.spec.ts',
+  'packages/testkit/test/kvm/kvm-explored-huge-pages.spec.ts',
+  'packages/testkit/test/conformance.spec.ts',
   'packages/cli/test/fuzz-command.spec.ts',
-  'packages/testkit/test/concurrent-fuzz.spec.ts',
-  'packages/cli/test/explore-guest.spec.ts',
-  'packages/cli/test/explore-command.spec.ts',
   'packages/cli/test/behaviour-snapshot.spec.ts',
+  'packages/testkit/test/concurrent-fuzz.spec.ts',
   'packages/host-kvm/test/selftests/private-mem-conversions.spec.ts',
   'packages/wasm-guest/test/bridge.spec.ts',
-  'test/package-tarballs.spec.ts',
-  'packages/testkit/test/conformance.spec.ts',
-  'packages/testkit/test/conformance-view.spec.ts',
-  'packages/cli/test/behaviour-snapshot-openvmm.spec.ts',
-  'packages/cli/test/run-vcpus.spec.ts',
-  'packages/testkit/test/conformance-scheduled.spec.ts',
-  'packages/testkit/test/readme/my-vmm.conformance.spec.ts',
-  'packages/cli/test/html-report.spec.ts',
-  'packages/cli/test/behaviour-snapshot-strict.spec.ts',
-  'packages/testkit/test/nmi-race.spec.ts',
-  'packages/tdx-module/test/model/sept-model.spec.ts',
   'packages/cli/test/behaviour-snapshot-linux.spec.ts',
+  'packages/cli/test/explore-guest.spec.ts',
+  'packages/wasm-guest/test/wasm-guest.spec.ts',
+  'test/package-tarballs.spec.ts',
+  'packages/cli/test/explore-command.spec.ts',
+  'packages/tdx-module/test/model/sept-model.spec.ts',
+  'packages/cli/test/behaviour-snapshot-openvmm.spec.ts',
+  'packages/testkit/test/conformance-scheduled.spec.ts',
+  'packages/cli/test/behaviour-snapshot-strict.spec.ts',
+  'packages/cli/test/run-vcpus.spec.ts',
+  'packages/cli/test/html-report.spec.ts',
+  'packages/testkit/test/kvm/kvm-without-mmu-lock.spec.ts',
+  'packages/testkit/test/conformance-view.spec.ts',
+  'packages/testkit/test/nmi-race.spec.ts',
+  'packages/testkit/test/guest-safety.spec.ts',
+  'packages/testkit/test/hostile-backends.spec.ts',
+  'packages/testkit/test/readme/my-vmm.conformance.spec.ts',
 ];
 
 class LongestFirstSequencer extends BaseSequencer {
@@ -52,13 +57,17 @@ class LongestFirstSequencer extends BaseSequencer {
   }
 }
 
-// Tests read each package's TypeScript source through the "@tdxsim/source" export condition, so no build is
-// needed before `pnpm test`. Test files share one module graph per worker (isolate: false): every test builds its
-// own TdxModule, and importing the sources once per file dominated the run time.
+// Tests read each package's TypeScript source through the "@tdxsim/source" export condition. Test files share one
+// module graph per worker (isolate: false): every test builds its own TdxModule, and importing the sources once per
+// file dominated the run time. The global setup builds the packages (`tsc -b`, incremental) so that the tests that
+// run `tdxsim` as a process run the compiled CLI, as installed, and the matrices they run in-process start compiled
+// worker threads (test/setup-matrix-workers.ts), instead of transforming the sources in each process and thread.
 export default defineConfig({
   resolve: { conditions: ['@tdxsim/source'] },
   ssr: { resolve: { conditions: ['@tdxsim/source'] } },
   test: {
+    globalSetup: ['test/global-setup.ts'],
+    setupFiles: ['test/setup-matrix-workers.ts'],
     include: ['packages/*/src/**/*.spec.ts', 'packages/*/test/**/*.spec.ts', 'test/**/*.spec.ts'],
     pool: 'threads',
     isolate: false,

@@ -2,7 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { type CodeBlock, isCheckedLanguage, isExemptLanguage, readmeCodeBlocks } from './readme-blocks.js';
 
 /**
@@ -67,6 +67,10 @@ const normalize = (text: string): string =>
     .trim();
 
 let diagnostics = '';
+// The blocks run and type-check as in a user's project: against the packages' built dist/ (the global setup has just
+// built them), so that tsx transforms and tsc checks only the blocks; against their sources when the build failed.
+const fromDist = inject('cliBuild') === 'dist';
+const SOURCE_CONDITION = fromDist ? [] : ['--conditions=@tdxsim/source'];
 
 beforeAll(() => {
   rmSync(OUT, { recursive: true, force: true });
@@ -88,6 +92,7 @@ beforeAll(() => {
         rootDir: '..',
         noUnusedLocals: false,
         noUnusedParameters: false,
+        ...(fromDist ? { customConditions: [] } : {}),
       },
       include: ['**/*.ts', '**/*.mts'],
     }),
@@ -129,7 +134,7 @@ describe('code blocks of the READMEs', () => {
         .split('\n')
         .filter((line) => line.startsWith(relative(ROOT, file)) || line.startsWith(relative(OUT, file)));
       expect(own, `type errors in the block (written to ${relative(ROOT, file)})`).toEqual([]);
-      const run = spawnSync(process.execPath, ['--conditions=@tdxsim/source', '--import', 'tsx', file], {
+      const run = spawnSync(process.execPath, [...SOURCE_CONDITION, '--import', 'tsx', file], {
         cwd: ROOT,
         encoding: 'utf8',
         timeout: 180_000,

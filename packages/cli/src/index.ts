@@ -21,7 +21,15 @@ export {
   matchesPattern,
   readExpectations,
 } from './expectations/expectations.js';
-export { type GuestRow, loadGuestRow, loadGuestRows, presetRow } from './guests/guest-row.js';
+export {
+  DEFAULT_GUEST_CALL_TIMEOUT_MS,
+  type GuestRow,
+  type GuestRowOptions,
+  loadGuestRow,
+  loadGuestRows,
+  MAX_GUEST_CALL_TIMEOUT_MS,
+  presetRow,
+} from './guests/guest-row.js';
 export { main } from './main.js';
 export { type MatrixOptions, type MatrixRun, runMatrix } from './matrix/run-matrix.js';
 export { selectSpecs, shardOf } from './matrix/select-specs.js';

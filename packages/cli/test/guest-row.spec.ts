@@ -7,7 +7,15 @@ import { kvmVmm } from '@tdxsim/host-kvm';
 import { composeTd } from '@tdxsim/tdx-module';
 import { scenarioTd } from '@tdxsim/testkit';
 import { describe, expect, it } from 'vitest';
-import { loadGuestRow, loadGuestRows, presetRow, UsageError } from '../src/index.js';
+import { guestRowOptions } from '../src/guests/guest-row.js';
+import {
+  type GuestRowOptions,
+  loadGuestRow,
+  loadGuestRows,
+  MAX_GUEST_CALL_TIMEOUT_MS,
+  presetRow,
+  UsageError,
+} from '../src/index.js';
 import { hasClang, kernelGuest, warnIfNoClang } from './support/wasm-guests.js';
 
 warnIfNoClang('guest-row.spec.ts');
@@ -59,6 +67,38 @@ describe('guest rows', () => {
         /would be named "kernel-guest\.wasm", which .*kernel-guest\.wasm has: rename the file$/,
       );
       await expect(loadGuestRow('/nonexistent/x.wasm')).rejects.toThrow(UsageError);
+    },
+  );
+
+  it.skipIf(!hasClang)(
+    'callTimeoutMs: the row carries it (matrix workers load their rows with it); a bad value or unknown option is a typed usage error naming it',
+    async () => {
+      const file = await kernelGuest();
+      const row = await loadGuestRow(file, { callTimeoutMs: 750 });
+      expect(row.callTimeoutMs).toBe(750);
+      const plain = await loadGuestRow(file);
+      expect(plain.callTimeoutMs).toBeUndefined();
+      expect(guestRowOptions({ guests: [row, presetRow('linux')] })).toEqual({ callTimeoutMs: 750 });
+      expect(guestRowOptions({ guests: [presetRow('linux')] })).toEqual({});
+      expect(() => guestRowOptions({ guests: [row, plain] })).toThrow(
+        expect.objectContaining({ code: 'INVALID_OPTION', argument: 'catalog' }),
+      );
+      for (const [options, argument] of [
+        [{ callTimeoutMs: 0 }, 'callTimeoutMs'],
+        [{ callTimeoutMs: 1.5 }, 'callTimeoutMs'],
+        [{ callTimeoutMs: MAX_GUEST_CALL_TIMEOUT_MS + 1 }, 'callTimeoutMs'],
+        [{ callTimeoutMs: '1000' }, 'callTimeoutMs'],
+        [{ hangMs: 1000 }, 'hangMs'],
+      ] as const) {
+        const bad = options as unknown as GuestRowOptions;
+        for (const load of [() => loadGuestRow(file, bad), () => loadGuestRows([file], bad)])
+          await expect(load()).rejects.toMatchObject({
+            name: 'UsageError',
+            code: argument === 'hangMs' ? 'UNKNOWN_OPTION' : 'INVALID_OPTION',
+            argument,
+          });
+      }
+      await row.close();
     },
   );
 });

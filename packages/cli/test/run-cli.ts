@@ -1,11 +1,13 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { vi } from 'vitest';
+import { inject, vi } from 'vitest';
 import { main } from '../src/main.js';
 
 /** The repository root: the CLI runs from there, as `pnpm start` runs it. */
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
+/** The installed `tdxsim` command: runs the compiled CLI (`dist/`). */
+export const BIN = fileURLToPath(new URL('../bin/tdxsim.js', import.meta.url));
 export const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 export const EXAMPLES = fileURLToPath(new URL('../examples/', import.meta.url));
 
@@ -19,19 +21,36 @@ export interface CliRun {
 }
 
 /**
- * Runs `tdxsim <args>` as a process from source (what `pnpm start` does), stdout and stderr not a TTY and without
- * colour unless `env` says otherwise. A process that has not ended after `timeoutMs` is killed and reported so.
+ * The command line of a `tdxsim` process: the installed command (`bin/tdxsim.js`, the compiled CLI) when the test
+ * run's global setup (test/global-setup.ts) has built the packages, else, or when `from` says `source`, the sources
+ * through tsx, exactly what the root package.json's `start` script runs.
+ */
+export function cliCommand(from: 'built' | 'source' = 'built'): string[] {
+  return from === 'built' && inject('cliBuild') === 'dist'
+    ? [BIN]
+    : ['--conditions=@tdxsim/source', '--import', 'tsx', MAIN];
+}
+
+/**
+ * Runs `tdxsim <args>` as a process ({@link cliCommand}: the built CLI, unless `from: 'source'`), stdout and stderr
+ * not a TTY and without colour unless `env` says otherwise. A process that has not ended after `timeoutMs` is killed
+ * and reported so.
  */
 export function runCli(
   args: readonly string[],
-  options: { env?: Record<string, string | undefined>; cwd?: string; timeoutMs?: number } = {},
+  options: {
+    env?: Record<string, string | undefined>;
+    cwd?: string;
+    timeoutMs?: number;
+    from?: 'built' | 'source';
+  } = {},
 ): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
     const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: '1', FORCE_COLOR: undefined };
     for (const [key, value] of Object.entries(options.env ?? {})) env[key] = value;
     for (const key of Object.keys(env)) if (env[key] === undefined) delete env[key];
-    const child = spawn(process.execPath, ['--conditions=@tdxsim/source', '--import', 'tsx', MAIN, ...args], {
+    const child = spawn(process.execPath, [...cliCommand(options.from), ...args], {
       cwd: options.cwd ?? REPO_ROOT,
       env: env as NodeJS.ProcessEnv,
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -340,6 +340,9 @@ describe('the command line: exit 2 with one line naming what is wrong, before an
     );
     expect(help.stdout).toMatch(/^ {2}never-progresses, progress-then-stall, /m);
     expect(help.stdout).toMatch(/^ {2}churn {7}seeded random conversions /m);
+    expect(help.stdout).toMatch(
+      /^ {2}--guest-timeout <ms> +milliseconds a --guest may run between two TDCALLs/m,
+    );
     const check = await runMain(['check', '--help']);
     expect(check.code).toBe(0);
     expect(check.stdout).toMatch(/^Usage: tdxsim check \[options\]$/m);
@@ -348,8 +351,9 @@ describe('the command line: exit 2 with one line naming what is wrong, before an
     for (const command of ['run', 'replay', 'check', 'fuzz', 'merge-reports', 'bench', 'help'])
       expect(top.stdout).toMatch(new RegExp(`^ {2}${command} `, 'm'));
     expect((await runMain(['--version'])).stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
-    // The same as a process: the exit code reaches the shell.
-    const asProcess = await runCli(['help', 'fuzz']);
+    // The same as a process from source, as `pnpm start` and `pnpm tdxsim` run it (the other processes run the built
+    // CLI): the exit code reaches the shell.
+    const asProcess = await runCli(['help', 'fuzz'], { from: 'source' });
     expect(asProcess.code).toBe(0);
     expect(asProcess.stdout).toMatch(/^Usage: tdxsim fuzz \[options\]$/m);
   });

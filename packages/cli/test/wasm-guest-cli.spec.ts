@@ -103,13 +103,14 @@ describe.skipIf(!hasClang)('tdxsim run --guest', () => {
 
   it('a guest that traps, hangs or writes garbage registers: error naming the guest; the other rows run on', async () => {
     const json = join(dir, 'faulty.json');
+    // The hanging guest is stopped after --guest-timeout (1 s here instead of the default 5 s, twice).
     const guests = [
       good,
       ...(await Promise.all([Fault.TRAP, Fault.SPIN, Fault.GARBAGE_RAX].map(faultyGuest))),
     ];
     const run = await runMain([
       ...['--policy', 'linux', ...guests.flatMap((g) => ['--guest', g])],
-      ...['--vmm', 'kvm,hyperv-512', '--workload', 'dma-small', '--json', json],
+      ...['--vmm', 'kvm,hyperv-512', '--workload', 'dma-small', '--json', json, '--guest-timeout', '1000'],
     ]);
     expect(run.code).toBe(1);
     const results = readReport(json).results;
@@ -125,7 +126,7 @@ describe.skipIf(!hasClang)('tdxsim run --guest', () => {
         /^WasmGuestError: guest faulty-guest-1\.wasm trapped in tdxsim_set_shared after 1 TDCALLs: unreachable/,
       );
       expect(reasonOf(`faulty-guest-2.wasm/${vmm}/dma-small`)).toMatch(
-        /^WasmGuestError: guest faulty-guest-2\.wasm hung in tdxsim_set_shared after 0 TDCALLs: no TDCALL and no return within 5000 ms/,
+        /^WasmGuestError: guest faulty-guest-2\.wasm hung in tdxsim_set_shared after 0 TDCALLs: no TDCALL and no return within 1000 ms/,
       );
       expect(reasonOf(`faulty-guest-7.wasm/${vmm}/dma-small`)).toMatch(
         /^WasmGuestError: guest faulty-guest-7\.wasm made a TDCALL with garbage registers in tdxsim_set_shared after 1 TDCALLs: TDCALL with RAX 0xa5a5a5a5a5a5a5a5/,
@@ -155,6 +156,18 @@ describe.skipIf(!hasClang)('tdxsim run --guest', () => {
       [
         ['--guest', good, '--guest', twin],
         /^tdxsim: guest file ".*kernel-guest\.wasm" would be named "kernel-guest\.wasm", which .*kernel-guest\.wasm has: rename the file$/,
+      ],
+      [
+        ['--guest', good, '--guest-timeout', '0'],
+        /^tdxsim: option '--guest-timeout <ms>' argument '0' is invalid\. expected an integer from 1 to 86,400,000$/,
+      ],
+      [
+        ['--guest', good, '--guest-timeout', '2s'],
+        /^tdxsim: option '--guest-timeout <ms>' argument '2s' is invalid\. expected an integer from 1 to 86,400,000$/,
+      ],
+      [
+        ['--guest-timeout', '1000'],
+        /^tdxsim: --guest-timeout applies to --guest rows: add --guest <file\.wasm>$/,
       ],
     ] as const) {
       const run = await runMain([...args, '--vmm', 'kvm', '--workload', 'dma-small']);

@@ -1,7 +1,13 @@
 import { guestPresets } from '@tdxsim/guest';
 import { hostileVmms, WORKLOADS, type Workload } from '@tdxsim/testkit';
 import { assertArray, assertString } from '../api-validation.js';
-import { type GuestRow, loadGuestRows, presetRow } from '../guests/guest-row.js';
+import {
+  checkGuestRowOptions,
+  type GuestRow,
+  type GuestRowOptions,
+  loadGuestRows,
+  presetRow,
+} from '../guests/guest-row.js';
 import { duplicateBackend, unknownValue } from '../usage-error.js';
 import { loadBackend } from './backend-loader.js';
 import { honestVmms, type VmmEntry } from './vmm-catalog.js';
@@ -36,14 +42,16 @@ export function builtinCatalog(): Catalog {
 
 /**
  * The built-in catalog, the users' backends loaded from `backendFiles` (named after their files) and the wasm guests
- * loaded from `guestFiles` (named after theirs).
+ * loaded from `guestFiles` (named after theirs) with `guestOptions` (`tdxsim run --guest-timeout`).
  */
 export async function buildCatalog(
   backendFiles: readonly string[] = [],
   guestFiles: readonly string[] = [],
+  guestOptions: GuestRowOptions = {},
 ): Promise<Catalog> {
   assertArray('backendFiles', backendFiles, assertString);
   assertArray('guestFiles', guestFiles, assertString);
+  checkGuestRowOptions('buildCatalog', guestOptions);
   const builtin = builtinCatalog();
   const custom: VmmEntry[] = [];
   for (const file of backendFiles) {
@@ -53,7 +61,11 @@ export async function buildCatalog(
     }
     custom.push(entry);
   }
-  return { ...builtin, vmms: [...builtin.vmms, ...custom], guests: await loadGuestRows(guestFiles) };
+  return {
+    ...builtin,
+    vmms: [...builtin.vmms, ...custom],
+    guests: await loadGuestRows(guestFiles, guestOptions),
+  };
 }
 
 /** The entries of `all` named in `wanted` (all of them when `wanted` is empty), or a usage error naming the bad one. */

@@ -8,6 +8,7 @@ import {
   expectationsOf,
   readExpectations,
 } from '../expectations/expectations.js';
+import { DEFAULT_GUEST_CALL_TIMEOUT_MS, MAX_GUEST_CALL_TIMEOUT_MS } from '../guests/guest-row.js';
 import { defaultJobs, runMatrix } from '../matrix/run-matrix.js';
 import { selectSpecs, shardOf } from '../matrix/select-specs.js';
 import {
@@ -60,6 +61,8 @@ export interface RunOptions {
   readonly policy?: string[];
   /** Wasm guests (`--guest`), each a row of the matrix. */
   readonly guest?: string[];
+  /** Milliseconds a wasm guest may run between two TDCALLs before it is said to hang (`--guest-timeout`). */
+  readonly guestTimeout?: number;
   readonly vmm?: string[];
   readonly workload?: string[];
   readonly seed: number;
@@ -101,6 +104,11 @@ export const runCommand: CliCommand = {
         'add a guest compiled to WebAssembly (@tdxsim/wasm-guest ABI) as a row of the matrix (repeatable)',
         collect,
         [],
+      )
+      .option(
+        '--guest-timeout <ms>',
+        `milliseconds a --guest may run between two TDCALLs before it is said to hang, an error outcome (default ${DEFAULT_GUEST_CALL_TIMEOUT_MS})`,
+        positiveInteger(MAX_GUEST_CALL_TIMEOUT_MS),
       )
       .option(
         '--vmm <names>',
@@ -249,7 +257,13 @@ export async function runMatrixCommand(given: RunOptions): Promise<number> {
     throw new UsageError(
       `--vcpus ${concurrency.vcpus} runs TdGuest presets on several vCPUs; a --guest (wasm) row runs on one vCPU`,
     );
-  const catalog = await buildCatalog(options.backend, options.guest);
+  if (options.guestTimeout !== undefined && options.guest.length === 0)
+    throw new UsageError('--guest-timeout applies to --guest rows: add --guest <file.wasm>');
+  const catalog = await buildCatalog(
+    options.backend,
+    options.guest,
+    options.guestTimeout === undefined ? {} : { callTimeoutMs: options.guestTimeout },
+  );
   try {
     return await runWithCatalog(options, catalog, expectations, sources);
   } finally {

@@ -1,3 +1,4 @@
+import type { GuestRowOptions } from '../guests/guest-row.js';
 import type { ScenarioDetail, ScenarioResult, ScenarioSpec } from '../scenario/scenario-result.js';
 
 /** Main thread → worker: run one scenario. */
@@ -32,4 +33,6 @@ export interface WorkerSetup {
   readonly backendFiles: readonly string[];
   /** The wasm guests of the matrix's rows (`--guest`), each compiled once per worker. */
   readonly guestFiles: readonly string[];
+  /** The options the rows were loaded with (`--guest-timeout`), the same for every row. */
+  readonly guestOptions: GuestRowOptions;
 }

@@ -16,7 +16,7 @@ const post = (message: WorkerMessage): void => {
 };
 try {
   const setup = workerData as WorkerSetup;
-  const catalog = await buildCatalog(setup.backendFiles, setup.guestFiles);
+  const catalog = await buildCatalog(setup.backendFiles, setup.guestFiles, setup.guestOptions);
   port.on('message', (request: RunRequest) => {
     // A worker runs one scenario at a time and nothing else: the backend guard's idle check is exact here.
     runRequest(catalog, request, post, 'dedicated').catch((error: unknown) => {

@@ -3,6 +3,7 @@ import { Worker } from 'node:worker_threads';
 import createDebug from 'debug';
 import { checkMatrixOptions } from '../api-checks.js';
 import type { Catalog } from '../catalog/catalog.js';
+import { guestRowOptions } from '../guests/guest-row.js';
 import {
   type ScenarioDetail,
   type ScenarioResult,
@@ -155,6 +156,7 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
   const setup: WorkerSetup = {
     backendFiles: options.backendFiles,
     guestFiles: options.catalog.guests.flatMap((g) => (g.file === undefined ? [] : [g.file])),
+    guestOptions: guestRowOptions(options.catalog),
   };
   await Promise.all(
     Array.from({ length: jobs }, async () => {
@@ -228,15 +230,37 @@ function runOnWorker(
   });
 }
 
-/** A matrix worker with the catalog loaded: the compiled file, or from source through tsx (as `pnpm start` runs). */
+/** `execArgv` without the `@tdxsim/source` export condition (`--conditions @tdxsim/source`, `-C=…`, …). */
+function withoutSourceCondition(execArgv: readonly string[]): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i < execArgv.length; i++) {
+    const arg = execArgv[i] as string;
+    if ((arg === '--conditions' || arg === '-C') && execArgv[i + 1] === '@tdxsim/source') i++;
+    else if (arg !== '--conditions=@tdxsim/source' && arg !== '-C=@tdxsim/source') kept.push(arg);
+  }
+  return kept;
+}
+
+/**
+ * A matrix worker with the catalog loaded: the compiled file, or from source through tsx (as `pnpm start` runs). From
+ * source, `TDXSIM_MATRIX_WORKER=dist` in the environment starts the compiled worker of this package's `dist/`
+ * instead: the test suite sets it once it has built the packages (test/global-setup.ts), because loading the sources
+ * through tsx in every worker costs more than most of the small matrices the tests run.
+ */
 async function startWorker(setup: WorkerSetup): Promise<Worker> {
-  const fromSource = import.meta.url.endsWith('.ts');
-  const entry = new URL(fromSource ? './matrix-worker.ts' : './matrix-worker.js', import.meta.url);
+  const compiledBeside = import.meta.url.endsWith('.ts') && process.env.TDXSIM_MATRIX_WORKER === 'dist';
+  const fromSource = import.meta.url.endsWith('.ts') && !compiledBeside;
+  const entry = compiledBeside
+    ? new URL('../../dist/matrix/matrix-worker.js', import.meta.url)
+    : new URL(fromSource ? './matrix-worker.ts' : './matrix-worker.js', import.meta.url);
   let worker: Worker;
   if (fromSource) {
     const tsx = import.meta.resolve('tsx/esm/api');
     const code = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(entry.href)}); });`;
     worker = new Worker(code, { eval: true, workerData: setup, execArgv: process.execArgv });
+  } else if (compiledBeside) {
+    // The compiled worker resolves the packages to their dist/ as well, as installed: not the source condition.
+    worker = new Worker(entry, { workerData: setup, execArgv: withoutSourceCondition(process.execArgv) });
   } else {
     worker = new Worker(entry, { workerData: setup });
   }
