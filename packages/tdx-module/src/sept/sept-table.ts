@@ -73,12 +73,19 @@ export class SeptTable {
 
   #subtreeSize(): number {
     let tables = 1;
-    for (let i = 0; i < 512; i++) tables += this.child[i]?.#subtreeSize() ?? 0;
+    for (let i = 0; i < 512; i++) {
+      const child = this.child[i];
+      if (child !== undefined) tables += child.#subtreeSize();
+    }
     return tables;
   }
 
   #cloneInto(paths: SeptPaths, place: { buffer: ArrayBuffer; offset: number }): SeptTable {
-    const copy = new SeptTable(this.level, this.pageHpa, paths, { table: this, ...place });
+    const copy = new SeptTable(this.level, this.pageHpa, paths, {
+      table: this,
+      buffer: place.buffer,
+      offset: place.offset,
+    });
     place.offset += TABLE_BYTES;
     for (let i = 0; i < 512; i++) {
       const child = this.child[i];

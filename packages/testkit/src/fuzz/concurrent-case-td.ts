@@ -7,6 +7,7 @@ import {
   MemoryTraceSink,
   TdxModule as Module,
   type Scheduler,
+  type TdCheckpoint,
   type TdxModule,
   type TraceEvent,
   type YieldPoint,
@@ -23,6 +24,7 @@ export type CaseBackend =
  * SEAMCALLs passed and the trace events they recorded. Each backend adopts the checkpoint once.
  */
 interface CaseTemplate {
+  readonly checkpoint: TdCheckpoint;
   readonly kvm: Awaited<ReturnType<typeof KvmVmm.adoptCheckpoint>>;
   readonly hyperv: Awaited<ReturnType<typeof HypervVmm.adoptCheckpoint>>;
   readonly points: readonly YieldPoint[];
@@ -49,6 +51,7 @@ async function makeTemplate(vcpus: number, tdmr: { base: number; size: number })
   const td = await buildTd(module, { gpaw: 48, vcpus });
   const checkpoint = checkpointTd(module, td);
   return {
+    checkpoint,
     kvm: await KvmVmm.adoptCheckpoint(checkpoint),
     hyperv: await HypervVmm.adoptCheckpoint(checkpoint),
     points: scheduler.points,
@@ -63,12 +66,8 @@ async function makeTemplate(vcpus: number, tdmr: { base: number; size: number })
  * module (each a step of the schedule: with one thread there is no choice, but PCT's change points, the step budget
  * and the schedule's signature count them) — so a case has the schedule and the report a build gives it.
  */
-export async function concurrentCaseTd(
-  vcpus: number,
-  tdmr: { base: number; size: number },
-  ctx: ExploreContext,
-  backend: CaseBackend,
-): Promise<{ readonly module: TdxModule; readonly td: BuiltTd; readonly vmm: KvmVmm | HypervVmm }> {
+/** The template of a case TD's shape, made on first use. */
+function templateOf(vcpus: number, tdmr: { base: number; size: number }): Promise<CaseTemplate> {
   const key = `${vcpus}@${tdmr.base}+${tdmr.size}`;
   let template = templates.get(key);
   if (template === undefined) {
@@ -77,7 +76,24 @@ export async function concurrentCaseTd(
     template.catch(() => templates.delete(key));
     templates.set(key, template);
   }
-  const { kvm, hyperv, points, events } = await template;
+  return template;
+}
+
+/** The checkpoint the cases of a shape restore (tests: whatever the cases do must never change it). */
+export async function concurrentCaseCheckpoint(
+  vcpus: number,
+  tdmr: { base: number; size: number },
+): Promise<TdCheckpoint> {
+  return (await templateOf(vcpus, tdmr)).checkpoint;
+}
+
+export async function concurrentCaseTd(
+  vcpus: number,
+  tdmr: { base: number; size: number },
+  ctx: ExploreContext,
+  backend: CaseBackend,
+): Promise<{ readonly module: TdxModule; readonly td: BuiltTd; readonly vmm: KvmVmm | HypervVmm }> {
+  const { kvm, hyperv, points, events } = await templateOf(vcpus, tdmr);
   const services = { scheduler: ctx.scheduler, trace: ctx.trace };
   const restored =
     backend.backend === 'kvm'
