@@ -28,12 +28,23 @@ export class PamtBlock {
    * `size` entries, all NDA and unlocked, in a new buffer, or in `buffer` from `offset` ({@link PamtBlock.copies}).
    * The four arrays share one buffer (owner, bepoch, lock word, type: each aligned for its element size).
    */
+  /** Where the arrays live: their buffer and the block's first byte in it. */
+  readonly #buffer: ArrayBuffer;
+  readonly #offset: number;
+
   constructor(size: number, buffer = new ArrayBuffer(blockBytes(size)), offset = 0) {
+    this.#buffer = buffer;
+    this.#offset = offset;
     this.owner = new Float64Array(buffer, offset, size);
     this.bepoch = new Float64Array(buffer, offset + size * 8, size);
     this.lock = new Uint16Array(buffer, offset + size * 16, size);
     this.type = new Uint8Array(buffer, offset + size * 18, size);
     this.used = 0;
+  }
+
+  /** The buffer the four arrays live in. */
+  get buffer(): ArrayBuffer {
+    return this.#buffer;
   }
 
   /** An independent copy (checkpoints). */
@@ -47,17 +58,27 @@ export class PamtBlock {
    */
   static copies(blocks: readonly PamtBlock[]): PamtBlock[] {
     let bytes = 0;
-    for (const block of blocks) bytes += blockBytes(block.type.length);
-    const buffer = new ArrayBuffer(bytes);
+    // Whether `blocks` fill one buffer back to back, in order (a checkpoint's blocks, made by this function): then
+    // the buffer is copied whole, without zeroing a new one first and copying array by array.
+    const shared = blocks[0]?.buffer;
+    let packed = shared !== undefined;
+    for (const block of blocks) {
+      packed &&= block.#buffer === shared && block.#offset === bytes;
+      bytes += blockBytes(block.type.length);
+    }
+    packed &&= shared?.byteLength === bytes;
+    const buffer = packed ? (shared as ArrayBuffer).slice(0) : new ArrayBuffer(bytes);
     const copies: PamtBlock[] = [];
     let offset = 0;
     for (const block of blocks) {
       const size = block.type.length;
       const copy = new PamtBlock(size, buffer, offset);
-      copy.owner.set(block.owner);
-      copy.bepoch.set(block.bepoch);
-      copy.lock.set(block.lock);
-      copy.type.set(block.type);
+      if (!packed) {
+        copy.owner.set(block.owner);
+        copy.bepoch.set(block.bepoch);
+        copy.lock.set(block.lock);
+        copy.type.set(block.type);
+      }
       copy.used = block.used;
       copies.push(copy);
       offset += blockBytes(size);
@@ -75,6 +96,7 @@ function blockBytes(size: number): number {
 export class PamtRegion {
   readonly entry1g: PamtBlock;
   readonly entries2m: PamtBlock;
+  /** By 2M index; written only by {@link make4k}. */
   readonly blocks4k: (PamtBlock | undefined)[] = new Array(512);
 
   constructor(entry1g = new PamtBlock(1), entries2m = new PamtBlock(512)) {
@@ -82,34 +104,38 @@ export class PamtRegion {
     this.entries2m = entries2m;
   }
 
-  /** Its blocks: the 1G entry, the 2M entries, then the 4K blocks made so far in 2M order. */
+  /** The 2M indexes of {@link blocks4k} made so far, in the order they were made (never scanned for: 512 slots). */
+  readonly #made4k: number[] = [];
+
+  /** Makes the 4K block under 2M entry `index2m` (untouched so far): the only writer of {@link blocks4k}. */
+  make4k(index2m: number, block = new PamtBlock(512)): PamtBlock {
+    this.blocks4k[index2m] = block;
+    this.#made4k.push(index2m);
+    return block;
+  }
+
+  /** Its blocks: the 1G entry, the 2M entries, then the 4K blocks in the order they were made. */
   blocks(): PamtBlock[] {
     const blocks = [this.entry1g, this.entries2m];
-    for (const block of this.blocks4k) if (block !== undefined) blocks.push(block);
+    for (const index of this.#made4k) blocks.push(this.blocks4k[index] as PamtBlock);
     return blocks;
   }
 
   /** How many blocks {@link blocks} lists. */
   blockCount(): number {
-    let count = 2;
-    for (let i = 0; i < 512; i++) if (this.blocks4k[i] !== undefined) count++;
-    return count;
+    return 2 + this.#made4k.length;
   }
 
   /** An independent copy (checkpoints), its blocks in one buffer. */
   clone(): PamtRegion {
-    return this.#copyWith(PamtBlock.copies(this.blocks()), 0);
+    return this.copyWith(PamtBlock.copies(this.blocks()), 0);
   }
 
   /** A copy of this region's shape made of `copies` (of {@link blocks}, from `at` on); see {@link Pamt.copyFrom}. */
   copyWith(copies: readonly PamtBlock[], at: number): PamtRegion {
-    return this.#copyWith(copies, at);
-  }
-
-  #copyWith(copies: readonly PamtBlock[], at: number): PamtRegion {
     const copy = new PamtRegion(copies[at] as PamtBlock, copies[at + 1] as PamtBlock);
     let next = at + 2;
-    for (let i = 0; i < 512; i++) if (this.blocks4k[i] !== undefined) copy.blocks4k[i] = copies[next++];
+    for (const index of this.#made4k) copy.make4k(index, copies[next++]);
     return copy;
   }
 }
@@ -203,10 +229,7 @@ export class Pamt {
     } else {
       const index2m = index2mOf(hpa);
       let block = region.blocks4k[index2m];
-      if (block === undefined && create) {
-        block = new PamtBlock(512);
-        region.blocks4k[index2m] = block;
-      }
+      if (block === undefined && create) block = region.make4k(index2m);
       slot.block = block;
       slot.index = index4kOf(hpa);
     }
@@ -220,12 +243,7 @@ export class Pamt {
 
   /** The 4K entries under the 2M entry `index2m` of `region`, created on first touch. */
   block4kAt(region: PamtRegion, index2m: number): PamtBlock {
-    let block = region.blocks4k[index2m];
-    if (block === undefined) {
-      block = new PamtBlock(512);
-      region.blocks4k[index2m] = block;
-    }
-    return block;
+    return region.blocks4k[index2m] ?? region.make4k(index2m);
   }
 
   /** The entry for the page at `hpa` (aligned to the level) at `level`. */

@@ -29,6 +29,9 @@ export class SeptTable {
   nonFree = 0;
   /** The path changes of the tree this table belongs to (bookkeeping of the walk, not part of the table's state). */
   readonly #paths: SeptPaths;
+  /** Where the arrays live: their buffer and the table's first byte in it. */
+  readonly #buffer: ArrayBuffer;
+  readonly #offset: number;
 
   /**
    * A table of FREE entries in a new buffer, or a copy of `from` in `buffer` at `offset` ({@link SeptTable.clone}).
@@ -38,23 +41,26 @@ export class SeptTable {
     level: number,
     pageHpa: number,
     paths: SeptPaths = new SeptPaths(),
-    from?: { table: SeptTable; buffer: ArrayBuffer; offset: number },
+    from?: { table: SeptTable; buffer: ArrayBuffer; offset: number; copied: boolean },
   ) {
     this.level = level;
     this.pageHpa = pageHpa;
     this.#paths = paths;
     const buffer = from === undefined ? EMPTY_TABLE_BYTES.slice(0) : from.buffer;
     const offset = from === undefined ? 0 : from.offset;
+    this.#buffer = buffer;
+    this.#offset = offset;
     this.hpa = new Float64Array(buffer, offset, 512);
     this.acceptCounter = new Uint16Array(buffer, offset + 4096, 512);
     this.state = new Uint8Array(buffer, offset + 5120, 512);
     this.lock = new Uint8Array(buffer, offset + 5632, 512);
     if (from === undefined) return;
+    this.nonFree = from.table.nonFree;
+    if (from.copied) return;
     this.hpa.set(from.table.hpa);
     this.acceptCounter.set(from.table.acceptCounter);
     this.state.set(from.table.state);
     this.lock.set(from.table.lock);
-    this.nonFree = from.table.nonFree;
   }
 
   /** The path changes of the tree this table belongs to: a table attached below this one counts into the same. */
@@ -67,24 +73,35 @@ export class SeptTable {
    * in one new buffer (a restore copies a whole tree with one allocation).
    */
   clone(paths: SeptPaths = new SeptPaths()): SeptTable {
-    const place = { buffer: new ArrayBuffer(TABLE_BYTES * this.#subtreeSize()), offset: 0 };
+    const layout = { tables: 0, packed: true };
+    this.#measure(this.#buffer, layout);
+    // A subtree that fills one buffer in the order this walk copies it (a checkpoint's tree, made by this function)
+    // is copied whole: no new buffer zeroed first, no copy array by array.
+    const packed = layout.packed && this.#buffer.byteLength === TABLE_BYTES * layout.tables;
+    const place = {
+      buffer: packed ? this.#buffer.slice(0) : new ArrayBuffer(TABLE_BYTES * layout.tables),
+      offset: 0,
+      copied: packed,
+    };
     return this.#cloneInto(paths, place);
   }
 
-  #subtreeSize(): number {
-    let tables = 1;
+  /** Counts the subtree's tables into `layout`, and whether each lies in `buffer` where {@link clone} puts it. */
+  #measure(buffer: ArrayBuffer, layout: { tables: number; packed: boolean }): void {
+    layout.packed &&= this.#buffer === buffer && this.#offset === TABLE_BYTES * layout.tables;
+    layout.tables++;
     for (let i = 0; i < 512; i++) {
       const child = this.child[i];
-      if (child !== undefined) tables += child.#subtreeSize();
+      if (child !== undefined) child.#measure(buffer, layout);
     }
-    return tables;
   }
 
-  #cloneInto(paths: SeptPaths, place: { buffer: ArrayBuffer; offset: number }): SeptTable {
+  #cloneInto(paths: SeptPaths, place: { buffer: ArrayBuffer; offset: number; copied: boolean }): SeptTable {
     const copy = new SeptTable(this.level, this.pageHpa, paths, {
       table: this,
       buffer: place.buffer,
       offset: place.offset,
+      copied: place.copied,
     });
     place.offset += TABLE_BYTES;
     for (let i = 0; i < 512; i++) {
