@@ -24,14 +24,14 @@ export class PamtBlock {
   readonly lock: Uint16Array;
   /** Entries whose type is not PT_NDA; lets blocks of free pages be skipped. */
   used: number;
-  /**
-   * `size` entries, all NDA and unlocked, in a new buffer, or in `buffer` from `offset` ({@link PamtBlock.copies}).
-   * The four arrays share one buffer (owner, bepoch, lock word, type: each aligned for its element size).
-   */
   /** Where the arrays live: their buffer and the block's first byte in it. */
   readonly #buffer: ArrayBuffer;
   readonly #offset: number;
 
+  /**
+   * `size` entries, all NDA and unlocked, in a new buffer, or in `buffer` from `offset` ({@link PamtBlock.copies}).
+   * The four arrays share one buffer (owner, bepoch, lock word, type: each aligned for its element size).
+   */
   constructor(size: number, buffer = new ArrayBuffer(blockBytes(size)), offset = 0) {
     this.#buffer = buffer;
     this.#offset = offset;
@@ -135,7 +135,7 @@ export class PamtRegion {
   copyWith(copies: readonly PamtBlock[], at: number): PamtRegion {
     const copy = new PamtRegion(copies[at] as PamtBlock, copies[at + 1] as PamtBlock);
     let next = at + 2;
-    for (const index of this.#made4k) copy.make4k(index, copies[next++]);
+    for (const index of this.#made4k) copy.make4k(index, copies[next++] as PamtBlock);
     return copy;
   }
 }
