@@ -1,6 +1,9 @@
 /** Bytes a host page at level 0, 1, 2 spans (4K, 2M, 1G). */
 const SPAN = [2 ** 12, 2 ** 21, 2 ** 30] as const;
 
+/** Blocks per level that {@link HpaUsers.clear} zeroes and keeps rather than drops (2 KiB each). */
+const KEPT_BLOCKS = 16;
+
 /**
  * Who references each host page at each level (0 = 4K, 1 = 2M, 2 = 1G), for the invariant checks: a user number per
  * page, kept in blocks of 512 (one typed array per 512 pages of a level, found by its number) so that a TD of a
@@ -21,6 +24,18 @@ export class HpaUsers {
     const user =
       (this.#blocks[level] as Map<number, Int32Array>).get(Math.floor(page / 512))?.[page % 512] ?? 0;
     return user === 0 ? undefined : user - 1;
+  }
+
+  /**
+   * Forgets every user, for the next check: a few blocks are zeroed and kept (a small TD's check then allocates
+   * nothing), more are dropped (a large TD's blocks are not held between checks).
+   */
+  clear(): void {
+    this.#unaligned.clear();
+    for (const blocks of this.#blocks) {
+      if (blocks.size > KEPT_BLOCKS) blocks.clear();
+      else for (const block of blocks.values()) block.fill(0);
+    }
   }
 
   /** Records `user` (a non-negative integer) for the page at `hpa` and `level`. */

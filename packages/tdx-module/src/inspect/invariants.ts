@@ -64,8 +64,11 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
   const hex = (n: number): string => `0x${n.toString(16)}`;
   // HPA and level → who references it, from the TD side. Nothing is allocated per page or per check: a user is a
   // kind, its TD and a GPA or index, kept as numbers and named only when a message needs it.
-  const referenced = new HpaUsers();
-  const users = new PageUsers();
+  // The two tables are reused from the previous check (this function runs to completion: no other check can be using
+  // them), cleared before use: a check of a small TD, as a fuzz case ends with, then allocates no typed array.
+  const { referenced, users } = spareTables;
+  referenced.clear();
+  users.reset();
   const describe = (user: number): string => {
     const td = `TD ${hex(users.tdr(user))}`;
     const at = users.at(user);
@@ -251,6 +254,9 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
   });
   return out;
 }
+
+/** The tables of users {@link checkInvariants} fills, kept for the next check. */
+const spareTables = { referenced: new HpaUsers(), users: new PageUsers() };
 
 /** Throws an Error listing every violation; for tests that check after every step. */
 export function assertInvariants(module: TdxModule, options: { locks?: boolean } = {}): void {

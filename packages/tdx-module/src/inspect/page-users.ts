@@ -11,6 +11,16 @@ export class PageUsers {
   #ats = new Float64Array(1024);
   #count = 0;
 
+  /** Forgets every user, for the next check; arrays grown past 4,096 users go back to 1,024 (not held between checks). */
+  reset(): void {
+    this.#count = 0;
+    if (this.#kinds.length <= 4096) return;
+    this.#kinds = new Uint8Array(1024);
+    this.#levels = new Uint8Array(1024);
+    this.#tdrs = new Float64Array(1024);
+    this.#ats = new Float64Array(1024);
+  }
+
   /** Records a user (kind and level below 256, TDR and `at` safe integers); returns its number. */
   add(kind: number, tdr: number, at: number, level: number): number {
     const user = this.#count;

@@ -24,25 +24,79 @@ export class PamtBlock {
   readonly lock: Uint16Array;
   /** Entries whose type is not PT_NDA; lets blocks of free pages be skipped. */
   used: number;
+  /** Where the arrays live: their buffer and the block's first byte in it. */
+  readonly #buffer: ArrayBuffer;
+  readonly #offset: number;
 
-  constructor(size: number, from?: PamtBlock) {
-    this.type = from === undefined ? new Uint8Array(size) : from.type.slice();
-    this.owner = from === undefined ? new Float64Array(size) : from.owner.slice();
-    this.bepoch = from === undefined ? new Float64Array(size) : from.bepoch.slice();
-    this.lock = from === undefined ? new Uint16Array(size) : from.lock.slice();
-    this.used = from?.used ?? 0;
+  /**
+   * `size` entries, all NDA and unlocked, in a new buffer, or in `buffer` from `offset` ({@link PamtBlock.copies}).
+   * The four arrays share one buffer (owner, bepoch, lock word, type: each aligned for its element size).
+   */
+  constructor(size: number, buffer = new ArrayBuffer(blockBytes(size)), offset = 0) {
+    this.#buffer = buffer;
+    this.#offset = offset;
+    this.owner = new Float64Array(buffer, offset, size);
+    this.bepoch = new Float64Array(buffer, offset + size * 8, size);
+    this.lock = new Uint16Array(buffer, offset + size * 16, size);
+    this.type = new Uint8Array(buffer, offset + size * 18, size);
+    this.used = 0;
+  }
+
+  /** The buffer the four arrays live in. */
+  get buffer(): ArrayBuffer {
+    return this.#buffer;
   }
 
   /** An independent copy (checkpoints). */
   clone(): PamtBlock {
-    return new PamtBlock(this.type.length, this);
+    return PamtBlock.copies([this])[0] as PamtBlock;
   }
+
+  /**
+   * Independent copies of `blocks`, in order, all in one new buffer: a checkpoint restore copies every block of the
+   * PAMT with one allocation, where one buffer per array was four per block (and as many for the collector to free).
+   */
+  static copies(blocks: readonly PamtBlock[]): PamtBlock[] {
+    let bytes = 0;
+    // Whether `blocks` fill one buffer back to back, in order (a checkpoint's blocks, made by this function): then
+    // the buffer is copied whole, without zeroing a new one first and copying array by array.
+    const shared = blocks[0]?.buffer;
+    let packed = shared !== undefined;
+    for (const block of blocks) {
+      packed &&= block.#buffer === shared && block.#offset === bytes;
+      bytes += blockBytes(block.type.length);
+    }
+    packed &&= shared?.byteLength === bytes;
+    const buffer = packed ? (shared as ArrayBuffer).slice(0) : new ArrayBuffer(bytes);
+    const copies: PamtBlock[] = [];
+    let offset = 0;
+    for (const block of blocks) {
+      const size = block.type.length;
+      const copy = new PamtBlock(size, buffer, offset);
+      if (!packed) {
+        copy.owner.set(block.owner);
+        copy.bepoch.set(block.bepoch);
+        copy.lock.set(block.lock);
+        copy.type.set(block.type);
+      }
+      copy.used = block.used;
+      copies.push(copy);
+      offset += blockBytes(size);
+    }
+    return copies;
+  }
+}
+
+/** Bytes of a block of `size` entries (19 each), rounded up to 8 so that the next block's arrays stay aligned. */
+function blockBytes(size: number): number {
+  return Math.ceil((size * 19) / 8) * 8;
 }
 
 /** The PAMT of one 1 GiB region: its 1G entry, its 512 2M entries and, on first touch, 512 4K entries per 2M. */
 export class PamtRegion {
   readonly entry1g: PamtBlock;
   readonly entries2m: PamtBlock;
+  /** By 2M index; written only by {@link make4k}. */
   readonly blocks4k: (PamtBlock | undefined)[] = new Array(512);
 
   constructor(entry1g = new PamtBlock(1), entries2m = new PamtBlock(512)) {
@@ -50,12 +104,38 @@ export class PamtRegion {
     this.entries2m = entries2m;
   }
 
-  /** An independent copy (checkpoints). */
+  /** The 2M indexes of {@link blocks4k} made so far, in the order they were made (never scanned for: 512 slots). */
+  readonly #made4k: number[] = [];
+
+  /** Makes the 4K block under 2M entry `index2m` (untouched so far): the only writer of {@link blocks4k}. */
+  make4k(index2m: number, block = new PamtBlock(512)): PamtBlock {
+    this.blocks4k[index2m] = block;
+    this.#made4k.push(index2m);
+    return block;
+  }
+
+  /** Its blocks: the 1G entry, the 2M entries, then the 4K blocks in the order they were made. */
+  blocks(): PamtBlock[] {
+    const blocks = [this.entry1g, this.entries2m];
+    for (const index of this.#made4k) blocks.push(this.blocks4k[index] as PamtBlock);
+    return blocks;
+  }
+
+  /** How many blocks {@link blocks} lists. */
+  blockCount(): number {
+    return 2 + this.#made4k.length;
+  }
+
+  /** An independent copy (checkpoints), its blocks in one buffer. */
   clone(): PamtRegion {
-    const copy = new PamtRegion(this.entry1g.clone(), this.entries2m.clone());
-    this.blocks4k.forEach((block, i) => {
-      if (block !== undefined) copy.blocks4k[i] = block.clone();
-    });
+    return this.copyWith(PamtBlock.copies(this.blocks()), 0);
+  }
+
+  /** A copy of this region's shape made of `copies` (of {@link blocks}, from `at` on); see {@link Pamt.copyFrom}. */
+  copyWith(copies: readonly PamtBlock[], at: number): PamtRegion {
+    const copy = new PamtRegion(copies[at] as PamtBlock, copies[at + 1] as PamtBlock);
+    let next = at + 2;
+    for (const index of this.#made4k) copy.make4k(index, copies[next++] as PamtBlock);
     return copy;
   }
 }
@@ -102,7 +182,15 @@ export class Pamt {
   copyFrom(source: Pamt): void {
     this.#generation++;
     this.#regions.clear();
-    for (const [key, region] of source.#regions) this.#regions.set(key, region.clone());
+    // Every block of every region copied into one buffer: a restore makes one allocation for the whole PAMT.
+    const blocks: PamtBlock[] = [];
+    for (const region of source.#regions.values()) blocks.push(...region.blocks());
+    const copies = PamtBlock.copies(blocks);
+    let at = 0;
+    for (const [key, region] of source.#regions) {
+      this.#regions.set(key, region.copyWith(copies, at));
+      at += region.blockCount();
+    }
     this.#lastKey = -1;
     this.#lastRegion = undefined;
   }
@@ -141,10 +229,7 @@ export class Pamt {
     } else {
       const index2m = index2mOf(hpa);
       let block = region.blocks4k[index2m];
-      if (block === undefined && create) {
-        block = new PamtBlock(512);
-        region.blocks4k[index2m] = block;
-      }
+      if (block === undefined && create) block = region.make4k(index2m);
       slot.block = block;
       slot.index = index4kOf(hpa);
     }
@@ -158,12 +243,7 @@ export class Pamt {
 
   /** The 4K entries under the 2M entry `index2m` of `region`, created on first touch. */
   block4kAt(region: PamtRegion, index2m: number): PamtBlock {
-    let block = region.blocks4k[index2m];
-    if (block === undefined) {
-      block = new PamtBlock(512);
-      region.blocks4k[index2m] = block;
-    }
-    return block;
+    return region.blocks4k[index2m] ?? region.make4k(index2m);
   }
 
   /** The entry for the page at `hpa` (aligned to the level) at `level`. */
@@ -285,7 +365,7 @@ function* entriesOf(
   size: number,
   level: PamtLevel,
 ): Generator<{ hpa: number; level: PamtLevel } & PamtEntry> {
-  if (block.used === 0 && block.lock.every((word) => word === 0)) return;
+  if (block.used === 0 && !holdsLockWord(block)) return;
   for (let i = 0; i < block.type.length; i++) {
     const type = block.type[i] as number;
     const lock = block.lock[i] as number;
@@ -308,11 +388,18 @@ function visitBlock(
   level: PamtLevel,
   visit: (hpa: number, level: PamtLevel, type: number, owner: number, lock: number) => void,
 ): void {
-  if (block.used === 0 && block.lock.every((word) => word === 0)) return;
+  if (block.used === 0 && !holdsLockWord(block)) return;
   for (let i = 0; i < block.type.length; i++) {
     const type = block.type[i] as number;
     const lock = block.lock[i] as number;
     if (type === PamtPageType.NDA && lock === 0) continue;
     visit(base + i * size, level, type, block.owner[i] as number, lock);
   }
+}
+
+/** Whether any entry of `block` has a lock word (a loop: no callback per entry of every block visited). */
+function holdsLockWord(block: PamtBlock): boolean {
+  const words = block.lock;
+  for (let i = 0; i < words.length; i++) if (words[i] !== 0) return true;
+  return false;
 }

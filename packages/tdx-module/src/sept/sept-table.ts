@@ -17,23 +17,50 @@ export class SeptTable {
   readonly level: number;
   /** HPA of the host page holding this table (a PT_EPT page, or the root TDCS page). */
   readonly pageHpa: number;
-  readonly state = new Uint8Array(512).fill(SeptState.FREE);
+  readonly state: Uint8Array;
   /** HPA mapped by a leaf, or of the child table page for a non-leaf. */
-  readonly hpa = new Float64Array(512);
+  readonly hpa: Float64Array;
   /** Entry-lock bits: TDEL (bit 0), HP (bit 1). */
-  readonly lock = new Uint8Array(512);
+  readonly lock: Uint8Array;
   /** 2M leaves: 4K chunks already zeroed by an interrupted ACCEPT (entry bits 20:12). */
-  readonly acceptCounter = new Uint16Array(512);
+  readonly acceptCounter: Uint16Array;
   readonly child: (SeptTable | undefined)[] = new Array(512);
   /** Entries not FREE; SEPT.REMOVE needs 0. */
   nonFree = 0;
   /** The path changes of the tree this table belongs to (bookkeeping of the walk, not part of the table's state). */
   readonly #paths: SeptPaths;
+  /** Where the arrays live: their buffer and the table's first byte in it. */
+  readonly #buffer: ArrayBuffer;
+  readonly #offset: number;
 
-  constructor(level: number, pageHpa: number, paths: SeptPaths = new SeptPaths()) {
+  /**
+   * A table of FREE entries in a new buffer, or a copy of `from` in `buffer` at `offset` ({@link SeptTable.clone}).
+   * The four arrays share one buffer (hpa, acceptCounter, state, lock: each aligned for its element size).
+   */
+  constructor(
+    level: number,
+    pageHpa: number,
+    paths: SeptPaths = new SeptPaths(),
+    from?: { table: SeptTable; buffer: ArrayBuffer; offset: number; copied: boolean },
+  ) {
     this.level = level;
     this.pageHpa = pageHpa;
     this.#paths = paths;
+    const buffer = from === undefined ? EMPTY_TABLE_BYTES.slice(0) : from.buffer;
+    const offset = from === undefined ? 0 : from.offset;
+    this.#buffer = buffer;
+    this.#offset = offset;
+    this.hpa = new Float64Array(buffer, offset, 512);
+    this.acceptCounter = new Uint16Array(buffer, offset + 4096, 512);
+    this.state = new Uint8Array(buffer, offset + 5120, 512);
+    this.lock = new Uint8Array(buffer, offset + 5632, 512);
+    if (from === undefined) return;
+    this.nonFree = from.table.nonFree;
+    if (from.copied) return;
+    this.hpa.set(from.table.hpa);
+    this.acceptCounter.set(from.table.acceptCounter);
+    this.state.set(from.table.state);
+    this.lock.set(from.table.lock);
   }
 
   /** The path changes of the tree this table belongs to: a table attached below this one counts into the same. */
@@ -41,17 +68,46 @@ export class SeptTable {
     return this.#paths;
   }
 
-  /** An independent copy of this table and of every table below it (checkpoints), counting into `paths`. */
+  /**
+   * An independent copy of this table and of every table below it (checkpoints), counting into `paths`: all of them
+   * in one new buffer (a restore copies a whole tree with one allocation).
+   */
   clone(paths: SeptPaths = new SeptPaths()): SeptTable {
-    const copy = new SeptTable(this.level, this.pageHpa, paths);
-    copy.state.set(this.state);
-    copy.hpa.set(this.hpa);
-    copy.lock.set(this.lock);
-    copy.acceptCounter.set(this.acceptCounter);
-    this.child.forEach((child, i) => {
-      if (child !== undefined) copy.child[i] = child.clone(paths);
+    const layout = { tables: 0, packed: true };
+    this.#measure(this.#buffer, layout);
+    // A subtree that fills one buffer in the order this walk copies it (a checkpoint's tree, made by this function)
+    // is copied whole: no new buffer zeroed first, no copy array by array.
+    const packed = layout.packed && this.#buffer.byteLength === TABLE_BYTES * layout.tables;
+    const place = {
+      buffer: packed ? this.#buffer.slice(0) : new ArrayBuffer(TABLE_BYTES * layout.tables),
+      offset: 0,
+      copied: packed,
+    };
+    return this.#cloneInto(paths, place);
+  }
+
+  /** Counts the subtree's tables into `layout`, and whether each lies in `buffer` where {@link clone} puts it. */
+  #measure(buffer: ArrayBuffer, layout: { tables: number; packed: boolean }): void {
+    layout.packed &&= this.#buffer === buffer && this.#offset === TABLE_BYTES * layout.tables;
+    layout.tables++;
+    for (let i = 0; i < 512; i++) {
+      const child = this.child[i];
+      if (child !== undefined) child.#measure(buffer, layout);
+    }
+  }
+
+  #cloneInto(paths: SeptPaths, place: { buffer: ArrayBuffer; offset: number; copied: boolean }): SeptTable {
+    const copy = new SeptTable(this.level, this.pageHpa, paths, {
+      table: this,
+      buffer: place.buffer,
+      offset: place.offset,
+      copied: place.copied,
     });
-    copy.nonFree = this.nonFree;
+    place.offset += TABLE_BYTES;
+    for (let i = 0; i < 512; i++) {
+      const child = this.child[i];
+      if (child !== undefined) copy.child[i] = child.#cloneInto(paths, place);
+    }
     return copy;
   }
 
@@ -62,6 +118,11 @@ export class SeptTable {
     if ((before === SeptState.NL_MAPPED) !== (state === SeptState.NL_MAPPED)) this.#paths.changes++;
   }
 }
+
+/** The buffer of a table whose 512 entries are FREE, unlocked, mapping nothing: what a new table starts as. */
+const TABLE_BYTES = 6144;
+const EMPTY_TABLE_BYTES = new ArrayBuffer(TABLE_BYTES);
+new Uint8Array(EMPTY_TABLE_BYTES, 5120, 512).fill(SeptState.FREE);
 
 /** Index of the entry for `gpa` in a table of entries at `level`. */
 export function septIndex(gpa: number, level: number): number {

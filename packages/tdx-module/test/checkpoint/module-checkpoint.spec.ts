@@ -7,6 +7,7 @@ import {
   buildTd,
   checkpointTd,
   encodeLeaf,
+  ensureSeptTables,
   MemoryTraceSink,
   makeGprs,
   Reg,
@@ -196,6 +197,42 @@ describe('module checkpoints', () => {
       ).toBeUndefined();
       expect(deepDifference(copy.state.hkidsInUse, module.state.hkidsInUse)).toBeUndefined();
       assertInvariants(copy);
+    },
+  );
+
+  test.prop(
+    [
+      fc.array(fc.record({ page: fc.integer({ min: 0, max: 63 }), block: fc.boolean() }), { maxLength: 10 }),
+      fc.array(fc.record({ page: fc.integer({ min: 0, max: 63 }), block: fc.boolean() }), { maxLength: 10 }),
+    ],
+    { numRuns: 20 },
+  )(
+    "a checkpoint of a restore that changed (PAMT blocks and S-EPT tables partly in the restore's one buffer, partly made since) copies it exactly, and neither changes the other",
+    async (first, second) => {
+      // Host SEAMCALLs only (no vCPU runs): S-EPT tables added, 4K pages AUGed in two 2M regions and some blocked.
+      const hostOps = async (module: TdxModule, td: BuiltTd, ops: typeof first) => {
+        for (const { page, block } of ops) {
+          const gpa = pageGpa(page);
+          await ensureSeptTables(module, td.host, td.allocator, td.tdr, gpa, 0, td.pwl);
+          await td.host.pageAug(td.tdr, gpa, 0, td.allocator.alloc4k());
+          if (block) await td.host.rangeBlock(td.tdr, gpa, 0);
+        }
+      };
+      const base = await checkpointed();
+      const pristine = snapshotState(base.restore().module);
+      const one = base.restore();
+      await hostOps(one.module, one.td, first);
+      const after = snapshotState(one.module);
+      const again = checkpointTd(one.module, one.td);
+      const two = again.restore();
+      expect(snapshotState(two.module)).toBe(after);
+      assertInvariants(two.module);
+      // The same SEAMCALLs on both from there: the same state, and neither checkpoint moved.
+      await hostOps(one.module, one.td, second);
+      await hostOps(two.module, two.td, second);
+      expect(snapshotState(two.module)).toBe(snapshotState(one.module));
+      expect(snapshotState(again.restore().module)).toBe(after);
+      expect(snapshotState(base.restore().module)).toBe(pristine);
     },
   );
 

@@ -1,6 +1,6 @@
 import { HypervVmm, type HypervVmmOptions } from '@tdxsim/host-hyperv';
 import { KvmVmm, type KvmVmmOptions } from '@tdxsim/host-kvm';
-import { type BuiltTd, buildTd, checkpointTd, type TdxModule } from '@tdxsim/tdx-module';
+import { type BuiltTd, buildTd, checkpointTd, type TdCheckpoint, type TdxModule } from '@tdxsim/tdx-module';
 import type { ExploreContext } from '../explore/explore-types.js';
 import { type RecordedBuild, recordBuild, replayBuild } from '../restore/recorded-build.js';
 
@@ -14,6 +14,7 @@ export type CaseBackend =
  * Each backend adopts the checkpoint once.
  */
 interface CaseTemplate {
+  readonly checkpoint: TdCheckpoint;
   readonly kvm: Awaited<ReturnType<typeof KvmVmm.adoptCheckpoint>>;
   readonly hyperv: Awaited<ReturnType<typeof HypervVmm.adoptCheckpoint>>;
   readonly recorded: RecordedBuild;
@@ -27,10 +28,32 @@ async function makeTemplate(vcpus: number, tdmr: { base: number; size: number })
   const { module, built: td, recorded } = await recordBuild({ tdmr }, (m) => buildTd(m, { gpaw: 48, vcpus }));
   const checkpoint = checkpointTd(module, td);
   return {
+    checkpoint,
     kvm: await KvmVmm.adoptCheckpoint(checkpoint),
     hyperv: await HypervVmm.adoptCheckpoint(checkpoint),
     recorded,
   };
+}
+
+/** The template of a case TD's shape, made on first use. */
+function templateOf(vcpus: number, tdmr: { base: number; size: number }): Promise<CaseTemplate> {
+  const key = `${vcpus}@${tdmr.base}+${tdmr.size}`;
+  let template = templates.get(key);
+  if (template === undefined) {
+    template = makeTemplate(vcpus, tdmr);
+    // A template that failed is not remembered: the next case tries again (and reports its error).
+    template.catch(() => templates.delete(key));
+    templates.set(key, template);
+  }
+  return template;
+}
+
+/** The checkpoint the cases of a shape restore (tests: whatever the cases do must never change it). */
+export async function concurrentCaseCheckpoint(
+  vcpus: number,
+  tdmr: { base: number; size: number },
+): Promise<TdCheckpoint> {
+  return (await templateOf(vcpus, tdmr)).checkpoint;
 }
 
 /**
@@ -45,15 +68,7 @@ export async function concurrentCaseTd(
   ctx: ExploreContext,
   backend: CaseBackend,
 ): Promise<{ readonly module: TdxModule; readonly td: BuiltTd; readonly vmm: KvmVmm | HypervVmm }> {
-  const key = `${vcpus}@${tdmr.base}+${tdmr.size}`;
-  let template = templates.get(key);
-  if (template === undefined) {
-    template = makeTemplate(vcpus, tdmr);
-    // A template that failed is not remembered: the next case tries again (and reports its error).
-    template.catch(() => templates.delete(key));
-    templates.set(key, template);
-  }
-  const { kvm, hyperv, recorded } = await template;
+  const { kvm, hyperv, recorded } = await templateOf(vcpus, tdmr);
   const services = { scheduler: ctx.scheduler, trace: ctx.trace };
   const restored =
     backend.backend === 'kvm'

@@ -240,7 +240,7 @@ async function restoredTd(fuzz: ConcurrentFuzzCase, ctx: ExploreContext): Promis
 }
 
 /** The TDMR of a case's module. */
-const CASE_TDMR = { base: 2 ** 36, size: 2 ** 30 };
+export const CASE_TDMR = { base: 2 ** 36, size: 2 ** 30 };
 
 /** The backend of a case and its options, as {@link backendOf} makes it. */
 function backendOptionsOf(fuzz: ConcurrentFuzzCase) {

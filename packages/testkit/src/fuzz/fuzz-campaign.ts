@@ -10,6 +10,7 @@ import {
   type GuestSafetyCase,
   type GuestSafetyReport,
   runGuestSafety,
+  type SafetyCaseSetUp,
 } from '../properties/guest-safety.js';
 import type { SafetyWorkload } from '../properties/safety-workload.js';
 import {
@@ -138,10 +139,15 @@ const safetyCaseOf = (fuzz: FuzzCase, checkEvery: number): GuestSafetyCase => ({
 
 /**
  * Runs one case that {@link fuzzCase} generated: valid by construction, so not validated again (what
- * {@link runFuzzCase} checks of a user's case is most of a small case's set-up). Campaigns only.
+ * {@link runFuzzCase} checks of a user's case is most of a small case's set-up). Campaigns only; `setUp` (tests) builds
+ * the case's TD afresh instead of restoring it, or records its trace.
  */
-export function runGeneratedFuzzCase(fuzz: FuzzCase, checkEvery: number): Promise<GuestSafetyReport> {
-  return runGuestSafety(safetyCaseOf(fuzz, checkEvery));
+export function runGeneratedFuzzCase(
+  fuzz: FuzzCase,
+  checkEvery: number,
+  setUp?: SafetyCaseSetUp,
+): Promise<GuestSafetyReport> {
+  return runGuestSafety(safetyCaseOf(fuzz, checkEvery), setUp);
 }
 
 /**

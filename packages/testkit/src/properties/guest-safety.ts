@@ -7,12 +7,14 @@ import {
   TdGuest,
 } from '@tdxsim/guest';
 import {
+  type BuiltTd,
   buildTd,
   checkpointTd,
   composeTd,
   type Gpaw,
   type TdCheckpoint,
   TdxModule,
+  type TraceSink,
 } from '@tdxsim/tdx-module';
 import type { ContainerModule } from 'inversify';
 import { ScriptedVmm, type ScriptedVmmRecord } from '../backends/scripted-vmm.js';
@@ -114,7 +116,7 @@ function builtTd(gpaw: Gpaw): Promise<TdCheckpoint> {
  * Builds the TD and boots the guest. For a script: no container, and the TD is restored from a checkpoint of one built
  * TD rather than built again (a restore costs a fraction of a build; the state is the same, see `checkpointTd`).
  */
-async function boot(safetyCase: GuestSafetyCase, memoryBytes: number) {
+async function boot(safetyCase: GuestSafetyCase, memoryBytes: number, setUp: SafetyCaseSetUp) {
   const policy = safetyCase.guest;
   const build = { gpaw: safetyCase.gpaw ?? 48 };
   const tdmr = SAFETY_TDMR;
@@ -124,12 +126,38 @@ async function boot(safetyCase: GuestSafetyCase, memoryBytes: number) {
     return { module: composed.module, td: composed.td, guest, record: recordOf(composed.hosted.vmm) };
   }
   // Every scripted case starts from the same built TD: restored from a checkpoint taken once per GPA width.
-  const { module, td: built } = (await builtTd(build.gpaw)).restore();
+  const { module, td: built } = await scriptedCaseTd(build.gpaw, setUp);
   const vmm = new ScriptedVmm(module, built, safetyCase.vmm);
   // A backend that throws ends its host thread; the guest then fails its next TDCALL, which the report shows.
   for (const thread of vmm.run()) thread.catch((error: unknown) => log('the VMM threw: %o', error));
   const guest = await TdGuest.boot(vmm.td.guest(0), { memoryBytes, policy });
   return { module, td: vmm.td, guest, record: vmm.record };
+}
+
+/**
+ * How a scripted safety case gets its TD: restored from the checkpoint (what every case does) or built afresh (tests
+ * that hold a restore to a build), with the trace the case's module records into (default none).
+ */
+export interface SafetyCaseSetUp {
+  readonly from: 'restore' | 'build';
+  readonly trace?: TraceSink;
+}
+
+const RESTORE: SafetyCaseSetUp = { from: 'restore' };
+
+async function scriptedCaseTd(
+  gpaw: Gpaw,
+  setUp: SafetyCaseSetUp,
+): Promise<{ module: TdxModule; td: BuiltTd }> {
+  const services = setUp.trace === undefined ? {} : { trace: setUp.trace };
+  if (setUp.from === 'restore') return (await builtTd(gpaw)).restore(services);
+  const module = new TdxModule({ tdmr: SAFETY_TDMR }, services);
+  return { module, td: await buildTd(module, { gpaw }) };
+}
+
+/** The checkpoint scripted cases of GPA width `gpaw` restore (tests: it must not change whatever the cases do). */
+export function scriptedCaseCheckpoint(gpaw: Gpaw): Promise<TdCheckpoint> {
+  return builtTd(gpaw);
 }
 
 function recordOf(vmm: unknown): ScriptedVmmRecord | undefined {
@@ -155,10 +183,13 @@ export async function checkGuestSafety(safetyCase: GuestSafetyCase): Promise<Gue
  * campaign's generated cases), so that a campaign does not validate again, per case, what its arbitrary guarantees.
  * Not exported from the package: users get the checked entry point and its typed errors.
  */
-export async function runGuestSafety(safetyCase: GuestSafetyCase): Promise<GuestSafetyReport> {
+export async function runGuestSafety(
+  safetyCase: GuestSafetyCase,
+  setUp: SafetyCaseSetUp = RESTORE,
+): Promise<GuestSafetyReport> {
   const workload = safetyCase.workload ?? DEFAULT_SAFETY_WORKLOAD;
   const checkEvery = safetyCase.checkEvery ?? 1;
-  const { module, td, guest, record } = await boot(safetyCase, workload.memoryPages * PAGE);
+  const { module, td, guest, record } = await boot(safetyCase, workload.memoryPages * PAGE, setUp);
   const policy = guest.policy;
   const monitor = new SafetyMonitor({ module, tdr: td.tdr, guest });
   const violations: GuestSafetyViolation[] = [];
