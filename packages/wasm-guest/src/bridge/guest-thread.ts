@@ -2,6 +2,7 @@ import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import createDebug from 'debug';
 import { BLOCK_REGISTERS, Entry, IMPORT_MODULE, PageOutcomeCode } from '../abi/abi.js';
 import type { WasmModule } from '../abi/wasm-api.js';
+import { AdaptiveSpin, SPIN_BUDGET } from './adaptive-spin.js';
 import { Command, Control, INITIAL_OUTCOME_BYTES, Layout, Message, type WorkerSetup } from './protocol.js';
 
 const log = createDebug('tdxsim:wasm-guest:bridge');
@@ -25,6 +26,8 @@ export class GuestThread {
   outcomes: SharedArrayBuffer;
   /** The worker's messages read so far (the TO_HOST counter). */
   seen = 0;
+  /** How long the host watches for the worker's next message before it sleeps. */
+  readonly spin = new AdaptiveSpin(SPIN_BUDGET);
   /** Resolves with a sentence when the worker thread ends. */
   readonly exited: Promise<string>;
   #alive = true;
@@ -47,6 +50,7 @@ export class GuestThread {
         blockWords: BLOCK_REGISTERS.length,
         pageBufferExport: Entry.PAGE_BUFFER,
         unwritten: PageOutcomeCode.UNWRITTEN,
+        spin: SPIN_BUDGET,
       },
     };
     this.worker = new Worker(new URL('./guest-worker.js', import.meta.url), {

@@ -50,8 +50,21 @@ function writeText(value) {
   ctl[C.TEXT_LENGTH] = written;
 }
 
-/** Counter checks before this thread sleeps waiting for the host (about 10–20 µs of spinning). */
-const SPIN_CHECKS = 20_000;
+/**
+ * Counter checks this thread makes before it sleeps waiting for the host: adaptive-spin.ts's rule (halved when
+ * watching ended in a sleep anyway, doubled back when it paid, a probe now and then at 0), with the setup's numbers.
+ */
+const spinBudget = setup.protocol.spin;
+let spinChecks = spinBudget.full;
+let waitsSinceProbe = 0;
+
+/** The checks to make in this wait. */
+function checksNow() {
+  if (spinChecks > 0) return spinChecks;
+  if (++waitsSinceProbe < spinBudget.probeEvery) return 0;
+  waitsSinceProbe = 0;
+  return spinBudget.probe;
+}
 
 /** The host's commands this thread has taken (the TO_GUEST counter it last saw). */
 let commandsSeen = 0;
@@ -60,7 +73,13 @@ let commandsSeen = 0;
 function nextCommand() {
   // Only a changed counter is a command: a wake-up can be the host's notify for the previous one, arriving late.
   // The host's answer to a TDCALL usually comes within microseconds: watch for it a moment before sleeping.
-  for (let spin = 0; spin < SPIN_CHECKS && Atomics.load(ctl, C.TO_GUEST) === commandsSeen; spin++);
+  const checks = checksNow();
+  if (checks > 0) {
+    let spin = 0;
+    while (spin < checks && Atomics.load(ctl, C.TO_GUEST) === commandsSeen) spin++;
+    spinChecks =
+      spin < checks ? Math.min(spinBudget.full, Math.max(spinChecks * 2, spinBudget.probe)) : spinChecks >> 1;
+  }
   while (Atomics.load(ctl, C.TO_GUEST) === commandsSeen) Atomics.wait(ctl, C.TO_GUEST, commandsSeen);
   commandsSeen = Atomics.load(ctl, C.TO_GUEST);
   return ctl[C.COMMAND];

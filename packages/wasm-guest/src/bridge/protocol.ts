@@ -1,5 +1,6 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { WasmModule } from '../abi/wasm-api.js';
+import type { SpinBudget } from './adaptive-spin.js';
 
 /**
  * The bridge's shared memory: a control block of Int32 words, a data area of 16 64-bit words (the register block,
@@ -82,5 +83,7 @@ export interface WorkerSetup {
     readonly blockWords: number;
     readonly pageBufferExport: string;
     readonly unwritten: number;
+    /** The rule of how long to watch for the host's answer before sleeping (adaptive-spin.ts). */
+    readonly spin: SpinBudget;
   };
 }

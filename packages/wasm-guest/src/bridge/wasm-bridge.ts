@@ -14,9 +14,6 @@ import { Command, Control, Layout, Message } from './protocol.js';
 
 const log = createDebug('tdxsim:wasm-guest:bridge');
 
-/** Counter checks before a wait sleeps (about 10–20 µs of spinning). */
-const SPIN_CHECKS = 20_000;
-
 /** An argument of an exported function, typed as the wasm signature wants it. */
 export type ExportArgument = { readonly i32: number } | { readonly i64: bigint };
 
@@ -345,8 +342,13 @@ export class WasmBridge {
     const ctl = thread.ctl;
     let exited: string | undefined;
     // The guest's next TDCALL usually comes within microseconds: watch the counter for a moment before sleeping, which
-    // saves the cross-thread wake-up (most of a round trip's cost when the cores are idle).
-    for (let spin = 0; spin < SPIN_CHECKS && Atomics.load(ctl, Control.TO_HOST) === thread.seen; spin++);
+    // saves the cross-thread wake-up (most of a round trip's cost when the cores are idle) — as long as watching pays.
+    const checks = thread.spin.checks();
+    if (checks > 0) {
+      let spin = 0;
+      while (spin < checks && Atomics.load(ctl, Control.TO_HOST) === thread.seen) spin++;
+      thread.spin.watched(spin < checks);
+    }
     // A wake-up proves nothing: the worker's notify for its previous message can land after the host has already
     // read that message and started waiting for the next one. Only a changed counter is a message.
     while (Atomics.load(ctl, Control.TO_HOST) === thread.seen && exited === undefined) {
