@@ -130,11 +130,9 @@ function hostInputs(input: readonly bigint[]): readonly bigint[] {
   return normalizeGprs(input);
 }
 
-const MAX_U64 = (1n << 64n) - 1n;
-
-/** A bigint in [0, 2^64): zero on an equality alone (cheaper in V8 than ordering a bigint), others by the bounds. */
+/** A bigint in [0, 2^64) (reducing it to 64 bits changes nothing). */
 function isU64(value: bigint | undefined): boolean {
-  return typeof value === 'bigint' && (value === 0n || (value > 0n && value <= MAX_U64));
+  return typeof value === 'bigint' && BigInt.asUintN(64, value) === value;
 }
 
 /** HOST_FLOWS indexed by leaf number (an array read on every SEAMCALL instead of a Map lookup). */
