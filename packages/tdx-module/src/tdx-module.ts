@@ -15,6 +15,7 @@ import { deliverVirtualInterrupts, postVirtualInterrupt } from './core/virtual-i
 import type { HostCpu, NmiBlockingAtSeamret, NmiDisposition } from './cpu/host-cpu.js';
 import type { NmiArrival, NmiHandling } from './cpu/nmi-handler.js';
 import {
+  ADDRESS_LIMIT,
   assertAddress,
   assertIntegerInRange,
   assertKnownOptions,
@@ -1043,6 +1044,28 @@ export class TdxModule implements SeamcallPort {
       level: walk.level,
       hpa: info.leaf ? (walk.table.hpa[walk.index] as number) : undefined,
     };
+  }
+
+  /**
+   * {@link privatePage} for a run of pages: from the 4K page at private GPA `gpa`, the pages below `end` whose
+   * Secure-EPT entries, read where {@link privatePage}'s walk stops, are neighbours in one table with one state: that
+   * state and level, and where the run ends (at most `end`; past `gpa`'s page unless `end` comes first). Every page of
+   * the run reads as {@link privatePage} says of `gpa`. One walk and a scan of the table's entries: a check that visits
+   * every page of a conversion makes no walk and no object per page.
+   */
+  privateRun(tdr: number, gpa: number, end: number): { state: SeptStateName; level: number; end: number } {
+    assertAddress('tdr', tdr);
+    assertAddress('gpa', gpa);
+    assertIntegerInRange('end', end, gpa + 1, ADDRESS_LIMIT);
+    const td = this.#m.tds.get(tdr);
+    if (td?.sept === undefined)
+      throw new TdxSimError('INVALID_ARGUMENT', `no initialised TD has TDR 0x${tdr.toString(16)}`, 'tdr');
+    const walk = td.sept.walk(gpa - (gpa % 4096), 0);
+    const span = 4096 * 512 ** walk.level;
+    let runEnd = gpa - (gpa % span) + span;
+    const states = walk.table.state;
+    for (let i = walk.index + 1; i < 512 && runEnd < end && states[i] === walk.state; i++) runEnd += span;
+    return { state: septStateInfo(walk.state).name, level: walk.level, end: Math.min(runEnd, end) };
   }
 
   /**
