@@ -38,6 +38,7 @@ export { COMMANDS, createProgram } from './program.js';
 export { renderHtmlReport } from './report/html-report.js';
 export {
   buildRunReport,
+  type ReportedGuest,
   type ReportSummary,
   RUN_REPORT_SCHEMA,
   RUN_REPORT_SCHEMA_FILE,

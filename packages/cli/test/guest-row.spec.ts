@@ -9,6 +9,7 @@ import { scenarioTd } from '@tdxsim/testkit';
 import { describe, expect, it } from 'vitest';
 import { guestRowOptions } from '../src/guests/guest-row.js';
 import {
+  type GuestRow,
   type GuestRowOptions,
   loadGuestRow,
   loadGuestRows,
@@ -83,6 +84,13 @@ describe('guest rows', () => {
       expect(() => guestRowOptions({ guests: [row, plain] })).toThrow(
         expect.objectContaining({ code: 'INVALID_OPTION', argument: 'catalog' }),
       );
+      // A row built by hand with a bad timeout is refused before any worker loads it (runMatrix asks this first).
+      for (const callTimeoutMs of [0, 1.5, '1000'])
+        expect(() =>
+          guestRowOptions({ guests: [presetRow('linux'), { ...row, callTimeoutMs } as unknown as GuestRow] }),
+        ).toThrow(
+          expect.objectContaining({ code: 'INVALID_OPTION', argument: 'catalog.guests[1].callTimeoutMs' }),
+        );
       for (const [options, argument] of [
         [{ callTimeoutMs: 0 }, 'callTimeoutMs'],
         [{ callTimeoutMs: 1.5 }, 'callTimeoutMs'],

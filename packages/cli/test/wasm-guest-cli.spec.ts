@@ -135,6 +135,12 @@ describe.skipIf(!hasClang)('tdxsim run --guest', () => {
     expect(run.stdout).toMatch(
       /^ {2}faulty-guest-1\.wasm\/kvm\/dma-small: expected ok, got error — WasmGuestError: guest faulty-guest-1\.wasm trapped/m,
     );
+    // The report keeps the timeout the rows ran with, and a replay judges the hanging guest with it again: the same
+    // reason, "within 1000 ms" (replay compares the reason with the outcome).
+    expect(readReport(json).matrix.guests?.map((g) => g.callTimeoutMs)).toEqual([1000, 1000, 1000, 1000]);
+    const replay = await runMain(['replay', json, 'faulty-guest-2.wasm/kvm/dma-small']);
+    expect(replay.stdout).toMatch(/identical counters and outcome \(error\)/);
+    expect(replay.code).toBe(0);
   }, 300_000);
 
   it('bad --guest lines are usage errors (exit 2) naming the file, before anything runs', async () => {

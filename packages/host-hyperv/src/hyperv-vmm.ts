@@ -340,8 +340,13 @@ export class HypervVmm implements Vmm {
     regs[Reg.R8] = r8;
     const answer = this.module.seamcall(rax, regs);
     // Answered: the module no longer reads them. Suspended (or refused): they stay the call's.
-    if (Array.isArray(answer)) this.#spareRegs = regs;
-    return answer;
+    if (Array.isArray(answer)) {
+      this.#spareRegs = regs;
+      return answer;
+    }
+    // A native promise from here on (itself when it is one): the callers tell "still running" by `instanceof Promise`,
+    // which a port answering with a thenable or a promise of another realm would otherwise slip past.
+    return Promise.resolve(answer);
   }
 
   /**

@@ -76,7 +76,9 @@ async function replay(file: string, id: string, options: ReplayOptions): Promise
     options.guest !== undefined && options.guest.length > 0
       ? options.guest
       : (report.matrix.guests ?? []).map((g) => g.file);
-  const catalog = await buildCatalog(files, guestFiles);
+  // The hang timeout the rows ran with (--guest-timeout): a guest judged hung then is judged with the same budget.
+  const callTimeoutMs = report.matrix.guests?.find((g) => g.callTimeoutMs !== undefined)?.callTimeoutMs;
+  const catalog = await buildCatalog(files, guestFiles, callTimeoutMs === undefined ? {} : { callTimeoutMs });
   try {
     return await replayIn(catalog, recorded, report, id, options);
   } finally {

@@ -356,7 +356,11 @@ async function runWithCatalog(
     shard: options.shard,
     concurrency: runConcurrency(options),
     policies,
-    guests: catalog.guests.map((g) => ({ name: g.name, file: g.file as string })),
+    guests: catalog.guests.map((g) => ({
+      name: g.name,
+      file: g.file as string,
+      ...(g.callTimeoutMs === undefined ? {} : { callTimeoutMs: g.callTimeoutMs }),
+    })),
     vmms,
     workloads,
     expectations: sources,

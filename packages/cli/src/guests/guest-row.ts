@@ -87,6 +87,15 @@ export async function loadGuestRow(file: string, options: GuestRowOptions = {}):
  * same). Rows loaded with different options are a usage error: a worker loads them all with one set.
  */
 export function guestRowOptions(catalog: { readonly guests: readonly GuestRow[] }): GuestRowOptions {
+  catalog.guests.forEach((row, i) => {
+    if (row.callTimeoutMs !== undefined)
+      assertIntegerOption(
+        `catalog.guests[${i}].callTimeoutMs`,
+        row.callTimeoutMs,
+        1,
+        MAX_GUEST_CALL_TIMEOUT_MS,
+      );
+  });
   const timeouts = new Set(catalog.guests.filter((g) => g.kind === 'wasm').map((g) => g.callTimeoutMs));
   if (timeouts.size > 1)
     throw new UsageError(

@@ -115,6 +115,8 @@ const EMPTY_DETAIL: ScenarioDetail = {
  */
 export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
   checkMatrixOptions(options);
+  // The wasm rows' options, checked before any scenario runs (the workers load the rows with them).
+  const guestOptions = guestRowOptions(options.catalog);
   const { specs } = options;
   const results: ScenarioResult[] = new Array(specs.length);
   const details: ScenarioDetail[] = new Array(specs.length).fill(EMPTY_DETAIL);
@@ -156,7 +158,7 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
   const setup: WorkerSetup = {
     backendFiles: options.backendFiles,
     guestFiles: options.catalog.guests.flatMap((g) => (g.file === undefined ? [] : [g.file])),
-    guestOptions: guestRowOptions(options.catalog),
+    guestOptions,
   };
   await Promise.all(
     Array.from({ length: jobs }, async () => {

@@ -17,6 +17,15 @@ export const RUN_REPORT_SCHEMA = 'tdxsim-run-report/2';
 export const RUN_REPORT_SCHEMA_FILE = new URL('../../schema/run-report.schema.json', import.meta.url);
 
 /** What `tdxsim run --json <file>` writes; `schema/run-report.schema.json` describes it field by field. */
+/** A wasm guest row of a run report (`matrix.guests`). */
+export interface ReportedGuest {
+  readonly name: string;
+  /** Where the row was loaded from. */
+  readonly file: string;
+  /** The hang timeout (`--guest-timeout`) the row ran with; absent for the default. */
+  readonly callTimeoutMs?: number;
+}
+
 export interface RunReport {
   readonly schema: typeof RUN_REPORT_SCHEMA;
   readonly tool: { readonly name: 'tdxsim'; readonly version: string };
@@ -37,8 +46,11 @@ export interface RunReport {
   readonly matrix: {
     /** The rows: guest presets, then the wasm guests' names. */
     readonly policies: readonly string[];
-    /** The rows that are wasm guests (`--guest`) and where each was loaded from; absent when there were none. */
-    readonly guests?: readonly { readonly name: string; readonly file: string }[];
+    /**
+     * The rows that are wasm guests (`--guest`), where each was loaded from, and the hang timeout they ran with when
+     * `--guest-timeout` gave one (a replay loads them with it); absent when there were none.
+     */
+    readonly guests?: readonly ReportedGuest[];
     readonly vmms: readonly {
       readonly name: string;
       readonly kind: VmmEntry['kind'];
@@ -83,7 +95,7 @@ export function buildRunReport(input: {
   shard: Shard | undefined;
   concurrency?: ScenarioConcurrency | undefined;
   policies: readonly string[];
-  guests?: readonly { readonly name: string; readonly file: string }[] | undefined;
+  guests?: readonly ReportedGuest[] | undefined;
   vmms: readonly Pick<VmmEntry, 'name' | 'kind' | 'file'>[];
   workloads: readonly string[];
   expectations: readonly string[];
@@ -105,7 +117,13 @@ export function buildRunReport(input: {
       policies: input.policies,
       ...(input.guests === undefined || input.guests.length === 0
         ? {}
-        : { guests: input.guests.map(({ name, file }) => ({ name, file })) }),
+        : {
+            guests: input.guests.map(({ name, file, callTimeoutMs }) => ({
+              name,
+              file,
+              ...(callTimeoutMs === undefined ? {} : { callTimeoutMs }),
+            })),
+          }),
       vmms: input.vmms.map((v) => ({
         name: v.name,
         kind: v.kind,

@@ -6,6 +6,7 @@ import {
   assertString,
   show,
 } from '../api-validation.js';
+import { MAX_GUEST_CALL_TIMEOUT_MS } from '../guests/guest-row.js';
 import { SCENARIO_SCHEDULERS } from '../scenario/scenario-concurrency.js';
 import { UsageError } from '../usage-error.js';
 
@@ -55,21 +56,19 @@ export function checkReportInput(input: unknown): void {
     if (scheduleSeed !== null) assertInteger('concurrency.scheduleSeed', scheduleSeed, 0, 0xffff_ffff);
   }
   assertArray('policies', o.policies, assertString);
-  if (o.guests !== undefined)
-    assertArray('guests', o.guests, (at, guest) => {
-      assertString(`${at}.name`, (guest as { name?: unknown } | null)?.name);
-      assertString(`${at}.file`, (guest as { file?: unknown } | null)?.file);
-    });
   assertArray('vmms', o.vmms, (at, vmm) =>
     assertString(`${at}.name`, (vmm as { name?: unknown } | null)?.name),
   );
   assertArray('workloads', o.workloads, assertString);
   assertArray('expectations', o.expectations, assertString);
-  // The wasm guests' rows (`--guest`): each a name and the file it was loaded from.
+  // The wasm guests' rows (`--guest`): each a name, the file it was loaded from and the hang timeout it ran with.
   if (o.guests !== undefined)
     assertArray('guests', o.guests, (at, g) => {
-      assertString(`${at}.name`, (g as { name?: unknown } | null)?.name);
-      assertString(`${at}.file`, (g as { file?: unknown } | null)?.file);
+      const guest = g as { name?: unknown; file?: unknown; callTimeoutMs?: unknown } | null;
+      assertString(`${at}.name`, guest?.name);
+      assertString(`${at}.file`, guest?.file);
+      if (guest?.callTimeoutMs !== undefined)
+        assertInteger(`${at}.callTimeoutMs`, guest.callTimeoutMs, 1, MAX_GUEST_CALL_TIMEOUT_MS);
     });
   assertArray('results', o.results, (at, r) => {
     if (typeof r !== 'object' || r === null)
