@@ -16,7 +16,6 @@ export const RUN_REPORT_SCHEMA = 'tdxsim-run-report/2';
 /** The JSON Schema of run reports, shipped in the package (`schema/run-report.schema.json`). */
 export const RUN_REPORT_SCHEMA_FILE = new URL('../../schema/run-report.schema.json', import.meta.url);
 
-/** What `tdxsim run --json <file>` writes; `schema/run-report.schema.json` describes it field by field. */
 /** A wasm guest row of a run report (`matrix.guests`). */
 export interface ReportedGuest {
   readonly name: string;
@@ -26,6 +25,7 @@ export interface ReportedGuest {
   readonly callTimeoutMs?: number;
 }
 
+/** What `tdxsim run --json <file>` writes; `schema/run-report.schema.json` describes it field by field. */
 export interface RunReport {
   readonly schema: typeof RUN_REPORT_SCHEMA;
   readonly tool: { readonly name: 'tdxsim'; readonly version: string };
