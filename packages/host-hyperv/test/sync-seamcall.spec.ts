@@ -2,8 +2,6 @@ import { createHash } from 'node:crypto';
 import { TdGuest } from '@tdxsim/guest';
 import {
   assertInvariants,
-  type Gprs,
-  RandomScheduler,
   type Scheduler,
   SeededRng,
   snapshotState,
@@ -13,6 +11,7 @@ import {
 } from '@tdxsim/tdx-module';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { answerInPromises, recordingScheduler } from '../../tdx-module/test/support/seamcall-answers.js';
 import { HypervVmm } from '../src/index.js';
 
 // Issue 14: a SEAMCALL answers at once when nothing in it waits, and Hyper-V's EPT-violation exit is then answered
@@ -24,27 +23,6 @@ const MIB = 2 ** 20;
 const PAGE = 4096;
 /** The guest's memory: 16 MiB, accepted at boot's end and converted in random ranges meanwhile. */
 const PAGES = (16 * MIB) / PAGE;
-
-/** Makes every SEAMCALL of `module` answer in a promise, as a port that always awaits would (and as it did before). */
-function answerInPromises(module: TdxModule, thenables = false): void {
-  const seamcall = module.seamcall.bind(module);
-  // A thenable (a promise of another realm, say) is a promise to `await`, but not `instanceof Promise`.
-  // Its `then` gives a thenable again, as a promise of another realm gives a promise of that realm.
-  const thenable = (promise: Promise<unknown>): Promise<Gprs> =>
-    ({
-      // biome-ignore lint/suspicious/noThenProperty: the point is an answer that is only a thenable
-      then: (ok: (g: unknown) => unknown, fail: (e: unknown) => unknown) => thenable(promise.then(ok, fail)),
-    }) as unknown as Promise<Gprs>;
-  const answer = (rax: bigint, regs: readonly bigint[]): Promise<Gprs> => {
-    const answered = Promise.resolve(seamcall(rax, regs));
-    return thenables ? thenable(answered) : answered;
-  };
-  Object.defineProperty(module, 'seamcall', {
-    value: answer,
-    configurable: true,
-    writable: true,
-  });
-}
 
 interface Workload {
   readonly seed: number;
@@ -168,14 +146,7 @@ describe('Hyper-V: SEAMCALLs answered at once or in promises, the same run', () 
   it('a scheduler that decides sees the same yield points and makes the same choices', async () => {
     for (const seed of [1, 2, 3]) {
       const record = async (promises: boolean) => {
-        const steps: string[] = [];
-        const scheduler = new RandomScheduler({
-          seed,
-          onStep: (s) =>
-            steps.push(
-              `${s.actor} ${s.point.flow}/${s.point.step} ${s.point.gpa ?? '-'} ${s.choice}/${s.waiting}`,
-            ),
-        });
+        const { scheduler, steps } = recordingScheduler(seed);
         const workload = {
           seed,
           vcpus: 2,

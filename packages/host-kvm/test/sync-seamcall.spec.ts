@@ -1,15 +1,8 @@
 import { TdGuest } from '@tdxsim/guest';
-import {
-  assertInvariants,
-  type Gprs,
-  RandomScheduler,
-  type Scheduler,
-  SeededRng,
-  snapshotState,
-  TdxModule,
-} from '@tdxsim/tdx-module';
+import { assertInvariants, type Scheduler, SeededRng, snapshotState, TdxModule } from '@tdxsim/tdx-module';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { answerInPromises, recordingScheduler } from '../../tdx-module/test/support/seamcall-answers.js';
 import { KvmVmm } from '../src/index.js';
 
 // Issue 14: a SEAMCALL answers at once when nothing in it waits, and KVM's fault path and vCPU loop then go on
@@ -20,16 +13,6 @@ const MIB = 2 ** 20;
 const PAGE = 4096;
 /** The guest's memory: 16 MiB, converted in random ranges. */
 const PAGES = (16 * MIB) / PAGE;
-
-/** Makes every SEAMCALL of `module` answer in a promise, as a port that always awaits would (and as it did before). */
-function answerInPromises(module: TdxModule): void {
-  const seamcall = module.seamcall.bind(module);
-  Object.defineProperty(module, 'seamcall', {
-    value: (rax: bigint, regs: readonly bigint[]): Promise<Gprs> => Promise.resolve(seamcall(rax, regs)),
-    configurable: true,
-    writable: true,
-  });
-}
 
 interface Workload {
   readonly seed: number;
@@ -107,14 +90,7 @@ describe('SEAMCALLs answered at once or in promises: the same run', () => {
   it('a scheduler that decides sees the same yield points and makes the same choices', async () => {
     for (const seed of [1, 2, 3]) {
       const record = async (promises: boolean) => {
-        const steps: string[] = [];
-        const scheduler = new RandomScheduler({
-          seed,
-          onStep: (s) =>
-            steps.push(
-              `${s.actor} ${s.point.flow}/${s.point.step} ${s.point.gpa ?? '-'} ${s.choice}/${s.waiting}`,
-            ),
-        });
+        const { scheduler, steps } = recordingScheduler(seed);
         const result = await run({ seed, vcpus: 2, hugePages: seed === 2, steps: 3 }, promises, scheduler);
         return { steps, schedule: scheduler.schedule, result };
       };
