@@ -180,6 +180,38 @@ describe('tdxsim explore', () => {
     );
   });
 
+  it('a budget smaller than the expectations were seen with: an expected failure it misses is "not reached", exit 0; as large a budget that misses it exits 1', async () => {
+    // The shipped file was written from 100 schedules per cell; seed 1's PCT finds the KVM NMI race after more than 5.
+    const files = { json: join(dir, 'short.json'), junit: join(dir, 'short.xml') };
+    const short = ['explore', '--race', 'nmis-around-td-exits', '--vmm', 'kvm', '--schedules', '5'];
+    const run = await runMain([...short, '--json', files.json, '--junit', files.junit]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toMatch(
+      /nmis-around-td-exits\/kvm: ok \(not reached: property was seen within 100 schedules, 5 run\)/,
+    );
+    expect(run.stdout).toMatch(
+      /^nmis-around-td-exits\/kvm\s+ok\s+not reached \(property within 100\)\s+5\s/m,
+    );
+    expect(run.stdout).toMatch(
+      /every outcome as expected \(1 expected failure not reached: seen within 100 schedules; give --schedules 100 or more to check it\)$/m,
+    );
+    const saved = readExploreReport(files.json);
+    expect(saved.results[0]).toMatchObject({ outcome: 'ok', expected: 'property', expectedWithin: 100 });
+    expect(saved.summary.changes).toBe(0);
+    const junit = new XMLParser({ ignoreAttributes: false }).parse(readFileSync(files.junit, 'utf8'));
+    expect(junit.testsuites['@_failures']).toBe('0');
+    expect(junit.testsuites['@_skipped']).toBe('1');
+    // The same rules, seen with 5 schedules: missing the race within 5 is now a change.
+    const five = join(dir, 'seen-with-5.json');
+    writeFileSync(
+      five,
+      JSON.stringify({ ...readExploreExpectations(DEFAULT_EXPLORE_EXPECTATIONS_FILE), schedules: 5 }),
+    );
+    const strict = await runMain([...short, '--no-expect', '--expect', five]);
+    expect(strict.code).toBe(1);
+    expect(strict.stdout).toMatch(/^nmis-around-td-exits\/kvm\s+ok\s+CHANGED from property\s/m);
+  });
+
   it('bad command lines exit 2 with one line naming the problem, before anything runs', async () => {
     const bad = join(dir, 'bad.json');
     writeFileSync(
@@ -189,6 +221,11 @@ describe('tdxsim explore', () => {
         expect: [{ cells: 'a/b/c', outcome: 'ok' }],
       }),
     );
+    const badBudget = join(dir, 'bad-budget.json');
+    writeFileSync(
+      badBudget,
+      JSON.stringify({ schema: 'tdxsim-explore-expectations/1', schedules: 0, expect: [] }),
+    );
     for (const [args, message] of [
       [['--race', 'no-such-race'], /unknown race "no-such-race" \(valid: fault-racing-zap, /],
       [['--replay', 'v1:1'], /--replay needs exactly one --race and one --vmm/],
@@ -197,6 +234,7 @@ describe('tdxsim explore', () => {
         /not a schedule \(expected the prefix v1:\)/,
       ],
       [['--expect', bad], /expect\[0\]: "cells" must be a pattern race\/vmm/],
+      [['--expect', badBudget], /"schedules" must be a positive integer .*got 0/],
       [['--scheduler', 'dfs'], /expected one of: random, pct/],
     ] as const) {
       const run = await runMain(['explore', ...args]);

@@ -14,7 +14,12 @@ import {
 import { writeExploreHtml } from '../explore/explore-html.js';
 import { writeExploreJunit } from '../explore/explore-junit.js';
 import { buildExploreReport } from '../explore/explore-report.js';
-import { type ExploreCellResult, isExploreChange } from '../explore/explore-result.js';
+import {
+  type ExploreCellResult,
+  isExploreChange,
+  isNotReached,
+  notReachedText,
+} from '../explore/explore-result.js';
 import {
   formatExploreCellFailure,
   formatExploreSummary,
@@ -253,11 +258,16 @@ async function exploreWith(
         );
       },
     });
-    const expected = expectations.expected(result.id)?.outcome ?? null;
-    const judged = { ...result, expected };
+    const rule = expectations.expected(result.id);
+    const expected = rule?.outcome ?? null;
+    const judged: ExploreCellResult = {
+      ...result,
+      expected,
+      ...(rule?.seenWithin === undefined ? {} : { expectedWithin: rule.seenWithin }),
+    };
     results.push(judged);
     process.stderr.write(
-      `[${i + 1}/${cells.length}] ${judged.id}: ${judged.outcome}${isExploreChange(judged.outcome, expected) ? ` (NOT AS EXPECTED: ${expected ?? 'nothing expected'})` : ''}, ${judged.schedulesRun} schedules, ${(judged.wallMs / 1000).toFixed(1)} s\n`,
+      `[${i + 1}/${cells.length}] ${judged.id}: ${judged.outcome}${isExploreChange(judged) ? ` (NOT AS EXPECTED: ${expected ?? 'nothing expected'})` : isNotReached(judged) ? ` (${notReachedText(judged)})` : ''}, ${judged.schedulesRun} schedules, ${(judged.wallMs / 1000).toFixed(1)} s\n`,
     );
   }
   const report = buildExploreReport({
@@ -276,11 +286,9 @@ async function exploreWith(
   });
   const style = makeStyle(wantsColour(process.stdout));
   process.stdout.write(`${formatExploreTable(results, style)}\n\n`);
-  for (const r of results.filter((x) => x.failure !== null && isExploreChange(x.outcome, x.expected)))
+  for (const r of results.filter((x) => x.failure !== null && isExploreChange(x)))
     process.stdout.write(`${formatExploreCellFailure(r)}\n\n`);
-  const expectedFailures = results.filter(
-    (x) => x.failure !== null && !isExploreChange(x.outcome, x.expected),
-  );
+  const expectedFailures = results.filter((x) => x.failure !== null && !isExploreChange(x));
   if (expectedFailures.length > 0)
     process.stdout.write(
       `${style.dim(`${expectedFailures.length} failure${expectedFailures.length === 1 ? '' : 's'} as expected (known races): ${expectedFailures.map((r) => `${r.id} (${r.outcome})`).join(', ')} — replay one: ${expectedFailures[0]?.failure?.replay ?? ''}`)}\n\n`,

@@ -22,6 +22,10 @@ export interface ExploreExpectationsFile {
   /** How the outcomes were seen (notes: the rules apply to any run). */
   readonly seed?: number;
   readonly scheduler?: 'random' | 'pct';
+  /**
+   * The schedules per cell the outcomes were seen with. A run of fewer schedules that does not find an expected
+   * failure reports it "not reached" rather than changed; a run of as many or more fails the command.
+   */
   readonly schedules?: number;
   readonly expect: readonly ExploreExpectationRule[];
 }
@@ -57,24 +61,36 @@ export function readExploreExpectations(file: string): ExploreExpectationsFile {
         `${where}: "outcome" must be one of ${EXPLORE_OUTCOMES.join(', ')}, got ${JSON.stringify(rule.outcome)}`,
       );
   });
+  if (data.schedules !== undefined && !(Number.isSafeInteger(data.schedules) && data.schedules > 0))
+    throw new UsageError(
+      `"${file}": "schedules" must be a positive integer (the schedules per cell the outcomes were seen with), got ${JSON.stringify(data.schedules)}`,
+    );
   return data as ExploreExpectationsFile;
 }
 
 /** The expected outcome of each cell: the first matching rule of the files, in order; undefined if none. */
 export class ExploreExpectations {
-  readonly #rules: { rule: ExploreExpectationRule; file: string }[];
+  readonly #rules: { rule: ExploreExpectationRule; file: string; schedules: number | undefined }[];
 
   constructor(files: readonly { file: string; expectations: ExploreExpectationsFile }[]) {
     this.#rules = files.flatMap(({ file, expectations }) =>
-      expectations.expect.map((rule) => ({ rule, file })),
+      expectations.expect.map((rule) => ({ rule, file, schedules: expectations.schedules })),
     );
   }
 
-  expected(id: string): { outcome: ExploreOutcome; source: string } | undefined {
+  /**
+   * The expected outcome of a cell, where the rule comes from, and the schedules per cell its file was seen with
+   * (`seenWithin`, when the file says): a run of fewer schedules may not reach an expected failure.
+   */
+  expected(id: string): { outcome: ExploreOutcome; source: string; seenWithin?: number } | undefined {
     const hit = this.#rules.find(({ rule }) => matchesPattern(rule.cells, id));
     return hit === undefined
       ? undefined
-      : { outcome: hit.rule.outcome, source: `${hit.file}: ${hit.rule.cells}` };
+      : {
+          outcome: hit.rule.outcome,
+          source: `${hit.file}: ${hit.rule.cells}`,
+          ...(hit.schedules === undefined ? {} : { seenWithin: hit.schedules }),
+        };
   }
 }
 

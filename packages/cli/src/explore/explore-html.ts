@@ -5,7 +5,7 @@ import { formatWall } from '../report/table.js';
 import { timelineLegend, timelineSvg } from '../report/timeline-svg.js';
 import type { ScenarioDetail } from '../scenario/scenario-result.js';
 import type { ExploreReport } from './explore-report.js';
-import { type ExploreCellResult, isExploreChange, raceLabel } from './explore-result.js';
+import { type ExploreCellResult, isExploreChange, isNotReached, raceLabel } from './explore-result.js';
 
 /** The run report's outcome colours, by what an explore outcome means: ok, a failure, n/a, error. */
 function outcomeClass(r: ExploreCellResult): string {
@@ -63,7 +63,7 @@ export function renderExploreHtml(report: ExploreReport): string {
     parts.push(
       `<p>Judged against: ${report.expectations.map((e) => `<code>${escapeText(e)}</code>`).join(', ')}</p>`,
     );
-  const changed = results.filter((r) => isExploreChange(r.outcome, r.expected));
+  const changed = results.filter((r) => isExploreChange(r));
   if (changed.length > 0) {
     parts.push(`<h2>Not as expected</h2><ul class="changes">`);
     for (const r of changed)
@@ -90,11 +90,13 @@ export function renderExploreHtml(report: ExploreReport): string {
         parts.push(`<td>-</td>`);
         continue;
       }
-      const mark = isExploreChange(r.outcome, r.expected)
+      const mark = isExploreChange(r)
         ? '!'
-        : r.outcome !== 'ok' && r.outcome !== 'n/a'
-          ? '*'
-          : '';
+        : isNotReached(r)
+          ? '?'
+          : r.outcome !== 'ok' && r.outcome !== 'n/a'
+            ? '*'
+            : '';
       const text = `${escapeText(r.outcome)}${mark}`;
       parts.push(
         `<td class="${outcomeClass(r)}" title="${escapeText(`${r.schedulesRun} schedules, ${r.distinctInterleavings} distinct interleavings${r.reason === null ? '' : `: ${r.reason}`}`)}">${r.failure === null ? text : `<a href="#${anchor(r)}">${text}</a>`}</td>`,
@@ -102,14 +104,16 @@ export function renderExploreHtml(report: ExploreReport): string {
     }
     parts.push(`</tr>`);
   }
-  parts.push(`</tbody></table><p class="legend">* a failure, as expected; ! an outcome not as expected</p>`);
+  parts.push(
+    `</tbody></table><p class="legend">* a failure, as expected; ! an outcome not as expected; ? an expected failure not reached within this run's schedules</p>`,
+  );
 
   parts.push(
     `<h2>Cells</h2><table id="results"><thead><tr><th>cell</th><th>outcome</th><th>expected</th><th>schedules</th><th>distinct interleavings</th><th>steps</th><th>wall</th></tr></thead><tbody>`,
   );
   for (const r of results)
     parts.push(
-      `<tr><td>${escapeText(r.id)}</td><td class="${outcomeClass(r)}">${escapeText(r.outcome)}</td><td${isExploreChange(r.outcome, r.expected) ? ' class="change"' : ''}>${escapeText(r.expected ?? '')}</td>` +
+      `<tr><td>${escapeText(r.id)}</td><td class="${outcomeClass(r)}">${escapeText(r.outcome)}</td><td${isExploreChange(r) ? ' class="change"' : ''}>${escapeText(r.expected ?? '')}</td>` +
         [r.schedulesRun, r.distinctInterleavings, r.steps]
           .map((n) => `<td class="num">${n.toLocaleString('en-US')}</td>`)
           .join('') +
@@ -122,7 +126,7 @@ export function renderExploreHtml(report: ExploreReport): string {
   for (const r of failed) {
     const f = r.failure;
     if (f === null) continue;
-    const open = isExploreChange(r.outcome, r.expected) ? ' open' : '';
+    const open = isExploreChange(r) ? ' open' : '';
     parts.push(
       `<details class="scenario" id="${anchor(r)}"${open}><summary><span class="${outcomeClass(r)}">${escapeText(f.kind)}</span> ${escapeText(r.id)} — schedule #${f.scheduleIndex} of ${r.schedulesRun}: ${escapeText(f.message)}</summary>`,
     );

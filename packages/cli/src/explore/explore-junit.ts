@@ -1,13 +1,14 @@
 import { writeFileSync } from 'node:fs';
 import { xmlText } from '../report/junit-report.js';
 import type { ExploreReport } from './explore-report.js';
-import { isExploreChange, raceLabel } from './explore-result.js';
+import { isExploreChange, isNotReached, notReachedText, raceLabel } from './explore-result.js';
 
 /**
  * The JUnit XML of an explore run: one `<testsuite>` per backend, one `<testcase>` per race (`race@guest` for a guest
  * race, one per guest under test). An outcome not as expected is a `<failure>` with the failure's message, the
- * shrunk schedule and the replay command; an expected failure is `<skipped>` with the same text; a race that does
- * not apply is `<skipped>` with why.
+ * shrunk schedule and the replay command; an expected failure is `<skipped>` with the same text, and so is one
+ * this run's budget did not reach (fewer schedules than it was seen with); a race that does not apply is
+ * `<skipped>` with why.
  */
 export function renderExploreJunit(report: ExploreReport): string {
   const seconds = (ms: number): string => (ms / 1000).toFixed(3);
@@ -25,11 +26,16 @@ export function renderExploreJunit(report: ExploreReport): string {
         r.failure === null
           ? (r.reason ?? '')
           : `${r.failure.kind}: ${r.failure.message}\nschedule ${r.failure.schedule} (#${r.failure.scheduleIndex} of ${r.schedulesRun})\nreplay: ${r.failure.replay}`;
-      if (isExploreChange(r.outcome, r.expected)) {
+      if (isExploreChange(r)) {
         suiteFailures++;
         const expected = r.expected === null ? 'nothing expected' : `expected ${r.expected}`;
         cases.push(
           `${head}\n      <failure message="${xmlText(`${r.outcome} (${expected}): ${r.reason ?? ''}`)}" type="${xmlText(r.outcome)}">${xmlText(detail)}</failure>\n    </testcase>`,
+        );
+      } else if (isNotReached(r)) {
+        suiteSkipped++;
+        cases.push(
+          `${head}\n      <skipped message="${xmlText(notReachedText(r))}"/>\n      <system-out>${xmlText(detail)}</system-out>\n    </testcase>`,
         );
       } else if (r.outcome !== 'ok') {
         suiteSkipped++;

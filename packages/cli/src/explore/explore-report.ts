@@ -101,7 +101,7 @@ export function buildExploreReport(input: {
       failed: count((r) => r.failure !== null),
       notApplicable: count((r) => r.outcome === 'n/a'),
       error: count((r) => r.outcome === 'error'),
-      changes: count((r) => isExploreChange(r.outcome, r.expected)),
+      changes: count((r) => isExploreChange(r)),
       schedulesRun: results.reduce((n, r) => n + r.schedulesRun, 0),
       wallMs: Math.round(input.wallMs),
     },

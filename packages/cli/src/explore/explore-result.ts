@@ -40,6 +40,11 @@ export interface ExploreCellResult {
   readonly outcome: ExploreOutcome;
   /** What the expectations said (null: nothing expected). */
   readonly expected: ExploreOutcome | null;
+  /**
+   * The schedules per cell the expected outcome was seen with (the `schedules` of the expectations file its rule
+   * came from); absent when the file does not say, or in reports written before it was recorded.
+   */
+  readonly expectedWithin?: number;
   /** The failure's message, why the race does not apply, or why the exploration could not run. */
   readonly reason: string | null;
   readonly schedulesRun: number;
@@ -49,13 +54,36 @@ export interface ExploreCellResult {
   readonly failure: ExploreCellFailure | null;
 }
 
-/** Whether an outcome fails the command: it differs from the expected one, or nothing is expected and it failed. */
-export function isExploreChange(
-  outcome: ExploreOutcome,
-  expected: ExploreOutcome | null | undefined,
-): boolean {
-  if (expected === null || expected === undefined) return outcome !== 'ok' && outcome !== 'n/a';
-  return outcome !== expected;
+/** What {@link isExploreChange} and {@link isNotReached} read of a cell. */
+export type JudgedCell = Pick<ExploreCellResult, 'outcome' | 'expected' | 'expectedWithin' | 'schedulesRun'>;
+
+/**
+ * Whether a cell expected to fail ended `ok` after fewer schedules than its expectation was seen with: the budget
+ * was too small to tell, which is not a change (a race found at schedule 21 is not missed by a run of 20).
+ */
+export function isNotReached(r: JudgedCell): boolean {
+  const failureExpected =
+    r.expected !== null && r.expected !== 'ok' && r.expected !== 'n/a' && r.expected !== 'error';
+  return (
+    failureExpected &&
+    r.outcome === 'ok' &&
+    r.expectedWithin !== undefined &&
+    r.schedulesRun < r.expectedWithin
+  );
+}
+
+/** How reports word a cell of {@link isNotReached}: what was expected and the budget it needs. */
+export function notReachedText(r: JudgedCell): string {
+  return `not reached: ${r.expected} was seen within ${r.expectedWithin} schedules, ${r.schedulesRun} run`;
+}
+
+/**
+ * Whether a cell's outcome fails the command: it differs from the expected one (unless the expected failure was
+ * not reached within a smaller budget, see {@link isNotReached}), or nothing is expected and it failed.
+ */
+export function isExploreChange(r: JudgedCell): boolean {
+  if (r.expected === null) return r.outcome !== 'ok' && r.outcome !== 'n/a';
+  return r.outcome !== r.expected && !isNotReached(r);
 }
 
 /** A cell's race as reports label it: the race, and the guest under test of a guest race (`race@guest`). */

@@ -1,7 +1,7 @@
 import type { Style } from '../report/style.js';
 import { formatWall } from '../report/table.js';
 import type { ExploreReport } from './explore-report.js';
-import { type ExploreCellResult, isExploreChange } from './explore-result.js';
+import { type ExploreCellResult, isExploreChange, isNotReached } from './explore-result.js';
 
 const COLUMNS = ['cell', 'outcome', 'vs expected', 'schedules', 'interleavings', 'wall', 'reason'] as const;
 /** Choice lines and trace lines a failure shows in the terminal (the JSON report has more). */
@@ -9,8 +9,9 @@ const CHOICE_LINES = 12;
 const TRACE_LINES = 12;
 
 function versus(r: ExploreCellResult): string {
+  if (isNotReached(r)) return `not reached (${r.expected} within ${r.expectedWithin})`;
   if (r.expected !== null) return r.outcome === r.expected ? 'as expected' : `CHANGED from ${r.expected}`;
-  return isExploreChange(r.outcome, r.expected) ? 'unexpected' : '';
+  return isExploreChange(r) ? 'unexpected' : '';
 }
 
 function paint(r: ExploreCellResult, text: string, style: Style): string {
@@ -42,8 +43,7 @@ export function formatExploreTable(results: readonly ExploreCellResult[], style:
         const padded = c >= 3 && c <= 5 ? cell.padStart(width) : cell.padEnd(width);
         if (r === undefined) return padded;
         if (c === 1) return paint(r, padded, style);
-        if (c === 2)
-          return isExploreChange(r.outcome, r.expected) ? style.bold(style.red(padded)) : style.dim(padded);
+        if (c === 2) return isExploreChange(r) ? style.bold(style.red(padded)) : style.dim(padded);
         return padded;
       })
       .join('  ')
@@ -87,6 +87,15 @@ export function formatExploreSummary(report: ExploreReport): string {
       : `guests under test: ${guests.map((g) => (g.file === undefined ? `${g.name} (preset)` : `${g.name} (${g.file})`)).join(', ')}\n`) +
     `${s.cells} cells (${report.scheduler}, seed ${report.seed}${report.schedules === null ? '' : `, ${report.schedules} schedules each`}${report.shard === null ? '' : `, shard ${report.shard.index}/${report.shard.total}`}): ` +
     `${s.ok} ok, ${s.failed} with a failure, ${s.notApplicable} n/a, ${s.error} error; ${s.schedulesRun.toLocaleString('en-US')} schedules in ${formatWall(s.wallMs)} — ` +
-    (s.changes === 0 ? 'every outcome as expected' : `${s.changes} not as expected`)
+    (s.changes === 0 ? 'every outcome as expected' : `${s.changes} not as expected`) +
+    notReachedNote(report.results)
   );
+}
+
+/** The cells whose expected failure this budget did not reach: said, so that a short run is not read as a pass. */
+function notReachedNote(results: readonly ExploreCellResult[]): string {
+  const short = results.filter(isNotReached);
+  if (short.length === 0) return '';
+  const needed = Math.max(...short.map((r) => r.expectedWithin ?? 0));
+  return ` (${short.length} expected failure${short.length === 1 ? '' : 's'} not reached: seen within ${needed} schedules; give --schedules ${needed} or more to check ${short.length === 1 ? 'it' : 'them'})`;
 }

@@ -11,9 +11,12 @@ export function collectList(value: string, previous: readonly string[] = []): st
   ];
 }
 
-/** A repeatable option's values in order (`--backend a.ts --backend b.ts`). */
-export function collect(value: string, previous: readonly string[] = []): string[] {
-  return [...previous, value];
+/**
+ * A repeatable option's values in order (`--backend a.ts --backend b.ts`). A value before it that is not a list
+ * (`false` from a `--no-…` twin: `--no-expect --expect f`) is replaced, so the later option wins.
+ */
+export function collect(value: string, previous: readonly string[] | boolean = []): string[] {
+  return Array.isArray(previous) ? [...previous, value] : [value];
 }
 
 /** A seed: an integer from 0 to 2^32 - 1, decimal or 0x-hex. */
