@@ -3,46 +3,55 @@ import { defineConfig } from 'vitest/config';
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 /**
- * The files that take longest (whole matrices, explorations, 1,000-run properties, CLI processes; measured in a full
- * run, longest first: the largest in the order of issue 14's clean-clone figures, the rest as a full run on a loaded
- * machine measured them), started first so that the short files fill the other worker at the end instead of one long
- * file running alone. Vitest orders by the durations it cached from the last run when it has them; a clean clone (CI)
- * has none and would order by file size, which puts most of these last.
+ * The files that take longest (whole matrices, explorations, 1,000-run properties, CLI processes; longest first, in
+ * the order of a clean-clone CI run at 55c36b1 less what the test-suite pass of issue 14 took off each file), started
+ * first so that the short files fill the other worker at the end instead of one long file running alone. Vitest
+ * orders by the durations it cached from the last run when it has them; a clean clone (CI) has none and would order by
+ * file size, which puts most of these last.
  */
 const LONGEST_FIRST = [
   'packages/cli/test/default-matrix.spec.ts',
   'packages/cli/test/wasm-guest-compare.spec.ts',
   'test/multi-vcpu-explored.spec.ts',
-  'packages/cli/test/wasm-guest-cli.spec.ts',
   'packages/guest/test/properties.spec.ts',
-  'packages/cli/test/run-command.spec.ts',
-  'test/readme-code-blocks.spec.ts',
   'packages/cli/test/backend-faults.spec.ts',
+  'packages/cli/test/run-command.spec.ts',
+  'packages/cli/test/wasm-guest-cli.spec.ts',
   'packages/testkit/test/kvm/kvm-explored.spec.ts',
+  'test/readme-code-blocks.spec.ts',
   'packages/testkit/test/kvm/kvm-explored-huge-pages.spec.ts',
-  'packages/testkit/test/conformance.spec.ts',
   'packages/cli/test/fuzz-command.spec.ts',
-  'packages/cli/test/behaviour-snapshot.spec.ts',
-  'packages/testkit/test/concurrent-fuzz.spec.ts',
   'packages/host-kvm/test/selftests/private-mem-conversions.spec.ts',
-  'packages/wasm-guest/test/bridge.spec.ts',
-  'packages/cli/test/behaviour-snapshot-linux.spec.ts',
   'packages/cli/test/explore-guest.spec.ts',
-  'packages/wasm-guest/test/wasm-guest.spec.ts',
-  'test/package-tarballs.spec.ts',
-  'packages/cli/test/explore-command.spec.ts',
-  'packages/tdx-module/test/model/sept-model.spec.ts',
-  'packages/cli/test/behaviour-snapshot-openvmm.spec.ts',
-  'packages/testkit/test/conformance-scheduled.spec.ts',
-  'packages/cli/test/behaviour-snapshot-strict.spec.ts',
+  'packages/testkit/test/conformance.spec.ts',
+  'packages/testkit/test/explore-restore-equivalence.spec.ts',
+  'packages/wasm-guest/test/bridge.spec.ts',
   'packages/cli/test/run-vcpus.spec.ts',
-  'packages/cli/test/html-report.spec.ts',
-  'packages/testkit/test/kvm/kvm-without-mmu-lock.spec.ts',
+  'packages/cli/test/behaviour-snapshot-linux.spec.ts',
+  'packages/testkit/test/conformance-scheduled.spec.ts',
+  'test/package-tarballs.spec.ts',
+  'packages/wasm-guest/test/wasm-guest.spec.ts',
+  'packages/cli/test/explore-command.spec.ts',
+  'packages/cli/test/behaviour-snapshot-openvmm.spec.ts',
+  'packages/cli/test/behaviour-snapshot-strict.spec.ts',
+  'packages/tdx-module/test/vcpu-left-waiting.spec.ts',
+  'packages/tdx-module/test/model/sept-model.spec.ts',
+  'packages/testkit/test/concurrent-fuzz.spec.ts',
+  'packages/host-hyperv/test/sync-seamcall.spec.ts',
+  'packages/cli/test/explore-restore.spec.ts',
   'packages/testkit/test/conformance-view.spec.ts',
-  'packages/testkit/test/nmi-race.spec.ts',
-  'packages/testkit/test/guest-safety.spec.ts',
-  'packages/testkit/test/hostile-backends.spec.ts',
+  'packages/testkit/test/kvm/kvm-without-mmu-lock.spec.ts',
   'packages/testkit/test/readme/my-vmm.conformance.spec.ts',
+  'packages/guest/test/edges/edges-backends.spec.ts',
+  'packages/testkit/test/hostile-backends.spec.ts',
+  'packages/testkit/test/nmi-race.spec.ts',
+  'packages/testkit/test/race-scenarios.spec.ts',
+  'packages/guest/test/multi-vcpu/multi-vcpu-pct.spec.ts',
+  'packages/host-kvm/test/sync-seamcall.spec.ts',
+  'packages/testkit/test/guest-safety.spec.ts',
+  'packages/tdx-module/test/inspect/private-run.spec.ts',
+  'packages/cli/test/html-report.spec.ts',
+  'packages/cli/test/behaviour-snapshot.spec.ts',
 ];
 
 class LongestFirstSequencer extends BaseSequencer {

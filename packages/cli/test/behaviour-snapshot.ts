@@ -13,14 +13,21 @@ import { join } from 'node:path';
 import { expect } from 'vitest';
 import { buildCatalog, findVmm, findWorkload } from '../src/catalog/catalog.js';
 import { formatTraceEvent } from '../src/commands/replay-command.js';
+import { type RunReport, readRunReport } from '../src/report/json-report.js';
 import { runScenario } from '../src/scenario/run-scenario.js';
-import type { ScenarioSpec } from '../src/scenario/scenario-result.js';
+import type { ScenarioResult, ScenarioSpec } from '../src/scenario/scenario-result.js';
 import { FIXTURES } from './run-cli.js';
 
 const MIB = 2 ** 20;
 
 /** The saved records, one per spec of {@link snapshotSpecs}, in its order. */
 export const SNAPSHOT = join(FIXTURES, 'behaviour', 'scenarios.json');
+
+/**
+ * A report of default-matrix scenarios at their default amounts (seed 1, default checks), saved before the performance
+ * work: default-matrix.spec.ts holds the default matrix's own run against it (expectSavedReportReproduced).
+ */
+export const SAVED_REPORT = join(FIXTURES, 'behaviour', 'saved-report.json');
 
 /** Policies that validate everything, validate little, and a middle one. */
 export const POLICIES = ['linux', 'openvmm', 'strict'] as const;
@@ -109,4 +116,28 @@ export async function expectSameBehaviour(policy: (typeof POLICIES)[number]): Pr
   for (const spec of snapshotSpecs()) if (spec.policy === policy) records.push(await behaviourOf(spec));
   expect(records.map((r) => r.id)).toEqual(saved.map((r) => r.id));
   for (let i = 0; i < records.length; i++) expect(records[i], saved[i]?.id).toEqual(saved[i]);
+}
+
+/**
+ * Expects every scenario of the saved report (SAVED_REPORT) in `run`, a run of the default matrix (the same seed,
+ * amounts and checks: every scenario of the saved report is one of its scenarios), with identical counters, outcome,
+ * reason, violations and notes: each result as the saved one but for its wall time, its expectation and the report's
+ * picture of it. Returns how many scenarios were compared.
+ */
+export function expectSavedReportReproduced(run: RunReport): number {
+  const saved = readRunReport(SAVED_REPORT);
+  expect({ seed: run.seed, checkEvery: run.checkEvery, fuse: run.fuse }).toEqual({
+    seed: saved.seed,
+    checkEvery: saved.checkEvery,
+    fuse: saved.fuse,
+  });
+  expect(saved.results.length).toBeGreaterThan(20);
+  const byId = new Map(run.results.map((r) => [r.id, r]));
+  const comparable = ({ wallMs: _w, expected: _e, detail: _d, ...rest }: ScenarioResult) => rest;
+  for (const recorded of saved.results) {
+    const now = byId.get(recorded.id);
+    expect(now, `${recorded.id} is not in the run`).toBeDefined();
+    if (now !== undefined) expect(comparable(now), recorded.id).toEqual(comparable(recorded));
+  }
+  return saved.results.length;
 }

@@ -32,9 +32,23 @@ const SMALL = [
   '1',
 ];
 
+/** Where the shared run of SMALL writes its JSON report and its expectations file. */
+const SMALL_JSON = join(dir, 'small.json');
+const SMALL_WRITTEN = join(dir, 'written.json');
+let smallRun: Promise<{ code: number; stdout: string; stderr: string }> | undefined;
+/**
+ * SMALL as it ships, run once for the tests that need that plain run (its exit, its output, its JSON report, the
+ * expectations it writes), with --json and --write-expect given together: each test below still checks what it did,
+ * without running the same four scenarios again.
+ */
+const plainSmall = () => {
+  smallRun ??= runMain([...SMALL, '--json', SMALL_JSON, '--write-expect', SMALL_WRITTEN]);
+  return smallRun;
+};
+
 describe('expected outcomes', () => {
   it('the shipped expectations make a known finding exit 0, shown as expected', async () => {
-    const run = await runMain(SMALL);
+    const run = await plainSmall();
     expect(run.code).toBe(0);
     expect(run.stdout.split('\n')[0]).toMatch(
       /^4 scenarios in .+: 2 ok · 1 failed-safely \(all expected\) · 1 UNSAFE \(all expected\) · 0 error — every outcome as expected \(seed 1\)$/,
@@ -74,8 +88,8 @@ describe('expected outcomes', () => {
   });
 
   it('--baseline: the same outcomes exit 0; a baseline that differs exits 1 naming the scenario', async () => {
-    const base = join(dir, 'base.json');
-    expect((await runMain([...SMALL, '--json', base])).code).toBe(0);
+    const base = SMALL_JSON;
+    expect((await plainSmall()).code).toBe(0);
     const same = await runMain([...SMALL, '--baseline', base]);
     expect(same.code).toBe(0);
     expect(readReport(base).results.map((r) => r.expected)).toEqual(['ok', 'ok', 'failed-safely', 'UNSAFE']);
@@ -94,8 +108,8 @@ describe('expected outcomes', () => {
   });
 
   it('--write-expect writes rules that the same run then meets', async () => {
-    const file = join(dir, 'written.json');
-    expect((await runMain([...SMALL, '--write-expect', file])).code).toBe(0);
+    const file = SMALL_WRITTEN;
+    expect((await plainSmall()).code).toBe(0);
     const written = JSON.parse(readFileSync(file, 'utf8'));
     expect(written.schema).toBe('tdxsim-expectations/1');
     const again = await runMain([...SMALL, '--expect', file]);
@@ -178,7 +192,7 @@ describe('reports and output', () => {
     expect(readFileSync(join(dir, 'summary.md'), 'utf8')).toMatch(/^### tdxsim\n\n4 scenarios in /);
     // Every row with --table all, the ok ones included.
     expect(coloured.stdout).toMatch(/linux\/hyperv-512\/swiotlb-1g/);
-    const plain = await runMain(SMALL);
+    const plain = await plainSmall();
     expect(plain.stdout).not.toContain('\u001b[');
     expect(plain.stdout).not.toContain('::error');
   });
@@ -215,8 +229,8 @@ describe('reports and output', () => {
   });
 
   it('replay checks its input against the JSON Schema, then reruns a scenario with identical counters', async () => {
-    const json = join(dir, 'small.json');
-    await runMain([...SMALL, '--json', json]);
+    const json = SMALL_JSON;
+    expect((await plainSmall()).code).toBe(0);
     const replay = await runMain(['replay', json, 'openvmm/r11-past-end/swiotlb-1g']);
     expect(replay.code).toBe(0);
     expect(replay.stdout).toMatch(/identical counters and outcome \(UNSAFE\)$/m);

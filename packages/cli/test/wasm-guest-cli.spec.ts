@@ -2,8 +2,9 @@
  * `--guest file.wasm` as a user runs it: `tdxsim run`, `replay` and `check` with real wasm guests — the C example,
  * its defective copy, and guests that trap, hang or write garbage registers, each an `error` naming the guest while
  * the rest of the matrix runs on. The runs call the CLI's `main` in this process (their scenarios and guests run on
- * the matrix's worker threads, as in a process of their own); `replay` and `check`, which run their scenarios in
- * their own thread, run as a process.
+ * the matrix's worker thread, as in a process of their own); `replay` and `check`, which run their scenarios in
+ * their own thread, run as a process. One worker thread (`--jobs 1`): each wasm guest runs on a thread of its own
+ * beside its scenario's, and a second worker made the file cost about an eighth more CPU on a busy machine.
  */
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -40,7 +41,7 @@ describe.skipIf(!hasClang)('tdxsim run --guest', () => {
     const html = join(dir, 'row.html');
     const run = await runMain([
       ...['--guest', good, '--policy', 'linux', '--vmm', 'kvm,r11-past-end', '--workload', 'dma-small,churn'],
-      ...['--json', json, '--junit', junit, '--html', html, '--table', 'all'],
+      ...['--json', json, '--junit', junit, '--html', html, '--table', 'all', '--jobs', '1'],
     ]);
     expect(run.code, run.stderr).toBe(0);
     expect(run.stderr.split('\n')[0]).toMatch(
@@ -84,7 +85,7 @@ describe.skipIf(!hasClang)('tdxsim run --guest', () => {
     const json = join(dir, 'defective.json');
     const run = await runMain([
       ...['--policy', 'none', '--guest', defective, '--guest', good],
-      ...['--vmm', 'kvm,r11-past-end,r11-huge', '--workload', 'dma-small', '--json', json],
+      ...['--vmm', 'kvm,r11-past-end,r11-huge', '--workload', 'dma-small', '--json', json, '--jobs', '1'],
     ]);
     expect(run.code).toBe(1);
     const outcomes = Object.fromEntries(readReport(json).results.map((r) => [r.id, r.outcome]));
@@ -111,6 +112,7 @@ describe.skipIf(!hasClang)('tdxsim run --guest', () => {
     const run = await runMain([
       ...['--policy', 'linux', ...guests.flatMap((g) => ['--guest', g])],
       ...['--vmm', 'kvm,hyperv-512', '--workload', 'dma-small', '--json', json, '--guest-timeout', '1000'],
+      ...['--jobs', '1'],
     ]);
     expect(run.code).toBe(1);
     const results = readReport(json).results;
