@@ -7,7 +7,7 @@ import { TDEL } from '../locks/sept-entry-lock.js';
 import { assertSameCopy } from '../package-copy.js';
 import type { ModuleState } from '../core/module-state.js';
 import type { SeptTable } from '../sept/sept-table.js';
-import type { SeptTree } from '../sept/sept-tree.js';
+import { SeptCursor, type SeptTree } from '../sept/sept-tree.js';
 import type { SharedEpt } from '../td/shared-ept.js';
 import type { TdControl } from '../td/td-control.js';
 import type { TdxModule } from '../tdx-module.js';
@@ -32,6 +32,9 @@ export interface InvariantViolation {
 
 /** Four FREE entries' states read as one 32-bit word (see {@link SeptTable.entryWords}). */
 const FREE_WORD = SeptState.FREE * 0x01010101;
+
+/** Bytes a host page spans at PAMT level 0, 1, 2 (4K, 2M, 1G): the base of a page from its level. */
+const PAGE_SPAN = [2 ** 12, 2 ** 21, 2 ** 30] as const;
 
 /** What a host page's user is (the kinds of {@link checkInvariants}' users, named only in messages). */
 const USER_GUEST_PAGE = 0;
@@ -316,9 +319,10 @@ class InvariantCheck {
     const sept = td.sept;
     const pamt = this.#m.pamt;
     const hosts = new Map<number, number>();
+    const cursor = sept === undefined ? undefined : new SeptCursor(sept.root);
     for (const [frame, hpa] of shared.entries()) {
       // A walk per shared frame: cheaper than listing every 4K frame of every private 2M/1G leaf.
-      if (sept !== undefined && septStateInfo(sept.walk(frame, 0).state).leaf)
+      if (sept !== undefined && septStateInfo(sept.walkInto(cursor as SeptCursor, frame, 0).state).leaf)
         this.fail('shared-ept-private-alias', `${tdName(td)}: frame ${hex(frame)} mapped private and shared`);
       const other = hosts.get(hpa);
       if (other !== undefined)
@@ -327,8 +331,8 @@ class InvariantCheck {
           `${tdName(td)}: host page ${hex(hpa)} shared at ${hex(other)} and ${hex(frame)}`,
         );
       hosts.set(hpa, frame);
-      const { level, base } = pamt.leafOf(hpa);
-      if (pamt.getType(base, level) !== PamtPageType.NDA) {
+      const level = pamt.leafLevelOf(hpa);
+      if (pamt.getType(hpa - (hpa % PAGE_SPAN[level]), level) !== PamtPageType.NDA) {
         this.fail(
           'shared-ept-td-page',
           `${tdName(td)}: shared frame ${hex(frame)} maps TD-owned host page ${hex(hpa)}`,
