@@ -48,7 +48,8 @@ export class SeptTable {
     this.level = level;
     this.pageHpa = pageHpa;
     this.#paths = paths;
-    const buffer = from === undefined ? EMPTY_TABLE_BYTES.slice(0) : from.buffer;
+    // A new table: a zeroed buffer (cheaper to get than a copy of an empty table's) whose states are set FREE.
+    const buffer = from === undefined ? new ArrayBuffer(TABLE_BYTES) : from.buffer;
     const offset = from === undefined ? 0 : from.offset;
     this.#buffer = buffer;
     this.#offset = offset;
@@ -56,7 +57,10 @@ export class SeptTable {
     this.acceptCounter = new Uint16Array(buffer, offset + 4096, 512);
     this.state = new Uint8Array(buffer, offset + 5120, 512);
     this.lock = new Uint8Array(buffer, offset + 5632, 512);
-    if (from === undefined) return;
+    if (from === undefined) {
+      this.state.fill(SeptState.FREE);
+      return;
+    }
     this.nonFree = from.table.nonFree;
     if (from.copied) return;
     this.hpa.set(from.table.hpa);
@@ -131,10 +135,8 @@ export class SeptTable {
   }
 }
 
-/** The buffer of a table whose 512 entries are FREE, unlocked, mapping nothing: what a new table starts as. */
+/** Bytes of one table's four arrays (hpa, acceptCounter, state, lock). */
 const TABLE_BYTES = 6144;
-const EMPTY_TABLE_BYTES = new ArrayBuffer(TABLE_BYTES);
-new Uint8Array(EMPTY_TABLE_BYTES, 5120, 512).fill(SeptState.FREE);
 
 /** Index of the entry for `gpa` in a table of entries at `level`. */
 export function septIndex(gpa: number, level: number): number {
