@@ -1,11 +1,11 @@
 import { PamtPageType, pamtPageTypeName } from '../abi/page-type.js';
 import { SeptState, septStateInfo } from '../abi/sept-state.js';
 import { LifecycleState } from '../abi/td-state.js';
+import type { ModuleState } from '../core/module-state.js';
 import { assertKnownOptions, assertOneOf } from '../errors.js';
 import { hpHeld } from '../locks/host-priority-lock.js';
 import { TDEL } from '../locks/sept-entry-lock.js';
 import { assertSameCopy } from '../package-copy.js';
-import type { ModuleState } from '../core/module-state.js';
 import type { SeptTable } from '../sept/sept-table.js';
 import { SeptCursor, type SeptTree } from '../sept/sept-tree.js';
 import type { SharedEpt } from '../td/shared-ept.js';
@@ -211,7 +211,8 @@ class InvariantCheck {
       if (!td.septTreeLock.free)
         this.fail('lock-held', `${tdName(td)}: SEPT tree lock word ${td.septTreeLock.word}`);
       if (!td.epochLock.free) this.fail('lock-held', `${tdName(td)}: epoch lock word ${td.epochLock.word}`);
-      if (hpHeld(td.opStateLock)) this.fail('lock-held', `${tdName(td)}: OP_STATE lock word ${td.opStateLock}`);
+      if (hpHeld(td.opStateLock))
+        this.fail('lock-held', `${tdName(td)}: OP_STATE lock word ${td.opStateLock}`);
     }
   }
 
@@ -307,7 +308,13 @@ class InvariantCheck {
       if (table.level > 2) this.fail('tree-shape', `${tdName(td)}: leaf at level ${table.level}`);
       const hpa = table.hpa[i] as number;
       units += 512 ** table.level;
-      this.#reference(hpa, table.level, PamtPageType.REG, td.tdr, this.#addUser(USER_GUEST_PAGE, td.tdr, gpa));
+      this.#reference(
+        hpa,
+        table.level,
+        PamtPageType.REG,
+        td.tdr,
+        this.#addUser(USER_GUEST_PAGE, td.tdr, gpa),
+      );
     }
     if (table.level !== 1 && (table.acceptCounter[i] as number) !== 0) {
       this.fail('tree-shape', `${tdName(td)}: accept counter on a level-${table.level} entry`);

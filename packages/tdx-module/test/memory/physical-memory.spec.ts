@@ -52,9 +52,12 @@ describe('PhysicalMemory', () => {
   it('a copy shares no bytes with its source: writes to either, in any order, leave the other as it was', () => {
     fc.assert(
       fc.property(
-        fc.array(fc.record({ page: fc.integer({ min: 0, max: 7 }), byte: fc.integer({ min: 1, max: 255 }) }), {
-          maxLength: 12,
-        }),
+        fc.array(
+          fc.record({ page: fc.integer({ min: 0, max: 7 }), byte: fc.integer({ min: 1, max: 255 }) }),
+          {
+            maxLength: 12,
+          },
+        ),
         fc.array(
           fc.record({
             side: fc.constantFrom('source' as const, 'copy' as const, 'second copy' as const),
