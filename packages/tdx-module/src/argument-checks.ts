@@ -70,6 +70,9 @@ export interface ArgumentChecks<Code extends string> {
   assertU64(argument: string, value: unknown, code?: Code): asserts value is bigint;
 }
 
+/** 2^64, the bound of {@link ArgumentChecks.assertU64} (a constant: no bigint made per check). */
+const U64_LIMIT = 1n << 64n;
+
 /** A value as a message shows it: strings quoted, bigints with `n`, arrays, functions and objects by kind. */
 export function showArgument(value: unknown): string {
   if (typeof value === 'bigint') return `${value}n`;
@@ -157,7 +160,7 @@ export function argumentChecks<Code extends string>(
     value: unknown,
     code: AnyCode = 'INVALID_ARGUMENT',
   ): asserts value is bigint {
-    if (typeof value !== 'bigint' || value < 0n || value >= 1n << 64n)
+    if (typeof value !== 'bigint' || value < 0n || value >= U64_LIMIT)
       throw fail(code, `${argument} must be a bigint in [0, 2^64), got ${show(value)}`, argument);
   }
 

@@ -33,14 +33,14 @@ function agrees(ledger: PageState, state: SeptStateName): boolean {
 
 /**
  * Holds the guest's ledger against the module's truth for TD `tdr`: an accepted page must be a guest-accessible
- * private leaf (MAPPED); an unaccepted or shared page must not be one. Walks by the size of what the Secure-EPT holds,
+ * private leaf (MAPPED); an unaccepted or shared page must not be one. Walks by runs of Secure-EPT entries in one state,
  * so a 2M or absent region costs one look-up.
  */
 export function checkLedger(ledger: PageLedger, module: TdxModule, tdr: number): LedgerMismatch[] {
   if (!(ledger instanceof PageLedger))
     throw new GuestError('INVALID_ARGUMENT', 'ledger must be a PageLedger', 'ledger');
   assertSameCopy('module', module);
-  if (typeof (module as Partial<TdxModule> | null)?.privatePage !== 'function')
+  if (typeof (module as Partial<TdxModule> | null)?.privateRun !== 'function')
     throw new GuestError('INVALID_ARGUMENT', 'module must be a TdxModule', 'module');
   if (typeof tdr !== 'number' || !Number.isSafeInteger(tdr) || tdr < 0)
     throw new GuestError('INVALID_ARGUMENT', `tdr must be an address, got ${String(tdr)}`, 'tdr');
@@ -48,9 +48,10 @@ export function checkLedger(ledger: PageLedger, module: TdxModule, tdr: number):
   for (const run of ledger.entries()) {
     let at = run.start;
     while (at < run.end) {
-      const truth = module.privatePage(tdr, at);
-      const span = 4096 * 512 ** truth.level;
-      const next = Math.min(run.end, at - (at % span) + span);
+      // A run of entries with one state at once (every page of it reads as its first page does): the same mismatches
+      // as page by page, without a walk and an object per page.
+      const truth = module.privateRun(tdr, at, run.end);
+      const next = truth.end;
       if (!agrees(run.state, truth.state)) {
         const last = mismatches[mismatches.length - 1];
         if (
@@ -59,7 +60,13 @@ export function checkLedger(ledger: PageLedger, module: TdxModule, tdr: number):
           last.ledger === run.state &&
           last.module === truth.state
         ) {
-          mismatches[mismatches.length - 1] = { ...last, end: next };
+          mismatches[mismatches.length - 1] = {
+            start: last.start,
+            end: next,
+            ledger: last.ledger,
+            module: last.module,
+            level: last.level,
+          };
         } else {
           mismatches.push({
             start: at,

@@ -1,10 +1,15 @@
 import { PamtPageType, pamtPageTypeName } from '../abi/page-type.js';
 import { SeptState, septStateInfo } from '../abi/sept-state.js';
 import { LifecycleState } from '../abi/td-state.js';
+import type { ModuleState } from '../core/module-state.js';
 import { assertKnownOptions, assertOneOf } from '../errors.js';
 import { hpHeld } from '../locks/host-priority-lock.js';
 import { TDEL } from '../locks/sept-entry-lock.js';
 import { assertSameCopy } from '../package-copy.js';
+import type { SeptTable } from '../sept/sept-table.js';
+import { SeptCursor, type SeptTree } from '../sept/sept-tree.js';
+import type { SharedEpt } from '../td/shared-ept.js';
+import type { TdControl } from '../td/td-control.js';
 import type { TdxModule } from '../tdx-module.js';
 import { assertModule } from './assert-module.js';
 import { HpaUsers } from './hpa-users.js';
@@ -24,6 +29,12 @@ export interface InvariantViolation {
     | 'epoch-refcount';
   readonly message: string;
 }
+
+/** Four FREE entries' states read as one 32-bit word (see {@link SeptTable.entryWords}). */
+const FREE_WORD = SeptState.FREE * 0x01010101;
+
+/** Bytes a host page spans at PAMT level 0, 1, 2 (4K, 2M, 1G): the base of a page from its level. */
+const PAGE_SPAN = [2 ** 12, 2 ** 21, 2 ** 30] as const;
 
 /** What a host page's user is (the kinds of {@link checkInvariants}' users, named only in messages). */
 const USER_GUEST_PAGE = 0;
@@ -56,20 +67,49 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
   assertModule(module);
   assertKnownOptions('checkInvariants', options, ['locks']);
   if (options.locks !== undefined) assertOneOf('options.locks', options.locks, [true, false]);
-  const m = module.state;
-  const out: InvariantViolation[] = [];
-  const fail = (rule: InvariantViolation['rule'], message: string): void => {
-    out.push({ rule, message });
-  };
-  const hex = (n: number): string => `0x${n.toString(16)}`;
-  // HPA and level → who references it, from the TD side. Nothing is allocated per page or per check: a user is a
-  // kind, its TD and a GPA or index, kept as numbers and named only when a message needs it.
   // The two tables are reused from the previous check (this function runs to completion: no other check can be using
   // them), cleared before use: a check of a small TD, as a fuzz case ends with, then allocates no typed array.
-  const { referenced, users } = spareTables;
-  referenced.clear();
-  users.reset();
-  const describe = (user: number): string => {
+  const check = new InvariantCheck(module.state, options.locks !== false);
+  const { pamt } = module.state;
+  for (const td of module.state.tds.values()) check.td(td);
+  pamt.forEachUsed(check.visitUsed);
+  return check.out;
+}
+
+const hex = (n: number): string => `0x${n.toString(16)}`;
+/** A TD's name in a message (a check that finds nothing builds no string). */
+const tdName = (td: TdControl): string => `TD ${hex(td.tdr)}`;
+
+/**
+ * One run of {@link checkInvariants}: the violations found and who references each host page. Split into small
+ * methods (one per part of the state) so that each compiles on its own: one function of them all was slow to
+ * optimize and re-optimize. HPA and level → who references it, from the TD side. Nothing is allocated per page or
+ * per check: a user is a kind, its TD and a GPA or index, kept as numbers and named only when a message needs it.
+ */
+class InvariantCheck {
+  readonly out: InvariantViolation[] = [];
+  readonly #m: ModuleState;
+  readonly #locks: boolean;
+  readonly #referenced: HpaUsers;
+  readonly #users: PageUsers;
+  /** Scratch of {@link #sept}: the children of the table being checked, by index. */
+  readonly #children: number[] = [];
+
+  constructor(m: ModuleState, locks: boolean) {
+    this.#m = m;
+    this.#locks = locks;
+    this.#referenced = spareTables.referenced;
+    this.#users = spareTables.users;
+    this.#referenced.clear();
+    this.#users.reset();
+  }
+
+  fail(rule: InvariantViolation['rule'], message: string): void {
+    this.out.push({ rule, message });
+  }
+
+  #describe(user: number): string {
+    const users = this.#users;
     const td = `TD ${hex(users.tdr(user))}`;
     const at = users.at(user);
     switch (users.kind(user)) {
@@ -88,171 +128,236 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
       default:
         return `${td} GPA ${hex(at)}`;
     }
-  };
-  const addUser = (kind: number, tdr: number, at: number, level = 0): number =>
-    users.add(kind, tdr, at, level);
-  const reference = (hpa: number, level: number, type: number, owner: number, user: number): void => {
-    const previous = referenced.get(hpa, level);
+  }
+
+  #addUser(kind: number, tdr: number, at: number, level = 0): number {
+    return this.#users.add(kind, tdr, at, level);
+  }
+
+  #reference(hpa: number, level: number, type: number, owner: number, user: number): void {
+    const previous = this.#referenced.get(hpa, level);
     if (previous !== undefined)
-      fail(
+      this.fail(
         'hpa-owned-twice',
-        `${hex(hpa)} (level ${level}) used by ${describe(previous)} and ${describe(user)}`,
+        `${hex(hpa)} (level ${level}) used by ${this.#describe(previous)} and ${this.#describe(user)}`,
       );
-    referenced.set(hpa, level, user);
-    const pamtType = m.pamt.getType(hpa, level as 0 | 1 | 2);
-    const pamtOwner = m.pamt.getOwner(hpa, level as 0 | 1 | 2);
+    this.#referenced.set(hpa, level, user);
+    const pamt = this.#m.pamt;
+    const pamtType = pamt.getType(hpa, level as 0 | 1 | 2);
+    const pamtOwner = pamt.getOwner(hpa, level as 0 | 1 | 2);
     if (pamtType !== type || pamtOwner !== owner) {
-      fail(
+      this.fail(
         'pamt-sept-agreement',
-        `${describe(user)}: PAMT of ${hex(hpa)} at level ${level} is ${pamtPageTypeName(pamtType)} owner ${hex(pamtOwner)}, expected ${pamtPageTypeName(type)} owner ${hex(owner)}`,
+        `${this.#describe(user)}: PAMT of ${hex(hpa)} at level ${level} is ${pamtPageTypeName(pamtType)} owner ${hex(pamtOwner)}, expected ${pamtPageTypeName(type)} owner ${hex(owner)}`,
       );
     }
-  };
-  const named = (
-    hpa: number,
-    level: number,
-    type: number,
-    owner: number,
-    kind: number,
-    tdr: number,
-    at = 0,
-  ): void => reference(hpa, level, type, owner, addUser(kind, tdr, at));
+  }
 
-  for (const td of m.tds.values()) {
-    // Named only for a message: a check that finds nothing builds no string.
-    const tdName = (): string => `TD ${hex(td.tdr)}`;
-    named(td.tdr, 0, PamtPageType.TDR, 0, USER_TDR, td.tdr);
+  #named(hpa: number, level: number, type: number, owner: number, kind: number, tdr: number, at = 0): void {
+    this.#reference(hpa, level, type, owner, this.#addUser(kind, tdr, at));
+  }
+
+  /** Every rule about one TD. */
+  td(td: TdControl): void {
+    this.#named(td.tdr, 0, PamtPageType.TDR, 0, USER_TDR, td.tdr);
     if (td.lifecycle === LifecycleState.TEARDOWN) {
-      // A torn-down TD's SEPT and vCPUs are dead: what must still agree is the child count with the pages PAMT
-      // says it owns, which RECLAIM gives back one by one.
-      let owned = 0;
-      const teardownUser = addUser(USER_TEARDOWN, td.tdr, 0);
-      m.pamt.forEachUsed((hpa, level, type, owner) => {
-        if (owner !== td.tdr || type === PamtPageType.NDA || type === PamtPageType.TDR) return;
-        owned += 512 ** level;
-        referenced.set(hpa, level, teardownUser);
-      });
-      if (owned !== td.childCount)
-        fail('child-count', `${tdName()} (teardown): child count ${td.childCount}, PAMT pages ${owned}`);
-      continue;
+      this.#teardown(td);
+      return;
     }
     let units = td.tdcx.length;
-    for (const page of td.tdcx) named(page, 0, PamtPageType.TDCX, td.tdr, USER_TDCS, td.tdr);
+    for (const page of td.tdcx) this.#named(page, 0, PamtPageType.TDCX, td.tdr, USER_TDCS, td.tdr);
     for (const vcpu of td.vcpus.values()) {
       units += 1 + vcpu.tdcx.length;
-      named(vcpu.tdvpr, 0, PamtPageType.TDVPR, td.tdr, USER_VCPU, td.tdr, vcpu.index);
+      this.#named(vcpu.tdvpr, 0, PamtPageType.TDVPR, td.tdr, USER_VCPU, td.tdr, vcpu.index);
       for (const page of vcpu.tdcx)
-        named(page, 0, PamtPageType.TDCX, td.tdr, USER_VCPU_TDCX, td.tdr, vcpu.index);
+        this.#named(page, 0, PamtPageType.TDCX, td.tdr, USER_VCPU_TDCX, td.tdr, vcpu.index);
     }
+    this.#epochsAndLocks(td);
+    if (td.sept !== undefined) units += this.#sept(td, td.sept);
+    if (units !== td.childCount)
+      this.fail('child-count', `${tdName(td)}: child count ${td.childCount}, pages found ${units}`);
+    const shared = this.#m.sharedEpts.get(td.tdr);
+    if (shared !== undefined) this.#sharedEpt(td, shared);
+  }
+
+  /**
+   * A torn-down TD's SEPT and vCPUs are dead: what must still agree is the child count with the pages PAMT says it
+   * owns, which RECLAIM gives back one by one.
+   */
+  #teardown(td: TdControl): void {
+    let owned = 0;
+    const teardownUser = this.#addUser(USER_TEARDOWN, td.tdr, 0);
+    this.#m.pamt.forEachUsed((hpa, level, type, owner) => {
+      if (owner !== td.tdr || type === PamtPageType.NDA || type === PamtPageType.TDR) return;
+      owned += 512 ** level;
+      this.#referenced.set(hpa, level, teardownUser);
+    });
+    if (owned !== td.childCount)
+      this.fail('child-count', `${tdName(td)} (teardown): child count ${td.childCount}, PAMT pages ${owned}`);
+  }
+
+  #epochsAndLocks(td: TdControl): void {
     const inGuest = [0, 0];
     for (const vcpu of td.vcpus.values()) {
       if (vcpu.run === 'in-guest') inGuest[vcpu.epoch & 1] = (inGuest[vcpu.epoch & 1] ?? 0) + 1;
     }
     if (inGuest[0] !== td.epochRefcount[0] || inGuest[1] !== td.epochRefcount[1]) {
-      fail(
+      this.fail(
         'epoch-refcount',
-        `${tdName()}: refcounts ${td.epochRefcount.join('/')} but vCPUs in guest ${inGuest.join('/')}`,
+        `${tdName(td)}: refcounts ${td.epochRefcount.join('/')} but vCPUs in guest ${inGuest.join('/')}`,
       );
     }
-    if (options.locks !== false) {
+    if (this.#locks) {
       if (!td.septTreeLock.free)
-        fail('lock-held', `${tdName()}: SEPT tree lock word ${td.septTreeLock.word}`);
-      if (!td.epochLock.free) fail('lock-held', `${tdName()}: epoch lock word ${td.epochLock.word}`);
-      if (hpHeld(td.opStateLock)) fail('lock-held', `${tdName()}: OP_STATE lock word ${td.opStateLock}`);
+        this.fail('lock-held', `${tdName(td)}: SEPT tree lock word ${td.septTreeLock.word}`);
+      if (!td.epochLock.free) this.fail('lock-held', `${tdName(td)}: epoch lock word ${td.epochLock.word}`);
+      if (hpHeld(td.opStateLock))
+        this.fail('lock-held', `${tdName(td)}: OP_STATE lock word ${td.opStateLock}`);
     }
-    const sept = td.sept;
-    if (sept !== undefined) {
-      let tables = 0;
-      for (const { table, baseGpa } of sept.tables()) {
-        tables++;
-        if (table !== sept.root) units += 1;
-        let nonFree = 0;
-        const span = 2 ** (12 + 9 * table.level);
-        for (let i = 0; i < 512; i++) {
-          const state = table.state[i] as number;
-          if (
-            state === SeptState.FREE &&
-            table.child[i] === undefined &&
-            (table.lock[i] as number) === 0 &&
-            (table.acceptCounter[i] as number) === 0
-          )
-            continue; // most entries: a free one with nothing attached breaks no rule below
-          const gpa = baseGpa + i * span;
-          if (state !== SeptState.FREE) nonFree++;
-          if (options.locks !== false && ((table.lock[i] as number) & TDEL) !== 0) {
-            fail('lock-held', `${tdName()}: SEPT entry ${hex(gpa)} level ${table.level} locked`);
-          }
-          const info = septStateInfo(state);
-          const child = table.child[i];
-          if (state === SeptState.NL_MAPPED || state === SeptState.NL_BLOCKED) {
-            if (child === undefined || child.level !== table.level - 1 || child.pageHpa !== table.hpa[i]) {
-              fail(
-                'tree-shape',
-                `${tdName()}: non-leaf ${hex(gpa)} level ${table.level} has no matching child table`,
-              );
-            } else {
-              const user = addUser(USER_SEPT_TABLE, td.tdr, gpa, table.level - 1);
-              reference(child.pageHpa, 0, PamtPageType.EPT, td.tdr, user);
-            }
-          } else if (child !== undefined) {
-            fail(
-              'tree-shape',
-              `${tdName()}: ${info.name} entry ${hex(gpa)} level ${table.level} has a child table`,
-            );
-          }
-          if (info.leaf) {
-            if (table.level > 2) fail('tree-shape', `${tdName()}: leaf at level ${table.level}`);
-            const hpa = table.hpa[i] as number;
-            units += 512 ** table.level;
-            reference(hpa, table.level, PamtPageType.REG, td.tdr, addUser(USER_GUEST_PAGE, td.tdr, gpa));
-          }
-          if (table.level !== 1 && (table.acceptCounter[i] as number) !== 0) {
-            fail('tree-shape', `${tdName()}: accept counter on a level-${table.level} entry`);
-          }
-        }
-        if (nonFree !== table.nonFree)
-          fail('tree-shape', `${tdName()}: table non-free count ${table.nonFree} != ${nonFree}`);
+  }
+
+  /**
+   * The SEPT tree's shape, depth first (each table before the tables below it, those in entry order); returns the
+   * 4K units its tables (the root excepted) and leaves make.
+   */
+  #sept(td: TdControl, sept: SeptTree): number {
+    let units = 0;
+    let tables = 0;
+    // A stack of tables still to check: a table's children are pushed last first.
+    const stack: SeptTable[] = [sept.root];
+    const bases: number[] = [0];
+    for (let table = stack.pop(); table !== undefined; table = stack.pop()) {
+      const baseGpa = bases.pop() as number;
+      tables++;
+      if (table !== sept.root) units += 1;
+      const span = 2 ** (12 + 9 * table.level);
+      const children = this.#children;
+      children.length = 0;
+      units += this.#table(td, table, baseGpa, span, children);
+      for (let at = children.length - 1; at >= 0; at--) {
+        const i = children[at] as number;
+        stack.push(table.child[i] as SeptTable);
+        bases.push(baseGpa + i * span);
       }
-      if (tables !== sept.tableCount)
-        fail('tree-shape', `${tdName()}: table count ${sept.tableCount} != ${tables}`);
     }
-    if (units !== td.childCount)
-      fail('child-count', `${tdName()}: child count ${td.childCount}, pages found ${units}`);
-    const shared = m.sharedEpts.get(td.tdr);
-    if (shared !== undefined) {
-      const hosts = new Map<number, number>();
-      for (const [frame, hpa] of shared.entries()) {
-        // A walk per shared frame: cheaper than listing every 4K frame of every private 2M/1G leaf.
-        if (sept !== undefined && septStateInfo(sept.walk(frame, 0).state).leaf)
-          fail('shared-ept-private-alias', `${tdName()}: frame ${hex(frame)} mapped private and shared`);
-        const other = hosts.get(hpa);
-        if (other !== undefined)
-          fail(
-            'shared-ept-aliasing',
-            `${tdName()}: host page ${hex(hpa)} shared at ${hex(other)} and ${hex(frame)}`,
-          );
-        hosts.set(hpa, frame);
-        const { level, base } = m.pamt.leafOf(hpa);
-        if (m.pamt.getType(base, level) !== PamtPageType.NDA) {
-          fail(
-            'shared-ept-td-page',
-            `${tdName()}: shared frame ${hex(frame)} maps TD-owned host page ${hex(hpa)}`,
-          );
-        }
+    if (tables !== sept.tableCount)
+      this.fail('tree-shape', `${tdName(td)}: table count ${sept.tableCount} != ${tables}`);
+    return units;
+  }
+
+  /** One SEPT table's entries; lists the indexes of its entries with a child table in `children`; returns its leaves' 4K units. */
+  #table(td: TdControl, table: SeptTable, baseGpa: number, span: number, children: number[]): number {
+    let units = 0;
+    let nonFree = 0;
+    const words = table.entryWords;
+    const child = table.child;
+    for (let word = 0; word < 128; word++) {
+      const first = word * 4;
+      // Most entries: four FREE, unlocked, counter-free entries with no child break no rule below (the same test as
+      // entry by entry, four at a time: states, lock bits and accept counters read as 32-bit words).
+      if (
+        words[256 + word] === FREE_WORD &&
+        words[384 + word] === 0 &&
+        words[2 * word] === 0 &&
+        words[2 * word + 1] === 0 &&
+        child[first] === undefined &&
+        child[first + 1] === undefined &&
+        child[first + 2] === undefined &&
+        child[first + 3] === undefined
+      )
+        continue;
+      for (let i = first; i < first + 4; i++) {
+        const state = table.state[i] as number;
+        if (child[i] !== undefined) children.push(i);
+        else if (state === SeptState.FREE && table.lock[i] === 0 && table.acceptCounter[i] === 0) continue;
+        if (state !== SeptState.FREE) nonFree++;
+        units += this.#entry(td, table, i, baseGpa + i * span);
+      }
+    }
+    if (nonFree !== table.nonFree)
+      this.fail('tree-shape', `${tdName(td)}: table non-free count ${table.nonFree} != ${nonFree}`);
+    return units;
+  }
+
+  /** One SEPT entry that is not FREE or has something attached; returns the 4K units of a leaf. */
+  #entry(td: TdControl, table: SeptTable, i: number, gpa: number): number {
+    const state = table.state[i] as number;
+    let units = 0;
+    if (this.#locks && ((table.lock[i] as number) & TDEL) !== 0) {
+      this.fail('lock-held', `${tdName(td)}: SEPT entry ${hex(gpa)} level ${table.level} locked`);
+    }
+    const info = septStateInfo(state);
+    const child = table.child[i];
+    if (state === SeptState.NL_MAPPED || state === SeptState.NL_BLOCKED) {
+      if (child === undefined || child.level !== table.level - 1 || child.pageHpa !== table.hpa[i]) {
+        this.fail(
+          'tree-shape',
+          `${tdName(td)}: non-leaf ${hex(gpa)} level ${table.level} has no matching child table`,
+        );
+      } else {
+        const user = this.#addUser(USER_SEPT_TABLE, td.tdr, gpa, table.level - 1);
+        this.#reference(child.pageHpa, 0, PamtPageType.EPT, td.tdr, user);
+      }
+    } else if (child !== undefined) {
+      this.fail(
+        'tree-shape',
+        `${tdName(td)}: ${info.name} entry ${hex(gpa)} level ${table.level} has a child table`,
+      );
+    }
+    if (info.leaf) {
+      if (table.level > 2) this.fail('tree-shape', `${tdName(td)}: leaf at level ${table.level}`);
+      const hpa = table.hpa[i] as number;
+      units += 512 ** table.level;
+      this.#reference(
+        hpa,
+        table.level,
+        PamtPageType.REG,
+        td.tdr,
+        this.#addUser(USER_GUEST_PAGE, td.tdr, gpa),
+      );
+    }
+    if (table.level !== 1 && (table.acceptCounter[i] as number) !== 0) {
+      this.fail('tree-shape', `${tdName(td)}: accept counter on a level-${table.level} entry`);
+    }
+    return units;
+  }
+
+  #sharedEpt(td: TdControl, shared: SharedEpt): void {
+    const sept = td.sept;
+    const pamt = this.#m.pamt;
+    const hosts = new Map<number, number>();
+    const cursor = sept === undefined ? undefined : new SeptCursor(sept.root);
+    for (const [frame, hpa] of shared.entries()) {
+      // A walk per shared frame: cheaper than listing every 4K frame of every private 2M/1G leaf.
+      if (sept !== undefined && septStateInfo(sept.walkInto(cursor as SeptCursor, frame, 0).state).leaf)
+        this.fail('shared-ept-private-alias', `${tdName(td)}: frame ${hex(frame)} mapped private and shared`);
+      const other = hosts.get(hpa);
+      if (other !== undefined)
+        this.fail(
+          'shared-ept-aliasing',
+          `${tdName(td)}: host page ${hex(hpa)} shared at ${hex(other)} and ${hex(frame)}`,
+        );
+      hosts.set(hpa, frame);
+      const level = pamt.leafLevelOf(hpa);
+      if (pamt.getType(hpa - (hpa % PAGE_SPAN[level]), level) !== PamtPageType.NDA) {
+        this.fail(
+          'shared-ept-td-page',
+          `${tdName(td)}: shared frame ${hex(frame)} maps TD-owned host page ${hex(hpa)}`,
+        );
       }
     }
   }
-  m.pamt.forEachUsed((hpa, level, type, _owner, lock) => {
-    if (options.locks !== false && hpHeld(lock))
-      fail('lock-held', `PAMT ${hex(hpa)} level ${level} lock ${lock}`);
-    if (type !== PamtPageType.NDA && referenced.get(hpa, level) === undefined) {
-      fail(
+
+  /** Every used PAMT entry: no lock left held, and none that nothing references (bound once, for forEachUsed). */
+  readonly visitUsed = (hpa: number, level: number, type: number, _owner: number, lock: number): void => {
+    if (this.#locks && hpHeld(lock)) this.fail('lock-held', `PAMT ${hex(hpa)} level ${level} lock ${lock}`);
+    if (type !== PamtPageType.NDA && this.#referenced.get(hpa, level) === undefined) {
+      this.fail(
         'pamt-sept-agreement',
         `PAMT ${hex(hpa)} level ${level} is ${pamtPageTypeName(type)} but nothing uses it`,
       );
     }
-  });
-  return out;
+  };
 }
 
 /** The tables of users {@link checkInvariants} fills, kept for the next check. */

@@ -27,6 +27,8 @@ export class PamtBlock {
   /** Where the arrays live: their buffer and the block's first byte in it. */
   readonly #buffer: ArrayBuffer;
   readonly #offset: number;
+  /** {@link entryWords}, made on first use. */
+  #words: Uint32Array | undefined;
 
   /**
    * `size` entries, all NDA and unlocked, in a new buffer, or in `buffer` from `offset` ({@link PamtBlock.copies}).
@@ -40,6 +42,16 @@ export class PamtBlock {
     this.lock = new Uint16Array(buffer, offset + size * 16, size);
     this.type = new Uint8Array(buffer, offset + size * 18, size);
     this.used = 0;
+  }
+
+  /**
+   * For a block of 512 entries, `lock` and `type` read as 32-bit words over the same bytes: words 0–255 the lock words
+   * (two entries a word), 256–383 the types (four entries a word). Lets a scan for used entries pass four NDA,
+   * unlocked entries with three reads.
+   */
+  get entryWords(): Uint32Array {
+    this.#words ??= new Uint32Array(this.#buffer, this.#offset + this.type.length * 16, 384);
+    return this.#words;
   }
 
   /** The buffer the four arrays live in. */
@@ -381,6 +393,9 @@ function* entriesOf(
   }
 }
 
+/** Four NDA entries' types read as one 32-bit word (see {@link PamtBlock.entryWords}). */
+const NDA_WORD = PamtPageType.NDA * 0x01010101;
+
 function visitBlock(
   block: PamtBlock,
   base: number,
@@ -388,13 +403,31 @@ function visitBlock(
   level: PamtLevel,
   visit: (hpa: number, level: PamtLevel, type: number, owner: number, lock: number) => void,
 ): void {
-  if (block.used === 0 && !holdsLockWord(block)) return;
-  for (let i = 0; i < block.type.length; i++) {
-    const type = block.type[i] as number;
-    const lock = block.lock[i] as number;
-    if (type === PamtPageType.NDA && lock === 0) continue;
-    visit(base + i * size, level, type, block.owner[i] as number, lock);
+  const length = block.type.length;
+  if (length !== 512) {
+    for (let i = 0; i < length; i++) visitEntry(block, i, base, size, level, visit);
+    return;
   }
+  const words = block.entryWords;
+  for (let word = 0; word < 128; word++) {
+    // Four NDA entries without a lock word, as most are: the same test as entry by entry, on 32-bit words.
+    if (words[256 + word] === NDA_WORD && words[2 * word] === 0 && words[2 * word + 1] === 0) continue;
+    for (let i = word * 4; i < word * 4 + 4; i++) visitEntry(block, i, base, size, level, visit);
+  }
+}
+
+function visitEntry(
+  block: PamtBlock,
+  i: number,
+  base: number,
+  size: number,
+  level: PamtLevel,
+  visit: (hpa: number, level: PamtLevel, type: number, owner: number, lock: number) => void,
+): void {
+  const type = block.type[i] as number;
+  const lock = block.lock[i] as number;
+  if (type === PamtPageType.NDA && lock === 0) return;
+  visit(base + i * size, level, type, block.owner[i] as number, lock);
 }
 
 /** Whether any entry of `block` has a lock word (a loop: no callback per entry of every block visited). */

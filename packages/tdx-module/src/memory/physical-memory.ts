@@ -4,6 +4,12 @@ const PAGE = 4096;
 const CHUNK = 2 ** 21;
 
 /**
+ * Page contents that more than one {@link PhysicalMemory} may hold (see {@link PhysicalMemory.copyFrom}): never
+ * written in place, a memory writing to one copies it first.
+ */
+const SHARED_PAGES = new WeakSet<Uint8Array>();
+
+/**
  * The contents of host physical memory, stored sparsely: a 4K page that was never written (or was zeroed) holds
  * no bytes at all. Access rules (who may read a private page) live in the module, not here.
  */
@@ -40,11 +46,18 @@ export class PhysicalMemory {
     else this.#perChunk.set(chunk, left);
   }
 
-  /** Replaces the contents with an independent copy of `source`'s (checkpoints). */
+  /**
+   * Replaces the contents with an independent copy of `source`'s (checkpoints). The pages' bytes are shared, copy on
+   * write: both memories see them as shared from then on and each copies a page before its first write to it (a
+   * restore, then a case that writes a few pages, copies those only).
+   */
   copyFrom(source: PhysicalMemory): void {
     this.#pages.clear();
     this.#perChunk.clear();
-    for (const [base, page] of source.#pages) this.#pages.set(base, page.slice());
+    for (const [base, page] of source.#pages) {
+      SHARED_PAGES.add(page);
+      this.#pages.set(base, page);
+    }
     for (const [chunk, count] of source.#perChunk) this.#perChunk.set(chunk, count);
     this.#low = source.#low;
     this.#high = source.#high;
@@ -81,6 +94,9 @@ export class PhysicalMemory {
         }
         page = new Uint8Array(PAGE);
         this.#store(base, page);
+      } else if (SHARED_PAGES.has(page)) {
+        page = page.slice();
+        this.#pages.set(base, page);
       }
       page.set(data.subarray(done, done + n), offset);
       done += n;

@@ -48,4 +48,42 @@ describe('PhysicalMemory', () => {
       { numRuns: 300 },
     );
   });
+
+  it('a copy shares no bytes with its source: writes to either, in any order, leave the other as it was', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({ page: fc.integer({ min: 0, max: 7 }), byte: fc.integer({ min: 1, max: 255 }) }),
+          {
+            maxLength: 12,
+          },
+        ),
+        fc.array(
+          fc.record({
+            side: fc.constantFrom('source' as const, 'copy' as const, 'second copy' as const),
+            page: fc.integer({ min: 0, max: 7 }),
+            byte: fc.integer({ min: 1, max: 255 }),
+          }),
+          { maxLength: 20 },
+        ),
+        (before, after) => {
+          const bytesOf = (memory: PhysicalMemory): number[] =>
+            Array.from({ length: 8 }, (_, page) => memory.read(page * PAGE + 3, 1)[0] as number);
+          const source = new PhysicalMemory();
+          for (const w of before) source.write(w.page * PAGE + 3, new Uint8Array([w.byte]));
+          const sides = { source, copy: new PhysicalMemory(), 'second copy': new PhysicalMemory() };
+          sides.copy.copyFrom(source);
+          sides['second copy'].copyFrom(sides.copy);
+          const expected = { source: bytesOf(source), copy: bytesOf(source), 'second copy': bytesOf(source) };
+          for (const w of after) {
+            sides[w.side].write(w.page * PAGE + 3, new Uint8Array([w.byte]));
+            expected[w.side][w.page] = w.byte;
+          }
+          for (const side of ['source', 'copy', 'second copy'] as const)
+            expect(bytesOf(sides[side])).toEqual(expected[side]);
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
 });
