@@ -90,6 +90,8 @@ export class VmState {
   readonly #decides: boolean;
   /** Each vCPU's TDVPR as a register value (RCX of TDH.VP.ENTER), made once. */
   readonly #tdvprRegisters: readonly bigint[];
+  /** The register file of the last page SEAMCALL once the module answered it at once (only RCX, RDX and R8 vary). */
+  #spareRegs: Gprs | undefined;
 
   constructor(module: TdxModule, td: BuiltTd, options: ResolvedKvmOptions) {
     this.module = module;
@@ -167,16 +169,20 @@ export class VmState {
    * page info of `gpa` and `level`, RDX = the TDR, R8 = `hpa` — answering the output registers (at once when the
    * module did, see `TdxModule.seamcall`); the caller counts it with {@link countSeamcall}. No typed wrapper, result
    * object, decoded status or promise of its own: every page faulted in passes here, with arguments KVM made itself.
-   * Refused (rejects) once the VM is dead.
+   * The register file is reused once the module answered (at once: it no longer reads it; a call that waits keeps
+   * its own). Refused (rejects) once the VM is dead.
    */
   pageSeamcall(rax: bigint, gpa: number, level: number, hpa: number): Gprs | Promise<Gprs> {
     if (this.#dead !== undefined) return Promise.reject(this.deadError());
-    const regs = makeGprs();
+    const regs = this.#spareRegs ?? makeGprs();
+    this.#spareRegs = undefined;
     // The page info: `gpa` is aligned to its level's page and `level` < 8, so the OR is a sum (one bigint made).
     regs[Reg.RCX] = BigInt(gpa + level);
     regs[Reg.RDX] = this.#tdrRegister;
     regs[Reg.R8] = BigInt(hpa);
-    return this.module.seamcall(rax, regs);
+    const answer = this.module.seamcall(rax, regs);
+    if (Array.isArray(answer)) this.#spareRegs = regs;
+    return answer;
   }
 
   /** vCPU `index`'s TDVPR as a register value (RCX of its TDH.VP.ENTER). */
