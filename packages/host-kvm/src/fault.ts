@@ -85,7 +85,8 @@ export function handleEptViolation(
   // An ACCEPT exit names the level the guest asked for (EEQ bits 34:32). A plain fault maps at the backing size:
   // 4K in merged KVM; 2M with huge pages (the huge-page work in progress: guest_memfd's folio, at most 2M for TDX).
   const accept = eeqType === EeqType.ACCEPT;
-  const wants = accept ? (bigints ? highBits(eeq) & 7 : Number((eeq >> 32n) & 7n)) : vm.options.hugePages ? 1 : 0;
+  const acceptLevel = bigints ? highBits(eeq) & 7 : Number((eeq >> 32n) & 7n);
+  const wants = accept ? acceptLevel : vm.options.hugePages ? 1 : 0;
   if (accept && wants === 0 && vm.options.hugePages && splitNeeded(vm, raw))
     return splitForAccept(vm, run, raw);
   // The first attempt, then (rarely) the rest of the loop: no async frame of its own on the path of every fault,
