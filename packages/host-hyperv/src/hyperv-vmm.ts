@@ -22,6 +22,8 @@ import {
   type TdxModule,
   TdxSimError,
   TdxStatus,
+  u64High32,
+  u64Low32,
   VmExitReason,
   type Vmm,
   type VmmView,
@@ -49,7 +51,7 @@ const PAGE_REMOVE = encodeLeaf(SeamcallLeaf.MEM_PAGE_REMOVE);
 const PAGE_DEMOTE = encodeLeaf(SeamcallLeaf.MEM_PAGE_DEMOTE);
 /** RAX of an EPT-violation exit: the exit reason, nothing else set (every one the module makes). */
 const EPT_VIOLATION_RAX = BigInt(VmExitReason.EPT_VIOLATION);
-/** The largest EEQ converted to a number exactly (an ACCEPT's EEQ is far below it). */
+/** The largest EEQ converted to a number exactly (for an EEQ that is not a bigint: a caller's, never the module's). */
 const MAX_EXACT_EEQ = BigInt(Number.MAX_SAFE_INTEGER);
 const EEQ_INFO = 2 ** 32;
 
@@ -734,10 +736,13 @@ export class HypervVmm implements Vmm {
 function nothing(): void {}
 
 /**
- * Whether the EEQ of an EPT-violation exit is an ACCEPT's (type 1) asking for 2M (info bits 2:0 at bit 32): on the
- * number when the EEQ converts exactly (an ACCEPT's always does), no bigint made per exit.
+ * Whether the EEQ of an EPT-violation exit is an ACCEPT's (type 1) asking for 2M (info bits 2:0 at bit 32): read from
+ * the register's 32-bit halves (no bigint made, no `Number` of a bigint: a runtime call) when it is a bigint, as the
+ * module's always is; anything else as before.
  */
 function acceptsAt2m(eeq: bigint): boolean {
+  // A negative value never asked for 2M here (its number's remainder is not 1).
+  if (typeof eeq === 'bigint') return eeq >= 0n && (u64Low32(eeq) & 0xf) === 1 && (u64High32(eeq) & 7) === 1;
   if (eeq <= MAX_EXACT_EEQ) {
     const value = Number(eeq);
     return value % 16 === 1 && Math.floor(value / EEQ_INFO) % 8 === 1;

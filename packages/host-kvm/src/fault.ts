@@ -8,11 +8,12 @@ import {
   SeamcallLeaf,
   sharedBit,
   TdxStatus,
+  u64High32,
+  u64Low32,
 } from '@tdxsim/tdx-module';
 import type { KvmRun } from './kvm-run.js';
 import { mapShared, setMemoryAttributes } from './memory.js';
 import { MirrorEntry, spanOf } from './mirror-sept.js';
-import { highBits, lowBits } from './register-bits.js';
 import type { VmState } from './vm-state.js';
 import { demote } from './zap.js';
 
@@ -71,11 +72,11 @@ export function handleEptViolation(
   // The fields are read from the registers' 32-bit halves (a bigint mask or shift makes a bigint each); registers
   // that are not bigints (a caller's, never the module's) go through the bigint operations, which throw as before.
   const bigints = typeof eeq === 'bigint' && typeof qualification === 'bigint';
-  const eeqType = bigints ? lowBits(eeq) & 0xf : Number(eeq & 0xfn);
+  const eeqType = bigints ? u64Low32(eeq) & 0xf : Number(eeq & 0xfn);
   if (
     eeqType === EeqType.PENDING_EPT_VIOLATION &&
     (bigints
-      ? (lowBits(qualification) & (EPT_VIOLATION_PROT_MASK | EPT_VIOLATION_EXEC_FOR_RING3_LIN)) === 0
+      ? (u64Low32(qualification) & (EPT_VIOLATION_PROT_MASK | EPT_VIOLATION_EXEC_FOR_RING3_LIN)) === 0
       : (qualification & BigInt(EPT_VIOLATION_PROT_MASK)) === 0n &&
         (qualification & BigInt(EPT_VIOLATION_EXEC_FOR_RING3_LIN)) === 0n)
   ) {
@@ -85,7 +86,7 @@ export function handleEptViolation(
   // An ACCEPT exit names the level the guest asked for (EEQ bits 34:32). A plain fault maps at the backing size:
   // 4K in merged KVM; 2M with huge pages (the huge-page work in progress: guest_memfd's folio, at most 2M for TDX).
   const accept = eeqType === EeqType.ACCEPT;
-  const acceptLevel = bigints ? highBits(eeq) & 7 : Number((eeq >> 32n) & 7n);
+  const acceptLevel = bigints ? u64High32(eeq) & 7 : Number((eeq >> 32n) & 7n);
   const wants = accept ? acceptLevel : vm.options.hugePages ? 1 : 0;
   if (accept && wants === 0 && vm.options.hugePages && splitNeeded(vm, raw))
     return splitForAccept(vm, run, raw);

@@ -25,3 +25,19 @@ export function numberToU64(value: number): bigint {
   halves[HIGH] = Math.floor(value / TWO_32);
   return cell[0] as bigint;
 }
+
+/**
+ * Bits 31:0 of a register value, as an unsigned 32-bit number: `Number(value & 0xffff_ffffn)` without a bigint made.
+ * Any bigint (the cell keeps it modulo 2^64, as a mask of its low bits does). A field of a register (an EEQ's type, an
+ * exit qualification's bits) is read this way on paths every TD exit takes.
+ */
+export function u64Low32(value: bigint): number {
+  cell[0] = value;
+  return halves[LOW] as number;
+}
+
+/** Bits 63:32 of a register value, as an unsigned 32-bit number: `Number((value >> 32n) & 0xffff_ffffn)`, no bigint made. */
+export function u64High32(value: bigint): number {
+  cell[0] = value;
+  return halves[HIGH] as number;
+}
