@@ -8,6 +8,7 @@ import {
   isStatus,
   makeGprs,
   mapGpaRequestError,
+  numberToU64,
   RangeMap,
   Reg,
   SeamcallLeaf,
@@ -327,7 +328,13 @@ export class HypervVmm implements Vmm {
    */
   #pageSeamcall(rax: bigint, gpa: number, level: number, hpa: number): Gprs | Promise<Gprs> {
     // The page info: `gpa` is aligned to its level's page and `level` < 8, so the OR is a sum (one bigint made).
-    return this.#seamcallWith(rax, BigInt(gpa + level), this.#tdrRegister, hpa === 0 ? 0n : BigInt(hpa));
+    // Both are the backend's own addresses (safe non-negative integers): converted through the cell, not `BigInt()`.
+    return this.#seamcallWith(
+      rax,
+      numberToU64(gpa + level),
+      this.#tdrRegister,
+      hpa === 0 ? 0n : numberToU64(hpa),
+    );
   }
 
   /**

@@ -4,6 +4,7 @@ import {
   type Gprs,
   isStatus,
   makeGprs,
+  numberToU64,
   RangeMap,
   Reg,
   type SeamcallResult,
@@ -176,10 +177,11 @@ export class VmState {
     if (this.#dead !== undefined) return Promise.reject(this.deadError());
     const regs = this.#spareRegs ?? makeGprs();
     this.#spareRegs = undefined;
-    // The page info: `gpa` is aligned to its level's page and `level` < 8, so the OR is a sum (one bigint made).
-    regs[Reg.RCX] = BigInt(gpa + level);
+    // The page info: `gpa` is aligned to its level's page and `level` < 8, so the OR is a sum (one bigint made). Both
+    // operands are KVM's own addresses (safe non-negative integers): converted through the cell, not `BigInt()`.
+    regs[Reg.RCX] = numberToU64(gpa + level);
     regs[Reg.RDX] = this.#tdrRegister;
-    regs[Reg.R8] = BigInt(hpa);
+    regs[Reg.R8] = numberToU64(hpa);
     const answer = this.module.seamcall(rax, regs);
     if (Array.isArray(answer)) this.#spareRegs = regs;
     return answer;

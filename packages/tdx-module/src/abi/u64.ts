@@ -19,7 +19,11 @@ export function u64ToNumber(value: bigint): number {
   return (halves[HIGH] as number) * TWO_32 + (halves[LOW] as number);
 }
 
-/** `BigInt(value)` for a safe non-negative integer (an address, a count). */
+/**
+ * `BigInt(value)` for a safe non-negative integer (an address, a count), through the 8-byte cell: about half the cost
+ * of `BigInt(number)`. Anything else (negative, fractional, above 2^53) gives a wrong value: callers pass what they
+ * made or checked themselves, e.g. a register operand a backend or guest forms from its own addresses.
+ */
 export function numberToU64(value: number): bigint {
   halves[LOW] = value >>> 0;
   halves[HIGH] = Math.floor(value / TWO_32);
