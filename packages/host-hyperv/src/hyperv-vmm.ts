@@ -11,6 +11,7 @@ import {
   numberToU64,
   RangeMap,
   Reg,
+  registerNumber,
   SeamcallLeaf,
   type SeamcallResult,
   SeededRng,
@@ -724,7 +725,7 @@ export class HypervVmm implements Vmm {
    * (every SEAMCALL answered at once), else a promise.
    */
   #eptViolation(regs: Gprs): Promise<void> | undefined {
-    const gpa = Number(regs[Reg.R8]);
+    const gpa = registerNumber(regs[Reg.R8] as bigint);
     if (gpa >= this.#sharedBit || this.attributes.get(gpa) === 'shared') return undefined;
     // An ACCEPT exit (EEQ type 1) names the level asked for: a whole private 2M block gets a 2M page.
     if (acceptsAt2m(regs[Reg.RDX] as bigint)) {

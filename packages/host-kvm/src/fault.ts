@@ -5,6 +5,7 @@ import {
   type Gprs,
   isStatus,
   Reg,
+  registerNumber,
   SeamcallLeaf,
   sharedBit,
   TdxStatus,
@@ -65,7 +66,7 @@ export function handleEptViolation(
   regs: Gprs,
 ): Promise<void> | undefined {
   const shared = sharedBit(vm.td.gpaw);
-  const raw = Number(regs[Reg.R8]);
+  const raw = registerNumber(regs[Reg.R8] as bigint);
   if (raw >= shared) return faultShared(vm, run, vcpu, raw - shared);
   const eeq = regs[Reg.RDX] as bigint;
   const qualification = regs[Reg.RCX] as bigint;
