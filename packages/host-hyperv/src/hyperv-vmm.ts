@@ -314,7 +314,21 @@ export class HypervVmm implements Vmm {
   #count(name: string, status: bigint): void {
     this.counters.seamcalls[name] = (this.counters.seamcalls[name] ?? 0) + 1;
     // SUCCESS (the common answer) is neither BUSY nor logged: no decoding for it.
-    if (status === TdxStatus.SUCCESS) return;
+    if (status !== TdxStatus.SUCCESS) this.#countFailure(name, status);
+  }
+
+  /**
+   * {@link count} for TDH.MEM.PAGE.AUG, which every page an ACCEPT exit maps makes: its count under a constant key,
+   * which the property's inline cache finds (a key given by name is a lookup of its own, ~12 ns).
+   */
+  #countPageAug(status: bigint): void {
+    const counts = this.counters.seamcalls;
+    counts['TDH.MEM.PAGE.AUG'] = (counts['TDH.MEM.PAGE.AUG'] ?? 0) + 1;
+    if (status !== TdxStatus.SUCCESS) this.#countFailure('TDH.MEM.PAGE.AUG', status);
+  }
+
+  /** A SEAMCALL `name` that did not succeed: a BUSY counted, the status logged. */
+  #countFailure(name: string, status: bigint): void {
     if (isStatus(status, TdxStatus.OPERAND_BUSY)) this.counters.busySeen++;
     if (log.enabled) log('%s: %s', name, formatStatus(status));
   }
@@ -517,7 +531,7 @@ export class HypervVmm implements Vmm {
 
   /** What TDH.MEM.PAGE.AUG of `hpa` at `gpa` and `level` answered, counted: the leaf recorded, or the page back. */
   #augmented(gpa: number, level: 0 | 1, hpa: number, status: bigint): boolean {
-    this.#count('TDH.MEM.PAGE.AUG', status);
+    this.#countPageAug(status);
     if (status === TdxStatus.SUCCESS) {
       this.tables.mapped({ gpa, level, hpa, blocked: false });
       return true;

@@ -369,7 +369,7 @@ function augmented(
   status: bigint,
 ): PrivateMapResult {
   const { mirror, td } = vm;
-  vm.countSeamcall('TDH.MEM.PAGE.AUG', status);
+  vm.countPageAug(status);
   if (status === TdxStatus.SUCCESS) {
     mirror.set(level, target, MirrorEntry.PRESENT, hpa);
     return 'fixed';
