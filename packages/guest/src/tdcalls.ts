@@ -2,6 +2,7 @@ import {
   encodeLeaf,
   type Gprs,
   makeGprs,
+  numberToU64,
   Reg,
   TDX_HYPERCALL_STANDARD,
   TdcallLeaf,
@@ -75,8 +76,9 @@ export async function tdgAccept(cpu: TdcallCpu, gpa: number, level: number): Pro
  */
 export function acceptTdcall(cpu: TdcallCpu, gpa: number, level: number): Promise<Gprs> {
   const regs = makeGprs();
-  // gpa is 4K-aligned and level below 8: the sum is the OR, one BigInt instead of three.
-  regs[Reg.RCX] = BigInt(gpa + level);
+  // gpa is 4K-aligned and level below 8: the sum is the OR, one BigInt instead of three (through the cell: the
+  // caller checked both, so the sum is a safe non-negative integer).
+  regs[Reg.RCX] = numberToU64(gpa + level);
   return cpu.tdcall(ACCEPT_RAX, regs);
 }
 

@@ -8,6 +8,11 @@ const SPANS: readonly number[] = [0, 1, 2, 3, 4].map((level) => PAGE * 512 ** le
 const spanOf = (level: number): number => SPANS[level] ?? PAGE * 512 ** level;
 const NONE_MISSING: readonly number[] = Object.freeze([]);
 const MIB2 = spanOf(1);
+/**
+ * `value - (value % size)` for a power-of-two `size`, without the `%`: on a GPA above 2^31 that is a library call
+ * (fmod), and every page an ACCEPT maps is aligned here several times. Exact for any safe integer.
+ */
+const alignDown = (value: number, size: number): number => Math.trunc(value / size) * size;
 /** A 4K slot of a {@link SmallLeaves} with no leaf. */
 const NO_PAGE = -1;
 
@@ -73,11 +78,11 @@ export class HypervTables implements VmmView {
   missingTables(gpa: number, level: number): readonly number[] {
     assertAddress('gpa', gpa);
     assertInteger('level', level, 0, this.#pwl);
-    const region = gpa - (gpa % MIB2);
+    const region = alignDown(gpa, MIB2);
     if (level === 0 && region === this.#linkedRegion) return NONE_MISSING;
     let missing: number[] | undefined;
     for (let at = this.#pwl; at > level; at--) {
-      if ((this.#tables[at] as Set<number>).has(gpa - (gpa % (SPANS[at] as number)))) continue;
+      if ((this.#tables[at] as Set<number>).has(alignDown(gpa, SPANS[at] as number))) continue;
       missing ??= [];
       missing.push(at);
     }
@@ -103,7 +108,7 @@ export class HypervTables implements VmmView {
   /** Whether a leaf (2M over it, or 4K) maps `gpa`: {@link leafAt} without building the record. */
   hasLeaf(gpa: number): boolean {
     assertAddress('gpa', gpa, 1);
-    const base = gpa - (gpa % MIB2);
+    const base = alignDown(gpa, MIB2);
     if (this.#huge.has(base)) return true;
     const region = this.#region(base / MIB2);
     return region !== undefined && region.hpa[((gpa - base) / PAGE) | 0] !== NO_PAGE;
@@ -132,7 +137,7 @@ export class HypervTables implements VmmView {
       this.#huge.set(leaf.gpa, leaf);
       return;
     }
-    const base = leaf.gpa - (leaf.gpa % MIB2);
+    const base = alignDown(leaf.gpa, MIB2);
     let region = this.#region(base / MIB2);
     if (region === undefined) {
       region = new SmallLeaves();

@@ -5,9 +5,12 @@ import {
   type Gprs,
   isStatus,
   Reg,
+  registerNumber,
   SeamcallLeaf,
   sharedBit,
   TdxStatus,
+  u64High32,
+  u64Low32,
 } from '@tdxsim/tdx-module';
 import type { KvmRun } from './kvm-run.js';
 import { mapShared, setMemoryAttributes } from './memory.js';
@@ -20,9 +23,17 @@ const PAGE_AUG = encodeLeaf(SeamcallLeaf.MEM_PAGE_AUG);
 const SEPT_ADD = encodeLeaf(SeamcallLeaf.MEM_SEPT_ADD);
 const MIB2 = spanOf(1);
 /** Exit qualification bits 5:3: the permissions the guest had (none for an access to a PENDING page). */
-const EPT_VIOLATION_PROT_MASK = 0x38n;
+const EPT_VIOLATION_PROT_MASK = 0x38;
 /** Exit qualification bit 6 (an executable-for-user-mode translation). */
-const EPT_VIOLATION_EXEC_FOR_RING3_LIN = 0x40n;
+const EPT_VIOLATION_EXEC_FOR_RING3_LIN = 0x40;
+
+/**
+ * `value - (value % size)` for a power-of-two `size`, without the `%`: on a GPA above 2^31 that is a library call
+ * (fmod), and every fault aligns its GPA twice. Exact for any safe integer (the quotient by a power of two is exact).
+ */
+function alignDown(value: number, size: number): number {
+  return Math.trunc(value / size) * size;
+}
 
 /** How one attempt to map a private GPA ended (the TDP MMU's RET_PF_* values that matter here). */
 export type PrivateMapResult =
@@ -55,15 +66,20 @@ export function handleEptViolation(
   regs: Gprs,
 ): Promise<void> | undefined {
   const shared = sharedBit(vm.td.gpaw);
-  const raw = Number(regs[Reg.R8]);
+  const raw = registerNumber(regs[Reg.R8] as bigint);
   if (raw >= shared) return faultShared(vm, run, vcpu, raw - shared);
   const eeq = regs[Reg.RDX] as bigint;
   const qualification = regs[Reg.RCX] as bigint;
-  const eeqType = Number(eeq & 0xfn);
+  // The fields are read from the registers' 32-bit halves (a bigint mask or shift makes a bigint each); registers
+  // that are not bigints (a caller's, never the module's) go through the bigint operations, which throw as before.
+  const bigints = typeof eeq === 'bigint' && typeof qualification === 'bigint';
+  const eeqType = bigints ? u64Low32(eeq) & 0xf : Number(eeq & 0xfn);
   if (
     eeqType === EeqType.PENDING_EPT_VIOLATION &&
-    (qualification & EPT_VIOLATION_PROT_MASK) === 0n &&
-    (qualification & EPT_VIOLATION_EXEC_FOR_RING3_LIN) === 0n
+    (bigints
+      ? (u64Low32(qualification) & (EPT_VIOLATION_PROT_MASK | EPT_VIOLATION_EXEC_FOR_RING3_LIN)) === 0
+      : (qualification & BigInt(EPT_VIOLATION_PROT_MASK)) === 0n &&
+        (qualification & BigInt(EPT_VIOLATION_EXEC_FOR_RING3_LIN)) === 0n)
   ) {
     vm.kill(`guest access to PENDING GPA 0x${raw.toString(16)} with #VE disabled`);
     return undefined;
@@ -71,7 +87,8 @@ export function handleEptViolation(
   // An ACCEPT exit names the level the guest asked for (EEQ bits 34:32). A plain fault maps at the backing size:
   // 4K in merged KVM; 2M with huge pages (the huge-page work in progress: guest_memfd's folio, at most 2M for TDX).
   const accept = eeqType === EeqType.ACCEPT;
-  const wants = accept ? Number((eeq >> 32n) & 7n) : vm.options.hugePages ? 1 : 0;
+  const acceptLevel = bigints ? u64High32(eeq) & 7 : Number((eeq >> 32n) & 7n);
+  const wants = accept ? acceptLevel : vm.options.hugePages ? 1 : 0;
   if (accept && wants === 0 && vm.options.hugePages && splitNeeded(vm, raw))
     return splitForAccept(vm, run, raw);
   // The first attempt, then (rarely) the rest of the loop: no async frame of its own on the path of every fault,
@@ -169,7 +186,7 @@ async function splitForAccept(vm: VmState, run: KvmRun, gpa: number): Promise<vo
 
 /** Whether a 4K ACCEPT at `gpa` met a 2M leaf KVM mapped (present in its mirror): then {@link splitForAccept}. */
 function splitNeeded(vm: VmState, gpa: number): boolean {
-  return vm.mirror.get(1, gpa - (gpa % MIB2)) === MirrorEntry.PRESENT;
+  return vm.mirror.get(1, alignDown(gpa, MIB2)) === MirrorEntry.PRESENT;
 }
 
 /**
@@ -191,7 +208,7 @@ export function mapPrivate(
   wants: number,
   first = true,
 ): PrivateMapResult | Promise<PrivateMapResult> {
-  const page = gpa - (gpa % PAGE);
+  const page = alignDown(gpa, PAGE);
   const wait = vm.mmuLock.read(page, first);
   if (wait !== undefined) return mapPrivateAfterWait(vm, page, wants, first, wait);
   let result: PrivateMapResult | Promise<PrivateMapResult>;
@@ -241,7 +258,7 @@ function mapHeld(
   if (vm.isShared(page)) return 'memory-fault';
   if (vm.memslots.find(page) === undefined) return 'no-slot';
   const { mirror } = vm;
-  const base2m = page - (page % MIB2);
+  const base2m = alignDown(page, MIB2);
   const level =
     wants === 1 &&
     vm.options.hugePages &&
@@ -352,7 +369,7 @@ function augmented(
   status: bigint,
 ): PrivateMapResult {
   const { mirror, td } = vm;
-  vm.countSeamcall('TDH.MEM.PAGE.AUG', status);
+  vm.countPageAug(status);
   if (status === TdxStatus.SUCCESS) {
     mirror.set(level, target, MirrorEntry.PRESENT, hpa);
     return 'fixed';

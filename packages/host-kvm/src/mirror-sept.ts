@@ -34,6 +34,11 @@ const PAGE = 4096;
 export const spanOf = (level: number): number => PAGE * 512 ** level;
 /** {@link spanOf} for every level the mirror can have (0 … 6: the root's table at level 5 spans 2^66 bytes). */
 const SPAN: readonly number[] = Array.from({ length: 7 }, (_, level) => spanOf(level));
+/**
+ * 1 / {@link SPAN} per level: a GPA times it, floored, is its entry's number at that level, exactly (the spans are
+ * powers of two). A multiply instead of `%` and a division: `%` of a GPA above 2^31 is a library call (fmod).
+ */
+const PER_SPAN: readonly number[] = SPAN.map((span) => 1 / span);
 
 /**
  * The 512 entries of one table of the mirror: their codes, and the host pages of the leaves among them (made when
@@ -70,6 +75,16 @@ export class MirrorSept {
   /** Per level, the last table looked up and its number (a fault walks the same tables again and again). */
   readonly #lastKey: number[] = [];
   readonly #lastBlock: (TableBlock | undefined)[] = [];
+  /**
+   * Linked tables that stopped being one (an entry that was TABLE set to anything else): a walk that found every
+   * entry above its level a TABLE stays valid as long as this count does not move (a table linked since cannot
+   * change that answer).
+   */
+  #unlinked = 0;
+  /** The last walk that reached its level through linked tables only: that level, its table's number, `#unlinked`. */
+  #walkLevel = -1;
+  #walkTable = -1;
+  #walkUnlinked = -1;
 
   constructor(pwl: number) {
     if (typeof pwl !== 'number' || !Number.isInteger(pwl) || pwl < 1 || pwl > 5)
@@ -86,9 +101,8 @@ export class MirrorSept {
     }
   }
 
-  /** The table holding the entry at `level` for the GPA, or undefined when it holds nothing. */
-  #block(level: number, gpa: number): TableBlock | undefined {
-    const key = Math.floor(gpa / (SPAN[level + 1] as number));
+  /** The table holding the entry at `level` for the GPA (its number at level + 1 is `key`), or undefined when empty. */
+  #block(level: number, key: number): TableBlock | undefined {
     if (this.#lastKey[level] === key) return this.#lastBlock[level];
     const block = (this.#tables[level] as Map<number, TableBlock>).get(key);
     this.#lastKey[level] = key;
@@ -96,22 +110,29 @@ export class MirrorSept {
     return block;
   }
 
-  /** The entry's index in its table. */
-  static #index(level: number, gpa: number): number {
-    return Math.floor((gpa % (SPAN[level + 1] as number)) / (SPAN[level] as number));
+  /** The number of the table that holds the entry at `level` for the GPA: its entry's number at level + 1. */
+  static #tableOf(level: number, gpa: number): number {
+    return Math.floor(gpa * (PER_SPAN[level + 1] as number));
+  }
+
+  /** The entry's index in its table (numbered `table`). */
+  static #index(level: number, gpa: number, table: number): number {
+    return Math.floor(gpa * (PER_SPAN[level] as number)) - table * 512;
   }
 
   /** The entry at `level` for the GPA (aligned down to the level's span). */
   get(level: number, gpa: number): MirrorEntryCode {
-    const block = this.#block(level, gpa);
-    return (block === undefined ? 0 : block.entry[MirrorSept.#index(level, gpa)]) as MirrorEntryCode;
+    const table = MirrorSept.#tableOf(level, gpa);
+    const block = this.#block(level, table);
+    return (block === undefined ? 0 : block.entry[MirrorSept.#index(level, gpa, table)]) as MirrorEntryCode;
   }
 
   /** The host page of the leaf at `level` for the GPA, or undefined. */
   hpaOf(level: number, gpa: number): number | undefined {
-    const block = this.#block(level, gpa);
+    const table = MirrorSept.#tableOf(level, gpa);
+    const block = this.#block(level, table);
     if (block === undefined) return undefined;
-    const index = MirrorSept.#index(level, gpa);
+    const index = MirrorSept.#index(level, gpa, table);
     if (!isLeaf(block.entry[index] as number)) return undefined;
     return block.hpa?.[index] ?? 0;
   }
@@ -128,25 +149,25 @@ export class MirrorSept {
 
   /** Writes the entry at `level` for the GPA (a leaf with its host page). */
   set(level: number, gpa: number, code: MirrorEntryCode, hpa = 0): void {
-    let block = this.#block(level, gpa);
+    const key = MirrorSept.#tableOf(level, gpa);
+    let block = this.#block(level, key);
     if (block === undefined) {
       if (code === MirrorEntry.FREE) return;
       block = new TableBlock();
-      const key = Math.floor(gpa / (SPAN[level + 1] as number));
       (this.#tables[level] as Map<number, TableBlock>).set(key, block);
       this.#lastKey[level] = key;
       this.#lastBlock[level] = block;
     }
-    const index = MirrorSept.#index(level, gpa);
+    const index = MirrorSept.#index(level, gpa, key);
     const was = block.entry[index] as number;
     block.entry[index] = code;
+    if (was === MirrorEntry.TABLE && code !== MirrorEntry.TABLE) this.#unlinked++;
     if (isLeaf(code)) {
       block.hpa ??= new Float64Array(512);
       block.hpa[index] = hpa;
     } else if (block.hpa !== undefined) block.hpa[index] = 0;
     block.used += (code === MirrorEntry.FREE ? 0 : 1) - (was === MirrorEntry.FREE ? 0 : 1);
     if (block.used === 0) {
-      const key = Math.floor(gpa / (SPAN[level + 1] as number));
       (this.#tables[level] as Map<number, TableBlock>).delete(key);
       if (this.#lastKey[level] === key) this.#lastBlock[level] = undefined;
     }
@@ -172,9 +193,19 @@ export class MirrorSept {
     return { level: at, entry: this.get(at, gpa) };
   }
 
-  /** The level {@link walk} stops at, without building its answer (the fault path's walk). */
+  /**
+   * The level {@link walk} stops at, without building its answer (the fault path's walk). A walk through the same
+   * linked tables as the last one that reached its level (the same table at `level`, no table unlinked since) answers
+   * without reading the levels above: every page faulted in walks the tables of its neighbours.
+   */
   walkLevel(gpa: number, level: number): number {
+    const table = MirrorSept.#tableOf(level, gpa);
+    if (this.#walkTable === table && this.#walkLevel === level && this.#walkUnlinked === this.#unlinked)
+      return level;
     for (let at = this.pwl; at > level; at--) if (this.get(at, gpa) !== MirrorEntry.TABLE) return at;
+    this.#walkLevel = level;
+    this.#walkTable = table;
+    this.#walkUnlinked = this.#unlinked;
     return level;
   }
 

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MirrorEntry, MirrorSept } from '../src/index.js';
 
@@ -81,5 +82,59 @@ describe('MirrorSept: KVM’s own table of the S-EPT', () => {
     expect(mirror.leaves(0, MIB2)).toEqual([]);
     // A 1 TiB range with nothing mapped costs a handful of look-ups, not one per page.
     expect(mirror.leaves(0, 2 ** 40)).toEqual([]);
+  });
+
+  it('answers every walk and entry as a plain model does, whatever was linked, unlinked or set before (property)', () => {
+    // GPAs in a few tables at every level, low and above 2^31 and 2^47 (the index arithmetic on large addresses).
+    const bases = [0, 3 * GIB, 2 ** 47 + 5 * GIB];
+    const gpa = fc
+      .tuple(fc.constantFrom(...bases), fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 3 }))
+      .map(([base, table, page]) => base + table * MIB2 + page * PAGE);
+    const code = fc.constantFrom(
+      MirrorEntry.FREE,
+      MirrorEntry.TABLE,
+      MirrorEntry.TABLE,
+      MirrorEntry.FROZEN,
+      MirrorEntry.PRESENT,
+      MirrorEntry.BLOCKED,
+    );
+    const step = fc.oneof(
+      fc.record({ op: fc.constant('set' as const), level: fc.integer({ min: 0, max: 4 }), gpa, code }),
+      fc.record({ op: fc.constant('walk' as const), level: fc.integer({ min: 0, max: 3 }), gpa }),
+    );
+    fc.assert(
+      fc.property(fc.array(step, { maxLength: 120 }), (steps) => {
+        const mirror = new MirrorSept(4);
+        // The model: entry per level and aligned GPA.
+        const model = new Map<string, number>();
+        const span = (level: number): number => PAGE * 512 ** level;
+        const key = (level: number, at: number): string => `${level}:${Math.floor(at / span(level))}`;
+        const entry = (level: number, at: number): number => model.get(key(level, at)) ?? MirrorEntry.FREE;
+        // Every table of the GPAs linked first, so that the steps unlink tables under walks that went through them.
+        for (const base of bases)
+          for (let table = 0; table < 4; table++)
+            for (let level = 4; level >= 1; level--) {
+              mirror.set(level, base + table * MIB2, MirrorEntry.TABLE);
+              model.set(key(level, base + table * MIB2), MirrorEntry.TABLE);
+            }
+        for (const s of steps) {
+          if (s.op === 'set') {
+            mirror.set(s.level, s.gpa, s.code, s.code === MirrorEntry.PRESENT ? 0x7000 : 0);
+            model.set(key(s.level, s.gpa), s.code);
+            continue;
+          }
+          let expected = s.level;
+          for (let at = 4; at > s.level; at--) {
+            if (entry(at, s.gpa) !== MirrorEntry.TABLE) {
+              expected = at;
+              break;
+            }
+          }
+          expect(mirror.walkLevel(s.gpa, s.level)).toBe(expected);
+          expect(mirror.get(expected, s.gpa)).toBe(entry(expected, s.gpa));
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 });

@@ -103,6 +103,7 @@ export {
   ZERO_STEP_GPA_LIST_SIZE,
   ZERO_STEP_THRESHOLD,
 } from './abi/td-state.js';
+export { numberToU64, registerNumber, u64High32, u64Low32 } from './abi/u64.js';
 export { VCPU_STATE_DETAILS_FIELD_ID, VCPU_STATE_DETAILS_VMXIP } from './abi/vcpu-fields.js';
 // Errors
 export {

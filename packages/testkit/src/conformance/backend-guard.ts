@@ -10,6 +10,7 @@ import {
   TdxIds,
   type TdxModule,
   toVmmModule,
+  u64Low32,
   VmExitReason,
   type Vmm,
   type VmmFactory,
@@ -532,8 +533,8 @@ export class BackendGuard {
       this.#raise('bad-registers', error.message);
       throw error;
     }
-    // A leaf with version 0 (most calls) is RAX itself: no bigint made to mask it.
-    const leaf = rax <= 0xffffn ? Number(rax) : Number(rax & 0xffffn);
+    // Bits 15:0 of RAX (a 64-bit value, checked above), read from its low half: no bigint made, no `Number` of one.
+    const leaf = u64Low32(rax) & 0xffff;
     if (this.#stopped) throw this.#stoppedError(leafName(leaf));
     const bad = badRegister(regs);
     if (bad !== undefined) {
