@@ -10,7 +10,7 @@ import { interruptExit, nmiExit } from './core/exit-registers.js';
 import { yieldAt } from './core/gates.js';
 import { HeldLocks } from './core/held-locks.js';
 import { type ModuleConfig, ModuleState } from './core/module-state.js';
-import { VcpuRuntime } from './core/vcpu-runtime.js';
+import { type ExitAnswer, takeExit, VcpuRuntime } from './core/vcpu-runtime.js';
 import { deliverVirtualInterrupts, postVirtualInterrupt } from './core/virtual-interrupts.js';
 import type { HostCpu, NmiBlockingAtSeamret, NmiDisposition } from './cpu/host-cpu.js';
 import type { NmiArrival, NmiHandling } from './cpu/nmi-handler.js';
@@ -59,7 +59,7 @@ import {
   vpFlush,
 } from './flows/teardown.js';
 import { memTrack } from './flows/track.js';
-import { vpEnterChecks } from './flows/vp-enter.js';
+import { type EnterDecision, Entering, vpEnterChecks } from './flows/vp-enter.js';
 import { vpRead } from './flows/vp-read.js';
 import type { TdmrOptions } from './memory/physical-memory.js';
 import { validateTdmr } from './memory/physical-memory.js';
@@ -395,7 +395,7 @@ export class TdxModule implements SeamcallPort {
    */
   #vpEnter(regs: readonly bigint[]): Gprs | Promise<Gprs> {
     const m = this.#m;
-    const owner = m.vcpusByTdvpr.get(Number(regs[Reg.RCX]));
+    const owner = m.vcpusByTdvpr.byValue(regs[Reg.RCX] as bigint);
     // The host processor of this vCPU enters SEAM root (NMIs inhibited) and leaves it at SEAMRET (#seamret). A
     // concurrent TDH.VP.ENTER of a vCPU already in guest mode (answered BUSY) is not its own host thread: it changes
     // nothing.
@@ -435,25 +435,28 @@ export class TdxModule implements SeamcallPort {
     const m = this.#m;
     let td: TdControl;
     let vcpu: VcpuState;
-    let exiting: Promise<Gprs>;
+    let exiting: Promise<ExitAnswer>;
     try {
       const held = this.#heldPool.pop() ?? new HeldLocks();
-      let decision: ReturnType<typeof vpEnterChecks>;
+      let decision: EnterDecision;
       try {
         decision = vpEnterChecks(m, regs, held);
       } finally {
         held.releaseAll();
         this.#heldPool.push(held);
       }
-      if (decision.kind !== 'enter') {
+      if (!(decision instanceof Entering)) {
         this.#seamret(cpu);
         return this.#vpEnterAnswer(
           regs,
-          decision.kind === 'status' ? makeGprs({ rax: decision.status }) : decision.regs,
+          typeof decision === 'bigint' ? makeGprs({ rax: decision }) : decision,
         );
       }
-      td = decision.td;
-      vcpu = decision.vcpu;
+      td = decision.td as TdControl;
+      vcpu = decision.vcpu as VcpuState;
+      // The record is rewritten by the next entry; it keeps no TD alive meanwhile.
+      decision.td = undefined;
+      decision.vcpu = undefined;
       // The guest's code in this module only reads the entry's registers, as the answer's trace reads `regs` (the
       // module's own copy, made at SEAMCALL entry): no second copy.
       exiting = this.#runtime.enter(vcpu, regs as Gprs);
@@ -475,12 +478,13 @@ export class TdxModule implements SeamcallPort {
     td: TdControl,
     vcpu: VcpuState,
     cpu: HostCpu | undefined,
-    exiting: Promise<Gprs>,
+    exiting: Promise<ExitAnswer>,
     regs: readonly bigint[],
   ): Promise<Gprs> {
     if (this.#m.interleaves) return this.#inGuestYielding(td, vcpu, cpu, exiting, regs);
     return exiting.then(
-      (exit) => {
+      (answer) => {
+        const exit = takeExit(vcpu, answer);
         this.#seamret(cpu);
         return this.#vpEnterAnswer(regs, exit);
       },
@@ -496,12 +500,12 @@ export class TdxModule implements SeamcallPort {
     td: TdControl,
     vcpu: VcpuState,
     cpu: HostCpu | undefined,
-    exiting: Promise<Gprs>,
+    exiting: Promise<ExitAnswer>,
     regs: readonly bigint[],
   ): Promise<Gprs> {
     let exit: Gprs;
     try {
-      exit = await exiting;
+      exit = takeExit(vcpu, await exiting);
       if (this.#m.interleaves) {
         // The vCPU has left guest mode; its host thread yields before the exit reaches the VMM (SEAM root).
         const pause = yieldAt(this.#m, 'TDH.VP.ENTER', 'exit', td.tdr, undefined, vcpu.hostActor);
