@@ -38,7 +38,8 @@ export class VcpuRuntime {
 
   /**
    * A TD exit: the vCPU leaves guest mode (its epoch reference is dropped), zero-step bookkeeping runs, the exit
-   * goes to the host's TDH.VP.ENTER, and the guest waits for the next entry, whose registers it gets.
+   * goes to the host's TDH.VP.ENTER, and the guest waits for the next entry. Resolves with {@link RESUMED} (the
+   * guest reads nothing of the entry; see {@link exitForEntry}).
    */
   exit(
     td: TdControl,
@@ -47,9 +48,15 @@ export class VcpuRuntime {
     reason: string,
     privateViolationGpa?: number,
     nmi?: NmiArrival,
-  ): Promise<Gprs> {
+  ): Promise<unknown> {
     this.leaveGuest(td, vcpu, regs, reason, privateViolationGpa, nmi);
-    return this.waitForEntry(vcpu);
+    return this.#park(vcpu, false);
+  }
+
+  /** {@link exit} for a guest that reads the next entry's registers (a VMCALL's): resolves with a copy of them. */
+  exitForEntry(td: TdControl, vcpu: VcpuState, regs: Gprs, reason: string): Promise<Gprs> {
+    this.leaveGuest(td, vcpu, regs, reason);
+    return this.#park(vcpu, true) as Promise<Gprs>;
   }
 
   /**
@@ -124,24 +131,15 @@ export class VcpuRuntime {
   }
 
   /**
-   * Parks guest code until the vCPU is entered again; resolves with the entry's registers. The promise's own resolve
-   * and reject are what the vCPU holds (no closure per exit: this is every TD exit's path); {@link enter} and
+   * Parks guest code until the vCPU is entered again; resolves with {@link RESUMED}. The promise's own resolve and
+   * reject are what the vCPU holds (no closure per exit: this is every TD exit's path); {@link enter} and
    * {@link failParked} take the guest off the parked list.
    */
-  waitForEntry(vcpu: VcpuState): Promise<Gprs> {
-    return this.#park(vcpu, true) as Promise<Gprs>;
-  }
-
-  /**
-   * {@link exit} for a guest that only waits for the next entry and reads nothing of it (an ACCEPT run again after its
-   * exit: every 4K page's path): the promise resolves with {@link RESUMED}, not the entry's registers.
-   */
-  exitForRetry(td: TdControl, vcpu: VcpuState, regs: Gprs, reason: string): Promise<unknown> {
-    this.leaveGuest(td, vcpu, regs, reason);
+  waitForEntry(vcpu: VcpuState): Promise<unknown> {
     return this.#park(vcpu, false);
   }
 
-  /** Parks the guest (see {@link waitForEntry}); `withRegs`: it resolves with the entry's registers. */
+  /** Parks the guest (see {@link waitForEntry}); `withRegs`: it resolves with a copy of the entry's registers. */
   #park(vcpu: VcpuState, withRegs: boolean): Promise<Gprs | typeof RESUMED> {
     // The executor is one function for every park, handed its arguments here (no closure per TD exit).
     parking = vcpu;
@@ -201,7 +199,10 @@ export class VcpuRuntime {
     await this.waitForEntry(vcpu);
   }
 
-  /** After a successful TDH.VP.ENTER: guest mode; the parked guest (if any) continues with `regs`. */
+  /**
+   * After a successful TDH.VP.ENTER: guest mode; the parked guest (if any) continues with a copy of `regs` (or
+   * {@link RESUMED}, when it reads none of them). `regs` is read only during this call.
+   */
   enter(vcpu: VcpuState, regs: Gprs): Promise<ExitAnswer> {
     if (this.#lastEntered !== vcpu) {
       this.#entered.add(vcpu);
@@ -219,7 +220,9 @@ export class VcpuRuntime {
       unparkGuest(vcpu);
       vcpu.resumeGuest = undefined;
       vcpu.rejectGuest = undefined;
-      resume(withRegs ? regs : RESUMED);
+      // The entry's registers may be the VMM's own array (TDH.VP.ENTER copies them only under a deciding scheduler):
+      // a guest that reads them after this gets a copy of them as they are now.
+      resume(withRegs ? regs.slice() : RESUMED);
     }
     return exitPromise;
   }
@@ -232,7 +235,7 @@ export class VcpuRuntime {
 export type ExitAnswer = Gprs | typeof EXIT_ON_VCPU;
 /** The exit's registers wait in the vCPU's `pendingExit`. */
 export const EXIT_ON_VCPU = 0;
-/** What a guest parked by {@link VcpuRuntime.exitForRetry} is resumed with. */
+/** What a parked guest that reads nothing of the entry is resumed with. */
 export const RESUMED = 0;
 
 /** The registers of the exit an entry's promise answered (read once: the vCPU's slot is free again). */

@@ -110,7 +110,7 @@ function exitThenAccept(
   exit: Gprs,
 ): Promise<bigint> {
   return runtime
-    .exitForRetry(td, vcpu, exit, 'EPT violation (ACCEPT)')
+    .exit(td, vcpu, exit, 'EPT violation (ACCEPT)')
     .then(() => acceptFrom(m, runtime, td, vcpu, gpa, level));
 }
 
