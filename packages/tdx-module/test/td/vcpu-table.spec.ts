@@ -8,8 +8,8 @@
 import fc from 'fast-check';
 import { expect, test } from 'vitest';
 import { TdControl } from '../../src/td/td-control.js';
-import { type VcpuOwner, VcpuTable } from '../../src/td/vcpu-table.js';
 import { VcpuState } from '../../src/td/vcpu.js';
+import { type VcpuOwner, VcpuTable } from '../../src/td/vcpu-table.js';
 
 const BASE = 2 ** 32;
 /** Twelve TDVPR addresses (above 2^31, as in the default TDMR), more than byValue remembers. */
