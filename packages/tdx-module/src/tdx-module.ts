@@ -10,7 +10,7 @@ import { interruptExit, nmiExit } from './core/exit-registers.js';
 import { yieldAt } from './core/gates.js';
 import { HeldLocks } from './core/held-locks.js';
 import { type ModuleConfig, ModuleState } from './core/module-state.js';
-import { VcpuRuntime } from './core/vcpu-runtime.js';
+import { type ExitAnswer, takeExit, VcpuRuntime } from './core/vcpu-runtime.js';
 import { deliverVirtualInterrupts, postVirtualInterrupt } from './core/virtual-interrupts.js';
 import type { HostCpu, NmiBlockingAtSeamret, NmiDisposition } from './cpu/host-cpu.js';
 import type { NmiArrival, NmiHandling } from './cpu/nmi-handler.js';
@@ -59,7 +59,7 @@ import {
   vpFlush,
 } from './flows/teardown.js';
 import { memTrack } from './flows/track.js';
-import { vpEnterChecks } from './flows/vp-enter.js';
+import { type EnterDecision, Entering, vpEnterChecks } from './flows/vp-enter.js';
 import { vpRead } from './flows/vp-read.js';
 import type { TdmrOptions } from './memory/physical-memory.js';
 import { validateTdmr } from './memory/physical-memory.js';
@@ -308,10 +308,16 @@ export class TdxModule implements SeamcallPort {
       ({ leaf, version, valid } = decodeLeaf(rax));
     }
     const m = this.#m;
-    // TDH.VP.ENTER hands every register to the guest; the other leaves read only their operands. VP.ENTER reads its
-    // inputs again after it may have waited (its yield point, the exit's trace), so it keeps its own copy: a VMM may
-    // answer several vCPUs with one array it changes in between.
-    const regs = leaf === SeamcallLeaf.VP_ENTER ? ownedGprs(input) : hostInputs(input);
+    // TDH.VP.ENTER hands every register to the guest; the other leaves read only their operands. Under a deciding
+    // scheduler VP.ENTER reads its inputs again after its yield point, so it keeps its own copy: a VMM may answer
+    // several vCPUs with one array it changes in between. Without one, the entry reads them synchronously: what is
+    // read later (the exit's trace, a VMCALL guest's registers) is copied at the entry (#inGuest, VcpuRuntime.enter).
+    const regs =
+      leaf === SeamcallLeaf.VP_ENTER
+        ? m.interleaves
+          ? ownedGprs(input)
+          : normalizeGprs(input)
+        : hostInputs(input);
     m.clock.advance(this.#costs.seamcallNs);
     const flow = leaf < HOST_FLOW_BY_LEAF.length ? HOST_FLOW_BY_LEAF[leaf] : undefined;
     // SEPT.REMOVE and SEPT.ADD have a version 1 (for L2 tables, not modelled: L2 inputs are ignored).
@@ -364,6 +370,27 @@ export class TdxModule implements SeamcallPort {
 
   /** A SEAMCALL's answer: RAX = `status` in `out`, traced and logged when something reads it. */
   #answer(leaf: number, regs: readonly bigint[], out: Gprs, status: bigint): Gprs {
+    return this.#answerWith(
+      leaf,
+      regs[1] as bigint,
+      regs[2] as bigint,
+      regs[8] as bigint,
+      regs[9] as bigint,
+      out,
+      status,
+    );
+  }
+
+  /** {@link #answer} given the input registers it traces and logs (RCX, RDX, R8, R9). */
+  #answerWith(
+    leaf: number,
+    rcx: bigint,
+    rdx: bigint,
+    r8: bigint,
+    r9: bigint,
+    out: Gprs,
+    status: bigint,
+  ): Gprs {
     out[Reg.RAX] = status;
     const m = this.#m;
     if (m.trace.enabled) {
@@ -371,16 +398,11 @@ export class TdxModule implements SeamcallPort {
         kind: 'seamcall',
         time: m.clock.now(),
         leaf: seamcallTraceName(leaf),
-        args: {
-          rcx: regs[1] as bigint,
-          rdx: regs[2] as bigint,
-          r8: regs[8] as bigint,
-          r9: regs[9] as bigint,
-        },
+        args: { rcx, rdx, r8, r9 },
         status,
       });
     }
-    if (log.enabled) logSeamcall(leaf, regs, status);
+    if (log.enabled) logSeamcall(leaf, rcx, rdx, r8, status);
     return out;
   }
 
@@ -395,7 +417,7 @@ export class TdxModule implements SeamcallPort {
    */
   #vpEnter(regs: readonly bigint[]): Gprs | Promise<Gprs> {
     const m = this.#m;
-    const owner = m.vcpusByTdvpr.get(Number(regs[Reg.RCX]));
+    const owner = m.vcpusByTdvpr.byValue(regs[Reg.RCX] as bigint);
     // The host processor of this vCPU enters SEAM root (NMIs inhibited) and leaves it at SEAMRET (#seamret). A
     // concurrent TDH.VP.ENTER of a vCPU already in guest mode (answered BUSY) is not its own host thread: it changes
     // nothing.
@@ -435,27 +457,30 @@ export class TdxModule implements SeamcallPort {
     const m = this.#m;
     let td: TdControl;
     let vcpu: VcpuState;
-    let exiting: Promise<Gprs>;
+    let exiting: Promise<ExitAnswer>;
     try {
       const held = this.#heldPool.pop() ?? new HeldLocks();
-      let decision: ReturnType<typeof vpEnterChecks>;
+      let decision: EnterDecision;
       try {
         decision = vpEnterChecks(m, regs, held);
       } finally {
         held.releaseAll();
         this.#heldPool.push(held);
       }
-      if (decision.kind !== 'enter') {
+      if (!(decision instanceof Entering)) {
         this.#seamret(cpu);
         return this.#vpEnterAnswer(
           regs,
-          decision.kind === 'status' ? makeGprs({ rax: decision.status }) : decision.regs,
+          typeof decision === 'bigint' ? makeGprs({ rax: decision }) : decision,
         );
       }
-      td = decision.td;
-      vcpu = decision.vcpu;
-      // The guest's code in this module only reads the entry's registers, as the answer's trace reads `regs` (the
-      // module's own copy, made at SEAMCALL entry): no second copy.
+      td = decision.td as TdControl;
+      vcpu = decision.vcpu as VcpuState;
+      // The record is rewritten by the next entry; it keeps no TD alive meanwhile.
+      decision.td = undefined;
+      decision.vcpu = undefined;
+      // The guest's code in this module only reads the entry's registers; a guest that reads them after the entry
+      // (a VMCALL's) gets a copy made now (VcpuRuntime.enter).
       exiting = this.#runtime.enter(vcpu, regs as Gprs);
       // An NMI latched in SEAM root makes the TD exit again as soon as it is entered.
       const latched = vcpu.cpu.vmEntry();
@@ -475,14 +500,20 @@ export class TdxModule implements SeamcallPort {
     td: TdControl,
     vcpu: VcpuState,
     cpu: HostCpu | undefined,
-    exiting: Promise<Gprs>,
+    exiting: Promise<ExitAnswer>,
     regs: readonly bigint[],
   ): Promise<Gprs> {
     if (this.#m.interleaves) return this.#inGuestYielding(td, vcpu, cpu, exiting, regs);
+    // `regs` may be the VMM's own array (see #seamcall): the values the answer traces are read now, at the entry.
+    const rcx = regs[1] as bigint;
+    const rdx = regs[2] as bigint;
+    const r8 = regs[8] as bigint;
+    const r9 = regs[9] as bigint;
     return exiting.then(
-      (exit) => {
+      (answer) => {
+        const exit = takeExit(vcpu, answer);
         this.#seamret(cpu);
-        return this.#vpEnterAnswer(regs, exit);
+        return this.#answerWith(SeamcallLeaf.VP_ENTER, rcx, rdx, r8, r9, exit, exit[Reg.RAX] as bigint);
       },
       (error: unknown) => {
         this.#seamret(cpu);
@@ -496,12 +527,12 @@ export class TdxModule implements SeamcallPort {
     td: TdControl,
     vcpu: VcpuState,
     cpu: HostCpu | undefined,
-    exiting: Promise<Gprs>,
+    exiting: Promise<ExitAnswer>,
     regs: readonly bigint[],
   ): Promise<Gprs> {
     let exit: Gprs;
     try {
-      exit = await exiting;
+      exit = takeExit(vcpu, await exiting);
       if (this.#m.interleaves) {
         // The vCPU has left guest mode; its host thread yields before the exit reaches the VMM (SEAM root).
         const pause = yieldAt(this.#m, 'TDH.VP.ENTER', 'exit', td.tdr, undefined, vcpu.hostActor);
@@ -1192,13 +1223,13 @@ function acceptGpa(regs: readonly bigint[]): number {
 }
 
 /** The debug line of one SEAMCALL (DEBUG=tdxsim:module:seamcall). */
-function logSeamcall(leaf: number, regs: readonly bigint[], status: bigint): void {
+function logSeamcall(leaf: number, rcx: bigint, rdx: bigint, r8: bigint, status: bigint): void {
   log.log(
     '%s rcx=0x%s rdx=0x%s r8=0x%s -> %s',
     seamcallLeafName(leaf) ?? `SEAMCALL ${leaf}`,
-    (regs[1] as bigint).toString(16),
-    (regs[2] as bigint).toString(16),
-    (regs[8] as bigint).toString(16),
+    rcx.toString(16),
+    rdx.toString(16),
+    r8.toString(16),
     formatStatus(status),
   );
 }

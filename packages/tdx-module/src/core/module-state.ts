@@ -19,7 +19,7 @@ import type { TraceSink } from '../services/trace.js';
 import { SharedEpt } from '../td/shared-ept.js';
 import type { TdControl } from '../td/td-control.js';
 import { TdTable } from '../td/td-table.js';
-import type { VcpuState } from '../td/vcpu.js';
+import { VcpuTable } from '../td/vcpu-table.js';
 import type { HeldLocks } from './held-locks.js';
 
 /** Numbers the module is configured with (what TDH.SYS.RD would enumerate on real hardware). */
@@ -42,7 +42,7 @@ export class ModuleState {
   readonly memory = new PhysicalMemory();
   readonly tds = new TdTable();
   readonly sharedEpts = new Map<number, SharedEpt>();
-  readonly vcpusByTdvpr = new Map<number, { td: TdControl; vcpu: VcpuState }>();
+  readonly vcpusByTdvpr = new VcpuTable();
   readonly hkidsInUse = new Set<number>();
   readonly clock: Clock;
   readonly scheduler: Scheduler;

@@ -38,7 +38,8 @@ export class VcpuRuntime {
 
   /**
    * A TD exit: the vCPU leaves guest mode (its epoch reference is dropped), zero-step bookkeeping runs, the exit
-   * goes to the host's TDH.VP.ENTER, and the guest waits for the next entry, whose registers it gets.
+   * goes to the host's TDH.VP.ENTER, and the guest waits for the next entry. Resolves with {@link RESUMED} (the
+   * guest reads nothing of the entry; see {@link exitForEntry}).
    */
   exit(
     td: TdControl,
@@ -47,9 +48,15 @@ export class VcpuRuntime {
     reason: string,
     privateViolationGpa?: number,
     nmi?: NmiArrival,
-  ): Promise<Gprs> {
+  ): Promise<unknown> {
     this.leaveGuest(td, vcpu, regs, reason, privateViolationGpa, nmi);
-    return this.waitForEntry(vcpu);
+    return this.#park(vcpu, false);
+  }
+
+  /** {@link exit} for a guest that reads the next entry's registers (a VMCALL's): resolves with a copy of them. */
+  exitForEntry(td: TdControl, vcpu: VcpuState, regs: Gprs, reason: string): Promise<Gprs> {
+    this.leaveGuest(td, vcpu, regs, reason);
+    return this.#park(vcpu, true) as Promise<Gprs>;
   }
 
   /**
@@ -96,7 +103,12 @@ export class VcpuRuntime {
     const deliver = vcpu.deliverExit;
     vcpu.deliverExit = undefined;
     if (deliver === undefined) throw new Error('model bug: TD exit with no TDH.VP.ENTER to return to');
-    deliver(regs);
+    // The registers wait on the vCPU and the entry's promise resolves with a number (a promise resolved with an array
+    // looks up the array's `then`, about 50 ns); an exit whose entry has not read the last one yet passes its own.
+    if (vcpu.pendingExit === undefined) {
+      vcpu.pendingExit = regs;
+      deliver(EXIT_ON_VCPU);
+    } else deliver(regs);
   }
 
   /** Records what the VMM answered a TDG.VP.VMCALL with (the GHCI output registers of the next entry). */
@@ -119,25 +131,47 @@ export class VcpuRuntime {
   }
 
   /**
-   * Parks guest code until the vCPU is entered again; resolves with the entry's registers. The promise's own resolve
-   * and reject are what the vCPU holds (no closure per exit: this is every TD exit's path); {@link enter} and
+   * Parks guest code until the vCPU is entered again; resolves with {@link RESUMED}. The promise's own resolve and
+   * reject are what the vCPU holds (no closure per exit: this is every TD exit's path); {@link enter} and
    * {@link failParked} take the guest off the parked list.
    */
-  waitForEntry(vcpu: VcpuState): Promise<Gprs> {
-    return new Promise<Gprs>((resolve, reject) => {
-      if (vcpu.hostGone) {
-        reject(notResumed(vcpu));
-        return;
-      }
-      vcpu.resumeGuest = resolve;
-      vcpu.rejectGuest = reject;
-      parkGuest(vcpu, this.#entered.has(vcpu));
-      if (this.#abandonTurns !== 0) this.#abandonAfter(vcpu, resolve);
-    });
+  waitForEntry(vcpu: VcpuState): Promise<unknown> {
+    return this.#park(vcpu, false);
+  }
+
+  /** Parks the guest (see {@link waitForEntry}); `withRegs`: it resolves with a copy of the entry's registers. */
+  #park(vcpu: VcpuState, withRegs: boolean): Promise<Gprs | typeof RESUMED> {
+    // The executor is one function for every park, handed its arguments here (no closure per TD exit).
+    parking = vcpu;
+    parkingWithRegs = withRegs;
+    parkingRuntime = this;
+    try {
+      return new Promise<Gprs | typeof RESUMED>(parkExecutor);
+    } finally {
+      parking = undefined;
+      parkingRuntime = undefined;
+    }
+  }
+
+  /** @internal The body of {@link parkExecutor}. */
+  parkNow(
+    vcpu: VcpuState,
+    withRegs: boolean,
+    resolve: (value: Gprs | typeof RESUMED) => void,
+    reject: (error: Error) => void,
+  ): void {
+    if (vcpu.hostGone) {
+      reject(notResumed(vcpu));
+      return;
+    }
+    vcpu.resumeGuest = resolve;
+    vcpu.rejectGuest = reject;
+    parkGuest(vcpu, this.#entered.has(vcpu), withRegs);
+    if (this.#abandonTurns !== 0) this.#abandonAfter(vcpu, resolve);
   }
 
   /** After {@link #abandonTurns} macrotask turns with the guest still parked on the same wait: VCPU_NOT_RESUMED. */
-  #abandonAfter(vcpu: VcpuState, resume: (regs: Gprs) => void): void {
+  #abandonAfter(vcpu: VcpuState, resume: (value: Gprs | typeof RESUMED) => void): void {
     let turns = 0;
     const check = (): void => {
       if (vcpu.resumeGuest !== resume) return;
@@ -165,8 +199,11 @@ export class VcpuRuntime {
     await this.waitForEntry(vcpu);
   }
 
-  /** After a successful TDH.VP.ENTER: guest mode; the parked guest (if any) continues with `regs`. */
-  enter(vcpu: VcpuState, regs: Gprs): Promise<Gprs> {
+  /**
+   * After a successful TDH.VP.ENTER: guest mode; the parked guest (if any) continues with a copy of `regs` (or
+   * {@link RESUMED}, when it reads none of them). `regs` is read only during this call.
+   */
+  enter(vcpu: VcpuState, regs: Gprs): Promise<ExitAnswer> {
     if (this.#lastEntered !== vcpu) {
       this.#entered.add(vcpu);
       this.#lastEntered = vcpu;
@@ -174,18 +211,53 @@ export class VcpuRuntime {
     vcpu.run = 'in-guest';
     vcpu.hostGone = false;
     vcpu.ripAtEntry = vcpu.rip;
-    const exitPromise = new Promise<Gprs>((resolve) => {
-      vcpu.deliverExit = resolve;
-    });
+    entering = vcpu;
+    const exitPromise = new Promise<ExitAnswer>(enterExecutor);
+    entering = undefined;
     const resume = vcpu.resumeGuest;
     if (resume !== undefined) {
+      const withRegs = vcpu.parkedWithRegs;
       unparkGuest(vcpu);
       vcpu.resumeGuest = undefined;
       vcpu.rejectGuest = undefined;
-      resume(regs);
+      // The entry's registers may be the VMM's own array (TDH.VP.ENTER copies them only under a deciding scheduler):
+      // a guest that reads them after this gets a copy of them as they are now.
+      resume(withRegs ? regs.slice() : RESUMED);
     }
     return exitPromise;
   }
+}
+
+/**
+ * What the promise of an entry ({@link VcpuRuntime.enter}) resolves with: the exit's registers, or
+ * {@link EXIT_ON_VCPU} when they wait in the vCPU's `pendingExit` ({@link takeExit} reads either).
+ */
+export type ExitAnswer = Gprs | typeof EXIT_ON_VCPU;
+/** The exit's registers wait in the vCPU's `pendingExit`. */
+export const EXIT_ON_VCPU = 0;
+/** What a parked guest that reads nothing of the entry is resumed with. */
+export const RESUMED = 0;
+
+/** The registers of the exit an entry's promise answered (read once: the vCPU's slot is free again). */
+export function takeExit(vcpu: VcpuState, answer: ExitAnswer): Gprs {
+  if (answer !== EXIT_ON_VCPU) return answer;
+  const regs = vcpu.pendingExit as Gprs;
+  vcpu.pendingExit = undefined;
+  return regs;
+}
+
+/** The vCPU {@link enterExecutor} gives its exit's resolve to (set just before the promise is made). */
+let entering: VcpuState | undefined;
+function enterExecutor(resolve: (answer: ExitAnswer) => void): void {
+  (entering as VcpuState).deliverExit = resolve;
+}
+
+/** What {@link parkExecutor} parks (set just before the promise is made). */
+let parking: VcpuState | undefined;
+let parkingWithRegs = true;
+let parkingRuntime: VcpuRuntime | undefined;
+function parkExecutor(resolve: (value: Gprs | typeof RESUMED) => void, reject: (error: Error) => void): void {
+  (parkingRuntime as VcpuRuntime).parkNow(parking as VcpuState, parkingWithRegs, resolve, reject);
 }
 
 /**
@@ -200,8 +272,9 @@ let firstParked: VcpuState | undefined;
 let lastParked: VcpuState | undefined;
 let exitHookInstalled = false;
 
-function parkGuest(vcpu: VcpuState, entered: boolean): void {
+function parkGuest(vcpu: VcpuState, entered: boolean, withRegs: boolean): void {
   vcpu.parkedEntered = entered;
+  vcpu.parkedWithRegs = withRegs;
   if (!vcpu.parkedListed) {
     vcpu.parkedListed = true;
     vcpu.parkedPrev = lastParked;
@@ -225,6 +298,7 @@ function unparkGuest(vcpu: VcpuState): void {
   vcpu.parkedListed = false;
   // Back to the fields of a vCPU never parked: a checkpoint's copy of a quiescent vCPU has them so.
   vcpu.parkedEntered = false;
+  vcpu.parkedWithRegs = true;
   const prev = vcpu.parkedPrev;
   const next = vcpu.parkedNext;
   if (prev === undefined) firstParked = next;

@@ -60,7 +60,9 @@ function acceptFrom(
   gpa: number,
   level: number,
 ): bigint | Promise<bigint> {
-  const walk = td.tree.walk(gpa, level);
+  // Without a deciding scheduler nothing suspends between this walk and the last read of its result (the locked part
+  // runs at once): the tree's reused cursor serves. A flow that may suspend with the entry locked keeps its own.
+  const walk = m.interleaves ? td.tree.walk(gpa, level) : td.tree.walkReused(gpa, level);
   if (walk.level !== level) {
     if (septStateInfo(walk.state).leaf && GUEST_ACCESSIBLE_LEAF[walk.state] === 1) {
       return withDetail(TdxStatus.PAGE_ALREADY_ACCEPTED, walk.level);

@@ -25,7 +25,7 @@ export async function tdgVmcall(
   if (td.configFlags & TdConfigFlag.NO_RBP_MOD) forbidden |= 1n << 5n;
   if ((select & forbidden) !== 0n) return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RCX);
   vcpu.rip++;
-  const entry = await runtime.exit(td, vcpu, vmcallExit(regs, select), 'TDCALL (TDG.VP.VMCALL)');
+  const entry = await runtime.exitForEntry(td, vcpu, vmcallExit(regs, select), 'TDCALL (TDG.VP.VMCALL)');
   runtime.traceReply(vcpu, entry);
   for (let reg = 2; reg < 16; reg++) {
     if ((select >> BigInt(reg)) & 1n) out[reg] = entry[reg] as bigint;

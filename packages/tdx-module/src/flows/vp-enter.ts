@@ -12,11 +12,19 @@ import { type Gprs, makeGprs, Reg } from '../registers.js';
 import type { TdControl } from '../td/td-control.js';
 import type { VcpuState } from '../td/vcpu.js';
 
-/** What the checks of TDH.VP.ENTER decided. */
-export type EnterDecision =
-  | { readonly kind: 'status'; readonly status: bigint }
-  | { readonly kind: 'synthesized-exit'; readonly regs: Gprs }
-  | { readonly kind: 'enter'; readonly td: TdControl; readonly vcpu: VcpuState };
+/** The vCPU TDH.VP.ENTER enters and its TD (one record, rewritten by every entry: read it before the next call). */
+export class Entering {
+  td: TdControl | undefined;
+  vcpu: VcpuState | undefined;
+}
+
+/**
+ * What the checks of TDH.VP.ENTER decided: a status, a synthesized exit's registers, or the entry ({@link Entering},
+ * no object made per entry).
+ */
+export type EnterDecision = bigint | Gprs | Entering;
+
+const ENTERING = new Entering();
 
 /** The implicit TDR operand of TDH.VP.ENTER, for enterTd (written before each use, read only during it). */
 const TD_REGS: Gprs = makeGprs();
@@ -32,38 +40,36 @@ let lastTdr = -1;
 export function vpEnterChecks(m: ModuleState, regs: readonly bigint[], held: HeldLocks): EnterDecision {
   const tdvpr = regs[Reg.RCX] as bigint;
   const pageStatus = m.checkHpaPage(tdvpr, 0, PamtPageType.TDVPR, 'shared', OperandId.RCX, held);
-  if (pageStatus !== 0n) return { kind: 'status', status: pageStatus };
-  const owner = m.vcpusByTdvpr.get(Number(tdvpr));
-  if (owner === undefined)
-    return { kind: 'status', status: withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.RCX) };
+  if (pageStatus !== 0n) return pageStatus;
+  const owner = m.vcpusByTdvpr.byValue(tdvpr);
+  if (owner === undefined) return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.RCX);
   // enterTd reads the TDR operand at once: one register file serves every entry.
   if (owner.td.tdr !== lastTdr) {
     TD_REGS[Reg.RCX] = BigInt(owner.td.tdr);
     lastTdr = owner.td.tdr;
   }
   const td = enterTd(m, SeamcallLeaf.VP_ENTER, TD_REGS, OperandId.RCX, 'shared', true, held, OperandId.TDR);
-  if (typeof td === 'bigint') return { kind: 'status', status: td };
+  if (typeof td === 'bigint') return td;
   const { vcpu } = owner;
-  if (!vcpu.initialized)
-    return { kind: 'status', status: withDetail(TdxStatus.OPERAND_INVALID, OperandId.RCX) };
-  if (vcpu.run === 'in-guest')
-    return { kind: 'status', status: withDetail(TdxStatus.OPERAND_BUSY, OperandId.RCX) };
-  if (!td.epochLock.tryShared())
-    return { kind: 'status', status: withDetail(TdxStatus.OPERAND_BUSY, OperandId.TD_EPOCH) };
+  if (!vcpu.initialized) return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RCX);
+  if (vcpu.run === 'in-guest') return withDetail(TdxStatus.OPERAND_BUSY, OperandId.RCX);
+  if (!td.epochLock.tryShared()) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.TD_EPOCH);
   held.addPlain(td.epochLock, false);
   td.adjustEpochRef(td.epoch, 1);
   if (vcpu.zeroStepGpas.length > 0) {
     if (!td.septTreeLock.tryExclusive()) {
       td.adjustEpochRef(td.epoch, -1);
-      return { kind: 'status', status: withDetail(TdxStatus.OPERAND_BUSY, OperandId.SEPT_TREE) };
+      return withDetail(TdxStatus.OPERAND_BUSY, OperandId.SEPT_TREE);
     }
     held.addPlain(td.septTreeLock, true);
     const stuck = vcpu.zeroStepGpas.find((gpa) => !translates(td, gpa));
     if (stuck !== undefined) {
       td.adjustEpochRef(td.epoch, -1);
-      return { kind: 'synthesized-exit', regs: eptViolationExit(stuck, EXIT_QUALIFICATION_WRITE, 0n) };
+      return eptViolationExit(stuck, EXIT_QUALIFICATION_WRITE, 0n);
     }
   }
   vcpu.epoch = td.epoch;
-  return { kind: 'enter', td, vcpu };
+  ENTERING.td = td;
+  ENTERING.vcpu = vcpu;
+  return ENTERING;
 }

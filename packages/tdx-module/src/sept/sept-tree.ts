@@ -60,6 +60,18 @@ export class SeptTree {
     return this.walkInto(new SeptCursor(this.root), gpa, targetLevel);
   }
 
+  /** The cursor {@link walkReused} overwrites (made at its first call). */
+  #reused: SeptCursor | undefined;
+
+  /**
+   * {@link walk} into one cursor of this tree that every call overwrites: for a caller that has read the result
+   * before anything else can walk (no object per walk; TDG.MEM.PAGE.ACCEPT walks twice per page).
+   */
+  walkReused(gpa: number, targetLevel: number): WalkResult {
+    if (this.#reused === undefined) this.#reused = new SeptCursor(this.root);
+    return this.walkInto(this.#reused, gpa, targetLevel);
+  }
+
   readonly #paths: SeptPaths;
   /**
    * The table below the root that the last walk to `#lastLevel` reached through NL_MAPPED entries only, the number of

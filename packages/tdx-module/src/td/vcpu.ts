@@ -55,8 +55,8 @@ export class VcpuState {
   stuckExits = 0;
   /** #VE information area: valid until the guest reads it with TDG.VP.VEINFO.GET. */
   veInfo: { exitReason: number; gpa: number } | undefined;
-  /** Resolves the guest's wait for the next entry. */
-  resumeGuest: ((regs: Gprs) => void) | undefined;
+  /** Resolves the guest's wait for the next entry (with its registers, or 0 when the guest reads none). */
+  resumeGuest: ((regs: Gprs | 0) => void) | undefined;
   /** Rejects the guest's wait: the host said it will not enter the vCPU again. */
   rejectGuest: ((error: Error) => void) | undefined;
   /**
@@ -66,12 +66,19 @@ export class VcpuState {
   parkedListed = false;
   /** Whether the vCPU had been entered when its guest parked (only for the message of a guest left waiting). */
   parkedEntered = false;
+  /** Whether the parked guest is resumed with the entry's registers (false: it reads none of them). */
+  parkedWithRegs = true;
   parkedPrev: VcpuState | undefined;
   parkedNext: VcpuState | undefined;
   /** The host thread of this vCPU has ended (its VMM answered "stop"). */
   hostGone = false;
-  /** Resolves the host's TDH.VP.ENTER with the exit that ended the entry. */
-  deliverExit: ((regs: Gprs) => void) | undefined;
+  /**
+   * Resolves the host's TDH.VP.ENTER with the exit that ended the entry: its registers, or 0 when they wait in
+   * {@link pendingExit}.
+   */
+  deliverExit: ((regs: Gprs | 0) => void) | undefined;
+  /** The registers of a TD exit whose TDH.VP.ENTER has not read them yet (see VcpuRuntime.leaveGuest). */
+  pendingExit: Gprs | undefined;
   /** Values the VMM passed to TDH.VP.ENTER for the guest (the selected GPRs of a VMCALL). */
   entryGprs: Gprs | undefined;
 
