@@ -82,7 +82,7 @@ export function notReachedText(r: JudgedCell): string {
  * not reached within a smaller budget, see {@link isNotReached}), or nothing is expected and it failed.
  */
 export function isExploreChange(r: JudgedCell): boolean {
-  if (r.expected === null) return r.outcome !== 'ok' && r.outcome !== 'n/a';
+  if (r.expected === null || r.expected === undefined) return r.outcome !== 'ok' && r.outcome !== 'n/a';
   return r.outcome !== r.expected && !isNotReached(r);
 }
 
