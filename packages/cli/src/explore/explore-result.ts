@@ -63,7 +63,7 @@ export type JudgedCell = Pick<ExploreCellResult, 'outcome' | 'expected' | 'expec
  */
 export function isNotReached(r: JudgedCell): boolean {
   const failureExpected =
-    r.expected !== null && r.expected !== 'ok' && r.expected !== 'n/a' && r.expected !== 'error';
+    r.expected != null && r.expected !== 'ok' && r.expected !== 'n/a' && r.expected !== 'error';
   return (
     failureExpected &&
     r.outcome === 'ok' &&
