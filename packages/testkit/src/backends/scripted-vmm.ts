@@ -169,7 +169,8 @@ export class ScriptedVmm implements Vmm {
     // The frames converted are no longer acknowledged without backing: through the set when it is the smaller.
     if (!keepPrivate && unbackedAcks.size > 0) {
       if (unbackedAcks.size < pages) {
-        for (const acked of unbackedAcks) if (acked >= frame && acked < frame + pages) unbackedAcks.delete(acked);
+        for (const acked of unbackedAcks)
+          if (acked >= frame && acked < frame + pages) unbackedAcks.delete(acked);
       } else {
         for (let i = 0; i < pages; i++) unbackedAcks.delete(frame + i);
       }
