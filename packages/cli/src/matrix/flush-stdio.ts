@@ -8,6 +8,9 @@
  * before, so waiting for an empty write on each stream is enough.
  */
 export function flushStdio(): Promise<void> {
+  // Nothing waiting: every write's callback has run (a write counts in writableLength until it has), i.e. the main
+  // thread took all of it. No empty write then, which would cost a round trip to the main thread per scenario.
+  if (process.stdout.writableLength === 0 && process.stderr.writableLength === 0) return Promise.resolve();
   const flushed = (stream: NodeJS.WritableStream): Promise<void> =>
     new Promise((resolve) => {
       stream.write('', () => resolve());

@@ -8,16 +8,29 @@ import { runRequest } from './run-one.js';
 // thread sends, one at a time.
 const port = parentPort;
 if (port === null) throw new Error('matrix-worker must run in a worker thread');
+/**
+ * Progress goes to the main thread at most this often per scenario: every message wakes the main thread, which takes
+ * a core from the workers for it (tens of thousands of conversions in the default matrix), while the progress display
+ * redraws at most every 100 ms and a log prints it every 10 s.
+ */
+const PROGRESS_EVERY_MS = 100;
+let lastProgress = 0;
 // A scenario's result goes after what it printed (its debug log), which the main thread would drop if it ended this
 // worker first.
 const post = (message: WorkerMessage): void => {
-  if (message.type === 'done') void flushStdio().then(() => port.postMessage(message));
+  if (message.type === 'progress') {
+    const now = performance.now();
+    if (now - lastProgress < PROGRESS_EVERY_MS) return;
+    lastProgress = now;
+    port.postMessage(message);
+  } else if (message.type === 'done') void flushStdio().then(() => port.postMessage(message));
   else port.postMessage(message);
 };
 try {
   const setup = workerData as WorkerSetup;
   const catalog = await buildCatalog(setup.backendFiles, setup.guestFiles, setup.guestOptions);
   port.on('message', (request: RunRequest) => {
+    lastProgress = performance.now();
     // A worker runs one scenario at a time and nothing else: the backend guard's idle check is exact here.
     runRequest(catalog, request, post, 'dedicated').catch((error: unknown) => {
       // runScenario reports failures as outcomes; anything here is a bug: let the main thread see it.

@@ -51,7 +51,10 @@ export interface MatrixOptions {
   readonly scheduleSeed?: number;
   /** Called when scenario `index` starts. */
   readonly onStart?: (spec: ScenarioSpec, index: number) => void;
-  /** Called as scenario `index` makes progress (`done` of `total` conversions). */
+  /**
+   * Called as scenario `index` makes progress (`done` of `total` conversions): after every conversion in this thread,
+   * at most every 100 ms from a worker thread.
+   */
   readonly onProgress?: (index: number, done: number, total: number) => void;
   /** Called with each scenario's result as it ends (in completion order). */
   readonly onResult?: (result: ScenarioResult, index: number) => void;

@@ -4,9 +4,13 @@ import {
   ensureSeptTables,
   formatStatus,
   type Gprs,
+  type HostPageAllocator,
   isStatus,
   Reg,
   type SeamcallResult,
+  SeptState,
+  type SharedEpt,
+  septStateInfo,
   sharedBit,
   type TdxModule,
   TdxStatus,
@@ -154,10 +158,40 @@ export class HonestCore {
     const end = gpa + pages * PAGE;
     if (!keepPrivate) await this.#removePrivate(gpa, end);
     const ept = this.module.sharedEpt(this.td.tdr);
-    for (let at = gpa; at < end; at += PAGE) {
-      // A page whose private mapping could not be removed (its BLOCK stayed BUSY) is not mapped shared as well.
-      if (!keepPrivate && this.module.privatePage(this.td.tdr, at).hpa !== undefined) continue;
-      if (ept.lookup(at) === undefined) ept.map(at, this.td.allocator.alloc4k());
+    // Run by run (of the S-EPT, then of the shared EPT's gaps), not page by page: the same frames get the same host
+    // pages in the same order as one alloc4k and one map per frame would give them.
+    for (let at = gpa; at < end; ) {
+      let runEnd = end;
+      if (!keepPrivate) {
+        const truth = this.module.privateRun(this.td.tdr, at, end);
+        runEnd = truth.end;
+        // A page whose private mapping could not be removed (its BLOCK stayed BUSY) is not mapped shared as well.
+        if (septStateInfo(SeptState[truth.state]).leaf) {
+          at = runEnd;
+          continue;
+        }
+      }
+      this.#mapUnmapped(ept, at, runEnd);
+      at = runEnd;
+    }
+  }
+
+  /** Maps the frames of [start, end) the shared EPT does not map yet, each to a newly allocated host page. */
+  #mapUnmapped(ept: SharedEpt, start: number, end: number): void {
+    let at = start;
+    for (const run of [...ept.runs(start, end)]) {
+      this.#mapFresh(ept, at, run.gfn4k);
+      at = run.gfn4k + run.pages * PAGE;
+    }
+    this.#mapFresh(ept, at, end);
+  }
+
+  /** Maps every frame of [start, end) to a newly allocated host page (a run of them at a time). */
+  #mapFresh(ept: SharedEpt, start: number, end: number): void {
+    for (let at = start; at < end; ) {
+      const run = this.td.allocator.alloc4kRun((end - at) / PAGE);
+      ept.mapRun(at, run.pages, run.hpa, run.step);
+      at += run.pages * PAGE;
     }
   }
 
@@ -200,18 +234,32 @@ export class HonestCore {
     if (pages <= 0) return;
     const ept = this.module.sharedEpt(this.td.tdr);
     const end = gpa + pages * PAGE;
-    const unmap = (frame: number): void => {
-      const hpa = ept.lookup(frame);
-      if (hpa === undefined) return;
-      ept.unmap(frame);
-      // A host page a hostile side effect mapped (twice, or a TD's own) is never handed back to the allocator.
-      if (!this.#hostileHpas.has(hpa)) this.td.allocator.free4k(hpa);
-    };
+    // The host pages go back to the allocator in the order one unmap per frame gives them back (the order later
+    // allocations see): the order they were mapped in when the range is larger than the table, else frame order.
+    // A host page a hostile side effect mapped (twice, or a TD's own) is never handed back to the allocator.
     if (pages > ept.size) {
-      for (const [frame] of [...ept.entries()]) if (frame >= gpa && frame < end) unmap(frame);
+      const freed = new FreeRuns(this.td.allocator);
+      for (const [frame, hpa] of [...ept.entries()])
+        if (frame >= gpa && frame < end && !this.#hostileHpas.has(hpa)) freed.add(hpa);
+      freed.flush();
     } else {
-      for (let at = gpa; at < end; at += PAGE) unmap(at);
+      for (const run of [...ept.runs(gpa, end)]) this.#freeRun(run.hpa, run.pages, run.step);
     }
+    ept.unmapRange(gpa, end);
+  }
+
+  /** Frees the host pages of a shared-EPT run in its frame order, skipping the ones hostile side effects mapped. */
+  #freeRun(hpa: number, pages: number, step: 1 | -1): void {
+    if (this.#hostileHpas.size === 0) {
+      this.td.allocator.free4kRun(hpa, pages, step);
+      return;
+    }
+    const freed = new FreeRuns(this.td.allocator);
+    for (let i = 0; i < pages; i++) {
+      const page = hpa + i * step * PAGE;
+      if (!this.#hostileHpas.has(page)) freed.add(page);
+    }
+    freed.flush();
   }
 
   /**
@@ -278,5 +326,41 @@ export class HonestCore {
     this.#hostileHpas.add(hpa);
     if (own !== undefined && own !== hpa && !this.#hostileHpas.has(own)) td.allocator.free4k(own);
     return hpa;
+  }
+}
+
+/**
+ * Host pages freed one after another, handed to the allocator as runs ({@link HostPageAllocator.free4kRun}, the same
+ * as one free4k per page in that order).
+ */
+class FreeRuns {
+  readonly #allocator: HostPageAllocator;
+  #start = 0;
+  #pages = 0;
+  #step: 1 | -1 = 1;
+
+  constructor(allocator: HostPageAllocator) {
+    this.#allocator = allocator;
+  }
+
+  add(hpa: number): void {
+    if (this.#pages === 1 && Math.abs(hpa - this.#start) === PAGE) {
+      this.#step = hpa > this.#start ? 1 : -1;
+      this.#pages = 2;
+      return;
+    }
+    if (this.#pages > 1 && hpa === this.#start + this.#step * this.#pages * PAGE) {
+      this.#pages++;
+      return;
+    }
+    this.flush();
+    this.#start = hpa;
+    this.#pages = 1;
+    this.#step = 1;
+  }
+
+  flush(): void {
+    if (this.#pages > 0) this.#allocator.free4kRun(this.#start, this.#pages, this.#step);
+    this.#pages = 0;
   }
 }

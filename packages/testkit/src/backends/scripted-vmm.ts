@@ -165,10 +165,17 @@ export class ScriptedVmm implements Vmm {
     else this.core.toPrivate(gpa, pages);
     const frame = gpa / PAGE;
     const asked = Number(r13) / PAGE;
-    for (let i = 0; i < pages; i++) {
-      if (!keepPrivate) this.record.unbackedAcks.delete(frame + i);
-      if (i >= asked) this.record.behindTheGuestsBack.add(frame + i);
+    const { unbackedAcks, behindTheGuestsBack } = this.record;
+    // The frames converted are no longer acknowledged without backing: through the set when it is the smaller.
+    if (!keepPrivate && unbackedAcks.size > 0) {
+      if (unbackedAcks.size < pages) {
+        for (const acked of unbackedAcks)
+          if (acked >= frame && acked < frame + pages) unbackedAcks.delete(acked);
+      } else {
+        for (let i = 0; i < pages; i++) unbackedAcks.delete(frame + i);
+      }
     }
+    for (let i = Math.max(0, Math.ceil(asked)); i < pages; i++) behindTheGuestsBack.add(frame + i);
     if (effects.has('tamper-accepted')) {
       for (const touched of await this.core.tamperAccepted(gpa, gpa + asked * PAGE))
         this.record.behindTheGuestsBack.add(touched);
