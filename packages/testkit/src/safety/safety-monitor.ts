@@ -15,6 +15,7 @@ import {
   assertVmm,
 } from '../validation.js';
 import { checkConversionArguments } from './conversion-arguments.js';
+import { objectArray } from './object-array.js';
 
 const log = createDebug('tdxsim:testkit:safety');
 
@@ -104,16 +105,16 @@ const secretLabels = new TextEncoder();
  * the guest either reads them back intact or notices that the page was replaced.
  */
 export class SafetyMonitor {
-  readonly violations: SafetyViolation[] = [];
-  readonly notes: SafetyNote[] = [];
+  readonly violations: SafetyViolation[] = objectArray();
+  readonly notes: SafetyNote[] = objectArray();
   readonly #module: TdxModule;
   readonly #tdr: number;
   readonly #guest: Pick<GuestUnderTest, 'ledger' | 'read' | 'write'>;
   readonly #maxSecrets: number;
   readonly #vmm: Vmm | undefined;
-  readonly #secrets: Secret[] = [];
+  readonly #secrets: Secret[] = objectArray();
   /** Quarantined runs seen so far: quarantine is for ever. */
-  #quarantined: GpaRange[] = [];
+  #quarantined: GpaRange[] = objectArray();
   #secretCounter = 0;
 
   constructor(options: SafetyMonitorOptions) {
@@ -197,10 +198,10 @@ export class SafetyMonitor {
         );
       }
     }
-    const reported =
-      result.kind === 'ok'
-        ? [range]
-        : result.pages.filter((run) => run.outcome === 'converted').map(({ start, end }) => ({ start, end }));
+    // Lists built in their final elements kind (see objectArray): the same hidden class whatever the case.
+    const reported = objectArray<GpaRange>();
+    if (result.kind === 'ok') reported.push(range);
+    else for (const run of result.pages) if (run.outcome === 'converted') reported.push({ start: run.start, end: run.end });
     const converted = subtract(reported, evidence?.alreadyInTarget ?? []);
     if (toShared && evidence !== undefined) {
       for (const run of converted) {
@@ -347,9 +348,10 @@ export class SafetyMonitor {
         }
       }
     }
-    this.#quarantined = [...ledger.entries()]
-      .filter((run) => run.state === 'quarantined')
-      .map(({ start, end }) => ({ start, end }));
+    const quarantined = objectArray<GpaRange>();
+    for (const run of ledger.entries())
+      if (run.state === 'quarantined') quarantined.push({ start: run.start, end: run.end });
+    this.#quarantined = quarantined;
   }
 
   async #checkSecrets(): Promise<void> {
@@ -393,16 +395,18 @@ export class SafetyMonitor {
 
 /** `runs` without the parts that `holes` cover. */
 function subtract(runs: readonly GpaRange[], holes: readonly GpaRange[]): GpaRange[] {
-  let out = [...runs];
+  let out = objectArray<GpaRange>();
+  for (const r of runs) out.push(r);
   for (const hole of holes) {
-    out = out.flatMap((r) =>
-      hole.end <= r.start || hole.start >= r.end
-        ? [r]
-        : [
-            ...(r.start < hole.start ? [{ start: r.start, end: hole.start }] : []),
-            ...(hole.end < r.end ? [{ start: hole.end, end: r.end }] : []),
-          ],
-    );
+    const next = objectArray<GpaRange>();
+    for (const r of out) {
+      if (hole.end <= r.start || hole.start >= r.end) next.push(r);
+      else {
+        if (r.start < hole.start) next.push({ start: r.start, end: hole.start });
+        if (hole.end < r.end) next.push({ start: hole.end, end: r.end });
+      }
+    }
+    out = next;
   }
   return out;
 }
