@@ -22,7 +22,7 @@ import { parseBehaviour } from '../behaviour/parse-behaviour.js';
 import type { VmmBehaviour } from '../behaviour/vmm-behaviour.js';
 import { testkitLogger } from '../log.js';
 import { SafetyMonitor, type SafetyNote, type SafetyRule } from '../safety/safety-monitor.js';
-import { objectArray } from '../safety/object-array.js';
+import { objectArray } from '../object-array.js';
 import { checkSafetyCase } from './safety-case-arguments.js';
 import { DEFAULT_SAFETY_WORKLOAD, type SafetyWorkload, type WorkloadStep } from './safety-workload.js';
 

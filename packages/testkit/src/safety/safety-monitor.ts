@@ -15,7 +15,7 @@ import {
   assertVmm,
 } from '../validation.js';
 import { checkConversionArguments } from './conversion-arguments.js';
-import { objectArray } from './object-array.js';
+import { objectArray } from '../object-array.js';
 
 const log = createDebug('tdxsim:testkit:safety');
 
