@@ -13,8 +13,8 @@ import {
   type StatusChoice,
   type VmmBehaviour,
 } from '../behaviour/vmm-behaviour.js';
-import { assertIntegerOption, assertOneOf, assertOptions } from '../validation.js';
 import { objectArray } from '../object-array.js';
+import { assertIntegerOption, assertOneOf, assertOptions } from '../validation.js';
 
 const GHCI_NAMES: readonly GhciStatusName[] = [
   'SUCCESS',

@@ -21,8 +21,8 @@ import { ScriptedVmm, type ScriptedVmmRecord } from '../backends/scripted-vmm.js
 import { parseBehaviour } from '../behaviour/parse-behaviour.js';
 import type { VmmBehaviour } from '../behaviour/vmm-behaviour.js';
 import { testkitLogger } from '../log.js';
-import { SafetyMonitor, type SafetyNote, type SafetyRule } from '../safety/safety-monitor.js';
 import { objectArray } from '../object-array.js';
+import { SafetyMonitor, type SafetyNote, type SafetyRule } from '../safety/safety-monitor.js';
 import { checkSafetyCase } from './safety-case-arguments.js';
 import { DEFAULT_SAFETY_WORKLOAD, type SafetyWorkload, type WorkloadStep } from './safety-workload.js';
 

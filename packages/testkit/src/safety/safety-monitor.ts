@@ -7,6 +7,7 @@ import {
   type Vmm,
 } from '@tdxsim/tdx-module';
 import createDebug from 'debug';
+import { objectArray } from '../object-array.js';
 import {
   assertIntegerOption,
   assertMethods,
@@ -15,7 +16,6 @@ import {
   assertVmm,
 } from '../validation.js';
 import { checkConversionArguments } from './conversion-arguments.js';
-import { objectArray } from '../object-array.js';
 
 const log = createDebug('tdxsim:testkit:safety');
 
@@ -201,7 +201,10 @@ export class SafetyMonitor {
     // Lists built in their final elements kind (see objectArray): the same hidden class whatever the case.
     const reported = objectArray<GpaRange>();
     if (result.kind === 'ok') reported.push(range);
-    else for (const run of result.pages) if (run.outcome === 'converted') reported.push({ start: run.start, end: run.end });
+    else {
+      for (const run of result.pages)
+        if (run.outcome === 'converted') reported.push({ start: run.start, end: run.end });
+    }
     const converted = subtract(reported, evidence?.alreadyInTarget ?? []);
     if (toShared && evidence !== undefined) {
       for (const run of converted) {
