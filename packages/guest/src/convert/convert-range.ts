@@ -147,14 +147,17 @@ export async function convertRange(
           : segment.start;
     const accepted =
       mapped.kind === 'ok' || acceptEnd > segment.start ? await accept(segment.start, acceptEnd) : undefined;
+    // Read once, here, for both: the rare path below then reads nothing V8 has not seen read.
+    const acceptedEnd = accepted === undefined || accepted.kind === 'ok' ? acceptEnd : accepted.acceptedEnd;
+    const acceptInterruption = accepted?.kind === 'interrupted' ? accepted.interruption : undefined;
     if (mapped.kind === 'ok') {
       const done = accepted as AcceptOutcome;
       if (done.kind === 'ok') continue;
       // The VMM converted the rest to private, but the guest could not accept it: unknown.
-      settle(done.acceptedEnd, segment.end, 'unknown', 'quarantined');
+      settle(acceptedEnd, segment.end, 'unknown', 'quarantined');
       if (done.kind === 'failed')
         return finish(segment.end, { kind: 'failed', failure: { step: 'accept', failure: done } });
-      return finish(segment.end, { kind: 'interrupted', interruption: done.interruption });
+      return finish(segment.end, { kind: 'interrupted', interruption: acceptInterruption as Interruption });
     }
     // MapGPA stopped short: the acknowledged prefix is converted, what was asked beyond it unknown, the rest as it was.
     let convertedEnd = mapped.convertedEnd;
@@ -163,8 +166,8 @@ export async function convertRange(
     if (toShared) {
       settle(segment.start, convertedEnd, 'converted', 'shared');
     } else if (accepted !== undefined) {
-      if (accepted.kind !== 'ok') convertedEnd = accepted.acceptedEnd;
-      if (accepted.kind === 'interrupted') lost = accepted.interruption;
+      convertedEnd = acceptedEnd;
+      if (acceptInterruption !== undefined) lost = acceptInterruption;
     } else {
       // Interrupted: no TDCALL after the signal or the lost vCPU, so the acknowledged prefix stays unaccepted.
       convertedEnd = segment.start;

@@ -219,29 +219,41 @@ export class SafetyMonitor {
       }
     }
     for (const run of converted) {
-      for (const wrong of this.#privateMismatches(run, toShared)) {
-        if (!toShared) {
-          const excused = firstUncovered(wrong.start, wrong.end, evidence?.removed ?? []);
-          if (excused === undefined) continue;
-          this.#violate(
-            'overclaim-private',
-            `the guest reported ${hex(excused)} converted to private but the module holds it ${wrong.state}`,
-            excused,
-          );
-          break;
-        }
-        // One note per run: a VMM that lies about a GiB would otherwise leave a note per page.
-        this.#note(
-          'unverifiable-shared',
-          `the VMM acknowledged ${hex(wrong.start)} as shared but the page is still private (${wrong.state})`,
-        );
-        break;
-      }
+      for (const wrong of this.#privateMismatches(run, toShared))
+        if (this.#judgeMismatch(wrong, toShared, evidence)) break;
     }
     if (!toShared) {
       const first = converted[0];
       if (first !== undefined && first.end > first.start) await this.#plant(first.start);
     }
+  }
+
+  /**
+   * Judges one span whose private side disagrees with the conversion's direction: true once its run is judged (one
+   * finding per run), false to look at the run's next span. A method of its own so that a rare case reaching a branch
+   * for the first time recompiles this, not all of afterConversion.
+   */
+  #judgeMismatch(
+    wrong: { start: number; end: number; state: string },
+    toShared: boolean,
+    evidence: ConversionEvidence | undefined,
+  ): boolean {
+    if (!toShared) {
+      const excused = firstUncovered(wrong.start, wrong.end, evidence?.removed ?? []);
+      if (excused === undefined) return false;
+      this.#violate(
+        'overclaim-private',
+        `the guest reported ${hex(excused)} converted to private but the module holds it ${wrong.state}`,
+        excused,
+      );
+      return true;
+    }
+    // One note per run: a VMM that lies about a GiB would otherwise leave a note per page.
+    this.#note(
+      'unverifiable-shared',
+      `the VMM acknowledged ${hex(wrong.start)} as shared but the page is still private (${wrong.state})`,
+    );
+    return true;
   }
 
   /** The spans of `run` whose private side disagrees with the conversion's direction. */
