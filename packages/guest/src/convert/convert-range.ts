@@ -131,18 +131,33 @@ export async function convertRange(
     const segment = { start: run.start, end };
     const mapped = await mapGpaSegment(state, port, segment, toShared, signal, budget, mapGpaCalls);
     mapGpaCalls += mapped.calls;
+    if (mapped.kind === 'ok' && toShared) {
+      settle(segment.start, segment.end, 'converted', 'shared');
+      continue;
+    }
+    // To private, the guest accepts what the VMM says it converted: all of the segment, or the acknowledged prefix of
+    // a failed MapGPA (so those pages are known-good private memory). One call site for both: V8 then never meets the
+    // rare one without feedback, which threw this whole function's optimised code away in the middle of a campaign.
+    const acceptEnd = toShared
+      ? segment.start
+      : mapped.kind === 'ok'
+        ? segment.end
+        : mapped.kind === 'failed'
+          ? mapped.convertedEnd
+          : segment.start;
+    const accepted =
+      mapped.kind === 'ok' || acceptEnd > segment.start ? await accept(segment.start, acceptEnd) : undefined;
+    // Read once, here, for both: the rare path below then reads nothing V8 has not seen read.
+    const acceptedEnd = accepted === undefined || accepted.kind === 'ok' ? acceptEnd : accepted.acceptedEnd;
+    const acceptInterruption = accepted?.kind === 'interrupted' ? accepted.interruption : undefined;
     if (mapped.kind === 'ok') {
-      if (toShared) {
-        settle(segment.start, segment.end, 'converted', 'shared');
-        continue;
-      }
-      const accepted = await accept(segment.start, segment.end);
-      if (accepted.kind === 'ok') continue;
+      const done = accepted as AcceptOutcome;
+      if (done.kind === 'ok') continue;
       // The VMM converted the rest to private, but the guest could not accept it: unknown.
-      settle(accepted.acceptedEnd, segment.end, 'unknown', 'quarantined');
-      if (accepted.kind === 'failed')
-        return finish(segment.end, { kind: 'failed', failure: { step: 'accept', failure: accepted } });
-      return finish(segment.end, { kind: 'interrupted', interruption: accepted.interruption });
+      settle(acceptedEnd, segment.end, 'unknown', 'quarantined');
+      if (done.kind === 'failed')
+        return finish(segment.end, { kind: 'failed', failure: { step: 'accept', failure: done } });
+      return finish(segment.end, { kind: 'interrupted', interruption: acceptInterruption as Interruption });
     }
     // MapGPA stopped short: the acknowledged prefix is converted, what was asked beyond it unknown, the rest as it was.
     let convertedEnd = mapped.convertedEnd;
@@ -150,11 +165,9 @@ export async function convertRange(
     let lost: Interruption | undefined = mapped.kind === 'interrupted' ? mapped.interruption : undefined;
     if (toShared) {
       settle(segment.start, convertedEnd, 'converted', 'shared');
-    } else if (mapped.kind === 'failed' && convertedEnd > segment.start) {
-      // Accept what the VMM says it converted, so those pages are known-good private memory.
-      const accepted = await accept(segment.start, convertedEnd);
-      if (accepted.kind !== 'ok') convertedEnd = accepted.acceptedEnd;
-      if (accepted.kind === 'interrupted') lost = accepted.interruption;
+    } else if (accepted !== undefined) {
+      convertedEnd = acceptedEnd;
+      if (acceptInterruption !== undefined) lost = acceptInterruption;
     } else {
       // Interrupted: no TDCALL after the signal or the lost vCPU, so the acknowledged prefix stays unaccepted.
       convertedEnd = segment.start;

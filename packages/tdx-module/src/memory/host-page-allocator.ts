@@ -73,7 +73,9 @@ export class HostPageAllocator {
       const step = this.#freeStep[top] as 1 | -1;
       const pages = Math.min(maxPages, count);
       // Last freed first: the run is handed out from its end, backwards.
-      const hpa = (this.#freeStart[top] as number) + step * (count - 1) * KIB4;
+      // A lone page is its run's start: no 0 × -1 (a -0 that V8 deoptimises the hot path for when it first sees one).
+      const start = this.#freeStart[top] as number;
+      const hpa = count > 1 ? start + step * (count - 1) * KIB4 : start;
       if (pages === count) {
         this.#freeStart.pop();
         this.#freeCount.pop();
@@ -134,7 +136,7 @@ export class HostPageAllocator {
       const start = this.#freeStart[top] as number;
       // A lone page on the list takes the direction of what follows it.
       const topStep = count > 1 ? (this.#freeStep[top] as number) : pages > 1 ? step : Math.sign(hpa - start);
-      const last = start + topStep * (count - 1) * KIB4;
+      const last = count > 1 ? start + topStep * (count - 1) * KIB4 : start;
       if (
         (topStep === 1 || topStep === -1) &&
         hpa === last + topStep * KIB4 &&

@@ -21,6 +21,7 @@ import { ScriptedVmm, type ScriptedVmmRecord } from '../backends/scripted-vmm.js
 import { parseBehaviour } from '../behaviour/parse-behaviour.js';
 import type { VmmBehaviour } from '../behaviour/vmm-behaviour.js';
 import { testkitLogger } from '../log.js';
+import { objectArray } from '../object-array.js';
 import { SafetyMonitor, type SafetyNote, type SafetyRule } from '../safety/safety-monitor.js';
 import { checkSafetyCase } from './safety-case-arguments.js';
 import { DEFAULT_SAFETY_WORKLOAD, type SafetyWorkload, type WorkloadStep } from './safety-workload.js';
@@ -192,8 +193,8 @@ export async function runGuestSafety(
   const { module, td, guest, record } = await boot(safetyCase, workload.memoryPages * PAGE, setUp);
   const policy = guest.policy;
   const monitor = new SafetyMonitor({ module, tdr: td.tdr, guest });
-  const violations: GuestSafetyViolation[] = [];
-  const outcomes: string[] = [];
+  const violations: GuestSafetyViolation[] = objectArray();
+  const outcomes: string[] = objectArray();
   const fail = (rule: GuestSafetyRule, message: string): void => {
     log('%s: %s', rule, message);
     violations.push({ rule, message });

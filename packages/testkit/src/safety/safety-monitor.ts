@@ -7,6 +7,7 @@ import {
   type Vmm,
 } from '@tdxsim/tdx-module';
 import createDebug from 'debug';
+import { objectArray } from '../object-array.js';
 import {
   assertIntegerOption,
   assertMethods,
@@ -104,16 +105,16 @@ const secretLabels = new TextEncoder();
  * the guest either reads them back intact or notices that the page was replaced.
  */
 export class SafetyMonitor {
-  readonly violations: SafetyViolation[] = [];
-  readonly notes: SafetyNote[] = [];
+  readonly violations: SafetyViolation[] = objectArray();
+  readonly notes: SafetyNote[] = objectArray();
   readonly #module: TdxModule;
   readonly #tdr: number;
   readonly #guest: Pick<GuestUnderTest, 'ledger' | 'read' | 'write'>;
   readonly #maxSecrets: number;
   readonly #vmm: Vmm | undefined;
-  readonly #secrets: Secret[] = [];
+  readonly #secrets: Secret[] = objectArray();
   /** Quarantined runs seen so far: quarantine is for ever. */
-  #quarantined: GpaRange[] = [];
+  #quarantined: GpaRange[] = objectArray();
   #secretCounter = 0;
 
   constructor(options: SafetyMonitorOptions) {
@@ -197,10 +198,13 @@ export class SafetyMonitor {
         );
       }
     }
-    const reported =
-      result.kind === 'ok'
-        ? [range]
-        : result.pages.filter((run) => run.outcome === 'converted').map(({ start, end }) => ({ start, end }));
+    // Lists built in their final elements kind (see objectArray): the same hidden class whatever the case.
+    const reported = objectArray<GpaRange>();
+    if (result.kind === 'ok') reported.push(range);
+    else {
+      for (const run of result.pages)
+        if (run.outcome === 'converted') reported.push({ start: run.start, end: run.end });
+    }
     const converted = subtract(reported, evidence?.alreadyInTarget ?? []);
     if (toShared && evidence !== undefined) {
       for (const run of converted) {
@@ -215,29 +219,41 @@ export class SafetyMonitor {
       }
     }
     for (const run of converted) {
-      for (const wrong of this.#privateMismatches(run, toShared)) {
-        if (!toShared) {
-          const excused = firstUncovered(wrong.start, wrong.end, evidence?.removed ?? []);
-          if (excused === undefined) continue;
-          this.#violate(
-            'overclaim-private',
-            `the guest reported ${hex(excused)} converted to private but the module holds it ${wrong.state}`,
-            excused,
-          );
-          break;
-        }
-        // One note per run: a VMM that lies about a GiB would otherwise leave a note per page.
-        this.#note(
-          'unverifiable-shared',
-          `the VMM acknowledged ${hex(wrong.start)} as shared but the page is still private (${wrong.state})`,
-        );
-        break;
-      }
+      for (const wrong of this.#privateMismatches(run, toShared))
+        if (this.#judgeMismatch(wrong, toShared, evidence)) break;
     }
     if (!toShared) {
       const first = converted[0];
       if (first !== undefined && first.end > first.start) await this.#plant(first.start);
     }
+  }
+
+  /**
+   * Judges one span whose private side disagrees with the conversion's direction: true once its run is judged (one
+   * finding per run), false to look at the run's next span. A method of its own so that a rare case reaching a branch
+   * for the first time recompiles this, not all of afterConversion.
+   */
+  #judgeMismatch(
+    wrong: { start: number; end: number; state: string },
+    toShared: boolean,
+    evidence: ConversionEvidence | undefined,
+  ): boolean {
+    if (!toShared) {
+      const excused = firstUncovered(wrong.start, wrong.end, evidence?.removed ?? []);
+      if (excused === undefined) return false;
+      this.#violate(
+        'overclaim-private',
+        `the guest reported ${hex(excused)} converted to private but the module holds it ${wrong.state}`,
+        excused,
+      );
+      return true;
+    }
+    // One note per run: a VMM that lies about a GiB would otherwise leave a note per page.
+    this.#note(
+      'unverifiable-shared',
+      `the VMM acknowledged ${hex(wrong.start)} as shared but the page is still private (${wrong.state})`,
+    );
+    return true;
   }
 
   /** The spans of `run` whose private side disagrees with the conversion's direction. */
@@ -347,9 +363,10 @@ export class SafetyMonitor {
         }
       }
     }
-    this.#quarantined = [...ledger.entries()]
-      .filter((run) => run.state === 'quarantined')
-      .map(({ start, end }) => ({ start, end }));
+    const quarantined = objectArray<GpaRange>();
+    for (const run of ledger.entries())
+      if (run.state === 'quarantined') quarantined.push({ start: run.start, end: run.end });
+    this.#quarantined = quarantined;
   }
 
   async #checkSecrets(): Promise<void> {
@@ -393,16 +410,18 @@ export class SafetyMonitor {
 
 /** `runs` without the parts that `holes` cover. */
 function subtract(runs: readonly GpaRange[], holes: readonly GpaRange[]): GpaRange[] {
-  let out = [...runs];
+  let out = objectArray<GpaRange>();
+  for (const r of runs) out.push(r);
   for (const hole of holes) {
-    out = out.flatMap((r) =>
-      hole.end <= r.start || hole.start >= r.end
-        ? [r]
-        : [
-            ...(r.start < hole.start ? [{ start: r.start, end: hole.start }] : []),
-            ...(hole.end < r.end ? [{ start: hole.end, end: r.end }] : []),
-          ],
-    );
+    const next = objectArray<GpaRange>();
+    for (const r of out) {
+      if (hole.end <= r.start || hole.start >= r.end) next.push(r);
+      else {
+        if (r.start < hole.start) next.push({ start: r.start, end: hole.start });
+        if (hole.end < r.end) next.push({ start: hole.end, end: r.end });
+      }
+    }
+    out = next;
   }
   return out;
 }
