@@ -14,6 +14,7 @@ import {
   type Gprs,
   MemoryTraceSink,
   makeGprs,
+  RESCHEDULE_VECTOR,
   Reg,
   SeamcallLeaf,
   SteppingScheduler,
@@ -87,7 +88,9 @@ describe('TDH.VP.ENTER without a deciding scheduler reads the VMM array only at 
     expect(module.hostCpu(second).mode).toBe('vmx-root');
     await module.kickVcpu(first);
     const exit = regsOf(await entry);
-    expect(exit).toEqual(image({ rax: BigInt(VmExitReason.EXTERNAL_INTERRUPT), r9: 0x8000_0000n | 0xfdn }));
+    expect(exit).toEqual(
+      image({ rax: BigInt(VmExitReason.EXTERNAL_INTERRUPT), r9: 0x8000_0000n | BigInt(RESCHEDULE_VECTOR) }),
+    );
     // The exit was the first vCPU's, the second was never entered, and the answer traced the entry's registers.
     expect(
       trace.events.filter((e) => e.kind === 'td-exit').map((e) => e.kind === 'td-exit' && e.vcpu),
