@@ -6,13 +6,12 @@
  * answer must be the Map's. And what it remembers keeps nothing alive once the table changed: owners deleted, cleared
  * or replaced are collectable at once (not only after the next lookup), so a torn-down TD is not held by its vCPUs.
  */
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { expect, test } from 'vitest';
 import { TdControl } from '../../src/td/td-control.js';
 import { VcpuState } from '../../src/td/vcpu.js';
 import { type VcpuOwner, VcpuTable } from '../../src/td/vcpu-table.js';
+import { collectGarbage } from '../support/collect-garbage.js';
 
 const BASE = 2 ** 32;
 /** Twelve TDVPR addresses (above 2^31, as in the default TDMR), more than byValue remembers. */
@@ -86,12 +85,6 @@ test('a table made from entries (the Map constructor calls set before its fields
   table.set(ADDRESSES[0] as number, second);
   expect(table.byValue(BigInt(ADDRESSES[0] as number))).toBe(second);
 });
-
-/** A full garbage collection (V8's `gc`, exposed to a fresh context: the test process was started without the flag). */
-function collectGarbage(): () => void {
-  setFlagsFromString('--expose-gc');
-  return runInNewContext('gc') as () => void;
-}
 
 /**
  * Fills `table` with owners under the first `count` addresses and looks each up by value; returns weak references to
