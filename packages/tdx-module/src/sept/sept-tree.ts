@@ -134,8 +134,19 @@ export class SeptTree {
     return child;
   }
 
-  /** Removes the (all-FREE) child table of a non-leaf entry and frees the entry. */
+  /**
+   * Removes the (all-FREE) child table of a non-leaf entry and frees the entry. Neither the reused cursor nor the walk
+   * shortcut keeps the table alive after (the cursor's other fields are overwritten by its next walk before any read).
+   */
   detachChild(table: SeptTable, index: number): void {
+    const child = table.child[index];
+    if (child !== undefined) {
+      if (this.#reused?.table === child) this.#reused.table = this.root;
+      if (this.#lastTable === child) {
+        this.#lastTable = undefined;
+        this.#lastLevel = -1;
+      }
+    }
     table.child[index] = undefined;
     table.hpa[index] = 0;
     table.setState(index, SeptState.FREE);

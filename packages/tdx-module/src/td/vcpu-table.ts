@@ -19,25 +19,38 @@ const REMEMBERED = 8;
 export class VcpuTable extends Map<number, VcpuOwner> {
   /** Bumped by every set, delete and clear. */
   version = 0;
-  /** Register values looked up since the last change, their owners (undefined: no vCPU there), the next slot. */
+  /**
+   * Register values looked up since the last change, their owners (undefined: no vCPU there), the next slot. A change
+   * forgets them at once: an owner deleted from the table must not stay reachable from here (it holds its TD).
+   */
   readonly #values: bigint[] = [];
   readonly #owners: (VcpuOwner | undefined)[] = [];
-  #seenVersion = 0;
   #next = 0;
 
   override set(tdvpr: number, owner: VcpuOwner): this {
     this.version++;
+    // A Map constructor given entries calls set before this class's fields exist: nothing is remembered yet then.
+    if (#values in this) this.#forget();
     return super.set(tdvpr, owner);
   }
 
   override delete(tdvpr: number): boolean {
     this.version++;
+    this.#forget();
     return super.delete(tdvpr);
   }
 
   override clear(): void {
     this.version++;
+    this.#forget();
     super.clear();
+  }
+
+  /** Drops the remembered lookups (the table changed). */
+  #forget(): void {
+    this.#values.length = 0;
+    this.#owners.length = 0;
+    this.#next = 0;
   }
 
   /**
@@ -46,12 +59,6 @@ export class VcpuTable extends Map<number, VcpuOwner> {
    */
   byValue(value: bigint): VcpuOwner | undefined {
     const values = this.#values;
-    if (this.#seenVersion !== this.version) {
-      values.length = 0;
-      this.#owners.length = 0;
-      this.#next = 0;
-      this.#seenVersion = this.version;
-    }
     for (let i = 0; i < values.length; i++) if (values[i] === value) return this.#owners[i];
     const owner = this.get(u64ToNumber(value));
     const slot = this.#next;

@@ -2,13 +2,15 @@
  * The S-EPT walk remembers the table its last walk reached and starts there for the next walk to the same level in
  * the same range. Property: on random trees changed at random (tables attached and detached, entries at every level
  * set to every state, a tree cloned and changed apart from its original), every walk answers exactly what a walk
- * from the root, written here without any memory, answers.
+ * from the root, written here without any memory, answers (the tree's reused cursor too). And neither keeps a table
+ * detached from the tree alive.
  */
 import fc from 'fast-check';
 import { expect, test } from 'vitest';
 import { SEPT_WALK_STOPS, SeptState } from '../../src/abi/sept-state.js';
 import { type SeptTable, septIndex } from '../../src/sept/sept-table.js';
 import { SeptCursor, SeptTree } from '../../src/sept/sept-tree.js';
+import { collectGarbage } from '../support/collect-garbage.js';
 
 const STATES = Object.values(SeptState);
 /** States an entry with a child table may have (reference §3). */
@@ -94,6 +96,15 @@ test('a walk that starts where the last one went answers as a walk from the root
               state,
               gpa,
             ]);
+            // The tree's own reused cursor answers the same.
+            const reused = t.walkReused(gpa, level);
+            expect(reused.table).toBe(table);
+            expect([reused.index, reused.level, reused.state, reused.gpa]).toEqual([
+              index,
+              reached,
+              state,
+              gpa,
+            ]);
           }
           continue;
         }
@@ -126,4 +137,39 @@ test('a walk that starts where the last one went answers as a walk from the root
     }),
     { numRuns: 500 },
   );
+});
+
+/**
+ * A tree with one table below the root (for the GPA 0x1000), walked to that table's level with `walk`; returns a weak
+ * reference to the table (made here, so that no local of the caller keeps it).
+ */
+function walkedChild(tree: SeptTree, walk: (gpa: number, level: number) => unknown): WeakRef<SeptTable> {
+  const child = tree.attachChild(tree.root, 0, 0x1000_1000);
+  walk(0x1000, tree.pwl - 1);
+  return new WeakRef(child);
+}
+
+test.each([
+  ['the walk shortcut (a walk into a cursor of its own)', 'walkInto'],
+  ['the reused cursor and the walk shortcut', 'walkReused'],
+] as const)('a detached table is not kept alive by %s', async (_, how) => {
+  const gc = collectGarbage();
+  const tree = new SeptTree(3, 0x1000_0000);
+  const cursor = new SeptCursor(tree.root);
+  const ref = walkedChild(tree, (gpa, level) =>
+    how === 'walkInto' ? tree.walkInto(cursor, gpa, level) : tree.walkReused(gpa, level),
+  );
+  tree.detachChild(tree.root, 0);
+  cursor.table = tree.root;
+  // A weak reference made in this job keeps its target until the job ends.
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  gc();
+  expect(ref.deref()).toBeUndefined();
+  // Walks after it answer from the tree as it is now.
+  expect(tree.walkReused(0x1000, 2)).toMatchObject({
+    table: tree.root,
+    index: 0,
+    level: 3,
+    state: SeptState.FREE,
+  });
 });
