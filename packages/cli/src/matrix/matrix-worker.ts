@@ -11,16 +11,18 @@ if (port === null) throw new Error('matrix-worker must run in a worker thread');
 /**
  * Progress goes to the main thread at most this often per scenario: every message wakes the main thread, which takes
  * a core from the workers for it (tens of thousands of conversions in the default matrix), while the progress display
- * redraws at most every 100 ms and a log prints it every 10 s.
+ * redraws at most every 100 ms and a log prints it every 10 s. A scenario's first and last conversions always go, so
+ * that a long conversion after quick ones shows a count, and a caller sees the scenario's end. (No timer sends a
+ * dropped one later: the backend guard's idle check counts the thread's timers.)
  */
 const PROGRESS_EVERY_MS = 100;
-let lastProgress = 0;
+let lastProgress = Number.NEGATIVE_INFINITY;
 // A scenario's result goes after what it printed (its debug log), which the main thread would drop if it ended this
 // worker first.
 const post = (message: WorkerMessage): void => {
   if (message.type === 'progress') {
     const now = performance.now();
-    if (now - lastProgress < PROGRESS_EVERY_MS) return;
+    if (now - lastProgress < PROGRESS_EVERY_MS && message.done !== message.total) return;
     lastProgress = now;
     port.postMessage(message);
   } else if (message.type === 'done') void flushStdio().then(() => port.postMessage(message));
@@ -30,7 +32,7 @@ try {
   const setup = workerData as WorkerSetup;
   const catalog = await buildCatalog(setup.backendFiles, setup.guestFiles, setup.guestOptions);
   port.on('message', (request: RunRequest) => {
-    lastProgress = performance.now();
+    lastProgress = Number.NEGATIVE_INFINITY;
     // A worker runs one scenario at a time and nothing else: the backend guard's idle check is exact here.
     runRequest(catalog, request, post, 'dedicated').catch((error: unknown) => {
       // runScenario reports failures as outcomes; anything here is a bug: let the main thread see it.

@@ -52,8 +52,8 @@ export interface MatrixOptions {
   /** Called when scenario `index` starts. */
   readonly onStart?: (spec: ScenarioSpec, index: number) => void;
   /**
-   * Called as scenario `index` makes progress (`done` of `total` conversions): after every conversion in this thread,
-   * at most every 100 ms from a worker thread.
+   * Called as scenario `index` makes progress (`done` of `total` conversions): after every conversion in this thread;
+   * from a worker thread after its first and last conversions and at most every 100 ms between.
    */
   readonly onProgress?: (index: number, done: number, total: number) => void;
   /** Called with each scenario's result as it ends (in completion order). */
