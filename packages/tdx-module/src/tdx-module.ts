@@ -533,11 +533,9 @@ export class TdxModule implements SeamcallPort {
     let exit: Gprs;
     try {
       exit = takeExit(vcpu, await exiting);
-      if (this.#m.interleaves) {
-        // The vCPU has left guest mode; its host thread yields before the exit reaches the VMM (SEAM root).
-        const pause = yieldAt(this.#m, 'TDH.VP.ENTER', 'exit', td.tdr, undefined, vcpu.hostActor);
-        if (pause !== undefined) await pause;
-      }
+      // The vCPU has left guest mode; its host thread yields before the exit reaches the VMM (SEAM root).
+      const pause = yieldAt(this.#m, 'TDH.VP.ENTER', 'exit', td.tdr, undefined, vcpu.hostActor);
+      if (pause !== undefined) await pause;
     } finally {
       this.#seamret(cpu);
     }
