@@ -187,7 +187,13 @@ describe('HypervVmm keeps its own table', () => {
     for (const [gpa, hpa, blocked] of steps) {
       viaRecord.mapped({ gpa, level: 0, hpa, blocked });
       viaFast.mapped4k(gpa, hpa, blocked);
-      for (const probe of [5 * MIB2, 5 * MIB2 + PAGE, 5 * MIB2 + 2 * PAGE + 17, 7 * MIB2 + 511 * PAGE, 9 * MIB2])
+      for (const probe of [
+        5 * MIB2,
+        5 * MIB2 + PAGE,
+        5 * MIB2 + 2 * PAGE + 17,
+        7 * MIB2 + 511 * PAGE,
+        9 * MIB2,
+      ])
         expect(viaFast.hasLeafAt(probe)).toBe(viaRecord.hasLeaf(probe));
       expect(viaFast.leavesIn(0, 16 * MIB2)).toEqual(viaRecord.leavesIn(0, 16 * MIB2));
     }
