@@ -9,7 +9,7 @@ import {
   TdvmcallSubfunction,
   VmcallExposure,
 } from '@tdxsim/tdx-module';
-import type { TdcallCpu } from './concurrency/cpu-port.js';
+import type { CpuPort, TdcallCpu } from './concurrency/cpu-port.js';
 import { GuestError } from './errors.js';
 import { assertCpu, assertInteger, show } from './validation.js';
 
@@ -75,11 +75,24 @@ export async function tdgAccept(cpu: TdcallCpu, gpa: number, level: number): Pro
  * into a zeroed register file (a fresh one: a wrapped vCPU may keep what it is handed).
  */
 export function acceptTdcall(cpu: TdcallCpu, gpa: number, level: number): Promise<Gprs> {
+  return cpu.tdcall(ACCEPT_RAX, acceptRegisters(gpa, level));
+}
+
+/**
+ * {@link acceptTdcall} through a vCPU port whose caller awaits the answer at once and reports it landed (see
+ * {@link CpuPort.tdcallAwaited}).
+ */
+export function acceptTdcallAwaited(port: CpuPort, gpa: number, level: number): Promise<Gprs> {
+  return port.tdcallAwaited(ACCEPT_RAX, acceptRegisters(gpa, level));
+}
+
+/** The input registers of TDG.MEM.PAGE.ACCEPT for a checked GPA and level. */
+function acceptRegisters(gpa: number, level: number): Gprs {
   const regs = makeGprs();
   // gpa is 4K-aligned and level below 8: the sum is the OR, one BigInt instead of three (through the cell: the
   // caller checked both, so the sum is a safe non-negative integer).
   regs[Reg.RCX] = numberToU64(gpa + level);
-  return cpu.tdcall(ACCEPT_RAX, regs);
+  return regs;
 }
 
 /** TDG.VP.INFO: the GPAW (RCX bits 5:0) and the TD attributes (RDX). */

@@ -108,6 +108,15 @@ export class HypervTables implements VmmView {
   /** Whether a leaf (2M over it, or 4K) maps `gpa`: {@link leafAt} without building the record. */
   hasLeaf(gpa: number): boolean {
     assertAddress('gpa', gpa, 1);
+    return this.hasLeafAt(gpa);
+  }
+
+  /**
+   * {@link hasLeaf} for a GPA the backend made itself (an integer in [0, 2^52)), without the argument check: every
+   * page an ACCEPT maps asks.
+   * @internal
+   */
+  hasLeafAt(gpa: number): boolean {
     const base = alignDown(gpa, MIB2);
     if (this.#huge.has(base)) return true;
     const region = this.#region(base / MIB2);
@@ -137,7 +146,16 @@ export class HypervTables implements VmmView {
       this.#huge.set(leaf.gpa, leaf);
       return;
     }
-    const base = alignDown(leaf.gpa, MIB2);
+    this.mapped4k(leaf.gpa, leaf.hpa, leaf.blocked);
+  }
+
+  /**
+   * {@link mapped} of a 4K leaf the backend AUGed or blocked itself (GPA and HPA 4K-aligned, below 2^52), without the
+   * leaf record or its checks: every page an ACCEPT maps is recorded here.
+   * @internal
+   */
+  mapped4k(gpa: number, hpa: number, blocked: boolean): void {
+    const base = alignDown(gpa, MIB2);
     let region = this.#region(base / MIB2);
     if (region === undefined) {
       region = new SmallLeaves();
@@ -145,10 +163,10 @@ export class HypervTables implements VmmView {
       this.#lastIndex = base / MIB2;
       this.#lastRegion = region;
     }
-    const slot = (leaf.gpa - base) / PAGE;
+    const slot = (gpa - base) / PAGE;
     if (region.hpa[slot] === NO_PAGE) region.count++;
-    region.hpa[slot] = leaf.hpa;
-    region.blocked[slot] = leaf.blocked ? 1 : 0;
+    region.hpa[slot] = hpa;
+    region.blocked[slot] = blocked ? 1 : 0;
   }
 
   /** Records a leaf removed by a successful TDH.MEM.PAGE.REMOVE. */

@@ -533,7 +533,9 @@ export class HypervVmm implements Vmm {
   #augmented(gpa: number, level: 0 | 1, hpa: number, status: bigint): boolean {
     this.#countPageAug(status);
     if (status === TdxStatus.SUCCESS) {
-      this.tables.mapped({ gpa, level, hpa, blocked: false });
+      // A 4K leaf without a record made and checked: `gpa` passed missingTables' checks, `hpa` is the allocator's.
+      if (level === 0) this.tables.mapped4k(gpa, hpa, false);
+      else this.tables.mapped({ gpa, level, hpa, blocked: false });
       return true;
     }
     if (level === 1) this.td.allocator.free2m(hpa);
@@ -721,7 +723,8 @@ export class HypervVmm implements Vmm {
    * (every SEAMCALL answered at once), else a promise.
    */
   #aug(gpa: number): Promise<void> | undefined {
-    if (this.tables.hasLeaf(gpa)) return undefined;
+    // `gpa` is an exit's R8 below the shared bit: an integer in [0, 2^52), what hasLeaf checks.
+    if (this.tables.hasLeafAt(gpa)) return undefined;
     const linked = this.#linkTables(gpa, 0);
     if (linked instanceof Promise) return linked.then((ok) => this.#augIfLinked(gpa, ok));
     if (!linked) return undefined;

@@ -174,4 +174,36 @@ describe('HypervVmm keeps its own table', () => {
     expect(tables.leafAt(b + PAGE)?.blocked).toBe(true);
     expect([...tables.privateMappings()]).toEqual([{ gpa: b + PAGE, level: 0, hpa: 2 ** 41 }]);
   });
+
+  it('mapped4k and hasLeafAt (the ACCEPT exit path) record and answer as mapped and hasLeaf do', () => {
+    const viaRecord = new HypervTables(4);
+    const viaFast = new HypervTables(4);
+    const steps: [number, number, boolean][] = [
+      [5 * MIB2, 2 ** 40, false],
+      [5 * MIB2 + PAGE, 2 ** 40 + PAGE, true],
+      [5 * MIB2 + PAGE, 2 ** 40 + 9 * PAGE, false],
+      [7 * MIB2 + 511 * PAGE, 2 ** 41, false],
+    ];
+    for (const [gpa, hpa, blocked] of steps) {
+      viaRecord.mapped({ gpa, level: 0, hpa, blocked });
+      viaFast.mapped4k(gpa, hpa, blocked);
+      for (const probe of [
+        5 * MIB2,
+        5 * MIB2 + PAGE,
+        5 * MIB2 + 2 * PAGE + 17,
+        7 * MIB2 + 511 * PAGE,
+        9 * MIB2,
+      ])
+        expect(viaFast.hasLeafAt(probe)).toBe(viaRecord.hasLeaf(probe));
+      expect(viaFast.leavesIn(0, 16 * MIB2)).toEqual(viaRecord.leavesIn(0, 16 * MIB2));
+    }
+    // The count of a region's leaves too: removing every leaf empties the region in both.
+    for (const tables of [viaRecord, viaFast]) {
+      tables.removed(0, 5 * MIB2);
+      tables.removed(0, 5 * MIB2 + PAGE);
+      tables.removed(0, 7 * MIB2 + 511 * PAGE);
+    }
+    expect([...viaFast.privateMappings()]).toEqual([]);
+    expect([...viaRecord.privateMappings()]).toEqual([]);
+  });
 });

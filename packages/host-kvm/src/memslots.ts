@@ -21,6 +21,8 @@ export class Memslots {
   /** The VMM process's memory behind the slots: 4K GPA → host page (allocated on first touch, never given back). */
   readonly #userspace = new Map<number, number>();
   readonly #alloc: () => number;
+  /** The slot {@link find} answered last (forgotten when a slot is added or removed). */
+  #lastFound: Memslot | undefined;
 
   constructor(limit: number, alloc4k: () => number) {
     this.#alloc = alloc4k;
@@ -39,7 +41,15 @@ export class Memslots {
 
   /** The slot that holds the 4K page at `gpa`, or undefined. */
   find(gpa: number): Memslot | undefined {
-    for (const slot of this.#slots.values()) if (gpa >= slot.gpa && gpa < slot.gpa + slot.size) return slot;
+    // Slots never overlap: the slot found last, when it holds the GPA, is the answer (every fault asks, mostly for
+    // the same slot), without an iterator over the map.
+    const last = this.#lastFound;
+    if (last !== undefined && gpa >= last.gpa && gpa < last.gpa + last.size) return last;
+    for (const slot of this.#slots.values())
+      if (gpa >= slot.gpa && gpa < slot.gpa + slot.size) {
+        this.#lastFound = slot;
+        return slot;
+      }
     return undefined;
   }
 
@@ -52,11 +62,13 @@ export class Memslots {
 
   /** Registers `slot` (the caller checked that nothing overlaps it). */
   add(slot: Memslot): void {
+    this.#lastFound = undefined;
     this.#slots.set(slot.slot, slot);
   }
 
   /** Forgets slot `slot`; its userspace memory stays the VMM's. */
   remove(slot: number): void {
+    this.#lastFound = undefined;
     this.#slots.delete(slot);
   }
 

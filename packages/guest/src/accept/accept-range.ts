@@ -1,11 +1,11 @@
-import { decodeStatus, isStatus, pageSizeOf, Reg, TdxStatus } from '@tdxsim/tdx-module';
+import { decodeStatus, type Gprs, isStatus, pageSizeOf, Reg, TdxStatus } from '@tdxsim/tdx-module';
 import createDebug from 'debug';
-import type { TdcallCpu } from '../concurrency/cpu-port.js';
+import { CpuPort, type TdcallCpu } from '../concurrency/cpu-port.js';
 import { assertKnownOptions } from '../errors.js';
 import { abortedBy, type Interruption } from '../interruption.js';
 import { validateAcceptPolicy } from '../policy-validation.js';
 import { type GpaRange, validateGpaRange } from '../range.js';
-import { acceptTdcall } from '../tdcalls.js';
+import { acceptTdcall, acceptTdcallAwaited } from '../tdcalls.js';
 import {
   assertCpu,
   assertFunction,
@@ -102,6 +102,10 @@ export async function runAcceptRange(
   // The block size of each level, once per range (not once per block tried).
   const levels = policy.levels;
   const sizes = levels.map(pageSizeOf);
+  // Through a vCPU port, each TDCALL is awaited here at once and reported landed when this loop resumes: no promise
+  // of the port's own per page (see CpuPort.tdcallAwaited).
+  const port = cpu instanceof CpuPort ? cpu : undefined;
+  const { signal } = options;
   while (pos < range.end) {
     let done = false;
     let lastStatus = 0n;
@@ -115,13 +119,16 @@ export async function runAcceptRange(
       let busy = 0;
       let status: bigint;
       for (;;) {
-        const aborted = abortedBy(options.signal);
+        const aborted = abortedBy(signal);
         if (aborted !== undefined)
           return { kind: 'interrupted', tdcalls, acceptedEnd: pos, inFlightEnd: pos, interruption: aborted };
+        // The range and levels are checked: the TDCALL itself, without the public wrapper's checks.
+        let call: Promise<Gprs> | undefined;
         try {
-          // The range and levels are checked: the TDCALL itself, without the public wrapper's checks.
-          status = (await acceptTdcall(cpu, pos, level))[Reg.RAX] as bigint;
+          call = port === undefined ? acceptTdcall(cpu, pos, level) : acceptTdcallAwaited(port, pos, level);
+          status = (await call)[Reg.RAX] as bigint;
         } catch (error) {
+          if (call !== undefined) port?.landed(call);
           tdcalls++;
           log('%s: accept at 0x%s level %d never came back', policy.name, pos.toString(16), level);
           return {
@@ -132,6 +139,7 @@ export async function runAcceptRange(
             interruption: { kind: 'vcpu-lost', error },
           };
         }
+        port?.landed(call);
         tdcalls++;
         // SUCCESS first: every page accepted passes here, and isStatus checks and masks (a BigInt) each time.
         if (

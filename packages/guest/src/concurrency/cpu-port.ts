@@ -45,6 +45,47 @@ export class CpuPort implements TdcallCpu {
   }
 
   /**
+   * {@link tdcall} for a caller that awaits the answer at once and, when it resumes, calls {@link landed} with this
+   * promise before anything else (the accept loop, for every page it accepts). Started at once when nothing is in
+   * flight, with no reaction of the port's own on the answer: `landed` counts the instruction done. The caller's
+   * reaction is then the answer's first, where the port's own would have run, and nothing runs between the two, so
+   * what runs when (and what is queued behind it) is the same as with `tdcall`. Otherwise exactly `tdcall`.
+   */
+  tdcallAwaited(rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
+    if (this.#starting || this.#inFlight !== 0) return this.tdcall(rax, regs);
+    this.#starting = true;
+    let result: Promise<Gprs>;
+    try {
+      result = this.cpu.tdcall(rax, regs);
+    } catch (error) {
+      result = Promise.reject(error);
+    } finally {
+      this.#starting = false;
+    }
+    this.#inFlight++;
+    this.#awaited = result;
+    // What is asked while it is in flight queues behind a gate that `landed` opens, made only then (see #queueBehind).
+    this.#tailIsAwaited = true;
+    this.#runAskedWhileStarting();
+    return result;
+  }
+
+  /**
+   * The caller of {@link tdcallAwaited} resumed after `call` settled: the instruction is done, and what was queued
+   * behind it may start. Nothing for a call `tdcallAwaited` passed to `tdcall` (that one counts itself done).
+   */
+  landed(call: Promise<Gprs>): void {
+    if (this.#awaited !== call) return;
+    this.#awaited = undefined;
+    this.#inFlight--;
+    const open = this.#openGate;
+    if (open !== undefined) {
+      this.#openGate = undefined;
+      open();
+    }
+  }
+
+  /**
    * A load (`data` undefined) or store at `gpa`. A #VE is taken on this vCPU at once: in the same turn the #VE
    * information is read and cleared with TDG.VP.VEINFO.GET, as a kernel's #VE handler does before anything else runs
    * on that CPU (a second #VE with the information still valid would be a double fault).
@@ -76,21 +117,41 @@ export class CpuPort implements TdcallCpu {
         this.#starting = false;
       }
     } else {
-      result = this.#tail.then(instruction, instruction);
+      result = this.#queueBehind().then(instruction, instruction);
     }
     return this.#started(result);
+  }
+
+  /**
+   * What the next instruction asked waits for: the last one asked counted done. Behind a {@link tdcallAwaited} call,
+   * a gate that {@link landed} opens (in the turn where that call's own `.then` would have settled the tail).
+   */
+  #queueBehind(): Promise<unknown> {
+    if (this.#tailIsAwaited) {
+      this.#tailIsAwaited = false;
+      this.#tail = new Promise<void>((resolve) => {
+        this.#openGate = resolve;
+      });
+    }
+    return this.#tail;
   }
 
   /** Counts `result` in flight until it settles, then queues what was asked while it was starting. */
   #started<T>(result: Promise<T>): Promise<T> {
     this.#inFlight++;
     this.#tail = result.then(this.#done, this.#done);
+    this.#tailIsAwaited = false;
+    this.#runAskedWhileStarting();
+    return result;
+  }
+
+  /** Queues what was asked while an instruction was starting, in the order asked. */
+  #runAskedWhileStarting(): void {
     const asked = this.#askedWhileStarting;
     if (asked !== undefined) {
       this.#askedWhileStarting = undefined;
       for (const ask of asked) ask();
     }
-    return result;
   }
 
   /** {@link #turn} for an instruction asked while another was starting: queued behind it, in the order asked. */
@@ -108,6 +169,12 @@ export class CpuPort implements TdcallCpu {
   #starting = false;
   /** What was asked meanwhile, to queue once the starting instruction is counted. */
   #askedWhileStarting: (() => void)[] | undefined;
+  /** The {@link tdcallAwaited} call in flight, until its caller reports it {@link landed}. */
+  #awaited: Promise<Gprs> | undefined;
+  /** True while the last instruction started is that call and nothing has queued behind it yet. */
+  #tailIsAwaited = false;
+  /** Opens the gate queued instructions wait on behind that call. */
+  #openGate: (() => void) | undefined;
   readonly #done = (): void => {
     this.#inFlight--;
   };

@@ -65,4 +65,74 @@ describe('CpuPort: one instruction at a time per vCPU', () => {
       '#4 end',
     ]);
   });
+
+  /**
+   * One accept loop on the vCPU (two TDCALLs, each awaited at once), another task asking a TDCALL on the same vCPU
+   * while the first is in flight, and a third task counting microtask turns across the first TDCALL's completion:
+   * the log of who ran when.
+   */
+  async function interleaving(awaited: boolean): Promise<string[]> {
+    const log: string[] = [];
+    const { cpu, finish } = fakeCpu(log, () => undefined);
+    const port = new CpuPort(cpu);
+    const loop = (async () => {
+      for (const n of [1n, 2n]) {
+        const call = awaited ? port.tdcallAwaited(n, makeGprs()) : port.tdcall(n, makeGprs());
+        await call;
+        if (awaited) port.landed(call);
+        log.push(`loop resumed after #${n}`);
+      }
+    })();
+    await turns();
+    const other = port.tdcall(9n, makeGprs()).then(() => log.push('other resumed'));
+    const ticker = (async () => {
+      for (let tick = 0; tick < 8; tick++) {
+        log.push(`tick ${tick}`);
+        if (tick === 1) finish('#1');
+        await null;
+      }
+    })();
+    await turns();
+    finish('#9');
+    await turns();
+    finish('#2');
+    await Promise.all([loop, other, ticker]);
+    return log;
+  }
+
+  it('tdcallAwaited + landed runs and queues exactly as tdcall, microtask for microtask', async () => {
+    const plain = await interleaving(false);
+    const awaited = await interleaving(true);
+    expect(awaited).toEqual(plain);
+    // The other task's TDCALL starts once the loop's first is done, before the loop's second (queued behind it).
+    expect(plain.indexOf('#9 start')).toBeGreaterThan(plain.indexOf('#1 end'));
+    expect(plain.indexOf('#2 start')).toBeGreaterThan(plain.indexOf('#9 end'));
+    expect(plain.filter((line) => line.startsWith('tick')).length).toBe(8);
+  });
+
+  it('an instruction asked behind a tdcallAwaited call starts only once its caller reports it landed', async () => {
+    const log: string[] = [];
+    const { cpu, finish } = fakeCpu(log, () => undefined);
+    const port = new CpuPort(cpu);
+    const call = port.tdcallAwaited(1n, makeGprs());
+    const queued = port.tdcall(2n, makeGprs());
+    finish('#1');
+    await call;
+    await turns();
+    expect(log).toEqual(['#1 start', '#1 end']);
+    // A call it did not start itself (a stale or foreign promise) changes nothing.
+    port.landed(Promise.resolve(makeGprs()));
+    await turns();
+    expect(log).toEqual(['#1 start', '#1 end']);
+    port.landed(call);
+    await turns();
+    expect(log).toEqual(['#1 start', '#1 end', '#2 start']);
+    finish('#2');
+    await queued;
+    // Nothing in flight any more: the next awaited call starts at once.
+    const next = port.tdcallAwaited(3n, makeGprs());
+    expect(log.at(-1)).toBe('#3 start');
+    finish('#3');
+    port.landed(next);
+  });
 });
