@@ -13,7 +13,7 @@ import {
   TdxModule,
 } from '@tdxsim/tdx-module';
 import { accept4g, churnWorkload, swiotlb1g, type Workload } from '@tdxsim/testkit';
-import { type FuzzCampaignFigure, fuzzCampaignsInChild } from '../bench/fuzz-in-child.js';
+import { fuzzFigures } from '../bench/fuzz-figures.js';
 import { buildCatalog, pick } from '../catalog/catalog.js';
 import type { VmmEntry } from '../catalog/vmm-catalog.js';
 import { collectList, positiveInteger } from '../options/option-values.js';
@@ -324,52 +324,6 @@ async function bench(args: BenchOptions): Promise<number> {
   if (args.json !== undefined)
     writeFileSync(args.json, `${JSON.stringify({ schema: 'tdxsim-bench/3', rows, figures }, null, 2)}\n`);
   return rows.every((r) => r.outcome === 'ok') && !fuzzFailed ? 0 : 1;
-}
-
-/**
- * The fuzz figure: `campaigns` sequential campaigns of `cases` cases (seeds 1..campaigns) run one after the other in a
- * fresh child process, which times each by its own CPU time ({@link fuzzCampaignsInChild}): the rows measured before
- * in this process cannot slow them, and they run as a user's `tdxsim fuzz` does. The first campaign (V8 compiling the
- * case loop) is shown on its own line; the figure judged is the median of campaigns 2..N, with their min. Returns
- * false, with the reason on stderr and no figure, when the child failed or a campaign found an unsafe guest.
- */
-async function fuzzFigures(
-  campaigns: number,
-  cases: number,
-  figure: (name: string, unit: string, values: number[], target?: Target, digits?: number) => void,
-): Promise<boolean> {
-  let measured: FuzzCampaignFigure[];
-  try {
-    measured = await fuzzCampaignsInChild(cases, campaigns);
-  } catch (error) {
-    process.stderr.write(`tdxsim bench: fuzz: ${error instanceof Error ? error.message : String(error)}\n`);
-    return false;
-  }
-  const unsafe = measured.filter((m) => m.failed).map((m) => m.seed);
-  if (unsafe.length > 0) {
-    process.stderr.write(
-      `tdxsim bench: fuzz: the campaign of seed ${unsafe.join(', ')} found an unsafe guest (see tdxsim fuzz --kind sequential --runs ${cases} --seed ${unsafe[0]}): no figure\n`,
-    );
-    return false;
-  }
-  const rates = measured.map((m) => m.cases / (m.cpuMs / 1000));
-  process.stdout.write(
-    `fuzz: ${campaigns} campaign${campaigns === 1 ? '' : 's'} of ${cases} cases (seeds 1..${campaigns}) in a fresh node process, each timed by that process's CPU time\n`,
-  );
-  if (rates.length > 1)
-    // The first campaign of a process runs while V8 compiles the case loop (about a third of the steady rate): shown
-    // on its own line, and the figure judged is the campaigns after it, as a long campaign runs.
-    process.stdout.write(
-      `fuzz, first campaign of the process (JIT warm-up included, not judged): ${fixed(rates[0] as number, 0)} cases/s\n`,
-    );
-  figure(
-    `fuzz cases per CPU-second (${cases} cases, default checks, ${rates.length > 1 ? `campaigns 2..${rates.length} of the process; judged: their median` : 'first campaign of the process: JIT warm-up included'})`,
-    'cases/s',
-    rates.length > 1 ? rates.slice(1) : rates,
-    { limit: 5000, atLeast: true },
-    0,
-  );
-  return true;
 }
 
 /**

@@ -17,7 +17,7 @@ import {
 } from '@tdxsim/tdx-module';
 import { acknowledgedPages } from '../behaviour/acknowledged-pages.js';
 import { parseBehaviour } from '../behaviour/parse-behaviour.js';
-import { resolveStep } from '../behaviour/resolve-step.js';
+import { resolveParsedStep } from '../behaviour/resolve-step.js';
 import type { MapGpaStep, VmmBehaviour } from '../behaviour/vmm-behaviour.js';
 import { testkitLogger } from '../log.js';
 import {
@@ -177,7 +177,8 @@ export class ScriptedVmm implements Vmm {
     }
     const toShared = (r12 & shared) !== 0n;
     const gpa = Number(r12 & ~shared);
-    const step = resolveStep(this.#step(), { r12, r13, sharedBit: shared }, this.#maxPages);
+    // The step is the parsed behaviour's, the request well formed (checked just above): resolved without checks.
+    const step = resolveParsedStep(this.#step(), { r12, r13, sharedBit: shared }, this.#maxPages);
     // Never past the private GPA space: a frame there has no private alias.
     const pages = Math.min(step.convertPages, (Number(shared) - gpa) / PAGE);
     // A step has at most a few side effects (most none): looked up in its array, no set made per call.
