@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { fuzzCampaignsInChild } from '../src/bench/fuzz-in-child.js';
 import { runMain } from './run-cli.js';
 
 // `tdxsim bench` measures; the tests only check what it runs and reports (a time is never asserted).
@@ -96,5 +97,50 @@ describe('tdxsim bench', () => {
     const bad = await runMain(['bench', '--only', 'swiotlb,teleport']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/teleport/);
+  });
+  it('--only fuzz runs the campaigns in a child process: its first campaign on a line of its own, the others judged', async () => {
+    const json = join(mkdtempSync(join(tmpdir(), 'tdxsim-bench-')), 'bench.json');
+    const run = await runMain(['bench', '--quick', '--only', 'fuzz', '--runs', '2', '--json', json]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^fuzz: 2 campaigns of 81 cases \(seeds 1\.\.2\) in a fresh node process/m);
+    expect(run.stdout).toMatch(
+      /^fuzz, first campaign of the process \(JIT warm-up included, not judged\): \d+ cases\/s$/m,
+    );
+    const report = JSON.parse(readFileSync(json, 'utf8')) as {
+      figures: { name: string; unit: string; min: number; median: number; verdict?: string }[];
+    };
+    expect(report.figures.map((f) => [f.name, f.unit])).toEqual([
+      [
+        'fuzz cases per CPU-second (81 cases, default checks, campaigns 2..2 of the process; judged: their median)',
+        'cases/s',
+      ],
+    ]);
+    expect(report.figures[0]?.min).toBeGreaterThan(0);
+    expect(report.figures[0]?.verdict).toBeUndefined();
+  });
+
+  it("reads the fuzz child's lines, and reports a child that fails or writes something else as an error", async () => {
+    const child = (script: string): string[] => [process.execPath, '-e', script];
+    // The child gets the cases and the campaigns as its last two arguments.
+    const echo = child(
+      'const [cases, n] = process.argv.slice(-2).map(Number); for (let s = 1; s <= n; s++) console.log(JSON.stringify({ seed: s, cases, cpuMs: 10 * s, failed: s === 2 }));',
+    );
+    await expect(fuzzCampaignsInChild(7, 3, echo)).resolves.toEqual([
+      { seed: 1, cases: 7, cpuMs: 10, failed: false },
+      { seed: 2, cases: 7, cpuMs: 20, failed: true },
+      { seed: 3, cases: 7, cpuMs: 30, failed: false },
+    ]);
+    await expect(
+      fuzzCampaignsInChild(7, 3, child('console.error("no TD today"); process.exit(3)')),
+    ).rejects.toThrow(/exited with code 3:\nno TD today/);
+    await expect(fuzzCampaignsInChild(7, 1, child('console.log("fast")'))).rejects.toThrow(
+      /not JSON: "fast"/,
+    );
+    await expect(fuzzCampaignsInChild(7, 2, echo.slice(0, 2).concat('console.log(1)'))).rejects.toThrow(
+      /wrote 1 result line\(s\) for 2 campaign\(s\)/,
+    );
+    const negative = child('console.log(JSON.stringify({ seed: 1, cases: 7, cpuMs: -1, failed: false }))');
+    await expect(fuzzCampaignsInChild(7, 1, negative)).rejects.toThrow(/unexpected result for campaign 1/);
+    await expect(fuzzCampaignsInChild(7, 1, ['/nonexistent/node'])).rejects.toThrow(/could not start/);
   });
 });

@@ -1,7 +1,8 @@
 /**
  * `pnpm bench` (testkit): fuzz cases per CPU-second against the issue-14 target (≥ 5,000, same checks), for the
  * sequential campaign (`runFuzzCampaign`, what `tdxsim bench` measures) and the mixed one (`runMixedFuzzCampaign`,
- * the default of `tdxsim fuzz`), each with its default checks. CPU time is the process's (user + system, so JIT and
+ * the default of `tdxsim fuzz`), each with its default checks, each kind in a fresh process of its own (as `tdxsim
+ * fuzz` runs one kind). CPU time is the process's (user + system, so JIT and
  * GC threads count). The first campaign of a fresh process is reported on its own: until the JIT has warmed up (about
  * 2,000 cases) a case costs two to three times what it does afterwards: that figure is V8 compiling the case loop, not
  * set-up (a campaign's only set-up, building the TD it restores, is one build per GPA width). Then two parts of a
@@ -9,8 +10,11 @@
  * never fails the build.
  *
  * Run with: node --conditions=@tdxsim/source --import tsx bench/fuzz.ts [--quick] [--runs N] [--repeat N]
- * (`--runs`: cases per campaign, default 2,050 as in `tdxsim bench`; `--repeat`: campaigns per kind, seeds 1..N).
+ * (`--runs`: cases per campaign, default 2,050 as in `tdxsim bench`; `--repeat`: campaigns per kind, seeds 1..N;
+ * `--kind sequential|mixed`: that kind's campaigns alone, in this process: what each child runs).
  */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { buildTd, checkInvariants, checkpointTd, TdxModule } from '@tdxsim/tdx-module';
 import { runFuzzCampaign, runMixedFuzzCampaign } from '../src/index.js';
 
@@ -86,25 +90,53 @@ async function partsOfACase(): Promise<void> {
   );
 }
 
+type Kind = 'sequential' | 'mixed';
+
+const CAMPAIGNS: Record<Kind, { readonly name: string; readonly campaign: Campaign }> = {
+  sequential: { name: 'runFuzzCampaign', campaign: (seed) => runFuzzCampaign({ runs, seed }) },
+  mixed: { name: 'runMixedFuzzCampaign', campaign: (seed) => runMixedFuzzCampaign({ runs, seed }) },
+};
+
+/**
+ * One kind's campaigns, in a process that runs nothing else: its first campaign (cold: V8 compiling the case loop, not
+ * judged), then `repeat` campaigns judged by their median.
+ */
+async function campaignsOf(kind: Kind): Promise<void> {
+  const { name, campaign } = CAMPAIGNS[kind];
+  const cold = await rate(`${kind}, first campaign of the process`, campaign, 1);
+  console.log(
+    `${kind} fuzz, cold (the first campaign of a fresh process: V8 compiling the case loop, not judged): ${Math.round(cold)} cases per CPU-second`,
+  );
+  const rates: number[] = [];
+  for (let i = 1; i <= repeat; i++) rates.push(await rate(kind, campaign, i));
+  verdict(`${kind} fuzz (${name}, ${runs} cases, default checks), warm`, rates);
+}
+
+/**
+ * Each kind in a fresh process of its own (this file again, with `--kind`): run in one process, the kinds' shapes
+ * left the functions they share polymorphic and slowed each other (sequential 3,532 beside mixed, 4,465 alone), while
+ * a user's `tdxsim fuzz` runs one kind.
+ */
+function inChild(kind: Kind): void {
+  const args = [...process.execArgv, fileURLToPath(import.meta.url), '--kind', kind, '--runs', String(runs)];
+  const child = spawnSync(process.execPath, [...args, '--repeat', String(repeat)], { stdio: 'inherit' });
+  if (child.status !== 0)
+    throw new Error(`the ${kind} campaigns' process failed (${child.status ?? child.signal})`);
+}
+
 async function main(): Promise<void> {
-  console.log(
-    `testkit fuzz benchmarks (node ${process.version}, ${runs} cases per campaign, ${repeat} campaigns each)`,
-  );
-  const sequential: Campaign = (seed) => runFuzzCampaign({ runs, seed });
-  const mixed: Campaign = (seed) => runMixedFuzzCampaign({ runs, seed });
-  const cold = await rate('sequential, first campaign of the process', sequential, 1);
-  console.log(
-    `sequential fuzz, cold (the first campaign of a fresh process: V8 compiling the case loop, not judged): ${Math.round(cold)} cases per CPU-second`,
-  );
-  // Warm-up of the mixed campaign's own code (backends, scheduler, explorer) before it is measured.
-  await runMixedFuzzCampaign({ runs: 1000, seed: 1000 });
-  const rates = { sequential: [] as number[], mixed: [] as number[] };
-  for (let i = 1; i <= repeat; i++) {
-    rates.sequential.push(await rate('sequential', sequential, i));
-    rates.mixed.push(await rate('mixed', mixed, i));
+  const kind = process.argv[process.argv.indexOf('--kind') + 1];
+  if (process.argv.includes('--kind')) {
+    if (kind !== 'sequential' && kind !== 'mixed')
+      throw new Error(`--kind must be sequential or mixed, got ${kind}`);
+    await campaignsOf(kind);
+    return;
   }
-  verdict(`sequential fuzz (runFuzzCampaign, ${runs} cases, default checks), warm`, rates.sequential);
-  verdict(`mixed fuzz (runMixedFuzzCampaign, ${runs} cases, default checks), warm`, rates.mixed);
+  console.log(
+    `testkit fuzz benchmarks (node ${process.version}, ${runs} cases per campaign, ${repeat} campaigns each, each kind in a fresh process)`,
+  );
+  inChild('sequential');
+  inChild('mixed');
   await partsOfACase();
 }
 

@@ -1,4 +1,5 @@
 import { TdvmcallStatus } from '@tdxsim/tdx-module';
+import type { ScriptedVmm } from '../backends/scripted-vmm.js';
 import { assertInteger, assertOptions, assertU64 } from '../validation.js';
 import { parseStep } from './parse-behaviour.js';
 import type { MapGpaStep, SideEffect } from './vmm-behaviour.js';
@@ -33,6 +34,15 @@ export function resolveStep(step: MapGpaStep, request: MapGpaRequest, maxPages: 
   assertU64('request.r13', request.r13);
   assertU64('request.sharedBit', request.sharedBit);
   assertInteger('maxPages', maxPages, 1, 2 ** 40);
+  return resolveParsedStep(step, request, maxPages);
+}
+
+/**
+ * @internal {@link resolveStep} without its checks, for a caller whose step is one of a parsed (or generated)
+ * behaviour and whose request it built itself from a well-formed MapGPA exit ({@link ScriptedVmm}, once per MapGPA
+ * call of every fuzz case: the checks, a parse of the step among them, cost more than the resolution).
+ */
+export function resolveParsedStep(step: MapGpaStep, request: MapGpaRequest, maxPages: number): ResolvedStep {
   const asked = Number(request.r13 / PAGE);
   const wanted =
     step.convert === 'all'

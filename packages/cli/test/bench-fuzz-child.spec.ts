@@ -1,0 +1,85 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { type FigureSink, fuzzFigures } from '../src/bench/fuzz-figures.js';
+import { type FuzzCampaignFigure, fuzzCampaignsInChild } from '../src/bench/fuzz-in-child.js';
+
+/** Runs {@link fuzzFigures} with `measure`, capturing what it prints and the figures it hands `bench`. */
+async function fuzzLines(
+  campaigns: number,
+  measure: (cases: number, campaigns: number) => Promise<FuzzCampaignFigure[]>,
+): Promise<{ ok: boolean; stdout: string; stderr: string; figures: Parameters<FigureSink>[] }> {
+  let stdout = '';
+  let stderr = '';
+  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    stdout += String(chunk);
+    return true;
+  });
+  vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    stderr += String(chunk);
+    return true;
+  });
+  const figures: Parameters<FigureSink>[] = [];
+  const ok = await fuzzFigures(campaigns, 81, (...figure) => figures.push(figure), measure);
+  vi.restoreAllMocks();
+  return { ok, stdout, stderr, figures };
+}
+
+/** A real child process running `script` in place of the fuzz child. */
+const child =
+  (script: string) =>
+  (cases: number, campaigns: number): Promise<FuzzCampaignFigure[]> =>
+    fuzzCampaignsInChild(cases, campaigns, [process.execPath, '-e', script]);
+
+describe("tdxsim bench's fuzz figure from its child process", () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it('a child that fails is an error on stderr, not a figure', async () => {
+    const run = await fuzzLines(2, child('console.error("out of TDs"); process.exit(7)'));
+    expect(run.ok).toBe(false);
+    expect(run.stderr).toMatch(
+      /^tdxsim bench: fuzz: the fuzz campaigns' child process exited with code 7:\nout of TDs\n$/,
+    );
+    expect(run.stdout).toBe('');
+    expect(run.figures).toEqual([]);
+  });
+
+  it('a child whose output is not its result lines is an error, not a figure', async () => {
+    const run = await fuzzLines(1, child('console.log("all good")'));
+    expect(run.ok).toBe(false);
+    expect(run.stderr).toMatch(/wrote a line that is not JSON: "all good"/);
+    expect(run.figures).toEqual([]);
+  });
+
+  it('a campaign that found an unsafe guest gives no figure', async () => {
+    const run = await fuzzLines(2, async () => [
+      { seed: 1, cases: 81, cpuMs: 100, failed: false },
+      { seed: 2, cases: 12, cpuMs: 50, failed: true },
+    ]);
+    expect(run.ok).toBe(false);
+    expect(run.stderr).toMatch(/the campaign of seed 2 found an unsafe guest/);
+    expect(run.figures).toEqual([]);
+  });
+
+  it("a good child's lines, parsed: the first campaign printed apart, campaigns 2..N the figure judged", async () => {
+    // The child gets the cases and the campaigns as its last two arguments and answers one line per campaign.
+    const script =
+      'const [cases, n] = process.argv.slice(-2).map(Number); for (let s = 1; s <= n; s++) console.log(JSON.stringify({ seed: s, cases, cpuMs: [81, 27, 16.2, 20.25][s - 1], failed: false }));';
+    const run = await fuzzLines(4, child(script));
+    expect(run.ok).toBe(true);
+    expect(run.stderr).toBe('');
+    expect(run.stdout).toMatch(/^fuzz: 4 campaigns of 81 cases \(seeds 1\.\.4\) in a fresh node process/);
+    expect(run.stdout).toMatch(
+      /^fuzz, first campaign of the process \(JIT warm-up included, not judged\): 1000 cases\/s$/m,
+    );
+    expect(run.figures).toEqual([
+      [
+        'fuzz cases per CPU-second (81 cases, default checks, campaigns 2..4 of the process; judged: their median)',
+        'cases/s',
+        [3000, 5000, 4000],
+        { limit: 5000, atLeast: true },
+        0,
+      ],
+    ]);
+  });
+});
