@@ -1,6 +1,6 @@
-import { fc, test } from '@fast-check/vitest';
 import type { TraceEvent } from '@tdxsim/tdx-module';
 import { describe, expect } from 'vitest';
+import { fc, test } from '../../../test/property-test.js';
 import { ScenarioProbe } from '../src/index.js';
 import type { TimelineCall } from '../src/scenario/scenario-result.js';
 

@@ -6,9 +6,10 @@
  *    bound, never reports a page converted that is not, and quarantines every page it cannot vouch for;
  * 3. the same across the presets of real guests, asserting it for those that validate R11.
  */
-import { fc, test } from '@fast-check/vitest';
+
 import { assertInvariants, sharedBit, type TdxModule } from '@tdxsim/tdx-module';
 import { describe, expect, it } from 'vitest';
+import { fc, test } from '../../../test/property-test.js';
 import {
   type ConversionResult,
   GuestError,

@@ -2,8 +2,9 @@
  * Generators for the property tests of the guest: honest VMM behaviours (chunk sizes, no-progress streaks) and
  * scripted, possibly hostile, MapGPA replies, described as data and resolved against each call the guest makes.
  */
-import { fc } from '@fast-check/vitest';
+
 import { TdvmcallStatus } from '@tdxsim/tdx-module';
+import { fc } from '../../../test/property-test.js';
 import type { MapGpaCall, ScriptedReply } from './test-vmm.js';
 
 export const PAGE = 4096;

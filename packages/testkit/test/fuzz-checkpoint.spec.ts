@@ -1,5 +1,5 @@
-import { test } from '@fast-check/vitest';
 import { describe, expect } from 'vitest';
+import { test } from '../../../test/property-test.js';
 import { checkGuestSafety, FUZZ_CHECK_EVERY, fuzzCase, runFuzzCase, scriptedVmm } from '../src/index.js';
 
 // A scripted safety case (every fuzz case) runs on a TD restored from a checkpoint of one built TD; the same case as a

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import { test } from '@fast-check/vitest';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { test } from '../../../test/property-test.js';
 import {
   type CompileCOptions,
   type CompileRustOptions,

@@ -1,5 +1,5 @@
-import { fc } from '@fast-check/vitest';
 import { type Gpaw, sharedBit } from '@tdxsim/tdx-module';
+import { fc } from '../../../../test/property-test.js';
 
 const PAGE = 4096;
 const M2 = 512;

@@ -4,7 +4,7 @@
  * keep from their real guest, which must show exactly where the README says), and `strict` converts every range to
  * shared and back with its ledger equal to the module's truth.
  */
-import { fc, test } from '@fast-check/vitest';
+
 import { hypervVmm } from '@tdxsim/host-hyperv';
 import { kvmVmm } from '@tdxsim/host-kvm';
 import {
@@ -18,6 +18,7 @@ import {
 } from '@tdxsim/tdx-module';
 import type { ContainerModule } from 'inversify';
 import { describe, expect } from 'vitest';
+import { fc, test } from '../../../../test/property-test.js';
 import { type GuestPresetName, guestPresets, TdGuest } from '../../src/index.js';
 import { type EdgeRange, edgeRange } from './edge-ranges.js';
 import { ghciViolation, type MapGpaRequest } from './ghci-rule.js';

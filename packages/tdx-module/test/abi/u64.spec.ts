@@ -1,5 +1,5 @@
-import { fc, test } from '@fast-check/vitest';
 import { describe, expect, it } from 'vitest';
+import { fc, test } from '../../../../test/property-test.js';
 import { numberToU64, registerNumber, u64High32, u64Low32, u64ToNumber } from '../../src/abi/u64.js';
 
 describe('u64ToNumber and numberToU64 (the SEAMCALL path converts registers with them)', () => {

@@ -1,5 +1,5 @@
-import { fc, test } from '@fast-check/vitest';
 import { describe, expect, it } from 'vitest';
+import { fc, test } from '../../../../test/property-test.js';
 import { RangeMap, TdxSimError } from '../../src/index.js';
 
 /** Addresses 0..SPAN-1 of the model; the map is generic over its addresses, so unit steps exercise every edge. */

@@ -1,5 +1,5 @@
-import { fc, test } from '@fast-check/vitest';
 import { describe, expect, it } from 'vitest';
+import { fc, test } from '../../../../test/property-test.js';
 import { PlainSharexLock } from '../../src/index.js';
 
 // Reference tdx-module.md §10.2: bit 0 = exclusive; bits 15:1 = reader count (one reader adds 2).

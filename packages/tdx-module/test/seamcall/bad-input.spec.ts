@@ -1,5 +1,5 @@
-import { fc, test } from '@fast-check/vitest';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { fc, test } from '../../../../test/property-test.js';
 import { assertInvariants, encodePageInfo, SeamcallLeaf, snapshotState, TdxStatus } from '../../src/index.js';
 import { type ManualTd, manualTd, must } from '../harness.js';
 import { ALL_ONES } from './reference-values.js';
