@@ -64,6 +64,17 @@ class BareVmm implements Vmm {
 const isMapGpa = (exit: TdExitEvent): boolean =>
   Number((exit.regs[Reg.RAX] ?? 0n) & 0xffffn) === VmExitReason.TDCALL;
 
+/** Answers every MapGPA by removing a page never added, until it works: it never does (the same failing SEAMCALL). */
+class LoopingVmm extends BareVmm {
+  override async onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
+    if (!isMapGpa(exit)) return makeGprs();
+    for (;;) {
+      const result = await this.td.host.pageRemove(this.td.tdr, MIB, 0);
+      if (result.status === 0n) return makeGprs({ r10: TdvmcallStatus.SUCCESS });
+    }
+  }
+}
+
 describe('BackendGuard', () => {
   it('an honest backend runs under it as it would without it', async () => {
     const guard = new BackendGuard({ stepBudget: 100_000 });
@@ -74,16 +85,6 @@ describe('BackendGuard', () => {
   });
 
   it('a backend that loops on one failing SEAMCALL is stopped after 64 identical failures', async () => {
-    class LoopingVmm extends BareVmm {
-      override async onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
-        if (!isMapGpa(exit)) return makeGprs();
-        // REMOVE of a page never added, until it works: it never does.
-        for (;;) {
-          const result = await this.td.host.pageRemove(this.td.tdr, MIB, 0);
-          if (result.status === 0n) return makeGprs({ r10: TdvmcallStatus.SUCCESS });
-        }
-      }
-    }
     const guard = new BackendGuard({ maxIdenticalFailures: 64 });
     const error = await convertUnder(guard, LoopingVmm).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(BackendFaultError);
@@ -97,15 +98,6 @@ describe('BackendGuard', () => {
   });
 
   it('DEBUG=tdxsim:error enabled or disabled at run time: the fault and the calls before it logged, or nothing', async () => {
-    class LoopingVmm extends BareVmm {
-      override async onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
-        if (!isMapGpa(exit)) return makeGprs();
-        for (;;) {
-          const result = await this.td.host.pageRemove(this.td.tdr, MIB, 0);
-          if (result.status === 0n) return makeGprs({ r10: TdvmcallStatus.SUCCESS });
-        }
-      }
-    }
     const savedLog = createDebug.log;
     const savedNamespaces = createDebug.disable();
     const lines: string[] = [];
