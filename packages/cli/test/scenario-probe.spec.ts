@@ -1,7 +1,8 @@
 import type { TraceEvent } from '@tdxsim/tdx-module';
-import { describe, expect } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { fc, test } from '../../../test/property-test.js';
 import { ScenarioProbe } from '../src/index.js';
+import { probeSink } from '../src/scenario/scenario-probe.js';
 import type { TimelineCall } from '../src/scenario/scenario-result.js';
 
 const LEAVES = ['TDH.VP.ENTER', 'TDH.MEM.PAGE.AUG', 'TDH.MEM.SEPT.ADD', 'TDH.MEM.PAGE.REMOVE'];
@@ -65,19 +66,90 @@ describe('ScenarioProbe: counters and timeline window read from the trace', () =
     'SEAMCALLs per leaf, failed calls (bit 63 of a 64-bit status) and the calls around the mark',
     (raw, markAt) => {
       const events = raw.map((e, i) => ({ ...e, time: (i + 1) * 1000 }));
-      const probe = new ScenarioProbe();
-      events.forEach((e, i) => {
-        if (i === markAt) probe.mark();
-        probe.record(e);
-      });
-      if (markAt !== undefined && markAt >= events.length) probe.mark();
-      const want = expected(events, markAt);
-      expect(probe.seamcallsByLeaf).toEqual(want.byLeaf);
-      expect(probe.counters.seamcalls).toBe(events.filter((e) => e.kind === 'seamcall').length);
-      const window = probe.window();
-      expect(window.calls).toEqual(want.calls);
-      expect(window.skipped).toEqual(want.skipped);
-      expect(window.marked).toBe(want.marked);
+      // Through record (checked, as a caller hands events) and through the module's sink: the same reading.
+      for (const through of ['record', 'sink'] as const) {
+        const probe = new ScenarioProbe();
+        const sink = through === 'record' ? probe : probeSink(probe);
+        events.forEach((e, i) => {
+          if (i === markAt) probe.mark();
+          sink.record(e);
+        });
+        if (markAt !== undefined && markAt >= events.length) probe.mark();
+        const want = expected(events, markAt);
+        expect(probe.seamcallsByLeaf).toEqual(want.byLeaf);
+        expect(probe.counters.seamcalls).toBe(events.filter((e) => e.kind === 'seamcall').length);
+        const window = probe.window();
+        expect(window.calls).toEqual(want.calls);
+        expect(window.skipped).toEqual(want.skipped);
+        expect(window.marked).toBe(want.marked);
+      }
     },
   );
+});
+
+describe('ScenarioProbe as the module’s trace sink (probeSink)', () => {
+  /** A MapGPA to shared answered RETRY then SUCCESS, a REMOVE, a note: every kind the probe and its evidence read. */
+  const events: TraceEvent[] = [
+    {
+      kind: 'td-exit',
+      time: 1,
+      vcpu: 1,
+      reason: 'TDCALL',
+      regs: { r11: 0x10001n, r12: 0x1000n | (1n << 47n), r13: 0x3000n },
+    },
+    { kind: 'vmm-reply', time: 2, vcpu: 1, regs: { r10: 1n, r11: 0x2000n | (1n << 47n) } },
+    {
+      kind: 'td-exit',
+      time: 3,
+      vcpu: 1,
+      reason: 'TDCALL',
+      regs: { r11: 0x10001n, r12: 0x2000n | (1n << 47n), r13: 0x2000n },
+    },
+    { kind: 'vmm-reply', time: 4, vcpu: 1, regs: { r10: 0n, r11: 0n } },
+    {
+      kind: 'seamcall',
+      time: 5,
+      leaf: 'TDH.MEM.PAGE.REMOVE',
+      args: { rcx: 0x1000n, rdx: 0n, r8: 0n, r9: 0n },
+      status: 0n,
+    },
+    { kind: 'vmm-reply', time: 6, vcpu: 0, regs: { r10: 0n } },
+    { kind: 'note', time: 7, source: 'test', text: 'a note' },
+  ];
+
+  it('reads every kind of event as record does: counters, timeline, evidence and kept trace', () => {
+    const read = (through: 'record' | 'sink') => {
+      const probe = new ScenarioProbe({ keepTrace: true });
+      const sink = through === 'record' ? probe : probeSink(probe);
+      for (const event of events) sink.record(event);
+      return {
+        counters: { ...probe.counters },
+        window: probe.window(),
+        evidence: probe.takeEvidence(),
+        trace: probe.trace,
+      };
+    };
+    const viaRecord = read('record');
+    expect(read('sink')).toEqual(viaRecord);
+    expect(viaRecord.counters).toMatchObject({ mapGpaCalls: 2, retries: 1, tdExits: 2, seamcalls: 1 });
+    expect(viaRecord.evidence.acknowledged).toEqual([
+      { start: 0x1000, end: 0x2000 },
+      { start: 0x2000, end: 0x4000 },
+    ]);
+    expect(viaRecord.evidence.removed).toEqual([{ start: 0x1000, end: 0x2000 }]);
+    expect(viaRecord.window.calls.map((call) => call[2])).toEqual([
+      'MapGPA 0x1000..0x4000 to shared',
+      'MapGPA 0x1000..0x4000 → RETRY R11=0x800000002000',
+      'MapGPA 0x2000..0x4000 to shared',
+      'MapGPA 0x2000..0x4000 → SUCCESS',
+      'TDH.MEM.PAGE.REMOVE',
+    ]);
+  });
+
+  it('record still refuses what is not a TraceEvent; the sink is one object per probe', () => {
+    const probe = new ScenarioProbe();
+    expect(() => probe.record({ kind: 'seamcall' } as unknown as TraceEvent)).toThrow(/must be a TraceEvent/);
+    expect(probeSink(probe)).toBe(probeSink(probe));
+    expect(probeSink(probe).enabled).toBe(true);
+  });
 });

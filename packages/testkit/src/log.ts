@@ -4,3 +4,33 @@ import createDebug from 'debug';
 export function testkitLogger(name: string): createDebug.Debugger {
   return createDebug(`tdxsim:testkit:${name}`);
 }
+
+/** The namespaces string `debug` keeps on its factory (replaced by every `enable` and `disable`). */
+const factory = createDebug as unknown as { readonly namespaces?: string };
+
+/**
+ * Whether a `debug` logger is enabled, for a check made on every SEAMCALL: the logger's own `enabled` (an accessor on
+ * a function object, slow to reach from a hot path) is read again only when `debug.enable` or `debug.disable` changed
+ * the namespaces since the last check, as the module's HotLogger does.
+ */
+export class EnabledCheck {
+  readonly #debug: createDebug.Debugger;
+  #namespaces: string | undefined;
+  #enabled: boolean;
+
+  constructor(debug: createDebug.Debugger) {
+    this.#debug = debug;
+    this.#namespaces = factory.namespaces;
+    this.#enabled = debug.enabled;
+  }
+
+  /** True while DEBUG (or `debug.enable`) selects the logger's namespace. */
+  get enabled(): boolean {
+    const namespaces = factory.namespaces;
+    if (namespaces !== this.#namespaces) {
+      this.#namespaces = namespaces;
+      this.#enabled = this.#debug.enabled;
+    }
+    return this.#enabled;
+  }
+}

@@ -2,6 +2,7 @@
  * The BackendGuard: each kind of backend fault ends the scenario with a BackendFaultError naming it, and the backend is
  * stopped; an honest backend runs under it unchanged.
  */
+import { format } from 'node:util';
 import { TdGuest } from '@tdxsim/guest';
 import { kvmVmm } from '@tdxsim/host-kvm';
 import {
@@ -19,6 +20,7 @@ import {
   VmExitReason,
   type Vmm,
 } from '@tdxsim/tdx-module';
+import createDebug from 'debug';
 import { describe, expect, it } from 'vitest';
 import { BackendFaultError, BackendGuard, badRegister, scenarioTd, TestkitError } from '../src/index.js';
 
@@ -62,6 +64,17 @@ class BareVmm implements Vmm {
 const isMapGpa = (exit: TdExitEvent): boolean =>
   Number((exit.regs[Reg.RAX] ?? 0n) & 0xffffn) === VmExitReason.TDCALL;
 
+/** Answers every MapGPA by removing a page never added, until it works: it never does (the same failing SEAMCALL). */
+class LoopingVmm extends BareVmm {
+  override async onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
+    if (!isMapGpa(exit)) return makeGprs();
+    for (;;) {
+      const result = await this.td.host.pageRemove(this.td.tdr, MIB, 0);
+      if (result.status === 0n) return makeGprs({ r10: TdvmcallStatus.SUCCESS });
+    }
+  }
+}
+
 describe('BackendGuard', () => {
   it('an honest backend runs under it as it would without it', async () => {
     const guard = new BackendGuard({ stepBudget: 100_000 });
@@ -72,16 +85,6 @@ describe('BackendGuard', () => {
   });
 
   it('a backend that loops on one failing SEAMCALL is stopped after 64 identical failures', async () => {
-    class LoopingVmm extends BareVmm {
-      override async onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
-        if (!isMapGpa(exit)) return makeGprs();
-        // REMOVE of a page never added, until it works: it never does.
-        for (;;) {
-          const result = await this.td.host.pageRemove(this.td.tdr, MIB, 0);
-          if (result.status === 0n) return makeGprs({ r10: TdvmcallStatus.SUCCESS });
-        }
-      }
-    }
     const guard = new BackendGuard({ maxIdenticalFailures: 64 });
     const error = await convertUnder(guard, LoopingVmm).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(BackendFaultError);
@@ -92,6 +95,42 @@ describe('BackendGuard', () => {
     expect(guard.firstAvoidableError).toMatch(/^TDH\.MEM\.PAGE\.REMOVE /);
     // Stopped: its next SEAMCALL is refused.
     expect(guard.steps).toBeLessThan(200);
+  });
+
+  it('DEBUG=tdxsim:error enabled or disabled at run time: the fault and the calls before it logged, or nothing', async () => {
+    const savedLog = createDebug.log;
+    const savedNamespaces = createDebug.disable();
+    const lines: string[] = [];
+    createDebug.log = (...args: unknown[]) => {
+      lines.push(format(...args));
+    };
+    try {
+      const run = async (): Promise<void> => {
+        const error = await convertUnder(new BackendGuard({ maxIdenticalFailures: 3 }), LoopingVmm).catch(
+          (e: unknown) => e,
+        );
+        expect((error as BackendFaultError).fault.kind).toBe('stuck');
+      };
+      await run();
+      expect(lines).toEqual([]);
+      createDebug.enable('tdxsim:error');
+      await run();
+      expect(lines[0]).toMatch(
+        /backend fault \(stuck\): the backend repeated the same failing SEAMCALL 3 times/,
+      );
+      // The calls just before the fault, the failing REMOVEs among them, as the guard kept them once enabled.
+      expect(
+        lines.filter((line) => /before it: TDH\.MEM\.PAGE\.REMOVE rcx=0x100000 .* → /.test(line)),
+      ).toHaveLength(3);
+      lines.length = 0;
+      createDebug.disable();
+      await run();
+      expect(lines).toEqual([]);
+    } finally {
+      createDebug.log = savedLog;
+      createDebug.disable();
+      if (savedNamespaces !== '') createDebug.enable(savedNamespaces);
+    }
   });
 
   it('registers that are not 64-bit bigints, in a reply or a SEAMCALL, are a typed error naming the register', async () => {

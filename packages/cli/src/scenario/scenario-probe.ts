@@ -5,7 +5,7 @@ import {
   type TraceEvent,
   type TraceSink,
 } from '@tdxsim/tdx-module';
-import { type ConversionEvidence, ConversionEvidenceSink } from '@tdxsim/testkit';
+import { type ConversionEvidence, ConversionEvidenceSink, type PendingMapGpa } from '@tdxsim/testkit';
 import {
   assertBoolean,
   assertOneOf,
@@ -35,6 +35,17 @@ const WINDOW_AFTER = 40;
 /** A SEAMCALL or TDCALL status failed when bit 63 of its 64-bit value is set (compared: a shift would allocate). */
 const BIT_63 = 1n << 63n;
 const BIT_64 = 1n << 64n;
+
+let sinkOf: (probe: ScenarioProbe) => TraceSink;
+
+/**
+ * `probe` as the trace sink of the module it watches: what {@link ScenarioProbe.record} does, without the check of
+ * each event that `record` makes of what a caller hands it (the module's trace hands over TraceEvents only). Every
+ * event of every scenario passes here.
+ */
+export function probeSink(probe: ScenarioProbe): TraceSink {
+  return sinkOf(probe);
+}
 
 /**
  * A trace sink that counts what the scenario did, collects the evidence of each conversion, and keeps the calls
@@ -70,6 +81,12 @@ export class ScenarioProbe implements TraceSink {
   #markedAt: number | undefined;
   /** The first WINDOW_BEFORE + WINDOW_AFTER calls, for a scenario that never turned. */
   readonly #first: TimelineCall[] = [];
+  /** This probe as the module's trace sink (see {@link probeSink}). */
+  readonly #sink: TraceSink = { enabled: true, record: (event) => this.#take(event) };
+
+  static {
+    sinkOf = (probe) => probe.#sink;
+  }
 
   constructor(options: { gpaw?: Gpaw; keepTrace?: boolean; forward?: TraceSink } = {}) {
     assertOptions('ScenarioProbe', 'options', options, ['gpaw', 'keepTrace', 'forward']);
@@ -136,60 +153,75 @@ export class ScenarioProbe implements TraceSink {
   /** Receives one trace record: counts it and adds it to the timeline (and to the kept trace, when asked). */
   record(event: TraceEvent): void {
     assertTraceEvent('event', event);
+    this.#take(event);
+  }
+
+  /**
+   * {@link record} without the check of its argument: what the module's trace hands over is a TraceEvent. Each
+   * event's `kind` is read once, then its fields in a function of that kind: a read of a field of the trace's five
+   * event shapes at one place in the code costs more than the rest of the probe.
+   */
+  #take(event: TraceEvent): void {
     this.#keepTrace?.push(event);
     this.#forward?.record(event);
-    // The request a reply answers, before the evidence sink forgets it.
-    const request = event.kind === 'vmm-reply' ? this.#evidence.pendingMapGpa(event.vcpu) : undefined;
-    this.#evidence.record(event);
+    const kind = event.kind;
+    if (kind === 'seamcall') {
+      this.#evidence.record(event);
+      this.#seamcall(event);
+    } else if (kind === 'tdcall') {
+      this.#evidence.record(event);
+      this.counters.tdcalls++;
+      this.#keep(event.time, 'g', event.leaf, failed(event.status));
+    } else if (kind === 'td-exit') {
+      this.#evidence.record(event);
+      this.#tdExit(event);
+    } else if (kind === 'vmm-reply') {
+      // The request a reply answers, before the evidence sink forgets it.
+      const request = this.#evidence.pendingMapGpa(event.vcpu);
+      this.#evidence.record(event);
+      if (request !== undefined) this.#mapGpaReply(event, request);
+    } else this.#evidence.record(event);
+  }
+
+  #seamcall(event: Extract<TraceEvent, { kind: 'seamcall' }>): void {
+    this.counters.seamcalls++;
+    const counted = this.#leafCounts.get(event.leaf);
+    if (counted === undefined) this.#leafCounts.set(event.leaf, { count: 1 });
+    else counted.count++;
+    // VP.ENTER is the other half of every TD exit: keep the timeline for the calls that change memory.
+    if (event.leaf !== 'TDH.VP.ENTER') this.#keep(event.time, 'v', event.leaf, failed(event.status));
+  }
+
+  #tdExit(event: Extract<TraceEvent, { kind: 'td-exit' }>): void {
+    this.counters.tdExits++;
+    const mapGpa =
+      event.reason.startsWith('TDCALL') && event.regs.r11 === MAP_GPA
+        ? this.#evidence.pendingMapGpa(event.vcpu)
+        : undefined;
+    if (mapGpa !== undefined) {
+      this.#keep(
+        event.time,
+        'e',
+        `MapGPA 0x${mapGpa.start.toString(16)}..0x${mapGpa.end.toString(16)} to ${mapGpa.toShared ? 'shared' : 'private'}`,
+        0,
+      );
+    } else this.#keep(event.time, 'e', event.reason, 0);
+  }
+
+  /** The VMM's reply to the MapGPA call `request`. */
+  #mapGpaReply(event: Extract<TraceEvent, { kind: 'vmm-reply' }>, request: PendingMapGpa): void {
     const c = this.counters;
-    switch (event.kind) {
-      case 'seamcall': {
-        c.seamcalls++;
-        const counted = this.#leafCounts.get(event.leaf);
-        if (counted === undefined) this.#leafCounts.set(event.leaf, { count: 1 });
-        else counted.count++;
-        // VP.ENTER is the other half of every TD exit: keep the timeline for the calls that change memory.
-        if (event.leaf !== 'TDH.VP.ENTER') this.#keep(event.time, 'v', event.leaf, failed(event.status));
-        return;
-      }
-      case 'tdcall':
-        c.tdcalls++;
-        this.#keep(event.time, 'g', event.leaf, failed(event.status));
-        return;
-      case 'td-exit': {
-        c.tdExits++;
-        const mapGpa =
-          event.reason.startsWith('TDCALL') && event.regs.r11 === MAP_GPA
-            ? this.#evidence.pendingMapGpa(event.vcpu)
-            : undefined;
-        if (mapGpa !== undefined) {
-          this.#keep(
-            event.time,
-            'e',
-            `MapGPA 0x${mapGpa.start.toString(16)}..0x${mapGpa.end.toString(16)} to ${mapGpa.toShared ? 'shared' : 'private'}`,
-            0,
-          );
-        } else this.#keep(event.time, 'e', event.reason, 0);
-        return;
-      }
-      case 'vmm-reply': {
-        if (request === undefined) return;
-        c.mapGpaCalls++;
-        if (event.regs.r10 === RETRY) c.retries++;
-        const r10 = event.regs.r10;
-        const status = r10 === 0n ? 'SUCCESS' : r10 === RETRY ? 'RETRY' : hexOrUndefined(r10);
-        const where = `0x${request.start.toString(16)}..0x${request.end.toString(16)}`;
-        this.#keep(
-          event.time,
-          'e',
-          `MapGPA ${where} → ${status}${status === 'RETRY' ? ` R11=${hexOrUndefined(event.regs.r11)}` : ''}`,
-          status === 'SUCCESS' || status === 'RETRY' ? 0 : 1,
-        );
-        return;
-      }
-      default:
-        return;
-    }
+    c.mapGpaCalls++;
+    if (event.regs.r10 === RETRY) c.retries++;
+    const r10 = event.regs.r10;
+    const status = r10 === 0n ? 'SUCCESS' : r10 === RETRY ? 'RETRY' : hexOrUndefined(r10);
+    const where = `0x${request.start.toString(16)}..0x${request.end.toString(16)}`;
+    this.#keep(
+      event.time,
+      'e',
+      `MapGPA ${where} → ${status}${status === 'RETRY' ? ` R11=${hexOrUndefined(event.regs.r11)}` : ''}`,
+      status === 'SUCCESS' || status === 'RETRY' ? 0 : 1,
+    );
   }
 
   /** What the VMM acknowledged and removed since the last call: the evidence of one conversion. */

@@ -8,21 +8,27 @@ const KEPT_BLOCKS = 16;
  * Who references each host page at each level (0 = 4K, 1 = 2M, 2 = 1G), for the invariant checks: a user number per
  * page, kept in blocks of 512 (one typed array per 512 pages of a level, found by its number) so that a TD of a
  * million pages costs a thousand small arrays, not a million map entries keyed by 41-bit numbers. A page not aligned
- * to its level's size (only in a broken state) is kept apart by its exact address, as before.
+ * to its level's size (only in a broken state) is kept apart by its exact address, as before. The block last found
+ * at each level is remembered: a check visits a TD's pages in GPA order, and the host pages of neighbouring GPAs
+ * mostly share a block, so most pages cost no map lookup.
  */
 export class HpaUsers {
   /** Per level, blocks of user + 1 (0: nobody), by block number (HPA ÷ the span of 512 pages of that level). */
   readonly #blocks: Map<number, Int32Array>[] = [new Map(), new Map(), new Map()];
   /** Pages not aligned to their level's size, by HPA + level (unique: an HPA is 4K-aligned, a level below 3). */
   readonly #unaligned = new Map<number, number>();
+  /** Per level, the number of the block last found (-1: none) and that block. */
+  readonly #lastKey = [-1, -1, -1];
+  readonly #lastBlock: (Int32Array | undefined)[] = [undefined, undefined, undefined];
 
   /** The user of the page at `hpa` and `level`, or undefined. */
   get(hpa: number, level: number): number | undefined {
-    const span = SPAN[level as 0 | 1 | 2];
-    if (hpa % span !== 0) return this.#unaligned.get(hpa + level);
-    const page = hpa / span;
-    const user =
-      (this.#blocks[level] as Map<number, Int32Array>).get(Math.floor(page / 512))?.[page % 512] ?? 0;
+    // Aligned when the page number is whole: a division by a power of two is exact, where `%` of a number past 2^31
+    // (every HPA above 2 GiB) is a call. The slot in its block is page − key × 512 for the same reason.
+    const page = hpa / SPAN[level as 0 | 1 | 2];
+    if (Math.floor(page) !== page) return this.#unaligned.get(hpa + level);
+    const key = Math.floor(page / 512);
+    const user = this.#block(level, key, false)?.[page - key * 512] ?? 0;
     return user === 0 ? undefined : user - 1;
   }
 
@@ -32,6 +38,10 @@ export class HpaUsers {
    */
   clear(): void {
     this.#unaligned.clear();
+    for (let level = 0; level < 3; level++) {
+      this.#lastKey[level] = -1;
+      this.#lastBlock[level] = undefined;
+    }
     for (const blocks of this.#blocks) {
       if (blocks.size > KEPT_BLOCKS) blocks.clear();
       else for (const block of blocks.values()) block.fill(0);
@@ -40,19 +50,40 @@ export class HpaUsers {
 
   /** Records `user` (a non-negative integer) for the page at `hpa` and `level`. */
   set(hpa: number, level: number, user: number): void {
-    const span = SPAN[level as 0 | 1 | 2];
-    if (hpa % span !== 0) {
+    this.swap(hpa, level, user);
+  }
+
+  /**
+   * Records `user` (a non-negative integer) for the page at `hpa` and `level` and returns the user it had before, or
+   * undefined: {@link get} then {@link set} in one lookup.
+   */
+  swap(hpa: number, level: number, user: number): number | undefined {
+    const page = hpa / SPAN[level as 0 | 1 | 2];
+    if (Math.floor(page) !== page) {
+      const previous = this.#unaligned.get(hpa + level);
       this.#unaligned.set(hpa + level, user);
-      return;
+      return previous;
     }
-    const page = hpa / span;
-    const blocks = this.#blocks[level] as Map<number, Int32Array>;
     const key = Math.floor(page / 512);
+    const block = this.#block(level, key, true) as Int32Array;
+    const at = page - key * 512;
+    const previous = block[at] as number;
+    block[at] = user + 1;
+    return previous === 0 ? undefined : previous - 1;
+  }
+
+  /** Block `key` of `level`: the one last found when it is that one, else looked up (made when `create`). */
+  #block(level: number, key: number, create: boolean): Int32Array | undefined {
+    if (this.#lastKey[level] === key) return this.#lastBlock[level];
+    const blocks = this.#blocks[level] as Map<number, Int32Array>;
     let block = blocks.get(key);
     if (block === undefined) {
+      if (!create) return undefined;
       block = new Int32Array(512);
       blocks.set(key, block);
     }
-    block[page % 512] = user + 1;
+    this.#lastKey[level] = key;
+    this.#lastBlock[level] = block;
+    return block;
   }
 }

@@ -36,6 +36,9 @@ const FREE_WORD = SeptState.FREE * 0x01010101;
 /** Bytes a host page spans at PAMT level 0, 1, 2 (4K, 2M, 1G): the base of a page from its level. */
 const PAGE_SPAN = [2 ** 12, 2 ** 21, 2 ** 30] as const;
 
+/** 4K units of a leaf at level 0, 1, 2 (a lookup: `512 ** level` is a call on every page of a check). */
+const LEAF_UNITS = [1, 512, 512 * 512] as const;
+
 /** What a host page's user is (the kinds of {@link checkInvariants}' users, named only in messages). */
 const USER_GUEST_PAGE = 0;
 const USER_TDR = 1;
@@ -135,16 +138,16 @@ class InvariantCheck {
   }
 
   #reference(hpa: number, level: number, type: number, owner: number, user: number): void {
-    const previous = this.#referenced.get(hpa, level);
+    const previous = this.#referenced.swap(hpa, level, user);
     if (previous !== undefined)
       this.fail(
         'hpa-owned-twice',
         `${hex(hpa)} (level ${level}) used by ${this.#describe(previous)} and ${this.#describe(user)}`,
       );
-    this.#referenced.set(hpa, level, user);
-    const pamt = this.#m.pamt;
-    const pamtType = pamt.getType(hpa, level as 0 | 1 | 2);
-    const pamtOwner = pamt.getOwner(hpa, level as 0 | 1 | 2);
+    // The entry's type and owner from one slot lookup (what getType and getOwner each read).
+    const { block, index } = this.#m.pamt.slot(hpa, level as 0 | 1 | 2, false);
+    const pamtType = block === undefined ? PamtPageType.NDA : (block.type[index] as number);
+    const pamtOwner = block === undefined ? 0 : (block.owner[index] as number);
     if (pamtType !== type || pamtOwner !== owner) {
       this.fail(
         'pamt-sept-agreement',
@@ -307,7 +310,7 @@ class InvariantCheck {
     if (info.leaf) {
       if (table.level > 2) this.fail('tree-shape', `${tdName(td)}: leaf at level ${table.level}`);
       const hpa = table.hpa[i] as number;
-      units += 512 ** table.level;
+      units += table.level <= 2 ? (LEAF_UNITS[table.level] as number) : 512 ** table.level;
       this.#reference(
         hpa,
         table.level,

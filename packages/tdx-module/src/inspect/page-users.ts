@@ -1,65 +1,91 @@
+/** Users per chunk of {@link PageUsers} (a power of two: a user's chunk and slot are a shift and a mask). */
+const CHUNK_BITS = 12;
+const CHUNK = 2 ** CHUNK_BITS;
+
+/** One chunk of users: their kinds, levels, TDRs and GPAs or indexes. */
+interface UserChunk {
+  readonly kinds: Uint8Array;
+  readonly levels: Uint8Array;
+  readonly tdrs: Float64Array;
+  readonly ats: Float64Array;
+}
+
+function newChunk(): UserChunk {
+  return {
+    kinds: new Uint8Array(CHUNK),
+    levels: new Uint8Array(CHUNK),
+    tdrs: new Float64Array(CHUNK),
+    ats: new Float64Array(CHUNK),
+  };
+}
+
 /**
  * The users of host pages that {@link checkInvariants} records, numbered from 0 in the order added: a kind, the TDR of
- * its TD, a GPA or index, and a SEPT table's level. Kept in typed arrays grown by doubling (18 bytes a user, no object
- * or boxed number per user): a 1 TiB TD at 2M has half a million guest-page users, which four growing `number[]`
- * kept as 30 MiB of garbage at the end of every closing check.
+ * its TD, a GPA or index, and a SEPT table's level. Kept in typed arrays (18 bytes a user, no object or boxed number
+ * per user): a 1 TiB TD at 2M has half a million guest-page users, which four growing `number[]` kept as 30 MiB of
+ * garbage at the end of every closing check. The arrays come in chunks of 4,096 users, added as needed and never
+ * copied: arrays grown by doubling copied every user about once more per check (a million users: twenty
+ * doublings, the last ones of megabytes), each check starting again from the first chunk.
  */
 export class PageUsers {
-  #kinds = new Uint8Array(1024);
-  #levels = new Uint8Array(1024);
-  #tdrs = new Float64Array(1024);
-  #ats = new Float64Array(1024);
+  #chunks: UserChunk[] = [newChunk()];
+  /** The chunk users are being added to, and its number. */
+  #current: UserChunk = this.#chunks[0] as UserChunk;
+  #currentIndex = 0;
   #count = 0;
 
-  /** Forgets every user, for the next check; arrays grown past 4,096 users go back to 1,024 (not held between checks). */
+  /** Forgets every user, for the next check; only the first chunk is kept (the others are not held between checks). */
   reset(): void {
     this.#count = 0;
-    if (this.#kinds.length <= 4096) return;
-    this.#kinds = new Uint8Array(1024);
-    this.#levels = new Uint8Array(1024);
-    this.#tdrs = new Float64Array(1024);
-    this.#ats = new Float64Array(1024);
+    this.#currentIndex = 0;
+    this.#current = this.#chunks[0] as UserChunk;
+    if (this.#chunks.length > 1) this.#chunks = [this.#current];
   }
 
   /** Records a user (kind and level below 256, TDR and `at` safe integers); returns its number. */
   add(kind: number, tdr: number, at: number, level: number): number {
     const user = this.#count;
-    if (user === this.#kinds.length) this.#grow();
-    this.#kinds[user] = kind;
-    this.#levels[user] = level;
-    this.#tdrs[user] = tdr;
-    this.#ats[user] = at;
+    const slot = user & (CHUNK - 1);
+    let chunk = this.#current;
+    if (user >>> CHUNK_BITS !== this.#currentIndex) chunk = this.#next();
+    chunk.kinds[slot] = kind;
+    chunk.levels[slot] = level;
+    chunk.tdrs[slot] = tdr;
+    chunk.ats[slot] = at;
     this.#count = user + 1;
     return user;
   }
 
   kind(user: number): number {
-    return this.#kinds[user] as number;
+    return this.#chunkOf(user).kinds[user & (CHUNK - 1)] as number;
   }
 
   level(user: number): number {
-    return this.#levels[user] as number;
+    return this.#chunkOf(user).levels[user & (CHUNK - 1)] as number;
   }
 
   tdr(user: number): number {
-    return this.#tdrs[user] as number;
+    return this.#chunkOf(user).tdrs[user & (CHUNK - 1)] as number;
   }
 
   at(user: number): number {
-    return this.#ats[user] as number;
+    return this.#chunkOf(user).ats[user & (CHUNK - 1)] as number;
   }
 
-  #grow(): void {
-    const size = this.#kinds.length * 2;
-    this.#kinds = grown(this.#kinds, new Uint8Array(size));
-    this.#levels = grown(this.#levels, new Uint8Array(size));
-    this.#tdrs = grown(this.#tdrs, new Float64Array(size));
-    this.#ats = grown(this.#ats, new Float64Array(size));
+  #chunkOf(user: number): UserChunk {
+    return this.#chunks[user >>> CHUNK_BITS] as UserChunk;
   }
-}
 
-/** `larger` with the contents of `array` at its start. */
-function grown<T extends Uint8Array | Float64Array>(array: T, larger: T): T {
-  larger.set(array);
-  return larger;
+  /** The chunk after the current one, made on first use. */
+  #next(): UserChunk {
+    const index = this.#currentIndex + 1;
+    let chunk = this.#chunks[index];
+    if (chunk === undefined) {
+      chunk = newChunk();
+      this.#chunks.push(chunk);
+    }
+    this.#currentIndex = index;
+    this.#current = chunk;
+    return chunk;
+  }
 }

@@ -45,3 +45,37 @@ describe('checkInvariants names the users of a host page it finds wrong', () => 
     ]);
   });
 });
+
+describe('checkInvariants on a TD of more users than one chunk of its tables', () => {
+  it('names the users of pages found late in the walk, as early ones', async () => {
+    const { module, td } = await setup({ skipFinalize: true });
+    const count = 4_300; // past 4,096 users: the second chunk of PageUsers, and nine blocks of HpaUsers
+    const hpas: number[] = [];
+    for (let i = 0; i < count; i++) hpas.push(await aug(module, td, (i + 1) * PAGE, 0));
+    expect(checkInvariants(module)).toEqual([]);
+    const sept = module.state.tds.get(td.tdr)?.sept;
+    if (sept === undefined) throw new Error('the TD has no Secure-EPT');
+    // The last page maps the host page of the tenth; the one before it has a PAMT owner of another TD.
+    const last = sept.walk(count * PAGE, 0);
+    last.table.hpa[last.index] = hpas[9] as number;
+    const beforeLast = hpas[count - 2] as number;
+    const pamt = module.state.pamt;
+    pamt.set(beforeLast, 0, pamt.getType(beforeLast, 0), td.tdr + PAGE);
+    const tdName = `TD 0x${td.tdr.toString(16)}`;
+    const hex = (n: number) => `0x${n.toString(16)}`;
+    expect(checkInvariants(module)).toEqual([
+      {
+        rule: 'pamt-sept-agreement',
+        message: `${tdName} GPA ${hex((count - 1) * PAGE)}: PAMT of ${hex(beforeLast)} at level 0 is PT_REG owner ${hex(td.tdr + PAGE)}, expected PT_REG owner ${hex(td.tdr)}`,
+      },
+      {
+        rule: 'hpa-owned-twice',
+        message: `${hex(hpas[9] as number)} (level 0) used by ${tdName} GPA ${hex(10 * PAGE)} and ${tdName} GPA ${hex(count * PAGE)}`,
+      },
+      {
+        rule: 'pamt-sept-agreement',
+        message: `PAMT ${hex(hpas[count - 1] as number)} level 0 is PT_REG but nothing uses it`,
+      },
+    ]);
+  });
+});

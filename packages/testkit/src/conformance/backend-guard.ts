@@ -18,7 +18,7 @@ import {
 import createDebug from 'debug';
 import { ContainerModule } from 'inversify';
 import { TestkitError } from '../errors.js';
-import { testkitLogger } from '../log.js';
+import { EnabledCheck, testkitLogger } from '../log.js';
 import { assertBackendSource, assertFunction, assertOneOf, assertOptions } from '../validation.js';
 import { avoidableSeamcallError } from './avoidable-seamcall-error.js';
 import { describeExit } from './describe-exit.js';
@@ -26,6 +26,8 @@ import { describeExit } from './describe-exit.js';
 const log = testkitLogger('guard');
 /** `DEBUG=tdxsim:error` shows each backend fault with the calls just before it, and nothing else. */
 const errorLog = createDebug('tdxsim:error');
+/** `errorLog.enabled` as checked after every SEAMCALL. */
+const errorLogOn = new EnabledCheck(errorLog);
 
 /**
  * How a backend failed a scenario (as opposed to the guest failing, safely or not):
@@ -563,11 +565,11 @@ export class BackendGuard {
     // Without the error bit nothing is avoidable (the common case: no call into the classifier).
     const why = status < ERROR_BIT ? undefined : avoidableSeamcallError(status);
     // The call's text only when something reads it (the debug log or an error): it costs more than the call.
-    if (why === undefined && !errorLog.enabled) return out;
+    if (why === undefined && !errorLogOn.enabled) return out;
     const call = `${leafName(leaf)} ${Object.entries(formatGprs(regs, ['RCX', 'RDX', 'R8']))
       .map(([k, v]) => `${k}=${v}`)
       .join(' ')}`;
-    if (errorLog.enabled) {
+    if (errorLogOn.enabled) {
       this.#recent.push(why === undefined ? call : `${call} → ${why}`);
       if (this.#recent.length > RECENT_CALLS) this.#recent.shift();
     }

@@ -1,0 +1,67 @@
+import { describe, expect, it } from 'vitest';
+import { HpaUsers } from '../../src/inspect/hpa-users.js';
+
+const SPAN = [2 ** 12, 2 ** 21, 2 ** 30] as const;
+
+describe('HpaUsers', () => {
+  it('keeps each page’s user apart across blocks, levels and HPAs past 2^32, whatever the order of lookups', () => {
+    const users = new HpaUsers();
+    const expected = new Map<string, number>();
+    // Pages of several blocks of each level, visited back and forth: the block remembered for the last lookup
+    // must never answer for another block.
+    const pages: [number, number][] = [];
+    for (const level of [0, 1, 2] as const)
+      for (const block of [0, 1, 7, 2 ** 20])
+        for (const slot of [0, 1, 511]) pages.push([(block * 512 + slot) * SPAN[level] + 2 ** 44, level]);
+    pages.sort((a, b) => ((a[0] * 7 + a[1]) % 13) - ((b[0] * 7 + b[1]) % 13));
+    let user = 0;
+    for (const [hpa, level] of pages) {
+      expect(users.get(hpa, level)).toBeUndefined();
+      expect(users.swap(hpa, level, user)).toBeUndefined();
+      expected.set(`${hpa}/${level}`, user++);
+    }
+    for (const [hpa, level] of pages.reverse())
+      expect(users.get(hpa, level)).toBe(expected.get(`${hpa}/${level}`));
+    // The neighbours of a recorded page, and the same page at another level, have no user.
+    expect(users.get(2 ** 44 + 2 * SPAN[0], 0)).toBeUndefined();
+    expect(users.get(2 ** 44 + SPAN[1] * 2, 1)).toBeUndefined();
+  });
+
+  it('swap returns the user it replaces; set and get agree with it', () => {
+    const users = new HpaUsers();
+    const hpa = 2 ** 40 + 5 * 4096;
+    expect(users.swap(hpa, 0, 0)).toBeUndefined();
+    expect(users.swap(hpa, 0, 41)).toBe(0);
+    users.set(hpa, 0, 7);
+    expect(users.get(hpa, 0)).toBe(7);
+    expect(users.swap(hpa, 0, 8)).toBe(7);
+    expect(users.get(hpa, 0)).toBe(8);
+  });
+
+  it('keeps a page not aligned to its level apart by its exact address', () => {
+    const users = new HpaUsers();
+    const aligned = 2 ** 41;
+    const unaligned = aligned + 4096; // a 4K page read as a 2M one
+    expect(users.swap(unaligned, 1, 3)).toBeUndefined();
+    expect(users.get(unaligned, 1)).toBe(3);
+    expect(users.get(aligned, 1)).toBeUndefined();
+    expect(users.get(unaligned, 0)).toBeUndefined();
+    expect(users.swap(unaligned, 1, 4)).toBe(3);
+    users.set(aligned, 1, 9);
+    expect([users.get(aligned, 1), users.get(unaligned, 1)]).toEqual([9, 4]);
+  });
+
+  it('forgets every user on clear, whether its blocks are kept (zeroed) or dropped', () => {
+    for (const blocks of [3, 40]) {
+      const users = new HpaUsers();
+      const hpas = Array.from({ length: blocks }, (_, i) => 2 ** 36 + i * 2 * 2 ** 20 + 4096);
+      for (const hpa of hpas) users.set(hpa, 0, 1);
+      users.clear();
+      for (const hpa of hpas) expect(users.get(hpa, 0)).toBeUndefined();
+      // The block last used before the clear is not answered from memory either.
+      const last = hpas.at(-1) as number;
+      expect(users.swap(last, 0, 5)).toBeUndefined();
+      expect(users.get(last, 0)).toBe(5);
+    }
+  });
+});
