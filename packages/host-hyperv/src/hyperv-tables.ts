@@ -13,6 +13,13 @@ const MIB2 = spanOf(1);
  * (fmod), and every page an ACCEPT maps is aligned here several times. Exact for any safe integer.
  */
 const alignDown = (value: number, size: number): number => Math.trunc(value / size) * size;
+/**
+ * Whether `value` is an address in [0, 2^52) that is a multiple of `alignment` (a power of two): the common case of
+ * {@link assertAddress} in a few comparisons, for the methods every accepted page calls (a failure goes through the
+ * assertion, for its typed error).
+ */
+const isAddress = (value: number, alignment: number): boolean =>
+  value >= 0 && value < 2 ** 52 && Math.trunc(value / alignment) * alignment === value;
 /** A 4K slot of a {@link SmallLeaves} with no leaf. */
 const NO_PAGE = -1;
 
@@ -112,11 +119,12 @@ export class HypervTables implements VmmView {
   }
 
   /**
-   * {@link hasLeaf} for a GPA the backend made itself (an integer in [0, 2^52)), without the argument check: every
-   * page an ACCEPT maps asks.
+   * {@link hasLeaf} with its argument checked in a few comparisons (the same typed error when it fails): every page an
+   * ACCEPT maps asks.
    * @internal
    */
   hasLeafAt(gpa: number): boolean {
+    if (!isAddress(gpa, 1)) assertAddress('gpa', gpa, 1);
     const base = alignDown(gpa, MIB2);
     if (this.#huge.has(base)) return true;
     const region = this.#region(base / MIB2);
@@ -150,11 +158,19 @@ export class HypervTables implements VmmView {
   }
 
   /**
-   * {@link mapped} of a 4K leaf the backend AUGed or blocked itself (GPA and HPA 4K-aligned, below 2^52), without the
-   * leaf record or its checks: every page an ACCEPT maps is recorded here.
+   * {@link mapped} of a 4K leaf, without the leaf record and with its arguments checked in a few comparisons (the same
+   * typed errors when they fail): every page an ACCEPT maps is recorded here.
    * @internal
    */
   mapped4k(gpa: number, hpa: number, blocked: boolean): void {
+    if (!isAddress(gpa, PAGE)) assertAddress('gpa', gpa);
+    if (!isAddress(hpa, PAGE)) assertAddress('hpa', hpa);
+    if (typeof blocked !== 'boolean')
+      throw new HypervError(
+        'INVALID_ARGUMENT',
+        `blocked must be a boolean, got ${String(blocked)}`,
+        'blocked',
+      );
     const base = alignDown(gpa, MIB2);
     let region = this.#region(base / MIB2);
     if (region === undefined) {

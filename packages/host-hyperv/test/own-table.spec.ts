@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { TdGuest } from '@tdxsim/guest';
 import { assertInvariants, checkVmmView, TdxModule } from '@tdxsim/tdx-module';
 import { describe, expect, it } from 'vitest';
-import { HypervTables, HypervVmm } from '../src/index.js';
+import { HypervError, HypervTables, HypervVmm } from '../src/index.js';
 
 const MIB = 2 ** 20;
 const MIB2 = 2 * MIB;
@@ -205,5 +205,34 @@ describe('HypervVmm keeps its own table', () => {
     }
     expect([...viaFast.privateMappings()]).toEqual([]);
     expect([...viaRecord.privateMappings()]).toEqual([]);
+    // A 2M leaf answers for every page under it.
+    viaFast.mapped({ gpa: 12 * MIB2, level: 1, hpa: 2 ** 42, blocked: false });
+    expect(viaFast.hasLeafAt(12 * MIB2 + 300 * PAGE + 5)).toBe(true);
+    expect(viaFast.hasLeafAt(13 * MIB2)).toBe(false);
+  });
+
+  it('mapped4k and hasLeafAt refuse what mapped and hasLeaf refuse, with the same typed error, changing nothing', () => {
+    const tables = new HypervTables(4);
+    const refused = (call: () => unknown, argument: string): void => {
+      let error: unknown;
+      try {
+        call();
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(HypervError);
+      expect(error).toMatchObject({ code: 'INVALID_ARGUMENT', argument });
+    };
+    refused(() => tables.mapped4k(PAGE + 7, 2 ** 40, false), 'gpa');
+    refused(() => tables.mapped4k(-PAGE, 2 ** 40, false), 'gpa');
+    refused(() => tables.mapped4k(2 ** 52, 2 ** 40, false), 'gpa');
+    refused(() => tables.mapped4k(PAGE, 2 ** 40 + 1, false), 'hpa');
+    refused(() => tables.mapped4k(PAGE, Number.NaN, false), 'hpa');
+    refused(() => tables.mapped4k(PAGE, 2 ** 40, 1 as unknown as boolean), 'blocked');
+    refused(() => tables.hasLeafAt(-PAGE), 'gpa');
+    refused(() => tables.hasLeafAt(0.5), 'gpa');
+    refused(() => tables.hasLeafAt(Number.NaN), 'gpa');
+    expect([...tables.privateMappings()]).toEqual([]);
+    expect(tables.hasLeafAt(0)).toBe(false);
   });
 });

@@ -39,7 +39,7 @@ function assertPages(gpa: unknown, pages: unknown): void {
   assertInteger('pages', pages, 0, (2 ** 52 - gpa) / PAGE);
 }
 
-/** True while {@link HonestCore.trusted} constructs: its arguments are not checked. */
+/** True while {@link trustedHonestCore} constructs: its arguments are not checked. */
 let trusted = false;
 
 /**
@@ -69,19 +69,6 @@ export class HonestCore {
     }
     this.module = module;
     this.td = td;
-  }
-
-  /**
-   * @internal The core of a backend whose module and TD the caller made itself (a safety case restores them from a
-   * checkpoint): not checked again, since the checks cost a fuzz case more than some of its SEAMCALLs.
-   */
-  static trusted(module: TdxModule, td: BuiltTd): HonestCore {
-    trusted = true;
-    try {
-      return new HonestCore(module, td);
-    } finally {
-      trusted = false;
-    }
   }
 
   async #call(name: string, call: () => Promise<SeamcallResult>): Promise<SeamcallResult> {
@@ -380,5 +367,19 @@ class FreeRuns {
   flush(): void {
     if (this.#pages > 0) this.#allocator.free4kRun(this.#start, this.#pages, this.#step);
     this.#pages = 0;
+  }
+}
+
+/**
+ * The core of a backend whose module and TD the caller made itself (a safety case restores them from a checkpoint):
+ * not checked again, since the checks cost a fuzz case more than some of its SEAMCALLs. Not in the package's API: a
+ * user's module and TD are always checked.
+ */
+export function trustedHonestCore(module: TdxModule, td: BuiltTd): HonestCore {
+  trusted = true;
+  try {
+    return new HonestCore(module, td);
+  } finally {
+    trusted = false;
   }
 }

@@ -17,7 +17,7 @@ import {
   type TraceSink,
 } from '@tdxsim/tdx-module';
 import type { ContainerModule } from 'inversify';
-import { ScriptedVmm, type ScriptedVmmRecord } from '../backends/scripted-vmm.js';
+import { ScriptedVmm, type ScriptedVmmRecord, trustedScriptedVmm } from '../backends/scripted-vmm.js';
 import { parseBehaviour } from '../behaviour/parse-behaviour.js';
 import type { VmmBehaviour } from '../behaviour/vmm-behaviour.js';
 import { testkitLogger } from '../log.js';
@@ -129,7 +129,7 @@ async function boot(safetyCase: GuestSafetyCase, memoryBytes: number, setUp: Saf
   // Every scripted case starts from the same built TD: restored from a checkpoint taken once per GPA width.
   const { module, td: built } = await scriptedCaseTd(build.gpaw, setUp);
   // The module and TD are this function's own and the behaviour parsed or generated: nothing to check again.
-  const vmm = ScriptedVmm.trusted(module, built, safetyCase.vmm);
+  const vmm = trustedScriptedVmm(module, built, safetyCase.vmm);
   // A backend that throws ends its host thread; the guest then fails its next TDCALL, which the report shows.
   for (const thread of vmm.run()) thread.catch((error: unknown) => log('the VMM threw: %o', error));
   const guest = await TdGuest.boot(vmm.td.guest(0), { memoryBytes, policy });
