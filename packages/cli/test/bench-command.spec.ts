@@ -2,7 +2,6 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { fuzzCampaignsInChild } from '../src/bench/fuzz-in-child.js';
 import { runMain } from './run-cli.js';
 
 // `tdxsim bench` measures; the tests only check what it runs and reports (a time is never asserted).
@@ -117,30 +116,5 @@ describe('tdxsim bench', () => {
     ]);
     expect(report.figures[0]?.min).toBeGreaterThan(0);
     expect(report.figures[0]?.verdict).toBeUndefined();
-  });
-
-  it("reads the fuzz child's lines, and reports a child that fails or writes something else as an error", async () => {
-    const child = (script: string): string[] => [process.execPath, '-e', script];
-    // The child gets the cases and the campaigns as its last two arguments.
-    const echo = child(
-      'const [cases, n] = process.argv.slice(-2).map(Number); for (let s = 1; s <= n; s++) console.log(JSON.stringify({ seed: s, cases, cpuMs: 10 * s, failed: s === 2 }));',
-    );
-    await expect(fuzzCampaignsInChild(7, 3, echo)).resolves.toEqual([
-      { seed: 1, cases: 7, cpuMs: 10, failed: false },
-      { seed: 2, cases: 7, cpuMs: 20, failed: true },
-      { seed: 3, cases: 7, cpuMs: 30, failed: false },
-    ]);
-    await expect(
-      fuzzCampaignsInChild(7, 3, child('console.error("no TD today"); process.exit(3)')),
-    ).rejects.toThrow(/exited with code 3:\nno TD today/);
-    await expect(fuzzCampaignsInChild(7, 1, child('console.log("fast")'))).rejects.toThrow(
-      /not JSON: "fast"/,
-    );
-    await expect(fuzzCampaignsInChild(7, 2, echo.slice(0, 2).concat('console.log(1)'))).rejects.toThrow(
-      /wrote 1 result line\(s\) for 2 campaign\(s\)/,
-    );
-    const negative = child('console.log(JSON.stringify({ seed: 1, cases: 7, cpuMs: -1, failed: false }))');
-    await expect(fuzzCampaignsInChild(7, 1, negative)).rejects.toThrow(/unexpected result for campaign 1/);
-    await expect(fuzzCampaignsInChild(7, 1, ['/nonexistent/node'])).rejects.toThrow(/could not start/);
   });
 });

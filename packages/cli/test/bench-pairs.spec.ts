@@ -4,7 +4,7 @@ import {
   DOUBLING_MIN_CPU_MS,
   measurePairs,
   type RunMeasured,
-} from '../src/commands/bench-pairs.js';
+} from '../src/bench/bench-pairs.js';
 
 /** A measurer whose runs cost `cpuMsPerUnit` per unit of amount, recording the amounts it was asked for. */
 function fakeMeasurer(cpuMsPerUnit: number): {

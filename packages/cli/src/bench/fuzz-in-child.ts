@@ -55,6 +55,12 @@ export function fuzzCampaignsInChild(
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
     stderr += chunk;
   });
+  // A bench process that ends (an error in another row, process.exit) takes its child with it.
+  const killChild = (): void => {
+    child.kill();
+  };
+  process.once('exit', killChild);
+  child.once('close', () => process.removeListener('exit', killChild));
   return new Promise((resolve, reject) => {
     const fail = (why: string): void => {
       const tail = stderr.trim().split('\n').slice(-20).join('\n');

@@ -13,13 +13,13 @@ import {
   TdxModule,
 } from '@tdxsim/tdx-module';
 import { accept4g, churnWorkload, swiotlb1g, type Workload } from '@tdxsim/testkit';
+import { measurePairs, type RunMeasured } from '../bench/bench-pairs.js';
 import { fuzzFigures } from '../bench/fuzz-figures.js';
 import { buildCatalog, pick } from '../catalog/catalog.js';
 import type { VmmEntry } from '../catalog/vmm-catalog.js';
 import { collectList, positiveInteger } from '../options/option-values.js';
 import { checkOutputFile } from '../options/output-paths.js';
 import { runScenario } from '../scenario/run-scenario.js';
-import { measurePairs, type RunMeasured } from './bench-pairs.js';
 import type { CliCommand } from './cli-command.js';
 
 const GIB = 2 ** 30;
@@ -132,7 +132,7 @@ export const benchCommand: CliCommand = {
       .option('--json <file>', 'write the rows and figures as JSON')
       .addHelpText(
         'after',
-        "\nCPU time is the process's (user + system) during the run: on a shared machine wall time is noise. Each workload of the table runs --warm-up times unmeasured first (the per-call figures below the table — module alone, one 4K page, fuzz — have no warm-up run: their min is a process's first run; fuzz runs its campaigns, seeds 1..--runs, in a fresh node process of their own, as `tdxsim fuzz` runs, each timed by that process's CPU time, prints the first campaign, JIT warm-up included, on a line of its own and judges the median of the campaigns after it) (the first one's CPU time is the '1st run' column: in a fresh process with one --only measure and one --vmm, the cold cost, V8's compilation of the hot path included), then --runs times at its size and --runs times at twice it, alternated (without --runs, a row whose runs at its size add up to less than 1.5 s of CPU runs more pairs, up to 40, so that its doubling ratio is not judged on a few runs of tens of milliseconds). Targets are issue 14's. Exit code 1 when a workload is not ok (a missed target is reported, not an error).",
+        "\nCPU time is the process's (user + system) during the run: on a shared machine wall time is noise. Each workload of the table runs --warm-up times unmeasured first (the per-call figures below the table — module alone, one 4K page, fuzz — have no warm-up run: their min is a process's first run; fuzz runs its campaigns, seeds 1..--runs, in a fresh node process of their own, as `tdxsim fuzz` runs, each timed by that process's CPU time, prints the first campaign, JIT warm-up included, on a line of its own and judges the median of the campaigns after it) (the first one's CPU time is the '1st run' column: in a fresh process with one --only measure and one --vmm, the cold cost, V8's compilation of the hot path included), then --runs times at its size and --runs times at twice it, alternated (without --runs, a row whose runs at its size add up to less than 1.5 s of CPU runs more pairs, up to 40, so that its doubling ratio is not judged on a few runs of tens of milliseconds). Targets are issue 14's. Exit code 1 when a workload is not ok, at its size or at twice it, when the fuzz child fails or a fuzz campaign finds an unsafe guest (a missed target is reported, not an error).",
       )
       .action(async (options: BenchOptions) => done(await bench(options)));
   },
@@ -232,7 +232,7 @@ async function bench(args: BenchOptions): Promise<number> {
   ];
   const cases = allCases.filter((c) => wanted(c.measure));
   process.stdout.write(
-    `tdxsim bench (node ${process.version}, ${runs} run${runs === 1 ? '' : 's'} each${args.quick ? '' : ` after ${args.warmUp ?? 1} warm-up run${(args.warmUp ?? 1) === 1 ? '' : 's'}`}${args.quick ? ', quick: 1/64 of each, targets not judged' : ''}; CPU = process user + system)\n`,
+    `tdxsim bench (node ${process.version}, ${runs} run${runs === 1 ? '' : 's'} each${judged && args.runs === undefined ? ' (more of a short row)' : ''}${args.quick ? '' : ` after ${args.warmUp ?? 1} warm-up run${(args.warmUp ?? 1) === 1 ? '' : 's'}`}${args.quick ? ', quick: 1/64 of each, targets not judged' : ''}; CPU = process user + system)\n`,
   );
   process.stdout.write(
     `${'benchmark'.padEnd(34)} ${'calls'.padStart(11)} ${'CPU min'.padStart(9)} ${'CPU med'.padStart(9)} ${'wall med'.padStart(9)} ${'peak heap'.padStart(10)} ${'1st run'.padStart(9)} ${'x2 CPU'.padStart(7)} ${'x2 heap'.padStart(7)}  targets\n`,
@@ -261,7 +261,8 @@ async function bench(args: BenchOptions): Promise<number> {
       runs: once.cpu.length,
       doublingCpu: Math.round((median(twice.cpu) / median(once.cpu)) * 100) / 100,
       doublingHeap: Math.round((twice.peakHeapMiB / Math.max(once.peakHeapMiB, 1)) * 100) / 100,
-      outcome: once.outcome,
+      // A run at twice the size that is not ok makes the row not ok too.
+      outcome: once.outcome !== 'ok' ? once.outcome : twice.outcome,
       ...(c.cpuTarget === undefined ? {} : { cpuTarget: c.cpuTarget }),
       ...(c.heapTarget === undefined ? {} : { heapTarget: c.heapTarget }),
     };
@@ -273,7 +274,7 @@ async function bench(args: BenchOptions): Promise<number> {
       showTarget({ limit: DOUBLING_LIMIT }, 'x2 heap', row.doublingHeap, judged),
     ].filter((t) => t !== '');
     process.stdout.write(
-      `${`${row.title} ${row.amount} (${row.vmm})`.padEnd(34)} ${row.calls.toLocaleString('en-US').padStart(11)} ${`${row.cpuMs.min} ms`.padStart(9)} ${`${row.cpuMs.median} ms`.padStart(9)} ${`${row.wallMs.median} ms`.padStart(9)} ${`${row.peakHeapMiB} MiB`.padStart(10)} ${(row.firstRunCpuMs === undefined ? '-' : `${row.firstRunCpuMs} ms`).padStart(9)} ${`x${row.doublingCpu}`.padStart(7)} ${`x${row.doublingHeap}`.padStart(7)}  ${targets.join(' ')}${once.outcome === 'ok' ? '' : `  (${once.outcome})`}\n`,
+      `${`${row.title} ${row.amount} (${row.vmm})`.padEnd(34)} ${row.calls.toLocaleString('en-US').padStart(11)} ${`${row.cpuMs.min} ms`.padStart(9)} ${`${row.cpuMs.median} ms`.padStart(9)} ${`${row.wallMs.median} ms`.padStart(9)} ${`${row.peakHeapMiB} MiB`.padStart(10)} ${(row.firstRunCpuMs === undefined ? '-' : `${row.firstRunCpuMs} ms`).padStart(9)} ${`x${row.doublingCpu}`.padStart(7)} ${`x${row.doublingHeap}`.padStart(7)}  ${targets.join(' ')}${row.runs === runs ? '' : `  (${row.runs} runs of each size)`}${row.outcome === 'ok' ? '' : `  (${row.outcome})`}\n`,
     );
   }
 

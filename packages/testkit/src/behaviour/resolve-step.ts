@@ -1,5 +1,4 @@
 import { TdvmcallStatus } from '@tdxsim/tdx-module';
-import type { ScriptedVmm } from '../backends/scripted-vmm.js';
 import { assertInteger, assertOptions, assertU64 } from '../validation.js';
 import { parseStep } from './parse-behaviour.js';
 import type { MapGpaStep, SideEffect } from './vmm-behaviour.js';
@@ -39,7 +38,7 @@ export function resolveStep(step: MapGpaStep, request: MapGpaRequest, maxPages: 
 
 /**
  * @internal {@link resolveStep} without its checks, for a caller whose step is one of a parsed (or generated)
- * behaviour and whose request it built itself from a well-formed MapGPA exit ({@link ScriptedVmm}, once per MapGPA
+ * behaviour and whose request it built itself from a well-formed MapGPA exit (the scripted backend, once per MapGPA
  * call of every fuzz case: the checks, a parse of the step among them, cost more than the resolution).
  */
 export function resolveParsedStep(step: MapGpaStep, request: MapGpaRequest, maxPages: number): ResolvedStep {

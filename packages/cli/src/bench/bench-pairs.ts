@@ -1,19 +1,28 @@
 /** What one run of a benchmark case measured. */
 export interface RunMeasured {
+  /** CPU time of the process (user + system) during the run, in milliseconds. */
   readonly cpuMs: number;
+  /** Wall time of the run, in milliseconds. */
   readonly wallMs: number;
   /** Bytes of heap above the heap at the start, at the highest sample. */
   readonly peakHeap: number;
+  /** TDCALLs, SEAMCALLs and TD exits the run made. */
   readonly calls: number;
+  /** The scenario's outcome (`ok` when nothing went wrong). */
   readonly outcome: string;
 }
 
 /** The runs of one case at one size: every run's CPU and wall time, the highest peak heap, the calls of the first. */
 export interface RunsMeasured {
+  /** Each run's CPU time (ms), in order. */
   readonly cpu: number[];
+  /** Each run's wall time (ms), in order. */
   readonly wall: number[];
+  /** The highest peak heap of the runs, in MiB. */
   peakHeapMiB: number;
+  /** The first run's calls. */
   calls: number;
+  /** `ok`, or the outcome of the last run that was not. */
   outcome: string;
 }
 
