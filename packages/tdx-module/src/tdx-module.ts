@@ -509,17 +509,6 @@ export class TdxModule implements SeamcallPort {
     const rdx = regs[2] as bigint;
     const r8 = regs[8] as bigint;
     const r9 = regs[9] as bigint;
-    const hop = (vcpu.entryHop as EntryAnswer | undefined) ?? this.#entryHop(vcpu);
-    if (!hop.waiting) {
-      hop.waiting = true;
-      hop.cpu = cpu;
-      hop.rcx = rcx;
-      hop.rdx = rdx;
-      hop.r8 = r8;
-      hop.r9 = r9;
-      return exiting.then(hop.answer, hop.fail);
-    }
-    // The entry before this one has not been answered yet (a VMM that enters again without waiting for it).
     return exiting.then(
       (answer) => {
         const exit = takeExit(vcpu, answer);
@@ -531,28 +520,6 @@ export class TdxModule implements SeamcallPort {
         throw error;
       },
     );
-  }
-
-  /** The reaction that answers `vcpu`'s TDH.VP.ENTER with its exit (see {@link EntryAnswer}), made at its first entry. */
-  #entryHop(vcpu: VcpuState): EntryAnswer {
-    const hop = new EntryAnswer();
-    hop.answer = (answer) => {
-      const { cpu, rcx, rdx, r8, r9 } = hop;
-      hop.waiting = false;
-      hop.cpu = undefined;
-      const exit = takeExit(vcpu, answer);
-      this.#seamret(cpu);
-      return this.#answerWith(SeamcallLeaf.VP_ENTER, rcx, rdx, r8, r9, exit, exit[Reg.RAX] as bigint);
-    };
-    hop.fail = (error) => {
-      const cpu = hop.cpu;
-      hop.waiting = false;
-      hop.cpu = undefined;
-      this.#seamret(cpu);
-      throw error;
-    };
-    vcpu.entryHop = hop;
-    return hop;
   }
 
   /** {@link #inGuest} under a deciding scheduler: the host thread yields once the vCPU has left guest mode. */
@@ -708,15 +675,6 @@ export class TdxModule implements SeamcallPort {
     out: Gprs,
     pending: Promise<bigint>,
   ): Promise<Gprs> {
-    const hop = (vcpu.tdcallHop as TdcallAnswer | undefined) ?? this.#tdcallHop(td, vcpu);
-    if (!hop.waiting) {
-      hop.waiting = true;
-      hop.leaf = leaf;
-      hop.regs = regs;
-      hop.out = out;
-      return pending.then(hop.answer, hop.fail);
-    }
-    // A TDCALL of this vCPU before this one still waits (guest code that does not wait for its own TDCALL).
     return pending.then(
       (status) => {
         this.#leaveTdcall(vcpu);
@@ -727,28 +685,6 @@ export class TdxModule implements SeamcallPort {
         throw error;
       },
     );
-  }
-
-  /** The reaction that answers `vcpu`'s TDCALL once its flow has (see {@link TdcallAnswer}), made at first use. */
-  #tdcallHop(td: TdControl, vcpu: VcpuState): TdcallAnswer {
-    const hop = new TdcallAnswer();
-    hop.answer = (status) => {
-      const { leaf, regs, out } = hop;
-      hop.waiting = false;
-      hop.regs = NO_GPRS;
-      hop.out = NO_GPRS;
-      this.#leaveTdcall(vcpu);
-      return this.#completeTdcall(td, vcpu, leaf, regs, out, status);
-    };
-    hop.fail = (error) => {
-      hop.waiting = false;
-      hop.regs = NO_GPRS;
-      hop.out = NO_GPRS;
-      this.#leaveTdcall(vcpu);
-      throw error;
-    };
-    vcpu.tdcallHop = hop;
-    return hop;
   }
 
   /** Back from SEAM root to the TD (a latched NMI waits for the instruction boundary). */
@@ -1272,46 +1208,6 @@ export class GuestCpu {
   get interruptsTaken(): number {
     return this.#vcpu.interruptsTaken;
   }
-}
-
-/**
- * The reaction that answers a vCPU's TDH.VP.ENTER with the exit that ended the entry (SEAMRET, trace, log), made once
- * per vCPU: an entry passes its callbacks to the exit's promise instead of two closures made per entry (and the lazy
- * compilation each new closure's first call costs). It holds what the answer traces, read at the entry; `waiting`
- * until its reaction has run — an entry made before that (a VMM that does not wait for the last one's answer) gets
- * closures of its own. The same reaction job as before: no microtask turn moves.
- */
-class EntryAnswer {
-  waiting = false;
-  cpu: HostCpu | undefined;
-  rcx = 0n;
-  rdx = 0n;
-  r8 = 0n;
-  r9 = 0n;
-  answer: (answer: ExitAnswer) => Gprs = unset;
-  fail: (error: unknown) => never = unset;
-}
-
-/**
- * The reaction that answers a vCPU's TDCALL whose flow waited (an exit to the VMM, a yield): leaves SEAM root and
- * completes the TDCALL, as {@link EntryAnswer} does for TDH.VP.ENTER — made once per vCPU, `waiting` until it has run
- * (a TDCALL of the same vCPU made meanwhile gets closures of its own), the same reaction job as a closure's.
- */
-class TdcallAnswer {
-  waiting = false;
-  leaf = 0;
-  regs: readonly bigint[] = NO_GPRS;
-  out: Gprs = NO_GPRS;
-  answer: (status: bigint) => Gprs | Promise<Gprs> = unset;
-  fail: (error: unknown) => never = unset;
-}
-
-/** What a hop's register fields hold between calls (nothing of a finished call kept alive). */
-const NO_GPRS: Gprs = [];
-
-/** A hop's callback before its module sets it (never called). */
-function unset(): never {
-  throw new Error('model bug: an exit-path reaction used before it was set');
 }
 
 /** The status is OPERAND_BUSY_HOST_PRIORITY with any detail (two comparisons: a BigInt mask allocates). */

@@ -109,47 +109,9 @@ function exitThenAccept(
   level: number,
   exit: Gprs,
 ): Promise<bigint> {
-  const parked = runtime.exit(td, vcpu, exit, 'EPT violation (ACCEPT)');
-  let hop = vcpu.acceptHop as AcceptRerun | undefined;
-  if (hop === undefined) {
-    hop = new AcceptRerun(m, runtime, td, vcpu);
-    vcpu.acceptHop = hop;
-  }
-  if (hop.waiting) return parked.then(() => acceptFrom(m, runtime, td, vcpu, gpa, level));
-  hop.waiting = true;
-  hop.gpa = gpa;
-  hop.level = level;
-  return parked.then(hop.run, hop.fail);
-}
-
-/**
- * The reaction that runs an ACCEPT again once the VMM has entered its vCPU after the exit: made once per vCPU, so an
- * exit makes no closure (nor the lazy compilation every new closure's first call costs). It takes the GPA and level
- * of the ACCEPT that waits; `waiting` until its reaction has run — a second ACCEPT of the same vCPU exiting before
- * that (guest code that does not wait for its own TDCALL) gets a closure of its own, as before. The same reaction
- * job as `.then` of a closure: no microtask turn moves.
- */
-class AcceptRerun {
-  /** An ACCEPT of this vCPU waits for its reaction (its GPA and level are below). */
-  waiting = false;
-  gpa = 0;
-  level = 0;
-  /** Runs the ACCEPT again (the reaction to the entry). */
-  readonly run: () => bigint | Promise<bigint>;
-  /** The wait failed (the VMM will not enter the vCPU again): the error goes on. */
-  readonly fail: (error: unknown) => never;
-
-  constructor(m: ModuleState, runtime: VcpuRuntime, td: TdControl, vcpu: VcpuState) {
-    this.run = () => {
-      // Free before the ACCEPT runs: it may exit again and wait here once more.
-      this.waiting = false;
-      return acceptFrom(m, runtime, td, vcpu, this.gpa, this.level);
-    };
-    this.fail = (error: unknown): never => {
-      this.waiting = false;
-      throw error;
-    };
-  }
+  return runtime
+    .exit(td, vcpu, exit, 'EPT violation (ACCEPT)')
+    .then(() => acceptFrom(m, runtime, td, vcpu, gpa, level));
 }
 
 /** The ACCEPT suspended at its yield point with the entry locked: it goes on once the scheduler lets it. */

@@ -81,35 +81,6 @@ export class VcpuState {
   pendingExit: Gprs | undefined;
   /** Values the VMM passed to TDH.VP.ENTER for the guest (the selected GPRs of a VMCALL). */
   entryGprs: Gprs | undefined;
-  /**
-   * The continuations of this vCPU's 4K exit path, each made once per vCPU by the code that uses it (TDH.VP.ENTER's
-   * answer in tdx-module.ts, the ACCEPT run again in flows/tdg-accept.ts, the TDCALL's answer in tdx-module.ts): a
-   * promise reaction on that path passes their callbacks instead of closures made per exit. Never copied: a restored
-   * vCPU makes its own. Private fields behind accessors: they are no part of the vCPU's state (a checkpoint's
-   * field-by-field comparison does not list them).
-   */
-  #entryHop: unknown;
-  #acceptHop: unknown;
-  #tdcallHop: unknown;
-
-  get entryHop(): unknown {
-    return this.#entryHop;
-  }
-  set entryHop(hop: unknown) {
-    this.#entryHop = hop;
-  }
-  get acceptHop(): unknown {
-    return this.#acceptHop;
-  }
-  set acceptHop(hop: unknown) {
-    this.#acceptHop = hop;
-  }
-  get tdcallHop(): unknown {
-    return this.#tdcallHop;
-  }
-  set tdcallHop(hop: unknown) {
-    this.#tdcallHop = hop;
-  }
 
   /** The scheduler's name of this vCPU's guest code (yield points of its TDCALLs, loads and stores). */
   readonly guestActor: string;
