@@ -104,6 +104,32 @@ export function ownedGprs(regs: readonly bigint[]): readonly bigint[] {
   return normalized === regs ? regs.slice() : normalized;
 }
 
+/**
+ * A fresh copy of a register file of exactly 16 entries (one {@link normalizeGprs} answered): an array literal of its
+ * entries, which optimized code allocates and fills in place, where `slice` calls two builtins (about 240
+ * instructions against about 50; every TDCALL's answer is one).
+ */
+export function copyGprs(regs: readonly bigint[]): Gprs {
+  return [
+    regs[0] as bigint,
+    regs[1] as bigint,
+    regs[2] as bigint,
+    regs[3] as bigint,
+    regs[4] as bigint,
+    regs[5] as bigint,
+    regs[6] as bigint,
+    regs[7] as bigint,
+    regs[8] as bigint,
+    regs[9] as bigint,
+    regs[10] as bigint,
+    regs[11] as bigint,
+    regs[12] as bigint,
+    regs[13] as bigint,
+    regs[14] as bigint,
+    regs[15] as bigint,
+  ];
+}
+
 /** A fresh register file of zeros (an array literal: the fastest 16-element array V8 makes). */
 function zeroGprs(): Gprs {
   return [0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n];

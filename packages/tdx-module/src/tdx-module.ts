@@ -64,7 +64,7 @@ import { vpRead } from './flows/vp-read.js';
 import type { TdmrOptions } from './memory/physical-memory.js';
 import { validateTdmr } from './memory/physical-memory.js';
 import { COPY_BRAND, THIS_COPY } from './package-copy.js';
-import { type Gprs, makeGprs, normalizeGprs, ownedGprs, Reg } from './registers.js';
+import { copyGprs, type Gprs, makeGprs, normalizeGprs, ownedGprs, Reg } from './registers.js';
 import { type Clock, type CostModel, DEFAULT_COSTS, VirtualClock } from './services/clock.js';
 import { HotLogger } from './services/logger.js';
 import { RunToCompletionScheduler, type Scheduler, type YieldPoint } from './services/scheduler.js';
@@ -640,7 +640,8 @@ export class TdxModule implements SeamcallPort {
       valid = decoded.valid && decoded.version === 0;
     }
     m.clock.advance(this.#costs.tdcallNs);
-    const out = regs.slice();
+    // `regs` has exactly 16 entries (normalizeGprs answered it).
+    const out = copyGprs(regs);
     vcpu.inTdcall = true;
     // The TDCALL's work runs in SEAM root: an NMI arriving meanwhile is latched until it returns to the TD.
     vcpu.cpu.tdcall(true);

@@ -166,7 +166,8 @@ export class VcpuRuntime {
     }
     vcpu.resumeGuest = resolve;
     vcpu.rejectGuest = reject;
-    parkGuest(vcpu, this.#entered.has(vcpu), withRegs);
+    // The vCPU entered last is in #entered (every 4K exit's park: no WeakSet lookup).
+    parkGuest(vcpu, vcpu === this.#lastEntered || this.#entered.has(vcpu), withRegs);
     if (this.#abandonTurns !== 0) this.#abandonAfter(vcpu, resolve);
   }
 
