@@ -2,7 +2,6 @@ import type { TraceEvent } from '@tdxsim/tdx-module';
 import { describe, expect, it } from 'vitest';
 import { fc, test } from '../../../test/property-test.js';
 import { ScenarioProbe } from '../src/index.js';
-import { probeSink } from '../src/scenario/scenario-probe.js';
 import type { TimelineCall } from '../src/scenario/scenario-result.js';
 
 const LEAVES = ['TDH.VP.ENTER', 'TDH.MEM.PAGE.AUG', 'TDH.MEM.SEPT.ADD', 'TDH.MEM.PAGE.REMOVE'];
@@ -66,28 +65,24 @@ describe('ScenarioProbe: counters and timeline window read from the trace', () =
     'SEAMCALLs per leaf, failed calls (bit 63 of a 64-bit status) and the calls around the mark',
     (raw, markAt) => {
       const events = raw.map((e, i) => ({ ...e, time: (i + 1) * 1000 }));
-      // Through record (checked, as a caller hands events) and through the module's sink: the same reading.
-      for (const through of ['record', 'sink'] as const) {
-        const probe = new ScenarioProbe();
-        const sink = through === 'record' ? probe : probeSink(probe);
-        events.forEach((e, i) => {
-          if (i === markAt) probe.mark();
-          sink.record(e);
-        });
-        if (markAt !== undefined && markAt >= events.length) probe.mark();
-        const want = expected(events, markAt);
-        expect(probe.seamcallsByLeaf).toEqual(want.byLeaf);
-        expect(probe.counters.seamcalls).toBe(events.filter((e) => e.kind === 'seamcall').length);
-        const window = probe.window();
-        expect(window.calls).toEqual(want.calls);
-        expect(window.skipped).toEqual(want.skipped);
-        expect(window.marked).toBe(want.marked);
-      }
+      const probe = new ScenarioProbe();
+      events.forEach((e, i) => {
+        if (i === markAt) probe.mark();
+        probe.record(e);
+      });
+      if (markAt !== undefined && markAt >= events.length) probe.mark();
+      const want = expected(events, markAt);
+      expect(probe.seamcallsByLeaf).toEqual(want.byLeaf);
+      expect(probe.counters.seamcalls).toBe(events.filter((e) => e.kind === 'seamcall').length);
+      const window = probe.window();
+      expect(window.calls).toEqual(want.calls);
+      expect(window.skipped).toEqual(want.skipped);
+      expect(window.marked).toBe(want.marked);
     },
   );
 });
 
-describe('ScenarioProbe as the module’s trace sink (probeSink)', () => {
+describe('ScenarioProbe: every kind of event, read by its own reader', () => {
   /** A MapGPA to shared answered RETRY then SUCCESS, a REMOVE, a note: every kind the probe and its evidence read. */
   const events: TraceEvent[] = [
     {
@@ -117,20 +112,16 @@ describe('ScenarioProbe as the module’s trace sink (probeSink)', () => {
     { kind: 'note', time: 7, source: 'test', text: 'a note' },
   ];
 
-  it('reads every kind of event as record does: counters, timeline, evidence and kept trace', () => {
-    const read = (through: 'record' | 'sink') => {
-      const probe = new ScenarioProbe({ keepTrace: true });
-      const sink = through === 'record' ? probe : probeSink(probe);
-      for (const event of events) sink.record(event);
-      return {
-        counters: { ...probe.counters },
-        window: probe.window(),
-        evidence: probe.takeEvidence(),
-        trace: probe.trace,
-      };
+  it('counters, timeline, evidence and kept trace of a MapGPA retried, a REMOVE and a note', () => {
+    const probe = new ScenarioProbe({ keepTrace: true });
+    for (const event of events) probe.record(event);
+    const viaRecord = {
+      counters: { ...probe.counters },
+      window: probe.window(),
+      evidence: probe.takeEvidence(),
+      trace: probe.trace,
     };
-    const viaRecord = read('record');
-    expect(read('sink')).toEqual(viaRecord);
+    expect(viaRecord.trace).toEqual(events);
     expect(viaRecord.counters).toMatchObject({ mapGpaCalls: 2, retries: 1, tdExits: 2, seamcalls: 1 });
     expect(viaRecord.evidence.acknowledged).toEqual([
       { start: 0x1000, end: 0x2000 },
@@ -146,10 +137,10 @@ describe('ScenarioProbe as the module’s trace sink (probeSink)', () => {
     ]);
   });
 
-  it('record still refuses what is not a TraceEvent; the sink is one object per probe', () => {
+  it('record refuses what is not a TraceEvent (a guest hands its own events to the same sink)', () => {
     const probe = new ScenarioProbe();
     expect(() => probe.record({ kind: 'seamcall' } as unknown as TraceEvent)).toThrow(/must be a TraceEvent/);
-    expect(probeSink(probe)).toBe(probeSink(probe));
-    expect(probeSink(probe).enabled).toBe(true);
+    expect(() => probe.record(null as unknown as TraceEvent)).toThrow(/must be a TraceEvent/);
+    expect(probe.counters.seamcalls).toBe(0);
   });
 });

@@ -28,7 +28,7 @@ import { UsageError } from '../usage-error.js';
 import { describeFailure } from './failure-reason.js';
 import { encodeBands } from './gpa-bands.js';
 import type { ScenarioConcurrency } from './scenario-concurrency.js';
-import { probeSink, ScenarioProbe } from './scenario-probe.js';
+import { ScenarioProbe } from './scenario-probe.js';
 import {
   type GpaFrame,
   type Outcome,
@@ -191,7 +191,7 @@ export async function runScenario(
         ...scenarioTd({
           memoryBytes,
           seed: spec.seed,
-          trace: probeSink(probe),
+          trace: probe,
           ...(vcpus > SCENARIO_VCPUS ? { vcpus } : {}),
           ...(scheduler === undefined ? {} : { scheduler }),
         }),

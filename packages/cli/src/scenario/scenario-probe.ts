@@ -36,17 +36,6 @@ const WINDOW_AFTER = 40;
 const BIT_63 = 1n << 63n;
 const BIT_64 = 1n << 64n;
 
-let sinkOf: (probe: ScenarioProbe) => TraceSink;
-
-/**
- * `probe` as the trace sink of the module it watches: what {@link ScenarioProbe.record} does, without the check of
- * each event that `record` makes of what a caller hands it (the module's trace hands over TraceEvents only). Every
- * event of every scenario passes here.
- */
-export function probeSink(probe: ScenarioProbe): TraceSink {
-  return sinkOf(probe);
-}
-
 /**
  * A trace sink that counts what the scenario did, collects the evidence of each conversion, and keeps the calls
  * around the scenario's turning point for the report: the last 80 calls before {@link mark} and
@@ -81,13 +70,6 @@ export class ScenarioProbe implements TraceSink {
   #markedAt: number | undefined;
   /** The first WINDOW_BEFORE + WINDOW_AFTER calls, for a scenario that never turned. */
   readonly #first: TimelineCall[] = [];
-  /** This probe as the module's trace sink (see {@link probeSink}). */
-  readonly #sink: TraceSink = { enabled: true, record: (event) => this.#take(event) };
-
-  static {
-    sinkOf = (probe) => probe.#sink;
-  }
-
   constructor(options: { gpaw?: Gpaw; keepTrace?: boolean; forward?: TraceSink } = {}) {
     assertOptions('ScenarioProbe', 'options', options, ['gpaw', 'keepTrace', 'forward']);
     assertOneOf('gpaw', options.gpaw, [48, 52], true);
@@ -157,9 +139,9 @@ export class ScenarioProbe implements TraceSink {
   }
 
   /**
-   * {@link record} without the check of its argument: what the module's trace hands over is a TraceEvent. Each
-   * event's `kind` is read once, then its fields in a function of that kind: a read of a field of the trace's five
-   * event shapes at one place in the code costs more than the rest of the probe.
+   * What {@link record} does with a checked event. Each event's `kind` is read once, then its fields in a function of
+   * that kind: a read of a field of the trace's five event shapes at one place in the code costs more than the rest of
+   * the probe. (The module and the guest share this sink, so every event is checked: a guest's own are not trusted.)
    */
   #take(event: TraceEvent): void {
     this.#keepTrace?.push(event);
