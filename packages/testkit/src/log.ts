@@ -5,6 +5,12 @@ export function testkitLogger(name: string): createDebug.Debugger {
   return createDebug(`tdxsim:testkit:${name}`);
 }
 
+/**
+ * Nothing read yet: the first check asks the logger, as `debug`'s own accessor decides only when first read (state
+ * changed between the import and the first check counts).
+ */
+const NOT_READ = Symbol('not read');
+
 /** The namespaces string `debug` keeps on its factory (replaced by every `enable` and `disable`). */
 const factory = createDebug as unknown as { readonly namespaces?: string };
 
@@ -15,13 +21,12 @@ const factory = createDebug as unknown as { readonly namespaces?: string };
  */
 export class EnabledCheck {
   readonly #debug: createDebug.Debugger;
-  #namespaces: string | undefined;
-  #enabled: boolean;
+  /** The namespaces when `enabled` was last read from the logger; {@link NOT_READ} before the first check. */
+  #namespaces: string | undefined | typeof NOT_READ = NOT_READ;
+  #enabled = false;
 
   constructor(debug: createDebug.Debugger) {
     this.#debug = debug;
-    this.#namespaces = factory.namespaces;
-    this.#enabled = debug.enabled;
   }
 
   /** True while DEBUG (or `debug.enable`) selects the logger's namespace. */

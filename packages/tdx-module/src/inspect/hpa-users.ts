@@ -1,6 +1,14 @@
 /** Bytes a host page at level 0, 1, 2 spans (4K, 2M, 1G). */
 const SPAN = [2 ** 12, 2 ** 21, 2 ** 30] as const;
 
+/**
+ * Whether `page` (an HPA divided by its level's span) is a whole page number of a real host page: the fast path's
+ * domain. Anything else (negative, past 2^53, not finite, or a tiny non-zero HPA that divides to 0) — possible only in
+ * a state a hostile test corrupted — takes the `%`-based path the checks used before, with its results.
+ */
+const isPageNumber = (page: number, hpa: number): boolean =>
+  page >= 0 && page <= 2 ** 53 && Math.floor(page) === page && (page !== 0 || hpa === 0);
+
 /** Blocks per level that {@link HpaUsers.clear} zeroes and keeps rather than drops (2 KiB each). */
 const KEPT_BLOCKS = 16;
 
@@ -25,10 +33,20 @@ export class HpaUsers {
   get(hpa: number, level: number): number | undefined {
     // Aligned when the page number is whole: a division by a power of two is exact, where `%` of a number past 2^31
     // (every HPA above 2 GiB) is a call. The slot in its block is page − key × 512 for the same reason.
-    const page = hpa / SPAN[level as 0 | 1 | 2];
-    if (Math.floor(page) !== page) return this.#unaligned.get(hpa + level);
+    const span = SPAN[level as 0 | 1 | 2];
+    const page = hpa / span;
+    if (!isPageNumber(page, hpa)) return this.#slowGet(hpa, level, span);
     const key = Math.floor(page / 512);
     const user = this.#block(level, key, false)?.[page - key * 512] ?? 0;
+    return user === 0 ? undefined : user - 1;
+  }
+
+  /** {@link get} outside the fast path's domain, as the checks did it before (see {@link isPageNumber}). */
+  #slowGet(hpa: number, level: number, span: number): number | undefined {
+    if (hpa % span !== 0) return this.#unaligned.get(hpa + level);
+    const page = hpa / span;
+    const user =
+      (this.#blocks[level] as Map<number, Int32Array>).get(Math.floor(page / 512))?.[page % 512] ?? 0;
     return user === 0 ? undefined : user - 1;
   }
 
@@ -58,10 +76,11 @@ export class HpaUsers {
    * undefined: {@link get} then {@link set} in one lookup.
    */
   swap(hpa: number, level: number, user: number): number | undefined {
-    const page = hpa / SPAN[level as 0 | 1 | 2];
-    if (Math.floor(page) !== page) {
-      const previous = this.#unaligned.get(hpa + level);
-      this.#unaligned.set(hpa + level, user);
+    const span = SPAN[level as 0 | 1 | 2];
+    const page = hpa / span;
+    if (!isPageNumber(page, hpa)) {
+      const previous = this.#slowGet(hpa, level, span);
+      this.#slowSet(hpa, level, span, user);
       return previous;
     }
     const key = Math.floor(page / 512);
@@ -70,6 +89,23 @@ export class HpaUsers {
     const previous = block[at] as number;
     block[at] = user + 1;
     return previous === 0 ? undefined : previous - 1;
+  }
+
+  /** {@link set} outside the fast path's domain, as the checks did it before (see {@link isPageNumber}). */
+  #slowSet(hpa: number, level: number, span: number, user: number): void {
+    if (hpa % span !== 0) {
+      this.#unaligned.set(hpa + level, user);
+      return;
+    }
+    const page = hpa / span;
+    const blocks = this.#blocks[level] as Map<number, Int32Array>;
+    const key = Math.floor(page / 512);
+    let block = blocks.get(key);
+    if (block === undefined) {
+      block = new Int32Array(512);
+      blocks.set(key, block);
+    }
+    block[page % 512] = user + 1;
   }
 
   /** Block `key` of `level`: the one last found when it is that one, else looked up (made when `create`). */

@@ -310,7 +310,7 @@ class InvariantCheck {
     if (info.leaf) {
       if (table.level > 2) this.fail('tree-shape', `${tdName(td)}: leaf at level ${table.level}`);
       const hpa = table.hpa[i] as number;
-      units += table.level <= 2 ? (LEAF_UNITS[table.level] as number) : 512 ** table.level;
+      units += LEAF_UNITS[table.level as 0 | 1 | 2] ?? 512 ** table.level;
       this.#reference(
         hpa,
         table.level,

@@ -24,7 +24,7 @@ function newChunk(): UserChunk {
  * its TD, a GPA or index, and a SEPT table's level. Kept in typed arrays (18 bytes a user, no object or boxed number
  * per user): a 1 TiB TD at 2M has half a million guest-page users, which four growing `number[]` kept as 30 MiB of
  * garbage at the end of every closing check. The arrays come in chunks of 4,096 users, added as needed and never
- * copied: arrays grown by doubling copied every user about once more per check (a million users: twenty
+ * copied: arrays grown by doubling copied every user about once more per check (a million users: ten
  * doublings, the last ones of megabytes), each check starting again from the first chunk.
  */
 export class PageUsers {

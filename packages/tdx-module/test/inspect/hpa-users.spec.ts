@@ -64,4 +64,30 @@ describe('HpaUsers', () => {
       expect(users.get(last, 0)).toBe(5);
     }
   });
+
+  it('never answers for one level from the block remembered for another of the same block number', () => {
+    const users = new HpaUsers();
+    // Block 16 of each level: a 4K page at 32 MiB, a 2M page at 16 × 512 × 2M, a 1G page at 16 × 512 × 1G.
+    users.set(16 * 512 * SPAN[0], 0, 5);
+    expect(users.get(16 * 512 * SPAN[1], 1)).toBeUndefined();
+    expect(users.get(16 * 512 * SPAN[2], 2)).toBeUndefined();
+    expect(users.swap(16 * 512 * SPAN[1], 1, 6)).toBeUndefined();
+    expect([users.get(16 * 512 * SPAN[0], 0), users.get(16 * 512 * SPAN[1], 1)]).toEqual([5, 6]);
+  });
+
+  it('answers values no real host page has (a corrupted state) as the %-based check did, without throwing', () => {
+    const users = new HpaUsers();
+    // A negative 2M page: its block number is -1 (the "none" of the remembered block); not recorded, as before.
+    expect(users.swap(-(2 ** 21), 1, 1)).toBeUndefined();
+    expect(users.swap(-(2 ** 21), 1, 2)).toBeUndefined();
+    expect(users.swap(-4096, 0, 3)).toBeUndefined();
+    expect(users.swap(-4096, 0, 4)).toBeUndefined();
+    // Infinity and a tiny non-zero HPA are "unaligned": kept apart by exact address, never as page 0.
+    expect(users.swap(Number.POSITIVE_INFINITY, 0, 5)).toBeUndefined();
+    expect(users.swap(Number.POSITIVE_INFINITY, 0, 6)).toBe(5);
+    users.set(0, 0, 7);
+    expect(users.swap(5e-324, 0, 8)).toBeUndefined();
+    expect(users.get(0, 0)).toBe(7);
+    expect(users.get(Number.NaN, 0)).toBeUndefined();
+  });
 });
