@@ -32,16 +32,19 @@ export class CpuPort implements TdcallCpu {
   tdcall(rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
     if (this.#starting || this.#inFlight !== 0) return this.#turn(() => this.cpu.tdcall(rax, regs));
     // Nothing in flight (every page an accept loop accepts): #turn's immediate start, without a closure per call.
+    return this.#started(this.#startNow(rax, regs));
+  }
+
+  /** Issues the TDCALL now, as #turn starts one (a throw becomes a rejection), marked as starting meanwhile. */
+  #startNow(rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
     this.#starting = true;
-    let result: Promise<Gprs>;
     try {
-      result = this.cpu.tdcall(rax, regs);
+      return this.cpu.tdcall(rax, regs);
     } catch (error) {
-      result = Promise.reject(error);
+      return Promise.reject(error);
     } finally {
       this.#starting = false;
     }
-    return this.#started(result);
   }
 
   /**
@@ -53,15 +56,7 @@ export class CpuPort implements TdcallCpu {
    */
   tdcallAwaited(rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
     if (this.#starting || this.#inFlight !== 0) return this.tdcall(rax, regs);
-    this.#starting = true;
-    let result: Promise<Gprs>;
-    try {
-      result = this.cpu.tdcall(rax, regs);
-    } catch (error) {
-      result = Promise.reject(error);
-    } finally {
-      this.#starting = false;
-    }
+    const result = this.#startNow(rax, regs);
     this.#inFlight++;
     this.#awaited = result;
     // What is asked while it is in flight queues behind a gate that `landed` opens, made only then (see #queueBehind).
