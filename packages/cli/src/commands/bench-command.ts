@@ -13,13 +13,20 @@ import {
   TdxModule,
 } from '@tdxsim/tdx-module';
 import { accept4g, churnWorkload, swiotlb1g, type Workload } from '@tdxsim/testkit';
-import { measurePairs, type RunMeasured } from '../bench/bench-pairs.js';
+import {
+  type HeapMeasured,
+  heapPairsFor,
+  measureHeapPairs,
+  measurePairs,
+  type RunMeasured,
+} from '../bench/bench-pairs.js';
+import { fullCollection } from '../bench/full-collection.js';
 import { fuzzFigures } from '../bench/fuzz-figures.js';
 import { buildCatalog, pick } from '../catalog/catalog.js';
 import type { VmmEntry } from '../catalog/vmm-catalog.js';
 import { collectList, positiveInteger } from '../options/option-values.js';
 import { checkOutputFile } from '../options/output-paths.js';
-import { runScenario } from '../scenario/run-scenario.js';
+import { runScenario, type ScenarioRun } from '../scenario/run-scenario.js';
 import type { CliCommand } from './cli-command.js';
 
 const GIB = 2 ** 30;
@@ -64,12 +71,16 @@ export interface BenchRow {
    */
   readonly firstRunCpuMs?: number;
   readonly wallMs: { readonly min: number; readonly median: number };
+  /**
+   * Highest heap above the heap at the start of a run at this size, in MiB: a run of its own after the timed ones,
+   * started after a full collection (the timed runs force none: see the README).
+   */
   readonly peakHeapMiB: number;
   /** Runs at this size, and as many at twice it (more than `--runs` for a short row: see the README). */
   readonly runs: number;
   /** Median CPU time with twice the work over the median at this size (about 2: linear). */
   readonly doublingCpu: number;
-  /** Peak heap with twice the work over this run's. */
+  /** Peak heap of a run with twice the work (measured as {@link BenchRow.peakHeapMiB}) over the one at this size. */
   readonly doublingHeap: number;
   readonly outcome: string;
   readonly cpuTarget?: Target;
@@ -248,6 +259,15 @@ async function bench(args: BenchOptions): Promise<number> {
       runs,
       judged && args.runs === undefined,
     );
+    // After the timed runs, runs at each size for the heap (see measure for why apart).
+    const heap = await measureHeapPairs(
+      (size) => measureHeap(c, size),
+      c.amount,
+      args.quick ? 1 : heapPairsFor(median(once.cpu)),
+    );
+    const heapOnce = heap.once;
+    const heapTwice = heap.twice;
+    const outcomes = [once.outcome, twice.outcome, heapOnce.outcome, heapTwice.outcome];
     const row: BenchRow = {
       title: c.title,
       vmm: c.vmm.name,
@@ -256,13 +276,13 @@ async function bench(args: BenchOptions): Promise<number> {
       calls: once.calls,
       cpuMs: { min: Math.round(Math.min(...once.cpu)), median: Math.round(median(once.cpu)) },
       wallMs: { min: Math.round(Math.min(...once.wall)), median: Math.round(median(once.wall)) },
-      peakHeapMiB: Math.round(once.peakHeapMiB * 10) / 10,
+      peakHeapMiB: Math.round(heapOnce.peakHeapMiB * 10) / 10,
       ...(first === undefined ? {} : { firstRunCpuMs: Math.round(first.cpuMs) }),
       runs: once.cpu.length,
       doublingCpu: Math.round((median(twice.cpu) / median(once.cpu)) * 100) / 100,
-      doublingHeap: Math.round((twice.peakHeapMiB / Math.max(once.peakHeapMiB, 1)) * 100) / 100,
-      // A run at twice the size that is not ok makes the row not ok too.
-      outcome: once.outcome !== 'ok' ? once.outcome : twice.outcome,
+      doublingHeap: Math.round((heapTwice.peakHeapMiB / Math.max(heapOnce.peakHeapMiB, 1)) * 100) / 100,
+      // Any run that is not ok (at twice the size, or for the heap) makes the row not ok too.
+      outcome: outcomes.find((o) => o !== 'ok') ?? 'ok',
       ...(c.cpuTarget === undefined ? {} : { cpuTarget: c.cpuTarget }),
       ...(c.heapTarget === undefined ? {} : { heapTarget: c.heapTarget }),
     };
@@ -356,45 +376,56 @@ function exitPaths(vmms: readonly VmmEntry[]): { vmm: VmmEntry; policy: string }
 /** Heap samples at most this often (ms of wall time): reading the heap costs more than a small conversion. */
 const HEAP_SAMPLE_MS = 20;
 
+/** One run of a case, for the given amount: scenario options added by the caller (the heap's sampling). */
+async function runCase(
+  c: BenchCase,
+  amount: number,
+  onProgress?: () => void,
+): Promise<ScenarioRun> {
+  return runScenario(
+    { policy: c.policy ?? 'linux', vmm: c.vmm.name, workload: c.workload.name, seed: 1, amount },
+    c.vmm,
+    c.workload,
+    // The safety checks are the tests' job: the benchmark checks once, at the end.
+    { checkEvery: Number.MAX_SAFE_INTEGER, ...(onProgress === undefined ? {} : { onProgress }) },
+  );
+}
+
 /**
- * One run: calls, CPU and wall time, and the highest heap seen (sampled at most every {@link HEAP_SAMPLE_MS} ms and
- * at the end) above the heap at the start.
+ * One timed run: calls, CPU and wall time. No collection is forced before it, and the heap is not sampled: a full
+ * collection between two runs lets V8 drop the hidden classes (maps) of the previous run's objects, and with them the
+ * code it had optimised for them, so every run would compile the hot path again — a cost that no user's process
+ * pays (a 1 GiB swiotlb on hyperv-512 took a median of 236 ms CPU that way against 15 ms). The heap has runs of its
+ * own: {@link measureHeap}.
  */
 async function measure(c: BenchCase, amount: number): Promise<RunMeasured> {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  gc?.();
+  const cpuStarted = cpuNow();
+  const started = performance.now();
+  const run = await runCase(c, amount);
+  const wallMs = performance.now() - started;
+  const cpuMs = cpuNow() - cpuStarted;
+  const k = run.result.counters;
+  return { calls: k.tdcalls + k.seamcalls + k.tdExits, cpuMs, wallMs, outcome: run.result.outcome };
+}
+
+/**
+ * One run for its heap (see {@link heapPairsFor} for how many): a full collection first, then the highest heap seen (sampled at most every
+ * {@link HEAP_SAMPLE_MS} ms and at the end) above the heap after that collection, in MiB; and its outcome.
+ */
+async function measureHeap(c: BenchCase, amount: number): Promise<HeapMeasured> {
+  fullCollection();
   const heap = (): number => getHeapStatistics().used_heap_size;
   const base = heap();
   let peak = 0;
   let nextSample = 0;
-  const cpuStarted = cpuNow();
-  const started = performance.now();
-  const run = await runScenario(
-    { policy: c.policy ?? 'linux', vmm: c.vmm.name, workload: c.workload.name, seed: 1, amount },
-    c.vmm,
-    c.workload,
-    {
-      // The safety checks are the tests' job: the benchmark checks once, at the end.
-      checkEvery: Number.MAX_SAFE_INTEGER,
-      onProgress: () => {
-        const now = performance.now();
-        if (now < nextSample) return;
-        nextSample = now + HEAP_SAMPLE_MS;
-        peak = Math.max(peak, heap() - base);
-      },
-    },
-  );
+  const run = await runCase(c, amount, () => {
+    const now = performance.now();
+    if (now < nextSample) return;
+    nextSample = now + HEAP_SAMPLE_MS;
+    peak = Math.max(peak, heap() - base);
+  });
   peak = Math.max(peak, heap() - base);
-  const wallMs = performance.now() - started;
-  const cpuMs = cpuNow() - cpuStarted;
-  const k = run.result.counters;
-  return {
-    calls: k.tdcalls + k.seamcalls + k.tdExits,
-    cpuMs,
-    wallMs,
-    peakHeap: peak,
-    outcome: run.result.outcome,
-  };
+  return { peakHeapMiB: peak / MIB, outcome: run.result.outcome };
 }
 
 /**
