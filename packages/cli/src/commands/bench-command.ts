@@ -143,7 +143,7 @@ export const benchCommand: CliCommand = {
       .option('--json <file>', 'write the rows and figures as JSON')
       .addHelpText(
         'after',
-        "\nCPU time is the process's (user + system) during the run: on a shared machine wall time is noise. Each workload of the table runs --warm-up times unmeasured first (the per-call figures below the table — module alone, one 4K page, fuzz — have no warm-up run: their min is a process's first run; fuzz runs its campaigns, seeds 1..--runs, in a fresh node process of their own, as `tdxsim fuzz` runs, each timed by that process's CPU time, prints the first campaign, JIT warm-up included, on a line of its own and judges the median of the campaigns after it) (the first one's CPU time is the '1st run' column: in a fresh process with one --only measure and one --vmm, the cold cost, V8's compilation of the hot path included), then --runs times at its size and --runs times at twice it, alternated (without --runs, a row whose runs at its size add up to less than 1.5 s of CPU runs more pairs, up to 40, so that its doubling ratio is not judged on a few runs of tens of milliseconds). Targets are issue 14's. Exit code 1 when a workload is not ok, at its size or at twice it, when the fuzz child fails or a fuzz campaign finds an unsafe guest (a missed target is reported, not an error).",
+        "\nCPU time is the process's (user + system) during the run: on a shared machine wall time is noise. Each workload of the table runs --warm-up times unmeasured first (the per-call figures below the table — module alone, one 4K page, fuzz — have no warm-up run: their min is a process's first run; fuzz runs its campaigns, seeds 1..--runs, in a fresh node process of their own, as `tdxsim fuzz` runs, each timed by that process's CPU time, prints the first campaign, JIT warm-up included, on a line of its own and judges the median of the campaigns after it) (the first one's CPU time is the '1st run' column: in a fresh process with one --only measure and one --vmm, the cold cost, V8's compilation of the hot path included), then --runs times at its size and --runs times at twice it, alternated (without --runs, a row whose runs at its size add up to less than 1.5 s of CPU runs more pairs, up to 40, so that its doubling ratio is not judged on a few runs of tens of milliseconds). No garbage collection is forced before a timed run; the peak heap comes from runs of their own after the timed ones (1 to 3 at each size, each after a full collection). Targets are issue 14's. Exit code 1 when a workload is not ok, at its size or at twice it, when the fuzz child fails or a fuzz campaign finds an unsafe guest (a missed target is reported, not an error).",
       )
       .action(async (options: BenchOptions) => done(await bench(options)));
   },
@@ -377,11 +377,7 @@ function exitPaths(vmms: readonly VmmEntry[]): { vmm: VmmEntry; policy: string }
 const HEAP_SAMPLE_MS = 20;
 
 /** One run of a case, for the given amount: scenario options added by the caller (the heap's sampling). */
-async function runCase(
-  c: BenchCase,
-  amount: number,
-  onProgress?: () => void,
-): Promise<ScenarioRun> {
+async function runCase(c: BenchCase, amount: number, onProgress?: () => void): Promise<ScenarioRun> {
   return runScenario(
     { policy: c.policy ?? 'linux', vmm: c.vmm.name, workload: c.workload.name, seed: 1, amount },
     c.vmm,
