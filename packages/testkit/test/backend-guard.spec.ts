@@ -251,6 +251,22 @@ describe('BackendGuard', () => {
     clearTimeout(other);
   });
 
+  it("timers of the thread's that ended during the scenario and came back at its end are not stray work", async () => {
+    // The idle judgement forgets what of the thread's timers ended; stray work still compares with the start.
+    let other = [setTimeout(() => {}, 5), setTimeout(() => {}, 6)];
+    class SlowVmm extends BareVmm {
+      override async onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
+        if (isMapGpa(exit)) await new Promise((resolve) => setTimeout(resolve, 20));
+        return super.onTdExit(exit);
+      }
+    }
+    const guard = new BackendGuard();
+    expect(await convertUnder(guard, SlowVmm, false)).toBe('ok');
+    other = [setTimeout(() => {}, 50), setTimeout(() => {}, 50)];
+    expect(await guard.strayWork()).toBeUndefined();
+    for (const timer of other) clearTimeout(timer);
+  });
+
   it('in a shared thread, a handler that never answers is still found idle, after SHARED_IDLE_MS', async () => {
     class SilentVmm extends BareVmm {
       override onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {

@@ -72,11 +72,14 @@ export interface BenchRow {
   readonly firstRunCpuMs?: number;
   readonly wallMs: { readonly min: number; readonly median: number };
   /**
-   * Highest heap above the heap at the start of a run at this size, in MiB: a run of its own after the timed ones,
-   * started after a full collection (the timed runs force none: see the README).
+   * Highest heap above the heap at the start of a run at this size, in MiB, of 1 to 3 runs of their own after the timed
+   * ones, each started after a full collection (the timed runs force none: see the README).
    */
   readonly peakHeapMiB: number;
-  /** Runs at this size, and as many at twice it (more than `--runs` for a short row: see the README). */
+  /**
+   * Timed runs at this size, and as many at twice it (more than `--runs` for a short row: see the README); the heap
+   * runs are not counted.
+   */
   readonly runs: number;
   /** Median CPU time with twice the work over the median at this size (about 2: linear). */
   readonly doublingCpu: number;
@@ -179,7 +182,7 @@ const fixed = (n: number, digits = 0): string => n.toFixed(digits);
  * huge pages), a 1 TiB TD accepted at 2M through KVM and by the module alone, 4K accepts through EPT-violation
  * exits, 20k small conversions of churn, a fuzz campaign — each `runs` times (and the workloads once more at twice
  * their size), printing CPU and wall time (min and median), peak heap, doubling ratios, and each figure beside its
- * target with PASS/FAIL. `--quick` runs 1/64 of each once, without judging.
+ * target with PASS/FAIL. `--quick` runs 1/64 of each once (and once more at each size for the heap), without judging.
  */
 async function bench(args: BenchOptions): Promise<number> {
   checkOutputFile('--json', args.json);

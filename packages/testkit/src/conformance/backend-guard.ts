@@ -115,7 +115,7 @@ const RECENT_CALLS = 8;
 
 /**
  * Wall-clock milliseconds a scenario in a shared thread must look idle, without a break, before its guard says the
- * backend will never answer. A test runner's own timers (a worker's messages to the runner, each with a timeout)
+ * backend will never answer. A test runner's own timers (vitest's, which reports test updates at most every 100 ms)
  * start and end while a backend's exit handler waits on a timer: an ending one hides the handler's from the count.
  * Seen in full runs of the suite: a handler waiting 20 ms was called idle (three times in a row, its retries included).
  */
@@ -214,6 +214,11 @@ export class BackendGuard {
   readonly #dedicated: boolean;
   /** This thread's resources before the scenario: what is not the scenario's (taken again when {@link run} starts). */
   #baseline = activeResources();
+  /**
+   * {@link #baseline} less what of it has ended since, for the idle judgement only: {@link strayWork} compares with
+   * the start, or another timer of the thread pending at the end would be taken for the backend's.
+   */
+  #idleBaseline = new Map<string, number>();
   readonly #failures = new Map<string, number>();
   /**
    * What the guard keeps of each vCPU's exits, one record per vCPU (by `vcpuIndex`) updated in place: one lookup per
@@ -317,11 +322,18 @@ export class BackendGuard {
     // Let what the thread had queued (a previous scenario's last immediates) run, then note what is not ours.
     await new Promise((resolve) => setImmediate(resolve));
     this.#baseline = activeResources();
+    this.#idleBaseline = new Map(this.#baseline);
     return new Promise<T>((resolve, reject) => {
       let settled = false;
       let idleChecks = 0;
       /** When the idle checks started to agree (wall clock, ms). */
       let idleSince = 0;
+      /**
+       * Whether an idle check already saw {@link SHARED_IDLE_MS} pass: the fault waits for the next one, after a
+       * timers phase run on a fresh loop clock, so that a handler's timer due by then has fired even if this thread
+       * was paused (a collection, the OS) between the loop reading its clock and the check reading the wall clock.
+       */
+      let idleLongEnough = false;
       let immediate: NodeJS.Immediate | undefined;
       let timer: NodeJS.Timeout | undefined;
       const finish = (settle: () => void): void => {
@@ -359,8 +371,13 @@ export class BackendGuard {
         stepsSeen = this.#steps;
         idleChecks =
           !external && !moving && this.#nothingPending(timer === undefined ? 0 : 1) ? idleChecks + 1 : 0;
-        if (idleChecks === 1) idleSince = performance.now();
-        if (idleChecks >= 2 && (this.#dedicated || performance.now() - idleSince >= SHARED_IDLE_MS)) {
+        if (idleChecks === 1) {
+          idleSince = performance.now();
+          idleLongEnough = false;
+        }
+        const longEnough = idleLongEnough;
+        if (idleChecks >= 2) idleLongEnough = performance.now() - idleSince >= SHARED_IDLE_MS;
+        if (idleChecks >= 2 && (this.#dedicated || longEnough)) {
           this.#raise(
             'no-answer',
             `the backend never answered${this.#waitingOn() || ' (no TD exit pending: its factory or host threads wait on nothing)'}; nothing was left that could`,
@@ -432,13 +449,14 @@ export class BackendGuard {
     // Fewer of a type than before the scenario (less our own): some of those ended, and the scenario's only add to
     // the count. What is left of them is at most what is counted now; without this, a test runner's timer that was
     // pending at the start and ended would keep a shared thread from ever looking idle.
-    for (const [type, before] of this.#baseline) {
+    const baseline = this.#idleBaseline;
+    for (const [type, before] of baseline) {
       const left = (now.get(type) ?? 0) - (type === 'Timeout' ? own : 0);
-      if (left < before) this.#baseline.set(type, Math.max(0, left));
+      if (left < before) baseline.set(type, Math.max(0, left));
     }
-    const types = this.#dedicated ? now.keys() : new Set([...now.keys(), ...this.#baseline.keys()]);
+    const types = this.#dedicated ? now.keys() : new Set([...now.keys(), ...baseline.keys()]);
     for (const type of types) {
-      const expected = (this.#baseline.get(type) ?? 0) + (type === 'Timeout' ? own : 0);
+      const expected = (baseline.get(type) ?? 0) + (type === 'Timeout' ? own : 0);
       const count = now.get(type) ?? 0;
       if (this.#dedicated ? count > expected : count !== expected) return false;
     }
