@@ -23,7 +23,15 @@ describe('tdxsim bench', () => {
     expect(run.stdout).not.toMatch(/module alone|EPT-violation exit|fuzz cases/);
     const report = JSON.parse(readFileSync(json, 'utf8')) as {
       schema: string;
-      rows: { vmm: string; workload: string; outcome: string; firstRunCpuMs?: number; calls: number }[];
+      rows: {
+        vmm: string;
+        workload: string;
+        outcome: string;
+        firstRunCpuMs?: number;
+        calls: number;
+        peakHeapMiB: number;
+        doublingHeap: number;
+      }[];
       figures: unknown[];
     };
     expect(report.schema).toBe('tdxsim-bench/3');
@@ -33,6 +41,9 @@ describe('tdxsim bench', () => {
     // --quick has no warm-up run; 16 MiB at 512 pages per MapGPA call is 8 calls each way, and more than that.
     expect(report.rows[0]?.firstRunCpuMs).toBeUndefined();
     expect(report.rows[0]?.calls).toBeGreaterThan(16);
+    // The heap comes from runs of its own, after a full collection: a TD of 16 MiB holds some heap.
+    expect(report.rows[0]?.peakHeapMiB).toBeGreaterThan(0);
+    expect(report.rows[0]?.doublingHeap).toBeGreaterThan(0);
     expect(report.figures).toEqual([]);
   });
 

@@ -2,6 +2,9 @@ import { describe, expect, it } from 'vitest';
 import {
   DOUBLING_MAX_PAIRS,
   DOUBLING_MIN_CPU_MS,
+  HEAP_MAX_PAIRS,
+  heapPairsFor,
+  measureHeapPairs,
   measurePairs,
   type RunMeasured,
 } from '../src/bench/bench-pairs.js';
@@ -19,7 +22,6 @@ function fakeMeasurer(cpuMsPerUnit: number): {
       return {
         cpuMs: amount * cpuMsPerUnit,
         wallMs: amount,
-        peakHeap: amount * 2 ** 20,
         calls: asked.length,
         outcome: 'ok',
       };
@@ -34,9 +36,8 @@ describe('measurePairs', () => {
     expect(asked).toEqual([1, 2, 1, 2, 1, 2]);
     expect(once.cpu).toEqual([1500, 1500, 1500]);
     expect(twice.cpu).toEqual([3000, 3000, 3000]);
-    // The calls are the first run's; the heap the highest of its size.
+    // The calls are the first run's.
     expect([once.calls, twice.calls]).toEqual([1, 2]);
-    expect([once.peakHeapMiB, twice.peakHeapMiB]).toEqual([1, 2]);
   });
 
   it('runs a short row until its runs at its size add up to the minimum CPU time', async () => {
@@ -60,7 +61,6 @@ describe('measurePairs', () => {
       async () => ({
         cpuMs: 2000,
         wallMs: 1,
-        peakHeap: 0,
         calls: 1,
         outcome: ++n === 3 ? 'violation' : 'ok',
       }),
@@ -69,5 +69,33 @@ describe('measurePairs', () => {
       true,
     );
     expect([once.outcome, twice.outcome]).toEqual(['violation', 'ok']);
+  });
+});
+
+describe('heap runs', () => {
+  it('a short row gets the most heap pairs, a long one a single pair, and never fewer than one', () => {
+    expect(heapPairsFor(20)).toBe(HEAP_MAX_PAIRS);
+    expect(heapPairsFor(DOUBLING_MIN_CPU_MS / 2)).toBe(2);
+    expect(heapPairsFor(DOUBLING_MIN_CPU_MS)).toBe(1);
+    expect(heapPairsFor(30_000)).toBe(1);
+    // A run too short for the clock to see is short.
+    expect(heapPairsFor(0)).toBe(HEAP_MAX_PAIRS);
+  });
+
+  it('alternates the sizes and keeps the highest peak of each and an outcome that is not ok', async () => {
+    const asked: number[] = [];
+    const peaks = [3, 8, 5, 6];
+    const { once, twice } = await measureHeapPairs(
+      async (amount) => {
+        asked.push(amount);
+        const i = asked.length - 1;
+        return { peakHeapMiB: peaks[i] as number, outcome: i === 3 ? 'violation' : 'ok' };
+      },
+      4,
+      2,
+    );
+    expect(asked).toEqual([4, 8, 4, 8]);
+    expect(once).toEqual({ peakHeapMiB: 5, outcome: 'ok' });
+    expect(twice).toEqual({ peakHeapMiB: 8, outcome: 'violation' });
   });
 });

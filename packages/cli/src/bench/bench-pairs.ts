@@ -4,22 +4,18 @@ export interface RunMeasured {
   readonly cpuMs: number;
   /** Wall time of the run, in milliseconds. */
   readonly wallMs: number;
-  /** Bytes of heap above the heap at the start, at the highest sample. */
-  readonly peakHeap: number;
   /** TDCALLs, SEAMCALLs and TD exits the run made. */
   readonly calls: number;
   /** The scenario's outcome (`ok` when nothing went wrong). */
   readonly outcome: string;
 }
 
-/** The runs of one case at one size: every run's CPU and wall time, the highest peak heap, the calls of the first. */
+/** The runs of one case at one size: every run's CPU and wall time, the calls of the first. */
 export interface RunsMeasured {
   /** Each run's CPU time (ms), in order. */
   readonly cpu: number[];
   /** Each run's wall time (ms), in order. */
   readonly wall: number[];
-  /** The highest peak heap of the runs, in MiB. */
-  peakHeapMiB: number;
   /** The first run's calls. */
   calls: number;
   /** `ok`, or the outcome of the last run that was not. */
@@ -36,8 +32,6 @@ export const DOUBLING_MIN_CPU_MS = 1500;
 /** The most pairs a short row runs. */
 export const DOUBLING_MAX_PAIRS = 40;
 
-const MIB = 2 ** 20;
-
 /**
  * Runs of one case at `amount` and as many at twice it, alternated (one, then the other), so that a drift of the
  * machine's speed weighs on both sizes alike: `runs` pairs, or more when `moreWhenShort` and the runs at `amount`
@@ -49,7 +43,7 @@ export async function measurePairs(
   runs: number,
   moreWhenShort: boolean,
 ): Promise<{ once: RunsMeasured; twice: RunsMeasured }> {
-  const runsAt = (): RunsMeasured => ({ cpu: [], wall: [], peakHeapMiB: 0, calls: 0, outcome: 'ok' });
+  const runsAt = (): RunsMeasured => ({ cpu: [], wall: [], calls: 0, outcome: 'ok' });
   const once = runsAt();
   const twice = runsAt();
   let onceCpuMs = 0;
@@ -65,11 +59,52 @@ export async function measurePairs(
       const m = await measureAt(size);
       into.cpu.push(m.cpuMs);
       into.wall.push(m.wallMs);
-      into.peakHeapMiB = Math.max(into.peakHeapMiB, m.peakHeap / MIB);
       if (i === 0) into.calls = m.calls;
       if (m.outcome !== 'ok') into.outcome = m.outcome;
     }
     onceCpuMs += once.cpu[i] as number;
+  }
+  return { once, twice };
+}
+
+/** The most pairs of heap runs a row runs (see {@link heapPairsFor}). */
+export const HEAP_MAX_PAIRS = 3;
+
+/**
+ * How many pairs of heap runs (one at the size, one at twice it) a row whose timed runs at its size took
+ * `medianCpuMs` each gets: as many as fit in {@link DOUBLING_MIN_CPU_MS} of CPU at its size, at least one and at most
+ * {@link HEAP_MAX_PAIRS}. A short run's peak is mostly how much garbage the young generation held when it was
+ * sampled, so the highest of a few is steadier than one; a long run's peak is its live data, and one pair is enough.
+ */
+export function heapPairsFor(medianCpuMs: number): number {
+  if (!(medianCpuMs > 0)) return HEAP_MAX_PAIRS;
+  return Math.max(1, Math.min(HEAP_MAX_PAIRS, Math.floor(DOUBLING_MIN_CPU_MS / medianCpuMs)));
+}
+
+/** One run measured for its heap: the highest heap above its start, in MiB, and its outcome. */
+export interface HeapMeasured {
+  readonly peakHeapMiB: number;
+  readonly outcome: string;
+}
+
+/**
+ * `pairs` heap runs at `amount` and as many at twice it, alternated: the highest peak at each size, and `ok` or the
+ * outcome of the last run at that size that was not.
+ */
+export async function measureHeapPairs(
+  measureAt: (amount: number) => Promise<HeapMeasured>,
+  amount: number,
+  pairs: number,
+): Promise<{ once: HeapMeasured; twice: HeapMeasured }> {
+  let once: HeapMeasured = { peakHeapMiB: 0, outcome: 'ok' };
+  let twice: HeapMeasured = { peakHeapMiB: 0, outcome: 'ok' };
+  const merge = (into: HeapMeasured, m: HeapMeasured): HeapMeasured => ({
+    peakHeapMiB: Math.max(into.peakHeapMiB, m.peakHeapMiB),
+    outcome: m.outcome === 'ok' ? into.outcome : m.outcome,
+  });
+  for (let i = 0; i < pairs; i++) {
+    once = merge(once, await measureAt(amount));
+    twice = merge(twice, await measureAt(2 * amount));
   }
   return { once, twice };
 }

@@ -13,13 +13,20 @@ import {
   TdxModule,
 } from '@tdxsim/tdx-module';
 import { accept4g, churnWorkload, swiotlb1g, type Workload } from '@tdxsim/testkit';
-import { measurePairs, type RunMeasured } from '../bench/bench-pairs.js';
+import {
+  type HeapMeasured,
+  heapPairsFor,
+  measureHeapPairs,
+  measurePairs,
+  type RunMeasured,
+} from '../bench/bench-pairs.js';
+import { fullCollection } from '../bench/full-collection.js';
 import { fuzzFigures } from '../bench/fuzz-figures.js';
 import { buildCatalog, pick } from '../catalog/catalog.js';
 import type { VmmEntry } from '../catalog/vmm-catalog.js';
 import { collectList, positiveInteger } from '../options/option-values.js';
 import { checkOutputFile } from '../options/output-paths.js';
-import { runScenario } from '../scenario/run-scenario.js';
+import { runScenario, type ScenarioRun } from '../scenario/run-scenario.js';
 import type { CliCommand } from './cli-command.js';
 
 const GIB = 2 ** 30;
@@ -64,12 +71,19 @@ export interface BenchRow {
    */
   readonly firstRunCpuMs?: number;
   readonly wallMs: { readonly min: number; readonly median: number };
+  /**
+   * Highest heap above the heap at the start of a run at this size, in MiB, of 1 to 3 runs of their own after the timed
+   * ones, each started after a full collection (the timed runs force none: see the README).
+   */
   readonly peakHeapMiB: number;
-  /** Runs at this size, and as many at twice it (more than `--runs` for a short row: see the README). */
+  /**
+   * Timed runs at this size, and as many at twice it (more than `--runs` for a short row: see the README); the heap
+   * runs are not counted.
+   */
   readonly runs: number;
   /** Median CPU time with twice the work over the median at this size (about 2: linear). */
   readonly doublingCpu: number;
-  /** Peak heap with twice the work over this run's. */
+  /** Peak heap of a run with twice the work (measured as {@link BenchRow.peakHeapMiB}) over the one at this size. */
   readonly doublingHeap: number;
   readonly outcome: string;
   readonly cpuTarget?: Target;
@@ -132,7 +146,7 @@ export const benchCommand: CliCommand = {
       .option('--json <file>', 'write the rows and figures as JSON')
       .addHelpText(
         'after',
-        "\nCPU time is the process's (user + system) during the run: on a shared machine wall time is noise. Each workload of the table runs --warm-up times unmeasured first (the per-call figures below the table — module alone, one 4K page, fuzz — have no warm-up run: their min is a process's first run; fuzz runs its campaigns, seeds 1..--runs, in a fresh node process of their own, as `tdxsim fuzz` runs, each timed by that process's CPU time, prints the first campaign, JIT warm-up included, on a line of its own and judges the median of the campaigns after it) (the first one's CPU time is the '1st run' column: in a fresh process with one --only measure and one --vmm, the cold cost, V8's compilation of the hot path included), then --runs times at its size and --runs times at twice it, alternated (without --runs, a row whose runs at its size add up to less than 1.5 s of CPU runs more pairs, up to 40, so that its doubling ratio is not judged on a few runs of tens of milliseconds). Targets are issue 14's. Exit code 1 when a workload is not ok, at its size or at twice it, when the fuzz child fails or a fuzz campaign finds an unsafe guest (a missed target is reported, not an error).",
+        "\nCPU time is the process's (user + system) during the run: on a shared machine wall time is noise. Each workload of the table runs --warm-up times unmeasured first (the per-call figures below the table — module alone, one 4K page, fuzz — have no warm-up run: their min is a process's first run; fuzz runs its campaigns, seeds 1..--runs, in a fresh node process of their own, as `tdxsim fuzz` runs, each timed by that process's CPU time, prints the first campaign, JIT warm-up included, on a line of its own and judges the median of the campaigns after it) (the first one's CPU time is the '1st run' column: in a fresh process with one --only measure and one --vmm, the cold cost, V8's compilation of the hot path included), then --runs times at its size and --runs times at twice it, alternated (without --runs, a row whose runs at its size add up to less than 1.5 s of CPU runs more pairs, up to 40, so that its doubling ratio is not judged on a few runs of tens of milliseconds). No garbage collection is forced before a timed run; the peak heap comes from runs of their own after the timed ones (1 to 3 at each size, each after a full collection). Targets are issue 14's. Exit code 1 when a workload is not ok, at its size or at twice it, when the fuzz child fails or a fuzz campaign finds an unsafe guest (a missed target is reported, not an error).",
       )
       .action(async (options: BenchOptions) => done(await bench(options)));
   },
@@ -168,7 +182,7 @@ const fixed = (n: number, digits = 0): string => n.toFixed(digits);
  * huge pages), a 1 TiB TD accepted at 2M through KVM and by the module alone, 4K accepts through EPT-violation
  * exits, 20k small conversions of churn, a fuzz campaign — each `runs` times (and the workloads once more at twice
  * their size), printing CPU and wall time (min and median), peak heap, doubling ratios, and each figure beside its
- * target with PASS/FAIL. `--quick` runs 1/64 of each once, without judging.
+ * target with PASS/FAIL. `--quick` runs 1/64 of each once (and once more at each size for the heap), without judging.
  */
 async function bench(args: BenchOptions): Promise<number> {
   checkOutputFile('--json', args.json);
@@ -248,6 +262,15 @@ async function bench(args: BenchOptions): Promise<number> {
       runs,
       judged && args.runs === undefined,
     );
+    // After the timed runs, runs at each size for the heap (see measure for why apart).
+    const heap = await measureHeapPairs(
+      (size) => measureHeap(c, size),
+      c.amount,
+      args.quick ? 1 : heapPairsFor(median(once.cpu)),
+    );
+    const heapOnce = heap.once;
+    const heapTwice = heap.twice;
+    const outcomes = [once.outcome, twice.outcome, heapOnce.outcome, heapTwice.outcome];
     const row: BenchRow = {
       title: c.title,
       vmm: c.vmm.name,
@@ -256,13 +279,13 @@ async function bench(args: BenchOptions): Promise<number> {
       calls: once.calls,
       cpuMs: { min: Math.round(Math.min(...once.cpu)), median: Math.round(median(once.cpu)) },
       wallMs: { min: Math.round(Math.min(...once.wall)), median: Math.round(median(once.wall)) },
-      peakHeapMiB: Math.round(once.peakHeapMiB * 10) / 10,
+      peakHeapMiB: Math.round(heapOnce.peakHeapMiB * 10) / 10,
       ...(first === undefined ? {} : { firstRunCpuMs: Math.round(first.cpuMs) }),
       runs: once.cpu.length,
       doublingCpu: Math.round((median(twice.cpu) / median(once.cpu)) * 100) / 100,
-      doublingHeap: Math.round((twice.peakHeapMiB / Math.max(once.peakHeapMiB, 1)) * 100) / 100,
-      // A run at twice the size that is not ok makes the row not ok too.
-      outcome: once.outcome !== 'ok' ? once.outcome : twice.outcome,
+      doublingHeap: Math.round((heapTwice.peakHeapMiB / Math.max(heapOnce.peakHeapMiB, 1)) * 100) / 100,
+      // Any run that is not ok (at twice the size, or for the heap) makes the row not ok too.
+      outcome: outcomes.find((o) => o !== 'ok') ?? 'ok',
       ...(c.cpuTarget === undefined ? {} : { cpuTarget: c.cpuTarget }),
       ...(c.heapTarget === undefined ? {} : { heapTarget: c.heapTarget }),
     };
@@ -356,45 +379,52 @@ function exitPaths(vmms: readonly VmmEntry[]): { vmm: VmmEntry; policy: string }
 /** Heap samples at most this often (ms of wall time): reading the heap costs more than a small conversion. */
 const HEAP_SAMPLE_MS = 20;
 
+/** One run of a case, for the given amount: scenario options added by the caller (the heap's sampling). */
+async function runCase(c: BenchCase, amount: number, onProgress?: () => void): Promise<ScenarioRun> {
+  return runScenario(
+    { policy: c.policy ?? 'linux', vmm: c.vmm.name, workload: c.workload.name, seed: 1, amount },
+    c.vmm,
+    c.workload,
+    // The safety checks are the tests' job: the benchmark checks once, at the end.
+    { checkEvery: Number.MAX_SAFE_INTEGER, ...(onProgress === undefined ? {} : { onProgress }) },
+  );
+}
+
 /**
- * One run: calls, CPU and wall time, and the highest heap seen (sampled at most every {@link HEAP_SAMPLE_MS} ms and
- * at the end) above the heap at the start.
+ * One timed run: calls, CPU and wall time. No collection is forced before it, and the heap is not sampled: a full
+ * collection between two runs lets V8 drop the hidden classes (maps) of the previous run's objects, and with them the
+ * code it had optimised for them, so every run would compile the hot path again — a cost that no user's process
+ * pays (a 1 GiB swiotlb on hyperv-512 took a median of 236 ms CPU that way against 15 ms). The heap has runs of its
+ * own: {@link measureHeap}.
  */
 async function measure(c: BenchCase, amount: number): Promise<RunMeasured> {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  gc?.();
+  const cpuStarted = cpuNow();
+  const started = performance.now();
+  const run = await runCase(c, amount);
+  const wallMs = performance.now() - started;
+  const cpuMs = cpuNow() - cpuStarted;
+  const k = run.result.counters;
+  return { calls: k.tdcalls + k.seamcalls + k.tdExits, cpuMs, wallMs, outcome: run.result.outcome };
+}
+
+/**
+ * One run for its heap (see {@link heapPairsFor} for how many): a full collection first, then the highest heap seen (sampled at most every
+ * {@link HEAP_SAMPLE_MS} ms and at the end) above the heap after that collection, in MiB; and its outcome.
+ */
+async function measureHeap(c: BenchCase, amount: number): Promise<HeapMeasured> {
+  fullCollection();
   const heap = (): number => getHeapStatistics().used_heap_size;
   const base = heap();
   let peak = 0;
   let nextSample = 0;
-  const cpuStarted = cpuNow();
-  const started = performance.now();
-  const run = await runScenario(
-    { policy: c.policy ?? 'linux', vmm: c.vmm.name, workload: c.workload.name, seed: 1, amount },
-    c.vmm,
-    c.workload,
-    {
-      // The safety checks are the tests' job: the benchmark checks once, at the end.
-      checkEvery: Number.MAX_SAFE_INTEGER,
-      onProgress: () => {
-        const now = performance.now();
-        if (now < nextSample) return;
-        nextSample = now + HEAP_SAMPLE_MS;
-        peak = Math.max(peak, heap() - base);
-      },
-    },
-  );
+  const run = await runCase(c, amount, () => {
+    const now = performance.now();
+    if (now < nextSample) return;
+    nextSample = now + HEAP_SAMPLE_MS;
+    peak = Math.max(peak, heap() - base);
+  });
   peak = Math.max(peak, heap() - base);
-  const wallMs = performance.now() - started;
-  const cpuMs = cpuNow() - cpuStarted;
-  const k = run.result.counters;
-  return {
-    calls: k.tdcalls + k.seamcalls + k.tdExits,
-    cpuMs,
-    wallMs,
-    peakHeap: peak,
-    outcome: run.result.outcome,
-  };
+  return { peakHeapMiB: peak / MIB, outcome: run.result.outcome };
 }
 
 /**
