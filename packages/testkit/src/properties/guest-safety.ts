@@ -22,7 +22,7 @@ import { parseBehaviour } from '../behaviour/parse-behaviour.js';
 import type { VmmBehaviour } from '../behaviour/vmm-behaviour.js';
 import { testkitLogger } from '../log.js';
 import { objectArray } from '../object-array.js';
-import { SafetyMonitor, type SafetyNote, type SafetyRule } from '../safety/safety-monitor.js';
+import { type SafetyNote, type SafetyRule, trustedSafetyMonitor } from '../safety/safety-monitor.js';
 import { checkSafetyCase } from './safety-case-arguments.js';
 import { DEFAULT_SAFETY_WORKLOAD, type SafetyWorkload, type WorkloadStep } from './safety-workload.js';
 
@@ -194,7 +194,7 @@ export async function runGuestSafety(
   const checkEvery = safetyCase.checkEvery ?? 1;
   const { module, td, guest, record } = await boot(safetyCase, workload.memoryPages * PAGE, setUp);
   const policy = guest.policy;
-  const monitor = new SafetyMonitor({ module, tdr: td.tdr, guest });
+  const monitor = trustedSafetyMonitor({ module, tdr: td.tdr, guest });
   const violations: GuestSafetyViolation[] = objectArray();
   const outcomes: string[] = objectArray();
   const fail = (rule: GuestSafetyRule, message: string): void => {
@@ -204,7 +204,9 @@ export async function runGuestSafety(
   /** Frames a property may not hold against the guest: the VMM changed them behind its back. */
   const excused = (frame: number): boolean => record?.behindTheGuestsBack.has(frame) === true;
 
-  for (const [n, step] of workload.steps.entries()) {
+  const steps = workload.steps;
+  for (let n = 0; n < steps.length; n++) {
+    const step = steps[n] as WorkloadStep;
     if (step.op === 'accept-all') {
       const accepted = await guest.acceptAll();
       outcomes.push(`accept-all: ${accepted.kind}`);
@@ -216,7 +218,7 @@ export async function runGuestSafety(
         const range = { start: step.startPage * PAGE, end: (step.startPage + step.pages) * PAGE };
         const before = monitor.violations.length;
         await monitor.afterConversion(range, step.op === 'to-shared', outcome.result);
-        if (record !== undefined) {
+        if (record !== undefined && monitor.violations.length > before) {
           // The monitor cannot know which pages the VMM re-added after the guest accepted them: re-judge its
           // to-private claims with that knowledge (the scripted VMM's record).
           const added = monitor.violations.splice(before);
@@ -230,7 +232,7 @@ export async function runGuestSafety(
     }
     // The module's invariants, the planted secrets (read through the guest) and the backend's view are sampled; the
     // quarantine rule reads only the ledger and holds after every step.
-    if ((n + 1) % checkEvery === 0 || n === workload.steps.length - 1) await monitor.check();
+    if ((n + 1) % checkEvery === 0 || n === steps.length - 1) await monitor.check();
     else monitor.checkQuarantine();
     for (const mismatch of guest.check(module, td.tdr)) {
       if (mismatch.ledger !== 'private-accepted') continue;
