@@ -27,6 +27,35 @@ export interface SeamcallResult {
   readonly regs: Gprs;
 }
 
+/**
+ * A {@link SeamcallResult} whose status is decoded on first read of `decoded`: most callers test `status` alone, and
+ * decoding (names, the display string, an object of thirteen fields) cost every host SEAMCALL as much as its
+ * registers. `decoded` reads the same whenever it is read: the status never changes.
+ */
+class AnsweredSeamcall implements SeamcallResult {
+  readonly status: bigint;
+  readonly rcx: bigint;
+  readonly rdx: bigint;
+  readonly r8: bigint;
+  readonly r9: bigint;
+  readonly regs: Gprs;
+  #decoded: DecodedStatus | undefined;
+
+  constructor(regs: Gprs) {
+    this.status = regs[Reg.RAX] as bigint;
+    this.rcx = regs[Reg.RCX] as bigint;
+    this.rdx = regs[Reg.RDX] as bigint;
+    this.r8 = regs[Reg.R8] as bigint;
+    this.r9 = regs[Reg.R9] as bigint;
+    this.regs = regs;
+  }
+
+  get decoded(): DecodedStatus {
+    this.#decoded ??= decodeStatus(this.status);
+    return this.#decoded;
+  }
+}
+
 function assertLevel(level: number, max: number): void {
   assertIntegerInRange('level', level, 0, max);
 }
@@ -48,17 +77,7 @@ export class HostSeamcalls {
   /** Any leaf with raw register values (each within 64 bits; see `makeGprs`). */
   async raw(leaf: number, values: GprValues, version = 0): Promise<SeamcallResult> {
     const rax = encodeLeaf(leaf, version);
-    const regs = await this.#port.seamcall(rax, makeGprs(values));
-    const status = regs[Reg.RAX] as bigint;
-    return {
-      status,
-      decoded: decodeStatus(status),
-      rcx: regs[Reg.RCX] as bigint,
-      rdx: regs[Reg.RDX] as bigint,
-      r8: regs[Reg.R8] as bigint,
-      r9: regs[Reg.R9] as bigint,
-      regs,
-    };
+    return new AnsweredSeamcall(await this.#port.seamcall(rax, makeGprs(values)));
   }
 
   /** TDH.MNG.CREATE: makes `tdr` the TDR page of a new TD with private key `hkid`. */
