@@ -12,6 +12,9 @@ import {
   checkpointTd,
   composeTd,
   type Gpaw,
+  SeptState,
+  type SeptStateName,
+  septStateInfo,
   type TdCheckpoint,
   TdxModule,
   type TraceSink,
@@ -334,10 +337,17 @@ function checkClaims(
   const claimed = result.kind === 'ok' ? [range] : result.pages.filter((run) => run.outcome === 'converted');
   const ept = module.sharedEpt(tdr);
   for (const run of claimed) {
+    // The module's truth a run of pages in one state at a time (privateRun: one walk, no object per page); every
+    // page of the run reads as privatePage says of it, and a leaf's host page is defined exactly when the state is
+    // a leaf's.
+    let truth = { state: 'FREE' as SeptStateName, end: 0, leaf: false };
     for (let gpa = run.start - (run.start % PAGE); gpa < run.end; gpa += PAGE) {
       const frame = gpa / PAGE;
       if (record?.behindTheGuestsBack.has(frame) === true) continue;
-      const truth = module.privatePage(tdr, gpa);
+      if (gpa >= truth.end) {
+        const read = module.privateRun(tdr, gpa, run.end);
+        truth = { state: read.state, end: read.end, leaf: septStateInfo(SeptState[read.state]).leaf };
+      }
       if (!toShared) {
         // Without the VMM's record the monitor's own check stands.
         if (record !== undefined && truth.state !== 'MAPPED')
@@ -347,9 +357,9 @@ function checkClaims(
           );
         continue;
       }
-      const really = truth.hpa === undefined && ept.lookup(gpa) !== undefined;
+      const really = !truth.leaf && ept.lookup(gpa) !== undefined;
       // Lazy backends (KVM) map the shared side on first touch: without the VMM's record only the private side counts.
-      if (record === undefined ? truth.hpa === undefined : really) continue;
+      if (record === undefined ? !truth.leaf : really) continue;
       if (record?.unbackedAcks.has(frame) === true) continue;
       fail(
         'overclaim-shared',
