@@ -102,19 +102,28 @@ export class HonestCore {
     const wanted = (eeq & 0xfn) === EEQ_ACCEPT ? Number((eeq >> 32n) & 7n) : 0;
     const base2m = gpa - (gpa % MIB2);
     const at2m = this.module.privatePage(this.td.tdr, base2m);
-    if (wanted >= 1 && at2m.level >= 1 && at2m.state === 'FREE' && (await this.#aug(base2m, 1))) return;
+    if (wanted >= 1 && at2m.level >= 1 && at2m.state === 'FREE' && (await this.#aug(base2m, 1, at2m))) return;
     if (at2m.level === 1 && at2m.state === 'PENDING') {
       // A 4K accept inside a PENDING 2M page: split it so the 4K entry exists (the children stay PENDING).
       await this.#demote(base2m);
       return;
     }
     const page = gpa - (gpa % PAGE);
-    if (this.module.privatePage(this.td.tdr, page).state === 'FREE') await this.#aug(page, 0);
+    const reached = this.module.privatePage(this.td.tdr, page);
+    if (reached.state === 'FREE') await this.#aug(page, 0, reached);
   }
 
-  async #aug(gpa: number, level: 0 | 1): Promise<boolean> {
+  /**
+   * AUGs `gpa` at `level`, adding the S-EPT tables it needs first. `reached`, when the caller has just read it, is where
+   * the walk to `gpa` stops (`privatePage`, what ensureSeptTables reads first): tables that already reach `level` need
+   * no SEPT.ADD, and are then not looked for again (most EPT-violation exits of a case).
+   */
+  async #aug(gpa: number, level: 0 | 1, reached?: { readonly level: number }): Promise<boolean> {
     const { td, module } = this;
-    const tables = await ensureSeptTables(module, td.host, td.allocator, td.tdr, gpa, level, td.pwl);
+    const tables =
+      reached !== undefined && reached.level <= level
+        ? TdxStatus.SUCCESS
+        : await ensureSeptTables(module, td.host, td.allocator, td.tdr, gpa, level, td.pwl);
     if (tables !== TdxStatus.SUCCESS) return false;
     const hpa = level === 1 ? td.allocator.alloc2m() : td.allocator.alloc4k();
     const result = this.#logged('TDH.MEM.PAGE.AUG', await td.host.pageAug(td.tdr, gpa, level, hpa));
