@@ -189,7 +189,7 @@ export class HostSeamcalls {
     assertLevel(level, 7);
     assertAddress('hpa', hpa);
     const rdx = BigInt(tdr) | (options.allowExisting === true ? 1n : 0n);
-    return this.raw(SeamcallLeaf.MEM_SEPT_ADD, { rcx: encodePageInfo(gpa, level), rdx, r8: hpa });
+    return this.#issue(SeamcallLeaf.MEM_SEPT_ADD, encodePageInfo(gpa, level), rdx, BigInt(hpa));
   }
 
   /** TDH.MR.EXTEND: extends the TD's measurement with a 256-byte chunk of the page at `gpa`. */
@@ -207,7 +207,7 @@ export class HostSeamcalls {
 
   /** TDH.MEM.PAGE.AUG: adds `hpa` as a PENDING private page at `gpa` and `level`, for the guest to accept. */
   pageAug(tdr: number, gpa: number, level: number, hpa: number): Promise<SeamcallResult> {
-    return this.#gpaLeaf(SeamcallLeaf.MEM_PAGE_AUG, tdr, gpa, level, { r8: this.#hpa(hpa) });
+    return this.#gpaLeaf(SeamcallLeaf.MEM_PAGE_AUG, tdr, gpa, level, this.#hpa(hpa));
   }
 
   /** TDH.MEM.RANGE.BLOCK: blocks the Secure-EPT entry at `gpa` and `level` (no new TLB entries for it). */
@@ -225,7 +225,7 @@ export class HostSeamcalls {
   /** TDH.MEM.TRACK: starts a new TLB epoch of the TD; vCPUs still in the old one must exit before REMOVE. */
   track(tdr: number): Promise<SeamcallResult> {
     assertAddress('tdr', tdr);
-    return this.raw(SeamcallLeaf.MEM_TRACK, { rcx: tdr });
+    return this.#issue(SeamcallLeaf.MEM_TRACK, BigInt(tdr));
   }
 
   /**
@@ -242,7 +242,7 @@ export class HostSeamcalls {
 
   /** TDH.MEM.PAGE.DEMOTE: splits the large page at `gpa` and `level` into 512, `hpa` becoming their table. */
   pageDemote(tdr: number, gpa: number, level: number, hpa: number): Promise<SeamcallResult> {
-    return this.#gpaLeaf(SeamcallLeaf.MEM_PAGE_DEMOTE, tdr, gpa, level, { r8: this.#hpa(hpa) });
+    return this.#gpaLeaf(SeamcallLeaf.MEM_PAGE_DEMOTE, tdr, gpa, level, this.#hpa(hpa));
   }
 
   /** TDH.MEM.SEPT.RD: reads the Secure-EPT entry at `gpa` and `level` (state and level in the outputs). */
@@ -293,11 +293,26 @@ export class HostSeamcalls {
     return hpa;
   }
 
-  #gpaLeaf(leaf: number, tdr: number, gpa: number, level: number, extra: GprValues = {}) {
+  /** A leaf on a page of the TD's S-EPT: RCX the page info of `gpa` and `level`, RDX the TDR, R8 `r8` (an address). */
+  #gpaLeaf(leaf: number, tdr: number, gpa: number, level: number, r8 = 0): Promise<SeamcallResult> {
     assertAddress('tdr', tdr);
     assertAddress('gpa', gpa);
     assertLevel(level, 4);
-    return this.raw(leaf, { rcx: encodePageInfo(gpa, level), rdx: tdr, ...extra });
+    return this.#issue(leaf, encodePageInfo(gpa, level), BigInt(tdr), BigInt(r8));
+  }
+
+  /**
+   * {@link raw} for the typed methods of the S-EPT leaves (every page a host maps or unmaps), whose values they checked
+   * (addresses below 2^52, page infos, 64-bit TDR words): the registers are set in place, where an object of values
+   * made for {@link makeGprs} cost an object per call and a lookup by name per register. The same registers, the same
+   * SEAMCALL and the same answer as `raw(leaf, { rcx, rdx, r8 })`.
+   */
+  async #issue(leaf: number, rcx: bigint, rdx = 0n, r8 = 0n): Promise<SeamcallResult> {
+    const gprs = makeGprs();
+    gprs[Reg.RCX] = rcx;
+    gprs[Reg.RDX] = rdx;
+    gprs[Reg.R8] = r8;
+    return new AnsweredSeamcall(await this.#port.seamcall(encodeLeaf(leaf, 0), gprs));
   }
 }
 
