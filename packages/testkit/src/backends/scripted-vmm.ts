@@ -205,7 +205,11 @@ export class ScriptedVmm implements Vmm {
         step.r10.toString(16),
         step.r11.toString(16),
       );
-    return makeGprs({ r10: step.r10, r11: step.r11 });
+    // Set in place: both are 64-bit (the resolved step's), so makeGprs's look-up by name would change nothing.
+    const reply = makeGprs();
+    reply[Reg.R10] = step.r10;
+    reply[Reg.R11] = step.r11;
+    return reply;
   }
 }
 
