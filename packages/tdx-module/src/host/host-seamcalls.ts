@@ -56,6 +56,9 @@ class AnsweredSeamcall implements SeamcallResult {
   }
 }
 
+/** RAX (version 0) of each leaf the typed S-EPT methods issue, by leaf number: encoded once, not per SEAMCALL. */
+const ISSUED_RAX: bigint[] = [];
+
 function assertLevel(level: number, max: number): void {
   assertIntegerInRange('level', level, 0, max);
 }
@@ -312,7 +315,12 @@ export class HostSeamcalls {
     gprs[Reg.RCX] = rcx;
     gprs[Reg.RDX] = rdx;
     gprs[Reg.R8] = r8;
-    return new AnsweredSeamcall(await this.#port.seamcall(encodeLeaf(leaf, 0), gprs));
+    let rax = ISSUED_RAX[leaf];
+    if (rax === undefined) {
+      rax = encodeLeaf(leaf, 0);
+      ISSUED_RAX[leaf] = rax;
+    }
+    return new AnsweredSeamcall(await this.#port.seamcall(rax, gprs));
   }
 }
 
