@@ -43,7 +43,8 @@ export class GuestState {
     this.fuse = fuse;
     this.trace = trace;
     this.ports = ports;
-    this.#sharedBytes = ledger.totals().shared;
+    // The ledger covers [0, memoryBytes): its shared bytes there are totals().shared, without a record of every state.
+    this.#sharedBytes = ledger.bytesIn({ start: 0, end: ledger.memoryBytes }, 'shared');
   }
 
   /** Bytes the guest counted as shared (its own tally, checked against the ledger by `unshareAll`). */

@@ -42,16 +42,15 @@ export async function vmcallMapGpa(cpu: TdcallCpu, r12: bigint, r13: bigint): Pr
   assertCpu('cpu', cpu);
   assertRegister('r12', r12);
   assertRegister('r13', r13);
-  const out = await cpu.tdcall(
-    encodeLeaf(TdcallLeaf.VP_VMCALL),
-    makeGprs({
-      rcx: VmcallExposure.LINUX,
-      r10: TDX_HYPERCALL_STANDARD,
-      r11: TdvmcallSubfunction.MAP_GPA,
-      r12,
-      r13,
-    }),
-  );
+  // Set in place (every value a 64-bit bigint: constants, and R12 and R13 checked above), not through an object of
+  // values that makeGprs looks up register by register.
+  const regs = makeGprs();
+  regs[Reg.RCX] = VmcallExposure.LINUX;
+  regs[Reg.R10] = TDX_HYPERCALL_STANDARD;
+  regs[Reg.R11] = TdvmcallSubfunction.MAP_GPA;
+  regs[Reg.R12] = r12;
+  regs[Reg.R13] = r13;
+  const out = await cpu.tdcall(encodeLeaf(TdcallLeaf.VP_VMCALL), regs);
   return { rax: out[Reg.RAX] as bigint, r10: out[Reg.R10] as bigint, r11: out[Reg.R11] as bigint };
 }
 

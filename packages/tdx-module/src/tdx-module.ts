@@ -1,5 +1,6 @@
 import { decodeLeaf, SeamcallLeaf, seamcallLeafName, TdcallLeaf, tdcallLeafName } from './abi/leaves.js';
 import { OperandId } from './abi/operand-id.js';
+import { levelSpan } from './abi/page-level.js';
 import { PamtPageType } from './abi/page-type.js';
 import { type SeptStateName, septStateInfo } from './abi/sept-state.js';
 import { STATUS_CODE_MASK, TdxStatus, withDetail } from './abi/status-codes.js';
@@ -1091,7 +1092,7 @@ export class TdxModule implements SeamcallPort {
     if (td?.sept === undefined)
       throw new TdxSimError('INVALID_ARGUMENT', `no initialised TD has TDR 0x${tdr.toString(16)}`, 'tdr');
     const walk = td.sept.walk(gpa - (gpa % 4096), 0);
-    const span = 4096 * 512 ** walk.level;
+    const span = levelSpan(walk.level);
     let runEnd = gpa - (gpa % span) + span;
     const states = walk.table.state;
     for (let i = walk.index + 1; i < 512 && runEnd < end && states[i] === walk.state; i++) runEnd += span;

@@ -79,11 +79,11 @@ export class PageLedger {
 
   /** The runs of equal state inside `range` (a part outside RAM has state undefined). */
   runs(range: GpaRange): { start: number; end: number; state: PageState | undefined }[] {
-    return [...this.#map.runs(range.start, range.end)].map(({ start, end, value }) => ({
-      start,
-      end,
-      state: value,
-    }));
+    // One array, filled as the map's runs come (no intermediate array).
+    const runs: { start: number; end: number; state: PageState | undefined }[] = [];
+    for (const { start, end, value } of this.#map.runs(range.start, range.end))
+      runs.push({ start, end, state: value });
+    return runs;
   }
 
   /** Every run of the ledger, in order. */

@@ -17,6 +17,17 @@ export const PAGE_SIZE_2M = 2 * 1024 * 1024;
 /** Bytes in a 1 GiB page (level 2). */
 export const PAGE_SIZE_1G = 1024 * 1024 * 1024;
 
+/** Bytes one entry maps at each level 0..7: a lookup, where `4096 * 512 ** level` calls pow on every page. */
+const SPANS: readonly number[] = [2 ** 12, 2 ** 21, 2 ** 30, 2 ** 39, 2 ** 48, 2 ** 57, 2 ** 66, 2 ** 75];
+
+/**
+ * @internal Bytes one entry at `level` (an integer 0..7, not checked: the module's own walk levels) maps:
+ * `4096 * 512 ** level`, read from a table.
+ */
+export function levelSpan(level: number): number {
+  return SPANS[level] ?? 4096 * 512 ** level;
+}
+
 /** Bytes mapped by one entry at `level`: 4 KiB << (9 × level). */
 export function pageSizeOf(level: number): number {
   if (level === 0) return PAGE_SIZE_4K;

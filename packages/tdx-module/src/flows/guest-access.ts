@@ -1,5 +1,6 @@
 import { EeqType, VmExitReason } from '../abi/exit-reason.js';
-import { isSharedGpa, toPrivateGpa } from '../abi/gpa.js';
+import { isSharedGpa, sharedBit, toPrivateGpa } from '../abi/gpa.js';
+import { levelSpan } from '../abi/page-level.js';
 import { PamtPageType } from '../abi/page-type.js';
 import { SeptStateGroup, septStateInfo } from '../abi/sept-state.js';
 import { accessExit } from '../core/exit-registers.js';
@@ -39,7 +40,7 @@ export async function guestAccessPage(
   write: Uint8Array | undefined,
 ): Promise<GuestAccessResult> {
   vcpu.stuckExits = 0;
-  if (gpa >= 2 ** td.gpaw) return { kind: 'page-fault', gpa, reservedBit: true };
+  if (gpa >= 2 * sharedBit(td.gpaw)) return { kind: 'page-fault', gpa, reservedBit: true };
   for (;;) {
     const frame = toPrivateGpa(gpa, td.gpaw);
     const page = frame - (frame % 4096);
@@ -54,7 +55,7 @@ export async function guestAccessPage(
       const walk = td.tree.walk(page, 0);
       const info = septStateInfo(walk.state);
       if (info.leaf && SeptStateGroup.guestAccessibleLeaf.has(walk.state)) {
-        hpa = (walk.table.hpa[walk.index] as number) + (page % (4096 * 512 ** walk.level));
+        hpa = (walk.table.hpa[walk.index] as number) + (page % levelSpan(walk.level));
       } else if (info.leaf && SeptStateGroup.pendingAcceptable.has(walk.state)) {
         if (!td.pendingVeDisable) {
           if (vcpu.veInfo !== undefined) return { kind: 'double-fault', gpa };

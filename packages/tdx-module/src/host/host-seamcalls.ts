@@ -27,6 +27,38 @@ export interface SeamcallResult {
   readonly regs: Gprs;
 }
 
+/**
+ * A {@link SeamcallResult} whose status is decoded on first read of `decoded`: most callers test `status` alone, and
+ * decoding (names, the display string, an object of thirteen fields) cost every host SEAMCALL as much as its
+ * registers. `decoded` reads the same whenever it is read: the status never changes.
+ */
+class AnsweredSeamcall implements SeamcallResult {
+  readonly status: bigint;
+  readonly rcx: bigint;
+  readonly rdx: bigint;
+  readonly r8: bigint;
+  readonly r9: bigint;
+  readonly regs: Gprs;
+  #decoded: DecodedStatus | undefined;
+
+  constructor(regs: Gprs) {
+    this.status = regs[Reg.RAX] as bigint;
+    this.rcx = regs[Reg.RCX] as bigint;
+    this.rdx = regs[Reg.RDX] as bigint;
+    this.r8 = regs[Reg.R8] as bigint;
+    this.r9 = regs[Reg.R9] as bigint;
+    this.regs = regs;
+  }
+
+  get decoded(): DecodedStatus {
+    this.#decoded ??= decodeStatus(this.status);
+    return this.#decoded;
+  }
+}
+
+/** RAX (version 0) of each leaf the typed S-EPT methods issue, by leaf number: encoded once, not per SEAMCALL. */
+const ISSUED_RAX: bigint[] = [];
+
 function assertLevel(level: number, max: number): void {
   assertIntegerInRange('level', level, 0, max);
 }
@@ -48,17 +80,7 @@ export class HostSeamcalls {
   /** Any leaf with raw register values (each within 64 bits; see `makeGprs`). */
   async raw(leaf: number, values: GprValues, version = 0): Promise<SeamcallResult> {
     const rax = encodeLeaf(leaf, version);
-    const regs = await this.#port.seamcall(rax, makeGprs(values));
-    const status = regs[Reg.RAX] as bigint;
-    return {
-      status,
-      decoded: decodeStatus(status),
-      rcx: regs[Reg.RCX] as bigint,
-      rdx: regs[Reg.RDX] as bigint,
-      r8: regs[Reg.R8] as bigint,
-      r9: regs[Reg.R9] as bigint,
-      regs,
-    };
+    return new AnsweredSeamcall(await this.#port.seamcall(rax, makeGprs(values)));
   }
 
   /** TDH.MNG.CREATE: makes `tdr` the TDR page of a new TD with private key `hkid`. */
@@ -170,7 +192,7 @@ export class HostSeamcalls {
     assertLevel(level, 7);
     assertAddress('hpa', hpa);
     const rdx = BigInt(tdr) | (options.allowExisting === true ? 1n : 0n);
-    return this.raw(SeamcallLeaf.MEM_SEPT_ADD, { rcx: encodePageInfo(gpa, level), rdx, r8: hpa });
+    return this.#issue(SeamcallLeaf.MEM_SEPT_ADD, encodePageInfo(gpa, level), rdx, BigInt(hpa));
   }
 
   /** TDH.MR.EXTEND: extends the TD's measurement with a 256-byte chunk of the page at `gpa`. */
@@ -188,7 +210,7 @@ export class HostSeamcalls {
 
   /** TDH.MEM.PAGE.AUG: adds `hpa` as a PENDING private page at `gpa` and `level`, for the guest to accept. */
   pageAug(tdr: number, gpa: number, level: number, hpa: number): Promise<SeamcallResult> {
-    return this.#gpaLeaf(SeamcallLeaf.MEM_PAGE_AUG, tdr, gpa, level, { r8: this.#hpa(hpa) });
+    return this.#gpaLeaf(SeamcallLeaf.MEM_PAGE_AUG, tdr, gpa, level, this.#hpa(hpa));
   }
 
   /** TDH.MEM.RANGE.BLOCK: blocks the Secure-EPT entry at `gpa` and `level` (no new TLB entries for it). */
@@ -206,7 +228,7 @@ export class HostSeamcalls {
   /** TDH.MEM.TRACK: starts a new TLB epoch of the TD; vCPUs still in the old one must exit before REMOVE. */
   track(tdr: number): Promise<SeamcallResult> {
     assertAddress('tdr', tdr);
-    return this.raw(SeamcallLeaf.MEM_TRACK, { rcx: tdr });
+    return this.#issue(SeamcallLeaf.MEM_TRACK, BigInt(tdr));
   }
 
   /**
@@ -223,7 +245,7 @@ export class HostSeamcalls {
 
   /** TDH.MEM.PAGE.DEMOTE: splits the large page at `gpa` and `level` into 512, `hpa` becoming their table. */
   pageDemote(tdr: number, gpa: number, level: number, hpa: number): Promise<SeamcallResult> {
-    return this.#gpaLeaf(SeamcallLeaf.MEM_PAGE_DEMOTE, tdr, gpa, level, { r8: this.#hpa(hpa) });
+    return this.#gpaLeaf(SeamcallLeaf.MEM_PAGE_DEMOTE, tdr, gpa, level, this.#hpa(hpa));
   }
 
   /** TDH.MEM.SEPT.RD: reads the Secure-EPT entry at `gpa` and `level` (state and level in the outputs). */
@@ -274,11 +296,31 @@ export class HostSeamcalls {
     return hpa;
   }
 
-  #gpaLeaf(leaf: number, tdr: number, gpa: number, level: number, extra: GprValues = {}) {
+  /** A leaf on a page of the TD's S-EPT: RCX the page info of `gpa` and `level`, RDX the TDR, R8 `r8` (an address). */
+  #gpaLeaf(leaf: number, tdr: number, gpa: number, level: number, r8 = 0): Promise<SeamcallResult> {
     assertAddress('tdr', tdr);
     assertAddress('gpa', gpa);
     assertLevel(level, 4);
-    return this.raw(leaf, { rcx: encodePageInfo(gpa, level), rdx: tdr, ...extra });
+    return this.#issue(leaf, encodePageInfo(gpa, level), BigInt(tdr), BigInt(r8));
+  }
+
+  /**
+   * {@link raw} for the typed methods of the S-EPT leaves (every page a host maps or unmaps), whose values they checked
+   * (addresses below 2^52, page infos, 64-bit TDR words): the registers are set in place, where an object of values
+   * made for {@link makeGprs} cost an object per call and a lookup by name per register. The same registers, the same
+   * SEAMCALL and the same answer as `raw(leaf, { rcx, rdx, r8 })`.
+   */
+  async #issue(leaf: number, rcx: bigint, rdx = 0n, r8 = 0n): Promise<SeamcallResult> {
+    const gprs = makeGprs();
+    gprs[Reg.RCX] = rcx;
+    gprs[Reg.RDX] = rdx;
+    gprs[Reg.R8] = r8;
+    let rax = ISSUED_RAX[leaf];
+    if (rax === undefined) {
+      rax = encodeLeaf(leaf, 0);
+      ISSUED_RAX[leaf] = rax;
+    }
+    return new AnsweredSeamcall(await this.#port.seamcall(rax, gprs));
   }
 }
 

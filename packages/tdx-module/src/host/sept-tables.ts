@@ -1,3 +1,4 @@
+import { levelSpan } from '../abi/page-level.js';
 import { PamtPageType } from '../abi/page-type.js';
 import { TdxStatus } from '../abi/status-codes.js';
 import { assertAddress, assertFunction, assertHasMethod, assertIntegerInRange } from '../errors.js';
@@ -36,7 +37,7 @@ export async function ensureSeptTables(
   if (reached.level <= level) return TdxStatus.SUCCESS;
   if (reached.state !== 'FREE') return TdxStatus.EPT_WALK_FAILED;
   for (let parent = Math.min(pwl, reached.level); parent > level; parent--) {
-    const span = 2 ** (12 + 9 * parent);
+    const span = levelSpan(parent);
     const page = allocator.alloc4k();
     const result = await host.septAdd(tdr, gpa - (gpa % span), parent, page, { allowExisting: true });
     onCall?.(result.status);

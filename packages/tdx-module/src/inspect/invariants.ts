@@ -1,3 +1,4 @@
+import { levelSpan } from '../abi/page-level.js';
 import { PamtPageType, pamtPageTypeName } from '../abi/page-type.js';
 import { SeptState, septStateInfo } from '../abi/sept-state.js';
 import { LifecycleState } from '../abi/td-state.js';
@@ -233,7 +234,7 @@ class InvariantCheck {
       const baseGpa = bases.pop() as number;
       tables++;
       if (table !== sept.root) units += 1;
-      const span = 2 ** (12 + 9 * table.level);
+      const span = levelSpan(table.level);
       const children = this.#children;
       children.length = 0;
       units += this.#table(td, table, baseGpa, span, children);

@@ -15,7 +15,7 @@ import {
   VmExitReason,
   type Vmm,
 } from '@tdxsim/tdx-module';
-import { acknowledgedPages } from '../behaviour/acknowledged-pages.js';
+import { acknowledgedPagesOf } from '../behaviour/acknowledged-pages.js';
 import { parseBehaviour } from '../behaviour/parse-behaviour.js';
 import { resolveParsedStep } from '../behaviour/resolve-step.js';
 import type { MapGpaStep, VmmBehaviour } from '../behaviour/vmm-behaviour.js';
@@ -191,7 +191,8 @@ export class ScriptedVmm implements Vmm {
     if (toShared && effects.includes('alias-shared-pair') && pages >= 2)
       this.core.aliasSharedPair(gpa, gpa + PAGE);
     if (toShared && effects.includes('map-td-page') && pages >= 1) this.core.mapTdPage(gpa);
-    const acknowledged = acknowledgedPages(r12, r13, step.r10, step.r11, shared);
+    // The request was checked above and the reply resolved from it (64-bit by construction): not checked again.
+    const acknowledged = acknowledgedPagesOf(r12, r13, step.r10, step.r11, shared);
     const done = keepPrivate ? 0 : Math.min(pages, asked);
     for (let i = done; i < acknowledged; i++) this.record.unbackedAcks.add(frame + i);
     // The hex strings are made only when the namespace is enabled: a campaign answers a MapGPA or more per case.
@@ -204,7 +205,11 @@ export class ScriptedVmm implements Vmm {
         step.r10.toString(16),
         step.r11.toString(16),
       );
-    return makeGprs({ r10: step.r10, r11: step.r11 });
+    // Set in place: both are 64-bit (the resolved step's), so makeGprs's look-up by name would change nothing.
+    const reply = makeGprs();
+    reply[Reg.R10] = step.r10;
+    reply[Reg.R11] = step.r11;
+    return reply;
   }
 }
 

@@ -25,6 +25,20 @@ export function acknowledgedPages(
     ['sharedBit', sharedBit],
   ] as const)
     assertU64(argument, value);
+  return acknowledgedPagesOf(r12, r13, r10, r11, sharedBit);
+}
+
+/**
+ * @internal {@link acknowledgedPages} without its checks, for a caller whose registers are 64-bit by construction (the
+ * scripted backend: a well-formed MapGPA request and the reply it resolved, once per MapGPA call of every fuzz case).
+ */
+export function acknowledgedPagesOf(
+  r12: bigint,
+  r13: bigint,
+  r10: bigint,
+  r11: bigint,
+  sharedBit: bigint,
+): number {
   if (r10 === TdvmcallStatus.SUCCESS) return Number(r13 / PAGE);
   if (r10 !== TdvmcallStatus.RETRY) return 0;
   const start = r12 & ~sharedBit;

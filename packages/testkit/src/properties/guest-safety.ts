@@ -12,6 +12,9 @@ import {
   checkpointTd,
   composeTd,
   type Gpaw,
+  SeptState,
+  type SeptStateName,
+  septStateInfo,
   type TdCheckpoint,
   TdxModule,
   type TraceSink,
@@ -22,7 +25,7 @@ import { parseBehaviour } from '../behaviour/parse-behaviour.js';
 import type { VmmBehaviour } from '../behaviour/vmm-behaviour.js';
 import { testkitLogger } from '../log.js';
 import { objectArray } from '../object-array.js';
-import { SafetyMonitor, type SafetyNote, type SafetyRule } from '../safety/safety-monitor.js';
+import { type SafetyNote, type SafetyRule, trustedSafetyMonitor } from '../safety/safety-monitor.js';
 import { checkSafetyCase } from './safety-case-arguments.js';
 import { DEFAULT_SAFETY_WORKLOAD, type SafetyWorkload, type WorkloadStep } from './safety-workload.js';
 
@@ -194,7 +197,7 @@ export async function runGuestSafety(
   const checkEvery = safetyCase.checkEvery ?? 1;
   const { module, td, guest, record } = await boot(safetyCase, workload.memoryPages * PAGE, setUp);
   const policy = guest.policy;
-  const monitor = new SafetyMonitor({ module, tdr: td.tdr, guest });
+  const monitor = trustedSafetyMonitor({ module, tdr: td.tdr, guest });
   const violations: GuestSafetyViolation[] = objectArray();
   const outcomes: string[] = objectArray();
   const fail = (rule: GuestSafetyRule, message: string): void => {
@@ -204,7 +207,9 @@ export async function runGuestSafety(
   /** Frames a property may not hold against the guest: the VMM changed them behind its back. */
   const excused = (frame: number): boolean => record?.behindTheGuestsBack.has(frame) === true;
 
-  for (const [n, step] of workload.steps.entries()) {
+  const steps = workload.steps;
+  for (let n = 0; n < steps.length; n++) {
+    const step = steps[n] as WorkloadStep;
     if (step.op === 'accept-all') {
       const accepted = await guest.acceptAll();
       outcomes.push(`accept-all: ${accepted.kind}`);
@@ -216,7 +221,7 @@ export async function runGuestSafety(
         const range = { start: step.startPage * PAGE, end: (step.startPage + step.pages) * PAGE };
         const before = monitor.violations.length;
         await monitor.afterConversion(range, step.op === 'to-shared', outcome.result);
-        if (record !== undefined) {
+        if (record !== undefined && monitor.violations.length > before) {
           // The monitor cannot know which pages the VMM re-added after the guest accepted them: re-judge its
           // to-private claims with that knowledge (the scripted VMM's record).
           const added = monitor.violations.splice(before);
@@ -230,7 +235,7 @@ export async function runGuestSafety(
     }
     // The module's invariants, the planted secrets (read through the guest) and the backend's view are sampled; the
     // quarantine rule reads only the ledger and holds after every step.
-    if ((n + 1) % checkEvery === 0 || n === workload.steps.length - 1) await monitor.check();
+    if ((n + 1) % checkEvery === 0 || n === steps.length - 1) await monitor.check();
     else monitor.checkQuarantine();
     for (const mismatch of guest.check(module, td.tdr)) {
       if (mismatch.ledger !== 'private-accepted') continue;
@@ -332,10 +337,17 @@ function checkClaims(
   const claimed = result.kind === 'ok' ? [range] : result.pages.filter((run) => run.outcome === 'converted');
   const ept = module.sharedEpt(tdr);
   for (const run of claimed) {
+    // The module's truth a run of pages in one state at a time (privateRun: one walk, no object per page); every
+    // page of the run reads as privatePage says of it, and a leaf's host page is defined exactly when the state is
+    // a leaf's.
+    let truth = { state: 'FREE' as SeptStateName, end: 0, leaf: false };
     for (let gpa = run.start - (run.start % PAGE); gpa < run.end; gpa += PAGE) {
       const frame = gpa / PAGE;
       if (record?.behindTheGuestsBack.has(frame) === true) continue;
-      const truth = module.privatePage(tdr, gpa);
+      if (gpa >= truth.end) {
+        const read = module.privateRun(tdr, gpa, run.end);
+        truth = { state: read.state, end: read.end, leaf: septStateInfo(SeptState[read.state]).leaf };
+      }
       if (!toShared) {
         // Without the VMM's record the monitor's own check stands.
         if (record !== undefined && truth.state !== 'MAPPED')
@@ -345,9 +357,9 @@ function checkClaims(
           );
         continue;
       }
-      const really = truth.hpa === undefined && ept.lookup(gpa) !== undefined;
+      const really = !truth.leaf && ept.lookup(gpa) !== undefined;
       // Lazy backends (KVM) map the shared side on first touch: without the VMM's record only the private side counts.
-      if (record === undefined ? truth.hpa === undefined : really) continue;
+      if (record === undefined ? !truth.leaf : really) continue;
       if (record?.unbackedAcks.has(frame) === true) continue;
       fail(
         'overclaim-shared',
