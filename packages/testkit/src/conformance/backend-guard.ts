@@ -465,13 +465,27 @@ export class BackendGuard {
   }
 
   /**
-   * The module as the backend sees it: every member the same, SEAMCALLs through {@link #seamcall}. An object whose
-   * prototype is the module, with the module's methods bound to it and its accessors forwarded (they use private
-   * state), not a Proxy: a backend reads the module on every exit, and a Proxy's trap cost as much as the rest of the
-   * guard.
+   * The module as the backend sees it: every member the same, SEAMCALLs through {@link #seamcall}. An object of the
+   * module's class (its prototype is the module's prototype), with the module's methods bound to it and its
+   * accessors and own fields forwarded (they are the module's state), not a Proxy: a backend reads the module on
+   * every exit, and a Proxy's trap cost as much as the rest of the guard. Not an object whose prototype is the module
+   * itself: V8 gives an object that becomes a prototype a map of its own, so every scenario's module had a new map,
+   * and the module's hot code, compiled for the last one, was thrown away ("wrong map") and compiled again in every
+   * scenario of a process, until its property reads went megamorphic.
    */
   #watched(module: TdxModule): TdxModule {
-    const watched = Object.create(module) as TdxModule;
+    const watched = Object.create(Object.getPrototypeOf(module) as object) as TdxModule;
+    // The module's own fields (a counter, its package brand), read and written on the module itself.
+    for (const key of Reflect.ownKeys(module)) {
+      const field = module as unknown as Record<PropertyKey, unknown>;
+      Object.defineProperty(watched, key, {
+        get: () => field[key],
+        set: (v: unknown) => {
+          field[key] = v;
+        },
+        configurable: true,
+      });
+    }
     for (
       let proto: object | null = Object.getPrototypeOf(module) as object | null;
       proto !== null && proto !== Object.prototype;
