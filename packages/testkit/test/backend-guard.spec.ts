@@ -16,7 +16,7 @@ import {
   SeamcallLeaf,
   type TdExitEvent,
   TdvmcallStatus,
-  type TdxModule,
+  TdxModule,
   VmExitReason,
   type Vmm,
 } from '@tdxsim/tdx-module';
@@ -83,6 +83,41 @@ describe('BackendGuard', () => {
     expect(guard.fault).toBeUndefined();
     expect(guard.steps).toBeGreaterThan(10);
     expect(await guard.strayWork()).toBeUndefined();
+  });
+
+  it("the module a backend gets is an object of its class whose fields are the module's, not one whose prototype is the module", async () => {
+    let seen: TdxModule | undefined;
+    class SeeingVmm extends BareVmm {
+      constructor(module: TdxModule, td: BuiltTd) {
+        super(module, td);
+        seen = module;
+      }
+    }
+    const guard = new BackendGuard();
+    let real: TdxModule | undefined;
+    await guard.run(async () => {
+      const handle = await composeTd({
+        vmm: guard.module(SeeingVmm),
+        guest: (cpu, trace) => TdGuest.boot(cpu, { memoryBytes: 16 * MIB, policy: 'linux', trace }),
+        ...scenarioTd({ memoryBytes: 16 * MIB, seed: 1 }),
+      });
+      real = handle.module;
+    });
+    const watched = seen as TdxModule;
+    const module = real as TdxModule;
+    expect(watched).not.toBe(module);
+    expect(watched).toBeInstanceOf(TdxModule);
+    // A module made a prototype gets a map of its own in V8: every scenario's hot code would be compiled again.
+    expect(Object.getPrototypeOf(watched)).toBe(Object.getPrototypeOf(module));
+    expect(Object.getPrototypeOf(watched)).not.toBe(module);
+    // Its own fields are the module's, read and written there.
+    module.droppedHostWrites = 3;
+    expect(watched.droppedHostWrites).toBe(3);
+    watched.droppedHostWrites = 5;
+    expect(module.droppedHostWrites).toBe(5);
+    expect(Reflect.ownKeys(watched)).toEqual(expect.arrayContaining(Reflect.ownKeys(module)));
+    // Its methods and accessors act on the module.
+    expect(watched.externalWork).toBe(module.externalWork);
   });
 
   it('a backend that loops on one failing SEAMCALL is stopped after 64 identical failures', async () => {
