@@ -1,7 +1,21 @@
 import { GuestIds, guestModule, type TdGuest } from '@tdxsim/guest';
-import { checkInvariants, composeTd, type TraceSink, VMM_OWNED_INVARIANT_RULES } from '@tdxsim/tdx-module';
+import {
+  type BuiltTd,
+  checkInvariants,
+  composeTd,
+  makeGprs,
+  type TraceSink,
+  VMM_OWNED_INVARIANT_RULES,
+} from '@tdxsim/tdx-module';
 import { describe, expect, it } from 'vitest';
-import { hostileVmm, hostileVmms, type ScriptedVmm, scriptedVmm } from '../src/index.js';
+import {
+  HONEST_STEP,
+  HonestCore,
+  hostileVmm,
+  hostileVmms,
+  type ScriptedVmm,
+  scriptedVmm,
+} from '../src/index.js';
 
 const GIB = 2 ** 30;
 const PAGE = 4096;
@@ -66,6 +80,19 @@ describe('the honest core under the scripted backend', () => {
     );
     expect(await guest.setShared(0, 64 * PAGE)).toMatchObject({ kind: 'ok', mapGpaCalls: 8 });
     expect(module.sharedEpt(td.tdr).size).toBe(64);
+  });
+});
+
+describe("a user's HonestCore", () => {
+  it('checks the TD it was given before it AUGs on an EPT-violation exit: 9 paging levels are refused', async () => {
+    const { module, td } = await boot(scriptedVmm({ steps: [HONEST_STEP], order: 'cycle' }));
+    // The constructor checks the TD's shape; its paging levels, host and allocator are checked where they are used.
+    const core = new HonestCore(module, { ...td, run: td.run.bind(td), pwl: 9 } as BuiltTd);
+    const gpa = 3 * GIB;
+    expect(module.privatePage(td.tdr, gpa).state).toBe('FREE');
+    await expect(core.onEptViolation(makeGprs({ r8: BigInt(gpa) }))).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
   });
 });
 

@@ -19,6 +19,10 @@ import type { SeamcallPort } from '../vmm-port.js';
 /** The registers a SEAMCALL answered, with the status decoded. */
 export interface SeamcallResult {
   readonly status: bigint;
+  /**
+   * `status` decoded. A getter that decodes on first read (since issue 14), not an own property: a spread, `Object.keys`,
+   * `structuredClone` or `JSON.stringify` of a result leaves it out; read it by name.
+   */
   readonly decoded: DecodedStatus;
   readonly rcx: bigint;
   readonly rdx: bigint;

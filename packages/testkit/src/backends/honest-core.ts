@@ -115,13 +115,15 @@ export class HonestCore {
 
   /**
    * AUGs `gpa` at `level`, adding the S-EPT tables it needs first. `reached`, when the caller has just read it, is where
-   * the walk to `gpa` stops (`privatePage`, what ensureSeptTables reads first): tables that already reach `level` need
-   * no SEPT.ADD, and are then not looked for again (most EPT-violation exits of a case).
+   * the walk to `gpa` stops (`privatePage`, what ensureSeptTables reads first): in the core of a safety case's own
+   * VMM, whose TD the campaign built, tables that already reach `level` need no SEPT.ADD and are not looked for again
+   * (most EPT-violation exits of a case). A user's core always goes through ensureSeptTables, which also checks the
+   * TD it was given (its host, allocator and paging levels), as the constructor does not.
    */
   async #aug(gpa: number, level: 0 | 1, reached?: { readonly level: number }): Promise<boolean> {
     const { td, module } = this;
     const tables =
-      reached !== undefined && reached.level <= level
+      !this.#checksRegisters && reached !== undefined && reached.level <= level
         ? TdxStatus.SUCCESS
         : await ensureSeptTables(module, td.host, td.allocator, td.tdr, gpa, level, td.pwl);
     if (tables !== TdxStatus.SUCCESS) return false;

@@ -25,7 +25,13 @@ import { parseBehaviour } from '../behaviour/parse-behaviour.js';
 import type { VmmBehaviour } from '../behaviour/vmm-behaviour.js';
 import { testkitLogger } from '../log.js';
 import { objectArray } from '../object-array.js';
-import { type SafetyNote, type SafetyRule, trustedSafetyMonitor } from '../safety/safety-monitor.js';
+import {
+  SafetyMonitor,
+  type SafetyMonitorOptions,
+  type SafetyNote,
+  type SafetyRule,
+  trustedSafetyMonitor,
+} from '../safety/safety-monitor.js';
 import { checkSafetyCase } from './safety-case-arguments.js';
 import { DEFAULT_SAFETY_WORKLOAD, type SafetyWorkload, type WorkloadStep } from './safety-workload.js';
 
@@ -127,7 +133,14 @@ async function boot(safetyCase: GuestSafetyCase, memoryBytes: number, setUp: Saf
   if (isContainerModule(safetyCase.vmm)) {
     const composed = await composeTd({ vmm: safetyCase.vmm, build, sim: { module: { tdmr } } });
     const guest = await TdGuest.boot(composed.td.guest(0), { memoryBytes, policy });
-    return { module: composed.module, td: composed.td, guest, record: recordOf(composed.hosted.vmm) };
+    return {
+      module: composed.module,
+      td: composed.td,
+      guest,
+      record: recordOf(composed.hosted.vmm),
+      // The TD and module came from the backend's factory: its monitor checks them.
+      trusted: false,
+    };
   }
   // Every scripted case starts from the same built TD: restored from a checkpoint taken once per GPA width.
   const { module, td: built } = await scriptedCaseTd(build.gpaw, setUp);
@@ -136,7 +149,7 @@ async function boot(safetyCase: GuestSafetyCase, memoryBytes: number, setUp: Saf
   // A backend that throws ends its host thread; the guest then fails its next TDCALL, which the report shows.
   for (const thread of vmm.run()) thread.catch((error: unknown) => log('the VMM threw: %o', error));
   const guest = await TdGuest.boot(vmm.td.guest(0), { memoryBytes, policy });
-  return { module, td: vmm.td, guest, record: vmm.record };
+  return { module, td: vmm.td, guest, record: vmm.record, trusted: true };
 }
 
 /**
@@ -195,9 +208,16 @@ export async function runGuestSafety(
 ): Promise<GuestSafetyReport> {
   const workload = safetyCase.workload ?? DEFAULT_SAFETY_WORKLOAD;
   const checkEvery = safetyCase.checkEvery ?? 1;
-  const { module, td, guest, record } = await boot(safetyCase, workload.memoryPages * PAGE, setUp);
+  const { module, td, guest, record, trusted } = await boot(safetyCase, workload.memoryPages * PAGE, setUp);
   const policy = guest.policy;
-  const monitor = trustedSafetyMonitor({ module, tdr: td.tdr, guest });
+  // A scripted case's own TD needs no check again; a container's came from the backend's factory.
+  const monitor = (
+    trusted ? trustedSafetyMonitor : (options: SafetyMonitorOptions) => new SafetyMonitor(options)
+  )({
+    module,
+    tdr: td.tdr,
+    guest,
+  });
   const violations: GuestSafetyViolation[] = objectArray();
   const outcomes: string[] = objectArray();
   const fail = (rule: GuestSafetyRule, message: string): void => {
