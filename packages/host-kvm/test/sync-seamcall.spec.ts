@@ -91,8 +91,14 @@ describe('SEAMCALLs answered at once or in promises: the same run', () => {
     for (const seed of [1, 2, 3]) {
       const record = async (promises: boolean) => {
         const { scheduler, steps } = recordingScheduler(seed);
-        const result = await run({ seed, vcpus: 2, hugePages: seed === 2, steps: 3 }, promises, scheduler);
-        return { steps, schedule: scheduler.schedule, result };
+        try {
+          const result = await run({ seed, vcpus: 2, hugePages: seed === 2, steps: 3 }, promises, scheduler);
+          return { steps, schedule: scheduler.schedule, result };
+        } finally {
+          // Its thread tracking (an AsyncLocalStorage) off: left on, it stays on in this worker thread for the test
+          // files after this one (isolate: false) and slows their promises.
+          scheduler.dispose();
+        }
       };
       const atOnce = await record(false);
       const inPromises = await record(true);
