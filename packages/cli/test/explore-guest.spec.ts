@@ -152,8 +152,8 @@ describe.skipIf(!hasClang)('tdxsim explore --guest', () => {
     expect(first[0]?.stdout).not.toBe(first[1]?.stdout);
     expect(await replay(failure.schedule)).toEqual(first[0]);
     // Both replays at once beside the burners: every core stays busy, and the burners spin half as long (they take
-    // their CPU from the rest of the suite; issue 14). The two replays are busy threads too: one burner fewer than
-    // cores still leaves more busy threads than cores.
+    // their CPU from the rest of the suite; issue 14). The two replays are busy processes too: one burner fewer than
+    // cores still leaves more busy processes than cores.
     const burners = burnCpus(availableParallelism() - 1);
     try {
       expect(await Promise.all(schedules.map(replay))).toEqual(first);
