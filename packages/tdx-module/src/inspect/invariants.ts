@@ -76,9 +76,24 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
   const check = new InvariantCheck(module.state, options.locks !== false);
   const { pamt } = module.state;
   for (const td of module.state.tds.values()) check.td(td);
-  pamt.forEachUsed(check.visitUsed);
+  visiting = check;
+  try {
+    pamt.forEachUsed(visitUsed);
+  } finally {
+    visiting = undefined;
+  }
   return check.out;
 }
+
+/** The check {@link visitUsed} reports to (this function runs to completion: one check at a time). */
+let visiting: InvariantCheck | undefined;
+/**
+ * One visitor for every check, not a closure per check: the PAMT walk (visitBlock, visitEntry) embeds the closure it
+ * calls in its optimized code, which a dead per-check closure deoptimized ("weak objects"), and each new closure's
+ * own optimized code was dropped with it: both were compiled again in scenario after scenario of a matrix worker.
+ */
+const visitUsed = (hpa: number, level: number, type: number, owner: number, lock: number): void =>
+  (visiting as InvariantCheck).visitUsed(hpa, level, type, owner, lock);
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
 /** A TD's name in a message (a check that finds nothing builds no string). */
@@ -352,8 +367,8 @@ class InvariantCheck {
     }
   }
 
-  /** Every used PAMT entry: no lock left held, and none that nothing references (bound once, for forEachUsed). */
-  readonly visitUsed = (hpa: number, level: number, type: number, _owner: number, lock: number): void => {
+  /** Every used PAMT entry: no lock left held, and none that nothing references (for forEachUsed). */
+  visitUsed(hpa: number, level: number, type: number, _owner: number, lock: number): void {
     if (this.#locks && hpHeld(lock)) this.fail('lock-held', `PAMT ${hex(hpa)} level ${level} lock ${lock}`);
     if (type !== PamtPageType.NDA && this.#referenced.get(hpa, level) === undefined) {
       this.fail(
@@ -361,7 +376,7 @@ class InvariantCheck {
         `PAMT ${hex(hpa)} level ${level} is ${pamtPageTypeName(type)} but nothing uses it`,
       );
     }
-  };
+  }
 }
 
 /** The tables of users {@link checkInvariants} fills, kept for the next check. */
