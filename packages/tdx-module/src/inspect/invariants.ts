@@ -76,16 +76,18 @@ export function checkInvariants(module: TdxModule, options: { locks?: boolean } 
   const check = new InvariantCheck(module.state, options.locks !== false);
   const { pamt } = module.state;
   for (const td of module.state.tds.values()) check.td(td);
+  // The check before, if one is running (a check made from inside another, whatever would do that), comes back after.
+  const outer = visiting;
   visiting = check;
   try {
     pamt.forEachUsed(visitUsed);
   } finally {
-    visiting = undefined;
+    visiting = outer;
   }
   return check.out;
 }
 
-/** The check {@link visitUsed} reports to (this function runs to completion: one check at a time). */
+/** The check {@link visitUsed} reports to while {@link checkInvariants} walks the PAMT (synchronously). */
 let visiting: InvariantCheck | undefined;
 /**
  * One visitor for every check, not a closure per check: the PAMT walk (visitBlock, visitEntry) embeds the closure it
