@@ -2,7 +2,6 @@ import { describe, expect, it } from 'vitest';
 import {
   DOUBLING_MAX_PAIRS,
   DOUBLING_MIN_CPU_MS,
-  HEAP_MAX_PAIRS,
   heapPairsFor,
   measureHeapPairs,
   measurePairs,
@@ -73,13 +72,15 @@ describe('measurePairs', () => {
 });
 
 describe('heap runs', () => {
-  it('a short row gets the most heap pairs, a long one a single pair, and never fewer than one', () => {
-    expect(heapPairsFor(20)).toBe(HEAP_MAX_PAIRS);
-    expect(heapPairsFor(DOUBLING_MIN_CPU_MS / 2)).toBe(2);
-    expect(heapPairsFor(DOUBLING_MIN_CPU_MS)).toBe(1);
-    expect(heapPairsFor(30_000)).toBe(1);
-    // A run too short for the clock to see is short.
-    expect(heapPairsFor(0)).toBe(HEAP_MAX_PAIRS);
+  it('a short row gets as many heap pairs as it had timed pairs, a long one a single pair, never fewer than one', () => {
+    expect(heapPairsFor(20, 40)).toBe(40);
+    expect(heapPairsFor(20, 3)).toBe(3);
+    expect(heapPairsFor(DOUBLING_MIN_CPU_MS / 2, 3)).toBe(2);
+    expect(heapPairsFor(DOUBLING_MIN_CPU_MS, 3)).toBe(1);
+    expect(heapPairsFor(30_000, 3)).toBe(1);
+    // A run too short for the clock to see is short; a row with no timed pairs still gets one.
+    expect(heapPairsFor(0, 40)).toBe(40);
+    expect(heapPairsFor(20, 0)).toBe(1);
   });
 
   it('alternates the sizes and keeps the highest peak of each and an outcome that is not ok', async () => {

@@ -67,18 +67,17 @@ export async function measurePairs(
   return { once, twice };
 }
 
-/** The most pairs of heap runs a row runs (see {@link heapPairsFor}). */
-export const HEAP_MAX_PAIRS = 3;
-
 /**
  * How many pairs of heap runs (one at the size, one at twice it) a row whose timed runs at its size took
- * `medianCpuMs` each gets: as many as fit in {@link DOUBLING_MIN_CPU_MS} of CPU at its size, at least one and at most
- * {@link HEAP_MAX_PAIRS}. A short run's peak is mostly how much garbage the young generation held when it was
- * sampled, so the highest of a few is steadier than one; a long run's peak is its live data, and one pair is enough.
+ * `medianCpuMs` each, in `timedPairs` pairs, gets: as many as fit in {@link DOUBLING_MIN_CPU_MS} of CPU at its size,
+ * at least one and at most as many as it had timed pairs. A short run's peak is mostly how much garbage the young
+ * generation held when it was sampled, so the highest of many is steady where one is not (a 5 ms row read ×2.2 on its
+ * heap from 3 pairs); a long run's peak is its live data, and one pair is enough.
  */
-export function heapPairsFor(medianCpuMs: number): number {
-  if (!(medianCpuMs > 0)) return HEAP_MAX_PAIRS;
-  return Math.max(1, Math.min(HEAP_MAX_PAIRS, Math.floor(DOUBLING_MIN_CPU_MS / medianCpuMs)));
+export function heapPairsFor(medianCpuMs: number, timedPairs: number): number {
+  const most = Math.max(1, timedPairs);
+  if (!(medianCpuMs > 0)) return most;
+  return Math.max(1, Math.min(most, Math.floor(DOUBLING_MIN_CPU_MS / medianCpuMs)));
 }
 
 /** One run measured for its heap: the highest heap above its start, in MiB, and its outcome. */

@@ -72,8 +72,9 @@ export interface BenchRow {
   readonly firstRunCpuMs?: number;
   readonly wallMs: { readonly min: number; readonly median: number };
   /**
-   * Highest heap above the heap at the start of a run at this size, in MiB, of 1 to 3 runs of their own after the timed
-   * ones, each started after a full collection (the timed runs force none: see the README).
+   * Highest heap above the heap at the start of a run at this size, in MiB, of runs of their own after the timed ones
+   * (as many as fit in 1.5 s of CPU, at most one per timed run), each started after a full collection (the timed runs
+   * force none: see the README).
    */
   readonly peakHeapMiB: number;
   /**
@@ -146,7 +147,7 @@ export const benchCommand: CliCommand = {
       .option('--json <file>', 'write the rows and figures as JSON')
       .addHelpText(
         'after',
-        "\nCPU time is the process's (user + system) during the run: on a shared machine wall time is noise. Each workload of the table runs --warm-up times unmeasured first (the per-call figures below the table — module alone, one 4K page, fuzz — have no warm-up run: their min is a process's first run; fuzz runs its campaigns, seeds 1..--runs, in a fresh node process of their own, as `tdxsim fuzz` runs, each timed by that process's CPU time, prints the first campaign, JIT warm-up included, on a line of its own and judges the median of the campaigns after it) (the first one's CPU time is the '1st run' column: in a fresh process with one --only measure and one --vmm, the cold cost, V8's compilation of the hot path included), then --runs times at its size and --runs times at twice it, alternated (without --runs, a row whose runs at its size add up to less than 1.5 s of CPU runs more pairs, up to 40, so that its doubling ratio is not judged on a few runs of tens of milliseconds). No garbage collection is forced before a timed run; the peak heap comes from runs of their own after the timed ones (1 to 3 at each size, each after a full collection). Targets are issue 14's. Exit code 1 when a workload is not ok, at its size or at twice it, when the fuzz child fails or a fuzz campaign finds an unsafe guest (a missed target is reported, not an error).",
+        "\nCPU time is the process's (user + system) during the run: on a shared machine wall time is noise. Each workload of the table runs --warm-up times unmeasured first (the per-call figures below the table — module alone, one 4K page, fuzz — have no warm-up run: their min is a process's first run; fuzz runs its campaigns, seeds 1..--runs, in a fresh node process of their own, as `tdxsim fuzz` runs, each timed by that process's CPU time, prints the first campaign, JIT warm-up included, on a line of its own and judges the median of the campaigns after it) (the first one's CPU time is the '1st run' column: in a fresh process with one --only measure and one --vmm, the cold cost, V8's compilation of the hot path included), then --runs times at its size and --runs times at twice it, alternated (without --runs, a row whose runs at its size add up to less than 1.5 s of CPU runs more pairs, up to 40, so that its doubling ratio is not judged on a few runs of tens of milliseconds). No garbage collection is forced before a timed run; the peak heap comes from runs of their own after the timed ones (at each size as many as fit in 1.5 s of CPU, at most one per timed run, each after a full collection). Targets are issue 14's. Exit code 1 when a workload is not ok, at its size or at twice it, when the fuzz child fails or a fuzz campaign finds an unsafe guest (a missed target is reported, not an error).",
       )
       .action(async (options: BenchOptions) => done(await bench(options)));
   },
@@ -266,7 +267,7 @@ async function bench(args: BenchOptions): Promise<number> {
     const heap = await measureHeapPairs(
       (size) => measureHeap(c, size),
       c.amount,
-      args.quick ? 1 : heapPairsFor(median(once.cpu)),
+      args.quick ? 1 : heapPairsFor(median(once.cpu), once.cpu.length),
     );
     const heapOnce = heap.once;
     const heapTwice = heap.twice;
