@@ -184,6 +184,7 @@ export { HostPageAllocator, type HostPageRun } from './memory/host-page-allocato
 export type { TdmrOptions } from './memory/physical-memory.js';
 export { assertSameCopy, loadedCopies, type PackageCopy } from './package-copy.js';
 export {
+  copyGprs,
   formatGprs,
   type Gprs,
   type GprValues,

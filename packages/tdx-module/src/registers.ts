@@ -105,11 +105,14 @@ export function ownedGprs(regs: readonly bigint[]): readonly bigint[] {
 }
 
 /**
- * A fresh copy of a register file of exactly 16 entries (one {@link normalizeGprs} answered): an array literal of its
- * entries, which optimized code allocates and fills in place, where `slice` calls two builtins (about 240
- * instructions against about 50; every TDCALL's answer is one).
+ * A fresh copy of a register array (one the caller may change afterwards): for the usual 16 entries an array literal,
+ * which optimized code allocates and fills in place, where `slice` calls two builtins (about 240 instructions against
+ * about 50; every TDCALL's answer and every exit a backend guard watches is one); any other length is sliced.
  */
 export function copyGprs(regs: readonly bigint[]): Gprs {
+  if (!Array.isArray(regs))
+    throw new TdxSimError('INVALID_ARGUMENT', `regs must be an array, got ${showValue(regs)}`, 'regs');
+  if (regs.length !== 16) return regs.slice();
   return [
     regs[0] as bigint,
     regs[1] as bigint,

@@ -269,9 +269,7 @@ async function bench(args: BenchOptions): Promise<number> {
       c.amount,
       args.quick ? 1 : heapPairsFor(median(once.cpu), once.cpu.length),
     );
-    const heapOnce = heap.once;
-    const heapTwice = heap.twice;
-    const outcomes = [once.outcome, twice.outcome, heapOnce.outcome, heapTwice.outcome];
+    const outcomes = [once.outcome, twice.outcome, heap.once.outcome, heap.twice.outcome];
     const row: BenchRow = {
       title: c.title,
       vmm: c.vmm.name,
@@ -280,11 +278,11 @@ async function bench(args: BenchOptions): Promise<number> {
       calls: once.calls,
       cpuMs: { min: Math.round(Math.min(...once.cpu)), median: Math.round(median(once.cpu)) },
       wallMs: { min: Math.round(Math.min(...once.wall)), median: Math.round(median(once.wall)) },
-      peakHeapMiB: Math.round(heapOnce.peakHeapMiB * 10) / 10,
+      peakHeapMiB: Math.round(heap.once.peakHeapMiB * 10) / 10,
       ...(first === undefined ? {} : { firstRunCpuMs: Math.round(first.cpuMs) }),
       runs: once.cpu.length,
       doublingCpu: Math.round((median(twice.cpu) / median(once.cpu)) * 100) / 100,
-      doublingHeap: Math.round((heapTwice.peakHeapMiB / Math.max(heapOnce.peakHeapMiB, 1)) * 100) / 100,
+      doublingHeap: Math.round((heap.twice.peakHeapMiB / Math.max(heap.once.peakHeapMiB, 1)) * 100) / 100,
       // Any run that is not ok (at twice the size, or for the heap) makes the row not ok too.
       outcome: outcomes.find((o) => o !== 'ok') ?? 'ok',
       ...(c.cpuTarget === undefined ? {} : { cpuTarget: c.cpuTarget }),
