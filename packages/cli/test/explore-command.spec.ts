@@ -106,7 +106,8 @@ describe('tdxsim explore', () => {
   });
 
   it('a schedule of other code replays with a warning that it is stale, and exits 1', async () => {
-    const run = await runCli([
+    // Not a printed replay command: main in this process says the same.
+    const run = await runMain([
       'explore',
       '--race',
       'fault-racing-zap',

@@ -5,7 +5,7 @@
  * shards side by side, colours and annotations from its environment, a backend file it imports, exit codes reaching
  * the shell.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -328,8 +328,11 @@ describe('the command line: exit 2 with one line naming what is wrong, before an
   ];
   for (const [title, args, message] of cases) {
     it(title, async () => {
-      // Backend files are imported, which is the process's business; the rest end before anything is loaded.
-      const run = args.includes('--backend') ? await runCli(args) : await runMain(args);
+      // A backend file that is there is imported, which is the process's business; the rest end before anything is
+      // loaded (a missing backend file too).
+      const backend = args.indexOf('--backend');
+      const imports = backend !== -1 && existsSync(args[backend + 1] as string);
+      const run = imports ? await runCli(args) : await runMain(args);
       expect(run.code).toBe(2);
       expect(run.stdout).toBe('');
       expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
@@ -340,7 +343,8 @@ describe('the command line: exit 2 with one line naming what is wrong, before an
   it('a backend file of an extension --backend does not load names the ones it does', async () => {
     const file = join(dir, 'vmm.cjs');
     writeFileSync(file, 'module.exports = {};');
-    const run = await runCli(['--backend', file]);
+    // Refused by its extension, before it is imported: no process of its own needed.
+    const run = await runMain(['--backend', file]);
     expect(run.code).toBe(2);
     expect(run.stderr.trim()).toBe(
       `tdxsim: backend file "${file}" has the extension ".cjs": --backend loads .js, .mjs, .ts, .mts files (ES modules; a .cjs backend can be re-exported from a .mjs file)`,
