@@ -1,4 +1,8 @@
-import { PamtPageType } from '../abi/page-type.js';
+import { PamtPageType as importedPamtPageType } from '../abi/page-type.js';
+
+// Module-private copies of imported bindings used on the SEAMCALL/TDCALL path: optimized code reads an imported
+// binding through its module cell, with a check, at every use; a module-private `const` is folded into the code.
+const PamtPageType = importedPamtPageType;
 
 /**
  * PAMT: one entry per host page at each of 1G, 2M and 4K (page type, owning TDR, block epoch, host-priority lock

@@ -1,4 +1,8 @@
-import { SeptState } from '../abi/sept-state.js';
+import { SeptState as importedSeptState } from '../abi/sept-state.js';
+
+// Module-private copies of imported bindings used on the SEAMCALL/TDCALL path: optimized code reads an imported
+// binding through its module cell, with a check, at every use; a module-private `const` is folded into the code.
+const SeptState = importedSeptState;
 
 /**
  * Changes to the walk paths of one tree, shared by all its tables: bumped whenever an entry becomes or stops being
