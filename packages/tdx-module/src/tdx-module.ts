@@ -1,8 +1,8 @@
 import {
   decodeLeaf,
   SeamcallLeaf as importedSeamcallLeaf,
+  TdcallLeaf as importedTdcallLeaf,
   seamcallLeafName,
-  TdcallLeaf,
   tdcallLeafName,
 } from './abi/leaves.js';
 import { OperandId as importedOperandId } from './abi/operand-id.js';
@@ -18,7 +18,7 @@ import { formatStatus } from './abi/status-decoder.js';
 import { u64ToNumber as importedU64ToNumber } from './abi/u64.js';
 import { ModuleCheckpoint } from './checkpoint/module-checkpoint.js';
 import { interruptExit, nmiExit } from './core/exit-registers.js';
-import { yieldAt } from './core/gates.js';
+import { yieldAt as importedYieldAt } from './core/gates.js';
 import { HeldLocks } from './core/held-locks.js';
 import { type ModuleConfig, ModuleState } from './core/module-state.js';
 import { type ExitAnswer, takeExit as importedTakeExit, VcpuRuntime } from './core/vcpu-runtime.js';
@@ -57,7 +57,7 @@ import {
   vpCreate,
   vpInit,
 } from './flows/td-build.js';
-import { tdgAccept } from './flows/tdg-accept.js';
+import { tdgAccept as importedTdgAccept } from './flows/tdg-accept.js';
 import { tdgVeInfoGet, tdgVpInfo } from './flows/tdg-info.js';
 import { tdgVmcall } from './flows/tdg-vmcall.js';
 import {
@@ -76,8 +76,8 @@ import type { TdmrOptions } from './memory/physical-memory.js';
 import { validateTdmr } from './memory/physical-memory.js';
 import { COPY_BRAND, THIS_COPY } from './package-copy.js';
 import {
-  copyGprs,
   type Gprs,
+  copyGprs as importedCopyGprs,
   makeGprs as importedMakeGprs,
   normalizeGprs as importedNormalizeGprs,
   Reg as importedReg,
@@ -94,6 +94,10 @@ import type { SeamcallPort } from './vmm-port.js';
 
 // Module-private copies of imported bindings used on the SEAMCALL/TDCALL path: optimized code reads an imported
 // binding through its module cell, with a check, at every use; a module-private `const` is folded into the code.
+const TdcallLeaf = importedTdcallLeaf;
+const copyGprs = importedCopyGprs;
+const tdgAccept = importedTdgAccept;
+const yieldAt = importedYieldAt;
 const OperandId = importedOperandId;
 const Reg = importedReg;
 const SeamcallLeaf = importedSeamcallLeaf;

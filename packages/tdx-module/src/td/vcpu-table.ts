@@ -1,6 +1,10 @@
-import { u64ToNumber } from '../abi/u64.js';
+import { u64ToNumber as importedU64ToNumber } from '../abi/u64.js';
 import type { TdControl } from './td-control.js';
 import type { VcpuState } from './vcpu.js';
+
+// Module-private copies of imported bindings used on the SEAMCALL/TDCALL path: optimized code reads an imported
+// binding through its module cell, with a check, at every use; a module-private `const` is folded into the code.
+const u64ToNumber = importedU64ToNumber;
 
 /** A vCPU with the TD it belongs to, as the module finds it by TDVPR. */
 export interface VcpuOwner {
