@@ -10,8 +10,8 @@ import { septStateInfo as importedSeptStateInfo } from '../abi/sept-state.js';
 import { numberToU64 as importedNumberToU64 } from '../abi/u64.js';
 import { type Gprs, makeGprs as importedMakeGprs, Reg as importedReg } from '../registers.js';
 
-// Module-private copies of imported bindings used on the SEAMCALL/TDCALL path: optimized code reads an imported
-// binding through its module cell, with a check, at every use; a module-private `const` is folded into the code.
+// Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
+// module cell and checked at every use: tdx-module README, "Eleventh pass").
 const EXIT_QUALIFICATION_WRITE = importedEXIT_QUALIFICATION_WRITE;
 const EeqType = importedEeqType;
 const Reg = importedReg;

@@ -19,8 +19,8 @@ import type { TdControl } from '../td/td-control.js';
 import type { HeldLocks } from './held-locks.js';
 import type { ModuleState } from './module-state.js';
 
-// Module-private copies of imported bindings used on the SEAMCALL/TDCALL path: optimized code reads an imported
-// binding through its module cell, with a check, at every use; a module-private `const` is folded into the code.
+// Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
+// module cell and checked at every use: tdx-module README, "Eleventh pass").
 const LifecycleState = importedLifecycleState;
 const OperandId = importedOperandId;
 const Reg = importedReg;

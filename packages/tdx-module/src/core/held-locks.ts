@@ -113,8 +113,8 @@ export class HeldLocks {
   }
 }
 
-// Module-private aliases of the lock functions: optimized code reads an imported binding through its module cell and
-// checks it at every call; a private `const` is folded (a SEAMCALL releases about ten lock words here).
+// Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
+// module cell and checked at every use: tdx-module README, "Eleventh pass").
 const releaseShared = hpReleaseShared;
 const releaseExclusive = hpReleaseExclusive;
 const unlockSeptEntry = septEntryUnlock;

@@ -22,8 +22,12 @@ import { TdTable } from '../td/td-table.js';
 import { VcpuTable } from '../td/vcpu-table.js';
 import type { HeldLocks } from './held-locks.js';
 
-// Module-private copies of imported bindings used on the SEAMCALL/TDCALL path: optimized code reads an imported
-// binding through its module cell, with a check, at every use; a module-private `const` is folded into the code.
+// Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
+// module cell and checked at every use: tdx-module README, "Eleventh pass").
+const NDA = PamtPageType.NDA;
+const releaseShared = hpReleaseShared;
+const tryExclusive = hpTryExclusivePacked;
+const tryShared = hpTrySharedPacked;
 const ENTRY_SPAN = importedENTRY_SPAN;
 const TdxStatus = importedTdxStatus;
 const index2mOf = importedIndex2mOf;
@@ -345,14 +349,6 @@ function pageTypeStatus(
 
 /** Host addresses are below 2^52 (the converted operand compared: exact at this boundary). */
 const ADDRESS_LIMIT = 2 ** 52;
-
-// Module-private aliases of the lock functions and the NDA type: optimized code reads an imported binding through
-// its module cell and checks it at every use; a private `const` is folded (every SEAMCALL walks PAMT two or three
-// times).
-const tryShared = hpTrySharedPacked;
-const tryExclusive = hpTryExclusivePacked;
-const releaseShared = hpReleaseShared;
-const NDA = PamtPageType.NDA;
 
 /** One attempt on a PAMT entry's host-priority lock word: `result * 65536 + word` (see host-priority-lock.ts). */
 function tryPamtWord(word: number, exclusive: boolean, caller: LockCaller): number {

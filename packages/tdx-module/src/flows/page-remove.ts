@@ -25,8 +25,8 @@ import { type Gprs, Reg as importedReg } from '../registers.js';
 import { ENTRY_SPAN as importedENTRY_SPAN, PAGES_4K_IN as importedPAGES_4K_IN } from '../sept/sept-table.js';
 import type { TdControl } from '../td/td-control.js';
 
-// Module-private copies of imported bindings used on the SEAMCALL/TDCALL path: optimized code reads an imported
-// binding through its module cell, with a check, at every use; a module-private `const` is folded into the code.
+// Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
+// module cell and checked at every use: tdx-module README, "Eleventh pass").
 const ENTRY_SPAN = importedENTRY_SPAN;
 const OperandId = importedOperandId;
 const PAGES_4K_IN = importedPAGES_4K_IN;

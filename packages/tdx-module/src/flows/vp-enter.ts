@@ -12,8 +12,8 @@ import { type Gprs, makeGprs as importedMakeGprs, Reg as importedReg } from '../
 import type { TdControl } from '../td/td-control.js';
 import type { VcpuState } from '../td/vcpu.js';
 
-// Module-private copies of imported bindings used on the SEAMCALL/TDCALL path: optimized code reads an imported
-// binding through its module cell, with a check, at every use; a module-private `const` is folded into the code.
+// Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
+// module cell and checked at every use: tdx-module README, "Eleventh pass").
 const OperandId = importedOperandId;
 const PamtPageType = importedPamtPageType;
 const Reg = importedReg;

@@ -10,8 +10,8 @@ import {
   SeptTable,
 } from './sept-table.js';
 
-// Module-private copies of imported bindings used on the SEAMCALL/TDCALL path: optimized code reads an imported
-// binding through its module cell, with a check, at every use; a module-private `const` is folded into the code.
+// Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
+// module cell and checked at every use: tdx-module README, "Eleventh pass").
 const ENTRY_SCALE = importedENTRY_SCALE;
 const SEPT_WALK_STOPS = importedSEPT_WALK_STOPS;
 const SeptState = importedSeptState;
