@@ -133,9 +133,17 @@ export function copyGprs(regs: readonly bigint[]): Gprs {
   ];
 }
 
-/** A fresh register file of zeros (an array literal: the fastest 16-element array V8 makes). */
+/** The zero a fresh register file holds (a variable, so that {@link zeroGprs}'s literal is not a constant one). */
+const ZERO = 0n;
+
+/**
+ * A fresh register file of zeros. An array literal whose elements are not constants: optimized code allocates it and
+ * stores the sixteen values in place, where a literal of constants is copied from its boilerplate by a builtin
+ * call (CopyFastSmiOrObjectElements); every SEAMCALL and TDCALL answer is one of these.
+ */
 function zeroGprs(): Gprs {
-  return [0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n];
+  const z = ZERO;
+  return [z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z];
 }
 
 /**

@@ -1,17 +1,27 @@
-import { decodeLeaf, SeamcallLeaf, seamcallLeafName, TdcallLeaf, tdcallLeafName } from './abi/leaves.js';
-import { OperandId } from './abi/operand-id.js';
+import {
+  decodeLeaf,
+  SeamcallLeaf as importedSeamcallLeaf,
+  TdcallLeaf as importedTdcallLeaf,
+  seamcallLeafName,
+  tdcallLeafName,
+} from './abi/leaves.js';
+import { OperandId as importedOperandId } from './abi/operand-id.js';
 import { levelSpan } from './abi/page-level.js';
 import { PamtPageType } from './abi/page-type.js';
 import { type SeptStateName, septStateInfo } from './abi/sept-state.js';
-import { STATUS_CODE_MASK, TdxStatus, withDetail } from './abi/status-codes.js';
+import {
+  TdxStatus as importedTdxStatus,
+  withDetail as importedWithDetail,
+  STATUS_CODE_MASK,
+} from './abi/status-codes.js';
 import { formatStatus } from './abi/status-decoder.js';
-import { u64ToNumber } from './abi/u64.js';
+import { u64ToNumber as importedU64ToNumber } from './abi/u64.js';
 import { ModuleCheckpoint } from './checkpoint/module-checkpoint.js';
 import { interruptExit, nmiExit } from './core/exit-registers.js';
-import { yieldAt } from './core/gates.js';
+import { yieldAt as importedYieldAt } from './core/gates.js';
 import { HeldLocks } from './core/held-locks.js';
 import { type ModuleConfig, ModuleState } from './core/module-state.js';
-import { type ExitAnswer, takeExit, VcpuRuntime } from './core/vcpu-runtime.js';
+import { type ExitAnswer, takeExit as importedTakeExit, VcpuRuntime } from './core/vcpu-runtime.js';
 import { deliverVirtualInterrupts, postVirtualInterrupt } from './core/virtual-interrupts.js';
 import type { HostCpu, NmiBlockingAtSeamret, NmiDisposition } from './cpu/host-cpu.js';
 import type { NmiArrival, NmiHandling } from './cpu/nmi-handler.js';
@@ -47,7 +57,7 @@ import {
   vpCreate,
   vpInit,
 } from './flows/td-build.js';
-import { tdgAccept } from './flows/tdg-accept.js';
+import { tdgAccept as importedTdgAccept } from './flows/tdg-accept.js';
 import { tdgVeInfoGet, tdgVpInfo } from './flows/tdg-info.js';
 import { tdgVmcall } from './flows/tdg-vmcall.js';
 import {
@@ -65,7 +75,14 @@ import { vpRead } from './flows/vp-read.js';
 import type { TdmrOptions } from './memory/physical-memory.js';
 import { validateTdmr } from './memory/physical-memory.js';
 import { COPY_BRAND, THIS_COPY } from './package-copy.js';
-import { copyGprs, type Gprs, makeGprs, normalizeGprs, ownedGprs, Reg } from './registers.js';
+import {
+  type Gprs,
+  copyGprs as importedCopyGprs,
+  makeGprs as importedMakeGprs,
+  normalizeGprs as importedNormalizeGprs,
+  Reg as importedReg,
+  ownedGprs,
+} from './registers.js';
 import { type Clock, type CostModel, DEFAULT_COSTS, VirtualClock } from './services/clock.js';
 import { HotLogger } from './services/logger.js';
 import { RunToCompletionScheduler, type Scheduler, type YieldPoint } from './services/scheduler.js';
@@ -74,6 +91,22 @@ import type { SharedEpt } from './td/shared-ept.js';
 import type { TdControl } from './td/td-control.js';
 import type { VcpuState } from './td/vcpu.js';
 import type { SeamcallPort } from './vmm-port.js';
+
+// Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
+// module cell and checked at every use: tdx-module README, "Eleventh pass").
+const TdcallLeaf = importedTdcallLeaf;
+const copyGprs = importedCopyGprs;
+const tdgAccept = importedTdgAccept;
+const yieldAt = importedYieldAt;
+const OperandId = importedOperandId;
+const Reg = importedReg;
+const SeamcallLeaf = importedSeamcallLeaf;
+const TdxStatus = importedTdxStatus;
+const makeGprs = importedMakeGprs;
+const normalizeGprs = importedNormalizeGprs;
+const takeExit = importedTakeExit;
+const u64ToNumber = importedU64ToNumber;
+const withDetail = importedWithDetail;
 
 type HostFlow = (
   m: ModuleState,
@@ -120,21 +153,26 @@ const HOST_FLOWS = new Map<number, HostFlow>([
  * gets the full {@link normalizeGprs}. What the flows see is the same either way.
  */
 function hostInputs(input: readonly bigint[]): readonly bigint[] {
+  if (!Array.isArray(input) || input.length !== 16) return normalizeGprs(input);
+  // Each operand a bigint in [0, 2^64): reducing it to 64 bits changes nothing. Written out rather than through a
+  // helper: optimized code does not always inline a helper called four times here, and each call costs more than its
+  // test.
+  const rcx = input[Reg.RCX];
+  const rdx = input[Reg.RDX];
+  const r8 = input[Reg.R8];
+  const r9 = input[Reg.R9];
   if (
-    Array.isArray(input) &&
-    input.length === 16 &&
-    isU64(input[Reg.RCX]) &&
-    isU64(input[Reg.RDX]) &&
-    isU64(input[Reg.R8]) &&
-    isU64(input[Reg.R9])
+    typeof rcx === 'bigint' &&
+    BigInt.asUintN(64, rcx) === rcx &&
+    typeof rdx === 'bigint' &&
+    BigInt.asUintN(64, rdx) === rdx &&
+    typeof r8 === 'bigint' &&
+    BigInt.asUintN(64, r8) === r8 &&
+    typeof r9 === 'bigint' &&
+    BigInt.asUintN(64, r9) === r9
   )
     return input;
   return normalizeGprs(input);
-}
-
-/** A bigint in [0, 2^64) (reducing it to 64 bits changes nothing). */
-function isU64(value: bigint | undefined): boolean {
-  return typeof value === 'bigint' && BigInt.asUintN(64, value) === value;
 }
 
 /** HOST_FLOWS indexed by leaf number (an array read on every SEAMCALL instead of a Map lookup). */

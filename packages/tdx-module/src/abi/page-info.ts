@@ -1,7 +1,11 @@
 import { assertAddress, assertIntegerInRange, assertUnsigned, TdxSimError } from '../errors.js';
 import type { Gpaw } from './gpa.js';
 import { sharedBit } from './gpa.js';
-import { numberToU64, u64ToNumber } from './u64.js';
+import { u64ToNumber as importedU64ToNumber, numberToU64 } from './u64.js';
+
+// Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
+// module cell and checked at every use: tdx-module README, "Eleventh pass").
+const u64ToNumber = importedU64ToNumber;
 
 /**
  * Page-info input (RCX of the SEPT leaves and TDG.MEM.PAGE.ACCEPT): bits 2:0 level, 11:3 reserved, 51:12 GPA,

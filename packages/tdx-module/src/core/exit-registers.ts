@@ -1,14 +1,24 @@
 import {
-  EeqType,
-  EXIT_QUALIFICATION_WRITE,
   InterruptionType,
+  EeqType as importedEeqType,
+  EXIT_QUALIFICATION_WRITE as importedEXIT_QUALIFICATION_WRITE,
+  VmExitReason as importedVmExitReason,
   interruptionInfo,
   NMI_VECTOR,
-  VmExitReason,
 } from '../abi/exit-reason.js';
-import { septStateInfo } from '../abi/sept-state.js';
-import { numberToU64 } from '../abi/u64.js';
-import { type Gprs, makeGprs, Reg } from '../registers.js';
+import { septStateInfo as importedSeptStateInfo } from '../abi/sept-state.js';
+import { numberToU64 as importedNumberToU64 } from '../abi/u64.js';
+import { type Gprs, makeGprs as importedMakeGprs, Reg as importedReg } from '../registers.js';
+
+// Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
+// module cell and checked at every use: tdx-module README, "Eleventh pass").
+const EXIT_QUALIFICATION_WRITE = importedEXIT_QUALIFICATION_WRITE;
+const EeqType = importedEeqType;
+const Reg = importedReg;
+const VmExitReason = importedVmExitReason;
+const makeGprs = importedMakeGprs;
+const numberToU64 = importedNumberToU64;
+const septStateInfo = importedSeptStateInfo;
 
 /**
  * Register images of the TD exits the module produces (reference tdx-module.md §7.2, §7.3, §11, §12).

@@ -1,23 +1,35 @@
-import { sharedBit } from '../abi/gpa.js';
+import { sharedBit as importedSharedBit } from '../abi/gpa.js';
 import {
   ALLOWED_SEPT_STATES,
   OP_STATE_GATES,
   PAGE_INFO_LEVELS,
   TLB_TRACKING_OP_STATES,
 } from '../abi/leaf-rules.js';
-import { OperandId } from '../abi/operand-id.js';
-import { packedPageInfo } from '../abi/page-info.js';
+import { OperandId as importedOperandId } from '../abi/operand-id.js';
+import { packedPageInfo as importedPackedPageInfo } from '../abi/page-info.js';
 import { SeptStateGroup } from '../abi/sept-state.js';
-import { TdxStatus, withDetail } from '../abi/status-codes.js';
-import { LifecycleState } from '../abi/td-state.js';
-import { hpTrySharedPacked } from '../locks/host-priority-lock.js';
-import { septEntryTryLockPacked } from '../locks/sept-entry-lock.js';
-import { type Gprs, Reg } from '../registers.js';
+import { TdxStatus as importedTdxStatus, withDetail as importedWithDetail } from '../abi/status-codes.js';
+import { LifecycleState as importedLifecycleState } from '../abi/td-state.js';
+import { hpTrySharedPacked as importedHpTrySharedPacked } from '../locks/host-priority-lock.js';
+import { septEntryTryLockPacked as importedSeptEntryTryLockPacked } from '../locks/sept-entry-lock.js';
+import { type Gprs, Reg as importedReg } from '../registers.js';
 import { architecturalEntry, entryDetails, type WalkResult } from '../sept/sept-tree.js';
 import type { YieldPoint } from '../services/scheduler.js';
 import type { TdControl } from '../td/td-control.js';
 import type { HeldLocks } from './held-locks.js';
 import type { ModuleState } from './module-state.js';
+
+// Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
+// module cell and checked at every use: tdx-module README, "Eleventh pass").
+const LifecycleState = importedLifecycleState;
+const OperandId = importedOperandId;
+const Reg = importedReg;
+const TdxStatus = importedTdxStatus;
+const hpTrySharedPacked = importedHpTrySharedPacked;
+const packedPageInfo = importedPackedPageInfo;
+const septEntryTryLockPacked = importedSeptEntryTryLockPacked;
+const sharedBit = importedSharedBit;
+const withDetail = importedWithDetail;
 
 /** OP_STATE_GATES as flags indexed by leaf, then by OP_STATE (read on every SEAMCALL). */
 const OP_STATE_GATE_BY_LEAF: (Uint8Array | undefined)[] = [];
@@ -69,7 +81,8 @@ export function enterTd(
   if (td.tdcx.length < m.config.tdcsPages && leaf !== 1) return TdxStatus.TDCS_NOT_ALLOCATED;
   if (takeOpStateLock) {
     const packed = hpTrySharedPacked(td.opStateLock, 'host');
-    td.opStateLock = packed % 65536;
+    // `packed` is a non-negative integer below 2^18: the word is its low 16 bits (no `%` on a number).
+    td.opStateLock = packed & 0xffff;
     if (packed >= 65536) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.OP_STATE);
     held.addOpState(td);
   }
@@ -120,7 +133,7 @@ export function lockedWalk(
   // Details come from the entry as read before the lock attempt (reference §10.4).
   const before = walk.table.lock[walk.index] as number;
   const packed = septEntryTryLockPacked(before, 'host');
-  walk.table.lock[walk.index] = packed % 65536;
+  walk.table.lock[walk.index] = packed & 0xffff;
   if (packed >= 65536) {
     reportEntry(out, walk);
     return withDetail(TdxStatus.OPERAND_BUSY, OperandId.RCX);

@@ -77,15 +77,15 @@ export class HeldLocks {
   releaseFrom(mark: number): void {
     const codes = this.#codes;
     const objects = this.#objects;
-    while (this.#count > mark) {
-      const at = --this.#count;
+    for (let at = this.#count - 1; at >= mark; at--) {
+      // Counted down before the release: a release that throws (a model bug) leaves the record dropped.
+      this.#count = at;
       const code = codes[at] as number;
-      const kind = code & 7;
       const a = code >>> 3;
       const object = objects[at];
       // The record lets go of the object (a pooled record must not keep a TD's tables alive).
       objects[at] = undefined;
-      switch (kind) {
+      switch (code & 7) {
         case PAMT_WALK:
           releasePamtWalk(object as PamtRegion, a);
           break;
@@ -96,13 +96,13 @@ export class HeldLocks {
           (object as PlainSharexLock).releaseExclusive();
           break;
         case SEPT_ENTRY: {
-          const table = object as SeptTable;
-          table.lock[a] = septEntryUnlock(table.lock[a] as number);
+          const words = (object as SeptTable).lock;
+          words[a] = unlockSeptEntry(words[a] as number);
           break;
         }
         default: {
           const td = object as TdControl;
-          td.opStateLock = hpReleaseShared(td.opStateLock);
+          td.opStateLock = releaseShared(td.opStateLock);
         }
       }
     }
@@ -113,6 +113,12 @@ export class HeldLocks {
   }
 }
 
+// Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
+// module cell and checked at every use: tdx-module README, "Eleventh pass").
+const releaseShared = hpReleaseShared;
+const releaseExclusive = hpReleaseExclusive;
+const unlockSeptEntry = septEntryUnlock;
+
 /** Releases one PAMT walk's locks, the smallest entry first (the reverse of the walk). */
 function releasePamtWalk(region: PamtRegion, walk: number): void {
   const level = walk & 3;
@@ -122,14 +128,14 @@ function releasePamtWalk(region: PamtRegion, walk: number): void {
     const words = (region.blocks4k[index2m] as PamtBlock).lock;
     const index4k = (walk >>> 12) & 511;
     const word = words[index4k] as number;
-    words[index4k] = exclusive ? hpReleaseExclusive(word) : hpReleaseShared(word);
+    words[index4k] = exclusive ? releaseExclusive(word) : releaseShared(word);
   }
   if (level <= 1) {
     const words = region.entries2m.lock;
     const word = words[index2m] as number;
-    words[index2m] = level === 1 && exclusive ? hpReleaseExclusive(word) : hpReleaseShared(word);
+    words[index2m] = level === 1 && exclusive ? releaseExclusive(word) : releaseShared(word);
   }
   const words = region.entry1g.lock;
-  words[0] =
-    level === 2 && exclusive ? hpReleaseExclusive(words[0] as number) : hpReleaseShared(words[0] as number);
+  const word = words[0] as number;
+  words[0] = level === 2 && exclusive ? releaseExclusive(word) : releaseShared(word);
 }

@@ -1,18 +1,18 @@
 import { PamtPageType } from '../abi/page-type.js';
-import { TdxStatus, withDetail } from '../abi/status-codes.js';
-import { u64ToNumber } from '../abi/u64.js';
+import { TdxStatus as importedTdxStatus, withDetail as importedWithDetail } from '../abi/status-codes.js';
+import { u64ToNumber as importedU64ToNumber } from '../abi/u64.js';
 import { hpReleaseShared, hpTryExclusivePacked, hpTrySharedPacked } from '../locks/host-priority-lock.js';
 import type { LockCaller } from '../locks/lock-result.js';
 import {
-  index2mOf,
-  index4kOf,
+  index2mOf as importedIndex2mOf,
+  index4kOf as importedIndex4kOf,
   Pamt,
   type PamtBlock,
   type PamtLevel,
   type PamtRegion,
 } from '../memory/pamt.js';
 import { PhysicalMemory, type TdmrOptions } from '../memory/physical-memory.js';
-import { ENTRY_SPAN } from '../sept/sept-table.js';
+import { ENTRY_SPAN as importedENTRY_SPAN } from '../sept/sept-table.js';
 import type { Clock } from '../services/clock.js';
 import { RunToCompletionScheduler, type Scheduler } from '../services/scheduler.js';
 import type { TraceSink } from '../services/trace.js';
@@ -21,6 +21,19 @@ import type { TdControl } from '../td/td-control.js';
 import { TdTable } from '../td/td-table.js';
 import { VcpuTable } from '../td/vcpu-table.js';
 import type { HeldLocks } from './held-locks.js';
+
+// Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
+// module cell and checked at every use: tdx-module README, "Eleventh pass").
+const NDA = PamtPageType.NDA;
+const releaseShared = hpReleaseShared;
+const tryExclusive = hpTryExclusivePacked;
+const tryShared = hpTrySharedPacked;
+const ENTRY_SPAN = importedENTRY_SPAN;
+const TdxStatus = importedTdxStatus;
+const index2mOf = importedIndex2mOf;
+const index4kOf = importedIndex4kOf;
+const u64ToNumber = importedU64ToNumber;
+const withDetail = importedWithDetail;
 
 /** Numbers the module is configured with (what TDH.SYS.RD would enumerate on real hardware). */
 export interface ModuleConfig {
@@ -291,7 +304,7 @@ function lockPamtWalk(
     packed = tryPamtWord(words2m[index2m] as number, level === 1 && exclusive, caller);
     words2m[index2m] = packed & 0xffff;
     if (packed >= 65536) {
-      words1g[0] = hpReleaseShared(words1g[0] as number);
+      words1g[0] = releaseShared(words1g[0] as number);
       return pamtBusy(packed, operand);
     }
     if (level === 0) {
@@ -299,8 +312,8 @@ function lockPamtWalk(
       packed = tryPamtWord(words4k[index4k] as number, exclusive, caller);
       words4k[index4k] = packed & 0xffff;
       if (packed >= 65536) {
-        words2m[index2m] = hpReleaseShared(words2m[index2m] as number);
-        words1g[0] = hpReleaseShared(words1g[0] as number);
+        words2m[index2m] = releaseShared(words2m[index2m] as number);
+        words1g[0] = releaseShared(words1g[0] as number);
         return pamtBusy(packed, operand);
       }
     }
@@ -325,8 +338,8 @@ function pageTypeStatus(
 ): bigint | undefined {
   const type1g = region.entry1g.type[0] as number;
   const type2m = level <= 1 ? (region.entries2m.type[index2m] as number) : 0;
-  const leafLevel = type1g !== PamtPageType.NDA ? 2 : type2m !== PamtPageType.NDA ? 1 : 0;
-  if (leafLevel !== level && !(expectedType === PamtPageType.NDA && leafLevel < level)) {
+  const leafLevel = type1g !== NDA ? 2 : type2m !== NDA ? 1 : 0;
+  if (leafLevel !== level && !(expectedType === NDA && leafLevel < level)) {
     return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, operand);
   }
   const type = level === 2 ? type1g : level === 1 ? type2m : ((block4k as PamtBlock).type[index4k] as number);
@@ -339,7 +352,7 @@ const ADDRESS_LIMIT = 2 ** 52;
 
 /** One attempt on a PAMT entry's host-priority lock word: `result * 65536 + word` (see host-priority-lock.ts). */
 function tryPamtWord(word: number, exclusive: boolean, caller: LockCaller): number {
-  return exclusive ? hpTryExclusivePacked(word, caller) : hpTrySharedPacked(word, caller);
+  return exclusive ? tryExclusive(word, caller) : tryShared(word, caller);
 }
 
 /** The status of a failed PAMT lock attempt: BUSY, or BUSY_HOST_PRIORITY for a guest held off by the host. */

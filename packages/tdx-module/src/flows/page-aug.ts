@@ -1,16 +1,38 @@
-import { SeamcallLeaf } from '../abi/leaves.js';
-import { OperandId } from '../abi/operand-id.js';
-import { PamtPageType } from '../abi/page-type.js';
-import { SeptState } from '../abi/sept-state.js';
-import { TdxStatus, withDetail } from '../abi/status-codes.js';
-import { u64ToNumber } from '../abi/u64.js';
-import { checkEntryState, enterTd, type LockedEntry, lockedWalk, yieldAt } from '../core/gates.js';
+import { SeamcallLeaf as importedSeamcallLeaf } from '../abi/leaves.js';
+import { OperandId as importedOperandId } from '../abi/operand-id.js';
+import { PamtPageType as importedPamtPageType } from '../abi/page-type.js';
+import { SeptState as importedSeptState } from '../abi/sept-state.js';
+import { TdxStatus as importedTdxStatus, withDetail as importedWithDetail } from '../abi/status-codes.js';
+import { u64ToNumber as importedU64ToNumber } from '../abi/u64.js';
+import {
+  checkEntryState as importedCheckEntryState,
+  enterTd as importedEnterTd,
+  lockedWalk as importedLockedWalk,
+  yieldAt as importedYieldAt,
+  type LockedEntry,
+} from '../core/gates.js';
 import type { HeldLocks } from '../core/held-locks.js';
 import type { ModuleState } from '../core/module-state.js';
 import type { PamtLevel } from '../memory/pamt.js';
-import { type Gprs, Reg } from '../registers.js';
-import { PAGES_4K_IN } from '../sept/sept-table.js';
+import { type Gprs, Reg as importedReg } from '../registers.js';
+import { PAGES_4K_IN as importedPAGES_4K_IN } from '../sept/sept-table.js';
 import type { TdControl } from '../td/td-control.js';
+
+// Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
+// module cell and checked at every use: tdx-module README, "Eleventh pass").
+const OperandId = importedOperandId;
+const PAGES_4K_IN = importedPAGES_4K_IN;
+const PamtPageType = importedPamtPageType;
+const Reg = importedReg;
+const SeamcallLeaf = importedSeamcallLeaf;
+const SeptState = importedSeptState;
+const TdxStatus = importedTdxStatus;
+const checkEntryState = importedCheckEntryState;
+const enterTd = importedEnterTd;
+const lockedWalk = importedLockedWalk;
+const u64ToNumber = importedU64ToNumber;
+const withDetail = importedWithDetail;
+const yieldAt = importedYieldAt;
 
 /**
  * TDH.MEM.PAGE.AUG: RCX = level (0 or 1) | GPA, RDX = TDR, R8 = target HPA. The entry becomes PENDING; the page is

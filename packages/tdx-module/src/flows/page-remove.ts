@@ -1,25 +1,51 @@
-import { SeamcallLeaf } from '../abi/leaves.js';
-import { OperandId } from '../abi/operand-id.js';
-import { PamtPageType } from '../abi/page-type.js';
-import { SeptState, SeptStateGroup, septStateInfo } from '../abi/sept-state.js';
-import { TdxStatus, withDetail } from '../abi/status-codes.js';
-import { numberToU64 } from '../abi/u64.js';
+import { SeamcallLeaf as importedSeamcallLeaf } from '../abi/leaves.js';
+import { OperandId as importedOperandId } from '../abi/operand-id.js';
+import { PamtPageType as importedPamtPageType } from '../abi/page-type.js';
 import {
-  checkEntryState,
-  enterTd,
-  isTracked,
+  SeptState as importedSeptState,
+  SeptStateGroup as importedSeptStateGroup,
+  septStateInfo as importedSeptStateInfo,
+} from '../abi/sept-state.js';
+import { TdxStatus as importedTdxStatus, withDetail as importedWithDetail } from '../abi/status-codes.js';
+import { numberToU64 as importedNumberToU64 } from '../abi/u64.js';
+import {
+  checkEntryState as importedCheckEntryState,
+  enterTd as importedEnterTd,
+  isTracked as importedIsTracked,
+  lockedWalk as importedLockedWalk,
+  reportEntry as importedReportEntry,
+  trackingRequired as importedTrackingRequired,
+  yieldAt as importedYieldAt,
   type LockedEntry,
-  lockedWalk,
-  reportEntry,
-  trackingRequired,
-  yieldAt,
 } from '../core/gates.js';
 import type { HeldLocks } from '../core/held-locks.js';
 import type { ModuleState } from '../core/module-state.js';
 import type { PamtLevel } from '../memory/pamt.js';
-import { type Gprs, Reg } from '../registers.js';
-import { ENTRY_SPAN, PAGES_4K_IN } from '../sept/sept-table.js';
+import { type Gprs, Reg as importedReg } from '../registers.js';
+import { ENTRY_SPAN as importedENTRY_SPAN, PAGES_4K_IN as importedPAGES_4K_IN } from '../sept/sept-table.js';
 import type { TdControl } from '../td/td-control.js';
+
+// Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
+// module cell and checked at every use: tdx-module README, "Eleventh pass").
+const ENTRY_SPAN = importedENTRY_SPAN;
+const OperandId = importedOperandId;
+const PAGES_4K_IN = importedPAGES_4K_IN;
+const PamtPageType = importedPamtPageType;
+const Reg = importedReg;
+const SeamcallLeaf = importedSeamcallLeaf;
+const SeptState = importedSeptState;
+const SeptStateGroup = importedSeptStateGroup;
+const TdxStatus = importedTdxStatus;
+const checkEntryState = importedCheckEntryState;
+const enterTd = importedEnterTd;
+const isTracked = importedIsTracked;
+const lockedWalk = importedLockedWalk;
+const numberToU64 = importedNumberToU64;
+const reportEntry = importedReportEntry;
+const septStateInfo = importedSeptStateInfo;
+const trackingRequired = importedTrackingRequired;
+const withDetail = importedWithDetail;
+const yieldAt = importedYieldAt;
 
 /**
  * TDH.MEM.PAGE.REMOVE: RCX = level (0..2) | GPA, RDX = TDR. While the TD runs the entry must be blocked and its

@@ -1,20 +1,43 @@
-import { sharedBit } from '../abi/gpa.js';
+import { sharedBit as importedSharedBit } from '../abi/gpa.js';
 import { ACCEPT_ALLOWED_SEPT_STATES } from '../abi/leaf-rules.js';
-import { OperandId } from '../abi/operand-id.js';
-import { packedPageInfo } from '../abi/page-info.js';
-import { SeptState, SeptStateGroup, septStateInfo } from '../abi/sept-state.js';
-import { TdxStatus, withDetail } from '../abi/status-codes.js';
-import { acceptExit } from '../core/exit-registers.js';
-import { flagsOf, yieldAt } from '../core/gates.js';
+import { OperandId as importedOperandId } from '../abi/operand-id.js';
+import { packedPageInfo as importedPackedPageInfo } from '../abi/page-info.js';
+import {
+  SeptState as importedSeptState,
+  septStateInfo as importedSeptStateInfo,
+  SeptStateGroup,
+} from '../abi/sept-state.js';
+import { TdxStatus as importedTdxStatus, withDetail as importedWithDetail } from '../abi/status-codes.js';
+import { acceptExit as importedAcceptExit } from '../core/exit-registers.js';
+import { flagsOf, yieldAt as importedYieldAt } from '../core/gates.js';
 import type { ModuleState } from '../core/module-state.js';
 import type { VcpuRuntime } from '../core/vcpu-runtime.js';
 import { deliverOneInterrupt } from '../core/virtual-interrupts.js';
-import { LockResult } from '../locks/lock-result.js';
-import { septEntryTryLockPacked, septEntryUnlock } from '../locks/sept-entry-lock.js';
-import { type Gprs, Reg } from '../registers.js';
+import { LockResult as importedLockResult } from '../locks/lock-result.js';
+import {
+  septEntryTryLockPacked as importedSeptEntryTryLockPacked,
+  septEntryUnlock as importedSeptEntryUnlock,
+} from '../locks/sept-entry-lock.js';
+import { type Gprs, Reg as importedReg } from '../registers.js';
 import type { WalkResult } from '../sept/sept-tree.js';
 import type { TdControl } from '../td/td-control.js';
 import type { VcpuState } from '../td/vcpu.js';
+
+// Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
+// module cell and checked at every use: tdx-module README, "Eleventh pass").
+const LockResult = importedLockResult;
+const OperandId = importedOperandId;
+const Reg = importedReg;
+const SeptState = importedSeptState;
+const TdxStatus = importedTdxStatus;
+const acceptExit = importedAcceptExit;
+const packedPageInfo = importedPackedPageInfo;
+const septEntryTryLockPacked = importedSeptEntryTryLockPacked;
+const septEntryUnlock = importedSeptEntryUnlock;
+const septStateInfo = importedSeptStateInfo;
+const sharedBit = importedSharedBit;
+const withDetail = importedWithDetail;
+const yieldAt = importedYieldAt;
 
 /**
  * TDG.MEM.PAGE.ACCEPT: RCX = level (0 or 1) | GPA. No TDR, PAMT, OP_STATE or tree lock: only the guest entry lock.
@@ -70,8 +93,9 @@ function acceptFrom(
     return exitThenAccept(m, runtime, td, vcpu, gpa, level, acceptExit(gpa, level, walk.level, walk.state));
   }
   const packed = septEntryTryLockPacked(walk.table.lock[walk.index] as number, 'guest');
-  walk.table.lock[walk.index] = packed % 65536;
-  const result = Math.floor(packed / 65536);
+  // `packed` is a non-negative integer below 2^18: word and result by bit operations (no `%` or division).
+  walk.table.lock[walk.index] = packed & 0xffff;
+  const result = packed >>> 16;
   if (result === LockResult.BUSY) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.RCX);
   if (result === LockResult.BUSY_HOST_PRIORITY) {
     return withDetail(TdxStatus.OPERAND_BUSY_HOST_PRIORITY, OperandId.RCX);

@@ -1,16 +1,29 @@
 import { EXIT_QUALIFICATION_WRITE } from '../abi/exit-reason.js';
-import { SeamcallLeaf } from '../abi/leaves.js';
-import { OperandId } from '../abi/operand-id.js';
-import { PamtPageType } from '../abi/page-type.js';
-import { TdxStatus, withDetail } from '../abi/status-codes.js';
-import { eptViolationExit } from '../core/exit-registers.js';
-import { enterTd } from '../core/gates.js';
+import { SeamcallLeaf as importedSeamcallLeaf } from '../abi/leaves.js';
+import { OperandId as importedOperandId } from '../abi/operand-id.js';
+import { PamtPageType as importedPamtPageType } from '../abi/page-type.js';
+import { TdxStatus as importedTdxStatus, withDetail as importedWithDetail } from '../abi/status-codes.js';
+import { eptViolationExit as importedEptViolationExit } from '../core/exit-registers.js';
+import { enterTd as importedEnterTd } from '../core/gates.js';
 import type { HeldLocks } from '../core/held-locks.js';
 import type { ModuleState } from '../core/module-state.js';
-import { translates } from '../core/zero-step.js';
-import { type Gprs, makeGprs, Reg } from '../registers.js';
+import { translates as importedTranslates } from '../core/zero-step.js';
+import { type Gprs, makeGprs as importedMakeGprs, Reg as importedReg } from '../registers.js';
 import type { TdControl } from '../td/td-control.js';
 import type { VcpuState } from '../td/vcpu.js';
+
+// Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
+// module cell and checked at every use: tdx-module README, "Eleventh pass").
+const OperandId = importedOperandId;
+const PamtPageType = importedPamtPageType;
+const Reg = importedReg;
+const SeamcallLeaf = importedSeamcallLeaf;
+const TdxStatus = importedTdxStatus;
+const enterTd = importedEnterTd;
+const eptViolationExit = importedEptViolationExit;
+const makeGprs = importedMakeGprs;
+const translates = importedTranslates;
+const withDetail = importedWithDetail;
 
 /** The vCPU TDH.VP.ENTER enters and its TD (one record, rewritten by every entry: read it before the next call). */
 export class Entering {

@@ -1,6 +1,13 @@
 import { assertIntegerInRange, assertOneOf } from '../errors.js';
 import { type LockAttempt, type LockCaller, LockResult } from './lock-result.js';
 
+// The functions below read module-private constants: optimized code reads an exported binding through its module
+// cell, with a check for the uninitialized hole, at every use (a SEAMCALL takes and releases about ten words); a
+// private `const` is folded into the code.
+const EXCL = 1;
+const FLAG = 2;
+const READER = 4;
+
 /**
  * Shared/exclusive lock with host priority (OP_STATE, PAMT entries), as pure functions on its 16-bit word:
  * bit 0 EXCL, bit 1 HP, bits 15:2 reader count. A failed host attempt sets HP; while HP is set every guest attempt
@@ -10,14 +17,14 @@ import { type LockAttempt, type LockCaller, LockResult } from './lock-result.js'
  * The `...Packed` forms return `result * 65536 + word` (no allocation: PAMT locks are taken several times per
  * SEAMCALL); the plain forms return a {@link LockAttempt}.
  */
-export const HP_EXCL = 1;
+export const HP_EXCL = EXCL;
 /**
  * Bit 1 of a host-priority lock word: a host attempt failed, guest attempts fail until the host gets the
  * lock.
  */
-export const HP_FLAG = 2;
+export const HP_FLAG = FLAG;
 /** One reader in a host-priority lock word (the reader count is bits 15:2). */
-export const HP_READER = 4;
+export const HP_READER = READER;
 
 const BUSY = LockResult.BUSY * 65536;
 const BUSY_HP = LockResult.BUSY_HOST_PRIORITY * 65536;
@@ -25,25 +32,25 @@ const BUSY_HP = LockResult.BUSY_HOST_PRIORITY * 65536;
 /** {@link hpTryShared} without allocation: returns `result * 65536 + word`. */
 export function hpTrySharedPacked(word: number, caller: LockCaller): number {
   if (caller === 'guest') {
-    if (word & HP_FLAG) return BUSY_HP + word;
-    if (word & HP_EXCL) return BUSY + word;
-    return word + HP_READER;
+    if (word & FLAG) return BUSY_HP + word;
+    if (word & EXCL) return BUSY + word;
+    return word + READER;
   }
-  if (word & HP_EXCL) return BUSY + (word | HP_FLAG);
-  return (word & ~HP_FLAG) + HP_READER;
+  if (word & EXCL) return BUSY + (word | FLAG);
+  return (word & ~FLAG) + READER;
 }
 
 /** {@link hpTryExclusive} without allocation: returns `result * 65536 + word`. */
 export function hpTryExclusivePacked(word: number, caller: LockCaller): number {
-  if (word === 0) return HP_EXCL;
-  if (word === HP_FLAG) return caller === 'host' ? HP_EXCL : BUSY_HP + word;
-  return caller === 'host' ? BUSY + (word | HP_FLAG) : BUSY + word;
+  if (word === 0) return EXCL;
+  if (word === FLAG) return caller === 'host' ? EXCL : BUSY_HP + word;
+  return caller === 'host' ? BUSY + (word | FLAG) : BUSY + word;
 }
 
 /** Promote a shared hold to exclusive (host only in practice). */
 export function hpTryPromotePacked(word: number): number {
-  if (word === HP_READER || word === (HP_READER | HP_FLAG)) return HP_EXCL;
-  return BUSY + (word | HP_FLAG);
+  if (word === READER || word === (READER | FLAG)) return EXCL;
+  return BUSY + (word | FLAG);
 }
 
 /** Splits a packed attempt. */
@@ -88,18 +95,18 @@ export function hpTryPromote(word: number): LockAttempt {
 
 /** Drops one reader of a host-priority lock and returns the new word (HP is kept). */
 export function hpReleaseShared(word: number): number {
-  if (word < HP_READER || word & HP_EXCL)
+  if (word < READER || word & EXCL)
     throw new Error('model bug: shared release of an HP lock not held shared');
-  return word - HP_READER;
+  return word - READER;
 }
 
 /** Clears EXCL and the readers; keeps HP. */
 export function hpReleaseExclusive(word: number): number {
-  if (!(word & HP_EXCL)) throw new Error('model bug: exclusive release of an HP lock not held exclusive');
-  return word & HP_FLAG;
+  if (!(word & EXCL)) throw new Error('model bug: exclusive release of an HP lock not held exclusive');
+  return word & FLAG;
 }
 
 /** True if anyone holds the lock (HP alone is not a hold). */
 export function hpHeld(word: number): boolean {
-  return (word & ~HP_FLAG) !== 0;
+  return (word & ~FLAG) !== 0;
 }

@@ -1,4 +1,8 @@
-import { PamtPageType } from '../abi/page-type.js';
+import { PamtPageType as importedPamtPageType } from '../abi/page-type.js';
+
+// Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
+// module cell and checked at every use: tdx-module README, "Eleventh pass").
+const PamtPageType = importedPamtPageType;
 
 /**
  * PAMT: one entry per host page at each of 1G, 2M and 4K (page type, owning TDR, block epoch, host-priority lock
@@ -291,14 +295,31 @@ export class Pamt {
     return block === undefined ? 0 : (block.lock[index] as number);
   }
 
-  /** Writes type, owner and bepoch of one entry (the lock word is untouched). */
+  /**
+   * Writes type, owner and bepoch of one entry (the lock word is untouched). Finds the entry itself rather than
+   * through {@link slot}'s shared record (every AUG and REMOVE writes one entry when it commits).
+   */
   set(hpa: number, level: PamtLevel, type: number, owner: number, bepoch = 0): void {
-    const { block, index } = this.slot(hpa, level, true);
-    const b = block as PamtBlock;
-    b.used += Number(type !== PamtPageType.NDA) - Number(b.type[index] !== PamtPageType.NDA);
-    b.type[index] = type;
-    b.owner[index] = owner;
-    b.bepoch[index] = bepoch;
+    const region = this.#region(hpa, true) as PamtRegion;
+    let block: PamtBlock;
+    let index: number;
+    if (level === 0) {
+      const index2m = index2mOf(hpa);
+      block = region.blocks4k[index2m] ?? region.make4k(index2m);
+      index = index4kOf(hpa);
+    } else if (level === 1) {
+      block = region.entries2m;
+      index = index2mOf(hpa);
+    } else {
+      block = region.entry1g;
+      index = 0;
+    }
+    const wasUsed = block.type[index] !== PamtPageType.NDA;
+    const used = type !== PamtPageType.NDA;
+    if (used !== wasUsed) block.used += used ? 1 : -1;
+    block.type[index] = type;
+    block.owner[index] = owner;
+    block.bepoch[index] = bepoch;
   }
 
   setBepoch(hpa: number, level: PamtLevel, bepoch: number): void {

@@ -1,4 +1,8 @@
-import { SeptState } from '../abi/sept-state.js';
+import { SeptState as importedSeptState } from '../abi/sept-state.js';
+
+// Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
+// module cell and checked at every use: tdx-module README, "Eleventh pass").
+const SeptState = importedSeptState;
 
 /**
  * Changes to the walk paths of one tree, shared by all its tables: bumped whenever an entry becomes or stops being

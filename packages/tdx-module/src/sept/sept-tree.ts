@@ -1,5 +1,21 @@
-import { SEPT_WALK_STOPS, SeptState, septStateInfo } from '../abi/sept-state.js';
-import { ENTRY_SCALE, type SeptPaths, SeptTable, septIndex } from './sept-table.js';
+import {
+  SEPT_WALK_STOPS as importedSEPT_WALK_STOPS,
+  SeptState as importedSeptState,
+  septStateInfo,
+} from '../abi/sept-state.js';
+import {
+  ENTRY_SCALE as importedENTRY_SCALE,
+  septIndex as importedSeptIndex,
+  type SeptPaths,
+  SeptTable,
+} from './sept-table.js';
+
+// Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
+// module cell and checked at every use: tdx-module README, "Eleventh pass").
+const ENTRY_SCALE = importedENTRY_SCALE;
+const SEPT_WALK_STOPS = importedSEPT_WALK_STOPS;
+const SeptState = importedSeptState;
+const septIndex = importedSeptIndex;
 
 /** Where a walk stopped: the entry's table and index, and its level. */
 export interface WalkResult {

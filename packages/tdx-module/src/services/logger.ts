@@ -5,8 +5,14 @@ export function moduleLogger(component: string): createDebug.Debugger {
   return createDebug(`tdxsim:module:${component}`);
 }
 
-/** The namespaces string `debug` keeps on its factory (replaced by every `enable` and `disable`). */
-const factory = createDebug as unknown as { readonly namespaces?: string };
+/**
+ * The namespaces string `debug` keeps on its factory (replaced by every `enable` and `disable`), read through an
+ * object whose prototype is the factory. The factory is a function with some twenty properties, which V8 keeps in
+ * dictionary mode: a load of `namespaces` from it is a hash lookup in a runtime IC call on every SEAMCALL and TDCALL.
+ * Loaded through a prototype chain, V8 makes the prototype fast and the load a checked field read; a later
+ * `enable` writes the same property, so the value read is always the factory's own.
+ */
+const factory = Object.create(createDebug) as { readonly namespaces?: string };
 
 /**
  * A {@link moduleLogger} for paths taken millions of times (every SEAMCALL, every TDCALL): its `enabled` is a class
