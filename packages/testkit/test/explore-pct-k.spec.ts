@@ -1,0 +1,48 @@
+/**
+ * PCT's k in an exploration: the median length of the runs so far, spinning left out. Every run here spins until
+ * PCT's fair phase in most schedules: spinning threads retry (backing-off yield points) until a worker has done its
+ * steps, and when two of them outrank the worker they take turns and starve it until the fair phase. Counted with
+ * its spinning, such a run is about 5k steps long (the fair phase starts after max(1,000, 5k)), so k would grow
+ * five-fold from one schedule to the next and the fair phase with it.
+ */
+import { buildTd, PctScheduler, TdxModule } from '@tdxsim/tdx-module';
+import { describe, expect, it } from 'vitest';
+import { type ExploreContext, exploreSchedules } from '../src/index.js';
+
+const TDMR = { base: 2 ** 34, size: 2 ** 30 } as const;
+const SPINNERS = 6;
+const WORK = 20;
+
+describe("PCT's k when every run spins", () => {
+  it('stays the length of the work, and so does the fair phase: steps per schedule stay bounded', async () => {
+    const fairAfter: number[] = [];
+    const scenario = async (ctx: ExploreContext) => {
+      if (!(ctx.scheduler instanceof PctScheduler)) throw new Error('expected a PCT scheduler');
+      fairAfter.push(ctx.scheduler.fairAfter);
+      const module = new TdxModule({ tdmr: TDMR }, ctx.services);
+      const td = await buildTd(module, {});
+      let done = false;
+      const spinner = async () => {
+        while (!done) await module.yieldAt({ flow: 'test', step: 'retry', tdr: td.tdr, backoff: true });
+      };
+      const worker = async () => {
+        for (let i = 0; i < WORK; i++) await module.yieldAt({ flow: 'test', step: 'work', tdr: td.tdr, gpa: i });
+        done = true;
+      };
+      await Promise.all([
+        ...Array.from({ length: SPINNERS }, (_, i) => ctx.spawn(`spinner${i}`, spinner)),
+        ctx.spawn('worker', worker),
+      ]);
+      return { module, tdr: td.tdr };
+    };
+    const schedules = 12;
+    const result = await exploreSchedules({ scenario, scheduler: 'pct', schedules, seed: 1 });
+    expect(result.failure).toBeUndefined();
+    expect(result.schedulesRun).toBe(schedules);
+    // Most runs spun until the fair phase (1,000 steps with k ≤ 200)...
+    expect(result.steps).toBeGreaterThan((schedules / 2) * 1_000);
+    // ...and k never grew from it: every run was given the least fair phase, and ran about that long.
+    expect(new Set(fairAfter)).toEqual(new Set([1_000]));
+    expect(result.steps).toBeLessThan(schedules * 2_000);
+  });
+});
