@@ -26,7 +26,8 @@ describe("PCT's k when every run spins", () => {
         while (!done) await module.yieldAt({ flow: 'test', step: 'retry', tdr: td.tdr, backoff: true });
       };
       const worker = async () => {
-        for (let i = 0; i < WORK; i++) await module.yieldAt({ flow: 'test', step: 'work', tdr: td.tdr, gpa: i });
+        for (let i = 0; i < WORK; i++)
+          await module.yieldAt({ flow: 'test', step: 'work', tdr: td.tdr, gpa: i });
         done = true;
       };
       await Promise.all([
