@@ -1,6 +1,6 @@
 /**
- * PCT's k in an exploration: the median length of the runs so far, spinning left out. Every run here spins until
- * PCT's fair phase in most schedules: spinning threads retry (backing-off yield points) until a worker has done its
+ * PCT's k in an exploration: the median length of the runs so far, spinning left out. Here most runs spin until
+ * PCT's fair phase: spinning threads retry (backing-off yield points) until a worker has done its
  * steps, and when two of them outrank the worker they take turns and starve it until the fair phase. Counted with
  * its spinning, such a run is about 5k steps long (the fair phase starts after max(1,000, 5k)), so k would grow
  * five-fold from one schedule to the next and the fair phase with it.
@@ -13,7 +13,7 @@ const TDMR = { base: 2 ** 34, size: 2 ** 30 } as const;
 const SPINNERS = 6;
 const WORK = 20;
 
-describe("PCT's k when every run spins", () => {
+describe("PCT's k when most runs spin until the fair phase", () => {
   it('stays the length of the work, and so does the fair phase: steps per schedule stay bounded', async () => {
     const fairAfter: number[] = [];
     const scenario = async (ctx: ExploreContext) => {
