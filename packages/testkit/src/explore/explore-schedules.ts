@@ -336,13 +336,13 @@ export async function replaySchedule<T extends ExploredTd>(options: ReplayOption
 
 /**
  * The steps of a run that did not resume a backing-off flow: its length without its spinning. A backing-off yield
- * point is a retry loop's pause (`YieldPoint.backoff`, which every backend retry loop uses); its steps say how long a
+ * point is a retry loop's pause (`YieldPoint.backoff`, as host-kvm's retry loops yield); its steps say how long a
  * thread waited, not how long the race is. Counting them would feed back into k: PCT starves a low-priority thread
  * until its fair phase (after max(1,000, 5k) steps, as in Coyote's fair PCT), so a run that spins until then is about
  * 5k steps long, and when most runs do, the median, then k, then the next fair phase grow five-fold each time
  * (a 4-vCPU KVM exploration went from k = 200 to runs of 164,000 steps). Without them, k is the race's length
- * whatever the spinning: change points fall in [0, k) among the steps that do the work, and the fair phase stays
- * at 5 times that. A run without backing-off points counts every step, as before.
+ * whatever the spinning, and the fair phase stays at 5 times that. A run without backing-off points counts every
+ * step, as before.
  */
 function raceLength(steps: readonly ScheduleStep[]): number {
   let length = 0;
