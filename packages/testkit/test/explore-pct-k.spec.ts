@@ -46,4 +46,26 @@ describe("PCT's k when most runs spin until the fair phase", () => {
     expect(new Set(fairAfter)).toEqual(new Set([1_000]));
     expect(result.steps).toBeLessThan(schedules * 2_000);
   });
+
+  it('grows with a run that is long without spinning: every step of it counts', async () => {
+    const fairAfter: number[] = [];
+    const scenario = async (ctx: ExploreContext) => {
+      if (!(ctx.scheduler instanceof PctScheduler)) throw new Error('expected a PCT scheduler');
+      fairAfter.push(ctx.scheduler.fairAfter);
+      const module = new TdxModule({ tdmr: TDMR }, ctx.services);
+      const td = await buildTd(module, {});
+      const worker = async () => {
+        for (let i = 0; i < 600; i++)
+          await module.yieldAt({ flow: 'test', step: 'work', tdr: td.tdr, gpa: i });
+      };
+      await Promise.all([ctx.spawn('a', worker), ctx.spawn('b', worker)]);
+      return { module, tdr: td.tdr };
+    };
+    const result = await exploreSchedules({ scenario, scheduler: 'pct', schedules: 2, seed: 1 });
+    expect(result.failure).toBeUndefined();
+    // The first run (k = 200, fair after 1,000 steps) is longer than its fair phase; its whole length sets k.
+    const first = result.steps / 2;
+    expect(first).toBeGreaterThan(1_200);
+    expect(fairAfter).toEqual([1_000, 5 * first]);
+  });
 });
