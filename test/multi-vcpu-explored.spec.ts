@@ -39,10 +39,10 @@ const mirror: VmmFactory = async (module, build) => {
  * the short form honest.
  *
  * How many schedules a race of this scenario needs to be found (index of the first failing schedule, this exploration
- * with seeds 1 to 10, measured for issue 14): the KVM without mmu_lock 0 0 0 3 6 12 1 0 0 0, MirrorVmm without its
- * MMU lock 0 0 0 5 0 0 14 0 2 1; Hyper-V's probe finding 3, at the commit before its fix (seeds 1 to 8), 0 0 0 3 0 0
- * 23 0. So 30 schedules on KVM and MirrorVmm (more than twice the most either race needed), and Hyper-V keeps 60
- * (2.6 times the 23 its own race once needed).
+ * with seeds 1 to 10, measured for issue 14): the KVM without mmu_lock 0 0 0 3 6 12 1 0 0 0 (0 0 0 4 6 8 1 0 0 0 since
+ * PCT's k leaves spinning out), MirrorVmm without its MMU lock 0 0 0 5 0 0 14 0 2 1; Hyper-V's probe finding 3, at the
+ * commit before its fix (seeds 1 to 8), 0 0 0 3 0 0 23 0. So 30 schedules on KVM and MirrorVmm (more than twice the
+ * most either race needed), and Hyper-V keeps 60 (2.6 times the 23 its own race once needed).
  */
 const BACKENDS: readonly {
   readonly name: string;
@@ -85,8 +85,9 @@ describe('4 vCPUs converting and accepting overlapping ranges under PCT (one gue
         schedules,
         seed: 1,
         property,
-        // A run takes ~6,600 steps; one where PCT's priorities starve a thread until its fair phase (5 × the median
-        // run) takes several times that: a livelock of the scheduler's making, not of the system.
+        // A run takes 3,000-14,000 steps; one where PCT's priorities starve a thread until its fair phase (5 × the
+        // median run without its spinning: ~35,000 steps on KVM) takes several times that: a livelock of the
+        // scheduler's making, not of the system.
         maxSteps: 200_000,
         progressEveryMs: 30_000,
         onProgress: (p) => {

@@ -162,8 +162,9 @@ export async function exploreSchedules<T extends ExploredTd>(
   const run = runOptionsOf(options);
   const signatures = new Set<string>();
   let steps = 0;
-  // PCT's k: the median step count of the runs so far (a run that spins until PCT's fair phase would inflate a max).
-  const stepCounts: number[] = [];
+  // PCT's k (Burckhardt et al.: the number of steps of a run): the median length of the runs so far, a run's length
+  // leaving its spinning out (raceLength). The median, not the max, so that a few long runs do not set it.
+  const raceLengths: number[] = [];
   let expectedSteps = 200;
   let lastProgress = started;
   const progress = (schedulesRun: number): void => {
@@ -198,8 +199,8 @@ export async function exploreSchedules<T extends ExploredTd>(
       );
     signatures.add(record.signature);
     steps += record.steps.length;
-    stepCounts.push(record.steps.length);
-    expectedSteps = Math.max(10, median(stepCounts));
+    raceLengths.push(raceLength(record.steps));
+    expectedSteps = Math.max(10, median(raceLengths));
     if (performance.now() - lastProgress >= progressEvery) {
       lastProgress = performance.now();
       progress(index + 1);
@@ -331,6 +332,22 @@ export async function replaySchedule<T extends ExploredTd>(options: ReplayOption
     steps: record.steps,
     choices: describeChoices(record.steps),
   };
+}
+
+/**
+ * The steps of a run that did not resume a backing-off flow: its length without its spinning. A backing-off yield
+ * point is a retry loop's pause (`YieldPoint.backoff`, as host-kvm's retry loops yield); its steps say how long a
+ * thread waited, not how long the race is. Counting them would feed back into k: PCT starves a low-priority thread
+ * until its fair phase (after max(1,000, 5k) steps, as in Coyote's fair PCT), so a run that spins until then is about
+ * 5k steps long, and when most runs do, the median, then k, then the next fair phase grow five-fold each time
+ * (a 4-vCPU KVM exploration went from k = 200 to runs of 164,000 steps). Without them, k is the race's length
+ * whatever the spinning, and the fair phase stays at 5 times that. A run without backing-off points counts every
+ * step, as before.
+ */
+function raceLength(steps: readonly ScheduleStep[]): number {
+  let length = 0;
+  for (const step of steps) if (step.point.backoff !== true) length++;
+  return length;
 }
 
 function median(values: readonly number[]): number {
