@@ -303,16 +303,17 @@ export class Pamt {
     const region = this.#region(hpa, true) as PamtRegion;
     let block: PamtBlock;
     let index: number;
-    if (level === 0) {
-      const index2m = index2mOf(hpa);
-      block = region.blocks4k[index2m] ?? region.make4k(index2m);
-      index = index4kOf(hpa);
+    // The same branches as slot(): 1G and 2M by name, anything else the 4K entry.
+    if (level === 2) {
+      block = region.entry1g;
+      index = 0;
     } else if (level === 1) {
       block = region.entries2m;
       index = index2mOf(hpa);
     } else {
-      block = region.entry1g;
-      index = 0;
+      const index2m = index2mOf(hpa);
+      block = region.blocks4k[index2m] ?? region.make4k(index2m);
+      index = index4kOf(hpa);
     }
     const wasUsed = block.type[index] !== PamtPageType.NDA;
     const used = type !== PamtPageType.NDA;
