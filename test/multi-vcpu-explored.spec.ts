@@ -85,7 +85,7 @@ describe('4 vCPUs converting and accepting overlapping ranges under PCT (one gue
         schedules,
         seed: 1,
         property,
-        // A run takes 3,000-14,000 steps; one where PCT's priorities starve a thread until its fair phase (5 × the
+        // A run takes 3,000-14,000 steps (4,000 and more on KVM); one where PCT's priorities starve a thread until its fair phase (5 × the
         // median run without its spinning: ~35,000 steps on KVM) takes several times that: a livelock of the
         // scheduler's making, not of the system.
         maxSteps: 200_000,

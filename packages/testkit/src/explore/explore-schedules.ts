@@ -340,9 +340,10 @@ export async function replaySchedule<T extends ExploredTd>(options: ReplayOption
  * thread waited, not how long the race is. Counting them would feed back into k: PCT starves a low-priority thread
  * until its fair phase (after max(1,000, 5k) steps, as in Coyote's fair PCT), so a run that spins until then is about
  * 5k steps long, and when most runs do, the median, then k, then the next fair phase grow five-fold each time
- * (a 4-vCPU KVM exploration went from k = 200 to runs of 164,000 steps). Without them, k is the race's length
- * whatever the spinning, and the fair phase stays at 5 times that. A run without backing-off points counts every
- * step, as before.
+ * (a 4-vCPU KVM exploration went from k = 200 to runs of 168,956 steps). Only the pause of a retry loop is left
+ * out: the loop's other yield points (KVM's TDH.VP.ENTER retried while busy yields at the module's entry each time, a
+ * fault retried yields at its SEAMCALL's lock) still count, so a run starved in such a loop still lengthens k, by
+ * about half its spinning rather than all of it. A run without backing-off points counts every step, as before.
  */
 function raceLength(steps: readonly ScheduleStep[]): number {
   let length = 0;
