@@ -109,6 +109,7 @@ const REGISTER_NAMES = [
   'R14',
   'R15',
 ] as const;
+const MAX_U64 = 2n ** 64n - 1n;
 /** Bit 63 of a status: the call failed. */
 const ERROR_BIT = 1n << 63n;
 const RECENT_CALLS = 8;
@@ -224,9 +225,6 @@ export class BackendGuard {
    * the old generation each time, which grew by tens of MiB in a scenario of a million exits until a full GC.
    */
   readonly #vcpuExits = new Map<number, VcpuExits>();
-  /** The vCPU {@link #exitsOf} last answered for, and its record (undefined before the first exit). */
-  #lastVcpu: number | undefined;
-  #lastExits: VcpuExits | undefined;
   /** TD exits seen: the order of {@link VcpuExits.order}. */
   #exitsSeen = 0;
   /** Successful SEAMCALLs other than TDH.VP.ENTER: the backend's progress. */
@@ -586,8 +584,7 @@ export class BackendGuard {
 
   /** The checks before a SEAMCALL goes to the module: its leaf, or a throw (the fault raised). */
   #admit(rax: bigint, regs: readonly bigint[]): number {
-    // In [0, 2^64) as the registers are checked (one call and one comparison, where a range is two comparisons).
-    if (typeof rax !== 'bigint' || BigInt.asUintN(64, rax) !== rax) {
+    if (typeof rax !== 'bigint' || rax < 0n || rax > MAX_U64) {
       const error = new TestkitError(
         'INVALID_VMM_REGISTERS',
         `SEAMCALL with RAX = ${show(rax)}: the leaf must be a 64-bit bigint`,
@@ -622,11 +619,9 @@ export class BackendGuard {
   /** What the module answered a SEAMCALL other than TDH.VP.ENTER: avoidable errors noted, a stuck backend stopped. */
   #answered(leaf: number, regs: readonly bigint[], out: Gprs): Gprs {
     const status = out[Reg.RAX] as bigint;
-    // Without the error bit nothing is avoidable (no call into the classifier); SUCCESS, the common case, is told
-    // by one comparison.
-    let why: string | undefined;
     if (status === 0n) this.#successes++;
-    else if (!(status < ERROR_BIT)) why = avoidableSeamcallError(status);
+    // Without the error bit nothing is avoidable (the common case: no call into the classifier).
+    const why = status < ERROR_BIT ? undefined : avoidableSeamcallError(status);
     // The call's text only when something reads it (the debug log or an error): it costs more than the call.
     if (why === undefined && !errorLogOn.enabled) return out;
     const call = `${leafName(leaf)} ${Object.entries(formatGprs(regs, ['RCX', 'RDX', 'R8']))
@@ -687,19 +682,13 @@ export class BackendGuard {
     }
   }
 
-  /**
-   * The exits record of vCPU `vcpu`, made at its first exit. The last one asked for is kept beside the Map: a vCPU's
-   * exits come in runs (a single vCPU: all of them), and a comparison costs less than a lookup.
-   */
+  /** The exits record of vCPU `vcpu`, made at its first exit. */
   #exitsOf(vcpu: number): VcpuExits {
-    if (vcpu === this.#lastVcpu && this.#lastExits !== undefined) return this.#lastExits;
     let exits = this.#vcpuExits.get(vcpu);
     if (exits === undefined) {
       exits = { pending: undefined, order: 0, gpa: 0n, eeq: 0n, count: 0, successes: 0 };
       this.#vcpuExits.set(vcpu, exits);
     }
-    this.#lastVcpu = vcpu;
-    this.#lastExits = exits;
     return exits;
   }
 
