@@ -46,8 +46,19 @@ const BIT_64 = 1n << 64n;
 export class ScenarioProbe implements TraceSink {
   readonly enabled = true;
   readonly counters: ScenarioCounters = { mapGpaCalls: 0, retries: 0, tdExits: 0, seamcalls: 0, tdcalls: 0 };
-  /** SEAMCALLs per leaf name, counted in place (one lookup per SEAMCALL) and copied out by {@link seamcallsByLeaf}. */
-  readonly #leafCounts = new Map<string, { count: number }>();
+  /** SEAMCALLs per leaf name, counted in place and copied out by {@link seamcallsByLeaf}. */
+  readonly #leafCounts = new Map<string, LeafCount>();
+  /**
+   * The counts of the last two leaves seen, by the identity of their names, so that the leaves a scenario alternates
+   * (an AUG and a TDH.VP.ENTER per 4K exit) are counted with a comparison instead of a Map lookup. The module names
+   * each leaf with one string; another string of the same name still compares equal.
+   */
+  #recentLeaf: [LeafCount | undefined, LeafCount | undefined] = [undefined, undefined];
+  /** Which of {@link #recentLeaf} the next leaf not found there replaces (the older one). */
+  #recentNext = 0;
+  /** The reason of the last TD exit and whether it named a TDCALL, so that a run of exits tests the text once. */
+  #lastReason = '';
+  #lastReasonTdcall = false;
   readonly #byLeaf = new Map<string, number>();
   /** The evidence of each conversion, and the MapGPA requests waiting for the VMM's answer. */
   readonly #evidence: ConversionEvidenceSink;
@@ -167,17 +178,42 @@ export class ScenarioProbe implements TraceSink {
 
   #seamcall(event: Extract<TraceEvent, { kind: 'seamcall' }>): void {
     this.counters.seamcalls++;
-    const counted = this.#leafCounts.get(event.leaf);
-    if (counted === undefined) this.#leafCounts.set(event.leaf, { count: 1 });
-    else counted.count++;
+    const leaf = event.leaf;
+    const recent = this.#recentLeaf;
+    const first = recent[0];
+    const second = recent[1];
+    const counted =
+      first !== undefined && first.leaf === leaf
+        ? first
+        : second !== undefined && second.leaf === leaf
+          ? second
+          : this.#countOf(leaf);
+    counted.count++;
     // VP.ENTER is the other half of every TD exit: keep the timeline for the calls that change memory.
-    if (event.leaf !== 'TDH.VP.ENTER') this.#keep(event.time, 'v', event.leaf, failed(event.status));
+    if (counted.drawn) this.#keep(event.time, 'v', leaf, failed(event.status));
+  }
+
+  /** The count of `leaf` (made, at 0, at its first call), which then replaces the older of {@link #recentLeaf}. */
+  #countOf(leaf: string): LeafCount {
+    let counted = this.#leafCounts.get(leaf);
+    if (counted === undefined) {
+      counted = { leaf, count: 0, drawn: leaf !== 'TDH.VP.ENTER' };
+      this.#leafCounts.set(leaf, counted);
+    }
+    this.#recentLeaf[this.#recentNext] = counted;
+    this.#recentNext ^= 1;
+    return counted;
   }
 
   #tdExit(event: Extract<TraceEvent, { kind: 'td-exit' }>): void {
     this.counters.tdExits++;
+    const reason = event.reason;
+    if (reason !== this.#lastReason) {
+      this.#lastReason = reason;
+      this.#lastReasonTdcall = reason.startsWith('TDCALL');
+    }
     const mapGpa =
-      event.reason.startsWith('TDCALL') && event.regs.r11 === MAP_GPA
+      this.#lastReasonTdcall && event.regs.r11 === MAP_GPA
         ? this.#evidence.pendingMapGpa(event.vcpu)
         : undefined;
     if (mapGpa !== undefined) {
@@ -187,7 +223,7 @@ export class ScenarioProbe implements TraceSink {
         `MapGPA 0x${mapGpa.start.toString(16)}..0x${mapGpa.end.toString(16)} to ${mapGpa.toShared ? 'shared' : 'private'}`,
         0,
       );
-    } else this.#keep(event.time, 'e', event.reason, 0);
+    } else this.#keep(event.time, 'e', reason, 0);
   }
 
   /** The VMM's reply to the MapGPA call `request`. */
@@ -243,9 +279,17 @@ export class ScenarioProbe implements TraceSink {
   }
 }
 
+/** The SEAMCALLs of one leaf so far, and whether the timeline draws them. */
+interface LeafCount {
+  readonly leaf: string;
+  count: number;
+  readonly drawn: boolean;
+}
+
 /** 1 when a 64-bit status has bit 63 set (a failure), as `status >> 63n === 1n` says without allocating. */
 function failed(status: bigint): 0 | 1 {
-  return status >= BIT_63 && status < BIT_64 ? 1 : 0;
+  // SUCCESS, the status of nearly every call, by one equality (cheaper than an ordering of bigints).
+  return status !== 0n && status >= BIT_63 && status < BIT_64 ? 1 : 0;
 }
 
 /** A register as the timeline shows it: hex, as the trace prints it (`undefined` when the event lacks it). */

@@ -32,6 +32,9 @@ export class ConversionEvidenceSink implements TraceSink {
   readonly #pending = new Map<number, PendingMapGpa>();
   #acknowledged: GpaRange[] = [];
   #removed: GpaRange[] = [];
+  /** The reason of the last TD exit and whether it named a TDCALL: a run of exits of one reason tests its text once. */
+  #lastReason = '';
+  #lastReasonTdcall = false;
 
   constructor(options: { readonly gpaw?: Gpaw } = {}) {
     this.#gpaw = options.gpaw ?? 48;
@@ -52,14 +55,20 @@ export class ConversionEvidenceSink implements TraceSink {
           this.#removed.push({ start: gpa, end: gpa + 4096 * 512 ** (rcx % 8) });
         }
         return;
-      case 'td-exit':
-        if (event.reason.startsWith('TDCALL') && event.regs.r11 === MAP_GPA) {
+      case 'td-exit': {
+        const reason = event.reason;
+        if (reason !== this.#lastReason) {
+          this.#lastReason = reason;
+          this.#lastReasonTdcall = reason.startsWith('TDCALL');
+        }
+        if (this.#lastReasonTdcall && event.regs.r11 === MAP_GPA) {
           const r12 = event.regs.r12 ?? 0n;
           const start = toPrivateGpa(Number(r12), this.#gpaw);
           const end = start + Number(event.regs.r13 ?? 0n);
           this.#pending.set(event.vcpu, { start, end, toShared: r12 !== BigInt(start) });
         }
         return;
+      }
       case 'vmm-reply': {
         const request = this.#pending.get(event.vcpu);
         if (request === undefined) return;
