@@ -115,7 +115,9 @@ function privateFaultAfter(
   wants: number,
 ): Promise<void> {
   return attempt.then((result) =>
-    result === 'fixed' || result === 'dead' ? undefined : privateFaultAgain(vm, run, vcpu, raw, wants, result),
+    result === 'fixed' || result === 'dead'
+      ? undefined
+      : privateFaultAgain(vm, run, vcpu, raw, wants, result),
   );
 }
 
