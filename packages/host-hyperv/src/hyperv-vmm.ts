@@ -2,6 +2,7 @@ import {
   type BuildTdOptions,
   type BuiltTd,
   buildTd,
+  copyGprs,
   encodeLeaf,
   formatStatus,
   type Gprs,
@@ -106,9 +107,10 @@ export class HypervVmm implements Vmm {
   /**
    * The input registers of its next page SEAMCALL, reused: RCX, RDX and R8 written per call, every other register
    * 0. Lent to the module while a call it made is suspended (the module may read its inputs until it answers): the
-   * next call then takes a fresh one.
+   * next call then takes a fresh one. A copy: makeGprs answers a copy-on-write array, which its first write copies, so
+   * the first SEAMCALL of each TD took a path of its own (and code V8 had optimised without it was thrown away there).
    */
-  #spareRegs: Gprs | undefined = makeGprs();
+  #spareRegs: Gprs | undefined = copyGprs(makeGprs());
 
   private constructor(
     module: TdxModule,

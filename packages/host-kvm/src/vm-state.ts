@@ -1,5 +1,6 @@
 import {
   type BuiltTd,
+  copyGprs,
   formatStatus,
   type Gprs,
   isStatus,
@@ -93,10 +94,11 @@ export class VmState {
   readonly #tdvprRegisters: readonly bigint[];
   /**
    * The register file of the last page SEAMCALL once the module answered it at once (only RCX, RDX and R8 vary). Made
-   * with the VM: a first call that made it would be the only one to, and code V8 optimised without ever seeing that
-   * call was thrown away at the first fault of the next VM in the process.
+   * with the VM, as a copy (makeGprs answers a copy-on-write array, which its first write copies): a first call that
+   * made or copied it would be the only one to, and code V8 optimised without ever seeing that was thrown away at the
+   * first fault of the next VM in the process.
    */
-  #spareRegs: Gprs | undefined = makeGprs();
+  #spareRegs: Gprs | undefined = copyGprs(makeGprs());
 
   constructor(module: TdxModule, td: BuiltTd, options: ResolvedKvmOptions) {
     this.module = module;
