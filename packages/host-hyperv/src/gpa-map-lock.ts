@@ -14,6 +14,11 @@ export class GpaMapLock {
       this.#held = true;
       return undefined;
     }
+    return this.#enqueue();
+  }
+
+  /** A waiter, queued. A method of its own: a closure in {@link take} would allocate a context on every call. */
+  #enqueue(): Promise<void> {
     return new Promise((resolve) => this.#queue.push(resolve));
   }
 

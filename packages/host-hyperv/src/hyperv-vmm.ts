@@ -2,6 +2,7 @@ import {
   type BuildTdOptions,
   type BuiltTd,
   buildTd,
+  copyGprs,
   encodeLeaf,
   formatStatus,
   type Gprs,
@@ -106,9 +107,10 @@ export class HypervVmm implements Vmm {
   /**
    * The input registers of its next page SEAMCALL, reused: RCX, RDX and R8 written per call, every other register
    * 0. Lent to the module while a call it made is suspended (the module may read its inputs until it answers): the
-   * next call then takes a fresh one.
+   * next call then takes a fresh one. A copy: makeGprs answers a copy-on-write array, which its first write copies, so
+   * the first SEAMCALL of each TD took a path of its own (and code V8 had optimised without it was thrown away there).
    */
-  #spareRegs: Gprs | undefined = makeGprs();
+  #spareRegs: Gprs | undefined = copyGprs(makeGprs());
 
   private constructor(
     module: TdxModule,
@@ -239,15 +241,31 @@ export class HypervVmm implements Vmm {
       const page = td.allocator.alloc4k();
       const base = gpa - (gpa % (PAGE * 512 ** at));
       const answer = this.#pageSeamcall(SEPT_ADD, base, at, page);
-      if (!Array.isArray(answer))
-        return answer.then((out) =>
-          this.#tableAdded(base, at, page, out[Reg.RAX] as bigint)
-            ? this.#linkFrom(gpa, missing, i + 1)
-            : false,
-        );
+      if (!Array.isArray(answer)) return this.#linkAfter(answer, gpa, missing, i, base, page);
       if (!this.#tableAdded(base, at, page, answer[Reg.RAX] as bigint)) return false;
     }
     return true;
+  }
+
+  /*
+   * The continuations of the accept path's methods that had to wait are methods of their own (here and below): a
+   * closure in the method itself makes V8 allocate a context for its variables on every call, the calls that answer
+   * at once (every page an ACCEPT exit maps) included.
+   */
+
+  /** {@link #linkFrom} once the SEPT.ADD of `missing[i]` (table `page` at `base`), which had to wait, answers. */
+  #linkAfter(
+    answer: Promise<Gprs>,
+    gpa: number,
+    missing: readonly number[],
+    i: number,
+    base: number,
+    page: number,
+  ): Promise<boolean> {
+    const at = missing[i] as number;
+    return answer.then((out) =>
+      this.#tableAdded(base, at, page, out[Reg.RAX] as bigint) ? this.#linkFrom(gpa, missing, i + 1) : false,
+    );
   }
 
   /** What TDH.MEM.SEPT.ADD of `page` at `level` for `base` answered, counted: recorded, or the page back. */
@@ -515,8 +533,13 @@ export class HypervVmm implements Vmm {
   #aug2m(gpa: number): boolean | Promise<boolean> {
     if (this.tables.hasLeaf(gpa) || this.tables.hasPageTable(gpa)) return false;
     const linked = this.#linkTables(gpa, 1);
-    if (linked instanceof Promise) return linked.then((ok) => ok && this.#augLinked(gpa, 1));
+    if (linked instanceof Promise) return this.#aug2mAfter(linked, gpa);
     return linked && this.#augLinked(gpa, 1);
+  }
+
+  /** {@link #aug2m}'s AUG once the tables' SEAMCALLs, which had to wait, answered `linked`. */
+  #aug2mAfter(linked: Promise<boolean>, gpa: number): Promise<boolean> {
+    return linked.then((ok) => ok && this.#augLinked(gpa, 1));
   }
 
   /** TDH.MEM.PAGE.AUG of a fresh page at `gpa` and `level` (its tables linked); whether it succeeded. */
@@ -524,9 +547,13 @@ export class HypervVmm implements Vmm {
     const allocator = this.td.allocator;
     const hpa = level === 1 ? allocator.alloc2m() : allocator.alloc4k();
     const answer = this.#pageSeamcall(PAGE_AUG, gpa, level, hpa);
-    if (!Array.isArray(answer))
-      return answer.then((out) => this.#augmented(gpa, level, hpa, out[Reg.RAX] as bigint));
+    if (!Array.isArray(answer)) return this.#augmentedAfter(answer, gpa, level, hpa);
     return this.#augmented(gpa, level, hpa, answer[Reg.RAX] as bigint);
+  }
+
+  /** {@link #augmented} once the AUG, which had to wait, answers. */
+  #augmentedAfter(answer: Promise<Gprs>, gpa: number, level: 0 | 1, hpa: number): Promise<boolean> {
+    return answer.then((out) => this.#augmented(gpa, level, hpa, out[Reg.RAX] as bigint));
   }
 
   /** What TDH.MEM.PAGE.AUG of `hpa` at `gpa` and `level` answered, counted: the leaf recorded, or the page back. */
@@ -726,10 +753,15 @@ export class HypervVmm implements Vmm {
     // `gpa` is an exit's R8 below the shared bit: an integer in [0, 2^52), what hasLeaf checks.
     if (this.tables.hasLeafAt(gpa)) return undefined;
     const linked = this.#linkTables(gpa, 0);
-    if (linked instanceof Promise) return linked.then((ok) => this.#augIfLinked(gpa, ok));
+    if (linked instanceof Promise) return this.#augAfterLink(linked, gpa);
     if (!linked) return undefined;
     const augmented = this.#augLinked(gpa, 0);
     return augmented instanceof Promise ? augmented.then(nothing) : undefined;
+  }
+
+  /** {@link #aug} once the tables' SEAMCALLs, which had to wait, answered. */
+  #augAfterLink(linked: Promise<boolean>, gpa: number): Promise<void> {
+    return linked.then((ok) => this.#augIfLinked(gpa, ok));
   }
 
   /** {@link aug}'s AUG once the tables' SEAMCALLs, which had to wait, answered `linked`. */
@@ -749,11 +781,16 @@ export class HypervVmm implements Vmm {
       const base = gpa - (gpa % MIB2);
       if (!this.attributes.includes(base, base + MIB2, 'shared')) {
         const huge = this.#aug2m(base);
-        if (huge instanceof Promise) return huge.then((done) => (done ? undefined : this.#aug(gpa)));
+        if (huge instanceof Promise) return this.#augUnlessHuge(huge, gpa);
         if (huge) return undefined;
       }
     }
     return this.#aug(gpa);
+  }
+
+  /** {@link #eptViolation} once the 2M AUG, which had to wait, answered `huge`: the 4K page when it did not map. */
+  #augUnlessHuge(huge: Promise<boolean>, gpa: number): Promise<void> {
+    return huge.then((done) => (done ? undefined : this.#aug(gpa)));
   }
 }
 

@@ -94,14 +94,31 @@ export function handleEptViolation(
   // The first attempt, then (rarely) the rest of the loop: no async frame of its own on the path of every fault,
   // and no promise at all when the attempt's SEAMCALLs answered at once.
   const first = mapPrivate(vm, raw, wants, true);
-  if (first instanceof Promise)
-    return first.then((result) =>
-      result === 'fixed' || result === 'dead'
-        ? undefined
-        : privateFaultAgain(vm, run, vcpu, raw, wants, result),
-    );
+  if (first instanceof Promise) return privateFaultAfter(first, vm, run, vcpu, raw, wants);
   if (first === 'fixed' || first === 'dead') return undefined;
   return privateFaultAgain(vm, run, vcpu, raw, wants, first);
+}
+
+/*
+ * The continuations of the fault path's functions that had to wait are functions of their own (here and below): a
+ * closure in the function itself makes V8 allocate a context for its variables on every call, the calls that answer
+ * at once (every page faulted in) included.
+ */
+
+/** {@link handleEptViolation} once its first attempt, which had to wait, has settled. */
+function privateFaultAfter(
+  attempt: Promise<PrivateMapResult>,
+  vm: VmState,
+  run: KvmRun,
+  vcpu: number,
+  raw: number,
+  wants: number,
+): Promise<void> {
+  return attempt.then((result) =>
+    result === 'fixed' || result === 'dead'
+      ? undefined
+      : privateFaultAgain(vm, run, vcpu, raw, wants, result),
+  );
 }
 
 /**
@@ -285,8 +302,7 @@ function mapAt(
     if (entry === MirrorEntry.FREE && atLevel > level) {
       const linked = linkTable(vm, target, atLevel, first);
       // A table linked after a wait: the walk starts again from the root, as it does after one linked at once.
-      if (linked instanceof Promise)
-        return linked.then((result) => (result === 'fixed' ? mapAt(vm, target, level, first) : result));
+      if (linked instanceof Promise) return mapAtAfterLink(linked, vm, target, level, first);
       if (linked !== 'fixed') return linked;
       continue;
     }
@@ -297,6 +313,17 @@ function mapAt(
     return 'retry';
   }
   return freezeThen(vm, level, target, first, mapLeaf);
+}
+
+/** {@link mapAt} once a table it had to wait for is linked: the walk again from the root. */
+function mapAtAfterLink(
+  linked: Promise<PrivateMapResult>,
+  vm: VmState,
+  target: number,
+  level: number,
+  first: boolean,
+): Promise<PrivateMapResult> {
+  return linked.then((result) => (result === 'fixed' ? mapAt(vm, target, level, first) : result));
 }
 
 /**
@@ -312,8 +339,19 @@ function freezeThen(
 ): PrivateMapResult | Promise<PrivateMapResult> {
   if (!vm.mirror.tryFreeze(level, gpa)) return 'retry';
   const frozen = first ? vm.yieldAt('kvm.fault', 'frozen', gpa) : undefined;
-  if (frozen !== undefined) return restoreOnFailure(vm, level, gpa, frozen).then(() => next(vm, gpa, level));
+  if (frozen !== undefined) return nextAfterYield(vm, level, gpa, frozen, next);
   return next(vm, gpa, level);
+}
+
+/** {@link freezeThen}'s `next` once the yield point it waited at lets it go on. */
+function nextAfterYield(
+  vm: VmState,
+  level: number,
+  gpa: number,
+  frozen: Promise<void>,
+  next: (vm: VmState, gpa: number, level: number) => PrivateMapResult | Promise<PrivateMapResult>,
+): Promise<PrivateMapResult> {
+  return restoreOnFailure(vm, level, gpa, frozen).then(() => next(vm, gpa, level));
 }
 
 /** The frozen leaf entry at `level` for `target` mapped: premapped before finalization, else TDH.MEM.PAGE.AUG. */
@@ -349,15 +387,26 @@ function seamcallOnFrozen(
     restoreFrozen(vm, level, gpa);
     throw error;
   }
-  if (!Array.isArray(answer))
-    return Promise.resolve(answer).then(
-      (out) => done(vm, gpa, level, hpa, out[Reg.RAX] as bigint),
-      (error: unknown) => {
-        restoreFrozen(vm, level, gpa);
-        throw error;
-      },
-    );
+  if (!Array.isArray(answer)) return doneAfterAnswer(answer, vm, gpa, level, hpa, done);
   return done(vm, gpa, level, hpa, answer[Reg.RAX] as bigint);
+}
+
+/** {@link seamcallOnFrozen}'s `done` once the SEAMCALL that had to wait answers (the entry back to FREE if it fails). */
+function doneAfterAnswer(
+  answer: Promise<Gprs>,
+  vm: VmState,
+  gpa: number,
+  level: number,
+  hpa: number,
+  done: (vm: VmState, gpa: number, level: number, hpa: number, status: bigint) => PrivateMapResult,
+): Promise<PrivateMapResult> {
+  return Promise.resolve(answer).then(
+    (out) => done(vm, gpa, level, hpa, out[Reg.RAX] as bigint),
+    (error: unknown) => {
+      restoreFrozen(vm, level, gpa);
+      throw error;
+    },
+  );
 }
 
 /** What TDH.MEM.PAGE.AUG of `hpa` answered for the frozen leaf: the leaf present, or FREE again and the page back. */

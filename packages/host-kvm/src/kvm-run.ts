@@ -59,10 +59,14 @@ export class KvmRun {
 
   /** Starts a host thread per vCPU running KVM_RUN until the backend stops the vCPU or the VM dies. */
   start(vmm: Vmm): Promise<void>[] {
-    const { module, td } = this.#vm;
-    return td.tdvprs.map((tdvpr, index) =>
-      module.runAs(`vcpu${index}:host`, () => this.#loop(vmm, tdvpr, index)),
-    );
+    const vm = this.#vm;
+    const { module, td } = vm;
+    return td.tdvprs.map((tdvpr, index) => {
+      const tdvprRegister = vm.tdvprRegister(index);
+      const first = makeGprs();
+      first[Reg.RCX] = tdvprRegister;
+      return module.runAs(`vcpu${index}:host`, () => this.#loop(vm, vmm, tdvpr, index, tdvprRegister, first));
+    });
   }
 
   /** Whether vCPU `index` is in guest mode (or entering it): KVM's vcpu->mode == IN_GUEST_MODE. */
@@ -118,16 +122,26 @@ export class KvmRun {
     if (waits.length > 0) await Promise.all(waits);
   }
 
-  async #loop(vmm: Vmm, tdvpr: number, index: number): Promise<void> {
-    const { module, td } = this.#vm;
-    const vm = this.#vm;
-    const tdvprRegister = BigInt(tdvpr);
-    let next: Gprs = makeGprs();
-    next[Reg.RCX] = tdvprRegister;
+  /*
+   * A vCPU's loop runs once per VM, so V8 optimises it while it loops, having seen what runs before the loop only
+   * before it collected type feedback: at the next VM in the process, code optimised that way is thrown away (and
+   * the loop, with all it inlines, compiled again) at the first operation without feedback. So what comes before the
+   * loop is made by the caller (`first`: the registers of the first entry, RCX = `tdvprRegister`), and the wait for
+   * finalization is the loop's first step (after it, `runnable` stays true: a check per entry that awaits nothing).
+   */
+  async #loop(
+    vm: VmState,
+    vmm: Vmm,
+    tdvpr: number,
+    index: number,
+    tdvprRegister: bigint,
+    first: Gprs,
+  ): Promise<void> {
+    let next = first;
     try {
-      // KVM_RUN before KVM_TDX_FINALIZE_VM is refused (tdx_vcpu_pre_run): this thread waits for it instead.
-      if (!vm.runnable) await vm.whenRunnable();
       for (;;) {
+        // KVM_RUN before KVM_TDX_FINALIZE_VM is refused (tdx_vcpu_pre_run): this thread waits for it instead.
+        if (!vm.runnable) await vm.whenRunnable();
         if (vm.dead !== undefined) return;
         const gate = this.#noEnter;
         if (gate !== undefined) {
@@ -140,7 +154,7 @@ export class KvmRun {
         let regs: Gprs;
         try {
           // A failed entry answers at once; an entry into guest mode answers at the vCPU's next exit.
-          const entered = module.seamcall(VP_ENTER, next);
+          const entered = vm.module.seamcall(VP_ENTER, next);
           regs = Array.isArray(entered) ? entered : await entered;
         } finally {
           this.#mode[index] = OUTSIDE;
@@ -156,13 +170,13 @@ export class KvmRun {
           continue;
         }
         // An exit handled without waiting (a fault whose SEAMCALLs answered at once) is answered at once: no await.
-        const answer = vmm.onTdExit({ tdr: td.tdr, tdvpr, vcpuIndex: index, regs });
+        const answer = vmm.onTdExit({ tdr: vm.td.tdr, tdvpr, vcpuIndex: index, regs });
         const reply = answer === undefined || Array.isArray(answer) ? answer : await answer;
         if (reply === undefined) return;
         next = withTdvpr(reply, tdvprRegister);
       }
     } finally {
-      module.stopVcpu(tdvpr);
+      vm.module.stopVcpu(tdvpr);
     }
   }
 }

@@ -351,7 +351,15 @@ export class KvmVmm implements Vmm {
       return Promise.reject(error).catch(stopIfVmDead);
     }
     if (fault === undefined) return this.#reentry(exit.vcpuIndex);
-    return fault.then(() => this.#reentry(exit.vcpuIndex), stopIfVmDead);
+    return this.#reentryAfter(fault, exit.vcpuIndex);
+  }
+
+  /**
+   * {@link #reentry} once a fault that had to wait is handled. A method of its own: a closure in {@link #eptViolation}
+   * would make V8 allocate a context on every exit, the ones handled at once included.
+   */
+  #reentryAfter(fault: Promise<void>, index: number): Promise<Gprs | undefined> {
+    return fault.then(() => this.#reentry(index), stopIfVmDead);
   }
 
   /**

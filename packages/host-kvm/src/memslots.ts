@@ -26,7 +26,11 @@ export class Memslots {
 
   constructor(limit: number, alloc4k: () => number) {
     this.#alloc = alloc4k;
-    this.#slots.set(0, { slot: 0, gpa: 0, size: limit });
+    const whole: Memslot = { slot: 0, gpa: 0, size: limit };
+    this.#slots.set(0, whole);
+    // The answer of every find until userspace changes the slots: the search loop is then never on the first fault's
+    // path, whose code V8 optimised without it (and threw away at the first fault of the next VM in the process).
+    this.#lastFound = whole;
   }
 
   /** The slots, in slot order. */

@@ -96,6 +96,16 @@ export class MmuLock {
     const point = { flow: 'kvm.mmu_lock', step: write ? 'write' : 'read', tdr: this.#tdr, gpa };
     const pause = this.#module.yieldAt(point);
     if (pause === undefined) return this.#acquire(write);
+    return this.#acquireAfter(pause, write);
+  }
+
+  /*
+   * What waits is in methods of its own: a closure in #take or #acquire would make V8 allocate a context on every
+   * call, the ones that take the lock at once (every fault) included.
+   */
+
+  /** {@link #acquire} once the yield point before it lets the thread go on. */
+  #acquireAfter(pause: Promise<void>, write: boolean): Promise<void> {
     return pause.then(() => this.#acquire(write));
   }
 
@@ -105,6 +115,11 @@ export class MmuLock {
       this.#hold(write);
       return undefined;
     }
+    return this.#enqueue(write);
+  }
+
+  /** Queues a waiter; resolves once {@link #grant} lets it hold the lock. */
+  #enqueue(write: boolean): Promise<void> {
     return new Promise<void>((wake) => {
       this.#queue.push({ write, wake });
     });

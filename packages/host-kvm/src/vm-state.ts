@@ -1,5 +1,6 @@
 import {
   type BuiltTd,
+  copyGprs,
   formatStatus,
   type Gprs,
   isStatus,
@@ -91,8 +92,13 @@ export class VmState {
   readonly #decides: boolean;
   /** Each vCPU's TDVPR as a register value (RCX of TDH.VP.ENTER), made once. */
   readonly #tdvprRegisters: readonly bigint[];
-  /** The register file of the last page SEAMCALL once the module answered it at once (only RCX, RDX and R8 vary). */
-  #spareRegs: Gprs | undefined;
+  /**
+   * The register file of the last page SEAMCALL once the module answered it at once (only RCX, RDX and R8 vary). Made
+   * with the VM, as a copy (makeGprs answers a copy-on-write array, which its first write copies): a first call that
+   * made or copied it would be the only one to, and code V8 optimised without ever seeing that was thrown away at the
+   * first fault of the next VM in the process.
+   */
+  #spareRegs: Gprs | undefined = copyGprs(makeGprs());
 
   constructor(module: TdxModule, td: BuiltTd, options: ResolvedKvmOptions) {
     this.module = module;

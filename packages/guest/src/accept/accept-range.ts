@@ -97,16 +97,21 @@ export async function runAcceptRange(
   fuse = 1_000_000,
   options: AcceptOptions = {},
 ): Promise<AcceptOutcome> {
+  // The range's bounds read once: callers pass ranges of several shapes (a literal, a ledger run), and a read of
+  // `range.end` per page was a polymorphic load.
+  const end = range.end;
   let pos = range.start;
   let tdcalls = 0;
-  // The block size of each level, once per range (not once per block tried).
-  const levels = policy.levels;
-  const sizes = levels.map(pageSizeOf);
+  // The levels and the block size of each, once per range (not once per block tried), in typed arrays: one shape
+  // whatever the policy (a size list holding 1G is an array of doubles, one without it of small integers, and code
+  // compiled for one was thrown away on meeting the other).
+  const levels = Uint8Array.from(policy.levels);
+  const sizes = Float64Array.from(levels, pageSizeOf);
   // Through a vCPU port, each TDCALL is awaited here at once and reported landed when this loop resumes: no promise
   // of the port's own per page (see CpuPort.tdcallAwaited).
   const port = cpu instanceof CpuPort ? cpu : undefined;
   const { signal } = options;
-  while (pos < range.end) {
+  while (pos < end) {
     let done = false;
     let lastStatus = 0n;
     let lastLevel = 0;
@@ -115,7 +120,7 @@ export async function runAcceptRange(
       if (level === 2 && memory.no1G) continue;
       const size = sizes[i] as number;
       // Aligned: exact in doubles for a power-of-two size below 2^53, where `%` of a GPA above 2^31 calls fmod.
-      if (Math.floor(pos / size) * size !== pos || pos + size > range.end) continue;
+      if (Math.floor(pos / size) * size !== pos || pos + size > end) continue;
       let busy = 0;
       let status: bigint;
       for (;;) {

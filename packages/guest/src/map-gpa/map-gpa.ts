@@ -216,15 +216,18 @@ export async function runMapGpa(
       return interrupt({ kind: 'vcpu-lost', error });
     }
     calls++;
-    options.onCall?.({ r12: current, r13: size_, ...reply });
-    log(
-      '%s: MapGPA r12=0x%s r13=0x%s -> r10=%s r11=0x%s',
-      policy.name,
-      current.toString(16),
-      size_.toString(16),
-      tdvmcallStatusName(reply.r10) ?? reply.r10,
-      reply.r11.toString(16),
-    );
+    // The reply's fields written out (the order a spread gives), not a spread: a copy loop per call.
+    options.onCall?.({ r12: current, r13: size_, rax: reply.rax, r10: reply.r10, r11: reply.r11 });
+    // Its arguments (three hex strings of bigints) are made only for a reader: every MapGPA call passes here.
+    if (log.enabled)
+      log(
+        '%s: MapGPA r12=0x%s r13=0x%s -> r10=%s r11=0x%s',
+        policy.name,
+        current.toString(16),
+        size_.toString(16),
+        tdvmcallStatusName(reply.r10) ?? reply.r10,
+        reply.r11.toString(16),
+      );
     if (reply.rax !== 0n) return fail({ kind: 'tdcall-failed', rax: reply.rax });
     const asked = current + size_;
     noteRequest(current, size_);
