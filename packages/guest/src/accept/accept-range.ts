@@ -103,8 +103,8 @@ export async function runAcceptRange(
   let pos = range.start;
   let tdcalls = 0;
   // The levels and the block size of each, once per range (not once per block tried), in typed arrays: one shape
-  // whatever the policy (a size list holding 1G is an array of doubles, one without it of small integers, and code
-  // compiled for one was thrown away on meeting the other).
+  // whatever the policy (a size list holding 1G was an array of doubles, `4096 * 2 ** 18` being a heap number, one
+  // without it of small integers, and code compiled for one was thrown away on meeting the other).
   const levels = Uint8Array.from(policy.levels);
   const sizes = Float64Array.from(levels, pageSizeOf);
   // Through a vCPU port, each TDCALL is awaited here at once and reported landed when this loop resumes: no promise
