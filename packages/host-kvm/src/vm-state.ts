@@ -79,8 +79,10 @@ export class VmState {
   readonly pendingEvents = new Set<number>();
   /** The enter/exit path: posted interrupts, halted vCPUs, emulated MSRs, GetQuote, a reported fatal error. */
   readonly enterExit: EnterExitState;
-  /** TD_STATE_RUNNABLE: set by KVM_TDX_FINALIZE_VM. Before it, private leaves are premapped, not AUGed. */
-  /** Goes from false to true once and never back: the vCPU loop checks it without waiting after its first pass. */
+  /**
+   * TD_STATE_RUNNABLE: set by KVM_TDX_FINALIZE_VM. Before it, private leaves are premapped, not AUGed. It goes from
+   * false to true once and never back: the vCPU loop checks it without waiting after its first pass.
+   */
   #runnable = false;
   #whenRunnable: { promise: Promise<void>; resolve: () => void } | undefined;
   /** Mirror leaves mapped at build time whose TDH.MEM.PAGE.ADD has not succeeded (KVM's nr_premapped). */
