@@ -13,29 +13,41 @@ const TDMR = { base: 2 ** 34, size: 2 ** 30 } as const;
 const SPINNERS = 6;
 const WORK = 20;
 
+/**
+ * A scenario that records the fair phase each run was given, builds a TD, and runs `threads` on it (each spawned by
+ * name, all awaited).
+ */
+function recording(
+  fairAfter: number[],
+  threads: (module: TdxModule, tdr: number) => Record<string, () => Promise<void>>,
+) {
+  return async (ctx: ExploreContext) => {
+    if (!(ctx.scheduler instanceof PctScheduler)) throw new Error('expected a PCT scheduler');
+    fairAfter.push(ctx.scheduler.fairAfter);
+    const module = new TdxModule({ tdmr: TDMR }, ctx.services);
+    const td = await buildTd(module, {});
+    await Promise.all(Object.entries(threads(module, td.tdr)).map(([name, body]) => ctx.spawn(name, body)));
+    return { module, tdr: td.tdr };
+  };
+}
+
 describe("PCT's k when most runs spin until the fair phase", () => {
   it('stays the length of the work, and so does the fair phase: steps per schedule stay bounded', async () => {
     const fairAfter: number[] = [];
-    const scenario = async (ctx: ExploreContext) => {
-      if (!(ctx.scheduler instanceof PctScheduler)) throw new Error('expected a PCT scheduler');
-      fairAfter.push(ctx.scheduler.fairAfter);
-      const module = new TdxModule({ tdmr: TDMR }, ctx.services);
-      const td = await buildTd(module, {});
+    const scenario = recording(fairAfter, (module, tdr) => {
       let done = false;
       const spinner = async () => {
-        while (!done) await module.yieldAt({ flow: 'test', step: 'retry', tdr: td.tdr, backoff: true });
+        while (!done) await module.yieldAt({ flow: 'test', step: 'retry', tdr, backoff: true });
       };
       const worker = async () => {
-        for (let i = 0; i < WORK; i++)
-          await module.yieldAt({ flow: 'test', step: 'work', tdr: td.tdr, gpa: i });
+        for (let i = 0; i < WORK; i++) await module.yieldAt({ flow: 'test', step: 'work', tdr, gpa: i });
         done = true;
       };
-      await Promise.all([
-        ...Array.from({ length: SPINNERS }, (_, i) => ctx.spawn(`spinner${i}`, spinner)),
-        ctx.spawn('worker', worker),
-      ]);
-      return { module, tdr: td.tdr };
-    };
+      return {
+        ...Object.fromEntries(Array.from({ length: SPINNERS }, (_, i) => [`spinner${i}`, spinner])),
+        worker,
+      };
+    });
     const schedules = 12;
     const result = await exploreSchedules({ scenario, scheduler: 'pct', schedules, seed: 1 });
     expect(result.failure).toBeUndefined();
@@ -49,18 +61,12 @@ describe("PCT's k when most runs spin until the fair phase", () => {
 
   it('grows with a run that is long without spinning: every step of it counts', async () => {
     const fairAfter: number[] = [];
-    const scenario = async (ctx: ExploreContext) => {
-      if (!(ctx.scheduler instanceof PctScheduler)) throw new Error('expected a PCT scheduler');
-      fairAfter.push(ctx.scheduler.fairAfter);
-      const module = new TdxModule({ tdmr: TDMR }, ctx.services);
-      const td = await buildTd(module, {});
+    const scenario = recording(fairAfter, (module, tdr) => {
       const worker = async () => {
-        for (let i = 0; i < 600; i++)
-          await module.yieldAt({ flow: 'test', step: 'work', tdr: td.tdr, gpa: i });
+        for (let i = 0; i < 600; i++) await module.yieldAt({ flow: 'test', step: 'work', tdr, gpa: i });
       };
-      await Promise.all([ctx.spawn('a', worker), ctx.spawn('b', worker)]);
-      return { module, tdr: td.tdr };
-    };
+      return { a: worker, b: worker };
+    });
     const result = await exploreSchedules({ scenario, scheduler: 'pct', schedules: 2, seed: 1 });
     expect(result.failure).toBeUndefined();
     // The first run (k = 200, fair after 1,000 steps) is longer than its fair phase; its whole length sets k.
