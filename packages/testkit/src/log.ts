@@ -11,8 +11,13 @@ export function testkitLogger(name: string): createDebug.Debugger {
  */
 const NOT_READ = Symbol('not read');
 
-/** The namespaces string `debug` keeps on its factory (replaced by every `enable` and `disable`). */
-const factory = createDebug as unknown as { readonly namespaces?: string };
+/**
+ * The namespaces string `debug` keeps on its factory (replaced by every `enable` and `disable`), read through an
+ * object whose prototype is the factory: the factory is a function object V8 keeps in dictionary mode, so a load from
+ * it is a hash lookup on every check, where a load through a prototype is a checked field read (as the module's
+ * HotLogger reads it). A later `enable` writes the factory's own property, so the value read is always current.
+ */
+const factory = Object.create(createDebug) as { readonly namespaces?: string };
 
 /**
  * Whether a `debug` logger is enabled, for a check made on every SEAMCALL: the logger's own `enabled` (an accessor on
