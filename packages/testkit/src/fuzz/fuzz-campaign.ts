@@ -11,6 +11,7 @@ import {
   type GuestSafetyReport,
   runGuestSafety,
   type SafetyCaseSetUp,
+  type SafetyReportKind,
 } from '../properties/guest-safety.js';
 import type { SafetyWorkload } from '../properties/safety-workload.js';
 import {
@@ -146,9 +147,32 @@ export function runGeneratedFuzzCase(
   fuzz: FuzzCase,
   checkEvery: number,
   setUp?: SafetyCaseSetUp,
+  report: SafetyReportKind = 'full',
 ): Promise<GuestSafetyReport> {
-  return runGuestSafety(safetyCaseOf(fuzz, checkEvery), setUp);
+  return runGuestSafety(safetyCaseOf(fuzz, checkEvery), setUp, report);
 }
+
+/** A campaign's verdict on one generated case: the same checks as {@link runGeneratedFuzzCase}, no outcome lines. */
+export async function generatedFuzzCaseIsSafe(fuzz: FuzzCase, checkEvery: number): Promise<boolean> {
+  return (await runGeneratedFuzzCase(fuzz, checkEvery, undefined, 'verdict')).safe;
+}
+
+/**
+ * The arbitrary of a campaign's cases over `presets`, made once per preset list and kept: arbitraries are immutable
+ * values (a seed draws the same cases from a kept one as from a new one), and a new one per campaign made V8 throw away
+ * the generators' optimised code at the start of every campaign of a process.
+ */
+export function campaignFuzzCase(presets: readonly GuestPresetName[]): fc.Arbitrary<FuzzCase> {
+  const key = JSON.stringify(presets);
+  let arbitrary = campaignArbitraries.get(key);
+  if (arbitrary === undefined) {
+    arbitrary = fuzzCase(presets);
+    campaignArbitraries.set(key, arbitrary);
+  }
+  return arbitrary;
+}
+
+const campaignArbitraries = new Map<string, fc.Arbitrary<FuzzCase>>();
 
 /**
  * A fuzz campaign: the guest safety properties over generated VMM behaviours for a number of cases or minutes,
@@ -162,8 +186,8 @@ export async function runFuzzCampaign(options: FuzzOptions = {}): Promise<FuzzRe
   if (presets.length === 0) throw new TestkitError('INVALID_OPTION', 'presets must not be empty', 'presets');
   const checkEvery = options.checkEvery ?? FUZZ_CHECK_EVERY;
   const found = await runCampaign(
-    fuzzCase(presets),
-    async (fuzz) => (await runGeneratedFuzzCase(fuzz, checkEvery)).safe,
+    campaignFuzzCase(presets),
+    (fuzz) => generatedFuzzCaseIsSafe(fuzz, checkEvery),
     options,
   );
   if (found.counterexample === undefined) return found;
