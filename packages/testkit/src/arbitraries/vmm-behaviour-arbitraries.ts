@@ -66,8 +66,11 @@ export const sideEffects: fc.Arbitrary<SideEffect[]> = fc.oneof(
 
 /** Any step, honest or not. */
 export const mapGpaStep: fc.Arbitrary<MapGpaStep> = fc
-  .record({ convert: convertChoice, status: statusChoice, r11: r11Choice, effects: sideEffects })
-  .map(({ convert, status, r11, effects }) =>
+  // fc.record of these four fields, without its object: a record draws its fields, then a boolean (whether the object
+  // it makes has a null prototype), and that object was only read here. The same draws, so a seed draws the same steps
+  // and shrinks them the same way.
+  .tuple(convertChoice, statusChoice, r11Choice, sideEffects, fc.boolean())
+  .map(([convert, status, r11, effects]) =>
     // Built field by field (no rest or spread): a campaign maps every step it draws.
     effects.length === 0 ? { convert, status, r11 } : { convert, status, r11, effects },
   );
