@@ -114,12 +114,17 @@ function checkPresets(argument: string, presets: unknown, code: 'INVALID_OPTION'
 /** The arbitrary of fuzz cases: honest and hostile behaviours, small workloads, the given presets. */
 export function fuzzCase(presets: readonly GuestPresetName[] = FUZZED_PRESETS): fc.Arbitrary<FuzzCase> {
   checkPresets('presets', presets, 'INVALID_ARGUMENT');
-  return fc.record({
-    behaviour: vmmBehaviour(),
-    guest: fc.constantFrom(...presets),
-    workload: safetyWorkload({ maxSteps: 3 }),
-    gpaw: fc.constantFrom(48 as const, 52 as const),
-  });
+  // fc.record's draws (its fields, then the boolean that gave about half its cases a null prototype: dictionary-mode
+  // objects, a second shape at every read of a case), made into a plain object: a seed draws the same cases.
+  return fc
+    .tuple(
+      vmmBehaviour(),
+      fc.constantFrom(...presets),
+      safetyWorkload({ maxSteps: 3 }),
+      fc.constantFrom(48 as const, 52 as const),
+      fc.boolean(),
+    )
+    .map(([behaviour, guest, workload, gpaw]) => ({ behaviour, guest, workload, gpaw }));
 }
 
 /** Runs one case: the guest safety properties against its behaviour. */
