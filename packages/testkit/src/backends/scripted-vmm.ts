@@ -156,7 +156,7 @@ export class ScriptedVmm implements Vmm {
    * the smaller). Only after a reply that lied: a method of its own, so that a case reaching it first does not
    * deoptimise {@link #mapGpa}.
    */
-  #backed(frame: number, pages: number): void {
+  #forgetUnbackedAcks(frame: number, pages: number): void {
     const { unbackedAcks } = this.record;
     if (unbackedAcks.size < pages) {
       for (const acked of unbackedAcks)
@@ -189,7 +189,7 @@ export class ScriptedVmm implements Vmm {
     const frame = gpa / PAGE;
     const asked = Number(r13) / PAGE;
     const { unbackedAcks, behindTheGuestsBack } = this.record;
-    if (!keepPrivate && unbackedAcks.size > 0) this.#backed(frame, pages);
+    if (!keepPrivate && unbackedAcks.size > 0) this.#forgetUnbackedAcks(frame, pages);
     for (let i = Math.max(0, Math.ceil(asked)); i < pages; i++) behindTheGuestsBack.add(frame + i);
     if (effects.includes('tamper-accepted')) {
       for (const touched of await this.core.tamperAccepted(gpa, gpa + asked * PAGE))
