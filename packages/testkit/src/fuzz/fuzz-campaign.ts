@@ -159,21 +159,24 @@ export async function generatedFuzzCaseIsSafe(fuzz: FuzzCase, checkEvery: number
 }
 
 /**
- * The arbitrary of a campaign's cases over `presets`, made once per preset list and kept: arbitraries are immutable
+ * The last campaign's case arbitrary and what it was built for: one entry, so that a process's campaigns over ever new
+ * preset lists keep one arbitrary alive, not all of them.
+ */
+let campaignArbitrary: { readonly key: string; readonly arbitrary: fc.Arbitrary<FuzzCase> } | undefined;
+
+/**
+ * The arbitrary of a campaign's cases over `presets`, kept while campaigns ask for the same: arbitraries are immutable
  * values (a seed draws the same cases from a kept one as from a new one), and a new one per campaign made V8 throw away
- * the generators' optimised code at the start of every campaign of a process.
+ * the generators' optimised code at the start of every campaign of a process. fast-check's global `baseSize` and
+ * `defaultSizeToMaxWhenMaxSpecified` are read when an arbitrary is built (the sizes of its arrays): they are part of
+ * the key, so that a campaign after `fc.configureGlobal` draws what a new arbitrary would.
  */
 export function campaignFuzzCase(presets: readonly GuestPresetName[]): fc.Arbitrary<FuzzCase> {
-  const key = JSON.stringify(presets);
-  let arbitrary = campaignArbitraries.get(key);
-  if (arbitrary === undefined) {
-    arbitrary = fuzzCase(presets);
-    campaignArbitraries.set(key, arbitrary);
-  }
-  return arbitrary;
+  const { baseSize, defaultSizeToMaxWhenMaxSpecified } = fc.readConfigureGlobal() ?? {};
+  const key = JSON.stringify([presets, baseSize, defaultSizeToMaxWhenMaxSpecified]);
+  if (campaignArbitrary?.key !== key) campaignArbitrary = { key, arbitrary: fuzzCase(presets) };
+  return campaignArbitrary.arbitrary;
 }
-
-const campaignArbitraries = new Map<string, fc.Arbitrary<FuzzCase>>();
 
 /**
  * A fuzz campaign: the guest safety properties over generated VMM behaviours for a number of cases or minutes,
