@@ -38,12 +38,38 @@ describe('a campaign case judged for its verdict alone', () => {
   it('a kept arbitrary draws, for a seed, the cases a new one draws', () => {
     const kept = campaignFuzzCase(FUZZED_PRESETS);
     expect(campaignFuzzCase([...FUZZED_PRESETS])).toBe(kept);
-    expect(campaignFuzzCase(['linux'])).not.toBe(kept);
     for (const seed of [1, 2, 99]) {
       // Drawn twice from the kept one: it keeps no state between campaigns.
       const drawn = fc.sample(kept, { seed, numRuns: 200 });
       expect(fc.sample(kept, { seed, numRuns: 200 })).toEqual(drawn);
       expect(fc.sample(fuzzCase(FUZZED_PRESETS), { seed, numRuns: 200 })).toEqual(drawn);
     }
+  });
+
+  it('keeps one arbitrary: the last preset list and fast-check global sizes it was asked for', () => {
+    const kept = campaignFuzzCase(FUZZED_PRESETS);
+    const linux = campaignFuzzCase(['linux']);
+    expect(linux).not.toBe(kept);
+    expect(campaignFuzzCase(['linux'])).toBe(linux);
+    // The entry for FUZZED_PRESETS was dropped: a new arbitrary, drawing what the first drew.
+    const again = campaignFuzzCase(FUZZED_PRESETS);
+    expect(again).not.toBe(kept);
+    expect(fc.sample(again, { seed: 5, numRuns: 100 })).toEqual(fc.sample(kept, { seed: 5, numRuns: 100 }));
+    // Sizes are read when an arbitrary is built: a campaign under other global sizes draws what a new one would.
+    const global = fc.readConfigureGlobal();
+    fc.configureGlobal({ ...global, baseSize: 'xsmall' });
+    try {
+      const small = campaignFuzzCase(FUZZED_PRESETS);
+      expect(small).not.toBe(again);
+      expect(fc.sample(small, { seed: 5, numRuns: 100 })).toEqual(
+        fc.sample(fuzzCase(FUZZED_PRESETS), { seed: 5, numRuns: 100 }),
+      );
+      expect(fc.sample(small, { seed: 5, numRuns: 100 })).not.toEqual(
+        fc.sample(again, { seed: 5, numRuns: 100 }),
+      );
+    } finally {
+      fc.configureGlobal(global);
+    }
+    expect(campaignFuzzCase(FUZZED_PRESETS)).not.toBe(again);
   });
 });
