@@ -98,6 +98,12 @@ describe('every violation rule, in both report modes', () => {
     if (hostile === undefined) throw new Error(`${name} is missing from the catalog`);
     return hostile.behaviour({ seed: 1 });
   };
+  /** The guest's setShared, its result changed by `change`. */
+  const changeSetShared = (change: (result: ConversionResult) => ConversionResult): void => {
+    vi.spyOn(TdGuest.prototype, 'setShared').mockImplementation(async function (this: TdGuest, start, size) {
+      return change(await (setShared as Convert).call(this, start, size));
+    } as Convert as never);
+  };
   const [honest] = fc.sample(honestBehaviour(), { seed: 1, numRuns: 1 });
   if (honest === undefined) throw new Error('no honest behaviour sampled');
 
@@ -132,14 +138,7 @@ describe('every violation rule, in both report modes', () => {
       safetyCase: { vmm: honest, guest: 'strict', workload: ONE_STEP },
       rules: ['exceeded-bound'],
       sabotage: () => {
-        vi.spyOn(TdGuest.prototype, 'setShared').mockImplementation(async function (
-          this: TdGuest,
-          start,
-          size,
-        ) {
-          const result = await (setShared as Convert).call(this, start, size);
-          return { ...result, mapGpaCalls: result.mapGpaCalls + 1 };
-        } as Convert as never);
+        changeSetShared((result) => ({ ...result, mapGpaCalls: result.mapGpaCalls + 1 }));
       },
     },
     {
@@ -166,18 +165,14 @@ describe('every violation rule, in both report modes', () => {
       safetyCase: { vmm: scripted('r11-at-end'), guest: 'strict', workload: ONE_STEP },
       rules: ['unknown-not-quarantined'],
       sabotage: () => {
-        vi.spyOn(TdGuest.prototype, 'setShared').mockImplementation(async function (
-          this: TdGuest,
-          start,
-          size,
-        ) {
-          const result = await (setShared as Convert).call(this, start, size);
-          if (result.kind === 'ok') return result;
-          return {
-            ...result,
-            pages: [...result.pages, { start: 20 * PAGE, end: 21 * PAGE, outcome: 'unknown' }],
-          };
-        } as Convert as never);
+        changeSetShared((result) =>
+          result.kind === 'ok'
+            ? result
+            : {
+                ...result,
+                pages: [...result.pages, { start: 20 * PAGE, end: 21 * PAGE, outcome: 'unknown' }],
+              },
+        );
       },
     },
     {
