@@ -15,6 +15,7 @@ import {
 } from '../behaviour/vmm-behaviour.js';
 import { objectArray } from '../object-array.js';
 import { assertIntegerOption, assertOneOf, assertOptions } from '../validation.js';
+import { recordDraws } from './record-draws.js';
 
 const GHCI_NAMES: readonly GhciStatusName[] = [
   'SUCCESS',
@@ -65,12 +66,15 @@ export const sideEffects: fc.Arbitrary<SideEffect[]> = fc.oneof(
 );
 
 /** Any step, honest or not. */
-export const mapGpaStep: fc.Arbitrary<MapGpaStep> = fc
-  .record({ convert: convertChoice, status: statusChoice, r11: r11Choice, effects: sideEffects })
-  .map(({ convert, status, r11, effects }) =>
-    // Built field by field (no rest or spread): a campaign maps every step it draws.
-    effects.length === 0 ? { convert, status, r11 } : { convert, status, r11, effects },
-  );
+export const mapGpaStep: fc.Arbitrary<MapGpaStep> = recordDraws(
+  convertChoice,
+  statusChoice,
+  r11Choice,
+  sideEffects,
+).map(([convert, status, r11, effects]) =>
+  // Built field by field (no rest or spread): a campaign maps every step it draws.
+  effects.length === 0 ? { convert, status, r11 } : { convert, status, r11, effects },
+);
 
 /** Options of the behaviour arbitraries: how long a generated script may be. */
 export interface BehaviourArbitraryOptions {
@@ -120,11 +124,11 @@ function boundNoProgress(steps: readonly MapGpaStep[]): MapGpaStep[] {
 /** Hostile behaviours: any steps (statuses, R11, conversions, side effects), in any order, seeded. */
 export function hostileBehaviour(options: BehaviourArbitraryOptions = {}): fc.Arbitrary<VmmBehaviour> {
   checkArbitraryOptions('hostileBehaviour', options);
-  return fc.record({
-    steps: fc.array(mapGpaStep, { minLength: 1, maxLength: options.maxSteps ?? 4 }),
-    order: fc.constantFrom('cycle' as const, 'repeat-last' as const, 'seeded' as const),
-    seed: fc.integer({ min: 1, max: 2 ** 16 }),
-  });
+  return recordDraws(
+    fc.array(mapGpaStep, { minLength: 1, maxLength: options.maxSteps ?? 4 }),
+    fc.constantFrom('cycle' as const, 'repeat-last' as const, 'seeded' as const),
+    fc.integer({ min: 1, max: 2 ** 16 }),
+  ).map(([steps, order, seed]) => ({ steps, order, seed }));
 }
 
 /** VMM behaviours: honest ones, hostile ones, or either (the default). */

@@ -1,5 +1,6 @@
 import type { GuestPresetName } from '@tdxsim/guest';
 import fc from 'fast-check';
+import { recordDraws } from '../arbitraries/record-draws.js';
 import { safetyWorkload } from '../arbitraries/safety-workload-arbitrary.js';
 import { vmmBehaviour } from '../arbitraries/vmm-behaviour-arbitraries.js';
 import type { VmmBehaviour } from '../behaviour/vmm-behaviour.js';
@@ -11,6 +12,7 @@ import {
   type GuestSafetyReport,
   runGuestSafety,
   type SafetyCaseSetUp,
+  type SafetyReportKind,
 } from '../properties/guest-safety.js';
 import type { SafetyWorkload } from '../properties/safety-workload.js';
 import {
@@ -113,12 +115,12 @@ function checkPresets(argument: string, presets: unknown, code: 'INVALID_OPTION'
 /** The arbitrary of fuzz cases: honest and hostile behaviours, small workloads, the given presets. */
 export function fuzzCase(presets: readonly GuestPresetName[] = FUZZED_PRESETS): fc.Arbitrary<FuzzCase> {
   checkPresets('presets', presets, 'INVALID_ARGUMENT');
-  return fc.record({
-    behaviour: vmmBehaviour(),
-    guest: fc.constantFrom(...presets),
-    workload: safetyWorkload({ maxSteps: 3 }),
-    gpaw: fc.constantFrom(48 as const, 52 as const),
-  });
+  return recordDraws(
+    vmmBehaviour(),
+    fc.constantFrom(...presets),
+    safetyWorkload({ maxSteps: 3 }),
+    fc.constantFrom(48 as const, 52 as const),
+  ).map(([behaviour, guest, workload, gpaw]) => ({ behaviour, guest, workload, gpaw }));
 }
 
 /** Runs one case: the guest safety properties against its behaviour. */
@@ -146,8 +148,34 @@ export function runGeneratedFuzzCase(
   fuzz: FuzzCase,
   checkEvery: number,
   setUp?: SafetyCaseSetUp,
+  report: SafetyReportKind = 'full',
 ): Promise<GuestSafetyReport> {
-  return runGuestSafety(safetyCaseOf(fuzz, checkEvery), setUp);
+  return runGuestSafety(safetyCaseOf(fuzz, checkEvery), setUp, report);
+}
+
+/** A campaign's verdict on one generated case: the same checks as {@link runGeneratedFuzzCase}, no outcome lines. */
+export async function generatedFuzzCaseIsSafe(fuzz: FuzzCase, checkEvery: number): Promise<boolean> {
+  return (await runGeneratedFuzzCase(fuzz, checkEvery, undefined, 'verdict')).safe;
+}
+
+/**
+ * The last campaign's case arbitrary and what it was built for: one entry, so that a process's campaigns over ever new
+ * preset lists keep one arbitrary alive, not all of them.
+ */
+let campaignArbitrary: { readonly key: string; readonly arbitrary: fc.Arbitrary<FuzzCase> } | undefined;
+
+/**
+ * The arbitrary of a campaign's cases over `presets`, kept while campaigns ask for the same: arbitraries are immutable
+ * values (a seed draws the same cases from a kept one as from a new one), and a new one per campaign made V8 throw away
+ * the generators' optimised code at the start of every campaign of a process. fast-check's global `baseSize` and
+ * `defaultSizeToMaxWhenMaxSpecified` are read when an arbitrary is built (the sizes of its arrays): they are part of
+ * the key, so that a campaign after `fc.configureGlobal` draws what a new arbitrary would.
+ */
+export function campaignFuzzCase(presets: readonly GuestPresetName[]): fc.Arbitrary<FuzzCase> {
+  const { baseSize, defaultSizeToMaxWhenMaxSpecified } = fc.readConfigureGlobal() ?? {};
+  const key = JSON.stringify([presets, baseSize, defaultSizeToMaxWhenMaxSpecified]);
+  if (campaignArbitrary?.key !== key) campaignArbitrary = { key, arbitrary: fuzzCase(presets) };
+  return campaignArbitrary.arbitrary;
 }
 
 /**
@@ -162,8 +190,8 @@ export async function runFuzzCampaign(options: FuzzOptions = {}): Promise<FuzzRe
   if (presets.length === 0) throw new TestkitError('INVALID_OPTION', 'presets must not be empty', 'presets');
   const checkEvery = options.checkEvery ?? FUZZ_CHECK_EVERY;
   const found = await runCampaign(
-    fuzzCase(presets),
-    async (fuzz) => (await runGeneratedFuzzCase(fuzz, checkEvery)).safe,
+    campaignFuzzCase(presets),
+    (fuzz) => generatedFuzzCaseIsSafe(fuzz, checkEvery),
     options,
   );
   if (found.counterexample === undefined) return found;

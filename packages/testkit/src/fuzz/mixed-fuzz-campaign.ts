@@ -19,9 +19,9 @@ import {
   type FuzzOptions,
   type FuzzResult,
   fuzzCase,
+  generatedFuzzCaseIsSafe,
   runCampaign,
   runFuzzCase,
-  runGeneratedFuzzCase,
 } from './fuzz-campaign.js';
 
 /**
@@ -96,10 +96,9 @@ export async function runMixedFuzzCampaign(options: MixedFuzzOptions = {}): Prom
   const found = await runCampaign(
     arbitrary,
     async (fuzz) =>
-      (isConcurrentFuzzCase(fuzz)
-        ? await runConcurrentFuzzCase(fuzz)
-        : await runGeneratedFuzzCase(fuzz, checkEvery)
-      ).safe,
+      isConcurrentFuzzCase(fuzz)
+        ? (await runConcurrentFuzzCase(fuzz)).safe
+        : await generatedFuzzCaseIsSafe(fuzz, checkEvery),
     options,
   );
   if (found.counterexample === undefined) return found;

@@ -4,6 +4,7 @@ import {
   type GuestPolicy,
   type GuestPresetName,
   guestPresets,
+  type LedgerMismatch,
   TdGuest,
 } from '@tdxsim/guest';
 import {
@@ -163,6 +164,12 @@ export interface SafetyCaseSetUp {
 
 const RESTORE: SafetyCaseSetUp = { from: 'restore' };
 
+/**
+ * What {@link runGuestSafety} reports: everything (`full`), or the verdict alone (`verdict`: the same checks and
+ * violations, no outcome line per step; what a campaign, which reads only `safe`, asks for).
+ */
+export type SafetyReportKind = 'full' | 'verdict';
+
 async function scriptedCaseTd(
   gpaw: Gpaw,
   setUp: SafetyCaseSetUp,
@@ -205,6 +212,7 @@ export async function checkGuestSafety(safetyCase: GuestSafetyCase): Promise<Gue
 export async function runGuestSafety(
   safetyCase: GuestSafetyCase,
   setUp: SafetyCaseSetUp = RESTORE,
+  report: SafetyReportKind = 'full',
 ): Promise<GuestSafetyReport> {
   const workload = safetyCase.workload ?? DEFAULT_SAFETY_WORKLOAD;
   const checkEvery = safetyCase.checkEvery ?? 1;
@@ -219,66 +227,51 @@ export async function runGuestSafety(
     guest,
   });
   const violations: GuestSafetyViolation[] = objectArray();
-  const outcomes: string[] = objectArray();
+  // A campaign reads only the verdict: the lines that describe each step are not made for it.
+  const outcomes: string[] | undefined = report === 'full' ? objectArray() : undefined;
   const fail = (rule: GuestSafetyRule, message: string): void => {
     log('%s: %s', rule, message);
     violations.push({ rule, message });
   };
-  /** Frames a property may not hold against the guest: the VMM changed them behind its back. */
-  const excused = (frame: number): boolean => record?.behindTheGuestsBack.has(frame) === true;
 
   const steps = workload.steps;
   for (let n = 0; n < steps.length; n++) {
     const step = steps[n] as WorkloadStep;
     if (step.op === 'accept-all') {
       const accepted = await guest.acceptAll();
-      outcomes.push(`accept-all: ${accepted.kind}`);
+      outcomes?.push(`accept-all: ${accepted.kind}`);
     } else {
-      const where = `step ${n} (${step.op} pages ${step.startPage}..${step.startPage + step.pages})`;
+      // Named in messages only: made when one is (a campaign's case passes without any).
+      const where = (): string =>
+        `step ${n} (${step.op} pages ${step.startPage}..${step.startPage + step.pages})`;
       const outcome = await convert(guest, step, record, where, fail);
       if (outcome !== undefined) {
-        outcomes.push(`${where}: ${describe(outcome.result)}`);
+        outcomes?.push(`${where()}: ${describe(outcome.result)}`);
         const range = { start: step.startPage * PAGE, end: (step.startPage + step.pages) * PAGE };
         const before = monitor.violations.length;
         await monitor.afterConversion(range, step.op === 'to-shared', outcome.result);
-        if (record !== undefined && monitor.violations.length > before) {
-          // The monitor cannot know which pages the VMM re-added after the guest accepted them: re-judge its
-          // to-private claims with that knowledge (the scripted VMM's record).
-          const added = monitor.violations.splice(before);
-          monitor.violations.push(...added.filter((v) => v.rule !== 'overclaim-private'));
-        }
+        if (record !== undefined && monitor.violations.length > before) rejudgePrivateClaims(monitor, before);
         checkClaims(module, td.tdr, range, step.op === 'to-shared', outcome.result, record, fail, where);
         await probeQuarantine(guest, outcome.result, record, fail, where);
       } else {
-        outcomes.push(`${where}: QUARANTINED`);
+        outcomes?.push(`${where()}: QUARANTINED`);
       }
     }
     // The module's invariants, the planted secrets (read through the guest) and the backend's view are sampled; the
     // quarantine rule reads only the ledger and holds after every step.
     if ((n + 1) % checkEvery === 0 || n === steps.length - 1) await monitor.check();
     else monitor.checkQuarantine();
-    for (const mismatch of guest.check(module, td.tdr)) {
-      if (mismatch.ledger !== 'private-accepted') continue;
-      const first = Math.floor(mismatch.start / PAGE);
-      const last = Math.ceil(mismatch.end / PAGE);
-      for (let frame = first; frame < last; frame++) {
-        if (excused(frame)) continue;
-        fail(
-          'ledger-overclaim',
-          `after step ${n}: ledger private-accepted at ${hex(frame * PAGE)}, module ${mismatch.module}`,
-        );
-        break;
-      }
-    }
+    const mismatches = guest.check(module, td.tdr);
+    if (mismatches.length > 0) ledgerOverclaims(mismatches, record, fail, n);
   }
   const all = [...monitor.violations.map((v) => ({ rule: v.rule, message: v.message })), ...violations];
-  return { safe: all.length === 0, violations: all, notes: monitor.notes, outcomes };
+  return { safe: all.length === 0, violations: all, notes: monitor.notes, outcomes: outcomes ?? [] };
 
   async function convert(
     g: TdGuest,
     step: Extract<WorkloadStep, { startPage: number }>,
     rec: ScriptedVmmRecord | undefined,
-    where: string,
+    where: () => string,
     failWith: typeof fail,
   ): Promise<{ result: ConversionResult } | undefined> {
     const start = step.startPage * PAGE;
@@ -297,22 +290,22 @@ export async function runGuestSafety(
       // Into a quarantined page the guest must throw QUARANTINED: an expected error, made without a stack trace.
       const result = await (touchesQuarantine ? expectingGuestError(convert) : convert());
       if (touchesQuarantine)
-        failWith('quarantine-not-enforced', `${where}: touches a quarantined page, did not throw`);
+        failWith('quarantine-not-enforced', `${where()}: touches a quarantined page, did not throw`);
       const seen = rec === undefined ? result.mapGpaCalls : rec.mapGpaCalls - callsBefore;
       if (seen !== result.mapGpaCalls)
         failWith(
           'exceeded-bound',
-          `${where}: the VMM saw ${seen} MapGPA calls, the guest reported ${result.mapGpaCalls}`,
+          `${where()}: the VMM saw ${seen} MapGPA calls, the guest reported ${result.mapGpaCalls}`,
         );
-      if (seen > bound) failWith('exceeded-bound', `${where}: ${seen} MapGPA calls, bound ${bound}`);
+      if (seen > bound) failWith('exceeded-bound', `${where()}: ${seen} MapGPA calls, bound ${bound}`);
       return { result };
     } catch (error) {
       if (GuestError.is(error) && error.code === 'QUARANTINED' && touchesQuarantine) {
         if ((rec?.mapGpaCalls ?? 0) !== callsBefore)
-          failWith('quarantine-not-enforced', `${where}: MapGPA issued before QUARANTINED`);
+          failWith('quarantine-not-enforced', `${where()}: MapGPA issued before QUARANTINED`);
         return undefined;
       }
-      failWith('guest-threw', `${where}: threw ${String(error)}`);
+      failWith('guest-threw', `${where()}: threw ${String(error)}`);
       return undefined;
     }
   }
@@ -335,6 +328,42 @@ function segmentPages(guest: TdGuest, start: number, end: number, toShared: bool
   return sizes;
 }
 
+/**
+ * The monitor cannot know which pages the VMM re-added after the guest accepted them: its to-private claims found since
+ * `before` are re-judged with that knowledge (the scripted VMM's record: {@link checkClaims} judges them). Rare: out of
+ * the step loop, so that a case reaching it does not recompile the loop.
+ */
+function rejudgePrivateClaims(monitor: SafetyMonitor, before: number): void {
+  const added = monitor.violations.splice(before);
+  monitor.violations.push(...added.filter((v) => v.rule !== 'overclaim-private'));
+}
+
+/**
+ * The ledger's private claims the module contradicts after step `n` (`guest.check`'s mismatches), but for frames the
+ * VMM changed behind the guest's back: one `ledger-overclaim` per mismatched run. Rare, as {@link rejudgePrivateClaims}.
+ */
+function ledgerOverclaims(
+  mismatches: readonly LedgerMismatch[],
+  record: ScriptedVmmRecord | undefined,
+  fail: (rule: GuestSafetyRule, message: string) => void,
+  n: number,
+): void {
+  for (const mismatch of mismatches) {
+    if (mismatch.ledger !== 'private-accepted') continue;
+    const first = Math.floor(mismatch.start / PAGE);
+    const last = Math.ceil(mismatch.end / PAGE);
+    for (let frame = first; frame < last; frame++) {
+      // Frames the VMM changed behind the guest's back: the property does not hold them against it.
+      if (record?.behindTheGuestsBack.has(frame) === true) continue;
+      fail(
+        'ledger-overclaim',
+        `after step ${n}: ledger private-accepted at ${hex(frame * PAGE)}, module ${mismatch.module}`,
+      );
+      break;
+    }
+  }
+}
+
 function describe(result: ConversionResult): string {
   if (result.kind === 'ok') return `ok in ${result.mapGpaCalls} MapGPA calls`;
   const failure = result.failure;
@@ -352,7 +381,7 @@ function checkClaims(
   result: ConversionResult,
   record: ScriptedVmmRecord | undefined,
   fail: (rule: GuestSafetyRule, message: string) => void,
-  where: string,
+  where: () => string,
 ): void {
   const claimed = result.kind === 'ok' ? [range] : result.pages.filter((run) => run.outcome === 'converted');
   const ept = module.sharedEpt(tdr);
@@ -373,7 +402,7 @@ function checkClaims(
         if (record !== undefined && truth.state !== 'MAPPED')
           fail(
             'overclaim-private',
-            `${where}: ${hex(gpa)} reported converted to private, module holds ${truth.state}`,
+            `${where()}: ${hex(gpa)} reported converted to private, module holds ${truth.state}`,
           );
         continue;
       }
@@ -383,7 +412,7 @@ function checkClaims(
       if (record?.unbackedAcks.has(frame) === true) continue;
       fail(
         'overclaim-shared',
-        `${where}: ${hex(gpa)} reported converted to shared, not acknowledged by the VMM, private ${truth.state}, shared ${ept.lookup(gpa) === undefined ? 'unmapped' : 'mapped'}`,
+        `${where()}: ${hex(gpa)} reported converted to shared, not acknowledged by the VMM, private ${truth.state}, shared ${ept.lookup(gpa) === undefined ? 'unmapped' : 'mapped'}`,
       );
     }
   }
@@ -395,7 +424,7 @@ async function probeQuarantine(
   result: ConversionResult,
   record: ScriptedVmmRecord | undefined,
   fail: (rule: GuestSafetyRule, message: string) => void,
-  where: string,
+  where: () => string,
 ): Promise<void> {
   if (result.kind === 'ok') return;
   let probe: number | undefined;
@@ -405,7 +434,7 @@ async function probeQuarantine(
       if (part.state !== 'quarantined')
         fail(
           'unknown-not-quarantined',
-          `${where}: unknown ${hex(part.start)}..${hex(part.end)} is ${part.state}`,
+          `${where()}: unknown ${hex(part.start)}..${hex(part.end)} is ${part.state}`,
         );
     }
     probe = run.start - (run.start % PAGE);
@@ -421,7 +450,7 @@ async function probeQuarantine(
       (error: unknown) => (GuestError.is(error) ? error.code : String(error)),
     );
     if (code !== 'QUARANTINED' || (record?.mapGpaCalls ?? 0) !== before)
-      fail('quarantine-not-enforced', `${where}: converting quarantined ${hex(probe)} again gave ${code}`);
+      fail('quarantine-not-enforced', `${where()}: converting quarantined ${hex(probe)} again gave ${code}`);
   }
 }
 
