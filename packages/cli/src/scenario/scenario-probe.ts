@@ -145,11 +145,8 @@ export class ScenarioProbe implements TraceSink {
 
   /** Receives one trace record: counts it and adds it to the timeline (and to the kept trace, when asked). */
   record(event: TraceEvent): void {
-    // The event's kind is read once, here, for the check and the dispatch: a read of a field of the trace's five event
-    // shapes at one place costs more than the rest of the probe (assertTraceEvent reads it again only to throw).
-    const kind: unknown = typeof event === 'object' && event !== null ? event.kind : undefined;
-    if (typeof kind !== 'string' || typeof event.time !== 'number') assertTraceEvent('event', event);
-    this.#take(event, kind as string);
+    assertTraceEvent('event', event);
+    this.#take(event);
   }
 
   /**
@@ -157,26 +154,25 @@ export class ScenarioProbe implements TraceSink {
    * that kind: a read of a field of the trace's five event shapes at one place in the code costs more than the rest of
    * the probe. (The module and the guest share this sink, so every event is checked: a guest's own are not trusted.)
    */
-  #take(event: TraceEvent, kind: string): void {
+  #take(event: TraceEvent): void {
     this.#keepTrace?.push(event);
     this.#forward?.record(event);
+    const kind = event.kind;
     if (kind === 'seamcall') {
       this.#evidence.record(event);
-      this.#seamcall(event as EventOf<'seamcall'>);
+      this.#seamcall(event);
     } else if (kind === 'tdcall') {
-      const call = event as EventOf<'tdcall'>;
-      this.#evidence.record(call);
+      this.#evidence.record(event);
       this.counters.tdcalls++;
-      this.#keep(call.time, 'g', call.leaf, failed(call.status));
+      this.#keep(event.time, 'g', event.leaf, failed(event.status));
     } else if (kind === 'td-exit') {
       this.#evidence.record(event);
-      this.#tdExit(event as EventOf<'td-exit'>);
+      this.#tdExit(event);
     } else if (kind === 'vmm-reply') {
-      const reply = event as EventOf<'vmm-reply'>;
       // The request a reply answers, before the evidence sink forgets it.
-      const request = this.#evidence.pendingMapGpa(reply.vcpu);
-      this.#evidence.record(reply);
-      if (request !== undefined) this.#mapGpaReply(reply, request);
+      const request = this.#evidence.pendingMapGpa(event.vcpu);
+      this.#evidence.record(event);
+      if (request !== undefined) this.#mapGpaReply(event, request);
     } else this.#evidence.record(event);
   }
 
@@ -282,9 +278,6 @@ export class ScenarioProbe implements TraceSink {
     return calls;
   }
 }
-
-/** The trace event of kind `K`. */
-type EventOf<K extends TraceEvent['kind']> = Extract<TraceEvent, { kind: K }>;
 
 /** The SEAMCALLs of one leaf so far, and whether the timeline draws them. */
 interface LeafCount {

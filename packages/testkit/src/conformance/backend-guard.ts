@@ -224,9 +224,6 @@ export class BackendGuard {
    * the old generation each time, which grew by tens of MiB in a scenario of a million exits until a full GC.
    */
   readonly #vcpuExits = new Map<number, VcpuExits>();
-  /** The vCPU {@link #exitsOf} answered last, and its record. */
-  #lastVcpu: unknown;
-  #lastExits: VcpuExits | undefined;
   /** TD exits seen: the order of {@link VcpuExits.order}. */
   #exitsSeen = 0;
   /** Successful SEAMCALLs other than TDH.VP.ENTER: the backend's progress. */
@@ -688,15 +685,11 @@ export class BackendGuard {
 
   /** The exits record of vCPU `vcpu`, made at its first exit. */
   #exitsOf(vcpu: number): VcpuExits {
-    // The vCPU of the last exit, found without a Map lookup (one vCPU exits again and again).
-    if (vcpu === this.#lastVcpu && this.#lastExits !== undefined) return this.#lastExits;
     let exits = this.#vcpuExits.get(vcpu);
     if (exits === undefined) {
       exits = { pending: undefined, order: 0, gpa: 0n, eeq: 0n, count: 0, successes: 0 };
       this.#vcpuExits.set(vcpu, exits);
     }
-    this.#lastVcpu = vcpu;
-    this.#lastExits = exits;
     return exits;
   }
 
