@@ -2,7 +2,6 @@ import {
   type BuildTdOptions,
   type BuiltTd,
   buildTd,
-  copyGprs,
   encodeLeaf,
   formatStatus,
   type Gprs,
@@ -104,14 +103,6 @@ export class HypervVmm implements Vmm {
   readonly #tdvprRegisters: readonly bigint[];
   /** The shared bit of the TD's GPAs, as a number. */
   readonly #sharedBit: number;
-  /**
-   * The input registers of its next page SEAMCALL, reused: RCX, RDX and R8 written per call, every other register
-   * 0. Lent to the module while a call it made is suspended (the module may read its inputs until it answers): the
-   * next call then takes a fresh one. A copy: makeGprs answers a copy-on-write array, which its first write copies, so
-   * the first SEAMCALL of each TD took a path of its own (and code V8 had optimised without it was thrown away there).
-   */
-  #spareRegs: Gprs | undefined = copyGprs(makeGprs());
-
   private constructor(
     module: TdxModule,
     td: BuiltTd,
@@ -371,21 +362,12 @@ export class HypervVmm implements Vmm {
   }
 
   /**
-   * SEAMCALL `rax` with RCX, RDX and R8 (every other input register 0) in its reused register file, through the
-   * module's port: the output registers, at once when the module answered at once, else a promise.
+   * SEAMCALL `rax` with RCX, RDX and R8 (every other input register 0) in a fresh register file, through the module's
+   * port: the output registers, at once when the module answered at once, else a promise.
    */
   #seamcallWith(rax: bigint, rcx: bigint, rdx: bigint, r8: bigint): Gprs | Promise<Gprs> {
-    const regs = this.#spareRegs ?? makeGprs();
-    this.#spareRegs = undefined;
-    regs[Reg.RCX] = rcx;
-    regs[Reg.RDX] = rdx;
-    regs[Reg.R8] = r8;
-    const answer = this.module.seamcall(rax, regs);
-    // Answered: the module no longer reads them. Suspended (or refused): they stay the call's.
-    if (Array.isArray(answer)) {
-      this.#spareRegs = regs;
-      return answer;
-    }
+    const answer = this.module.seamcall(rax, pageRegisters(rcx, rdx, r8));
+    if (Array.isArray(answer)) return answer;
     // A native promise from here on (itself when it is one): the callers tell "still running" by `instanceof Promise`,
     // which a port answering with a thenable or a promise of another realm would otherwise slip past.
     return Promise.resolve(answer);
@@ -792,6 +774,19 @@ export class HypervVmm implements Vmm {
   #augUnlessHuge(huge: Promise<boolean>, gpa: number): Promise<void> {
     return huge.then((done) => (done ? undefined : this.#aug(gpa)));
   }
+}
+
+/** The zero of {@link pageRegisters} (a variable, so that its literal is not a constant one). */
+const ZERO = 0n;
+
+/**
+ * The input registers of a page SEAMCALL: RCX, RDX and R8, every other register 0. A fresh array literal, which
+ * optimized code allocates and fills in place: a register file kept for reuse lives in the old generation, where
+ * each store of a call's new bigints goes through the write barrier into the remembered set (it cost more).
+ */
+function pageRegisters(rcx: bigint, rdx: bigint, r8: bigint): Gprs {
+  const z = ZERO;
+  return [z, rcx, rdx, z, z, z, z, z, r8, z, z, z, z, z, z, z];
 }
 
 /** Nothing (ends a promise chain whose value nobody reads). */

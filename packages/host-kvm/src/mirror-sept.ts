@@ -142,8 +142,18 @@ export class MirrorSept {
    * it calls {@link set} (install) or {@link set} with FREE (restore).
    */
   tryFreeze(level: number, gpa: number): boolean {
-    if (this.get(level, gpa) !== MirrorEntry.FREE) return false;
-    this.set(level, gpa, MirrorEntry.FROZEN);
+    // {@link set}'s FROZEN on a FREE entry, with the table and index found once: every page faulted in freezes its
+    // leaf. A FREE entry holds no host page (set writes 0 for it) and was no linked table, so only the count moves.
+    const key = MirrorSept.#tableOf(level, gpa);
+    const block = this.#block(level, key);
+    if (block === undefined) {
+      this.set(level, gpa, MirrorEntry.FROZEN);
+      return true;
+    }
+    const index = MirrorSept.#index(level, gpa, key);
+    if (block.entry[index] !== MirrorEntry.FREE) return false;
+    block.entry[index] = MirrorEntry.FROZEN;
+    block.used++;
     return true;
   }
 

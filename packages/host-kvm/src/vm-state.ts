@@ -1,13 +1,10 @@
 import {
   type BuiltTd,
-  copyGprs,
   formatStatus,
   type Gprs,
   isStatus,
-  makeGprs,
   numberToU64,
   RangeMap,
-  Reg,
   type SeamcallResult,
   SeededRng,
   sharedBit,
@@ -95,14 +92,6 @@ export class VmState {
   readonly #decides: boolean;
   /** Each vCPU's TDVPR as a register value (RCX of TDH.VP.ENTER), made once. */
   readonly #tdvprRegisters: readonly bigint[];
-  /**
-   * The register file of the last page SEAMCALL once the module answered it at once (only RCX, RDX and R8 vary). Made
-   * with the VM, as a copy (makeGprs answers a copy-on-write array, which its first write copies): a first call that
-   * made or copied it would be the only one to, and code V8 optimised without ever seeing that was thrown away at the
-   * first fault of the next VM in the process.
-   */
-  #spareRegs: Gprs | undefined = copyGprs(makeGprs());
-
   constructor(module: TdxModule, td: BuiltTd, options: ResolvedKvmOptions) {
     this.module = module;
     this.td = td;
@@ -179,21 +168,16 @@ export class VmState {
    * page info of `gpa` and `level`, RDX = the TDR, R8 = `hpa` — answering the output registers (at once when the
    * module did, see `TdxModule.seamcall`); the caller counts it with {@link countSeamcall}. No typed wrapper, result
    * object, decoded status or promise of its own: every page faulted in passes here, with arguments KVM made itself.
-   * The register file is reused once the module answered (at once: it no longer reads it; a call that waits keeps
-   * its own). Refused (rejects) once the VM is dead.
+   * The register file is a fresh one per call (see {@link pageRegisters}). Refused (rejects) once the VM is dead.
    */
   pageSeamcall(rax: bigint, gpa: number, level: number, hpa: number): Gprs | Promise<Gprs> {
     if (this.#dead !== undefined) return Promise.reject(this.deadError());
-    const regs = this.#spareRegs ?? makeGprs();
-    this.#spareRegs = undefined;
     // The page info: `gpa` is aligned to its level's page and `level` < 8, so the OR is a sum (one bigint made). Both
     // operands are KVM's own addresses (safe non-negative integers): converted through the cell, not `BigInt()`.
-    regs[Reg.RCX] = numberToU64(gpa + level);
-    regs[Reg.RDX] = this.#tdrRegister;
-    regs[Reg.R8] = numberToU64(hpa);
-    const answer = this.module.seamcall(rax, regs);
-    if (Array.isArray(answer)) this.#spareRegs = regs;
-    return answer;
+    return this.module.seamcall(
+      rax,
+      pageRegisters(numberToU64(gpa + level), this.#tdrRegister, numberToU64(hpa)),
+    );
   }
 
   /** vCPU `index`'s TDVPR as a register value (RCX of its TDH.VP.ENTER). */
@@ -261,6 +245,19 @@ export class VmState {
   isShared(gpa: number): boolean {
     return this.attributes.get(gpa) === 'shared';
   }
+}
+
+/** The zero of {@link pageRegisters} (a variable, so that its literal is not a constant one). */
+const ZERO = 0n;
+
+/**
+ * The input registers of a page SEAMCALL: RCX, RDX and R8, every other register 0. A fresh array literal, which
+ * optimized code allocates and fills in place: a register file kept for reuse lives in the old generation, where
+ * each store of a call's new bigints goes through the write barrier into the remembered set (it cost more).
+ */
+function pageRegisters(rcx: bigint, rdx: bigint, r8: bigint): Gprs {
+  const z = ZERO;
+  return [z, rcx, rdx, z, z, z, z, z, r8, z, z, z, z, z, z, z];
 }
 
 /**
