@@ -259,6 +259,11 @@ export class TdxModule implements SeamcallPort {
   readonly #runtime: VcpuRuntime;
   readonly #costs: CostModel;
   readonly #heldPool: HeldLocks[] = [];
+  /**
+   * A free lock record kept beside the pool: a SEAMCALL that runs to completion takes it and gives it back (two field
+   * writes instead of the pool's pop and push); flows in flight at the same time fall back to the pool.
+   */
+  #idleHeld: HeldLocks | undefined = undefined;
   /** Work registered with holdWhile that has not settled. */
   #externalWork = 0;
   readonly #nmiBlocking: NmiBlockingAtSeamret;
@@ -368,7 +373,9 @@ export class TdxModule implements SeamcallPort {
     // Every other leaf fills a fresh register file. Lock records are reused: each flow in flight has its own,
     // returned empty.
     const out = makeGprs();
-    const held = this.#heldPool.pop() ?? new HeldLocks();
+    let held = this.#idleHeld;
+    if (held === undefined) held = this.#heldPool.pop() ?? new HeldLocks();
+    else this.#idleHeld = undefined;
     let result: bigint | Promise<bigint>;
     try {
       // Flows are synchronous unless the scheduler suspends them at a yield point (or a lock wait).
@@ -404,7 +411,8 @@ export class TdxModule implements SeamcallPort {
   /** Releases a flow's lock record and returns it to the pool. */
   #releaseHeld(held: HeldLocks): void {
     held.releaseAll();
-    this.#heldPool.push(held);
+    if (this.#idleHeld === undefined) this.#idleHeld = held;
+    else this.#heldPool.push(held);
   }
 
   /** A SEAMCALL's answer: RAX = `status` in `out`, traced and logged when something reads it. */

@@ -47,9 +47,12 @@ for (const [leaf, states] of ALLOWED_SEPT_STATES) {
   SEPT_STATES_BY_LEAF[leaf] = flags;
 }
 
-/** PAGE_INFO_LEVELS by leaf: the lowest level, and the highest (−1 for the TD's page-walk level). */
-const MIN_LEVEL_BY_LEAF: number[] = [];
-const MAX_LEVEL_BY_LEAF: number[] = [];
+/**
+ * PAGE_INFO_LEVELS by leaf: the lowest level, and the highest (−1 for the TD's page-walk level); 0 for a leaf without
+ * page-info levels. Typed arrays: a read is a bounds check and a byte (an array with holes is also a hole check).
+ */
+const MIN_LEVEL_BY_LEAF = new Int8Array(64);
+const MAX_LEVEL_BY_LEAF = new Int8Array(64);
 for (const [leaf, [min, max]] of PAGE_INFO_LEVELS) {
   MIN_LEVEL_BY_LEAF[leaf] = min;
   MAX_LEVEL_BY_LEAF[leaf] = max === 'pwl' ? -1 : max;
@@ -79,7 +82,7 @@ export function enterTd(
   if (td.fatal) return TdxStatus.TD_FATAL;
   if (td.lifecycle !== LifecycleState.KEYS_CONFIGURED) return TdxStatus.TD_KEYS_NOT_CONFIGURED;
   if (td.tdcx.length < m.config.tdcsPages && leaf !== 1) return TdxStatus.TDCS_NOT_ALLOCATED;
-  if (takeOpStateLock) {
+  if (takeOpStateLock === true) {
     const packed = hpTrySharedPacked(td.opStateLock, 'host');
     // `packed` is a non-negative integer below 2^18: the word is its low 16 bits (no `%` on a number).
     td.opStateLock = packed & 0xffff;

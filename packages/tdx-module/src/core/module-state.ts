@@ -71,27 +71,28 @@ export class ModuleState {
     this.trace = trace;
   }
 
-  /** The last TDR register value {@link tdrAddress} converted, its address, and the TD found there. */
-  #tdrValue = -1n;
-  #tdrAddress = 0;
-  /** Bumped whenever {@link tdrAddress} sees a value other than the last: what was remembered for it is stale. */
+  /** The address {@link tdrAddress} converted last (−1: none yet), and the TD found there. */
+  #tdrAddress = -1;
+  /** Bumped whenever {@link tdrAddress} converts to an address other than the last: what was remembered is stale. */
   #tdrSerial = 0;
   #tdrTd: TdControl | undefined;
-  /** `tds.version` when `#tdrTd` was looked up (−1: not looked up for this value). */
+  /** `tds.version` when `#tdrTd` was looked up (−1: not looked up for this address). */
   #tdrVersion = -1;
 
   /**
-   * `Number(value)` for a TDR operand, remembered for the next call: converting a bigint costs more than a lock, and
-   * host threads pass the same TDR over and over.
+   * `u64ToNumber(value)` for a TDR operand, and the point where what was remembered for the last TDR is dropped: host
+   * threads pass the same TDR over and over. Everything remembered is a function of the converted address, so the
+   * address is what is compared (a number comparison; comparing the bigint with the last one cost more than
+   * converting it).
    */
   tdrAddress(value: bigint): number {
-    if (value !== this.#tdrValue) {
-      this.#tdrValue = value;
-      this.#tdrAddress = u64ToNumber(value);
+    const address = u64ToNumber(value);
+    if (address !== this.#tdrAddress) {
+      this.#tdrAddress = address;
       this.#tdrVersion = -1;
       this.#tdrSerial++;
     }
-    return this.#tdrAddress;
+    return address;
   }
 
   /** `tds.get(Number(value))` for a TDR operand, remembered until the value or the TD table changes. */
@@ -295,13 +296,17 @@ function lockPamtWalk(
   operand: number,
   held: HeldLocks,
 ): bigint | undefined {
+  // Every SEAMCALL walks as the host: its rules are tested once here, not per word (a string comparison each), and
+  // the mode of each entry is a boolean compared by reference (the parameter's type is not known to the compiler).
+  const host = caller === 'host';
+  const exclusiveAtLevel = exclusive === true;
   const words1g = region.entry1g.lock;
-  let packed = tryPamtWord(words1g[0] as number, level === 2 && exclusive, caller);
+  let packed = tryPamtWord(words1g[0] as number, level === 2 && exclusiveAtLevel, host, caller);
   words1g[0] = packed & 0xffff;
   if (packed >= 65536) return pamtBusy(packed, operand);
   if (level <= 1) {
     const words2m = region.entries2m.lock;
-    packed = tryPamtWord(words2m[index2m] as number, level === 1 && exclusive, caller);
+    packed = tryPamtWord(words2m[index2m] as number, level === 1 && exclusiveAtLevel, host, caller);
     words2m[index2m] = packed & 0xffff;
     if (packed >= 65536) {
       words1g[0] = releaseShared(words1g[0] as number);
@@ -309,7 +314,7 @@ function lockPamtWalk(
     }
     if (level === 0) {
       const words4k = (block4k as PamtBlock).lock;
-      packed = tryPamtWord(words4k[index4k] as number, exclusive, caller);
+      packed = tryPamtWord(words4k[index4k] as number, exclusiveAtLevel, host, caller);
       words4k[index4k] = packed & 0xffff;
       if (packed >= 65536) {
         words2m[index2m] = releaseShared(words2m[index2m] as number);
@@ -318,7 +323,7 @@ function lockPamtWalk(
       }
     }
   }
-  held.addPamtWalk(region, level, exclusive, level <= 1 ? index2m : 0, level === 0 ? index4k : 0);
+  held.addPamtWalk(region, level, exclusiveAtLevel, level <= 1 ? index2m : 0, level === 0 ? index4k : 0);
   return undefined;
 }
 
@@ -350,8 +355,13 @@ function pageTypeStatus(
 /** Host addresses are below 2^52 (the converted operand compared: exact at this boundary). */
 const ADDRESS_LIMIT = 2 ** 52;
 
-/** One attempt on a PAMT entry's host-priority lock word: `result * 65536 + word` (see host-priority-lock.ts). */
-function tryPamtWord(word: number, exclusive: boolean, caller: LockCaller): number {
+/**
+ * One attempt on a PAMT entry's host-priority lock word: `result * 65536 + word` (see host-priority-lock.ts). `host`
+ * is `caller === 'host'`, tested once per walk: the host's attempts are called with the constant, which the compiler
+ * folds into the lock rules.
+ */
+function tryPamtWord(word: number, exclusive: boolean, host: boolean, caller: LockCaller): number {
+  if (host) return exclusive ? tryExclusive(word, 'host') : tryShared(word, 'host');
   return exclusive ? tryExclusive(word, caller) : tryShared(word, caller);
 }
 

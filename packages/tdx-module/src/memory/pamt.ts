@@ -211,9 +211,14 @@ export class Pamt {
     this.#lastRegion = undefined;
   }
 
+  /** The region of `hpa`: the last one found, else looked up (small, so that the compiler inlines it where it is used). */
   #region(hpa: number, create: boolean): PamtRegion | undefined {
     const key = Math.floor(hpa / GIB);
-    if (key === this.#lastKey) return this.#lastRegion;
+    return key === this.#lastKey ? this.#lastRegion : this.#regionAt(key, create);
+  }
+
+  /** {@link #region} of a region other than the last one found. */
+  #regionAt(key: number, create: boolean): PamtRegion | undefined {
     let region = this.#regions.get(key);
     if (region === undefined) {
       if (!create) return undefined;
