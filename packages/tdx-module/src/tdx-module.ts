@@ -338,13 +338,15 @@ export class TdxModule implements SeamcallPort {
 
   /** {@link seamcall} without the conversion of a throw into a rejection. */
   #seamcall(rax: bigint, input: readonly bigint[]): Gprs | Promise<Gprs> {
-    // RAX of a known leaf and version 0 or 1 (all other bits clear) is checked with one comparison; anything else
-    // goes through the full check and decode.
+    // RAX below 2^17 (a leaf and version 0 or 1, all other bits clear) is split at once; anything else goes through
+    // the full check and decode.
     let leaf: number;
     let version: number;
     let valid = true;
-    if (typeof rax === 'bigint' && rax >= 0n && rax < 0x20000n) {
-      const small = u64ToNumber(rax);
+    // A 64-bit RAX is converted exactly below 2^53, so `small` is below 2^17 exactly when RAX is (fewer instructions
+    // than two comparisons of the bigint with constants).
+    const small = typeof rax === 'bigint' && BigInt.asUintN(64, rax) === rax ? u64ToNumber(rax) : -1;
+    if (small >= 0 && small < 0x20000) {
       leaf = small & 0xffff;
       version = small >>> 16;
     } else {

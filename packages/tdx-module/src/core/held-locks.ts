@@ -36,15 +36,16 @@ export class HeldLocks {
    * exclusivity, 2M and 4K indexes); the first `#count` are held.
    */
   #codes = new Int32Array(16);
-  /** Two slots per record: its object, then the object of the lock that joined it (else undefined). */
-  #objects: unknown[] = new Array<unknown>(32).fill(undefined);
+  #objects: unknown[] = new Array<unknown>(16).fill(undefined);
+  /** Per record: the object of the lock that joined it (else undefined). */
+  #joined: unknown[] = new Array<unknown>(16).fill(undefined);
   #count = 0;
 
   #push(kind: number, object: unknown, index: number): void {
     const at = this.#count;
     if (at === this.#codes.length) this.#grow();
     this.#codes[at] = kind | (index << 3);
-    this.#objects[2 * at] = object;
+    this.#objects[at] = object;
     this.#count = at + 1;
   }
 
@@ -53,7 +54,10 @@ export class HeldLocks {
     const codes = new Int32Array(this.#codes.length * 2);
     codes.set(this.#codes);
     this.#codes = codes;
-    for (let i = this.#objects.length; i < 2 * codes.length; i++) this.#objects.push(undefined);
+    for (let i = this.#objects.length; i < codes.length; i++) {
+      this.#objects.push(undefined);
+      this.#joined.push(undefined);
+    }
   }
 
   /** The kind of the newest record (−1 when none is held). */
@@ -82,7 +86,7 @@ export class HeldLocks {
       const top = this.#count - 1;
       this.#codes[top] =
         (kind === PLAIN_SHARED ? PLAIN_SHARED_THEN_ENTRY : PLAIN_EXCLUSIVE_THEN_ENTRY) | (index << 3);
-      this.#objects[2 * top + 1] = table;
+      this.#joined[top] = table;
       return;
     }
     this.#push(SEPT_ENTRY, table, index);
@@ -92,7 +96,7 @@ export class HeldLocks {
     if (this.#topKind() === PAMT_WALK) {
       const top = this.#count - 1;
       this.#codes[top] = ((this.#codes[top] as number) & ~7) | PAMT_WALK_THEN_OP_STATE;
-      this.#objects[2 * top + 1] = td;
+      this.#joined[top] = td;
       return;
     }
     this.#push(OP_STATE_SHARED, td, 0);
@@ -111,6 +115,7 @@ export class HeldLocks {
   releaseFrom(mark: number): void {
     const codes = this.#codes;
     const objects = this.#objects;
+    const joined = this.#joined;
     let at = this.#count;
     if (at <= mark) return;
     this.#count = mark;
@@ -118,24 +123,24 @@ export class HeldLocks {
       at--;
       const code = codes[at] as number;
       const a = code >>> 3;
-      const object = objects[2 * at];
+      const object = objects[at];
       // The record lets go of its objects (a pooled record must not keep a TD's tables alive).
-      objects[2 * at] = undefined;
+      objects[at] = undefined;
       switch (code & 7) {
         case PAMT_WALK:
           releasePamtWalk(object as PamtRegion, a);
           break;
         case PAMT_WALK_THEN_OP_STATE: {
-          const td = objects[2 * at + 1] as TdControl;
-          objects[2 * at + 1] = undefined;
+          const td = joined[at] as TdControl;
+          joined[at] = undefined;
           td.opStateLock = releaseShared(td.opStateLock);
           releasePamtWalk(object as PamtRegion, a);
           break;
         }
         case PLAIN_SHARED_THEN_ENTRY:
         case PLAIN_EXCLUSIVE_THEN_ENTRY: {
-          const words = (objects[2 * at + 1] as SeptTable).lock;
-          objects[2 * at + 1] = undefined;
+          const words = (joined[at] as SeptTable).lock;
+          joined[at] = undefined;
           words[a] = unlockSeptEntry(words[a] as number);
           if ((code & 7) === PLAIN_SHARED_THEN_ENTRY) (object as PlainSharexLock).releaseShared();
           else (object as PlainSharexLock).releaseExclusive();

@@ -305,7 +305,9 @@ export class Pamt {
    * through {@link slot}'s shared record (every AUG and REMOVE writes one entry when it commits).
    */
   set(hpa: number, level: PamtLevel, type: number, owner: number, bepoch = 0): void {
-    const region = this.#region(hpa, true) as PamtRegion;
+    // #region written out: the compiler does not inline it here, and this is the commit of every AUG and REMOVE.
+    const key = Math.floor(hpa / GIB);
+    const region = (key === this.#lastKey ? this.#lastRegion : this.#regionAt(key, true)) as PamtRegion;
     let block: PamtBlock;
     let index: number;
     // The same branches as slot(): 1G and 2M by name, anything else the 4K entry.
