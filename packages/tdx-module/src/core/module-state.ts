@@ -1,8 +1,7 @@
 import { PamtPageType } from '../abi/page-type.js';
 import { TdxStatus as importedTdxStatus, withDetail as importedWithDetail } from '../abi/status-codes.js';
 import { u64ToNumber as importedU64ToNumber } from '../abi/u64.js';
-import { hpReleaseShared, hpTryExclusivePacked, hpTrySharedPacked } from '../locks/host-priority-lock.js';
-import type { LockCaller } from '../locks/lock-result.js';
+import { hpHostTryPacked, hpReleaseShared } from '../locks/host-priority-lock.js';
 import {
   index2mOf as importedIndex2mOf,
   index4kOf as importedIndex4kOf,
@@ -26,8 +25,7 @@ import type { HeldLocks } from './held-locks.js';
 // module cell and checked at every use: tdx-module README, "Eleventh pass").
 const NDA = PamtPageType.NDA;
 const releaseShared = hpReleaseShared;
-const tryExclusive = hpTryExclusivePacked;
-const tryShared = hpTrySharedPacked;
+const hostTry = hpHostTryPacked;
 const ENTRY_SPAN = importedENTRY_SPAN;
 const TdxStatus = importedTdxStatus;
 const index2mOf = importedIndex2mOf;
@@ -130,29 +128,19 @@ export class ModuleState {
   /**
    * Takes the PAMT lock of the page at `hpa` the way the module walks PAMT: shared on the larger entries above the
    * level, then the entry itself in `mode`. Returns undefined (taken), or the status to report (BUSY + operand).
+   * PAMT walks are the host's (SEAMCALL flows): the host-priority rules are the host's.
    */
   lockPamt(
     hpa: number,
     level: PamtLevel,
     mode: 'shared' | 'exclusive',
-    caller: LockCaller,
     operand: number,
     held: HeldLocks,
   ): bigint | undefined {
     const region = this.pamt.regionAt(hpa);
     const index2m = index2mOf(hpa);
     const block4k = level === 0 ? this.pamt.block4kAt(region, index2m) : undefined;
-    return lockPamtWalk(
-      region,
-      block4k,
-      index2m,
-      index4kOf(hpa),
-      level,
-      mode === 'exclusive',
-      caller,
-      operand,
-      held,
-    );
+    return lockPamtWalk(region, block4k, index2m, index4kOf(hpa), level, mode === 'exclusive', operand, held);
   }
 
   /**
@@ -195,17 +183,7 @@ export class ModuleState {
     // The 4K entries are made on first touch by the lock walk itself (the lock word lives there).
     const block4k = level === 0 ? this.pamt.block4kAt(region, index2m) : undefined;
     const index4k = index4kOf(address);
-    const busy = lockPamtWalk(
-      region,
-      block4k,
-      index2m,
-      index4k,
-      level,
-      mode === 'exclusive',
-      'host',
-      operand,
-      held,
-    );
+    const busy = lockPamtWalk(region, block4k, index2m, index4k, level, mode === 'exclusive', operand, held);
     if (busy !== undefined) return busy;
     return pageTypeStatus(region, block4k, index2m, index4k, level, expectedType, operand);
   }
@@ -242,17 +220,7 @@ export class ModuleState {
     const block4k = this.#tdrBlock4k;
     const index2m = this.#tdrIndex2m;
     const index4k = this.#tdrIndex4k;
-    const busy = lockPamtWalk(
-      region,
-      block4k,
-      index2m,
-      index4k,
-      0,
-      mode === 'exclusive',
-      'host',
-      operand,
-      held,
-    );
+    const busy = lockPamtWalk(region, block4k, index2m, index4k, 0, mode === 'exclusive', operand, held);
     if (busy !== undefined) return busy;
     return pageTypeStatus(region, block4k, index2m, index4k, 0, PamtPageType.TDR, operand);
   }
@@ -280,10 +248,10 @@ export class ModuleState {
 }
 
 /**
- * The PAMT lock walk of one page (reference §9): the 1G entry of `region`, then (level ≤ 1) the 2M entry `index2m`,
- * then (level 0) the 4K entry `index4k` of `block4k`; shared above `level`, the entry at `level` in the caller's
- * mode. A failed attempt gives back what this walk took and answers BUSY + operand; a successful walk is one record
- * in `held` (released in reverse order) and answers undefined.
+ * The PAMT lock walk of one page by the host (reference §9): the 1G entry of `region`, then (level ≤ 1) the 2M entry
+ * `index2m`, then (level 0) the 4K entry `index4k` of `block4k`; shared above `level`, the entry at `level` in the
+ * caller's mode. A failed attempt gives back what this walk took and answers BUSY + operand; a successful walk is one
+ * record in `held` (released in reverse order) and answers undefined.
  */
 function lockPamtWalk(
   region: PamtRegion,
@@ -292,21 +260,18 @@ function lockPamtWalk(
   index4k: number,
   level: PamtLevel,
   exclusive: boolean,
-  caller: LockCaller,
   operand: number,
   held: HeldLocks,
 ): bigint | undefined {
-  // Every SEAMCALL walks as the host: its rules are tested once here, not per word (a string comparison each), and
-  // the mode of each entry is a boolean compared by reference (the parameter's type is not known to the compiler).
-  const host = caller === 'host';
+  // The mode is compared by reference: the compiler does not know the parameter is a boolean.
   const exclusiveAtLevel = exclusive === true;
   const words1g = region.entry1g.lock;
-  let packed = tryPamtWord(words1g[0] as number, level === 2 && exclusiveAtLevel, host, caller);
+  let packed = hostTry(words1g[0] as number, level === 2 && exclusiveAtLevel);
   words1g[0] = packed & 0xffff;
   if (packed >= 65536) return pamtBusy(packed, operand);
   if (level <= 1) {
     const words2m = region.entries2m.lock;
-    packed = tryPamtWord(words2m[index2m] as number, level === 1 && exclusiveAtLevel, host, caller);
+    packed = hostTry(words2m[index2m] as number, level === 1 && exclusiveAtLevel);
     words2m[index2m] = packed & 0xffff;
     if (packed >= 65536) {
       words1g[0] = releaseShared(words1g[0] as number);
@@ -314,7 +279,7 @@ function lockPamtWalk(
     }
     if (level === 0) {
       const words4k = (block4k as PamtBlock).lock;
-      packed = tryPamtWord(words4k[index4k] as number, exclusiveAtLevel, host, caller);
+      packed = hostTry(words4k[index4k] as number, exclusiveAtLevel);
       words4k[index4k] = packed & 0xffff;
       if (packed >= 65536) {
         words2m[index2m] = releaseShared(words2m[index2m] as number);
@@ -354,16 +319,6 @@ function pageTypeStatus(
 
 /** Host addresses are below 2^52 (the converted operand compared: exact at this boundary). */
 const ADDRESS_LIMIT = 2 ** 52;
-
-/**
- * One attempt on a PAMT entry's host-priority lock word: `result * 65536 + word` (see host-priority-lock.ts). `host`
- * is `caller === 'host'`, tested once per walk: the host's attempts are called with the constant, which the compiler
- * folds into the lock rules.
- */
-function tryPamtWord(word: number, exclusive: boolean, host: boolean, caller: LockCaller): number {
-  if (host) return exclusive ? tryExclusive(word, 'host') : tryShared(word, 'host');
-  return exclusive ? tryExclusive(word, caller) : tryShared(word, caller);
-}
 
 /** The status of a failed PAMT lock attempt: BUSY, or BUSY_HOST_PRIORITY for a guest held off by the host. */
 function pamtBusy(packed: number, operand: number): bigint {
