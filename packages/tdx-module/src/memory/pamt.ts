@@ -259,7 +259,9 @@ export class Pamt {
 
   /** The region of `hpa`, created on first touch (the lock walk's first step). */
   regionAt(hpa: number): PamtRegion {
-    return this.#region(hpa, true) as PamtRegion;
+    // #region written out, as in set(): the first step of every PAMT lock walk.
+    const key = Math.floor(hpa / GIB);
+    return (key === this.#lastKey ? this.#lastRegion : this.#regionAt(key, true)) as PamtRegion;
   }
 
   /** The 4K entries under the 2M entry `index2m` of `region`, created on first touch. */
