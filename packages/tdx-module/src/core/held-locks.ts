@@ -188,11 +188,11 @@ function releasePamtWalk(region: PamtRegion, walk: number): void {
     words[index4k] = exclusive ? releaseExclusive(word) : releaseShared(word);
   }
   if (level <= 1) {
-    const words = region.entries2m.lock;
+    const words = region.lock2m;
     const word = words[index2m] as number;
     words[index2m] = level === 1 && exclusive ? releaseExclusive(word) : releaseShared(word);
   }
-  const words = region.entry1g.lock;
+  const words = region.lock1g;
   const word = words[0] as number;
   words[0] = level === 2 && exclusive ? releaseExclusive(word) : releaseShared(word);
 }

@@ -265,12 +265,12 @@ function lockPamtWalk(
 ): bigint | undefined {
   // The mode is compared by reference: the compiler does not know the parameter is a boolean.
   const exclusiveAtLevel = exclusive === true;
-  const words1g = region.entry1g.lock;
+  const words1g = region.lock1g;
   let packed = hostTry(words1g[0] as number, level === 2 && exclusiveAtLevel);
   words1g[0] = packed & 0xffff;
   if (packed >= 65536) return pamtBusy(packed, operand);
   if (level <= 1) {
-    const words2m = region.entries2m.lock;
+    const words2m = region.lock2m;
     packed = hostTry(words2m[index2m] as number, level === 1 && exclusiveAtLevel);
     words2m[index2m] = packed & 0xffff;
     if (packed >= 65536) {

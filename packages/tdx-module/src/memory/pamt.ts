@@ -112,12 +112,17 @@ function blockBytes(size: number): number {
 export class PamtRegion {
   readonly entry1g: PamtBlock;
   readonly entries2m: PamtBlock;
+  /** `entry1g.lock` and `entries2m.lock`, one load away: every PAMT lock walk takes and releases a word of each. */
+  readonly lock1g: Uint16Array;
+  readonly lock2m: Uint16Array;
   /** By 2M index; written only by {@link make4k}. */
   readonly blocks4k: (PamtBlock | undefined)[] = new Array(512);
 
   constructor(entry1g = new PamtBlock(1), entries2m = new PamtBlock(512)) {
     this.entry1g = entry1g;
     this.entries2m = entries2m;
+    this.lock1g = entry1g.lock;
+    this.lock2m = entries2m.lock;
   }
 
   /** The 2M indexes of {@link blocks4k} made so far, in the order they were made (never scanned for: 512 slots). */
