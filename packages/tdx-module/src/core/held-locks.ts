@@ -102,23 +102,24 @@ export class HeldLocks {
     this.#push(OP_STATE_SHARED, td, 0);
   }
 
-  /** How many records are held now; pass it to {@link releaseFrom} to undo what was taken after. */
-  get mark(): number {
+  /** How many records are held now (a joined lock adds none). */
+  get count(): number {
     return this.#count;
   }
 
   /**
-   * Releases the records taken since `mark`, newest first (a lock that joined a record before the record's own).
-   * The records are dropped before the releases: one that throws (a model bug) leaves the rest unreleased, and the
-   * module never reuses such a record.
+   * Releases every record, newest first (a lock that joined a record before the record's own). All or nothing: a
+   * lock joins the newest record whatever was taken before it, so releasing only the records taken since some
+   * earlier count could leave a joined lock held. The records are dropped before the releases: one that throws (a
+   * model bug) leaves the rest unreleased, and the module never reuses such a record.
    */
-  releaseFrom(mark: number): void {
+  releaseAll(): void {
     const codes = this.#codes;
     const objects = this.#objects;
     const joined = this.#joined;
     let at = this.#count;
-    if (at <= mark) return;
-    this.#count = mark;
+    if (at === 0) return;
+    this.#count = 0;
     do {
       at--;
       const code = codes[at] as number;
@@ -162,11 +163,7 @@ export class HeldLocks {
           td.opStateLock = releaseShared(td.opStateLock);
         }
       }
-    } while (at > mark);
-  }
-
-  releaseAll(): void {
-    this.releaseFrom(0);
+    } while (at > 0);
   }
 }
 
