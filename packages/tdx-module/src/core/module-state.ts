@@ -93,7 +93,11 @@ export class ModuleState {
     return address;
   }
 
-  /** `tds.get(Number(value))` for a TDR operand, remembered until the value or the TD table changes. */
+  /**
+   * `tds.get(Number(value))` for a TDR operand, remembered while the TD table is unchanged and {@link tdrAddress}
+   * converts the operand to the same address as last time (the cache is keyed by the converted address, not the
+   * bigint).
+   */
   tdByTdr(value: bigint): TdControl | undefined {
     this.tdrAddress(value);
     return this.tdAtLastTdr();
@@ -189,8 +193,8 @@ export class ModuleState {
   }
 
   /**
-   * Where the PAMT entries of the TDR value {@link checkTdrPage} last passed are: valid while `#tdrSerial` (the same
-   * value) and the PAMT's generation are those recorded.
+   * Where the PAMT entries of the TDR address {@link checkTdrPage} last passed are: valid while `#tdrSerial` (the
+   * same converted address: the cache is keyed by it, not by the bigint) and the PAMT's generation are those recorded.
    */
   #tdrPageSerial = -1;
   #tdrPamtGeneration = -1;
@@ -201,10 +205,10 @@ export class ModuleState {
 
   /**
    * {@link checkHpaPage} of a TDR operand (a 4K PT_TDR page, locked by the host in `mode`), the same checks in the
-   * same order. A host thread passes the same TDR on every SEAMCALL: once a value has passed the checks that depend
-   * on it alone (below 2^52, 4K-aligned), its PAMT region, 4K block and indexes are remembered and only the TDMR
-   * range, the lock walk and the page type are done again. Converts the value as {@link tdrAddress} does. Answers
-   * undefined where checkHpaPage answers 0n (the caller's test is then no BigInt comparison).
+   * same order. A host thread passes the same TDR on every SEAMCALL: once its converted address has passed the checks
+   * that depend on it alone (below 2^52, 4K-aligned), its PAMT region, 4K block and indexes are remembered and only
+   * the TDMR range, the lock walk and the page type are done again. Converts the value as {@link tdrAddress} does.
+   * Answers undefined where checkHpaPage answers 0n (the caller's test is then no BigInt comparison).
    */
   checkTdrPage(
     value: bigint,
@@ -225,7 +229,7 @@ export class ModuleState {
     return pageTypeStatus(region, block4k, index2m, index4k, 0, PamtPageType.TDR, operand);
   }
 
-  /** {@link checkTdrPage} of a value not seen last: the full checks, then what they found is remembered. */
+  /** {@link checkTdrPage} of an address not converted last: the full checks, then what they found is remembered. */
   #checkTdrPageFirst(
     address: number,
     mode: 'shared' | 'exclusive',
@@ -233,7 +237,7 @@ export class ModuleState {
     held: HeldLocks,
   ): bigint | undefined {
     const status = this.checkHpaPageAt(address, 0, PamtPageType.TDR, mode, operand, held);
-    // A value that got as far as the lock walk is below 2^52, aligned and in the TDMR, with its 4K block made.
+    // An address that got as far as the lock walk is below 2^52, aligned and in the TDMR, with its 4K block made.
     if (address < ADDRESS_LIMIT && (address & 4095) === 0 && this.inTdmr(address, 4096)) {
       const region = this.pamt.regionAt(address);
       this.#tdrPageSerial = this.#tdrSerial;
@@ -263,7 +267,8 @@ function lockPamtWalk(
   operand: number,
   held: HeldLocks,
 ): bigint | undefined {
-  // The mode is compared by reference: the compiler does not know the parameter is a boolean.
+  // `=== true` rather than the parameter itself: not inlined here, the function does not know `exclusive` is a
+  // boolean, and testing it would be a full ToBoolean; a strict comparison with `true` is one compare.
   const exclusiveAtLevel = exclusive === true;
   const words1g = region.lock1g;
   let packed = hostTry(words1g[0] as number, level === 2 && exclusiveAtLevel);
