@@ -254,8 +254,9 @@ export class ModuleState {
 /**
  * The PAMT lock walk of one page by the host (reference §9): the 1G entry of `region`, then (level ≤ 1) the 2M entry
  * `index2m`, then (level 0) the 4K entry `index4k` of `block4k`; shared above `level`, the entry at `level` in the
- * caller's mode. A failed attempt gives back what this walk took and answers BUSY + operand; a successful walk is one
- * record in `held` (released in reverse order) and answers undefined.
+ * caller's mode. A failed attempt gives back what this walk took and answers OPERAND_BUSY + operand (a host attempt
+ * never fails with BUSY_HOST_PRIORITY: that status holds off guests); a successful walk is one record in `held`
+ * (released in reverse order) and answers undefined.
  */
 function lockPamtWalk(
   region: PamtRegion,
@@ -273,14 +274,14 @@ function lockPamtWalk(
   const words1g = region.lock1g;
   let packed = hostTry(words1g[0] as number, level === 2 && exclusiveAtLevel);
   words1g[0] = packed & 0xffff;
-  if (packed >= 65536) return pamtBusy(packed, operand);
+  if (packed >= 65536) return withDetail(TdxStatus.OPERAND_BUSY, operand);
   if (level <= 1) {
     const words2m = region.lock2m;
     packed = hostTry(words2m[index2m] as number, level === 1 && exclusiveAtLevel);
     words2m[index2m] = packed & 0xffff;
     if (packed >= 65536) {
       words1g[0] = releaseShared(words1g[0] as number);
-      return pamtBusy(packed, operand);
+      return withDetail(TdxStatus.OPERAND_BUSY, operand);
     }
     if (level === 0) {
       const words4k = (block4k as PamtBlock).lock;
@@ -289,7 +290,7 @@ function lockPamtWalk(
       if (packed >= 65536) {
         words2m[index2m] = releaseShared(words2m[index2m] as number);
         words1g[0] = releaseShared(words1g[0] as number);
-        return pamtBusy(packed, operand);
+        return withDetail(TdxStatus.OPERAND_BUSY, operand);
       }
     }
   }
@@ -324,9 +325,3 @@ function pageTypeStatus(
 
 /** Host addresses are below 2^52 (the converted operand compared: exact at this boundary). */
 const ADDRESS_LIMIT = 2 ** 52;
-
-/** The status of a failed PAMT lock attempt: BUSY, or BUSY_HOST_PRIORITY for a guest held off by the host. */
-function pamtBusy(packed: number, operand: number): bigint {
-  const busy = packed < 2 * 65536 ? TdxStatus.OPERAND_BUSY : TdxStatus.OPERAND_BUSY_HOST_PRIORITY;
-  return withDetail(busy, operand);
-}
