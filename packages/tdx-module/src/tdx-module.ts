@@ -259,6 +259,11 @@ export class TdxModule implements SeamcallPort {
   readonly #runtime: VcpuRuntime;
   readonly #costs: CostModel;
   readonly #heldPool: HeldLocks[] = [];
+  /**
+   * A free lock record kept beside the pool: a SEAMCALL that runs to completion takes it and gives it back (two field
+   * writes instead of the pool's pop and push); flows in flight at the same time fall back to the pool.
+   */
+  #idleHeld: HeldLocks | undefined = undefined;
   /** Work registered with holdWhile that has not settled. */
   #externalWork = 0;
   readonly #nmiBlocking: NmiBlockingAtSeamret;
@@ -333,13 +338,15 @@ export class TdxModule implements SeamcallPort {
 
   /** {@link seamcall} without the conversion of a throw into a rejection. */
   #seamcall(rax: bigint, input: readonly bigint[]): Gprs | Promise<Gprs> {
-    // RAX of a known leaf and version 0 or 1 (all other bits clear) is checked with one comparison; anything else
-    // goes through the full check and decode.
+    // RAX below 2^17 (a leaf and version 0 or 1, all other bits clear) is split at once; anything else goes through
+    // the full check and decode.
     let leaf: number;
     let version: number;
     let valid = true;
-    if (typeof rax === 'bigint' && rax >= 0n && rax < 0x20000n) {
-      const small = u64ToNumber(rax);
+    // A 64-bit RAX is converted exactly below 2^53, so `small` is below 2^17 exactly when RAX is (fewer instructions
+    // than two comparisons of the bigint with constants).
+    const small = typeof rax === 'bigint' && BigInt.asUintN(64, rax) === rax ? u64ToNumber(rax) : -1;
+    if (small >= 0 && small < 0x20000) {
       leaf = small & 0xffff;
       version = small >>> 16;
     } else {
@@ -368,7 +375,9 @@ export class TdxModule implements SeamcallPort {
     // Every other leaf fills a fresh register file. Lock records are reused: each flow in flight has its own,
     // returned empty.
     const out = makeGprs();
-    const held = this.#heldPool.pop() ?? new HeldLocks();
+    let held = this.#idleHeld;
+    if (held === undefined) held = this.#heldPool.pop() ?? new HeldLocks();
+    else this.#idleHeld = undefined;
     let result: bigint | Promise<bigint>;
     try {
       // Flows are synchronous unless the scheduler suspends them at a yield point (or a lock wait).
@@ -404,7 +413,8 @@ export class TdxModule implements SeamcallPort {
   /** Releases a flow's lock record and returns it to the pool. */
   #releaseHeld(held: HeldLocks): void {
     held.releaseAll();
-    this.#heldPool.push(held);
+    if (this.#idleHeld === undefined) this.#idleHeld = held;
+    else this.#heldPool.push(held);
   }
 
   /** A SEAMCALL's answer: RAX = `status` in `out`, traced and logged when something reads it. */

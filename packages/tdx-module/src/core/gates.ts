@@ -10,7 +10,7 @@ import { packedPageInfo as importedPackedPageInfo } from '../abi/page-info.js';
 import { SeptStateGroup } from '../abi/sept-state.js';
 import { TdxStatus as importedTdxStatus, withDetail as importedWithDetail } from '../abi/status-codes.js';
 import { LifecycleState as importedLifecycleState } from '../abi/td-state.js';
-import { hpTrySharedPacked as importedHpTrySharedPacked } from '../locks/host-priority-lock.js';
+import { hpHostTryPacked as importedHpHostTryPacked } from '../locks/host-priority-lock.js';
 import { septEntryTryLockPacked as importedSeptEntryTryLockPacked } from '../locks/sept-entry-lock.js';
 import { type Gprs, Reg as importedReg } from '../registers.js';
 import { architecturalEntry, entryDetails, type WalkResult } from '../sept/sept-tree.js';
@@ -25,7 +25,7 @@ const LifecycleState = importedLifecycleState;
 const OperandId = importedOperandId;
 const Reg = importedReg;
 const TdxStatus = importedTdxStatus;
-const hpTrySharedPacked = importedHpTrySharedPacked;
+const hpHostTryPacked = importedHpHostTryPacked;
 const packedPageInfo = importedPackedPageInfo;
 const septEntryTryLockPacked = importedSeptEntryTryLockPacked;
 const sharedBit = importedSharedBit;
@@ -47,9 +47,14 @@ for (const [leaf, states] of ALLOWED_SEPT_STATES) {
   SEPT_STATES_BY_LEAF[leaf] = flags;
 }
 
-/** PAGE_INFO_LEVELS by leaf: the lowest level, and the highest (−1 for the TD's page-walk level). */
-const MIN_LEVEL_BY_LEAF: number[] = [];
-const MAX_LEVEL_BY_LEAF: number[] = [];
+/**
+ * PAGE_INFO_LEVELS by leaf: the lowest level, and the highest (−1 for the TD's page-walk level); 0 for a leaf without
+ * page-info levels. Typed arrays: a read is a bounds check and a byte (an array with holes is also a hole check);
+ * sized from the largest leaf, so none is dropped (a leaf past the end reads undefined, taken as 0).
+ */
+const LEVEL_TABLE_LENGTH = Math.max(...PAGE_INFO_LEVELS.keys()) + 1;
+const MIN_LEVEL_BY_LEAF = new Int8Array(LEVEL_TABLE_LENGTH);
+const MAX_LEVEL_BY_LEAF = new Int8Array(LEVEL_TABLE_LENGTH);
 for (const [leaf, [min, max]] of PAGE_INFO_LEVELS) {
   MIN_LEVEL_BY_LEAF[leaf] = min;
   MAX_LEVEL_BY_LEAF[leaf] = max === 'pwl' ? -1 : max;
@@ -79,8 +84,8 @@ export function enterTd(
   if (td.fatal) return TdxStatus.TD_FATAL;
   if (td.lifecycle !== LifecycleState.KEYS_CONFIGURED) return TdxStatus.TD_KEYS_NOT_CONFIGURED;
   if (td.tdcx.length < m.config.tdcsPages && leaf !== 1) return TdxStatus.TDCS_NOT_ALLOCATED;
-  if (takeOpStateLock) {
-    const packed = hpTrySharedPacked(td.opStateLock, 'host');
+  if (takeOpStateLock === true) {
+    const packed = hpHostTryPacked(td.opStateLock, false);
     // `packed` is a non-negative integer below 2^18: the word is its low 16 bits (no `%` on a number).
     td.opStateLock = packed & 0xffff;
     if (packed >= 65536) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.OP_STATE);

@@ -7,17 +7,25 @@ import { SeptCursor } from '../sept/sept-tree.js';
 import type { TdControl } from '../td/td-control.js';
 
 const PAMT_WALK = 0;
+/** A plain lock held shared, then an SEPT entry lock taken right after it (one record: a locked walk takes both). */
+const PLAIN_SHARED_THEN_ENTRY = 1;
 const PLAIN_SHARED = 2;
 const PLAIN_EXCLUSIVE = 3;
 const SEPT_ENTRY = 4;
 const OP_STATE_SHARED = 5;
+/** {@link PLAIN_SHARED_THEN_ENTRY} with the plain lock held exclusive. */
+const PLAIN_EXCLUSIVE_THEN_ENTRY = 6;
+/** A PAMT walk, then the OP_STATE lock taken right after it (one record: the TD prologue takes both). */
+const PAMT_WALK_THEN_OP_STATE = 7;
 
 /** What a fresh record's cursor points at until its first walk (never read). */
 const EMPTY_TABLE = new SeptTable(0, 0);
 
 /**
  * Locks a flow has taken, released together when it ends (success or failure), newest first. Kept as plain
- * records rather than release callbacks: a SEAMCALL takes up to eight locks and this is the hot path.
+ * records rather than release callbacks: a SEAMCALL takes up to eight locks and this is the hot path. A lock taken
+ * right after the one of the newest record joins that record where the pair is a common one (a plain lock then an
+ * SEPT entry; a PAMT walk then OP_STATE): each record costs a turn of the release loop.
  */
 export class HeldLocks {
   /** Where the flow's locked walk stopped (lockedWalk fills it: one walk per flow, no result allocated per call). */
@@ -29,6 +37,8 @@ export class HeldLocks {
    */
   #codes = new Int32Array(16);
   #objects: unknown[] = new Array<unknown>(16).fill(undefined);
+  /** Per record: the object of the lock that joined it (else undefined). */
+  #joined: unknown[] = new Array<unknown>(16).fill(undefined);
   #count = 0;
 
   #push(kind: number, object: unknown, index: number): void {
@@ -44,7 +54,16 @@ export class HeldLocks {
     const codes = new Int32Array(this.#codes.length * 2);
     codes.set(this.#codes);
     this.#codes = codes;
-    for (let i = this.#objects.length; i < codes.length; i++) this.#objects.push(undefined);
+    for (let i = this.#objects.length; i < codes.length; i++) {
+      this.#objects.push(undefined);
+      this.#joined.push(undefined);
+    }
+  }
+
+  /** The kind of the newest record (−1 when none is held). */
+  #topKind(): number {
+    const top = this.#count - 1;
+    return top < 0 ? -1 : (this.#codes[top] as number) & 7;
   }
 
   /**
@@ -61,34 +80,73 @@ export class HeldLocks {
   }
 
   addSeptEntry(table: SeptTable, index: number): void {
+    const kind = this.#topKind();
+    if (kind === PLAIN_SHARED || kind === PLAIN_EXCLUSIVE) {
+      // A plain record's index is 0: the entry's index takes its place.
+      const top = this.#count - 1;
+      this.#codes[top] =
+        (kind === PLAIN_SHARED ? PLAIN_SHARED_THEN_ENTRY : PLAIN_EXCLUSIVE_THEN_ENTRY) | (index << 3);
+      this.#joined[top] = table;
+      return;
+    }
     this.#push(SEPT_ENTRY, table, index);
   }
 
   addOpState(td: TdControl): void {
+    if (this.#topKind() === PAMT_WALK) {
+      const top = this.#count - 1;
+      this.#codes[top] = ((this.#codes[top] as number) & ~7) | PAMT_WALK_THEN_OP_STATE;
+      this.#joined[top] = td;
+      return;
+    }
     this.#push(OP_STATE_SHARED, td, 0);
   }
 
-  /** How many locks are held now; pass it to {@link releaseFrom} to undo what was taken after. */
-  get mark(): number {
+  /** How many records are held now (a joined lock adds none). */
+  get count(): number {
     return this.#count;
   }
 
-  /** Releases the locks taken since `mark`, newest first. */
-  releaseFrom(mark: number): void {
+  /**
+   * Releases every record, newest first (a lock that joined a record before the record's own). All or nothing: a
+   * lock joins the newest record whatever was taken before it, so releasing only the records taken since some
+   * earlier count could leave a joined lock held. The records are dropped before the releases: one that throws (a
+   * model bug) leaves the rest unreleased, and the module never reuses such a record.
+   */
+  releaseAll(): void {
     const codes = this.#codes;
     const objects = this.#objects;
-    for (let at = this.#count - 1; at >= mark; at--) {
-      // Counted down before the release: a release that throws (a model bug) leaves the record dropped.
-      this.#count = at;
+    const joined = this.#joined;
+    let at = this.#count;
+    if (at === 0) return;
+    this.#count = 0;
+    do {
+      at--;
       const code = codes[at] as number;
       const a = code >>> 3;
       const object = objects[at];
-      // The record lets go of the object (a pooled record must not keep a TD's tables alive).
+      // The record lets go of its objects (a pooled record must not keep a TD's tables alive).
       objects[at] = undefined;
       switch (code & 7) {
         case PAMT_WALK:
           releasePamtWalk(object as PamtRegion, a);
           break;
+        case PAMT_WALK_THEN_OP_STATE: {
+          const td = joined[at] as TdControl;
+          joined[at] = undefined;
+          td.opStateLock = releaseShared(td.opStateLock);
+          releasePamtWalk(object as PamtRegion, a);
+          break;
+        }
+        case PLAIN_SHARED_THEN_ENTRY:
+        case PLAIN_EXCLUSIVE_THEN_ENTRY: {
+          const words = (joined[at] as SeptTable).lock;
+          joined[at] = undefined;
+          words[a] = unlockSeptEntry(words[a] as number);
+          if ((code & 7) === PLAIN_SHARED_THEN_ENTRY) (object as PlainSharexLock).releaseShared();
+          else (object as PlainSharexLock).releaseExclusive();
+          break;
+        }
         case PLAIN_SHARED:
           (object as PlainSharexLock).releaseShared();
           break;
@@ -105,11 +163,7 @@ export class HeldLocks {
           td.opStateLock = releaseShared(td.opStateLock);
         }
       }
-    }
-  }
-
-  releaseAll(): void {
-    this.releaseFrom(0);
+    } while (at > 0);
   }
 }
 
@@ -131,11 +185,11 @@ function releasePamtWalk(region: PamtRegion, walk: number): void {
     words[index4k] = exclusive ? releaseExclusive(word) : releaseShared(word);
   }
   if (level <= 1) {
-    const words = region.entries2m.lock;
+    const words = region.lock2m;
     const word = words[index2m] as number;
     words[index2m] = level === 1 && exclusive ? releaseExclusive(word) : releaseShared(word);
   }
-  const words = region.entry1g.lock;
+  const words = region.lock1g;
   const word = words[0] as number;
   words[0] = level === 2 && exclusive ? releaseExclusive(word) : releaseShared(word);
 }

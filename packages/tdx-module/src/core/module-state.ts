@@ -1,8 +1,7 @@
 import { PamtPageType } from '../abi/page-type.js';
 import { TdxStatus as importedTdxStatus, withDetail as importedWithDetail } from '../abi/status-codes.js';
 import { u64ToNumber as importedU64ToNumber } from '../abi/u64.js';
-import { hpReleaseShared, hpTryExclusivePacked, hpTrySharedPacked } from '../locks/host-priority-lock.js';
-import type { LockCaller } from '../locks/lock-result.js';
+import { hpHostTryPacked, hpReleaseShared } from '../locks/host-priority-lock.js';
 import {
   index2mOf as importedIndex2mOf,
   index4kOf as importedIndex4kOf,
@@ -26,8 +25,7 @@ import type { HeldLocks } from './held-locks.js';
 // module cell and checked at every use: tdx-module README, "Eleventh pass").
 const NDA = PamtPageType.NDA;
 const releaseShared = hpReleaseShared;
-const tryExclusive = hpTryExclusivePacked;
-const tryShared = hpTrySharedPacked;
+const hostTry = hpHostTryPacked;
 const ENTRY_SPAN = importedENTRY_SPAN;
 const TdxStatus = importedTdxStatus;
 const index2mOf = importedIndex2mOf;
@@ -71,30 +69,35 @@ export class ModuleState {
     this.trace = trace;
   }
 
-  /** The last TDR register value {@link tdrAddress} converted, its address, and the TD found there. */
-  #tdrValue = -1n;
-  #tdrAddress = 0;
-  /** Bumped whenever {@link tdrAddress} sees a value other than the last: what was remembered for it is stale. */
+  /** The address {@link tdrAddress} converted last (−1: none yet), and the TD found there. */
+  #tdrAddress = -1;
+  /** Bumped whenever {@link tdrAddress} converts to an address other than the last: what was remembered is stale. */
   #tdrSerial = 0;
   #tdrTd: TdControl | undefined;
-  /** `tds.version` when `#tdrTd` was looked up (−1: not looked up for this value). */
+  /** `tds.version` when `#tdrTd` was looked up (−1: not looked up for this address). */
   #tdrVersion = -1;
 
   /**
-   * `Number(value)` for a TDR operand, remembered for the next call: converting a bigint costs more than a lock, and
-   * host threads pass the same TDR over and over.
+   * `u64ToNumber(value)` for a TDR operand, and the point where what was remembered for the last TDR is dropped: host
+   * threads pass the same TDR over and over. Everything remembered is a function of the converted address, so the
+   * address is what is compared (a number comparison; comparing the bigint with the last one cost more than
+   * converting it).
    */
   tdrAddress(value: bigint): number {
-    if (value !== this.#tdrValue) {
-      this.#tdrValue = value;
-      this.#tdrAddress = u64ToNumber(value);
+    const address = u64ToNumber(value);
+    if (address !== this.#tdrAddress) {
+      this.#tdrAddress = address;
       this.#tdrVersion = -1;
       this.#tdrSerial++;
     }
-    return this.#tdrAddress;
+    return address;
   }
 
-  /** `tds.get(Number(value))` for a TDR operand, remembered until the value or the TD table changes. */
+  /**
+   * `tds.get(Number(value))` for a TDR operand, remembered while the TD table is unchanged and {@link tdrAddress}
+   * converts the operand to the same address as last time (the cache is keyed by the converted address, not the
+   * bigint).
+   */
   tdByTdr(value: bigint): TdControl | undefined {
     this.tdrAddress(value);
     return this.tdAtLastTdr();
@@ -129,29 +132,19 @@ export class ModuleState {
   /**
    * Takes the PAMT lock of the page at `hpa` the way the module walks PAMT: shared on the larger entries above the
    * level, then the entry itself in `mode`. Returns undefined (taken), or the status to report (BUSY + operand).
+   * PAMT walks are the host's (SEAMCALL flows): the host-priority rules are the host's.
    */
   lockPamt(
     hpa: number,
     level: PamtLevel,
     mode: 'shared' | 'exclusive',
-    caller: LockCaller,
     operand: number,
     held: HeldLocks,
   ): bigint | undefined {
     const region = this.pamt.regionAt(hpa);
     const index2m = index2mOf(hpa);
     const block4k = level === 0 ? this.pamt.block4kAt(region, index2m) : undefined;
-    return lockPamtWalk(
-      region,
-      block4k,
-      index2m,
-      index4kOf(hpa),
-      level,
-      mode === 'exclusive',
-      caller,
-      operand,
-      held,
-    );
+    return lockPamtWalk(region, block4k, index2m, index4kOf(hpa), level, mode === 'exclusive', operand, held);
   }
 
   /**
@@ -194,24 +187,14 @@ export class ModuleState {
     // The 4K entries are made on first touch by the lock walk itself (the lock word lives there).
     const block4k = level === 0 ? this.pamt.block4kAt(region, index2m) : undefined;
     const index4k = index4kOf(address);
-    const busy = lockPamtWalk(
-      region,
-      block4k,
-      index2m,
-      index4k,
-      level,
-      mode === 'exclusive',
-      'host',
-      operand,
-      held,
-    );
+    const busy = lockPamtWalk(region, block4k, index2m, index4k, level, mode === 'exclusive', operand, held);
     if (busy !== undefined) return busy;
     return pageTypeStatus(region, block4k, index2m, index4k, level, expectedType, operand);
   }
 
   /**
-   * Where the PAMT entries of the TDR value {@link checkTdrPage} last passed are: valid while `#tdrSerial` (the same
-   * value) and the PAMT's generation are those recorded.
+   * Where the PAMT entries of the TDR address {@link checkTdrPage} last passed are: valid while `#tdrSerial` (the
+   * same converted address: the cache is keyed by it, not by the bigint) and the PAMT's generation are those recorded.
    */
   #tdrPageSerial = -1;
   #tdrPamtGeneration = -1;
@@ -222,10 +205,10 @@ export class ModuleState {
 
   /**
    * {@link checkHpaPage} of a TDR operand (a 4K PT_TDR page, locked by the host in `mode`), the same checks in the
-   * same order. A host thread passes the same TDR on every SEAMCALL: once a value has passed the checks that depend
-   * on it alone (below 2^52, 4K-aligned), its PAMT region, 4K block and indexes are remembered and only the TDMR
-   * range, the lock walk and the page type are done again. Converts the value as {@link tdrAddress} does. Answers
-   * undefined where checkHpaPage answers 0n (the caller's test is then no BigInt comparison).
+   * same order. A host thread passes the same TDR on every SEAMCALL: once its converted address has passed the checks
+   * that depend on it alone (below 2^52, 4K-aligned), its PAMT region, 4K block and indexes are remembered and only
+   * the TDMR range, the lock walk and the page type are done again. Converts the value as {@link tdrAddress} does.
+   * Answers undefined where checkHpaPage answers 0n (the caller's test is then no BigInt comparison).
    */
   checkTdrPage(
     value: bigint,
@@ -241,22 +224,12 @@ export class ModuleState {
     const block4k = this.#tdrBlock4k;
     const index2m = this.#tdrIndex2m;
     const index4k = this.#tdrIndex4k;
-    const busy = lockPamtWalk(
-      region,
-      block4k,
-      index2m,
-      index4k,
-      0,
-      mode === 'exclusive',
-      'host',
-      operand,
-      held,
-    );
+    const busy = lockPamtWalk(region, block4k, index2m, index4k, 0, mode === 'exclusive', operand, held);
     if (busy !== undefined) return busy;
     return pageTypeStatus(region, block4k, index2m, index4k, 0, PamtPageType.TDR, operand);
   }
 
-  /** {@link checkTdrPage} of a value not seen last: the full checks, then what they found is remembered. */
+  /** {@link checkTdrPage} of an address not converted last: the full checks, then what they found is remembered. */
   #checkTdrPageFirst(
     address: number,
     mode: 'shared' | 'exclusive',
@@ -264,7 +237,7 @@ export class ModuleState {
     held: HeldLocks,
   ): bigint | undefined {
     const status = this.checkHpaPageAt(address, 0, PamtPageType.TDR, mode, operand, held);
-    // A value that got as far as the lock walk is below 2^52, aligned and in the TDMR, with its 4K block made.
+    // An address that got as far as the lock walk is below 2^52, aligned and in the TDMR, with its 4K block made.
     if (address < ADDRESS_LIMIT && (address & 4095) === 0 && this.inTdmr(address, 4096)) {
       const region = this.pamt.regionAt(address);
       this.#tdrPageSerial = this.#tdrSerial;
@@ -279,10 +252,11 @@ export class ModuleState {
 }
 
 /**
- * The PAMT lock walk of one page (reference §9): the 1G entry of `region`, then (level ≤ 1) the 2M entry `index2m`,
- * then (level 0) the 4K entry `index4k` of `block4k`; shared above `level`, the entry at `level` in the caller's
- * mode. A failed attempt gives back what this walk took and answers BUSY + operand; a successful walk is one record
- * in `held` (released in reverse order) and answers undefined.
+ * The PAMT lock walk of one page by the host (reference §9): the 1G entry of `region`, then (level ≤ 1) the 2M entry
+ * `index2m`, then (level 0) the 4K entry `index4k` of `block4k`; shared above `level`, the entry at `level` in the
+ * caller's mode. A failed attempt gives back what this walk took and answers OPERAND_BUSY + operand (a host attempt
+ * never fails with BUSY_HOST_PRIORITY: that status holds off guests); a successful walk is one record in `held`
+ * (released in reverse order) and answers undefined.
  */
 function lockPamtWalk(
   region: PamtRegion,
@@ -291,34 +265,36 @@ function lockPamtWalk(
   index4k: number,
   level: PamtLevel,
   exclusive: boolean,
-  caller: LockCaller,
   operand: number,
   held: HeldLocks,
 ): bigint | undefined {
-  const words1g = region.entry1g.lock;
-  let packed = tryPamtWord(words1g[0] as number, level === 2 && exclusive, caller);
+  // `=== true` rather than the parameter itself: not inlined here, the function does not know `exclusive` is a
+  // boolean, and testing it would be a full ToBoolean; a strict comparison with `true` is one compare.
+  const exclusiveAtLevel = exclusive === true;
+  const words1g = region.lock1g;
+  let packed = hostTry(words1g[0] as number, level === 2 && exclusiveAtLevel);
   words1g[0] = packed & 0xffff;
-  if (packed >= 65536) return pamtBusy(packed, operand);
+  if (packed >= 65536) return withDetail(TdxStatus.OPERAND_BUSY, operand);
   if (level <= 1) {
-    const words2m = region.entries2m.lock;
-    packed = tryPamtWord(words2m[index2m] as number, level === 1 && exclusive, caller);
+    const words2m = region.lock2m;
+    packed = hostTry(words2m[index2m] as number, level === 1 && exclusiveAtLevel);
     words2m[index2m] = packed & 0xffff;
     if (packed >= 65536) {
       words1g[0] = releaseShared(words1g[0] as number);
-      return pamtBusy(packed, operand);
+      return withDetail(TdxStatus.OPERAND_BUSY, operand);
     }
     if (level === 0) {
       const words4k = (block4k as PamtBlock).lock;
-      packed = tryPamtWord(words4k[index4k] as number, exclusive, caller);
+      packed = hostTry(words4k[index4k] as number, exclusiveAtLevel);
       words4k[index4k] = packed & 0xffff;
       if (packed >= 65536) {
         words2m[index2m] = releaseShared(words2m[index2m] as number);
         words1g[0] = releaseShared(words1g[0] as number);
-        return pamtBusy(packed, operand);
+        return withDetail(TdxStatus.OPERAND_BUSY, operand);
       }
     }
   }
-  held.addPamtWalk(region, level, exclusive, level <= 1 ? index2m : 0, level === 0 ? index4k : 0);
+  held.addPamtWalk(region, level, exclusiveAtLevel, level <= 1 ? index2m : 0, level === 0 ? index4k : 0);
   return undefined;
 }
 
@@ -349,14 +325,3 @@ function pageTypeStatus(
 
 /** Host addresses are below 2^52 (the converted operand compared: exact at this boundary). */
 const ADDRESS_LIMIT = 2 ** 52;
-
-/** One attempt on a PAMT entry's host-priority lock word: `result * 65536 + word` (see host-priority-lock.ts). */
-function tryPamtWord(word: number, exclusive: boolean, caller: LockCaller): number {
-  return exclusive ? tryExclusive(word, caller) : tryShared(word, caller);
-}
-
-/** The status of a failed PAMT lock attempt: BUSY, or BUSY_HOST_PRIORITY for a guest held off by the host. */
-function pamtBusy(packed: number, operand: number): bigint {
-  const busy = packed < 2 * 65536 ? TdxStatus.OPERAND_BUSY : TdxStatus.OPERAND_BUSY_HOST_PRIORITY;
-  return withDetail(busy, operand);
-}

@@ -54,7 +54,7 @@ export function pageDemote(
     if (!isTracked(td, m.pamt.getBepoch(hpa, level)))
       return withDetail(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
   }
-  const busy = m.lockPamt(hpa, level, 'exclusive', 'host', OperandId.RCX, held);
+  const busy = m.lockPamt(hpa, level, 'exclusive', OperandId.RCX, held);
   if (busy !== undefined) return busy;
   const pageStatus = m.checkHpaPage(
     regs[Reg.R8] as bigint,

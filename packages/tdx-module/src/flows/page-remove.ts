@@ -71,7 +71,7 @@ export function pageRemove(
   if (stateStatus !== undefined) return stateStatus;
   const hpa = entry.table.hpa[entry.index] as number;
   const level = entry.level as PamtLevel;
-  const busy = m.lockPamt(hpa, level, 'exclusive', 'host', OperandId.RCX, held);
+  const busy = m.lockPamt(hpa, level, 'exclusive', OperandId.RCX, held);
   if (busy !== undefined) return busy;
   if (trackingRequired(td, entry.state)) {
     if (!SeptStateGroup.anyBlocked.has(entry.state)) {

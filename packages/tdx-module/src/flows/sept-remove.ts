@@ -34,7 +34,7 @@ export function septRemove(
   const stateStatus = checkEntryState(leaf, entry, out);
   if (stateStatus !== undefined) return stateStatus;
   const pageHpa = entry.table.hpa[entry.index] as number;
-  const busy = m.lockPamt(pageHpa, 0, 'exclusive', 'host', OperandId.RCX, held);
+  const busy = m.lockPamt(pageHpa, 0, 'exclusive', OperandId.RCX, held);
   if (busy !== undefined) return busy;
   if (trackingRequired(td, entry.state)) {
     if (!SeptStateGroup.anyBlocked.has(entry.state)) {

@@ -79,7 +79,7 @@ export function pageReclaim(m: ModuleState, regs: readonly bigint[], out: Gprs, 
   const hpa = phymemAddress(m, regs);
   if (typeof hpa === 'bigint') return hpa;
   const { level, base } = m.pamt.leafOf(hpa);
-  const busy = m.lockPamt(base, level, 'exclusive', 'host', OperandId.RCX, held);
+  const busy = m.lockPamt(base, level, 'exclusive', OperandId.RCX, held);
   if (busy !== undefined) return busy;
   const entry = m.pamt.get(base, level);
   if (entry.type === PamtPageType.NDA || entry.type === PamtPageType.RSVD) {
@@ -99,7 +99,7 @@ export function pageReclaim(m: ModuleState, regs: readonly bigint[], out: Gprs, 
   } else {
     const td = m.tds.get(entry.owner);
     if (td === undefined) return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.RCX);
-    const busy = m.lockPamt(td.tdr, 0, 'shared', 'host', OperandId.TDR, held);
+    const busy = m.lockPamt(td.tdr, 0, 'shared', OperandId.TDR, held);
     if (busy !== undefined) return busy;
     if (td.lifecycle !== LifecycleState.TEARDOWN) return TdxStatus.LIFECYCLE_STATE_INCORRECT;
     td.childCount -= 512 ** level;
@@ -121,7 +121,7 @@ export function pageRdmd(m: ModuleState, regs: readonly bigint[], out: Gprs, hel
   const hpa = phymemAddress(m, regs);
   if (typeof hpa === 'bigint') return hpa;
   const { level, base } = m.pamt.leafOf(hpa);
-  const busy = m.lockPamt(base, level, 'shared', 'host', OperandId.RCX, held);
+  const busy = m.lockPamt(base, level, 'shared', OperandId.RCX, held);
   if (busy !== undefined) return busy;
   const entry = m.pamt.get(base, level);
   out[Reg.RCX] = BigInt(entry.type);

@@ -47,6 +47,16 @@ export function hpTryExclusivePacked(word: number, caller: LockCaller): number {
   return caller === 'host' ? BUSY + (word | FLAG) : BUSY + word;
 }
 
+/**
+ * The host's attempt, shared or exclusive, without allocation: {@link hpTrySharedPacked} or
+ * {@link hpTryExclusivePacked} with caller `'host'`, written out (the PAMT lock walk of every SEAMCALL takes three
+ * words; a test holds it to the two for every word).
+ */
+export function hpHostTryPacked(word: number, exclusive: boolean): number {
+  if (exclusive) return word === 0 || word === FLAG ? EXCL : BUSY + (word | FLAG);
+  return word & EXCL ? BUSY + (word | FLAG) : (word & ~FLAG) + READER;
+}
+
 /** Promote a shared hold to exclusive (host only in practice). */
 export function hpTryPromotePacked(word: number): number {
   if (word === READER || word === (READER | FLAG)) return EXCL;

@@ -112,12 +112,17 @@ function blockBytes(size: number): number {
 export class PamtRegion {
   readonly entry1g: PamtBlock;
   readonly entries2m: PamtBlock;
+  /** `entry1g.lock` and `entries2m.lock`, one load away: every PAMT lock walk takes and releases a word of each. */
+  readonly lock1g: Uint16Array;
+  readonly lock2m: Uint16Array;
   /** By 2M index; written only by {@link make4k}. */
   readonly blocks4k: (PamtBlock | undefined)[] = new Array(512);
 
   constructor(entry1g = new PamtBlock(1), entries2m = new PamtBlock(512)) {
     this.entry1g = entry1g;
     this.entries2m = entries2m;
+    this.lock1g = entry1g.lock;
+    this.lock2m = entries2m.lock;
   }
 
   /** The 2M indexes of {@link blocks4k} made so far, in the order they were made (never scanned for: 512 slots). */
@@ -211,9 +216,14 @@ export class Pamt {
     this.#lastRegion = undefined;
   }
 
+  /** The region of `hpa`: the last one found, else looked up (small, so that the compiler inlines it where it is used). */
   #region(hpa: number, create: boolean): PamtRegion | undefined {
     const key = Math.floor(hpa / GIB);
-    if (key === this.#lastKey) return this.#lastRegion;
+    return key === this.#lastKey ? this.#lastRegion : this.#regionAt(key, create);
+  }
+
+  /** {@link #region} of a region other than the last one found. */
+  #regionAt(key: number, create: boolean): PamtRegion | undefined {
     let region = this.#regions.get(key);
     if (region === undefined) {
       if (!create) return undefined;
@@ -254,7 +264,9 @@ export class Pamt {
 
   /** The region of `hpa`, created on first touch (the lock walk's first step). */
   regionAt(hpa: number): PamtRegion {
-    return this.#region(hpa, true) as PamtRegion;
+    // #region written out, as in set(): the first step of every PAMT lock walk.
+    const key = Math.floor(hpa / GIB);
+    return (key === this.#lastKey ? this.#lastRegion : this.#regionAt(key, true)) as PamtRegion;
   }
 
   /** The 4K entries under the 2M entry `index2m` of `region`, created on first touch. */
@@ -300,7 +312,9 @@ export class Pamt {
    * through {@link slot}'s shared record (every AUG and REMOVE writes one entry when it commits).
    */
   set(hpa: number, level: PamtLevel, type: number, owner: number, bepoch = 0): void {
-    const region = this.#region(hpa, true) as PamtRegion;
+    // #region written out: the compiler does not inline it here, and this is the commit of every AUG and REMOVE.
+    const key = Math.floor(hpa / GIB);
+    const region = (key === this.#lastKey ? this.#lastRegion : this.#regionAt(key, true)) as PamtRegion;
     let block: PamtBlock;
     let index: number;
     // The same branches as slot(): 1G and 2M by name, anything else the 4K entry.

@@ -12,6 +12,11 @@ import {
   type LockCaller,
   LockResult,
 } from '../../src/index.js';
+import {
+  hpHostTryPacked,
+  hpTryExclusivePacked,
+  hpTrySharedPacked,
+} from '../../src/locks/host-priority-lock.js';
 
 const { ACQUIRED, BUSY, BUSY_HOST_PRIORITY } = LockResult;
 
@@ -249,4 +254,16 @@ describe('host-priority rules over random sequences (reference §10.3 "Rules in 
       }
     },
   );
+});
+
+describe("hpHostTryPacked (the PAMT walk's host attempt)", () => {
+  it('answers as hpTrySharedPacked / hpTryExclusivePacked with caller host, for every 16-bit word', () => {
+    const differing: string[] = [];
+    for (let word = 0; word <= 0xffff; word++) {
+      if (hpHostTryPacked(word, false) !== hpTrySharedPacked(word, 'host')) differing.push(`shared ${word}`);
+      if (hpHostTryPacked(word, true) !== hpTryExclusivePacked(word, 'host'))
+        differing.push(`exclusive ${word}`);
+    }
+    expect(differing).toEqual([]);
+  });
 });

@@ -138,14 +138,14 @@ test('the TDR fast path answers and locks exactly as the general HPA checks', ()
             break;
           case 'type':
             // Only with no lock held: the flows change page types under their own locks.
-            if (fastHeld.mark === 0) {
+            if (fastHeld.count === 0) {
               const base = baseAt(PAGES[s.page] as number, s.level);
               fast.pamt.set(base, s.level, s.type, 0);
               slow.pamt.set(base, s.level, s.type, 0);
             }
             break;
           case 'lock':
-            if (fastHeld.mark === 0) {
+            if (fastHeld.count === 0) {
               const base = baseAt(PAGES[s.page] as number, s.level);
               fast.pamt.setLock(base, s.level, s.word);
               slow.pamt.setLock(base, s.level, s.word);
@@ -153,7 +153,7 @@ test('the TDR fast path answers and locks exactly as the general HPA checks', ()
             break;
           case 'restore':
             // A checkpoint restore replaces the PAMT's regions and blocks: what the fast path kept must not be used.
-            if (fastHeld.mark === 0) {
+            if (fastHeld.count === 0) {
               const copy = new Pamt();
               copy.copyFrom(fast.pamt);
               fast.pamt.copyFrom(copy);
@@ -161,7 +161,7 @@ test('the TDR fast path answers and locks exactly as the general HPA checks', ()
             }
             break;
         }
-        expect(fastHeld.mark).toBe(slowHeld.mark);
+        expect(fastHeld.count).toBe(slowHeld.count);
         expect(pamtEntries(fast.pamt)).toEqual(pamtEntries(slow.pamt));
       }
       fastHeld.releaseAll();
