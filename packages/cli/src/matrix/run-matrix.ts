@@ -10,6 +10,7 @@ import {
   type ScenarioSpec,
   scenarioId,
 } from '../scenario/scenario-result.js';
+import { keepIdleWorker, keepsIdleWorkers, takeIdleWorker, workerKey } from './idle-workers.js';
 import type { RunRequest, WorkerMessage, WorkerSetup } from './matrix-protocol.js';
 import { runRequest } from './run-one.js';
 import { costHint } from './scenario-cost.js';
@@ -114,7 +115,8 @@ const EMPTY_DETAIL: ScenarioDetail = {
 /**
  * Runs every scenario of the matrix, on worker threads (the longest first) or in this thread; results in `specs`
  * order. A worker whose scenario outlives its wall-clock budget, or that dies, is replaced and the scenario reported
- * as `error`; the workers are terminated at the end, so nothing a backend left running outlives the run.
+ * as `error`; the workers are terminated at the end, so nothing a backend left running outlives the run (unless
+ * `TDXSIM_MATRIX_KEEP_WORKERS=1`, as in the test suite: see idle-workers.ts).
  */
 export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
   checkMatrixOptions(options);
@@ -163,13 +165,16 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
     guestFiles: options.catalog.guests.flatMap((g) => (g.file === undefined ? [] : [g.file])),
     guestOptions,
   };
+  const keep = keepsIdleWorkers();
+  const key = keep ? workerKey(setup, process.execArgv) : '';
   await Promise.all(
     Array.from({ length: jobs }, async () => {
       let worker: Worker | undefined;
+      let ended = false;
       try {
         while (next < specs.length) {
           const index = order[next++] as number;
-          worker ??= await startWorker(setup);
+          worker ??= (keep ? takeIdleWorker(key) : undefined) ?? (await startWorker(setup));
           const spec = specs[index] as ScenarioSpec;
           options.onStart?.(spec, index);
           const started = performance.now();
@@ -184,8 +189,13 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
             worker = undefined;
           }
         }
+        ended = true;
       } finally {
-        await worker?.terminate();
+        if (worker !== undefined) {
+          // Kept only after a run that ended as planned: its worker is between scenarios, nothing left running.
+          if (keep && ended) await keepIdleWorker(key, worker);
+          else await worker.terminate();
+        }
       }
     }),
   );
