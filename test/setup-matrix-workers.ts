@@ -6,7 +6,7 @@
  *
  * The many small matrices of a test worker hand their idle matrix workers on to the next one started the same way
  * (`TDXSIM_MATRIX_KEEP_WORKERS=1`, packages/cli/src/matrix/idle-workers.ts) instead of each starting and warming up
- * new ones. The `tdxsim` processes the tests start do not inherit it (test/run-cli.ts): they run as a user's do.
+ * new ones. The processes runCli starts do not inherit it (test/run-cli.ts): they run as a user's do.
  */
 import { inject } from 'vitest';
 
