@@ -9,7 +9,7 @@ import type { WorkerSetup } from './matrix-protocol.js';
  * then terminates its workers when it ends.
  *
  * A worker is kept only when none of its scenarios ended as `error` (a backend that faulted, a guest it left parked)
- * and it reported itself idle after its last one (nothing active in its thread beyond what it held once its catalog
+ * and it reported itself idle after each one (nothing active in its thread beyond what it held once its catalog
  * was loaded: no timer, socket, watcher, child process or thread a backend left), and is handed only to a run that
  * would have started an identical one: see {@link workerKey}. Idle workers do not keep the process alive, and at most
  * {@link MAX_IDLE} are kept. What a worker's modules hold at their top level (a backend's own state) and its catalog

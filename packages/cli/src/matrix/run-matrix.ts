@@ -171,7 +171,7 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
       let worker: Worker | undefined;
       /** The key `worker` was started under (or taken with) when workers are kept. */
       let key = '';
-      /** Whether `worker` may be kept: no scenario of it ended as `error` and it said it was idle after the last. */
+      /** Whether `worker` may be kept: no scenario of it ended as `error`, and it said it was idle after each one. */
       let reusable = false;
       let ended = false;
       try {
