@@ -50,6 +50,8 @@ export function runCli(
     const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: '1', FORCE_COLOR: undefined };
     // From source means all of it: the matrix workers too, not the compiled ones the suite's set-up asks for.
     if (options.from === 'source') env.TDXSIM_MATRIX_WORKER = undefined;
+    // A process ends its matrix workers as a user's does (the suite's own matrices keep theirs: setup-matrix-workers).
+    env.TDXSIM_MATRIX_KEEP_WORKERS = undefined;
     for (const [key, value] of Object.entries(options.env ?? {})) env[key] = value;
     for (const key of Object.keys(env)) if (env[key] === undefined) delete env[key];
     const child = spawn(process.execPath, [...cliCommand(options.from), ...args], {

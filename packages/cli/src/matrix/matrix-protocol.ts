@@ -26,6 +26,11 @@ export type WorkerMessage =
       readonly detail: ScenarioDetail;
       /** The backend left timers running in this thread: the worker is replaced before the next scenario. */
       readonly tainted: boolean;
+      /**
+       * Set by a worker thread: nothing is active in it beyond what it held once its catalog was loaded (no timer, socket,
+       * watcher, child process or thread left by any scenario so far), so it may be kept for a later run.
+       */
+      readonly idle?: boolean;
     };
 
 /** What a worker is started with: the files it loads once, before its first scenario. */

@@ -17,6 +17,22 @@ if (port === null) throw new Error('matrix-worker must run in a worker thread');
  */
 const PROGRESS_EVERY_MS = 100;
 let lastProgress = Number.NEGATIVE_INFINITY;
+/** This thread's active resources by type once its catalog is loaded: what an idle worker holds. */
+let baseline = new Map<string, number>();
+function activeResources(): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const type of process.getActiveResourcesInfo()) counts.set(type, (counts.get(type) ?? 0) + 1);
+  return counts;
+}
+/**
+ * Whether nothing is active beyond the baseline: the backend guard's stray-work check counts only timers and
+ * immediates (what it can judge in a thread shared with other work), this one every type, for a worker that would
+ * otherwise go on to another run with a backend's socket, watcher, child process or thread still running.
+ */
+function idle(): boolean {
+  for (const [type, count] of activeResources()) if (count > (baseline.get(type) ?? 0)) return false;
+  return true;
+}
 // A scenario's result goes after what it printed (its debug log), which the main thread would drop if it ended this
 // worker first.
 const post = (message: WorkerMessage): void => {
@@ -25,7 +41,8 @@ const post = (message: WorkerMessage): void => {
     if (now - lastProgress < PROGRESS_EVERY_MS && message.done !== message.total) return;
     lastProgress = now;
     port.postMessage(message);
-  } else if (message.type === 'done') void flushStdio().then(() => port.postMessage(message));
+  } else if (message.type === 'done')
+    void flushStdio().then(() => port.postMessage({ ...message, idle: idle() }));
   else port.postMessage(message);
 };
 try {
@@ -41,6 +58,9 @@ try {
       });
     });
   });
+  // What setup left queued (its last immediates) ends first.
+  await new Promise((resolve) => setImmediate(resolve));
+  baseline = activeResources();
   post({ type: 'ready' });
 } catch (error) {
   post({ type: 'setup-failed', message: (error as Error).message });

@@ -10,6 +10,7 @@ import {
   type ScenarioSpec,
   scenarioId,
 } from '../scenario/scenario-result.js';
+import { keepIdleWorker, keepsIdleWorkers, takeIdleWorker, workerKey } from './idle-workers.js';
 import type { RunRequest, WorkerMessage, WorkerSetup } from './matrix-protocol.js';
 import { runRequest } from './run-one.js';
 import { costHint } from './scenario-cost.js';
@@ -114,7 +115,8 @@ const EMPTY_DETAIL: ScenarioDetail = {
 /**
  * Runs every scenario of the matrix, on worker threads (the longest first) or in this thread; results in `specs`
  * order. A worker whose scenario outlives its wall-clock budget, or that dies, is replaced and the scenario reported
- * as `error`; the workers are terminated at the end, so nothing a backend left running outlives the run.
+ * as `error`; the workers are terminated at the end, so nothing a backend left running outlives the run (unless
+ * `TDXSIM_MATRIX_KEEP_WORKERS=1`, as in the test suite: see idle-workers.ts).
  */
 export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
   checkMatrixOptions(options);
@@ -163,17 +165,30 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
     guestFiles: options.catalog.guests.flatMap((g) => (g.file === undefined ? [] : [g.file])),
     guestOptions,
   };
+  const keep = keepsIdleWorkers();
   await Promise.all(
     Array.from({ length: jobs }, async () => {
       let worker: Worker | undefined;
+      /** The key `worker` was started under (or taken with) when workers are kept. */
+      let key = '';
+      /** Whether `worker` may be kept: no scenario of it ended as `error`, and it said it was idle after each one. */
+      let reusable = false;
+      let ended = false;
       try {
         while (next < specs.length) {
           const index = order[next++] as number;
-          worker ??= await startWorker(setup);
+          if (worker === undefined) {
+            // Keyed at each start, just before it (the same environment and files as the worker it starts): a
+            // replacement worker started late in the run, after a file or variable changed, is kept under its own.
+            key = keep ? workerKey(workerEntry(), setup, process.execArgv) : '';
+            worker = (keep ? takeIdleWorker(key) : undefined) ?? (await startWorker(setup));
+            reusable = true;
+          }
           const spec = specs[index] as ScenarioSpec;
           options.onStart?.(spec, index);
           const started = performance.now();
           const outcome = await runOnWorker(worker, request(index), handle, options.timeoutMs);
+          reusable &&= outcome.reusable;
           if (outcome.lost !== undefined) {
             log('%s: %s', scenarioId(spec), outcome.lost);
             finish(index, lostScenario(spec, outcome.lost, performance.now() - started), EMPTY_DETAIL);
@@ -184,8 +199,13 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
             worker = undefined;
           }
         }
+        ended = true;
       } finally {
-        await worker?.terminate();
+        if (worker !== undefined) {
+          // Kept only after a run that ended as planned, from a worker with nothing left running in it.
+          if (keep && ended && reusable) await keepIdleWorker(key, worker);
+          else await worker.terminate();
+        }
       }
     }),
   );
@@ -194,26 +214,28 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
 
 /**
  * Sends one scenario to `worker`; resolves when it is done (`tainted` when the backend left work running in the
- * worker), or with why it was lost (a timeout, a crash).
+ * worker, `reusable` when the worker may be kept for a later run), or with why it was lost (a timeout, a crash).
  */
 function runOnWorker(
   worker: Worker,
   request: RunRequest,
   handle: (message: WorkerMessage) => void,
   timeoutMs: number | undefined,
-): Promise<{ lost?: string; tainted: boolean }> {
+): Promise<{ lost?: string; tainted: boolean; reusable: boolean }> {
   return new Promise((resolve) => {
     let timer: NodeJS.Timeout | undefined;
-    const settle = (lost: string | undefined, tainted = false): void => {
+    const settle = (lost: string | undefined, tainted = false, reusable = false): void => {
       if (timer !== undefined) clearTimeout(timer);
       worker.off('message', onMessage);
       worker.off('error', onError);
       worker.off('exit', onExit);
-      resolve(lost === undefined ? { tainted } : { lost, tainted });
+      resolve(lost === undefined ? { tainted, reusable } : { lost, tainted, reusable });
     };
     const onMessage = (message: WorkerMessage): void => {
       handle(message);
-      if (message.type === 'done') settle(undefined, message.tainted);
+      // An `error` may leave what the idle check cannot see (a guest parked on a promise for good): not kept.
+      if (message.type === 'done')
+        settle(undefined, message.tainted, message.result.outcome !== 'error' && message.idle === true);
     };
     const onError = (error: Error): void =>
       settle(`the worker thread running it crashed: ${error.name}: ${error.message.split('\n')[0]}`);
@@ -246,6 +268,14 @@ function withoutSourceCondition(execArgv: readonly string[]): string[] {
   return kept;
 }
 
+/** The file a matrix worker starts from (see {@link startWorker}). */
+function workerEntry(): URL {
+  if (!import.meta.url.endsWith('.ts')) return new URL('./matrix-worker.js', import.meta.url);
+  return process.env.TDXSIM_MATRIX_WORKER === 'dist'
+    ? new URL('../../dist/matrix/matrix-worker.js', import.meta.url)
+    : new URL('./matrix-worker.ts', import.meta.url);
+}
+
 /**
  * A matrix worker with the catalog loaded: the compiled file, or from source through tsx (as `pnpm start` runs). From
  * source, `TDXSIM_MATRIX_WORKER=dist` in the environment starts the compiled worker of this package's `dist/`
@@ -253,11 +283,9 @@ function withoutSourceCondition(execArgv: readonly string[]): string[] {
  * through tsx in every worker costs more than most of the small matrices the tests run.
  */
 async function startWorker(setup: WorkerSetup): Promise<Worker> {
-  const compiledBeside = import.meta.url.endsWith('.ts') && process.env.TDXSIM_MATRIX_WORKER === 'dist';
-  const fromSource = import.meta.url.endsWith('.ts') && !compiledBeside;
-  const entry = compiledBeside
-    ? new URL('../../dist/matrix/matrix-worker.js', import.meta.url)
-    : new URL(fromSource ? './matrix-worker.ts' : './matrix-worker.js', import.meta.url);
+  const entry = workerEntry();
+  const fromSource = entry.pathname.endsWith('.ts');
+  const compiledBeside = import.meta.url.endsWith('.ts') && !fromSource;
   let worker: Worker;
   if (fromSource) {
     const tsx = import.meta.resolve('tsx/esm/api');
