@@ -128,10 +128,12 @@ export async function runAcceptRange(
         if (aborted !== undefined)
           return { kind: 'interrupted', tdcalls, acceptedEnd: pos, inFlightEnd: pos, interruption: aborted };
         // The range and levels are checked: the TDCALL itself, without the public wrapper's checks.
-        let call: Promise<Gprs> | undefined;
+        let call: Promise<Gprs | bigint> | undefined;
         try {
           call = port === undefined ? acceptTdcall(cpu, pos, level) : acceptTdcallAwaited(port, pos, level);
-          status = (await call)[Reg.RAX] as bigint;
+          // Through the port, the module may answer RAX alone (CpuPort.acceptAwaited).
+          const answer = await call;
+          status = typeof answer === 'bigint' ? answer : (answer[Reg.RAX] as bigint);
         } catch (error) {
           if (call !== undefined) port?.landed(call);
           tdcalls++;

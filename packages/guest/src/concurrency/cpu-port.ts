@@ -2,10 +2,14 @@ import {
   encodeLeaf,
   type Gprs,
   type GuestAccessResult,
-  type GuestCpu,
+  GuestCpu,
   makeGprs,
   TdcallLeaf,
 } from '@tdxsim/tdx-module';
+import { ACCEPT_RAX, acceptRegistersOf } from '../tdcalls.js';
+
+/** The module's own TDCALL: a vCPU whose `tdcall` is another function (a test's wrapper) is called through it. */
+const MODULE_TDCALL = GuestCpu.prototype.tdcall;
 
 /** What the guest's building blocks need of a vCPU: the TDCALL instruction. */
 export type TdcallCpu = Pick<GuestCpu, 'tdcall'>;
@@ -56,7 +60,35 @@ export class CpuPort implements TdcallCpu {
    */
   tdcallAwaited(rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
     if (this.#starting || this.#inFlight !== 0) return this.tdcall(rax, regs);
-    const result = this.#startNow(rax, regs);
+    return this.#awaitedNow(this.#startNow(rax, regs));
+  }
+
+  /**
+   * {@link tdcallAwaited} of TDG.MEM.PAGE.ACCEPT with RCX = `pageInfo`: when nothing is in flight and the vCPU's
+   * `tdcall` is the module's own, straight to the module, which answers RAX alone (see GuestCpu.acceptStatus; the
+   * same TDCALL, the same promises); else the TDCALL through `tdcall`, answering the registers.
+   */
+  acceptAwaited(pageInfo: bigint): Promise<Gprs | bigint> {
+    if (this.#starting || this.#inFlight !== 0) return this.tdcall(ACCEPT_RAX, acceptRegistersOf(pageInfo));
+    return this.#awaitedNow(this.#startAccept(pageInfo));
+  }
+
+  /** {@link #startNow} of an ACCEPT, through the module's RAX-only path where it takes it. */
+  #startAccept(pageInfo: bigint): Promise<Gprs | bigint> {
+    this.#starting = true;
+    try {
+      const cpu = this.cpu;
+      const direct = cpu.tdcall === MODULE_TDCALL ? cpu.acceptStatus(pageInfo) : undefined;
+      return direct ?? cpu.tdcall(ACCEPT_RAX, acceptRegistersOf(pageInfo));
+    } catch (error) {
+      return Promise.reject(error);
+    } finally {
+      this.#starting = false;
+    }
+  }
+
+  /** Counts an awaited call started at once in flight until its caller reports it {@link landed}. */
+  #awaitedNow<T extends Gprs | bigint>(result: Promise<T>): Promise<T> {
     this.#inFlight++;
     this.#awaited = result;
     // What is asked while it is in flight queues behind a gate that `landed` opens, made only then (see #queueBehind).
@@ -69,7 +101,7 @@ export class CpuPort implements TdcallCpu {
    * The caller of {@link tdcallAwaited} resumed after `call` settled: the instruction is done, and what was queued
    * behind it may start. Nothing for a call `tdcallAwaited` passed to `tdcall` (that one counts itself done).
    */
-  landed(call: Promise<Gprs>): void {
+  landed(call: Promise<Gprs | bigint>): void {
     if (this.#awaited !== call) return;
     this.#awaited = undefined;
     this.#inFlight--;
@@ -165,7 +197,7 @@ export class CpuPort implements TdcallCpu {
   /** What was asked meanwhile, to queue once the starting instruction is counted. */
   #askedWhileStarting: (() => void)[] | undefined;
   /** The {@link tdcallAwaited} call in flight, until its caller reports it {@link landed}. */
-  #awaited: Promise<Gprs> | undefined;
+  #awaited: Promise<Gprs | bigint> | undefined;
   /** True while the last instruction started is that call and nothing has queued behind it yet. */
   #tailIsAwaited = false;
   /** Opens the gate queued instructions wait on behind that call. */
