@@ -108,7 +108,7 @@ export async function runAcceptRange(
   const levels = Uint8Array.from(policy.levels);
   const sizes = Float64Array.from(levels, pageSizeOf);
   // Through a vCPU port, each TDCALL is awaited here at once and reported landed when this loop resumes: no promise
-  // of the port's own per page (see CpuPort.tdcallAwaited).
+  // of the port's own per page (see CpuPort.acceptAwaited).
   const port = cpu instanceof CpuPort ? cpu : undefined;
   const { signal } = options;
   while (pos < end) {
@@ -131,7 +131,9 @@ export async function runAcceptRange(
         let call: Promise<Gprs | bigint> | undefined;
         try {
           call = port === undefined ? acceptTdcall(cpu, pos, level) : acceptTdcallAwaited(port, pos, level);
-          // Through the port, the module may answer RAX alone (CpuPort.acceptAwaited).
+          // Through the port, the module may answer RAX alone (CpuPort.acceptAwaited). A bigint is taken as RAX
+          // whoever answered it: a test's `tdcall` wrapper answering a bare bigint (not a register file) now has it
+          // read as the status, where `[RAX]` of it used to be undefined and the loop failed on it.
           const answer = await call;
           status = typeof answer === 'bigint' ? answer : (answer[Reg.RAX] as bigint);
         } catch (error) {

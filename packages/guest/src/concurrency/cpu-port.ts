@@ -10,6 +10,12 @@ import { ACCEPT_RAX, acceptRegistersOf } from '../tdcalls.js';
 
 /** The module's own TDCALL: a vCPU whose `tdcall` is another function (a test's wrapper) is called through it. */
 const MODULE_TDCALL = GuestCpu.prototype.tdcall;
+/**
+ * Whether the module has its RAX-only ACCEPT: `acceptStatus` is internal to @tdxsim/tdx-module, not its public API, so
+ * a module version without it must still work (its TDCALL through `tdcall`), not throw a TypeError that the accept
+ * loop would report as a lost vCPU. Read once, beside {@link MODULE_TDCALL}.
+ */
+const MODULE_ANSWERS_RAX = typeof GuestCpu.prototype.acceptStatus === 'function';
 
 /** What the guest's building blocks need of a vCPU: the TDCALL instruction. */
 export type TdcallCpu = Pick<GuestCpu, 'tdcall'>;
@@ -52,21 +58,14 @@ export class CpuPort implements TdcallCpu {
   }
 
   /**
-   * {@link tdcall} for a caller that awaits the answer at once and, when it resumes, calls {@link landed} with this
-   * promise before anything else (the accept loop, for every page it accepts). Started at once when nothing is in
-   * flight, with no reaction of the port's own on the answer: `landed` counts the instruction done. The caller's
-   * reaction is then the answer's first, where the port's own would have run, and nothing runs between the two, so
-   * what runs when (and what is queued behind it) is the same as with `tdcall`. Otherwise exactly `tdcall`.
-   */
-  tdcallAwaited(rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
-    if (this.#starting || this.#inFlight !== 0) return this.tdcall(rax, regs);
-    return this.#awaitedNow(this.#startNow(rax, regs));
-  }
-
-  /**
-   * {@link tdcallAwaited} of TDG.MEM.PAGE.ACCEPT with RCX = `pageInfo`: when nothing is in flight and the vCPU's
-   * `tdcall` is the module's own, straight to the module, which answers RAX alone (see GuestCpu.acceptStatus; the
-   * same TDCALL, the same promises); else the TDCALL through `tdcall`, answering the registers.
+   * TDG.MEM.PAGE.ACCEPT with RCX = `pageInfo` (every other register 0), for a caller that awaits the answer at once
+   * and, when it resumes, calls {@link landed} with this promise before anything else (the accept loop, for every page
+   * it accepts). Started at once when nothing is in flight, with no reaction of the port's own on the answer: `landed`
+   * counts the instruction done. The caller's reaction is then the answer's first, where the port's own would have
+   * run, and nothing runs between the two, so what runs when (and what is queued behind it) is the same as with
+   * `tdcall`. Started at once, it goes straight to the module when the vCPU's `tdcall` is the module's own, and the
+   * module answers RAX alone (see GuestCpu.acceptStatus; the same TDCALL, the same promises); else (something in
+   * flight, a wrapped `tdcall`, or the module declines) the TDCALL through `tdcall`, answering the registers.
    */
   acceptAwaited(pageInfo: bigint): Promise<Gprs | bigint> {
     if (this.#starting || this.#inFlight !== 0) return this.tdcall(ACCEPT_RAX, acceptRegistersOf(pageInfo));
@@ -78,7 +77,8 @@ export class CpuPort implements TdcallCpu {
     this.#starting = true;
     try {
       const cpu = this.cpu;
-      const direct = cpu.tdcall === MODULE_TDCALL ? cpu.acceptStatus(pageInfo) : undefined;
+      const direct =
+        MODULE_ANSWERS_RAX && cpu.tdcall === MODULE_TDCALL ? cpu.acceptStatus(pageInfo) : undefined;
       return direct ?? cpu.tdcall(ACCEPT_RAX, acceptRegistersOf(pageInfo));
     } catch (error) {
       return Promise.reject(error);
@@ -98,8 +98,8 @@ export class CpuPort implements TdcallCpu {
   }
 
   /**
-   * The caller of {@link tdcallAwaited} resumed after `call` settled: the instruction is done, and what was queued
-   * behind it may start. Nothing for a call `tdcallAwaited` passed to `tdcall` (that one counts itself done).
+   * The caller of {@link acceptAwaited} resumed after `call` settled: the instruction is done, and what was queued
+   * behind it may start. Nothing for a call `acceptAwaited` passed to `tdcall` (that one counts itself done).
    */
   landed(call: Promise<Gprs | bigint>): void {
     if (this.#awaited !== call) return;
@@ -150,7 +150,7 @@ export class CpuPort implements TdcallCpu {
   }
 
   /**
-   * What the next instruction asked waits for: the last one asked counted done. Behind a {@link tdcallAwaited} call,
+   * What the next instruction asked waits for: the last one asked counted done. Behind a {@link acceptAwaited} call,
    * a gate that {@link landed} opens (in the turn where that call's own `.then` would have settled the tail).
    */
   #queueBehind(): Promise<unknown> {
@@ -196,7 +196,7 @@ export class CpuPort implements TdcallCpu {
   #starting = false;
   /** What was asked meanwhile, to queue once the starting instruction is counted. */
   #askedWhileStarting: (() => void)[] | undefined;
-  /** The {@link tdcallAwaited} call in flight, until its caller reports it {@link landed}. */
+  /** The {@link acceptAwaited} call in flight, until its caller reports it {@link landed}. */
   #awaited: Promise<Gprs | bigint> | undefined;
   /** True while the last instruction started is that call and nothing has queued behind it yet. */
   #tailIsAwaited = false;
