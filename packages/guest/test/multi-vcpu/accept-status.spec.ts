@@ -13,7 +13,8 @@ import {
   TdxStatus,
 } from '@tdxsim/tdx-module';
 import { describe, expect, it } from 'vitest';
-import { type AcceptPolicy, acceptPresets } from '../../src/accept/accept-presets.js';
+import type { AcceptPolicy } from '../../src/accept/accept-policy.js';
+import { acceptPresets } from '../../src/accept/accept-presets.js';
 import { runAcceptRange } from '../../src/accept/accept-range.js';
 import { CpuPort } from '../../src/concurrency/cpu-port.js';
 
