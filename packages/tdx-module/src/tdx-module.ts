@@ -644,7 +644,7 @@ export class TdxModule implements SeamcallPort {
       const regs = normalizeGprs(input);
       // A vCPU out of guest mode waits for its entry first; a deciding scheduler sees the TDCALL's yield point.
       if (vcpu.run !== 'in-guest' || this.#m.interleaves) return this.#tdcallAfterYield(td, vcpu, rax, regs);
-      const done = this.#tdcallNow(td, vcpu, rax, regs, copyGprs(regs)) as Gprs | Promise<Gprs>;
+      const done = this.#tdcallNow(td, vcpu, rax, regs, copyGprs(regs));
       return done instanceof Promise ? done : Promise.resolve(done);
     } catch (error) {
       return Promise.reject(error);
@@ -664,7 +664,7 @@ export class TdxModule implements SeamcallPort {
     try {
       const regs = makeGprs();
       regs[Reg.RCX] = pageInfo;
-      const done = this.#tdcallNow(td, vcpu, ACCEPT_RAX, regs, undefined) as bigint | Promise<bigint>;
+      const done = this.#tdcallNow(td, vcpu, ACCEPT_RAX, regs, undefined);
       return done instanceof Promise ? done : Promise.resolve(done);
     } catch (error) {
       return Promise.reject(error);
@@ -686,14 +686,30 @@ export class TdxModule implements SeamcallPort {
       const pending = this.#guestYield(td, vcpu, 'TDCALL', tdcallLeafName(leaf) ?? `leaf ${leaf}`, gpa);
       if (pending !== undefined) await pending;
     }
-    return this.#tdcallNow(td, vcpu, rax, regs, copyGprs(regs)) as Gprs | Promise<Gprs>;
+    return this.#tdcallNow(td, vcpu, rax, regs, copyGprs(regs));
   }
 
   /**
    * The TDCALL's work in SEAM root, synchronously up to the first thing that waits (an exit, a yield). `out`: the
    * answer's register file (the inputs copied: `regs` has exactly 16 entries, normalizeGprs answered it), or
    * undefined for an ACCEPT that answers RAX alone (see {@link acceptStatusFrom}; its flow writes no other register).
+   * The overloads (types only, nothing at run time) say which answer each kind of call gets: the file it passed as
+   * `out` (#answerTdcall answers `out` when given), else RAX.
    */
+  #tdcallNow(
+    td: TdControl,
+    vcpu: VcpuState,
+    rax: bigint,
+    regs: readonly bigint[],
+    out: Gprs,
+  ): Gprs | Promise<Gprs>;
+  #tdcallNow(
+    td: TdControl,
+    vcpu: VcpuState,
+    rax: bigint,
+    regs: readonly bigint[],
+    out: undefined,
+  ): bigint | Promise<bigint>;
   #tdcallNow(
     td: TdControl,
     vcpu: VcpuState,
@@ -720,7 +736,8 @@ export class TdxModule implements SeamcallPort {
     let status: bigint | Promise<bigint>;
     try {
       if (!valid) status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
-      // Only an ACCEPT comes without `out`.
+      // Only an ACCEPT comes without `out` (acceptStatusFrom passes RAX = ACCEPT_RAX, and an invalid RAX takes the
+      // branch above): the leaves below that write answer registers always have their file.
       else if (leaf === TdcallLeaf.VP_VMCALL) status = tdgVmcall(this.#runtime, td, vcpu, regs, out as Gprs);
       else if (leaf === TdcallLeaf.VP_INFO) status = tdgVpInfo(td, vcpu, out as Gprs);
       else if (leaf === TdcallLeaf.VP_VEINFO_GET) status = tdgVeInfoGet(vcpu, out as Gprs);
