@@ -133,7 +133,7 @@ export async function runAcceptRange(
           call = port === undefined ? acceptTdcall(cpu, pos, level) : acceptTdcallAwaited(port, pos, level);
           // Through the port, the module may answer RAX alone (CpuPort.acceptAwaited). A bigint is taken as RAX
           // whoever answered it: a test's `tdcall` wrapper answering a bare bigint (not a register file) now has it
-          // read as the status, where `[RAX]` of it used to be undefined and the loop failed on it.
+          // read as the status, where `[RAX]` of it was undefined and the loop threw (isStatus rejects a non-bigint).
           const answer = await call;
           status = typeof answer === 'bigint' ? answer : (answer[Reg.RAX] as bigint);
         } catch (error) {
