@@ -55,7 +55,7 @@ export async function vmcallMapGpa(cpu: TdcallCpu, r12: bigint, r13: bigint): Pr
 }
 
 /** RAX of TDG.MEM.PAGE.ACCEPT (version 0), made once: every page accepted passes here. */
-const ACCEPT_RAX = encodeLeaf(TdcallLeaf.MEM_PAGE_ACCEPT);
+export const ACCEPT_RAX = encodeLeaf(TdcallLeaf.MEM_PAGE_ACCEPT);
 
 /** TDG.MEM.PAGE.ACCEPT of the page at `gpa` (4K-aligned, below 2^52) and `level` (0..7); resolves with RAX. */
 export async function tdgAccept(cpu: TdcallCpu, gpa: number, level: number): Promise<bigint> {
@@ -79,18 +79,29 @@ export function acceptTdcall(cpu: TdcallCpu, gpa: number, level: number): Promis
 
 /**
  * {@link acceptTdcall} through a vCPU port whose caller awaits the answer at once and reports it landed (see
- * {@link CpuPort.tdcallAwaited}).
+ * {@link CpuPort.acceptAwaited}): resolves with the registers, or with RAX alone when the port went straight to the
+ * module.
  */
-export function acceptTdcallAwaited(port: CpuPort, gpa: number, level: number): Promise<Gprs> {
-  return port.tdcallAwaited(ACCEPT_RAX, acceptRegisters(gpa, level));
+export function acceptTdcallAwaited(port: CpuPort, gpa: number, level: number): Promise<Gprs | bigint> {
+  return port.acceptAwaited(acceptPageInfo(gpa, level));
+}
+
+/** RCX of TDG.MEM.PAGE.ACCEPT for a checked GPA and level. */
+function acceptPageInfo(gpa: number, level: number): bigint {
+  // gpa is 4K-aligned and level below 8: the sum is the OR, one BigInt instead of three (through the cell: the
+  // caller checked both, so the sum is a safe non-negative integer).
+  return numberToU64(gpa + level);
 }
 
 /** The input registers of TDG.MEM.PAGE.ACCEPT for a checked GPA and level. */
 function acceptRegisters(gpa: number, level: number): Gprs {
+  return acceptRegistersOf(acceptPageInfo(gpa, level));
+}
+
+/** The input registers of TDG.MEM.PAGE.ACCEPT with RCX = `pageInfo` (a 64-bit value), the others 0. */
+export function acceptRegistersOf(pageInfo: bigint): Gprs {
   const regs = makeGprs();
-  // gpa is 4K-aligned and level below 8: the sum is the OR, one BigInt instead of three (through the cell: the
-  // caller checked both, so the sum is a safe non-negative integer).
-  regs[Reg.RCX] = numberToU64(gpa + level);
+  regs[Reg.RCX] = pageInfo;
   return regs;
 }
 

@@ -250,6 +250,11 @@ function tdcallTraceName(leaf: number): string {
 }
 const guestLog = new HotLogger('tdcall');
 
+/** What a TDCALL answers: its register file, or RAX alone (an ACCEPT through {@link TdxModule.acceptStatusFrom}). */
+type TdcallAnswer = Gprs | bigint;
+/** RAX of TDG.MEM.PAGE.ACCEPT (version 0). */
+const ACCEPT_RAX = BigInt(importedTdcallLeaf.MEM_PAGE_ACCEPT);
+
 /**
  * The TDX module: the only way into TD state. The host (VMM) talks to it with {@link TdxModule.seamcall}, the guest
  * with the TDCALLs of a {@link GuestCpu}. Everything it answers through the ABI is a status code in RAX.
@@ -649,7 +654,27 @@ export class TdxModule implements SeamcallPort {
       const regs = normalizeGprs(input);
       // A vCPU out of guest mode waits for its entry first; a deciding scheduler sees the TDCALL's yield point.
       if (vcpu.run !== 'in-guest' || this.#m.interleaves) return this.#tdcallAfterYield(td, vcpu, rax, regs);
-      const done = this.#tdcallNow(td, vcpu, rax, regs);
+      const done = this.#tdcallNow(td, vcpu, rax, regs, copyGprs(regs));
+      return done instanceof Promise ? done : Promise.resolve(done);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * @internal TDG.MEM.PAGE.ACCEPT for {@link GuestCpu.acceptStatus}: the TDCALL {@link tdcallFrom} makes of RAX = the
+   * leaf and RCX = `pageInfo` (every other register 0), answering RAX alone — no register file copied for the answer,
+   * and a promise of a bigint, which settles without the `then` lookup that settling with an array costs (every page
+   * an accept loop accepts). Undefined, with nothing done, where that TDCALL would not start at once (a vCPU out of
+   * guest mode, a deciding scheduler) or `pageInfo` is not a 64-bit value: the caller then makes the TDCALL itself.
+   */
+  acceptStatusFrom(td: TdControl, vcpu: VcpuState, pageInfo: bigint): Promise<bigint> | undefined {
+    if (vcpu.run !== 'in-guest' || this.#m.interleaves) return undefined;
+    if (typeof pageInfo !== 'bigint' || BigInt.asUintN(64, pageInfo) !== pageInfo) return undefined;
+    try {
+      const regs = makeGprs();
+      regs[Reg.RCX] = pageInfo;
+      const done = this.#tdcallNow(td, vcpu, ACCEPT_RAX, regs, undefined);
       return done instanceof Promise ? done : Promise.resolve(done);
     } catch (error) {
       return Promise.reject(error);
@@ -671,11 +696,37 @@ export class TdxModule implements SeamcallPort {
       const pending = this.#guestYield(td, vcpu, 'TDCALL', tdcallLeafName(leaf) ?? `leaf ${leaf}`, gpa);
       if (pending !== undefined) await pending;
     }
-    return this.#tdcallNow(td, vcpu, rax, regs);
+    return this.#tdcallNow(td, vcpu, rax, regs, copyGprs(regs));
   }
 
-  /** The TDCALL's work in SEAM root, synchronously up to the first thing that waits (an exit, a yield). */
-  #tdcallNow(td: TdControl, vcpu: VcpuState, rax: bigint, regs: readonly bigint[]): Gprs | Promise<Gprs> {
+  /**
+   * The TDCALL's work in SEAM root, synchronously up to the first thing that waits (an exit, a yield). `out`: the
+   * answer's register file (the inputs copied: `regs` has exactly 16 entries, normalizeGprs answered it), or
+   * undefined for an ACCEPT that answers RAX alone (see {@link acceptStatusFrom}; its flow writes no other register).
+   * The overloads (types only, nothing at run time) say which answer each kind of call gets: the file it passed as
+   * `out` (#answerTdcall answers `out` when given), else RAX.
+   */
+  #tdcallNow(
+    td: TdControl,
+    vcpu: VcpuState,
+    rax: bigint,
+    regs: readonly bigint[],
+    out: Gprs,
+  ): Gprs | Promise<Gprs>;
+  #tdcallNow(
+    td: TdControl,
+    vcpu: VcpuState,
+    rax: bigint,
+    regs: readonly bigint[],
+    out: undefined,
+  ): bigint | Promise<bigint>;
+  #tdcallNow(
+    td: TdControl,
+    vcpu: VcpuState,
+    rax: bigint,
+    regs: readonly bigint[],
+    out: Gprs | undefined,
+  ): TdcallAnswer | Promise<TdcallAnswer> {
     const m = this.#m;
     // Every TDCALL leaf is version 0: RAX below 2^16 is a leaf number as it is (one comparison, no decode).
     let leaf: number;
@@ -689,17 +740,17 @@ export class TdxModule implements SeamcallPort {
       valid = decoded.valid && decoded.version === 0;
     }
     m.clock.advance(this.#costs.tdcallNs);
-    // `regs` has exactly 16 entries (normalizeGprs answered it).
-    const out = copyGprs(regs);
     vcpu.inTdcall = true;
     // The TDCALL's work runs in SEAM root: an NMI arriving meanwhile is latched until it returns to the TD.
     vcpu.cpu.tdcall(true);
     let status: bigint | Promise<bigint>;
     try {
       if (!valid) status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
-      else if (leaf === TdcallLeaf.VP_VMCALL) status = tdgVmcall(this.#runtime, td, vcpu, regs, out);
-      else if (leaf === TdcallLeaf.VP_INFO) status = tdgVpInfo(td, vcpu, out);
-      else if (leaf === TdcallLeaf.VP_VEINFO_GET) status = tdgVeInfoGet(vcpu, out);
+      // Only an ACCEPT comes without `out` (acceptStatusFrom passes RAX = ACCEPT_RAX, and an invalid RAX takes the
+      // branch above): the leaves below that write answer registers always have their file.
+      else if (leaf === TdcallLeaf.VP_VMCALL) status = tdgVmcall(this.#runtime, td, vcpu, regs, out as Gprs);
+      else if (leaf === TdcallLeaf.VP_INFO) status = tdgVpInfo(td, vcpu, out as Gprs);
+      else if (leaf === TdcallLeaf.VP_VEINFO_GET) status = tdgVeInfoGet(vcpu, out as Gprs);
       // Synchronous unless it exits or yields.
       else if (leaf === TdcallLeaf.MEM_PAGE_ACCEPT) status = tdgAccept(m, this.#runtime, td, vcpu, regs);
       else status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
@@ -721,9 +772,9 @@ export class TdxModule implements SeamcallPort {
     vcpu: VcpuState,
     leaf: number,
     regs: readonly bigint[],
-    out: Gprs,
+    out: Gprs | undefined,
     pending: Promise<bigint>,
-  ): Promise<Gprs> {
+  ): Promise<TdcallAnswer> {
     return pending.then(
       (status) => {
         this.#leaveTdcall(vcpu);
@@ -748,9 +799,9 @@ export class TdxModule implements SeamcallPort {
     vcpu: VcpuState,
     leaf: number,
     regs: readonly bigint[],
-    out: Gprs,
+    out: Gprs | undefined,
     status: bigint,
-  ): Gprs | Promise<Gprs> {
+  ): TdcallAnswer | Promise<TdcallAnswer> {
     if (leaf !== TdcallLeaf.VP_VMCALL || status !== TdxStatus.SUCCESS) vcpu.rip++;
     if (vcpu.hpBusySince !== undefined || isBusyHostPriority(status)) {
       return this.#hostPriorityView(td, vcpu, status).then((seen) =>
@@ -760,17 +811,20 @@ export class TdxModule implements SeamcallPort {
     return this.#answerTdcall(td, vcpu, leaf, regs, out, status);
   }
 
-  /** RAX, trace and log of a TDCALL, then what happens at the instruction boundary after it. */
+  /**
+   * RAX, trace and log of a TDCALL, then what happens at the instruction boundary after it. Answers `out` with RAX set,
+   * or RAX alone without it.
+   */
   #answerTdcall(
     td: TdControl,
     vcpu: VcpuState,
     leaf: number,
     regs: readonly bigint[],
-    out: Gprs,
+    out: Gprs | undefined,
     status: bigint,
-  ): Gprs | Promise<Gprs> {
+  ): TdcallAnswer | Promise<TdcallAnswer> {
     const m = this.#m;
-    out[Reg.RAX] = status;
+    if (out !== undefined) out[Reg.RAX] = status;
     if (m.trace.enabled) {
       m.trace.record({
         kind: 'tdcall',
@@ -797,8 +851,9 @@ export class TdxModule implements SeamcallPort {
         (regs[2] as bigint).toString(16),
         formatStatus(status),
       );
+    const answer = out ?? status;
     const after = this.#afterInstruction(td, vcpu);
-    return after === undefined ? out : after.then(() => out);
+    return after === undefined ? answer : after.then(() => answer);
   }
 
   /**
@@ -1201,6 +1256,14 @@ export class GuestCpu {
     }
     // tdcallFrom checks the registers (a rejection, as here): one promise per TDCALL, not two.
     return this.#module.tdcallFrom(this.#td, this.#vcpu, rax, regs);
+  }
+
+  /**
+   * @internal `tdcall(TDG.MEM.PAGE.ACCEPT, RCX = pageInfo)` answering RAX alone, or undefined (nothing done) where the
+   * TDCALL would not start at once: see {@link TdxModule.acceptStatusFrom}. For the guest's accept loop.
+   */
+  acceptStatus(pageInfo: bigint): Promise<bigint> | undefined {
+    return this.#module.acceptStatusFrom(this.#td, this.#vcpu, pageInfo);
   }
 
   /**

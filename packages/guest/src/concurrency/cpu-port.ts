@@ -2,10 +2,20 @@ import {
   encodeLeaf,
   type Gprs,
   type GuestAccessResult,
-  type GuestCpu,
+  GuestCpu,
   makeGprs,
   TdcallLeaf,
 } from '@tdxsim/tdx-module';
+import { ACCEPT_RAX, acceptRegistersOf } from '../tdcalls.js';
+
+/** The module's own TDCALL: a vCPU whose `tdcall` is another function (a test's wrapper) is called through it. */
+const MODULE_TDCALL = GuestCpu.prototype.tdcall;
+/**
+ * Whether the module has its RAX-only ACCEPT: `acceptStatus` is internal to @tdxsim/tdx-module, not its public API, so
+ * a module version without it must still work (its TDCALL through `tdcall`), not throw a TypeError that the accept
+ * loop would report as a lost vCPU. Read once, beside {@link MODULE_TDCALL}.
+ */
+const MODULE_ANSWERS_RAX = typeof GuestCpu.prototype.acceptStatus === 'function';
 
 /** What the guest's building blocks need of a vCPU: the TDCALL instruction. */
 export type TdcallCpu = Pick<GuestCpu, 'tdcall'>;
@@ -48,15 +58,37 @@ export class CpuPort implements TdcallCpu {
   }
 
   /**
-   * {@link tdcall} for a caller that awaits the answer at once and, when it resumes, calls {@link landed} with this
-   * promise before anything else (the accept loop, for every page it accepts). Started at once when nothing is in
-   * flight, with no reaction of the port's own on the answer: `landed` counts the instruction done. The caller's
-   * reaction is then the answer's first, where the port's own would have run, and nothing runs between the two, so
-   * what runs when (and what is queued behind it) is the same as with `tdcall`. Otherwise exactly `tdcall`.
+   * TDG.MEM.PAGE.ACCEPT with RCX = `pageInfo` (every other register 0), for a caller that awaits the answer at once
+   * and, when it resumes, calls {@link landed} with this promise before anything else (the accept loop, for every page
+   * it accepts). Started at once when nothing is in flight, with no reaction of the port's own on the answer: `landed`
+   * counts the instruction done. The caller's reaction is then the answer's first, where the port's own would have
+   * run, and nothing runs between the two, so what runs when (and what is queued behind it) is the same as with
+   * `tdcall`. Started at once, it goes straight to the module when the vCPU's `tdcall` is the module's own, and the
+   * module answers RAX alone (see GuestCpu.acceptStatus; the same TDCALL, the same promises); else (something in
+   * flight, a wrapped `tdcall`, or the module declines) the TDCALL through `tdcall`, answering the registers.
    */
-  tdcallAwaited(rax: bigint, regs: readonly bigint[]): Promise<Gprs> {
-    if (this.#starting || this.#inFlight !== 0) return this.tdcall(rax, regs);
-    const result = this.#startNow(rax, regs);
+  acceptAwaited(pageInfo: bigint): Promise<Gprs | bigint> {
+    if (this.#starting || this.#inFlight !== 0) return this.tdcall(ACCEPT_RAX, acceptRegistersOf(pageInfo));
+    return this.#awaitedNow(this.#startAccept(pageInfo));
+  }
+
+  /** {@link #startNow} of an ACCEPT, through the module's RAX-only path where it takes it. */
+  #startAccept(pageInfo: bigint): Promise<Gprs | bigint> {
+    this.#starting = true;
+    try {
+      const cpu = this.cpu;
+      const direct =
+        MODULE_ANSWERS_RAX && cpu.tdcall === MODULE_TDCALL ? cpu.acceptStatus(pageInfo) : undefined;
+      return direct ?? cpu.tdcall(ACCEPT_RAX, acceptRegistersOf(pageInfo));
+    } catch (error) {
+      return Promise.reject(error);
+    } finally {
+      this.#starting = false;
+    }
+  }
+
+  /** Counts an awaited call started at once in flight until its caller reports it {@link landed}. */
+  #awaitedNow<T extends Gprs | bigint>(result: Promise<T>): Promise<T> {
     this.#inFlight++;
     this.#awaited = result;
     // What is asked while it is in flight queues behind a gate that `landed` opens, made only then (see #queueBehind).
@@ -66,10 +98,10 @@ export class CpuPort implements TdcallCpu {
   }
 
   /**
-   * The caller of {@link tdcallAwaited} resumed after `call` settled: the instruction is done, and what was queued
-   * behind it may start. Nothing for a call `tdcallAwaited` passed to `tdcall` (that one counts itself done).
+   * The caller of {@link acceptAwaited} resumed after `call` settled: the instruction is done, and what was queued
+   * behind it may start. Nothing for a call `acceptAwaited` passed to `tdcall` (that one counts itself done).
    */
-  landed(call: Promise<Gprs>): void {
+  landed(call: Promise<Gprs | bigint>): void {
     if (this.#awaited !== call) return;
     this.#awaited = undefined;
     this.#inFlight--;
@@ -118,7 +150,7 @@ export class CpuPort implements TdcallCpu {
   }
 
   /**
-   * What the next instruction asked waits for: the last one asked counted done. Behind a {@link tdcallAwaited} call,
+   * What the next instruction asked waits for: the last one asked counted done. Behind a {@link acceptAwaited} call,
    * a gate that {@link landed} opens (in the turn where that call's own `.then` would have settled the tail).
    */
   #queueBehind(): Promise<unknown> {
@@ -164,8 +196,8 @@ export class CpuPort implements TdcallCpu {
   #starting = false;
   /** What was asked meanwhile, to queue once the starting instruction is counted. */
   #askedWhileStarting: (() => void)[] | undefined;
-  /** The {@link tdcallAwaited} call in flight, until its caller reports it {@link landed}. */
-  #awaited: Promise<Gprs> | undefined;
+  /** The {@link acceptAwaited} call in flight, until its caller reports it {@link landed}. */
+  #awaited: Promise<Gprs | bigint> | undefined;
   /** True while the last instruction started is that call and nothing has queued behind it yet. */
   #tailIsAwaited = false;
   /** Opens the gate queued instructions wait on behind that call. */

@@ -1,18 +1,18 @@
-import { type GuestCpu, makeGprs } from '@tdxsim/tdx-module';
+import { type GuestCpu, makeGprs, Reg } from '@tdxsim/tdx-module';
 import { describe, expect, it } from 'vitest';
 import { CpuPort } from '../../src/concurrency/cpu-port.js';
 
 /**
  * A vCPU whose TDCALLs the test completes by hand (an exit to the VMM until `finish`), logging when each starts and
  * ends; `onStart` runs synchronously inside a TDCALL, as the module's instruction boundary runs a guest interrupt
- * handler.
+ * handler. A TDCALL is named `#RCX` when RCX is not 0 (an ACCEPT through {@link CpuPort.acceptAwaited}), else `#RAX`.
  */
 function fakeCpu(log: string[], onStart: (name: string) => void) {
   const finish = new Map<string, () => void>();
   const cpu = {
     index: 0,
-    tdcall(rax: bigint) {
-      const name = `#${rax}`;
+    tdcall(rax: bigint, regs: readonly bigint[]) {
+      const name = `#${regs[Reg.RCX] === 0n ? rax : regs[Reg.RCX]}`;
       log.push(`${name} start`);
       onStart(name);
       return new Promise((resolve) => {
@@ -77,7 +77,7 @@ describe('CpuPort: one instruction at a time per vCPU', () => {
     const port = new CpuPort(cpu);
     const loop = (async () => {
       for (const n of [1n, 2n]) {
-        const call = awaited ? port.tdcallAwaited(n, makeGprs()) : port.tdcall(n, makeGprs());
+        const call = awaited ? port.acceptAwaited(n) : port.tdcall(n, makeGprs());
         await call;
         if (awaited) port.landed(call);
         log.push(`loop resumed after #${n}`);
@@ -100,7 +100,7 @@ describe('CpuPort: one instruction at a time per vCPU', () => {
     return log;
   }
 
-  it('tdcallAwaited + landed runs and queues exactly as tdcall, microtask for microtask', async () => {
+  it('acceptAwaited + landed runs and queues exactly as tdcall, microtask for microtask', async () => {
     const plain = await interleaving(false);
     const awaited = await interleaving(true);
     expect(awaited).toEqual(plain);
@@ -110,11 +110,11 @@ describe('CpuPort: one instruction at a time per vCPU', () => {
     expect(plain.filter((line) => line.startsWith('tick')).length).toBe(8);
   });
 
-  it('an instruction asked behind a tdcallAwaited call starts only once its caller reports it landed', async () => {
+  it('an instruction asked behind an acceptAwaited call starts only once its caller reports it landed', async () => {
     const log: string[] = [];
     const { cpu, finish } = fakeCpu(log, () => undefined);
     const port = new CpuPort(cpu);
-    const call = port.tdcallAwaited(1n, makeGprs());
+    const call = port.acceptAwaited(1n);
     const queued = port.tdcall(2n, makeGprs());
     finish('#1');
     await call;
@@ -130,7 +130,7 @@ describe('CpuPort: one instruction at a time per vCPU', () => {
     finish('#2');
     await queued;
     // Nothing in flight any more: the next awaited call starts at once.
-    const next = port.tdcallAwaited(3n, makeGprs());
+    const next = port.acceptAwaited(3n);
     expect(log.at(-1)).toBe('#3 start');
     finish('#3');
     port.landed(next);

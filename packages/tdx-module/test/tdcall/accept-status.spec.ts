@@ -1,0 +1,110 @@
+import { describe, expect, it } from 'vitest';
+import {
+  buildTd,
+  encodeLeaf,
+  type GuestCpu,
+  MemoryTraceSink,
+  makeGprs,
+  Reg,
+  type Scheduler,
+  SteppingScheduler,
+  TdcallLeaf,
+  TdxModule,
+  TdxStatus,
+} from '../../src/index.js';
+import { LazyAugVmm, TEST_TDMR } from '../harness.js';
+import { augPage, tdvprOf, vcpuState } from './helpers.js';
+
+const ACCEPT = encodeLeaf(TdcallLeaf.MEM_PAGE_ACCEPT);
+const PAGE_ALREADY_ACCEPTED_4K = 0x00000b0a00000000n;
+const PAGE_SIZE_MISMATCH_2M = 0xc0000b0b00000001n;
+const OPERAND_INVALID_RCX = 0xc000010000000001n;
+const MIB2 = 0x20_0000;
+
+/** A TD with one vCPU run by a lazily AUGing VMM, its module tracing into memory. */
+async function running(scheduler?: Scheduler) {
+  const trace = new MemoryTraceSink();
+  const module = new TdxModule(
+    { tdmr: TEST_TDMR },
+    scheduler === undefined ? { trace } : { trace, scheduler },
+  );
+  const td = await buildTd(module, {});
+  const vmm = new LazyAugVmm(module, td);
+  td.run(vmm);
+  return { module, td, vmm, trace, cpu: td.guest(0) };
+}
+
+/** RAX of the TDCALL through the public `tdcall`. */
+async function viaTdcall(cpu: GuestCpu, pageInfo: bigint): Promise<bigint> {
+  return (await cpu.tdcall(ACCEPT, makeGprs({ rcx: pageInfo })))[Reg.RAX] as bigint;
+}
+
+/** RAX through `acceptStatus`, which must take the TDCALL (not answer undefined). */
+async function viaStatus(cpu: GuestCpu, pageInfo: bigint): Promise<bigint> {
+  const answer = cpu.acceptStatus(pageInfo);
+  expect(answer).toBeInstanceOf(Promise);
+  return (await answer) as bigint;
+}
+
+describe('GuestCpu.acceptStatus (internal): RAX of the TDCALL, or undefined with nothing done', () => {
+  it('answers what tdcall answers in RAX, outcome by outcome, each on a twin page in the same state', async () => {
+    const { module, td, vmm, cpu } = await running();
+    // Twins A (acceptStatus) and B (tdcall), each in a 2M region of its own.
+    const a = 0x4000_0000;
+    const b = a + MIB2;
+    for (const gpa of [a, b]) await augPage(module, td, gpa, 0);
+    const outcomes: [string, bigint, bigint][] = [];
+    const both = async (what: string, offsetInfo: (base: number) => bigint) =>
+      outcomes.push([what, await viaStatus(cpu, offsetInfo(a)), await viaTdcall(cpu, offsetInfo(b))]);
+    // A 2M ACCEPT of a region mapped at 4K, before and after its first page is accepted.
+    await both('2M on 4K', (base) => BigInt(base) + 1n);
+    await both('success', (base) => BigInt(base));
+    await both('already accepted', (base) => BigInt(base));
+    await both('invalid level', (base) => BigInt(base) + 7n);
+    await both('unaligned', (base) => BigInt(base) + 0x800n);
+    // Not AUGed yet: an EPT-violation exit, the VMM AUGs, the re-executed ACCEPT succeeds.
+    const exits = vmm.exits.length;
+    await both('exit, then success', (base) => BigInt(base + 0x1000));
+    expect(vmm.exits.length).toBe(exits + 2);
+    expect(outcomes).toEqual([
+      ['2M on 4K', PAGE_SIZE_MISMATCH_2M, PAGE_SIZE_MISMATCH_2M],
+      ['success', TdxStatus.SUCCESS, TdxStatus.SUCCESS],
+      ['already accepted', PAGE_ALREADY_ACCEPTED_4K, PAGE_ALREADY_ACCEPTED_4K],
+      ['invalid level', OPERAND_INVALID_RCX, OPERAND_INVALID_RCX],
+      ['unaligned', OPERAND_INVALID_RCX, OPERAND_INVALID_RCX],
+      ['exit, then success', TdxStatus.SUCCESS, TdxStatus.SUCCESS],
+    ]);
+  });
+
+  /** What an undefined answer must leave as it was: trace, clock and the vCPU's state. */
+  function snapshot(module: TdxModule, trace: MemoryTraceSink, tdvpr: number) {
+    const vcpu = vcpuState(module, tdvpr);
+    return {
+      events: trace.events.length,
+      now: module.state.clock.now(),
+      rip: vcpu.rip,
+      run: vcpu.run,
+      inTdcall: vcpu.inTdcall,
+    };
+  }
+
+  it('a page info that is not a 64-bit value: undefined, and nothing happened', async () => {
+    const { module, td, trace, cpu } = await running();
+    const before = snapshot(module, trace, tdvprOf(td));
+    for (const pageInfo of [-1n, 2n ** 64n, 0x4000_0000 as unknown as bigint])
+      expect(cpu.acceptStatus(pageInfo)).toBeUndefined();
+    expect(snapshot(module, trace, tdvprOf(td))).toEqual(before);
+    // The vCPU still takes TDCALLs: the one tdcall makes of the same ACCEPT.
+    expect(await viaTdcall(cpu, 2n ** 52n)).toBe(OPERAND_INVALID_RCX);
+  });
+
+  it('under a deciding scheduler (the TDCALL has a yield point): undefined, and nothing happened', async () => {
+    const { module, td, trace, cpu } = await running(new SteppingScheduler());
+    const gpa = 0x4000_0000;
+    await augPage(module, td, gpa, 0);
+    const before = snapshot(module, trace, tdvprOf(td));
+    expect(cpu.acceptStatus(BigInt(gpa))).toBeUndefined();
+    expect(snapshot(module, trace, tdvprOf(td))).toEqual(before);
+    expect(await viaTdcall(cpu, BigInt(gpa))).toBe(TdxStatus.SUCCESS);
+  });
+});
