@@ -121,6 +121,43 @@ describe('BackendGuard', () => {
     expect(watched.externalWork).toBe(module.externalWork);
   });
 
+  it("two scenarios' module views share their accessors (one hidden class), each reading its own module", async () => {
+    const seen: TdxModule[] = [];
+    const real: TdxModule[] = [];
+    class SeeingVmm extends BareVmm {
+      constructor(module: TdxModule, td: BuiltTd) {
+        super(module, td);
+        seen.push(module);
+      }
+    }
+    for (let i = 0; i < 2; i++) {
+      const guard = new BackendGuard();
+      await guard.run(async () => {
+        const handle = await composeTd({
+          vmm: guard.module(SeeingVmm),
+          guest: (cpu, trace) => TdGuest.boot(cpu, { memoryBytes: 16 * MIB, policy: 'linux', trace }),
+          ...scenarioTd({ memoryBytes: 16 * MIB, seed: 1 }),
+        });
+        real.push(handle.module);
+      });
+    }
+    const [a, b] = seen as [TdxModule, TdxModule];
+    const [moduleA, moduleB] = real as [TdxModule, TdxModule];
+    // V8 keeps accessors in the map: accessors made per view gave every scenario's view a map of its own, and the
+    // backends' code compiled for one scenario was thrown away in the next.
+    for (const key of ['droppedHostWrites', 'externalWork'])
+      expect(Object.getOwnPropertyDescriptor(a, key)?.get).toBe(Object.getOwnPropertyDescriptor(b, key)?.get);
+    moduleA.droppedHostWrites = 1;
+    moduleB.droppedHostWrites = 2;
+    expect([a.droppedHostWrites, b.droppedHostWrites]).toEqual([1, 2]);
+    a.droppedHostWrites = 7;
+    expect([a.droppedHostWrites, b.droppedHostWrites, moduleA.droppedHostWrites]).toEqual([7, 2, 1]);
+    // An object made from a view reads the view's module and writes onto the view, as with accessors of its own.
+    const derived = Object.create(b) as TdxModule;
+    expect(derived.externalWork).toBe(moduleB.externalWork);
+    expect(derived.droppedHostWrites).toBe(2);
+  });
+
   it('a backend that loops on one failing SEAMCALL is stopped after 64 identical failures', async () => {
     const guard = new BackendGuard({ maxIdenticalFailures: 64 });
     const error = await convertUnder(guard, LoopingVmm).catch((e: unknown) => e);

@@ -73,7 +73,11 @@ export class ModuleState {
 
   /** The last TDR register value {@link tdrAddress} converted, its address, and the TD found there. */
   #tdrValue = -1n;
-  #tdrAddress = 0;
+  /**
+   * `u64ToNumber(#tdrValue)`. A double from the start: TDR addresses are beyond the small integers, and a field that
+   * starts as one gets a new map at the first, throwing away the code compiled for the old one in the next scenario.
+   */
+  #tdrAddress = u64ToNumber(-1n);
   /** Bumped whenever {@link tdrAddress} sees a value other than the last: what was remembered for it is stale. */
   #tdrSerial = 0;
   #tdrTd: TdControl | undefined;

@@ -23,6 +23,7 @@ import { EnabledCheck, testkitLogger } from '../log.js';
 import { assertBackendSource, assertFunction, assertOneOf, assertOptions } from '../validation.js';
 import { avoidableSeamcallError } from './avoidable-seamcall-error.js';
 import { describeExit } from './describe-exit.js';
+import { moduleView } from './module-view.js';
 
 const log = testkitLogger('guard');
 /** `DEBUG=tdxsim:error` shows each backend fault with the calls just before it, and nothing else. */
@@ -502,61 +503,9 @@ export class BackendGuard {
     };
   }
 
-  /**
-   * The module as the backend sees it: every member the same, SEAMCALLs through {@link #seamcall}. An object of the
-   * module's class (its prototype is the module's prototype), with the module's methods bound to it and its
-   * accessors and own fields forwarded (they are the module's state), not a Proxy: a backend reads the module on
-   * every exit, and a Proxy's trap cost as much as the rest of the guard. Not an object whose prototype is the module
-   * itself: V8 gives an object that becomes a prototype a map of its own, so every scenario's module had a new map,
-   * and the module's hot code, compiled for the last one, was thrown away ("wrong map") and compiled again in every
-   * scenario of a process, until its property reads went megamorphic.
-   */
+  /** The module as the backend sees it ({@link moduleView}): SEAMCALLs through {@link #seamcall}. */
   #watched(module: TdxModule): TdxModule {
-    const watched = Object.create(Object.getPrototypeOf(module) as object) as TdxModule;
-    // The module's own fields present now (a counter, its package brand; the module adds none later), read from the
-    // module itself. A backend's write lands on its view alone, as it did when the view's prototype was the module.
-    for (const key of Reflect.ownKeys(module)) {
-      const field = module as unknown as Record<PropertyKey, unknown>;
-      Object.defineProperty(watched, key, {
-        get: () => field[key],
-        set: (value: unknown) => {
-          Object.defineProperty(watched, key, {
-            value,
-            writable: true,
-            enumerable: true,
-            configurable: true,
-          });
-        },
-        configurable: true,
-      });
-    }
-    for (
-      let proto: object | null = Object.getPrototypeOf(module) as object | null;
-      proto !== null && proto !== Object.prototype;
-      proto = Object.getPrototypeOf(proto) as object | null
-    ) {
-      for (const key of Reflect.ownKeys(proto)) {
-        if (key === 'constructor' || Object.hasOwn(watched, key)) continue;
-        const described = Object.getOwnPropertyDescriptor(proto, key) as PropertyDescriptor;
-        const { value, get, set } = described;
-        if (typeof value === 'function')
-          Object.defineProperty(watched, key, {
-            value: (value as (...args: unknown[]) => unknown).bind(module),
-            configurable: true,
-            writable: true,
-          });
-        else if (get !== undefined || set !== undefined)
-          Object.defineProperty(watched, key, {
-            ...(get === undefined ? {} : { get: () => get.call(module) }),
-            ...(set === undefined ? {} : { set: (v: unknown) => set.call(module, v) }),
-            configurable: true,
-          });
-      }
-    }
-    const seamcall = (rax: bigint, regs: readonly bigint[]): Gprs | Promise<Gprs> =>
-      this.#seamcall(module, rax, regs);
-    Object.defineProperty(watched, 'seamcall', { value: seamcall, configurable: true, writable: true });
-    return watched;
+    return moduleView(module, (rax, regs) => this.#seamcall(module, rax, regs));
   }
 
   /**
