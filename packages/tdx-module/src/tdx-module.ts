@@ -258,7 +258,9 @@ export class TdxModule implements SeamcallPort {
   readonly #m: ModuleState;
   readonly #runtime: VcpuRuntime;
   readonly #costs: CostModel;
-  readonly #heldPool: HeldLocks[] = [];
+  // One record from the start: a fresh `[]` holds small integers (another map than an array of objects), and the first
+  // SEAMCALL of every later scenario of a process threw away the code compiled for the pool of the first.
+  readonly #heldPool: HeldLocks[] = [new HeldLocks()];
   /** Work registered with holdWhile that has not settled. */
   #externalWork = 0;
   readonly #nmiBlocking: NmiBlockingAtSeamret;
