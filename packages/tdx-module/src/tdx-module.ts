@@ -263,7 +263,9 @@ export class TdxModule implements SeamcallPort {
   readonly #m: ModuleState;
   readonly #runtime: VcpuRuntime;
   readonly #costs: CostModel;
-  readonly #heldPool: HeldLocks[] = [];
+  // One record from the start: a fresh `[]` holds small integers (another map than an array of objects), and the first
+  // SEAMCALL of every later scenario of a process threw away the code compiled for the pool of the first.
+  readonly #heldPool: HeldLocks[] = [new HeldLocks()];
   /**
    * A free lock record kept beside the pool: a SEAMCALL that runs to completion takes it and gives it back (two field
    * writes instead of the pool's pop and push); flows in flight at the same time fall back to the pool.

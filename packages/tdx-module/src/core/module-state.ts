@@ -69,8 +69,12 @@ export class ModuleState {
     this.trace = trace;
   }
 
-  /** The address {@link tdrAddress} converted last (−1: none yet), and the TD found there. */
-  #tdrAddress = -1;
+  /**
+   * The address {@link tdrAddress} converted last (NaN: none yet, unequal to every address), and the TD found there. A
+   * double from the start: TDR addresses are beyond the small integers, and a field that starts as one gets a new map
+   * at the first, throwing away the code compiled for the old one in the next scenario of the process.
+   */
+  #tdrAddress = Number.NaN;
   /** Bumped whenever {@link tdrAddress} converts to an address other than the last: what was remembered is stale. */
   #tdrSerial = 0;
   #tdrTd: TdControl | undefined;

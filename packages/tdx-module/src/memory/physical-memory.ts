@@ -26,7 +26,8 @@ export class PhysicalMemory {
    * most REMOVEs and ACCEPTs do, looks nothing up.
    */
   #low = Number.POSITIVE_INFINITY;
-  #high = 0;
+  /** Starts as a double, as the addresses it takes (a small-integer field would get a new map at the first store). */
+  #high = Number.NEGATIVE_INFINITY;
 
   #store(base: number, page: Uint8Array): void {
     if (base < this.#low) this.#low = base;

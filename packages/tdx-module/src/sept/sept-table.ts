@@ -155,5 +155,10 @@ export const ENTRY_SCALE: readonly number[] = [2 ** -12, 2 ** -21, 2 ** -30, 2 *
 /** Bytes one entry maps at each level (4K, 2M, 1G, 512G, 256T). */
 export const ENTRY_SPAN: readonly number[] = [2 ** 12, 2 ** 21, 2 ** 30, 2 ** 39, 2 ** 48];
 
-/** 4K pages one entry maps at each level (1, 512, 512², …): a TD's child count moves by this (no `**` per call). */
-export const PAGES_4K_IN: readonly number[] = [1, 512, 512 ** 2, 512 ** 3, 512 ** 4];
+/**
+ * 4K pages one entry maps at each level (1, 512, 512², …): a TD's child count moves by this (no `**` per call).
+ * Frozen: V8 then keeps its elements tagged, so the first four read as small integers; an array of plain numbers with
+ * 512⁴ in it holds doubles, and the first AUG of a process made every TD's child count a double field (a new map for
+ * every TD object, and the code compiled for the old one thrown away in the next scenario).
+ */
+export const PAGES_4K_IN: readonly number[] = Object.freeze([1, 512, 512 ** 2, 512 ** 3, 512 ** 4]);

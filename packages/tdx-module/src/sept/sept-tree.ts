@@ -33,7 +33,12 @@ export interface WalkResult {
  * lock record owns, instead of allocating a result per call. Every walk result is one, so their readers see one shape.
  */
 export class SeptCursor implements WalkResult {
-  gpa = 0;
+  /**
+   * Not a number until the first walk (every walk sets it before the cursor is read). A double from the start, as
+   * GPAs beyond 2^30 are: a small-integer field would get a new map at the first such walk, throwing away the code
+   * compiled for the old one in the next scenario.
+   */
+  gpa = Number.NaN;
   table: SeptTable;
   index = 0;
   level = 0;

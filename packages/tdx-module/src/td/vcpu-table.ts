@@ -1,4 +1,5 @@
 import { u64ToNumber as importedU64ToNumber } from '../abi/u64.js';
+import { emptyObjectArray } from '../core/empty-object-array.js';
 import type { TdControl } from './td-control.js';
 import type { VcpuState } from './vcpu.js';
 
@@ -27,8 +28,8 @@ export class VcpuTable extends Map<number, VcpuOwner> {
    * Register values looked up since the last change, their owners (undefined: no vCPU there), the next slot. A change
    * forgets them at once: an owner deleted from the table must not stay reachable from here (it holds its TD).
    */
-  readonly #values: bigint[] = [];
-  readonly #owners: (VcpuOwner | undefined)[] = [];
+  readonly #values: bigint[] = emptyObjectArray();
+  readonly #owners: (VcpuOwner | undefined)[] = emptyObjectArray();
   #next = 0;
 
   override set(tdvpr: number, owner: VcpuOwner): this {
