@@ -286,7 +286,6 @@ interface LeafCount {
   readonly drawn: boolean;
 }
 
-/** 1 when a 64-bit status has bit 63 set (a failure), as `status >> 63n === 1n` says without allocating. */
 /**
  * An empty list of calls whose elements are already of an array of tuples' kind: a fresh `[]` holds small integers,
  * another hidden class, and the calls kept by the first scenario of a process made the probe's code compiled then
@@ -298,6 +297,7 @@ function emptyCallList(): TimelineCall[] {
   return calls as TimelineCall[];
 }
 
+/** 1 when a 64-bit status has bit 63 set (a failure), as `status >> 63n === 1n` says without allocating. */
 function failed(status: bigint): 0 | 1 {
   // SUCCESS, the status of nearly every call, by one equality (cheaper than an ordering of bigints).
   return status !== 0n && status >= BIT_63 && status < BIT_64 ? 1 : 0;
