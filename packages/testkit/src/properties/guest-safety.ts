@@ -218,14 +218,10 @@ export async function runGuestSafety(
   const checkEvery = safetyCase.checkEvery ?? 1;
   const { module, td, guest, record, trusted } = await boot(safetyCase, workload.memoryPages * PAGE, setUp);
   const policy = guest.policy;
-  // A scripted case's own TD needs no check again; a container's came from the backend's factory.
-  const monitor = (
-    trusted ? trustedSafetyMonitor : (options: SafetyMonitorOptions) => new SafetyMonitor(options)
-  )({
-    module,
-    tdr: td.tdr,
-    guest,
-  });
+  // A scripted case's own TD needs no check again; a container's came from the backend's factory. A scripted case's
+  // to-private claims are judged with its VMM's record (checkClaims), not by its monitor.
+  const monitorOptions: SafetyMonitorOptions = { module, tdr: td.tdr, guest };
+  const monitor = trusted ? trustedSafetyMonitor(monitorOptions, false) : new SafetyMonitor(monitorOptions);
   const violations: GuestSafetyViolation[] = objectArray();
   // A campaign reads only the verdict: the lines that describe each step are not made for it.
   const outcomes: string[] | undefined = report === 'full' ? objectArray() : undefined;
