@@ -31,6 +31,12 @@ export type WorkerMessage =
        * watcher, child process or thread left by any scenario so far), so it may be kept for a later run.
        */
       readonly idle?: boolean;
+      /**
+       * Set by a worker thread: ms its event loop waited since it sent its previous result (or said it was ready),
+       * i.e. for this request to come and, within the scenario, for another thread (a wasm guest's). Logged per
+       * worker at the end of a run (`DEBUG=tdxsim:cli:matrix`): whether the workers were kept busy.
+       */
+      readonly waitedMs?: number;
     };
 
 /** What a worker is started with: the files it loads once, before its first scenario. */

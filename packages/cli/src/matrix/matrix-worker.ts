@@ -19,6 +19,15 @@ const PROGRESS_EVERY_MS = 100;
 let lastProgress = Number.NEGATIVE_INFINITY;
 /** This thread's active resources by type once its catalog is loaded: what an idle worker holds. */
 let baseline = new Map<string, number>();
+/** This thread's event-loop figures when it last reported (ready, or a result): what {@link waitedMs} counts from. */
+let lastReport = performance.eventLoopUtilization();
+/** Ms this thread's event loop waited since its last report (see `waitedMs` in matrix-protocol.ts). */
+function waitedMs(): number {
+  const now = performance.eventLoopUtilization();
+  const waited = performance.eventLoopUtilization(now, lastReport).idle;
+  lastReport = now;
+  return waited;
+}
 function activeResources(): Map<string, number> {
   const counts = new Map<string, number>();
   for (const type of process.getActiveResourcesInfo()) counts.set(type, (counts.get(type) ?? 0) + 1);
@@ -42,7 +51,7 @@ const post = (message: WorkerMessage): void => {
     lastProgress = now;
     port.postMessage(message);
   } else if (message.type === 'done')
-    void flushStdio().then(() => port.postMessage({ ...message, idle: idle() }));
+    void flushStdio().then(() => port.postMessage({ ...message, idle: idle(), waitedMs: waitedMs() }));
   else port.postMessage(message);
 };
 try {
@@ -61,6 +70,7 @@ try {
   // What setup left queued (its last immediates) ends first.
   await new Promise((resolve) => setImmediate(resolve));
   baseline = activeResources();
+  lastReport = performance.eventLoopUtilization();
   post({ type: 'ready' });
 } catch (error) {
   post({ type: 'setup-failed', message: (error as Error).message });

@@ -167,8 +167,13 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
   };
   const keep = keepsIdleWorkers();
   await Promise.all(
-    Array.from({ length: jobs }, async () => {
+    Array.from({ length: jobs }, async (_, lane) => {
       let worker: Worker | undefined;
+      /** What this lane's workers did, for the debug log: scenarios, ms alive since ready, ms their loops waited. */
+      const busy = { scenarios: 0, aliveMs: 0, waitedMs: 0 };
+      let readyAt = 0;
+      /** A worker taken from the idle pool: its first wait counts its time there, not this run's (not logged). */
+      let fromPool = false;
       /** The key `worker` was started under (or taken with) when workers are kept. */
       let key = '';
       /** Whether `worker` may be kept: no scenario of it ended as `error`, and it said it was idle after each one. */
@@ -181,7 +186,10 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
             // Keyed at each start, just before it (the same environment and files as the worker it starts): a
             // replacement worker started late in the run, after a file or variable changed, is kept under its own.
             key = keep ? workerKey(workerEntry(), setup, process.execArgv) : '';
-            worker = (keep ? takeIdleWorker(key) : undefined) ?? (await startWorker(setup));
+            const kept = keep ? takeIdleWorker(key) : undefined;
+            fromPool = kept !== undefined;
+            worker = kept ?? (await startWorker(setup));
+            readyAt = performance.now();
             reusable = true;
           }
           const spec = specs[index] as ScenarioSpec;
@@ -189,18 +197,30 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
           const started = performance.now();
           const outcome = await runOnWorker(worker, request(index), handle, options.timeoutMs);
           reusable &&= outcome.reusable;
+          busy.scenarios++;
+          if (!fromPool) busy.waitedMs += outcome.waitedMs ?? 0;
+          fromPool = false;
           if (outcome.lost !== undefined) {
             log('%s: %s', scenarioId(spec), outcome.lost);
             finish(index, lostScenario(spec, outcome.lost, performance.now() - started), EMPTY_DETAIL);
           }
           if (outcome.lost !== undefined || outcome.tainted) {
             // Nothing a backend left behind runs on into the next scenario.
+            busy.aliveMs += performance.now() - readyAt;
             await worker.terminate();
             worker = undefined;
           }
         }
         ended = true;
       } finally {
+        if (worker !== undefined) busy.aliveMs += performance.now() - readyAt;
+        log(
+          'worker %d: %d scenarios in %s s since ready; its event loop waited %s s of it (for the next scenario, or for another thread)',
+          lane + 1,
+          busy.scenarios,
+          (busy.aliveMs / 1000).toFixed(2),
+          (busy.waitedMs / 1000).toFixed(2),
+        );
         if (worker !== undefined) {
           // Kept only after a run that ended as planned, from a worker with nothing left running in it.
           if (keep && ended && reusable) await keepIdleWorker(key, worker);
@@ -221,21 +241,27 @@ function runOnWorker(
   request: RunRequest,
   handle: (message: WorkerMessage) => void,
   timeoutMs: number | undefined,
-): Promise<{ lost?: string; tainted: boolean; reusable: boolean }> {
+): Promise<{ lost?: string; tainted: boolean; reusable: boolean; waitedMs?: number }> {
   return new Promise((resolve) => {
     let timer: NodeJS.Timeout | undefined;
-    const settle = (lost: string | undefined, tainted = false, reusable = false): void => {
+    const settle = (lost: string | undefined, tainted = false, reusable = false, waitedMs?: number): void => {
       if (timer !== undefined) clearTimeout(timer);
       worker.off('message', onMessage);
       worker.off('error', onError);
       worker.off('exit', onExit);
-      resolve(lost === undefined ? { tainted, reusable } : { lost, tainted, reusable });
+      const waited = waitedMs === undefined ? {} : { waitedMs };
+      resolve(lost === undefined ? { tainted, reusable, ...waited } : { lost, tainted, reusable });
     };
     const onMessage = (message: WorkerMessage): void => {
       handle(message);
       // An `error` may leave what the idle check cannot see (a guest parked on a promise for good): not kept.
       if (message.type === 'done')
-        settle(undefined, message.tainted, message.result.outcome !== 'error' && message.idle === true);
+        settle(
+          undefined,
+          message.tainted,
+          message.result.outcome !== 'error' && message.idle === true,
+          message.waitedMs,
+        );
     };
     const onError = (error: Error): void =>
       settle(`the worker thread running it crashed: ${error.name}: ${error.message.split('\n')[0]}`);

@@ -1,0 +1,90 @@
+#!/usr/bin/env node
+// Where the default `tdxsim run` matrix spends its CPU: runs its scenarios in this one thread, in the order a matrix
+// worker takes them (the longest first), and prints each group's thread CPU (by workload, VMM and policy), the
+// costliest scenarios and the spread. A scenario's `wallMs` in a report counts the time its worker waited for a core
+// (on a busy machine most of it); this counts only the CPU of the thread that ran it, GC and compiler threads aside.
+// Usage (after `tsc -b`, Linux: the thread's CPU is read from /proc/thread-self/schedstat, tick-grained, so one
+// scenario's figure is ±4 ms and only sums over many mean much):
+//   node scripts/matrix-cpu.mjs [small|slow|all] [--json out.json]
+// `small` (the default) skips the GiB-sized scenarios whose pages go 4K at a time (seconds each: the per-exit cost),
+// `slow` runs only those but accept-4g, `all` runs the whole default matrix (about a minute of CPU).
+import { readFileSync, writeFileSync } from 'node:fs';
+import { buildCatalog, runMatrix, selectSpecs } from '../packages/cli/dist/index.js';
+import { costHint } from '../packages/cli/dist/matrix/scenario-cost.js';
+
+const which = process.argv[2] ?? 'small';
+const jsonAt = process.argv.indexOf('--json');
+const jsonFile = jsonAt === -1 ? undefined : process.argv[jsonAt + 1];
+if (!['small', 'slow', 'all'].includes(which)) throw new Error(`expected small, slow or all, got ${which}`);
+
+/** This thread's CPU in ms (the scheduler's run time: user and system). */
+const threadCpuMs = () => Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6;
+
+const catalog = await buildCatalog();
+const all = selectSpecs(catalog, {
+  policies: catalog.policies,
+  vmms: catalog.vmms,
+  workloads: catalog.workloads.map((w) => w.name),
+  seed: 1,
+  vmmNamed: false,
+});
+const vmms = new Map(catalog.vmms.map((vmm) => [vmm.name, vmm]));
+const cost = (spec) => costHint(spec, vmms.get(spec.vmm));
+// As runMatrix orders them for its workers (a stable sort: equal hints keep the matrix's order).
+const ordered = [...all].sort((a, b) => cost(b) - cost(a));
+const slow = (spec) => cost(spec) >= 100;
+const specs = ordered.filter((spec) =>
+  which === 'all' ? true : which === 'slow' ? slow(spec) && spec.workload !== 'accept-4g' : !slow(spec),
+);
+
+const cpu = [];
+let startedAt = 0;
+const before = threadCpuMs();
+const { results } = await runMatrix({
+  specs,
+  catalog,
+  backendFiles: [],
+  jobs: 1,
+  onStart: () => {
+    startedAt = threadCpuMs();
+  },
+  onResult: (_, index) => {
+    cpu[index] = threadCpuMs() - startedAt;
+  },
+});
+const totalMs = threadCpuMs() - before;
+const rows = results.map((r, i) => ({
+  id: r.id,
+  workload: r.workload,
+  vmm: r.vmm,
+  policy: r.policy,
+  outcome: r.outcome,
+  cpuMs: Math.round(cpu[i] * 10) / 10,
+  tdExits: r.counters.tdExits,
+  seamcalls: r.counters.seamcalls,
+}));
+const summed = rows.reduce((sum, row) => sum + row.cpuMs, 0);
+console.log(
+  `${rows.length} of the ${all.length} scenarios of the default matrix (${which}): ${(totalMs / 1000).toFixed(1)} s thread CPU, ${(summed / 1000).toFixed(1)} s in the scenarios themselves`,
+);
+for (const key of ['workload', 'vmm', 'policy']) {
+  const groups = new Map();
+  for (const row of rows) {
+    const group = groups.get(row[key]) ?? { count: 0, ms: 0 };
+    group.count++;
+    group.ms += row.cpuMs;
+    groups.set(row[key], group);
+  }
+  console.log(`by ${key}:`);
+  for (const [name, { count, ms }] of [...groups].sort((a, b) => b[1].ms - a[1].ms))
+    console.log(
+      `  ${name.padEnd(24)} ${String(count).padStart(4)} × ${(ms / count).toFixed(1).padStart(7)} ms = ${(ms / 1000).toFixed(2)} s`,
+    );
+}
+const sorted = rows.map((row) => row.cpuMs).sort((a, b) => a - b);
+const at = (q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+console.log(`spread: median ${at(0.5)} ms, 90th percentile ${at(0.9)} ms, max ${at(1)} ms`);
+console.log('costliest:');
+for (const row of [...rows].sort((a, b) => b.cpuMs - a.cpuMs).slice(0, 10))
+  console.log(`  ${String(row.cpuMs).padStart(8)} ms  ${row.id} (${row.outcome}, ${row.tdExits} TD exits)`);
+if (jsonFile !== undefined) writeFileSync(jsonFile, `${JSON.stringify(rows, null, 1)}\n`);
