@@ -152,11 +152,16 @@ const TABLE_BYTES = 6144;
 export function septIndex(gpa: number, level: number): number {
   // Multiplying by a power of two is exact (and cheaper than dividing); the bitwise AND truncates the quotient and
   // keeps its low 9 bits exactly (GPAs are below 2^53).
-  return (gpa * (ENTRY_SCALE[level] as number)) & 511;
+  return (gpa * (SCALE[level] as number)) & 511;
 }
 
+/**
+ * {@link ENTRY_SCALE}, module-private: optimized code reads an exported binding through its module cell, checked for
+ * the hole, even in its own module (septIndex runs at every level of every walk).
+ */
+const SCALE: readonly number[] = [2 ** -12, 2 ** -21, 2 ** -30, 2 ** -39, 2 ** -48];
 /** 1 / ENTRY_SPAN per level, exact powers of two. */
-export const ENTRY_SCALE: readonly number[] = [2 ** -12, 2 ** -21, 2 ** -30, 2 ** -39, 2 ** -48];
+export const ENTRY_SCALE: readonly number[] = SCALE;
 
 /** Bytes one entry maps at each level (4K, 2M, 1G, 512G, 256T). */
 export const ENTRY_SPAN: readonly number[] = [2 ** 12, 2 ** 21, 2 ** 30, 2 ** 39, 2 ** 48];
