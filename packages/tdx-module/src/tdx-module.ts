@@ -107,6 +107,8 @@ const normalizeGprs = importedNormalizeGprs;
 const takeExit = importedTakeExit;
 const u64ToNumber = importedU64ToNumber;
 const withDetail = importedWithDetail;
+const pageAugFlow = pageAug;
+const pageRemoveFlow = pageRemove;
 
 type HostFlow = (
   m: ModuleState,
@@ -391,8 +393,15 @@ export class TdxModule implements SeamcallPort {
     else this.#idleHeld = undefined;
     let result: bigint | Promise<bigint>;
     try {
-      // Flows are synchronous unless the scheduler suspends them at a yield point (or a lock wait).
-      result = (flow as HostFlow)(m, regs, out, held);
+      // Flows are synchronous unless the scheduler suspends them at a yield point (or a lock wait). AUG and REMOVE,
+      // the leaves of every page a VMM maps or unmaps, are called by name: a call through the table goes through
+      // V8's generic call builtins (its target changes from call to call).
+      result =
+        leaf === SeamcallLeaf.MEM_PAGE_AUG
+          ? pageAugFlow(m, regs, out, held)
+          : leaf === SeamcallLeaf.MEM_PAGE_REMOVE
+            ? pageRemoveFlow(m, regs, out, held)
+            : (flow as HostFlow)(m, regs, out, held);
     } catch (error) {
       this.#releaseHeld(held);
       throw error;
