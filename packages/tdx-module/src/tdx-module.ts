@@ -107,6 +107,8 @@ const normalizeGprs = importedNormalizeGprs;
 const takeExit = importedTakeExit;
 const u64ToNumber = importedU64ToNumber;
 const withDetail = importedWithDetail;
+const pageAugFlow = pageAug;
+const pageRemoveFlow = pageRemove;
 
 type HostFlow = (
   m: ModuleState,
@@ -252,6 +254,8 @@ const guestLog = new HotLogger('tdcall');
 
 /** What a TDCALL answers: its register file, or RAX alone (an ACCEPT through {@link TdxModule.acceptStatusFrom}). */
 type TdcallAnswer = Gprs | bigint;
+/** The value of a fresh register file's entries (a variable: see {@link TdxModule.seamcall}'s answer). */
+const ZERO = 0n;
 /** RAX of TDG.MEM.PAGE.ACCEPT (version 0). */
 const ACCEPT_RAX = BigInt(importedTdcallLeaf.MEM_PAGE_ACCEPT);
 
@@ -379,16 +383,25 @@ export class TdxModule implements SeamcallPort {
       return this.#answer(leaf, regs, makeGprs(), withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX));
     // TDH.VP.ENTER answers the exit's registers (its own answer made where the exit arrives: no promise of its own).
     if (leaf === SeamcallLeaf.VP_ENTER) return this.#vpEnter(regs);
-    // Every other leaf fills a fresh register file. Lock records are reused: each flow in flight has its own,
-    // returned empty.
-    const out = makeGprs();
+    // Every other leaf fills a fresh register file (a literal of a variable, as zeroGprs makes it: allocated and
+    // filled in place, where makeGprs was a call). Lock records are reused: each flow in flight has its own, returned
+    // empty.
+    const z = ZERO;
+    const out: Gprs = [z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z];
     let held = this.#idleHeld;
     if (held === undefined) held = this.#heldPool.pop() ?? new HeldLocks();
     else this.#idleHeld = undefined;
     let result: bigint | Promise<bigint>;
     try {
-      // Flows are synchronous unless the scheduler suspends them at a yield point (or a lock wait).
-      result = (flow as HostFlow)(m, regs, out, held);
+      // Flows are synchronous unless the scheduler suspends them at a yield point (or a lock wait). AUG and REMOVE,
+      // the leaves of every page a VMM maps or unmaps, are called by name: a call through the table goes through
+      // V8's generic call builtins (its target changes from call to call).
+      result =
+        leaf === SeamcallLeaf.MEM_PAGE_AUG
+          ? pageAugFlow(m, regs, out, held)
+          : leaf === SeamcallLeaf.MEM_PAGE_REMOVE
+            ? pageRemoveFlow(m, regs, out, held)
+            : (flow as HostFlow)(m, regs, out, held);
     } catch (error) {
       this.#releaseHeld(held);
       throw error;
@@ -426,6 +439,11 @@ export class TdxModule implements SeamcallPort {
 
   /** A SEAMCALL's answer: RAX = `status` in `out`, traced and logged when something reads it. */
   #answer(leaf: number, regs: readonly bigint[], out: Gprs, status: bigint): Gprs {
+    // The input registers are read (and #answerWith called) only when the answer is traced or logged: most are not.
+    if (!this.#m.trace.enabled && !log.enabled) {
+      out[Reg.RAX] = status;
+      return out;
+    }
     return this.#answerWith(
       leaf,
       regs[1] as bigint,

@@ -11,6 +11,7 @@ import { SeptStateGroup } from '../abi/sept-state.js';
 import { TdxStatus as importedTdxStatus, withDetail as importedWithDetail } from '../abi/status-codes.js';
 import { LifecycleState as importedLifecycleState } from '../abi/td-state.js';
 import { hpHostTryPacked as importedHpHostTryPacked } from '../locks/host-priority-lock.js';
+import type { PlainSharexLock } from '../locks/plain-lock.js';
 import { septEntryTryLockPacked as importedSeptEntryTryLockPacked } from '../locks/sept-entry-lock.js';
 import { type Gprs, Reg as importedReg } from '../registers.js';
 import { architecturalEntry, entryDetails, type WalkResult } from '../sept/sept-tree.js';
@@ -121,29 +122,45 @@ export function lockedWalk(
     sharedBit(td.gpaw),
   );
   if (info < 0) return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RCX);
+  // The tree lock, once taken, is recorded where the walk ends: joined with the entry's lock when that follows (one
+  // record made at once), alone otherwise. Nothing between can fail but a model bug, which records it too.
+  let treeLock: PlainSharexLock | undefined;
+  const exclusive = treeMode === 'exclusive';
   if (treeMode !== 'none') {
     const lock = td.septTreeLock;
     if (treeMode === 'shared' ? !lock.tryShared() : !lock.tryExclusive()) {
       return withDetail(TdxStatus.OPERAND_BUSY, OperandId.SEPT_TREE);
     }
-    held.addPlain(lock, treeMode === 'exclusive');
+    treeLock = lock;
   }
   const level = info & 7;
-  const walk = td.tree.walkInto(held.entry, info - level, level);
+  let walk: WalkResult;
+  try {
+    walk = td.tree.walkInto(held.entry, info - level, level);
+  } catch (error) {
+    if (treeLock !== undefined) held.addPlain(treeLock, exclusive);
+    throw error;
+  }
   if (walk.level !== level) {
+    if (treeLock !== undefined) held.addPlain(treeLock, exclusive);
     reportEntry(out, walk);
     return withDetail(TdxStatus.EPT_WALK_FAILED, OperandId.RCX);
   }
-  if (entryLock === 'none') return walk;
+  if (entryLock === 'none') {
+    if (treeLock !== undefined) held.addPlain(treeLock, exclusive);
+    return walk;
+  }
   // Details come from the entry as read before the lock attempt (reference §10.4).
   const before = walk.table.lock[walk.index] as number;
   const packed = septEntryTryLockPacked(before, 'host');
   walk.table.lock[walk.index] = packed & 0xffff;
   if (packed >= 65536) {
+    if (treeLock !== undefined) held.addPlain(treeLock, exclusive);
     reportEntry(out, walk);
     return withDetail(TdxStatus.OPERAND_BUSY, OperandId.RCX);
   }
-  held.addSeptEntry(walk.table, walk.index);
+  if (treeLock !== undefined) held.addPlainThenEntry(treeLock, exclusive, walk.table, walk.index);
+  else held.addSeptEntry(walk.table, walk.index);
   return walk;
 }
 

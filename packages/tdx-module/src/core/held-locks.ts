@@ -79,6 +79,20 @@ export class HeldLocks {
     this.#push(exclusive ? PLAIN_EXCLUSIVE : PLAIN_SHARED, lock, 0);
   }
 
+  /**
+   * {@link addPlain} then {@link addSeptEntry} of an entry locked right after the plain lock: the joined record those two
+   * leave, made at once (the locked walk of every page leaf takes the tree lock, then the entry's).
+   */
+  addPlainThenEntry(lock: PlainSharexLock, exclusive: boolean, table: SeptTable, index: number): void {
+    const at = this.#count;
+    if (at === this.#codes.length) this.#grow();
+    this.#codes[at] =
+      (exclusive === true ? PLAIN_EXCLUSIVE_THEN_ENTRY : PLAIN_SHARED_THEN_ENTRY) | (index << 3);
+    this.#objects[at] = lock;
+    this.#joined[at] = table;
+    this.#count = at + 1;
+  }
+
   addSeptEntry(table: SeptTable, index: number): void {
     const kind = this.#topKind();
     if (kind === PLAIN_SHARED || kind === PLAIN_EXCLUSIVE) {

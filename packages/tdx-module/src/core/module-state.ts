@@ -6,7 +6,7 @@ import {
   index2mOf as importedIndex2mOf,
   index4kOf as importedIndex4kOf,
   Pamt,
-  type PamtBlock,
+  PamtBlock,
   type PamtLevel,
   type PamtRegion,
 } from '../memory/pamt.js';
@@ -32,6 +32,9 @@ const index2mOf = importedIndex2mOf;
 const index4kOf = importedIndex4kOf;
 const u64ToNumber = importedU64ToNumber;
 const withDetail = importedWithDetail;
+
+/** What {@link ModuleState.walkedBlock} holds before the first walk (never written). */
+const UNWALKED = new PamtBlock(1);
 
 /** Numbers the module is configured with (what TDH.SYS.RD would enumerate on real hardware). */
 export interface ModuleConfig {
@@ -63,6 +66,8 @@ export class ModuleState {
 
   constructor(config: ModuleConfig, clock: Clock, scheduler: Scheduler, trace: TraceSink) {
     this.config = config;
+    this.#tdmrBase = config.tdmr.base;
+    this.#tdmrEnd = config.tdmr.base + config.tdmr.size;
     this.clock = clock;
     this.scheduler = scheduler;
     this.interleaves = !(scheduler instanceof RunToCompletionScheduler);
@@ -119,9 +124,16 @@ export class ModuleState {
     return this.#tdrTd;
   }
 
+  /**
+   * The TDMR's first address and the one past its end, read from the configuration once (every HPA check reads them;
+   * through `config.tdmr`, the caller's object, each is two loads and a map check). Doubles from the start, as a
+   * TDMR above 2^31 is: a field that starts as a small integer would change map at the first such module.
+   */
+  readonly #tdmrBase: number = Number.NaN;
+  readonly #tdmrEnd: number = Number.NaN;
+
   inTdmr(hpa: number, size = 4096): boolean {
-    const { base, size: tdmrSize } = this.config.tdmr;
-    return hpa >= base && hpa + size <= base + tdmrSize;
+    return hpa >= this.#tdmrBase && hpa + size <= this.#tdmrEnd;
   }
 
   sharedEptOf(tdr: number): SharedEpt {
@@ -148,7 +160,37 @@ export class ModuleState {
     const region = this.pamt.regionAt(hpa);
     const index2m = index2mOf(hpa);
     const block4k = level === 0 ? this.pamt.block4kAt(region, index2m) : undefined;
-    return lockPamtWalk(region, block4k, index2m, index4kOf(hpa), level, mode === 'exclusive', operand, held);
+    const index4k = index4kOf(hpa);
+    const busy = lockPamtWalk(region, block4k, index2m, index4k, level, mode === 'exclusive', operand, held);
+    if (busy === undefined) this.#walked(region, block4k, index2m, index4k, level);
+    return busy;
+  }
+
+  /**
+   * The PAMT entry of the page that {@link lockPamt} or {@link checkHpaPageAt} last locked (only after a walk that
+   * succeeded): its block and index, for the flow's commit ({@link Pamt.setAt}) to write without finding it again. A
+   * flow reads them right after its walk, before anything else can walk.
+   */
+  walkedBlock: PamtBlock = UNWALKED;
+  walkedIndex = 0;
+
+  #walked(
+    region: PamtRegion,
+    block4k: PamtBlock | undefined,
+    index2m: number,
+    index4k: number,
+    level: PamtLevel,
+  ): void {
+    if (level === 0) {
+      this.walkedBlock = block4k as PamtBlock;
+      this.walkedIndex = index4k;
+    } else if (level === 1) {
+      this.walkedBlock = region.entries2m;
+      this.walkedIndex = index2m;
+    } else {
+      this.walkedBlock = region.entry1g;
+      this.walkedIndex = 0;
+    }
   }
 
   /**
@@ -193,6 +235,7 @@ export class ModuleState {
     const index4k = index4kOf(address);
     const busy = lockPamtWalk(region, block4k, index2m, index4k, level, mode === 'exclusive', operand, held);
     if (busy !== undefined) return busy;
+    this.#walked(region, block4k, index2m, index4k, level);
     return pageTypeStatus(region, block4k, index2m, index4k, level, expectedType, operand);
   }
 

@@ -13,15 +13,15 @@ import {
 } from '../core/gates.js';
 import type { HeldLocks } from '../core/held-locks.js';
 import type { ModuleState } from '../core/module-state.js';
-import type { PamtLevel } from '../memory/pamt.js';
+import type { PamtBlock, PamtLevel } from '../memory/pamt.js';
 import { type Gprs, Reg as importedReg } from '../registers.js';
-import { PAGES_4K_IN as importedPAGES_4K_IN } from '../sept/sept-table.js';
+import { pages4kInLeaf as importedPages4kInLeaf } from '../sept/sept-table.js';
 import type { TdControl } from '../td/td-control.js';
 
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
 // module cell and checked at every use: tdx-module README, "Eleventh pass").
 const OperandId = importedOperandId;
-const PAGES_4K_IN = importedPAGES_4K_IN;
+const pages4kInLeaf = importedPages4kInLeaf;
 const PamtPageType = importedPamtPageType;
 const Reg = importedReg;
 const SeamcallLeaf = importedSeamcallLeaf;
@@ -56,21 +56,32 @@ export function pageAug(
   const hpa = u64ToNumber(regs[Reg.R8] as bigint);
   const pageStatus = m.checkHpaPageAt(hpa, level, PamtPageType.NDA, 'exclusive', OperandId.R8, held);
   if (pageStatus !== undefined) return pageStatus;
+  // The page's PAMT entry, as the walk just found it.
+  const pamtBlock = m.walkedBlock;
+  const pamtIndex = m.walkedIndex;
   if (level === 1 && !m.pamt.all4kChildrenNda(hpa))
     return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.R8);
   // The commit is a plain function, not a closure: nothing is allocated when the scheduler lets the flow go on.
   const pause = yieldAt(m, 'TDH.MEM.PAGE.AUG', 'locked', td.tdr, entry.gpa);
-  if (pause !== undefined) return pause.then(() => commitAug(m, td, entry, hpa, level));
-  return commitAug(m, td, entry, hpa, level);
+  if (pause !== undefined) return pause.then(() => commitAug(m, td, entry, hpa, level, pamtBlock, pamtIndex));
+  return commitAug(m, td, entry, hpa, level, pamtBlock, pamtIndex);
 }
 
-/** The entry becomes PENDING on `hpa`, which the PAMT gives to the TD as a regular page. */
-function commitAug(m: ModuleState, td: TdControl, entry: LockedEntry, hpa: number, level: PamtLevel): bigint {
+/** The entry becomes PENDING on `hpa`, which the PAMT (its entry at `pamtIndex` of `pamtBlock`) gives to the TD. */
+function commitAug(
+  m: ModuleState,
+  td: TdControl,
+  entry: LockedEntry,
+  hpa: number,
+  level: PamtLevel,
+  pamtBlock: PamtBlock,
+  pamtIndex: number,
+): bigint {
   entry.table.setState(entry.index, SeptState.PENDING);
   entry.table.hpa[entry.index] = hpa;
   entry.table.acceptCounter[entry.index] = 0;
   entry.table.lock[entry.index] = 0;
-  td.childCount += PAGES_4K_IN[level] as number;
-  m.pamt.set(hpa, level, PamtPageType.REG, td.tdr, 0);
+  td.childCount += pages4kInLeaf(level);
+  m.pamt.setAt(pamtBlock, pamtIndex, PamtPageType.REG, td.tdr, 0);
   return TdxStatus.SUCCESS;
 }

@@ -20,16 +20,19 @@ import {
 } from '../core/gates.js';
 import type { HeldLocks } from '../core/held-locks.js';
 import type { ModuleState } from '../core/module-state.js';
-import type { PamtLevel } from '../memory/pamt.js';
+import type { PamtBlock, PamtLevel } from '../memory/pamt.js';
 import { type Gprs, Reg as importedReg } from '../registers.js';
-import { ENTRY_SPAN as importedENTRY_SPAN, PAGES_4K_IN as importedPAGES_4K_IN } from '../sept/sept-table.js';
+import {
+  ENTRY_SPAN as importedENTRY_SPAN,
+  pages4kInLeaf as importedPages4kInLeaf,
+} from '../sept/sept-table.js';
 import type { TdControl } from '../td/td-control.js';
 
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
 // module cell and checked at every use: tdx-module README, "Eleventh pass").
 const ENTRY_SPAN = importedENTRY_SPAN;
 const OperandId = importedOperandId;
-const PAGES_4K_IN = importedPAGES_4K_IN;
+const pages4kInLeaf = importedPages4kInLeaf;
 const PamtPageType = importedPamtPageType;
 const Reg = importedReg;
 const SeamcallLeaf = importedSeamcallLeaf;
@@ -73,6 +76,9 @@ export function pageRemove(
   const level = entry.level as PamtLevel;
   const busy = m.lockPamt(hpa, level, 'exclusive', OperandId.RCX, held);
   if (busy !== undefined) return busy;
+  // The page's PAMT entry, as the walk just found it.
+  const pamtBlock = m.walkedBlock;
+  const pamtIndex = m.walkedIndex;
   if (trackingRequired(td, entry.state)) {
     if (!SeptStateGroup.anyBlocked.has(entry.state)) {
       reportEntry(out, entry);
@@ -84,11 +90,12 @@ export function pageRemove(
   }
   // The commit is a plain function, not a closure: nothing is allocated when the scheduler lets the flow go on.
   const pause = yieldAt(m, 'TDH.MEM.PAGE.REMOVE', 'locked', td.tdr, entry.gpa);
-  if (pause !== undefined) return pause.then(() => commitRemove(m, td, entry, out, hpa, level));
-  return commitRemove(m, td, entry, out, hpa, level);
+  if (pause !== undefined)
+    return pause.then(() => commitRemove(m, td, entry, out, hpa, level, pamtBlock, pamtIndex));
+  return commitRemove(m, td, entry, out, hpa, level, pamtBlock, pamtIndex);
 }
 
-/** The entry becomes FREE and the page NDA again; RCX answers its HPA. */
+/** The entry becomes FREE and the page (its PAMT entry at `pamtIndex` of `pamtBlock`) NDA again; RCX answers its HPA. */
 function commitRemove(
   m: ModuleState,
   td: TdControl,
@@ -96,13 +103,15 @@ function commitRemove(
   out: Gprs,
   hpa: number,
   level: PamtLevel,
+  pamtBlock: PamtBlock,
+  pamtIndex: number,
 ): bigint {
   entry.table.acceptCounter[entry.index] = 0;
   entry.table.setState(entry.index, SeptState.FREE);
   entry.table.hpa[entry.index] = 0;
   entry.table.lock[entry.index] = 0;
-  td.childCount -= PAGES_4K_IN[level] as number;
-  m.pamt.set(hpa, level, PamtPageType.NDA, 0, 0);
+  td.childCount -= pages4kInLeaf(level);
+  m.pamt.setAt(pamtBlock, pamtIndex, PamtPageType.NDA, 0, 0);
   // The page leaves holding only the TD's ciphertext, which the host cannot read: the model keeps no plaintext.
   m.memory.zero(hpa, ENTRY_SPAN[level] as number);
   out[Reg.RCX] = numberToU64(hpa);

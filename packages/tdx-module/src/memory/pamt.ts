@@ -329,6 +329,14 @@ export class Pamt {
       block = region.blocks4k[index2m] ?? region.make4k(index2m);
       index = index4kOf(hpa);
     }
+    this.setAt(block, index, type, owner, bepoch);
+  }
+
+  /**
+   * {@link set} of entry `index` of `block`, where a lock walk of the page has just found it (the commit of every AUG
+   * and REMOVE: no second lookup by address).
+   */
+  setAt(block: PamtBlock, index: number, type: number, owner: number, bepoch: number): void {
     const wasUsed = block.type[index] !== PamtPageType.NDA;
     const used = type !== PamtPageType.NDA;
     if (used !== wasUsed) block.used += used ? 1 : -1;

@@ -3,6 +3,8 @@ import { SeptState as importedSeptState } from '../abi/sept-state.js';
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
 // module cell and checked at every use: tdx-module README, "Eleventh pass").
 const SeptState = importedSeptState;
+const FREE = importedSeptState.FREE;
+const NL_MAPPED = importedSeptState.NL_MAPPED;
 
 /**
  * Changes to the walk paths of one tree, shared by all its tables: bumped whenever an entry becomes or stops being
@@ -132,10 +134,14 @@ export class SeptTable {
   }
 
   setState(index: number, state: number): void {
-    const before = this.state[index];
-    this.nonFree += Number(state !== SeptState.FREE) - Number(before !== SeptState.FREE);
+    const before = this.state[index] as number;
+    // Branches rather than `Number(bool)` arithmetic: an AUG or REMOVE moves the count by one, a state change
+    // between two non-FREE states not at all.
+    if (before === FREE) {
+      if (state !== FREE) this.nonFree++;
+    } else if (state === FREE) this.nonFree--;
     this.state[index] = state;
-    if ((before === SeptState.NL_MAPPED) !== (state === SeptState.NL_MAPPED)) this.#paths.changes++;
+    if (before === NL_MAPPED ? state !== NL_MAPPED : state === NL_MAPPED) this.#paths.changes++;
   }
 }
 
@@ -146,11 +152,16 @@ const TABLE_BYTES = 6144;
 export function septIndex(gpa: number, level: number): number {
   // Multiplying by a power of two is exact (and cheaper than dividing); the bitwise AND truncates the quotient and
   // keeps its low 9 bits exactly (GPAs are below 2^53).
-  return (gpa * (ENTRY_SCALE[level] as number)) & 511;
+  return (gpa * (SCALE[level] as number)) & 511;
 }
 
+/**
+ * {@link ENTRY_SCALE}, module-private: optimized code reads an exported binding through its module cell, checked for
+ * the hole, even in its own module (septIndex runs at every level of every walk).
+ */
+const SCALE: readonly number[] = [2 ** -12, 2 ** -21, 2 ** -30, 2 ** -39, 2 ** -48];
 /** 1 / ENTRY_SPAN per level, exact powers of two. */
-export const ENTRY_SCALE: readonly number[] = [2 ** -12, 2 ** -21, 2 ** -30, 2 ** -39, 2 ** -48];
+export const ENTRY_SCALE: readonly number[] = SCALE;
 
 /** Bytes one entry maps at each level (4K, 2M, 1G, 512G, 256T). */
 export const ENTRY_SPAN: readonly number[] = [2 ** 12, 2 ** 21, 2 ** 30, 2 ** 39, 2 ** 48];
@@ -162,3 +173,11 @@ export const ENTRY_SPAN: readonly number[] = [2 ** 12, 2 ** 21, 2 ** 30, 2 ** 39
  * every TD object, and the code compiled for the old one thrown away in the next scenario).
  */
 export const PAGES_4K_IN: readonly number[] = Object.freeze([1, 512, 512 ** 2, 512 ** 3, 512 ** 4]);
+
+/**
+ * {@link PAGES_4K_IN} of a leaf level (0, 1 or 2) as constants: optimized code reads an element of the frozen array
+ * through the `KeyedLoadIC` builtin (about 70 instructions per AUG and REMOVE); each constant is a small integer.
+ */
+export function pages4kInLeaf(level: 0 | 1 | 2): number {
+  return level === 0 ? 1 : level === 1 ? 512 : 262144;
+}

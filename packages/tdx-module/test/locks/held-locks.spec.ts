@@ -22,6 +22,8 @@ type Op =
   | { kind: 'walk'; level: 0 | 1 | 2; exclusive: boolean; index2m: number; index4k: number }
   | { kind: 'plain'; exclusive: boolean }
   | { kind: 'entry'; index: number }
+  /** A plain lock and then an SEPT entry, taken as the locked walk takes them (addPlainThenEntry, or the two adds). */
+  | { kind: 'plainThenEntry'; exclusive: boolean; index: number }
   | { kind: 'opState' };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
@@ -34,6 +36,11 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   }),
   fc.record({ kind: fc.constant('plain' as const), exclusive: fc.boolean() }),
   fc.record({ kind: fc.constant('entry' as const), index: fc.integer({ min: 0, max: 511 }) }),
+  fc.record({
+    kind: fc.constant('plainThenEntry' as const),
+    exclusive: fc.boolean(),
+    index: fc.integer({ min: 0, max: 511 }),
+  }),
   fc.record({ kind: fc.constant('opState' as const) }),
 );
 
@@ -73,13 +80,15 @@ function loggedWords(
 
 /**
  * Takes the flow's locks in `held` (stubs writing to `log` when released) and answers what a plain stack of them
- * releases, newest first: one list of log lines per lock (a PAMT walk writes three words, or two, or one).
+ * releases, newest first: one list of log lines per lock (a PAMT walk writes three words, or two, or one). With
+ * `split`, a plain lock then entry is recorded by addPlain and addSeptEntry, else by addPlainThenEntry.
  */
 function takeLocks(
   held: HeldLocks,
   ops: readonly Op[],
   throwAt: number | undefined,
   log: string[],
+  split = false,
 ): string[][] {
   const releases: string[][] = [];
   ops.forEach((o, n) => {
@@ -117,6 +126,24 @@ function takeLocks(
         releases.push([`${name}[${o.index}]=0`]);
         break;
       }
+      case 'plainThenEntry': {
+        // The entry's words throw if this op is the one chosen: it is released first (a joined lock before its
+        // record's own), and the plain lock of the same op is then dropped unreleased.
+        const lock = {
+          releaseShared: () => log.push(`${name}.plain shared`),
+          releaseExclusive: () => log.push(`${name}.plain exclusive`),
+        };
+        const table = { lock: loggedWords(`${name}.entry`, o.index, 1, log, throws) } as unknown as SeptTable;
+        if (split) {
+          held.addPlain(lock as unknown as PlainSharexLock, o.exclusive);
+          held.addSeptEntry(table, o.index);
+        } else held.addPlainThenEntry(lock as unknown as PlainSharexLock, o.exclusive, table, o.index);
+        releases.push([
+          `${name}.entry[${o.index}]=0`,
+          `${name}.plain ${o.exclusive ? 'exclusive' : 'shared'}`,
+        ]);
+        break;
+      }
       case 'opState': {
         const td = {
           get opStateLock() {
@@ -141,7 +168,14 @@ function recordCount(ops: readonly Op[]): number {
   let count = 0;
   let joinable: Op['kind'] | undefined;
   for (const o of ops) {
-    if ((o.kind === 'entry' && joinable === 'plain') || (o.kind === 'opState' && joinable === 'walk')) {
+    if (o.kind === 'plainThenEntry') {
+      // One record, already joined: nothing joins it.
+      count++;
+      joinable = undefined;
+    } else if (
+      (o.kind === 'entry' && joinable === 'plain') ||
+      (o.kind === 'opState' && joinable === 'walk')
+    ) {
       joinable = undefined;
     } else {
       count++;
@@ -156,26 +190,34 @@ describe('HeldLocks', () => {
     'releases joined records as a stack of their locks, newest first; a release that throws drops the rest',
     (flows) => {
       // One HeldLocks for every flow, as the module reuses one: what a flow left must not leak into the next.
+      // The twin takes each plain lock then entry with the two adds (addPlainThenEntry's general form): counts and
+      // releases must be the same.
       const held = new HeldLocks();
+      const twin = new HeldLocks();
       for (const { ops, throwAt: pick } of flows) {
         const throwAt = pick === undefined || ops.length === 0 ? undefined : pick % ops.length;
-        const log: string[] = [];
-        const stack = takeLocks(held, ops, throwAt, log);
-        expect(held.count).toBe(recordCount(ops));
-        expect(log).toEqual([]);
-        if (throwAt === undefined) {
-          held.releaseAll();
-          expect(log).toEqual(stack.flat());
-        } else {
-          expect(() => held.releaseAll()).toThrow(StubThrows);
-          // Newest first up to the lock that threw (its own first write), nothing older.
-          expect(log).toEqual(stack.slice(0, ops.length - 1 - throwAt).flat());
+        for (const [records, split] of [
+          [held, false],
+          [twin, true],
+        ] as const) {
+          const log: string[] = [];
+          const stack = takeLocks(records, ops, throwAt, log, split);
+          expect(records.count).toBe(recordCount(ops));
+          expect(log).toEqual([]);
+          if (throwAt === undefined) {
+            records.releaseAll();
+            expect(log).toEqual(stack.flat());
+          } else {
+            expect(() => records.releaseAll()).toThrow(StubThrows);
+            // Newest first up to the lock that threw (its own first write), nothing older.
+            expect(log).toEqual(stack.slice(0, ops.length - 1 - throwAt).flat());
+          }
+          // The records are gone: releasing again releases nothing.
+          expect(records.count).toBe(0);
+          const released = log.length;
+          records.releaseAll();
+          expect(log.length).toBe(released);
         }
-        // The records are gone: releasing again releases nothing.
-        expect(held.count).toBe(0);
-        const released = log.length;
-        held.releaseAll();
-        expect(log.length).toBe(released);
       }
     },
   );
