@@ -61,8 +61,19 @@ export class ModuleState {
   readonly interleaves: boolean;
   readonly trace: TraceSink;
 
+  /**
+   * The TDMR's first address and the address past its end, read once: {@link inTdmr} runs on every page a SEAMCALL
+   * names, and reading them through `config.tdmr` made its code depend on the map of the caller's `tdmr` object, whose
+   * field types V8 generalises when a literal site runs a second time (the next scenario of a process): the PAMT
+   * checks were then thrown away and compiled again.
+   */
+  readonly #tdmrStart: number;
+  readonly #tdmrEnd: number;
+
   constructor(config: ModuleConfig, clock: Clock, scheduler: Scheduler, trace: TraceSink) {
     this.config = config;
+    this.#tdmrStart = config.tdmr.base;
+    this.#tdmrEnd = config.tdmr.base + config.tdmr.size;
     this.clock = clock;
     this.scheduler = scheduler;
     this.interleaves = !(scheduler instanceof RunToCompletionScheduler);
@@ -120,8 +131,7 @@ export class ModuleState {
   }
 
   inTdmr(hpa: number, size = 4096): boolean {
-    const { base, size: tdmrSize } = this.config.tdmr;
-    return hpa >= base && hpa + size <= base + tdmrSize;
+    return hpa >= this.#tdmrStart && hpa + size <= this.#tdmrEnd;
   }
 
   sharedEptOf(tdr: number): SharedEpt {
