@@ -155,24 +155,20 @@ export function builtTdHandle(
   host = new HostSeamcalls(module),
 ): BuiltTd {
   const { tdr, tdvprs, gpaw, pwl, allocator } = td;
-  // The same plain object as the literal `{ tdr, tdvprs, ... }`, filled by assignments: V8 makes the field types of
-  // an object literal "any" the second time the literal runs (when it makes the literal's boilerplate), and that threw
-  // away the code compiled in a process's first scenario for what the fields held (a backend takes a page from
-  // `allocator` on every fault).
-  const handle = {} as { -readonly [K in keyof BuiltTd]: BuiltTd[K] };
-  handle.tdr = tdr;
-  handle.tdvprs = tdvprs;
-  handle.gpaw = gpaw;
-  handle.pwl = pwl;
-  handle.host = host;
-  handle.allocator = allocator;
-  handle.guest = (index) => {
-    const tdvpr = tdvprs[index];
-    if (tdvpr === undefined) throw new TdxSimError('INVALID_ARGUMENT', `no vCPU ${index}`, 'index');
-    return module.guestCpu(tdvpr);
+  return {
+    tdr,
+    tdvprs,
+    gpaw,
+    pwl,
+    host,
+    allocator,
+    guest: (index) => {
+      const tdvpr = tdvprs[index];
+      if (tdvpr === undefined) throw new TdxSimError('INVALID_ARGUMENT', `no vCPU ${index}`, 'index');
+      return module.guestCpu(tdvpr);
+    },
+    run: (vmm) => tdvprs.map((tdvpr, vcpuIndex) => runVcpu(module, vmm, { tdr, tdvpr, vcpuIndex })),
   };
-  handle.run = (vmm) => tdvprs.map((tdvpr, vcpuIndex) => runVcpu(module, vmm, { tdr, tdvpr, vcpuIndex }));
-  return handle;
 }
 
 function nextHkid(module: TdxModule): number {

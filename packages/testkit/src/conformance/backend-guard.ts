@@ -199,25 +199,46 @@ function activeResources(): Map<string, number> {
   return counts;
 }
 
-/**
- * The module behind each module view ({@link BackendGuard}'s `#watched`). The view's accessors are the same functions
- * for every view and find their module here: V8 keeps an accessor's functions in the object's map, so accessors made
- * per view (closures over its module) gave the second view another accessor on the same transition, and V8 turned it
- * into a slow (dictionary) object: the backends' exit code, compiled on the first scenario's fast view, was thrown
- * away ("wrong map") in the second scenario of a process.
- */
-const VIEWED = new WeakMap<object, object>();
-
-/** The module `view` (or the view it inherits from) forwards to. */
-function moduleBehind(view: object): Record<PropertyKey, unknown> {
-  for (let o: object | null = view; o !== null; o = Object.getPrototypeOf(o) as object | null) {
-    const module = VIEWED.get(o);
-    if (module !== undefined) return module as Record<PropertyKey, unknown>;
+/** Returns the object it is given: lets {@link ModuleView} add a private field to an object made elsewhere. */
+class ObjectGiven {
+  constructor(object: object) {
+    // biome-ignore lint/correctness/noConstructorReturn: the object given is the one to mark.
+    return object;
   }
-  throw new TypeError('not a module view of the backend guard');
 }
 
-/** One accessor pair per own-field name of the module, shared by every view (see {@link VIEWED}). */
+/**
+ * Marks a module view ({@link BackendGuard}'s `#watched`) with its module, in a private field (not seen by
+ * `Reflect.ownKeys`, and no weak table for the collector to sweep: a view is made per scenario, per fuzz case). The
+ * view's accessors are the same functions for every view and find their module here: V8 keeps an accessor's
+ * functions in the object's map, so accessors made per view (closures over its module) gave the second view another
+ * accessor on the same transition, and V8 turned it into a slow (dictionary) object: the backends' exit code,
+ * compiled on the first scenario's fast view, was thrown away ("wrong map") in the second scenario of a process.
+ */
+class ModuleView extends ObjectGiven {
+  readonly #module: object;
+
+  private constructor(view: object, module: object) {
+    super(view);
+    this.#module = module;
+  }
+
+  /** Gives `view` its module. */
+  static mark(view: object, module: object): void {
+    new ModuleView(view, module);
+  }
+
+  /** The module `view` (or the view it inherits from) forwards to. */
+  static moduleBehind(view: object): Record<PropertyKey, unknown> {
+    for (let o: object | null = view; o !== null; o = Object.getPrototypeOf(o) as object | null)
+      if (#module in o) return (o as ModuleView).#module as Record<PropertyKey, unknown>;
+    throw new TypeError('not a module view of the backend guard');
+  }
+}
+
+const moduleBehind = ModuleView.moduleBehind;
+
+/** One accessor pair per own-field name of the module, shared by every view (see {@link ModuleView}). */
 const FIELD_FORWARDERS = new Map<PropertyKey, { get(): unknown; set(value: unknown): void }>();
 
 /** The view's accessor for the module's own field `key`: read from the module; a write gives the view its own value. */
@@ -237,7 +258,7 @@ function fieldForwarder(key: PropertyKey): { get(): unknown; set(value: unknown)
   return pair;
 }
 
-/** Shared forwarders of the module's prototype getters and setters, one per original (see {@link VIEWED}). */
+/** Shared forwarders of the module's prototype getters and setters, one per original (see {@link ModuleView}). */
 const ACCESSOR_FORWARDERS = new WeakMap<(...args: never[]) => unknown, (...args: never[]) => unknown>();
 
 /** `get` called on the module behind the view it is read from. */
@@ -577,7 +598,7 @@ export class BackendGuard {
    */
   #watched(module: TdxModule): TdxModule {
     const watched = Object.create(Object.getPrototypeOf(module) as object) as TdxModule;
-    VIEWED.set(watched, module);
+    ModuleView.mark(watched, module);
     // The module's own fields present now (a counter, its package brand; the module adds none later), read from the
     // module itself. A backend's write lands on its view alone, as it did when the view's prototype was the module.
     for (const key of Reflect.ownKeys(module))
