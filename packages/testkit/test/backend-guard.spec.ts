@@ -121,6 +121,57 @@ describe('BackendGuard', () => {
     expect(watched.externalWork).toBe(module.externalWork);
   });
 
+  it("every view shares its accessors' functions (one fast map in V8 for every scenario) and reads its own module", async () => {
+    /** A module and the view of it a backend gets, from a guard of its own (one scenario). */
+    const viewAndModule = async (): Promise<{ view: TdxModule; module: TdxModule }> => {
+      let seen: TdxModule | undefined;
+      class SeeingVmm extends BareVmm {
+        constructor(module: TdxModule, td: BuiltTd) {
+          super(module, td);
+          seen = module;
+        }
+      }
+      const guard = new BackendGuard();
+      let real: TdxModule | undefined;
+      await guard.run(async () => {
+        const handle = await composeTd({
+          vmm: guard.module(SeeingVmm),
+          guest: (cpu, trace) => TdGuest.boot(cpu, { memoryBytes: 16 * MIB, policy: 'linux', trace }),
+          ...scenarioTd({ memoryBytes: 16 * MIB, seed: 1 }),
+        });
+        real = handle.module;
+      });
+      return { view: seen as TdxModule, module: real as TdxModule };
+    };
+    const first = await viewAndModule();
+    const second = await viewAndModule();
+    const accessors = Reflect.ownKeys(first.view).filter(
+      (key) => Object.getOwnPropertyDescriptor(first.view, key)?.get !== undefined,
+    );
+    // The module's own fields and its prototype's accessors (externalWork, state, ...).
+    expect(accessors).toEqual(
+      expect.arrayContaining([...Reflect.ownKeys(first.module), 'externalWork', 'state']),
+    );
+    for (const key of accessors) {
+      const a = Object.getOwnPropertyDescriptor(first.view, key) as PropertyDescriptor;
+      const b = Object.getOwnPropertyDescriptor(second.view, key) as PropertyDescriptor;
+      expect([a.get === b.get, a.set === b.set], String(key)).toEqual([true, true]);
+    }
+    // Shared, yet each view reads and writes its own module.
+    first.module.droppedHostWrites = 1;
+    second.module.droppedHostWrites = 2;
+    expect([first.view.droppedHostWrites, second.view.droppedHostWrites]).toEqual([1, 2]);
+    expect(first.view.externalWork).toBe(first.module.externalWork);
+    expect(second.view.externalWork).toBe(second.module.externalWork);
+    expect(first.view.state).toBe(first.module.state);
+    first.view.droppedHostWrites = 7;
+    expect([
+      first.view.droppedHostWrites,
+      first.module.droppedHostWrites,
+      second.view.droppedHostWrites,
+    ]).toEqual([7, 1, 2]);
+  });
+
   it('a backend that loops on one failing SEAMCALL is stopped after 64 identical failures', async () => {
     const guard = new BackendGuard({ maxIdenticalFailures: 64 });
     const error = await convertUnder(guard, LoopingVmm).catch((e: unknown) => e);

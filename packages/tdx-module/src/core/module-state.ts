@@ -126,8 +126,10 @@ export class ModuleState {
 
   /**
    * The TDMR's first address and the one past its end, read from the configuration once (every HPA check reads them;
-   * through `config.tdmr`, the caller's object, each is two loads and a map check). Doubles from the start, as a
-   * TDMR above 2^31 is: a field that starts as a small integer would change map at the first such module.
+   * through `config.tdmr`, the caller's object, each is two loads and a map check, and the code depended on the map of
+   * that object, whose field types V8 generalises when a literal site runs a second time — the next scenario of a
+   * process — so the PAMT checks were thrown away and compiled again). Doubles from the start, as a TDMR above 2^31
+   * is: a field that starts as a small integer would change map at the first such module.
    */
   readonly #tdmrBase: number = Number.NaN;
   readonly #tdmrEnd: number = Number.NaN;

@@ -24,7 +24,12 @@ export class TdControl {
   maxVcpus = 0;
   /** TD epoch and the two vCPU reference counts indexed by epoch parity (reference §8). */
   epoch = 1;
-  readonly epochRefcount: [number, number] = [0, 0];
+  /**
+   * Made by `Array.of`, not a literal: V8 gives a constant array literal another backing store at its second and
+   * third run (an allocation site, then a copy-on-write boilerplate), and TDH.VP.ENTER's code, compiled for the first
+   * TD's array, was thrown away ("wrong map") at the first entry of each of the next two scenarios of a process.
+   */
+  readonly epochRefcount = Array.of(0, 0) as [number, number];
 
   /** Adds `delta` to the vCPU reference count of the epoch with parity `epoch & 1`. */
   adjustEpochRef(epoch: number, delta: number): void {

@@ -199,6 +199,92 @@ function activeResources(): Map<string, number> {
   return counts;
 }
 
+/** Returns the object it is given: lets {@link ModuleView} add a private field to an object made elsewhere. */
+class ObjectGiven {
+  constructor(object: object) {
+    // biome-ignore lint/correctness/noConstructorReturn: the object given is the one to mark.
+    return object;
+  }
+}
+
+/**
+ * Marks a module view ({@link BackendGuard}'s `#watched`) with its module, in a private field (not seen by
+ * `Reflect.ownKeys`, and no weak table for the collector to sweep: a view is made per scenario, per fuzz case). The
+ * view's accessors are the same functions for every view and find their module here: V8 keeps an accessor's
+ * functions in the object's map, so accessors made per view (closures over its module) gave the second view another
+ * accessor on the same transition, and V8 turned it into a slow (dictionary) object: the backends' exit code,
+ * compiled on the first scenario's fast view, was thrown away ("wrong map") in the second scenario of a process.
+ */
+class ModuleView extends ObjectGiven {
+  readonly #module: object;
+
+  private constructor(view: object, module: object) {
+    super(view);
+    this.#module = module;
+  }
+
+  /** Gives `view` its module. */
+  static mark(view: object, module: object): void {
+    new ModuleView(view, module);
+  }
+
+  /** The module `view` (or the view it inherits from) forwards to. */
+  static moduleBehind(view: object): Record<PropertyKey, unknown> {
+    for (let o: object | null = view; o !== null; o = Object.getPrototypeOf(o) as object | null)
+      if (#module in o) return (o as ModuleView).#module as Record<PropertyKey, unknown>;
+    throw new TypeError('not a module view of the backend guard');
+  }
+}
+
+const moduleBehind = ModuleView.moduleBehind;
+
+/** One accessor pair per own-field name of the module, shared by every view (see {@link ModuleView}). */
+const FIELD_FORWARDERS = new Map<PropertyKey, { get(): unknown; set(value: unknown): void }>();
+
+/** The view's accessor for the module's own field `key`: read from the module; a write gives the view its own value. */
+function fieldForwarder(key: PropertyKey): { get(): unknown; set(value: unknown): void } {
+  let pair = FIELD_FORWARDERS.get(key);
+  if (pair === undefined) {
+    pair = {
+      get(this: object): unknown {
+        return moduleBehind(this)[key];
+      },
+      set(this: object, value: unknown): void {
+        Object.defineProperty(this, key, { value, writable: true, enumerable: true, configurable: true });
+      },
+    };
+    FIELD_FORWARDERS.set(key, pair);
+  }
+  return pair;
+}
+
+/** Shared forwarders of the module's prototype getters and setters, one per original (see {@link ModuleView}). */
+const ACCESSOR_FORWARDERS = new WeakMap<(...args: never[]) => unknown, (...args: never[]) => unknown>();
+
+/** `get` called on the module behind the view it is read from. */
+function forwardedGetter(get: () => unknown): () => unknown {
+  let forwarder = ACCESSOR_FORWARDERS.get(get) as (() => unknown) | undefined;
+  if (forwarder === undefined) {
+    forwarder = function (this: object): unknown {
+      return get.call(moduleBehind(this));
+    };
+    ACCESSOR_FORWARDERS.set(get, forwarder);
+  }
+  return forwarder;
+}
+
+/** `set` called on the module behind the view it is written to. */
+function forwardedSetter(set: (value: unknown) => void): (value: unknown) => void {
+  let forwarder = ACCESSOR_FORWARDERS.get(set) as ((value: unknown) => void) | undefined;
+  if (forwarder === undefined) {
+    forwarder = function (this: object, value: unknown): void {
+      set.call(moduleBehind(this), value);
+    };
+    ACCESSOR_FORWARDERS.set(set, forwarder);
+  }
+  return forwarder;
+}
+
 /**
  * Holds a backend to honest outcomes in one scenario, from outside: it hands the backend a module whose SEAMCALLs it
  * watches, checks every register the backend passes or answers, and runs the scenario under budgets. A fault ends
@@ -512,23 +598,11 @@ export class BackendGuard {
    */
   #watched(module: TdxModule): TdxModule {
     const watched = Object.create(Object.getPrototypeOf(module) as object) as TdxModule;
+    ModuleView.mark(watched, module);
     // The module's own fields present now (a counter, its package brand; the module adds none later), read from the
     // module itself. A backend's write lands on its view alone, as it did when the view's prototype was the module.
-    for (const key of Reflect.ownKeys(module)) {
-      const field = module as unknown as Record<PropertyKey, unknown>;
-      Object.defineProperty(watched, key, {
-        get: () => field[key],
-        set: (value: unknown) => {
-          Object.defineProperty(watched, key, {
-            value,
-            writable: true,
-            enumerable: true,
-            configurable: true,
-          });
-        },
-        configurable: true,
-      });
-    }
+    for (const key of Reflect.ownKeys(module))
+      Object.defineProperty(watched, key, { ...fieldForwarder(key), configurable: true });
     for (
       let proto: object | null = Object.getPrototypeOf(module) as object | null;
       proto !== null && proto !== Object.prototype;
@@ -546,8 +620,8 @@ export class BackendGuard {
           });
         else if (get !== undefined || set !== undefined)
           Object.defineProperty(watched, key, {
-            ...(get === undefined ? {} : { get: () => get.call(module) }),
-            ...(set === undefined ? {} : { set: (v: unknown) => set.call(module, v) }),
+            ...(get === undefined ? {} : { get: forwardedGetter(get) }),
+            ...(set === undefined ? {} : { set: forwardedSetter(set) }),
             configurable: true,
           });
       }
