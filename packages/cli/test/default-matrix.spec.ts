@@ -37,8 +37,8 @@ describe('tdxsim: the default matrix, as a process', () => {
     // One worker thread: the matrix, its outcomes and reports are the same on any number (each scenario runs alone
     // from its seed), and this process runs beside the suite's own test workers, which keep the other core busy. A
     // second thread warmed the simulator up once more (77.5 s against 86.9 s of CPU for the whole matrix, one run each
-    // on a busy machine; issue 14). The default count is what the other runs of `tdxsim` as a process use
-    // (backend-faults.spec.ts).
+    // on a busy machine; issue 14). The run of the faulty backends in backend-faults.spec.ts is the process test on the
+    // default count (and its plural header).
     run = await runCli(['--json', json, '--html', html, '--junit', junit, '--jobs', '1'], {
       timeoutMs: 1_500_000,
     });
