@@ -7,8 +7,11 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
  * the order of the durations vitest recorded for each file in the JSON report of `pnpm test` in `.ci/run` from a fresh
  * clone at 6e5951c, down to the files of about a second on an idle machine (default-matrix.spec.ts first: its whole
  * matrix runs in its beforeAll, which that report leaves out of the file's duration): they start first, and only
- * short files are left to fill both workers at the end instead of one long file running alone. Vitest orders by the durations it cached from the last run when it
- * has them; a clean clone (CI) has none and would order by file size, which puts most of these last.
+ * short files are left to fill both workers at the end instead of one long file running alone. The order predates the
+ * later changes of issue 14 to these files, not measured again since: default-matrix.spec.ts runs its matrix on one
+ * thread (longer); run-command and wasm-guest-cli start fewer processes, backend-faults' README run one thread fewer,
+ * vcpu-left-waiting's processes run without tsx (shorter). Vitest orders by the durations it cached from the last run
+ * when it has them; a clean clone (CI) has none and would order by file size, which puts most of these last.
  */
 const LONGEST_FIRST = [
   'packages/cli/test/default-matrix.spec.ts',
