@@ -1,38 +1,33 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/guest-left-waiting.ts', import.meta.url));
 
 /**
  * How node runs the fixture. When the global setup has built the packages: its TypeScript stripped (typescript's
- * transpileModule, once for this file) and run by plain Node against the built package, as a user's compiled program,
- * a third of the CPU of a process that loads tsx and the package's sources (0.5 s against 1.3 s; issue 14); written
- * under the repository's node_modules, where `@tdxsim/tdx-module` resolves. From source through tsx when the build
- * failed.
+ * transpileModule) and run by plain Node against the built package, as a user's compiled program, two fifths of the
+ * CPU of a process that loads tsx and the package's sources (0.5 s against 1.3 s; issue 14). The JavaScript goes to
+ * the repository's gitignored `.fixtures-build/`, as the README blocks go to `.readme-blocks/`, where
+ * `@tdxsim/tdx-module` resolves; each run overwrites it. From source through tsx when the build failed.
  */
+const BUILT = fileURLToPath(
+  new URL('../../../.fixtures-build/tdx-module/guest-left-waiting.mjs', import.meta.url),
+);
 let fixtureArgs: string[] = ['--conditions=@tdxsim/source', '--import', 'tsx', FIXTURE];
-let built: string | undefined;
 
 beforeAll(() => {
   if (inject('cliBuild') !== 'dist') return;
   const ts = createRequire(import.meta.url)('typescript') as typeof import('typescript');
-  const cache = fileURLToPath(new URL('../../../node_modules/.cache/', import.meta.url));
-  mkdirSync(cache, { recursive: true });
-  built = mkdtempSync(join(cache, 'tdxsim-guest-left-waiting-'));
-  const file = join(built, 'guest-left-waiting.mjs');
   const { outputText } = ts.transpileModule(readFileSync(FIXTURE, 'utf8'), {
     compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
   });
-  writeFileSync(file, outputText);
-  fixtureArgs = [file];
-});
-
-afterAll(() => {
-  if (built !== undefined) rmSync(built, { recursive: true, force: true });
+  mkdirSync(dirname(BUILT), { recursive: true });
+  writeFileSync(BUILT, outputText);
+  fixtureArgs = [BUILT];
 });
 
 /** Runs the fixture as its own process: only a real process shows what happens when Node's event loop empties. */
