@@ -139,16 +139,21 @@ describe('shards', () => {
     // Shard 2 as a process, as a CI machine runs it; meanwhile the unsharded reference and shards 1 and 3 in this
     // process, one after the other (main's calls must not overlap): the same selection and reports, without two
     // process starts and two cold worker threads (issue 14).
-    const inProcess = async () => [
-      await runMain([...MATRIX, '--json', whole, '--jobs', '1']),
-      await runMain(shard(1)),
-      await runMain(shard(3)),
-    ];
-    const [[reference, first, third], second] = await Promise.all([inProcess(), runCli(shard(2))]);
-    const runs = [reference, first, second, third];
-    for (const run of runs) expect(run?.code).toBe(0);
+    const inProcess = async () =>
+      [
+        await runMain([...MATRIX, '--json', whole, '--jobs', '1']),
+        await runMain(shard(1)),
+        await runMain(shard(3)),
+      ] as const;
+    // Both settled before either is judged: a throw in this thread does not leave the process running unobserved.
+    const [inThread, asProcess] = await Promise.allSettled([inProcess(), runCli(shard(2))]);
+    if (inThread.status === 'rejected') throw inThread.reason;
+    if (asProcess.status === 'rejected') throw asProcess.reason;
+    const [reference, first, third] = inThread.value;
+    const second = asProcess.value;
+    for (const run of [reference, first, second, third]) expect(run.code).toBe(0);
     expect(second.stderr).toMatch(/: 15 scenarios \(shard 2\/3 of 46\) — /);
-    expect(first?.stderr).toMatch(/: 16 scenarios \(shard 1\/3 of 46\) — /);
+    expect(first.stderr).toMatch(/: 16 scenarios \(shard 1\/3 of 46\) — /);
     const merged = join(dir, 'merged.json');
     const merge = await runMain([
       'merge-reports',
