@@ -26,18 +26,19 @@ export const Fault = { TRAP: 1, SPIN: 2, GARBAGE_RAX: 7 } as const;
 
 /**
  * Each guest is compiled once per test worker (the test files of a worker share this module): the same sources give
- * the same file, and the tests only read it. A clang process per call cost about a third of a CPU-second each, 16
+ * the same file, and the tests only read it. A clang process per call cost about a third of a CPU-second each, 15
  * calls in the suite for 5 distinct guests (issue 14).
  */
 const compiled = new Map<string, Promise<string>>();
 const compileOnce = (name: string, options: Omit<CompileCOptions, 'output'>): Promise<string> => {
-  let path = compiled.get(name);
-  if (path === undefined) {
-    path = compileCGuest({ ...options, output: join(built, name) });
-    // A failed compile is not kept: the next caller sees clang's error for itself.
-    path.catch(() => compiled.delete(name));
-    compiled.set(name, path);
-  }
+  const known = compiled.get(name);
+  if (known !== undefined) return known;
+  const path = compileCGuest({ ...options, output: join(built, name) });
+  // A failed compile is not kept (nor a later one that replaced it dropped): the next caller sees clang's error.
+  path.catch(() => {
+    if (compiled.get(name) === path) compiled.delete(name);
+  });
+  compiled.set(name, path);
   return path;
 };
 
