@@ -46,6 +46,9 @@ describe.skipIf(!hasChromium)('the HTML report in headless Chromium', () => {
       file,
       '--html-detail',
       'all',
+      // One worker thread: the report is the same on any number, and a second one warms the simulator up again.
+      '--jobs',
+      '1',
     ]);
     expect(run.code).toBe(1);
     browser = await chromium.launch({

@@ -1,9 +1,8 @@
 /**
  * `tdxsim run` on sub-matrices: expectations and baselines, shards and merge-reports, reports, colours, CI
  * annotations, and every argument error before a run starts. Most runs call the CLI's `main` in this process (what
- * they check is the same, without a process start from source each); the ones about the process itself run it: the
- * shards side by side, colours and annotations from its environment, a backend file it imports, exit codes reaching
- * the shell.
+ * they check is the same, without a process start each); the ones about the process itself run it: a shard beside
+ * the in-process ones, a backend file it imports, exit codes reaching the shell.
  */
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -128,16 +127,33 @@ describe('shards', () => {
 
   it('shard K/N of a matrix, merged, equals the unsharded report scenario by scenario', async () => {
     const whole = join(dir, 'whole.json');
-    // The shards as processes side by side, as CI machines run them; the unsharded reference in this process
-    // meanwhile (one process start fewer; issue 14).
-    const runs = await Promise.all([
-      runMain([...MATRIX, '--json', whole, '--jobs', '1']),
-      ...[1, 2, 3].map((k) =>
-        runCli([...MATRIX, '--shard', `${k}/3`, '--json', join(dir, `shard-${k}.json`), '--jobs', '1']),
-      ),
-    ]);
-    for (const run of runs) expect(run.code).toBe(0);
-    expect(runs[2]?.stderr).toMatch(/: 15 scenarios \(shard 2\/3 of 46\) — /);
+    const shard = (k: number) => [
+      ...MATRIX,
+      '--shard',
+      `${k}/3`,
+      '--json',
+      join(dir, `shard-${k}.json`),
+      '--jobs',
+      '1',
+    ];
+    // Shard 2 as a process, as a CI machine runs it; meanwhile the unsharded reference and shards 1 and 3 in this
+    // process, one after the other (main's calls must not overlap): the same selection and reports, without two
+    // process starts and two cold worker threads (issue 14).
+    const inProcess = async () =>
+      [
+        await runMain([...MATRIX, '--json', whole, '--jobs', '1']),
+        await runMain(shard(1)),
+        await runMain(shard(3)),
+      ] as const;
+    // Both settled before either is judged: a throw in this thread does not leave the process running unobserved.
+    const [inThread, asProcess] = await Promise.allSettled([inProcess(), runCli(shard(2))]);
+    if (inThread.status === 'rejected') throw inThread.reason;
+    if (asProcess.status === 'rejected') throw asProcess.reason;
+    const [reference, first, third] = inThread.value;
+    const second = asProcess.value;
+    for (const run of [reference, first, second, third]) expect(run.code).toBe(0);
+    expect(second.stderr).toMatch(/: 15 scenarios \(shard 2\/3 of 46\) — /);
+    expect(first.stderr).toMatch(/: 16 scenarios \(shard 1\/3 of 46\) — /);
     const merged = join(dir, 'merged.json');
     const merge = await runMain([
       'merge-reports',
@@ -175,7 +191,8 @@ describe('shards', () => {
 
 describe('reports and output', () => {
   it('colours follow FORCE_COLOR and NO_COLOR; GitHub Actions gets annotations; the table can show every row', async () => {
-    const coloured = await runCli([...SMALL, '--no-expect', '--table', 'all'], {
+    // In this process, with the environment a process would get: colours and annotations are decided from it.
+    const coloured = await runMain([...SMALL, '--no-expect', '--table', 'all'], {
       env: {
         NO_COLOR: undefined,
         FORCE_COLOR: '1',
@@ -201,7 +218,8 @@ describe('reports and output', () => {
 
   it('--trace-json writes a Chrome trace per scenario; the non-TTY log has a start line and a line per scenario', async () => {
     const traces = join(dir, 'traces');
-    const run = await runCli([
+    // In this process: its stderr is not a TTY either, and the log is written the same way.
+    const run = await runMain([
       '--policy',
       'linux',
       '--vmm',

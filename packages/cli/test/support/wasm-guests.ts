@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { compileCGuest, toolchain } from '@tdxsim/wasm-guest';
+import { type CompileCOptions, compileCGuest, toolchain } from '@tdxsim/wasm-guest';
 
 /**
  * The wasm guests the CLI's tests run as matrix rows, built with clang from `@tdxsim/wasm-guest`'s sources: its C
@@ -24,24 +24,37 @@ const built = mkdtempSync(join(tmpdir(), 'tdxsim-cli-guests-'));
 /** The modes of `@tdxsim/wasm-guest`'s test/fixtures/faulty-guest.c used here. */
 export const Fault = { TRAP: 1, SPIN: 2, GARBAGE_RAX: 7 } as const;
 
+/**
+ * Each guest is compiled once per test worker (the test files of a worker share this module): the same sources give
+ * the same file, and the tests only read it. A clang process per call cost about a third of a CPU-second each, 15
+ * calls in the suite for 5 distinct guests (issue 14).
+ */
+const compiled = new Map<string, Promise<string>>();
+const compileOnce = (name: string, options: Omit<CompileCOptions, 'output'>): Promise<string> => {
+  const known = compiled.get(name);
+  if (known !== undefined) return known;
+  const path = compileCGuest({ ...options, output: join(built, name) });
+  // A failed compile is not kept (nor a later one that replaced it dropped): the next caller sees clang's error.
+  path.catch(() => {
+    if (compiled.get(name) === path) compiled.delete(name);
+  });
+  compiled.set(name, path);
+  return path;
+};
+
 /** The C example guest (kernel-guest.wasm): Linux's conversion path. */
 export const kernelGuest = (): Promise<string> =>
-  compileCGuest({
-    sources: [join(WASM_GUEST, 'examples/c/kernel-guest.c')],
-    output: join(built, 'kernel-guest.wasm'),
-  });
+  compileOnce('kernel-guest.wasm', { sources: [join(WASM_GUEST, 'examples/c/kernel-guest.c')] });
 
 /** Its copy without the R11 range check (kernel-guest-no-r11-check.wasm). */
 export const kernelGuestNoR11Check = (): Promise<string> =>
-  compileCGuest({
+  compileOnce('kernel-guest-no-r11-check.wasm', {
     sources: [join(WASM_GUEST, 'examples/c/kernel-guest-no-r11-check.c')],
-    output: join(built, 'kernel-guest-no-r11-check.wasm'),
   });
 
 /** faulty-guest.c built with `-DFAULT=mode`, as `faulty-guest-<mode>.wasm`. */
 export const faultyGuest = (mode: number): Promise<string> =>
-  compileCGuest({
+  compileOnce(`faulty-guest-${mode}.wasm`, {
     sources: [join(WASM_GUEST, 'test/fixtures/faulty-guest.c')],
-    output: join(built, `faulty-guest-${mode}.wasm`),
     defines: { FAULT: mode },
   });
