@@ -101,7 +101,8 @@ const MAX_U64 = (1n << 64n) - 1n;
 /** {@link normalizeGprs}, but never the caller's array itself: a copy the caller cannot change afterwards. */
 export function ownedGprs(regs: readonly bigint[]): readonly bigint[] {
   const normalized = normalizeGprs(regs);
-  return normalized === regs ? regs.slice() : normalized;
+  // copyGprs, not `regs.slice()`: it calls no method of the array, which a VMM could override to return itself.
+  return normalized === regs ? copyGprs(regs) : normalized;
 }
 
 /**
