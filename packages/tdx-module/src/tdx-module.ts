@@ -285,9 +285,12 @@ export class TdxModule implements SeamcallPort {
 
   constructor(options: TdxModuleOptions = {}, services: TdxModuleServices = {}) {
     assertKnownOptions('TdxModule', options, OPTION_NAMES);
-    this.#options = options;
-    const tdmr = options.tdmr ?? { base: 2 ** 32, size: 2 ** 32 };
-    validateTdmr(tdmr);
+    const given = options.tdmr ?? { base: 2 ** 32, size: 2 ** 32 };
+    validateTdmr(given);
+    // A frozen copy of the bounds validated: the caller (or a backend through `module.tdmr`) changing its object
+    // later changes neither the HPA checks, nor what `tdmr` reports, nor the module a checkpoint restores.
+    const tdmr: TdmrOptions = Object.freeze({ base: given.base, size: given.size });
+    this.#options = options.tdmr === undefined ? options : { ...options, tdmr };
     const config: ModuleConfig = {
       tdmr,
       tdcsPages: options.tdcsPages ?? 4,

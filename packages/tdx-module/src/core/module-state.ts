@@ -126,7 +126,7 @@ export class ModuleState {
 
   /**
    * The TDMR's first address and the one past its end, read from the configuration once (every HPA check reads them;
-   * through `config.tdmr`, the caller's object, each is two loads and a map check). Doubles from the start, as a
+   * through `config.tdmr`, each is two loads and a map check). Doubles from the start, as a
    * TDMR above 2^31 is: a field that starts as a small integer would change map at the first such module.
    */
   readonly #tdmrBase: number = Number.NaN;
