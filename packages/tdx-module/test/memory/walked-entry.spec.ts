@@ -1,5 +1,5 @@
 /**
- * AUG and REMOVE commit the page's PAMT entry where their lock walk found it (ModuleState.walkedBlock/walkedIndex,
+ * AUG and REMOVE commit the page's PAMT entry where their lock walk found it (ModuleState.pamtWalkBlock/pamtWalkIndex,
  * then Pamt.setAt) instead of finding it again by address (Pamt.set). Twin states: random sequences of lock walks
  * (lockPamt, or the HPA checks) at every level, each walk that passed followed by a write of the entry — through the
  * walk's block on one state, by address on the other — interleaved with releases, locks held by others and a PAMT
@@ -115,7 +115,7 @@ test("a write through the walk's block is the write by address", () => {
             const b = status(slow, slowHeld);
             expect(a).toBe(b);
             if (a === undefined) {
-              fast.pamt.setAt(fast.walkedBlock, fast.walkedIndex, s.type, s.owner, s.bepoch);
+              fast.pamt.setAt(fast.pamtWalkBlock, fast.pamtWalkIndex, s.type, s.owner, s.bepoch);
               slow.pamt.set(hpa, s.level, s.type, s.owner, s.bepoch);
             }
             break;
