@@ -36,9 +36,9 @@ import {
 } from './errors.js';
 import { type GuestAccessResult, guestAccessPage } from './flows/guest-access.js';
 import { pageAdd } from './flows/page-add.js';
-import { pageAug } from './flows/page-aug.js';
+import { pageAug as importedPageAug } from './flows/page-aug.js';
 import { pageDemote } from './flows/page-demote.js';
-import { pageRemove } from './flows/page-remove.js';
+import { pageRemove as importedPageRemove } from './flows/page-remove.js';
 import { rangeBlock } from './flows/range-block.js';
 import { rangeUnblock } from './flows/range-unblock.js';
 import { septAdd } from './flows/sept-add.js';
@@ -107,8 +107,8 @@ const normalizeGprs = importedNormalizeGprs;
 const takeExit = importedTakeExit;
 const u64ToNumber = importedU64ToNumber;
 const withDetail = importedWithDetail;
-const pageAugFlow = pageAug;
-const pageRemoveFlow = pageRemove;
+const pageAug = importedPageAug;
+const pageRemove = importedPageRemove;
 
 type HostFlow = (
   m: ModuleState,
@@ -401,9 +401,9 @@ export class TdxModule implements SeamcallPort {
       // V8's generic call builtins (its target changes from call to call).
       result =
         leaf === SeamcallLeaf.MEM_PAGE_AUG
-          ? pageAugFlow(m, regs, out, held)
+          ? pageAug(m, regs, out, held)
           : leaf === SeamcallLeaf.MEM_PAGE_REMOVE
-            ? pageRemoveFlow(m, regs, out, held)
+            ? pageRemove(m, regs, out, held)
             : (flow as HostFlow)(m, regs, out, held);
     } catch (error) {
       this.#releaseHeld(held);
