@@ -141,8 +141,9 @@ const ZERO = 0n;
  * A fresh register file of zeros. An array literal whose elements are not constants: optimized code allocates it and
  * stores the sixteen values in place, where a literal of constants is copied from its boilerplate by a builtin
  * call (CopyFastSmiOrObjectElements); every SEAMCALL and TDCALL answer is one of these.
+ * @internal Not in the package's index.
  */
-function zeroGprs(): Gprs {
+export function zeroGprs(): Gprs {
   const z = ZERO;
   return [z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z];
 }
