@@ -101,7 +101,8 @@ const MAX_U64 = (1n << 64n) - 1n;
 /** {@link normalizeGprs}, but never the caller's array itself: a copy the caller cannot change afterwards. */
 export function ownedGprs(regs: readonly bigint[]): readonly bigint[] {
   const normalized = normalizeGprs(regs);
-  return normalized === regs ? regs.slice() : normalized;
+  // copyGprs, not `regs.slice()`: it calls no method of the array, which a VMM could override to return itself.
+  return normalized === regs ? copyGprs(regs) : normalized;
 }
 
 /**
@@ -140,8 +141,9 @@ const ZERO = 0n;
  * A fresh register file of zeros. An array literal whose elements are not constants: optimized code allocates it and
  * stores the sixteen values in place, where a literal of constants is copied from its boilerplate by a builtin
  * call (CopyFastSmiOrObjectElements); every SEAMCALL and TDCALL answer is one of these.
+ * @internal Not in the package's index.
  */
-function zeroGprs(): Gprs {
+export function zeroGprs(): Gprs {
   const z = ZERO;
   return [z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z];
 }

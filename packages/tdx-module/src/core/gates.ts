@@ -103,7 +103,8 @@ export type LockedEntry = WalkResult;
 /**
  * G1-G5 of reference §5.1: page-info (levels of the leaf, alignment, private GPA within GPAW), SEPT tree lock in
  * `treeMode`, walk to the level, host entry lock (unless `entryLock` is 'none': TDH.MEM.PAGE.ADD only walks, its
- * exclusive TDR lock covering the tree). On a walk or entry-lock failure RCX/RDX carry the entry details.
+ * exclusive TDR lock covering the tree; treeMode 'none' only with it). On a walk or entry-lock failure RCX/RDX carry
+ * the entry details.
  */
 export function lockedWalk(
   td: TdControl,
@@ -159,8 +160,8 @@ export function lockedWalk(
     reportEntry(out, walk);
     return withDetail(TdxStatus.OPERAND_BUSY, OperandId.RCX);
   }
-  if (treeLock !== undefined) held.addPlainThenEntry(treeLock, exclusive, walk.table, walk.index);
-  else held.addSeptEntry(walk.table, walk.index);
+  // The tree lock is held here: treeMode 'none' comes only with entryLock 'none' (PAGE.ADD), which returned above.
+  held.addPlainThenEntry(treeLock as PlainSharexLock, exclusive, walk.table, walk.index);
   return walk;
 }
 

@@ -84,13 +84,8 @@ export class HeldLocks {
    * leave, made at once (the locked walk of every page leaf takes the tree lock, then the entry's).
    */
   addPlainThenEntry(lock: PlainSharexLock, exclusive: boolean, table: SeptTable, index: number): void {
-    const at = this.#count;
-    if (at === this.#codes.length) this.#grow();
-    this.#codes[at] =
-      (exclusive === true ? PLAIN_EXCLUSIVE_THEN_ENTRY : PLAIN_SHARED_THEN_ENTRY) | (index << 3);
-    this.#objects[at] = lock;
-    this.#joined[at] = table;
-    this.#count = at + 1;
+    this.#push(exclusive === true ? PLAIN_EXCLUSIVE_THEN_ENTRY : PLAIN_SHARED_THEN_ENTRY, lock, index);
+    this.#joined[this.#count - 1] = table;
   }
 
   addSeptEntry(table: SeptTable, index: number): void {

@@ -33,8 +33,11 @@ const index4kOf = importedIndex4kOf;
 const u64ToNumber = importedU64ToNumber;
 const withDetail = importedWithDetail;
 
-/** What {@link ModuleState.walkedBlock} holds before the first walk (never written). */
-const UNWALKED = new PamtBlock(1);
+/**
+ * What {@link ModuleState.pamtWalkBlock} holds before the first walk: no entries, so a write through it that no walk
+ * preceded is dropped (and the entry it was meant for shows unchanged to the invariant checks).
+ */
+const UNWALKED = new PamtBlock(0);
 
 /** Numbers the module is configured with (what TDH.SYS.RD would enumerate on real hardware). */
 export interface ModuleConfig {
@@ -126,10 +129,10 @@ export class ModuleState {
 
   /**
    * The TDMR's first address and the one past its end, read from the configuration once (every HPA check reads them;
-   * through `config.tdmr`, the caller's object, each is two loads and a map check, and the code depended on the map of
-   * that object, whose field types V8 generalises when a literal site runs a second time — the next scenario of a
-   * process — so the PAMT checks were thrown away and compiled again). Doubles from the start, as a TDMR above 2^31
-   * is: a field that starts as a small integer would change map at the first such module.
+   * through `config.tdmr` each is two loads and a map check, and the code depended on that object's map, whose field
+   * types V8 generalises when its literal site runs a second time — the next scenario of a process — so the PAMT checks
+   * were thrown away and compiled again). Doubles from the start, as a TDMR above 2^31 is: a field that starts as a
+   * small integer would change map at the first such module.
    */
   readonly #tdmrBase: number = Number.NaN;
   readonly #tdmrEnd: number = Number.NaN;
@@ -173,8 +176,8 @@ export class ModuleState {
    * succeeded): its block and index, for the flow's commit ({@link Pamt.setAt}) to write without finding it again. A
    * flow reads them right after its walk, before anything else can walk.
    */
-  walkedBlock: PamtBlock = UNWALKED;
-  walkedIndex = 0;
+  pamtWalkBlock: PamtBlock = UNWALKED;
+  pamtWalkIndex = 0;
 
   #walked(
     region: PamtRegion,
@@ -184,14 +187,14 @@ export class ModuleState {
     level: PamtLevel,
   ): void {
     if (level === 0) {
-      this.walkedBlock = block4k as PamtBlock;
-      this.walkedIndex = index4k;
+      this.pamtWalkBlock = block4k as PamtBlock;
+      this.pamtWalkIndex = index4k;
     } else if (level === 1) {
-      this.walkedBlock = region.entries2m;
-      this.walkedIndex = index2m;
+      this.pamtWalkBlock = region.entries2m;
+      this.pamtWalkIndex = index2m;
     } else {
-      this.walkedBlock = region.entry1g;
-      this.walkedIndex = 0;
+      this.pamtWalkBlock = region.entry1g;
+      this.pamtWalkIndex = 0;
     }
   }
 

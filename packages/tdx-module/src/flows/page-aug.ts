@@ -57,8 +57,8 @@ export function pageAug(
   const pageStatus = m.checkHpaPageAt(hpa, level, PamtPageType.NDA, 'exclusive', OperandId.R8, held);
   if (pageStatus !== undefined) return pageStatus;
   // The page's PAMT entry, as the walk just found it.
-  const pamtBlock = m.walkedBlock;
-  const pamtIndex = m.walkedIndex;
+  const pamtBlock = m.pamtWalkBlock;
+  const pamtIndex = m.pamtWalkIndex;
   if (level === 1 && !m.pamt.all4kChildrenNda(hpa))
     return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.R8);
   // The commit is a plain function, not a closure: nothing is allocated when the scheduler lets the flow go on.

@@ -77,8 +77,8 @@ export function pageRemove(
   const busy = m.lockPamt(hpa, level, 'exclusive', OperandId.RCX, held);
   if (busy !== undefined) return busy;
   // The page's PAMT entry, as the walk just found it.
-  const pamtBlock = m.walkedBlock;
-  const pamtIndex = m.walkedIndex;
+  const pamtBlock = m.pamtWalkBlock;
+  const pamtIndex = m.pamtWalkIndex;
   if (trackingRequired(td, entry.state)) {
     if (!SeptStateGroup.anyBlocked.has(entry.state)) {
       reportEntry(out, entry);

@@ -308,11 +308,12 @@ export class Pamt {
   }
 
   /**
-   * Writes type, owner and bepoch of one entry (the lock word is untouched). Finds the entry itself rather than
-   * through {@link slot}'s shared record (every AUG and REMOVE writes one entry when it commits).
+   * Writes type, owner and bepoch of one entry (the lock word is untouched), found by address: the commits of
+   * PAGE.ADD, SEPT.ADD/REMOVE, DEMOTE, the TD build and teardown (AUG and REMOVE write through {@link setAt} where
+   * their lock walk found the entry). Finds the entry itself rather than through {@link slot}'s shared record.
    */
   set(hpa: number, level: PamtLevel, type: number, owner: number, bepoch = 0): void {
-    // #region written out: the compiler does not inline it here, and this is the commit of every AUG and REMOVE.
+    // #region written out: the compiler does not inline it here, and every commit by address comes through set.
     const key = Math.floor(hpa / GIB);
     const region = (key === this.#lastKey ? this.#lastRegion : this.#regionAt(key, true)) as PamtRegion;
     let block: PamtBlock;

@@ -176,7 +176,8 @@ export const PAGES_4K_IN: readonly number[] = Object.freeze([1, 512, 512 ** 2, 5
 
 /**
  * {@link PAGES_4K_IN} of a leaf level (0, 1 or 2) as constants: optimized code reads an element of the frozen array
- * through the `KeyedLoadIC` builtin (about 70 instructions per AUG and REMOVE); each constant is a small integer.
+ * through the `KeyedLoadIC` builtin (65 instructions per SEAMCALL of a warm-tree AUG and REMOVE loop); each constant
+ * is a small integer.
  */
 export function pages4kInLeaf(level: 0 | 1 | 2): number {
   return level === 0 ? 1 : level === 1 ? 512 : 262144;

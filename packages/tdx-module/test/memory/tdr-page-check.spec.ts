@@ -11,13 +11,20 @@ import fc from 'fast-check';
 import { expect, test } from 'vitest';
 import { PamtPageType } from '../../src/abi/page-type.js';
 import { HeldLocks } from '../../src/core/held-locks.js';
-import { ModuleState } from '../../src/core/module-state.js';
+import type { ModuleState } from '../../src/core/module-state.js';
 import { HP_EXCL, HP_FLAG, HP_READER } from '../../src/locks/host-priority-lock.js';
-import { Pamt, type PamtLevel } from '../../src/memory/pamt.js';
-import { VirtualClock } from '../../src/services/clock.js';
-import { RunToCompletionScheduler } from '../../src/services/scheduler.js';
-import { NullTraceSink } from '../../src/services/trace.js';
+import type { PamtLevel } from '../../src/memory/pamt.js';
 import { TdControl } from '../../src/td/td-control.js';
+import {
+  baseAt,
+  freshState as emptyState,
+  expectAlike,
+  expectAlikeReleased,
+  lockBoth,
+  releaseBoth,
+  restoreBoth,
+  type Twins,
+} from './twin-states.js';
 
 const GIB = 2 ** 30;
 const BASE = 4 * GIB;
@@ -80,39 +87,23 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ kind: 'restore' as const }) },
 );
 
+/** A state whose PAMT has every page of {@link PAGES} as a TDR page. */
 function freshState(): ModuleState {
-  const m = new ModuleState(
-    { tdmr: TDMR, tdcsPages: 4, tdvpxPages: 1, maxHkid: 63, guestStuckLimit: 64 },
-    new VirtualClock(),
-    new RunToCompletionScheduler(),
-    new NullTraceSink(),
-  );
+  const m = emptyState(TDMR);
   for (const page of PAGES) m.pamt.set(page, 0, PamtPageType.TDR, 0);
   return m;
-}
-
-/** Every PAMT entry that is not NDA or holds a lock word, with its lock word. */
-function pamtEntries(pamt: Pamt): string[] {
-  const entries: string[] = [];
-  pamt.forEachUsed((hpa, level, type, owner, lock) =>
-    entries.push(`${hpa}/${level}:${type}:${owner}:${lock}`),
-  );
-  return entries;
-}
-
-/** The base of the entry covering `page` at `level`. */
-function baseAt(page: number, level: PamtLevel): number {
-  const size = level === 2 ? GIB : level === 1 ? 2 ** 21 : 4096;
-  return page - (page % size);
 }
 
 test('the TDR fast path answers and locks exactly as the general HPA checks', () => {
   fc.assert(
     fc.property(fc.array(step, { minLength: 1, maxLength: 40 }), (steps) => {
-      const fast = freshState();
-      const slow = freshState();
-      const fastHeld = new HeldLocks();
-      const slowHeld = new HeldLocks();
+      const t: Twins = {
+        fast: freshState(),
+        slow: freshState(),
+        fastHeld: new HeldLocks(),
+        slowHeld: new HeldLocks(),
+      };
+      const { fast, slow, fastHeld, slowHeld } = t;
       for (const s of steps) {
         switch (s.kind) {
           case 'check': {
@@ -133,8 +124,7 @@ test('the TDR fast path answers and locks exactly as the general HPA checks', ()
             break;
           }
           case 'release':
-            fastHeld.releaseAll();
-            slowHeld.releaseAll();
+            releaseBoth(t);
             break;
           case 'type':
             // Only with no lock held: the flows change page types under their own locks.
@@ -145,28 +135,16 @@ test('the TDR fast path answers and locks exactly as the general HPA checks', ()
             }
             break;
           case 'lock':
-            if (fastHeld.count === 0) {
-              const base = baseAt(PAGES[s.page] as number, s.level);
-              fast.pamt.setLock(base, s.level, s.word);
-              slow.pamt.setLock(base, s.level, s.word);
-            }
+            lockBoth(t, PAGES[s.page] as number, s.level, s.word);
             break;
           case 'restore':
             // A checkpoint restore replaces the PAMT's regions and blocks: what the fast path kept must not be used.
-            if (fastHeld.count === 0) {
-              const copy = new Pamt();
-              copy.copyFrom(fast.pamt);
-              fast.pamt.copyFrom(copy);
-              slow.pamt.copyFrom(copy);
-            }
+            restoreBoth(t);
             break;
         }
-        expect(fastHeld.count).toBe(slowHeld.count);
-        expect(pamtEntries(fast.pamt)).toEqual(pamtEntries(slow.pamt));
+        expectAlike(t);
       }
-      fastHeld.releaseAll();
-      slowHeld.releaseAll();
-      expect(pamtEntries(fast.pamt)).toEqual(pamtEntries(slow.pamt));
+      expectAlikeReleased(t);
     }),
     { numRuns: 400 },
   );

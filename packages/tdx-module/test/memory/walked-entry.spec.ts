@@ -1,5 +1,5 @@
 /**
- * AUG and REMOVE commit the page's PAMT entry where their lock walk found it (ModuleState.walkedBlock/walkedIndex,
+ * AUG and REMOVE commit the page's PAMT entry where their lock walk found it (ModuleState.pamtWalkBlock/pamtWalkIndex,
  * then Pamt.setAt) instead of finding it again by address (Pamt.set). Twin states: random sequences of lock walks
  * (lockPamt, or the HPA checks) at every level, each walk that passed followed by a write of the entry — through the
  * walk's block on one state, by address on the other — interleaved with releases, locks held by others and a PAMT
@@ -10,12 +10,19 @@ import fc from 'fast-check';
 import { expect, test } from 'vitest';
 import { PamtPageType } from '../../src/abi/page-type.js';
 import { HeldLocks } from '../../src/core/held-locks.js';
-import { ModuleState } from '../../src/core/module-state.js';
+import type { ModuleState } from '../../src/core/module-state.js';
 import { HP_EXCL, HP_FLAG, HP_READER } from '../../src/locks/host-priority-lock.js';
-import { Pamt, type PamtLevel } from '../../src/memory/pamt.js';
-import { VirtualClock } from '../../src/services/clock.js';
-import { RunToCompletionScheduler } from '../../src/services/scheduler.js';
-import { NullTraceSink } from '../../src/services/trace.js';
+import type { PamtLevel } from '../../src/memory/pamt.js';
+import {
+  baseAt,
+  expectAlike,
+  expectAlikeReleased,
+  freshState,
+  lockBoth,
+  releaseBoth,
+  restoreBoth,
+  type Twins,
+} from './twin-states.js';
 
 const GIB = 2 ** 30;
 const MIB2 = 2 ** 21;
@@ -70,36 +77,16 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ kind: 'restore' as const }) },
 );
 
-function freshState(): ModuleState {
-  return new ModuleState(
-    { tdmr: TDMR, tdcsPages: 4, tdvpxPages: 1, maxHkid: 63, guestStuckLimit: 64 },
-    new VirtualClock(),
-    new RunToCompletionScheduler(),
-    new NullTraceSink(),
-  );
-}
-
-/** Every entry that is not NDA or holds a lock word: type, owner, block epoch and lock word. */
-function pamtEntries(pamt: Pamt): string[] {
-  const entries: string[] = [];
-  pamt.forEachUsed((hpa, at, type, owner, lock) =>
-    entries.push(`${hpa}/${at}:${type}:${owner}:${pamt.getBepoch(hpa, at)}:${lock}`),
-  );
-  return entries;
-}
-
-/** The base of the entry covering `page` at `level`. */
-function baseAt(page: number, at: PamtLevel): number {
-  return page - (page % (at === 2 ? GIB : at === 1 ? MIB2 : 4096));
-}
-
 test("a write through the walk's block is the write by address", () => {
   fc.assert(
     fc.property(fc.array(step, { minLength: 1, maxLength: 40 }), (steps) => {
-      const fast = freshState();
-      const slow = freshState();
-      const fastHeld = new HeldLocks();
-      const slowHeld = new HeldLocks();
+      const t: Twins = {
+        fast: freshState(TDMR),
+        slow: freshState(TDMR),
+        fastHeld: new HeldLocks(),
+        slowHeld: new HeldLocks(),
+      };
+      const { fast, slow, fastHeld, slowHeld } = t;
       for (const s of steps) {
         switch (s.kind) {
           case 'walk': {
@@ -115,35 +102,25 @@ test("a write through the walk's block is the write by address", () => {
             const b = status(slow, slowHeld);
             expect(a).toBe(b);
             if (a === undefined) {
-              fast.pamt.setAt(fast.walkedBlock, fast.walkedIndex, s.type, s.owner, s.bepoch);
+              fast.pamt.setAt(fast.pamtWalkBlock, fast.pamtWalkIndex, s.type, s.owner, s.bepoch);
               slow.pamt.set(hpa, s.level, s.type, s.owner, s.bepoch);
             }
             break;
           }
           case 'release':
-            fastHeld.releaseAll();
-            slowHeld.releaseAll();
+            releaseBoth(t);
             break;
           case 'lock':
-            if (fastHeld.count === 0) {
-              const base = baseAt(PAGES[s.page] as number, s.level);
-              fast.pamt.setLock(base, s.level, s.word);
-              slow.pamt.setLock(base, s.level, s.word);
-            }
+            lockBoth(t, PAGES[s.page] as number, s.level, s.word);
             break;
           case 'restore':
             // A restore replaces regions and blocks: the next walk must find the new ones.
-            if (fastHeld.count === 0) {
-              const copy = new Pamt();
-              copy.copyFrom(fast.pamt);
-              fast.pamt.copyFrom(copy);
-              slow.pamt.copyFrom(copy);
-            }
+            restoreBoth(t);
             break;
         }
-        expect(fastHeld.count).toBe(slowHeld.count);
-        expect(pamtEntries(fast.pamt)).toEqual(pamtEntries(slow.pamt));
+        expectAlike(t);
       }
+      expectAlikeReleased(t);
     }),
     { numRuns: 400 },
   );

@@ -240,6 +240,28 @@ describe('new TdxModule: bad options throw', () => {
     });
   });
 
+  it("the TDMR is copied when validated: writing the caller's object or module.tdmr afterwards changes nothing", () => {
+    const given = { base: 2 ** 34, size: 2 ** 30 };
+    const module = new TdxModule({ tdmr: given });
+    const end = 2 ** 34 + 2 ** 30;
+    // The caller's own object, changed after construction (to a TDMR that would also have passed validation).
+    given.size = 2 ** 31;
+    given.base = 2 ** 35;
+    // A backend writing through what `tdmr` hands out: frozen, so the write throws in strict code.
+    expect(() => {
+      (module.tdmr as { size: number }).size = 2 ** 32;
+    }).toThrow(TypeError);
+    expect(module.tdmr).toEqual({ base: 2 ** 34, size: 2 ** 30 });
+    expect(module.state.inTdmr(end - 4096)).toBe(true);
+    expect(module.state.inTdmr(end)).toBe(false);
+    expect(module.state.inTdmr(2 ** 35)).toBe(false);
+    // A checkpoint restores a module with the bounds validated, not the caller's object as changed.
+    const copy = module.checkpoint().restore();
+    expect(copy.tdmr).toEqual({ base: 2 ** 34, size: 2 ** 30 });
+    expect(copy.state.inTdmr(end)).toBe(false);
+    expect(copy.state.inTdmr(end - 4096)).toBe(true);
+  });
+
   it.each([
     ['tdcsPages', { tdcsPages: 0 }],
     ['tdvpxPages', { tdvpxPages: -1 }],

@@ -48,6 +48,29 @@ describe('TDH.VP.ENTER keeps its own copy of its inputs', () => {
     expect(exit[Reg.RAX]).toBe(0n);
     expect(module.hostCpu(first).mode).toBe('vmx-root');
   });
+
+  it('an array whose own slice returns itself, changed while the entry waits, still enters the vCPU it named', async () => {
+    const scheduler = new SteppingScheduler(
+      (point) => point.flow === 'TDH.VP.ENTER' && point.step === 'enter',
+    );
+    const { module, td } = await setup({ scheduler, vcpus: 2 });
+    const [first, second] = td.tdvprs as [number, number];
+    const shared = makeGprs({ rcx: first });
+    // A VMM's array that answers a copy request with itself.
+    Object.defineProperty(shared, 'slice', { value: () => shared });
+    const entry = Promise.resolve(module.seamcall(encodeLeaf(SeamcallLeaf.VP_ENTER), shared));
+    await scheduler.waitForParked(1);
+    shared[Reg.RCX] = BigInt(second);
+    scheduler.releaseAll();
+    await settle();
+    expect(module.hostCpu(first).mode).toBe('seam-non-root');
+    expect(module.hostCpu(second).mode).toBe('vmx-root');
+    expect(module.raiseNmi(first, 'perf').disposition).toBe('nmi-exit');
+    expect(regsOf(await entry)[Reg.RAX]).toBe(0n);
+    expect(module.hostCpu(first).mode).toBe('vmx-root');
+    expect(module.hostCpu(second).mode).toBe('vmx-root');
+    assertInvariants(module);
+  });
 });
 
 /** A 2-vCPU TD on a module that records its trace (no deciding scheduler: VP.ENTER reads the VMM's own array). */
