@@ -76,6 +76,49 @@ class LoopingVmm extends BareVmm {
   }
 }
 
+/** A module and the view of it a backend gets, from a guard of its own (one scenario). */
+async function viewAndModule(): Promise<{ view: TdxModule; module: TdxModule }> {
+  let seen: TdxModule | undefined;
+  class SeeingVmm extends BareVmm {
+    constructor(module: TdxModule, td: BuiltTd) {
+      super(module, td);
+      seen = module;
+    }
+  }
+  const guard = new BackendGuard();
+  let real: TdxModule | undefined;
+  await guard.run(async () => {
+    const handle = await composeTd({
+      vmm: guard.module(SeeingVmm),
+      guest: (cpu, trace) => TdGuest.boot(cpu, { memoryBytes: 16 * MIB, policy: 'linux', trace }),
+      ...scenarioTd({ memoryBytes: 16 * MIB, seed: 1 }),
+    });
+    real = handle.module;
+  });
+  return { view: seen as TdxModule, module: real as TdxModule };
+}
+
+/**
+ * The keys of the view the guard built before its accessors were shared, in its order: the module's own fields,
+ * then its class's methods and accessors (nearest prototype first), then `seamcall` (strings before symbols, as
+ * `Reflect.ownKeys` lists them).
+ */
+function keysOfAView(module: TdxModule): PropertyKey[] {
+  const keys: PropertyKey[] = [...Reflect.ownKeys(module)];
+  for (
+    let proto: object | null = Object.getPrototypeOf(module) as object | null;
+    proto !== null && proto !== Object.prototype;
+    proto = Object.getPrototypeOf(proto) as object | null
+  )
+    for (const key of Reflect.ownKeys(proto)) {
+      if (key === 'constructor' || keys.includes(key)) continue;
+      const { value, get, set } = Object.getOwnPropertyDescriptor(proto, key) as PropertyDescriptor;
+      if (typeof value === 'function' || get !== undefined || set !== undefined) keys.push(key);
+    }
+  if (!keys.includes('seamcall')) keys.push('seamcall');
+  return [...keys.filter((key) => typeof key !== 'symbol'), ...keys.filter((key) => typeof key === 'symbol')];
+}
+
 describe('BackendGuard', () => {
   it('an honest backend runs under it as it would without it', async () => {
     const guard = new BackendGuard({ stepBudget: 100_000 });
@@ -86,25 +129,7 @@ describe('BackendGuard', () => {
   });
 
   it("the module a backend gets is an object of its class whose fields are the module's, not one whose prototype is the module", async () => {
-    let seen: TdxModule | undefined;
-    class SeeingVmm extends BareVmm {
-      constructor(module: TdxModule, td: BuiltTd) {
-        super(module, td);
-        seen = module;
-      }
-    }
-    const guard = new BackendGuard();
-    let real: TdxModule | undefined;
-    await guard.run(async () => {
-      const handle = await composeTd({
-        vmm: guard.module(SeeingVmm),
-        guest: (cpu, trace) => TdGuest.boot(cpu, { memoryBytes: 16 * MIB, policy: 'linux', trace }),
-        ...scenarioTd({ memoryBytes: 16 * MIB, seed: 1 }),
-      });
-      real = handle.module;
-    });
-    const watched = seen as TdxModule;
-    const module = real as TdxModule;
+    const { view: watched, module } = await viewAndModule();
     expect(watched).not.toBe(module);
     expect(watched).toBeInstanceOf(TdxModule);
     // A module made a prototype gets a map of its own in V8: every scenario's hot code would be compiled again.
@@ -116,33 +141,13 @@ describe('BackendGuard', () => {
     expect(watched.droppedHostWrites).toBe(3);
     watched.droppedHostWrites = 5;
     expect([watched.droppedHostWrites, module.droppedHostWrites]).toEqual([5, 3]);
-    expect(Reflect.ownKeys(watched)).toEqual(expect.arrayContaining(Reflect.ownKeys(module)));
+    // Exactly the keys the view had before its accessors were shared: the private field marking it is not seen.
+    expect(Reflect.ownKeys(watched)).toEqual(keysOfAView(module));
     // Its methods and accessors act on the module.
     expect(watched.externalWork).toBe(module.externalWork);
   });
 
   it("every view shares its accessors' functions (one fast map in V8 for every scenario) and reads its own module", async () => {
-    /** A module and the view of it a backend gets, from a guard of its own (one scenario). */
-    const viewAndModule = async (): Promise<{ view: TdxModule; module: TdxModule }> => {
-      let seen: TdxModule | undefined;
-      class SeeingVmm extends BareVmm {
-        constructor(module: TdxModule, td: BuiltTd) {
-          super(module, td);
-          seen = module;
-        }
-      }
-      const guard = new BackendGuard();
-      let real: TdxModule | undefined;
-      await guard.run(async () => {
-        const handle = await composeTd({
-          vmm: guard.module(SeeingVmm),
-          guest: (cpu, trace) => TdGuest.boot(cpu, { memoryBytes: 16 * MIB, policy: 'linux', trace }),
-          ...scenarioTd({ memoryBytes: 16 * MIB, seed: 1 }),
-        });
-        real = handle.module;
-      });
-      return { view: seen as TdxModule, module: real as TdxModule };
-    };
     const first = await viewAndModule();
     const second = await viewAndModule();
     const accessors = Reflect.ownKeys(first.view).filter(
@@ -158,18 +163,68 @@ describe('BackendGuard', () => {
       expect([a.get === b.get, a.set === b.set], String(key)).toEqual([true, true]);
     }
     // Shared, yet each view reads and writes its own module.
+    expect(first.module.state).not.toBe(second.module.state);
     first.module.droppedHostWrites = 1;
     second.module.droppedHostWrites = 2;
     expect([first.view.droppedHostWrites, second.view.droppedHostWrites]).toEqual([1, 2]);
     expect(first.view.externalWork).toBe(first.module.externalWork);
     expect(second.view.externalWork).toBe(second.module.externalWork);
     expect(first.view.state).toBe(first.module.state);
+    expect(second.view.state).toBe(second.module.state);
     first.view.droppedHostWrites = 7;
     expect([
       first.view.droppedHostWrites,
       first.module.droppedHostWrites,
       second.view.droppedHostWrites,
     ]).toEqual([7, 1, 2]);
+  });
+
+  it("an object made with a view as prototype reads the view's module and keeps its writes to itself", async () => {
+    const { view, module } = await viewAndModule();
+    const child = Object.create(view) as TdxModule;
+    module.droppedHostWrites = 4;
+    expect([child.droppedHostWrites, child.state, child.externalWork]).toEqual([
+      4,
+      module.state,
+      module.externalWork,
+    ]);
+    // A write defines the field on the receiver, as an inherited writable data field would: not on the view.
+    child.droppedHostWrites = 9;
+    expect(Object.hasOwn(child, 'droppedHostWrites')).toBe(true);
+    expect([child.droppedHostWrites, view.droppedHostWrites, module.droppedHostWrites]).toEqual([9, 4, 4]);
+  });
+
+  it("a view's members read through another receiver throw a TestkitError telling to read them on the view", async () => {
+    const { view } = await viewAndModule();
+    const state = Object.getOwnPropertyDescriptor(view, 'state')?.get as () => unknown;
+    const field = Object.getOwnPropertyDescriptor(view, 'droppedHostWrites') as PropertyDescriptor;
+    // A prototype chain that never ends (a Proxy whose prototype is itself) is walked a bounded number of links.
+    const endless: object = new Proxy({}, { getPrototypeOf: () => endless });
+    const reads: [string, () => unknown][] = [
+      ['a Proxy of the view', () => new Proxy(view, {}).state],
+      ['Reflect.get with another receiver', () => Reflect.get(view, 'state', {})],
+      ['a detached getter called on another object', () => state.call({})],
+      ['a getter called on undefined', () => state.call(undefined)],
+      ['a getter called on a number', () => state.call(5)],
+      ['a getter called on an endless prototype chain', () => state.call(endless)],
+      ['a field written through another receiver', () => field.set?.call({}, 1)],
+    ];
+    for (const [what, read] of reads) {
+      const error = (() => {
+        try {
+          read();
+        } catch (e) {
+          return e;
+        }
+        return undefined;
+      })();
+      expect(TestkitError.is(error), what).toBe(true);
+      expect([(error as TestkitError).code, (error as TestkitError).argument], what).toEqual([
+        'INVALID_BACKEND',
+        'this',
+      ]);
+      expect((error as TestkitError).message, what).toMatch(/read members on the module the guard gave/);
+    }
   });
 
   it('a backend that loops on one failing SEAMCALL is stopped after 64 identical failures', async () => {

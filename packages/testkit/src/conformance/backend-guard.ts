@@ -23,6 +23,7 @@ import { EnabledCheck, testkitLogger } from '../log.js';
 import { assertBackendSource, assertFunction, assertOneOf, assertOptions } from '../validation.js';
 import { avoidableSeamcallError } from './avoidable-seamcall-error.js';
 import { describeExit } from './describe-exit.js';
+import { moduleView } from './module-view.js';
 
 const log = testkitLogger('guard');
 /** `DEBUG=tdxsim:error` shows each backend fault with the calls just before it, and nothing else. */
@@ -197,92 +198,6 @@ function activeResources(): Map<string, number> {
   const counts = new Map<string, number>();
   for (const type of process.getActiveResourcesInfo()) counts.set(type, (counts.get(type) ?? 0) + 1);
   return counts;
-}
-
-/** Returns the object it is given: lets {@link ModuleView} add a private field to an object made elsewhere. */
-class ObjectGiven {
-  constructor(object: object) {
-    // biome-ignore lint/correctness/noConstructorReturn: the object given is the one to mark.
-    return object;
-  }
-}
-
-/**
- * Marks a module view ({@link BackendGuard}'s `#watched`) with its module, in a private field (not seen by
- * `Reflect.ownKeys`, and no weak table for the collector to sweep: a view is made per scenario, per fuzz case). The
- * view's accessors are the same functions for every view and find their module here: V8 keeps an accessor's
- * functions in the object's map, so accessors made per view (closures over its module) gave the second view another
- * accessor on the same transition, and V8 turned it into a slow (dictionary) object: the backends' exit code,
- * compiled on the first scenario's fast view, was thrown away ("wrong map") in the second scenario of a process.
- */
-class ModuleView extends ObjectGiven {
-  readonly #module: object;
-
-  private constructor(view: object, module: object) {
-    super(view);
-    this.#module = module;
-  }
-
-  /** Gives `view` its module. */
-  static mark(view: object, module: object): void {
-    new ModuleView(view, module);
-  }
-
-  /** The module `view` (or the view it inherits from) forwards to. */
-  static moduleBehind(view: object): Record<PropertyKey, unknown> {
-    for (let o: object | null = view; o !== null; o = Object.getPrototypeOf(o) as object | null)
-      if (#module in o) return (o as ModuleView).#module as Record<PropertyKey, unknown>;
-    throw new TypeError('not a module view of the backend guard');
-  }
-}
-
-const moduleBehind = ModuleView.moduleBehind;
-
-/** One accessor pair per own-field name of the module, shared by every view (see {@link ModuleView}). */
-const FIELD_FORWARDERS = new Map<PropertyKey, { get(): unknown; set(value: unknown): void }>();
-
-/** The view's accessor for the module's own field `key`: read from the module; a write gives the view its own value. */
-function fieldForwarder(key: PropertyKey): { get(): unknown; set(value: unknown): void } {
-  let pair = FIELD_FORWARDERS.get(key);
-  if (pair === undefined) {
-    pair = {
-      get(this: object): unknown {
-        return moduleBehind(this)[key];
-      },
-      set(this: object, value: unknown): void {
-        Object.defineProperty(this, key, { value, writable: true, enumerable: true, configurable: true });
-      },
-    };
-    FIELD_FORWARDERS.set(key, pair);
-  }
-  return pair;
-}
-
-/** Shared forwarders of the module's prototype getters and setters, one per original (see {@link ModuleView}). */
-const ACCESSOR_FORWARDERS = new WeakMap<(...args: never[]) => unknown, (...args: never[]) => unknown>();
-
-/** `get` called on the module behind the view it is read from. */
-function forwardedGetter(get: () => unknown): () => unknown {
-  let forwarder = ACCESSOR_FORWARDERS.get(get) as (() => unknown) | undefined;
-  if (forwarder === undefined) {
-    forwarder = function (this: object): unknown {
-      return get.call(moduleBehind(this));
-    };
-    ACCESSOR_FORWARDERS.set(get, forwarder);
-  }
-  return forwarder;
-}
-
-/** `set` called on the module behind the view it is written to. */
-function forwardedSetter(set: (value: unknown) => void): (value: unknown) => void {
-  let forwarder = ACCESSOR_FORWARDERS.get(set) as ((value: unknown) => void) | undefined;
-  if (forwarder === undefined) {
-    forwarder = function (this: object, value: unknown): void {
-      set.call(moduleBehind(this), value);
-    };
-    ACCESSOR_FORWARDERS.set(set, forwarder);
-  }
-  return forwarder;
 }
 
 /**
@@ -588,44 +503,11 @@ export class BackendGuard {
   }
 
   /**
-   * The module as the backend sees it: every member the same, SEAMCALLs through {@link #seamcall}. An object of the
-   * module's class (its prototype is the module's prototype), with the module's methods bound to it and its
-   * accessors and own fields forwarded (they are the module's state), not a Proxy: a backend reads the module on
-   * every exit, and a Proxy's trap cost as much as the rest of the guard. Not an object whose prototype is the module
-   * itself: V8 gives an object that becomes a prototype a map of its own, so every scenario's module had a new map,
-   * and the module's hot code, compiled for the last one, was thrown away ("wrong map") and compiled again in every
-   * scenario of a process, until its property reads went megamorphic.
+   * The module as the backend sees it: every member the same ({@link moduleView}), SEAMCALLs through
+   * {@link #seamcall}.
    */
   #watched(module: TdxModule): TdxModule {
-    const watched = Object.create(Object.getPrototypeOf(module) as object) as TdxModule;
-    ModuleView.mark(watched, module);
-    // The module's own fields present now (a counter, its package brand; the module adds none later), read from the
-    // module itself. A backend's write lands on its view alone, as it did when the view's prototype was the module.
-    for (const key of Reflect.ownKeys(module))
-      Object.defineProperty(watched, key, { ...fieldForwarder(key), configurable: true });
-    for (
-      let proto: object | null = Object.getPrototypeOf(module) as object | null;
-      proto !== null && proto !== Object.prototype;
-      proto = Object.getPrototypeOf(proto) as object | null
-    ) {
-      for (const key of Reflect.ownKeys(proto)) {
-        if (key === 'constructor' || Object.hasOwn(watched, key)) continue;
-        const described = Object.getOwnPropertyDescriptor(proto, key) as PropertyDescriptor;
-        const { value, get, set } = described;
-        if (typeof value === 'function')
-          Object.defineProperty(watched, key, {
-            value: (value as (...args: unknown[]) => unknown).bind(module),
-            configurable: true,
-            writable: true,
-          });
-        else if (get !== undefined || set !== undefined)
-          Object.defineProperty(watched, key, {
-            ...(get === undefined ? {} : { get: forwardedGetter(get) }),
-            ...(set === undefined ? {} : { set: forwardedSetter(set) }),
-            configurable: true,
-          });
-      }
-    }
+    const watched = moduleView(module);
     const seamcall = (rax: bigint, regs: readonly bigint[]): Gprs | Promise<Gprs> =>
       this.#seamcall(module, rax, regs);
     Object.defineProperty(watched, 'seamcall', { value: seamcall, configurable: true, writable: true });
