@@ -26,20 +26,28 @@ import {
 import { setup, TEST_TDMR } from '../harness.js';
 import { image, regsOf, settle, vpEnter, watch } from '../tdcall/helpers.js';
 
+/**
+ * TDH.VP.ENTER of a 2-vCPU TD's first vCPU from an array (`prepare` may change it first) that names the second vCPU
+ * once the entry waits at its yield point; the entry then goes on.
+ */
+async function enterThenChange(prepare: (shared: bigint[]) => void = () => {}) {
+  const scheduler = new SteppingScheduler((point) => point.flow === 'TDH.VP.ENTER' && point.step === 'enter');
+  const { module, td } = await setup({ scheduler, vcpus: 2 });
+  const [first, second] = td.tdvprs as [number, number];
+  const shared = makeGprs({ rcx: first });
+  prepare(shared);
+  const entry = Promise.resolve(module.seamcall(encodeLeaf(SeamcallLeaf.VP_ENTER), shared));
+  await scheduler.waitForParked(1);
+  shared[Reg.RCX] = BigInt(second);
+  scheduler.releaseAll();
+  await settle();
+  return { module, first, second, entry };
+}
+
 describe('TDH.VP.ENTER keeps its own copy of its inputs', () => {
   it('an array changed while the entry waits at its yield point still enters the vCPU it named', async () => {
-    const scheduler = new SteppingScheduler(
-      (point) => point.flow === 'TDH.VP.ENTER' && point.step === 'enter',
-    );
-    const { module, td } = await setup({ scheduler, vcpus: 2 });
-    const [first, second] = td.tdvprs as [number, number];
-    const shared = makeGprs({ rcx: first });
-    const entry = Promise.resolve(module.seamcall(encodeLeaf(SeamcallLeaf.VP_ENTER), shared));
-    await scheduler.waitForParked(1);
     // The VMM reuses its reply array for the other vCPU before the first entry went on.
-    shared[Reg.RCX] = BigInt(second);
-    scheduler.releaseAll();
-    await settle();
+    const { module, first, second, entry } = await enterThenChange();
     expect(module.hostCpu(first).mode).toBe('seam-non-root');
     expect(module.hostCpu(second).mode).toBe('vmx-root');
     // The exit is the first vCPU's, and its answer traced with the RCX the entry was given.
@@ -50,19 +58,10 @@ describe('TDH.VP.ENTER keeps its own copy of its inputs', () => {
   });
 
   it('an array whose own slice returns itself, changed while the entry waits, still enters the vCPU it named', async () => {
-    const scheduler = new SteppingScheduler(
-      (point) => point.flow === 'TDH.VP.ENTER' && point.step === 'enter',
-    );
-    const { module, td } = await setup({ scheduler, vcpus: 2 });
-    const [first, second] = td.tdvprs as [number, number];
-    const shared = makeGprs({ rcx: first });
     // A VMM's array that answers a copy request with itself.
-    Object.defineProperty(shared, 'slice', { value: () => shared });
-    const entry = Promise.resolve(module.seamcall(encodeLeaf(SeamcallLeaf.VP_ENTER), shared));
-    await scheduler.waitForParked(1);
-    shared[Reg.RCX] = BigInt(second);
-    scheduler.releaseAll();
-    await settle();
+    const { module, first, second, entry } = await enterThenChange((shared) =>
+      Object.defineProperty(shared, 'slice', { value: () => shared }),
+    );
     expect(module.hostCpu(first).mode).toBe('seam-non-root');
     expect(module.hostCpu(second).mode).toBe('vmx-root');
     expect(module.raiseNmi(first, 'perf').disposition).toBe('nmi-exit');

@@ -98,10 +98,11 @@ const hex = (n: number): string => `0x${n.toString(16)}`;
 /** Encodes the secrets' labels (one encoder for every monitor: it keeps no state between calls). */
 const secretLabels = new TextEncoder();
 
-/** True while {@link trustedSafetyMonitor} constructs: its options are not checked. */
-let trusted = false;
-/** Whether the monitor {@link trustedSafetyMonitor} constructs judges to-private claims. */
-let trustedJudgesPrivateClaims = true;
+/**
+ * Set while {@link trustedSafetyMonitor} constructs (its options are not checked): whether that monitor judges
+ * to-private claims.
+ */
+let trusted: { readonly judgesPrivateClaims: boolean } | undefined;
 
 /** {@link SafetyMonitorOptions}, checked before a monitor is made of them. */
 function checkMonitorOptions(options: SafetyMonitorOptions): void {
@@ -144,9 +145,9 @@ export class SafetyMonitor {
   readonly #judgesPrivateClaims: boolean;
 
   constructor(options: SafetyMonitorOptions) {
-    this.#checksArguments = !trusted;
-    this.#judgesPrivateClaims = !trusted || trustedJudgesPrivateClaims;
-    if (!trusted) checkMonitorOptions(options);
+    this.#checksArguments = trusted === undefined;
+    this.#judgesPrivateClaims = trusted?.judgesPrivateClaims ?? true;
+    if (trusted === undefined) checkMonitorOptions(options);
     this.#module = options.module;
     this.#tdr = options.tdr;
     this.#guest = options.guest;
@@ -475,12 +476,10 @@ export function trustedSafetyMonitor(
   options: SafetyMonitorOptions,
   judgesPrivateClaims = true,
 ): SafetyMonitor {
-  trusted = true;
-  trustedJudgesPrivateClaims = judgesPrivateClaims;
+  trusted = { judgesPrivateClaims };
   try {
     return new SafetyMonitor(options);
   } finally {
-    trusted = false;
-    trustedJudgesPrivateClaims = true;
+    trusted = undefined;
   }
 }
