@@ -8,7 +8,7 @@
  */
 
 import { assertInvariants, sharedBit, type TdxModule } from '@tdxsim/tdx-module';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { fc, test } from '../../../test/property-test.js';
 import {
   type ConversionResult,
@@ -18,7 +18,7 @@ import {
   type PageState,
   TdGuest,
 } from '../src/index.js';
-import { guestTdCache, type MapGpaCall, type TestVmmOptions } from './test-vmm.js';
+import { type MapGpaCall, setupGuestTd, type TestVmmOptions } from './test-vmm.js';
 import {
   acceptFirstArb,
   type ConversionSpec,
@@ -38,14 +38,7 @@ const NUM_RUNS = 1000;
 
 const hex = (value: number | bigint): string => `0x${value.toString(16)}`;
 
-/** The TDs of the runs, by GPA width and initial image: each built once, restored for every run that needs it. */
-const tds = guestTdCache();
-afterAll(tds.clear);
-
-/**
- * Boots a guest on a fresh tiny TD: its own module, TD and VMM per run, the module and TD restored from the
- * checkpoint of the first build with the same GPA width and initial image (a build cost as much as a short run).
- */
+/** Boots a guest on a fresh tiny TD (module, TD and VMM built once per run). */
 async function bootTd(
   gpaw: 48 | 52,
   memPages: number,
@@ -54,7 +47,7 @@ async function bootTd(
   vmm: TestVmmOptions,
 ) {
   const pages = image === null ? [] : Array.from({ length: image.pages }, (_, i) => image.startPage + i);
-  const setup = await tds.setup(`${gpaw} ${image?.startPage} ${image?.pages}`, {
+  const setup = await setupGuestTd({
     gpaw,
     initialImage: pages.map((page) => ({ gpa: page * PAGE, bytes: new Uint8Array([page & 0xff]) })),
     vmm,

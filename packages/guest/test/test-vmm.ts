@@ -3,13 +3,11 @@ import {
   type BuildTdOptions,
   type BuiltTd,
   buildTd,
-  checkpointTd,
   ensureSeptTables,
   type Gprs,
   makeGprs,
   Reg,
   sharedBit,
-  type TdCheckpoint,
   type TdExitEvent,
   TdvmcallStatus,
   TdvmcallSubfunction,
@@ -192,39 +190,10 @@ export async function setupGuestTd(
 ): Promise<{ module: TdxModule; td: BuiltTd; vmm: TestVmm; threads: readonly Promise<void>[] }> {
   const { vmm: vmmOptions, services, ...tdOptions } = options;
   const module = new TdxModule({ tdmr: { base: 2 ** 36, size: 2 ** 36 } }, services);
-  return runTestVmm(module, await buildTd(module, tdOptions), vmmOptions);
-}
-
-/** Starts `vmmOptions`' TestVmm on every vCPU of `td`. */
-function runTestVmm(module: TdxModule, td: BuiltTd, vmmOptions: TestVmmOptions | undefined) {
+  const td = await buildTd(module, tdOptions);
   const vmm = new TestVmm(module, td, vmmOptions);
   const threads = td.run(vmm);
   // A hook that throws ends its host thread: the guest sees its vCPU lost; the test reads `threads` if it cares.
   for (const thread of threads) thread.catch(() => undefined);
   return { module, td, vmm, threads };
-}
-
-/**
- * {@link setupGuestTd} for tests that build the same TDs many times (the properties' thousands of runs): the TD of
- * each distinct `key` is built once and checkpointed, and every later setup restores it, a new module and TD that no
- * other run shares, indistinguishable from a fresh build (`checkpointTd`), for about a sixth of a build's CPU. A
- * checkpoint of a tiny TD holds about 100 KB: `clear` drops them once the file is done.
- */
-export function guestTdCache() {
-  const checkpoints = new Map<string, TdCheckpoint>();
-  const setup = async (
-    key: string,
-    options: BuildTdOptions & { vmm?: TestVmmOptions },
-  ): Promise<{ module: TdxModule; td: BuiltTd; vmm: TestVmm; threads: readonly Promise<void>[] }> => {
-    const { vmm: vmmOptions, ...tdOptions } = options;
-    let checkpoint = checkpoints.get(key);
-    if (checkpoint === undefined) {
-      const module = new TdxModule({ tdmr: { base: 2 ** 36, size: 2 ** 36 } });
-      checkpoint = checkpointTd(module, await buildTd(module, tdOptions));
-      checkpoints.set(key, checkpoint);
-    }
-    const { module, td } = checkpoint.restore();
-    return runTestVmm(module, td, vmmOptions);
-  };
-  return { setup, clear: () => checkpoints.clear() };
 }
