@@ -64,14 +64,14 @@ const cases: [string, string, RegExp][] = [
  * it): with it the process took 3.0–4.5 s of CPU (median 3.4 s) against 2.9–3.5 s (median 3.0 s) for the five, 7
  * runs each in turn on a busy 2-core machine (load ~11), user + system of the whole process.
  */
-const json = join(dir, 'faults.json');
+const faultsJson = join(dir, 'faults.json');
 let faultsRun: Promise<CliRun> | undefined;
 const faults = () => {
   faultsRun ??= runCli(
     [
       ...cases.flatMap(([, name]) => ['--backend', join(FIXTURES, `${name}.ts`)]),
       ...['--backend', noKick],
-      ...['--policy', 'linux', '--workload', 'dma-small', '--json', json],
+      ...['--policy', 'linux', '--workload', 'dma-small', '--json', faultsJson],
     ],
     { timeoutMs: 120_000 },
   );
@@ -151,7 +151,7 @@ describe('backend faults: error with the message, report written, exit 1, the pr
       const run = await faults();
       expect(run.killed).toBe(false);
       expect(run.code).toBe(1);
-      const report = JSON.parse(readFileSync(json, 'utf8')) as RunReport;
+      const report = JSON.parse(readFileSync(faultsJson, 'utf8')) as RunReport;
       expect(report.results.map((r) => r.id)).toEqual(faultIds);
       const result = report.results.find((r) => r.id === `linux/${name}/dma-small`);
       expect(result?.outcome).toBe('error');
