@@ -2,6 +2,14 @@ import { writeFileSync } from 'node:fs';
 import { getHeapStatistics } from 'node:v8';
 import { accept4g, churnWorkload, swiotlb1g, type Workload } from '@tdxsim/testkit';
 import {
+  type BenchFigure,
+  benchFigure,
+  figureLine,
+  median,
+  showTarget,
+  type Target,
+} from '../bench/bench-figure.js';
+import {
   type HeapMeasured,
   heapPairsFor,
   measureHeapPairs,
@@ -27,24 +35,6 @@ const MIB = 2 ** 20;
  * doubling: enough to see the cost per conversion grow or not, short enough for three runs.
  */
 const benchChurn = churnWorkload('churn-small', 16, 20_000);
-
-/** A target of issue 14's table: the figure must be at most (or at least) `limit`. */
-interface Target {
-  readonly limit: number;
-  readonly atLeast?: boolean;
-}
-
-/** One measured figure of the benchmark, with its target when the issue sets one. */
-export interface BenchFigure {
-  readonly name: string;
-  readonly unit: string;
-  /** Minimum and median over the runs. */
-  readonly min: number;
-  readonly median: number;
-  readonly target?: Target;
-  /** PASS when the median meets the target, FAIL when not, undefined without a target. */
-  readonly verdict?: 'PASS' | 'FAIL';
-}
 
 /** One workload run `runs` times at its size and at twice it: CPU and wall time, peak heap, calls. */
 export interface BenchRow {
@@ -147,26 +137,6 @@ const cpuNow = (): number => {
   const usage = process.cpuUsage();
   return (usage.user + usage.system) / 1000;
 };
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor((sorted.length - 1) / 2)] as number;
-}
-
-function verdictOf(value: number, target: Target): 'PASS' | 'FAIL' {
-  return (target.atLeast === true ? value >= target.limit : value <= target.limit) ? 'PASS' : 'FAIL';
-}
-
-function judge(value: number, target: Target | undefined): 'PASS' | 'FAIL' | undefined {
-  return target === undefined ? undefined : verdictOf(value, target);
-}
-
-function showTarget(target: Target | undefined, unit: string, value: number, judged: boolean): string {
-  if (target === undefined || !judged) return '';
-  return `[${target.atLeast === true ? '≥' : '≤'} ${target.limit} ${unit}: ${judge(value, target)}]`;
-}
-
-const fixed = (n: number, digits = 0): string => n.toFixed(digits);
 
 /**
  * `tdxsim bench`: the workloads of issue 14's table — 1 GiB of swiotlb through each honest backend (and KVM with
@@ -284,18 +254,9 @@ async function bench(args: BenchOptions): Promise<number> {
 
   const figures: BenchFigure[] = [];
   const figure = (name: string, unit: string, values: number[], target?: Target, digits = 2): void => {
-    const f: BenchFigure = {
-      name,
-      unit,
-      min: Math.min(...values),
-      median: median(values),
-      ...(target === undefined ? {} : { target }),
-      ...(judged && target !== undefined ? { verdict: verdictOf(median(values), target) } : {}),
-    };
+    const f = benchFigure(name, unit, values, target, judged);
     figures.push(f);
-    process.stdout.write(
-      `${name}: min ${fixed(f.min, digits)} ${unit}, median ${fixed(f.median, digits)} ${unit}  ${showTarget(target, unit, f.median, judged)}\n`,
-    );
+    process.stdout.write(`${figureLine(f, digits, judged)}\n`);
   };
   // The module alone against the full stack, same job: the cost of everything around a SEAMCALL. Two denominators:
   // the fewest module calls that do the job (AUG, ACCEPT per 2M page), and the very calls the full stack makes for it
