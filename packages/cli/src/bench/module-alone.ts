@@ -81,16 +81,17 @@ export async function moduleSameCallsAccept(bytes: number, trace?: TraceSink): P
   };
   const failed = (what: string, gpa: number, status: bigint): Error =>
     new Error(`module alone: ${what} at 0x${gpa.toString(16)}: 0x${status.toString(16)}`);
-  // The host's answer to an exit: at once when its SEAMCALLs answered at once, as KVM's fault path answers.
+  const afterAug = (out: Gprs, gpa: number): Gprs => {
+    if (out[Reg.RAX] !== 0n) throw failed('TDH.MEM.PAGE.AUG', gpa, out[Reg.RAX] as bigint);
+    return reentry();
+  };
+  // The host's answer to an exit: at once (no closure, no promise) when its SEAMCALLs answered at once, as KVM's
+  // fault path answers.
   const augThenEnter = (gpa: number, level: number): Gprs | Promise<Gprs> => {
     augRegs[Reg.RCX] = encodePageInfo(gpa, level);
     augRegs[Reg.R8] = BigInt(td.allocator.alloc2m());
     const aug = module.seamcall(AUG_RAX, augRegs);
-    const entered = (out: Gprs): Gprs => {
-      if (out[Reg.RAX] !== 0n) throw failed('TDH.MEM.PAGE.AUG', gpa, out[Reg.RAX] as bigint);
-      return reentry();
-    };
-    return Array.isArray(aug) ? entered(aug) : aug.then(entered);
+    return Array.isArray(aug) ? afterAug(aug, gpa) : aug.then((out) => afterAug(out, gpa));
   };
   const onTdExit = (exit: TdExitEvent): Gprs | Promise<Gprs> => {
     const gpa = registerNumber(exit.regs[Reg.R8] as bigint);
@@ -123,6 +124,5 @@ export async function moduleSameCallsAccept(bytes: number, trace?: TraceSink): P
   } catch (error) {
     throw hostError ?? error;
   }
-  const cpuMs = cpuNow() - started;
-  return cpuMs;
+  return cpuNow() - started;
 }
