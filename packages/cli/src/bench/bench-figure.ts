@@ -38,6 +38,28 @@ export function showTarget(target: Target | undefined, unit: string, value: numb
 
 const fixed = (n: number, digits = 0): string => n.toFixed(digits);
 
+/**
+ * A figure of the given minimum and median, judged on `median` against `target` when `judged` and it has one: for a
+ * figure whose two values do not come from one list (a ratio of minima and a ratio of medians).
+ */
+export function figureOf(
+  name: string,
+  unit: string,
+  min: number,
+  median: number,
+  target: Target | undefined,
+  judged: boolean,
+): BenchFigure {
+  return {
+    name,
+    unit,
+    min,
+    median,
+    ...(target === undefined ? {} : { target }),
+    ...(judged && target !== undefined ? { verdict: verdictOf(median, target) } : {}),
+  };
+}
+
 /** A figure of `values` (its minimum and median), judged against `target` when `judged` and it has one. */
 export function benchFigure(
   name: string,
@@ -46,14 +68,7 @@ export function benchFigure(
   target: Target | undefined,
   judged: boolean,
 ): BenchFigure {
-  return {
-    name,
-    unit,
-    min: Math.min(...values),
-    median: median(values),
-    ...(target === undefined ? {} : { target }),
-    ...(judged && target !== undefined ? { verdict: verdictOf(median(values), target) } : {}),
-  };
+  return figureOf(name, unit, Math.min(...values), median(values), target, judged);
 }
 
 /** The line `tdxsim bench` prints for a figure: `name: min … unit, median … unit  [target: verdict]`. */

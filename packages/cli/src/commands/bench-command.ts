@@ -5,6 +5,7 @@ import {
   type BenchFigure,
   benchFigure,
   figureLine,
+  figureOf,
   median,
   showTarget,
   type Target,
@@ -253,11 +254,12 @@ async function bench(args: BenchOptions): Promise<number> {
   }
 
   const figures: BenchFigure[] = [];
-  const figure = (name: string, unit: string, values: number[], target?: Target, digits = 2): void => {
-    const f = benchFigure(name, unit, values, target, judged);
+  const show = (f: BenchFigure, digits: number): void => {
     figures.push(f);
     process.stdout.write(`${figureLine(f, digits, judged)}\n`);
   };
+  const figure = (name: string, unit: string, values: number[], target?: Target, digits = 2): void =>
+    show(benchFigure(name, unit, values, target, judged), digits);
   // The module alone against the full stack, same job: the cost of everything around a SEAMCALL. Two denominators:
   // the fewest module calls that do the job (AUG, ACCEPT per 2M page), and the very calls the full stack makes for it
   // (per 2M page the ACCEPT that exits, AUG, VP.ENTER, the ACCEPT again; per GiB the refused 1G ACCEPT), so that the
@@ -285,15 +287,23 @@ async function bench(args: BenchOptions): Promise<number> {
       0,
     );
   }
-  const ratioTo = (alone: number[]): number[] =>
-    acceptRow === undefined
-      ? []
-      : [acceptRow.cpuMs.min / Math.min(...alone), acceptRow.cpuMs.median / median(alone)];
+  // A ratio line: the full stack's minimum over the module's minimum, its median over the module's median (judged);
+  // not a figure of those two values, whose median would be the lower one.
+  const ratioFigure = (name: string, full: BenchRow, alone: number[]): void =>
+    show(
+      figureOf(
+        name,
+        '×',
+        full.cpuMs.min / Math.min(...alone),
+        full.cpuMs.median / median(alone),
+        { limit: 2 },
+        judged,
+      ),
+      2,
+    );
   if (acceptRow !== undefined && moduleOnly.length > 0) {
-    figure('full stack ÷ module alone, same accept', '×', ratioTo(moduleOnly), { limit: 2 });
-    figure('full stack ÷ module alone with the same calls, same accept', '×', ratioTo(moduleSameCalls), {
-      limit: 2,
-    });
+    ratioFigure('full stack ÷ module alone, same accept', acceptRow, moduleOnly);
+    ratioFigure('full stack ÷ module alone with the same calls, same accept', acceptRow, moduleSameCalls);
   }
   // One 4K page through an EPT-violation exit: ACCEPT → exit → SEPT.ADD/AUG → ACCEPT, per backend measured.
   const pages4k = (256 * MIB * scale) / 4096;
