@@ -17,6 +17,7 @@ import {
   measurePairs,
   type RunMeasured,
 } from '../bench/bench-pairs.js';
+import { cpuNow } from '../bench/cpu-time.js';
 import { fullCollection } from '../bench/full-collection.js';
 import { fuzzFigures } from '../bench/fuzz-figures.js';
 import { kvmWithHugePages } from '../bench/kvm-huge-pages.js';
@@ -132,11 +133,6 @@ export const benchCommand: CliCommand = {
       )
       .action(async (options: BenchOptions) => done(await bench(options)));
   },
-};
-
-const cpuNow = (): number => {
-  const usage = process.cpuUsage();
-  return (usage.user + usage.system) / 1000;
 };
 
 /**
