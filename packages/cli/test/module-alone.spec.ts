@@ -56,7 +56,7 @@ function countKinds(keys: readonly string[]): Record<string, number> {
 
 // The benchmark measures; these tests check what it runs and prints (a time is never asserted).
 describe("tdxsim bench: the module alone with the full stack's calls", () => {
-  it('makes, kind by kind, the module calls and exits the full stack makes for the same 2M accept', async () => {
+  it('makes, one by one, the module calls and exits the full stack makes for the same 2M accept', async () => {
     const bytes = 2 * GIB;
     const kvm = (await buildCatalog()).vmms.find((v) => v.name === 'kvm');
     if (kvm === undefined) throw new Error('no kvm in the catalog');
