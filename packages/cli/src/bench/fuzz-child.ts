@@ -6,6 +6,7 @@
  * process's CPU time (user + system, JIT and GC threads included) around that campaign alone.
  */
 import { runFuzzCampaign } from '@tdxsim/testkit';
+import { cpuNow } from './cpu-time.js';
 
 const [cases, campaigns] = process.argv.slice(2).map(Number);
 if (
@@ -19,13 +20,9 @@ if (
   );
   process.exit(2);
 }
-const cpuMs = (): number => {
-  const used = process.cpuUsage();
-  return (used.user + used.system) / 1000;
-};
 for (let seed = 1; seed <= (campaigns as number); seed++) {
-  const started = cpuMs();
+  const started = cpuNow();
   const result = await runFuzzCampaign({ runs: cases as number, seed });
-  const line = { seed, cases: result.cases, cpuMs: cpuMs() - started, failed: result.failed };
+  const line = { seed, cases: result.cases, cpuMs: cpuNow() - started, failed: result.failed };
   process.stdout.write(`${JSON.stringify(line)}\n`);
 }
