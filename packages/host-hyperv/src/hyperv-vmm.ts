@@ -424,10 +424,10 @@ export class HypervVmm implements Vmm {
    * copy otherwise), or empty when the exit names no vCPU of this TD.
    */
   #reentry(exit: TdExitEvent): Gprs {
-    const regs = makeGprs();
     const tdvpr = this.#tdvprRegisters[exit.vcpuIndex];
-    if (tdvpr !== undefined && this.td.tdvprs[exit.vcpuIndex] === exit.tdvpr) regs[Reg.RCX] = tdvpr;
-    return regs;
+    return tdvpr !== undefined && this.td.tdvprs[exit.vcpuIndex] === exit.tdvpr
+      ? reentryRegisters(tdvpr)
+      : makeGprs();
   }
 
   async #onTdExit(exit: TdExitEvent): Promise<Gprs> {
@@ -787,6 +787,15 @@ const ZERO = 0n;
 function pageRegisters(rcx: bigint, rdx: bigint, r8: bigint): Gprs {
   const z = ZERO;
   return [z, rcx, rdx, z, z, z, z, z, r8, z, z, z, z, z, z, z];
+}
+
+/**
+ * The registers of the entry after an exit: RCX = the vCPU's TDVPR, every other register 0. A fresh array literal
+ * with RCX in place (every exit answered passes here), where a zeroed file and a store of RCX are two steps.
+ */
+function reentryRegisters(rcx: bigint): Gprs {
+  const z = ZERO;
+  return [z, rcx, z, z, z, z, z, z, z, z, z, z, z, z, z, z];
 }
 
 /** Nothing (ends a promise chain whose value nobody reads). */

@@ -157,6 +157,24 @@ export class MirrorSept {
     return true;
   }
 
+  /**
+   * {@link set} of a leaf with its host page on the entry the caller froze ({@link tryFreeze}), the table and index
+   * found once more through the last-table cache: a FROZEN entry counts as used and is no linked table, so neither
+   * count moves. Every page faulted in installs its leaf here; any other entry goes through {@link set}.
+   */
+  installFrozen(level: number, gpa: number, code: MirrorEntryCode, hpa: number): void {
+    const key = MirrorSept.#tableOf(level, gpa);
+    const block = this.#block(level, key);
+    const index = block === undefined ? 0 : MirrorSept.#index(level, gpa, key);
+    if (block === undefined || block.entry[index] !== MirrorEntry.FROZEN || !isLeaf(code)) {
+      this.set(level, gpa, code, hpa);
+      return;
+    }
+    block.entry[index] = code;
+    block.hpa ??= new Float64Array(512);
+    block.hpa[index] = hpa;
+  }
+
   /** Writes the entry at `level` for the GPA (a leaf with its host page). */
   set(level: number, gpa: number, code: MirrorEntryCode, hpa = 0): void {
     const key = MirrorSept.#tableOf(level, gpa);
