@@ -36,6 +36,38 @@ describe('MirrorSept: KVM’s own table of the S-EPT', () => {
     expect(mirror.get(2, GIB)).toBe(MirrorEntry.FREE);
   });
 
+  it('installFrozen ends as set does: a frozen leaf installed, anything else written through set', () => {
+    const fast = new MirrorSept(3);
+    const plain = new MirrorSept(3);
+    const view = (mirror: MirrorSept) => ({
+      leaves: mirror.leaves(0, 4 * GIB),
+      frozen: mirror.frozen(),
+      walk: mirror.walk(MIB2 + PAGE, 0),
+      at: [mirror.get(0, MIB2 + PAGE), mirror.hpaOf(0, MIB2 + PAGE), mirror.get(1, 2 * MIB2)],
+    });
+    for (const mirror of [fast, plain]) {
+      mirror.set(3, 0, MirrorEntry.TABLE);
+      mirror.set(2, 0, MirrorEntry.TABLE);
+      mirror.set(1, MIB2, MirrorEntry.TABLE);
+      expect(mirror.tryFreeze(0, MIB2 + PAGE)).toBe(true);
+    }
+    // A frozen 4K leaf, in place; a FREE entry (no table yet) and a 2M entry go through set.
+    fast.installFrozen(0, MIB2 + PAGE, MirrorEntry.PRESENT, 0x7000);
+    plain.set(0, MIB2 + PAGE, MirrorEntry.PRESENT, 0x7000);
+    fast.installFrozen(1, 2 * MIB2, MirrorEntry.PRESENT, 0x4000_0000);
+    plain.set(1, 2 * MIB2, MirrorEntry.PRESENT, 0x4000_0000);
+    fast.installFrozen(0, 3 * GIB, MirrorEntry.PRESENT, 0x9000);
+    plain.set(0, 3 * GIB, MirrorEntry.PRESENT, 0x9000);
+    expect(view(fast)).toEqual(view(plain));
+    expect(fast.get(0, MIB2 + PAGE)).toBe(MirrorEntry.PRESENT);
+    expect(fast.hpaOf(0, MIB2 + PAGE)).toBe(0x7000);
+    // The entry's table stays counted: freeing the leaf drops the table's last entry in both.
+    fast.set(0, MIB2 + PAGE, MirrorEntry.FREE);
+    plain.set(0, MIB2 + PAGE, MirrorEntry.FREE);
+    expect(view(fast)).toEqual(view(plain));
+    expect(fast.tryFreeze(0, MIB2 + PAGE)).toBe(true);
+  });
+
   it('lists leaves in a range at their level; the view leaves out premapped pages', () => {
     const mirror = new MirrorSept(3);
     mirror.set(3, 0, MirrorEntry.TABLE);
