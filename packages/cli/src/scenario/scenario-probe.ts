@@ -160,8 +160,8 @@ export class ScenarioProbe implements TraceSink {
     this.#keepTrace?.push(event);
     this.#forward?.record(event);
     // The evidence sink gets the events it acts on (a SEAMCALL that removes a page, a TD exit of a TDCALL, a VMM
-    // reply, anything else the trace may grow), in their order: it ignores the rest, and three of the four events
-    // of every 4K page (the AUG and TDH.VP.ENTER SEAMCALLs, the ACCEPT TDCALL; the EPT-violation exit) are those.
+    // reply, anything else the trace may grow), in their order: it ignores the rest, and the four events of every
+    // 4K page (the AUG and TDH.VP.ENTER SEAMCALLs, the ACCEPT TDCALL, the EPT-violation exit) are those.
     const kind = event.kind;
     if (kind === 'seamcall') this.#seamcall(event);
     else if (kind === 'tdcall') {
