@@ -161,7 +161,7 @@ export class ScenarioProbe implements TraceSink {
     this.#forward?.record(event);
     // The evidence sink gets the events it acts on (a SEAMCALL that removes a page, a TD exit of a TDCALL, a VMM
     // reply, anything else the trace may grow), in their order: it ignores the rest, and the four events of every
-    // 4K page (the AUG and TDH.VP.ENTER SEAMCALLs, the ACCEPT TDCALL, the EPT-violation exit) are those.
+    // 4K page (the AUG and TDH.VP.ENTER SEAMCALLs, the ACCEPT TDCALL, the EPT-violation exit) are among the rest.
     const kind = event.kind;
     if (kind === 'seamcall') this.#seamcall(event);
     else if (kind === 'tdcall') {
