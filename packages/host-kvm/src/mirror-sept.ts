@@ -139,7 +139,7 @@ export class MirrorSept {
 
   /**
    * The TDP MMU's compare-and-exchange to FROZEN: succeeds only on a FREE entry. The caller then owns the entry until
-   * it calls {@link set} (install) or {@link set} with FREE (restore).
+   * it installs its leaf ({@link installFrozen}, or {@link set}) or calls {@link set} with FREE (restore).
    */
   tryFreeze(level: number, gpa: number): boolean {
     // {@link set}'s FROZEN on a FREE entry, with the table and index found once: every page faulted in freezes its
@@ -161,6 +161,7 @@ export class MirrorSept {
    * {@link set} of a leaf with its host page on the entry the caller froze ({@link tryFreeze}), the table and index
    * found once more through the last-table cache: a FROZEN entry counts as used and is no linked table, so neither
    * count moves. Every page faulted in installs its leaf here; any other entry goes through {@link set}.
+   * @internal KVM's fault path only, not part of the package's API.
    */
   installFrozen(level: number, gpa: number, code: MirrorEntryCode, hpa: number): void {
     const key = MirrorSept.#tableOf(level, gpa);
