@@ -421,12 +421,13 @@ export class HypervVmm implements Vmm {
 
   /**
    * The registers to enter the exited vCPU again with: empty but RCX = its TDVPR (which the vCPU loop would set in a
-   * copy otherwise), or empty when the exit names no vCPU of this TD.
+   * copy otherwise), or empty when the exit names no vCPU of this TD. The first are a page SEAMCALL's registers with
+   * RDX and R8 0: one fresh array with RCX in place.
    */
   #reentry(exit: TdExitEvent): Gprs {
     const tdvpr = this.#tdvprRegisters[exit.vcpuIndex];
     return tdvpr !== undefined && this.td.tdvprs[exit.vcpuIndex] === exit.tdvpr
-      ? reentryRegisters(tdvpr)
+      ? pageRegisters(tdvpr, ZERO, ZERO)
       : makeGprs();
   }
 
@@ -776,7 +777,10 @@ export class HypervVmm implements Vmm {
   }
 }
 
-/** The zero of {@link pageRegisters} (a variable, so that its literal is not a constant one). */
+/**
+ * The register value 0, in a variable so that the literal of {@link pageRegisters} is not a constant one (each call
+ * makes its own array); also the RDX and R8 of the registers that enter a vCPU again.
+ */
 const ZERO = 0n;
 
 /**
@@ -787,15 +791,6 @@ const ZERO = 0n;
 function pageRegisters(rcx: bigint, rdx: bigint, r8: bigint): Gprs {
   const z = ZERO;
   return [z, rcx, rdx, z, z, z, z, z, r8, z, z, z, z, z, z, z];
-}
-
-/**
- * The registers of the entry after an exit: RCX = the vCPU's TDVPR, every other register 0. A fresh array literal
- * with RCX in place (every exit answered passes here), where a zeroed file and a store of RCX are two steps.
- */
-function reentryRegisters(rcx: bigint): Gprs {
-  const z = ZERO;
-  return [z, rcx, z, z, z, z, z, z, z, z, z, z, z, z, z, z];
 }
 
 /** Nothing (ends a promise chain whose value nobody reads). */

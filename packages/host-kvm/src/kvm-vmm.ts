@@ -368,7 +368,7 @@ export class KvmVmm implements Vmm {
    */
   #reentry(index: number): Gprs | undefined {
     if (this.#vm.dead !== undefined) return undefined;
-    return reentryRegisters(this.#vm.tdvprRegister(index));
+    return this.#vm.reentryRegisters(index);
   }
 
   async #onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
@@ -422,18 +422,6 @@ export class KvmVmm implements Vmm {
     vm.kill(`KVM_EXIT_INTERNAL_ERROR on TD exit status 0x${rax.toString(16)}: userspace stopped the VM`);
     return undefined;
   }
-}
-
-/** The zero of {@link reentryRegisters} (a variable, so that its literal is not a constant one). */
-const ZERO = 0n;
-
-/**
- * The registers of the entry after an exit: RCX = the vCPU's TDVPR, every other register 0. A fresh array literal
- * with RCX in place (every exit answered passes here), where a zeroed file and a store of RCX are two steps.
- */
-function reentryRegisters(rcx: bigint): Gprs {
-  const z = ZERO;
-  return [z, rcx, z, z, z, z, z, z, z, z, z, z, z, z, z, z];
 }
 
 /** RAX of an EPT-violation exit: the exit reason, nothing else set. */
