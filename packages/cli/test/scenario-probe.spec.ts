@@ -26,15 +26,13 @@ const event: fc.Arbitrary<TraceEvent> = fc.oneof(
       args: { rcx: 0n, rdx: 0n, r8: 0n, r9: 0n },
     })),
   // A REMOVE that succeeded, of a 4K or 2M page (RCX = GPA | level).
-  fc
-    .record({ at: gpa, level: fc.constantFrom(0n, 1n) })
-    .map(({ at, level }) => ({
-      kind: 'seamcall' as const,
-      time: 0,
-      leaf: 'TDH.MEM.PAGE.REMOVE',
-      args: { rcx: at | level, rdx: 0n, r8: 0n, r9: 0n },
-      status: 0n,
-    })),
+  fc.record({ at: gpa, level: fc.constantFrom(0n, 1n) }).map(({ at, level }) => ({
+    kind: 'seamcall' as const,
+    time: 0,
+    leaf: 'TDH.MEM.PAGE.REMOVE',
+    args: { rcx: at | level, rdx: 0n, r8: 0n, r9: 0n },
+    status: 0n,
+  })),
   fc
     .record({ kind: fc.constant('tdcall' as const), leaf: fc.constantFrom('TDG.MEM.PAGE.ACCEPT'), status })
     .map((e) => ({ ...e, time: 0, vcpu: 0, args: {} })),

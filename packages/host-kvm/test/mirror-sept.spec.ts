@@ -61,7 +61,9 @@ describe('MirrorSept: KVM’s own table of the S-EPT', () => {
     );
     /** Everything the API shows of a mirror. */
     const view = (mirror: MirrorSept) => ({
-      entries: gpas.flatMap((at) => [0, 1, 2].map((level) => [mirror.get(level, at), mirror.hpaOf(level, at)])),
+      entries: gpas.flatMap((at) =>
+        [0, 1, 2].map((level) => [mirror.get(level, at), mirror.hpaOf(level, at)]),
+      ),
       walks: gpas.map((at) => [mirror.walkLevel(at, 0), mirror.walk(at, 1)]),
       leaves: mirror.leaves(0, 4 * GIB),
       mappings: mirror.privateMappings(),
