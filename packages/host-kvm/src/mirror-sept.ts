@@ -139,7 +139,7 @@ export class MirrorSept {
 
   /**
    * The TDP MMU's compare-and-exchange to FROZEN: succeeds only on a FREE entry. The caller then owns the entry until
-   * it installs its leaf ({@link installFrozen}, or {@link set}) or calls {@link set} with FREE (restore).
+   * it installs its leaf (`installFrozen`, or {@link set}) or calls {@link set} with FREE (restore).
    */
   tryFreeze(level: number, gpa: number): boolean {
     // {@link set}'s FROZEN on a FREE entry, with the table and index found once: every page faulted in freezes its
