@@ -1,15 +1,22 @@
-import type { TraceEvent } from '@tdxsim/tdx-module';
+import { TdvmcallStatus, TdvmcallSubfunction, type TraceEvent, toPrivateGpa } from '@tdxsim/tdx-module';
+import { ConversionEvidenceSink } from '@tdxsim/testkit';
 import { describe, expect, it } from 'vitest';
 import { fc, test } from '../../../test/property-test.js';
 import { ScenarioProbe } from '../src/index.js';
 import type { TimelineCall } from '../src/scenario/scenario-result.js';
 
 const LEAVES = ['TDH.VP.ENTER', 'TDH.MEM.PAGE.AUG', 'TDH.MEM.SEPT.ADD', 'TDH.MEM.PAGE.REMOVE'];
+const MAP_GPA = TdvmcallSubfunction.MAP_GPA;
+const RETRY = TdvmcallStatus.RETRY;
+const SHARED = 1n << 47n;
 /** Statuses around bit 63, and values outside 64 bits that a foreign trace could carry. */
 const status = fc.oneof(
   fc.constantFrom(0n, 1n << 63n, (1n << 64n) - 1n, 1n << 64n, -1n),
   fc.bigInt({ min: -(1n << 65n), max: 1n << 65n }),
 );
+/** A few pages, private or shared, so that MapGPA requests, RETRY's R11 and REMOVEs fall on each other. */
+const gpa = fc.constantFrom(0n, 0x1000n, 0x2000n, 0x3000n, 0x20_0000n);
+const vcpu = fc.constantFrom(0, 1);
 const event: fc.Arbitrary<TraceEvent> = fc.oneof(
   fc
     .record({ kind: fc.constant('seamcall' as const), leaf: fc.constantFrom(...LEAVES), status })
@@ -18,12 +25,37 @@ const event: fc.Arbitrary<TraceEvent> = fc.oneof(
       time: 0,
       args: { rcx: 0n, rdx: 0n, r8: 0n, r9: 0n },
     })),
+  // A REMOVE that succeeded, of a 4K or 2M page (RCX = GPA | level).
+  fc.record({ at: gpa, level: fc.constantFrom(0n, 1n) }).map(({ at, level }) => ({
+    kind: 'seamcall' as const,
+    time: 0,
+    leaf: 'TDH.MEM.PAGE.REMOVE',
+    args: { rcx: at | level, rdx: 0n, r8: 0n, r9: 0n },
+    status: 0n,
+  })),
   fc
     .record({ kind: fc.constant('tdcall' as const), leaf: fc.constantFrom('TDG.MEM.PAGE.ACCEPT'), status })
     .map((e) => ({ ...e, time: 0, vcpu: 0, args: {} })),
   fc
-    .record({ kind: fc.constant('td-exit' as const), reason: fc.constantFrom('EPT_VIOLATION', 'HLT') })
-    .map((e) => ({ ...e, time: 0, vcpu: 0, regs: { r11: 0n } })),
+    .record({ kind: fc.constant('td-exit' as const), reason: fc.constantFrom('EPT_VIOLATION', 'HLT'), vcpu })
+    .map((e) => ({ ...e, time: 0, regs: { r11: 0n } })),
+  // The exit of a TDCALL: a MapGPA of [R12, R12 + R13) (to shared when R12 has the shared bit), or another call.
+  fc
+    .record({
+      vcpu,
+      r11: fc.constantFrom(MAP_GPA, MAP_GPA, 0x10000n),
+      r12: fc.tuple(gpa, fc.boolean()).map(([at, shared]) => (shared ? at | SHARED : at)),
+      r13: fc.constantFrom(0x1000n, 0x3000n),
+    })
+    .map(({ vcpu, ...regs }) => ({ kind: 'td-exit' as const, time: 0, vcpu, reason: 'TDCALL', regs })),
+  // The VMM's reply: SUCCESS, or RETRY with R11 (shared bit or not) inside the request or out of it.
+  fc
+    .record({
+      vcpu,
+      r10: fc.constantFrom(0n, RETRY),
+      r11: fc.tuple(gpa, fc.boolean()).map(([at, shared]) => (shared ? at | SHARED : at)),
+    })
+    .map(({ vcpu, ...regs }) => ({ kind: 'vmm-reply' as const, time: 0, vcpu, regs })),
 );
 
 /** What the probe must draw, straight from the events: every call in a list, then the windows cut from it. */
@@ -31,6 +63,11 @@ function expected(events: readonly TraceEvent[], markAt: number | undefined) {
   const calls: TimelineCall[] = [];
   let markedAt: number | undefined;
   const byLeaf = new Map<string, number>();
+  /** Per vCPU, the MapGPA request waiting for its reply, as the timeline writes it. */
+  const pending = new Map<number, string>();
+  let mapGpaCalls = 0;
+  let retries = 0;
+  const hex = (value: number | bigint): string => `0x${value.toString(16)}`;
   events.forEach((e, i) => {
     if (i === markAt) markedAt = calls.length;
     const failed = (s: bigint): 0 | 1 => (s >> 63n === 1n ? 1 : 0);
@@ -38,12 +75,31 @@ function expected(events: readonly TraceEvent[], markAt: number | undefined) {
       byLeaf.set(e.leaf, (byLeaf.get(e.leaf) ?? 0) + 1);
       if (e.leaf !== 'TDH.VP.ENTER') calls.push([e.time, 'v', e.leaf, failed(e.status)]);
     } else if (e.kind === 'tdcall') calls.push([e.time, 'g', e.leaf, failed(e.status)]);
-    else if (e.kind === 'td-exit') calls.push([e.time, 'e', e.reason, 0]);
+    else if (e.kind === 'td-exit') {
+      if (e.reason === 'TDCALL' && e.regs.r11 === MAP_GPA) {
+        const r12 = e.regs.r12 ?? 0n;
+        const start = toPrivateGpa(Number(r12), 48);
+        const where = `${hex(start)}..${hex(start + Number(e.regs.r13 ?? 0n))}`;
+        pending.set(e.vcpu, where);
+        calls.push([e.time, 'e', `MapGPA ${where} to ${r12 & SHARED ? 'shared' : 'private'}`, 0]);
+      } else calls.push([e.time, 'e', e.reason, 0]);
+    } else if (e.kind === 'vmm-reply') {
+      const where = pending.get(e.vcpu);
+      if (where === undefined) return;
+      pending.delete(e.vcpu);
+      mapGpaCalls++;
+      const retry = e.regs.r10 === RETRY;
+      if (retry) retries++;
+      const answer = retry ? `RETRY R11=${hex(e.regs.r11 ?? 0n)}` : 'SUCCESS';
+      calls.push([e.time, 'e', `MapGPA ${where} → ${answer}`, 0]);
+    }
   });
+  const counters = { mapGpaCalls, retries };
   if (markAt !== undefined && markAt >= events.length) markedAt = calls.length;
   if (markedAt === undefined)
     return {
       byLeaf,
+      counters,
       calls: calls.slice(0, 120),
       skipped: { before: 0, after: Math.max(0, calls.length - 120) },
       marked: null,
@@ -51,29 +107,45 @@ function expected(events: readonly TraceEvent[], markAt: number | undefined) {
   const before = calls.slice(Math.max(0, markedAt - 80), markedAt);
   const after = calls.slice(markedAt, markedAt + 40);
   const lastFailed = before.map((c) => c[3]).lastIndexOf(1);
+  const lastMapGpa = before.map((c) => c[2].startsWith('MapGPA')).lastIndexOf(true);
   return {
     byLeaf,
+    counters,
     calls: [...before, ...after],
     skipped: { before: markedAt - before.length, after: calls.length - markedAt - after.length },
-    // The last failed call before the mark, else the last one (no MapGPA calls here).
-    marked: before.length === 0 ? null : lastFailed >= 0 ? lastFailed : before.length - 1,
+    // The last failed call before the mark, else the last MapGPA call, else the last one.
+    marked:
+      before.length === 0
+        ? null
+        : lastFailed >= 0
+          ? lastFailed
+          : lastMapGpa >= 0
+            ? lastMapGpa
+            : before.length - 1,
   };
 }
 
 describe('ScenarioProbe: counters and timeline window read from the trace', () => {
   test.prop([fc.array(event, { maxLength: 400 }), fc.option(fc.nat({ max: 420 }), { nil: undefined })])(
-    'SEAMCALLs per leaf, failed calls (bit 63 of a 64-bit status) and the calls around the mark',
+    'SEAMCALLs per leaf, failed calls (bit 63 of a 64-bit status), MapGPA calls, the calls around the mark, and the evidence a bare evidence sink collects',
     (raw, markAt) => {
       const events = raw.map((e, i) => ({ ...e, time: (i + 1) * 1000 }));
       const probe = new ScenarioProbe();
+      // The probe hands its evidence sink only the events the sink acts on: a sink given every event must agree.
+      const sink = new ConversionEvidenceSink();
       events.forEach((e, i) => {
         if (i === markAt) probe.mark();
         probe.record(e);
+        sink.record(e);
+        if (i % 7 === 6) expect(probe.takeEvidence()).toEqual(sink.takeEvidence());
       });
+      expect(probe.takeEvidence()).toEqual(sink.takeEvidence());
       if (markAt !== undefined && markAt >= events.length) probe.mark();
       const want = expected(events, markAt);
       expect(probe.seamcallsByLeaf).toEqual(want.byLeaf);
       expect(probe.counters.seamcalls).toBe(events.filter((e) => e.kind === 'seamcall').length);
+      expect(probe.counters.tdExits).toBe(events.filter((e) => e.kind === 'td-exit').length);
+      expect(probe.counters).toMatchObject(want.counters);
       const window = probe.window();
       expect(window.calls).toEqual(want.calls);
       expect(window.skipped).toEqual(want.skipped);

@@ -421,13 +421,14 @@ export class HypervVmm implements Vmm {
 
   /**
    * The registers to enter the exited vCPU again with: empty but RCX = its TDVPR (which the vCPU loop would set in a
-   * copy otherwise), or empty when the exit names no vCPU of this TD.
+   * copy otherwise), or empty when the exit names no vCPU of this TD. The first are a page SEAMCALL's registers with
+   * RDX and R8 0: one fresh array with RCX in place.
    */
   #reentry(exit: TdExitEvent): Gprs {
-    const regs = makeGprs();
     const tdvpr = this.#tdvprRegisters[exit.vcpuIndex];
-    if (tdvpr !== undefined && this.td.tdvprs[exit.vcpuIndex] === exit.tdvpr) regs[Reg.RCX] = tdvpr;
-    return regs;
+    return tdvpr !== undefined && this.td.tdvprs[exit.vcpuIndex] === exit.tdvpr
+      ? pageRegisters(tdvpr, ZERO, ZERO)
+      : makeGprs();
   }
 
   async #onTdExit(exit: TdExitEvent): Promise<Gprs> {
@@ -776,7 +777,10 @@ export class HypervVmm implements Vmm {
   }
 }
 
-/** The zero of {@link pageRegisters} (a variable, so that its literal is not a constant one). */
+/**
+ * The register value 0, in a variable so that the literal of {@link pageRegisters} is not a constant one (each call
+ * makes its own array); also the RDX and R8 of the registers that enter a vCPU again.
+ */
 const ZERO = 0n;
 
 /**

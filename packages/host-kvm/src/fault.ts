@@ -420,7 +420,7 @@ function augmented(
   const { mirror, td } = vm;
   vm.countPageAug(status);
   if (status === TdxStatus.SUCCESS) {
-    mirror.set(level, target, MirrorEntry.PRESENT, hpa);
+    mirror.installFrozen(level, target, MirrorEntry.PRESENT, hpa);
     return 'fixed';
   }
   mirror.set(level, target, MirrorEntry.FREE);

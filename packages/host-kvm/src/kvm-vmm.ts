@@ -368,9 +368,7 @@ export class KvmVmm implements Vmm {
    */
   #reentry(index: number): Gprs | undefined {
     if (this.#vm.dead !== undefined) return undefined;
-    const regs = makeGprs();
-    regs[Reg.RCX] = this.#vm.tdvprRegister(index);
-    return regs;
+    return this.#vm.reentryRegisters(index);
   }
 
   async #onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {

@@ -139,7 +139,7 @@ export class MirrorSept {
 
   /**
    * The TDP MMU's compare-and-exchange to FROZEN: succeeds only on a FREE entry. The caller then owns the entry until
-   * it calls {@link set} (install) or {@link set} with FREE (restore).
+   * it installs its leaf (`installFrozen`, or {@link set}) or calls {@link set} with FREE (restore).
    */
   tryFreeze(level: number, gpa: number): boolean {
     // {@link set}'s FROZEN on a FREE entry, with the table and index found once: every page faulted in freezes its
@@ -155,6 +155,25 @@ export class MirrorSept {
     block.entry[index] = MirrorEntry.FROZEN;
     block.used++;
     return true;
+  }
+
+  /**
+   * {@link set} of a leaf with its host page on the entry the caller froze ({@link tryFreeze}), the table and index
+   * found once more through the last-table cache: a FROZEN entry counts as used and is no linked table, so neither
+   * count moves. Every page faulted in installs its leaf here; any other entry goes through {@link set}.
+   * @internal KVM's fault path only, not part of the package's API.
+   */
+  installFrozen(level: number, gpa: number, code: MirrorEntryCode, hpa: number): void {
+    const key = MirrorSept.#tableOf(level, gpa);
+    const block = this.#block(level, key);
+    const index = block === undefined ? 0 : MirrorSept.#index(level, gpa, key);
+    if (block === undefined || block.entry[index] !== MirrorEntry.FROZEN || !isLeaf(code)) {
+      this.set(level, gpa, code, hpa);
+      return;
+    }
+    block.entry[index] = code;
+    block.hpa ??= new Float64Array(512);
+    block.hpa[index] = hpa;
   }
 
   /** Writes the entry at `level` for the GPA (a leaf with its host page). */

@@ -185,6 +185,15 @@ export class VmState {
     return this.#tdvprRegisters[index] as bigint;
   }
 
+  /**
+   * The input registers that enter vCPU `index` again after an exit: RCX = its TDVPR, every other register 0. Built
+   * as {@link pageRegisters} builds a page SEAMCALL's, one fresh array with RCX in place rather than a zeroed file
+   * and a store of RCX: every exit KVM answers makes one.
+   */
+  reentryRegisters(index: number): Gprs {
+    return pageRegisters(this.#tdvprRegisters[index] as bigint, ZERO, ZERO);
+  }
+
   /** Counts a SEAMCALL that answered `status`. */
   countSeamcall(name: string, status: bigint): void {
     this.counters.seamcalls[name] = (this.counters.seamcalls[name] ?? 0) + 1;
@@ -247,7 +256,10 @@ export class VmState {
   }
 }
 
-/** The zero of {@link pageRegisters} (a variable, so that its literal is not a constant one). */
+/**
+ * 0 as a register value: the registers {@link pageRegisters} leaves 0, and RDX and R8 of a re-entry. A variable, so
+ * that the array literal holding it is not a constant one (a fresh array per call).
+ */
 const ZERO = 0n;
 
 /**

@@ -29,6 +29,8 @@ export interface ScenarioCounters {
 
 const MAP_GPA = TdvmcallSubfunction.MAP_GPA;
 const RETRY = TdvmcallStatus.RETRY;
+/** The one SEAMCALL leaf whose events the evidence sink acts on (the private pages the VMM removed). */
+const REMOVE_LEAF = 'TDH.MEM.PAGE.REMOVE';
 /** Calls kept before the mark and after it: the report's timeline window. */
 const WINDOW_BEFORE = 80;
 const WINDOW_AFTER = 40;
@@ -157,18 +159,16 @@ export class ScenarioProbe implements TraceSink {
   #take(event: TraceEvent): void {
     this.#keepTrace?.push(event);
     this.#forward?.record(event);
+    // The evidence sink gets the events it acts on (a SEAMCALL that removes a page, a TD exit of a TDCALL, a VMM
+    // reply, anything else the trace may grow), in their order: it ignores the rest, and the four events of every
+    // 4K page (the AUG and TDH.VP.ENTER SEAMCALLs, the ACCEPT TDCALL, the EPT-violation exit) are among the rest.
     const kind = event.kind;
-    if (kind === 'seamcall') {
-      this.#evidence.record(event);
-      this.#seamcall(event);
-    } else if (kind === 'tdcall') {
-      this.#evidence.record(event);
+    if (kind === 'seamcall') this.#seamcall(event);
+    else if (kind === 'tdcall') {
       this.counters.tdcalls++;
       this.#keep(event.time, 'g', event.leaf, failed(event.status));
-    } else if (kind === 'td-exit') {
-      this.#evidence.record(event);
-      this.#tdExit(event);
-    } else if (kind === 'vmm-reply') {
+    } else if (kind === 'td-exit') this.#tdExit(event);
+    else if (kind === 'vmm-reply') {
       // The request a reply answers, before the evidence sink forgets it.
       const request = this.#evidence.pendingMapGpa(event.vcpu);
       this.#evidence.record(event);
@@ -188,6 +188,7 @@ export class ScenarioProbe implements TraceSink {
         : second !== undefined && second.leaf === leaf
           ? second
           : this.#countOf(leaf);
+    if (counted.removes) this.#evidence.record(event);
     counted.count++;
     // VP.ENTER is the other half of every TD exit: keep the timeline for the calls that change memory.
     if (counted.drawn) this.#keep(event.time, 'v', leaf, failed(event.status));
@@ -197,7 +198,7 @@ export class ScenarioProbe implements TraceSink {
   #countOf(leaf: string): LeafCount {
     let counted = this.#leafCounts.get(leaf);
     if (counted === undefined) {
-      counted = { leaf, count: 0, drawn: leaf !== 'TDH.VP.ENTER' };
+      counted = { leaf, count: 0, drawn: leaf !== 'TDH.VP.ENTER', removes: leaf === REMOVE_LEAF };
       this.#leafCounts.set(leaf, counted);
     }
     this.#recentLeaf[this.#recentNext] = counted;
@@ -212,6 +213,8 @@ export class ScenarioProbe implements TraceSink {
       this.#lastReason = reason;
       this.#lastReasonTdcall = reason.startsWith('TDCALL');
     }
+    // Only the exit of a TDCALL can be a request the evidence sink notes (a MapGPA); it ignores any other exit.
+    if (this.#lastReasonTdcall) this.#evidence.record(event);
     const mapGpa =
       this.#lastReasonTdcall && event.regs.r11 === MAP_GPA
         ? this.#evidence.pendingMapGpa(event.vcpu)
@@ -284,6 +287,8 @@ interface LeafCount {
   readonly leaf: string;
   count: number;
   readonly drawn: boolean;
+  /** TDH.MEM.PAGE.REMOVE: the evidence sink records the pages it removed. */
+  readonly removes: boolean;
 }
 
 /**

@@ -45,6 +45,11 @@ export class ConversionEvidenceSink implements TraceSink {
     return this.#pending.get(vcpu);
   }
 
+  /**
+   * Notes a MapGPA request (the TD exit of a TDCALL), acknowledges it from the VMM's reply, and records a successful
+   * TDH.MEM.PAGE.REMOVE; ignores every other event. The scenario probe of `@tdxsim/cli` hands it only these events
+   * (and any kind it does not know), so a kind or leaf read here must also be handed on there.
+   */
   record(event: TraceEvent): void {
     switch (event.kind) {
       case 'seamcall':
