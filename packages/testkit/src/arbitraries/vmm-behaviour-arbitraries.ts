@@ -65,6 +65,17 @@ export const sideEffects: fc.Arbitrary<SideEffect[]> = fc.oneof(
   { arbitrary: fc.subarray([...SIDE_EFFECTS], { minLength: 1 }), weight: 1 },
 );
 
+/**
+ * The same effects in a packed list: `fc.subarray` answers a holey one when it keeps every element, a third hidden
+ * class at the scripted backend's look-up of a step's effects (its MapGPA handler was thrown away and compiled again
+ * when a late case showed it one).
+ */
+function packedEffects(effects: readonly SideEffect[]): SideEffect[] {
+  const packed = objectArray<SideEffect>();
+  for (const effect of effects) packed.push(effect);
+  return packed;
+}
+
 /** Any step, honest or not. */
 export const mapGpaStep: fc.Arbitrary<MapGpaStep> = recordDraws(
   convertChoice,
@@ -73,7 +84,7 @@ export const mapGpaStep: fc.Arbitrary<MapGpaStep> = recordDraws(
   sideEffects,
 ).map(([convert, status, r11, effects]) =>
   // Built field by field (no rest or spread): a campaign maps every step it draws.
-  effects.length === 0 ? { convert, status, r11 } : { convert, status, r11, effects },
+  effects.length === 0 ? { convert, status, r11 } : { convert, status, r11, effects: packedEffects(effects) },
 );
 
 /** Options of the behaviour arbitraries: how long a generated script may be. */
