@@ -58,23 +58,23 @@ export const convertChoice: fc.Arbitrary<ConvertChoice> = fc.oneof(
   fc.integer({ min: 1, max: 3 }).map((extra) => ({ extra })),
 );
 
-/** Side effects, rare: most steps have none. */
-export const sideEffects: fc.Arbitrary<SideEffect[]> = fc.oneof(
-  // Pre-typed like the subarrays beside it, so the step mapper below sees one array hidden class.
-  { arbitrary: fc.constant(objectArray<SideEffect>()), weight: 6 },
-  { arbitrary: fc.subarray([...SIDE_EFFECTS], { minLength: 1 }), weight: 1 },
-);
-
 /**
- * The same effects in a packed list: `fc.subarray` answers a holey one when it keeps every element, a third hidden
- * class at the scripted backend's look-up of a step's effects (its MapGPA handler was thrown away and compiled again
- * when a late case showed it one).
+ * The same effects in a packed list: `fc.subarray` answers a holey one when it keeps every element, another hidden
+ * class where a step's effects are read (the step mapper below and the scripted backend's MapGPA handler were thrown
+ * away and compiled again when a late case showed them one).
  */
 function packedEffects(effects: readonly SideEffect[]): SideEffect[] {
   const packed = objectArray<SideEffect>();
   for (const effect of effects) packed.push(effect);
   return packed;
 }
+
+/** Side effects, rare: most steps have none. */
+export const sideEffects: fc.Arbitrary<SideEffect[]> = fc.oneof(
+  // Pre-typed like the subarrays beside it, so the step mapper below sees one array hidden class.
+  { arbitrary: fc.constant(objectArray<SideEffect>()), weight: 6 },
+  { arbitrary: fc.subarray([...SIDE_EFFECTS], { minLength: 1 }).map(packedEffects), weight: 1 },
+);
 
 /** Any step, honest or not. */
 export const mapGpaStep: fc.Arbitrary<MapGpaStep> = recordDraws(
@@ -84,7 +84,7 @@ export const mapGpaStep: fc.Arbitrary<MapGpaStep> = recordDraws(
   sideEffects,
 ).map(([convert, status, r11, effects]) =>
   // Built field by field (no rest or spread): a campaign maps every step it draws.
-  effects.length === 0 ? { convert, status, r11 } : { convert, status, r11, effects: packedEffects(effects) },
+  effects.length === 0 ? { convert, status, r11 } : { convert, status, r11, effects },
 );
 
 /** Options of the behaviour arbitraries: how long a generated script may be. */
