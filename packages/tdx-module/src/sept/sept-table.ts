@@ -117,7 +117,7 @@ export class SeptTable {
   #measure(buffer: ArrayBuffer, layout: { tables: number; packed: boolean }): void {
     layout.packed &&= this.#buffer === buffer && this.#offset === TABLE_BYTES * layout.tables;
     layout.tables++;
-    for (let i = 0, left = this.childTables; left > 0; i++) {
+    for (let i = 0, left = this.childTables; left > 0 && i < 512; i++) {
       const child = this.child[i];
       if (child === undefined) continue;
       child.#measure(buffer, layout);
@@ -133,7 +133,7 @@ export class SeptTable {
       copied: place.copied,
     });
     place.offset += TABLE_BYTES;
-    for (let i = 0, left = this.childTables; left > 0; i++) {
+    for (let i = 0, left = this.childTables; left > 0 && i < 512; i++) {
       const child = this.child[i];
       if (child === undefined) continue;
       copy.child[i] = child.#cloneInto(paths, place);
