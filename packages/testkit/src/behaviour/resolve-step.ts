@@ -79,5 +79,11 @@ export function resolveParsedStep(step: MapGpaStep, request: MapGpaRequest, maxP
   else r11 = BigInt(choice.raw);
   // No effects: an empty list of the generated lists' elements kind (a `[]` literal is another hidden class, and the
   // scripted backend's MapGPA handler, optimised on one of them, was thrown away when a case showed it the other).
-  return { convertPages, withinRequest, r10, r11: r11 & U64, effects: step.effects ?? objectArray<SideEffect>() };
+  return {
+    convertPages,
+    withinRequest,
+    r10,
+    r11: r11 & U64,
+    effects: step.effects ?? objectArray<SideEffect>(),
+  };
 }
