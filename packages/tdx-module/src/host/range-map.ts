@@ -125,11 +125,13 @@ export class RangeMap<T> {
       return;
     }
     const shift = count - removed;
-    // Grown at the end first (no hole: the arrays stay packed), then the runs after the slots moved up.
+    // Grown at the end first (no hole: the arrays stay packed), then the runs after the slots moved up. The filler is
+    // any element of the list (overwritten below or by the caller); an empty map has none to read at index -1.
+    const filler = (length === 0 ? undefined : values[length - 1]) as T;
     for (let k = 0; k < shift; k++) {
       starts.push(0);
       ends.push(0);
-      values.push(values[length - 1] as T);
+      values.push(filler);
     }
     for (let i = length - 1; i >= at + removed; i--) {
       starts[i + shift] = starts[i] as number;
