@@ -73,6 +73,7 @@ export class SeptTable {
       return;
     }
     this.nonFree = from.table.nonFree;
+    this.childTables = from.table.childTables;
     if (from.copied) return;
     this.hpa.set(from.table.hpa);
     this.acceptCounter.set(from.table.acceptCounter);
@@ -139,7 +140,6 @@ export class SeptTable {
       copy.child[i] = child.#cloneInto(paths, place);
       left--;
     }
-    copy.childTables = this.childTables;
     return copy;
   }
 
