@@ -17,7 +17,7 @@ import {
   statusChoice,
   vmmBehaviour,
 } from '../src/arbitraries/vmm-behaviour-arbitraries.js';
-import type { MapGpaStep } from '../src/behaviour/vmm-behaviour.js';
+import type { MapGpaStep, SideEffect } from '../src/behaviour/vmm-behaviour.js';
 import { campaignFuzzCase, FUZZED_PRESETS, fuzzCase } from '../src/fuzz/fuzz-campaign.js';
 import type { WorkloadStep } from '../src/properties/safety-workload.js';
 
@@ -108,5 +108,20 @@ describe('fuzz case arbitraries draw what fc.record drew', () => {
         .digest('hex');
     expect(hash(fuzzCase())).toBe(golden);
     expect(hash(campaignFuzzCase(FUZZED_PRESETS))).toBe(golden);
+  });
+});
+
+describe('the side-effect arbitrary', () => {
+  it('shrinks a list a caller gives it (an example), as one it drew', () => {
+    const given: SideEffect[] = ['tamper-accepted', 'alias-shared-pair', 'map-td-page', 'keep-private'];
+    const result = fc.check(
+      fc.property(sideEffects, (effects) => effects.length < 2),
+      { examples: [[given]], numRuns: 1, seed: 1 },
+    );
+    expect(result.failed).toBe(true);
+    // Without an unmapper fast-check could not shrink the example: the counterexample would be all four.
+    expect(result.counterexample?.[0]).toHaveLength(2);
+    // Not a list it could draw: not taken for one.
+    expect(sideEffects.canShrinkWithoutContext(['not-an-effect'])).toBe(false);
   });
 });

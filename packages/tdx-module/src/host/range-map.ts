@@ -101,22 +101,42 @@ export class RangeMap<T> {
     }
   }
 
-  /** Makes the `removed` runs at `at` into `count` slots (their contents to be written by the caller). */
+  /**
+   * Makes the `removed` runs at `at` into `count` slots (their contents to be written by the caller). The runs after
+   * them are moved element by element: `splice` made an array of the removed elements per call and per array (a
+   * guest's ledger and a shared EPT resize on most conversions).
+   */
   #resize(at: number, removed: number, count: number): void {
     if (count === removed) return;
     const starts = this.#starts;
     const ends = this.#ends;
     const values = this.#values;
+    const length = starts.length;
     if (count < removed) {
-      starts.splice(at, removed - count);
-      ends.splice(at, removed - count);
-      values.splice(at, removed - count);
+      const shift = removed - count;
+      for (let i = at + count; i + shift < length; i++) {
+        starts[i] = starts[i + shift] as number;
+        ends[i] = ends[i + shift] as number;
+        values[i] = values[i + shift] as T;
+      }
+      starts.length = length - shift;
+      ends.length = length - shift;
+      values.length = length - shift;
       return;
     }
-    for (let k = removed; k < count; k++) {
-      starts.splice(at, 0, 0);
-      ends.splice(at, 0, 0);
-      values.splice(at, 0, undefined as T);
+    const shift = count - removed;
+    // Grown at the end first (no hole: the arrays stay packed), then the runs after the slots moved up. The filler is
+    // any element of the list (overwritten below or by the caller); an empty map has none to read at index -1.
+    const filler = (length === 0 ? undefined : values[length - 1]) as T;
+    for (let k = 0; k < shift; k++) {
+      starts.push(0);
+      ends.push(0);
+      values.push(filler);
+    }
+    for (let i = length - 1; i >= at + removed; i--) {
+      starts[i + shift] = starts[i] as number;
+      ends[i + shift] = ends[i] as number;
+      values[i + shift] = values[i] as T;
     }
   }
 

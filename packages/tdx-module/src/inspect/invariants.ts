@@ -297,6 +297,9 @@ class InvariantCheck {
     }
     if (nonFree !== table.nonFree)
       this.fail('tree-shape', `${tdName(td)}: table non-free count ${table.nonFree} != ${nonFree}`);
+    // A copy of the tree (checkpoints) visits as many children as the table counts.
+    if (children.length !== table.childTables)
+      this.fail('tree-shape', `${tdName(td)}: table child count ${table.childTables} != ${children.length}`);
     return units;
   }
 

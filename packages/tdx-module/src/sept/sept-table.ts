@@ -31,6 +31,11 @@ export class SeptTable {
   /** 2M leaves: 4K chunks already zeroed by an interrupted ACCEPT (entry bits 20:12). */
   readonly acceptCounter: Uint16Array;
   readonly child: (SeptTable | undefined)[] = new Array(512);
+  /**
+   * Entries of {@link child} that hold a table (written with it, by the tree's attach and detach): a copy visits only
+   * those, and a table without children (a leaf table, a root with nothing below) is not scanned 512 entries twice.
+   */
+  childTables = 0;
   /** Entries not FREE; SEPT.REMOVE needs 0. */
   nonFree = 0;
   /** The path changes of the tree this table belongs to (bookkeeping of the walk, not part of the table's state). */
@@ -68,6 +73,7 @@ export class SeptTable {
       return;
     }
     this.nonFree = from.table.nonFree;
+    this.childTables = from.table.childTables;
     if (from.copied) return;
     this.hpa.set(from.table.hpa);
     this.acceptCounter.set(from.table.acceptCounter);
@@ -112,9 +118,11 @@ export class SeptTable {
   #measure(buffer: ArrayBuffer, layout: { tables: number; packed: boolean }): void {
     layout.packed &&= this.#buffer === buffer && this.#offset === TABLE_BYTES * layout.tables;
     layout.tables++;
-    for (let i = 0; i < 512; i++) {
+    for (let i = 0, left = this.childTables; left > 0 && i < 512; i++) {
       const child = this.child[i];
-      if (child !== undefined) child.#measure(buffer, layout);
+      if (child === undefined) continue;
+      child.#measure(buffer, layout);
+      left--;
     }
   }
 
@@ -126,9 +134,11 @@ export class SeptTable {
       copied: place.copied,
     });
     place.offset += TABLE_BYTES;
-    for (let i = 0; i < 512; i++) {
+    for (let i = 0, left = this.childTables; left > 0 && i < 512; i++) {
       const child = this.child[i];
-      if (child !== undefined) copy.child[i] = child.#cloneInto(paths, place);
+      if (child === undefined) continue;
+      copy.child[i] = child.#cloneInto(paths, place);
+      left--;
     }
     return copy;
   }

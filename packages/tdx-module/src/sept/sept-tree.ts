@@ -147,7 +147,10 @@ export class SeptTree {
 
   /** Installs `child` under a FREE entry and makes the entry NL_MAPPED. */
   attachChild(table: SeptTable, index: number, childPageHpa: number): SeptTable {
+    // Its callers (SEPT.ADD on a FREE entry, PAGE.DEMOTE on a leaf) never have a table there: one would be orphaned.
+    if (table.child[index] !== undefined) throw new Error('model bug: attach over a child table');
     const child = new SeptTable(table.level - 1, childPageHpa, table.paths);
+    table.childTables++;
     table.child[index] = child;
     table.hpa[index] = childPageHpa;
     table.setState(index, SeptState.NL_MAPPED);
@@ -162,6 +165,7 @@ export class SeptTree {
   detachChild(table: SeptTable, index: number): void {
     const child = table.child[index];
     if (child !== undefined) {
+      table.childTables--;
       if (this.#reused?.table === child) this.#reused.table = this.root;
       if (this.#lastTable === child) {
         this.#lastTable = undefined;

@@ -3,7 +3,7 @@
  * the same range. Property: on random trees changed at random (tables attached and detached, entries at every level
  * set to every state, a tree cloned and changed apart from its original), every walk answers exactly what a walk
  * from the root, written here without any memory, answers (the tree's reused cursor too). And neither keeps a table
- * detached from the tree alive.
+ * detached from the tree alive. After each step every table of both trees counts the child tables it holds.
  */
 import fc from 'fast-check';
 import { expect, test } from 'vitest';
@@ -16,8 +16,11 @@ const STATES = Object.values(SeptState);
 /** States an entry with a child table may have (reference §3). */
 const WITH_CHILD = [SeptState.NL_MAPPED, SeptState.NL_BLOCKED];
 
-/** GPAs the sequences use: few enough that walks and changes meet on the same paths. */
-const GPAS = [0, 0x1000, 0x20_0000, 0x20_3000, 0x4000_0000, 0x4020_0000, 0x80_0000_0000];
+/**
+ * GPAs the sequences use: few enough that walks and changes meet on the same paths. 0x7f_ffff_f000 is entry 511 at
+ * levels 0 to 2 (a table's last entry: the end of loops over a table's children).
+ */
+const GPAS = [0, 0x1000, 0x20_0000, 0x20_3000, 0x4000_0000, 0x4020_0000, 0x7f_ffff_f000, 0x80_0000_0000];
 
 /** The walk of reference tdx-module.md §4.2 from the root, remembering nothing. */
 function referenceWalk(
@@ -39,6 +42,12 @@ function referenceWalk(
 /** The tables of `tree` and of its subtrees, by depth-first order (how a step names one). */
 function tablesOf(tree: SeptTree): SeptTable[] {
   return [...tree.tables()].map((item) => item.table);
+}
+
+/** Every table of `tree` counts the child tables it holds (a copy of the tree visits that many). */
+function expectChildCounts(tree: SeptTree): void {
+  for (const table of tablesOf(tree))
+    expect(table.childTables).toBe(table.child.filter((c) => c !== undefined).length);
 }
 
 type Step =
@@ -83,6 +92,9 @@ test('a walk that starts where the last one went answers as a walk from the root
       let nextPage = 0x1000_1000;
       const cursor = new SeptCursor(tree.root);
       for (const s of steps) {
+        // After each step (the last one's checked after the loop): the trees' child counts, a clone's too.
+        expectChildCounts(tree);
+        if (other !== undefined) expectChildCounts(other);
         const gpa = s.kind === 'clone' ? 0 : (GPAS[s.gpa] as number);
         if (s.kind === 'walk') {
           const level = Math.min(s.level, pwl);
@@ -134,6 +146,8 @@ test('a walk that starts where the last one went answers as a walk from the root
           table.setState(index, s.state);
         }
       }
+      expectChildCounts(tree);
+      if (other !== undefined) expectChildCounts(other);
     }),
     { numRuns: 500 },
   );

@@ -1,4 +1,5 @@
 import { TdvmcallStatus } from '@tdxsim/tdx-module';
+import { objectArray } from '../object-array.js';
 import { assertInteger, assertOptions, assertU64 } from '../validation.js';
 import { parseStep } from './parse-behaviour.js';
 import type { MapGpaStep, SideEffect } from './vmm-behaviour.js';
@@ -76,5 +77,13 @@ export function resolveParsedStep(step: MapGpaStep, request: MapGpaRequest, maxP
   else if ('pastEnd' in choice) r11 = r12 + r13 + BigInt(choice.pastEnd) * PAGE;
   else if ('unaligned' in choice) r11 = next + BigInt(choice.unaligned);
   else r11 = BigInt(choice.raw);
-  return { convertPages, withinRequest, r10, r11: r11 & U64, effects: step.effects ?? [] };
+  // No effects: an empty list of the generated lists' elements kind (a `[]` literal is another hidden class, and the
+  // scripted backend's MapGPA handler, optimised on one of them, was thrown away when a case showed it the other).
+  return {
+    convertPages,
+    withinRequest,
+    r10,
+    r11: r11 & U64,
+    effects: step.effects ?? objectArray<SideEffect>(),
+  };
 }
