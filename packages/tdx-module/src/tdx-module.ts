@@ -91,6 +91,7 @@ import { NullTraceSink, type TraceSink } from './services/trace.js';
 import type { SharedEpt } from './td/shared-ept.js';
 import type { TdControl } from './td/td-control.js';
 import type { VcpuState } from './td/vcpu.js';
+import type { VcpuOwner } from './td/vcpu-table.js';
 import type { SeamcallPort } from './vmm-port.js';
 
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
@@ -510,7 +511,7 @@ export class TdxModule implements SeamcallPort {
       throw error;
     }
     if (pause !== undefined) return this.#vpEnterAfterYield(regs, cpu, pause);
-    return this.#vpEnterNow(regs, cpu);
+    return this.#vpEnterNow(regs, cpu, owner);
   }
 
   /** TDH.VP.ENTER suspended at its first yield point. */
@@ -525,11 +526,19 @@ export class TdxModule implements SeamcallPort {
       this.#seamret(cpu);
       throw error;
     }
-    return this.#vpEnterNow(regs, cpu);
+    // The vCPUs may have changed while it waited: the TDVPR is looked up again.
+    return this.#vpEnterNow(regs, cpu, this.#m.vcpusByTdvpr.byValue(regs[Reg.RCX] as bigint));
   }
 
-  /** TDH.VP.ENTER's checks and the VM entry; SEAMRET at once unless the vCPU entered guest mode. */
-  #vpEnterNow(regs: readonly bigint[], cpu: HostCpu | undefined): Gprs | Promise<Gprs> {
+  /**
+   * TDH.VP.ENTER's checks and the VM entry; SEAMRET at once unless the vCPU entered guest mode. `owner`: the vCPU of
+   * the TDVPR operand, looked up in the same synchronous span (see vpEnterChecks).
+   */
+  #vpEnterNow(
+    regs: readonly bigint[],
+    cpu: HostCpu | undefined,
+    owner: VcpuOwner | undefined,
+  ): Gprs | Promise<Gprs> {
     const m = this.#m;
     let td: TdControl;
     let vcpu: VcpuState;
@@ -538,7 +547,7 @@ export class TdxModule implements SeamcallPort {
       const held = this.#heldPool.pop() ?? new HeldLocks();
       let decision: EnterDecision;
       try {
-        decision = vpEnterChecks(m, regs, held);
+        decision = vpEnterChecks(m, regs, owner, held);
       } finally {
         held.releaseAll();
         this.#heldPool.push(held);

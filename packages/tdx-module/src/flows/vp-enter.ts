@@ -11,6 +11,7 @@ import { translates as importedTranslates } from '../core/zero-step.js';
 import { type Gprs, makeGprs as importedMakeGprs, Reg as importedReg } from '../registers.js';
 import type { TdControl } from '../td/td-control.js';
 import type { VcpuState } from '../td/vcpu.js';
+import type { VcpuOwner } from '../td/vcpu-table.js';
 
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
 // module cell and checked at every use: tdx-module README, "Eleventh pass").
@@ -47,14 +48,20 @@ let lastTdr = -1;
 /**
  * TDH.VP.ENTER up to the VM entry: TDVPR and implicit TDR checks, OP_STATE gate, the epoch reference, and the
  * zero-step filter, which takes the SEPT tree lock exclusive (BUSY + SEPT_TREE on failure) and synthesises an
- * EPT-violation exit for a listed GPA that still would not translate.
+ * EPT-violation exit for a listed GPA that still would not translate. `owner`: the vCPU the TDVPR operand names
+ * (`vcpusByTdvpr.byValue` of RCX), looked up by the caller in the same synchronous span (the PAMT check before its
+ * use changes no vCPU): TDH.VP.ENTER looks it up once per entry.
  * Source: intel/tdx-module 1.5.01 src/td_transitions/tdh_vp_enter.c (reference tdx-module.md §8, §10.6, §11).
  */
-export function vpEnterChecks(m: ModuleState, regs: readonly bigint[], held: HeldLocks): EnterDecision {
+export function vpEnterChecks(
+  m: ModuleState,
+  regs: readonly bigint[],
+  owner: VcpuOwner | undefined,
+  held: HeldLocks,
+): EnterDecision {
   const tdvpr = regs[Reg.RCX] as bigint;
   const pageStatus = m.checkHpaPage(tdvpr, 0, PamtPageType.TDVPR, 'shared', OperandId.RCX, held);
   if (pageStatus !== 0n) return pageStatus;
-  const owner = m.vcpusByTdvpr.byValue(tdvpr);
   if (owner === undefined) return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.RCX);
   // enterTd reads the TDR operand at once: one register file serves every entry.
   if (owner.td.tdr !== lastTdr) {
