@@ -1,7 +1,6 @@
 import { EXIT_QUALIFICATION_WRITE } from '../abi/exit-reason.js';
 import { SeamcallLeaf as importedSeamcallLeaf } from '../abi/leaves.js';
 import { OperandId as importedOperandId } from '../abi/operand-id.js';
-import { PamtPageType as importedPamtPageType } from '../abi/page-type.js';
 import { TdxStatus as importedTdxStatus, withDetail as importedWithDetail } from '../abi/status-codes.js';
 import { eptViolationExit as importedEptViolationExit } from '../core/exit-registers.js';
 import { enterTd as importedEnterTd } from '../core/gates.js';
@@ -16,7 +15,6 @@ import type { VcpuOwner } from '../td/vcpu-table.js';
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
 // module cell and checked at every use: tdx-module README, "Eleventh pass").
 const OperandId = importedOperandId;
-const PamtPageType = importedPamtPageType;
 const Reg = importedReg;
 const SeamcallLeaf = importedSeamcallLeaf;
 const TdxStatus = importedTdxStatus;
@@ -60,8 +58,8 @@ export function vpEnterChecks(
   held: HeldLocks,
 ): EnterDecision {
   const tdvpr = regs[Reg.RCX] as bigint;
-  const pageStatus = m.checkHpaPage(tdvpr, 0, PamtPageType.TDVPR, 'shared', OperandId.RCX, held);
-  if (pageStatus !== 0n) return pageStatus;
+  const pageStatus = m.checkTdvprPage(tdvpr, OperandId.RCX, held);
+  if (pageStatus !== undefined) return pageStatus;
   if (owner === undefined) return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.RCX);
   // enterTd reads the TDR operand at once: one register file serves every entry.
   if (owner.td.tdr !== lastTdr) {
