@@ -70,7 +70,7 @@ import {
   vpFlush,
 } from './flows/teardown.js';
 import { memTrack } from './flows/track.js';
-import { type EnterDecision, Entering, vpEnterChecks } from './flows/vp-enter.js';
+import { Entering, vpEnterChecks } from './flows/vp-enter.js';
 import { vpRead } from './flows/vp-read.js';
 import type { TdmrOptions } from './memory/physical-memory.js';
 import { validateTdmr } from './memory/physical-memory.js';
@@ -259,6 +259,9 @@ const guestLog = new HotLogger('tdcall');
 type TdcallAnswer = Gprs | bigint;
 /** RAX of TDG.MEM.PAGE.ACCEPT (version 0). */
 const ACCEPT_RAX = BigInt(importedTdcallLeaf.MEM_PAGE_ACCEPT);
+
+/** The lock record of TDH.VP.ENTER's checks, which release each lock as they take it (no record kept: one serves all). */
+const RELEASED_AT_ONCE = new HeldLocks(true);
 
 /**
  * The TDX module: the only way into TD state. The host (VMM) talks to it with {@link TdxModule.seamcall}, the guest
@@ -544,14 +547,8 @@ export class TdxModule implements SeamcallPort {
     let vcpu: VcpuState;
     let exiting: Promise<ExitAnswer>;
     try {
-      const held = this.#heldPool.pop() ?? new HeldLocks();
-      let decision: EnterDecision;
-      try {
-        decision = vpEnterChecks(m, regs, owner, held);
-      } finally {
-        held.releaseAll();
-        this.#heldPool.push(held);
-      }
+      // The checks' locks are released as they are taken (see HeldLocks' constructor): nothing is held after them.
+      const decision = vpEnterChecks(m, regs, owner, RELEASED_AT_ONCE);
       if (!(decision instanceof Entering)) {
         this.#seamret(cpu);
         return this.#vpEnterAnswer(

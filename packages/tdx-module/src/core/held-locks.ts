@@ -40,6 +40,19 @@ export class HeldLocks {
   /** Per record: the object of the lock that joined it (else undefined). */
   #joined: unknown[] = new Array<unknown>(16).fill(undefined);
   #count = 0;
+  /** Each lock is released as it is recorded (see the constructor). */
+  readonly #atOnce: boolean;
+
+  /**
+   * `releaseAtOnce`: each lock is released as soon as it is recorded, and no record is kept — for checks that release
+   * every lock they took before anything else runs (TDH.VP.ENTER's: one synchronous span, no yield point, and each
+   * lock only tested, shared). Shared holds never make another shared or host attempt fail, and a host's success
+   * clears HP whether or not an earlier hold is still there, so each lock word ends as releasing them all together
+   * at the end would leave it, without a record made and walked back per lock.
+   */
+  constructor(releaseAtOnce = false) {
+    this.#atOnce = releaseAtOnce;
+  }
 
   #push(kind: number, object: unknown, index: number): void {
     const at = this.#count;
@@ -72,11 +85,14 @@ export class HeldLocks {
    * the whole walk (a SEAMCALL takes two or three walks).
    */
   addPamtWalk(region: PamtRegion, level: number, exclusive: boolean, index2m: number, index4k: number): void {
-    this.#push(PAMT_WALK, region, level | (exclusive ? 4 : 0) | (index2m << 3) | (index4k << 12));
+    const walk = level | (exclusive ? 4 : 0) | (index2m << 3) | (index4k << 12);
+    if (this.#atOnce === true) releasePamtWalk(region, walk);
+    else this.#push(PAMT_WALK, region, walk);
   }
 
   addPlain(lock: PlainSharexLock, exclusive: boolean): void {
-    this.#push(exclusive ? PLAIN_EXCLUSIVE : PLAIN_SHARED, lock, 0);
+    if (this.#atOnce === true) releasePlain(lock, exclusive);
+    else this.#push(exclusive ? PLAIN_EXCLUSIVE : PLAIN_SHARED, lock, 0);
   }
 
   /**
@@ -84,11 +100,20 @@ export class HeldLocks {
    * leave, made at once (the locked walk of every page leaf takes the tree lock, then the entry's).
    */
   addPlainThenEntry(lock: PlainSharexLock, exclusive: boolean, table: SeptTable, index: number): void {
+    if (this.#atOnce === true) {
+      table.lock[index] = unlockSeptEntry(table.lock[index] as number);
+      releasePlain(lock, exclusive);
+      return;
+    }
     this.#push(exclusive === true ? PLAIN_EXCLUSIVE_THEN_ENTRY : PLAIN_SHARED_THEN_ENTRY, lock, index);
     this.#joined[this.#count - 1] = table;
   }
 
   addSeptEntry(table: SeptTable, index: number): void {
+    if (this.#atOnce === true) {
+      table.lock[index] = unlockSeptEntry(table.lock[index] as number);
+      return;
+    }
     const kind = this.#topKind();
     if (kind === PLAIN_SHARED || kind === PLAIN_EXCLUSIVE) {
       // A plain record's index is 0: the entry's index takes its place.
@@ -102,6 +127,10 @@ export class HeldLocks {
   }
 
   addOpState(td: TdControl): void {
+    if (this.#atOnce === true) {
+      td.opStateLock = releaseShared(td.opStateLock);
+      return;
+    }
     if (this.#topKind() === PAMT_WALK) {
       const top = this.#count - 1;
       this.#codes[top] = ((this.#codes[top] as number) & ~7) | PAMT_WALK_THEN_OP_STATE;
@@ -181,6 +210,12 @@ export class HeldLocks {
 const releaseShared = hpReleaseShared;
 const releaseExclusive = hpReleaseExclusive;
 const unlockSeptEntry = septEntryUnlock;
+
+/** Releases a plain lock held in the given mode. */
+function releasePlain(lock: PlainSharexLock, exclusive: boolean): void {
+  if (exclusive === true) lock.releaseExclusive();
+  else lock.releaseShared();
+}
 
 /** Releases one PAMT walk's locks, the smallest entry first (the reverse of the walk). */
 function releasePamtWalk(region: PamtRegion, walk: number): void {
