@@ -83,6 +83,8 @@ export class ModuleState {
    * at the first, throwing away the code compiled for the old one in the next scenario of the process.
    */
   #tdrAddress = Number.NaN;
+  /** Bumped whenever {@link tdrAddress} converts to an address other than the last: what was remembered is stale. */
+  #tdrSerial = 0;
   #tdrTd: TdControl | undefined;
   /** `tds.version` when `#tdrTd` was looked up (−1: not looked up for this address). */
   #tdrVersion = -1;
@@ -98,6 +100,7 @@ export class ModuleState {
     if (address !== this.#tdrAddress) {
       this.#tdrAddress = address;
       this.#tdrVersion = -1;
+      this.#tdrSerial++;
     }
     return address;
   }
@@ -241,10 +244,16 @@ export class ModuleState {
     return pageTypeStatus(region, block4k, index2m, index4k, level, expectedType, operand);
   }
 
-  /** Where the PAMT entries of the TDR address {@link checkTdrPage} last passed are. */
-  readonly #tdrPage = new RememberedPage();
-  /** The same for the TDVPR address {@link checkTdvprPage} last passed (every TDH.VP.ENTER checks its TDVPR). */
-  readonly #tdvprPage = new RememberedPage();
+  /**
+   * Where the PAMT entries of the TDR address {@link checkTdrPage} last passed are: valid while `#tdrSerial` (the
+   * same converted address: the cache is keyed by it, not by the bigint) and the PAMT's generation are those recorded.
+   */
+  #tdrPageSerial = -1;
+  #tdrPamtGeneration = -1;
+  #tdrRegion: PamtRegion | undefined;
+  #tdrBlock4k: PamtBlock | undefined;
+  #tdrIndex2m = 0;
+  #tdrIndex4k = 0;
 
   /**
    * {@link checkHpaPage} of a TDR operand (a 4K PT_TDR page, locked by the host in `mode`), the same checks in the
@@ -260,12 +269,46 @@ export class ModuleState {
     held: HeldLocks,
   ): bigint | undefined {
     const address = this.tdrAddress(value);
-    return this.#checkRemembered(this.#tdrPage, address, PamtPageType.TDR, mode, operand, held);
+    if (this.#tdrPageSerial !== this.#tdrSerial || this.#tdrPamtGeneration !== this.pamt.generation)
+      return this.#checkTdrPageFirst(address, mode, operand, held);
+    if (!this.inTdmr(address, 4096)) return withDetail(TdxStatus.OPERAND_ADDR_RANGE_ERROR, operand);
+    const region = this.#tdrRegion as PamtRegion;
+    const block4k = this.#tdrBlock4k;
+    const index2m = this.#tdrIndex2m;
+    const index4k = this.#tdrIndex4k;
+    const busy = lockPamtWalk(region, block4k, index2m, index4k, 0, mode === 'exclusive', operand, held);
+    if (busy !== undefined) return busy;
+    return pageTypeStatus(region, block4k, index2m, index4k, 0, PamtPageType.TDR, operand);
   }
+
+  /** {@link checkTdrPage} of an address not converted last: the full checks, then what they found is remembered. */
+  #checkTdrPageFirst(
+    address: number,
+    mode: 'shared' | 'exclusive',
+    operand: number,
+    held: HeldLocks,
+  ): bigint | undefined {
+    const status = this.checkHpaPageAt(address, 0, PamtPageType.TDR, mode, operand, held);
+    // An address that got as far as the lock walk is below 2^52, aligned and in the TDMR, with its 4K block made.
+    if (address < ADDRESS_LIMIT && (address & 4095) === 0 && this.inTdmr(address, 4096)) {
+      const region = this.pamt.regionAt(address);
+      this.#tdrPageSerial = this.#tdrSerial;
+      this.#tdrPamtGeneration = this.pamt.generation;
+      this.#tdrRegion = region;
+      this.#tdrIndex2m = index2mOf(address);
+      this.#tdrIndex4k = index4kOf(address);
+      this.#tdrBlock4k = this.pamt.block4kAt(region, this.#tdrIndex2m);
+    }
+    return status;
+  }
+
+  /** Where the PAMT entries of the TDVPR address {@link checkTdvprPage} last passed are. */
+  readonly #tdvprPage = new RememberedPage();
 
   /**
    * {@link checkHpaPage} of a TDVPR operand (a 4K PT_TDVPR page, locked shared by the host), the same checks in the
-   * same order, with its PAMT location remembered as {@link checkTdrPage} does: a host thread enters the same vCPU
+   * same order, with its PAMT location remembered as {@link checkTdrPage} does (keyed by the converted address; the
+   * TDR's own fields stay apart: in them its check is inlined into every SEAMCALL's prologue): a host thread enters the same vCPU
    * on every TDH.VP.ENTER, and its TDVPR's region is seldom the last one a lock walk found (the pages a VMM maps
    * between two entries lie elsewhere), so finding it again cost a Map lookup. Answers undefined where checkHpaPage
    * answers 0n.
