@@ -260,8 +260,8 @@ type TdcallAnswer = Gprs | bigint;
 /** RAX of TDG.MEM.PAGE.ACCEPT (version 0). */
 const ACCEPT_RAX = BigInt(importedTdcallLeaf.MEM_PAGE_ACCEPT);
 
-/** The lock record of TDH.VP.ENTER's checks, which release each lock as they take it (no record kept: one serves all). */
-const RELEASED_AT_ONCE = new HeldLocks(true);
+/** The lock record of TDH.VP.ENTER's checks, which release each lock as they take it (nothing kept: one serves all). */
+const RELEASED_AT_ONCE = HeldLocks.releasingAtOnce();
 
 /**
  * The TDX module: the only way into TD state. The host (VMM) talks to it with {@link TdxModule.seamcall}, the guest
@@ -497,7 +497,9 @@ export class TdxModule implements SeamcallPort {
    */
   #vpEnter(regs: readonly bigint[]): Gprs | Promise<Gprs> {
     const m = this.#m;
-    const owner = m.vcpusByTdvpr.byValue(regs[Reg.RCX] as bigint);
+    const vcpus = m.vcpusByTdvpr;
+    const version = vcpus.version;
+    const owner = vcpus.byValue(regs[Reg.RCX] as bigint);
     // The host processor of this vCPU enters SEAM root (NMIs inhibited) and leaves it at SEAMRET (#seamret). A
     // concurrent TDH.VP.ENTER of a vCPU already in guest mode (answered BUSY) is not its own host thread: it changes
     // nothing.
@@ -514,7 +516,12 @@ export class TdxModule implements SeamcallPort {
       throw error;
     }
     if (pause !== undefined) return this.#vpEnterAfterYield(regs, cpu, pause);
-    return this.#vpEnterNow(regs, cpu, owner);
+    // A scheduler may run SEAMCALLs in yieldAt and go on at once: if the vCPUs changed, the TDVPR is looked up again.
+    return this.#vpEnterNow(
+      regs,
+      cpu,
+      vcpus.version === version ? owner : vcpus.byValue(regs[Reg.RCX] as bigint),
+    );
   }
 
   /** TDH.VP.ENTER suspended at its first yield point. */
@@ -547,7 +554,7 @@ export class TdxModule implements SeamcallPort {
     let vcpu: VcpuState;
     let exiting: Promise<ExitAnswer>;
     try {
-      // The checks' locks are released as they are taken (see HeldLocks' constructor): nothing is held after them.
+      // The checks' locks are released as they are taken (HeldLocks.releasingAtOnce): nothing is held after them.
       const decision = vpEnterChecks(m, regs, owner, RELEASED_AT_ONCE);
       if (!(decision instanceof Entering)) {
         this.#seamret(cpu);

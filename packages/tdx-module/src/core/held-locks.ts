@@ -40,18 +40,22 @@ export class HeldLocks {
   /** Per record: the object of the lock that joined it (else undefined). */
   #joined: unknown[] = new Array<unknown>(16).fill(undefined);
   #count = 0;
-  /** Each lock is released as it is recorded (see the constructor). */
-  readonly #atOnce: boolean;
+  /** Each lock is released as it is recorded (see {@link HeldLocks.releasingAtOnce}). */
+  #atOnce = false;
 
   /**
-   * `releaseAtOnce`: each lock is released as soon as it is recorded, and no record is kept — for checks that release
-   * every lock they took before anything else runs (TDH.VP.ENTER's: one synchronous span, no yield point, and each
-   * lock only tested, shared). Shared holds never make another shared or host attempt fail, and a host's success
-   * clears HP whether or not an earlier hold is still there, so each lock word ends as releasing them all together
-   * at the end would leave it, without a record made and walked back per lock.
+   * A record that releases each lock as soon as it is recorded and keeps no record — for checks that release every
+   * lock they took before anything else runs (TDH.VP.ENTER's: one synchronous span with no yield point). Releasing
+   * early leaves every answer and lock word as releasing them all together at the end would, as long as no lock is
+   * attempted again in the span in a mode that conflicts with a hold of the same span (a hold released early could
+   * not make that attempt fail, nor set HOST_PRIORITY); a host's success clears HP whether or not an earlier hold is
+   * still there. TDH.VP.ENTER's checks meet this: its PAMT walks and OP_STATE are taken shared, the epoch lock shared
+   * and the SEPT tree lock (zero-step GPAs only) exclusive, each once.
    */
-  constructor(releaseAtOnce = false) {
-    this.#atOnce = releaseAtOnce;
+  static releasingAtOnce(): HeldLocks {
+    const held = new HeldLocks();
+    held.#atOnce = true;
+    return held;
   }
 
   #push(kind: number, object: unknown, index: number): void {

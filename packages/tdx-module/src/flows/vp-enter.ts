@@ -49,6 +49,10 @@ let lastTdr = -1;
  * EPT-violation exit for a listed GPA that still would not translate. `owner`: the vCPU the TDVPR operand names
  * (`vcpusByTdvpr.byValue` of RCX), looked up by the caller in the same synchronous span (the PAMT check before its
  * use changes no vCPU): TDH.VP.ENTER looks it up once per entry.
+ * `held` releases each lock as it is recorded ({@link HeldLocks.releasingAtOnce}): no lock here is attempted twice,
+ * none in a mode that conflicts with another of these holds, and there is no yield point between them. The real
+ * module keeps the TDR's and TDVPR's PAMT entries held shared until the TD exits; the model releases them at the end
+ * of these checks, as it did with a record walked back.
  * Source: intel/tdx-module 1.5.01 src/td_transitions/tdh_vp_enter.c (reference tdx-module.md §8, §10.6, §11).
  */
 export function vpEnterChecks(

@@ -1,5 +1,5 @@
 /**
- * A lock record that releases each lock as it is recorded (`new HeldLocks(true)`, TDH.VP.ENTER's checks) against one
+ * A lock record that releases each lock as it is recorded (`HeldLocks.releasingAtOnce()`, TDH.VP.ENTER's checks) against one
  * that keeps its records until the span's end (`releaseAll`), on twin states: random spans of shared PAMT checks
  * (general, TDR and TDVPR paths), OP_STATE and plain shared attempts, with lock words set by others (held shared,
  * exclusive, with HP) between spans. Every attempt must answer the same on both, and at each span's end every PAMT
@@ -119,7 +119,7 @@ test('locks released as they are recorded leave every word as records released a
     fc.property(fc.array(step, { minLength: 1, maxLength: 30 }), (steps) => {
       const atOnce: Side = {
         m: freshState(),
-        held: new HeldLocks(true),
+        held: HeldLocks.releasingAtOnce(),
         td: new TdControl(1, 1),
         plain: plainLock(0),
       };
