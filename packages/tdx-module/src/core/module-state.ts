@@ -302,88 +302,54 @@ export class ModuleState {
     return status;
   }
 
-  /** Where the PAMT entries of the TDVPR address {@link checkTdvprPage} last passed are. */
-  readonly #tdvprPage = new RememberedPage();
+  /**
+   * Where the PAMT entries of the TDVPR address {@link checkTdvprPage} last passed are: valid for that converted
+   * address (NaN: none, unequal to every address; a double from the start, as addresses beyond the small integers
+   * are, so the field keeps its map) while the PAMT's generation is the one recorded.
+   */
+  #tdvprPageAddress = Number.NaN;
+  #tdvprPamtGeneration = -1;
+  #tdvprRegion: PamtRegion | undefined;
+  #tdvprBlock4k: PamtBlock | undefined;
+  #tdvprIndex2m = 0;
+  #tdvprIndex4k = 0;
 
   /**
    * {@link checkHpaPage} of a TDVPR operand (a 4K PT_TDVPR page, locked shared by the host), the same checks in the
-   * same order, with its PAMT location remembered as {@link checkTdrPage} does (keyed by the converted address; the
-   * TDR's own fields stay apart: in them its check is inlined into every SEAMCALL's prologue): a host thread enters the same vCPU
-   * on every TDH.VP.ENTER, and its TDVPR's region is seldom the last one a lock walk found (the pages a VMM maps
-   * between two entries lie elsewhere), so finding it again cost a Map lookup. Answers undefined where checkHpaPage
-   * answers 0n.
+   * same order, with its PAMT location remembered as {@link checkTdrPage} does (in fields of its own, keyed by the
+   * converted address): a host thread enters the same vCPU on every TDH.VP.ENTER, and its TDVPR's region is seldom
+   * the last one a lock walk found (the pages a VMM maps between two entries lie elsewhere), so finding it again cost
+   * a Map lookup. Answers undefined where checkHpaPage answers 0n.
    */
   checkTdvprPage(value: bigint, operand: number, held: HeldLocks): bigint | undefined {
-    return this.#checkRemembered(
-      this.#tdvprPage,
-      u64ToNumber(value),
-      PamtPageType.TDVPR,
-      'shared',
-      operand,
-      held,
-    );
-  }
-
-  /**
-   * The checks of a 4K page of `type` at `address` (a converted operand) through what `at` remembers: valid for the
-   * same address (everything remembered is a function of it) while the PAMT's regions and blocks are the same ones.
-   */
-  #checkRemembered(
-    at: RememberedPage,
-    address: number,
-    type: number,
-    mode: 'shared' | 'exclusive',
-    operand: number,
-    held: HeldLocks,
-  ): bigint | undefined {
-    if (address !== at.address || at.generation !== this.pamt.generation)
-      return this.#checkAndRemember(at, address, type, mode, operand, held);
+    const address = u64ToNumber(value);
+    if (address !== this.#tdvprPageAddress || this.#tdvprPamtGeneration !== this.pamt.generation)
+      return this.#checkTdvprPageFirst(address, operand, held);
     if (!this.inTdmr(address, 4096)) return withDetail(TdxStatus.OPERAND_ADDR_RANGE_ERROR, operand);
-    const region = at.region as PamtRegion;
-    const block4k = at.block4k;
-    const index2m = at.index2m;
-    const index4k = at.index4k;
-    const busy = lockPamtWalk(region, block4k, index2m, index4k, 0, mode === 'exclusive', operand, held);
+    const region = this.#tdvprRegion as PamtRegion;
+    const block4k = this.#tdvprBlock4k;
+    const index2m = this.#tdvprIndex2m;
+    const index4k = this.#tdvprIndex4k;
+    const busy = lockPamtWalk(region, block4k, index2m, index4k, 0, false, operand, held);
     if (busy !== undefined) return busy;
-    return pageTypeStatus(region, block4k, index2m, index4k, 0, type, operand);
+    return pageTypeStatus(region, block4k, index2m, index4k, 0, PamtPageType.TDVPR, operand);
   }
 
-  /** {@link #checkRemembered} of an address not remembered: the full checks, then what they found is remembered. */
-  #checkAndRemember(
-    at: RememberedPage,
-    address: number,
-    type: number,
-    mode: 'shared' | 'exclusive',
-    operand: number,
-    held: HeldLocks,
-  ): bigint | undefined {
-    const status = this.checkHpaPageAt(address, 0, type, mode, operand, held);
+  /** {@link checkTdvprPage} of an address not remembered: the full checks, then what they found is remembered. */
+  #checkTdvprPageFirst(address: number, operand: number, held: HeldLocks): bigint | undefined {
+    const status = this.checkHpaPageAt(address, 0, PamtPageType.TDVPR, 'shared', operand, held);
     // An address that got as far as the lock walk is below 2^52, aligned and in the TDMR, with its 4K block made.
     if (address < ADDRESS_LIMIT && (address & 4095) === 0 && this.inTdmr(address, 4096)) {
       const region = this.pamt.regionAt(address);
-      at.address = address;
-      at.generation = this.pamt.generation;
-      at.region = region;
-      at.index2m = index2mOf(address);
-      at.index4k = index4kOf(address);
-      at.block4k = this.pamt.block4kAt(region, at.index2m);
+      this.#tdvprPageAddress = address;
+      this.#tdvprPamtGeneration = this.pamt.generation;
+      this.#tdvprRegion = region;
+      this.#tdvprIndex2m = index2mOf(address);
+      this.#tdvprIndex4k = index4kOf(address);
+      this.#tdvprBlock4k = this.pamt.block4kAt(region, this.#tdvprIndex2m);
     }
     return status;
   }
-}
-
-/** Where the PAMT entries of one 4K page are (see ModuleState's checkTdrPage), for the address it was found for. */
-class RememberedPage {
-  /**
-   * The converted address (NaN: none, unequal to every address) and the PAMT generation the rest is valid for. A
-   * double from the start: addresses are beyond the small integers (a small-integer field would change map).
-   */
-  address = Number.NaN;
-  generation = -1;
-  region: PamtRegion | undefined;
-  block4k: PamtBlock | undefined;
-  index2m = 0;
-  index4k = 0;
 }
 
 /**
