@@ -70,7 +70,7 @@ import {
   vpFlush,
 } from './flows/teardown.js';
 import { memTrack } from './flows/track.js';
-import { type EnterDecision, Entering, vpEnterChecks } from './flows/vp-enter.js';
+import { Entering, vpEnterChecks } from './flows/vp-enter.js';
 import { vpRead } from './flows/vp-read.js';
 import type { TdmrOptions } from './memory/physical-memory.js';
 import { validateTdmr } from './memory/physical-memory.js';
@@ -91,6 +91,7 @@ import { NullTraceSink, type TraceSink } from './services/trace.js';
 import type { SharedEpt } from './td/shared-ept.js';
 import type { TdControl } from './td/td-control.js';
 import type { VcpuState } from './td/vcpu.js';
+import type { VcpuOwner } from './td/vcpu-table.js';
 import type { SeamcallPort } from './vmm-port.js';
 
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
@@ -258,6 +259,9 @@ const guestLog = new HotLogger('tdcall');
 type TdcallAnswer = Gprs | bigint;
 /** RAX of TDG.MEM.PAGE.ACCEPT (version 0). */
 const ACCEPT_RAX = BigInt(importedTdcallLeaf.MEM_PAGE_ACCEPT);
+
+/** The lock record of TDH.VP.ENTER's checks, which release each lock as they take it (nothing kept: one serves all). */
+const RELEASED_AT_ONCE = HeldLocks.releasingAtOnce();
 
 /**
  * The TDX module: the only way into TD state. The host (VMM) talks to it with {@link TdxModule.seamcall}, the guest
@@ -493,7 +497,9 @@ export class TdxModule implements SeamcallPort {
    */
   #vpEnter(regs: readonly bigint[]): Gprs | Promise<Gprs> {
     const m = this.#m;
-    const owner = m.vcpusByTdvpr.byValue(regs[Reg.RCX] as bigint);
+    const vcpus = m.vcpusByTdvpr;
+    const version = vcpus.version;
+    const owner = vcpus.byValue(regs[Reg.RCX] as bigint);
     // The host processor of this vCPU enters SEAM root (NMIs inhibited) and leaves it at SEAMRET (#seamret). A
     // concurrent TDH.VP.ENTER of a vCPU already in guest mode (answered BUSY) is not its own host thread: it changes
     // nothing.
@@ -510,7 +516,12 @@ export class TdxModule implements SeamcallPort {
       throw error;
     }
     if (pause !== undefined) return this.#vpEnterAfterYield(regs, cpu, pause);
-    return this.#vpEnterNow(regs, cpu);
+    // A scheduler may run SEAMCALLs in yieldAt and go on at once: if the vCPUs changed, the TDVPR is looked up again.
+    return this.#vpEnterNow(
+      regs,
+      cpu,
+      vcpus.version === version ? owner : vcpus.byValue(regs[Reg.RCX] as bigint),
+    );
   }
 
   /** TDH.VP.ENTER suspended at its first yield point. */
@@ -525,24 +536,26 @@ export class TdxModule implements SeamcallPort {
       this.#seamret(cpu);
       throw error;
     }
-    return this.#vpEnterNow(regs, cpu);
+    // The vCPUs may have changed while it waited: the TDVPR is looked up again.
+    return this.#vpEnterNow(regs, cpu, this.#m.vcpusByTdvpr.byValue(regs[Reg.RCX] as bigint));
   }
 
-  /** TDH.VP.ENTER's checks and the VM entry; SEAMRET at once unless the vCPU entered guest mode. */
-  #vpEnterNow(regs: readonly bigint[], cpu: HostCpu | undefined): Gprs | Promise<Gprs> {
+  /**
+   * TDH.VP.ENTER's checks and the VM entry; SEAMRET at once unless the vCPU entered guest mode. `owner`: the vCPU of
+   * the TDVPR operand, looked up in the same synchronous span (see vpEnterChecks).
+   */
+  #vpEnterNow(
+    regs: readonly bigint[],
+    cpu: HostCpu | undefined,
+    owner: VcpuOwner | undefined,
+  ): Gprs | Promise<Gprs> {
     const m = this.#m;
     let td: TdControl;
     let vcpu: VcpuState;
     let exiting: Promise<ExitAnswer>;
     try {
-      const held = this.#heldPool.pop() ?? new HeldLocks();
-      let decision: EnterDecision;
-      try {
-        decision = vpEnterChecks(m, regs, held);
-      } finally {
-        held.releaseAll();
-        this.#heldPool.push(held);
-      }
+      // The checks' locks are released as they are taken (HeldLocks.releasingAtOnce): nothing is held after them.
+      const decision = vpEnterChecks(m, regs, owner, RELEASED_AT_ONCE);
       if (!(decision instanceof Entering)) {
         this.#seamret(cpu);
         return this.#vpEnterAnswer(

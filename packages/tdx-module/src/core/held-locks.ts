@@ -40,6 +40,23 @@ export class HeldLocks {
   /** Per record: the object of the lock that joined it (else undefined). */
   #joined: unknown[] = new Array<unknown>(16).fill(undefined);
   #count = 0;
+  /** Each lock is released as it is recorded (see {@link HeldLocks.releasingAtOnce}). */
+  #atOnce = false;
+
+  /**
+   * A record that releases each lock as soon as it is recorded and keeps no record — for checks that release every
+   * lock they took before anything else runs (TDH.VP.ENTER's: one synchronous span with no yield point). Releasing
+   * early leaves every answer and lock word as releasing them all together at the end would, as long as no lock is
+   * attempted again in the span in a mode that conflicts with a hold of the same span (a hold released early could
+   * not make that attempt fail, nor set HOST_PRIORITY); a host's success clears HP whether or not an earlier hold is
+   * still there. TDH.VP.ENTER's checks meet this: its PAMT walks and OP_STATE are taken shared, the epoch lock shared
+   * and the SEPT tree lock (zero-step GPAs only) exclusive, each once.
+   */
+  static releasingAtOnce(): HeldLocks {
+    const held = new HeldLocks();
+    held.#atOnce = true;
+    return held;
+  }
 
   #push(kind: number, object: unknown, index: number): void {
     const at = this.#count;
@@ -72,11 +89,14 @@ export class HeldLocks {
    * the whole walk (a SEAMCALL takes two or three walks).
    */
   addPamtWalk(region: PamtRegion, level: number, exclusive: boolean, index2m: number, index4k: number): void {
-    this.#push(PAMT_WALK, region, level | (exclusive ? 4 : 0) | (index2m << 3) | (index4k << 12));
+    const walk = level | (exclusive ? 4 : 0) | (index2m << 3) | (index4k << 12);
+    if (this.#atOnce === true) releasePamtWalk(region, walk);
+    else this.#push(PAMT_WALK, region, walk);
   }
 
   addPlain(lock: PlainSharexLock, exclusive: boolean): void {
-    this.#push(exclusive ? PLAIN_EXCLUSIVE : PLAIN_SHARED, lock, 0);
+    if (this.#atOnce === true) releasePlain(lock, exclusive);
+    else this.#push(exclusive ? PLAIN_EXCLUSIVE : PLAIN_SHARED, lock, 0);
   }
 
   /**
@@ -84,11 +104,20 @@ export class HeldLocks {
    * leave, made at once (the locked walk of every page leaf takes the tree lock, then the entry's).
    */
   addPlainThenEntry(lock: PlainSharexLock, exclusive: boolean, table: SeptTable, index: number): void {
+    if (this.#atOnce === true) {
+      table.lock[index] = unlockSeptEntry(table.lock[index] as number);
+      releasePlain(lock, exclusive);
+      return;
+    }
     this.#push(exclusive === true ? PLAIN_EXCLUSIVE_THEN_ENTRY : PLAIN_SHARED_THEN_ENTRY, lock, index);
     this.#joined[this.#count - 1] = table;
   }
 
   addSeptEntry(table: SeptTable, index: number): void {
+    if (this.#atOnce === true) {
+      table.lock[index] = unlockSeptEntry(table.lock[index] as number);
+      return;
+    }
     const kind = this.#topKind();
     if (kind === PLAIN_SHARED || kind === PLAIN_EXCLUSIVE) {
       // A plain record's index is 0: the entry's index takes its place.
@@ -102,6 +131,10 @@ export class HeldLocks {
   }
 
   addOpState(td: TdControl): void {
+    if (this.#atOnce === true) {
+      td.opStateLock = releaseShared(td.opStateLock);
+      return;
+    }
     if (this.#topKind() === PAMT_WALK) {
       const top = this.#count - 1;
       this.#codes[top] = ((this.#codes[top] as number) & ~7) | PAMT_WALK_THEN_OP_STATE;
@@ -181,6 +214,12 @@ export class HeldLocks {
 const releaseShared = hpReleaseShared;
 const releaseExclusive = hpReleaseExclusive;
 const unlockSeptEntry = septEntryUnlock;
+
+/** Releases a plain lock held in the given mode. */
+function releasePlain(lock: PlainSharexLock, exclusive: boolean): void {
+  if (exclusive === true) lock.releaseExclusive();
+  else lock.releaseShared();
+}
 
 /** Releases one PAMT walk's locks, the smallest entry first (the reverse of the walk). */
 function releasePamtWalk(region: PamtRegion, walk: number): void {

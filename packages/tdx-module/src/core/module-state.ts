@@ -301,6 +301,55 @@ export class ModuleState {
     }
     return status;
   }
+
+  /**
+   * Where the PAMT entries of the TDVPR address {@link checkTdvprPage} last passed are: valid for that converted
+   * address (NaN: none, unequal to every address; a double from the start, as addresses beyond the small integers
+   * are, so the field keeps its map) while the PAMT's generation is the one recorded.
+   */
+  #tdvprPageAddress = Number.NaN;
+  #tdvprPamtGeneration = -1;
+  #tdvprRegion: PamtRegion | undefined;
+  #tdvprBlock4k: PamtBlock | undefined;
+  #tdvprIndex2m = 0;
+  #tdvprIndex4k = 0;
+
+  /**
+   * {@link checkHpaPage} of a TDVPR operand (a 4K PT_TDVPR page, locked shared by the host), the same checks in the
+   * same order, with its PAMT location remembered as {@link checkTdrPage} does (in fields of its own, keyed by the
+   * converted address): a host thread enters the same vCPU on every TDH.VP.ENTER, and its TDVPR's region is seldom
+   * the last one a lock walk found (the pages a VMM maps between two entries lie elsewhere), so finding it again cost
+   * a Map lookup. Answers undefined where checkHpaPage answers 0n.
+   */
+  checkTdvprPage(value: bigint, operand: number, held: HeldLocks): bigint | undefined {
+    const address = u64ToNumber(value);
+    if (address !== this.#tdvprPageAddress || this.#tdvprPamtGeneration !== this.pamt.generation)
+      return this.#checkTdvprPageFirst(address, operand, held);
+    if (!this.inTdmr(address, 4096)) return withDetail(TdxStatus.OPERAND_ADDR_RANGE_ERROR, operand);
+    const region = this.#tdvprRegion as PamtRegion;
+    const block4k = this.#tdvprBlock4k;
+    const index2m = this.#tdvprIndex2m;
+    const index4k = this.#tdvprIndex4k;
+    const busy = lockPamtWalk(region, block4k, index2m, index4k, 0, false, operand, held);
+    if (busy !== undefined) return busy;
+    return pageTypeStatus(region, block4k, index2m, index4k, 0, PamtPageType.TDVPR, operand);
+  }
+
+  /** {@link checkTdvprPage} of an address not remembered: the full checks, then what they found is remembered. */
+  #checkTdvprPageFirst(address: number, operand: number, held: HeldLocks): bigint | undefined {
+    const status = this.checkHpaPageAt(address, 0, PamtPageType.TDVPR, 'shared', operand, held);
+    // An address that got as far as the lock walk is below 2^52, aligned and in the TDMR, with its 4K block made.
+    if (address < ADDRESS_LIMIT && (address & 4095) === 0 && this.inTdmr(address, 4096)) {
+      const region = this.pamt.regionAt(address);
+      this.#tdvprPageAddress = address;
+      this.#tdvprPamtGeneration = this.pamt.generation;
+      this.#tdvprRegion = region;
+      this.#tdvprIndex2m = index2mOf(address);
+      this.#tdvprIndex4k = index4kOf(address);
+      this.#tdvprBlock4k = this.pamt.block4kAt(region, this.#tdvprIndex2m);
+    }
+    return status;
+  }
 }
 
 /**

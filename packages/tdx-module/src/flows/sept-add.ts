@@ -6,7 +6,13 @@ import { TdxStatus } from '../abi/status-codes.js';
 import { afterYield, checkEntryState, enterTd, lockedWalk } from '../core/gates.js';
 import type { HeldLocks } from '../core/held-locks.js';
 import type { ModuleState } from '../core/module-state.js';
-import { type Gprs, Reg } from '../registers.js';
+import { type Gprs, makeGprs, Reg } from '../registers.js';
+
+/**
+ * The TDR operand with allow_existing cleared, for enterTd (written before each use, read only during it): a SEPT.ADD
+ * that sets the bit costs no copy of the caller's sixteen registers.
+ */
+const TDR_REGS: Gprs = makeGprs();
 
 /**
  * TDH.MEM.SEPT.ADD: RCX = level | GPA of the parent entry, RDX = TDR (bit 0 allow_existing), R8 = new table page.
@@ -21,8 +27,12 @@ export function septAdd(
   const leaf = SeamcallLeaf.MEM_SEPT_ADD;
   const rdx = regs[Reg.RDX] as bigint;
   const allowExisting = (rdx & 1n) === 1n;
-  const tdrRegs = regs.slice();
-  tdrRegs[Reg.RDX] = rdx & ~1n;
+  // enterTd reads only the TDR operand, and at once: with bit 0 clear the caller's registers serve as they are.
+  let tdrRegs = regs;
+  if (allowExisting) {
+    TDR_REGS[Reg.RDX] = rdx & ~1n;
+    tdrRegs = TDR_REGS;
+  }
   const td = enterTd(m, leaf, tdrRegs, OperandId.RDX, 'shared', true, held);
   if (typeof td === 'bigint') return td;
   const entry = lockedWalk(td, leaf, regs, out, 'shared', held);

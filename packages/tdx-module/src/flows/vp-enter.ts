@@ -1,7 +1,6 @@
 import { EXIT_QUALIFICATION_WRITE } from '../abi/exit-reason.js';
 import { SeamcallLeaf as importedSeamcallLeaf } from '../abi/leaves.js';
 import { OperandId as importedOperandId } from '../abi/operand-id.js';
-import { PamtPageType as importedPamtPageType } from '../abi/page-type.js';
 import { TdxStatus as importedTdxStatus, withDetail as importedWithDetail } from '../abi/status-codes.js';
 import { eptViolationExit as importedEptViolationExit } from '../core/exit-registers.js';
 import { enterTd as importedEnterTd } from '../core/gates.js';
@@ -11,11 +10,11 @@ import { translates as importedTranslates } from '../core/zero-step.js';
 import { type Gprs, makeGprs as importedMakeGprs, Reg as importedReg } from '../registers.js';
 import type { TdControl } from '../td/td-control.js';
 import type { VcpuState } from '../td/vcpu.js';
+import type { VcpuOwner } from '../td/vcpu-table.js';
 
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
 // module cell and checked at every use: tdx-module README, "Eleventh pass").
 const OperandId = importedOperandId;
-const PamtPageType = importedPamtPageType;
 const Reg = importedReg;
 const SeamcallLeaf = importedSeamcallLeaf;
 const TdxStatus = importedTdxStatus;
@@ -47,14 +46,24 @@ let lastTdr = -1;
 /**
  * TDH.VP.ENTER up to the VM entry: TDVPR and implicit TDR checks, OP_STATE gate, the epoch reference, and the
  * zero-step filter, which takes the SEPT tree lock exclusive (BUSY + SEPT_TREE on failure) and synthesises an
- * EPT-violation exit for a listed GPA that still would not translate.
+ * EPT-violation exit for a listed GPA that still would not translate. `owner`: the vCPU the TDVPR operand names
+ * (`vcpusByTdvpr.byValue` of RCX), looked up by the caller in the same synchronous span (the PAMT check before its
+ * use changes no vCPU): TDH.VP.ENTER looks it up once per entry.
+ * `held` releases each lock as it is recorded ({@link HeldLocks.releasingAtOnce}): no lock here is attempted twice,
+ * none in a mode that conflicts with another of these holds, and there is no yield point between them. The real
+ * module keeps the TDR's and TDVPR's PAMT entries held shared until the TD exits; the model releases them at the end
+ * of these checks, as it did with a record walked back.
  * Source: intel/tdx-module 1.5.01 src/td_transitions/tdh_vp_enter.c (reference tdx-module.md §8, §10.6, §11).
  */
-export function vpEnterChecks(m: ModuleState, regs: readonly bigint[], held: HeldLocks): EnterDecision {
+export function vpEnterChecks(
+  m: ModuleState,
+  regs: readonly bigint[],
+  owner: VcpuOwner | undefined,
+  held: HeldLocks,
+): EnterDecision {
   const tdvpr = regs[Reg.RCX] as bigint;
-  const pageStatus = m.checkHpaPage(tdvpr, 0, PamtPageType.TDVPR, 'shared', OperandId.RCX, held);
-  if (pageStatus !== 0n) return pageStatus;
-  const owner = m.vcpusByTdvpr.byValue(tdvpr);
+  const pageStatus = m.checkTdvprPage(tdvpr, OperandId.RCX, held);
+  if (pageStatus !== undefined) return pageStatus;
   if (owner === undefined) return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.RCX);
   // enterTd reads the TDR operand at once: one register file serves every entry.
   if (owner.td.tdr !== lastTdr) {

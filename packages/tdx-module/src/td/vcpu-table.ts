@@ -18,8 +18,9 @@ const REMEMBERED = 8;
 
 /**
  * The module's vCPUs by TDVPR address: a Map that counts its changes (as `TdTable` does), so that TDH.VP.ENTER, which
- * looks its vCPU up twice per entry, finds it by the register value it was given without converting that value and
- * hashing the address again (a TDVPR above 2^31 is a heap-number key: a lookup costs about as much as a PAMT walk).
+ * looks its vCPU up once per entry (again after a yield point), finds it by the register value it was given without
+ * converting that value and hashing the address again (a TDVPR above 2^31 is a heap-number key: a lookup costs about
+ * as much as a PAMT walk).
  */
 export class VcpuTable extends Map<number, VcpuOwner> {
   /** Bumped by every set, delete and clear. */

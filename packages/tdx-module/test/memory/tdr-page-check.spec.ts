@@ -12,85 +12,46 @@ import { expect, test } from 'vitest';
 import { PamtPageType } from '../../src/abi/page-type.js';
 import { HeldLocks } from '../../src/core/held-locks.js';
 import type { ModuleState } from '../../src/core/module-state.js';
-import { HP_EXCL, HP_FLAG, HP_READER } from '../../src/locks/host-priority-lock.js';
-import type { PamtLevel } from '../../src/memory/pamt.js';
 import { TdControl } from '../../src/td/td-control.js';
 import {
-  baseAt,
   freshState as emptyState,
   expectAlike,
   expectAlikeReleased,
-  lockBoth,
-  releaseBoth,
-  restoreBoth,
+  OPERAND_PAGES,
+  OPERAND_TDMR,
+  OPERAND_VALUES,
+  type TwinStep,
   type Twins,
+  takeTwinStep,
+  twinSteps,
 } from './twin-states.js';
-
-const GIB = 2 ** 30;
-const BASE = 4 * GIB;
-const TDMR = { base: BASE, size: 4 * GIB };
-
-/** Pages the sequences touch: two in one 2M range, one in another 1G region, one at the TDMR's last page. */
-const PAGES = [BASE + 0x20_0000, BASE + 0x20_1000, BASE + GIB + 0x40_0000, BASE + 4 * GIB - 4096];
-
-/** TDR operand values: every page, then values failing the address checks. */
-const VALUES: readonly bigint[] = [
-  ...PAGES.map((page) => BigInt(page)),
-  BigInt(PAGES[0] as number) + 8n,
-  BigInt(BASE - 4096),
-  BigInt(BASE + 4 * GIB),
-  1n << 52n,
-  (1n << 64n) - 4096n,
-];
 
 type Step =
   | { readonly kind: 'check'; readonly value: number; readonly exclusive: boolean; readonly operand: number }
-  | { readonly kind: 'release' }
-  | { readonly kind: 'type'; readonly page: number; readonly level: PamtLevel; readonly type: number }
-  | { readonly kind: 'lock'; readonly page: number; readonly level: PamtLevel; readonly word: number }
   | { readonly kind: 'td'; readonly page: number }
-  | { readonly kind: 'restore' };
-
-const TYPES = [PamtPageType.NDA, PamtPageType.TDR, PamtPageType.REG, PamtPageType.TDVPR];
-const WORDS = [0, HP_FLAG, HP_READER, HP_READER | HP_FLAG, HP_EXCL, HP_EXCL | HP_FLAG];
+  | TwinStep;
 
 const step: fc.Arbitrary<Step> = fc.oneof(
   {
     weight: 6,
     arbitrary: fc.record({
       kind: fc.constant('check' as const),
-      value: fc.nat(VALUES.length - 1),
+      value: fc.nat(OPERAND_VALUES.length - 1),
       exclusive: fc.boolean(),
       operand: fc.constantFrom(1, 2, 0x80),
     }),
   },
-  { weight: 2, arbitrary: fc.constant({ kind: 'release' as const }) },
   {
-    weight: 2,
-    arbitrary: fc.record({
-      kind: fc.constant('type' as const),
-      page: fc.nat(PAGES.length - 1),
-      level: fc.constantFrom<PamtLevel>(0, 0, 0, 1, 2),
-      type: fc.constantFrom(...TYPES),
-    }),
+    weight: 1,
+    arbitrary: fc.record({ kind: fc.constant('td' as const), page: fc.nat(OPERAND_PAGES.length - 1) }),
   },
-  {
-    weight: 2,
-    arbitrary: fc.record({
-      kind: fc.constant('lock' as const),
-      page: fc.nat(PAGES.length - 1),
-      level: fc.constantFrom<PamtLevel>(0, 0, 1, 2),
-      word: fc.constantFrom(...WORDS),
-    }),
-  },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('td' as const), page: fc.nat(PAGES.length - 1) }) },
-  { weight: 1, arbitrary: fc.constant({ kind: 'restore' as const }) },
+  ...twinSteps(1),
 );
 
-/** A state whose PAMT has every page of {@link PAGES} as a TDR page. */
+/** A state whose PAMT has every page of {@link OPERAND_PAGES} as a TDR page. */
 function freshState(): ModuleState {
-  const m = emptyState(TDMR);
-  for (const page of PAGES) m.pamt.set(page, 0, PamtPageType.TDR, 0);
+  const m = emptyState(OPERAND_TDMR);
+  for (const page of OPERAND_PAGES) m.pamt.set(page, 0, PamtPageType.TDR, 0);
   return m;
 }
 
@@ -107,7 +68,7 @@ test('the TDR fast path answers and locks exactly as the general HPA checks', ()
       for (const s of steps) {
         switch (s.kind) {
           case 'check': {
-            const value = VALUES[s.value] as bigint;
+            const value = OPERAND_VALUES[s.value] as bigint;
             const mode = s.exclusive ? 'exclusive' : 'shared';
             // The fast path answers undefined where the general checks answer 0n.
             const a = fast.checkTdrPage(value, mode, s.operand, fastHeld) ?? 0n;
@@ -118,29 +79,13 @@ test('the TDR fast path answers and locks exactly as the general HPA checks', ()
             break;
           }
           case 'td': {
-            const tdr = PAGES[s.page] as number;
+            const tdr = OPERAND_PAGES[s.page] as number;
             if (fast.tds.has(tdr)) fast.tds.delete(tdr);
             else fast.tds.set(tdr, new TdControl(tdr, 1));
             break;
           }
-          case 'release':
-            releaseBoth(t);
-            break;
-          case 'type':
-            // Only with no lock held: the flows change page types under their own locks.
-            if (fastHeld.count === 0) {
-              const base = baseAt(PAGES[s.page] as number, s.level);
-              fast.pamt.set(base, s.level, s.type, 0);
-              slow.pamt.set(base, s.level, s.type, 0);
-            }
-            break;
-          case 'lock':
-            lockBoth(t, PAGES[s.page] as number, s.level, s.word);
-            break;
-          case 'restore':
-            // A checkpoint restore replaces the PAMT's regions and blocks: what the fast path kept must not be used.
-            restoreBoth(t);
-            break;
+          default:
+            takeTwinStep(t, s);
         }
         expectAlike(t);
       }

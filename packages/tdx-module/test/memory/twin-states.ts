@@ -1,11 +1,14 @@
 /**
  * Twin module states for the property tests that run a fast path on one state and the general path on the other
- * (tdr-page-check.spec.ts, walked-entry.spec.ts): the states, what is compared after every step and the steps both
- * take alike (releases, lock words set by others, a PAMT copied in whole).
+ * (tdr-page-check.spec.ts, tdvpr-page-check.spec.ts, walked-entry.spec.ts): the states, what is compared after every
+ * step and the steps both take alike (releases, page-type changes, lock words set by others, a PAMT copied in whole).
  */
+import fc from 'fast-check';
 import { expect } from 'vitest';
+import { PamtPageType } from '../../src/abi/page-type.js';
 import type { HeldLocks } from '../../src/core/held-locks.js';
 import { ModuleState } from '../../src/core/module-state.js';
+import { HP_EXCL, HP_FLAG, HP_READER } from '../../src/locks/host-priority-lock.js';
 import { Pamt, type PamtLevel } from '../../src/memory/pamt.js';
 import type { TdmrOptions } from '../../src/memory/physical-memory.js';
 import { VirtualClock } from '../../src/services/clock.js';
@@ -83,4 +86,86 @@ export function expectAlikeReleased(t: Twins): void {
   releaseBoth(t);
   expect(t.fastHeld.count).toBe(0);
   expectAlike(t);
+}
+
+/** The TDMR of the operand checks' twin tests (tdr-page-check, tdvpr-page-check): 4 GiB from 4 GiB. */
+export const OPERAND_TDMR = { base: 4 * GIB, size: 4 * GIB };
+const BASE = OPERAND_TDMR.base;
+
+/** Pages the operand checks' sequences touch: two in one 2M range, one in another 1G region, the TDMR's last page. */
+export const OPERAND_PAGES: readonly number[] = [
+  BASE + 0x20_0000,
+  BASE + 0x20_1000,
+  BASE + GIB + 0x40_0000,
+  BASE + 4 * GIB - 4096,
+];
+
+/** Operand values: every page, then values failing the address checks. */
+export const OPERAND_VALUES: readonly bigint[] = [
+  ...OPERAND_PAGES.map((page) => BigInt(page)),
+  BigInt(OPERAND_PAGES[0] as number) + 8n,
+  BigInt(BASE - 4096),
+  BigInt(BASE + 4 * GIB),
+  1n << 52n,
+  (1n << 64n) - 4096n,
+];
+
+/** The steps the operand checks' twin tests take alike on both states, on {@link OPERAND_PAGES}. */
+export type TwinStep =
+  | { readonly kind: 'release' }
+  | { readonly kind: 'type'; readonly page: number; readonly level: PamtLevel; readonly type: number }
+  | { readonly kind: 'lock'; readonly page: number; readonly level: PamtLevel; readonly word: number }
+  | { readonly kind: 'restore' };
+
+const TYPES = [PamtPageType.NDA, PamtPageType.TDR, PamtPageType.REG, PamtPageType.TDVPR];
+const WORDS = [0, HP_FLAG, HP_READER, HP_READER | HP_FLAG, HP_EXCL, HP_EXCL | HP_FLAG];
+
+/** The weighted arbitraries of {@link TwinStep}s, for a test's `fc.oneof` beside its own checks. */
+export function twinSteps(restoreWeight: number): fc.WeightedArbitrary<TwinStep>[] {
+  return [
+    { weight: 2, arbitrary: fc.constant({ kind: 'release' as const }) },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        kind: fc.constant('type' as const),
+        page: fc.nat(OPERAND_PAGES.length - 1),
+        level: fc.constantFrom<PamtLevel>(0, 0, 0, 1, 2),
+        type: fc.constantFrom(...TYPES),
+      }),
+    },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        kind: fc.constant('lock' as const),
+        page: fc.nat(OPERAND_PAGES.length - 1),
+        level: fc.constantFrom<PamtLevel>(0, 0, 1, 2),
+        word: fc.constantFrom(...WORDS),
+      }),
+    },
+    { weight: restoreWeight, arbitrary: fc.constant({ kind: 'restore' as const }) },
+  ];
+}
+
+/** Takes a {@link TwinStep} on both states. */
+export function takeTwinStep(t: Twins, s: TwinStep): void {
+  switch (s.kind) {
+    case 'release':
+      releaseBoth(t);
+      break;
+    case 'type':
+      // Only with no lock held: the flows change page types under their own locks.
+      if (t.fastHeld.count === 0) {
+        const base = baseAt(OPERAND_PAGES[s.page] as number, s.level);
+        t.fast.pamt.set(base, s.level, s.type, 0);
+        t.slow.pamt.set(base, s.level, s.type, 0);
+      }
+      break;
+    case 'lock':
+      lockBoth(t, OPERAND_PAGES[s.page] as number, s.level, s.word);
+      break;
+    case 'restore':
+      // A checkpoint restore replaces the PAMT's regions and blocks: what a fast path kept must not be used.
+      restoreBoth(t);
+      break;
+  }
 }
