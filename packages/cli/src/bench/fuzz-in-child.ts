@@ -1,5 +1,4 @@
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { benchChildCommand, childOutputError, runBenchChild } from './bench-child.js';
 
 /** One fuzz campaign as the child process measured it (see fuzz-child.ts). */
 export interface FuzzCampaignFigure {
@@ -12,23 +11,9 @@ export interface FuzzCampaignFigure {
   readonly failed: boolean;
 }
 
-/**
- * The command that runs the fuzz child: the compiled entry with plain `node`; from source (tests, `pnpm start`)
- * through tsx with the source condition, or the compiled one of this package's `dist/` when the environment says
- * `TDXSIM_MATRIX_WORKER=dist` (the test suite, once it has built the packages: as for the matrix's workers).
- */
+/** The command that runs the fuzz child (see {@link benchChildCommand}). */
 export function fuzzChildCommand(): string[] {
-  const fromSource = import.meta.url.endsWith('.ts');
-  if (!fromSource) return [process.execPath, fileURLToPath(new URL('./fuzz-child.js', import.meta.url))];
-  if (process.env.TDXSIM_MATRIX_WORKER === 'dist')
-    return [process.execPath, fileURLToPath(new URL('../../dist/bench/fuzz-child.js', import.meta.url))];
-  return [
-    process.execPath,
-    '--conditions=@tdxsim/source',
-    '--import',
-    'tsx',
-    fileURLToPath(new URL('./fuzz-child.ts', import.meta.url)),
-  ];
+  return benchChildCommand('fuzz-child');
 }
 
 /**
@@ -38,45 +23,15 @@ export function fuzzChildCommand(): string[] {
  * or deoptimised) can slow them down: the figures are those of a `tdxsim fuzz` process. Rejects, with the child's
  * stderr, when the child fails or its output is not one well-formed line per campaign.
  */
-export function fuzzCampaignsInChild(
+export async function fuzzCampaignsInChild(
   cases: number,
   campaigns: number,
   command: readonly string[] = fuzzChildCommand(),
 ): Promise<FuzzCampaignFigure[]> {
-  const [file, ...args] = command as [string, ...string[]];
-  const child = spawn(file, [...args, String(cases), String(campaigns)], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    stdout += chunk;
-  });
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk;
-  });
-  // A bench process that ends (an error in another row, process.exit) takes its child with it.
-  const killChild = (): void => {
-    child.kill();
-  };
-  process.once('exit', killChild);
-  child.once('close', () => process.removeListener('exit', killChild));
-  return new Promise((resolve, reject) => {
-    const fail = (why: string): void => {
-      const tail = stderr.trim().split('\n').slice(-20).join('\n');
-      reject(new Error(`the fuzz campaigns' child process ${why}${tail === '' ? '' : `:\n${tail}`}`));
-    };
-    child.once('error', (error) => fail(`could not start (${error.message})`));
-    child.once('close', (code, signal) => {
-      if (code !== 0) {
-        fail(signal === null ? `exited with code ${code}` : `was killed by ${signal}`);
-        return;
-      }
-      const figures = parseFigures(stdout, campaigns);
-      if (typeof figures === 'string') fail(figures);
-      else resolve(figures);
-    });
-  });
+  const stdout = await runBenchChild(command, [String(cases), String(campaigns)], "fuzz campaigns'");
+  const figures = parseFigures(stdout, campaigns);
+  if (typeof figures === 'string') throw childOutputError("fuzz campaigns'", figures);
+  return figures;
 }
 
 /** The child's stdout read as {@link FuzzCampaignFigure}s, or why it cannot be. */

@@ -21,7 +21,7 @@ import { cpuNow } from '../bench/cpu-time.js';
 import { fullCollection } from '../bench/full-collection.js';
 import { fuzzFigures } from '../bench/fuzz-figures.js';
 import { kvmWithHugePages } from '../bench/kvm-huge-pages.js';
-import { moduleOnlyAccept, moduleSameCallsAccept } from '../bench/module-alone.js';
+import { moduleAloneInChild } from '../bench/module-alone-in-child.js';
 import { buildCatalog, pick } from '../catalog/catalog.js';
 import type { VmmEntry } from '../catalog/vmm-catalog.js';
 import { collectList, positiveInteger } from '../options/option-values.js';
@@ -129,7 +129,7 @@ export const benchCommand: CliCommand = {
       .option('--json <file>', 'write the rows and figures as JSON')
       .addHelpText(
         'after',
-        "\nCPU time is the process's (user + system) during the run: on a shared machine wall time is noise. Each workload of the table runs --warm-up times unmeasured first (the per-call figures below the table — module alone, one 4K page, fuzz — have no warm-up run: their min is a process's first run; fuzz runs its campaigns, seeds 1..--runs, in a fresh node process of their own, as `tdxsim fuzz` runs, each timed by that process's CPU time, prints the first campaign, JIT warm-up included, on a line of its own and judges the median of the campaigns after it) (the first one's CPU time is the '1st run' column: in a fresh process with one --only measure and one --vmm, the cold cost, V8's compilation of the hot path included), then --runs times at its size and --runs times at twice it, alternated (without --runs, a row whose runs at its size add up to less than 1.5 s of CPU runs more pairs, up to 40, so that its doubling ratio is not judged on a few runs of tens of milliseconds). No garbage collection is forced before a timed run; the peak heap comes from runs of their own after the timed ones (at each size as many as fit in 1.5 s of CPU, at most one per timed run, each after a full collection). Targets are issue 14's. Exit code 1 when a workload is not ok, at its size or at twice it, when the fuzz child fails or a fuzz campaign finds an unsafe guest (a missed target is reported, not an error).",
+        "\nCPU time is the process's (user + system) during the run: on a shared machine wall time is noise. Each workload of the table runs --warm-up times unmeasured first (the per-call figures below the table have no warm-up run in the bench's process: one 4K page's min is that process's first run; the module-alone runs run in a fresh node process of their own, after one unmeasured pair; fuzz runs its campaigns, seeds 1..--runs, in a fresh node process of their own, as `tdxsim fuzz` runs, each timed by that process's CPU time, prints the first campaign, JIT warm-up included, on a line of its own and judges the median of the campaigns after it) (the first one's CPU time is the '1st run' column: in a fresh process with one --only measure and one --vmm, the cold cost, V8's compilation of the hot path included), then --runs times at its size and --runs times at twice it, alternated (without --runs, a row whose runs at its size add up to less than 1.5 s of CPU runs more pairs, up to 40, so that its doubling ratio is not judged on a few runs of tens of milliseconds). No garbage collection is forced before a timed run; the peak heap comes from runs of their own after the timed ones (at each size as many as fit in 1.5 s of CPU, at most one per timed run, each after a full collection). Targets are issue 14's. Exit code 1 when a workload is not ok, at its size or at twice it, when the fuzz child fails or a fuzz campaign finds an unsafe guest (a missed target is reported, not an error).",
       )
       .action(async (options: BenchOptions) => done(await bench(options)));
   },
@@ -259,15 +259,13 @@ async function bench(args: BenchOptions): Promise<number> {
   // The module alone against the full stack, same job: the cost of everything around a SEAMCALL. Two denominators:
   // the fewest module calls that do the job (AUG, ACCEPT per 2M page), and the very calls the full stack makes for it
   // (per 2M page the ACCEPT that exits, AUG, VP.ENTER, the ACCEPT again; per GiB the refused 1G ACCEPT), so that the
-  // second ratio is the cost of the guest, the backend and the guard alone. Their runs alternate.
+  // second ratio is the cost of the guest, the backend and the guard alone. Their runs alternate, in a process of
+  // their own after an unmeasured pair (see module-alone-in-child.ts).
   const acceptRow = rows.find((r) => r.title === 'accept at 2M');
-  const moduleOnly: number[] = [];
-  const moduleSameCalls: number[] = [];
+  let moduleOnly: number[] = [];
+  let moduleSameCalls: number[] = [];
   if (wanted('module-alone')) {
-    for (let i = 0; i < runs; i++) {
-      moduleOnly.push(await moduleOnlyAccept(2 ** 40 * scale));
-      moduleSameCalls.push(await moduleSameCallsAccept(2 ** 40 * scale));
-    }
+    ({ augAccept: moduleOnly, sameCalls: moduleSameCalls } = await moduleAloneInChild(2 ** 40 * scale, runs));
     figure(
       `module alone, AUG+ACCEPT ${accept4g.describeAmount(2 ** 40 * scale)} at 2M`,
       'ms CPU',
