@@ -59,7 +59,26 @@ export function runBenchChild(
   });
 }
 
-/** Rejects the child's output with the same message form as a failed child. */
+/** An error about what the `what` child wrote, in the same form as one about a child that failed. */
 export function childOutputError(what: string, why: string): Error {
   return new Error(`the ${what} child process ${why}`);
+}
+
+/**
+ * A child's stdout as the JSON values of its non-empty lines, `count` of them (one per `unit`: "campaign", "run"), or
+ * why it is not.
+ */
+export function jsonLines(stdout: string, count: number, unit: string): unknown[] | string {
+  const lines = stdout.split('\n').filter((line) => line.trim() !== '');
+  if (lines.length !== count)
+    return `wrote ${lines.length} result line(s) for ${count} ${unit}(s): ${JSON.stringify(stdout.slice(0, 200))}`;
+  const values: unknown[] = [];
+  for (const line of lines) {
+    try {
+      values.push(JSON.parse(line));
+    } catch {
+      return `wrote a line that is not JSON: ${JSON.stringify(line.slice(0, 200))}`;
+    }
+  }
+  return values;
 }

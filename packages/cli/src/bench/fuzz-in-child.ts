@@ -1,4 +1,4 @@
-import { benchChildCommand, childOutputError, runBenchChild } from './bench-child.js';
+import { benchChildCommand, childOutputError, jsonLines, runBenchChild } from './bench-child.js';
 
 /** One fuzz campaign as the child process measured it (see fuzz-child.ts). */
 export interface FuzzCampaignFigure {
@@ -36,17 +36,10 @@ export async function fuzzCampaignsInChild(
 
 /** The child's stdout read as {@link FuzzCampaignFigure}s, or why it cannot be. */
 function parseFigures(stdout: string, campaigns: number): FuzzCampaignFigure[] | string {
-  const lines = stdout.split('\n').filter((line) => line.trim() !== '');
-  if (lines.length !== campaigns)
-    return `wrote ${lines.length} result line(s) for ${campaigns} campaign(s): ${JSON.stringify(stdout.slice(0, 200))}`;
+  const values = jsonLines(stdout, campaigns, 'campaign');
+  if (typeof values === 'string') return values;
   const figures: FuzzCampaignFigure[] = [];
-  for (const [i, line] of lines.entries()) {
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch {
-      return `wrote a line that is not JSON: ${JSON.stringify(line.slice(0, 200))}`;
-    }
+  for (const [i, value] of values.entries()) {
     const figure = value as Partial<FuzzCampaignFigure> | null;
     const ok =
       typeof figure === 'object' &&
@@ -59,7 +52,8 @@ function parseFigures(stdout: string, campaigns: number): FuzzCampaignFigure[] |
       Number.isFinite(figure.cpuMs) &&
       figure.cpuMs > 0 &&
       typeof figure.failed === 'boolean';
-    if (!ok) return `wrote an unexpected result for campaign ${i + 1}: ${JSON.stringify(line.slice(0, 200))}`;
+    if (!ok)
+      return `wrote an unexpected result for campaign ${i + 1}: ${JSON.stringify(JSON.stringify(value).slice(0, 200))}`;
     figures.push({
       seed: i + 1,
       cases: figure.cases as number,

@@ -9,22 +9,17 @@
  */
 import { moduleOnlyAccept, moduleSameCallsAccept } from './module-alone.js';
 
-const [bytes, runs] = process.argv.slice(2).map(Number);
-if (
-  !Number.isInteger(bytes) ||
-  !Number.isInteger(runs) ||
-  (bytes as number) < 2 ** 30 ||
-  (runs as number) < 1
-) {
+const [bytes = Number.NaN, runs = Number.NaN] = process.argv.slice(2).map(Number);
+if (!Number.isInteger(bytes) || !Number.isInteger(runs) || bytes < 2 ** 30 || runs < 1) {
   process.stderr.write(
     `usage: module-alone-child <bytes, at least 1 GiB> <runs>, got ${process.argv.slice(2).join(' ')}\n`,
   );
   process.exit(2);
 }
-await moduleOnlyAccept(bytes as number);
-await moduleSameCallsAccept(bytes as number);
-for (let run = 0; run < (runs as number); run++) {
-  const augAccept = await moduleOnlyAccept(bytes as number);
-  const sameCalls = await moduleSameCallsAccept(bytes as number);
+await moduleOnlyAccept(bytes);
+await moduleSameCallsAccept(bytes);
+for (let run = 0; run < runs; run++) {
+  const augAccept = await moduleOnlyAccept(bytes);
+  const sameCalls = await moduleSameCallsAccept(bytes);
   process.stdout.write(`${JSON.stringify({ augAccept, sameCalls })}\n`);
 }

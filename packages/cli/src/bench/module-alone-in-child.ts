@@ -1,4 +1,4 @@
-import { benchChildCommand, childOutputError, runBenchChild } from './bench-child.js';
+import { benchChildCommand, childOutputError, jsonLines, runBenchChild } from './bench-child.js';
 
 /** The module-alone runs' CPU times (ms), one per measured pair of the child (see module-alone-child.ts). */
 export interface ModuleAloneFigures {
@@ -9,6 +9,9 @@ export interface ModuleAloneFigures {
 }
 
 const WHAT = 'module-alone';
+
+/** A CPU time the child could have measured: finite and above 0 ms. */
+const isCpuMs = (ms: unknown): ms is number => typeof ms === 'number' && Number.isFinite(ms) && ms > 0;
 
 /**
  * Runs the two module-alone measurements of the 2M accept of `bytes`, `runs` pairs after an unmeasured one, in a
@@ -24,21 +27,16 @@ export async function moduleAloneInChild(
   command: readonly string[] = benchChildCommand('module-alone-child'),
 ): Promise<ModuleAloneFigures> {
   const stdout = await runBenchChild(command, [String(bytes), String(runs)], WHAT);
-  const lines = stdout.split('\n').filter((line) => line.trim() !== '');
-  if (lines.length !== runs)
-    throw childOutputError(WHAT, `wrote ${lines.length} result line(s) for ${runs} run(s)`);
+  const values = jsonLines(stdout, runs, 'run');
+  if (typeof values === 'string') throw childOutputError(WHAT, values);
   const figures: ModuleAloneFigures = { augAccept: [], sameCalls: [] };
-  for (const line of lines) {
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch {
-      throw childOutputError(WHAT, `wrote a line that is not JSON: ${JSON.stringify(line.slice(0, 200))}`);
-    }
+  for (const value of values) {
     const pair = value as { augAccept?: unknown; sameCalls?: unknown } | null;
-    const cpu = (ms: unknown): ms is number => typeof ms === 'number' && Number.isFinite(ms) && ms > 0;
-    if (typeof pair !== 'object' || pair === null || !cpu(pair.augAccept) || !cpu(pair.sameCalls))
-      throw childOutputError(WHAT, `wrote an unexpected result: ${JSON.stringify(line.slice(0, 200))}`);
+    if (typeof pair !== 'object' || pair === null || !isCpuMs(pair.augAccept) || !isCpuMs(pair.sameCalls))
+      throw childOutputError(
+        WHAT,
+        `wrote an unexpected result: ${JSON.stringify(JSON.stringify(value).slice(0, 200))}`,
+      );
     figures.augAccept.push(pair.augAccept);
     figures.sameCalls.push(pair.sameCalls);
   }
