@@ -66,7 +66,8 @@ export function pageAug(
   // run-to-completion path, whose inlining budget goes to the checks and the commit (README, "Eighteenth pass").
   if (m.interleaves) {
     const pause = yieldAt(m, 'TDH.MEM.PAGE.AUG', 'locked', td.tdr, entry.gpa);
-    if (pause !== undefined) return pause.then(() => commitAug(m, td, entry, hpa, level, pamtBlock, pamtIndex));
+    if (pause !== undefined)
+      return pause.then(() => commitAug(m, td, entry, hpa, level, pamtBlock, pamtIndex));
   }
   return commitAug(m, td, entry, hpa, level, pamtBlock, pamtIndex);
 }
