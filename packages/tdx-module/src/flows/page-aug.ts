@@ -62,8 +62,13 @@ export function pageAug(
   if (level === 1 && !m.pamt.all4kChildrenNda(hpa))
     return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.R8);
   // The commit is a plain function, not a closure: nothing is allocated when the scheduler lets the flow go on.
-  const pause = yieldAt(m, 'TDH.MEM.PAGE.AUG', 'locked', td.tdr, entry.gpa);
-  if (pause !== undefined) return pause.then(() => commitAug(m, td, entry, hpa, level, pamtBlock, pamtIndex));
+  // yieldAt answers undefined unless the scheduler interleaves: asked only then, it is not inlined here on the
+  // run-to-completion path, whose inlining budget goes to the checks and the commit (README, "Eighteenth pass").
+  if (m.interleaves) {
+    const pause = yieldAt(m, 'TDH.MEM.PAGE.AUG', 'locked', td.tdr, entry.gpa);
+    if (pause !== undefined)
+      return pause.then(() => commitAug(m, td, entry, hpa, level, pamtBlock, pamtIndex));
+  }
   return commitAug(m, td, entry, hpa, level, pamtBlock, pamtIndex);
 }
 

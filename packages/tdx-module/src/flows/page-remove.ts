@@ -89,9 +89,12 @@ export function pageRemove(
       return withDetail(TdxStatus.TLB_TRACKING_NOT_DONE, OperandId.RCX);
   }
   // The commit is a plain function, not a closure: nothing is allocated when the scheduler lets the flow go on.
-  const pause = yieldAt(m, 'TDH.MEM.PAGE.REMOVE', 'locked', td.tdr, entry.gpa);
-  if (pause !== undefined)
-    return pause.then(() => commitRemove(m, td, entry, out, hpa, level, pamtBlock, pamtIndex));
+  // Asked only when the scheduler interleaves (else yieldAt answers undefined): see pageAug.
+  if (m.interleaves) {
+    const pause = yieldAt(m, 'TDH.MEM.PAGE.REMOVE', 'locked', td.tdr, entry.gpa);
+    if (pause !== undefined)
+      return pause.then(() => commitRemove(m, td, entry, out, hpa, level, pamtBlock, pamtIndex));
+  }
   return commitRemove(m, td, entry, out, hpa, level, pamtBlock, pamtIndex);
 }
 

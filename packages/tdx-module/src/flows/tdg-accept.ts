@@ -100,8 +100,11 @@ function acceptFrom(
   if (result === LockResult.BUSY_HOST_PRIORITY) {
     return withDetail(TdxStatus.OPERAND_BUSY_HOST_PRIORITY, OperandId.RCX);
   }
-  const pause = yieldAt(m, 'TDG.MEM.PAGE.ACCEPT', 'locked', td.tdr, gpa, vcpu.guestActor);
-  if (pause !== undefined) return acceptAfterPause(m, runtime, td, vcpu, gpa, level, walk, pause);
+  // Asked only when the scheduler interleaves (else yieldAt answers undefined): see pageAug.
+  if (m.interleaves) {
+    const pause = yieldAt(m, 'TDG.MEM.PAGE.ACCEPT', 'locked', td.tdr, gpa, vcpu.guestActor);
+    if (pause !== undefined) return acceptAfterPause(m, runtime, td, vcpu, gpa, level, walk, pause);
+  }
   return settle(m, runtime, td, vcpu, gpa, level, acceptLocked(m, vcpu, gpa, level, walk));
 }
 

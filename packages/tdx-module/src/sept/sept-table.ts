@@ -185,10 +185,11 @@ export const ENTRY_SPAN: readonly number[] = [2 ** 12, 2 ** 21, 2 ** 30, 2 ** 39
 export const PAGES_4K_IN: readonly number[] = Object.freeze([1, 512, 512 ** 2, 512 ** 3, 512 ** 4]);
 
 /**
- * {@link PAGES_4K_IN} of a leaf level (0, 1 or 2) as constants: optimized code reads an element of the frozen array
- * through the `KeyedLoadIC` builtin (65 instructions per SEAMCALL of a warm-tree AUG and REMOVE loop); each constant
- * is a small integer.
+ * {@link PAGES_4K_IN} of a leaf level (0, 1 or 2), 512^level, as a shift (1, 512 or 262,144): optimized code reads an
+ * element of the frozen array through the `KeyedLoadIC` builtin (65 instructions per SEAMCALL of a warm-tree AUG and
+ * REMOVE loop). A shift rather than a choice of constants: under V8's size for small functions, which are inlined
+ * whatever inlining budget is left (AUG's and REMOVE's commits called it).
  */
 export function pages4kInLeaf(level: 0 | 1 | 2): number {
-  return level === 0 ? 1 : level === 1 ? 512 : 262144;
+  return 1 << (9 * level);
 }
