@@ -1,6 +1,6 @@
 /**
  * How long one side of the bridge watches the other's counter before it sleeps in a wait (`Atomics.wait` in the
- * guest's thread, `Atomics.waitAsync` in the host's). Watching saves the cross-thread wake-up when the other side
+ * guest's thread; in the host's, a blocking `Atomics.wait` inside a call, else `Atomics.waitAsync`). Watching saves the cross-thread wake-up when the other side
  * answers within microseconds on a core of its own. When threads outnumber cores (matrix workers, each with a guest
  * thread, beside other processes) the other side is often not running at all, and watching only takes the core it
  * needs: a matrix of wasm rows on 2 cores spent half its CPU that way. So the budget halves each time watching ended
@@ -11,7 +11,7 @@
  * given in its setup.
  */
 export interface SpinBudget {
-  /** Counter checks of a full watch: about 10–20 µs. */
+  /** Counter checks of a full watch: about 1–2 µs. */
   readonly full: number;
   /** Counter checks of a probe while the budget is 0. */
   readonly probe: number;
@@ -19,8 +19,13 @@ export interface SpinBudget {
   readonly probeEvery: number;
 }
 
-/** The numbers both sides use. */
-export const SPIN_BUDGET: SpinBudget = { full: 20_000, probe: 2_000, probeEvery: 64 };
+/**
+ * The numbers both sides use. A full watch covers an answer that is already on its way (the guest's code between two
+ * TDCALLs, a no-op server), not the host serving a TDCALL through the module (several µs, more with a TD exit):
+ * watching through that cost more CPU than the wake-up it saved (a matrix row of the C guest on 2 busy cores: 20,000
+ * checks 10.5–12.5 CPU-s, 2,000 checks 10.0–10.3, none 10.1–10.3).
+ */
+export const SPIN_BUDGET: SpinBudget = { full: 2_000, probe: 500, probeEvery: 64 };
 
 /** One side's watch budget, adapted wait by wait (see {@link SpinBudget}). */
 export class AdaptiveSpin {
