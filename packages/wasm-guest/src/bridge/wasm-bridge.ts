@@ -268,7 +268,8 @@ export class WasmBridge {
       switch (next.message) {
         case Message.TDCALL: {
           tdcalls++;
-          const block = Array.from(thread.words.subarray(0, BLOCK_REGISTERS.length));
+          const block: bigint[] = new Array(BLOCK_REGISTERS.length);
+          for (let i = 0; i < BLOCK_REGISTERS.length; i++) block[i] = thread.words[i] as bigint;
           let output: Awaited<ReturnType<TdcallServer>>;
           try {
             output = await serve(block);
