@@ -1,7 +1,7 @@
 /**
  * How long one side of the bridge watches the other's counter before it sleeps in a wait (`Atomics.wait` in the
- * guest's thread; in the host's, a blocking `Atomics.wait` inside a call, else `Atomics.waitAsync`). Watching saves the cross-thread wake-up when the other side
- * answers within microseconds on a core of its own. When threads outnumber cores (matrix workers, each with a guest
+ * guest's thread; in the host's, a blocking `Atomics.wait` inside a call, else `Atomics.waitAsync`). Watching saves
+ * the cross-thread wake-up when the other side answers within microseconds on a core of its own. When threads outnumber cores (matrix workers, each with a guest
  * thread, beside other processes) the other side is often not running at all, and watching only takes the core it
  * needs: a matrix of wasm rows on 2 cores spent half its CPU that way. So the budget halves each time watching ended
  * in a sleep anyway, and doubles back towards {@link SpinBudget.full} each time it paid; at 0, one wait in
@@ -25,7 +25,7 @@ export interface SpinBudget {
  * watching through that cost more CPU than the wake-up it saved (a matrix row of the C guest on 2 busy cores: 20,000
  * checks 10.5–12.5 CPU-s, 2,000 checks 10.0–10.3, none 10.1–10.3).
  */
-export const SPIN_BUDGET: SpinBudget = { full: 2_000, probe: 500, probeEvery: 64 };
+export const SPIN_BUDGET: SpinBudget = { full: 2_000, probe: 2_000, probeEvery: 64 };
 
 /** One side's watch budget, adapted wait by wait (see {@link SpinBudget}). */
 export class AdaptiveSpin {
