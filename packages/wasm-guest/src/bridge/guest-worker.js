@@ -45,8 +45,10 @@ const blockWords = words.subarray(0, setup.protocol.blockWords);
 
 /** @type {WasmMemory | undefined} */
 let memory;
-/** The view of the register block of the guest's last TDCALL, and the pointer it was made for. */
-/** @type {BigUint64Array | undefined} */
+/**
+ * The view of the register block of the guest's last TDCALL (made for the pointer `lastBlockPointer`).
+ * @type {BigUint64Array | undefined}
+ */
 let lastBlock;
 let lastBlockPointer = 0;
 
