@@ -22,8 +22,9 @@ export interface SpinBudget {
 /**
  * The numbers both sides use. A full watch covers an answer that is already on its way (the guest's code between two
  * TDCALLs, a no-op server), not the host serving a TDCALL through the module (several µs, more with a TD exit):
- * watching through that cost more CPU than the wake-up it saved (a matrix row of the C guest on 2 busy cores: 20,000
- * checks 10.5–12.5 CPU-s, 2,000 checks 10.0–10.3, none 10.1–10.3).
+ * watching through that cost more CPU than the wake-up it saved (README "Performance: the hand-over": a `tdxsim run`
+ * of the C guest on 2 busy cores, 3 runs in turn, 10.2–10.9 CPU-s with 20,000 checks, 9.4–9.9 with 2,000). A probe
+ * watches as long as a full watch.
  */
 export const SPIN_BUDGET: SpinBudget = { full: 2_000, probe: 2_000, probeEvery: 64 };
 
