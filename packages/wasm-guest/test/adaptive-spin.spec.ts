@@ -41,7 +41,17 @@ describe('AdaptiveSpin: how long one side of the bridge watches before it sleeps
     expect(made.slice(-10).some((checks) => checks >= 100)).toBe(true);
   });
 
-  it("the bridge's numbers: a full watch of 20,000 checks, probes of 2,000 every 64 waits", () => {
-    expect(SPIN_BUDGET).toEqual({ full: 20_000, probe: 2_000, probeEvery: 64 });
+  it("the bridge's numbers keep the rule's invariants: 0 < probe ≤ full, and halving from full reaches none", () => {
+    const { full, probe, probeEvery } = SPIN_BUDGET;
+    for (const value of [full, probe, probeEvery]) expect(Number.isSafeInteger(value)).toBe(true);
+    expect(probe).toBeGreaterThan(0);
+    expect(probe).toBeLessThanOrEqual(full);
+    expect(probeEvery).toBeGreaterThan(0);
+    // Watching that never pays stops within one wait per bit of the full watch, then probes.
+    const made = run(new AdaptiveSpin(), 64, () => false);
+    const none = made.indexOf(0);
+    expect(none).toBeGreaterThan(0);
+    expect(none).toBeLessThanOrEqual(Math.ceil(Math.log2(full)) + 1);
+    expect(made.slice(none, none + probeEvery - 1).every((checks) => checks === 0)).toBe(true);
   });
 });

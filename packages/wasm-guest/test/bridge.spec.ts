@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import fc from 'fast-check';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { test } from '../../../test/property-test.js';
 import { wasmApi } from '../src/abi/wasm-api.js';
 import {
@@ -101,6 +101,70 @@ describe.skipIf(!hasClang)('WasmBridge', () => {
     );
     expect(result.tdcalls).toBe(1000);
     expect(result.value).toBe(BigInt((1000 * 1001) / 2));
+  });
+
+  it('inside a call waits for the guest in a blocking wait: far fewer asynchronous waits than TDCALLs', async () => {
+    const bridge = await start(probe);
+    // The host's thread only: the worker's Atomics is its own.
+    const waitAsync = vi.spyOn(
+      Atomics as unknown as { waitAsync: (...args: never[]) => unknown },
+      'waitAsync',
+    );
+    const wait = vi.spyOn(Atomics, 'wait');
+    try {
+      const result = returned(
+        await bridge.call(
+          'vp_info_loop',
+          [{ i32: 1000 }],
+          serving((block) => block),
+        ),
+      );
+      expect(result.tdcalls).toBe(1000);
+      // A message the watch before the wait did not catch is waited for in Atomics.wait; an asynchronous wait only
+      // once the thread has been held for the bound (a busy machine's stall).
+      expect(wait.mock.calls.length).toBeGreaterThan(0);
+      expect(waitAsync.mock.calls.length).toBeLessThan(100);
+    } finally {
+      waitAsync.mockRestore();
+      wait.mockRestore();
+    }
+  });
+
+  // 200,000,000 xorshift steps are 600,000,000 dependent operations: far more than 50 ms on any machine.
+  const STEPS = 200_000_000;
+
+  /**
+   * Calls compute_then_tdcall(rounds, STEPS / rounds) with a server that answers through promises alone; whether a
+   * setImmediate queued before the call had run when the last TDCALL was served (before the call resolved).
+   */
+  async function turnedDuring(rounds: number): Promise<boolean | undefined> {
+    const bridge = await start(probe);
+    let turned = false;
+    setImmediate(() => {
+      turned = true;
+    });
+    let turnedAtLast: boolean | undefined;
+    let served = 0;
+    const result = await bridge.call(
+      'compute_then_tdcall',
+      [{ i32: rounds }, { i32: STEPS / rounds }],
+      async (block) => {
+        if (++served === rounds) turnedAtLast = turned;
+        return block;
+      },
+    );
+    // The default call timeout (5 s): the long computation is not taken for a hang.
+    expect(returned(result).tdcalls).toBe(rounds);
+    return turnedAtLast;
+  }
+
+  it('lets the event loop turn while a guest computes long before a TDCALL, and is not timed out for it', async () => {
+    expect(await turnedDuring(1)).toBe(true);
+  });
+
+  it('lets the event loop turn in a long call of short stretches served through promises alone', async () => {
+    // Each TDCALL after a 2,000th of the work: no one wait reaches the bound, their sum does.
+    expect(await turnedDuring(2000)).toBe(true);
   });
 
   it('never hands the guest a stale reply: four guests at once, 20,000 TDCALLs each, every reply consumed once', async () => {

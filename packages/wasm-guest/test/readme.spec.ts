@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { workedExample } from '../examples/worked-example.js';
+import { SPIN_BUDGET } from '../src/bridge/adaptive-spin.js';
 import { hasClang, warnIfSkipped } from './support/guests.js';
 
 warnIfSkipped('clang', 'readme.spec.ts');
@@ -22,6 +23,10 @@ describe('the README', () => {
       blockAfter('against the hostile `r11-past-end`', 'ts'),
     );
     expect(read('../examples/c/kernel-guest.c')).toContain(blockAfter('The heart of its MapGPA loop', 'c'));
+  });
+
+  it("gives the bridge's watch as SPIN_BUDGET has it", () => {
+    expect(readme).toContain(`(up to ${SPIN_BUDGET.full.toLocaleString('en-US')} checks,`);
   });
 
   it('gives the clang command line compileCGuest runs', () => {

@@ -1,7 +1,7 @@
 /**
  * How long one side of the bridge watches the other's counter before it sleeps in a wait (`Atomics.wait` in the
- * guest's thread, `Atomics.waitAsync` in the host's). Watching saves the cross-thread wake-up when the other side
- * answers within microseconds on a core of its own. When threads outnumber cores (matrix workers, each with a guest
+ * guest's thread; in the host's, a blocking `Atomics.wait` inside a call, else `Atomics.waitAsync`). Watching saves
+ * the cross-thread wake-up when the other side answers within microseconds on a core of its own. When threads outnumber cores (matrix workers, each with a guest
  * thread, beside other processes) the other side is often not running at all, and watching only takes the core it
  * needs: a matrix of wasm rows on 2 cores spent half its CPU that way. So the budget halves each time watching ended
  * in a sleep anyway, and doubles back towards {@link SpinBudget.full} each time it paid; at 0, one wait in
@@ -11,7 +11,7 @@
  * given in its setup.
  */
 export interface SpinBudget {
-  /** Counter checks of a full watch: about 10–20 µs. */
+  /** Counter checks of a full watch: about 1–2 µs. */
   readonly full: number;
   /** Counter checks of a probe while the budget is 0. */
   readonly probe: number;
@@ -19,8 +19,14 @@ export interface SpinBudget {
   readonly probeEvery: number;
 }
 
-/** The numbers both sides use. */
-export const SPIN_BUDGET: SpinBudget = { full: 20_000, probe: 2_000, probeEvery: 64 };
+/**
+ * The numbers both sides use. A full watch covers an answer that is already on its way (the guest's code between two
+ * TDCALLs, a no-op server), not the host serving a TDCALL through the module (several µs, more with a TD exit):
+ * watching through that cost more CPU than the wake-up it saved (README "Performance: the hand-over": a `tdxsim run`
+ * of the C guest on 2 busy cores, 3 runs in turn, 10.2–10.9 CPU-s with 20,000 checks, 9.4–9.9 with 2,000). A probe
+ * watches as long as a full watch.
+ */
+export const SPIN_BUDGET: SpinBudget = { full: 2_000, probe: 2_000, probeEvery: 64 };
 
 /** One side's watch budget, adapted wait by wait (see {@link SpinBudget}). */
 export class AdaptiveSpin {

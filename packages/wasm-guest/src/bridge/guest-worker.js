@@ -40,9 +40,17 @@ let outcomes = new Uint8Array(setup.outcomes);
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const blockBytes = setup.protocol.blockWords * 8;
+/** The register block's words in the data area. */
+const blockWords = words.subarray(0, setup.protocol.blockWords);
 
 /** @type {WasmMemory | undefined} */
 let memory;
+/**
+ * The view of the register block of the guest's last TDCALL (made for the pointer `lastBlockPointer`).
+ * @type {BigUint64Array | undefined}
+ */
+let lastBlock;
+let lastBlockPointer = 0;
 
 /** @param {string} value */
 function writeText(value) {
@@ -116,15 +124,21 @@ const imports = {
   [setup.protocol.importModule]: {
     /** @param {number} pointer */
     tdcall(pointer) {
-      const block = new BigUint64Array(
-        guestBytes(pointer, blockBytes, 8, 'the register block').buffer,
-        pointer >>> 0,
-        setup.protocol.blockWords,
-      );
+      let block = lastBlock;
+      // A guest passes the same block (its stack frame) call after call: its view is made, and checked, once.
+      if (block === undefined || pointer !== lastBlockPointer || block.buffer !== memory?.buffer) {
+        block = new BigUint64Array(
+          guestBytes(pointer, blockBytes, 8, 'the register block').buffer,
+          pointer >>> 0,
+          setup.protocol.blockWords,
+        );
+        lastBlock = block;
+        lastBlockPointer = pointer;
+      }
       words.set(block);
       if (tellHost(M.TDCALL) !== K.RESUME) throw new GuestFault('worker-exit', 'the host stopped the guest');
       // The memory cannot have grown during the call (the guest was asleep), so the view is still valid.
-      block.set(words.subarray(0, setup.protocol.blockWords));
+      block.set(blockWords);
     },
     /**
      * @param {number} pointer
@@ -223,6 +237,7 @@ function runGuest(/** @type {import('../abi/wasm-api.js').WasmModule} */ module)
     command = tellHost(M.RETURNED);
   }
   memory = undefined;
+  lastBlock = undefined;
   return command;
 }
 

@@ -112,6 +112,33 @@ const unclosed = new FinalizationRegistry<GuestThread>((thread) => {
   void thread.terminate();
 });
 const KEPT_LOG_LINES = 20;
+/**
+ * Milliseconds this thread may be held in blocking waits for guests' next messages (inside calls) between two turns
+ * of its event loop; past that, the next wait first lets the event loop turn (timers, I/O, other vCPUs' flows, other
+ * guests). A guest between two TDCALLs takes microseconds; on a busy machine, up to a few scheduler time slices.
+ * While held, this thread cannot see a worker's `exit` event: a worker that dies without a FAULT message (killed,
+ * out of memory) is seen when the blocking wait ends, up to this long late.
+ */
+const BLOCKING_WAIT_MS = 50;
+
+/**
+ * When this thread was first held in a blocking wait since its event loop last turned (`performance.now()` time),
+ * or undefined once it turned: reset by a setImmediate queued when holding starts. Shared by every bridge of the
+ * thread, as the event loop is.
+ */
+let heldSince: number | undefined;
+const turned = (): void => {
+  heldSince = undefined;
+};
+const immediate = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+/**
+ * A whole turn of the event loop, timers included: one setImmediate can run in the check phase of the loop's current
+ * turn, before that turn's timers; one queued from that check phase runs in the next turn, after them.
+ */
+const turn = async (): Promise<void> => {
+  await immediate();
+  await immediate();
+};
 
 /**
  * Runs a wasm module in a worker thread and calls its exports synchronously from the guest's point of view: each
@@ -173,7 +200,9 @@ export class WasmBridge {
     const bridge = new WasmBridge(thread, options);
     const startMs = options.startTimeoutMs ?? 60_000;
     const first = await bridge.#held(
-      bridge.#next(performance.now() + startMs, startMs, '(instantiation)', 0),
+      // Not while the module is instantiated: compiling and a start function can take long, and the worker's
+      // start-up needs this thread's event loop (its messages, a failed load's error event).
+      bridge.#next(performance.now() + startMs, startMs, '(instantiation)', 0, { mayBlock: false }),
     );
     if (first.kind === 'fault') return { fault: first.fault };
     if (first.message !== Message.READY) {
@@ -257,12 +286,16 @@ export class WasmBridge {
     // The guest runs from here to its next TDCALL or return: log lines do not restart the clock.
     let deadline = performance.now() + this.#callTimeoutMs;
     for (;;) {
-      const next = await this.#held(this.#next(deadline, this.#callTimeoutMs, name, tdcalls));
+      const next = await this.#held(
+        this.#next(deadline, this.#callTimeoutMs, name, tdcalls, { mayBlock: true }),
+      );
       if (next.kind === 'fault') return next;
       switch (next.message) {
         case Message.TDCALL: {
           tdcalls++;
-          const block = Array.from(thread.words.subarray(0, BLOCK_REGISTERS.length));
+          const block: bigint[] = new Array(BLOCK_REGISTERS.length);
+          // Element by element: Array.from over a subarray made a view and went through the iterator per TDCALL.
+          for (let i = 0; i < BLOCK_REGISTERS.length; i++) block[i] = thread.words[i] as bigint;
           let output: Awaited<ReturnType<TdcallServer>>;
           try {
             output = await serve(block);
@@ -330,17 +363,22 @@ export class WasmBridge {
 
   /**
    * Waits for the worker's next message, a fault, the worker's death or `deadline` (`performance.now()` time, the end
-   * of a budget of `budgetMs`).
+   * of a budget of `budgetMs`). With `mayBlock`, the wait holds this thread (see {@link BLOCKING_WAIT_MS}).
    */
   async #next(
     deadline: number,
     budgetMs: number,
     entry: string,
     tdcalls: number,
+    { mayBlock }: { mayBlock: boolean },
   ): Promise<{ kind: 'message'; message: number } | { kind: 'fault'; fault: WasmGuestFault }> {
     const thread = this.#thread;
     const ctl = thread.ctl;
     let exited: string | undefined;
+    // A server that answers through promises alone never lets the event loop turn: once this thread has been held
+    // for the bound, let it turn before the next wait (timers, I/O, other work of this thread run then).
+    if (mayBlock && heldSince !== undefined && performance.now() - heldSince >= BLOCKING_WAIT_MS)
+      await turn();
     // The guest's next TDCALL usually comes within microseconds: watch the counter for a moment before sleeping, which
     // saves the cross-thread wake-up (most of a round trip's cost when the cores are idle) — as long as watching pays.
     const checks = thread.spin.checks();
@@ -351,6 +389,20 @@ export class WasmBridge {
     }
     // A wake-up proves nothing: the worker's notify for its previous message can land after the host has already
     // read that message and started waiting for the next one. Only a changed counter is a message.
+    if (mayBlock && Atomics.load(ctl, Control.TO_HOST) === thread.seen) {
+      // Inside a call the guest's next message depends on its thread alone and comes within microseconds of it
+      // running: sleeping in a blocking wait costs one futex wake, where an asynchronous wait costs a turn of the
+      // event loop (a task posted across threads, an eventfd write, an epoll wake, a timer for its timeout).
+      if (heldSince === undefined) {
+        heldSince = performance.now();
+        setImmediate(turned);
+      }
+      const until = Math.min(deadline, heldSince + BLOCKING_WAIT_MS);
+      for (let left = until - performance.now(); left > 0; left = until - performance.now()) {
+        if (Atomics.wait(ctl, Control.TO_HOST, thread.seen, left) === 'not-equal') break;
+        if (Atomics.load(ctl, Control.TO_HOST) !== thread.seen) break;
+      }
+    }
     while (Atomics.load(ctl, Control.TO_HOST) === thread.seen && exited === undefined) {
       const left = deadline - performance.now();
       if (left <= 0) break;

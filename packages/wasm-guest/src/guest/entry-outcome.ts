@@ -5,25 +5,29 @@ import type { EntryRecord } from './tdcall-server.js';
 
 const PAGE = 4096;
 
+/** What a page byte says, or undefined for a byte that is no `TDXSIM_PAGE_*` value. */
+function outcomeOf(byte: number): PageOutcome | undefined {
+  if (byte === PageOutcomeCode.CONVERTED) return 'converted';
+  if (byte === PageOutcomeCode.UNCHANGED) return 'unchanged';
+  if (byte === PageOutcomeCode.UNKNOWN || byte === PageOutcomeCode.UNWRITTEN) return 'unknown';
+  return undefined;
+}
+
 /** The page outcomes a guest wrote, as runs over `range`; a byte that is no `TDXSIM_PAGE_*` value is an Error. */
 export function pageRuns(range: GpaRange, pages: Uint8Array): PageOutcomeRun[] {
   const runs: PageOutcomeRun[] = [];
-  for (let i = 0; i < pages.length; i++) {
-    const byte = pages[i] as number;
-    let outcome: PageOutcome;
-    if (byte === PageOutcomeCode.CONVERTED) outcome = 'converted';
-    else if (byte === PageOutcomeCode.UNCHANGED) outcome = 'unchanged';
-    else if (byte === PageOutcomeCode.UNKNOWN || byte === PageOutcomeCode.UNWRITTEN) outcome = 'unknown';
-    else {
+  // One object per run, not per page: a failed GiB segment is 262,144 bytes, mostly in one or two runs.
+  for (let i = 0; i < pages.length; ) {
+    const outcome = outcomeOf(pages[i] as number);
+    if (outcome === undefined) {
       throw new Error(
-        `page 0x${(range.start + i * PAGE).toString(16)} has outcome ${byte}, not a TDXSIM_PAGE_* value`,
+        `page 0x${(range.start + i * PAGE).toString(16)} has outcome ${pages[i]}, not a TDXSIM_PAGE_* value`,
       );
     }
-    const start = range.start + i * PAGE;
-    const last = runs[runs.length - 1];
-    if (last !== undefined && last.outcome === outcome)
-      runs[runs.length - 1] = { ...last, end: start + PAGE };
-    else runs.push({ start, end: start + PAGE, outcome });
+    let end = i + 1;
+    while (end < pages.length && outcomeOf(pages[end] as number) === outcome) end++;
+    runs.push({ start: range.start + i * PAGE, end: range.start + end * PAGE, outcome });
+    i = end;
   }
   return runs;
 }
