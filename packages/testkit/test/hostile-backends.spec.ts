@@ -1,4 +1,4 @@
-import { GuestIds, guestModule, type TdGuest } from '@tdxsim/guest';
+import { GuestError, GuestIds, guestModule, type TdGuest } from '@tdxsim/guest';
 import {
   type BuiltTd,
   checkInvariants,
@@ -18,6 +18,11 @@ import {
 } from '../src/index.js';
 
 const GIB = 2 ** 30;
+
+/** Swallows a guest's refusal of a range it quarantined; any other error is thrown again. */
+function quarantined(error: unknown): void {
+  if (!(error instanceof GuestError && error.code === 'QUARANTINED')) throw error;
+}
 const PAGE = 4096;
 
 async function boot(vmm: ReturnType<typeof scriptedVmm>, memoryBytes = 2 * GIB, trace?: TraceSink) {
@@ -133,6 +138,38 @@ describe('what each hostile side effect does', () => {
     expect(await guest.setShared(8 * PAGE, 2 * PAGE)).toMatchObject({ kind: 'ok' });
     expect([...scripted.record.unbackedAcks].sort((a, b) => a - b)).toEqual([8, 9]);
   });
+
+  it.each(['success-without-converting', 'converts-less', 'converts-more', 're-aug-accepted'])(
+    '%s: the record read only at the end holds what one read from the start holds, in the same order',
+    async (name) => {
+      const run = async (readFirst: boolean) => {
+        const { guest, scripted } = await boot(hostileVmm(name)?.module() ?? fail());
+        const early = readFirst ? scripted.record : undefined;
+        await guest.write(0, new Uint8Array([1]));
+        for (const [start, pages] of [
+          [8, 4],
+          [16, 3],
+          [9, 8],
+          [0, 2],
+        ] as const) {
+          // A range the guest quarantined is refused (it throws): the next conversion goes on.
+          await guest.setShared(start * PAGE, pages * PAGE).catch(quarantined);
+          await guest.setPrivate((start + 1) * PAGE, pages * PAGE).catch(quarantined);
+        }
+        const record = scripted.record;
+        if (early !== undefined) expect(record).toBe(early);
+        return {
+          calls: record.mapGpaCalls,
+          unbacked: [...record.unbackedAcks],
+          behind: [...record.behindTheGuestsBack],
+        };
+      };
+      const late = await run(false);
+      expect(late).toEqual(await run(true));
+      expect(late.calls).toBeGreaterThan(0);
+      expect(late.unbacked.length + late.behind.length).toBeGreaterThan(0);
+    },
+  );
 
   it('inconsistent-replies: the same seed replays the same answers, another seed differs', async () => {
     const calls = async (seed: number) => {
