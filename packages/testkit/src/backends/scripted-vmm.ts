@@ -88,7 +88,9 @@ export class ScriptedVmm implements Vmm {
    * The changes to the record's sets not made yet, four numbers each (what, frame, from, to), while nobody has read
    * {@link record}: a reply acknowledging 1 GiB it did not convert is 262,144 frames, and a run that never reads them
    * (the CLI's matrix judges by the guest and the module) should not pay for them. Undefined once read: the sets are
-   * then made as they were and kept up to date call by call.
+   * then made as they were and kept up to date call by call. Bound while unread: a MapGPA call notes at most three
+   * changes (forget, behind, acknowledged: 12 numbers) whatever its size, plus one per frame of a page that
+   * `tamper-accepted` replaced (512 for a 2M page); a malformed request notes none.
    */
   #unmade: number[] | undefined = [];
   /** Whether an acknowledgement without backing may have been noted (in {@link #unmade}). */
@@ -207,7 +209,10 @@ export class ScriptedVmm implements Vmm {
     else unmade.push(what, frame, from, to);
   }
 
-  /** Frames `frame + i` for `i` from `from` while below `to` (fractions as they come) acknowledged or changed; or forgotten. */
+  /**
+   * Frames `frame + i` for `i` from `from` while below `to` (fractions as they come) acknowledged or changed; or
+   * forgotten.
+   */
   #make(what: number, frame: number, from: number, to: number): void {
     if (what === FORGET_ACKS) {
       this.#forgetUnbackedAcks(frame, to);
