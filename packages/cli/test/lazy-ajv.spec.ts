@@ -1,9 +1,9 @@
 import { execFile } from 'node:child_process';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { expect, inject, it } from 'vitest';
-import { SAVED_REPORT } from './behaviour-snapshot.js';
-import { REPO_ROOT } from './run-cli.js';
+import { FIXTURES, REPO_ROOT } from './run-cli.js';
 
 // What a fresh process has loaded: the CLI's entry (what `tdxsim` imports first), then its index, then after the first
 // report it validates. ajv is CommonJS, so every load of it, by import or require, is in require's cache.
@@ -35,7 +35,7 @@ it('a tdxsim process loads ajv at its first report validation, not at start-up',
       CHILD,
       entry('main'),
       entry('index'),
-      SAVED_REPORT,
+      join(FIXTURES, 'behaviour', 'saved-report.json'),
     ],
     { cwd: REPO_ROOT },
   );
