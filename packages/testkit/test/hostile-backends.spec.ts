@@ -1,4 +1,4 @@
-import { GuestIds, guestModule, type TdGuest } from '@tdxsim/guest';
+import { GuestError, GuestIds, guestModule, type TdGuest } from '@tdxsim/guest';
 import {
   type BuiltTd,
   checkInvariants,
@@ -15,10 +15,16 @@ import {
   hostileVmms,
   type ScriptedVmm,
   scriptedVmm,
+  type VmmBehaviour,
 } from '../src/index.js';
 
 const GIB = 2 ** 30;
 const PAGE = 4096;
+
+/** Swallows a guest's refusal of a range it quarantined; any other error is thrown again. */
+function quarantined(error: unknown): void {
+  if (!(error instanceof GuestError && error.code === 'QUARANTINED')) throw error;
+}
 
 async function boot(vmm: ReturnType<typeof scriptedVmm>, memoryBytes = 2 * GIB, trace?: TraceSink) {
   const composed = await composeTd<TdGuest>({
@@ -133,6 +139,65 @@ describe('what each hostile side effect does', () => {
     expect(await guest.setShared(8 * PAGE, 2 * PAGE)).toMatchObject({ kind: 'ok' });
     expect([...scripted.record.unbackedAcks].sort((a, b) => a - b)).toEqual([8, 9]);
   });
+
+  // A lie answered SUCCESS without converting, then an honest call converting the next range, which overlaps it: the
+  // acknowledgements it backs are forgotten while the record's changes are still noted, not made.
+  const liesThenConverts = (): VmmBehaviour => ({
+    steps: [{ convert: 'none', status: 'SUCCESS', r11: 'next' }, HONEST_STEP],
+    order: 'cycle',
+  });
+  it.each([
+    ...['success-without-converting', 'converts-less', 'converts-more', 're-aug-accepted'].map(
+      (name) => [name, () => hostileVmm(name)?.module() ?? fail(), undefined] as const,
+    ),
+    // Frames 8–11 and 16–18 acknowledged by lies, then 9–12 and 17–19 converted: 8 and 16 are left in the middle.
+    ['lies, then converts an overlapping range', () => scriptedVmm(liesThenConverts()), [8, 16]] as const,
+  ])(
+    '%s: the record read at the start, in the middle or at the end holds the same, in the same order',
+    async (_name, vmm, unbackedInTheMiddle) => {
+      const run = async (readAt: 'start' | 'middle' | 'end') => {
+        const { guest, scripted } = await boot(vmm());
+        const early = readAt === 'start' ? scripted.record : undefined;
+        await guest.write(0, new Uint8Array([1]));
+        let middle: { unbacked: number[]; behind: number[] } | undefined;
+        for (const [index, [start, pages]] of (
+          [
+            [8, 4],
+            [16, 3],
+            [9, 8],
+            [0, 2],
+          ] as const
+        ).entries()) {
+          // A range the guest quarantined is refused (it throws): the next conversion goes on.
+          await guest.setShared(start * PAGE, pages * PAGE).catch(quarantined);
+          await guest.setPrivate((start + 1) * PAGE, pages * PAGE).catch(quarantined);
+          // After the second range: the first read of a 'middle' run, a look at live sets in a 'start' run.
+          if (readAt !== 'end' && index === 1) {
+            const { unbackedAcks, behindTheGuestsBack } = scripted.record;
+            middle = { unbacked: [...unbackedAcks], behind: [...behindTheGuestsBack] };
+          }
+        }
+        const record = scripted.record;
+        if (early !== undefined) expect(record).toBe(early);
+        return {
+          calls: record.mapGpaCalls,
+          unbacked: [...record.unbackedAcks],
+          behind: [...record.behindTheGuestsBack],
+          middle,
+        };
+      };
+      const { middle, ...late } = await run('end');
+      const { middle: inTheMiddle, ...fromTheStart } = await run('start');
+      const { middle: read, ...midway } = await run('middle');
+      expect(fromTheStart).toEqual(late);
+      expect(midway).toEqual(late);
+      expect(middle).toBeUndefined();
+      expect(read).toEqual(inTheMiddle);
+      if (unbackedInTheMiddle !== undefined) expect(read?.unbacked).toEqual(unbackedInTheMiddle);
+      expect(late.calls).toBeGreaterThan(0);
+      expect(late.unbacked.length + late.behind.length).toBeGreaterThan(0);
+    },
+  );
 
   it('inconsistent-replies: the same seed replays the same answers, another seed differs', async () => {
     const calls = async (seed: number) => {

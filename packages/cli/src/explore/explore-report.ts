@@ -1,10 +1,11 @@
 import { readFileSync } from 'node:fs';
 import type { RaceScenario } from '@tdxsim/testkit';
-import { Ajv, type ValidateFunction } from 'ajv';
+import type { ValidateFunction } from 'ajv';
 import type { VmmEntry } from '../catalog/vmm-catalog.js';
 import type { GuestRow } from '../guests/guest-row.js';
 import type { Shard } from '../options/option-values.js';
 import { readReportFile, toolVersion } from '../report/json-report.js';
+import { compileSchema } from '../report/schema-validator.js';
 import { type ExploreCellResult, isExploreChange } from './explore-result.js';
 
 /** The schema id of `tdxsim explore --json` files; bumped when a field changes meaning. */
@@ -113,9 +114,7 @@ let validator: ValidateFunction | undefined;
 
 /** The compiled JSON Schema of explore reports. */
 export function exploreReportValidator(): ValidateFunction {
-  validator ??= new Ajv({ allErrors: false, strict: true }).compile(
-    JSON.parse(readFileSync(EXPLORE_REPORT_SCHEMA_FILE, 'utf8')) as object,
-  );
+  validator ??= compileSchema(JSON.parse(readFileSync(EXPLORE_REPORT_SCHEMA_FILE, 'utf8')) as object);
   return validator;
 }
 

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { Ajv, type ValidateFunction } from 'ajv';
+import type { ValidateFunction } from 'ajv';
 import { assertString } from '../api-validation.js';
 import type { VmmEntry } from '../catalog/vmm-catalog.js';
 import { isChange } from '../expectations/expectations.js';
@@ -8,6 +8,7 @@ import type { ScenarioConcurrency } from '../scenario/scenario-concurrency.js';
 import type { ScenarioResult } from '../scenario/scenario-result.js';
 import { UsageError } from '../usage-error.js';
 import { checkReportInput } from './report-input.js';
+import { compileSchema } from './schema-validator.js';
 import { countOutcomes, type OutcomeCounts } from './table.js';
 
 /** The schema id of `--json` files; bumped when a field changes meaning. */
@@ -141,9 +142,7 @@ let validator: ValidateFunction | undefined;
 
 /** The compiled JSON Schema of run reports. */
 export function runReportValidator(): ValidateFunction {
-  validator ??= new Ajv({ allErrors: false, strict: true }).compile(
-    JSON.parse(readFileSync(RUN_REPORT_SCHEMA_FILE, 'utf8')) as object,
-  );
+  validator ??= compileSchema(JSON.parse(readFileSync(RUN_REPORT_SCHEMA_FILE, 'utf8')) as object);
   return validator;
 }
 

@@ -101,8 +101,8 @@ export class SharedEpt {
 
   /**
    * Where one frame's mapping goes, as the arguments of a write of the lines: on the line of a neighbour it
-   * continues (so the runs merge), taking the page to its left along when that page continues onto it on the other
-   * line; else a run of its own.
+   * continues (so the runs merge), taking the page to its left (else right) along when that page continues onto it
+   * on the other line; else a run of its own.
    */
   #placed(gfn4k: number, hpa: number): [start: number, end: number, line: number] {
     const lines = this.#lines;
@@ -115,6 +115,11 @@ export class SharedEpt {
     const before = left === undefined ? undefined : hostOf(left, gfn4k - PAGE);
     if (before === hpa - PAGE) return [gfn4k - PAGE, gfn4k + PAGE, up];
     if (before === hpa + PAGE) return [gfn4k - PAGE, gfn4k + PAGE, down];
+    // Frames mapped going down on host pages going up (or the other way): the page to the right comes along, else
+    // every frame would be a run of its own and each write would move all the runs above it.
+    const after = right === undefined ? undefined : hostOf(right, gfn4k + PAGE);
+    if (after === hpa + PAGE) return [gfn4k, gfn4k + 2 * PAGE, up];
+    if (after === hpa - PAGE) return [gfn4k, gfn4k + 2 * PAGE, down];
     return [gfn4k, gfn4k + PAGE, up];
   }
 

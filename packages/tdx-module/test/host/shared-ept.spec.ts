@@ -130,6 +130,20 @@ describe('SharedEpt as runs, against one host page per frame', () => {
     }
     expect([up.runCount, down.runCount]).toEqual([1, 1]);
     expect([...down.runs()]).toEqual([{ gfn4k: 2 ** 30, pages: 4096, hpa: 2 ** 40, step: -1 }]);
+    // Frames going down page by page (a guest walking its range backwards), host pages going up or down.
+    const downUp = new SharedEpt();
+    const downDown = new SharedEpt();
+    for (let i = 0; i < 4096; i++) {
+      downUp.map(2 ** 30 - i * PAGE, 2 ** 40 + i * PAGE);
+      downDown.map(2 ** 30 - i * PAGE, 2 ** 40 - i * PAGE);
+    }
+    expect([downUp.runCount, downDown.runCount]).toEqual([1, 1]);
+    expect([...downUp.runs()]).toEqual([
+      { gfn4k: 2 ** 30 - 4095 * PAGE, pages: 4096, hpa: 2 ** 40 + 4095 * PAGE, step: -1 },
+    ]);
+    expect([...downDown.runs()]).toEqual([
+      { gfn4k: 2 ** 30 - 4095 * PAGE, pages: 4096, hpa: 2 ** 40 - 4095 * PAGE, step: 1 },
+    ]);
     // Unmapped page by page from the bottom, as a conversion back to private does: still one run, written in place.
     for (let i = 0; i < 4095; i++) up.unmap(2 ** 30 + i * PAGE);
     expect([...up.entries()]).toEqual([[2 ** 30 + 4095 * PAGE, 2 ** 40 + 4095 * PAGE]]);

@@ -32,6 +32,11 @@ import { HonestCore, trustedHonestCore } from './honest-core.js';
 const log = testkitLogger('scripted');
 const PAGE = 4096;
 
+/** What a change noted for {@link ScriptedVmm.record} does (see `#unmade`). */
+const UNBACKED_ACKS = 0;
+const BEHIND = 1;
+const FORGET_ACKS = 2;
+
 /** True while {@link trustedScriptedVmm} constructs: its arguments are not checked. */
 let trusted = false;
 
@@ -74,11 +79,22 @@ export class ScriptedVmm implements Vmm {
   readonly td: BuiltTd;
   readonly behaviour: VmmBehaviour;
   readonly core: HonestCore;
-  readonly record: ScriptedVmmRecord = {
+  readonly #record: ScriptedVmmRecord = {
     mapGpaCalls: 0,
     unbackedAcks: new Set(),
     behindTheGuestsBack: new Set(),
   };
+  /**
+   * The changes to the record's sets not made yet, four numbers each (what, frame, from, to), while nobody has read
+   * {@link record}: a reply acknowledging 1 GiB it did not convert is 262,144 frames, and a run that never reads them
+   * (the CLI's matrix judges by the guest and the module) should not pay for them. Undefined once read: the sets are
+   * then made as they were and kept up to date call by call. Bound while unread: a MapGPA call notes at most three
+   * changes (forget, behind, acknowledged: 12 numbers) whatever its size, plus one per frame of a page that
+   * `tamper-accepted` replaced (512 for a 2M page); a malformed request notes none.
+   */
+  #unmade: number[] | undefined = [];
+  /** Whether an acknowledgement without backing may have been noted (in {@link #unmade}). */
+  #mayHaveUnbackedAcks = false;
   readonly #maxPages: number;
   readonly #rng: SeededRng;
   #stepsTaken = 0;
@@ -97,6 +113,25 @@ export class ScriptedVmm implements Vmm {
     this.core = checked ? new HonestCore(module, td) : trustedHonestCore(module, td);
     this.#maxPages = options.maxPagesPerCall ?? 2 ** 18;
     this.#rng = new SeededRng(this.behaviour.seed ?? 1);
+  }
+
+  /**
+   * What the backend did that the guest cannot see, so far. The sets are made at the first read (the same frames, in
+   * the same order, as if made at each call) and kept up to date from then on.
+   */
+  get record(): ScriptedVmmRecord {
+    const unmade = this.#unmade;
+    if (unmade !== undefined) {
+      this.#unmade = undefined;
+      for (let at = 0; at < unmade.length; at += 4)
+        this.#make(
+          unmade[at] as number,
+          unmade[at + 1] as number,
+          unmade[at + 2] as number,
+          unmade[at + 3] as number,
+        );
+    }
+    return this.#record;
   }
 
   /** Builds a TD through SEAMCALLs and returns the backend for it. */
@@ -140,7 +175,7 @@ export class ScriptedVmm implements Vmm {
 
   #step(): MapGpaStep {
     const { steps, order } = this.behaviour;
-    this.record.mapGpaCalls++;
+    this.#record.mapGpaCalls++;
     const index = this.#stepsTaken++;
     const at =
       order === 'seeded'
@@ -157,7 +192,7 @@ export class ScriptedVmm implements Vmm {
    * deoptimise {@link #mapGpa}.
    */
   #forgetUnbackedAcks(frame: number, pages: number): void {
-    const { unbackedAcks } = this.record;
+    const { unbackedAcks } = this.#record;
     if (unbackedAcks.size < pages) {
       for (const acked of unbackedAcks)
         if (acked >= frame && acked < frame + pages) unbackedAcks.delete(acked);
@@ -166,13 +201,34 @@ export class ScriptedVmm implements Vmm {
     }
   }
 
+  /** A change to the record's sets: made now once {@link record} has been read, else noted for that read. */
+  #note(what: number, frame: number, from: number, to: number): void {
+    if (from >= to) return;
+    const unmade = this.#unmade;
+    if (unmade === undefined) this.#make(what, frame, from, to);
+    else unmade.push(what, frame, from, to);
+  }
+
+  /**
+   * Frames `frame + i` for `i` from `from` while below `to` (fractions as they come) acknowledged or changed; or
+   * forgotten.
+   */
+  #make(what: number, frame: number, from: number, to: number): void {
+    if (what === FORGET_ACKS) {
+      this.#forgetUnbackedAcks(frame, to);
+      return;
+    }
+    const set = what === UNBACKED_ACKS ? this.#record.unbackedAcks : this.#record.behindTheGuestsBack;
+    for (let i = from; i < to; i++) set.add(frame + i);
+  }
+
   async #mapGpa(r12: bigint, r13: bigint): Promise<Gprs> {
     const gpaw = this.td.gpaw;
     const shared = BigInt(sharedBit(gpaw));
     // KVM's checks; R11 = R12 on every error.
     const error = mapGpaRequestError(r12, r13, gpaw);
     if (error !== undefined) {
-      this.record.mapGpaCalls++;
+      this.#record.mapGpaCalls++;
       return makeGprs({ r10: error, r11: r12 });
     }
     const toShared = (r12 & shared) !== 0n;
@@ -188,12 +244,16 @@ export class ScriptedVmm implements Vmm {
     else this.core.toPrivate(gpa, pages);
     const frame = gpa / PAGE;
     const asked = Number(r13) / PAGE;
-    const { unbackedAcks, behindTheGuestsBack } = this.record;
-    if (!keepPrivate && unbackedAcks.size > 0) this.#forgetUnbackedAcks(frame, pages);
-    for (let i = Math.max(0, Math.ceil(asked)); i < pages; i++) behindTheGuestsBack.add(frame + i);
+    const unmade = this.#unmade;
+    if (
+      !keepPrivate &&
+      (unmade === undefined ? this.#record.unbackedAcks.size > 0 : this.#mayHaveUnbackedAcks)
+    )
+      this.#note(FORGET_ACKS, frame, 0, pages);
+    this.#note(BEHIND, frame, Math.max(0, Math.ceil(asked)), pages);
     if (effects.includes('tamper-accepted')) {
       for (const touched of await this.core.tamperAccepted(gpa, gpa + asked * PAGE))
-        this.record.behindTheGuestsBack.add(touched);
+        this.#note(BEHIND, touched, 0, 1);
     }
     if (toShared && effects.includes('alias-shared-pair') && pages >= 2)
       this.core.aliasSharedPair(gpa, gpa + PAGE);
@@ -201,7 +261,10 @@ export class ScriptedVmm implements Vmm {
     // The request was checked above and the reply resolved from it (64-bit by construction): not checked again.
     const acknowledged = acknowledgedPagesOf(r12, r13, step.r10, step.r11, shared);
     const done = keepPrivate ? 0 : Math.min(pages, asked);
-    for (let i = done; i < acknowledged; i++) this.record.unbackedAcks.add(frame + i);
+    if (done < acknowledged) {
+      this.#mayHaveUnbackedAcks = true;
+      this.#note(UNBACKED_ACKS, frame, done, acknowledged);
+    }
     // The hex strings are made only when the namespace is enabled: a campaign answers a MapGPA or more per case.
     if (log.enabled)
       log(
