@@ -8,7 +8,9 @@ import { type CodeBlock, isCheckedLanguage, isExemptLanguage, readmeCodeBlocks }
 /**
  * Every code block of every README (and of CONTRIBUTING.md, which states the rule) is checked:
  * - a TypeScript/JavaScript block runs as it stands: it is written to `.readme-blocks/`, type-checked with the
- *   repository's compiler options as a user's file importing the installed packages, and run with Node;
+ *   repository's compiler options as a user's file importing the installed packages, and run with Node (the blocks in
+ *   turn in one process, test/readme-block-runner.mjs: each must end without an error or an exit code, leaving
+ *   nothing running that would keep its own process alive);
  * - or, marked `<!-- readme-block: mirrors PATH -->`, it must be a verbatim part of PATH, a file a test runs;
  * - blocks in other languages (sh, text, json, ...) are exempt; a block in a language of source code that is not run
  *   here (c, rust) must mirror a file; a block without a language is an error.
@@ -80,6 +82,39 @@ function runPath(block: CodeBlock): string {
   return fromDist ? file.replace(/\.ts$/, '.js').replace(/\.mts$/, '.mjs') : file;
 }
 
+/** What test/readme-block-runner.mjs recorded of each block it ran. */
+interface BlockRun {
+  readonly block: string;
+  readonly errors: readonly string[];
+  readonly exitCode: number;
+  readonly left: readonly string[];
+  readonly done: boolean;
+}
+
+let runs: { records: BlockRun[]; status: number | null; stderr: string } | undefined;
+/**
+ * Every runnable block, run once in turn by test/readme-block-runner.mjs in one Node process: the packages load once
+ * for all of them instead of once per block (17 processes of 0.4–1.2 CPU-seconds each; issue 14). The process runs
+ * as a user's does: without the suite's matrix settings.
+ */
+function blockRuns(): { records: BlockRun[]; status: number | null; stderr: string } {
+  if (runs !== undefined) return runs;
+  const results = join(OUT, 'runs.json');
+  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
+  delete env.TDXSIM_MATRIX_KEEP_WORKERS;
+  const run = spawnSync(
+    process.execPath,
+    [...RUN_WITH, join(ROOT, 'test', 'readme-block-runner.mjs'), results, ...runnable.map(runPath)],
+    { cwd: ROOT, encoding: 'utf8', timeout: 300_000, env },
+  );
+  runs = {
+    records: existsSync(results) ? (JSON.parse(readFileSync(results, 'utf8')) as BlockRun[]) : [],
+    status: run.status,
+    stderr: run.stderr,
+  };
+  return runs;
+}
+
 beforeAll(() => {
   rmSync(OUT, { recursive: true, force: true });
   for (const block of runnable) {
@@ -144,15 +179,22 @@ describe('code blocks of the READMEs', () => {
         .split('\n')
         .filter((line) => line.startsWith(relative(ROOT, file)) || line.startsWith(relative(OUT, file)));
       expect(own, `type errors in the block (written to ${relative(ROOT, file)})`).toEqual([]);
-      const run = spawnSync(process.execPath, [...RUN_WITH, runPath(block)], {
-        cwd: ROOT,
-        encoding: 'utf8',
-        timeout: 180_000,
-        env: { ...process.env, NO_COLOR: '1' },
-      });
-      expect(run.status, `${relative(ROOT, file)} failed:\n${run.stderr}`).toBe(0);
+      const ran = blockRuns().records.find((record) => record.block === runPath(block));
+      expect(ran, `${relative(ROOT, file)} did not run:\n${blockRuns().stderr}`).toBeDefined();
+      // What would have made `node <block>` fail: an error, an exit code, or something left running that would keep
+      // its process from ending.
+      expect(
+        { errors: ran?.errors, exitCode: ran?.exitCode, left: ran?.left, done: ran?.done },
+        `${relative(ROOT, file)} failed`,
+      ).toEqual({ errors: [], exitCode: 0, left: [], done: true });
     },
   );
+
+  it('ran every block in one Node process that then ended with exit code 0', () => {
+    const run = blockRuns();
+    expect(run.records.map((record) => record.block)).toEqual(runnable.map(runPath));
+    expect(run.status, run.stderr).toBe(0);
+  });
 
   it.each(mirrored.map((block) => [`${block.file}:${block.line}`, block] as const))(
     '%s is a verbatim part of a file a test runs',
