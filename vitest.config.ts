@@ -15,7 +15,6 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
  */
 const LONGEST_FIRST = [
   'packages/cli/test/default-matrix.spec.ts',
-  'packages/cli/test/wasm-guest-compare.spec.ts',
   'packages/guest/test/properties.spec.ts',
   'packages/cli/test/wasm-guest-cli.spec.ts',
   'test/multi-vcpu-explored.spec.ts',
@@ -90,7 +89,7 @@ export default defineConfig({
   ssr: { resolve: { conditions: ['@tdxsim/source'] } },
   test: {
     globalSetup: ['test/global-setup.ts'],
-    setupFiles: ['test/setup-matrix-workers.ts'],
+    setupFiles: ['test/setup-matrix-workers.ts', 'test/setup-async-local-storage.ts'],
     include: ['packages/*/src/**/*.spec.ts', 'packages/*/test/**/*.spec.ts', 'test/**/*.spec.ts'],
     pool: 'threads',
     isolate: false,
