@@ -93,7 +93,8 @@ describe('tdxsim run --vcpus', () => {
     const json = join(dir, 'run.json');
     // The run and the replay in this process (the run's scenarios run on the matrix's worker thread either way): what
     // is checked is the report and the replay's verdict, the same without a process start of about a CPU-second
-    // (issue 14); a replay as a process is wasm-guest-cli.spec.ts's and behaviour-snapshot.spec.ts's.
+    // (issue 14). No test replays a --vcpus report as a process any more: wasm-guest-cli.spec.ts's and
+    // behaviour-snapshot.spec.ts's process replays are of reports without vCPUs.
     const run = await runMain([
       'run',
       '--vcpus',
