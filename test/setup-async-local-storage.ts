@@ -4,10 +4,11 @@
  * AsyncLocalStorage installs promise hooks that make every promise of the thread dearer, and test files share their
  * worker thread (isolate: false): one left on (html-report.spec.ts's browser, before accept-status.spec.ts disposed its
  * schedulers) slowed every file after it in that worker (issue 14). Only storages turned on during the file are turned
- * off; where Node has no `_enable` to follow (other versions), nothing is done.
+ * off, and the file is named on stderr; where Node has no `_enable` to follow (other versions), nothing is done.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { afterAll } from 'vitest';
+import { relative } from 'node:path';
+import { afterAll, expect } from 'vitest';
 
 type Tracked = { _enable?: () => void; disable: () => void };
 const prototype = AsyncLocalStorage.prototype as unknown as Tracked;
@@ -34,6 +35,12 @@ const leftOn = registry[ENABLED];
 if (leftOn !== undefined) {
   const before = new Set(leftOn);
   afterAll(() => {
-    for (const storage of leftOn) if (!before.has(storage)) storage.disable();
+    const left = [...leftOn].filter((storage) => !before.has(storage));
+    for (const storage of left) storage.disable();
+    // Said once per file: a storage the simulator owns (a scheduler not disposed) left on by a test stays visible.
+    if (left.length > 0)
+      console.warn(
+        `${relative(process.cwd(), expect.getState().testPath ?? 'a test file')} left ${left.length} AsyncLocalStorage on: turned off when the file ended`,
+      );
   });
 }
