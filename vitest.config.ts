@@ -7,15 +7,15 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
  * the order of the durations vitest recorded for each file in the JSON report of the last CI run on an idle machine
  * (`pnpm test` in `.ci/run` from a fresh clone, at 9e2b775): that run's order, down to the files of about a second
  * (default-matrix.spec.ts first: its whole matrix runs in its beforeAll, which that report leaves out of the file's
- * duration, 83.5 s on one thread of a 2-core machine): they start first, and only short files are left to fill both
- * workers at the end instead of one long file running alone. Since that run, backend-faults starts one process fewer
- * and wasm-guest-cli's hanging guest spins 0.4 s instead of 1 s, not measured again in a CI run. Vitest
- * orders by the durations it cached from the last run when it has them; a clean clone (CI) has none and would order by
- * file size, which puts most of these last.
+ * duration, 83.5 s on one thread of a 2-core machine; the C example guest's comparison with the TypeScript guest, once
+ * wasm-guest-compare.spec.ts, now runs after it in the same file, reading the presets' results from its report): they
+ * start first, and only short files are left to fill both workers at the end instead of one long file running alone.
+ * Since that run, backend-faults starts one process fewer and wasm-guest-cli's hanging guest spins 0.4 s instead of
+ * 1 s, not measured again in a CI run. Vitest orders by the durations it cached from the last run when it has them;
+ * a clean clone (CI) has none and would order by file size, which puts most of these last.
  */
 const LONGEST_FIRST = [
   'packages/cli/test/default-matrix.spec.ts',
-  'packages/cli/test/wasm-guest-compare.spec.ts',
   'packages/guest/test/properties.spec.ts',
   'packages/cli/test/wasm-guest-cli.spec.ts',
   'test/multi-vcpu-explored.spec.ts',
@@ -90,7 +90,7 @@ export default defineConfig({
   ssr: { resolve: { conditions: ['@tdxsim/source'] } },
   test: {
     globalSetup: ['test/global-setup.ts'],
-    setupFiles: ['test/setup-matrix-workers.ts'],
+    setupFiles: ['test/setup-matrix-workers.ts', 'test/setup-async-local-storage.ts'],
     include: ['packages/*/src/**/*.spec.ts', 'packages/*/test/**/*.spec.ts', 'test/**/*.spec.ts'],
     pool: 'threads',
     isolate: false,

@@ -8,7 +8,9 @@ import { type CodeBlock, isCheckedLanguage, isExemptLanguage, readmeCodeBlocks }
 /**
  * Every code block of every README (and of CONTRIBUTING.md, which states the rule) is checked:
  * - a TypeScript/JavaScript block runs as it stands: it is written to `.readme-blocks/`, type-checked with the
- *   repository's compiler options as a user's file importing the installed packages, and run with Node;
+ *   repository's compiler options as a user's file importing the installed packages, and run with Node (the blocks in
+ *   turn in one process, test/readme-block-runner.mjs: each must end without an error or an exit code, leaving
+ *   nothing running that would keep its own process alive);
  * - or, marked `<!-- readme-block: mirrors PATH -->`, it must be a verbatim part of PATH, a file a test runs;
  * - blocks in other languages (sh, text, json, ...) are exempt; a block in a language of source code that is not run
  *   here (c, rust) must mirror a file; a block without a language is an error.
@@ -80,6 +82,85 @@ function runPath(block: CodeBlock): string {
   return fromDist ? file.replace(/\.ts$/, '.js').replace(/\.mts$/, '.mjs') : file;
 }
 
+/** What test/readme-block-runner.mjs recorded of each block it ran. */
+interface BlockRun {
+  readonly block: string;
+  readonly errors: readonly string[];
+  readonly exitCode: number;
+  readonly left: readonly string[];
+  readonly done: boolean;
+}
+
+/** What a run of the runner left: its records, how its process ended and its stderr. */
+interface Batch {
+  readonly records: BlockRun[];
+  readonly status: number | null;
+  /** Why the process did not end by itself in time (a timeout's signal), if so. */
+  readonly ended?: string;
+  readonly stderr: string;
+}
+
+/** Runs `paths` with test/readme-block-runner.mjs in one Node process, as a user's does: without the suite's matrix settings. */
+function runBlocks(paths: readonly string[], results: string, timeout: number): Batch {
+  rmSync(results, { force: true });
+  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
+  delete env.TDXSIM_MATRIX_KEEP_WORKERS;
+  const run = spawnSync(
+    process.execPath,
+    [...RUN_WITH, join(ROOT, 'test', 'readme-block-runner.mjs'), results, ...paths],
+    { cwd: ROOT, encoding: 'utf8', timeout, env },
+  );
+  return {
+    records: existsSync(results) ? (JSON.parse(readFileSync(results, 'utf8')) as BlockRun[]) : [],
+    status: run.status,
+    ...(run.signal !== null ? { ended: `${run.signal} after the ${timeout / 1000} s limit` } : {}),
+    stderr: run.stderr ?? '',
+  };
+}
+
+/** The part of a runner's stderr that `path` wrote (the runner marks each block's start). */
+function ownStderr(stderr: string, path: string): string {
+  const start = stderr.indexOf(`--- readme block: ${path}\n`);
+  if (start < 0) return '';
+  const next = stderr.indexOf('\n--- readme block: ', start + 1);
+  return stderr.slice(start, next < 0 ? undefined : next).trim();
+}
+
+const BATCH_TIMEOUT_MS = 200_000;
+const ALONE_TIMEOUT_MS = 60_000;
+/** The batch, and when it did not end with status 0, each block again in a process of its own, to name the culprit. */
+let batch: Batch | undefined;
+let alone: Map<string, Batch> | undefined;
+
+/**
+ * Every runnable block, run once in turn by test/readme-block-runner.mjs in one Node process: the packages load once
+ * for all of them instead of once per block (17 processes of 0.4–1.2 CPU-seconds each; issue 14). A batch that did not
+ * run every block and end by itself with status 0 (a block that ended it, or left something running that the runner
+ * cannot see) may name no block: then each block runs again alone, and the per-block tests read those runs.
+ */
+function blockRuns(): void {
+  const paths = runnable.map(runPath);
+  batch = runBlocks(paths, join(OUT, 'runs.json'), BATCH_TIMEOUT_MS);
+  const complete = batch.records.length === paths.length && batch.records.every((record) => record.done);
+  if (batch.status === 0 && batch.ended === undefined && complete) return;
+  alone = new Map();
+  for (const [index, path] of paths.entries())
+    alone.set(path, runBlocks([path], join(OUT, `runs-${index}.json`), ALONE_TIMEOUT_MS));
+}
+
+/** What the per-block test checks of `path`: its record, with how its own process ended when it ran alone. */
+function blockRun(path: string): { record: BlockRun | undefined; stderr: string } {
+  const own = alone?.get(path);
+  const from = own ?? (batch as Batch);
+  const record = from.records.find((r) => r.block === path);
+  const stderr = ownStderr(from.stderr, path);
+  if (own === undefined || record === undefined || (own.status === 0 && own.ended === undefined))
+    return { record, stderr };
+  // Alone, the process is the block's: its not ending by itself with status 0 is the block's failure.
+  const how = own.ended ?? `status ${own.status}`;
+  return { record: { ...record, errors: [...record.errors, `its own process ended with ${how}`] }, stderr };
+}
+
 beforeAll(() => {
   rmSync(OUT, { recursive: true, force: true });
   for (const block of runnable) {
@@ -119,6 +200,11 @@ beforeAll(() => {
   }
 }, 300_000);
 
+// The blocks' run, timed on its own rather than as the first block's test.
+beforeAll(() => {
+  if (runnable.length > 0) blockRuns();
+}, 330_000);
+
 describe('code blocks of the READMEs', () => {
   it('were found, and each says its language', () => {
     expect(checked.length).toBeGreaterThan(5);
@@ -144,15 +230,28 @@ describe('code blocks of the READMEs', () => {
         .split('\n')
         .filter((line) => line.startsWith(relative(ROOT, file)) || line.startsWith(relative(OUT, file)));
       expect(own, `type errors in the block (written to ${relative(ROOT, file)})`).toEqual([]);
-      const run = spawnSync(process.execPath, [...RUN_WITH, runPath(block)], {
-        cwd: ROOT,
-        encoding: 'utf8',
-        timeout: 180_000,
-        env: { ...process.env, NO_COLOR: '1' },
-      });
-      expect(run.status, `${relative(ROOT, file)} failed:\n${run.stderr}`).toBe(0);
+      const { record: ran, stderr } = blockRun(runPath(block));
+      expect(ran, `${relative(ROOT, file)} did not run:\n${batch?.stderr}`).toBeDefined();
+      // What would have made `node <block>` fail: an error, an exit code, or something left running that would keep
+      // its process from ending; or left for the blocks after it (one process runs them all).
+      expect(
+        { errors: ran?.errors, exitCode: ran?.exitCode, left: ran?.left, done: ran?.done },
+        `${relative(ROOT, file)} failed${ran?.done && ran.errors.length === 0 ? '' : `; its stderr:\n${stderr}`}`,
+      ).toEqual({ errors: [], exitCode: 0, left: [], done: true });
     },
   );
+
+  it('ran every block in one Node process that then ended with exit code 0', () => {
+    const run = batch as Batch;
+    const failedAlone = [...(alone ?? [])]
+      .filter(([, own]) => own.status !== 0 || own.ended !== undefined)
+      .map(([path]) => relative(ROOT, path));
+    expect(
+      { status: run.status, ended: run.ended },
+      `${run.stderr}\nblocks whose own process did not end with status 0: ${failedAlone.join(', ') || 'none (blocks that fail only together?)'}`,
+    ).toEqual({ status: 0, ended: undefined });
+    expect(run.records.map((record) => record.block)).toEqual(runnable.map(runPath));
+  });
 
   it.each(mirrored.map((block) => [`${block.file}:${block.line}`, block] as const))(
     '%s is a verbatim part of a file a test runs',

@@ -1,5 +1,6 @@
 import {
   buildTd,
+  type ControlledScheduler,
   encodeLeaf,
   ensureSeptTables,
   GuestCpu,
@@ -7,7 +8,6 @@ import {
   makeGprs,
   RandomScheduler,
   Reg,
-  type Scheduler,
   SeamcallLeaf,
   TdxModule,
   TdxStatus,
@@ -27,8 +27,8 @@ interface Setup {
   /** The ranges accepted, [start, end) each, all at once: range i on vCPU i. */
   readonly ranges: readonly (readonly [number, number])[];
   readonly policy?: AcceptPolicy;
-  /** A deciding scheduler, made afresh per run (the same seed both ways). */
-  readonly scheduler?: () => Scheduler;
+  /** A deciding scheduler, made afresh per run (the same seed both ways), disposed at the end of the run. */
+  readonly scheduler?: () => ControlledScheduler;
   /** 2M GPAs AUGed at 2M before the loops start, with an interrupt posted to vCPU 0 (interrupts disabled). */
   readonly aug2m?: readonly number[];
 }
@@ -41,8 +41,22 @@ interface Setup {
  * goes through it.
  */
 async function acceptThroughPorts(setup: Setup, wrapped: boolean) {
-  const trace = new MemoryTraceSink();
   const scheduler = setup.scheduler?.();
+  try {
+    return await acceptThroughPortsOn(setup, wrapped, scheduler);
+  } finally {
+    // Its thread tracking (an AsyncLocalStorage) off: left on, it stays on in this test worker for every file after
+    // this one (isolate: false) and makes each of their promises dearer (issue 14).
+    scheduler?.dispose();
+  }
+}
+
+async function acceptThroughPortsOn(
+  setup: Setup,
+  wrapped: boolean,
+  scheduler: ControlledScheduler | undefined,
+) {
+  const trace = new MemoryTraceSink();
   const module = new TdxModule(
     { tdmr: { base: 2 ** 40, size: 2 ** 30 } },
     scheduler === undefined ? { trace } : { trace, scheduler },
