@@ -6,7 +6,8 @@
  */
 export function objectArray<T>(): T[] {
   const array: unknown[] = [OBJECT_KIND];
-  array.length = 0;
+  // pop, not `length = 0`: the same hidden class, and the length setter is a slow builtin call (a few per case).
+  array.pop();
   return array as T[];
 }
 

@@ -101,15 +101,19 @@ export class HonestCore {
     // An ACCEPT exit carries the level the guest asked for in EEQ info bits 2:0 (reference tdx-module.md §7.3).
     const wanted = (eeq & 0xfn) === EEQ_ACCEPT ? Number((eeq >> 32n) & 7n) : 0;
     const base2m = gpa - (gpa % MIB2);
-    const at2m = this.module.privatePage(this.td.tdr, base2m);
-    if (wanted >= 1 && at2m.level >= 1 && at2m.state === 'FREE' && (await this.#aug(base2m, 1, at2m))) return;
-    if (at2m.level === 1 && at2m.state === 'PENDING') {
+    const page = gpa - (gpa % PAGE);
+    // One walk: the walks to the 4K page and to its 2M base take the same path down to level 1, so where the walk to
+    // the page stops at level 1 or above it reads the 2M base's entry, and below it neither 2M case applies.
+    let reached = this.module.privatePage(this.td.tdr, page);
+    if (wanted >= 1 && reached.level >= 1 && reached.state === 'FREE') {
+      if (await this.#aug(base2m, 1, reached)) return;
+      // The 2M attempt may have added tables before its AUG failed: read the page again.
+      reached = this.module.privatePage(this.td.tdr, page);
+    } else if (reached.level === 1 && reached.state === 'PENDING') {
       // A 4K accept inside a PENDING 2M page: split it so the 4K entry exists (the children stay PENDING).
       await this.#demote(base2m);
       return;
     }
-    const page = gpa - (gpa % PAGE);
-    const reached = this.module.privatePage(this.td.tdr, page);
     if (reached.state === 'FREE') await this.#aug(page, 0, reached);
   }
 

@@ -31,6 +31,8 @@ import { HonestCore, trustedHonestCore } from './honest-core.js';
 
 const log = testkitLogger('scripted');
 const PAGE = 4096;
+/** RAX of a TDH.VP.ENTER that failed (bit 63, an error status) and every value above it. */
+const FAILED_ENTRY = 1n << 63n;
 
 /** What a change noted for {@link ScriptedVmm.record} does (see `#unmade`). */
 const UNBACKED_ACKS = 0;
@@ -159,7 +161,8 @@ export class ScriptedVmm implements Vmm {
    */
   async onTdExit(exit: TdExitEvent): Promise<Gprs> {
     const rax = exit.regs[Reg.RAX] as bigint;
-    if (rax >> 63n === 1n) {
+    // Bit 63 by comparison (RAX is 64-bit): a shift makes a BigInt per exit.
+    if (rax >= FAILED_ENTRY) {
       // A failed TDH.VP.ENTER (BUSY): enter again on a later turn, as KVM and Hyper-V do.
       await new Promise((resolve) => setImmediate(resolve));
       return makeGprs();

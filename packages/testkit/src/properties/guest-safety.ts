@@ -272,9 +272,8 @@ export async function runGuestSafety(
   ): Promise<{ result: ConversionResult } | undefined> {
     const start = step.startPage * PAGE;
     const size = step.pages * PAGE;
-    const touchesQuarantine = g.ledger
-      .runs({ start, end: start + size })
-      .some((r) => r.state === 'quarantined');
+    // Counted, not listed: most conversions touch no quarantined page, and a list of runs per step was garbage.
+    const touchesQuarantine = g.ledger.bytesIn({ start, end: start + size }, 'quarantined') > 0;
     const callsBefore = rec?.mapGpaCalls ?? 0;
     const bound = segmentPages(g, start, start + size, step.op === 'to-shared').reduce(
       (sum, pages) => sum + (policy.mapGpa.callBound?.(pages) ?? pages * 16 + 64),

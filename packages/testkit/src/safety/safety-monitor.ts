@@ -95,9 +95,6 @@ const PAGE = 4096;
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
 
-/** Encodes the secrets' labels (one encoder for every monitor: it keeps no state between calls). */
-const secretLabels = new TextEncoder();
-
 /**
  * Set while {@link trustedSafetyMonitor} constructs (its options are not checked): whether that monitor judges
  * to-private claims.
@@ -288,8 +285,10 @@ export class SafetyMonitor {
   async #plant(gpa: number): Promise<void> {
     if (this.#guest.ledger.stateOf(gpa) !== 'private-accepted') return;
     const bytes = new Uint8Array(SECRET_LENGTH);
-    // Written straight into the secret (cut at its length): no encoder and no label copy per planted page.
-    secretLabels.encodeInto(`tdxsim secret #${++this.#secretCounter}`, bytes);
+    // Written straight into the secret (cut at its length), a byte per character: the label is ASCII, so these are its
+    // UTF-8 bytes, without a call into the encoder's native code per planted page.
+    const label = `tdxsim secret #${++this.#secretCounter}`;
+    for (let i = 0; i < label.length && i < SECRET_LENGTH; i++) bytes[i] = label.charCodeAt(i);
     const written = await this.#guest.write(gpa, bytes);
     if (written.kind !== 'ok') return;
     const existing = this.#secrets.findIndex((s) => s.gpa === gpa);
