@@ -82,3 +82,29 @@ export function jsonLines(stdout: string, count: number, unit: string): unknown[
   }
   return values;
 }
+
+/** A CPU time a child could have measured: finite and above 0 ms. */
+const isCpuMs = (ms: unknown): ms is number => typeof ms === 'number' && Number.isFinite(ms) && ms > 0;
+
+/**
+ * A child's stdout as one record of CPU times (ms) per run, each line a JSON object holding every one of `keys` as a
+ * CPU time the child could have measured; else throws the `what` child's output error (see {@link jsonLines}).
+ */
+export function cpuMsRuns<K extends string>(
+  stdout: string,
+  runs: number,
+  what: string,
+  keys: readonly K[],
+): Record<K, number>[] {
+  const values = jsonLines(stdout, runs, 'run');
+  if (typeof values === 'string') throw childOutputError(what, values);
+  return values.map((value) => {
+    const run = value as Partial<Record<K, unknown>> | null;
+    if (typeof run !== 'object' || run === null || !keys.every((key) => isCpuMs(run[key])))
+      throw childOutputError(
+        what,
+        `wrote an unexpected result: ${JSON.stringify(JSON.stringify(value).slice(0, 200))}`,
+      );
+    return run as Record<K, number>;
+  });
+}

@@ -1,4 +1,4 @@
-import { benchChildCommand, childOutputError, jsonLines, runBenchChild } from './bench-child.js';
+import { benchChildCommand, cpuMsRuns, runBenchChild } from './bench-child.js';
 
 /** One 4K page through an EPT-violation exit, per run of the child (see exit-4k-child.ts), in µs of CPU. */
 export interface Exit4kFigures {
@@ -9,9 +9,6 @@ export interface Exit4kFigures {
 }
 
 const WHAT = 'exit-4k';
-
-/** A CPU time the child could have measured: finite and above 0 ms. */
-const isCpuMs = (ms: unknown): ms is number => typeof ms === 'number' && Number.isFinite(ms) && ms > 0;
 
 /**
  * Measures one 4K page accepted through an EPT-violation exit on `vmm` with the guest `policy`, `runs` runs of `pages`
@@ -34,16 +31,8 @@ export async function exit4kInChild(
     [vmm, policy, String(pages), String(warmUp), String(runs)],
     WHAT,
   );
-  const values = jsonLines(stdout, runs, 'run');
-  if (typeof values === 'string') throw childOutputError(WHAT, values);
   const figures = { acceptPerPage: [] as number[], wholePerPage: [] as number[] };
-  for (const value of values) {
-    const run = value as { acceptMs?: unknown; wholeMs?: unknown } | null;
-    if (typeof run !== 'object' || run === null || !isCpuMs(run.acceptMs) || !isCpuMs(run.wholeMs))
-      throw childOutputError(
-        WHAT,
-        `wrote an unexpected result: ${JSON.stringify(JSON.stringify(value).slice(0, 200))}`,
-      );
+  for (const run of cpuMsRuns(stdout, runs, WHAT, ['acceptMs', 'wholeMs'])) {
     figures.acceptPerPage.push((run.acceptMs * 1000) / pages);
     figures.wholePerPage.push((run.wholeMs * 1000) / pages);
   }

@@ -1,4 +1,4 @@
-import { benchChildCommand, childOutputError, jsonLines, runBenchChild } from './bench-child.js';
+import { benchChildCommand, cpuMsRuns, runBenchChild } from './bench-child.js';
 
 /** The module-alone runs' CPU times (ms), one per measured pair of the child (see module-alone-child.ts). */
 export interface ModuleAloneFigures {
@@ -9,9 +9,6 @@ export interface ModuleAloneFigures {
 }
 
 const WHAT = 'module-alone';
-
-/** A CPU time the child could have measured: finite and above 0 ms. */
-const isCpuMs = (ms: unknown): ms is number => typeof ms === 'number' && Number.isFinite(ms) && ms > 0;
 
 /**
  * Runs the two module-alone measurements of the 2M accept of `bytes`, `runs` pairs after an unmeasured one, in a
@@ -27,16 +24,8 @@ export async function moduleAloneInChild(
   command: readonly string[] = benchChildCommand('module-alone-child'),
 ): Promise<ModuleAloneFigures> {
   const stdout = await runBenchChild(command, [String(bytes), String(runs)], WHAT);
-  const values = jsonLines(stdout, runs, 'run');
-  if (typeof values === 'string') throw childOutputError(WHAT, values);
   const figures: ModuleAloneFigures = { augAccept: [], sameCalls: [] };
-  for (const value of values) {
-    const pair = value as { augAccept?: unknown; sameCalls?: unknown } | null;
-    if (typeof pair !== 'object' || pair === null || !isCpuMs(pair.augAccept) || !isCpuMs(pair.sameCalls))
-      throw childOutputError(
-        WHAT,
-        `wrote an unexpected result: ${JSON.stringify(JSON.stringify(value).slice(0, 200))}`,
-      );
+  for (const pair of cpuMsRuns(stdout, runs, WHAT, ['augAccept', 'sameCalls'])) {
     figures.augAccept.push(pair.augAccept);
     figures.sameCalls.push(pair.sameCalls);
   }
