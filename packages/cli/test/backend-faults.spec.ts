@@ -82,9 +82,9 @@ const faultIds = [...cases.map(([, vmm]) => vmm), 'no-kick-vmm'].map((vmm) => `l
 
 /**
  * `tdxsim check` of two failing backends in one process, the README's backend without its kick and the one that never
- * answers, each failing its own rule in its own part of the output: a process of their own each cost about 0.7
- * CPU-seconds more (issue 14). The silent backend is checked on TDs of 2 and 1 vCPUs here (it was `--vcpus 2` alone):
- * each of its workloads ends at its first exit.
+ * answers, each failing its own rule in its own part of the output: a process each took 2.8 CPU-seconds in all, the
+ * shared one 2.0 (user + system, one run each on a busy 2-core machine; issue 14). The silent backend is checked on TDs
+ * of 2 and 1 vCPUs here (it was `--vcpus 2` alone): each of its workloads ends at its first exit.
  */
 let failingChecksRun: Promise<CliRun> | undefined;
 const failingChecks = () => {
