@@ -81,20 +81,24 @@ function intendedFiles(name: string): string[] {
  */
 function packedFiles(): Map<string, string[]> {
   const copies = mkdtempSync(join(tmpdir(), 'tdxsim-pack-'));
-  for (const name of PACKAGES) {
-    const manifest = JSON.parse(readFileSync(join(ROOT, 'packages', name, 'package.json'), 'utf8'));
-    expect(manifest.bundleDependencies ?? manifest.bundledDependencies, name).toBeUndefined();
-    cpSync(join(ROOT, 'packages', name), join(copies, name), {
-      recursive: true,
-      filter: (source) => basename(source) !== 'node_modules',
-    });
+  let out: string;
+  try {
+    for (const name of PACKAGES) {
+      const manifest = JSON.parse(readFileSync(join(ROOT, 'packages', name, 'package.json'), 'utf8'));
+      expect(manifest.bundleDependencies ?? manifest.bundledDependencies, name).toBeUndefined();
+      cpSync(join(ROOT, 'packages', name), join(copies, name), {
+        recursive: true,
+        filter: (source) => basename(source) !== 'node_modules',
+      });
+    }
+    out = execFileSync(
+      'npm',
+      ['pack', '--dry-run', '--json', '--ignore-scripts', ...PACKAGES.map((name) => `./${name}`)],
+      { cwd: copies, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+  } finally {
+    rmSync(copies, { recursive: true, force: true });
   }
-  const out = execFileSync(
-    'npm',
-    ['pack', '--dry-run', '--json', '--ignore-scripts', ...PACKAGES.map((name) => `./${name}`)],
-    { cwd: copies, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  rmSync(copies, { recursive: true, force: true });
   const reports = JSON.parse(out) as { name: string; files: { path: string }[] }[];
   return new Map(
     reports.map((report) => [
