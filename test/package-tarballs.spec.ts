@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join, posix, relative } from 'node:path';
+import { join, posix, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 
@@ -86,9 +86,11 @@ function packedFiles(): Map<string, string[]> {
     for (const name of PACKAGES) {
       const manifest = JSON.parse(readFileSync(join(ROOT, 'packages', name, 'package.json'), 'utf8'));
       expect(manifest.bundleDependencies ?? manifest.bundledDependencies, name).toBeUndefined();
-      cpSync(join(ROOT, 'packages', name), join(copies, name), {
+      const dir = join(ROOT, 'packages', name);
+      // Only the package root's node_modules, which npm leaves out: whether to pack any other is npm's to decide.
+      cpSync(dir, join(copies, name), {
         recursive: true,
-        filter: (source) => basename(source) !== 'node_modules',
+        filter: (source) => source !== join(dir, 'node_modules'),
       });
     }
     out = execFileSync(
