@@ -1,7 +1,19 @@
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import {
+  copyFileSync,
+  type Dirent,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, posix, relative } from 'node:path';
+import { join, posix, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 
@@ -70,6 +82,40 @@ function intendedFiles(name: string): string[] {
   return files.sort();
 }
 
+/** Whether an error says the file or folder is no longer there. */
+function vanished(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException).code === 'ENOENT';
+}
+
+/**
+ * Copies the folder `from` to `to`, except the entry `skip`. Other tests write temporary files in test/ and
+ * examples/build and rename them (the C toolchain's compile does): an entry gone between listing and copying is left
+ * out, as npm would not find it either (a copy made with cpSync throws instead). Symbolic links are copied as links
+ * to the same absolute target.
+ */
+function copyPresent(from: string, to: string, skip: string): void {
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(from, { withFileTypes: true });
+  } catch (error) {
+    if (vanished(error)) return;
+    throw error;
+  }
+  mkdirSync(to, { recursive: true });
+  for (const entry of entries) {
+    const source = join(from, entry.name);
+    if (source === skip) continue;
+    const target = join(to, entry.name);
+    try {
+      if (entry.isDirectory()) copyPresent(source, target, skip);
+      else if (entry.isSymbolicLink()) symlinkSync(resolve(from, readlinkSync(source)), target);
+      else copyFileSync(source, target);
+    } catch (error) {
+      if (!vanished(error)) throw error;
+    }
+  }
+}
+
 /**
  * The files `npm pack` would put in each package's tarball, from one `npm pack --dry-run` given every package folder
  * (the same file lists as one npm run per package, without six more npm start-ups). npm packs a copy of each folder
@@ -88,10 +134,7 @@ function packedFiles(): Map<string, string[]> {
       expect(manifest.bundleDependencies ?? manifest.bundledDependencies, name).toBeUndefined();
       const dir = join(ROOT, 'packages', name);
       // Only the package root's node_modules, which npm leaves out: whether to pack any other is npm's to decide.
-      cpSync(dir, join(copies, name), {
-        recursive: true,
-        filter: (source) => source !== join(dir, 'node_modules'),
-      });
+      copyPresent(dir, join(copies, name), join(dir, 'node_modules'));
     }
     out = execFileSync(
       'npm',
