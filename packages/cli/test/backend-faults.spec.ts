@@ -95,6 +95,16 @@ const failingChecks = () => {
   ]);
   return failingChecksRun;
 };
+/** Checks that a backend's part of `check`'s output ends on its own summary, which counts its verdicts. */
+function expectOwnSummary(part: string): void {
+  const verdicts = part.split('\n').filter((l) => /^ {2}(pass|FAIL) /.test(l));
+  expect(verdicts).toHaveLength(CONFORMANCE_RULES.length);
+  const passing = verdicts.filter((l) => l.startsWith('  pass ')).length;
+  expect(passing).toBeLessThan(CONFORMANCE_RULES.length);
+  expect(part.trimEnd().split('\n').at(-1)).toMatch(
+    new RegExp(`^ {2}${passing}/${CONFORMANCE_RULES.length} rules pass \\(.*\\)$`),
+  );
+}
 /** The part of `check`'s output about the backend `name`: from its `conformance of` line to the next backend's. */
 function checkOf(stdout: string, name: string): string {
   const parts = stdout
@@ -146,8 +156,10 @@ describe("the root README's backend", () => {
   it('without the kick after TRACK, fails check on the rule naming TLB tracking', async () => {
     expect(block).toContain(kick);
     const run = await failingChecks();
-    expect(run.code).toBe(1);
-    expect(checkOf(run.stdout, 'no-kick-vmm')).toMatch(
+    expect(run.code, run.stdout + run.stderr).toBe(1);
+    const part = checkOf(run.stdout, 'no-kick-vmm');
+    expectOwnSummary(part);
+    expect(part).toMatch(
       /^ {2}FAIL {2}tlb-tracking +tlb-tracking broken \(TLB tracking: after TDH\.MEM\.TRACK every vCPU is kicked out of guest mode before REMOVE or DEMOTE\): TDH\.MEM\.(PAGE\.REMOVE|PAGE\.DEMOTE) .* → TLB_TRACKING_NOT_DONE/m,
     );
     // And run says error, quoting the SEAMCALL, where it used to say failed-safely: its scenario (linux, dma-small)
@@ -204,8 +216,10 @@ describe('backend faults: error with the message, report written, exit 1, the pr
 
   it('the same faults fail check on the rule backend-answers', async () => {
     const run = await failingChecks();
-    expect(run.code).toBe(1);
-    expect(checkOf(run.stdout, 'silent-vmm')).toMatch(
+    expect(run.code, run.stdout + run.stderr).toBe(1);
+    const part = checkOf(run.stdout, 'silent-vmm');
+    expectOwnSummary(part);
+    expect(part).toMatch(
       /^ {2}FAIL {2}backend-answers +backend-answers broken .*: the backend never answered /m,
     );
   });
