@@ -83,8 +83,8 @@ const faultIds = [...cases.map(([, vmm]) => vmm), 'no-kick-vmm'].map((vmm) => `l
 /**
  * `tdxsim check` of two failing backends in one process, the README's backend without its kick and the one that never
  * answers, each failing its own rule in its own part of the output: a process each took 2.8 CPU-seconds in all, the
- * shared one 2.0 (user + system, one run each on a busy 2-core machine; issue 14). The silent backend is checked on TDs
- * of 2 and 1 vCPUs here (it was `--vcpus 2` alone): each of its workloads ends at its first exit.
+ * shared one 2.0 (user + system, one run each on a busy 2-core machine; issue 14). Both are checked on TDs of 2 and 1
+ * vCPUs, check's default: the silent backend's TDs of 1 vCPU cost little, each of its workloads ends at its first exit.
  */
 let failingChecksRun: Promise<CliRun> | undefined;
 const failingChecks = () => {
