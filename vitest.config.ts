@@ -10,9 +10,10 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
  * duration, 83.5 s on one thread of a 2-core machine; the C example guest's comparison with the TypeScript guest, once
  * wasm-guest-compare.spec.ts, now runs after it in the same file, reading the presets' results from its report): they
  * start first, and only short files are left to fill both workers at the end instead of one long file running alone.
- * Since that run, backend-faults starts one process fewer and wasm-guest-cli's hanging guest spins 0.4 s instead of
- * 1 s, not measured again in a CI run. Vitest orders by the durations it cached from the last run when it has them;
- * a clean clone (CI) has none and would order by file size, which puts most of these last.
+ * Since that run, backend-faults starts two processes fewer, explore-guest one fewer and wasm-guest-cli's hanging
+ * guest spins 0.4 s instead of 1 s, not measured again in a CI run. Vitest orders by the durations it cached from
+ * the last run when it has them; a clean clone (CI) has none and would order by file size, which puts most of these
+ * last.
  */
 const LONGEST_FIRST = [
   'packages/cli/test/default-matrix.spec.ts',
