@@ -30,7 +30,13 @@ export class SeptTable {
   readonly lock: Uint8Array;
   /** 2M leaves: 4K chunks already zeroed by an interrupted ACCEPT (entry bits 20:12). */
   readonly acceptCounter: Uint16Array;
-  readonly child: (SeptTable | undefined)[] = new Array(512);
+  /**
+   * The child table of each non-leaf entry. A table of 4K leaves (level 0) never has one: all such tables share
+   * {@link NO_CHILDREN}, never written (the tree attaches children under level 1 and above only), so SEPT.ADD of a
+   * last-level table allocates no 512-slot array of its own. The same holey array kind at every level: readers see
+   * one hidden class.
+   */
+  readonly child: (SeptTable | undefined)[];
   /**
    * Entries of {@link child} that hold a table (written with it, by the tree's attach and detach): a copy visits only
    * those, and a table without children (a leaf table, a root with nothing below) is not scanned 512 entries twice.
@@ -58,6 +64,7 @@ export class SeptTable {
   ) {
     this.level = level;
     this.pageHpa = pageHpa;
+    this.child = level === 0 ? NO_CHILDREN : new Array(512);
     this.#paths = paths;
     // A new table: a zeroed buffer (cheaper to get than a copy of an empty table's) whose states are set FREE.
     const buffer = from === undefined ? new ArrayBuffer(TABLE_BYTES) : from.buffer;
@@ -157,6 +164,9 @@ export class SeptTable {
 
 /** Bytes of one table's four arrays (hpa, acceptCounter, state, lock). */
 const TABLE_BYTES = 6144;
+
+/** The child list of every table of 4K leaves (see {@link SeptTable.child}): empty, and never written. */
+const NO_CHILDREN: (SeptTable | undefined)[] = new Array(512);
 
 /** Index of the entry for `gpa` in a table of entries at `level`. */
 export function septIndex(gpa: number, level: number): number {

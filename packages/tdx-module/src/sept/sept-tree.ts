@@ -148,7 +148,9 @@ export class SeptTree {
   /** Installs `child` under a FREE entry and makes the entry NL_MAPPED. */
   attachChild(table: SeptTable, index: number, childPageHpa: number): SeptTable {
     // Its callers (SEPT.ADD on a FREE entry, PAGE.DEMOTE on a leaf) never have a table there: one would be orphaned.
-    if (table.child[index] !== undefined) throw new Error('model bug: attach over a child table');
+    // Nor do they attach below level 0, whose tables share one child list that must stay empty (SeptTable.child).
+    if (table.level === 0 || table.child[index] !== undefined)
+      throw new Error('model bug: attach over a child table or below a table of 4K leaves');
     const child = new SeptTable(table.level - 1, childPageHpa, table.paths);
     table.childTables++;
     table.child[index] = child;
@@ -171,8 +173,9 @@ export class SeptTree {
         this.#lastTable = undefined;
         this.#lastLevel = -1;
       }
+      // Only where a child was: a table of 4K leaves shares its (empty) child list with every other.
+      table.child[index] = undefined;
     }
-    table.child[index] = undefined;
     table.hpa[index] = 0;
     table.setState(index, SeptState.FREE);
     this.tableCount--;
