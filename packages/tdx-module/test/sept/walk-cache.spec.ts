@@ -202,7 +202,10 @@ test('tables of 4K leaves share one child list, which nothing writes', () => {
   expect([table.level, other.level]).toEqual([0, 0]);
   expect(other.child).toBe(table.child);
   // Below level 0 there is nothing to attach: refused before the shared list could be written.
-  expect(() => tree.attachChild(table, 3, 0x2000_1000)).toThrow(/model bug/);
+  expect(() => tree.attachChild(table, 3, 0x2000_1000)).toThrow(
+    /model bug: attach below a table of 4K leaves/,
+  );
+  expect(() => tree.attachChild(parent, 1, 0x2000_1000)).toThrow(/model bug: attach over a child table/);
   // A clone's tables of 4K leaves share the same list.
   const copy = tree.clone();
   expect(copy.walkReused(0, 0).table.child).toBe(table.child);
