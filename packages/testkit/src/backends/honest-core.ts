@@ -34,13 +34,13 @@ const MIB2 = 2 ** 21;
 const EEQ_ACCEPT = BigInt(EeqType.ACCEPT);
 /** Below this an EEQ converts to a number exactly. */
 const EEQ_EXACT = 2n ** 53n;
+/** RANGE.BLOCK tries on a BUSY entry, each after kicking every vCPU. */
+const BLOCK_ATTEMPTS = 4;
 
 /** The level an ACCEPT exit's EEQ (type in bits 3:0, level in bits 34:32) asks for, as a number; 0 for other exits. */
 function acceptLevelOf(eeq: number): number {
   return eeq % 16 === EeqType.ACCEPT ? Math.floor(eeq / 2 ** 32) & 7 : 0;
 }
-/** RANGE.BLOCK tries on a BUSY entry, each after kicking every vCPU. */
-const BLOCK_ATTEMPTS = 4;
 
 /** A private GPA and a count of pages that stay below 2^52. */
 function assertPages(gpa: unknown, pages: unknown): void {
@@ -106,7 +106,8 @@ export class HonestCore {
     if (gpa >= sharedBit(this.td.gpaw)) return;
     const eeq = regs[Reg.RDX] as bigint;
     // An ACCEPT exit carries the level the guest asked for in EEQ info bits 2:0 (reference tdx-module.md §7.3). Read
-    // from a number where the EEQ fits one exactly (every exit the module makes): three BigInts an exit fewer.
+    // from a number where the EEQ fits one exactly (every exit the module makes): no BigInt mask or shift per exit
+    // (up to three BigInts).
     const wanted =
       eeq < EEQ_EXACT
         ? acceptLevelOf(Number(eeq))

@@ -148,7 +148,7 @@ async function boot(safetyCase: GuestSafetyCase, memoryBytes: number, setUp: Saf
     };
   }
   // Every scripted case starts from the same built TD: restored from a checkpoint taken once per GPA width (once
-  // taken, without an await: two promises a case fewer).
+  // taken, without an await: no promise per case).
   const taken = setUp.from === 'restore' && setUp.trace === undefined ? takenTds.get(build.gpaw) : undefined;
   const { module, td: built } =
     taken === undefined ? await scriptedCaseTd(build.gpaw, setUp) : taken.restore(NO_SERVICES);
