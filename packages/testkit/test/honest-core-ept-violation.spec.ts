@@ -64,12 +64,16 @@ async function setUp(
   return { module, td: recorded, core, calls };
 }
 
-/** An EPT-violation exit on private `gpa`: an ACCEPT exit at `acceptLevel`, or a plain one. */
-const exit = (core: HonestCore, gpa: number, acceptLevel?: 0 | 1): Promise<void> =>
+/**
+ * An EPT-violation exit on private `gpa`: an ACCEPT exit at `acceptLevel`, or a plain one; `highBits` are ORed into
+ * its EEQ (bits above those the core reads).
+ */
+const exit = (core: HonestCore, gpa: number, acceptLevel?: 0 | 1, highBits = 0n): Promise<void> =>
   core.onEptViolation(
     makeGprs({
       r8: BigInt(gpa),
-      rdx: acceptLevel === undefined ? 0n : BigInt(EeqType.ACCEPT) | (BigInt(acceptLevel) << 32n),
+      rdx:
+        highBits | (acceptLevel === undefined ? 0n : BigInt(EeqType.ACCEPT) | (BigInt(acceptLevel) << 32n)),
     }),
   );
 
@@ -141,4 +145,19 @@ test('a 2M AUG that fails because another vCPU AUGed the page meanwhile: no seco
   // The page is read again after the failed 2M attempt: it is PENDING at 4K, so there is nothing left to AUG.
   expect(calls).toEqual(['septAdd@3', 'septAdd@2', 'pageAug@1']);
   expect(module.privatePage(td.tdr, GPA)).toMatchObject({ state: 'PENDING', level: 0 });
+});
+
+test.each([
+  ['bit 52 (the EEQ still a number exactly)', 1n << 52n],
+  ['bit 53 (read as a BigInt)', 1n << 53n],
+  ['bit 63 (read as a BigInt)', 1n << 63n],
+])('an EEQ with %s set: the same type and level as without it', async (_, highBits) => {
+  const { module, td, core, calls } = await setUp();
+  await exit(core, GPA, 1, highBits);
+  expect(calls).toEqual(['septAdd@3', 'septAdd@2', 'pageAug@1']);
+  calls.length = 0;
+  // A plain exit (type NONE, level bits set): no 2M attempt, the page AUGed at 4K.
+  await exit(core, GPA + GIB / 2, undefined, highBits | (1n << 32n));
+  expect(calls).toEqual(['septAdd@1', 'pageAug@0']);
+  expect(module.privatePage(td.tdr, GPA + GIB / 2)).toMatchObject({ state: 'PENDING', level: 0 });
 });

@@ -4,7 +4,17 @@
  * exit and its low 16 bits are the exit reason.
  */
 import { GuestIds, guestModule, type TdGuest } from '@tdxsim/guest';
-import { composeTd, type Gprs, makeGprs, Reg, TdxStatus, VmExitReason } from '@tdxsim/tdx-module';
+import {
+  composeTd,
+  type Gprs,
+  type GprValues,
+  makeGprs,
+  Reg,
+  TdvmcallStatus,
+  TdvmcallSubfunction,
+  TdxStatus,
+  VmExitReason,
+} from '@tdxsim/tdx-module';
 import { expect, test, vi } from 'vitest';
 import { HONEST_STEP, type ScriptedVmm, scriptedVmm } from '../src/index.js';
 
@@ -23,10 +33,15 @@ async function setUp() {
 }
 
 /**
- * Answers an exit whose RAX is `rax` (R8 a private GPA), and says whether the answer came before a callback queued on
- * the event loop's next turn just before it: a failed entry is answered on a later turn, an exit at once.
+ * Answers an exit whose RAX is `rax` (R8 a private GPA, or the registers `more` gives), and says whether the answer
+ * came before a callback queued on the event loop's next turn just before it: a failed entry is answered on a later
+ * turn, an exit at once.
  */
-async function answer(vmm: ScriptedVmm, rax: bigint): Promise<{ regs: Gprs; beforeNextTurn: boolean }> {
+async function answer(
+  vmm: ScriptedVmm,
+  rax: bigint,
+  more: GprValues = { r8: 5n * 4096n },
+): Promise<{ regs: Gprs; beforeNextTurn: boolean }> {
   let nextTurn = false;
   setImmediate(() => {
     nextTurn = true;
@@ -35,7 +50,7 @@ async function answer(vmm: ScriptedVmm, rax: bigint): Promise<{ regs: Gprs; befo
     tdr: vmm.td.tdr,
     tdvpr: vmm.td.tdvprs[0] as number,
     vcpuIndex: 0,
-    regs: makeGprs({ rax, r8: 5n * 4096n }),
+    regs: makeGprs({ ...more, rax }),
   });
   return { regs, beforeNextTurn: !nextTurn };
 }
@@ -60,12 +75,30 @@ test('RAX = 2^63 − 1: an exit (reason 0xffff, not one the backend handles), an
   expect(beforeNextTurn).toBe(true);
 });
 
-test('RAX below 2^63 with every bit above the reason set: an EPT violation goes to the core', async () => {
+// The reason is read from a number below 2^53 (RAX converts exactly) and from the BigInt above: the same answer.
+test.each([
+  ['every bit above the reason up to 62', BIT_63],
+  ['every bit above the reason up to 52', 1n << 53n],
+  ['bit 53 alone above the reason', (1n << 53n) + (1n << 16n)],
+])('RAX below 2^63 with %s set: an EPT violation goes to the core', async (_name, above) => {
   const { vmm, onEptViolation } = await setUp();
-  const rax = BIT_63 - (1n << 16n) + BigInt(VmExitReason.EPT_VIOLATION);
+  const rax = above - (1n << 16n) + BigInt(VmExitReason.EPT_VIOLATION);
   const { regs, beforeNextTurn } = await answer(vmm, rax);
   expect(onEptViolation).toHaveBeenCalledOnce();
   expect(onEptViolation.mock.calls[0]?.[0][Reg.RAX]).toBe(rax);
   expect(regs).toEqual(makeGprs());
   expect(beforeNextTurn).toBe(true);
+});
+
+test('RAX = 2^53 + 77 (odd, no number holds it): a TDCALL exit, its MapGPA answered', async () => {
+  const { vmm, onEptViolation } = await setUp();
+  // Read through a number, RAX would round to 2^53 + 76 (reason 76, not one the backend handles: empty registers).
+  const rax = (1n << 53n) + BigInt(VmExitReason.TDCALL);
+  expect(BigInt(Number(rax))).toBe(rax - 1n);
+  // A MapGPA of a start not 4K-aligned: the backend answers ALIGN_ERROR with R11 = R12, without converting anything.
+  const r12 = 5n * 4096n + 1n;
+  const { regs } = await answer(vmm, rax, { r10: 0n, r11: TdvmcallSubfunction.MAP_GPA, r12, r13: 4096n });
+  expect(onEptViolation).not.toHaveBeenCalled();
+  expect(regs).toEqual(makeGprs({ r10: TdvmcallStatus.ALIGN_ERROR, r11: r12 }));
+  expect(vmm.record.mapGpaCalls).toBe(1);
 });

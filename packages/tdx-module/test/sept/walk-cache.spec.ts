@@ -44,10 +44,15 @@ function tablesOf(tree: SeptTree): SeptTable[] {
   return [...tree.tables()].map((item) => item.table);
 }
 
-/** Every table of `tree` counts the child tables it holds (a copy of the tree visits that many). */
+/**
+ * Every table of `tree` counts the child tables it holds (a copy of the tree visits that many), and the child list
+ * that every table of 4K leaves shares stays empty.
+ */
 function expectChildCounts(tree: SeptTree): void {
-  for (const table of tablesOf(tree))
+  for (const table of tablesOf(tree)) {
     expect(table.childTables).toBe(table.child.filter((c) => c !== undefined).length);
+    if (table.level === 0) expect(table.child.filter((c) => c !== undefined)).toEqual([]);
+  }
 }
 
 type Step =
@@ -186,4 +191,24 @@ test.each([
     level: 3,
     state: SeptState.FREE,
   });
+});
+
+test('tables of 4K leaves share one child list, which nothing writes', () => {
+  const tree = new SeptTree(4, 0x1000_0000);
+  let table = tree.root;
+  for (let page = 0x1000_1000; table.level > 0; page += 0x1000) table = tree.attachChild(table, 0, page);
+  const parent = tree.walkReused(0, 1).table;
+  const other = tree.attachChild(parent, 1, 0x2000_0000);
+  expect([table.level, other.level]).toEqual([0, 0]);
+  expect(other.child).toBe(table.child);
+  // Below level 0 there is nothing to attach: refused before the shared list could be written.
+  expect(() => tree.attachChild(table, 3, 0x2000_1000)).toThrow(
+    /model bug: attach below a table of 4K leaves/,
+  );
+  expect(() => tree.attachChild(parent, 1, 0x2000_1000)).toThrow(/model bug: attach over a child table/);
+  // A clone's tables of 4K leaves share the same list.
+  const copy = tree.clone();
+  expect(copy.walkReused(0, 0).table.child).toBe(table.child);
+  expect(table.child.filter((c) => c !== undefined)).toEqual([]);
+  expect(table.child).toHaveLength(512);
 });

@@ -32,8 +32,15 @@ const PAGE = 4096;
 const MIB2 = 2 ** 21;
 /** The EEQ type of an ACCEPT exit, as the exit's RDX carries it (made once, not per exit). */
 const EEQ_ACCEPT = BigInt(EeqType.ACCEPT);
+/** Below this an EEQ converts to a number exactly. */
+const EEQ_EXACT = 2n ** 53n;
 /** RANGE.BLOCK tries on a BUSY entry, each after kicking every vCPU. */
 const BLOCK_ATTEMPTS = 4;
+
+/** The level an ACCEPT exit's EEQ (type in bits 3:0, level in bits 34:32) asks for, as a number; 0 for other exits. */
+function acceptLevelOf(eeq: number): number {
+  return eeq % 16 === EeqType.ACCEPT ? Math.floor(eeq / 2 ** 32) & 7 : 0;
+}
 
 /** A private GPA and a count of pages that stay below 2^52. */
 function assertPages(gpa: unknown, pages: unknown): void {
@@ -98,8 +105,15 @@ export class HonestCore {
     const gpa = Number(regs[Reg.R8]);
     if (gpa >= sharedBit(this.td.gpaw)) return;
     const eeq = regs[Reg.RDX] as bigint;
-    // An ACCEPT exit carries the level the guest asked for in EEQ info bits 2:0 (reference tdx-module.md §7.3).
-    const wanted = (eeq & 0xfn) === EEQ_ACCEPT ? Number((eeq >> 32n) & 7n) : 0;
+    // An ACCEPT exit carries the level the guest asked for in EEQ info bits 2:0 (reference tdx-module.md §7.3). Read
+    // from a number where the EEQ fits one exactly (every exit the module makes): no BigInt mask or shift per exit
+    // (up to three BigInts).
+    const wanted =
+      eeq < EEQ_EXACT
+        ? acceptLevelOf(Number(eeq))
+        : (eeq & 0xfn) === EEQ_ACCEPT
+          ? Number((eeq >> 32n) & 7n)
+          : 0;
     const base2m = gpa - (gpa % MIB2);
     const page = gpa - (gpa % PAGE);
     // One walk: the walks to the 4K page and to its 2M base take the same path down to level 1, so where the walk to

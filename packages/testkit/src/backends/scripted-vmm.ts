@@ -33,6 +33,8 @@ const log = testkitLogger('scripted');
 const PAGE = 4096;
 /** RAX of a TDH.VP.ENTER that failed (bit 63, an error status) and every value above it. */
 const FAILED_ENTRY = 1n << 63n;
+/** Below this a register converts to a number exactly. */
+const EXACT_NUMBER = 2n ** 53n;
 
 /** What a change noted for {@link ScriptedVmm.record} does (see `#unmade`). */
 const UNBACKED_ACKS = 0;
@@ -167,7 +169,8 @@ export class ScriptedVmm implements Vmm {
       await new Promise((resolve) => setImmediate(resolve));
       return makeGprs();
     }
-    const reason = Number(rax & 0xffffn);
+    // Bits 15:0, from a number where RAX fits one exactly (every exit the module makes): no BigInt per exit.
+    const reason = rax < EXACT_NUMBER ? Number(rax) % 0x10000 : Number(rax & 0xffffn);
     if (reason === VmExitReason.EPT_VIOLATION) await this.core.onEptViolation(exit.regs);
     if (reason !== VmExitReason.TDCALL) return makeGprs();
     const regs = exit.regs;

@@ -108,13 +108,17 @@ const SAFETY_TDMR = { base: 2 ** 32, size: 2 ** 30 };
 
 /** One checkpoint of a freshly built TD per GPA width, taken on first use (a build costs more than a restore). */
 const builtTds = new Map<Gpaw, Promise<TdCheckpoint>>();
+/** The checkpoints of {@link builtTds} once taken: a case restores from one without awaiting its promise again. */
+const takenTds = new Map<Gpaw, TdCheckpoint>();
 
 function builtTd(gpaw: Gpaw): Promise<TdCheckpoint> {
   let checkpoint = builtTds.get(gpaw);
   if (checkpoint === undefined) {
     checkpoint = (async () => {
       const module = new TdxModule({ tdmr: SAFETY_TDMR });
-      return checkpointTd(module, await buildTd(module, { gpaw }));
+      const taken = checkpointTd(module, await buildTd(module, { gpaw }));
+      takenTds.set(gpaw, taken);
+      return taken;
     })();
     // A build that failed is not remembered: the next case tries again (and reports its error).
     checkpoint.catch(() => builtTds.delete(gpaw));
@@ -143,8 +147,11 @@ async function boot(safetyCase: GuestSafetyCase, memoryBytes: number, setUp: Saf
       trusted: false,
     };
   }
-  // Every scripted case starts from the same built TD: restored from a checkpoint taken once per GPA width.
-  const { module, td: built } = await scriptedCaseTd(build.gpaw, setUp);
+  // Every scripted case starts from the same built TD: restored from a checkpoint taken once per GPA width (once
+  // taken, without an await: no promise per case).
+  const taken = setUp.from === 'restore' && setUp.trace === undefined ? takenTds.get(build.gpaw) : undefined;
+  const { module, td: built } =
+    taken === undefined ? await scriptedCaseTd(build.gpaw, setUp) : taken.restore(NO_SERVICES);
   // The module and TD are this function's own and the behaviour parsed or generated: nothing to check again.
   const vmm = trustedScriptedVmm(module, built, safetyCase.vmm);
   // A backend that throws ends its host thread; the guest then fails its next TDCALL, which the report shows.
@@ -163,6 +170,8 @@ export interface SafetyCaseSetUp {
 }
 
 const RESTORE: SafetyCaseSetUp = { from: 'restore' };
+/** The services of a case's restored module without a trace: the checkpoint's defaults. */
+const NO_SERVICES = {};
 
 /**
  * What {@link runGuestSafety} reports: everything (`full`), or the verdict alone (`verdict`: the same checks and
