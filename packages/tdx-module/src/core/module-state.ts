@@ -1,7 +1,7 @@
 import { PamtPageType } from '../abi/page-type.js';
 import { TdxStatus as importedTdxStatus, withDetail as importedWithDetail } from '../abi/status-codes.js';
 import { u64ToNumber as importedU64ToNumber } from '../abi/u64.js';
-import { hpHostTryPacked, hpReleaseShared } from '../locks/host-priority-lock.js';
+import { HP_READER, hpHostTryPacked, hpReleaseShared } from '../locks/host-priority-lock.js';
 import {
   index2mOf as importedIndex2mOf,
   index4kOf as importedIndex4kOf,
@@ -26,6 +26,7 @@ import type { HeldLocks } from './held-locks.js';
 const NDA = PamtPageType.NDA;
 const releaseShared = hpReleaseShared;
 const hostTry = hpHostTryPacked;
+const READER = HP_READER;
 const ENTRY_SPAN = importedENTRY_SPAN;
 const TdxStatus = importedTdxStatus;
 const index2mOf = importedIndex2mOf;
@@ -276,7 +277,10 @@ export class ModuleState {
     const block4k = this.#tdrBlock4k;
     const index2m = this.#tdrIndex2m;
     const index4k = this.#tdrIndex4k;
-    const busy = lockPamtWalk(region, block4k, index2m, index4k, 0, mode === 'exclusive', operand, held);
+    const busy =
+      held.releasesAtOnce === true && mode === 'shared'
+        ? probePamtWalk4k(region, block4k as PamtBlock, index2m, index4k, operand)
+        : lockPamtWalk(region, block4k, index2m, index4k, 0, mode === 'exclusive', operand, held);
     if (busy !== undefined) return busy;
     return pageTypeStatus(region, block4k, index2m, index4k, 0, PamtPageType.TDR, operand);
   }
@@ -330,7 +334,10 @@ export class ModuleState {
     const block4k = this.#tdvprBlock4k;
     const index2m = this.#tdvprIndex2m;
     const index4k = this.#tdvprIndex4k;
-    const busy = lockPamtWalk(region, block4k, index2m, index4k, 0, false, operand, held);
+    const busy =
+      held.releasesAtOnce === true
+        ? probePamtWalk4k(region, block4k as PamtBlock, index2m, index4k, operand)
+        : lockPamtWalk(region, block4k, index2m, index4k, 0, false, operand, held);
     if (busy !== undefined) return busy;
     return pageTypeStatus(region, block4k, index2m, index4k, 0, PamtPageType.TDVPR, operand);
   }
@@ -396,6 +403,44 @@ function lockPamtWalk(
     }
   }
   held.addPamtWalk(region, level, exclusiveAtLevel, level <= 1 ? index2m : 0, level === 0 ? index4k : 0);
+  return undefined;
+}
+
+/**
+ * {@link lockPamtWalk} of a 4K page's entries, all shared, for a record that releases each lock as it is recorded
+ * ({@link HeldLocks.releasingAtOnce}: TDH.VP.ENTER's TDVPR and TDR checks): each word is tried and given back before
+ * the next is tried, which leaves every word and the answer as the walk followed by its release does (a successful
+ * shared attempt clears HP and adds a reader that the release takes away; a failed one sets HP and gives back the
+ * entries above it). No record is made or walked back.
+ */
+function probePamtWalk4k(
+  region: PamtRegion,
+  block4k: PamtBlock,
+  index2m: number,
+  index4k: number,
+  operand: number,
+): bigint | undefined {
+  const words1g = region.lock1g;
+  let packed = hostTry(words1g[0] as number, false);
+  if (packed >= 65536) {
+    words1g[0] = packed & 0xffff;
+    return withDetail(TdxStatus.OPERAND_BUSY, operand);
+  }
+  words1g[0] = packed - READER;
+  const words2m = region.lock2m;
+  packed = hostTry(words2m[index2m] as number, false);
+  if (packed >= 65536) {
+    words2m[index2m] = packed & 0xffff;
+    return withDetail(TdxStatus.OPERAND_BUSY, operand);
+  }
+  words2m[index2m] = packed - READER;
+  const words4k = block4k.lock;
+  packed = hostTry(words4k[index4k] as number, false);
+  if (packed >= 65536) {
+    words4k[index4k] = packed & 0xffff;
+    return withDetail(TdxStatus.OPERAND_BUSY, operand);
+  }
+  words4k[index4k] = packed - READER;
   return undefined;
 }
 

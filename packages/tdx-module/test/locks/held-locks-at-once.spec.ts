@@ -23,7 +23,8 @@ const TDMR = { base: BASE, size: 4 * GIB };
 /** Two pages in one 2M range (shared 1G and 2M entries), one in another region. */
 const PAGES = [BASE + 0x20_0000, BASE + 0x20_1000, BASE + GIB + 0x40_0000];
 const TYPES = [PamtPageType.TDR, PamtPageType.TDVPR, PamtPageType.REG];
-const WORDS = [0, HP_FLAG, HP_READER, HP_READER | HP_FLAG, HP_EXCL, HP_EXCL | HP_FLAG];
+// The last: the most readers a word counts (one more is a failed attempt that leaves the word wrapped to 0, on both).
+const WORDS = [0, HP_FLAG, HP_READER, HP_READER | HP_FLAG, HP_EXCL, HP_EXCL | HP_FLAG, 0xfffc];
 
 type Attempt =
   | { readonly kind: 'page' | 'tdr' | 'tdvpr'; readonly page: number; readonly type: number }
