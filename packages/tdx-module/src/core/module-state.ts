@@ -277,10 +277,7 @@ export class ModuleState {
     const block4k = this.#tdrBlock4k;
     const index2m = this.#tdrIndex2m;
     const index4k = this.#tdrIndex4k;
-    const busy =
-      held.releasesAtOnce === true && mode === 'shared'
-        ? probePamtWalk4k(region, block4k as PamtBlock, index2m, index4k, operand)
-        : lockPamtWalk(region, block4k, index2m, index4k, 0, mode === 'exclusive', operand, held);
+    const busy = lockPamtWalk(region, block4k, index2m, index4k, 0, mode === 'exclusive', operand, held);
     if (busy !== undefined) return busy;
     return pageTypeStatus(region, block4k, index2m, index4k, 0, PamtPageType.TDR, operand);
   }
@@ -408,7 +405,7 @@ function lockPamtWalk(
 
 /**
  * {@link lockPamtWalk} of a 4K page's entries, all shared, for a record that releases each lock as it is recorded
- * ({@link HeldLocks.releasingAtOnce}: TDH.VP.ENTER's TDVPR and TDR checks): each word is tried and given back before
+ * ({@link HeldLocks.releasingAtOnce}: TDH.VP.ENTER's TDVPR check): each word is tried and given back before
  * the next is tried, which leaves every word and the answer as the walk followed by its release does (a successful
  * shared attempt clears HP and adds a reader that the release takes away; a failed one sets HP and gives back the
  * entries above it). No record is made or walked back.
