@@ -417,28 +417,23 @@ function probePamtWalk4k(
   index4k: number,
   operand: number,
 ): bigint | undefined {
-  const words1g = region.lock1g;
-  let packed = hostTry(words1g[0] as number, false);
-  if (packed >= 65536) {
-    words1g[0] = packed & 0xffff;
+  if (probeFails(region.lock1g, 0) || probeFails(region.lock2m, index2m) || probeFails(block4k.lock, index4k))
     return withDetail(TdxStatus.OPERAND_BUSY, operand);
-  }
-  words1g[0] = packed - READER;
-  const words2m = region.lock2m;
-  packed = hostTry(words2m[index2m] as number, false);
-  if (packed >= 65536) {
-    words2m[index2m] = packed & 0xffff;
-    return withDetail(TdxStatus.OPERAND_BUSY, operand);
-  }
-  words2m[index2m] = packed - READER;
-  const words4k = block4k.lock;
-  packed = hostTry(words4k[index4k] as number, false);
-  if (packed >= 65536) {
-    words4k[index4k] = packed & 0xffff;
-    return withDetail(TdxStatus.OPERAND_BUSY, operand);
-  }
-  words4k[index4k] = packed - READER;
   return undefined;
+}
+
+/**
+ * One word of {@link probePamtWalk4k}: the host's shared attempt, given back at once when it succeeds (the word keeps
+ * what the attempt and its release leave); true when it failed (the word as the failed attempt left it).
+ */
+function probeFails(words: Uint16Array, index: number): boolean {
+  const packed = hostTry(words[index] as number, false);
+  if (packed >= 65536) {
+    words[index] = packed & 0xffff;
+    return true;
+  }
+  words[index] = packed - READER;
+  return false;
 }
 
 /**
