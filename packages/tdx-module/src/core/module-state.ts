@@ -311,7 +311,9 @@ export class ModuleState {
   #tdvprPageAddress = Number.NaN;
   #tdvprPamtGeneration = -1;
   #tdvprRegion: PamtRegion | undefined;
-  #tdvprBlock4k: PamtBlock | undefined;
+  // Set with #tdvprRegion and read only while #tdvprPageAddress matches (block4kAt always answers a block); no block
+  // exists to start it with, hence the definite-assignment mark rather than `| undefined` and a cast at the read.
+  #tdvprBlock4k!: PamtBlock;
   #tdvprIndex2m = 0;
   #tdvprIndex4k = 0;
 
@@ -333,7 +335,7 @@ export class ModuleState {
     const index4k = this.#tdvprIndex4k;
     const busy =
       held.releasesAtOnce === true
-        ? probePamtWalk4k(region, block4k as PamtBlock, index2m, index4k, operand)
+        ? probePamtWalk4k(region, block4k, index2m, index4k, operand)
         : lockPamtWalk(region, block4k, index2m, index4k, 0, false, operand, held);
     if (busy !== undefined) return busy;
     return pageTypeStatus(region, block4k, index2m, index4k, 0, PamtPageType.TDVPR, operand);
@@ -432,6 +434,8 @@ function probeFails(words: Uint16Array, index: number): boolean {
     words[index] = packed & 0xffff;
     return true;
   }
+  // The release written out without releaseShared's model-bug check (a reader held, EXCL clear): the attempt has
+  // just succeeded, so the word holds the reader it added and EXCL is clear.
   words[index] = packed - READER;
   return false;
 }
