@@ -1359,8 +1359,8 @@ export class GuestCpu {
 
 /**
  * The status is OPERAND_BUSY_HOST_PRIORITY with any detail: its bits 63:32 read through the conversion cell (a
- * status is a 64-bit value the module made; two BigInt comparisons cost about 90 instructions on every TDCALL, a
- * BigInt mask allocates).
+ * status is a 64-bit value the module made; two BigInt comparisons are two builtin calls on every TDCALL, a BigInt
+ * mask allocates).
  */
 function isBusyHostPriority(status: bigint): boolean {
   return u64High32(status) === BUSY_HOST_PRIORITY_HIGH;
