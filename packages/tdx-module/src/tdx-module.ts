@@ -15,7 +15,7 @@ import {
   STATUS_CODE_MASK,
 } from './abi/status-codes.js';
 import { formatStatus } from './abi/status-decoder.js';
-import { u64ToNumber as importedU64ToNumber } from './abi/u64.js';
+import { u64High32 as importedU64High32, u64ToNumber as importedU64ToNumber } from './abi/u64.js';
 import { ModuleCheckpoint } from './checkpoint/module-checkpoint.js';
 import { interruptExit, nmiExit } from './core/exit-registers.js';
 import { yieldAt as importedYieldAt } from './core/gates.js';
@@ -1357,11 +1357,16 @@ export class GuestCpu {
   }
 }
 
-/** The status is OPERAND_BUSY_HOST_PRIORITY with any detail (two comparisons: a BigInt mask allocates). */
+/**
+ * The status is OPERAND_BUSY_HOST_PRIORITY with any detail: its bits 63:32 read through the conversion cell (a
+ * status is a 64-bit value the module made; two BigInt comparisons are two builtin calls on every TDCALL, a BigInt
+ * mask allocates).
+ */
 function isBusyHostPriority(status: bigint): boolean {
-  return status >= TdxStatus.OPERAND_BUSY_HOST_PRIORITY && status <= BUSY_HOST_PRIORITY_LAST;
+  return u64High32(status) === BUSY_HOST_PRIORITY_HIGH;
 }
-const BUSY_HOST_PRIORITY_LAST = TdxStatus.OPERAND_BUSY_HOST_PRIORITY | 0xffff_ffffn;
+const u64High32 = importedU64High32;
+const BUSY_HOST_PRIORITY_HIGH = Number(TdxStatus.OPERAND_BUSY_HOST_PRIORITY >> 32n);
 
 /** The GPA of a TDG.MEM.PAGE.ACCEPT's page-info operand (RCX bits 51:12), for its yield point. */
 function acceptGpa(regs: readonly bigint[]): number {

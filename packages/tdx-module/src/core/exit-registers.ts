@@ -50,8 +50,16 @@ export function acceptExit(gpa: number, requestedLevel: number, walkLevel: numbe
   // Bits 14:0 of the EEQ info, formed on numbers (every field is a few bits), converted once.
   const eeqInfo = requestedLevel | (walkLevel << 3) | (info.publicNumber << 6) | ((info.leaf ? 1 : 0) << 14);
   const qualification = ACCEPT_QUALIFICATION[info.rwx] as bigint;
-  return eptViolationExit(gpa, qualification, numberToU64(EeqType.ACCEPT + eeqInfo * 2 ** 32));
+  // An accept loop's exits mostly carry the same EEQ (same levels, same state): the last one made serves again.
+  if (eeqInfo !== lastAcceptEeqInfo) {
+    lastAcceptEeq = numberToU64(EeqType.ACCEPT + eeqInfo * 2 ** 32);
+    lastAcceptEeqInfo = eeqInfo;
+  }
+  return eptViolationExit(gpa, qualification, lastAcceptEeq);
 }
+/** The EEQ info (bits 14:0) of the last ACCEPT exit made, and that exit's EEQ. */
+let lastAcceptEeqInfo = -1;
+let lastAcceptEeq = 0n;
 
 /** A guest access that the module turns into a TD exit: EEQ NONE, or PENDING_EPT_VIOLATION for a PENDING page. */
 export function accessExit(gpa: number, write: boolean, eeqType: number): Gprs {

@@ -58,6 +58,11 @@ export class HeldLocks {
     return held;
   }
 
+  /** True for a record made by {@link HeldLocks.releasingAtOnce}: a walk may then take and give back each lock at once. */
+  get releasesAtOnce(): boolean {
+    return this.#atOnce;
+  }
+
   #push(kind: number, object: unknown, index: number): void {
     const at = this.#count;
     if (at === this.#codes.length) this.#grow();

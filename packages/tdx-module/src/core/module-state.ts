@@ -1,7 +1,7 @@
 import { PamtPageType } from '../abi/page-type.js';
 import { TdxStatus as importedTdxStatus, withDetail as importedWithDetail } from '../abi/status-codes.js';
 import { u64ToNumber as importedU64ToNumber } from '../abi/u64.js';
-import { hpHostTryPacked, hpReleaseShared } from '../locks/host-priority-lock.js';
+import { HP_READER, hpHostTryPacked, hpReleaseShared } from '../locks/host-priority-lock.js';
 import {
   index2mOf as importedIndex2mOf,
   index4kOf as importedIndex4kOf,
@@ -26,6 +26,7 @@ import type { HeldLocks } from './held-locks.js';
 const NDA = PamtPageType.NDA;
 const releaseShared = hpReleaseShared;
 const hostTry = hpHostTryPacked;
+const READER = HP_READER;
 const ENTRY_SPAN = importedENTRY_SPAN;
 const TdxStatus = importedTdxStatus;
 const index2mOf = importedIndex2mOf;
@@ -310,7 +311,9 @@ export class ModuleState {
   #tdvprPageAddress = Number.NaN;
   #tdvprPamtGeneration = -1;
   #tdvprRegion: PamtRegion | undefined;
-  #tdvprBlock4k: PamtBlock | undefined;
+  // Set with #tdvprRegion and read only while #tdvprPageAddress matches (block4kAt always answers a block); no block
+  // exists to start it with, hence the definite-assignment mark rather than `| undefined` and a cast at the read.
+  #tdvprBlock4k!: PamtBlock;
   #tdvprIndex2m = 0;
   #tdvprIndex4k = 0;
 
@@ -330,7 +333,10 @@ export class ModuleState {
     const block4k = this.#tdvprBlock4k;
     const index2m = this.#tdvprIndex2m;
     const index4k = this.#tdvprIndex4k;
-    const busy = lockPamtWalk(region, block4k, index2m, index4k, 0, false, operand, held);
+    const busy =
+      held.releasesAtOnce === true
+        ? probePamtWalk4k(region, block4k, index2m, index4k, operand)
+        : lockPamtWalk(region, block4k, index2m, index4k, 0, false, operand, held);
     if (busy !== undefined) return busy;
     return pageTypeStatus(region, block4k, index2m, index4k, 0, PamtPageType.TDVPR, operand);
   }
@@ -397,6 +403,41 @@ function lockPamtWalk(
   }
   held.addPamtWalk(region, level, exclusiveAtLevel, level <= 1 ? index2m : 0, level === 0 ? index4k : 0);
   return undefined;
+}
+
+/**
+ * {@link lockPamtWalk} of a 4K page's entries, all shared, for a record that releases each lock as it is recorded
+ * ({@link HeldLocks.releasingAtOnce}: TDH.VP.ENTER's TDVPR check): each word is tried and given back before
+ * the next is tried, which leaves every word and the answer as the walk followed by its release does (a successful
+ * shared attempt clears HP and adds a reader that the release takes away; a failed one sets HP and gives back the
+ * entries above it). No record is made or walked back.
+ */
+function probePamtWalk4k(
+  region: PamtRegion,
+  block4k: PamtBlock,
+  index2m: number,
+  index4k: number,
+  operand: number,
+): bigint | undefined {
+  if (probeFails(region.lock1g, 0) || probeFails(region.lock2m, index2m) || probeFails(block4k.lock, index4k))
+    return withDetail(TdxStatus.OPERAND_BUSY, operand);
+  return undefined;
+}
+
+/**
+ * One word of {@link probePamtWalk4k}: the host's shared attempt, given back at once when it succeeds (the word keeps
+ * what the attempt and its release leave); true when it failed (the word as the failed attempt left it).
+ */
+function probeFails(words: Uint16Array, index: number): boolean {
+  const packed = hostTry(words[index] as number, false);
+  if (packed >= 65536) {
+    words[index] = packed & 0xffff;
+    return true;
+  }
+  // The release written out without releaseShared's model-bug check (a reader held, EXCL clear): the attempt has
+  // just succeeded, so the word holds the reader it added and EXCL is clear.
+  words[index] = packed - READER;
+  return false;
 }
 
 /**
