@@ -11,6 +11,7 @@ import {
   scenarioId,
 } from '../scenario/scenario-result.js';
 import { keepIdleWorker, keepsIdleWorkers, takeIdleWorker, workerKey } from './idle-workers.js';
+import { affinityGroup, LanePlan } from './lane-plan.js';
 import type { RunRequest, WorkerMessage, WorkerSetup } from './matrix-protocol.js';
 import { runRequest } from './run-one.js';
 import { costHint } from './scenario-cost.js';
@@ -113,8 +114,8 @@ const EMPTY_DETAIL: ScenarioDetail = {
 };
 
 /**
- * Runs every scenario of the matrix, on worker threads (the longest first) or in this thread; results in `specs`
- * order. A worker whose scenario outlives its wall-clock budget, or that dies, is replaced and the scenario reported
+ * Runs every scenario of the matrix, on worker threads (the longest first, each VMM's runs of a workload on one
+ * worker where the costs allow: see lane-plan.ts) or in this thread; results in `specs` order. A worker whose scenario outlives its wall-clock budget, or that dies, is replaced and the scenario reported
  * as `error`; the workers are terminated at the end, so nothing a backend left running outlives the run (unless
  * `TDXSIM_MATRIX_KEEP_WORKERS=1`, as in the test suite: see idle-workers.ts).
  */
@@ -155,11 +156,10 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
     return { results, details };
   }
   log('%d scenarios on %d worker thread(s)', specs.length, jobs);
-  // The longest scenarios first, so that no worker is left with one of them at the end while the others idle.
+  // Each VMM's runs of one workload on one worker where the costs allow, the longest first: see lane-plan.ts.
   const vmmsByName = new Map(options.catalog.vmms.map((vmm) => [vmm.name, vmm]));
   const costs = specs.map((spec) => costHint(spec, vmmsByName.get(spec.vmm)));
-  const order = specs.map((_, i) => i).sort((a, b) => (costs[b] as number) - (costs[a] as number));
-  let next = 0;
+  const plan = new LanePlan(costs, (i) => affinityGroup(specs[i] as ScenarioSpec), jobs);
   const setup: WorkerSetup = {
     backendFiles: options.backendFiles,
     guestFiles: options.catalog.guests.flatMap((g) => (g.file === undefined ? [] : [g.file])),
@@ -180,8 +180,7 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
       let reusable = false;
       let ended = false;
       try {
-        while (next < specs.length) {
-          const index = order[next++] as number;
+        for (let index = plan.take(lane); index !== undefined; index = plan.take(lane)) {
           if (worker === undefined) {
             // Keyed at each start, just before it (the same environment and files as the worker it starts): a
             // replacement worker started late in the run, after a file or variable changed, is kept under its own.
