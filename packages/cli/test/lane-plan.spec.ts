@@ -35,6 +35,7 @@ describe('LanePlan', () => {
     const costs = [9, 9, 9, 9, 1];
     const groups = ['big', 'big', 'big', 'big', 'small'];
     const plan = new LanePlan(costs, (i) => groups[i] as string, 2);
+    expect([0, 1, 2, 3, 4].map((i) => plan.homeLane(i))).toEqual([0, 0, 0, 0, 1]);
     expect(plan.take(1)).toBe(4);
     expect(plan.take(1)).toBe(0);
     expect(plan.take(0)).toBe(1);

@@ -9,9 +9,10 @@ export function affinityGroup(spec: ScenarioSpec): string {
  * Which worker lane runs which scenarios of a matrix. Scenarios of one VMM and one workload (an affinity group) go to
  * one lane where the costs allow: a worker thread that runs the same backend and workload over and over keeps its
  * optimized code and its type feedback for them, where one that runs a mix of everything compiles everything and
- * deoptimizes more (see the cli README's performance notes for what it saves on the default matrix). Groups go to lanes largest first, each to the least loaded
- * lane; a lane runs its own scenarios longest first, and once they are done takes the longest one left in the lane
- * with the most estimated work left, so that no lane idles while another has a long tail.
+ * deoptimizes more (see the cli README's performance notes for what it saves on the default matrix). Groups go to
+ * lanes largest first, each to the least loaded lane; a lane runs its own scenarios longest first, and once they are
+ * done takes the longest one left in the lane with the most estimated work left, so that no lane idles while another
+ * has a long tail.
  */
 export class LanePlan {
   /** Each lane's scenario indices not yet taken, longest first. */
@@ -19,6 +20,8 @@ export class LanePlan {
   /** Each lane's estimated cost not yet taken. */
   readonly #left: number[];
   readonly #costs: readonly number[];
+  /** Each scenario's lane in the plan. */
+  readonly #home: number[];
 
   /**
    * @param costs each scenario's estimated cost (any unit, the same for all).
@@ -27,6 +30,7 @@ export class LanePlan {
    */
   constructor(costs: readonly number[], groupOf: (index: number) => string, lanes: number) {
     this.#costs = costs;
+    this.#home = new Array<number>(costs.length).fill(0);
     const groups = new Map<string, { indices: number[]; cost: number }>();
     for (let index = 0; index < costs.length; index++) {
       const key = groupOf(index);
@@ -44,6 +48,7 @@ export class LanePlan {
     for (const group of [...groups.values()].sort((a, b) => b.cost - a.cost)) {
       const lane = this.#leastLoaded();
       (this.#queues[lane] as number[]).push(...group.indices);
+      for (const index of group.indices) this.#home[index] = lane;
       this.#left[lane] = (this.#left[lane] as number) + group.cost;
     }
     for (const queue of this.#queues) queue.sort((a, b) => (costs[b] as number) - (costs[a] as number));
@@ -65,6 +70,11 @@ export class LanePlan {
     const index = (this.#queues[from] as number[]).shift() as number;
     this.#left[from] = (this.#left[from] as number) - (this.#costs[index] as number);
     return index;
+  }
+
+  /** The lane scenario `index` was planned for (another lane may have taken it). */
+  homeLane(index: number): number {
+    return this.#home[index] as number;
   }
 
   /** Each lane's scenario indices not yet taken (a copy), for tests and the debug log. */

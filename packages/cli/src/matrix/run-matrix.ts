@@ -170,7 +170,7 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
     Array.from({ length: jobs }, async (_, lane) => {
       let worker: Worker | undefined;
       /** What this lane's workers did, for the debug log: scenarios, ms alive since ready, ms their loops waited. */
-      const busy = { scenarios: 0, aliveMs: 0, waitedMs: 0 };
+      const busy = { scenarios: 0, fromOtherLanes: 0, aliveMs: 0, waitedMs: 0 };
       let readyAt = 0;
       /** A worker taken from the idle pool: its first wait counts its time there, not this run's (not logged). */
       let fromPool = false;
@@ -197,6 +197,7 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
           const outcome = await runOnWorker(worker, request(index), handle, options.timeoutMs);
           reusable &&= outcome.reusable;
           busy.scenarios++;
+          if (plan.homeLane(index) !== lane) busy.fromOtherLanes++;
           if (!fromPool) busy.waitedMs += outcome.waitedMs ?? 0;
           fromPool = false;
           if (outcome.lost !== undefined) {
@@ -214,11 +215,12 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
       } finally {
         if (worker !== undefined) busy.aliveMs += performance.now() - readyAt;
         log(
-          'worker %d: %d scenarios in %s s since ready; its event loop waited %s s of it (for the next scenario, or for another thread)',
+          'worker %d: %d scenarios in %s s since ready; its event loop waited %s s of it (for the next scenario, or for another thread); %d of the scenarios were planned for another lane',
           lane + 1,
           busy.scenarios,
           (busy.aliveMs / 1000).toFixed(2),
           (busy.waitedMs / 1000).toFixed(2),
+          busy.fromOtherLanes,
         );
         if (worker !== undefined) {
           // Kept only after a run that ended as planned, from a worker with nothing left running in it.
