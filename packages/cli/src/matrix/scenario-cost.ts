@@ -11,9 +11,12 @@ const GIB_CONVERTED: Readonly<Record<string, number>> = { 'swiotlb-1g': 1, 'acce
  */
 const MIB_WORKLOAD_MS: Readonly<Record<string, number>> = { churn: 50, 'dma-small': 20 };
 const OTHER_MIB_WORKLOAD_MS = 20;
-/** Estimated CPU ms per GiB converted 4K at a time (accept-4g 3.5–3.9 s, swiotlb-1g 0.9–1.3 s, measured as above). */
+/**
+ * Estimated CPU ms per GiB converted 4K at a time; measured as above per scenario: an accept-4g (4 GiB) 3.5–3.9 s,
+ * a swiotlb-1g (1 GiB) 0.9–1.3 s.
+ */
 const MS_PER_GIB_AT_4K = 950;
-/** Estimated CPU ms per GiB converted at 2M (accept-4g 9–35 ms, swiotlb-1g 8–15 ms, measured as above). */
+/** Estimated CPU ms per GiB converted at 2M; measured per scenario: an accept-4g 9–35 ms, a swiotlb-1g 8–15 ms. */
 const MS_PER_GIB_AT_2M = 8;
 
 /** Whether the guest policy accepts 4K pages only (Asterinas): every GiB it accepts is 262,144 accept calls. */
