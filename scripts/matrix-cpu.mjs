@@ -20,7 +20,10 @@ const jsonAt = process.argv.indexOf('--json');
 const jsonFile = jsonAt === -1 ? undefined : process.argv[jsonAt + 1];
 const laneAt = process.argv.indexOf('--lane');
 const lane = laneAt === -1 ? undefined : (process.argv[laneAt + 1] ?? '').split('/').map(Number);
-if (lane !== undefined && !(lane.length === 2 && lane[0] >= 1 && lane[0] <= lane[1]))
+if (
+  lane !== undefined &&
+  !(lane.length === 2 && lane.every(Number.isInteger) && lane[0] >= 1 && lane[0] <= lane[1])
+)
   throw new Error(`expected --lane K/N, got ${process.argv[laneAt + 1]}`);
 if (!['small', 'slow', 'all'].includes(which)) throw new Error(`expected small, slow or all, got ${which}`);
 
@@ -37,18 +40,20 @@ const all = selectSpecs(catalog, {
 });
 const vmms = new Map(catalog.vmms.map((vmm) => [vmm.name, vmm]));
 const cost = (spec) => costHint(spec, vmms.get(spec.vmm));
-// As runMatrix orders them for its workers (a stable sort: equal hints keep the matrix's order).
+// The longest first, as a matrix worker runs its own (a stable sort: equal hints keep the matrix's order).
 const ordered = [...all].sort((a, b) => cost(b) - cost(a));
-const slow = (spec) => cost(spec) >= 100;
+/** A hint at least this (CPU ms) is a GiB converted 4K at a time (~950 ms a GiB); every other hint is 50 ms or less. */
+const SLOW_HINT_MS = 100;
+const slow = (spec) => cost(spec) >= SLOW_HINT_MS;
 const chosen = ordered.filter((spec) =>
   which === 'all' ? true : which === 'slow' ? slow(spec) && spec.workload !== 'accept-4g' : !slow(spec),
 );
 const specs =
   lane === undefined
     ? chosen
-    : (
-        new LanePlan(chosen.map(cost), (i) => affinityGroup(chosen[i]), lane[1]).queues()[lane[0] - 1] ?? []
-      ).map((i) => chosen[i]);
+    : new LanePlan(chosen.map(cost), (i) => affinityGroup(chosen[i]), lane[1])
+        .queues()
+        [lane[0] - 1].map((i) => chosen[i]);
 
 const cpu = [];
 let startedAt = 0;
