@@ -115,8 +115,9 @@ const EMPTY_DETAIL: ScenarioDetail = {
 
 /**
  * Runs every scenario of the matrix, on worker threads (the longest first, each VMM's runs of a workload on one
- * worker where the costs allow: see lane-plan.ts) or in this thread; results in `specs` order. A worker whose scenario outlives its wall-clock budget, or that dies, is replaced and the scenario reported
- * as `error`; the workers are terminated at the end, so nothing a backend left running outlives the run (unless
+ * worker where the costs allow: see lane-plan.ts) or in this thread; results in `specs` order. A worker whose
+ * scenario outlives its wall-clock budget, or that dies, is replaced and the scenario reported as `error`; the workers
+ * are terminated at the end, so nothing a backend left running outlives the run (unless
  * `TDXSIM_MATRIX_KEEP_WORKERS=1`, as in the test suite: see idle-workers.ts).
  */
 export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
