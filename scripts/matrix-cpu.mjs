@@ -1,20 +1,30 @@
 #!/usr/bin/env node
-// Where the default `tdxsim run` matrix spends its CPU: runs its scenarios in this one thread, in the order a matrix
-// worker takes them (the longest first), and prints each group's thread CPU (by workload, VMM and policy), the
+// Where the default `tdxsim run` matrix spends its CPU: runs its scenarios in this one thread, the longest first (as
+// a matrix worker takes its own), and prints each group's thread CPU (by workload, VMM and policy), the
 // costliest scenarios and the spread. A scenario's `wallMs` in a report counts the time its worker waited for a core
 // (on a busy machine most of it); this counts only the CPU of the thread that ran it, GC and compiler threads aside.
 // Usage (after `tsc -b`, Linux: the thread's CPU is read from /proc/thread-self/schedstat, tick-grained, so one
 // scenario's figure is ±4 ms and only sums over many mean much):
-//   node scripts/matrix-cpu.mjs [small|slow|all] [--json out.json]
+//   node scripts/matrix-cpu.mjs [small|slow|all] [--lane K/N] [--json out.json]
+// `--lane K/N` runs only what lane K of N worker threads is planned to run (the matrix's lane plan, nothing taken from
+// the other lanes): N such processes at once cost about what N workers do.
 // `small` (the default) skips the GiB-sized scenarios whose pages go 4K at a time (seconds each: the per-exit cost),
 // `slow` runs only those but accept-4g, `all` runs the whole default matrix (about a minute of CPU).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { buildCatalog, runMatrix, selectSpecs } from '../packages/cli/dist/index.js';
+import { affinityGroup, LanePlan } from '../packages/cli/dist/matrix/lane-plan.js';
 import { costHint } from '../packages/cli/dist/matrix/scenario-cost.js';
 
 const which = process.argv[2] ?? 'small';
 const jsonAt = process.argv.indexOf('--json');
 const jsonFile = jsonAt === -1 ? undefined : process.argv[jsonAt + 1];
+const laneAt = process.argv.indexOf('--lane');
+const lane = laneAt === -1 ? undefined : (process.argv[laneAt + 1] ?? '').split('/').map(Number);
+if (
+  lane !== undefined &&
+  !(lane.length === 2 && lane.every(Number.isInteger) && lane[0] >= 1 && lane[0] <= lane[1])
+)
+  throw new Error(`expected --lane K/N, got ${process.argv[laneAt + 1]}`);
 if (!['small', 'slow', 'all'].includes(which)) throw new Error(`expected small, slow or all, got ${which}`);
 
 /** This thread's CPU in ms (the scheduler's run time: user and system). */
@@ -30,12 +40,20 @@ const all = selectSpecs(catalog, {
 });
 const vmms = new Map(catalog.vmms.map((vmm) => [vmm.name, vmm]));
 const cost = (spec) => costHint(spec, vmms.get(spec.vmm));
-// As runMatrix orders them for its workers (a stable sort: equal hints keep the matrix's order).
+// The longest first, as a matrix worker runs its own (a stable sort: equal hints keep the matrix's order).
 const ordered = [...all].sort((a, b) => cost(b) - cost(a));
-const slow = (spec) => cost(spec) >= 100;
-const specs = ordered.filter((spec) =>
+/** A hint at least this (CPU ms) is a GiB converted 4K at a time (~950 ms a GiB); every other hint is 50 ms or less. */
+const SLOW_HINT_MS = 100;
+const slow = (spec) => cost(spec) >= SLOW_HINT_MS;
+const chosen = ordered.filter((spec) =>
   which === 'all' ? true : which === 'slow' ? slow(spec) && spec.workload !== 'accept-4g' : !slow(spec),
 );
+const specs =
+  lane === undefined
+    ? chosen
+    : new LanePlan(chosen.map(cost), (i) => affinityGroup(chosen[i]), lane[1])
+        .queues()
+        [lane[0] - 1].map((i) => chosen[i]);
 
 const cpu = [];
 let startedAt = 0;
@@ -65,7 +83,7 @@ const rows = results.map((r, i) => ({
 }));
 const summed = rows.reduce((sum, row) => sum + row.cpuMs, 0);
 console.log(
-  `${rows.length} of the ${all.length} scenarios of the default matrix (${which}): ${(totalMs / 1000).toFixed(1)} s thread CPU, ${(summed / 1000).toFixed(1)} s in the scenarios themselves`,
+  `${rows.length} of the ${all.length} scenarios of the default matrix (${which}${lane === undefined ? '' : `, lane ${lane.join('/')}`}): ${(totalMs / 1000).toFixed(1)} s thread CPU, ${(summed / 1000).toFixed(1)} s in the scenarios themselves`,
 );
 for (const key of ['workload', 'vmm', 'policy']) {
   const groups = new Map();

@@ -11,6 +11,7 @@ import {
   scenarioId,
 } from '../scenario/scenario-result.js';
 import { keepIdleWorker, keepsIdleWorkers, takeIdleWorker, workerKey } from './idle-workers.js';
+import { affinityGroup, LanePlan } from './lane-plan.js';
 import type { RunRequest, WorkerMessage, WorkerSetup } from './matrix-protocol.js';
 import { runRequest } from './run-one.js';
 import { costHint } from './scenario-cost.js';
@@ -113,9 +114,10 @@ const EMPTY_DETAIL: ScenarioDetail = {
 };
 
 /**
- * Runs every scenario of the matrix, on worker threads (the longest first) or in this thread; results in `specs`
- * order. A worker whose scenario outlives its wall-clock budget, or that dies, is replaced and the scenario reported
- * as `error`; the workers are terminated at the end, so nothing a backend left running outlives the run (unless
+ * Runs every scenario of the matrix, on worker threads (the longest first, each VMM's runs of a workload on one
+ * worker where the costs allow: see lane-plan.ts) or in this thread; results in `specs` order. A worker whose
+ * scenario outlives its wall-clock budget, or that dies, is replaced and the scenario reported as `error`; the workers
+ * are terminated at the end, so nothing a backend left running outlives the run (unless
  * `TDXSIM_MATRIX_KEEP_WORKERS=1`, as in the test suite: see idle-workers.ts).
  */
 export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
@@ -155,11 +157,10 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
     return { results, details };
   }
   log('%d scenarios on %d worker thread(s)', specs.length, jobs);
-  // The longest scenarios first, so that no worker is left with one of them at the end while the others idle.
+  // Each VMM's runs of one workload on one worker where the costs allow, the longest first: see lane-plan.ts.
   const vmmsByName = new Map(options.catalog.vmms.map((vmm) => [vmm.name, vmm]));
   const costs = specs.map((spec) => costHint(spec, vmmsByName.get(spec.vmm)));
-  const order = specs.map((_, i) => i).sort((a, b) => (costs[b] as number) - (costs[a] as number));
-  let next = 0;
+  const plan = new LanePlan(costs, (i) => affinityGroup(specs[i] as ScenarioSpec), jobs);
   const setup: WorkerSetup = {
     backendFiles: options.backendFiles,
     guestFiles: options.catalog.guests.flatMap((g) => (g.file === undefined ? [] : [g.file])),
@@ -170,7 +171,7 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
     Array.from({ length: jobs }, async (_, lane) => {
       let worker: Worker | undefined;
       /** What this lane's workers did, for the debug log: scenarios, ms alive since ready, ms their loops waited. */
-      const busy = { scenarios: 0, aliveMs: 0, waitedMs: 0 };
+      const busy = { scenarios: 0, fromOtherLanes: 0, aliveMs: 0, waitedMs: 0 };
       let readyAt = 0;
       /** A worker taken from the idle pool: its first wait counts its time there, not this run's (not logged). */
       let fromPool = false;
@@ -180,8 +181,7 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
       let reusable = false;
       let ended = false;
       try {
-        while (next < specs.length) {
-          const index = order[next++] as number;
+        for (let index = plan.take(lane); index !== undefined; index = plan.take(lane)) {
           if (worker === undefined) {
             // Keyed at each start, just before it (the same environment and files as the worker it starts): a
             // replacement worker started late in the run, after a file or variable changed, is kept under its own.
@@ -198,6 +198,7 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
           const outcome = await runOnWorker(worker, request(index), handle, options.timeoutMs);
           reusable &&= outcome.reusable;
           busy.scenarios++;
+          if (plan.homeLane(index) !== lane) busy.fromOtherLanes++;
           if (!fromPool) busy.waitedMs += outcome.waitedMs ?? 0;
           fromPool = false;
           if (outcome.lost !== undefined) {
@@ -215,11 +216,12 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
       } finally {
         if (worker !== undefined) busy.aliveMs += performance.now() - readyAt;
         log(
-          'worker %d: %d scenarios in %s s since ready; its event loop waited %s s of it (for the next scenario, or for another thread)',
+          'worker %d: %d scenarios in %s s since ready; its event loop waited %s s of it (for the next scenario, or for another thread); %d of the scenarios were planned for another lane',
           lane + 1,
           busy.scenarios,
           (busy.aliveMs / 1000).toFixed(2),
           (busy.waitedMs / 1000).toFixed(2),
+          busy.fromOtherLanes,
         );
         if (worker !== undefined) {
           // Kept only after a run that ended as planned, from a worker with nothing left running in it.
