@@ -6,6 +6,7 @@ import type { ModuleState } from '../core/module-state.js';
 import { assertKnownOptions, assertOneOf } from '../errors.js';
 import { hpHeld } from '../locks/host-priority-lock.js';
 import { TDEL } from '../locks/sept-entry-lock.js';
+import { wordsOfBuffer } from '../memory/buffer-words.js';
 import { assertSameCopy } from '../package-copy.js';
 import { type SeptTable, TABLE_BYTES } from '../sept/sept-table.js';
 import { SeptCursor, type SeptTree } from '../sept/sept-tree.js';
@@ -404,22 +405,6 @@ class InvariantCheck {
       );
     }
   }
-}
-
-/** The buffer {@link wordsOfBuffer} last made a view of, and that view. */
-let wordsBuffer: ArrayBufferLike | undefined;
-let bufferWords: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
-
-/**
- * The whole of `buffer` as 32-bit words: the view made for the buffer last asked about, else a new one (a check visits
- * a restored tree's tables one after another, all in one buffer).
- */
-function wordsOfBuffer(buffer: ArrayBufferLike): Uint32Array<ArrayBufferLike> {
-  if (buffer !== wordsBuffer) {
-    bufferWords = new Uint32Array(buffer);
-    wordsBuffer = buffer;
-  }
-  return bufferWords;
 }
 
 /** The tables of users {@link checkInvariants} fills, kept for the next check. */
