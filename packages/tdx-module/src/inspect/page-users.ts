@@ -22,10 +22,10 @@ function newChunk(): UserChunk {
 /**
  * The users of host pages that {@link checkInvariants} records, numbered from 0 in the order added: a kind, the TDR of
  * its TD, a GPA or index, and a SEPT table's level. Kept in typed arrays (18 bytes a user, no object or boxed number
- * per user): a 1 TiB TD at 2M has half a million guest-page users, which four growing `number[]` kept as 30 MiB of
- * garbage at the end of every closing check. The arrays come in chunks of 4,096 users, added as needed and never
- * copied: arrays grown by doubling copied every user about once more per check (a million users: ten
- * doublings, the last ones of megabytes), each check starting again from the first chunk.
+ * per user). The check keeps one record for all the guest pages of a SEPT table (and one for its child tables), so a
+ * TD of a million 4K pages has a few thousand records; four growing `number[]` of one user per page were 30 MiB of
+ * garbage at the end of every closing check of a 1 TiB TD at 2M. The arrays come in chunks of 4,096 users, added as
+ * needed and never copied, each check starting again from the first chunk.
  */
 export class PageUsers {
   #chunks: UserChunk[] = [newChunk()];

@@ -79,3 +79,43 @@ describe('checkInvariants on a TD of more users than one chunk of its tables', (
     ]);
   });
 });
+
+describe('checkInvariants names the users of a table by their entry', () => {
+  const hex = (n: number) => `0x${n.toString(16)}`;
+
+  it('a guest page on the host page of a SEPT table: the table named by its GPA and level', async () => {
+    const { module, td } = await setup({ skipFinalize: true });
+    const far = 5 * 2 ** 21 + PAGE; // a level-0 table under entry 5 of its level-1 table
+    await aug(module, td, PAGE, 0);
+    await aug(module, td, far, 0);
+    const sept = module.state.tds.get(td.tdr)?.sept;
+    if (sept === undefined) throw new Error('the TD has no Secure-EPT');
+    const near = sept.walk(PAGE, 0);
+    const tablePage = sept.walk(far, 0).table.pageHpa;
+    near.table.hpa[near.index] = tablePage;
+    const tdName = `TD ${hex(td.tdr)}`;
+    expect(checkInvariants(module).filter((v) => v.rule === 'hpa-owned-twice')).toEqual([
+      {
+        rule: 'hpa-owned-twice',
+        message: `${hex(tablePage)} (level 0) used by ${tdName} SEPT table ${hex(5 * 2 ** 21)}/0 and ${tdName} GPA 0x1000`,
+      },
+    ]);
+  });
+
+  it('2M guest pages past the first entry of their table: each named by its own GPA', async () => {
+    const { module, td } = await setup({ skipFinalize: true });
+    const MIB2 = 2 ** 21;
+    const pages: number[] = [];
+    for (const index of [1, 3, 300]) pages.push(await aug(module, td, index * MIB2, 1));
+    expect(checkInvariants(module)).toEqual([]);
+    const pamt = module.state.pamt;
+    for (const hpa of pages) pamt.set(hpa, 1, pamt.getType(hpa, 1), td.tdr + PAGE);
+    const tdName = `TD ${hex(td.tdr)}`;
+    expect(checkInvariants(module).map((v) => v.message)).toEqual(
+      [1, 3, 300].map(
+        (index, n) =>
+          `${tdName} GPA ${hex(index * MIB2)}: PAMT of ${hex(pages[n] as number)} at level 1 is PT_REG owner ${hex(td.tdr + PAGE)}, expected PT_REG owner ${hex(td.tdr)}`,
+      ),
+    );
+  });
+});
