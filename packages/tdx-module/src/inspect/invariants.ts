@@ -6,9 +6,8 @@ import type { ModuleState } from '../core/module-state.js';
 import { assertKnownOptions, assertOneOf } from '../errors.js';
 import { hpHeld } from '../locks/host-priority-lock.js';
 import { TDEL } from '../locks/sept-entry-lock.js';
-import { wordsOfBuffer } from '../memory/buffer-words.js';
 import { assertSameCopy } from '../package-copy.js';
-import { type SeptTable, TABLE_BYTES } from '../sept/sept-table.js';
+import type { SeptTable } from '../sept/sept-table.js';
 import { SeptCursor, type SeptTree } from '../sept/sept-tree.js';
 import type { SharedEpt } from '../td/shared-ept.js';
 import type { TdControl } from '../td/td-control.js';
@@ -298,49 +297,27 @@ class InvariantCheck {
   #table(td: TdControl, table: SeptTable, baseGpa: number, span: number, children: number[]): number {
     let units = 0;
     let nonFree = 0;
+    const words = table.entryWords;
     const child = table.child;
     this.#tableBase = baseGpa;
     this.#pagesRecord = -1;
     this.#tablesRecord = -1;
-    // The table's accept counters, states and lock bits as 32-bit words from `at` (see SeptTable.entryWords): words
-    // at+0..255 the counters, at+256..383 the states, at+384..511 the lock bits.
-    const buffer = table.state.buffer;
-    let words: Uint32Array<ArrayBufferLike>;
-    let at = 0;
-    if (buffer.byteLength === TABLE_BYTES) words = table.entryWords;
-    else {
-      // A tree restored from a checkpoint keeps all its tables in one buffer: one view of it per check, not a view
-      // made per table (a restored table has not made its own, and each fuzz case checks freshly restored tables).
-      words = wordsOfBuffer(buffer);
-      at = table.acceptCounter.byteOffset / 4;
-    }
-    const states = at + 256;
-    const locks = at + 384;
-    for (let word = 0; word < 128; word += 2) {
+    for (let word = 0; word < 128; word++) {
       const first = word * 4;
-      // Most entries: eight FREE, unlocked, counter-free entries with no child break no rule below (the same test as
-      // entry by entry, eight at a time: states, lock bits and accept counters read as 32-bit words and OR-ed).
+      // Most entries: four FREE, unlocked, counter-free entries with no child break no rule below (the same test as
+      // entry by entry, four at a time: states, lock bits and accept counters read as 32-bit words).
       if (
-        ((words[states + word] as number) ^ FREE_WORD) === 0 &&
-        ((words[states + word + 1] as number) ^ FREE_WORD) === 0 &&
-        ((words[locks + word] as number) |
-          (words[locks + word + 1] as number) |
-          (words[at + 2 * word] as number) |
-          (words[at + 2 * word + 1] as number) |
-          (words[at + 2 * word + 2] as number) |
-          (words[at + 2 * word + 3] as number)) ===
-          0 &&
+        words[256 + word] === FREE_WORD &&
+        words[384 + word] === 0 &&
+        words[2 * word] === 0 &&
+        words[2 * word + 1] === 0 &&
         child[first] === undefined &&
         child[first + 1] === undefined &&
         child[first + 2] === undefined &&
-        child[first + 3] === undefined &&
-        child[first + 4] === undefined &&
-        child[first + 5] === undefined &&
-        child[first + 6] === undefined &&
-        child[first + 7] === undefined
+        child[first + 3] === undefined
       )
         continue;
-      for (let i = first; i < first + 8; i++) {
+      for (let i = first; i < first + 4; i++) {
         const state = table.state[i] as number;
         if (child[i] !== undefined) children.push(i);
         else if (state === SeptState.FREE && table.lock[i] === 0 && table.acceptCounter[i] === 0) continue;

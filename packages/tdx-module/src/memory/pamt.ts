@@ -1,5 +1,4 @@
 import { PamtPageType as importedPamtPageType } from '../abi/page-type.js';
-import { wordsOfBuffer } from './buffer-words.js';
 
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
 // module cell and checked at every use: tdx-module README, "Eleventh pass").
@@ -108,9 +107,6 @@ export class PamtBlock {
 function blockBytes(size: number): number {
   return Math.ceil((size * 19) / 8) * 8;
 }
-
-/** Bytes of a block of 512 entries made alone (its own buffer). */
-const BLOCK_BYTES = blockBytes(512);
 
 /** The PAMT of one 1 GiB region: its 1G entry, its 512 2M entries and, on first touch, 512 4K entries per 2M. */
 export class PamtRegion {
@@ -491,16 +487,10 @@ function visitBlock(
     for (let i = 0; i < length; i++) visitEntry(block, i, base, size, level, visit);
     return;
   }
-  // The block's lock words and types as 32-bit words from `at` (see PamtBlock.entryWords). A restored PAMT keeps all
-  // its blocks in one buffer: read through one view of it, not a view made per block at every check of a fuzz case.
-  const buffer = block.buffer;
-  const own = buffer.byteLength === BLOCK_BYTES;
-  const words = own ? block.entryWords : wordsOfBuffer(buffer);
-  const at = own ? 0 : block.lock.byteOffset / 4;
+  const words = block.entryWords;
   for (let word = 0; word < 128; word++) {
     // Four NDA entries without a lock word, as most are: the same test as entry by entry, on 32-bit words.
-    if (words[at + 256 + word] === NDA_WORD && words[at + 2 * word] === 0 && words[at + 2 * word + 1] === 0)
-      continue;
+    if (words[256 + word] === NDA_WORD && words[2 * word] === 0 && words[2 * word + 1] === 0) continue;
     for (let i = word * 4; i < word * 4 + 4; i++) visitEntry(block, i, base, size, level, visit);
   }
 }

@@ -155,8 +155,8 @@ export class SeptTable {
   }
 }
 
-/** Bytes of one table's four arrays (hpa, acceptCounter, state, lock): the whole buffer of a table made alone. */
-export const TABLE_BYTES = 6144;
+/** Bytes of one table's four arrays (hpa, acceptCounter, state, lock). */
+const TABLE_BYTES = 6144;
 
 /** Index of the entry for `gpa` in a table of entries at `level`. */
 export function septIndex(gpa: number, level: number): number {

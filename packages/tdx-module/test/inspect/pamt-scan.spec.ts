@@ -1,8 +1,7 @@
 /**
  * The invariant check's PAMT walk passes over a block's unused, unlocked entries four at a time (their types and lock
- * words read as words of the block's buffer: its own, or the one buffer a restored PAMT keeps all its blocks in). A
- * used entry that nothing references, or a lock left held, must still be found in every position of a block, in a
- * module built or restored.
+ * words read as 32-bit words). A used entry that nothing references, or a lock left held, must still be found in every
+ * position of a word, in a module built or restored from a checkpoint (whose blocks all live in one buffer).
  */
 import { describe, expect, it } from 'vitest';
 import { checkInvariants, checkpointTd, HP_EXCL, PamtPageType, type TdxModule } from '../../src/index.js';

@@ -1,8 +1,8 @@
 /**
- * The invariant check passes over a Secure-EPT table's FREE, unlocked, counter-free entries without a child in groups
- * (their states, lock bits and accept counters read as words of the table's buffer: its own, or the one buffer a
- * restored tree keeps all its tables in). One thing wrong on any entry of a group must still be found, whichever
- * entry of the group and whichever of the words it lies in, in a tree built or restored.
+ * The invariant check passes over a Secure-EPT table's FREE, unlocked, counter-free entries without a child four at a
+ * time (their states, lock bits and accept counters read as 32-bit words). One thing wrong on any entry must still be
+ * found, whichever entry of a word it is and whichever word it lies in, in a tree built or restored from a checkpoint
+ * (whose tables all live in one buffer).
  */
 import { describe, expect, it } from 'vitest';
 import { checkInvariants, checkpointTd, type TdxModule } from '../../src/index.js';
