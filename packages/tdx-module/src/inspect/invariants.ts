@@ -123,8 +123,9 @@ class InvariantCheck {
   readonly #users: PageUsers;
   /** Scratch of {@link #sept}: the children of the table being checked, by index. */
   readonly #children: number[] = [];
-  /** The table {@link #table} is checking: its base GPA, and its records of users (-1: none yet). */
+  /** The table {@link #table} is checking: its base GPA, the GPA span of an entry, its records of users (-1: none). */
   #tableBase = 0;
+  #tableSpan = 0;
   #pagesRecord = -1;
   #tablesRecord = -1;
 
@@ -157,28 +158,32 @@ class InvariantCheck {
       case USER_VCPU_TDCX:
         return `${td} vCPU ${at} TDCX`;
       case USER_SEPT_TABLES:
-        return `${td} SEPT table ${hex(at + entry * levelSpan(users.level(record)))}/${users.level(record) - 1}`;
+        return `${td} SEPT table ${hex(at + entry * users.span(record))}/${users.level(record)}`;
       case USER_TEARDOWN:
         return `${td} (teardown)`;
       default:
-        return `${td} GPA ${hex(at + entry * levelSpan(users.level(record)))}`;
+        return `${td} GPA ${hex(at + entry * users.span(record))}`;
     }
   }
 
   /** A user of its own (a control page, a torn-down TD): a record with entry 0. */
   #addUser(kind: number, tdr: number, at: number): number {
-    return this.#users.add(kind, tdr, at, 0) * RUN;
+    return this.#users.add(kind, tdr, at, 0, 0) * RUN;
   }
 
-  /** The record of the users of the table {@link #table} is checking (guest pages or child tables), made on first use. */
+  /**
+   * The record of the users of the table {@link #table} is checking (guest pages or child tables), made on first use:
+   * an entry's GPA is the table's base + entry × the span {@link #sept} gave it; a child table's level is the table's
+   * level − 1, kept in a byte (a corrupted level is named as it was when each child table had a record of its own).
+   */
   #runOf(kind: typeof USER_GUEST_PAGES | typeof USER_SEPT_TABLES, td: TdControl, table: SeptTable): number {
     if (kind === USER_GUEST_PAGES) {
       if (this.#pagesRecord < 0)
-        this.#pagesRecord = this.#users.add(kind, td.tdr, this.#tableBase, table.level);
+        this.#pagesRecord = this.#users.add(kind, td.tdr, this.#tableBase, 0, this.#tableSpan);
       return this.#pagesRecord;
     }
     if (this.#tablesRecord < 0)
-      this.#tablesRecord = this.#users.add(kind, td.tdr, this.#tableBase, table.level);
+      this.#tablesRecord = this.#users.add(kind, td.tdr, this.#tableBase, table.level - 1, this.#tableSpan);
     return this.#tablesRecord;
   }
 
@@ -300,6 +305,7 @@ class InvariantCheck {
     const words = table.entryWords;
     const child = table.child;
     this.#tableBase = baseGpa;
+    this.#tableSpan = span;
     this.#pagesRecord = -1;
     this.#tablesRecord = -1;
     for (let word = 0; word < 128; word++) {

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { SeptState } from '../../src/abi/sept-state.js';
 import { checkInvariants } from '../../src/index.js';
+import { SeptTable } from '../../src/sept/sept-table.js';
 import { setup } from '../harness.js';
 import { aug } from '../sept/helpers.js';
 
@@ -117,5 +119,45 @@ describe('checkInvariants names the users of a table by their entry', () => {
           `${tdName} GPA ${hex(index * MIB2)}: PAMT of ${hex(pages[n] as number)} at level 1 is PT_REG owner ${hex(td.tdr + PAGE)}, expected PT_REG owner ${hex(td.tdr)}`,
       ),
     );
+  });
+});
+
+describe('checkInvariants names the users of a corrupted table as it names one user per record', () => {
+  const hex = (n: number) => `0x${n.toString(16)}`;
+
+  it('a child table of level -1 under a level-0 entry: its level named as a byte (255)', async () => {
+    const { module, td } = await setup({ skipFinalize: true });
+    const page = await aug(module, td, PAGE, 0);
+    const leaf = module.state.tds.get(td.tdr)?.sept?.walk(PAGE, 0).table;
+    if (leaf === undefined) throw new Error('the TD has no Secure-EPT');
+    leaf.state[5] = SeptState.NL_MAPPED;
+    leaf.hpa[5] = page;
+    leaf.child[5] = new SeptTable(-1, page);
+    const tdName = `TD ${hex(td.tdr)}`;
+    expect(checkInvariants(module, { locks: false }).filter((v) => v.rule === 'hpa-owned-twice')).toEqual([
+      {
+        rule: 'hpa-owned-twice',
+        message: `${hex(page)} (level 0) used by ${tdName} GPA 0x1000 and ${tdName} SEPT table 0x5000/255`,
+      },
+    ]);
+  });
+
+  it('a root table of level -1: its pages named by the span of that level', async () => {
+    const { module, td } = await setup({ skipFinalize: true });
+    const page = await aug(module, td, PAGE, 0);
+    const root = module.state.tds.get(td.tdr)?.sept?.root;
+    if (root === undefined) throw new Error('the TD has no Secure-EPT');
+    (root as { level: number }).level = -1;
+    for (const i of [7, 9]) {
+      root.state[i] = SeptState.MAPPED;
+      root.hpa[i] = page;
+    }
+    const tdName = `TD ${hex(td.tdr)}`;
+    expect(checkInvariants(module, { locks: false }).filter((v) => v.rule === 'hpa-owned-twice')).toEqual([
+      {
+        rule: 'hpa-owned-twice',
+        message: `${hex(page)} (level -1) used by ${tdName} GPA 0x38 and ${tdName} GPA 0x48`,
+      },
+    ]);
   });
 });
