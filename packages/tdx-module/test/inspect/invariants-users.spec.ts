@@ -120,6 +120,31 @@ describe('checkInvariants names the users of a table by their entry', () => {
       ),
     );
   });
+
+  it('a guest page and a child table of one table, both used twice: each named as what it is', async () => {
+    const { module, td } = await setup({ skipFinalize: true });
+    const MIB2 = 2 ** 21;
+    await aug(module, td, PAGE, 0); // a level-0 table under entry 0 of the level-1 table
+    const big = await aug(module, td, 3 * MIB2, 1);
+    await aug(module, td, 5 * MIB2, 1);
+    const sept = module.state.tds.get(td.tdr)?.sept;
+    if (sept === undefined) throw new Error('the TD has no Secure-EPT');
+    const small = sept.walk(PAGE, 0);
+    small.table.hpa[small.index] = small.table.pageHpa;
+    const other = sept.walk(5 * MIB2, 1);
+    other.table.hpa[other.index] = big;
+    const tdName = `TD ${hex(td.tdr)}`;
+    expect(checkInvariants(module).filter((v) => v.rule === 'hpa-owned-twice')).toEqual([
+      {
+        rule: 'hpa-owned-twice',
+        message: `${hex(big)} (level 1) used by ${tdName} GPA 0x600000 and ${tdName} GPA 0xa00000`,
+      },
+      {
+        rule: 'hpa-owned-twice',
+        message: `${hex(small.table.pageHpa)} (level 0) used by ${tdName} SEPT table 0x0/0 and ${tdName} GPA 0x1000`,
+      },
+    ]);
+  });
 });
 
 describe('checkInvariants names the users of a corrupted table as it names one user per record', () => {
