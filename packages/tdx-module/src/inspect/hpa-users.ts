@@ -75,8 +75,8 @@ export class HpaUsers {
   }
 
   /**
-   * Records `user` (a non-negative safe integer) for the page at `hpa` and `level` and returns the user it had before, or
-   * undefined: {@link get} then {@link set} in one lookup.
+   * Records `user` (a non-negative safe integer) for the page at `hpa` and `level` and returns the user it had before,
+   * or undefined: {@link get} then {@link set} in one lookup.
    */
   swap(hpa: number, level: number, user: number): number | undefined {
     const span = SPAN[level as 0 | 1 | 2];
