@@ -9,7 +9,7 @@ const SPAN = [2 ** 12, 2 ** 21, 2 ** 30] as const;
 const isPageNumber = (page: number, hpa: number): boolean =>
   page >= 0 && page <= 2 ** 53 && Math.floor(page) === page && (page !== 0 || hpa === 0);
 
-/** Blocks per level that {@link HpaUsers.clear} zeroes and keeps rather than drops (2 KiB each). */
+/** Blocks per level that {@link HpaUsers.clear} zeroes and keeps rather than drops (4 KiB each). */
 const KEPT_BLOCKS = 16;
 
 /**
@@ -21,13 +21,16 @@ const KEPT_BLOCKS = 16;
  * mostly share a block, so most pages cost no map lookup.
  */
 export class HpaUsers {
-  /** Per level, blocks of user + 1 (0: nobody), by block number (HPA ÷ the span of 512 pages of that level). */
-  readonly #blocks: Map<number, Int32Array>[] = [new Map(), new Map(), new Map()];
+  /**
+   * Per level, blocks of user + 1 (0: nobody), by block number (HPA ÷ the span of 512 pages of that level). Doubles: a
+   * user number is a record × 512 + an entry index (see checkInvariants), past 2^31 for a TD of millions of tables.
+   */
+  readonly #blocks: Map<number, Float64Array>[] = [new Map(), new Map(), new Map()];
   /** Pages not aligned to their level's size, by HPA + level (unique: an HPA is 4K-aligned, a level below 3). */
   readonly #unaligned = new Map<number, number>();
   /** Per level, the number of the block last found (-1: none) and that block. */
   readonly #lastKey = [-1, -1, -1];
-  readonly #lastBlock: (Int32Array | undefined)[] = [undefined, undefined, undefined];
+  readonly #lastBlock: (Float64Array | undefined)[] = [undefined, undefined, undefined];
 
   /** The user of the page at `hpa` and `level`, or undefined. */
   get(hpa: number, level: number): number | undefined {
@@ -46,7 +49,7 @@ export class HpaUsers {
     if (hpa % span !== 0) return this.#unaligned.get(hpa + level);
     const page = hpa / span;
     const user =
-      (this.#blocks[level] as Map<number, Int32Array>).get(Math.floor(page / 512))?.[page % 512] ?? 0;
+      (this.#blocks[level] as Map<number, Float64Array>).get(Math.floor(page / 512))?.[page % 512] ?? 0;
     return user === 0 ? undefined : user - 1;
   }
 
@@ -66,14 +69,14 @@ export class HpaUsers {
     }
   }
 
-  /** Records `user` (a non-negative integer) for the page at `hpa` and `level`. */
+  /** Records `user` (a non-negative safe integer) for the page at `hpa` and `level`. */
   set(hpa: number, level: number, user: number): void {
     this.swap(hpa, level, user);
   }
 
   /**
-   * Records `user` (a non-negative integer) for the page at `hpa` and `level` and returns the user it had before, or
-   * undefined: {@link get} then {@link set} in one lookup.
+   * Records `user` (a non-negative safe integer) for the page at `hpa` and `level` and returns the user it had before,
+   * or undefined: {@link get} then {@link set} in one lookup.
    */
   swap(hpa: number, level: number, user: number): number | undefined {
     const span = SPAN[level as 0 | 1 | 2];
@@ -84,7 +87,7 @@ export class HpaUsers {
       return previous;
     }
     const key = Math.floor(page / 512);
-    const block = this.#block(level, key, true) as Int32Array;
+    const block = this.#block(level, key, true) as Float64Array;
     const at = page - key * 512;
     const previous = block[at] as number;
     block[at] = user + 1;
@@ -98,24 +101,24 @@ export class HpaUsers {
       return;
     }
     const page = hpa / span;
-    const blocks = this.#blocks[level] as Map<number, Int32Array>;
+    const blocks = this.#blocks[level] as Map<number, Float64Array>;
     const key = Math.floor(page / 512);
     let block = blocks.get(key);
     if (block === undefined) {
-      block = new Int32Array(512);
+      block = new Float64Array(512);
       blocks.set(key, block);
     }
     block[page % 512] = user + 1;
   }
 
   /** Block `key` of `level`: the one last found when it is that one, else looked up (made when `create`). */
-  #block(level: number, key: number, create: boolean): Int32Array | undefined {
+  #block(level: number, key: number, create: boolean): Float64Array | undefined {
     if (this.#lastKey[level] === key) return this.#lastBlock[level];
-    const blocks = this.#blocks[level] as Map<number, Int32Array>;
+    const blocks = this.#blocks[level] as Map<number, Float64Array>;
     let block = blocks.get(key);
     if (block === undefined) {
       if (!create) return undefined;
-      block = new Int32Array(512);
+      block = new Float64Array(512);
       blocks.set(key, block);
     }
     this.#lastKey[level] = key;

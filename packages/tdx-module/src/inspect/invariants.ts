@@ -40,14 +40,21 @@ const PAGE_SPAN = [2 ** 12, 2 ** 21, 2 ** 30] as const;
 /** 4K units of a leaf at level 0, 1, 2 (a lookup: `512 ** level` is a call on every page of a check). */
 const LEAF_UNITS = [1, 512, 512 * 512] as const;
 
-/** What a host page's user is (the kinds of {@link checkInvariants}' users, named only in messages). */
-const USER_GUEST_PAGE = 0;
+/**
+ * What a host page's user is (the kinds of {@link checkInvariants}' users, named only in messages). A user is a number:
+ * its record (in {@link PageUsers}) × {@link RUN} + an entry index. The users of one SEPT table's entries (its guest
+ * pages, its child tables) share one record of kind {@link USER_GUEST_PAGES} or {@link USER_SEPT_TABLES}, made at the
+ * table's first such entry, whose GPA is the table's base: a page costs no record, and a check no record per page.
+ */
+const USER_GUEST_PAGES = 0;
 const USER_TDR = 1;
 const USER_TDCS = 2;
 const USER_VCPU = 3;
 const USER_VCPU_TDCX = 4;
-const USER_SEPT_TABLE = 5;
+const USER_SEPT_TABLES = 5;
 const USER_TEARDOWN = 6;
+/** Users a record numbers: one per entry of a SEPT table. */
+const RUN = 512;
 
 /**
  * The rules about the shared EPT. The VMM owns that table and writes it directly (as on hardware), so the module
@@ -105,7 +112,8 @@ const tdName = (td: TdControl): string => `TD ${hex(td.tdr)}`;
  * One run of {@link checkInvariants}: the violations found and who references each host page. Split into small
  * methods (one per part of the state) so that each compiles on its own: one function of them all was slow to
  * optimize and re-optimize. HPA and level → who references it, from the TD side. Nothing is allocated per page or
- * per check: a user is a kind, its TD and a GPA or index, kept as numbers and named only when a message needs it.
+ * per check: a user is a number (a record of kind, TD and GPA or index, and an entry of a table's record), named only
+ * when a message needs it.
  */
 class InvariantCheck {
   readonly out: InvariantViolation[] = [];
@@ -115,6 +123,11 @@ class InvariantCheck {
   readonly #users: PageUsers;
   /** Scratch of {@link #sept}: the children of the table being checked, by index. */
   readonly #children: number[] = [];
+  /** The table {@link #table} is checking: its base GPA, the GPA span of an entry, its records of users (-1: none). */
+  #tableBase = 0;
+  #tableSpan = 0;
+  #pagesRecord = -1;
+  #tablesRecord = -1;
 
   constructor(m: ModuleState, locks: boolean) {
     this.#m = m;
@@ -131,9 +144,11 @@ class InvariantCheck {
 
   #describe(user: number): string {
     const users = this.#users;
-    const td = `TD ${hex(users.tdr(user))}`;
-    const at = users.at(user);
-    switch (users.kind(user)) {
+    const record = Math.floor(user / RUN);
+    const entry = user - record * RUN;
+    const td = `TD ${hex(users.tdr(record))}`;
+    const at = users.at(record);
+    switch (users.kind(record)) {
       case USER_TDR:
         return `${td} TDR`;
       case USER_TDCS:
@@ -142,17 +157,34 @@ class InvariantCheck {
         return `${td} vCPU ${at}`;
       case USER_VCPU_TDCX:
         return `${td} vCPU ${at} TDCX`;
-      case USER_SEPT_TABLE:
-        return `${td} SEPT table ${hex(at)}/${users.level(user)}`;
+      case USER_SEPT_TABLES:
+        return `${td} SEPT table ${hex(at + entry * users.span(record))}/${users.level(record)}`;
       case USER_TEARDOWN:
         return `${td} (teardown)`;
       default:
-        return `${td} GPA ${hex(at)}`;
+        return `${td} GPA ${hex(at + entry * users.span(record))}`;
     }
   }
 
-  #addUser(kind: number, tdr: number, at: number, level = 0): number {
-    return this.#users.add(kind, tdr, at, level);
+  /** A user of its own (a control page, a torn-down TD): a record with entry 0. */
+  #addUser(kind: number, tdr: number, at: number): number {
+    return this.#users.add(kind, tdr, at, 0, 0) * RUN;
+  }
+
+  /**
+   * The record of the users of the table {@link #table} is checking (guest pages or child tables), made on first use:
+   * an entry's GPA is the table's base + entry × the span {@link #sept} gave it; a child table's level is the table's
+   * level − 1, kept in a byte (a corrupted level is named as it was when each child table had a record of its own).
+   */
+  #runOf(kind: typeof USER_GUEST_PAGES | typeof USER_SEPT_TABLES, td: TdControl, table: SeptTable): number {
+    if (kind === USER_GUEST_PAGES) {
+      if (this.#pagesRecord < 0)
+        this.#pagesRecord = this.#users.add(kind, td.tdr, this.#tableBase, 0, this.#tableSpan);
+      return this.#pagesRecord;
+    }
+    if (this.#tablesRecord < 0)
+      this.#tablesRecord = this.#users.add(kind, td.tdr, this.#tableBase, table.level - 1, this.#tableSpan);
+    return this.#tablesRecord;
   }
 
   #reference(hpa: number, level: number, type: number, owner: number, user: number): void {
@@ -272,6 +304,10 @@ class InvariantCheck {
     let nonFree = 0;
     const words = table.entryWords;
     const child = table.child;
+    this.#tableBase = baseGpa;
+    this.#tableSpan = span;
+    this.#pagesRecord = -1;
+    this.#tablesRecord = -1;
     for (let word = 0; word < 128; word++) {
       const first = word * 4;
       // Most entries: four FREE, unlocked, counter-free entries with no child break no rule below (the same test as
@@ -319,7 +355,7 @@ class InvariantCheck {
           `${tdName(td)}: non-leaf ${hex(gpa)} level ${table.level} has no matching child table`,
         );
       } else {
-        const user = this.#addUser(USER_SEPT_TABLE, td.tdr, gpa, table.level - 1);
+        const user = this.#runOf(USER_SEPT_TABLES, td, table) * RUN + i;
         this.#reference(child.pageHpa, 0, PamtPageType.EPT, td.tdr, user);
       }
     } else if (child !== undefined) {
@@ -337,7 +373,7 @@ class InvariantCheck {
         table.level,
         PamtPageType.REG,
         td.tdr,
-        this.#addUser(USER_GUEST_PAGE, td.tdr, gpa),
+        this.#runOf(USER_GUEST_PAGES, td, table) * RUN + i,
       );
     }
     if (table.level !== 1 && (table.acceptCounter[i] as number) !== 0) {

@@ -2,12 +2,13 @@
 const CHUNK_BITS = 12;
 const CHUNK = 2 ** CHUNK_BITS;
 
-/** One chunk of users: their kinds, levels, TDRs and GPAs or indexes. */
+/** One chunk of users: their kinds, levels, TDRs, GPAs or indexes, and GPA spans of one entry. */
 interface UserChunk {
   readonly kinds: Uint8Array;
   readonly levels: Uint8Array;
   readonly tdrs: Float64Array;
   readonly ats: Float64Array;
+  readonly spans: Float64Array;
 }
 
 function newChunk(): UserChunk {
@@ -16,16 +17,18 @@ function newChunk(): UserChunk {
     levels: new Uint8Array(CHUNK),
     tdrs: new Float64Array(CHUNK),
     ats: new Float64Array(CHUNK),
+    spans: new Float64Array(CHUNK),
   };
 }
 
 /**
  * The users of host pages that {@link checkInvariants} records, numbered from 0 in the order added: a kind, the TDR of
- * its TD, a GPA or index, and a SEPT table's level. Kept in typed arrays (18 bytes a user, no object or boxed number
- * per user): a 1 TiB TD at 2M has half a million guest-page users, which four growing `number[]` kept as 30 MiB of
- * garbage at the end of every closing check. The arrays come in chunks of 4,096 users, added as needed and never
- * copied: arrays grown by doubling copied every user about once more per check (a million users: ten
- * doublings, the last ones of megabytes), each check starting again from the first chunk.
+ * its TD, a GPA or index, a SEPT table's level (kept in a byte), and the GPA span of one entry of a table's record.
+ * Kept in typed arrays (26 bytes a user, no object or boxed number per user). The check keeps one record for all the
+ * guest pages of a SEPT table (and one for its child tables), so a TD of a million 4K pages has a few thousand records;
+ * four growing `number[]` of one user per page were 30 MiB of garbage at the end of every closing check of a 1 TiB TD
+ * at 2M. The arrays come in chunks of 4,096 users, added as needed and never copied, each check starting again from
+ * the first chunk.
  */
 export class PageUsers {
   #chunks: UserChunk[] = [newChunk()];
@@ -42,8 +45,8 @@ export class PageUsers {
     if (this.#chunks.length > 1) this.#chunks = [this.#current];
   }
 
-  /** Records a user (kind and level below 256, TDR and `at` safe integers); returns its number. */
-  add(kind: number, tdr: number, at: number, level: number): number {
+  /** Records a user (kind below 256, level kept modulo 256, TDR and `at` safe integers); returns its number. */
+  add(kind: number, tdr: number, at: number, level: number, span: number): number {
     const user = this.#count;
     const slot = user & (CHUNK - 1);
     let chunk = this.#current;
@@ -52,6 +55,7 @@ export class PageUsers {
     chunk.levels[slot] = level;
     chunk.tdrs[slot] = tdr;
     chunk.ats[slot] = at;
+    chunk.spans[slot] = span;
     this.#count = user + 1;
     return user;
   }
@@ -70,6 +74,10 @@ export class PageUsers {
 
   at(user: number): number {
     return this.#chunkOf(user).ats[user & (CHUNK - 1)] as number;
+  }
+
+  span(user: number): number {
+    return this.#chunkOf(user).spans[user & (CHUNK - 1)] as number;
   }
 
   #chunkOf(user: number): UserChunk {

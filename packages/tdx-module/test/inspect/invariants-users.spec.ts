@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { SeptState } from '../../src/abi/sept-state.js';
 import { checkInvariants } from '../../src/index.js';
+import { SeptTable } from '../../src/sept/sept-table.js';
 import { setup } from '../harness.js';
 import { aug } from '../sept/helpers.js';
 
@@ -75,6 +77,111 @@ describe('checkInvariants on a TD of more users than one chunk of its tables', (
       {
         rule: 'pamt-sept-agreement',
         message: `PAMT ${hex(hpas[count - 1] as number)} level 0 is PT_REG but nothing uses it`,
+      },
+    ]);
+  });
+});
+
+describe('checkInvariants names the users of a table by their entry', () => {
+  const hex = (n: number) => `0x${n.toString(16)}`;
+
+  it('a guest page on the host page of a SEPT table: the table named by its GPA and level', async () => {
+    const { module, td } = await setup({ skipFinalize: true });
+    const far = 5 * 2 ** 21 + PAGE; // a level-0 table under entry 5 of its level-1 table
+    await aug(module, td, PAGE, 0);
+    await aug(module, td, far, 0);
+    const sept = module.state.tds.get(td.tdr)?.sept;
+    if (sept === undefined) throw new Error('the TD has no Secure-EPT');
+    const near = sept.walk(PAGE, 0);
+    const tablePage = sept.walk(far, 0).table.pageHpa;
+    near.table.hpa[near.index] = tablePage;
+    const tdName = `TD ${hex(td.tdr)}`;
+    expect(checkInvariants(module).filter((v) => v.rule === 'hpa-owned-twice')).toEqual([
+      {
+        rule: 'hpa-owned-twice',
+        message: `${hex(tablePage)} (level 0) used by ${tdName} SEPT table ${hex(5 * 2 ** 21)}/0 and ${tdName} GPA 0x1000`,
+      },
+    ]);
+  });
+
+  it('2M guest pages past the first entry of their table: each named by its own GPA', async () => {
+    const { module, td } = await setup({ skipFinalize: true });
+    const MIB2 = 2 ** 21;
+    const pages: number[] = [];
+    for (const index of [1, 3, 300]) pages.push(await aug(module, td, index * MIB2, 1));
+    expect(checkInvariants(module)).toEqual([]);
+    const pamt = module.state.pamt;
+    for (const hpa of pages) pamt.set(hpa, 1, pamt.getType(hpa, 1), td.tdr + PAGE);
+    const tdName = `TD ${hex(td.tdr)}`;
+    expect(checkInvariants(module).map((v) => v.message)).toEqual(
+      [1, 3, 300].map(
+        (index, n) =>
+          `${tdName} GPA ${hex(index * MIB2)}: PAMT of ${hex(pages[n] as number)} at level 1 is PT_REG owner ${hex(td.tdr + PAGE)}, expected PT_REG owner ${hex(td.tdr)}`,
+      ),
+    );
+  });
+
+  it('a guest page and a child table of one table, both used twice: each named as what it is', async () => {
+    const { module, td } = await setup({ skipFinalize: true });
+    const MIB2 = 2 ** 21;
+    await aug(module, td, PAGE, 0); // a level-0 table under entry 0 of the level-1 table
+    const big = await aug(module, td, 3 * MIB2, 1);
+    await aug(module, td, 5 * MIB2, 1);
+    const sept = module.state.tds.get(td.tdr)?.sept;
+    if (sept === undefined) throw new Error('the TD has no Secure-EPT');
+    const small = sept.walk(PAGE, 0);
+    small.table.hpa[small.index] = small.table.pageHpa;
+    const other = sept.walk(5 * MIB2, 1);
+    other.table.hpa[other.index] = big;
+    const tdName = `TD ${hex(td.tdr)}`;
+    expect(checkInvariants(module).filter((v) => v.rule === 'hpa-owned-twice')).toEqual([
+      {
+        rule: 'hpa-owned-twice',
+        message: `${hex(big)} (level 1) used by ${tdName} GPA 0x600000 and ${tdName} GPA 0xa00000`,
+      },
+      {
+        rule: 'hpa-owned-twice',
+        message: `${hex(small.table.pageHpa)} (level 0) used by ${tdName} SEPT table 0x0/0 and ${tdName} GPA 0x1000`,
+      },
+    ]);
+  });
+});
+
+describe('checkInvariants names the users of a corrupted table as it names one user per record', () => {
+  const hex = (n: number) => `0x${n.toString(16)}`;
+
+  it('a child table of level -1 under a level-0 entry: its level named as a byte (255)', async () => {
+    const { module, td } = await setup({ skipFinalize: true });
+    const page = await aug(module, td, PAGE, 0);
+    const leaf = module.state.tds.get(td.tdr)?.sept?.walk(PAGE, 0).table;
+    if (leaf === undefined) throw new Error('the TD has no Secure-EPT');
+    leaf.state[5] = SeptState.NL_MAPPED;
+    leaf.hpa[5] = page;
+    leaf.child[5] = new SeptTable(-1, page);
+    const tdName = `TD ${hex(td.tdr)}`;
+    expect(checkInvariants(module, { locks: false }).filter((v) => v.rule === 'hpa-owned-twice')).toEqual([
+      {
+        rule: 'hpa-owned-twice',
+        message: `${hex(page)} (level 0) used by ${tdName} GPA 0x1000 and ${tdName} SEPT table 0x5000/255`,
+      },
+    ]);
+  });
+
+  it('a root table of level -1: its pages named by the span of that level', async () => {
+    const { module, td } = await setup({ skipFinalize: true });
+    const page = await aug(module, td, PAGE, 0);
+    const root = module.state.tds.get(td.tdr)?.sept?.root;
+    if (root === undefined) throw new Error('the TD has no Secure-EPT');
+    (root as { level: number }).level = -1;
+    for (const i of [7, 9]) {
+      root.state[i] = SeptState.MAPPED;
+      root.hpa[i] = page;
+    }
+    const tdName = `TD ${hex(td.tdr)}`;
+    expect(checkInvariants(module, { locks: false }).filter((v) => v.rule === 'hpa-owned-twice')).toEqual([
+      {
+        rule: 'hpa-owned-twice',
+        message: `${hex(page)} (level -1) used by ${tdName} GPA 0x38 and ${tdName} GPA 0x48`,
       },
     ]);
   });

@@ -6,12 +6,18 @@ function addAndRead(users: PageUsers, count: number, salt: number): void {
   const numbers: number[] = [];
   const expected: number[] = [];
   for (let i = 0; i < count; i++) {
-    const user = [(i + salt) % 7, 0x1000 * i, 2 ** 40 + i + salt, i % 4] as const;
-    numbers.push(users.add(user[0], user[1], user[2], user[3]));
+    const user = [(i + salt) % 7, 0x1000 * i, 2 ** 40 + i + salt, i % 4, 2 ** (12 + 9 * (i % 3))] as const;
+    numbers.push(users.add(user[0], user[1], user[2], user[3], user[4]));
     expected.push(...user);
   }
   expect(numbers).toEqual(Array.from({ length: count }, (_, i) => i));
-  const read = numbers.flatMap((i) => [users.kind(i), users.tdr(i), users.at(i), users.level(i)]);
+  const read = numbers.flatMap((i) => [
+    users.kind(i),
+    users.tdr(i),
+    users.at(i),
+    users.level(i),
+    users.span(i),
+  ]);
   expect(read).toEqual(expected);
 }
 
