@@ -3,7 +3,7 @@ import { SeptState } from '../../src/abi/sept-state.js';
 import { checkInvariants } from '../../src/index.js';
 import { SeptTable } from '../../src/sept/sept-table.js';
 import { setup } from '../harness.js';
-import { aug } from '../sept/helpers.js';
+import { aug, corruptChild } from '../sept/helpers.js';
 
 const PAGE = 0x1000;
 
@@ -157,7 +157,7 @@ describe('checkInvariants names the users of a corrupted table as it names one u
     if (leaf === undefined) throw new Error('the TD has no Secure-EPT');
     leaf.state[5] = SeptState.NL_MAPPED;
     leaf.hpa[5] = page;
-    leaf.child[5] = new SeptTable(-1, page);
+    corruptChild(leaf, 5, new SeptTable(-1, page));
     const tdName = `TD ${hex(td.tdr)}`;
     expect(checkInvariants(module, { locks: false }).filter((v) => v.rule === 'hpa-owned-twice')).toEqual([
       {

@@ -9,7 +9,7 @@ import { checkInvariants, checkpointTd, type TdxModule } from '../../src/index.j
 import { TDEL } from '../../src/locks/sept-entry-lock.js';
 import { SeptTable } from '../../src/sept/sept-table.js';
 import { setup } from '../harness.js';
-import { aug } from '../sept/helpers.js';
+import { aug, corruptChild } from '../sept/helpers.js';
 
 const PAGE = 0x1000;
 const hex = (n: number): string => `0x${n.toString(16)}`;
@@ -68,7 +68,7 @@ describe.each([
 
   it.each(ENTRIES)('a child table under FREE entry %i', async (index) => {
     const { module, tdr, leaf, tables } = await onePage(restored);
-    leaf.child[index] = new SeptTable(0, 2 ** 40);
+    corruptChild(leaf, index, new SeptTable(0, 2 ** 40));
     expect(checkInvariants(module).filter((v) => v.rule === 'tree-shape')).toEqual([
       {
         rule: 'tree-shape',
@@ -77,5 +77,7 @@ describe.each([
       { rule: 'tree-shape', message: `TD ${hex(tdr)}: table child count 0 != 1` },
       { rule: 'tree-shape', message: `TD ${hex(tdr)}: table count ${tables} != ${tables + 1}` },
     ]);
+    // The corruption stays in this table: the child list every other table of 4K leaves shares is still empty.
+    expect(new SeptTable(0, 2 ** 41).child.every((child) => child === undefined)).toBe(true);
   });
 });

@@ -16,6 +16,7 @@ import {
   type TdxModule,
   type Vmm,
 } from '../../src/index.js';
+import type { SeptTable } from '../../src/sept/sept-table.js';
 
 /** Exact status values (§1.2, §1.4). */
 export const St = {
@@ -247,4 +248,16 @@ export class GateVmm implements Vmm {
     }
     return makeGprs({ r10: 0 });
   }
+}
+
+/**
+ * Corrupts one table's child list: entry `index` gets `child`. A table of 4K leaves shares its (empty) child list with
+ * every other such table of the process, so it first gets a list of its own: the corruption stays in this table.
+ */
+export function corruptChild(table: SeptTable, index: number, child: SeptTable): void {
+  if (table.level === 0) {
+    const own: (SeptTable | undefined)[] = Array.from({ length: 512 }, () => undefined);
+    Object.defineProperty(table, 'child', { value: own });
+  }
+  table.setChild(index, child);
 }
