@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { builtinCatalog } from '../src/catalog/catalog.js';
 import { affinityGroup, LanePlan } from '../src/matrix/lane-plan.js';
 import { costHint } from '../src/matrix/scenario-cost.js';
-import { selectSpecs } from '../src/matrix/select-specs.js';
+import { defaultMatrixSpecs } from './support/default-matrix-specs.js';
 
 /** Takes every scenario as `lanes` workers would if scenario i took `costs[i]`: the lanes' ends and who ran what. */
 function simulate(plan: LanePlan, costs: readonly number[], lanes: number) {
@@ -21,13 +21,7 @@ function simulate(plan: LanePlan, costs: readonly number[], lanes: number) {
 /** The default matrix's scenarios and their cost hints. */
 function defaultMatrix() {
   const catalog = builtinCatalog();
-  const specs = selectSpecs(catalog, {
-    policies: catalog.policies,
-    vmms: catalog.vmms,
-    workloads: catalog.workloads.map((w) => w.name),
-    seed: 1,
-    vmmNamed: false,
-  });
+  const specs = defaultMatrixSpecs(catalog);
   const vmms = new Map(catalog.vmms.map((vmm) => [vmm.name, vmm]));
   return { specs, costs: specs.map((spec) => costHint(spec, vmms.get(spec.vmm))) };
 }

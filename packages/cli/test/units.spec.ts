@@ -9,7 +9,7 @@ import { builtinCatalog } from '../src/catalog/catalog.js';
 import { honestVmms } from '../src/catalog/vmm-catalog.js';
 import { Expectations, expectationsOf, isChange, matchesPattern } from '../src/expectations/expectations.js';
 import { costHint } from '../src/matrix/scenario-cost.js';
-import { selectSpecs, shardOf } from '../src/matrix/select-specs.js';
+import { shardOf } from '../src/matrix/select-specs.js';
 import { collectList, parseSeed, parseShard, positiveInteger } from '../src/options/option-values.js';
 import { githubAnnotations } from '../src/report/github-annotations.js';
 import { buildRunReport, runReportValidator, serializeRunReport } from '../src/report/json-report.js';
@@ -20,6 +20,7 @@ import { decodeBands, encodeBands } from '../src/scenario/gpa-bands.js';
 import { runScenario } from '../src/scenario/run-scenario.js';
 import type { Outcome, ScenarioResult } from '../src/scenario/scenario-result.js';
 import { TraceJsonWriter } from '../src/scenario/trace-json-writer.js';
+import { defaultMatrixSpecs } from './support/default-matrix-specs.js';
 
 const plain = makeStyle(false);
 const MIB = 2 ** 20;
@@ -59,13 +60,7 @@ describe('catalog and matrix', () => {
 
   it('the default matrix: 618 scenarios; N shards partition it, each scenario in exactly one', () => {
     const catalog = builtinCatalog();
-    const specs = selectSpecs(catalog, {
-      policies: catalog.policies,
-      vmms: catalog.vmms,
-      workloads: catalog.workloads.map((w) => w.name),
-      seed: 1,
-      vmmNamed: false,
-    });
+    const specs = defaultMatrixSpecs(catalog);
     expect(specs).toHaveLength(618);
     for (const total of [1, 2, 3, 7]) {
       const shards = Array.from({ length: total }, (_, k) => shardOf(specs, { index: k + 1, total }));
