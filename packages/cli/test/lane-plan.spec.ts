@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { builtinCatalog } from '../src/catalog/catalog.js';
 import { affinityGroup, LanePlan } from '../src/matrix/lane-plan.js';
-import { costHint } from '../src/matrix/scenario-cost.js';
+import { costHint, oneWorkerCosts } from '../src/matrix/scenario-cost.js';
+import type { ScenarioSpec } from '../src/scenario/scenario-result.js';
 import { defaultMatrixSpecs } from './support/default-matrix-specs.js';
 
 /** Takes every scenario as `lanes` workers would if scenario i took `costs[i]`: the lanes' ends and who ran what. */
@@ -134,6 +135,24 @@ describe('LanePlan', () => {
     const planned = queues.map((q) => q.reduce((sum, i) => sum + (costs[i] as number), 0));
     expect(Math.abs((planned[0] as number) - (planned[1] as number))).toBeLessThan(
       0.05 * Math.max(...planned),
+    );
+  });
+
+  it('the default matrix on one worker: the GiB-sized scenarios longest first, then the others in the matrix order', () => {
+    const { specs, costs } = defaultMatrix();
+    const queue =
+      new LanePlan(
+        oneWorkerCosts(specs, costs),
+        (i) => affinityGroup(specs[i] as ScenarioSpec),
+        1,
+      ).queues()[0] ?? [];
+    const gib = (i: number) => ['swiotlb-1g', 'accept-4g'].includes((specs[i] as ScenarioSpec).workload);
+    const indices = specs.map((_, i) => i);
+    const gibFirst = indices.filter(gib).sort((a, b) => (costs[b] as number) - (costs[a] as number) || a - b);
+    expect(queue).toEqual([...gibFirst, ...indices.filter((i) => !gib(i))]);
+    // Not the hints' own order: those would run every churn scenario before any dma-small one.
+    expect(queue).not.toEqual(
+      indices.slice().sort((a, b) => (costs[b] as number) - (costs[a] as number) || a - b),
     );
   });
 

@@ -14,7 +14,7 @@ import { keepIdleWorker, keepsIdleWorkers, takeIdleWorker, workerKey } from './i
 import { affinityGroup, LanePlan } from './lane-plan.js';
 import type { RunRequest, WorkerMessage, WorkerSetup } from './matrix-protocol.js';
 import { runRequest } from './run-one.js';
-import { costHint } from './scenario-cost.js';
+import { costHint, oneWorkerCosts } from './scenario-cost.js';
 
 const log = createDebug('tdxsim:cli:matrix');
 /** How long past its own wall-clock budget a scenario's worker gets before the main thread stops it. */
@@ -160,7 +160,8 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
   // Each VMM's runs of one workload on one worker where the costs allow, the longest first: see lane-plan.ts.
   const vmmsByName = new Map(options.catalog.vmms.map((vmm) => [vmm.name, vmm]));
   const costs = specs.map((spec) => costHint(spec, vmmsByName.get(spec.vmm)));
-  const plan = new LanePlan(costs, (i) => affinityGroup(specs[i] as ScenarioSpec), jobs);
+  const planCosts = jobs === 1 ? oneWorkerCosts(specs, costs) : costs;
+  const plan = new LanePlan(planCosts, (i) => affinityGroup(specs[i] as ScenarioSpec), jobs);
   const setup: WorkerSetup = {
     backendFiles: options.backendFiles,
     guestFiles: options.catalog.guests.flatMap((g) => (g.file === undefined ? [] : [g.file])),
