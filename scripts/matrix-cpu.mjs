@@ -5,21 +5,28 @@
 // (on a busy machine most of it); this counts only the CPU of the thread that ran it, GC and compiler threads aside.
 // Usage (after `tsc -b`, Linux: the thread's CPU is read from /proc/thread-self/schedstat, tick-grained, so one
 // scenario's figure is ±4 ms and only sums over many mean much):
-//   node scripts/matrix-cpu.mjs [small|slow|all] [--lane K/N] [--json out.json]
+//   node scripts/matrix-cpu.mjs [small|slow|all] [--lane K/N] [--order hints|one-worker] [--json out.json]
 // `--lane K/N` runs only what lane K of N worker threads is planned to run (the matrix's lane plan, nothing taken from
 // the other lanes): N such processes at once cost about what N workers do.
 // `small` (the default) skips the GiB-sized scenarios whose pages go 4K at a time (seconds each: the per-exit cost),
 // `slow` runs only those but accept-4g, `all` runs the whole default matrix (about a minute of CPU).
+// `--order one-worker` runs them in the order one matrix worker takes them (`oneWorkerCosts`: the GiB-sized ones
+// longest first, the rest in the matrix's order) instead of longest first by the hints (every churn run, then every
+// dma-small run): to compare what the order costs, run both at once (the same load on both).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { buildCatalog, runMatrix, selectSpecs } from '../packages/cli/dist/index.js';
 import { affinityGroup, LanePlan } from '../packages/cli/dist/matrix/lane-plan.js';
-import { costHint } from '../packages/cli/dist/matrix/scenario-cost.js';
+import { costHint, oneWorkerCosts } from '../packages/cli/dist/matrix/scenario-cost.js';
 
 const which = process.argv[2] ?? 'small';
 const jsonAt = process.argv.indexOf('--json');
 const jsonFile = jsonAt === -1 ? undefined : process.argv[jsonAt + 1];
 const laneAt = process.argv.indexOf('--lane');
 const lane = laneAt === -1 ? undefined : (process.argv[laneAt + 1] ?? '').split('/').map(Number);
+const orderAt = process.argv.indexOf('--order');
+const order = orderAt === -1 ? 'hints' : process.argv[orderAt + 1];
+if (!['hints', 'one-worker'].includes(order))
+  throw new Error(`expected --order hints or one-worker, got ${order}`);
 if (
   lane !== undefined &&
   !(lane.length === 2 && lane.every(Number.isInteger) && lane[0] >= 1 && lane[0] <= lane[1])
@@ -40,8 +47,13 @@ const all = selectSpecs(catalog, {
 });
 const vmms = new Map(catalog.vmms.map((vmm) => [vmm.name, vmm]));
 const cost = (spec) => costHint(spec, vmms.get(spec.vmm));
-// The longest first, as a matrix worker runs its own (a stable sort: equal hints keep the matrix's order).
-const ordered = [...all].sort((a, b) => cost(b) - cost(a));
+// The longest first, as a matrix worker runs its own (a stable sort: equal hints keep the matrix's order); or as one
+// worker alone runs them.
+const planned = order === 'hints' ? all.map(cost) : oneWorkerCosts(all, all.map(cost));
+const ordered = all
+  .map((spec, index) => ({ spec, index }))
+  .sort((a, b) => planned[b.index] - planned[a.index])
+  .map(({ spec }) => spec);
 /** A hint at least this (CPU ms) is a GiB converted 4K at a time (~950 ms a GiB); every other hint is 50 ms or less. */
 const SLOW_HINT_MS = 100;
 const slow = (spec) => cost(spec) >= SLOW_HINT_MS;
@@ -82,8 +94,11 @@ const rows = results.map((r, i) => ({
   seamcalls: r.counters.seamcalls,
 }));
 const summed = rows.reduce((sum, row) => sum + row.cpuMs, 0);
+const usage = process.resourceUsage();
+// The whole process besides this thread: V8's helper threads (optimizing compiler, collector) and start-up.
+const processCpuS = (usage.userCPUTime + usage.systemCPUTime) / 1e6;
 console.log(
-  `${rows.length} of the ${all.length} scenarios of the default matrix (${which}${lane === undefined ? '' : `, lane ${lane.join('/')}`}): ${(totalMs / 1000).toFixed(1)} s thread CPU, ${(summed / 1000).toFixed(1)} s in the scenarios themselves`,
+  `${rows.length} of the ${all.length} scenarios of the default matrix (${which}${lane === undefined ? '' : `, lane ${lane.join('/')}`}, ${order} order): ${(totalMs / 1000).toFixed(1)} s thread CPU, ${(summed / 1000).toFixed(1)} s in the scenarios themselves; whole process ${processCpuS.toFixed(1)} s CPU`,
 );
 for (const key of ['workload', 'vmm', 'policy']) {
   const groups = new Map();
