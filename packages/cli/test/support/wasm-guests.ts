@@ -21,10 +21,13 @@ export const Fault = { TRAP: 1, SPIN: 2, GARBAGE_RAX: 7 } as const;
 
 /**
  * The guests are the files `@tdxsim/wasm-guest` builds for its own tests and examples (examples/build/,
- * test/fixtures/build/; compiled when older than their sources, written atomically), so that the suite compiles
- * each at most once whatever the test worker, and not at all when `build:examples` built the examples first, as CI
- * does. Each clang run costs about 0.7 CPU-seconds (busy 2-core machine); each test worker compiled its own five
- * copies before (issue 14). The promise is kept per worker: the test files of a worker share this module.
+ * test/fixtures/build/; compiled when older than their sources, written to a temporary file and renamed). Each test
+ * worker compiles a stale file at most once (the promise below is per worker: its test files share this module),
+ * and not at all once it is fresh, as the examples are when `build:examples` ran first, as in CI. The check by
+ * modification time is no lock: two workers that find the same file stale both compile it (the rename keeps the
+ * file whole; only the CPU is spent twice), which is what happens to the faulty guests, which `build:examples`
+ * does not build. Each clang run costs about 0.7 CPU-seconds (busy 2-core machine); each test worker compiled its
+ * own five copies, every run, before (issue 14).
  */
 const built = new Map<string, Promise<unknown>>();
 const once = <T>(name: string, build: () => Promise<T>): Promise<T> => {
