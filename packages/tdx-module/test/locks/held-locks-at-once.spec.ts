@@ -163,17 +163,17 @@ test('locks released as they are recorded leave every word as records released a
             // per span cost vitest about 8 µs of bookkeeping each (issue 14).
             const answer = run(atOnce, a);
             const keptAnswer = run(kept, a);
-            if (!Object.is(answer, keptAnswer)) expect(answer).toBe(keptAnswer);
+            if (answer !== keptAnswer) expect(answer).toBe(keptAnswer);
           }
           if (atOnce.held.count !== 0) expect(atOnce.held.count).toBe(0);
           kept.held.releaseAll();
           const entries = pamtEntries(atOnce.m.pamt);
           const keptEntries = pamtEntries(kept.m.pamt);
           if (!isDeepStrictEqual(entries, keptEntries)) expect(entries).toEqual(keptEntries);
-          if (!Object.is(atOnce.td.opStateLock, kept.td.opStateLock))
+          if (atOnce.td.opStateLock !== kept.td.opStateLock)
             expect(atOnce.td.opStateLock).toBe(kept.td.opStateLock);
-          if (!Object.is(atOnce.plain.word, kept.plain.word)) expect(atOnce.plain.word).toBe(kept.plain.word);
-          if (!Object.is(atOnce.tree.word, kept.tree.word)) expect(atOnce.tree.word).toBe(kept.tree.word);
+          if (atOnce.plain.word !== kept.plain.word) expect(atOnce.plain.word).toBe(kept.plain.word);
+          if (atOnce.tree.word !== kept.tree.word) expect(atOnce.tree.word).toBe(kept.tree.word);
         } else if (s.kind === 'word') {
           lockBoth(twins, PAGES[s.page] as number, s.level, s.word);
         } else {
