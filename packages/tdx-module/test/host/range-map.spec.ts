@@ -60,7 +60,7 @@ describe('RangeMap: split, merge and overlap against one value per address', () 
       const differ: string[] = [];
       for (let at = 0; at < SPAN + 2; at++)
         if (map.get(at) !== model[at]) differ.push(`address ${at}: map ${map.get(at)}, model ${model[at]}`);
-      expect(differ).toEqual([]);
+      expect(differ, 'addresses where the map and the model differ').toEqual([]);
       const runs = [...map.entries()];
       expect(runs).toEqual(canonicalRuns(model));
       expect(map.runCount).toBe(runs.length);
