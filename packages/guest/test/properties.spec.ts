@@ -7,6 +7,7 @@
  * 3. the same across the presets of real guests, asserting it for those that validate R11.
  */
 
+import { isDeepStrictEqual } from 'node:util';
 import { assertInvariants, sharedBit, type TdxModule } from '@tdxsim/tdx-module';
 import { describe, expect, it } from 'vitest';
 import { fc, test } from '../../../test/property-test.js';
@@ -165,11 +166,16 @@ describe.each(['strict', 'linux'] as const)('property 1, honest VMM, %s preset',
         const result = toShared
           ? await guest.setShared(startPage * PAGE, pages * PAGE)
           : await guest.setPrivate(startPage * PAGE, pages * PAGE);
-        expect(result).toMatchObject({ kind: 'ok', mapGpaCalls: expected.length });
-        expect(vmm.calls.slice(before)).toEqual(expected);
+        // Each check calls expect() only when it fails, with the same assertion: 2,000 runs of up to 6 conversions
+        // made 30,000 passing expect() calls, about 8 µs of vitest's bookkeeping each (issue 14).
+        if (result.kind !== 'ok' || result.mapGpaCalls !== expected.length)
+          expect(result).toMatchObject({ kind: 'ok', mapGpaCalls: expected.length });
+        const calls = vmm.calls.slice(before);
+        if (!isDeepStrictEqual(calls, expected)) expect(calls).toEqual(expected);
         model.fill(toShared ? 'shared' : 'private-accepted', startPage, end);
 
-        expect(guest.check(module, td.tdr)).toEqual([]);
+        const mismatches = guest.check(module, td.tdr);
+        if (mismatches.length > 0) expect(mismatches).toEqual([]);
         assertInvariants(module);
         // Every page: the ledger holds the model's state, and the module's truth agrees with it.
         const wrong: string[] = [];
@@ -186,7 +192,7 @@ describe.each(['strict', 'linux'] as const)('property 1, honest VMM, %s preset',
               `page ${page}: model ${state}, ledger ${ledger}, shared ${sharedMapped}, ${privateState}`,
             );
         }
-        expect(wrong).toEqual([]);
+        if (wrong.length > 0) expect(wrong).toEqual([]);
       }
     },
   );

@@ -1,7 +1,8 @@
 /**
  * Builds the example guests into examples/build/ (`pnpm --filter @tdxsim/wasm-guest build:examples`, and what the
  * tests and benchmarks call): kernel-guest.wasm, kernel-guest-no-r11-check.wasm (C, clang + wasm-ld) and
- * kernel-guest-rust.wasm (no_std Rust). A file newer than its sources is kept.
+ * kernel-guest-rust.wasm (no_std Rust). A file newer than its sources, the header, c/tdxsim_mem.c and the flags'
+ * file (src/toolchain/compile.ts) is kept.
  */
 import { statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -23,9 +24,20 @@ const C_SOURCES = {
   c: [here('c/kernel-guest.c')],
   cNoR11Check: [here('c/kernel-guest-no-r11-check.c'), here('c/kernel-guest.c')],
 };
-const HEADERS = [`${HEADER_DIR}tdxsim.h`, here('../c/tdxsim_mem.c')];
+/** Where the flags of every clang and rustc run are: a change there makes every guest stale. */
+const COMPILE_FLAGS = here('../src/toolchain/compile.ts');
+/**
+ * What every C guest is built from besides its own sources: the header, the memory functions linked into every
+ * guest, and the flags.
+ */
+export const C_GUEST_INPUTS: readonly string[] = [
+  `${HEADER_DIR}tdxsim.h`,
+  here('../c/tdxsim_mem.c'),
+  COMPILE_FLAGS,
+];
 
-function stale(output: string, inputs: readonly string[]): boolean {
+/** Whether `output` is missing or older than one of `inputs`. */
+export function stale(output: string, inputs: readonly string[]): boolean {
   let built: number;
   try {
     built = statSync(output).mtimeMs;
@@ -39,7 +51,7 @@ function stale(output: string, inputs: readonly string[]): boolean {
 export async function buildCExamples(): Promise<{ c: string; cNoR11Check: string }> {
   for (const key of ['c', 'cNoR11Check'] as const) {
     const sources = C_SOURCES[key];
-    if (stale(EXAMPLE_GUESTS[key], [...sources, ...HEADERS])) {
+    if (stale(EXAMPLE_GUESTS[key], [...sources, ...C_GUEST_INPUTS])) {
       await compileCGuest({ sources: sources.slice(0, 1), output: EXAMPLE_GUESTS[key] });
     }
   }
@@ -49,7 +61,8 @@ export async function buildCExamples(): Promise<{ c: string; cNoR11Check: string
 /** Builds the Rust example (when stale); resolves with its path. Throws TOOLCHAIN_MISSING without rustc. */
 export async function buildRustExample(): Promise<string> {
   const source = here('rust/kernel_guest.rs');
-  if (stale(EXAMPLE_GUESTS.rust, [source])) await compileRustGuest({ source, output: EXAMPLE_GUESTS.rust });
+  if (stale(EXAMPLE_GUESTS.rust, [source, COMPILE_FLAGS]))
+    await compileRustGuest({ source, output: EXAMPLE_GUESTS.rust });
   return EXAMPLE_GUESTS.rust;
 }
 

@@ -1,8 +1,6 @@
-import { mkdtempSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { type CompileCOptions, compileCGuest, toolchain } from '@tdxsim/wasm-guest';
+import { toolchain } from '@tdxsim/wasm-guest';
+import { buildCExamples } from '../../../wasm-guest/examples/build-examples.js';
+import { faultyGuest as wasmGuestFixture } from '../../../wasm-guest/test/support/guests.js';
 
 /**
  * The wasm guests the CLI's tests run as matrix rows, built with clang from `@tdxsim/wasm-guest`'s sources: its C
@@ -18,43 +16,39 @@ export function warnIfNoClang(file: string): void {
     console.warn(`\n!!! ${file}: SKIPPED — ${tools.missing.join('; ')}. These tests run real wasm guests.\n`);
 }
 
-const WASM_GUEST = dirname(createRequire(import.meta.url).resolve('@tdxsim/wasm-guest/package.json'));
-const built = mkdtempSync(join(tmpdir(), 'tdxsim-cli-guests-'));
-
 /** The modes of `@tdxsim/wasm-guest`'s test/fixtures/faulty-guest.c used here. */
 export const Fault = { TRAP: 1, SPIN: 2, GARBAGE_RAX: 7 } as const;
 
 /**
- * Each guest is compiled once per test worker (the test files of a worker share this module): the same sources give
- * the same file, and the tests only read it. A clang process per call cost about a third of a CPU-second each, 15
- * calls in the suite for 5 distinct guests (issue 14).
+ * The guests are the files `@tdxsim/wasm-guest` builds for its own tests and examples (examples/build/,
+ * test/fixtures/build/; compiled when older than their sources, written to a temporary file and renamed). Each test
+ * worker compiles a stale file at most once (the promise below is per worker: its test files share this module),
+ * and not at all once it is fresh, as the examples are when `build:examples` ran first, as in CI. The check by
+ * modification time is no lock: two workers that find the same file stale both compile it (the rename keeps the
+ * file whole; only the CPU is spent twice), which is what happens to the faulty guests, which `build:examples`
+ * does not build. Each clang run costs about 0.7 CPU-seconds (busy 2-core machine); each test worker compiled its
+ * own five copies, every run, before (issue 14).
  */
-const compiled = new Map<string, Promise<string>>();
-const compileOnce = (name: string, options: Omit<CompileCOptions, 'output'>): Promise<string> => {
-  const known = compiled.get(name);
+const built = new Map<string, Promise<unknown>>();
+const once = <T>(name: string, build: () => Promise<T>): Promise<T> => {
+  const known = built.get(name) as Promise<T> | undefined;
   if (known !== undefined) return known;
-  const path = compileCGuest({ ...options, output: join(built, name) });
-  // A failed compile is not kept (nor a later one that replaced it dropped): the next caller sees clang's error.
+  const path = build();
+  // A failed build is not kept (nor a later one that replaced it dropped): the next caller sees clang's error.
   path.catch(() => {
-    if (compiled.get(name) === path) compiled.delete(name);
+    if (built.get(name) === path) built.delete(name);
   });
-  compiled.set(name, path);
+  built.set(name, path);
   return path;
 };
+const examples = (): Promise<{ c: string; cNoR11Check: string }> => once('examples', buildCExamples);
 
 /** The C example guest (kernel-guest.wasm): Linux's conversion path. */
-export const kernelGuest = (): Promise<string> =>
-  compileOnce('kernel-guest.wasm', { sources: [join(WASM_GUEST, 'examples/c/kernel-guest.c')] });
+export const kernelGuest = async (): Promise<string> => (await examples()).c;
 
 /** Its copy without the R11 range check (kernel-guest-no-r11-check.wasm). */
-export const kernelGuestNoR11Check = (): Promise<string> =>
-  compileOnce('kernel-guest-no-r11-check.wasm', {
-    sources: [join(WASM_GUEST, 'examples/c/kernel-guest-no-r11-check.c')],
-  });
+export const kernelGuestNoR11Check = async (): Promise<string> => (await examples()).cNoR11Check;
 
 /** faulty-guest.c built with `-DFAULT=mode`, as `faulty-guest-<mode>.wasm`. */
 export const faultyGuest = (mode: number): Promise<string> =>
-  compileOnce(`faulty-guest-${mode}.wasm`, {
-    sources: [join(WASM_GUEST, 'test/fixtures/faulty-guest.c')],
-    defines: { FAULT: mode },
-  });
+  once(`faulty-guest-${mode}`, () => wasmGuestFixture(mode));

@@ -76,7 +76,8 @@ async function acceptThroughPortsOn(
   // retries; the ACCEPT exits again.
   const augged = (out: Readonly<bigint[]>) => {
     const status = out[Reg.RAX] as bigint;
-    if (status >> 32n !== TdxStatus.OPERAND_BUSY >> 32n) expect(status).toBe(0n);
+    // expect() only when it fails: a passing one per exit cost vitest about 8 µs of bookkeeping each (issue 14).
+    if (status !== 0n && status >> 32n !== TdxStatus.OPERAND_BUSY >> 32n) expect(status).toBe(0n);
     return makeGprs();
   };
   td.run({

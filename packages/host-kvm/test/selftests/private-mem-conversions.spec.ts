@@ -169,7 +169,7 @@ describe.each(BACKINGS)('private_mem_conversions_test at $name backing', (backin
           const page = third + (i % 16) * PAGE;
           // Private or shared alias, whatever the attribute: a memory-fault exit converts; a new page is a #VE.
           const kind = await guestTouch(cpu, i % 3 === 0 ? S + page : page);
-          expect(['ok', 've']).toContain(kind);
+          if (kind !== 'ok' && kind !== 've') expect(['ok', 've']).toContain(kind);
           if (kind === 've') await tdgAccept(cpu, page, 0);
         }
       })();

@@ -6,6 +6,7 @@
  * exclusive, with HP) between spans. Every attempt must answer the same on both, and at each span's end every PAMT
  * entry, lock word, OP_STATE word and plain lock word must be the same.
  */
+import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
 import { expect, test } from 'vitest';
 import { PamtPageType } from '../../src/abi/page-type.js';
@@ -158,14 +159,21 @@ test('locks released as they are recorded leave every word as records released a
               if (treeTried) continue;
               treeTried = true;
             }
-            expect(run(atOnce, a)).toBe(run(kept, a));
+            // expect() only when the two differ, with the same assertions: a passing expect() per attempt and
+            // per span cost vitest about 8 µs of bookkeeping each (issue 14).
+            const answer = run(atOnce, a);
+            const keptAnswer = run(kept, a);
+            if (answer !== keptAnswer) expect(answer).toBe(keptAnswer);
           }
-          expect(atOnce.held.count).toBe(0);
+          if (atOnce.held.count !== 0) expect(atOnce.held.count).toBe(0);
           kept.held.releaseAll();
-          expect(pamtEntries(atOnce.m.pamt)).toEqual(pamtEntries(kept.m.pamt));
-          expect(atOnce.td.opStateLock).toBe(kept.td.opStateLock);
-          expect(atOnce.plain.word).toBe(kept.plain.word);
-          expect(atOnce.tree.word).toBe(kept.tree.word);
+          const entries = pamtEntries(atOnce.m.pamt);
+          const keptEntries = pamtEntries(kept.m.pamt);
+          if (!isDeepStrictEqual(entries, keptEntries)) expect(entries).toEqual(keptEntries);
+          if (atOnce.td.opStateLock !== kept.td.opStateLock)
+            expect(atOnce.td.opStateLock).toBe(kept.td.opStateLock);
+          if (atOnce.plain.word !== kept.plain.word) expect(atOnce.plain.word).toBe(kept.plain.word);
+          if (atOnce.tree.word !== kept.tree.word) expect(atOnce.tree.word).toBe(kept.tree.word);
         } else if (s.kind === 'word') {
           lockBoth(twins, PAGES[s.page] as number, s.level, s.word);
         } else {

@@ -69,7 +69,7 @@ function freshTwins(): Twins {
 function checkTdvprBoth(t: Twins, value: bigint, operand: number): bigint {
   const a = t.fast.checkTdvprPage(value, operand, t.fastHeld) ?? 0n;
   const b = t.slow.checkHpaPage(value, 0, PamtPageType.TDVPR, 'shared', operand, t.slowHeld);
-  expect(a).toBe(b);
+  if (a !== b) expect(a, `TDVPR check of 0x${value.toString(16)}, operand ${operand}`).toBe(b);
   return a;
 }
 
@@ -97,7 +97,7 @@ test('the TDVPR fast path answers and locks exactly as the general HPA checks', 
           const mode = s.exclusive ? 'exclusive' : 'shared';
           const a = t.fast.checkTdrPage(value, mode, 2, t.fastHeld) ?? 0n;
           const b = t.slow.checkHpaPage(value, 0, PamtPageType.TDR, mode, 2, t.slowHeld);
-          expect(a).toBe(b);
+          if (a !== b) expect(a, `TDR check of 0x${value.toString(16)}, operand 2, ${mode}`).toBe(b);
         } else takeTwinStep(t, s);
         expectAlike(t);
       }

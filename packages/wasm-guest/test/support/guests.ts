@@ -1,7 +1,6 @@
-import { statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { buildCExamples, buildRustExample } from '../../examples/build-examples.js';
-import { compileCGuest, HEADER_DIR, toolchain } from '../../src/index.js';
+import { buildCExamples, buildRustExample, C_GUEST_INPUTS, stale } from '../../examples/build-examples.js';
+import { compileCGuest, toolchain } from '../../src/index.js';
 
 /**
  * The toolchain the tests need. CI installs it (.ci/run); without it the wasm tests are skipped with a message that
@@ -51,12 +50,8 @@ export const Fault = {
 async function fixture(source: string, define?: string, value?: number): Promise<string> {
   const input = here(`../fixtures/${source}.c`);
   const output = here(`../fixtures/build/${source}${value === undefined ? '' : `-${value}`}.wasm`);
-  const inputs = [input, here('../../examples/c/kernel-guest.c'), `${HEADER_DIR}tdxsim.h`];
-  let built = 0;
-  try {
-    built = statSync(output).mtimeMs;
-  } catch {}
-  if (inputs.some((file) => statSync(file).mtimeMs > built)) {
+  // faulty-guest.c includes the C example's kernel-guest.c.
+  if (stale(output, [input, here('../../examples/c/kernel-guest.c'), ...C_GUEST_INPUTS])) {
     await compileCGuest({
       sources: [input],
       output,
