@@ -110,6 +110,8 @@ export abstract class ControlledScheduler implements Scheduler {
   #resumed = 0;
   /** Waiting flows that back off. */
   #backingOff = 0;
+  /** Steps that resumed a flow backing off. */
+  #backOffSteps = 0;
   /** External computations registered with holdWhile and not yet settled. */
   #holds = 0;
   #activity = 0;
@@ -250,7 +252,10 @@ export abstract class ControlledScheduler implements Scheduler {
       }
     }
     this.#waiting.splice(this.#waiting.indexOf(entry), 1);
-    if (entry.point.backoff === true) this.#backingOff--;
+    if (entry.point.backoff === true) {
+      this.#backingOff--;
+      this.#backOffSteps++;
+    }
     this.#resumed++;
     if (log.enabled && waiting.length > 1)
       log('step %d: %s (%d waiting)', index, describePoint(entry.actor, entry.point), waiting.length);
@@ -289,6 +294,19 @@ export abstract class ControlledScheduler implements Scheduler {
     this.#makeSteps();
     this.#live = true;
     return this.#steps;
+  }
+
+  /** How many scheduling steps were taken: `steps.length`, without making the step objects. */
+  get stepCount(): number {
+    return this.#stepActors.length;
+  }
+
+  /**
+   * How many of the steps resumed a flow that backs off (`point.backoff`): a retry loop's pauses, which say how long a
+   * thread waited rather than how long the race is.
+   */
+  get backOffSteps(): number {
+    return this.#backOffSteps;
   }
 
   /** Makes the objects of the steps taken since the last call (see {@link #steps}); returns the last one. */
