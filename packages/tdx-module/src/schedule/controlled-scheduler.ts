@@ -240,6 +240,8 @@ export abstract class ControlledScheduler implements Scheduler {
       this.#passedActors.push(other.actor);
       this.#passedPoints.push(other.point);
     }
+    // Counted with the step, before onStep may stop the run: backOffSteps always agrees with the steps recorded.
+    if (entry.point.backoff === true) this.#backOffSteps++;
     if (this.#live) {
       const step = this.#makeSteps();
       if (this.#onStep !== undefined) {
@@ -252,10 +254,7 @@ export abstract class ControlledScheduler implements Scheduler {
       }
     }
     this.#waiting.splice(this.#waiting.indexOf(entry), 1);
-    if (entry.point.backoff === true) {
-      this.#backingOff--;
-      this.#backOffSteps++;
-    }
+    if (entry.point.backoff === true) this.#backingOff--;
     this.#resumed++;
     if (log.enabled && waiting.length > 1)
       log('step %d: %s (%d waiting)', index, describePoint(entry.actor, entry.point), waiting.length);

@@ -111,6 +111,29 @@ describe('the steps a scheduler records', () => {
     expect(spins).toBeGreaterThan(0);
   });
 
+  it('a back-off step at which onStep throws is counted in both stepCount and backOffSteps', async () => {
+    let stopped = 0;
+    for (let seed = 1; seed <= 8; seed++) {
+      const scheduler = new RandomScheduler({
+        seed,
+        onStep: (step) => {
+          if (step.point.backoff === true) throw new Error('onStep stops at a back-off');
+        },
+      });
+      const run = spinAgainstHolder(scheduler).then(
+        () => false,
+        () => true,
+      );
+      if (await run) stopped++;
+      scheduler.dispose();
+      const steps = scheduler.steps;
+      expect(scheduler.stepCount).toBe(steps.length);
+      expect(scheduler.backOffSteps).toBe(steps.filter((s) => s.point.backoff === true).length);
+    }
+    // Some seeds reach a back-off: their run ends at it, the step recorded.
+    expect(stopped).toBeGreaterThan(0);
+  });
+
   it('steps, once read, is the same array and grows with the run', async () => {
     const scheduler = new RandomScheduler({ seed: 4 });
     await scheduler.yieldAt({ flow: 'f', step: 'a', tdr: TDR, actor: 'one' });
