@@ -460,7 +460,10 @@ export class BackendGuard {
   /**
    * Whether this thread holds nothing that could resume the scenario: in a dedicated thread, nothing beyond what it
    * held before the scenario and `own` timers of ours; in a shared one, exactly that (see
-   * {@link BackendGuardOptions.thread}).
+   * {@link BackendGuardOptions.thread}). Each call lowers the idle baseline by what of the thread's own ended since
+   * the start (a timer pending then that has fired). While work without SEAMCALLs is pending, calls come after gaps of
+   * up to {@link MAX_LISTING_GAP} turns: in a shared thread, a dip shorter than that (a timer ending and another
+   * starting between two calls) goes unseen and leaves the baseline where a call at every turn would have lowered it.
    */
   #nothingPending(own: number): boolean {
     const now = activeResources();
