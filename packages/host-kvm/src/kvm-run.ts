@@ -109,12 +109,14 @@ export class KvmRun {
       if (this.#mode[index] !== IN_GUEST) continue;
       const seen = this.#returns[index] as number;
       const tdvpr = td.tdvprs[index] as number;
+      // The yield point's step, made once: an explorer may keep this thread spinning here for millions of rounds.
+      const step = `vcpu${index}`;
       waits.push(
         (async () => {
           // Kick until that entry has returned: a kick before the vCPU is really in guest mode finds nothing to stop.
           while (this.#returns[index] === seen) {
             await module.kickVcpu(tdvpr);
-            if (this.#returns[index] === seen) await this.#vm.backOff('kvm.kick', `vcpu${index}`, undefined);
+            if (this.#returns[index] === seen) await this.#vm.backOff('kvm.kick', step, undefined);
           }
         })(),
       );

@@ -329,6 +329,34 @@ describe('BackendGuard', () => {
     );
   });
 
+  it.each([
+    ['then never answers: still found idle', false],
+    ['then answers: waited for', true],
+  ] as const)(
+    'a handler spinning for hundreds of turns without a SEAMCALL (listings at gaps of up to 64 turns) %s',
+    async (_, answers) => {
+      // 300 turns, more than the doubling gaps take to reach 64 (1 + 3 + 7 + … + 63): the last listings while the
+      // handler spins come 64 turns apart. A dedicated thread, the wall clock out of reach: only the idle judgement can
+      // end the silent one, and it must not end the one that answers (no timing asserted).
+      let turns = 0;
+      class SpinningVmm extends BareVmm {
+        override async onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
+          if (!isMapGpa(exit)) return super.onTdExit(exit);
+          for (; turns < 300; turns++) await new Promise((resolve) => setImmediate(resolve));
+          return answers ? super.onTdExit(exit) : new Promise(() => {});
+        }
+      }
+      const outcome = await convertUnder(
+        new BackendGuard({ thread: 'dedicated', wallClockMs: 3_600_000 }),
+        SpinningVmm,
+        false,
+      ).catch((e: unknown) => e);
+      expect(turns).toBe(300);
+      if (answers) expect(outcome).toBe('ok');
+      else expect((outcome as BackendFaultError).fault.kind).toBe('no-answer');
+    },
+  );
+
   it('exits left waiting are named in the order they came, whichever vCPU', async () => {
     // The first MapGPA (vCPU 0) is answered, after the backend hands its own handler an exit of vCPU 1 that it never
     // answers; the second MapGPA (vCPU 0 again) is never answered: vCPU 1 waits since before vCPU 0 does.

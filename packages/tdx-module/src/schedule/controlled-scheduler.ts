@@ -84,7 +84,25 @@ export abstract class ControlledScheduler implements Scheduler {
   readonly #actors = new ActorContext();
   readonly #waiting: Entry[] = [];
   readonly #decisions: number[] = [];
+  /**
+   * The steps, one column per field (a run may take millions of steps, most of them a spinning flow's: a step object
+   * and its passed-over list each kept that long cost far more to collect than to make). The {@link steps} objects
+   * are made from them when first asked for, and from then on as each step is taken; with `onStep`, from the start.
+   */
+  readonly #stepActors: string[] = [];
+  readonly #stepPoints: YieldPoint[] = [];
+  /** Per step: how many flows were waiting (the choice is in {@link #stepChoices}). */
+  readonly #stepWaiting: number[] = [];
+  readonly #stepChoices: number[] = [];
+  /** The flows passed over at each real choice, in step order, each step's oldest first. */
+  readonly #passedActors: string[] = [];
+  readonly #passedPoints: YieldPoint[] = [];
+  /** The step objects made so far (all of them once {@link #live}). */
   readonly #steps: ScheduleStep[] = [];
+  /** Entries of the passed-over columns that {@link #steps} covers. */
+  #passedMade = 0;
+  /** Each step's object is made as it is taken (someone holds {@link steps}, or `onStep` is set). */
+  #live = false;
   readonly #lastPoint = new Map<string, YieldPoint>();
   #armed = false;
   #arrivals = 0;
@@ -92,6 +110,8 @@ export abstract class ControlledScheduler implements Scheduler {
   #resumed = 0;
   /** Waiting flows that back off. */
   #backingOff = 0;
+  /** Steps that resumed a flow backing off. */
+  #backOffSteps = 0;
   /** External computations registered with holdWhile and not yet settled. */
   #holds = 0;
   #activity = 0;
@@ -104,6 +124,7 @@ export abstract class ControlledScheduler implements Scheduler {
     assertIntegerInRange('maxSteps', this.#maxSteps, 1, 100_000_000);
     assertFunction('onStep', options.onStep, true);
     this.#onStep = options.onStep;
+    this.#live = options.onStep !== undefined;
   }
 
   /**
@@ -177,7 +198,7 @@ export abstract class ControlledScheduler implements Scheduler {
       this.#arm();
       return;
     }
-    const index = this.#steps.length;
+    const index = this.#stepActors.length;
     if (index >= this.#maxSteps) {
       this.#exhausted = true;
       this.stop(
@@ -209,33 +230,34 @@ export abstract class ControlledScheduler implements Scheduler {
       return;
     }
     const entry = waiting[choice] as Entry;
-    const step: ScheduleStep =
-      waiting.length > 1
-        ? {
-            index,
-            actor: entry.actor,
-            point: entry.point,
-            waiting: waiting.length,
-            choice,
-            passedOver: waiting
-              .filter((other) => other !== entry)
-              .map(({ actor, point }) => ({ actor, point })),
-          }
-        : { index, actor: entry.actor, point: entry.point, waiting: 1, choice: 0 };
-    this.#steps.push(step);
-    if (this.#onStep !== undefined) {
-      try {
-        this.#onStep(step);
-      } catch (error) {
-        this.stop(error instanceof Error ? error : new Error(String(error)));
-        return;
+    this.#stepActors.push(entry.actor);
+    this.#stepPoints.push(entry.point);
+    this.#stepWaiting.push(waiting.length);
+    this.#stepChoices.push(choice);
+    for (let i = 0; i < waiting.length; i++) {
+      if (i === choice) continue;
+      const other = waiting[i] as Entry;
+      this.#passedActors.push(other.actor);
+      this.#passedPoints.push(other.point);
+    }
+    // Counted with the step, before onStep may stop the run: backOffSteps always agrees with the steps recorded.
+    if (entry.point.backoff === true) this.#backOffSteps++;
+    if (this.#live) {
+      const step = this.#makeSteps();
+      if (this.#onStep !== undefined) {
+        try {
+          this.#onStep(step);
+        } catch (error) {
+          this.stop(error instanceof Error ? error : new Error(String(error)));
+          return;
+        }
       }
     }
     this.#waiting.splice(this.#waiting.indexOf(entry), 1);
     if (entry.point.backoff === true) this.#backingOff--;
     this.#resumed++;
-    if (log.enabled && step.waiting > 1)
-      log('step %d: %s (%d waiting)', index, describePoint(entry.actor, entry.point), step.waiting);
+    if (log.enabled && waiting.length > 1)
+      log('step %d: %s (%d waiting)', index, describePoint(entry.actor, entry.point), waiting.length);
     this.#activity++;
     // The resumed flow runs in this turn's microtasks; it counts as an arrival so the next decision waits a turn.
     this.#arrivals = 1;
@@ -266,9 +288,48 @@ export abstract class ControlledScheduler implements Scheduler {
     return { decisions: this.#decisions.slice(), checksum: this.signature().slice(0, 8) };
   }
 
-  /** Every scheduling step so far. */
+  /** Every scheduling step so far (the same array, growing, at every call). */
   get steps(): readonly ScheduleStep[] {
+    this.#makeSteps();
+    this.#live = true;
     return this.#steps;
+  }
+
+  /** How many scheduling steps were taken: `steps.length`, without making the step objects. */
+  get stepCount(): number {
+    return this.#stepActors.length;
+  }
+
+  /**
+   * How many of the steps resumed a flow that backs off (`point.backoff`): a retry loop's pauses, which say how long a
+   * thread waited rather than how long the race is.
+   */
+  get backOffSteps(): number {
+    return this.#backOffSteps;
+  }
+
+  /** Makes the objects of the steps taken since the last call (see {@link #steps}); returns the last one. */
+  #makeSteps(): ScheduleStep {
+    const steps = this.#steps;
+    for (let index = steps.length; index < this.#stepActors.length; index++) {
+      const actor = this.#stepActors[index] as string;
+      const point = this.#stepPoints[index] as YieldPoint;
+      const waiting = this.#stepWaiting[index] as number;
+      if (waiting === 1) {
+        steps.push({ index, actor, point, waiting: 1, choice: 0 });
+        continue;
+      }
+      const passedOver: { actor: string; point: YieldPoint }[] = [];
+      for (let i = 1; i < waiting; i++) {
+        passedOver.push({
+          actor: this.#passedActors[this.#passedMade] as string,
+          point: this.#passedPoints[this.#passedMade] as YieldPoint,
+        });
+        this.#passedMade++;
+      }
+      steps.push({ index, actor, point, waiting, choice: this.#stepChoices[index] as number, passedOver });
+    }
+    return steps[steps.length - 1] as ScheduleStep;
   }
 
   /** The flows waiting now, oldest first. */
@@ -311,19 +372,20 @@ export abstract class ControlledScheduler implements Scheduler {
   signature(): string {
     // Steps are only ever added: the digest of as many steps as last time is the one computed then (a finished run's
     // signature is asked for more than once: its schedule's checksum, the explorer's count of interleavings).
-    if (this.#signed?.steps === this.#steps.length) return this.#signed.signature;
+    const count = this.#stepActors.length;
+    if (this.#signed?.steps === count) return this.#signed.signature;
     const hash = createHash('sha1');
     // The lines joined into a few large updates rather than one update per step: the same bytes, so the same digest.
     let lines = '';
-    for (const step of this.#steps) {
-      lines += `${describePoint(step.actor, step.point)}\n`;
+    for (let index = 0; index < count; index++) {
+      lines += `${describePoint(this.#stepActors[index] as string, this.#stepPoints[index] as YieldPoint)}\n`;
       if (lines.length >= SIGNATURE_CHUNK) {
         hash.update(lines);
         lines = '';
       }
     }
     const signature = hash.update(lines).digest('hex');
-    this.#signed = { steps: this.#steps.length, signature };
+    this.#signed = { steps: count, signature };
     return signature;
   }
 

@@ -3,7 +3,13 @@
  * every waiting flow spins), so the pace of a retry loop is the schedule's decision, never the event loop's.
  */
 import { describe, expect, it } from 'vitest';
-import { type ControlledScheduler, RandomScheduler, ReplayScheduler, TdxSimError } from '../../src/index.js';
+import {
+  type ControlledScheduler,
+  RandomScheduler,
+  ReplayScheduler,
+  type ScheduleStep,
+  TdxSimError,
+} from '../../src/index.js';
 
 const TDR = 0x1000;
 
@@ -64,6 +70,81 @@ describe('backing-off yield points', () => {
     expect(() =>
       scheduler.yieldAt({ flow: 'f', step: 's', tdr: TDR, backoff: 'yes' as unknown as boolean }),
     ).toThrow(TdxSimError);
+    scheduler.dispose();
+  });
+});
+
+describe('the steps a scheduler records', () => {
+  it.each([1, 2, 3])(
+    'seed %i: stepCount, backOffSteps and the step objects (made when asked for) agree with onStep',
+    async (seed) => {
+      const seen: ScheduleStep[] = [];
+      const watched = new RandomScheduler({ seed, onStep: (step) => seen.push(step) });
+      await spinAgainstHolder(watched);
+      watched.dispose();
+      const quiet = new RandomScheduler({ seed });
+      await spinAgainstHolder(quiet);
+      quiet.dispose();
+      // The same run with and without onStep: the same steps, as objects and as counts.
+      expect(quiet.stepCount).toBe(seen.length);
+      expect(quiet.steps).toEqual(seen);
+      expect(watched.steps).toEqual(seen);
+      expect(quiet.backOffSteps).toBe(seen.filter((s) => s.point.backoff === true).length);
+      expect(quiet.signature()).toBe(watched.signature());
+      // Every real choice lists the flows passed over, oldest first, the one that ran left out.
+      for (const step of seen)
+        if (step.waiting > 1) expect(step.passedOver).toHaveLength(step.waiting - 1);
+        else expect(step.passedOver).toBeUndefined();
+    },
+  );
+
+  it('backOffSteps counts the resumptions of a spinning flow', async () => {
+    let spins = 0;
+    for (let seed = 1; seed <= 8; seed++) {
+      const scheduler = new RandomScheduler({ seed });
+      const order = await spinAgainstHolder(scheduler);
+      scheduler.dispose();
+      // Every 'spin' is followed by a yield at the backing-off point, resumed once.
+      expect(scheduler.backOffSteps).toBe(order.filter((o) => o === 'spin').length);
+      spins += scheduler.backOffSteps;
+    }
+    expect(spins).toBeGreaterThan(0);
+  });
+
+  it('a back-off step at which onStep throws is counted in both stepCount and backOffSteps', async () => {
+    let stopped = 0;
+    for (let seed = 1; seed <= 8; seed++) {
+      const scheduler = new RandomScheduler({
+        seed,
+        onStep: (step) => {
+          if (step.point.backoff === true) throw new Error('onStep stops at a back-off');
+        },
+      });
+      const run = spinAgainstHolder(scheduler).then(
+        () => false,
+        () => true,
+      );
+      if (await run) stopped++;
+      scheduler.dispose();
+      const steps = scheduler.steps;
+      expect(scheduler.stepCount).toBe(steps.length);
+      expect(scheduler.backOffSteps).toBe(steps.filter((s) => s.point.backoff === true).length);
+    }
+    // Some seeds reach a back-off: their run ends at it, the step recorded.
+    expect(stopped).toBeGreaterThan(0);
+  });
+
+  it('steps, once read, is the same array and grows with the run', async () => {
+    const scheduler = new RandomScheduler({ seed: 4 });
+    await scheduler.yieldAt({ flow: 'f', step: 'a', tdr: TDR, actor: 'one' });
+    const steps = scheduler.steps;
+    expect(steps).toHaveLength(1);
+    await scheduler.yieldAt({ flow: 'f', step: 'b', tdr: TDR, actor: 'one' });
+    expect(steps).toHaveLength(2);
+    expect(scheduler.steps).toBe(steps);
+    expect(steps.map((s) => s.point.step)).toEqual(['a', 'b']);
+    expect(scheduler.stepCount).toBe(2);
+    expect(scheduler.backOffSteps).toBe(0);
     scheduler.dispose();
   });
 });

@@ -122,6 +122,12 @@ const RECENT_CALLS = 8;
  */
 export const SHARED_IDLE_MS = 200;
 
+/**
+ * The most macrotask turns between two listings of this thread's resources while work without SEAMCALLs is pending
+ * (see {@link BackendGuard.run}): a listing costs more than a turn of an explored run's spinning thread.
+ */
+const MAX_LISTING_GAP = 64;
+
 /** The first register of `regs` that is not a 64-bit bigint, named, or undefined when all 16 are. */
 export function badRegister(regs: unknown): { register: string; text: string } | undefined {
   if (!Array.isArray(regs)) {
@@ -360,6 +366,9 @@ export class BackendGuard {
       }
       // Run when the microtask queue is empty: if then nothing but our own timers is pending, nothing can ever answer.
       let stepsSeen = -1;
+      // Turns left before this thread's resources are listed again, and the last such gap (see below).
+      let listingIn = 0;
+      let listingGap = 0;
       const check = (): void => {
         if (settled) return;
         // Guest code running outside this thread (a wasm guest's worker) will come back: not idle.
@@ -368,8 +377,18 @@ export class BackendGuard {
         // costs more than the turn itself); idleness is judged once the calls stop.
         const moving = this.#steps !== stepsSeen;
         stepsSeen = this.#steps;
-        idleChecks =
-          !external && !moving && this.#nothingPending(timer === undefined ? 0 : 1) ? idleChecks + 1 : 0;
+        let idle = false;
+        if (external || moving) listingIn = listingGap = 0;
+        else if (listingIn > 0) listingIn--;
+        else {
+          idle = this.#nothingPending(timer === undefined ? 0 : 1);
+          // Work pending without a SEAMCALL (a retry loop yielding to an exploring scheduler, millions of turns): the
+          // next listings come after gaps that double, up to MAX_LISTING_GAP turns, so an idle thread is still seen
+          // within that many turns of the work ending (turns that cost next to nothing when nothing else runs).
+          listingGap = idle ? 0 : Math.min(MAX_LISTING_GAP, 2 * listingGap + 1);
+          listingIn = listingGap;
+        }
+        idleChecks = idle ? idleChecks + 1 : 0;
         if (idleChecks === 1) {
           idleSince = performance.now();
           idleLongEnough = false;
@@ -441,7 +460,10 @@ export class BackendGuard {
   /**
    * Whether this thread holds nothing that could resume the scenario: in a dedicated thread, nothing beyond what it
    * held before the scenario and `own` timers of ours; in a shared one, exactly that (see
-   * {@link BackendGuardOptions.thread}).
+   * {@link BackendGuardOptions.thread}). Each call lowers the idle baseline by what of the thread's own ended since
+   * the start (a timer pending then that has fired). While work without SEAMCALLs is pending, calls come after gaps of
+   * up to {@link MAX_LISTING_GAP} turns: in a shared thread, a dip shorter than that (a timer ending and another
+   * starting between two calls) goes unseen and leaves the baseline where a call at every turn would have lowered it.
    */
   #nothingPending(own: number): boolean {
     const now = activeResources();

@@ -163,7 +163,7 @@ export async function exploreSchedules<T extends ExploredTd>(
   const signatures = new Set<string>();
   let steps = 0;
   // PCT's k (Burckhardt et al.: the number of steps of a run): the median length of the runs so far, a run's length
-  // leaving its spinning out (raceLength). The median, not the max, so that a few long runs do not set it.
+  // leaving its spinning out (`RunRecord.raceLength`). The median, not the max, so that a few long runs do not set it.
   const raceLengths: number[] = [];
   let expectedSteps = 200;
   let lastProgress = started;
@@ -192,14 +192,14 @@ export async function exploreSchedules<T extends ExploredTd>(
     const record = await runSchedule(run, make, index);
     // A scenario that failed before its first yield point failed: that is reported (its error first), not hidden
     // behind the complaint that nothing was explored.
-    if (record.steps.length === 0 && record.failure === undefined)
+    if (record.stepCount === 0 && record.failure === undefined)
       throw invalid(
         'scenario',
         "never reached a yield point of the run's scheduler: build the module with ctx.services (or composeTd with ctx.sim)",
       );
     signatures.add(record.signature);
-    steps += record.steps.length;
-    raceLengths.push(raceLength(record.steps));
+    steps += record.stepCount;
+    raceLengths.push(record.raceLength);
     expectedSteps = Math.max(10, median(raceLengths));
     if (performance.now() - lastProgress >= progressEvery) {
       lastProgress = performance.now();
@@ -332,23 +332,6 @@ export async function replaySchedule<T extends ExploredTd>(options: ReplayOption
     steps: record.steps,
     choices: describeChoices(record.steps),
   };
-}
-
-/**
- * The steps of a run that did not resume a backing-off flow: its length without its spinning. A backing-off yield
- * point is a retry loop's pause (`YieldPoint.backoff`, as host-kvm's retry loops yield); its steps say how long a
- * thread waited, not how long the race is. Counting them would feed back into k: PCT starves a low-priority thread
- * until its fair phase (after max(1,000, 5k) steps, as in Coyote's fair PCT), so a run that spins until then is about
- * 5k steps long, and when most runs do, the median, then k, then the next fair phase grow five-fold each time
- * (a 4-vCPU KVM exploration went from k = 200 to runs of 168,956 steps). Only the pause of a retry loop is left
- * out: the loop's other yield points (KVM's TDH.VP.ENTER retried while busy yields at the module's entry each time, a
- * fault retried yields at its SEAMCALL's lock) still count, so a run starved in such a loop still lengthens k, by
- * about half its spinning rather than all of it. A run without backing-off points counts every step, as before.
- */
-function raceLength(steps: readonly ScheduleStep[]): number {
-  let length = 0;
-  for (const step of steps) if (step.point.backoff !== true) length++;
-  return length;
 }
 
 function median(values: readonly number[]): number {

@@ -19,7 +19,22 @@ export interface RunRecord {
   readonly findings: readonly Finding[];
   /** The real choices made (normalised). */
   readonly decisions: readonly number[];
+  /** Made when first read (a run takes up to millions of steps; an exploration reads those of a failing run only). */
   readonly steps: readonly ScheduleStep[];
+  /** `steps.length`. */
+  readonly stepCount: number;
+  /**
+   * The steps of the run that did not resume a backing-off flow: its length without its spinning. A backing-off yield
+   * point is a retry loop's pause (`YieldPoint.backoff`, as host-kvm's retry loops yield); its steps say how long a
+   * thread waited, not how long the race is. Counting them would feed back into k: PCT starves a low-priority thread
+   * until its fair phase (after max(1,000, 5k) steps, as in Coyote's fair PCT), so a run that spins until then is about
+   * 5k steps long, and when most runs do, the median, then k, then the next fair phase grow five-fold each time
+   * (a 4-vCPU KVM exploration went from k = 200 to runs of 168,956 steps). Only the pause of a retry loop is left
+   * out: the loop's other yield points (KVM's TDH.VP.ENTER retried while busy yields at the module's entry each time, a
+   * fault retried yields at its SEAMCALL's lock) still count, so a run starved in such a loop still lengthens k, by
+   * about half its spinning rather than all of it. A run without backing-off points counts every step, as before.
+   */
+  readonly raceLength: number;
   /** Digest of the interleaving. */
   readonly signature: string;
   /** Its first 8 hex digits: the schedule's checksum. */
@@ -182,7 +197,13 @@ export async function runSchedule<T extends ExploredTd>(
       else findings.push(...(await checkAtQuiescence(td)));
       if (td !== undefined && findings.length === 0 && options.property !== undefined) {
         try {
-          const verdict = await options.property({ td, trace: trace.events, steps: scheduler.steps });
+          const verdict = await options.property({
+            td,
+            trace: trace.events,
+            get steps() {
+              return scheduler.steps;
+            },
+          });
           if (verdict === false) findings.push({ kind: 'property', message: 'the property returned false' });
           else if (typeof verdict === 'string') findings.push({ kind: 'property', message: verdict });
         } catch (error) {
@@ -199,7 +220,11 @@ export async function runSchedule<T extends ExploredTd>(
     failure: findings[0],
     findings,
     decisions: scheduler.schedule.decisions,
-    steps: scheduler.steps,
+    get steps() {
+      return scheduler.steps;
+    },
+    stepCount: scheduler.stepCount,
+    raceLength: scheduler.stepCount - scheduler.backOffSteps,
     signature,
     checksum: signature.slice(0, 8),
     ...(divergence === undefined ? {} : { divergence }),
