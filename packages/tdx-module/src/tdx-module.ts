@@ -598,17 +598,13 @@ export class TdxModule implements SeamcallPort {
     const rdx = regs[2] as bigint;
     const r8 = regs[8] as bigint;
     const r9 = regs[9] as bigint;
-    return exiting.then(
-      (answer) => {
-        const exit = takeExit(vcpu, answer);
-        this.#seamret(cpu);
-        return this.#answerWith(SeamcallLeaf.VP_ENTER, rcx, rdx, r8, r9, exit, exit[Reg.RAX] as bigint);
-      },
-      (error: unknown) => {
-        this.#seamret(cpu);
-        throw error;
-      },
-    );
+    // No rejection handler: an entry's promise never rejects (VcpuRuntime.enter keeps only its resolve), and one
+    // closure fewer is made per TD exit.
+    return exiting.then((answer) => {
+      const exit = takeExit(vcpu, answer);
+      this.#seamret(cpu);
+      return this.#answerWith(SeamcallLeaf.VP_ENTER, rcx, rdx, r8, r9, exit, exit[Reg.RAX] as bigint);
+    });
   }
 
   /** {@link #inGuest} under a deciding scheduler: the host thread yields once the vCPU has left guest mode. */
@@ -764,8 +760,9 @@ export class TdxModule implements SeamcallPort {
     regs: readonly bigint[],
     out: Gprs | undefined,
   ): TdcallAnswer | Promise<TdcallAnswer> {
-    // Every TDCALL leaf is version 0: RAX below 2^16 is a leaf number as it is (one comparison, no decode).
-    if (rax >= 0n && rax < 0x10000n) return this.#tdcallLeaf(td, vcpu, u64ToNumber(rax), true, regs, out);
+    // Every TDCALL leaf is version 0: RAX below 2^16 is a leaf number as it is (no decode). RAX is below 2^16 exactly
+    // when reducing it to 16 bits changes nothing: one call and one equality, where two orderings cost more.
+    if (BigInt.asUintN(16, rax) === rax) return this.#tdcallLeaf(td, vcpu, u64ToNumber(rax), true, regs, out);
     const decoded = decodeLeaf(rax);
     return this.#tdcallLeaf(td, vcpu, decoded.leaf, decoded.valid && decoded.version === 0, regs, out);
   }
