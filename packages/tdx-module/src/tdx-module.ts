@@ -257,8 +257,6 @@ const guestLog = new HotLogger('tdcall');
 
 /** What a TDCALL answers: its register file, or RAX alone (an ACCEPT through {@link TdxModule.acceptStatusFrom}). */
 type TdcallAnswer = Gprs | bigint;
-/** The zero of a register file made as a literal (a variable: see zeroGprs). */
-const ZERO = 0n;
 
 /** The lock record of TDH.VP.ENTER's checks, which release each lock as they take it (nothing kept: one serves all). */
 const RELEASED_AT_ONCE = HeldLocks.releasingAtOnce();
@@ -703,10 +701,10 @@ export class TdxModule implements SeamcallPort {
     if (vcpu.run !== 'in-guest' || this.#m.interleaves) return undefined;
     if (typeof pageInfo !== 'bigint' || BigInt.asUintN(64, pageInfo) !== pageInfo) return undefined;
     try {
-      // The TDCALL's registers, as a literal of non-constants (allocated in place; makeGprs was a call, and the
-      // leaf is passed as decoded: no bigint comparisons of a RAX known to be the ACCEPT's).
-      const z = ZERO;
-      const regs: Gprs = [z, pageInfo, z, z, z, z, z, z, z, z, z, z, z, z, z, z];
+      // The TDCALL's registers made in place (zeroGprs is inlined; makeGprs was a call), and the leaf passed as
+      // decoded: no bigint comparisons of a RAX known to be the ACCEPT's.
+      const regs = zeroGprs();
+      regs[Reg.RCX] = pageInfo;
       const done = this.#tdcallLeaf(td, vcpu, TdcallLeaf.MEM_PAGE_ACCEPT, true, regs, undefined);
       return done instanceof Promise ? done : Promise.resolve(done);
     } catch (error) {
