@@ -257,8 +257,6 @@ const guestLog = new HotLogger('tdcall');
 
 /** What a TDCALL answers: its register file, or RAX alone (an ACCEPT through {@link TdxModule.acceptStatusFrom}). */
 type TdcallAnswer = Gprs | bigint;
-/** RAX of TDG.MEM.PAGE.ACCEPT (version 0). */
-const ACCEPT_RAX = BigInt(importedTdcallLeaf.MEM_PAGE_ACCEPT);
 
 /** The lock record of TDH.VP.ENTER's checks, which release each lock as they take it (nothing kept: one serves all). */
 const RELEASED_AT_ONCE = HeldLocks.releasingAtOnce();
@@ -598,17 +596,13 @@ export class TdxModule implements SeamcallPort {
     const rdx = regs[2] as bigint;
     const r8 = regs[8] as bigint;
     const r9 = regs[9] as bigint;
-    return exiting.then(
-      (answer) => {
-        const exit = takeExit(vcpu, answer);
-        this.#seamret(cpu);
-        return this.#answerWith(SeamcallLeaf.VP_ENTER, rcx, rdx, r8, r9, exit, exit[Reg.RAX] as bigint);
-      },
-      (error: unknown) => {
-        this.#seamret(cpu);
-        throw error;
-      },
-    );
+    // No rejection handler: an entry's promise never rejects (VcpuRuntime.enter keeps only its resolve), and one
+    // closure fewer is made per TD exit.
+    return exiting.then((answer) => {
+      const exit = takeExit(vcpu, answer);
+      this.#seamret(cpu);
+      return this.#answerWith(SeamcallLeaf.VP_ENTER, rcx, rdx, r8, r9, exit, exit[Reg.RAX] as bigint);
+    });
   }
 
   /** {@link #inGuest} under a deciding scheduler: the host thread yields once the vCPU has left guest mode. */
@@ -707,9 +701,11 @@ export class TdxModule implements SeamcallPort {
     if (vcpu.run !== 'in-guest' || this.#m.interleaves) return undefined;
     if (typeof pageInfo !== 'bigint' || BigInt.asUintN(64, pageInfo) !== pageInfo) return undefined;
     try {
-      const regs = makeGprs();
+      // The TDCALL's registers made in place (zeroGprs is inlined; makeGprs was a call), and the leaf passed as
+      // decoded: no bigint comparisons of a RAX known to be the ACCEPT's.
+      const regs = zeroGprs();
       regs[Reg.RCX] = pageInfo;
-      const done = this.#tdcallNow(td, vcpu, ACCEPT_RAX, regs, undefined);
+      const done = this.#tdcallLeaf(td, vcpu, TdcallLeaf.MEM_PAGE_ACCEPT, true, regs, undefined);
       return done instanceof Promise ? done : Promise.resolve(done);
     } catch (error) {
       return Promise.reject(error);
@@ -762,18 +758,47 @@ export class TdxModule implements SeamcallPort {
     regs: readonly bigint[],
     out: Gprs | undefined,
   ): TdcallAnswer | Promise<TdcallAnswer> {
+    // Every TDCALL leaf is version 0: RAX below 2^16 is a leaf number as it is (no decode). RAX is below 2^16 exactly
+    // when reducing it to 16 bits changes nothing: one call and one equality, where two orderings cost more.
+    if (BigInt.asUintN(16, rax) === rax) return this.#tdcallLeaf(td, vcpu, u64ToNumber(rax), true, regs, out);
+    const decoded = decodeLeaf(rax);
+    return this.#tdcallLeaf(td, vcpu, decoded.leaf, decoded.valid && decoded.version === 0, regs, out);
+  }
+
+  /** {@link #tdcallNow} of a decoded RAX: `leaf`, and whether RAX was a valid TDCALL leaf and version. */
+  #tdcallLeaf(
+    td: TdControl,
+    vcpu: VcpuState,
+    leaf: number,
+    valid: boolean,
+    regs: readonly bigint[],
+    out: Gprs,
+  ): Gprs | Promise<Gprs>;
+  #tdcallLeaf(
+    td: TdControl,
+    vcpu: VcpuState,
+    leaf: number,
+    valid: boolean,
+    regs: readonly bigint[],
+    out: undefined,
+  ): bigint | Promise<bigint>;
+  #tdcallLeaf(
+    td: TdControl,
+    vcpu: VcpuState,
+    leaf: number,
+    valid: boolean,
+    regs: readonly bigint[],
+    out: Gprs | undefined,
+  ): TdcallAnswer | Promise<TdcallAnswer>;
+  #tdcallLeaf(
+    td: TdControl,
+    vcpu: VcpuState,
+    leaf: number,
+    valid: boolean,
+    regs: readonly bigint[],
+    out: Gprs | undefined,
+  ): TdcallAnswer | Promise<TdcallAnswer> {
     const m = this.#m;
-    // Every TDCALL leaf is version 0: RAX below 2^16 is a leaf number as it is (one comparison, no decode).
-    let leaf: number;
-    let valid: boolean;
-    if (rax >= 0n && rax < 0x10000n) {
-      leaf = u64ToNumber(rax);
-      valid = true;
-    } else {
-      const decoded = decodeLeaf(rax);
-      leaf = decoded.leaf;
-      valid = decoded.valid && decoded.version === 0;
-    }
     m.clock.advance(this.#costs.tdcallNs);
     vcpu.inTdcall = true;
     // The TDCALL's work runs in SEAM root: an NMI arriving meanwhile is latched until it returns to the TD.
@@ -781,7 +806,7 @@ export class TdxModule implements SeamcallPort {
     let status: bigint | Promise<bigint>;
     try {
       if (!valid) status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
-      // Only an ACCEPT comes without `out` (acceptStatusFrom passes RAX = ACCEPT_RAX, and an invalid RAX takes the
+      // Only an ACCEPT comes without `out` (acceptStatusFrom passes the ACCEPT leaf, valid; an invalid RAX takes the
       // branch above): the leaves below that write answer registers always have their file.
       else if (leaf === TdcallLeaf.VP_VMCALL) status = tdgVmcall(this.#runtime, td, vcpu, regs, out as Gprs);
       else if (leaf === TdcallLeaf.VP_INFO) status = tdgVpInfo(td, vcpu, out as Gprs);

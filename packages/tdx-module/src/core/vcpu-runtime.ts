@@ -247,7 +247,10 @@ export function takeExit(vcpu: VcpuState, answer: ExitAnswer): Gprs {
   return regs;
 }
 
-/** The vCPU {@link enterExecutor} gives its exit's resolve to (set just before the promise is made). */
+/**
+ * The vCPU {@link enterExecutor} gives its exit's resolve to (set just before the promise is made). Only the resolve
+ * is kept: an entry's promise never rejects, and TDH.VP.ENTER's wait for it has no rejection handler.
+ */
 let entering: VcpuState | undefined;
 function enterExecutor(resolve: (answer: ExitAnswer) => void): void {
   (entering as VcpuState).deliverExit = resolve;
