@@ -568,6 +568,29 @@ describe('BackendGuard', () => {
     expect(guard.fault?.kind).toBe('stuck');
   });
 
+  it("each vCPU's repeated EPT-violation exits are counted on their own, whichever vCPU exited last", async () => {
+    const guard = new BackendGuard({ maxIdenticalFailures: 3 });
+    const { hosted, td } = await composeTd({
+      vmm: guard.module(BareVmm),
+      ...scenarioTd({ memoryBytes: 16 * MIB, seed: 1 }),
+    });
+    expect(td.tdvprs.length).toBeGreaterThanOrEqual(2);
+    const eptExit = (vcpuIndex: number, gpa: bigint): TdExitEvent => ({
+      tdr: td.tdr,
+      tdvpr: td.tdvprs[vcpuIndex] as number,
+      vcpuIndex,
+      regs: makeGprs({ rax: BigInt(VmExitReason.EPT_VIOLATION), rdx: BigInt(EeqType.ACCEPT), r8: gpa }),
+    });
+    // vCPU 0 at 0xa000 and vCPU 1 at 0xb000 in turn: each repeats its own exit, the third time is stuck.
+    const turns = [eptExit(0, 0xa000n), eptExit(1, 0xb000n), eptExit(0, 0xa000n), eptExit(1, 0xb000n)];
+    for (const exit of turns) await hosted.vmm.onTdExit(exit);
+    expect(guard.fault).toBeUndefined();
+    await expect(hosted.vmm.onTdExit(eptExit(0, 0xa000n))).rejects.toThrow(/^onTdExit refused/);
+    expect(guard.fault?.message).toBe(
+      'the backend answered the same TD exit 3 times in a row without resolving it: vCPU 0 (EPT violation (ACCEPT, level 0) at 0xa000)',
+    );
+  });
+
   it('refuses options that make no sense', () => {
     expect(() => new BackendGuard({ maxIdenticalFailures: 0 })).toThrow(TestkitError);
     expect(() => new BackendGuard({ stepBudget: 0 })).toThrow(/stepBudget/);

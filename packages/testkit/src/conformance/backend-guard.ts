@@ -113,6 +113,8 @@ const REGISTER_NAMES = [
 /** Bit 63 of a status: the call failed. */
 const ERROR_BIT = 1n << 63n;
 const RECENT_CALLS = 8;
+/** No vCPU: what the guard's last-vCPU cache holds before the first exit (equal to no `vcpuIndex` a backend gives). */
+const NO_VCPU = Symbol('no vCPU');
 
 /**
  * Wall-clock milliseconds a scenario in a shared thread must look idle, without a break, before its guard says the
@@ -225,6 +227,9 @@ export class BackendGuard {
    * the old generation each time, which grew by tens of MiB in a scenario of a million exits until a full GC.
    */
   readonly #vcpuExits = new Map<number, VcpuExits>();
+  /** The vCPU of the last {@link #exitsOf} (none yet: an object no backend holds) and its record. */
+  #lastVcpu: unknown = NO_VCPU;
+  #lastExits: VcpuExits | undefined;
   /** TD exits seen: the order of {@link VcpuExits.order}. */
   #exitsSeen = 0;
   /** Successful SEAMCALLs other than TDH.VP.ENTER: the backend's progress. */
@@ -645,11 +650,16 @@ export class BackendGuard {
 
   /** The exits record of vCPU `vcpu`, made at its first exit. */
   #exitsOf(vcpu: number): VcpuExits {
+    // The vCPU of the last exit again (a vCPU's exits come in runs): no Map lookup. A key `===` finds is one the Map's
+    // SameValueZero finds too, and records are never deleted, so the one kept is the Map's.
+    if (vcpu === this.#lastVcpu) return this.#lastExits as VcpuExits;
     let exits = this.#vcpuExits.get(vcpu);
     if (exits === undefined) {
       exits = { pending: undefined, order: 0, gpa: 0n, eeq: 0n, count: 0, successes: 0 };
       this.#vcpuExits.set(vcpu, exits);
     }
+    this.#lastVcpu = vcpu;
+    this.#lastExits = exits;
     return exits;
   }
 
