@@ -330,10 +330,10 @@ export class HypervVmm implements Vmm {
    * {@link count} for TDH.MEM.PAGE.AUG, which every page an ACCEPT exit maps makes: its count under a constant key,
    * which the property's inline cache finds (a key given by name is a lookup of its own, ~12 ns).
    */
-  #countPageAug(status: bigint, succeeded: boolean): void {
+  #countPageAug(status: bigint): void {
     const counts = this.counters.seamcalls;
     counts['TDH.MEM.PAGE.AUG'] = (counts['TDH.MEM.PAGE.AUG'] ?? 0) + 1;
-    if (!succeeded) this.#countFailure('TDH.MEM.PAGE.AUG', status);
+    if (status !== TdxStatus.SUCCESS) this.#countFailure('TDH.MEM.PAGE.AUG', status);
   }
 
   /** A SEAMCALL `name` that did not succeed: a BUSY counted, the status logged. */
@@ -541,10 +541,8 @@ export class HypervVmm implements Vmm {
 
   /** What TDH.MEM.PAGE.AUG of `hpa` at `gpa` and `level` answered, counted: the leaf recorded, or the page back. */
   #augmented(gpa: number, level: 0 | 1, hpa: number, status: bigint): boolean {
-    // One comparison of the status for the count and the outcome (a bigint equality is ~48 instructions, every page).
-    const succeeded = status === TdxStatus.SUCCESS;
-    this.#countPageAug(status, succeeded);
-    if (succeeded) {
+    this.#countPageAug(status);
+    if (status === TdxStatus.SUCCESS) {
       // A 4K leaf without a record made and checked: `gpa` passed missingTables' checks, `hpa` is the allocator's.
       if (level === 0) this.tables.mapped4k(gpa, hpa, false);
       else this.tables.mapped({ gpa, level, hpa, blocked: false });

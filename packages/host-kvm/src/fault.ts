@@ -418,10 +418,8 @@ function augmented(
   status: bigint,
 ): PrivateMapResult {
   const { mirror, td } = vm;
-  // One comparison of the status for the count and the outcome (a bigint equality is ~48 instructions, every page).
-  const succeeded = status === TdxStatus.SUCCESS;
-  vm.countPageAug(status, succeeded);
-  if (succeeded) {
+  vm.countPageAug(status);
+  if (status === TdxStatus.SUCCESS) {
     mirror.installFrozen(level, target, MirrorEntry.PRESENT, hpa);
     return 'fixed';
   }

@@ -202,13 +202,12 @@ export class VmState {
 
   /**
    * {@link countSeamcall} for TDH.MEM.PAGE.AUG, which every page faulted in makes: its count under a constant key,
-   * which the property's inline cache finds (a key given by name is a lookup of its own, ~12 ns). `succeeded`: whether
-   * `status` is SUCCESS (the caller compares it once for both).
+   * which the property's inline cache finds (a key given by name is a lookup of its own, ~12 ns).
    */
-  countPageAug(status: bigint, succeeded: boolean): void {
+  countPageAug(status: bigint): void {
     const counts = this.counters.seamcalls;
     counts['TDH.MEM.PAGE.AUG'] = (counts['TDH.MEM.PAGE.AUG'] ?? 0) + 1;
-    if (!succeeded) this.#countFailure('TDH.MEM.PAGE.AUG', status);
+    if (status !== TdxStatus.SUCCESS) this.#countFailure('TDH.MEM.PAGE.AUG', status);
   }
 
   /** A SEAMCALL `name` that did not succeed: a BUSY counted, the status logged. */
