@@ -227,7 +227,7 @@ export class BackendGuard {
    * the old generation each time, which grew by tens of MiB in a scenario of a million exits until a full GC.
    */
   readonly #vcpuExits = new Map<number, VcpuExits>();
-  /** The vCPU of the last {@link #exitsOf} (none yet: an object no backend holds) and its record. */
+  /** The vCPU of the last {@link #exitsOf} (none yet: a Symbol of this module, which no backend can pass) and its record. */
   #lastVcpu: unknown = NO_VCPU;
   #lastExits: VcpuExits | undefined;
   /** TD exits seen: the order of {@link VcpuExits.order}. */
