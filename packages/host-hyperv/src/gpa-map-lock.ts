@@ -24,9 +24,12 @@ export class GpaMapLock {
 
   /** Hands it to the oldest waiter, or frees it. */
   release(): void {
-    const next = this.#queue.shift();
-    if (next === undefined) this.#held = false;
-    else next();
+    // No waiter (every fix-up while no other thread wants the lock): no call of `shift` on an empty queue.
+    if (this.#queue.length === 0) {
+      this.#held = false;
+      return;
+    }
+    (this.#queue.shift() as () => void)();
   }
 
   /** Runs `work` with the lock held. */

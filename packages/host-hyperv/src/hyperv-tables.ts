@@ -126,7 +126,8 @@ export class HypervTables implements VmmView {
   hasLeafAt(gpa: number): boolean {
     if (!isAddress(gpa, 1)) assertAddress('gpa', gpa, 1);
     const base = alignDown(gpa, MIB2);
-    if (this.#huge.has(base)) return true;
+    // No 2M leaf at all (a guest accepting at 4K): no lookup.
+    if (this.#huge.size !== 0 && this.#huge.has(base)) return true;
     const region = this.#region(base / MIB2);
     return region !== undefined && region.hpa[((gpa - base) / PAGE) | 0] !== NO_PAGE;
   }

@@ -11,6 +11,7 @@ import {
   EeqType,
   encodeLeaf,
   type Gprs,
+  HP_LOCK_TIMEOUT_FIELD_ID,
   makeGprs,
   Reg,
   SeamcallLeaf,
@@ -554,6 +555,67 @@ describe('BackendGuard', () => {
     expect(guard.fault?.kind).toBe('stuck');
     expect(guard.fault?.message).toBe(
       'the backend answered the same TD exit 4 times in a row without resolving it: vCPU 0 (EPT violation (ACCEPT, level 1) at 0x7000)',
+    );
+  });
+
+  it('a successful SEAMCALL between two identical EPT-violation exits starts their count again; a failing one does not', async () => {
+    const guard = new BackendGuard({ maxIdenticalFailures: 3 });
+    const { hosted, td } = await composeTd({
+      vmm: guard.module(BareVmm),
+      ...scenarioTd({ memoryBytes: 16 * MIB, seed: 1 }),
+    });
+    const vmm = hosted.vmm as BareVmm;
+    const exit: TdExitEvent = {
+      tdr: td.tdr,
+      tdvpr: td.tdvprs[0] as number,
+      vcpuIndex: 0,
+      regs: makeGprs({ rax: BigInt(VmExitReason.EPT_VIOLATION), rdx: BigInt(EeqType.ACCEPT), r8: 0x9000n }),
+    };
+    // TDH.MNG.RD of the TD (SUCCESS) and TDH.MEM.PAGE.REMOVE of a page never added (an error status), through the
+    // module the backend holds: what the guard counts as progress and what it does not.
+    const mngRd = makeGprs({ rcx: BigInt(td.tdr), rdx: HP_LOCK_TIMEOUT_FIELD_ID });
+    const read = async (): Promise<bigint> =>
+      (await vmm.module.seamcall(encodeLeaf(SeamcallLeaf.MNG_RD), mngRd))[Reg.RAX] as bigint;
+    const remove = async (): Promise<bigint> =>
+      (
+        await vmm.module.seamcall(
+          encodeLeaf(SeamcallLeaf.MEM_PAGE_REMOVE),
+          makeGprs({ rcx: 0x9000n, rdx: BigInt(td.tdr) }),
+        )
+      )[Reg.RAX] as bigint;
+    for (let turn = 0; turn < 4; turn++) {
+      await vmm.onTdExit(exit);
+      await vmm.onTdExit(exit);
+      expect(await read()).toBe(0n);
+    }
+    expect(guard.fault).toBeUndefined();
+    await vmm.onTdExit(exit);
+    await vmm.onTdExit(exit);
+    expect(await remove()).toBeGreaterThanOrEqual(1n << 63n);
+    await expect(vmm.onTdExit(exit)).rejects.toThrow(/^onTdExit refused: the scenario stopped this backend/);
+    expect(guard.fault?.kind).toBe('stuck');
+  });
+
+  it("each vCPU's repeated EPT-violation exits are counted on their own, whichever vCPU exited last", async () => {
+    const guard = new BackendGuard({ maxIdenticalFailures: 3 });
+    const { hosted, td } = await composeTd({
+      vmm: guard.module(BareVmm),
+      ...scenarioTd({ memoryBytes: 16 * MIB, seed: 1 }),
+    });
+    expect(td.tdvprs.length).toBeGreaterThanOrEqual(2);
+    const eptExit = (vcpuIndex: number, gpa: bigint): TdExitEvent => ({
+      tdr: td.tdr,
+      tdvpr: td.tdvprs[vcpuIndex] as number,
+      vcpuIndex,
+      regs: makeGprs({ rax: BigInt(VmExitReason.EPT_VIOLATION), rdx: BigInt(EeqType.ACCEPT), r8: gpa }),
+    });
+    // vCPU 0 at 0xa000 and vCPU 1 at 0xb000 in turn: each repeats its own exit, the third time is stuck.
+    const turns = [eptExit(0, 0xa000n), eptExit(1, 0xb000n), eptExit(0, 0xa000n), eptExit(1, 0xb000n)];
+    for (const exit of turns) await hosted.vmm.onTdExit(exit);
+    expect(guard.fault).toBeUndefined();
+    await expect(hosted.vmm.onTdExit(eptExit(0, 0xa000n))).rejects.toThrow(/^onTdExit refused/);
+    expect(guard.fault?.message).toBe(
+      'the backend answered the same TD exit 3 times in a row without resolving it: vCPU 0 (EPT violation (ACCEPT, level 0) at 0xa000)',
     );
   });
 

@@ -113,6 +113,8 @@ const REGISTER_NAMES = [
 /** Bit 63 of a status: the call failed. */
 const ERROR_BIT = 1n << 63n;
 const RECENT_CALLS = 8;
+/** No vCPU: what the guard's last-vCPU cache holds before the first exit (equal to no `vcpuIndex` a backend gives). */
+const NO_VCPU = Symbol('no vCPU');
 
 /**
  * Wall-clock milliseconds a scenario in a shared thread must look idle, without a break, before its guard says the
@@ -231,6 +233,9 @@ export class BackendGuard {
    * the old generation each time, which grew by tens of MiB in a scenario of a million exits until a full GC.
    */
   readonly #vcpuExits = new Map<number, VcpuExits>();
+  /** The vCPU of the last {@link #exitsOf} (none yet: a Symbol of this module, which no backend can pass) and its record. */
+  #lastVcpu: unknown = NO_VCPU;
+  #lastExits: VcpuExits | undefined;
   /** TD exits seen: the order of {@link VcpuExits.order}. */
   #exitsSeen = 0;
   /** Successful SEAMCALLs other than TDH.VP.ENTER: the backend's progress. */
@@ -598,9 +603,13 @@ export class BackendGuard {
   /** What the module answered a SEAMCALL other than TDH.VP.ENTER: avoidable errors noted, a stuck backend stopped. */
   #answered(leaf: number, regs: readonly bigint[], out: Gprs): Gprs {
     const status = out[Reg.RAX] as bigint;
-    if (status === 0n) this.#successes++;
-    // Without the error bit nothing is avoidable (the common case: no call into the classifier).
-    const why = status < ERROR_BIT ? undefined : avoidableSeamcallError(status);
+    let why: string | undefined;
+    if (status === 0n) {
+      // SUCCESS, the answer to every page's AUG: nothing avoidable, and no ordering of bigints (~56 instructions).
+      this.#successes++;
+      if (!errorLogOn.enabled) return out;
+    } else if (!(status < ERROR_BIT)) why = avoidableSeamcallError(status);
+    // Without the error bit nothing is avoidable (no call into the classifier).
     // The call's text only when something reads it (the debug log or an error): it costs more than the call.
     if (why === undefined && !errorLogOn.enabled) return out;
     const call = `${leafName(leaf)} ${Object.entries(formatGprs(regs, ['RCX', 'RDX', 'R8']))
@@ -663,11 +672,16 @@ export class BackendGuard {
 
   /** The exits record of vCPU `vcpu`, made at its first exit. */
   #exitsOf(vcpu: number): VcpuExits {
+    // The vCPU of the last exit again (a vCPU's exits come in runs): no Map lookup. A key `===` finds is one the Map's
+    // SameValueZero finds too, and records are never deleted, so the one kept is the Map's.
+    if (vcpu === this.#lastVcpu) return this.#lastExits as VcpuExits;
     let exits = this.#vcpuExits.get(vcpu);
     if (exits === undefined) {
       exits = { pending: undefined, order: 0, gpa: 0n, eeq: 0n, count: 0, successes: 0 };
       this.#vcpuExits.set(vcpu, exits);
     }
+    this.#lastVcpu = vcpu;
+    this.#lastExits = exits;
     return exits;
   }
 
