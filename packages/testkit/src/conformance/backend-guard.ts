@@ -438,7 +438,9 @@ export class BackendGuard {
 
   /**
    * After the scenario (and {@link stop}): timers or immediates the backend left running, which would keep the
-   * process alive, as a `stray-work` fault (also recorded as {@link fault} when there was none).
+   * process alive, as a `stray-work` fault (also recorded as {@link fault} when there was none). Counted against the
+   * thread's counts when {@link run} started, without identity: in a shared thread, another timer pending then that
+   * ended during the scenario hides one the backend left.
    */
   async strayWork(): Promise<BackendFault | undefined> {
     this.stop();
