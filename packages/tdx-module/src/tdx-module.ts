@@ -732,10 +732,8 @@ export class TdxModule implements SeamcallPort {
 
   /**
    * The TDCALL's work in SEAM root, synchronously up to the first thing that waits (an exit, a yield). `out`: the
-   * answer's register file (the inputs copied: `regs` has exactly 16 entries, normalizeGprs answered it), or
-   * undefined for an ACCEPT that answers RAX alone (see {@link acceptStatusFrom}; its flow writes no other register).
-   * The overloads (types only, nothing at run time) say which answer each kind of call gets: the file it passed as
-   * `out` (#answerTdcall answers `out` when given), else RAX.
+   * answer's register file (the inputs copied: `regs` has exactly 16 entries, normalizeGprs answered it). The ACCEPT
+   * that answers RAX alone goes to {@link #tdcallLeaf} directly (see {@link acceptStatusFrom}).
    */
   #tdcallNow(
     td: TdControl,
@@ -743,21 +741,7 @@ export class TdxModule implements SeamcallPort {
     rax: bigint,
     regs: readonly bigint[],
     out: Gprs,
-  ): Gprs | Promise<Gprs>;
-  #tdcallNow(
-    td: TdControl,
-    vcpu: VcpuState,
-    rax: bigint,
-    regs: readonly bigint[],
-    out: undefined,
-  ): bigint | Promise<bigint>;
-  #tdcallNow(
-    td: TdControl,
-    vcpu: VcpuState,
-    rax: bigint,
-    regs: readonly bigint[],
-    out: Gprs | undefined,
-  ): TdcallAnswer | Promise<TdcallAnswer> {
+  ): Gprs | Promise<Gprs> {
     // Every TDCALL leaf is version 0: RAX below 2^16 is a leaf number as it is (no decode). RAX is below 2^16 exactly
     // when reducing it to 16 bits changes nothing: one call and one equality, where two orderings cost more.
     if (BigInt.asUintN(16, rax) === rax) return this.#tdcallLeaf(td, vcpu, u64ToNumber(rax), true, regs, out);
@@ -782,14 +766,6 @@ export class TdxModule implements SeamcallPort {
     regs: readonly bigint[],
     out: undefined,
   ): bigint | Promise<bigint>;
-  #tdcallLeaf(
-    td: TdControl,
-    vcpu: VcpuState,
-    leaf: number,
-    valid: boolean,
-    regs: readonly bigint[],
-    out: Gprs | undefined,
-  ): TdcallAnswer | Promise<TdcallAnswer>;
   #tdcallLeaf(
     td: TdControl,
     vcpu: VcpuState,
