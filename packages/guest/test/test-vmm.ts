@@ -184,13 +184,24 @@ export class TestVmm implements Vmm {
   }
 }
 
+/** The module the guest's tests build their TDs in. */
+export const GUEST_TEST_MODULE = { tdmr: { base: 2 ** 36, size: 2 ** 36 } } as const;
+
 /** A module with a TD built on it, running `vmmOptions`' TestVmm on every vCPU. */
 export async function setupGuestTd(
   options: BuildTdOptions & { vmm?: TestVmmOptions; services?: TdxModuleServices } = {},
 ): Promise<{ module: TdxModule; td: BuiltTd; vmm: TestVmm; threads: readonly Promise<void>[] }> {
   const { vmm: vmmOptions, services, ...tdOptions } = options;
-  const module = new TdxModule({ tdmr: { base: 2 ** 36, size: 2 ** 36 } }, services);
-  const td = await buildTd(module, tdOptions);
+  const module = new TdxModule(GUEST_TEST_MODULE, services);
+  return runTestVmm(module, await buildTd(module, tdOptions), vmmOptions);
+}
+
+/** Runs a TestVmm with `vmmOptions` on every vCPU of `td` (built, or restored from a checkpoint of a build). */
+export function runTestVmm(
+  module: TdxModule,
+  td: BuiltTd,
+  vmmOptions?: TestVmmOptions,
+): { module: TdxModule; td: BuiltTd; vmm: TestVmm; threads: readonly Promise<void>[] } {
   const vmm = new TestVmm(module, td, vmmOptions);
   const threads = td.run(vmm);
   // A hook that throws ends its host thread: the guest sees its vCPU lost; the test reads `threads` if it cares.
