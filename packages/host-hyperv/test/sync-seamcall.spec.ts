@@ -33,27 +33,15 @@ interface Workload {
   readonly steps: number;
 }
 
-/**
- * Every field of a trace event, in order, nested ones too (bigints as `<n>n`). Written out here rather than with
- * JSON.stringify and a replacer for the bigints, which calls back into JavaScript for every key: that was about 1.7 of
- * the 730 profiled CPU-seconds of the suite's two test workers (issue 14).
- */
-function eventText(value: unknown): string {
-  if (typeof value === 'bigint') return `${value}n`;
-  if (typeof value !== 'object' || value === null) return JSON.stringify(value) ?? 'undefined';
-  if (Array.isArray(value)) return `[${value.map(eventText).join(',')}]`;
-  let out = '{';
-  for (const [key, field] of Object.entries(value)) out += `${key}:${eventText(field)},`;
-  return `${out}}`;
-}
-
 /** A trace sink that keeps a hash of every event, in order (every SEAMCALL's operands and status, every exit). */
 function hashingTrace(): TraceSink & { digest(): string } {
   const hash = createHash('sha256');
   return {
     enabled: true,
     record(event: TraceEvent) {
-      hash.update(eventText(event));
+      hash.update(
+        JSON.stringify(event, (_key, value: unknown) => (typeof value === 'bigint' ? `${value}n` : value)),
+      );
     },
     digest: () => hash.digest('hex'),
   };
