@@ -157,8 +157,10 @@ export class TestVmm implements Vmm {
     const shared = BigInt(sharedBit(td.gpaw));
     const toShared = (r12 & shared) !== 0n;
     const ept = this.#module.sharedEpt(td.tdr);
+    // The first GPA once: BigInt arithmetic allocates, and this loop runs for every page a MapGPA converts.
+    const first = Number(r12 & ~shared);
     for (let i = 0; i < pages; i++) {
-      const gpa = Number(r12 & ~shared) + i * PAGE;
+      const gpa = first + i * PAGE;
       if (toShared) {
         const truth = this.#module.privatePage(td.tdr, gpa);
         if (truth.hpa !== undefined && truth.level === 0) {
