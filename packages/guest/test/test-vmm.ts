@@ -157,8 +157,10 @@ export class TestVmm implements Vmm {
     const shared = BigInt(sharedBit(td.gpaw));
     const toShared = (r12 & shared) !== 0n;
     const ept = this.#module.sharedEpt(td.tdr);
+    // The first GPA once: BigInt arithmetic allocates, and this loop runs for every page a MapGPA converts.
+    const first = Number(r12 & ~shared);
     for (let i = 0; i < pages; i++) {
-      const gpa = Number(r12 & ~shared) + i * PAGE;
+      const gpa = first + i * PAGE;
       if (toShared) {
         const truth = this.#module.privatePage(td.tdr, gpa);
         if (truth.hpa !== undefined && truth.level === 0) {
@@ -184,13 +186,24 @@ export class TestVmm implements Vmm {
   }
 }
 
+/** The module the guest's tests build their TDs in. */
+export const GUEST_TEST_MODULE = { tdmr: { base: 2 ** 36, size: 2 ** 36 } } as const;
+
 /** A module with a TD built on it, running `vmmOptions`' TestVmm on every vCPU. */
 export async function setupGuestTd(
   options: BuildTdOptions & { vmm?: TestVmmOptions; services?: TdxModuleServices } = {},
 ): Promise<{ module: TdxModule; td: BuiltTd; vmm: TestVmm; threads: readonly Promise<void>[] }> {
   const { vmm: vmmOptions, services, ...tdOptions } = options;
-  const module = new TdxModule({ tdmr: { base: 2 ** 36, size: 2 ** 36 } }, services);
-  const td = await buildTd(module, tdOptions);
+  const module = new TdxModule(GUEST_TEST_MODULE, services);
+  return runTestVmm(module, await buildTd(module, tdOptions), vmmOptions);
+}
+
+/** Runs a TestVmm with `vmmOptions` on every vCPU of `td` (built, or restored from a checkpoint of a build). */
+export function runTestVmm(
+  module: TdxModule,
+  td: BuiltTd,
+  vmmOptions?: TestVmmOptions,
+): { module: TdxModule; td: BuiltTd; vmm: TestVmm; threads: readonly Promise<void>[] } {
   const vmm = new TestVmm(module, td, vmmOptions);
   const threads = td.run(vmm);
   // A hook that throws ends its host thread: the guest sees its vCPU lost; the test reads `threads` if it cares.

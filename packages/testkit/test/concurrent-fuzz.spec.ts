@@ -24,13 +24,19 @@ describe('fuzz with concurrency', () => {
     expect(result.cases).toBe(LONG ? 300 : 16);
   }, 600_000);
 
+  // Seed 6 finds the race at its 25th case and shrinks it in 207 more (232 cases, 0.6 s of CPU). Seed 1, used before
+  // issue 14's suite pass, found it only at its 145th case of the 200 and then shrank it for 765 cases (910 cases,
+  // 5.8 s): the same findings, asserted the same way, at a ninth of the cost. Of seeds 1 to 10, 2 and 3 find nothing
+  // in 200 cases; the others find it at case 5 to 145.
   it('against kvm-without-mmu-lock: a failure is found, the case shrunk, and it replays the same failure', async () => {
     const result = await runConcurrentFuzzCampaign({
-      seed: 1,
+      seed: 6,
       runs: 200,
       backends: ['kvm-without-mmu-lock'],
     });
     expect(result.failed).toBe(true);
+    // Shrunk: fast-check's replay path is the failing case's index, then one step per shrink taken.
+    expect(result.path?.split(':').length).toBeGreaterThan(2);
     const found = result.counterexample as ConcurrentFuzzCase;
     expect(result.report?.safe).toBe(false);
     const again = await runConcurrentFuzzCase(JSON.parse(JSON.stringify(found)));

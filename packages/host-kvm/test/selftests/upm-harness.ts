@@ -149,7 +149,20 @@ export function hostFill(kvm: KvmVmm, gpa: number, size: number, pattern: number
   kvm.writeMemory(gpa, new Uint8Array(size).fill(pattern));
 }
 
-/** Index of the first byte that is not `pattern`, or -1. */
-function firstMismatch(data: Uint8Array, pattern: number): number {
-  return data.findIndex((byte) => byte !== pattern);
+/**
+ * Index of the first byte that is not `pattern`, or -1. Four bytes a read where the data is 4-byte aligned (whole pages
+ * are), then byte by byte from the first word that differs: `findIndex` with a callback per byte took about 8 of the
+ * 730 profiled CPU-seconds of the suite's two test workers (the conversions' passes compare megabytes; issue 14).
+ */
+export function firstMismatch(data: Uint8Array, pattern: number): number {
+  let at = 0;
+  if (data.byteOffset % 4 === 0 && (pattern & 0xff) === pattern) {
+    const words = new Uint32Array(data.buffer, data.byteOffset, data.length >>> 2);
+    const word = Math.imul(pattern & 0xff, 0x01010101) >>> 0;
+    let w = 0;
+    while (w < words.length && words[w] === word) w++;
+    at = w * 4;
+  }
+  for (; at < data.length; at++) if (data[at] !== pattern) return at;
+  return -1;
 }
