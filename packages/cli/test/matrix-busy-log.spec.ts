@@ -16,14 +16,18 @@ afterEach(() => {
   if (saved.namespaces !== '') createDebug.enable(saved.namespaces);
 });
 
-/** The `worker N: …` lines a run of `specs` on `jobs` worker threads logs. */
-async function laneLines(jobs: number, vmms: readonly string[]): Promise<string[]> {
+/** The `worker N: …` lines a run of `specs` on `jobs` worker threads logs (`namespaces` enabled). */
+async function laneLines(
+  jobs: number,
+  vmms: readonly string[],
+  namespaces = 'tdxsim:cli:matrix',
+): Promise<string[]> {
   saved.namespaces = createDebug.disable();
   const lines: string[] = [];
   createDebug.log = (...args: unknown[]) => {
     lines.push(format(...args));
   };
-  createDebug.enable('tdxsim:cli:matrix');
+  createDebug.enable(namespaces);
   const { results } = await runMatrix({
     specs: vmms.map((vmm) => ({ policy: 'linux', vmm, workload: 'dma-small', seed: 1, amount: 8 })),
     catalog: builtinCatalog(),
@@ -64,4 +68,26 @@ describe('runMatrix debug log of its workers', () => {
       expect(l.waited).toBeLessThanOrEqual(l.alive + 0.01);
     }
   });
+
+  it.runIf(process.platform === 'linux')(
+    'says each scenario’s worker-thread CPU, which the lane’s line sums',
+    async () => {
+      const vmms = ['kvm', 'hyperv-512', 'hyperv-2048'];
+      const lines = await laneLines(2, vmms, 'tdxsim:cli:matrix,tdxsim:cli:matrix:cpu');
+      const perScenario = lines.flatMap((line) => {
+        const match = / worker (\d+): (linux\/\S+) ([\d.]+) ms$/.exec(line);
+        return match === null ? [] : [{ lane: Number(match[1]), id: match[2], ms: Number(match[3]) }];
+      });
+      expect(perScenario.map((s) => s.id).sort()).toEqual(vmms.map((vmm) => `linux/${vmm}/dma-small`).sort());
+      for (const lane of [1, 2]) {
+        const line = lines.find((l) => l.includes(` worker ${lane}: `) && l.includes(' scenarios in '));
+        const match = /they took ([\d.]+) s of the worker thread’s CPU/.exec(line ?? '');
+        expect(match, line).not.toBeNull();
+        const summed = perScenario.filter((s) => s.lane === lane).reduce((sum, s) => sum + s.ms, 0);
+        // Each scenario ran something on its thread; the lane's sum is theirs (each rounded to 10 ms or 0.1 ms).
+        expect(summed).toBeGreaterThan(0);
+        expect(Math.abs(Number(match?.[1]) * 1000 - summed)).toBeLessThanOrEqual(10);
+      }
+    },
+  );
 });

@@ -37,6 +37,12 @@ export type WorkerMessage =
        * worker at the end of a run (`DEBUG=tdxsim:cli:matrix`): whether the workers were kept busy.
        */
       readonly waitedMs?: number;
+      /**
+       * Set by a worker thread on Linux: CPU ms its own thread spent from receiving the request to this result (the
+       * scenario, its set-up and judging; not V8's helper threads). Logged per scenario and per worker
+       * (`DEBUG=tdxsim:cli:matrix`): what a worker's first scenarios cost against warm ones.
+       */
+      readonly cpuMs?: number;
     };
 
 /** What a worker is started with: the files it loads once, before its first scenario. */

@@ -3,6 +3,7 @@ import { buildCatalog } from '../catalog/catalog.js';
 import { flushStdio } from './flush-stdio.js';
 import type { RunRequest, WorkerMessage, WorkerSetup } from './matrix-protocol.js';
 import { runRequest } from './run-one.js';
+import { threadCpuMs } from './thread-cpu.js';
 
 // A worker thread of the matrix: loads the catalog (users' backends included), then runs the scenarios the main
 // thread sends, one at a time.
@@ -17,6 +18,8 @@ if (port === null) throw new Error('matrix-worker must run in a worker thread');
  */
 const PROGRESS_EVERY_MS = 100;
 let lastProgress = Number.NEGATIVE_INFINITY;
+/** This thread's CPU ms when the scenario it runs was received (see `cpuMs` in matrix-protocol.ts). */
+let cpuAtRequest: number | undefined;
 /** This thread's active resources by type once its catalog is loaded: what an idle worker holds. */
 let baseline = new Map<string, number>();
 /** This thread's event-loop figures when it last reported (ready, or a result): what {@link waitedMs} counts from. */
@@ -50,15 +53,20 @@ const post = (message: WorkerMessage): void => {
     if (now - lastProgress < PROGRESS_EVERY_MS && message.done !== message.total) return;
     lastProgress = now;
     port.postMessage(message);
-  } else if (message.type === 'done')
-    void flushStdio().then(() => port.postMessage({ ...message, idle: idle(), waitedMs: waitedMs() }));
-  else port.postMessage(message);
+  } else if (message.type === 'done') {
+    const cpuNow = threadCpuMs();
+    const cpu = cpuNow === undefined || cpuAtRequest === undefined ? {} : { cpuMs: cpuNow - cpuAtRequest };
+    void flushStdio().then(() =>
+      port.postMessage({ ...message, idle: idle(), waitedMs: waitedMs(), ...cpu }),
+    );
+  } else port.postMessage(message);
 };
 try {
   const setup = workerData as WorkerSetup;
   const catalog = await buildCatalog(setup.backendFiles, setup.guestFiles, setup.guestOptions);
   port.on('message', (request: RunRequest) => {
     lastProgress = Number.NEGATIVE_INFINITY;
+    cpuAtRequest = threadCpuMs();
     // A worker runs one scenario at a time and nothing else: the backend guard's idle check is exact here.
     runRequest(catalog, request, post, 'dedicated').catch((error: unknown) => {
       // runScenario reports failures as outcomes; anything here is a bug: let the main thread see it.

@@ -17,6 +17,8 @@ import { runRequest } from './run-one.js';
 import { costHint, oneWorkerCosts } from './scenario-cost.js';
 
 const log = createDebug('tdxsim:cli:matrix');
+/** One line per scenario run on a worker: its worker thread's CPU (how a worker's first scenarios compare). */
+const logCpu = createDebug('tdxsim:cli:matrix:cpu');
 /** How long past its own wall-clock budget a scenario's worker gets before the main thread stops it. */
 const KILL_GRACE_MS = 5_000;
 
@@ -172,7 +174,7 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
     Array.from({ length: jobs }, async (_, lane) => {
       let worker: Worker | undefined;
       /** What this lane's workers did, for the debug log: scenarios, ms alive since ready, ms their loops waited. */
-      const busy = { scenarios: 0, fromOtherLanes: 0, aliveMs: 0, waitedMs: 0 };
+      const busy = { scenarios: 0, fromOtherLanes: 0, aliveMs: 0, waitedMs: 0, cpuMs: 0 };
       let readyAt = 0;
       /** A worker taken from the idle pool: its first wait counts its time there, not this run's (not logged). */
       let fromPool = false;
@@ -201,6 +203,10 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
           busy.scenarios++;
           if (plan.homeLane(index) !== lane) busy.fromOtherLanes++;
           if (!fromPool) busy.waitedMs += outcome.waitedMs ?? 0;
+          if (outcome.cpuMs !== undefined) {
+            busy.cpuMs += outcome.cpuMs;
+            logCpu('worker %d: %s %s ms', lane + 1, scenarioId(spec), outcome.cpuMs.toFixed(1));
+          }
           fromPool = false;
           if (outcome.lost !== undefined) {
             log('%s: %s', scenarioId(spec), outcome.lost);
@@ -217,12 +223,13 @@ export async function runMatrix(options: MatrixOptions): Promise<MatrixRun> {
       } finally {
         if (worker !== undefined) busy.aliveMs += performance.now() - readyAt;
         log(
-          'worker %d: %d scenarios in %s s since ready; its event loop waited %s s of it (for the next scenario, or for another thread); %d of the scenarios were planned for another lane',
+          'worker %d: %d scenarios in %s s since ready; its event loop waited %s s of it (for the next scenario, or for another thread); %d of the scenarios were planned for another lane; they took %s s of the worker thread’s CPU',
           lane + 1,
           busy.scenarios,
           (busy.aliveMs / 1000).toFixed(2),
           (busy.waitedMs / 1000).toFixed(2),
           busy.fromOtherLanes,
+          (busy.cpuMs / 1000).toFixed(2),
         );
         if (worker !== undefined) {
           // Kept only after a run that ended as planned, from a worker with nothing left running in it.
@@ -244,16 +251,23 @@ function runOnWorker(
   request: RunRequest,
   handle: (message: WorkerMessage) => void,
   timeoutMs: number | undefined,
-): Promise<{ lost?: string; tainted: boolean; reusable: boolean; waitedMs?: number }> {
+): Promise<{ lost?: string; tainted: boolean; reusable: boolean; waitedMs?: number; cpuMs?: number }> {
   return new Promise((resolve) => {
     let timer: NodeJS.Timeout | undefined;
-    const settle = (lost: string | undefined, tainted = false, reusable = false, waitedMs?: number): void => {
+    const settle = (
+      lost: string | undefined,
+      tainted = false,
+      reusable = false,
+      waitedMs?: number,
+      cpuMs?: number,
+    ): void => {
       if (timer !== undefined) clearTimeout(timer);
       worker.off('message', onMessage);
       worker.off('error', onError);
       worker.off('exit', onExit);
       const waited = waitedMs === undefined ? {} : { waitedMs };
-      resolve(lost === undefined ? { tainted, reusable, ...waited } : { lost, tainted, reusable });
+      const cpu = cpuMs === undefined ? {} : { cpuMs };
+      resolve(lost === undefined ? { tainted, reusable, ...waited, ...cpu } : { lost, tainted, reusable });
     };
     const onMessage = (message: WorkerMessage): void => {
       handle(message);
@@ -264,6 +278,7 @@ function runOnWorker(
           message.tainted,
           message.result.outcome !== 'error' && message.idle === true,
           message.waitedMs,
+          message.cpuMs,
         );
     };
     const onError = (error: Error): void =>
