@@ -257,6 +257,11 @@ const guestLog = new HotLogger('tdcall');
 
 /** What a TDCALL answers: its register file, or RAX alone (an ACCEPT through {@link TdxModule.acceptStatusFrom}). */
 type TdcallAnswer = Gprs | bigint;
+/**
+ * A TDCALL's input registers: the file, or (the ACCEPT through {@link TdxModule.acceptStatusFrom}) RCX alone, every
+ * other register 0: read only by the ACCEPT itself and by the trace and log, so no file is made for it.
+ */
+type TdcallInput = readonly bigint[] | bigint;
 
 /** The lock record of TDH.VP.ENTER's checks, which release each lock as they take it (nothing kept: one serves all). */
 const RELEASED_AT_ONCE = HeldLocks.releasingAtOnce();
@@ -701,11 +706,9 @@ export class TdxModule implements SeamcallPort {
     if (vcpu.run !== 'in-guest' || this.#m.interleaves) return undefined;
     if (typeof pageInfo !== 'bigint' || BigInt.asUintN(64, pageInfo) !== pageInfo) return undefined;
     try {
-      // The TDCALL's registers made in place (zeroGprs is inlined; makeGprs was a call), and the leaf passed as
+      // RCX alone stands for the TDCALL's registers (the others are 0: no file made), and the leaf is passed as
       // decoded: no bigint comparisons of a RAX known to be the ACCEPT's.
-      const regs = zeroGprs();
-      regs[Reg.RCX] = pageInfo;
-      const done = this.#tdcallLeaf(td, vcpu, TdcallLeaf.MEM_PAGE_ACCEPT, true, regs, undefined);
+      const done = this.#tdcallLeaf(td, vcpu, TdcallLeaf.MEM_PAGE_ACCEPT, true, pageInfo, undefined);
       return done instanceof Promise ? done : Promise.resolve(done);
     } catch (error) {
       return Promise.reject(error);
@@ -763,7 +766,7 @@ export class TdxModule implements SeamcallPort {
     vcpu: VcpuState,
     leaf: number,
     valid: boolean,
-    regs: readonly bigint[],
+    regs: bigint,
     out: undefined,
   ): bigint | Promise<bigint>;
   #tdcallLeaf(
@@ -771,7 +774,7 @@ export class TdxModule implements SeamcallPort {
     vcpu: VcpuState,
     leaf: number,
     valid: boolean,
-    regs: readonly bigint[],
+    regs: TdcallInput,
     out: Gprs | undefined,
   ): TdcallAnswer | Promise<TdcallAnswer> {
     const m = this.#m;
@@ -782,13 +785,21 @@ export class TdxModule implements SeamcallPort {
     let status: bigint | Promise<bigint>;
     try {
       if (!valid) status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
-      // Only an ACCEPT comes without `out` (acceptStatusFrom passes the ACCEPT leaf, valid; an invalid RAX takes the
-      // branch above): the leaves below that write answer registers always have their file.
-      else if (leaf === TdcallLeaf.VP_VMCALL) status = tdgVmcall(this.#runtime, td, vcpu, regs, out as Gprs);
+      // Only an ACCEPT comes without `out` and with RCX alone (acceptStatusFrom passes the ACCEPT leaf, valid; an
+      // invalid RAX takes the branch above): the leaves below that write answer registers have their files.
+      else if (leaf === TdcallLeaf.VP_VMCALL)
+        status = tdgVmcall(this.#runtime, td, vcpu, regs as readonly bigint[], out as Gprs);
       else if (leaf === TdcallLeaf.VP_INFO) status = tdgVpInfo(td, vcpu, out as Gprs);
       else if (leaf === TdcallLeaf.VP_VEINFO_GET) status = tdgVeInfoGet(vcpu, out as Gprs);
       // Synchronous unless it exits or yields.
-      else if (leaf === TdcallLeaf.MEM_PAGE_ACCEPT) status = tdgAccept(m, this.#runtime, td, vcpu, regs);
+      else if (leaf === TdcallLeaf.MEM_PAGE_ACCEPT)
+        status = tdgAccept(
+          m,
+          this.#runtime,
+          td,
+          vcpu,
+          typeof regs === 'bigint' ? regs : (regs[Reg.RCX] as bigint),
+        );
       else status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
     } catch (error) {
       this.#leaveTdcall(vcpu);
@@ -807,7 +818,7 @@ export class TdxModule implements SeamcallPort {
     td: TdControl,
     vcpu: VcpuState,
     leaf: number,
-    regs: readonly bigint[],
+    regs: TdcallInput,
     out: Gprs | undefined,
     pending: Promise<bigint>,
   ): Promise<TdcallAnswer> {
@@ -834,7 +845,7 @@ export class TdxModule implements SeamcallPort {
     td: TdControl,
     vcpu: VcpuState,
     leaf: number,
-    regs: readonly bigint[],
+    regs: TdcallInput,
     out: Gprs | undefined,
     status: bigint,
   ): TdcallAnswer | Promise<TdcallAnswer> {
@@ -855,7 +866,7 @@ export class TdxModule implements SeamcallPort {
     td: TdControl,
     vcpu: VcpuState,
     leaf: number,
-    regs: readonly bigint[],
+    regs: TdcallInput,
     out: Gprs | undefined,
     status: bigint,
   ): TdcallAnswer | Promise<TdcallAnswer> {
@@ -867,14 +878,17 @@ export class TdxModule implements SeamcallPort {
         time: m.clock.now(),
         vcpu: vcpu.index,
         leaf: tdcallTraceName(leaf),
-        args: {
-          rcx: regs[1] as bigint,
-          rdx: regs[2] as bigint,
-          r10: regs[10] as bigint,
-          r11: regs[11] as bigint,
-          r12: regs[12] as bigint,
-          r13: regs[13] as bigint,
-        },
+        args:
+          typeof regs === 'bigint'
+            ? { rcx: regs, rdx: 0n, r10: 0n, r11: 0n, r12: 0n, r13: 0n }
+            : {
+                rcx: regs[1] as bigint,
+                rdx: regs[2] as bigint,
+                r10: regs[10] as bigint,
+                r11: regs[11] as bigint,
+                r12: regs[12] as bigint,
+                r13: regs[13] as bigint,
+              },
         status,
       });
     }
@@ -883,8 +897,8 @@ export class TdxModule implements SeamcallPort {
         'vcpu %d %s rcx=0x%s rdx=0x%s -> %s',
         vcpu.index,
         tdcallLeafName(leaf) ?? `TDCALL ${leaf}`,
-        (regs[1] as bigint).toString(16),
-        (regs[2] as bigint).toString(16),
+        (typeof regs === 'bigint' ? regs : (regs[1] as bigint)).toString(16),
+        (typeof regs === 'bigint' ? 0n : (regs[2] as bigint)).toString(16),
         formatStatus(status),
       );
     const answer = out ?? status;
