@@ -108,3 +108,33 @@ describe('GuestCpu.acceptStatus (internal): RAX of the TDCALL, or undefined with
     expect(await viaTdcall(cpu, BigInt(gpa))).toBe(TdxStatus.SUCCESS);
   });
 });
+
+describe('GuestCpu.acceptStatus (internal): the same trace as tdcall', () => {
+  /** Every outcome of the ACCEPT on one fresh TD, through `accept`; answers the statuses and the trace's events. */
+  async function outcomes(accept: (cpu: GuestCpu, pageInfo: bigint) => Promise<bigint>) {
+    const { module, td, trace, cpu } = await running();
+    const gpa = 0x4000_0000;
+    await augPage(module, td, gpa, 0);
+    const statuses: bigint[] = [];
+    for (const pageInfo of [
+      BigInt(gpa) + 1n, // 2M on a region mapped at 4K
+      BigInt(gpa), // success
+      BigInt(gpa), // already accepted
+      BigInt(gpa) + 7n, // invalid level
+      BigInt(gpa) + 0x800n, // unaligned
+      BigInt(gpa + 0x1000), // not AUGed: an exit, the VMM AUGs, then success
+      BigInt(gpa + MIB2 * 3 + 0x5000), // the same in another 2M region
+    ])
+      statuses.push(await accept(cpu, pageInfo));
+    return { statuses, events: trace.events };
+  }
+
+  it('records the same events (RCX and the other registers of each TDCALL, times, exits) and statuses', async () => {
+    const viaRax = await outcomes(viaStatus);
+    const viaFile = await outcomes(viaTdcall);
+    // One event per TDCALL (an ACCEPT that exits is one TDCALL, traced as it completes), one per exit.
+    expect(viaRax.events.filter((event) => event.kind === 'tdcall')).toHaveLength(7);
+    expect(viaRax.events.filter((event) => event.kind === 'td-exit')).toHaveLength(2);
+    expect(viaRax).toEqual(viaFile);
+  });
+});
