@@ -706,9 +706,9 @@ export class TdxModule implements SeamcallPort {
     if (vcpu.run !== 'in-guest' || this.#m.interleaves) return undefined;
     if (typeof pageInfo !== 'bigint' || BigInt.asUintN(64, pageInfo) !== pageInfo) return undefined;
     try {
-      // RCX alone stands for the TDCALL's registers (the others are 0: no file made), and the leaf is passed as
-      // decoded: no bigint comparisons of a RAX known to be the ACCEPT's.
-      const done = this.#tdcallLeaf(td, vcpu, TdcallLeaf.MEM_PAGE_ACCEPT, true, pageInfo, undefined);
+      // RCX alone stands for the TDCALL's registers (the others are 0: no file made), and the leaf is known: no
+      // decode of a RAX, no dispatch.
+      const done = this.#tdcallAccept(td, vcpu, pageInfo);
       return done instanceof Promise ? done : Promise.resolve(done);
     } catch (error) {
       return Promise.reject(error);
@@ -736,7 +736,7 @@ export class TdxModule implements SeamcallPort {
   /**
    * The TDCALL's work in SEAM root, synchronously up to the first thing that waits (an exit, a yield). `out`: the
    * answer's register file (the inputs copied: `regs` has exactly 16 entries, normalizeGprs answered it). The ACCEPT
-   * that answers RAX alone goes to {@link #tdcallLeaf} directly (see {@link acceptStatusFrom}).
+   * that answers RAX alone goes to {@link #tdcallAccept} instead (see {@link acceptStatusFrom}).
    */
   #tdcallNow(
     td: TdControl,
@@ -760,23 +760,7 @@ export class TdxModule implements SeamcallPort {
     valid: boolean,
     regs: readonly bigint[],
     out: Gprs,
-  ): Gprs | Promise<Gprs>;
-  #tdcallLeaf(
-    td: TdControl,
-    vcpu: VcpuState,
-    leaf: number,
-    valid: boolean,
-    regs: bigint,
-    out: undefined,
-  ): bigint | Promise<bigint>;
-  #tdcallLeaf(
-    td: TdControl,
-    vcpu: VcpuState,
-    leaf: number,
-    valid: boolean,
-    regs: TdcallInput,
-    out: Gprs | undefined,
-  ): TdcallAnswer | Promise<TdcallAnswer> {
+  ): Gprs | Promise<Gprs> {
     const m = this.#m;
     m.clock.advance(this.#costs.tdcallNs);
     vcpu.inTdcall = true;
@@ -785,29 +769,46 @@ export class TdxModule implements SeamcallPort {
     let status: bigint | Promise<bigint>;
     try {
       if (!valid) status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
-      // Only an ACCEPT comes without `out` and with RCX alone (acceptStatusFrom passes the ACCEPT leaf, valid; an
-      // invalid RAX takes the branch above): the leaves below that write answer registers have their files.
-      else if (leaf === TdcallLeaf.VP_VMCALL)
-        status = tdgVmcall(this.#runtime, td, vcpu, regs as readonly bigint[], out as Gprs);
-      else if (leaf === TdcallLeaf.VP_INFO) status = tdgVpInfo(td, vcpu, out as Gprs);
-      else if (leaf === TdcallLeaf.VP_VEINFO_GET) status = tdgVeInfoGet(vcpu, out as Gprs);
+      else if (leaf === TdcallLeaf.VP_VMCALL) status = tdgVmcall(this.#runtime, td, vcpu, regs, out);
+      else if (leaf === TdcallLeaf.VP_INFO) status = tdgVpInfo(td, vcpu, out);
+      else if (leaf === TdcallLeaf.VP_VEINFO_GET) status = tdgVeInfoGet(vcpu, out);
       // Synchronous unless it exits or yields.
       else if (leaf === TdcallLeaf.MEM_PAGE_ACCEPT)
-        status = tdgAccept(
-          m,
-          this.#runtime,
-          td,
-          vcpu,
-          typeof regs === 'bigint' ? regs : (regs[Reg.RCX] as bigint),
-        );
+        status = tdgAccept(m, this.#runtime, td, vcpu, regs[Reg.RCX] as bigint);
       else status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
     } catch (error) {
       this.#leaveTdcall(vcpu);
       throw error;
     }
-    if (typeof status !== 'bigint') return this.#tdcallAfterFlow(td, vcpu, leaf, regs, out, status);
+    if (typeof status !== 'bigint')
+      return this.#tdcallAfterFlow(td, vcpu, leaf, regs, out, status) as Promise<Gprs>;
     this.#leaveTdcall(vcpu);
-    return this.#completeTdcall(td, vcpu, leaf, regs, out, status);
+    return this.#completeTdcall(td, vcpu, leaf, regs, out, status) as Gprs | Promise<Gprs>;
+  }
+
+  /**
+   * {@link #tdcallLeaf} of the ACCEPT that answers RAX alone ({@link acceptStatusFrom}): the same steps, given RCX
+   * alone (the other input registers are 0) and no answer file. Small enough to be inlined into the guest's
+   * `acceptStatus`; the general dispatch, which every other TDCALL also runs, was not once it took both kinds of input.
+   */
+  #tdcallAccept(td: TdControl, vcpu: VcpuState, rcx: bigint): bigint | Promise<bigint> {
+    const m = this.#m;
+    m.clock.advance(this.#costs.tdcallNs);
+    vcpu.inTdcall = true;
+    // The TDCALL's work runs in SEAM root: an NMI arriving meanwhile is latched until it returns to the TD.
+    vcpu.cpu.tdcall(true);
+    let status: bigint | Promise<bigint>;
+    try {
+      status = tdgAccept(m, this.#runtime, td, vcpu, rcx);
+    } catch (error) {
+      this.#leaveTdcall(vcpu);
+      throw error;
+    }
+    const leaf = TdcallLeaf.MEM_PAGE_ACCEPT;
+    if (typeof status !== 'bigint')
+      return this.#tdcallAfterFlow(td, vcpu, leaf, rcx, undefined, status) as Promise<bigint>;
+    this.#leaveTdcall(vcpu);
+    return this.#completeTdcall(td, vcpu, leaf, rcx, undefined, status) as bigint | Promise<bigint>;
   }
 
   /**
