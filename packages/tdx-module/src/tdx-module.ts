@@ -752,7 +752,10 @@ export class TdxModule implements SeamcallPort {
     return this.#tdcallLeaf(td, vcpu, decoded.leaf, decoded.valid && decoded.version === 0, regs, out);
   }
 
-  /** {@link #tdcallNow} of a decoded RAX: `leaf`, and whether RAX was a valid TDCALL leaf and version. */
+  /**
+   * {@link #tdcallNow} of a decoded RAX: `leaf`, and whether RAX was a valid TDCALL leaf and version. Keep its steps
+   * (clock, SEAM root, leaving the TDCALL) in step with {@link #tdcallAccept}, which repeats them for the ACCEPT.
+   */
   #tdcallLeaf(
     td: TdControl,
     vcpu: VcpuState,

@@ -39,7 +39,8 @@ const withDetail = importedWithDetail;
 const yieldAt = importedYieldAt;
 
 /**
- * TDG.MEM.PAGE.ACCEPT: RCX = level (0 or 1) | GPA (`rcx`, the only input register it reads). No TDR, PAMT, OP_STATE or tree lock: only the guest entry lock.
+ * TDG.MEM.PAGE.ACCEPT: RCX = level (0 or 1) | GPA (`rcx`, the only input register it reads). No TDR, PAMT,
+ * OP_STATE or tree lock: only the guest entry lock.
  * Where there is nothing to accept yet the module exits to the VMM (EPT violation, EEQ type ACCEPT) without
  * advancing RIP, so the TDCALL runs again after the VMM has resolved it. A 2M accept interrupted by a pending
  * interrupt keeps its progress in the entry's accept counter and resumes from there.

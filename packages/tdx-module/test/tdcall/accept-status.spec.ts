@@ -1,4 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { format } from 'node:util';
+import createDebug from 'debug';
+import { afterEach, describe, expect, it } from 'vitest';
 import {
   buildTd,
   encodeLeaf,
@@ -129,6 +131,31 @@ describe('GuestCpu.acceptStatus (internal): the same trace as tdcall', () => {
     return { statuses, events: trace.events };
   }
 
+  const saved = { log: createDebug.log, namespaces: '' };
+  afterEach(() => {
+    createDebug.log = saved.log;
+    createDebug.disable();
+    if (saved.namespaces !== '') createDebug.enable(saved.namespaces);
+  });
+
+  /** The `tdxsim:module:tdcall` debug lines `run` logs, with the statuses and events it answers. */
+  async function logged<T>(run: () => Promise<T>): Promise<T & { lines: string[] }> {
+    saved.namespaces = createDebug.disable();
+    const lines: string[] = [];
+    createDebug.log = (...args: unknown[]) => {
+      // The time a line starts with (or its +Nms offset on a terminal) differs between runs; the rest must not.
+      lines.push(
+        format(...args)
+          .replace(/^\S+Z /, '')
+          .replace(/ \+\d+m?s$/, ''),
+      );
+    };
+    createDebug.enable('tdxsim:module:tdcall');
+    const answer = await run();
+    createDebug.disable();
+    return { ...answer, lines };
+  }
+
   it('records the same events (RCX and the other registers of each TDCALL, times, exits) and statuses', async () => {
     const viaRax = await outcomes(viaStatus);
     const viaFile = await outcomes(viaTdcall);
@@ -136,5 +163,12 @@ describe('GuestCpu.acceptStatus (internal): the same trace as tdcall', () => {
     expect(viaRax.events.filter((event) => event.kind === 'tdcall')).toHaveLength(7);
     expect(viaRax.events.filter((event) => event.kind === 'td-exit')).toHaveLength(2);
     expect(viaRax).toEqual(viaFile);
+  });
+
+  it('logs the same debug lines (each TDCALL with its registers and status)', async () => {
+    const viaRax = await logged(() => outcomes(viaStatus));
+    const viaFile = await logged(() => outcomes(viaTdcall));
+    expect(viaRax.lines).toHaveLength(7);
+    expect(viaRax.lines).toEqual(viaFile.lines);
   });
 });
