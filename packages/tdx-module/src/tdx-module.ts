@@ -257,6 +257,11 @@ const guestLog = new HotLogger('tdcall');
 
 /** What a TDCALL answers: its register file, or RAX alone (an ACCEPT through {@link TdxModule.acceptStatusFrom}). */
 type TdcallAnswer = Gprs | bigint;
+/**
+ * A TDCALL's input registers: the file, or (the ACCEPT through {@link TdxModule.acceptStatusFrom}) RCX alone, every
+ * other register 0: read only by the ACCEPT itself and by the trace and log, so no file is made for it.
+ */
+type TdcallInput = readonly bigint[] | bigint;
 
 /** The lock record of TDH.VP.ENTER's checks, which release each lock as they take it (nothing kept: one serves all). */
 const RELEASED_AT_ONCE = HeldLocks.releasingAtOnce();
@@ -701,11 +706,9 @@ export class TdxModule implements SeamcallPort {
     if (vcpu.run !== 'in-guest' || this.#m.interleaves) return undefined;
     if (typeof pageInfo !== 'bigint' || BigInt.asUintN(64, pageInfo) !== pageInfo) return undefined;
     try {
-      // The TDCALL's registers made in place (zeroGprs is inlined; makeGprs was a call), and the leaf passed as
-      // decoded: no bigint comparisons of a RAX known to be the ACCEPT's.
-      const regs = zeroGprs();
-      regs[Reg.RCX] = pageInfo;
-      const done = this.#tdcallLeaf(td, vcpu, TdcallLeaf.MEM_PAGE_ACCEPT, true, regs, undefined);
+      // RCX alone stands for the TDCALL's registers (the others are 0: no file made), and the leaf is known: no
+      // decode of a RAX, no dispatch.
+      const done = this.#tdcallAccept(td, vcpu, pageInfo);
       return done instanceof Promise ? done : Promise.resolve(done);
     } catch (error) {
       return Promise.reject(error);
@@ -733,7 +736,7 @@ export class TdxModule implements SeamcallPort {
   /**
    * The TDCALL's work in SEAM root, synchronously up to the first thing that waits (an exit, a yield). `out`: the
    * answer's register file (the inputs copied: `regs` has exactly 16 entries, normalizeGprs answered it). The ACCEPT
-   * that answers RAX alone goes to {@link #tdcallLeaf} directly (see {@link acceptStatusFrom}).
+   * that answers RAX alone goes to {@link #tdcallAccept} instead (see {@link acceptStatusFrom}).
    */
   #tdcallNow(
     td: TdControl,
@@ -749,7 +752,10 @@ export class TdxModule implements SeamcallPort {
     return this.#tdcallLeaf(td, vcpu, decoded.leaf, decoded.valid && decoded.version === 0, regs, out);
   }
 
-  /** {@link #tdcallNow} of a decoded RAX: `leaf`, and whether RAX was a valid TDCALL leaf and version. */
+  /**
+   * {@link #tdcallNow} of a decoded RAX: `leaf`, and whether RAX was a valid TDCALL leaf and version. Keep its steps
+   * (clock, SEAM root, leaving the TDCALL) in step with {@link #tdcallAccept}, which repeats them for the ACCEPT.
+   */
   #tdcallLeaf(
     td: TdControl,
     vcpu: VcpuState,
@@ -757,23 +763,7 @@ export class TdxModule implements SeamcallPort {
     valid: boolean,
     regs: readonly bigint[],
     out: Gprs,
-  ): Gprs | Promise<Gprs>;
-  #tdcallLeaf(
-    td: TdControl,
-    vcpu: VcpuState,
-    leaf: number,
-    valid: boolean,
-    regs: readonly bigint[],
-    out: undefined,
-  ): bigint | Promise<bigint>;
-  #tdcallLeaf(
-    td: TdControl,
-    vcpu: VcpuState,
-    leaf: number,
-    valid: boolean,
-    regs: readonly bigint[],
-    out: Gprs | undefined,
-  ): TdcallAnswer | Promise<TdcallAnswer> {
+  ): Gprs | Promise<Gprs> {
     const m = this.#m;
     m.clock.advance(this.#costs.tdcallNs);
     vcpu.inTdcall = true;
@@ -782,21 +772,46 @@ export class TdxModule implements SeamcallPort {
     let status: bigint | Promise<bigint>;
     try {
       if (!valid) status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
-      // Only an ACCEPT comes without `out` (acceptStatusFrom passes the ACCEPT leaf, valid; an invalid RAX takes the
-      // branch above): the leaves below that write answer registers always have their file.
-      else if (leaf === TdcallLeaf.VP_VMCALL) status = tdgVmcall(this.#runtime, td, vcpu, regs, out as Gprs);
-      else if (leaf === TdcallLeaf.VP_INFO) status = tdgVpInfo(td, vcpu, out as Gprs);
-      else if (leaf === TdcallLeaf.VP_VEINFO_GET) status = tdgVeInfoGet(vcpu, out as Gprs);
+      else if (leaf === TdcallLeaf.VP_VMCALL) status = tdgVmcall(this.#runtime, td, vcpu, regs, out);
+      else if (leaf === TdcallLeaf.VP_INFO) status = tdgVpInfo(td, vcpu, out);
+      else if (leaf === TdcallLeaf.VP_VEINFO_GET) status = tdgVeInfoGet(vcpu, out);
       // Synchronous unless it exits or yields.
-      else if (leaf === TdcallLeaf.MEM_PAGE_ACCEPT) status = tdgAccept(m, this.#runtime, td, vcpu, regs);
+      else if (leaf === TdcallLeaf.MEM_PAGE_ACCEPT)
+        status = tdgAccept(m, this.#runtime, td, vcpu, regs[Reg.RCX] as bigint);
       else status = withDetail(TdxStatus.OPERAND_INVALID, OperandId.RAX);
     } catch (error) {
       this.#leaveTdcall(vcpu);
       throw error;
     }
-    if (typeof status !== 'bigint') return this.#tdcallAfterFlow(td, vcpu, leaf, regs, out, status);
+    if (typeof status !== 'bigint')
+      return this.#tdcallAfterFlow(td, vcpu, leaf, regs, out, status) as Promise<Gprs>;
     this.#leaveTdcall(vcpu);
-    return this.#completeTdcall(td, vcpu, leaf, regs, out, status);
+    return this.#completeTdcall(td, vcpu, leaf, regs, out, status) as Gprs | Promise<Gprs>;
+  }
+
+  /**
+   * {@link #tdcallLeaf} of the ACCEPT that answers RAX alone ({@link acceptStatusFrom}): the same steps, given RCX
+   * alone (the other input registers are 0) and no answer file. Small enough to be inlined into the guest's
+   * `acceptStatus`; the general dispatch, which every other TDCALL also runs, was not once it took both kinds of input.
+   */
+  #tdcallAccept(td: TdControl, vcpu: VcpuState, rcx: bigint): bigint | Promise<bigint> {
+    const m = this.#m;
+    m.clock.advance(this.#costs.tdcallNs);
+    vcpu.inTdcall = true;
+    // The TDCALL's work runs in SEAM root: an NMI arriving meanwhile is latched until it returns to the TD.
+    vcpu.cpu.tdcall(true);
+    let status: bigint | Promise<bigint>;
+    try {
+      status = tdgAccept(m, this.#runtime, td, vcpu, rcx);
+    } catch (error) {
+      this.#leaveTdcall(vcpu);
+      throw error;
+    }
+    const leaf = TdcallLeaf.MEM_PAGE_ACCEPT;
+    if (typeof status !== 'bigint')
+      return this.#tdcallAfterFlow(td, vcpu, leaf, rcx, undefined, status) as Promise<bigint>;
+    this.#leaveTdcall(vcpu);
+    return this.#completeTdcall(td, vcpu, leaf, rcx, undefined, status) as bigint | Promise<bigint>;
   }
 
   /**
@@ -807,7 +822,7 @@ export class TdxModule implements SeamcallPort {
     td: TdControl,
     vcpu: VcpuState,
     leaf: number,
-    regs: readonly bigint[],
+    regs: TdcallInput,
     out: Gprs | undefined,
     pending: Promise<bigint>,
   ): Promise<TdcallAnswer> {
@@ -834,7 +849,7 @@ export class TdxModule implements SeamcallPort {
     td: TdControl,
     vcpu: VcpuState,
     leaf: number,
-    regs: readonly bigint[],
+    regs: TdcallInput,
     out: Gprs | undefined,
     status: bigint,
   ): TdcallAnswer | Promise<TdcallAnswer> {
@@ -855,7 +870,7 @@ export class TdxModule implements SeamcallPort {
     td: TdControl,
     vcpu: VcpuState,
     leaf: number,
-    regs: readonly bigint[],
+    regs: TdcallInput,
     out: Gprs | undefined,
     status: bigint,
   ): TdcallAnswer | Promise<TdcallAnswer> {
@@ -867,14 +882,17 @@ export class TdxModule implements SeamcallPort {
         time: m.clock.now(),
         vcpu: vcpu.index,
         leaf: tdcallTraceName(leaf),
-        args: {
-          rcx: regs[1] as bigint,
-          rdx: regs[2] as bigint,
-          r10: regs[10] as bigint,
-          r11: regs[11] as bigint,
-          r12: regs[12] as bigint,
-          r13: regs[13] as bigint,
-        },
+        args:
+          typeof regs === 'bigint'
+            ? { rcx: regs, rdx: 0n, r10: 0n, r11: 0n, r12: 0n, r13: 0n }
+            : {
+                rcx: regs[1] as bigint,
+                rdx: regs[2] as bigint,
+                r10: regs[10] as bigint,
+                r11: regs[11] as bigint,
+                r12: regs[12] as bigint,
+                r13: regs[13] as bigint,
+              },
         status,
       });
     }
@@ -883,8 +901,8 @@ export class TdxModule implements SeamcallPort {
         'vcpu %d %s rcx=0x%s rdx=0x%s -> %s',
         vcpu.index,
         tdcallLeafName(leaf) ?? `TDCALL ${leaf}`,
-        (regs[1] as bigint).toString(16),
-        (regs[2] as bigint).toString(16),
+        (typeof regs === 'bigint' ? regs : (regs[1] as bigint)).toString(16),
+        (typeof regs === 'bigint' ? 0n : (regs[2] as bigint)).toString(16),
         formatStatus(status),
       );
     const answer = out ?? status;

@@ -8,7 +8,12 @@ import {
 } from '../abi/exit-reason.js';
 import { septStateInfo as importedSeptStateInfo } from '../abi/sept-state.js';
 import { numberToU64 as importedNumberToU64 } from '../abi/u64.js';
-import { type Gprs, makeGprs as importedMakeGprs, Reg as importedReg } from '../registers.js';
+import {
+  type Gprs,
+  makeGprs as importedMakeGprs,
+  Reg as importedReg,
+  zeroGprs as importedZeroGprs,
+} from '../registers.js';
 
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
 // module cell and checked at every use: tdx-module README, "Eleventh pass").
@@ -19,13 +24,15 @@ const VmExitReason = importedVmExitReason;
 const makeGprs = importedMakeGprs;
 const numberToU64 = importedNumberToU64;
 const septStateInfo = importedSeptStateInfo;
+const zeroGprs = importedZeroGprs;
 
 /**
  * Register images of the TD exits the module produces (reference tdx-module.md §7.2, §7.3, §11, §12).
  * RAX = TDX_SUCCESS with the exit reason in bits 31:0; the other GPRs as listed, all others zero.
  */
 export function eptViolationExit(gpa: number, qualification: bigint, eeq: bigint): Gprs {
-  const regs = makeGprs();
+  // zeroGprs is inlined here (makeGprs is a call that then tests its argument): every 4K page's first ACCEPT exits.
+  const regs = zeroGprs();
   regs[Reg.RAX] = EPT_VIOLATION_RAX;
   regs[Reg.RCX] = qualification;
   regs[Reg.RDX] = eeq;

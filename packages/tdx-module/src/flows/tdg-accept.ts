@@ -18,7 +18,7 @@ import {
   septEntryTryLockPacked as importedSeptEntryTryLockPacked,
   septEntryUnlock as importedSeptEntryUnlock,
 } from '../locks/sept-entry-lock.js';
-import { type Gprs, Reg as importedReg } from '../registers.js';
+import type { Gprs } from '../registers.js';
 import type { WalkResult } from '../sept/sept-tree.js';
 import type { TdControl } from '../td/td-control.js';
 import type { VcpuState } from '../td/vcpu.js';
@@ -27,7 +27,6 @@ import type { VcpuState } from '../td/vcpu.js';
 // module cell and checked at every use: tdx-module README, "Eleventh pass").
 const LockResult = importedLockResult;
 const OperandId = importedOperandId;
-const Reg = importedReg;
 const SeptState = importedSeptState;
 const TdxStatus = importedTdxStatus;
 const acceptExit = importedAcceptExit;
@@ -40,7 +39,8 @@ const withDetail = importedWithDetail;
 const yieldAt = importedYieldAt;
 
 /**
- * TDG.MEM.PAGE.ACCEPT: RCX = level (0 or 1) | GPA. No TDR, PAMT, OP_STATE or tree lock: only the guest entry lock.
+ * TDG.MEM.PAGE.ACCEPT: RCX = level (0 or 1) | GPA (`rcx`, the only input register it reads). No TDR, PAMT,
+ * OP_STATE or tree lock: only the guest entry lock.
  * Where there is nothing to accept yet the module exits to the VMM (EPT violation, EEQ type ACCEPT) without
  * advancing RIP, so the TDCALL runs again after the VMM has resolved it. A 2M accept interrupted by a pending
  * interrupt keeps its progress in the entry's accept counter and resumes from there.
@@ -53,10 +53,11 @@ export function tdgAccept(
   runtime: VcpuRuntime,
   td: TdControl,
   vcpu: VcpuState,
-  regs: readonly bigint[],
+  rcx: bigint,
 ): bigint | Promise<bigint> {
-  // The registers are normalized at TDCALL entry: the unchecked form of checkPageInfo, nothing allocated.
-  const info = packedPageInfo(regs[Reg.RCX] as bigint, 0, 1, sharedBit(td.gpaw));
+  // RCX is a 64-bit value (the registers are normalized at TDCALL entry): the unchecked form of checkPageInfo,
+  // nothing allocated. RCX alone is read: the RAX-only ACCEPT makes no register file.
+  const info = packedPageInfo(rcx, 0, 1, sharedBit(td.gpaw));
   if (info < 0) return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RCX);
   const level = info & 7;
   return acceptFrom(m, runtime, td, vcpu, info - level, level);

@@ -1,4 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { format } from 'node:util';
+import createDebug from 'debug';
+import { afterEach, describe, expect, it } from 'vitest';
 import {
   buildTd,
   encodeLeaf,
@@ -106,5 +108,67 @@ describe('GuestCpu.acceptStatus (internal): RAX of the TDCALL, or undefined with
     expect(cpu.acceptStatus(BigInt(gpa))).toBeUndefined();
     expect(snapshot(module, trace, tdvprOf(td))).toEqual(before);
     expect(await viaTdcall(cpu, BigInt(gpa))).toBe(TdxStatus.SUCCESS);
+  });
+});
+
+describe('GuestCpu.acceptStatus (internal): the same trace as tdcall', () => {
+  /** Every outcome of the ACCEPT on one fresh TD, through `accept`; answers the statuses and the trace's events. */
+  async function outcomes(accept: (cpu: GuestCpu, pageInfo: bigint) => Promise<bigint>) {
+    const { module, td, trace, cpu } = await running();
+    const gpa = 0x4000_0000;
+    await augPage(module, td, gpa, 0);
+    const statuses: bigint[] = [];
+    for (const pageInfo of [
+      BigInt(gpa) + 1n, // 2M on a region mapped at 4K
+      BigInt(gpa), // success
+      BigInt(gpa), // already accepted
+      BigInt(gpa) + 7n, // invalid level
+      BigInt(gpa) + 0x800n, // unaligned
+      BigInt(gpa + 0x1000), // not AUGed: an exit, the VMM AUGs, then success
+      BigInt(gpa + MIB2 * 3 + 0x5000), // the same in another 2M region
+    ])
+      statuses.push(await accept(cpu, pageInfo));
+    return { statuses, events: trace.events };
+  }
+
+  const saved = { log: createDebug.log, namespaces: '' };
+  afterEach(() => {
+    createDebug.log = saved.log;
+    createDebug.disable();
+    if (saved.namespaces !== '') createDebug.enable(saved.namespaces);
+  });
+
+  /** The `tdxsim:module:tdcall` debug lines `run` logs, with the statuses and events it answers. */
+  async function logged<T>(run: () => Promise<T>): Promise<T & { lines: string[] }> {
+    saved.namespaces = createDebug.disable();
+    const lines: string[] = [];
+    createDebug.log = (...args: unknown[]) => {
+      // The time a line starts with (or its +Nms offset on a terminal) differs between runs; the rest must not.
+      lines.push(
+        format(...args)
+          .replace(/^\S+Z /, '')
+          .replace(/ \+\d+m?s$/, ''),
+      );
+    };
+    createDebug.enable('tdxsim:module:tdcall');
+    const answer = await run();
+    createDebug.disable();
+    return { ...answer, lines };
+  }
+
+  it('records the same events (RCX and the other registers of each TDCALL, times, exits) and statuses', async () => {
+    const viaRax = await outcomes(viaStatus);
+    const viaFile = await outcomes(viaTdcall);
+    // One event per TDCALL (an ACCEPT that exits is one TDCALL, traced as it completes), one per exit.
+    expect(viaRax.events.filter((event) => event.kind === 'tdcall')).toHaveLength(7);
+    expect(viaRax.events.filter((event) => event.kind === 'td-exit')).toHaveLength(2);
+    expect(viaRax).toEqual(viaFile);
+  });
+
+  it('logs the same debug lines (each TDCALL with its registers and status)', async () => {
+    const viaRax = await logged(() => outcomes(viaStatus));
+    const viaFile = await logged(() => outcomes(viaTdcall));
+    expect(viaRax.lines).toHaveLength(7);
+    expect(viaRax.lines).toEqual(viaFile.lines);
   });
 });
