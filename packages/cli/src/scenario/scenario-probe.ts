@@ -164,9 +164,9 @@ export class ScenarioProbe implements TraceSink {
   }
 
   /**
-   * What {@link record} does with a checked event. Each event's `kind` is read once, then its fields in a function of
-   * that kind: a read of a field of the trace's five event shapes at one place in the code costs more than the rest of
-   * the probe. (The module and the guest share this sink, so every event is checked: a guest's own are not trusted.)
+   * What {@link record} does with a checked event: its `kind` (read again here, next to {@link record}'s read), then
+   * its fields in a function of that kind: a read of a field of the trace's five event shapes at one place in the code
+   * costs more than the rest of the probe. (The module and the guest share this sink, so every event is checked: a guest's own are not trusted.)
    */
   #take(event: TraceEvent): void {
     this.#keepTrace?.push(event);
