@@ -209,6 +209,32 @@ describe('ScenarioProbe: every kind of event, read by its own reader', () => {
     ]);
   });
 
+  it('a call of each lane, failed or not, drawn the same from the first calls and from the ring before a mark', () => {
+    const calls: TimelineCall[] = [
+      [1, 'v', 'TDH.MEM.PAGE.AUG', 0],
+      [2, 'v', 'TDH.MEM.PAGE.AUG', 1],
+      [3, 'g', 'TDG.MEM.PAGE.ACCEPT', 0],
+      [4, 'g', 'TDG.MEM.PAGE.ACCEPT', 1],
+      [5, 'e', 'EPT_VIOLATION', 0],
+    ];
+    const eventOf = ([time, lane, label, failed]: TimelineCall, shift: number): TraceEvent => {
+      const status = failed === 1 ? 0xc000_0000_0000_0000n : 0n;
+      if (lane === 'v') return { kind: 'seamcall', time: time + shift, leaf: label, args: {}, status };
+      if (lane === 'g') return { kind: 'tdcall', time: time + shift, vcpu: 0, leaf: label, args: {}, status };
+      return { kind: 'td-exit', time: time + shift, vcpu: 0, reason: label, regs: {} };
+    };
+    const probe = new ScenarioProbe();
+    // 25 rounds of the five: the first 120 calls as tuples, the last 80 through the ring.
+    for (let round = 0; round < 25; round++)
+      for (const call of calls) probe.record(eventOf(call, round * 10));
+    expect(probe.window().calls.slice(0, 5)).toEqual(calls);
+    probe.mark();
+    const window = probe.window();
+    expect(window.calls.slice(-5)).toEqual(calls.map(([time, ...rest]) => [time + 240, ...rest]));
+    expect(window.skipped).toEqual({ before: 45, after: 0 });
+    expect(window.marked).toBe(78);
+  });
+
   it('record refuses what is not a TraceEvent (a guest hands its own events to the same sink)', () => {
     const probe = new ScenarioProbe();
     expect(() => probe.record({ kind: 'seamcall' } as unknown as TraceEvent)).toThrow(/must be a TraceEvent/);

@@ -73,9 +73,9 @@ export class ScenarioProbe implements TraceSink {
    * that the calls nobody draws allocate nothing); frozen at the mark. Slot `#ringNext` is the oldest once full.
    */
   readonly #ringTime = new Float64Array(WINDOW_BEFORE);
-  readonly #ringLane: TimelineCall[1][] = new Array(WINDOW_BEFORE).fill('v');
   readonly #ringLabel: string[] = new Array(WINDOW_BEFORE).fill('');
-  readonly #ringFailed = new Uint8Array(WINDOW_BEFORE);
+  /** The lane and whether the call failed, in one byte ({@link LANE_CODES}). */
+  readonly #ringLaneFailed = new Uint8Array(WINDOW_BEFORE);
   #ringNext = 0;
   #ringSize = 0;
   readonly #after = emptyCallList();
@@ -147,14 +147,26 @@ export class ScenarioProbe implements TraceSink {
 
   /** Receives one trace record: counts it and adds it to the timeline (and to the kept trace, when asked). */
   record(event: TraceEvent): void {
-    assertTraceEvent('event', event);
+    if (typeof event !== 'object' || event === null) assertTraceEvent('event', event);
+    // The one read over every event shape: a matrix worker's probe sees all five, and a read that has seen more than
+    // four is a generic lookup. The time is read where one kind's events are seen, each its own read.
+    const kind = event.kind;
+    const timed =
+      kind === 'seamcall'
+        ? typeof event.time === 'number'
+        : kind === 'tdcall'
+          ? typeof event.time === 'number'
+          : kind === 'td-exit'
+            ? typeof event.time === 'number'
+            : typeof event.time === 'number';
+    if (!timed || typeof kind !== 'string') assertTraceEvent('event', event);
     this.#take(event);
   }
 
   /**
-   * What {@link record} does with a checked event. Each event's `kind` is read once, then its fields in a function of
-   * that kind: a read of a field of the trace's five event shapes at one place in the code costs more than the rest of
-   * the probe. (The module and the guest share this sink, so every event is checked: a guest's own are not trusted.)
+   * What {@link record} does with a checked event: its `kind` (read again here, next to {@link record}'s read), then
+   * its fields in a function of that kind: a read of a field of the trace's five event shapes at one place in the code
+   * costs more than the rest of the probe. (The module and the guest share this sink, so every event is checked: a guest's own are not trusted.)
    */
   #take(event: TraceEvent): void {
     this.#keepTrace?.push(event);
@@ -166,7 +178,7 @@ export class ScenarioProbe implements TraceSink {
     if (kind === 'seamcall') this.#seamcall(event);
     else if (kind === 'tdcall') {
       this.counters.tdcalls++;
-      this.#keep(event.time, 'g', event.leaf, failed(event.status));
+      this.#keep(event.time, LANE_G | failed(event.status), event.leaf);
     } else if (kind === 'td-exit') this.#tdExit(event);
     else if (kind === 'vmm-reply') {
       // The request a reply answers, before the evidence sink forgets it.
@@ -191,7 +203,7 @@ export class ScenarioProbe implements TraceSink {
     if (counted.removes) this.#evidence.record(event);
     counted.count++;
     // VP.ENTER is the other half of every TD exit: keep the timeline for the calls that change memory.
-    if (counted.drawn) this.#keep(event.time, 'v', leaf, failed(event.status));
+    if (counted.drawn) this.#keep(event.time, LANE_V | failed(event.status), leaf);
   }
 
   /** The count of `leaf` (made, at 0, at its first call), which then replaces the older of {@link #recentLeaf}. */
@@ -222,11 +234,10 @@ export class ScenarioProbe implements TraceSink {
     if (mapGpa !== undefined) {
       this.#keep(
         event.time,
-        'e',
+        LANE_E,
         `MapGPA 0x${mapGpa.start.toString(16)}..0x${mapGpa.end.toString(16)} to ${mapGpa.toShared ? 'shared' : 'private'}`,
-        0,
       );
-    } else this.#keep(event.time, 'e', reason, 0);
+    } else this.#keep(event.time, LANE_E, reason);
   }
 
   /** The VMM's reply to the MapGPA call `request`. */
@@ -239,9 +250,8 @@ export class ScenarioProbe implements TraceSink {
     const where = `0x${request.start.toString(16)}..0x${request.end.toString(16)}`;
     this.#keep(
       event.time,
-      'e',
+      LANE_E | (status === 'SUCCESS' || status === 'RETRY' ? 0 : 1),
       `MapGPA ${where} → ${status}${status === 'RETRY' ? ` R11=${hexOrUndefined(event.regs.r11)}` : ''}`,
-      status === 'SUCCESS' || status === 'RETRY' ? 0 : 1,
     );
   }
 
@@ -250,19 +260,21 @@ export class ScenarioProbe implements TraceSink {
     return this.#evidence.takeEvidence();
   }
 
-  /** One call of the timeline: a tuple only where it is kept as one (the first calls, those after the mark). */
-  #keep(time: number, lane: TimelineCall[1], label: string, failure: 0 | 1): void {
-    this.#calls++;
-    if (this.#first.length < WINDOW_BEFORE + WINDOW_AFTER) this.#first.push([time, lane, label, failure]);
+  /**
+   * One call of the timeline, its lane and failure as one {@link LaneFailed} code: a tuple only where it is kept as one
+   * (the first calls, those after the mark).
+   */
+  #keep(time: number, laneFailed: LaneFailed, label: string): void {
+    // The first calls are the calls seen so far until there are WINDOW_BEFORE + WINDOW_AFTER of them.
+    if (this.#calls++ < WINDOW_BEFORE + WINDOW_AFTER) this.#first.push(callOf(time, laneFailed, label));
     if (this.#markedAt === undefined) {
       const at = this.#ringNext;
       this.#ringTime[at] = time;
-      this.#ringLane[at] = lane;
       this.#ringLabel[at] = label;
-      this.#ringFailed[at] = failure;
+      this.#ringLaneFailed[at] = laneFailed;
       this.#ringNext = at + 1 === WINDOW_BEFORE ? 0 : at + 1;
       if (this.#ringSize < WINDOW_BEFORE) this.#ringSize++;
-    } else if (this.#after.length < WINDOW_AFTER) this.#after.push([time, lane, label, failure]);
+    } else if (this.#after.length < WINDOW_AFTER) this.#after.push(callOf(time, laneFailed, label));
   }
 
   /** The last calls before the mark (at most WINDOW_BEFORE), oldest first, as tuples. */
@@ -271,15 +283,32 @@ export class ScenarioProbe implements TraceSink {
     const oldest = this.#ringSize < WINDOW_BEFORE ? 0 : this.#ringNext;
     for (let k = 0; k < this.#ringSize; k++) {
       const at = (oldest + k) % WINDOW_BEFORE;
-      calls.push([
-        this.#ringTime[at] as number,
-        this.#ringLane[at] as TimelineCall[1],
-        this.#ringLabel[at] as string,
-        this.#ringFailed[at] === 1 ? 1 : 0,
-      ]);
+      calls.push(
+        callOf(
+          this.#ringTime[at] as number,
+          this.#ringLaneFailed[at] as LaneFailed,
+          this.#ringLabel[at] as string,
+        ),
+      );
     }
     return calls;
   }
+}
+
+/**
+ * A call's lane and whether it failed, in one small integer: the lane times two, plus 1 when it failed (one byte of
+ * the ring, and one argument, instead of a lane's string and a flag).
+ */
+type LaneFailed = number;
+/** The lanes of {@link LaneFailed}: a SEAMCALL (the VMM), a TDCALL (the guest), a TD exit or VMM reply. */
+const LANE_V = 0;
+const LANE_G = 2;
+const LANE_E = 4;
+const LANES: readonly TimelineCall[1][] = ['v', 'g', 'e'];
+
+/** The call of the timeline a {@link LaneFailed} code stands in. */
+function callOf(time: number, laneFailed: LaneFailed, label: string): TimelineCall {
+  return [time, LANES[laneFailed >> 1] as TimelineCall[1], label, (laneFailed & 1) === 1 ? 1 : 0];
 }
 
 /** The SEAMCALLs of one leaf so far, and whether the timeline draws them. */
