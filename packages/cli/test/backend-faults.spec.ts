@@ -3,16 +3,17 @@
  * the same backend without the kick fails `check` on TLB tracking; each kind of backend fault ends as `error` with
  * the right message, the report written, exit 1, and the process ending.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { CONFORMANCE_RULES } from '@tdxsim/testkit';
 import { describe, expect, it, vi } from 'vitest';
+import { fileTempDir } from '../../../test/temp-dir.js';
 import type { RunReport } from '../src/report/json-report.js';
 import { type CliRun, EXAMPLES, FIXTURES, REPO_ROOT, runCli } from './run-cli.js';
 
 /** Outside the repository: the backend file's `@tdxsim/*` imports resolve from the CLI. */
-const dir = mkdtempSync(join(tmpdir(), 'tdxsim-backend-'));
+const dir = fileTempDir('tdxsim-backend-');
 
 /** The code block of the root README that follows `marker`. */
 function readmeBlock(marker: string): string {

@@ -1,13 +1,13 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { testTempDir } from '../../../test/temp-dir.js';
 import { runMain } from './run-cli.js';
 
 // `tdxsim bench` measures; the tests only check what it runs and reports (a time is never asserted).
 describe('tdxsim bench', () => {
   it('--only swiotlb --vmm hyperv-512 --quick: one row, no figures, the JSON of what ran', async () => {
-    const json = join(mkdtempSync(join(tmpdir(), 'tdxsim-bench-')), 'bench.json');
+    const json = join(testTempDir('tdxsim-bench-'), 'bench.json');
     const run = await runMain([
       'bench',
       '--quick',
@@ -48,7 +48,7 @@ describe('tdxsim bench', () => {
   });
 
   it('--only exit-4k measures the 4K exit path of each backend selected: KVM with linux, Hyper-V with asterinas', async () => {
-    const json = join(mkdtempSync(join(tmpdir(), 'tdxsim-bench-')), 'bench.json');
+    const json = join(testTempDir('tdxsim-bench-'), 'bench.json');
     const run = await runMain([
       'bench',
       '--quick',
@@ -121,7 +121,7 @@ describe('tdxsim bench', () => {
     expect(bad.stderr).toMatch(/teleport/);
   });
   it('--only fuzz runs the campaigns in a child process: its first campaign on a line of its own, the others judged', async () => {
-    const json = join(mkdtempSync(join(tmpdir(), 'tdxsim-bench-')), 'bench.json');
+    const json = join(testTempDir('tdxsim-bench-'), 'bench.json');
     const run = await runMain(['bench', '--quick', '--only', 'fuzz', '--runs', '2', '--json', json]);
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/^fuzz: 2 campaigns of 81 cases \(seeds 1\.\.2\) in a fresh node process/m);

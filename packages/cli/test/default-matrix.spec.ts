@@ -5,19 +5,19 @@
  * the C example guest with the TypeScript guest read the presets' results from this run's report
  * (support/wasm-guest-compare.ts).
  */
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { guestPresets } from '@tdxsim/guest';
 import { hostileVmms } from '@tdxsim/testkit';
 import { XMLParser } from 'fast-xml-parser';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { fileTempDir } from '../../../test/temp-dir.js';
 import { type RunReport, readRunReport, runReportValidator } from '../src/report/json-report.js';
 import { expectSavedReportReproduced } from './behaviour-snapshot.js';
 import { type CliRun, cliCommand, REPO_ROOT, runCli } from './run-cli.js';
 import { describeWasmGuestComparison } from './support/wasm-guest-compare.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'tdxsim-default-'));
+const dir = fileTempDir('tdxsim-default-');
 const POLICIES = Object.keys(guestPresets);
 const HONEST = ['kvm', 'kvm-events', 'hyperv-512', 'hyperv-2048', 'hyperv-8192'];
 const WORKLOADS = ['swiotlb-1g', 'accept-4g', 'churn', 'dma-small'];

@@ -4,13 +4,14 @@
  * of the defective example guest shrunk, and its schedules replayed byte for byte (the wasm guest's TDCALLs are yield
  * points the scheduler decides, even on a busy machine); bad --guest lines as usage errors.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { guestRaceScenarios } from '@tdxsim/testkit';
 import { XMLParser } from 'fast-xml-parser';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { fileTempDir } from '../../../test/temp-dir.js';
 import { type ExploreReport, exploreReportValidator } from '../src/explore/explore-report.js';
 import { runCli, runMain } from './run-cli.js';
 import {
@@ -24,7 +25,7 @@ import {
 
 warnIfNoClang('explore-guest.spec.ts');
 
-const dir = mkdtempSync(join(tmpdir(), 'tdxsim-explore-guest-'));
+const dir = fileTempDir('tdxsim-explore-guest-');
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
 const readReport = (file: string): ExploreReport => JSON.parse(readFileSync(file, 'utf8')) as ExploreReport;
 

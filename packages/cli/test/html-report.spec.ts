@@ -2,12 +2,12 @@
  * The HTML report in headless Chromium: the legend, the axes, the marked violation (page and call), the timeline
  * centred on it, the filter by outcome and the search box, and screenshots of them.
  */
-import { existsSync, mkdtempSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fileTempDir } from '../../../test/temp-dir.js';
 import { BAND_STATES } from '../src/report/gpa-map-svg.js';
 import { FIXTURES, runCli } from './run-cli.js';
 
@@ -20,7 +20,7 @@ if (!hasChromium) {
   );
 }
 
-const dir = mkdtempSync(join(tmpdir(), 'tdxsim-html-'));
+const dir = fileTempDir('tdxsim-html-');
 /** Screenshots stay here for a look (CI keeps the directory it prints). */
 const shots = process.env.TDXSIM_SCREENSHOTS ?? dir;
 

@@ -4,15 +4,15 @@
  * they check is the same, without a process start each); the ones about the process itself run it: a shard beside
  * the in-process ones, a backend file it imports, exit codes reaching the shell.
  */
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { fileTempDir } from '../../../test/temp-dir.js';
 import { DEFAULT_EXPECTATIONS_FILE } from '../src/expectations/expectations.js';
 import type { RunReport } from '../src/report/json-report.js';
 import { FIXTURES, runCli, runMain } from './run-cli.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'tdxsim-run-'));
+const dir = fileTempDir('tdxsim-run-');
 const readReport = (file: string): RunReport => JSON.parse(readFileSync(file, 'utf8')) as RunReport;
 /**
  * A small matrix with one expected UNSAFE finding: openvmm believes an R11 past the end of its request. The honest

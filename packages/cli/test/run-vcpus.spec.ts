@@ -3,12 +3,12 @@
  * at once under a seeded scheduler, judged as usual (safety monitor, ledger = module truth on honest VMMs); the same
  * seed gives the same run, and a report replays exactly.
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TraceEvent } from '@tdxsim/tdx-module';
 import { churn, dmaSmall, swiotlb1g, traceText } from '@tdxsim/testkit';
 import { describe, expect, it } from 'vitest';
+import { testTempDir } from '../../../test/temp-dir.js';
 import { builtinCatalog } from '../src/catalog/catalog.js';
 import { runMatrix } from '../src/matrix/run-matrix.js';
 import { runScenario } from '../src/scenario/run-scenario.js';
@@ -89,7 +89,7 @@ describe('runScenario on several vCPUs', () => {
 
 describe('tdxsim run --vcpus', () => {
   it('runs the matrix on 4 vCPUs under PCT, records it in the report, and the report replays exactly', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tdxsim-vcpus-'));
+    const dir = testTempDir('tdxsim-vcpus-');
     const json = join(dir, 'run.json');
     // The run and the replay in this process (the run's scenarios run on the matrix's worker thread either way): what
     // is checked is the report and the replay's verdict, the same without a process start of about a CPU-second

@@ -1,10 +1,10 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { dmaSmall, swiotlb1g } from '@tdxsim/testkit';
 import { InvalidArgumentError } from 'commander';
 import { XMLParser } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
+import { testTempDir } from '../../../test/temp-dir.js';
 import { builtinCatalog } from '../src/catalog/catalog.js';
 import { honestVmms } from '../src/catalog/vmm-catalog.js';
 import { Expectations, expectationsOf, isChange, matchesPattern } from '../src/expectations/expectations.js';
@@ -138,7 +138,7 @@ describe('a scenario counts what crossed the boundaries', () => {
   }, 60_000);
 
   it('--trace-json: the full timeline as Chrome trace events, one per call, on vCPU and VMM tracks', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tdxsim-trace-'));
+    const dir = testTempDir('tdxsim-trace-');
     const kvm = honestVmms()[0];
     if (kvm === undefined) throw new Error('catalog changed');
     const spec = { policy: 'linux', vmm: 'kvm', workload: 'dma-small', seed: 1, amount: 5 };
@@ -428,7 +428,7 @@ describe('colours', () => {
 
 describe('trace JSON writer', () => {
   it('writes valid JSON even for an empty scenario', () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'tdxsim-trace-')), 'empty.trace.json');
+    const file = join(testTempDir('tdxsim-trace-'), 'empty.trace.json');
     new TraceJsonWriter(file, 'x/y/z').close();
     const events = JSON.parse(readFileSync(file, 'utf8')) as { ph: string }[];
     expect(events.every((e) => e.ph === 'M')).toBe(true);

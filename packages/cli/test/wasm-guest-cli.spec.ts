@@ -9,11 +9,11 @@
  * (`--jobs 1`): each wasm guest runs on a thread of its own beside its scenario's, and a second worker made the file
  * cost about an eighth more CPU on a busy machine.
  */
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { fileTempDir, testTempDir } from '../../../test/temp-dir.js';
 import { type RunReport, runReportValidator } from '../src/report/json-report.js';
 import { runCli, runMain } from './run-cli.js';
 import {
@@ -27,7 +27,7 @@ import {
 
 warnIfNoClang('wasm-guest-cli.spec.ts');
 
-const dir = mkdtempSync(join(tmpdir(), 'tdxsim-wasm-cli-'));
+const dir = fileTempDir('tdxsim-wasm-cli-');
 const readReport = (file: string): RunReport => JSON.parse(readFileSync(file, 'utf8')) as RunReport;
 
 describe.skipIf(!hasClang)('tdxsim run --guest', () => {
@@ -156,7 +156,7 @@ describe.skipIf(!hasClang)('tdxsim run --guest', () => {
   it('bad --guest lines are usage errors (exit 2) naming the file, before anything runs', async () => {
     const text = join(dir, 'not-wasm.wasm');
     writeFileSync(text, 'not a wasm module');
-    const twin = join(mkdtempSync(join(tmpdir(), 'tdxsim-twin-')), 'kernel-guest.wasm');
+    const twin = join(testTempDir('tdxsim-twin-'), 'kernel-guest.wasm');
     copyFileSync(good, twin);
     for (const [args, message] of [
       [['--guest', '/nonexistent/g.wasm'], /^tdxsim: guest file "\/nonexistent\/g\.wasm" does not exist$/],
