@@ -130,6 +130,18 @@ export const SHARED_IDLE_MS = 200;
  */
 const MAX_LISTING_GAP = 64;
 
+/**
+ * Whether a check of {@link badRegister} has met a register outside [0, 2^63) (an error status, or a bad register).
+ * Until then the 16 registers are checked with one range check of their OR, which V8 compiles to 64-bit integer
+ * operations while every operand it has seen fits a signed 64-bit integer; once one did not, those operations call
+ * the generic bigint code, each making a bigint, and cost more than a check per register, so they run no more.
+ */
+let wideRegisterSeen = false;
+
+/** `value` is a bigint in [0, 2^64): reducing it to 64 bits changes nothing (one call, where two comparisons are two). */
+const isU64 = (value: unknown): value is bigint =>
+  typeof value === 'bigint' && BigInt.asUintN(64, value) === value;
+
 /** The first register of `regs` that is not a 64-bit bigint, named, or undefined when all 16 are. */
 export function badRegister(regs: unknown): { register: string; text: string } | undefined {
   if (!Array.isArray(regs)) {
@@ -138,13 +150,70 @@ export function badRegister(regs: unknown): { register: string; text: string } |
   if (regs.length !== 16) {
     return { register: 'regs', text: `${regs.length} registers instead of 16 (makeGprs builds all 16)` };
   }
-  for (let i = 0; i < 16; i++) {
-    const value: unknown = regs[i];
-    // In [0, 2^64) exactly when reducing to 64 bits changes nothing (one call: cheaper than two comparisons). The
-    // register's name is looked up only for the message: three checks of 16 registers on every TD exit pass here.
-    if (typeof value !== 'bigint' || BigInt.asUintN(64, value) !== value) return badRegisterAt(i, value);
+  // Each register read once (a getter or a Proxy answers the checks what it answers the check that names it). Three
+  // checks of 16 registers on every TD exit pass here; the register's name is looked up only for the message.
+  const r0: unknown = regs[0];
+  const r1: unknown = regs[1];
+  const r2: unknown = regs[2];
+  const r3: unknown = regs[3];
+  const r4: unknown = regs[4];
+  const r5: unknown = regs[5];
+  const r6: unknown = regs[6];
+  const r7: unknown = regs[7];
+  const r8: unknown = regs[8];
+  const r9: unknown = regs[9];
+  const r10: unknown = regs[10];
+  const r11: unknown = regs[11];
+  const r12: unknown = regs[12];
+  const r13: unknown = regs[13];
+  const r14: unknown = regs[14];
+  const r15: unknown = regs[15];
+  if (
+    !wideRegisterSeen &&
+    typeof r0 === 'bigint' &&
+    typeof r1 === 'bigint' &&
+    typeof r2 === 'bigint' &&
+    typeof r3 === 'bigint' &&
+    typeof r4 === 'bigint' &&
+    typeof r5 === 'bigint' &&
+    typeof r6 === 'bigint' &&
+    typeof r7 === 'bigint' &&
+    typeof r8 === 'bigint' &&
+    typeof r9 === 'bigint' &&
+    typeof r10 === 'bigint' &&
+    typeof r11 === 'bigint' &&
+    typeof r12 === 'bigint' &&
+    typeof r13 === 'bigint' &&
+    typeof r14 === 'bigint' &&
+    typeof r15 === 'bigint'
+  ) {
+    // Bigints OR to a value in [0, 2^63) exactly when each of them is in [0, 2^63) (a negative one ORs negative).
+    const or = r0 | r1 | r2 | r3 | r4 | r5 | r6 | r7 | r8 | r9 | r10 | r11 | r12 | r13 | r14 | r15;
+    if (BigInt.asUintN(63, or) === or) return undefined;
+    wideRegisterSeen = true;
   }
-  return undefined;
+  if (
+    isU64(r0) &&
+    isU64(r1) &&
+    isU64(r2) &&
+    isU64(r3) &&
+    isU64(r4) &&
+    isU64(r5) &&
+    isU64(r6) &&
+    isU64(r7) &&
+    isU64(r8) &&
+    isU64(r9) &&
+    isU64(r10) &&
+    isU64(r11) &&
+    isU64(r12) &&
+    isU64(r13) &&
+    isU64(r14) &&
+    isU64(r15)
+  ) {
+    return undefined;
+  }
+  const values = [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15];
+  for (let i = 0; ; i++) if (!isU64(values[i])) return badRegisterAt(i, values[i]);
 }
 
 /** What {@link badRegister} says of register `i`, whose `value` failed its check. */
