@@ -51,8 +51,11 @@ const isPageAddress = (value: unknown): boolean =>
   value < ADDRESS_LIMIT &&
   value % 4096 === 0;
 
+/** A register read that has not happened: the read of a register before it threw. */
+const NOT_READ = Symbol('not read');
+
 /**
- * Whether {@link isExit} has met a register outside [0, 2^63) (a TDVMCALL's error status, say). Until then it checks
+ * Whether {@link isExit} has met 16 bigint registers not all in [0, 2^63) (a TDVMCALL's error status, say). Until then it checks
  * the first 16 with one range check of their OR, which V8 compiles to 64-bit integer operations while every operand
  * it has seen fits a signed 64-bit integer; once one did not, those operations call the generic bigint code, each
  * making a bigint, and cost more than a check per register, so they run no more.
@@ -75,25 +78,50 @@ export function isExit(value: unknown): value is TdExitEvent {
   if (typeof index !== 'number' || !Number.isInteger(index) || index < 0 || index > 0xffff) return false;
   const regs = exit.regs;
   if (!Array.isArray(regs)) return false;
-  const length = regs.length;
-  if (length < 16) return false;
-  // Each register read once (a getter or a Proxy answers one read for both checks).
-  const r0: unknown = regs[0];
-  const r1: unknown = regs[1];
-  const r2: unknown = regs[2];
-  const r3: unknown = regs[3];
-  const r4: unknown = regs[4];
-  const r5: unknown = regs[5];
-  const r6: unknown = regs[6];
-  const r7: unknown = regs[7];
-  const r8: unknown = regs[8];
-  const r9: unknown = regs[9];
-  const r10: unknown = regs[10];
-  const r11: unknown = regs[11];
-  const r12: unknown = regs[12];
-  const r13: unknown = regs[13];
-  const r14: unknown = regs[14];
-  const r15: unknown = regs[15];
+  if (regs.length < 16) return false;
+  // Each register read once (a getter or a Proxy answers one read for both checks). All 16 are read before any is
+  // checked: should a read throw, the registers read before it are checked in order first, so the answer is what a
+  // check per register gives (false at a bad one, else the read's error).
+  let r0: unknown = NOT_READ,
+    r1: unknown = NOT_READ,
+    r2: unknown = NOT_READ,
+    r3: unknown = NOT_READ,
+    r4: unknown = NOT_READ,
+    r5: unknown = NOT_READ,
+    r6: unknown = NOT_READ,
+    r7: unknown = NOT_READ,
+    r8: unknown = NOT_READ,
+    r9: unknown = NOT_READ,
+    r10: unknown = NOT_READ,
+    r11: unknown = NOT_READ,
+    r12: unknown = NOT_READ,
+    r13: unknown = NOT_READ,
+    r14: unknown = NOT_READ,
+    r15: unknown = NOT_READ;
+  try {
+    r0 = regs[0];
+    r1 = regs[1];
+    r2 = regs[2];
+    r3 = regs[3];
+    r4 = regs[4];
+    r5 = regs[5];
+    r6 = regs[6];
+    r7 = regs[7];
+    r8 = regs[8];
+    r9 = regs[9];
+    r10 = regs[10];
+    r11 = regs[11];
+    r12 = regs[12];
+    r13 = regs[13];
+    r14 = regs[14];
+    r15 = regs[15];
+  } catch (error) {
+    for (const read of [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15]) {
+      if (read === NOT_READ) break;
+      if (!isU64(read)) return false;
+    }
+    throw error;
+  }
   let first16 = false;
   if (
     !wideRegisterSeen &&
@@ -142,7 +170,7 @@ export function isExit(value: unknown): value is TdExitEvent {
   ) {
     return false;
   }
-  for (let i = 16; i < length; i++) if (!isU64(regs[i])) return false;
+  for (let i = 16; i < regs.length; i++) if (!isU64(regs[i])) return false;
   return true;
 }
 

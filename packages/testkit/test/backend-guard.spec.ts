@@ -73,6 +73,17 @@ class BareVmm implements Vmm {
   }
 }
 
+/** Registers of `makeGprs()` with the values of `set`, whose read of register `index` throws. */
+function throwingAt(index: number, set: Record<number, unknown>): unknown[] {
+  const values: unknown[] = [...makeGprs()];
+  for (const [at, value] of Object.entries(set)) values[Number(at)] = value;
+  return new Proxy(values, {
+    get(target, key, receiver) {
+      if (key === String(index)) throw new Error(`the getter of register ${index} threw`);
+      return Reflect.get(target, key, receiver);
+    },
+  });
+}
 /**
  * 16 registers (`base`'s, zeros by default) whose register `index` answers `first` to its first read and `later` to
  * every read after, and each register's count of reads.
@@ -354,10 +365,19 @@ describe('BackendGuard', () => {
     for (let pass = 0; pass < 2; pass++) {
       const goodFirst = changingRegisters(Reg.R11, 5n, tooWide);
       expect(fresh(goodFirst.regs)).toBeUndefined();
-      expect(goodFirst.reads).toEqual(new Array(16).fill(1));
+      expect(goodFirst.reads.every((n) => n <= 1)).toBe(true);
+      expect(goodFirst.reads[Reg.R11]).toBe(1);
       const badFirst = changingRegisters(Reg.R11, tooWide, 5n);
       expect(fresh(badFirst.regs)).toEqual(outside);
-      expect(badFirst.reads).toEqual(new Array(16).fill(1));
+      expect(badFirst.reads.every((n) => n <= 1)).toBe(true);
+      expect(badFirst.reads[Reg.R11]).toBe(1);
+      // A read that throws after a bad register: the bad register is named, as a check per register stops there.
+      expect(fresh(throwingAt(Reg.R12, { [Reg.RBX]: 'x' }))).toEqual({
+        register: 'RBX',
+        text: 'RBX = "x" (a string), not a bigint',
+      });
+      // A read that throws with none bad before it: the read's error.
+      expect(() => fresh(throwingAt(Reg.R12, {}))).toThrow('the getter of register 12 threw');
     }
 
     // Through a scenario: a reply's later reads are those of the next entry's check, which names the register.

@@ -131,7 +131,7 @@ export const SHARED_IDLE_MS = 200;
 const MAX_LISTING_GAP = 64;
 
 /**
- * Whether a check of {@link badRegister} has met a register outside [0, 2^63) (an error status, or a bad register).
+ * Whether a check of {@link badRegister} has met 16 bigint registers not all in [0, 2^63) (an error status, say).
  * Until then the 16 registers are checked with one range check of their OR, which V8 compiles to 64-bit integer
  * operations while every operand it has seen fits a signed 64-bit integer; once one did not, those operations call
  * the generic bigint code, each making a bigint, and cost more than a check per register, so they run no more.
@@ -151,23 +151,45 @@ export function badRegister(regs: unknown): { register: string; text: string } |
     return { register: 'regs', text: `${regs.length} registers instead of 16 (makeGprs builds all 16)` };
   }
   // Each register read once (a getter or a Proxy answers the checks what it answers the check that names it). Three
-  // checks of 16 registers on every TD exit pass here; the register's name is looked up only for the message.
-  const r0: unknown = regs[0];
-  const r1: unknown = regs[1];
-  const r2: unknown = regs[2];
-  const r3: unknown = regs[3];
-  const r4: unknown = regs[4];
-  const r5: unknown = regs[5];
-  const r6: unknown = regs[6];
-  const r7: unknown = regs[7];
-  const r8: unknown = regs[8];
-  const r9: unknown = regs[9];
-  const r10: unknown = regs[10];
-  const r11: unknown = regs[11];
-  const r12: unknown = regs[12];
-  const r13: unknown = regs[13];
-  const r14: unknown = regs[14];
-  const r15: unknown = regs[15];
+  // checks of 16 registers on every TD exit pass here; the register's name is looked up only for the message. All 16
+  // are read before any is checked (a check per register stopped at the first bad one): should a read throw, the
+  // registers read before it are checked in order first, so the verdict is the per-register check's.
+  let r0: unknown = NOT_READ,
+    r1: unknown = NOT_READ,
+    r2: unknown = NOT_READ,
+    r3: unknown = NOT_READ,
+    r4: unknown = NOT_READ,
+    r5: unknown = NOT_READ,
+    r6: unknown = NOT_READ,
+    r7: unknown = NOT_READ,
+    r8: unknown = NOT_READ,
+    r9: unknown = NOT_READ,
+    r10: unknown = NOT_READ,
+    r11: unknown = NOT_READ,
+    r12: unknown = NOT_READ,
+    r13: unknown = NOT_READ,
+    r14: unknown = NOT_READ,
+    r15: unknown = NOT_READ;
+  try {
+    r0 = regs[0];
+    r1 = regs[1];
+    r2 = regs[2];
+    r3 = regs[3];
+    r4 = regs[4];
+    r5 = regs[5];
+    r6 = regs[6];
+    r7 = regs[7];
+    r8 = regs[8];
+    r9 = regs[9];
+    r10 = regs[10];
+    r11 = regs[11];
+    r12 = regs[12];
+    r13 = regs[13];
+    r14 = regs[14];
+    r15 = regs[15];
+  } catch (error) {
+    return badBeforeThrow(error, [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15]);
+  }
   if (
     !wideRegisterSeen &&
     typeof r0 === 'bigint' &&
@@ -214,6 +236,18 @@ export function badRegister(regs: unknown): { register: string; text: string } |
   }
   const values = [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15];
   for (let i = 0; ; i++) if (!isU64(values[i])) return badRegisterAt(i, values[i]);
+}
+
+/** A register read that has not happened: the read of a register before it threw. */
+const NOT_READ = Symbol('not read');
+
+/**
+ * What {@link badRegister} says when reading a register threw `error`: the first bad register read before it, as a
+ * check per register would have stopped there; else the read's error, as that check would have met it.
+ */
+function badBeforeThrow(error: unknown, values: readonly unknown[]): { register: string; text: string } {
+  for (let i = 0; values[i] !== NOT_READ; i++) if (!isU64(values[i])) return badRegisterAt(i, values[i]);
+  throw error;
 }
 
 /** What {@link badRegister} says of register `i`, whose `value` failed its check. */
