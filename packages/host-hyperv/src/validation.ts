@@ -51,6 +51,21 @@ const isPageAddress = (value: unknown): boolean =>
   value < ADDRESS_LIMIT &&
   value % 4096 === 0;
 
+/** A register read that has not happened: the read of a register before it threw. */
+const NOT_READ = Symbol('not read');
+
+/**
+ * Whether {@link isExit} has met 16 bigint registers not all in [0, 2^63) (a TDVMCALL's error status, say). Until then it checks
+ * the first 16 with one range check of their OR, which V8 compiles to 64-bit integer operations while every operand
+ * it has seen fits a signed 64-bit integer; once one did not, those operations call the generic bigint code, each
+ * making a bigint, and cost more than a check per register, so they run no more.
+ */
+let wideRegisterSeen = false;
+
+/** `value` is a bigint in [0, 2^64): reducing it to 64 bits changes nothing (one call, where two comparisons are two). */
+const isU64 = (value: unknown): value is bigint =>
+  typeof value === 'bigint' && BigInt.asUintN(64, value) === value;
+
 /**
  * Whether `value` is a well-formed TD exit, checked without allocating anything: this runs on every exit, so only a
  * malformed one goes through the checks that name what is wrong.
@@ -62,12 +77,100 @@ export function isExit(value: unknown): value is TdExitEvent {
   if (!isPageAddress(exit.tdr) || !isPageAddress(exit.tdvpr)) return false;
   if (typeof index !== 'number' || !Number.isInteger(index) || index < 0 || index > 0xffff) return false;
   const regs = exit.regs;
-  if (!Array.isArray(regs) || regs.length < 16) return false;
-  for (let i = 0; i < regs.length; i++) {
-    const reg: unknown = regs[i];
-    // In [0, 2^64) exactly when reducing to 64 bits changes nothing (one call: cheaper than two comparisons).
-    if (typeof reg !== 'bigint' || BigInt.asUintN(64, reg) !== reg) return false;
+  if (!Array.isArray(regs)) return false;
+  if (regs.length < 16) return false;
+  // Each register read once (a getter or a Proxy answers one read for both checks). All 16 are read before any is
+  // checked: should a read throw, the registers read before it are checked in order first, so the answer is what a
+  // check per register gives (false at a bad one, else the read's error).
+  let r0: unknown = NOT_READ,
+    r1: unknown = NOT_READ,
+    r2: unknown = NOT_READ,
+    r3: unknown = NOT_READ,
+    r4: unknown = NOT_READ,
+    r5: unknown = NOT_READ,
+    r6: unknown = NOT_READ,
+    r7: unknown = NOT_READ,
+    r8: unknown = NOT_READ,
+    r9: unknown = NOT_READ,
+    r10: unknown = NOT_READ,
+    r11: unknown = NOT_READ,
+    r12: unknown = NOT_READ,
+    r13: unknown = NOT_READ,
+    r14: unknown = NOT_READ,
+    r15: unknown = NOT_READ;
+  try {
+    r0 = regs[0];
+    r1 = regs[1];
+    r2 = regs[2];
+    r3 = regs[3];
+    r4 = regs[4];
+    r5 = regs[5];
+    r6 = regs[6];
+    r7 = regs[7];
+    r8 = regs[8];
+    r9 = regs[9];
+    r10 = regs[10];
+    r11 = regs[11];
+    r12 = regs[12];
+    r13 = regs[13];
+    r14 = regs[14];
+    r15 = regs[15];
+  } catch (error) {
+    for (const read of [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15]) {
+      if (read === NOT_READ) break;
+      if (!isU64(read)) return false;
+    }
+    throw error;
   }
+  let first16 = false;
+  if (
+    !wideRegisterSeen &&
+    typeof r0 === 'bigint' &&
+    typeof r1 === 'bigint' &&
+    typeof r2 === 'bigint' &&
+    typeof r3 === 'bigint' &&
+    typeof r4 === 'bigint' &&
+    typeof r5 === 'bigint' &&
+    typeof r6 === 'bigint' &&
+    typeof r7 === 'bigint' &&
+    typeof r8 === 'bigint' &&
+    typeof r9 === 'bigint' &&
+    typeof r10 === 'bigint' &&
+    typeof r11 === 'bigint' &&
+    typeof r12 === 'bigint' &&
+    typeof r13 === 'bigint' &&
+    typeof r14 === 'bigint' &&
+    typeof r15 === 'bigint'
+  ) {
+    // Bigints OR to a value in [0, 2^63) exactly when each of them is in [0, 2^63) (a negative one ORs negative).
+    const or = r0 | r1 | r2 | r3 | r4 | r5 | r6 | r7 | r8 | r9 | r10 | r11 | r12 | r13 | r14 | r15;
+    first16 = BigInt.asUintN(63, or) === or;
+    wideRegisterSeen = !first16;
+  }
+  if (
+    !first16 &&
+    !(
+      isU64(r0) &&
+      isU64(r1) &&
+      isU64(r2) &&
+      isU64(r3) &&
+      isU64(r4) &&
+      isU64(r5) &&
+      isU64(r6) &&
+      isU64(r7) &&
+      isU64(r8) &&
+      isU64(r9) &&
+      isU64(r10) &&
+      isU64(r11) &&
+      isU64(r12) &&
+      isU64(r13) &&
+      isU64(r14) &&
+      isU64(r15)
+    )
+  ) {
+    return false;
+  }
+  for (let i = 16; i < regs.length; i++) if (!isU64(regs[i])) return false;
   return true;
 }
 

@@ -22,7 +22,7 @@ import {
   type Vmm,
 } from '@tdxsim/tdx-module';
 import createDebug from 'debug';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { SHARED_IDLE_MS } from '../src/conformance/backend-guard.js';
 import { BackendFaultError, BackendGuard, badRegister, scenarioTd, TestkitError } from '../src/index.js';
 
@@ -71,6 +71,39 @@ class BareVmm implements Vmm {
   async onTdExit(_exit: TdExitEvent): Promise<Gprs | undefined> {
     return makeGprs({ r10: TdvmcallStatus.SUCCESS });
   }
+}
+
+/** Registers of `makeGprs()` with the values of `set`, whose read of register `index` throws. */
+function throwingAt(index: number, set: Record<number, unknown>): unknown[] {
+  const values: unknown[] = [...makeGprs()];
+  for (const [at, value] of Object.entries(set)) values[Number(at)] = value;
+  return new Proxy(values, {
+    get(target, key, receiver) {
+      if (key === String(index)) throw new Error(`the getter of register ${index} threw`);
+      return Reflect.get(target, key, receiver);
+    },
+  });
+}
+/**
+ * 16 registers (`base`'s, zeros by default) whose register `index` answers `first` to its first read and `later` to
+ * every read after, and each register's count of reads.
+ */
+function changingRegisters(
+  index: number,
+  first: bigint,
+  later: bigint,
+  base: Gprs = makeGprs(),
+): { regs: unknown[]; reads: number[] } {
+  const reads = new Array<number>(16).fill(0);
+  const regs = new Proxy([...base] as unknown[], {
+    get(target, key, receiver) {
+      const i = typeof key === 'string' && /^\d+$/.test(key) ? Number(key) : -1;
+      if (i < 0 || i >= 16) return Reflect.get(target, key, receiver);
+      reads[i] = (reads[i] ?? 0) + 1;
+      return i === index ? (reads[i] === 1 ? first : later) : target[i];
+    },
+  });
+  return { regs, reads };
 }
 
 const isMapGpa = (exit: TdExitEvent): boolean =>
@@ -320,6 +353,69 @@ describe('BackendGuard', () => {
       register: 'regs',
       text: 'a object instead of an array of 16 64-bit bigints',
     });
+  });
+
+  it('reads each register once: a reply answering one value to the first read and another later cannot pass a bad one', async () => {
+    // A fresh copy of the guard's module: its register check takes another path once it met a register of 2^63 or
+    // more, so each path is seen here in turn (the first two calls on the first, the last two on the other).
+    vi.resetModules();
+    const fresh = (await import('../src/conformance/backend-guard.js')).badRegister;
+    const tooWide = 1n << 64n;
+    const outside = { register: 'R11', text: `R11 = ${tooWide}, outside 0 … 2^64 − 1` };
+    for (let pass = 0; pass < 2; pass++) {
+      const goodFirst = changingRegisters(Reg.R11, 5n, tooWide);
+      expect(fresh(goodFirst.regs)).toBeUndefined();
+      expect(goodFirst.reads.every((n) => n <= 1)).toBe(true);
+      expect(goodFirst.reads[Reg.R11]).toBe(1);
+      const badFirst = changingRegisters(Reg.R11, tooWide, 5n);
+      expect(fresh(badFirst.regs)).toEqual(outside);
+      expect(badFirst.reads.every((n) => n <= 1)).toBe(true);
+      expect(badFirst.reads[Reg.R11]).toBe(1);
+      // A read that throws after a bad register: the bad register is named, as a check per register stops there.
+      expect(fresh(throwingAt(Reg.R12, { [Reg.RBX]: 'x' }))).toEqual({
+        register: 'RBX',
+        text: 'RBX = "x" (a string), not a bigint',
+      });
+      // A read that throws with none bad before it: the read's error.
+      expect(() => fresh(throwingAt(Reg.R12, {}))).toThrow('the getter of register 12 threw');
+    }
+
+    // Through a scenario: a reply's later reads are those of the next entry's check, which names the register.
+    class ChangingReplyVmm extends BareVmm {
+      constructor(
+        module: TdxModule,
+        td: BuiltTd,
+        readonly first: bigint,
+        readonly later: bigint,
+      ) {
+        super(module, td);
+      }
+      override async onTdExit(exit: TdExitEvent): Promise<Gprs | undefined> {
+        const reply = makeGprs({ r10: TdvmcallStatus.SUCCESS });
+        if (!isMapGpa(exit)) return reply;
+        const { regs } = changingRegisters(Reg.R11, this.first, this.later, reply);
+        return regs as Gprs;
+      }
+    }
+    const faultOf = async (first: bigint, later: bigint): Promise<BackendFaultError> =>
+      (await convertUnder(
+        new BackendGuard(),
+        class extends ChangingReplyVmm {
+          constructor(module: TdxModule, td: BuiltTd) {
+            super(module, td, first, later);
+          }
+        },
+      ).catch((e: unknown) => e)) as BackendFaultError;
+    const goodFirst = await faultOf(0n, tooWide);
+    expect(goodFirst.fault.kind).toBe('bad-registers');
+    expect(goodFirst.message).toMatch(
+      /^TDH\.VP\.ENTER with R11 = 18446744073709551616, outside 0 … 2\^64 − 1$/,
+    );
+    const badFirst = await faultOf(tooWide, 0n);
+    expect(badFirst.fault.kind).toBe('bad-registers');
+    expect(badFirst.message).toMatch(
+      /^onTdExit answered the TD exit of vCPU \d .* with R11 = 18446744073709551616, outside/,
+    );
   });
 
   it('an exit handler that never answers is found as soon as nothing could answer it', async () => {

@@ -130,6 +130,18 @@ export const SHARED_IDLE_MS = 200;
  */
 const MAX_LISTING_GAP = 64;
 
+/**
+ * Whether a check of {@link badRegister} has met 16 bigint registers not all in [0, 2^63) (an error status, say).
+ * Until then the 16 registers are checked with one range check of their OR, which V8 compiles to 64-bit integer
+ * operations while every operand it has seen fits a signed 64-bit integer; once one did not, those operations call
+ * the generic bigint code, each making a bigint, and cost more than a check per register, so they run no more.
+ */
+let wideRegisterSeen = false;
+
+/** `value` is a bigint in [0, 2^64): reducing it to 64 bits changes nothing (one call, where two comparisons are two). */
+const isU64 = (value: unknown): value is bigint =>
+  typeof value === 'bigint' && BigInt.asUintN(64, value) === value;
+
 /** The first register of `regs` that is not a 64-bit bigint, named, or undefined when all 16 are. */
 export function badRegister(regs: unknown): { register: string; text: string } | undefined {
   if (!Array.isArray(regs)) {
@@ -138,13 +150,104 @@ export function badRegister(regs: unknown): { register: string; text: string } |
   if (regs.length !== 16) {
     return { register: 'regs', text: `${regs.length} registers instead of 16 (makeGprs builds all 16)` };
   }
-  for (let i = 0; i < 16; i++) {
-    const value: unknown = regs[i];
-    // In [0, 2^64) exactly when reducing to 64 bits changes nothing (one call: cheaper than two comparisons). The
-    // register's name is looked up only for the message: three checks of 16 registers on every TD exit pass here.
-    if (typeof value !== 'bigint' || BigInt.asUintN(64, value) !== value) return badRegisterAt(i, value);
+  // Each register read once (a getter or a Proxy answers the checks what it answers the check that names it). Three
+  // checks of 16 registers on every TD exit pass here; the register's name is looked up only for the message. All 16
+  // are read before any is checked (a check per register stopped at the first bad one): should a read throw, the
+  // registers read before it are checked in order first, so the verdict is the per-register check's.
+  let r0: unknown = NOT_READ,
+    r1: unknown = NOT_READ,
+    r2: unknown = NOT_READ,
+    r3: unknown = NOT_READ,
+    r4: unknown = NOT_READ,
+    r5: unknown = NOT_READ,
+    r6: unknown = NOT_READ,
+    r7: unknown = NOT_READ,
+    r8: unknown = NOT_READ,
+    r9: unknown = NOT_READ,
+    r10: unknown = NOT_READ,
+    r11: unknown = NOT_READ,
+    r12: unknown = NOT_READ,
+    r13: unknown = NOT_READ,
+    r14: unknown = NOT_READ,
+    r15: unknown = NOT_READ;
+  try {
+    r0 = regs[0];
+    r1 = regs[1];
+    r2 = regs[2];
+    r3 = regs[3];
+    r4 = regs[4];
+    r5 = regs[5];
+    r6 = regs[6];
+    r7 = regs[7];
+    r8 = regs[8];
+    r9 = regs[9];
+    r10 = regs[10];
+    r11 = regs[11];
+    r12 = regs[12];
+    r13 = regs[13];
+    r14 = regs[14];
+    r15 = regs[15];
+  } catch (error) {
+    return badBeforeThrow(error, [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15]);
   }
-  return undefined;
+  if (
+    !wideRegisterSeen &&
+    typeof r0 === 'bigint' &&
+    typeof r1 === 'bigint' &&
+    typeof r2 === 'bigint' &&
+    typeof r3 === 'bigint' &&
+    typeof r4 === 'bigint' &&
+    typeof r5 === 'bigint' &&
+    typeof r6 === 'bigint' &&
+    typeof r7 === 'bigint' &&
+    typeof r8 === 'bigint' &&
+    typeof r9 === 'bigint' &&
+    typeof r10 === 'bigint' &&
+    typeof r11 === 'bigint' &&
+    typeof r12 === 'bigint' &&
+    typeof r13 === 'bigint' &&
+    typeof r14 === 'bigint' &&
+    typeof r15 === 'bigint'
+  ) {
+    // Bigints OR to a value in [0, 2^63) exactly when each of them is in [0, 2^63) (a negative one ORs negative).
+    const or = r0 | r1 | r2 | r3 | r4 | r5 | r6 | r7 | r8 | r9 | r10 | r11 | r12 | r13 | r14 | r15;
+    if (BigInt.asUintN(63, or) === or) return undefined;
+    wideRegisterSeen = true;
+  }
+  if (
+    isU64(r0) &&
+    isU64(r1) &&
+    isU64(r2) &&
+    isU64(r3) &&
+    isU64(r4) &&
+    isU64(r5) &&
+    isU64(r6) &&
+    isU64(r7) &&
+    isU64(r8) &&
+    isU64(r9) &&
+    isU64(r10) &&
+    isU64(r11) &&
+    isU64(r12) &&
+    isU64(r13) &&
+    isU64(r14) &&
+    isU64(r15)
+  ) {
+    return undefined;
+  }
+  const values = [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15];
+  for (let i = 0; ; i++) if (!isU64(values[i])) return badRegisterAt(i, values[i]);
+}
+
+/** A register read that has not happened: the read of a register before it threw. */
+const NOT_READ = Symbol('not read');
+
+/**
+ * What {@link badRegister} says when reading a register threw `error`: the first bad register read before it, as a
+ * check per register would have stopped there; else the read's error, as that check would have met it.
+ */
+function badBeforeThrow(error: unknown, values: readonly unknown[]): { register: string; text: string } {
+  for (let i = 0; values[i] !== NOT_READ; i++) if (!isU64(values[i])) return badRegisterAt(i, values[i]);
+  throw error;
 }
 
 /** What {@link badRegister} says of register `i`, whose `value` failed its check. */
