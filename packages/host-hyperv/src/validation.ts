@@ -51,7 +51,10 @@ const isPageAddress = (value: unknown): boolean =>
   value < ADDRESS_LIMIT &&
   value % 4096 === 0;
 
-/** A register read that has not happened: the read of a register before it threw. */
+/**
+ * A register read that has not happened: the read of a register before it threw. (The backend guard's `badRegister`
+ * in @tdxsim/testkit checks its 16 registers the same way, for the same reasons.)
+ */
 const NOT_READ = Symbol('not read');
 
 /**

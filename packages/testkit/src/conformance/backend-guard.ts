@@ -238,7 +238,10 @@ export function badRegister(regs: unknown): { register: string; text: string } |
   for (let i = 0; ; i++) if (!isU64(values[i])) return badRegisterAt(i, values[i]);
 }
 
-/** A register read that has not happened: the read of a register before it threw. */
+/**
+ * A register read that has not happened: the read of a register before it threw. (Hyper-V's `isExit` in
+ * @tdxsim/host-hyperv checks an exit's first 16 registers the same way, for the same reasons.)
+ */
 const NOT_READ = Symbol('not read');
 
 /**
