@@ -26,7 +26,8 @@ function markdownFiles(): string[] {
   }
   // The longer documents the READMEs link to (the performance history, say) follow the same rule.
   if (existsSync(join(ROOT, 'docs'))) {
-    for (const name of readdirSync(join(ROOT, 'docs'))) if (name.endsWith('.md')) files.push(`docs/${name}`);
+    const documents = readdirSync(join(ROOT, 'docs'), { recursive: true, encoding: 'utf8' });
+    for (const name of documents.sort()) if (name.endsWith('.md')) files.push(join('docs', name));
   }
   return files;
 }
