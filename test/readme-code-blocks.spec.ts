@@ -6,7 +6,8 @@ import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { type CodeBlock, isCheckedLanguage, isExemptLanguage, readmeCodeBlocks } from './readme-blocks.js';
 
 /**
- * Every code block of every README (and of CONTRIBUTING.md, which states the rule) is checked:
+ * Every code block of every README (and of CONTRIBUTING.md, which states the rule, and of the documents in docs/) is
+ * checked:
  * - a TypeScript/JavaScript block runs as it stands: it is written to `.readme-blocks/`, type-checked with the
  *   repository's compiler options as a user's file importing the installed packages, and run with Node (the blocks in
  *   turn in one process, test/readme-block-runner.mjs: each must end without an error or an exit code, leaving
@@ -22,6 +23,11 @@ function markdownFiles(): string[] {
   const files = ['README.md', 'CONTRIBUTING.md'].filter((file) => existsSync(join(ROOT, file)));
   for (const name of readdirSync(join(ROOT, 'packages'))) {
     if (existsSync(join(ROOT, 'packages', name, 'README.md'))) files.push(`packages/${name}/README.md`);
+  }
+  // The longer documents the READMEs link to (the performance history, say) follow the same rule.
+  if (existsSync(join(ROOT, 'docs'))) {
+    const documents = readdirSync(join(ROOT, 'docs'), { recursive: true, encoding: 'utf8' });
+    for (const name of documents.sort()) if (name.endsWith('.md')) files.push(join('docs', name));
   }
   return files;
 }

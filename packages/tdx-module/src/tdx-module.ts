@@ -95,7 +95,7 @@ import type { VcpuOwner } from './td/vcpu-table.js';
 import type { SeamcallPort } from './vmm-port.js';
 
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
-// module cell and checked at every use: tdx-module README, "Eleventh pass").
+// module cell and checked at every use: docs/performance/tdx-module.md, "Eleventh pass").
 const TdcallLeaf = importedTdcallLeaf;
 const copyGprs = importedCopyGprs;
 const tdgAccept = importedTdgAccept;

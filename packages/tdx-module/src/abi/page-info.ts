@@ -4,7 +4,7 @@ import { sharedBit } from './gpa.js';
 import { u64ToNumber as importedU64ToNumber, numberToU64 } from './u64.js';
 
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
-// module cell and checked at every use: tdx-module README, "Eleventh pass").
+// module cell and checked at every use: docs/performance/tdx-module.md, "Eleventh pass").
 const u64ToNumber = importedU64ToNumber;
 
 /**

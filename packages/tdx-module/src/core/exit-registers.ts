@@ -16,7 +16,7 @@ import {
 } from '../registers.js';
 
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
-// module cell and checked at every use: tdx-module README, "Eleventh pass").
+// module cell and checked at every use: docs/performance/tdx-module.md, "Eleventh pass").
 const EXIT_QUALIFICATION_WRITE = importedEXIT_QUALIFICATION_WRITE;
 const EeqType = importedEeqType;
 const Reg = importedReg;

@@ -21,7 +21,7 @@ import type { HeldLocks } from './held-locks.js';
 import type { ModuleState } from './module-state.js';
 
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
-// module cell and checked at every use: tdx-module README, "Eleventh pass").
+// module cell and checked at every use: docs/performance/tdx-module.md, "Eleventh pass").
 const LifecycleState = importedLifecycleState;
 const OperandId = importedOperandId;
 const Reg = importedReg;

@@ -215,7 +215,7 @@ export class HeldLocks {
 }
 
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
-// module cell and checked at every use: tdx-module README, "Eleventh pass").
+// module cell and checked at every use: docs/performance/tdx-module.md, "Eleventh pass").
 const releaseShared = hpReleaseShared;
 const releaseExclusive = hpReleaseExclusive;
 const unlockSeptEntry = septEntryUnlock;

@@ -22,7 +22,7 @@ import { VcpuTable } from '../td/vcpu-table.js';
 import type { HeldLocks } from './held-locks.js';
 
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
-// module cell and checked at every use: tdx-module README, "Eleventh pass").
+// module cell and checked at every use: docs/performance/tdx-module.md, "Eleventh pass").
 const NDA = PamtPageType.NDA;
 const releaseShared = hpReleaseShared;
 const hostTry = hpHostTryPacked;

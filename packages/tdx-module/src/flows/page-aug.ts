@@ -19,7 +19,7 @@ import { pages4kInLeaf as importedPages4kInLeaf } from '../sept/sept-table.js';
 import type { TdControl } from '../td/td-control.js';
 
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
-// module cell and checked at every use: tdx-module README, "Eleventh pass").
+// module cell and checked at every use: docs/performance/tdx-module.md, "Eleventh pass").
 const OperandId = importedOperandId;
 const pages4kInLeaf = importedPages4kInLeaf;
 const PamtPageType = importedPamtPageType;

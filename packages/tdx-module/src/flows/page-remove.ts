@@ -29,7 +29,7 @@ import {
 import type { TdControl } from '../td/td-control.js';
 
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
-// module cell and checked at every use: tdx-module README, "Eleventh pass").
+// module cell and checked at every use: docs/performance/tdx-module.md, "Eleventh pass").
 const ENTRY_SPAN = importedENTRY_SPAN;
 const OperandId = importedOperandId;
 const pages4kInLeaf = importedPages4kInLeaf;

@@ -24,7 +24,7 @@ import type { TdControl } from '../td/td-control.js';
 import type { VcpuState } from '../td/vcpu.js';
 
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
-// module cell and checked at every use: tdx-module README, "Eleventh pass").
+// module cell and checked at every use: docs/performance/tdx-module.md, "Eleventh pass").
 const LockResult = importedLockResult;
 const OperandId = importedOperandId;
 const SeptState = importedSeptState;

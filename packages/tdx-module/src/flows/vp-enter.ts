@@ -13,7 +13,7 @@ import type { VcpuState } from '../td/vcpu.js';
 import type { VcpuOwner } from '../td/vcpu-table.js';
 
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
-// module cell and checked at every use: tdx-module README, "Eleventh pass").
+// module cell and checked at every use: docs/performance/tdx-module.md, "Eleventh pass").
 const OperandId = importedOperandId;
 const Reg = importedReg;
 const SeamcallLeaf = importedSeamcallLeaf;

@@ -3,7 +3,7 @@ import { unpackAttempt } from './host-priority-lock.js';
 import { type LockAttempt, type LockCaller, LockResult } from './lock-result.js';
 
 // Module-private constants for the functions below (V8 reads an exported binding through its module cell, checked
-// at every use: tdx-module README, "Eleventh pass").
+// at every use: docs/performance/tdx-module.md, "Eleventh pass").
 const LOCKED = 1;
 const HP = 2;
 

@@ -1,7 +1,7 @@
 import { PamtPageType as importedPamtPageType } from '../abi/page-type.js';
 
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
-// module cell and checked at every use: tdx-module README, "Eleventh pass").
+// module cell and checked at every use: docs/performance/tdx-module.md, "Eleventh pass").
 const PamtPageType = importedPamtPageType;
 
 /**

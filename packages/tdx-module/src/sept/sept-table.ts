@@ -1,7 +1,7 @@
 import { SeptState as importedSeptState } from '../abi/sept-state.js';
 
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
-// module cell and checked at every use: tdx-module README, "Eleventh pass").
+// module cell and checked at every use: docs/performance/tdx-module.md, "Eleventh pass").
 const SeptState = importedSeptState;
 const FREE = importedSeptState.FREE;
 const NL_MAPPED = importedSeptState.NL_MAPPED;

@@ -11,7 +11,7 @@ import {
 } from './sept-table.js';
 
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
-// module cell and checked at every use: tdx-module README, "Eleventh pass").
+// module cell and checked at every use: docs/performance/tdx-module.md, "Eleventh pass").
 const ENTRY_SCALE = importedENTRY_SCALE;
 const SEPT_WALK_STOPS = importedSEPT_WALK_STOPS;
 const SeptState = importedSeptState;

@@ -4,7 +4,7 @@ import type { TdControl } from './td-control.js';
 import type { VcpuState } from './vcpu.js';
 
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
-// module cell and checked at every use: tdx-module README, "Eleventh pass").
+// module cell and checked at every use: docs/performance/tdx-module.md, "Eleventh pass").
 const u64ToNumber = importedU64ToNumber;
 
 /** A vCPU with the TD it belongs to, as the module finds it by TDVPR. */

@@ -31,7 +31,7 @@ const TDMR = { base: BASE, size: 4 * GIB };
 const PAGES = [BASE + 0x20_0000, BASE + 0x20_1000, BASE + GIB + 0x40_0000];
 const TYPES = [PamtPageType.TDR, PamtPageType.TDVPR, PamtPageType.REG];
 // The last: the most readers a word counts. One more is, by the model's rule, a failed attempt that leaves the word
-// wrapped to 0 (on both records alike); a known limit of the model (tdx-module README, "Simplified"), not a claim
+// wrapped to 0 (on both records alike); a known limit of the model (docs/performance/tdx-module.md, "Simplified"), not a claim
 // about what the real module does at that count.
 const WORDS = [0, HP_FLAG, HP_READER, HP_READER | HP_FLAG, HP_EXCL, HP_EXCL | HP_FLAG, 0xfffc];
 
