@@ -85,6 +85,28 @@ describe('private memory at 4K (tdx_sept_set_private_spte refuses any other leve
   });
 });
 
+describe('a huge mapping never crosses memslots (kvm_mmu_max_mapping_level; hugePages)', () => {
+  it('a 2M block inside one slot, to its last byte, is mapped at 2M; one split between two slots at 4K', async () => {
+    const { module, kvm } = await setup({ kvm: { hugePages: true } });
+    // Slot 0 ends exactly where the block [2M, 4M) does; slot 1 starts at 4M; slot 2 ends inside the block [8M, 10M).
+    await kvm.removeMemslot(0);
+    await kvm.addMemslot(0, 0, 2 * MIB2);
+    await kvm.addMemslot(1, 2 * MIB2, 2 * MIB2 + MIB);
+    await kvm.addMemslot(2, 4 * MIB2 + MIB, 2 * MIB2);
+    kvm.run();
+    const cpu = kvm.td.guest(0);
+    for (const gpa of [MIB2, 2 * MIB2]) {
+      expect(await tdgAccept(cpu, gpa, 1)).toBe(TdxStatus.SUCCESS);
+      expect(kvm.mirror.get(1, gpa)).toBe(MirrorEntry.PRESENT);
+    }
+    // The block [8M, 10M) lies in slots 1 and 2: KVM maps the faulting 4K page only.
+    expect(await tdgAccept(cpu, 4 * MIB2, 1)).toBe(SIZE_MISMATCH_2M);
+    expect(kvm.mirror.get(1, 4 * MIB2)).toBe(MirrorEntry.TABLE);
+    expect(noView(module, kvm)).toEqual([]);
+    assertInvariants(module);
+  });
+});
+
 describe('the private fault is retried in KVM (tdx_handle_ept_violation)', () => {
   /**
    * vCPU 0's ACCEPT of X exits (X is FREE) and KVM's fault handler starts; vCPU 1's ACCEPT of X then takes X's entry
@@ -97,17 +119,19 @@ describe('the private fault is retried in KVM (tdx_handle_ept_violation)', () =>
     const X = 0x10_1000;
     expect(await tdgAccept(kvm.td.guest(0), X - PAGE, 0)).toBe(TdxStatus.SUCCESS); // tables down to 4K around X
     const from = trace.events.length;
+    const allocated = kvm.td.allocator.allocatedBytes;
     const faulting = tdgAccept(kvm.td.guest(0), X, 0);
     scheduler.pauseWhen((p) => p.flow === 'TDG.MEM.PAGE.ACCEPT' && p.gpa === X);
     const holder = tdgAccept(kvm.td.guest(1), X, 0);
     await scheduler.waitForParked();
     const exits0 = () =>
       trace.events.slice(from).filter((e: TraceEvent) => e.kind === 'td-exit' && e.vcpu === 0).length;
-    return { ...env, X, from, faulting, holder, exits0 };
+    return { ...env, X, from, allocated, faulting, holder, exits0 };
   }
 
   it('until it succeeds: the faulting vCPU is not entered again meanwhile (one exit, one AUG)', async () => {
-    const { module, kvm, scheduler, seamcalls, from, faulting, holder, exits0 } = await contendedFault();
+    const { module, kvm, scheduler, seamcalls, from, allocated, faulting, holder, exits0 } =
+      await contendedFault();
     await until(() => kvm.counters.faultRetries >= 30);
     expect(exits0()).toBe(1);
     expect(count(seamcalls(from), 'TDH.MEM.PAGE.AUG OPERAND_BUSY')).toBeGreaterThanOrEqual(30);
@@ -118,6 +142,9 @@ describe('the private fault is retried in KVM (tdx_handle_ept_violation)', () =>
     expect(count(seamcalls(from), 'TDH.MEM.PAGE.AUG SUCCESS')).toBe(1);
     expect(exits0()).toBe(1);
     expect(kvm.dead).toBeUndefined();
+    // A BUSY AUG keeps no host page (tdx_mem_page_aug returns -EBUSY, the page stays guest_memfd's for the retry):
+    // the 30 and more retries cost the one page the AUG that succeeded mapped, no more.
+    expect(kvm.td.allocator.allocatedBytes - allocated).toBe(PAGE);
     assertInvariants(module);
   });
 
