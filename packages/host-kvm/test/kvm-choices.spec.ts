@@ -198,6 +198,37 @@ describe('the mirror S-EPT: a fault freezes its entry around the SEAMCALL (set_e
     expect(noView(module, kvm)).toEqual([]);
   });
 
+  it('a fault whose thread ends while it holds a frozen entry puts the entry back to FREE; the page can be faulted in', async () => {
+    const { module, kvm, scheduler, seamcalls, trace } = await setup();
+    // vCPU 0's host thread is the one that ends: its KVM_RUN loop rejects with the error.
+    const threads = kvm.run().map((thread) => thread.catch((error: unknown) => error));
+    const X = 0x10_1000;
+    expect(await tdgAccept(kvm.td.guest(0), X - PAGE, 0)).toBe(TdxStatus.SUCCESS);
+    scheduler.pauseWhen((p) => p.flow === 'kvm.fault' && p.step === 'frozen' && p.gpa === X);
+    const from = trace.events.length;
+    const first = tdgAccept(kvm.td.guest(0), X, 0).then(
+      (status) => status,
+      (error: unknown) => error,
+    );
+    await scheduler.waitForParked();
+    expect(kvm.mirror.get(0, X)).toBe(MirrorEntry.FROZEN);
+    // The fault's thread ends at its yield point (no SEAMCALL made): the old value goes back, as
+    // set_external_spte_present restores the entry it froze when it cannot install the new one.
+    const failure = new Error('host thread ended by the test');
+    scheduler.failAll(failure);
+    expect(await threads[0]).toBe(failure);
+    expect(await first).toSatisfy((e: unknown) => TdxSimError.is(e) && e.code === 'VCPU_NOT_RESUMED');
+    expect(kvm.mirror.frozen()).toEqual([]);
+    expect(kvm.mirror.get(0, X)).toBe(MirrorEntry.FREE);
+    expect(seamcalls(from).filter((l) => l.startsWith('TDH.MEM.PAGE.AUG'))).toEqual([]);
+    expect(module.privatePage(kvm.td.tdr, X).state).toBe('FREE');
+    // vCPU 1's ACCEPT of X then faults it in: one AUG.
+    expect(await tdgAccept(kvm.td.guest(1), X, 0)).toBe(TdxStatus.SUCCESS);
+    expect(kvm.mirror.get(0, X)).toBe(MirrorEntry.PRESENT);
+    expect(count(seamcalls(from), 'TDH.MEM.PAGE.AUG SUCCESS')).toBe(1);
+    assertInvariants(module);
+  });
+
   it('KVM knows only its own table: a table linked behind its back makes its SEPT.ADD fail, a KVM bug (tdx_sept_link_private_spt)', async () => {
     const { kvm } = await setup();
     kvm.run();
