@@ -152,7 +152,7 @@ describe('the private fault is retried in KVM (tdx_handle_ept_violation)', () =>
   const BUSY_RCX = withDetail(TdxStatus.OPERAND_BUSY, OperandId.RCX);
 
   it('until an event is pending for the vCPU: then the guest is entered', async () => {
-    const { kvm, scheduler, faulting, holder, exits0 } = await contendedFault();
+    const { kvm, scheduler, X, faulting, holder, exits0 } = await contendedFault();
     await until(() => kvm.counters.faultRetries >= 5);
     expect(exits0()).toBe(1);
     kvm.injectEvent(0);
@@ -161,6 +161,19 @@ describe('the private fault is retried in KVM (tdx_handle_ept_violation)', () =>
     scheduler.releaseAll();
     expect(await holder).toBe(TdxStatus.SUCCESS);
     expect(kvm.dead).toBeUndefined();
+    // The event is taken at that entry: vCPU 0's next contended fault (on X + 4K, held by vCPU 1 again) is retried
+    // in KVM as before, not cut short by an event already delivered.
+    const Y = X + PAGE;
+    const retries = kvm.counters.faultRetries;
+    const faultingY = tdgAccept(kvm.td.guest(0), Y, 0);
+    scheduler.pauseWhen((p) => p.flow === 'TDG.MEM.PAGE.ACCEPT' && p.gpa === Y);
+    const holderY = tdgAccept(kvm.td.guest(1), Y, 0);
+    await scheduler.waitForParked();
+    await until(() => kvm.counters.faultRetries >= retries + 5);
+    scheduler.releaseAll();
+    expect([await faultingY, await holderY].sort()).toEqual(
+      [TdxStatus.SUCCESS, TdxStatus.PAGE_ALREADY_ACCEPTED].sort(),
+    );
   });
 
   it("privateFaultRetry 'guest': one try, then the guest is entered", async () => {
