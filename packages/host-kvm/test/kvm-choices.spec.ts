@@ -85,6 +85,28 @@ describe('private memory at 4K (tdx_sept_set_private_spte refuses any other leve
   });
 });
 
+describe('a huge mapping never crosses memslots (kvm_mmu_max_mapping_level; hugePages)', () => {
+  it('a 2M block inside one slot, to its last byte, is mapped at 2M; one split between two slots at 4K', async () => {
+    const { module, kvm } = await setup({ kvm: { hugePages: true } });
+    // Slot 0 ends exactly where the block [2M, 4M) does; slot 1 starts at 4M; slot 2 ends inside the block [8M, 10M).
+    await kvm.removeMemslot(0);
+    await kvm.addMemslot(0, 0, 2 * MIB2);
+    await kvm.addMemslot(1, 2 * MIB2, 2 * MIB2 + MIB);
+    await kvm.addMemslot(2, 4 * MIB2 + MIB, 2 * MIB2);
+    kvm.run();
+    const cpu = kvm.td.guest(0);
+    for (const gpa of [MIB2, 2 * MIB2]) {
+      expect(await tdgAccept(cpu, gpa, 1)).toBe(TdxStatus.SUCCESS);
+      expect(kvm.mirror.get(1, gpa)).toBe(MirrorEntry.PRESENT);
+    }
+    // The block [8M, 10M) lies in slots 1 and 2: KVM maps the faulting 4K page only.
+    expect(await tdgAccept(cpu, 4 * MIB2, 1)).toBe(SIZE_MISMATCH_2M);
+    expect(kvm.mirror.get(1, 4 * MIB2)).toBe(MirrorEntry.TABLE);
+    expect(noView(module, kvm)).toEqual([]);
+    assertInvariants(module);
+  });
+});
+
 describe('the private fault is retried in KVM (tdx_handle_ept_violation)', () => {
   /**
    * vCPU 0's ACCEPT of X exits (X is FREE) and KVM's fault handler starts; vCPU 1's ACCEPT of X then takes X's entry
@@ -97,17 +119,19 @@ describe('the private fault is retried in KVM (tdx_handle_ept_violation)', () =>
     const X = 0x10_1000;
     expect(await tdgAccept(kvm.td.guest(0), X - PAGE, 0)).toBe(TdxStatus.SUCCESS); // tables down to 4K around X
     const from = trace.events.length;
+    const allocated = kvm.td.allocator.allocatedBytes;
     const faulting = tdgAccept(kvm.td.guest(0), X, 0);
     scheduler.pauseWhen((p) => p.flow === 'TDG.MEM.PAGE.ACCEPT' && p.gpa === X);
     const holder = tdgAccept(kvm.td.guest(1), X, 0);
     await scheduler.waitForParked();
     const exits0 = () =>
       trace.events.slice(from).filter((e: TraceEvent) => e.kind === 'td-exit' && e.vcpu === 0).length;
-    return { ...env, X, from, faulting, holder, exits0 };
+    return { ...env, X, from, allocated, faulting, holder, exits0 };
   }
 
   it('until it succeeds: the faulting vCPU is not entered again meanwhile (one exit, one AUG)', async () => {
-    const { module, kvm, scheduler, seamcalls, from, faulting, holder, exits0 } = await contendedFault();
+    const { module, kvm, scheduler, seamcalls, from, allocated, faulting, holder, exits0 } =
+      await contendedFault();
     await until(() => kvm.counters.faultRetries >= 30);
     expect(exits0()).toBe(1);
     expect(count(seamcalls(from), 'TDH.MEM.PAGE.AUG OPERAND_BUSY')).toBeGreaterThanOrEqual(30);
@@ -118,6 +142,9 @@ describe('the private fault is retried in KVM (tdx_handle_ept_violation)', () =>
     expect(count(seamcalls(from), 'TDH.MEM.PAGE.AUG SUCCESS')).toBe(1);
     expect(exits0()).toBe(1);
     expect(kvm.dead).toBeUndefined();
+    // A BUSY AUG keeps no host page (tdx_mem_page_aug returns -EBUSY, the page stays guest_memfd's for the retry):
+    // the 30 and more retries cost the one page the AUG that succeeded mapped, no more.
+    expect(kvm.td.allocator.allocatedBytes - allocated).toBe(PAGE);
     assertInvariants(module);
   });
 
@@ -125,7 +152,7 @@ describe('the private fault is retried in KVM (tdx_handle_ept_violation)', () =>
   const BUSY_RCX = withDetail(TdxStatus.OPERAND_BUSY, OperandId.RCX);
 
   it('until an event is pending for the vCPU: then the guest is entered', async () => {
-    const { kvm, scheduler, faulting, holder, exits0 } = await contendedFault();
+    const { kvm, scheduler, X, faulting, holder, exits0 } = await contendedFault();
     await until(() => kvm.counters.faultRetries >= 5);
     expect(exits0()).toBe(1);
     kvm.injectEvent(0);
@@ -134,6 +161,19 @@ describe('the private fault is retried in KVM (tdx_handle_ept_violation)', () =>
     scheduler.releaseAll();
     expect(await holder).toBe(TdxStatus.SUCCESS);
     expect(kvm.dead).toBeUndefined();
+    // The event is taken at that entry: vCPU 0's next contended fault (on X + 4K, held by vCPU 1 again) is retried
+    // in KVM as before, not cut short by an event already delivered.
+    const Y = X + PAGE;
+    const retries = kvm.counters.faultRetries;
+    const faultingY = tdgAccept(kvm.td.guest(0), Y, 0);
+    scheduler.pauseWhen((p) => p.flow === 'TDG.MEM.PAGE.ACCEPT' && p.gpa === Y);
+    const holderY = tdgAccept(kvm.td.guest(1), Y, 0);
+    await scheduler.waitForParked();
+    await until(() => kvm.counters.faultRetries >= retries + 5);
+    scheduler.releaseAll();
+    expect([await faultingY, await holderY].sort()).toEqual(
+      [TdxStatus.SUCCESS, TdxStatus.PAGE_ALREADY_ACCEPTED].sort(),
+    );
   });
 
   it("privateFaultRetry 'guest': one try, then the guest is entered", async () => {
@@ -169,6 +209,37 @@ describe('the mirror S-EPT: a fault freezes its entry around the SEAMCALL (set_e
     expect(count(seamcalls(from), 'TDH.MEM.PAGE.AUG')).toBe(1);
     expect(kvm.mirror.get(0, X)).toBe(MirrorEntry.PRESENT);
     expect(noView(module, kvm)).toEqual([]);
+  });
+
+  it('a fault whose thread ends while it holds a frozen entry puts the entry back to FREE; the page can be faulted in', async () => {
+    const { module, kvm, scheduler, seamcalls, trace } = await setup();
+    // vCPU 0's host thread is the one that ends: its KVM_RUN loop rejects with the error.
+    const threads = kvm.run().map((thread) => thread.catch((error: unknown) => error));
+    const X = 0x10_1000;
+    expect(await tdgAccept(kvm.td.guest(0), X - PAGE, 0)).toBe(TdxStatus.SUCCESS);
+    scheduler.pauseWhen((p) => p.flow === 'kvm.fault' && p.step === 'frozen' && p.gpa === X);
+    const from = trace.events.length;
+    const first = tdgAccept(kvm.td.guest(0), X, 0).then(
+      (status) => status,
+      (error: unknown) => error,
+    );
+    await scheduler.waitForParked();
+    expect(kvm.mirror.get(0, X)).toBe(MirrorEntry.FROZEN);
+    // The fault's thread ends at its yield point (no SEAMCALL made): the old value goes back, as
+    // set_external_spte_present restores the entry it froze when it cannot install the new one.
+    const failure = new Error('host thread ended by the test');
+    scheduler.failAll(failure);
+    expect(await threads[0]).toBe(failure);
+    expect(await first).toSatisfy((e: unknown) => TdxSimError.is(e) && e.code === 'VCPU_NOT_RESUMED');
+    expect(kvm.mirror.frozen()).toEqual([]);
+    expect(kvm.mirror.get(0, X)).toBe(MirrorEntry.FREE);
+    expect(seamcalls(from).filter((l) => l.startsWith('TDH.MEM.PAGE.AUG'))).toEqual([]);
+    expect(module.privatePage(kvm.td.tdr, X).state).toBe('FREE');
+    // vCPU 1's ACCEPT of X then faults it in: one AUG.
+    expect(await tdgAccept(kvm.td.guest(1), X, 0)).toBe(TdxStatus.SUCCESS);
+    expect(kvm.mirror.get(0, X)).toBe(MirrorEntry.PRESENT);
+    expect(count(seamcalls(from), 'TDH.MEM.PAGE.AUG SUCCESS')).toBe(1);
+    assertInvariants(module);
   });
 
   it('KVM knows only its own table: a table linked behind its back makes its SEPT.ADD fail, a KVM bug (tdx_sept_link_private_spt)', async () => {

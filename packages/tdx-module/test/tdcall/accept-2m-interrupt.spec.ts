@@ -92,6 +92,38 @@ describe('2M TDG.MEM.PAGE.ACCEPT interrupted by a pending interrupt (reference �
     assertInvariants(module);
   });
 
+  it('a pending interrupt after the last chunk does not stop the ACCEPT: the counter (0..511) never holds 512', async () => {
+    // Reference §3.1 (accept_counter is bits 20:12, 0..511) and §5.11 steps 8-9: with chunk 511 zeroed every chunk is
+    // done, so the ACCEPT finishes (MAPPED, SUCCESS, RIP advanced) and the interrupt stays pending for the guest.
+    const { module, td } = await setup();
+    const vmm = new LazyAugVmm(module, td);
+    td.run(vmm);
+    const base = 0x4000_0000;
+    const hpa = await augPage(module, td, base, 1, marks([0, 510, 511]));
+    // The state 511 interrupted chunks leave behind (chunks 0..510 done): set directly, as the test above does.
+    const entry = septEntry(module, td, base, 1);
+    entry.table.acceptCounter[entry.index] = 511;
+    const vcpu = vcpuState(module, tdvprOf(td));
+    const taken = vcpu.interruptsTaken;
+    const rip = vcpu.rip;
+    td.guest(0).setInterruptsEnabled(false);
+    module.postInterrupt(tdvprOf(td));
+    expect(await accept(td, base, 1)).toBe(TdxStatus.SUCCESS);
+    expect(vcpu.interruptPending).toBe(true);
+    expect(vcpu.rip).toBe(rip + 1);
+    expect(septEntry(module, td, base, 1)).toMatchObject({ state: SeptState.MAPPED, acceptCounter: 0 });
+    // Only chunk 511 was zeroed by this ACCEPT; the chunks below the counter were taken as done.
+    expect([0, 510, 511].map((chunk) => module.state.memory.hasData(hpa + chunk * CHUNK))).toEqual([
+      true,
+      true,
+      false,
+    ]);
+    td.guest(0).setInterruptsEnabled(true);
+    expect(vcpu.interruptsTaken).toBe(taken + 1);
+    expect(vmm.exits).toHaveLength(0);
+    assertInvariants(module);
+  });
+
   it('a saved counter is honoured; RANGE.BLOCK resets it so the next ACCEPT zeroes from chunk 0', async () => {
     const { module, td } = await setup();
     const kept = 0x4000_0000;
