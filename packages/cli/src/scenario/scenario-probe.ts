@@ -74,7 +74,7 @@ export class ScenarioProbe implements TraceSink {
    */
   readonly #ringTime = new Float64Array(WINDOW_BEFORE);
   readonly #ringLabel: string[] = new Array(WINDOW_BEFORE).fill('');
-  /** The lane and whether the call failed, in one byte ({@link LANE_CODES}). */
+  /** The lane and whether the call failed, in one byte (a {@link LaneFailed} code). */
   readonly #ringLaneFailed = new Uint8Array(WINDOW_BEFORE);
   #ringNext = 0;
   #ringSize = 0;
@@ -166,7 +166,8 @@ export class ScenarioProbe implements TraceSink {
   /**
    * What {@link record} does with a checked event: its `kind` (read again here, next to {@link record}'s read), then
    * its fields in a function of that kind: a read of a field of the trace's five event shapes at one place in the code
-   * costs more than the rest of the probe. (The module and the guest share this sink, so every event is checked: a guest's own are not trusted.)
+   * costs more than the rest of the probe. (The module and the guest share this sink, so every event is checked: a
+   * guest's own are not trusted.)
    */
   #take(event: TraceEvent): void {
     this.#keepTrace?.push(event);
