@@ -49,7 +49,8 @@ export default function setup(project: TestProject): () => void {
  * stays in the system's folder through a link, as warm as between runs without this (cold, one such process costs
  * about 0.5 CPU-seconds more). A run killed outright (SIGKILL, an OOM kill, a CI timeout) never runs the teardown:
  * the folder's name carries the run's pid and start time, and each run first removes the folders of runs whose
- * process is gone (test/run-folders.ts), never one of a run still going.
+ * process is gone (test/run-folders.ts); a folder it cannot ask about (unmarked, another pid namespace or boot) goes
+ * only after a week without changes, an idle watch session's included.
  */
 function ownTempFolder(): () => void {
   const system = tmpdir();

@@ -86,21 +86,40 @@ describe('the temporary folders of runs killed without their teardown (test/glob
     }
   });
 
-  it('an unmarked folder (a run from before the mark) or one of another pid namespace goes only once a day old', () => {
+  it('an unmarked folder (a run from before the mark) or one of another pid namespace goes only once a week old', () => {
     const tmp = testTempDir('tdxsim-run-folders-');
-    const own = ownMark();
-    const fresh = [plant(tmp, 'tdxsim-vitest-Fresh1'), plant(tmp, `tdxsim-vitest-7-${deadPid()}-1-Fresh2`)];
-    const old = [plant(tmp, 'tdxsim-vitest-Old123'), plant(tmp, `tdxsim-vitest-7-${process.pid}-1-Old456`)];
+    // Another namespace, the same namespace on another boot, a process that could not read its namespace.
+    const fresh = [
+      plant(tmp, 'tdxsim-vitest-Fresh1'),
+      plant(tmp, `tdxsim-vitest-7-${deadPid()}-1-Fresh2`),
+      plant(tmp, `tdxsim-vitest-4026531836_0badc0de-${deadPid()}-1-Fresh3`),
+      plant(tmp, `tdxsim-vitest-x-${deadPid()}-x-Fresh4`),
+    ];
+    const old = [
+      plant(tmp, 'tdxsim-vitest-Old123'),
+      plant(tmp, `tdxsim-vitest-7-${process.pid}-1-Old456`),
+      plant(tmp, `tdxsim-vitest-4026531836_0badc0de-${process.pid}-1-Old789`),
+      plant(tmp, `tdxsim-vitest-x-${process.pid}-x-OldABC`),
+    ];
     const now = Date.now();
-    const dayAgo = (now - UNMARKED_MAX_AGE_MS - 60_000) / 1000;
-    for (const path of old) utimesSync(path, dayAgo, dayAgo);
+    const longAgo = (now - UNMARKED_MAX_AGE_MS - 60_000) / 1000;
+    for (const path of old) utimesSync(path, longAgo, longAgo);
     // Another pid namespace's folder is never asked about, whatever its pid does here.
     const isLive = (mark: RunMark) => {
       throw new Error(`asked about ${mark.pid}`);
     };
-    expect(removeDeadRunFolders(tmp, { now, ns: own.ns === '7' ? '8' : own.ns, isLive }).sort()).toEqual(
+    expect(removeDeadRunFolders(tmp, { now, ns: '4026531836_1234abcd', isLive }).sort()).toEqual(
       old.map(name).sort(),
     );
     for (const path of fresh) expect(existsSync(path)).toBe(true);
+  });
+
+  it('a host without /proc on both sides (`x`): the pid is still asked about', () => {
+    const tmp = testTempDir('tdxsim-run-folders-');
+    const dead = plant(tmp, `tdxsim-vitest-x-${deadPid()}-x-abcdef`);
+    const live = plant(tmp, `tdxsim-vitest-x-${process.pid}-x-ghijkl`);
+    const isLive = (mark: RunMark) => mark.pid === process.pid;
+    expect(removeDeadRunFolders(tmp, { ns: 'x', isLive })).toEqual([name(dead)]);
+    expect(existsSync(live)).toBe(true);
   });
 });

@@ -141,7 +141,7 @@ describe('a 2M ACCEPT whose exit KVM handles after another vCPU mapped its block
     assertInvariants(module);
   });
 
-  it('a 4K page of the block mapped meanwhile: KVM maps the 4K page at the GPA; the 2M ACCEPT meets PAGE_SIZE_MISMATCH, 4K ACCEPTs follow', async () => {
+  it('a 4K page of the block mapped meanwhile: KVM maps the 4K page at the GPA; the 2M ACCEPT meets PAGE_SIZE_MISMATCH, a 4K ACCEPT follows', async () => {
     const { module, kvm, seamcalls, from, parked } = await exitParked(0, MIB2 + 0x5000);
     expect(parked).toBe(SIZE_MISMATCH_2M);
     // The tables down to the 4K level, vCPU 0's 4K AUG, then vCPU 1's: its fault maps the 4K page at its GPA.
