@@ -12,6 +12,7 @@ import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestProject } from 'vitest/node';
+import { removeDeadRunFolders, runFolderPrefix } from './run-folders.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -46,11 +47,15 @@ export default function setup(project: TestProject): () => void {
  * left was left by this run. The rest left there (a browser's profile, a compiler's files) is not the tests' doing
  * and goes without a word. tsx's transform cache (`<tmp>/tsx-<uid>`, of the processes and threads run from source)
  * stays in the system's folder through a link, as warm as between runs without this (cold, one such process costs
- * about 0.5 CPU-seconds more).
+ * about 0.5 CPU-seconds more). A run killed outright (SIGKILL, an OOM kill, a CI timeout) never runs the teardown:
+ * the folder's name carries the run's pid and start time, and each run first removes the folders of runs whose
+ * process is gone (test/run-folders.ts); a folder it cannot ask about (unmarked, another pid namespace or boot) goes
+ * only after a week without changes, an idle watch session's included.
  */
 function ownTempFolder(): () => void {
   const system = tmpdir();
-  const own = mkdtempSync(join(system, 'tdxsim-vitest-'));
+  removeDeadRunFolders(system);
+  const own = mkdtempSync(join(system, runFolderPrefix()));
   const tsxCache = `tsx-${process.geteuid?.() ?? userInfo().username}`;
   mkdirSync(join(system, tsxCache), { recursive: true });
   symlinkSync(join(system, tsxCache), join(own, tsxCache));

@@ -107,6 +107,62 @@ describe('a huge mapping never crosses memslots (kvm_mmu_max_mapping_level; huge
   });
 });
 
+describe('a 2M ACCEPT whose exit KVM handles after another vCPU mapped its block (hugePages; tdx_handle_ept_violation)', () => {
+  // KVM maps at most at the level the guest accepts at, and splits a leaf only for an ACCEPT below the leaf's level;
+  // the ACCEPT's exit is handled later than the module took it (vCPU 1's host thread is parked between the two), so
+  // vCPU 0's ACCEPT in the same block is faulted in first. Source: the TDX huge-page series (RFC v2, "Split and
+  // inhibit huge mappings if a VMExit carries level info"), arch/x86/kvm/mmu/tdp_mmu.c (a leaf found: spurious fault).
+  async function exitParked(otherLevel: number, otherGpa: number) {
+    const env = await setup({ kvm: { hugePages: true } });
+    const { kvm, scheduler, trace } = env;
+    kvm.run();
+    const from = trace.events.length;
+    scheduler.pauseWhen((p) => p.flow === 'TDH.VP.ENTER' && p.step === 'exit' && p.actor === 'vcpu1:host');
+    const parked = tdgAccept(kvm.td.guest(1), MIB2, 1);
+    await scheduler.waitForParked();
+    expect(kvm.mirror.get(1, MIB2)).toBe(MirrorEntry.FREE);
+    expect(await tdgAccept(kvm.td.guest(0), otherGpa, otherLevel)).toBe(TdxStatus.SUCCESS);
+    scheduler.releaseAll();
+    return { ...env, from, parked: await parked };
+  }
+
+  it('the block mapped at 2M meanwhile: the fault is spurious (no split); the 2M ACCEPT finds it accepted', async () => {
+    const { module, kvm, seamcalls, from, parked } = await exitParked(1, MIB2);
+    expect(parked).toBe(withDetail(TdxStatus.PAGE_ALREADY_ACCEPTED, 1));
+    // The tables down to the 2M level and one 2M AUG: no BLOCK, TRACK or DEMOTE.
+    expect(seamcalls(from)).toEqual([
+      'TDH.MEM.SEPT.ADD SUCCESS 0x0000000000000000',
+      'TDH.MEM.SEPT.ADD SUCCESS 0x0000000000000000',
+      'TDH.MEM.PAGE.AUG SUCCESS 0x0000000000000000',
+    ]);
+    expect(kvm.mirror.get(1, MIB2)).toBe(MirrorEntry.PRESENT);
+    expect(module.privatePage(kvm.td.tdr, MIB2)).toMatchObject({ state: 'MAPPED', level: 1 });
+    expect(noView(module, kvm)).toEqual([]);
+    assertInvariants(module);
+  });
+
+  it('a 4K page of the block mapped meanwhile: KVM maps the 4K page at the GPA; the 2M ACCEPT meets PAGE_SIZE_MISMATCH, a 4K ACCEPT follows', async () => {
+    const { module, kvm, seamcalls, from, parked } = await exitParked(0, MIB2 + 0x5000);
+    expect(parked).toBe(SIZE_MISMATCH_2M);
+    // The tables down to the 4K level, vCPU 0's 4K AUG, then vCPU 1's: its fault maps the 4K page at its GPA.
+    expect(seamcalls(from)).toEqual([
+      'TDH.MEM.SEPT.ADD SUCCESS 0x0000000000000000',
+      'TDH.MEM.SEPT.ADD SUCCESS 0x0000000000000000',
+      'TDH.MEM.SEPT.ADD SUCCESS 0x0000000000000000',
+      'TDH.MEM.PAGE.AUG SUCCESS 0x0000000000000000',
+      'TDH.MEM.PAGE.AUG SUCCESS 0x0000000000000000',
+    ]);
+    expect(kvm.mirror.get(1, MIB2)).toBe(MirrorEntry.TABLE);
+    expect(kvm.mirror.get(0, MIB2)).toBe(MirrorEntry.PRESENT);
+    expect(module.privatePage(kvm.td.tdr, MIB2)).toMatchObject({ state: 'PENDING', level: 0 });
+    // The guest's fallback (Linux's try_accept_one): the same GPA at 4K.
+    expect(await tdgAccept(kvm.td.guest(1), MIB2, 0)).toBe(TdxStatus.SUCCESS);
+    expect(kvm.counters.seamcalls['TDH.MEM.PAGE.DEMOTE'] ?? 0).toBe(0);
+    expect(noView(module, kvm)).toEqual([]);
+    assertInvariants(module);
+  });
+});
+
 describe('the private fault is retried in KVM (tdx_handle_ept_violation)', () => {
   /**
    * vCPU 0's ACCEPT of X exits (X is FREE) and KVM's fault handler starts; vCPU 1's ACCEPT of X then takes X's entry
