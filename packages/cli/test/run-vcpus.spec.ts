@@ -140,6 +140,17 @@ describe('tdxsim run --vcpus', () => {
     expect(differs.stdout).toMatch(
       /^the report was recorded by tdxsim 0\.0\.1 and replayed by \d+\.\d+\.\d+\S*: a difference may be the versions'$/m,
     );
+    // The same counters changed in a report of this version: it differs, and nothing blames the versions.
+    const ours = JSON.parse(readFileSync(earlierJson, 'utf8')) as { tool: { version: string } };
+    ours.tool.version = (
+      JSON.parse(readFileSync(json, 'utf8')) as { tool: { version: string } }
+    ).tool.version;
+    const oursJson = join(dir, 'ours.json');
+    writeFileSync(oursJson, JSON.stringify(ours));
+    const differsHere = await runMain(['replay', oursJson, 'linux/kvm/dma-small']);
+    expect(differsHere.code).toBe(1);
+    expect(differsHere.stdout).toMatch(/DIFFERS: seamcalls\n/);
+    expect(differsHere.stdout).not.toMatch(/recorded by tdxsim/);
   }, 600_000);
 
   it('usage errors exit 2', async () => {
