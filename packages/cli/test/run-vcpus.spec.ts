@@ -3,7 +3,7 @@
  * at once under a seeded scheduler, judged as usual (safety monitor, ledger = module truth on honest VMMs); the same
  * seed gives the same run, and a report replays exactly.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TraceEvent } from '@tdxsim/tdx-module';
 import { churn, dmaSmall, swiotlb1g, traceText } from '@tdxsim/testkit';
@@ -123,6 +123,34 @@ describe('tdxsim run --vcpus', () => {
     const replay = await runMain(['replay', json, 'linux/kvm/dma-small']);
     expect(replay.code).toBe(0);
     expect(replay.stdout).toMatch(/identical counters and outcome \(ok\)/);
+    expect(replay.stdout).not.toMatch(/recorded by tdxsim/);
+    // The same report as an earlier version would have written it, with other counters: the replay differs and says
+    // that the versions differ too (a scheduling rule mended between them changes a --vcpus run's interleaving).
+    const earlier = JSON.parse(readFileSync(json, 'utf8')) as {
+      tool: { version: string };
+      results: { id: string; counters: { seamcalls: number } }[];
+    };
+    earlier.tool.version = '0.0.1';
+    for (const r of earlier.results) r.counters.seamcalls += 1;
+    const earlierJson = join(dir, 'earlier.json');
+    writeFileSync(earlierJson, JSON.stringify(earlier));
+    const differs = await runMain(['replay', earlierJson, 'linux/kvm/dma-small']);
+    expect(differs.code).toBe(1);
+    expect(differs.stdout).toMatch(/DIFFERS: seamcalls\n/);
+    expect(differs.stdout).toMatch(
+      /^the report was recorded by tdxsim 0\.0\.1 and replayed by \d+\.\d+\.\d+\S*: a difference may be the versions'$/m,
+    );
+    // The same counters changed in a report of this version: it differs, and nothing blames the versions.
+    const ours = JSON.parse(readFileSync(earlierJson, 'utf8')) as { tool: { version: string } };
+    ours.tool.version = (
+      JSON.parse(readFileSync(json, 'utf8')) as { tool: { version: string } }
+    ).tool.version;
+    const oursJson = join(dir, 'ours.json');
+    writeFileSync(oursJson, JSON.stringify(ours));
+    const differsHere = await runMain(['replay', oursJson, 'linux/kvm/dma-small']);
+    expect(differsHere.code).toBe(1);
+    expect(differsHere.stdout).toMatch(/DIFFERS: seamcalls\n/);
+    expect(differsHere.stdout).not.toMatch(/recorded by tdxsim/);
   }, 600_000);
 
   it('usage errors exit 2', async () => {

@@ -225,10 +225,10 @@ export class VmState {
 
   /**
    * A retry loop's pause before its next attempt (the kernel's cond_resched, or a vCPU leaving its fast path): a
-   * backing-off yield point, so that a scheduler that decides resumes it once another thread has moved — which other
-   * thread moves first, and when the loop tries again, are decisions of the schedule and replay exactly. Under the
-   * run-to-completion scheduler (no decisions) the loop lets the event loop run other threads for `turns` macrotask
-   * turns instead.
+   * backing-off yield point, so that a scheduler that decides resumes it once a thread that is not itself retrying has
+   * moved — which other thread moves first, and when the loop tries again, are decisions of the schedule and replay
+   * exactly. Under the run-to-completion scheduler (no decisions) the loop lets the event loop run other threads for
+   * `turns` macrotask turns instead.
    */
   backOff(flow: string, step: string, gpa: number | undefined, turns = 1): Promise<void> {
     const point: YieldPoint =

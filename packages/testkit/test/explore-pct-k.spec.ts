@@ -1,16 +1,16 @@
 /**
- * PCT's k in an exploration: the median length of the runs so far, spinning left out. Here most runs spin until
- * PCT's fair phase: spinning threads retry (backing-off yield points) until a worker has done its
- * steps, and when two of them outrank the worker they take turns and starve it until the fair phase. Counted with
- * its spinning, such a run is about 5k steps long (the fair phase starts after max(1,000, 5k)), so k would grow
- * five-fold from one schedule to the next and the fair phase with it.
+ * PCT's k in an exploration: the median length of the runs so far, spinning left out. Here the runs spin a lot:
+ * spinning threads retry (backing-off yield points) until a worker has done its steps, and each of them, however it
+ * outranks the worker, gets one retry per step of the worker (the scheduler's backing-off rule: another spinner's
+ * turn is not progress). Counted with its spinning, a run would be about SPINNERS times as long as its work, and k
+ * and the fair phase would grow with it from one schedule to the next.
  */
 import { buildTd, PctScheduler, TdxModule } from '@tdxsim/tdx-module';
 import { describe, expect, it } from 'vitest';
 import { type ExploreContext, exploreSchedules } from '../src/index.js';
 
 const TDMR = { base: 2 ** 34, size: 2 ** 30 } as const;
-const SPINNERS = 6;
+const SPINNERS = 40;
 const WORK = 20;
 
 /**
@@ -31,8 +31,8 @@ function recording(
   };
 }
 
-describe("PCT's k when most runs spin until the fair phase", () => {
-  it('stays the length of the work, and so does the fair phase: steps per schedule stay bounded', async () => {
+describe("PCT's k when the runs spin", () => {
+  it('stays the length of the work, and the spinners never starve the worker', async () => {
     const fairAfter: number[] = [];
     const scenario = recording(fairAfter, (module, tdr) => {
       let done = false;
@@ -52,11 +52,33 @@ describe("PCT's k when most runs spin until the fair phase", () => {
     const result = await exploreSchedules({ scenario, scheduler: 'pct', schedules, seed: 1 });
     expect(result.failure).toBeUndefined();
     expect(result.schedulesRun).toBe(schedules);
-    // Most runs spun until the fair phase (1,000 steps with k ≤ 200)...
-    expect(result.steps).toBeGreaterThan((schedules / 2) * 1_000);
-    // ...and k never grew from it: every run was given the least fair phase, and ran about that long.
+    // The spinners spun (each outranking the worker retries once per step of it): counted with its spinning, a run
+    // is about twice PCT's first k (200), which would have set k and the fair phase (5k) above their least...
+    expect(result.steps).toBeGreaterThan(schedules * 2 * 200);
+    // ...at most once each per step of the worker (the fair phase, 1,000 steps, is never what ends a run)...
+    expect(result.steps).toBeLessThanOrEqual(schedules * (WORK + 1) * (SPINNERS + 1));
+    // ...and k never grew from it: every run was given the least fair phase.
     expect(new Set(fairAfter)).toEqual(new Set([1_000]));
-    expect(result.steps).toBeLessThan(schedules * 2_000);
+  });
+
+  it('two spinners that outrank the worker take turns with it, not with each other', async () => {
+    const scenario = recording([], (module, tdr) => {
+      let done = false;
+      const spinner = async () => {
+        while (!done) await module.yieldAt({ flow: 'test', step: 'retry', tdr, backoff: true });
+      };
+      const worker = async () => {
+        for (let i = 0; i < WORK; i++) await module.yieldAt({ flow: 'test', step: 'work', tdr, gpa: i });
+        done = true;
+      };
+      return { spinnerA: spinner, spinnerB: spinner, worker };
+    });
+    // Whatever the priorities PCT draws, no run reaches its fair phase (1,000 steps): two spinners that counted each
+    // other's turns as progress ran alone until it, about 1,000 steps a run.
+    const schedules = 20;
+    const result = await exploreSchedules({ scenario, scheduler: 'pct', schedules, seed: 3 });
+    expect(result.failure).toBeUndefined();
+    expect(result.steps).toBeLessThanOrEqual(schedules * (WORK + 1) * 3);
   });
 
   it('grows with a run that is long without spinning: every step of it counts', async () => {

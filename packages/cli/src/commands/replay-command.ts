@@ -2,7 +2,7 @@ import { formatTraceRegs, type TraceEvent, tdvmcallStatusName, traceStatusText }
 import { buildCatalog, type Catalog, findGuest, findVmm, findWorkload } from '../catalog/catalog.js';
 import { collect, positiveInteger } from '../options/option-values.js';
 import { checkInputFile } from '../options/output-paths.js';
-import { type RunReport, readRunReport } from '../report/json-report.js';
+import { type RunReport, readRunReport, toolVersion } from '../report/json-report.js';
 import { makeStyle, wantsColour } from '../report/style.js';
 import { formatTable } from '../report/table.js';
 import { type RunScenarioOptions, runScenario } from '../scenario/run-scenario.js';
@@ -141,6 +141,12 @@ async function replayIn(
   process.stdout.write(
     `replay of ${id} (seed ${recorded.seed}) DIFFERS: ${[...differences, ...(sameOutcome ? [] : ['outcome'])].join(', ')}\n`,
   );
+  // A seed fixes a run for one version of the tool: another may interleave vCPUs or count differently.
+  const running = toolVersion();
+  if (report.tool.version !== running)
+    process.stdout.write(
+      `the report was recorded by tdxsim ${report.tool.version} and replayed by ${running}: a difference may be the versions'\n`,
+    );
   return 1;
 }
 

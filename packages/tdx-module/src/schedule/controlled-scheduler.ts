@@ -35,7 +35,10 @@ export interface ControlledSchedulerOptions {
 }
 
 interface Entry extends WaitingFlow {
-  /** Resumptions made before it arrived: a backing-off flow is eligible once there were more. */
+  /**
+   * Resumptions of flows that were not backing off, made before it arrived: a backing-off flow is eligible once there
+   * were more.
+   */
   readonly since: number;
   readonly resolve: () => void;
   readonly reject: (error: Error) => void;
@@ -59,9 +62,12 @@ interface Entry extends WaitingFlow {
  * yield through `module.yieldAt` in every retry or polling loop (each iteration), never wait on setImmediate or
  * timers between two of their steps.
  *
- * Spinning: a flow that yields with `point.backoff` (a retry loop on contention) is eligible only once another flow
- * has been resumed since it arrived, or when every waiting flow backs off: the others' progress, not the event loop,
- * paces it, and choices are made among the eligible flows only.
+ * Spinning: a flow that yields with `point.backoff` (a retry loop on contention) is eligible only once a flow that was
+ * not backing off has been resumed since it arrived, or when every waiting flow backs off: the others' progress, not
+ * the event loop, paces it, and choices are made among the eligible flows only. Another spinner's turn is not
+ * progress: two retry loops (a host thread kicking two vCPUs, two threads waiting for one lock) that each counted the
+ * other's turn would keep each other eligible and, under PCT's priorities, run alone for as long as the unfair phase
+ * lasts, hundreds of thousands of steps of a 4-vCPU scenario, while the flow they wait for never ran.
  *
  * What is recorded: at each real choice (two or more flows waiting) the position of the chosen flow among the
  * waiting ones, oldest first: the {@link schedule}. The run is otherwise deterministic (virtual clock, seeded RNGs,
@@ -106,10 +112,10 @@ export abstract class ControlledScheduler implements Scheduler {
   readonly #lastPoint = new Map<string, YieldPoint>();
   #armed = false;
   #arrivals = 0;
-  /** Flows resumed so far. */
-  #resumed = 0;
   /** Waiting flows that back off. */
   #backingOff = 0;
+  /** Flows resumed that were not backing off: what a backing-off flow waits for (see {@link #eligible}). */
+  #progressed = 0;
   /** Steps that resumed a flow backing off. */
   #backOffSteps = 0;
   /** External computations registered with holdWhile and not yet settled. */
@@ -141,7 +147,7 @@ export abstract class ControlledScheduler implements Scheduler {
     if (this.#stopped !== undefined) return Promise.reject(this.#stopped);
     const actor = point.actor ?? this.#actors.current() ?? 'main';
     return new Promise<void>((resolve, reject) => {
-      this.#waiting.push({ actor, point, since: this.#resumed, resolve, reject });
+      this.#waiting.push({ actor, point, since: this.#progressed, resolve, reject });
       if (point.backoff === true) this.#backingOff++;
       this.#lastPoint.set(actor, point);
       this.#arrivals++;
@@ -255,7 +261,7 @@ export abstract class ControlledScheduler implements Scheduler {
     }
     this.#waiting.splice(this.#waiting.indexOf(entry), 1);
     if (entry.point.backoff === true) this.#backingOff--;
-    this.#resumed++;
+    else this.#progressed++;
     if (log.enabled && waiting.length > 1)
       log('step %d: %s (%d waiting)', index, describePoint(entry.actor, entry.point), waiting.length);
     this.#activity++;
@@ -393,12 +399,12 @@ export abstract class ControlledScheduler implements Scheduler {
   #signed: { readonly steps: number; readonly signature: string } | undefined;
 
   /**
-   * The waiting flows that may run now: every flow that does not back off, and those that do once another flow was
-   * resumed since they arrived; all of them when every waiting flow backs off.
+   * The waiting flows that may run now: every flow that does not back off, and those that do once a flow that did
+   * not back off was resumed since they arrived; all of them when every waiting flow backs off.
    */
   #eligible(): Entry[] {
     if (this.#backingOff === this.#waiting.length) return this.#waiting;
-    return this.#waiting.filter((e) => e.point.backoff !== true || e.since < this.#resumed);
+    return this.#waiting.filter((e) => e.point.backoff !== true || e.since < this.#progressed);
   }
 
   #describeWaiting(): string {

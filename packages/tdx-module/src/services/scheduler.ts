@@ -22,8 +22,9 @@ export interface YieldPoint {
   /**
    * The flow spins on contention (a retry loop waiting for a lock, a frozen entry or another thread's acknowledgement):
    * it is runnable, but running it again before anyone else has moved only repeats what it just saw. A scheduler that
-   * decides which flow goes on resumes it only once another flow has been resumed since it arrived, or when every
-   * waiting flow spins; so a retry loop's pace is a recorded decision of the schedule, never the event loop's.
+   * decides which flow goes on resumes it only once a flow that does not spin has been resumed since it arrived (another
+   * spinner's turn is not progress), or when every waiting flow spins; so a retry loop's pace is a recorded decision of
+   * the schedule, never the event loop's.
    */
   readonly backoff?: boolean;
 }

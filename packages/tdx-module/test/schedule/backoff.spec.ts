@@ -1,10 +1,12 @@
 /**
- * Backing-off yield points (issue 12): a flow spinning on contention is resumed only once another flow moved (or when
- * every waiting flow spins), so the pace of a retry loop is the schedule's decision, never the event loop's.
+ * Backing-off yield points (issue 12): a flow spinning on contention is resumed only once a flow that does not spin
+ * moved (or when every waiting flow spins), so the pace of a retry loop is the schedule's decision, never the event
+ * loop's, and spinners cannot keep each other going.
  */
 import { describe, expect, it } from 'vitest';
 import {
   type ControlledScheduler,
+  PctScheduler,
   RandomScheduler,
   ReplayScheduler,
   type ScheduleStep,
@@ -54,6 +56,40 @@ describe('backing-off yield points', () => {
       expect(await spinAgainstHolder(replay)).toEqual(order);
       expect(replay.divergence()).toBeUndefined();
       replay.dispose();
+    },
+  );
+
+  it.each([1, 2, 3, 4, 5, 6])(
+    'seed %i: two spinning flows do not pace each other: each spins at most once per step of the flow they wait for',
+    async (seed) => {
+      const scheduler = new PctScheduler({ seed, expectedSteps: 20 });
+      const order: string[] = [];
+      let held = 5;
+      const holder = (async () => {
+        while (held > 0) {
+          await scheduler.yieldAt({ flow: 'holder', step: 'work', tdr: TDR, actor: 'holder' });
+          order.push('holder');
+          held--;
+        }
+      })();
+      // One thread's two retry loops, as a host thread that kicks two vCPUs and waits for both.
+      const spinner = (name: string) =>
+        (async () => {
+          while (held > 0) {
+            order.push(name);
+            await scheduler.yieldAt({ flow: name, step: 'retry', tdr: TDR, actor: 'kicker', backoff: true });
+          }
+        })();
+      await Promise.all([holder, spinner('a'), spinner('b')]);
+      scheduler.dispose();
+      // Between two steps of the holder, each spinner ran at most once, whatever the priorities PCT drew.
+      const rounds = order.join(' ').split('holder');
+      for (const round of rounds) {
+        const spins = round.trim().split(' ').filter(Boolean);
+        expect(spins.filter((s) => s === 'a').length, order.join(' ')).toBeLessThanOrEqual(1);
+        expect(spins.filter((s) => s === 'b').length, order.join(' ')).toBeLessThanOrEqual(1);
+      }
+      expect(scheduler.stepCount).toBeLessThanOrEqual(5 * 3 + 3);
     },
   );
 
