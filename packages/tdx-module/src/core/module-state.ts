@@ -356,13 +356,14 @@ export class ModuleState {
   #implicitTdrIndex4k = 0;
 
   /**
-   * The TDR a leaf reaches implicitly, through the owner of the TDVPR it was given (TDH.VP.ENTER, VP.RD, VP.ADDCX,
-   * VP.INIT): the host's shared lock of the TDR's 4K PAMT entry alone. No address, TDMR or page-type check and no
-   * walk through the 1G and 2M entries above it: the module takes the address from the PAMT (a TDR that passed the
-   * explicit checks when the TDVPR was created, and cannot be reclaimed while the TDVPR is its child) and locks that
-   * entry directly. A failed attempt answers OPERAND_BUSY + TDR (0x80); undefined when taken.
+   * The TDR a leaf reaches implicitly, as the PAMT owner of the TDVPR it was given (TDH.VP.ENTER, VP.RD, VP.ADDCX,
+   * VP.INIT) or of the TD page it reclaims (PHYMEM.PAGE.RECLAIM): the host's shared lock of the TDR's 4K PAMT entry
+   * alone. No address, TDMR or page-type check and no walk through the 1G and 2M entries above it: the module takes
+   * the address from the PAMT (a TDR that passed the explicit checks when the page was given to the TD, and cannot be
+   * reclaimed while it has a child) and locks that entry directly. A failed attempt answers OPERAND_BUSY + TDR (0x80); undefined when taken.
    * Source: intel/tdx-module 1.5.01 src/common/helpers/helpers.c (the implicit-TDR helper), pamt_manager.c (the
-   * implicit get-and-lock: the entry at the size asked, locked with no walk), src/td_transitions/tdh_vp_enter.c.
+   * implicit get-and-lock: the entry at the size asked, locked with no walk), src/td_transitions/tdh_vp_enter.c,
+   * src/vmm_dispatcher/api_calls/tdh_phymem_page_reclaim.c.
    */
   lockImplicitTdr(tdr: number, held: HeldLocks): bigint | undefined {
     if (tdr !== this.#implicitTdrAddress || this.#implicitTdrPamtGeneration !== this.pamt.generation) {

@@ -70,4 +70,22 @@ describe('the implicit TDR of the TDVPR leaves (4K PAMT entry alone)', () => {
     expect(word(), 'after VP.RD').toBe(HP_FLAG);
     assertInvariants(td.module);
   });
+
+  // tdh_phymem_page_reclaim.c: a TD page's owner TDR is locked through the same implicit-TDR helper. No leaf allowed
+  // in TEARDOWN can leave HP on the TDR's 2M entry (the AUG above is gated off), so the word is set directly: HP alone
+  // is no hold, the state the failed AUG leaves.
+  it('PHYMEM.PAGE.RECLAIM of a TD page leaves HP on the TDR’s 2M entry', async () => {
+    const td = await manualTd('initialized');
+    const far = td.allocator.alloc2m();
+    must('VP.CREATE', await td.host.vpCreate(td.tdr, far), td.module);
+    must('VP.FLUSH', await td.host.vpFlush(far), td.module);
+    must('VPFLUSHDONE', await td.host.mngVpFlushDone(td.tdr), td.module);
+    must('CACHE.WB', await td.host.cacheWb(), td.module);
+    must('KEY.FREEID', await td.host.mngKeyFreeId(td.tdr), td.module);
+    const tdr2m = td.tdr - (td.tdr % SIZE_2M);
+    td.module.state.pamt.setLock(tdr2m, 1, HP_FLAG);
+    must('RECLAIM', await td.host.pageReclaim(far), td.module);
+    expect(td.module.state.pamt.getLock(tdr2m, 1)).toBe(HP_FLAG);
+    assertInvariants(td.module);
+  });
 });
