@@ -262,8 +262,9 @@ export class ModuleState {
    * {@link checkHpaPage} of a TDR operand (a 4K PT_TDR page, locked by the host in `mode`), the same checks in the
    * same order. A host thread passes the same TDR on every SEAMCALL: once its converted address has passed the checks
    * that depend on it alone (below 2^52, 4K-aligned, in the TDMR, which is fixed), its PAMT region, 4K block and
-   * indexes are remembered and only the lock walk and the page type are done again. Converts the value as {@link tdrAddress} does.
-   * Answers undefined where checkHpaPage answers 0n (the caller's test is then no BigInt comparison).
+   * indexes are remembered and only the lock walk and the page type are done again. Converts the value as
+   * {@link tdrAddress} does. Answers undefined where checkHpaPage answers 0n (the caller's test is then no BigInt
+   * comparison).
    */
   checkTdrPage(
     value: bigint,
@@ -360,10 +361,10 @@ export class ModuleState {
    * VP.INIT) or of the TD page it reclaims (PHYMEM.PAGE.RECLAIM): the host's shared lock of the TDR's 4K PAMT entry
    * alone. No address, TDMR or page-type check and no walk through the 1G and 2M entries above it: the module takes
    * the address from the PAMT (a TDR that passed the explicit checks when the page was given to the TD, and cannot be
-   * reclaimed while it has a child) and locks that entry directly. A failed attempt answers OPERAND_BUSY + TDR (0x80); undefined when taken.
-   * Source: intel/tdx-module 1.5.01 src/common/helpers/helpers.c (the implicit-TDR helper), pamt_manager.c (the
-   * implicit get-and-lock: the entry at the size asked, locked with no walk), src/td_transitions/tdh_vp_enter.c,
-   * src/vmm_dispatcher/api_calls/tdh_phymem_page_reclaim.c.
+   * reclaimed while it has a child) and locks that entry directly. A failed attempt answers OPERAND_BUSY + TDR (0x80);
+   * undefined when taken. Source: intel/tdx-module 1.5.01 src/common/helpers/helpers.c (the implicit-TDR helper),
+   * pamt_manager.c (the implicit get-and-lock: the entry at the size asked, locked with no walk),
+   * src/td_transitions/tdh_vp_enter.c, src/vmm_dispatcher/api_calls/tdh_phymem_page_reclaim.c.
    */
   lockImplicitTdr(tdr: number, held: HeldLocks): bigint | undefined {
     if (tdr !== this.#implicitTdrAddress || this.#implicitTdrPamtGeneration !== this.pamt.generation) {

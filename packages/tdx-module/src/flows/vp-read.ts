@@ -12,8 +12,9 @@ import { type Gprs, Reg } from '../registers.js';
 /**
  * TDH.VP.RD (leaf 26), for the one field a VMM needs on the enter/exit path: VCPU_STATE_DETAILS (R8 bit 0 = a
  * virtual interrupt is pending). RCX = TDVPR (shared PAMT lock), the TD reached through it (implicit TDR: its 4K PAMT
- * entry alone, reported as TDR), the OP_STATE gate, RDX = the field id; any other field answers METADATA_FIELD_ID_INCORRECT.
- * Source: intel/tdx-module 1.5.01 src/vmm_dispatcher/api_calls/tdh_vp_rd_wr.c, metadata_vp.c.
+ * entry alone, reported as TDR), the OP_STATE gate, RDX = the field id; any other field answers
+ * METADATA_FIELD_ID_INCORRECT. Source: intel/tdx-module 1.5.01 src/vmm_dispatcher/api_calls/tdh_vp_rd_wr.c,
+ * metadata_vp.c.
  */
 export function vpRead(m: ModuleState, regs: readonly bigint[], out: Gprs, held: HeldLocks): bigint {
   out[Reg.R8] = 0n;

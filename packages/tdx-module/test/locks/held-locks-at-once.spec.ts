@@ -1,10 +1,10 @@
 /**
  * A lock record that releases each lock as it is recorded (`HeldLocks.releasingAtOnce()`, TDH.VP.ENTER's checks)
  * against one that keeps its records until the span's end (`releaseAll`), on twin states: random spans of shared PAMT
- * checks (general, TDR and TDVPR paths, and the implicit TDR's 4K entry alone), OP_STATE and plain shared attempts, and at most one exclusive attempt on a
- * plain lock of its own (the zero-step SEPT tree lock's shape), with lock words set by others (held shared,
- * exclusive, with HP) between spans. Every attempt must answer the same on both, and at each span's end every PAMT
- * entry, lock word, OP_STATE word and plain lock word must be the same.
+ * checks (general, TDR and TDVPR paths, and the implicit TDR's 4K entry alone), OP_STATE and plain shared attempts, and
+ * at most one exclusive attempt on a plain lock of its own (the zero-step SEPT tree lock's shape), with lock words set
+ * by others (held shared, exclusive, with HP) between spans. Every attempt must answer the same on both, and at each
+ * span's end every PAMT entry, lock word, OP_STATE word and plain lock word must be the same.
  */
 import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';

@@ -7,6 +7,7 @@ import {
   makeGprs,
   Reg,
   SeamcallLeaf,
+  snapshotState,
   TdxStatus,
 } from '../../src/index.js';
 import { type ManualTd, manualTd, must } from '../harness.js';
@@ -69,6 +70,10 @@ describe('the implicit TDR of the TDVPR leaves (4K PAMT entry alone)', () => {
     expect((await td.host.vpRead(tdvpr)).status).toBe(TdxStatus.SUCCESS);
     expect(word(), 'after VP.RD').toBe(HP_FLAG);
     assertInvariants(td.module);
+    // HP alone is no hold: the module checkpoints (it refused while the word was not zero), and the copy keeps the flag.
+    const restored = td.module.checkpoint().restore();
+    expect(restored.state.pamt.getLock(td.tdr - (td.tdr % SIZE_2M), 1)).toBe(HP_FLAG);
+    expect(snapshotState(restored)).toBe(snapshotState(td.module));
   });
 
   // tdh_phymem_page_reclaim.c: a TD page's owner TDR is locked through the same implicit-TDR helper. No leaf allowed
