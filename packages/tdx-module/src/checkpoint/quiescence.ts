@@ -1,5 +1,6 @@
 import type { ModuleState } from '../core/module-state.js';
 import { TdxSimError } from '../errors.js';
+import { HP_FLAG } from '../locks/host-priority-lock.js';
 import type { TdControl } from '../td/td-control.js';
 import type { VcpuState } from '../td/vcpu.js';
 
@@ -8,13 +9,16 @@ import type { VcpuState } from '../td/vcpu.js';
  * refuses while a flow is suspended (a vCPU in guest mode or inside a TDCALL, a host thread waiting in TDH.VP.ENTER,
  * work registered with holdWhile), while any lock is held (PAMT, S-EPT entry, OP_STATE, epoch, S-EPT tree), and where
  * a vCPU carries something a copy cannot take along (the guest's interrupt handler, the host processor's NMI record).
+ * A PAMT entry's HOST_PRIORITY flag alone is no hold (as in the invariants): it is data the copy keeps, and it can stay
+ * set for as long as no host attempt on that entry succeeds (the TDR's 2M entry, which TDH.VP.ENTER's implicit TDR
+ * lock never touches).
  */
 export function notQuiescent(m: ModuleState, externalWork: number): string | undefined {
   if (externalWork !== 0)
     return `${externalWork} piece(s) of work registered with holdWhile have not settled`;
   let lockedHpa: number | undefined;
   m.pamt.forEachUsed((hpa, _level, _type, _owner, lock) => {
-    if (lock !== 0 && lockedHpa === undefined) lockedHpa = hpa;
+    if ((lock & ~HP_FLAG) !== 0 && lockedHpa === undefined) lockedHpa = hpa;
   });
   if (lockedHpa !== undefined) return `the PAMT entry of 0x${lockedHpa.toString(16)} is locked`;
   const seen = new Set<TdControl>();

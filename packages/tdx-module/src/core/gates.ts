@@ -62,8 +62,9 @@ for (const [leaf, [min, max]] of PAGE_INFO_LEVELS) {
 }
 
 /**
- * The common prologue of TD-scoped host leaves, P2-P10 of reference tdx-module.md §5.1: TDR address checks, TDR
- * PAMT lock, TDR page type, fatal, life cycle, TDCS, OP_STATE lock and gate. Returns the TD or the status.
+ * The common prologue of TD-scoped host leaves, P2-P10 of reference tdx-module.md §5.1, for a TDR given
+ * explicitly in `tdrOperand`: TDR address checks, TDR PAMT walk and lock, TDR page type, fatal, life cycle, TDCS,
+ * OP_STATE lock and gate. Returns the TD or the status.
  */
 export function enterTd(
   m: ModuleState,
@@ -73,15 +74,43 @@ export function enterTd(
   tdrLock: 'shared' | 'exclusive',
   takeOpStateLock: boolean,
   held: HeldLocks,
-  /** The operand id failures report; a TDR reached implicitly (through a TDVPR) reports TDR (reference §1.3). */
-  reportAs: number = tdrOperand,
 ): TdControl | bigint {
   const tdrValue = regs[tdrOperand] as bigint;
-  const tdrStatus = m.checkTdrPage(tdrValue, tdrLock, reportAs, held);
+  const tdrStatus = m.checkTdrPage(tdrValue, tdrLock, tdrOperand, held);
   if (tdrStatus !== undefined) return tdrStatus;
   // checkTdrPage converted this value last: the TD is looked up by its address without another comparison.
   const td = m.tdAtLastTdr();
-  if (td === undefined) return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, reportAs);
+  if (td === undefined) return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, tdrOperand);
+  return tdGates(m, leaf, td, takeOpStateLock, held);
+}
+
+/**
+ * {@link enterTd} for a TD reached implicitly, as the owner of a TDVPR the leaf has checked and locked (TDH.VP.ENTER,
+ * VP.RD, VP.ADDCX, VP.INIT): the TDR's 4K PAMT entry locked shared on its own (ModuleState.lockImplicitTdr: no walk,
+ * no address or page-type check; busy → OPERAND_BUSY + TDR), then the same state checks and OP_STATE gate.
+ * Source: intel/tdx-module 1.5.01 src/td_transitions/tdh_vp_enter.c, src/vmm_dispatcher/api_calls/tdh_vp_rd_wr.c,
+ * tdh_vp_addcx.c, tdh_vp_init.c (each takes the TDR from the TDVPR's PAMT owner through the implicit-TDR helper).
+ */
+export function enterImplicitTd(
+  m: ModuleState,
+  leaf: number,
+  td: TdControl,
+  takeOpStateLock: boolean,
+  held: HeldLocks,
+): TdControl | bigint {
+  const busy = m.lockImplicitTdr(td.tdr, held);
+  if (busy !== undefined) return busy;
+  return tdGates(m, leaf, td, takeOpStateLock, held);
+}
+
+/** P6-P10 of reference §5.1, once the TDR is locked: fatal, life cycle, TDCS, OP_STATE lock and gate. */
+function tdGates(
+  m: ModuleState,
+  leaf: number,
+  td: TdControl,
+  takeOpStateLock: boolean,
+  held: HeldLocks,
+): TdControl | bigint {
   if (td.fatal) return TdxStatus.TD_FATAL;
   if (td.lifecycle !== LifecycleState.KEYS_CONFIGURED) return TdxStatus.TD_KEYS_NOT_CONFIGURED;
   if (td.tdcx.length < m.config.tdcsPages && leaf !== 1) return TdxStatus.TDCS_NOT_ALLOCATED;

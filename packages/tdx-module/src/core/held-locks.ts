@@ -99,6 +99,16 @@ export class HeldLocks {
     else this.#push(PAMT_WALK, region, walk);
   }
 
+  /**
+   * The host's shared lock of one 4K PAMT entry taken alone, with no walk through the 1G and 2M entries above it: an
+   * implicit TDR (`ModuleState.lockImplicitTdr`). Recorded as a PAMT walk of level 3, which no walk has.
+   */
+  addPamtEntry4kShared(region: PamtRegion, index2m: number, index4k: number): void {
+    const walk = ENTRY_4K_ALONE | (index2m << 3) | (index4k << 12);
+    if (this.#atOnce === true) releasePamtWalk(region, walk);
+    else this.#push(PAMT_WALK, region, walk);
+  }
+
   addPlain(lock: PlainSharexLock, exclusive: boolean): void {
     if (this.#atOnce === true) releasePlain(lock, exclusive);
     else this.#push(exclusive ? PLAIN_EXCLUSIVE : PLAIN_SHARED, lock, 0);
@@ -226,16 +236,23 @@ function releasePlain(lock: PlainSharexLock, exclusive: boolean): void {
   else lock.releaseShared();
 }
 
+/**
+ * The level a PAMT walk record gives a 4K entry locked shared on its own (no walk has level 3): released alone,
+ * the 1G and 2M entries above it untouched.
+ */
+const ENTRY_4K_ALONE = 3;
+
 /** Releases one PAMT walk's locks, the smallest entry first (the reverse of the walk). */
 function releasePamtWalk(region: PamtRegion, walk: number): void {
   const level = walk & 3;
   const exclusive = (walk & 4) !== 0;
   const index2m = (walk >>> 3) & 511;
-  if (level === 0) {
+  if (level === 0 || level === ENTRY_4K_ALONE) {
     const words = (region.blocks4k[index2m] as PamtBlock).lock;
     const index4k = (walk >>> 12) & 511;
     const word = words[index4k] as number;
     words[index4k] = exclusive ? releaseExclusive(word) : releaseShared(word);
+    if (level === ENTRY_4K_ALONE) return;
   }
   if (level <= 1) {
     const words = region.lock2m;

@@ -1,3 +1,4 @@
+import { OperandId as importedOperandId } from '../abi/operand-id.js';
 import { PamtPageType } from '../abi/page-type.js';
 import { TdxStatus as importedTdxStatus, withDetail as importedWithDetail } from '../abi/status-codes.js';
 import { u64ToNumber as importedU64ToNumber } from '../abi/u64.js';
@@ -24,6 +25,7 @@ import type { HeldLocks } from './held-locks.js';
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
 // module cell and checked at every use: docs/performance/tdx-module.md, "Eleventh pass").
 const NDA = PamtPageType.NDA;
+const OperandId = importedOperandId;
 const releaseShared = hpReleaseShared;
 const hostTry = hpHostTryPacked;
 const READER = HP_READER;
@@ -259,9 +261,10 @@ export class ModuleState {
   /**
    * {@link checkHpaPage} of a TDR operand (a 4K PT_TDR page, locked by the host in `mode`), the same checks in the
    * same order. A host thread passes the same TDR on every SEAMCALL: once its converted address has passed the checks
-   * that depend on it alone (below 2^52, 4K-aligned), its PAMT region, 4K block and indexes are remembered and only
-   * the TDMR range, the lock walk and the page type are done again. Converts the value as {@link tdrAddress} does.
-   * Answers undefined where checkHpaPage answers 0n (the caller's test is then no BigInt comparison).
+   * that depend on it alone (below 2^52, 4K-aligned, in the TDMR, which is fixed), its PAMT region, 4K block and
+   * indexes are remembered and only the lock walk and the page type are done again. Converts the value as
+   * {@link tdrAddress} does. Answers undefined where checkHpaPage answers 0n (the caller's test is then no BigInt
+   * comparison).
    */
   checkTdrPage(
     value: bigint,
@@ -272,7 +275,7 @@ export class ModuleState {
     const address = this.tdrAddress(value);
     if (this.#tdrPageSerial !== this.#tdrSerial || this.#tdrPamtGeneration !== this.pamt.generation)
       return this.#checkTdrPageFirst(address, mode, operand, held);
-    if (!this.inTdmr(address, 4096)) return withDetail(TdxStatus.OPERAND_ADDR_RANGE_ERROR, operand);
+    // No TDMR range check here: this address passed it when it was remembered, and the TDMR never changes.
     const region = this.#tdrRegion as PamtRegion;
     const block4k = this.#tdrBlock4k;
     const index2m = this.#tdrIndex2m;
@@ -328,7 +331,7 @@ export class ModuleState {
     const address = u64ToNumber(value);
     if (address !== this.#tdvprPageAddress || this.#tdvprPamtGeneration !== this.pamt.generation)
       return this.#checkTdvprPageFirst(address, operand, held);
-    if (!this.inTdmr(address, 4096)) return withDetail(TdxStatus.OPERAND_ADDR_RANGE_ERROR, operand);
+    // No TDMR range check, as in checkTdrPage: the remembered address passed it.
     const region = this.#tdvprRegion as PamtRegion;
     const block4k = this.#tdvprBlock4k;
     const index2m = this.#tdvprIndex2m;
@@ -339,6 +342,50 @@ export class ModuleState {
         : lockPamtWalk(region, block4k, index2m, index4k, 0, false, operand, held);
     if (busy !== undefined) return busy;
     return pageTypeStatus(region, block4k, index2m, index4k, 0, PamtPageType.TDVPR, operand);
+  }
+
+  /**
+   * Where the 4K PAMT entry of the TDR {@link lockImplicitTdr} last locked is: valid for that address (NaN: none, a
+   * double from the start as in `#tdvprPageAddress`) while the PAMT's generation is the one recorded.
+   */
+  #implicitTdrAddress = Number.NaN;
+  #implicitTdrPamtGeneration = -1;
+  #implicitTdrRegion: PamtRegion | undefined;
+  // Set with #implicitTdrRegion, read only while #implicitTdrAddress matches (as #tdvprBlock4k).
+  #implicitTdrBlock4k!: PamtBlock;
+  #implicitTdrIndex2m = 0;
+  #implicitTdrIndex4k = 0;
+
+  /**
+   * The TDR a leaf reaches implicitly, as the PAMT owner of the TDVPR it was given (TDH.VP.ENTER, VP.RD, VP.ADDCX,
+   * VP.INIT) or of the TD page it reclaims (PHYMEM.PAGE.RECLAIM): the host's shared lock of the TDR's 4K PAMT entry
+   * alone. No address, TDMR or page-type check and no walk through the 1G and 2M entries above it: the module takes
+   * the address from the PAMT (a TDR that passed the explicit checks when the page was given to the TD, and cannot be
+   * reclaimed while it has a child) and locks that entry directly. A failed attempt answers OPERAND_BUSY + TDR (0x80);
+   * undefined when taken. Source: intel/tdx-module 1.5.01 src/common/helpers/helpers.c (the implicit-TDR helper),
+   * pamt_manager.c (the implicit get-and-lock: the entry at the size asked, locked with no walk),
+   * src/td_transitions/tdh_vp_enter.c, src/vmm_dispatcher/api_calls/tdh_phymem_page_reclaim.c.
+   */
+  lockImplicitTdr(tdr: number, held: HeldLocks): bigint | undefined {
+    if (tdr !== this.#implicitTdrAddress || this.#implicitTdrPamtGeneration !== this.pamt.generation) {
+      const region = this.pamt.regionAt(tdr);
+      this.#implicitTdrAddress = tdr;
+      this.#implicitTdrPamtGeneration = this.pamt.generation;
+      this.#implicitTdrRegion = region;
+      this.#implicitTdrIndex2m = index2mOf(tdr);
+      this.#implicitTdrIndex4k = index4kOf(tdr);
+      this.#implicitTdrBlock4k = this.pamt.block4kAt(region, this.#implicitTdrIndex2m);
+    }
+    const words = this.#implicitTdrBlock4k.lock;
+    const index4k = this.#implicitTdrIndex4k;
+    if (held.releasesAtOnce === true) {
+      return probeFails(words, index4k) ? withDetail(TdxStatus.OPERAND_BUSY, OperandId.TDR) : undefined;
+    }
+    const packed = hostTry(words[index4k] as number, false);
+    words[index4k] = packed & 0xffff;
+    if (packed >= 65536) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.TDR);
+    held.addPamtEntry4kShared(this.#implicitTdrRegion as PamtRegion, this.#implicitTdrIndex2m, index4k);
+    return undefined;
   }
 
   /** {@link checkTdvprPage} of an address not remembered: the full checks, then what they found is remembered. */

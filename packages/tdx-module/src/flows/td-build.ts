@@ -14,7 +14,7 @@ import {
   TdConfigFlag,
   TdParamsOffset,
 } from '../abi/td-state.js';
-import { afterYield, enterTd, reportEntry } from '../core/gates.js';
+import { afterYield, enterImplicitTd, enterTd, reportEntry } from '../core/gates.js';
 import type { HeldLocks } from '../core/held-locks.js';
 import type { ModuleState } from '../core/module-state.js';
 import { type Gprs, Reg } from '../registers.js';
@@ -189,9 +189,7 @@ export function vcpuOf(m: ModuleState, regs: readonly bigint[], operand: number,
 export function vpAddcx(m: ModuleState, regs: readonly bigint[], _out: Gprs, held: HeldLocks): bigint {
   const owner = vcpuOf(m, regs, OperandId.RDX, held);
   if (typeof owner === 'bigint') return owner;
-  const tdRegs = regs.slice();
-  tdRegs[Reg.RCX] = BigInt(owner.td.tdr);
-  const td = enterTd(m, SeamcallLeaf.VP_ADDCX, tdRegs, OperandId.RCX, 'shared', true, held, OperandId.TDR);
+  const td = enterImplicitTd(m, SeamcallLeaf.VP_ADDCX, owner.td, true, held);
   if (typeof td === 'bigint') return td;
   // The count is checked before the new page (intel/tdx-module 1.5.01 tdh_vp_addcx.c).
   if (owner.vcpu.tdcx.length >= m.config.tdvpxPages) return TdxStatus.TDCX_NUM_INCORRECT;
@@ -218,9 +216,7 @@ export function vpAddcx(m: ModuleState, regs: readonly bigint[], _out: Gprs, hel
 export function vpInit(m: ModuleState, regs: readonly bigint[], _out: Gprs, held: HeldLocks): bigint {
   const owner = vcpuOf(m, regs, OperandId.RCX, held);
   if (typeof owner === 'bigint') return owner;
-  const tdRegs = regs.slice();
-  tdRegs[Reg.RDX] = BigInt(owner.td.tdr);
-  const td = enterTd(m, SeamcallLeaf.VP_INIT, tdRegs, OperandId.RDX, 'shared', true, held, OperandId.TDR);
+  const td = enterImplicitTd(m, SeamcallLeaf.VP_INIT, owner.td, true, held);
   if (typeof td === 'bigint') return td;
   if (owner.vcpu.tdcx.length < m.config.tdvpxPages) return TdxStatus.TDCX_NUM_INCORRECT;
   if (owner.vcpu.initialized) return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RCX);

@@ -99,7 +99,8 @@ export function pageReclaim(m: ModuleState, regs: readonly bigint[], out: Gprs, 
   } else {
     const td = m.tds.get(entry.owner);
     if (td === undefined) return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.RCX);
-    const busy = m.lockPamt(td.tdr, 0, 'shared', OperandId.TDR, held);
+    // The owner's TDR is an implicit operand: its 4K PAMT entry alone, shared (tdh_phymem_page_reclaim.c).
+    const busy = m.lockImplicitTdr(td.tdr, held);
     if (busy !== undefined) return busy;
     if (td.lifecycle !== LifecycleState.TEARDOWN) return TdxStatus.LIFECYCLE_STATE_INCORRECT;
     td.childCount -= 512 ** level;

@@ -3,11 +3,11 @@ import { SeamcallLeaf as importedSeamcallLeaf } from '../abi/leaves.js';
 import { OperandId as importedOperandId } from '../abi/operand-id.js';
 import { TdxStatus as importedTdxStatus, withDetail as importedWithDetail } from '../abi/status-codes.js';
 import { eptViolationExit as importedEptViolationExit } from '../core/exit-registers.js';
-import { enterTd as importedEnterTd } from '../core/gates.js';
+import { enterImplicitTd as importedEnterImplicitTd } from '../core/gates.js';
 import type { HeldLocks } from '../core/held-locks.js';
 import type { ModuleState } from '../core/module-state.js';
 import { translates as importedTranslates } from '../core/zero-step.js';
-import { type Gprs, makeGprs as importedMakeGprs, Reg as importedReg } from '../registers.js';
+import { type Gprs, Reg as importedReg } from '../registers.js';
 import type { TdControl } from '../td/td-control.js';
 import type { VcpuState } from '../td/vcpu.js';
 import type { VcpuOwner } from '../td/vcpu-table.js';
@@ -18,9 +18,8 @@ const OperandId = importedOperandId;
 const Reg = importedReg;
 const SeamcallLeaf = importedSeamcallLeaf;
 const TdxStatus = importedTdxStatus;
-const enterTd = importedEnterTd;
+const enterImplicitTd = importedEnterImplicitTd;
 const eptViolationExit = importedEptViolationExit;
-const makeGprs = importedMakeGprs;
 const translates = importedTranslates;
 const withDetail = importedWithDetail;
 
@@ -38,22 +37,22 @@ export type EnterDecision = bigint | Gprs | Entering;
 
 const ENTERING = new Entering();
 
-/** The implicit TDR operand of TDH.VP.ENTER, for enterTd (written before each use, read only during it). */
-const TD_REGS: Gprs = makeGprs();
-/** The TDR address TD_REGS' RCX last held: an entry of the same TD (every entry, mostly) makes no BigInt. */
-let lastTdr = -1;
-
 /**
  * TDH.VP.ENTER up to the VM entry: TDVPR and implicit TDR checks, OP_STATE gate, the epoch reference, and the
  * zero-step filter, which takes the SEPT tree lock exclusive (BUSY + SEPT_TREE on failure) and synthesises an
  * EPT-violation exit for a listed GPA that still would not translate. `owner`: the vCPU the TDVPR operand names
  * (`vcpusByTdvpr.byValue` of RCX), looked up by the caller in the same synchronous span (the PAMT check before its
  * use changes no vCPU): TDH.VP.ENTER looks it up once per entry.
+ * The TDVPR is an explicit operand (address, TDMR and page-type checks; PAMT walk 1G → 2M → 4K, shared); the TDR
+ * is implicit, the TDVPR's PAMT owner: only its 4K PAMT entry is locked, shared, with no walk and no checks
+ * ({@link enterImplicitTd}).
  * `held` releases each lock as it is recorded ({@link HeldLocks.releasingAtOnce}): no lock here is attempted twice,
  * none in a mode that conflicts with another of these holds, and there is no yield point between them. The real
- * module keeps the TDR's and TDVPR's PAMT entries held shared until the TD exits; the model releases them at the end
- * of these checks, as it did with a record walked back.
- * Source: intel/tdx-module 1.5.01 src/td_transitions/tdh_vp_enter.c (reference tdx-module.md §8, §10.6, §11).
+ * module keeps the TDR's 4K entry and the TDVPR's walk held shared until the TD exits (its TD-exit path releases
+ * them); the model releases them at the end of these checks (docs/performance/tdx-module.md, "Pass 16", lists the
+ * host SEAMCALLs whose status would differ while a vCPU runs).
+ * Source: intel/tdx-module 1.5.01 src/td_transitions/tdh_vp_enter.c, td_exit.c (reference tdx-module.md §8, §10.6,
+ * §11).
  */
 export function vpEnterChecks(
   m: ModuleState,
@@ -65,12 +64,8 @@ export function vpEnterChecks(
   const pageStatus = m.checkTdvprPage(tdvpr, OperandId.RCX, held);
   if (pageStatus !== undefined) return pageStatus;
   if (owner === undefined) return withDetail(TdxStatus.PAGE_METADATA_INCORRECT, OperandId.RCX);
-  // enterTd reads the TDR operand at once: one register file serves every entry.
-  if (owner.td.tdr !== lastTdr) {
-    TD_REGS[Reg.RCX] = BigInt(owner.td.tdr);
-    lastTdr = owner.td.tdr;
-  }
-  const td = enterTd(m, SeamcallLeaf.VP_ENTER, TD_REGS, OperandId.RCX, 'shared', true, held, OperandId.TDR);
+  // The TDR is the TDVPR's PAMT owner, an implicit operand: its 4K PAMT entry is locked alone (no walk, no checks).
+  const td = enterImplicitTd(m, SeamcallLeaf.VP_ENTER, owner.td, true, held);
   if (typeof td === 'bigint') return td;
   const { vcpu } = owner;
   if (!vcpu.initialized) return withDetail(TdxStatus.OPERAND_INVALID, OperandId.RCX);

@@ -1,10 +1,10 @@
 /**
  * A lock record that releases each lock as it is recorded (`HeldLocks.releasingAtOnce()`, TDH.VP.ENTER's checks)
  * against one that keeps its records until the span's end (`releaseAll`), on twin states: random spans of shared PAMT
- * checks (general, TDR and TDVPR paths), OP_STATE and plain shared attempts, and at most one exclusive attempt on a
- * plain lock of its own (the zero-step SEPT tree lock's shape), with lock words set by others (held shared,
- * exclusive, with HP) between spans. Every attempt must answer the same on both, and at each span's end every PAMT
- * entry, lock word, OP_STATE word and plain lock word must be the same.
+ * checks (general, TDR and TDVPR paths, and the implicit TDR's 4K entry alone), OP_STATE and plain shared attempts, and
+ * at most one exclusive attempt on a plain lock of its own (the zero-step SEPT tree lock's shape), with lock words set
+ * by others (held shared, exclusive, with HP) between spans. Every attempt must answer the same on both, and at each
+ * span's end every PAMT entry, lock word, OP_STATE word and plain lock word must be the same.
  */
 import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
@@ -36,7 +36,7 @@ const TYPES = [PamtPageType.TDR, PamtPageType.TDVPR, PamtPageType.REG];
 const WORDS = [0, HP_FLAG, HP_READER, HP_READER | HP_FLAG, HP_EXCL, HP_EXCL | HP_FLAG, 0xfffc];
 
 type Attempt =
-  | { readonly kind: 'page' | 'tdr' | 'tdvpr'; readonly page: number; readonly type: number }
+  | { readonly kind: 'page' | 'tdr' | 'tdvpr' | 'implicitTdr'; readonly page: number; readonly type: number }
   | { readonly kind: 'opState' | 'plain' | 'tree' };
 type Step =
   | { readonly kind: 'span'; readonly attempts: readonly Attempt[] }
@@ -45,7 +45,7 @@ type Step =
 
 const attempt: fc.Arbitrary<Attempt> = fc.oneof(
   fc.record({
-    kind: fc.constantFrom('page' as const, 'tdr' as const, 'tdvpr' as const),
+    kind: fc.constantFrom('page' as const, 'tdr' as const, 'tdvpr' as const, 'implicitTdr' as const),
     page: fc.nat(PAGES.length - 1),
     type: fc.constantFrom(...TYPES),
   }),
@@ -105,6 +105,8 @@ function run(side: Side, a: Attempt): bigint | boolean {
       return m.checkTdrPage(BigInt(PAGES[a.page] as number), 'shared', 2, held) ?? 0n;
     case 'tdvpr':
       return m.checkTdvprPage(BigInt(PAGES[a.page] as number), 1, held) ?? 0n;
+    case 'implicitTdr':
+      return m.lockImplicitTdr(PAGES[a.page] as number, held) ?? 0n;
     case 'opState': {
       const packed = hpHostTryPacked(td.opStateLock, false);
       td.opStateLock = packed & 0xffff;
