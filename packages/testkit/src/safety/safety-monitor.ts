@@ -235,9 +235,11 @@ export class SafetyMonitor {
           if (this.#judgeMismatch(wrong, toShared, evidence)) break;
       }
     }
-    if (!toShared) {
-      const first = converted[0];
-      if (first !== undefined && first.end > first.start) await this.#plant(first.start);
+    // Read past the end of an empty list, element 0 deoptimised this (`out of bounds`) the first time a case claimed
+    // nothing converted, and it was compiled again, in a process's first or second campaign.
+    if (!toShared && converted.length > 0) {
+      const first = converted[0] as GpaRange;
+      if (first.end > first.start) await this.#plant(first.start);
     }
   }
 
