@@ -321,8 +321,11 @@ function campaignProperty<C>(arbitrary: fc.Arbitrary<C>, state: CampaignState<C>
   return made;
 }
 
-/** One case of a campaign: counted, a progress line when one is due, then its verdict. */
-function runCampaignCase<C>(state: CampaignState<C>, fuzz: C): Promise<boolean> {
+/**
+ * One case of a campaign: counted, a progress line when one is due, then its verdict. Async as the per-campaign
+ * predicate was: the same promise turns between a case and the next.
+ */
+async function runCampaignCase<C>(state: CampaignState<C>, fuzz: C): Promise<boolean> {
   state.cases++;
   const now = performance.now();
   if (now - state.lastProgress >= state.every) {
