@@ -297,8 +297,10 @@ interface CampaignProperty<C> {
 
 /**
  * The property of the last campaigns over each arbitrary, free while no campaign runs it. One predicate for all of a
- * process's campaigns: a new closure per campaign made V8 throw away fast-check's optimised run of a case (its code had
- * inlined the last campaign's predicate: `wrong call target`) at the start of every campaign.
+ * process's campaigns over one arbitrary (the sequential campaigns of `runFuzzCampaign` keep theirs; the mixed and
+ * concurrent campaigns make an arbitrary per campaign, so each gets a property of its own): a new closure per campaign
+ * made V8 throw away fast-check's optimised run of a case (its code had inlined the last campaign's predicate: `wrong
+ * call target`) at the start of every campaign.
  */
 const campaignProperties = new WeakMap<fc.Arbitrary<unknown>, CampaignProperty<unknown>>();
 

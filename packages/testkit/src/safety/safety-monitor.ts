@@ -297,16 +297,21 @@ export class SafetyMonitor {
    * write went through. Not itself async: what follows the write is {@link #keep}'s, so the write's answer is read there.
    * This function has the guest's write inlined when optimised, and read here, a failed write (an answer of another
    * hidden class, first seen in a process's second campaign) threw that code away (`wrong map`) and had it compiled
-   * again in the next. The same promise turns: a resolved promise when nothing is planted, as the async version was.
+   * again in the next. The same promise turns: a resolved promise when nothing is planted, as the async version was,
+   * and a rejected one when a guest's `stateOf` or `write` throws instead of rejecting (a user's guest may).
    */
   #plant(gpa: number): Promise<void> {
-    if (this.#guest.ledger.stateOf(gpa) !== 'private-accepted') return NOTHING_PLANTED;
-    const bytes = new Uint8Array(SECRET_LENGTH);
-    // Written straight into the secret (cut at its length), a byte per character: the label is ASCII, so these are its
-    // UTF-8 bytes, without a call into the encoder's native code per planted page.
-    const label = `tdxsim secret #${++this.#secretCounter}`;
-    for (let i = 0; i < label.length && i < SECRET_LENGTH; i++) bytes[i] = label.charCodeAt(i);
-    return this.#keep(gpa, bytes, this.#guest.write(gpa, bytes));
+    try {
+      if (this.#guest.ledger.stateOf(gpa) !== 'private-accepted') return NOTHING_PLANTED;
+      const bytes = new Uint8Array(SECRET_LENGTH);
+      // Written straight into the secret (cut at its length), a byte per character: the label is ASCII, so these are
+      // its UTF-8 bytes, without a call into the encoder's native code per planted page.
+      const label = `tdxsim secret #${++this.#secretCounter}`;
+      for (let i = 0; i < label.length && i < SECRET_LENGTH; i++) bytes[i] = label.charCodeAt(i);
+      return this.#keep(gpa, bytes, this.#guest.write(gpa, bytes));
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Keeps the secret {@link #plant} is writing once the write went through (the oldest dropped past the limit). */
