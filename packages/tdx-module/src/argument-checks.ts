@@ -83,14 +83,21 @@ export function showArgument(value: unknown): string {
   return String(value);
 }
 
+/**
+ * A plain object (not null, not an array). One function for every package's checks: a closure made per
+ * {@link argumentChecks} call was a different call target in each package's copy, and V8 threw the shared checks'
+ * optimised code away when a second package's options were checked.
+ */
+function isObject(value: unknown): value is object {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
 /** The argument checks, throwing what `fail` builds: `argumentChecks((code, message, argument) => new MyError(...))`. */
 export function argumentChecks<Code extends string>(
   fail: ArgumentFailure<Code | ArgumentErrorCode>,
 ): ArgumentChecks<Code | ArgumentErrorCode> {
   type AnyCode = Code | ArgumentErrorCode;
   const show = showArgument;
-  const isObject = (value: unknown): value is object =>
-    typeof value === 'object' && value !== null && !Array.isArray(value);
 
   function assertInteger(
     argument: string,

@@ -52,33 +52,35 @@ export function checkLedger(ledger: PageLedger, module: TdxModule, tdr: number):
       // as page by page, without a walk and an object per page.
       const truth = module.privateRun(tdr, at, run.end);
       const next = truth.end;
-      if (!agrees(run.state, truth.state)) {
-        const last = mismatches[mismatches.length - 1];
-        if (
-          last !== undefined &&
-          last.end === at &&
-          last.ledger === run.state &&
-          last.module === truth.state
-        ) {
-          mismatches[mismatches.length - 1] = {
-            start: last.start,
-            end: next,
-            ledger: last.ledger,
-            module: last.module,
-            level: last.level,
-          };
-        } else {
-          mismatches.push({
-            start: at,
-            end: next,
-            ledger: run.state,
-            module: truth.state,
-            level: truth.level,
-          });
-        }
-      }
+      if (!agrees(run.state, truth.state)) addMismatch(mismatches, at, next, run.state, truth);
       at = next;
     }
   }
   return mismatches;
+}
+
+/**
+ * Records that [start, end) disagrees, joined to the last mismatch when it continues it. A function of its own: an
+ * honest guest never disagrees, so inlined in the loop this code has no type feedback and V8 throws the loop's
+ * optimised code away the first time a case disagrees, then compiles it again.
+ */
+function addMismatch(
+  mismatches: LedgerMismatch[],
+  start: number,
+  end: number,
+  ledger: PageState,
+  truth: { readonly state: SeptStateName; readonly level: number },
+): void {
+  const last = mismatches[mismatches.length - 1];
+  if (last !== undefined && last.end === start && last.ledger === ledger && last.module === truth.state) {
+    mismatches[mismatches.length - 1] = {
+      start: last.start,
+      end,
+      ledger: last.ledger,
+      module: last.module,
+      level: last.level,
+    };
+    return;
+  }
+  mismatches.push({ start, end, ledger, module: truth.state, level: truth.level });
 }

@@ -189,11 +189,7 @@ export async function runFuzzCampaign(options: FuzzOptions = {}): Promise<FuzzRe
   const presets = options.presets ?? FUZZED_PRESETS;
   if (presets.length === 0) throw new TestkitError('INVALID_OPTION', 'presets must not be empty', 'presets');
   const checkEvery = options.checkEvery ?? FUZZ_CHECK_EVERY;
-  const found = await runCampaign(
-    campaignFuzzCase(presets),
-    (fuzz) => generatedFuzzCaseIsSafe(fuzz, checkEvery),
-    options,
-  );
+  const found = await runCampaign(campaignFuzzCase(presets), generatedFuzzCaseIsSafe, checkEvery, options);
   if (found.counterexample === undefined) return found;
   return {
     ...found,
@@ -201,6 +197,10 @@ export async function runFuzzCampaign(options: FuzzOptions = {}): Promise<FuzzRe
     report: await runFuzzCase(found.counterexample, checkEvery),
   };
 }
+
+/** A concurrent campaign's verdict on one case (checked as the explorer checks: no `checkEvery`). */
+const concurrentFuzzCaseIsSafe = async (fuzz: ConcurrentFuzzCase): Promise<boolean> =>
+  (await runConcurrentFuzzCase(fuzz)).safe;
 
 /**
  * Options of {@link runConcurrentFuzzCampaign}: those of {@link runFuzzCampaign} but `checkEvery` (a concurrent case
@@ -233,11 +233,7 @@ export async function runConcurrentFuzzCampaign(
     });
   }
   const arbitrary = concurrentFuzzCase(options.presets ?? FUZZED_PRESETS, options.backends);
-  const found = await runCampaign(
-    arbitrary,
-    async (fuzz) => (await runConcurrentFuzzCase(fuzz)).safe,
-    options,
-  );
+  const found = await runCampaign(arbitrary, concurrentFuzzCaseIsSafe, 0, options);
   if (found.counterexample === undefined) return found;
   return {
     ...found,
@@ -280,10 +276,82 @@ export function checkFuzzOptions(where: string, options: FuzzOptions, extra: rea
   assertIntegerOption('progressEveryMs', options.progressEveryMs, 0);
 }
 
-/** The campaign loop both kinds share: fast-check over `arbitrary`, progress lines, runs or minutes, seed and path. */
+/** What a campaign's property reads per case: the campaign's verdict, its count and its progress lines. */
+interface CampaignState<C> {
+  readonly safe: (fuzz: C, checkEvery: number) => Promise<boolean>;
+  readonly checkEvery: number;
+  readonly log: (line: string) => void;
+  readonly every: number;
+  readonly started: number;
+  lastProgress: number;
+  cases: number;
+}
+
+/** A campaign property and the campaign running it (undefined: free for the next one). */
+interface CampaignProperty<C> {
+  readonly property: fc.IAsyncProperty<[C]>;
+  /** fast-check's global settings when the property was made: its hooks (`beforeEach`, ...) are read then. */
+  readonly settings: unknown;
+  state: CampaignState<C> | undefined;
+}
+
+/**
+ * The property of the last campaigns over each arbitrary, free while no campaign runs it. One predicate for all of a
+ * process's campaigns over one arbitrary (the sequential campaigns of `runFuzzCampaign` keep theirs; the mixed and
+ * concurrent campaigns make an arbitrary per campaign, so each gets a property of its own): a new closure per campaign
+ * made V8 throw away fast-check's optimised run of a case (its code had inlined the last campaign's predicate: `wrong
+ * call target`) at the start of every campaign.
+ */
+const campaignProperties = new WeakMap<fc.Arbitrary<unknown>, CampaignProperty<unknown>>();
+
+/** A property over `arbitrary` for one campaign (`state`): the kept one when it is free and fast-check's settings are the same. */
+function campaignProperty<C>(arbitrary: fc.Arbitrary<C>, state: CampaignState<C>): CampaignProperty<C> {
+  const settings = fc.readConfigureGlobal();
+  const kept = campaignProperties.get(arbitrary) as CampaignProperty<C> | undefined;
+  if (kept !== undefined && kept.state === undefined && kept.settings === settings) {
+    kept.state = state;
+    return kept;
+  }
+  const made: CampaignProperty<C> = {
+    property: fc.asyncProperty(arbitrary, (fuzz) => runCampaignCase(made.state as CampaignState<C>, fuzz)),
+    settings,
+    state,
+  };
+  // A campaign running alongside another over the same arbitrary has its own property, not kept.
+  if (kept === undefined || kept.state === undefined)
+    campaignProperties.set(arbitrary, made as CampaignProperty<unknown>);
+  return made;
+}
+
+/**
+ * One case of a campaign: counted, a progress line when one is due, then its verdict. Async as the per-campaign
+ * predicate was: the same promise turns between a case and the next.
+ */
+async function runCampaignCase<C>(state: CampaignState<C>, fuzz: C): Promise<boolean> {
+  state.cases++;
+  const now = performance.now();
+  if (now - state.lastProgress >= state.every) {
+    state.lastProgress = now;
+    const seconds = (now - state.started) / 1000;
+    state.log(
+      `fuzz: ${state.cases} cases in ${seconds.toFixed(1)} s (${Math.round(state.cases / seconds)}/s)`,
+    );
+  }
+  return state.safe(fuzz, state.checkEvery);
+}
+
+/** No progress lines. */
+const noLog = (): undefined => undefined;
+
+/**
+ * The campaign loop every kind shares: fast-check over `arbitrary`, progress lines, runs or minutes, seed and path.
+ * `safe(fuzz, checkEvery)` judges a case; a function of the kind of campaign, not a closure per campaign (see
+ * {@link campaignProperties}).
+ */
 export async function runCampaign<C>(
   arbitrary: fc.Arbitrary<C>,
-  safe: (fuzz: C) => Promise<boolean>,
+  safe: (fuzz: C, checkEvery: number) => Promise<boolean>,
+  checkEvery: number,
   options: FuzzOptions,
 ): Promise<{
   seed: number;
@@ -294,37 +362,47 @@ export async function runCampaign<C>(
   path?: string;
 }> {
   const seed = options.seed ?? Date.now() % 2 ** 31;
-  const log = options.log ?? (() => undefined);
-  const every = options.progressEveryMs ?? 5000;
   const started = performance.now();
-  let cases = 0;
-  let lastProgress = started;
-  const property = fc.asyncProperty(arbitrary, async (fuzz) => {
-    cases++;
-    const now = performance.now();
-    if (now - lastProgress >= every) {
-      lastProgress = now;
-      const seconds = (now - started) / 1000;
-      log(`fuzz: ${cases} cases in ${seconds.toFixed(1)} s (${Math.round(cases / seconds)}/s)`);
-    }
-    return safe(fuzz);
-  });
+  const state: CampaignState<C> = {
+    safe,
+    checkEvery,
+    log: options.log ?? noLog,
+    every: options.progressEveryMs ?? 5000,
+    started,
+    lastProgress: started,
+    cases: 0,
+  };
+  const held = campaignProperty(arbitrary, state);
+  try {
+    const result = await checkCampaign(held.property, seed, options);
+    const elapsedMs = performance.now() - started;
+    const cases = state.cases;
+    const counterexample = result.counterexample?.[0];
+    if (!result.failed || counterexample === undefined) return { seed, cases, elapsedMs, failed: false };
+    return {
+      seed,
+      cases,
+      elapsedMs,
+      failed: true,
+      counterexample,
+      ...(result.counterexamplePath === null ? {} : { path: result.counterexamplePath }),
+    };
+  } finally {
+    held.state = undefined;
+  }
+}
+
+/** fast-check's run of a campaign's property: `runs` cases or `minutes`, from `seed` (and `path`). */
+function checkCampaign<C>(
+  property: fc.IAsyncProperty<[C]>,
+  seed: number,
+  options: FuzzOptions,
+): Promise<fc.RunDetails<[C]>> {
   const timed = options.minutes !== undefined;
-  const result = await fc.check(property, {
+  return fc.check(property, {
     seed,
     numRuns: timed ? Number.MAX_SAFE_INTEGER : (options.runs ?? 1000),
     ...(timed ? { interruptAfterTimeLimit: options.minutes * 60_000, markInterruptAsFailure: false } : {}),
     ...(options.path === undefined ? {} : { path: options.path }),
   });
-  const elapsedMs = performance.now() - started;
-  const counterexample = result.counterexample?.[0];
-  if (!result.failed || counterexample === undefined) return { seed, cases, elapsedMs, failed: false };
-  return {
-    seed,
-    cases,
-    elapsedMs,
-    failed: true,
-    counterexample,
-    ...(result.counterexamplePath === null ? {} : { path: result.counterexamplePath }),
-  };
 }

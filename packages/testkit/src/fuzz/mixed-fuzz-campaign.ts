@@ -73,6 +73,12 @@ export async function runMixedFuzzCase(
   return isConcurrentFuzzCase(fuzz) ? runConcurrentFuzzCase(fuzz) : runFuzzCase(fuzz, checkEvery);
 }
 
+/** A mixed campaign's verdict on one case of either kind. */
+const mixedFuzzCaseIsSafe = async (fuzz: MixedFuzzCase, checkEvery: number): Promise<boolean> =>
+  isConcurrentFuzzCase(fuzz)
+    ? (await runConcurrentFuzzCase(fuzz)).safe
+    : await generatedFuzzCaseIsSafe(fuzz, checkEvery);
+
 /**
  * The default fuzz campaign (`pnpm fuzz`, `tdxsim fuzz`): sequential and concurrent cases in one seeded campaign, so
  * that every campaign also draws schedules and multi-vCPU workloads against the real backends. On failure fast-check
@@ -93,14 +99,7 @@ export async function runMixedFuzzCampaign(options: MixedFuzzOptions = {}): Prom
     options.backends ?? ['kvm', 'hyperv'],
     options.sequentialPerConcurrent ?? SEQUENTIAL_PER_CONCURRENT,
   );
-  const found = await runCampaign(
-    arbitrary,
-    async (fuzz) =>
-      isConcurrentFuzzCase(fuzz)
-        ? (await runConcurrentFuzzCase(fuzz)).safe
-        : await generatedFuzzCaseIsSafe(fuzz, checkEvery),
-    options,
-  );
+  const found = await runCampaign(arbitrary, mixedFuzzCaseIsSafe, checkEvery, options);
   if (found.counterexample === undefined) return found;
   return {
     ...found,

@@ -1,4 +1,10 @@
-import { type ConversionResult, checkLedger, type GpaRange, type GuestUnderTest } from '@tdxsim/guest';
+import {
+  type ConversionResult,
+  checkLedger,
+  type GpaRange,
+  type GuestAccess,
+  type GuestUnderTest,
+} from '@tdxsim/guest';
 import {
   checkInvariants,
   checkVmmView,
@@ -91,6 +97,8 @@ interface Secret {
 }
 
 const SECRET_LENGTH = 32;
+/** What {@link SafetyMonitor}'s secret planting answers when it plants nothing (awaited as its async version's was). */
+const NOTHING_PLANTED: Promise<void> = Promise.resolve();
 const PAGE = 4096;
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
@@ -235,9 +243,11 @@ export class SafetyMonitor {
           if (this.#judgeMismatch(wrong, toShared, evidence)) break;
       }
     }
-    if (!toShared) {
-      const first = converted[0];
-      if (first !== undefined && first.end > first.start) await this.#plant(first.start);
+    // Read past the end of an empty list, element 0 deoptimised this (`out of bounds`) the first time a case claimed
+    // nothing converted, and it was compiled again, in a process's first or second campaign.
+    if (!toShared && converted.length > 0) {
+      const first = converted[0] as GpaRange;
+      if (first.end > first.start) await this.#plant(first.start);
     }
   }
 
@@ -282,14 +292,31 @@ export class SafetyMonitor {
     }
   }
 
-  async #plant(gpa: number): Promise<void> {
-    if (this.#guest.ledger.stateOf(gpa) !== 'private-accepted') return;
-    const bytes = new Uint8Array(SECRET_LENGTH);
-    // Written straight into the secret (cut at its length), a byte per character: the label is ASCII, so these are its
-    // UTF-8 bytes, without a call into the encoder's native code per planted page.
-    const label = `tdxsim secret #${++this.#secretCounter}`;
-    for (let i = 0; i < label.length && i < SECRET_LENGTH; i++) bytes[i] = label.charCodeAt(i);
-    const written = await this.#guest.write(gpa, bytes);
+  /**
+   * Plants a secret in `gpa` if the guest holds it private and accepted: the guest writes it, and it is kept once the
+   * write went through. Not itself async: what follows the write is {@link #keep}'s, so the write's answer is read there.
+   * This function has the guest's write inlined when optimised, and read here, a failed write (an answer of another
+   * hidden class, first seen in a process's second campaign) threw that code away (`wrong map`) and had it compiled
+   * again in the next. The same promise turns: a resolved promise when nothing is planted, as the async version was,
+   * and a rejected one when a guest's `stateOf` or `write` throws instead of rejecting (a user's guest may).
+   */
+  #plant(gpa: number): Promise<void> {
+    try {
+      if (this.#guest.ledger.stateOf(gpa) !== 'private-accepted') return NOTHING_PLANTED;
+      const bytes = new Uint8Array(SECRET_LENGTH);
+      // Written straight into the secret (cut at its length), a byte per character: the label is ASCII, so these are
+      // its UTF-8 bytes, without a call into the encoder's native code per planted page.
+      const label = `tdxsim secret #${++this.#secretCounter}`;
+      for (let i = 0; i < label.length && i < SECRET_LENGTH; i++) bytes[i] = label.charCodeAt(i);
+      return this.#keep(gpa, bytes, this.#guest.write(gpa, bytes));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** Keeps the secret {@link #plant} is writing once the write went through (the oldest dropped past the limit). */
+  async #keep(gpa: number, bytes: Uint8Array, writing: Promise<GuestAccess>): Promise<void> {
+    const written = await writing;
     if (written.kind !== 'ok') return;
     const existing = this.#secrets.findIndex((s) => s.gpa === gpa);
     if (existing >= 0) this.#secrets.splice(existing, 1);
