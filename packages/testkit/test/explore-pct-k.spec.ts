@@ -31,23 +31,28 @@ function recording(
   };
 }
 
+/** Threads `spinners` retry (backing off) until `worker` has made its WORK steps. */
+function spinnersAndWorker(
+  module: TdxModule,
+  tdr: number,
+  spinners: readonly string[],
+): Record<string, () => Promise<void>> {
+  let done = false;
+  const spinner = async () => {
+    while (!done) await module.yieldAt({ flow: 'test', step: 'retry', tdr, backoff: true });
+  };
+  const worker = async () => {
+    for (let i = 0; i < WORK; i++) await module.yieldAt({ flow: 'test', step: 'work', tdr, gpa: i });
+    done = true;
+  };
+  return { ...Object.fromEntries(spinners.map((name) => [name, spinner])), worker };
+}
+
 describe("PCT's k when the runs spin", () => {
   it('stays the length of the work, and the spinners never starve the worker', async () => {
     const fairAfter: number[] = [];
-    const scenario = recording(fairAfter, (module, tdr) => {
-      let done = false;
-      const spinner = async () => {
-        while (!done) await module.yieldAt({ flow: 'test', step: 'retry', tdr, backoff: true });
-      };
-      const worker = async () => {
-        for (let i = 0; i < WORK; i++) await module.yieldAt({ flow: 'test', step: 'work', tdr, gpa: i });
-        done = true;
-      };
-      return {
-        ...Object.fromEntries(Array.from({ length: SPINNERS }, (_, i) => [`spinner${i}`, spinner])),
-        worker,
-      };
-    });
+    const names = Array.from({ length: SPINNERS }, (_, i) => `spinner${i}`);
+    const scenario = recording(fairAfter, (module, tdr) => spinnersAndWorker(module, tdr, names));
     const schedules = 12;
     const result = await exploreSchedules({ scenario, scheduler: 'pct', schedules, seed: 1 });
     expect(result.failure).toBeUndefined();
@@ -62,17 +67,7 @@ describe("PCT's k when the runs spin", () => {
   });
 
   it('two spinners that outrank the worker take turns with it, not with each other', async () => {
-    const scenario = recording([], (module, tdr) => {
-      let done = false;
-      const spinner = async () => {
-        while (!done) await module.yieldAt({ flow: 'test', step: 'retry', tdr, backoff: true });
-      };
-      const worker = async () => {
-        for (let i = 0; i < WORK; i++) await module.yieldAt({ flow: 'test', step: 'work', tdr, gpa: i });
-        done = true;
-      };
-      return { spinnerA: spinner, spinnerB: spinner, worker };
-    });
+    const scenario = recording([], (module, tdr) => spinnersAndWorker(module, tdr, ['spinnerA', 'spinnerB']));
     // Whatever the priorities PCT draws, no run reaches its fair phase (1,000 steps): two spinners that counted each
     // other's turns as progress ran alone until it, about 1,000 steps a run.
     const schedules = 20;
