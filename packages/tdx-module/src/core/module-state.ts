@@ -358,7 +358,7 @@ export class ModuleState {
 
   /**
    * The TDR a leaf reaches implicitly, as the PAMT owner of the TDVPR it was given (TDH.VP.ENTER, VP.RD, VP.ADDCX,
-   * VP.INIT) or of the TD page it reclaims (PHYMEM.PAGE.RECLAIM): the host's shared lock of the TDR's 4K PAMT entry
+   * VP.INIT, VP.FLUSH) or of the TD page it reclaims (PHYMEM.PAGE.RECLAIM): the host's shared lock of the TDR's 4K PAMT entry
    * alone. No address, TDMR or page-type check and no walk through the 1G and 2M entries above it: the module takes
    * the address from the PAMT (a TDR that passed the explicit checks when the page was given to the TD, and cannot be
    * reclaimed while it has a child) and locks that entry directly. A failed attempt answers OPERAND_BUSY + TDR (0x80);

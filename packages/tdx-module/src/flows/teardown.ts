@@ -15,11 +15,19 @@ import { vcpuOf } from './td-build.js';
  * tdh_phymem_page_rdmd.c (reference tdx-module.md §9, §13).
  */
 
-/** TDH.VP.FLUSH: RCX = TDVPR. The vCPU must not be in guest mode. */
+/**
+ * TDH.VP.FLUSH: RCX = TDVPR. The vCPU must not be in guest mode (1.5.01 locks the TDVPR exclusive, which fails while
+ * TDH.VP.ENTER holds it shared: OPERAND_BUSY + RCX). The TD is reached implicitly, as the TDVPR's PAMT owner: the
+ * TDR's 4K PAMT entry locked shared alone (busy → OPERAND_BUSY + TDR), then the TD's keys must be configured.
+ * Source: intel/tdx-module 1.5.01 src/vmm_dispatcher/api_calls/tdh_vp_flush.c.
+ */
 export function vpFlush(m: ModuleState, regs: readonly bigint[], _out: Gprs, held: HeldLocks): bigint {
   const owner = vcpuOf(m, regs, OperandId.RCX, held);
   if (typeof owner === 'bigint') return owner;
   if (owner.vcpu.run === 'in-guest') return withDetail(TdxStatus.OPERAND_BUSY, OperandId.RCX);
+  const busy = m.lockImplicitTdr(owner.td.tdr, held);
+  if (busy !== undefined) return busy;
+  if (owner.td.lifecycle !== LifecycleState.KEYS_CONFIGURED) return TdxStatus.TD_KEYS_NOT_CONFIGURED;
   owner.vcpu.flushed = true;
   return TdxStatus.SUCCESS;
 }

@@ -7,10 +7,11 @@ import {
   makeGprs,
   Reg,
   SeamcallLeaf,
+  SteppingScheduler,
   snapshotState,
   TdxStatus,
 } from '../../src/index.js';
-import { type ManualTd, manualTd, must } from '../harness.js';
+import { type ManualTd, manualTd, must, parkFlow } from '../harness.js';
 import { RCX } from './reference-values.js';
 
 const SIZE_2M = 0x20_0000;
@@ -18,6 +19,8 @@ const SIZE_2M = 0x20_0000;
 const GPA_2M = 0x4000_0000;
 /** OPERAND_BUSY + R8 (reference §1.4: target page in R8, PAMT lock busy). */
 const BUSY_R8 = 0x8000020000000008n;
+/** OPERAND_BUSY + TDR (0x80): the implicit TDR's 4K PAMT entry is held exclusive by another thread. */
+const BUSY_TDR = 0x8000020000000080n;
 /** OPERAND_INVALID + RCX. */
 const INVALID_RCX = 0xc000010000000000n | RCX;
 
@@ -85,12 +88,32 @@ describe('the implicit TDR of the TDVPR leaves (4K PAMT entry alone)', () => {
     must('VP.CREATE', await td.host.vpCreate(td.tdr, far), td.module);
     must('VP.FLUSH', await td.host.vpFlush(far), td.module);
     must('VPFLUSHDONE', await td.host.mngVpFlushDone(td.tdr), td.module);
+    // tdh_vp_flush.c: the TD's keys must be configured (BLOCKED after VPFLUSHDONE).
+    expect((await td.host.vpFlush(far)).status).toBe(TdxStatus.TD_KEYS_NOT_CONFIGURED);
     must('CACHE.WB', await td.host.cacheWb(), td.module);
     must('KEY.FREEID', await td.host.mngKeyFreeId(td.tdr), td.module);
     const tdr2m = td.tdr - (td.tdr % SIZE_2M);
     td.module.state.pamt.setLock(tdr2m, 1, HP_FLAG);
     must('RECLAIM', await td.host.pageReclaim(far), td.module);
     expect(td.module.state.pamt.getLock(tdr2m, 1)).toBe(HP_FLAG);
+    assertInvariants(td.module);
+  });
+
+  // tdh_vp_flush.c: the TDVPR exclusive, then the implicit TDR shared. A PAGE.ADD parked at its yield point holds the
+  // TDR exclusive (its RDX operand), so the flush finds the TDR's 4K entry busy.
+  it('VP.FLUSH meets a PAGE.ADD holding the TDR exclusive: OPERAND_BUSY + TDR, then SUCCESS once it is done', async () => {
+    const scheduler = new SteppingScheduler();
+    const td = await manualTd('initialized', { scheduler });
+    const far = td.allocator.alloc2m();
+    must('VP.CREATE', await td.host.vpCreate(td.tdr, far), td.module);
+    await ensureSeptTables(td.module, td.host, td.allocator, td.tdr, 0, 0, 4);
+    const source = td.allocator.alloc4k();
+    const parked = await parkFlow(scheduler, 'TDH.MEM.PAGE.ADD', () =>
+      td.host.pageAdd(td.tdr, 0, td.allocator.alloc4k(), source),
+    );
+    expect((await td.host.vpFlush(far)).status).toBe(BUSY_TDR);
+    must('PAGE.ADD', await parked.finish(), td.module);
+    must('VP.FLUSH', await td.host.vpFlush(far), td.module);
     assertInvariants(td.module);
   });
 });
