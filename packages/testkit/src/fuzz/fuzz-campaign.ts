@@ -304,7 +304,10 @@ interface CampaignProperty<C> {
  */
 const campaignProperties = new WeakMap<fc.Arbitrary<unknown>, CampaignProperty<unknown>>();
 
-/** A property over `arbitrary` for one campaign (`state`): the kept one when it is free and fast-check's settings are the same. */
+/**
+ * A property over `arbitrary` for one campaign (`state`): the kept one when it is free and fast-check's settings are the
+ * same.
+ */
 function campaignProperty<C>(arbitrary: fc.Arbitrary<C>, state: CampaignState<C>): CampaignProperty<C> {
   const settings = fc.readConfigureGlobal();
   const kept = campaignProperties.get(arbitrary) as CampaignProperty<C> | undefined;
