@@ -252,5 +252,12 @@ export function assertBuildOptions(argument: string, value: unknown): void {
         `initialImage[${i}].bytes must be a Uint8Array, got ${show(bytes)}`,
         `initialImage[${i}].bytes`,
       );
+    // One entry is one page (one TDH.MEM.PAGE.ADD): more bytes were cut at 4 KiB without a word.
+    if (bytes.length > 4096)
+      throw new HypervError(
+        'INVALID_OPTION',
+        `initialImage[${i}].bytes must hold one page, at most 4096 bytes, got ${bytes.length} (give each page an entry)`,
+        `initialImage[${i}].bytes`,
+      );
   });
 }

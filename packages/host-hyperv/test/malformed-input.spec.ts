@@ -126,6 +126,11 @@ const build: MalformedRow<HypervFixture>[] = [
         { initialImage: [{ gpa: 0, bytes: [1, 2] }] },
       ],
       [
+        'initialImage[0].bytes',
+        'initialImage[0].bytes of two pages (8192 bytes)',
+        { initialImage: [{ gpa: 0, bytes: new Uint8Array(2 * PAGE) }] },
+      ],
+      [
         'hpa',
         'initialImage[0] with an unknown key',
         { initialImage: [{ gpa: 0, bytes, hpa: 0 }] },

@@ -86,6 +86,7 @@ export class KvmVmm implements Vmm {
     const resolved = resolveKvmOptions(options);
     if (typeof build !== 'object' || build === null)
       throw new KvmError('INVALID_ARGUMENT', 'build must be an object (BuildTdOptions)', 'build');
+    assertInitialImage(build.initialImage);
     const td = await buildTdForKvm(module, build);
     const kvm = new KvmVmm(new VmState(module, td, resolved));
     for (const { gpa, bytes } of build.initialImage ?? []) {
@@ -445,4 +446,34 @@ function isPlainEptViolation(exit: TdExitEvent, vcpus: number): boolean {
 function stopIfVmDead(error: unknown): undefined {
   if (KvmError.is(error) && error.code === 'VM_DEAD') return undefined;
   throw error;
+}
+
+/**
+ * The initial image of `KvmVmm.create` (the module's builder, which checks it, never sees it: KVM adds it itself):
+ * an array of pages, each a GPA (checked by KVM_TDX_INIT_MEM_REGION) and at most 4096 bytes in a Uint8Array, one
+ * region of one page each.
+ */
+function assertInitialImage(image: unknown): void {
+  if (image === undefined) return;
+  if (!Array.isArray(image))
+    throw new KvmError(
+      'INVALID_ARGUMENT',
+      'build.initialImage must be an array of pages',
+      'build.initialImage',
+    );
+  image.forEach((page: unknown, i) => {
+    const where = `build.initialImage[${i}]`;
+    if (typeof page !== 'object' || page === null)
+      throw new KvmError('INVALID_ARGUMENT', `${where} must be an object { gpa, bytes }`, where);
+    const { bytes } = page as { bytes?: unknown };
+    if (!(bytes instanceof Uint8Array))
+      throw new KvmError('INVALID_ARGUMENT', `${where}.bytes must be a Uint8Array`, `${where}.bytes`);
+    // One entry is one page: more bytes were cut at 4 KiB without a word.
+    if (bytes.length > 4096)
+      throw new KvmError(
+        'INVALID_ARGUMENT',
+        `${where}.bytes must hold one page, at most 4096 bytes, got ${bytes.length} (give each page an entry)`,
+        `${where}.bytes`,
+      );
+  });
 }

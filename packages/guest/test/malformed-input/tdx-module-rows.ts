@@ -900,6 +900,13 @@ const host: MalformedRow<ModuleFixture>[] = [
   },
   {
     fn: 'buildTd',
+    argument: 'initialImage[0].bytes',
+    value: 'initialImage[0].bytes of 4097 bytes',
+    call: (f) =>
+      buildTd(f.module, { initialImage: [{ gpa: 0x1000, bytes: new Uint8Array(4097) }] }, f.allocator),
+  },
+  {
+    fn: 'buildTd',
     argument: 'module',
     value: 'module = {}',
     call: (f) => buildTd({} as never, {}, f.allocator),

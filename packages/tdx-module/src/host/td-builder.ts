@@ -32,7 +32,10 @@ export interface BuildTdOptions {
   readonly attributes?: bigint;
   /** The private HKID. Default: the lowest one not in use. */
   readonly hkid?: number;
-  /** Pages copied in with TDH.MEM.PAGE.ADD (4K-aligned GPAs) before finalisation. */
+  /**
+   * Pages copied in with TDH.MEM.PAGE.ADD before finalisation: one entry per page, a 4K-aligned GPA and at most 4096
+   * bytes (the rest of the page is zero).
+   */
   readonly initialImage?: readonly { readonly gpa: number; readonly bytes: Uint8Array }[];
   /** Stop after TDH.MNG.INIT and VP.INIT (OP_STATE INITIALIZED). Default false: finalise to RUNNABLE. */
   readonly skipFinalize?: boolean;
@@ -102,6 +105,13 @@ export async function buildTd(
         throw new TdxSimError(
           'INVALID_ARGUMENT',
           `initialImage[${i}].bytes must be a Uint8Array`,
+          `initialImage[${i}].bytes`,
+        );
+      // One entry is one page (one TDH.MEM.PAGE.ADD): more bytes were cut at 4 KiB without a word.
+      if (bytes.length > 4096)
+        throw new TdxSimError(
+          'INVALID_ARGUMENT',
+          `initialImage[${i}].bytes must hold one page, at most 4096 bytes, got ${bytes.length} (give each page an entry)`,
           `initialImage[${i}].bytes`,
         );
     });
