@@ -2,6 +2,8 @@ import { ADDRESS_LIMIT, assertAddress, assertIntegerInRange, TdxSimError } from 
 import { type TdmrOptions, validateTdmr } from './physical-memory.js';
 
 const KIB4 = 4096;
+/** Set by {@link HostPageAllocator.clone} for the one constructor call it makes: bounds already checked. */
+let cloning = false;
 const MIB2 = 2 ** 21;
 
 /** Pages handed out one after another: `pages` host pages from `hpa`, going up (`step` 1) or down (-1). */
@@ -25,14 +27,16 @@ export class HostPageAllocator {
   #next4k: number;
   #next2m: number;
   /** The 4K free list, a stack of runs: run i is `#freeCount[i]` pages from `#freeStart[i]`, `#freeStep[i]` apart. */
-  readonly #freeStart: number[] = [];
-  readonly #freeCount: number[] = [];
-  readonly #freeStep: number[] = [];
-  readonly #free2m: number[] = [];
+  #freeStart: number[] = [];
+  #freeCount: number[] = [];
+  #freeStep: number[] = [];
+  #free2m: number[] = [];
   #allocated = 0;
 
   constructor(tdmr: TdmrOptions) {
-    validateTdmr(tdmr);
+    // A copy's bounds are its source's, checked when that was made (a restore per fuzz case copies an allocator).
+    if (cloning) cloning = false;
+    else validateTdmr(tdmr);
     this.#low = tdmr.base;
     this.#high = tdmr.base + tdmr.size;
     this.#next4k = this.#low;
@@ -41,13 +45,15 @@ export class HostPageAllocator {
 
   /** An independent copy: the same pages handed out and free, in the same order (checkpoints). */
   clone(): HostPageAllocator {
+    cloning = true;
     const copy = new HostPageAllocator({ base: this.#low, size: this.#high - this.#low });
     copy.#next4k = this.#next4k;
     copy.#next2m = this.#next2m;
-    copy.#freeStart.push(...this.#freeStart);
-    copy.#freeCount.push(...this.#freeCount);
-    copy.#freeStep.push(...this.#freeStep);
-    copy.#free2m.push(...this.#free2m);
+    // slice, not push(...): a spread call per list went through the generic apply path.
+    copy.#freeStart = this.#freeStart.slice();
+    copy.#freeCount = this.#freeCount.slice();
+    copy.#freeStep = this.#freeStep.slice();
+    copy.#free2m = this.#free2m.slice();
     copy.#allocated = this.#allocated;
     return copy;
   }
