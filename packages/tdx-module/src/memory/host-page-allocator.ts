@@ -2,9 +2,10 @@ import { ADDRESS_LIMIT, assertAddress, assertIntegerInRange, TdxSimError } from 
 import { type TdmrOptions, validateTdmr } from './physical-memory.js';
 
 const KIB4 = 4096;
+const MIB2 = 2 ** 21;
+
 /** Set by {@link HostPageAllocator.clone} for the one constructor call it makes: bounds already checked. */
 let cloning = false;
-const MIB2 = 2 ** 21;
 
 /** Pages handed out one after another: `pages` host pages from `hpa`, going up (`step` 1) or down (-1). */
 export interface HostPageRun {
@@ -45,8 +46,12 @@ export class HostPageAllocator {
 
   /** An independent copy: the same pages handed out and free, in the same order (checkpoints). */
   clone(): HostPageAllocator {
+    // The bounds read first: a call on something that is no allocator throws here, before the flag is set (left set,
+    // it would let the next allocator made skip its checks).
+    const base = this.#low;
+    const size = this.#high - base;
     cloning = true;
-    const copy = new HostPageAllocator({ base: this.#low, size: this.#high - this.#low });
+    const copy = new HostPageAllocator({ base, size });
     copy.#next4k = this.#next4k;
     copy.#next2m = this.#next2m;
     // slice, not push(...): a spread call per list went through the generic apply path.

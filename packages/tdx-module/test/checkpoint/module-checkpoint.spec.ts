@@ -178,7 +178,8 @@ describe('module checkpoints', () => {
       expect(snapshotState(second.module)).toBe(pristine);
       expect(second.td.allocator.allocatedBytes).toBe(checkpoint.restore().td.allocator.allocatedBytes);
       expect(snapshotState(checkpoint.restore().module)).toBe(pristine);
-      // The finalised MRTD is shared by the restores, not copied: nothing may write it in place.
+      // The restores share the finalised MRTD's bytes (no copy): every restore and the source still read the digest
+      // taken before any action ran, so nothing wrote it in place.
       expect(mrtdOf(checkpoint.restore())).toBe(digest);
       expect(mrtdOf(first)).toBe(digest);
       expect(mrtdOf({ module, td })).toBe(digest);
