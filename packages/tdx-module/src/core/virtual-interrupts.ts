@@ -9,8 +9,9 @@ import type { ModuleState } from './module-state.js';
 
 /** Posts `vector` for the vCPU; its notification is pending at the host processor until the vIRR takes it. */
 export function postVirtualInterrupt(vcpu: VcpuState, vector: number): void {
-  if (vcpu.virr[vector] === 0) {
-    vcpu.virr[vector] = 1;
+  const virr = vcpu.virr;
+  if (virr[vector] === 0) {
+    virr[vector] = 1;
     vcpu.virrCount++;
   }
   vcpu.interruptPending = true;
@@ -19,9 +20,11 @@ export function postVirtualInterrupt(vcpu: VcpuState, vector: number): void {
 /** Delivers the highest pending vector to the guest's handler. Returns false when none is pending. */
 export function deliverOneInterrupt(m: ModuleState, vcpu: VcpuState): boolean {
   if (vcpu.virrCount === 0) return false;
+  // Read once: `virr` is a getter that makes the array on first use.
+  const virr = vcpu.virr;
   let vector = 255;
-  while (vcpu.virr[vector] === 0) vector--;
-  vcpu.virr[vector] = 0;
+  while (virr[vector] === 0) vector--;
+  virr[vector] = 0;
   vcpu.virrCount--;
   vcpu.interruptPending = false;
   vcpu.interruptsTaken++;

@@ -55,12 +55,15 @@ export class RangeMap<T> {
     let last = first;
     while (last < starts.length && (starts[last] as number) < end) last++;
     // Runs [first, last) overlap [start, end); the parts outside it survive as a left and a right piece.
-    const leftStart = starts[first] as number;
-    const leftValue = values[first] as T;
-    let hasLeft = first < last && leftStart < start;
-    const rightEnd = ends[last - 1] as number;
-    const rightValue = values[last - 1] as T;
-    let hasRight = first < last && rightEnd > end;
+    // Read only where runs overlap: with none, `last - 1` may be -1, and an array read at -1 is a named-property
+    // lookup on the slow path (the first write of every guest's ledger, on an empty map, took it).
+    const overlaps = first < last;
+    const leftStart = (overlaps ? starts[first] : 0) as number;
+    const leftValue = (overlaps ? values[first] : undefined) as T;
+    let hasLeft = overlaps && leftStart < start;
+    const rightEnd = (overlaps ? ends[last - 1] : 0) as number;
+    const rightValue = (overlaps ? values[last - 1] : undefined) as T;
+    let hasRight = overlaps && rightEnd > end;
     let runStart = start;
     let runEnd = end;
     if (present) {

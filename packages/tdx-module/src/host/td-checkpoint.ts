@@ -56,7 +56,13 @@ export function checkpointTd(module: TdxModule, td: BuiltTd): TdCheckpoint {
       const restored = moduleCheckpoint.restore(services);
       return {
         module: restored,
-        td: builtTdHandle(restored, { ...fields, tdvprs: [...fields.tdvprs], allocator: allocator.clone() }),
+        td: builtTdHandle(restored, {
+          tdr: fields.tdr,
+          tdvprs: fields.tdvprs.slice(),
+          gpaw: fields.gpaw,
+          pwl: fields.pwl,
+          allocator: allocator.clone(),
+        }),
       };
     },
   };

@@ -4,6 +4,9 @@ import { type TdmrOptions, validateTdmr } from './physical-memory.js';
 const KIB4 = 4096;
 const MIB2 = 2 ** 21;
 
+/** Set by {@link HostPageAllocator.clone} for the one constructor call it makes: bounds already checked. */
+let cloning = false;
+
 /** Pages handed out one after another: `pages` host pages from `hpa`, going up (`step` 1) or down (-1). */
 export interface HostPageRun {
   readonly hpa: number;
@@ -25,14 +28,16 @@ export class HostPageAllocator {
   #next4k: number;
   #next2m: number;
   /** The 4K free list, a stack of runs: run i is `#freeCount[i]` pages from `#freeStart[i]`, `#freeStep[i]` apart. */
-  readonly #freeStart: number[] = [];
-  readonly #freeCount: number[] = [];
-  readonly #freeStep: number[] = [];
-  readonly #free2m: number[] = [];
+  #freeStart: number[] = [];
+  #freeCount: number[] = [];
+  #freeStep: number[] = [];
+  #free2m: number[] = [];
   #allocated = 0;
 
   constructor(tdmr: TdmrOptions) {
-    validateTdmr(tdmr);
+    // A copy's bounds are its source's, checked when that was made (a restore per fuzz case copies an allocator).
+    if (cloning) cloning = false;
+    else validateTdmr(tdmr);
     this.#low = tdmr.base;
     this.#high = tdmr.base + tdmr.size;
     this.#next4k = this.#low;
@@ -41,13 +46,19 @@ export class HostPageAllocator {
 
   /** An independent copy: the same pages handed out and free, in the same order (checkpoints). */
   clone(): HostPageAllocator {
-    const copy = new HostPageAllocator({ base: this.#low, size: this.#high - this.#low });
+    // The bounds read first: a call on something that is no allocator throws here, before the flag is set (left set,
+    // it would let the next allocator made skip its checks).
+    const base = this.#low;
+    const size = this.#high - base;
+    cloning = true;
+    const copy = new HostPageAllocator({ base, size });
     copy.#next4k = this.#next4k;
     copy.#next2m = this.#next2m;
-    copy.#freeStart.push(...this.#freeStart);
-    copy.#freeCount.push(...this.#freeCount);
-    copy.#freeStep.push(...this.#freeStep);
-    copy.#free2m.push(...this.#free2m);
+    // slice, not push(...): a spread call per list went through the generic apply path.
+    copy.#freeStart = this.#freeStart.slice();
+    copy.#freeCount = this.#freeCount.slice();
+    copy.#freeStep = this.#freeStep.slice();
+    copy.#free2m = this.#free2m.slice();
     copy.#allocated = this.#allocated;
     return copy;
   }

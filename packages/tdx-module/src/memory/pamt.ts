@@ -1,4 +1,5 @@
 import { PamtPageType as importedPamtPageType } from '../abi/page-type.js';
+import { copyBuffer } from './copy-buffer.js';
 
 // Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
 // module cell and checked at every use: docs/performance/tdx-module.md, "Eleventh pass").
@@ -83,7 +84,7 @@ export class PamtBlock {
       bytes += blockBytes(block.type.length);
     }
     packed &&= shared?.byteLength === bytes;
-    const buffer = packed ? (shared as ArrayBuffer).slice(0) : new ArrayBuffer(bytes);
+    const buffer = packed ? copyBuffer(shared as ArrayBuffer) : new ArrayBuffer(bytes);
     const copies: PamtBlock[] = [];
     let offset = 0;
     for (const block of blocks) {

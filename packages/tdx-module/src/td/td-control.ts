@@ -52,7 +52,8 @@ export class TdControl {
   pendingVeDisable = false;
   /** The measurement in progress: made at the first extension, dropped once finalised (a digested hash is spent). */
   #mrtd: Hash | undefined;
-  mrtd: Buffer | undefined;
+  /** The finalised measurement: a digest, never written in place, so that copies share it (see {@link clone}). */
+  mrtd: Readonly<Buffer> | undefined;
 
   constructor(tdr: number, hkid: number, mrtd?: Hash) {
     this.tdr = tdr;
@@ -83,7 +84,8 @@ export class TdControl {
     for (const [tdvpr, vcpu] of this.vcpus) copy.vcpus.set(tdvpr, vcpu.clone());
     copy.hpLockTimeoutNs = this.hpLockTimeoutNs;
     copy.pendingVeDisable = this.pendingVeDisable;
-    copy.mrtd = this.mrtd === undefined ? undefined : Buffer.from(this.mrtd);
+    // Shared, not copied: nothing writes a digest once made (a restore per fuzz case copied 48 bytes into a Buffer).
+    copy.mrtd = this.mrtd;
     return copy;
   }
 

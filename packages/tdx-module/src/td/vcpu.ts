@@ -33,8 +33,16 @@ export class VcpuState {
   interruptPending = false;
   /** Virtual interrupts the guest took (delivered to its handler). */
   interruptsTaken = 0;
-  /** The virtual APIC's IRR: 1 for each vector posted and not yet delivered. TD-private state. */
-  readonly virr = new Uint8Array(256);
+  /**
+   * The virtual APIC's IRR: 1 for each vector posted and not yet delivered. TD-private state. Made at its first read
+   * (most vCPUs never get an interrupt posted): 256 bytes are an ArrayBuffer of their own, one per vCPU copy, and a
+   * restore per fuzz case made one.
+   */
+  get virr(): Uint8Array {
+    this.#virr ??= new Uint8Array(256);
+    return this.#virr;
+  }
+  #virr: Uint8Array | undefined;
   /** How many vectors are set in {@link virr}. */
   virrCount = 0;
   /** The guest's RFLAGS.IF: virtual interrupts are delivered only while it is set. */
@@ -114,7 +122,8 @@ export class VcpuState {
     copy.vmcallSelect = this.vmcallSelect;
     copy.interruptPending = this.interruptPending;
     copy.interruptsTaken = this.interruptsTaken;
-    copy.virr.set(this.virr);
+    // No IRR yet: nothing was ever posted, and the copy makes its own at its first read.
+    if (this.#virr !== undefined) copy.#virr = this.#virr.slice();
     copy.virrCount = this.virrCount;
     copy.interruptsEnabled = this.interruptsEnabled;
     copy.stuckExits = this.stuckExits;

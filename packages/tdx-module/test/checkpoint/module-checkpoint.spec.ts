@@ -113,6 +113,20 @@ function restoreTraced(checkpoint: TdCheckpoint) {
   return { module, td, events: () => trace.events };
 }
 
+/** The vectors pending in the vIRR of vCPU `tdvpr`, and checks the vIRR's count. */
+function pending(module: TdxModule, tdvpr: number): number[] {
+  const vcpu = module.state.vcpusByTdvpr.get(tdvpr)?.vcpu;
+  if (vcpu === undefined) throw new Error(`no vCPU 0x${tdvpr.toString(16)}`);
+  const vectors = [...vcpu.virr.keys()].filter((vector) => vcpu.virr[vector] === 1);
+  expect(vcpu.virrCount).toBe(vectors.length);
+  return vectors;
+}
+
+/** The finalised MRTD of a built TD, in hex. */
+function mrtdOf({ module, td }: { module: TdxModule; td: BuiltTd }): string | undefined {
+  return module.state.tds.get(td.tdr)?.mrtd?.toString('hex');
+}
+
 describe('module checkpoints', () => {
   it('a restored TD is indistinguishable from a fresh build: same state digest, addresses and allocator', async () => {
     const fresh = await freshTd();
@@ -154,6 +168,7 @@ describe('module checkpoints', () => {
       const td = await buildTd(module, BUILD);
       const checkpoint = checkpointTd(module, td);
       const pristine = snapshotState(checkpoint.restore().module);
+      const digest = mrtdOf({ module, td });
       expect(pristine).toBe(snapshotState(module));
       // Mutate the source, then a restore, then a second restore made before the first ran.
       await drive(module, td, actions);
@@ -163,6 +178,11 @@ describe('module checkpoints', () => {
       expect(snapshotState(second.module)).toBe(pristine);
       expect(second.td.allocator.allocatedBytes).toBe(checkpoint.restore().td.allocator.allocatedBytes);
       expect(snapshotState(checkpoint.restore().module)).toBe(pristine);
+      // The restores share the finalised MRTD's bytes (no copy): every restore and the source still read the digest
+      // taken before any action ran, so nothing wrote it in place.
+      expect(mrtdOf(checkpoint.restore())).toBe(digest);
+      expect(mrtdOf(first)).toBe(digest);
+      expect(mrtdOf({ module, td })).toBe(digest);
       // The first restore ended where the source did: the same actions from the same state.
       expect(snapshotState(first.module)).toBe(snapshotState(module));
     },
@@ -317,6 +337,27 @@ describe('module checkpoints', () => {
     settle();
     await held;
     expect(() => module.checkpoint()).not.toThrow();
+  });
+
+  it("virtual interrupts pending at the checkpoint, or posted after, are each restore's own (the vIRR is copied)", async () => {
+    const module = new TdxModule({ tdmr: TEST_TDMR });
+    const td = await buildTd(module, BUILD);
+    const [withIrr, withoutIrr] = td.tdvprs as [number, number];
+    // Posted to stopped vCPUs: pending until a guest runs (a checkpoint may hold them).
+    module.postInterrupt(withIrr, 40);
+    const checkpoint = checkpointTd(module, td);
+    const first = checkpoint.restore();
+    const second = checkpoint.restore();
+    first.module.postInterrupt(withIrr, 41);
+    first.module.postInterrupt(withoutIrr, 42);
+    expect(pending(first.module, withIrr)).toEqual([40, 41]);
+    expect(pending(first.module, withoutIrr)).toEqual([42]);
+    for (const other of [second.module, checkpoint.restore().module, module]) {
+      expect(pending(other, withIrr)).toEqual([40]);
+      expect(pending(other, withoutIrr)).toEqual([]);
+    }
+    module.postInterrupt(withoutIrr, 43);
+    expect(pending(checkpoint.restore().module, withoutIrr)).toEqual([]);
   });
 
   it('a second TD built after a restore is the one a fresh module builds (HKIDs and allocator copied)', async () => {

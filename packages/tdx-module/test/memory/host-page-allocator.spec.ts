@@ -107,4 +107,18 @@ describe('HostPageAllocator: the 4K free list as runs', () => {
     expect(thrownArgument(() => allocator.free4kRun(TDMR.base, 2, -1))).toBe('hpa');
     expect(allocator.allocatedBytes).toBe(TDMR.size);
   });
+
+  it('a clone made of something that is no allocator throws, and the next allocator still checks its TDMR', () => {
+    // clone skips the constructor's TDMR check for the copy it makes (its source's bounds were checked): a failed
+    // clone must not leave that skip armed for whoever constructs next.
+    expect(() => HostPageAllocator.prototype.clone.call({} as HostPageAllocator)).toThrow(TypeError);
+    expect(() => new HostPageAllocator({ base: 3, size: -5 })).toThrow(
+      expect.objectContaining({ code: 'INVALID_OPTION' }),
+    );
+    const copy = new HostPageAllocator(TDMR).clone();
+    expect(copy.alloc4k()).toBe(TDMR.base);
+    expect(() => new HostPageAllocator({ base: 3, size: -5 })).toThrow(
+      expect.objectContaining({ code: 'INVALID_OPTION' }),
+    );
+  });
 });
