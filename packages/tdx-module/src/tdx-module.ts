@@ -84,6 +84,7 @@ import {
   zeroGprs as importedZeroGprs,
   ownedGprs,
 } from './registers.js';
+import { yieldChecked } from './schedule/controlled-scheduler.js';
 import { type Clock, type CostModel, DEFAULT_COSTS, VirtualClock } from './services/clock.js';
 import { HotLogger } from './services/logger.js';
 import { RunToCompletionScheduler, type Scheduler, type YieldPoint } from './services/scheduler.js';
@@ -1094,7 +1095,9 @@ export class TdxModule implements SeamcallPort {
     assertYieldPoint(point);
     if (!this.#m.interleaves) return undefined;
     const actor = point.actor ?? this.#m.scheduler.currentActor?.();
-    return this.#m.scheduler.yieldAt(
+    // Checked above: the scheduler need not check it again (the actor added is a thread name runAs checked).
+    return yieldChecked(
+      this.#m.scheduler,
       actor === undefined || point.actor !== undefined ? point : { ...point, actor },
     );
   }

@@ -44,6 +44,34 @@ interface Entry extends WaitingFlow {
   readonly reject: (error: Error) => void;
 }
 
+/** The functions of the promise made last by {@link capture}, taken at once by the one who made it. */
+const captured: { resolve: () => void; reject: (error: Error) => void } = {
+  resolve: () => {},
+  reject: () => {},
+};
+
+/** The executor of every yield point's promise (it runs synchronously, inside `new Promise`). */
+function capture(resolve: () => void, reject: (error: Error) => void): void {
+  captured.resolve = resolve;
+  captured.reject = reject;
+}
+
+/** Set by {@link ControlledScheduler}'s static block: its private {@link ControlledScheduler.yieldAt} without the check. */
+let enqueueChecked: (scheduler: ControlledScheduler, point: YieldPoint) => Promise<void>;
+
+/**
+ * `scheduler.yieldAt(point)` for a point the caller has just checked with `assertYieldPoint` (the module's own
+ * `yieldAt`, with at most an actor added that its `currentActor` named): a {@link ControlledScheduler} that overrides
+ * neither skips checking it a second time. Any other scheduler gets its own `yieldAt` called.
+ */
+export function yieldChecked(scheduler: Scheduler, point: YieldPoint): Promise<void> | undefined {
+  return scheduler.yieldAt === baseYieldAt &&
+    scheduler.currentActor === baseCurrentActor &&
+    scheduler instanceof ControlledScheduler
+    ? enqueueChecked(scheduler, point)
+    : scheduler.yieldAt(point);
+}
+
 /**
  * The base of the schedulers that explore: every yield point suspends its flow, and the scheduler alone decides
  * which suspended flow resumes, one at a time.
@@ -144,16 +172,32 @@ export abstract class ControlledScheduler implements Scheduler {
 
   yieldAt(point: YieldPoint): Promise<void> {
     assertYieldPoint(point);
+    return this.#enqueue(point);
+  }
+
+  /** {@link yieldAt} of a point already checked (see {@link yieldChecked}). */
+  #enqueue(point: YieldPoint): Promise<void> {
     if (this.#stopped !== undefined) return Promise.reject(this.#stopped);
     const actor = point.actor ?? this.#actors.current() ?? 'main';
-    return new Promise<void>((resolve, reject) => {
-      this.#waiting.push({ actor, point, since: this.#progressed, resolve, reject });
-      if (point.backoff === true) this.#backingOff++;
-      this.#lastPoint.set(actor, point);
-      this.#arrivals++;
-      this.#activity++;
-      this.#arm();
+    // One executor for every step, not a closure per step: it hands the promise's functions over in module variables.
+    const promise = new Promise<void>(capture);
+    this.#waiting.push({
+      actor,
+      point,
+      since: this.#progressed,
+      resolve: captured.resolve,
+      reject: captured.reject,
     });
+    if (point.backoff === true) this.#backingOff++;
+    this.#lastPoint.set(actor, point);
+    this.#arrivals++;
+    this.#activity++;
+    this.#arm();
+    return promise;
+  }
+
+  static {
+    enqueueChecked = (scheduler, point) => scheduler.#enqueue(point);
   }
 
   /**
@@ -412,3 +456,6 @@ export abstract class ControlledScheduler implements Scheduler {
     return this.#waiting.map((e) => describePoint(e.actor, e.point)).join('; ');
   }
 }
+
+const baseYieldAt = ControlledScheduler.prototype.yieldAt;
+const baseCurrentActor = ControlledScheduler.prototype.currentActor;
