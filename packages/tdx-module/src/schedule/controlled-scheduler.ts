@@ -179,7 +179,7 @@ export abstract class ControlledScheduler implements Scheduler {
   #enqueue(point: YieldPoint): Promise<void> {
     if (this.#stopped !== undefined) return Promise.reject(this.#stopped);
     const actor = point.actor ?? this.#actors.current() ?? 'main';
-    // One executor for every step, not a closure per step: it hands the promise's functions over in module variables.
+    // One executor for every step, not a closure per step: it hands the promise's functions over in one module-level object.
     const promise = new Promise<void>(capture);
     this.#waiting.push({
       actor,
