@@ -56,7 +56,7 @@ function capture(resolve: () => void, reject: (error: Error) => void): void {
   captured.reject = reject;
 }
 
-/** Set by {@link ControlledScheduler}'s static block: its private {@link ControlledScheduler.yieldAt} without the check. */
+/** Set by {@link ControlledScheduler}'s static block: its {@link ControlledScheduler.yieldAt} without the check. */
 let enqueueChecked: (scheduler: ControlledScheduler, point: YieldPoint) => Promise<void>;
 
 /**
@@ -179,7 +179,8 @@ export abstract class ControlledScheduler implements Scheduler {
   #enqueue(point: YieldPoint): Promise<void> {
     if (this.#stopped !== undefined) return Promise.reject(this.#stopped);
     const actor = point.actor ?? this.#actors.current() ?? 'main';
-    // One executor for every step, not a closure per step: it hands the promise's functions over in one module-level object.
+    // One executor for every step, not a closure per step: it hands the promise's functions over in a module-level
+    // object.
     const promise = new Promise<void>(capture);
     this.#waiting.push({
       actor,
