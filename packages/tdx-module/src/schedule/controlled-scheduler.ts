@@ -40,6 +40,8 @@ interface Entry extends WaitingFlow {
    * were more.
    */
   readonly since: number;
+  /** `point.backoff === true`, read once (points come in many shapes: each read of the point is a slow lookup). */
+  readonly backoff: boolean;
   readonly resolve: () => void;
   readonly reject: (error: Error) => void;
 }
@@ -182,14 +184,16 @@ export abstract class ControlledScheduler implements Scheduler {
     // One executor for every step, not a closure per step: it hands the promise's functions over in a module-level
     // object.
     const promise = new Promise<void>(capture);
+    const backoff = point.backoff === true;
     this.#waiting.push({
       actor,
       point,
       since: this.#progressed,
+      backoff,
       resolve: captured.resolve,
       reject: captured.reject,
     });
-    if (point.backoff === true) this.#backingOff++;
+    if (backoff) this.#backingOff++;
     this.#lastPoint.set(actor, point);
     this.#arrivals++;
     this.#activity++;
@@ -292,7 +296,7 @@ export abstract class ControlledScheduler implements Scheduler {
       this.#passedPoints.push(other.point);
     }
     // Counted with the step, before onStep may stop the run: backOffSteps always agrees with the steps recorded.
-    if (entry.point.backoff === true) this.#backOffSteps++;
+    if (entry.backoff) this.#backOffSteps++;
     if (this.#live) {
       const step = this.#makeSteps();
       if (this.#onStep !== undefined) {
@@ -305,7 +309,7 @@ export abstract class ControlledScheduler implements Scheduler {
       }
     }
     this.#waiting.splice(this.#waiting.indexOf(entry), 1);
-    if (entry.point.backoff === true) this.#backingOff--;
+    if (entry.backoff) this.#backingOff--;
     else this.#progressed++;
     if (log.enabled && waiting.length > 1)
       log('step %d: %s (%d waiting)', index, describePoint(entry.actor, entry.point), waiting.length);
@@ -449,7 +453,7 @@ export abstract class ControlledScheduler implements Scheduler {
    */
   #eligible(): Entry[] {
     if (this.#backingOff === this.#waiting.length) return this.#waiting;
-    return this.#waiting.filter((e) => e.point.backoff !== true || e.since < this.#progressed);
+    return this.#waiting.filter((e) => !e.backoff || e.since < this.#progressed);
   }
 
   #describeWaiting(): string {

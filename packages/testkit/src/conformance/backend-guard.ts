@@ -485,17 +485,22 @@ export class BackendGuard {
         // Guest code running outside this thread (a wasm guest's worker) will come back: not idle.
         const external = (this.#module?.externalWork ?? 0) > 0;
         // A SEAMCALL since the last check: the scenario is moving, no need to list this thread's resources (which
-        // costs more than the turn itself); idleness is judged once the calls stop.
+        // costs more than the turn itself); idleness is judged on the turns without calls.
         const moving = this.#steps !== stepsSeen;
         stepsSeen = this.#steps;
         let idle = false;
-        if (external || moving) listingIn = listingGap = 0;
-        else if (listingIn > 0) listingIn--;
+        if (external) listingIn = listingGap = 0;
+        else if (moving) {
+          // The countdown to the next listing is left as it is, not restarted: under an exploring scheduler calls and
+          // quiet turns alternate (four turns in eight of a 4K fault are a backend's steps without a SEAMCALL), and a
+          // restart at each call listed the thread at every other step. Only quiet turns count down.
+        } else if (listingIn > 0) listingIn--;
         else {
           idle = this.#nothingPending(timer === undefined ? 0 : 1);
-          // Work pending without a SEAMCALL (a retry loop yielding to an exploring scheduler, millions of turns): the
-          // next listings come after gaps that double, up to MAX_LISTING_GAP turns, so an idle thread is still seen
-          // within that many turns of the work ending (turns that cost next to nothing when nothing else runs).
+          // Work pending (a retry loop yielding to an exploring scheduler, millions of turns; a scheduler's steps):
+          // the next listings come after gaps of quiet turns that double, up to MAX_LISTING_GAP, so an idle thread is
+          // still seen within that many turns of the work ending (turns that cost next to nothing when nothing else
+          // runs).
           listingGap = idle ? 0 : Math.min(MAX_LISTING_GAP, 2 * listingGap + 1);
           listingIn = listingGap;
         }
