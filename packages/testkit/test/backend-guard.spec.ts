@@ -13,6 +13,7 @@ import {
   type Gprs,
   HP_LOCK_TIMEOUT_FIELD_ID,
   makeGprs,
+  PctScheduler,
   Reg,
   SeamcallLeaf,
   type TdExitEvent,
@@ -416,6 +417,36 @@ describe('BackendGuard', () => {
     expect(badFirst.message).toMatch(
       /^onTdExit answered the TD exit of vCPU \d .* with R11 = 18446744073709551616, outside/,
     );
+  });
+
+  it("an explored run's quiet turns between SEAMCALLs do not have the thread's resources listed at every step", async () => {
+    // Under an exploring scheduler half the turns of a 4K conversion see no SEAMCALL (a backend's own steps, the
+    // second turn of each step): a listing at each of them cost more than the step. The countdown to the next
+    // listing goes on across the SEAMCALLs: a few listings for the whole run, not one every other step.
+    const scheduler = new PctScheduler({ seed: 3, maxSteps: 100_000 });
+    const listings = vi.spyOn(process, 'getActiveResourcesInfo');
+    try {
+      const guard = new BackendGuard({ thread: 'dedicated', stepBudget: 100_000 });
+      const kinds = await guard.run(async () => {
+        const { guest, threads } = await composeTd({
+          vmm: guard.module(kvmVmm()),
+          guest: (cpu, trace) => TdGuest.boot(cpu, { memoryBytes: 16 * MIB, policy: 'linux', trace }),
+          ...scenarioTd({ memoryBytes: 16 * MIB, seed: 1, scheduler }),
+        });
+        guard.watchThreads(threads);
+        const listed = listings.mock.calls.length;
+        const shared = await guest.setShared(MIB, 256 * 1024);
+        const privateAgain = await guest.setPrivate(MIB, 256 * 1024);
+        return { kinds: `${shared.kind} ${privateAgain.kind}`, listed: listings.mock.calls.length - listed };
+      });
+      expect(kinds.kinds).toBe('ok ok');
+      // 64 pages each way: hundreds of steps (four and more a page).
+      expect(scheduler.stepCount).toBeGreaterThan(400);
+      expect(kinds.listed).toBeLessThan(scheduler.stepCount / 20);
+    } finally {
+      listings.mockRestore();
+      scheduler.dispose();
+    }
   });
 
   it('an exit handler that never answers is found as soon as nothing could answer it', async () => {
