@@ -14,8 +14,8 @@ import { hpHostTryPacked as importedHpHostTryPacked } from '../locks/host-priori
 import type { PlainSharexLock } from '../locks/plain-lock.js';
 import { septEntryTryLockPacked as importedSeptEntryTryLockPacked } from '../locks/sept-entry-lock.js';
 import { type Gprs, Reg as importedReg } from '../registers.js';
-import { architecturalEntry, entryDetails, type WalkResult } from '../sept/sept-tree.js';
 import { yieldChecked } from '../schedule/controlled-scheduler.js';
+import { architecturalEntry, entryDetails, type WalkResult } from '../sept/sept-tree.js';
 import type { YieldPoint } from '../services/scheduler.js';
 import type { TdControl } from '../td/td-control.js';
 import type { HeldLocks } from './held-locks.js';
