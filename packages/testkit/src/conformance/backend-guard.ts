@@ -492,8 +492,8 @@ export class BackendGuard {
         if (external) listingIn = listingGap = 0;
         else if (moving) {
           // The countdown to the next listing is left as it is, not restarted: under an exploring scheduler calls and
-          // quiet turns alternate (four turns in eight of a 4K fault are a backend's steps without a SEAMCALL), and a
-          // restart at each call listed the thread at every other step. Only quiet turns count down.
+          // quiet turns alternate (steps without a SEAMCALL, such as KVM's mmu_lock, and the second turn of every
+          // step), and a restart at each call listed the thread at every other step. Only quiet turns count down.
         } else if (listingIn > 0) listingIn--;
         else {
           idle = this.#nothingPending(timer === undefined ? 0 : 1);
