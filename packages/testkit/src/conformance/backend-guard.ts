@@ -125,10 +125,12 @@ const NO_VCPU = Symbol('no vCPU');
 export const SHARED_IDLE_MS = 200;
 
 /**
- * The most macrotask turns between two listings of this thread's resources while work without SEAMCALLs is pending
- * (see {@link BackendGuard.run}): a listing costs more than a turn of an explored run's spinning thread.
+ * The most quiet macrotask turns (turns that saw no SEAMCALL) between two listings of this thread's resources while
+ * work is pending (see {@link BackendGuard.run}): a listing costs more than a turn of an explored run's spinning
+ * thread. The countdown goes on across SEAMCALLs, so a scenario left waiting is seen idle within that many quiet turns
+ * of its last SEAMCALL (and two checks more).
  */
-const MAX_LISTING_GAP = 64;
+export const MAX_LISTING_GAP = 64;
 
 /**
  * Whether a check of {@link badRegister} has met 16 bigint registers not all in [0, 2^63) (an error status, say).
@@ -579,9 +581,11 @@ export class BackendGuard {
    * Whether this thread holds nothing that could resume the scenario: in a dedicated thread, nothing beyond what it
    * held before the scenario and `own` timers of ours; in a shared one, exactly that (see
    * {@link BackendGuardOptions.thread}). Each call lowers the idle baseline by what of the thread's own ended since
-   * the start (a timer pending then that has fired). While work without SEAMCALLs is pending, calls come after gaps of
-   * up to {@link MAX_LISTING_GAP} turns: in a shared thread, a dip shorter than that (a timer ending and another
-   * starting between two calls) goes unseen and leaves the baseline where a call at every turn would have lowered it.
+   * the start (a timer pending then that has fired). While work is pending, calls come after gaps of up to
+   * {@link MAX_LISTING_GAP} quiet turns, whether the work makes no SEAMCALLs (a retry loop) or makes them at some turns
+   * only (an exploring scheduler's steps, whose quiet turns count down across the calls): in a shared thread, a dip
+   * shorter than that (a timer ending and another starting between two calls) goes unseen and leaves the baseline
+   * where a call at every turn would have lowered it.
    */
   #nothingPending(own: number): boolean {
     const now = activeResources();
