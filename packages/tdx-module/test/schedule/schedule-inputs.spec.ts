@@ -318,3 +318,36 @@ describe("module.yieldAt checks a backend's point once, whatever scheduler takes
     scheduler.dispose();
   });
 });
+
+describe('the waiting list stays oldest first when a flow leaves it', () => {
+  it('resuming the first, a middle and the last flow leaves the others in their order of arrival', async () => {
+    // choose picks the given positions in turn; what it is handed and what `waiting` says at each later step show
+    // the order kept (a removal that swapped the last flow into the gap would put e before b).
+    const chosen: string[][] = [];
+    const listed: string[][] = [];
+    class Picks extends ControlledScheduler {
+      readonly #picks = [0, 1, 2, 1];
+      protected choose(waiting: readonly WaitingFlow[], step: number): number {
+        chosen.push(waiting.map((flow) => flow.actor));
+        return this.#picks[step] as number;
+      }
+      protected override beforeStep(): void {
+        listed.push(this.waiting.map((flow) => flow.actor));
+      }
+    }
+    const scheduler = new Picks();
+    const resumed: string[] = [];
+    await Promise.all(
+      ['a', 'b', 'c', 'd', 'e'].map((actor) =>
+        scheduler.yieldAt({ flow: 'x', step: 'y', tdr: 0, actor }).then(() => resumed.push(actor)),
+      ),
+    );
+    const arrived = ['a', 'b', 'c', 'd', 'e'];
+    const left = [arrived, ['b', 'c', 'd', 'e'], ['b', 'd', 'e'], ['b', 'd']];
+    expect(chosen).toEqual(left);
+    expect(listed).toEqual([...left, ['b']]);
+    expect(resumed).toEqual(['a', 'c', 'e', 'd', 'b']);
+    expect(scheduler.waiting).toEqual([]);
+    scheduler.dispose();
+  });
+});
