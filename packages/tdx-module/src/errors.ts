@@ -87,11 +87,13 @@ export function assertYieldPoint(point: {
 }): void {
   if (typeof point !== 'object' || point === null)
     throw new TdxSimError('INVALID_ARGUMENT', 'a yield point must be an object', 'point');
-  for (const name of ['flow', 'step'] as const) {
-    const value = point[name];
-    if (typeof value !== 'string' || value.length === 0)
-      throw new TdxSimError('INVALID_ARGUMENT', `point.${name} must be a non-empty string`, `point.${name}`);
-  }
+  // Checked at every scheduling step: the two names one after the other, not a loop over a new array each time.
+  const flow = point.flow;
+  if (typeof flow !== 'string' || flow.length === 0)
+    throw new TdxSimError('INVALID_ARGUMENT', 'point.flow must be a non-empty string', 'point.flow');
+  const step = point.step;
+  if (typeof step !== 'string' || step.length === 0)
+    throw new TdxSimError('INVALID_ARGUMENT', 'point.step must be a non-empty string', 'point.step');
   assertAddress('point.tdr', point.tdr as number);
   if (point.gpa !== undefined) assertAddress('point.gpa', point.gpa as number);
   if (point.actor !== undefined && (typeof point.actor !== 'string' || point.actor.length === 0))

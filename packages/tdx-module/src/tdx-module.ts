@@ -84,6 +84,7 @@ import {
   zeroGprs as importedZeroGprs,
   ownedGprs,
 } from './registers.js';
+import { yieldChecked } from './schedule/controlled-scheduler.js';
 import { type Clock, type CostModel, DEFAULT_COSTS, VirtualClock } from './services/clock.js';
 import { HotLogger } from './services/logger.js';
 import { RunToCompletionScheduler, type Scheduler, type YieldPoint } from './services/scheduler.js';
@@ -950,7 +951,9 @@ export class TdxModule implements SeamcallPort {
       const at = gpa + done;
       const n = Math.min(4096 - (at % 4096), length - done);
       const piece = data?.subarray(done, done + n);
-      if (this.#m.interleaves) {
+      // A chunk at 2^52 or above faults on its address alone (reserved bits: no state read, nothing to interleave)
+      // and a yield point cannot name that GPA: no yield there, so every scheduler, or none, gives the same #PF.
+      if (this.#m.interleaves && at < ADDRESS_LIMIT) {
         const pending = this.#guestYield(td, vcpu, 'GUEST', data === undefined ? 'read' : 'write', at);
         if (pending !== undefined) await pending;
       }
@@ -1094,7 +1097,9 @@ export class TdxModule implements SeamcallPort {
     assertYieldPoint(point);
     if (!this.#m.interleaves) return undefined;
     const actor = point.actor ?? this.#m.scheduler.currentActor?.();
-    return this.#m.scheduler.yieldAt(
+    // Checked above: the scheduler need not check it again (the actor added is a thread name runAs checked).
+    return yieldChecked(
+      this.#m.scheduler,
       actor === undefined || point.actor !== undefined ? point : { ...point, actor },
     );
   }

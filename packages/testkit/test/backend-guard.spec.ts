@@ -4,7 +4,7 @@
  */
 import { format } from 'node:util';
 import { TdGuest } from '@tdxsim/guest';
-import { kvmVmm } from '@tdxsim/host-kvm';
+import { KvmVmm, kvmVmm } from '@tdxsim/host-kvm';
 import {
   type BuiltTd,
   composeTd,
@@ -13,6 +13,7 @@ import {
   type Gprs,
   HP_LOCK_TIMEOUT_FIELD_ID,
   makeGprs,
+  PctScheduler,
   Reg,
   SeamcallLeaf,
   type TdExitEvent,
@@ -23,7 +24,7 @@ import {
 } from '@tdxsim/tdx-module';
 import createDebug from 'debug';
 import { describe, expect, it, vi } from 'vitest';
-import { SHARED_IDLE_MS } from '../src/conformance/backend-guard.js';
+import { MAX_LISTING_GAP, SHARED_IDLE_MS } from '../src/conformance/backend-guard.js';
 import { BackendFaultError, BackendGuard, badRegister, scenarioTd, TestkitError } from '../src/index.js';
 
 const MIB = 2 ** 20;
@@ -416,6 +417,87 @@ describe('BackendGuard', () => {
     expect(badFirst.message).toMatch(
       /^onTdExit answered the TD exit of vCPU \d .* with R11 = 18446744073709551616, outside/,
     );
+  });
+
+  it("an explored run's quiet turns between SEAMCALLs do not have the thread's resources listed at every step", async () => {
+    // Under an exploring scheduler half the turns of a 4K conversion see no SEAMCALL (a backend's own steps, the
+    // second turn of each step): a listing at each of them cost more than the step. The countdown to the next
+    // listing goes on across the SEAMCALLs: a few listings for the whole run, not one every other step.
+    const scheduler = new PctScheduler({ seed: 3, maxSteps: 100_000 });
+    const listings = vi.spyOn(process, 'getActiveResourcesInfo');
+    try {
+      const guard = new BackendGuard({ thread: 'dedicated', stepBudget: 100_000 });
+      const kinds = await guard.run(async () => {
+        const { guest, threads } = await composeTd({
+          vmm: guard.module(kvmVmm()),
+          guest: (cpu, trace) => TdGuest.boot(cpu, { memoryBytes: 16 * MIB, policy: 'linux', trace }),
+          ...scenarioTd({ memoryBytes: 16 * MIB, seed: 1, scheduler }),
+        });
+        guard.watchThreads(threads);
+        const listed = listings.mock.calls.length;
+        const shared = await guest.setShared(MIB, 256 * 1024);
+        const privateAgain = await guest.setPrivate(MIB, 256 * 1024);
+        return { kinds: `${shared.kind} ${privateAgain.kind}`, listed: listings.mock.calls.length - listed };
+      });
+      expect(kinds.kinds).toBe('ok ok');
+      // 64 pages each way: hundreds of steps (four and more a page).
+      expect(scheduler.stepCount).toBeGreaterThan(400);
+      expect(kinds.listed).toBeLessThan(scheduler.stepCount / 20);
+    } finally {
+      listings.mockRestore();
+      scheduler.dispose();
+    }
+  });
+
+  it('an explored run left waiting on a TD exit is found idle within MAX_LISTING_GAP quiet turns of its last SEAMCALL', async () => {
+    // The listing countdown goes on across an explored run's SEAMCALLs: after a conversion it is somewhere in a gap
+    // of up to MAX_LISTING_GAP quiet turns, and the MapGPA of the next conversion, never answered, must be seen idle
+    // at the end of that gap, not after a longer one: the check that sees the call, at most MAX_LISTING_GAP quiet
+    // ones, a listing found idle and one more to agree. Turns counted as the immediates queued after the last
+    // SEAMCALL (the guard's checks: nothing else runs then), never as time.
+    const scheduler = new PctScheduler({ seed: 3, maxSteps: 100_000 });
+    let silent = false;
+    const onTdExit = KvmVmm.prototype.onTdExit;
+    const silence = vi.spyOn(KvmVmm.prototype, 'onTdExit').mockImplementation(function (this: KvmVmm, exit) {
+      return silent && isMapGpa(exit) ? new Promise(() => {}) : onTdExit.call(this, exit);
+    });
+    const guard = new BackendGuard({ thread: 'dedicated', wallClockMs: 3_600_000, stepBudget: 100_000 });
+    let stepsSeen = -1;
+    let turnsSinceCall = 0;
+    const original = globalThis.setImmediate;
+    const turns = vi.spyOn(globalThis, 'setImmediate').mockImplementation(((
+      ...args: Parameters<typeof original>
+    ) => {
+      if (guard.steps !== stepsSeen) turnsSinceCall = 0;
+      else turnsSinceCall++;
+      stepsSeen = guard.steps;
+      return original(...args);
+    }) as typeof original);
+    try {
+      const outcome = await guard
+        .run(async () => {
+          const { guest, threads } = await composeTd({
+            vmm: guard.module(kvmVmm()),
+            guest: (cpu, trace) => TdGuest.boot(cpu, { memoryBytes: 16 * MIB, policy: 'linux', trace }),
+            ...scenarioTd({ memoryBytes: 16 * MIB, seed: 1, scheduler }),
+          });
+          guard.watchThreads(threads);
+          await guest.setShared(MIB, 256 * 1024);
+          await guest.setPrivate(MIB, 256 * 1024);
+          silent = true;
+          return guest.setShared(MIB, 256 * 1024);
+        })
+        .catch((e: unknown) => e);
+      expect((outcome as BackendFaultError).fault.kind).toBe('no-answer');
+      // Hundreds of steps before: the gaps reached MAX_LISTING_GAP (a bound of 100,000 let them grow: 110 turns here).
+      expect(scheduler.stepCount).toBeGreaterThan(4 * MAX_LISTING_GAP);
+      expect(turnsSinceCall).toBeGreaterThan(0);
+      expect(turnsSinceCall).toBeLessThanOrEqual(MAX_LISTING_GAP + 3);
+    } finally {
+      turns.mockRestore();
+      silence.mockRestore();
+      scheduler.dispose();
+    }
   });
 
   it('an exit handler that never answers is found as soon as nothing could answer it', async () => {

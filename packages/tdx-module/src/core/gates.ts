@@ -14,6 +14,7 @@ import { hpHostTryPacked as importedHpHostTryPacked } from '../locks/host-priori
 import type { PlainSharexLock } from '../locks/plain-lock.js';
 import { septEntryTryLockPacked as importedSeptEntryTryLockPacked } from '../locks/sept-entry-lock.js';
 import { type Gprs, Reg as importedReg } from '../registers.js';
+import { yieldChecked } from '../schedule/controlled-scheduler.js';
 import { architecturalEntry, entryDetails, type WalkResult } from '../sept/sept-tree.js';
 import type { YieldPoint } from '../services/scheduler.js';
 import type { TdControl } from '../td/td-control.js';
@@ -272,5 +273,7 @@ export function yieldAt(
       : gpa === undefined
         ? { flow, step, tdr, actor: who }
         : { flow, step, tdr, gpa, actor: who };
-  return scheduler.yieldAt(point);
+  // Made of the module's own checked values (a flow's name, a TDR and GPA it works on, a thread named by the module or
+  // by runAs): an exploring scheduler need not check it again.
+  return yieldChecked(scheduler, point);
 }

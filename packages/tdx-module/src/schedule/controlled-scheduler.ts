@@ -40,8 +40,50 @@ interface Entry extends WaitingFlow {
    * were more.
    */
   readonly since: number;
+  /** `point.backoff === true`, read once (points come in many shapes: each read of the point is a slow lookup). */
+  readonly backoff: boolean;
   readonly resolve: () => void;
   readonly reject: (error: Error) => void;
+}
+
+/**
+ * Takes `entry` out of `waiting`, the others keeping their order: what `splice(indexOf(entry), 1)` does, without the
+ * array of removed elements splice makes at every step.
+ */
+function removeEntry(waiting: Entry[], entry: Entry): void {
+  const last = waiting.length - 1;
+  let i = waiting.indexOf(entry);
+  if (i < 0) return;
+  for (; i < last; i++) waiting[i] = waiting[i + 1] as Entry;
+  waiting.pop();
+}
+
+/** The functions of the promise made last by {@link capture}, taken at once by the one who made it. */
+const captured: { resolve: () => void; reject: (error: Error) => void } = {
+  resolve: () => {},
+  reject: () => {},
+};
+
+/** The executor of every yield point's promise (it runs synchronously, inside `new Promise`). */
+function capture(resolve: () => void, reject: (error: Error) => void): void {
+  captured.resolve = resolve;
+  captured.reject = reject;
+}
+
+/** Set by {@link ControlledScheduler}'s static block: its {@link ControlledScheduler.yieldAt} without the check. */
+let enqueueChecked: (scheduler: ControlledScheduler, point: YieldPoint) => Promise<void>;
+
+/**
+ * `scheduler.yieldAt(point)` for a point the caller has just checked with `assertYieldPoint` (the module's own
+ * `yieldAt`, with at most an actor added that its `currentActor` named): a {@link ControlledScheduler} that overrides
+ * neither skips checking it a second time. Any other scheduler gets its own `yieldAt` called.
+ */
+export function yieldChecked(scheduler: Scheduler, point: YieldPoint): Promise<void> | undefined {
+  return scheduler.yieldAt === baseYieldAt &&
+    scheduler.currentActor === baseCurrentActor &&
+    scheduler instanceof ControlledScheduler
+    ? enqueueChecked(scheduler, point)
+    : scheduler.yieldAt(point);
 }
 
 /**
@@ -144,16 +186,35 @@ export abstract class ControlledScheduler implements Scheduler {
 
   yieldAt(point: YieldPoint): Promise<void> {
     assertYieldPoint(point);
+    return this.#enqueue(point);
+  }
+
+  /** {@link yieldAt} of a point already checked (see {@link yieldChecked}). */
+  #enqueue(point: YieldPoint): Promise<void> {
     if (this.#stopped !== undefined) return Promise.reject(this.#stopped);
     const actor = point.actor ?? this.#actors.current() ?? 'main';
-    return new Promise<void>((resolve, reject) => {
-      this.#waiting.push({ actor, point, since: this.#progressed, resolve, reject });
-      if (point.backoff === true) this.#backingOff++;
-      this.#lastPoint.set(actor, point);
-      this.#arrivals++;
-      this.#activity++;
-      this.#arm();
+    // One executor for every step, not a closure per step: it hands the promise's functions over in a module-level
+    // object.
+    const promise = new Promise<void>(capture);
+    const backoff = point.backoff === true;
+    this.#waiting.push({
+      actor,
+      point,
+      since: this.#progressed,
+      backoff,
+      resolve: captured.resolve,
+      reject: captured.reject,
     });
+    if (backoff) this.#backingOff++;
+    this.#lastPoint.set(actor, point);
+    this.#arrivals++;
+    this.#activity++;
+    this.#arm();
+    return promise;
+  }
+
+  static {
+    enqueueChecked = (scheduler, point) => scheduler.#enqueue(point);
   }
 
   /**
@@ -247,7 +308,7 @@ export abstract class ControlledScheduler implements Scheduler {
       this.#passedPoints.push(other.point);
     }
     // Counted with the step, before onStep may stop the run: backOffSteps always agrees with the steps recorded.
-    if (entry.point.backoff === true) this.#backOffSteps++;
+    if (entry.backoff) this.#backOffSteps++;
     if (this.#live) {
       const step = this.#makeSteps();
       if (this.#onStep !== undefined) {
@@ -259,10 +320,10 @@ export abstract class ControlledScheduler implements Scheduler {
         }
       }
     }
-    this.#waiting.splice(this.#waiting.indexOf(entry), 1);
-    if (entry.point.backoff === true) this.#backingOff--;
+    removeEntry(this.#waiting, entry);
+    if (entry.backoff) this.#backingOff--;
     else this.#progressed++;
-    if (log.enabled && waiting.length > 1)
+    if (waiting.length > 1 && log.enabled)
       log('step %d: %s (%d waiting)', index, describePoint(entry.actor, entry.point), waiting.length);
     this.#activity++;
     // The resumed flow runs in this turn's microtasks; it counts as an arrival so the next decision waits a turn.
@@ -404,7 +465,7 @@ export abstract class ControlledScheduler implements Scheduler {
    */
   #eligible(): Entry[] {
     if (this.#backingOff === this.#waiting.length) return this.#waiting;
-    return this.#waiting.filter((e) => e.point.backoff !== true || e.since < this.#progressed);
+    return this.#waiting.filter((e) => !e.backoff || e.since < this.#progressed);
   }
 
   #describeWaiting(): string {
@@ -412,3 +473,6 @@ export abstract class ControlledScheduler implements Scheduler {
     return this.#waiting.map((e) => describePoint(e.actor, e.point)).join('; ');
   }
 }
+
+const baseYieldAt = ControlledScheduler.prototype.yieldAt;
+const baseCurrentActor = ControlledScheduler.prototype.currentActor;

@@ -20,6 +20,7 @@ import {
   TdxModule,
   TdxSimError,
   type WaitingFlow,
+  type YieldPoint,
 } from '../../src/index.js';
 import { accept, LazyAugVmm } from '../harness.js';
 import { tables } from '../sept/helpers.js';
@@ -263,5 +264,90 @@ describe("a ControlledScheduler's own methods and describePoint check what they 
       code: argument === 'point.tdr' ? 'INVALID_ADDRESS' : 'INVALID_ARGUMENT',
       argument,
     });
+  });
+});
+
+describe("module.yieldAt checks a backend's point once, whatever scheduler takes it", () => {
+  const module = (scheduler: ControlledScheduler) =>
+    new TdxModule({ tdmr: { base: 2 ** 34, size: 2 ** 32 } }, { scheduler });
+
+  it.each([
+    ['an empty flow', { flow: '', step: 'y', tdr: 0 }, 'point.flow', 'INVALID_ARGUMENT'],
+    ['a GPA past 2^52', { flow: 'x', step: 'y', tdr: 0, gpa: 2 ** 52 }, 'point.gpa', 'INVALID_ADDRESS'],
+    ['an empty actor', { flow: 'x', step: 'y', tdr: 0, actor: '' }, 'point.actor', 'INVALID_ARGUMENT'],
+    [
+      'a backoff that is no boolean',
+      { flow: 'x', step: 'y', tdr: 0, backoff: 1 },
+      'point.backoff',
+      'INVALID_ARGUMENT',
+    ],
+  ])('refuses %s at once (the scheduler does not check it again)', (_what, point, argument, code) => {
+    const scheduler = new RandomScheduler({ seed: 1 });
+    const tdx = module(scheduler);
+    const error = thrown(() => tdx.runAs('worker', () => tdx.yieldAt(point as never)));
+    expect(error).toMatchObject({ code, argument });
+    expect(scheduler.waiting).toEqual([]);
+    scheduler.dispose();
+  });
+
+  it('hands every point to a subclass that overrides yieldAt, with the thread runAs named', async () => {
+    const seen: YieldPoint[] = [];
+    class Watching extends RandomScheduler {
+      override yieldAt(point: YieldPoint): Promise<void> {
+        seen.push(point);
+        return super.yieldAt(point);
+      }
+    }
+    const scheduler = new Watching({ seed: 1 });
+    const tdx = module(scheduler);
+    await tdx.runAs('worker', () => tdx.yieldAt({ flow: 'x', step: 'y', tdr: 0, gpa: PAGE }));
+    expect(seen).toEqual([{ flow: 'x', step: 'y', tdr: 0, gpa: PAGE, actor: 'worker' }]);
+    expect(scheduler.steps.map((step) => step.actor)).toEqual(['worker']);
+    scheduler.dispose();
+  });
+
+  it("checks the thread name of a subclass's own currentActor", () => {
+    class Nameless extends RandomScheduler {
+      override currentActor(): string | undefined {
+        return '';
+      }
+    }
+    const scheduler = new Nameless({ seed: 1 });
+    const error = thrown(() => module(scheduler).yieldAt({ flow: 'x', step: 'y', tdr: 0 }));
+    expect(error).toMatchObject({ code: 'INVALID_ARGUMENT', argument: 'point.actor' });
+    scheduler.dispose();
+  });
+});
+
+describe('the waiting list stays oldest first when a flow leaves it', () => {
+  it('resuming the first, a middle and the last flow leaves the others in their order of arrival', async () => {
+    // choose picks the given positions in turn; what it is handed and what `waiting` says at each later step show
+    // the order kept (a removal that swapped the last flow into the gap would put e before b).
+    const chosen: string[][] = [];
+    const listed: string[][] = [];
+    class Picks extends ControlledScheduler {
+      readonly #picks = [0, 1, 2, 1];
+      protected choose(waiting: readonly WaitingFlow[], step: number): number {
+        chosen.push(waiting.map((flow) => flow.actor));
+        return this.#picks[step] as number;
+      }
+      protected override beforeStep(): void {
+        listed.push(this.waiting.map((flow) => flow.actor));
+      }
+    }
+    const scheduler = new Picks();
+    const resumed: string[] = [];
+    await Promise.all(
+      ['a', 'b', 'c', 'd', 'e'].map((actor) =>
+        scheduler.yieldAt({ flow: 'x', step: 'y', tdr: 0, actor }).then(() => resumed.push(actor)),
+      ),
+    );
+    const arrived = ['a', 'b', 'c', 'd', 'e'];
+    const left = [arrived, ['b', 'c', 'd', 'e'], ['b', 'd', 'e'], ['b', 'd']];
+    expect(chosen).toEqual(left);
+    expect(listed).toEqual([...left, ['b']]);
+    expect(resumed).toEqual(['a', 'c', 'e', 'd', 'b']);
+    expect(scheduler.waiting).toEqual([]);
+    scheduler.dispose();
   });
 });

@@ -4,12 +4,15 @@ import {
   encodeLeaf,
   type Gprs,
   makeGprs,
+  PctScheduler,
+  RandomScheduler,
   Reg,
   SeptState,
   TdAttribute,
   TdcallLeaf,
   TdxSimError,
   TdxStatus,
+  type YieldPoint,
 } from '../../src/index.js';
 import { accept, LazyAugVmm, setup } from '../harness.js';
 import { augPage, image, regsOf, ScriptVmm, septEntry } from './helpers.js';
@@ -187,6 +190,35 @@ describe('guest accesses to private and shared memory (reference §7)', () => {
     await augPage(module, td, privateAlias, 0);
     expect((await td.guest(0).read(privateAlias, 1)).kind).toBe('ve');
     assertInvariants(module);
+  });
+
+  it('a read that runs past 2^52 faults there (#PF, reserved bit), the same under an exploring scheduler', async () => {
+    // The chunk at 2^52 faults on its address alone; before, an exploring scheduler refused that chunk's yield point
+    // (a GPA must be below 2^52) and the read threw INVALID_ADDRESS where a run without one answered this #PF.
+    // A subclass that overrides yieldAt gets every point through its own yieldAt, checked as any scheduler's.
+    class OwnYieldAt extends RandomScheduler {
+      override yieldAt(point: YieldPoint): Promise<void> {
+        return super.yieldAt(point);
+      }
+    }
+    const schedulers = [
+      undefined,
+      new RandomScheduler({ seed: 1 }),
+      new PctScheduler({ seed: 2 }),
+      new OwnYieldAt({ seed: 3 }),
+    ];
+    for (const scheduler of schedulers) {
+      const { module, td } = await setup({ gpaw: 52, ...(scheduler === undefined ? {} : { scheduler }) });
+      const top = 2 ** 52 - 4096;
+      const hpa = td.allocator.alloc4k();
+      module.hostWrite(hpa + 4095, bytes(0x3c));
+      module.sharedEpt(td.tdr).map(top - 2 ** 51, hpa);
+      td.run(new ScriptVmm(() => makeGprs()));
+      const read = await td.guest(0).read(top + 4095, 2);
+      expect(read).toEqual({ kind: 'page-fault', gpa: 2 ** 52, reservedBit: true });
+      const last = await td.guest(0).read(top + 4095, 1);
+      expect(last.kind === 'ok' && [...last.data]).toEqual([0x3c]);
+    }
   });
 
   it('GPAW 48: an access with a bit in 51:48 set does not reach the private page it would alias', async () => {

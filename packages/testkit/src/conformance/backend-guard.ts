@@ -125,10 +125,12 @@ const NO_VCPU = Symbol('no vCPU');
 export const SHARED_IDLE_MS = 200;
 
 /**
- * The most macrotask turns between two listings of this thread's resources while work without SEAMCALLs is pending
- * (see {@link BackendGuard.run}): a listing costs more than a turn of an explored run's spinning thread.
+ * The most quiet macrotask turns (turns that saw no SEAMCALL) between two listings of this thread's resources while
+ * work is pending (see {@link BackendGuard.run}): a listing costs more than a turn of an explored run's spinning
+ * thread. The countdown goes on across SEAMCALLs, so a scenario left waiting is seen idle within that many quiet turns
+ * of its last SEAMCALL (and two checks more).
  */
-const MAX_LISTING_GAP = 64;
+export const MAX_LISTING_GAP = 64;
 
 /**
  * Whether a check of {@link badRegister} has met 16 bigint registers not all in [0, 2^63) (an error status, say).
@@ -485,17 +487,22 @@ export class BackendGuard {
         // Guest code running outside this thread (a wasm guest's worker) will come back: not idle.
         const external = (this.#module?.externalWork ?? 0) > 0;
         // A SEAMCALL since the last check: the scenario is moving, no need to list this thread's resources (which
-        // costs more than the turn itself); idleness is judged once the calls stop.
+        // costs more than the turn itself); idleness is judged on the turns without calls.
         const moving = this.#steps !== stepsSeen;
         stepsSeen = this.#steps;
         let idle = false;
-        if (external || moving) listingIn = listingGap = 0;
-        else if (listingIn > 0) listingIn--;
+        if (external) listingIn = listingGap = 0;
+        else if (moving) {
+          // The countdown to the next listing is left as it is, not restarted: under an exploring scheduler calls and
+          // quiet turns alternate (steps without a SEAMCALL, such as KVM's mmu_lock, and the second turn of every
+          // step), and a restart at each call listed the thread at every other step. Only quiet turns count down.
+        } else if (listingIn > 0) listingIn--;
         else {
           idle = this.#nothingPending(timer === undefined ? 0 : 1);
-          // Work pending without a SEAMCALL (a retry loop yielding to an exploring scheduler, millions of turns): the
-          // next listings come after gaps that double, up to MAX_LISTING_GAP turns, so an idle thread is still seen
-          // within that many turns of the work ending (turns that cost next to nothing when nothing else runs).
+          // Work pending (a retry loop yielding to an exploring scheduler, millions of turns; a scheduler's steps):
+          // the next listings come after gaps of quiet turns that double, up to MAX_LISTING_GAP, so an idle thread is
+          // still seen within that many turns of the work ending (turns that cost next to nothing when nothing else
+          // runs).
           listingGap = idle ? 0 : Math.min(MAX_LISTING_GAP, 2 * listingGap + 1);
           listingIn = listingGap;
         }
@@ -574,9 +581,11 @@ export class BackendGuard {
    * Whether this thread holds nothing that could resume the scenario: in a dedicated thread, nothing beyond what it
    * held before the scenario and `own` timers of ours; in a shared one, exactly that (see
    * {@link BackendGuardOptions.thread}). Each call lowers the idle baseline by what of the thread's own ended since
-   * the start (a timer pending then that has fired). While work without SEAMCALLs is pending, calls come after gaps of
-   * up to {@link MAX_LISTING_GAP} turns: in a shared thread, a dip shorter than that (a timer ending and another
-   * starting between two calls) goes unseen and leaves the baseline where a call at every turn would have lowered it.
+   * the start (a timer pending then that has fired). While work is pending, calls come after gaps of up to
+   * {@link MAX_LISTING_GAP} quiet turns, whether the work makes no SEAMCALLs (a retry loop) or makes them at some turns
+   * only (an exploring scheduler's steps, whose quiet turns count down across the calls): in a shared thread, a dip
+   * shorter than that (a timer ending and another starting between two calls) goes unseen and leaves the baseline
+   * where a call at every turn would have lowered it.
    */
   #nothingPending(own: number): boolean {
     const now = activeResources();
