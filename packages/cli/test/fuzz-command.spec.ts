@@ -17,6 +17,9 @@ describe('tdxsim fuzz', () => {
     >;
     expect(scripts.fuzz).toBe('tsc -b && node packages/cli/bin/tdxsim.js fuzz');
     expect(scripts.explore).toBe('tsc -b && node packages/cli/bin/tdxsim.js explore');
+    expect(scripts['explore:write-expect']).toBe(
+      'tsc -b && node packages/cli/bin/tdxsim.js explore --write-expect packages/cli/expectations/explore-races.json',
+    );
   });
 
   // CI's short campaign, run as `pnpm fuzz` runs it: 8,000 cases of the default mix — generated VMM behaviour ×
