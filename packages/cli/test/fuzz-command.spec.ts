@@ -10,12 +10,16 @@ import { describe, expect, it } from 'vitest';
 import { REPO_ROOT, runCli, runMain } from './run-cli.js';
 
 describe('tdxsim fuzz', () => {
-  it('pnpm fuzz is tdxsim fuzz', () => {
+  it('pnpm fuzz is the built tdxsim fuzz (a long campaign runs the compiled code, as the installed command does)', () => {
     const scripts = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')).scripts as Record<
       string,
       string
     >;
-    expect(scripts.fuzz).toBe('node --conditions=@tdxsim/source --import tsx packages/cli/src/main.ts fuzz');
+    expect(scripts.fuzz).toBe('tsc -b && node packages/cli/bin/tdxsim.js fuzz');
+    expect(scripts.explore).toBe('tsc -b && node packages/cli/bin/tdxsim.js explore');
+    expect(scripts['explore:write-expect']).toBe(
+      'tsc -b && node packages/cli/bin/tdxsim.js explore --write-expect packages/cli/expectations/explore-races.json',
+    );
   });
 
   // CI's short campaign, run as `pnpm fuzz` runs it: 8,000 cases of the default mix — generated VMM behaviour ×

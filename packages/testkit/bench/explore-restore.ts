@@ -3,7 +3,9 @@
  * default: adopting factories) or built per schedule (`--mode build`: the same factories without adoption), to time
  * as whole processes against each other. Prints the schedules run and the CPU time of the explorations.
  *
- * Run with: node --conditions=@tdxsim/source --import tsx bench/explore-restore.ts [--mode build|restore] [--schedules N]
+ * Run with, in packages/testkit (built, as `pnpm bench` runs it: what users run, not the sources through tsx):
+ *   tsc -b && tsc -p bench/tsconfig.json && node .bench-build/bench/explore-restore.js
+ *   [--mode build|restore] [--schedules N]
  */
 import type { VmmFactory } from '@tdxsim/tdx-module';
 import { exploreSchedules, hypervVmmFactory, kvmVmmFactory, raceScenarios } from '../src/index.js';

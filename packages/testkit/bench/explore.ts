@@ -2,7 +2,8 @@
  * `pnpm bench` (testkit): schedules explored per second for typical race scenarios, wall and CPU time, against the
  * target. Reports figures and PASS/MISS; it never fails the build. `--quick` runs fewer schedules.
  *
- * Run with: node --conditions=@tdxsim/source --import tsx bench/explore.ts [--quick]
+ * Run with, in packages/testkit (built, as `pnpm bench` runs it: what users run, not the sources through tsx):
+ *   tsc -b && tsc -p bench/tsconfig.json && node .bench-build/bench/explore.js [--quick]
  */
 import { tdgAccept, vmcallMapGpa } from '@tdxsim/guest';
 import { KvmVmm } from '@tdxsim/host-kvm';

@@ -9,7 +9,8 @@
  * sequential case alone: the restore of its TD and the module's invariant check. Reports figures and PASS/FAIL; it
  * never fails the build.
  *
- * Run with: node --conditions=@tdxsim/source --import tsx bench/fuzz.ts [--quick] [--runs N] [--repeat N]
+ * Run with, in packages/testkit (built, as `pnpm bench` runs it: what users run, not the sources through tsx):
+ *   tsc -b && tsc -p bench/tsconfig.json && node .bench-build/bench/fuzz.js [--quick] [--runs N] [--repeat N]
  * (`--runs`: cases per campaign, default 2,050 as in `tdxsim bench`; `--repeat`: campaigns per kind, seeds 1..N;
  * `--kind sequential|mixed`: that kind's campaigns alone, in this process: what each child runs).
  */
