@@ -230,6 +230,37 @@ export class SharedEpt {
     return this.#lines.runCount;
   }
 
+  /**
+   * @internal {@link entries} written into `out`, frame then host page (`out` is cut to twice the frames): the same
+   * frames in the same order, with no pair per frame and the host pages read per run of them rather than looked up
+   * per frame (the invariant check lists every shared frame at every check).
+   */
+  entriesInto(out: number[]): void {
+    let n = 0;
+    for (const [stamp, batch] of this.#batches) {
+      if (batch.live === 0) continue;
+      const low = Math.min(batch.start, batch.last);
+      const high = Math.max(batch.start, batch.last) + PAGE;
+      const pieces = [...this.#stamps.runs(low, high)].filter((piece) => piece.value === stamp);
+      const down = batch.dir === -1;
+      if (down) pieces.reverse();
+      for (const piece of pieces) {
+        // The frames' lines, by runs (a frame between them, unmapped, would read `undefined` as a look-up does).
+        const lines = [...this.#lines.runs(piece.start, piece.end)];
+        if (down) lines.reverse();
+        for (const run of lines) {
+          const count = (run.end - run.start) / PAGE;
+          for (let i = 0; i < count; i++) {
+            const frame = down ? run.end - (i + 1) * PAGE : run.start + i * PAGE;
+            out[n++] = frame;
+            out[n++] = hostOf(run.value as number, frame);
+          }
+        }
+      }
+    }
+    out.length = n;
+  }
+
   /** Every mapping as [guest frame, host page], in the order the frames were mapped (as a `Map` iterates). */
   *entries(): Generator<[number, number]> {
     for (const [stamp, batch] of [...this.#batches]) {
