@@ -399,23 +399,25 @@ class InvariantCheck {
   #sharedEpt(td: TdControl, shared: SharedEpt): void {
     const sept = td.sept;
     const pamt = this.#m.pamt;
-    const hosts = new Map<number, number>();
-    const cursor = sept === undefined ? undefined : new SeptCursor(sept.root);
     const frames = spareFrames;
     shared.entriesInto(frames);
+    // The frame each host page was last seen at: found by a scan back over the list for a few frames (as a fuzz case
+    // shares), in a map beyond (a map that grows entry by entry rehashes several times per check).
+    const hosts = frames.length > 2 * SCANNED_FRAMES ? new Map<number, number>() : undefined;
+    const cursor = sept === undefined ? undefined : new SeptCursor(sept.root);
     for (let k = 0; k < frames.length; k += 2) {
       const frame = frames[k] as number;
       const hpa = frames[k + 1] as number;
       // A walk per shared frame: cheaper than listing every 4K frame of every private 2M/1G leaf.
       if (sept !== undefined && septStateInfo(sept.walkInto(cursor as SeptCursor, frame, 0).state).leaf)
         this.fail('shared-ept-private-alias', `${tdName(td)}: frame ${hex(frame)} mapped private and shared`);
-      const other = hosts.get(hpa);
+      const other = hosts === undefined ? lastFrameOn(frames, k, hpa) : hosts.get(hpa);
       if (other !== undefined)
         this.fail(
           'shared-ept-aliasing',
           `${tdName(td)}: host page ${hex(hpa)} shared at ${hex(other)} and ${hex(frame)}`,
         );
-      hosts.set(hpa, frame);
+      hosts?.set(hpa, frame);
       const level = pamt.leafLevelOf(hpa);
       if (pamt.getType(hpa - (hpa % PAGE_SPAN[level]), level) !== PamtPageType.NDA) {
         this.fail(
@@ -438,6 +440,21 @@ class InvariantCheck {
       );
     }
   }
+}
+
+/** Shared frames up to which {@link InvariantCheck}'s aliasing rule scans back for a host page rather than keeping a map. */
+const SCANNED_FRAMES = 32;
+
+/**
+ * The frame of the last pair before pair `k` of `frames` (frame, host page, ...) on host page `hpa`, or undefined: what
+ * a map of host pages set pair by pair answers (the same equality: a NaN host page, only in a broken state, is one).
+ */
+function lastFrameOn(frames: readonly number[], k: number, hpa: number): number | undefined {
+  for (let j = k - 2; j >= 0; j -= 2) {
+    const host = frames[j + 1] as number;
+    if (host === hpa || (host !== host && hpa !== hpa)) return frames[j];
+  }
+  return undefined;
 }
 
 /** The shared frames and their host pages that {@link InvariantCheck}'s shared-EPT rules read, a list reused by each check. */

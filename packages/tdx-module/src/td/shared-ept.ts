@@ -237,18 +237,27 @@ export class SharedEpt {
    */
   entriesInto(out: number[]): void {
     let n = 0;
+    // Runs read with for-of into lists of their own (a spread of a generator reads each result generically).
+    const pieces: { start: number; end: number }[] = [];
+    const lines: { start: number; end: number; value: number | undefined }[] = [];
     for (const [stamp, batch] of this.#batches) {
       if (batch.live === 0) continue;
       const low = Math.min(batch.start, batch.last);
       const high = Math.max(batch.start, batch.last) + PAGE;
-      const pieces = [...this.#stamps.runs(low, high)].filter((piece) => piece.value === stamp);
+      pieces.length = 0;
+      for (const piece of this.#stamps.runs(low, high)) if (piece.value === stamp) pieces.push(piece);
       const down = batch.dir === -1;
-      if (down) pieces.reverse();
-      for (const piece of pieces) {
+      for (let p = 0; p < pieces.length; p++) {
+        const piece = pieces[down ? pieces.length - 1 - p : p] as { start: number; end: number };
         // The frames' lines, by runs (a frame between them, unmapped, would read `undefined` as a look-up does).
-        const lines = [...this.#lines.runs(piece.start, piece.end)];
-        if (down) lines.reverse();
-        for (const run of lines) {
+        lines.length = 0;
+        for (const run of this.#lines.runs(piece.start, piece.end)) lines.push(run);
+        for (let r = 0; r < lines.length; r++) {
+          const run = lines[down ? lines.length - 1 - r : r] as {
+            start: number;
+            end: number;
+            value: number | undefined;
+          };
           const count = (run.end - run.start) / PAGE;
           for (let i = 0; i < count; i++) {
             const frame = down ? run.end - (i + 1) * PAGE : run.start + i * PAGE;

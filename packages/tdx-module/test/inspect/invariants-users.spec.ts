@@ -230,4 +230,26 @@ describe('checkInvariants on the epoch counts and the shared EPT', () => {
       },
     ]);
   });
+
+  it('names the frame a host page was last shared at, with few shared frames as with many', async () => {
+    for (const others of [0, 40]) {
+      const { module, td } = await twoPages();
+      const ept = module.sharedEpt(td.tdr);
+      const tdName = `TD 0x${td.tdr.toString(16)}`;
+      const host = td.allocator.alloc4k();
+      // Frames on host pages of their own first (40: past the frames the rule scans back over), then three on one.
+      for (let i = 0; i < others; i++) ept.map(0x100_000 + i * 2 * PAGE, td.allocator.alloc4k());
+      for (const frame of [0x40_000, 0x50_000, 0x60_000]) ept.map(frame, host);
+      expect(checkInvariants(module)).toEqual([
+        {
+          rule: 'shared-ept-aliasing',
+          message: `${tdName}: host page 0x${host.toString(16)} shared at 0x40000 and 0x50000`,
+        },
+        {
+          rule: 'shared-ept-aliasing',
+          message: `${tdName}: host page 0x${host.toString(16)} shared at 0x50000 and 0x60000`,
+        },
+      ]);
+    }
+  });
 });
