@@ -452,7 +452,7 @@ const SCANNED_FRAMES = 32;
 function lastFrameOn(frames: readonly number[], k: number, hpa: number): number | undefined {
   for (let j = k - 2; j >= 0; j -= 2) {
     const host = frames[j + 1] as number;
-    if (host === hpa || (host !== host && hpa !== hpa)) return frames[j];
+    if (host === hpa || (Number.isNaN(host) && Number.isNaN(hpa))) return frames[j];
   }
   return undefined;
 }
