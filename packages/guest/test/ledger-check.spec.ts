@@ -27,4 +27,22 @@ describe('checkLedger', () => {
       { start: 0x30_1000, end: 0x30_2000, ledger: 'shared', ...mapped },
     ]);
   });
+
+  it('keeps apart adjacent mismatches of one ledger state where the module reads two states', async () => {
+    const { module, td } = await setupGuestTd();
+    const guest = await TdGuest.boot(td.guest(0), { memoryBytes: 2 * MIB2, policy: 'strict' });
+    expect(await guest.acceptAll()).toMatchObject({ kind: 'ok' });
+    // The host takes page 0x6000 away (BLOCK, TRACK, kick, REMOVE: FREE) and blocks page 0x5000 (BLOCKED): both
+    // disagree with the ledger's accepted claim, in two states.
+    expect((await td.host.rangeBlock(td.tdr, 0x6000, 0)).status).toBe(0n);
+    expect((await td.host.track(td.tdr)).status).toBe(0n);
+    for (const tdvpr of td.tdvprs) module.kickVcpu(tdvpr);
+    expect((await td.host.pageRemove(td.tdr, 0x6000, 0)).status).toBe(0n);
+    expect((await td.host.rangeBlock(td.tdr, 0x5000, 0)).status).toBe(0n);
+    const found = checkLedger(guest.ledger, module, td.tdr);
+    expect(found.map(({ start, end, ledger, module: state }) => ({ start, end, ledger, state }))).toEqual([
+      { start: 0x5000, end: 0x6000, ledger: 'private-accepted', state: 'BLOCKED' },
+      { start: 0x6000, end: 0x7000, ledger: 'private-accepted', state: 'FREE' },
+    ]);
+  });
 });

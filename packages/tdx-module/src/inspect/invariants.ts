@@ -322,14 +322,12 @@ class InvariantCheck {
     for (let word = 0; word < 128; word++) {
       const first = word * 4;
       // Most entries: four FREE, unlocked, counter-free entries with no child break no rule below (the same test as
-      // entry by entry, four at a time: states, lock bits and accept counters read as 32-bit words, whose differences
-      // from those of four such entries are or-ed: one branch, not four, for the words).
+      // entry by entry, four at a time: states, lock bits and accept counters read as 32-bit words).
       if (
-        (((words[256 + word] as number) ^ FREE_WORD) |
-          (words[384 + word] as number) |
-          (words[2 * word] as number) |
-          (words[2 * word + 1] as number)) ===
-          0 &&
+        words[256 + word] === FREE_WORD &&
+        words[384 + word] === 0 &&
+        words[2 * word] === 0 &&
+        words[2 * word + 1] === 0 &&
         child[first] === undefined &&
         child[first + 1] === undefined &&
         child[first + 2] === undefined &&
@@ -401,9 +399,7 @@ class InvariantCheck {
     const pamt = this.#m.pamt;
     const frames = spareFrames;
     shared.entriesInto(frames);
-    // The frame each host page was last seen at: found by a scan back over the list for a few frames (as a fuzz case
-    // shares), in a map beyond (a map that grows entry by entry rehashes several times per check).
-    const hosts = frames.length > 2 * SCANNED_FRAMES ? new Map<number, number>() : undefined;
+    const hosts = new Map<number, number>();
     const cursor = sept === undefined ? undefined : new SeptCursor(sept.root);
     for (let k = 0; k < frames.length; k += 2) {
       const frame = frames[k] as number;
@@ -411,13 +407,13 @@ class InvariantCheck {
       // A walk per shared frame: cheaper than listing every 4K frame of every private 2M/1G leaf.
       if (sept !== undefined && septStateInfo(sept.walkInto(cursor as SeptCursor, frame, 0).state).leaf)
         this.fail('shared-ept-private-alias', `${tdName(td)}: frame ${hex(frame)} mapped private and shared`);
-      const other = hosts === undefined ? lastFrameOn(frames, k, hpa) : hosts.get(hpa);
+      const other = hosts.get(hpa);
       if (other !== undefined)
         this.fail(
           'shared-ept-aliasing',
           `${tdName(td)}: host page ${hex(hpa)} shared at ${hex(other)} and ${hex(frame)}`,
         );
-      hosts?.set(hpa, frame);
+      hosts.set(hpa, frame);
       const level = pamt.leafLevelOf(hpa);
       if (pamt.getType(hpa - (hpa % PAGE_SPAN[level]), level) !== PamtPageType.NDA) {
         this.fail(
@@ -440,21 +436,6 @@ class InvariantCheck {
       );
     }
   }
-}
-
-/** Shared frames up to which {@link InvariantCheck}'s aliasing rule scans back for a host page rather than keeping a map. */
-const SCANNED_FRAMES = 32;
-
-/**
- * The frame of the last pair before pair `k` of `frames` (frame, host page, ...) on host page `hpa`, or undefined: what
- * a map of host pages set pair by pair answers (the same equality: a NaN host page, only in a broken state, is one).
- */
-function lastFrameOn(frames: readonly number[], k: number, hpa: number): number | undefined {
-  for (let j = k - 2; j >= 0; j -= 2) {
-    const host = frames[j + 1] as number;
-    if (host === hpa || (Number.isNaN(host) && Number.isNaN(hpa))) return frames[j];
-  }
-  return undefined;
 }
 
 /** The shared frames and their host pages that {@link InvariantCheck}'s shared-EPT rules read, a list reused by each check. */
