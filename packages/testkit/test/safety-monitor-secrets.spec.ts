@@ -17,13 +17,19 @@ function secret(label: string): Uint8Array {
   return bytes;
 }
 
-test('the first planted page reads back as `tdxsim secret #1` then zeros, the second as `#2`', async () => {
+/** A guest of 64 pages behind an honest scripted VMM, and a monitor of it. */
+async function watched() {
   const { module, td, hosted, guest } = await composeTd<TdGuest>({
     vmm: scriptedVmm({ steps: [HONEST_STEP], order: 'cycle' }),
     guest: { module: guestModule({ memoryBytes: 64 * PAGE, policy: 'strict' }), id: GuestIds.Guest },
     sim: { module: { tdmr: { base: 2 ** 36, size: 2 ** 30 } } },
   });
   const monitor = new SafetyMonitor({ module, tdr: td.tdr, guest, vmm: hosted.vmm as ScriptedVmm });
+  return { guest, monitor };
+}
+
+test('the first planted page reads back as `tdxsim secret #1` then zeros, the second as `#2`', async () => {
+  const { guest, monitor } = await watched();
   for (const start of [8 * PAGE, 16 * PAGE]) {
     const range = { start, end: start + 2 * PAGE };
     expect(await guest.setShared(start, 2 * PAGE)).toMatchObject({ kind: 'ok' });
@@ -43,6 +49,25 @@ test('the first planted page reads back as `tdxsim secret #1` then zeros, the se
   expect(await guest.read(9 * PAGE, SECRET_LENGTH)).toEqual({
     kind: 'ok',
     data: new Uint8Array(SECRET_LENGTH),
+  });
+  expect(await monitor.check()).toEqual([]);
+});
+
+test('secrets of two-digit numbers: `tdxsim secret #10`, `#12`', async () => {
+  const { guest, monitor } = await watched();
+  for (let page = 20; page < 32; page++) {
+    expect(await guest.setShared(page * PAGE, PAGE)).toMatchObject({ kind: 'ok' });
+    const result = await guest.setPrivate(page * PAGE, PAGE);
+    expect(result).toMatchObject({ kind: 'ok' });
+    await monitor.afterConversion({ start: page * PAGE, end: (page + 1) * PAGE }, false, result);
+  }
+  expect(await guest.read(29 * PAGE, SECRET_LENGTH)).toEqual({
+    kind: 'ok',
+    data: secret('tdxsim secret #10'),
+  });
+  expect(await guest.read(31 * PAGE, SECRET_LENGTH)).toEqual({
+    kind: 'ok',
+    data: secret('tdxsim secret #12'),
   });
   expect(await monitor.check()).toEqual([]);
 });

@@ -58,7 +58,8 @@ export class HpaUsers {
    * nothing), more are dropped (a large TD's blocks are not held between checks).
    */
   clear(): void {
-    this.#unaligned.clear();
+    // Only when it holds something: clearing a Map gives it a new table even when it is empty, and it nearly always is.
+    if (this.#unaligned.size > 0) this.#unaligned.clear();
     for (let level = 0; level < 3; level++) {
       this.#lastKey[level] = -1;
       this.#lastBlock[level] = undefined;

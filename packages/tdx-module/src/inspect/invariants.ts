@@ -121,8 +121,12 @@ class InvariantCheck {
   readonly #locks: boolean;
   readonly #referenced: HpaUsers;
   readonly #users: PageUsers;
-  /** Scratch of {@link #sept}: the children of the table being checked, by index. */
+  /**
+   * Scratch of {@link #sept}: the children of the table being checked, by index, the first {@link #childCount} of them
+   * (counted, not cut: setting an array's length is a call).
+   */
   readonly #children: number[] = [];
+  #childCount = 0;
   /** The table {@link #table} is checking: its base GPA, the GPA span of an entry, its records of users (-1: none). */
   #tableBase = 0;
   #tableSpan = 0;
@@ -250,14 +254,18 @@ class InvariantCheck {
   }
 
   #epochsAndLocks(td: TdControl): void {
-    const inGuest = [0, 0];
+    // Counted in two numbers, not a list per check.
+    let even = 0;
+    let odd = 0;
     for (const vcpu of td.vcpus.values()) {
-      if (vcpu.run === 'in-guest') inGuest[vcpu.epoch & 1] = (inGuest[vcpu.epoch & 1] ?? 0) + 1;
+      if (vcpu.run !== 'in-guest') continue;
+      if ((vcpu.epoch & 1) === 0) even++;
+      else odd++;
     }
-    if (inGuest[0] !== td.epochRefcount[0] || inGuest[1] !== td.epochRefcount[1]) {
+    if (even !== td.epochRefcount[0] || odd !== td.epochRefcount[1]) {
       this.fail(
         'epoch-refcount',
-        `${tdName(td)}: refcounts ${td.epochRefcount.join('/')} but vCPUs in guest ${inGuest.join('/')}`,
+        `${tdName(td)}: refcounts ${td.epochRefcount.join('/')} but vCPUs in guest ${even}/${odd}`,
       );
     }
     if (this.#locks) {
@@ -285,9 +293,8 @@ class InvariantCheck {
       if (table !== sept.root) units += 1;
       const span = levelSpan(table.level);
       const children = this.#children;
-      children.length = 0;
       units += this.#table(td, table, baseGpa, span, children);
-      for (let at = children.length - 1; at >= 0; at--) {
+      for (let at = this.#childCount - 1; at >= 0; at--) {
         const i = children[at] as number;
         stack.push(table.child[i] as SeptTable);
         bases.push(baseGpa + i * span);
@@ -298,10 +305,14 @@ class InvariantCheck {
     return units;
   }
 
-  /** One SEPT table's entries; lists the indexes of its entries with a child table in `children`; returns its leaves' 4K units. */
+  /**
+   * One SEPT table's entries; lists the indexes of its entries with a child table in `children` (their count in
+   * {@link #childCount}); returns its leaves' 4K units.
+   */
   #table(td: TdControl, table: SeptTable, baseGpa: number, span: number, children: number[]): number {
     let units = 0;
     let nonFree = 0;
+    let found = 0;
     const words = table.entryWords;
     const child = table.child;
     this.#tableBase = baseGpa;
@@ -325,7 +336,7 @@ class InvariantCheck {
         continue;
       for (let i = first; i < first + 4; i++) {
         const state = table.state[i] as number;
-        if (child[i] !== undefined) children.push(i);
+        if (child[i] !== undefined) children[found++] = i;
         else if (state === SeptState.FREE && table.lock[i] === 0 && table.acceptCounter[i] === 0) continue;
         if (state !== SeptState.FREE) nonFree++;
         units += this.#entry(td, table, i, baseGpa + i * span);
@@ -334,8 +345,9 @@ class InvariantCheck {
     if (nonFree !== table.nonFree)
       this.fail('tree-shape', `${tdName(td)}: table non-free count ${table.nonFree} != ${nonFree}`);
     // A copy of the tree (checkpoints) visits as many children as the table counts.
-    if (children.length !== table.childTables)
-      this.fail('tree-shape', `${tdName(td)}: table child count ${table.childTables} != ${children.length}`);
+    this.#childCount = found;
+    if (found !== table.childTables)
+      this.fail('tree-shape', `${tdName(td)}: table child count ${table.childTables} != ${found}`);
     return units;
   }
 
@@ -385,9 +397,13 @@ class InvariantCheck {
   #sharedEpt(td: TdControl, shared: SharedEpt): void {
     const sept = td.sept;
     const pamt = this.#m.pamt;
+    const frames = spareFrames;
+    shared.entriesInto(frames);
     const hosts = new Map<number, number>();
     const cursor = sept === undefined ? undefined : new SeptCursor(sept.root);
-    for (const [frame, hpa] of shared.entries()) {
+    for (let k = 0; k < frames.length; k += 2) {
+      const frame = frames[k] as number;
+      const hpa = frames[k + 1] as number;
       // A walk per shared frame: cheaper than listing every 4K frame of every private 2M/1G leaf.
       if (sept !== undefined && septStateInfo(sept.walkInto(cursor as SeptCursor, frame, 0).state).leaf)
         this.fail('shared-ept-private-alias', `${tdName(td)}: frame ${hex(frame)} mapped private and shared`);
@@ -406,6 +422,8 @@ class InvariantCheck {
         );
       }
     }
+    // Not held between checks (a TD may share millions of frames).
+    frames.length = 0;
   }
 
   /** Every used PAMT entry: no lock left held, and none that nothing references (for forEachUsed). */
@@ -419,6 +437,9 @@ class InvariantCheck {
     }
   }
 }
+
+/** The shared frames and their host pages that {@link InvariantCheck}'s shared-EPT rules read, a list reused by each check. */
+const spareFrames: number[] = [];
 
 /** The tables of users {@link checkInvariants} fills, kept for the next check. */
 const spareTables = { referenced: new HpaUsers(), users: new PageUsers() };

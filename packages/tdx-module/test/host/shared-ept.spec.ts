@@ -79,6 +79,10 @@ describe('SharedEpt as runs, against one host page per frame', () => {
       expect(ept.size).toBe(model.size);
       // In the order the frames were mapped, as the Map of frames iterates.
       expect([...ept.entries()]).toEqual([...model]);
+      // The same, flat (what the invariant check reads), into a list that held more before.
+      const flat = Array.from({ length: 2 * FRAMES + 2 }, () => -1);
+      ept.entriesInto(flat);
+      expect(flat).toEqual([...model].flat());
       const fromRuns: [number, number][] = [];
       for (const run of ept.runs()) {
         expect(run.pages).toBeGreaterThan(0);

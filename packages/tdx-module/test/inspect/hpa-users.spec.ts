@@ -65,6 +65,17 @@ describe('HpaUsers', () => {
     }
   });
 
+  it('forgets pages not aligned to their level on clear, and keeps recording them after', () => {
+    const users = new HpaUsers();
+    const unaligned = 2 ** 36 + 4096; // a 4K page read as a 2M one
+    users.set(unaligned, 1, 3);
+    users.clear();
+    expect(users.get(unaligned, 1)).toBeUndefined();
+    users.clear();
+    expect(users.swap(unaligned, 1, 4)).toBeUndefined();
+    expect(users.get(unaligned, 1)).toBe(4);
+  });
+
   it('never answers for one level from the block remembered for another of the same block number', () => {
     const users = new HpaUsers();
     // Block 16 of each level: a 4K page at 32 MiB, a 2M page at 16 × 512 × 2M, a 1G page at 16 × 512 × 1G.

@@ -186,3 +186,70 @@ describe('checkInvariants names the users of a corrupted table as it names one u
     ]);
   });
 });
+
+describe('checkInvariants on the epoch counts and the shared EPT', () => {
+  it('counts the vCPUs in guest by the parity of their epoch against the refcounts', async () => {
+    const { module, td } = await twoPages();
+    const control = module.state.tds.get(td.tdr);
+    const vcpu = control?.vcpus.values().next().value;
+    if (control === undefined || vcpu === undefined) throw new Error('the TD has no vCPU');
+    const tdName = `TD 0x${td.tdr.toString(16)}`;
+    vcpu.run = 'in-guest';
+    vcpu.epoch = 3;
+    expect(checkInvariants(module)).toEqual([
+      { rule: 'epoch-refcount', message: `${tdName}: refcounts 0/0 but vCPUs in guest 0/1` },
+    ]);
+    control.epochRefcount[1] = 1;
+    expect(checkInvariants(module)).toEqual([]);
+    vcpu.epoch = 4;
+    expect(checkInvariants(module)).toEqual([
+      { rule: 'epoch-refcount', message: `${tdName}: refcounts 0/1 but vCPUs in guest 1/0` },
+    ]);
+  });
+
+  it('names shared frames in the order they were mapped: aliased host pages, private aliases, TD pages', async () => {
+    const { module, td, first } = await twoPages();
+    const ept = module.sharedEpt(td.tdr);
+    const tdName = `TD 0x${td.tdr.toString(16)}`;
+    const hosts = [td.allocator.alloc4k(), td.allocator.alloc4k(), td.allocator.alloc4k()] as const;
+    const hex = (n: number): string => `0x${n.toString(16)}`;
+    // Frames mapped going down (one batch, listed 0x12000 first), then 0x20000 on the host page of 0x12000.
+    for (let i = 0; i < 3; i++) ept.map(0x12_000 - i * PAGE, hosts[i] as number);
+    ept.map(0x20_000, hosts[0]);
+    ept.map(PAGE, td.allocator.alloc4k());
+    ept.map(0x30_000, first);
+    expect(checkInvariants(module)).toEqual([
+      {
+        rule: 'shared-ept-aliasing',
+        message: `${tdName}: host page ${hex(hosts[0])} shared at 0x12000 and 0x20000`,
+      },
+      { rule: 'shared-ept-private-alias', message: `${tdName}: frame 0x1000 mapped private and shared` },
+      {
+        rule: 'shared-ept-td-page',
+        message: `${tdName}: shared frame 0x30000 maps TD-owned host page ${hex(first)}`,
+      },
+    ]);
+  });
+
+  it('names the frame a host page was last shared at, with few shared frames as with many', async () => {
+    for (const others of [0, 40]) {
+      const { module, td } = await twoPages();
+      const ept = module.sharedEpt(td.tdr);
+      const tdName = `TD 0x${td.tdr.toString(16)}`;
+      const host = td.allocator.alloc4k();
+      // Frames on host pages of their own first (40: past the frames the rule scans back over), then three on one.
+      for (let i = 0; i < others; i++) ept.map(0x100_000 + i * 2 * PAGE, td.allocator.alloc4k());
+      for (const frame of [0x40_000, 0x50_000, 0x60_000]) ept.map(frame, host);
+      expect(checkInvariants(module)).toEqual([
+        {
+          rule: 'shared-ept-aliasing',
+          message: `${tdName}: host page 0x${host.toString(16)} shared at 0x40000 and 0x50000`,
+        },
+        {
+          rule: 'shared-ept-aliasing',
+          message: `${tdName}: host page 0x${host.toString(16)} shared at 0x50000 and 0x60000`,
+        },
+      ]);
+    }
+  });
+});

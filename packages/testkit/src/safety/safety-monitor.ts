@@ -97,6 +97,8 @@ interface Secret {
 }
 
 const SECRET_LENGTH = 32;
+/** The bytes of a secret's label before its number (ASCII: its UTF-8 bytes). */
+const SECRET_PREFIX = Uint8Array.from('tdxsim secret #', (c) => c.charCodeAt(0));
 /** What {@link SafetyMonitor}'s secret planting answers when it plants nothing (awaited as its async version's was). */
 const NOTHING_PLANTED: Promise<void> = Promise.resolve();
 const PAGE = 4096;
@@ -304,10 +306,14 @@ export class SafetyMonitor {
     try {
       if (this.#guest.ledger.stateOf(gpa) !== 'private-accepted') return NOTHING_PLANTED;
       const bytes = new Uint8Array(SECRET_LENGTH);
-      // Written straight into the secret (cut at its length), a byte per character: the label is ASCII, so these are
-      // its UTF-8 bytes, without a call into the encoder's native code per planted page.
-      const label = `tdxsim secret #${++this.#secretCounter}`;
-      for (let i = 0; i < label.length && i < SECRET_LENGTH; i++) bytes[i] = label.charCodeAt(i);
+      // The label `tdxsim secret #<n>` written straight into the secret (cut at its length), a byte per character: it
+      // is ASCII, so these are its UTF-8 bytes. The prefix is copied and the number's digits read from a string of
+      // their own: read character by character, the joined label (a string made of two, never flattened) cost a call
+      // into the runtime per character, 0.4 % of a fuzz campaign.
+      bytes.set(SECRET_PREFIX);
+      const digits = String(++this.#secretCounter);
+      for (let i = 0; i < digits.length && SECRET_PREFIX.length + i < SECRET_LENGTH; i++)
+        bytes[SECRET_PREFIX.length + i] = digits.charCodeAt(i);
       return this.#keep(gpa, bytes, this.#guest.write(gpa, bytes));
     } catch (error) {
       return Promise.reject(error);
