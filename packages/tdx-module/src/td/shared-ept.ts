@@ -272,7 +272,7 @@ export class SharedEpt {
 
   /**
    * Every mapping as [guest frame, host page], in the order the frames were mapped (as a `Map` iterates). Keep in step
-   * with {@link entriesInto}, the same walk into a flat list (a property test compares the two).
+   * with `entriesInto` (internal), the same walk into a flat list (a property test compares the two).
    */
   *entries(): Generator<[number, number]> {
     for (const [stamp, batch] of [...this.#batches]) {
