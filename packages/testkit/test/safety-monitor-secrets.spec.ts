@@ -28,46 +28,39 @@ async function watched() {
   return { guest, monitor };
 }
 
+/** Converts `pages` pages at `start` to shared and back, and has the monitor plant its secret as a campaign does. */
+async function convertBack(
+  guest: TdGuest,
+  monitor: SafetyMonitor,
+  start: number,
+  pages: number,
+): Promise<void> {
+  expect(await guest.setShared(start, pages * PAGE)).toMatchObject({ kind: 'ok' });
+  const result = await guest.setPrivate(start, pages * PAGE);
+  expect(result).toMatchObject({ kind: 'ok' });
+  await monitor.afterConversion({ start, end: start + pages * PAGE }, false, result);
+}
+
+/** What the guest reads at `gpa`: `label`'s secret, or zeros without one. */
+async function expectSecretAt(guest: TdGuest, gpa: number, label?: string): Promise<void> {
+  const data = label === undefined ? new Uint8Array(SECRET_LENGTH) : secret(label);
+  expect(await guest.read(gpa, SECRET_LENGTH)).toEqual({ kind: 'ok', data });
+}
+
 test('the first planted page reads back as `tdxsim secret #1` then zeros, the second as `#2`', async () => {
   const { guest, monitor } = await watched();
-  for (const start of [8 * PAGE, 16 * PAGE]) {
-    const range = { start, end: start + 2 * PAGE };
-    expect(await guest.setShared(start, 2 * PAGE)).toMatchObject({ kind: 'ok' });
-    const result = await guest.setPrivate(start, 2 * PAGE);
-    expect(result).toMatchObject({ kind: 'ok' });
-    await monitor.afterConversion(range, false, result);
-  }
-  expect(await guest.read(8 * PAGE, SECRET_LENGTH)).toEqual({
-    kind: 'ok',
-    data: secret('tdxsim secret #1'),
-  });
-  expect(await guest.read(16 * PAGE, SECRET_LENGTH)).toEqual({
-    kind: 'ok',
-    data: secret('tdxsim secret #2'),
-  });
+  for (const start of [8 * PAGE, 16 * PAGE]) await convertBack(guest, monitor, start, 2);
+  await expectSecretAt(guest, 8 * PAGE, 'tdxsim secret #1');
+  await expectSecretAt(guest, 16 * PAGE, 'tdxsim secret #2');
   // Only the first page of each conversion holds a secret.
-  expect(await guest.read(9 * PAGE, SECRET_LENGTH)).toEqual({
-    kind: 'ok',
-    data: new Uint8Array(SECRET_LENGTH),
-  });
+  await expectSecretAt(guest, 9 * PAGE);
   expect(await monitor.check()).toEqual([]);
 });
 
 test('secrets of two-digit numbers: `tdxsim secret #10`, `#12`', async () => {
   const { guest, monitor } = await watched();
-  for (let page = 20; page < 32; page++) {
-    expect(await guest.setShared(page * PAGE, PAGE)).toMatchObject({ kind: 'ok' });
-    const result = await guest.setPrivate(page * PAGE, PAGE);
-    expect(result).toMatchObject({ kind: 'ok' });
-    await monitor.afterConversion({ start: page * PAGE, end: (page + 1) * PAGE }, false, result);
-  }
-  expect(await guest.read(29 * PAGE, SECRET_LENGTH)).toEqual({
-    kind: 'ok',
-    data: secret('tdxsim secret #10'),
-  });
-  expect(await guest.read(31 * PAGE, SECRET_LENGTH)).toEqual({
-    kind: 'ok',
-    data: secret('tdxsim secret #12'),
-  });
+  for (let page = 20; page < 32; page++) await convertBack(guest, monitor, page * PAGE, 1);
+  await expectSecretAt(guest, 29 * PAGE, 'tdxsim secret #10');
+  await expectSecretAt(guest, 31 * PAGE, 'tdxsim secret #12');
   expect(await monitor.check()).toEqual([]);
 });
