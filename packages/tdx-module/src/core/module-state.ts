@@ -11,6 +11,7 @@ import {
   type PamtLevel,
   type PamtRegion,
 } from '../memory/pamt.js';
+import { PamtEntryMemo } from '../memory/pamt-entry-memo.js';
 import { PhysicalMemory, type TdmrOptions } from '../memory/physical-memory.js';
 import { ENTRY_SPAN as importedENTRY_SPAN } from '../sept/sept-table.js';
 import type { Clock } from '../services/clock.js';
@@ -248,15 +249,10 @@ export class ModuleState {
   }
 
   /**
-   * Where the PAMT entries of the TDR address {@link checkTdrPage} last passed are: valid while `#tdrSerial` (the
-   * same converted address: the cache is keyed by it, not by the bigint) and the PAMT's generation are those recorded.
+   * Where the PAMT entries of the TDR address {@link checkTdrPage} last passed are, keyed by `#tdrSerial` (the same
+   * converted address: the cache is keyed by it, not by the bigint).
    */
-  #tdrPageSerial = -1;
-  #tdrPamtGeneration = -1;
-  #tdrRegion: PamtRegion | undefined;
-  #tdrBlock4k: PamtBlock | undefined;
-  #tdrIndex2m = 0;
-  #tdrIndex4k = 0;
+  readonly #tdrEntry = new PamtEntryMemo();
 
   /**
    * {@link checkHpaPage} of a TDR operand (a 4K PT_TDR page, locked by the host in `mode`), the same checks in the
@@ -273,13 +269,14 @@ export class ModuleState {
     held: HeldLocks,
   ): bigint | undefined {
     const address = this.tdrAddress(value);
-    if (this.#tdrPageSerial !== this.#tdrSerial || this.#tdrPamtGeneration !== this.pamt.generation)
+    const entry = this.#tdrEntry;
+    if (!entry.holds(this.#tdrSerial, this.pamt))
       return this.#checkTdrPageFirst(address, mode, operand, held);
     // No TDMR range check here: this address passed it when it was remembered, and the TDMR never changes.
-    const region = this.#tdrRegion as PamtRegion;
-    const block4k = this.#tdrBlock4k;
-    const index2m = this.#tdrIndex2m;
-    const index4k = this.#tdrIndex4k;
+    const region = entry.region;
+    const block4k = entry.block4k;
+    const index2m = entry.index2m;
+    const index4k = entry.index4k;
     const busy = lockPamtWalk(region, block4k, index2m, index4k, 0, mode === 'exclusive', operand, held);
     if (busy !== undefined) return busy;
     return pageTypeStatus(region, block4k, index2m, index4k, 0, PamtPageType.TDR, operand);
@@ -295,30 +292,13 @@ export class ModuleState {
     const status = this.checkHpaPageAt(address, 0, PamtPageType.TDR, mode, operand, held);
     // An address that got as far as the lock walk is below 2^52, aligned and in the TDMR, with its 4K block made.
     if (address < ADDRESS_LIMIT && (address & 4095) === 0 && this.inTdmr(address, 4096)) {
-      const region = this.pamt.regionAt(address);
-      this.#tdrPageSerial = this.#tdrSerial;
-      this.#tdrPamtGeneration = this.pamt.generation;
-      this.#tdrRegion = region;
-      this.#tdrIndex2m = index2mOf(address);
-      this.#tdrIndex4k = index4kOf(address);
-      this.#tdrBlock4k = this.pamt.block4kAt(region, this.#tdrIndex2m);
+      this.#tdrEntry.remember(this.#tdrSerial, address, this.pamt);
     }
     return status;
   }
 
-  /**
-   * Where the PAMT entries of the TDVPR address {@link checkTdvprPage} last passed are: valid for that converted
-   * address (NaN: none, unequal to every address; a double from the start, as addresses beyond the small integers
-   * are, so the field keeps its map) while the PAMT's generation is the one recorded.
-   */
-  #tdvprPageAddress = Number.NaN;
-  #tdvprPamtGeneration = -1;
-  #tdvprRegion: PamtRegion | undefined;
-  // Set with #tdvprRegion and read only while #tdvprPageAddress matches (block4kAt always answers a block); no block
-  // exists to start it with, hence the definite-assignment mark rather than `| undefined` and a cast at the read.
-  #tdvprBlock4k!: PamtBlock;
-  #tdvprIndex2m = 0;
-  #tdvprIndex4k = 0;
+  /** Where the PAMT entries of the TDVPR address {@link checkTdvprPage} last passed are, keyed by that address. */
+  readonly #tdvprEntry = new PamtEntryMemo();
 
   /**
    * {@link checkHpaPage} of a TDVPR operand (a 4K PT_TDVPR page, locked shared by the host), the same checks in the
@@ -329,13 +309,13 @@ export class ModuleState {
    */
   checkTdvprPage(value: bigint, operand: number, held: HeldLocks): bigint | undefined {
     const address = u64ToNumber(value);
-    if (address !== this.#tdvprPageAddress || this.#tdvprPamtGeneration !== this.pamt.generation)
-      return this.#checkTdvprPageFirst(address, operand, held);
+    const entry = this.#tdvprEntry;
+    if (!entry.holds(address, this.pamt)) return this.#checkTdvprPageFirst(address, operand, held);
     // No TDMR range check, as in checkTdrPage: the remembered address passed it.
-    const region = this.#tdvprRegion as PamtRegion;
-    const block4k = this.#tdvprBlock4k;
-    const index2m = this.#tdvprIndex2m;
-    const index4k = this.#tdvprIndex4k;
+    const region = entry.region;
+    const block4k = entry.block4k;
+    const index2m = entry.index2m;
+    const index4k = entry.index4k;
     const busy =
       held.releasesAtOnce === true
         ? probePamtWalk4k(region, block4k, index2m, index4k, operand)
@@ -344,17 +324,8 @@ export class ModuleState {
     return pageTypeStatus(region, block4k, index2m, index4k, 0, PamtPageType.TDVPR, operand);
   }
 
-  /**
-   * Where the 4K PAMT entry of the TDR {@link lockImplicitTdr} last locked is: valid for that address (NaN: none, a
-   * double from the start as in `#tdvprPageAddress`) while the PAMT's generation is the one recorded.
-   */
-  #implicitTdrAddress = Number.NaN;
-  #implicitTdrPamtGeneration = -1;
-  #implicitTdrRegion: PamtRegion | undefined;
-  // Set with #implicitTdrRegion, read only while #implicitTdrAddress matches (as #tdvprBlock4k).
-  #implicitTdrBlock4k!: PamtBlock;
-  #implicitTdrIndex2m = 0;
-  #implicitTdrIndex4k = 0;
+  /** Where the 4K PAMT entry of the TDR {@link lockImplicitTdr} last locked is, keyed by its address. */
+  readonly #implicitTdrEntry = new PamtEntryMemo();
 
   /**
    * The TDR a leaf reaches implicitly, as the PAMT owner of the TDVPR it was given (TDH.VP.ENTER, VP.RD, VP.ADDCX,
@@ -367,24 +338,17 @@ export class ModuleState {
    * src/td_transitions/tdh_vp_enter.c, src/vmm_dispatcher/api_calls/tdh_phymem_page_reclaim.c.
    */
   lockImplicitTdr(tdr: number, held: HeldLocks): bigint | undefined {
-    if (tdr !== this.#implicitTdrAddress || this.#implicitTdrPamtGeneration !== this.pamt.generation) {
-      const region = this.pamt.regionAt(tdr);
-      this.#implicitTdrAddress = tdr;
-      this.#implicitTdrPamtGeneration = this.pamt.generation;
-      this.#implicitTdrRegion = region;
-      this.#implicitTdrIndex2m = index2mOf(tdr);
-      this.#implicitTdrIndex4k = index4kOf(tdr);
-      this.#implicitTdrBlock4k = this.pamt.block4kAt(region, this.#implicitTdrIndex2m);
-    }
-    const words = this.#implicitTdrBlock4k.lock;
-    const index4k = this.#implicitTdrIndex4k;
+    const entry = this.#implicitTdrEntry;
+    if (!entry.holds(tdr, this.pamt)) entry.remember(tdr, tdr, this.pamt);
+    const words = entry.block4k.lock;
+    const index4k = entry.index4k;
     if (held.releasesAtOnce === true) {
       return probeFails(words, index4k) ? withDetail(TdxStatus.OPERAND_BUSY, OperandId.TDR) : undefined;
     }
     const packed = hostTry(words[index4k] as number, false);
     words[index4k] = packed & 0xffff;
     if (packed >= 65536) return withDetail(TdxStatus.OPERAND_BUSY, OperandId.TDR);
-    held.addPamtEntry4kShared(this.#implicitTdrRegion as PamtRegion, this.#implicitTdrIndex2m, index4k);
+    held.addPamtEntry4kShared(entry.region, entry.index2m, index4k);
     return undefined;
   }
 
@@ -393,13 +357,7 @@ export class ModuleState {
     const status = this.checkHpaPageAt(address, 0, PamtPageType.TDVPR, 'shared', operand, held);
     // An address that got as far as the lock walk is below 2^52, aligned and in the TDMR, with its 4K block made.
     if (address < ADDRESS_LIMIT && (address & 4095) === 0 && this.inTdmr(address, 4096)) {
-      const region = this.pamt.regionAt(address);
-      this.#tdvprPageAddress = address;
-      this.#tdvprPamtGeneration = this.pamt.generation;
-      this.#tdvprRegion = region;
-      this.#tdvprIndex2m = index2mOf(address);
-      this.#tdvprIndex4k = index4kOf(address);
-      this.#tdvprBlock4k = this.pamt.block4kAt(region, this.#tdvprIndex2m);
+      this.#tdvprEntry.remember(address, address, this.pamt);
     }
     return status;
   }
