@@ -150,6 +150,7 @@ describe('checkEvery: the full invariant check sampled over the steps', () => {
       stateOf: () => state,
       runs: (range: { start: number; end: number }) => [{ ...range, state }],
       entries: () => [{ start: 0, end: 4096, state }],
+      forEachRun: (visit: (start: number, end: number, s: string) => void) => visit(0, 4096, state),
     };
     const monitor = new SafetyMonitor({
       module: { privatePage: () => ({}), hostRead: () => new Uint8Array() } as never,

@@ -31,14 +31,14 @@ export class SeptTable {
   /** 2M leaves: 4K chunks already zeroed by an interrupted ACCEPT (entry bits 20:12). */
   readonly acceptCounter: Uint16Array;
   /**
-   * The child table of each non-leaf entry, written by {@link setChild} only. A table of 4K leaves (level 0) never has
-   * one: all such tables share {@link NO_CHILDREN}, never written (the tree attaches children under level 1 and above
-   * only), so SEPT.ADD of a last-level table allocates no 512-slot array of its own. Read-only by type rather than
-   * frozen: Node 20 reads a frozen array's elements through slower generic loads (with the shared list frozen, the
-   * invariant check of a TD with 16 leaf tables took 3.0 to 4.4 times the CPU time, 1,200 fuzz cases 2 % more
-   * instructions).
+   * The child table of each non-leaf entry, written by {@link setChild} only. A table without children shares
+   * {@link NO_CHILDREN}, never written: its own 512-slot array is made when its first child is attached, so SEPT.ADD
+   * of a last-level table, a table that only ever holds leaves and a restored root with nothing below allocate none (4 KiB
+   * each; a fuzz case made about three). Read-only by type rather than frozen: Node 20 reads a frozen array's elements
+   * through slower generic loads (with the shared list frozen, the invariant check of a TD with 16 leaf tables took
+   * 3.0 to 4.4 times the CPU time, 1,200 fuzz cases 2 % more instructions).
    */
-  readonly child: readonly (SeptTable | undefined)[];
+  readonly child: readonly (SeptTable | undefined)[] = NO_CHILDREN;
   /**
    * Entries of {@link child} that hold a table (written with it, by the tree's attach and detach): a copy visits only
    * those, and a table without children (a leaf table, a root with nothing below) is not scanned 512 entries twice.
@@ -66,12 +66,14 @@ export class SeptTable {
   ) {
     this.level = level;
     this.pageHpa = pageHpa;
-    this.child = level === 0 ? NO_CHILDREN : new Array(512);
     this.#paths = paths;
-    // A new table: a copy of an empty table's bytes (all FREE). Copying into a typed array's new buffer skips the
-    // zeroing a `new ArrayBuffer` does, and the FREE fill after it: 4,500 instructions a table, not 10,200.
-    const buffer = from === undefined ? new Uint8Array(EMPTY_TABLE).buffer : from.buffer;
-    const offset = from === undefined ? 0 : from.offset;
+    // A new table: the next unused place of the current slab of empty tables (see emptyTableSlab).
+    if (from === undefined && slabNext === SLAB_TABLES) {
+      slab = emptyTableSlab();
+      slabNext = 0;
+    }
+    const buffer = from === undefined ? slab : from.buffer;
+    const offset = from === undefined ? TABLE_BYTES * slabNext++ : from.offset;
     this.#buffer = buffer;
     this.#offset = offset;
     this.hpa = new Float64Array(buffer, offset, 512);
@@ -151,10 +153,14 @@ export class SeptTable {
   }
 
   /**
-   * Makes `table` the child of entry `index` (undefined: none). For the tree's attach and detach and for a copy; never
-   * on a table of 4K leaves, whose child list every such table shares.
+   * Makes `table` the child of entry `index` (undefined: none). For the tree's attach and detach and for a copy; the
+   * table's own child list is made at its first child (until then it shares {@link NO_CHILDREN}, never written).
    */
   setChild(index: number, table: SeptTable | undefined): void {
+    if (this.child === NO_CHILDREN) {
+      if (table === undefined) return;
+      (this as { child: readonly (SeptTable | undefined)[] }).child = new Array(512);
+    }
     (this.child as (SeptTable | undefined)[])[index] = table;
   }
 
@@ -173,11 +179,42 @@ export class SeptTable {
 /** Bytes of one table's four arrays (hpa, acceptCounter, state, lock). */
 const TABLE_BYTES = 6144;
 
-/** The bytes of a table of FREE entries, which every new table copies: never written. */
-const EMPTY_TABLE = new Uint8Array(TABLE_BYTES).fill(FREE, 5120, 5632);
+/**
+ * New tables are placed in slabs of this many: one buffer (a native allocation V8 tracks, and its collector sweeps and
+ * frees) per 16 tables, not one per table. A fuzz case adds about three tables to a TD and drops them with it; a slab
+ * is freed once none of its tables is alive, so it holds at most 15 unused places (90 KiB) past the last table made.
+ */
+const SLAB_TABLES = 16;
 
-/** The child list of every table of 4K leaves (see {@link SeptTable.child}): empty, and never written. */
-const NO_CHILDREN: readonly (SeptTable | undefined)[] = new Array(512);
+/**
+ * The bytes of a slab of tables of FREE entries, which every new slab copies: never written. Copying into a typed
+ * array's new buffer skips the zeroing a `new ArrayBuffer` does, and the FREE fills after it.
+ */
+const EMPTY_SLAB = new Uint8Array(TABLE_BYTES * SLAB_TABLES);
+for (let at = 0; at < SLAB_TABLES; at++)
+  EMPTY_SLAB.fill(FREE, TABLE_BYTES * at + 5120, TABLE_BYTES * at + 5632);
+
+/** A new slab of {@link SLAB_TABLES} empty tables. */
+function emptyTableSlab(): ArrayBuffer {
+  return new Uint8Array(EMPTY_SLAB).buffer;
+}
+
+/** The slab new tables are placed in and the index of its next unused place (a full slab: a new one first). */
+let slab: ArrayBuffer = emptyTableSlab();
+let slabNext = 0;
+
+/**
+ * The child list of every table without children (see {@link SeptTable.child}): empty, and never written after this.
+ * Its one `undefined` gives it the elements kind a table's own list has once it holds a table (V8's HOLEY_ELEMENTS, not
+ * the small-integer kind of a new array): a walk's read of `child[index]` sees one kind of list, not two.
+ */
+const NO_CHILDREN: readonly (SeptTable | undefined)[] = noChildren();
+
+function noChildren(): (SeptTable | undefined)[] {
+  const list = new Array<SeptTable | undefined>(512);
+  list[511] = undefined;
+  return list;
+}
 
 /** Index of the entry for `gpa` in a table of entries at `level`. */
 export function septIndex(gpa: number, level: number): number {

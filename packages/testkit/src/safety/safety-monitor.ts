@@ -412,8 +412,9 @@ export class SafetyMonitor {
       }
     }
     const quarantined = objectArray<GpaRange>();
-    for (const run of ledger.entries())
-      if (run.state === 'quarantined') quarantined.push({ start: run.start, end: run.end });
+    ledger.forEachRun((start, end, state) => {
+      if (state === 'quarantined') quarantined.push({ start, end });
+    });
     this.#quarantined = quarantined;
   }
 
