@@ -116,8 +116,12 @@ export class PamtRegion {
   /** `entry1g.lock` and `entries2m.lock`, one load away: every PAMT lock walk takes and releases a word of each. */
   readonly lock1g: Uint16Array;
   readonly lock2m: Uint16Array;
-  /** By 2M index; written only by {@link make4k} and {@link copyWith}. */
-  readonly blocks4k: (PamtBlock | undefined)[] = new Array(512);
+  /**
+   * By 2M index; written only by {@link make4k} and {@link copyWith}. As long as its highest block needs, not 512 slots
+   * (an index past its end reads as undefined, as a hole does): a restore made 4 KiB of holes for a region whose
+   * only 4K block is at index 0.
+   */
+  readonly blocks4k: (PamtBlock | undefined)[] = emptyBlockList();
 
   /** The 2M indexes of {@link blocks4k} made so far, in the order they were made (never scanned for: 512 slots). */
   readonly #made4k: number[];
@@ -193,6 +197,17 @@ export class PamtRegion {
     for (const index of this.#made4k) copy.blocks4k[index] = copies[next++] as PamtBlock;
     return copy;
   }
+}
+
+/**
+ * An empty list with the elements kind a list holding a block and holes has (V8's HOLEY_ELEMENTS): every region's
+ * list is of one kind from the start, and the reads of the lock walk see one hidden class.
+ */
+function emptyBlockList(): (PamtBlock | undefined)[] {
+  const list = new Array<PamtBlock | undefined>(1);
+  list[0] = undefined;
+  list.length = 0;
+  return list;
 }
 
 const GIB = 2 ** 30;
