@@ -94,3 +94,33 @@ it('a table has no child table until one is attached, and attaching one gives no
   expect(copiedA.child[3]?.pageHpa).toBe(0x50_0000);
   expect((copy.root.child[2] as SeptTable).child.every((c) => c === undefined)).toBe(true);
 });
+
+it("a table's own child list is as long as its highest child needs, and every child is found wherever it sits", () => {
+  const tree = new SeptTree(4, 0x10_0000);
+  const a = tree.attachChild(tree.root, 0, 0x20_0000);
+  const low = tree.attachChild(a, 2, 0x30_0000);
+  // One child at a low entry: no 512-slot list (the root's own list holds `a` at entry 0 only).
+  expect(a.child.length).toBeLessThan(512);
+  expect(tree.root.child.length).toBeLessThan(512);
+  expect(a.child[400]).toBeUndefined();
+  const high = tree.attachChild(a, 400, 0x40_0000);
+  const middle = tree.attachChild(a, 100, 0x50_0000);
+  expect([a.child[2], a.child[100], a.child[400]]).toEqual([low, middle, high]);
+  expect(a.child[511]).toBeUndefined();
+  // Walks reach each child table (entry i of `a`, a table of level-3 entries, maps GPA i * 512 GiB).
+  for (const [index, table] of [
+    [2, low],
+    [100, middle],
+    [400, high],
+  ] as const)
+    expect(tree.walk(index * 2 ** 39, 2).table).toBe(table);
+  tree.detachChild(a, 400);
+  expect(a.child[400]).toBeUndefined();
+  expect(a.childTables).toBe(2);
+  // A copy has the same children, its own, and its lists no longer than they need be.
+  const copiedA = tree.clone().root.child[0] as SeptTable;
+  expect(copiedA.child[100]?.pageHpa).toBe(0x50_0000);
+  expect(copiedA.child[100]).not.toBe(middle);
+  expect(copiedA.child[400]).toBeUndefined();
+  expect(copiedA.child.length).toBeLessThan(512);
+});
