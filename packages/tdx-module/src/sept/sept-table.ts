@@ -1,23 +1,24 @@
 import { SeptState as importedSeptState } from '../abi/sept-state.js';
 import { copyBuffer } from '../memory/copy-buffer.js';
 
-// Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read through its
-// module cell and checked at every use: docs/performance/tdx-module.md, "Eleventh pass").
+// Imports used on the SEAMCALL/TDCALL path, as module-private consts (V8 folds those; an import is read
+// through its module cell and checked at every use: docs/performance/tdx-module.md, "Eleventh pass").
 const FREE = importedSeptState.FREE;
 const NL_MAPPED = importedSeptState.NL_MAPPED;
 
 /**
- * Changes to the walk paths of one tree, shared by all its tables: bumped whenever an entry becomes or stops being
- * NL_MAPPED (the only state a walk goes through; attaching and detaching a child table are such changes). A walk that
- * remembers where it went is still right while the count has not moved.
+ * Changes to the walk paths of one tree, shared by all its tables: bumped whenever an entry becomes or stops
+ * being NL_MAPPED (the only state a walk goes through; attaching and detaching a child table are such
+ * changes). A walk that remembers where it went is still right while the count has not moved.
  */
 export class SeptPaths {
   changes = 0;
 }
 
 /**
- * One Secure-EPT table page: 512 entries in struct-of-arrays form. `level` is the level of its entries (0: the
- * table holds 4K leaves). Non-leaf entries point to the child table by `child`; the child's host page is in `hpa`.
+ * One Secure-EPT table page: 512 entries in struct-of-arrays form. `level` is the level of its entries (0:
+ * the table holds 4K leaves). Non-leaf entries point to the child table by `child`; the child's host page is
+ * in `hpa`.
  */
 export class SeptTable {
   readonly level: number;
@@ -32,22 +33,27 @@ export class SeptTable {
   readonly acceptCounter: Uint16Array;
   /**
    * The child table of each non-leaf entry, written by {@link setChild} only. A table without children shares
-   * {@link NO_CHILDREN}, never written: its own list is made when its first child is attached, so SEPT.ADD of a
-   * last-level table, a table that only ever holds leaves and a restored root with nothing below allocate none (4 KiB
-   * each; a fuzz case made about three). A table's own list is only as long as its highest child needs (an entry past
-   * its end reads as undefined, as a hole does): not 512 slots for a table whose one child is at entry 0. Read-only by type rather than frozen: Node 20 reads a frozen array's elements
-   * through slower generic loads (with the shared list frozen, the invariant check of a TD with 16 leaf tables took
-   * 3.0 to 4.4 times the CPU time, 1,200 fuzz cases 2 % more instructions).
+   * {@link NO_CHILDREN}, never written: its own list is made when its first child is attached, so SEPT.ADD of
+   * a last-level table, a table that only ever holds leaves and a restored root with nothing below allocate
+   * none (4 KiB each; a fuzz case made about three). A table's own list is only as long as its highest child
+   * needs (an entry past its end reads as undefined, as a hole does): not 512 slots for a table whose one
+   * child is at entry 0. Read-only by type rather than frozen: Node 20 reads a frozen array's elements
+   * through slower generic loads (with the shared list frozen, the invariant check of a TD with 16 leaf
+   * tables took 3.0 to 4.4 times the CPU time, 1,200 fuzz cases 2 % more instructions).
    */
   readonly child: readonly (SeptTable | undefined)[] = NO_CHILDREN;
   /**
-   * Entries of {@link child} that hold a table (written with it, by the tree's attach and detach): a copy visits only
-   * those, and a table without children (a leaf table, a root with nothing below) is not scanned 512 entries twice.
+   * Entries of {@link child} that hold a table (written with it, by the tree's attach and detach): a copy
+   * visits only those, and a table without children (a leaf table, a root with nothing below) is not scanned
+   * 512 entries twice.
    */
   childTables = 0;
   /** Entries not FREE; SEPT.REMOVE needs 0. */
   nonFree = 0;
-  /** The path changes of the tree this table belongs to (bookkeeping of the walk, not part of the table's state). */
+  /**
+   * The path changes of the tree this table belongs to (bookkeeping of the walk, not part of the table's
+   * state).
+   */
   readonly #paths: SeptPaths;
   /** Where the arrays live: their buffer and the table's first byte in it. */
   readonly #buffer: ArrayBuffer;
@@ -56,8 +62,9 @@ export class SeptTable {
   #words: Uint32Array | undefined;
 
   /**
-   * A table of FREE entries in a new buffer, or a copy of `from` in `buffer` at `offset` ({@link SeptTable.clone}).
-   * The four arrays share one buffer (hpa, acceptCounter, state, lock: each aligned for its element size).
+   * A table of FREE entries in a new buffer, or a copy of `from` in `buffer` at `offset`
+   * ({@link SeptTable.clone}). The four arrays share one buffer (hpa, acceptCounter, state, lock: each
+   * aligned for its element size).
    */
   constructor(
     level: number,
@@ -68,13 +75,11 @@ export class SeptTable {
     this.level = level;
     this.pageHpa = pageHpa;
     this.#paths = paths;
-    // A new table: the next unused place of the current slab of empty tables (see emptyTableSlab).
-    if (from === undefined && slabNext === SLAB_TABLES) {
-      slab = emptyTableSlab();
-      slabNext = 0;
-    }
-    const buffer = from === undefined ? slab : from.buffer;
-    const offset = from === undefined ? TABLE_BYTES * slabNext++ : from.offset;
+    // A new table: a copy of an empty table's bytes (all FREE). Copying into a typed array's new buffer skips
+    // the zeroing a `new ArrayBuffer` does, and the FREE fill after it: 4,500 instructions a table, not
+    // 10,200.
+    const buffer = from === undefined ? new Uint8Array(EMPTY_TABLE).buffer : from.buffer;
+    const offset = from === undefined ? 0 : from.offset;
     this.#buffer = buffer;
     this.#offset = offset;
     this.hpa = new Float64Array(buffer, offset, 512);
@@ -92,29 +97,31 @@ export class SeptTable {
   }
 
   /**
-   * `acceptCounter`, `state` and `lock` read as 32-bit words over the same bytes: words 0–255 the accept counters (two
-   * entries a word), 256–383 the states and 384–511 the lock bits (four entries a word). Lets a scan of every entry
-   * (the invariant check) pass four FREE, unlocked, counter-free entries with four reads.
+   * `acceptCounter`, `state` and `lock` read as 32-bit words over the same bytes: words 0–255 the accept
+   * counters (two entries a word), 256–383 the states and 384–511 the lock bits (four entries a word). Lets a
+   * scan of every entry (the invariant check) pass four FREE, unlocked, counter-free entries with four reads.
    */
   get entryWords(): Uint32Array {
     this.#words ??= new Uint32Array(this.#buffer, this.#offset + 4096, 512);
     return this.#words;
   }
 
-  /** The path changes of the tree this table belongs to: a table attached below this one counts into the same. */
+  /**
+   * The path changes of the tree this table belongs to: a table attached below this one counts into the same.
+   */
   get paths(): SeptPaths {
     return this.#paths;
   }
 
   /**
-   * An independent copy of this table and of every table below it (checkpoints), counting into `paths`: all of them
-   * in one new buffer (a restore copies a whole tree with one allocation).
+   * An independent copy of this table and of every table below it (checkpoints), counting into `paths`: all
+   * of them in one new buffer (a restore copies a whole tree with one allocation).
    */
   clone(paths: SeptPaths = new SeptPaths()): SeptTable {
     const layout = { tables: 0, packed: true };
     this.#measure(this.#buffer, layout);
-    // A subtree that fills one buffer in the order this walk copies it (a checkpoint's tree, made by this function)
-    // is copied whole: no new buffer zeroed first, no copy array by array.
+    // A subtree that fills one buffer in the order this walk copies it (a checkpoint's tree, made by this
+    // function) is copied whole: no new buffer zeroed first, no copy array by array.
     const packed = layout.packed && this.#buffer.byteLength === TABLE_BYTES * layout.tables;
     const place = {
       buffer: packed ? copyBuffer(this.#buffer) : new ArrayBuffer(TABLE_BYTES * layout.tables),
@@ -124,7 +131,9 @@ export class SeptTable {
     return this.#cloneInto(paths, place);
   }
 
-  /** Counts the subtree's tables into `layout`, and whether each lies in `buffer` where {@link clone} puts it. */
+  /**
+   * Counts the subtree's tables into `layout`, and whether each lies in `buffer` where {@link clone} puts it.
+   */
   #measure(buffer: ArrayBuffer, layout: { tables: number; packed: boolean }): void {
     layout.packed &&= this.#buffer === buffer && this.#offset === TABLE_BYTES * layout.tables;
     layout.tables++;
@@ -154,14 +163,16 @@ export class SeptTable {
   }
 
   /**
-   * Makes `table` the child of entry `index` (undefined: none). For the tree's attach and detach and for a copy; the
-   * table's own child list is made at its first child (until then it shares {@link NO_CHILDREN}, never written).
+   * Makes `table` the child of entry `index` (undefined: none). For the tree's attach and detach and for a
+   * copy; the table's own child list is made at its first child (until then it shares {@link NO_CHILDREN},
+   * never written).
    */
   setChild(index: number, table: SeptTable | undefined): void {
     if (this.child === NO_CHILDREN) {
       if (table === undefined) return;
-      // Empty, of NO_CHILDREN's elements kind; the store below gives it slots up to `index` and a few more only:
-      // a table's children sit at the low entries nearly always (a fuzz case's TD maps its first gigabytes).
+      // Empty, of NO_CHILDREN's elements kind; the store below gives it slots up to `index` and a few more
+      // only: a table's children sit at the low entries nearly always (a fuzz case's TD maps its first
+      // gigabytes).
       (this as { child: readonly (SeptTable | undefined)[] }).child = NO_CHILDREN.slice(0, 0);
     }
     (this.child as (SeptTable | undefined)[])[index] = table;
@@ -182,34 +193,14 @@ export class SeptTable {
 /** Bytes of one table's four arrays (hpa, acceptCounter, state, lock). */
 const TABLE_BYTES = 6144;
 
-/**
- * New tables are placed in slabs of this many: one buffer (a native allocation V8 tracks, and its collector sweeps and
- * frees) per 16 tables, not one per table. A fuzz case adds about three tables to a TD and drops them with it; a slab
- * is freed once none of its tables is alive, so it holds at most 15 unused places (90 KiB) past the last table made.
- */
-const SLAB_TABLES = 16;
+/** The bytes of a table of FREE entries, which every new table copies: never written. */
+const EMPTY_TABLE = new Uint8Array(TABLE_BYTES).fill(FREE, 5120, 5632);
 
 /**
- * The bytes of a slab of tables of FREE entries, which every new slab copies: never written. Copying into a typed
- * array's new buffer skips the zeroing a `new ArrayBuffer` does, and the FREE fills after it.
- */
-const EMPTY_SLAB = new Uint8Array(TABLE_BYTES * SLAB_TABLES);
-for (let at = 0; at < SLAB_TABLES; at++)
-  EMPTY_SLAB.fill(FREE, TABLE_BYTES * at + 5120, TABLE_BYTES * at + 5632);
-
-/** A new slab of {@link SLAB_TABLES} empty tables. */
-function emptyTableSlab(): ArrayBuffer {
-  return new Uint8Array(EMPTY_SLAB).buffer;
-}
-
-/** The slab new tables are placed in and the index of its next unused place (a full slab: a new one first). */
-let slab: ArrayBuffer = emptyTableSlab();
-let slabNext = 0;
-
-/**
- * The child list of every table without children (see {@link SeptTable.child}): empty, and never written after this.
- * Its one `undefined` gives it the elements kind a table's own list has once it holds a table (V8's HOLEY_ELEMENTS, not
- * the small-integer kind of a new array): a walk's read of `child[index]` sees one kind of list, not two.
+ * The child list of every table without children (see {@link SeptTable.child}): empty, and never written
+ * after this. Its one `undefined` gives it the elements kind a table's own list has once it holds a table
+ * (V8's HOLEY_ELEMENTS, not the small-integer kind of a new array): a walk's read of `child[index]` sees one
+ * kind of list, not two.
  */
 const NO_CHILDREN: readonly (SeptTable | undefined)[] = noChildren();
 
@@ -221,14 +212,14 @@ function noChildren(): (SeptTable | undefined)[] {
 
 /** Index of the entry for `gpa` in a table of entries at `level`. */
 export function septIndex(gpa: number, level: number): number {
-  // Multiplying by a power of two is exact (and cheaper than dividing); the bitwise AND truncates the quotient and
-  // keeps its low 9 bits exactly (GPAs are below 2^53).
+  // Multiplying by a power of two is exact (and cheaper than dividing); the bitwise AND truncates the
+  // quotient and keeps its low 9 bits exactly (GPAs are below 2^53).
   return (gpa * (SCALE[level] as number)) & 511;
 }
 
 /**
- * {@link ENTRY_SCALE}, module-private: optimized code reads an exported binding through its module cell, checked for
- * the hole, even in its own module (septIndex runs at every level of every walk).
+ * {@link ENTRY_SCALE}, module-private: optimized code reads an exported binding through its module cell,
+ * checked for the hole, even in its own module (septIndex runs at every level of every walk).
  */
 const SCALE: readonly number[] = [2 ** -12, 2 ** -21, 2 ** -30, 2 ** -39, 2 ** -48];
 /** 1 / ENTRY_SPAN per level, exact powers of two. */
@@ -238,18 +229,19 @@ export const ENTRY_SCALE: readonly number[] = SCALE;
 export const ENTRY_SPAN: readonly number[] = [2 ** 12, 2 ** 21, 2 ** 30, 2 ** 39, 2 ** 48];
 
 /**
- * 4K pages one entry maps at each level (1, 512, 512², …): a TD's child count moves by this (no `**` per call).
- * Frozen: V8 then keeps its elements tagged, so the first four read as small integers; an array of plain numbers with
- * 512⁴ in it holds doubles, and the first AUG of a process made every TD's child count a double field (a new map for
- * every TD object, and the code compiled for the old one thrown away in the next scenario).
+ * 4K pages one entry maps at each level (1, 512, 512², …): a TD's child count moves by this (no `**` per
+ * call). Frozen: V8 then keeps its elements tagged, so the first four read as small integers; an array of
+ * plain numbers with 512⁴ in it holds doubles, and the first AUG of a process made every TD's child count a
+ * double field (a new map for every TD object, and the code compiled for the old one thrown away in the next
+ * scenario).
  */
 export const PAGES_4K_IN: readonly number[] = Object.freeze([1, 512, 512 ** 2, 512 ** 3, 512 ** 4]);
 
 /**
- * {@link PAGES_4K_IN} of a leaf level (0, 1 or 2), 512^level, as a shift (1, 512 or 262,144): optimized code reads an
- * element of the frozen array through the `KeyedLoadIC` builtin (65 instructions per SEAMCALL of a warm-tree AUG and
- * REMOVE loop). A shift rather than a choice of constants: under V8's size for small functions, which are inlined
- * whatever inlining budget is left (AUG's and REMOVE's commits called it).
+ * {@link PAGES_4K_IN} of a leaf level (0, 1 or 2), 512^level, as a shift (1, 512 or 262,144): optimized code
+ * reads an element of the frozen array through the `KeyedLoadIC` builtin (65 instructions per SEAMCALL of a
+ * warm-tree AUG and REMOVE loop). A shift rather than a choice of constants: under V8's size for small
+ * functions, which are inlined whatever inlining budget is left (AUG's and REMOVE's commits called it).
  */
 export function pages4kInLeaf(level: 0 | 1 | 2): number {
   return 1 << (9 * level);
