@@ -151,7 +151,7 @@ export class PamtRegion {
 
   /** Makes the 4K block under 2M entry `index2m` (untouched so far). */
   make4k(index2m: number, block = new PamtBlock(512)): PamtBlock {
-    this.blocks4k[index2m] = block;
+    this.#store4k(index2m, block);
     this.#made4k.push(index2m);
     // Kept sorted by insertion: a block is made once per 2 MiB of host memory first touched.
     const ascending = this.#made4kAscending;
@@ -194,8 +194,23 @@ export class PamtRegion {
       this.#made4kAscending.slice(),
     );
     let next = at + 2;
-    for (const index of this.#made4k) copy.blocks4k[index] = copies[next++] as PamtBlock;
+    for (const index of this.#made4k) copy.#store4k(index, copies[next++] as PamtBlock);
     return copy;
+  }
+
+  /**
+   * Writes `block` at `index2m` of {@link blocks4k}. A store far past the list's end is made into a full 512-slot
+   * list first: V8 may turn an old list it must grow that far into a dictionary (slow elements, for good).
+   */
+  #store4k(index2m: number, block: PamtBlock): void {
+    let list = this.blocks4k;
+    if (index2m >= list.length && index2m >= 256) {
+      const full = FULL_BLOCK_LIST.slice();
+      for (let i = 0; i < list.length; i++) full[i] = list[i];
+      (this as { blocks4k: (PamtBlock | undefined)[] }).blocks4k = full;
+      list = full;
+    }
+    list[index2m] = block;
   }
 }
 
@@ -207,6 +222,15 @@ function emptyBlockList(): (PamtBlock | undefined)[] {
   const list = new Array<PamtBlock | undefined>(1);
   list[0] = undefined;
   list.length = 0;
+  return list;
+}
+
+/** 512 slots of the same elements kind, never written: what a list grown past entry 255 is copied into. */
+const FULL_BLOCK_LIST: readonly (PamtBlock | undefined)[] = fullBlockList();
+
+function fullBlockList(): (PamtBlock | undefined)[] {
+  const list = new Array<PamtBlock | undefined>(512);
+  list[511] = undefined;
   return list;
 }
 

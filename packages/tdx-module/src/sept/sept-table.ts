@@ -175,7 +175,16 @@ export class SeptTable {
       // gigabytes).
       (this as { child: readonly (SeptTable | undefined)[] }).child = NO_CHILDREN.slice(0, 0);
     }
-    (this.child as (SeptTable | undefined)[])[index] = table;
+    let list = this.child as (SeptTable | undefined)[];
+    if (index >= list.length && index >= 256) {
+      // Far past its end: a full 512-slot list first, as V8 may turn an old list it must grow that far into a
+      // dictionary (slow elements, for good).
+      const full = NO_CHILDREN.slice();
+      for (let i = 0; i < list.length; i++) full[i] = list[i];
+      (this as { child: readonly (SeptTable | undefined)[] }).child = full;
+      list = full;
+    }
+    list[index] = table;
   }
 
   setState(index: number, state: number): void {
