@@ -26,6 +26,11 @@ describe('checkLedger', () => {
       { start: 0x30_0000, end: 0x30_1000, ledger: 'private-unaccepted', ...mapped },
       { start: 0x30_1000, end: 0x30_2000, ledger: 'shared', ...mapped },
     ]);
+    // The ledger's runs as checkLedger reads them (forEachRun) are the runs entries() lists, in order.
+    const visited: { start: number; end: number; state: string }[] = [];
+    guest.ledger.forEachRun((start, end, state) => visited.push({ start, end, state }));
+    expect(visited).toEqual([...guest.ledger.entries()]);
+    expect(visited.length).toBeGreaterThan(5);
   });
 
   it('keeps apart adjacent mismatches of one ledger state where the module reads two states', async () => {

@@ -2,6 +2,7 @@
  * The guest safety properties: against generated VMM behaviours (fast-check, shrinking to the smallest misbehaving
  * script), and every guest preset against every hostile backend.
  */
+import { PageLedger } from '@tdxsim/guest';
 import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
 import {
@@ -167,6 +168,32 @@ describe('checkEvery: the full invariant check sampled over the steps', () => {
       },
     ]);
     expect(monitor.safe).toBe(false);
+  });
+
+  it('checkQuarantine: a ledger with only stateOf, runs and entries gets the verdict a PageLedger gets', () => {
+    const verdicts = (ledger: object, set: (state: string) => void): unknown[] => {
+      const monitor = new SafetyMonitor({
+        module: { privatePage: () => ({}), hostRead: () => new Uint8Array() } as never,
+        tdr: 0x1000,
+        guest: { ledger, read: async () => ({}), write: async () => ({}) } as never,
+      });
+      set('quarantined');
+      const first = monitor.checkQuarantine();
+      set('private-accepted');
+      return [first, monitor.checkQuarantine(), monitor.safe];
+    };
+    const full = new PageLedger(0x4000);
+    const expected = verdicts(full, (state) => full.set({ start: 0x1000, end: 0x3000 }, state as never));
+    expect(expected[1]).toHaveLength(1);
+    const partial = new PageLedger(0x4000);
+    const methodsOnly = {
+      stateOf: (gpa: number) => partial.stateOf(gpa),
+      runs: (range: { start: number; end: number }) => partial.runs(range),
+      entries: () => partial.entries(),
+    };
+    expect(
+      verdicts(methodsOnly, (state) => partial.set({ start: 0x1000, end: 0x3000 }, state as never)),
+    ).toEqual(expected);
   });
 
   it('refuses a checkEvery that is not a positive integer, naming it', async () => {

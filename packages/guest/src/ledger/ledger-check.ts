@@ -45,17 +45,18 @@ export function checkLedger(ledger: PageLedger, module: TdxModule, tdr: number):
   if (typeof tdr !== 'number' || !Number.isSafeInteger(tdr) || tdr < 0)
     throw new GuestError('INVALID_ARGUMENT', `tdr must be an address, got ${String(tdr)}`, 'tdr');
   const mismatches: LedgerMismatch[] = [];
-  for (const run of ledger.entries()) {
-    let at = run.start;
-    while (at < run.end) {
+  // Run by run of the ledger (forEachRun: no generator and no object per run, as a fuzz case checks after each step).
+  ledger.forEachRun((start, end, state) => {
+    let at = start;
+    while (at < end) {
       // A run of entries with one state at once (every page of it reads as its first page does): the same mismatches
       // as page by page, without a walk and an object per page.
-      const truth = module.privateRun(tdr, at, run.end);
+      const truth = module.privateRun(tdr, at, end);
       const next = truth.end;
-      if (!agrees(run.state, truth.state)) addMismatch(mismatches, at, next, run.state, truth);
+      if (!agrees(state, truth.state)) addMismatch(mismatches, at, next, state, truth);
       at = next;
     }
-  }
+  });
   return mismatches;
 }
 

@@ -91,6 +91,11 @@ export class PageLedger {
     for (const { start, end, value } of this.#map.entries()) yield { start, end, state: value };
   }
 
+  /** Calls `visit` with every run, in order: what {@link entries} lists, without an object per run. */
+  forEachRun(visit: (start: number, end: number, state: PageState) => void): void {
+    this.#map.forEachRun(visit);
+  }
+
   /** Bytes in `state` inside `range`. */
   bytesIn(range: GpaRange, state: PageState): number {
     let bytes = 0;

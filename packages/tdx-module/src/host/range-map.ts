@@ -188,6 +188,15 @@ export class RangeMap<T> {
     return at < end && value === undefined;
   }
 
+  /**
+   * Calls `visit` with every run, in order: what {@link entries} lists, without a generator and an object per run (for
+   * checks that read every run of a guest's ledger after each step of a fuzz case).
+   */
+  forEachRun(visit: (start: number, end: number, value: T) => void): void {
+    for (let i = 0; i < this.#starts.length; i++)
+      visit(this.#starts[i] as number, this.#ends[i] as number, this.#values[i] as T);
+  }
+
   /** Every run, in order. */
   *entries(): Generator<{ start: number; end: number; value: T }> {
     for (let i = 0; i < this.#starts.length; i++) {

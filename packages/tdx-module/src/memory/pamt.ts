@@ -116,8 +116,12 @@ export class PamtRegion {
   /** `entry1g.lock` and `entries2m.lock`, one load away: every PAMT lock walk takes and releases a word of each. */
   readonly lock1g: Uint16Array;
   readonly lock2m: Uint16Array;
-  /** By 2M index; written only by {@link make4k} and {@link copyWith}. */
-  readonly blocks4k: (PamtBlock | undefined)[] = new Array(512);
+  /**
+   * By 2M index; written only by {@link make4k} and {@link copyWith}. As long as its highest block needs, not 512 slots
+   * (an index past its end reads as undefined, as a hole does): a restore made 4 KiB of holes for a region whose
+   * only 4K block is at index 0.
+   */
+  readonly blocks4k: (PamtBlock | undefined)[] = emptyBlockList();
 
   /** The 2M indexes of {@link blocks4k} made so far, in the order they were made (never scanned for: 512 slots). */
   readonly #made4k: number[];
@@ -147,7 +151,7 @@ export class PamtRegion {
 
   /** Makes the 4K block under 2M entry `index2m` (untouched so far). */
   make4k(index2m: number, block = new PamtBlock(512)): PamtBlock {
-    this.blocks4k[index2m] = block;
+    this.#store4k(index2m, block);
     this.#made4k.push(index2m);
     // Kept sorted by insertion: a block is made once per 2 MiB of host memory first touched.
     const ascending = this.#made4kAscending;
@@ -190,9 +194,44 @@ export class PamtRegion {
       this.#made4kAscending.slice(),
     );
     let next = at + 2;
-    for (const index of this.#made4k) copy.blocks4k[index] = copies[next++] as PamtBlock;
+    for (const index of this.#made4k) copy.#store4k(index, copies[next++] as PamtBlock);
     return copy;
   }
+
+  /**
+   * Writes `block` at `index2m` of {@link blocks4k}. A store far past the list's end is made into a full 512-slot
+   * list first: V8 may turn an old list it must grow that far into a dictionary (slow elements, for good).
+   */
+  #store4k(index2m: number, block: PamtBlock): void {
+    let list = this.blocks4k;
+    if (index2m >= list.length && index2m >= 256) {
+      const full = FULL_BLOCK_LIST.slice();
+      for (let i = 0; i < list.length; i++) full[i] = list[i];
+      (this as { blocks4k: (PamtBlock | undefined)[] }).blocks4k = full;
+      list = full;
+    }
+    list[index2m] = block;
+  }
+}
+
+/**
+ * An empty list with the elements kind a list holding a block and holes has (V8's HOLEY_ELEMENTS): every region's
+ * list is of one kind from the start, and the reads of the lock walk see one hidden class.
+ */
+function emptyBlockList(): (PamtBlock | undefined)[] {
+  const list = new Array<PamtBlock | undefined>(1);
+  list[0] = undefined;
+  list.length = 0;
+  return list;
+}
+
+/** 512 slots of the same elements kind, never written: what a list grown past entry 255 is copied into. */
+const FULL_BLOCK_LIST: readonly (PamtBlock | undefined)[] = fullBlockList();
+
+function fullBlockList(): (PamtBlock | undefined)[] {
+  const list = new Array<PamtBlock | undefined>(512);
+  list[511] = undefined;
+  return list;
 }
 
 const GIB = 2 ** 30;

@@ -148,7 +148,7 @@ export class SeptTree {
   /** Installs `child` under a FREE entry and makes the entry NL_MAPPED. */
   attachChild(table: SeptTable, index: number, childPageHpa: number): SeptTable {
     // Its callers (SEPT.ADD on a FREE entry, PAGE.DEMOTE on a leaf) never have a table there: one would be orphaned.
-    // Nor do they attach below level 0, whose tables share one child list that must stay empty (SeptTable.child).
+    // Nor do they attach below level 0: a table of 4K leaves holds no table.
     if (table.level === 0) throw new Error('model bug: attach below a table of 4K leaves');
     if (table.child[index] !== undefined) throw new Error('model bug: attach over a child table');
     const child = new SeptTable(table.level - 1, childPageHpa, table.paths);
@@ -173,7 +173,7 @@ export class SeptTree {
         this.#lastTable = undefined;
         this.#lastLevel = -1;
       }
-      // Only where a child was: a table of 4K leaves shares its (empty) child list with every other.
+      // Only where a child was: a table without children shares its (empty) child list with every other.
       table.setChild(index, undefined);
     }
     table.hpa[index] = 0;

@@ -64,6 +64,10 @@ describe('RangeMap: split, merge and overlap against one value per address', () 
       const runs = [...map.entries()];
       expect(runs).toEqual(canonicalRuns(model));
       expect(map.runCount).toBe(runs.length);
+      // forEachRun visits the same runs, in the same order.
+      const visited: { start: number; end: number; value: string }[] = [];
+      map.forEachRun((start, end, value) => visited.push({ start, end, value }));
+      expect(visited).toEqual(runs);
     },
   );
 

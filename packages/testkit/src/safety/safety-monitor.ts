@@ -412,8 +412,15 @@ export class SafetyMonitor {
       }
     }
     const quarantined = objectArray<GpaRange>();
-    for (const run of ledger.entries())
-      if (run.state === 'quarantined') quarantined.push({ start: run.start, end: run.end });
+    // forEachRun where the ledger has it (a PageLedger: no object per run); a ledger given with only what the
+    // constructor asks for (stateOf, runs, entries) is read through entries.
+    if (typeof ledger.forEachRun === 'function')
+      ledger.forEachRun((start, end, state) => {
+        if (state === 'quarantined') quarantined.push({ start, end });
+      });
+    else
+      for (const run of ledger.entries())
+        if (run.state === 'quarantined') quarantined.push({ start: run.start, end: run.end });
     this.#quarantined = quarantined;
   }
 
