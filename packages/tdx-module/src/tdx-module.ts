@@ -352,14 +352,31 @@ export class TdxModule implements SeamcallPort {
    */
   seamcall(rax: bigint, input: readonly bigint[]): Gprs | Promise<Gprs> {
     try {
-      return this.#seamcall(rax, input);
+      return this.#seamcall(rax, input, false);
     } catch (error) {
       return Promise.reject(error);
     }
   }
 
-  /** {@link seamcall} without the conversion of a throw into a rejection. */
-  #seamcall(rax: bigint, input: readonly bigint[]): Gprs | Promise<Gprs> {
+  /**
+   * @internal {@link seamcall} given `regs`, a fresh array of exactly 16 bigints each in [0, 2^64) that nothing else
+   * holds: the backend guard's copy of the registers it has just checked (testkit's `BackendGuard`). The module takes
+   * it as its own, without the check {@link seamcall} makes of the caller's array (the one the guard made) nor the copy
+   * of a TDH.VP.ENTER's registers under a deciding scheduler (nobody else can change this one).
+   */
+  seamcallOwned(rax: bigint, regs: Gprs): Gprs | Promise<Gprs> {
+    try {
+      return this.#seamcall(rax, regs, true);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * {@link seamcall} without the conversion of a throw into a rejection. `owned`: `input` is checked and the module's
+   * own ({@link seamcallOwned}).
+   */
+  #seamcall(rax: bigint, input: readonly bigint[], owned: boolean): Gprs | Promise<Gprs> {
     // RAX below 2^17 (a leaf and version 0 or 1, all other bits clear) is split at once; anything else goes through
     // the full check and decode.
     let leaf: number;
@@ -380,8 +397,9 @@ export class TdxModule implements SeamcallPort {
     // scheduler VP.ENTER reads its inputs again after its yield point, so it keeps its own copy: a VMM may answer
     // several vCPUs with one array it changes in between. Without one, the entry reads them synchronously: what is
     // read later (the exit's trace, a VMCALL guest's registers) is copied at the entry (#inGuest, VcpuRuntime.enter).
-    const regs =
-      leaf === SeamcallLeaf.VP_ENTER
+    const regs = owned
+      ? input
+      : leaf === SeamcallLeaf.VP_ENTER
         ? m.interleaves
           ? ownedGprs(input)
           : normalizeGprs(input)

@@ -788,6 +788,20 @@ describe('BackendGuard', () => {
     expect(guard.fault?.kind).toBe('stuck');
   });
 
+  it("a SEAMCALL reads each of the backend's registers once: the module runs on the values the guard checked", async () => {
+    const { hosted, td } = await composeTd({
+      vmm: new BackendGuard().module(BareVmm),
+      ...scenarioTd({ memoryBytes: 16 * MIB, seed: 1 }),
+    });
+    const vmm = hosted.vmm as BareVmm;
+    // TDH.MNG.RD of the TD whose RCX answers the TDR to its first read and a TDR that is no TD's to any later one.
+    const base = makeGprs({ rcx: BigInt(td.tdr), rdx: HP_LOCK_TIMEOUT_FIELD_ID });
+    const { regs, reads } = changingRegisters(Reg.RCX, BigInt(td.tdr), 0n, base);
+    const out = await vmm.module.seamcall(encodeLeaf(SeamcallLeaf.MNG_RD), regs as Gprs);
+    expect(out[Reg.RAX]).toBe(0n);
+    expect(reads).toEqual(new Array(16).fill(1));
+  });
+
   it("each vCPU's repeated EPT-violation exits are counted on their own, whichever vCPU exited last", async () => {
     const guard = new BackendGuard({ maxIdenticalFailures: 3 });
     const { hosted, td } = await composeTd({
