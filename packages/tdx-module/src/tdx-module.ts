@@ -88,7 +88,7 @@ import { yieldChecked } from './schedule/controlled-scheduler.js';
 import { type Clock, type CostModel, DEFAULT_COSTS, VirtualClock } from './services/clock.js';
 import { HotLogger } from './services/logger.js';
 import { RunToCompletionScheduler, type Scheduler, type YieldPoint } from './services/scheduler.js';
-import { NullTraceSink, type TraceSink } from './services/trace.js';
+import { NullTraceSink, seamcallTraceEvent, type TraceSink, tdcallTraceEvent } from './services/trace.js';
 import type { SharedEpt } from './td/shared-ept.js';
 import type { TdControl } from './td/td-control.js';
 import type { VcpuState } from './td/vcpu.js';
@@ -496,13 +496,11 @@ export class TdxModule implements SeamcallPort {
     out[Reg.RAX] = status;
     const m = this.#m;
     if (m.trace.enabled) {
-      m.trace.record({
-        kind: 'seamcall',
-        time: m.clock.now(),
-        leaf: seamcallTraceName(leaf),
-        args: { rcx, rdx, r8, r9 },
-        status,
-      });
+      const fields = m.traceFields;
+      if (fields !== undefined)
+        fields.seamcallFields(m.clock.now(), seamcallTraceName(leaf), rcx, rdx, r8, r9, status);
+      else
+        m.trace.record(seamcallTraceEvent(m.clock.now(), seamcallTraceName(leaf), rcx, rdx, r8, r9, status));
     }
     if (log.enabled) logSeamcall(leaf, rcx, rdx, r8, status);
     return out;
@@ -896,24 +894,10 @@ export class TdxModule implements SeamcallPort {
     const m = this.#m;
     if (out !== undefined) out[Reg.RAX] = status;
     if (m.trace.enabled) {
-      m.trace.record({
-        kind: 'tdcall',
-        time: m.clock.now(),
-        vcpu: vcpu.index,
-        leaf: tdcallTraceName(leaf),
-        args:
-          typeof regs === 'bigint'
-            ? { rcx: regs, rdx: 0n, r10: 0n, r11: 0n, r12: 0n, r13: 0n }
-            : {
-                rcx: regs[1] as bigint,
-                rdx: regs[2] as bigint,
-                r10: regs[10] as bigint,
-                r11: regs[11] as bigint,
-                r12: regs[12] as bigint,
-                r13: regs[13] as bigint,
-              },
-        status,
-      });
+      const fields = m.traceFields;
+      if (fields !== undefined)
+        fields.tdcallFields(m.clock.now(), vcpu.index, tdcallTraceName(leaf), regs, status);
+      else m.trace.record(tdcallTraceEvent(m.clock.now(), vcpu.index, tdcallTraceName(leaf), regs, status));
     }
     if (guestLog.enabled)
       guestLog.log(
