@@ -240,6 +240,7 @@ export {
   GuestCpu,
   LOCAL_TIMER_VECTOR,
   RESCHEDULE_VECTOR,
+  seamcallChecked,
   TdxModule,
   type TdxModuleOptions,
   type TdxModuleServices,

@@ -267,6 +267,22 @@ type TdcallInput = readonly bigint[] | bigint;
 /** The lock record of TDH.VP.ENTER's checks, which release each lock as they take it (nothing kept: one serves all). */
 const RELEASED_AT_ONCE = HeldLocks.releasingAtOnce();
 
+/** Set by TdxModule's static block (it reads the module's private fields): see {@link seamcallChecked}. */
+let checkedSeamcall: (module: TdxModule, rax: bigint, regs: Gprs) => Gprs | Promise<Gprs>;
+
+/**
+ * @internal `module.seamcall(rax, regs)` given `regs`, a fresh array of exactly 16 bigints each in [0, 2^64) that
+ * nothing else holds: the backend guard's copy of the registers it has just checked (testkit's `BackendGuard`). A
+ * module of this copy of the package whose `seamcall` is the class's own takes it as its own, without the check
+ * `seamcall` makes of the caller's array nor the copy of a TDH.VP.ENTER's registers under a deciding scheduler (nobody
+ * else can change this one); a throw is a rejection, as from `seamcall`. Anything else (a view, a Proxy, a subclass
+ * overriding `seamcall`, another copy's module) gets its own `seamcall(rax, regs)`. Not a method: a backend reaching
+ * the module (or a view of it) cannot call it and bypass the guard.
+ */
+export function seamcallChecked(module: TdxModule, rax: bigint, regs: Gprs): Gprs | Promise<Gprs> {
+  return checkedSeamcall(module, rax, regs);
+}
+
 /**
  * The TDX module: the only way into TD state. The host (VMM) talks to it with {@link TdxModule.seamcall}, the guest
  * with the TDCALLs of a {@link GuestCpu}. Everything it answers through the ABI is a status code in RAX.
@@ -358,23 +374,25 @@ export class TdxModule implements SeamcallPort {
     }
   }
 
-  /**
-   * @internal {@link seamcall} given `regs`, a fresh array of exactly 16 bigints each in [0, 2^64) that nothing else
-   * holds: the backend guard's copy of the registers it has just checked (testkit's `BackendGuard`). The module takes
-   * it as its own, without the check {@link seamcall} makes of the caller's array (the one the guard made) nor the copy
-   * of a TDH.VP.ENTER's registers under a deciding scheduler (nobody else can change this one).
-   */
-  seamcallOwned(rax: bigint, regs: Gprs): Gprs | Promise<Gprs> {
-    try {
-      return this.#seamcall(rax, regs, true);
-    } catch (error) {
-      return Promise.reject(error);
-    }
+  static {
+    // The unchecked entry lives here, not on the prototype: a backend given a view of the module (testkit's module
+    // view binds every method) or the module itself must not reach it, only the backend guard through
+    // {@link seamcallChecked}.
+    checkedSeamcall = (module, rax, regs) => {
+      if (#m in module && module.seamcall === TdxModule.prototype.seamcall) {
+        try {
+          return module.#seamcall(rax, regs, true);
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      }
+      return module.seamcall(rax, regs);
+    };
   }
 
   /**
    * {@link seamcall} without the conversion of a throw into a rejection. `owned`: `input` is checked and the module's
-   * own ({@link seamcallOwned}).
+   * own ({@link seamcallChecked}).
    */
   #seamcall(rax: bigint, input: readonly bigint[], owned: boolean): Gprs | Promise<Gprs> {
     // RAX below 2^17 (a leaf and version 0 or 1, all other bits clear) is split at once; anything else goes through

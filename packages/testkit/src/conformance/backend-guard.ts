@@ -6,6 +6,7 @@ import {
   type Gprs,
   Reg,
   SeamcallLeaf,
+  seamcallChecked,
   seamcallLeafName,
   type TdExitEvent,
   TdxIds,
@@ -154,7 +155,7 @@ export function badRegister(regs: unknown): { register: string; text: string } |
 
 /**
  * {@link badRegister}, or (`copy`) a fresh array of the 16 values it read and checked when all are 64-bit bigints:
- * what a SEAMCALL hands the module (`seamcallOwned`), which then checks nothing again.
+ * what a SEAMCALL hands the module (`seamcallChecked`), which then checks nothing again.
  */
 function checkRegisters(regs: unknown, copy: boolean): BadRegister | Gprs | undefined {
   if (!Array.isArray(regs)) {
@@ -687,11 +688,8 @@ export class BackendGuard {
     const leaf = u64Low32(rax) & 0xffff;
     // The module is given the registers as the check read them (a copy nobody else holds), which it takes as they are:
     // the checks are made once per SEAMCALL, not here and again in the module. A module of another copy of the
-    // package, without `seamcallOwned`, gets the backend's array.
-    const answer =
-      typeof module.seamcallOwned === 'function'
-        ? module.seamcallOwned(rax, checked)
-        : module.seamcall(rax, regs);
+    // package, a view, a Proxy or a subclass overriding `seamcall` gets its own `seamcall` (of the checked copy).
+    const answer = seamcallChecked(module, rax, checked);
     if (leaf === SeamcallLeaf.VP_ENTER) return answer;
     if (!Array.isArray(answer)) return Promise.resolve(answer).then((out) => this.#answered(leaf, regs, out));
     try {
