@@ -319,4 +319,22 @@ describe("ScenarioProbe: the module's calls given as fields", () => {
       expect(forwardedByFields.events).toEqual(forwardedByRecord.events);
     },
   );
+
+  test('a field call with a field of the wrong type is refused as record refuses an event, nothing counted', () => {
+    const probe = new ScenarioProbe();
+    const regs = new Array<bigint>(16).fill(0n);
+    const bad: (() => void)[] = [
+      () => probe.seamcallFields('1' as never, 'TDH.MEM.PAGE.AUG', 0n, 0n, 0n, 0n, 0n),
+      () => probe.seamcallFields(1, 7 as never, 0n, 0n, 0n, 0n, 0n),
+      () => probe.seamcallFields(1, 'TDH.MEM.PAGE.AUG', 0n, 0n, 0n, 0n, 0 as never),
+      () => probe.tdcallFields(1, 0, {} as never, regs, 0n),
+      () => probe.tdcallFields(undefined as never, 0, 'TDG.MEM.PAGE.ACCEPT', regs, 0n),
+      () => probe.tdExitFields(1, 0, null as never, regs),
+      () => probe.tdExitFields(1, 0, 'TDCALL', 'regs' as never),
+    ];
+    for (const call of bad) expect(call).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(probe.counters).toEqual({ mapGpaCalls: 0, retries: 0, tdExits: 0, seamcalls: 0, tdcalls: 0 });
+    expect(probe.seamcallsByLeaf.size).toBe(0);
+    expect(probe.window().skipped.after + probe.window().calls.length).toBe(0);
+  });
 });

@@ -811,8 +811,8 @@ describe('BackendGuard', () => {
     });
     const view = (hosted.vmm as BareVmm).module as unknown as Record<string, unknown>;
     expect('seamcallOwned' in view).toBe(false);
-    const seamcallEntries = [...Object.getOwnPropertyNames(TdxModule.prototype), ...Object.keys(view)].filter((name) =>
-      /seamcall/i.test(name),
+    const seamcallEntries = [...Object.getOwnPropertyNames(TdxModule.prototype), ...Object.keys(view)].filter(
+      (name) => /seamcall/i.test(name),
     );
     expect(new Set(seamcallEntries)).toEqual(new Set(['seamcall']));
   });
@@ -834,7 +834,7 @@ describe('BackendGuard', () => {
     expect([outer.steps - (before[0] as number), inner.steps - (before[1] as number)]).toEqual([1, 1]);
   });
 
-  it("a TdxModule subclass overriding seamcall has its override run under the guard", async () => {
+  it('a TdxModule subclass overriding seamcall has its override run under the guard', async () => {
     const calls: bigint[] = [];
     class CountingModule extends TdxModule {
       override seamcall(rax: bigint, input: readonly bigint[]): Gprs | Promise<Gprs> {
@@ -853,7 +853,10 @@ describe('BackendGuard', () => {
     );
     const factory = container.get(TdxIds.VmmFactory);
     await factory(new CountingModule(), {} as never);
-    const out = await (view as TdxModule).seamcall(encodeLeaf(SeamcallLeaf.MNG_RD), makeGprs({ rcx: 0x1000n }));
+    const out = await (view as TdxModule).seamcall(
+      encodeLeaf(SeamcallLeaf.MNG_RD),
+      makeGprs({ rcx: 0x1000n }),
+    );
     expect(calls).toEqual([encodeLeaf(SeamcallLeaf.MNG_RD)]);
     expect(out[Reg.RAX]).not.toBe(0n);
     expect(guard.steps).toBe(1);

@@ -16,7 +16,9 @@ import {
   assertOptions,
   assertShape,
   assertTraceEvent,
+  show,
 } from '../api-validation.js';
+import { UsageError } from '../usage-error.js';
 import type { TimelineCall } from './scenario-result.js';
 
 /** What crossed the guest / module / VMM boundaries during a scenario. */
@@ -48,6 +50,10 @@ const BIT_64 = 1n << 64n;
  * the 40 after it (the first calls when nothing is marked). It reads only the trace, so it counts
  * the same for every backend, built-in or the user's own. Every event also goes to `forward` (the `--trace-json`
  * writer) when given.
+ *
+ * The module gives it the SEAMCALL, TDCALL and TD exit records as their fields ({@link ScenarioProbe.seamcallFields},
+ * {@link ScenarioProbe.tdcallFields}, {@link ScenarioProbe.tdExitFields}), which are checked as {@link ScenarioProbe.record}
+ * checks an event but do not go through `record`: a subclass overriding `record` does not see those calls.
  */
 export class ScenarioProbe implements FieldTraceSink {
   readonly enabled = true;
@@ -183,6 +189,18 @@ export class ScenarioProbe implements FieldTraceSink {
     r9: bigint,
     status: bigint,
   ): void {
+    // The checks `record` makes of an event (and the status and registers its fields are read as), before anything is
+    // counted: a guest given the probe as its trace reaches this method too.
+    if (
+      typeof time !== 'number' ||
+      typeof leaf !== 'string' ||
+      typeof status !== 'bigint' ||
+      typeof rcx !== 'bigint' ||
+      typeof rdx !== 'bigint' ||
+      typeof r8 !== 'bigint' ||
+      typeof r9 !== 'bigint'
+    )
+      refuseFields('seamcallFields', { time, leaf, rcx, rdx, r8, r9, status });
     if (this.#whole) {
       this.#take(seamcallTraceEvent(time, leaf, rcx, rdx, r8, r9, status));
       return;
@@ -202,6 +220,14 @@ export class ScenarioProbe implements FieldTraceSink {
     regs: readonly bigint[] | bigint,
     status: bigint,
   ): void {
+    if (
+      typeof time !== 'number' ||
+      typeof vcpu !== 'number' ||
+      typeof leaf !== 'string' ||
+      typeof status !== 'bigint' ||
+      (typeof regs !== 'bigint' && !Array.isArray(regs))
+    )
+      refuseFields('tdcallFields', { time, vcpu, leaf, regs, status });
     if (this.#whole) {
       this.#take(tdcallTraceEvent(time, vcpu, leaf, regs, status));
       return;
@@ -213,6 +239,13 @@ export class ScenarioProbe implements FieldTraceSink {
 
   /** @internal {@link record} of a TD exit's event, given as its fields by the module (see FieldTraceSink). */
   tdExitFields(time: number, vcpu: number, reason: string, regs: readonly bigint[]): void {
+    if (
+      typeof time !== 'number' ||
+      typeof vcpu !== 'number' ||
+      typeof reason !== 'string' ||
+      !Array.isArray(regs)
+    )
+      refuseFields('tdExitFields', { time, vcpu, reason, regs });
     if (this.#whole) this.#take(tdExitTraceEvent(time, vcpu, reason, regs));
     else this.#tdExit(time, vcpu, reason, regs);
   }
@@ -402,6 +435,15 @@ function emptyCallList(): TimelineCall[] {
 }
 
 /** 1 when a 64-bit status has bit 63 set (a failure), as `status >> 63n === 1n` says without allocating. */
+/** A call of one of the probe's field methods with a field of the wrong type: refused as `record` refuses an event. */
+function refuseFields(method: string, fields: Record<string, unknown>): never {
+  throw new UsageError(
+    `${method} must be given a trace record's fields (time a number, leaf or reason a string, status and registers bigints), got ${show(fields)}`,
+    'INVALID_ARGUMENT',
+    method,
+  );
+}
+
 function failed(status: bigint): 0 | 1 {
   // SUCCESS, the status of nearly every call, by one equality (cheaper than an ordering of bigints).
   return status !== 0n && status >= BIT_63 && status < BIT_64 ? 1 : 0;

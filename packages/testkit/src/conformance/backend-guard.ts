@@ -691,7 +691,8 @@ export class BackendGuard {
     // package, a view, a Proxy or a subclass overriding `seamcall` gets its own `seamcall` (of the checked copy).
     const answer = seamcallChecked(module, rax, checked);
     if (leaf === SeamcallLeaf.VP_ENTER) return answer;
-    if (!Array.isArray(answer)) return Promise.resolve(answer).then((out) => this.#answered(leaf, checked, out));
+    if (!Array.isArray(answer))
+      return Promise.resolve(answer).then((out) => this.#answered(leaf, checked, out));
     try {
       return this.#answered(leaf, checked, answer);
     } catch (error) {
