@@ -51,9 +51,9 @@ const BIT_64 = 1n << 64n;
  * the same for every backend, built-in or the user's own. Every event also goes to `forward` (the `--trace-json`
  * writer) when given.
  *
- * The module gives it the SEAMCALL, TDCALL and TD exit records as their fields ({@link ScenarioProbe.seamcallFields},
- * {@link ScenarioProbe.tdcallFields}, {@link ScenarioProbe.tdExitFields}), which are checked as {@link ScenarioProbe.record}
- * checks an event but do not go through `record`: a subclass overriding `record` does not see those calls.
+ * The module gives it the SEAMCALL, TDCALL and TD exit records as their fields (`seamcallFields`, `tdcallFields`,
+ * `tdExitFields`, internal), which are checked as {@link ScenarioProbe.record} checks an event but do not go through
+ * `record`: a subclass overriding `record` does not see those calls.
  */
 export class ScenarioProbe implements FieldTraceSink {
   readonly enabled = true;
