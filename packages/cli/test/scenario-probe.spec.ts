@@ -1,4 +1,13 @@
-import { TdvmcallStatus, TdvmcallSubfunction, type TraceEvent, toPrivateGpa } from '@tdxsim/tdx-module';
+import {
+  MemoryTraceSink,
+  seamcallTraceEvent,
+  TdvmcallStatus,
+  TdvmcallSubfunction,
+  type TraceEvent,
+  tdcallTraceEvent,
+  tdExitTraceEvent,
+  toPrivateGpa,
+} from '@tdxsim/tdx-module';
 import { ConversionEvidenceSink } from '@tdxsim/testkit';
 import { describe, expect, it } from 'vitest';
 import { fc, test } from '../../../test/property-test.js';
@@ -240,5 +249,92 @@ describe('ScenarioProbe: every kind of event, read by its own reader', () => {
     expect(() => probe.record({ kind: 'seamcall' } as unknown as TraceEvent)).toThrow(/must be a TraceEvent/);
     expect(() => probe.record(null as unknown as TraceEvent)).toThrow(/must be a TraceEvent/);
     expect(probe.counters.seamcalls).toBe(0);
+  });
+});
+
+describe("ScenarioProbe: the module's calls given as fields", () => {
+  /** 16 registers with the named ones of `regs` set (the others 0), as the module holds an exit's or a TDCALL's. */
+  const gprsOf = (regs: Readonly<Record<string, bigint>>): bigint[] => {
+    const names = ['rax', 'rcx', 'rdx', '', '', '', '', '', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13'];
+    return Array.from({ length: 16 }, (_, i) => regs[names[i] ?? ''] ?? 0n);
+  };
+  /**
+   * Each event as the module would give it: the SEAMCALL, TDCALL and TD exit events as their fields (with the event
+   * those fields stand for), the others as events.
+   */
+  const asFields = (e: TraceEvent) => {
+    if (e.kind === 'seamcall') {
+      const { rcx = 0n, rdx = 0n, r8 = 0n, r9 = 0n } = e.args;
+      const event = seamcallTraceEvent(e.time, e.leaf, rcx, rdx, r8, r9, e.status);
+      return {
+        event,
+        give: (p: ScenarioProbe) => p.seamcallFields(e.time, e.leaf, rcx, rdx, r8, r9, e.status),
+      };
+    }
+    if (e.kind === 'tdcall') {
+      const regs = gprsOf(e.args);
+      const event = tdcallTraceEvent(e.time, e.vcpu, e.leaf, regs, e.status);
+      return { event, give: (p: ScenarioProbe) => p.tdcallFields(e.time, e.vcpu, e.leaf, regs, e.status) };
+    }
+    if (e.kind === 'td-exit') {
+      const regs = gprsOf(e.regs);
+      const event = tdExitTraceEvent(e.time, e.vcpu, e.reason, regs);
+      return { event, give: (p: ScenarioProbe) => p.tdExitFields(e.time, e.vcpu, e.reason, regs) };
+    }
+    return { event: e, give: (p: ScenarioProbe) => p.record(e) };
+  };
+
+  test.prop([
+    fc.array(event, { maxLength: 300 }),
+    fc.option(fc.nat({ max: 320 }), { nil: undefined }),
+    fc.constantFrom('count', 'keep', 'forward'),
+  ])(
+    'counters, SEAMCALLs per leaf, timeline window, evidence and kept or forwarded trace are those of record()',
+    (raw, markAt, keeping) => {
+      const calls = raw.map((e, i) => asFields({ ...e, time: (i + 1) * 1000 }));
+      const forwardedByFields = new MemoryTraceSink();
+      const forwardedByRecord = new MemoryTraceSink();
+      const byFields = new ScenarioProbe({
+        keepTrace: keeping === 'keep',
+        ...(keeping === 'forward' ? { forward: forwardedByFields } : {}),
+      });
+      const byRecord = new ScenarioProbe({
+        keepTrace: keeping === 'keep',
+        ...(keeping === 'forward' ? { forward: forwardedByRecord } : {}),
+      });
+      calls.forEach(({ event, give }, i) => {
+        if (i === markAt) {
+          byFields.mark();
+          byRecord.mark();
+        }
+        give(byFields);
+        byRecord.record(event);
+        if (i % 5 === 4) expect(byFields.takeEvidence()).toEqual(byRecord.takeEvidence());
+      });
+      expect(byFields.takeEvidence()).toEqual(byRecord.takeEvidence());
+      expect(byFields.counters).toEqual(byRecord.counters);
+      expect(byFields.seamcallsByLeaf).toEqual(byRecord.seamcallsByLeaf);
+      expect(byFields.window()).toEqual(byRecord.window());
+      expect(byFields.trace).toEqual(byRecord.trace);
+      expect(forwardedByFields.events).toEqual(forwardedByRecord.events);
+    },
+  );
+
+  test('a field call with a field of the wrong type is refused as record refuses an event, nothing counted', () => {
+    const probe = new ScenarioProbe();
+    const regs = new Array<bigint>(16).fill(0n);
+    const bad: (() => void)[] = [
+      () => probe.seamcallFields('1' as never, 'TDH.MEM.PAGE.AUG', 0n, 0n, 0n, 0n, 0n),
+      () => probe.seamcallFields(1, 7 as never, 0n, 0n, 0n, 0n, 0n),
+      () => probe.seamcallFields(1, 'TDH.MEM.PAGE.AUG', 0n, 0n, 0n, 0n, 0 as never),
+      () => probe.tdcallFields(1, 0, {} as never, regs, 0n),
+      () => probe.tdcallFields(undefined as never, 0, 'TDG.MEM.PAGE.ACCEPT', regs, 0n),
+      () => probe.tdExitFields(1, 0, null as never, regs),
+      () => probe.tdExitFields(1, 0, 'TDCALL', 'regs' as never),
+    ];
+    for (const call of bad) expect(call).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(probe.counters).toEqual({ mapGpaCalls: 0, retries: 0, tdExits: 0, seamcalls: 0, tdcalls: 0 });
+    expect(probe.seamcallsByLeaf.size).toBe(0);
+    expect(probe.window().skipped.after + probe.window().calls.length).toBe(0);
   });
 });

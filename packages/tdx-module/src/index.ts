@@ -221,13 +221,17 @@ export {
   type YieldPoint,
 } from './services/scheduler.js';
 export {
+  type FieldTraceSink,
   formatTraceRegs,
   hexTraceRegs,
   MemoryTraceSink,
   NullTraceSink,
+  seamcallTraceEvent,
   type TraceEvent,
   type TraceRegs,
   type TraceSink,
+  tdcallTraceEvent,
+  tdExitTraceEvent,
   traceStatusText,
 } from './services/trace.js';
 export { SharedEpt, type SharedEptRun } from './td/shared-ept.js';
@@ -236,6 +240,7 @@ export {
   GuestCpu,
   LOCAL_TIMER_VECTOR,
   RESCHEDULE_VECTOR,
+  seamcallChecked,
   TdxModule,
   type TdxModuleOptions,
   type TdxModuleServices,

@@ -88,7 +88,7 @@ import { yieldChecked } from './schedule/controlled-scheduler.js';
 import { type Clock, type CostModel, DEFAULT_COSTS, VirtualClock } from './services/clock.js';
 import { HotLogger } from './services/logger.js';
 import { RunToCompletionScheduler, type Scheduler, type YieldPoint } from './services/scheduler.js';
-import { NullTraceSink, type TraceSink } from './services/trace.js';
+import { NullTraceSink, seamcallTraceEvent, type TraceSink, tdcallTraceEvent } from './services/trace.js';
 import type { SharedEpt } from './td/shared-ept.js';
 import type { TdControl } from './td/td-control.js';
 import type { VcpuState } from './td/vcpu.js';
@@ -267,6 +267,22 @@ type TdcallInput = readonly bigint[] | bigint;
 /** The lock record of TDH.VP.ENTER's checks, which release each lock as they take it (nothing kept: one serves all). */
 const RELEASED_AT_ONCE = HeldLocks.releasingAtOnce();
 
+/** Set by TdxModule's static block (it reads the module's private fields): see {@link seamcallChecked}. */
+let checkedSeamcall: (module: TdxModule, rax: bigint, regs: Gprs) => Gprs | Promise<Gprs>;
+
+/**
+ * @internal `module.seamcall(rax, regs)` given `regs`, a fresh array of exactly 16 bigints each in [0, 2^64) that
+ * nothing else holds: the backend guard's copy of the registers it has just checked (testkit's `BackendGuard`). A
+ * module of this copy of the package whose `seamcall` is the class's own takes it as its own, without the check
+ * `seamcall` makes of the caller's array nor the copy of a TDH.VP.ENTER's registers under a deciding scheduler (nobody
+ * else can change this one); a throw is a rejection, as from `seamcall`. Anything else (a view, a Proxy, a subclass
+ * overriding `seamcall`, another copy's module) gets its own `seamcall(rax, regs)`. Not a method: a backend reaching
+ * the module (or a view of it) cannot call it and bypass the guard.
+ */
+export function seamcallChecked(module: TdxModule, rax: bigint, regs: Gprs): Gprs | Promise<Gprs> {
+  return checkedSeamcall(module, rax, regs);
+}
+
 /**
  * The TDX module: the only way into TD state. The host (VMM) talks to it with {@link TdxModule.seamcall}, the guest
  * with the TDCALLs of a {@link GuestCpu}. Everything it answers through the ABI is a status code in RAX.
@@ -352,14 +368,33 @@ export class TdxModule implements SeamcallPort {
    */
   seamcall(rax: bigint, input: readonly bigint[]): Gprs | Promise<Gprs> {
     try {
-      return this.#seamcall(rax, input);
+      return this.#seamcall(rax, input, false);
     } catch (error) {
       return Promise.reject(error);
     }
   }
 
-  /** {@link seamcall} without the conversion of a throw into a rejection. */
-  #seamcall(rax: bigint, input: readonly bigint[]): Gprs | Promise<Gprs> {
+  static {
+    // The unchecked entry lives here, not on the prototype: a backend given a view of the module (testkit's module
+    // view binds every method) or the module itself must not reach it, only the backend guard through
+    // {@link seamcallChecked}.
+    checkedSeamcall = (module, rax, regs) => {
+      if (#m in module && module.seamcall === TdxModule.prototype.seamcall) {
+        try {
+          return module.#seamcall(rax, regs, true);
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      }
+      return module.seamcall(rax, regs);
+    };
+  }
+
+  /**
+   * {@link seamcall} without the conversion of a throw into a rejection. `owned`: `input` is checked and the module's
+   * own ({@link seamcallChecked}).
+   */
+  #seamcall(rax: bigint, input: readonly bigint[], owned: boolean): Gprs | Promise<Gprs> {
     // RAX below 2^17 (a leaf and version 0 or 1, all other bits clear) is split at once; anything else goes through
     // the full check and decode.
     let leaf: number;
@@ -380,8 +415,9 @@ export class TdxModule implements SeamcallPort {
     // scheduler VP.ENTER reads its inputs again after its yield point, so it keeps its own copy: a VMM may answer
     // several vCPUs with one array it changes in between. Without one, the entry reads them synchronously: what is
     // read later (the exit's trace, a VMCALL guest's registers) is copied at the entry (#inGuest, VcpuRuntime.enter).
-    const regs =
-      leaf === SeamcallLeaf.VP_ENTER
+    const regs = owned
+      ? input
+      : leaf === SeamcallLeaf.VP_ENTER
         ? m.interleaves
           ? ownedGprs(input)
           : normalizeGprs(input)
@@ -478,13 +514,11 @@ export class TdxModule implements SeamcallPort {
     out[Reg.RAX] = status;
     const m = this.#m;
     if (m.trace.enabled) {
-      m.trace.record({
-        kind: 'seamcall',
-        time: m.clock.now(),
-        leaf: seamcallTraceName(leaf),
-        args: { rcx, rdx, r8, r9 },
-        status,
-      });
+      const fields = m.traceFields;
+      if (fields !== undefined)
+        fields.seamcallFields(m.clock.now(), seamcallTraceName(leaf), rcx, rdx, r8, r9, status);
+      else
+        m.trace.record(seamcallTraceEvent(m.clock.now(), seamcallTraceName(leaf), rcx, rdx, r8, r9, status));
     }
     if (log.enabled) logSeamcall(leaf, rcx, rdx, r8, status);
     return out;
@@ -878,24 +912,10 @@ export class TdxModule implements SeamcallPort {
     const m = this.#m;
     if (out !== undefined) out[Reg.RAX] = status;
     if (m.trace.enabled) {
-      m.trace.record({
-        kind: 'tdcall',
-        time: m.clock.now(),
-        vcpu: vcpu.index,
-        leaf: tdcallTraceName(leaf),
-        args:
-          typeof regs === 'bigint'
-            ? { rcx: regs, rdx: 0n, r10: 0n, r11: 0n, r12: 0n, r13: 0n }
-            : {
-                rcx: regs[1] as bigint,
-                rdx: regs[2] as bigint,
-                r10: regs[10] as bigint,
-                r11: regs[11] as bigint,
-                r12: regs[12] as bigint,
-                r13: regs[13] as bigint,
-              },
-        status,
-      });
+      const fields = m.traceFields;
+      if (fields !== undefined)
+        fields.tdcallFields(m.clock.now(), vcpu.index, tdcallTraceName(leaf), regs, status);
+      else m.trace.record(tdcallTraceEvent(m.clock.now(), vcpu.index, tdcallTraceName(leaf), regs, status));
     }
     if (guestLog.enabled)
       guestLog.log(

@@ -18,11 +18,13 @@ import {
   SeamcallLeaf,
   type TdExitEvent,
   TdvmcallStatus,
+  TdxIds,
   TdxModule,
   VmExitReason,
   type Vmm,
 } from '@tdxsim/tdx-module';
 import createDebug from 'debug';
+import { Container } from 'inversify';
 import { describe, expect, it, vi } from 'vitest';
 import { MAX_LISTING_GAP, SHARED_IDLE_MS } from '../src/conformance/backend-guard.js';
 import { BackendFaultError, BackendGuard, badRegister, scenarioTd, TestkitError } from '../src/index.js';
@@ -786,6 +788,78 @@ describe('BackendGuard', () => {
     expect(await remove()).toBeGreaterThanOrEqual(1n << 63n);
     await expect(vmm.onTdExit(exit)).rejects.toThrow(/^onTdExit refused: the scenario stopped this backend/);
     expect(guard.fault?.kind).toBe('stuck');
+  });
+
+  it("a SEAMCALL reads each of the backend's registers once: the module runs on the values the guard checked", async () => {
+    const { hosted, td } = await composeTd({
+      vmm: new BackendGuard().module(BareVmm),
+      ...scenarioTd({ memoryBytes: 16 * MIB, seed: 1 }),
+    });
+    const vmm = hosted.vmm as BareVmm;
+    // TDH.MNG.RD of the TD whose RCX answers the TDR to its first read and a TDR that is no TD's to any later one.
+    const base = makeGprs({ rcx: BigInt(td.tdr), rdx: HP_LOCK_TIMEOUT_FIELD_ID });
+    const { regs, reads } = changingRegisters(Reg.RCX, BigInt(td.tdr), 0n, base);
+    const out = await vmm.module.seamcall(encodeLeaf(SeamcallLeaf.MNG_RD), regs as Gprs);
+    expect(out[Reg.RAX]).toBe(0n);
+    expect(reads).toEqual(new Array(16).fill(1));
+  });
+
+  it("the backend's view of the module has no unchecked SEAMCALL entry: nothing on it bypasses the guard", async () => {
+    const { hosted } = await composeTd({
+      vmm: new BackendGuard().module(BareVmm),
+      ...scenarioTd({ memoryBytes: 16 * MIB, seed: 1 }),
+    });
+    const view = (hosted.vmm as BareVmm).module as unknown as Record<string, unknown>;
+    expect('seamcallOwned' in view).toBe(false);
+    const seamcallEntries = [...Object.getOwnPropertyNames(TdxModule.prototype), ...Object.keys(view)].filter(
+      (name) => /seamcall/i.test(name),
+    );
+    expect(new Set(seamcallEntries)).toEqual(new Set(['seamcall']));
+  });
+
+  it('under nested guards each guard counts the SEAMCALL step', async () => {
+    const outer = new BackendGuard();
+    const inner = new BackendGuard();
+    const { hosted, td } = await composeTd({
+      vmm: outer.module(inner.module(BareVmm)),
+      ...scenarioTd({ memoryBytes: 16 * MIB, seed: 1 }),
+    });
+    const vmm = hosted.vmm as BareVmm;
+    const before = [outer.steps, inner.steps];
+    const out = await vmm.module.seamcall(
+      encodeLeaf(SeamcallLeaf.MNG_RD),
+      makeGprs({ rcx: BigInt(td.tdr), rdx: HP_LOCK_TIMEOUT_FIELD_ID }),
+    );
+    expect(out[Reg.RAX]).toBe(0n);
+    expect([outer.steps - (before[0] as number), inner.steps - (before[1] as number)]).toEqual([1, 1]);
+  });
+
+  it('a TdxModule subclass overriding seamcall has its override run under the guard', async () => {
+    const calls: bigint[] = [];
+    class CountingModule extends TdxModule {
+      override seamcall(rax: bigint, input: readonly bigint[]): Gprs | Promise<Gprs> {
+        calls.push(rax);
+        return super.seamcall(rax, input);
+      }
+    }
+    const guard = new BackendGuard();
+    let view: TdxModule | undefined;
+    const container = new Container();
+    container.load(
+      guard.module(async (module: TdxModule) => {
+        view = module;
+        return { td: { tdr: 0, tdvprs: [] }, vmm: { module, onTdExit: async () => undefined } } as never;
+      }),
+    );
+    const factory = container.get(TdxIds.VmmFactory);
+    await factory(new CountingModule(), {} as never);
+    const out = await (view as TdxModule).seamcall(
+      encodeLeaf(SeamcallLeaf.MNG_RD),
+      makeGprs({ rcx: 0x1000n }),
+    );
+    expect(calls).toEqual([encodeLeaf(SeamcallLeaf.MNG_RD)]);
+    expect(out[Reg.RAX]).not.toBe(0n);
+    expect(guard.steps).toBe(1);
   });
 
   it("each vCPU's repeated EPT-violation exits are counted on their own, whichever vCPU exited last", async () => {

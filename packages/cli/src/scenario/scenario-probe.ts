@@ -1,9 +1,13 @@
 import {
+  type FieldTraceSink,
   type Gpaw,
+  seamcallTraceEvent,
   TdvmcallStatus,
   TdvmcallSubfunction,
   type TraceEvent,
   type TraceSink,
+  tdcallTraceEvent,
+  tdExitTraceEvent,
 } from '@tdxsim/tdx-module';
 import { type ConversionEvidence, ConversionEvidenceSink, type PendingMapGpa } from '@tdxsim/testkit';
 import {
@@ -12,7 +16,9 @@ import {
   assertOptions,
   assertShape,
   assertTraceEvent,
+  show,
 } from '../api-validation.js';
+import { UsageError } from '../usage-error.js';
 import type { TimelineCall } from './scenario-result.js';
 
 /** What crossed the guest / module / VMM boundaries during a scenario. */
@@ -44,8 +50,12 @@ const BIT_64 = 1n << 64n;
  * the 40 after it (the first calls when nothing is marked). It reads only the trace, so it counts
  * the same for every backend, built-in or the user's own. Every event also goes to `forward` (the `--trace-json`
  * writer) when given.
+ *
+ * The module gives it the SEAMCALL, TDCALL and TD exit records as their fields (`seamcallFields`, `tdcallFields`,
+ * `tdExitFields`, internal), which are checked as {@link ScenarioProbe.record} checks an event but do not go through
+ * `record`: a subclass overriding `record` does not see those calls.
  */
-export class ScenarioProbe implements TraceSink {
+export class ScenarioProbe implements FieldTraceSink {
   readonly enabled = true;
   readonly counters: ScenarioCounters = { mapGpaCalls: 0, retries: 0, tdExits: 0, seamcalls: 0, tdcalls: 0 };
   /** SEAMCALLs per leaf name, counted in place and copied out by {@link seamcallsByLeaf}. */
@@ -66,6 +76,11 @@ export class ScenarioProbe implements TraceSink {
   readonly #evidence: ConversionEvidenceSink;
   readonly #keepTrace: TraceEvent[] | undefined;
   readonly #forward: TraceSink | undefined;
+  /**
+   * Whether every event is kept or forwarded whole: the module's calls of {@link seamcallFields} and the others then
+   * build their events; else only the events the evidence sink acts on are built.
+   */
+  readonly #whole: boolean;
   /** Calls seen in all. */
   #calls = 0;
   /**
@@ -92,6 +107,7 @@ export class ScenarioProbe implements TraceSink {
     this.#evidence = new ConversionEvidenceSink({ gpaw: options.gpaw ?? 48 });
     this.#keepTrace = options.keepTrace ? [] : undefined;
     this.#forward = options.forward;
+    this.#whole = this.#keepTrace !== undefined || this.#forward !== undefined;
   }
 
   /** SEAMCALLs per leaf name: the counts so far (the same map each time, brought up to date when read). */
@@ -163,6 +179,77 @@ export class ScenarioProbe implements TraceSink {
     this.#take(event);
   }
 
+  /** @internal {@link record} of a SEAMCALL's event, given as its fields by the module (see FieldTraceSink). */
+  seamcallFields(
+    time: number,
+    leaf: string,
+    rcx: bigint,
+    rdx: bigint,
+    r8: bigint,
+    r9: bigint,
+    status: bigint,
+  ): void {
+    // The checks `record` makes of an event (and the status and registers its fields are read as), before anything is
+    // counted: a guest given the probe as its trace reaches this method too.
+    if (
+      typeof time !== 'number' ||
+      typeof leaf !== 'string' ||
+      typeof status !== 'bigint' ||
+      typeof rcx !== 'bigint' ||
+      typeof rdx !== 'bigint' ||
+      typeof r8 !== 'bigint' ||
+      typeof r9 !== 'bigint'
+    )
+      refuseFields('seamcallFields', { time, leaf, rcx, rdx, r8, r9, status });
+    if (this.#whole) {
+      this.#take(seamcallTraceEvent(time, leaf, rcx, rdx, r8, r9, status));
+      return;
+    }
+    this.counters.seamcalls++;
+    const counted = this.#leafCount(leaf);
+    if (counted.removes) this.#evidence.record(seamcallTraceEvent(time, leaf, rcx, rdx, r8, r9, status));
+    counted.count++;
+    if (counted.drawn) this.#keep(time, LANE_V | failed(status), leaf);
+  }
+
+  /** @internal {@link record} of a TDCALL's event, given as its fields by the module (see FieldTraceSink). */
+  tdcallFields(
+    time: number,
+    vcpu: number,
+    leaf: string,
+    regs: readonly bigint[] | bigint,
+    status: bigint,
+  ): void {
+    if (
+      typeof time !== 'number' ||
+      typeof vcpu !== 'number' ||
+      typeof leaf !== 'string' ||
+      typeof status !== 'bigint' ||
+      (typeof regs !== 'bigint' && !Array.isArray(regs))
+    )
+      refuseFields('tdcallFields', { time, vcpu, leaf, regs, status });
+    if (this.#whole) {
+      this.#take(tdcallTraceEvent(time, vcpu, leaf, regs, status));
+      return;
+    }
+    // The evidence sink ignores TDCALL events (see #take).
+    this.counters.tdcalls++;
+    this.#keep(time, LANE_G | failed(status), leaf);
+  }
+
+  /** @internal {@link record} of a TD exit's event, given as its fields by the module (see FieldTraceSink). */
+  tdExitFields(time: number, vcpu: number, reason: string, regs: readonly bigint[]): void {
+    if (
+      typeof time !== 'number' ||
+      typeof vcpu !== 'number' ||
+      typeof reason !== 'string' ||
+      !Array.isArray(regs)
+    )
+      refuseFields('tdExitFields', { time, vcpu, reason, regs });
+    if (this.#whole) this.#take(tdExitTraceEvent(time, vcpu, reason, regs));
+    else this.#tdExit(time, vcpu, reason, regs);
+  }
+
   /**
    * What {@link record} does with a checked event: its `kind` (read again here, next to {@link record}'s read), then
    * its fields in a function of that kind: a read of a field of the trace's five event shapes at one place in the code
@@ -180,7 +267,7 @@ export class ScenarioProbe implements TraceSink {
     else if (kind === 'tdcall') {
       this.counters.tdcalls++;
       this.#keep(event.time, LANE_G | failed(event.status), event.leaf);
-    } else if (kind === 'td-exit') this.#tdExit(event);
+    } else if (kind === 'td-exit') this.#tdExit(event.time, event.vcpu, event.reason, event);
     else if (kind === 'vmm-reply') {
       // The request a reply answers, before the evidence sink forgets it.
       const request = this.#evidence.pendingMapGpa(event.vcpu);
@@ -192,19 +279,23 @@ export class ScenarioProbe implements TraceSink {
   #seamcall(event: Extract<TraceEvent, { kind: 'seamcall' }>): void {
     this.counters.seamcalls++;
     const leaf = event.leaf;
-    const recent = this.#recentLeaf;
-    const first = recent[0];
-    const second = recent[1];
-    const counted =
-      first !== undefined && first.leaf === leaf
-        ? first
-        : second !== undefined && second.leaf === leaf
-          ? second
-          : this.#countOf(leaf);
+    const counted = this.#leafCount(leaf);
     if (counted.removes) this.#evidence.record(event);
     counted.count++;
     // VP.ENTER is the other half of every TD exit: keep the timeline for the calls that change memory.
     if (counted.drawn) this.#keep(event.time, LANE_V | failed(event.status), leaf);
+  }
+
+  /** The count of `leaf`: one of {@link #recentLeaf} by a comparison, else {@link #countOf}. */
+  #leafCount(leaf: string): LeafCount {
+    const recent = this.#recentLeaf;
+    const first = recent[0];
+    const second = recent[1];
+    return first !== undefined && first.leaf === leaf
+      ? first
+      : second !== undefined && second.leaf === leaf
+        ? second
+        : this.#countOf(leaf);
   }
 
   /** The count of `leaf` (made, at 0, at its first call), which then replaces the older of {@link #recentLeaf}. */
@@ -219,26 +310,37 @@ export class ScenarioProbe implements TraceSink {
     return counted;
   }
 
-  #tdExit(event: Extract<TraceEvent, { kind: 'td-exit' }>): void {
+  /**
+   * A TD exit: its event, or the exit's registers when the module gave it as fields (the event is then built only for
+   * the evidence sink, for the exit of a TDCALL).
+   */
+  #tdExit(
+    time: number,
+    vcpu: number,
+    reason: string,
+    exit: Extract<TraceEvent, { kind: 'td-exit' }> | readonly bigint[],
+  ): void {
     this.counters.tdExits++;
-    const reason = event.reason;
     if (reason !== this.#lastReason) {
       this.#lastReason = reason;
       this.#lastReasonTdcall = reason.startsWith('TDCALL');
     }
     // Only the exit of a TDCALL can be a request the evidence sink notes (a MapGPA); it ignores any other exit.
-    if (this.#lastReasonTdcall) this.#evidence.record(event);
-    const mapGpa =
-      this.#lastReasonTdcall && event.regs.r11 === MAP_GPA
-        ? this.#evidence.pendingMapGpa(event.vcpu)
-        : undefined;
+    let mapGpa: PendingMapGpa | undefined;
+    if (this.#lastReasonTdcall) {
+      const event = Array.isArray(exit)
+        ? (tdExitTraceEvent(time, vcpu, reason, exit) as Extract<TraceEvent, { kind: 'td-exit' }>)
+        : (exit as Extract<TraceEvent, { kind: 'td-exit' }>);
+      this.#evidence.record(event);
+      if (event.regs.r11 === MAP_GPA) mapGpa = this.#evidence.pendingMapGpa(vcpu);
+    }
     if (mapGpa !== undefined) {
       this.#keep(
-        event.time,
+        time,
         LANE_E,
         `MapGPA 0x${mapGpa.start.toString(16)}..0x${mapGpa.end.toString(16)} to ${mapGpa.toShared ? 'shared' : 'private'}`,
       );
-    } else this.#keep(event.time, LANE_E, reason);
+    } else this.#keep(time, LANE_E, reason);
   }
 
   /** The VMM's reply to the MapGPA call `request`. */
@@ -333,6 +435,15 @@ function emptyCallList(): TimelineCall[] {
 }
 
 /** 1 when a 64-bit status has bit 63 set (a failure), as `status >> 63n === 1n` says without allocating. */
+/** A call of one of the probe's field methods with a field of the wrong type: refused as `record` refuses an event. */
+function refuseFields(method: string, fields: Record<string, unknown>): never {
+  throw new UsageError(
+    `${method} must be given a trace record's fields (time a number, leaf or reason a string, status and registers bigints), got ${show(fields)}`,
+    'INVALID_ARGUMENT',
+    method,
+  );
+}
+
 function failed(status: bigint): 0 | 1 {
   // SUCCESS, the status of nearly every call, by one equality (cheaper than an ordering of bigints).
   return status !== 0n && status >= BIT_63 && status < BIT_64 ? 1 : 0;

@@ -16,7 +16,7 @@ import { PhysicalMemory, type TdmrOptions } from '../memory/physical-memory.js';
 import { ENTRY_SPAN as importedENTRY_SPAN } from '../sept/sept-table.js';
 import type { Clock } from '../services/clock.js';
 import { RunToCompletionScheduler, type Scheduler } from '../services/scheduler.js';
-import type { TraceSink } from '../services/trace.js';
+import { type FieldTraceSink, fieldSinkOf, type TraceSink } from '../services/trace.js';
 import { SharedEpt } from '../td/shared-ept.js';
 import type { TdControl } from '../td/td-control.js';
 import { TdTable } from '../td/td-table.js';
@@ -70,6 +70,8 @@ export class ModuleState {
   /** False for the run-to-completion scheduler, which never suspends a flow: yield points are then skipped. */
   readonly interleaves: boolean;
   readonly trace: TraceSink;
+  /** {@link trace} when it takes the records of every call as fields (see FieldTraceSink), else undefined. */
+  readonly traceFields: FieldTraceSink | undefined;
 
   constructor(config: ModuleConfig, clock: Clock, scheduler: Scheduler, trace: TraceSink) {
     this.config = config;
@@ -79,6 +81,7 @@ export class ModuleState {
     this.scheduler = scheduler;
     this.interleaves = !(scheduler instanceof RunToCompletionScheduler);
     this.trace = trace;
+    this.traceFields = fieldSinkOf(trace);
   }
 
   /**

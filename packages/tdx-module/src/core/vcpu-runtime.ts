@@ -2,6 +2,7 @@ import type { NmiArrival } from '../cpu/nmi-handler.js';
 import { TdxSimError } from '../errors.js';
 import { formatGprs, type Gprs } from '../registers.js';
 import { HotLogger } from '../services/logger.js';
+import { tdExitTraceEvent } from '../services/trace.js';
 import type { TdControl } from '../td/td-control.js';
 import type { VcpuState } from '../td/vcpu.js';
 import type { ModuleState } from './module-state.js';
@@ -81,23 +82,9 @@ export class VcpuRuntime {
     const m = this.#m;
     m.clock.advance(2_000);
     if (m.trace.enabled) {
-      m.trace.record({
-        kind: 'td-exit',
-        time: m.clock.now(),
-        vcpu: vcpu.index,
-        reason,
-        regs: {
-          rax: regs[0] as bigint,
-          rcx: regs[1] as bigint,
-          rdx: regs[2] as bigint,
-          r8: regs[8] as bigint,
-          r9: regs[9] as bigint,
-          r10: regs[10] as bigint,
-          r11: regs[11] as bigint,
-          r12: regs[12] as bigint,
-          r13: regs[13] as bigint,
-        },
-      });
+      const fields = m.traceFields;
+      if (fields !== undefined) fields.tdExitFields(m.clock.now(), vcpu.index, reason, regs);
+      else m.trace.record(tdExitTraceEvent(m.clock.now(), vcpu.index, reason, regs));
     }
     if (exitLog.enabled) exitLog.log('vcpu %d TD exit: %s %s', vcpu.index, reason, hexRegs(regs));
     const deliver = vcpu.deliverExit;

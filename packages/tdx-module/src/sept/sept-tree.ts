@@ -125,14 +125,16 @@ export class SeptTree {
       const index = septIndex(gpa, level);
       const state = table.state[index] as number;
       if (level === targetLevel || SEPT_WALK_STOPS[state] === 1) {
+        // The table is written only when it changed: a walk's table is mostly the last one's (every page of a 2M
+        // range), and a table made lately is young, whose store into the older cursor is a call of V8's write barrier.
         if (level === targetLevel && range >= 0) {
-          this.#lastTable = table;
+          if (this.#lastTable !== table) this.#lastTable = table;
           this.#lastLevel = level;
           this.#lastRange = range;
           this.#lastChanges = this.#paths.changes;
         }
         cursor.gpa = gpa;
-        cursor.table = table;
+        if (cursor.table !== table) cursor.table = table;
         cursor.index = index;
         cursor.level = level;
         cursor.state = state;

@@ -57,6 +57,113 @@ export interface TraceSink {
   record(event: TraceEvent): void;
 }
 
+/**
+ * @internal A {@link TraceSink} that also takes the module's records of every call as their fields: the module calls
+ * these instead of `record` when its sink has all three (a scenario's probe, which mostly counts them), so that an
+ * event nobody keeps is not built. Each must do what `record` does with the event the matching function below builds
+ * from the same fields (the module builds it with that function for any other sink), and must not keep `regs`.
+ */
+export interface FieldTraceSink extends TraceSink {
+  seamcallFields(
+    time: number,
+    leaf: string,
+    rcx: bigint,
+    rdx: bigint,
+    r8: bigint,
+    r9: bigint,
+    status: bigint,
+  ): void;
+  tdcallFields(
+    time: number,
+    vcpu: number,
+    leaf: string,
+    regs: readonly bigint[] | bigint,
+    status: bigint,
+  ): void;
+  tdExitFields(time: number, vcpu: number, reason: string, regs: readonly bigint[]): void;
+}
+
+/** @internal `trace` as a {@link FieldTraceSink} when it is an enabled one, else undefined. */
+export function fieldSinkOf(trace: TraceSink): FieldTraceSink | undefined {
+  const fields = trace as Partial<FieldTraceSink>;
+  return trace.enabled &&
+    typeof fields.seamcallFields === 'function' &&
+    typeof fields.tdcallFields === 'function' &&
+    typeof fields.tdExitFields === 'function'
+    ? (trace as FieldTraceSink)
+    : undefined;
+}
+
+/** @internal The trace event of a SEAMCALL: RCX, RDX, R8, R9 as the VMM passed them, and its status. */
+export function seamcallTraceEvent(
+  time: number,
+  leaf: string,
+  rcx: bigint,
+  rdx: bigint,
+  r8: bigint,
+  r9: bigint,
+  status: bigint,
+): TraceEvent {
+  return { kind: 'seamcall', time, leaf, args: { rcx, rdx, r8, r9 }, status };
+}
+
+/**
+ * @internal The trace event of a TDCALL: RCX, RDX, R10 … R13 of its input registers (`regs` a bigint: RCX alone, as
+ * the module's RAX-only ACCEPT takes it), and its status.
+ */
+export function tdcallTraceEvent(
+  time: number,
+  vcpu: number,
+  leaf: string,
+  regs: readonly bigint[] | bigint,
+  status: bigint,
+): TraceEvent {
+  return {
+    kind: 'tdcall',
+    time,
+    vcpu,
+    leaf,
+    args:
+      typeof regs === 'bigint'
+        ? { rcx: regs, rdx: 0n, r10: 0n, r11: 0n, r12: 0n, r13: 0n }
+        : {
+            rcx: regs[1] as bigint,
+            rdx: regs[2] as bigint,
+            r10: regs[10] as bigint,
+            r11: regs[11] as bigint,
+            r12: regs[12] as bigint,
+            r13: regs[13] as bigint,
+          },
+    status,
+  };
+}
+
+/** @internal The trace event of a TD exit: RAX (the exit reason), RCX, RDX, R8 … R13 of the exit's registers. */
+export function tdExitTraceEvent(
+  time: number,
+  vcpu: number,
+  reason: string,
+  regs: readonly bigint[],
+): TraceEvent {
+  return {
+    kind: 'td-exit',
+    time,
+    vcpu,
+    reason,
+    regs: {
+      rax: regs[0] as bigint,
+      rcx: regs[1] as bigint,
+      rdx: regs[2] as bigint,
+      r8: regs[8] as bigint,
+      r9: regs[9] as bigint,
+      r10: regs[10] as bigint,
+      r11: regs[11] as bigint,
+      r12: regs[12] as bigint,
+      r13: regs[13] as bigint,
+    },
+  };
+}
+
 /** Discards everything. The default, so that a benchmark pays nothing for tracing. */
 export class NullTraceSink implements TraceSink {
   readonly enabled = false;

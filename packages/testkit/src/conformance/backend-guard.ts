@@ -6,6 +6,7 @@ import {
   type Gprs,
   Reg,
   SeamcallLeaf,
+  seamcallChecked,
   seamcallLeafName,
   type TdExitEvent,
   TdxIds,
@@ -144,8 +145,19 @@ let wideRegisterSeen = false;
 const isU64 = (value: unknown): value is bigint =>
   typeof value === 'bigint' && BigInt.asUintN(64, value) === value;
 
+/** A register that is not a 64-bit bigint: its name, and what is wrong with it. */
+type BadRegister = { register: string; text: string };
+
 /** The first register of `regs` that is not a 64-bit bigint, named, or undefined when all 16 are. */
 export function badRegister(regs: unknown): { register: string; text: string } | undefined {
+  return checkRegisters(regs, false) as BadRegister | undefined;
+}
+
+/**
+ * {@link badRegister}, or (`copy`) a fresh array of the 16 values it read and checked when all are 64-bit bigints:
+ * what a SEAMCALL hands the module (`seamcallChecked`), which then checks nothing again.
+ */
+function checkRegisters(regs: unknown, copy: boolean): BadRegister | Gprs | undefined {
   if (!Array.isArray(regs)) {
     return { register: 'regs', text: `${show(regs)} instead of an array of 16 64-bit bigints` };
   }
@@ -213,7 +225,8 @@ export function badRegister(regs: unknown): { register: string; text: string } |
   ) {
     // Bigints OR to a value in [0, 2^63) exactly when each of them is in [0, 2^63) (a negative one ORs negative).
     const or = r0 | r1 | r2 | r3 | r4 | r5 | r6 | r7 | r8 | r9 | r10 | r11 | r12 | r13 | r14 | r15;
-    if (BigInt.asUintN(63, or) === or) return undefined;
+    if (BigInt.asUintN(63, or) === or)
+      return copy ? [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15] : undefined;
     wideRegisterSeen = true;
   }
   if (
@@ -234,7 +247,7 @@ export function badRegister(regs: unknown): { register: string; text: string } |
     isU64(r14) &&
     isU64(r15)
   ) {
-    return undefined;
+    return copy ? [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15] : undefined;
   }
   const values = [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15];
   for (let i = 0; ; i++) if (!isU64(values[i])) return badRegisterAt(i, values[i]);
@@ -250,13 +263,13 @@ const NOT_READ = Symbol('not read');
  * What {@link badRegister} says when reading a register threw `error`: the first bad register read before it, as a
  * check per register would have stopped there; else the read's error, as that check would have met it.
  */
-function badBeforeThrow(error: unknown, values: readonly unknown[]): { register: string; text: string } {
+function badBeforeThrow(error: unknown, values: readonly unknown[]): BadRegister {
   for (let i = 0; values[i] !== NOT_READ; i++) if (!isU64(values[i])) return badRegisterAt(i, values[i]);
   throw error;
 }
 
 /** What {@link badRegister} says of register `i`, whose `value` failed its check. */
-function badRegisterAt(i: number, value: unknown): { register: string; text: string } {
+function badRegisterAt(i: number, value: unknown): BadRegister {
   const name = REGISTER_NAMES[i] as string;
   if (typeof value !== 'bigint') return { register: name, text: `${name} = ${show(value)}, not a bigint` };
   return { register: name, text: `${name} = ${value}, outside 0 … 2^64 − 1` };
@@ -665,24 +678,33 @@ export class BackendGuard {
    * one `then`.
    */
   #seamcall(module: TdxModule, rax: bigint, regs: readonly bigint[]): Gprs | Promise<Gprs> {
-    let leaf: number;
+    let checked: Gprs;
     try {
-      leaf = this.#admit(rax, regs);
+      checked = this.#admit(rax, regs);
     } catch (error) {
       return Promise.reject(error);
     }
-    const answer = module.seamcall(rax, regs);
+    // RAX is a 64-bit bigint (admitted): its leaf from the low half.
+    const leaf = u64Low32(rax) & 0xffff;
+    // The module is given the registers as the check read them (a copy nobody else holds), which it takes as they are:
+    // the checks are made once per SEAMCALL, not here and again in the module. A module of another copy of the
+    // package, a view, a Proxy or a subclass overriding `seamcall` gets its own `seamcall` (of the checked copy).
+    const answer = seamcallChecked(module, rax, checked);
     if (leaf === SeamcallLeaf.VP_ENTER) return answer;
-    if (!Array.isArray(answer)) return Promise.resolve(answer).then((out) => this.#answered(leaf, regs, out));
+    if (!Array.isArray(answer))
+      return Promise.resolve(answer).then((out) => this.#answered(leaf, checked, out));
     try {
-      return this.#answered(leaf, regs, answer);
+      return this.#answered(leaf, checked, answer);
     } catch (error) {
       return Promise.reject(error);
     }
   }
 
-  /** The checks before a SEAMCALL goes to the module: its leaf, or a throw (the fault raised). */
-  #admit(rax: bigint, regs: readonly bigint[]): number {
+  /**
+   * The checks before a SEAMCALL goes to the module: the registers as they were read and checked (a fresh array), or a
+   * throw (the fault raised).
+   */
+  #admit(rax: bigint, regs: readonly bigint[]): Gprs {
     // In [0, 2^64) exactly when reducing to 64 bits changes nothing: one call, where two comparisons of bigints are
     // two (every SEAMCALL passes here).
     if (typeof rax !== 'bigint' || BigInt.asUintN(64, rax) !== rax) {
@@ -697,8 +719,9 @@ export class BackendGuard {
     // Bits 15:0 of RAX (a 64-bit value, checked above), read from its low half: no bigint made, no `Number` of one.
     const leaf = u64Low32(rax) & 0xffff;
     if (this.#stopped) throw this.#stoppedError(leafName(leaf));
-    const bad = badRegister(regs);
-    if (bad !== undefined) {
+    const checked = checkRegisters(regs, true);
+    if (!Array.isArray(checked)) {
+      const bad = checked as BadRegister;
       const error = new TestkitError(
         'INVALID_VMM_REGISTERS',
         `${leafName(leaf)} with ${bad.text}`,
@@ -714,7 +737,7 @@ export class BackendGuard {
       );
       throw this.#stoppedError(leafName(leaf));
     }
-    return leaf;
+    return checked;
   }
 
   /** What the module answered a SEAMCALL other than TDH.VP.ENTER: avoidable errors noted, a stuck backend stopped. */
