@@ -367,27 +367,26 @@ export class TdxModule implements SeamcallPort {
    * `Promise.resolve` first. (Before issue 14's fifth pass (tdx-module README) the answer was always a promise.)
    */
   seamcall(rax: bigint, input: readonly bigint[]): Gprs | Promise<Gprs> {
-    try {
-      return this.#seamcall(rax, input, false);
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    return this.#rejecting(rax, input, false);
   }
 
   static {
     // The unchecked entry lives here, not on the prototype: a backend given a view of the module (testkit's module
     // view binds every method) or the module itself must not reach it, only the backend guard through
     // {@link seamcallChecked}.
-    checkedSeamcall = (module, rax, regs) => {
-      if (#m in module && module.seamcall === TdxModule.prototype.seamcall) {
-        try {
-          return module.#seamcall(rax, regs, true);
-        } catch (error) {
-          return Promise.reject(error);
-        }
-      }
-      return module.seamcall(rax, regs);
-    };
+    checkedSeamcall = (module, rax, regs) =>
+      #m in module && module.seamcall === TdxModule.prototype.seamcall
+        ? module.#rejecting(rax, regs, true)
+        : module.seamcall(rax, regs);
+  }
+
+  /** {@link #seamcall} with a throw turned into a rejected promise, as {@link seamcall} answers. */
+  #rejecting(rax: bigint, input: readonly bigint[], owned: boolean): Gprs | Promise<Gprs> {
+    try {
+      return this.#seamcall(rax, input, owned);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /**

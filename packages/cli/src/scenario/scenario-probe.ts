@@ -434,7 +434,6 @@ function emptyCallList(): TimelineCall[] {
   return calls as TimelineCall[];
 }
 
-/** 1 when a 64-bit status has bit 63 set (a failure), as `status >> 63n === 1n` says without allocating. */
 /** A call of one of the probe's field methods with a field of the wrong type: refused as `record` refuses an event. */
 function refuseFields(method: string, fields: Record<string, unknown>): never {
   throw new UsageError(
@@ -444,6 +443,7 @@ function refuseFields(method: string, fields: Record<string, unknown>): never {
   );
 }
 
+/** 1 when a 64-bit status has bit 63 set (a failure), as `status >> 63n === 1n` says without allocating. */
 function failed(status: bigint): 0 | 1 {
   // SUCCESS, the status of nearly every call, by one equality (cheaper than an ordering of bigints).
   return status !== 0n && status >= BIT_63 && status < BIT_64 ? 1 : 0;

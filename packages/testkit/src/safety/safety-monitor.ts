@@ -4,6 +4,7 @@ import {
   type GpaRange,
   type GuestAccess,
   type GuestUnderTest,
+  type PageState,
 } from '@tdxsim/guest';
 import {
   checkInvariants,
@@ -412,15 +413,13 @@ export class SafetyMonitor {
       }
     }
     const quarantined = objectArray<GpaRange>();
+    const keep = (start: number, end: number, state: PageState): void => {
+      if (state === 'quarantined') quarantined.push({ start, end });
+    };
     // forEachRun where the ledger has it (a PageLedger: no object per run); a ledger given with only what the
     // constructor asks for (stateOf, runs, entries) is read through entries.
-    if (typeof ledger.forEachRun === 'function')
-      ledger.forEachRun((start, end, state) => {
-        if (state === 'quarantined') quarantined.push({ start, end });
-      });
-    else
-      for (const run of ledger.entries())
-        if (run.state === 'quarantined') quarantined.push({ start: run.start, end: run.end });
+    if (typeof ledger.forEachRun === 'function') ledger.forEachRun(keep);
+    else for (const run of ledger.entries()) keep(run.start, run.end, run.state);
     this.#quarantined = quarantined;
   }
 
