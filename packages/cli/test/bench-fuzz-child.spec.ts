@@ -4,6 +4,7 @@ import { type FuzzCampaignFigure, fuzzCampaignsInChild } from '../src/bench/fuzz
 
 /** Runs {@link fuzzFigures} with `measure`, capturing what it prints and the figures it hands `bench`. */
 async function fuzzLines(
+  warmUp: number,
   campaigns: number,
   measure: (cases: number, campaigns: number) => Promise<FuzzCampaignFigure[]>,
 ): Promise<{ ok: boolean; stdout: string; stderr: string; figures: Parameters<FigureSink>[] }> {
@@ -18,7 +19,7 @@ async function fuzzLines(
     return true;
   });
   const figures: Parameters<FigureSink>[] = [];
-  const ok = await fuzzFigures(campaigns, 81, (...figure) => figures.push(figure), measure);
+  const ok = await fuzzFigures(warmUp, campaigns, 81, (...figure) => figures.push(figure), measure);
   vi.restoreAllMocks();
   return { ok, stdout, stderr, figures };
 }
@@ -35,7 +36,7 @@ describe("tdxsim bench's fuzz figure from its child process", () => {
   });
 
   it('a child that fails is an error on stderr, not a figure', async () => {
-    const run = await fuzzLines(2, child('console.error("out of TDs"); process.exit(7)'));
+    const run = await fuzzLines(1, 1, child('console.error("out of TDs"); process.exit(7)'));
     expect(run.ok).toBe(false);
     expect(run.stderr).toMatch(
       /^tdxsim bench: fuzz: the fuzz campaigns' child process exited with code 7:\nout of TDs\n$/,
@@ -45,14 +46,14 @@ describe("tdxsim bench's fuzz figure from its child process", () => {
   });
 
   it('a child whose output is not its result lines is an error, not a figure', async () => {
-    const run = await fuzzLines(1, child('console.log("all good")'));
+    const run = await fuzzLines(0, 1, child('console.log("all good")'));
     expect(run.ok).toBe(false);
     expect(run.stderr).toMatch(/wrote a line that is not JSON: "all good"/);
     expect(run.figures).toEqual([]);
   });
 
   it('a campaign that found an unsafe guest gives no figure', async () => {
-    const run = await fuzzLines(2, async () => [
+    const run = await fuzzLines(1, 1, async () => [
       { seed: 1, cases: 81, cpuMs: 100, failed: false },
       { seed: 2, cases: 12, cpuMs: 50, failed: true },
     ]);
@@ -61,26 +62,65 @@ describe("tdxsim bench's fuzz figure from its child process", () => {
     expect(run.figures).toEqual([]);
   });
 
-  it("a good child's lines, parsed: the first campaign printed apart, campaigns 2..N the figure judged", async () => {
+  it("a good child's lines, parsed: the warm-up campaigns printed apart, the campaigns after them judged", async () => {
     // The child gets the cases and the campaigns as its last two arguments and answers one line per campaign.
     const script =
-      'const [cases, n] = process.argv.slice(-2).map(Number); for (let s = 1; s <= n; s++) console.log(JSON.stringify({ seed: s, cases, cpuMs: [81, 27, 16.2, 20.25][s - 1], failed: false }));';
-    const run = await fuzzLines(4, child(script));
+      'const [cases, n] = process.argv.slice(-2).map(Number); for (let s = 1; s <= n; s++) console.log(JSON.stringify({ seed: s, cases, cpuMs: [81, 40.5, 27, 16.2, 20.25][s - 1], failed: false }));';
+    const run = await fuzzLines(2, 3, child(script));
     expect(run.ok).toBe(true);
     expect(run.stderr).toBe('');
-    expect(run.stdout).toMatch(/^fuzz: 4 campaigns of 81 cases \(seeds 1\.\.4\) in a fresh node process/);
+    expect(run.stdout).toMatch(/^fuzz: 5 campaigns of 81 cases \(seeds 1\.\.5\) in a fresh node process/);
     expect(run.stdout).toMatch(
-      /^fuzz, first campaign of the process \(JIT warm-up included, not judged\): 1000 cases\/s$/m,
+      /^fuzz, first campaign of the process \(warm-up, JIT compiling the case loop, not judged\): 1000 cases\/s$/m,
     );
+    expect(run.stdout).toMatch(
+      /^fuzz, campaign 2 of the process \(warm-up, JIT compiling the case loop, not judged\): 2000 cases\/s$/m,
+    );
+    expect(run.stdout).not.toMatch(/campaign 3 of the process/);
     expect(run.figures).toEqual([
       [
-        'fuzz cases per CPU-second (81 cases, default checks, campaigns 2..4 of the process; judged: their median)',
+        'fuzz cases per CPU-second (81 cases, default checks, campaigns 3..5 of the process, after 2 warm-up campaigns; judged: their median)',
         'cases/s',
         [3000, 5000, 4000],
         { limit: 5000, atLeast: true },
         0,
       ],
     ]);
+  });
+
+  it('without warm-up (--quick) the one campaign is the figure, JIT warm-up included, and nothing is printed apart', async () => {
+    const run = await fuzzLines(0, 1, async (cases) => [{ seed: 1, cases, cpuMs: 40.5, failed: false }]);
+    expect(run.ok).toBe(true);
+    expect(run.stdout).not.toMatch(/warm-up, JIT/);
+    expect(run.figures).toEqual([
+      [
+        'fuzz cases per CPU-second (81 cases, default checks, campaign 1 of the process, JIT warm-up included)',
+        'cases/s',
+        [2000],
+        { limit: 5000, atLeast: true },
+        0,
+      ],
+    ]);
+  });
+
+  it('an unsafe guest found in a warm-up campaign gives no figure either', async () => {
+    const run = await fuzzLines(2, 1, async (cases) => [
+      { seed: 1, cases, cpuMs: 100, failed: false },
+      { seed: 2, cases, cpuMs: 50, failed: true },
+      { seed: 3, cases, cpuMs: 20, failed: false },
+    ]);
+    expect(run.ok).toBe(false);
+    expect(run.stderr).toMatch(/the campaign of seed 2 found an unsafe guest/);
+    expect(run.figures).toEqual([]);
+  });
+
+  it('asks the child for the warm-up campaigns and the judged ones together', async () => {
+    const asked: number[] = [];
+    await fuzzLines(2, 3, async (cases, campaigns) => {
+      asked.push(campaigns);
+      return Array.from({ length: campaigns }, (_, i) => ({ seed: i + 1, cases, cpuMs: 10, failed: false }));
+    });
+    expect(asked).toEqual([5]);
   });
 
   it("reads the fuzz child's lines, and reports a child that fails or writes something else as an error", async () => {

@@ -10,14 +10,16 @@ export type FigureSink = (
 ) => void;
 
 /**
- * The fuzz figure of `tdxsim bench`: `campaigns` sequential campaigns of `cases` cases (seeds 1..campaigns) run one
- * after the other in a fresh child process, which times each by its own CPU time (`measure`, default
+ * The fuzz figure of `tdxsim bench`: `warmUp` campaigns, then `campaigns` more, of `cases` cases each (seeds 1..the
+ * total) run one after the other in a fresh child process, which times each by its own CPU time (`measure`, default
  * {@link fuzzCampaignsInChild}): the rows measured before in this process cannot slow them, and they run as a user's
- * `tdxsim fuzz` does. The first campaign (V8 compiling the
- * case loop) is shown on its own line; the figure judged is the median of campaigns 2..N, with their min. Returns
- * false, with the reason on stderr and no figure, when the child failed or a campaign found an unsafe guest.
+ * `tdxsim fuzz` does. The warm-up campaigns (V8 compiling the case loop: the second campaign of a process still
+ * optimises about a hundred functions, the first about 660) are shown on lines of their own; the figure judged is the
+ * median of the campaigns after them, with their min. Every campaign, warm-up or not, must find no unsafe guest.
+ * Returns false, with the reason on stderr and no figure, when the child failed or a campaign found an unsafe guest.
  */
 export async function fuzzFigures(
+  warmUp: number,
   campaigns: number,
   cases: number,
   figure: FigureSink,
@@ -25,7 +27,7 @@ export async function fuzzFigures(
 ): Promise<boolean> {
   let measured: FuzzCampaignFigure[];
   try {
-    measured = await measure(cases, campaigns);
+    measured = await measure(cases, warmUp + campaigns);
   } catch (error) {
     process.stderr.write(`tdxsim bench: fuzz: ${error instanceof Error ? error.message : String(error)}\n`);
     return false;
@@ -38,19 +40,25 @@ export async function fuzzFigures(
     return false;
   }
   const rates = measured.map((m) => m.cases / (m.cpuMs / 1000));
+  const total = rates.length;
   process.stdout.write(
-    `fuzz: ${campaigns} campaign${campaigns === 1 ? '' : 's'} of ${cases} cases (seeds 1..${campaigns}) in a fresh node process, each timed by that process's CPU time\n`,
+    `fuzz: ${total} campaign${total === 1 ? '' : 's'} of ${cases} cases (seeds 1..${total}) in a fresh node process, each timed by that process's CPU time\n`,
   );
-  if (rates.length > 1)
-    // The first campaign of a process runs while V8 compiles the case loop (about a third of the steady rate): shown
-    // on its own line, and the figure judged is the campaigns after it, as a long campaign runs.
+  // The process's first campaigns run while V8 compiles the case loop (the first at about a fifth of the steady rate,
+  // the second still optimising what a case runs once): each shown on its own line, the figure judged is the
+  // campaigns after them, as a long campaign runs.
+  for (const [i, rate] of rates.slice(0, warmUp).entries())
     process.stdout.write(
-      `fuzz, first campaign of the process (JIT warm-up included, not judged): ${(rates[0] as number).toFixed(0)} cases/s\n`,
+      `fuzz, ${i === 0 ? 'first campaign' : `campaign ${i + 1}`} of the process (warm-up, JIT compiling the case loop, not judged): ${rate.toFixed(0)} cases/s\n`,
     );
+  const judged = rates.slice(warmUp);
+  const span = judged.length === 1 ? `campaign ${warmUp + 1}` : `campaigns ${warmUp + 1}..${total}`;
+  const after =
+    warmUp === 0 ? 'JIT warm-up included' : `after ${warmUp} warm-up campaign${warmUp === 1 ? '' : 's'}`;
   figure(
-    `fuzz cases per CPU-second (${cases} cases, default checks, ${rates.length > 1 ? `campaigns 2..${rates.length} of the process; judged: their median` : 'first campaign of the process: JIT warm-up included'})`,
+    `fuzz cases per CPU-second (${cases} cases, default checks, ${span} of the process, ${after}${judged.length === 1 ? '' : '; judged: their median'})`,
     'cases/s',
-    rates.length > 1 ? rates.slice(1) : rates,
+    judged,
     { limit: 5000, atLeast: true },
     0,
   );
