@@ -101,4 +101,27 @@ describe('HpaUsers', () => {
     expect(users.get(0, 0)).toBe(7);
     expect(users.get(Number.NaN, 0)).toBeUndefined();
   });
+
+  it('never lets a slot outside its block (a negative page of a corrupted state) reach the block before it', () => {
+    const users = new HpaUsers();
+    // The last slot of the first block made, then a negative 2M page whose block is made right after it: slot -1 of
+    // that block is, in the one array the blocks share, the slot set first.
+    users.set(511 * SPAN[0], 0, 9);
+    expect(users.swap(-SPAN[1], 1, 1)).toBeUndefined();
+    expect(users.get(-SPAN[1], 1)).toBeUndefined();
+    expect(users.get(511 * SPAN[0], 0)).toBe(9);
+  });
+
+  it('starts every check from nobody, through large and small checks in turn', () => {
+    const users = new HpaUsers();
+    // 40 blocks (more than are kept with their numbers), 3 elsewhere, then the 40 again: the blocks are handed out
+    // again from the same memory, which must read as nobody's each time.
+    const large = Array.from({ length: 40 }, (_, i) => 2 ** 36 + i * 2 ** 21 + 8 * SPAN[0]);
+    const small = [0, 1, 2].map((i) => 2 ** 40 + i * 2 ** 21 + 8 * SPAN[0]);
+    for (const hpas of [large, small, large, small]) {
+      for (const [k, hpa] of hpas.entries()) expect(users.swap(hpa, 0, k)).toBeUndefined();
+      for (const [k, hpa] of hpas.entries()) expect(users.get(hpa, 0)).toBe(k);
+      users.clear();
+    }
+  });
 });
