@@ -14,8 +14,8 @@ const KEPT_BLOCKS = 16;
 
 /**
  * Slots of the largest slab {@link HpaUsers.clear} keeps (zeroed) for the next check: 8 MiB, the 2,048 blocks of a TD
- * of up to 4 GiB of 4K pages. A slab made again at each check of such a TD was fresh memory each time, which V8
- * and the kernel charged for at every check (the check of 2 GiB took three times the one of 1 GiB).
+ * of nearly 4 GiB of 4K pages. Blocks made again at each check of such a TD were fresh memory each time: the check
+ * of a 2 GiB swiotlb took three times the CPU of the 1 GiB one, twice with the slab kept.
  */
 const KEPT_SLOTS = 2 ** 20;
 
@@ -29,9 +29,8 @@ const FIRST_BLOCKS = 4;
  * Who references each host page at each level (0 = 4K, 1 = 2M, 2 = 1G), for the invariant checks: a user number per
  * page, kept in blocks of 512 (one block per 512 pages of a level, found by its number) so that a TD of a million
  * pages costs a thousand blocks, not a million map entries keyed by 41-bit numbers. The blocks are slices of one
- * typed array (the slab), grown by doubling, not a typed array each: a check of a 2 GiB TD of 4K pages made 1,027
- * arrays of 4 KB, and each new array buffer cost V8 far more than its 512 slots (the check of 2 GiB took three times
- * the one of 1 GiB). A page not aligned to its level's size (only in a broken state) is kept apart by its exact
+ * typed array (the slab), grown by doubling and kept between checks up to {@link KEPT_SLOTS}, not a typed array each
+ * made again at every check (1,027 of them for a 2 GiB TD of 4K pages). A page not aligned to its level's size (only in a broken state) is kept apart by its exact
  * address, as before. The block last found at each level is remembered: a check visits a TD's pages in GPA order,
  * and the host pages of neighbouring GPAs mostly share a block, so most pages cost no map lookup.
  */
@@ -79,7 +78,7 @@ export class HpaUsers {
   /**
    * Forgets every user, for the next check: a few blocks are zeroed and kept with their numbers (a small TD's check
    * then allocates nothing); more are forgotten, the slab zeroed and kept for the next check up to
-   * {@link KEPT_SLOTS} (a TD of up to 4 GiB of 4K pages: its next check then takes no new memory), dropped past it.
+   * {@link KEPT_SLOTS} (a TD of nearly 4 GiB of 4K pages: its next check then takes no new memory), dropped past it.
    */
   clear(): void {
     // Only when it holds something: clearing a Map gives it a new table even when it is empty, and it nearly always is.
