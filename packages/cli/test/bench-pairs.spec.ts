@@ -30,11 +30,12 @@ function fakeMeasurer(cpuMsPerUnit: number): {
 }
 
 describe('warmUp', () => {
-  it('runs the size `runs` times, then twice the size once, and gives the first run', async () => {
+  it('runs the size `runs` times, then twice the size once, and gives the first run and the one at twice', async () => {
     const { asked, measureAt } = fakeMeasurer(10);
-    const first = await warmUp(measureAt, 3, 2);
+    const { first, firstTwice } = await warmUp(measureAt, 3, 2);
     expect(asked).toEqual([3, 3, 6]);
     expect(first.cpuMs).toBe(30);
+    expect(firstTwice.cpuMs).toBe(60);
   });
 });
 

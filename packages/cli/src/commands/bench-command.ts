@@ -54,6 +54,11 @@ export interface BenchRow {
    * its optimising compiler on background threads during it, and that CPU time is the process's too.
    */
   readonly firstRunCpuMs?: number;
+  /**
+   * CPU time of the warm-up run at twice the size, after the first ones (undefined with `--quick`): the first to reach
+   * what only the larger size reaches (GPAs past 2^31 for a 2 GiB swiotlb), so that the pairs after it are warm.
+   */
+  readonly firstTwiceRunCpuMs?: number;
   readonly wallMs: { readonly min: number; readonly median: number };
   /**
    * Highest heap above the heap at the start of a run at this size, in MiB, of runs of their own after the timed ones
@@ -125,7 +130,7 @@ export const benchCommand: CliCommand = {
       )
       .option(
         '--warm-up <n>',
-        "unmeasured runs of each workload before its measured ones (default 1, 2 for the 4K exit path; none with --quick), a table row's followed by one at twice its size; the first one's CPU is the '1st run' column",
+        "unmeasured runs of each workload before its measured ones (default 1, 2 for the 4K exit path; none with --quick), a table row's followed by one at twice its size (its CPU shown as '1st at x2' after the row); the first one's CPU is the '1st run' column",
         positiveInteger(100),
       )
       .option('--json <file>', 'write the rows and figures as JSON')
@@ -206,7 +211,7 @@ async function bench(args: BenchOptions): Promise<number> {
   const rows: BenchRow[] = [];
   for (const c of cases) {
     // Unmeasured: what it costs is shown apart, so that the runs compared (and doubled) are all warm.
-    const first = args.quick
+    const warm = args.quick
       ? undefined
       : await warmUp((size) => measure(c, size), c.amount, args.warmUp ?? 1);
     const { once, twice } = await measurePairs(
@@ -231,7 +236,12 @@ async function bench(args: BenchOptions): Promise<number> {
       cpuMs: { min: Math.round(Math.min(...once.cpu)), median: Math.round(median(once.cpu)) },
       wallMs: { min: Math.round(Math.min(...once.wall)), median: Math.round(median(once.wall)) },
       peakHeapMiB: Math.round(heap.once.peakHeapMiB * 10) / 10,
-      ...(first === undefined ? {} : { firstRunCpuMs: Math.round(first.cpuMs) }),
+      ...(warm === undefined
+        ? {}
+        : {
+            firstRunCpuMs: Math.round(warm.first.cpuMs),
+            firstTwiceRunCpuMs: Math.round(warm.firstTwice.cpuMs),
+          }),
       runs: once.cpu.length,
       doublingCpu: Math.round((median(twice.cpu) / median(once.cpu)) * 100) / 100,
       doublingHeap: Math.round((heap.twice.peakHeapMiB / Math.max(heap.once.peakHeapMiB, 1)) * 100) / 100,
@@ -248,7 +258,7 @@ async function bench(args: BenchOptions): Promise<number> {
       showTarget({ limit: DOUBLING_LIMIT }, 'x2 heap', row.doublingHeap, judged),
     ].filter((t) => t !== '');
     process.stdout.write(
-      `${`${row.title} ${row.amount} (${row.vmm})`.padEnd(34)} ${row.calls.toLocaleString('en-US').padStart(11)} ${`${row.cpuMs.min} ms`.padStart(9)} ${`${row.cpuMs.median} ms`.padStart(9)} ${`${row.wallMs.median} ms`.padStart(9)} ${`${row.peakHeapMiB} MiB`.padStart(10)} ${(row.firstRunCpuMs === undefined ? '-' : `${row.firstRunCpuMs} ms`).padStart(9)} ${`x${row.doublingCpu}`.padStart(7)} ${`x${row.doublingHeap}`.padStart(7)}  ${targets.join(' ')}${row.runs === runs ? '' : `  (${row.runs} runs of each size)`}${row.outcome === 'ok' ? '' : `  (${row.outcome})`}\n`,
+      `${`${row.title} ${row.amount} (${row.vmm})`.padEnd(34)} ${row.calls.toLocaleString('en-US').padStart(11)} ${`${row.cpuMs.min} ms`.padStart(9)} ${`${row.cpuMs.median} ms`.padStart(9)} ${`${row.wallMs.median} ms`.padStart(9)} ${`${row.peakHeapMiB} MiB`.padStart(10)} ${(row.firstRunCpuMs === undefined ? '-' : `${row.firstRunCpuMs} ms`).padStart(9)} ${`x${row.doublingCpu}`.padStart(7)} ${`x${row.doublingHeap}`.padStart(7)}  ${targets.join(' ')}${row.firstTwiceRunCpuMs === undefined ? '' : `  (1st at x2: ${row.firstTwiceRunCpuMs} ms)`}${row.runs === runs ? '' : `  (${row.runs} runs of each size)`}${row.outcome === 'ok' ? '' : `  (${row.outcome})`}\n`,
     );
   }
 

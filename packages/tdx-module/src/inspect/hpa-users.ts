@@ -13,11 +13,13 @@ const isPageNumber = (page: number, hpa: number): boolean =>
 const KEPT_BLOCKS = 16;
 
 /**
- * Slots of the largest slab {@link HpaUsers.clear} keeps (zeroed) for the next check: 8 MiB, the 2,048 blocks of a TD
- * of nearly 4 GiB of 4K pages. Blocks made again at each check of such a TD were fresh memory each time: the check
- * of a 2 GiB swiotlb took three times the CPU of the 1 GiB one, twice with the slab kept.
+ * Slots of the largest slab {@link HpaUsers.clear} keeps (zeroed) for the next check: 9 MiB, 2,304 blocks, what a TD
+ * of 2 TiB of 2M pages with its tables uses (2,053: the bench's largest check) or one of nearly 4.5 GiB of 4K pages.
+ * Blocks made again at each check of such a TD were fresh memory each time: the check of a 2 GiB swiotlb took three
+ * times the CPU of the 1 GiB one, twice with the slab kept. The slab grows up to it by doubling, then by an eighth, so
+ * that it is never more than twice the blocks a check uses: kept when those fit in it, dropped when they do not.
  */
-const KEPT_SLOTS = 2 ** 20;
+const KEPT_SLOTS = 2304 * 512;
 
 /** Pages a block holds: a block of a level spans 512 pages of that level. */
 const BLOCK = 512;
@@ -29,13 +31,14 @@ const FIRST_BLOCKS = 4;
  * Who references each host page at each level (0 = 4K, 1 = 2M, 2 = 1G), for the invariant checks: a user number per
  * page, kept in blocks of 512 (one block per 512 pages of a level, found by its number) so that a TD of a million
  * pages costs a thousand blocks, not a million map entries keyed by 41-bit numbers. The blocks are slices of one
- * typed array (the slab), grown by doubling and kept between checks up to {@link KEPT_SLOTS}, not a typed array each
- * made again at every check (1,027 of them for a 2 GiB TD of 4K pages). A page not aligned to its level's size (only in a broken state) is kept apart by its exact
- * address, as before. The block last found at each level is remembered: a check visits a TD's pages in GPA order,
- * and the host pages of neighbouring GPAs mostly share a block, so most pages cost no map lookup.
+ * typed array (the slab), kept between checks up to {@link KEPT_SLOTS}, not a typed array each made again at every
+ * check (1,027 of them for a 2 GiB TD of 4K pages). A page not aligned to its level's size (only in a broken state)
+ * is kept apart by its exact address, as before. The block last found at each level is remembered: a check visits a
+ * TD's pages in GPA order, and the host pages of neighbouring GPAs mostly share a block, so most pages cost no map
+ * lookup.
  */
 export class HpaUsers {
-  /** Per level, the first slot of each block in {@link #slab}, by block number (HPA ÷ the span of 512 pages of that level). */
+  /** Per level, the first slot of each block in {@link #slab}, by block number (HPA ÷ 512 pages of that level). */
   readonly #blocks: Map<number, number>[] = [new Map(), new Map(), new Map()];
   /**
    * Every block, one after another: user + 1 per page (0: nobody). Doubles: a user number is a record × 512 + an
@@ -44,6 +47,8 @@ export class HpaUsers {
   #slab = new Float64Array(0);
   /** Blocks handed out of {@link #slab}, at its start. */
   #blockCount = 0;
+  /** Slots of the next slab made from nothing: {@link KEPT_SLOTS} after one was dropped (a large TD checked). */
+  #firstSlots = FIRST_BLOCKS * BLOCK;
   /** Pages not aligned to their level's size, by HPA + level (unique: an HPA is 4K-aligned, a level below 3). */
   readonly #unaligned = new Map<number, number>();
   /** Per level, the number of the block last found (-1: none) and its first slot. */
@@ -77,8 +82,8 @@ export class HpaUsers {
 
   /**
    * Forgets every user, for the next check: a few blocks are zeroed and kept with their numbers (a small TD's check
-   * then allocates nothing); more are forgotten, the slab zeroed and kept for the next check up to
-   * {@link KEPT_SLOTS} (a TD of nearly 4 GiB of 4K pages: its next check then takes no new memory), dropped past it.
+   * then allocates nothing); more are forgotten and the slab zeroed and kept when they fit in {@link KEPT_SLOTS} (the
+   * next check of that TD then takes no new memory), else dropped, not zeroed.
    */
   clear(): void {
     // Only when it holds something: clearing a Map gives it a new table even when it is empty, and it nearly always is.
@@ -88,8 +93,11 @@ export class HpaUsers {
     if (this.#blockCount > KEPT_BLOCKS) {
       for (const blocks of this.#blocks) blocks.clear();
       this.#blockCount = 0;
-      if (this.#slab.length > KEPT_SLOTS) {
+      if (used > KEPT_SLOTS) {
+        // The next slab is made at the limit at once: a check after it, of a TD nearly as large, would else grow it
+        // again from a few blocks by doubling, a copy at each step.
         this.#slab = new Float64Array(0);
+        this.#firstSlots = KEPT_SLOTS;
         return;
       }
     }
@@ -158,13 +166,23 @@ export class HpaUsers {
     return base;
   }
 
-  /** A zeroed block at the end of the slab (grown to twice its size when full); returns its first slot. */
+  /**
+   * A zeroed block at the end of the slab (grown when full: doubled up to {@link KEPT_SLOTS}, then by an eighth);
+   * returns its first slot.
+   */
   #newBlock(): number {
     const base = this.#blockCount * BLOCK;
     if (base === this.#slab.length) {
-      const grown = new Float64Array(Math.max(FIRST_BLOCKS * BLOCK, 2 * base));
+      const length =
+        base === 0
+          ? this.#firstSlots
+          : base < KEPT_SLOTS
+            ? Math.min(2 * base, KEPT_SLOTS)
+            : base + Math.ceil(base / 8 / BLOCK) * BLOCK;
+      const grown = new Float64Array(length);
       grown.set(this.#slab);
       this.#slab = grown;
+      this.#firstSlots = FIRST_BLOCKS * BLOCK;
     }
     this.#blockCount++;
     return base;

@@ -124,4 +124,22 @@ describe('HpaUsers', () => {
       users.clear();
     }
   });
+
+  it('starts from nobody after a check of more blocks than a kept slab holds, in a small and a large check after it', () => {
+    const users = new HpaUsers();
+    // 2,400 blocks (past the 2,304 a kept slab holds), one page each at the same slot of its block: a slab kept
+    // without being zeroed would show the first ones' users to the blocks handed out again from its start.
+    const at = (i: number): number => 2 ** 36 + i * 2 ** 21 + 8 * SPAN[0];
+    const huge = Array.from({ length: 2400 }, (_, i) => at(i));
+    for (const [k, hpa] of huge.entries()) users.set(hpa, 0, k);
+    expect(users.get(at(2399), 0)).toBe(2399);
+    users.clear();
+    const small = [at(5000), at(5001), at(5002)];
+    const large = Array.from({ length: 40 }, (_, i) => at(6000 + i));
+    for (const hpas of [small, large, huge]) {
+      for (const [k, hpa] of hpas.entries()) expect(users.swap(hpa, 0, k)).toBeUndefined();
+      for (const [k, hpa] of hpas.entries()) expect(users.get(hpa, 0)).toBe(k);
+      users.clear();
+    }
+  });
 });
