@@ -28,6 +28,7 @@ describe('tdxsim bench', () => {
         workload: string;
         outcome: string;
         firstRunCpuMs?: number;
+        firstTwiceRunCpuMs?: number;
         calls: number;
         peakHeapMiB: number;
         doublingHeap: number;
@@ -40,6 +41,8 @@ describe('tdxsim bench', () => {
     ]);
     // --quick has no warm-up run; 16 MiB at 512 pages per MapGPA call is 8 calls each way, and more than that.
     expect(report.rows[0]?.firstRunCpuMs).toBeUndefined();
+    expect(report.rows[0]?.firstTwiceRunCpuMs).toBeUndefined();
+    expect(run.stdout).not.toMatch(/1st at x2/);
     expect(report.rows[0]?.calls).toBeGreaterThan(16);
     // The heap comes from runs of its own, after a full collection: a TD of 16 MiB holds some heap.
     expect(report.rows[0]?.peakHeapMiB).toBeGreaterThan(0);
@@ -99,7 +102,8 @@ describe('tdxsim bench', () => {
     expect(alone.stdout).toMatch(/EPT-violation exit \(hyperv-8192 with the asterinas guest, 1024 pages\)/);
   });
 
-  it('--warm-up adds unmeasured runs, shown as the 1st run; an unknown measure is a usage error', async () => {
+  it('--warm-up adds unmeasured runs, shown as the 1st run, then one at twice the size; an unknown measure is a usage error', async () => {
+    const json = join(testTempDir('tdxsim-bench-'), 'bench.json');
     const run = await runMain([
       'bench',
       '--vmm',
@@ -110,12 +114,19 @@ describe('tdxsim bench', () => {
       '1',
       '--warm-up',
       '2',
+      '--json',
+      json,
     ]);
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/1 run each after 2 warm-up runs/);
+    expect(run.stdout).toMatch(/1 run each after 2 warm-up runs and one at twice the size/);
     expect(run.stdout).toMatch(
-      /^swiotlb 1 GiB \(hyperv-8192\) +[\d,]+ +\d+ ms +\d+ ms +\d+ ms +[\d.]+ MiB +\d+ ms /m,
+      /^swiotlb 1 GiB \(hyperv-8192\) +[\d,]+ +\d+ ms +\d+ ms +\d+ ms +[\d.]+ MiB +\d+ ms .* \(1st at x2: \d+ ms\)/m,
     );
+    // The warm-up run at twice the size, the first of the row's to reach 2 GiB, is kept: more work than the 1 GiB one.
+    const report = JSON.parse(readFileSync(json, 'utf8')) as {
+      rows: { firstRunCpuMs?: number; firstTwiceRunCpuMs?: number }[];
+    };
+    expect(report.rows[0]?.firstTwiceRunCpuMs).toBeGreaterThan(0);
     const bad = await runMain(['bench', '--only', 'swiotlb,teleport']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/teleport/);

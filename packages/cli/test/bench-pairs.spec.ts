@@ -6,6 +6,7 @@ import {
   measureHeapPairs,
   measurePairs,
   type RunMeasured,
+  warmUp,
 } from '../src/bench/bench-pairs.js';
 
 /** A measurer whose runs cost `cpuMsPerUnit` per unit of amount, recording the amounts it was asked for. */
@@ -27,6 +28,16 @@ function fakeMeasurer(cpuMsPerUnit: number): {
     },
   };
 }
+
+describe('warmUp', () => {
+  it('runs the size `runs` times, then twice the size once, and gives the first run and the one at twice', async () => {
+    const { asked, measureAt } = fakeMeasurer(10);
+    const { first, firstTwice } = await warmUp(measureAt, 3, 2);
+    expect(asked).toEqual([3, 3, 6]);
+    expect(first.cpuMs).toBe(30);
+    expect(firstTwice.cpuMs).toBe(60);
+  });
+});
 
 describe('measurePairs', () => {
   it('alternates the two sizes, one then twice, for `runs` pairs of a long row', async () => {

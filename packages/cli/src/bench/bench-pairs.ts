@@ -33,6 +33,24 @@ export const DOUBLING_MIN_CPU_MS = 1500;
 export const DOUBLING_MAX_PAIRS = 40;
 
 /**
+ * The unmeasured runs before a row's pairs: `runs` at `amount`, then one at twice it, so that both sizes run warm in
+ * the pairs. Without the latter the first run at twice the size compiled again what only it reaches (a 2 GiB
+ * swiotlb's GPAs past 2^31: 21 deoptimisations, 1.4–1.5 s of CPU against ~1.05 s warm) and was one of the three runs
+ * judged at that size. Returns the first run (the '1st run' column) and the one at twice the size (its cost, shown
+ * apart).
+ */
+export async function warmUp(
+  measureAt: (amount: number) => Promise<RunMeasured>,
+  amount: number,
+  runs: number,
+): Promise<{ readonly first: RunMeasured; readonly firstTwice: RunMeasured }> {
+  const first = await measureAt(amount);
+  for (let i = 1; i < runs; i++) await measureAt(amount);
+  const firstTwice = await measureAt(2 * amount);
+  return { first, firstTwice };
+}
+
+/**
  * Runs of one case at `amount` and as many at twice it, alternated (one, then the other), so that a drift of the
  * machine's speed weighs on both sizes alike: `runs` pairs, or more when `moreWhenShort` and the runs at `amount`
  * add up to less than {@link DOUBLING_MIN_CPU_MS} of CPU (at most {@link DOUBLING_MAX_PAIRS} pairs).

@@ -16,6 +16,7 @@ import {
   measureHeapPairs,
   measurePairs,
   type RunMeasured,
+  warmUp,
 } from '../bench/bench-pairs.js';
 import { cpuNow } from '../bench/cpu-time.js';
 import { exit4kInChild } from '../bench/exit-4k-in-child.js';
@@ -53,6 +54,11 @@ export interface BenchRow {
    * its optimising compiler on background threads during it, and that CPU time is the process's too.
    */
   readonly firstRunCpuMs?: number;
+  /**
+   * CPU time of the warm-up run at twice the size, after the first ones (undefined with `--quick`): the first to reach
+   * what only the larger size reaches (GPAs past 2^31 for a 2 GiB swiotlb), so that the pairs after it are warm.
+   */
+  readonly firstTwiceRunCpuMs?: number;
   readonly wallMs: { readonly min: number; readonly median: number };
   /**
    * Highest heap above the heap at the start of a run at this size, in MiB, of runs of their own after the timed ones
@@ -124,13 +130,13 @@ export const benchCommand: CliCommand = {
       )
       .option(
         '--warm-up <n>',
-        "unmeasured runs of each workload before its measured ones (default 1, 2 for the 4K exit path and the fuzz campaigns; none with --quick); the first one's CPU is the '1st run' column",
+        "unmeasured runs of each workload before its measured ones (default 1, 2 for the 4K exit path and the fuzz campaigns; none with --quick), a table row's followed by one at twice its size (its CPU shown as '1st at x2' after the row); the first one's CPU is the '1st run' column",
         positiveInteger(100),
       )
       .option('--json <file>', 'write the rows and figures as JSON')
       .addHelpText(
         'after',
-        "\nCPU time is the process's (user + system) during the run: on a shared machine wall time is noise. Each workload of the table runs --warm-up times unmeasured first (one 4K page through an EPT-violation exit runs in a fresh node process of its own per backend, after --warm-up unmeasured runs, default 2 there, and is judged on the CPU inside the conversions, the whole scenario per page (TD built, closing safety check) on a line beside it; the module-alone runs run in a fresh node process of their own, after one unmeasured pair; fuzz runs --warm-up campaigns (default 2 there) and then --runs more, seeds 1 and up, in a fresh node process of their own, as `tdxsim fuzz` runs, each timed by that process's CPU time, prints each warm-up campaign, JIT compilation included, on a line of its own and judges the median of the campaigns after them) (the first one's CPU time is the '1st run' column: in a fresh process with one --only measure and one --vmm, the cold cost, V8's compilation of the hot path included), then --runs times at its size and --runs times at twice it, alternated (without --runs, a row whose runs at its size add up to less than 1.5 s of CPU runs more pairs, up to 40, so that its doubling ratio is not judged on a few runs of tens of milliseconds). No garbage collection is forced before a timed run; the peak heap comes from runs of their own after the timed ones (at each size as many as fit in 1.5 s of CPU, at most one per timed run, each after a full collection). Targets are issue 14's. Exit code 1 when a workload is not ok, at its size or at twice it, when the fuzz child fails or a fuzz campaign finds an unsafe guest (a missed target is reported, not an error).",
+        "\nCPU time is the process's (user + system) during the run: on a shared machine wall time is noise. Each workload of the table runs --warm-up times unmeasured first, then once at twice its size, so that both sizes are timed warm (one 4K page through an EPT-violation exit runs in a fresh node process of its own per backend, after --warm-up unmeasured runs, default 2 there, and is judged on the CPU inside the conversions, the whole scenario per page (TD built, closing safety check) on a line beside it; the module-alone runs run in a fresh node process of their own, after one unmeasured pair; fuzz runs --warm-up campaigns (default 2 there) and then --runs more, seeds 1 and up, in a fresh node process of their own, as `tdxsim fuzz` runs, each timed by that process's CPU time, prints each warm-up campaign, JIT compilation included, on a line of its own and judges the median of the campaigns after them) (the first one's CPU time is the '1st run' column: in a fresh process with one --only measure and one --vmm, the cold cost, V8's compilation of the hot path included), then --runs times at its size and --runs times at twice it, alternated (without --runs, a row whose runs at its size add up to less than 1.5 s of CPU runs more pairs, up to 40, so that its doubling ratio is not judged on a few runs of tens of milliseconds). No garbage collection is forced before a timed run; the peak heap comes from runs of their own after the timed ones (at each size as many as fit in 1.5 s of CPU, at most one per timed run, each after a full collection). Targets are issue 14's. Exit code 1 when a workload is not ok, at its size or at twice it, when the fuzz child fails or a fuzz campaign finds an unsafe guest (a missed target is reported, not an error).",
       )
       .action(async (options: BenchOptions) => done(await bench(options)));
   },
@@ -197,7 +203,7 @@ async function bench(args: BenchOptions): Promise<number> {
   ];
   const cases = allCases.filter((c) => wanted(c.measure));
   process.stdout.write(
-    `tdxsim bench (node ${process.version}, ${runs} run${runs === 1 ? '' : 's'} each${judged && args.runs === undefined ? ' (more of a short row)' : ''}${args.quick ? '' : ` after ${args.warmUp ?? 1} warm-up run${(args.warmUp ?? 1) === 1 ? '' : 's'}`}${args.quick ? ', quick: 1/64 of each, targets not judged' : ''}; CPU = process user + system)\n`,
+    `tdxsim bench (node ${process.version}, ${runs} run${runs === 1 ? '' : 's'} each${judged && args.runs === undefined ? ' (more of a short row)' : ''}${args.quick ? '' : ` after ${args.warmUp ?? 1} warm-up run${(args.warmUp ?? 1) === 1 ? '' : 's'} and one at twice the size`}${args.quick ? ', quick: 1/64 of each, targets not judged' : ''}; CPU = process user + system)\n`,
   );
   process.stdout.write(
     `${'benchmark'.padEnd(34)} ${'calls'.padStart(11)} ${'CPU min'.padStart(9)} ${'CPU med'.padStart(9)} ${'wall med'.padStart(9)} ${'peak heap'.padStart(10)} ${'1st run'.padStart(9)} ${'x2 CPU'.padStart(7)} ${'x2 heap'.padStart(7)}  targets\n`,
@@ -205,8 +211,9 @@ async function bench(args: BenchOptions): Promise<number> {
   const rows: BenchRow[] = [];
   for (const c of cases) {
     // Unmeasured: what it costs is shown apart, so that the runs compared (and doubled) are all warm.
-    const first = args.quick ? undefined : await measure(c, c.amount);
-    for (let i = 1; i < (args.quick ? 0 : (args.warmUp ?? 1)); i++) await measure(c, c.amount);
+    const warm = args.quick
+      ? undefined
+      : await warmUp((size) => measure(c, size), c.amount, args.warmUp ?? 1);
     const { once, twice } = await measurePairs(
       (size) => measure(c, size),
       c.amount,
@@ -229,7 +236,12 @@ async function bench(args: BenchOptions): Promise<number> {
       cpuMs: { min: Math.round(Math.min(...once.cpu)), median: Math.round(median(once.cpu)) },
       wallMs: { min: Math.round(Math.min(...once.wall)), median: Math.round(median(once.wall)) },
       peakHeapMiB: Math.round(heap.once.peakHeapMiB * 10) / 10,
-      ...(first === undefined ? {} : { firstRunCpuMs: Math.round(first.cpuMs) }),
+      ...(warm === undefined
+        ? {}
+        : {
+            firstRunCpuMs: Math.round(warm.first.cpuMs),
+            firstTwiceRunCpuMs: Math.round(warm.firstTwice.cpuMs),
+          }),
       runs: once.cpu.length,
       doublingCpu: Math.round((median(twice.cpu) / median(once.cpu)) * 100) / 100,
       doublingHeap: Math.round((heap.twice.peakHeapMiB / Math.max(heap.once.peakHeapMiB, 1)) * 100) / 100,
@@ -246,7 +258,7 @@ async function bench(args: BenchOptions): Promise<number> {
       showTarget({ limit: DOUBLING_LIMIT }, 'x2 heap', row.doublingHeap, judged),
     ].filter((t) => t !== '');
     process.stdout.write(
-      `${`${row.title} ${row.amount} (${row.vmm})`.padEnd(34)} ${row.calls.toLocaleString('en-US').padStart(11)} ${`${row.cpuMs.min} ms`.padStart(9)} ${`${row.cpuMs.median} ms`.padStart(9)} ${`${row.wallMs.median} ms`.padStart(9)} ${`${row.peakHeapMiB} MiB`.padStart(10)} ${(row.firstRunCpuMs === undefined ? '-' : `${row.firstRunCpuMs} ms`).padStart(9)} ${`x${row.doublingCpu}`.padStart(7)} ${`x${row.doublingHeap}`.padStart(7)}  ${targets.join(' ')}${row.runs === runs ? '' : `  (${row.runs} runs of each size)`}${row.outcome === 'ok' ? '' : `  (${row.outcome})`}\n`,
+      `${`${row.title} ${row.amount} (${row.vmm})`.padEnd(34)} ${row.calls.toLocaleString('en-US').padStart(11)} ${`${row.cpuMs.min} ms`.padStart(9)} ${`${row.cpuMs.median} ms`.padStart(9)} ${`${row.wallMs.median} ms`.padStart(9)} ${`${row.peakHeapMiB} MiB`.padStart(10)} ${(row.firstRunCpuMs === undefined ? '-' : `${row.firstRunCpuMs} ms`).padStart(9)} ${`x${row.doublingCpu}`.padStart(7)} ${`x${row.doublingHeap}`.padStart(7)}  ${targets.join(' ')}${row.firstTwiceRunCpuMs === undefined ? '' : `  (1st at x2: ${row.firstTwiceRunCpuMs} ms)`}${row.runs === runs ? '' : `  (${row.runs} runs of each size)`}${row.outcome === 'ok' ? '' : `  (${row.outcome})`}\n`,
     );
   }
 

@@ -33,6 +33,9 @@ export class HostPageAllocator {
   #freeStep: number[] = [];
   #free2m: number[] = [];
   #allocated = 0;
+  /** The pages and direction of the run {@link #take4k} took last. */
+  #takenPages = 0;
+  #takenStep: 1 | -1 = 1;
 
   constructor(tdmr: TdmrOptions) {
     // A copy's bounds are its source's, checked when that was made (a restore per fuzz case copies an allocator).
@@ -65,7 +68,7 @@ export class HostPageAllocator {
 
   /** A 4K page (the last one freed, else a new one); throws OUT_OF_HOST_MEMORY when the range is exhausted. */
   alloc4k(): number {
-    return this.#take4k(1).hpa;
+    return this.#take4k(1);
   }
 
   /**
@@ -74,10 +77,16 @@ export class HostPageAllocator {
    */
   alloc4kRun(maxPages: number): HostPageRun {
     assertIntegerInRange('maxPages', maxPages, 1, Number.MAX_SAFE_INTEGER);
-    return this.#take4k(maxPages);
+    const hpa = this.#take4k(maxPages);
+    return { hpa, pages: this.#takenPages, step: this.#takenStep };
   }
 
-  #take4k(maxPages: number): HostPageRun {
+  /**
+   * Takes up to `maxPages` pages as one run: returns its first HPA, its pages and direction left in
+   * {@link #takenPages} and {@link #takenStep} (no object: {@link alloc4k} takes a page per 4K AUG, and a run object
+   * for each was 80 bytes of garbage a page).
+   */
+  #take4k(maxPages: number): number {
     const top = this.#freeCount.length - 1;
     if (top >= 0) {
       const count = this.#freeCount[top] as number;
@@ -95,14 +104,18 @@ export class HostPageAllocator {
         this.#freeCount[top] = count - pages;
       }
       this.#allocated += pages * KIB4;
-      return { hpa, pages, step: step === 1 ? -1 : 1 };
+      this.#takenPages = pages;
+      this.#takenStep = step === 1 ? -1 : 1;
+      return hpa;
     }
     if (this.#next4k + KIB4 > this.#next2m) throw this.#exhausted('4K');
     const pages = Math.min(maxPages, (this.#next2m - this.#next4k) / KIB4);
     const hpa = this.#next4k;
     this.#next4k += pages * KIB4;
     this.#allocated += pages * KIB4;
-    return { hpa, pages, step: 1 };
+    this.#takenPages = pages;
+    this.#takenStep = 1;
+    return hpa;
   }
 
   /** A 2M-aligned 2M page. */

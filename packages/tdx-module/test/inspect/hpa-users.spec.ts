@@ -101,4 +101,45 @@ describe('HpaUsers', () => {
     expect(users.get(0, 0)).toBe(7);
     expect(users.get(Number.NaN, 0)).toBeUndefined();
   });
+
+  it('never lets a slot outside its block (a negative page of a corrupted state) reach the block before it', () => {
+    const users = new HpaUsers();
+    // The last slot of the first block made, then a negative 2M page whose block is made right after it: slot -1 of
+    // that block is, in the one array the blocks share, the slot set first.
+    users.set(511 * SPAN[0], 0, 9);
+    expect(users.swap(-SPAN[1], 1, 1)).toBeUndefined();
+    expect(users.get(-SPAN[1], 1)).toBeUndefined();
+    expect(users.get(511 * SPAN[0], 0)).toBe(9);
+  });
+
+  it('starts every check from nobody, through large and small checks in turn', () => {
+    const users = new HpaUsers();
+    // 40 blocks (more than are kept with their numbers), 3 elsewhere, then the 40 again: the blocks are handed out
+    // again from the same memory, which must read as nobody's each time.
+    const large = Array.from({ length: 40 }, (_, i) => 2 ** 36 + i * 2 ** 21 + 8 * SPAN[0]);
+    const small = [0, 1, 2].map((i) => 2 ** 40 + i * 2 ** 21 + 8 * SPAN[0]);
+    for (const hpas of [large, small, large, small]) {
+      for (const [k, hpa] of hpas.entries()) expect(users.swap(hpa, 0, k)).toBeUndefined();
+      for (const [k, hpa] of hpas.entries()) expect(users.get(hpa, 0)).toBe(k);
+      users.clear();
+    }
+  });
+
+  it('starts from nobody after a check of more blocks than a kept slab holds, in a small and a large check after it', () => {
+    const users = new HpaUsers();
+    // 2,400 blocks (past the 2,304 a kept slab holds), one page each at the same slot of its block: a slab kept
+    // without being zeroed would show the first ones' users to the blocks handed out again from its start.
+    const at = (i: number): number => 2 ** 36 + i * 2 ** 21 + 8 * SPAN[0];
+    const huge = Array.from({ length: 2400 }, (_, i) => at(i));
+    for (const [k, hpa] of huge.entries()) users.set(hpa, 0, k);
+    expect(users.get(at(2399), 0)).toBe(2399);
+    users.clear();
+    const small = [at(5000), at(5001), at(5002)];
+    const large = Array.from({ length: 40 }, (_, i) => at(6000 + i));
+    for (const hpas of [small, large, huge]) {
+      for (const [k, hpa] of hpas.entries()) expect(users.swap(hpa, 0, k)).toBeUndefined();
+      for (const [k, hpa] of hpas.entries()) expect(users.get(hpa, 0)).toBe(k);
+      users.clear();
+    }
+  });
 });
