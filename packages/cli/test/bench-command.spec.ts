@@ -131,6 +131,20 @@ describe('tdxsim bench', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/teleport/);
   });
+  it('--only fuzz --warm-up 1 --runs 1: the first campaign printed apart as warm-up, the second judged', async () => {
+    const json = join(testTempDir('tdxsim-bench-'), 'bench.json');
+    const run = await runMain(['bench', '--only', 'fuzz', '--warm-up', '1', '--runs', '1', '--json', json]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^fuzz: 2 campaigns of 2050 cases \(seeds 1\.\.2\) in a fresh node process/m);
+    expect(run.stdout).toMatch(
+      /^fuzz, first campaign of the process \(warm-up, JIT compiling the case loop, not judged\): \d+ cases\/s$/m,
+    );
+    expect(run.stdout).not.toMatch(/campaign 2 of the process \(warm-up/);
+    const report = JSON.parse(readFileSync(json, 'utf8')) as { figures: { name: string }[] };
+    expect(report.figures.map((f) => f.name)).toEqual([
+      'fuzz cases per CPU-second (2050 cases, default checks, campaign 2 of the process, after 1 warm-up campaign)',
+    ]);
+  });
   it('--only fuzz --quick runs the campaigns in a child process, no warm-up campaign: all of them judged', async () => {
     const json = join(testTempDir('tdxsim-bench-'), 'bench.json');
     const run = await runMain(['bench', '--quick', '--only', 'fuzz', '--runs', '2', '--json', json]);

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { type FigureSink, fuzzFigures } from '../src/bench/fuzz-figures.js';
+import { type FigureSink, FUZZ_WARM_UP, fuzzFigures, fuzzWarmUp } from '../src/bench/fuzz-figures.js';
 import { type FuzzCampaignFigure, fuzzCampaignsInChild } from '../src/bench/fuzz-in-child.js';
 
 /** Runs {@link fuzzFigures} with `measure`, capturing what it prints and the figures it hands `bench`. */
@@ -77,6 +77,10 @@ describe("tdxsim bench's fuzz figure from its child process", () => {
       /^fuzz, campaign 2 of the process \(warm-up, JIT compiling the case loop, not judged\): 2000 cases\/s$/m,
     );
     expect(run.stdout).not.toMatch(/campaign 3 of the process/);
+    // 405 cases in 81 + 40.5 + 27 + 16.2 + 20.25 = 184.95 ms: 2,189.8 cases a second.
+    expect(run.stdout).toMatch(
+      /^fuzz, all 5 campaigns of the process together \(warm-up included, not judged\): 2190 cases\/s$/m,
+    );
     expect(run.figures).toEqual([
       [
         'fuzz cases per CPU-second (81 cases, default checks, campaigns 3..5 of the process, after 2 warm-up campaigns; judged: their median)',
@@ -91,7 +95,7 @@ describe("tdxsim bench's fuzz figure from its child process", () => {
   it('without warm-up (--quick) the one campaign is the figure, JIT warm-up included, and nothing is printed apart', async () => {
     const run = await fuzzLines(0, 1, async (cases) => [{ seed: 1, cases, cpuMs: 40.5, failed: false }]);
     expect(run.ok).toBe(true);
-    expect(run.stdout).not.toMatch(/warm-up, JIT/);
+    expect(run.stdout).not.toMatch(/warm-up, JIT|together/);
     expect(run.figures).toEqual([
       [
         'fuzz cases per CPU-second (81 cases, default checks, campaign 1 of the process, JIT warm-up included)',
@@ -112,6 +116,14 @@ describe("tdxsim bench's fuzz figure from its child process", () => {
     expect(run.ok).toBe(false);
     expect(run.stderr).toMatch(/the campaign of seed 2 found an unsafe guest/);
     expect(run.figures).toEqual([]);
+  });
+
+  it('warms up 2 campaigns by default, --warm-up ones when given, none with --quick', () => {
+    expect(FUZZ_WARM_UP).toBe(2);
+    expect(fuzzWarmUp(undefined, undefined)).toBe(2);
+    expect(fuzzWarmUp(false, 5)).toBe(5);
+    expect(fuzzWarmUp(true, 5)).toBe(0);
+    expect(fuzzWarmUp(true, undefined)).toBe(0);
   });
 
   it('asks the child for the warm-up campaigns and the judged ones together', async () => {

@@ -21,7 +21,7 @@ import {
 import { cpuNow } from '../bench/cpu-time.js';
 import { exit4kInChild } from '../bench/exit-4k-in-child.js';
 import { fullCollection } from '../bench/full-collection.js';
-import { fuzzFigures } from '../bench/fuzz-figures.js';
+import { fuzzFigures, fuzzWarmUp } from '../bench/fuzz-figures.js';
 import { kvmWithHugePages } from '../bench/kvm-huge-pages.js';
 import { moduleAloneInChild } from '../bench/module-alone-in-child.js';
 import { buildCatalog, pick } from '../catalog/catalog.js';
@@ -337,7 +337,7 @@ async function bench(args: BenchOptions): Promise<number> {
   let fuzzFailed = false;
   if (wanted('fuzz'))
     fuzzFailed = !(await fuzzFigures(
-      args.quick ? 0 : (args.warmUp ?? FUZZ_WARM_UP),
+      fuzzWarmUp(args.quick, args.warmUp),
       runs,
       Math.round(2000 * scale) + 50,
       figure,
@@ -367,13 +367,6 @@ function exitPaths(vmms: readonly VmmEntry[]): { vmm: VmmEntry; policy: string }
  * that path over the first two (one process, 65,536 pages on KVM: 808, 412, then 251 ms of CPU).
  */
 const EXIT_4K_WARM_UP = 2;
-
-/**
- * Unmeasured fuzz campaigns in the fuzz child before the judged ones, unless `--warm-up` says: V8 compiles the case
- * loop over the first two (one process, 2,050 cases each, `node --trace-opt`: 662 functions compiled in the first
- * campaign, 98 in the second, 28 in the third, 1.6 s, 0.42 s and 0.32 s of CPU).
- */
-const FUZZ_WARM_UP = 2;
 
 /** Heap samples at most this often (ms of wall time): reading the heap costs more than a small conversion. */
 const HEAP_SAMPLE_MS = 20;
