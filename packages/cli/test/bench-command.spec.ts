@@ -118,7 +118,9 @@ describe('tdxsim bench', () => {
       json,
     ]);
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/1 run each after 2 warm-up runs and one at twice the size/);
+    expect(run.stdout).toMatch(
+      /1 run each after 2 warm-up runs \(a table row's then one at twice its size\);/,
+    );
     expect(run.stdout).toMatch(
       /^swiotlb 1 GiB \(hyperv-8192\) +[\d,]+ +\d+ ms +\d+ ms +\d+ ms +[\d.]+ MiB +\d+ ms .* \(1st at x2: \d+ ms\)/m,
     );

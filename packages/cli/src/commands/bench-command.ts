@@ -203,7 +203,7 @@ async function bench(args: BenchOptions): Promise<number> {
   ];
   const cases = allCases.filter((c) => wanted(c.measure));
   process.stdout.write(
-    `tdxsim bench (node ${process.version}, ${runs} run${runs === 1 ? '' : 's'} each${judged && args.runs === undefined ? ' (more of a short row)' : ''}${args.quick ? '' : ` after ${args.warmUp ?? 1} warm-up run${(args.warmUp ?? 1) === 1 ? '' : 's'} and one at twice the size`}${args.quick ? ', quick: 1/64 of each, targets not judged' : ''}; CPU = process user + system)\n`,
+    `tdxsim bench (node ${process.version}, ${runs} run${runs === 1 ? '' : 's'} each${judged && args.runs === undefined ? ' (more of a short row)' : ''}${args.quick ? '' : ` after ${args.warmUp ?? 1} warm-up run${(args.warmUp ?? 1) === 1 ? '' : 's'} (a table row's then one at twice its size${args.warmUp === undefined ? '; 2 of the 4K exit path and of the fuzz campaigns' : ''})`}${args.quick ? ', quick: 1/64 of each, targets not judged' : ''}; CPU = process user + system)\n`,
   );
   process.stdout.write(
     `${'benchmark'.padEnd(34)} ${'calls'.padStart(11)} ${'CPU min'.padStart(9)} ${'CPU med'.padStart(9)} ${'wall med'.padStart(9)} ${'peak heap'.padStart(10)} ${'1st run'.padStart(9)} ${'x2 CPU'.padStart(7)} ${'x2 heap'.padStart(7)}  targets\n`,
