@@ -112,18 +112,32 @@ describe.skipIf(!hasClang)('WasmBridge', () => {
     );
     const wait = vi.spyOn(Atomics, 'wait');
     try {
-      const result = returned(
+      // TDCALLs back to back: the host's watch of the counter catches most of them on idle cores (on a CI machine,
+      // all 1,000, so no wait at all), a wait is blocking, and an asynchronous one comes only once the thread has
+      // been held for the bound (a busy machine's stall).
+      const back = returned(
         await bridge.call(
           'vp_info_loop',
           [{ i32: 1000 }],
           serving((block) => block),
         ),
       );
-      expect(result.tdcalls).toBe(1000);
-      // A message the watch before the wait did not catch is waited for in Atomics.wait; an asynchronous wait only
-      // once the thread has been held for the bound (a busy machine's stall).
-      expect(wait.mock.calls.length).toBeGreaterThan(0);
+      expect(back.tdcalls).toBe(1000);
       expect(waitAsync.mock.calls.length).toBeLessThan(100);
+      waitAsync.mockClear();
+      wait.mockClear();
+      // Each TDCALL after 30,000 xorshift steps (90,000 dependent operations, tens of µs): longer than the watch (2,000
+      // checks, 1–2 µs) on any machine, so each wait for the guest's next TDCALL sleeps, and in Atomics.wait.
+      const apart = returned(
+        await bridge.call(
+          'compute_then_tdcall',
+          [{ i32: 200 }, { i32: 30_000 }],
+          serving((block) => block),
+        ),
+      );
+      expect(apart.tdcalls).toBe(200);
+      expect(wait.mock.calls.length).toBeGreaterThan(0);
+      expect(waitAsync.mock.calls.length).toBeLessThan(20);
     } finally {
       waitAsync.mockRestore();
       wait.mockRestore();
